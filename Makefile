@@ -1,0 +1,43 @@
+# Two commands do all the setup on a fresh machine with Python 3.11 and pip:
+#   make demo   build .venv from the pinned lock, then run the main job
+#   make test   build .venv from the pinned lock, then run every quality gate and test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.zcbench-installed
+
+.PHONY: setup demo test lint typecheck pytest bench lock clean
+
+setup: $(STAMP)
+
+# The lock carries a hash for every distribution: pip refuses anything else.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/zcbench demo
+
+lint: setup
+	$(VENV)/bin/ruff check zcbench tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(PY) bench/run_all.py
+
+# Maintainers only: regenerate the lock (needs uv on PATH and the network).
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m zcbench`` is the ``zcbench`` command."""
+
+from zcbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+"""zcbench.channel (DESIGN.md says what this part owns)."""
+
+__all__: list[str] = []

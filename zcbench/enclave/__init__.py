@@ -1,0 +1,3 @@
+"""zcbench.enclave (DESIGN.md says what this part owns)."""
+
+__all__: list[str] = []

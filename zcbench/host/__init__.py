@@ -1,0 +1,3 @@
+"""zcbench.host (DESIGN.md says what this part owns)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""zcbench.packager (DESIGN.md says what this part owns)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""zcbench.strategy (DESIGN.md says what this part owns)."""
+
+__all__: list[str] = []
