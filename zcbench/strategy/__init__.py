@@ -1,3 +1,57 @@
-"""zcbench.strategy (DESIGN.md says what this part owns)."""
+"""The strategy contract: Strategy, Signal, Batch, the event schema and their wire codecs.
 
-__all__: list[str] = []
+This part imports nothing else of zcbench but the error tree: a sealed strategy module depends on
+it alone (DESIGN.md, "The strategy contract").
+"""
+
+from zcbench.strategy._contract import (
+    Batch,
+    HintValue,
+    Side,
+    Signal,
+    Strategy,
+    StrategyError,
+    apply_strategy,
+    find_strategy,
+    make_strategy,
+)
+from zcbench.strategy._schema import (
+    EVENT_SCHEMA,
+    KINDS,
+    PRICE_SCALE,
+    REQUIRED_FIELDS,
+    price_to_ticks,
+)
+from zcbench.strategy._wire import (
+    MAX_BATCH_EVENTS,
+    WIRE_VERSION,
+    decode_batch,
+    decode_signals,
+    encode_batch,
+    encode_signals,
+    select_fields,
+)
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "KINDS",
+    "MAX_BATCH_EVENTS",
+    "PRICE_SCALE",
+    "REQUIRED_FIELDS",
+    "WIRE_VERSION",
+    "Batch",
+    "HintValue",
+    "Side",
+    "Signal",
+    "Strategy",
+    "StrategyError",
+    "apply_strategy",
+    "decode_batch",
+    "decode_signals",
+    "encode_batch",
+    "encode_signals",
+    "find_strategy",
+    "make_strategy",
+    "price_to_ticks",
+    "select_fields",
+]
