@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/zcbench demo
 
 lint: setup
-	$(VENV)/bin/ruff check zcbench tests bench
+	$(VENV)/bin/ruff check zcbench tests bench tools
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -38,6 +38,7 @@ bench: setup
 # Maintainers only: regenerate the lock (needs uv on PATH and the network).
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
+	$(PY) tools/sync_environment.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
