@@ -1,0 +1,178 @@
+"""Frames and messages: a 4-byte big-endian length, then one CBOR map with ``v`` and ``type``.
+
+This module owns the byte layout of one frame and the shape of every message type; it never
+interprets strategy data (batches and signals travel as opaque byte strings).
+
+Error tree (all under :mod:`zcbench.errors`)::
+
+    DataError
+    └── FrameError          a frame that cannot be accepted; ``fatal`` says whether the stream
+                            lost its framing (oversize or truncated: close) or only this frame
+                            was bad (answer with an error frame, keep going)
+    EnvError
+    └── ChannelClosed       the peer went away or the connection was closed; ``reason`` says why
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import cbor2
+
+from zcbench.errors import DataError, EnvError
+
+__all__ = [
+    "HEADER",
+    "MAX_FRAME",
+    "MESSAGE_FIELDS",
+    "PROTOCOL_VERSION",
+    "ChannelClosed",
+    "FrameError",
+    "Message",
+    "decode_body",
+    "encode_frame",
+    "error_message",
+]
+
+PROTOCOL_VERSION: Final = 1
+HEADER: Final = struct.Struct(">I")
+MAX_FRAME: Final = 64 * 1024 * 1024
+"""Default hard limit on one frame's body; a 1,000-event batch is about 40 KB."""
+
+_OPTIONAL: Final = "?"
+
+# type -> {field: (accepted python types, optional?)}. Unknown fields are refused, so a frame
+# from a newer peer fails loudly rather than being half understood.
+MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
+    # host -> enclave
+    "boot": {"run_id": ((str,), False), "config": ((dict,), False)},
+    "key_release": {"ciphertext": ((bytes,), False)},
+    "attest": {"nonce": ((bytes,), False)},
+    "ingest": {"seq": ((int,), False), "batch": ((bytes,), False)},
+    "checkpoint": {},
+    "shutdown": {"reason": ((str,), False)},
+    # enclave -> host
+    "key_request": {"document": ((bytes,), False)},
+    "booted": {
+        "run_id": ((str,), False),
+        "origin": ((str,), False),
+        "public_key": ((bytes,), False),
+        "document": ((bytes,), False),
+        "record": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    "document": {"document": ((bytes,), False)},
+    "signals": {
+        "seq": ((int,), False),
+        "signals": ((bytes,), False),
+        "records": ((list,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    "note": {"checkpoint": ((bytes,), False), "size": ((int,), False)},
+    "bye": {"size": ((int,), False)},
+    # either way
+    "error": {
+        "code": ((str,), False),
+        "reason": ((str,), False),
+        "seq": ((int, type(None)), True),
+    },
+}
+
+
+class FrameError(DataError):
+    """A frame that cannot be accepted.
+
+    ``fatal`` is true when the stream's framing is lost (oversize length, truncated body): the
+    connection must close. Otherwise only this frame was bad and the connection stays usable.
+    """
+
+    def __init__(self, message: str, *, code: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
+
+
+class ChannelClosed(EnvError):
+    """The connection is closed: the peer went away, or one side closed it with a reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"channel closed: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One validated message: its ``type`` and its fields (without ``v`` and ``type``)."""
+
+    type: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_fields(self.type, self.fields)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields[name]
+
+
+def error_message(code: str, reason: str, seq: int | None = None) -> Message:
+    """An ``error`` message; ``reason`` is short and never carries a traceback."""
+    return Message("error", {"code": code, "reason": reason[:200], "seq": seq})
+
+
+def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
+    spec = MESSAGE_FIELDS.get(kind)
+    if spec is None:
+        raise FrameError(f"unknown message type {kind!r}", code="unknown_type")
+    unknown = sorted(set(fields) - set(spec))
+    if unknown:
+        raise FrameError(f"{kind}: unexpected fields {unknown}", code="ill_typed")
+    for name, (types, optional) in spec.items():
+        if name not in fields:
+            if optional:
+                continue
+            raise FrameError(f"{kind}: missing field {name!r}", code="ill_typed")
+        value = fields[name]
+        # bool is an int to Python, never to this protocol
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise FrameError(
+                f"{kind}: field {name!r} has type {type(value).__name__}", code="ill_typed"
+            )
+        if name == "seq" and isinstance(value, int) and value < 0:
+            raise FrameError(f"{kind}: seq must be non-negative, got {value}", code="ill_typed")
+    if kind == "signals" and not all(isinstance(r, bytes) for r in fields["records"]):
+        raise FrameError("signals: records must be byte strings", code="ill_typed")
+
+
+def encode_frame(message: Message, *, max_frame: int = MAX_FRAME) -> bytes:
+    """The frame for ``message``: length prefix and canonical CBOR body."""
+    body = cbor2.dumps(
+        {"v": PROTOCOL_VERSION, "type": message.type, **message.fields}, canonical=True
+    )
+    if len(body) > max_frame:
+        raise FrameError(
+            f"{message.type} frame of {len(body)} bytes exceeds the limit of {max_frame}",
+            code="oversize",
+        )
+    return HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> Message:
+    """The message in one frame body; raises a non-fatal :class:`FrameError` if malformed."""
+    try:
+        doc = cbor2.loads(body, allow_duplicate_keys=False, allow_indefinite=False)
+    except Exception as exc:  # cbor2 raises several types; all mean "not a CBOR item"
+        raise FrameError(f"frame body is not CBOR ({type(exc).__name__})", code="garbage") from None
+    if not isinstance(doc, dict) or not all(isinstance(k, str) for k in doc):
+        raise FrameError("frame body is not a CBOR map with text keys", code="garbage")
+    version = doc.pop("v", None)
+    kind = doc.pop("type", None)
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise FrameError(
+            f"protocol version {version!r}, this build speaks {PROTOCOL_VERSION}", code="version"
+        )
+    if not isinstance(kind, str):
+        raise FrameError("frame has no text 'type'", code="ill_typed")
+    return Message(kind, doc)
