@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zcbench-installed
 
-.PHONY: setup demo test lint typecheck pytest bench lock clean
+.PHONY: setup browser-deps demo test test-browser lint typecheck pytest bench lock clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,18 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-pytest: setup
+# Debian's Chromium for the browser tests; Playwright drives it, never a downloaded browser build.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests (about a minute, once)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+pytest: setup browser-deps
 	$(PY) -m pytest
+
+test-browser: setup browser-deps
+	$(PY) -m pytest -m browser
 
 test: lint typecheck pytest
 
