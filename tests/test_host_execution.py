@@ -1,0 +1,88 @@
+"""Execution layer: risk limits, paper fills, positions, PnL, journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from zcbench.errors import UsageError
+from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
+from zcbench.strategy import Signal
+
+S = 1_000_000_000
+
+
+def _market(ex: ExecutionLayer, px: int, symbol: str = "AAA") -> None:
+    ex.on_market(pl.DataFrame({"ts": [1], "symbol": [symbol], "price": [px]}))
+
+
+def _batch(*signals: Signal, seq: int = 0, out_index: int = 2) -> VerifiedSignals:
+    return VerifiedSignals(seq, out_index, out_index + 1, tuple(signals))
+
+
+def test_fill_position_pnl_and_journal(tmp_path: Path) -> None:
+    ex = ExecutionLayer(RiskLimits(max_position=10))
+    _market(ex, 1000)
+    [r] = ex.act(_batch(Signal("AAA", "buy", 5)), now_ns=S)
+    assert (r.status, r.fill_price, r.log_index) == ("filled", 1000, 2)
+    _market(ex, 1100)
+    assert ex.positions == {"AAA": 5}
+    assert ex.pnl() == 5 * 100
+    [r] = ex.act(_batch(Signal("AAA", "sell", 5), seq=1, out_index=4), now_ns=2 * S)
+    assert r.status == "filled"
+    assert ex.pnl() == 500 and ex.positions == {"AAA": 0}
+    path = ex.write_journal(tmp_path / "journal.parquet")
+    j = pl.read_parquet(path)
+    assert j["event"].to_list() == ["order", "fill", "order", "fill"]
+    assert j["log_index"].to_list() == [2, 2, 4, 4]
+
+
+@pytest.mark.parametrize(
+    ("limits", "signal", "reason"),
+    [
+        (RiskLimits(max_position=3), Signal("AAA", "buy", 4), "position"),
+        (RiskLimits(max_notional=3999), Signal("AAA", "buy", 4), "notional"),
+        (RiskLimits(price_collar_bps=100), Signal("AAA", "buy", 1, limit_price=1011), "collar"),
+        (RiskLimits(kill_switch=True), Signal("AAA", "buy", 1), "kill switch"),
+        (RiskLimits(), Signal("BBB", "buy", 1), "no market price"),
+    ],
+)
+def test_risk_limits_reject(limits: RiskLimits, signal: Signal, reason: str) -> None:
+    ex = ExecutionLayer(limits)
+    _market(ex, 1000)
+    [r] = ex.act(_batch(signal), now_ns=S)
+    assert r.status == "rejected"
+    assert reason in r.reason
+    assert ex.positions == {}
+    assert ex.counts() == {"order": 1, "fill": 0, "reject": 1}
+
+
+def test_order_rate_window_and_kill() -> None:
+    ex = ExecutionLayer(RiskLimits(max_orders_per_s=2))
+    _market(ex, 1000)
+    got = ex.act(_batch(*[Signal("AAA", "buy", 1)] * 3), now_ns=S)
+    assert [r.status for r in got] == ["filled", "filled", "rejected"]
+    [r] = ex.act(_batch(Signal("AAA", "buy", 1)), now_ns=2 * S + 1)
+    assert r.status == "filled"
+    ex.kill("operator")
+    [r] = ex.act(_batch(Signal("AAA", "buy", 1)), now_ns=3 * S)
+    assert r.status == "rejected" and "operator" in r.reason
+
+
+def test_limit_through_market_is_unfilled() -> None:
+    ex = ExecutionLayer()
+    ex.on_market(pl.DataFrame({"ts": [1], "symbol": ["AAA"], "bid": [998], "ask": [1002]}))
+    [r] = ex.act(_batch(Signal("AAA", "buy", 1, limit_price=999)), now_ns=S)
+    assert r.status == "unfilled"
+    [r] = ex.act(_batch(Signal("AAA", "sell", 1, limit_price=999)), now_ns=S)
+    assert (r.status, r.fill_price) == ("filled", 1000)
+
+
+def test_acts_only_on_verified_signals() -> None:
+    ex = ExecutionLayer()
+    with pytest.raises(UsageError):
+        ex.act([Signal("AAA", "buy", 1)], now_ns=S)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="does not cover"):
+        VerifiedSignals(0, out_index=5, checkpoint_size=5, signals=())
