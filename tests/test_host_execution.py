@@ -32,7 +32,8 @@ def test_fill_position_pnl_and_journal(tmp_path: Path) -> None:
     assert ex.pnl() == 5 * 100
     [r] = ex.act(_batch(Signal("AAA", "sell", 5), seq=1, out_index=4), now_ns=2 * S)
     assert r.status == "filled"
-    assert ex.pnl() == 500 and ex.positions == {"AAA": 0}
+    assert ex.pnl() == 500
+    assert ex.positions == {"AAA": 0}
     path = ex.write_journal(tmp_path / "journal.parquet")
     j = pl.read_parquet(path)
     assert j["event"].to_list() == ["order", "fill", "order", "fill"]
@@ -68,7 +69,8 @@ def test_order_rate_window_and_kill() -> None:
     assert r.status == "filled"
     ex.kill("operator")
     [r] = ex.act(_batch(Signal("AAA", "buy", 1)), now_ns=3 * S)
-    assert r.status == "rejected" and "operator" in r.reason
+    assert r.status == "rejected"
+    assert "operator" in r.reason
 
 
 def test_limit_through_market_is_unfilled() -> None:
