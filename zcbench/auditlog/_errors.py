@@ -1,0 +1,30 @@
+"""The audit log's errors, under the package tree (zcbench.errors).
+
+::
+
+    VerificationError
+    ├── ProofError            a Merkle inclusion or consistency proof does not verify
+    ├── NoteError             a signed note or checkpoint does not verify (signature, key, origin)
+    ├── LogVerificationError  a log failed verification; carries its LogReport (verify.py)
+    └── WitnessRefusal        a witness refuses a checkpoint inconsistent with its state
+    DataError
+    └── LogFormatError        bytes that are not a well-formed record, frame, note or export
+"""
+
+from __future__ import annotations
+
+from zcbench.errors import DataError, VerificationError
+
+__all__ = ["LogFormatError", "NoteError", "ProofError"]
+
+
+class ProofError(VerificationError):
+    """A Merkle inclusion or consistency proof does not verify (RFC 9162 §2.1)."""
+
+
+class NoteError(VerificationError):
+    """A signed note, checkpoint or cosignature is malformed for its purpose or does not verify."""
+
+
+class LogFormatError(DataError):
+    """Bytes that are not a well-formed record, frame, note or export file."""

@@ -1,0 +1,155 @@
+"""Log records: the deterministic CBOR map that is one leaf of the audit log.
+
+A record is a CBOR map with exactly these keys, encoded canonically (RFC 8949 §4.2.3 ordering,
+shortest integer forms, definite lengths), so one record has exactly one byte string and the leaf
+hash is SHA-256(0x00 ‖ those bytes)::
+
+    {"v": 1, "index": uint, "kind": "boot" | "in" | "out" | "note",
+     "seq": uint | null,           batch sequence number (in, out); null for boot and note
+     "time_ns": int,               when the record was made (ns since the Unix epoch, UTC)
+     "event_time_ns": int | null,  newest event time of the batch (in, out), else null
+     "body": bytes}
+
+Bodies are opaque here: the boot body is the boot attestation document, an IN body the
+column-wise batch, an OUT body the encoded signals, a note body UTF-8 text or any bytes the
+writer chose. :func:`decode_record` is strict: unknown or missing keys, wrong types and any
+non-canonical encoding are refused, so a record cannot be re-encoded into different bytes with
+the same meaning.
+
+This module owns the record format only; it reads no file and knows no key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast
+
+import cbor2
+
+from zcbench.auditlog._errors import LogFormatError
+
+__all__ = [
+    "KINDS",
+    "MAX_RECORD_BYTES",
+    "RECORD_VERSION",
+    "Kind",
+    "Record",
+    "decode_record",
+    "encode_record",
+]
+
+RECORD_VERSION: Final = 1
+MAX_RECORD_BYTES: Final = 64 * 1024 * 1024
+"""Largest encoded record accepted (a batch of a million events stays far below)."""
+
+Kind = Literal["boot", "in", "out", "note"]
+KINDS: Final[tuple[Kind, ...]] = ("boot", "in", "out", "note")
+_KEYS: Final = frozenset({"v", "index", "kind", "seq", "time_ns", "event_time_ns", "body"})
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_UINT64_MAX: Final = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decoded log record (see the module docstring for the fields)."""
+
+    index: int
+    kind: Kind
+    seq: int | None
+    time_ns: int
+    event_time_ns: int | None
+    body: bytes
+    version: int = RECORD_VERSION
+
+
+def encode_record(
+    *,
+    index: int,
+    kind: Kind,
+    body: bytes,
+    time_ns: int,
+    seq: int | None = None,
+    event_time_ns: int | None = None,
+) -> bytes:
+    """The canonical bytes of one record; raises ``ValueError`` on a field out of its domain."""
+    _check_fields(index, kind, seq, time_ns, event_time_ns, body, ValueError)
+    doc = {
+        "v": RECORD_VERSION,
+        "index": index,
+        "kind": kind,
+        "seq": seq,
+        "time_ns": time_ns,
+        "event_time_ns": event_time_ns,
+        "body": bytes(body),
+    }
+    data: bytes = cbor2.dumps(doc, canonical=True)
+    if len(data) > MAX_RECORD_BYTES:
+        raise ValueError(f"record of {len(data)} bytes exceeds {MAX_RECORD_BYTES}")
+    return data
+
+
+def decode_record(data: bytes) -> Record:
+    """The record in ``data``; raises :class:`LogFormatError` unless it is exactly canonical."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise LogFormatError(f"record of {len(data)} bytes exceeds {MAX_RECORD_BYTES}")
+    try:
+        doc = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several types (and ValueError) on bad input
+        raise LogFormatError(f"record is not CBOR: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise LogFormatError(f"record is a CBOR {type(doc).__name__}, not a map")
+    if set(doc) != _KEYS:
+        raise LogFormatError(
+            f"record keys {sorted(map(str, doc))} are not exactly {sorted(_KEYS)}"
+        )
+    if type(doc["v"]) is not int or doc["v"] != RECORD_VERSION:
+        raise LogFormatError(f"record version {doc['v']!r} is not {RECORD_VERSION}")
+    index, kind, seq = doc["index"], doc["kind"], doc["seq"]
+    time_ns, event_time_ns, body = doc["time_ns"], doc["event_time_ns"], doc["body"]
+    _check_fields(index, kind, seq, time_ns, event_time_ns, body, LogFormatError)
+    record = Record(
+        index=index,
+        kind=cast(Kind, kind),
+        seq=seq,
+        time_ns=time_ns,
+        event_time_ns=event_time_ns,
+        body=body,
+    )
+    # Canonical form is checked by re-encoding: any other encoding of the same map is refused.
+    if encode_record(
+        index=index, kind=record.kind, body=body, time_ns=time_ns, seq=seq,
+        event_time_ns=event_time_ns,
+    ) != bytes(data):
+        raise LogFormatError(f"record {index} is not canonically encoded")
+    return record
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _check_fields(
+    index: Any,
+    kind: Any,
+    seq: Any,
+    time_ns: Any,
+    event_time_ns: Any,
+    body: Any,
+    error: type[Exception],
+) -> None:
+    if not _is_int(index, 0, _UINT64_MAX):
+        raise error(f"record index {index!r} is not an unsigned 64-bit integer")
+    if kind not in KINDS or type(kind) is not str:
+        raise error(f"record {index}: kind {kind!r} is not one of {KINDS}")
+    batch = kind in ("in", "out")
+    if batch and not _is_int(seq, 0, _UINT64_MAX):
+        raise error(f"record {index}: a {kind} record needs a batch seq, got {seq!r}")
+    if not batch and seq is not None:
+        raise error(f"record {index}: a {kind} record has no batch seq, got {seq!r}")
+    if not _is_int(time_ns, _INT64_MIN, _INT64_MAX):
+        raise error(f"record {index}: time_ns {time_ns!r} is not a 64-bit integer")
+    if event_time_ns is not None and not _is_int(event_time_ns, _INT64_MIN, _INT64_MAX):
+        raise error(f"record {index}: event_time_ns {event_time_ns!r} is not a 64-bit integer")
+    if type(body) is not bytes:
+        raise error(f"record {index}: body is {type(body).__name__}, not bytes")
