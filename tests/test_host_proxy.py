@@ -1,0 +1,79 @@
+"""Market-data proxy: stripping, cuts equal to the backtest's, pacing, live flush, backpressure."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from zcbench.host.proxy import LiveSource, MarketDataProxy, ReplaySource
+from zcbench.marketdata import BatchSpec, SyntheticConfig, batches, generate_ticks
+from zcbench.strategy import Batch, encode_batch
+
+
+def _ticks(n_s: float = 0.5) -> pl.DataFrame:
+    return generate_ticks(SyntheticConfig(rate=2_000, duration_s=n_s), seed=7)
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0
+        self.slept: list[float] = []
+
+    def clock(self) -> int:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += int(s * 1e9)
+
+
+def test_replay_cuts_and_strips_like_the_backtest() -> None:
+    events = _ticks()
+    spec = BatchSpec(count=100)
+    proxy = MarketDataProxy(ReplaySource(events, spec), ["price"], queue_size=2).start()
+    got = list(proxy)
+    want = list(batches(events, ["price"], count=100))
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.events.columns == ["ts", "symbol", "price"]  # bid, ask, sizes... stripped
+        assert encode_batch(Batch(i, g.events)) == encode_batch(w)
+        assert g.newest_event_ns == int(w.events["ts"].max())  # type: ignore[arg-type]
+    stats = proxy.stats()
+    assert stats.batches == len(want)
+    assert stats.events == events.height
+    assert stats.dropped_batches == 0
+    assert stats.max_queue <= 2
+
+
+def test_replay_paces_by_event_time() -> None:
+    t = FakeTime()
+    events = _ticks(1.0)
+    span_ns = int(events["ts"][-1]) - int(events["ts"][0])
+    source = ReplaySource(
+        events, BatchSpec(width_ns=100_000_000), rate=2.0, clock=t.clock, sleep=t.sleep
+    )
+    frames = list(source)
+    assert sum(f.height for f in frames) == events.height
+    assert abs(t.now - span_ns / 2) < 1e6
+
+
+def test_live_source_flushes_on_max_delay_and_counts_drops() -> None:
+    events = _ticks(0.2)
+    chunks = [events.slice(i, 10) for i in range(0, events.height, 10)]
+    t = FakeTime()
+
+    def clock() -> int:
+        t.now += 1_000_000  # every look at the clock is one ms later
+        return t.now
+
+    source = LiveSource(chunks, BatchSpec(count=10_000), rate=1e9, clock=clock, sleep=t.sleep)
+    proxy = MarketDataProxy(source, ["price"], queue_size=1, max_delay_s=0.005, clock=clock)
+    proxy.start()
+    assert proxy.source_done.wait(10)  # nobody reads meanwhile: the queue stays full
+    stats = proxy.stats()
+    got = list(proxy)
+    assert stats.batches == 1
+    assert len(got) == 1
+    assert stats.dropped_batches >= 1
+    # batches are far below the 10,000-event cut: the delay rule flushed them
+    assert got[0].events.height < 10_000
+    assert stats.events + stats.dropped_events == events.height

@@ -1,0 +1,299 @@
+"""The market-data proxy: sources in, stripped and stamped batches out, through a bounded queue.
+
+Sources yield event frames in the full event schema. A *replay* source yields event-time
+batches (made by :func:`zcbench.marketdata.batches`, the same call the backtest uses, so parity
+holds) either as fast as possible or paced at N× real time by event time. A *live* source yields
+events as they arrive; the proxy cuts them with the same event-time rule
+(:class:`zcbench.marketdata.EventTimeBatcher`) and also flushes the open batch once its oldest
+event has waited ``max_delay_s`` of wall-clock time (those live
+batches are whatever the log records; replay uses the logged batches).
+
+Every batch is reduced to the fields the strategy declared (:func:`zcbench.strategy.
+select_fields`: nothing undeclared reaches the enclave) and stamped with the wall-clock time its
+newest event reached the proxy, from which the run measures freshness.
+
+Backpressure: a replay source blocks while the queue is full (nothing is dropped). A live source
+cannot be paused, so a batch that finds the queue full is dropped *and counted*; the counts are
+in :meth:`MarketDataProxy.stats` and the run summary. Clocks and sleeps are parameters.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from zcbench.errors import UsageError
+from zcbench.marketdata import BatchSpec, EventTimeBatcher, batch_bounds
+from zcbench.strategy import select_fields
+
+__all__ = [
+    "LiveSource",
+    "MarketDataProxy",
+    "ProxyBatch",
+    "ProxyStats",
+    "ReplaySource",
+]
+
+Clock = Callable[[], int]
+Sleep = Callable[[float], None]
+_END: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyBatch:
+    """One batch as the proxy hands it on.
+
+    ``events`` holds only the declared fields; ``market`` the price fields the execution layer
+    marks to (``symbol`` plus whichever of price, bid, ask, close the source has);
+    ``received_ns`` is the wall-clock time the newest event reached the proxy.
+    """
+
+    events: pl.DataFrame
+    market: pl.DataFrame
+    received_ns: int
+    newest_event_ns: int
+
+    def __len__(self) -> int:
+        return self.events.height
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyStats:
+    """What went through the proxy; nothing is dropped without showing up here."""
+
+    batches: int
+    events: int
+    dropped_batches: int
+    dropped_events: int
+    max_queue: int
+
+
+class ReplaySource:
+    """Replays recorded events cut by ``spec`` (the backtest's cuts), as fast as possible or at
+    ``rate``× real time by event time."""
+
+    live = False
+
+    def __init__(
+        self,
+        events: pl.DataFrame,
+        spec: BatchSpec,
+        *,
+        rate: float | None = None,
+        clock: Clock = time.monotonic_ns,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        if rate is not None and rate <= 0:
+            raise UsageError(f"replay rate must be positive, got {rate}")
+        self.spec = spec
+        self._events = events
+        self._pacer = _Pacer(rate, clock, sleep)
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        for start, end in batch_bounds(self._events.get_column("ts"), self.spec):
+            frame = self._events.slice(start, end - start)
+            self._pacer.wait_for(frame)
+            yield frame
+
+
+class _Pacer:
+    def __init__(self, rate: float | None, clock: Clock, sleep: Sleep) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._start: tuple[int, int] | None = None
+
+    def wait_for(self, frame: pl.DataFrame) -> None:
+        if self._rate is None or frame.height == 0:
+            return
+        ts = frame.get_column("ts")
+        if self._start is None:
+            self._start = (self._clock(), int(ts[0]))
+        wall0, event0 = self._start
+        due = wall0 + (int(ts[-1]) - event0) / self._rate
+        wait = (due - self._clock()) / 1e9
+        if wait > 0:
+            self._sleep(wait)
+
+
+class LiveSource:
+    """Events as they arrive: ``chunks`` (sorted by event time) are released at ``rate``× real
+    time by event time, for at most ``duration_s`` seconds of wall time (None: until they end).
+    The proxy batches them by ``spec`` with its maximum-delay rule."""
+
+    live = True
+
+    def __init__(
+        self,
+        chunks: Iterable[pl.DataFrame],
+        spec: BatchSpec,
+        *,
+        rate: float = 1.0,
+        duration_s: float | None = None,
+        clock: Clock = time.monotonic_ns,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise UsageError(f"live rate must be positive, got {rate}")
+        self.spec = spec
+        self._chunks = chunks
+        self._pacer = _Pacer(rate, clock, sleep)
+        self._duration_ns = None if duration_s is None else int(duration_s * 1e9)
+        self._clock = clock
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        start = self._clock()
+        for chunk in self._chunks:
+            if self._duration_ns is not None and self._clock() - start > self._duration_ns:
+                return
+            self._pacer.wait_for(chunk)
+            yield chunk
+
+
+class MarketDataProxy:
+    """Runs a source on its own thread into a bounded queue; iterate to get :class:`ProxyBatch`.
+
+    ``fields``: the strategy's declared input fields. ``max_delay_s`` applies to live sources.
+    """
+
+    def __init__(
+        self,
+        source: ReplaySource | LiveSource,
+        fields: Sequence[str],
+        *,
+        queue_size: int = 64,
+        max_delay_s: float = 0.05,
+        clock: Clock = time.time_ns,
+    ) -> None:
+        if queue_size < 1 or max_delay_s <= 0:
+            raise UsageError("queue_size must be >= 1 and max_delay_s > 0")
+        self._source = source
+        self._fields = tuple(fields)
+        self._queue: queue.Queue[object] = queue.Queue(queue_size)
+        self._max_delay_ns = int(max_delay_s * 1e9)
+        self._clock = clock
+        self._stop = threading.Event()
+        self.source_done = threading.Event()
+        """Set once the source is exhausted (or failed); queued batches may remain."""
+        self._thread = threading.Thread(target=self._run, name="zcbench-proxy", daemon=True)
+        self._error: BaseException | None = None
+        self._batches = self._events = self._dropped_batches = self._dropped_events = 0
+        self._max_queue = 0
+
+    def start(self) -> MarketDataProxy:
+        """Start pulling from the source."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop pulling; batches already queued are still handed out."""
+        self._stop.set()
+
+    def stats(self) -> ProxyStats:
+        """Counts so far."""
+        return ProxyStats(
+            self._batches,
+            self._events,
+            self._dropped_batches,
+            self._dropped_events,
+            self._max_queue,
+        )
+
+    def __iter__(self) -> Iterator[ProxyBatch]:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() and not self._thread.is_alive():
+                    return
+                continue
+            if item is _END:
+                if self._error is not None:
+                    raise self._error
+                return
+            assert isinstance(item, ProxyBatch)
+            yield item
+
+    def _run(self) -> None:
+        try:
+            if self._source.live:
+                self._run_live()
+            else:
+                for frame in self._source:
+                    if self._stop.is_set():
+                        break
+                    self._put(frame, block=True)
+        except BaseException as exc:  # handed to the consumer, who re-raises it
+            self._error = exc
+        finally:
+            self.source_done.set()
+            while True:
+                try:
+                    self._queue.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self._stop.is_set():
+                        break
+
+    def _run_live(self) -> None:
+        batcher: EventTimeBatcher | None = None
+        pending = 0
+        first_ns = 0
+        spec = self._source.spec
+        for chunk in self._source:
+            if self._stop.is_set():
+                break
+            if batcher is None:
+                # every column the source has, so the market prices survive until _put strips
+                batcher = EventTimeBatcher(chunk.columns, width_ns=spec.width_ns, count=spec.count)
+            if pending == 0:
+                first_ns = self._clock()
+            for batch in batcher.push(chunk):
+                self._put(batch.events, block=False)
+                pending -= batch.events.height
+            pending += chunk.height
+            if pending and self._clock() - first_ns >= self._max_delay_ns:
+                for batch in batcher.flush():
+                    self._put(batch.events, block=False)
+                pending = 0
+        if batcher is not None:
+            for batch in batcher.flush():
+                self._put(batch.events, block=False)
+
+    def _put(self, frame: pl.DataFrame, *, block: bool) -> None:
+        if frame.height == 0:
+            return
+        market_cols = ["symbol"] + [
+            c for c in ("price", "bid", "ask", "close") if c in frame.columns
+        ]
+        item = ProxyBatch(
+            events=select_fields(frame, self._fields),
+            market=frame.select(market_cols),
+            received_ns=self._clock(),
+            newest_event_ns=int(frame["ts"].max()),  # type: ignore[arg-type]
+        )
+        if block:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            else:
+                return
+        else:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self._dropped_batches += 1
+                self._dropped_events += frame.height
+                return
+        self._batches += 1
+        self._events += frame.height
+        self._max_queue = max(self._max_queue, self._queue.qsize())
