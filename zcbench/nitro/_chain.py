@@ -1,0 +1,245 @@
+"""Certificate path validation for attestation documents, done by hand and kept small.
+
+The path is ``[pinned root, cabundle[1], ..., cabundle[-1], leaf]`` (reference §1.3); the
+bundle's own root (``cabundle[0]``) must be byte-identical to the pinned one and is otherwise
+never used. Checked per certificate, top down, each failure under its own check name:
+P-384 key and ecdsa-with-SHA384 signature (``algorithm``), issuer name and signature by the
+certificate above (``chain``), validity at the given time for every certificate including the
+root (``validity``), basicConstraints CA with a respected pathLen for issuers, not-a-CA for the
+leaf, and no unknown critical extension (``ca_constraints``), keyCertSign for issuers and
+digitalSignature for the leaf (``key_usage``). No revocation: AWS publishes none for the leaf.
+
+Why not cryptography's ``PolicyBuilder``: its client verifier rejects every real leaf (no
+authorityKeyIdentifier), and one error for every failure would hide which check failed. This
+code makes exactly one ECDSA verification per link, which the benchmark holds it to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
+
+from zcbench.nitro.errors import AttestationError
+from zcbench.nitro.trust import TrustRoot
+
+__all__ = ["CertificateFacts", "facts_of", "load_certificate", "validate_path"]
+
+_KNOWN_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What a person checking a chain wants to see about one certificate."""
+
+    subject: str
+    issuer: str
+    serial: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    sha256: str
+    ca: bool
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_der(der: bytes) -> x509.Certificate:
+    # Parsing is a pure function of the bytes, so a parsed certificate can be shared between
+    # documents (the bundle's intermediates recur for hours); every check still runs each time.
+    return x509.load_der_x509_certificate(der)
+
+
+def load_certificate(der: bytes, where: str) -> x509.Certificate:
+    """Parse one DER certificate or raise ``AttestationError(check="certificate")``."""
+    try:
+        return _parse_der(der)
+    except ValueError as exc:
+        raise AttestationError(
+            f"{where} is not a valid DER X.509 certificate: {exc}", check="certificate"
+        ) from exc
+
+
+def facts_of(cert: x509.Certificate, der: bytes) -> CertificateFacts:
+    """Display facts for ``cert`` (whose encoding is ``der``)."""
+    try:
+        ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        ca = False
+    return CertificateFacts(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=format(cert.serial_number, "x"),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        sha256=hashlib.sha256(der).hexdigest(),
+        ca=ca,
+    )
+
+
+def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> None:
+    raise AttestationError(message, check=check, expected=expected, actual=actual)
+
+
+def _extensions(cert: x509.Certificate, label: str) -> x509.Extensions:
+    try:
+        return cert.extensions
+    except ValueError as exc:  # duplicate or malformed extensions
+        raise AttestationError(
+            f"{label} has malformed extensions: {exc}", check="certificate"
+        ) from exc
+
+
+def _check_algorithm(cert: x509.Certificate, label: str, *, signed: bool) -> None:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+        curve = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+        _fail("algorithm", f"{label} key is not P-384", expected="secp384r1", actual=curve)
+    if signed and cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA384:
+        _fail(
+            "algorithm",
+            f"{label} is not signed with ecdsa-with-SHA384",
+            expected=SignatureAlgorithmOID.ECDSA_WITH_SHA384.dotted_string,
+            actual=cert.signature_algorithm_oid.dotted_string,
+        )
+
+
+def _check_validity(cert: x509.Certificate, label: str, at: dt.datetime) -> None:
+    before, after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if not before <= at <= after:
+        state = "not yet valid" if at < before else "expired"
+        _fail(
+            "validity",
+            f"{label} is {state} at {at.isoformat()} (valid {before.isoformat()} to "
+            f"{after.isoformat()}); verify at the document's time with at=document.time "
+            "for an archived document",
+            expected=f"{before.isoformat()}..{after.isoformat()}",
+            actual=at.isoformat(),
+        )
+
+
+def _check_constraints(cert: x509.Certificate, label: str, *, issuer: bool, cas_below: int) -> None:
+    exts = _extensions(cert, label)
+    for ext in exts:
+        if ext.critical and ext.oid not in _KNOWN_CRITICAL:
+            _fail(
+                "ca_constraints",
+                f"{label} has a critical extension this verifier does not process: "
+                f"{ext.oid.dotted_string}",
+                actual=ext.oid.dotted_string,
+            )
+    try:
+        bc: x509.BasicConstraints | None = exts.get_extension_for_class(x509.BasicConstraints).value
+        bc_critical = exts.get_extension_for_class(x509.BasicConstraints).critical
+    except x509.ExtensionNotFound:
+        bc, bc_critical = None, False
+    try:
+        ku: x509.KeyUsage | None = exts.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        ku = None
+    if issuer:
+        if cert.version is not x509.Version.v3 or bc is None or not bc.ca or not bc_critical:
+            _fail(
+                "ca_constraints",
+                f"{label} issues certificates but is not a CA (critical basicConstraints "
+                "CA:TRUE required)",
+                expected="CA:TRUE (critical)",
+                actual="absent" if bc is None else f"CA:{bc.ca} critical={bc_critical}",
+            )
+        assert bc is not None
+        if bc.path_length is not None and cas_below > bc.path_length:
+            _fail(
+                "ca_constraints",
+                f"{label} allows {bc.path_length} CA certificate(s) below it; the path has "
+                f"{cas_below}",
+                expected=f"<= {bc.path_length}",
+                actual=cas_below,
+            )
+        if ku is None or not ku.key_cert_sign:
+            _fail(
+                "key_usage",
+                f"{label} issues certificates without keyCertSign in its keyUsage",
+                expected="keyCertSign",
+                actual="no keyUsage" if ku is None else "keyCertSign absent",
+            )
+    else:
+        if bc is not None and bc.ca:
+            _fail(
+                "ca_constraints",
+                f"{label} is a CA certificate; a document must be signed by an end entity",
+                expected="CA:FALSE",
+                actual="CA:TRUE",
+            )
+        if ku is None or not ku.digital_signature:
+            _fail(
+                "key_usage",
+                f"{label} lacks digitalSignature in its keyUsage",
+                expected="digitalSignature",
+                actual="no keyUsage" if ku is None else "digitalSignature absent",
+            )
+
+
+def validate_path(
+    leaf_der: bytes,
+    cabundle: tuple[bytes, ...],
+    root: TrustRoot,
+    at: dt.datetime,
+    facts: list[CertificateFacts],
+) -> x509.Certificate:
+    """Validate the document's chain to ``root`` at ``at``; return the parsed leaf.
+
+    ``facts`` receives display facts root first, leaf last, as far as parsing got (so a failed
+    check can still show the chain). Raises ``AttestationError`` naming the failed check.
+    """
+    bundle_root = cabundle[0]
+    if bundle_root != root.der:
+        _fail(
+            "root",
+            f"the document's chain does not start at the pinned {root.name!r} root "
+            f"(SHA-256 {root.fingerprint}); "
+            + (
+                "this is a development-CA document: verify with trust='dev'"
+                if root.name == "aws"
+                else "check which root the document was issued under"
+            ),
+            expected=root.fingerprint,
+            actual=hashlib.sha256(bundle_root).hexdigest(),
+        )
+    labels = ["pinned root"]
+    ders = [root.der]
+    certs = [root.certificate]
+    for i, der in enumerate(cabundle[1:], start=1):
+        labels.append(f"cabundle[{i}]")
+        ders.append(der)
+        certs.append(load_certificate(der, f"cabundle[{i}]"))
+    labels.append("leaf certificate")
+    ders.append(leaf_der)
+    certs.append(load_certificate(leaf_der, "the leaf certificate"))
+    facts.extend(facts_of(c, d) for c, d in zip(certs, ders, strict=True))
+
+    last = len(certs) - 1
+    for i, cert in enumerate(certs):
+        label = labels[i]
+        _check_algorithm(cert, label, signed=i > 0)
+        if i > 0:
+            try:
+                cert.verify_directly_issued_by(certs[i - 1])
+            except (ValueError, TypeError, InvalidSignature) as exc:
+                why = "issuer name differs" if isinstance(exc, ValueError) else "bad signature"
+                _fail(
+                    "chain",
+                    f"{label} is not issued by {labels[i - 1]} ({why})",
+                    expected=cert.issuer.rfc4514_string()
+                    if isinstance(exc, ValueError)
+                    else certs[i - 1].subject.rfc4514_string(),
+                    actual=certs[i - 1].subject.rfc4514_string()
+                    if isinstance(exc, ValueError)
+                    else "signature does not verify",
+                )
+        _check_validity(cert, label, at)
+        _check_constraints(cert, label, issuer=i < last, cas_below=last - 1 - i)
+    return certs[last]

@@ -1,0 +1,50 @@
+"""The errors of zcbench.nitro, placed in the project's one tree (zcbench/errors.py)::
+
+    VerificationError
+    └── AttestationError     a document failed a check; ``check`` names which one
+    EnvError
+    └── NsmError             the NSM (device or emulator) answered with an error code
+
+Stable ``check`` names of :class:`AttestationError`:
+
+========================  ==================================================================
+``decode``                not one well-formed CBOR item: truncated, trailing bytes, duplicate
+                          keys, chunked strings, unsupported items, an unknown tag
+``schema``                well-formed CBOR of the wrong shape: a field missing, unknown, of the
+                          wrong type or size, ``digest`` not ``SHA384``, a bad PCR index
+``algorithm``             not ES384: protected header other than ``{1: -35}``, a certificate
+                          signed with another algorithm, or a key not on P-384
+``certificate``           a certificate in the document is not valid DER X.509
+``root``                  the bundle's first certificate is not the pinned root
+``chain``                 a certificate is not issued (name and signature) by the next one
+``validity``              a certificate is expired or not yet valid at the verification time
+``ca_constraints``        basicConstraints wrong: an issuer not a CA, a path too long, a leaf
+                          that is a CA, or a critical extension this verifier does not know
+``key_usage``             an issuer without keyCertSign, or a leaf without digitalSignature
+``signature``             the document signature (ES384 over COSE Sig_structure) does not hold
+``debug``                 PCR0/1/2 are zero (debug mode) and ``allow_debug`` was not asked for
+``pcr<N>``                PCR N is missing or differs from the expected value
+``nonce``                 the nonce is absent or differs
+``max_age``               the document is older than allowed
+``public_key``            ``public_key`` is absent or differs from the expected key
+``user_data``             ``user_data`` is absent or differs from the expected bytes
+========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from zcbench.errors import EnvError, VerificationError
+
+__all__ = ["AttestationError", "NsmError"]
+
+
+class AttestationError(VerificationError):
+    """An attestation document failed a check (see the module docstring for ``check`` names)."""
+
+
+class NsmError(EnvError):
+    """The NSM answered ``{"Error": code}``; ``code`` is the NSM's name for it."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
