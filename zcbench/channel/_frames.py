@@ -63,6 +63,7 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "document": ((bytes,), False),
         "record": ((bytes,), False),
         "checkpoint": ((bytes,), False),
+        "fields": ((list,), False),
     },
     "document": {"document": ((bytes,), False)},
     "signals": {
@@ -144,6 +145,8 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
             raise FrameError(f"{kind}: seq must be non-negative, got {value}", code="ill_typed")
     if kind == "signals" and not all(isinstance(r, bytes) for r in fields["records"]):
         raise FrameError("signals: records must be byte strings", code="ill_typed")
+    if kind == "booted" and not all(isinstance(f, str) for f in fields["fields"]):
+        raise FrameError("booted: fields must be text", code="ill_typed")
 
 
 def encode_frame(message: Message, *, max_frame: int = MAX_FRAME) -> bytes:

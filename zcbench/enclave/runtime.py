@@ -1,0 +1,241 @@
+"""The in-enclave runtime: log state, per-batch records and checkpoints, and the serve loop.
+
+After boot the enclave holds a strategy instance, the run's ephemeral Ed25519 log key (as a
+:class:`zcbench.auditlog.checkpoint.LogSigner`) and the log's compact range: O(log n) hashes,
+never the log itself. Per ingested batch it appends one IN leaf (the batch bytes exactly as
+received) and one OUT leaf (the encoded signals) and signs a checkpoint over the new size; the
+host stores the records, recomputes the root and verifies the signature before acting.
+
+The boot record (index 0) carries the boot attestation document: nonce = the run id,
+``public_key`` = DER SubjectPublicKeyInfo of the log key. An ``attest`` request gets a document
+with the caller's nonce and ``user_data`` = CBOR ``{"checkpoint": <latest signed note>}``.
+
+Errors leave as an error frame naming the batch and a short reason; never a traceback and never
+strategy internals. After a strategy failure the runtime refuses further batches (the strategy's
+state is unknown) but still answers attest, checkpoint and shutdown.
+
+The attester (NSM emulator or ``/dev/nsm``) and the clock are parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from zcbench.auditlog.checkpoint import LogSigner, log_origin
+from zcbench.auditlog.merkle import CompactRange, leaf_hash
+from zcbench.auditlog.records import encode_record
+from zcbench.channel import (
+    ChannelClosed,
+    Connection,
+    FrameError,
+    Message,
+    SequenceGuard,
+    error_message,
+)
+from zcbench.errors import DataError, UsageError
+from zcbench.strategy import Strategy, StrategyError, apply_strategy, decode_batch, encode_signals
+
+__all__ = ["Attester", "EnclaveRuntime", "serve"]
+
+
+class Attester(Protocol):
+    """What the runtime needs from an NSM: an attestation document for these fields."""
+
+    def attestation(
+        self, *, user_data: bytes | None, nonce: bytes | None, public_key: bytes | None
+    ) -> bytes: ...
+
+
+@dataclass
+class _Booted:
+    run_id: str
+    signer: LogSigner
+    document: bytes
+    log: CompactRange
+    note: bytes
+
+
+class EnclaveRuntime:
+    """One enclave's run: boot once, then ingest batches in sequence.
+
+    ``pcr0`` is the measurement of the image this enclave loaded (it names the log's origin);
+    ``key`` is for tests that need a fixed key, else a fresh one is made at boot.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        attester: Attester,
+        *,
+        pcr0: bytes,
+        clock: Callable[[], int] = time.time_ns,
+        key: Ed25519PrivateKey | None = None,
+    ) -> None:
+        self._strategy = strategy
+        self._attester = attester
+        self._pcr0 = pcr0
+        self._clock = clock
+        self._key = key
+        self._state: _Booted | None = None
+        self._guard = SequenceGuard()
+        self.failed: str | None = None
+
+    @property
+    def size(self) -> int:
+        """Records in the log so far (0 before boot)."""
+        return 0 if self._state is None else self._state.log.size
+
+    def boot(self, run_id: str) -> Message:
+        """Make the log key and the boot document (the log's first record); ``booted`` reply."""
+        if self._state is not None:
+            raise UsageError("this enclave has booted already; a new run needs a new enclave")
+        try:
+            origin = log_origin(self._pcr0, run_id)
+        except ValueError as exc:
+            raise _Refused("bad_run_id", str(exc)) from None
+        signer = LogSigner(self._key or Ed25519PrivateKey.generate(), origin)
+        self._key = None  # never reused
+        document = self._attester.attestation(
+            user_data=None, nonce=run_id.encode(), public_key=signer.public_key_spki_der
+        )
+        record = encode_record(index=0, kind="boot", body=document, time_ns=self._clock())
+        log = CompactRange()
+        log.append(leaf_hash(record))
+        note = signer.sign(log.size, log.root())
+        self._state = _Booted(run_id, signer, document, log, note)
+        return Message(
+            "booted",
+            {
+                "run_id": run_id,
+                "origin": origin,
+                "public_key": signer.public_key_spki_der,
+                "document": document,
+                "record": record,
+                "checkpoint": note,
+                "fields": list(self._strategy.fields()),
+            },
+        )
+
+    def ingest(self, seq: int, batch_bytes: bytes) -> Message:
+        """Run one batch: IN leaf, strategy, OUT leaf, signed checkpoint; ``signals`` reply."""
+        state = self._booted()
+        if self.failed is not None:
+            raise _Refused("strategy_failed", f"refusing batch {seq}: {self.failed}")
+        self._guard.accept(seq)
+        batch = decode_batch(batch_bytes)
+        if batch.seq != seq:
+            raise _Refused("bad_batch", f"batch says seq {batch.seq}, frame says {seq}")
+        try:
+            signals = apply_strategy(self._strategy, batch)
+        except StrategyError as exc:
+            self.failed = str(exc)
+            raise
+        body = encode_signals(signals)
+        newest = int(batch.events["ts"].max()) if len(batch) else None  # type: ignore[arg-type]
+        now = self._clock()
+        first = state.log.size
+        rec_in = encode_record(
+            index=first, kind="in", seq=seq, body=batch_bytes, time_ns=now, event_time_ns=newest
+        )
+        rec_out = encode_record(
+            index=first + 1, kind="out", seq=seq, body=body, time_ns=now, event_time_ns=newest
+        )
+        state.log.append(leaf_hash(rec_in))
+        state.log.append(leaf_hash(rec_out))
+        state.note = state.signer.sign(state.log.size, state.log.root())
+        return Message(
+            "signals",
+            {"seq": seq, "signals": body, "records": [rec_in, rec_out], "checkpoint": state.note},
+        )
+
+    def attest(self, nonce: bytes) -> Message:
+        """A fresh document: the caller's nonce, the latest checkpoint in ``user_data``."""
+        state = self._booted()
+        if not nonce:
+            raise _Refused("bad_nonce", "attest needs a non-empty nonce")
+        user_data = cbor2.dumps({"checkpoint": state.note}, canonical=True)
+        document = self._attester.attestation(
+            user_data=user_data, nonce=nonce, public_key=state.signer.public_key_spki_der
+        )
+        return Message("document", {"document": document})
+
+    def checkpoint(self) -> Message:
+        """The latest signed checkpoint."""
+        state = self._booted()
+        return Message("note", {"checkpoint": state.note, "size": state.log.size})
+
+    def _booted(self) -> _Booted:
+        if self._state is None:
+            raise _Refused("not_booted", "boot first")
+        return self._state
+
+
+class _Refused(Exception):
+    """A request the runtime answers with an error frame (code, short reason)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def serve(conn: Connection, runtime: EnclaveRuntime, *, idle_timeout: float | None = None) -> str:
+    """Answer requests on ``conn`` until shutdown or disconnect; returns why it stopped.
+
+    Every failure inside a request becomes an error frame with a short reason; only a lost
+    connection ends the loop early.
+    """
+    while True:
+        try:
+            msg = conn.recv(timeout=idle_timeout)
+        except FrameError as exc:
+            if exc.fatal:
+                return f"closed: {exc}"
+            conn.reject(exc)
+            continue
+        except ChannelClosed as exc:
+            return exc.reason
+        except TimeoutError:
+            conn.close("idle timeout")
+            return "idle timeout"
+        seq = msg.fields.get("seq") if msg.type == "ingest" else None
+        try:
+            reply = _dispatch(runtime, msg)
+        except _Refused as exc:
+            reply = error_message(exc.code, str(exc), seq)
+        except StrategyError as exc:
+            reply = error_message("strategy", str(exc), exc.seq)
+        except FrameError as exc:
+            reply = error_message(exc.code, str(exc), seq)
+        except DataError as exc:
+            reply = error_message("bad_request", str(exc).splitlines()[0], seq)
+        except UsageError as exc:
+            reply = error_message("usage", str(exc), seq)
+        except Exception as exc:  # the boundary: report the type only, never a traceback
+            reply = error_message("internal", f"{type(exc).__name__} in {msg.type}", seq)
+        try:
+            conn.send(reply)
+        except ChannelClosed as exc:
+            return exc.reason
+        if msg.type == "shutdown":
+            conn.close(f"shutdown: {msg['reason']}")
+            return f"shutdown: {msg['reason']}"
+
+
+def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
+    if msg.type == "boot":
+        return runtime.boot(msg["run_id"])
+    if msg.type == "ingest":
+        return runtime.ingest(msg["seq"], msg["batch"])
+    if msg.type == "attest":
+        return runtime.attest(msg["nonce"])
+    if msg.type == "checkpoint":
+        return runtime.checkpoint()
+    if msg.type == "shutdown":
+        return Message("bye", {"size": runtime.size})
+    raise _Refused("unexpected", f"the enclave does not accept {msg.type!r} frames")

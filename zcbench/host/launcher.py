@@ -1,0 +1,277 @@
+"""Enclave launchers: the local enclave as a separate process, and Nitro through ``nitro-cli``.
+
+Local: ``python -m zcbench.enclave`` in a new network namespace when the machine allows it
+(``unshare -n``: as root here; the launch reports ``isolated_network`` either way), listening on
+a Unix socket in a private 0700 folder. The process is started in its own process group so the
+host can kill it (and only it) by its id.
+
+Nitro: commands for ``nitro-cli run-enclave / describe-enclaves / terminate-enclave`` and parsers
+of their JSON output. They cannot run here; the command building and parsing are unit-tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from zcbench.channel import Connection, connect, private_socket_dir
+from zcbench.errors import DataError, EnvError, UsageError
+
+__all__ = [
+    "EnclaveInfo",
+    "LocalEnclave",
+    "describe_enclaves_command",
+    "launch_local",
+    "network_isolation_available",
+    "parse_describe_enclaves",
+    "parse_run_enclave",
+    "run_enclave_command",
+    "terminate_enclave_command",
+]
+
+_UNSHARE: Final = "unshare"
+
+
+def network_isolation_available() -> bool:
+    """True when ``unshare -n`` can start a process in a new network namespace here."""
+    exe = shutil.which(_UNSHARE)
+    if exe is None:
+        return False
+    try:
+        done = subprocess.run(
+            [exe, "-n", sys.executable, "-c", "pass"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@dataclass
+class LocalEnclave:
+    """A running local enclave process and the address it listens on."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    socket_dir: Path
+    isolated_network: bool
+    stderr_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process.poll() is None
+
+    def connect(self, *, timeout: float = 30.0) -> Connection:
+        """Connect once the enclave says it is ready (or fail with what it printed)."""
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        line = b""
+        # the enclave prints "ready <address>" once it listens; read it without a busy loop
+        os.set_blocking(self.process.stdout.fileno(), True)
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if line.startswith(b"ready ") or not line:
+                break
+        if not line.startswith(b"ready "):
+            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            raise EnvError(f"the enclave did not start: {self.diagnostics() or 'no output'}")
+        return connect(self.address, timeout=max(1.0, deadline - time.monotonic()))
+
+    def diagnostics(self) -> str:
+        """The last lines the enclave wrote to stderr."""
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(text.strip().splitlines()[-3:])
+
+    def kill(self) -> None:
+        """Kill the enclave process (SIGKILL to its own process group)."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Wait for the process to exit (killing it after ``timeout``); clean up its folder."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.process.returncode
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        return code
+
+
+def launch_local(
+    module: Path,
+    params: Mapping[str, Any],
+    *,
+    isolate_network: bool | None = None,
+    stderr_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> LocalEnclave:
+    """Start the local enclave serving the module image ``module`` with ``params``.
+
+    ``isolate_network``: True requires a new network namespace, False never uses one, None uses
+    one when available. ``stderr_path`` keeps the enclave's diagnostics (default: its socket
+    folder).
+    """
+    if not module.is_file():
+        raise EnvError(f"strategy module image {module} does not exist")
+    available = network_isolation_available() if isolate_network is not False else False
+    if isolate_network and not available:
+        raise EnvError("a new network namespace was required but `unshare -n` is not permitted")
+    folder = private_socket_dir()
+    address = f"unix:{folder}/enclave.sock"
+    cmd = [
+        sys.executable,
+        "-m",
+        "zcbench.enclave",
+        "--listen",
+        address,
+        "--module",
+        str(module.resolve()),
+        "--params",
+        json.dumps(dict(params), sort_keys=True),
+    ]
+    if available:
+        cmd = [shutil.which(_UNSHARE) or _UNSHARE, "-n", *cmd]
+    err_path = stderr_path or folder / "enclave.stderr"
+    with open(err_path, "wb") as err:
+        process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+            env=dict(env) if env is not None else None,
+        )
+    return LocalEnclave(process, address, folder, available, err_path)
+
+
+# -- Nitro ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnclaveInfo:
+    """One enclave as ``nitro-cli`` reports it."""
+
+    enclave_id: str
+    cid: int
+    state: str
+    cpus: int
+    memory_mib: int
+    name: str = ""
+    pcrs: Mapping[int, str] = field(default_factory=dict)
+
+
+def run_enclave_command(
+    eif: Path,
+    *,
+    cpus: int = 2,
+    memory_mib: int = 2048,
+    cid: int | None = None,
+    debug: bool = False,
+    name: str | None = None,
+) -> list[str]:
+    """``nitro-cli run-enclave`` for ``eif`` (``debug`` zeroes the PCRs: never for production)."""
+    if cpus < 1 or memory_mib < 64:
+        raise UsageError("an enclave needs at least 1 CPU and 64 MiB")
+    cmd = [
+        "nitro-cli",
+        "run-enclave",
+        "--eif-path",
+        str(eif),
+        "--cpu-count",
+        str(cpus),
+        "--memory",
+        str(memory_mib),
+    ]
+    if cid is not None:
+        if cid < 4:
+            raise UsageError(f"enclave CID must be >= 4, got {cid}")
+        cmd += ["--enclave-cid", str(cid)]
+    if name:
+        cmd += ["--enclave-name", name]
+    if debug:
+        cmd.append("--debug-mode")
+    return cmd
+
+
+def describe_enclaves_command() -> list[str]:
+    """``nitro-cli describe-enclaves``."""
+    return ["nitro-cli", "describe-enclaves"]
+
+
+def terminate_enclave_command(enclave_id: str) -> list[str]:
+    """``nitro-cli terminate-enclave`` for one enclave id."""
+    if not enclave_id.startswith("i-") or "-enc" not in enclave_id:
+        raise UsageError(f"not an enclave id: {enclave_id!r}")
+    return ["nitro-cli", "terminate-enclave", "--enclave-id", enclave_id]
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{what}: output is not JSON ({exc.msg} at {exc.pos})") from None
+
+
+def _info(item: object, what: str) -> EnclaveInfo:
+    if not isinstance(item, dict):
+        raise DataError(f"{what}: expected a JSON object per enclave")
+    try:
+        measurements = item.get("Measurements") or {}
+        pcrs = {
+            int(k[3:]): str(v)
+            for k, v in measurements.items()
+            if isinstance(k, str) and k.startswith("PCR") and k[3:].isdigit()
+        }
+        return EnclaveInfo(
+            enclave_id=str(item["EnclaveID"]),
+            cid=int(item["EnclaveCID"]),
+            state=str(item.get("State", "RUNNING")),
+            cpus=int(item["NumberOfCPUs"]),
+            memory_mib=int(item["MemoryMiB"]),
+            name=str(item.get("EnclaveName", "")),
+            pcrs=pcrs,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{what}: missing or bad field {exc}") from None
+
+
+def parse_run_enclave(text: str) -> EnclaveInfo:
+    """The enclave ``nitro-cli run-enclave`` started, from its JSON output."""
+    return _info(_json(text, "run-enclave"), "run-enclave")
+
+
+def parse_describe_enclaves(text: str) -> list[EnclaveInfo]:
+    """Every enclave in ``nitro-cli describe-enclaves`` output."""
+    doc = _json(text, "describe-enclaves")
+    if not isinstance(doc, list):
+        raise DataError("describe-enclaves: expected a JSON list")
+    return [_info(item, "describe-enclaves") for item in doc]
+
+
+def run_nitro(cmd: Sequence[str], *, timeout: float = 120.0) -> str:
+    """Run a ``nitro-cli`` command and return its stdout (EnvError when it is missing/fails)."""
+    if shutil.which(cmd[0]) is None:
+        raise EnvError("nitro-cli is not installed: Nitro enclaves need an enabled parent instance")
+    done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise EnvError(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[:300]}")
+    return done.stdout

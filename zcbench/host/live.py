@@ -1,0 +1,409 @@
+"""The live runner: proxy → enclave → durable, verified log → execution, pipelined.
+
+:func:`run_live` launches the local enclave, boots it (new run id, new log key, boot document
+verified against the expected PCRs under the named trust root), then streams the proxy's batches
+through it. One thread sends ``ingest`` frames up to ``window`` batches ahead; the calling thread
+takes the replies in order, stores and verifies each batch's records and checkpoint
+(:class:`~zcbench.host.logwriter.HostLog`), and only then lets the execution layer act. So the
+host writes and verifies batch k while the enclave computes batch k+1.
+
+Whatever happens (source exhausted, enclave killed, strategy exception, a bad frame, a failed
+check), the run closes the same way: kill switch on, no further orders, the enclave shut down or
+killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.parquet``,
+``summary.json`` (run id, origin, image, counts, freshness, network isolation, how it ended).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from zcbench.auditlog.storage import LogStore
+from zcbench.auditlog.verify import nitro_boot_verifier
+from zcbench.channel import ChannelClosed, Connection, FrameError, Message
+from zcbench.enclave.boot import module_image_pcrs
+from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.host.execution import ExecutionLayer, RiskLimits
+from zcbench.host.launcher import LocalEnclave, launch_local
+from zcbench.host.logwriter import HostLog
+from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
+from zcbench.strategy import Batch, encode_batch
+
+__all__ = ["ModuleImage", "RunProgress", "RunSummary", "run_live"]
+
+_DONE: Final = object()
+
+
+@dataclass(frozen=True)
+class ModuleImage:
+    """An unsealed strategy module and its parameters: the local development image."""
+
+    module: Path
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def expected_pcrs(self) -> dict[int, bytes]:
+        """PCR0-2 a genuine enclave loading this image reports."""
+        return module_image_pcrs(self.module, self.params)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A snapshot for the live progress line."""
+
+    batches: int
+    events: int
+    signals: int
+    events_per_s: float
+    freshness_p50_ms: float
+    freshness_p99_ms: float
+    pnl: int
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a live run went; ``status`` is ``completed``, ``enclave_died``, ``strategy_failed``,
+    ``enclave_error``, ``verification_failed`` or ``host_error``."""
+
+    run_id: str
+    origin: str
+    status: str
+    reason: str
+    run_dir: str
+    image: str
+    batches: int
+    events: int
+    signals: int
+    orders: int
+    fills: int
+    rejects: int
+    pnl: int
+    positions: dict[str, int]
+    log_size: int
+    elapsed_s: float
+    events_per_s: float
+    freshness_p50_ms: float
+    freshness_p99_ms: float
+    dropped_batches: int
+    dropped_events: int
+    isolated_network: bool
+    simulated: bool
+    trust: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as written to ``summary.json``."""
+        return {"schema": "zcbench.run-summary/1", **asdict(self)}
+
+
+class _RunFailed(Exception):
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _percentiles(values: list[int]) -> tuple[float, float]:
+    if not values:
+        return 0.0, 0.0
+    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64) / 1e6, [50, 99])
+    return float(p50), float(p99)
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"run folder {run_dir} is not empty; give a new folder for a new run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def run_live(
+    image: ModuleImage,
+    run_dir: Path,
+    source: ReplaySource | LiveSource,
+    *,
+    limits: RiskLimits | None = None,
+    trust: str = "dev",
+    window: int = 8,
+    queue_size: int = 64,
+    max_delay_s: float = 0.05,
+    reply_timeout: float = 30.0,
+    run_id: str | None = None,
+    isolate_network: bool | None = None,
+    on_progress: Callable[[RunProgress], None] | None = None,
+    on_booted: Callable[[LocalEnclave], None] | None = None,
+    clock: Callable[[], int] = time.time_ns,
+) -> RunSummary:
+    """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
+
+    ``on_booted`` is called once the enclave has booted and its boot document verified (tests
+    use it to kill the enclave mid-run). Raises only for problems before the run starts (a
+    missing image, a used run folder, an enclave that does not boot or whose boot document does
+    not verify); afterwards every fault ends the run with a summary saying how.
+    """
+    if not image.module.is_file():
+        raise EnvError(f"strategy module image {image.module} does not exist")
+    if window < 1:
+        raise UsageError("window must be >= 1")
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir)
+    run_id = run_id or f"run-{secrets.token_hex(8)}"
+    started = time.monotonic()
+    enclave = launch_local(
+        image.module,
+        image.params,
+        isolate_network=isolate_network,
+        stderr_path=run_dir / "enclave.stderr",
+    )
+    store: LogStore | None = None
+    try:
+        conn = enclave.connect(timeout=60)
+        booted = _boot(conn, run_id, image, trust, enclave)
+        (run_dir / "boot.cbor").write_bytes(booted["document"])
+        store = LogStore.create(run_dir / "log")
+        log = HostLog(store, booted["public_key"], booted["origin"])
+        log.open(booted["record"], booted["checkpoint"], booted["document"])
+        if on_booted is not None:
+            on_booted(enclave)
+        execution = ExecutionLayer(limits or RiskLimits())
+        proxy = MarketDataProxy(
+            source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
+        )
+        pipe = _Pipeline(
+            conn, proxy, log, execution, enclave, window, reply_timeout, clock, on_progress
+        )
+        status, reason = pipe.run()
+        _close_enclave(conn, enclave, status)
+        execution.write_journal(run_dir / "journal.parquet")
+        p50, p99 = _percentiles(pipe.freshness)
+        stats = proxy.stats()
+        elapsed = time.monotonic() - started
+        counts = execution.counts()
+        summary = RunSummary(
+            run_id=run_id,
+            origin=booted["origin"],
+            status=status,
+            reason=reason,
+            run_dir=str(run_dir),
+            image=str(image.module),
+            batches=pipe.batches,
+            events=pipe.events,
+            signals=pipe.signals,
+            orders=counts["order"],
+            fills=counts["fill"],
+            rejects=counts["reject"],
+            pnl=execution.pnl(),
+            positions=dict(execution.positions),
+            log_size=log.durable_size,
+            elapsed_s=round(elapsed, 3),
+            events_per_s=round(pipe.events / pipe.active_s, 1) if pipe.active_s else 0.0,
+            freshness_p50_ms=round(p50, 3),
+            freshness_p99_ms=round(p99, 3),
+            dropped_batches=stats.dropped_batches,
+            dropped_events=stats.dropped_events,
+            isolated_network=enclave.isolated_network,
+            simulated=trust == "dev",
+            trust=trust,
+        )
+        (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        return summary
+    finally:
+        if store is not None:
+            store.close()
+        if enclave.alive():
+            enclave.kill()
+        enclave.stop(timeout=5)
+
+
+def _boot(
+    conn: Connection, run_id: str, image: ModuleImage, trust: str, enclave: LocalEnclave
+) -> Message:
+    try:
+        conn.send(Message("boot", {"run_id": run_id, "config": {}}))
+        reply = conn.recv(timeout=60)
+    except (ChannelClosed, FrameError, TimeoutError) as exc:
+        raise EnvError(f"the enclave did not boot: {exc}; {enclave.diagnostics()}") from None
+    if reply.type != "booted":
+        raise EnvError(f"the enclave did not boot: {reply.fields.get('reason', reply.type)}")
+    identity = nitro_boot_verifier(image.expected_pcrs())(reply["document"], trust)
+    for what, got, want in (
+        ("run id", identity.run_id, run_id),
+        ("public key", reply["public_key"], identity.public_key),
+        ("origin", reply["origin"], identity.origin),
+    ):
+        if got != want:
+            raise VerificationError(
+                f"the boot reply's {what} does not match the boot document",
+                check=f"boot_{what.replace(' ', '_')}",
+                expected=want,
+                actual=got,
+            )
+    return reply
+
+
+def _close_enclave(conn: Connection, enclave: LocalEnclave, status: str) -> None:
+    if enclave.alive() and conn.closed_reason is None:
+        try:
+            conn.send(Message("shutdown", {"reason": status}))
+            while conn.recv(timeout=5).type != "bye":
+                pass
+        except (ZcbenchError, TimeoutError):
+            pass
+    conn.close("run closed")
+
+
+class _Pipeline:
+    def __init__(
+        self,
+        conn: Connection,
+        proxy: MarketDataProxy,
+        log: HostLog,
+        execution: ExecutionLayer,
+        enclave: LocalEnclave,
+        window: int,
+        reply_timeout: float,
+        clock: Callable[[], int],
+        on_progress: Callable[[RunProgress], None] | None,
+    ) -> None:
+        self.conn = conn
+        self.proxy = proxy
+        self.log = log
+        self.execution = execution
+        self.enclave = enclave
+        self.reply_timeout = reply_timeout
+        self.clock = clock
+        self.on_progress = on_progress
+        self.inflight: queue.Queue[object] = queue.Queue(window)
+        self.stop = threading.Event()
+        self.send_error: str | None = None
+        self.batches = self.events = self.signals = 0
+        self.freshness: list[int] = []
+        self.active_s = 0.0
+
+    def run(self) -> tuple[str, str]:
+        sender = threading.Thread(target=self._send_all, name="zcbench-sender", daemon=True)
+        self.proxy.start()
+        t0 = time.monotonic()
+        sender.start()
+        try:
+            status, reason = self._receive_all()
+        except _RunFailed as exc:
+            status, reason = exc.status, exc.reason
+        except VerificationError as exc:
+            status, reason = "verification_failed", str(exc)
+        except (DataError, EnvError) as exc:
+            status, reason = "host_error", str(exc)
+        finally:
+            self.active_s = time.monotonic() - t0
+            self.stop.set()
+            self.proxy.stop()
+        if status != "completed":
+            self.execution.kill(reason)
+        sender.join(timeout=10)
+        return status, reason
+
+    def _send_all(self) -> None:
+        seq = 0
+        try:
+            for pb in self.proxy:
+                if self.stop.is_set():
+                    return
+                data = encode_batch(Batch(seq, pb.events))
+                if not self._put((seq, data, pb)):
+                    return
+                self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
+                seq += 1
+        except ChannelClosed as exc:
+            self.send_error = exc.reason
+        except ZcbenchError as exc:
+            self.send_error = f"proxy: {exc}"
+        finally:
+            self._put(_DONE)
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.inflight.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _receive_all(self) -> tuple[str, str]:
+        while True:
+            item = self.inflight.get()
+            if item is _DONE:
+                if self.send_error is not None:
+                    return self._ended_by_enclave(self.send_error)
+                return "completed", "source exhausted"
+            assert isinstance(item, tuple)
+            seq, data, pb = item
+            reply = self._reply(seq)
+            if reply.type == "error":
+                code = reply["code"]
+                status = "strategy_failed" if code == "strategy" else "enclave_error"
+                raise _RunFailed(status, f"enclave refused batch {seq}: {reply['reason']}")
+            if reply.type != "signals" or reply["seq"] != seq:
+                raise _RunFailed("enclave_error", f"expected signals for batch {seq}")
+            verified = self.log.commit(
+                seq, data, reply["signals"], reply["records"], reply["checkpoint"]
+            )
+            self._act(verified, pb)
+
+    def _reply(self, seq: int) -> Message:
+        try:
+            return self.conn.recv(timeout=self.reply_timeout)
+        except TimeoutError:
+            raise _RunFailed(
+                "enclave_died" if not self.enclave.alive() else "enclave_error",
+                f"no reply for batch {seq} within {self.reply_timeout} s",
+            ) from None
+        except ChannelClosed as exc:
+            return self._ended_by_enclave_raise(exc.reason)
+        except FrameError as exc:
+            if exc.fatal:
+                raise _RunFailed("enclave_error", f"bad frame from the enclave: {exc}") from None
+            self.conn.reject(exc, seq)
+            raise _RunFailed("enclave_error", f"bad frame from the enclave: {exc}") from None
+
+    def _ended_by_enclave(self, reason: str) -> tuple[str, str]:
+        # still running after 2 s: reported as a closed channel below
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.enclave.process.wait(timeout=2)
+        if not self.enclave.alive():
+            code = self.enclave.process.returncode
+            return "enclave_died", f"the enclave exited (code {code}): {reason}"
+        return "enclave_error", f"the channel closed: {reason}"
+
+    def _ended_by_enclave_raise(self, reason: str) -> Message:
+        status, text = self._ended_by_enclave(reason)
+        raise _RunFailed(status, text)
+
+    def _act(self, verified: Any, pb: ProxyBatch) -> None:
+        self.execution.on_market(pb.market)
+        now = self.clock()
+        self.execution.act(verified, now_ns=now)
+        self.freshness.append(now - pb.received_ns)
+        self.batches += 1
+        self.events += len(pb)
+        self.signals += len(verified.signals)
+        if self.on_progress is not None and self.batches % 20 == 0:
+            self.on_progress(self.progress())
+
+    def progress(self) -> RunProgress:
+        p50, p99 = _percentiles(self.freshness[-2000:])
+        return RunProgress(
+            self.batches, self.events, self.signals, 0.0, p50, p99, self.execution.pnl()
+        )
