@@ -1,3 +1,55 @@
-"""zcbench.keys (DESIGN.md says what this part owns)."""
+"""Key release and sealing: the local key broker, the KMS ``Recipient`` adapter, sealing.
 
-__all__: list[str] = []
+Owns the data key of every strategy (created once, kept by a broker), deterministic sealing of the
+strategy module and parameters, and the KMS ``Recipient`` exchange: a broker answers a ``Decrypt``
+request carrying an attestation document with CMS EnvelopedData, and the enclave opens it with
+:func:`unwrap_recipient`, the same code for the local broker and AWS KMS. A broker must never
+release a key without a verified document whose PCR0 matches the policy.
+"""
+
+from zcbench.keys._broker import (
+    KEY_ENCRYPTION_ALGORITHM,
+    AttestedRecipient,
+    DocumentVerifier,
+    KeyBroker,
+    KeyReleaseRefused,
+    LocalKeyBroker,
+    Refusal,
+    nitro_document_verifier,
+)
+from zcbench.keys._cms import UnwrapError, unwrap_recipient, wrap_for_recipient
+from zcbench.keys._kms import KmsRecipientBroker, kms_key_policy_statement
+from zcbench.keys._seal import (
+    SEAL_ALG,
+    DataKey,
+    SealedHeader,
+    Unsealed,
+    UnsealError,
+    read_sealed_header,
+    seal_strategy,
+    unseal_strategy,
+)
+
+__all__ = [
+    "KEY_ENCRYPTION_ALGORITHM",
+    "SEAL_ALG",
+    "AttestedRecipient",
+    "DataKey",
+    "DocumentVerifier",
+    "KeyBroker",
+    "KeyReleaseRefused",
+    "KmsRecipientBroker",
+    "LocalKeyBroker",
+    "Refusal",
+    "SealedHeader",
+    "UnsealError",
+    "Unsealed",
+    "UnwrapError",
+    "kms_key_policy_statement",
+    "nitro_document_verifier",
+    "read_sealed_header",
+    "seal_strategy",
+    "unseal_strategy",
+    "unwrap_recipient",
+    "wrap_for_recipient",
+]

@@ -1,3 +1,56 @@
-"""zcbench.packager (DESIGN.md says what this part owns)."""
+"""Promotion: notebook → strategy module → sealed payload → reproducible, measured bundle.
 
-__all__: list[str] = []
+Owns extraction and lint of the cells tagged ``strategy``, the deterministic bundle and local
+image, their PCRs (by the EIF algorithm of :mod:`zcbench.nitro.eif`), ``commitment.json``, the
+rendering of ``enclave_templates/`` and the reproducibility check. It must never hold plaintext
+strategy code outside the sealed payload: the module exists only in memory while building.
+"""
+
+from zcbench.packager._build import (
+    COMMITMENT_SCHEMA,
+    DEFAULT_BASE_IMAGE,
+    DEFAULT_SOURCE_DATE_EPOCH,
+    MANIFEST_SCHEMA,
+    AppImage,
+    Build,
+    BuildPaths,
+    load_build,
+    measure_image,
+    measure_local_image,
+    package_notebook,
+    read_app_image,
+    runtime_files,
+)
+from zcbench.packager._extract import (
+    DEFAULT_ALLOWED_IMPORTS,
+    ExtractedStrategy,
+    LintProblem,
+    NotebookError,
+    extract_strategy,
+    read_parameters,
+)
+from zcbench.packager._tar import deterministic_tar, read_tar_members
+
+__all__ = [
+    "COMMITMENT_SCHEMA",
+    "DEFAULT_ALLOWED_IMPORTS",
+    "DEFAULT_BASE_IMAGE",
+    "DEFAULT_SOURCE_DATE_EPOCH",
+    "MANIFEST_SCHEMA",
+    "AppImage",
+    "Build",
+    "BuildPaths",
+    "ExtractedStrategy",
+    "LintProblem",
+    "NotebookError",
+    "deterministic_tar",
+    "extract_strategy",
+    "load_build",
+    "measure_image",
+    "measure_local_image",
+    "package_notebook",
+    "read_app_image",
+    "read_parameters",
+    "read_tar_members",
+    "runtime_files",
+]

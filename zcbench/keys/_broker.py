@@ -1,0 +1,367 @@
+"""The local key broker: data keys per strategy, PCR0 policies, and attested key release.
+
+It speaks the AWS KMS shapes so the enclave code is the same in both worlds (DESIGN.md, "Two
+worlds"): ``generate_data_key`` answers like ``GenerateDataKey`` (``Plaintext``, ``CiphertextBlob``,
+``KeyId``) and ``decrypt`` takes a ``Decrypt`` request with ``Recipient`` and answers with
+``CiphertextForRecipient`` (CMS EnvelopedData, RSAES-OAEP-SHA-256 + AES-256-CBC). It releases a
+data key only when the attestation document verifies (through an injected verifier; by default
+zcbench.nitro with the dev root, trusted here by name) and its PCR0 equals the strategy's policy.
+
+Every refusal reaches the requester as the one word "refused"; the reason goes to the broker's
+own diagnostics (``diagnostics`` in memory and ``diagnostics.jsonl`` in its folder), for the
+operator, never to the enclave.
+
+State lives in ``zcbench_home()/keybroker/`` (folder 0700, files 0600): ``master.key`` (32 random
+bytes), ``datakeys/<strategy>.blob`` (each data key wrapped under the master key) and
+``policies/<strategy>.json``. A data key is created once per strategy and reused, so rebuilds
+seal to the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import cbor2
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from zcbench.errors import EnvError, UsageError, VerificationError
+from zcbench.keys._cms import wrap_for_recipient
+from zcbench.keys._seal import DataKey
+
+__all__ = [
+    "KEY_ENCRYPTION_ALGORITHM",
+    "AttestedRecipient",
+    "DocumentVerifier",
+    "KeyBroker",
+    "KeyReleaseRefused",
+    "LocalKeyBroker",
+    "Refusal",
+    "nitro_document_verifier",
+]
+
+KEY_ENCRYPTION_ALGORITHM: Final = "RSAES_OAEP_SHA_256"
+MAX_ATTESTATION_DOCUMENT: Final = 262_144  # KMS's documented bound
+MIN_RSA_BITS: Final = 2048
+_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_BLOB_LABEL: Final = b"zcbench.keybroker.datakey/1"
+
+
+@dataclass(frozen=True, slots=True)
+class AttestedRecipient:
+    """What a verified attestation document tells the broker: its PCRs and its public key."""
+
+    pcrs: Mapping[int, bytes]
+    public_key: bytes
+
+
+DocumentVerifier = Callable[[bytes, Mapping[int, bytes]], AttestedRecipient]
+"""``(document, expected_pcrs) -> AttestedRecipient``; raises on any failed check."""
+
+
+class KeyReleaseRefused(VerificationError):
+    """The key broker refused a release. The message is only ever "refused"."""
+
+    def __init__(self) -> None:
+        super().__init__("refused", check="key_release")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refusal, for the operator: when, which strategy (if known) and why."""
+
+    at: str
+    strategy: str | None
+    reason: str
+
+
+class KeyBroker(Protocol):
+    """What the packager and the enclave need from a key broker (local or KMS)."""
+
+    def generate_data_key(self, strategy: str) -> DataKey: ...
+
+    def decrypt(self, request: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+class _Refuse(Exception):
+    def __init__(self, reason: str, strategy: str | None = None) -> None:
+        super().__init__(reason)
+        self.strategy = strategy
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def nitro_document_verifier(
+    *, trust: str = "dev", clock: Callable[[], dt.datetime] = _utcnow
+) -> DocumentVerifier:
+    """A verifier over ``zcbench.nitro.verify_attestation`` trusting the root named ``trust``.
+
+    ``"dev"`` is the local development CA: right for the local broker, never for real money.
+    """
+
+    def verify(document: bytes, expected_pcrs: Mapping[int, bytes]) -> AttestedRecipient:
+        import zcbench.nitro as nitro
+
+        verify_attestation = getattr(nitro, "verify_attestation", None)
+        if verify_attestation is None:
+            raise EnvError("zcbench.nitro.verify_attestation is not available")
+        verified = verify_attestation(
+            document, trust=trust, at=clock(), expected_pcrs=dict(expected_pcrs)
+        )
+        doc = verified.document
+        if doc.public_key is None:
+            raise VerificationError("document carries no public_key", check="public_key")
+        return AttestedRecipient(pcrs=dict(doc.pcrs), public_key=bytes(doc.public_key))
+
+    return verify
+
+
+def _check_name(strategy: str) -> str:
+    if not isinstance(strategy, str) or not _NAME.fullmatch(strategy):
+        raise UsageError(
+            f"strategy name {strategy!r} cannot name a key: use 1-64 letters, digits, '_', '.', "
+            "'-', not starting with '.' or '-'"
+        )
+    return strategy
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, owner read/write only whatever the umask."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+class LocalKeyBroker:
+    """A key broker on this machine, answering in the KMS ``Recipient`` shapes.
+
+    ``root`` defaults to ``zcbench_home()/keybroker``; ``verifier`` checks attestation documents
+    (default: :func:`nitro_document_verifier` with the dev root); ``rng`` supplies key material.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        verifier: DocumentVerifier | None = None,
+        rng: Callable[[int], bytes] = os.urandom,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        if root is None:
+            from zcbench.home import zcbench_home
+
+            root = zcbench_home() / "keybroker"
+        self.root = Path(root)
+        self._verifier = verifier or nitro_document_verifier(trust="dev", clock=clock)
+        self._rng = rng
+        self._clock = clock
+        self.diagnostics: list[Refusal] = []
+        _private_dir(self.root)
+        for sub in ("datakeys", "policies"):
+            _private_dir(self.root / sub)
+        self._check_permissions()
+
+    def _check_permissions(self) -> None:
+        for path in [self.root, *self.root.rglob("*")]:
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            if mode & 0o077:
+                raise EnvError(
+                    f"{path} is open to other users (mode {mode:o}); run chmod go-rwx on it"
+                )
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def _master(self) -> bytes:
+        path = self.root / "master.key"
+        if not path.exists():
+            _write_private(path, self._rng(32))
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise EnvError(f"{path} is damaged ({len(key)} bytes, expected 32)")
+        return key
+
+    @property
+    def key_id(self) -> str:
+        """This broker's key id: a fingerprint of its master key, never the key."""
+        digest = hashlib.sha256(b"zcbench.keybroker.id" + self._master()).hexdigest()
+        return f"zcbench:local:key/{digest[:32]}"
+
+    def _wrap(self, strategy: str, data_key: bytes) -> bytes:
+        master = self._master()
+        aad = _BLOB_LABEL + strategy.encode()
+        nonce = hmac.new(master, aad + data_key, hashlib.sha256).digest()[:12]
+        ct = AESGCMSIV(master).encrypt(nonce, data_key, aad)
+        return cbor2.dumps({"v": 1, "strategy": strategy, "nonce": nonce, "ct": ct}, canonical=True)
+
+    def _unwrap(self, blob: bytes) -> tuple[str, bytes]:
+        if not isinstance(blob, bytes) or len(blob) > 4096:
+            raise _Refuse("CiphertextBlob is not bytes or too large")
+        fp = io.BytesIO(blob)
+        try:
+            value = cbor2.CBORDecoder(fp).decode()
+        except Exception:
+            raise _Refuse("CiphertextBlob is not CBOR") from None
+        if (
+            fp.tell() != len(blob)
+            or not isinstance(value, dict)
+            or set(value) != {"v", "strategy", "nonce", "ct"}
+            or value["v"] != 1
+            or not isinstance(value["strategy"], str)
+            or not isinstance(value["nonce"], bytes)
+            or not isinstance(value["ct"], bytes)
+        ):
+            raise _Refuse("CiphertextBlob is malformed")
+        strategy = value["strategy"]
+        try:
+            key = AESGCMSIV(self._master()).decrypt(
+                value["nonce"], value["ct"], _BLOB_LABEL + strategy.encode()
+            )
+        except Exception:
+            raise _Refuse("CiphertextBlob was not made by this broker", strategy) from None
+        return strategy, key
+
+    def generate_data_key(self, strategy: str) -> DataKey:
+        """The data key of ``strategy``: created on first use, then the same one every time.
+
+        The KMS ``GenerateDataKey`` answer (``Plaintext``, ``CiphertextBlob``, ``KeyId``) as a
+        :class:`DataKey`; only the packager should call this.
+        """
+        _check_name(strategy)
+        path = self.root / "datakeys" / f"{strategy}.blob"
+        if not path.exists():
+            key = self._rng(32)
+            if len(key) != 32:
+                raise EnvError("the random source returned the wrong number of bytes")
+            _write_private(path, self._wrap(strategy, key))
+        blob = path.read_bytes()
+        try:
+            found, key = self._unwrap(blob)
+        except _Refuse as exc:
+            raise EnvError(f"{path} is damaged or from another broker: {exc}") from None
+        if found != strategy:
+            raise EnvError(f"{path} holds the key of {found!r}, not {strategy!r}")
+        return DataKey(plaintext=key, ciphertext_blob=blob, key_id=self.key_id)
+
+    # --- policies -------------------------------------------------------------------------------
+
+    def set_policy(self, strategy: str, *, pcr0: bytes) -> None:
+        """Release ``strategy``'s data key only to enclaves whose PCR0 is ``pcr0`` (48 bytes)."""
+        _check_name(strategy)
+        if not isinstance(pcr0, bytes) or len(pcr0) != 48 or pcr0 == bytes(48):
+            raise UsageError("a PCR0 policy is 48 bytes and not all zero (a debug enclave)")
+        body = json.dumps({"strategy": strategy, "pcr0": pcr0.hex()}, sort_keys=True)
+        _write_private(self.root / "policies" / f"{strategy}.json", body.encode() + b"\n")
+
+    def policy(self, strategy: str) -> bytes | None:
+        """The PCR0 ``strategy``'s key is bound to, or None when no policy is set."""
+        _check_name(strategy)
+        path = self.root / "policies" / f"{strategy}.json"
+        if not path.exists():
+            return None
+        value = json.loads(path.read_text())
+        pcr0 = bytes.fromhex(value["pcr0"])
+        if value.get("strategy") != strategy or len(pcr0) != 48:
+            raise EnvError(f"{path} is damaged")
+        return pcr0
+
+    # --- release --------------------------------------------------------------------------------
+
+    def decrypt(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer a KMS ``Decrypt`` request that carries ``Recipient``.
+
+        Returns ``{"CiphertextForRecipient": bytes, "KeyId": str, "EncryptionAlgorithm":
+        "SYMMETRIC_DEFAULT"}``. Raises :class:`KeyReleaseRefused` ("refused") otherwise; the
+        reason is recorded in :attr:`diagnostics` and ``diagnostics.jsonl``.
+        """
+        strategy: str | None = None
+        try:
+            strategy, data_key, public_key = self._check_request(request)
+            envelope = wrap_for_recipient(data_key, public_key, rng=self._rng)
+        except _Refuse as exc:
+            self._record(exc.strategy or strategy, str(exc))
+            raise KeyReleaseRefused() from None
+        except Exception as exc:  # fail closed on anything unexpected, keep the reason here
+            self._record(strategy, f"{type(exc).__name__}: {exc}")
+            raise KeyReleaseRefused() from None
+        return {
+            "CiphertextForRecipient": envelope,
+            "KeyId": self.key_id,
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }
+
+    def _check_request(self, request: Mapping[str, Any]) -> tuple[str, bytes, rsa.RSAPublicKey]:
+        if not isinstance(request, Mapping):
+            raise _Refuse("request is not a mapping")
+        unknown = set(request) - {"CiphertextBlob", "KeyId", "Recipient", "EncryptionAlgorithm"}
+        if unknown:
+            raise _Refuse(f"unsupported request fields {sorted(unknown)}")
+        recipient = request.get("Recipient")
+        if not isinstance(recipient, Mapping):
+            raise _Refuse("no Recipient: the local broker releases keys only to attested enclaves")
+        if set(recipient) != {"AttestationDocument", "KeyEncryptionAlgorithm"}:
+            raise _Refuse("Recipient needs exactly AttestationDocument and KeyEncryptionAlgorithm")
+        if recipient["KeyEncryptionAlgorithm"] != KEY_ENCRYPTION_ALGORITHM:
+            raise _Refuse(f"KeyEncryptionAlgorithm must be {KEY_ENCRYPTION_ALGORITHM}")
+        document = recipient["AttestationDocument"]
+        if not isinstance(document, bytes) or not 0 < len(document) <= MAX_ATTESTATION_DOCUMENT:
+            raise _Refuse("AttestationDocument must be 1..262144 bytes")
+        if request.get("EncryptionAlgorithm", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
+            raise _Refuse("EncryptionAlgorithm must be SYMMETRIC_DEFAULT")
+        if "KeyId" in request and request["KeyId"] != self.key_id:
+            raise _Refuse(f"KeyId {request['KeyId']!r} is not this broker's key")
+        strategy, data_key = self._unwrap(request.get("CiphertextBlob"))  # type: ignore[arg-type]
+        pcr0 = self.policy(strategy)
+        if pcr0 is None:
+            raise _Refuse("no PCR0 policy is set for this strategy", strategy)
+        try:
+            attested = self._verifier(document, {0: pcr0})
+        except Exception as exc:
+            raise _Refuse(f"attestation document refused: {exc}", strategy) from None
+        actual = attested.pcrs.get(0)
+        if not isinstance(actual, bytes) or not hmac.compare_digest(actual, pcr0):
+            shown = actual.hex() if isinstance(actual, bytes) else "missing"
+            raise _Refuse(f"PCR0 {shown} does not match the policy {pcr0.hex()}", strategy)
+        try:
+            public_key = load_der_public_key(attested.public_key)
+        except Exception:
+            raise _Refuse("public_key is not a DER SubjectPublicKeyInfo", strategy) from None
+        if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_RSA_BITS:
+            raise _Refuse(f"public_key must be RSA of at least {MIN_RSA_BITS} bits", strategy)
+        return strategy, data_key, public_key
+
+    def _record(self, strategy: str | None, reason: str) -> None:
+        refusal = Refusal(self._clock().isoformat(), strategy, reason)
+        self.diagnostics.append(refusal)
+        line = json.dumps({"at": refusal.at, "strategy": strategy, "reason": reason}) + "\n"
+        path = self.root / "diagnostics.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)

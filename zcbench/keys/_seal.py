@@ -1,0 +1,174 @@
+"""Deterministic sealing of a strategy module and its parameters under a data key.
+
+AES-256-GCM-SIV with a synthetic nonce, ``HMAC-SHA256(data key, "zcbench.seal/1" || plaintext)``
+truncated to 12 bytes: the same module, parameters and key always give the same sealed bytes (so a
+rebuild is byte-identical), while different plaintexts never share a nonce, and GCM-SIV stays safe
+even if they did. The header (strategy name, key id and the wrapped data key the enclave must ask
+the key broker to release) is authenticated as associated data and travels in the clear.
+
+Sealed payload, canonical CBOR::
+
+    {"v": 1, "alg": "AES-256-GCM-SIV", "strategy": str, "key_id": str,
+     "data_key_blob": bytes, "nonce": bytes(12), "ciphertext": bytes}
+
+The plaintext is canonical CBOR ``{"module": str, "parameters": map}``. Unsealing failures are one
+opaque :class:`UnsealError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import cbor2
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+
+from zcbench.errors import DataError, VerificationError
+
+__all__ = [
+    "SEAL_ALG",
+    "DataKey",
+    "SealedHeader",
+    "UnsealError",
+    "Unsealed",
+    "read_sealed_header",
+    "seal_strategy",
+    "unseal_strategy",
+]
+
+SEAL_VERSION: Final = 1
+SEAL_ALG: Final = "AES-256-GCM-SIV"
+MAX_SEALED: Final = 16 * 1024 * 1024
+_NONCE_LABEL: Final = b"zcbench.seal/1"
+_HEADER_KEYS: Final = ("alg", "data_key_blob", "key_id", "strategy", "v")
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """A 256-bit data key as a key broker hands it to the packager (never printed)."""
+
+    plaintext: bytes = field(repr=False)
+    ciphertext_blob: bytes
+    key_id: str
+
+    def __post_init__(self) -> None:
+        if len(self.plaintext) != 32:
+            raise DataError("a data key is 32 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class SealedHeader:
+    """The clear part of a sealed payload: what the enclave needs to ask for its key."""
+
+    strategy: str
+    key_id: str
+    data_key_blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unsealed:
+    """A strategy module and its parameters, as only the enclave ever sees them."""
+
+    strategy: str
+    module_source: str = field(repr=False)
+    parameters: Mapping[str, Any] = field(repr=False)
+
+
+class UnsealError(VerificationError):
+    """A sealed payload could not be opened (deliberately says nothing more)."""
+
+    def __init__(self) -> None:
+        super().__init__("sealed payload could not be opened", check="unseal")
+
+
+def _canonical(value: object) -> bytes:
+    return cbor2.dumps(value, canonical=True)
+
+
+def _aad(header: Mapping[str, Any]) -> bytes:
+    return _canonical({k: header[k] for k in _HEADER_KEYS})
+
+
+def seal_strategy(
+    module_source: str,
+    parameters: Mapping[str, Any],
+    *,
+    strategy: str,
+    data_key: DataKey,
+) -> bytes:
+    """The sealed payload for ``module_source`` and ``parameters``; deterministic."""
+    try:
+        plaintext = _canonical({"module": module_source, "parameters": dict(parameters)})
+    except (cbor2.CBOREncodeError, TypeError) as exc:
+        raise DataError(f"strategy parameters are not plain data: {exc}") from None
+    nonce = hmac.new(data_key.plaintext, _NONCE_LABEL + plaintext, hashlib.sha256).digest()[:12]
+    header: dict[str, Any] = {
+        "v": SEAL_VERSION,
+        "alg": SEAL_ALG,
+        "strategy": strategy,
+        "key_id": data_key.key_id,
+        "data_key_blob": data_key.ciphertext_blob,
+    }
+    ciphertext = AESGCMSIV(data_key.plaintext).encrypt(nonce, plaintext, _aad(header))
+    return _canonical({**header, "nonce": nonce, "ciphertext": ciphertext})
+
+
+def _decode(sealed: bytes) -> dict[str, Any]:
+    if not isinstance(sealed, bytes) or not 0 < len(sealed) <= MAX_SEALED:
+        raise DataError("sealed payload: empty, not bytes or too large")
+    fp = io.BytesIO(sealed)
+    try:
+        value = cbor2.CBORDecoder(fp).decode()
+    except Exception:
+        raise DataError("sealed payload: not CBOR") from None
+    if fp.tell() != len(sealed):
+        raise DataError("sealed payload: trailing bytes")
+    expected = {*_HEADER_KEYS, "nonce", "ciphertext"}
+    if not isinstance(value, dict) or set(value) != expected:
+        raise DataError(f"sealed payload: expected keys {sorted(expected)}")
+    if value["v"] != SEAL_VERSION or value["alg"] != SEAL_ALG:
+        raise DataError(f"sealed payload: unsupported version {value['v']!r} / {value['alg']!r}")
+    types = {
+        "strategy": str,
+        "key_id": str,
+        "data_key_blob": bytes,
+        "nonce": bytes,
+        "ciphertext": bytes,
+    }
+    for key, kind in types.items():
+        if not isinstance(value[key], kind):
+            raise DataError(f"sealed payload: {key} must be {kind.__name__}")
+    if len(value["nonce"]) != 12:
+        raise DataError("sealed payload: nonce must be 12 bytes")
+    return value
+
+
+def read_sealed_header(sealed: bytes) -> SealedHeader:
+    """The clear header of a sealed payload (raises :class:`DataError` if malformed)."""
+    v = _decode(sealed)
+    return SealedHeader(v["strategy"], v["key_id"], v["data_key_blob"])
+
+
+def unseal_strategy(sealed: bytes, data_key: bytes) -> Unsealed:
+    """Open a sealed payload with the released 32-byte data key.
+
+    Raises :class:`UnsealError` on a wrong key or any tampering (opaque by design).
+    """
+    try:
+        v = _decode(sealed)
+        plaintext = AESGCMSIV(data_key).decrypt(v["nonce"], v["ciphertext"], _aad(v))
+        inner = cbor2.loads(plaintext)
+        if not (
+            isinstance(inner, dict)
+            and set(inner) == {"module", "parameters"}
+            and isinstance(inner["module"], str)
+            and isinstance(inner["parameters"], dict)
+        ):
+            raise DataError("bad inner payload")
+    except Exception:
+        raise UnsealError() from None
+    return Unsealed(v["strategy"], inner["module"], inner["parameters"])
