@@ -77,11 +77,20 @@ class Signal:
                 f"Signal.limit_price must be None or a positive int of ticks, "
                 f"got {self.limit_price!r}"
             )
-        hints = tuple(sorted(self.hints))
-        for name, value in hints:
+        try:
+            pairs = [(name, value) for name, value in self.hints]
+        except (TypeError, ValueError):
+            raise DataError(
+                f"Signal.hints must be (name, value) pairs, got {self.hints!r}"
+            ) from None
+        for name, value in pairs:
             if not isinstance(name, str) or type(value) not in (int, str):
                 raise DataError(f"Signal hint {name!r}={value!r}: names are str, values int|str")
-        object.__setattr__(self, "hints", hints)
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names):
+            raise DataError(f"Signal hints name {sorted(names)}: each name at most once")
+        # sorted by name alone: values of one name may not compare (int against str)
+        object.__setattr__(self, "hints", tuple(sorted(pairs, key=lambda h: h[0])))
 
 
 @dataclass(frozen=True, slots=True)
