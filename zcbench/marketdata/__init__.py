@@ -1,3 +1,42 @@
-"""zcbench.marketdata (DESIGN.md says what this part owns)."""
+"""Market data: strict loaders, the seeded synthetic tick generator and event-time batching.
 
-__all__: list[str] = []
+Sources become event frames in :data:`zcbench.strategy.EVENT_SCHEMA` (integer price ticks); the
+batching here is the one the backtest and the live proxy share. This part knows nothing of
+enclaves.
+
+- :func:`load_events`, :func:`load_ohlcv`: CSV or parquet into validated polars frames; bad input
+  raises :class:`MarketDataError` naming the file, row and column.
+- :func:`generate_ticks` / :func:`write_ticks` with :class:`SyntheticConfig`: trades and quotes.
+- :func:`batches`, :class:`EventTimeBatcher`: batches by event-time bucket width or event count.
+"""
+
+from zcbench.marketdata._batching import BatchSpec, EventTimeBatcher, batch_bounds, batches
+from zcbench.marketdata._load import (
+    MarketDataError,
+    load_events,
+    load_ohlcv,
+    normalise_events,
+    ohlcv_to_events,
+    validate_events,
+    write_events,
+)
+from zcbench.marketdata._sample import sample_daily_path
+from zcbench.marketdata._synthetic import SyntheticConfig, generate_ticks, write_ticks
+
+__all__ = [
+    "BatchSpec",
+    "EventTimeBatcher",
+    "MarketDataError",
+    "SyntheticConfig",
+    "batch_bounds",
+    "batches",
+    "generate_ticks",
+    "load_events",
+    "load_ohlcv",
+    "normalise_events",
+    "ohlcv_to_events",
+    "sample_daily_path",
+    "validate_events",
+    "write_events",
+    "write_ticks",
+]

@@ -1,0 +1,88 @@
+"""Example daily-bar strategy: a moving-average crossover, in exact integer arithmetic.
+
+Long ``quantity`` while the fast simple moving average of closes is above the slow one, flat (or
+short, with ``allow_short``) while it is below; unchanged on a tie. Averages are compared without
+division (``sum_fast * slow`` against ``sum_slow * fast``), so no float rounding can make two runs
+disagree. Imports only the strategy contract and the standard library: it can be promoted as is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from zcbench.strategy import Batch, Side, Signal, Strategy
+
+__all__ = ["MACrossover", "MACrossoverParams"]
+
+
+@dataclass(frozen=True)
+class MACrossoverParams:
+    """Window lengths in bars, order size in units, and whether to go short."""
+
+    fast: int = 20
+    slow: int = 50
+    quantity: int = 100
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fast < self.slow:
+            raise ValueError(f"need 0 < fast < slow, got fast={self.fast} slow={self.slow}")
+        if self.quantity <= 0:
+            raise ValueError(f"quantity must be positive, got {self.quantity}")
+
+
+class MACrossover(Strategy):
+    """Fast/slow simple moving-average crossover on bar closes, per symbol."""
+
+    name = "ma_crossover"
+    params_type = MACrossoverParams
+    input_fields = ("close",)
+
+    def __init__(self, params: MACrossoverParams) -> None:
+        super().__init__(params)
+        self.p: MACrossoverParams = params
+        self._closes: dict[str, deque[int]] = {}
+        self._sum_fast: dict[str, int] = {}
+        self._sum_slow: dict[str, int] = {}
+        self._target: dict[str, int] = {}
+
+    def _update(self, symbol: str, close: int) -> int | None:
+        """Add a close; the new target position, or None while the slow window fills."""
+        p = self.p
+        window = self._closes.setdefault(symbol, deque())
+        window.append(close)
+        fast = self._sum_fast.get(symbol, 0) + close
+        slow = self._sum_slow.get(symbol, 0) + close
+        if len(window) > p.fast:
+            fast -= window[-1 - p.fast]
+        if len(window) > p.slow:
+            slow -= window.popleft()
+        self._sum_fast[symbol], self._sum_slow[symbol] = fast, slow
+        if len(window) < p.slow:
+            return None
+        current = self._target.get(symbol, 0)
+        above, below = fast * p.slow, slow * p.fast
+        if above > below:
+            return p.quantity
+        if above < below:
+            return -p.quantity if p.allow_short else 0
+        return current
+
+    def on_batch(self, batch: Batch) -> Sequence[Signal]:
+        signals: list[Signal] = []
+        events = batch.events
+        for symbol, close in zip(
+            events.get_column("symbol").to_list(), events.get_column("close").to_list(), strict=True
+        ):
+            if close is None:
+                continue
+            target = self._update(symbol, close)
+            current = self._target.get(symbol, 0)
+            if target is None or target == current:
+                continue
+            side: Side = "buy" if target > current else "sell"
+            signals.append(Signal(symbol=symbol, side=side, quantity=abs(target - current)))
+            self._target[symbol] = target
+        return signals

@@ -1,0 +1,428 @@
+"""Loading market data files into event frames, strictly.
+
+Two file shapes are read, each from CSV or parquet:
+
+- **event files**: columns named as in :data:`zcbench.strategy.EVENT_SCHEMA` (``ts`` in integer
+  nanoseconds, prices in integer ticks); ``ts``, ``symbol`` and ``kind`` are required, the rest
+  optional;
+- **daily OHLCV files**: ``Date, Open, High, Low, Close, Volume`` (any letter case, extra columns
+  ignored), prices in currency units; they become ``bar`` events with prices in ticks.
+
+Every problem is a :class:`MarketDataError` naming the file, the 1-based data row (the header is
+not a row) and the column, so a person can open the file and look. Nothing is coerced silently: a
+float where an integer belongs, a NaN, a negative price, an unsorted or duplicated timestamp all
+refuse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from zcbench.errors import DataError
+from zcbench.strategy import EVENT_SCHEMA, KINDS, PRICE_SCALE
+
+__all__ = [
+    "MarketDataError",
+    "load_events",
+    "load_ohlcv",
+    "normalise_events",
+    "ohlcv_to_events",
+    "validate_events",
+    "write_events",
+]
+
+_PRICE_FIELDS: Final = ("price", "bid", "ask", "open", "high", "low", "close")
+_SIZE_FIELDS: Final = ("size", "bid_size", "ask_size", "volume")
+_NEEDED_BY_KIND: Final = {
+    "trade": ("price", "size"),
+    "quote": ("bid", "ask", "bid_size", "ask_size"),
+    "bar": ("open", "high", "low", "close", "volume"),
+}
+_OHLCV_COLUMNS: Final = ("date", "open", "high", "low", "close", "volume")
+_DAY_NS: Final = 86_400 * 1_000_000_000
+
+
+class MarketDataError(DataError):
+    """A market data file or frame is malformed; names the file, row and column.
+
+    ``row`` is the 1-based data row (None when the whole file or column is at fault) and
+    ``column`` the column name (None when no single column is).
+    """
+
+    def __init__(self, problem: str, *, source: str, row: int | None, column: str | None) -> None:
+        where = source
+        if row is not None:
+            where += f": row {row}"
+        if column is not None:
+            where += f", column {column!r}" if row is not None else f": column {column!r}"
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.row = row
+        self.column = column
+
+
+# --------------------------------------------------------------------------------------------
+# Reading raw tables
+
+
+def _read_raw(path: Path) -> pl.DataFrame:
+    """The file as a frame: CSV with every column as text, parquet with its own types."""
+    source = str(path)
+    if not path.is_file():
+        raise MarketDataError("no such file", source=source, row=None, column=None)
+    if path.stat().st_size == 0:
+        raise MarketDataError("the file is empty", source=source, row=None, column=None)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif suffix in (".csv", ".txt"):
+            frame = pl.read_csv(path, infer_schema=False, null_values=[""])
+        else:
+            raise MarketDataError(
+                f"unknown file type {suffix!r}; use .csv or .parquet",
+                source=source,
+                row=None,
+                column=None,
+            )
+    except MarketDataError:
+        raise
+    except Exception as exc:  # polars and pyarrow raise many types for unreadable files
+        raise MarketDataError(
+            f"cannot be read ({type(exc).__name__}: {exc})", source=source, row=None, column=None
+        ) from None
+    if frame.height == 0:
+        raise MarketDataError("the file has no data rows", source=source, row=None, column=None)
+    return frame
+
+
+def _first_row(mask: pl.Series) -> int | None:
+    """The 1-based row of the first true value in ``mask``, or None."""
+    hits = mask.fill_null(False).arg_true()
+    return int(hits[0]) + 1 if hits.len() else None
+
+
+def _as_int(series: pl.Series, source: str) -> pl.Series:
+    """``series`` as Int64; text must be decimal integers, floats must be whole numbers."""
+    name = series.name
+    dtype = series.dtype
+    if dtype == pl.String:
+        stripped = series.str.strip_chars()
+        parsed = stripped.cast(pl.Int64, strict=False)
+        bad = _first_row(stripped.is_not_null() & parsed.is_null())
+        if bad is not None:
+            raise MarketDataError(
+                f"expected an integer, got {stripped[bad - 1]!r}",
+                source=source,
+                row=bad,
+                column=name,
+            )
+        return parsed
+    if dtype.is_integer():
+        return series.cast(pl.Int64)
+    if dtype.is_float():
+        bad = _first_row(series.is_nan() | (series.floor() != series))
+        if bad is not None:
+            raise MarketDataError(
+                f"expected an integer, got {series[bad - 1]!r}", source=source, row=bad, column=name
+            )
+        return series.cast(pl.Int64)
+    raise MarketDataError(
+        f"expected integers, the column has type {dtype}", source=source, row=1, column=name
+    )
+
+
+def _as_float(series: pl.Series, source: str) -> pl.Series:
+    """``series`` as Float64, refusing text that is no number and NaN or infinite values."""
+    name = series.name
+    if series.dtype == pl.String:
+        stripped = series.str.strip_chars()
+        parsed = stripped.cast(pl.Float64, strict=False)
+        bad = _first_row(stripped.is_not_null() & parsed.is_null())
+        if bad is not None:
+            raise MarketDataError(
+                f"expected a number, got {stripped[bad - 1]!r}", source=source, row=bad, column=name
+            )
+    elif series.dtype.is_numeric():
+        parsed = series.cast(pl.Float64)
+    else:
+        raise MarketDataError(
+            f"expected numbers, the column has type {series.dtype}",
+            source=source,
+            row=1,
+            column=name,
+        )
+    bad = _first_row(parsed.is_nan() | parsed.is_infinite())
+    if bad is not None:
+        raise MarketDataError(
+            f"{parsed[bad - 1]} is not a price", source=source, row=bad, column=name
+        )
+    return parsed
+
+
+def _as_text(series: pl.Series, source: str) -> pl.Series:
+    if series.dtype not in (pl.String, pl.Categorical) and not isinstance(series.dtype, pl.Enum):
+        raise MarketDataError(
+            f"expected text, the column has type {series.dtype}",
+            source=source,
+            row=1,
+            column=series.name,
+        )
+    return series.cast(pl.String).str.strip_chars()
+
+
+def _to_ticks(prices: pl.Series) -> pl.Series:
+    """Currency prices as integer ticks, rounded half away from zero (as ``price_to_ticks``)."""
+    scaled = (prices.abs() * PRICE_SCALE + 0.5).floor().cast(pl.Int64)
+    return pl.select(
+        pl.when(prices < 0).then(-scaled).otherwise(scaled).alias(prices.name)
+    ).to_series()
+
+
+# --------------------------------------------------------------------------------------------
+# Event frames
+
+
+def normalise_events(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
+    """``frame`` with every :data:`EVENT_SCHEMA` column (absent ones null) in schema order.
+
+    Typed strictly (see :func:`_as_int`); unknown columns are refused. Does not validate
+    values: :func:`validate_events` does.
+    """
+    unknown = [c for c in frame.columns if c not in EVENT_SCHEMA]
+    if unknown:
+        raise MarketDataError(
+            f"not an event field (known: {', '.join(EVENT_SCHEMA)})",
+            source=source,
+            row=None,
+            column=unknown[0],
+        )
+    for required in ("ts", "symbol", "kind"):
+        if required not in frame.columns:
+            raise MarketDataError(
+                "required column is missing", source=source, row=None, column=required
+            )
+    columns: list[pl.Series] = []
+    for name, dtype in EVENT_SCHEMA.items():
+        if name not in frame.columns:
+            columns.append(pl.Series(name, [None] * frame.height, dtype=dtype))
+        elif dtype == pl.String:
+            columns.append(_as_text(frame.get_column(name), source))
+        else:
+            columns.append(_as_int(frame.get_column(name), source))
+    return pl.DataFrame(columns)
+
+
+def validate_events(events: pl.DataFrame, *, source: str = "<frame>") -> pl.DataFrame:
+    """``events`` (already normalised) if every row is well-formed; raises otherwise.
+
+    Checks: no null ``ts``/``symbol``/``kind``; ``kind`` in KINDS; the fields each kind needs are
+    present; prices positive; sizes non-negative; ``ts`` non-decreasing; no two events with the
+    same ``(ts, symbol, kind)``.
+    """
+    for name in ("ts", "symbol", "kind"):
+        bad = _first_row(events.get_column(name).is_null())
+        if bad is not None:
+            raise MarketDataError("missing value", source=source, row=bad, column=name)
+    kind = events.get_column("kind")
+    bad = _first_row(~kind.is_in(list(KINDS)))
+    if bad is not None:
+        raise MarketDataError(
+            f"unknown kind {kind[bad - 1]!r} (known: {', '.join(KINDS)})",
+            source=source,
+            row=bad,
+            column="kind",
+        )
+    for k, needed in _NEEDED_BY_KIND.items():
+        is_kind = kind == k
+        for name in needed:
+            bad = _first_row(is_kind & events.get_column(name).is_null())
+            if bad is not None:
+                raise MarketDataError(
+                    f"a {k} event needs {name}", source=source, row=bad, column=name
+                )
+    for name in _PRICE_FIELDS:
+        col = events.get_column(name)
+        bad = _first_row(col <= 0)
+        if bad is not None:
+            raise MarketDataError(
+                f"price must be positive, got {col[bad - 1]} ticks",
+                source=source,
+                row=bad,
+                column=name,
+            )
+    for name in _SIZE_FIELDS:
+        col = events.get_column(name)
+        bad = _first_row(col < 0)
+        if bad is not None:
+            raise MarketDataError(
+                f"size must not be negative, got {col[bad - 1]}",
+                source=source,
+                row=bad,
+                column=name,
+            )
+    ts = events.get_column("ts")
+    bad = _first_row(ts.diff() < 0)
+    if bad is not None:
+        raise MarketDataError(
+            f"timestamps are not sorted: {ts[bad - 1]} comes after {ts[bad - 2]} (row {bad - 1})",
+            source=source,
+            row=bad,
+            column="ts",
+        )
+    key = events.select(pl.struct("ts", "symbol", "kind").is_first_distinct()).to_series()
+    bad = _first_row(~key)
+    if bad is not None:
+        raise MarketDataError(
+            f"duplicate timestamp {ts[bad - 1]} for {events['symbol'][bad - 1]!r} "
+            f"{events['kind'][bad - 1]}",
+            source=source,
+            row=bad,
+            column="ts",
+        )
+    return events
+
+
+def load_events(path: str | Path) -> pl.DataFrame:
+    """An event file (CSV or parquet) as a validated frame with every schema column."""
+    path = Path(path)
+    frame = _read_raw(path)
+    return validate_events(normalise_events(frame, source=str(path)), source=str(path))
+
+
+def write_events(events: pl.DataFrame, path: str | Path) -> Path:
+    """Write a validated event frame to parquet (zstd); returns the path."""
+    path = Path(path)
+    validate_events(normalise_events(events))
+    events.write_parquet(path, compression="zstd", statistics=False)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Daily OHLCV
+
+
+def _ohlcv_columns(frame: pl.DataFrame, source: str) -> dict[str, str]:
+    by_lower: dict[str, str] = {}
+    for c in frame.columns:
+        by_lower.setdefault(c.strip().lower(), c)
+    missing = [c for c in _OHLCV_COLUMNS if c not in by_lower]
+    if missing:
+        raise MarketDataError(
+            f"required column is missing (have {', '.join(frame.columns)})",
+            source=source,
+            row=None,
+            column=missing[0].capitalize(),
+        )
+    return {c: by_lower[c] for c in _OHLCV_COLUMNS}
+
+
+def _dates_ns(series: pl.Series, source: str) -> pl.Series:
+    if series.dtype == pl.Date:
+        days = series.cast(pl.Int64)
+    elif isinstance(series.dtype, pl.Datetime):
+        days = series.dt.date().cast(pl.Int64)
+    else:
+        text = _as_text(series, source)
+        parsed = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+        bad = _first_row(text.is_not_null() & parsed.is_null())
+        if bad is not None:
+            raise MarketDataError(
+                f"expected a date YYYY-MM-DD, got {text[bad - 1]!r}",
+                source=source,
+                row=bad,
+                column=series.name,
+            )
+        days = parsed.cast(pl.Int64)
+    return (days * _DAY_NS).alias("ts")
+
+
+def ohlcv_to_events(frame: pl.DataFrame, *, symbol: str, source: str = "<frame>") -> pl.DataFrame:
+    """Daily OHLCV rows as ``bar`` events, validated.
+
+    A bar's ``ts`` is its date at 00:00 UTC; ``price`` repeats ``close`` and ``size`` repeats
+    ``volume``, so strategies that read trade fields also work on bars. Dates must be strictly
+    increasing; ``Low <= Open, Close <= High`` must hold.
+    """
+    if not symbol:
+        raise MarketDataError(
+            "a symbol is needed for OHLCV data", source=source, row=None, column=None
+        )
+    names = _ohlcv_columns(frame, source)
+    for c in _OHLCV_COLUMNS:
+        bad = _first_row(frame.get_column(names[c]).is_null())
+        if bad is not None:
+            raise MarketDataError("missing value", source=source, row=bad, column=names[c])
+    ts = _dates_ns(frame.get_column(names["date"]), source)
+    prices: dict[str, pl.Series] = {}
+    for c in ("open", "high", "low", "close"):
+        values = _as_float(frame.get_column(names[c]), source)
+        bad = _first_row(values <= 0)
+        if bad is not None:
+            raise MarketDataError(
+                f"price must be positive, got {values[bad - 1]}",
+                source=source,
+                row=bad,
+                column=names[c],
+            )
+        prices[c] = _to_ticks(values).alias(c)
+    volume = _as_int(frame.get_column(names["volume"]), source).alias("volume")
+    bad = _first_row(volume < 0)
+    if bad is not None:
+        raise MarketDataError(
+            f"volume must not be negative, got {volume[bad - 1]}",
+            source=source,
+            row=bad,
+            column=names["volume"],
+        )
+    bad = _first_row(ts.diff() <= 0)
+    if bad is not None:
+        raise MarketDataError(
+            "dates must be strictly increasing (unsorted or duplicate date)",
+            source=source,
+            row=bad,
+            column=names["date"],
+        )
+    o, h, low, cl = prices["open"], prices["high"], prices["low"], prices["close"]
+    for name, broken in (
+        ("high", (h < o) | (h < cl) | (h < low)),
+        ("low", (low > o) | (low > cl)),
+    ):
+        bad = _first_row(broken)
+        if bad is not None:
+            raise MarketDataError(
+                "bar is inconsistent: need Low <= Open, Close <= High",
+                source=source,
+                row=bad,
+                column=names[name],
+            )
+    events = pl.DataFrame(
+        {
+            "ts": ts,
+            "symbol": pl.Series([symbol] * frame.height, dtype=pl.String),
+            "kind": pl.Series(["bar"] * frame.height, dtype=pl.String),
+            "price": cl,
+            "size": volume,
+            "open": o,
+            "high": h,
+            "low": low,
+            "close": cl,
+            "volume": volume,
+        }
+    )
+    return validate_events(normalise_events(events, source=source), source=source)
+
+
+def load_ohlcv(path: str | Path, *, symbol: str | None = None) -> pl.DataFrame:
+    """A daily OHLCV file (CSV or parquet) as validated ``bar`` events.
+
+    ``symbol`` defaults to the file name up to its first ``_`` or ``.``, upper-cased
+    (``msft_daily.csv`` is ``MSFT``).
+    """
+    path = Path(path)
+    frame = _read_raw(path)
+    name = symbol if symbol is not None else path.name.split(".")[0].split("_")[0].upper()
+    return ohlcv_to_events(frame, symbol=name, source=str(path))
