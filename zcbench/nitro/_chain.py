@@ -115,8 +115,8 @@ def _check_validity(cert: x509.Certificate, label: str, at: dt.datetime) -> None
         _fail(
             "validity",
             f"{label} is {state} at {at.isoformat()} (valid {before.isoformat()} to "
-            f"{after.isoformat()}); verify at the document's time with at=document.time "
-            "for an archived document",
+            f"{after.isoformat()}); an archived document verifies only at its own "
+            "timestamp (at=document.time, --at doc)",
             expected=f"{before.isoformat()}..{after.isoformat()}",
             actual=at.isoformat(),
         )
@@ -192,11 +192,15 @@ def validate_path(
 ) -> x509.Certificate:
     """Validate the document's chain to ``root`` at ``at``; return the parsed leaf.
 
-    ``facts`` receives display facts root first, leaf last, as far as parsing got (so a failed
-    check can still show the chain). Raises ``AttestationError`` naming the failed check.
+    ``facts`` receives display facts for the document's certificates, ``cabundle`` order then
+    the leaf, once they all parse (so a failed check can still show the chain). Raises
+    ``AttestationError`` naming the failed check.
     """
-    bundle_root = cabundle[0]
-    if bundle_root != root.der:
+    bundle_certs = [load_certificate(der, f"cabundle[{i}]") for i, der in enumerate(cabundle)]
+    leaf = load_certificate(leaf_der, "the leaf certificate")
+    facts.extend(facts_of(c, d) for c, d in zip(bundle_certs, cabundle, strict=True))
+    facts.append(facts_of(leaf, leaf_der))
+    if cabundle[0] != root.der:
         _fail(
             "root",
             f"the document's chain does not start at the pinned {root.name!r} root "
@@ -207,39 +211,47 @@ def validate_path(
                 else "check which root the document was issued under"
             ),
             expected=root.fingerprint,
-            actual=hashlib.sha256(bundle_root).hexdigest(),
+            actual=hashlib.sha256(cabundle[0]).hexdigest(),
         )
-    labels = ["pinned root"]
-    ders = [root.der]
-    certs = [root.certificate]
-    for i, der in enumerate(cabundle[1:], start=1):
-        labels.append(f"cabundle[{i}]")
-        ders.append(der)
-        certs.append(load_certificate(der, f"cabundle[{i}]"))
-    labels.append("leaf certificate")
-    ders.append(leaf_der)
-    certs.append(load_certificate(leaf_der, "the leaf certificate"))
-    facts.extend(facts_of(c, d) for c, d in zip(certs, ders, strict=True))
-
+    # From here on the pinned root stands in for the bundle's (byte-identical) copy.
+    labels = [
+        "pinned root",
+        *(f"cabundle[{i}]" for i in range(1, len(cabundle))),
+        "leaf certificate",
+    ]
+    certs = [root.certificate, *bundle_certs[1:], leaf]
     last = len(certs) - 1
-    for i, cert in enumerate(certs):
-        label = labels[i]
-        _check_algorithm(cert, label, signed=i > 0)
-        if i > 0:
-            try:
-                cert.verify_directly_issued_by(certs[i - 1])
-            except (ValueError, TypeError, InvalidSignature) as exc:
-                why = "issuer name differs" if isinstance(exc, ValueError) else "bad signature"
-                _fail(
-                    "chain",
-                    f"{label} is not issued by {labels[i - 1]} ({why})",
-                    expected=cert.issuer.rfc4514_string()
-                    if isinstance(exc, ValueError)
-                    else certs[i - 1].subject.rfc4514_string(),
-                    actual=certs[i - 1].subject.rfc4514_string()
-                    if isinstance(exc, ValueError)
-                    else "signature does not verify",
-                )
-        _check_validity(cert, label, at)
-        _check_constraints(cert, label, issuer=i < last, cas_below=last - 1 - i)
+    for i in range(len(certs)):
+        try:
+            _check_certificate(certs, labels, i, at, last)
+        except ValueError as exc:  # a field cryptography parses lazily is malformed
+            raise AttestationError(f"{labels[i]} is malformed: {exc}", check="certificate") from exc
     return certs[last]
+
+
+def _check_certificate(
+    certs: list[x509.Certificate], labels: list[str], i: int, at: dt.datetime, last: int
+) -> None:
+    """All checks on ``certs[i]``: algorithm, issued by ``certs[i-1]``, validity, constraints."""
+    cert, label = certs[i], labels[i]
+    _check_algorithm(cert, label, signed=i > 0)
+    if i > 0:
+        issuer = certs[i - 1]
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except ValueError:
+            _fail(
+                "chain",
+                f"{label} is not issued by {labels[i - 1]} (issuer name differs)",
+                expected=issuer.subject.rfc4514_string(),
+                actual=cert.issuer.rfc4514_string(),
+            )
+        except (TypeError, InvalidSignature):
+            _fail(
+                "chain",
+                f"{label} is not signed by {labels[i - 1]} (the signature does not verify)",
+                expected=f"signature by {issuer.subject.rfc4514_string()}",
+                actual="invalid signature",
+            )
+    _check_validity(cert, label, at)
+    _check_constraints(cert, label, issuer=i < last, cas_below=last - 1 - i)

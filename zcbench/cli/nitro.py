@@ -1,0 +1,136 @@
+"""``zcbench nitro``: local stand-ins for Nitro hardware; today ``zcbench nitro emulate``.
+
+``emulate`` asks the NSM emulator for one attestation document signed by the development CA in
+the zcbench home (created on first use). Such documents verify only with ``--trust dev`` and are
+SIMULATED. Thin over :class:`zcbench.nitro.NsmEmulator`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pathlib
+import sys
+
+from zcbench.errors import EXIT_OK, UsageError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "nitro",
+        help="local Nitro stand-ins: emulated attestation documents",
+        description="Local stand-ins for Nitro hardware (SIMULATED, development CA).",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    emu = actions.add_parser(
+        "emulate",
+        help="write an emulated attestation document (development CA; SIMULATED)",
+        description=(
+            "Write an attestation document from the NSM emulator, signed by the development CA "
+            "in the zcbench home. It verifies only with 'zcbench verify attestation --trust dev'."
+        ),
+    )
+    emu.add_argument("--nonce", required=True, metavar="HEX", help="nonce to bind (hex)")
+    emu.add_argument("--out", required=True, metavar="PATH", help="where to write the document")
+    emu.add_argument(
+        "--pcr",
+        action="append",
+        default=[],
+        metavar="N=HEX",
+        help="set PCR N (48 bytes hex) before attesting; PCR0/1/2 default to fixed labels",
+    )
+    emu.add_argument("--user-data", metavar="HEX", help="user_data to bind (hex)")
+    emu.add_argument(
+        "--public-key", metavar="FILE", help="file whose bytes go in public_key (e.g. DER SPKI)"
+    )
+    emu.add_argument(
+        "--indefinite",
+        action="store_true",
+        help="write the payload map with indefinite length, like real documents since mid-2025",
+    )
+    emu.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    emu.set_defaults(handler=_emulate)
+
+
+def _hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError as exc:
+        raise UsageError(f"{what} is not hex: {text!r}") from exc
+
+
+def _default_pcr(index: int) -> bytes:
+    # Recognisable, non-zero stand-ins so the document is not taken for a debug one.
+    from zcbench.nitro.emulator import extend
+
+    return extend(bytes(48), f"zcbench nitro emulate PCR{index}".encode())
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from zcbench.nitro import DevCA, NsmEmulator, parse_document
+
+    pcrs = {i: _default_pcr(i) for i in (0, 1, 2)}
+    for item in args.pcr:
+        index_text, sep, value_text = item.partition("=")
+        if not sep or not index_text.isdigit() or int(index_text) > 31:
+            raise UsageError(f"--pcr {item!r}: write N=HEX with N in 0..31")
+        value = _hex(value_text, f"--pcr {index_text}")
+        if len(value) != 48:
+            raise UsageError(f"--pcr {index_text}: a PCR is 48 bytes (96 hex digits)")
+        pcrs[int(index_text)] = value
+    nonce = _hex(args.nonce, "--nonce")
+    user_data = _hex(args.user_data, "--user-data") if args.user_data is not None else None
+    public_key: bytes | None = None
+    if args.public_key is not None:
+        try:
+            public_key = pathlib.Path(args.public_key).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --public-key {args.public_key}: {exc}") from exc
+    for name, field in (("nonce", nonce), ("user-data", user_data), ("public-key", public_key)):
+        if field is not None and len(field) > 1024:
+            raise UsageError(f"--{name} is {len(field)} bytes; the NSM takes at most 1024")
+
+    def clock() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    ca = DevCA.load_or_create(now=clock())
+    emulator = NsmEmulator(pcrs, ca, clock=clock, indefinite_payload=args.indefinite)
+    document = emulator.attestation(nonce=nonce, user_data=user_data, public_key=public_key)
+    out = pathlib.Path(args.out)
+    try:
+        out.write_bytes(document)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from exc
+    parsed = parse_document(document)
+    sys.stderr.write(
+        "SIMULATED: signed by the development CA; verify with "
+        f"'zcbench verify attestation {out} --trust dev'\n"
+    )
+    if args.json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "path": str(out),
+                    "simulated": True,
+                    "module_id": parsed.module_id,
+                    "timestamp": parsed.time.isoformat(timespec="milliseconds").replace(
+                        "+00:00", "Z"
+                    ),
+                    "pcrs": {str(i): v.hex() for i, v in parsed.pcrs.items()},
+                    "sha256": hashlib.sha256(document).hexdigest(),
+                    "dev_root": str(ca.root_pem),
+                }
+            )
+            + "\n"
+        )
+    else:
+        sys.stdout.write(f"wrote {out} ({len(document)} bytes, SIMULATED)\n")
+        for index in sorted(pcrs):
+            sys.stdout.write(f"  PCR{index:<2} {parsed.pcrs[index].hex()}\n")
+    return EXIT_OK

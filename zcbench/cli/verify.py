@@ -1,0 +1,252 @@
+"""``zcbench verify``: check signed artefacts; today ``zcbench verify attestation``.
+
+Thin over :func:`zcbench.nitro.check_attestation`. Exit 0 verified, 1 a check failed (or the
+document is malformed), 2 usage. Without ``--expect-pcr`` or ``--commitment`` the signature,
+chain and time are still checked and the exit code says whether they hold, but the output says
+loudly that no PCR was checked (``pcrs_checked: false``). SIMULATED is printed whenever the
+root is the development CA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import pathlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+from zcbench.errors import EXIT_FAILED, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from zcbench.nitro import AttestationReport
+
+__all__ = ["register"]
+
+_NO_PCR_WARNING = (
+    "WARNING: no PCR was checked (pass --expect-pcr N=HEX or --commitment FILE): this proves a "
+    "genuine enclave signed the document, not WHICH code it runs"
+)
+_SIMULATED_WARNING = (
+    "SIMULATED: verified against the development CA, not AWS; this document proves nothing "
+    "about real hardware"
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "verify",
+        help="verify attestation documents and other signed artefacts",
+        description="Verify signed artefacts. Exit 0 verified, 1 failed, 2 usage error.",
+    )
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+    att = kinds.add_parser(
+        "attestation",
+        help="verify a Nitro attestation document",
+        description=(
+            "Verify a Nitro attestation document: strict format, certificate chain to a pinned "
+            "root, signature, then policy (PCRs, debug mode, nonce, age)."
+        ),
+    )
+    att.add_argument("path", metavar="PATH", help="the document (CBOR COSE_Sign1 bytes)")
+    att.add_argument(
+        "--at",
+        default="now",
+        metavar="ISO8601|doc|now",
+        help="verification time: an ISO 8601 instant with a zone, 'doc' for the document's "
+        "own timestamp (archived documents; audit only), or 'now' (default)",
+    )
+    att.add_argument("--nonce", metavar="HEX", help="the nonce the document must carry")
+    att.add_argument(
+        "--expect-pcr",
+        action="append",
+        default=[],
+        metavar="N=HEX",
+        help="a PCR the document must carry (repeatable)",
+    )
+    att.add_argument(
+        "--commitment",
+        metavar="FILE",
+        help="a commitment.json whose PCRs the document must carry",
+    )
+    att.add_argument(
+        "--trust",
+        default="aws",
+        metavar="aws|dev|PEMFILE",
+        help="root of trust: 'aws' (pinned AWS Nitro Root-G1, default), 'dev' (the development "
+        "CA; SIMULATED) or a PEM root certificate file",
+    )
+    att.add_argument(
+        "--allow-debug",
+        action="store_true",
+        help="accept debug-mode documents (zero PCR0/1/2): for tests only",
+    )
+    att.add_argument(
+        "--max-age", type=float, metavar="SECONDS", help="refuse documents older than this"
+    )
+    att.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    att.set_defaults(handler=_attestation)
+
+
+def _parse_hex(text: str, what: str) -> bytes:
+    cleaned = text.strip()
+    if cleaned.startswith(("0x", "0X")):
+        cleaned = cleaned[2:]
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError as exc:
+        raise UsageError(f"{what} is not hex: {text!r}") from exc
+
+
+def _parse_at(text: str) -> dt.datetime | None:
+    if text == "now":
+        return dt.datetime.now(dt.UTC)
+    if text == "doc":
+        return None
+    try:
+        at = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"--at {text!r} is not ISO 8601 (e.g. 2024-05-01T12:00:00Z), 'doc' or 'now'"
+        ) from exc
+    if at.tzinfo is None:
+        raise UsageError(f"--at {text!r} has no time zone; add 'Z' or '+00:00'")
+    return at
+
+
+def _expected_pcrs(args: argparse.Namespace) -> dict[int, bytes] | None:
+    from zcbench.nitro import load_commitment_pcrs
+
+    expected: dict[int, bytes] = {}
+    if args.commitment:
+        expected.update(load_commitment_pcrs(args.commitment))
+    for item in args.expect_pcr:
+        index_text, sep, value_text = item.partition("=")
+        if not sep or not index_text.strip().isdigit():
+            raise UsageError(f"--expect-pcr {item!r}: write N=HEX, e.g. 0=f4d48b81...")
+        index = int(index_text)
+        if index > 31:
+            raise UsageError(f"--expect-pcr {item!r}: PCR index must be 0..31")
+        value = _parse_hex(value_text, f"--expect-pcr {index}")
+        if index in expected and expected[index] != value:
+            raise UsageError(f"PCR{index} is given twice with different values")
+        expected[index] = value
+    return expected or None
+
+
+def _report_json(report: AttestationReport, path: str) -> dict[str, Any]:
+    doc = report.document
+
+    def hex_or_none(value: bytes | None) -> str | None:
+        return None if value is None else value.hex()
+
+    return {
+        "verified": report.verified,
+        "failed_check": report.failed_check,
+        "message": report.message,
+        "expected": report.expected,
+        "actual": report.actual,
+        "path": path,
+        "at": report.at.isoformat().replace("+00:00", "Z"),
+        "root": report.root,
+        "simulated": report.simulated,
+        "pcrs_checked": report.pcrs_checked,
+        "checked_pcrs": list(report.checked_pcrs),
+        "debug": report.debug,
+        "module_id": None if doc is None else doc.module_id,
+        "timestamp": None
+        if doc is None
+        else doc.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp_ms": None if doc is None else doc.timestamp,
+        "pcrs": {} if doc is None else {str(i): v.hex() for i, v in doc.pcrs.items()},
+        "nonce": None if doc is None else hex_or_none(doc.nonce),
+        "public_key": None if doc is None else hex_or_none(doc.public_key),
+        "user_data": None if doc is None else hex_or_none(doc.user_data),
+        "payload_framing": None
+        if doc is None
+        else ("indefinite" if doc.indefinite else "definite"),
+        "chain": [
+            {
+                "subject": c.subject,
+                "issuer": c.issuer,
+                "not_before": c.not_before.isoformat().replace("+00:00", "Z"),
+                "not_after": c.not_after.isoformat().replace("+00:00", "Z"),
+                "sha256": c.sha256,
+            }
+            for c in report.chain
+        ],
+    }
+
+
+def _print_human(report: AttestationReport) -> None:
+    doc = report.document
+    out = sys.stdout
+    if report.verified:
+        out.write(f"VERIFIED{' (SIMULATED)' if report.simulated else ''}\n")
+    else:
+        out.write(f"FAILED: {report.failed_check}: {report.message}\n")
+        if report.expected is not None or report.actual is not None:
+            out.write(f"  expected: {report.expected}\n  actual:   {report.actual}\n")
+    out.write(f"  root:      {report.root}\n  at:        {report.at.isoformat()}\n")
+    if doc is not None:
+        out.write(f"  module_id: {doc.module_id}\n  timestamp: {doc.time.isoformat()}\n")
+        out.write(f"  debug:     {report.debug}\n")
+        checked = set(report.checked_pcrs)
+        for index, value in doc.pcrs.items():
+            if any(value) or index in checked:
+                mark = " (checked)" if index in checked else ""
+                out.write(f"  PCR{index:<2}     {value.hex()}{mark}\n")
+
+
+def _attestation(args: argparse.Namespace) -> int:
+    from zcbench.nitro import check_attestation, parse_document
+
+    path = pathlib.Path(args.path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path} does not exist") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    trust: str | pathlib.Path = args.trust
+    if args.trust not in ("aws", "dev"):
+        trust = pathlib.Path(args.trust)
+        if not trust.is_file():
+            raise UsageError(f"--trust {args.trust!r}: use 'aws', 'dev' or an existing PEM file")
+    nonce = _parse_hex(args.nonce, "--nonce") if args.nonce is not None else None
+    if args.max_age is not None and not args.max_age >= 0:
+        raise UsageError("--max-age must be a non-negative number of seconds")
+    max_age = dt.timedelta(seconds=args.max_age) if args.max_age is not None else None
+    expected = _expected_pcrs(args)
+    at = _parse_at(args.at)
+    if at is None:
+        # --at doc: the document's own signed time; a document that does not parse cannot
+        # name a time, and the report for it is the parse failure.
+        from zcbench.nitro import AttestationError
+
+        try:
+            at = parse_document(data).time
+        except AttestationError:
+            at = dt.datetime.now(dt.UTC)
+    report = check_attestation(
+        data,
+        trust=trust,
+        at=at,
+        expected_pcrs=expected,
+        nonce=nonce,
+        max_age=max_age,
+        allow_debug=args.allow_debug,
+        unsafe_skip_pcr_check=expected is None,
+    )
+    if report.simulated:
+        sys.stderr.write(_SIMULATED_WARNING + "\n")
+    if expected is None:
+        sys.stderr.write(_NO_PCR_WARNING + "\n")
+    if args.allow_debug and report.debug:
+        sys.stderr.write("WARNING: accepted a debug-mode document (--allow-debug)\n")
+    if args.json:
+        sys.stdout.write(json.dumps(_report_json(report, str(path)), sort_keys=False) + "\n")
+    else:
+        _print_human(report)
+    return EXIT_OK if report.verified else EXIT_FAILED
