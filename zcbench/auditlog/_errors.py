@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from zcbench.errors import DataError, VerificationError
 
-__all__ = ["LogFormatError", "NoteError", "ProofError"]
+__all__ = ["LogFormatError", "NoteError", "ProofError", "WitnessRefusal"]
 
 
 class ProofError(VerificationError):
@@ -28,3 +28,7 @@ class NoteError(VerificationError):
 
 class LogFormatError(DataError):
     """Bytes that are not a well-formed record, frame, note or export file."""
+
+
+class WitnessRefusal(VerificationError):
+    """A witness refuses a checkpoint: rollback, fork, another key or a failed proof."""

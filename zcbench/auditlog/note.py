@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ SIG_COSIGNATURE_V1: Final = 0x04
 MAX_SIGNATURES: Final = 100
 """Signature lines accepted on one note (the spec asks verifiers to accept at least 16)."""
 _DASH: Final = "\u2014 "
+_CONTROL: Final = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
 
 
 def key_id(name: str, sig_type: int, public_key: bytes) -> bytes:
@@ -151,7 +153,7 @@ class NoteSigner:
 def _check_text(text: str) -> bytes:
     if not text.endswith("\n"):
         raise ValueError("note text must end with a newline")
-    if any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in text):
+    if _CONTROL.search(text):
         raise ValueError("note text may contain no control character but newline")
     return text.encode()
 
@@ -217,7 +219,7 @@ def parse_note(data: bytes) -> Note:
         decoded = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LogFormatError(f"note is not UTF-8: {exc}") from exc
-    if any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in decoded):
+    if _CONTROL.search(decoded):
         raise LogFormatError("note contains a control character other than newline")
     cut = decoded.rfind("\n\n")
     if cut < 0 or not decoded.endswith("\n"):

@@ -1,0 +1,149 @@
+"""A read-only, streaming walk over a log folder: records in order, checkpoint notes, findings.
+
+Storage recovery and verification both read the folder through this walk so that they classify
+damage the same way. It never writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from zcbench.auditlog._errors import LogFormatError
+from zcbench.auditlog._frames import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_MAGIC,
+    SEGMENT_MAGIC,
+    Damage,
+    scan_file,
+    segment_number,
+)
+from zcbench.auditlog._fs import FileSystem
+from zcbench.auditlog.records import Record, decode_record
+
+__all__ = ["Finding", "LogWalk", "WalkedRecord"]
+
+_RECORD_LEAD = b"\xa7"  # every record is a CBOR map of seven keys
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A fatal finding: its classification, the record index and byte offset where it is seen."""
+
+    classification: str
+    index: int | None
+    path: str | None
+    offset: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalkedRecord:
+    """One record in place: its bytes, leaf hash, decoded form and position on disk."""
+
+    index: int
+    data: bytes
+    leaf_hash: bytes
+    record: Record
+    path: Path
+    offset: int
+
+
+class LogWalk:
+    """Walk ``folder``'s segments in order; findings are set once :meth:`records` is exhausted."""
+
+    def __init__(self, folder: Path, fs: FileSystem) -> None:
+        self.folder = folder
+        self.fs = fs
+        self.finding: Finding | None = None
+        self.torn: Damage | None = None
+        self.count = 0
+        names = fs.list_dir(folder)
+        numbered = sorted((n, name) for name in names if (n := segment_number(name)) is not None)
+        self.segments = [folder / name for _, name in numbered]
+        self._numbers = [n for n, _ in numbered]
+
+    def _fatal(self, classification: str, index: int | None, path: Path | None,
+               offset: int | None, message: str) -> None:
+        self.finding = Finding(
+            classification, index, str(path) if path else None, offset, message
+        )
+
+    def records(self) -> Iterator[WalkedRecord]:
+        """Every whole record in order, stopping at the first fatal finding."""
+        if not self.segments:
+            self._fatal("corrupt", 0, self.folder, None, f"no segment files in {self.folder}")
+            return
+        last = len(self.segments) - 1
+        for position, path in enumerate(self.segments):
+            data = self.fs.read_bytes(path)
+            scan = scan_file(path, data, SEGMENT_MAGIC, _RECORD_LEAD)
+            if scan.number is not None and (
+                scan.number != position or self._numbers[position] != position
+            ):
+                self._fatal(
+                    "reordered", self.count, path, 0,
+                    f"segment file {path.name} is segment {scan.number} by its header, "
+                    f"expected segment {position}: segments were swapped, renamed or removed",
+                )
+                return
+            if scan.first_index is not None and scan.first_index != self.count:
+                self._fatal(
+                    "reordered", self.count, path, 0,
+                    f"segment {path.name} starts at index {scan.first_index}, expected "
+                    f"{self.count}: segments were swapped or removed",
+                )
+                return
+            for frame in scan.frames:
+                try:
+                    record = decode_record(frame.payload)
+                except LogFormatError as exc:
+                    self._fatal("corrupt", self.count, path, frame.offset, str(exc))
+                    return
+                if record.index != self.count:
+                    self._fatal(
+                        "reordered", self.count, path, frame.offset,
+                        f"record at {path.name}:{frame.offset} carries index {record.index}, "
+                        f"expected {self.count}: records were deleted, inserted or reordered",
+                    )
+                    return
+                yield WalkedRecord(
+                    self.count, frame.payload, frame.leaf_hash, record, path, frame.offset
+                )
+                self.count += 1
+            damage = scan.damage
+            if damage is None:
+                continue
+            if damage.resumes_at is not None or position != last:
+                where = (
+                    f"valid records resume at byte {damage.resumes_at}"
+                    if damage.resumes_at is not None
+                    else "later segments follow"
+                )
+                self._fatal(
+                    "corrupt", self.count, path, damage.offset,
+                    f"{damage.reason} at {path.name}:{damage.offset} (record {self.count}), "
+                    f"and {where}: damage in the middle of the log",
+                )
+                return
+            self.torn = damage
+
+    def checkpoint_notes(self) -> tuple[list[tuple[bytes, int]], Damage | None, Finding | None]:
+        """The checkpoint notes with their offsets, a torn tail, and a fatal finding."""
+        path = self.folder / CHECKPOINT_FILE
+        if not self.fs.exists(path):
+            return [], None, None
+        scan = scan_file(path, self.fs.read_bytes(path), CHECKPOINT_MAGIC)
+        notes = [(frame.payload, frame.offset) for frame in scan.frames]
+        damage = scan.damage
+        if damage is None:
+            return notes, None, None
+        if damage.resumes_at is not None:
+            finding = Finding(
+                "corrupt", None, str(path), damage.offset,
+                f"{damage.reason} at {path.name}:{damage.offset}, and valid checkpoints resume "
+                f"at byte {damage.resumes_at}: damage in the middle of the checkpoint file",
+            )
+            return notes, None, finding
+        return notes, damage, None

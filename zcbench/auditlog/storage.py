@@ -1,0 +1,420 @@
+"""Crash-safe storage of one run's log: append-only segment files and the checkpoints beside them.
+
+Layout of ``run/log/`` (framing in ``_frames``): ``seg-00000000.zlog``, ``seg-00000001.zlog``, …
+holding the records in index order, and ``checkpoints.zlog`` holding the signed checkpoint notes.
+
+Writer discipline (group commit): :meth:`LogStore.append` writes a batch of records, which may sit
+in the page cache; :meth:`LogStore.sync` fsyncs every file written since the last sync (and the
+folder when a segment was added) and only then moves :attr:`LogStore.acknowledged`. A checkpoint
+is accepted only for the acknowledged size and the root of the records on disk, and is itself
+fsynced before :meth:`LogStore.add_checkpoint` returns. An fsync error poisons the store: after
+a write-back error a retried fsync can report success with data lost, so the only safe move is to
+stop and recover by reopening.
+
+Recovery (:meth:`LogStore.open`) classifies what it finds:
+
+- ``clean``: every byte is whole records;
+- ``torn_tail``: bad bytes at the very end of the last segment (or of the checkpoint file) with
+  no valid frame after them; they are cut away and reported with file and offset;
+- fatal (raises :class:`LogDamageError`, nothing is changed): damage followed by valid records,
+  records out of sequence, segments swapped, a checkpoint whose root is not the records' root
+  (rewritten), two checkpoints of one size with different roots (forked), a log shorter than a
+  checkpoint (rollback). Each names the record index and byte offset.
+
+Checkpoint *signatures* are not checked here (the store holds no key); ``verify`` does that.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+from zcbench.auditlog._errors import LogFormatError
+from zcbench.auditlog._frames import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_MAGIC,
+    HEADER_SIZE,
+    SEGMENT_MAGIC,
+    frame,
+    header,
+    segment_name,
+)
+from zcbench.auditlog._fs import AppendFile, FileSystem, OsFileSystem
+from zcbench.auditlog._walk import Finding, LogWalk
+from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint_note
+from zcbench.auditlog.merkle import CompactRange, leaf_hash
+from zcbench.auditlog.records import decode_record
+from zcbench.errors import DataError, EnvError, UsageError
+
+__all__ = [
+    "DEFAULT_SEGMENT_BYTES",
+    "Finding",
+    "LogDamageError",
+    "LogStore",
+    "RecoveryReport",
+    "TornTail",
+    "recover",
+]
+
+DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """Bytes cut from the end of a file: where they started and how many there were."""
+
+    path: str
+    offset: int
+    length: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What :func:`recover` found: ``clean``, ``torn_tail`` (cut and listed) or ``fatal``."""
+
+    classification: Literal["clean", "torn_tail", "fatal"]
+    records: int
+    checkpoints: int
+    cut: tuple[TornTail, ...] = ()
+    finding: Finding | None = None
+    message: str = ""
+
+
+class LogDamageError(DataError):
+    """The log is damaged beyond a torn tail; ``report.finding`` names where."""
+
+    def __init__(self, report: RecoveryReport) -> None:
+        super().__init__(report.message)
+        self.report = report
+
+
+@dataclass
+class _State:
+    records: int = 0
+    compact: CompactRange = field(default_factory=CompactRange)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    segments: list[Path] = field(default_factory=list)
+    last_segment_bytes: int = 0
+
+
+def recover(folder: Path, *, fs: FileSystem | None = None, repair: bool = True) -> RecoveryReport:
+    """Classify the log in ``folder``; with ``repair`` cut torn tails (durably).
+
+    Never cuts below a checkpoint, never touches anything when the finding is fatal.
+    """
+    report, _ = _recover(folder, fs or OsFileSystem(), repair=repair)
+    return report
+
+
+def _recover(folder: Path, fs: FileSystem, *, repair: bool) -> tuple[RecoveryReport, _State]:
+    walk = LogWalk(folder, fs)
+    notes, cp_torn, cp_finding = walk.checkpoint_notes()
+    state = _State(segments=list(walk.segments))
+    checkpoints: list[tuple[Checkpoint, int]] = []
+    finding = cp_finding
+    for note, offset in notes:
+        try:
+            checkpoints.append((parse_checkpoint_note(note), offset))
+        except LogFormatError as exc:
+            finding = finding or Finding(
+                "corrupt", None, str(folder / CHECKPOINT_FILE), offset,
+                f"checkpoint at {CHECKPOINT_FILE}:{offset} is not a checkpoint note: {exc}",
+            )
+    by_size: dict[int, tuple[Checkpoint, int]] = {}
+    for cp, offset in checkpoints:
+        seen = by_size.setdefault(cp.size, (cp, offset))
+        if seen[0].root != cp.root and finding is None:
+            finding = Finding(
+                "forked", cp.size, str(folder / CHECKPOINT_FILE), offset,
+                f"two checkpoints for size {cp.size} with different roots (at bytes "
+                f"{seen[1]} and {offset} of {CHECKPOINT_FILE}): the log forked",
+            )
+    pending = sorted(by_size)
+    if pending and pending[0] == 0:
+        cp, offset = by_size[pending.pop(0)]
+        if cp.root != state.compact.root() and finding is None:
+            finding = Finding(
+                "rewritten", 0, str(folder / CHECKPOINT_FILE), offset,
+                "a checkpoint of size 0 whose root is not the empty tree's",
+            )
+    if finding is None:
+        good = 0  # size of the last checkpoint the records matched
+        for item in walk.records():
+            state.compact.append(item.leaf_hash)
+            state.records += 1
+            while pending and pending[0] == state.records:
+                cp, offset = by_size[pending.pop(0)]
+                if cp.root != state.compact.root():
+                    finding = Finding(
+                        "rewritten", good, str(item.path), item.offset,
+                        f"the records do not hash to the root of the checkpoint of size "
+                        f"{cp.size} although they matched the one of size {good}: a record in "
+                        f"[{good}, {cp.size}) was rewritten",
+                    )
+                    break
+                good = cp.size
+            if finding is not None:
+                break
+        finding = finding or walk.finding
+    if finding is None and pending:
+        largest = by_size[pending[-1]][0]
+        finding = Finding(
+            "rollback", state.records, walk.torn.path.as_posix() if walk.torn else None,
+            walk.torn.offset if walk.torn else None,
+            f"the log holds {state.records} records but a checkpoint commits to "
+            f"{largest.size}: records were cut away",
+        )
+    state.checkpoints = [cp for cp, _ in checkpoints]
+    if finding is not None:
+        where = f" at {finding.path}:{finding.offset}" if finding.offset is not None else ""
+        index = f" (record {finding.index})" if finding.index is not None else ""
+        message = f"log damaged, {finding.classification}{index}{where}: {finding.message}"
+        return RecoveryReport("fatal", state.records, len(checkpoints), (), finding, message), state
+    cut: list[TornTail] = []
+    for torn in (walk.torn, cp_torn):
+        if torn is None:
+            continue
+        size = len(fs.read_bytes(torn.path))
+        cut.append(TornTail(str(torn.path), torn.offset, size - torn.offset, torn.reason))
+        if repair:
+            if torn.offset < HEADER_SIZE:
+                # A file whose header never became whole: start it again.
+                fs.truncate(torn.path, 0)
+                is_cp = torn.path.name == CHECKPOINT_FILE
+                out = fs.open_append(torn.path, create=False)
+                out.write(
+                    header(CHECKPOINT_MAGIC, 0, 0) if is_cp
+                    else header(SEGMENT_MAGIC, len(state.segments) - 1, state.records)
+                )
+                out.fsync()
+                out.close()
+            else:
+                fs.truncate(torn.path, torn.offset)
+    if state.segments:
+        state.last_segment_bytes = len(fs.read_bytes(state.segments[-1]))
+    if cut:
+        parts = ", ".join(f"{t.length} bytes at {Path(t.path).name}:{t.offset}" for t in cut)
+        verb = "cut" if repair else "would cut"
+        message = f"torn tail after record {state.records - 1}: {verb} {parts}"
+        return RecoveryReport("torn_tail", state.records, len(checkpoints), tuple(cut), None,
+                              message), state
+    return RecoveryReport("clean", state.records, len(checkpoints), (), None, "clean"), state
+
+
+class LogStore:
+    """One run's log folder, open for appending. Create with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, folder: Path, fs: FileSystem, state: _State, segment_bytes: int,
+                 recovery: RecoveryReport) -> None:
+        self.folder = folder
+        self.recovery = recovery
+        self._fs = fs
+        self._segment_bytes = segment_bytes
+        self._compact = state.compact
+        self._size = state.records
+        self._acknowledged = state.records
+        self._segments = state.segments
+        self._segment_fill = state.last_segment_bytes
+        self._checkpoints = state.checkpoints
+        self._segment: AppendFile = fs.open_append(self._segments[-1], create=False)
+        self._cp_file: AppendFile = fs.open_append(folder / CHECKPOINT_FILE, create=False)
+        self._dirty: list[AppendFile] = []
+        self._new_dir_entries = False
+        self._poisoned: str | None = None
+        self._closed = False
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: Path, *, fs: FileSystem | None = None,
+               segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LogStore:
+        """A new, empty log in ``folder`` (created; must not already hold a log)."""
+        fs = fs or OsFileSystem()
+        fs.make_dir(folder)
+        if fs.exists(folder / segment_name(0)) or fs.exists(folder / CHECKPOINT_FILE):
+            raise UsageError(f"{folder} already holds a log; open it instead of creating one")
+        for path, head in (
+            (folder / segment_name(0), header(SEGMENT_MAGIC, 0, 0)),
+            (folder / CHECKPOINT_FILE, header(CHECKPOINT_MAGIC, 0, 0)),
+        ):
+            out = fs.open_append(path, create=True)
+            out.write(head)
+            out.fsync()
+            out.close()
+        fs.fsync_dir(folder)
+        state = _State(segments=[folder / segment_name(0)], last_segment_bytes=HEADER_SIZE)
+        return cls(folder, fs, state, segment_bytes, RecoveryReport("clean", 0, 0))
+
+    @classmethod
+    def open(cls, folder: Path, *, fs: FileSystem | None = None,
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LogStore:
+        """Reopen a log after a stop or a crash, recovering first (see :attr:`recovery`).
+
+        Raises :class:`LogDamageError` when the damage is fatal.
+        """
+        fs = fs or OsFileSystem()
+        if not fs.exists(folder / CHECKPOINT_FILE) and not fs.exists(folder / segment_name(0)):
+            raise EnvError(f"{folder} holds no log (no {segment_name(0)})")
+        report, state = _recover(folder, fs, repair=True)
+        if report.classification == "fatal":
+            raise LogDamageError(report)
+        if not fs.exists(folder / CHECKPOINT_FILE):
+            out = fs.open_append(folder / CHECKPOINT_FILE, create=True)
+            out.write(header(CHECKPOINT_MAGIC, 0, 0))
+            out.fsync()
+            out.close()
+            fs.fsync_dir(folder)
+        return cls(folder, fs, state, segment_bytes, report)
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Records written (not necessarily durable yet)."""
+        return self._size
+
+    @property
+    def acknowledged(self) -> int:
+        """Records known durable: moves only after a successful fsync in :meth:`sync`."""
+        return self._acknowledged
+
+    @property
+    def checkpoints(self) -> tuple[Checkpoint, ...]:
+        """The checkpoints stored so far (parsed, signatures not checked here)."""
+        return tuple(self._checkpoints)
+
+    def root(self) -> bytes:
+        """The tree root over every record written so far."""
+        return self._compact.root()
+
+    def compact_range(self) -> CompactRange:
+        """A copy of the compact range over every record written so far."""
+        return self._compact.copy()
+
+    def _usable(self) -> None:
+        if self._closed:
+            raise UsageError("the log store is closed")
+        if self._poisoned:
+            raise EnvError(
+                f"the log store stopped after a failed fsync ({self._poisoned}); reopen it to "
+                "recover: retrying an fsync after a write-back error can lose data silently"
+            )
+
+    # -- writing --------------------------------------------------------------------------
+
+    def append(self, records: Sequence[bytes]) -> list[bytes]:
+        """Write encoded records (indices must continue the log); returns their leaf hashes.
+
+        Nothing is acknowledged until :meth:`sync`.
+        """
+        self._usable()
+        leaves: list[bytes] = []
+        chunks: list[bytes] = []
+        for offset, data in enumerate(records):
+            record = decode_record(data)
+            if record.index != self._size + offset:
+                raise UsageError(
+                    f"record carries index {record.index}, the log's next index is "
+                    f"{self._size + offset}"
+                )
+            leaf = leaf_hash(data)
+            leaves.append(leaf)
+            chunks.append(frame(data, leaf))
+        if not chunks:
+            return leaves
+        if self._segment_fill >= self._segment_bytes and self._size > 0:
+            self._roll_segment()
+        blob = b"".join(chunks)
+        try:
+            self._segment.write(blob)
+        except OSError as exc:
+            self._poisoned = f"write: {exc}"
+            raise EnvError(f"writing the log failed: {exc}") from exc
+        self._segment_fill += len(blob)
+        if self._segment not in self._dirty:
+            self._dirty.append(self._segment)
+        for leaf in leaves:
+            self._compact.append(leaf)
+        self._size += len(leaves)
+        return leaves
+
+    def _roll_segment(self) -> None:
+        # The old segment is fsynced by the next sync(), still in _dirty if written since.
+        number = len(self._segments)
+        path = self.folder / segment_name(number)
+        out = self._fs.open_append(path, create=True)
+        out.write(header(SEGMENT_MAGIC, number, self._size))
+        if self._segment not in self._dirty:
+            self._segment.close()
+        self._segments.append(path)
+        self._segment = out
+        self._dirty.append(out)
+        self._segment_fill = HEADER_SIZE
+        self._new_dir_entries = True
+
+    def sync(self) -> int:
+        """fsync what was appended; returns the new acknowledged size."""
+        self._usable()
+        try:
+            for out in self._dirty:
+                out.fsync()
+            if self._new_dir_entries:
+                self._fs.fsync_dir(self.folder)
+        except OSError as exc:
+            self._poisoned = f"fsync: {exc}"
+            raise EnvError(f"fsync of the log failed: {exc}; stop and reopen the log") from exc
+        for out in self._dirty:
+            if out is not self._segment:
+                out.close()  # a segment rolled over: it is complete and durable now
+        self._dirty = []
+        self._new_dir_entries = False
+        self._acknowledged = self._size
+        return self._acknowledged
+
+    def add_checkpoint(self, note: bytes) -> Checkpoint:
+        """Store a signed checkpoint note for the acknowledged log; fsynced before returning.
+
+        The caller verifies the signature (the store holds no key); the store refuses a note
+        whose size is not the acknowledged size or whose root is not the records' root.
+        """
+        self._usable()
+        checkpoint = parse_checkpoint_note(note)
+        if checkpoint.size != self._acknowledged or self._size != self._acknowledged:
+            raise UsageError(
+                f"checkpoint of size {checkpoint.size}, but the log has {self._size} records "
+                f"of which {self._acknowledged} are acknowledged: sync() before checkpointing"
+            )
+        if checkpoint.root != self._compact.root():
+            raise UsageError(
+                f"checkpoint root {base64.b64encode(checkpoint.root).decode()} is not the root "
+                f"of the {self._size} records written; refusing to store it"
+            )
+        try:
+            self._cp_file.write(frame(note))
+            self._cp_file.fsync()
+        except OSError as exc:
+            self._poisoned = f"checkpoint fsync: {exc}"
+            raise EnvError(f"storing the checkpoint failed: {exc}") from exc
+        self._checkpoints.append(checkpoint)
+        return checkpoint
+
+    def close(self) -> None:
+        """Close the files (unsynced records stay unacknowledged)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._segment.close()
+        self._cp_file.close()
+        for out in self._dirty:
+            if out is not self._segment:
+                out.close()
+
+    def __enter__(self) -> LogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
