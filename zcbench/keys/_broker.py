@@ -55,6 +55,7 @@ __all__ = [
 KEY_ENCRYPTION_ALGORITHM: Final = "RSAES_OAEP_SHA_256"
 MAX_ATTESTATION_DOCUMENT: Final = 262_144  # KMS's documented bound
 MIN_RSA_BITS: Final = 2048
+DEFAULT_MAX_AGE: Final = dt.timedelta(minutes=5)
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _BLOB_LABEL: Final = b"zcbench.keybroker.datakey/1"
 
@@ -106,11 +107,16 @@ def _utcnow() -> dt.datetime:
 
 
 def nitro_document_verifier(
-    *, trust: str = "dev", clock: Callable[[], dt.datetime] = _utcnow
+    *,
+    trust: str = "dev",
+    clock: Callable[[], dt.datetime] = _utcnow,
+    max_age: dt.timedelta = DEFAULT_MAX_AGE,
 ) -> DocumentVerifier:
     """A verifier over ``zcbench.nitro.verify_attestation`` trusting the root named ``trust``.
 
     ``"dev"`` is the local development CA: right for the local broker, never for real money.
+    Documents older than ``max_age`` at ``clock()`` are refused: a key request is made at boot,
+    so its document is fresh; an old one is a replay.
     """
 
     def verify(document: bytes, expected_pcrs: Mapping[int, bytes]) -> AttestedRecipient:
@@ -120,7 +126,11 @@ def nitro_document_verifier(
         if verify_attestation is None:
             raise EnvError("zcbench.nitro.verify_attestation is not available")
         verified = verify_attestation(
-            document, trust=trust, at=clock(), expected_pcrs=dict(expected_pcrs)
+            document,
+            trust=trust,
+            at=clock(),
+            expected_pcrs=dict(expected_pcrs),
+            max_age=max_age,
         )
         doc = verified.document
         if doc.public_key is None:
@@ -342,7 +352,8 @@ class LocalKeyBroker:
         try:
             attested = self._verifier(document, {0: pcr0})
         except Exception as exc:
-            raise _Refuse(f"attestation document refused: {exc}", strategy) from None
+            check = getattr(exc, "check", type(exc).__name__)
+            raise _Refuse(f"attestation document refused ({check}): {exc}", strategy) from None
         actual = attested.pcrs.get(0)
         if not isinstance(actual, bytes) or not hmac.compare_digest(actual, pcr0):
             shown = actual.hex() if isinstance(actual, bytes) else "missing"

@@ -1,0 +1,250 @@
+"""Local key broker: data keys, policies, attested release in the KMS Recipient shape, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from zcbench.errors import EnvError, UsageError, VerificationError
+from zcbench.keys import (
+    AttestedRecipient,
+    KeyReleaseRefused,
+    LocalKeyBroker,
+    nitro_document_verifier,
+    unwrap_recipient,
+)
+from zcbench.nitro import DevCA, NsmEmulator
+
+PCR0 = bytes(range(48))
+OTHER = bytes(range(1, 49))
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _spki(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _fake_verifier(pcrs: Mapping[int, bytes], public_key: bytes, *, fail: str | None = None):  # type: ignore[no-untyped-def]
+    calls: list[Mapping[int, bytes]] = []
+
+    def verify(document: bytes, expected: Mapping[int, bytes]) -> AttestedRecipient:
+        calls.append(expected)
+        if fail:
+            raise VerificationError(fail, check="fake")
+        return AttestedRecipient(pcrs=pcrs, public_key=public_key)
+
+    verify.calls = calls  # type: ignore[attr-defined]
+    return verify
+
+
+def _request(blob: bytes, document: bytes = b"doc") -> dict[str, object]:
+    return {
+        "CiphertextBlob": blob,
+        "Recipient": {
+            "AttestationDocument": document,
+            "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+        },
+    }
+
+
+def test_data_key_created_once_and_reused(tmp_path: Path) -> None:
+    broker = LocalKeyBroker(tmp_path / "kb")
+    a = broker.generate_data_key("alpha")
+    b = LocalKeyBroker(tmp_path / "kb").generate_data_key("alpha")
+    assert a == b
+    assert len(a.plaintext) == 32
+    assert broker.generate_data_key("beta").plaintext != a.plaintext
+    assert a.plaintext.hex() not in repr(a)
+    assert a.plaintext not in a.ciphertext_blob
+
+
+def test_state_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        broker = LocalKeyBroker(tmp_path / "kb")
+        broker.generate_data_key("alpha")
+        broker.set_policy("alpha", pcr0=PCR0)
+    finally:
+        os.umask(old)
+    for path in [broker.root, *broker.root.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+def test_default_root_is_in_zcbench_home(zcbench_home: Path) -> None:
+    assert LocalKeyBroker().root == zcbench_home / "keybroker"
+
+
+def test_loose_permissions_refused(tmp_path: Path) -> None:
+    broker = LocalKeyBroker(tmp_path / "kb")
+    broker.generate_data_key("alpha")
+    os.chmod(broker.root / "master.key", 0o644)
+    with pytest.raises(EnvError, match="chmod"):
+        LocalKeyBroker(tmp_path / "kb")
+
+
+@pytest.mark.parametrize("name", ["", "../x", ".hidden", "a/b", "x" * 65, "-x"])
+def test_bad_strategy_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UsageError):
+        LocalKeyBroker(tmp_path / "kb").generate_data_key(name)
+
+
+def test_release_to_matching_pcr0(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = _fake_verifier({0: PCR0}, _spki(rsa_key))
+    broker = LocalKeyBroker(tmp_path / "kb", verifier=verifier)
+    key = broker.generate_data_key("alpha")
+    broker.set_policy("alpha", pcr0=PCR0)
+    answer = broker.decrypt(_request(key.ciphertext_blob))
+    assert set(answer) == {"CiphertextForRecipient", "KeyId", "EncryptionAlgorithm"}
+    assert answer["KeyId"] == key.key_id
+    assert key.plaintext not in answer["CiphertextForRecipient"]
+    assert unwrap_recipient(answer["CiphertextForRecipient"], rsa_key) == key.plaintext
+    assert verifier.calls == [{0: PCR0}]  # the policy is handed to the verifier too
+    assert broker.diagnostics == []
+
+
+def _assert_refused(broker: LocalKeyBroker, request: object, reason: str) -> None:
+    before = len(broker.diagnostics)
+    with pytest.raises(KeyReleaseRefused) as info:
+        broker.decrypt(request)  # type: ignore[arg-type]
+    assert str(info.value) == "refused"
+    assert info.value.expected is None
+    assert info.value.actual is None
+    assert len(broker.diagnostics) == before + 1
+    assert reason in broker.diagnostics[-1].reason, broker.diagnostics[-1]
+    logged = (broker.root / "diagnostics.jsonl").read_text().splitlines()
+    assert reason in json.loads(logged[-1])["reason"]
+
+
+def test_refusals_say_only_refused(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    spki = _spki(rsa_key)
+    good = LocalKeyBroker(tmp_path / "kb", verifier=_fake_verifier({0: PCR0}, spki))
+    key = good.generate_data_key("alpha")
+    blob = key.ciphertext_blob
+    # no policy yet
+    _assert_refused(good, _request(blob), "no PCR0 policy")
+    good.set_policy("alpha", pcr0=PCR0)
+    # wrong PCR0
+    wrong = LocalKeyBroker(tmp_path / "kb", verifier=_fake_verifier({0: OTHER}, spki))
+    _assert_refused(wrong, _request(blob), "does not match the policy")
+    # PCR0 missing from the document
+    missing = LocalKeyBroker(tmp_path / "kb", verifier=_fake_verifier({1: PCR0}, spki))
+    _assert_refused(missing, _request(blob), "PCR0 missing")
+    # the verifier refuses (debug, expired, untrusted root all end here)
+    bad = LocalKeyBroker(tmp_path / "kb", verifier=_fake_verifier({0: PCR0}, spki, fail="expired"))
+    _assert_refused(bad, _request(blob), "expired")
+    # a public key that is not RSA, or too small
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = LocalKeyBroker(tmp_path / "kb", verifier=_fake_verifier({0: PCR0}, _spki(small)))
+    _assert_refused(weak, _request(blob), "at least 2048")
+    junk = LocalKeyBroker(tmp_path / "kb", verifier=_fake_verifier({0: PCR0}, b"not der"))
+    _assert_refused(junk, _request(blob), "SubjectPublicKeyInfo")
+    # malformed requests
+    _assert_refused(good, {"CiphertextBlob": blob}, "no Recipient")
+    req = _request(blob)
+    req["Recipient"] = {"AttestationDocument": b"d", "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_1"}
+    _assert_refused(good, req, "KeyEncryptionAlgorithm")
+    _assert_refused(good, _request(blob, b""), "1..262144")
+    _assert_refused(good, _request(blob, b"x" * 262_145), "1..262144")
+    _assert_refused(good, {**_request(blob), "KeyId": "arn:other"}, "not this broker's key")
+    _assert_refused(good, {**_request(blob), "GrantTokens": []}, "unsupported")
+    _assert_refused(good, _request(blob[:-1] + bytes([blob[-1] ^ 1])), "not made by this broker")
+    _assert_refused(good, _request(b"\x01\x02"), "CiphertextBlob")
+    _assert_refused(good, "not a mapping", "not a mapping")
+
+
+def test_blob_from_another_broker_refused(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    verifier = _fake_verifier({0: PCR0}, _spki(rsa_key))
+    other = LocalKeyBroker(tmp_path / "other").generate_data_key("alpha")
+    broker = LocalKeyBroker(tmp_path / "kb", verifier=verifier)
+    broker.generate_data_key("alpha")
+    broker.set_policy("alpha", pcr0=PCR0)
+    _assert_refused(broker, _request(other.ciphertext_blob), "not made by this broker")
+
+
+def test_policy_rejects_debug_zero_pcr(tmp_path: Path) -> None:
+    broker = LocalKeyBroker(tmp_path / "kb")
+    with pytest.raises(UsageError, match="debug"):
+        broker.set_policy("alpha", pcr0=bytes(48))
+    with pytest.raises(UsageError):
+        broker.set_policy("alpha", pcr0=b"short")
+    assert broker.policy("alpha") is None
+    broker.set_policy("alpha", pcr0=PCR0)
+    assert broker.policy("alpha") == PCR0
+
+
+# --- with the real attestation verifier and the NSM emulator (dev CA) ---------------------------
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _emulated_document(pcr0: bytes, public_key: bytes, *, at: dt.datetime = NOW) -> bytes:
+    ca = DevCA.load_or_create(now=at)
+    nsm = NsmEmulator(pcrs={0: pcr0, 1: OTHER, 2: OTHER}, ca=ca, clock=lambda: at)
+    return nsm.attestation(user_data=None, nonce=None, public_key=public_key)
+
+
+def test_real_verifier_release_and_refusals(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    spki = _spki(rsa_key)
+    clock = [NOW]
+    broker = LocalKeyBroker(
+        tmp_path / "kb",
+        verifier=nitro_document_verifier(trust="dev", clock=lambda: clock[0]),
+        clock=lambda: clock[0],
+    )
+    key = broker.generate_data_key("alpha")
+    broker.set_policy("alpha", pcr0=PCR0)
+
+    answer = broker.decrypt(_request(key.ciphertext_blob, _emulated_document(PCR0, spki)))
+    assert unwrap_recipient(answer["CiphertextForRecipient"], rsa_key) == key.plaintext
+
+    # wrong PCR0
+    _assert_refused(
+        broker, _request(key.ciphertext_blob, _emulated_document(OTHER, spki)), "PCR0 differs"
+    )
+    # debug enclave: PCR0 all zero
+    debug = _emulated_document(bytes(48), spki)
+    _assert_refused(broker, _request(key.ciphertext_blob, debug), "(debug)")
+    # expired / stale: the same good document three hours later
+    good = _emulated_document(PCR0, spki)
+    clock[0] = NOW + dt.timedelta(hours=4)
+    _assert_refused(broker, _request(key.ciphertext_blob, good), "(validity)")
+    clock[0] = NOW + dt.timedelta(minutes=10)
+    _assert_refused(broker, _request(key.ciphertext_blob, good), "(max_age)")
+    clock[0] = NOW
+    # a flipped byte in the document
+    flipped = bytearray(good)
+    flipped[len(flipped) // 2] ^= 1
+    _assert_refused(broker, _request(key.ciphertext_blob, bytes(flipped)), "refused")
+
+
+def test_real_verifier_untrusted_root(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    spki = _spki(rsa_key)
+    # a document from another development CA: a root this broker does not trust
+    foreign_ca = DevCA.load_or_create(tmp_path / "foreign-ca", now=NOW)
+    nsm = NsmEmulator(pcrs={0: PCR0, 1: OTHER, 2: OTHER}, ca=foreign_ca, clock=lambda: NOW)
+    document = nsm.attestation(user_data=None, nonce=None, public_key=spki)
+    DevCA.load_or_create(now=NOW)  # the broker's own dev root exists, and is not the signer
+    broker = LocalKeyBroker(
+        tmp_path / "kb", verifier=nitro_document_verifier(trust="dev", clock=lambda: NOW)
+    )
+    key = broker.generate_data_key("alpha")
+    broker.set_policy("alpha", pcr0=PCR0)
+    _assert_refused(broker, _request(key.ciphertext_blob, document), "(root)")
+    # and the AWS root never trusts a dev document
+    aws = LocalKeyBroker(
+        tmp_path / "kb", verifier=nitro_document_verifier(trust="aws", clock=lambda: NOW)
+    )
+    _assert_refused(aws, _request(key.ciphertext_blob, _emulated_document(PCR0, spki)), "(root)")

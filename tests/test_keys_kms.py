@@ -1,0 +1,108 @@
+"""The KMS Recipient adapter against botocore's Stubber (it cannot reach AWS here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from zcbench.errors import EnvError
+from zcbench.keys import KeyReleaseRefused, KmsRecipientBroker, kms_key_policy_statement
+
+KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+DOC = b"\x84attestation"
+RECIPIENT = {"AttestationDocument": DOC, "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"}
+
+
+@pytest.fixture
+def kms() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client(
+        "kms",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="not-a-secret",
+    )
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+def test_generate_then_reuse_data_key(kms: tuple[Any, Stubber], tmp_path: Path) -> None:
+    client, stub = kms
+    broker = KmsRecipientBroker(client, key_id=KEY_ARN, store=tmp_path / "kms")
+    stub.add_response(
+        "generate_data_key",
+        {"CiphertextBlob": b"blob-1", "Plaintext": b"\x01" * 32, "KeyId": KEY_ARN},
+        {"KeyId": KEY_ARN, "KeySpec": "AES_256"},
+    )
+    first = broker.generate_data_key("alpha")
+    assert (first.plaintext, first.ciphertext_blob, first.key_id) == (
+        b"\x01" * 32,
+        b"blob-1",
+        KEY_ARN,
+    )
+    assert (tmp_path / "kms" / "alpha.blob").read_bytes() == b"blob-1"
+    assert (tmp_path / "kms" / "alpha.blob").stat().st_mode & 0o077 == 0
+    # a rebuild asks KMS to decrypt the kept blob: same key, same sealed bytes
+    stub.add_response(
+        "decrypt",
+        {"Plaintext": b"\x01" * 32, "KeyId": KEY_ARN, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"},
+        {"CiphertextBlob": b"blob-1", "KeyId": KEY_ARN},
+    )
+    assert broker.generate_data_key("alpha") == first
+
+
+def test_generate_errors_are_env_errors(kms: tuple[Any, Stubber], tmp_path: Path) -> None:
+    client, stub = kms
+    stub.add_client_error("generate_data_key", "AccessDeniedException", "no")
+    with pytest.raises(EnvError, match="AWS KMS"):
+        KmsRecipientBroker(client, key_id=KEY_ARN, store=tmp_path).generate_data_key("alpha")
+
+
+def test_decrypt_with_recipient(kms: tuple[Any, Stubber], tmp_path: Path) -> None:
+    client, stub = kms
+    stub.add_response(
+        "decrypt",
+        {"CiphertextForRecipient": b"\x30\x80cms", "KeyId": KEY_ARN},
+        {"CiphertextBlob": b"blob-1", "KeyId": KEY_ARN, "Recipient": RECIPIENT},
+    )
+    broker = KmsRecipientBroker(client, key_id=KEY_ARN, store=tmp_path)
+    answer = broker.decrypt({"CiphertextBlob": b"blob-1", "Recipient": RECIPIENT})
+    assert answer == {"CiphertextForRecipient": b"\x30\x80cms", "KeyId": KEY_ARN}
+
+
+def test_decrypt_refusals_are_opaque(kms: tuple[Any, Stubber], tmp_path: Path) -> None:
+    client, stub = kms
+    broker = KmsRecipientBroker(client, key_id=KEY_ARN, store=tmp_path)
+    stub.add_client_error(
+        "decrypt", "AccessDeniedException", "attestation PCR0 mismatch for ImageSha384 ..."
+    )
+    with pytest.raises(KeyReleaseRefused) as info:
+        broker.decrypt({"CiphertextBlob": b"b", "Recipient": RECIPIENT})
+    assert str(info.value) == "refused"
+    # KMS answering with plaintext (no Recipient honoured) is refused too
+    stub.add_response("decrypt", {"Plaintext": b"\x01" * 32, "KeyId": KEY_ARN})
+    with pytest.raises(KeyReleaseRefused):
+        broker.decrypt({"CiphertextBlob": b"b", "Recipient": RECIPIENT})
+    # no Recipient, or another algorithm: never sent
+    with pytest.raises(KeyReleaseRefused):
+        broker.decrypt({"CiphertextBlob": b"b"})
+    with pytest.raises(KeyReleaseRefused):
+        broker.decrypt(
+            {"CiphertextBlob": b"b", "Recipient": {**RECIPIENT, "KeyEncryptionAlgorithm": "X"}}
+        )
+
+
+def test_key_policy_statement() -> None:
+    pcr0 = bytes(range(48))
+    statement = kms_key_policy_statement(
+        principal_arn="arn:aws:iam::111122223333:role/e", pcr0=pcr0
+    )
+    condition = statement["Condition"]["StringEqualsIgnoreCase"]
+    assert condition == {"kms:RecipientAttestation:ImageSha384": pcr0.hex()}
+    with pytest.raises(ValueError, match="not all zero"):
+        kms_key_policy_statement(principal_arn="a", pcr0=bytes(48))
