@@ -33,7 +33,8 @@ def price_chart(
     title: str = "price and signals",
 ) -> bytes:
     """Price against elapsed seconds with buy (▲ green) and sell (▼ red) signals marked."""
-    fig = Figure(figsize=(6.4, 2.8), layout="constrained")
+    fig = Figure(figsize=(6.4, 2.8))
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.17)
     ax = fig.add_subplot()
     if prices:
         ax.plot([p[0] for p in prices], [p[1] for p in prices], color=_BLUE, linewidth=1.2)
@@ -59,7 +60,8 @@ def histogram(
     values: Sequence[float], *, title: str, xlabel: str, bins: int = 30
 ) -> bytes:
     """A histogram of ``values`` (for freshness in milliseconds)."""
-    fig = Figure(figsize=(4.2, 2.8), layout="constrained")
+    fig = Figure(figsize=(4.2, 2.8))
+    fig.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.17)
     ax = fig.add_subplot()
     if values:
         ax.hist(list(values), bins=bins, color=_BLUE, alpha=0.85)

@@ -22,6 +22,7 @@ from zcbench.errors import EnvError, UsageError, ZcbenchError
 from zcbench.widgets import _html as h
 
 __all__ = [
+    "AuditLogBackend",
     "LogBackend",
     "LogInspector",
     "LogReportLike",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 PAGE_SIZE = 25
-_TIME_COLUMNS = ("time", "ts", "logged_at", "event_time")
+_TIME_COLUMNS = ("time_ns", "event_time_ns", "time", "ts")
 _INTACT = ("intact", "torn_tail", "uncommitted_tail")
 
 
@@ -115,8 +116,8 @@ def filter_records(
 ) -> pl.DataFrame:
     """The records of ``frame`` of ``kind``, naming ``symbol``, with time in ``[since, until]``.
 
-    A time column is ``time``/``ts``/``logged_at``/``event_time`` (a datetime, or integer
-    nanoseconds since the epoch). Asking for a filter the frame has no column for raises
+    The time column is the first of ``time_ns``, ``event_time_ns``, ``time``, ``ts`` (a datetime,
+    or integer nanoseconds since the epoch). Asking for a filter the frame has no column for raises
     :class:`UsageError` rather than silently returning everything.
     """
     out = frame
@@ -165,6 +166,71 @@ def log_verdict_html(report: LogReportLike) -> str:
     lines += [f'<span style="color:{h.AMBER}">warning: {h.esc(w)}</span>' for w in report.warnings]
     verified = report.verified and report.classification in _INTACT
     return h.banner("VERIFIED" if verified else "FAILED", h.GREEN if verified else h.RED, lines)
+
+
+class AuditLogBackend:
+    """The real backend: :mod:`zcbench.auditlog`'s ``check_log``, ``to_polars`` and
+    ``export_slice``, under the root named by ``trust`` (``"dev"`` for local runs)."""
+
+    def __init__(self, *, trust: str | pathlib.Path = "aws") -> None:
+        self.trust = trust
+
+    def verify(
+        self, path: pathlib.Path, *, on_progress: Callable[[int, int], None]
+    ) -> LogReportLike:
+        from zcbench.auditlog import check_log
+
+        # check_log reports progress as a terminal bar, not to a callback: the panel's bar
+        # shows start and end.
+        on_progress(0, 1)
+        report = check_log(path, trust=self.trust, progress=False)
+        on_progress(1, 1)
+        return report
+
+    def records(self, path: pathlib.Path) -> pl.DataFrame:
+        from zcbench.auditlog.frame import to_polars
+        from zcbench.auditlog.verify import resolve_log_path
+
+        resolve_log_path(path)  # a readable message when the path is not a log at all
+        return to_polars(path)
+
+    def export(
+        self, path: pathlib.Path, out_dir: pathlib.Path, *, start: int, stop: int
+    ) -> pathlib.Path:
+        from zcbench.auditlog.export import export_slice
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"slice-{start}-{stop}.cbor"
+        summary = export_slice(path, out, index_range=(start, stop), trust=self.trust)
+        return summary.path
+
+    def replay(self, path: pathlib.Path, *, start: int, stop: int) -> ReplaySummary:
+        raise EnvError(
+            "replay is not available in this installation yet: it runs the logged IN batches "
+            "through a replay enclave, which zcbench.auditlog does not provide so far. "
+            "Verify and export work; nothing was compared."
+        )
+
+
+def _when_ns(value: int) -> str:
+    return dt.datetime.fromtimestamp(value / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _display(frame: pl.DataFrame) -> pl.DataFrame:
+    """Records as shown: times as UTC text, bodies as their size."""
+    out = frame
+    for column in ("time_ns", "event_time_ns"):
+        if column in out.columns and out.schema[column].is_integer():
+            out = out.with_columns(
+                pl.col(column).map_elements(_when_ns, return_dtype=pl.String).alias(column)
+            )
+    if "body" in out.columns and out.schema["body"] == pl.Binary:
+        out = out.with_columns(
+            (pl.col("body").bin.size().cast(pl.String) + " bytes").alias("body")
+        )
+    if "symbols" in out.columns and isinstance(out.schema["symbols"], pl.List):
+        out = out.with_columns(pl.col("symbols").list.join(", ").alias("symbols"))
+    return out
 
 
 def _cell(value: object) -> str:
@@ -381,7 +447,7 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
         frame = self.filtered
         if frame is None:
             return
-        rows = frame.slice(self.page * self.page_size, self.page_size)
+        rows = _display(frame.slice(self.page * self.page_size, self.page_size))
         self.page_label.value = h.notice(
             f"page {self.page + 1} of {self.pages} · {frame.height:,} of "
             f"{0 if self.records is None else self.records.height:,} records match"

@@ -1,0 +1,185 @@
+"""LiveRunPanel over an in-memory backend: background thread, live redraws, stop, errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from zcbench.errors import EnvError
+from zcbench.widgets.liverun import (
+    LiveRunPanel,
+    RunRequest,
+    RunSnapshot,
+    find_builds,
+    metrics_html,
+    risk_html,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class FakeRun:
+    """Reports ``steps`` snapshots, one per ``step_s``, unless stopped; or fails as told."""
+
+    def __init__(
+        self, steps: int = 5, step_s: float = 0.01, fail: Exception | None = None
+    ) -> None:
+        self.steps = steps
+        self.step_s = step_s
+        self.fail = fail
+        self.requests: list[RunRequest] = []
+        self.started = threading.Event()
+        self.thread_names: list[str] = []
+
+    def run(
+        self,
+        request: RunRequest,
+        *,
+        on_update: Callable[[RunSnapshot], None],
+        stop: threading.Event,
+    ) -> RunSnapshot:
+        self.requests.append(request)
+        self.thread_names.append(threading.current_thread().name)
+        self.started.set()
+        if self.fail is not None:
+            on_update(RunSnapshot(state="running", elapsed_s=0.1, events=10))
+            raise self.fail
+        snap = RunSnapshot(state="running")
+        for i in range(1, self.steps + 1):
+            if stop.wait(self.step_s):
+                break
+            snap = RunSnapshot(
+                state="running",
+                elapsed_s=i * 0.5,
+                batches=i,
+                events=100 * i,
+                signals_count=i,
+                orders=i,
+                fills=i - 1,
+                pnl=12.5 * i,
+                prices=tuple((j * 0.5, 100.0 + j) for j in range(i)),
+                signals=((0.0, 100.0, "buy"), (0.5, 101.0, "sell")),
+                freshness_ms=tuple(float(j) for j in range(i)),
+                risk=(("max position", f"{i} / 1000"), ("kill switch", "off")),
+                run_id="r1",
+            )
+            on_update(snap)
+        return RunSnapshot(**{**snap.__dict__, "state": "finished"})
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Path:
+    folder = tmp_path / "builds" / "momentum"
+    folder.mkdir(parents=True)
+    (folder / "commitment.json").write_text("{}")
+    return folder
+
+
+def test_run_goes_on_a_background_thread_and_redraws(build: Path) -> None:
+    backend = FakeRun(steps=3)
+    panel = LiveRunPanel(backend, builds_root=build.parent, rate=500, refresh_s=0.0)
+    assert panel.build.value == str(build)
+    assert panel.start()
+    final = panel.wait(timeout=30)
+    assert final is not None
+    assert final.state == "finished"
+    assert backend.thread_names == ["zcbench-live-run"]
+    assert backend.requests[0] == RunRequest(build_dir=build, source="synthetic", rate=500.0)
+    assert final.throughput == pytest.approx(200.0)
+    assert panel.draws >= 3
+    assert bytes(panel.price_image.value).startswith(PNG)
+    assert bytes(panel.freshness_image.value).startswith(PNG)
+    assert "FINISHED" in panel.state.value
+    assert "200 ev/s" in panel.metrics.value
+    assert "+37.50" in panel.metrics.value
+    assert "max position" in panel.risk.value
+    assert not panel.start_button.disabled
+    assert panel.stop_button.disabled
+
+
+def test_stop_ends_the_run_and_says_stopped(build: Path) -> None:
+    backend = FakeRun(steps=10_000, step_s=0.01)
+    panel = LiveRunPanel(backend, build_dir=build)
+    assert panel.start()
+    assert backend.started.wait(10)
+    assert panel.running
+    assert not panel.start()  # one run at a time
+    assert "already going" in panel.errors.value
+    panel.stop_button.click()
+    final = panel.wait(timeout=30)
+    assert final is not None
+    assert final.state == "stopped"
+    assert not panel.running
+    assert "STOPPED" in panel.state.value
+
+
+def test_missing_build_or_data_is_shown_and_nothing_starts(tmp_path: Path, build: Path) -> None:
+    backend = FakeRun()
+    panel = LiveRunPanel(backend, build_dir=tmp_path / "nope")
+    assert not panel.start()
+    assert "does not exist" in panel.errors.value
+    assert "zcbench package" in panel.errors.value
+    panel.build.value = ""
+    assert not panel.start()
+    assert "choose a build" in (panel.last_error or "")
+    panel.build.value = str(build)
+    panel.source.value = str(tmp_path / "missing.csv")
+    assert not panel.start()
+    assert "missing.csv" in (panel.last_error or "")
+    panel.source.value = "synthetic"
+    panel.rate.value = -1
+    assert not panel.start()
+    assert "rate" in (panel.last_error or "")
+    assert backend.requests == []
+
+
+def test_a_failing_run_is_shown_and_the_panel_stays_usable(build: Path) -> None:
+    backend = FakeRun(fail=EnvError("the enclave exited with status 1 at batch 3"))
+    panel = LiveRunPanel(backend, build_dir=build, refresh_s=0.0)
+    assert panel.start()
+    final = panel.wait(timeout=30)
+    assert final is not None
+    assert final.state == "failed"
+    assert "batch 3" in panel.errors.value
+    assert "FAILED" in panel.state.value
+    assert not panel.start_button.disabled
+    backend.fail = RuntimeError("boom")
+    assert panel.start()
+    panel.wait(timeout=30)
+    assert "Unexpected error" in panel.errors.value
+    backend.fail = None
+    assert panel.start()
+    final = panel.wait(timeout=30)
+    assert final is not None
+    assert final.state == "finished"
+    assert panel.errors.value == ""
+
+
+def test_find_builds_and_html_pieces(build: Path, tmp_path: Path) -> None:
+    assert find_builds(build.parent) == [build]
+    assert find_builds(build) == [build]
+    assert find_builds(tmp_path / "none") == []
+    snap = RunSnapshot(
+        elapsed_s=2.0, events=1000, pnl=-3.0, freshness_ms=(1.0, 2.0, 30.0),
+        risk=(("kill switch", "TRIPPED: max notional"), ("max position", "3 / 1000")),
+    )
+    html = metrics_html(snap)
+    assert "500 ev/s" in html
+    assert "-3.00" in html
+    assert "2.0 / 30.0 ms" in html
+    risk = risk_html(snap)
+    assert "<b>TRIPPED: max notional</b>" in risk
+    assert "#ffebe9" in risk
+    assert "no risk-limit state" in risk_html(RunSnapshot())
+    assert RunSnapshot().throughput == 0.0
+
+
+def test_snapshot_text_is_escaped(build: Path) -> None:
+    panel = LiveRunPanel(FakeRun(fail=EnvError("<script>alert(1)</script>")), build_dir=build)
+    assert panel.start()
+    panel.wait(timeout=30)
+    assert "<script>" not in panel.errors.value
+    assert "&lt;script&gt;" in panel.errors.value
