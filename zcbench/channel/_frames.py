@@ -55,7 +55,11 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "checkpoint": {},
     "shutdown": {"reason": ((str,), False)},
     # enclave -> host
-    "key_request": {"document": ((bytes,), False)},
+    "key_request": {
+        "document": ((bytes,), False),
+        "ciphertext_blob": ((bytes,), False),
+        "key_id": ((str,), False),
+    },
     "booted": {
         "run_id": ((str,), False),
         "origin": ((str,), False),

@@ -9,25 +9,42 @@ never carry strategy internals.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from zcbench.channel import VMADDR_CID_ANY, Connection, FrameError, Message, error_message, listen
+from zcbench.enclave.boot import (
+    BootError,
+    KeyRelay,
+    SealedImage,
+    load_build_image,
+    load_bundle,
+    load_module_image,
+    unseal_image,
+)
+from zcbench.enclave.runtime import Attester, EnclaveRuntime, serve
 from zcbench.errors import ZcbenchError
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zcbench.enclave", description=__doc__)
-    p.add_argument("--listen", required=True, help="unix:/path or vsock:CID:PORT")
-    p.add_argument("--module", type=Path, required=True, help="strategy module image (unsealed)")
-    p.add_argument("--params", default="{}", help="strategy parameters as a JSON object")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", help="unix:/path or vsock:CID:PORT")
+    where.add_argument("--vsock", type=int, metavar="PORT", help="listen on vsock, any CID")
+    image = p.add_mutually_exclusive_group(required=True)
+    image.add_argument("--build", type=Path, help="a zcbench build folder (local image)")
+    image.add_argument("--bundle", type=Path, help="an unpacked bundle (inside a Nitro enclave)")
+    image.add_argument("--module", type=Path, help="an unsealed strategy module (development)")
+    p.add_argument("--params", default="{}", help="--module's parameters as a JSON object")
     p.add_argument(
         "--nsm",
         choices=("emulator", "device"),
-        default="emulator",
-        help="emulator: local, SIMULATED; device: /dev/nsm inside a Nitro enclave",
+        default=None,
+        help="emulator: local, SIMULATED (default except with --bundle); device: /dev/nsm",
     )
     p.add_argument("--accept-timeout", type=float, default=60.0)
     return p
@@ -45,38 +62,98 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace) -> int:
-    from zcbench.channel import listen
-    from zcbench.enclave.boot import BootError, load_module_image
-    from zcbench.enclave.runtime import Attester, EnclaveRuntime, serve
-
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError:
-        raise BootError("--params is not JSON") from None
-    if not isinstance(params, dict):
-        raise BootError("--params must be a JSON object")
-    image = load_module_image(args.module, params)
-    nsm: Attester
-    if args.nsm == "device":
+def _make_nsm(kind: str, pcrs: Mapping[int, bytes] | None) -> Attester:
+    if kind == "device":
         from zcbench.nitro import NsmDevice
 
-        nsm = NsmDevice()
-    else:
-        from zcbench.nitro import DevCA, NsmEmulator
+        return NsmDevice()
+    from zcbench.nitro import DevCA, NsmEmulator
 
-        ca = DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
-        nsm = NsmEmulator(pcrs={i: image.pcrs[i] for i in (0, 1, 2)}, ca=ca)
-    runtime = EnclaveRuntime(image.strategy, nsm, pcr0=image.pcrs[0])
-    listener = listen(args.listen)
+    if pcrs is None:
+        raise BootError("the NSM emulator needs a measured image (use --build or --module)")
+    ca = DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
+    return NsmEmulator(pcrs={i: pcrs[i] for i in (0, 1, 2)}, ca=ca)
+
+
+def _pcr0(nsm: Attester, pcrs: Mapping[int, bytes] | None) -> bytes:
+    if pcrs is not None:
+        return pcrs[0]
+    describe = getattr(nsm, "describe_pcr", None)
+    if describe is None:
+        raise BootError("cannot read PCR0 from this NSM")
+    return bytes(describe(0).data)
+
+
+def _relay_over(conn: Connection) -> KeyRelay:
+    def relay(document: bytes, blob: bytes, key_id: str) -> bytes:
+        conn.send(
+            Message(
+                "key_request", {"document": document, "ciphertext_blob": blob, "key_id": key_id}
+            )
+        )
+        reply = conn.recv(timeout=120)
+        if reply.type != "key_release":
+            raise BootError("the host did not relay a released key")
+        ciphertext: bytes = reply["ciphertext"]
+        return ciphertext
+
+    return relay
+
+
+def _first_boot(conn: Connection) -> Message:
+    while True:
+        try:
+            msg = conn.recv(timeout=120)
+        except FrameError as exc:
+            if exc.fatal:
+                raise BootError(f"the host sent a broken frame: {exc}") from None
+            conn.reject(exc)
+            continue
+        if msg.type == "boot":
+            return msg
+        conn.send(error_message("not_booted", f"boot first, not {msg.type}"))
+
+
+def _run(args: argparse.Namespace) -> int:
+    address = args.listen or f"vsock:{VMADDR_CID_ANY}:{args.vsock}"
+    nsm_kind = args.nsm or ("device" if args.bundle else "emulator")
+    strategy = None
+    sealed: SealedImage | None = None
+    pcrs: Mapping[int, bytes] | None
+    if args.module is not None:
+        try:
+            params = json.loads(args.params)
+        except json.JSONDecodeError:
+            raise BootError("--params is not JSON") from None
+        if not isinstance(params, dict):
+            raise BootError("--params must be a JSON object")
+        loaded = load_module_image(args.module, params)
+        strategy, pcrs = loaded.strategy, loaded.pcrs
+    else:
+        sealed = load_build_image(args.build) if args.build else load_bundle(args.bundle)
+        pcrs = sealed.pcrs
+    nsm = _make_nsm(nsm_kind, pcrs)
+    listener = listen(address)
     try:
-        sys.stdout.write(f"ready {args.listen}\n")
+        sys.stdout.write(f"ready {address}\n")
         sys.stdout.flush()
         try:
             conn = listener.accept(timeout=args.accept_timeout)
         except TimeoutError:
             sys.stderr.write("zcbench enclave: no host connected; exiting\n")
             return 3
+        try:
+            boot = _first_boot(conn)
+            if strategy is None:
+                assert sealed is not None
+                strategy = unseal_image(sealed, nsm, _relay_over(conn))
+            runtime = EnclaveRuntime(strategy, nsm, pcr0=_pcr0(nsm, pcrs))
+            conn.send(runtime.boot(boot["run_id"]))
+        except (ZcbenchError, TimeoutError) as exc:
+            reason = str(exc) if isinstance(exc, BootError) else type(exc).__name__
+            with contextlib.suppress(ZcbenchError):
+                conn.send(error_message("boot_failed", reason))
+            raise BootError(f"boot failed: {reason}") from None
         reason = serve(conn, runtime)
         sys.stderr.write(f"zcbench enclave: stopped ({reason})\n")
         return 0

@@ -1,45 +1,73 @@
-"""Enclave boot: load the image, measure the bytes actually loaded, make the NSM, start serving.
+"""Enclave boot: load the image, measure the bytes actually loaded, unseal, build the strategy.
 
 The local enclave measures what it loads and the NSM emulator's PCR0-2 come from that
 measurement (DESIGN.md, "local PCRs"): no PCR value is ever passed in from outside.
 
 Image kinds:
 
+- **build folder** (``zcbench package`` output; local): the image sections ``image/kernel``,
+  ``image/cmdline``, ``image/ramdisk0``, ``image/ramdisk1`` are read once, measured with the EIF
+  algorithm, and ramdisk 1 (a tar of ``manifest.json`` and ``payload.sealed``) is opened from
+  those same bytes. The strategy is unsealed with the data key the key broker releases to this
+  enclave's attestation document (relayed by the host; the RSA key never leaves here).
+- **bundle folder** (inside a Nitro enclave): ``manifest.json`` and ``payload.sealed`` as the
+  EIF's entrypoint finds them; the PCRs are the hardware's, read through ``/dev/nsm``.
 - **module image** (development and tests; unsealed): one strategy module file and its
   parameters. Sections, in EIF order: kernel = :data:`MODULE_IMAGE_DESCRIPTOR`, cmdline = the
   parameters as canonical JSON, ramdisk = the module's bytes. :func:`module_image_pcrs` gives the
   PCRs a verifier should expect; the host computes them from the same file.
-- **sealed build folder**: the packager's bundle, unsealed through the key broker relayed by the
-  host. Not wired yet: that needs the packager's ``measure_local_image`` and the key broker's
-  release; :func:`load_image` says so plainly.
 
-The module is executed in a fresh namespace; its Strategy class is found with
-:func:`zcbench.strategy.find_strategy`. Boot failures raise :class:`BootError` with a short
-reason that is safe to show outside the enclave.
+This module runs inside the enclave, so it uses only the runtime parts (channel, keys, nitro,
+strategy) and the standard library. Boot failures raise :class:`BootError` with a short reason
+that is safe to show outside the enclave.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import sys
+import tarfile
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from zcbench.errors import EnvError, UsageError
+from zcbench.errors import EnvError, UsageError, ZcbenchError
 from zcbench.nitro.eif import SectionType, pcrs_for_sections
 from zcbench.strategy import Strategy, find_strategy, make_strategy
 
 __all__ = [
+    "IMAGE_SECTIONS",
     "MODULE_IMAGE_DESCRIPTOR",
     "BootError",
+    "KeyRelay",
     "LoadedImage",
+    "SealedImage",
+    "load_build_image",
+    "load_bundle",
     "load_module_image",
     "module_image_pcrs",
     "module_image_sections",
+    "strategy_from_source",
+    "unseal_image",
 ]
+
+IMAGE_SECTIONS: Final = (
+    (SectionType.KERNEL, "image/kernel"),
+    (SectionType.CMDLINE, "image/cmdline"),
+    (SectionType.RAMDISK, "image/ramdisk0"),
+    (SectionType.RAMDISK, "image/ramdisk1"),
+)
+"""The local image's section files in EIF order (the packager's build folder layout)."""
+_MAX_MANIFEST: Final = 1 << 20
+_MAX_SEALED: Final = 16 << 20
+
+KeyRelay = Callable[[bytes, bytes, str], bytes]
+"""``(attestation document, ciphertext blob, key id) -> CMS CiphertextForRecipient``: the host
+relays a KMS ``Decrypt`` with ``Recipient`` to the key broker and returns its answer."""
 
 MODULE_IMAGE_DESCRIPTOR: Final = b"zcbench local runtime/1: unsealed module image\n"
 
@@ -55,6 +83,117 @@ class LoadedImage:
     strategy: Strategy
     pcrs: Mapping[int, bytes]
     kind: str
+
+
+@dataclass(frozen=True)
+class SealedImage:
+    """A sealed strategy as loaded: the manifest, the sealed payload, the measured PCRs (None
+    when the hardware measured it)."""
+
+    manifest: Mapping[str, Any]
+    sealed: bytes
+    pcrs: Mapping[int, bytes] | None
+
+
+def _read_app_tar(data: bytes) -> tuple[Mapping[str, Any], bytes]:
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                if not info.isfile() or info.name not in ("manifest.json", "payload.sealed"):
+                    raise BootError(f"the app image holds an unexpected entry {info.name!r}")
+                if info.name in members or info.size > _MAX_SEALED:
+                    raise BootError(f"the app image entry {info.name!r} is repeated or too big")
+                handle = tar.extractfile(info)
+                assert handle is not None
+                members[info.name] = handle.read()
+    except tarfile.TarError:
+        raise BootError("the app image (ramdisk 1) is not a tar archive") from None
+    if set(members) != {"manifest.json", "payload.sealed"}:
+        raise BootError("the app image must hold manifest.json and payload.sealed")
+    return _check_manifest(members["manifest.json"], members["payload.sealed"])
+
+
+def _check_manifest(raw: bytes, sealed: bytes) -> tuple[Mapping[str, Any], bytes]:
+    if len(raw) > _MAX_MANIFEST:
+        raise BootError("manifest.json is too big")
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise BootError("manifest.json is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("payload_sha256") != (
+        hashlib.sha256(sealed).hexdigest()
+    ):
+        raise BootError("payload.sealed does not match the manifest's payload_sha256")
+    return manifest, sealed
+
+
+def load_build_image(build_dir: Path) -> SealedImage:
+    """Read the local image sections once, measure those bytes, open ramdisk 1 from them."""
+    sections: list[tuple[SectionType, bytes]] = []
+    for kind, rel in IMAGE_SECTIONS:
+        try:
+            sections.append((kind, (build_dir / rel).read_bytes()))
+        except OSError as exc:
+            raise BootError(f"cannot read image section {rel}: {exc.strerror}") from None
+    pcrs = pcrs_for_sections(sections)
+    manifest, sealed = _read_app_tar(sections[-1][1])
+    return SealedImage(manifest, sealed, pcrs)
+
+
+def load_bundle(bundle_dir: Path) -> SealedImage:
+    """The manifest and sealed payload of an unpacked bundle (inside a Nitro enclave)."""
+    try:
+        raw = (bundle_dir / "manifest.json").read_bytes()
+        sealed = (bundle_dir / "payload.sealed").read_bytes()
+    except OSError as exc:
+        raise BootError(f"cannot read the bundle: {exc.strerror}") from None
+    manifest, sealed = _check_manifest(raw, sealed)
+    return SealedImage(manifest, sealed, None)
+
+
+def unseal_image(
+    image: SealedImage, attester: Any, relay: KeyRelay, *, rsa_bits: int = 2048
+) -> Strategy:
+    """Ask for the data key with a fresh RSA key bound into an attestation document, unwrap
+    the broker's answer, unseal, and build the strategy. Failures are opaque on purpose."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from zcbench.keys import read_sealed_header, unseal_strategy, unwrap_recipient
+
+    header = read_sealed_header(image.sealed)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    document = attester.attestation(user_data=None, nonce=None, public_key=spki)
+    answer = relay(document, header.data_key_blob, header.key_id)
+    try:
+        data_key = unwrap_recipient(answer, key)
+        unsealed = unseal_strategy(image.sealed, data_key)
+    except ZcbenchError:
+        raise BootError("the strategy could not be unsealed with the released key") from None
+    strategy = strategy_from_source(
+        unsealed.module_source.encode(), unsealed.parameters, tag=header.strategy
+    )
+    if strategy.name != image.manifest.get("strategy"):
+        raise BootError("the unsealed strategy is not the one the manifest names")
+    return strategy
+
+
+def strategy_from_source(source: bytes, params: Mapping[str, Any], *, tag: str) -> Strategy:
+    """Execute a strategy module's source in a fresh module and instantiate its strategy."""
+    digest = hashlib.sha256(source).hexdigest()[:12]
+    namespace = types.ModuleType(f"zcbench_strategy_{digest}")
+    # dataclasses and typing resolve names through sys.modules, as for any imported module
+    sys.modules[namespace.__name__] = namespace
+    try:
+        code = compile(source, f"<strategy {tag}>", "exec")
+        exec(code, namespace.__dict__)  # noqa: S102 - loading the measured strategy is the point
+        return make_strategy(find_strategy(namespace), params)
+    except UsageError as exc:
+        raise BootError(f"the image has no usable strategy: {exc}") from None
+    except Exception as exc:  # what the module raised stays inside: type only
+        raise BootError(f"the strategy module failed to load ({type(exc).__name__})") from None
 
 
 def _params_bytes(params: Mapping[str, Any]) -> bytes:
@@ -84,15 +223,5 @@ def load_module_image(path: Path, params: Mapping[str, Any]) -> LoadedImage:
     except OSError as exc:
         raise BootError(f"cannot read the module image {path.name}: {exc.strerror}") from None
     pcrs = pcrs_for_sections(module_image_sections(source, params))
-    namespace = types.ModuleType(f"zcbench_strategy_{pcrs[0].hex()[:12]}")
-    # dataclasses and typing resolve names through sys.modules, as for any imported module
-    sys.modules[namespace.__name__] = namespace
-    try:
-        code = compile(source, path.name, "exec")
-        exec(code, namespace.__dict__)  # noqa: S102 - loading the measured strategy is the point
-        strategy = make_strategy(find_strategy(namespace), params)
-    except UsageError as exc:
-        raise BootError(f"the module image has no usable strategy: {exc}") from None
-    except Exception as exc:  # what the module raised stays inside: type only
-        raise BootError(f"the strategy module failed to load ({type(exc).__name__})") from None
+    strategy = strategy_from_source(source, params, tag=path.name)
     return LoadedImage(strategy=strategy, pcrs=pcrs, kind="module")

@@ -1,3 +1,36 @@
-"""zcbench.host (DESIGN.md says what this part owns)."""
+"""The host side of a live run: market-data proxy, enclave launchers, log writer, execution.
 
-__all__: list[str] = []
+* :mod:`~zcbench.host.proxy`      sources, field stripping, batching, bounded queue, freshness
+* :mod:`~zcbench.host.launcher`   the local enclave process; ``nitro-cli`` commands and parsing
+* :mod:`~zcbench.host.logwriter`  store the enclave's records, recompute, verify, then release
+* :mod:`~zcbench.host.execution`  risk limits, paper fills, positions, PnL, the journal
+* :mod:`~zcbench.host.live`       :func:`run_live`, the pipelined runner tying them together
+
+The host never holds the enclave's signing key; it acts only on signals covered by a checkpoint
+it verified over records it wrote (log before act).
+"""
+
+from zcbench.host.execution import ExecutionLayer, OrderResult, RiskLimits, VerifiedSignals
+from zcbench.host.launcher import LocalEnclave, launch_local
+from zcbench.host.live import ModuleImage, RunProgress, RunSummary, run_live
+from zcbench.host.logwriter import HostLog
+from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ProxyStats, ReplaySource
+
+__all__ = [
+    "ExecutionLayer",
+    "HostLog",
+    "LiveSource",
+    "LocalEnclave",
+    "MarketDataProxy",
+    "ModuleImage",
+    "OrderResult",
+    "ProxyBatch",
+    "ProxyStats",
+    "ReplaySource",
+    "RiskLimits",
+    "RunProgress",
+    "RunSummary",
+    "VerifiedSignals",
+    "launch_local",
+    "run_live",
+]

@@ -35,6 +35,7 @@ __all__ = [
     "parse_describe_enclaves",
     "parse_run_enclave",
     "run_enclave_command",
+    "run_nitro",
     "terminate_enclave_command",
 ]
 
@@ -117,21 +118,19 @@ class LocalEnclave:
 
 
 def launch_local(
-    module: Path,
-    params: Mapping[str, Any],
+    image_args: Sequence[str],
     *,
     isolate_network: bool | None = None,
     stderr_path: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> LocalEnclave:
-    """Start the local enclave serving the module image ``module`` with ``params``.
+    """Start the local enclave; ``image_args`` say what it loads (``["--build", DIR]`` or
+    ``["--module", FILE, "--params", JSON]``, see ``python -m zcbench.enclave --help``).
 
     ``isolate_network``: True requires a new network namespace, False never uses one, None uses
     one when available. ``stderr_path`` keeps the enclave's diagnostics (default: its socket
     folder).
     """
-    if not module.is_file():
-        raise EnvError(f"strategy module image {module} does not exist")
     available = network_isolation_available() if isolate_network is not False else False
     if isolate_network and not available:
         raise EnvError("a new network namespace was required but `unshare -n` is not permitted")
@@ -143,10 +142,7 @@ def launch_local(
         "zcbench.enclave",
         "--listen",
         address,
-        "--module",
-        str(module.resolve()),
-        "--params",
-        json.dumps(dict(params), sort_keys=True),
+        *image_args,
     ]
     if available:
         cmd = [shutil.which(_UNSHARE) or _UNSHARE, "-n", *cmd]

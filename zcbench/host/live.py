@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
@@ -38,11 +38,42 @@ from zcbench.host.execution import ExecutionLayer, RiskLimits
 from zcbench.host.launcher import LocalEnclave, launch_local
 from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
+from zcbench.marketdata import BatchSpec
 from zcbench.strategy import Batch, encode_batch
 
-__all__ = ["ModuleImage", "RunProgress", "RunSummary", "run_live"]
+if TYPE_CHECKING:
+    from zcbench.keys import KeyBroker
+
+__all__ = [
+    "BuildImage",
+    "EnclaveImage",
+    "ModuleImage",
+    "RunProgress",
+    "RunSummary",
+    "run_live",
+]
 
 _DONE: Final = object()
+
+
+class EnclaveImage(Protocol):
+    """What the local enclave loads, and what the host expects of it."""
+
+    def launch_args(self) -> list[str]:
+        """Arguments to ``python -m zcbench.enclave`` naming the image."""
+        ...
+
+    def expected_pcrs(self) -> dict[int, bytes]:
+        """PCRs the boot document must carry."""
+        ...
+
+    def describe(self) -> str:
+        """A path or name for the run summary."""
+        ...
+
+    def declared_fields(self) -> tuple[str, ...] | None:
+        """The input fields the build declares (None: whatever the enclave says)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -52,9 +83,58 @@ class ModuleImage:
     module: Path
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    def launch_args(self) -> list[str]:
+        if not self.module.is_file():
+            raise EnvError(f"strategy module image {self.module} does not exist")
+        params = json.dumps(dict(self.params), sort_keys=True)
+        return ["--module", str(self.module.resolve()), "--params", params]
+
     def expected_pcrs(self) -> dict[int, bytes]:
         """PCR0-2 a genuine enclave loading this image reports."""
         return module_image_pcrs(self.module, self.params)
+
+    def describe(self) -> str:
+        return str(self.module)
+
+    def declared_fields(self) -> tuple[str, ...] | None:
+        return None
+
+
+@dataclass(frozen=True)
+class BuildImage:
+    """A build folder from ``zcbench package``: sealed, measured, committed.
+
+    Loading it re-measures the image and checks it against ``commitment.json``; the enclave must
+    then attest to exactly the committed PCRs.
+    """
+
+    build_dir: Path
+
+    def _build(self) -> Any:
+        from zcbench.packager import load_build
+
+        if not self.build_dir.is_dir():
+            raise EnvError(f"build folder {self.build_dir} does not exist; run zcbench package")
+        return load_build(self.build_dir, verify=True)
+
+    def launch_args(self) -> list[str]:
+        self._build()
+        return ["--build", str(self.build_dir.resolve())]
+
+    def expected_pcrs(self) -> dict[int, bytes]:
+        committed = self._build().commitment["pcrs"]
+        return {int(k): bytes.fromhex(v) for k, v in committed.items()}
+
+    def describe(self) -> str:
+        return str(self.build_dir)
+
+    def declared_fields(self) -> tuple[str, ...] | None:
+        return tuple(self._build().manifest["input_fields"])
+
+    def batching(self) -> BatchSpec:
+        """The batching rule the build was packaged with (the backtest's)."""
+        rule = self._build().manifest["batching"]
+        return BatchSpec(width_ns=rule.get("width_ns"), count=rule.get("count"))
 
 
 @dataclass(frozen=True)
@@ -72,8 +152,8 @@ class RunProgress:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """How a live run went; ``status`` is ``completed``, ``enclave_died``, ``strategy_failed``,
-    ``enclave_error``, ``verification_failed`` or ``host_error``."""
+    """How a live run went; ``status`` is ``completed``, ``stopped``, ``enclave_died``,
+    ``strategy_failed``, ``enclave_error``, ``verification_failed`` or ``host_error``."""
 
     run_id: str
     origin: str
@@ -130,7 +210,7 @@ def _prepare_run_dir(run_dir: Path) -> None:
 
 
 def run_live(
-    image: ModuleImage,
+    image: EnclaveImage,
     run_dir: Path,
     source: ReplaySource | LiveSource,
     *,
@@ -144,33 +224,38 @@ def run_live(
     isolate_network: bool | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
     on_booted: Callable[[LocalEnclave], None] | None = None,
+    stop: threading.Event | None = None,
+    enclave_env: Mapping[str, str] | None = None,
+    broker: KeyBroker | None = None,
     clock: Callable[[], int] = time.time_ns,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
     ``on_booted`` is called once the enclave has booted and its boot document verified (tests
-    use it to kill the enclave mid-run). Raises only for problems before the run starts (a
-    missing image, a used run folder, an enclave that does not boot or whose boot document does
-    not verify); afterwards every fault ends the run with a summary saying how.
+    use it to kill the enclave mid-run). Setting ``stop`` ends the run cleanly (status
+    ``stopped``). ``enclave_env`` replaces the enclave process's environment. ``broker`` releases a
+    build's data key (default: the local key broker in the zcbench home). Raises only for
+    problems before the run starts (a missing image, a used run folder, an enclave that does not
+    boot or whose boot document does not verify); afterwards every fault ends the run with a
+    summary saying how.
     """
-    if not image.module.is_file():
-        raise EnvError(f"strategy module image {image.module} does not exist")
     if window < 1:
         raise UsageError("window must be >= 1")
     run_dir = Path(run_dir)
+    image_args = image.launch_args()  # a missing image fails here, before anything is made
     _prepare_run_dir(run_dir)
     run_id = run_id or f"run-{secrets.token_hex(8)}"
     started = time.monotonic()
     enclave = launch_local(
-        image.module,
-        image.params,
+        image_args,
         isolate_network=isolate_network,
         stderr_path=run_dir / "enclave.stderr",
+        env=enclave_env,
     )
     store: LogStore | None = None
     try:
         conn = enclave.connect(timeout=60)
-        booted = _boot(conn, run_id, image, trust, enclave)
+        booted = _boot(conn, run_id, image, trust, enclave, broker)
         (run_dir / "boot.cbor").write_bytes(booted["document"])
         store = LogStore.create(run_dir / "log")
         log = HostLog(store, booted["public_key"], booted["origin"])
@@ -182,7 +267,16 @@ def run_live(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
         )
         pipe = _Pipeline(
-            conn, proxy, log, execution, enclave, window, reply_timeout, clock, on_progress
+            conn,
+            proxy,
+            log,
+            execution,
+            enclave,
+            window,
+            reply_timeout,
+            clock,
+            on_progress,
+            stop or threading.Event(),
         )
         status, reason = pipe.run()
         _close_enclave(conn, enclave, status)
@@ -197,7 +291,7 @@ def run_live(
             status=status,
             reason=reason,
             run_dir=str(run_dir),
-            image=str(image.module),
+            image=image.describe(),
             batches=pipe.batches,
             events=pipe.events,
             signals=pipe.signals,
@@ -228,29 +322,59 @@ def run_live(
 
 
 def _boot(
-    conn: Connection, run_id: str, image: ModuleImage, trust: str, enclave: LocalEnclave
+    conn: Connection,
+    run_id: str,
+    image: EnclaveImage,
+    trust: str,
+    enclave: LocalEnclave,
+    broker: KeyBroker | None,
 ) -> Message:
     try:
         conn.send(Message("boot", {"run_id": run_id, "config": {}}))
         reply = conn.recv(timeout=60)
+        if reply.type == "key_request":
+            conn.send(_release_key(reply, broker))
+            reply = conn.recv(timeout=60)
     except (ChannelClosed, FrameError, TimeoutError) as exc:
         raise EnvError(f"the enclave did not boot: {exc}; {enclave.diagnostics()}") from None
     if reply.type != "booted":
         raise EnvError(f"the enclave did not boot: {reply.fields.get('reason', reply.type)}")
     identity = nitro_boot_verifier(image.expected_pcrs())(reply["document"], trust)
-    for what, got, want in (
+    declared = image.declared_fields()
+    checks: list[tuple[str, object, object]] = [
         ("run id", identity.run_id, run_id),
         ("public key", reply["public_key"], identity.public_key),
         ("origin", reply["origin"], identity.origin),
-    ):
+    ]
+    if declared is not None:
+        checks.append(("fields", tuple(reply["fields"]), declared))
+    for what, got, want in checks:
         if got != want:
             raise VerificationError(
-                f"the boot reply's {what} does not match the boot document",
+                f"the boot reply's {what} does not match the boot document or the build",
                 check=f"boot_{what.replace(' ', '_')}",
                 expected=want,
                 actual=got,
             )
     return reply
+
+
+def _release_key(request: Message, broker: KeyBroker | None) -> Message:
+    """Relay the enclave's KMS-shaped ``Decrypt`` with ``Recipient`` to the key broker."""
+    from zcbench.keys import KEY_ENCRYPTION_ALGORITHM, LocalKeyBroker
+
+    broker = broker or LocalKeyBroker()
+    answer = broker.decrypt(
+        {
+            "CiphertextBlob": request["ciphertext_blob"],
+            "KeyId": request["key_id"],
+            "Recipient": {
+                "AttestationDocument": request["document"],
+                "KeyEncryptionAlgorithm": KEY_ENCRYPTION_ALGORITHM,
+            },
+        }
+    )
+    return Message("key_release", {"ciphertext": answer["CiphertextForRecipient"]})
 
 
 def _close_enclave(conn: Connection, enclave: LocalEnclave, status: str) -> None:
@@ -276,7 +400,9 @@ class _Pipeline:
         reply_timeout: float,
         clock: Callable[[], int],
         on_progress: Callable[[RunProgress], None] | None,
+        user_stop: threading.Event,
     ) -> None:
+        self.user_stop = user_stop
         self.conn = conn
         self.proxy = proxy
         self.log = log
@@ -291,11 +417,12 @@ class _Pipeline:
         self.batches = self.events = self.signals = 0
         self.freshness: list[int] = []
         self.active_s = 0.0
+        self.t0 = time.monotonic()
 
     def run(self) -> tuple[str, str]:
         sender = threading.Thread(target=self._send_all, name="zcbench-sender", daemon=True)
         self.proxy.start()
-        t0 = time.monotonic()
+        t0 = self.t0 = time.monotonic()
         sender.start()
         try:
             status, reason = self._receive_all()
@@ -318,7 +445,8 @@ class _Pipeline:
         seq = 0
         try:
             for pb in self.proxy:
-                if self.stop.is_set():
+                if self.stop.is_set() or self.user_stop.is_set():
+                    self.proxy.stop()
                     return
                 data = encode_batch(Batch(seq, pb.events))
                 if not self._put((seq, data, pb)):
@@ -347,6 +475,8 @@ class _Pipeline:
             if item is _DONE:
                 if self.send_error is not None:
                     return self._ended_by_enclave(self.send_error)
+                if self.user_stop.is_set():
+                    return "stopped", "stopped on request"
                 return "completed", "source exhausted"
             assert isinstance(item, tuple)
             seq, data, pb = item
@@ -404,6 +534,8 @@ class _Pipeline:
 
     def progress(self) -> RunProgress:
         p50, p99 = _percentiles(self.freshness[-2000:])
+        elapsed = time.monotonic() - self.t0
+        rate = self.events / elapsed if elapsed > 0 else 0.0
         return RunProgress(
-            self.batches, self.events, self.signals, 0.0, p50, p99, self.execution.pnl()
+            self.batches, self.events, self.signals, rate, p50, p99, self.execution.pnl()
         )
