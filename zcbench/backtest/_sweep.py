@@ -34,6 +34,8 @@ def sweep(
         raise UsageError("sweep: the grid needs at least one value for each parameter")
     names = list(grid)
     points = list(itertools.product(*(grid[n] for n in names)))
+    # non-scalar parameter values (tuples, dataclasses) appear as their repr in the table
+    scalar = {n for n in names if all(type(v) in (int, float, str, bool) for v in grid[n])}
     data = prepare(events, strategy_cls.fields(), config.spec)
     rows: list[dict[str, Any]] = []
     for values in progress(points, total=len(points), desc="sweep", enabled=show_progress):
@@ -45,7 +47,7 @@ def sweep(
         result = run_prepared(strategy, data, config)
         rows.append(
             {
-                **dict(zip(names, values, strict=True)),
+                **{n: v if n in scalar else repr(v) for n, v in zip(names, values, strict=True)},
                 **result.metrics_dict(),
                 "signals_digest": result.signals_digest,
             }

@@ -16,6 +16,7 @@ refuse.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Final
 
@@ -91,12 +92,29 @@ def _read_raw(path: Path) -> pl.DataFrame:
     except MarketDataError:
         raise
     except Exception as exc:  # polars and pyarrow raise many types for unreadable files
+        if suffix != ".parquet":
+            _raise_if_ragged(path)
         raise MarketDataError(
             f"cannot be read ({type(exc).__name__}: {exc})", source=source, row=None, column=None
         ) from None
     if frame.height == 0:
         raise MarketDataError("the file has no data rows", source=source, row=None, column=None)
     return frame
+
+
+def _raise_if_ragged(path: Path) -> None:
+    """Name the first CSV row whose field count differs from the header's, if any."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        for row, fields in enumerate(reader, start=1):
+            if fields and len(fields) != len(header):
+                raise MarketDataError(
+                    f"has {len(fields)} fields, the header has {len(header)}",
+                    source=str(path),
+                    row=row,
+                    column=None,
+                )
 
 
 def _first_row(mask: pl.Series) -> int | None:
