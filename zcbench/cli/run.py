@@ -1,0 +1,128 @@
+"""``zcbench run BUILD_DIR``: a live run of a build in the local enclave (thin over run_live)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+_EXIT_BY_STATUS = {
+    "completed": 0,
+    "stopped": 0,
+    "strategy_failed": 1,
+    "verification_failed": 1,
+    "enclave_error": 1,
+    "enclave_died": 3,
+    "host_error": 3,
+}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a build live in the local enclave",
+        description=(
+            "Run a packaged strategy live: market data through the proxy into the local enclave "
+            "(a separate process, no network where the machine allows it), signals back through "
+            "the signed log into paper execution. Writes RUN_DIR with log/, boot.cbor, "
+            "journal.parquet and summary.json. Local runs are SIMULATED (development CA)."
+        ),
+    )
+    p.add_argument("build_dir", type=Path, metavar="BUILD_DIR", help="folder from zcbench package")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--data", type=Path, metavar="PATH", help="event file (parquet or CSV) to replay"
+    )
+    src.add_argument(
+        "--synthetic", action="store_true", help="live synthetic ticks (the default source)"
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="N",
+        help="--data: N x real time (default: as fast as possible); "
+        "--synthetic: events per second offered (default 20000)",
+    )
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: ./run-<id>)")
+    p.add_argument("--seed", type=int, default=7, help="synthetic generator seed")
+    p.add_argument("--max-delay-ms", type=float, default=50.0, help="live batch flush delay")
+    p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
+    p.set_defaults(handler=_handle)
+
+
+def _source(args: argparse.Namespace, spec: Any) -> Any:
+    from zcbench.host.proxy import LiveSource, ReplaySource
+    from zcbench.marketdata import SyntheticConfig, generate_ticks, load_events
+
+    if args.data is not None:
+        events = load_events(args.data)
+        if args.duration is not None:
+            start = int(events["ts"][0]) if events.height else 0
+            events = events.filter(events["ts"] < start + int(args.duration * 1e9))
+        return ReplaySource(events, spec, rate=args.rate)
+    rate = args.rate or 20_000.0
+    duration = args.duration or 10.0
+    ticks = generate_ticks(SyntheticConfig(rate=rate, duration_s=duration), seed=args.seed)
+    # arrivals of about a millisecond each, released in event time (1x real time)
+    step = max(1, int(rate / 1000))
+    chunks = (ticks.slice(i, step) for i in range(0, ticks.height, step))
+    return LiveSource(chunks, spec, rate=1.0, duration_s=duration)
+
+
+def _progress_line(p: Any) -> None:
+    sys.stderr.write(
+        f"\r{p.batches} batches  {p.events_per_s:,.0f} events/s  freshness p50 "
+        f"{p.freshness_p50_ms:.1f} ms p99 {p.freshness_p99_ms:.1f} ms  signals {p.signals}  "
+        f"PnL {p.pnl:,} ticks   "
+    )
+    sys.stderr.flush()
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import secrets
+
+    from zcbench.host.live import BuildImage, run_live
+
+    image = BuildImage(args.build_dir)
+    spec = image.batching()  # also checks the build folder before anything starts
+    run_id = f"run-{secrets.token_hex(8)}"
+    run_dir = args.run_dir or Path.cwd() / run_id
+    source = _source(args, spec)
+    show = not args.json and sys.stderr.isatty()
+    summary = run_live(
+        image,
+        run_dir,
+        source,
+        run_id=run_id,
+        max_delay_s=args.max_delay_ms / 1000,
+        on_progress=_progress_line if show else None,
+    )
+    if show:
+        sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(summary.to_json(), sort_keys=True))
+    else:
+        _print_summary(summary)
+    return _EXIT_BY_STATUS.get(summary.status, 1)
+
+
+def _print_summary(s: Any) -> None:
+    label = "SIMULATED (development CA) " if s.simulated else ""
+    print(f"{label}run {s.run_id}: {s.status} ({s.reason})")
+    print(f"  {s.batches} batches, {s.events} events, {s.events_per_s:,.0f} events/s")
+    print(f"  freshness p50 {s.freshness_p50_ms} ms, p99 {s.freshness_p99_ms} ms")
+    print(f"  signals {s.signals}, orders {s.orders}, fills {s.fills}, rejects {s.rejects}")
+    print(f"  PnL {s.pnl:,} ticks; positions {s.positions}")
+    if s.dropped_batches:
+        print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
+    print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")
+    print(f"  log: {s.log_size} durable records, origin {s.origin}")
+    run = Path(s.run_dir)
+    for name in ("log", "boot.cbor", "journal.parquet", "summary.json"):
+        print(f"  {run / name}")
