@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
 
 STRATEGY_TAG: Final = "strategy"
 PARAMETERS_TAG: Final = "parameters"
+MAX_NOTEBOOK_BYTES: Final = 64 * 1024 * 1024
 MODULE_HEADER: Final = '"""Strategy module extracted by zcbench from cells tagged `strategy`."""\n'
 
 DEFAULT_ALLOWED_IMPORTS: Final = (
@@ -148,26 +150,47 @@ class _Cell:
     tree: ast.Module | None = None
 
 
-def _load_cells(path: Path) -> tuple[str, list[_Cell]]:
-    import nbformat  # heavy; only needed here
+def _cell_source(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value)
+    return None
 
+
+def _load_cells(path: Path) -> tuple[str, list[_Cell]]:
+    """The code cells of a v4 notebook, read as JSON.
+
+    The nbformat v4 layout is read directly rather than through ``nbformat.read``: importing
+    nbformat's validator costs seconds (jsonschema's format checkers), more than a whole build.
+    """
     name = path.name
     try:
-        nb = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such notebook") from None
-    except Exception as exc:
-        raise DataError(
-            f"{name}: not a readable Jupyter notebook ({type(exc).__name__}: {exc})"
-        ) from None
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise DataError(f"{name}: notebook is over {MAX_NOTEBOOK_BYTES} bytes")
+    try:
+        nb = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{name}: not a Jupyter notebook (not JSON: {exc})") from None
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        raise DataError(f"{name}: not a version 4 Jupyter notebook (nbformat 4 with a cell list)")
     cells = []
-    for index, cell in enumerate(nb.cells):
-        if cell.get("cell_type") != "code":
+    for index, cell in enumerate(nb["cells"]):
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
+            raise DataError(f"{name}: cell {index} is not a notebook cell")
+        if cell["cell_type"] != "code":
             continue
-        tags = cell.get("metadata", {}).get("tags", [])
+        source = _cell_source(cell.get("source", ""))
+        if source is None:
+            raise DataError(f"{name}: cell {index} source must be text or a list of lines")
+        metadata = cell.get("metadata", {})
+        tags = metadata.get("tags", []) if isinstance(metadata, dict) else []
         if not isinstance(tags, list):
             tags = []
-        cells.append(_Cell(index, str(cell.get("source", "")), frozenset(map(str, tags))))
+        cells.append(_Cell(index, source, frozenset(t for t in tags if isinstance(t, str))))
     return name, cells
 
 
@@ -431,7 +454,7 @@ def extract_strategy(
     if problems:
         raise NotebookError(sorted(set(problems), key=lambda p: (p.cell, p.line, p.message)))
 
-    import_lines = [ast.unparse(stmt) for _index, stmt in needed_imports]
+    import_lines = _import_lines([stmt for _index, stmt in needed_imports])
     # __future__ imports must come first in a module.
     import_lines.sort(key=lambda s: not s.startswith("from __future__"))
     parts = [MODULE_HEADER]
@@ -472,6 +495,23 @@ def _find_import(ident: str, others: list[tuple[_Cell, ast.Module]]) -> tuple[in
                 new = ast.ImportFrom(module=stmt.module, names=keep, level=stmt.level)
             return cell.index, ast.copy_location(new, stmt)
     return None
+
+
+def _import_lines(stmts: list[ast.stmt]) -> list[str]:
+    """Import statements, ``from`` imports of one module merged, in order of first use."""
+    merged: dict[tuple[str, str], list[ast.alias]] = {}
+    for stmt in stmts:
+        if isinstance(stmt, ast.ImportFrom):
+            merged.setdefault(("from", stmt.module or ""), []).extend(stmt.names)
+        else:
+            merged.setdefault(("import", ast.unparse(stmt)), [])
+    lines = []
+    for (kind, what), names in merged.items():
+        if kind == "from":
+            lines.append(ast.unparse(ast.ImportFrom(module=what, names=names, level=0)))
+        else:
+            lines.append(what)
+    return lines
 
 
 def _find_definition(ident: str, others: list[tuple[_Cell, ast.Module]]) -> int | None:

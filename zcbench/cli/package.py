@@ -1,0 +1,121 @@
+"""``zcbench package NOTEBOOK``: promote a notebook's strategy into a sealed, measured build."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "package",
+        help="promote a notebook's strategy cells into a sealed, reproducible, measured build",
+        description=(
+            "Extract the cells tagged 'strategy' (and the imports they use), lint them, seal "
+            "them with the strategy's data key, and write a deterministic bundle, the local "
+            "image, its PCRs and commitment.json into the build folder."
+        ),
+    )
+    parser.add_argument("notebook", metavar="NOTEBOOK", help="the research notebook (.ipynb)")
+    parser.add_argument("-o", "--out", default="build", help="build folder (default: ./build)")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a value of the notebook's parameters cell (a Python literal, else text)",
+    )
+    parser.add_argument(
+        "--source-date-epoch",
+        type=int,
+        default=None,
+        help="timestamp recorded in the archives (default: $SOURCE_DATE_EPOCH, else 0)",
+    )
+    parser.add_argument("--lock", default=None, help="pinned requirements lock to bundle")
+    parser.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="also allow the strategy to import MODULE (repeatable)",
+    )
+    parser.add_argument(
+        "--check-reproducible",
+        action="store_true",
+        help="build twice more in other processes, folders, umasks, time zones and hash seeds; "
+        "exit 1 on any byte difference",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.set_defaults(handler=_package)
+
+
+def _literal(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _package(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from zcbench.errors import UsageError
+    from zcbench.packager import DEFAULT_ALLOWED_IMPORTS, package_notebook
+    from zcbench.packager._repro import check_reproducible
+
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise UsageError(f"{notebook}: no such notebook")
+    sde = args.source_date_epoch
+    if sde is None and os.environ.get("SOURCE_DATE_EPOCH"):
+        try:
+            sde = int(os.environ["SOURCE_DATE_EPOCH"])
+        except ValueError:
+            raise UsageError("$SOURCE_DATE_EPOCH must be an integer") from None
+    overrides = {name: _literal(value) for name, value in args.parameter}
+    build = package_notebook(
+        notebook,
+        Path(args.out),
+        source_date_epoch=sde,
+        overrides=overrides,
+        lock_path=args.lock,
+        allowed_imports=(*DEFAULT_ALLOWED_IMPORTS, *args.allow_import),
+    )
+    out: dict[str, Any] = build.summary()
+    code = 0
+    if args.check_reproducible:
+        shared = [f"--source-date-epoch={build.commitment['source_date_epoch']}"]
+        if args.lock:
+            shared.append(f"--lock={Path(args.lock).resolve()}")
+        for module in args.allow_import:
+            shared.append(f"--allow-import={module}")
+        for name, value in args.parameter:
+            shared += ["-p", name, value]
+        report = check_reproducible(notebook, reference_dir=build.build_dir, package_args=shared)
+        out["reproducible"] = report.to_json()
+        code = 0 if report.identical else 1
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+        return code
+    print(f"strategy {build.strategy}: sealed and measured into {build.build_dir}")
+    for index, value in out["pcrs"].items():
+        print(f"  PCR{index}  {value}")
+    print(f"  strategy_sha256  {build.strategy_sha256}")
+    print(f"  bundle_sha256    {build.bundle_sha256}")
+    print(f"  commitment       {build.paths.commitment}")
+    if args.check_reproducible:
+        rep = out["reproducible"]
+        if rep["identical"]:
+            names = ", ".join(rep["builds"])
+            print(f"reproducible: {len(rep['builds'])} builds byte-identical ({names})")
+        else:
+            print(f"NOT reproducible: files differ: {', '.join(rep['differences'])}")
+    return code
