@@ -1,0 +1,269 @@
+"""Storage: group commit and acknowledgement at the file-system interface, recovery of torn and
+garbage tails, fatal damage, and the fake file system that models a power loss."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from test_auditlog_support import build_log, key
+
+from zcbench.auditlog._frames import CHECKPOINT_FILE, HEADER_SIZE, frame
+from zcbench.auditlog.checkpoint import LogSigner
+from zcbench.auditlog.records import encode_record
+from zcbench.auditlog.storage import LogDamageError, LogStore, recover
+from zcbench.errors import EnvError, UsageError
+
+SIGNER = LogSigner(key(3), "zcbench/0011223344556677/run-s")
+
+
+class _MemFile:
+    def __init__(self, fs: MemFs, path: Path) -> None:
+        self.fs = fs
+        self.path = path
+
+    def write(self, data: bytes) -> None:
+        self.fs.events.append(("write", self.path.name, len(data)))
+        self.fs.pending.setdefault(self.path, bytearray()).extend(data)
+
+    def fsync(self) -> None:
+        self.fs.events.append(("fsync", self.path.name, 0))
+        if self.fs.fail_fsync:
+            raise OSError(5, "Input/output error")
+        self.fs.durable[self.path] = self.fs.durable.get(self.path, b"") + bytes(
+            self.fs.pending.pop(self.path, b"")
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class MemFs:
+    """An in-memory file system with a page cache: writes are volatile until fsync, and new
+    names until the folder is fsynced. ``crash`` keeps a random prefix of what was volatile."""
+
+    def __init__(self) -> None:
+        self.durable: dict[Path, bytes] = {}
+        self.pending: dict[Path, bytearray] = {}
+        self.durable_names: set[Path] = set()
+        self.names: set[Path] = set()
+        self.events: list[tuple[str, str, int]] = []
+        self.fail_fsync = False
+
+    def open_append(self, path: Path, *, create: bool) -> _MemFile:
+        if create:
+            assert path not in self.names
+            self.names.add(path)
+            self.durable.setdefault(path, b"")
+        else:
+            assert path in self.names
+        return _MemFile(self, path)
+
+    def read_bytes(self, path: Path) -> bytes:
+        return self.durable.get(path, b"") + bytes(self.pending.get(path, b""))
+
+    def list_dir(self, path: Path) -> list[str]:
+        return sorted(p.name for p in self.names if p.parent == path)
+
+    def exists(self, path: Path) -> bool:
+        return path in self.names
+
+    def make_dir(self, path: Path) -> None:
+        pass
+
+    def truncate(self, path: Path, size: int) -> None:
+        whole = self.read_bytes(path)[:size]
+        self.pending.pop(path, None)
+        self.durable[path] = whole
+
+    def fsync_dir(self, path: Path) -> None:
+        self.events.append(("fsync_dir", path.name, 0))
+        self.durable_names |= {p for p in self.names if p.parent == path}
+
+    def crash(self, rng: random.Random) -> None:
+        for path, data in self.pending.items():
+            keep = rng.randint(0, len(data))
+            self.durable[path] = self.durable.get(path, b"") + bytes(data[:keep])
+        self.pending.clear()
+        self.names = set(self.durable_names)
+        self.durable = {p: d for p, d in self.durable.items() if p in self.names}
+
+
+def _records(start: int, count: int, size: int = 40) -> list[bytes]:
+    return [
+        encode_record(index=start + i, kind="note", body=bytes([i % 256]) * size, time_ns=i)
+        for i in range(count)
+    ]
+
+
+def test_acknowledged_moves_only_after_fsync() -> None:
+    fs = MemFs()
+    folder = Path("/mem/log")
+    store = LogStore.create(folder, fs=fs)
+    store.append(_records(0, 5))
+    assert (store.size, store.acknowledged) == (5, 0)
+    fs.events.clear()
+    assert store.sync() == 5
+    # The fsync of the segment is the last file-system call before the size is acknowledged.
+    assert fs.events == [("fsync", "seg-00000000.zlog", 0)]
+    store.append(_records(5, 3))
+    assert store.acknowledged == 5
+    fs.crash(random.Random(1))
+    reopened = LogStore.open(folder, fs=fs)
+    assert 5 <= reopened.size <= 8
+    assert reopened.recovery.classification in ("clean", "torn_tail")
+
+
+def test_failed_fsync_poisons_the_store() -> None:
+    fs = MemFs()
+    store = LogStore.create(Path("/mem/log"), fs=fs)
+    store.append(_records(0, 2))
+    fs.fail_fsync = True
+    with pytest.raises(EnvError, match="fsync"):
+        store.sync()
+    assert store.acknowledged == 0
+    fs.fail_fsync = False
+    with pytest.raises(EnvError, match="reopen"):
+        store.sync()  # never retried: a retried fsync may report success with data lost
+    with pytest.raises(EnvError):
+        store.append(_records(2, 1))
+
+
+def test_checkpoint_only_for_acknowledged_records_and_their_root() -> None:
+    fs = MemFs()
+    store = LogStore.create(Path("/mem/log"), fs=fs)
+    store.append(_records(0, 3))
+    with pytest.raises(UsageError, match="sync"):
+        store.add_checkpoint(SIGNER.sign(3, store.root()))
+    store.sync()
+    with pytest.raises(UsageError, match="root"):
+        store.add_checkpoint(SIGNER.sign(3, bytes(32)))
+    fs.events.clear()
+    store.add_checkpoint(SIGNER.sign(3, store.root()))
+    assert fs.events[-1] == ("fsync", CHECKPOINT_FILE, 0)
+    with pytest.raises(UsageError, match="index"):
+        store.append(_records(5, 1))
+
+
+def test_power_loss_never_loses_acknowledged_records() -> None:
+    """Random appends, syncs, checkpoints and crashes that keep a random prefix of the volatile
+    bytes (torn writes): recovery is never fatal, keeps every acknowledged record and checkpoint,
+    and what it keeps is whole."""
+    rng = random.Random(20261126)
+    for trial in range(60):
+        fs = MemFs()
+        folder = Path(f"/mem/log{trial}")
+        store = LogStore.create(folder, fs=fs, segment_bytes=rng.choice([300, 2000, 1 << 20]))
+        acknowledged = checkpoints = 0
+        for _ in range(rng.randint(1, 25)):
+            store.append(_records(store.size, rng.randint(1, 4), rng.randint(1, 120)))
+            if rng.random() < 0.7:
+                acknowledged = store.sync()
+                if rng.random() < 0.6:
+                    store.add_checkpoint(SIGNER.sign(store.size, store.root()))
+                    checkpoints += 1
+        fs.crash(rng)
+        report = recover(folder, fs=fs, repair=False)
+        assert report.classification in ("clean", "torn_tail"), report.message
+        reopened = LogStore.open(folder, fs=fs)
+        assert reopened.size >= acknowledged
+        assert len(reopened.checkpoints) >= checkpoints
+        assert recover(folder, fs=fs).classification == "clean"
+        # The recovered log continues: the next index follows what survived.
+        reopened.append(_records(reopened.size, 1))
+        reopened.sync()
+
+
+def _tail_fixture(tmp_path: Path) -> tuple[Path, Path, int]:
+    built = build_log(tmp_path / "run", batches=3)
+    seg = built.log / "seg-00000000.zlog"
+    return built.log, seg, len(seg.read_bytes())
+
+
+@pytest.mark.parametrize("cut", [1, 3, 4, 10, 30])
+def test_injected_torn_tail_is_cut(tmp_path: Path, cut: int) -> None:
+    log, seg, size = _tail_fixture(tmp_path)
+    extra = frame(encode_record(index=7, kind="note", body=b"n" * 40, time_ns=1))
+    seg.write_bytes(seg.read_bytes() + extra[:-cut])
+    report = recover(log, repair=False)
+    assert report.classification == "torn_tail"
+    assert report.cut[0].offset == size
+    assert len(seg.read_bytes()) == size + len(extra) - cut  # repair=False changed nothing
+    store = LogStore.open(log)
+    assert store.recovery.classification == "torn_tail"
+    assert store.size == 7
+    assert len(seg.read_bytes()) == size
+    store.close()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_injected_garbage_tail_is_cut(tmp_path: Path, seed: int) -> None:
+    log, seg, size = _tail_fixture(tmp_path)
+    garbage = random.Random(seed).randbytes(1 + seed * 37)
+    seg.write_bytes(seg.read_bytes() + garbage)
+    report = recover(log)
+    assert report.classification == "torn_tail"
+    assert len(seg.read_bytes()) == size
+    assert recover(log).classification == "clean"
+
+
+def test_garbage_followed_by_a_record_is_fatal(tmp_path: Path) -> None:
+    log, seg, size = _tail_fixture(tmp_path)
+    good = frame(encode_record(index=7, kind="note", body=b"n", time_ns=1))
+    junk = b"\x00\x00\x00\x05junk"
+    seg.write_bytes(seg.read_bytes() + junk + good)
+    with pytest.raises(LogDamageError) as info:
+        LogStore.open(log)
+    finding = info.value.report.finding
+    assert finding is not None
+    assert (finding.classification, finding.index, finding.offset) == ("corrupt", 7, size)
+    assert len(seg.read_bytes()) == size + len(junk) + len(good)  # fatal: nothing touched
+
+
+def test_cut_below_a_checkpoint_is_fatal(tmp_path: Path) -> None:
+    log, seg, size = _tail_fixture(tmp_path)
+    seg.write_bytes(seg.read_bytes()[: size - 5])  # tears the last checkpointed record
+    report = recover(log)
+    assert report.classification == "fatal"
+    assert report.finding is not None
+    assert report.finding.classification == "rollback"
+    assert len(seg.read_bytes()) == size - 5
+
+
+def test_rewritten_record_is_fatal_on_open(tmp_path: Path) -> None:
+    log, seg, _ = _tail_fixture(tmp_path)
+    data = bytearray(seg.read_bytes())
+    # Change the last record's body and re-frame it: framing is fine, the checkpoint is not.
+    from zcbench.auditlog._frames import SEGMENT_MAGIC, scan_file
+
+    frames = scan_file(seg, bytes(data), SEGMENT_MAGIC).frames
+    last = frames[-1]
+    forged = bytearray(last.payload)
+    forged[-1] ^= 1
+    seg.write_bytes(bytes(data[: last.offset]) + frame(bytes(forged)))
+    report = recover(log)
+    assert report.finding is not None
+    # The flipped byte breaks CBOR canonical form or the root; either way it is fatal.
+    assert report.finding.classification in ("rewritten", "corrupt")
+
+
+def test_torn_segment_header_after_roll_is_repaired(tmp_path: Path) -> None:
+    built = build_log(tmp_path / "run", batches=2)
+    nxt = built.log / "seg-00000001.zlog"
+    nxt.write_bytes(b"ZCBLOG")  # the crash came while the new segment's header was written
+    assert recover(built.log, repair=False).classification == "torn_tail"
+    store = LogStore.open(built.log)
+    assert len(nxt.read_bytes()) == HEADER_SIZE
+    store.append(_records(store.size, 2))
+    store.sync()
+    store.close()
+    assert recover(built.log).classification == "clean"
+
+
+def test_create_refuses_an_existing_log(tmp_path: Path) -> None:
+    built = build_log(tmp_path / "run", batches=1)
+    with pytest.raises(UsageError):
+        LogStore.create(built.log)
+    with pytest.raises(EnvError):
+        LogStore.open(tmp_path / "nothing-here")
