@@ -14,6 +14,7 @@ from zcbench.marketdata._batching import BatchSpec, EventTimeBatcher, batch_boun
 from zcbench.marketdata._load import (
     MarketDataError,
     load_events,
+    load_market_data,
     load_ohlcv,
     normalise_events,
     ohlcv_to_events,
@@ -32,6 +33,7 @@ __all__ = [
     "batches",
     "generate_ticks",
     "load_events",
+    "load_market_data",
     "load_ohlcv",
     "normalise_events",
     "ohlcv_to_events",

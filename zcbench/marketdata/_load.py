@@ -28,6 +28,7 @@ from zcbench.strategy import EVENT_SCHEMA, KINDS, PRICE_SCALE
 __all__ = [
     "MarketDataError",
     "load_events",
+    "load_market_data",
     "load_ohlcv",
     "normalise_events",
     "ohlcv_to_events",
@@ -444,3 +445,21 @@ def load_ohlcv(path: str | Path, *, symbol: str | None = None) -> pl.DataFrame:
     frame = _read_raw(path)
     name = symbol if symbol is not None else path.name.split(".")[0].split("_")[0].upper()
     return ohlcv_to_events(frame, symbol=name, source=str(path))
+
+
+def load_market_data(path: str | Path, *, symbol: str | None = None) -> pl.DataFrame:
+    """An event file or a daily OHLCV file, recognised by its columns (``ts`` or ``Date``)."""
+    path = Path(path)
+    frame = _read_raw(path)
+    lower = {c.strip().lower() for c in frame.columns}
+    if "ts" in lower:
+        return validate_events(normalise_events(frame, source=str(path)), source=str(path))
+    if "date" in lower:
+        name = symbol if symbol is not None else path.name.split(".")[0].split("_")[0].upper()
+        return ohlcv_to_events(frame, symbol=name, source=str(path))
+    raise MarketDataError(
+        "neither an event file (needs a ts column) nor daily OHLCV (needs a Date column)",
+        source=str(path),
+        row=None,
+        column=None,
+    )

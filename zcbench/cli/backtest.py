@@ -1,0 +1,143 @@
+"""``zcbench backtest``: backtest an example strategy on a data file, the sample, or ticks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+_DEFAULT_TICK_WIDTH_MS = 100.0
+
+
+def register(sub: Any) -> None:
+    """Add the ``backtest`` subcommand."""
+    p = sub.add_parser(
+        "backtest",
+        help="backtest a strategy on market data",
+        description=(
+            "Replay market data through an example strategy, on the same encode/decode path "
+            "as the enclave, and report fills, PnL and metrics. Without --data or "
+            "--synthetic it runs the daily moving-average crossover on the committed MSFT "
+            "sample (data/SOURCES.md)."
+        ),
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", metavar="PATH", help="event or daily OHLCV file (.csv, .parquet)")
+    src.add_argument("--synthetic", action="store_true", help="seeded synthetic ticks")
+    p.add_argument("--symbol", help="symbol for an OHLCV file (default: from its name)")
+    p.add_argument("--seed", type=int, default=7, help="synthetic: seed (default 7)")
+    p.add_argument("--rate", type=float, default=20_000.0, help="synthetic: events/s (20000)")
+    p.add_argument("--duration", type=float, default=10.0, help="synthetic: seconds (10)")
+    p.add_argument("--symbols", default="AAA,BBB,CCC", help="synthetic: comma-separated")
+    p.add_argument(
+        "--strategy",
+        help="example strategy name (default: ma_crossover for bars, order_flow_imbalance "
+        "for ticks)",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="strategy parameter (VALUE read as JSON, else text); repeatable",
+    )
+    batching = p.add_mutually_exclusive_group()
+    batching.add_argument("--count", type=int, help="batch every N events (default 1 for bars)")
+    batching.add_argument(
+        "--width-ms",
+        type=float,
+        help=f"event-time bucket width (default {_DEFAULT_TICK_WIDTH_MS} ms for ticks)",
+    )
+    p.add_argument("--slippage-ticks", type=int, default=0, help="ticks against each fill (0)")
+    p.add_argument("--fee-bps", type=float, default=0.0, help="fee in basis points (0)")
+    p.add_argument("--initial-cash", type=float, default=1_000_000.0, help="(1000000)")
+    p.add_argument("--periods-per-year", type=float, help="Sharpe scaling (default: measured)")
+    p.add_argument("--out", metavar="DIR", help="write the result tables and summary.json here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=run)
+
+
+def _param(text: str) -> tuple[str, Any]:
+    from zcbench.errors import UsageError
+
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"--param {text!r}: expected NAME=VALUE")
+    try:
+        return name, json.loads(raw)
+    except json.JSONDecodeError:
+        return name, raw
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler: load data, build the strategy, run, print."""
+    from zcbench.backtest import BacktestConfig, run_backtest
+    from zcbench.errors import UsageError
+    from zcbench.examples import EXAMPLES
+    from zcbench.marketdata import (
+        SyntheticConfig,
+        generate_ticks,
+        load_market_data,
+        sample_daily_path,
+    )
+    from zcbench.strategy import make_strategy
+
+    source: dict[str, Any]
+    if args.synthetic:
+        symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+        cfg = SyntheticConfig(symbols=symbols, rate=args.rate, duration_s=args.duration)
+        events = generate_ticks(cfg, seed=args.seed)
+        source = {"synthetic": cfg.to_dict(), "seed": args.seed}
+    else:
+        path = args.data if args.data else sample_daily_path()
+        events = load_market_data(path, symbol=args.symbol)
+        source = {"path": str(path)}
+    bars = bool((events.get_column("kind") == "bar").all())
+    name = args.strategy or ("ma_crossover" if bars else "order_flow_imbalance")
+    if name not in EXAMPLES:
+        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(sorted(EXAMPLES))}")
+    try:
+        strategy = make_strategy(EXAMPLES[name], dict(_param(p) for p in args.param))
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+    if args.count is not None:
+        width_ns, count = None, args.count
+    elif args.width_ms is not None or not bars:
+        width_ms = args.width_ms if args.width_ms is not None else _DEFAULT_TICK_WIDTH_MS
+        width_ns, count = round(width_ms * 1_000_000), None
+    else:
+        width_ns, count = None, 1
+    config = BacktestConfig(
+        width_ns=width_ns,
+        count=count,
+        slippage_ticks=args.slippage_ticks,
+        fee_bps=args.fee_bps,
+        initial_cash=args.initial_cash,
+        periods_per_year=args.periods_per_year,
+    )
+    result = run_backtest(strategy, events, config)
+    summary = {**result.summary(), "data": source}
+    if args.out:
+        summary["out"] = str(result.write(args.out))
+    if args.json:
+        sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+        return 0
+    m = result.metrics_dict()
+    lines = [
+        f"strategy      {result.strategy} {json.dumps(result.params, sort_keys=True)}",
+        f"data          {json.dumps(source['path']) if 'path' in source else 'synthetic'}"
+        f" ({result.n_events} events, {m['n_batches']} batches {config.spec.describe()})",
+        f"signals       {m['n_signals']}, filled {m['n_fills']}, digest {result.signals_digest}",
+        f"total return  {m['total_return']:+.4%}   pnl {m['pnl']:+,.2f}   fees {m['fees']:,.2f}",
+        f"sharpe        {m['sharpe']:.3f} ({m['periods_per_year']:.0f} periods/year)",
+        f"max drawdown  {m['max_drawdown']:.4%}",
+        f"turnover      {m['turnover']:.3f}   hit rate {m['hit_rate']:.1%}"
+        f" of {m['n_closing_fills']} closing fills",
+    ]
+    if args.out:
+        lines.append(f"written to    {summary['out']}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
