@@ -19,10 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
@@ -51,14 +52,40 @@ class CertificateFacts:
 def _parse_der(der: bytes) -> x509.Certificate:
     # Parsing is a pure function of the bytes, so a parsed certificate can be shared between
     # documents (the bundle's intermediates recur for hours); every check still runs each time.
-    return x509.load_der_x509_certificate(der)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses some fields lazily; touch each one the checks read so a malformed
+        # field fails here, as "certificate", and never later as a stray exception.
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        _ = (cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc, cert.version)
+        _ = (cert.signature_algorithm_oid, cert.serial_number)
+        cert.public_key()
+    if caught:
+        # What cryptography only warns about (a negative serial, a mis-sized name attribute)
+        # RFC 5280 forbids: strict means refused.
+        raise ValueError(str(caught[0].message))
+    return cert
 
 
 def load_certificate(der: bytes, where: str) -> x509.Certificate:
-    """Parse one DER certificate or raise ``AttestationError(check="certificate")``."""
+    """Parse one DER certificate or raise ``AttestationError`` (``certificate``/``algorithm``)."""
     try:
         return _parse_der(der)
-    except ValueError as exc:
+    except UnsupportedAlgorithm as exc:
+        raise AttestationError(
+            f"{where} uses an unsupported key or signature algorithm: {exc}", check="algorithm"
+        ) from exc
+    except (
+        ValueError,
+        TypeError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
+        # The exceptions cryptography's X.509 parser raises for malformed input (found by
+        # fuzzing mutated real documents; tests/test_nitro_fuzz.py).
         raise AttestationError(
             f"{where} is not a valid DER X.509 certificate: {exc}", check="certificate"
         ) from exc
