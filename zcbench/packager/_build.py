@@ -234,7 +234,9 @@ def _inspect_strategy(extracted: ExtractedStrategy) -> _StrategyFacts:
     module = types.ModuleType(module_name)
     sys.modules[module_name] = module  # dataclasses resolve string annotations through it
     try:
-        code = compile(extracted.source, f"<strategy from {extracted.notebook}>", "exec")
+        code = compile(
+            extracted.source, f"<strategy from {extracted.notebook}>", "exec", dont_inherit=True
+        )
         exec(code, module.__dict__)  # noqa: S102 - the linted strategy, to read its declarations
         cls = find_strategy(module)
         fields = {f.name for f in dataclasses.fields(cls.params_type)}
