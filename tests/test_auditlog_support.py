@@ -39,7 +39,7 @@ def key(seed: int) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
 
 
-def batch_bodies(seq: int, events: int = 4) -> tuple[bytes, bytes, int]:
+def batch_bodies(seq: int, events: int = 2) -> tuple[bytes, bytes, int]:
     """Column-wise IN body, OUT body, and newest event time for batch ``seq``."""
     base = 1_700_000_000_000_000_000 + seq * 1_000_000_000
     symbols = [SYMBOLS[(seq + i) % len(SYMBOLS)] for i in range(events)]

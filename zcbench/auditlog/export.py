@@ -246,6 +246,7 @@ def check_slice(
     checkpoint: Checkpoint | None = None
     note: bytes | None = None
     simulated = False
+    public_key: bytes | None = None
     warnings: list[str] = []
     count = 0
 
@@ -262,6 +263,7 @@ def check_slice(
             origin=origin,
             root=checkpoint.root.hex() if checkpoint else None,
             latest_checkpoint=note,
+            public_key=public_key,
             simulated=simulated,
             warnings=tuple(warnings),
             kind="slice",
@@ -278,7 +280,7 @@ def check_slice(
         identity = verifier(boot_record.body, trust)
     except ZcbenchError as exc:
         return report("untrusted_boot", f"the boot document does not verify: {exc}", 0)
-    origin, simulated = identity.origin, identity.simulated
+    origin, simulated, public_key = identity.origin, identity.simulated, identity.public_key
     warnings.extend(identity.warnings)
     try:
         checkpoint = verify_checkpoint(note, identity.public_key, identity.origin)

@@ -164,6 +164,7 @@ class LogReport:
     origin: str | None = None
     root: str | None = None
     latest_checkpoint: bytes | None = None
+    public_key: bytes | None = None
     simulated: bool = False
     warnings: tuple[str, ...] = ()
     kind: Literal["log", "slice"] = "log"
@@ -335,6 +336,7 @@ def _check_folder(
             origin=boot.origin if boot else None,
             root=latest[0].root.hex() if latest else None,
             latest_checkpoint=latest[1] if latest else None,
+            public_key=boot.public_key if boot else None,
             simulated=boot.simulated if boot else False,
             warnings=tuple(warnings),
         )

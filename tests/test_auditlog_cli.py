@@ -1,0 +1,249 @@
+"""Export, the polars view, the witness, the `zcbench log` commands, and one run end to end with a
+real emulated boot document (zcbench.nitro NsmEmulator + development CA)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import cbor2
+import pytest
+from test_auditlog_support import (
+    BuiltLog,
+    batch_bodies,
+    build_log,
+    fake_boot_verifier,
+    key,
+)
+
+from zcbench.auditlog import LogVerificationError, verify_log
+from zcbench.auditlog._frames import CHECKPOINT_FILE, frame
+from zcbench.auditlog.checkpoint import LogSigner, log_origin
+from zcbench.auditlog.export import check_slice, export_slice
+from zcbench.auditlog.frame import events_frame, signals_frame, to_polars
+from zcbench.auditlog.merkle import leaf_hash
+from zcbench.auditlog.note import Cosigner, parse_note
+from zcbench.auditlog.storage import LogStore
+from zcbench.auditlog.verify import check_log
+from zcbench.auditlog.witness import Witness, WitnessRefusal, consistency_proof_from_log
+from zcbench.auditlog.writer import EnclaveLogState, HostLogWriter
+from zcbench.cli import main
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> BuiltLog:
+    return build_log(tmp_path / "run", batches=6)
+
+
+def _export(built: BuiltLog, out: Path, **selector: object) -> list[int]:
+    summary = export_slice(built.run, out, trust="fake", boot_verifier=fake_boot_verifier,
+                           **selector)  # type: ignore[arg-type]
+    return list(summary.indices)
+
+
+def test_export_by_range_time_and_symbol(built: BuiltLog, tmp_path: Path) -> None:
+    out = tmp_path / "slice.cbor"
+    assert _export(built, out, index_range=(3, 6)) == [3, 4, 5]
+    report = check_slice(out, trust="fake", boot_verifier=fake_boot_verifier)
+    assert report.classification == "intact"
+    assert report.entries == 3
+    # The generic entry point recognises a slice too.
+    assert check_log(out, trust="fake", boot_verifier=fake_boot_verifier).verified
+
+    _, _, t2 = batch_bodies(2)
+    _, _, t3 = batch_bodies(3)
+    assert _export(built, out, time_range=(t2, t3 + 1)) == [5, 6, 7, 8]
+    # Batch seq s holds SYMBOLS[s % 3] and SYMBOLS[(s + 1) % 3]: TSLA is in seqs 1, 2, 4, 5,
+    # and a symbol selection takes both the IN and the OUT record of each such batch.
+    tsla = _export(built, out, symbol="TSLA")
+    assert tsla == [3, 4, 5, 6, 9, 10, 11, 12]
+    frame_view = to_polars(out)
+    assert set(frame_view.get_column("index").to_list()) == {0, *tsla}
+
+
+def test_tampered_slice_is_refused(built: BuiltLog, tmp_path: Path) -> None:
+    out = tmp_path / "slice.cbor"
+    _export(built, out, index_range=(1, 5))
+    doc = cbor2.loads(out.read_bytes())
+    record = bytearray(doc["entries"][1]["record"])
+    record[-1] ^= 1
+    doc["entries"][1]["record"] = bytes(record)
+    bad = tmp_path / "bad.cbor"
+    bad.write_bytes(cbor2.dumps(doc, canonical=True))
+    report = check_slice(bad, trust="fake", boot_verifier=fake_boot_verifier)
+    assert not report.verified
+    assert report.classification in ("rewritten", "corrupt")
+
+    doc = cbor2.loads(out.read_bytes())
+    doc["checkpoint"] = LogSigner(key(66), built.origin).sign(13, leaf_hash(b"x"))
+    bad.write_bytes(cbor2.dumps(doc, canonical=True))
+    assert check_slice(bad, trust="fake",
+                       boot_verifier=fake_boot_verifier).classification == "bad_signature"
+
+    doc = cbor2.loads(out.read_bytes())
+    doc["entries"] = list(reversed(doc["entries"]))
+    bad.write_bytes(cbor2.dumps(doc, canonical=True))
+    assert check_slice(bad, trust="fake",
+                       boot_verifier=fake_boot_verifier).classification == "reordered"
+
+    bad.write_bytes(out.read_bytes() + b"\x00")
+    assert check_slice(bad, trust="fake",
+                       boot_verifier=fake_boot_verifier).classification == "corrupt"
+
+
+def test_export_refuses_a_damaged_log(built: BuiltLog, tmp_path: Path) -> None:
+    cp = built.log / CHECKPOINT_FILE
+    cp.write_bytes(cp.read_bytes() + frame(LogSigner(key(5), built.origin).sign(1, bytes(32))))
+    with pytest.raises(LogVerificationError):
+        _export(built, tmp_path / "x.cbor", index_range=(0, 2))
+
+
+def test_polars_views(built: BuiltLog) -> None:
+    records = to_polars(built.run)
+    assert records.height == 13
+    assert records.get_column("kind").to_list()[:3] == ["boot", "in", "out"]
+    assert records.filter(records["kind"] == "in").get_column("events").to_list() == [2] * 6
+    raw = to_polars(built.log, decoder=None)
+    assert "events" not in raw.columns
+    assert raw.get_column("body").to_list()[0] == built.boot_document
+    events = events_frame(built.run)
+    assert events.height == 12
+    assert events.columns[:2] == ["log_index", "seq"]
+    signals = signals_frame(built.run)
+    assert signals.get_column("quantity").to_list() == [1, 2, 3, 4, 5, 6]
+
+
+def test_witness_accepts_growth_and_refuses_fork_and_rollback(tmp_path: Path) -> None:
+    built = build_log(tmp_path / "run", batches=2)
+    pk = built.signer.public_key_spki_der
+    witness = Witness()
+    first = built.writer.store.checkpoints
+    assert first[-1].size == 5
+    note5 = built.signer.sign(5, first[-1].root)
+    assert witness.observe(note5, public_key=pk).previous is None
+    # Growth to 9 needs a proof; the log provides it.
+    reopened = HostLogWriter(LogStore.open(built.log), pk, built.origin)
+    built.writer = reopened
+    built.add_batches(2)
+    reopened.close()
+    note9 = built.signer.sign(9, reopened.store.root())
+    with pytest.raises(WitnessRefusal, match="consistency proof"):
+        witness.observe(note9, public_key=pk)
+    proof = consistency_proof_from_log(built.run, 5, 9)
+    result = witness.observe(note9, public_key=pk, proof=proof, cosign_as="lp.example/w",
+                             timestamp=1_800_000_000)
+    assert result.previous is not None
+    assert result.previous.size == 5
+    assert result.cosigned is not None
+    line = parse_note(result.cosigned).signatures[-1]
+    assert Cosigner.verify(line, parse_note(note9).text,
+                           witness.cosigner("lp.example/w").private_key.public_key()) == (
+        1_800_000_000)
+    # Rollback, fork, a wrong proof and another key are refused; state is unchanged.
+    with pytest.raises(WitnessRefusal) as info:
+        witness.observe(note5, public_key=pk)
+    assert info.value.check == "witness_rollback"
+    with pytest.raises(WitnessRefusal) as info:
+        witness.observe(built.signer.sign(9, leaf_hash(b"fork")), public_key=pk)
+    assert info.value.check == "witness_fork"
+    with pytest.raises(WitnessRefusal) as info:
+        witness.observe(built.signer.sign(11, leaf_hash(b"fork")), public_key=pk, proof=proof)
+    assert info.value.check == "witness_consistency"
+    other = LogSigner(key(77), built.origin)
+    with pytest.raises(WitnessRefusal) as info:
+        witness.observe(other.sign(9, reopened.store.root()),
+                        public_key=other.public_key_spki_der)
+    assert info.value.check == "witness_key"
+    state = witness.state(built.origin)
+    assert state is not None
+    assert state.size == 9
+    # A log verified against the witness state catches a rollback.
+    assert check_log(built.run, trust="fake", boot_verifier=fake_boot_verifier,
+                     known_checkpoint=state.checkpoint).verified
+
+
+# -- CLI and the real boot document ---------------------------------------------------------
+
+
+def _real_run(tmp_path: Path, batches: int = 3) -> Path:
+    """A run whose boot record is an emulated Nitro attestation (development CA)."""
+    from zcbench.nitro import DevCA, NsmEmulator
+
+    now = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
+    pcr0 = bytes.fromhex("ab" * 48)
+    ca = DevCA.load_or_create(now=now)
+    emulator = NsmEmulator({0: pcr0, 1: b"\x01" * 48, 2: b"\x02" * 48}, ca, clock=lambda: now)
+    signer = LogSigner(key(21), log_origin(pcr0, "run-real"))
+    document = emulator.attestation(nonce=b"run-real", user_data=None,
+                                    public_key=signer.public_key_spki_der)
+    run = tmp_path / "real"
+    run.mkdir()
+    (run / "boot.cbor").write_bytes(document)
+    enclave = EnclaveLogState(signer)
+    writer = HostLogWriter.create(run / "log", signer.public_key_spki_der, signer.origin)
+    writer.commit(enclave.boot(document, time_ns=1))
+    for seq in range(batches):
+        in_body, out_body, t = batch_bodies(seq)
+        writer.commit(enclave.batch(seq, in_body, out_body, time_ns=t + 1, event_time_ns=t))
+    writer.close()
+    return run
+
+
+def test_real_boot_document_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _real_run(tmp_path)
+    report = verify_log(run, trust="dev")
+    assert report.classification == "intact"
+    assert report.simulated
+    assert report.origin == "zcbench/abababababababab/run-real"
+    assert any("pcrs_checked" in w for w in report.warnings)
+    assert check_log(run, trust="aws").classification == "untrusted_boot"
+
+    assert main(["log", "verify", str(run), "--trust", "dev", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verified"] is True
+    assert out["classification"] == "intact"
+    assert (out["entries"], out["checkpoints"], out["first_bad_index"]) == (7, 4, None)
+
+    assert main(["log", "verify", str(run), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["classification"] == "untrusted_boot"
+
+    slice_path = tmp_path / "slice.cbor"
+    assert main(["log", "export", str(run), "--trust", "dev", "--range", "1:3",
+                 "--out", str(slice_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 2
+    assert main(["log", "verify", str(slice_path), "--trust", "dev", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "slice"
+
+    assert main(["log", "show", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 7
+    assert main(["log", "show", str(slice_path)]) == 0
+    assert "unverified" in capsys.readouterr().out
+
+    assert main(["log", "witness", str(run), "--trust", "dev", "--json",
+                 "--cosign-as", "lp.example/w", "--out", str(tmp_path / "cosigned")]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == 7
+    assert (tmp_path / "cosigned").read_bytes().count("\u2014".encode()) == 2
+    assert main(["log", "witness", "--list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["origins"][0]["size"] == 7
+    assert main(["log", "verify", str(run), "--trust", "dev", "--from-witness"]) == 0
+    capsys.readouterr()
+
+
+def test_cli_exit_codes_for_damage_and_usage(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run = _real_run(tmp_path, batches=2)
+    seg = run / "log" / "seg-00000000.zlog"
+    data = bytearray(seg.read_bytes())
+    data[200] ^= 0x40
+    seg.write_bytes(bytes(data))
+    assert main(["log", "verify", str(run), "--trust", "dev", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["verified"] is False
+    assert out["classification"] in ("corrupt", "untrusted_boot")
+    assert main(["log", "verify", str(tmp_path / "missing")]) == 2
+    assert main(["log", "export", str(run), "--out", str(tmp_path / "x"), "--range", "5"]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["log", "export", str(run), "--out", str(tmp_path / "x")])
+    assert info.value.code == 2
+    capsys.readouterr()
