@@ -132,7 +132,7 @@ def test_missing_build_or_data_is_shown_and_nothing_starts(tmp_path: Path, build
     panel.source.value = "synthetic"
     panel.rate.value = -1
     assert not panel.start()
-    assert "rate" in (panel.last_error or "")
+    assert "speed" in (panel.last_error or "")
     assert backend.requests == []
 
 

@@ -32,7 +32,8 @@ def price_chart(
     *,
     title: str = "price and signals",
 ) -> bytes:
-    """Price against elapsed seconds with buy (▲ green) and sell (▼ red) signals marked."""
+    """Price against event time (seconds since the first event), buy (▲ green) and sell
+    (▼ red) signals marked."""
     fig = Figure(figsize=(6.4, 2.8))
     fig.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.17)
     ax = fig.add_subplot()
@@ -46,11 +47,11 @@ def price_chart(
                 label=f"{side} ({len(pts)})", zorder=3,
             )
     if signals:
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.legend(loc="best", fontsize=8, framealpha=0.8)
     if not prices:
         ax.text(0.5, 0.5, "no prices yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("seconds since start", fontsize=8)
+    ax.set_xlabel("event time, seconds since the first event", fontsize=8)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -69,6 +70,25 @@ def histogram(
         ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def percentile_series(
+    series: Sequence[tuple[float, float, float]], *, title: str
+) -> bytes:
+    """p50 and p99 against elapsed seconds, when only percentiles are known (not samples)."""
+    fig = Figure(figsize=(4.2, 2.8))
+    fig.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.17)
+    ax = fig.add_subplot()
+    xs = [p[0] for p in series]
+    ax.plot(xs, [p[1] for p in series], color=_BLUE, label="p50")
+    ax.plot(xs, [p[2] for p in series], color=_RED, label="p99")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("seconds since start", fontsize=8)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)

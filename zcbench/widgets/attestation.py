@@ -39,11 +39,13 @@ __all__ = [
     "AttestationPanel",
     "AttestationResult",
     "CheckpointFacts",
+    "EmulatorSource",
     "VerifyingBackend",
     "attestation_result",
     "chain_html",
     "checkpoint_facts",
     "document_facts_html",
+    "emulator_backend",
     "parse_nonce",
     "pcr_table_html",
     "read_commitment",
@@ -282,6 +284,53 @@ class VerifyingBackend:
             max_age=self._max_age,
             commitment=commitment,
         )
+
+
+class EmulatorSource:
+    """Documents from the NSM emulator for a build folder, until a live enclave can be asked.
+
+    The emulator's PCR0-2 are measured from the build's image sections on every request
+    (:func:`zcbench.packager.measure_local_image`), never taken from the commitment, so a build
+    whose image no longer matches its commitment fails. Signed by the development CA:
+    every verdict is SIMULATED.
+    """
+
+    def __init__(
+        self, build_dir: pathlib.Path, *, clock: Callable[[], dt.datetime] = _utcnow
+    ) -> None:
+        self.build_dir = pathlib.Path(build_dir)
+        self._clock = clock
+
+    def __call__(self, nonce: bytes) -> bytes:
+        from zcbench.nitro import DevCA, NsmEmulator
+        from zcbench.packager import measure_local_image
+
+        if not self.build_dir.is_dir():
+            raise EnvError(
+                f"build folder {self.build_dir} does not exist: make one with 'zcbench package'"
+            )
+        pcrs = measure_local_image(self.build_dir)
+        ca = DevCA.load_or_create(now=self._clock())
+        return NsmEmulator(pcrs, ca, clock=self._clock).attestation(nonce=nonce)
+
+
+def emulator_backend(
+    build_dir: pathlib.Path,
+    *,
+    clock: Callable[[], dt.datetime] = _utcnow,
+    max_age: dt.timedelta | None = dt.timedelta(minutes=5),
+) -> VerifyingBackend:
+    """A backend for ``build_dir`` whose documents come from the NSM emulator (SIMULATED),
+    checked against the build's ``commitment.json`` under the development CA root."""
+    build_dir = pathlib.Path(build_dir)
+    return VerifyingBackend(
+        EmulatorSource(build_dir, clock=clock),
+        commitment=build_dir / "commitment.json",
+        trust="dev",
+        description=f"NSM emulator over the measured image of {build_dir} (SIMULATED)",
+        clock=clock,
+        max_age=max_age,
+    )
 
 
 def read_commitment(path: pathlib.Path) -> tuple[dict[int, bytes], dict[str, Any]]:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import ipywidgets as widgets
 
@@ -27,6 +27,7 @@ from zcbench.widgets import _html as h
 __all__ = [
     "LiveRunBackend",
     "LiveRunPanel",
+    "LocalRunBackend",
     "RunRequest",
     "RunSnapshot",
     "find_builds",
@@ -39,9 +40,9 @@ SYNTHETIC = "synthetic"
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What to run: a build folder, a source (``"synthetic"`` or a data file), a rate in events
-    per second (``None``: as fast as the data allows), an optional duration in seconds and run
-    folder."""
+    """What to run: a build folder, a source (``"synthetic"`` or a data file), a speed in
+    multiples of real time by event time (``None``: as fast as the enclave takes it), an
+    optional duration in seconds and run folder."""
 
     build_dir: pathlib.Path
     source: str = SYNTHETIC
@@ -56,8 +57,10 @@ class RunSnapshot:
 
     ``state`` is ``starting``, ``running``, ``finished``, ``stopped`` or ``failed``.
     ``prices`` are ``(seconds since start, price)``; ``signals`` ``(seconds, price, side)``;
-    ``freshness_ms`` how stale the newest event of each batch was when its signal came back;
-    ``risk`` pairs a limit's name with its state in words; ``pnl`` is in currency units.
+    ``freshness_ms`` how stale the newest event of each batch was when its signal came back
+    (samples, for a histogram) and ``freshness_series`` ``(seconds, p50, p99)`` when only
+    percentiles are known; ``risk`` pairs a limit's name with its state in words; ``pnl`` is in
+    currency units; ``events_per_s`` the backend's own throughput figure when it has one.
     """
 
     state: str = "starting"
@@ -72,6 +75,10 @@ class RunSnapshot:
     prices: tuple[tuple[float, float], ...] = ()
     signals: tuple[tuple[float, float, str], ...] = ()
     freshness_ms: tuple[float, ...] = ()
+    freshness_series: tuple[tuple[float, float, float], ...] = ()
+    freshness_p50_ms: float | None = None
+    freshness_p99_ms: float | None = None
+    events_per_s: float | None = None
     risk: tuple[tuple[str, str], ...] = ()
     errors: tuple[str, ...] = ()
     run_dir: pathlib.Path | None = None
@@ -79,7 +86,9 @@ class RunSnapshot:
 
     @property
     def throughput(self) -> float:
-        """Events per second over the run so far."""
+        """Events per second: the backend's figure, else events over elapsed time."""
+        if self.events_per_s is not None:
+            return self.events_per_s
         return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
@@ -137,13 +146,12 @@ def metrics_html(snap: RunSnapshot) -> str:
         _card("PnL", f"{snap.pnl:+,.2f}", pnl_colour),
     ]
     if snap.freshness_ms:
-        cards.append(
-            _card(
-                "freshness p50 / p99",
-                f"{statistics.median(snap.freshness_ms):.1f} / "
-                f"{_percentile(snap.freshness_ms, 0.99):.1f} ms",
-            )
-        )
+        p50: float | None = statistics.median(snap.freshness_ms)
+        p99: float | None = _percentile(snap.freshness_ms, 0.99)
+    else:
+        p50, p99 = snap.freshness_p50_ms, snap.freshness_p99_ms
+    if p50 is not None and p99 is not None:
+        cards.append(_card("freshness p50 / p99", f"{p50:.1f} / {p99:.1f} ms"))
     return "".join(cards)
 
 
@@ -184,7 +192,7 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
         build_dir: pathlib.Path | None = None,
         builds_root: pathlib.Path | None = None,
         source: str = SYNTHETIC,
-        rate: float = 2000.0,
+        rate: float = 1.0,
         duration: float | None = None,
         run_root: pathlib.Path | None = None,
         refresh_s: float = 0.5,
@@ -228,8 +236,9 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
             layout=widgets.Layout(width="520px"),
         )
         self.rate = widgets.FloatText(
-            value=rate, description="Rate (ev/s)", layout=widgets.Layout(width="220px"),
+            value=rate, description="Speed (×)", layout=widgets.Layout(width="220px"),
             style={"description_width": "80px"},
+            tooltip="multiples of real time by event time; 0 = as fast as possible",
         )
         self.start_button = widgets.Button(
             description="Start", button_style="success", icon="play"
@@ -291,7 +300,7 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
             )
         rate = float(self.rate.value)
         if rate < 0:
-            raise UsageError("the rate must be 0 (as fast as possible) or a positive number")
+            raise UsageError("the speed must be 0 (as fast as possible) or a positive number")
         run_dir = None
         if self.run_root is not None:
             run_dir = pathlib.Path(self.run_root) / time.strftime("run-%Y%m%dT%H%M%S")
@@ -389,9 +398,14 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
             )
             self.metrics.value = metrics_html(snap)
             self.price_image.value = _charts.price_chart(snap.prices, snap.signals)
-            self.freshness_image.value = _charts.histogram(
-                snap.freshness_ms, title="freshness", xlabel="ms from newest event to signal"
-            )
+            if snap.freshness_ms or not snap.freshness_series:
+                self.freshness_image.value = _charts.histogram(
+                    snap.freshness_ms, title="freshness", xlabel="ms from newest event to signal"
+                )
+            else:
+                self.freshness_image.value = _charts.percentile_series(
+                    snap.freshness_series, title="freshness (ms from newest event to signal)"
+                )
             self.risk.value = h.heading("Risk limits") + risk_html(snap)
             if snap.errors and self.last_error is None:
                 self.errors.value = h.banner(
@@ -401,3 +415,277 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
         finally:
             self._draw_lock.release()
 
+
+
+# ----------------------------------------------------------------------- the real backend
+
+_STATUS_STATE = {"completed": "finished", "stopped": "stopped"}
+_MAX_PRICE_POINTS = 1500
+
+
+def _event_prices(events: Any) -> tuple[list[int], list[float]]:
+    """(event time ns, price in currency units) per event that has one: a trade's price, a
+    bar's close, else a quote's mid; events without any are left out."""
+    import polars as pl
+
+    from zcbench.strategy import PRICE_SCALE
+
+    cols = events.columns
+    price = pl.lit(None, dtype=pl.Int64)
+    for name in ("close", "price"):
+        if name in cols:
+            price = pl.coalesce(pl.col(name), price)
+    if "bid" in cols and "ask" in cols:
+        price = pl.coalesce(price, (pl.col("bid") + pl.col("ask")) // 2)
+    frame = events.select(pl.col("ts"), price.alias("p")).drop_nulls()
+    return frame["ts"].to_list(), [p / PRICE_SCALE for p in frame["p"].to_list()]
+
+
+class LocalRunBackend:
+    """The real backend: :func:`zcbench.host.live.run_live` on a build folder, locally.
+
+    ``trust`` names the root the boot document must chain to (``"dev"`` for the local
+    enclave: SIMULATED); ``limits`` are the execution layer's risk limits (its defaults when
+    ``None``); ``synthetic`` and ``seed`` make the ``"synthetic"`` source (seeded ticks,
+    replayed at the requested speed); runs go to ``request.run_dir`` or a fresh folder under
+    ``run_root`` (default: ``runs/`` beside the build). While the run goes, a watcher thread
+    turns the runner's progress reports and the signals in the growing log into snapshots every
+    ``poll_s`` seconds, so the runner's own thread does no drawing work.
+    """
+
+    def __init__(
+        self,
+        *,
+        trust: str = "dev",
+        limits: Any = None,
+        synthetic: Any = None,
+        seed: int = 7,
+        run_root: pathlib.Path | None = None,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.trust = trust
+        self.limits = limits
+        self.synthetic = synthetic
+        self.seed = seed
+        self.run_root = run_root
+        self.poll_s = poll_s
+        self.summary: Any = None
+
+    def _events(self, source: str) -> Any:
+        from zcbench.marketdata import SyntheticConfig, generate_ticks, load_market_data
+
+        if source == SYNTHETIC:
+            config = self.synthetic or SyntheticConfig(symbols=("AAA",), rate=2000.0,
+                                                       duration_s=30.0)
+            return generate_ticks(config, seed=self.seed)
+        return load_market_data(pathlib.Path(source))
+
+    def _run_dir(self, request: RunRequest) -> pathlib.Path:
+        if request.run_dir is not None:
+            return request.run_dir
+        root = self.run_root or request.build_dir.parent / "runs"
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        path = root / f"run-{stamp}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = root / f"run-{stamp}-{n}"
+        return path
+
+    def run(
+        self,
+        request: RunRequest,
+        *,
+        on_update: Callable[[RunSnapshot], None],
+        stop: threading.Event,
+    ) -> RunSnapshot:
+        from zcbench.host.live import BuildImage, RunProgress, run_live
+        from zcbench.host.proxy import ReplaySource
+
+        image = BuildImage(request.build_dir)
+        spec = image.batching()  # a missing or damaged build fails here, with its message
+        events = self._events(request.source)
+        if events.height == 0:
+            raise UsageError(f"the source {request.source} has no events")
+        times, prices = _event_prices(events)
+        t0 = int(events["ts"][0])
+        run_dir = self._run_dir(request)
+        watcher = _RunWatcher(run_dir, t0, times, prices, self.poll_s, on_update, self.limits)
+        done = threading.Event()
+        started = time.monotonic()
+
+        def on_progress(progress: RunProgress) -> None:
+            watcher.progress = progress
+
+        def watch() -> None:
+            while not done.wait(self.poll_s):
+                watcher.publish(time.monotonic() - started, "running")
+                if request.duration is not None and time.monotonic() - started > request.duration:
+                    stop.set()
+
+        thread = threading.Thread(target=watch, name="zcbench-live-run-watch", daemon=True)
+        thread.start()
+        try:
+            summary = run_live(
+                image,
+                run_dir,
+                ReplaySource(events, spec, rate=request.rate),
+                limits=self.limits,
+                trust=self.trust,
+                on_progress=on_progress,
+                stop=stop,
+            )
+        finally:
+            done.set()
+            thread.join()
+        self.summary = summary
+        return watcher.final(summary)
+
+
+class _RunWatcher:
+    """Builds snapshots from the runner's progress and the signals already in the log."""
+
+    def __init__(
+        self,
+        run_dir: pathlib.Path,
+        t0: int,
+        times: list[int],
+        prices: list[float],
+        poll_s: float,
+        on_update: Callable[[RunSnapshot], None],
+        limits: Any,
+    ) -> None:
+        self.run_dir = run_dir
+        self.t0 = t0
+        self.times = times
+        self.prices = prices
+        self.on_update = on_update
+        self.limits = limits
+        self.progress: Any = None
+        self.signals: list[tuple[float, float, str]] = []
+        self.series: list[tuple[float, float, float]] = []
+        self.records_seen = 0
+        self.newest_event_ns = t0
+        self.run_id: str | None = None
+        self.errors: list[str] = []
+
+    def _price_at(self, ts: int) -> float:
+        import bisect
+
+        i = bisect.bisect_right(self.times, ts) - 1
+        return self.prices[max(i, 0)] if self.prices else 0.0
+
+    def _tail_log(self) -> None:
+        """New OUT records' signals, placed at their batch's newest event time."""
+        from zcbench.auditlog.frame import iter_records
+        from zcbench.strategy import decode_signals
+
+        if not (self.run_dir / "log").is_dir():
+            return
+        try:
+            for n, (record, _) in enumerate(iter_records(self.run_dir)):
+                if n < self.records_seen:
+                    continue
+                self.records_seen = n + 1
+                if record.event_time_ns is not None:
+                    self.newest_event_ns = max(self.newest_event_ns, record.event_time_ns)
+                if record.kind != "out" or record.event_time_ns is None:
+                    continue
+                x = (record.event_time_ns - self.t0) / 1e9
+                y = self._price_at(record.event_time_ns)
+                self.signals.extend((x, y, s.side) for s in decode_signals(record.body))
+        except ZcbenchError as exc:
+            # The log is being written as we read it; a half-written tail is expected and
+            # the next poll reads past it. Anything else is worth showing.
+            message = f"reading the live log: {exc}"
+            if message not in self.errors:
+                self.errors.append(message)
+
+    def _price_points(self) -> tuple[tuple[float, float], ...]:
+        import bisect
+
+        end = bisect.bisect_right(self.times, self.newest_event_ns)
+        step = max(1, end // _MAX_PRICE_POINTS)
+        return tuple(
+            ((self.times[i] - self.t0) / 1e9, self.prices[i]) for i in range(0, end, step)
+        )
+
+    def _risk(self, summary: Any = None) -> tuple[tuple[str, str], ...]:
+        from zcbench.host.execution import RiskLimits
+
+        limits = self.limits or RiskLimits()
+        rows = [
+            ("max position", f"{limits.max_position:,} units"),
+            ("max notional", f"{limits.max_notional:,} ticks × units"),
+            ("order rate", f"{limits.max_orders_per_s:,} / s"),
+            ("price collar", f"{limits.price_collar_bps} bps"),
+        ]
+        if summary is None:
+            rows.append(("kill switch", "on" if limits.kill_switch else "off"))
+            return tuple(rows)
+        rows.append(("rejected orders", f"{summary.rejects:,}" + (" (rejected)" if
+                                                                  summary.rejects else "")))
+        positions = ", ".join(f"{k} {v:+,}" for k, v in sorted(summary.positions.items()))
+        rows.append(("positions", positions or "flat"))
+        rows.append(
+            ("kill switch", f"tripped: {summary.reason}" if summary.status not in _STATUS_STATE
+             else "on at close (run ended)")
+        )
+        return tuple(rows)
+
+    def publish(self, elapsed: float, state: str) -> None:
+        from zcbench.strategy import PRICE_SCALE
+
+        self._tail_log()
+        p = self.progress
+        if p is not None:
+            self.series.append((elapsed, p.freshness_p50_ms, p.freshness_p99_ms))
+        self.on_update(
+            RunSnapshot(
+                state=state,
+                elapsed_s=elapsed,
+                batches=0 if p is None else p.batches,
+                events=0 if p is None else p.events,
+                signals_count=0 if p is None else p.signals,
+                pnl=0.0 if p is None else p.pnl / PRICE_SCALE,
+                prices=self._price_points(),
+                signals=tuple(self.signals),
+                freshness_series=tuple(self.series),
+                freshness_p50_ms=None if p is None else p.freshness_p50_ms,
+                freshness_p99_ms=None if p is None else p.freshness_p99_ms,
+                events_per_s=None if p is None else p.events_per_s,
+                risk=self._risk(),
+                errors=tuple(self.errors),
+                run_dir=self.run_dir,
+            )
+        )
+
+    def final(self, summary: Any) -> RunSnapshot:
+        from zcbench.strategy import PRICE_SCALE
+
+        self._tail_log()
+        state = _STATUS_STATE.get(summary.status, "failed")
+        errors = list(self.errors)
+        if state == "failed":
+            errors.append(f"the run ended with {summary.status}: {summary.reason}")
+        return RunSnapshot(
+            state=state,
+            elapsed_s=summary.elapsed_s,
+            batches=summary.batches,
+            events=summary.events,
+            signals_count=summary.signals,
+            orders=summary.orders,
+            fills=summary.fills,
+            rejected=summary.rejects,
+            pnl=summary.pnl / PRICE_SCALE,
+            prices=self._price_points(),
+            signals=tuple(self.signals),
+            freshness_series=tuple(self.series),
+            freshness_p50_ms=summary.freshness_p50_ms,
+            freshness_p99_ms=summary.freshness_p99_ms,
+            events_per_s=summary.events_per_s,
+            risk=self._risk(summary),
+            errors=tuple(errors),
+            run_dir=self.run_dir,
+            run_id=summary.run_id,
+        )

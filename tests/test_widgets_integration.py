@@ -1,0 +1,119 @@
+"""The three panels over the real parts: a promoted build, the NSM emulator, a live local run
+and its signed log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_widgets_support import make_build
+
+from zcbench.widgets.attestation import AttestationPanel, emulator_backend
+from zcbench.widgets.liverun import LiveRunPanel, LocalRunBackend
+from zcbench.widgets.loginspector import AuditLogBackend, LogInspector
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, LiveRunPanel]:
+    # One build and one short run, shared by the tests below (the run takes a few seconds).
+    folder = tmp_path_factory.mktemp("live")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
+    try:
+        build = make_build(folder)
+        panel = LiveRunPanel(
+            LocalRunBackend(poll_s=0.2), build_dir=build, rate=4.0, duration=2.5,
+            refresh_s=0.2,
+        )
+        assert panel.start(), panel.last_error
+        final = panel.wait(timeout=120)
+        assert final is not None
+        assert final.run_dir is not None
+        return build, final.run_dir, panel
+    finally:
+        mp.undo()
+
+
+@pytest.fixture
+def home_of_run(live_run: tuple[Path, Path, LiveRunPanel], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZCBENCH_HOME", str(live_run[0].parent / "home"))
+
+
+def test_live_run_panel_runs_a_real_enclave(live_run: tuple[Path, Path, LiveRunPanel]) -> None:
+    build, run_dir, panel = live_run
+    snap = panel.snapshot
+    assert snap is not None
+    assert snap.state == "stopped", snap.errors
+    assert snap.events > 0
+    assert snap.throughput > 0
+    assert snap.run_id is not None
+    assert snap.signals
+    assert snap.prices
+    assert panel.draws >= 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["run_id"] == snap.run_id
+    assert summary["events"] == snap.events
+    assert summary["image"] == str(build)
+    assert "STOPPED" in panel.state.value
+    assert "ev/s" in panel.metrics.value
+
+
+@pytest.mark.usefixtures("home_of_run")
+def test_log_inspector_verifies_and_exports_the_run(
+    live_run: tuple[Path, Path, LiveRunPanel], tmp_path: Path
+) -> None:
+    _, run_dir, _ = live_run
+    panel = LogInspector(AuditLogBackend(trust="dev"), path=run_dir, export_dir=tmp_path)
+    assert panel.records is not None
+    assert panel.records["kind"][0] == "boot"
+    report = panel.verify()
+    assert report is not None
+    assert report.verified, report.message
+    assert "VERIFIED" in panel.verdict.value
+    panel.start.value, panel.stop.value = 1, 5
+    out = panel.export()
+    assert out is not None, panel.last_error
+    sliced = LogInspector(AuditLogBackend(trust="dev"), path=out)
+    assert sliced.records is not None
+    sliced_report = sliced.verify()
+    assert sliced_report is not None
+    assert sliced_report.verified, sliced_report.message
+    aws = LogInspector(AuditLogBackend(trust="aws"), path=run_dir)
+    aws_report = aws.verify()
+    assert aws_report is not None
+    assert not aws_report.verified
+    assert "FAILED" in aws.verdict.value
+
+
+@pytest.mark.usefixtures("home_of_run")
+def test_attestation_panel_over_the_emulator_for_the_build(
+    live_run: tuple[Path, Path, LiveRunPanel], tmp_path: Path
+) -> None:
+    build, _, _ = live_run
+    panel = AttestationPanel(emulator_backend(build))
+    result = panel.request()
+    assert result is not None, panel.last_error
+    assert result.verdict == "VERIFIED"
+    assert result.report.simulated
+    assert result.report.checked_pcrs == (0, 1, 2)
+    # A commitment that no longer names the measured image fails on PCR0.
+    copy = tmp_path / "build"
+    copy.mkdir()
+    for item in build.rglob("*"):
+        if item.is_file():
+            target = copy / item.relative_to(build)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(item.read_bytes())
+    commitment = json.loads((copy / "commitment.json").read_text())
+    commitment["pcrs"]["0"] = "00" * 47 + "01"
+    (copy / "commitment.json").write_text(json.dumps(commitment))
+    failed = AttestationPanel(emulator_backend(copy)).request()
+    assert failed is not None
+    assert failed.verdict == "FAILED"
+    assert failed.report.failed_check == "pcr0"
+    missing = AttestationPanel(emulator_backend(tmp_path / "nope"))
+    assert missing.request() is None
+    assert "zcbench package" in missing.status.value
