@@ -16,10 +16,14 @@ class SequenceGuard:
     def __init__(self, start: int = 0) -> None:
         self.next = start
 
-    def accept(self, seq: int) -> None:
-        """Accept ``seq`` if it is the next one; raise naming a gap or a replay otherwise."""
+    def check(self, seq: int) -> None:
+        """Raise naming a gap or a replay unless ``seq`` is the next one; never advances."""
         if seq == self.next:
-            self.next += 1
             return
         kind = "replay" if seq < self.next else "gap"
         raise FrameError(f"sequence {kind}: got {seq}, expected {self.next}", code=f"seq_{kind}")
+
+    def accept(self, seq: int) -> None:
+        """:meth:`check`, then advance: call once the item is fully processed."""
+        self.check(seq)
+        self.next += 1

@@ -127,7 +127,7 @@ class EnclaveRuntime:
         state = self._booted()
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing batch {seq}: {self.failed}")
-        self._guard.accept(seq)
+        self._guard.check(seq)  # advanced only once the batch is in the log state
         batch = decode_batch(batch_bytes)
         if batch.seq != seq:
             raise _Refused("bad_batch", f"batch says seq {batch.seq}, frame says {seq}")
@@ -149,6 +149,7 @@ class EnclaveRuntime:
         state.log.append(leaf_hash(rec_in))
         state.log.append(leaf_hash(rec_out))
         state.note = state.signer.sign(state.log.size, state.log.root())
+        self._guard.accept(seq)
         return Message(
             "signals",
             {"seq": seq, "signals": body, "records": [rec_in, rec_out], "checkpoint": state.note},

@@ -253,6 +253,7 @@ def run_live(
         env=enclave_env,
     )
     store: LogStore | None = None
+    conn: Connection | None = None
     try:
         conn = enclave.connect(timeout=60)
         booted = _boot(conn, run_id, image, trust, enclave, broker)
@@ -314,6 +315,8 @@ def run_live(
         (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
         return summary
     finally:
+        if conn is not None:
+            conn.close("run closed")
         if store is not None:
             store.close()
         if enclave.alive():

@@ -1,0 +1,205 @@
+"""The enclave runtime in-process: boot document binding, per-batch records and checkpoints,
+attest with the caller's nonce, sequence checks, strategy failures, the serve loop's faults."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import cbor2
+import polars as pl
+import pytest
+
+from zcbench.auditlog.checkpoint import verify_checkpoint
+from zcbench.auditlog.merkle import MerkleTree, leaf_hash
+from zcbench.auditlog.records import decode_record
+from zcbench.channel import HEADER, Message, memory_pair
+from zcbench.enclave import EnclaveRuntime, load_module_image, module_image_pcrs, serve
+from zcbench.enclave.boot import BootError
+from zcbench.nitro import DevCA, NsmEmulator, parse_document, verify_attestation
+from zcbench.strategy import Batch, Signal, Strategy, decode_signals, encode_batch
+
+NOW = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class P:
+    fail_on: int = -1
+
+
+class Echo(Strategy):
+    """Buys one unit of the first symbol of every batch; raises on batch ``fail_on``."""
+
+    name = "echo"
+    params_type = P
+    input_fields = ("price",)
+
+    def on_batch(self, batch: Batch) -> Sequence[Signal]:
+        if batch.seq == self.params.fail_on:
+            raise RuntimeError("SECRET-INTERNAL-STATE")
+        return [Signal(batch.events["symbol"][0], "buy", 1)]
+
+
+PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
+
+
+def _runtime(fail_on: int = -1) -> EnclaveRuntime:
+    ca = DevCA.load_or_create(now=NOW)
+    nsm = NsmEmulator(pcrs=PCRS, ca=ca, clock=lambda: NOW)
+    return EnclaveRuntime(Echo(P(fail_on)), nsm, pcr0=PCRS[0], clock=lambda: 1_000)
+
+
+def _batch(seq: int) -> bytes:
+    events = pl.DataFrame(
+        {"ts": [seq * 10, seq * 10 + 1], "symbol": ["AAA", "BBB"], "price": [100, 101]}
+    )
+    return encode_batch(Batch(seq, events))
+
+
+def test_boot_binds_log_key_and_run_id_into_first_record() -> None:
+    rt = _runtime()
+    booted = rt.boot("run-1")
+    doc = verify_attestation(
+        booted["document"], trust="dev", at=NOW, expected_pcrs=PCRS, nonce=b"run-1"
+    )
+    assert doc.simulated
+    assert doc.document.public_key == booted["public_key"]
+    assert len(booted["public_key"]) == 44
+    record = decode_record(booted["record"])
+    assert (record.index, record.kind, record.body) == (0, "boot", booted["document"])
+    assert booted["origin"] == f"zcbench/{'01' * 8}/run-1"
+    cp = verify_checkpoint(booted["checkpoint"], booted["public_key"], booted["origin"])
+    assert (cp.size, cp.root) == (1, leaf_hash(booted["record"]))
+    assert booted["fields"] == ["ts", "symbol", "price"]
+    with pytest.raises(Exception, match="booted already"):
+        rt.boot("run-2")
+
+
+def test_ingest_appends_in_and_out_and_signs_the_new_root() -> None:
+    rt = _runtime()
+    booted = rt.boot("run-1")
+    leaves = [leaf_hash(booted["record"])]
+    for seq in range(5):
+        reply = rt.ingest(seq, _batch(seq))
+        rec_in, rec_out = (decode_record(r) for r in reply["records"])
+        assert (rec_in.kind, rec_in.index, rec_in.seq, rec_in.body) == (
+            "in",
+            2 * seq + 1,
+            seq,
+            _batch(seq),
+        )
+        assert rec_in.event_time_ns == seq * 10 + 1
+        assert (rec_out.kind, rec_out.body) == ("out", reply["signals"])
+        assert decode_signals(reply["signals"]) == [Signal("AAA", "buy", 1)]
+        leaves += [leaf_hash(r) for r in reply["records"]]
+        cp = verify_checkpoint(reply["checkpoint"], booted["public_key"], booted["origin"])
+        assert cp.size == len(leaves)
+        assert cp.root == MerkleTree(leaves).root()
+
+
+def test_sequence_gap_and_replay_refused_without_changing_state() -> None:
+    rt = _runtime()
+    rt.boot("run-1")
+    rt.ingest(0, _batch(0))
+    a, b = memory_pair()
+    t = threading.Thread(target=serve, args=(b, rt), daemon=True)
+    t.start()
+    for seq, code in ((0, "seq_replay"), (2, "seq_gap")):
+        a.send(Message("ingest", {"seq": seq, "batch": _batch(seq)}))
+        err = a.recv(timeout=10)
+        assert (err.type, err["code"], err["seq"]) == ("error", code, seq)
+    a.send(Message("ingest", {"seq": 1, "batch": _batch(1)}))
+    assert a.recv(timeout=10)["seq"] == 1
+    assert rt.size == 5
+    a.send(Message("shutdown", {"reason": "test"}))
+    assert a.recv(timeout=10)["size"] == 5
+    t.join(10)
+
+
+def test_strategy_exception_is_a_short_error_and_later_batches_refused() -> None:
+    rt = _runtime(fail_on=1)
+    rt.boot("run-1")
+    a, b = memory_pair()
+    threading.Thread(target=serve, args=(b, rt), daemon=True).start()
+    a.send(Message("ingest", {"seq": 0, "batch": _batch(0)}))
+    assert a.recv(timeout=10).type == "signals"
+    a.send(Message("ingest", {"seq": 1, "batch": _batch(1)}))
+    err = a.recv(timeout=10)
+    assert (err["code"], err["seq"]) == ("strategy", 1)
+    assert "RuntimeError" in err["reason"]
+    assert "SECRET" not in err["reason"]
+    assert "Traceback" not in err["reason"]
+    a.send(Message("ingest", {"seq": 2, "batch": _batch(2)}))
+    assert a.recv(timeout=10)["code"] == "strategy_failed"
+    a.send(Message("checkpoint"))
+    assert a.recv(timeout=10)["size"] == 3  # boot + batch 0; nothing of the failed batch
+
+
+def test_attest_puts_latest_checkpoint_in_user_data() -> None:
+    rt = _runtime()
+    booted = rt.boot("run-1")
+    reply = rt.ingest(0, _batch(0))
+    doc = rt.attest(b"lp-nonce-42")["document"]
+    parsed = parse_document(doc)
+    assert parsed.nonce == b"lp-nonce-42"
+    assert parsed.public_key == booted["public_key"]
+    assert cbor2.loads(parsed.user_data) == {"checkpoint": reply["checkpoint"]}
+    assert rt.checkpoint()["checkpoint"] == reply["checkpoint"]
+
+
+def test_serve_survives_garbage_and_unknown_requests() -> None:
+    rt = _runtime()
+    a, b = memory_pair()
+    threading.Thread(target=serve, args=(b, rt), daemon=True).start()
+    a.send_frame(HEADER.pack(3) + b"\xff\x00\x01")
+    assert a.recv(timeout=10)["code"] == "garbage"
+    a.send(Message("ingest", {"seq": 0, "batch": _batch(0)}))
+    assert a.recv(timeout=10)["code"] == "not_booted"
+    a.send(
+        Message(
+            "booted",
+            {
+                "run_id": "x",
+                "origin": "o",
+                "public_key": b"",
+                "document": b"",
+                "record": b"",
+                "checkpoint": b"",
+                "fields": [],
+            },
+        )
+    )
+    assert a.recv(timeout=10)["code"] == "unexpected"
+    a.send(Message("boot", {"run_id": "bad id/with slash", "config": {}}))
+    assert a.recv(timeout=10)["code"] == "bad_run_id"
+    a.send(Message("boot", {"run_id": "run-1", "config": {}}))
+    assert a.recv(timeout=10).type == "booted"
+    a.send(Message("ingest", {"seq": 0, "batch": b"not a batch"}))
+    err = a.recv(timeout=10)
+    assert (err["code"], err["seq"]) == ("bad_request", 0)
+    a.send(Message("ingest", {"seq": 0, "batch": _batch(0)}))
+    assert a.recv(timeout=10).type == "signals"
+
+
+def test_module_image_pcrs_come_from_the_loaded_bytes(tmp_path: Path) -> None:
+    module = tmp_path / "s.py"
+    module.write_text(
+        "import dataclasses\nfrom zcbench.strategy import Strategy\n"
+        "@dataclasses.dataclass(frozen=True)\nclass P:\n    k: int = 1\n"
+        "class S(Strategy):\n    name = 's'\n    params_type = P\n    input_fields = ()\n"
+        "    def on_batch(self, batch):\n        return []\n"
+    )
+    loaded = load_module_image(module, {"k": 2})
+    assert loaded.pcrs == module_image_pcrs(module, {"k": 2})
+    assert loaded.pcrs[0] != module_image_pcrs(module, {"k": 3})[0]
+    module.write_text(module.read_text() + "\n")
+    assert module_image_pcrs(module, {"k": 2})[0] != loaded.pcrs[0]
+    broken = tmp_path / "b.py"
+    broken.write_text("raise ValueError('SECRET')\n")
+    with pytest.raises(BootError) as exc:
+        load_module_image(broken, {})
+    assert "ValueError" in str(exc.value)
+    assert "SECRET" not in str(exc.value)

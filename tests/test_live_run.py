@@ -1,0 +1,297 @@
+"""The live run end to end, with the enclave as a real separate process: parity with the
+backtest, a killed enclave, a restart, a strategy exception, malformed frames both ways, a
+missing build folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import polars as pl
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import zcbench.examples.order_flow as order_flow
+from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.storage import LogStore
+from zcbench.auditlog.verify import check_log, nitro_boot_verifier
+from zcbench.backtest import prepare, replay
+from zcbench.channel import HEADER, Message, memory_pair
+from zcbench.cli import main
+from zcbench.enclave import EnclaveRuntime
+from zcbench.errors import EnvError
+from zcbench.host import ExecutionLayer, HostLog, LocalEnclave, MarketDataProxy, ReplaySource
+from zcbench.host.launcher import launch_local
+from zcbench.host.live import BuildImage, ModuleImage, RunSummary, _Pipeline, run_live
+from zcbench.host.proxy import LiveSource
+from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
+from zcbench.nitro import parse_document
+from zcbench.packager import package_notebook
+from zcbench.strategy import encode_signals, make_strategy
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = Path(order_flow.__file__)
+
+
+def _ticks(seconds: float = 2.0, rate: float = 10_000) -> pl.DataFrame:
+    return generate_ticks(SyntheticConfig(rate=rate, duration_s=seconds), seed=11)
+
+
+def _package_example(tmp_path: Path, batch_count: int) -> Path:
+    nb = nbformat.v4.new_notebook()
+    source = EXAMPLE.read_text().replace("from __future__ import annotations\n", "")
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"batch_count = {batch_count}", metadata={"tags": ["parameters"]}
+        ),
+        nbformat.v4.new_code_cell(source, metadata={"tags": ["strategy"]}),
+    ]
+    nbformat.write(nb, tmp_path / "research.ipynb")
+    package_notebook(tmp_path / "research.ipynb", tmp_path / "build")
+    return tmp_path / "build"
+
+
+def _verify(run_dir: Path, pcrs: dict[int, bytes]) -> object:
+    return check_log(run_dir, trust="dev", boot_verifier=nitro_boot_verifier(pcrs))
+
+
+def test_parity_sealed_build_signals_equal_backtest_byte_for_byte(tmp_path: Path) -> None:
+    build = _package_example(tmp_path, batch_count=500)
+    image = BuildImage(build)
+    spec = image.batching()
+    assert spec == BatchSpec(count=500)
+    events = _ticks()
+    env = {**os.environ, "POLARS_MAX_THREADS": "1"}  # the backtest below runs multi-threaded
+    summary = run_live(image, tmp_path / "run", ReplaySource(events, spec), enclave_env=env)
+    assert summary.status == "completed", summary.reason
+    assert summary.isolated_network in (True, False)  # reported either way
+
+    fields = image.declared_fields()
+    assert fields is not None
+    data = prepare(events, fields, spec)
+    per_batch, _ = replay(make_strategy(order_flow.OrderFlowImbalance), data)
+    want_out = [encode_signals(s) for s in per_batch]
+    records = [r for r, _ in iter_records(tmp_path / "run")]
+    got_in = [r.body for r in records if r.kind == "in"]
+    got_out = [r.body for r in records if r.kind == "out"]
+    assert got_in == list(data.wires)
+    assert got_out == want_out
+    assert summary.signals == sum(len(s) for s in per_batch) > 0
+
+    report = _verify(tmp_path / "run", image.expected_pcrs())
+    assert report.verified, report.message  # type: ignore[attr-defined]
+    assert report.classification == "intact"  # type: ignore[attr-defined]
+    assert report.entries == 1 + 2 * len(want_out)  # type: ignore[attr-defined]
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["run_id"] == summary.run_id
+    assert saved["origin"] == summary.origin
+    assert saved["image"] == str(build)
+    journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
+    out_index = {r.index for r in records if r.kind == "out"}
+    assert set(journal["log_index"].to_list()) <= out_index
+    assert parse_document((tmp_path / "run" / "boot.cbor").read_bytes()).nonce == (
+        summary.run_id.encode()
+    )
+
+
+def test_killed_enclave_is_noticed_and_the_run_closes_with_a_verifiable_log(
+    tmp_path: Path,
+) -> None:
+    image = ModuleImage(EXAMPLE)
+    events = _ticks(seconds=60, rate=5_000)
+    chunks = (events.slice(i, 50) for i in range(0, events.height, 50))
+    source = LiveSource(chunks, BatchSpec(count=250), rate=1.0)
+    holder: dict[str, LocalEnclave] = {}
+    killed_at: list[float] = []
+
+    def kill_after_some(progress: object) -> None:
+        if not killed_at and getattr(progress, "batches", 0) >= 20:
+            killed_at.append(time.monotonic())
+            holder["enclave"].kill()
+
+    summary = run_live(
+        image,
+        tmp_path / "run",
+        source,
+        on_booted=lambda e: holder.update(enclave=e),
+        on_progress=kill_after_some,
+        reply_timeout=30,
+    )
+    assert killed_at
+    assert time.monotonic() - killed_at[0] < 20  # generous: normally well under a second
+    assert summary.status == "enclave_died", summary
+    assert summary.batches >= 20
+    assert summary.log_size == 1 + 2 * summary.batches
+    report = _verify(tmp_path / "run", image.expected_pcrs())
+    assert report.verified, report.message  # type: ignore[attr-defined]
+    assert report.entries == summary.log_size  # type: ignore[attr-defined]
+    journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
+    assert journal["log_index"].max() is None or journal["log_index"].max() < summary.log_size
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "enclave_died"
+
+
+def test_restart_is_a_new_run_with_new_id_key_and_boot_document(tmp_path: Path) -> None:
+    image = ModuleImage(EXAMPLE)
+    events = _ticks(seconds=0.5)
+    runs: list[RunSummary] = []
+    for name in ("a", "b"):
+        runs.append(run_live(image, tmp_path / name, ReplaySource(events, BatchSpec(count=500))))
+    docs = [parse_document((tmp_path / n / "boot.cbor").read_bytes()) for n in ("a", "b")]
+    assert runs[0].run_id != runs[1].run_id
+    assert runs[0].origin != runs[1].origin
+    assert docs[0].public_key != docs[1].public_key
+    assert docs[0].pcrs[0] == docs[1].pcrs[0]  # same image, same measurement
+    with pytest.raises(Exception, match="not empty"):
+        run_live(image, tmp_path / "a", ReplaySource(events, BatchSpec(count=500)))
+
+
+FAILING = textwrap.dedent(
+    """
+    import dataclasses
+    from zcbench.strategy import Signal, Strategy
+
+    @dataclasses.dataclass(frozen=True)
+    class P:
+        fail_on: int = 3
+
+    class Failing(Strategy):
+        name = "failing"
+        params_type = P
+        input_fields = ("price",)
+
+        def on_batch(self, batch):
+            if batch.seq == self.params.fail_on:
+                raise KeyError("SECRET-POSITION-TABLE")
+            return [Signal(batch.events["symbol"][0], "buy", 1)]
+    """
+)
+
+
+def test_strategy_exception_stops_cleanly_with_a_short_reason(tmp_path: Path) -> None:
+    module = tmp_path / "failing.py"
+    module.write_text(FAILING)
+    image = ModuleImage(module)
+    summary = run_live(image, tmp_path / "run", ReplaySource(_ticks(1.0), BatchSpec(count=200)))
+    assert summary.status == "strategy_failed"
+    assert "KeyError" in summary.reason
+    assert "batch 3" in summary.reason
+    assert "SECRET" not in summary.reason
+    assert "SECRET" not in (tmp_path / "run" / "enclave.stderr").read_text()
+    assert summary.batches == 3
+    assert summary.log_size == 7
+    journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
+    assert set(journal["seq"].to_list()) <= {0, 1, 2}
+    assert _verify(tmp_path / "run", image.expected_pcrs()).verified  # type: ignore[attr-defined]
+
+
+def test_malformed_frames_to_the_enclave_process_get_error_frames(tmp_path: Path) -> None:
+    enclave = launch_local(ModuleImage(EXAMPLE).launch_args(), isolate_network=False)
+    try:
+        conn = enclave.connect(timeout=60)
+        conn.send_frame(HEADER.pack(4) + b"\xff\xff\xff\xff")
+        assert conn.recv(timeout=30)["code"] == "garbage"
+        conn.send_frame(HEADER.pack(9) + b"\xa1\x61v\x01" + b"\x00" * 5)
+        assert conn.recv(timeout=30).type == "error"
+        conn.send(Message("attest", {"nonce": b"n"}))
+        assert conn.recv(timeout=30)["code"] == "not_booted"
+        conn.send(Message("boot", {"run_id": "run-x", "config": {}}))
+        assert conn.recv(timeout=60).type == "booted"
+        conn.send(Message("ingest", {"seq": 4, "batch": b""}))
+        assert conn.recv(timeout=30)["code"] == "seq_gap"
+        conn.send(Message("shutdown", {"reason": "test"}))
+        assert conn.recv(timeout=30).type == "bye"
+        conn.close()
+        assert enclave.stop(timeout=30) == 0
+    finally:
+        if enclave.alive():
+            enclave.kill()
+
+
+class _FakeEnclave:
+    """Stands in for the process handle in host-side tests (the peer is in-process)."""
+
+    process = None
+
+    def alive(self) -> bool:
+        return True
+
+
+def _pipeline_against(peer: object, tmp_path: Path) -> tuple[str, str, ExecutionLayer]:
+    host, enclave_end = memory_pair()
+    key = Ed25519PrivateKey.generate()
+    from zcbench.auditlog.checkpoint import LogSigner
+
+    signer = LogSigner(key, "zcbench/0101010101010101/run-1")
+    store = LogStore.create(tmp_path / "log")
+    log = HostLog(store, signer.public_key_spki_der, signer.origin)
+    threading.Thread(target=peer, args=(enclave_end,), daemon=True).start()  # type: ignore[arg-type]
+    execution = ExecutionLayer()
+    fields = order_flow.OrderFlowImbalance.fields()
+    proxy = MarketDataProxy(ReplaySource(_ticks(0.5), BatchSpec(count=100)), fields)
+    pipe = _Pipeline(
+        host,
+        proxy,
+        log,
+        execution,
+        _FakeEnclave(),
+        4,
+        10.0,
+        time.time_ns,  # type: ignore[arg-type]
+        None,
+        threading.Event(),
+    )
+    status, reason = pipe.run()
+    store.close()
+    return status, reason, execution
+
+
+def test_host_survives_a_garbage_reply(tmp_path: Path) -> None:
+    def peer(conn: object) -> None:
+        conn.recv(timeout=10)  # type: ignore[attr-defined]
+        conn.send_frame(HEADER.pack(3) + b"\xff\xfe\xfd")  # type: ignore[attr-defined]
+
+    status, reason, execution = _pipeline_against(peer, tmp_path)
+    assert status == "enclave_error"
+    assert "bad frame" in reason
+    assert execution.counts()["order"] == 0
+
+
+def test_host_places_no_order_on_a_checkpoint_from_another_key(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from zcbench.nitro import DevCA, NsmEmulator
+
+    def peer(conn: object) -> None:
+        nsm = NsmEmulator(
+            pcrs={0: b"\x01" * 48}, ca=DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
+        )
+        # an enclave with its own (unattested) key: valid records, a signature the host refuses
+        rt = EnclaveRuntime(make_strategy(order_flow.OrderFlowImbalance), nsm, pcr0=b"\x01" * 48)
+        rt.boot("run-1")
+        rt._state.log = type(rt._state.log)()  # type: ignore[union-attr]  # align indices with the host
+        msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
+        conn.send(rt.ingest(msg["seq"], msg["batch"]))  # type: ignore[attr-defined]
+
+    status, reason, execution = _pipeline_against(peer, tmp_path)
+    assert status == "verification_failed", reason
+    assert execution.counts()["order"] == 0
+
+
+def test_missing_build_folder_is_a_clear_environment_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(EnvError, match="does not exist"):
+        run_live(
+            BuildImage(tmp_path / "nope"),
+            tmp_path / "run",
+            ReplaySource(_ticks(0.1), BatchSpec(count=10)),
+        )
+    assert not (tmp_path / "run").exists()
+    assert main(["run", str(tmp_path / "nope")]) == 3
+    assert "zcbench package" in capsys.readouterr().err
