@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from zcbench.nitro.errors import AttestationError
@@ -32,6 +34,7 @@ from zcbench.nitro.trust import TrustRoot
 
 __all__ = ["CertificateFacts", "facts_of", "load_certificate", "validate_path"]
 
+_ES384 = ec.ECDSA(hashes.SHA384())
 _KNOWN_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
 
 
@@ -48,29 +51,39 @@ class CertificateFacts:
     ca: bool
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    cert: x509.Certificate
+    key: PublicKeyTypes
+    facts: CertificateFacts
+
+
 @functools.lru_cache(maxsize=256)
-def _parse_der(der: bytes) -> x509.Certificate:
-    # Parsing is a pure function of the bytes, so a parsed certificate can be shared between
-    # documents (the bundle's intermediates recur for hours); every check still runs each time.
+def _parse_der(der: bytes) -> _Parsed:
+    # Parsing is a pure function of the bytes, so a parsed certificate (with its key object
+    # and display facts) can be shared between documents: the bundle's intermediates recur for
+    # hours. Every check still runs on every call.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cert = x509.load_der_x509_certificate(der)
         # cryptography parses some fields lazily; touch each one the checks read so a malformed
         # field fails here, as "certificate", and never later as a stray exception.
-        cert.subject.rfc4514_string()
-        cert.issuer.rfc4514_string()
         _ = (cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc, cert.version)
-        _ = (cert.signature_algorithm_oid, cert.serial_number)
-        cert.public_key()
+        _ = (cert.signature_algorithm_oid, cert.signature, cert.tbs_certificate_bytes)
+        parsed = _Parsed(cert=cert, key=cert.public_key(), facts=_facts_of(cert, der))
     if caught:
         # What cryptography only warns about (a negative serial, a mis-sized name attribute)
         # RFC 5280 forbids: strict means refused.
         raise ValueError(str(caught[0].message))
-    return cert
+    return parsed
 
 
 def load_certificate(der: bytes, where: str) -> x509.Certificate:
     """Parse one DER certificate or raise ``AttestationError`` (``certificate``/``algorithm``)."""
+    return _load(der, where).cert
+
+
+def _load(der: bytes, where: str) -> _Parsed:
     try:
         return _parse_der(der)
     except UnsupportedAlgorithm as exc:
@@ -91,11 +104,15 @@ def load_certificate(der: bytes, where: str) -> x509.Certificate:
         ) from exc
 
 
-def facts_of(cert: x509.Certificate, der: bytes) -> CertificateFacts:
-    """Display facts for ``cert`` (whose encoding is ``der``)."""
+def facts_of(der: bytes) -> CertificateFacts:
+    """Display facts for the certificate ``der`` (raises ``AttestationError`` if malformed)."""
+    return _load(der, "certificate").facts
+
+
+def _facts_of(cert: x509.Certificate, der: bytes) -> CertificateFacts:
     try:
         ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (x509.ExtensionNotFound, ValueError):
+    except x509.ExtensionNotFound:
         ca = False
     return CertificateFacts(
         subject=cert.subject.rfc4514_string(),
@@ -121,8 +138,8 @@ def _extensions(cert: x509.Certificate, label: str) -> x509.Extensions:
         ) from exc
 
 
-def _check_algorithm(cert: x509.Certificate, label: str, *, signed: bool) -> None:
-    key = cert.public_key()
+def _check_algorithm(parsed: _Parsed, label: str, *, signed: bool) -> None:
+    cert, key = parsed.cert, parsed.key
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         curve = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
         _fail("algorithm", f"{label} key is not P-384", expected="secp384r1", actual=curve)
@@ -216,17 +233,16 @@ def validate_path(
     root: TrustRoot,
     at: dt.datetime,
     facts: list[CertificateFacts],
-) -> x509.Certificate:
-    """Validate the document's chain to ``root`` at ``at``; return the parsed leaf.
+) -> ec.EllipticCurvePublicKey:
+    """Validate the document's chain to ``root`` at ``at``; return the leaf's (P-384) key.
 
     ``facts`` receives display facts for the document's certificates, ``cabundle`` order then
     the leaf, once they all parse (so a failed check can still show the chain). Raises
     ``AttestationError`` naming the failed check.
     """
-    bundle_certs = [load_certificate(der, f"cabundle[{i}]") for i, der in enumerate(cabundle)]
-    leaf = load_certificate(leaf_der, "the leaf certificate")
-    facts.extend(facts_of(c, d) for c, d in zip(bundle_certs, cabundle, strict=True))
-    facts.append(facts_of(leaf, leaf_der))
+    bundle = [_load(der, f"cabundle[{i}]") for i, der in enumerate(cabundle)]
+    leaf = _load(leaf_der, "the leaf certificate")
+    facts.extend(p.facts for p in (*bundle, leaf))
     if cabundle[0] != root.der:
         _fail(
             "root",
@@ -246,38 +262,44 @@ def validate_path(
         *(f"cabundle[{i}]" for i in range(1, len(cabundle))),
         "leaf certificate",
     ]
-    certs = [root.certificate, *bundle_certs[1:], leaf]
-    last = len(certs) - 1
-    for i in range(len(certs)):
+    path = [_load(root.der, "the pinned root"), *bundle[1:], leaf]
+    last = len(path) - 1
+    for i in range(len(path)):
         try:
-            _check_certificate(certs, labels, i, at, last)
-        except ValueError as exc:  # a field cryptography parses lazily is malformed
+            _check_certificate(path, labels, i, at, last)
+        except ValueError as exc:  # defensive: every lazily parsed field was touched at load
             raise AttestationError(f"{labels[i]} is malformed: {exc}", check="certificate") from exc
-    return certs[last]
+    key = leaf.key
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # _check_algorithm made sure
+    return key
 
 
 def _check_certificate(
-    certs: list[x509.Certificate], labels: list[str], i: int, at: dt.datetime, last: int
+    path: list[_Parsed], labels: list[str], i: int, at: dt.datetime, last: int
 ) -> None:
-    """All checks on ``certs[i]``: algorithm, issued by ``certs[i-1]``, validity, constraints."""
-    cert, label = certs[i], labels[i]
-    _check_algorithm(cert, label, signed=i > 0)
+    """All checks on ``path[i]``: algorithm, issued by ``path[i-1]``, validity, constraints."""
+    cert, label = path[i].cert, labels[i]
+    _check_algorithm(path[i], label, signed=i > 0)
     if i > 0:
-        issuer = certs[i - 1]
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except ValueError:
+        issuer = path[i - 1]
+        if cert.issuer != issuer.cert.subject:
             _fail(
                 "chain",
                 f"{label} is not issued by {labels[i - 1]} (issuer name differs)",
-                expected=issuer.subject.rfc4514_string(),
-                actual=cert.issuer.rfc4514_string(),
+                expected=issuer.facts.subject,
+                actual=path[i].facts.issuer,
             )
-        except (TypeError, InvalidSignature):
+        # The issuer's key is P-384 and this certificate says ecdsa-with-SHA384: both checked
+        # by _check_algorithm, so the one verification below is the whole link.
+        issuer_key = issuer.key
+        assert isinstance(issuer_key, ec.EllipticCurvePublicKey)
+        try:
+            issuer_key.verify(cert.signature, cert.tbs_certificate_bytes, _ES384)
+        except InvalidSignature:
             _fail(
                 "chain",
                 f"{label} is not signed by {labels[i - 1]} (the signature does not verify)",
-                expected=f"signature by {issuer.subject.rfc4514_string()}",
+                expected=f"signature by {issuer.facts.subject}",
                 actual="invalid signature",
             )
     _check_validity(cert, label, at)

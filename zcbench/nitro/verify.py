@@ -256,9 +256,7 @@ def check_attestation(
     facts: list[CertificateFacts] = []
     try:
         doc = parse_document(data)
-        leaf = validate_path(doc.certificate, doc.cabundle, root, at, facts)
-        leaf_key = leaf.public_key()
-        assert isinstance(leaf_key, ec.EllipticCurvePublicKey)  # validate_path checked P-384
+        leaf_key = validate_path(doc.certificate, doc.cabundle, root, at, facts)
         _verify_signature(doc, leaf_key)
         _check_policy(
             doc,
