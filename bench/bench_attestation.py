@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ def _crypto_only(data: bytes) -> Callable[[], None]:
     doc = parse_document(data)
     certs = [x509.load_der_x509_certificate(d) for d in (*doc.cabundle, doc.certificate)]
     links = []
-    for issuer, child in zip(certs, certs[1:], strict=False):
+    for issuer, child in itertools.pairwise(certs):
         key = issuer.public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey)
         links.append((key, child.signature, child.tbs_certificate_bytes))
