@@ -68,8 +68,7 @@ def _package(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from zcbench.errors import UsageError
-    from zcbench.packager import DEFAULT_ALLOWED_IMPORTS, package_notebook
-    from zcbench.packager._repro import check_reproducible
+    from zcbench.packager import DEFAULT_ALLOWED_IMPORTS, check_reproducible, package_notebook
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
@@ -92,14 +91,19 @@ def _package(args: argparse.Namespace) -> int:
     out: dict[str, Any] = build.summary()
     code = 0
     if args.check_reproducible:
-        shared = [f"--source-date-epoch={build.commitment['source_date_epoch']}"]
+        shared = []
         if args.lock:
             shared.append(f"--lock={Path(args.lock).resolve()}")
         for module in args.allow_import:
             shared.append(f"--allow-import={module}")
         for name, value in args.parameter:
             shared += ["-p", name, value]
-        report = check_reproducible(notebook, reference_dir=build.build_dir, package_args=shared)
+        report = check_reproducible(
+            notebook,
+            reference_dir=build.build_dir,
+            package_args=shared,
+            source_date_epoch=build.commitment["source_date_epoch"],
+        )
         out["reproducible"] = report.to_json()
         code = 0 if report.identical else 1
     if args.json:

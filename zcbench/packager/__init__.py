@@ -29,9 +29,17 @@ from zcbench.packager._extract import (
     extract_strategy,
     read_parameters,
 )
+from zcbench.packager._repro import (
+    BUILD_VARIANTS,
+    BuildVariant,
+    ReproducibilityReport,
+    check_reproducible,
+    verify_reproducible,
+)
 from zcbench.packager._tar import deterministic_tar, read_tar_members
 
 __all__ = [
+    "BUILD_VARIANTS",
     "COMMITMENT_SCHEMA",
     "DEFAULT_ALLOWED_IMPORTS",
     "DEFAULT_BASE_IMAGE",
@@ -40,9 +48,12 @@ __all__ = [
     "AppImage",
     "Build",
     "BuildPaths",
+    "BuildVariant",
     "ExtractedStrategy",
     "LintProblem",
     "NotebookError",
+    "ReproducibilityReport",
+    "check_reproducible",
     "deterministic_tar",
     "extract_strategy",
     "load_build",
@@ -53,4 +64,5 @@ __all__ = [
     "read_parameters",
     "read_tar_members",
     "runtime_files",
+    "verify_reproducible",
 ]

@@ -129,16 +129,19 @@ def check_reproducible(
     *,
     reference_dir: str | Path | None = None,
     package_args: Sequence[str] = (),
+    source_date_epoch: int | None = None,
     variants: Sequence[BuildVariant] = BUILD_VARIANTS,
     python: str = sys.executable,
 ) -> ReproducibilityReport:
     """Build ``notebook`` in each of ``variants`` (subprocesses) and compare every byte.
 
     ``reference_dir`` is a build already made (e.g. by this process) to include in the
-    comparison; ``package_args`` are extra ``zcbench package`` arguments (source date epoch,
-    parameters) that every build must share.
+    comparison; ``package_args`` are extra ``zcbench package`` arguments (parameters, lock)
+    that every build must share, and ``source_date_epoch`` the reference build's.
     """
     nb = Path(notebook).resolve()
+    if source_date_epoch is not None:
+        package_args = [*package_args, f"--source-date-epoch={int(source_date_epoch)}"]
     builds: list[tuple[str, Path, dict[str, Any] | None]] = []
     if reference_dir is not None:
         builds.append(("reference", Path(reference_dir), None))
@@ -169,11 +172,16 @@ def verify_reproducible(
     *,
     reference_dir: str | Path | None = None,
     package_args: Sequence[str] = (),
+    source_date_epoch: int | None = None,
     variants: Sequence[BuildVariant] = BUILD_VARIANTS,
 ) -> ReproducibilityReport:
     """:func:`check_reproducible`, raising :class:`VerificationError` on any difference."""
     report = check_reproducible(
-        notebook, reference_dir=reference_dir, package_args=package_args, variants=variants
+        notebook,
+        reference_dir=reference_dir,
+        package_args=package_args,
+        source_date_epoch=source_date_epoch,
+        variants=variants,
     )
     if not report.identical:
         raise VerificationError(
