@@ -295,3 +295,21 @@ def test_missing_build_folder_is_a_clear_environment_error(
     assert not (tmp_path / "run").exists()
     assert main(["run", str(tmp_path / "nope")]) == 3
     assert "zcbench package" in capsys.readouterr().err
+
+
+def test_bench_live_quick_completes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_live.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--quick"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for figure in ("ratio live / (a)", "ratio live / (b)", "ping-pong", "freshness"):
+        assert figure in done.stdout

@@ -153,7 +153,9 @@ class RunProgress:
 @dataclass(frozen=True)
 class RunSummary:
     """How a live run went; ``status`` is ``completed``, ``stopped``, ``enclave_died``,
-    ``strategy_failed``, ``enclave_error``, ``verification_failed`` or ``host_error``."""
+    ``strategy_failed``, ``enclave_error``, ``verification_failed`` or ``host_error``.
+    ``freshness_*``: wall time from the proxy receiving a batch's newest event to its signals
+    being acted on; ``batch_rtt_*``: from sending a batch to receiving its signed reply."""
 
     run_id: str
     origin: str
@@ -174,6 +176,8 @@ class RunSummary:
     events_per_s: float
     freshness_p50_ms: float
     freshness_p99_ms: float
+    batch_rtt_p50_ms: float
+    batch_rtt_p99_ms: float
     dropped_batches: int
     dropped_events: int
     isolated_network: bool
@@ -283,6 +287,7 @@ def run_live(
         _close_enclave(conn, enclave, status)
         execution.write_journal(run_dir / "journal.parquet")
         p50, p99 = _percentiles(pipe.freshness)
+        rtt50, rtt99 = _percentiles(pipe.rtt)
         stats = proxy.stats()
         elapsed = time.monotonic() - started
         counts = execution.counts()
@@ -306,6 +311,8 @@ def run_live(
             events_per_s=round(pipe.events / pipe.active_s, 1) if pipe.active_s else 0.0,
             freshness_p50_ms=round(p50, 3),
             freshness_p99_ms=round(p99, 3),
+            batch_rtt_p50_ms=round(rtt50, 3),
+            batch_rtt_p99_ms=round(rtt99, 3),
             dropped_batches=stats.dropped_batches,
             dropped_events=stats.dropped_events,
             isolated_network=enclave.isolated_network,
@@ -419,6 +426,8 @@ class _Pipeline:
         self.send_error: str | None = None
         self.batches = self.events = self.signals = 0
         self.freshness: list[int] = []
+        self.rtt: list[int] = []  # ingest sent -> its signals received, ns
+        self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
 
@@ -454,6 +463,7 @@ class _Pipeline:
                 data = encode_batch(Batch(seq, pb.events))
                 if not self._put((seq, data, pb)):
                     return
+                self.sent_ns[seq] = time.perf_counter_ns()
                 self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
         except ChannelClosed as exc:
@@ -484,6 +494,9 @@ class _Pipeline:
             assert isinstance(item, tuple)
             seq, data, pb = item
             reply = self._reply(seq)
+            sent = self.sent_ns.pop(seq, None)
+            if sent is not None:
+                self.rtt.append(time.perf_counter_ns() - sent)
             if reply.type == "error":
                 code = reply["code"]
                 status = "strategy_failed" if code == "strategy" else "enclave_error"
