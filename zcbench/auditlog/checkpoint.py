@@ -32,6 +32,7 @@ from zcbench.auditlog.note import NoteSigner, NoteVerifier, open_note, parse_not
 
 __all__ = [
     "Checkpoint",
+    "CheckpointVerifier",
     "LogSigner",
     "format_checkpoint",
     "log_origin",
@@ -94,10 +95,10 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if not _SIZE.fullmatch(size_line) or int(size_line) >= 2**64:
         raise LogFormatError(f"checkpoint size {size_line!r} is not a decimal without zeros")
     try:
-        root = base64.b64decode(root_line, validate=True)
-    except binascii.Error as exc:
+        root = binascii.a2b_base64(root_line, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
         raise LogFormatError(f"checkpoint root {root_line!r} is not base64") from exc
-    if len(root) != HASH_SIZE or base64.b64encode(root).decode() != root_line:
+    if len(root) != HASH_SIZE or binascii.b2a_base64(root, newline=False) != root_line.encode():
         raise LogFormatError(f"checkpoint root {root_line!r} is not a canonical 32-byte hash")
     return Checkpoint(origin, int(size_line), root, tuple(lines[3:]))
 
@@ -132,17 +133,28 @@ def verify_checkpoint(note: bytes, public_key_spki_der: bytes, origin: str) -> C
     Raises :class:`NoteError` (a VerificationError) when the log key did not sign it or the
     origin differs, :class:`LogFormatError` when it is not a checkpoint note.
     """
-    verifier = log_verifier(public_key_spki_der, origin)
-    opened, _ = open_note(note, [verifier])
-    checkpoint = parse_checkpoint(opened.text)
-    if checkpoint.origin != origin:
-        raise NoteError(
-            f"checkpoint is for log {checkpoint.origin!r}, expected {origin!r}",
-            check="checkpoint_origin",
-            expected=origin,
-            actual=checkpoint.origin,
-        )
-    return checkpoint
+    return CheckpointVerifier(public_key_spki_der, origin).verify(note)
+
+
+class CheckpointVerifier:
+    """:func:`verify_checkpoint` with the key loaded once, for logs with many checkpoints."""
+
+    def __init__(self, public_key_spki_der: bytes, origin: str) -> None:
+        self.origin = origin
+        self._verifiers = [log_verifier(public_key_spki_der, origin)]
+
+    def verify(self, note: bytes) -> Checkpoint:
+        """The verified checkpoint in ``note`` (see :func:`verify_checkpoint`)."""
+        opened, _ = open_note(note, self._verifiers)
+        checkpoint = parse_checkpoint(opened.text)
+        if checkpoint.origin != self.origin:
+            raise NoteError(
+                f"checkpoint is for log {checkpoint.origin!r}, expected {self.origin!r}",
+                check="checkpoint_origin",
+                expected=self.origin,
+                actual=checkpoint.origin,
+            )
+        return checkpoint
 
 
 class LogSigner:

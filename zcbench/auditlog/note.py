@@ -24,7 +24,7 @@ import hashlib
 import re
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature
@@ -57,6 +57,7 @@ MAX_SIGNATURES: Final = 100
 """Signature lines accepted on one note (the spec asks verifiers to accept at least 16)."""
 _DASH: Final = "\u2014 "
 _CONTROL: Final = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
+_SPACE: Final = re.compile(r"\s")
 
 
 def key_id(name: str, sig_type: int, public_key: bytes) -> bytes:
@@ -65,7 +66,7 @@ def key_id(name: str, sig_type: int, public_key: bytes) -> bytes:
 
 
 def _check_name(name: str) -> None:
-    if not name or "+" in name or any(c.isspace() for c in name):
+    if not name or "+" in name or _SPACE.search(name):
         raise ValueError(f"key name {name!r} must be non-empty, without spaces or '+'")
 
 
@@ -101,18 +102,18 @@ class Note:
 
 @dataclass(frozen=True, slots=True)
 class NoteVerifier:
-    """An Ed25519 note-signing public key under a name (sig_type 0x01)."""
+    """An Ed25519 note-signing public key under a name (sig_type 0x01).
+
+    ``key_id`` (the 4-byte key ID for this name and key) is computed once, at construction.
+    """
 
     name: str
     public_key: Ed25519PublicKey
+    key_id: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-
-    @property
-    def key_id(self) -> bytes:
-        """The 4-byte key ID for this name and key."""
-        return key_id(self.name, SIG_ED25519, _raw(self.public_key))
+        object.__setattr__(self, "key_id", key_id(self.name, SIG_ED25519, _raw(self.public_key)))
 
     @property
     def vkey(self) -> str:

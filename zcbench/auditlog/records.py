@@ -117,16 +117,13 @@ def decode_record(data: bytes) -> Record:
         body=body,
     )
     # Canonical form is checked by re-encoding: any other encoding of the same map is refused.
-    if encode_record(
-        index=index, kind=record.kind, body=body, time_ns=time_ns, seq=seq,
-        event_time_ns=event_time_ns,
-    ) != bytes(data):
+    if cbor2.dumps(doc, canonical=True) != data:
         raise LogFormatError(f"record {index} is not canonically encoded")
     return record
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:
-    return type(value) is int and low <= value <= high
+    return type(value) is int and low <= value <= high  # bool is not an int here
 
 
 def _check_fields(

@@ -38,6 +38,7 @@ from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import (
     Checkpoint,
+    CheckpointVerifier,
     log_origin,
     parse_checkpoint_note,
     verify_checkpoint,
@@ -265,24 +266,32 @@ def verify_log(
 def verify_boot(document: bytes, trust: str | Path, verifier: BootVerifier) -> BootIdentity:
     """Run ``verifier``, turning any refusal into an ``untrusted_boot`` failure."""
     try:
-        return verifier(document, trust)
-    except ZcbenchError as exc:
+        identity = verifier(document, trust)
+        identity.origin  # noqa: B018 - a PCR0 or run id that makes no origin is refused here
+    except (ZcbenchError, ValueError) as exc:
         raise _Failure("untrusted_boot", f"the boot document does not verify: {exc}",
                        index=0) from exc
+    return identity
 
 
 def _verify_notes(
     notes: list[tuple[bytes, int]], boot: BootIdentity, cp_path: Path
 ) -> list[tuple[Checkpoint, bytes]]:
     checkpoints: list[tuple[Checkpoint, bytes]] = []
+    origin = boot.origin
+    try:
+        verifier = CheckpointVerifier(boot.public_key, origin)
+    except VerificationError as exc:
+        raise _Failure("bad_signature", f"the boot document's public key is unusable: {exc}",
+                       index=0) from exc
     for note, offset in notes:
         try:
-            checkpoints.append((verify_checkpoint(note, boot.public_key, boot.origin), note))
+            checkpoints.append((verifier.verify(note), note))
         except (VerificationError, LogFormatError) as exc:
             raise _Failure(
                 "bad_signature",
                 f"the checkpoint at {cp_path.name}:{offset} is not signed by this run's "
-                f"attested log key for {boot.origin}: {exc}",
+                f"attested log key for {origin}: {exc}",
                 path=str(cp_path), offset=offset,
             ) from exc
     return checkpoints
