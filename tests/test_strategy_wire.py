@@ -179,3 +179,23 @@ def test_decode_signals_with_clashing_hints_is_data_error() -> None:
     }
     with pytest.raises(DataError, match="signal 0"):
         decode_signals(cbor2.dumps(doc))
+
+
+def test_small_and_large_batch_paths_encode_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    import zcbench.strategy._wire as wire
+
+    n = 5000
+    frame = pl.DataFrame(
+        {
+            "ts": list(range(n)),
+            "symbol": [None if i % 7 == 0 else f"S{i % 3}" for i in range(n)],
+            "price": [None if i % 5 == 0 else i * 3 for i in range(n)],
+            "size": [i for i in range(n)],
+        },
+        schema={"ts": pl.Int64, "symbol": pl.String, "price": pl.Int64, "size": pl.Int64},
+    )
+    batch = Batch(seq=1, events=frame)
+    large = encode_batch(batch)  # n > _SMALL: polars path
+    assert decode_batch(large).events.equals(frame)
+    monkeypatch.setattr(wire, "_SMALL", 10**9)
+    assert encode_batch(batch) == large  # list path, same bytes
