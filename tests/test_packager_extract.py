@@ -231,3 +231,33 @@ def test_nbformat_written_notebook_reads_the_same(tmp_path: Path) -> None:
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, str(path))
     assert "class CrossParams" in extract_strategy(path).source
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("from numpy.random import normal", "draws unseeded randomness"),
+        ("import numpy.random as npr\nx = npr.normal()", "unseeded randomness"),
+        ("from numpy import random as r\nx = r.uniform()", "unseeded randomness"),
+        ("from polars import read_csv", "file access"),
+        ("x = __builtins__['open']", "reaches builtins"),
+        ("x = getattr(int, '__subclasses__')", "getattr() of '__subclasses__'"),
+        ("n = 'x'\nx = getattr(int, n)", "computed name"),
+    ],
+)
+def test_indirect_routes_refused(tmp_path: Path, line: str, message: str) -> None:
+    cell = "X_PRE = 1\n" + line + "\n"
+    nb = make_notebook(tmp_path / "r.ipynb", strategy_cells=(PARAMS_CELL, STRATEGY_CELL, cell))
+    assert any(message in p[2] for p in _problems(nb))
+
+
+def test_seeded_generators_by_any_import_route(tmp_path: Path) -> None:
+    cell = (
+        "from numpy.random import default_rng\n"
+        "import numpy.random as npr\n"
+        "A = default_rng(1).normal()\n"
+        "B = npr.default_rng(2).integers(5)\n"
+        "C = getattr(A, 'real')\n"
+    )
+    nb = make_notebook(tmp_path / "r.ipynb", strategy_cells=(PARAMS_CELL, STRATEGY_CELL, cell))
+    assert "default_rng(1)" in extract_strategy(nb).source

@@ -246,12 +246,14 @@ def _module_allowed(module: str, allowed: Iterable[str]) -> bool:
 
 
 def _dotted(node: ast.AST) -> str:
+    """``a.b.c`` for a chain of attributes on a name; "" when the chain starts elsewhere."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
         node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
+    if not isinstance(node, ast.Name):
+        return ""
+    parts.append(node.id)
     return ".".join(reversed(parts))
 
 
@@ -266,18 +268,29 @@ def _rng_names(tree: ast.AST) -> set[str]:
     return out
 
 
-def _module_aliases(tree: ast.AST) -> set[str]:
-    out: set[str] = set()
+def _module_aliases(tree: ast.AST) -> dict[str, str]:
+    """Names bound by imports, mapped to the dotted module (or module attribute) they stand for."""
+    out: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out.update(a.asname or a.name.split(".")[0] for a in node.names)
+            for a in node.names:
+                if a.asname:
+                    out[a.asname] = a.name
+                else:
+                    root = a.name.split(".")[0]
+                    out[root] = root
         elif isinstance(node, ast.ImportFrom):
-            out.update(a.asname or a.name for a in node.names)
+            for a in node.names:
+                out[a.asname or a.name] = f"{node.module}.{a.name}"
     return out
 
 
+def _is_random_module(module: str) -> bool:
+    return module == "random" or module.endswith(".random")
+
+
 def _lint_tree(
-    tree: ast.Module, allowed: tuple[str, ...], *, bound: set[str], modules: set[str]
+    tree: ast.Module, allowed: tuple[str, ...], *, bound: set[str], modules: Mapping[str, str]
 ) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     rngs = _rng_names(tree)
@@ -303,6 +316,10 @@ def _lint_tree(
                 )
             elif any(a.name == "*" for a in node.names):
                 add(node, f"'from {node.module} import *' is not allowed: import names explicitly")
+            else:
+                _lint_from_import(node, add)
+        elif isinstance(node, ast.Name) and node.id == "__builtins__":
+            add(node, "'__builtins__' is not allowed in a strategy (reaches builtins)")
         elif isinstance(node, ast.Name) and node.id in _FORBIDDEN_BUILTINS and node.id not in bound:
             add(node, f"{node.id}() is not allowed in a strategy ({_FORBIDDEN_BUILTINS[node.id]})")
         elif isinstance(node, ast.Attribute) and node.attr in _FORBIDDEN_ATTRS:
@@ -316,21 +333,46 @@ def _lint_tree(
     return found
 
 
-def _lint_call(node: ast.Call, add: Any, *, rngs: set[str], modules: set[str]) -> None:
+def _lint_from_import(node: ast.ImportFrom, add: Any) -> None:
+    module = node.module or ""
+    for alias in node.names:
+        if alias.name.startswith(_FILE_PREFIXES) or alias.name in _FILE_NAMES:
+            add(node, f"'from {module} import {alias.name}' is file access, not allowed")
+        elif _is_random_module(module) and alias.name not in _SEED_CALLS | {"Generator"}:
+            add(
+                node,
+                f"'from {module} import {alias.name}' draws unseeded randomness; "
+                "import default_rng (or Random) and pass a seed",
+            )
+
+
+def _lint_call(node: ast.Call, add: Any, *, rngs: set[str], modules: Mapping[str, str]) -> None:
     func = node.func
+    if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "delattr", "hasattr"):
+        attr = node.args[1] if len(node.args) > 1 else None
+        if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+            add(node, f"{func.id}() with a computed name is not allowed in a strategy")
+        elif attr.value.startswith("__"):
+            add(node, f"{func.id}() of {attr.value!r} is not allowed in a strategy")
+        return
     if not isinstance(func, ast.Attribute):
         return
     name = _dotted(func) or f"<expr>.{func.attr}"
     receiver = name.rsplit(".", 1)[0]
-    root = name.split(".", 1)[0]
+    root, _, rest = name.partition(".")
     last = func.attr
     keywords = {k.arg for k in node.keywords}
     on_module = root in modules
+    full = f"{modules[root]}.{rest}" if on_module else name
     if (on_module and (last.startswith(_FILE_PREFIXES) or last in _FILE_NAMES)) or (
         last.startswith(_METHOD_FILE_PREFIXES)
     ):
         add(node, f"{name}() is file access, not allowed in a strategy")
-    if on_module and ".random." in f".{name}." and last not in _SEED_CALLS | {"Generator"}:
+    if (
+        on_module
+        and _is_random_module(full.rsplit(".", 1)[0])
+        and last not in _SEED_CALLS | {"Generator"}
+    ):
         add(node, f"{name}() draws unseeded randomness; use numpy.random.default_rng(seed)")
     if last in _SEED_CALLS and not node.args and "seed" not in keywords:
         add(node, f"{name}() without a seed is not deterministic; pass a seed")
@@ -437,7 +479,7 @@ def extract_strategy(
                     LintProblem(name, cell.index, line, f"name {ident!r} is not defined")
                 )
 
-    modules: set[str] = set()
+    modules: dict[str, str] = {}
     for cell in parsed:
         assert cell.tree is not None
         modules |= _module_aliases(cell.tree)
