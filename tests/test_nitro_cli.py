@@ -247,6 +247,7 @@ def test_malformed_document_exits_1(capsys: pytest.CaptureFixture[str], tmp_path
         ["verify", "attestation", "{doc}", "--trust", "azure"],
         ["verify", "attestation", "{doc}", "--max-age", "-5"],
         ["verify", "attestation", "{doc}", "--max-age", "soon"],
+        ["verify", "attestation", "{doc}", "--max-age", "inf"],
         ["verify", "attestation", "/no/such/file.cbor"],
         ["verify", "attestation"],
         ["nitro", "emulate", "--out", "x.cbor"],

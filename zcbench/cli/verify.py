@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import pathlib
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zcbench.errors import EXIT_FAILED, EXIT_OK, UsageError
 
@@ -135,50 +136,6 @@ def _expected_pcrs(args: argparse.Namespace) -> dict[int, bytes] | None:
     return expected or None
 
 
-def _report_json(report: AttestationReport, path: str) -> dict[str, Any]:
-    doc = report.document
-
-    def hex_or_none(value: bytes | None) -> str | None:
-        return None if value is None else value.hex()
-
-    return {
-        "verified": report.verified,
-        "failed_check": report.failed_check,
-        "message": report.message,
-        "expected": report.expected,
-        "actual": report.actual,
-        "path": path,
-        "at": report.at.isoformat().replace("+00:00", "Z"),
-        "root": report.root,
-        "simulated": report.simulated,
-        "pcrs_checked": report.pcrs_checked,
-        "checked_pcrs": list(report.checked_pcrs),
-        "debug": report.debug,
-        "module_id": None if doc is None else doc.module_id,
-        "timestamp": None
-        if doc is None
-        else doc.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "timestamp_ms": None if doc is None else doc.timestamp,
-        "pcrs": {} if doc is None else {str(i): v.hex() for i, v in doc.pcrs.items()},
-        "nonce": None if doc is None else hex_or_none(doc.nonce),
-        "public_key": None if doc is None else hex_or_none(doc.public_key),
-        "user_data": None if doc is None else hex_or_none(doc.user_data),
-        "payload_framing": None
-        if doc is None
-        else ("indefinite" if doc.indefinite else "definite"),
-        "chain": [
-            {
-                "subject": c.subject,
-                "issuer": c.issuer,
-                "not_before": c.not_before.isoformat().replace("+00:00", "Z"),
-                "not_after": c.not_after.isoformat().replace("+00:00", "Z"),
-                "sha256": c.sha256,
-            }
-            for c in report.chain
-        ],
-    }
-
-
 def _print_human(report: AttestationReport) -> None:
     doc = report.document
     out = sys.stdout
@@ -215,8 +172,8 @@ def _attestation(args: argparse.Namespace) -> int:
         if not trust.is_file():
             raise UsageError(f"--trust {args.trust!r}: use 'aws', 'dev' or an existing PEM file")
     nonce = _parse_hex(args.nonce, "--nonce") if args.nonce is not None else None
-    if args.max_age is not None and not args.max_age >= 0:
-        raise UsageError("--max-age must be a non-negative number of seconds")
+    if args.max_age is not None and not (math.isfinite(args.max_age) and args.max_age >= 0):
+        raise UsageError("--max-age must be a finite, non-negative number of seconds")
     max_age = dt.timedelta(seconds=args.max_age) if args.max_age is not None else None
     expected = _expected_pcrs(args)
     at = _parse_at(args.at)
@@ -246,7 +203,7 @@ def _attestation(args: argparse.Namespace) -> int:
     if args.allow_debug and report.debug:
         sys.stderr.write("WARNING: accepted a debug-mode document (--allow-debug)\n")
     if args.json:
-        sys.stdout.write(json.dumps(_report_json(report, str(path)), sort_keys=False) + "\n")
+        sys.stdout.write(json.dumps({**report.to_dict(), "path": str(path)}) + "\n")
     else:
         _print_human(report)
     return EXIT_OK if report.verified else EXIT_FAILED

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import warnings
 from dataclasses import dataclass
+from typing import NoReturn
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -125,7 +126,7 @@ def _facts_of(cert: x509.Certificate, der: bytes) -> CertificateFacts:
     )
 
 
-def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> None:
+def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> NoReturn:
     raise AttestationError(message, check=check, expected=expected, actual=actual)
 
 

@@ -27,6 +27,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NoReturn
 
 from zcbench.nitro import _cbor
 from zcbench.nitro.errors import AttestationError
@@ -101,7 +102,7 @@ class AttestationDocument:
         return self.module_id.split("-enc", 1)[0]
 
 
-def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> None:
+def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> NoReturn:
     raise AttestationError(message, check=check, expected=expected, actual=actual)
 
 
@@ -110,21 +111,22 @@ def sig_structure(protected: bytes, payload: bytes) -> bytes:
     return _cbor.encode(["Signature1", protected, b"", payload])
 
 
-def _bytes_field(
-    name: str, value: object, low: int, high: int, *, optional: bool = False
-) -> bytes | None:
-    if value is None and optional:
-        return None
+def _optional_bytes(name: str, value: object, low: int, high: int) -> bytes | None:
+    return None if value is None else _required_bytes(name, value, low, high, nullable=True)
+
+
+def _required_bytes(
+    name: str, value: object, low: int, high: int, *, nullable: bool = False
+) -> bytes:
     if not isinstance(value, bytes):
         _fail(
             "schema",
             f"payload field {name!r} must be a byte string"
-            + (" or null" if optional else "")
+            + (" or null" if nullable else "")
             + f", not {_type_name(value)}",
             expected="bytes",
             actual=_type_name(value),
         )
-        raise AssertionError  # unreachable; keeps the type checker informed
     if not low <= len(value) <= high:
         _fail(
             "schema",
@@ -153,7 +155,6 @@ def _type_name(value: object) -> str:
 def _parse_pcrs(value: object) -> Mapping[int, bytes]:
     if not isinstance(value, dict):
         _fail("schema", f"payload field 'pcrs' must be a map, not {_type_name(value)}")
-        raise AssertionError
     if not 1 <= len(value) <= _MAX_PCR_INDEX + 1:
         _fail(
             "schema",
@@ -165,7 +166,6 @@ def _parse_pcrs(value: object) -> Mapping[int, bytes]:
     for index, pcr in value.items():
         if isinstance(index, bool) or not isinstance(index, int):
             _fail("schema", f"PCR index {index!r} is not an integer")
-            raise AssertionError
         if not 0 <= index <= _MAX_PCR_INDEX:
             _fail(
                 "schema",
@@ -181,7 +181,6 @@ def _parse_pcrs(value: object) -> Mapping[int, bytes]:
                 expected="32, 48 or 64 bytes",
                 actual=size,
             )
-            raise AssertionError
         pcrs[index] = pcr
     return MappingProxyType(dict(sorted(pcrs.items())))
 
@@ -193,7 +192,6 @@ def _parse_payload(payload: bytes) -> dict[str, object]:
         raise AttestationError(f"payload is not valid CBOR: {exc}", check="decode") from exc
     if not isinstance(fields, dict):
         _fail("schema", f"payload must be a map, not {_type_name(fields)}")
-        raise AssertionError
     unknown = [k for k in fields if k not in _REQUIRED and k not in _OPTIONAL]
     if unknown:
         _fail("schema", f"payload has unknown field(s) {unknown!r}", actual=repr(unknown))
@@ -234,16 +232,16 @@ def parse_document(data: bytes) -> AttestationDocument:
                 expected=_COSE_SIGN1_TAG,
                 actual=envelope.tag,
             )
+        if data[0] != 0xD2:
+            _fail("decode", "tag 18 must be written in its one-byte form (d2)")
         tagged = True
         envelope = envelope.value
     # Definite array of 4, as COSE_Sign1 and every NSM write it.
     if data[1 if tagged else 0] != 0x84 or not isinstance(envelope, list):
         _fail("schema", "document must be a COSE_Sign1: a definite array of 4 items")
-        raise AssertionError
     protected, unprotected, payload, signature = envelope
     if not isinstance(protected, bytes):
         _fail("schema", f"protected header must be a byte string, not {_type_name(protected)}")
-        raise AssertionError
     if protected != PROTECTED_ES384:
         _fail(
             "algorithm",
@@ -255,7 +253,6 @@ def parse_document(data: bytes) -> AttestationDocument:
         _fail("schema", "unprotected header must be an empty map", actual=repr(unprotected))
     if not isinstance(payload, bytes) or not 1 <= len(payload) <= MAX_PAYLOAD_BYTES:
         _fail("schema", f"payload must be a byte string of 1..{MAX_PAYLOAD_BYTES} bytes")
-        raise AssertionError
     if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_BYTES:
         size = f"{len(signature)} bytes" if isinstance(signature, bytes) else "not bytes"
         _fail(
@@ -264,40 +261,30 @@ def parse_document(data: bytes) -> AttestationDocument:
             expected="96 bytes",
             actual=size,
         )
-        raise AssertionError
     fields = _parse_payload(payload)
 
     module_id = fields["module_id"]
     if not isinstance(module_id, str) or not 1 <= len(module_id) <= MAX_FIELD_BYTES:
         _fail("schema", "'module_id' must be non-empty text (at most 1024 characters)")
-        raise AssertionError
     digest = fields["digest"]
     if digest != "SHA384":
         _fail("schema", "'digest' must be \"SHA384\"", expected="SHA384", actual=repr(digest))
     timestamp = fields["timestamp"]
     if isinstance(timestamp, bool) or not isinstance(timestamp, int):
         _fail("schema", f"'timestamp' must be an unsigned integer, not {_type_name(timestamp)}")
-        raise AssertionError
     if not 0 < timestamp <= _MAX_TIMESTAMP_MS:
         _fail("schema", f"'timestamp' {timestamp} is outside 1..{_MAX_TIMESTAMP_MS} ms")
     pcrs = _parse_pcrs(fields["pcrs"])
-    certificate = _bytes_field("certificate", fields["certificate"], 1, MAX_FIELD_BYTES)
+    certificate = _required_bytes("certificate", fields["certificate"], 1, MAX_FIELD_BYTES)
     cabundle_raw = fields["cabundle"]
     if not isinstance(cabundle_raw, list) or not cabundle_raw:
         _fail("schema", "'cabundle' must be a non-empty array of certificates")
-        raise AssertionError
     cabundle = tuple(
-        _bytes_field(f"cabundle[{i}]", c, 1, MAX_FIELD_BYTES) or b""
-        for i, c in enumerate(cabundle_raw)
+        _required_bytes(f"cabundle[{i}]", c, 1, MAX_FIELD_BYTES) for i, c in enumerate(cabundle_raw)
     )
-    public_key = _bytes_field(
-        "public_key", fields.get("public_key"), 1, MAX_FIELD_BYTES, optional=True
-    )
-    user_data = _bytes_field(
-        "user_data", fields.get("user_data"), 0, MAX_FIELD_BYTES, optional=True
-    )
-    nonce = _bytes_field("nonce", fields.get("nonce"), 0, MAX_FIELD_BYTES, optional=True)
-    assert certificate is not None  # required fields are never None
+    public_key = _optional_bytes("public_key", fields.get("public_key"), 1, MAX_FIELD_BYTES)
+    user_data = _optional_bytes("user_data", fields.get("user_data"), 0, MAX_FIELD_BYTES)
+    nonce = _optional_bytes("nonce", fields.get("nonce"), 0, MAX_FIELD_BYTES)
     return AttestationDocument(
         module_id=module_id,
         digest="SHA384",

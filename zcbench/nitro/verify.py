@@ -20,6 +20,7 @@ import datetime as dt
 import pathlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -94,6 +95,54 @@ class AttestationReport:
     at: dt.datetime
     chain: tuple[CertificateFacts, ...] = field(default=())
 
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready summary (the ``--json`` output of ``zcbench verify attestation``).
+
+        Bytes are lowercase hex, times ISO 8601 UTC with ``Z``; document fields are ``None``
+        (and ``pcrs`` empty) when the document did not parse.
+        """
+        doc = self.document
+
+        def iso(t: dt.datetime, spec: str = "auto") -> str:
+            return t.isoformat(timespec=spec).replace("+00:00", "Z")
+
+        def hex_or_none(value: bytes | None) -> str | None:
+            return None if value is None else value.hex()
+
+        return {
+            "verified": self.verified,
+            "failed_check": self.failed_check,
+            "message": self.message,
+            "expected": self.expected,
+            "actual": self.actual,
+            "at": iso(self.at),
+            "root": self.root,
+            "simulated": self.simulated,
+            "pcrs_checked": self.pcrs_checked,
+            "checked_pcrs": list(self.checked_pcrs),
+            "debug": self.debug,
+            "module_id": None if doc is None else doc.module_id,
+            "timestamp": None if doc is None else iso(doc.time, "milliseconds"),
+            "timestamp_ms": None if doc is None else doc.timestamp,
+            "pcrs": {} if doc is None else {str(i): v.hex() for i, v in doc.pcrs.items()},
+            "nonce": None if doc is None else hex_or_none(doc.nonce),
+            "public_key": None if doc is None else hex_or_none(doc.public_key),
+            "user_data": None if doc is None else hex_or_none(doc.user_data),
+            "payload_framing": None
+            if doc is None
+            else ("indefinite" if doc.indefinite else "definite"),
+            "chain": [
+                {
+                    "subject": c.subject,
+                    "issuer": c.issuer,
+                    "not_before": iso(c.not_before),
+                    "not_after": iso(c.not_after),
+                    "sha256": c.sha256,
+                }
+                for c in self.chain
+            ],
+        }
+
     def error(self) -> AttestationError:
         """The error :func:`verify_attestation` raises for this report (only when failed)."""
         if self.verified or self.failed_check is None:
@@ -111,7 +160,7 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> None:
+def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> NoReturn:
     raise AttestationError(message, check=check, expected=expected, actual=actual)
 
 
