@@ -92,3 +92,13 @@ def test_bad_input_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path
     with pytest.raises(SystemExit) as info:
         main(["backtest", "--count", "1", "--width-ms", "5"])
     assert info.value.code == 2
+
+
+def test_unwritable_out_is_an_environment_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["backtest", "--synthetic", "--duration", "0.2", "--out", str(blocker / "sub")]
+    assert main(argv) == 3
+    assert "cannot write" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def research_demo(out_dir: str | Path, *, seed: int = DEMO_SEED) -> dict[str, An
     out.mkdir(parents=True, exist_ok=True)
     bars = load_ohlcv(sample_daily_path())
     daily = run_backtest(
-        make_strategy(MACrossover),
+        make_strategy(MACrossover, {"quantity": 1000}),
         bars,
         BacktestConfig(count=1, fee_bps=1.0, initial_cash=100_000.0),
     )

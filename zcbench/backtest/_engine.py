@@ -22,7 +22,7 @@ import polars as pl
 
 from zcbench.backtest._accounting import FillModel, book
 from zcbench.backtest._metrics import compute_metrics
-from zcbench.errors import UsageError
+from zcbench.errors import EnvError, UsageError
 from zcbench.marketdata import BatchSpec, batch_bounds, normalise_events, validate_events
 from zcbench.strategy import (
     Batch,
@@ -197,12 +197,15 @@ class BacktestResult:
     def write(self, out_dir: str | Path) -> Path:
         """Write ``summary.json`` and one parquet file per table into ``out_dir``."""
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("signals", "fills", "positions", "equity", "metrics"):
-            frame: pl.DataFrame = getattr(self, name)
-            frame.write_parquet(out / f"{name}.parquet", statistics=False)
-        text = json.dumps(self.summary(), indent=2, sort_keys=True)
-        (out / "summary.json").write_text(text + "\n", encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("signals", "fills", "positions", "equity", "metrics"):
+                frame: pl.DataFrame = getattr(self, name)
+                frame.write_parquet(out / f"{name}.parquet", statistics=False)
+            text = json.dumps(self.summary(), indent=2, sort_keys=True)
+            (out / "summary.json").write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise EnvError(f"cannot write the backtest result to {out}: {exc}") from None
         return out
 
 
