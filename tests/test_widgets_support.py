@@ -78,3 +78,28 @@ def make_build(folder: Path) -> Path:
     notebook = write_research_notebook(folder / "research.ipynb")
     package_notebook(notebook, folder / "build")
     return folder / "build"
+
+
+def make_run(folder: Path, *, seconds: float = 1.5) -> Path:
+    """A short live local run of the build in ``folder/build`` (made if absent) into
+    ``folder/run``; returns the run folder. Uses the current zcbench home."""
+    import threading
+
+    from zcbench.host.live import BuildImage, run_live
+    from zcbench.host.proxy import ReplaySource
+    from zcbench.marketdata import SyntheticConfig, generate_ticks
+
+    build = folder / "build"
+    if not build.is_dir():
+        make_build(folder)
+    image = BuildImage(build)
+    events = generate_ticks(SyntheticConfig(symbols=("AAA",), rate=2000, duration_s=5), seed=3)
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        run_live(image, folder / "run", ReplaySource(events, image.batching(), rate=4.0),
+                 trust="dev", stop=stop)
+    finally:
+        timer.cancel()
+    return folder / "run"

@@ -80,7 +80,9 @@ def table(
         for j, cell in enumerate(row):
             style = MONO + "word-break:break-all;" if j in mono_columns else ""
             cells.append(
-                f'<td style="padding:3px 8px;border-bottom:1px solid #eaeef2;vertical-align:top;'
+                f'<td style="text-align:left;overflow-wrap:anywhere;padding:3px 8px;'
+                f'border-bottom:1px solid #eaeef2;'
+                f'vertical-align:top;'
                 f'{style}">{cell}</td>'
             )
         out.append(f'<tr style="{bg}">{"".join(cells)}</tr>')
@@ -93,8 +95,9 @@ def table(
 def facts(pairs: Iterable[tuple[str, str]]) -> str:
     """A two-column list of labelled facts; values are already-escaped HTML."""
     rows = "".join(
-        f'<tr><td style="padding:2px 12px 2px 0;color:{GREY};white-space:nowrap;'
-        f'vertical-align:top">{esc(k)}</td><td style="padding:2px 0;word-break:break-all">{v}</td>'
+        f'<tr><td style="text-align:left;padding:2px 12px 2px 0;color:{GREY};white-space:nowrap;'
+        f'vertical-align:top">{esc(k)}</td>'
+        f'<td style="text-align:left;padding:2px 0;word-break:break-all">{v}</td>'
         f"</tr>"
         for k, v in pairs
     )

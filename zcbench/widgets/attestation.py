@@ -157,6 +157,7 @@ class AttestationResult:
     """One attestation request and its verdict.
 
     ``report`` is the verifier's report, unaltered; ``document`` the raw bytes as received;
+    ``nonce`` the nonce asked for and checked (``None``: none was given, none was checked);
     ``expected_pcrs`` what the commitment says; ``requested_at`` when the panel asked (the age
     shown is measured from the document's own time to this instant); ``source`` says where the
     document came from, in words.
@@ -164,7 +165,7 @@ class AttestationResult:
 
     report: AttestationReport
     document: bytes
-    nonce: bytes
+    nonce: bytes | None
     expected_pcrs: Mapping[int, bytes]
     requested_at: dt.datetime
     source: str
@@ -187,7 +188,7 @@ class AttestationResult:
 def attestation_result(
     document: bytes,
     *,
-    nonce: bytes,
+    nonce: bytes | None,
     expected_pcrs: Mapping[int, bytes],
     trust: str | pathlib.Path,
     at: dt.datetime,
@@ -375,7 +376,11 @@ def verdict_html(result: AttestationResult) -> str:
                 if report.pcrs_checked
                 else "<b>no PCR was checked</b>; "
             )
-            + "your nonce is in the document."
+            + (
+                "your nonce is in the document."
+                if result.nonce is not None
+                else "<b>no nonce was given, so freshness was not checked</b>."
+            )
         )
     else:
         colour = h.RED
@@ -466,7 +471,8 @@ def document_facts_html(result: AttestationResult) -> str:
     pairs = [
         ("source", h.esc(result.source)),
         ("trust root", h.esc(report.root or "—") + (" (SIMULATED)" if report.simulated else "")),
-        ("your nonce", h.mono(result.nonce.hex())),
+        ("nonce asked for", h.mono("— (not checked)" if result.nonce is None
+                                   else result.nonce.hex())),
         ("nonce in document", h.mono("—" if doc is None or doc.nonce is None else doc.nonce.hex())),
         ("document time", h.when(doc.time if doc is not None else None)),
         ("age when checked", h.esc("—" if age is None else h.duration(age))),
@@ -514,7 +520,7 @@ def result_to_json(result: AttestationResult) -> dict[str, Any]:
         "checked_pcrs": list(report.checked_pcrs),
         "checked_at": report.at.isoformat(),
         "source": result.source,
-        "nonce": result.nonce.hex(),
+        "nonce": None if result.nonce is None else result.nonce.hex(),
         "document": None
         if doc is None
         else {
@@ -675,10 +681,9 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
             self._show_error("Nothing to export yet: request an attestation first.")
             return None
         folder = pathlib.Path(directory) if directory is not None else self.export_dir
-        stem = (
-            f"attestation-{result.requested_at.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-"
-            f"{result.nonce.hex()[:8]}"
-        )
+        nonce_hex = "" if result.nonce is None else result.nonce.hex()
+        when = result.requested_at.astimezone(dt.UTC)
+        stem = f"attestation-{when:%Y%m%dT%H%M%SZ}-{nonce_hex[:8]}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{stem}.cbor").write_bytes(result.document)
@@ -689,7 +694,7 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
             return None
         self.status.value = h.notice(
             f"Exported {path} (and the raw document {stem}.cbor). Re-verify it with: "
-            f"zcbench verify attestation {stem}.cbor --nonce {result.nonce.hex()} "
+            f"zcbench verify attestation {stem}.cbor --nonce {nonce_hex} "
             "--commitment commitment.json"
             + (" --trust dev" if result.report.simulated else ""),
             h.GREEN,

@@ -1,0 +1,129 @@
+"""The LP report: facts gathered from a real local run, the HTML nbconvert makes, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_widgets_support import make_run
+
+from zcbench.cli import main
+from zcbench.errors import DataError, EnvError
+from zcbench.report import collect_report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding home/, build/ and run/ of one short local run."""
+    folder = tmp_path_factory.mktemp("report")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
+    try:
+        make_run(folder)
+    finally:
+        mp.undo()
+    return folder
+
+
+@pytest.fixture
+def run_dir(world: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ZCBENCH_HOME", str(world / "home"))
+    return world / "run"
+
+
+def test_facts_of_a_local_run(run_dir: Path) -> None:
+    report = collect_report(run_dir, trust="dev")
+    assert report.verified
+    assert report.attestation.verdict == "VERIFIED"
+    assert report.attestation.report.simulated
+    assert report.document_path == run_dir / "boot.cbor"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert report.attestation.nonce == summary["run_id"].encode()
+    assert report.at_mode == "document"
+    assert report.log is not None
+    assert report.log.classification in ("intact", "uncommitted_tail")
+    facts = report.to_json()
+    assert facts["verdict"] == "VERIFIED"
+    assert facts["simulated"] is True
+    assert facts["run_id"] == summary["run_id"]
+
+
+def test_aws_trust_fails_a_local_run_naming_the_root(run_dir: Path) -> None:
+    report = collect_report(run_dir, trust="aws")
+    assert not report.verified
+    assert report.attestation.report.failed_check == "root"
+    assert report.log is not None
+    assert report.log.classification == "untrusted_boot"
+
+
+def test_a_commitment_that_names_other_pcrs_fails(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "w"
+    shutil.copytree(run_dir.parent / "build", copy / "build")
+    shutil.copytree(run_dir, copy / "run")
+    summary = json.loads((copy / "run" / "summary.json").read_text())
+    summary["image"] = str(copy / "build")
+    (copy / "run" / "summary.json").write_text(json.dumps(summary))
+    commitment = json.loads((copy / "build" / "commitment.json").read_text())
+    commitment["pcrs"]["0"] = "ab" * 48
+    (copy / "build" / "commitment.json").write_text(json.dumps(commitment))
+    report = collect_report(copy / "run", trust="dev")
+    assert report.attestation.report.failed_check == "pcr0"
+    assert report.log is not None
+    assert not report.log.verified  # the log's boot document is held to the same commitment
+
+
+def test_missing_pieces_are_named(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(EnvError, match="does not exist"):
+        collect_report(tmp_path / "nope", trust="dev")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.raises(EnvError, match=r"summary\.json"):
+        collect_report(bare, trust="dev")
+    (bare / "summary.json").write_text("{not json")
+    with pytest.raises(DataError, match="not JSON"):
+        collect_report(bare, trust="dev")
+    (bare / "summary.json").write_text(json.dumps({"run_id": "r", "image": str(tmp_path)}))
+    with pytest.raises(EnvError, match=r"no commitment\.json"):
+        collect_report(bare, trust="dev")
+
+
+def test_cli_writes_the_html_report_with_code_hidden(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "lp" / "report.html"
+    code = main(["report", str(run_dir), "-o", str(out), "--trust", "dev", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert printed["verdict"] == "VERIFIED"
+    assert printed["report"] == str(out)
+    html = out.read_text()
+    commitment = json.loads((run_dir.parent / "build" / "commitment.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for needle in (
+        "VERIFIED",
+        "SIMULATED",
+        commitment["strategy_sha256"],
+        commitment["pcrs"]["0"][:56],
+        summary["run_id"].encode().hex(),
+        "zcbench verify attestation",
+        "zcbench log verify",
+        "The signed log of the run",
+    ):
+        assert needle in html, needle
+    assert "collect_report(" not in html  # the code cells are hidden
+    assert "Traceback" not in html
+
+
+def test_cli_errors_and_exit_codes(run_dir: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path / "nope"), "--trust", "dev"]) == 3
+    assert main(["report", str(run_dir), "--at", "yesterday"]) == 2
+    assert main(["report", str(run_dir), "--nonce", "xyz"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err
+    assert "ISO 8601" in err
+    assert "hex digits" in err

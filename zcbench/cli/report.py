@@ -1,0 +1,86 @@
+"""``zcbench report RUN_DIR``: the LP's HTML attestation report of a run (zcbench.report)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import pathlib
+import sys
+
+from zcbench.errors import EXIT_FAILED, EXIT_OK, UsageError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``report`` subcommand."""
+    p = sub.add_parser(
+        "report",
+        help="write the LP's HTML attestation report of a run",
+        description=(
+            "Check a run's attestation document against the commitment its summary.json names, "
+            "and its signed log, then write an HTML report (an executed notebook, code hidden) "
+            "an LP can keep. Exit 0 when both verified, 1 when a check failed (the report is "
+            "still written and says which)."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", type=pathlib.Path, help="the run folder")
+    p.add_argument(
+        "-o", "--out", type=pathlib.Path, default=None,
+        help="the HTML file to write (default: report.html beside the run folder)",
+    )
+    p.add_argument(
+        "--trust", default="aws", metavar="aws|dev|PEMFILE",
+        help="root of trust: aws (default), dev (local development CA: SIMULATED) or a PEM file",
+    )
+    p.add_argument(
+        "--attestation", type=pathlib.Path, default=None, metavar="FILE",
+        help="the document to check (default: attestation.cbor beside the run, else boot.cbor)",
+    )
+    p.add_argument("--nonce", metavar="HEX", help="the nonce the document must carry")
+    p.add_argument(
+        "--at", default="doc", metavar="doc|now|ISO8601",
+        help="verification time: the document's own time (default), now, or an instant",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(handler=_handle)
+
+
+def _at(text: str) -> dt.datetime | None:
+    if text == "doc":
+        return None
+    if text == "now":
+        return dt.datetime.now(dt.UTC)
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"--at {text!r} is not doc, now or an ISO 8601 time") from exc
+    if value.tzinfo is None:
+        raise UsageError(f"--at {text!r} needs a time zone, e.g. 2026-01-02T15:04:05Z")
+    return value
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from zcbench.report import collect_report, write_report
+    from zcbench.widgets.attestation import parse_nonce
+
+    at = _at(args.at)
+    nonce = None if args.nonce is None else parse_nonce(args.nonce)
+    trust: str | pathlib.Path = args.trust if args.trust in ("aws", "dev") else pathlib.Path(
+        args.trust
+    )
+    run_dir: pathlib.Path = args.run_dir
+    out = args.out if args.out is not None else run_dir.resolve().parent / "report.html"
+    facts = collect_report(run_dir, trust=trust, attestation=args.attestation, nonce=nonce, at=at)
+    write_report(run_dir, out, trust=trust, attestation=args.attestation, nonce=nonce, at=at)
+    result = facts.attestation.report
+    if args.json:
+        print(json.dumps({**facts.to_json(), "report": str(out)}, sort_keys=True))
+    else:
+        verdict = facts.attestation.verdict + (" (SIMULATED)" if result.simulated else "")
+        log = "unreadable" if facts.log is None else facts.log.classification
+        print(f"{verdict}; log {log}; report written to {out}")
+        if not result.verified:
+            print(f"failed check {result.failed_check}: {result.message}", file=sys.stderr)
+    return EXIT_OK if facts.verified else EXIT_FAILED

@@ -1,0 +1,443 @@
+"""The LP attestation report: what is gathered about a run, and how it becomes one HTML file.
+
+:func:`collect_report` reads a run folder and checks everything with the public verifiers (the
+attestation document with :func:`zcbench.nitro.check_attestation` against the commitment the run
+names in ``summary.json``, the signed log with :func:`zcbench.auditlog.check_log`);
+:func:`report_sections` renders it as HTML fragments; :func:`write_report` runs a small notebook
+that does both in a kernel and converts it with nbconvert, code hidden, into one file an LP can
+keep. Nothing here decides a verdict: it shows the verifiers' reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import pathlib
+import shlex
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
+from zcbench.widgets import _html as h
+from zcbench.widgets.attestation import (
+    AttestationResult,
+    attestation_result,
+    chain_html,
+    document_facts_html,
+    pcr_table_html,
+    read_commitment,
+    verdict_html,
+)
+
+__all__ = [
+    "LPReport",
+    "collect_report",
+    "report_sections",
+    "write_report",
+]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class LPReport:
+    """Everything the LP report shows about one run.
+
+    ``document_path`` is the attestation document checked: an LP's on-demand document when one
+    was given or lies beside the run folder (``attestation.cbor``), else the run's boot document.
+    ``at_mode`` says how the verification time was chosen (``"document"`` or ``"given"``);
+    ``log`` is the audit log's report (``None`` with ``log_problem`` set when it could not be
+    read at all).
+    """
+
+    run_dir: pathlib.Path
+    summary: Mapping[str, Any]
+    commitment_path: pathlib.Path
+    commitment: Mapping[str, Any]
+    commitment_sha256: str
+    document_path: pathlib.Path
+    attestation: AttestationResult
+    at_mode: str
+    trust: str
+    generated_at: dt.datetime
+    log: Any
+    log_problem: str | None
+
+    @property
+    def verified(self) -> bool:
+        """The attestation verified and the log verified (warnings allowed)."""
+        return self.attestation.report.verified and self.log is not None and self.log.verified
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's facts as one JSON-ready object (``zcbench report --json``)."""
+        report = self.attestation.report
+        log = self.log
+        return {
+            "schema": "zcbench.lp-report/1",
+            "verified": self.verified,
+            "verdict": self.attestation.verdict,
+            "simulated": report.simulated,
+            "failed_check": report.failed_check,
+            "message": report.message,
+            "run_id": self.summary.get("run_id"),
+            "document": str(self.document_path),
+            "commitment": str(self.commitment_path),
+            "commitment_sha256": self.commitment_sha256,
+            "checked_at": report.at.isoformat(),
+            "at_mode": self.at_mode,
+            "trust": self.trust,
+            "log": None
+            if log is None
+            else {
+                "verified": log.verified,
+                "classification": log.classification,
+                "entries": log.entries,
+                "checkpoints": log.checkpoints,
+                "message": log.message,
+            },
+            "log_problem": self.log_problem,
+        }
+
+
+def _read_json(path: pathlib.Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise EnvError(f"{path} does not exist: is this a run folder made by 'zcbench run'?")\
+            from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{what} {path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{what} {path} is not a JSON object")
+    return data
+
+
+def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathlib.Path:
+    image = summary.get("image")
+    if not isinstance(image, str) or not image:
+        raise DataError(
+            f"{run_dir / 'summary.json'} names no build folder ('image'): the report needs the "
+            "build's commitment.json"
+        )
+    build = pathlib.Path(image)
+    if not build.is_absolute() and not build.exists():
+        build = run_dir / build
+    path = build / "commitment.json"
+    if not path.is_file():
+        raise EnvError(
+            f"the run's build folder {build} has no commitment.json: the report compares the "
+            "document's PCRs with it; copy the build folder back or pass the right run folder"
+        )
+    return path
+
+
+def _document_path(run_dir: pathlib.Path, given: pathlib.Path | None) -> pathlib.Path:
+    if given is not None:
+        if not given.is_file():
+            raise EnvError(f"attestation document {given} does not exist")
+        return given
+    beside = run_dir.parent / "attestation.cbor"
+    if beside.is_file():
+        return beside
+    boot = run_dir / "boot.cbor"
+    if not boot.is_file():
+        raise EnvError(f"{run_dir} has no boot.cbor: is this a run folder made by 'zcbench run'?")
+    return boot
+
+
+def collect_report(
+    run_dir: pathlib.Path,
+    *,
+    trust: str | pathlib.Path = "aws",
+    attestation: pathlib.Path | None = None,
+    nonce: bytes | None = None,
+    at: dt.datetime | None = None,
+    clock: Callable[[], dt.datetime] = _utcnow,
+) -> LPReport:
+    """Gather and check what the LP report shows about the run in ``run_dir``.
+
+    ``trust`` names the root (``"dev"`` for a local run: SIMULATED). ``attestation`` is the
+    document to check (default: ``attestation.cbor`` beside the run folder, else the run's
+    ``boot.cbor``); ``nonce`` the nonce it must carry (default for the boot document: the run
+    id; otherwise unchecked, and the report says so). ``at`` is the verification time (default:
+    the document's own time: the report is a record of what was attested then). Raises
+    :class:`~zcbench.errors.EnvError` or :class:`~zcbench.errors.DataError` for a missing or
+    malformed run folder; a document or log that fails its checks is a verdict, not an error.
+    """
+    from zcbench.auditlog import check_log
+    from zcbench.auditlog.verify import nitro_boot_verifier
+    from zcbench.nitro import parse_document
+
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise EnvError(f"run folder {run_dir} does not exist")
+    summary = _read_json(run_dir / "summary.json", "run summary")
+    commitment_path = _commitment_path(run_dir, summary)
+    expected, commitment = read_commitment(commitment_path)
+    document_path = _document_path(run_dir, attestation)
+    document = document_path.read_bytes()
+    if nonce is None and document_path == run_dir / "boot.cbor":
+        run_id = summary.get("run_id")
+        if isinstance(run_id, str) and run_id:
+            nonce = run_id.encode()  # the boot document's nonce is the run id
+    at_mode = "given"
+    if at is None:
+        at_mode = "document"
+        try:
+            at = parse_document(document).time
+        except ZcbenchError:
+            at = clock()  # an unreadable document fails its checks at any time
+            at_mode = "now"
+    result = attestation_result(
+        document,
+        nonce=nonce,
+        expected_pcrs=expected,
+        trust=trust,
+        at=at,
+        source=str(document_path),
+        commitment=commitment,
+    )
+    log = None
+    problem = None
+    try:
+        log = check_log(
+            run_dir,
+            trust=trust,
+            boot_verifier=nitro_boot_verifier(expected_pcrs=expected),
+            progress=False,
+        )
+    except ZcbenchError as exc:
+        problem = str(exc)
+    return LPReport(
+        run_dir=run_dir,
+        summary=summary,
+        commitment_path=commitment_path,
+        commitment=commitment,
+        commitment_sha256=hashlib.sha256(commitment_path.read_bytes()).hexdigest(),
+        document_path=document_path,
+        attestation=result,
+        at_mode=at_mode,
+        trust=str(trust),
+        generated_at=clock(),
+        log=log,
+        log_problem=problem,
+    )
+
+
+def _commitment_html(report: LPReport) -> str:
+    c = report.commitment
+    raw = c.get("pcrs")
+    pcrs: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    pairs = [
+        ("strategy", h.esc(c.get("strategy", "—"))),
+        ("strategy_sha256", h.mono(str(c.get("strategy_sha256", "—")))),
+        ("lock_sha256", h.mono(str(c.get("lock_sha256", "—")))),
+        ("zcbench version", h.esc(c.get("zcbench_version", "—"))),
+        ("source_date_epoch", h.esc(c.get("source_date_epoch", "—"))),
+        *((f"PCR{k}", h.mono(str(v))) for k, v in sorted(pcrs.items())),
+        ("commitment file", h.mono(str(report.commitment_path))),
+        ("its SHA-256", h.mono(report.commitment_sha256)),
+    ]
+    return h.facts(pairs)
+
+
+def _log_html(report: LPReport) -> str:
+    log = report.log
+    if log is None:
+        return h.notice(f"The log could not be read: {report.log_problem}", h.RED)
+    ok = log.verified
+    colour = h.GREEN if ok else h.RED
+    pairs = [
+        ("verdict", f'<b style="color:{colour}">{"VERIFIED" if ok else "FAILED"}</b> '
+                    f"({h.esc(log.classification)})"),
+        ("records", h.esc(f"{log.entries:,}")),
+        ("signed checkpoints", h.esc(f"{log.checkpoints:,}")),
+        ("message", h.esc(log.message)),
+        ("origin", h.mono(str(log.origin or "—"))),
+        ("latest root", h.mono(str(log.root or "—"))),
+    ]
+    if log.first_bad_index is not None:
+        pairs.append(("first bad record", h.esc(log.first_bad_index)))
+    pairs += [("warning", h.esc(w)) for w in log.warnings]
+    if log.latest_checkpoint is not None:
+        note = bytes(log.latest_checkpoint).decode("utf-8", "replace")
+        pairs.append(("latest checkpoint", f'<pre style="{h.MONO};margin:0">{h.esc(note)}</pre>'))
+    return h.facts(pairs)
+
+
+def _commands_html(report: LPReport) -> str:
+    result = report.attestation
+    trust = f" --trust {shlex.quote(report.trust)}" if report.trust != "aws" else ""
+    verify = [
+        "zcbench verify attestation",
+        shlex.quote(str(report.document_path)),
+        "--commitment",
+        shlex.quote(str(report.commitment_path)),
+    ]
+    if result.nonce is not None:
+        verify += ["--nonce", result.nonce.hex()]
+    verify.append("--at " + ("doc" if report.at_mode == "document" else
+                             shlex.quote(result.report.at.isoformat())))
+    lines = [
+        " ".join(verify) + trust,
+        f"zcbench log verify {shlex.quote(str(report.run_dir))}{trust}",
+    ]
+    block = "\n".join(lines)
+    note = (
+        "These commands re-run every check above from the files alone; they need no access to "
+        "the strategy code. Exit code 0 means verified, 1 a failed check (the output names it)."
+    )
+    if result.report.simulated:
+        note += (
+            " '--trust dev' names the local development CA: a SIMULATED enclave, a faithful "
+            "stand-in, not a confidential one."
+        )
+    return f'<pre style="{h.MONO};background:#f6f8fa;padding:8px">{h.esc(block)}</pre>' + \
+        h.notice(note)
+
+
+def report_sections(report: LPReport) -> list[str]:
+    """The report as HTML fragments, in reading order."""
+    result = report.attestation
+    doc = result.report.document
+    when = (
+        "the document's own time"
+        if report.at_mode == "document"
+        else "the time given" if report.at_mode == "given" else "report time"
+    )
+    age = (
+        ""
+        if doc is None
+        else f"; the document was {h.duration(report.generated_at - doc.time)} old when this "
+        "report was made"
+    )
+    title = (
+        f'<div style="{h.FONT};color:{h.INK}"><div style="font-size:26px;font-weight:700">'
+        f"Attestation report: {h.esc(report.commitment.get('strategy', 'strategy'))}</div>"
+        f'<div style="color:{h.GREY}">run {h.esc(report.summary.get("run_id", "—"))} · '
+        f"generated {h.when(report.generated_at)} · checked as of {h.esc(when)}, "
+        f"{h.when(result.report.at)}{h.esc(age)}</div></div>"
+    )
+    return [
+        title,
+        verdict_html(result),
+        h.heading("What was committed (commitment.json)") + _commitment_html(report),
+        h.heading("The attestation document") + document_facts_html(result),
+        h.heading("PCRs: commitment against document") + pcr_table_html(result),
+        h.heading("Certificate chain") + chain_html(result),
+        h.heading("The signed log of the run") + _log_html(report),
+        h.heading("Re-verify it yourself") + _commands_html(report),
+    ]
+
+
+_NOTEBOOK_CODE = """\
+from IPython.display import HTML, display
+from zcbench.report import collect_report, report_sections
+
+_report = collect_report(
+    pathlib.Path(run_dir),
+    trust=trust if trust in ("aws", "dev") else pathlib.Path(trust),
+    attestation=None if attestation is None else pathlib.Path(attestation),
+    nonce=None if nonce_hex is None else bytes.fromhex(nonce_hex),
+    at=None if at is None else datetime.datetime.fromisoformat(at),
+)
+for _section in report_sections(_report):
+    display(HTML(_section))
+"""
+
+
+def _notebook(params: Mapping[str, object]) -> Any:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    header = "import datetime\nimport pathlib\n\n" + "".join(
+        f"{name} = {value!r}\n" for name, value in params.items()
+    )
+    cell = nbformat.v4.new_code_cell(header)  # type: ignore[no-untyped-call]
+    cell.metadata["tags"] = ["parameters"]
+    code = nbformat.v4.new_code_cell(_NOTEBOOK_CODE)  # type: ignore[no-untyped-call]
+    nb.cells = [cell, code]
+    nb.metadata["kernelspec"] = {
+        "name": "python3", "display_name": "Python 3", "language": "python"
+    }
+    nb.metadata["title"] = "zcbench attestation report"
+    return nb
+
+
+def _execute(client: Any) -> None:
+    import nbclient.exceptions
+
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        raise DataError(f"the report notebook failed: {exc.ename}: {exc.evalue}") from exc
+    except (nbclient.exceptions.DeadKernelError, RuntimeError, OSError) as exc:
+        raise EnvError(
+            f"could not run the report notebook's python3 kernel: {exc}; is ipykernel installed?"
+        ) from exc
+
+
+def write_report(
+    run_dir: pathlib.Path,
+    out_path: pathlib.Path,
+    *,
+    trust: str | pathlib.Path = "aws",
+    attestation: pathlib.Path | None = None,
+    nonce: bytes | None = None,
+    at: dt.datetime | None = None,
+    timeout: float = 120.0,
+) -> pathlib.Path:
+    """Write the LP report for ``run_dir`` to ``out_path`` (HTML, code hidden); returns it.
+
+    The report is an executed notebook converted by nbconvert. Arguments as for
+    :func:`collect_report`, which runs first here so a missing or malformed run folder fails
+    before a kernel starts. A failed verification still writes the report (it says FAILED).
+    """
+    import nbclient
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    run_dir = pathlib.Path(run_dir).resolve()
+    out_path = pathlib.Path(out_path)
+    if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+        raise UsageError("'at' must be a timezone-aware datetime")
+    collect_report(run_dir, trust=trust, attestation=attestation, nonce=nonce, at=at)
+    params = {
+        "run_dir": str(run_dir),
+        "trust": str(trust),
+        "attestation": None if attestation is None else str(pathlib.Path(attestation).resolve()),
+        "nonce_hex": None if nonce is None else nonce.hex(),
+        "at": None if at is None else at.isoformat(),
+    }
+    nb = _notebook(params)
+    with tempfile.TemporaryDirectory(prefix="zcbench-report-") as sockets:
+        # IPC sockets in a private folder: no TCP port, nothing readable by other users.
+        config = Config()
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(Path(sockets) / "kernel")
+        client = nbclient.NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            config=config,
+            resources={"metadata": {"path": str(run_dir)}},
+        )
+        _execute(client)
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
+        template_name="lab",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    body, _ = exporter.from_notebook_node(
+        nb, resources={"metadata": {"name": "zcbench attestation report"}}
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(body, encoding="utf-8")
+    return out_path
