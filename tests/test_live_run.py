@@ -25,9 +25,16 @@ from zcbench.channel import HEADER, Message, memory_pair
 from zcbench.cli import main
 from zcbench.enclave import EnclaveRuntime
 from zcbench.errors import EnvError
-from zcbench.host import ExecutionLayer, HostLog, LocalEnclave, MarketDataProxy, ReplaySource
+from zcbench.host import ExecutionLayer, HostLog, MarketDataProxy, ReplaySource
 from zcbench.host.launcher import launch_local
-from zcbench.host.live import BuildImage, ModuleImage, RunSummary, _Pipeline, run_live
+from zcbench.host.live import (
+    BuildImage,
+    ModuleImage,
+    RunHandle,
+    RunSummary,
+    _Pipeline,
+    run_live,
+)
 from zcbench.host.proxy import LiveSource
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
 from zcbench.nitro import parse_document
@@ -107,19 +114,19 @@ def test_killed_enclave_is_noticed_and_the_run_closes_with_a_verifiable_log(
     events = _ticks(seconds=60, rate=5_000)
     chunks = (events.slice(i, 50) for i in range(0, events.height, 50))
     source = LiveSource(chunks, BatchSpec(count=250), rate=1.0)
-    holder: dict[str, LocalEnclave] = {}
+    holder: dict[str, RunHandle] = {}
     killed_at: list[float] = []
 
     def kill_after_some(progress: object) -> None:
         if not killed_at and getattr(progress, "batches", 0) >= 20:
             killed_at.append(time.monotonic())
-            holder["enclave"].kill()
+            holder["run"].enclave.kill()
 
     summary = run_live(
         image,
         tmp_path / "run",
         source,
-        on_booted=lambda e: holder.update(enclave=e),
+        on_booted=lambda h: holder.update(run=h),
         on_progress=kill_after_some,
         reply_timeout=30,
     )
@@ -313,3 +320,48 @@ def test_bench_live_quick_completes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     for figure in ("ratio live / (a)", "ratio live / (b)", "ping-pong", "freshness"):
         assert figure in done.stdout
+
+
+def test_attest_during_a_run_and_after_the_last_batch(tmp_path: Path) -> None:
+    import cbor2
+
+    from zcbench.auditlog.checkpoint import verify_checkpoint
+    from zcbench.nitro import verify_attestation
+
+    image = ModuleImage(EXAMPLE)
+    events = _ticks(seconds=30, rate=5_000)
+    chunks = (events.slice(i, 50) for i in range(0, events.height, 50))
+    source = LiveSource(chunks, BatchSpec(count=250), rate=1.0)
+    got: dict[str, bytes] = {}
+
+    def lp(handle: RunHandle) -> None:
+        time.sleep(1.0)
+        got["doc"] = handle.attest(b"lp-nonce-1")
+        handle.stop()
+
+    def on_booted(handle: RunHandle) -> None:
+        threading.Thread(target=lp, args=(handle,), daemon=True).start()
+
+    summary = run_live(
+        image, tmp_path / "run", source, on_booted=on_booted, final_attest_nonce=b"final-nonce"
+    )
+    assert summary.status == "stopped", summary.reason
+    assert summary.attestation == "attestation.cbor"
+    boot = parse_document((tmp_path / "run" / "boot.cbor").read_bytes())
+    assert boot.public_key is not None
+    for doc, nonce in (
+        (got["doc"], b"lp-nonce-1"),
+        ((tmp_path / "run" / "attestation.cbor").read_bytes(), b"final-nonce"),
+    ):
+        verified = verify_attestation(
+            doc,
+            trust="dev",
+            at=parse_document(doc).time,
+            expected_pcrs=image.expected_pcrs(),
+            nonce=nonce,
+        )
+        assert verified.document.public_key == boot.public_key
+        note = cbor2.loads(verified.document.user_data)["checkpoint"]
+        cp = verify_checkpoint(note, boot.public_key, summary.origin)
+        assert 1 <= cp.size <= summary.log_size
+    assert cp.size == summary.log_size  # the final document carries the last checkpoint

@@ -113,6 +113,7 @@ class ExecutionLayer:
     killed: str | None = None
     _recent: collections.deque[int] = field(default_factory=collections.deque)
     _rows: list[dict[str, Any]] = field(default_factory=list)
+    _counts: dict[str, int] = field(default_factory=lambda: {"order": 0, "fill": 0, "reject": 0})
 
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
@@ -216,6 +217,7 @@ class ExecutionLayer:
         price: int | None,
         reason: str,
     ) -> None:
+        self._counts[event] += 1
         self._rows.append(
             {
                 "time_ns": now_ns,
@@ -238,10 +240,7 @@ class ExecutionLayer:
 
     def counts(self) -> dict[str, int]:
         """How many journal rows of each event kind."""
-        out = {"order": 0, "fill": 0, "reject": 0}
-        for row in self._rows:
-            out[row["event"]] += 1
-        return out
+        return dict(self._counts)
 
     def journal(self) -> pl.DataFrame:
         """The orders/fills journal so far."""

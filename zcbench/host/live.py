@@ -48,6 +48,7 @@ __all__ = [
     "BuildImage",
     "EnclaveImage",
     "ModuleImage",
+    "RunHandle",
     "RunProgress",
     "RunSummary",
     "run_live",
@@ -148,6 +149,11 @@ class RunProgress:
     freshness_p50_ms: float
     freshness_p99_ms: float
     pnl: int
+    orders: int = 0
+    fills: int = 0
+    rejects: int = 0
+    positions: Mapping[str, int] = field(default_factory=dict)
+    kill_switch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,7 @@ class RunSummary:
     isolated_network: bool
     simulated: bool
     trust: str
+    attestation: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -191,6 +198,39 @@ class RunSummary:
     def to_json(self) -> dict[str, Any]:
         """The summary as written to ``summary.json``."""
         return {"schema": "zcbench.run-summary/1", **asdict(self)}
+
+
+class RunHandle:
+    """A running live run, for callers on other threads (widgets, the demo, tests).
+
+    ``attest(nonce)`` asks the enclave for a fresh attestation document carrying the caller's
+    nonce and, in ``user_data``, the latest signed checkpoint; it is answered in order with the
+    batches in flight. ``stop()`` ends the run cleanly.
+    """
+
+    def __init__(self, run_id: str, origin: str, enclave: LocalEnclave, pipe: _Pipeline) -> None:
+        self.run_id = run_id
+        self.origin = origin
+        self.enclave = enclave
+        self._pipe = pipe
+
+    def attest(self, nonce: bytes, *, timeout: float = 30.0) -> bytes:
+        """A fresh attestation document from the running enclave (not verified here)."""
+        if not nonce:
+            raise UsageError("attest needs a non-empty nonce")
+        return self._pipe.attest(nonce, timeout)
+
+    def stop(self) -> None:
+        """End the run after the batches in flight (status ``stopped``)."""
+        self._pipe.user_stop.set()
+
+
+@dataclass
+class _Attest:
+    nonce: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    document: bytes | None = None
+    error: str | None = None
 
 
 class _RunFailed(Exception):
@@ -227,7 +267,8 @@ def run_live(
     run_id: str | None = None,
     isolate_network: bool | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
-    on_booted: Callable[[LocalEnclave], None] | None = None,
+    on_booted: Callable[[RunHandle], None] | None = None,
+    final_attest_nonce: bytes | None = None,
     stop: threading.Event | None = None,
     enclave_env: Mapping[str, str] | None = None,
     broker: KeyBroker | None = None,
@@ -235,8 +276,10 @@ def run_live(
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
-    ``on_booted`` is called once the enclave has booted and its boot document verified (tests
-    use it to kill the enclave mid-run). Setting ``stop`` ends the run cleanly (status
+    ``on_booted`` gets a :class:`RunHandle` once the enclave has booted and its boot document
+    verified (to ask for attestations, stop the run, or, in tests, kill the enclave).
+    ``final_attest_nonce``: after the last batch, ask for a document with this nonce and write
+    it to ``run_dir/attestation.cbor``. Setting ``stop`` ends the run cleanly (status
     ``stopped``). ``enclave_env`` replaces the enclave process's environment. ``broker`` releases a
     build's data key (default: the local key broker in the zcbench home). Raises only for
     problems before the run starts (a missing image, a used run folder, an enclave that does not
@@ -265,8 +308,6 @@ def run_live(
         store = LogStore.create(run_dir / "log")
         log = HostLog(store, booted["public_key"], booted["origin"])
         log.open(booted["record"], booted["checkpoint"], booted["document"])
-        if on_booted is not None:
-            on_booted(enclave)
         execution = ExecutionLayer(limits or RiskLimits())
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
@@ -283,7 +324,13 @@ def run_live(
             on_progress,
             stop or threading.Event(),
         )
+        if on_booted is not None:
+            on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
         status, reason = pipe.run()
+        attestation = None
+        if final_attest_nonce is not None and status in ("completed", "stopped"):
+            attestation = _final_attestation(conn, final_attest_nonce)
+            (run_dir / "attestation.cbor").write_bytes(attestation)
         _close_enclave(conn, enclave, status)
         execution.write_journal(run_dir / "journal.parquet")
         p50, p99 = _percentiles(pipe.freshness)
@@ -318,6 +365,7 @@ def run_live(
             isolated_network=enclave.isolated_network,
             simulated=trust == "dev",
             trust=trust,
+            attestation="attestation.cbor" if attestation is not None else None,
         )
         (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
         return summary
@@ -387,6 +435,18 @@ def _release_key(request: Message, broker: KeyBroker | None) -> Message:
     return Message("key_release", {"ciphertext": answer["CiphertextForRecipient"]})
 
 
+def _final_attestation(conn: Connection, nonce: bytes) -> bytes:
+    try:
+        conn.send(Message("attest", {"nonce": nonce}))
+        reply = conn.recv(timeout=60)
+    except (ZcbenchError, TimeoutError) as exc:
+        raise EnvError(f"the enclave did not answer the attestation request: {exc}") from None
+    if reply.type != "document":
+        raise EnvError(f"the enclave refused to attest: {reply.fields.get('reason', reply.type)}")
+    document: bytes = reply["document"]
+    return document
+
+
 def _close_enclave(conn: Connection, enclave: LocalEnclave, status: str) -> None:
     if enclave.alive() and conn.closed_reason is None:
         try:
@@ -426,6 +486,7 @@ class _Pipeline:
         self.send_error: str | None = None
         self.batches = self.events = self.signals = 0
         self.freshness: list[int] = []
+        self.order = threading.Lock()  # what goes in flight is sent in the same order
         self.rtt: list[int] = []  # ingest sent -> its signals received, ns
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
@@ -451,6 +512,14 @@ class _Pipeline:
         if status != "completed":
             self.execution.kill(reason)
         sender.join(timeout=10)
+        while True:  # anyone still waiting for an attestation hears that the run ended
+            try:
+                item = self.inflight.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Attest):
+                item.error = f"the run ended ({status})"
+                item.done.set()
         return status, reason
 
     def _send_all(self) -> None:
@@ -461,10 +530,11 @@ class _Pipeline:
                     self.proxy.stop()
                     return
                 data = encode_batch(Batch(seq, pb.events))
-                if not self._put((seq, data, pb)):
-                    return
-                self.sent_ns[seq] = time.perf_counter_ns()
-                self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
+                with self.order:
+                    if not self._put((seq, data, pb)):
+                        return
+                    self.sent_ns[seq] = time.perf_counter_ns()
+                    self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
         except ChannelClosed as exc:
             self.send_error = exc.reason
@@ -491,6 +561,9 @@ class _Pipeline:
                 if self.user_stop.is_set():
                     return "stopped", "stopped on request"
                 return "completed", "source exhausted"
+            if isinstance(item, _Attest):
+                self._answer(item)
+                continue
             assert isinstance(item, tuple)
             seq, data, pb = item
             reply = self._reply(seq)
@@ -507,6 +580,31 @@ class _Pipeline:
                 seq, data, reply["signals"], reply["records"], reply["checkpoint"]
             )
             self._act(verified, pb)
+
+    def attest(self, nonce: bytes, timeout: float) -> bytes:
+        request = _Attest(nonce)
+        with self.order:
+            if self.stop.is_set() or not self._put(request):
+                raise EnvError("the run has ended; no enclave to attest")
+            self.conn.send(Message("attest", {"nonce": nonce}))
+        if not request.done.wait(timeout):
+            raise EnvError(f"no attestation within {timeout} s")
+        if request.document is None:
+            raise EnvError(f"the enclave did not attest: {request.error}")
+        return request.document
+
+    def _answer(self, request: _Attest) -> None:
+        try:
+            reply = self._reply(-1)
+        except _RunFailed as exc:
+            request.error = exc.reason
+            request.done.set()
+            raise
+        if reply.type == "document":
+            request.document = reply["document"]
+        else:
+            request.error = str(reply.fields.get("reason", reply.type))
+        request.done.set()
 
     def _reply(self, seq: int) -> Message:
         try:
@@ -552,6 +650,18 @@ class _Pipeline:
         p50, p99 = _percentiles(self.freshness[-2000:])
         elapsed = time.monotonic() - self.t0
         rate = self.events / elapsed if elapsed > 0 else 0.0
+        counts = self.execution.counts()
         return RunProgress(
-            self.batches, self.events, self.signals, rate, p50, p99, self.execution.pnl()
+            self.batches,
+            self.events,
+            self.signals,
+            rate,
+            p50,
+            p99,
+            self.execution.pnl(),
+            orders=counts["order"],
+            fills=counts["fill"],
+            rejects=counts["reject"],
+            positions=dict(self.execution.positions),
+            kill_switch=self.execution.killed,
         )
