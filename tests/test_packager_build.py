@@ -279,3 +279,14 @@ def test_cli_check_reproducible(
     assert len(rep["builds"]) == 3
     assert len({json.dumps(p, sort_keys=True) for p in rep["pcrs"]}) == 1
     assert rep["pcrs"][0] == summary["pcrs"]
+
+
+def test_measure_cli_on_a_build_folder(
+    notebook: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build = package_notebook(notebook, tmp_path / "out")
+    assert main(["measure", str(build.build_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {k: out[k] for k in ("0", "1", "2")} == {str(i): v.hex() for i, v in build.pcrs.items()}
+    (build.paths.kernel).unlink()
+    assert main(["measure", str(build.build_dir)]) == 3

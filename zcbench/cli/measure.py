@@ -15,7 +15,8 @@ def register(sub: Any) -> None:
         help="compute PCR0/1/2/8 of an EIF as nitro-cli does",
         description=(
             "Read an Enclave Image Format file (v2-v4), check its header, sections and CRC, and "
-            "print PCR0, PCR1, PCR2 (and PCR8 when the image is signed) as lowercase hex."
+            "print PCR0, PCR1, PCR2 (and PCR8 when the image is signed) as lowercase hex. Given "
+            "a build folder instead, measure its local image sections the same way."
         ),
     )
     parser.add_argument(
@@ -36,6 +37,17 @@ def _measure(args: argparse.Namespace) -> int:
     from zcbench.nitro.eif import format_pcrs, measure_eif_file
 
     path = Path(args.eif)
+    if path.is_dir():
+        from zcbench.packager import measure_local_image
+
+        pcrs = format_pcrs(measure_local_image(path))
+        if args.json:
+            print(json.dumps({**pcrs, "image": "zcbench-local"}, sort_keys=True))
+        else:
+            print(f"{path}: zcbench local image (kernel, cmdline, ramdisk0, ramdisk1)")
+            for index, value in pcrs.items():
+                print(f"PCR{index}: {value}")
+        return 0
     if not path.is_file():
         raise UsageError(f"{path}: no such file; pass the .eif that nitro-cli build-enclave wrote")
     m = measure_eif_file(path)

@@ -272,7 +272,7 @@ def _unwrap(data: bytes, key: rsa.RSAPrivateKey) -> bytes:
         raise _Fail
     (enveloped_node,) = _expect(content_info[1], 0xA0, 1)
     env = _expect(enveloped_node, _SEQ, 3)  # no originatorInfo, no unprotectedAttrs
-    if _small_int(env[0]) not in (0, 2):
+    if _small_int(env[0]) != 2:  # version 2 with a subjectKeyIdentifier recipient (RFC 5652)
         raise _Fail
     (recipient,) = _expect(env[1], _SET, 1)
     rinfo = _expect(recipient, _SEQ, 4)
