@@ -290,3 +290,36 @@ def test_measure_cli_on_a_build_folder(
     assert {k: out[k] for k in ("0", "1", "2")} == {str(i): v.hex() for i, v in build.pcrs.items()}
     (build.paths.kernel).unlink()
     assert main(["measure", str(build.build_dir)]) == 3
+
+
+def test_rendered_enclave_templates(notebook: Path, tmp_path: Path) -> None:
+    build = package_notebook(notebook, tmp_path / "out", source_date_epoch=1_650_000_000)
+    dockerfile = build.paths.dockerfile.read_text()
+    assert "FROM python:3.11-slim-bookworm@sha256:" in dockerfile
+    assert "SOURCE_DATE_EPOCH=1650000000" in dockerfile
+    assert "pip install --require-hashes" in dockerfile
+    assert "COPY bundle.tar" in dockerfile
+    assert "$" not in dockerfile.replace("${", "")  # every placeholder was filled
+    entry = build.paths.entrypoint.read_text()
+    assert "exec python -m zcbench.enclave --vsock 5005 --bundle /zcbench" in entry
+    assert build.paths.entrypoint.stat().st_mode & 0o777 == 0o755
+    kernel = json.loads(build.paths.kernel.read_text())
+    assert kernel["entrypoint"] == ["python", "-m", "zcbench.enclave"]
+    with pytest.raises(EnvError, match="template"):
+        package_notebook(notebook, tmp_path / "o", templates_dir=tmp_path / "none")
+
+
+def test_load_build_detects_bundle_and_manifest_edits(notebook: Path, tmp_path: Path) -> None:
+    build = package_notebook(notebook, tmp_path / "out")
+    original = build.paths.bundle.read_bytes()
+    build.paths.bundle.write_bytes(original + bytes(512))
+    with pytest.raises(VerificationError) as info:
+        load_build(build.build_dir)
+    assert info.value.check == "bundle_sha256"
+    build.paths.bundle.write_bytes(original)
+    manifest = json.loads(build.paths.manifest.read_text())
+    manifest["batching"] = {"count": 1}
+    build.paths.manifest.write_text(json.dumps(manifest))
+    with pytest.raises(VerificationError) as info:
+        load_build(build.build_dir)
+    assert info.value.check == "manifest"
