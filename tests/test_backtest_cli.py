@@ -102,3 +102,14 @@ def test_unwritable_out_is_an_environment_error(
     argv = ["backtest", "--synthetic", "--duration", "0.2", "--out", str(blocker / "sub")]
     assert main(argv) == 3
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_synthetic_settings_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"symbols": ["X", "Y"], "rate": 4000.0, "duration_s": 0.5}))
+    argv = ["backtest", "--synthetic-config", str(settings), "--json"]
+    doc = _json(capsys, argv)
+    assert doc["n_events"] == 2000
+    assert doc["data"]["synthetic"]["symbols"] == ["X", "Y"]  # type: ignore[index]
+    doc = _json(capsys, [*argv, "--duration", "1"])
+    assert doc["n_events"] == 4000

@@ -87,3 +87,18 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
 def test_bad_config_is_usage_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(UsageError):
         SyntheticConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_committed_settings_file_is_the_default(tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parents[1] / "data" / "synthetic.json"
+    assert SyntheticConfig.from_file(data) == SyntheticConfig()
+    assert SyntheticConfig.from_dict(SMALL.to_dict()) == SMALL
+    with pytest.raises(UsageError, match="unknown settings"):
+        SyntheticConfig.from_dict({"speed": 1})
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(UsageError, match="JSON object"):
+        SyntheticConfig.from_file(bad)
+    bad.write_text("{")
+    with pytest.raises(UsageError, match="not a readable JSON"):
+        SyntheticConfig.from_file(bad)

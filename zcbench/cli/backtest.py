@@ -28,10 +28,15 @@ def register(sub: Any) -> None:
     src.add_argument("--data", metavar="PATH", help="event or daily OHLCV file (.csv, .parquet)")
     src.add_argument("--synthetic", action="store_true", help="seeded synthetic ticks")
     p.add_argument("--symbol", help="symbol for an OHLCV file (default: from its name)")
+    src.add_argument(
+        "--synthetic-config",
+        metavar="JSON",
+        help="seeded synthetic ticks from a settings file (e.g. data/synthetic.json)",
+    )
     p.add_argument("--seed", type=int, default=7, help="synthetic: seed (default 7)")
-    p.add_argument("--rate", type=float, default=20_000.0, help="synthetic: events/s (20000)")
-    p.add_argument("--duration", type=float, default=10.0, help="synthetic: seconds (10)")
-    p.add_argument("--symbols", default="AAA,BBB,CCC", help="synthetic: comma-separated")
+    p.add_argument("--rate", type=float, help="synthetic: events/s (default 20000)")
+    p.add_argument("--duration", type=float, help="synthetic: seconds (default 10)")
+    p.add_argument("--symbols", help="synthetic: comma-separated (default AAA,BBB,CCC)")
     p.add_argument(
         "--strategy",
         help="example strategy name (default: ma_crossover for bars, order_flow_imbalance "
@@ -86,9 +91,16 @@ def run(args: argparse.Namespace) -> int:
     from zcbench.strategy import make_strategy
 
     source: dict[str, Any]
-    if args.synthetic:
-        symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
-        cfg = SyntheticConfig(symbols=symbols, rate=args.rate, duration_s=args.duration)
+    if args.synthetic or args.synthetic_config:
+        base = SyntheticConfig.from_file(args.synthetic_config) if args.synthetic_config else None
+        settings = base.to_dict() if base else {}
+        if args.symbols is not None:
+            settings["symbols"] = [s.strip() for s in args.symbols.split(",") if s.strip()]
+        if args.rate is not None:
+            settings["rate"] = args.rate
+        if args.duration is not None:
+            settings["duration_s"] = args.duration
+        cfg = SyntheticConfig.from_dict(settings)
         events = generate_ticks(cfg, seed=args.seed)
         source = {"synthetic": cfg.to_dict(), "seed": args.seed}
     else:

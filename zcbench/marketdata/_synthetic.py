@@ -21,7 +21,8 @@ seed gives the same events on every machine and the generator runs at millions o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,32 @@ class SyntheticConfig:
         out = asdict(self)
         out["symbols"] = list(self.symbols)
         return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SyntheticConfig:
+        """A configuration from plain values (as :meth:`to_dict` or a JSON file gives them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"SyntheticConfig: unknown settings {unknown}; known: {sorted(known)}")
+        given = dict(values)
+        if "symbols" in given:
+            given["symbols"] = tuple(given["symbols"])
+        try:
+            return cls(**given)
+        except TypeError as exc:
+            raise UsageError(f"SyntheticConfig: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SyntheticConfig:
+        """A configuration from a JSON file of settings (unset ones keep their defaults)."""
+        try:
+            values = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: not a readable JSON file ({exc})") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"{path}: expected a JSON object of settings")
+        return cls.from_dict(values)
 
     @property
     def n_events(self) -> int:
