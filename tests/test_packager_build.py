@@ -323,3 +323,26 @@ def test_load_build_detects_bundle_and_manifest_edits(notebook: Path, tmp_path: 
     with pytest.raises(VerificationError) as info:
         load_build(build.build_dir)
     assert info.value.check == "manifest"
+
+
+@pytest.mark.slow
+def test_reproducibility_check_reports_differences(notebook: Path, tmp_path: Path) -> None:
+    from zcbench.packager import BUILD_VARIANTS, check_reproducible, verify_reproducible
+
+    other = package_notebook(notebook, tmp_path / "other", source_date_epoch=99)
+    report = check_reproducible(
+        notebook, reference_dir=other.build_dir, source_date_epoch=0, variants=BUILD_VARIANTS[:1]
+    )
+    assert not report.identical
+    assert "bundle.tar" in report.differences
+    assert "commitment.json" in report.differences
+    assert "nitro/Dockerfile" in report.differences
+    assert report.pcrs[0] != report.pcrs[1]
+    with pytest.raises(VerificationError) as info:
+        verify_reproducible(
+            notebook,
+            reference_dir=other.build_dir,
+            source_date_epoch=0,
+            variants=BUILD_VARIANTS[:1],
+        )
+    assert info.value.check == "reproducible"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from zcbench.errors import EnvError, VerificationError
+from zcbench.progress import progress
 
 __all__ = [
     "BUILD_VARIANTS",
@@ -146,7 +147,7 @@ def check_reproducible(
     if reference_dir is not None:
         builds.append(("reference", Path(reference_dir), None))
     with tempfile.TemporaryDirectory(prefix="zcbench-repro-") as tmp:
-        for variant in variants:
+        for variant in progress(variants, total=len(variants), desc="reproducibility builds"):
             out, summary = _build_in_child(nb, Path(tmp), variant, package_args, python)
             builds.append((variant.label, out, summary))
         trees = [_files(path) for _label, path, _s in builds]
