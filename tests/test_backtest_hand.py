@@ -177,3 +177,11 @@ def test_bad_config_is_usage_error() -> None:
             BacktestConfig(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(UsageError):
         make_strategy(Scripted, {"bogus": 1})
+
+
+def test_absurd_quantity_is_a_data_error_not_an_overflow() -> None:
+    from zcbench.errors import DataError
+
+    plan: Plan = ((0, "X", "buy", 10**15, None),)
+    with pytest.raises(DataError, match="signal 0 of batch 0"):
+        run_backtest(Scripted(ScriptParams(plan=plan)), _events(), CONFIG)

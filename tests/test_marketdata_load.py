@@ -175,3 +175,15 @@ def test_mistyped_parquet_column_is_named(tmp_path: Path) -> None:
     with pytest.raises(MarketDataError) as info:
         load_events(tmp_path / "g.parquet")
     assert info.value.column in ("price", "size")
+
+
+def test_parquet_timestamps_become_nanoseconds(tmp_path: Path) -> None:
+    import datetime as dt
+
+    when = [dt.datetime(2024, 1, 2, 9, 30), dt.datetime(2024, 1, 2, 9, 31)]
+    frame = pl.DataFrame(
+        {"ts": when, "symbol": ["A", "A"], "kind": ["trade"] * 2, "price": [10, 11], "size": [1, 2]}
+    )
+    frame.write_parquet(tmp_path / "t.parquet")
+    events = load_events(tmp_path / "t.parquet")
+    assert events.get_column("ts").to_list() == [1_704_187_800 * 10**9, 1_704_187_860 * 10**9]

@@ -20,7 +20,7 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
-from zcbench.errors import UsageError
+from zcbench.errors import DataError, UsageError
 from zcbench.strategy import PRICE_SCALE
 
 __all__ = ["FillModel", "Ledger", "book"]
@@ -28,6 +28,7 @@ __all__ = ["FillModel", "Ledger", "book"]
 FILLED: Final = "filled"
 NO_NEXT_EVENT: Final = "no_next_event"
 LIMIT: Final = "limit_not_reached"
+_MAX_NOTIONAL: Final = 2**53  # int64 ledgers, with room for sums; ~9e11 currency units
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,12 @@ def book(
                 out["status"] = LIMIT
             else:
                 notional = price * sig["quantity"]
+                if notional > _MAX_NOTIONAL:
+                    raise DataError(
+                        f"signal {sig['idx']} of batch {sig['seq']}: {sig['quantity']} units at "
+                        f"{price} ticks exceeds the largest notional the ledger holds "
+                        f"({_MAX_NOTIONAL} ticks)"
+                    )
                 out.update(
                     status=FILLED,
                     fill_row=int(rows[j]),

@@ -142,6 +142,8 @@ def _as_int(series: pl.Series, source: str) -> pl.Series:
         return parsed
     if dtype.is_integer():
         return series.cast(pl.Int64)
+    if isinstance(dtype, pl.Datetime):  # a parquet timestamp: nanoseconds since the epoch, UTC
+        return series.dt.cast_time_unit("ns").cast(pl.Int64)
     if dtype.is_float():
         bad = _first_row(series.is_nan() | (series.floor() != series))
         if bad is not None:
