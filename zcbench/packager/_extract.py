@@ -111,6 +111,8 @@ class LintProblem:
     message: str
 
     def __str__(self) -> str:
+        if self.cell < 0:  # about the notebook as a whole
+            return f"{self.notebook}: {self.message}"
         return f"{self.notebook}: cell {self.cell}, line {self.line}: {self.message}"
 
 
