@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import struct
 import zlib
@@ -231,3 +232,15 @@ def test_measure_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["measure", str(bad)]) == 1
     assert "bad.eif" in capsys.readouterr().err
     assert main(["measure", str(tmp_path / "missing.eif")]) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=700),
+    st.integers(min_value=0, max_value=len(GOOD)),
+    st.integers(min_value=0, max_value=64),
+)
+def test_arbitrary_bytes_only_ever_raise_eif_error(junk: bytes, cut: int, extra: int) -> None:
+    for data in (junk, GOOD[:cut] + junk[:extra], b".eif" + junk, _fix_crc(bytearray(GOOD[:cut]))):
+        with contextlib.suppress(EifError):
+            measure_eif(data)
