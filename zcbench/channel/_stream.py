@@ -10,6 +10,7 @@ and a body is read into one buffer of exactly its declared length.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 from typing import Protocol
@@ -91,6 +92,19 @@ class Connection:
             raise FrameError(self._closed or "", code="oversize", fatal=True)
         body = self._read_exact(length, at_boundary=False)
         return decode_body(body)
+
+    def ready(self) -> bool:
+        """True when some bytes of a next frame have arrived (recv would not wait for them)."""
+        if self._closed is not None:
+            return True  # recv answers at once: ChannelClosed
+        probe = getattr(self._stream, "ready", None)
+        if callable(probe):
+            return bool(probe())
+        fileno = getattr(self._stream, "fileno", None)
+        if not callable(fileno):
+            return False
+        readable, _, _ = select.select([fileno()], [], [], 0)
+        return bool(readable)
 
     def reject(self, error: FrameError, seq: int | None = None) -> None:
         """Answer a bad frame with an error frame (best effort: the peer may be gone)."""

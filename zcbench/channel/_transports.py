@@ -193,6 +193,10 @@ class MemoryStream:
             del self._inbox[:k]
             return k
 
+    def ready(self) -> bool:
+        with self._cond:
+            return bool(self._inbox) or self._eof
+
     def sendall(self, data: bytes, /) -> None:
         peer = self.peer
         if peer is None or self._eof:

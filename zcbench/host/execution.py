@@ -109,7 +109,8 @@ class ExecutionLayer:
     limits: RiskLimits = field(default_factory=RiskLimits)
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
-    last_price: dict[str, int] = field(default_factory=dict)
+    _prices: dict[str, int] = field(default_factory=dict)
+    _unpriced: list[pl.DataFrame] = field(default_factory=list)
     killed: str | None = None
     _recent: collections.deque[int] = field(default_factory=collections.deque)
     _rows: list[dict[str, Any]] = field(default_factory=list)
@@ -125,10 +126,25 @@ class ExecutionLayer:
             self.killed = reason
 
     def on_market(self, events: pl.DataFrame) -> None:
-        """Update last prices from a batch of events (full schema or any subset with prices)."""
+        """Note a batch of market events (any columns among symbol, price, bid, ask, close).
+
+        Prices are worked out lazily, when an order or the PnL needs them: most batches carry
+        no signal, and one pass over many batches is much cheaper than one per batch.
+        """
+        if "symbol" in events.columns and events.height:
+            self._unpriced.append(events)
+
+    @property
+    def last_price(self) -> dict[str, int]:
+        """The last market price (ticks) seen per symbol."""
+        if self._unpriced:
+            frames, self._unpriced = self._unpriced, []
+            for frame in _same_columns(frames):
+                self._absorb(frame)
+        return self._prices
+
+    def _absorb(self, events: pl.DataFrame) -> None:
         cols = set(events.columns)
-        if "symbol" not in cols or events.height == 0:
-            return
         exprs: list[pl.Expr] = []
         if "price" in cols:
             exprs.append(pl.col("price"))
@@ -140,18 +156,19 @@ class ExecutionLayer:
             return
         last = (
             events.select(pl.col("symbol"), pl.coalesce(exprs).alias("px"))
-            .drop_nulls()
+            .filter(pl.col("px") > 0)
             .group_by("symbol", maintain_order=True)
             .last()
         )
         for symbol, px in last.iter_rows():
-            if px > 0:
-                self.last_price[symbol] = px
+            self._prices[symbol] = px
 
     def act(self, verified: VerifiedSignals, *, now_ns: int) -> list[OrderResult]:
         """Place (on paper) every signal of a verified batch, in order, under the risk limits."""
         if not isinstance(verified, VerifiedSignals):
             raise UsageError("the execution layer acts only on VerifiedSignals from the log")
+        if not verified.signals:
+            return []
         return [self._place(verified.seq, verified.out_index, s, now_ns) for s in verified.signals]
 
     def _place(self, seq: int, log_index: int, s: Signal, now_ns: int) -> OrderResult:
@@ -197,7 +214,8 @@ class ExecutionLayer:
             return f"position would be {after}, limit {lim.max_position}"
         if s.quantity * px > lim.max_notional:
             return f"order notional {s.quantity * px} over {lim.max_notional}"
-        gross = sum(abs(q) * self.last_price.get(sym, 0) for sym, q in self.positions.items())
+        prices = self.last_price
+        gross = sum(abs(q) * prices.get(sym, 0) for sym, q in self.positions.items())
         gross += abs(after) * px - abs(self.positions.get(s.symbol, 0)) * px
         if gross > lim.max_notional:
             return f"gross notional would be {gross}, limit {lim.max_notional}"
@@ -236,7 +254,8 @@ class ExecutionLayer:
 
     def pnl(self) -> int:
         """Mark-to-market PnL in ticks × units: cash plus positions at the last prices."""
-        return self.cash + sum(q * self.last_price.get(sym, 0) for sym, q in self.positions.items())
+        prices = self.last_price
+        return self.cash + sum(q * prices.get(sym, 0) for sym, q in self.positions.items())
 
     def counts(self) -> dict[str, int]:
         """How many journal rows of each event kind."""
@@ -250,3 +269,17 @@ class ExecutionLayer:
         """Write the journal as parquet (``run/journal.parquet``)."""
         self.journal().write_parquet(path)
         return path
+
+
+def _same_columns(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    """Consecutive frames with the same columns concatenated, order kept."""
+    out: list[pl.DataFrame] = []
+    run: list[pl.DataFrame] = []
+    for frame in frames:
+        if run and frame.columns != run[0].columns:
+            out.append(pl.concat(run))
+            run = []
+        run.append(frame)
+    if run:
+        out.append(pl.concat(run))
+    return out

@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 _DONE: Final = object()
+_MAX_GROUP: Final = 64
 
 
 class EnclaveImage(Protocol):
@@ -486,6 +487,7 @@ class _Pipeline:
         self.send_error: str | None = None
         self.batches = self.events = self.signals = 0
         self.freshness: list[int] = []
+        self.held: object | None = None
         self.order = threading.Lock()  # what goes in flight is sent in the same order
         self.rtt: list[int] = []  # ingest sent -> its signals received, ns
         self.sent_ns: dict[int, int] = {}
@@ -552,9 +554,20 @@ class _Pipeline:
                 continue
         return False
 
+    def _next_item(self, *, wait: bool) -> object | None:
+        if self.held is not None:
+            item, self.held = self.held, None
+            return item
+        if wait:
+            return self.inflight.get()
+        try:
+            return self.inflight.get_nowait()
+        except queue.Empty:
+            return None
+
     def _receive_all(self) -> tuple[str, str]:
         while True:
-            item = self.inflight.get()
+            item = self._next_item(wait=True)
             if item is _DONE:
                 if self.send_error is not None:
                     return self._ended_by_enclave(self.send_error)
@@ -564,22 +577,41 @@ class _Pipeline:
             if isinstance(item, _Attest):
                 self._answer(item)
                 continue
-            assert isinstance(item, tuple)
-            seq, data, pb = item
-            reply = self._reply(seq)
-            sent = self.sent_ns.pop(seq, None)
-            if sent is not None:
-                self.rtt.append(time.perf_counter_ns() - sent)
-            if reply.type == "error":
-                code = reply["code"]
-                status = "strategy_failed" if code == "strategy" else "enclave_error"
-                raise _RunFailed(status, f"enclave refused batch {seq}: {reply['reason']}")
-            if reply.type != "signals" or reply["seq"] != seq:
-                raise _RunFailed("enclave_error", f"expected signals for batch {seq}")
-            verified = self.log.commit(
-                seq, data, reply["signals"], reply["records"], reply["checkpoint"]
-            )
+            group: list[ProxyBatch] = []
+            try:
+                group.append(self._stage(item))
+                # group commit: take every reply that is already here, then one durable write
+                while len(group) < _MAX_GROUP and self.conn.ready():
+                    nxt = self._next_item(wait=False)
+                    if not isinstance(nxt, tuple):
+                        self.held = nxt
+                        break
+                    group.append(self._stage(nxt))
+            except _RunFailed:
+                self._commit(group)  # what was verified before the failure still counts
+                raise
+            self._commit(group)
+
+    def _commit(self, group: list[ProxyBatch]) -> None:
+        for verified, pb in zip(self.log.flush(), group, strict=True):
             self._act(verified, pb)
+
+    def _stage(self, item: object) -> ProxyBatch:
+        assert isinstance(item, tuple)
+        seq, data, pb = item
+        reply = self._reply(seq)
+        sent = self.sent_ns.pop(seq, None)
+        if sent is not None:
+            self.rtt.append(time.perf_counter_ns() - sent)
+        if reply.type == "error":
+            code = reply["code"]
+            status = "strategy_failed" if code == "strategy" else "enclave_error"
+            raise _RunFailed(status, f"enclave refused batch {seq}: {reply['reason']}")
+        if reply.type != "signals" or reply["seq"] != seq:
+            raise _RunFailed("enclave_error", f"expected signals for batch {seq}")
+        self.log.stage(seq, data, reply["signals"], reply["records"], reply["checkpoint"])
+        assert isinstance(pb, ProxyBatch)
+        return pb
 
     def attest(self, nonce: bytes, timeout: float) -> bytes:
         request = _Attest(nonce)

@@ -5,7 +5,9 @@ log key. The writer checks that the IN record holds exactly the batch the host s
 OUT record holds exactly the signals in the reply, appends both records to the store and syncs
 them, recomputes the tree root over its own copy of the log state (independently of the store),
 verifies the checkpoint signature under the attested key with that size and root, then stores
-the checkpoint (fsynced). Only then does it hand out
+the checkpoint (fsynced). Replies that are already waiting are staged together and made durable
+with one fsync for their records and one for the newest checkpoint (group commit; every
+checkpoint is still verified). Only then does it hand out
 :class:`~zcbench.host.execution.VerifiedSignals`: log before act. It never holds the enclave's
 signing key.
 
@@ -21,7 +23,7 @@ from zcbench.auditlog.records import Record, decode_record
 from zcbench.auditlog.storage import LogStore
 from zcbench.errors import VerificationError
 from zcbench.host.execution import VerifiedSignals
-from zcbench.strategy import decode_signals
+from zcbench.strategy import Signal, decode_signals
 
 __all__ = ["HostLog"]
 
@@ -40,6 +42,7 @@ class HostLog:
         self._range = CompactRange()
         self.durable_size = 0
         self.last_checkpoint: bytes | None = None
+        self._staged: list[tuple[int, int, tuple[Signal, ...], bytes]] = []
 
     @property
     def size(self) -> int:
@@ -61,7 +64,17 @@ class HostLog:
     def commit(
         self, seq: int, batch: bytes, signals: bytes, records: list[bytes], checkpoint: bytes
     ) -> VerifiedSignals:
-        """Store one batch's records and checkpoint after checking them; the signals to act on."""
+        """:meth:`stage` one batch and :meth:`flush`: its signals, once durable and verified."""
+        self.stage(seq, batch, signals, records, checkpoint)
+        [verified] = self.flush()
+        return verified
+
+    def stage(
+        self, seq: int, batch: bytes, signals: bytes, records: list[bytes], checkpoint: bytes
+    ) -> None:
+        """Check one batch's records, append them (not yet durable), recompute the root and
+        verify the enclave's checkpoint over it. Nothing staged may be acted on before
+        :meth:`flush`."""
         if len(records) != 2:
             raise VerificationError(
                 f"batch {seq}: expected an IN and an OUT record, got {len(records)}",
@@ -83,9 +96,32 @@ class HostLog:
                 f"batch {seq}: the OUT record does not hold the signals in the reply",
                 check="out_body",
             )
-        decoded = decode_signals(signals)
-        self._write(records, checkpoint)
-        return VerifiedSignals(seq, first + 1, self.durable_size, tuple(decoded))
+        decoded = tuple(decode_signals(signals))
+        self._store.append(records)
+        for raw in records:
+            self._range.append(leaf_hash(raw))
+        try:
+            self._check(checkpoint)
+        except VerificationError:
+            self._salvage()
+            raise
+        self._staged.append((seq, first + 1, decoded, checkpoint))
+
+    def flush(self) -> list[VerifiedSignals]:
+        """Make everything staged durable (one fsync for the records, one for the newest
+        checkpoint: group commit) and release the staged batches' signals, in order."""
+        if not self._staged:
+            return []
+        self._store.sync()
+        note = self._staged[-1][3]
+        self._store.add_checkpoint(note)
+        self.durable_size = self._range.size
+        self.last_checkpoint = note
+        staged, self._staged = self._staged, []
+        return [
+            VerifiedSignals(seq, out_index, self.durable_size, signals)
+            for seq, out_index, signals, _ in staged
+        ]
 
     def _expect(self, record: Record, index: int, kind: str, seq: int) -> None:
         if (record.index, record.kind, record.seq) != (index, kind, seq):
@@ -96,11 +132,7 @@ class HostLog:
                 actual=f"index {record.index}, kind {record.kind}, seq {record.seq}",
             )
 
-    def _write(self, records: list[bytes], checkpoint: bytes) -> None:
-        self._store.append(records)
-        for raw in records:
-            self._range.append(leaf_hash(raw))
-        self._store.sync()  # the records are durable, whatever the checkpoint turns out to be
+    def _check(self, checkpoint: bytes) -> None:
         root = self._range.root()
         cp = verify_checkpoint(checkpoint, self._public_key, self.origin)
         if cp.size != self._range.size or cp.root != root:
@@ -110,6 +142,22 @@ class HostLog:
                 expected=f"size {self._range.size} root {root.hex()}",
                 actual=f"size {cp.size} root {cp.root.hex()}",
             )
+
+    def _salvage(self) -> None:
+        # What was received stays on disk; the newest good checkpoint is stored only if it
+        # covers everything written, else the records after it remain an uncommitted tail.
+        self._store.sync()
+        good, self._staged = self._staged, []
+        if good and self._store.size == good[-1][1] + 1:
+            self._store.add_checkpoint(good[-1][3])
+            self.durable_size = self._store.size
+
+    def _write(self, records: list[bytes], checkpoint: bytes) -> None:
+        self._store.append(records)
+        for raw in records:
+            self._range.append(leaf_hash(raw))
+        self._store.sync()
+        self._check(checkpoint)
         self._store.add_checkpoint(checkpoint)
         self.durable_size = self._range.size
         self.last_checkpoint = checkpoint
