@@ -1,0 +1,112 @@
+"""The host log writer: records checked against what the host sent, roots recomputed,
+checkpoints verified under the attested key, group commit, and nothing released on a failure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from zcbench.auditlog.records import encode_record
+from zcbench.auditlog.storage import LogStore
+from zcbench.enclave import EnclaveRuntime
+from zcbench.errors import VerificationError
+from zcbench.host import HostLog
+from zcbench.nitro import DevCA, NsmEmulator
+from zcbench.strategy import Batch, Signal, Strategy, encode_batch
+
+NOW = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
+PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
+
+
+@dataclasses.dataclass(frozen=True)
+class P:
+    pass
+
+
+class Buy(Strategy):
+    name = "buy"
+    params_type = P
+    input_fields = ("price",)
+
+    def on_batch(self, batch: Batch) -> Sequence[Signal]:
+        return [Signal("AAA", "buy", batch.seq + 1)]
+
+
+def _batch(seq: int) -> bytes:
+    events = pl.DataFrame({"ts": [seq], "symbol": ["AAA"], "price": [100]})
+    return encode_batch(Batch(seq, events))
+
+
+def _setup(tmp_path: Path) -> tuple[EnclaveRuntime, HostLog, LogStore]:
+    nsm = NsmEmulator(pcrs=PCRS, ca=DevCA.load_or_create(now=NOW), clock=lambda: NOW)
+    rt = EnclaveRuntime(Buy(P()), nsm, pcr0=PCRS[0])
+    booted = rt.boot("run-1")
+    store = LogStore.create(tmp_path / "log")
+    log = HostLog(store, booted["public_key"], booted["origin"])
+    log.open(booted["record"], booted["checkpoint"], booted["document"])
+    return rt, log, store
+
+
+def _stage(rt: EnclaveRuntime, log: HostLog, seq: int) -> None:
+    r = rt.ingest(seq, _batch(seq))
+    log.stage(seq, _batch(seq), r["signals"], r["records"], r["checkpoint"])
+
+
+def test_group_commit_releases_in_order_only_after_flush(tmp_path: Path) -> None:
+    rt, log, store = _setup(tmp_path)
+    for seq in range(3):
+        _stage(rt, log, seq)
+    assert store.acknowledged == 1  # staged is not durable
+    assert log.durable_size == 1
+    released = log.flush()
+    assert [v.seq for v in released] == [0, 1, 2]
+    assert [v.out_index for v in released] == [2, 4, 6]
+    assert all(v.checkpoint_size == 7 for v in released)
+    assert [v.signals[0].quantity for v in released] == [1, 2, 3]
+    assert store.acknowledged == 7
+    assert store.checkpoints[-1].size == 7
+    assert log.flush() == []
+    store.close()
+
+
+def test_a_batch_other_than_the_one_sent_is_refused(tmp_path: Path) -> None:
+    rt, log, store = _setup(tmp_path)
+    r = rt.ingest(0, _batch(0))
+    with pytest.raises(VerificationError) as exc:
+        log.stage(0, _batch(1), r["signals"], r["records"], r["checkpoint"])
+    assert exc.value.check == "in_body"
+    with pytest.raises(VerificationError) as exc:
+        log.stage(0, _batch(0), b"\xa0", r["records"], r["checkpoint"])
+    assert exc.value.check == "out_body"
+    store.close()
+
+
+def test_checkpoint_over_other_records_is_refused_and_nothing_released(tmp_path: Path) -> None:
+    rt, log, store = _setup(tmp_path)
+    _stage(rt, log, 0)
+    r = rt.ingest(1, _batch(1))
+    forged_in = encode_record(index=3, kind="in", seq=1, body=_batch(1), time_ns=1)
+    with pytest.raises(VerificationError) as exc:
+        log.stage(1, _batch(1), r["signals"], [forged_in, r["records"][1]], r["checkpoint"])
+    assert exc.value.check == "checkpoint_root"
+    assert log.flush() == []  # not even the good batch 0: the run is stopping
+    assert store.acknowledged == store.size == 5  # kept on disk, as an uncommitted tail
+    assert store.checkpoints[-1].size == 1
+    store.close()
+
+
+def test_checkpoint_signed_by_another_key_is_refused(tmp_path: Path) -> None:
+    rt, log, store = _setup(tmp_path)
+    other, _, other_store = _setup(tmp_path / "other")
+    r = rt.ingest(0, _batch(0))
+    forged = other.ingest(0, _batch(0))["checkpoint"]
+    with pytest.raises(VerificationError):
+        log.stage(0, _batch(0), r["signals"], r["records"], forged)
+    assert log.flush() == []
+    store.close()
+    other_store.close()
