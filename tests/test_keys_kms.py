@@ -106,3 +106,29 @@ def test_key_policy_statement() -> None:
     assert condition == {"kms:RecipientAttestation:ImageSha384": pcr0.hex()}
     with pytest.raises(ValueError, match="not all zero"):
         kms_key_policy_statement(principal_arn="a", pcr0=bytes(48))
+
+
+def test_packaging_with_kms_reuses_the_data_key(kms: tuple[Any, Stubber], tmp_path: Path) -> None:
+    """A rebuild under KMS decrypts the kept blob, so the sealed bytes and PCRs repeat."""
+    from test_packager_helpers import make_notebook
+
+    from zcbench.packager import package_notebook
+
+    client, stub = kms
+    broker = KmsRecipientBroker(client, key_id=KEY_ARN, store=tmp_path / "kms")
+    notebook = make_notebook(tmp_path / "r.ipynb")
+    stub.add_response(
+        "generate_data_key",
+        {"CiphertextBlob": b"kms-blob", "Plaintext": b"\x09" * 32, "KeyId": KEY_ARN},
+        {"KeyId": KEY_ARN, "KeySpec": "AES_256"},
+    )
+    first = package_notebook(notebook, tmp_path / "a", broker=broker)
+    stub.add_response(
+        "decrypt",
+        {"Plaintext": b"\x09" * 32, "KeyId": KEY_ARN},
+        {"CiphertextBlob": b"kms-blob", "KeyId": KEY_ARN},
+    )
+    second = package_notebook(notebook, tmp_path / "b", broker=broker)
+    assert first.pcrs == second.pcrs
+    assert first.paths.payload.read_bytes() == second.paths.payload.read_bytes()
+    assert first.manifest["seal"]["key_id"] == KEY_ARN
