@@ -1,0 +1,70 @@
+"""`zcbench demo` end to end, in a fresh process, as `make demo` runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zcbench.cli import main
+
+
+@pytest.mark.slow
+def test_demo_leaves_every_artefact_and_they_reverify(
+    tmp_path: Path, zcbench_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo-out"
+    done = subprocess.run(
+        [sys.executable, "-m", "zcbench", "demo", "--out", str(out), "--duration", "2", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["simulated"] is True
+    assert result["log_classification"] == "intact"
+    assert result["run_summary"]["status"] == "completed"
+    for name in ("build/commitment.json", "run/summary.json", "attestation.cbor", "report.html"):
+        assert (out / name).is_file(), name
+    commitment = json.loads((out / "build" / "commitment.json").read_text())
+    assert set(commitment["pcrs"]) == {"0", "1", "2"}
+    assert all(len(v) == 96 and v == v.lower() for v in commitment["pcrs"].values())
+    assert result["pcrs"] == commitment["pcrs"]
+    assert "SIMULATED" in (out / "report.html").read_text()
+
+    # The artefacts re-verify with the commands the demo prints, and only under dev trust.
+    attestation = str(out / "attestation.cbor")
+    commit_file = str(out / "build" / "commitment.json")
+    assert (
+        main(
+            [
+                "verify",
+                "attestation",
+                attestation,
+                "--trust",
+                "dev",
+                "--commitment",
+                commit_file,
+                "--json",
+            ]
+        )
+        == 0
+    )
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["verified"] is True
+    assert verdict["root"] == "dev"
+    assert main(["verify", "attestation", attestation, "--commitment", commit_file]) == 1
+    assert main(["log", "verify", str(out / "run"), "--trust", "dev", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["log", "verify", str(out / "run"), "--json"]) == 1  # aws trust by default
+    assert json.loads(capsys.readouterr().out)["classification"] == "untrusted_boot"
+
+
+def test_demo_refuses_to_reuse_a_run_folder(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    assert main(["demo", "--out", str(tmp_path)]) == 2
