@@ -365,3 +365,26 @@ def test_attest_during_a_run_and_after_the_last_batch(tmp_path: Path) -> None:
         cp = verify_checkpoint(note, boot.public_key, summary.origin)
         assert 1 <= cp.size <= summary.log_size
     assert cp.size == summary.log_size  # the final document carries the last checkpoint
+
+
+def test_market_data_failure_stops_the_run_with_the_reason(tmp_path: Path) -> None:
+    events = _ticks(1.0).drop("bid")  # the strategy declared bid: the proxy cannot serve it
+    summary = run_live(
+        ModuleImage(EXAMPLE), tmp_path / "run", ReplaySource(events, BatchSpec(count=500))
+    )
+    assert summary.status == "host_error"
+    assert "market data" in summary.reason
+    assert "bid" in summary.reason
+    assert summary.orders == 0
+
+
+def test_full_queue_drops_are_counted_never_silent(tmp_path: Path) -> None:
+    events = _ticks(2.0, rate=20_000)
+    chunks = (events.slice(i, 20) for i in range(0, events.height, 20))
+    # far faster than real time into a one-batch queue: a live source cannot be held back
+    source = LiveSource(chunks, BatchSpec(count=100), rate=1e6)
+    summary = run_live(ModuleImage(EXAMPLE), tmp_path / "run", source, queue_size=1)
+    assert summary.status == "completed", summary.reason
+    assert summary.events + summary.dropped_events == events.height
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["dropped_events"] == summary.dropped_events

@@ -33,7 +33,7 @@ from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import nitro_boot_verifier
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.enclave.boot import module_image_pcrs
-from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.errors import EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host.execution import ExecutionLayer, RiskLimits
 from zcbench.host.launcher import LocalEnclave, launch_local
 from zcbench.host.logwriter import HostLog
@@ -485,6 +485,7 @@ class _Pipeline:
         self.inflight: queue.Queue[object] = queue.Queue(window)
         self.stop = threading.Event()
         self.send_error: str | None = None
+        self.source_error: str | None = None
         self.batches = self.events = self.signals = 0
         self.freshness: list[int] = []
         self.held: object | None = None
@@ -505,7 +506,7 @@ class _Pipeline:
             status, reason = exc.status, exc.reason
         except VerificationError as exc:
             status, reason = "verification_failed", str(exc)
-        except (DataError, EnvError) as exc:
+        except ZcbenchError as exc:
             status, reason = "host_error", str(exc)
         finally:
             self.active_s = time.monotonic() - t0
@@ -540,8 +541,8 @@ class _Pipeline:
                 seq += 1
         except ChannelClosed as exc:
             self.send_error = exc.reason
-        except ZcbenchError as exc:
-            self.send_error = f"proxy: {exc}"
+        except Exception as exc:  # the market-data side failed: the run stops and says why
+            self.source_error = f"market data: {type(exc).__name__}: {exc}"
         finally:
             self._put(_DONE)
 
@@ -569,6 +570,8 @@ class _Pipeline:
         while True:
             item = self._next_item(wait=True)
             if item is _DONE:
+                if self.source_error is not None:
+                    return "host_error", self.source_error
                 if self.send_error is not None:
                     return self._ended_by_enclave(self.send_error)
                 if self.user_stop.is_set():
