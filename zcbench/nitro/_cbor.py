@@ -50,39 +50,6 @@ class _Reader:
         self.data = data
         self.pos = 0
 
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if n < 0 or end > len(self.data):
-            raise CborError(f"truncated: need {n} bytes at offset {self.pos}")
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def byte(self) -> int:
-        if self.pos >= len(self.data):
-            raise CborError(f"truncated at offset {self.pos}")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def peek(self) -> int:
-        if self.pos >= len(self.data):
-            raise CborError(f"truncated at offset {self.pos}")
-        return self.data[self.pos]
-
-    def argument(self, info: int) -> int:
-        if info < 24:
-            return info
-        if info == 24:
-            return self.byte()
-        if info == 25:
-            return int(struct.unpack(">H", self.take(2))[0])
-        if info == 26:
-            return int(struct.unpack(">I", self.take(4))[0])
-        if info == 27:
-            return int(struct.unpack(">Q", self.take(8))[0])
-        raise CborError(f"reserved additional information {info} at offset {self.pos - 1}")
-
     def remaining(self) -> int:
         return len(self.data) - self.pos
 
@@ -90,13 +57,23 @@ class _Reader:
 _BREAK = object()
 
 
+_ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
 def _item(r: _Reader, depth: int) -> object:
     if depth > _MAX_DEPTH:
         raise CborError(f"nesting deeper than {_MAX_DEPTH}")
-    start = r.pos
-    initial = r.byte()
+    # The head is read inline (not through _Reader's methods): this loop is the parser's
+    # hot path, and the verifier's budget is measured against the cryptography alone.
+    data = r.data
+    start = pos = r.pos
+    if pos >= len(data):
+        raise CborError(f"truncated at offset {pos}")
+    initial = data[pos]
+    pos += 1
     major, info = initial >> 5, initial & 0x1F
     if major == 7:
+        r.pos = pos
         if info == 20:
             return False
         if info == 21:
@@ -107,6 +84,7 @@ def _item(r: _Reader, depth: int) -> object:
             return _BREAK
         raise CborError(f"unsupported simple value or float (0x{initial:02x}) at offset {start}")
     if info == 31:
+        r.pos = pos
         if major in (2, 3):
             raise CborError(f"indefinite-length string at offset {start}")
         if major == 4:
@@ -119,19 +97,33 @@ def _item(r: _Reader, depth: int) -> object:
         if major == 5:
             return _map_body(r, depth, None, start)
         raise CborError(f"indefinite length not allowed for major type {major} at offset {start}")
-    arg = r.argument(info)
-    if major == 0:
-        return arg
-    if major == 1:
-        return -1 - arg
+    if info < 24:
+        arg = info
+    else:
+        size = _ARG_BYTES.get(info)
+        if size is None:
+            raise CborError(f"reserved additional information {info} at offset {start}")
+        if pos + size > len(data):
+            raise CborError(f"truncated: need {size} bytes at offset {pos}")
+        arg = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
     if major in (2, 3):
-        raw = r.take(arg)
+        end = pos + arg
+        if end > len(data):
+            raise CborError(f"truncated: need {arg} bytes at offset {pos}")
+        raw = data[pos:end]
+        r.pos = end
         if major == 2:
             return raw
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CborError(f"text string at offset {start} is not UTF-8") from exc
+    r.pos = pos
+    if major == 0:
+        return arg
+    if major == 1:
+        return -1 - arg
     if major == 4:
         # Every item takes at least one byte: a declared count larger than what is left is a lie.
         if arg > r.remaining():

@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import hashlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -52,31 +53,106 @@ class CertificateFacts:
     ca: bool
 
 
-@dataclass(frozen=True)
+def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """One DER element at ``pos``: (tag, start of its content, end)."""
+    tag = data[pos]
+    length = data[pos + 1]
+    start = pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4:
+            raise ValueError("unsupported DER length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    end = start + length
+    if end > len(data):
+        raise ValueError("DER element overruns its container")
+    return tag, start, end
+
+
+def _raw_names(tbs: bytes) -> tuple[bytes, bytes]:
+    """The encoded issuer and subject Names of a TBSCertificate (RFC 5280 §4.1)."""
+    tag, pos, end = _tlv(tbs, 0)
+    if tag != 0x30:
+        raise ValueError("TBSCertificate is not a SEQUENCE")
+    fields: list[tuple[int, int, int]] = []
+    while pos < end and len(fields) < 6:
+        field_tag, _start, field_end = _tlv(tbs, pos)
+        fields.append((field_tag, pos, field_end))
+        pos = field_end
+    if fields and fields[0][0] == 0xA0:  # [0] version
+        fields = fields[1:]
+    # serialNumber, signature, issuer, validity, subject
+    if len(fields) < 5 or fields[2][0] != 0x30 or fields[4][0] != 0x30:
+        raise ValueError("TBSCertificate lacks issuer or subject")
+    issuer = tbs[fields[2][1] : fields[2][2]]
+    subject = tbs[fields[4][1] : fields[4][2]]
+    return issuer, subject
+
+
 class _Parsed:
-    cert: x509.Certificate
-    key: PublicKeyTypes
-    facts: CertificateFacts
+    """One parsed certificate with what the checks read, decoded once."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+        self.cert = x509.load_der_x509_certificate(der)
+        cert = self.cert
+        # cryptography decodes some fields lazily: decode each one the checks read here, so a
+        # malformed field fails now, as "certificate", never later as a stray exception.
+        self.key: PublicKeyTypes = cert.public_key()
+        _ = (cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc, cert.version)
+        _ = (cert.signature_algorithm_oid, cert.signature)
+        self.tbs = cert.tbs_certificate_bytes
+        # Chaining compares the encoded names byte for byte (stricter than RFC 5280's
+        # normalised matching, and what AWS's chains do): decoding names into Python objects
+        # is the costliest part of parsing and is left to display (``facts``).
+        self.issuer_der, self.subject_der = _raw_names(self.tbs)
+
+    @functools.cached_property
+    def facts(self) -> CertificateFacts:
+        try:
+            ca = bool(self.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        except x509.ExtensionNotFound:
+            ca = False
+        return CertificateFacts(
+            subject=_printable(lambda: self.cert.subject),
+            issuer=_printable(lambda: self.cert.issuer),
+            serial=format(self.cert.serial_number, "x"),
+            not_before=self.cert.not_valid_before_utc,
+            not_after=self.cert.not_valid_after_utc,
+            sha256=hashlib.sha256(self.der).hexdigest(),
+            ca=ca,
+        )
+
+
+def _printable(name: Callable[[], x509.Name]) -> str:
+    # Names are decoded only to be shown; one cryptography cannot render is shown as such.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return name().rfc4514_string()
+        except (ValueError, TypeError):
+            return "<name not decodable>"
 
 
 @functools.lru_cache(maxsize=256)
 def _parse_der(der: bytes) -> _Parsed:
-    # Parsing is a pure function of the bytes, so a parsed certificate (with its key object
-    # and display facts) can be shared between documents: the bundle's intermediates recur for
-    # hours. Every check still runs on every call.
+    # Parsing is a pure function of the bytes, so a parsed certificate can be shared between
+    # documents: the bundle's intermediates recur for hours. Every check still runs each call.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cert = x509.load_der_x509_certificate(der)
-        # cryptography parses some fields lazily; touch each one the checks read so a malformed
-        # field fails here, as "certificate", and never later as a stray exception.
-        _ = (cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc, cert.version)
-        _ = (cert.signature_algorithm_oid, cert.signature, cert.tbs_certificate_bytes)
-        parsed = _Parsed(cert=cert, key=cert.public_key(), facts=_facts_of(cert, der))
+        parsed = _Parsed(der)
     if caught:
         # What cryptography only warns about (a negative serial, a mis-sized name attribute)
         # RFC 5280 forbids: strict means refused.
         raise ValueError(str(caught[0].message))
     return parsed
+
+
+@functools.lru_cache(maxsize=8)
+def _root_parsed(der: bytes) -> _Parsed:
+    # Roots are few and live for the process; kept apart from the documents' certificates.
+    return _load(der, "the pinned root")
 
 
 def load_certificate(der: bytes, where: str) -> x509.Certificate:
@@ -108,22 +184,6 @@ def _load(der: bytes, where: str) -> _Parsed:
 def facts_of(der: bytes) -> CertificateFacts:
     """Display facts for the certificate ``der`` (raises ``AttestationError`` if malformed)."""
     return _load(der, "certificate").facts
-
-
-def _facts_of(cert: x509.Certificate, der: bytes) -> CertificateFacts:
-    try:
-        ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        ca = False
-    return CertificateFacts(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        serial=format(cert.serial_number, "x"),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        sha256=hashlib.sha256(der).hexdigest(),
-        ca=ca,
-    )
 
 
 def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> NoReturn:
@@ -233,18 +293,19 @@ def validate_path(
     cabundle: tuple[bytes, ...],
     root: TrustRoot,
     at: dt.datetime,
-    facts: list[CertificateFacts],
+    seen: list[bytes],
 ) -> ec.EllipticCurvePublicKey:
     """Validate the document's chain to ``root`` at ``at``; return the leaf's (P-384) key.
 
-    ``facts`` receives display facts for the document's certificates, ``cabundle`` order then
-    the leaf, once they all parse (so a failed check can still show the chain). Raises
+    ``seen`` receives the document's certificates (``cabundle`` order, then the leaf) once
+    they all parse, so a failed check can still show the chain (:func:`facts_of`). Raises
     ``AttestationError`` naming the failed check.
     """
-    bundle = [_load(der, f"cabundle[{i}]") for i, der in enumerate(cabundle)]
+    rest = [_load(der, f"cabundle[{i}]") for i, der in enumerate(cabundle[1:], start=1)]
     leaf = _load(leaf_der, "the leaf certificate")
-    facts.extend(p.facts for p in (*bundle, leaf))
     if cabundle[0] != root.der:
+        _load(cabundle[0], "cabundle[0]")  # parsed only to be shown
+        seen.extend((*cabundle, leaf_der))
         _fail(
             "root",
             f"the document's chain does not start at the pinned {root.name!r} root "
@@ -257,13 +318,14 @@ def validate_path(
             expected=root.fingerprint,
             actual=hashlib.sha256(cabundle[0]).hexdigest(),
         )
+    seen.extend((*cabundle, leaf_der))
     # From here on the pinned root stands in for the bundle's (byte-identical) copy.
     labels = [
         "pinned root",
         *(f"cabundle[{i}]" for i in range(1, len(cabundle))),
         "leaf certificate",
     ]
-    path = [_load(root.der, "the pinned root"), *bundle[1:], leaf]
+    path = [_root_parsed(root.der), *rest, leaf]
     last = len(path) - 1
     for i in range(len(path)):
         try:
@@ -283,24 +345,24 @@ def _check_certificate(
     _check_algorithm(path[i], label, signed=i > 0)
     if i > 0:
         issuer = path[i - 1]
-        if cert.issuer != issuer.cert.subject:
+        if path[i].issuer_der != issuer.subject_der:
             _fail(
                 "chain",
                 f"{label} is not issued by {labels[i - 1]} (issuer name differs)",
-                expected=issuer.facts.subject,
-                actual=path[i].facts.issuer,
+                expected=_printable(lambda: issuer.cert.subject),
+                actual=_printable(lambda: cert.issuer),
             )
         # The issuer's key is P-384 and this certificate says ecdsa-with-SHA384: both checked
         # by _check_algorithm, so the one verification below is the whole link.
         issuer_key = issuer.key
         assert isinstance(issuer_key, ec.EllipticCurvePublicKey)
         try:
-            issuer_key.verify(cert.signature, cert.tbs_certificate_bytes, _ES384)
+            issuer_key.verify(cert.signature, path[i].tbs, _ES384)
         except InvalidSignature:
             _fail(
                 "chain",
                 f"{label} is not signed by {labels[i - 1]} (the signature does not verify)",
-                expected=f"signature by {issuer.facts.subject}",
+                expected=f"signature by {_printable(lambda: issuer.cert.subject)}",
                 actual="invalid signature",
             )
     _check_validity(cert, label, at)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from zcbench.errors import UsageError
-from zcbench.nitro._chain import CertificateFacts, validate_path
+from zcbench.nitro._chain import CertificateFacts, facts_of, validate_path
 from zcbench.nitro.document import AttestationDocument, parse_document
 from zcbench.nitro.errors import AttestationError
 from zcbench.nitro.trust import load_trust_root
@@ -58,8 +58,9 @@ class VerifiedAttestation:
 
     ``root`` is ``"aws"``, ``"dev"`` or the PEM root's SHA-256; ``simulated`` is true when the
     root is the development CA (say SIMULATED wherever this is shown). ``pcrs_checked`` is false
-    only when the caller opted out with ``unsafe_skip_pcr_check``. ``chain`` lists the
-    certificates root first, leaf last.
+    only when the caller opted out with ``unsafe_skip_pcr_check``. ``chain_der`` holds the
+    document's certificates (``cabundle`` order, root first, then the leaf); ``chain`` renders
+    their display facts on demand.
     """
 
     document: AttestationDocument
@@ -69,7 +70,12 @@ class VerifiedAttestation:
     pcrs_checked: bool
     checked_pcrs: tuple[int, ...]
     at: dt.datetime
-    chain: tuple[CertificateFacts, ...]
+    chain_der: tuple[bytes, ...]
+
+    @property
+    def chain(self) -> tuple[CertificateFacts, ...]:
+        """Display facts for the document's certificates, ``cabundle`` order then the leaf."""
+        return tuple(facts_of(der) for der in self.chain_der)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class AttestationReport:
 
     On failure ``failed_check`` is the check name (see :mod:`zcbench.nitro.errors`), ``message``
     says what to do, ``expected``/``actual`` carry the compared values as text. ``document`` is
-    set when parsing succeeded; ``chain`` has what was parsed of the chain.
+    set when parsing succeeded; ``chain_der``/``chain`` the certificates, once they all parsed.
     """
 
     verified: bool
@@ -93,7 +99,12 @@ class AttestationReport:
     pcrs_checked: bool
     checked_pcrs: tuple[int, ...]
     at: dt.datetime
-    chain: tuple[CertificateFacts, ...] = field(default=())
+    chain_der: tuple[bytes, ...] = field(default=())
+
+    @property
+    def chain(self) -> tuple[CertificateFacts, ...]:
+        """Display facts for the document's certificates as far as they parsed (see above)."""
+        return tuple(facts_of(der) for der in self.chain_der)
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary (the ``--json`` output of ``zcbench verify attestation``).
@@ -302,10 +313,10 @@ def check_attestation(
     root = load_trust_root(trust)
 
     doc: AttestationDocument | None = None
-    facts: list[CertificateFacts] = []
+    seen: list[bytes] = []
     try:
         doc = parse_document(data)
-        leaf_key = validate_path(doc.certificate, doc.cabundle, root, at, facts)
+        leaf_key = validate_path(doc.certificate, doc.cabundle, root, at, seen)
         _verify_signature(doc, leaf_key)
         _check_policy(
             doc,
@@ -331,7 +342,7 @@ def check_attestation(
             pcrs_checked=False,
             checked_pcrs=(),
             at=at,
-            chain=tuple(facts),
+            chain_der=tuple(seen),
         )
     return AttestationReport(
         verified=True,
@@ -346,7 +357,7 @@ def check_attestation(
         pcrs_checked=bool(expected),
         checked_pcrs=tuple(sorted(expected)),
         at=at,
-        chain=tuple(facts),
+        chain_der=tuple(seen),
     )
 
 
@@ -398,5 +409,5 @@ def verify_attestation(
         pcrs_checked=report.pcrs_checked,
         checked_pcrs=report.checked_pcrs,
         at=report.at,
-        chain=report.chain,
+        chain_der=report.chain_der,
     )
