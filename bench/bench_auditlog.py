@@ -6,7 +6,9 @@ appends with an fsync per 1,000-event batch.
    the boot record) is verified with ``check_log``. Baseline, measured in the same run: the
    floor, a tight loop over the same bytes held in memory doing only the necessary
    cryptography — SHA-256 of each record with its 0x00 prefix, one node hash per record, one
-   Ed25519 verification per checkpoint. Target: verification at most 1.5x the floor.
+   Ed25519 verification per checkpoint. Target: verification at most 1.5x the floor. Both are
+   timed in CPU seconds of this process (other work on a shared machine inflates wall time at
+   random), alternating, best of two; wall-clock figures are printed beside them.
    (The boot document is a stand-in accepted by an injected verifier: one attestation chain
    check is a constant, not part of either loop.)
 2. Appends. ``HostLogWriter.commit`` per 1,000-event batch: append the IN and OUT records,
@@ -110,8 +112,11 @@ def build(folder: Path, batches: int, events: int) -> tuple[LogSigner, int]:
     return signer, writer.store.size
 
 
-def floor(folder: Path, signer: LogSigner) -> tuple[float, int]:
-    """The crypto floor over the log's bytes, preloaded into memory (loading is not timed)."""
+def floor(folder: Path, signer: LogSigner) -> tuple[float, float, int]:
+    """The crypto floor over the log's bytes, preloaded into memory (loading is not timed).
+
+    Returns (wall seconds, CPU seconds, records).
+    """
     records = [item.data for item in LogWalk(folder / "log", OsFileSystem()).records()]
     notes = [n for n, _ in LogWalk(folder / "log", OsFileSystem()).checkpoint_notes()[0]]
     texts = []
@@ -121,34 +126,48 @@ def floor(folder: Path, signer: LogSigner) -> tuple[float, int]:
     public_key = Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32).public_key()
     sha256 = hashlib.sha256
     node = bytes(32)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for data in records:
         leaf = sha256(b"\x00" + data).digest()
         node = sha256(b"\x01" + node + leaf).digest()
     for text, signature in texts:
         public_key.verify(signature, text)
-    return time.perf_counter() - start, len(records)
+    return time.perf_counter() - start, time.process_time() - cpu, len(records)
 
 
-def verification(batches: int, events: int) -> None:
+def verify_once(run: Path) -> tuple[float, float, int, int]:
+    """check_log over the folder: (wall seconds, CPU seconds, records, checkpoints)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    report = check_log(run, trust="bench", boot_verifier=_boot_verifier, progress=False)
+    wall, used = time.perf_counter() - start, time.process_time() - cpu
+    if report.classification != "intact":
+        sys.exit(f"verification failed: {report.message}")
+    return wall, used, report.records, report.checkpoints
+
+
+def verification(batches: int, events: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         t0 = time.perf_counter()
         signer, size = build(run, batches, events)
         print(f"built a log of {size:,} records ({batches:,} batches of {events} events) "
               f"in {time.perf_counter() - t0:.1f} s")
-        floor_s, n = floor(run, signer)
-        start = time.perf_counter()
-        report = check_log(run, trust="bench", boot_verifier=_boot_verifier, progress=False)
-        verify_s = time.perf_counter() - start
-        if report.classification != "intact" or report.records != n:
-            sys.exit(f"verification failed: {report.message}")
+        # Alternate the two and keep each one's best: the machine is shared and noisy.
+        floors, verifies = [], []
+        for _ in range(rounds):
+            floors.append(floor(run, signer))
+            verifies.append(verify_once(run))
+        f_wall, f_cpu, n = min(floors, key=lambda r: r[1])
+        v_wall, v_cpu, records, checkpoints = min(verifies, key=lambda r: r[1])
+        if records != n:
+            sys.exit(f"check_log read {records} records, the floor {n}")
         print(f"floor (SHA-256 per record, node hash per record, Ed25519 per checkpoint): "
-              f"{n / floor_s:,.0f} records/s ({floor_s:.2f} s)")
-        print(f"check_log: {n / verify_s:,.0f} records/s ({verify_s:.2f} s), "
-              f"{report.checkpoints:,} checkpoints")
-        ratio = verify_s / floor_s
-        print(f"RATIO verification time / floor time = {ratio:.2f}  (target <= 1.5: "
+              f"{n / f_cpu:,.0f} records/s (CPU {f_cpu:.2f} s, wall {f_wall:.2f} s)")
+        print(f"check_log: {n / v_cpu:,.0f} records/s (CPU {v_cpu:.2f} s, wall {v_wall:.2f} s), "
+              f"{checkpoints:,} checkpoints")
+        ratio = v_cpu / f_cpu
+        print(f"RATIO verification time / floor time = {ratio:.2f} on CPU time, "
+              f"{v_wall / f_wall:.2f} on wall time, best of {rounds}  (target <= 1.5: "
               f"{'met' if ratio <= 1.5 else 'NOT met'})")
 
 
@@ -193,10 +212,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     args = parser.parse_args()
     if args.quick:
-        verification(batches=300, events=100)
+        verification(batches=300, events=100, rounds=1)
         appends(batches=20, events=1000)
     else:
-        verification(batches=100_000, events=100)
+        verification(batches=100_000, events=100, rounds=2)
         appends(batches=500, events=1000)
 
 

@@ -23,7 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -75,9 +75,8 @@ def frame(payload: bytes, leaf: bytes | None = None) -> bytes:
     return _LEN.pack(len(payload)) + payload + leaf
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One valid frame: where it starts, its payload and leaf hash."""
+class Frame(NamedTuple):
+    """One valid frame: where it starts, its payload and leaf hash (a tuple: made per record)."""
 
     offset: int
     payload: bytes

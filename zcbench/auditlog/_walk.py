@@ -38,16 +38,22 @@ class Finding:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
 class WalkedRecord:
-    """One record in place: its bytes, leaf hash, decoded form and position on disk."""
+    """One record in place: its bytes, leaf hash, decoded form and position on disk.
 
-    index: int
-    data: bytes
-    leaf_hash: bytes
-    record: Record
-    path: Path
-    offset: int
+    A plain slotted class rather than a frozen dataclass: one is made per record read.
+    """
+
+    __slots__ = ("data", "index", "leaf_hash", "offset", "path", "record")
+
+    def __init__(self, index: int, data: bytes, leaf_hash: bytes, record: Record, path: Path,
+                 offset: int) -> None:
+        self.index = index
+        self.data = data
+        self.leaf_hash = leaf_hash
+        self.record = record
+        self.path = path
+        self.offset = offset
 
 
 class LogWalk:

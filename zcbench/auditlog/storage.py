@@ -27,6 +27,7 @@ Checkpoint *signatures* are not checked here (the store holds no key); ``verify`
 from __future__ import annotations
 
 import base64
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +134,9 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool) -> tuple[RecoveryRep
                 f"two checkpoints for size {cp.size} with different roots (at bytes "
                 f"{seen[1]} and {offset} of {CHECKPOINT_FILE}): the log forked",
             )
-    pending = sorted(by_size)
+    pending = deque(sorted(by_size))
     if pending and pending[0] == 0:
-        cp, offset = by_size[pending.pop(0)]
+        cp, offset = by_size[pending.popleft()]
         if cp.root != state.compact.root() and finding is None:
             finding = Finding(
                 "rewritten", 0, str(folder / CHECKPOINT_FILE), offset,
@@ -147,7 +148,7 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool) -> tuple[RecoveryRep
             state.compact.append(item.leaf_hash)
             state.records += 1
             while pending and pending[0] == state.records:
-                cp, offset = by_size[pending.pop(0)]
+                cp, offset = by_size[pending.popleft()]
                 if cp.root != state.compact.root():
                     finding = Finding(
                         "rewritten", good, str(item.path), item.offset,

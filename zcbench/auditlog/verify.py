@@ -28,6 +28,7 @@ survives somewhere: pass ``known_checkpoint``.
 from __future__ import annotations
 
 import base64
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,7 +370,7 @@ def _check_folder(
         known_root: bytes | None = EMPTY_ROOT if known_size == 0 else None
         compact = CompactRange()
         by_size: dict[int, Checkpoint] = {}
-        pending: list[int] = []
+        pending: deque[int] = deque()
         good = 0
         for item in progress_bar(walk.records(), desc="verifying log", enabled=show):
             if boot is None:
@@ -388,7 +389,7 @@ def _check_folder(
                 checkpoints = _verify_notes(notes, boot, cp_path)
                 counts["checkpoints"] = len(checkpoints)
                 by_size = _fork_check(checkpoints)
-                pending = sorted(s for s in by_size if s > 0)
+                pending = deque(sorted(s for s in by_size if s > 0))
                 if checkpoints:
                     latest = max(checkpoints, key=lambda c: c[0].size)
             compact.append(item.leaf_hash)
@@ -396,7 +397,7 @@ def _check_folder(
             if counts["records"] == known_size:
                 known_root = compact.root()
             while pending and pending[0] == counts["records"]:
-                cp = by_size[pending.pop(0)]
+                cp = by_size[pending.popleft()]
                 if cp.root != compact.root():
                     raise _Failure(
                         "rewritten",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zcbench.auditlog._fs import FileSystem
-from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, verify_checkpoint
+from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier, LogSigner
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.records import encode_record
 from zcbench.auditlog.storage import DEFAULT_SEGMENT_BYTES, LogStore
@@ -96,6 +96,7 @@ class HostLogWriter:
         self.store = store
         self.public_key = public_key_spki_der
         self.origin = origin
+        self._verifier = CheckpointVerifier(public_key_spki_der, origin)
 
     @classmethod
     def create(cls, folder: Path, public_key_spki_der: bytes, origin: str, *,
@@ -114,7 +115,7 @@ class HostLogWriter:
         """
         self.store.append(step.records)
         self.store.sync()
-        checkpoint = verify_checkpoint(step.checkpoint, self.public_key, self.origin)
+        checkpoint = self._verifier.verify(step.checkpoint)
         if checkpoint.size != self.store.acknowledged or checkpoint.root != self.store.root():
             raise VerificationError(
                 "the enclave's checkpoint does not match the records the host wrote",
