@@ -244,3 +244,12 @@ def test_arbitrary_bytes_only_ever_raise_eif_error(junk: bytes, cut: int, extra:
     for data in (junk, GOOD[:cut] + junk[:extra], b".eif" + junk, _fix_crc(bytearray(GOOD[:cut]))):
         with contextlib.suppress(EifError):
             measure_eif(data)
+
+
+def test_metadata_must_be_a_json_object() -> None:
+    assert measure_eif(GOOD).metadata == {"ImageName": "test"}
+    for bad in (b"not json", b"[1, 2]", b"\xff"):
+        sections = _nitro_order(R0, R1)
+        sections[2] = (SectionType.METADATA, bad)
+        with pytest.raises(EifError, match=r"section 2 .*metadata"):
+            measure_eif(write_eif(sections))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import io
+import json
 import struct
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ from zcbench.errors import DataError
 __all__ = [
     "EIF_HEADER_SIZE",
     "EIF_MAGIC",
+    "MAX_METADATA_SIZE",
     "MAX_NUM_SECTIONS",
     "MAX_SIGNATURE_SIZE",
     "PCR_EMPTY",
@@ -56,6 +58,7 @@ EIF_HEADER_SIZE: Final = 548
 SECTION_HEADER_SIZE: Final = 12
 MAX_NUM_SECTIONS: Final = 32
 MAX_SIGNATURE_SIZE: Final = 32768
+MAX_METADATA_SIZE: Final = 1 << 20
 SUPPORTED_VERSIONS: Final = (2, 3, 4)
 _HEADER: Final = struct.Struct(">4sHHQQHH32Q32QII")
 _SECTION: Final = struct.Struct(">HHQ")
@@ -114,11 +117,13 @@ class EifMeasurement:
     """What reading an EIF gives: the header, the section table and the PCRs.
 
     ``pcrs`` holds 0, 1 and 2, plus 8 when the image is signed; each value is 48 bytes.
+    ``metadata`` is the metadata section's JSON object (build facts; never measured).
     """
 
     header: EifHeader
     sections: tuple[EifSection, ...]
     pcrs: Mapping[int, bytes]
+    metadata: Mapping[str, object] | None = None
 
     @property
     def signed(self) -> bool:
@@ -210,6 +215,17 @@ def _signing_certificate_der(data: bytes, *, where: str) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _metadata(data: bytes, *, where: str) -> dict[str, object]:
+    """The metadata section: a JSON object, as nitro-cli requires (it is never measured)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EifError(f"EIF {where}: metadata section is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise EifError(f"EIF {where}: metadata section must be a JSON object")
+    return value
+
+
 def _read_exact(fp: BinaryIO, n: int, *, where: str) -> bytes:
     data = fp.read(n)
     if len(data) != n:
@@ -257,6 +273,7 @@ def measure_eif(source: bytes | BinaryIO, *, size: int | None = None) -> EifMeas
     header = _parse_header(raw)
     crc = zlib.crc32(raw[:_CRC_OFFSET])
     m = _Measurer()
+    metadata: dict[str, object] | None = None
     sections: list[EifSection] = []
     expected_offset = EIF_HEADER_SIZE
     counts: dict[SectionType, int] = dict.fromkeys(SectionType, 0)
@@ -289,8 +306,16 @@ def measure_eif(source: bytes | BinaryIO, *, size: int | None = None) -> EifMeas
             raise EifError(
                 f"EIF {where}: signature section of {ssize} bytes exceeds {MAX_SIGNATURE_SIZE}"
             )
+        if kind is SectionType.METADATA and ssize > MAX_METADATA_SIZE:
+            raise EifError(
+                f"EIF {where}: metadata section of {ssize} bytes exceeds {MAX_METADATA_SIZE}"
+            )
         crc = zlib.crc32(sraw, crc)
-        if kind is SectionType.SIGNATURE:
+        if kind is SectionType.METADATA:
+            data = _read_exact(fp, ssize, where=where)
+            crc = zlib.crc32(data, crc)
+            metadata = _metadata(data, where=where)
+        elif kind is SectionType.SIGNATURE:
             data = _read_exact(fp, ssize, where=where)
             crc = zlib.crc32(data, crc)
             m.h8 = hashlib.sha384(_signing_certificate_der(data, where=where)).digest()
@@ -315,7 +340,7 @@ def measure_eif(source: bytes | BinaryIO, *, size: int | None = None) -> EifMeas
             f"EIF header at offset 0x220: CRC32 mismatch, header says {header.crc32:08x}, "
             f"contents give {crc:08x}"
         )
-    return EifMeasurement(header, tuple(sections), m.pcrs())
+    return EifMeasurement(header, tuple(sections), m.pcrs(), metadata)
 
 
 def _check_section_counts(version: int, counts: Mapping[SectionType, int]) -> None:
