@@ -34,7 +34,8 @@ K = b"K" * 1000
 C = b"console=ttyS0"
 R0 = b"R0" * 500
 R1 = b"R1" * 700
-# shared/reference/nitro.md section 3.2 test values
+# PCRs of these sections by the algorithm of aws/aws-nitro-enclaves-image-format
+# (src/utils/eif_reader.rs: plain SHA-384 per register, then SHA384(0^48 || digest))
 PCR0 = (
     "35cc6023e8da0d124523bda5949563862dbaf0fd175db6ab"
     "61991ad6ceb9519a16b5b1e2ef84c95834ecd2dc04439f8d"

@@ -3,7 +3,8 @@
 AWS KMS answers a request that carries ``Recipient`` with ``CiphertextForRecipient``: a BER CMS
 EnvelopedData (RFC 5652) with one KeyTransRecipientInfo, RSAES-OAEP with SHA-256 wrapping a
 content key, and the secret encrypted under AES-256-CBC (aws-nitro-enclaves-sdk-c
-``include/aws/nitro_enclaves/internal/cms.h``; layout in shared/reference/nitro.md section 5).
+``include/aws/nitro_enclaves/internal/cms.h``; the layout as parsed by edgebitio/enclaver
+``crypto/cms/cms.go``).
 
 The parser here accepts exactly that shape: definite or indefinite lengths (KMS uses BER), one
 recipient, the two algorithm identifiers, the encrypted content primitive or in constructed

@@ -2,9 +2,10 @@
 
 For Nitro, AWS KMS is the key broker: the key policy's ``kms:RecipientAttestation:ImageSha384``
 condition plays the part of the local broker's PCR0 policy, and KMS itself verifies the document
-against the AWS root (shared/reference/nitro.md section 5). This adapter only shapes requests and
-answers; it holds no key material but the wrapped data-key blobs, kept per strategy next to the
-local broker's state so a rebuild can ask KMS for the same data key again and stay reproducible.
+against the AWS root (AWS KMS developer guide, "How AWS Nitro Enclaves uses AWS KMS"). This
+adapter only shapes requests and answers; it holds no key material but the wrapped data-key
+blobs, kept per strategy in the zcbench home so a rebuild can ask KMS for the same data key again
+and stay reproducible.
 """
 
 from __future__ import annotations
