@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NoReturn
 
+from zcbench.errors import UsageError
 from zcbench.nitro import _cbor
 from zcbench.nitro.errors import AttestationError
 
@@ -208,7 +209,7 @@ def parse_document(data: bytes) -> AttestationDocument:
     :func:`zcbench.nitro.verify_attestation` for that.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError("parse_document expects bytes")
+        raise UsageError(f"parse_document expects bytes, not {type(data).__name__}")
     data = bytes(data)
     if not data:
         _fail("decode", "the document is empty")
