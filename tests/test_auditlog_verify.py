@@ -313,6 +313,14 @@ def test_another_key_in_the_boot_document(tmp_path: Path) -> None:
     assert _check(built.run).classification == "bad_signature"
 
 
+def test_deleted_checkpoints_fail_closed(built: BuiltLog) -> None:
+    (built.log / CHECKPOINT_FILE).unlink()
+    report = _check(built.run)
+    assert report.classification == "corrupt"
+    assert report.entries == 0
+    assert "no signed checkpoint" in report.message
+
+
 def test_empty_or_missing_log(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert _check(tmp_path / "empty").classification == "corrupt"

@@ -429,6 +429,16 @@ def _check_folder(
         if known_checkpoint is not None:
             _match_known(known_checkpoint, boot, root_at_size=known_root,
                          records=counts["records"])
+        if counts["entries"] == 0:
+            # Fail closed: without one signed checkpoint nothing here is proven, and a deleted
+            # checkpoint file must not pass as an "uncommitted tail".
+            raise _Failure(
+                "corrupt",
+                f"no signed checkpoint covers any of the {counts['records']} records: nothing "
+                "in this log can be verified (if the writer stopped before its first "
+                "checkpoint, nothing was acted on; otherwise the checkpoints were removed)",
+                index=0, path=str(cp_path),
+            )
     except _Failure as failure:
         return report(failure.classification, failure.message, index=failure.index,
                       path=failure.path, offset=failure.offset)

@@ -112,6 +112,7 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
 
 def _origin_hint(path: Path) -> str | None:
     """The origin named by the log's first checkpoint (unverified; a lookup key only)."""
+    from zcbench.auditlog._errors import LogFormatError
     from zcbench.auditlog._fs import OsFileSystem
     from zcbench.auditlog._walk import LogWalk
     from zcbench.auditlog.checkpoint import parse_checkpoint_note
@@ -124,8 +125,8 @@ def _origin_hint(path: Path) -> str | None:
     for note, _ in notes:
         try:
             return parse_checkpoint_note(note).origin
-        except Exception:  # noqa: S112 - any unparsable note is simply not a hint
-            continue
+        except LogFormatError:
+            continue  # an unparsable note is simply not a hint
     return None
 
 
