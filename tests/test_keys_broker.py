@@ -248,3 +248,24 @@ def test_real_verifier_untrusted_root(tmp_path: Path, rsa_key: rsa.RSAPrivateKey
         tmp_path / "kb", verifier=nitro_document_verifier(trust="aws", clock=lambda: NOW)
     )
     _assert_refused(aws, _request(key.ciphertext_blob, _emulated_document(PCR0, spki)), "(root)")
+
+
+def test_concurrent_first_use_agrees_on_one_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from zcbench.keys import LocalKeyBroker; "
+        "print(LocalKeyBroker(sys.argv[1]).generate_data_key('alpha').plaintext.hex())"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "kb")], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    keys = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(keys) == 1
+    assert keys == {LocalKeyBroker(tmp_path / "kb").generate_data_key("alpha").plaintext.hex()}
+    assert not [p for p in (tmp_path / "kb").rglob(".*")]  # no temporary files left behind

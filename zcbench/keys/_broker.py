@@ -162,6 +162,22 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _create_private_once(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data`` (0600) unless it exists; never replace it.
+
+    Two processes creating the same key at once (a build and a run) must end up with one key:
+    the file is written aside and linked into place, which fails if another got there first.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    _write_private(tmp, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
 def _private_dir(path: Path) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
@@ -210,7 +226,7 @@ class LocalKeyBroker:
     def _master(self) -> bytes:
         path = self.root / "master.key"
         if not path.exists():
-            _write_private(path, self._rng(32))
+            _create_private_once(path, self._rng(32))
         key = path.read_bytes()
         if len(key) != 32:
             raise EnvError(f"{path} is damaged ({len(key)} bytes, expected 32)")
@@ -268,7 +284,7 @@ class LocalKeyBroker:
             key = self._rng(32)
             if len(key) != 32:
                 raise EnvError("the random source returned the wrong number of bytes")
-            _write_private(path, self._wrap(strategy, key))
+            _create_private_once(path, self._wrap(strategy, key))
         blob = path.read_bytes()
         try:
             found, key = self._unwrap(blob)
