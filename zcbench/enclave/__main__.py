@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -137,6 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(f"ready {address}\n")
         sys.stdout.flush()
+        # the launcher reads stdout only up to "ready": anything printed later (a strategy's
+        # print, say) goes to the diagnostics stream instead of filling an unread pipe
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
         try:
             conn = listener.accept(timeout=args.accept_timeout)
         except TimeoutError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -78,13 +79,18 @@ class LocalEnclave:
         """Connect once the enclave says it is ready (or fail with what it printed)."""
         deadline = time.monotonic() + timeout
         assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
         line = b""
-        # the enclave prints "ready <address>" once it listens; read it without a busy loop
-        os.set_blocking(self.process.stdout.fileno(), True)
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if line.startswith(b"ready ") or not line:
+        # the enclave prints "ready <address>" once it listens
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                self.kill()
+                raise EnvError(f"the enclave was not ready within {timeout} s; killed it")
+            chunk = os.read(fd, 256)
+            if not chunk:
                 break
+            line += chunk
         if not line.startswith(b"ready "):
             self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             raise EnvError(f"the enclave did not start: {self.diagnostics() or 'no output'}")

@@ -16,6 +16,7 @@ killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.parquet``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import queue
 import secrets
@@ -112,12 +113,16 @@ class BuildImage:
 
     build_dir: Path
 
-    def _build(self) -> Any:
+    @functools.cached_property
+    def _loaded(self) -> Any:
         from zcbench.packager import load_build
 
         if not self.build_dir.is_dir():
             raise EnvError(f"build folder {self.build_dir} does not exist; run zcbench package")
         return load_build(self.build_dir, verify=True)
+
+    def _build(self) -> Any:
+        return self._loaded
 
     def launch_args(self) -> list[str]:
         self._build()
