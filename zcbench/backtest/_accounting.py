@@ -94,9 +94,10 @@ def _side_prices(events: pl.DataFrame) -> tuple[np.ndarray[Any, Any], ...]:
 
 
 def _price_index(
-    symbols: np.ndarray[Any, Any], prices: np.ndarray[Any, Any], symbol: str
+    codes: np.ndarray[Any, Any], prices: np.ndarray[Any, Any], code: int
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    rows = np.flatnonzero((symbols == symbol) & (prices > 0))
+    """The rows of one symbol (by code) that carry a price, and those prices."""
+    rows = np.flatnonzero((codes == code) & (prices > 0))
     return rows, prices[rows]
 
 
@@ -114,14 +115,18 @@ def book(
     """
     buy_px, sell_px, mark_px = _side_prices(events)
     ts = events.get_column("ts").to_numpy()
-    symbols = events.get_column("symbol").to_numpy()
+    # symbols as small integers: comparing an object array of strings costs ~50x more
+    symbol_col = events.get_column("symbol")
+    names: list[str] = symbol_col.unique(maintain_order=True).to_list()
+    code_of = {name: i for i, name in enumerate(names)}
+    codes = symbol_col.replace_strict(names, range(len(names)), return_dtype=pl.Int32).to_numpy()
     index: dict[tuple[str, str], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
 
     def lookup(symbol: str, which: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         key = (symbol, which)
         if key not in index:
             px = {"buy": buy_px, "sell": sell_px, "mark": mark_px}[which]
-            index[key] = _price_index(symbols, px, symbol)
+            index[key] = _price_index(codes, px, code_of.get(symbol, -1))
         return index[key]
 
     rows_out: list[dict[str, Any]] = []
@@ -185,7 +190,7 @@ def book(
     )
     filled = fills.filter(pl.col("status") == FILLED).sort("fill_row", "seq", "idx")
     positions, closing = _positions(filled)
-    equity = _equity(filled, batch_ends, ts, symbols, lookup, initial_cash)
+    equity = _equity(filled, batch_ends, ts, lookup, initial_cash)
     return Ledger(
         fills=fills,
         positions=positions,
@@ -250,7 +255,6 @@ def _equity(
     filled: pl.DataFrame,
     batch_ends: list[int],
     ts: np.ndarray[Any, Any],
-    symbols: np.ndarray[Any, Any],
     lookup: Any,
     initial_cash: int,
 ) -> pl.DataFrame:

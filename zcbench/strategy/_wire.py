@@ -103,6 +103,12 @@ def _validity(series: pl.Series) -> np.ndarray[Any, Any]:
 
 
 def _dictionary(series: pl.Series) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """Distinct values in first-seen order (null as "") and each row's index into them."""
+    if series.len() > _SMALL:
+        filled = series.fill_null("")
+        uniques: list[str] = filled.unique(maintain_order=True).to_list()
+        coded = filled.replace_strict(uniques, range(len(uniques)), return_dtype=pl.UInt32)
+        return coded.to_numpy().astype("<u4", copy=False), uniques
     values = series.to_list()
     index: dict[str, int] = {}
     codes = np.empty(len(values), dtype="<u4")
