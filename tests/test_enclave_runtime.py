@@ -203,3 +203,34 @@ def test_module_image_pcrs_come_from_the_loaded_bytes(tmp_path: Path) -> None:
         load_module_image(broken, {})
     assert "ValueError" in str(exc.value)
     assert "SECRET" not in str(exc.value)
+
+
+def test_runtime_in_the_image_must_be_the_code_running(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from zcbench.enclave.boot import check_runtime_matches
+
+    def tar_of(files: dict[str, bytes]) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return out.getvalue()
+
+    pkg = tmp_path / "zcbench"
+    (pkg / "enclave").mkdir(parents=True)
+    (pkg / "enclave" / "a.py").write_bytes(b"A = 1\n")
+    image = tar_of({"runtime/zcbench/enclave/a.py": b"A = 1\n", "requirements.lock": b""})
+    check_runtime_matches(image, pkg)
+    (pkg / "enclave" / "a.py").write_bytes(b"A = 2\n")
+    with pytest.raises(BootError, match="differs"):
+        check_runtime_matches(image, pkg)
+    (pkg / "enclave" / "a.py").write_bytes(b"A = 1\n")
+    (pkg / "enclave" / "b.py").write_bytes(b"")
+    with pytest.raises(BootError, match="not in the image"):
+        check_runtime_matches(image, pkg)
+    with pytest.raises(BootError, match="not a tar"):
+        check_runtime_matches(b"garbage" * 100, pkg)

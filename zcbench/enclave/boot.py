@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import zcbench
 from zcbench.errors import EnvError, UsageError, ZcbenchError
 from zcbench.nitro.eif import SectionType, pcrs_for_sections
 from zcbench.strategy import Strategy, find_strategy, make_strategy
@@ -46,6 +47,7 @@ __all__ = [
     "KeyRelay",
     "LoadedImage",
     "SealedImage",
+    "check_runtime_matches",
     "load_build_image",
     "load_bundle",
     "load_module_image",
@@ -137,8 +139,50 @@ def load_build_image(build_dir: Path) -> SealedImage:
         except OSError as exc:
             raise BootError(f"cannot read image section {rel}: {exc.strerror}") from None
     pcrs = pcrs_for_sections(sections)
+    check_runtime_matches(sections[2][1], Path(zcbench.__file__).resolve().parent)
     manifest, sealed = _read_app_tar(sections[-1][1])
     return SealedImage(manifest, sealed, pcrs)
+
+
+def check_runtime_matches(ramdisk0: bytes, package_dir: Path) -> None:
+    """Refuse to boot unless the zcbench code running here is the runtime in ramdisk 0.
+
+    The local enclave executes the installed package, so its PCR1 would be a claim about code
+    that is not running unless the two are the same bytes: every ``runtime/zcbench/...`` file of
+    the image must equal the installed file, and no installed ``.py`` file of those parts may be
+    missing from the image.
+    """
+    prefix = "runtime/zcbench/"
+    image: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(ramdisk0), mode="r:") as tar:
+            for info in tar:
+                if info.isfile() and info.name.startswith(prefix):
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    image[info.name[len(prefix) :]] = handle.read()
+    except tarfile.TarError:
+        raise BootError("the runtime image (ramdisk 0) is not a tar archive") from None
+    if not image:
+        raise BootError("the runtime image (ramdisk 0) holds no zcbench runtime")
+    for rel, data in sorted(image.items()):
+        try:
+            same = (package_dir / rel).read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            raise BootError(
+                f"the running zcbench differs from the image's runtime at zcbench/{rel}; "
+                "package the build again with this zcbench"
+            )
+    parts = {rel.split("/", 1)[0] for rel in image if "/" in rel}
+    for part in sorted(parts):
+        for path in sorted((package_dir / part).rglob("*.py")):
+            rel = path.relative_to(package_dir).as_posix()
+            if "__pycache__" not in rel and rel not in image:
+                raise BootError(
+                    f"zcbench/{rel} runs here but is not in the image's runtime; package again"
+                )
 
 
 def load_bundle(bundle_dir: Path) -> SealedImage:
