@@ -179,7 +179,8 @@ def check_runtime_matches(ramdisk0: bytes, package_dir: Path) -> None:
     for part in sorted(parts):
         for path in sorted((package_dir / part).rglob("*.py")):
             rel = path.relative_to(package_dir).as_posix()
-            if "__pycache__" not in rel and rel not in image:
+            hidden = any(p.startswith(".") or p == "__pycache__" for p in rel.split("/"))
+            if not hidden and rel not in image:
                 raise BootError(
                     f"zcbench/{rel} runs here but is not in the image's runtime; package again"
                 )
