@@ -113,3 +113,24 @@ def test_local_enclave_reports_a_failed_start(tmp_path: Path) -> None:
 
 def test_network_isolation_probe_answers() -> None:
     assert network_isolation_available() in (True, False)
+
+
+def test_launch_nitro_runs_parses_describes_and_terminates() -> None:
+    from zcbench.host.launcher import launch_nitro
+
+    calls: list[list[str]] = []
+
+    def runner(cmd: object) -> str:
+        calls.append(list(cmd))  # type: ignore[call-overload]
+        if calls[-1][1] == "run-enclave":
+            return RUN_OUTPUT
+        if calls[-1][1] == "describe-enclaves":
+            return DESCRIBE_OUTPUT
+        return json.dumps({"EnclaveID": "x", "Terminated": True})
+
+    enclave = launch_nitro(Path("s.eif"), port=5005, runner=runner)
+    assert enclave.address == "vsock:16:5005"
+    assert "--debug-mode" not in calls[0]
+    assert enclave.alive()
+    enclave.terminate()
+    assert calls[-1] == ["nitro-cli", "terminate-enclave", "--enclave-id", enclave.info.enclave_id]

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -30,8 +30,11 @@ from zcbench.errors import DataError, EnvError, UsageError
 __all__ = [
     "EnclaveInfo",
     "LocalEnclave",
+    "NitroEnclave",
+    "NitroRunner",
     "describe_enclaves_command",
     "launch_local",
+    "launch_nitro",
     "network_isolation_available",
     "parse_describe_enclaves",
     "parse_run_enclave",
@@ -267,6 +270,60 @@ def parse_describe_enclaves(text: str) -> list[EnclaveInfo]:
     if not isinstance(doc, list):
         raise DataError("describe-enclaves: expected a JSON list")
     return [_info(item, "describe-enclaves") for item in doc]
+
+
+NitroRunner = Callable[[Sequence[str]], str]
+"""Runs one ``nitro-cli`` command and returns its stdout (default :func:`run_nitro`)."""
+
+
+@dataclass
+class NitroEnclave:
+    """An enclave started by ``nitro-cli``; its runtime listens on vsock ``CID:port``."""
+
+    info: EnclaveInfo
+    port: int
+    runner: NitroRunner
+
+    @property
+    def address(self) -> str:
+        return f"vsock:{self.info.cid}:{self.port}"
+
+    def connect(self, *, timeout: float = 60.0) -> Connection:
+        """Connect over vsock, retrying while the enclave's runtime starts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return connect(self.address, timeout=5.0)
+            except EnvError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def alive(self) -> bool:
+        """True while ``describe-enclaves`` lists this enclave as running."""
+        found = parse_describe_enclaves(self.runner(describe_enclaves_command()))
+        return any(e.enclave_id == self.info.enclave_id and e.state == "RUNNING" for e in found)
+
+    def terminate(self) -> None:
+        """``nitro-cli terminate-enclave`` for this enclave."""
+        self.runner(terminate_enclave_command(self.info.enclave_id))
+
+
+def launch_nitro(
+    eif: Path,
+    *,
+    port: int = 5005,
+    cpus: int = 2,
+    memory_mib: int = 2048,
+    cid: int | None = None,
+    runner: NitroRunner | None = None,
+) -> NitroEnclave:
+    """Start ``eif`` with ``nitro-cli run-enclave`` (never in debug mode: debug zeroes PCRs)."""
+    run = runner or run_nitro
+    info = parse_run_enclave(
+        run(run_enclave_command(eif, cpus=cpus, memory_mib=memory_mib, cid=cid))
+    )
+    return NitroEnclave(info, port, run)
 
 
 def run_nitro(cmd: Sequence[str], *, timeout: float = 120.0) -> str:
