@@ -11,7 +11,7 @@ import nbformat
 import papermill
 import pytest
 
-from zcbench.packager import extract_strategy, load_build, package_notebook
+from zcbench.packager import extract_strategy, load_build, package_notebook, read_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_01 = REPO / "notebooks" / "01_research.ipynb"
@@ -28,8 +28,11 @@ def test_notebook_01_builds_identically_in_two_folders(tmp_path: Path) -> None:
     assert _tree(a.build_dir) == _tree(b.build_dir)
     assert a.pcrs == b.pcrs
     assert a.strategy == "order_flow_imbalance"
-    assert a.manifest["batching"] == {"width_ns": 100_000_000}
-    assert a.manifest["parameters"] == ["enter_pct", "exit_pct", "quantity", "window"]
+    params = read_parameters(NOTEBOOK_01)
+    assert a.manifest["batching"] == {"width_ns": params["batch_width_ns"]}
+    # the strategy's parameters are sealed; the notebook's own (seed, out_dir...) stay behind
+    assert {"enter_pct", "exit_pct", "quantity", "window"} <= set(a.manifest["parameters"])
+    assert not {"out_dir", "seed", "batch_width_ns"} & set(a.manifest["parameters"])
     source = extract_strategy(NOTEBOOK_01).source
     assert "matplotlib" not in source
     assert "run_backtest" not in source
