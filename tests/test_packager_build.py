@@ -346,3 +346,17 @@ def test_reproducibility_check_reports_differences(notebook: Path, tmp_path: Pat
             variants=BUILD_VARIANTS[:1],
         )
     assert info.value.check == "reproducible"
+
+
+def test_check_build_reports_every_failure(notebook: Path, tmp_path: Path) -> None:
+    from zcbench.packager import check_build
+
+    build = package_notebook(notebook, tmp_path / "out")
+    assert check_build(build.build_dir).ok
+    build.paths.cmdline.write_bytes(b"zcbench.enclave transport=unix network=host")
+    build.paths.bundle.write_bytes(b"")
+    report = check_build(build.build_dir)
+    assert not report.ok
+    assert [f.check for f in report.failures] == ["pcr0", "pcr1", "bundle_sha256"]
+    assert report.failures[0].expected == build.pcrs[0].hex()
+    assert report.measured[2] == build.pcrs[2]  # ramdisk 1 untouched

@@ -47,7 +47,10 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "AppImage",
     "Build",
+    "BuildCheck",
+    "BuildFailure",
     "BuildPaths",
+    "check_build",
     "load_build",
     "measure_image",
     "measure_local_image",
@@ -463,14 +466,31 @@ def package_notebook(
     )
 
 
-def load_build(build_dir: str | Path, *, verify: bool = True) -> Build:
-    """The build in ``build_dir``: manifest, commitment, paths and PCRs.
+@dataclass(frozen=True, slots=True)
+class BuildFailure:
+    """One failed check of a build folder: its name, what went wrong, expected and actual."""
 
-    With ``verify`` (the default) the local image is measured again and every committed PCR,
-    the bundle digest and the manifest must match, else :class:`VerificationError` naming the
-    check with expected and actual values.
-    """
-    paths = BuildPaths(Path(build_dir))
+    check: str
+    message: str
+    expected: str | None = None
+    actual: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BuildCheck:
+    """What :func:`check_build` found: committed and re-measured PCRs and every failure."""
+
+    committed: Mapping[int, bytes]
+    measured: Mapping[int, bytes]
+    failures: tuple[BuildFailure, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _read_documents(paths: BuildPaths) -> tuple[dict[str, Any], dict[str, Any], dict[int, bytes]]:
+    build_dir = paths.root
     try:
         commitment = json.loads(paths.commitment.read_text())
         manifest = json.loads(paths.manifest.read_text())
@@ -486,32 +506,73 @@ def load_build(build_dir: str | Path, *, verify: bool = True) -> Build:
         committed = {int(k): bytes.fromhex(v) for k, v in commitment["pcrs"].items()}
     except (AttributeError, KeyError, TypeError, ValueError):
         raise DataError(f"{paths.commitment}: 'pcrs' must map indices to hex") from None
-    pcrs = committed
-    if verify:
-        pcrs = measure_local_image(paths.root)
-        for index in sorted(committed):
-            if committed[index] != pcrs.get(index):
-                raise VerificationError(
-                    f"{build_dir}: PCR{index} of the image does not match commitment.json; "
-                    "the build folder was changed after packaging, package again",
-                    check=f"pcr{index}",
-                    expected=committed[index].hex(),
-                    actual=pcrs[index].hex() if index in pcrs else None,
+    return commitment, manifest, committed
+
+
+def check_build(build_dir: str | Path) -> BuildCheck:
+    """Measure the local image of ``build_dir`` again and compare it with what was committed.
+
+    Never raises because a check failed (see :attr:`BuildCheck.failures`); raises
+    :class:`EnvError` or :class:`DataError` only when the folder cannot be read as a build.
+    """
+    paths = BuildPaths(Path(build_dir))
+    commitment, manifest, committed = _read_documents(paths)
+    measured = measure_local_image(paths.root)
+    failures: list[BuildFailure] = []
+    for index in sorted(committed):
+        if committed[index] != measured.get(index):
+            failures.append(
+                BuildFailure(
+                    f"pcr{index}",
+                    f"{build_dir}: PCR{index} of the image does not match commitment.json; the "
+                    "build folder was changed after packaging, package again",
+                    committed[index].hex(),
+                    measured[index].hex() if index in measured else None,
                 )
-        bundle_sha = _sha256(paths.bundle.read_bytes())
-        if bundle_sha != commitment.get("bundle_sha256"):
-            raise VerificationError(
+            )
+    bundle_sha = _sha256(paths.bundle.read_bytes()) if paths.bundle.is_file() else None
+    if bundle_sha != commitment.get("bundle_sha256"):
+        failures.append(
+            BuildFailure(
+                "bundle_sha256",
                 f"{build_dir}: bundle.tar does not match commitment.json",
-                check="bundle_sha256",
-                expected=commitment.get("bundle_sha256"),
-                actual=bundle_sha,
+                str(commitment.get("bundle_sha256")),
+                bundle_sha,
             )
-        app = read_app_image(paths.ramdisks[1].read_bytes())
-        if dict(app.manifest) != manifest:
+        )
+    try:
+        inner = dict(read_app_image(paths.ramdisks[1].read_bytes()).manifest)
+    except DataError as exc:
+        failures.append(BuildFailure("app_image", f"{build_dir}: image ramdisk 1: {exc}"))
+    else:
+        if inner != manifest:
+            failures.append(
+                BuildFailure(
+                    "manifest", f"{build_dir}: manifest.json differs from the one inside the image"
+                )
+            )
+    return BuildCheck(committed, measured, tuple(failures))
+
+
+def load_build(build_dir: str | Path, *, verify: bool = True) -> Build:
+    """The build in ``build_dir``: manifest, commitment, paths and PCRs.
+
+    With ``verify`` (the default) the local image is measured again (:func:`check_build`) and
+    every committed PCR, the bundle digest and the manifest must match, else
+    :class:`VerificationError` naming the first failed check with expected and actual values.
+    The PCRs returned are then the measured ones.
+    """
+    paths = BuildPaths(Path(build_dir))
+    commitment, manifest, committed = _read_documents(paths)
+    pcrs: Mapping[int, bytes] = committed
+    if verify:
+        report = check_build(paths.root)
+        if report.failures:
+            first = report.failures[0]
             raise VerificationError(
-                f"{build_dir}: manifest.json differs from the one inside the image",
-                check="manifest",
+                first.message, check=first.check, expected=first.expected, actual=first.actual
             )
+        pcrs = report.measured
     return Build(
         paths=paths,
         strategy=str(commitment.get("strategy")),
