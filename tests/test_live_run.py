@@ -98,7 +98,7 @@ def test_parity_sealed_build_signals_equal_backtest_byte_for_byte(tmp_path: Path
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["run_id"] == summary.run_id
     assert saved["origin"] == summary.origin
-    assert saved["image"] == str(build)
+    assert saved["image"] == str(build.resolve())
     journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
     out_index = {r.index for r in records if r.kind == "out"}
     assert set(journal["log_index"].to_list()) <= out_index

@@ -97,7 +97,7 @@ class ModuleImage:
         return module_image_pcrs(self.module, self.params)
 
     def describe(self) -> str:
-        return str(self.module)
+        return str(self.module.resolve())
 
     def declared_fields(self) -> tuple[str, ...] | None:
         return None
@@ -133,7 +133,7 @@ class BuildImage:
         return {int(k): bytes.fromhex(v) for k, v in committed.items()}
 
     def describe(self) -> str:
-        return str(self.build_dir)
+        return str(self.build_dir.resolve())
 
     def declared_fields(self) -> tuple[str, ...] | None:
         return tuple(self._build().manifest["input_fields"])
@@ -349,7 +349,7 @@ def run_live(
             origin=booted["origin"],
             status=status,
             reason=reason,
-            run_dir=str(run_dir),
+            run_dir=str(run_dir.resolve()),
             image=image.describe(),
             batches=pipe.batches,
             events=pipe.events,
