@@ -100,6 +100,13 @@ def test_damaged_ca_files_are_an_environment_error() -> None:
         DevCA.load_or_create(now=NOW)
 
 
+def test_a_key_that_does_not_match_its_certificate_is_refused() -> None:
+    ca = DevCA.load_or_create(now=NOW)
+    (ca.folder / "zonal.key").write_bytes((ca.folder / "regional.key").read_bytes())
+    with pytest.raises(EnvError, match="not the private key"):
+        DevCA.load_or_create(now=NOW)
+
+
 # -- commitment.json ---------------------------------------------------------------------------
 
 

@@ -179,8 +179,13 @@ class DevCA:
                 f"the development CA file {name} in {folder} is unreadable ({exc}); delete the "
                 "folder to start a new development CA"
             ) from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise EnvError(f"{key_path} is not an EC private key")
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or (
+            key.public_key().public_numbers() != cert.public_key().public_numbers()
+        ):
+            raise EnvError(
+                f"{key_path} is not the private key of {cert_path}; delete the folder to start "
+                "a new development CA"
+            )
         return _Level(key, cert)
 
     @staticmethod
