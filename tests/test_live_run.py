@@ -388,3 +388,40 @@ def test_full_queue_drops_are_counted_never_silent(tmp_path: Path) -> None:
     assert summary.events + summary.dropped_events == events.height
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["dropped_events"] == summary.dropped_events
+
+
+def test_cli_run_replays_a_data_file_and_prints_one_json_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zcbench.marketdata import write_events
+
+    build = _package_example(tmp_path, batch_count=500)
+    data = write_events(_ticks(1.0), tmp_path / "ticks.parquet")
+    code = main(
+        ["run", str(build), "--data", str(data), "--run-dir", str(tmp_path / "run"), "--json"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["status"] == "completed"
+    assert doc["events"] == 10_000
+    assert doc["image"] == str(build.resolve())
+    for name in ("log", "boot.cbor", "journal.parquet", "summary.json"):
+        assert (tmp_path / "run" / name).exists()
+    code = main(
+        [
+            "run",
+            str(build),
+            "--synthetic",
+            "--rate",
+            "5000",
+            "--duration",
+            "1",
+            "--run-dir",
+            str(tmp_path / "live"),
+        ]
+    )
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "SIMULATED" in text
+    assert "network isolation" in text
