@@ -179,8 +179,9 @@ class DevCA:
                 f"the development CA file {name} in {folder} is unreadable ({exc}); delete the "
                 "folder to start a new development CA"
             ) from exc
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         if not isinstance(key, ec.EllipticCurvePrivateKey) or (
-            key.public_key().public_numbers() != cert.public_key().public_numbers()
+            key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki)
         ):
             raise EnvError(
                 f"{key_path} is not the private key of {cert_path}; delete the folder to start "
