@@ -262,3 +262,21 @@ def test_usage_errors_exit_2(
     filled = [a.replace("{doc}", doc).replace("{tmp}", str(tmp_path)) for a in argv]
     code, _, err = _run(capsys, *filled)
     assert code == 2, err
+
+
+def test_default_time_is_now(capsys: pytest.CaptureFixture[str], nitro_vectors: Path) -> None:
+    # A 2022 document's three-hour leaf has long expired: archived documents need --at doc.
+    path = str(nitro_vectors / "doc_1.cbor")
+    code, out, _ = _run(capsys, "verify", "attestation", path, "--expect-pcr", f"0={DOC1_PCR0}")
+    assert code == 1
+    assert out.startswith("FAILED: validity:")
+    assert "--at doc" in out
+
+
+def test_dev_trust_without_a_dev_ca_exits_3(
+    capsys: pytest.CaptureFixture[str], nitro_vectors: Path
+) -> None:
+    path = str(nitro_vectors / "doc_1.cbor")
+    code, _, err = _run(capsys, "verify", "attestation", path, "--trust", "dev", "--at", "doc")
+    assert code == 3
+    assert "zcbench nitro emulate" in err
