@@ -335,8 +335,11 @@ def run_live(
         status, reason = pipe.run()
         attestation = None
         if final_attest_nonce is not None and status in ("completed", "stopped"):
-            attestation = _final_attestation(conn, final_attest_nonce)
-            (run_dir / "attestation.cbor").write_bytes(attestation)
+            try:
+                attestation = _final_attestation(conn, final_attest_nonce)
+                (run_dir / "attestation.cbor").write_bytes(attestation)
+            except EnvError as exc:
+                reason += f"; no final attestation: {exc}"
         _close_enclave(conn, enclave, status)
         execution.write_journal(run_dir / "journal.parquet")
         p50, p99 = _percentiles(pipe.freshness)
