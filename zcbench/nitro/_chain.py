@@ -8,10 +8,16 @@ certificate above (``chain``), validity at the given time for every certificate 
 root (``validity``), basicConstraints CA with a respected pathLen for issuers, not-a-CA for the
 leaf, and no unknown critical extension (``ca_constraints``), keyCertSign for issuers and
 digitalSignature for the leaf (``key_usage``). No revocation: AWS publishes none for the leaf.
+A certificate cryptography cannot parse, or only parses with a warning, is ``certificate``.
+
+Names are chained by their encoding, byte for byte (stricter than RFC 5280's normalised
+comparison, and what AWS's chains do); they are decoded into text only for display.
 
 Why not cryptography's ``PolicyBuilder``: its client verifier rejects every real leaf (no
 authorityKeyIdentifier), and one error for every failure would hide which check failed. This
-code makes exactly one ECDSA verification per link, which the benchmark holds it to.
+code makes exactly one ECDSA verification per link, which the benchmark holds it to. Parsed
+certificates are cached by their bytes; ``warnings.catch_warnings`` around parsing makes that
+step not thread-safe with respect to other code changing warning filters at the same time.
 """
 
 from __future__ import annotations
