@@ -137,3 +137,25 @@ def test_huge_declared_lengths_allocate_nothing() -> None:
     for head in (b"\x5b", b"\x7b", b"\x9b", b"\xbb"):
         with pytest.raises(CborError):
             decode(head + b"\x7f\xff\xff\xff\xff\xff\xff\xff")
+
+
+def test_hostile_inputs_stay_within_a_memory_bound() -> None:
+    import tracemalloc
+
+    hostile = [
+        b"\x9b" + b"\xff" * 8,  # array of 2**64-1 items
+        b"\xbb" + b"\x7f" + b"\xff" * 7,  # map of 2**63-1 pairs
+        b"\x5b" + b"\x7f" + b"\xff" * 7,  # byte string of 2**63-1 bytes
+        b"\x9f" * 5000,  # indefinite arrays nested 5000 deep
+        b"\x84\x44\xa1\x01\x38\x22\xa0\x5a\x7f\xff\xff\xff",  # payload claiming 2 GiB
+        REAL[0][:-1] * 3,
+    ]
+    tracemalloc.start()
+    try:
+        for data in hostile:
+            with pytest.raises(AttestationError):
+                parse_document(data)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # far below any declared size above; a few copies of the input
