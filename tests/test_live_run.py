@@ -223,10 +223,11 @@ def test_malformed_frames_to_the_enclave_process_get_error_frames(tmp_path: Path
 class _FakeEnclave:
     """Stands in for the process handle in host-side tests (the peer is in-process)."""
 
-    process = None
-
     def alive(self) -> bool:
         return True
+
+    def wait(self, timeout: float) -> int | None:
+        return None
 
 
 def _pipeline_against(peer: object, tmp_path: Path) -> tuple[str, str, ExecutionLayer]:
@@ -425,3 +426,71 @@ def test_cli_run_replays_a_data_file_and_prints_one_json_object(
     assert code == 0
     assert "SIMULATED" in text
     assert "network isolation" in text
+
+
+class _ThreadEnclave:
+    """An in-process enclave behind a real Unix socket: another launcher for the same runner."""
+
+    isolated_network = False
+
+    def __init__(self, image: ModuleImage) -> None:
+        import datetime as dt
+
+        from zcbench.channel import listen, private_socket_dir
+        from zcbench.enclave import load_module_image, serve
+        from zcbench.nitro import DevCA, NsmEmulator
+
+        loaded = load_module_image(image.module, image.params)
+        ca = DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
+        nsm = NsmEmulator(pcrs={i: loaded.pcrs[i] for i in (0, 1, 2)}, ca=ca)
+        runtime = EnclaveRuntime(loaded.strategy, nsm, pcr0=loaded.pcrs[0])
+        self.folder = private_socket_dir()
+        self.address = f"unix:{self.folder}/e.sock"
+        self.listener = listen(self.address)
+        self.conn: object = None
+
+        def main() -> None:
+            self.conn = self.listener.accept(timeout=30)
+            serve(self.conn, runtime)  # type: ignore[arg-type]
+
+        self.thread = threading.Thread(target=main, daemon=True)
+        self.thread.start()
+
+    def connect(self, *, timeout: float = 30.0) -> object:
+        from zcbench.channel import connect
+
+        return connect(self.address, timeout=timeout)
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def wait(self, timeout: float) -> int | None:
+        self.thread.join(timeout)
+        return None if self.thread.is_alive() else 0
+
+    def kill(self) -> None:
+        if self.conn is not None:
+            self.conn.close("killed")  # type: ignore[attr-defined]
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        code = self.wait(timeout)
+        self.listener.close()
+        os.rmdir(self.folder)
+        return code
+
+    def diagnostics(self) -> str:
+        return ""
+
+
+def test_the_runner_takes_another_launcher(tmp_path: Path) -> None:
+    image = ModuleImage(EXAMPLE)
+    summary = run_live(
+        image,
+        tmp_path / "run",
+        ReplaySource(_ticks(1.0), BatchSpec(count=500)),
+        launcher=lambda _: _ThreadEnclave(image),  # type: ignore[arg-type,return-value]
+    )
+    assert summary.status == "completed", summary.reason
+    assert summary.batches == 20
+    assert summary.isolated_network is False
+    assert _verify(tmp_path / "run", image.expected_pcrs()).verified  # type: ignore[attr-defined]

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from zcbench.channel import Connection, connect, private_socket_dir
 from zcbench.errors import DataError, EnvError, UsageError
 
 __all__ = [
     "EnclaveInfo",
+    "EnclaveProcess",
     "LocalEnclave",
     "NitroEnclave",
     "NitroRunner",
@@ -44,6 +45,24 @@ __all__ = [
 ]
 
 _UNSHARE: Final = "unshare"
+
+
+class EnclaveProcess(Protocol):
+    """A started enclave as the live runner sees it, local or Nitro."""
+
+    isolated_network: bool
+
+    def connect(self, *, timeout: float = 30.0) -> Connection: ...
+
+    def alive(self) -> bool: ...
+
+    def wait(self, timeout: float) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> int | None: ...
+
+    def diagnostics(self) -> str: ...
 
 
 def network_isolation_available() -> bool:
@@ -77,6 +96,13 @@ class LocalEnclave:
     def alive(self) -> bool:
         """True while the process runs."""
         return self.process.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code once the process has exited within ``timeout`` s, else None."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def connect(self, *, timeout: float = 30.0) -> Connection:
         """Connect once the enclave says it is ready (or fail with what it printed)."""
@@ -283,6 +309,7 @@ class NitroEnclave:
     info: EnclaveInfo
     port: int
     runner: NitroRunner
+    isolated_network: bool = True  # a Nitro enclave has no network device at all
 
     @property
     def address(self) -> str:
@@ -307,6 +334,31 @@ class NitroEnclave:
     def terminate(self) -> None:
         """``nitro-cli terminate-enclave`` for this enclave."""
         self.runner(terminate_enclave_command(self.info.enclave_id))
+
+    def wait(self, timeout: float) -> int | None:
+        """0 once the enclave is no longer listed as running within ``timeout`` s, else None."""
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+        return 0
+
+    def kill(self) -> None:
+        """Terminate the enclave."""
+        if self.alive():
+            self.terminate()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Wait for the enclave to stop by itself, terminating it after ``timeout`` s."""
+        code = self.wait(timeout)
+        if code is None:
+            self.terminate()
+        return code
+
+    def diagnostics(self) -> str:
+        """Nothing: a production enclave has no console (see ``nitro-cli console`` in debug)."""
+        return ""
 
 
 def launch_nitro(

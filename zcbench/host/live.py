@@ -15,12 +15,10 @@ killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.parquet``
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import queue
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +34,7 @@ from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.enclave.boot import module_image_pcrs
 from zcbench.errors import EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host.execution import ExecutionLayer, RiskLimits
-from zcbench.host.launcher import LocalEnclave, launch_local
+from zcbench.host.launcher import EnclaveProcess, launch_local
 from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.marketdata import BatchSpec
@@ -214,7 +212,7 @@ class RunHandle:
     batches in flight. ``stop()`` ends the run cleanly.
     """
 
-    def __init__(self, run_id: str, origin: str, enclave: LocalEnclave, pipe: _Pipeline) -> None:
+    def __init__(self, run_id: str, origin: str, enclave: EnclaveProcess, pipe: _Pipeline) -> None:
         self.run_id = run_id
         self.origin = origin
         self.enclave = enclave
@@ -278,6 +276,7 @@ def run_live(
     stop: threading.Event | None = None,
     enclave_env: Mapping[str, str] | None = None,
     broker: KeyBroker | None = None,
+    launcher: Callable[[Path], EnclaveProcess] | None = None,
     clock: Callable[[], int] = time.time_ns,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
@@ -287,7 +286,10 @@ def run_live(
     ``final_attest_nonce``: after the last batch, ask for a document with this nonce and write
     it to ``run_dir/attestation.cbor``. Setting ``stop`` ends the run cleanly (status
     ``stopped``). ``enclave_env`` replaces the enclave process's environment. ``broker`` releases a
-    build's data key (default: the local key broker in the zcbench home). Raises only for
+    build's data key (default: the local key broker in the zcbench home). ``launcher``
+    starts the enclave given the run folder (default: the local enclave process for
+    ``image``; on Nitro, e.g. ``lambda _: launch_nitro(eif)`` with ``trust="aws"`` and a KMS
+    broker). Raises only for
     problems before the run starts (a missing image, a used run folder, an enclave that does not
     boot or whose boot document does not verify); afterwards every fault ends the run with a
     summary saying how.
@@ -295,16 +297,21 @@ def run_live(
     if window < 1:
         raise UsageError("window must be >= 1")
     run_dir = Path(run_dir)
-    image_args = image.launch_args()  # a missing image fails here, before anything is made
+    # a missing image fails here, before anything is made
+    image_args = image.launch_args() if launcher is None else []
     _prepare_run_dir(run_dir)
     run_id = run_id or f"run-{secrets.token_hex(8)}"
     started = time.monotonic()
-    enclave = launch_local(
-        image_args,
-        isolate_network=isolate_network,
-        stderr_path=run_dir / "enclave.stderr",
-        env=enclave_env,
-    )
+    enclave: EnclaveProcess
+    if launcher is not None:
+        enclave = launcher(run_dir)
+    else:
+        enclave = launch_local(
+            image_args,
+            isolate_network=isolate_network,
+            stderr_path=run_dir / "enclave.stderr",
+            env=enclave_env,
+        )
     store: LogStore | None = None
     conn: Connection | None = None
     try:
@@ -393,7 +400,7 @@ def _boot(
     run_id: str,
     image: EnclaveImage,
     trust: str,
-    enclave: LocalEnclave,
+    enclave: EnclaveProcess,
     broker: KeyBroker | None,
 ) -> Message:
     try:
@@ -456,7 +463,7 @@ def _final_attestation(conn: Connection, nonce: bytes) -> bytes:
     return document
 
 
-def _close_enclave(conn: Connection, enclave: LocalEnclave, status: str) -> None:
+def _close_enclave(conn: Connection, enclave: EnclaveProcess, status: str) -> None:
     if enclave.alive() and conn.closed_reason is None:
         try:
             conn.send(Message("shutdown", {"reason": status}))
@@ -474,7 +481,7 @@ class _Pipeline:
         proxy: MarketDataProxy,
         log: HostLog,
         execution: ExecutionLayer,
-        enclave: LocalEnclave,
+        enclave: EnclaveProcess,
         window: int,
         reply_timeout: float,
         clock: Callable[[], int],
@@ -667,10 +674,8 @@ class _Pipeline:
 
     def _ended_by_enclave(self, reason: str) -> tuple[str, str]:
         # still running after 2 s: reported as a closed channel below
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.enclave.process.wait(timeout=2)
-        if not self.enclave.alive():
-            code = self.enclave.process.returncode
+        code = self.enclave.wait(2)
+        if code is not None:
             return "enclave_died", f"the enclave exited (code {code}): {reason}"
         return "enclave_error", f"the channel closed: {reason}"
 
