@@ -74,7 +74,8 @@ def test_parity_sealed_build_signals_equal_backtest_byte_for_byte(tmp_path: Path
     spec = image.batching()
     assert spec == BatchSpec(count=500)
     events = _ticks()
-    env = {**os.environ, "POLARS_MAX_THREADS": "1"}  # the backtest below runs multi-threaded
+    # the backtest below runs multi-threaded with this process's hash seed
+    env = {**os.environ, "POLARS_MAX_THREADS": "1", "PYTHONHASHSEED": "12345"}
     summary = run_live(image, tmp_path / "run", ReplaySource(events, spec), enclave_env=env)
     assert summary.status == "completed", summary.reason
     assert summary.isolated_network in (True, False)  # reported either way

@@ -35,7 +35,10 @@ def register(sub: Any) -> None:
     p.add_argument("build_dir", type=Path, metavar="BUILD_DIR", help="folder from zcbench package")
     src = p.add_mutually_exclusive_group()
     src.add_argument(
-        "--data", type=Path, metavar="PATH", help="event file (parquet or CSV) to replay"
+        "--data",
+        type=Path,
+        metavar="PATH",
+        help="event file or daily OHLCV file (parquet or CSV) to replay",
     )
     src.add_argument(
         "--synthetic", action="store_true", help="live synthetic ticks (the default source)"
@@ -58,10 +61,10 @@ def register(sub: Any) -> None:
 
 def _source(args: argparse.Namespace, spec: Any) -> Any:
     from zcbench.host.proxy import LiveSource, ReplaySource
-    from zcbench.marketdata import SyntheticConfig, generate_ticks, load_events
+    from zcbench.marketdata import SyntheticConfig, generate_ticks, load_market_data
 
     if args.data is not None:
-        events = load_events(args.data)
+        events = load_market_data(args.data)
         if args.duration is not None:
             start = int(events["ts"][0]) if events.height else 0
             events = events.filter(events["ts"] < start + int(args.duration * 1e9))
