@@ -234,3 +234,38 @@ def test_runtime_in_the_image_must_be_the_code_running(tmp_path: Path) -> None:
         check_runtime_matches(image, pkg)
     with pytest.raises(BootError, match="not a tar"):
         check_runtime_matches(b"garbage" * 100, pkg)
+
+
+def test_serve_answers_every_random_frame_and_stays_up() -> None:
+    import random
+
+    rng = random.Random(1234)
+    rt = _runtime()
+    a, b = memory_pair(max_frame=4096)
+    t = threading.Thread(target=serve, args=(b, rt), daemon=True)
+    t.start()
+    a.send(Message("boot", {"run_id": "run-1", "config": {}}))
+    # the boot reply (document, record, checkpoint) is over this tiny limit: refused, not fatal
+    err = a.recv(timeout=10)
+    assert (err.type, err["code"]) == ("error", "oversize")
+    values: list[object] = [None, True, -1, 0, 7, 2**70, "x", b"\x00", [], {}, [1, "a"], 1.5]
+    kinds = ["ingest", "attest", "boot", "checkpoint", "signals", "error", "nope", 3, None]
+    for i in range(300):
+        if i % 3 == 0:
+            body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+        else:
+            doc: dict[object, object] = {
+                "v": rng.choice([1, 1, 1, 2, "1"]),
+                "type": rng.choice(kinds),
+            }
+            for key in rng.sample(["seq", "batch", "nonce", "run_id", "config", "zz"], 2):
+                doc[key] = rng.choice(values)
+            body = cbor2.dumps(doc)
+        a.send_frame(HEADER.pack(len(body)) + body)
+        reply = a.recv(timeout=10)
+        assert reply.type in ("error", "document", "note", "booted"), reply
+        if reply.type == "error":
+            assert "Traceback" not in reply["reason"]
+    a.send(Message("checkpoint"))
+    assert a.recv(timeout=10)["size"] == 1  # nothing random got into the log
+    assert t.is_alive()

@@ -220,7 +220,10 @@ def serve(conn: Connection, runtime: EnclaveRuntime, *, idle_timeout: float | No
         except Exception as exc:  # the boundary: report the type only, never a traceback
             reply = error_message("internal", f"{type(exc).__name__} in {msg.type}", seq)
         try:
-            conn.send(reply)
+            try:
+                conn.send(reply)
+            except FrameError as exc:  # a reply over the frame limit: say so, stay up
+                conn.send(error_message(exc.code, f"{reply.type} reply too large", seq))
         except ChannelClosed as exc:
             return exc.reason
         if msg.type == "shutdown":
