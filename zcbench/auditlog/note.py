@@ -238,7 +238,7 @@ def parse_note(data: bytes) -> Note:
         name, sep, payload = line[len(_DASH) :].partition(" ")
         try:
             _check_name(name)
-            raw = base64.b64decode(payload, validate=True)
+            raw = binascii.a2b_base64(payload, strict_mode=True)
         except (ValueError, binascii.Error) as exc:
             raise LogFormatError(f"signature line {line!r} is malformed: {exc}") from exc
         if not sep or len(raw) < 5:
@@ -268,7 +268,7 @@ def open_note(data: bytes, verifiers: Sequence[NoteVerifier]) -> tuple[Note, lis
                 expected=verifier.vkey,
                 actual=sig.line().strip(),
             )
-        if verifier not in good:
+        if not any(v is verifier for v in good):
             good.append(verifier)
     if not good:
         raise NoteError(
