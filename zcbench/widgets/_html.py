@@ -18,7 +18,7 @@ RED = "#b3261e"
 AMBER = "#9a6700"
 GREY = "#57606a"
 INK = "#1f2328"
-FONT = "font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif;"
+FONT = "font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif;line-height:1.4;"
 MONO = "font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; font-size: 12px;"
 
 
@@ -65,6 +65,7 @@ def table(
     rows: Iterable[Sequence[str]],
     *,
     mono_columns: Sequence[int] = (),
+    nowrap_columns: Sequence[int] = (),
     row_colours: Sequence[str | None] | None = None,
 ) -> str:
     """A compact table; cells are already-escaped HTML. ``row_colours`` tints whole rows."""
@@ -79,6 +80,8 @@ def table(
         cells = []
         for j, cell in enumerate(row):
             style = MONO + "word-break:break-all;" if j in mono_columns else ""
+            if j in nowrap_columns:
+                style += "white-space:nowrap;"
             cells.append(
                 f'<td style="text-align:left;overflow-wrap:anywhere;padding:3px 8px;'
                 f'border-bottom:1px solid #eaeef2;'

@@ -431,6 +431,7 @@ def pcr_table_html(result: AttestationResult) -> str:
         ["PCR", "expected (commitment)", "actual (document)", ""],
         rows,
         mono_columns=(1, 2),
+        nowrap_columns=(0, 3),
         row_colours=colours,
     )
 
@@ -459,6 +460,7 @@ def chain_html(result: AttestationResult) -> str:
     return h.table(
         ["", "subject", "not before", "not after", f"at {h.when(report.at)}"],
         rows,
+        nowrap_columns=(0, 2, 3, 4),
         row_colours=colours,
     )
 
