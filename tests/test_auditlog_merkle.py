@@ -355,3 +355,20 @@ def test_proofs_round_trip(items: list[bytes], data: st.DataObject) -> None:
     verify_inclusion(leaves[i], i, max(i + 1, m), tree.inclusion_proof(i, max(i + 1, m)),
                      root(leaves[: max(i + 1, m)]))
     verify_consistency(m, n, tree.consistency_proof(m), root(leaves[:m]), root(leaves))
+
+
+def test_pitfall_size_is_not_bound_by_a_proof() -> None:
+    """The reference's pitfall 1, reproduced: for n <= 64 exactly 1,824 valid size-n paths also
+    verify under a claimed size n+1 with the size-n root. That is why a size is only ever taken
+    together with its root from one signed checkpoint (verify.py, export.py)."""
+    count = 0
+    for n in range(1, _MAX + 1):
+        tree = MerkleTree(_LEAVES[:n])
+        r = tree.root()
+        for i in range(n):
+            try:
+                verify_inclusion(_LEAVES[i], i, n + 1, tree.inclusion_proof(i), r)
+            except ProofError:
+                continue
+            count += 1
+    assert count == 1824

@@ -7,7 +7,8 @@ failed. The classification is one of DESIGN.md's closed set::
     exit 0   intact            every record under the newest signed checkpoint
              torn_tail         as intact, plus bad bytes cut-able at the very end (warning)
              uncommitted_tail  as intact, plus whole records no checkpoint covers (warning)
-    exit 1   corrupt           bytes that are not records, in the middle (or no log at all)
+    exit 1   corrupt           bytes that are not records, in the middle; no log at all;
+                               or no signed checkpoint, so nothing is proven
              rewritten         records that do not hash to a signed root
              reordered         records or segments out of sequence (deleted, inserted, swapped)
              forked            two signed checkpoints that cannot both be true
