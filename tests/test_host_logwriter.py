@@ -110,3 +110,13 @@ def test_checkpoint_signed_by_another_key_is_refused(tmp_path: Path) -> None:
     assert log.flush() == []
     store.close()
     other_store.close()
+
+
+def test_malformed_checkpoint_is_a_verification_failure(tmp_path: Path) -> None:
+    rt, log, store = _setup(tmp_path)
+    r = rt.ingest(0, _batch(0))
+    with pytest.raises(VerificationError) as exc:
+        log.stage(0, _batch(0), r["signals"], r["records"], b"not a note")
+    assert exc.value.check in ("checkpoint_format", "note")
+    assert log.flush() == []
+    store.close()

@@ -271,6 +271,21 @@ def test_host_survives_a_garbage_reply(tmp_path: Path) -> None:
     assert execution.counts()["order"] == 0
 
 
+def test_host_stops_on_undecodable_records(tmp_path: Path) -> None:
+    def peer(conn: object) -> None:
+        msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
+        reply = Message(
+            "signals",
+            {"seq": msg["seq"], "signals": b"", "records": [b"x", b"y"], "checkpoint": b""},
+        )
+        conn.send(reply)  # type: ignore[attr-defined]
+
+    status, reason, execution = _pipeline_against(peer, tmp_path)
+    assert status == "enclave_error"
+    assert "malformed reply for batch 0" in reason
+    assert execution.counts()["order"] == 0
+
+
 def test_host_places_no_order_on_a_checkpoint_from_another_key(tmp_path: Path) -> None:
     import datetime as dt
 

@@ -32,7 +32,7 @@ from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import nitro_boot_verifier
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.enclave.boot import module_image_pcrs
-from zcbench.errors import EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host.execution import ExecutionLayer, RiskLimits
 from zcbench.host.launcher import EnclaveProcess, launch_local
 from zcbench.host.logwriter import HostLog
@@ -627,7 +627,10 @@ class _Pipeline:
             raise _RunFailed(status, f"enclave refused batch {seq}: {reply['reason']}")
         if reply.type != "signals" or reply["seq"] != seq:
             raise _RunFailed("enclave_error", f"expected signals for batch {seq}")
-        self.log.stage(seq, data, reply["signals"], reply["records"], reply["checkpoint"])
+        try:
+            self.log.stage(seq, data, reply["signals"], reply["records"], reply["checkpoint"])
+        except DataError as exc:  # undecodable records or signals: nothing was written
+            raise _RunFailed("enclave_error", f"malformed reply for batch {seq}: {exc}") from None
         assert isinstance(pb, ProxyBatch)
         return pb
 

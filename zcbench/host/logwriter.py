@@ -21,7 +21,7 @@ from zcbench.auditlog.checkpoint import verify_checkpoint
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.records import Record, decode_record
 from zcbench.auditlog.storage import LogStore
-from zcbench.errors import VerificationError
+from zcbench.errors import DataError, VerificationError
 from zcbench.host.execution import VerifiedSignals
 from zcbench.strategy import Signal, decode_signals
 
@@ -105,6 +105,12 @@ class HostLog:
         except VerificationError:
             self._salvage()
             raise
+        except DataError as exc:
+            self._salvage()
+            raise VerificationError(
+                f"batch {seq}: the enclave's checkpoint is malformed: {exc}",
+                check="checkpoint_format",
+            ) from None
         self._staged.append((seq, first + 1, decoded, checkpoint))
 
     def flush(self) -> list[VerifiedSignals]:
