@@ -98,6 +98,7 @@ def test_parity_sealed_build_signals_equal_backtest_byte_for_byte(tmp_path: Path
     assert report.entries == 1 + 2 * len(want_out)  # type: ignore[attr-defined]
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["run_id"] == summary.run_id
+    assert sum(saved["freshness_histogram"].values()) == summary.batches
     assert saved["origin"] == summary.origin
     assert saved["image"] == str(build.resolve())
     journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")

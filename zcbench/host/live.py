@@ -165,7 +165,8 @@ class RunSummary:
     """How a live run went; ``status`` is ``completed``, ``stopped``, ``enclave_died``,
     ``strategy_failed``, ``enclave_error``, ``verification_failed`` or ``host_error``.
     ``freshness_*``: wall time from the proxy receiving a batch's newest event to its signals
-    being acted on; ``batch_rtt_*``: from sending a batch to receiving its signed reply."""
+    being acted on (p50, p99 and the whole distribution as batches per bucket);
+    ``batch_rtt_*``: from sending a batch to receiving its signed reply."""
 
     run_id: str
     origin: str
@@ -188,6 +189,7 @@ class RunSummary:
     freshness_p99_ms: float
     batch_rtt_p50_ms: float
     batch_rtt_p99_ms: float
+    freshness_histogram: dict[str, int]
     dropped_batches: int
     dropped_events: int
     isolated_network: bool
@@ -249,6 +251,19 @@ def _percentiles(values: list[int]) -> tuple[float, float]:
         return 0.0, 0.0
     p50, p99 = np.percentile(np.asarray(values, dtype=np.float64) / 1e6, [50, 99])
     return float(p50), float(p99)
+
+
+_BUCKETS_MS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def _histogram(values_ns: list[int]) -> dict[str, int]:
+    """Batches per freshness bucket, keyed ``"<=N ms"`` (and ``">5000 ms"``), all keys present."""
+    counts = np.histogram(
+        np.asarray(values_ns, dtype=np.float64) / 1e6,
+        bins=[-np.inf, *_BUCKETS_MS, np.inf],
+    )[0]
+    keys = [f"<={b} ms" for b in _BUCKETS_MS] + [f">{_BUCKETS_MS[-1]} ms"]
+    return {k: int(c) for k, c in zip(keys, counts, strict=True)}
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -376,6 +391,7 @@ def run_live(
             freshness_p99_ms=round(p99, 3),
             batch_rtt_p50_ms=round(rtt50, 3),
             batch_rtt_p99_ms=round(rtt99, 3),
+            freshness_histogram=_histogram(pipe.freshness),
             dropped_batches=stats.dropped_batches,
             dropped_events=stats.dropped_events,
             isolated_network=enclave.isolated_network,
