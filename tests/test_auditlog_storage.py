@@ -267,3 +267,30 @@ def test_create_refuses_an_existing_log(tmp_path: Path) -> None:
         LogStore.create(built.log)
     with pytest.raises(EnvError):
         LogStore.open(tmp_path / "nothing-here")
+
+
+def test_host_writer_refuses_a_checkpoint_not_over_its_records(tmp_path: Path) -> None:
+    """Log before act: the host checks the enclave's signature over exactly the records it has
+    just made durable, before anything may act on them."""
+    from zcbench.auditlog.checkpoint import log_origin
+    from zcbench.auditlog.writer import BatchRecords, EnclaveLogState, HostLogWriter
+    from zcbench.errors import VerificationError
+
+    signer = LogSigner(key(4), log_origin(bytes(48), "run-w"))
+    enclave = EnclaveLogState(signer)
+    host = HostLogWriter.create(tmp_path / "log", signer.public_key_spki_der, signer.origin)
+    host.commit(enclave.boot(b"doc", time_ns=0))
+    step = enclave.batch(0, b"in", b"out", time_ns=1)
+    lying = BatchRecords(step.records, signer.sign(3, bytes(32)))
+    with pytest.raises(VerificationError) as info:
+        host.commit(lying)
+    assert info.value.check == "checkpoint_matches_records"
+    assert len(host.store.checkpoints) == 1
+    forged = BatchRecords((), LogSigner(key(5), signer.origin).sign(3, host.store.root()))
+    with pytest.raises(VerificationError):
+        host.commit(forged)
+    host.commit(BatchRecords((), step.checkpoint))
+    assert host.store.checkpoints[-1].size == 3
+    with pytest.raises(ValueError, match="seq"):
+        enclave.batch(5, b"", b"", time_ns=2)
+    host.close()
