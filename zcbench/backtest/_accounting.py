@@ -44,10 +44,14 @@ class FillModel:
         if not (isinstance(self.fee_bps, (int, float)) and 0 <= self.fee_bps < 10_000):
             raise UsageError(f"fee_bps must be in [0, 10000), got {self.fee_bps!r}")
 
-    def fee(self, notional: int) -> int:
+    @property
+    def fee_rate(self) -> Fraction:
+        """``fee_bps`` as an exact fraction of notional (from its decimal text: 0.1 is 1/10)."""
+        return Fraction(str(self.fee_bps)) / 10_000
+
+    def fee(self, notional: int, rate: Fraction | None = None) -> int:
         """The fee on ``notional`` ticks, exact and rounded up (no float on the money path)."""
-        rate = Fraction(str(self.fee_bps)) / 10_000
-        return math.ceil(notional * rate)
+        return math.ceil(notional * (self.fee_rate if rate is None else rate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,7 @@ def book(
             index[key] = _price_index(codes, px, code_of.get(symbol, -1))
         return index[key]
 
+    rate = model.fee_rate
     rows_out: list[dict[str, Any]] = []
     for sig in signals.iter_rows(named=True):
         rows, prices = lookup(sig["symbol"], sig["side"])
@@ -168,7 +173,7 @@ def book(
                     fill_ts=int(ts[rows[j]]),
                     fill_price=price,
                     notional=notional,
-                    fee=model.fee(notional),
+                    fee=model.fee(notional, rate),
                 )
         rows_out.append(out)
     fills = pl.DataFrame(
