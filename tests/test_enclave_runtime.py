@@ -269,3 +269,21 @@ def test_serve_answers_every_random_frame_and_stays_up() -> None:
     a.send(Message("checkpoint"))
     assert a.recv(timeout=10)["size"] == 1  # nothing random got into the log
     assert t.is_alive()
+
+
+def test_enclave_imports_only_the_runtime_parts() -> None:
+    import subprocess
+    import sys
+
+    # the enclave image carries auditlog, channel, enclave, keys, nitro and strategy only
+    code = (
+        "import sys, zcbench.enclave.__main__, zcbench.enclave.boot, zcbench.enclave.runtime\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('zcbench.host', "
+        "'zcbench.packager', 'zcbench.cli', 'zcbench.widgets', 'zcbench.backtest', "
+        "'zcbench.marketdata', 'zcbench.report', 'zcbench.examples')))\n"
+        "print(bad)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
