@@ -8,7 +8,7 @@ appends with an fsync per 1,000-event batch.
    cryptography — SHA-256 of each record with its 0x00 prefix, one node hash per record, one
    Ed25519 verification per checkpoint. Target: verification at most 1.5x the floor. Both are
    timed in CPU seconds of this process (other work on a shared machine inflates wall time at
-   random), alternating, best of two; wall-clock figures are printed beside them.
+   random), alternating, best of three; wall-clock figures are printed beside them.
    (The boot document is a stand-in accepted by an injected verifier: one attestation chain
    check is a constant, not part of either loop.)
 2. Appends. ``HostLogWriter.commit`` per 1,000-event batch: append the IN and OUT records,
@@ -215,7 +215,7 @@ def main() -> None:
         verification(batches=300, events=100, rounds=1)
         appends(batches=20, events=1000)
     else:
-        verification(batches=100_000, events=100, rounds=2)
+        verification(batches=100_000, events=100, rounds=3)
         appends(batches=500, events=1000)
 
 

@@ -49,6 +49,7 @@ MAX_FRAME: Final = 64 * 1024 * 1024 + 64
 _SEGMENT_RE: Final = re.compile(r"seg-(\d{8})\.zlog")
 _LEN: Final = struct.Struct(">I")
 _HEAD: Final = struct.Struct(">8sQQ")
+_LEAF_PREFIX: Final = hashlib.sha256(b"\x00")  # copied per frame: SHA-256(0x00 ‖ payload)
 
 
 def segment_name(number: int) -> str:
@@ -116,7 +117,7 @@ class FileScan:
     size: int
 
 
-def _frame_at(data: bytes | memoryview, offset: int) -> tuple[Frame | None, str]:
+def _frame_at(data: bytes, offset: int) -> tuple[Frame | None, str]:
     end = len(data)
     if offset + 4 > end:
         return None, "incomplete length field"
@@ -126,8 +127,10 @@ def _frame_at(data: bytes | memoryview, offset: int) -> tuple[Frame | None, str]
     stop = offset + 4 + length
     if stop + 32 > end:
         return None, f"frame of {length} bytes runs past the end of the file"
-    payload = bytes(data[offset + 4 : stop])
-    leaf = hashlib.sha256(b"\x00" + payload).digest()
+    payload = data[offset + 4 : stop]
+    hasher = _LEAF_PREFIX.copy()
+    hasher.update(payload)
+    leaf = hasher.digest()
     if leaf != data[stop : stop + 32]:
         return None, "frame checksum mismatch"
     return Frame(offset, payload, leaf), ""
@@ -163,7 +166,6 @@ def scan_file(path: Path, data: bytes, magic: bytes, lead: bytes = b"") -> FileS
 
     ``lead``: the first byte of every payload in this file, if there is one (see _resync).
     """
-    view = memoryview(data)
     damage: Damage | None = None
     if len(data) < HEADER_SIZE:
         damage = Damage(path, 0, f"header incomplete ({len(data)} of {HEADER_SIZE} bytes)", None)
@@ -176,7 +178,7 @@ def scan_file(path: Path, data: bytes, magic: bytes, lead: bytes = b"") -> FileS
     frames: list[Frame] = []
     offset = HEADER_SIZE
     while offset < len(data):
-        found, reason = _frame_at(view, offset)
+        found, reason = _frame_at(data, offset)
         if found is None:
             damage = Damage(path, offset, reason, _resync(data, offset, lead))
             break
