@@ -88,3 +88,31 @@ def test_acts_only_on_verified_signals() -> None:
         ex.act([Signal("AAA", "buy", 1)], now_ns=S)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="does not cover"):
         VerifiedSignals(0, out_index=5, checkpoint_size=5, signals=())
+
+
+def test_last_prices_across_batches_take_each_symbols_newest_usable_price() -> None:
+    ex = ExecutionLayer()
+    ex.on_market(
+        pl.DataFrame(
+            {
+                "symbol": ["AAA", "BBB", "AAA"],
+                "price": [10, 20, 11],
+                "bid": [None, None, None],
+                "ask": [None, None, None],
+            },
+            schema_overrides={"bid": pl.Int64, "ask": pl.Int64},
+        )
+    )
+    ex.on_market(
+        pl.DataFrame(
+            {
+                "symbol": ["BBB", "AAA", "CCC"],
+                "price": [21, None, None],
+                "bid": [None, None, 98],
+                "ask": [None, None, 102],
+            }
+        )
+    )
+    assert ex.last_price == {"AAA": 11, "BBB": 21, "CCC": 100}
+    ex.on_market(pl.DataFrame({"symbol": ["AAA"], "close": [12]}))
+    assert ex.last_price == {"AAA": 12, "BBB": 21, "CCC": 100}

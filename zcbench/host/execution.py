@@ -15,6 +15,7 @@ It never sees the enclave's key and never reads a clock: times come in as parame
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -139,29 +140,23 @@ class ExecutionLayer:
         """The last market price (ticks) seen per symbol."""
         if self._unpriced:
             frames, self._unpriced = self._unpriced, []
-            for frame in _same_columns(frames):
-                self._absorb(frame)
+            symbols = [f.get_column("symbol").to_list() for f in frames]
+            wanted = set().union(*symbols) - {None}
+            found: dict[str, int] = {}
+            # newest first, so each symbol's last price is met first; stop once all are known
+            for frame, names in zip(reversed(frames), reversed(symbols), strict=True):
+                price = _price_at(frame)
+                for i in range(frame.height - 1, -1, -1):
+                    if names[i] not in found:
+                        px = price(i)
+                        if px is not None and px > 0:
+                            found[names[i]] = px
+                            if len(found) == len(wanted):
+                                break
+                if len(found) == len(wanted):
+                    break
+            self._prices.update(found)
         return self._prices
-
-    def _absorb(self, events: pl.DataFrame) -> None:
-        cols = set(events.columns)
-        exprs: list[pl.Expr] = []
-        if "price" in cols:
-            exprs.append(pl.col("price"))
-        if {"bid", "ask"} <= cols:
-            exprs.append((pl.col("bid") + pl.col("ask")) // 2)
-        if "close" in cols:
-            exprs.append(pl.col("close"))
-        if not exprs:
-            return
-        last = (
-            events.select(pl.col("symbol"), pl.coalesce(exprs).alias("px"))
-            .filter(pl.col("px") > 0)
-            .group_by("symbol", maintain_order=True)
-            .last()
-        )
-        for symbol, px in last.iter_rows():
-            self._prices[symbol] = px
 
     def act(self, verified: VerifiedSignals, *, now_ns: int) -> list[OrderResult]:
         """Place (on paper) every signal of a verified batch, in order, under the risk limits."""
@@ -271,15 +266,23 @@ class ExecutionLayer:
         return path
 
 
-def _same_columns(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
-    """Consecutive frames with the same columns concatenated, order kept."""
-    out: list[pl.DataFrame] = []
-    run: list[pl.DataFrame] = []
-    for frame in frames:
-        if run and frame.columns != run[0].columns:
-            out.append(pl.concat(run))
-            run = []
-        run.append(frame)
-    if run:
-        out.append(pl.concat(run))
-    return out
+def _price_at(frame: pl.DataFrame) -> Callable[[int], int | None]:
+    """Row i's price: a trade's price, else the quote's mid, else a bar's close (plain Python:
+    only a few rows are looked at, and polars' per-call overhead would dominate)."""
+    cols = {
+        c: frame.get_column(c).to_list()
+        for c in ("price", "bid", "ask", "close")
+        if c in frame.columns
+    }
+    price, bid, ask, close = (cols.get(c) for c in ("price", "bid", "ask", "close"))
+
+    def at(i: int) -> int | None:
+        if price is not None and price[i] is not None:
+            return int(price[i])
+        if bid is not None and ask is not None and bid[i] is not None and ask[i] is not None:
+            return (int(bid[i]) + int(ask[i])) // 2
+        if close is not None and close[i] is not None:
+            return int(close[i])
+        return None
+
+    return at

@@ -101,6 +101,25 @@ class ReplaySource:
             self._pacer.wait_for(frame)
             yield frame
 
+    def stripped(self, fields: Sequence[str]) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """Per batch: its declared fields and its market prices, paced like ``__iter__``.
+
+        The fields are stripped once for the whole recording (as the backtest does) and each
+        batch is a zero-copy slice, so the proxy does no per-batch work on recorded data.
+        """
+        selected = select_fields(self._events, fields)
+        market = _market_columns(self._events)
+        for start, end in batch_bounds(self._events.get_column("ts"), self.spec):
+            events = selected.slice(start, end - start)
+            self._pacer.wait_for(events)
+            yield events, market.slice(start, end - start)
+
+
+def _market_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """``symbol`` and whichever of price, bid, ask, close the frame has (no copy)."""
+    names = ["symbol"] + [c for c in ("price", "bid", "ask", "close") if c in frame.columns]
+    return pl.DataFrame([frame.get_column(c) for c in names])
+
 
 class _Pacer:
     def __init__(self, rate: float | None, clock: Clock, sleep: Sleep) -> None:
@@ -222,13 +241,13 @@ class MarketDataProxy:
 
     def _run(self) -> None:
         try:
-            if self._source.live:
+            if isinstance(self._source, LiveSource):
                 self._run_live()
             else:
-                for frame in self._source:
+                for events, market in self._source.stripped(self._fields):
                     if self._stop.is_set():
                         break
-                    self._put(frame, block=True)
+                    self._offer(events, market, block=True)
         except BaseException as exc:  # handed to the consumer, who re-raises it
             self._error = exc
         finally:
@@ -267,17 +286,18 @@ class MarketDataProxy:
                 self._put(batch.events, block=False)
 
     def _put(self, frame: pl.DataFrame, *, block: bool) -> None:
-        if frame.height == 0:
+        self._offer(select_fields(frame, self._fields), _market_columns(frame), block=block)
+
+    def _offer(self, events: pl.DataFrame, market: pl.DataFrame, *, block: bool) -> None:
+        if events.height == 0:
             return
-        market_cols = ["symbol"] + [
-            c for c in ("price", "bid", "ask", "close") if c in frame.columns
-        ]
         item = ProxyBatch(
-            events=select_fields(frame, self._fields),
-            market=frame.select(market_cols),
+            events=events,
+            market=market,
             received_ns=self._clock(),
-            newest_event_ns=int(frame["ts"].max()),  # type: ignore[arg-type]
+            newest_event_ns=int(events.get_column("ts").max()),  # type: ignore[arg-type]
         )
+        frame = events
         if block:
             while not self._stop.is_set():
                 try:
