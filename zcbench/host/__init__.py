@@ -11,26 +11,46 @@ it verified over records it wrote (log before act).
 """
 
 from zcbench.host.execution import ExecutionLayer, OrderResult, RiskLimits, VerifiedSignals
-from zcbench.host.launcher import LocalEnclave, launch_local
-from zcbench.host.live import ModuleImage, RunProgress, RunSummary, run_live
+from zcbench.host.launcher import (
+    EnclaveProcess,
+    LocalEnclave,
+    NitroEnclave,
+    launch_local,
+    launch_nitro,
+)
+from zcbench.host.live import (
+    BuildImage,
+    EnclaveImage,
+    ModuleImage,
+    RunHandle,
+    RunProgress,
+    RunSummary,
+    run_live,
+)
 from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ProxyStats, ReplaySource
 
 __all__ = [
+    "BuildImage",
+    "EnclaveImage",
+    "EnclaveProcess",
     "ExecutionLayer",
     "HostLog",
     "LiveSource",
     "LocalEnclave",
     "MarketDataProxy",
     "ModuleImage",
+    "NitroEnclave",
     "OrderResult",
     "ProxyBatch",
     "ProxyStats",
     "ReplaySource",
     "RiskLimits",
+    "RunHandle",
     "RunProgress",
     "RunSummary",
     "VerifiedSignals",
     "launch_local",
+    "launch_nitro",
     "run_live",
 ]
