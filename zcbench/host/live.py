@@ -1,11 +1,14 @@
 """The live runner: proxy → enclave → durable, verified log → execution, pipelined.
 
-:func:`run_live` launches the local enclave, boots it (new run id, new log key, boot document
-verified against the expected PCRs under the named trust root), then streams the proxy's batches
-through it. One thread sends ``ingest`` frames up to ``window`` batches ahead; the calling thread
-takes the replies in order, stores and verifies each batch's records and checkpoint
-(:class:`~zcbench.host.logwriter.HostLog`), and only then lets the execution layer act. So the
-host writes and verifies batch k while the enclave computes batch k+1.
+:func:`run_live` launches the enclave (the local process by default, any
+:class:`~zcbench.host.launcher.EnclaveProcess` otherwise), boots it (new run id, new log key,
+boot document verified against the expected PCRs under the named trust root; a sealed build's
+key release relayed to the key broker), then streams the proxy's batches through it. One thread
+sends ``ingest`` frames up to ``window`` batches ahead; the calling thread takes the replies in
+order, stores and verifies each batch's records and checkpoint
+(:class:`~zcbench.host.logwriter.HostLog`, group commit over replies already waiting), and only
+then lets the execution layer act. So the host writes and verifies batch k while the enclave
+computes batch k+1. A :class:`RunHandle` lets other threads ask for attestations or stop.
 
 Whatever happens (source exhausted, enclave killed, strategy exception, a bad frame, a failed
 check), the run closes the same way: kill switch on, no further orders, the enclave shut down or
