@@ -437,12 +437,16 @@ def test_cli_run_replays_a_data_file_and_prints_one_json_object(
             "1",
             "--run-dir",
             str(tmp_path / "live"),
+            "--max-position",
+            "0",
         ]
     )
     text = capsys.readouterr().out
     assert code == 0
     assert "SIMULATED" in text
     assert "network isolation" in text
+    journal = pl.read_parquet(tmp_path / "live" / "journal.parquet")
+    assert "fill" not in journal["event"].to_list()  # every order over a zero position limit
 
 
 class _ThreadEnclave:

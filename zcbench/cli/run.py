@@ -55,6 +55,11 @@ def register(sub: Any) -> None:
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: ./run-<id>)")
     p.add_argument("--seed", type=int, default=7, help="synthetic generator seed")
     p.add_argument("--max-delay-ms", type=float, default=50.0, help="live batch flush delay")
+    risk = p.add_argument_group("risk limits (execution layer)")
+    risk.add_argument("--max-position", type=int, default=None, metavar="N", help="units/symbol")
+    risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
+    risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
+    risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle)
 
@@ -90,8 +95,15 @@ def _progress_line(p: Any) -> None:
 def _handle(args: argparse.Namespace) -> int:
     import secrets
 
+    from zcbench.host.execution import RiskLimits
     from zcbench.host.live import BuildImage, run_live
 
+    given = {
+        name: getattr(args, name)
+        for name in ("max_position", "max_notional", "max_orders_per_s", "price_collar_bps")
+        if getattr(args, name) is not None
+    }
+    limits = RiskLimits(**given)
     image = BuildImage(args.build_dir)
     spec = image.batching()  # also checks the build folder before anything starts
     run_id = f"run-{secrets.token_hex(8)}"
@@ -103,6 +115,7 @@ def _handle(args: argparse.Namespace) -> int:
         run_dir,
         source,
         run_id=run_id,
+        limits=limits,
         max_delay_s=args.max_delay_ms / 1000,
         on_progress=_progress_line if show else None,
     )
