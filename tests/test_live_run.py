@@ -446,6 +446,7 @@ def test_cli_run_replays_a_data_file_and_prints_one_json_object(
     assert "SIMULATED" in text
     assert "network isolation" in text
     journal = pl.read_parquet(tmp_path / "live" / "journal.parquet")
+    assert "reject" in journal["event"].to_list()
     assert "fill" not in journal["event"].to_list()  # every order over a zero position limit
 
 
