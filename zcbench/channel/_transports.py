@@ -7,6 +7,7 @@ same socket code) and ``memory`` (an in-process pair for tests). Addresses are s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -20,6 +21,7 @@ from zcbench.channel._stream import Connection
 from zcbench.errors import EnvError, UsageError
 
 __all__ = [
+    "SOCKET_BUFFER",
     "TRANSPORTS",
     "VMADDR_CID_ANY",
     "Listener",
@@ -36,6 +38,19 @@ __all__ = [
 VMADDR_CID_ANY: Final = 0xFFFFFFFF
 
 
+SOCKET_BUFFER: Final = 4 * 1024 * 1024
+"""Send and receive buffer asked for on every stream socket (the kernel may cap it)."""
+
+
+def _big_buffers(sock: socket.socket) -> None:
+    # With the default ~200 KB a pipelined host has only about four 50 KB batches in the pipe,
+    # and either side stalls in sendall while the other is busy: measured here, the live run's
+    # throughput doubles with a few MB. Best effort: a smaller cap only costs throughput.
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+
+
 class Listener:
     """A listening socket that hands out framed connections."""
 
@@ -49,6 +64,7 @@ class Listener:
         self._sock.settimeout(timeout)
         conn, _ = self._sock.accept()
         conn.settimeout(None)
+        _big_buffers(conn)
         return Connection(conn, max_frame=self._max_frame, name="accepted")
 
     def close(self) -> None:
@@ -93,6 +109,7 @@ class SocketTransport:
                 "is the enclave running?"
             ) from None
         sock.settimeout(None)
+        _big_buffers(sock)
         return Connection(sock, max_frame=max_frame, name=f"{self.scheme}:{address}")
 
     def _socket(self) -> socket.socket:
