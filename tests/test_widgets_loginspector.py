@@ -174,15 +174,15 @@ def test_export_slice_and_replay_messages(run_dir: Path, tmp_path: Path) -> None
 
 def test_missing_or_broken_paths_are_shown(tmp_path: Path) -> None:
     panel = LogInspector(FakeLog())
-    assert not panel.open()
+    assert not panel.load()
     assert "type the path" in panel.status.value
     panel.path.value = str(tmp_path / "nope")
-    assert not panel.open()
+    assert not panel.load()
     assert "does not exist" in panel.status.value
     broken = tmp_path / "broken"
     broken.mkdir()
     panel.path.value = str(broken)
-    assert not panel.open()
+    assert not panel.load()
     assert "holds no log" in panel.status.value
     assert panel.verify_button.disabled
 
@@ -198,3 +198,19 @@ def test_real_backend_on_a_folder_that_is_no_log(tmp_path: Path) -> None:
     assert "FAILED" in panel.verdict.value
     assert panel.replay() is None
     assert "not available" in panel.action_status.value
+
+
+def test_panels_keep_the_widget_protocol() -> None:
+    # A panel method named like a Widget method (e.g. ``open``, which makes the comm) would
+    # silently break the panel in the browser ("model not found").
+    import ipywidgets
+
+    from zcbench.widgets import AttestationPanel, LiveRunPanel, LogInspector
+
+    widget_names = set(dir(ipywidgets.VBox))
+    for panel in (AttestationPanel, LiveRunPanel, LogInspector):
+        own = {n for n in vars(panel) if not n.startswith("_")}
+        assert own & widget_names == set(), panel.__name__
+    inspector = LogInspector(FakeLog())
+    assert inspector.comm is not None
+    assert inspector.model_id

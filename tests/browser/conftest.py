@@ -104,6 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _parameterised(
         "04_attestation.ipynb", notebooks, {"build_dir": str(build), "export_dir": str(root)}
     )
+    _parameterised("05_log_replay.ipynb", notebooks, {"run_dir": str(run), "trust": "dev"})
     return World(root=root, home=home, build=build, run=run, notebooks=notebooks)
 
 

@@ -79,10 +79,28 @@ def test_live_run_in_jupyterlab(page: Any, jupyterlab: Server, world: World) -> 
     panel.screenshot(path=ARTIFACTS / "liverun-panel-running.png")
     panel.get_by_role("button", name=re.compile("Stop")).click()
     expect(panel).to_contain_text("STOPPED", timeout=LONG)
+    expect(panel).to_contain_text("positions")  # the run's closing figures are in
     assert _throughput(panel) > 0
     expect(panel).not_to_contain_text("ERROR")
     panel.screenshot(path=ARTIFACTS / "liverun-panel-stopped.png")
     assert list((world.root / "runs").glob("*/summary.json"))
+
+
+def test_log_inspector_in_jupyterlab(page: Any, jupyterlab: Server, world: World) -> None:
+    _open_and_run_all(page, jupyterlab, "05_log_replay.ipynb")
+    panel = page.locator(".zcbench-log-inspector")
+    expect(panel).to_be_visible(timeout=LONG)
+    expect(panel).to_contain_text("records match", timeout=LONG)
+    panel.get_by_role("button", name=re.compile(r"\bVerify$")).click()
+    expect(panel).to_contain_text("VERIFIED", timeout=LONG)
+    panel.get_by_role("combobox").first.select_option("out")
+    panel.get_by_role("button", name=re.compile("Apply filters")).click()
+    expect(panel).to_contain_text("AAA", timeout=LONG)
+    panel.get_by_role("button", name=re.compile("Export slice")).click()
+    expect(panel).to_contain_text("zcbench log verify", timeout=LONG)
+    panel.get_by_role("button", name=re.compile("Replay")).click()
+    expect(panel).to_contain_text("not available", timeout=LONG)
+    panel.screenshot(path=ARTIFACTS / "log-inspector-jupyterlab.png")
 
 
 def test_attestation_dashboard_in_voila(page: Any, voila: Server) -> None:

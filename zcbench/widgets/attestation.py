@@ -667,7 +667,6 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
 
     def _show(self, result: AttestationResult) -> None:
         self.result = result
-        self.banner.value = verdict_html(result)
         self.pcrs.value = h.heading("PCRs: commitment against document") + pcr_table_html(result)
         self.chain.value = h.heading("Certificate chain") + chain_html(result)
         self.facts.value = h.heading("Document") + document_facts_html(result)
@@ -675,6 +674,8 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
             f"Document received {h.when(result.requested_at)} from {result.source}."
         )
         self.export_button.disabled = False
+        # The verdict last: whoever sees it (a person, a browser test) sees the rest with it.
+        self.banner.value = verdict_html(result)
 
     def export(self, directory: pathlib.Path | None = None) -> pathlib.Path | None:
         """Write the last result as JSON and the raw document (``.cbor``); the JSON's path."""

@@ -393,9 +393,6 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
                 detail += f" · run {snap.run_id}"
             if snap.run_dir is not None:
                 detail += f" · {snap.run_dir}"
-            self.state.value = self._state_html(
-                snap.state, _STATE_COLOURS.get(snap.state, h.GREY), detail
-            )
             self.metrics.value = metrics_html(snap)
             self.price_image.value = _charts.price_chart(snap.prices, snap.signals)
             if snap.freshness_ms or not snap.freshness_series:
@@ -411,6 +408,10 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
                 self.errors.value = h.banner(
                     "ERROR", h.RED, [h.esc(e) for e in snap.errors[-5:]]
                 )
+            # The state last: whoever sees it change sees the figures that go with it.
+            self.state.value = self._state_html(
+                snap.state, _STATE_COLOURS.get(snap.state, h.GREY), detail
+            )
             self.draws += 1
         finally:
             self._draw_lock.release()

@@ -13,7 +13,7 @@ import datetime as dt
 import pathlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import ipywidgets as widgets
 import polars as pl
@@ -170,10 +170,37 @@ def log_verdict_html(report: LogReportLike) -> str:
 
 class AuditLogBackend:
     """The real backend: :mod:`zcbench.auditlog`'s ``check_log``, ``to_polars`` and
-    ``export_slice``, under the root named by ``trust`` (``"dev"`` for local runs)."""
+    ``export_slice``, under the root named by ``trust`` (``"dev"`` for local runs).
 
-    def __init__(self, *, trust: str | pathlib.Path = "aws") -> None:
+    The boot document is held to the PCRs of ``commitment`` when given, else of the build the
+    run folder's ``summary.json`` names when it has a ``commitment.json``; otherwise the log's
+    report warns that no PCR was compared.
+    """
+
+    def __init__(
+        self, *, trust: str | pathlib.Path = "aws", commitment: pathlib.Path | None = None
+    ) -> None:
         self.trust = trust
+        self.commitment = commitment
+
+    def _boot_verifier(self, path: pathlib.Path) -> Any:
+        import json
+
+        from zcbench.auditlog.verify import nitro_boot_verifier
+        from zcbench.nitro import load_commitment_pcrs
+
+        commitment = self.commitment
+        summary = path / "summary.json"
+        if commitment is None and path.is_dir() and summary.is_file():
+            try:
+                image = json.loads(summary.read_bytes()).get("image")
+            except (ValueError, AttributeError):
+                image = None
+            if isinstance(image, str) and (pathlib.Path(image) / "commitment.json").is_file():
+                commitment = pathlib.Path(image) / "commitment.json"
+        if commitment is None:
+            return nitro_boot_verifier()
+        return nitro_boot_verifier(expected_pcrs=load_commitment_pcrs(commitment))
 
     def verify(
         self, path: pathlib.Path, *, on_progress: Callable[[int, int], None]
@@ -183,7 +210,9 @@ class AuditLogBackend:
         # check_log reports progress as a terminal bar, not to a callback: the panel's bar
         # shows start and end.
         on_progress(0, 1)
-        report = check_log(path, trust=self.trust, progress=False)
+        report = check_log(
+            path, trust=self.trust, boot_verifier=self._boot_verifier(path), progress=False
+        )
         on_progress(1, 1)
         return report
 
@@ -201,7 +230,10 @@ class AuditLogBackend:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"slice-{start}-{stop}.cbor"
-        summary = export_slice(path, out, index_range=(start, stop), trust=self.trust)
+        summary = export_slice(
+            path, out, index_range=(start, stop), trust=self.trust,
+            boot_verifier=self._boot_verifier(path),
+        )
         return summary.path
 
     def replay(self, path: pathlib.Path, *, start: int, stop: int) -> ReplaySummary:
@@ -228,6 +260,8 @@ def _display(frame: pl.DataFrame) -> pl.DataFrame:
         out = out.with_columns(
             (pl.col("body").bin.size().cast(pl.String) + " bytes").alias("body")
         )
+    if "leaf_hash" in out.columns and out.schema["leaf_hash"] == pl.String:
+        out = out.with_columns((pl.col("leaf_hash").str.slice(0, 16) + "…").alias("leaf_hash"))
     if "symbols" in out.columns and isinstance(out.schema["symbols"], pl.List):
         out = out.with_columns(pl.col("symbols").list.join(", ").alias("symbols"))
     return out
@@ -247,7 +281,7 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
     """Open, verify (with a progress bar), filter, page, export a slice, replay.
 
     ``backend`` does the work; ``path`` is opened at once when given; ``export_dir`` is where
-    slices go (default: an ``exports`` folder beside the log). :meth:`open`, :meth:`verify`,
+    slices go (default: an ``exports`` folder beside the log). :meth:`load`, :meth:`verify`,
     :meth:`apply_filters`, :meth:`export`, :meth:`replay` do what the buttons do.
     """
 
@@ -302,7 +336,7 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
         self.action_status = widgets.HTML()
         self.status = widgets.HTML(h.notice("Type a run folder and press Open."))
 
-        self.open_button.on_click(lambda _b: self.open())
+        self.open_button.on_click(lambda _b: self.load())
         self.verify_button.on_click(lambda _b: self.verify())
         self.filter_button.on_click(lambda _b: self.apply_filters())
         self.prev_button.on_click(lambda _b: self.turn(-1))
@@ -330,7 +364,7 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
         )
         self.add_class("zcbench-log-inspector")
         if path is not None:
-            self.open()
+            self.load()
 
     # ------------------------------------------------------------------ helpers
 
@@ -349,7 +383,7 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ actions
 
-    def open(self) -> bool:
+    def load(self) -> bool:
         """Load the records of the log at the path field; False (with a message) on failure."""
         self.last_error = None
         self.verdict.value = ""
