@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--attestation", type=pathlib.Path, default=None, metavar="FILE",
-        help="the document to check (default: attestation.cbor beside the run, else boot.cbor)",
+        help="the document to check (default: attestation.cbor beside or in the run, "
+        "else boot.cbor)",
     )
     p.add_argument("--nonce", metavar="HEX", help="the nonce the document must carry")
     p.add_argument(

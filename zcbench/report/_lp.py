@@ -49,8 +49,8 @@ def _utcnow() -> dt.datetime:
 class LPReport:
     """Everything the LP report shows about one run.
 
-    ``document_path`` is the attestation document checked: an LP's on-demand document when one
-    was given or lies beside the run folder (``attestation.cbor``), else the run's boot document.
+    ``document_path`` is the attestation document checked: an on-demand document when one was
+    given, lies beside the run folder or in it (``attestation.cbor``), else the boot document.
     ``at_mode`` says how the verification time was chosen (``"document"`` or ``"given"``);
     ``log`` is the audit log's report (``None`` with ``log_problem`` set when it could not be
     read at all).
@@ -142,9 +142,9 @@ def _document_path(run_dir: pathlib.Path, given: pathlib.Path | None) -> pathlib
         if not given.is_file():
             raise EnvError(f"attestation document {given} does not exist")
         return given
-    beside = run_dir.parent / "attestation.cbor"
-    if beside.is_file():
-        return beside
+    for candidate in (run_dir.parent / "attestation.cbor", run_dir / "attestation.cbor"):
+        if candidate.is_file():  # an on-demand document: the demo's, or the run's final one
+            return candidate
     boot = run_dir / "boot.cbor"
     if not boot.is_file():
         raise EnvError(f"{run_dir} has no boot.cbor: is this a run folder made by 'zcbench run'?")
@@ -163,10 +163,11 @@ def collect_report(
     """Gather and check what the LP report shows about the run in ``run_dir``.
 
     ``trust`` names the root (``"dev"`` for a local run: SIMULATED). ``attestation`` is the
-    document to check (default: ``attestation.cbor`` beside the run folder, else the run's
-    ``boot.cbor``); ``nonce`` the nonce it must carry (default for the boot document: the run
-    id; otherwise unchecked, and the report says so). ``at`` is the verification time (default:
-    the document's own time: the report is a record of what was attested then). Raises
+    document to check (default: ``attestation.cbor`` beside the run folder, then in it, else
+    the run's ``boot.cbor``); ``nonce`` the nonce it must carry (default for the boot
+    document: the run id; otherwise unchecked, and the report says so). ``at`` is the
+    verification time (default: the document's own time: the report is a record of what was
+    attested then). Raises
     :class:`~zcbench.errors.EnvError` or :class:`~zcbench.errors.DataError` for a missing or
     malformed run folder; a document or log that fails its checks is a verdict, not an error.
     """
