@@ -276,19 +276,31 @@ def verify_boot(document: bytes, trust: str | Path, verifier: BootVerifier) -> B
     return identity
 
 
+@dataclass
+class _Verified:
+    """The verified checkpoints as size -> root (no per-checkpoint objects kept: a long log
+    has one per batch), and the newest one."""
+
+    roots: dict[int, bytes]
+    count: int
+    latest: tuple[Checkpoint, bytes] | None
+
+
 def _verify_notes(
     notes: list[tuple[bytes, int]], boot: BootIdentity, cp_path: Path
-) -> list[tuple[Checkpoint, bytes]]:
-    checkpoints: list[tuple[Checkpoint, bytes]] = []
+) -> _Verified:
+    """Every note signed by the boot-attested key, and no two roots for one size."""
     origin = boot.origin
     try:
         verifier = CheckpointVerifier(boot.public_key, origin)
     except VerificationError as exc:
         raise _Failure("bad_signature", f"the boot document's public key is unusable: {exc}",
                        index=0) from exc
+    roots: dict[int, bytes] = {}
+    latest: tuple[Checkpoint, bytes] | None = None
     for note, offset in notes:
         try:
-            checkpoints.append((verifier.verify(note), note))
+            cp = verifier.verify(note)
         except (VerificationError, LogFormatError) as exc:
             raise _Failure(
                 "bad_signature",
@@ -296,24 +308,20 @@ def _verify_notes(
                 f"attested log key for {origin}: {exc}",
                 path=str(cp_path), offset=offset,
             ) from exc
-    return checkpoints
-
-
-def _fork_check(checkpoints: list[tuple[Checkpoint, bytes]]) -> dict[int, Checkpoint]:
-    by_size: dict[int, Checkpoint] = {}
-    for cp, _ in checkpoints:
-        seen = by_size.setdefault(cp.size, cp)
-        if seen.root != cp.root:
+        seen = roots.setdefault(cp.size, cp.root)
+        if seen != cp.root:
             raise _Failure(
                 "forked",
                 f"two signed checkpoints for size {cp.size} with different roots "
-                f"({base64.b64encode(seen.root).decode()} and "
+                f"({base64.b64encode(seen).decode()} and "
                 f"{base64.b64encode(cp.root).decode()}): the log key signed a fork",
-                index=cp.size,
+                index=cp.size, path=str(cp_path), offset=offset,
             )
-    if 0 in by_size and by_size[0].root != EMPTY_ROOT:
+        if latest is None or cp.size > latest[0].size:
+            latest = (cp, note)
+    if roots.get(0, EMPTY_ROOT) != EMPTY_ROOT:
         raise _Failure("forked", "a signed checkpoint of size 0 with a non-empty root", index=0)
-    return by_size
+    return _Verified(roots, len(notes), latest)
 
 
 def _check_folder(
@@ -370,7 +378,7 @@ def _check_folder(
                     from exc
         known_root: bytes | None = EMPTY_ROOT if known_size == 0 else None
         compact = CompactRange()
-        by_size: dict[int, Checkpoint] = {}
+        by_size: dict[int, bytes] = {}
         pending: deque[int] = deque()
         good = 0
         for item in progress_bar(walk.records(), desc="verifying log", enabled=show):
@@ -387,27 +395,27 @@ def _check_folder(
                     raise _Failure("untrusted_boot",
                                    "run/boot.cbor differs from the boot record in the log",
                                    index=0, path=str(boot_file))
-                checkpoints = _verify_notes(notes, boot, cp_path)
-                counts["checkpoints"] = len(checkpoints)
-                by_size = _fork_check(checkpoints)
+                verified = _verify_notes(notes, boot, cp_path)
+                del notes  # only sizes and roots are needed from here on
+                counts["checkpoints"] = verified.count
+                by_size = verified.roots
                 pending = deque(sorted(s for s in by_size if s > 0))
-                if checkpoints:
-                    latest = max(checkpoints, key=lambda c: c[0].size)
+                latest = verified.latest
             compact.append(item.leaf_hash)
             counts["records"] += 1
             if counts["records"] == known_size:
                 known_root = compact.root()
             while pending and pending[0] == counts["records"]:
-                cp = by_size[pending.popleft()]
-                if cp.root != compact.root():
+                size = pending.popleft()
+                if by_size[size] != compact.root():
                     raise _Failure(
                         "rewritten",
-                        f"records [{good}, {cp.size}) do not hash to the signed root of size "
-                        f"{cp.size}: a record in that range was modified, inserted or deleted "
+                        f"records [{good}, {size}) do not hash to the signed root of size "
+                        f"{size}: a record in that range was modified, inserted or deleted "
                         f"(records up to {good} match the checkpoint of size {good})",
                         index=good, path=str(item.path), offset=item.offset,
                     )
-                good = cp.size
+                good = size
                 counts["entries"] = good
         if walk.finding is not None:
             f = walk.finding
