@@ -84,7 +84,10 @@ class Connection:
         """The next message; ``timeout`` seconds bound the wait for its first byte and its rest."""
         if self._closed is not None:
             raise ChannelClosed(self._closed)
-        self._stream.settimeout(timeout)
+        try:
+            self._stream.settimeout(timeout)
+        except OSError:  # closed by another thread (a failed send) since the check above
+            raise ChannelClosed(self._closed or "closed while receiving") from None
         header = self._read_exact(HEADER.size, at_boundary=True)
         (length,) = HEADER.unpack(header)
         if length > self._max_frame:
@@ -103,7 +106,10 @@ class Connection:
         fileno = getattr(self._stream, "fileno", None)
         if not callable(fileno):
             return False
-        readable, _, _ = select.select([fileno()], [], [], 0)
+        try:
+            readable, _, _ = select.select([fileno()], [], [], 0)
+        except (OSError, ValueError):  # closed by another thread: recv will say so
+            return True
         return bool(readable)
 
     def reject(self, error: FrameError, seq: int | None = None) -> None:

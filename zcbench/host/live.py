@@ -689,8 +689,8 @@ class _Pipeline:
         except ChannelClosed as exc:
             return self._ended_by_enclave_raise(exc.reason)
         except FrameError as exc:
-            if exc.fatal:
-                raise _RunFailed("enclave_error", f"bad frame from the enclave: {exc}") from None
+            if exc.fatal:  # a truncated frame: the enclave may have died mid-reply
+                return self._ended_by_enclave_raise(f"bad frame from the enclave: {exc}")
             self.conn.reject(exc, seq)
             raise _RunFailed("enclave_error", f"bad frame from the enclave: {exc}") from None
 
