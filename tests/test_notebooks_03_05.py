@@ -84,9 +84,10 @@ def test_04_attestation(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
         "04_attestation.ipynb",
         tmp_path,
         {"build_dir": str(world / "build"), "export_dir": str(tmp_path / "x"),
-         "request_now": True},
+         "run_root": str(tmp_path / "runs"), "request_now": True},
     )
     assert "VERIFIED SIMULATED checked PCRs [0, 1, 2]" in text
+    assert "checkpoint signed" in text  # the document came from the running enclave
     exported = list((tmp_path / "x").glob("attestation-*.json"))
     assert len(exported) == 1
     assert json.loads(exported[0].read_text())["verdict"] == "VERIFIED"

@@ -4,6 +4,7 @@ and its signed log."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,35 @@ def test_attestation_panel_over_the_emulator_for_the_build(
     missing = AttestationPanel(emulator_backend(tmp_path / "nope"))
     assert missing.request() is None
     assert "zcbench package" in missing.status.value
+
+
+@pytest.mark.usefixtures("home_of_run")
+def test_attestation_panel_asks_a_running_enclave(
+    live_run: tuple[Path, Path, LiveRunPanel], tmp_path: Path
+) -> None:
+    from zcbench.widgets.liverun import RunRequest, running_enclave_backend
+
+    build, _, _ = live_run
+    backend = LocalRunBackend(poll_s=0.2)
+    panel = AttestationPanel(running_enclave_backend(backend, build))
+    backend.booted.set()  # nothing is running yet: the panel says so at once
+    assert panel.request() is None
+    assert "no local enclave is running" in panel.status.value
+    stop = backend.start_in_background(
+        RunRequest(build_dir=build, rate=1.0, run_dir=tmp_path / "run")
+    )
+    try:
+        assert backend.booted.wait(60), backend.error
+        result = panel.request()
+        assert result is not None, panel.last_error
+        assert result.verdict == "VERIFIED"
+        assert result.report.simulated
+        assert result.checkpoint is not None
+        assert result.checkpoint.signed, result.checkpoint.problem
+        assert "signed by the attested log key" in panel.facts.value
+    finally:
+        stop.set()
+    deadline = time.monotonic() + 60  # a stop is normally seen within a batch
+    while backend.handle is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert backend.handle is None

@@ -102,7 +102,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
          "run_root": str(root / "runs")},
     )
     _parameterised(
-        "04_attestation.ipynb", notebooks, {"build_dir": str(build), "export_dir": str(root)}
+        "04_attestation.ipynb",
+        notebooks,
+        {"build_dir": str(build), "export_dir": str(root), "run_root": str(root / "runs-04")},
     )
     _parameterised("05_log_replay.ipynb", notebooks, {"run_dir": str(run), "trust": "dev"})
     return World(root=root, home=home, build=build, run=run, notebooks=notebooks)

@@ -47,6 +47,7 @@ def test_attestation_in_jupyterlab(page: Any, jupyterlab: Server, world: World) 
     expect(panel).to_contain_text("VERIFIED", timeout=LONG)
     expect(panel).to_contain_text("SIMULATED")
     expect(panel).to_contain_text("match")
+    expect(panel).to_contain_text("signed by the attested log key")  # a running enclave's
     expect(panel).not_to_contain_text("FAILED")
     panel.scroll_into_view_if_needed()
     panel.screenshot(path=ARTIFACTS / "attestation-panel-jupyterlab.png")
@@ -112,4 +113,5 @@ def test_attestation_dashboard_in_voila(page: Any, voila: Server) -> None:
     panel.get_by_role("button", name=re.compile("Request attestation")).click()
     expect(panel).to_contain_text("VERIFIED", timeout=LONG)
     expect(panel).to_contain_text("SIMULATED")
+    expect(panel).to_contain_text("signed by the attested log key")
     page.screenshot(path=ARTIFACTS / "attestation-voila.png", full_page=True)

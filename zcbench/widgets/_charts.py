@@ -92,3 +92,25 @@ def percentile_series(
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def bars(buckets: Sequence[tuple[str, int]], *, title: str, xlabel: str) -> bytes:
+    """Counts per labelled bucket (a histogram already counted), empty buckets at the end
+    left out."""
+    items = list(buckets)
+    while items and items[-1][1] == 0:
+        items.pop()
+    fig = Figure(figsize=(4.2, 2.8))
+    fig.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.3)
+    ax = fig.add_subplot()
+    if items:
+        ax.bar(range(len(items)), [c for _, c in items], color=_BLUE)
+        ax.set_xticks(range(len(items)), [label for label, _ in items], rotation=45,
+                      ha="right", fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _png(fig)

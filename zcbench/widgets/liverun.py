@@ -25,6 +25,7 @@ from zcbench.widgets import _charts
 from zcbench.widgets import _html as h
 
 __all__ = [
+    "LiveEnclaveSource",
     "LiveRunBackend",
     "LiveRunPanel",
     "LocalRunBackend",
@@ -33,6 +34,7 @@ __all__ = [
     "find_builds",
     "metrics_html",
     "risk_html",
+    "running_enclave_backend",
 ]
 
 SYNTHETIC = "synthetic"
@@ -58,8 +60,9 @@ class RunSnapshot:
     ``state`` is ``starting``, ``running``, ``finished``, ``stopped`` or ``failed``.
     ``prices`` are ``(seconds since start, price)``; ``signals`` ``(seconds, price, side)``;
     ``freshness_ms`` how stale the newest event of each batch was when its signal came back
-    (samples, for a histogram) and ``freshness_series`` ``(seconds, p50, p99)`` when only
-    percentiles are known; ``risk`` pairs a limit's name with its state in words; ``pnl`` is in
+    (samples, for a histogram), ``freshness_buckets`` the same already counted per bucket, and
+    ``freshness_series`` ``(seconds, p50, p99)`` when only percentiles are known; ``risk``
+    pairs a limit's name with its state in words; ``pnl`` is in
     currency units; ``events_per_s`` the backend's own throughput figure when it has one.
     """
 
@@ -76,6 +79,7 @@ class RunSnapshot:
     signals: tuple[tuple[float, float, str], ...] = ()
     freshness_ms: tuple[float, ...] = ()
     freshness_series: tuple[tuple[float, float, float], ...] = ()
+    freshness_buckets: tuple[tuple[str, int], ...] = ()
     freshness_p50_ms: float | None = None
     freshness_p99_ms: float | None = None
     events_per_s: float | None = None
@@ -395,7 +399,12 @@ class LiveRunPanel(widgets.VBox):  # type: ignore[misc]
                 detail += f" · {snap.run_dir}"
             self.metrics.value = metrics_html(snap)
             self.price_image.value = _charts.price_chart(snap.prices, snap.signals)
-            if snap.freshness_ms or not snap.freshness_series:
+            if snap.freshness_buckets:
+                self.freshness_image.value = _charts.bars(
+                    snap.freshness_buckets, title="freshness: batches per bucket",
+                    xlabel="ms from newest event to signal",
+                )
+            elif snap.freshness_ms or not snap.freshness_series:
                 self.freshness_image.value = _charts.histogram(
                     snap.freshness_ms, title="freshness", xlabel="ms from newest event to signal"
                 )
@@ -471,6 +480,30 @@ class LocalRunBackend:
         self.run_root = run_root
         self.poll_s = poll_s
         self.summary: Any = None
+        self.handle: Any = None  # the running run's RunHandle (attest, stop), None otherwise
+        self.booted = threading.Event()
+        self.error: str | None = None
+
+    def start_in_background(self, request: RunRequest) -> threading.Event:
+        """Start a run on a daemon thread with no panel watching; returns its stop event.
+
+        For a running enclave to attest (:class:`LiveEnclaveSource`); a failure is kept in
+        :attr:`error`.
+        """
+        stop = threading.Event()
+        self.error = None
+        self.booted.clear()
+
+        def target() -> None:
+            try:
+                self.run(request, on_update=lambda _snap: None, stop=stop)
+            except ZcbenchError as exc:
+                self.error = str(exc)
+            finally:
+                self.booted.set()  # wake anyone waiting for a boot that will not come
+
+        threading.Thread(target=target, name="zcbench-live-run-bg", daemon=True).start()
+        return stop
 
     def _events(self, source: str) -> Any:
         from zcbench.marketdata import SyntheticConfig, generate_ticks, load_market_data
@@ -500,7 +533,7 @@ class LocalRunBackend:
         on_update: Callable[[RunSnapshot], None],
         stop: threading.Event,
     ) -> RunSnapshot:
-        from zcbench.host.live import BuildImage, RunProgress, run_live
+        from zcbench.host.live import BuildImage, RunHandle, RunProgress, run_live
         from zcbench.host.proxy import ReplaySource
 
         image = BuildImage(request.build_dir)
@@ -518,6 +551,11 @@ class LocalRunBackend:
         def on_progress(progress: RunProgress) -> None:
             watcher.progress = progress
 
+        def on_booted(handle: RunHandle) -> None:
+            self.handle = handle
+            watcher.run_id = handle.run_id
+            self.booted.set()
+
         def watch() -> None:
             while not done.wait(self.poll_s):
                 watcher.publish(time.monotonic() - started, "running")
@@ -525,6 +563,8 @@ class LocalRunBackend:
                     stop.set()
 
         thread = threading.Thread(target=watch, name="zcbench-live-run-watch", daemon=True)
+        self.error = None
+        self.booted.clear()
         thread.start()
         try:
             summary = run_live(
@@ -534,9 +574,11 @@ class LocalRunBackend:
                 limits=self.limits,
                 trust=self.trust,
                 on_progress=on_progress,
+                on_booted=on_booted,
                 stop=stop,
             )
         finally:
+            self.handle = None
             done.set()
             thread.join()
         self.summary = summary
@@ -622,7 +664,15 @@ class _RunWatcher:
             ("price collar", f"{limits.price_collar_bps} bps"),
         ]
         if summary is None:
-            rows.append(("kill switch", "on" if limits.kill_switch else "off"))
+            p = self.progress
+            if p is not None:
+                rows.append(("rejected orders", f"{p.rejects:,}" + (" (rejected)" if p.rejects
+                                                                    else "")))
+                positions = ", ".join(f"{k} {v:+,}" for k, v in sorted(p.positions.items()))
+                rows.append(("positions", positions or "flat"))
+            killed = None if p is None else p.kill_switch
+            rows.append(("kill switch", f"tripped: {killed}" if killed else
+                         "on" if limits.kill_switch else "off"))
             return tuple(rows)
         rows.append(("rejected orders", f"{summary.rejects:,}" + (" (rejected)" if
                                                                   summary.rejects else "")))
@@ -648,6 +698,9 @@ class _RunWatcher:
                 batches=0 if p is None else p.batches,
                 events=0 if p is None else p.events,
                 signals_count=0 if p is None else p.signals,
+                orders=0 if p is None else p.orders,
+                fills=0 if p is None else p.fills,
+                rejected=0 if p is None else p.rejects,
                 pnl=0.0 if p is None else p.pnl / PRICE_SCALE,
                 prices=self._price_points(),
                 signals=tuple(self.signals),
@@ -658,6 +711,7 @@ class _RunWatcher:
                 risk=self._risk(),
                 errors=tuple(self.errors),
                 run_dir=self.run_dir,
+                run_id=self.run_id,
             )
         )
 
@@ -682,6 +736,7 @@ class _RunWatcher:
             prices=self._price_points(),
             signals=tuple(self.signals),
             freshness_series=tuple(self.series),
+            freshness_buckets=tuple(summary.freshness_histogram.items()),
             freshness_p50_ms=summary.freshness_p50_ms,
             freshness_p99_ms=summary.freshness_p99_ms,
             events_per_s=summary.events_per_s,
@@ -690,3 +745,40 @@ class _RunWatcher:
             run_dir=self.run_dir,
             run_id=summary.run_id,
         )
+
+
+class LiveEnclaveSource:
+    """Attestation documents from the enclave of a run ``backend`` is running, for
+    :class:`~zcbench.widgets.attestation.VerifyingBackend`: the enclave answers with the
+    caller's nonce and, in ``user_data``, its latest signed checkpoint. Waits up to ``boot_s``
+    seconds for a starting run to boot."""
+
+    def __init__(self, backend: LocalRunBackend, *, boot_s: float = 60.0) -> None:
+        self.backend = backend
+        self.boot_s = boot_s
+
+    def __call__(self, nonce: bytes) -> bytes:
+        self.backend.booted.wait(self.boot_s)
+        handle = self.backend.handle
+        if handle is None:
+            why = f": {self.backend.error}" if self.backend.error else ""
+            raise EnvError(
+                f"no local enclave is running{why}; start a run (the live-run panel's Start) "
+                "and ask again"
+            )
+        document: bytes = handle.attest(nonce)
+        return document
+
+
+def running_enclave_backend(backend: LocalRunBackend, build_dir: pathlib.Path) -> Any:
+    """An attestation backend asking the enclave of ``backend``'s current run, checked against
+    ``build_dir/commitment.json`` under the development CA (SIMULATED)."""
+    from zcbench.widgets.attestation import VerifyingBackend
+
+    build_dir = pathlib.Path(build_dir)
+    return VerifyingBackend(
+        LiveEnclaveSource(backend),
+        commitment=build_dir / "commitment.json",
+        trust=backend.trust,
+        description=f"the running local enclave of {build_dir} (SIMULATED)",
+    )
