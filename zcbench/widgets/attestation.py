@@ -493,7 +493,8 @@ def document_facts_html(result: AttestationResult) -> str:
             if cp.signed
             else f'<span style="color:{h.RED}">{h.esc(cp.problem)}</span>'
         )
-        pairs.append(("log checkpoint", f"{h.esc(cp.size)} records; {sign}"))
+        noun = "record" if cp.size == 1 else "records"
+        pairs.append(("log checkpoint", f"{h.esc(cp.size)} {noun}; {sign}"))
         pairs.append(("log origin", h.mono(cp.origin)))
         pairs.append(("log root", h.mono(cp.root.hex())))
     elif result.checkpoint_problem:
