@@ -174,7 +174,8 @@ def _selector(
             return r.kind != "boot" and t0 <= t < t1
 
         return in_time, f"time_ns [{t0}, {t1})"
-    assert symbol is not None
+    if symbol is None:
+        raise UsageError("choose an index range, a time range or a symbol")
     symbols = symbols_of or strategy_symbols
     return (lambda r: symbol in symbols(r)), f"symbol {symbol}"
 
