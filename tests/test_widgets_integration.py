@@ -151,3 +151,29 @@ def test_attestation_panel_asks_a_running_enclave(
     while backend.handle is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert backend.handle is None
+
+
+@pytest.mark.usefixtures("home_of_run")
+def test_a_request_starts_a_run_when_none_is_going(
+    live_run: tuple[Path, Path, LiveRunPanel], tmp_path: Path
+) -> None:
+    from zcbench.widgets.liverun import RunRequest, running_enclave_backend
+
+    build, _, _ = live_run
+    backend = LocalRunBackend(poll_s=0.2)
+    attest = running_enclave_backend(
+        backend, build, start=RunRequest(build_dir=build, rate=1.0, run_dir=tmp_path / "run")
+    )
+    panel = AttestationPanel(attest)
+    try:
+        result = panel.request()
+        assert result is not None, panel.last_error
+        assert result.verdict == "VERIFIED"
+        assert backend.handle is not None
+        again = panel.request()  # the same run answers: no second run is started
+        assert again is not None
+        assert again.verdict == "VERIFIED"
+        assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    finally:
+        if attest.fetch.stop is not None:
+            attest.fetch.stop.set()

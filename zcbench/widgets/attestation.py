@@ -272,6 +272,11 @@ class VerifyingBackend:
     def description(self) -> str:
         return self._description
 
+    @property
+    def fetch(self) -> Callable[[bytes], bytes]:
+        """Where documents come from (e.g. a ``LiveEnclaveSource``)."""
+        return self._fetch
+
     def request(self, nonce: bytes) -> AttestationResult:
         expected, commitment = read_commitment(self._commitment)
         document = self._fetch(nonce)
