@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import struct
 
 import cbor2
 import polars as pl
@@ -53,6 +55,41 @@ def test_batch_round_trip_is_exact(batch: Batch) -> None:
     assert back.events.schema == batch.events.schema
     assert back.events.equals(batch.events)
     assert encode_batch(back) == wire  # canonical: re-encoding gives the same bytes
+
+
+def _reference_encoding(batch: Batch) -> bytes:
+    """The wire format spelled out row by row in plain Python (the codec itself is vectorised)."""
+    cols: dict[str, dict[str, object]] = {}
+    for name in batch.events.columns:
+        values = batch.events.get_column(name).cast(EVENT_SCHEMA[name]).to_list()
+        col: dict[str, object]
+        if EVENT_SCHEMA[name] == pl.String:
+            index: dict[str, int] = {}  # first-seen order, null as ""
+            codes = [index.setdefault("" if v is None else v, len(index)) for v in values]
+            col = {"t": "str", "dict": list(index), "codes": struct.pack(f"<{len(codes)}I", *codes)}
+        else:
+            ints = [0 if v is None else v for v in values]
+            col = {"t": "i64", "d": struct.pack(f"<{len(ints)}q", *ints)}
+        if None in values:
+            bits = bytearray((len(values) + 7) // 8)
+            for i, v in enumerate(values):
+                if v is not None:
+                    bits[i // 8] |= 1 << (i % 8)
+            col["valid"] = bytes(bits)
+        cols[name] = col
+    doc = {"v": 1, "seq": batch.seq, "n": batch.events.height, "cols": cols}
+    return cbor2.dumps(doc, canonical=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches(), st.data())
+def test_batch_encoding_matches_reference(batch: Batch, data: st.DataObject) -> None:
+    assert encode_batch(batch) == _reference_encoding(batch)
+    # a slice shares its parent's buffers at an offset, with whatever the parent had in null slots
+    start = data.draw(st.integers(0, batch.events.height))
+    length = data.draw(st.integers(0, batch.events.height - start))
+    part = Batch(seq=batch.seq, events=batch.events.slice(start, length))
+    assert encode_batch(part) == _reference_encoding(part)
 
 
 signals_st = st.lists(
@@ -181,21 +218,95 @@ def test_decode_signals_with_clashing_hints_is_data_error() -> None:
         decode_signals(cbor2.dumps(doc))
 
 
-def test_small_and_large_batch_paths_encode_identically(monkeypatch: pytest.MonkeyPatch) -> None:
-    import zcbench.strategy._wire as wire
+def _golden_frames() -> dict[str, pl.DataFrame]:
+    """Representative batches whose encodings are pinned below (built without randomness)."""
+    schema = {"ts": pl.Int64, "symbol": pl.String, "kind": pl.String, "price": pl.Int64}
 
-    n = 5000
-    frame = pl.DataFrame(
-        {
-            "ts": list(range(n)),
-            "symbol": [None if i % 7 == 0 else f"S{i % 3}" for i in range(n)],
-            "price": [None if i % 5 == 0 else i * 3 for i in range(n)],
-            "size": [i for i in range(n)],
-        },
-        schema={"ts": pl.Int64, "symbol": pl.String, "price": pl.Int64, "size": pl.Int64},
-    )
-    batch = Batch(seq=1, events=frame)
-    large = encode_batch(batch)  # n > _SMALL: polars path
-    assert decode_batch(large).events.equals(frame)
-    monkeypatch.setattr(wire, "_SMALL", 10**9)
-    assert encode_batch(batch) == large  # list path, same bytes
+    def frame(n: int, start: int = 0) -> pl.DataFrame:
+        rows = range(start, start + n)
+        return pl.DataFrame(
+            {
+                "ts": [1_700_000_000_000_000_000 + 7 * i for i in rows],
+                "symbol": [None if i % 11 == 3 else ["B", "A", "", "CC"][i % 4] for i in rows],
+                "kind": [None if i % 5 == 0 else ["trade", "quote"][i % 3 % 2] for i in rows],
+                "price": [None if i % 3 == 1 else (-1) ** i * i * 1_000_003 for i in rows],
+            },
+            schema=schema,
+        )
+
+    big = frame(6000)
+    return {
+        "empty": pl.DataFrame(
+            {"ts": [], "symbol": []}, schema={"ts": pl.Int64, "symbol": pl.String}
+        ),
+        "empty_with_nullable_fields": frame(0),
+        "tiny_nulls": frame(5),
+        "small_nulls": frame(13),
+        "all_null_columns": pl.DataFrame(
+            {"ts": [5, 6, 7], "symbol": [None, None, None], "size": [None, None, None]},
+            schema={"ts": pl.Int64, "symbol": pl.String, "size": pl.Int64},
+        ),
+        "extreme_ints": pl.DataFrame(
+            {"ts": [-(2**63), 2**63 - 1, 0], "symbol": ["\u00e9", "x" * 256, "\u00e9"]},
+            schema={"ts": pl.Int64, "symbol": pl.String},
+        ),
+        "below_4096": frame(1000),
+        "above_4096": big,
+        "slice_at_odd_offset": big.slice(1237, 1003),  # offsets into shared Arrow buffers
+        "two_chunks": pl.concat([frame(700), frame(900, start=700)], rechunk=False),
+        "int32_cast": frame(50).with_columns(pl.col("price").cast(pl.Int32)),
+    }
+
+
+# The encodings of _golden_frames() (seq 42): a full hex dump for the small ones, SHA-256 and
+# length for the rest. The wire is a contract with recorded audit logs: these must never change.
+GOLDEN: dict[str, str] = {
+    "above_4096": "146408:dd22fb40f63a05f01ff8a8165b510555441b33bfbda4e00b33c565b4c5f4b51d",
+    "all_null_columns": (
+        "a4616e0361760163736571182a64636f6c73a3627473a2616458180500000000000000060000000000000007"
+        "000000000000006174636936346473697a65a361645818000000000000000000000000000000000000000000"
+        "0000006174636936346576616c696441006673796d626f6ca46174637374726464696374816065636f646573"
+        "4c0000000000000000000000006576616c69644100"
+    ),
+    "below_4096": "24530:489374f37cad326862bc9041c863e34feae4856c371f41345c6a8a3bf4fb0fb9",
+    "empty": (
+        "a4616e0061760163736571182a64636f6c73a2627473a26164406174636936346673796d626f6ca361746373"
+        "747264646963748065636f64657340"
+    ),
+    "empty_with_nullable_fields": (
+        "a4616e0061760163736571182a64636f6c73a4627473a2616440617463693634646b696e64a3617463737472"
+        "64646963748065636f64657340657072696365a26164406174636936346673796d626f6ca361746373747264"
+        "646963748065636f64657340"
+    ),
+    "extreme_ints": "358:ca57cb4c64c27cb7d508c65ae2f353d0a01dd45f973105492817af675e65fbe7",
+    "int32_cast": "1370:7dcfa02ad2ef872d01e3ff03d84d63449c0739b550addf423cb6011ea7928b3c",
+    "slice_at_odd_offset": (
+        "24605:a244567b52fdb94bd372fa195bc8941b52b6a6d578753561aab2eb6d8feb1780"
+    ),
+    "small_nulls": "464:5a49b880f326aae515f8140c2f5ca81df972eb1016ae2df20571173b352b4e74",
+    "tiny_nulls": (
+        "a4616e0561760163736571182a64636f6c73a4627473a26164582800002a36fe9c971707002a36fe9c97170e"
+        "002a36fe9c971715002a36fe9c97171c002a36fe9c9717617463693634646b696e64a4617463737472646469"
+        "637483606571756f746565747261646565636f64657354000000000100000002000000020000000100000065"
+        "76616c6964411e657072696365a3616458280000000000000000000000000000000086841e00000000003739"
+        "d2ffffffffff00000000000000006174636936346576616c6964410d6673796d626f6ca46174637374726464"
+        "69637483614261416065636f6465735400000000010000000200000002000000000000006576616c69644117"
+    ),
+    "two_chunks": "39155:662d39c75b03189684b2a0563efefd4bdea0f4dc83ce269f30b7bb734314e6e1",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_golden_frames()))
+def test_batch_encoding_is_pinned(name: str) -> None:
+    frame = _golden_frames()[name]
+    wire = encode_batch(Batch(seq=42, events=frame))
+    assert _fingerprint(wire) == GOLDEN[name]
+    assert wire == _reference_encoding(Batch(seq=42, events=frame))
+    back = decode_batch(wire).events
+    assert back.equals(frame.cast({c: EVENT_SCHEMA[c] for c in frame.columns}))
+
+
+def _fingerprint(wire: bytes) -> str:
+    if len(wire) <= 300:
+        return wire.hex()
+    return f"{len(wire)}:{hashlib.sha256(wire).hexdigest()}"

@@ -18,6 +18,8 @@ from typing import Any, Final
 import cbor2
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from zcbench.errors import DataError
 from zcbench.strategy._contract import Batch, Signal
@@ -64,57 +66,65 @@ def encode_batch(batch: Batch) -> bytes:
         series = events.get_column(name)
         if series.dtype != EVENT_SCHEMA[name]:
             series = series.cast(EVENT_SCHEMA[name])
-        nulls = series.null_count()
-        col: dict[str, Any]
-        if EVENT_SCHEMA[name] == pl.String:
-            codes, uniques = _dictionary(series)
-            col = {"t": "str", "dict": uniques, "codes": codes.astype("<u4").tobytes()}
-        else:
-            values = _int_values(series, nulls)
-            col = {"t": "i64", "d": values.tobytes()}
-        if nulls:
-            valid = _validity(series)
-            col["valid"] = np.packbits(valid, bitorder="little").tobytes()
-        cols[name] = col
+        cols[name] = _encode_column(series)
     doc = {"v": WIRE_VERSION, "seq": batch.seq, "n": events.height, "cols": cols}
     return cbor2.dumps(doc, canonical=True)
 
 
-# Series-level polars calls that go through an expression cost ~0.1-0.3 ms each, whatever the
-# length, while to_list() costs microseconds: small batches (the common case) take the list path.
-_SMALL: Final = 4096
+# Encoding works on the column's Arrow buffers: one to_arrow() per column is a few microseconds
+# and zero-copy, where each polars expression (fill_null, is_not_null, unique...) costs ~0.1 ms
+# whatever the length and to_list() walks Python objects. The Arrow view of a sliced frame has
+# an offset into shared buffers and unspecified values in null slots, so every buffer is read
+# from the offset for exactly ``len`` elements and re-packed into the canonical form.
 
 
-def _int_values(series: pl.Series, nulls: int) -> np.ndarray[Any, Any]:
-    """The column's values as little-endian int64, nulls as 0."""
-    if not nulls:
-        return series.to_numpy().astype("<i8", copy=False)
-    if series.len() <= _SMALL:
-        items = series.to_list()
-        return np.fromiter((0 if v is None else v for v in items), dtype="<i8", count=len(items))
-    return series.fill_null(0).to_numpy().astype("<i8", copy=False)
+def _encode_column(series: pl.Series) -> dict[str, Any]:
+    arr = series.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):  # polars rechunks today; do not depend on it
+        arr = arr.combine_chunks()
+    valid = _validity(arr)
+    col: dict[str, Any]
+    if series.dtype == pl.String:
+        codes, uniques = _dictionary(arr)
+        col = {"t": "str", "dict": uniques, "codes": codes.astype("<u4").tobytes()}
+    else:
+        values = _int_values(arr)
+        if valid is not None:
+            values = np.where(valid, values, 0)  # null slots may hold anything: send 0
+        col = {"t": "i64", "d": values.astype("<i8", copy=False).tobytes()}
+    if valid is not None:
+        col["valid"] = np.packbits(valid, bitorder="little").tobytes()  # padding bits are 0
+    return col
 
 
-def _validity(series: pl.Series) -> np.ndarray[Any, Any]:
-    if series.len() <= _SMALL:
-        items = series.to_list()
-        return np.fromiter((v is not None for v in items), dtype=bool, count=len(items))
-    return series.is_not_null().to_numpy()
+def _validity(arr: pa.Array) -> np.ndarray[Any, Any] | None:
+    """One bool per row (True = present), or None when the column has no nulls."""
+    if arr.null_count == 0:
+        return None
+    bitmap = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
+    bits = np.unpackbits(bitmap, bitorder="little")[arr.offset : arr.offset + len(arr)]
+    return bits.view(bool)
 
 
-def _dictionary(series: pl.Series) -> tuple[np.ndarray[Any, Any], list[str]]:
-    """Distinct values in first-seen order (null as "") and each row's index into them."""
-    if series.len() > _SMALL:
-        filled = series.fill_null("")
-        uniques: list[str] = filled.unique(maintain_order=True).to_list()
-        coded = filled.replace_strict(uniques, range(len(uniques)), return_dtype=pl.UInt32)
-        return coded.to_numpy().astype("<u4", copy=False), uniques
-    values = series.to_list()
-    index: dict[str, int] = {}
-    codes = np.empty(len(values), dtype="<u4")
-    for i, v in enumerate(values):
-        codes[i] = index.setdefault("" if v is None else v, len(index))
-    return codes, list(index)
+def _int_values(arr: pa.Array) -> np.ndarray[Any, Any]:
+    """The column's int64 values (null slots unspecified), read from the array's offset."""
+    if len(arr) == 0:
+        return np.empty(0, dtype=np.int64)  # an empty array may have no data buffer
+    data = arr.buffers()[1]
+    return np.frombuffer(data, dtype=np.int64, count=len(arr), offset=arr.offset * 8)
+
+
+def _dictionary(arr: pa.Array) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """Distinct values in first-seen order (null as "") and each row's index into them.
+
+    Arrow's hash dictionary encoding numbers values in order of first occurrence, which is the
+    wire's dictionary order (a test checks it against a plain Python reference).
+    """
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    encoded = arr.dictionary_encode()
+    uniques: list[str] = encoded.dictionary.to_pylist()
+    return encoded.indices.to_numpy(), uniques
 
 
 def decode_batch(data: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
@@ -134,13 +144,14 @@ def decode_batch(data: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
     missing = [f for f in REQUIRED_FIELDS if f not in cols]
     if missing:
         raise DataError(f"batch {seq}: required fields {missing} absent")
-    series = {name: _decode_column(seq, name, col, n) for name, col in cols.items()}
+    arrays = {name: _decode_column(seq, name, col, n) for name, col in cols.items()}
     order = list(REQUIRED_FIELDS) + sorted(c for c in cols if c not in REQUIRED_FIELDS)
-    frame = pl.DataFrame([series[c] for c in order])
+    # Arrow int64 and large_string become Int64 and String (per Series: cheaper than one Table)
+    frame = pl.DataFrame([pl.Series(c, arrays[c]) for c in order])
     return Batch(seq=seq, events=frame)
 
 
-def _decode_column(seq: int, name: str, col: object, n: int) -> pl.Series:
+def _decode_column(seq: int, name: str, col: object, n: int) -> pa.Array:
     where = f"batch {seq} column {name!r}"
     if name not in EVENT_SCHEMA:
         raise DataError(f"{where}: not in the event schema")
@@ -153,16 +164,15 @@ def _decode_column(seq: int, name: str, col: object, n: int) -> pl.Series:
     allowed = {"t", "dict", "codes", "valid"} if kind == "str" else {"t", "d", "valid"}
     if not set(col) <= allowed:
         raise DataError(f"{where}: unexpected keys {sorted(set(col) - allowed)}")
-    valid: np.ndarray[Any, Any] | None = None
+    # The wire's validity bitmap (LSB first, 1 = present) is Arrow's, so the wire's bytes become
+    # the columns' buffers directly; bits past ``n`` are never read.
+    valid: pa.Buffer | None = None
     if "valid" in col:
-        bits = _bytes_of(col["valid"], (n + 7) // 8, where, "valid")
-        unpacked = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), bitorder="little")[:n]
-        valid = unpacked.astype(bool)
+        valid = pa.py_buffer(_bytes_of(col["valid"], (n + 7) // 8, where, "valid"))
     if kind == "i64":
         ints = np.frombuffer(_bytes_of(col.get("d"), n * 8, where, "d"), dtype="<i8")
-        # a masked array becomes a series with nulls in one step (a when/then costs ~2x)
-        data = ints if valid is None else np.ma.masked_array(ints, mask=~valid)
-        return pl.Series(name, data, dtype=pl.Int64)
+        data = pa.py_buffer(ints.astype(np.int64, copy=False))  # a no-op on little-endian hosts
+        return pa.Array.from_buffers(pa.int64(), n, [valid, data])
     uniques = col.get("dict")
     if not isinstance(uniques, list) or not all(
         isinstance(u, str) and len(u) <= _MAX_STR for u in uniques
@@ -171,12 +181,14 @@ def _decode_column(seq: int, name: str, col: object, n: int) -> pl.Series:
     if len(set(uniques)) != len(uniques):
         raise DataError(f"{where}: dict has duplicates")
     codes = np.frombuffer(_bytes_of(col.get("codes"), n * 4, where, "codes"), dtype="<u4")
+    # every code is checked, null rows' too, so no out-of-range index is ever carried along
     if n and int(codes.max()) >= len(uniques):
         raise DataError(f"{where}: code {int(codes.max())} outside dict of {len(uniques)}")
-    strings: list[str | None] = np.array(uniques, dtype=object)[codes].tolist() if n else []
-    if valid is not None:
-        strings = [v if ok else None for v, ok in zip(strings, valid.tolist(), strict=True)]
-    return pl.Series(name, strings, dtype=pl.String)
+    indices = pa.Array.from_buffers(
+        pa.uint32(), n, [valid, pa.py_buffer(codes.astype(np.uint32, copy=False))]
+    )
+    # a gather from the dictionary; a null index gives a null string
+    return pa.array(uniques, type=pa.large_string()).take(indices)
 
 
 def _bytes_of(value: object, length: int, where: str, key: str) -> bytes:
