@@ -215,7 +215,10 @@ class LocalKeyBroker:
 
     def _check_permissions(self) -> None:
         for path in [self.root, *self.root.rglob("*")]:
-            mode = stat.S_IMODE(path.lstat().st_mode)
+            try:
+                mode = stat.S_IMODE(path.lstat().st_mode)
+            except FileNotFoundError:
+                continue  # another process's temporary file, linked into place and removed
             if mode & 0o077:
                 raise EnvError(
                     f"{path} is open to other users (mode {mode:o}); run chmod go-rwx on it"
