@@ -34,8 +34,11 @@ browser-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Everything but the browser tests on both cores, then the browser tests on their own (each
+# starts a Jupyter server and a Chromium, which would crowd the parallel workers).
 pytest: setup browser-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 -m "not browser"
+	$(PY) -m pytest -m browser
 
 test-browser: setup browser-deps
 	$(PY) -m pytest -m browser
