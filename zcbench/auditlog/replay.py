@@ -1,0 +1,416 @@
+"""Replay: run a log's IN batches through the bundle again and compare the OUT bodies.
+
+:func:`check_replay` reads the IN and OUT records of a run folder, a log folder or an exported
+slice, hands every logged batch ``(seq, IN body)`` to a :class:`ReplayRunner` and compares each
+body it returns with the logged OUT body, byte for byte. Record times are never compared: a
+replay happens later, so only the signals can match. It returns a frozen :class:`ReplayReport`
+listing every mismatch (seq, log index of the OUT record, both bodies' SHA-256, size and signal
+count), every batch the runner did not answer (``missing``) and every answer nobody asked for
+(``extra``). :func:`verify_replay` raises :class:`ReplayMismatchError` (``check="replay"``)
+unless every batch matched.
+
+The runner is where the bundle runs; in practice ``zcbench.host.replay.EnclaveReplayRunner``,
+a fresh enclave that unseals like a live one. This module imports nothing from ``zcbench.host``
+or ``zcbench.enclave``: a runner is passed in, so tests can use an in-memory fake.
+
+The log is verified first (:func:`~zcbench.auditlog.verify.check_log`, trust as the caller says)
+and a log that does not verify is refused, nothing replayed: a match against records that are
+not the enclave's own proves nothing. Only the records the newest signed checkpoint covers are
+replayed (an uncommitted tail is left out and said so). ``unsafe_skip_log_check=True`` replays
+whatever whole records are there, for a damaged log or a deliberately altered copy; the report
+then says that the log was not checked.
+
+A slice (or an ``index_range``) replays only the batches whose IN and OUT records are both in
+it, from a fresh strategy state: a stateful strategy's signals depend on the batches before, so
+a selection that does not start at the run's first batch may differ from the log with no fault
+anywhere; the report warns when that is the case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from zcbench.auditlog._errors import LogFormatError
+from zcbench.auditlog._fs import OsFileSystem
+from zcbench.auditlog._walk import LogWalk
+from zcbench.auditlog.export import read_slice
+from zcbench.auditlog.records import Record, decode_record
+from zcbench.auditlog.verify import BootVerifier, LogReport, check_log, resolve_log_path
+from zcbench.errors import EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.progress import progress as progress_bar
+
+__all__ = [
+    "BodySummary",
+    "ReplayMismatch",
+    "ReplayMismatchError",
+    "ReplayReport",
+    "ReplayRunner",
+    "check_replay",
+    "summarize_body",
+    "verify_replay",
+]
+
+
+class ReplayRunner(Protocol):
+    """Runs logged batches through the bundle: ``(seq, IN body)`` in, ``(seq, OUT body)`` out.
+
+    ``replay`` is called once per replay; it consumes ``batches`` lazily, in log order, and
+    yields one OUT body per batch with the seq it was given. It raises
+    :class:`~zcbench.errors.EnvError` when it cannot run at all (no enclave, no key); any other
+    :class:`~zcbench.errors.ZcbenchError` mid-way ends the replay, and the batches not yet
+    answered are reported missing. ``pcr0`` is the measurement the runner's enclave will attest
+    to, when known beforehand (compared with the log's origin), else None.
+    """
+
+    @property
+    def pcr0(self) -> bytes | None: ...
+
+    def replay(self, batches: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]: ...
+
+
+@dataclass(frozen=True)
+class BodySummary:
+    """What identifies an OUT body in a report: SHA-256 (hex), size, and the signal count when
+    it decodes as signals (else None)."""
+
+    sha256: str
+    size: int
+    signals: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "signals": self.signals}
+
+    def __str__(self) -> str:
+        count = "undecodable" if self.signals is None else f"{self.signals} signals"
+        return f"sha256 {self.sha256[:16]}.. {self.size} bytes, {count}"
+
+
+def summarize_body(body: bytes) -> BodySummary:
+    """The :class:`BodySummary` of one OUT body."""
+    from zcbench.strategy import decode_signals  # the body codec, lazily (DESIGN.md)
+
+    try:
+        count: int | None = len(decode_signals(body))
+    except ZcbenchError:
+        count = None
+    return BodySummary(hashlib.sha256(body).hexdigest(), len(body), count)
+
+
+@dataclass(frozen=True)
+class ReplayMismatch:
+    """One batch whose replayed OUT body differs from the logged one."""
+
+    seq: int
+    index: int
+    """Log index of the logged OUT record."""
+    expected: BodySummary
+    actual: BodySummary
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "index": self.index, "expected": self.expected.to_json(),
+                "actual": self.actual.to_json()}
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """The outcome of :func:`check_replay`.
+
+    ``batches``: logged batches handed to the runner; ``matched``: replies byte-identical to the
+    logged OUT body; ``mismatches``, ``missing`` (seqs never answered) and ``extra`` (seqs
+    answered twice or never asked) are the failures. ``skipped``: IN or OUT records left out
+    because their partner is not in the selection. ``scope`` is ``log``, ``slice`` or ``range``;
+    ``log_checked`` says whether the log was verified first, ``log_classification`` how it came
+    out. ``verified`` is True only when the log was accepted, at least one batch was replayed
+    and every batch matched.
+    """
+
+    verified: bool
+    batches: int
+    matched: int
+    mismatches: tuple[ReplayMismatch, ...]
+    missing: tuple[int, ...]
+    extra: tuple[int, ...]
+    skipped: int
+    scope: Literal["log", "slice", "range"]
+    log_checked: bool
+    log_classification: str | None
+    message: str
+    first_seq: int | None = None
+    last_seq: int | None = None
+    warnings: tuple[str, ...] = ()
+    log_report: LogReport | None = field(default=None, compare=False)
+
+    @property
+    def first_mismatch_index(self) -> int | None:
+        """Log index of the first mismatched OUT record, if any."""
+        return self.mismatches[0].index if self.mismatches else None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``--json``)."""
+        return {
+            "verified": self.verified,
+            "batches": self.batches,
+            "matched": self.matched,
+            "mismatches": [m.to_json() for m in self.mismatches],
+            "missing": list(self.missing),
+            "extra": list(self.extra),
+            "skipped": self.skipped,
+            "scope": self.scope,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "log_checked": self.log_checked,
+            "log_classification": self.log_classification,
+            "first_mismatch_index": self.first_mismatch_index,
+            "warnings": list(self.warnings),
+            "message": self.message,
+        }
+
+
+class ReplayMismatchError(VerificationError):
+    """A replay did not reproduce the log; ``report`` holds every mismatch."""
+
+    def __init__(self, report: ReplayReport) -> None:
+        first = report.mismatches[0] if report.mismatches else None
+        super().__init__(
+            report.message,
+            check="replay",
+            expected=str(first.expected) if first else f"{report.batches} matching batches",
+            actual=str(first.actual) if first else f"{report.matched} matched",
+        )
+        self.report = report
+
+
+@dataclass
+class _Pairs:
+    """Streams the logged (seq, IN body) pairs and remembers what each OUT body should be."""
+
+    records: Iterator[Record]
+    expected: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)
+    skipped: int = 0
+    duplicates: list[int] = field(default_factory=list)
+    first_seq: int | None = None
+    last_seq: int | None = None
+    count: int = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        # The enclave writes a batch's IN and OUT records next to each other (index i, i + 1),
+        # so a pair is an IN record directly followed by the OUT record of the same seq.
+        pending: Record | None = None
+        for record in self.records:
+            if record.kind == "in":
+                if pending is not None:
+                    self.skipped += 1
+                pending = record
+                continue
+            if record.kind != "out":
+                continue
+            if pending is None or pending.seq != record.seq or pending.index + 1 != record.index:
+                self.skipped += 1 + (pending is not None)
+                pending = None
+                continue
+            seq, body = record.seq, pending.body
+            pending = None
+            assert seq is not None  # in/out records always carry one (records.py)
+            if seq in self.seen:
+                self.duplicates.append(seq)
+                continue
+            self.seen.add(seq)
+            self.expected[seq] = (record.index, record.body)
+            self.first_seq = seq if self.first_seq is None else self.first_seq
+            self.last_seq = seq
+            self.count += 1
+            yield seq, body
+        if pending is not None:
+            self.skipped += 1
+
+
+def _records(path: Path, limit: int | None) -> tuple[Literal["log", "slice"], Iterator[Record]]:
+    kind, target, _ = resolve_log_path(path)
+    if kind == "slice":
+        _, _, _, entries, _ = read_slice(target.read_bytes())
+        return kind, (decode_record(data) for data, _ in entries)
+
+    def walk() -> Iterator[Record]:
+        for item in LogWalk(target, OsFileSystem()).records():
+            if limit is not None and item.index >= limit:
+                return
+            yield item.record
+
+    return kind, walk()
+
+
+def check_replay(
+    path: Path,
+    runner: ReplayRunner,
+    *,
+    trust: str | Path = "aws",
+    boot_verifier: BootVerifier | None = None,
+    known_checkpoint: bytes | None = None,
+    index_range: tuple[int, int] | None = None,
+    unsafe_skip_log_check: bool = False,
+    progress: bool | None = None,
+) -> ReplayReport:
+    """Verify the log at ``path``, replay its batches through ``runner``, compare OUT bodies.
+
+    ``trust``, ``boot_verifier`` and ``known_checkpoint`` go to ``check_log``. ``index_range``
+    ``(start, stop)`` keeps the batches whose IN and OUT records both lie in ``[start, stop)``.
+    Never raises for bad data or a mismatch (see :func:`verify_replay`); raises
+    :class:`~zcbench.errors.UsageError` for a path that is no log and lets the runner's
+    :class:`~zcbench.errors.EnvError` through.
+    """
+    if index_range is not None and not 0 <= index_range[0] < index_range[1]:
+        raise UsageError(f"index range {index_range} is not [start, stop) with 0 <= start < stop")
+    warnings: list[str] = []
+    log_report: LogReport | None = None
+    limit: int | None = None
+    if unsafe_skip_log_check:
+        warnings.append("UNSAFE: the log was not verified before replay (unsafe_skip_log_check)")
+    else:
+        log_report = check_log(path, trust=trust, boot_verifier=boot_verifier,
+                               known_checkpoint=known_checkpoint, progress=progress)
+        warnings.extend(log_report.warnings)
+        if not log_report.verified:
+            return _refused(log_report, warnings)
+        if log_report.kind == "log":
+            limit = log_report.entries
+            if log_report.records > log_report.entries:
+                warnings.append(
+                    f"{log_report.records - log_report.entries} records past the newest signed "
+                    "checkpoint were not replayed"
+                )
+        pcr0 = runner.pcr0
+        if pcr0 is not None and log_report.origin is not None:
+            committed = log_report.origin.split("/")[1]
+            if committed != pcr0.hex()[: len(committed)]:
+                return _refused(log_report, warnings, message=(
+                    f"the replay enclave's PCR0 {pcr0.hex()[:16]}.. is not the PCR0 the log was "
+                    f"written under ({committed}..): replay with the build that made this run"))
+    try:
+        kind, records = _records(path, limit)
+    except LogFormatError as exc:
+        return _refused(log_report, warnings, message=f"cannot read the log: {exc}")
+    if index_range is not None:
+        start, stop = index_range
+        records = (r for r in records if start <= r.index < stop)
+    scope: Literal["log", "slice", "range"] = "range" if index_range is not None else kind
+    pairs = _Pairs(records)
+    matched = 0
+    mismatches: list[ReplayMismatch] = []
+    extra: list[int] = []
+    stopped: str | None = None
+    total = (limit - 1) // 2 if limit is not None and index_range is None else None
+    replies = runner.replay(pairs)
+    try:
+        for seq, body in progress_bar(replies, total=total, desc="replaying", enabled=progress):
+            want = pairs.expected.pop(seq, None)
+            if want is None:
+                extra.append(seq)
+                continue
+            index, logged = want
+            if body == logged:
+                matched += 1
+            else:
+                mismatches.append(
+                    ReplayMismatch(seq, index, summarize_body(logged), summarize_body(body))
+                )
+    except (EnvError, UsageError):
+        raise
+    except ZcbenchError as exc:
+        stopped = f"the replay stopped: {exc}"
+    finally:
+        close = getattr(replies, "close", None)
+        if close is not None:
+            close()
+    missing = tuple(sorted(pairs.expected))
+    if pairs.skipped:
+        warnings.append(
+            f"{pairs.skipped} IN/OUT records without their partner in the selection were left out"
+        )
+    if pairs.duplicates:
+        warnings.append(f"batches logged twice were replayed once: seqs {pairs.duplicates[:10]}")
+    if scope != "log":
+        warnings.append(
+            f"{scope}: only the {pairs.count} batches whose IN and OUT records are both in it "
+            "were replayed"
+        )
+    if pairs.first_seq not in (None, 0):
+        warnings.append(
+            f"the replay starts at batch {pairs.first_seq}, not the run's first, from a fresh "
+            "strategy state: a stateful strategy may differ from the log without any fault"
+        )
+    ok = (pairs.count > 0 and matched == pairs.count and not mismatches and not missing
+          and not extra and stopped is None)
+    if stopped is not None:
+        message = f"{stopped}; {matched} of {pairs.count} batches matched before it"
+    elif pairs.count == 0:
+        message = "no batch to replay: the selection holds no IN record with its OUT record"
+    elif ok:
+        message = f"all {matched} replayed batches match the log byte for byte"
+    else:
+        parts = [f"{len(mismatches)} mismatched"] if mismatches else []
+        parts += [f"{len(missing)} not answered"] if missing else []
+        parts += [f"{len(extra)} unexpected answers"] if extra else []
+        first = (f"; first mismatch: batch {mismatches[0].seq}, OUT record {mismatches[0].index}"
+                 if mismatches else "")
+        message = (f"replay differs from the log: {matched} of {pairs.count} batches match, "
+                   + ", ".join(parts) + first)
+    return ReplayReport(
+        verified=ok,
+        batches=pairs.count,
+        matched=matched,
+        mismatches=tuple(mismatches),
+        missing=missing,
+        extra=tuple(extra),
+        skipped=pairs.skipped,
+        scope=scope,
+        log_checked=log_report is not None,
+        log_classification=log_report.classification if log_report else None,
+        message=message,
+        first_seq=pairs.first_seq,
+        last_seq=pairs.last_seq,
+        warnings=tuple(warnings),
+        log_report=log_report,
+    )
+
+
+def _refused(log_report: LogReport | None, warnings: list[str], *,
+             message: str | None = None) -> ReplayReport:
+    if message is None:
+        assert log_report is not None
+        message = (
+            f"the log does not verify ({log_report.classification}: {log_report.message}); "
+            "nothing was replayed. Replaying records that are not the enclave's own proves "
+            "nothing; to compare anyway, pass unsafe_skip_log_check (--unsafe-skip-log-check)"
+        )
+    return ReplayReport(
+        verified=False, batches=0, matched=0, mismatches=(), missing=(), extra=(), skipped=0,
+        scope=log_report.kind if log_report else "log",
+        log_checked=log_report is not None,
+        log_classification=log_report.classification if log_report else None,
+        message=message, warnings=tuple(warnings), log_report=log_report,
+    )
+
+
+def verify_replay(
+    path: Path,
+    runner: ReplayRunner,
+    *,
+    trust: str | Path = "aws",
+    boot_verifier: BootVerifier | None = None,
+    known_checkpoint: bytes | None = None,
+    index_range: tuple[int, int] | None = None,
+    unsafe_skip_log_check: bool = False,
+    progress: bool | None = None,
+) -> ReplayReport:
+    """:func:`check_replay`, raising :class:`ReplayMismatchError` unless every batch matched."""
+    report = check_replay(path, runner, trust=trust, boot_verifier=boot_verifier,
+                          known_checkpoint=known_checkpoint, index_range=index_range,
+                          unsafe_skip_log_check=unsafe_skip_log_check, progress=progress)
+    if not report.verified:
+        raise ReplayMismatchError(report)
+    return report
