@@ -2,7 +2,9 @@
 
 Thin over :mod:`zcbench.auditlog`. PATH is a run folder, its ``log/`` folder or an exported slice.
 ``verify`` exits 0 for intact, torn_tail and uncommitted_tail (the last two with warnings), 1 for
-every other classification. ``replay`` is not here yet: it needs the replay enclave.
+every other classification. ``replay`` runs the logged batches through a fresh local enclave
+from the build and exits 0 when every OUT body matches, 1 on a mismatch or a log that does not
+verify, 2 on usage, 3 when no enclave can run.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     witness.add_argument("--list", action="store_true", help="list the witnessed origins")
     witness.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     witness.set_defaults(handler=_witness)
+
+    _register_replay(actions)
 
 
 def _path_and_trust(parser: argparse.ArgumentParser) -> None:
@@ -262,3 +266,85 @@ def _witness(args: argparse.Namespace) -> int:
     grew = f" (was {result.previous.size})" if result.previous else " (first sight)"
     _emit(args, payload, f"witnessed {result.state.origin} at size {result.state.size}{grew}")
     return EXIT_OK
+
+
+def _register_replay(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = actions.add_parser(
+        "replay",
+        help="re-run the logged IN batches in a replay enclave and compare the signals",
+        description="Verify the log, then run its IN batches through a fresh local enclave "
+        "loaded from the build (unsealed through the key broker like a live run) and compare "
+        "every OUT body byte for byte (never record times). A slice or --range replays only "
+        "the batches whose IN and OUT records are both in it. Exit 0: every batch matches; "
+        "1: a mismatch or a log that does not verify; 2: usage; 3: no enclave could run.",
+    )
+    _path_and_trust(replay)
+    replay.add_argument("--build", type=Path, metavar="DIR",
+                        help="the build folder (default: the one named in the run's "
+                        "summary.json)")
+    replay.add_argument("--range", metavar="START:STOP",
+                        help="only batches whose records lie in [START, STOP)")
+    replay.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the replay enclave's own log in DIR (default: discarded)")
+    replay.add_argument("--unsafe-skip-log-check", action="store_true",
+                        help="replay without verifying the log first (UNSAFE: a match then "
+                        "proves nothing about what the enclave did)")
+    replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    replay.set_defaults(handler=_replay)
+
+
+def _replay_build(path: Path, given: Path | None) -> Path:
+    """``--build``, else the build folder named in the run's ``summary.json``."""
+    from zcbench.auditlog.verify import resolve_log_path
+
+    if given is not None:
+        return given
+    _, _, run_folder = resolve_log_path(path)
+    summary = run_folder / "summary.json" if run_folder is not None else None
+    if summary is None or not summary.is_file():
+        raise UsageError(f"{path} has no run summary naming its build; give --build DIR")
+    try:
+        image = json.loads(summary.read_text())["image"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{summary} names no build (\"image\"); give --build DIR") from None
+    build = Path(str(image))
+    if build.is_file():
+        raise UsageError(f"the run used an unsealed module image ({build}), not a build; "
+                         "give --build DIR")
+    return build
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from zcbench.auditlog.replay import check_replay
+    from zcbench.host.replay import EnclaveReplayRunner
+
+    trust = _trust(args.trust)
+    build = _replay_build(args.path, args.build)
+    if not build.is_dir():
+        from zcbench.errors import EnvError
+
+        raise EnvError(f"build folder {build} does not exist; give --build DIR")
+    sys.stderr.write("zcbench: the replay enclave runs locally (development CA): SIMULATED\n")
+    runner = EnclaveReplayRunner(build, keep_dir=args.keep)
+    report = check_replay(
+        args.path, runner, trust=trust,
+        index_range=_pair(args.range, "--range") if args.range else None,
+        unsafe_skip_log_check=args.unsafe_skip_log_check,
+    )
+    for warning in report.warnings:
+        sys.stderr.write(f"zcbench: warning: {warning}\n")
+    lines = [f"{'MATCH' if report.verified else 'MISMATCH'}: {report.message}",
+             f"  batches {report.batches}, matched {report.matched}, scope {report.scope}, "
+             f"log {report.log_classification or 'not checked'}"]
+    lines += [f"  batch {m.seq} (OUT record {m.index}): logged {m.expected}; replayed {m.actual}"
+              for m in report.mismatches[:20]]
+    if len(report.mismatches) > 20:
+        lines.append(f"  ... and {len(report.mismatches) - 20} more (--json lists all)")
+    if report.missing:
+        lines.append(f"  not answered: seqs {list(report.missing[:20])}")
+    if report.extra:
+        lines.append(f"  unexpected answers: seqs {list(report.extra[:20])}")
+    payload = {**report.to_json(), "build": str(build), "replay_run_id": runner.last_run_id,
+               "renumbered": runner.renumbered}
+    _emit(args, payload, "\n".join(lines))
+    return EXIT_OK if report.verified else EXIT_FAILED

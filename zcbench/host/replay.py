@@ -1,0 +1,234 @@
+"""The replay enclave: a fresh enclave from a build, fed a log's IN batches, for
+:func:`zcbench.auditlog.replay.check_replay`.
+
+:class:`EnclaveReplayRunner` is a :class:`~zcbench.auditlog.replay.ReplayRunner`. Each
+``replay`` launches a new local enclave from the image (the live run's launcher, or any
+``launcher``), boots it as a live run does: a new run id prefixed ``replay-``, the sealed data
+key released by the key broker only to an attested enclave whose PCR0 matches the policy, and the
+boot document verified against the build's committed PCRs under ``trust``. It then sends every
+batch as an ``ingest`` frame, one at a time, and yields the ``signals`` body of each reply.
+
+The replay enclave keeps its own signed log. The runner stores and checks it exactly as a live
+run does (:class:`~zcbench.host.logwriter.HostLog`: IN record = the batch sent, OUT record = the
+signals returned, checkpoint signed by the attested key over the recomputed root), in a
+temporary folder removed afterwards, or under ``keep_dir`` when given.
+
+Sequence numbers: the enclave accepts batches ``0, 1, 2, ...`` only, and the batch bytes carry
+their seq. Batches whose logged seqs are exactly that (a whole run, or a selection from its first
+batch without gaps) are sent as logged, byte for byte. Otherwise the runner renumbers: the k-th
+batch sent gets seq k, re-encoded with that seq (the events are unchanged; the strategy sees the
+new seq), and each reply is mapped back to the logged seq before it is yielded.
+
+The enclave is shut down (``shutdown`` → ``bye``), or killed, in ``finally``, whether the caller
+consumed every reply or stopped early.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zcbench.auditlog.storage import LogStore
+from zcbench.auditlog.verify import nitro_boot_verifier
+from zcbench.channel import ChannelClosed, Connection, FrameError, Message
+from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.host.launcher import EnclaveProcess, launch_local
+from zcbench.host.live import BuildImage, EnclaveImage
+from zcbench.host.logwriter import HostLog
+from zcbench.strategy import Batch, decode_batch, encode_batch
+
+if TYPE_CHECKING:
+    from zcbench.keys import KeyBroker
+
+__all__ = ["EnclaveReplayRunner", "ReplayEnclaveError"]
+
+
+class ReplayEnclaveError(DataError):
+    """The replay enclave refused or failed a batch the live enclave had accepted."""
+
+
+class EnclaveReplayRunner:
+    """Replays batches through a fresh enclave loaded from ``build`` (a build folder or any
+    :class:`~zcbench.host.live.EnclaveImage`).
+
+    ``broker`` releases a sealed build's data key (default: the local key broker in the zcbench
+    home, like a live run); ``trust`` is the root for the replay enclave's boot document
+    (``dev`` for the local enclave: SIMULATED). ``launcher`` starts the enclave given a scratch
+    folder (default: the local enclave process). ``keep_dir`` keeps the replay enclave's own
+    log and boot document there (it must not exist yet or be empty).
+    """
+
+    def __init__(
+        self,
+        build: Path | EnclaveImage,
+        *,
+        broker: KeyBroker | None = None,
+        trust: str = "dev",
+        launcher: Callable[[Path], EnclaveProcess] | None = None,
+        isolate_network: bool | None = None,
+        enclave_env: Mapping[str, str] | None = None,
+        keep_dir: Path | None = None,
+        reply_timeout: float = 30.0,
+        boot_timeout: float = 60.0,
+        run_id: str | None = None,
+    ) -> None:
+        self.image: EnclaveImage = BuildImage(Path(build)) if isinstance(build, Path) else build
+        self.broker = broker
+        self.trust = trust
+        self.launcher = launcher
+        self.isolate_network = isolate_network
+        self.enclave_env = enclave_env
+        self.keep_dir = keep_dir
+        self.reply_timeout = reply_timeout
+        self.boot_timeout = boot_timeout
+        self.run_id = run_id
+        self.last_run_id: str | None = None
+        """The run id of the latest replay enclave (its log's origin names it)."""
+        self.renumbered = False
+        """Whether the latest replay had to renumber its batches (see the module docstring)."""
+
+    @property
+    def pcr0(self) -> bytes | None:
+        """The PCR0 the replay enclave must attest to (the build's committed one)."""
+        return self.image.expected_pcrs().get(0)
+
+    def replay(self, batches: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+        """Launch, boot, ingest each batch, yield ``(logged seq, OUT body)``; always shut down."""
+        image_args = self.image.launch_args() if self.launcher is None else []
+        run_id = self.run_id or f"replay-{secrets.token_hex(8)}"
+        self.last_run_id = run_id
+        self.renumbered = False
+        if self.keep_dir is not None:
+            if self.keep_dir.exists() and any(self.keep_dir.iterdir()):
+                raise UsageError(f"{self.keep_dir} is not empty; give a new folder for the "
+                                 "replay enclave's log")
+            self.keep_dir.mkdir(parents=True, exist_ok=True)
+            scratch: tempfile.TemporaryDirectory[str] | None = None
+            folder = self.keep_dir
+        else:
+            scratch = tempfile.TemporaryDirectory(prefix="zcbench-replay-")
+            folder = Path(scratch.name)
+        enclave: EnclaveProcess | None = None
+        conn: Connection | None = None
+        store: LogStore | None = None
+        try:
+            if self.launcher is not None:
+                enclave = self.launcher(folder)
+            else:
+                enclave = launch_local(image_args, isolate_network=self.isolate_network,
+                                       stderr_path=folder / "enclave.stderr",
+                                       env=self.enclave_env)
+            conn = enclave.connect(timeout=self.boot_timeout)
+            booted = self._boot(conn, run_id, enclave)
+            (folder / "boot.cbor").write_bytes(booted["document"])
+            store = LogStore.create(folder / "log")
+            log = HostLog(store, booted["public_key"], booted["origin"])
+            log.open(booted["record"], booted["checkpoint"], booted["document"])
+            for sent, (seq, body) in enumerate(batches):
+                data = body
+                if seq != sent:
+                    self.renumbered = True
+                    data = encode_batch(Batch(sent, decode_batch(body).events))
+                reply = self._ingest(conn, enclave, sent, data)
+                signals: bytes = reply["signals"]
+                # stored and checked like a live run's batch before its body is used
+                log.commit(sent, data, signals, reply["records"], reply["checkpoint"])
+                yield seq, signals
+            _shutdown(conn, enclave)
+        finally:
+            if conn is not None:
+                conn.close("replay closed")
+            if store is not None:
+                store.close()
+            if enclave is not None:
+                if enclave.alive():
+                    enclave.kill()
+                enclave.stop(timeout=5)
+            if scratch is not None:
+                scratch.cleanup()
+
+    def _boot(self, conn: Connection, run_id: str, enclave: EnclaveProcess) -> Message:
+        # The live run's boot sequence (zcbench.host.live), over the public channel API.
+        try:
+            conn.send(Message("boot", {"run_id": run_id, "config": {}}))
+            reply = conn.recv(timeout=self.boot_timeout)
+            if reply.type == "key_request":
+                conn.send(_release_key(reply, self.broker))
+                reply = conn.recv(timeout=self.boot_timeout)
+        except (ChannelClosed, FrameError, TimeoutError) as exc:
+            raise EnvError(
+                f"the replay enclave did not boot: {exc}; {enclave.diagnostics()}"
+            ) from None
+        if reply.type != "booted":
+            raise EnvError(
+                f"the replay enclave did not boot: {reply.fields.get('reason', reply.type)}"
+            )
+        identity = nitro_boot_verifier(self.image.expected_pcrs())(reply["document"], self.trust)
+        declared = self.image.declared_fields()
+        checks: list[tuple[str, object, object]] = [
+            ("run id", identity.run_id, run_id),
+            ("public key", reply["public_key"], identity.public_key),
+            ("origin", reply["origin"], identity.origin),
+        ]
+        if declared is not None:
+            checks.append(("fields", tuple(reply["fields"]), declared))
+        for what, got, want in checks:
+            if got != want:
+                raise VerificationError(
+                    f"the replay enclave's boot reply's {what} does not match its boot "
+                    "document or the build",
+                    check=f"boot_{what.replace(' ', '_')}", expected=want, actual=got,
+                )
+        return reply
+
+    def _ingest(self, conn: Connection, enclave: EnclaveProcess, seq: int,
+                data: bytes) -> Message:
+        try:
+            conn.send(Message("ingest", {"seq": seq, "batch": data}))
+            reply = conn.recv(timeout=self.reply_timeout)
+        except TimeoutError:
+            raise EnvError(f"the replay enclave gave no reply for batch {seq} within "
+                           f"{self.reply_timeout} s; {enclave.diagnostics()}") from None
+        except (ChannelClosed, FrameError) as exc:
+            raise EnvError(f"the replay enclave went away at batch {seq}: {exc}; "
+                           f"{enclave.diagnostics()}") from None
+        if reply.type == "error":
+            raise ReplayEnclaveError(
+                f"the replay enclave refused batch {seq} ({reply['code']}): {reply['reason']}"
+            )
+        if reply.type != "signals" or reply["seq"] != seq:
+            raise ReplayEnclaveError(f"the replay enclave sent {reply.type!r}, not the signals "
+                                     f"of batch {seq}")
+        return reply
+
+
+def _release_key(request: Message, broker: KeyBroker | None) -> Message:
+    """Relay the enclave's KMS-shaped ``Decrypt`` with ``Recipient`` to the key broker, as a
+    live run does."""
+    from zcbench.keys import KEY_ENCRYPTION_ALGORITHM, LocalKeyBroker
+
+    broker = broker or LocalKeyBroker()
+    answer = broker.decrypt(
+        {
+            "CiphertextBlob": request["ciphertext_blob"],
+            "KeyId": request["key_id"],
+            "Recipient": {
+                "AttestationDocument": request["document"],
+                "KeyEncryptionAlgorithm": KEY_ENCRYPTION_ALGORITHM,
+            },
+        }
+    )
+    return Message("key_release", {"ciphertext": answer["CiphertextForRecipient"]})
+
+
+def _shutdown(conn: Connection, enclave: EnclaveProcess) -> None:
+    if enclave.alive() and conn.closed_reason is None:
+        try:
+            conn.send(Message("shutdown", {"reason": "replay done"}))
+            while conn.recv(timeout=5).type != "bye":
+                pass
+        except (ZcbenchError, TimeoutError):
+            pass
