@@ -23,9 +23,11 @@ from zcbench.auditlog.replay import check_replay
 from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import check_log
 from zcbench.cli import main
+from zcbench.errors import UsageError
+from zcbench.host.launcher import LocalEnclave, launch_local
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.proxy import ReplaySource
-from zcbench.host.replay import EnclaveReplayRunner
+from zcbench.host.replay import EnclaveReplayRunner, build_of_run, replay_log
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
 from zcbench.strategy import Signal, encode_signals
 
@@ -186,3 +188,33 @@ def test_cli_usage_and_environment_exits(tmp_path: Path,
                  "--build", str(tmp_path / "no-build")]) == 3
     assert main(["log", "replay", str(run), "--trust", "dev", "--build", str(tmp_path),
                  "--range", "5"]) == 2
+
+
+def test_stopping_early_shuts_the_enclave_down_and_replay_log_reports(tmp_path: Path) -> None:
+    run, image = _module_run(tmp_path)
+    started: list[LocalEnclave] = []
+
+    def launcher(folder: Path) -> LocalEnclave:
+        enclave = launch_local(image.launch_args(), stderr_path=folder / "enclave.stderr")
+        started.append(enclave)
+        return enclave
+
+    runner = EnclaveReplayRunner(image, launcher=launcher)
+    logged = [(r.seq, r.body) for r, _ in iter_records(run) if r.kind == "in"]
+    replies = runner.replay(iter(logged))
+    first = next(replies)
+    assert first[0] == 0
+    [enclave] = started
+    assert enclave.alive()
+    replies.close()  # the caller stops after one batch: finally shuts the enclave down
+    assert not enclave.alive()
+
+    report = replay_log(run, build=image, trust="dev", index_range=(0, 9))
+    assert report.verified, report.message
+    assert report.batches == 4
+    assert report.scope == "range"
+    with pytest.raises(UsageError, match="unsealed module"):
+        build_of_run(run)
+    (tmp_path / "slice.cbor").write_bytes(b"")
+    with pytest.raises(UsageError, match="no run summary"):
+        build_of_run(tmp_path / "slice.cbor")

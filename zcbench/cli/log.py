@@ -293,36 +293,17 @@ def _register_replay(actions: argparse._SubParsersAction[argparse.ArgumentParser
     replay.set_defaults(handler=_replay)
 
 
-def _replay_build(path: Path, given: Path | None) -> Path:
-    """``--build``, else the build folder named in the run's ``summary.json``."""
-    from zcbench.auditlog.verify import resolve_log_path
-
-    if given is not None:
-        return given
-    _, _, run_folder = resolve_log_path(path)
-    summary = run_folder / "summary.json" if run_folder is not None else None
-    if summary is None or not summary.is_file():
-        raise UsageError(f"{path} has no run summary naming its build; give --build DIR")
-    try:
-        image = json.loads(summary.read_text())["image"]
-    except (ValueError, KeyError, TypeError):
-        raise UsageError(f"{summary} names no build (\"image\"); give --build DIR") from None
-    build = Path(str(image))
-    if build.is_file():
-        raise UsageError(f"the run used an unsealed module image ({build}), not a build; "
-                         "give --build DIR")
-    return build
-
-
 def _replay(args: argparse.Namespace) -> int:
     from zcbench.auditlog.replay import check_replay
-    from zcbench.host.replay import EnclaveReplayRunner
+    from zcbench.errors import EnvError
+    from zcbench.host.replay import EnclaveReplayRunner, build_of_run
 
     trust = _trust(args.trust)
-    build = _replay_build(args.path, args.build)
+    try:
+        build = args.build if args.build is not None else build_of_run(args.path)
+    except UsageError as exc:
+        raise UsageError(f"{exc} (--build DIR)") from None
     if not build.is_dir():
-        from zcbench.errors import EnvError
-
         raise EnvError(f"build folder {build} does not exist; give --build DIR")
     sys.stderr.write("zcbench: the replay enclave runs locally (development CA): SIMULATED\n")
     runner = EnclaveReplayRunner(build, keep_dir=args.keep)

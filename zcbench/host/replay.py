@@ -25,6 +25,7 @@ consumed every reply or stopped early.
 
 from __future__ import annotations
 
+import json
 import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zcbench.auditlog.storage import LogStore
-from zcbench.auditlog.verify import nitro_boot_verifier
+from zcbench.auditlog.verify import nitro_boot_verifier, resolve_log_path
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host.launcher import EnclaveProcess, launch_local
@@ -41,9 +42,10 @@ from zcbench.host.logwriter import HostLog
 from zcbench.strategy import Batch, decode_batch, encode_batch
 
 if TYPE_CHECKING:
+    from zcbench.auditlog.replay import ReplayReport
     from zcbench.keys import KeyBroker
 
-__all__ = ["EnclaveReplayRunner", "ReplayEnclaveError"]
+__all__ = ["EnclaveReplayRunner", "ReplayEnclaveError", "build_of_run", "replay_log"]
 
 
 class ReplayEnclaveError(DataError):
@@ -232,3 +234,54 @@ def _shutdown(conn: Connection, enclave: EnclaveProcess) -> None:
                 pass
         except (ZcbenchError, TimeoutError):
             pass
+
+
+def build_of_run(path: Path) -> Path:
+    """The build folder named (``image``) in the ``summary.json`` of the run that ``path`` (a run
+    folder or its ``log/`` folder) belongs to.
+
+    Raises :class:`~zcbench.errors.UsageError` when there is no summary (a slice, a bare log
+    folder) or the run used an unsealed module rather than a build: the caller must name the
+    build; :class:`~zcbench.errors.EnvError` when the named folder is gone.
+    """
+    _, _, run_folder = resolve_log_path(path)
+    summary = run_folder / "summary.json" if run_folder is not None else None
+    if summary is None or not summary.is_file():
+        raise UsageError(f"{path} has no run summary naming its build; name the build folder")
+    try:
+        image = json.loads(summary.read_text())["image"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{summary} names no build (\"image\"); name the build folder") \
+            from None
+    build = Path(str(image))
+    if build.is_file():
+        raise UsageError(f"the run used an unsealed module image ({build.name}), not a build; "
+                         "name the build folder")
+    if not build.is_dir():
+        raise EnvError(f"the build folder {build} named by {summary} does not exist")
+    return build
+
+
+def replay_log(
+    path: Path,
+    *,
+    build: Path | EnclaveImage | None = None,
+    trust: str | Path = "aws",
+    index_range: tuple[int, int] | None = None,
+    unsafe_skip_log_check: bool = False,
+    keep_dir: Path | None = None,
+    broker: KeyBroker | None = None,
+    progress: bool | None = None,
+) -> ReplayReport:
+    """Verify the log at ``path`` and replay it through a fresh local enclave from ``build``
+    (default: :func:`build_of_run`); :func:`zcbench.auditlog.replay.check_replay`'s report.
+
+    ``trust`` is the root for the *logged* boot document (``dev`` for local runs); the local
+    replay enclave itself is always checked against the development CA (SIMULATED).
+    """
+    from zcbench.auditlog.replay import check_replay
+
+    runner = EnclaveReplayRunner(build if build is not None else build_of_run(path),
+                                 broker=broker, keep_dir=keep_dir)
+    return check_replay(path, runner, trust=trust, index_range=index_range,
+                        unsafe_skip_log_check=unsafe_skip_log_check, progress=progress)
