@@ -1,4 +1,4 @@
-"""``zcbench log``: verify, show, export and witness a run's signed audit log.
+"""``zcbench log``: verify, show, export, witness and replay a run's signed audit log.
 
 Thin over :mod:`zcbench.auditlog`. PATH is a run folder, its ``log/`` folder or an exported slice.
 ``verify`` exits 0 for intact, torn_tail and uncommitted_tail (the last two with warnings), 1 for
@@ -23,7 +23,7 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "log",
-        help="verify, show, export and witness a run's signed audit log",
+        help="verify, show, export, witness and replay a run's signed audit log",
         description="The signed audit log of a run: verify it, look at it, export a slice "
         "that verifies alone, or witness its checkpoints.",
     )

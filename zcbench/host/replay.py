@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zcbench.auditlog.storage import LogStore
-from zcbench.auditlog.verify import nitro_boot_verifier, resolve_log_path
+from zcbench.auditlog.verify import BootVerifier, nitro_boot_verifier, resolve_log_path
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host.launcher import EnclaveProcess, launch_local
@@ -59,8 +59,9 @@ class EnclaveReplayRunner:
     ``broker`` releases a sealed build's data key (default: the local key broker in the zcbench
     home, like a live run); ``trust`` is the root for the replay enclave's boot document
     (``dev`` for the local enclave: SIMULATED). ``launcher`` starts the enclave given a scratch
-    folder (default: the local enclave process). ``keep_dir`` keeps the replay enclave's own
-    log and boot document there (it must not exist yet or be empty).
+    folder (default: the local enclave process; on Nitro, e.g. ``lambda _: launch_nitro(eif)``
+    with ``trust="aws"`` and a KMS broker, as for ``run_live``). ``keep_dir`` keeps the replay
+    enclave's own log and boot document there (it must not exist yet or be empty).
     """
 
     def __init__(
@@ -267,6 +268,7 @@ def replay_log(
     *,
     build: Path | EnclaveImage | None = None,
     trust: str | Path = "aws",
+    boot_verifier: BootVerifier | None = None,
     index_range: tuple[int, int] | None = None,
     unsafe_skip_log_check: bool = False,
     keep_dir: Path | None = None,
@@ -276,12 +278,14 @@ def replay_log(
     """Verify the log at ``path`` and replay it through a fresh local enclave from ``build``
     (default: :func:`build_of_run`); :func:`zcbench.auditlog.replay.check_replay`'s report.
 
-    ``trust`` is the root for the *logged* boot document (``dev`` for local runs); the local
-    replay enclave itself is always checked against the development CA (SIMULATED).
+    ``trust`` and ``boot_verifier`` are for the *logged* boot document (``dev`` for local runs;
+    a verifier holding it to a commitment's PCRs); the local replay enclave itself is checked
+    against the build's committed PCRs under the development CA (SIMULATED).
     """
     from zcbench.auditlog.replay import check_replay
 
     runner = EnclaveReplayRunner(build if build is not None else build_of_run(path),
                                  broker=broker, keep_dir=keep_dir)
-    return check_replay(path, runner, trust=trust, index_range=index_range,
+    return check_replay(path, runner, trust=trust, boot_verifier=boot_verifier,
+                        index_range=index_range,
                         unsafe_skip_log_check=unsafe_skip_log_check, progress=progress)
