@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import ARTIFACTS, Server, World
+from browser_support import ARTIFACTS, Server, World
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
@@ -94,6 +94,7 @@ def test_log_inspector_in_jupyterlab(page: Any, jupyterlab: Server, world: World
     expect(panel).to_contain_text("records match", timeout=LONG)
     panel.get_by_role("button", name=re.compile(r"\bVerify$")).click()
     expect(panel).to_contain_text("VERIFIED", timeout=LONG)
+    expect(panel.get_by_role("combobox").first).to_contain_text("out", timeout=LONG)
     panel.get_by_role("combobox").first.select_option("out")
     panel.get_by_role("button", name=re.compile("Apply filters")).click()
     expect(panel).to_contain_text("AAA", timeout=LONG)
