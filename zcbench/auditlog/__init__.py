@@ -14,16 +14,25 @@ attestation binds. The modules, one concept each:
 * :mod:`~zcbench.auditlog.export`      slices with inclusion proofs that verify alone
 * :mod:`~zcbench.auditlog.frame`       the analysts' polars view
 * :mod:`~zcbench.auditlog.witness`     witness state and cosigning
+* :mod:`~zcbench.auditlog.replay`      replay of the logged IN batches, OUT bodies compared
 
 It must not depend on ``zcbench.host`` or ``zcbench.enclave``; it uses ``zcbench.nitro`` (boot
-documents, lazily) and ``zcbench.strategy`` (body codecs, lazily). Replay of the logged batches
-through a replay enclave is not here yet: it needs the enclave runtime.
+documents, lazily) and ``zcbench.strategy`` (body codecs, lazily). Replay compares OUT bodies
+from a :class:`~zcbench.auditlog.replay.ReplayRunner` it is given; the runner that drives a
+replay enclave lives in ``zcbench.host.replay``.
 """
 
 from zcbench.auditlog._errors import LogFormatError, NoteError, ProofError, WitnessRefusal
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, log_origin, verify_checkpoint
 from zcbench.auditlog.merkle import CompactRange
 from zcbench.auditlog.records import Record, decode_record, encode_record
+from zcbench.auditlog.replay import (
+    ReplayMismatchError,
+    ReplayReport,
+    ReplayRunner,
+    check_replay,
+    verify_replay,
+)
 from zcbench.auditlog.storage import LogDamageError, LogStore, RecoveryReport, recover
 from zcbench.auditlog.verify import (
     BootIdentity,
@@ -51,12 +60,17 @@ __all__ = [
     "ProofError",
     "Record",
     "RecoveryReport",
+    "ReplayMismatchError",
+    "ReplayReport",
+    "ReplayRunner",
     "WitnessRefusal",
     "check_log",
+    "check_replay",
     "decode_record",
     "encode_record",
     "log_origin",
     "recover",
     "verify_checkpoint",
     "verify_log",
+    "verify_replay",
 ]

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 
 from zcbench.auditlog.storage import LogStore
-from zcbench.auditlog.verify import nitro_boot_verifier
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.enclave.boot import module_image_pcrs
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.host._boot import boot_enclave
 from zcbench.host.execution import ExecutionLayer, RiskLimits
 from zcbench.host.launcher import EnclaveProcess, launch_local
 from zcbench.host.logwriter import HostLog
@@ -334,7 +334,7 @@ def run_live(
     conn: Connection | None = None
     try:
         conn = enclave.connect(timeout=60)
-        booted = _boot(conn, run_id, image, trust, enclave, broker)
+        booted = boot_enclave(conn, run_id, image, trust, enclave, broker)
         (run_dir / "boot.cbor").write_bytes(booted["document"])
         store = LogStore.create(run_dir / "log")
         log = HostLog(store, booted["public_key"], booted["origin"])
@@ -412,62 +412,6 @@ def run_live(
         if enclave.alive():
             enclave.kill()
         enclave.stop(timeout=5)
-
-
-def _boot(
-    conn: Connection,
-    run_id: str,
-    image: EnclaveImage,
-    trust: str,
-    enclave: EnclaveProcess,
-    broker: KeyBroker | None,
-) -> Message:
-    try:
-        conn.send(Message("boot", {"run_id": run_id, "config": {}}))
-        reply = conn.recv(timeout=60)
-        if reply.type == "key_request":
-            conn.send(_release_key(reply, broker))
-            reply = conn.recv(timeout=60)
-    except (ChannelClosed, FrameError, TimeoutError) as exc:
-        raise EnvError(f"the enclave did not boot: {exc}; {enclave.diagnostics()}") from None
-    if reply.type != "booted":
-        raise EnvError(f"the enclave did not boot: {reply.fields.get('reason', reply.type)}")
-    identity = nitro_boot_verifier(image.expected_pcrs())(reply["document"], trust)
-    declared = image.declared_fields()
-    checks: list[tuple[str, object, object]] = [
-        ("run id", identity.run_id, run_id),
-        ("public key", reply["public_key"], identity.public_key),
-        ("origin", reply["origin"], identity.origin),
-    ]
-    if declared is not None:
-        checks.append(("fields", tuple(reply["fields"]), declared))
-    for what, got, want in checks:
-        if got != want:
-            raise VerificationError(
-                f"the boot reply's {what} does not match the boot document or the build",
-                check=f"boot_{what.replace(' ', '_')}",
-                expected=want,
-                actual=got,
-            )
-    return reply
-
-
-def _release_key(request: Message, broker: KeyBroker | None) -> Message:
-    """Relay the enclave's KMS-shaped ``Decrypt`` with ``Recipient`` to the key broker."""
-    from zcbench.keys import KEY_ENCRYPTION_ALGORITHM, LocalKeyBroker
-
-    broker = broker or LocalKeyBroker()
-    answer = broker.decrypt(
-        {
-            "CiphertextBlob": request["ciphertext_blob"],
-            "KeyId": request["key_id"],
-            "Recipient": {
-                "AttestationDocument": request["document"],
-                "KeyEncryptionAlgorithm": KEY_ENCRYPTION_ALGORITHM,
-            },
-        }
-    )
-    return Message("key_release", {"ciphertext": answer["CiphertextForRecipient"]})
 
 
 def _final_attestation(conn: Connection, nonce: bytes) -> bytes:

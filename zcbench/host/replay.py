@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zcbench.auditlog.storage import LogStore
-from zcbench.auditlog.verify import BootVerifier, nitro_boot_verifier, resolve_log_path
+from zcbench.auditlog.verify import BootVerifier, resolve_log_path
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
-from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
+from zcbench.host._boot import boot_enclave
 from zcbench.host.launcher import EnclaveProcess, launch_local
 from zcbench.host.live import BuildImage, EnclaveImage
 from zcbench.host.logwriter import HostLog
@@ -106,8 +107,9 @@ class EnclaveReplayRunner:
         self.renumbered = False
         if self.keep_dir is not None:
             if self.keep_dir.exists() and any(self.keep_dir.iterdir()):
-                raise UsageError(f"{self.keep_dir} is not empty; give a new folder for the "
-                                 "replay enclave's log")
+                raise UsageError(
+                    f"{self.keep_dir} is not empty; give a new folder for the replay enclave's log"
+                )
             self.keep_dir.mkdir(parents=True, exist_ok=True)
             scratch: tempfile.TemporaryDirectory[str] | None = None
             folder = self.keep_dir
@@ -121,11 +123,22 @@ class EnclaveReplayRunner:
             if self.launcher is not None:
                 enclave = self.launcher(folder)
             else:
-                enclave = launch_local(image_args, isolate_network=self.isolate_network,
-                                       stderr_path=folder / "enclave.stderr",
-                                       env=self.enclave_env)
+                enclave = launch_local(
+                    image_args,
+                    isolate_network=self.isolate_network,
+                    stderr_path=folder / "enclave.stderr",
+                    env=self.enclave_env,
+                )
             conn = enclave.connect(timeout=self.boot_timeout)
-            booted = self._boot(conn, run_id, enclave)
+            booted = boot_enclave(
+                conn,
+                run_id,
+                self.image,
+                self.trust,
+                enclave,
+                self.broker,
+                timeout=self.boot_timeout,
+            )
             (folder / "boot.cbor").write_bytes(booted["document"])
             store = LogStore.create(folder / "log")
             log = HostLog(store, booted["public_key"], booted["origin"])
@@ -153,78 +166,28 @@ class EnclaveReplayRunner:
             if scratch is not None:
                 scratch.cleanup()
 
-    def _boot(self, conn: Connection, run_id: str, enclave: EnclaveProcess) -> Message:
-        # The live run's boot sequence (zcbench.host.live), over the public channel API.
-        try:
-            conn.send(Message("boot", {"run_id": run_id, "config": {}}))
-            reply = conn.recv(timeout=self.boot_timeout)
-            if reply.type == "key_request":
-                conn.send(_release_key(reply, self.broker))
-                reply = conn.recv(timeout=self.boot_timeout)
-        except (ChannelClosed, FrameError, TimeoutError) as exc:
-            raise EnvError(
-                f"the replay enclave did not boot: {exc}; {enclave.diagnostics()}"
-            ) from None
-        if reply.type != "booted":
-            raise EnvError(
-                f"the replay enclave did not boot: {reply.fields.get('reason', reply.type)}"
-            )
-        identity = nitro_boot_verifier(self.image.expected_pcrs())(reply["document"], self.trust)
-        declared = self.image.declared_fields()
-        checks: list[tuple[str, object, object]] = [
-            ("run id", identity.run_id, run_id),
-            ("public key", reply["public_key"], identity.public_key),
-            ("origin", reply["origin"], identity.origin),
-        ]
-        if declared is not None:
-            checks.append(("fields", tuple(reply["fields"]), declared))
-        for what, got, want in checks:
-            if got != want:
-                raise VerificationError(
-                    f"the replay enclave's boot reply's {what} does not match its boot "
-                    "document or the build",
-                    check=f"boot_{what.replace(' ', '_')}", expected=want, actual=got,
-                )
-        return reply
-
-    def _ingest(self, conn: Connection, enclave: EnclaveProcess, seq: int,
-                data: bytes) -> Message:
+    def _ingest(self, conn: Connection, enclave: EnclaveProcess, seq: int, data: bytes) -> Message:
         try:
             conn.send(Message("ingest", {"seq": seq, "batch": data}))
             reply = conn.recv(timeout=self.reply_timeout)
         except TimeoutError:
-            raise EnvError(f"the replay enclave gave no reply for batch {seq} within "
-                           f"{self.reply_timeout} s; {enclave.diagnostics()}") from None
+            raise EnvError(
+                f"the replay enclave gave no reply for batch {seq} within "
+                f"{self.reply_timeout} s; {enclave.diagnostics()}"
+            ) from None
         except (ChannelClosed, FrameError) as exc:
-            raise EnvError(f"the replay enclave went away at batch {seq}: {exc}; "
-                           f"{enclave.diagnostics()}") from None
+            raise EnvError(
+                f"the replay enclave went away at batch {seq}: {exc}; {enclave.diagnostics()}"
+            ) from None
         if reply.type == "error":
             raise ReplayEnclaveError(
                 f"the replay enclave refused batch {seq} ({reply['code']}): {reply['reason']}"
             )
         if reply.type != "signals" or reply["seq"] != seq:
-            raise ReplayEnclaveError(f"the replay enclave sent {reply.type!r}, not the signals "
-                                     f"of batch {seq}")
+            raise ReplayEnclaveError(
+                f"the replay enclave sent {reply.type!r}, not the signals of batch {seq}"
+            )
         return reply
-
-
-def _release_key(request: Message, broker: KeyBroker | None) -> Message:
-    """Relay the enclave's KMS-shaped ``Decrypt`` with ``Recipient`` to the key broker, as a
-    live run does."""
-    from zcbench.keys import KEY_ENCRYPTION_ALGORITHM, LocalKeyBroker
-
-    broker = broker or LocalKeyBroker()
-    answer = broker.decrypt(
-        {
-            "CiphertextBlob": request["ciphertext_blob"],
-            "KeyId": request["key_id"],
-            "Recipient": {
-                "AttestationDocument": request["document"],
-                "KeyEncryptionAlgorithm": KEY_ENCRYPTION_ALGORITHM,
-            },
-        }
-    )
-    return Message("key_release", {"ciphertext": answer["CiphertextForRecipient"]})
 
 
 def _shutdown(conn: Connection, enclave: EnclaveProcess) -> None:
@@ -252,12 +215,13 @@ def build_of_run(path: Path) -> Path:
     try:
         image = json.loads(summary.read_text())["image"]
     except (ValueError, KeyError, TypeError):
-        raise UsageError(f"{summary} names no build (\"image\"); name the build folder") \
-            from None
+        raise UsageError(f'{summary} names no build ("image"); name the build folder') from None
     build = Path(str(image))
     if build.is_file():
-        raise UsageError(f"the run used an unsealed module image ({build.name}), not a build; "
-                         "name the build folder")
+        raise UsageError(
+            f"the run used an unsealed module image ({build.name}), not a build; "
+            "name the build folder"
+        )
     if not build.is_dir():
         raise EnvError(f"the build folder {build} named by {summary} does not exist")
     return build
@@ -284,8 +248,15 @@ def replay_log(
     """
     from zcbench.auditlog.replay import check_replay
 
-    runner = EnclaveReplayRunner(build if build is not None else build_of_run(path),
-                                 broker=broker, keep_dir=keep_dir)
-    return check_replay(path, runner, trust=trust, boot_verifier=boot_verifier,
-                        index_range=index_range,
-                        unsafe_skip_log_check=unsafe_skip_log_check, progress=progress)
+    runner = EnclaveReplayRunner(
+        build if build is not None else build_of_run(path), broker=broker, keep_dir=keep_dir
+    )
+    return check_replay(
+        path,
+        runner,
+        trust=trust,
+        boot_verifier=boot_verifier,
+        index_range=index_range,
+        unsafe_skip_log_check=unsafe_skip_log_check,
+        progress=progress,
+    )
