@@ -78,6 +78,12 @@ def test_log_inspector_verifies_and_exports_the_run(
     panel.start.value, panel.stop.value = 1, 5
     out = panel.export()
     assert out is not None, panel.last_error
+    panel.start.value, panel.stop.value = 0, panel.records.height
+    replayed = panel.replay()
+    assert replayed is not None, panel.last_error
+    assert replayed.compared > 0
+    assert replayed.mismatched == 0
+    assert "REPLAY MATCHES" in panel.action_status.value
     sliced = LogInspector(AuditLogBackend(trust="dev"), path=out)
     assert sliced.records is not None
     sliced_report = sliced.verify()

@@ -3,8 +3,8 @@
 Owns what an analyst sees of a log: the verification verdict with a progress bar, the records as
 a table filtered by kind, time and symbol and paged, an index range exported as a slice that
 verifies alone, and a replay's match/mismatch summary. Every operation is the audit log's public
-API behind a small :class:`LogBackend`; the panel draws what it returns. A replay that this
-installation cannot do yet is said so in the panel, never faked.
+API (replay: :func:`zcbench.host.replay.replay_log`, a fresh local enclave from the run's
+build) behind a small :class:`LogBackend`; the panel draws what it returns.
 """
 
 from __future__ import annotations
@@ -237,10 +237,26 @@ class AuditLogBackend:
         return summary.path
 
     def replay(self, path: pathlib.Path, *, start: int, stop: int) -> ReplaySummary:
-        raise EnvError(
-            "replay is not available in this installation yet: it runs the logged IN batches "
-            "through a replay enclave, which zcbench.auditlog does not provide so far. "
-            "Verify and export work; nothing was compared."
+        from zcbench.host.replay import replay_log
+
+        report = replay_log(
+            path,
+            trust=self.trust,
+            boot_verifier=self._boot_verifier(path),
+            index_range=(start, stop),
+            progress=False,
+        )
+        problems = []
+        if report.missing:
+            problems.append(f"{len(report.missing)} batches never answered")
+        if report.extra:
+            problems.append(f"{len(report.extra)} unexpected answers")
+        message = report.message + (f" ({'; '.join(problems)})" if problems else "")
+        return ReplaySummary(
+            compared=report.batches,
+            matched=report.matched,
+            first_mismatch_index=report.first_mismatch_index,
+            message=message,
         )
 
 
