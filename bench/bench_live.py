@@ -135,7 +135,14 @@ def floor_per_batch(events: object, n: int) -> tuple[float, dict[str, float], by
     reply = encode_frame(
         Message(
             "signals",
-            {"seq": 0, "signals": signals, "records": [wire, signals], "checkpoint": note},
+            {
+                "seq": 0,
+                "signals": signals,
+                "time_ns": time.time_ns(),
+                "event_time_ns": time.time_ns(),
+                "leaves": [b"\x00" * 32, b"\x00" * 32],
+                "checkpoint": note,
+            },
         )
     )
     parts = {

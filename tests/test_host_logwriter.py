@@ -1,5 +1,6 @@
-"""The host log writer: records checked against what the host sent, roots recomputed,
-checkpoints verified under the attested key, group commit, and nothing released on a failure."""
+"""The host log writer: records rebuilt from what the host sent and checked against the enclave's
+leaves, roots recomputed, checkpoints verified under the attested key, group commit, and nothing
+released on a failure."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
+from zcbench.auditlog.merkle import leaf_hash
 from zcbench.auditlog.records import encode_record
 from zcbench.auditlog.storage import LogStore
+from zcbench.channel import Message
 from zcbench.enclave import EnclaveRuntime
-from zcbench.errors import VerificationError
+from zcbench.errors import DataError, VerificationError
 from zcbench.host import HostLog
 from zcbench.nitro import DevCA, NsmEmulator
 from zcbench.strategy import Batch, Signal, Strategy, encode_batch
@@ -52,9 +56,12 @@ def _setup(tmp_path: Path) -> tuple[EnclaveRuntime, HostLog, LogStore]:
     return rt, log, store
 
 
+def _stamps(r: Message) -> dict[str, Any]:
+    return {"time_ns": r["time_ns"], "event_time_ns": r["event_time_ns"]}
+
+
 def _stage(rt: EnclaveRuntime, log: HostLog, seq: int) -> None:
-    r = rt.ingest(seq, _batch(seq))
-    log.stage(seq, _batch(seq), r["signals"], r["records"], r["checkpoint"])
+    log.stage_reply(seq, _batch(seq), rt.ingest(seq, _batch(seq)))
 
 
 def test_group_commit_releases_in_order_only_after_flush(tmp_path: Path) -> None:
@@ -78,11 +85,43 @@ def test_a_batch_other_than_the_one_sent_is_refused(tmp_path: Path) -> None:
     rt, log, store = _setup(tmp_path)
     r = rt.ingest(0, _batch(0))
     with pytest.raises(VerificationError) as exc:
-        log.stage(0, _batch(1), r["signals"], r["records"], r["checkpoint"])
-    assert exc.value.check == "in_body"
+        log.stage(0, _batch(1), r["signals"], r["leaves"], r["checkpoint"], **_stamps(r))
+    assert exc.value.check == "in_leaf"
     with pytest.raises(VerificationError) as exc:
-        log.stage(0, _batch(0), b"\xa0", r["records"], r["checkpoint"])
-    assert exc.value.check == "out_body"
+        log.stage(0, _batch(0), b"\xa0", r["leaves"], r["checkpoint"], **_stamps(r))
+    assert exc.value.check == "out_leaf"
+    assert store.size == 1  # nothing of a refused batch was written
+    log.stage_reply(0, _batch(0), r)  # the true reply still stages
+    assert [v.seq for v in log.flush()] == [0]
+    store.close()
+
+
+def test_a_lying_enclaves_in_leaf_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    rt, log, store = _setup(tmp_path)
+    r = rt.ingest(0, _batch(0))
+    # an enclave claiming it logged other bytes (here: a record with another time stamp)
+    other = encode_record(
+        index=1, kind="in", seq=0, body=_batch(0), time_ns=r["time_ns"] + 1,
+        event_time_ns=r["event_time_ns"],
+    )
+    lying = [leaf_hash(other), r["leaves"][1]]
+    with pytest.raises(VerificationError) as exc:
+        log.stage(0, _batch(0), r["signals"], lying, r["checkpoint"], **_stamps(r))
+    assert exc.value.check == "in_leaf"
+    # stamps that do not match the leaves the enclave signed are refused the same way
+    with pytest.raises(VerificationError) as exc:
+        log.stage(
+            0, _batch(0), r["signals"], r["leaves"], r["checkpoint"],
+            time_ns=r["time_ns"] + 1, event_time_ns=r["event_time_ns"],
+        )
+    assert exc.value.check == "in_leaf"
+    with pytest.raises(DataError):
+        log.stage(
+            0, _batch(0), r["signals"], r["leaves"], r["checkpoint"],
+            time_ns=2**63, event_time_ns=None,
+        )
+    assert store.size == 1
+    assert log.flush() == []
     store.close()
 
 
@@ -90,9 +129,14 @@ def test_checkpoint_over_other_records_is_refused_and_nothing_released(tmp_path:
     rt, log, store = _setup(tmp_path)
     _stage(rt, log, 0)
     r = rt.ingest(1, _batch(1))
+    # leaves and stamps that agree with each other but not with what the enclave signed
     forged_in = encode_record(index=3, kind="in", seq=1, body=_batch(1), time_ns=1)
+    forged_out = encode_record(index=4, kind="out", seq=1, body=r["signals"], time_ns=1)
+    forged = [leaf_hash(forged_in), leaf_hash(forged_out)]
     with pytest.raises(VerificationError) as exc:
-        log.stage(1, _batch(1), r["signals"], [forged_in, r["records"][1]], r["checkpoint"])
+        log.stage(
+            1, _batch(1), r["signals"], forged, r["checkpoint"], time_ns=1, event_time_ns=None
+        )
     assert exc.value.check == "checkpoint_root"
     assert log.flush() == []  # not even the good batch 0: the run is stopping
     assert store.acknowledged == store.size == 5  # kept on disk, as an uncommitted tail
@@ -106,7 +150,7 @@ def test_checkpoint_signed_by_another_key_is_refused(tmp_path: Path) -> None:
     r = rt.ingest(0, _batch(0))
     forged = other.ingest(0, _batch(0))["checkpoint"]
     with pytest.raises(VerificationError):
-        log.stage(0, _batch(0), r["signals"], r["records"], forged)
+        log.stage(0, _batch(0), r["signals"], r["leaves"], forged, **_stamps(r))
     assert log.flush() == []
     store.close()
     other_store.close()
@@ -116,7 +160,7 @@ def test_malformed_checkpoint_is_a_verification_failure(tmp_path: Path) -> None:
     rt, log, store = _setup(tmp_path)
     r = rt.ingest(0, _batch(0))
     with pytest.raises(VerificationError) as exc:
-        log.stage(0, _batch(0), r["signals"], r["records"], b"not a note")
+        log.stage(0, _batch(0), r["signals"], r["leaves"], b"not a note", **_stamps(r))
     assert exc.value.check in ("checkpoint_format", "note")
     assert log.flush() == []
     store.close()

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import zcbench.examples.order_flow as order_flow
 from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.merkle import leaf_hash
+from zcbench.auditlog.records import encode_record
 from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.backtest import prepare, replay
@@ -272,18 +274,52 @@ def test_host_survives_a_garbage_reply(tmp_path: Path) -> None:
     assert execution.counts()["order"] == 0
 
 
-def test_host_stops_on_undecodable_records(tmp_path: Path) -> None:
+def test_host_stops_on_undecodable_signals(tmp_path: Path) -> None:
     def peer(conn: object) -> None:
         msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
+        stamps = {"seq": msg["seq"], "time_ns": 1, "event_time_ns": None}
+        signals = b"\xff"  # not encoded signals; leaves that match it, so the decode decides
+        leaves = [
+            leaf_hash(encode_record(index=0, kind="in", body=msg["batch"], **stamps)),
+            leaf_hash(encode_record(index=1, kind="out", body=signals, **stamps)),
+        ]
         reply = Message(
-            "signals",
-            {"seq": msg["seq"], "signals": b"", "records": [b"x", b"y"], "checkpoint": b""},
+            "signals", {**stamps, "signals": signals, "leaves": leaves, "checkpoint": b""}
         )
         conn.send(reply)  # type: ignore[attr-defined]
 
     status, reason, execution = _pipeline_against(peer, tmp_path)
     assert status == "enclave_error"
     assert "malformed reply for batch 0" in reason
+    assert execution.counts()["order"] == 0
+
+
+def test_host_refuses_an_in_leaf_other_than_the_batch_it_sent(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from zcbench.nitro import DevCA, NsmEmulator
+
+    def peer(conn: object) -> None:
+        nsm = NsmEmulator(
+            pcrs={0: b"\x01" * 48}, ca=DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
+        )
+        rt = EnclaveRuntime(make_strategy(order_flow.OrderFlowImbalance), nsm, pcr0=b"\x01" * 48)
+        rt.boot("run-1")
+        rt._state.log = type(rt._state.log)()  # type: ignore[union-attr]  # align indices with the host
+        msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
+        # a lying enclave: it computes over (and signs) another batch than the host sent
+        other = msg["batch"] + b"\x00"
+        reply = rt.ingest(msg["seq"], msg["batch"])
+        fake = encode_record(
+            index=0, kind="in", seq=msg["seq"], body=other, time_ns=reply["time_ns"],
+            event_time_ns=reply["event_time_ns"],
+        )
+        fields = {**reply.fields, "leaves": [leaf_hash(fake), reply["leaves"][1]]}
+        conn.send(Message("signals", fields))  # type: ignore[attr-defined]
+
+    status, reason, execution = _pipeline_against(peer, tmp_path)
+    assert status == "verification_failed"
+    assert "IN leaf" in reason
     assert execution.counts()["order"] == 0
 
 

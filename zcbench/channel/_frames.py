@@ -26,6 +26,7 @@ from zcbench.errors import DataError, EnvError
 
 __all__ = [
     "HEADER",
+    "LEAF_HASH_SIZE",
     "MAX_FRAME",
     "MESSAGE_FIELDS",
     "PROTOCOL_VERSION",
@@ -39,6 +40,8 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 HEADER: Final = struct.Struct(">I")
+LEAF_HASH_SIZE: Final = 32
+"""Bytes of one leaf hash in a ``signals`` reply (SHA-256)."""
 MAX_FRAME: Final = 64 * 1024 * 1024
 """Default hard limit on one frame's body; a 1,000-event batch is about 40 KB."""
 
@@ -70,10 +73,14 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "fields": ((list,), False),
     },
     "document": {"document": ((bytes,), False)},
+    # the records themselves stay with the host: it rebuilds them from the batch it sent, the
+    # signals and these stamps, and checks them against the enclave's leaf hashes (IN, OUT)
     "signals": {
         "seq": ((int,), False),
         "signals": ((bytes,), False),
-        "records": ((list,), False),
+        "time_ns": ((int,), False),
+        "event_time_ns": ((int, type(None)), False),
+        "leaves": ((list,), False),
         "checkpoint": ((bytes,), False),
     },
     "note": {"checkpoint": ((bytes,), False), "size": ((int,), False)},
@@ -147,8 +154,13 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
             )
         if name == "seq" and isinstance(value, int) and value < 0:
             raise FrameError(f"{kind}: seq must be non-negative, got {value}", code="ill_typed")
-    if kind == "signals" and not all(isinstance(r, bytes) for r in fields["records"]):
-        raise FrameError("signals: records must be byte strings", code="ill_typed")
+    if kind == "signals" and (
+        len(fields["leaves"]) != 2
+        or not all(isinstance(h, bytes) and len(h) == LEAF_HASH_SIZE for h in fields["leaves"])
+    ):
+        raise FrameError(
+            f"signals: leaves must be two {LEAF_HASH_SIZE}-byte hashes (IN, OUT)", code="ill_typed"
+        )
     if kind == "booted" and not all(isinstance(f, str) for f in fields["fields"]):
         raise FrameError("booted: fields must be text", code="ill_typed")
 

@@ -3,8 +3,10 @@
 After boot the enclave holds a strategy instance, the run's ephemeral Ed25519 log key (as a
 :class:`zcbench.auditlog.checkpoint.LogSigner`) and the log's compact range: O(log n) hashes,
 never the log itself. Per ingested batch it appends one IN leaf (the batch bytes exactly as
-received) and one OUT leaf (the encoded signals) and signs a checkpoint over the new size; the
-host stores the records, recomputes the root and verifies the signature before acting.
+received) and one OUT leaf (the encoded signals) and signs a checkpoint over the new size. The
+reply carries the signals, the records' time stamps and the two leaf hashes, not the records:
+the host rebuilds both records from the batch it sent and the signals, checks them against the
+leaves, stores them, recomputes the root and verifies the signature before acting.
 
 The boot record (index 0) carries the boot attestation document: nonce = the run id,
 ``public_key`` = DER SubjectPublicKeyInfo of the log key. An ``attest`` request gets a document
@@ -146,13 +148,23 @@ class EnclaveRuntime:
         rec_out = encode_record(
             index=first + 1, kind="out", seq=seq, body=body, time_ns=now, event_time_ns=newest
         )
-        state.log.append(leaf_hash(rec_in))
-        state.log.append(leaf_hash(rec_out))
+        leaves = [leaf_hash(rec_in), leaf_hash(rec_out)]
+        state.log.append(leaves[0])
+        state.log.append(leaves[1])
         state.note = state.signer.sign(state.log.size, state.log.root())
         self._guard.accept(seq)
+        # the host holds the batch and gets the signals: it rebuilds both records from them and
+        # these stamps and checks the leaves, so the ~batch-sized IN record never travels back
         return Message(
             "signals",
-            {"seq": seq, "signals": body, "records": [rec_in, rec_out], "checkpoint": state.note},
+            {
+                "seq": seq,
+                "signals": body,
+                "time_ns": now,
+                "event_time_ns": newest,
+                "leaves": leaves,
+                "checkpoint": state.note,
+            },
         )
 
     def attest(self, nonce: bytes) -> Message:

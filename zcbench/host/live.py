@@ -591,7 +591,7 @@ class _Pipeline:
         if reply.type != "signals" or reply["seq"] != seq:
             raise _RunFailed("enclave_error", f"expected signals for batch {seq}")
         try:
-            self.log.stage(seq, data, reply["signals"], reply["records"], reply["checkpoint"])
+            self.log.stage_reply(seq, data, reply)
         except DataError as exc:  # undecodable records or signals: nothing was written
             raise _RunFailed("enclave_error", f"malformed reply for batch {seq}: {exc}") from None
         assert isinstance(pb, ProxyBatch)

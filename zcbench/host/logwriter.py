@@ -1,9 +1,11 @@
 """The host's audit-log writer: store what the enclave sent, recompute, verify, then release.
 
-For every batch the enclave returns its IN and OUT records and a checkpoint signed with the run's
-log key. The writer checks that the IN record holds exactly the batch the host sent and that the
-OUT record holds exactly the signals in the reply, appends both records to the store and syncs
-them, recomputes the tree root over its own copy of the log state (independently of the store),
+For every batch the enclave returns the signals, the time stamps of its IN and OUT records, their
+two leaf hashes and a checkpoint signed with the run's log key. The writer rebuilds both records
+itself (the IN record's body is exactly the batch the host sent, the OUT record's exactly the
+signals in the reply), refuses the reply unless their leaf hashes are the enclave's, appends both
+records to the store, recomputes the tree root over its own copy of the log state (independently
+of the store),
 verifies the checkpoint signature under the attested key with that size and root, then stores
 the checkpoint (fsynced). Replies that are already waiting are staged together and made durable
 with one fsync for their records and one for the newest checkpoint (group commit; every
@@ -17,10 +19,13 @@ reports them as an uncommitted tail) and :class:`~zcbench.errors.VerificationErr
 
 from __future__ import annotations
 
-from zcbench.auditlog.checkpoint import verify_checkpoint
+from collections.abc import Sequence
+
+from zcbench.auditlog.checkpoint import CheckpointVerifier
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
-from zcbench.auditlog.records import Record, decode_record
+from zcbench.auditlog.records import decode_record, encode_record
 from zcbench.auditlog.storage import LogStore
+from zcbench.channel import Message
 from zcbench.errors import DataError, VerificationError
 from zcbench.host.execution import VerifiedSignals
 from zcbench.strategy import Signal, decode_signals
@@ -37,7 +42,7 @@ class HostLog:
 
     def __init__(self, store: LogStore, public_key: bytes, origin: str) -> None:
         self._store = store
-        self._public_key = public_key
+        self._verifier = CheckpointVerifier(public_key, origin)  # the key is loaded once
         self.origin = origin
         self._range = CompactRange()
         self.durable_size = 0
@@ -62,44 +67,97 @@ class HostLog:
         self._write([boot_record], checkpoint)
 
     def commit(
-        self, seq: int, batch: bytes, signals: bytes, records: list[bytes], checkpoint: bytes
+        self,
+        seq: int,
+        batch: bytes,
+        signals: bytes,
+        leaves: Sequence[bytes],
+        checkpoint: bytes,
+        *,
+        time_ns: int,
+        event_time_ns: int | None,
     ) -> VerifiedSignals:
         """:meth:`stage` one batch and :meth:`flush`: its signals, once durable and verified."""
-        self.stage(seq, batch, signals, records, checkpoint)
+        self.stage(
+            seq, batch, signals, leaves, checkpoint, time_ns=time_ns, event_time_ns=event_time_ns
+        )
         [verified] = self.flush()
         return verified
 
+    def stage_reply(self, seq: int, batch: bytes, reply: Message) -> None:
+        """:meth:`stage` the enclave's ``signals`` reply to ``batch``."""
+        self.stage(
+            seq,
+            batch,
+            reply["signals"],
+            reply["leaves"],
+            reply["checkpoint"],
+            time_ns=reply["time_ns"],
+            event_time_ns=reply["event_time_ns"],
+        )
+
     def stage(
-        self, seq: int, batch: bytes, signals: bytes, records: list[bytes], checkpoint: bytes
+        self,
+        seq: int,
+        batch: bytes,
+        signals: bytes,
+        leaves: Sequence[bytes],
+        checkpoint: bytes,
+        *,
+        time_ns: int,
+        event_time_ns: int | None,
     ) -> None:
-        """Check one batch's records, append them (not yet durable), recompute the root and
-        verify the enclave's checkpoint over it. Nothing staged may be acted on before
-        :meth:`flush`."""
-        if len(records) != 2:
+        """Rebuild one batch's IN and OUT records, check them against the enclave's ``leaves``,
+        append them (not yet durable), recompute the root and verify the enclave's checkpoint
+        over it. Nothing staged may be acted on before :meth:`flush`.
+
+        Raises :class:`VerificationError` when a leaf or the checkpoint does not match (nothing
+        is written for a leaf mismatch), :class:`DataError` when the signals or the stamps are
+        malformed (nothing is written)."""
+        if len(leaves) != 2:
             raise VerificationError(
-                f"batch {seq}: expected an IN and an OUT record, got {len(records)}",
-                check="record_count",
+                f"batch {seq}: expected an IN and an OUT leaf, got {len(leaves)}",
+                check="leaf_count",
                 expected=2,
-                actual=len(records),
+                actual=len(leaves),
             )
-        rec_in, rec_out = decode_record(records[0]), decode_record(records[1])
         first = self._range.size
-        self._expect(rec_in, first, "in", seq)
-        self._expect(rec_out, first + 1, "out", seq)
-        if rec_in.body != batch:
-            raise VerificationError(
-                f"batch {seq}: the IN record does not hold the batch the host sent",
-                check="in_body",
-            )
-        if rec_out.body != signals:
-            raise VerificationError(
-                f"batch {seq}: the OUT record does not hold the signals in the reply",
-                check="out_body",
-            )
+        try:
+            records = [
+                encode_record(
+                    index=first,
+                    kind="in",
+                    seq=seq,
+                    body=batch,
+                    time_ns=time_ns,
+                    event_time_ns=event_time_ns,
+                ),
+                encode_record(
+                    index=first + 1,
+                    kind="out",
+                    seq=seq,
+                    body=signals,
+                    time_ns=time_ns,
+                    event_time_ns=event_time_ns,
+                ),
+            ]
+        except ValueError as exc:
+            raise DataError(f"batch {seq}: the reply's record stamps are invalid: {exc}") from None
+        hashes = [leaf_hash(raw) for raw in records]
+        for kind, mine, theirs in zip(("in", "out"), hashes, leaves, strict=True):
+            if mine != theirs:
+                what = "the batch the host sent" if kind == "in" else "the signals in the reply"
+                raise VerificationError(
+                    f"batch {seq}: the enclave's {kind.upper()} leaf is not that of a record "
+                    f"holding {what}",
+                    check=f"{kind}_leaf",
+                    expected=mine.hex(),
+                    actual=bytes(theirs).hex(),
+                )
         decoded = tuple(decode_signals(signals))
         self._store.append(records)
-        for raw in records:
-            self._range.append(leaf_hash(raw))
+        for h in hashes:
+            self._range.append(h)
         try:
             self._check(checkpoint)
         except VerificationError:
@@ -129,18 +187,9 @@ class HostLog:
             for seq, out_index, signals, _ in staged
         ]
 
-    def _expect(self, record: Record, index: int, kind: str, seq: int) -> None:
-        if (record.index, record.kind, record.seq) != (index, kind, seq):
-            raise VerificationError(
-                f"batch {seq}: unexpected record",
-                check="record_position",
-                expected=f"index {index}, kind {kind}, seq {seq}",
-                actual=f"index {record.index}, kind {record.kind}, seq {record.seq}",
-            )
-
     def _check(self, checkpoint: bytes) -> None:
         root = self._range.root()
-        cp = verify_checkpoint(checkpoint, self._public_key, self.origin)
+        cp = self._verifier.verify(checkpoint)
         if cp.size != self._range.size or cp.root != root:
             raise VerificationError(
                 "the enclave's checkpoint does not match the log the host wrote",

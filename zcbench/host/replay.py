@@ -151,7 +151,8 @@ class EnclaveReplayRunner:
                 reply = self._ingest(conn, enclave, sent, data)
                 signals: bytes = reply["signals"]
                 # stored and checked like a live run's batch before its body is used
-                log.commit(sent, data, signals, reply["records"], reply["checkpoint"])
+                log.stage_reply(sent, data, reply)
+                log.flush()
                 yield seq, signals
             _shutdown(conn, enclave)
         finally:
