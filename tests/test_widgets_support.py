@@ -95,11 +95,12 @@ def make_run(folder: Path, *, seconds: float = 1.5) -> Path:
     image = BuildImage(build)
     events = generate_ticks(SyntheticConfig(symbols=("AAA",), rate=2000, duration_s=5), seed=3)
     stop = threading.Event()
+    # The clock starts once the enclave has booted: a slow boot on a loaded machine must not
+    # leave a run with no batches.
     timer = threading.Timer(seconds, stop.set)
-    timer.start()
     try:
         run_live(image, folder / "run", ReplaySource(events, image.batching(), rate=4.0),
-                 trust="dev", stop=stop)
+                 trust="dev", stop=stop, on_booted=lambda _handle: timer.start())
     finally:
         timer.cancel()
     return folder / "run"
