@@ -80,7 +80,7 @@ def test_parity_sealed_build_signals_equal_backtest_byte_for_byte(tmp_path: Path
     env = {**os.environ, "POLARS_MAX_THREADS": "1", "PYTHONHASHSEED": "12345"}
     summary = run_live(image, tmp_path / "run", ReplaySource(events, spec), enclave_env=env)
     assert summary.status == "completed", summary.reason
-    assert summary.isolated_network in (True, False)  # reported either way
+    assert isinstance(summary.isolated_network, bool)  # reported either way
 
     fields = image.declared_fields()
     assert fields is not None
@@ -135,15 +135,18 @@ def test_killed_enclave_is_noticed_and_the_run_closes_with_a_verifiable_log(
         reply_timeout=30,
     )
     assert killed_at
-    assert time.monotonic() - killed_at[0] < 20  # generous: normally well under a second
+    assert time.monotonic() - killed_at[0] < 10  # generous: normally well under a second
     assert summary.status == "enclave_died", summary
     assert summary.batches >= 20
     assert summary.log_size == 1 + 2 * summary.batches
     report = _verify(tmp_path / "run", image.expected_pcrs())
     assert report.verified, report.message  # type: ignore[attr-defined]
     assert report.entries == summary.log_size  # type: ignore[attr-defined]
+    # no order without a signed signal: every order and fill names a durable, signed OUT record
     journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
-    assert journal["log_index"].max() is None or journal["log_index"].max() < summary.log_size
+    out_index = {r.index for r, _ in iter_records(tmp_path / "run") if r.kind == "out"}
+    assert set(journal["log_index"].drop_nulls().to_list()) <= out_index
+    assert journal.height > 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "enclave_died"
 
 

@@ -86,13 +86,25 @@ def test_human_output_names_the_failed_check(
     capsys: pytest.CaptureFixture[str], nitro_vectors: Path
 ) -> None:
     path = str(nitro_vectors / "doc_1.cbor")
+    wrong = "ab" * 48
     code, out, _ = _run(
-        capsys, "verify", "attestation", path, "--at", "doc", "--expect-pcr", "0=00"
+        capsys, "verify", "attestation", path, "--at", "doc", "--expect-pcr", f"0={wrong}"
     )
     assert code == 1
     assert out.startswith("FAILED: pcr0:")
-    assert "expected: " + "00" in out
+    assert "expected: " + wrong in out
     assert f"actual:   {DOC1_PCR0}" in out
+
+
+def test_a_pcr_of_the_wrong_length_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], nitro_vectors: Path
+) -> None:
+    path = str(nitro_vectors / "doc_1.cbor")
+    code, _, err = _run(
+        capsys, "verify", "attestation", path, "--at", "doc", "--expect-pcr", "0=00"
+    )
+    assert code == 2
+    assert "48 or 64 bytes" in err
 
 
 def test_wrong_nonce_and_max_age(capsys: pytest.CaptureFixture[str], nitro_vectors: Path) -> None:

@@ -83,6 +83,8 @@ def run_demo(
         raise EnvError(f"research notebook not found at {notebook}; pass --notebook PATH")
     out_dir = Path(out_dir)
     build_dir, run_dir = out_dir / "build", out_dir / "run"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
     if run_dir.exists():
         raise UsageError(f"{run_dir} exists: a run folder is never reused; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)

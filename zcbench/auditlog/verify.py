@@ -46,7 +46,7 @@ from zcbench.auditlog.checkpoint import (
     verify_checkpoint,
 )
 from zcbench.auditlog.merkle import EMPTY_ROOT, CompactRange
-from zcbench.errors import UsageError, VerificationError, ZcbenchError
+from zcbench.errors import EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.progress import progress as progress_bar
 
 __all__ = [
@@ -266,10 +266,15 @@ def verify_log(
 
 
 def verify_boot(document: bytes, trust: str | Path, verifier: BootVerifier) -> BootIdentity:
-    """Run ``verifier``, turning any refusal into an ``untrusted_boot`` failure."""
+    """Run ``verifier``, turning any refusal into an ``untrusted_boot`` failure.
+
+    A missing root or a misused trust option (EnvError, UsageError) is no verdict on the log:
+    it propagates, so the CLI exits 3 or 2 instead of calling the log untrusted."""
     try:
         identity = verifier(document, trust)
         identity.origin  # noqa: B018 - a PCR0 or run id that makes no origin is refused here
+    except (EnvError, UsageError):
+        raise
     except (ZcbenchError, ValueError) as exc:
         raise _Failure("untrusted_boot", f"the boot document does not verify: {exc}",
                        index=0) from exc

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from zcbench import __version__
-from zcbench.errors import EXIT_USAGE, ZcbenchError, exit_code_for
+from zcbench.errors import EXIT_ENV, EXIT_USAGE, ZcbenchError, exit_code_for
 
 __all__ = ["build_parser", "main"]
 
@@ -72,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZcbenchError as exc:
         sys.stderr.write(f"zcbench: {exc}\n")
         return exit_code_for(exc)
+    except OSError as exc:
+        # A file or folder the command needed could not be used: an environment problem.
+        sys.stderr.write(f"zcbench: {exc}\n")
+        return EXIT_ENV
     except KeyboardInterrupt:
         sys.stderr.write("zcbench: interrupted\n")
         return 130

@@ -29,7 +29,7 @@ _NO_PCR_WARNING = (
     "genuine enclave signed the document, not WHICH code it runs"
 )
 _SIMULATED_WARNING = (
-    "SIMULATED: verified against the development CA, not AWS; this document proves nothing "
+    "SIMULATED: checked against the development CA, not AWS; this document proves nothing "
     "about real hardware"
 )
 
@@ -130,6 +130,11 @@ def _expected_pcrs(args: argparse.Namespace) -> dict[int, bytes] | None:
         if index > 31:
             raise UsageError(f"--expect-pcr {item!r}: PCR index must be 0..31")
         value = _parse_hex(value_text, f"--expect-pcr {index}")
+        if len(value) not in (32, 48, 64):
+            raise UsageError(
+                f"--expect-pcr {index}: a PCR is 32, 48 or 64 bytes (64, 96 or 128 hex digits), "
+                f"got {len(value)} bytes"
+            )
         if index in expected and expected[index] != value:
             raise UsageError(f"PCR{index} is given twice with different values")
         expected[index] = value
@@ -198,7 +203,7 @@ def _attestation(args: argparse.Namespace) -> int:
     )
     if report.simulated:
         sys.stderr.write(_SIMULATED_WARNING + "\n")
-    if expected is None:
+    if expected is None and report.verified:
         sys.stderr.write(_NO_PCR_WARNING + "\n")
     if args.allow_debug and report.debug:
         sys.stderr.write("WARNING: accepted a debug-mode document (--allow-debug)\n")

@@ -17,7 +17,7 @@ import json
 import os
 import re
 
-from zcbench.errors import DataError, EnvError
+from zcbench.errors import DataError, EnvError, UsageError
 
 __all__ = ["COMMITMENT_SCHEMA", "load_commitment_pcrs", "parse_commitment_pcrs"]
 
@@ -70,7 +70,7 @@ def load_commitment_pcrs(path: str | os.PathLike[str]) -> dict[int, bytes]:
         with open(path, "rb") as fh:
             raw = fh.read(_MAX_BYTES + 1)
     except FileNotFoundError as exc:
-        raise DataError(f"commitment file {os.fspath(path)} does not exist") from exc
+        raise UsageError(f"commitment file {os.fspath(path)} does not exist") from exc
     except OSError as exc:
         raise EnvError(f"cannot read commitment file {os.fspath(path)}: {exc.strerror}") from exc
     if len(raw) > _MAX_BYTES:
