@@ -36,6 +36,7 @@ def test_demo_leaves_every_artefact_and_they_reverify(
     assert all(len(v) == 96 and v == v.lower() for v in commitment["pcrs"].values())
     assert result["pcrs"] == commitment["pcrs"]
     assert "SIMULATED" in (out / "report.html").read_text()
+    _assert_no_strategy_source(out)
 
     # The artefacts re-verify with the commands the demo prints, and only under dev trust.
     attestation = str(out / "attestation.cbor")
@@ -68,3 +69,38 @@ def test_demo_leaves_every_artefact_and_they_reverify(
 def test_demo_refuses_to_reuse_a_run_folder(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     assert main(["demo", "--out", str(tmp_path)]) == 2
+
+
+def _assert_no_strategy_source(out: Path) -> None:
+    """No line of notebook 01's strategy cells is readable anywhere the demo wrote, raw or
+    inside a gzip or zlib stream (the sealed payload is the only place the code lives)."""
+    import gzip
+    import zlib
+
+    from zcbench.demo import default_notebook
+    from zcbench.packager import runtime_files
+
+    notebook = json.loads(default_notebook().read_text())
+    lines = {
+        line.strip()
+        for cell in notebook["cells"]
+        if "strategy" in cell.get("metadata", {}).get("tags", [])
+        for line in "".join(cell["source"]).splitlines()
+        if len(line.strip()) >= 24 and not line.strip().startswith(("import ", "from "))
+    }
+    # Lines the enclave runtime itself contains (e.g. the `on_batch` signature) are not secrets.
+    runtime = b"\n".join(runtime_files().values())
+    lines = {line for line in lines if line.encode() not in runtime}
+    assert len(lines) >= 5
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        if path.relative_to(out).parts[0] == "research":
+            continue  # the research step's own outputs are the researcher's, not the build's
+        blobs = [path.read_bytes()]
+        for opener in (gzip.decompress, zlib.decompress):
+            try:
+                blobs.append(opener(blobs[0]))
+            except Exception:
+                continue  # not that kind of stream
+        for blob in blobs:
+            for line in lines:
+                assert line.encode() not in blob, f"{path} holds strategy source: {line!r}"

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from zcbench.errors import DataError, EnvError
+from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.nitro import DevCA, NsmEmulator, load_commitment_pcrs, verify_attestation
 
 NOW = dt.datetime(2026, 7, 1, 0, 0, 0, tzinfo=dt.UTC)
@@ -151,6 +151,7 @@ def test_malformed_commitments_are_data_errors(tmp_path: Path, body: object, why
         load_commitment_pcrs(_commitment(tmp_path, body))
 
 
-def test_missing_commitment_is_a_data_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="does not exist"):
+def test_missing_commitment_is_a_usage_error(tmp_path: Path) -> None:
+    # a path the caller named that is not there: the caller's mistake, not bad data (exit 2)
+    with pytest.raises(UsageError, match="does not exist"):
         load_commitment_pcrs(tmp_path / "nope.json")
