@@ -71,6 +71,21 @@ def test_demo_refuses_to_reuse_a_run_folder(tmp_path: Path) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 2
 
 
+def test_a_finished_demo_is_cleared_before_the_next(tmp_path: Path) -> None:
+    from zcbench.demo import _clear_previous_demo
+
+    for name in ("build", "run", "research"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text("old")
+    (tmp_path / "report.html").write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    _clear_previous_demo(tmp_path)  # no marker: nothing is touched
+    assert (tmp_path / "run" / "x").exists()
+    (tmp_path / "demo.json").write_text("{}")
+    _clear_previous_demo(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def _assert_no_strategy_source(out: Path) -> None:
     """No line of notebook 01's strategy cells is readable anywhere the demo wrote, raw or
     inside a gzip or zlib stream (the sealed payload is the only place the code lives)."""

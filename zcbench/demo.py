@@ -85,6 +85,7 @@ def run_demo(
     build_dir, run_dir = out_dir / "build", out_dir / "run"
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
+    _clear_previous_demo(out_dir)
     if run_dir.exists():
         raise UsageError(f"{run_dir} exists: a run folder is never reused; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,7 @@ def run_demo(
     report = write_report(
         run_dir, out_dir / "report.html", trust="dev", attestation=attestation, nonce=nonce
     )
-    return DemoResult(
+    result = DemoResult(
         out_dir=out_dir,
         build_dir=build_dir,
         run_dir=run_dir,
@@ -157,3 +158,27 @@ def run_demo(
         log_classification=log.classification,
         research=research,
     )
+    (out_dir / _MARKER).write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    return result
+
+
+_MARKER = "demo.json"
+_DEMO_OUTPUTS = ("build", "run", "research", "attestation.cbor", "report.html", _MARKER)
+
+
+def _clear_previous_demo(out_dir: Path) -> None:
+    """Remove what an earlier demo wrote into ``out_dir``, so ``make demo`` can run again.
+
+    Only a folder carrying the marker of a finished demo is cleared, and only the demo's own
+    outputs in it; anything else (a run folder of another origin, say) is left for the caller.
+    """
+    import shutil
+
+    if not (out_dir / _MARKER).is_file():
+        return
+    for name in _DEMO_OUTPUTS:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
