@@ -297,18 +297,25 @@ def test_host_stops_on_undecodable_signals(tmp_path: Path) -> None:
     assert execution.counts()["order"] == 0
 
 
-def test_host_refuses_an_in_leaf_other_than_the_batch_it_sent(tmp_path: Path) -> None:
+def _unattested_runtime() -> EnclaveRuntime:
+    """A booted enclave runtime with its own key, its log empty so its indices match the
+    host's (whose log starts after the boot record it was never shown)."""
     import datetime as dt
 
     from zcbench.nitro import DevCA, NsmEmulator
 
+    nsm = NsmEmulator(pcrs={0: b"\x01" * 48}, ca=DevCA.load_or_create(now=dt.datetime.now(dt.UTC)))
+    rt = EnclaveRuntime(make_strategy(order_flow.OrderFlowImbalance), nsm, pcr0=b"\x01" * 48)
+    rt.boot("run-1")
+    rt._state.log = type(rt._state.log)()  # type: ignore[union-attr]
+    return rt
+
+
+def test_host_refuses_an_in_leaf_other_than_the_batch_it_sent(tmp_path: Path) -> None:
+
+
     def peer(conn: object) -> None:
-        nsm = NsmEmulator(
-            pcrs={0: b"\x01" * 48}, ca=DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
-        )
-        rt = EnclaveRuntime(make_strategy(order_flow.OrderFlowImbalance), nsm, pcr0=b"\x01" * 48)
-        rt.boot("run-1")
-        rt._state.log = type(rt._state.log)()  # type: ignore[union-attr]  # align indices with the host
+        rt = _unattested_runtime()
         msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
         # a lying enclave: it computes over (and signs) another batch than the host sent
         other = msg["batch"] + b"\x00"
@@ -327,18 +334,11 @@ def test_host_refuses_an_in_leaf_other_than_the_batch_it_sent(tmp_path: Path) ->
 
 
 def test_host_places_no_order_on_a_checkpoint_from_another_key(tmp_path: Path) -> None:
-    import datetime as dt
 
-    from zcbench.nitro import DevCA, NsmEmulator
 
     def peer(conn: object) -> None:
-        nsm = NsmEmulator(
-            pcrs={0: b"\x01" * 48}, ca=DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
-        )
         # an enclave with its own (unattested) key: valid records, a signature the host refuses
-        rt = EnclaveRuntime(make_strategy(order_flow.OrderFlowImbalance), nsm, pcr0=b"\x01" * 48)
-        rt.boot("run-1")
-        rt._state.log = type(rt._state.log)()  # type: ignore[union-attr]  # align indices with the host
+        rt = _unattested_runtime()
         msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
         conn.send(rt.ingest(msg["seq"], msg["batch"]))  # type: ignore[attr-defined]
 

@@ -124,6 +124,17 @@ def _first_row(mask: pl.Series) -> int | None:
     return int(hits[0]) + 1 if hits.len() else None
 
 
+def _refuse_unparsed(
+    text: pl.Series, parsed: pl.Series, expected: str, *, source: str, column: str
+) -> None:
+    """Raise naming the first row whose non-empty ``text`` did not parse into ``parsed``."""
+    bad = _first_row(text.is_not_null() & parsed.is_null())
+    if bad is not None:
+        raise MarketDataError(
+            f"expected {expected}, got {text[bad - 1]!r}", source=source, row=bad, column=column
+        )
+
+
 def _as_int(series: pl.Series, source: str) -> pl.Series:
     """``series`` as Int64; text must be decimal integers, floats must be whole numbers."""
     name = series.name
@@ -131,14 +142,7 @@ def _as_int(series: pl.Series, source: str) -> pl.Series:
     if dtype == pl.String:
         stripped = series.str.strip_chars()
         parsed = stripped.cast(pl.Int64, strict=False)
-        bad = _first_row(stripped.is_not_null() & parsed.is_null())
-        if bad is not None:
-            raise MarketDataError(
-                f"expected an integer, got {stripped[bad - 1]!r}",
-                source=source,
-                row=bad,
-                column=name,
-            )
+        _refuse_unparsed(stripped, parsed, "an integer", source=source, column=name)
         return parsed
     if dtype.is_integer():
         return series.cast(pl.Int64)
@@ -162,11 +166,7 @@ def _as_float(series: pl.Series, source: str) -> pl.Series:
     if series.dtype == pl.String:
         stripped = series.str.strip_chars()
         parsed = stripped.cast(pl.Float64, strict=False)
-        bad = _first_row(stripped.is_not_null() & parsed.is_null())
-        if bad is not None:
-            raise MarketDataError(
-                f"expected a number, got {stripped[bad - 1]!r}", source=source, row=bad, column=name
-            )
+        _refuse_unparsed(stripped, parsed, "a number", source=source, column=name)
     elif series.dtype.is_numeric():
         parsed = series.cast(pl.Float64)
     else:
@@ -349,14 +349,7 @@ def _dates_ns(series: pl.Series, source: str) -> pl.Series:
     else:
         text = _as_text(series, source)
         parsed = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
-        bad = _first_row(text.is_not_null() & parsed.is_null())
-        if bad is not None:
-            raise MarketDataError(
-                f"expected a date YYYY-MM-DD, got {text[bad - 1]!r}",
-                source=source,
-                row=bad,
-                column=series.name,
-            )
+        _refuse_unparsed(text, parsed, "a date YYYY-MM-DD", source=source, column=series.name)
         days = parsed.cast(pl.Int64)
     return (days * _DAY_NS).alias("ts")
 
