@@ -7,8 +7,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from zcbench.errors import UsageError
-from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
+from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.host.execution import (
+    JOURNAL_FILE,
+    ExecutionLayer,
+    Journal,
+    RiskLimits,
+    VerifiedSignals,
+    read_journal,
+)
 from zcbench.strategy import Signal
 
 S = 1_000_000_000
@@ -34,10 +41,97 @@ def test_fill_position_pnl_and_journal(tmp_path: Path) -> None:
     assert r.status == "filled"
     assert ex.pnl() == 500
     assert ex.positions == {"AAA": 0}
-    path = ex.write_journal(tmp_path / "journal.parquet")
-    j = pl.read_parquet(path)
+    j = ex.journal()
     assert j["event"].to_list() == ["order", "fill", "order", "fill"]
     assert j["log_index"].to_list() == [2, 2, 4, 4]
+    assert j["price_ticks"].to_list() == [None, 1000, None, 1100]
+
+
+def _journal(tmp_path: Path) -> Journal:
+    return Journal.create(tmp_path / JOURNAL_FILE, run_id="run-1", origin="o", image="b")
+
+
+def test_each_batch_is_durable_in_the_journal_before_act_returns(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    assert read_journal(tmp_path).rows.height == 0  # the header alone: never an empty file
+    assert (tmp_path / JOURNAL_FILE).stat().st_size > 0
+    ex = ExecutionLayer(RiskLimits(max_position=10), journal)
+    _market(ex, 1000)
+    ex.act(_batch(Signal("AAA", "buy", 5)), now_ns=S)
+    # read by another reader while the run goes on: the batch's rows are already there
+    first = read_journal(tmp_path)
+    assert first.rows["event"].to_list() == ["order", "fill"]
+    assert first.header["run_id"] == "run-1"
+    ex.act(_batch(Signal("AAA", "buy", 50), seq=1, out_index=4), now_ns=2 * S)
+    later = read_journal(tmp_path, offset=first.end)  # incremental: only the new rows
+    assert later.rows["event"].to_list() == ["order", "reject"]
+    assert later.rows["seq"].to_list() == [1, 1]
+    whole = read_journal(tmp_path)
+    assert whole.rows.equals(ex.journal())
+    assert whole.torn is None
+    ex.close()
+    with pytest.raises(UsageError, match="already exists"):
+        _journal(tmp_path)
+
+
+def test_a_torn_last_row_is_left_out_reported_and_cut_on_repair(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    ex = ExecutionLayer(RiskLimits(), journal)
+    _market(ex, 1000)
+    ex.act(_batch(Signal("AAA", "buy", 5)), now_ns=S)
+    path = tmp_path / JOURNAL_FILE
+    whole = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(b'{"event": "order", "seq": 1, "sym')  # a row cut by a crash mid-write
+    read = read_journal(tmp_path)
+    assert read.rows.height == 2
+    assert read.torn is not None
+    assert (read.torn.offset, read.torn.length) == (whole, path.stat().st_size - whole)
+    assert "torn last row" in read.torn.describe()
+    assert path.stat().st_size > whole  # reading does not write
+    repaired = read_journal(tmp_path, repair=True)
+    assert repaired.torn == read.torn
+    assert path.stat().st_size == whole
+    assert read_journal(tmp_path).torn is None
+
+
+def test_damage_before_whole_rows_is_not_a_torn_tail(tmp_path: Path) -> None:
+    ex = ExecutionLayer(RiskLimits(), _journal(tmp_path))
+    _market(ex, 1000)
+    ex.act(_batch(Signal("AAA", "buy", 5)), now_ns=S)
+    path = tmp_path / JOURNAL_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"garbage\n" + b"".join(lines[1:]))
+    with pytest.raises(DataError, match="damage in the middle"):
+        read_journal(tmp_path)
+
+
+def test_not_a_journal_and_a_missing_one_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / JOURNAL_FILE).write_text('{"pnl": 3}\n')
+    with pytest.raises(DataError, match="not a zcbench journal"):
+        read_journal(tmp_path)
+    with pytest.raises(EnvError, match="does not exist"):
+        read_journal(tmp_path / "nowhere")
+
+
+def test_a_failed_journal_write_is_an_env_error_and_poisons_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    journal = _journal(tmp_path)
+    ex = ExecutionLayer(RiskLimits(), journal)
+    _market(ex, 1000)
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(EnvError, match=r"writing the journal .* No space left on device"):
+        ex.act(_batch(Signal("AAA", "buy", 5)), now_ns=S)
+    monkeypatch.undo()
+    with pytest.raises(EnvError, match="failed earlier"):
+        ex.act(_batch(Signal("AAA", "buy", 5), seq=1), now_ns=S)
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from zcbench.cli import main
 from zcbench.enclave import EnclaveRuntime
 from zcbench.errors import EnvError
 from zcbench.host import ExecutionLayer, HostLog, MarketDataProxy, ReplaySource
+from zcbench.host.execution import read_journal
 from zcbench.host.launcher import launch_local
 from zcbench.host.live import (
     BuildImage,
@@ -103,7 +104,7 @@ def test_parity_sealed_build_signals_equal_backtest_byte_for_byte(tmp_path: Path
     assert sum(saved["freshness_histogram"].values()) == summary.batches
     assert saved["origin"] == summary.origin
     assert saved["image"] == str(build.resolve())
-    journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
+    journal = read_journal(tmp_path / "run").rows
     out_index = {r.index for r in records if r.kind == "out"}
     assert set(journal["log_index"].to_list()) <= out_index
     assert parse_document((tmp_path / "run" / "boot.cbor").read_bytes()).nonce == (
@@ -143,7 +144,7 @@ def test_killed_enclave_is_noticed_and_the_run_closes_with_a_verifiable_log(
     assert report.verified, report.message  # type: ignore[attr-defined]
     assert report.entries == summary.log_size  # type: ignore[attr-defined]
     # no order without a signed signal: every order and fill names a durable, signed OUT record
-    journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
+    journal = read_journal(tmp_path / "run").rows
     out_index = {r.index for r, _ in iter_records(tmp_path / "run") if r.kind == "out"}
     assert set(journal["log_index"].drop_nulls().to_list()) <= out_index
     assert journal.height > 0
@@ -199,7 +200,7 @@ def test_strategy_exception_stops_cleanly_with_a_short_reason(tmp_path: Path) ->
     assert "SECRET" not in (tmp_path / "run" / "enclave.stderr").read_text()
     assert summary.batches == 3
     assert summary.log_size == 7
-    journal = pl.read_parquet(tmp_path / "run" / "journal.parquet")
+    journal = read_journal(tmp_path / "run").rows
     assert set(journal["seq"].to_list()) <= {0, 1, 2}
     assert _verify(tmp_path / "run", image.expected_pcrs()).verified  # type: ignore[attr-defined]
 
@@ -463,7 +464,7 @@ def test_cli_run_replays_a_data_file_and_prints_one_json_object(
     assert doc["status"] == "completed"
     assert doc["events"] == 10_000
     assert doc["image"] == str(build.resolve())
-    for name in ("log", "boot.cbor", "journal.parquet", "summary.json"):
+    for name in ("log", "boot.cbor", "journal.jsonl", "summary.json"):
         assert (tmp_path / "run" / name).exists()
     code = main(
         [
@@ -484,7 +485,7 @@ def test_cli_run_replays_a_data_file_and_prints_one_json_object(
     assert code == 0
     assert "SIMULATED" in text
     assert "network isolation" in text
-    journal = pl.read_parquet(tmp_path / "live" / "journal.parquet")
+    journal = read_journal(tmp_path / "live").rows
     assert "reject" in journal["event"].to_list()
     assert "fill" not in journal["event"].to_list()  # every order over a zero position limit
 

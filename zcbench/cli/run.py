@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
             "Run a packaged strategy live: market data through the proxy into the local enclave "
             "(a separate process, no network where the machine allows it), signals back through "
             "the signed log into paper execution. Writes RUN_DIR with log/, boot.cbor, "
-            "journal.parquet and summary.json. Local runs are SIMULATED (development CA)."
+            "journal.jsonl and summary.json. Local runs are SIMULATED (development CA)."
         ),
     )
     p.add_argument("build_dir", type=Path, metavar="BUILD_DIR", help="folder from zcbench package")
@@ -140,5 +140,5 @@ def _print_summary(s: Any) -> None:
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")
     print(f"  log: {s.log_size} durable records, origin {s.origin}")
     run = Path(s.run_dir)
-    for name in ("log", "boot.cbor", "journal.parquet", "summary.json"):
+    for name in ("log", "boot.cbor", "journal.jsonl", "summary.json"):
         print(f"  {run / name}")

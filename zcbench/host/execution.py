@@ -9,28 +9,44 @@ Fills are on paper: an order is immediate-or-cancel against the last market pric
 symbol (a trade's price, else the quote's mid, else a bar's close). Prices are integer ticks,
 quantities integer units, so positions and PnL are exact.
 
+The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
+rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at
+any moment (SIGKILL included) leaves every order and fill it acted upon on disk. Its first line
+is a header naming the run, its origin and its build; it is made whole (written to a temporary
+file, fsynced, renamed) so a journal is never empty. :func:`read_journal` reads it whole or from
+a byte offset (the live panel's incremental poll); a torn last line is left out and reported,
+like the log's torn tail, and ``repair=True`` cuts it away durably.
+
 It never sees the enclave's key and never reads a clock: times come in as parameters.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
 
-from zcbench.errors import UsageError
-from zcbench.strategy import Signal
+from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.strategy import PRICE_SCALE, Signal
 
 __all__ = [
+    "JOURNAL_FILE",
     "JOURNAL_SCHEMA",
+    "JOURNAL_SCHEMA_NAME",
     "ExecutionLayer",
+    "Journal",
+    "JournalRead",
     "OrderResult",
     "RiskLimits",
+    "TornJournalRow",
     "VerifiedSignals",
+    "read_journal",
 ]
 
 
@@ -88,6 +104,8 @@ class OrderResult:
     fill_price: int | None = None
 
 
+JOURNAL_FILE: Final = "journal.jsonl"
+JOURNAL_SCHEMA_NAME: Final = "zcbench.journal/1"
 JOURNAL_SCHEMA: Final[dict[str, Any]] = {
     "time_ns": pl.Int64,
     "seq": pl.Int64,
@@ -96,18 +114,230 @@ JOURNAL_SCHEMA: Final[dict[str, Any]] = {
     "symbol": pl.String,
     "side": pl.String,
     "quantity": pl.Int64,
-    "limit_price": pl.Int64,
-    "price": pl.Int64,
+    "limit_price_ticks": pl.Int64,
+    "price_ticks": pl.Int64,
     "reason": pl.String,
     "position_after": pl.Int64,
 }
+_EVENTS: Final = frozenset({"order", "fill", "reject"})
+_TEXT: Final = frozenset({"event", "symbol", "side", "reason"})
+_NULLABLE: Final = frozenset({"limit_price_ticks", "price_ticks"})
+
+
+class Journal:
+    """The run's orders/fills journal on disk: JSON lines, appended and fsynced per batch.
+
+    Make one with :meth:`create` (it refuses an existing file: a journal is never reused). An
+    error writing it raises :class:`~zcbench.errors.EnvError` naming the file, and the journal
+    refuses every later append (after a failed fsync the kernel may have dropped the data, so
+    nothing more can be promised durable).
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._failed: str | None = None
+        self.rows = 0
+
+    @classmethod
+    def create(cls, path: Path, *, run_id: str, origin: str, image: str) -> Journal:
+        """Create ``path`` holding only the header line, durably (never an empty file)."""
+        path = Path(path)
+        header = {
+            "schema": JOURNAL_SCHEMA_NAME,
+            "run_id": run_id,
+            "origin": origin,
+            "image": image,
+            "price_unit": f"tick = 1/{PRICE_SCALE:,} currency unit",
+        }
+        line = json.dumps(header, sort_keys=True).encode() + b"\n"
+        if path.exists():
+            raise UsageError(f"journal {path} already exists; a run folder is never reused")
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise EnvError(f"could not create the journal {path}: {exc.strerror or exc}") from None
+        return cls(path, fd)
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append ``rows`` (one JSON line each) and fsync before returning."""
+        if self._failed is not None:
+            raise EnvError(f"the journal {self.path} failed earlier ({self._failed}); not written")
+        if self._fd is None:
+            raise UsageError(f"the journal {self.path} is closed")
+        if not rows:
+            return
+        data = b"".join(json.dumps(dict(r), sort_keys=True).encode() + b"\n" for r in rows)
+        try:
+            _write_all(self._fd, data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._failed = exc.strerror or str(exc)
+            raise EnvError(f"writing the journal {self.path} failed: {self._failed}") from None
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        """Close the file (every row appended is already durable); idempotent."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class TornJournalRow:
+    """Bytes at the end of the journal that are not a whole row: where, how many, and why."""
+
+    path: str
+    offset: int
+    length: int
+    reason: str
+
+    def describe(self) -> str:
+        """One line for people."""
+        return (
+            f"torn last row of the journal cut back: {self.length} bytes at byte {self.offset} "
+            f"of {Path(self.path).name} ({self.reason})"
+        )
+
+
+@dataclass(frozen=True)
+class JournalRead:
+    """What :func:`read_journal` found: the header, the whole rows read (as a frame in
+    :data:`JOURNAL_SCHEMA`), the offset just past the last whole row (where the next
+    incremental read starts) and a torn last row, if any."""
+
+    path: Path
+    header: dict[str, Any]
+    rows: pl.DataFrame
+    end: int
+    torn: TornJournalRow | None = None
+
+
+def read_journal(path: Path, *, offset: int = 0, repair: bool = False) -> JournalRead:
+    """The journal at ``path`` (a run folder or the file), from byte ``offset`` on.
+
+    ``offset`` 0 reads it whole; a later call with the previous :attr:`JournalRead.end` reads
+    only what was appended since (the header is read again, a few bytes). A last line that is
+    not a whole row (no newline, not a row) is a torn tail: left out and reported; with
+    ``repair`` it is cut away (truncate and fsync). Damage followed by whole rows raises
+    :class:`~zcbench.errors.DataError` naming the byte; a missing file
+    :class:`~zcbench.errors.EnvError`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / JOURNAL_FILE
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+            header = _header(path, first)
+            start = max(offset, len(first))
+            f.seek(start)
+            data = f.read()
+    except FileNotFoundError:
+        raise EnvError(
+            f"{path} does not exist: is this a run folder made by 'zcbench run'?"
+        ) from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder, not a journal") from None
+    except OSError as exc:
+        raise EnvError(f"could not read the journal {path}: {exc.strerror or exc}") from None
+    rows: list[dict[str, Any]] = []
+    torn: TornJournalRow | None = None
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        line = data[pos:] if nl < 0 else data[pos:nl]
+        reason = "no newline at its end" if nl < 0 else _row_problem(line)
+        if reason:
+            if 0 <= nl < len(data) - 1:
+                raise DataError(
+                    f"journal {path}: damaged row at byte {start + pos} ({reason}) followed by "
+                    "more rows: damage in the middle, not a torn tail"
+                )
+            torn = TornJournalRow(str(path), start + pos, len(data) - pos, reason)
+            break
+        rows.append(json.loads(line))
+        pos = nl + 1
+    end = start + pos
+    if torn is not None and repair:
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, end)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise EnvError(f"could not cut the journal {path}: {exc.strerror or exc}") from None
+    return JournalRead(path, header, pl.DataFrame(rows, schema=JOURNAL_SCHEMA), end, torn)
+
+
+def _header(path: Path, line: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(line)
+    except ValueError:
+        header = None
+    if (
+        not line.endswith(b"\n")
+        or not isinstance(header, dict)
+        or header.get("schema") != JOURNAL_SCHEMA_NAME
+    ):
+        raise DataError(f"{path} is not a zcbench journal (its first line is no journal header)")
+    return header
+
+
+def _row_problem(line: bytes) -> str:
+    """Why ``line`` is not a journal row ("" when it is one)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return "not JSON"
+    if not isinstance(row, dict) or set(row) != set(JOURNAL_SCHEMA):
+        return "not a journal row"
+    for name, value in row.items():
+        if name in _TEXT:
+            ok = isinstance(value, str)
+        else:
+            ok = (type(value) is int) or (value is None and name in _NULLABLE)
+        if not ok:
+            return f"bad {name}"
+    if row["event"] not in _EVENTS:
+        return "bad event"
+    return ""
 
 
 @dataclass
 class ExecutionLayer:
-    """Risk-checked paper execution with positions, PnL and a journal."""
+    """Risk-checked paper execution with positions, PnL and a journal.
+
+    With ``journal``, every batch's rows are durable in it before :meth:`act` returns.
+    """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
+    journal_file: Journal | None = None
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
     _prices: dict[str, int] = field(default_factory=dict)
@@ -164,7 +394,18 @@ class ExecutionLayer:
             raise UsageError("the execution layer acts only on VerifiedSignals from the log")
         if not verified.signals:
             return []
-        return [self._place(verified.seq, verified.out_index, s, now_ns) for s in verified.signals]
+        first = len(self._rows)
+        results = [
+            self._place(verified.seq, verified.out_index, s, now_ns) for s in verified.signals
+        ]
+        if self.journal_file is not None:
+            self.journal_file.append(self._rows[first:])
+        return results
+
+    def close(self) -> None:
+        """Close the journal file (its rows are already durable)."""
+        if self.journal_file is not None:
+            self.journal_file.close()
 
     def _place(self, seq: int, log_index: int, s: Signal, now_ns: int) -> OrderResult:
         def done(status: str, reason: str = "", price: int | None = None) -> OrderResult:
@@ -240,8 +481,8 @@ class ExecutionLayer:
                 "symbol": s.symbol,
                 "side": s.side,
                 "quantity": s.quantity,
-                "limit_price": s.limit_price,
-                "price": price,
+                "limit_price_ticks": s.limit_price,
+                "price_ticks": price,
                 "reason": reason,
                 "position_after": self.positions.get(s.symbol, 0),
             }
@@ -257,13 +498,8 @@ class ExecutionLayer:
         return dict(self._counts)
 
     def journal(self) -> pl.DataFrame:
-        """The orders/fills journal so far."""
+        """The orders/fills journal so far, in :data:`JOURNAL_SCHEMA`."""
         return pl.DataFrame(self._rows, schema=JOURNAL_SCHEMA)
-
-    def write_journal(self, path: Path) -> Path:
-        """Write the journal as parquet (``run/journal.parquet``)."""
-        self.journal().write_parquet(path)
-        return path
 
 
 def _price_at(frame: pl.DataFrame) -> Callable[[int], int | None]:

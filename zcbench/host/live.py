@@ -12,7 +12,7 @@ computes batch k+1. A :class:`RunHandle` lets other threads ask for attestations
 
 Whatever happens (source exhausted, enclave killed, strategy exception, a bad frame, a failed
 check), the run closes the same way: kill switch on, no further orders, the enclave shut down or
-killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.parquet``,
+killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.jsonl`` (durable as it goes),
 ``summary.json`` (run id, origin, image, counts, freshness, network isolation, how it ended).
 """
 
@@ -36,7 +36,7 @@ from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.enclave.boot import module_image_pcrs
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._boot import boot_enclave
-from zcbench.host.execution import ExecutionLayer, RiskLimits
+from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits
 from zcbench.host.launcher import EnclaveProcess, launch_local
 from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
@@ -339,7 +339,10 @@ def run_live(
         store = LogStore.create(run_dir / "log")
         log = HostLog(store, booted["public_key"], booted["origin"])
         log.open(booted["record"], booted["checkpoint"], booted["document"])
-        execution = ExecutionLayer(limits or RiskLimits())
+        journal = Journal.create(
+            run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe()
+        )
+        execution = ExecutionLayer(limits or RiskLimits(), journal)
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
         )
@@ -366,7 +369,7 @@ def run_live(
             except EnvError as exc:
                 reason += f"; no final attestation: {exc}"
         _close_enclave(conn, enclave, status)
-        execution.write_journal(run_dir / "journal.parquet")
+        execution.close()
         p50, p99 = _percentiles(pipe.freshness)
         rtt50, rtt99 = _percentiles(pipe.rtt)
         stats = proxy.stats()

@@ -118,6 +118,18 @@ def _read_json(path: pathlib.Path, what: str) -> dict[str, Any]:
     return data
 
 
+def _read_summary(run_dir: pathlib.Path) -> dict[str, Any]:
+    """``summary.json``; for a host killed before it wrote one, the journal's header (run id,
+    origin, build) with status ``unfinished``."""
+    from zcbench.host.execution import JOURNAL_FILE, read_journal
+
+    path = run_dir / "summary.json"
+    if path.exists() or not (run_dir / JOURNAL_FILE).is_file():
+        return _read_json(path, "run summary")
+    journal = read_journal(run_dir)
+    return {**journal.header, "status": "unfinished"}
+
+
 def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathlib.Path:
     image = summary.get("image")
     if not isinstance(image, str) or not image:
@@ -178,7 +190,7 @@ def collect_report(
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
         raise EnvError(f"run folder {run_dir} does not exist")
-    summary = _read_json(run_dir / "summary.json", "run summary")
+    summary = _read_summary(run_dir)
     commitment_path = _commitment_path(run_dir, summary)
     expected, commitment = read_commitment(commitment_path)
     document_path = _document_path(run_dir, attestation)

@@ -1,0 +1,101 @@
+"""A host killed with SIGKILL mid-run keeps every order and fill it placed.
+
+A real ``zcbench run`` process is killed once its journal holds orders; the run folder then
+still holds every row acted upon, the log verifies to its last durable record, every journal row
+names a signed OUT record, and ``zcbench report`` works on the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import zcbench.examples.order_flow as order_flow
+from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.verify import check_log
+from zcbench.cli import main
+from zcbench.host.execution import JOURNAL_FILE, read_journal
+from zcbench.packager import package_notebook
+
+pytestmark = pytest.mark.slow
+
+
+def _package(tmp_path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    source = Path(order_flow.__file__).read_text()
+    source = source.replace("from __future__ import annotations\n", "")
+    nb.cells = [
+        nbformat.v4.new_code_cell("batch_count = 100", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(source, metadata={"tags": ["strategy"]}),
+    ]
+    nbformat.write(nb, tmp_path / "research.ipynb")
+    package_notebook(tmp_path / "research.ipynb", tmp_path / "build")
+    return tmp_path / "build"
+
+
+def _rows(run_dir: Path) -> int:
+    try:
+        return read_journal(run_dir).rows.height
+    except Exception:  # not there yet, or mid-write: the next look sees more
+        return 0
+
+
+def test_sigkilled_host_keeps_every_order_and_the_folder_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build = _package(tmp_path)
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "zcbench", "run", str(build), "--synthetic",
+        "--rate", "5000", "--duration", "120", "--run-dir", str(run_dir), "--json",
+    ]
+    err = tmp_path / "run.stderr"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen = _rows(run_dir)
+            if seen >= 6:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, err.read_text()
+        assert seen >= 6, "the run placed no orders in time"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the enclave child, if still there
+        proc.wait(timeout=30)
+    assert not (run_dir / "summary.json").exists()  # it never got to write one
+
+    journal = read_journal(run_dir)
+    assert journal.rows.height >= seen  # nothing seen before the kill is gone
+    assert journal.header["image"] == str(build.resolve())
+    events = journal.rows["event"].to_list()
+    assert "order" in events
+    assert set(events) <= {"order", "fill", "reject"}
+    # log before act: every row names an OUT record that is durable in the log
+    out_index = {r.index for r, _ in iter_records(run_dir) if r.kind == "out"}
+    assert set(journal.rows["log_index"].to_list()) <= out_index
+    report = check_log(run_dir, trust="dev")
+    assert report.verified, report.message
+
+    capsys.readouterr()
+    code = main(["report", str(run_dir), "--trust", "dev", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    assert out["run_id"] == journal.header["run_id"]
+    assert out["log"]["verified"]
+    assert Path(out["report"]).is_file()
+    assert (run_dir / JOURNAL_FILE).stat().st_size > 0
