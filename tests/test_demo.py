@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,46 @@ def _assert_no_strategy_source(out: Path) -> None:
         for blob in blobs:
             for line in lines:
                 assert line.encode() not in blob, f"{path} holds strategy source: {line!r}"
+
+
+@pytest.mark.slow
+def test_demo_after_an_interrupted_demo_works(tmp_path: Path) -> None:
+    """A demo killed during its live run leaves build/, research/ and a partial run/; the next
+    demo into the same folder clears them and succeeds."""
+    import contextlib
+    import os
+    import signal
+
+    out = tmp_path / "demo-out"
+    cmd = [sys.executable, "-m", "zcbench", "demo", "--out", str(out), "--duration", "30"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # wait for the run step, then for its folder to exist
+            if line.startswith("3/6"):
+                break
+        else:
+            pytest.fail("the demo ended before its run step")
+        while not (out / "run" / "log").exists() and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert (out / "run").is_dir()
+    assert not (out / "run" / "summary.json").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "zcbench", "demo", "--out", str(out), "--duration", "1", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["run_summary"]["status"] == "completed"
+    assert json.loads((out / "demo.json").read_text())["log_classification"] == "intact"

@@ -72,8 +72,7 @@ def run_demo(
     from zcbench.auditlog import check_log
     from zcbench.backtest import research_demo
     from zcbench.host.live import BuildImage, run_live
-    from zcbench.host.proxy import ReplaySource
-    from zcbench.marketdata import SyntheticConfig, generate_ticks
+    from zcbench.host.sources import market_source
     from zcbench.nitro import load_commitment_pcrs, verify_attestation
     from zcbench.packager import package_notebook
     from zcbench.report import write_report
@@ -89,6 +88,8 @@ def run_demo(
     if run_dir.exists():
         raise UsageError(f"{run_dir} exists: a run folder is never reused; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the marker goes first: an interrupted demo's outputs are then known as the demo's own
+    (out_dir / _MARKER).write_text(json.dumps({"status": "started"}) + "\n")
 
     say("1/6 research: backtesting the example strategies")
     research = research_demo(out_dir / "research", seed=seed)
@@ -101,8 +102,7 @@ def run_demo(
 
     say("3/6 run: the sealed strategy live in the local enclave over synthetic ticks")
     image = BuildImage(build_dir)
-    config = SyntheticConfig(duration_s=duration_s)
-    source = ReplaySource(generate_ticks(config, seed=seed), image.batching())
+    source = market_source(image.batching(), duration_s=duration_s, seed=seed).source
     nonce = secrets.token_bytes(32)
     summary = run_live(image, run_dir, source, final_attest_nonce=nonce)
     if summary.status != "completed":
@@ -169,8 +169,9 @@ _DEMO_OUTPUTS = ("build", "run", "research", "attestation.cbor", "report.html", 
 def _clear_previous_demo(out_dir: Path) -> None:
     """Remove what an earlier demo wrote into ``out_dir``, so ``make demo`` can run again.
 
-    Only a folder carrying the marker of a finished demo is cleared, and only the demo's own
-    outputs in it; anything else (a run folder of another origin, say) is left for the caller.
+    Only a folder carrying the demo's marker is cleared (written before any output, so a demo
+    interrupted at any step is cleared too), and only the demo's own outputs in it; anything
+    else (a run folder of another origin, say) is left for the caller.
     """
     import shutil
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from zcbench.errors import UsageError
 
 __all__ = ["register"]
 
@@ -64,32 +69,72 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_handle)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every numeric flag within its range, named by the flag: never replaced by a default."""
+
+    def positive(flag: str, value: float | None, what: str) -> None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{flag} must be a positive number ({what}), got {value:g}")
+
+    positive("--duration", args.duration, "seconds")
+    positive("--rate", args.rate, "events per second" if args.data is None else "x real time")
+    if not (math.isfinite(args.max_delay_ms) and args.max_delay_ms >= 0):
+        raise UsageError(
+            f"--max-delay-ms must be 0 or more milliseconds, got {args.max_delay_ms:g}"
+        )
+    for name in _RISK_FLAGS:
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be 0 or more, got {value}")
+
+
+_RISK_FLAGS = ("max_position", "max_notional", "max_orders_per_s", "price_collar_bps")
+
+
 def _source(args: argparse.Namespace, spec: Any) -> Any:
-    from zcbench.host.proxy import LiveSource, ReplaySource
-    from zcbench.marketdata import SyntheticConfig, generate_ticks, load_market_data
+    from zcbench.host.sources import market_source
 
     if args.data is not None:
-        events = load_market_data(args.data)
-        if args.duration is not None:
-            start = int(events["ts"][0]) if events.height else 0
-            events = events.filter(events["ts"] < start + int(args.duration * 1e9))
-        return ReplaySource(events, spec, rate=args.rate)
-    rate = args.rate or 20_000.0
-    duration = args.duration or 10.0
-    ticks = generate_ticks(SyntheticConfig(rate=rate, duration_s=duration), seed=args.seed)
-    # arrivals of about a millisecond each, released in event time (1x real time)
-    step = max(1, int(rate / 1000))
-    chunks = (ticks.slice(i, step) for i in range(0, ticks.height, step))
-    return LiveSource(chunks, spec, rate=1.0, duration_s=duration)
+        return market_source(
+            spec, data=args.data, speed=args.rate, duration_s=args.duration
+        ).source
+    return market_source(
+        spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True
+    ).source
 
 
-def _progress_line(p: Any) -> None:
-    sys.stderr.write(
-        f"\r{p.batches} batches  {p.events_per_s:,.0f} events/s  freshness p50 "
-        f"{p.freshness_p50_ms:.1f} ms p99 {p.freshness_p99_ms:.1f} ms  signals {p.signals}  "
-        f"PnL {p.pnl:,} ticks   "
-    )
-    sys.stderr.flush()
+class _Progress:
+    """The live progress: one redrawn line on a terminal, else a line every few seconds."""
+
+    def __init__(self, terminal: bool, every_s: float = 2.0) -> None:
+        self.terminal = terminal
+        self.every_s = every_s
+        self.last = float("-inf")
+        self.shown = False
+
+    def __call__(self, p: Any) -> None:
+        from zcbench.money import format_money
+
+        text = (
+            f"{p.batches} batches  {p.events_per_s:,.0f} events/s  freshness p50 "
+            f"{p.freshness_p50_ms:.1f} ms p99 {p.freshness_p99_ms:.1f} ms  signals {p.signals}  "
+            f"PnL {format_money(p.pnl, signed=True)}"
+        )
+        if self.terminal:
+            sys.stderr.write(f"\r{text}   ")
+        else:
+            now = time.monotonic()
+            if now - self.last < self.every_s:
+                return
+            self.last = now
+            sys.stderr.write(f"progress: {text}\n")
+        self.shown = True
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.terminal and self.shown:
+            sys.stderr.write("\n")
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -98,18 +143,15 @@ def _handle(args: argparse.Namespace) -> int:
     from zcbench.host.execution import RiskLimits
     from zcbench.host.live import BuildImage, run_live
 
-    given = {
-        name: getattr(args, name)
-        for name in ("max_position", "max_notional", "max_orders_per_s", "price_collar_bps")
-        if getattr(args, name) is not None
-    }
+    _check_flags(args)
+    given = {name: getattr(args, name) for name in _RISK_FLAGS if getattr(args, name) is not None}
     limits = RiskLimits(**given)
     image = BuildImage(args.build_dir)
     spec = image.batching()  # also checks the build folder before anything starts
     run_id = f"run-{secrets.token_hex(8)}"
     run_dir = args.run_dir or Path.cwd() / run_id
     source = _source(args, spec)
-    show = not args.json and sys.stderr.isatty()
+    progress = _Progress(terminal=sys.stderr.isatty())
     summary = run_live(
         image,
         run_dir,
@@ -117,10 +159,9 @@ def _handle(args: argparse.Namespace) -> int:
         run_id=run_id,
         limits=limits,
         max_delay_s=args.max_delay_ms / 1000,
-        on_progress=_progress_line if show else None,
+        on_progress=progress,
     )
-    if show:
-        sys.stderr.write("\n")
+    progress.end()
     if args.json:
         print(json.dumps(summary.to_json(), sort_keys=True))
     else:
@@ -129,12 +170,14 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def _print_summary(s: Any) -> None:
+    from zcbench.money import format_money
+
     label = "SIMULATED (development CA) " if s.simulated else ""
     print(f"{label}run {s.run_id}: {s.status} ({s.reason})")
     print(f"  {s.batches} batches, {s.events} events, {s.events_per_s:,.0f} events/s")
     print(f"  freshness p50 {s.freshness_p50_ms} ms, p99 {s.freshness_p99_ms} ms")
     print(f"  signals {s.signals}, orders {s.orders}, fills {s.fills}, rejects {s.rejects}")
-    print(f"  PnL {s.pnl:,} ticks; positions {s.positions}")
+    print(f"  PnL {format_money(s.pnl, signed=True)}; positions {s.positions}")
     if s.dropped_batches:
         print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")
@@ -142,3 +185,7 @@ def _print_summary(s: Any) -> None:
     run = Path(s.run_dir)
     for name in ("log", "boot.cbor", "journal.jsonl", "summary.json"):
         print(f"  {run / name}")
+    trust = " --trust dev" if s.simulated else ""
+    print("next: the LP report of this run, then its log checked alone:")
+    print(f"  zcbench report {shlex.quote(str(run))}{trust}")
+    print(f"  zcbench log verify {shlex.quote(str(run))}{trust}")

@@ -205,8 +205,10 @@ class RunSummary:
         return self.status == "completed"
 
     def to_json(self) -> dict[str, Any]:
-        """The summary as written to ``summary.json``."""
-        return {"schema": "zcbench.run-summary/1", **asdict(self)}
+        """The summary as written to ``summary.json`` (money in ticks: ``pnl_ticks``)."""
+        out = {"schema": "zcbench.run-summary/1", **asdict(self)}
+        out["pnl_ticks"] = out.pop("pnl")
+        return out
 
 
 class RunHandle:
@@ -269,10 +271,28 @@ def _histogram(values_ns: list[int]) -> dict[str, int]:
     return {k: int(c) for k, c in zip(keys, counts, strict=True)}
 
 
-def _prepare_run_dir(run_dir: Path) -> None:
+def _prepare_run_dir(run_dir: Path) -> bool:
+    """Make ``run_dir`` (or take it empty); True when this call created it."""
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"run folder {run_dir} is not empty; give a new folder for a new run")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _discard_unstarted(run_dir: Path, created: bool) -> None:
+    """A run that failed before it started acted on nothing: leave no debris that would block
+    a retry into the same folder (the error already says why; the folder was empty)."""
+    import shutil
+
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for entry in list(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def run_live(
@@ -317,19 +337,24 @@ def run_live(
     run_dir = Path(run_dir)
     # a missing image fails here, before anything is made
     image_args = image.launch_args() if launcher is None else []
-    _prepare_run_dir(run_dir)
+    created = _prepare_run_dir(run_dir)
+    running = False
     run_id = run_id or f"run-{secrets.token_hex(8)}"
     started = time.monotonic()
     enclave: EnclaveProcess
-    if launcher is not None:
-        enclave = launcher(run_dir)
-    else:
-        enclave = launch_local(
-            image_args,
-            isolate_network=isolate_network,
-            stderr_path=run_dir / "enclave.stderr",
-            env=enclave_env,
-        )
+    try:
+        if launcher is not None:
+            enclave = launcher(run_dir)
+        else:
+            enclave = launch_local(
+                image_args,
+                isolate_network=isolate_network,
+                stderr_path=run_dir / "enclave.stderr",
+                env=enclave_env,
+            )
+    except BaseException:
+        _discard_unstarted(run_dir, created)
+        raise
     store: LogStore | None = None
     conn: Connection | None = None
     try:
@@ -360,6 +385,7 @@ def run_live(
         )
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
+        running = True
         status, reason = pipe.run()
         attestation = None
         if final_attest_nonce is not None and status in ("completed", "stopped"):
@@ -415,6 +441,8 @@ def run_live(
         if enclave.alive():
             enclave.kill()
         enclave.stop(timeout=5)
+        if not running:
+            _discard_unstarted(run_dir, created)
 
 
 def _final_attestation(conn: Connection, nonce: bytes) -> bytes:

@@ -22,6 +22,7 @@ seed gives the same events on every machine and the generator runs at millions o
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,11 @@ class SyntheticConfig:
         checks = [
             (len(self.symbols) > 0 and all(self.symbols), "symbols must be non-empty names"),
             (len(set(self.symbols)) == len(self.symbols), "symbols must be distinct"),
-            (self.rate > 0 and self.duration_s > 0, "rate and duration_s must be positive"),
+            (_positive(self.rate), f"rate must be a positive number of events/s, got {self.rate}"),
+            (
+                _positive(self.duration_s),
+                f"duration_s must be a positive number of seconds, got {self.duration_s}",
+            ),
             (self.rate * self.duration_s <= 50_000_000, "at most 50,000,000 events per call"),
             (self.base_price > self.min_price > 0, "need base_price > min_price > 0"),
             (self.grid_ticks >= 1 and self.lot >= 1, "grid_ticks and lot must be >= 1"),
@@ -83,7 +88,7 @@ class SyntheticConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise UsageError(f"SyntheticConfig: {message}")
+                raise UsageError(f"synthetic data: {message}")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able values."""
@@ -97,14 +102,17 @@ class SyntheticConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise UsageError(f"SyntheticConfig: unknown settings {unknown}; known: {sorted(known)}")
+            raise UsageError(
+                f"synthetic data: unknown settings {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         given = dict(values)
         if "symbols" in given:
             given["symbols"] = tuple(given["symbols"])
         try:
             return cls(**given)
-        except TypeError as exc:
-            raise UsageError(f"SyntheticConfig: {exc}") from None
+        except TypeError:
+            raise UsageError("synthetic data: a setting has a value of the wrong kind") from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> SyntheticConfig:
@@ -121,6 +129,10 @@ class SyntheticConfig:
     def n_events(self) -> int:
         """How many events :func:`generate_ticks` produces."""
         return max(1, round(self.rate * self.duration_s))
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 def _timestamps(cfg: SyntheticConfig, rng: np.random.Generator, n: int) -> np.ndarray[Any, Any]:

@@ -68,6 +68,8 @@ class LPReport:
     generated_at: dt.datetime
     log: Any
     log_problem: str | None
+    journal: Any = None  # the run's orders/fills journal (JournalRead), None if unreadable
+    journal_problem: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -102,6 +104,7 @@ class LPReport:
                 "message": log.message,
             },
             "log_problem": self.log_problem,
+            "run": _run_facts(self),
         }
 
 
@@ -240,7 +243,54 @@ def collect_report(
         generated_at=clock(),
         log=log,
         log_problem=problem,
+        **_journal(run_dir),
     )
+
+
+def _journal(run_dir: pathlib.Path) -> dict[str, Any]:
+    from zcbench.host.execution import read_journal
+
+    try:
+        return {"journal": read_journal(run_dir)}
+    except ZcbenchError as exc:
+        return {"journal_problem": str(exc)}
+
+
+def _run_facts(report: LPReport) -> dict[str, Any]:
+    """Status, order counts and PnL (``pnl_ticks``: 1/10,000 currency unit) of the run."""
+    s = report.summary
+    facts: dict[str, Any] = {"status": s.get("status"), "pnl_ticks": s.get("pnl_ticks")}
+    journal = report.journal
+    if journal is not None:
+        events = journal.rows.get_column("event")
+        for name, event in (("orders", "order"), ("fills", "fill"), ("rejects", "reject")):
+            facts[name] = int((events == event).sum())
+        facts["journal_torn_tail"] = None if journal.torn is None else journal.torn.describe()
+    facts["journal_problem"] = report.journal_problem
+    return facts
+
+
+def _run_html(report: LPReport) -> str:
+    from zcbench.money import format_money
+
+    facts = _run_facts(report)
+    pnl = facts["pnl_ticks"]
+    status = str(facts["status"])
+    if status == "unfinished":
+        status += " (no summary.json: the host stopped before writing it; the journal is whole)"
+    pairs = [
+        ("status", h.esc(status)),
+        ("PnL", h.esc(format_money(pnl, signed=True) if type(pnl) is int else "not recorded")),
+    ]
+    if report.journal is not None:
+        pairs.append(
+            ("orders / fills / rejects",
+             h.esc(f"{facts['orders']:,} / {facts['fills']:,} / {facts['rejects']:,}"))
+        )
+    for key in ("journal_torn_tail", "journal_problem"):
+        if facts.get(key):
+            pairs.append(("journal", h.esc(facts[key])))
+    return h.facts(pairs)
 
 
 def _commitment_html(report: LPReport) -> str:
@@ -344,6 +394,7 @@ def report_sections(report: LPReport) -> list[str]:
         h.heading("The attestation document") + document_facts_html(result),
         h.heading("PCRs: commitment against document") + pcr_table_html(result),
         h.heading("Certificate chain") + chain_html(result),
+        h.heading("The run: status, orders, PnL") + _run_html(report),
         h.heading("The signed log of the run") + _log_html(report),
         h.heading("Re-verify it yourself") + _commands_html(report),
     ]

@@ -1,0 +1,44 @@
+"""Money: one representation and one way to show it (DESIGN.md, "Money").
+
+Prices are integer ticks of ``1 / PRICE_SCALE`` (1/10,000) currency unit and quantities integer
+units, so an amount of money (PnL, cash, notional) is an exact integer number of ticks × units:
+**ticks** for short, each 1/10,000 of a currency unit. Code keeps amounts as ``int`` ticks; JSON
+names them with a ``_ticks`` suffix (``"pnl_ticks": 1275000``); people see them in currency units
+through :func:`format_money` (``"+127.50 currency units"``), exact, never rounded.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Final
+
+from zcbench.strategy import PRICE_SCALE
+
+__all__ = ["MONEY_UNIT", "TICK_UNIT", "format_money", "money"]
+
+MONEY_UNIT: Final = "currency units"
+"""The unit people see amounts in: the currency the prices are quoted in."""
+
+TICK_UNIT: Final = f"tick (1/{PRICE_SCALE:,} currency unit)"
+"""What one unit of a ``*_ticks`` JSON field is."""
+
+_DIGITS: Final = len(str(PRICE_SCALE)) - 1
+
+
+def money(ticks: int) -> Decimal:
+    """``ticks`` as an exact amount in currency units."""
+    if type(ticks) is not int:
+        raise TypeError(f"an amount of money is an int number of ticks, got {type(ticks).__name__}")
+    return Decimal(ticks).scaleb(-_DIGITS)
+
+
+def format_money(ticks: int, *, signed: bool = False, unit: bool = True) -> str:
+    """``ticks`` in currency units, grouped, with at least two decimals and as many more as
+    it needs to be exact: ``1_275_000`` is ``"127.50 currency units"``, ``5`` is
+    ``"0.0005 currency units"``. ``signed`` puts a ``+`` before positive amounts; ``unit=False``
+    leaves the unit out (for a place that names it once, such as a column heading)."""
+    amount = money(ticks)
+    cents = amount.quantize(Decimal("0.01"))
+    shown = cents if cents == amount else amount
+    text = f"{shown:+,}" if signed and ticks else f"{shown:,}"
+    return f"{text} {MONEY_UNIT}" if unit else text
