@@ -59,7 +59,7 @@ class FakeRun:
                 signals_count=i,
                 orders=i,
                 fills=i - 1,
-                pnl=12.5 * i,
+                pnl=125_000 * i,
                 prices=tuple((j * 0.5, 100.0 + j) for j in range(i)),
                 signals=((0.0, 100.0, "buy"), (0.5, 101.0, "sell")),
                 freshness_ms=tuple(float(j) for j in range(i)),
@@ -163,7 +163,7 @@ def test_find_builds_and_html_pieces(build: Path, tmp_path: Path) -> None:
     assert find_builds(build) == [build]
     assert find_builds(tmp_path / "none") == []
     snap = RunSnapshot(
-        elapsed_s=2.0, events=1000, pnl=-3.0, freshness_ms=(1.0, 2.0, 30.0),
+        elapsed_s=2.0, events=1000, pnl=-30_000, freshness_ms=(1.0, 2.0, 30.0),
         risk=(("kill switch", "TRIPPED: max notional"), ("max position", "3 / 1000")),
     )
     html = metrics_html(snap)
@@ -183,3 +183,43 @@ def test_snapshot_text_is_escaped(build: Path) -> None:
     panel.wait(timeout=30)
     assert "<script>" not in panel.errors.value
     assert "&lt;script&gt;" in panel.errors.value
+
+
+def test_the_watcher_reads_only_what_the_journal_gained_since_its_last_poll(
+    tmp_path: Path,
+) -> None:
+    """A long run must not cost a full re-read per poll: each poll reads the new rows only."""
+    from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, VerifiedSignals
+    from zcbench.host.sources import market_source
+    from zcbench.marketdata import BatchSpec
+    from zcbench.strategy import Signal
+    from zcbench.widgets._localrun import _RunWatcher
+
+    spec = BatchSpec(count=100)
+    market = market_source(spec, rate=2000.0, duration_s=2.0, seed=5)
+    first = str(market.events["symbol"][0])
+    snaps: list[RunSnapshot] = []
+    watcher = _RunWatcher(tmp_path, market.events, spec, snaps.append, None)
+    watcher.publish(0.0, "starting")  # no journal yet: nothing read, nothing shown
+    journal = Journal.create(tmp_path / JOURNAL_FILE, run_id="r", origin="o", image="b")
+    ex = ExecutionLayer(journal_file=journal)
+    ex.on_market(market.events.slice(0, 100))
+    reads = []
+    for poll in range(6):
+        for seq in range(poll * 3, poll * 3 + 3):
+            signal = Signal(first, "buy" if seq % 2 else "sell", 1)
+            ex.act(VerifiedSignals(seq, 2 * seq + 2, 2 * seq + 3, (signal,)), now_ns=seq)
+        before = watcher.rows_read
+        watcher.publish(float(poll), "running")
+        reads.append(watcher.rows_read - before)
+    total = len((tmp_path / JOURNAL_FILE).read_bytes().splitlines()) - 1  # less the header
+    assert sum(reads) == total
+    assert max(reads) == total // 6  # each poll: the three batches' rows appended since the last
+    watcher.publish(7.0, "running")
+    assert watcher.rows_read == total  # nothing new: nothing read
+    signals = snaps[-1].signals
+    assert len(signals) == 18  # one per order row
+    newest = [market.events["ts"][min(100 * (s + 1), market.events.height) - 1] for s in range(18)]
+    t0 = int(market.events["ts"][0])
+    assert [x for x, _, _ in signals] == [(int(n) - t0) / 1e9 for n in newest]
+    assert [side for _, _, side in signals][:2] == ["sell", "buy"]
