@@ -97,5 +97,41 @@ def test_sigkilled_host_keeps_every_order_and_the_folder_reports(
     assert code == 0, out
     assert out["run_id"] == journal.header["run_id"]
     assert out["log"]["verified"]
+    assert out["run"]["status"] == "unfinished"
+    assert out["run"]["pnl_ticks"] is None  # never summed up: the host died first
+    assert out["run"]["orders"] == events.count("order")
     assert Path(out["report"]).is_file()
     assert (run_dir / JOURNAL_FILE).stat().st_size > 0
+
+
+def test_package_and_run_end_with_the_next_command_and_progress_is_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build = _package(tmp_path)  # the notebook, then the CLI packaging it again elsewhere
+    capsys.readouterr()
+    assert main(["package", str(tmp_path / "research.ipynb"), "-o", str(tmp_path / "b2")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("next: ")
+    assert out[-1].strip().startswith(f"zcbench run {tmp_path / 'b2'} ")
+
+    run_dir = tmp_path / "run"
+    argv = ["run", str(build), "--synthetic", "--rate", "5000", "--duration", "3",
+            "--run-dir", str(run_dir)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    # stderr is not a terminal here: progress comes as whole lines, no carriage returns
+    assert "\r" not in captured.err
+    progress = [line for line in captured.err.splitlines() if line.startswith("progress: ")]
+    assert progress, captured.err
+    assert "currency units" in progress[-1]
+    lines = captured.out.splitlines()
+    assert any("PnL" in line and "currency units" in line for line in lines)
+    assert "ticks" not in captured.out.replace("_ticks", "")
+    assert lines[-3].startswith("next: ")
+    report_cmd = lines[-2].split()
+    assert report_cmd[:3] == ["zcbench", "report", str(run_dir)]
+    assert main([*report_cmd[1:], "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["run"]["status"] == "completed"
+    assert isinstance(facts["run"]["pnl_ticks"], int)
+    assert facts["run"]["orders"] == json.loads((run_dir / "summary.json").read_text())["orders"]

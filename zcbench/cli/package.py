@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 from typing import Any
 
 __all__ = ["register"]
@@ -122,4 +123,6 @@ def _package(args: argparse.Namespace) -> int:
             print(f"reproducible: {len(rep['builds'])} builds byte-identical ({names})")
         else:
             print(f"NOT reproducible: files differ: {', '.join(rep['differences'])}")
+    print("next: run it live in the local enclave (SIMULATED), then report on the run:")
+    print(f"  zcbench run {shlex.quote(str(build.build_dir))} --synthetic --duration 10")
     return code
