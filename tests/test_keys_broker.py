@@ -1,4 +1,5 @@
-"""Local key broker: data keys, policies, attested release in the KMS Recipient shape, refusals."""
+"""Local key broker: data keys, per-build (PCR0) policies, attested release in the KMS Recipient
+shape, refusals, and the operator's list/revoke."""
 
 from __future__ import annotations
 
@@ -49,7 +50,11 @@ def _fake_verifier(pcrs: Mapping[int, bytes], public_key: bytes, *, fail: str | 
     return verify
 
 
-def _request(blob: bytes, document: bytes = b"doc") -> dict[str, object]:
+def _request(blob: bytes, document: bytes | None = None) -> dict[str, object]:
+    """A Decrypt request; the default document is a genuine one claiming PCR0 (the broker picks
+    the policy by the claimed PCR0, then holds the verifier to it)."""
+    if document is None:
+        document = _emulated_document(PCR0, b"spki")
     return {
         "CiphertextBlob": blob,
         "Recipient": {
@@ -119,7 +124,13 @@ def _assert_refused(broker: LocalKeyBroker, request: object, reason: str) -> Non
     before = len(broker.diagnostics)
     with pytest.raises(KeyReleaseRefused) as info:
         broker.decrypt(request)  # type: ignore[arg-type]
-    assert str(info.value) == "refused"
+    # the requester's answer is the one word; the operator's message says only where the
+    # reason is, never the reason
+    assert info.value.answer == "refused"
+    assert str(info.value).startswith("refused (the key broker wrote the reason to ")
+    assert str(broker.diagnostics_path) in str(info.value)
+    assert reason not in str(info.value) or reason == "refused"
+    assert info.value.diagnostics == broker.diagnostics_path
     assert info.value.expected is None
     assert info.value.actual is None
     assert len(broker.diagnostics) == before + 1
@@ -180,9 +191,9 @@ def test_policy_rejects_debug_zero_pcr(tmp_path: Path) -> None:
         broker.set_policy("alpha", pcr0=bytes(48))
     with pytest.raises(UsageError):
         broker.set_policy("alpha", pcr0=b"short")
-    assert broker.policy("alpha") is None
+    assert broker.policies("alpha") == []
     broker.set_policy("alpha", pcr0=PCR0)
-    assert broker.policy("alpha") == PCR0
+    assert [p.pcr0 for p in broker.policies("alpha")] == [PCR0]
 
 
 # --- with the real attestation verifier and the NSM emulator (dev CA) ---------------------------
@@ -210,9 +221,9 @@ def test_real_verifier_release_and_refusals(tmp_path: Path, rsa_key: rsa.RSAPriv
     answer = broker.decrypt(_request(key.ciphertext_blob, _emulated_document(PCR0, spki)))
     assert unwrap_recipient(answer["CiphertextForRecipient"], rsa_key) == key.plaintext
 
-    # wrong PCR0
+    # a PCR0 without a policy
     _assert_refused(
-        broker, _request(key.ciphertext_blob, _emulated_document(OTHER, spki)), "PCR0 differs"
+        broker, _request(key.ciphertext_blob, _emulated_document(OTHER, spki)), "no PCR0 policy"
     )
     # debug enclave: PCR0 all zero
     debug = _emulated_document(bytes(48), spki)
@@ -269,3 +280,119 @@ def test_concurrent_first_use_agrees_on_one_key(tmp_path: Path) -> None:
     assert len(keys) == 1
     assert keys == {LocalKeyBroker(tmp_path / "kb").generate_data_key("alpha").plaintext.hex()}
     assert not [p for p in (tmp_path / "kb").rglob(".*")]  # no temporary files left behind
+
+
+# --- one policy per build (PCR0): list, revoke, and what the operator is told --------------------
+
+
+def test_a_second_build_of_a_strategy_keeps_the_first_releasable(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Packaging a variant (another parameter, another PCR0) used to replace the strategy's one
+    policy, silently locking out every earlier build."""
+    spki = _spki(rsa_key)
+    broker = LocalKeyBroker(tmp_path / "kb", verifier=nitro_document_verifier(clock=lambda: NOW))
+    key = broker.generate_data_key("alpha")
+    broker.set_policy("alpha", pcr0=PCR0, facts={"build_dir": "one"})
+    broker.set_policy("alpha", pcr0=OTHER, facts={"build_dir": "two"})
+    for pcr0 in (PCR0, OTHER):
+        answer = broker.decrypt(_request(key.ciphertext_blob, _emulated_document(pcr0, spki)))
+        assert unwrap_recipient(answer["CiphertextForRecipient"], rsa_key) == key.plaintext
+    listed = broker.policies("alpha")
+    assert [(p.pcr0, p.facts["build_dir"]) for p in listed] == [(PCR0, "one"), (OTHER, "two")]
+    assert LocalKeyBroker(tmp_path / "kb").policies() == listed  # kept on disk
+
+    assert broker.revoke(PCR0).pcr0 == PCR0
+    _assert_refused(
+        broker, _request(key.ciphertext_blob, _emulated_document(PCR0, spki)), "no PCR0 policy"
+    )
+    answer = broker.decrypt(_request(key.ciphertext_blob, _emulated_document(OTHER, spki)))
+    assert unwrap_recipient(answer["CiphertextForRecipient"], rsa_key) == key.plaintext
+    revoked = (broker.root / "revocations.jsonl").read_text().splitlines()
+    assert json.loads(revoked[-1])["pcr0"] == PCR0.hex()
+    with pytest.raises(UsageError, match="no key policy has PCR0"):
+        broker.revoke(PCR0)
+
+
+def test_a_policy_of_another_strategy_releases_nothing(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    spki = _spki(rsa_key)
+    broker = LocalKeyBroker(tmp_path / "kb", verifier=nitro_document_verifier(clock=lambda: NOW))
+    alpha = broker.generate_data_key("alpha")
+    broker.generate_data_key("beta")
+    broker.set_policy("beta", pcr0=OTHER)
+    request = _request(alpha.ciphertext_blob, _emulated_document(OTHER, spki))
+    _assert_refused(broker, request, "is the build of 'beta', not of this key")
+    with pytest.raises(UsageError, match="bound to strategy 'beta'"):
+        broker.set_policy("alpha", pcr0=OTHER)
+
+
+def test_the_claimed_pcr0_only_picks_the_policy(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
+    """The verifier is held to the policy the claim picked: a claim it does not attest fails."""
+    verifier = _fake_verifier({0: OTHER}, _spki(rsa_key))
+    broker = LocalKeyBroker(tmp_path / "kb", verifier=verifier)
+    key = broker.generate_data_key("alpha")
+    broker.set_policy("alpha", pcr0=PCR0)
+    _assert_refused(broker, _request(key.ciphertext_blob), "does not match the policy")
+    assert verifier.calls == [{0: PCR0}]
+    _assert_refused(broker, _request(key.ciphertext_blob, b"\xa0"), "malformed")
+
+
+def test_policies_of_the_old_per_strategy_layout_are_kept(tmp_path: Path) -> None:
+    broker = LocalKeyBroker(tmp_path / "kb")
+    old = broker.root / "policies" / "alpha.json"
+    old.write_text(json.dumps({"strategy": "alpha", "pcr0": PCR0.hex()}))
+    os.chmod(old, 0o600)
+    again = LocalKeyBroker(tmp_path / "kb")
+    assert [(p.strategy, p.pcr0) for p in again.policies()] == [("alpha", PCR0)]
+    assert not old.exists()
+
+
+def test_damaged_policy_is_named(tmp_path: Path) -> None:
+    broker = LocalKeyBroker(tmp_path / "kb")
+    broker.set_policy("alpha", pcr0=PCR0)
+    path = broker.root / "policies" / f"{PCR0.hex()}.json"
+    path.write_text('{"schema": "zcbench.keypolicy/1"}')
+    with pytest.raises(EnvError, match="is damaged"):
+        broker.policies()
+
+
+def test_keys_cli_list_revoke_refusals(capsys: pytest.CaptureFixture[str]) -> None:
+    from zcbench.cli import main
+
+    broker = LocalKeyBroker()
+    key = broker.generate_data_key("alpha")
+    broker.set_policy("alpha", pcr0=PCR0, facts={"build_dir": "b1"})
+    broker.set_policy("alpha", pcr0=OTHER, facts={"build_dir": "b2"})
+    assert main(["keys", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "2 key policies" in out
+    assert PCR0.hex() in out
+    assert OTHER.hex() in out
+    assert main(["keys", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["policies"]
+    assert [p["pcr0"] for p in listed] == [PCR0.hex(), OTHER.hex()]
+
+    assert main(["keys", "revoke", PCR0.hex().upper()]) == 0
+    assert "1 other build(s) of alpha keep theirs" in capsys.readouterr().out
+    assert [p.pcr0 for p in LocalKeyBroker().policies()] == [OTHER]
+    assert main(["keys", "revoke", PCR0.hex()]) == 2
+    assert "no key policy has PCR0" in capsys.readouterr().err
+    assert main(["keys", "revoke", "abc"]) == 2
+    assert "96 hex digits" in capsys.readouterr().err
+    assert main(["keys", "revoke", "٠" * 96]) == 2  # Arabic-Indic digits are not hex
+    capsys.readouterr()
+
+    # a refusal: the operator is pointed at the file, and 'keys refusals' shows the reason
+    with pytest.raises(KeyReleaseRefused) as info:
+        LocalKeyBroker().decrypt(_request(key.ciphertext_blob, _emulated_document(PCR0, b"k")))
+    assert str(LocalKeyBroker().diagnostics_path) in str(info.value)
+    assert "no PCR0 policy" not in str(info.value)
+    assert main(["keys", "refusals"]) == 0
+    out = capsys.readouterr().out
+    assert "showing 1 of 1 refusals" in out
+    assert "no PCR0 policy" in out
+    assert main(["keys", "refusals", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 1
+    assert main(["keys", "refusals", "--limit", "0"]) == 2

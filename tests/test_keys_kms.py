@@ -11,7 +11,12 @@ import pytest
 from botocore.stub import Stubber
 
 from zcbench.errors import EnvError
-from zcbench.keys import KeyReleaseRefused, KmsRecipientBroker, kms_key_policy_statement
+from zcbench.keys import (
+    KeyReleaseRefused,
+    KmsRecipientBroker,
+    kms_key_policy_statement,
+    read_sealed_header,
+)
 
 KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 DOC = b"\x84attestation"
@@ -131,4 +136,30 @@ def test_packaging_with_kms_reuses_the_data_key(kms: tuple[Any, Stubber], tmp_pa
     second = package_notebook(notebook, tmp_path / "b", broker=broker)
     assert first.pcrs == second.pcrs
     assert first.paths.payload.read_bytes() == second.paths.payload.read_bytes()
-    assert first.manifest["seal"]["key_id"] == KEY_ARN
+    assert read_sealed_header(first.paths.payload.read_bytes()).key_id == KEY_ARN
+
+
+def test_key_policy_statement_allows_every_build_and_survives_a_key_rotation(
+    tmp_path: Path,
+) -> None:
+    """One PCR0 per build, as the local broker keeps them; a data-key rotation changes none."""
+    from test_packager_helpers import make_notebook
+
+    from zcbench.keys import LocalKeyBroker
+    from zcbench.packager import package_notebook
+
+    notebook = make_notebook(tmp_path / "nb" / "research.ipynb")
+    one = package_notebook(notebook, tmp_path / "one")
+    two = package_notebook(notebook, tmp_path / "two", overrides={"fast": 4})
+    pcr0s = [p.pcr0 for p in LocalKeyBroker().policies(one.strategy)]
+    assert sorted(pcr0s) == sorted([one.pcrs[0], two.pcrs[0]])
+    statement = kms_key_policy_statement(principal_arn="arn:aws:iam::1:role/e", pcr0s=pcr0s)
+    condition = statement["Condition"]["StringEqualsIgnoreCase"]
+    allowed = condition["kms:RecipientAttestation:ImageSha384"]
+    assert allowed == sorted(p.hex() for p in pcr0s)
+    rotated = package_notebook(
+        notebook, tmp_path / "rotated", broker=LocalKeyBroker(tmp_path / "new-broker")
+    )
+    assert rotated.pcrs[0].hex() in allowed
+    with pytest.raises(ValueError, match="at least one PCR0"):
+        kms_key_policy_statement(principal_arn="a", pcr0s=[])

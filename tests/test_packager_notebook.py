@@ -29,10 +29,10 @@ def test_notebook_01_builds_identically_in_two_folders(tmp_path: Path) -> None:
     assert a.pcrs == b.pcrs
     assert a.strategy == "order_flow_imbalance"
     params = read_parameters(NOTEBOOK_01)
-    assert a.manifest["batching"] == {"width_ns": params["batch_width_ns"]}
+    assert a.manifest.batching == {"width_ns": params["batch_width_ns"]}
     # the strategy's parameters are sealed; the notebook's own (seed, out_dir...) stay behind
-    assert {"enter_pct", "exit_pct", "quantity", "window"} <= set(a.manifest["parameters"])
-    assert not {"out_dir", "seed", "batch_width_ns"} & set(a.manifest["parameters"])
+    assert {"enter_pct", "exit_pct", "quantity", "window"} <= set(a.manifest.parameters)
+    assert not {"out_dir", "seed", "batch_width_ns"} & set(a.manifest.parameters)
     source = extract_strategy(NOTEBOOK_01).source
     assert "matplotlib" not in source
     assert "run_backtest" not in source

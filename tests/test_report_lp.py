@@ -10,7 +10,7 @@ import pytest
 from test_widgets_support import make_run
 
 from zcbench.cli import main
-from zcbench.errors import DataError, EnvError
+from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.report import collect_report
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_missing_pieces_are_named(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not JSON"):
         collect_report(bare, trust="dev")
     (bare / "summary.json").write_text(json.dumps({"run_id": "r", "image": str(tmp_path)}))
-    with pytest.raises(EnvError, match=r"no commitment\.json"):
+    with pytest.raises(UsageError, match=r"no commitment\.json"):
         collect_report(bare, trust="dev")
 
 

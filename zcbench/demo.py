@@ -73,7 +73,8 @@ def run_demo(
     from zcbench.backtest import research_demo
     from zcbench.host.live import BuildImage, run_live
     from zcbench.host.sources import market_source
-    from zcbench.nitro import load_commitment_pcrs, verify_attestation
+    from zcbench.nitro import verify_attestation
+    from zcbench.nitro.commitment import Commitment
     from zcbench.packager import package_notebook
     from zcbench.report import write_report
 
@@ -95,9 +96,8 @@ def run_demo(
     research = research_demo(out_dir / "research", seed=seed)
 
     say(f"2/6 promote: packaging the strategy cells of {notebook.name}")
-    package_notebook(notebook, build_dir)
-    commitment = json.loads((build_dir / "commitment.json").read_text())
-    pcrs = {k: str(v) for k, v in commitment["pcrs"].items()}
+    build = package_notebook(notebook, build_dir)
+    pcrs = {str(k): v.hex() for k, v in build.commitment.pcrs.items()}
     say(f"    PCR0 {pcrs['0']}")
 
     say("3/6 run: the sealed strategy live in the local enclave over synthetic ticks")
@@ -126,7 +126,7 @@ def run_demo(
         document,
         trust="dev",
         at=now(),
-        expected_pcrs=load_commitment_pcrs(build_dir / "commitment.json"),
+        expected_pcrs=dict(Commitment.load(build_dir / "commitment.json").pcrs),
         nonce=nonce,
         max_age=dt.timedelta(minutes=5),
     )

@@ -24,6 +24,7 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES = (
     "backtest",
     "package",
+    "keys",
     "measure",
     "run",
     "demo",

@@ -103,7 +103,7 @@ def _package(args: argparse.Namespace) -> int:
             notebook,
             reference_dir=build.build_dir,
             package_args=shared,
-            source_date_epoch=build.commitment["source_date_epoch"],
+            source_date_epoch=build.manifest.source_date_epoch,
         )
         out["reproducible"] = report.to_json()
         code = 0 if report.identical else 1
@@ -116,6 +116,13 @@ def _package(args: argparse.Namespace) -> int:
     print(f"  strategy_sha256  {build.strategy_sha256}")
     print(f"  bundle_sha256    {build.bundle_sha256}")
     print(f"  commitment       {build.paths.commitment}")
+    from zcbench.keys import LocalKeyBroker
+
+    builds = len(LocalKeyBroker().policies(build.strategy))
+    print(
+        f"  key policy       set for this PCR0; {builds} build(s) of {build.strategy} may get "
+        "its key ('zcbench keys list', 'zcbench keys revoke PCR0')"
+    )
     if args.check_reproducible:
         rep = out["reproducible"]
         if rep["identical"]:

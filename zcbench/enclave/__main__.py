@@ -1,7 +1,11 @@
 """``python -m zcbench.enclave``: the enclave process (local, or the EIF's entrypoint on Nitro).
 
 Loads and measures the image, makes the NSM (emulator locally, ``/dev/nsm`` on Nitro), listens
-on the given address, serves one host connection until shutdown or disconnect, and exits.
+on the given address, serves one host connection until shutdown or disconnect, and exits. The
+sealed payload is not part of the measured image: it is delivered at boot, as the file
+``--payload`` names (default for ``--build``: the build folder's ``payload.sealed``) or, with
+``--payload boot`` (the default for ``--bundle``), in the boot message's
+``config["sealed_payload"]``.
 It prints one line ``ready <address>`` on stdout once listening; diagnostics go to stderr and
 never carry strategy internals.
 """
@@ -25,6 +29,7 @@ from zcbench.enclave.boot import (
     load_build_image,
     load_bundle,
     load_module_image,
+    read_payload,
     unseal_image,
 )
 from zcbench.enclave.runtime import Attester, EnclaveRuntime, serve
@@ -41,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     image.add_argument("--bundle", type=Path, help="an unpacked bundle (inside a Nitro enclave)")
     image.add_argument("--module", type=Path, help="an unsealed strategy module (development)")
     p.add_argument("--params", default="{}", help="--module's parameters as a JSON object")
+    p.add_argument(
+        "--payload",
+        default=None,
+        metavar="FILE|boot",
+        help="the sealed payload (not measured; checked after unsealing): a file, or 'boot' for "
+        "the boot message's config; default: BUILD/payload.sealed, or boot with --bundle",
+    )
     p.add_argument(
         "--nsm",
         choices=("emulator", "device"),
@@ -83,6 +95,24 @@ def _pcr0(nsm: Attester, pcrs: Mapping[int, bytes] | None) -> bytes:
     if describe is None:
         raise BootError("cannot read PCR0 from this NSM")
     return bytes(describe(0).data)
+
+
+def _delivered_payload(args: argparse.Namespace) -> bytes | None:
+    """The sealed payload given as a file, or None when it comes with the boot message."""
+    if args.module is not None:
+        if args.payload is not None:
+            raise BootError("--payload goes with --build or --bundle, not --module")
+        return None
+    if args.payload == "boot" or (args.payload is None and args.bundle is not None):
+        return None
+    return read_payload(Path(args.payload) if args.payload else args.build / "payload.sealed")
+
+
+def _payload_from_boot(boot: Message) -> bytes:
+    sealed = boot["config"].get("sealed_payload")
+    if not isinstance(sealed, bytes) or not sealed:
+        raise BootError("the boot message carries no sealed payload (config.sealed_payload)")
+    return sealed
 
 
 def _relay_over(conn: Connection) -> KeyRelay:
@@ -133,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         sealed = load_build_image(args.build) if args.build else load_bundle(args.bundle)
         pcrs = sealed.pcrs
+    payload = _delivered_payload(args)
     nsm = _make_nsm(nsm_kind, pcrs)
     listener = listen(address)
     try:
@@ -150,7 +181,9 @@ def _run(args: argparse.Namespace) -> int:
             boot = _first_boot(conn)
             if strategy is None:
                 assert sealed is not None
-                strategy = unseal_image(sealed, nsm, _relay_over(conn))
+                if payload is None:
+                    payload = _payload_from_boot(boot)
+                strategy = unseal_image(sealed, payload, nsm, _relay_over(conn))
             runtime = EnclaveRuntime(strategy, nsm, pcr0=_pcr0(nsm, pcrs))
             conn.send(runtime.boot(boot["run_id"]))
         except (ZcbenchError, TimeoutError) as exc:

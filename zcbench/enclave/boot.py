@@ -7,11 +7,18 @@ Image kinds:
 
 - **build folder** (``zcbench package`` output; local): the image sections ``image/kernel``,
   ``image/cmdline``, ``image/ramdisk0``, ``image/ramdisk1`` are read once, measured with the EIF
-  algorithm, and ramdisk 1 (a tar of ``manifest.json`` and ``payload.sealed``) is opened from
-  those same bytes. The strategy is unsealed with the data key the key broker releases to this
-  enclave's attestation document (relayed by the host; the RSA key never leaves here).
-- **bundle folder** (inside a Nitro enclave): ``manifest.json`` and ``payload.sealed`` as the
-  EIF's entrypoint finds them; the PCRs are the hardware's, read through ``/dev/nsm``.
+  algorithm, and ramdisk 1 (a tar of the measured ``manifest.json``) is opened from those same
+  bytes.
+- **bundle folder** (inside a Nitro enclave): ``manifest.json`` as the EIF's entrypoint finds
+  it; the PCRs are the hardware's, read through ``/dev/nsm``.
+
+In both, the sealed payload is not part of the image: it is delivered at boot (a file the host
+names, or the boot message's ``config["sealed_payload"]``), so no measurement depends on the data
+key. :func:`unseal_image` asks the key broker for the data key with this enclave's attestation
+document (relayed by the host; the RSA key never leaves here), opens the payload, and refuses it
+unless the module hashes to the manifest's ``strategy_sha256`` and the plaintext (module and
+parameters) to its ``sealed_content_sha256``: a payload of another build, even one the same key
+opens, never runs under this measurement.
 - **module image** (development and tests; unsealed): one strategy module file and its
   parameters. Sections, in EIF order: kernel = :data:`MODULE_IMAGE_DESCRIPTOR`, cmdline = the
   parameters as canonical JSON, ramdisk = the module's bytes. :func:`module_image_pcrs` gives the
@@ -36,7 +43,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import zcbench
-from zcbench.errors import EnvError, UsageError, ZcbenchError
+from zcbench.enclave.manifest import BundleManifest
+from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
 from zcbench.nitro.eif import SectionType, pcrs_for_sections
 from zcbench.strategy import Strategy, find_strategy, make_strategy
 
@@ -53,6 +61,8 @@ __all__ = [
     "load_module_image",
     "module_image_pcrs",
     "module_image_sections",
+    "read_app_image",
+    "read_payload",
     "strategy_from_source",
     "unseal_image",
 ]
@@ -89,45 +99,33 @@ class LoadedImage:
 
 @dataclass(frozen=True)
 class SealedImage:
-    """A sealed strategy as loaded: the manifest, the sealed payload, the measured PCRs (None
-    when the hardware measured it)."""
+    """A measured image whose strategy arrives sealed at boot: the manifest it measures and its
+    PCRs (None when the hardware measured it)."""
 
-    manifest: Mapping[str, Any]
-    sealed: bytes
+    manifest: BundleManifest
     pcrs: Mapping[int, bytes] | None
 
 
-def _read_app_tar(data: bytes) -> tuple[Mapping[str, Any], bytes]:
-    members: dict[str, bytes] = {}
+def read_app_image(ramdisk1: bytes) -> BundleManifest:
+    """The manifest in ramdisk 1 (a tar holding exactly ``manifest.json``); :class:`DataError`."""
+    raw: bytes | None = None
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(ramdisk1), mode="r:") as tar:
             for info in tar:
-                if not info.isfile() or info.name not in ("manifest.json", "payload.sealed"):
-                    raise BootError(f"the app image holds an unexpected entry {info.name!r}")
-                if info.name in members or info.size > _MAX_SEALED:
-                    raise BootError(f"the app image entry {info.name!r} is repeated or too big")
+                if not info.isfile() or info.name != "manifest.json" or raw is not None:
+                    raise DataError(
+                        f"the app image must hold only manifest.json, not {info.name!r}"
+                    )
+                if info.size > _MAX_MANIFEST:
+                    raise DataError("the app image's manifest.json is too big")
                 handle = tar.extractfile(info)
                 assert handle is not None
-                members[info.name] = handle.read()
+                raw = handle.read()
     except tarfile.TarError:
-        raise BootError("the app image (ramdisk 1) is not a tar archive") from None
-    if set(members) != {"manifest.json", "payload.sealed"}:
-        raise BootError("the app image must hold manifest.json and payload.sealed")
-    return _check_manifest(members["manifest.json"], members["payload.sealed"])
-
-
-def _check_manifest(raw: bytes, sealed: bytes) -> tuple[Mapping[str, Any], bytes]:
-    if len(raw) > _MAX_MANIFEST:
-        raise BootError("manifest.json is too big")
-    try:
-        manifest = json.loads(raw)
-    except ValueError:
-        raise BootError("manifest.json is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("payload_sha256") != (
-        hashlib.sha256(sealed).hexdigest()
-    ):
-        raise BootError("payload.sealed does not match the manifest's payload_sha256")
-    return manifest, sealed
+        raise DataError("the app image (ramdisk 1) is not a tar archive") from None
+    if raw is None:
+        raise DataError("the app image must hold manifest.json")
+    return BundleManifest.from_json(raw, source="the app image's manifest.json")
 
 
 def load_build_image(build_dir: Path) -> SealedImage:
@@ -140,8 +138,23 @@ def load_build_image(build_dir: Path) -> SealedImage:
             raise BootError(f"cannot read image section {rel}: {exc.strerror}") from None
     pcrs = pcrs_for_sections(sections)
     check_runtime_matches(sections[2][1], Path(zcbench.__file__).resolve().parent)
-    manifest, sealed = _read_app_tar(sections[-1][1])
-    return SealedImage(manifest, sealed, pcrs)
+    try:
+        manifest = read_app_image(sections[-1][1])
+    except DataError as exc:
+        raise BootError(str(exc)) from None
+    return SealedImage(manifest, pcrs)
+
+
+def read_payload(path: Path) -> bytes:
+    """The sealed payload delivered as a file (not measured: checked after unsealing)."""
+    try:
+        with open(path, "rb") as fh:
+            sealed = fh.read(_MAX_SEALED + 1)
+    except OSError as exc:
+        raise BootError(f"cannot read the sealed payload {path.name}: {exc.strerror}") from None
+    if len(sealed) > _MAX_SEALED:
+        raise BootError("the sealed payload is too big")
+    return sealed
 
 
 def check_runtime_matches(ramdisk0: bytes, package_dir: Path) -> None:
@@ -187,40 +200,51 @@ def check_runtime_matches(ramdisk0: bytes, package_dir: Path) -> None:
 
 
 def load_bundle(bundle_dir: Path) -> SealedImage:
-    """The manifest and sealed payload of an unpacked bundle (inside a Nitro enclave)."""
+    """The manifest of an unpacked bundle (inside a Nitro enclave, measured by the hardware)."""
     try:
-        raw = (bundle_dir / "manifest.json").read_bytes()
-        sealed = (bundle_dir / "payload.sealed").read_bytes()
-    except OSError as exc:
-        raise BootError(f"cannot read the bundle: {exc.strerror}") from None
-    manifest, sealed = _check_manifest(raw, sealed)
-    return SealedImage(manifest, sealed, None)
+        manifest = BundleManifest.load(bundle_dir / "manifest.json")
+    except ZcbenchError as exc:
+        raise BootError(f"cannot read the bundle: {exc}") from None
+    return SealedImage(manifest, None)
 
 
 def unseal_image(
-    image: SealedImage, attester: Any, relay: KeyRelay, *, rsa_bits: int = 2048
+    image: SealedImage, sealed: bytes, attester: Any, relay: KeyRelay, *, rsa_bits: int = 2048
 ) -> Strategy:
     """Ask for the data key with a fresh RSA key bound into an attestation document, unwrap
-    the broker's answer, unseal, and build the strategy. Failures are opaque on purpose."""
+    the broker's answer, unseal ``sealed`` (delivered at boot), hold what it opens to the
+    manifest's hashes, and build the strategy. Failures are opaque on purpose."""
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from zcbench.keys import read_sealed_header, unseal_strategy, unwrap_recipient
 
-    header = read_sealed_header(image.sealed)
+    manifest = image.manifest
+    try:
+        header = read_sealed_header(sealed)
+    except DataError:
+        raise BootError("the sealed payload delivered at boot is malformed") from None
+    if header.strategy != manifest.strategy:
+        raise BootError("the sealed payload is for another strategy than the image measures")
     key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     document = attester.attestation(user_data=None, nonce=None, public_key=spki)
     answer = relay(document, header.data_key_blob, header.key_id)
     try:
         data_key = unwrap_recipient(answer, key)
-        unsealed = unseal_strategy(image.sealed, data_key)
+        unsealed = unseal_strategy(sealed, data_key)
     except ZcbenchError:
         raise BootError("the strategy could not be unsealed with the released key") from None
-    strategy = strategy_from_source(
-        unsealed.module_source.encode(), unsealed.parameters, tag=header.strategy
-    )
-    if strategy.name != image.manifest.get("strategy"):
+    source = unsealed.module_source.encode()
+    if (
+        unsealed.content_sha256 != manifest.sealed_content_sha256
+        or hashlib.sha256(source).hexdigest() != manifest.strategy_sha256
+    ):
+        raise BootError(
+            "the sealed payload is not the strategy and parameters the image measures; refused"
+        )
+    strategy = strategy_from_source(source, unsealed.parameters, tag=header.strategy)
+    if strategy.name != manifest.strategy:
         raise BootError("the unsealed strategy is not the one the manifest names")
     return strategy
 

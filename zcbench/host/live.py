@@ -130,18 +130,17 @@ class BuildImage:
         return ["--build", str(self.build_dir.resolve())]
 
     def expected_pcrs(self) -> dict[int, bytes]:
-        committed = self._build().commitment["pcrs"]
-        return {int(k): bytes.fromhex(v) for k, v in committed.items()}
+        return dict(self._build().commitment.pcrs)
 
     def describe(self) -> str:
         return str(self.build_dir.resolve())
 
     def declared_fields(self) -> tuple[str, ...] | None:
-        return tuple(self._build().manifest["input_fields"])
+        return tuple(self._build().manifest.input_fields)
 
     def batching(self) -> BatchSpec:
         """The batching rule the build was packaged with (the backtest's)."""
-        rule = self._build().manifest["batching"]
+        rule = self._build().manifest.batching
         return BatchSpec(width_ns=rule.get("width_ns"), count=rule.get("count"))
 
 

@@ -4,7 +4,8 @@ Owns the data key of every strategy (created once, kept by a broker), determinis
 strategy module and parameters, and the KMS ``Recipient`` exchange: a broker answers a ``Decrypt``
 request carrying an attestation document with CMS EnvelopedData, and the enclave opens it with
 :func:`unwrap_recipient`, the same code for the local broker and AWS KMS. A broker must never
-release a key without a verified document whose PCR0 matches the policy.
+release a key without a verified document whose PCR0 has a policy naming that strategy: one
+policy per packaged build, listed and revoked by the operator (``zcbench keys``).
 """
 
 from zcbench.keys._broker import (
@@ -12,10 +13,12 @@ from zcbench.keys._broker import (
     AttestedRecipient,
     DocumentVerifier,
     KeyBroker,
+    KeyPolicy,
     KeyReleaseRefused,
     LocalKeyBroker,
     Refusal,
     nitro_document_verifier,
+    parse_pcr0,
 )
 from zcbench.keys._cms import UnwrapError, unwrap_recipient, wrap_for_recipient
 from zcbench.keys._kms import KmsRecipientBroker, kms_key_policy_statement
@@ -27,6 +30,7 @@ from zcbench.keys._seal import (
     UnsealError,
     read_sealed_header,
     seal_strategy,
+    sealed_content_sha256,
     unseal_strategy,
 )
 
@@ -37,6 +41,7 @@ __all__ = [
     "DataKey",
     "DocumentVerifier",
     "KeyBroker",
+    "KeyPolicy",
     "KeyReleaseRefused",
     "KmsRecipientBroker",
     "LocalKeyBroker",
@@ -47,8 +52,10 @@ __all__ = [
     "UnwrapError",
     "kms_key_policy_statement",
     "nitro_document_verifier",
+    "parse_pcr0",
     "read_sealed_header",
     "seal_strategy",
+    "sealed_content_sha256",
     "unseal_strategy",
     "unwrap_recipient",
     "wrap_for_recipient",

@@ -1,20 +1,29 @@
-"""The local key broker: data keys per strategy, PCR0 policies, and attested key release.
+"""The local key broker: data keys per strategy, one policy per build (PCR0), attested release.
 
 It speaks the AWS KMS shapes so the enclave code is the same in both worlds (DESIGN.md, "Two
 worlds"): ``generate_data_key`` answers like ``GenerateDataKey`` (``Plaintext``, ``CiphertextBlob``,
 ``KeyId``) and ``decrypt`` takes a ``Decrypt`` request with ``Recipient`` and answers with
 ``CiphertextForRecipient`` (CMS EnvelopedData, RSAES-OAEP-SHA-256 + AES-256-CBC). It releases a
 data key only when the attestation document verifies (through an injected verifier; by default
-zcbench.nitro with the dev root, trusted here by name) and its PCR0 equals the strategy's policy.
+zcbench.nitro with the dev root, trusted here by name) and its PCR0 has a policy that names the
+strategy whose key is asked for.
 
-Every refusal reaches the requester as the one word "refused"; the reason goes to the broker's
-own diagnostics (``diagnostics`` in memory and ``diagnostics.jsonl`` in its folder), for the
-operator, never to the enclave.
+Policies are kept per PCR0, one per packaged build: packaging a variant of a strategy (another
+parameter) adds a policy and leaves every earlier build able to boot until the operator revokes
+it (:meth:`LocalKeyBroker.revoke`, ``zcbench keys revoke PCR0``). The document's claimed PCR0
+only picks the policy; the verifier is then held to that PCR0, so an unverified claim never
+releases anything.
+
+Every refusal reaches the requester (the enclave, through the host's relay) as the one word
+"refused"; the reason goes to the broker's own diagnostics (``diagnostics`` in memory and
+``diagnostics.jsonl`` in its folder), for the operator, never to the enclave. The exception the
+operator's process sees names that file (:attr:`KeyReleaseRefused.diagnostics`), never the reason.
 
 State lives in ``zcbench_home()/keybroker/`` (folder 0700, files 0600): ``master.key`` (32 random
-bytes), ``datakeys/<strategy>.blob`` (each data key wrapped under the master key) and
-``policies/<strategy>.json``. A data key is created once per strategy and reused, so rebuilds
-seal to the same bytes.
+bytes), ``datakeys/<strategy>.blob`` (each data key wrapped under the master key),
+``policies/<pcr0 hex>.json`` (:class:`KeyPolicy`) and ``revocations.jsonl``. A data key is
+created once per strategy and reused, so rebuilds seal to the same bytes; the measured image
+does not depend on it (DESIGN.md, promotion), so rotating it changes no PCR.
 """
 
 from __future__ import annotations
@@ -46,10 +55,12 @@ __all__ = [
     "AttestedRecipient",
     "DocumentVerifier",
     "KeyBroker",
+    "KeyPolicy",
     "KeyReleaseRefused",
     "LocalKeyBroker",
     "Refusal",
     "nitro_document_verifier",
+    "parse_pcr0",
 ]
 
 KEY_ENCRYPTION_ALGORITHM: Final = "RSAES_OAEP_SHA_256"
@@ -58,6 +69,8 @@ MIN_RSA_BITS: Final = 2048
 DEFAULT_MAX_AGE: Final = dt.timedelta(minutes=5)
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _BLOB_LABEL: Final = b"zcbench.keybroker.datakey/1"
+POLICY_SCHEMA: Final = "zcbench.keypolicy/1"
+_PCR0_HEX: Final = re.compile(r"[0-9a-f]{96}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +86,47 @@ DocumentVerifier = Callable[[bytes, Mapping[int, bytes]], AttestedRecipient]
 
 
 class KeyReleaseRefused(VerificationError):
-    """The key broker refused a release. The message is only ever "refused"."""
+    """The key broker refused a release.
 
-    def __init__(self) -> None:
-        super().__init__("refused", check="key_release")
+    :attr:`answer` ("refused") is all a requester (the enclave) is ever told. The message, for
+    the operator whose process relayed the request, adds only where the broker wrote the reason
+    (:attr:`diagnostics`, when the broker keeps such a file); never the reason itself.
+    """
+
+    answer: Final = "refused"
+
+    def __init__(self, diagnostics: str | os.PathLike[str] | None = None) -> None:
+        self.diagnostics = Path(diagnostics) if diagnostics is not None else None
+        message = self.answer
+        if self.diagnostics is not None:
+            message += (
+                f" (the key broker wrote the reason to {self.diagnostics}; "
+                "'zcbench keys refusals' shows the latest)"
+            )
+        super().__init__(message, check="key_release")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """One build's key-release policy: the data key of ``strategy`` to an enclave with ``pcr0``.
+
+    ``created_at`` is when it was set (ISO 8601, UTC); ``facts`` what the packager recorded to
+    tell builds apart (``strategy_sha256``, ``sealed_content_sha256``, ...).
+    """
+
+    pcr0: bytes
+    strategy: str
+    created_at: str
+    facts: Mapping[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": POLICY_SCHEMA,
+            "pcr0": self.pcr0.hex(),
+            "strategy": self.strategy,
+            "created_at": self.created_at,
+            "facts": dict(sorted(self.facts.items())),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +188,31 @@ def nitro_document_verifier(
         return AttestedRecipient(pcrs=dict(doc.pcrs), public_key=bytes(doc.public_key))
 
     return verify
+
+
+def _claimed_pcr0(document: bytes) -> bytes | None:
+    """The PCR0 a document claims, unverified: only to pick the policy to verify it against."""
+    from zcbench.nitro import parse_document
+
+    try:
+        value = parse_document(document).pcrs.get(0)
+    except Exception:
+        raise _Refuse("the attestation document is malformed") from None
+    return bytes(value) if value is not None else None
+
+
+def _check_pcr0(pcr0: object) -> bytes:
+    if not isinstance(pcr0, bytes) or len(pcr0) != 48 or pcr0 == bytes(48):
+        raise UsageError("a PCR0 policy is 48 bytes and not all zero (a debug enclave)")
+    return pcr0
+
+
+def parse_pcr0(text: str) -> bytes:
+    """A PCR0 given as 96 hex digits (either case), for the operator's commands."""
+    value = text.strip().lower()
+    if not _PCR0_HEX.fullmatch(value):
+        raise UsageError(f"a PCR0 is 96 hex digits (48 bytes); got {len(text.strip())} characters")
+    return _check_pcr0(bytes.fromhex(value))
 
 
 def _check_name(strategy: str) -> str:
@@ -212,6 +287,7 @@ class LocalKeyBroker:
         for sub in ("datakeys", "policies"):
             _private_dir(self.root / sub)
         self._check_permissions()
+        self._migrate_strategy_policies()
 
     def _check_permissions(self) -> None:
         for path in [self.root, *self.root.rglob("*")]:
@@ -223,6 +299,22 @@ class LocalKeyBroker:
                 raise EnvError(
                     f"{path} is open to other users (mode {mode:o}); run chmod go-rwx on it"
                 )
+
+    def _migrate_strategy_policies(self) -> None:
+        """Turn a policy of the old one-per-strategy layout into the one-per-PCR0 layout."""
+        for path in sorted((self.root / "policies").glob("*.json")):
+            if _PCR0_HEX.fullmatch(path.stem):
+                continue
+            try:
+                value = json.loads(path.read_text())
+                strategy, pcr0 = value["strategy"], bytes.fromhex(value["pcr0"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise EnvError(f"{path} is damaged; remove it and package again") from None
+            if path.stem != strategy:
+                raise EnvError(f"{path} names strategy {strategy!r}; remove it and package again")
+            if self.policy_for(pcr0) is None:
+                self.set_policy(strategy, pcr0=pcr0, facts={"migrated": path.name})
+            path.unlink()
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -299,25 +391,103 @@ class LocalKeyBroker:
 
     # --- policies -------------------------------------------------------------------------------
 
-    def set_policy(self, strategy: str, *, pcr0: bytes) -> None:
-        """Release ``strategy``'s data key only to enclaves whose PCR0 is ``pcr0`` (48 bytes)."""
-        _check_name(strategy)
-        if not isinstance(pcr0, bytes) or len(pcr0) != 48 or pcr0 == bytes(48):
-            raise UsageError("a PCR0 policy is 48 bytes and not all zero (a debug enclave)")
-        body = json.dumps({"strategy": strategy, "pcr0": pcr0.hex()}, sort_keys=True)
-        _write_private(self.root / "policies" / f"{strategy}.json", body.encode() + b"\n")
+    @property
+    def diagnostics_path(self) -> Path:
+        """Where every refusal's reason is written, one JSON object a line."""
+        return self.root / "diagnostics.jsonl"
 
-    def policy(self, strategy: str) -> bytes | None:
-        """The PCR0 ``strategy``'s key is bound to, or None when no policy is set."""
+    def _policy_path(self, pcr0: bytes) -> Path:
+        return self.root / "policies" / f"{pcr0.hex()}.json"
+
+    def set_policy(
+        self, strategy: str, *, pcr0: bytes, facts: Mapping[str, str] | None = None
+    ) -> KeyPolicy:
+        """Release ``strategy``'s data key to enclaves whose PCR0 is ``pcr0`` (48 bytes).
+
+        Adds one policy per build; the policies of other builds (of this or any strategy) stay
+        until revoked. Setting the same build again keeps its first ``created_at``.
+        """
         _check_name(strategy)
-        path = self.root / "policies" / f"{strategy}.json"
-        if not path.exists():
-            return None
-        value = json.loads(path.read_text())
-        pcr0 = bytes.fromhex(value["pcr0"])
-        if value.get("strategy") != strategy or len(pcr0) != 48:
-            raise EnvError(f"{path} is damaged")
-        return pcr0
+        _check_pcr0(pcr0)
+        existing = self.policy_for(pcr0)
+        if existing is not None and existing.strategy != strategy:
+            raise UsageError(
+                f"PCR0 {pcr0.hex()[:16]}... is bound to strategy {existing.strategy!r}, not "
+                f"{strategy!r}; revoke it first"
+            )
+        created = existing.created_at if existing is not None else self._clock().isoformat()
+        policy = KeyPolicy(pcr0, strategy, created, dict(facts or {}))
+        body = json.dumps(policy.to_json(), sort_keys=True)
+        _write_private(self._policy_path(pcr0), body.encode() + b"\n")
+        return policy
+
+    def _read_policy(self, path: Path) -> KeyPolicy:
+        try:
+            value = json.loads(path.read_text())
+            pcr0 = bytes.fromhex(value["pcr0"])
+            policy = KeyPolicy(
+                pcr0, value["strategy"], value["created_at"], dict(value.get("facts", {}))
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            raise EnvError(f"{path} is damaged; revoke the build and package it again") from None
+        if (
+            value.get("schema") != POLICY_SCHEMA
+            or path.name != f"{pcr0.hex()}.json"
+            or not isinstance(policy.strategy, str)
+            or not _NAME.fullmatch(policy.strategy)
+            or not all(isinstance(v, str) for v in policy.facts.values())
+        ):
+            raise EnvError(f"{path} is damaged; revoke the build and package it again")
+        return policy
+
+    def policy_for(self, pcr0: bytes) -> KeyPolicy | None:
+        """The policy of the build whose PCR0 is ``pcr0``, or None."""
+        path = self._policy_path(_check_pcr0(pcr0))
+        return self._read_policy(path) if path.exists() else None
+
+    def policies(self, strategy: str | None = None) -> list[KeyPolicy]:
+        """Every policy (of ``strategy`` when given), oldest first."""
+        if strategy is not None:
+            _check_name(strategy)
+        found = [
+            self._read_policy(path)
+            for path in sorted((self.root / "policies").glob("*.json"))
+            if _PCR0_HEX.fullmatch(path.stem)
+        ]
+        if strategy is not None:
+            found = [p for p in found if p.strategy == strategy]
+        return sorted(found, key=lambda p: (p.created_at, p.strategy, p.pcr0))
+
+    def revoke(self, pcr0: bytes) -> KeyPolicy:
+        """Stop releasing keys to the build ``pcr0``; returns the policy removed.
+
+        Raises :class:`UsageError` when no policy has that PCR0. The revocation is appended to
+        ``revocations.jsonl``. Packaging the same build again sets its policy again.
+        """
+        policy = self.policy_for(pcr0)
+        if policy is None:
+            raise UsageError(
+                f"no key policy has PCR0 {pcr0.hex()}; 'zcbench keys list' shows the policies"
+            )
+        line = json.dumps({**policy.to_json(), "revoked_at": self._clock().isoformat()})
+        self._append(self.root / "revocations.jsonl", line)
+        self._policy_path(pcr0).unlink()
+        return policy
+
+    def refusals(self) -> list[Refusal]:
+        """Every refusal written to :attr:`diagnostics_path`, oldest first."""
+        try:
+            lines = self.diagnostics_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        found: list[Refusal] = []
+        for line in lines:
+            try:
+                value = json.loads(line)
+                found.append(Refusal(str(value["at"]), value.get("strategy"), str(value["reason"])))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash: the others still count
+        return found
 
     # --- release --------------------------------------------------------------------------------
 
@@ -326,7 +496,7 @@ class LocalKeyBroker:
 
         Returns ``{"CiphertextForRecipient": bytes, "KeyId": str, "EncryptionAlgorithm":
         "SYMMETRIC_DEFAULT"}``. Raises :class:`KeyReleaseRefused` ("refused") otherwise; the
-        reason is recorded in :attr:`diagnostics` and ``diagnostics.jsonl``.
+        reason is recorded in :attr:`diagnostics` and :attr:`diagnostics_path`.
         """
         strategy: str | None = None
         try:
@@ -334,10 +504,10 @@ class LocalKeyBroker:
             envelope = wrap_for_recipient(data_key, public_key, rng=self._rng)
         except _Refuse as exc:
             self._record(exc.strategy or strategy, str(exc))
-            raise KeyReleaseRefused() from None
+            raise KeyReleaseRefused(self.diagnostics_path) from None
         except Exception as exc:  # fail closed on anything unexpected, keep the reason here
             self._record(strategy, f"{type(exc).__name__}: {exc}")
-            raise KeyReleaseRefused() from None
+            raise KeyReleaseRefused(self.diagnostics_path) from None
         return {
             "CiphertextForRecipient": envelope,
             "KeyId": self.key_id,
@@ -365,9 +535,7 @@ class LocalKeyBroker:
         if "KeyId" in request and request["KeyId"] != self.key_id:
             raise _Refuse(f"KeyId {request['KeyId']!r} is not this broker's key")
         strategy, data_key = self._unwrap(request.get("CiphertextBlob"))  # type: ignore[arg-type]
-        pcr0 = self.policy(strategy)
-        if pcr0 is None:
-            raise _Refuse("no PCR0 policy is set for this strategy", strategy)
+        pcr0 = self._policy_pcr0(strategy, document)
         try:
             attested = self._verifier(document, {0: pcr0})
         except Exception as exc:
@@ -385,13 +553,39 @@ class LocalKeyBroker:
             raise _Refuse(f"public_key must be RSA of at least {MIN_RSA_BITS} bits", strategy)
         return strategy, data_key, public_key
 
+    def _policy_pcr0(self, strategy: str, document: bytes) -> bytes:
+        """The PCR0 of the policy this request is held to: the one the document claims."""
+        claimed = _claimed_pcr0(document)
+        if claimed is None:
+            raise _Refuse("the attestation document has no PCR0", strategy)
+        if not any(claimed):
+            raise _Refuse("the document is from a debug enclave (PCR0 all zero) (debug)", strategy)
+        policy = self.policy_for(claimed) if len(claimed) == 48 else None
+        if policy is None:
+            builds = len(self.policies(strategy))
+            raise _Refuse(
+                f"no PCR0 policy for {claimed.hex()} (this strategy has policies for {builds} "
+                "other build(s)): package that build again, or it was revoked",
+                strategy,
+            )
+        if policy.strategy != strategy:
+            raise _Refuse(
+                f"PCR0 {claimed.hex()} is the build of {policy.strategy!r}, not of this key",
+                strategy,
+            )
+        return policy.pcr0
+
     def _record(self, strategy: str | None, reason: str) -> None:
         refusal = Refusal(self._clock().isoformat(), strategy, reason)
         self.diagnostics.append(refusal)
-        line = json.dumps({"at": refusal.at, "strategy": strategy, "reason": reason}) + "\n"
-        path = self.root / "diagnostics.jsonl"
+        line = json.dumps({"at": refusal.at, "strategy": strategy, "reason": reason})
+        self._append(self.diagnostics_path, line)
+
+    @staticmethod
+    def _append(path: Path, line: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, line.encode())
+            os.write(fd, line.encode() + b"\n")
+            os.fsync(fd)
         finally:
             os.close(fd)

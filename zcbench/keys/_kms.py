@@ -11,7 +11,7 @@ and stay reproducible.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,27 @@ from zcbench.keys._seal import DataKey
 __all__ = ["KmsRecipientBroker", "kms_key_policy_statement"]
 
 
-def kms_key_policy_statement(*, principal_arn: str, pcr0: bytes) -> dict[str, Any]:
-    """A KMS key-policy statement allowing ``Decrypt`` only to an enclave with this PCR0."""
-    if len(pcr0) != 48 or pcr0 == bytes(48):
-        raise ValueError("PCR0 is 48 bytes and not all zero")
+def kms_key_policy_statement(
+    *,
+    principal_arn: str,
+    pcr0s: Iterable[bytes] = (),
+    pcr0: bytes | None = None,
+) -> dict[str, Any]:
+    """A KMS key-policy statement allowing ``Decrypt`` only to enclaves with one of these PCR0s.
+
+    One PCR0 per build that may run (``pcr0s``; ``pcr0`` for a single one), as the local broker
+    keeps one policy per build: a list under one condition key matches any of its values. The
+    PCR0 of a build does not depend on the data key (DESIGN.md, promotion), so rotating the KMS
+    key's material changes nothing here; revoking a build is removing its PCR0 and putting the
+    key policy again.
+    """
+    values = [*pcr0s, *([pcr0] if pcr0 is not None else [])]
+    if not values:
+        raise ValueError("give at least one PCR0 (an empty statement would allow no build)")
+    for value in values:
+        if not isinstance(value, bytes) or len(value) != 48 or value == bytes(48):
+            raise ValueError("each PCR0 is 48 bytes and not all zero")
+    hexes = sorted({v.hex() for v in values})
     return {
         "Sid": "ZcbenchEnclaveDecrypt",
         "Effect": "Allow",
@@ -33,7 +50,9 @@ def kms_key_policy_statement(*, principal_arn: str, pcr0: bytes) -> dict[str, An
         "Action": "kms:Decrypt",
         "Resource": "*",
         "Condition": {
-            "StringEqualsIgnoreCase": {"kms:RecipientAttestation:ImageSha384": pcr0.hex()}
+            "StringEqualsIgnoreCase": {
+                "kms:RecipientAttestation:ImageSha384": hexes[0] if len(hexes) == 1 else hexes
+            }
         },
     }
 

@@ -11,8 +11,13 @@ Sealed payload, canonical CBOR::
     {"v": 1, "alg": "AES-256-GCM-SIV", "strategy": str, "key_id": str,
      "data_key_blob": bytes, "nonce": bytes(12), "ciphertext": bytes}
 
-The plaintext is canonical CBOR ``{"module": str, "parameters": map}``. Unsealing failures are one
-opaque :class:`UnsealError`.
+The plaintext is canonical CBOR ``{"module": str, "parameters": map}``; its SHA-256,
+:func:`sealed_content_sha256`, is what the measured manifest carries (DESIGN.md, promotion): the
+enclave unseals a payload delivered at boot and refuses it unless the plaintext hashes to the
+measured value, so the image names the strategy and its parameters without holding the ciphertext
+(whose bytes depend on the data key). The digest covers the module with the parameters, so a
+grid of guessed parameters cannot be tested against it without the module source. Unsealing
+failures are one opaque :class:`UnsealError`.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "Unsealed",
     "read_sealed_header",
     "seal_strategy",
+    "sealed_content_sha256",
     "unseal_strategy",
 ]
 
@@ -76,6 +82,8 @@ class Unsealed:
     strategy: str
     module_source: str = field(repr=False)
     parameters: Mapping[str, Any] = field(repr=False)
+    content_sha256: str = ""
+    """SHA-256 of the plaintext opened (see :func:`sealed_content_sha256`)."""
 
 
 class UnsealError(VerificationError):
@@ -93,6 +101,18 @@ def _aad(header: Mapping[str, Any]) -> bytes:
     return _canonical({k: header[k] for k in _HEADER_KEYS})
 
 
+def _plaintext(module_source: str, parameters: Mapping[str, Any]) -> bytes:
+    try:
+        return _canonical({"module": module_source, "parameters": dict(parameters)})
+    except (cbor2.CBOREncodeError, TypeError) as exc:
+        raise DataError(f"strategy parameters are not plain data: {exc}") from None
+
+
+def sealed_content_sha256(module_source: str, parameters: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the plaintext :func:`seal_strategy` seals for this module and parameters."""
+    return hashlib.sha256(_plaintext(module_source, parameters)).hexdigest()
+
+
 def seal_strategy(
     module_source: str,
     parameters: Mapping[str, Any],
@@ -101,10 +121,7 @@ def seal_strategy(
     data_key: DataKey,
 ) -> bytes:
     """The sealed payload for ``module_source`` and ``parameters``; deterministic."""
-    try:
-        plaintext = _canonical({"module": module_source, "parameters": dict(parameters)})
-    except (cbor2.CBOREncodeError, TypeError) as exc:
-        raise DataError(f"strategy parameters are not plain data: {exc}") from None
+    plaintext = _plaintext(module_source, parameters)
     nonce = hmac.new(data_key.plaintext, _NONCE_LABEL + plaintext, hashlib.sha256).digest()[:12]
     header: dict[str, Any] = {
         "v": SEAL_VERSION,
@@ -171,4 +188,5 @@ def unseal_strategy(sealed: bytes, data_key: bytes) -> Unsealed:
             raise DataError("bad inner payload")
     except Exception:
         raise UnsealError() from None
-    return Unsealed(v["strategy"], inner["module"], inner["parameters"])
+    digest = hashlib.sha256(plaintext).hexdigest()
+    return Unsealed(v["strategy"], inner["module"], inner["parameters"], digest)

@@ -1,14 +1,24 @@
-"""Reading a measurement commitment (``commitment.json``) for its expected PCRs.
+"""The measurement commitment (``commitment.json``): one type, one reader, one writer.
 
-Owns only the reading side of the contract in DESIGN.md (the packager writes the file)::
+What a fund hands an LP (DESIGN.md, contracts table); the packager writes it with
+:meth:`Commitment.to_json`, and every reader (``zcbench verify``, ``run``, ``report``, the
+widgets, the demo) goes through :meth:`Commitment.load` or :meth:`Commitment.from_json`::
 
     {"schema": "zcbench.commitment/1", "strategy": name, "pcrs": {"0": hex, "1": hex, "2": hex},
-     "strategy_sha256": hex, "lock_sha256": hex, "zcbench_version": str, "source_date_epoch": int}
+     "strategy_sha256": hex, "sealed_content_sha256": hex, "lock_sha256": hex,
+     "bundle_sha256": hex, "zcbench_version": str, "source_date_epoch": int,
+     "image": str, "measurement": str, "builder": {str: str}}
 
-Strict: anything malformed is a :class:`~zcbench.errors.DataError` naming the field. Fields this
-reader does not use are checked only for presence of the schema tag, so the packager may add
-facts without breaking verifiers; the PCRs must be 32, 48 or 64 bytes of lowercase or uppercase
-hex under decimal index keys 0..31.
+Only ``schema`` and ``pcrs`` are required (a verifier needs no more; hand-written commitments
+carry just those); every other known field is type-checked when present, and fields this version
+does not know are kept as they are (:attr:`Commitment.unrecognized`) so a newer packager's facts
+survive a round trip. The PCRs are 32, 48 or 64 bytes of hex (either case) under decimal index
+keys 0..31 (ASCII digits only). Every field is a pure function of the measured build: nothing
+about the sealing key or the machine is committed.
+
+Errors: a missing file is a :class:`~zcbench.errors.UsageError` (exit 2: a wrong input path),
+malformed content a :class:`~zcbench.errors.DataError` (exit 1) naming the file and the field,
+an unreadable file an :class:`~zcbench.errors.EnvError` (exit 3).
 """
 
 from __future__ import annotations
@@ -16,63 +26,165 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
 
 from zcbench.errors import DataError, EnvError, UsageError
 
-__all__ = ["COMMITMENT_SCHEMA", "load_commitment_pcrs", "parse_commitment_pcrs"]
+__all__ = [
+    "COMMITMENT_SCHEMA",
+    "Commitment",
+    "load_commitment_pcrs",
+    "parse_commitment_pcrs",
+    "read_bounded",
+    "read_json_object",
+]
 
-COMMITMENT_SCHEMA = "zcbench.commitment/1"
+COMMITMENT_SCHEMA: Final = "zcbench.commitment/1"
 
-_INDEX = re.compile(r"(?:0|[1-9][0-9]?)\Z")
-_HEX = re.compile(r"[0-9a-fA-F]*\Z")
-_MAX_BYTES = 1 << 20
+_INDEX: Final = re.compile(r"(?:0|[1-9][0-9]?)\Z", re.ASCII)
+_HEX: Final = re.compile(r"[0-9a-fA-F]*\Z", re.ASCII)
+_SHA256: Final = re.compile(r"[0-9a-f]{64}\Z", re.ASCII)
+_MAX_BYTES: Final = 1 << 20
+_DIGESTS: Final = ("strategy_sha256", "sealed_content_sha256", "lock_sha256", "bundle_sha256")
+_TEXTS: Final = ("strategy", "zcbench_version", "image", "measurement")
+_KNOWN: Final = frozenset(
+    {"schema", "pcrs", "source_date_epoch", "builder", *_DIGESTS, *_TEXTS}
+)
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in pairs:
         if key in out:
-            raise DataError(f"commitment has the key {key!r} twice")
+            raise DataError(f"the key {key!r} appears twice")
         out[key] = value
     return out
 
 
-def parse_commitment_pcrs(text: str | bytes, *, source: str = "commitment") -> dict[int, bytes]:
-    """The PCRs committed in a ``commitment.json`` body (see the module docstring)."""
+def read_json_object(raw: str | bytes, *, source: str, what: str) -> dict[str, Any]:
+    """A JSON object from ``raw``, strictly: no duplicate keys, an object at the top."""
     try:
-        doc = json.loads(text, object_pairs_hook=_reject_duplicates)
+        doc = json.loads(raw, object_pairs_hook=_reject_duplicates)
+    except DataError as exc:
+        raise DataError(f"{source} ({what}): {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, DataError):
-            raise DataError(f"{source}: {exc}") from exc
-        raise DataError(f"{source} is not valid JSON: {exc}") from exc
+        raise DataError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise DataError(f"{source} must be a JSON object")
-    if doc.get("schema") != COMMITMENT_SCHEMA:
-        raise DataError(
-            f"{source} has schema {doc.get('schema')!r}; expected {COMMITMENT_SCHEMA!r}"
-        )
-    pcrs = doc.get("pcrs")
-    if not isinstance(pcrs, dict) or not pcrs:
+    return doc
+
+
+def read_bounded(path: str | os.PathLike[str], *, what: str, limit: int = _MAX_BYTES) -> bytes:
+    """The bytes of ``path``: missing is a usage error, too big is bad data."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UsageError(f"{what} file {name} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} file {name} is a folder, not a file") from None
+    except OSError as exc:
+        raise EnvError(f"cannot read {what} file {name}: {exc.strerror}") from None
+    if len(raw) > limit:
+        raise DataError(f"{what} file {name} is larger than {limit // (1 << 20)} MiB")
+    return raw
+
+
+def _parse_pcrs(value: object, source: str) -> dict[int, bytes]:
+    if not isinstance(value, dict) or not value:
         raise DataError(f"{source}: 'pcrs' must be a non-empty object of index -> hex")
     out: dict[int, bytes] = {}
-    for key, value in pcrs.items():
+    for key, pcr in value.items():
         if not _INDEX.match(key) or int(key) > 31:
             raise DataError(f"{source}: PCR index {key!r} is not a decimal in 0..31")
-        if not isinstance(value, str) or not _HEX.match(value) or len(value) not in (64, 96, 128):
+        if not isinstance(pcr, str) or not _HEX.match(pcr) or len(pcr) not in (64, 96, 128):
             raise DataError(f"{source}: PCR{key} must be 64, 96 or 128 hex digits (32/48/64 bytes)")
-        out[int(key)] = bytes.fromhex(value)
+        out[int(key)] = bytes.fromhex(pcr)
     return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """A parsed ``commitment.json`` (see the module docstring for the format)."""
+
+    pcrs: Mapping[int, bytes]
+    strategy: str | None = None
+    strategy_sha256: str | None = None
+    sealed_content_sha256: str | None = None
+    lock_sha256: str | None = None
+    bundle_sha256: str | None = None
+    zcbench_version: str | None = None
+    source_date_epoch: int | None = None
+    image: str | None = None
+    measurement: str | None = None
+    builder: Mapping[str, str] = field(default_factory=dict)
+    unrecognized: Mapping[str, Any] = field(default_factory=dict)
+
+    SCHEMA: ClassVar[str] = COMMITMENT_SCHEMA
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, *, source: str = "commitment") -> Commitment:
+        """Parse a commitment body; :class:`DataError` naming ``source`` and the field."""
+        doc = read_json_object(raw, source=source, what="commitment")
+        if doc.get("schema") != COMMITMENT_SCHEMA:
+            raise DataError(
+                f"{source} has schema {doc.get('schema')!r}; expected {COMMITMENT_SCHEMA!r}"
+            )
+        pcrs = _parse_pcrs(doc.get("pcrs"), source)
+        for name in _TEXTS:
+            if name in doc and not isinstance(doc[name], str):
+                raise DataError(f"{source}: {name!r} must be a string")
+        for name in _DIGESTS:
+            if name in doc and not (isinstance(doc[name], str) and _SHA256.match(doc[name])):
+                raise DataError(f"{source}: {name!r} must be 64 lowercase hex digits")
+        sde = doc.get("source_date_epoch")
+        if sde is not None and (type(sde) is not int or sde < 0):
+            raise DataError(f"{source}: 'source_date_epoch' must be a non-negative integer")
+        builder = doc.get("builder", {})
+        if not isinstance(builder, dict) or not all(isinstance(v, str) for v in builder.values()):
+            raise DataError(f"{source}: 'builder' must be an object of strings")
+        return cls(
+            pcrs=pcrs,
+            builder=dict(builder),
+            source_date_epoch=sde,
+            unrecognized={k: v for k, v in doc.items() if k not in _KNOWN},
+            **{name: doc.get(name) for name in (*_TEXTS, *_DIGESTS)},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Commitment:
+        """Read and parse the commitment file at ``path`` (errors: the module docstring)."""
+        return cls.from_json(read_bounded(path, what="commitment"), source=os.fspath(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, fields that are None left out."""
+        doc: dict[str, Any] = {
+            **self.unrecognized,
+            "schema": COMMITMENT_SCHEMA,
+            "pcrs": {str(k): v.hex() for k, v in sorted(self.pcrs.items())},
+        }
+        for name in (*_TEXTS, *_DIGESTS, "source_date_epoch"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = value
+        if self.builder:
+            doc["builder"] = dict(self.builder)
+        return doc
+
+    def to_json(self) -> bytes:
+        """The file's bytes: sorted keys, two-space indent, ASCII, a final newline."""
+        text = json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=True)
+        return (text + "\n").encode()
+
+
+def parse_commitment_pcrs(text: str | bytes, *, source: str = "commitment") -> dict[int, bytes]:
+    """The PCRs committed in a ``commitment.json`` body (:meth:`Commitment.from_json`)."""
+    return dict(Commitment.from_json(text, source=source).pcrs)
 
 
 def load_commitment_pcrs(path: str | os.PathLike[str]) -> dict[int, bytes]:
     """Read ``path`` (a ``commitment.json``) and return its PCRs, index -> bytes."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_MAX_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise UsageError(f"commitment file {os.fspath(path)} does not exist") from exc
-    except OSError as exc:
-        raise EnvError(f"cannot read commitment file {os.fspath(path)}: {exc.strerror}") from exc
-    if len(raw) > _MAX_BYTES:
-        raise DataError(f"commitment file {os.fspath(path)} is larger than 1 MiB")
-    return parse_commitment_pcrs(raw, source=os.fspath(path))
+    return dict(Commitment.load(path).pcrs)

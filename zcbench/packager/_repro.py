@@ -1,9 +1,12 @@
 """The reproducibility check: build again in other processes and environments, compare bytes.
 
 Each extra build runs ``zcbench package`` in a fresh interpreter with its own folder (at a
-different depth), umask, time zone (``TZ``), ``PYTHONHASHSEED``, locale and notebook file mtime;
-every file of every build folder must be byte-identical, so the PCRs are too. The builds share
-the zcbench home, hence the key broker's data key: the check is about the build, not the key.
+different depth), umask, time zone (``TZ``), ``PYTHONHASHSEED``, locale and notebook file mtime:
+two machines' worth of variation. A variant with ``own_home`` also builds under a new, empty
+zcbench home, hence another key broker and data key, as another machine would. Every file of
+every build folder must be byte-identical, so the PCRs are too; the one exception is
+``payload.sealed`` (ciphertext under the data key), compared only between builds that share a
+home, since the measured image does not depend on it (DESIGN.md, promotion).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from zcbench.errors import EnvError, VerificationError
+from zcbench.errors import DataError, EnvError, VerificationError
+from zcbench.nitro.commitment import Commitment
 from zcbench.progress import progress
 
 __all__ = [
@@ -42,14 +46,23 @@ class BuildVariant:
     mtime: int
     depth: int
     locale: str
+    own_home: bool = False
 
 
 BUILD_VARIANTS: Final = (
     BuildVariant("utc-seed0-umask022", "UTC", "0", 0o022, 1_000_000_000, 1, "C"),
     BuildVariant(
-        "chatham-seed4242-umask077", "Pacific/Chatham", "4242", 0o077, 2_000_000_000, 3, "C.UTF-8"
+        "chatham-seed4242-umask077-newhome",
+        "Pacific/Chatham",
+        "4242",
+        0o077,
+        2_000_000_000,
+        3,
+        "C.UTF-8",
+        own_home=True,
     ),
 )
+_KEYED: Final = "payload.sealed"  # the one file that depends on the data key
 
 _CHILD: Final = (
     "import os, sys; os.umask(int(sys.argv[1], 8)); "
@@ -106,6 +119,10 @@ def _build_in_child(
         PYTHONDONTWRITEBYTECODE="1",
     )
     env.pop("SOURCE_DATE_EPOCH", None)  # passed explicitly in args
+    if variant.own_home:
+        home = work / variant.label / "home"
+        home.mkdir()
+        env["ZCBENCH_HOME"] = str(home)
     cmd = [
         python,
         "-c",
@@ -143,25 +160,38 @@ def check_reproducible(
     nb = Path(notebook).resolve()
     if source_date_epoch is not None:
         package_args = [*package_args, f"--source-date-epoch={int(source_date_epoch)}"]
-    builds: list[tuple[str, Path, dict[str, Any] | None]] = []
+    builds: list[tuple[str, Path, str]] = []  # label, folder, home
     if reference_dir is not None:
-        builds.append(("reference", Path(reference_dir), None))
+        builds.append(("reference", Path(reference_dir), "shared"))
     with tempfile.TemporaryDirectory(prefix="zcbench-repro-") as tmp:
         for variant in progress(variants, total=len(variants), desc="reproducibility builds"):
-            out, summary = _build_in_child(nb, Path(tmp), variant, package_args, python)
-            builds.append((variant.label, out, summary))
-        trees = [_files(path) for _label, path, _s in builds]
+            out, _summary = _build_in_child(nb, Path(tmp), variant, package_args, python)
+            builds.append((variant.label, out, variant.label if variant.own_home else "shared"))
+        trees = [_files(path) for _label, path, _home in builds]
         names = sorted(set().union(*trees))
-        differences = [n for n in names if len({t.get(n) for t in trees}) != 1]
-        pcrs = []
-        bundles = []
+        differences = []
+        for name in names:
+            groups: dict[str, set[bytes | None]] = {}
+            for tree, (_label, _path, home) in zip(trees, builds, strict=True):
+                groups.setdefault(home if name == _KEYED else "all", set()).add(tree.get(name))
+            if name == _KEYED and None in set().union(*groups.values()):
+                differences.append(name)  # every build has a sealed payload
+            elif any(len(found) != 1 for found in groups.values()):
+                differences.append(name)
+        pcrs: list[dict[str, str]] = []
+        bundles: list[str] = []
         for tree in trees:
-            commitment = json.loads(tree.get("commitment.json", b"{}"))
-            pcrs.append(dict(commitment.get("pcrs", {})))
-            bundles.append(str(commitment.get("bundle_sha256", "")))
+            try:
+                commitment = Commitment.from_json(tree.get("commitment.json", b"{}"))
+            except DataError:
+                pcrs.append({})
+                bundles.append("")
+                continue
+            pcrs.append({str(k): v.hex() for k, v in commitment.pcrs.items()})
+            bundles.append(str(commitment.bundle_sha256 or ""))
     return ReproducibilityReport(
         identical=not differences and len(trees) >= 2,
-        builds=tuple(label for label, _p, _s in builds),
+        builds=tuple(label for label, _p, _h in builds),
         pcrs=tuple(pcrs),
         bundle_sha256=tuple(bundles),
         differences=tuple(differences),

@@ -145,7 +145,7 @@ def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathl
         build = run_dir / build
     path = build / "commitment.json"
     if not path.is_file():
-        raise EnvError(
+        raise UsageError(
             f"the run's build folder {build} has no commitment.json: the report compares the "
             "document's PCRs with it; copy the build folder back or pass the right run folder"
         )

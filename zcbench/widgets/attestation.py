@@ -30,7 +30,8 @@ import cbor2
 import ipywidgets as widgets
 
 from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
-from zcbench.nitro import AttestationReport, check_attestation, load_commitment_pcrs
+from zcbench.nitro import AttestationReport, check_attestation
+from zcbench.nitro.commitment import Commitment
 from zcbench.widgets import _html as h
 
 __all__ = [
@@ -342,23 +343,17 @@ def emulator_backend(
 def read_commitment(path: pathlib.Path) -> tuple[dict[int, bytes], dict[str, Any]]:
     """The expected PCRs and the whole document of a ``commitment.json``.
 
-    Raises :class:`zcbench.errors.EnvError` when the file is missing and :class:`DataError`
-    when it is malformed.
+    Raises :class:`zcbench.errors.UsageError` when the file is missing and :class:`DataError`
+    when it is malformed (:meth:`zcbench.nitro.commitment.Commitment.load`).
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise EnvError(
+        raise UsageError(
             f"no commitment at {path}: point the panel at a build folder made by "
             "'zcbench package' (it writes commitment.json)"
         )
-    raw = path.read_bytes()
-    try:
-        whole = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(whole, dict):
-        raise DataError(f"{path} is not a JSON object")
-    return load_commitment_pcrs(path), whole
+    commitment = Commitment.load(path)
+    return dict(commitment.pcrs), commitment.to_dict()
 
 
 # ---------------------------------------------------------------------------------- rendering
