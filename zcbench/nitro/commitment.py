@@ -19,13 +19,26 @@ import re
 
 from zcbench.errors import DataError, EnvError, UsageError
 
-__all__ = ["COMMITMENT_SCHEMA", "load_commitment_pcrs", "parse_commitment_pcrs"]
+__all__ = ["COMMITMENT_SCHEMA", "load_commitment_pcrs", "parse_commitment_pcrs", "pcr_index"]
 
 COMMITMENT_SCHEMA = "zcbench.commitment/1"
 
 _INDEX = re.compile(r"(?:0|[1-9][0-9]?)\Z")
 _HEX = re.compile(r"[0-9a-fA-F]*\Z")
 _MAX_BYTES = 1 << 20
+
+
+def pcr_index(text: str) -> int | None:
+    """The PCR index written in ``text`` (ASCII decimal 0..31, no sign, space or leading zero),
+    or ``None``: the one rule for commitment keys and command-line ``N=HEX`` arguments.
+
+    ``str.isdigit`` and ``int`` accept other scripts' digits ("²", Arabic-Indic "٠"); an index
+    is only ever ASCII.
+    """
+    if not isinstance(text, str) or not _INDEX.match(text):
+        return None
+    index = int(text)
+    return index if index <= 31 else None
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -56,7 +69,7 @@ def parse_commitment_pcrs(text: str | bytes, *, source: str = "commitment") -> d
         raise DataError(f"{source}: 'pcrs' must be a non-empty object of index -> hex")
     out: dict[int, bytes] = {}
     for key, value in pcrs.items():
-        if not _INDEX.match(key) or int(key) > 31:
+        if pcr_index(key) is None:
             raise DataError(f"{source}: PCR index {key!r} is not a decimal in 0..31")
         if not isinstance(value, str) or not _HEX.match(value) or len(value) not in (64, 96, 128):
             raise DataError(f"{source}: PCR{key} must be 64, 96 or 128 hex digits (32/48/64 bytes)")
