@@ -507,3 +507,16 @@ def test_log_binding_of_an_lp_document(
     assert code == 1
     assert out.startswith("FAILED: log_binding:")
     assert _run(capsys, *base, str(doc), "--log", str(tmp_path / "nope"))[0] == 2
+
+
+def test_log_verify_under_an_exported_dev_root_says_simulated(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, zcbench_home: Path
+) -> None:
+    run, _, _ = _run_with_lp_document(tmp_path, "run-x")
+    pem = tmp_path / "dev-root.pem"
+    assert _run(capsys, "nitro", "export-root", "--out", str(pem))[0] == 0
+    code, out, err = _run(capsys, "log", "verify", str(run), "--trust", str(pem))
+    assert code == 0, out + err
+    assert "SIMULATED" in out
+    code, out, _ = _run(capsys, "log", "verify", str(run), "--trust", str(pem), "--json")
+    assert _json(out)["simulated"] is True
