@@ -23,7 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from zcbench.nitro import AttestationDocument, DevCA, NsmEmulator, check_attestation
+from zcbench.nitro import (
+    MAX_CLOCK_SKEW,
+    AttestationDocument,
+    DevCA,
+    NsmEmulator,
+    check_attestation,
+)
 from zcbench.nitro import parse_document as parse
 
 NOW = dt.datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=dt.UTC)
@@ -180,6 +186,44 @@ class Forge:
     extra_ca_below_instance: bool = False
     real_root_in_bundle: bool = False
     bundle_root_from_doc: bool = False
+    leaf_cert_sign_without_ca: bool = False
+    leaf_tbs_says_sha256: bool = False
+    leaf_validity: tuple[dt.timedelta, dt.timedelta] | None = None  # around the case's time
+
+
+_SHA384_OID = bytes.fromhex("06082a8648ce3d040303")
+_SHA256_OID = bytes.fromhex("06082a8648ce3d040302")
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
+
+
+def _der_items(data: bytes) -> list[bytes]:
+    """The elements inside one DER SEQUENCE, each whole (tag, length, content)."""
+    out, pos = [], 2 + (data[1] & 0x7F if data[1] & 0x80 else 0)
+    while pos < len(data):
+        length, start = data[pos + 1], pos + 2
+        if length & 0x80:
+            count = length & 0x7F
+            length, start = int.from_bytes(data[start : start + count], "big"), start + count
+        out.append(data[pos : start + length])
+        pos = start + length
+    return out
+
+
+def _tbs_algorithm_sha256(cert_der: bytes, issuer_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``cert_der`` whose TBS names ecdsa-with-SHA256 while its outer algorithm stays SHA-384,
+    re-signed over the new TBS with SHA-384 (what the outer field says): RFC 5280 4.1.1.2."""
+    tbs, outer_algorithm, _signature = _der_items(cert_der)
+    assert _SHA384_OID in tbs
+    tbs = tbs.replace(_SHA384_OID, _SHA256_OID, 1)
+    signature = issuer_key.sign(tbs, ec.ECDSA(hashes.SHA384()))
+    return _der(0x30, tbs + outer_algorithm + _der(0x03, b"\x00" + signature))
 
 
 def _forge(
@@ -259,18 +303,26 @@ def _forge(
         )
         leaf_issuer = ("forged extra", keys["ext"])
     leaf_key = ec.generate_private_key(knobs.leaf_curve())
+    validity = (at - dt.timedelta(seconds=3), at + dt.timedelta(hours=3))
+    if knobs.leaf_expired:
+        validity = (at - dt.timedelta(hours=5), at - dt.timedelta(hours=2))
+    if knobs.leaf_validity is not None:
+        validity = (at + knobs.leaf_validity[0], at + knobs.leaf_validity[1])
     leaf = cert(
         "forged leaf",
         leaf_key,
         leaf_issuer,
         ca=knobs.leaf_ca,
-        usage=_usage(sign=knobs.leaf_digital_signature, cert_sign=knobs.leaf_ca),
+        usage=_usage(
+            sign=knobs.leaf_digital_signature,
+            cert_sign=knobs.leaf_ca or knobs.leaf_cert_sign_without_ca,
+        ),
         hash_=knobs.leaf_hash(),
-        validity=(at - dt.timedelta(hours=5), at - dt.timedelta(hours=2))
-        if knobs.leaf_expired
-        else (at - dt.timedelta(seconds=3), at + dt.timedelta(hours=3)),
+        validity=validity,
         unknown_critical=knobs.leaf_unknown_critical,
     )
+    if knobs.leaf_tbs_says_sha256:
+        leaf = _tbs_algorithm_sha256(leaf, keys["ext" if knobs.extra_ca_below_instance else "ins"])
     if knobs.real_root_in_bundle:
         bundle[0] = case.doc.cabundle[0]
     fields = dict(fields if fields is not None else _fields(case))
@@ -721,6 +773,42 @@ def _(c: Case, t: Path) -> Outcome:
     return data, {"trust": pem}
 
 
+@kind("leaf_key_cert_sign_without_ca", "key_usage")
+def _(c: Case, t: Path) -> Outcome:
+    # RFC 5280 4.2.1.3: keyCertSign asserted means cA asserted.
+    data, pem = _forge(c, t, Forge(leaf_cert_sign_without_ca=True))
+    return data, {"trust": pem}
+
+
+@kind("leaf_tbs_signature_algorithm_differs_from_outer", "algorithm")
+def _(c: Case, t: Path) -> Outcome:
+    # RFC 5280 4.1.1.2: the TBS signature field and signatureAlgorithm must be the same.
+    data, pem = _forge(c, t, Forge(leaf_tbs_says_sha256=True))
+    return data, {"trust": pem}
+
+
+@kind("timestamp_before_leaf_validity", "timestamp")
+def _(c: Case, t: Path) -> Outcome:
+    # The chain is valid at the verification time, but the signed time is not in the leaf's.
+    data, pem = _forge(c, t, Forge(leaf_validity=(dt.timedelta(hours=1), dt.timedelta(hours=4))))
+    return data, {"trust": pem, "at": c.at + dt.timedelta(hours=2)}
+
+
+@kind("timestamp_in_the_future", "future")
+def _(c: Case, t: Path) -> Outcome:
+    # A leaf valid well before the document: only the signed time says it is from the future.
+    data, pem = _forge(c, t, Forge(leaf_validity=(-dt.timedelta(hours=1), dt.timedelta(hours=3))))
+    return data, {"trust": pem, "at": c.at - MAX_CLOCK_SKEW - dt.timedelta(milliseconds=1)}
+
+
+@kind("timestamp_in_the_future_with_max_age", "future")
+def _(c: Case, t: Path) -> Outcome:
+    # The age is negative: max_age alone (all the key broker had) lets this through.
+    data, pem = _forge(c, t, Forge(leaf_validity=(-dt.timedelta(hours=1), dt.timedelta(hours=3))))
+    return data, {"trust": pem, "at": c.at - dt.timedelta(minutes=10),
+                  "max_age": dt.timedelta(minutes=5)}  # fmt: skip
+
+
 # -- the tests -------------------------------------------------------------------------------
 
 
@@ -729,6 +817,7 @@ def test_there_are_at_least_thirty_kinds_of_damage() -> None:
     assert {expect for _fn, expect in KINDS.values() if isinstance(expect, str)} >= {
         "decode", "schema", "algorithm", "root", "chain", "validity", "ca_constraints",
         "key_usage", "signature", "debug", "pcr0", "nonce", "max_age", "public_key", "user_data",
+        "future", "timestamp",
     }  # fmt: skip
 
 
@@ -761,3 +850,37 @@ def test_damage_is_refused_with_the_right_check(
     data, overrides = fn(case, tmp_path)
     want = expect(case) if callable(expect) else expect
     assert _check(case, data, **overrides) == want
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_a_timestamp_ahead_by_less_than_the_skew_verifies(
+    cases: dict[str, Case], name: str, tmp_path: Path
+) -> None:
+    case = cases[name]
+    wide = Forge(leaf_validity=(-dt.timedelta(hours=1), dt.timedelta(hours=3)))
+    data, pem = _forge(case, tmp_path, wide)
+    assert _check(case, data, trust=pem, at=case.at - MAX_CLOCK_SKEW) is None
+    assert _check(case, data, trust=pem, at=case.at - MAX_CLOCK_SKEW / 2,
+                  max_age=dt.timedelta(0)) is None  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_the_key_broker_refuses_a_document_from_the_future(
+    cases: dict[str, Case], name: str, tmp_path: Path, zcbench_home: Path
+) -> None:
+    # The broker's verifier checks max_age at its clock; a document stamped ten minutes ahead
+    # has a negative age and used to be released. The forged root stands in as the dev root.
+    from zcbench.keys import nitro_document_verifier
+    from zcbench.nitro import AttestationError
+
+    case = cases[name]
+    wide = Forge(leaf_validity=(-dt.timedelta(hours=1), dt.timedelta(hours=3)))
+    data, pem = _forge(case, tmp_path, wide)
+    (zcbench_home / "devca" / "root.pem").write_bytes(pem.read_bytes())
+    on_time = nitro_document_verifier(trust="dev", clock=lambda: case.at + dt.timedelta(seconds=1))
+    early = nitro_document_verifier(trust="dev", clock=lambda: case.at - dt.timedelta(minutes=10))
+    if case.doc.public_key is not None and not case.allow_debug:  # the broker refuses debug
+        assert on_time(data, case.expected_pcrs).public_key == case.doc.public_key
+    with pytest.raises(AttestationError) as refused:
+        early(data, case.expected_pcrs)
+    assert refused.value.check == "future"

@@ -149,13 +149,17 @@ def test_indefinite_emulated_document_verifies() -> None:
     verify_attestation(data, trust="dev", at=NOW, expected_pcrs=pcrs, nonce=b"n")
 
 
-def test_a_pem_file_root_is_named_by_its_fingerprint(tmp_path: Path) -> None:
+def test_a_dev_root_passed_as_a_file_is_still_simulated(tmp_path: Path) -> None:
     pcrs = {0: b"\x30" * 48, 1: b"\x31" * 48, 2: b"\x32" * 48}
     ca = DevCA.load_or_create(tmp_path / "elsewhere", now=NOW)
     data = NsmEmulator(pcrs, ca, clock=lambda: NOW).attestation()
     result = verify_attestation(data, trust=ca.root_pem, at=NOW, expected_pcrs=pcrs)
-    assert result.root == load_trust_root(ca.root_pem).fingerprint
-    assert not result.simulated
+    fingerprint = load_trust_root(ca.root_pem).fingerprint
+    assert result.trust_root.kind == "dev"
+    assert result.trust_root.fingerprint == fingerprint
+    assert result.simulated
+    assert result.trust_root.description.startswith("SIMULATED")
+    assert fingerprint in result.trust_root.description
     # the dev root in the home is another CA: refused there
     DevCA.load_or_create(now=NOW)
     assert check_attestation(data, trust="dev", at=NOW, expected_pcrs=pcrs).failed_check == ("root")
@@ -228,3 +232,129 @@ def test_report_error_round_trips_the_failed_check(nitro_vectors: Path) -> None:
     assert not ok.pcrs_checked
     with pytest.raises(UsageError):
         ok.error()
+
+
+# -- one document, many encodings: identity is the payload -------------------------------------
+
+P384_N = int(
+    "ffffffffffffffffffffffffffffffffffffffffffffffff"
+    "c7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+    16,
+)
+
+
+def _bstr(value: bytes, *, width: int | None = None) -> bytes:
+    n = len(value)
+    if width is None:
+        width = 0 if n < 24 else 1 if n < 256 else 2 if n < 65536 else 4
+    if width == 0:
+        return bytes([0x40 | n]) + value
+    info = {1: 24, 2: 25, 4: 26, 8: 27}[width]
+    return bytes([0x40 | info]) + n.to_bytes(width, "big") + value
+
+
+def _encodings(data: bytes) -> dict[str, bytes]:
+    """Re-encodings of one genuine document that keep its signed payload byte for byte."""
+    doc = parse_document(data)
+    r, s = doc.signature[:48], int.from_bytes(doc.signature[48:], "big")
+    other = r + (P384_N - s).to_bytes(48, "big")  # the other valid ECDSA signature
+
+    def envelope(unprotected: bytes = b"\xa0", width: int | None = None, sig: bytes = b"") -> bytes:
+        return (b"\x84" + _bstr(doc.protected) + unprotected + _bstr(doc.payload, width=width)
+                + _bstr(sig or doc.signature))  # fmt: skip
+
+    return {
+        "other_signature": envelope(sig=other),
+        "tag_18": b"\xd2" + envelope(),
+        "payload_length_in_8_bytes": envelope(width=8),
+        "unprotected_map_indefinite": envelope(unprotected=b"\xbf\xff"),
+        "unprotected_map_count_in_1_byte": envelope(unprotected=b"\xb8\x00"),
+    }
+
+
+@pytest.mark.parametrize("n", DOCS)
+def test_every_encoding_of_a_real_document_has_the_one_document_id(
+    nitro_vectors: Path, n: int
+) -> None:
+    data, _ = _real(nitro_vectors, n)
+    original = parse_document(data)
+    identities = {original.document_id}
+    verified = 0
+    for name, variant in _encodings(data).items():
+        assert variant != data
+        report = check_attestation(variant, at=original.time, unsafe_skip_pcr_check=True,
+                                   allow_debug=True)  # fmt: skip
+        if report.failed_check == "decode" and name not in ("other_signature", "tag_18"):
+            continue  # a strict reader may refuse a non-shortest form: never a second identity
+        assert report.verified, (name, report.message)
+        assert report.document is not None
+        identities.add(report.document.document_id)
+        assert report.to_dict()["document_id"] == original.document_id
+        verified += 1
+    assert identities == {original.document_id}
+    assert verified >= 2  # at least the other signature and the tagged envelope verify
+
+
+@pytest.mark.parametrize("n", DOCS)
+def test_the_re_signed_twin_of_a_document_has_its_document_id(
+    nitro_vectors: Path, n: int
+) -> None:
+    # What a replay cache or de-duplication keys on: the same for the re-signed twin.
+    data, _ = _real(nitro_vectors, n)
+    twin = _encodings(data)["other_signature"]
+    a = verify_attestation(data, at=parse_document(data).time, unsafe_skip_pcr_check=True,
+                           allow_debug=True)  # fmt: skip
+    b = verify_attestation(twin, at=parse_document(twin).time, unsafe_skip_pcr_check=True,
+                           allow_debug=True)  # fmt: skip
+    assert a.document.signature != b.document.signature
+    assert a.document.document_id == b.document.document_id
+
+
+# -- the policy -------------------------------------------------------------------------------
+
+
+def test_a_policy_is_checked_once_when_made_and_frozen(nitro_vectors: Path) -> None:
+    from zcbench.nitro import AttestationPolicy
+
+    with pytest.raises(UsageError, match="no expected PCRs"):
+        AttestationPolicy()
+    with pytest.raises(UsageError, match="not both"):
+        AttestationPolicy(expected_pcrs={0: b"\x00" * 48}, unsafe_skip_pcr_check=True)
+    with pytest.raises(UsageError, match=r"0\.\.31"):
+        AttestationPolicy(expected_pcrs={32: b"\x00" * 48})
+    with pytest.raises(UsageError, match="negative"):
+        AttestationPolicy(unsafe_skip_pcr_check=True, max_age=dt.timedelta(seconds=-1))
+    with pytest.raises(UsageError, match="bytes"):
+        AttestationPolicy(unsafe_skip_pcr_check=True, nonce="abc")  # type: ignore[arg-type]
+    policy = AttestationPolicy(expected_pcrs={2: b"\x02" * 48, 0: b"\x00" * 48})
+    assert policy.checked_pcrs == (0, 2)
+    with pytest.raises(TypeError):
+        policy.expected_pcrs[1] = b"\x01" * 48  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        policy.nonce = b"x"  # type: ignore[misc]
+    data = (nitro_vectors / "doc_1.cbor").read_bytes()
+    with pytest.raises(UsageError, match="not both"):
+        check_attestation(data, policy, at=NOW, nonce=b"x")
+
+
+def test_an_unsafe_policy_warns_on_every_use(
+    nitro_vectors: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from zcbench.nitro import AttestationPolicy
+
+    data, _ = _real(nitro_vectors, 1)
+    at = parse_document(data).time
+    unsafe = AttestationPolicy(unsafe_skip_pcr_check=True, allow_debug=True)
+    assert len(unsafe.unsafe) == 2
+    with caplog.at_level("WARNING", logger="zcbench.nitro"):
+        for _ in range(3):
+            report = check_attestation(data, unsafe, at=at)
+            assert report.verified
+            assert report.warnings == unsafe.unsafe
+            assert report.to_dict()["warnings"] == list(unsafe.unsafe)
+    assert len([r for r in caplog.records if "unsafe attestation policy" in r.message]) == 6
+    caplog.clear()
+    safe = AttestationPolicy(expected_pcrs={0: parse_document(data).pcrs[0]})
+    with caplog.at_level("WARNING", logger="zcbench.nitro"):
+        assert check_attestation(data, safe, at=at).warnings == ()
+    assert not caplog.records

@@ -292,3 +292,40 @@ def test_real_aws_documents_verify_without_simulated(nitro_vectors: Path) -> Non
     )
     assert later.verdict == "FAILED"
     assert later.report.failed_check == "validity"
+
+
+def test_the_panel_says_what_the_verdict_rests_on_however_the_root_was_trusted(
+    emulator: NsmEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zcbench.nitro import export_dev_root, load_trust_root
+    from zcbench.widgets.attestation import document_facts_html, verdict_html
+
+    nonce = b"\x02" * 8
+    doc = emulator.attestation(nonce=nonce)
+    # The fund's dev root handed to an LP as a file: still SIMULATED everywhere.
+    pem = tmp_path / "dev-root.pem"
+    export_dev_root(pem)
+    as_file = attestation_result(doc, nonce=nonce, expected_pcrs=PCRS, trust=pem, at=NOW,
+                                 source="file")  # fmt: skip
+    assert as_file.verdict == "VERIFIED"
+    assert "SIMULATED" in verdict_html(as_file)
+    assert "SIMULATED" in document_facts_html(as_file)
+    data = result_to_json(as_file)
+    assert data["simulated"] is True
+    assert data["trust_root"]["kind"] == "dev"
+
+    # Anyone else's root: named by its fingerprint, never shown as a plain VERIFIED by AWS.
+    import zcbench.nitro.devca as devca
+
+    monkeypatch.setattr(devca, "DEV_ROOT_MARKER", "acme-enclaves")
+    acme = DevCA.load_or_create(tmp_path / "acme", now=NOW - dt.timedelta(minutes=1))
+    other = NsmEmulator(PCRS, acme, clock=lambda: NOW).attestation(nonce=nonce)
+    custom = attestation_result(other, nonce=nonce, expected_pcrs=PCRS, trust=acme.root_pem,
+                                at=NOW, source="acme")  # fmt: skip
+    fingerprint = load_trust_root(acme.root_pem).fingerprint
+    assert custom.verdict == "VERIFIED"
+    assert f"custom root {fingerprint}" in verdict_html(custom)
+    assert "CUSTOM ROOT" in verdict_html(custom)
+    assert "AWS Nitro root" not in verdict_html(custom)
+    assert f"custom root {fingerprint}" in document_facts_html(custom)
+    assert result_to_json(custom)["trust_root"]["kind"] == "custom"

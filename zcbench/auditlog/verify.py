@@ -138,6 +138,9 @@ def nitro_boot_verifier(
         ]
         if verified.simulated:
             warnings.append("SIMULATED: the boot document chains to the development CA")
+        elif verified.trust_root.kind == "custom":
+            warnings.append(f"the boot document chains to {verified.trust_root.description}, "
+                            "not to AWS's root")
         return BootIdentity(
             public_key=doc.public_key,
             pcr0=doc.pcrs[0],

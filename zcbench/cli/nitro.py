@@ -1,8 +1,10 @@
-"""``zcbench nitro``: local stand-ins for Nitro hardware; today ``zcbench nitro emulate``.
+"""``zcbench nitro``: local stand-ins for Nitro hardware: ``emulate`` and ``export-root``.
 
 ``emulate`` asks the NSM emulator for one attestation document signed by the development CA in
-the zcbench home (created on first use). Such documents verify only with ``--trust dev`` and are
-SIMULATED. Thin over :class:`zcbench.nitro.NsmEmulator`.
+the zcbench home (created on first use). Such documents verify only against that CA's root and
+are SIMULATED. ``export-root`` writes that root for an LP, who verifies the fund's SIMULATED
+documents with ``--trust FILE`` (still SIMULATED). Thin over :class:`zcbench.nitro.NsmEmulator`
+and :func:`zcbench.nitro.export_dev_root`.
 """
 
 from __future__ import annotations
@@ -54,13 +56,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     emu.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     emu.set_defaults(handler=_emulate)
+    export = actions.add_parser(
+        "export-root",
+        help="write the development CA root for an LP (SIMULATED documents verify against it)",
+        description=(
+            "Write this zcbench home's development CA root certificate (public, PEM) to a file "
+            "to hand to an LP with the run. They verify with "
+            "'zcbench verify attestation DOC --trust FILE'; every verdict under it says "
+            "SIMULATED."
+        ),
+    )
+    export.add_argument("--out", required=True, metavar="FILE", help="where to write the PEM")
+    export.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    export.set_defaults(handler=_export_root)
 
 
 def _hex(text: str, what: str) -> bytes:
     try:
         return bytes.fromhex(text.removeprefix("0x"))
     except ValueError as exc:
-        raise UsageError(f"{what} is not hex: {text!r}") from exc
+        raise UsageError(f"{what} is not hex digits") from exc
 
 
 def _default_pcr(index: int) -> bytes:
@@ -74,16 +89,18 @@ def _emulate(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from zcbench.nitro import DevCA, NsmEmulator, parse_document
+    from zcbench.nitro.commitment import pcr_index
 
     pcrs = {i: _default_pcr(i) for i in (0, 1, 2)}
     for item in args.pcr:
         index_text, sep, value_text = item.partition("=")
-        if not sep or not index_text.isdigit() or int(index_text) > 31:
-            raise UsageError(f"--pcr {item!r}: write N=HEX with N in 0..31")
-        value = _hex(value_text, f"--pcr {index_text}")
+        index = pcr_index(index_text)
+        if not sep or index is None:
+            raise UsageError("--pcr: write N=HEX with N a decimal 0..31 in ASCII digits")
+        value = _hex(value_text, f"--pcr {index}")
         if len(value) != 48:
-            raise UsageError(f"--pcr {index_text}: a PCR is 48 bytes (96 hex digits)")
-        pcrs[int(index_text)] = value
+            raise UsageError(f"--pcr {index}: a PCR is 48 bytes (96 hex digits)")
+        pcrs[index] = value
     nonce = _hex(args.nonce, "--nonce")
     user_data = _hex(args.user_data, "--user-data") if args.user_data is not None else None
     public_key: bytes | None = None
@@ -124,6 +141,7 @@ def _emulate(args: argparse.Namespace) -> int:
                     ),
                     "pcrs": {str(i): v.hex() for i, v in parsed.pcrs.items()},
                     "sha256": hashlib.sha256(document).hexdigest(),
+                    "document_id": parsed.document_id,
                     "dev_root": str(ca.root_pem),
                 }
             )
@@ -133,4 +151,25 @@ def _emulate(args: argparse.Namespace) -> int:
         sys.stdout.write(f"wrote {out} ({len(document)} bytes, SIMULATED)\n")
         for index in sorted(pcrs):
             sys.stdout.write(f"  PCR{index:<2} {parsed.pcrs[index].hex()}\n")
+    return EXIT_OK
+
+
+def _export_root(args: argparse.Namespace) -> int:
+    from zcbench.nitro import export_dev_root
+
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name, e.g. {out}/dev-root.pem")
+    root = export_dev_root(out)
+    sys.stderr.write(
+        "SIMULATED: this is the development CA root, not AWS's; documents verified against it "
+        "prove nothing about real hardware\n"
+    )
+    if args.json:
+        sys.stdout.write(json.dumps({"path": str(out), **root.to_dict()}) + "\n")
+    else:
+        sys.stdout.write(
+            f"wrote {out} (development CA root, SHA-256 {root.fingerprint})\n"
+            f"  an LP verifies with: zcbench verify attestation DOC --trust {out.name}\n"
+        )
     return EXIT_OK

@@ -1,10 +1,12 @@
 """``zcbench verify``: check signed artefacts; today ``zcbench verify attestation``.
 
-Thin over :func:`zcbench.nitro.check_attestation`. Exit 0 verified, 1 a check failed (or the
-document is malformed), 2 usage. Without ``--expect-pcr`` or ``--commitment`` the signature,
-chain and time are still checked and the exit code says whether they hold, but the output says
-loudly that no PCR was checked (``pcrs_checked: false``). SIMULATED is printed whenever the
-root is the development CA.
+Thin over :func:`zcbench.nitro.check_attestation` (one :class:`~zcbench.nitro.AttestationPolicy`
+built from the flags) and, with ``--log RUN_DIR``, :func:`zcbench.nitro.binding.check_log_binding`.
+Exit 0 verified, 1 a check failed (or the document is malformed), 2 usage. Without
+``--expect-pcr`` or ``--commitment`` the signature, chain and time are still checked and the
+exit code says whether they hold, but the output says loudly that no PCR was checked
+(``pcrs_checked: false``). What the verdict rests on is the result's trust root: SIMULATED for
+the development CA however it was trusted, "custom root <fingerprint>" for any other PEM.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING
 
-from zcbench.errors import EXIT_FAILED, EXIT_OK, UsageError
+from zcbench.errors import EXIT_FAILED, EXIT_OK, DataError, UsageError
 
 if TYPE_CHECKING:
-    from zcbench.nitro import AttestationReport
+    from zcbench.nitro import AttestationPolicy, AttestationReport
+    from zcbench.nitro.binding import LogBinding
 
 __all__ = ["register"]
 
@@ -31,6 +34,10 @@ _NO_PCR_WARNING = (
 _SIMULATED_WARNING = (
     "SIMULATED: checked against the development CA, not AWS; this document proves nothing "
     "about real hardware"
+)
+_CUSTOM_WARNING = (
+    "CUSTOM ROOT: checked against the root certificate {fingerprint}, not AWS's; this proves only "
+    "what that root's owner vouches for"
 )
 
 
@@ -86,8 +93,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     att.add_argument(
         "--max-age", type=float, metavar="SECONDS", help="refuse documents older than this"
     )
+    att.add_argument(
+        "--log",
+        metavar="RUN_DIR",
+        help="the run's folder (or its log/): check that the checkpoint the document carries "
+        "in user_data is signed by the attested key and held by this log",
+    )
     att.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     att.set_defaults(handler=_attestation)
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """User text for a one-line message: quoted, control characters escaped, cut if long."""
+    cut = text if len(text) <= limit else text[:limit] + "..."
+    return '"' + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in cut) + '"'
 
 
 def _parse_hex(text: str, what: str) -> bytes:
@@ -97,7 +116,7 @@ def _parse_hex(text: str, what: str) -> bytes:
     try:
         return bytes.fromhex(cleaned)
     except ValueError as exc:
-        raise UsageError(f"{what} is not hex: {text!r}") from exc
+        raise UsageError(f"{what} is not hex: {_shown(text)}") from exc
 
 
 def _parse_at(text: str) -> dt.datetime | None:
@@ -118,17 +137,19 @@ def _parse_at(text: str) -> dt.datetime | None:
 
 def _expected_pcrs(args: argparse.Namespace) -> dict[int, bytes] | None:
     from zcbench.nitro import load_commitment_pcrs
+    from zcbench.nitro.commitment import pcr_index
 
     expected: dict[int, bytes] = {}
     if args.commitment:
         expected.update(load_commitment_pcrs(args.commitment))
     for item in args.expect_pcr:
         index_text, sep, value_text = item.partition("=")
-        if not sep or not index_text.strip().isdigit():
-            raise UsageError(f"--expect-pcr {item!r}: write N=HEX, e.g. 0=f4d48b81...")
-        index = int(index_text)
-        if index > 31:
-            raise UsageError(f"--expect-pcr {item!r}: PCR index must be 0..31")
+        index = pcr_index(index_text.strip())
+        if not sep or index is None:
+            raise UsageError(
+                f"--expect-pcr {_shown(item)}: write N=HEX with N a decimal 0..31 in ASCII "
+                "digits, e.g. 0=f4d48b81..."
+            )
         value = _parse_hex(value_text, f"--expect-pcr {index}")
         if len(value) not in (32, 48, 64):
             raise UsageError(
@@ -141,16 +162,22 @@ def _expected_pcrs(args: argparse.Namespace) -> dict[int, bytes] | None:
     return expected or None
 
 
-def _print_human(report: AttestationReport) -> None:
+def _print_human(report: AttestationReport, binding: LogBinding | None) -> None:
     doc = report.document
     out = sys.stdout
-    if report.verified:
-        out.write(f"VERIFIED{' (SIMULATED)' if report.simulated else ''}\n")
+    root = report.trust_root
+    rests_on = {"aws": "", "dev": " (SIMULATED)"}.get(
+        root.kind, f" (custom root {root.fingerprint})"
+    )
+    if report.verified and (binding is None or binding.bound):
+        out.write(f"VERIFIED{rests_on}\n")
+    elif report.verified and binding is not None:
+        out.write(f"FAILED: log_binding: {binding.problem}{rests_on}\n")
     else:
-        out.write(f"FAILED: {report.failed_check}: {report.message}\n")
+        out.write(f"FAILED: {report.failed_check}: {report.message}{rests_on}\n")
         if report.expected is not None or report.actual is not None:
             out.write(f"  expected: {report.expected}\n  actual:   {report.actual}\n")
-    out.write(f"  root:      {report.root}\n  at:        {report.at.isoformat()}\n")
+    out.write(f"  root:      {root.description}\n  at:        {report.at.isoformat()}\n")
     if doc is not None:
         out.write(f"  module_id: {doc.module_id}\n  timestamp: {doc.time.isoformat()}\n")
         out.write(f"  debug:     {report.debug}\n")
@@ -159,10 +186,14 @@ def _print_human(report: AttestationReport) -> None:
             if any(value) or index in checked:
                 mark = " (checked)" if index in checked else ""
                 out.write(f"  PCR{index:<2}     {value.hex()}{mark}\n")
+    if binding is not None:
+        where = f" in {binding.log}" if binding.log_checked else ""
+        state = "bound" if binding.bound else "NOT BOUND"
+        out.write(f"  log:       {binding.origin}, {binding.size} records, {state}{where}\n")
 
 
 def _attestation(args: argparse.Namespace) -> int:
-    from zcbench.nitro import check_attestation, parse_document
+    from zcbench.nitro import AttestationError, AttestationPolicy, check_attestation, parse_document
 
     path = pathlib.Path(args.path)
     try:
@@ -175,40 +206,87 @@ def _attestation(args: argparse.Namespace) -> int:
     if args.trust not in ("aws", "dev"):
         trust = pathlib.Path(args.trust)
         if not trust.is_file():
-            raise UsageError(f"--trust {args.trust!r}: use 'aws', 'dev' or an existing PEM file")
+            raise UsageError(
+                f"--trust {_shown(args.trust)}: use aws, dev or an existing PEM file"
+            )
     nonce = _parse_hex(args.nonce, "--nonce") if args.nonce is not None else None
     if args.max_age is not None and not (math.isfinite(args.max_age) and args.max_age >= 0):
         raise UsageError("--max-age must be a finite, non-negative number of seconds")
+    if args.max_age is not None and args.at == "doc":
+        raise UsageError(
+            "--max-age with --at doc cannot fail (a document's age at its own timestamp is "
+            "zero): give --at now or an ISO 8601 time, or drop --max-age"
+        )
     max_age = dt.timedelta(seconds=args.max_age) if args.max_age is not None else None
+    log: pathlib.Path | None = None
+    if args.log is not None:
+        log = pathlib.Path(args.log)
+        if not log.exists():
+            raise UsageError(f"--log {log} does not exist: give the run's folder")
     expected = _expected_pcrs(args)
-    at = _parse_at(args.at)
-    if at is None:
-        # --at doc: the document's own signed time; a document that does not parse cannot
-        # name a time, and the report for it is the parse failure.
-        from zcbench.nitro import AttestationError
-
-        try:
-            at = parse_document(data).time
-        except AttestationError:
-            at = dt.datetime.now(dt.UTC)
-    report = check_attestation(
-        data,
-        trust=trust,
-        at=at,
+    policy = AttestationPolicy(
         expected_pcrs=expected,
         nonce=nonce,
         max_age=max_age,
         allow_debug=args.allow_debug,
+        trust=trust,
         unsafe_skip_pcr_check=expected is None,
     )
-    if report.simulated:
+    at = _parse_at(args.at)
+    if at is None:
+        # --at doc: the document's own signed time; a document that does not parse cannot
+        # name a time, and the report for it is the parse failure.
+        try:
+            at = parse_document(data).time
+        except AttestationError:
+            at = dt.datetime.now(dt.UTC)
+    report = check_attestation(data, policy, at=at)
+    binding = _binding(report, log, policy) if report.verified and log is not None else None
+    root = report.trust_root
+    if root.simulated:
         sys.stderr.write(_SIMULATED_WARNING + "\n")
+    elif root.kind == "custom":
+        sys.stderr.write(_CUSTOM_WARNING.format(fingerprint=root.fingerprint) + "\n")
     if expected is None and report.verified:
         sys.stderr.write(_NO_PCR_WARNING + "\n")
     if args.allow_debug and report.debug:
         sys.stderr.write("WARNING: accepted a debug-mode document (--allow-debug)\n")
+    verified = report.verified and (binding is None or binding.bound)
     if args.json:
-        sys.stdout.write(json.dumps({**report.to_dict(), "path": str(path)}) + "\n")
+        result = {**report.to_dict(), "path": str(path)}
+        if log is not None:
+            result["log_binding"] = None if binding is None else binding.to_dict()
+        if report.verified and not verified:
+            assert binding is not None
+            result.update(
+                verified=False, failed_check="log_binding", message=binding.problem
+            )
+        sys.stdout.write(json.dumps(result) + "\n")
     else:
-        _print_human(report)
-    return EXIT_OK if report.verified else EXIT_FAILED
+        _print_human(report, binding)
+    return EXIT_OK if verified else EXIT_FAILED
+
+
+def _binding(
+    report: AttestationReport, log: pathlib.Path, policy: AttestationPolicy
+) -> LogBinding:
+    from zcbench.nitro.binding import LogBinding, check_log_binding
+
+    doc = report.document
+    assert doc is not None
+    try:
+        binding = check_log_binding(doc, log=log, policy=policy)
+    except DataError as exc:
+        binding = None
+        problem = str(exc)
+    else:
+        problem = (
+            "the document carries no checkpoint in user_data: --log needs a document an "
+            "enclave made on request during the run (its user_data holds the latest checkpoint)"
+        )
+    if binding is not None:
+        return binding
+    return LogBinding(
+        origin="", size=0, root=b"", note=b"", signed=False, log_checked=True,
+        problem=problem, log=str(log),
+    )

@@ -166,7 +166,9 @@ def nitro_document_verifier(
 
     ``"dev"`` is the local development CA: right for the local broker, never for real money.
     Documents older than ``max_age`` at ``clock()`` are refused: a key request is made at boot,
-    so its document is fresh; an old one is a replay.
+    so its document is fresh; an old one is a replay. So are documents stamped after
+    ``clock()`` by more than ``zcbench.nitro.MAX_CLOCK_SKEW`` (check ``future``: their age is
+    negative, so ``max_age`` alone would pass them).
     """
 
     def verify(document: bytes, expected_pcrs: Mapping[int, bytes]) -> AttestedRecipient:
@@ -175,13 +177,10 @@ def nitro_document_verifier(
         verify_attestation = getattr(nitro, "verify_attestation", None)
         if verify_attestation is None:
             raise EnvError("zcbench.nitro.verify_attestation is not available")
-        verified = verify_attestation(
-            document,
-            trust=trust,
-            at=clock(),
-            expected_pcrs=dict(expected_pcrs),
-            max_age=max_age,
+        policy = nitro.AttestationPolicy(
+            trust=trust, expected_pcrs=dict(expected_pcrs), max_age=max_age
         )
+        verified = verify_attestation(document, policy, at=clock())
         doc = verified.document
         if doc.public_key is None:
             raise VerificationError("document carries no public_key", check="public_key")

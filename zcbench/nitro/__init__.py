@@ -6,7 +6,11 @@ CA (SIMULATED), or get them from the real ``/dev/nsm``. The modules behind it:
 
 * :mod:`~zcbench.nitro.document`  the byte format (parse strictly, encode)
 * :mod:`~zcbench.nitro.verify`    the checks, in order, and their results
-* :mod:`~zcbench.nitro.trust`     pinned roots: ``"aws"``, ``"dev"``, a PEM file
+* :mod:`~zcbench.nitro.policy`    ``AttestationPolicy``: what a caller requires of a document
+* :mod:`~zcbench.nitro.binding`   an LP document's checkpoint bound to a run's log (imported
+  on its own: it uses ``zcbench.auditlog``)
+* :mod:`~zcbench.nitro.trust`     pinned roots: ``"aws"``, ``"dev"``, a PEM file, and what each
+  verdict rests on (AWS, SIMULATED, a custom root)
 * :mod:`~zcbench.nitro.devca`     the development CA in the zcbench home
 * :mod:`~zcbench.nitro.nsm`       the NSM protocol, messages and the real device
 * :mod:`~zcbench.nitro.emulator`  the emulated NSM
@@ -15,11 +19,12 @@ CA (SIMULATED), or get them from the real ``/dev/nsm``. The modules behind it:
 """
 
 from zcbench.nitro.commitment import load_commitment_pcrs
-from zcbench.nitro.devca import DevCA
+from zcbench.nitro.devca import DevCA, export_dev_root
 from zcbench.nitro.document import AttestationDocument, parse_document
 from zcbench.nitro.emulator import NsmEmulator
 from zcbench.nitro.errors import AttestationError, NsmError
 from zcbench.nitro.nsm import Nsm, NsmDescription, NsmDevice, PcrDescription
+from zcbench.nitro.policy import MAX_CLOCK_SKEW, AttestationPolicy
 from zcbench.nitro.trust import AWS_ROOT_G1_SHA256, TrustRoot, load_trust_root
 from zcbench.nitro.verify import (
     AttestationReport,
@@ -31,8 +36,10 @@ from zcbench.nitro.verify import (
 
 __all__ = [
     "AWS_ROOT_G1_SHA256",
+    "MAX_CLOCK_SKEW",
     "AttestationDocument",
     "AttestationError",
+    "AttestationPolicy",
     "AttestationReport",
     "CertificateFacts",
     "DevCA",
@@ -45,6 +52,7 @@ __all__ = [
     "TrustRoot",
     "VerifiedAttestation",
     "check_attestation",
+    "export_dev_root",
     "load_commitment_pcrs",
     "load_trust_root",
     "parse_document",

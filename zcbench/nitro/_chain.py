@@ -3,11 +3,13 @@
 The path is ``[pinned root, cabundle[1], ..., cabundle[-1], leaf]`` (reference §1.3); the
 bundle's own root (``cabundle[0]``) must be byte-identical to the pinned one and is otherwise
 never used. Checked per certificate, top down, each failure under its own check name:
-P-384 key and ecdsa-with-SHA384 signature (``algorithm``), issuer name and signature by the
+P-384 key and ecdsa-with-SHA384 signature, the same in the TBS as outside it (RFC 5280
+§4.1.1.2; ``algorithm``), issuer name and signature by the
 certificate above (``chain``), validity at the given time for every certificate including the
 root (``validity``), basicConstraints CA with a respected pathLen for issuers, not-a-CA for the
 leaf, and no unknown critical extension (``ca_constraints``), keyCertSign for issuers and
-digitalSignature for the leaf (``key_usage``). No revocation: AWS publishes none for the leaf.
+digitalSignature for the leaf, and keyCertSign never without cA (RFC 5280 §4.2.1.3;
+``key_usage``). No revocation: AWS publishes none for the leaf.
 A certificate cryptography cannot parse, or only parses with a warning, is ``certificate``.
 
 Names are chained by their encoding, byte for byte (stricter than RFC 5280's normalised
@@ -40,7 +42,7 @@ from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 from zcbench.nitro.errors import AttestationError
 from zcbench.nitro.trust import TrustRoot
 
-__all__ = ["CertificateFacts", "facts_of", "load_certificate", "validate_path"]
+__all__ = ["CertificateFacts", "facts_of", "load_certificate", "validate_path", "validity_of"]
 
 _ES384 = ec.ECDSA(hashes.SHA384())
 _KNOWN_CRITICAL = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
@@ -76,8 +78,21 @@ def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
     return tag, start, end
 
 
-def _raw_names(tbs: bytes) -> tuple[bytes, bytes]:
-    """The encoded issuer and subject Names of a TBSCertificate (RFC 5280 §4.1)."""
+def _outer_algorithm(der: bytes) -> bytes:
+    """The encoded signatureAlgorithm of a Certificate, the one after the TBSCertificate."""
+    tag, pos, end = _tlv(der, 0)
+    if tag != 0x30:
+        raise ValueError("Certificate is not a SEQUENCE")
+    _tag, _start, tbs_end = _tlv(der, pos)
+    alg_tag, _start, alg_end = _tlv(der, tbs_end)
+    if alg_tag != 0x30 or alg_end > end:
+        raise ValueError("Certificate lacks its signatureAlgorithm")
+    return der[tbs_end:alg_end]
+
+
+def _raw_names(tbs: bytes) -> tuple[bytes, bytes, bytes]:
+    """The encoded signature AlgorithmIdentifier, issuer and subject Names of a
+    TBSCertificate (RFC 5280 §4.1)."""
     tag, pos, end = _tlv(tbs, 0)
     if tag != 0x30:
         raise ValueError("TBSCertificate is not a SEQUENCE")
@@ -91,9 +106,12 @@ def _raw_names(tbs: bytes) -> tuple[bytes, bytes]:
     # serialNumber, signature, issuer, validity, subject
     if len(fields) < 5 or fields[2][0] != 0x30 or fields[4][0] != 0x30:
         raise ValueError("TBSCertificate lacks issuer or subject")
+    if fields[1][0] != 0x30:
+        raise ValueError("TBSCertificate lacks its signature AlgorithmIdentifier")
+    algorithm = tbs[fields[1][1] : fields[1][2]]
     issuer = tbs[fields[2][1] : fields[2][2]]
     subject = tbs[fields[4][1] : fields[4][2]]
-    return issuer, subject
+    return algorithm, issuer, subject
 
 
 class _Parsed:
@@ -112,7 +130,8 @@ class _Parsed:
         # Chaining compares the encoded names byte for byte (stricter than RFC 5280's
         # normalised matching, and what AWS's chains do): decoding names into Python objects
         # is the costliest part of parsing and is left to display (``facts``).
-        self.issuer_der, self.subject_der = _raw_names(self.tbs)
+        self.tbs_algorithm_der, self.issuer_der, self.subject_der = _raw_names(self.tbs)
+        self.algorithm_der = _outer_algorithm(der)
 
     @functools.cached_property
     def facts(self) -> CertificateFacts:
@@ -187,6 +206,12 @@ def _load(der: bytes, where: str) -> _Parsed:
         ) from exc
 
 
+def validity_of(der: bytes) -> tuple[dt.datetime, dt.datetime]:
+    """``(not_before, not_after)`` of the certificate ``der``, aware UTC (parsed once, cached)."""
+    cert = _load(der, "certificate").cert
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
 def facts_of(der: bytes) -> CertificateFacts:
     """Display facts for the certificate ``der`` (raises ``AttestationError`` if malformed)."""
     return _load(der, "certificate").facts
@@ -210,6 +235,15 @@ def _check_algorithm(parsed: _Parsed, label: str, *, signed: bool) -> None:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         curve = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
         _fail("algorithm", f"{label} key is not P-384", expected="secp384r1", actual=curve)
+    if parsed.tbs_algorithm_der != parsed.algorithm_der:
+        # RFC 5280 §4.1.1.2: the two MUST be the same; the signed one is what an issuer meant.
+        _fail(
+            "algorithm",
+            f"{label} names one signature algorithm inside its signed part and another "
+            "outside it (RFC 5280 4.1.1.2); refusing it",
+            expected=parsed.tbs_algorithm_der.hex(),
+            actual=parsed.algorithm_der.hex(),
+        )
     if signed and cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA384:
         _fail(
             "algorithm",
@@ -278,6 +312,15 @@ def _check_constraints(cert: x509.Certificate, label: str, *, issuer: bool, cas_
                 actual="no keyUsage" if ku is None else "keyCertSign absent",
             )
     else:
+        if ku is not None and ku.key_cert_sign and (bc is None or not bc.ca):
+            # RFC 5280 §4.2.1.3: keyCertSign asserted means cA MUST be asserted too.
+            _fail(
+                "key_usage",
+                f"{label} asserts keyCertSign without basicConstraints CA:TRUE (RFC 5280 "
+                "4.2.1.3); refusing it",
+                expected="no keyCertSign on a certificate that is not a CA",
+                actual="keyCertSign with CA:FALSE",
+            )
         if bc is not None and bc.ca:
             _fail(
                 "ca_constraints",

@@ -37,6 +37,7 @@ __all__ = [
     "Commitment",
     "load_commitment_pcrs",
     "parse_commitment_pcrs",
+    "pcr_index",
     "read_bounded",
     "read_json_object",
 ]
@@ -52,6 +53,19 @@ _TEXTS: Final = ("strategy", "zcbench_version", "image", "measurement")
 _KNOWN: Final = frozenset(
     {"schema", "pcrs", "source_date_epoch", "builder", *_DIGESTS, *_TEXTS}
 )
+
+
+def pcr_index(text: str) -> int | None:
+    """The PCR index written in ``text`` (ASCII decimal 0..31, no sign, space or leading zero),
+    or ``None``: the one rule for commitment keys and command-line ``N=HEX`` arguments.
+
+    ``str.isdigit`` and ``int`` accept other scripts' digits ("²", Arabic-Indic "٠"); an index
+    is only ever ASCII.
+    """
+    if not isinstance(text, str) or not _INDEX.match(text):
+        return None
+    index = int(text)
+    return index if index <= 31 else None
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -98,7 +112,7 @@ def _parse_pcrs(value: object, source: str) -> dict[int, bytes]:
         raise DataError(f"{source}: 'pcrs' must be a non-empty object of index -> hex")
     out: dict[int, bytes] = {}
     for key, pcr in value.items():
-        if not _INDEX.match(key) or int(key) > 31:
+        if pcr_index(key) is None:
             raise DataError(f"{source}: PCR index {key!r} is not a decimal in 0..31")
         if not isinstance(pcr, str) or not _HEX.match(pcr) or len(pcr) not in (64, 96, 128):
             raise DataError(f"{source}: PCR{key} must be 64, 96 or 128 hex digits (32/48/64 bytes)")

@@ -7,8 +7,10 @@ document (CA:FALSE, non-critical keyUsage digitalSignature + nonRepudiation, no 
 identifiers, 3 h lifetime starting 3 s before the document's timestamp). The bundle it hands out
 is ``[root, regional, zonal, instance]``, root first like AWS's.
 
-Every name says ``zcbench-dev`` and SIMULATED so a development certificate can never be mistaken
-for AWS's, and nothing here is trusted unless a verifier is called with ``trust="dev"``. The
+Every name says ``zcbench-dev`` (:data:`~zcbench.nitro.trust.DEV_ROOT_MARKER`) and SIMULATED so a
+development certificate can never be mistaken for AWS's: a verifier shows SIMULATED for this
+root however it is trusted (``trust="dev"``, or the file :func:`export_dev_root` writes for an
+LP, who has no such CA of their own). Nothing here is trusted unless a verifier is told to. The
 intermediates have AWS-like short lifetimes and are reissued (under a file lock, written
 atomically) when they would not cover a new leaf; the root lives 30 years.
 """
@@ -32,8 +34,9 @@ from cryptography.x509.oid import NameOID
 
 from zcbench.errors import EnvError, UsageError
 from zcbench.home import zcbench_home
+from zcbench.nitro.trust import DEV_ROOT_MARKER, TrustRoot, load_trust_root, read_dev_root
 
-__all__ = ["LEAF_LIFETIME", "DevCA", "IssuedLeaf"]
+__all__ = ["LEAF_LIFETIME", "DevCA", "IssuedLeaf", "export_dev_root"]
 
 LEAF_LIFETIME = dt.timedelta(hours=3)
 """A leaf lives 3 h (AWS: 3 h 0 m 3 s counting the 3 s before the timestamp)."""
@@ -70,7 +73,7 @@ def _name(cn: str) -> x509.Name:
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "zcbench-dev"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, DEV_ROOT_MARKER),
             x509.NameAttribute(NameOID.COMMON_NAME, cn),
         ]
     )
@@ -327,7 +330,7 @@ class DevCA:
             [
                 x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORG),
-                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "zcbench-dev"),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, DEV_ROOT_MARKER),
                 x509.NameAttribute(NameOID.COMMON_NAME, f"{module_id}.local.zcbench-dev"[:64]),
             ]
         )
@@ -361,3 +364,20 @@ class DevCA:
             certificate=cert.public_bytes(serialization.Encoding.DER),
             cabundle=self.cabundle(),
         )
+
+
+def export_dev_root(out: pathlib.Path) -> TrustRoot:
+    """Write this home's development CA root (PEM) to ``out`` for an LP; return it.
+
+    The LP passes the file as ``--trust FILE`` (``trust=Path(FILE)``); every verdict under it
+    says SIMULATED. Only the public certificate is written, never a key. Raises
+    :class:`~zcbench.errors.EnvError` when the home has no development CA or ``out`` cannot be
+    written. The file is written aside and renamed into place, after an fsync.
+    """
+    pem = read_dev_root()
+    out = pathlib.Path(out)
+    try:
+        _write_private(out, pem, 0o644)
+    except OSError as exc:
+        raise EnvError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    return load_trust_root(out)

@@ -24,6 +24,7 @@ bytes ``a1 01 38 22`` (ES384), a non-empty unprotected header, a signature not 9
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -96,6 +97,16 @@ class AttestationDocument:
     def signed_bytes(self) -> bytes:
         """The COSE Sig_structure the signature is over (RFC 8152 §4.4)."""
         return sig_structure(self.protected, self.payload)
+
+    @property
+    def document_id(self) -> str:
+        """SHA-256 (hex) of the signed payload: what to key a document on (caches, replays).
+
+        One genuine document has many byte encodings that verify (the other ECDSA signature
+        ``s -> n - s``, other CBOR length forms, the envelope's tag); the payload is what was
+        signed, so it is the same for all of them.
+        """
+        return hashlib.sha256(self.payload).hexdigest()
 
     @property
     def instance_id(self) -> str:

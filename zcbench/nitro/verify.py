@@ -1,9 +1,18 @@
 """Attestation verification: is this document genuine, and does it say what the caller requires?
 
 Owns the order and meaning of the checks (reference §1.4): parse strictly, then the chain from
-the leaf through ``cabundle`` to a root the caller named (``"aws"``, the pinned Root-G1; ``"dev"``,
-the development CA, SIMULATED; or a PEM file), then the document signature over the original
-payload bytes, then policy: debug mode, required PCRs, nonce, maximum age, public key, user data.
+the leaf through ``cabundle`` to the root the policy names (``"aws"``, the pinned Root-G1;
+``"dev"``, the development CA, SIMULATED; or a PEM file), then the document signature over the
+original payload bytes, then the signed time (no more than :data:`MAX_CLOCK_SKEW` after ``at``,
+check ``future``; inside the leaf certificate's validity, check ``timestamp``), then the policy:
+debug mode, required PCRs, nonce, maximum age, public key, user data.
+
+What is required is one frozen :class:`~zcbench.nitro.policy.AttestationPolicy`; the keyword
+arguments of the first version (``trust=``, ``expected_pcrs=``, ...) are still accepted and make
+one, for callers not yet moved to the policy. What the verdict rests on is the result's
+``trust_root`` (:class:`~zcbench.nitro.trust.TrustRoot`): its ``description`` (AWS, SIMULATED,
+or a custom root's fingerprint) is what every surface shows; ``root`` and ``simulated`` are
+derived from it.
 
 :func:`check_attestation` never raises for a failed check: it returns an
 :class:`AttestationReport` saying which check failed with the expected and actual values, and
@@ -12,6 +21,8 @@ and returns a :class:`VerifiedAttestation` or raises one :class:`AttestationErro
 
 Both refuse misuse with :class:`zcbench.errors.UsageError`: a naive ``at``, or no PCR policy at
 all unless ``unsafe_skip_pcr_check=True`` says so. There is no hidden clock: ``at`` is required.
+One document has many byte encodings that verify (the other ECDSA signature, other CBOR
+lengths): anything keyed on a document keys on ``document.document_id`` (the payload's SHA-256).
 """
 
 from __future__ import annotations
@@ -28,13 +39,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from zcbench.errors import UsageError
-from zcbench.nitro._chain import CertificateFacts, facts_of, validate_path
+from zcbench.nitro._chain import CertificateFacts, facts_of, validate_path, validity_of
 from zcbench.nitro.document import AttestationDocument, parse_document
 from zcbench.nitro.errors import AttestationError
-from zcbench.nitro.trust import load_trust_root
+from zcbench.nitro.policy import MAX_CLOCK_SKEW, AttestationPolicy
+from zcbench.nitro.trust import TrustRoot, load_trust_root
 
 __all__ = [
     "DEBUG_PCRS",
+    "MAX_CLOCK_SKEW",
+    "AttestationPolicy",
     "AttestationReport",
     "CertificateFacts",
     "VerifiedAttestation",
@@ -52,25 +66,40 @@ def is_debug(pcrs: Mapping[int, bytes]) -> bool:
     return any(i in pcrs and not any(pcrs[i]) for i in DEBUG_PCRS)
 
 
+def _iso(t: dt.datetime, spec: str = "auto") -> str:
+    return t.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class VerifiedAttestation:
-    """A document that passed every check asked for.
+    """A document that passed every check its policy asked for.
 
-    ``root`` is ``"aws"``, ``"dev"`` or the PEM root's SHA-256; ``simulated`` is true when the
-    root is the development CA (say SIMULATED wherever this is shown). ``pcrs_checked`` is false
-    only when the caller opted out with ``unsafe_skip_pcr_check``. ``chain_der`` holds the
-    document's certificates (``cabundle`` order, root first, then the leaf); ``chain`` renders
-    their display facts on demand.
+    ``trust_root`` is what the verdict rests on (show its ``description``); ``root`` and
+    ``simulated`` are derived from it. ``pcrs_checked`` is false only when the policy opted out
+    with ``unsafe_skip_pcr_check``; ``warnings`` says every unsafe choice of the policy.
+    ``chain_der`` holds the document's certificates (``cabundle`` order, root first, then the
+    leaf); ``chain`` renders their display facts on demand.
     """
 
     document: AttestationDocument
-    root: str
-    simulated: bool
+    trust_root: TrustRoot
     debug: bool
     pcrs_checked: bool
     checked_pcrs: tuple[int, ...]
     at: dt.datetime
     chain_der: tuple[bytes, ...]
+    policy: AttestationPolicy
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def root(self) -> str:
+        """``"aws"``, ``"dev"`` or a custom root's SHA-256 (see :attr:`trust_root`)."""
+        return self.trust_root.name
+
+    @property
+    def simulated(self) -> bool:
+        """True when the root is the development CA, however it was trusted."""
+        return self.trust_root.simulated
 
     @property
     def chain(self) -> tuple[CertificateFacts, ...]:
@@ -85,6 +114,7 @@ class AttestationReport:
     On failure ``failed_check`` is the check name (see :mod:`zcbench.nitro.errors`), ``message``
     says what to do, ``expected``/``actual`` carry the compared values as text. ``document`` is
     set when parsing succeeded; ``chain_der``/``chain`` the certificates, once they all parsed.
+    ``trust_root`` is the root the chain was checked against (show its ``description``).
     """
 
     verified: bool
@@ -92,14 +122,25 @@ class AttestationReport:
     message: str
     expected: str | None
     actual: str | None
-    root: str | None
-    simulated: bool
+    trust_root: TrustRoot
     document: AttestationDocument | None
     debug: bool | None
     pcrs_checked: bool
     checked_pcrs: tuple[int, ...]
     at: dt.datetime
+    policy: AttestationPolicy
     chain_der: tuple[bytes, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def root(self) -> str:
+        """``"aws"``, ``"dev"`` or a custom root's SHA-256 (see :attr:`trust_root`)."""
+        return self.trust_root.name
+
+    @property
+    def simulated(self) -> bool:
+        """True when the root is the development CA, however it was trusted."""
+        return self.trust_root.simulated
 
     @property
     def chain(self) -> tuple[CertificateFacts, ...]:
@@ -110,12 +151,10 @@ class AttestationReport:
         """A JSON-ready summary (the ``--json`` output of ``zcbench verify attestation``).
 
         Bytes are lowercase hex, times ISO 8601 UTC with ``Z``; document fields are ``None``
-        (and ``pcrs`` empty) when the document did not parse.
+        (and ``pcrs`` empty) when the document did not parse. ``trust_root`` says what the
+        verdict rests on; ``root`` and ``simulated`` are derived from it.
         """
         doc = self.document
-
-        def iso(t: dt.datetime, spec: str = "auto") -> str:
-            return t.isoformat(timespec=spec).replace("+00:00", "Z")
 
         def hex_or_none(value: bytes | None) -> str | None:
             return None if value is None else value.hex()
@@ -126,14 +165,17 @@ class AttestationReport:
             "message": self.message,
             "expected": self.expected,
             "actual": self.actual,
-            "at": iso(self.at),
+            "at": _iso(self.at),
+            "trust_root": self.trust_root.to_dict(),
             "root": self.root,
             "simulated": self.simulated,
+            "warnings": list(self.warnings),
             "pcrs_checked": self.pcrs_checked,
             "checked_pcrs": list(self.checked_pcrs),
             "debug": self.debug,
+            "document_id": None if doc is None else doc.document_id,
             "module_id": None if doc is None else doc.module_id,
-            "timestamp": None if doc is None else iso(doc.time, "milliseconds"),
+            "timestamp": None if doc is None else _iso(doc.time, "milliseconds"),
             "timestamp_ms": None if doc is None else doc.timestamp,
             "pcrs": {} if doc is None else {str(i): v.hex() for i, v in doc.pcrs.items()},
             "nonce": None if doc is None else hex_or_none(doc.nonce),
@@ -146,8 +188,8 @@ class AttestationReport:
                 {
                     "subject": c.subject,
                     "issuer": c.issuer,
-                    "not_before": iso(c.not_before),
-                    "not_after": iso(c.not_after),
+                    "not_before": _iso(c.not_before),
+                    "not_after": _iso(c.not_after),
                     "sha256": c.sha256,
                 }
                 for c in self.chain
@@ -190,29 +232,33 @@ def _verify_signature(doc: AttestationDocument, leaf_key: ec.EllipticCurvePublic
         )
 
 
-def _normalise_pcrs(expected: Mapping[int, bytes]) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    for index, value in expected.items():
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= 31:
-            raise UsageError(f"expected PCR index {index!r} is not in 0..31")
-        if not isinstance(value, (bytes, bytearray)):
-            raise UsageError(f"expected PCR{index} must be bytes, not {type(value).__name__}")
-        out[index] = bytes(value)
-    return out
+def _check_time(doc: AttestationDocument, at: dt.datetime) -> None:
+    """The signed timestamp: not after ``at`` beyond the skew, inside the leaf's validity."""
+    ahead = doc.time - at
+    if ahead > MAX_CLOCK_SKEW:
+        _fail(
+            "future",
+            f"the document is stamped {_iso(doc.time, 'milliseconds')}, {ahead} after the "
+            f"verification time {_iso(at)} (at most {MAX_CLOCK_SKEW.total_seconds():g} s of "
+            "clock skew allowed): its age cannot be known; check both clocks, or verify an "
+            "archived document at its own time (at=document.time, --at doc)",
+            expected=f"<= {_iso(at + MAX_CLOCK_SKEW)}",
+            actual=_iso(doc.time, "milliseconds"),
+        )
+    not_before, not_after = validity_of(doc.certificate)
+    if not not_before <= doc.time <= not_after:
+        _fail(
+            "timestamp",
+            f"the document's timestamp {_iso(doc.time, 'milliseconds')} lies outside its leaf "
+            f"certificate's validity ({_iso(not_before)} to {_iso(not_after)}): the signer's "
+            "clock or the document is wrong; refusing it",
+            expected=f"{_iso(not_before)}..{_iso(not_after)}",
+            actual=_iso(doc.time, "milliseconds"),
+        )
 
 
-def _check_policy(
-    doc: AttestationDocument,
-    *,
-    at: dt.datetime,
-    expected: dict[int, bytes],
-    nonce: bytes | None,
-    max_age: dt.timedelta | None,
-    allow_debug: bool,
-    expected_public_key: bytes | None,
-    expected_user_data: bytes | None,
-) -> None:
-    if is_debug(doc.pcrs) and not allow_debug:
+def _check_policy(doc: AttestationDocument, policy: AttestationPolicy, at: dt.datetime) -> None:
+    if is_debug(doc.pcrs) and not policy.allow_debug:
         zero = [i for i in DEBUG_PCRS if i in doc.pcrs and not any(doc.pcrs[i])]
         _fail(
             "debug",
@@ -221,7 +267,7 @@ def _check_policy(
             expected="non-zero PCR0/1/2",
             actual="zero",
         )
-    for index, want in sorted(expected.items()):
+    for index, want in (policy.expected_pcrs or {}).items():
         got = doc.pcrs.get(index)
         if got != want:
             _fail(
@@ -236,6 +282,7 @@ def _check_policy(
                 expected=want.hex(),
                 actual=None if got is None else got.hex(),
             )
+    nonce = policy.nonce
     if nonce is not None and doc.nonce != nonce:
         _fail(
             "nonce",
@@ -245,19 +292,19 @@ def _check_policy(
             expected=nonce.hex(),
             actual=None if doc.nonce is None else doc.nonce.hex(),
         )
-    if max_age is not None:
+    if policy.max_age is not None:
         age = at - doc.time
-        if age > max_age:
+        if age > policy.max_age:
             _fail(
                 "max_age",
-                f"the document is {age} old at {at.isoformat()}; at most {max_age} allowed: "
-                "ask for a fresh document",
-                expected=f"<= {max_age.total_seconds()} s",
+                f"the document is {age} old at {at.isoformat()}; at most {policy.max_age} "
+                "allowed: ask for a fresh document",
+                expected=f"<= {policy.max_age.total_seconds()} s",
                 actual=f"{age.total_seconds()} s",
             )
     for name, want_value, got_value in (
-        ("public_key", expected_public_key, doc.public_key),
-        ("user_data", expected_user_data, doc.user_data),
+        ("public_key", policy.expected_public_key, doc.public_key),
+        ("user_data", policy.expected_user_data, doc.user_data),
     ):
         if want_value is not None and got_value != want_value:
             _fail(
@@ -270,11 +317,56 @@ def _check_policy(
             )
 
 
+def _policy_of(
+    policy: AttestationPolicy | None,
+    *,
+    trust: str | pathlib.Path | None,
+    expected_pcrs: Mapping[int, bytes] | None,
+    nonce: bytes | None,
+    max_age: dt.timedelta | None,
+    allow_debug: bool,
+    expected_public_key: bytes | None,
+    expected_user_data: bytes | None,
+    unsafe_skip_pcr_check: bool,
+) -> AttestationPolicy:
+    """``policy``, or the one the first version's keyword arguments describe (never both)."""
+    legacy = (
+        trust is not None
+        or expected_pcrs is not None
+        or nonce is not None
+        or max_age is not None
+        or allow_debug
+        or expected_public_key is not None
+        or expected_user_data is not None
+        or unsafe_skip_pcr_check
+    )
+    if policy is not None:
+        if not isinstance(policy, AttestationPolicy):
+            raise UsageError("policy must be an AttestationPolicy")
+        if legacy:
+            raise UsageError(
+                "pass an AttestationPolicy or keyword arguments (trust=, expected_pcrs=, ...), "
+                "not both"
+            )
+        return policy
+    return AttestationPolicy(
+        expected_pcrs=expected_pcrs,
+        nonce=nonce,
+        max_age=max_age,
+        allow_debug=allow_debug,
+        trust="aws" if trust is None else trust,
+        expected_public_key=expected_public_key,
+        expected_user_data=expected_user_data,
+        unsafe_skip_pcr_check=unsafe_skip_pcr_check,
+    )
+
+
 def check_attestation(
     data: bytes,
+    policy: AttestationPolicy | None = None,
     *,
-    trust: str | pathlib.Path = "aws",
     at: dt.datetime,
+    trust: str | pathlib.Path | None = None,
     expected_pcrs: Mapping[int, bytes] | None = None,
     nonce: bytes | None = None,
     max_age: dt.timedelta | None = None,
@@ -283,34 +375,30 @@ def check_attestation(
     expected_user_data: bytes | None = None,
     unsafe_skip_pcr_check: bool = False,
 ) -> AttestationReport:
-    """Check ``data`` like :func:`verify_attestation`, returning a report instead of raising.
+    """Check ``data`` against ``policy`` at ``at``; return a report instead of raising.
 
-    Raises only for misuse (:class:`~zcbench.errors.UsageError`) or a missing root
-    (:class:`~zcbench.errors.EnvError`), never because the document failed a check.
+    The keyword arguments after ``at`` are the first version's spelling of a policy (see
+    :class:`AttestationPolicy`); give them or ``policy``, not both. Raises only for misuse
+    (:class:`~zcbench.errors.UsageError`) or a missing root
+    (:class:`~zcbench.errors.EnvError`), never because the document failed a check. An unsafe
+    policy is logged as a warning on every call and said in the report's ``warnings``.
     """
     if not isinstance(at, dt.datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise UsageError("'at' must be a timezone-aware datetime (e.g. datetime.now(UTC))")
     at = at.astimezone(dt.UTC)
-    if expected_pcrs is None and not unsafe_skip_pcr_check:
-        raise UsageError(
-            "no expected PCRs: pass expected_pcrs (e.g. from load_commitment_pcrs), or "
-            "unsafe_skip_pcr_check=True to accept any enclave image"
-        )
-    if expected_pcrs is not None and unsafe_skip_pcr_check:
-        raise UsageError("pass expected_pcrs or unsafe_skip_pcr_check=True, not both")
-    expected = _normalise_pcrs(expected_pcrs) if expected_pcrs is not None else {}
-    if expected_pcrs is not None and not expected:
-        raise UsageError("expected_pcrs is empty: name at least one PCR (PCR0 is the image)")
-    for name, value in (
-        ("nonce", nonce),
-        ("expected_public_key", expected_public_key),
-        ("expected_user_data", expected_user_data),
-    ):
-        if value is not None and not isinstance(value, bytes):
-            raise UsageError(f"{name} must be bytes, not {type(value).__name__}")
-    if max_age is not None and max_age < dt.timedelta(0):
-        raise UsageError("max_age must not be negative")
-    root = load_trust_root(trust)
+    policy = _policy_of(
+        policy,
+        trust=trust,
+        expected_pcrs=expected_pcrs,
+        nonce=nonce,
+        max_age=max_age,
+        allow_debug=allow_debug,
+        expected_public_key=expected_public_key,
+        expected_user_data=expected_user_data,
+        unsafe_skip_pcr_check=unsafe_skip_pcr_check,
+    )
+    root = load_trust_root(policy.trust)
+    warnings = policy.warn()
 
     doc: AttestationDocument | None = None
     seen: list[bytes] = []
@@ -318,16 +406,8 @@ def check_attestation(
         doc = parse_document(data)
         leaf_key = validate_path(doc.certificate, doc.cabundle, root, at, seen)
         _verify_signature(doc, leaf_key)
-        _check_policy(
-            doc,
-            at=at,
-            expected=expected,
-            nonce=nonce,
-            max_age=max_age,
-            allow_debug=allow_debug,
-            expected_public_key=expected_public_key,
-            expected_user_data=expected_user_data,
-        )
+        _check_time(doc, at)
+        _check_policy(doc, policy, at)
     except AttestationError as exc:
         return AttestationReport(
             verified=False,
@@ -335,37 +415,40 @@ def check_attestation(
             message=str(exc),
             expected=_text(exc.expected),
             actual=_text(exc.actual),
-            root=root.name,
-            simulated=root.simulated,
+            trust_root=root,
             document=doc,
             debug=None if doc is None else is_debug(doc.pcrs),
             pcrs_checked=False,
             checked_pcrs=(),
             at=at,
+            policy=policy,
             chain_der=tuple(seen),
+            warnings=warnings,
         )
     return AttestationReport(
         verified=True,
         failed_check=None,
-        message="verified" + (" (SIMULATED: development CA root)" if root.simulated else ""),
+        message="verified" + ("" if root.kind == "aws" else f" ({root.description})"),
         expected=None,
         actual=None,
-        root=root.name,
-        simulated=root.simulated,
+        trust_root=root,
         document=doc,
         debug=is_debug(doc.pcrs),
-        pcrs_checked=bool(expected),
-        checked_pcrs=tuple(sorted(expected)),
+        pcrs_checked=bool(policy.checked_pcrs),
+        checked_pcrs=policy.checked_pcrs,
         at=at,
+        policy=policy,
         chain_der=tuple(seen),
+        warnings=warnings,
     )
 
 
 def verify_attestation(
     data: bytes,
+    policy: AttestationPolicy | None = None,
     *,
-    trust: str | pathlib.Path = "aws",
     at: dt.datetime,
+    trust: str | pathlib.Path | None = None,
     expected_pcrs: Mapping[int, bytes] | None = None,
     nonce: bytes | None = None,
     max_age: dt.timedelta | None = None,
@@ -376,18 +459,16 @@ def verify_attestation(
 ) -> VerifiedAttestation:
     """Verify an attestation document; return what it proves or raise :class:`AttestationError`.
 
-    ``trust`` names the root: ``"aws"`` (pinned Root-G1), ``"dev"`` (development CA in the
-    zcbench home; the result is SIMULATED) or a :class:`pathlib.Path` to a PEM root. ``at`` is
-    the verification time (``document.time`` for an archived document: audit only, it proves
-    nothing about now). Every PCR in ``expected_pcrs`` must be present and equal; without it
-    the call is refused unless ``unsafe_skip_pcr_check=True``. Debug-mode documents are refused
-    unless ``allow_debug=True``. ``nonce``, ``max_age``, ``expected_public_key`` and
-    ``expected_user_data`` are checked when given.
+    ``policy`` says what is required (:class:`AttestationPolicy`: root, PCRs, nonce, age,
+    debug, public key, user data); the keyword arguments are its first-version spelling. ``at``
+    is the verification time (``document.time`` for an archived document: audit only, it proves
+    nothing about now). The result's ``trust_root`` says what the verdict rests on.
     """
     report = check_attestation(
         data,
-        trust=trust,
+        policy,
         at=at,
+        trust=trust,
         expected_pcrs=expected_pcrs,
         nonce=nonce,
         max_age=max_age,
@@ -399,15 +480,15 @@ def verify_attestation(
     if not report.verified:
         raise report.error()
     assert report.document is not None
-    assert report.root is not None
     assert report.debug is not None
     return VerifiedAttestation(
         document=report.document,
-        root=report.root,
-        simulated=report.simulated,
+        trust_root=report.trust_root,
         debug=report.debug,
         pcrs_checked=report.pcrs_checked,
         checked_pcrs=report.checked_pcrs,
         at=report.at,
         chain_der=report.chain_der,
+        policy=report.policy,
+        warnings=report.warnings,
     )

@@ -85,6 +85,7 @@ class LPReport:
             "verified": self.verified,
             "verdict": self.attestation.verdict,
             "simulated": report.simulated,
+            "trust_root": report.trust_root.to_dict(),
             "failed_check": report.failed_check,
             "message": report.message,
             "run_id": self.summary.get("run_id"),
@@ -358,7 +359,7 @@ def _commands_html(report: LPReport) -> str:
     )
     if result.report.simulated:
         note += (
-            " '--trust dev' names the local development CA: a SIMULATED enclave, a faithful "
+            " The root is the local development CA: a SIMULATED enclave, a faithful "
             "stand-in, not a confidential one."
         )
     return f'<pre style="{h.MONO};background:#f6f8fa;padding:8px">{h.esc(block)}</pre>' + \

@@ -26,11 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import cbor2
 import ipywidgets as widgets
 
 from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
-from zcbench.nitro import AttestationReport, check_attestation
+from zcbench.nitro import AttestationPolicy, AttestationReport, check_attestation
+from zcbench.nitro.binding import LogBinding, check_log_binding
 from zcbench.nitro.commitment import Commitment
 from zcbench.widgets import _html as h
 
@@ -92,65 +92,19 @@ def parse_nonce(text: str) -> bytes:
     return bytes.fromhex(cleaned)
 
 
-@dataclass(frozen=True)
-class CheckpointFacts:
-    """The log checkpoint an enclave put in ``user_data`` (CBOR ``{"checkpoint": note}``).
-
-    ``signed`` is true only when the note's signature verified under the document's
-    ``public_key`` (the attested log key) and the origin names the document's PCR0; ``problem``
-    says why not otherwise.
-    """
-
-    origin: str
-    size: int
-    root: bytes
-    note: bytes
-    signed: bool
-    problem: str | None
+CheckpointFacts = LogBinding
+"""The checkpoint an enclave put in ``user_data``: :class:`zcbench.nitro.binding.LogBinding`."""
 
 
-def checkpoint_facts(report: AttestationReport) -> CheckpointFacts | None:
-    """The checkpoint in the document's ``user_data``, or ``None`` when there is none.
+def checkpoint_facts(report: AttestationReport) -> LogBinding | None:
+    """The checkpoint in the document's ``user_data`` and whether the attested key signed it
+    (:func:`zcbench.nitro.binding.check_log_binding`), or ``None`` when there is none.
 
     Raises :class:`DataError` when ``user_data`` is present but is not a checkpoint map.
     """
-    from zcbench.auditlog.checkpoint import parse_checkpoint_note, verify_checkpoint
-
-    doc = report.document
-    if doc is None or doc.user_data is None:
+    if report.document is None:
         return None
-    try:
-        decoded = cbor2.loads(doc.user_data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
-        raise DataError(f"user_data is not CBOR: {exc}") from exc
-    if not isinstance(decoded, dict) or not isinstance(decoded.get("checkpoint"), bytes):
-        raise DataError("user_data is not a map {'checkpoint': <signed note bytes>}")
-    note: bytes = decoded["checkpoint"]
-    try:
-        checkpoint = parse_checkpoint_note(note)
-    except ZcbenchError as exc:
-        raise DataError(f"user_data carries a checkpoint that does not parse: {exc}") from exc
-    problem: str | None = None
-    if doc.public_key is None:
-        problem = "the document carries no public_key to check the checkpoint signature with"
-    else:
-        try:
-            verify_checkpoint(note, doc.public_key, checkpoint.origin)
-        except ZcbenchError as exc:
-            problem = f"checkpoint signature does not verify under the attested key: {exc}"
-        pcr0 = doc.pcrs.get(0)
-        if problem is None and pcr0 is not None:
-            prefix = f"zcbench/{pcr0.hex()[:16]}/"
-            if not checkpoint.origin.startswith(prefix):
-                problem = f"checkpoint origin {checkpoint.origin!r} does not name this PCR0"
-    return CheckpointFacts(
-        origin=checkpoint.origin,
-        size=checkpoint.size,
-        root=checkpoint.root,
-        note=note,
-        signed=problem is None,
-        problem=problem,
-    )
+    return check_log_binding(report.document, policy=report.policy)
 
 
 @dataclass(frozen=True)
@@ -170,7 +124,7 @@ class AttestationResult:
     expected_pcrs: Mapping[int, bytes]
     requested_at: dt.datetime
     source: str
-    checkpoint: CheckpointFacts | None = None
+    checkpoint: LogBinding | None = None
     checkpoint_problem: str | None = None
     commitment: Mapping[str, Any] = field(default_factory=dict)
 
@@ -202,15 +156,11 @@ def attestation_result(
     Misuse (no expected PCRs, a naive ``at``) raises :class:`UsageError`; a failed check does
     not raise, it is the result's verdict.
     """
-    report = check_attestation(
-        document,
-        trust=trust,
-        at=at,
-        expected_pcrs=expected_pcrs,
-        nonce=nonce,
-        max_age=max_age,
+    policy = AttestationPolicy(
+        trust=trust, expected_pcrs=expected_pcrs, nonce=nonce, max_age=max_age
     )
-    checkpoint: CheckpointFacts | None = None
+    report = check_attestation(document, policy, at=at)
+    checkpoint: LogBinding | None = None
     problem: str | None = None
     try:
         checkpoint = checkpoint_facts(report)
@@ -362,13 +312,17 @@ def read_commitment(path: pathlib.Path) -> tuple[dict[int, bytes], dict[str, Any
 def verdict_html(result: AttestationResult) -> str:
     """The verdict banner: VERIFIED or FAILED (with the check), SIMULATED beside it when so."""
     report = result.report
+    trust_root = report.trust_root
     simulated = h.pill("SIMULATED", h.AMBER) if report.simulated else ""
+    if trust_root.kind == "custom":
+        simulated = h.pill("CUSTOM ROOT", h.AMBER)
     lines: list[str] = []
     if report.verified:
         colour = h.GREEN
-        root = "the AWS Nitro root" if report.root == "aws" else f"root {h.esc(report.root)}"
-        if report.simulated:
-            root = "the local development CA"
+        root = {
+            "aws": "the AWS Nitro root",
+            "dev": "the local development CA",
+        }.get(trust_root.kind, h.esc(trust_root.description))
         lines.append(
             f"Signature and certificate chain verified to {root}; "
             + (
@@ -394,6 +348,14 @@ def verdict_html(result: AttestationResult) -> str:
             f'<span style="color:{h.AMBER}">SIMULATED: the root is the local development CA. '
             "This is a faithful stand-in for a Nitro enclave, not a confidential one.</span>"
         )
+    elif trust_root.kind == "custom":
+        lines.append(
+            f'<span style="color:{h.AMBER}">The root is not AWS\'s: '
+            f"{h.esc(trust_root.description)}. This proves only what that root's owner vouches "
+            "for.</span>"
+        )
+    for warning in report.warnings:
+        lines.append(f'<span style="color:{h.AMBER}">{h.esc(warning)}</span>')
     return h.banner(result.verdict, colour, lines, extra=simulated)
 
 
@@ -472,7 +434,7 @@ def document_facts_html(result: AttestationResult) -> str:
     age = result.age
     pairs = [
         ("source", h.esc(result.source)),
-        ("trust root", h.esc(report.root or "—") + (" (SIMULATED)" if report.simulated else "")),
+        ("trust root", h.esc(report.trust_root.description)),
         ("nonce asked for", h.mono("— (not checked)" if result.nonce is None
                                    else result.nonce.hex())),
         ("nonce in document", h.mono("—" if doc is None or doc.nonce is None else doc.nonce.hex())),
@@ -514,6 +476,8 @@ def result_to_json(result: AttestationResult) -> dict[str, Any]:
         "schema": "zcbench.attestation-report/1",
         "verdict": result.verdict,
         "simulated": report.simulated,
+        "trust_root": report.trust_root.to_dict(),
+        "warnings": list(report.warnings),
         "failed_check": report.failed_check,
         "message": report.message,
         "expected": report.expected,
@@ -527,6 +491,7 @@ def result_to_json(result: AttestationResult) -> dict[str, Any]:
         "document": None
         if doc is None
         else {
+            "document_id": doc.document_id,
             "module_id": doc.module_id,
             "time": doc.time.isoformat(),
             "nonce": None if doc.nonce is None else doc.nonce.hex(),
@@ -545,16 +510,7 @@ def result_to_json(result: AttestationResult) -> dict[str, Any]:
             }
             for c in report.chain
         ],
-        "checkpoint": None
-        if cp is None
-        else {
-            "origin": cp.origin,
-            "size": cp.size,
-            "root": cp.root.hex(),
-            "signed_by_attested_key": cp.signed,
-            "problem": cp.problem,
-            "note": cp.note.decode("utf-8", "replace"),
-        },
+        "checkpoint": None if cp is None else cp.to_dict(),
         "commitment": dict(result.commitment),
     }
 
@@ -700,7 +656,8 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
             f"Exported {path} (and the raw document {stem}.cbor). Re-verify it with: "
             f"zcbench verify attestation {stem}.cbor --nonce {nonce_hex} "
             "--commitment commitment.json"
-            + (" --trust dev" if result.report.simulated else ""),
+            + ("" if result.report.trust_root.kind == "aws" else " --trust "
+               + ("dev" if result.report.policy.trust == "dev" else "ROOT.pem")),
             h.GREEN,
         )
         return path
