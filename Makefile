@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zcbench-installed
 
-.PHONY: setup browser-deps demo test test-browser lint typecheck pytest bench lock clean
+.PHONY: setup browser-deps demo test test-fast test-browser lint typecheck pytest bench lock clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ browser-deps:
 pytest: setup browser-deps
 	$(PY) -m pytest -n 2 -m "not browser"
 	$(PY) -m pytest -m browser
+
+# The edit loop: everything but the slow (many processes, large inputs) and browser tests.
+test-fast: setup
+	$(PY) -m pytest -n 2 -q -m "not slow and not browser"
 
 test-browser: setup browser-deps
 	$(PY) -m pytest -m browser
