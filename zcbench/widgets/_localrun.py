@@ -145,15 +145,24 @@ class LocalRunBackend:
         def on_progress(progress: RunProgress) -> None:
             watcher.progress = progress
 
+        booted_at: list[float] = []
+
         def on_booted(handle: RunHandle) -> None:
             self.handle = handle
             watcher.run_id = handle.run_id
+            booted_at.append(time.monotonic())
             self.booted.set()
 
         def watch() -> None:
+            # the duration counts from the boot: a slow boot on a loaded machine must not
+            # leave a run with no batches
             while not done.wait(self.poll_s):
                 watcher.publish(time.monotonic() - started, "running")
-                if request.duration is not None and time.monotonic() - started > request.duration:
+                if (
+                    request.duration is not None
+                    and booted_at
+                    and time.monotonic() - booted_at[0] > request.duration
+                ):
                     stop.set()
 
         thread = threading.Thread(target=watch, name="zcbench-live-run-watch", daemon=True)

@@ -34,7 +34,7 @@ SYNTHETIC = "synthetic"  # the source name zcbench.host.sources.market_source kn
 class RunRequest:
     """What to run: a build folder, a source (``"synthetic"`` or a data file), a speed in
     multiples of real time by event time (``None``: as fast as the enclave takes it), an
-    optional duration in seconds and run folder."""
+    optional duration in seconds (counted from the enclave's boot) and run folder."""
 
     build_dir: pathlib.Path
     source: str = SYNTHETIC
