@@ -109,9 +109,8 @@ def test_the_enclave_process_takes_the_payload_with_the_boot_message(
     sealed = build.paths.payload.read_bytes()
     build.paths.payload.unlink()  # nothing to read from the folder
     for config, want in (({}, "error"), ({"sealed_payload": sealed}, "booted")):
-        enclave = launch_local(
-            ["--build", str(build.build_dir), "--payload", "boot"], isolate_network=False
-        )
+        image = ["--build", str(build.build_dir)]
+        enclave = launch_local(image, isolate_network=False, payload="boot")
         try:
             conn = enclave.connect(timeout=60)
             conn.send(Message("boot", {"run_id": "run-test", "config": config}))

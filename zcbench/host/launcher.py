@@ -3,7 +3,10 @@
 Local: ``python -m zcbench.enclave`` in a new network namespace when the machine allows it
 (``unshare -n``: as root here; the launch reports ``isolated_network`` either way), listening on
 a Unix socket in a private 0700 folder. The process is started in its own process group so the
-host can kill it (and only it) by its id.
+host can kill it (and only it) by its id. The enclave measures the image sections it loads; the
+sealed payload is outside them, delivered at boot: the ``payload`` of :func:`launch_local`
+(default: the build folder's ``payload.sealed``), or the boot message's
+``config["sealed_payload"]`` as on Nitro, whose image cannot hold it.
 
 Nitro: commands for ``nitro-cli run-enclave / describe-enclaves / terminate-enclave`` and parsers
 of their JSON output. They cannot run here; the command building and parsing are unit-tested.
@@ -158,13 +161,15 @@ def launch_local(
     isolate_network: bool | None = None,
     stderr_path: Path | None = None,
     env: Mapping[str, str] | None = None,
+    payload: Path | str | None = None,
 ) -> LocalEnclave:
     """Start the local enclave; ``image_args`` say what it loads (``["--build", DIR]`` or
     ``["--module", FILE, "--params", JSON]``, see ``python -m zcbench.enclave --help``).
 
     ``isolate_network``: True requires a new network namespace, False never uses one, None uses
     one when available. ``stderr_path`` keeps the enclave's diagnostics (default: its socket
-    folder).
+    folder). ``payload`` is where a ``--build`` image's sealed payload is delivered from: a file,
+    or ``"boot"`` for the boot message (default: the build folder's ``payload.sealed``).
     """
     available = network_isolation_available() if isolate_network is not False else False
     if isolate_network and not available:
@@ -178,6 +183,7 @@ def launch_local(
         "--listen",
         address,
         *image_args,
+        *(["--payload", str(payload)] if payload is not None else []),
     ]
     if available:
         cmd = [shutil.which(_UNSHARE) or _UNSHARE, "-n", *cmd]
