@@ -1,8 +1,14 @@
 """Where the attestation panel's documents come from, already checked.
 
 Owns the :class:`AttestationBackend` seam, :class:`VerifyingBackend` (fetch a document for a
-nonce, check it against a build's ``commitment.json``), the NSM-emulator source for a build
-folder, and reading a commitment with its whole document for display.
+nonce, check it against a build's ``commitment.json``), the sources it fetches from (the NSM
+emulator for a build folder; :class:`EnclaveSource`, the enclave of a local run, reused while it
+runs and started only when none is), and reading a commitment with its whole document for
+display.
+
+A fetch may say what it did for the last document in its ``provenance`` attribute (text, or
+``None``); the backend puts it in the result's ``source``, so the panel says "started a local
+enclave run ... for this request" or "the running local enclave ..." every time.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from zcbench.widgets._attest_result import AttestationResult, attestation_result
 __all__ = [
     "AttestationBackend",
     "EmulatorSource",
+    "EnclaveSource",
     "VerifyingBackend",
     "emulator_backend",
+    "enclave_backend",
     "read_commitment",
 ]
 
@@ -82,13 +90,17 @@ class VerifyingBackend:
     def request(self, nonce: bytes) -> AttestationResult:
         expected, commitment = read_commitment(self._commitment)
         document = self._fetch(nonce)
+        provenance = getattr(self._fetch, "provenance", None)
+        source = self._description
+        if isinstance(provenance, str) and provenance:
+            source = f"{source}: {provenance}"
         return attestation_result(
             document,
             nonce=nonce,
             expected_pcrs=expected,
             trust=self._trust,
             at=self._clock(),
-            source=self._description,
+            source=source,
             max_age=self._max_age,
             commitment=commitment,
         )
@@ -161,3 +173,75 @@ def read_commitment(path: pathlib.Path) -> tuple[dict[int, bytes], dict[str, Any
     if not isinstance(whole, dict):
         raise DataError(f"{path} is not a JSON object")
     return load_commitment_pcrs(path), whole
+
+
+class EnclaveSource:
+    """Documents from the enclave of a local run, saying each time which run answered.
+
+    ``runner`` is a :class:`zcbench.widgets.liverun.LocalRunBackend`. While it has a run going,
+    every request is answered by that run's enclave (no new run, no new folder). With ``start``,
+    a request when none is going starts that run in the background and waits for its boot; the
+    run then keeps answering until it ends or :meth:`stop_run` is called. :attr:`provenance`
+    says which of the two happened for the last document, with the run id and folder.
+    """
+
+    def __init__(self, runner: Any, *, start: Any = None, boot_s: float = 60.0) -> None:
+        from zcbench.widgets.liverun import LiveEnclaveSource
+
+        self._source = LiveEnclaveSource(runner, start=start, boot_s=boot_s)
+        self.runner = runner
+        self.provenance: str | None = None
+        self.started_runs = 0
+
+    @property
+    def stop(self) -> Any:
+        """The stop event of the run this source started (``None`` if it started none)."""
+        return self._source.stop
+
+    def stop_run(self) -> None:
+        """End the run this source started, if it is still going."""
+        if self._source.stop is not None:
+            self._source.stop.set()
+
+    def __call__(self, nonce: bytes) -> bytes:
+        was_running = self.runner.handle is not None
+        before = self._source.stop
+        document: bytes = self._source(nonce)
+        started = not was_running and self._source.stop is not before
+        handle = self.runner.handle
+        run_id = getattr(handle, "run_id", None) or "?"
+        where = self._run_folder()
+        if started:
+            self.started_runs += 1
+            self.provenance = (
+                f"no local enclave was running, so a run was started for this request (run "
+                f"{run_id}{where}); it answers the next requests while it runs"
+            )
+        else:
+            self.provenance = f"asked the running local enclave (run {run_id}{where})"
+        return document
+
+    def _run_folder(self) -> str:
+        start = self._source.start
+        folder = getattr(start, "run_dir", None)
+        return "" if folder is None else f", folder {folder}"
+
+
+def enclave_backend(
+    runner: Any,
+    build_dir: pathlib.Path,
+    *,
+    start: Any = None,
+    clock: Callable[[], dt.datetime] = _utcnow,
+) -> VerifyingBackend:
+    """A backend asking the enclave of ``runner``'s current run (starting ``start`` first when
+    given and no run is going; :class:`EnclaveSource`), checked against
+    ``build_dir/commitment.json`` under the root ``runner`` trusts (``"dev"``: SIMULATED)."""
+    build_dir = pathlib.Path(build_dir)
+    return VerifyingBackend(
+        EnclaveSource(runner, start=start),
+        commitment=build_dir / "commitment.json",
+        trust=runner.trust,
+        description=f"the local enclave of {build_dir}",
+        clock=clock,
+    )

@@ -52,8 +52,10 @@ from zcbench.widgets._attest_result import (
 from zcbench.widgets._attest_sources import (
     AttestationBackend,
     EmulatorSource,
+    EnclaveSource,
     VerifyingBackend,
     emulator_backend,
+    enclave_backend,
     read_commitment,
 )
 
@@ -64,12 +66,14 @@ __all__ = [
     "AttestationResult",
     "CheckpointFacts",
     "EmulatorSource",
+    "EnclaveSource",
     "VerifyingBackend",
     "attestation_result",
     "chain_html",
     "checkpoint_facts",
     "document_facts_html",
     "emulator_backend",
+    "enclave_backend",
     "parse_nonce",
     "pcr_table_html",
     "read_commitment",
