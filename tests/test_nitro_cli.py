@@ -430,7 +430,7 @@ def test_any_other_pem_root_is_a_custom_root_by_fingerprint(
 
 
 def _run_with_lp_document(
-    tmp_path: Path, name: str, *, with_checkpoint: bool = True
+    tmp_path: Path, name: str, *, with_checkpoint: bool = True, ca_folder: Path | None = None
 ) -> tuple[Path, Path, bytes]:
     """A run folder (real emulated boot document, six batches) and an LP document asked of its
     enclave at the end: the LP's nonce, the log key, the latest checkpoint in user_data."""
@@ -446,7 +446,7 @@ def _run_with_lp_document(
     now = dt.datetime.now(dt.UTC)
     pcr0 = bytes.fromhex("cd" * 48)
     emulator = NsmEmulator({0: pcr0, 1: b"\x01" * 48, 2: b"\x02" * 48},
-                           DevCA.load_or_create(now=now), clock=lambda: now)  # fmt: skip
+                           DevCA.load_or_create(ca_folder, now=now), clock=lambda: now)  # fmt: skip
     signer = LogSigner(Ed25519PrivateKey.generate(), log_origin(pcr0, name))
     boot = emulator.attestation(nonce=name.encode(), public_key=signer.public_key_spki_der)
     run = tmp_path / name
@@ -520,3 +520,20 @@ def test_log_verify_under_an_exported_dev_root_says_simulated(
     assert "SIMULATED" in out
     code, out, _ = _run(capsys, "log", "verify", str(run), "--trust", str(pem), "--json")
     assert _json(out)["simulated"] is True
+
+
+def test_log_verify_under_a_custom_root_names_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, zcbench_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import zcbench.nitro.devca as devca
+    from zcbench.nitro import load_trust_root
+
+    monkeypatch.setattr(devca, "DEV_ROOT_MARKER", "acme-enclaves")
+    run, _, _ = _run_with_lp_document(tmp_path, "run-acme", ca_folder=tmp_path / "acme")
+    pem = tmp_path / "acme" / "root.pem"
+    fingerprint = load_trust_root(pem).fingerprint
+    code, out, err = _run(capsys, "log", "verify", str(run), "--trust", str(pem))
+    assert code == 0, out + err
+    assert f"custom root {fingerprint}" in err
+    assert "SIMULATED" not in out + err

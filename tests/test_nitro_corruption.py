@@ -402,7 +402,9 @@ def _(c: Case, _t: Path) -> Outcome:
 def _flip_or_set(c: Case, name: str) -> Outcome:
     value = getattr(c.doc, name)
     if value is not None:
-        return _keep(_same_signature(c, _flip(c.doc.payload, value)))
+        # The field with its key: a short value ("pk") may also occur inside a certificate.
+        needle = cbor2.dumps(name) + cbor2.dumps(value)
+        return _keep(_same_signature(c, _flip(c.doc.payload, needle)))
     fields = _fields(c)
     fields[name] = b"x"
     return _keep(_same_signature(c, _payload(fields, indefinite=c.doc.indefinite)))

@@ -329,3 +329,69 @@ def test_the_panel_says_what_the_verdict_rests_on_however_the_root_was_trusted(
     assert "AWS Nitro root" not in verdict_html(custom)
     assert f"custom root {fingerprint}" in document_facts_html(custom)
     assert result_to_json(custom)["trust_root"]["kind"] == "custom"
+
+
+class _FakeHandle:
+    def __init__(self, run_id: str, emulator: NsmEmulator) -> None:
+        self.run_id = run_id
+        self._emulator = emulator
+
+    def attest(self, nonce: bytes) -> bytes:
+        return self._emulator.attestation(nonce=nonce)
+
+
+class _FakeRunner:
+    """LocalRunBackend's surface that EnclaveSource uses, with an emulator for an enclave."""
+
+    def __init__(self, emulator: NsmEmulator) -> None:
+        import threading
+
+        self.trust = "dev"
+        self.handle: _FakeHandle | None = None
+        self.booted = threading.Event()
+        self.error: str | None = None
+        self.starts = 0
+        self._emulator = emulator
+
+    def start_in_background(self, request: object) -> object:
+        import threading
+
+        self.starts += 1
+        self.handle = _FakeHandle(f"run-{self.starts}", self._emulator)
+        self.booted.set()
+        return threading.Event()
+
+
+def test_request_reuses_the_running_enclave_and_says_when_it_starts_one(
+    emulator: NsmEmulator, tmp_path: Path
+) -> None:
+    from zcbench.widgets.attestation import enclave_backend
+    from zcbench.widgets.liverun import RunRequest
+
+    build = tmp_path / "build"
+    build.mkdir()
+    _commitment(build, PCRS)
+    runner = _FakeRunner(emulator)
+    start = RunRequest(build_dir=build, rate=1.0, run_dir=tmp_path / "run")
+    backend = enclave_backend(runner, build, start=start, clock=lambda: NOW)
+    panel = AttestationPanel(backend)
+
+    first = panel.request()
+    assert first is not None, panel.last_error
+    assert first.verdict == "VERIFIED"
+    assert runner.starts == 1
+    assert "a run was started for this request (run run-1" in first.source
+    assert "a run was started for this request" in panel.status.value
+
+    for _ in range(3):  # the same run answers every later request: no new run, no new folder
+        again = panel.request()
+        assert again is not None
+        assert runner.starts == 1
+        assert "asked the running local enclave (run run-1" in again.source
+        assert "started" not in again.source
+
+    runner.handle = None  # the run ended: the next request starts one, and says so
+    later = panel.request()
+    assert later is not None
+    assert runner.starts == 2
+    assert "a run was started for this request (run run-2" in later.source

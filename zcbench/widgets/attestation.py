@@ -13,6 +13,12 @@ check it against the commitment; tests pass an in-memory fake.
 Every failure while requesting (a malformed nonce, a missing build, a dead enclave) is shown in
 the panel as a readable message and the panel stays usable; nothing is left as a traceback in
 the cell output.
+
+This module is the panel and the facade; one concept per module behind it:
+
+* :mod:`zcbench.widgets._attest_result`   one request and its verdict (:class:`AttestationResult`)
+* :mod:`zcbench.widgets._attest_sources`  backends: where checked documents come from
+* :mod:`zcbench.widgets._attest_render`   the verdict banner, PCR table, chain, facts, JSON
 """
 
 from __future__ import annotations
@@ -22,17 +28,36 @@ import json
 import os
 import pathlib
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
 
 import ipywidgets as widgets
 
-from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
-from zcbench.nitro import AttestationPolicy, AttestationReport, check_attestation
-from zcbench.nitro.binding import LogBinding, check_log_binding
-from zcbench.nitro.commitment import Commitment
+from zcbench.errors import UsageError, ZcbenchError
 from zcbench.widgets import _html as h
+from zcbench.widgets._attest_render import (
+    chain_html,
+    document_facts_html,
+    pcr_table_html,
+    result_to_json,
+    verdict_html,
+)
+from zcbench.widgets._attest_result import (
+    DEFAULT_NONCE_BYTES,
+    AttestationResult,
+    CheckpointFacts,
+    attestation_result,
+    checkpoint_facts,
+    parse_nonce,
+)
+from zcbench.widgets._attest_sources import (
+    AttestationBackend,
+    EmulatorSource,
+    EnclaveSource,
+    VerifyingBackend,
+    emulator_backend,
+    enclave_backend,
+    read_commitment,
+)
 
 __all__ = [
     "DEFAULT_NONCE_BYTES",
@@ -41,478 +66,20 @@ __all__ = [
     "AttestationResult",
     "CheckpointFacts",
     "EmulatorSource",
+    "EnclaveSource",
     "VerifyingBackend",
     "attestation_result",
     "chain_html",
     "checkpoint_facts",
     "document_facts_html",
     "emulator_backend",
+    "enclave_backend",
     "parse_nonce",
     "pcr_table_html",
     "read_commitment",
     "result_to_json",
     "verdict_html",
 ]
-
-DEFAULT_NONCE_BYTES = 32
-"""Length of the random nonce the panel proposes."""
-
-_MAX_NONCE_BYTES = 1024  # what an NSM document can carry (zcbench.nitro.document)
-_SHOWN_PCRS = (0, 1, 2, 3, 4, 8)  # the PCRs Nitro defines; the others are always zero
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def parse_nonce(text: str) -> bytes:
-    """The nonce written as hex (spaces and a ``0x`` prefix allowed); raises :class:`UsageError`.
-
-    The message says what is wrong with the text so a person can correct it.
-    """
-    cleaned = "".join(text.split())
-    if cleaned[:2].lower() == "0x":
-        cleaned = cleaned[2:]
-    if not cleaned:
-        raise UsageError("the nonce is empty: type hex digits or press 'New nonce'")
-    bad = sorted({c for c in cleaned if c not in "0123456789abcdefABCDEF"})
-    if bad:
-        raise UsageError(
-            f"the nonce must be hex digits 0-9 a-f; it contains {''.join(bad)!r}"
-        )
-    if len(cleaned) % 2:
-        raise UsageError(
-            f"the nonce has {len(cleaned)} hex digits; it needs an even number (two per byte)"
-        )
-    if len(cleaned) // 2 > _MAX_NONCE_BYTES:
-        raise UsageError(
-            f"the nonce is {len(cleaned) // 2} bytes; an attestation document holds at most "
-            f"{_MAX_NONCE_BYTES}"
-        )
-    return bytes.fromhex(cleaned)
-
-
-CheckpointFacts = LogBinding
-"""The checkpoint an enclave put in ``user_data``: :class:`zcbench.nitro.binding.LogBinding`."""
-
-
-def checkpoint_facts(report: AttestationReport) -> LogBinding | None:
-    """The checkpoint in the document's ``user_data`` and whether the attested key signed it
-    (:func:`zcbench.nitro.binding.check_log_binding`), or ``None`` when there is none.
-
-    Raises :class:`DataError` when ``user_data`` is present but is not a checkpoint map.
-    """
-    if report.document is None:
-        return None
-    return check_log_binding(report.document, policy=report.policy)
-
-
-@dataclass(frozen=True)
-class AttestationResult:
-    """One attestation request and its verdict.
-
-    ``report`` is the verifier's report, unaltered; ``document`` the raw bytes as received;
-    ``nonce`` the nonce asked for and checked (``None``: none was given, none was checked);
-    ``expected_pcrs`` what the commitment says; ``requested_at`` when the panel asked (the age
-    shown is measured from the document's own time to this instant); ``source`` says where the
-    document came from, in words.
-    """
-
-    report: AttestationReport
-    document: bytes
-    nonce: bytes | None
-    expected_pcrs: Mapping[int, bytes]
-    requested_at: dt.datetime
-    source: str
-    checkpoint: LogBinding | None = None
-    checkpoint_problem: str | None = None
-    commitment: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def verdict(self) -> str:
-        """``"VERIFIED"`` or ``"FAILED"`` (SIMULATED is said beside it, never instead)."""
-        return "VERIFIED" if self.report.verified else "FAILED"
-
-    @property
-    def age(self) -> dt.timedelta | None:
-        """How old the document was when it was requested, or ``None`` if it did not parse."""
-        doc = self.report.document
-        return None if doc is None else self.requested_at - doc.time
-
-
-def attestation_result(
-    document: bytes,
-    *,
-    nonce: bytes | None,
-    expected_pcrs: Mapping[int, bytes],
-    trust: str | pathlib.Path,
-    at: dt.datetime,
-    source: str,
-    max_age: dt.timedelta | None = None,
-    commitment: Mapping[str, Any] | None = None,
-) -> AttestationResult:
-    """Check ``document`` with :func:`check_attestation` and gather what the panel shows.
-
-    Misuse (no expected PCRs, a naive ``at``) raises :class:`UsageError`; a failed check does
-    not raise, it is the result's verdict.
-    """
-    policy = AttestationPolicy(
-        trust=trust, expected_pcrs=expected_pcrs, nonce=nonce, max_age=max_age
-    )
-    report = check_attestation(document, policy, at=at)
-    checkpoint: LogBinding | None = None
-    problem: str | None = None
-    try:
-        checkpoint = checkpoint_facts(report)
-    except DataError as exc:
-        problem = str(exc)
-    return AttestationResult(
-        report=report,
-        document=document,
-        nonce=nonce,
-        expected_pcrs=dict(expected_pcrs),
-        requested_at=at,
-        source=source,
-        checkpoint=checkpoint,
-        checkpoint_problem=problem,
-        commitment=dict(commitment or {}),
-    )
-
-
-class AttestationBackend(Protocol):
-    """Where the panel's documents come from, already checked.
-
-    ``request`` raises a :class:`~zcbench.errors.ZcbenchError` when no document could be had
-    (no enclave, missing build); a document that fails a check is a result, not an error.
-    """
-
-    @property
-    def description(self) -> str: ...
-
-    def request(self, nonce: bytes) -> AttestationResult: ...
-
-
-class VerifyingBackend:
-    """A backend that fetches a document for a nonce and checks it against a commitment.
-
-    ``fetch(nonce) -> bytes`` is the seam: a running enclave's ``attest``, or the NSM emulator.
-    ``commitment`` is the build's ``commitment.json``; its PCRs, read with
-    :func:`zcbench.nitro.load_commitment_pcrs`, are the expected ones. ``trust`` names the root
-    (``"dev"`` for the local world, every verdict then SIMULATED). ``clock`` gives the
-    verification time.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[bytes], bytes],
-        *,
-        commitment: pathlib.Path,
-        trust: str | pathlib.Path = "aws",
-        description: str = "enclave",
-        clock: Callable[[], dt.datetime] = _utcnow,
-        max_age: dt.timedelta | None = dt.timedelta(minutes=5),
-    ) -> None:
-        self._fetch = fetch
-        self._commitment = pathlib.Path(commitment)
-        self._trust = trust
-        self._description = description
-        self._clock = clock
-        self._max_age = max_age
-
-    @property
-    def description(self) -> str:
-        return self._description
-
-    @property
-    def fetch(self) -> Callable[[bytes], bytes]:
-        """Where documents come from (e.g. a ``LiveEnclaveSource``)."""
-        return self._fetch
-
-    def request(self, nonce: bytes) -> AttestationResult:
-        expected, commitment = read_commitment(self._commitment)
-        document = self._fetch(nonce)
-        return attestation_result(
-            document,
-            nonce=nonce,
-            expected_pcrs=expected,
-            trust=self._trust,
-            at=self._clock(),
-            source=self._description,
-            max_age=self._max_age,
-            commitment=commitment,
-        )
-
-
-class EmulatorSource:
-    """Documents from the NSM emulator for a build folder, until a live enclave can be asked.
-
-    The emulator's PCR0-2 are measured from the build's image sections on every request
-    (:func:`zcbench.packager.measure_local_image`), never taken from the commitment, so a build
-    whose image no longer matches its commitment fails. Signed by the development CA:
-    every verdict is SIMULATED.
-    """
-
-    def __init__(
-        self, build_dir: pathlib.Path, *, clock: Callable[[], dt.datetime] = _utcnow
-    ) -> None:
-        self.build_dir = pathlib.Path(build_dir)
-        self._clock = clock
-
-    def __call__(self, nonce: bytes) -> bytes:
-        from zcbench.nitro import DevCA, NsmEmulator
-        from zcbench.packager import measure_local_image
-
-        if not self.build_dir.is_dir():
-            raise EnvError(
-                f"build folder {self.build_dir} does not exist: make one with 'zcbench package'"
-            )
-        pcrs = measure_local_image(self.build_dir)
-        ca = DevCA.load_or_create(now=self._clock())
-        return NsmEmulator(pcrs, ca, clock=self._clock).attestation(nonce=nonce)
-
-
-def emulator_backend(
-    build_dir: pathlib.Path,
-    *,
-    clock: Callable[[], dt.datetime] = _utcnow,
-    max_age: dt.timedelta | None = dt.timedelta(minutes=5),
-) -> VerifyingBackend:
-    """A backend for ``build_dir`` whose documents come from the NSM emulator (SIMULATED),
-    checked against the build's ``commitment.json`` under the development CA root."""
-    build_dir = pathlib.Path(build_dir)
-    return VerifyingBackend(
-        EmulatorSource(build_dir, clock=clock),
-        commitment=build_dir / "commitment.json",
-        trust="dev",
-        description=f"NSM emulator over the measured image of {build_dir} (SIMULATED)",
-        clock=clock,
-        max_age=max_age,
-    )
-
-
-def read_commitment(path: pathlib.Path) -> tuple[dict[int, bytes], dict[str, Any]]:
-    """The expected PCRs and the whole document of a ``commitment.json``.
-
-    Raises :class:`zcbench.errors.UsageError` when the file is missing and :class:`DataError`
-    when it is malformed (:meth:`zcbench.nitro.commitment.Commitment.load`).
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise UsageError(
-            f"no commitment at {path}: point the panel at a build folder made by "
-            "'zcbench package' (it writes commitment.json)"
-        )
-    commitment = Commitment.load(path)
-    return dict(commitment.pcrs), commitment.to_dict()
-
-
-# ---------------------------------------------------------------------------------- rendering
-
-
-def verdict_html(result: AttestationResult) -> str:
-    """The verdict banner: VERIFIED or FAILED (with the check), SIMULATED beside it when so."""
-    report = result.report
-    trust_root = report.trust_root
-    simulated = h.pill("SIMULATED", h.AMBER) if report.simulated else ""
-    if trust_root.kind == "custom":
-        simulated = h.pill("CUSTOM ROOT", h.AMBER)
-    lines: list[str] = []
-    if report.verified:
-        colour = h.GREEN
-        root = {
-            "aws": "the AWS Nitro root",
-            "dev": "the local development CA",
-        }.get(trust_root.kind, h.esc(trust_root.description))
-        lines.append(
-            f"Signature and certificate chain verified to {root}; "
-            + (
-                f"PCR{', PCR'.join(str(i) for i in report.checked_pcrs)} match the commitment; "
-                if report.pcrs_checked
-                else "<b>no PCR was checked</b>; "
-            )
-            + (
-                "your nonce is in the document."
-                if result.nonce is not None
-                else "<b>no nonce was given, so freshness was not checked</b>."
-            )
-        )
-    else:
-        colour = h.RED
-        lines.append(f"Failed check: <b>{h.esc(report.failed_check)}</b>")
-        lines.append(h.esc(report.message))
-        if report.expected is not None or report.actual is not None:
-            lines.append(f"expected {h.mono(str(report.expected))}")
-            lines.append(f"actual&nbsp;&nbsp;&nbsp;{h.mono(str(report.actual))}")
-    if report.simulated:
-        lines.append(
-            f'<span style="color:{h.AMBER}">SIMULATED: the root is the local development CA. '
-            "This is a faithful stand-in for a Nitro enclave, not a confidential one.</span>"
-        )
-    elif trust_root.kind == "custom":
-        lines.append(
-            f'<span style="color:{h.AMBER}">The root is not AWS\'s: '
-            f"{h.esc(trust_root.description)}. This proves only what that root's owner vouches "
-            "for.</span>"
-        )
-    for warning in report.warnings:
-        lines.append(f'<span style="color:{h.AMBER}">{h.esc(warning)}</span>')
-    return h.banner(result.verdict, colour, lines, extra=simulated)
-
-
-def pcr_table_html(result: AttestationResult) -> str:
-    """PCRs expected (commitment) against actual (document), one row per PCR shown."""
-    doc = result.report.document
-    actual = dict(doc.pcrs) if doc is not None else {}
-    shown = {i for i in _SHOWN_PCRS if any(actual.get(i, b""))}
-    indices = sorted(set(result.expected_pcrs) | shown)
-    rows: list[list[str]] = []
-    colours: list[str | None] = []
-    for i in indices:
-        want = result.expected_pcrs.get(i)
-        got = actual.get(i)
-        if want is None:
-            status, colour = "not committed", None
-        elif got is None:
-            status, colour = "MISSING", "#ffebe9"
-        elif got == want:
-            status, colour = "match", "#dafbe1"
-        else:
-            status, colour = "MISMATCH", "#ffebe9"
-        rows.append(
-            [
-                f"PCR{i}",
-                h.esc("—" if want is None else want.hex()),
-                h.esc("—" if got is None else got.hex()),
-                f"<b>{h.esc(status)}</b>",
-            ]
-        )
-        colours.append(colour)
-    if not rows:
-        return h.notice("no PCRs to show: the document did not parse")
-    return h.table(
-        ["PCR", "expected (commitment)", "actual (document)", ""],
-        rows,
-        mono_columns=(1, 2),
-        nowrap_columns=(0, 3),
-        row_colours=colours,
-    )
-
-
-def chain_html(result: AttestationResult) -> str:
-    """The certificate chain, root first, with each certificate's validity at the check time."""
-    report = result.report
-    if not report.chain:
-        return h.notice("no certificate chain could be read from the document")
-    rows = []
-    colours: list[str | None] = []
-    n = len(report.chain)
-    for i, cert in enumerate(report.chain):
-        role = "root" if i == 0 else "leaf" if i == n - 1 else "intermediate"
-        valid = cert.not_before <= report.at <= cert.not_after
-        rows.append(
-            [
-                h.esc(role),
-                h.esc(cert.subject),
-                h.when(cert.not_before),
-                h.when(cert.not_after),
-                "valid" if valid else "<b>NOT VALID</b>",
-            ]
-        )
-        colours.append(None if valid else "#ffebe9")
-    return h.table(
-        ["", "subject", "not before", "not after", f"at {h.when(report.at)}"],
-        rows,
-        nowrap_columns=(0, 2, 3, 4),
-        row_colours=colours,
-    )
-
-
-def document_facts_html(result: AttestationResult) -> str:
-    """Document time, age, module, nonce, source, trust root, and the checkpoint it carries."""
-    report = result.report
-    doc = report.document
-    age = result.age
-    pairs = [
-        ("source", h.esc(result.source)),
-        ("trust root", h.esc(report.trust_root.description)),
-        ("nonce asked for", h.mono("— (not checked)" if result.nonce is None
-                                   else result.nonce.hex())),
-        ("nonce in document", h.mono("—" if doc is None or doc.nonce is None else doc.nonce.hex())),
-        ("document time", h.when(doc.time if doc is not None else None)),
-        ("age when checked", h.esc("—" if age is None else h.duration(age))),
-        ("checked at", h.when(report.at)),
-        ("module", h.esc("—" if doc is None else doc.module_id)),
-    ]
-    if result.commitment:
-        strategy = result.commitment.get("strategy")
-        sha = result.commitment.get("strategy_sha256")
-        pairs.append(("strategy (commitment)", h.esc(strategy if strategy else "—")))
-        pairs.append(("strategy_sha256", h.mono(str(sha) if sha else "—")))
-    cp = result.checkpoint
-    if cp is not None:
-        sign = (
-            f'<span style="color:{h.GREEN}">signed by the attested log key</span>'
-            if cp.signed
-            else f'<span style="color:{h.RED}">{h.esc(cp.problem)}</span>'
-        )
-        noun = "record" if cp.size == 1 else "records"
-        pairs.append(("log checkpoint", f"{h.esc(cp.size)} {noun}; {sign}"))
-        pairs.append(("log origin", h.mono(cp.origin)))
-        pairs.append(("log root", h.mono(cp.root.hex())))
-    elif result.checkpoint_problem:
-        pairs.append(("log checkpoint", f'<span style="color:{h.RED}">'
-                      f"{h.esc(result.checkpoint_problem)}</span>"))
-    else:
-        pairs.append(("log checkpoint", "none in this document"))
-    return h.facts(pairs)
-
-
-def result_to_json(result: AttestationResult) -> dict[str, Any]:
-    """Everything the panel shows, as a JSON-ready dict (what 'Export report' writes)."""
-    report = result.report
-    doc = report.document
-    cp = result.checkpoint
-    return {
-        "schema": "zcbench.attestation-report/1",
-        "verdict": result.verdict,
-        "simulated": report.simulated,
-        "trust_root": report.trust_root.to_dict(),
-        "warnings": list(report.warnings),
-        "failed_check": report.failed_check,
-        "message": report.message,
-        "expected": report.expected,
-        "actual": report.actual,
-        "root": report.root,
-        "pcrs_checked": report.pcrs_checked,
-        "checked_pcrs": list(report.checked_pcrs),
-        "checked_at": report.at.isoformat(),
-        "source": result.source,
-        "nonce": None if result.nonce is None else result.nonce.hex(),
-        "document": None
-        if doc is None
-        else {
-            "document_id": doc.document_id,
-            "module_id": doc.module_id,
-            "time": doc.time.isoformat(),
-            "nonce": None if doc.nonce is None else doc.nonce.hex(),
-            "public_key": None if doc.public_key is None else doc.public_key.hex(),
-            "pcrs": {str(i): v.hex() for i, v in sorted(doc.pcrs.items())},
-        },
-        "age_seconds": None if result.age is None else result.age.total_seconds(),
-        "expected_pcrs": {str(i): v.hex() for i, v in sorted(result.expected_pcrs.items())},
-        "chain": [
-            {
-                "subject": c.subject,
-                "issuer": c.issuer,
-                "not_before": c.not_before.isoformat(),
-                "not_after": c.not_after.isoformat(),
-                "sha256": c.sha256,
-            }
-            for c in report.chain
-        ],
-        "checkpoint": None if cp is None else cp.to_dict(),
-        "commitment": dict(result.commitment),
-    }
 
 
 # ---------------------------------------------------------------------------------- the panel
