@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import cbor2
 import ipywidgets as widgets
 
+from zcbench import _cbor
 from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
 from zcbench.nitro import AttestationReport, check_attestation, load_commitment_pcrs
 from zcbench.widgets import _html as h
@@ -119,9 +119,10 @@ def checkpoint_facts(report: AttestationReport) -> CheckpointFacts | None:
     if doc is None or doc.user_data is None:
         return None
     try:
-        decoded = cbor2.loads(doc.user_data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
-        raise DataError(f"user_data is not CBOR: {exc}") from exc
+        # canonical, as the enclave writes it: {"checkpoint": <note bytes>}
+        decoded = _cbor.decode(doc.user_data, canonical=True, max_depth=1)
+    except _cbor.CborError as exc:
+        raise DataError(f"user_data is not canonical CBOR: {exc}") from None
     if not isinstance(decoded, dict) or not isinstance(decoded.get("checkpoint"), bytes):
         raise DataError("user_data is not a map {'checkpoint': <signed note bytes>}")
     note: bytes = decoded["checkpoint"]
