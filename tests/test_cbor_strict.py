@@ -288,3 +288,16 @@ def test_shortest_float_rule_matches_cbor2() -> None:
         (half,) = struct.unpack(">e", struct.pack(">H", bits))
         if not math.isnan(half):
             assert _cbor._shortest_float(half) == cbor2.dumps(half, canonical=True)
+
+
+def test_benchmark_quick_run_completes() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_cbor.py"
+    proc = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "decode_batch" in proc.stdout
+    assert "strict CBOR layer alone" in proc.stdout

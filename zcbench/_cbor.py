@@ -41,7 +41,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import cbor2
 
@@ -336,26 +336,26 @@ class _NoSemanticTags(dict[int, Any]):
 _NO_TAGS: Final = _NoSemanticTags()
 
 
-def _ascii_keys_ordered(keys: Iterable[object]) -> bool | None:
-    """Whether text keys are in length-first order; None when a key is not ASCII text."""
-    prev_len, prev = -1, ""
-    for key in keys:
+def _ascii_keys_cost(mapping: dict[object, object]) -> int | None:
+    """The keys' least cost when all are ASCII text in length-first order, None when a key is
+    not ASCII text; raises :class:`_Doubt` when they are out of order."""
+    prev_len, prev, cost = -1, "", 0
+    for key in mapping:
         if type(key) is not str or not key.isascii():
             return None
         n = len(key)  # an ASCII key's encoding grows with its length, then sorts bytewise
         if n < prev_len or (n == prev_len and key <= prev):
-            return False
+            raise _Doubt
         prev_len, prev = n, key
-    return True
+        cost += n + 1
+    return cost
 
 
-def _keys_ordered(keys: Iterable[object]) -> bool:
-    ordered = _ascii_keys_ordered(keys)
-    if ordered is not None:
-        return ordered
+def _keys_ordered(mapping: dict[object, object]) -> bool:
+    """Whether the keys are integers, text or byte strings in length-first encoded order."""
     previous: tuple[int, bytes] = (-1, b"")
-    for key in keys:
-        if type(key) not in (int, str, bytes) or (type(key) is int and not _in_range(key)):
+    for key in mapping:
+        if type(key) not in (int, str, bytes):  # bool, None, tuple, frozendict, float: no
             return False
         encoded = cbor2.dumps(key)
         if (len(encoded), encoded) <= previous:
@@ -364,29 +364,32 @@ def _keys_ordered(keys: Iterable[object]) -> bool:
     return True
 
 
-def _in_range(value: int) -> bool:
-    return _INT_MIN <= value <= _INT_MAX
-
-
-def _cost(value: object, depth: int, max_depth: int, floats: bool) -> int:
-    """The fewest input bytes a plain tree ``value`` (a list or dict at ``depth``) needs.
+def _cost(value: list[object] | dict[object, object], depth: int, max_depth: int,
+          floats: bool) -> int:
+    """The fewest input bytes the plain tree ``value`` (an array or map at ``depth``) needs.
 
     Raises :class:`_Doubt` unless the tree is one the reader could have produced: only its
     kinds of items, integers of 64 bits, keys in canonical order, nesting within ``max_depth``.
     Each item of a canonical encoding takes at least one byte and a string at least its length,
     so a cost above the input's size means shared values or string references; checking it
-    also keeps the re-encoding linear. (Inlined for speed: this runs once per live batch.)
+    also keeps the re-encoding linear. (This runs once per live batch: hence the ASCII keys'
+    shortcut and the inlined loop.)
     """
-    if type(value) is dict:
-        if not _keys_ordered(value):
-            raise _Doubt
-        items: Iterable[object] = chain.from_iterable(value.items())
-    else:
-        items = cast("list[object]", value)
-    cost = 1
+    if value and depth >= max_depth:
+        raise _Doubt
+    if type(value) is not dict:
+        return 1 + _items_cost(value, depth, max_depth, floats)
+    keys = _ascii_keys_cost(value)
+    if keys is not None:
+        return 1 + keys + _items_cost(value.values(), depth, max_depth, floats)
+    if not _keys_ordered(value):
+        raise _Doubt
+    return 1 + _items_cost(chain.from_iterable(value.items()), depth, max_depth, floats)
+
+
+def _items_cost(items: Iterable[object], depth: int, max_depth: int, floats: bool) -> int:
+    cost = 0
     for item in items:
-        if depth >= max_depth:
-            raise _Doubt
         kind = type(item)
         if kind is bytes or kind is str:
             cost += len(item) + 1  # type: ignore[arg-type]
@@ -395,7 +398,7 @@ def _cost(value: object, depth: int, max_depth: int, floats: bool) -> int:
                 raise _Doubt
             cost += 1
         elif kind is list or kind is dict:
-            cost += _cost(item, depth + 1, max_depth, floats)
+            cost += _cost(item, depth + 1, max_depth, floats)  # type: ignore[arg-type]
         elif item is None or kind is bool or (kind is float and floats):
             cost += 1
         else:

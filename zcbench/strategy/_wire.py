@@ -234,9 +234,8 @@ def _first_seen(codes: np.ndarray[Any, Any], size: int) -> bool:
     one past the largest code so far), each used: the dictionary encode_batch writes."""
     if not len(codes):
         return size == 0
-    c = codes.astype(np.int64)
-    running = np.maximum.accumulate(c)
-    return bool(c[0] == 0 and (c[1:] <= running[:-1] + 1).all() and running[-1] == size - 1)
+    running = np.maximum.accumulate(codes)  # codes were checked < size: + 1 cannot overflow
+    return bool(codes[0] == 0 and running[-1] == size - 1 and (codes[1:] <= running[:-1] + 1).all())
 
 
 def _string_view_column(
