@@ -34,7 +34,7 @@ from zcbench.errors import EnvError, UsageError
 
 
 def _raw(doc: object) -> bytes:
-    body = cbor2.dumps(doc)
+    body = cbor2.dumps(doc, canonical=True)  # frame bodies are canonical, as encode_frame writes
     return HEADER.pack(len(body)) + body
 
 

@@ -159,3 +159,11 @@ def test_hostile_inputs_stay_within_a_memory_bound() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000  # far below any declared size above; a few copies of the input
+
+
+@FUZZ
+@given(st.sampled_from(REAL), st.binary(min_size=1, max_size=64))
+def test_real_documents_with_any_trailing_junk_are_refused(base: bytes, junk: bytes) -> None:
+    with pytest.raises(AttestationError, match="trailing bytes") as exc:
+        parse_document(base + junk)
+    assert exc.value.check == "decode"

@@ -22,6 +22,8 @@ from typing import Any, Final
 
 import cbor2
 
+from zcbench import _cbor
+from zcbench._cbor import describe
 from zcbench.errors import DataError, EnvError
 
 __all__ = [
@@ -46,6 +48,8 @@ MAX_FRAME: Final = 64 * 1024 * 1024
 """Default hard limit on one frame's body; a 1,000-event batch is about 40 KB."""
 
 _OPTIONAL: Final = "?"
+_MAX_DEPTH: Final = 8
+"""Deepest nesting in a frame body (message map > a field's array or map > ...)."""
 
 # type -> {field: (accepted python types, optional?)}. Unknown fields are refused, so a frame
 # from a newer peer fails loudly rather than being half understood.
@@ -180,17 +184,18 @@ def encode_frame(message: Message, *, max_frame: int = MAX_FRAME) -> bytes:
 
 def decode_body(body: bytes) -> Message:
     """The message in one frame body; raises a non-fatal :class:`FrameError` if malformed."""
-    try:
-        doc = cbor2.loads(body, allow_duplicate_keys=False, allow_indefinite=False)
-    except Exception as exc:  # cbor2 raises several types; all mean "not a CBOR item"
-        raise FrameError(f"frame body is not CBOR ({type(exc).__name__})", code="garbage") from None
+    try:  # canonical, as encode_frame writes it
+        doc = _cbor.decode(body, canonical=True, max_depth=_MAX_DEPTH, max_bytes=MAX_FRAME)
+    except _cbor.CborError as exc:
+        raise FrameError(f"frame body is not canonical CBOR: {exc}", code="garbage") from None
     if not isinstance(doc, dict) or not all(isinstance(k, str) for k in doc):
         raise FrameError("frame body is not a CBOR map with text keys", code="garbage")
     version = doc.pop("v", None)
     kind = doc.pop("type", None)
     if version != PROTOCOL_VERSION or isinstance(version, bool):
         raise FrameError(
-            f"protocol version {version!r}, this build speaks {PROTOCOL_VERSION}", code="version"
+            f"protocol version {describe(version)}, this build speaks {PROTOCOL_VERSION}",
+            code="version",
         )
     if not isinstance(kind, str):
         raise FrameError("frame has no text 'type'", code="ill_typed")

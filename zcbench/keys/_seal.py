@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -32,6 +31,8 @@ from typing import Any, Final
 import cbor2
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
+from zcbench import _cbor
+from zcbench._cbor import describe
 from zcbench.errors import DataError, VerificationError
 
 __all__ = [
@@ -137,18 +138,16 @@ def seal_strategy(
 def _decode(sealed: bytes) -> dict[str, Any]:
     if not isinstance(sealed, bytes) or not 0 < len(sealed) <= MAX_SEALED:
         raise DataError("sealed payload: empty, not bytes or too large")
-    fp = io.BytesIO(sealed)
     try:
-        value = cbor2.CBORDecoder(fp).decode()
-    except Exception:
-        raise DataError("sealed payload: not CBOR") from None
-    if fp.tell() != len(sealed):
-        raise DataError("sealed payload: trailing bytes")
+        value = _cbor.decode(sealed, canonical=True, max_depth=1, max_bytes=MAX_SEALED)
+    except _cbor.CborError as exc:
+        raise DataError(f"sealed payload: not canonical CBOR: {exc}") from None
     expected = {*_HEADER_KEYS, "nonce", "ciphertext"}
     if not isinstance(value, dict) or set(value) != expected:
         raise DataError(f"sealed payload: expected keys {sorted(expected)}")
-    if value["v"] != SEAL_VERSION or value["alg"] != SEAL_ALG:
-        raise DataError(f"sealed payload: unsupported version {value['v']!r} / {value['alg']!r}")
+    if type(value["v"]) is not int or value["v"] != SEAL_VERSION or value["alg"] != SEAL_ALG:
+        version, alg = describe(value["v"]), describe(value["alg"])
+        raise DataError(f"sealed payload: unsupported version {version} / {alg}")
     types = {
         "strategy": str,
         "key_id": str,
@@ -178,7 +177,7 @@ def unseal_strategy(sealed: bytes, data_key: bytes) -> Unsealed:
     try:
         v = _decode(sealed)
         plaintext = AESGCMSIV(data_key).decrypt(v["nonce"], v["ciphertext"], _aad(v))
-        inner = cbor2.loads(plaintext)
+        inner = _cbor.decode(plaintext, canonical=True, floats=True, max_bytes=MAX_SEALED)
         if not (
             isinstance(inner, dict)
             and set(inner) == {"module", "parameters"}

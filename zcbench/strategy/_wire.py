@@ -6,6 +6,12 @@ dictionary (the distinct values in first-seen order) and little-endian uint32 co
 with nulls adds a validity bitmap (LSB first, 1 = present). Everything is encoded with CBOR's
 canonical map ordering, so the same batch always gives the same bytes.
 
+Decoding accepts exactly those bytes and no other encoding of the same batch or signals:
+canonical CBOR through zcbench's one strict reader (one item, no trailing bytes, shortest
+forms, bounded size and depth), a validity bitmap only for a column with a null, its padding
+bits and null slots 0 (a null string row is the code of ""), a dictionary of exactly the values
+used, in first-seen order.
+
 The backtest sends its batches through these codecs too, so a strategy sees exactly the same
 DataFrame (values and dtypes) in a backtest, in the enclave and in a replay.
 """
@@ -22,6 +28,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zcbench import _cbor
+from zcbench._cbor import describe
 from zcbench.errors import DataError
 from zcbench.strategy._contract import Batch, Signal
 from zcbench.strategy._schema import EVENT_SCHEMA, REQUIRED_FIELDS
@@ -40,6 +48,13 @@ WIRE_VERSION: Final = 1
 MAX_BATCH_EVENTS: Final = 1_000_000
 MAX_SIGNALS: Final = 100_000
 _MAX_STR: Final = 256
+MAX_WIRE_BYTES: Final = 64 * 1024 * 1024
+"""Largest encoded batch or signals (they travel inside a frame or a log record, both bounded
+by 64 MiB)."""
+# The deepest item of each format: batch map > cols > column > dict list > string; signals map
+# > list > signal > hints > pair > value.
+_BATCH_DEPTH: Final = 4
+_SIGNALS_DEPTH: Final = 5
 
 
 def select_fields(events: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
@@ -139,16 +154,18 @@ def _dictionary(arr: pa.Array) -> tuple[np.ndarray[Any, Any], list[str]]:
 
 def decode_batch(data: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
     """Decode a batch; raises :class:`DataError` naming the problem on any malformed input."""
-    doc = _loads(data, "batch")
+    doc = _loads(data, "batch", _BATCH_DEPTH)
     if not isinstance(doc, dict) or set(doc) != {"v", "seq", "n", "cols"}:
         raise DataError("batch: expected a map with keys v, seq, n, cols")
-    if doc["v"] != WIRE_VERSION:
-        raise DataError(f"batch: wire version {doc['v']!r}, this build speaks {WIRE_VERSION}")
+    if _version(doc) != WIRE_VERSION:
+        raise DataError(
+            f"batch: wire version {describe(doc['v'])}, this build speaks {WIRE_VERSION}"
+        )
     seq, n, cols = doc["seq"], doc["n"], doc["cols"]
     if type(seq) is not int or seq < 0:
-        raise DataError(f"batch: seq must be a non-negative int, got {seq!r}")
+        raise DataError(f"batch: seq must be a non-negative int, got {describe(seq)}")
     if type(n) is not int or not 0 <= n <= max_events:
-        raise DataError(f"batch {seq}: event count {n!r} outside 0..{max_events}")
+        raise DataError(f"batch {seq}: event count {describe(n)} outside 0..{max_events}")
     if not isinstance(cols, dict) or not all(isinstance(k, str) for k in cols):
         raise DataError(f"batch {seq}: cols must be a map of field name to column")
     missing = [f for f in REQUIRED_FIELDS if f not in cols]
@@ -170,17 +187,28 @@ def _decode_column(seq: int, name: str, col: object, n: int) -> pa.Array:
     kind = col.get("t")
     expected_kind = "str" if EVENT_SCHEMA[name] == pl.String else "i64"
     if kind != expected_kind:
-        raise DataError(f"{where}: type {kind!r}, schema says {expected_kind!r}")
+        raise DataError(f"{where}: type {describe(kind)}, schema says {expected_kind!r}")
     allowed = {"t", "dict", "codes", "valid"} if kind == "str" else {"t", "d", "valid"}
     if not set(col) <= allowed:
         raise DataError(f"{where}: unexpected keys {sorted(set(col) - allowed)}")
     # The wire's validity bitmap (LSB first, 1 = present) is Arrow's, so the wire's bytes become
-    # the columns' buffers directly; bits past ``n`` are never read.
+    # the columns' buffers directly. It is held to what encode_batch writes, so one batch has
+    # one encoding: present only with a null, padding bits 0, null slots 0 (or the "" code).
     valid: pa.Buffer | None = None
+    nulls: np.ndarray[Any, Any] | None = None
     if "valid" in col:
-        valid = pa.py_buffer(_bytes_of(col["valid"], (n + 7) // 8, where, "valid"))
+        bitmap = _bytes_of(col["valid"], (n + 7) // 8, where, "valid")
+        bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+        if bits[n:].any():
+            raise DataError(f"{where}: valid has bits set past the {n} rows")
+        nulls = ~bits[:n].view(bool)
+        if not nulls.any():
+            raise DataError(f"{where}: valid is sent only for a column with nulls")
+        valid = pa.py_buffer(bitmap)
     if kind == "i64":
         ints = np.frombuffer(_bytes_of(col.get("d"), n * 8, where, "d"), dtype="<i8")
+        if nulls is not None and ints[nulls].any():
+            raise DataError(f"{where}: a null row's value must be sent as 0")
         data = pa.py_buffer(ints.astype(np.int64, copy=False))  # a no-op on little-endian hosts
         return pa.Array.from_buffers(pa.int64(), n, [valid, data])
     uniques = col.get("dict")
@@ -194,7 +222,20 @@ def _decode_column(seq: int, name: str, col: object, n: int) -> pa.Array:
     # every code is checked, null rows' too, so no out-of-range index is ever carried along
     if n and int(codes.max()) >= len(uniques):
         raise DataError(f"{where}: code {int(codes.max())} outside dict of {len(uniques)}")
+    if not _first_seen(codes, len(uniques)):
+        raise DataError(f"{where}: dict must hold exactly the values used, in first-seen order")
+    if nulls is not None and ("" not in uniques or (codes[nulls] != uniques.index("")).any()):
+        raise DataError(f'{where}: a null row must be sent as the code of ""')
     return _string_view_column(uniques, codes, valid)
+
+
+def _first_seen(codes: np.ndarray[Any, Any], size: int) -> bool:
+    """Whether ``codes`` number ``size`` values in order of first occurrence (0, then at most
+    one past the largest code so far), each used: the dictionary encode_batch writes."""
+    if not len(codes):
+        return size == 0
+    running = np.maximum.accumulate(codes)  # codes were checked < size: + 1 cannot overflow
+    return bool(codes[0] == 0 and running[-1] == size - 1 and (codes[1:] <= running[:-1] + 1).all())
 
 
 def _string_view_column(
@@ -246,8 +287,8 @@ def encode_signals(signals: Sequence[Signal]) -> bytes:
 
 def decode_signals(data: bytes) -> list[Signal]:
     """Decode signals; raises :class:`DataError` on any malformed input."""
-    doc = _loads(data, "signals")
-    if not isinstance(doc, dict) or set(doc) != {"v", "signals"} or doc["v"] != WIRE_VERSION:
+    doc = _loads(data, "signals", _SIGNALS_DEPTH)
+    if not isinstance(doc, dict) or set(doc) != {"v", "signals"} or _version(doc) != WIRE_VERSION:
         raise DataError("signals: expected a map {v: 1, signals: [...]}")
     items = doc["signals"]
     if not isinstance(items, list) or len(items) > MAX_SIGNALS:
@@ -276,10 +317,18 @@ def decode_signals(data: bytes) -> list[Signal]:
     return out
 
 
-def _loads(data: bytes, what: str) -> Any:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+def _version(doc: dict[Any, Any]) -> int | None:
+    """The document's wire version; None unless an int (``true`` is not version 1)."""
+    v = doc["v"]
+    return v if type(v) is int else None
+
+
+def _loads(data: bytes, what: str, max_depth: int) -> Any:
+    """The one CBOR item of ``data``: canonical, as :func:`encode_batch` and
+    :func:`encode_signals` write it, so one batch or list of signals has exactly one encoding."""
+    if not isinstance(data, bytes | bytearray | memoryview):
         raise DataError(f"{what}: expected bytes, got {type(data).__name__}")
     try:
-        return cbor2.loads(bytes(data), allow_duplicate_keys=False, allow_indefinite=False)
-    except Exception as exc:  # cbor2 raises several types; all mean the same to the caller
-        raise DataError(f"{what}: not valid CBOR ({type(exc).__name__}: {exc})") from None
+        return _cbor.decode(data, canonical=True, max_depth=max_depth, max_bytes=MAX_WIRE_BYTES)
+    except _cbor.CborError as exc:
+        raise DataError(f"{what}: not canonical CBOR: {exc}") from None
