@@ -20,9 +20,9 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass
 
+from zcbench import _cbor
 from zcbench.auditlog.checkpoint import parse_checkpoint_note, verify_checkpoint
 from zcbench.errors import DataError, ZcbenchError
-from zcbench.nitro import _cbor
 from zcbench.nitro.document import AttestationDocument
 from zcbench.nitro.policy import AttestationPolicy
 
@@ -74,9 +74,9 @@ def user_data_checkpoint(user_data: bytes) -> bytes:
     Raises :class:`~zcbench.errors.DataError` when ``user_data`` is anything else.
     """
     try:
-        decoded = _cbor.decode(user_data)
+        decoded = _cbor.decode(user_data, canonical=True, max_depth=1)
     except _cbor.CborError as exc:
-        raise DataError(f"user_data is not CBOR: {exc}") from exc
+        raise DataError(f"user_data is not canonical CBOR: {exc}") from None
     if not isinstance(decoded, dict) or set(decoded) != {"checkpoint"}:
         raise DataError("user_data is not a map {'checkpoint': <signed note bytes>}")
     note = decoded["checkpoint"]
