@@ -108,7 +108,7 @@ def _price_index(
 def book(
     events: pl.DataFrame,
     signals: pl.DataFrame,
-    batch_ends: list[int],
+    batch_ends: np.ndarray[Any, Any],
     model: FillModel,
     initial_cash: int,
 ) -> Ledger:
@@ -258,7 +258,7 @@ def _positions(filled: pl.DataFrame) -> tuple[pl.DataFrame, list[Fraction]]:
 
 def _equity(
     filled: pl.DataFrame,
-    batch_ends: list[int],
+    batch_ends: np.ndarray[Any, Any],
     ts: np.ndarray[Any, Any],
     lookup: Any,
     initial_cash: int,

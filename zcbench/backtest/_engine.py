@@ -1,8 +1,16 @@
 """Event-driven replay of batches through a Strategy, on the enclave's own code path.
 
-Every batch goes ``encode_batch -> decode_batch -> apply_strategy`` and every batch's signals go
-``encode_signals -> decode_signals``, exactly as they cross the enclave boundary in a live run, so
-a strategy cannot see anything different in a backtest than it will see live. The canonical
+Batches reach the strategy through the wire codec and ``apply_strategy``, and every batch's
+signals go ``encode_signals -> decode_signals``, exactly as they cross the enclave boundary in a
+live run, so a strategy cannot see anything different in a backtest than it will see live.
+
+Two ways through the codec, one engine: ``fast`` (the default) sends the whole stream through
+``encode_batch -> decode_batch`` once, in pieces of whole batches, and hands the strategy each
+batch as a zero-copy slice of the decoded stream (:mod:`zcbench.strategy._bulk` says why that is
+the same frame); ``wire`` encodes and decodes every batch on its own as the proxy and the enclave
+do. Only the source of batches differs; the loop, the signals codec, the digest and the
+accounting are shared, and the tests hold the two paths to the same batches, signals, digest and
+fills on every example and on random streams. The canonical
 signals digest is SHA-256 over, for each batch in order, its ``seq`` and the length of its
 encoded signals (8-byte big-endian each) and those encoded signals: two runs agree on it exactly
 when they produced the same signals on the same batches.
@@ -13,17 +21,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import numpy as np
 import polars as pl
 
 from zcbench.backtest._accounting import FillModel, book
 from zcbench.backtest._metrics import compute_metrics
 from zcbench.errors import EnvError, UsageError
-from zcbench.marketdata import BatchSpec, batch_bounds, normalise_events, validate_events
+from zcbench.marketdata import BatchSpec, batch_ends, normalise_events, validate_events
+from zcbench.progress import progress
 from zcbench.strategy import (
     Batch,
     Signal,
@@ -37,6 +47,7 @@ from zcbench.strategy import (
     price_to_ticks,
     select_fields,
 )
+from zcbench.strategy._bulk import decode_stream
 
 __all__ = [
     "BacktestConfig",
@@ -47,6 +58,10 @@ __all__ = [
     "run_backtest",
     "run_prepared",
 ]
+
+FAST: Final = "fast"
+WIRE: Final = "wire"
+PATHS: Final = (FAST, WIRE)
 
 _SIGNAL_SCHEMA = {
     "seq": pl.Int64,
@@ -75,9 +90,12 @@ class BacktestConfig:
     fee_bps: float = 0.0
     initial_cash: float = 1_000_000.0
     periods_per_year: float | None = None
+    path: str = FAST
 
     def __post_init__(self) -> None:
         BatchSpec(width_ns=self.width_ns, count=self.count)
+        if self.path not in PATHS:
+            raise UsageError(f"path must be one of {', '.join(PATHS)}, got {self.path!r}")
         FillModel(slippage_ticks=self.slippage_ticks, fee_bps=self.fee_bps)
         if not self.initial_cash > 0:
             raise UsageError(f"initial_cash must be positive, got {self.initial_cash!r}")
@@ -91,54 +109,129 @@ class BacktestConfig:
         return FillModel(slippage_ticks=self.slippage_ticks, fee_bps=self.fee_bps)
 
 
+_CHUNK: Final = 65_536  # batch bounds become Python ints this many at a time
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedData:
-    """Events cut into batches and encoded once; reused by every run of a sweep."""
+    """Events cut into batches and sent through the wire codec once; reused by every run of a
+    sweep. ``ends[i]`` is batch ``i``'s end row (exclusive); ``stream`` is the decoded stream,
+    of which each batch is a slice."""
 
     events: pl.DataFrame
     fields: tuple[str, ...]
     spec: BatchSpec
-    bounds: tuple[tuple[int, int], ...]
-    wires: tuple[bytes, ...]
+    ends: np.ndarray[Any, Any]
+    selected: pl.DataFrame
+    stream: pl.DataFrame
+
+    @property
+    def n_batches(self) -> int:
+        return int(self.ends.size)
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        """Each batch's ``[start, end)`` rows."""
+        return list(self.iter_bounds())
+
+    def iter_bounds(self) -> Iterator[tuple[int, int]]:
+        """Each batch's ``[start, end)`` rows, without a Python object per batch held at once."""
+        start = 0
+        for k in range(0, self.n_batches, _CHUNK):
+            for end in self.ends[k : k + _CHUNK].tolist():
+                yield start, end
+                start = end
+
+    @property
+    def wires(self) -> tuple[bytes, ...]:
+        """Each batch's wire bytes, as the proxy sends them (the bodies of the IN records)."""
+        return tuple(encode_batch(b) for b in self.wire_batches())
+
+    def wire_batches(self) -> Iterator[Batch]:
+        """The batches as the proxy cuts them, before the wire (the per-batch path's input)."""
+        selected = self.selected
+        for seq, (s, e) in enumerate(self.iter_bounds()):
+            yield Batch(seq=seq, events=selected.slice(s, e - s))
+
+    def batches(self, path: str = FAST) -> Iterator[Batch]:
+        """The batches the strategy sees: views of the decoded stream (``fast``) or each
+        encoded and decoded on its own (``wire``, the proxy's and the enclave's path)."""
+        if path == WIRE:
+            for batch in self.wire_batches():
+                yield decode_batch(encode_batch(batch))
+            return
+        stream = self.stream
+        for seq, (s, e) in enumerate(self.iter_bounds()):
+            yield Batch(seq=seq, events=stream.slice(s, e - s))
 
 
 def prepare(events: pl.DataFrame, fields: Sequence[str], spec: BatchSpec) -> PreparedData:
-    """Validate ``events``, cut them into batches of ``fields`` and encode each for the wire."""
+    """Validate ``events``, cut them into batches of ``fields`` and decode the stream through
+    the wire codec once (:func:`zcbench.strategy._bulk.decode_stream`)."""
     full = validate_events(normalise_events(events))
-    bounds = batch_bounds(full.get_column("ts"), spec)
-    if not bounds:
+    ends = batch_ends(full.get_column("ts"), spec)
+    if not ends.size:
         raise UsageError("backtest: no events to replay")
     selected = select_fields(full, fields)
-    wires = tuple(
-        encode_batch(Batch(seq=i, events=selected.slice(s, e - s)))
-        for i, (s, e) in enumerate(bounds)
-    )
-    return PreparedData(full, tuple(fields), spec, tuple(bounds), wires)
+    stream = decode_stream(selected, ends)
+    return PreparedData(full, tuple(fields), spec, ends, selected, stream)
 
 
-def replay(strategy: Strategy, data: PreparedData) -> tuple[list[list[Signal]], str]:
-    """Each batch's signals, as they come out of the boundary, and the signals digest."""
+def _replay(
+    strategy: Strategy, data: PreparedData, path: str, show_progress: bool | None
+) -> tuple[dict[int, list[Signal]], str]:
+    """The batches that gave signals (by ``seq``), as they come out of the boundary, and the
+    signals digest over every batch."""
+    if path not in PATHS:
+        raise UsageError(f"backtest path must be one of {', '.join(PATHS)}, got {path!r}")
     digest = hashlib.sha256()
-    out: list[list[Signal]] = []
-    for seq, wire in enumerate(data.wires):
-        batch = decode_batch(wire)
-        try:
+    empty = encode_signals([])
+    empty_tail = len(empty).to_bytes(8, "big") + empty
+    out: dict[int, list[Signal]] = {}
+    source = data.batches(path)
+    if show_progress is not False:
+        source = progress(source, total=data.n_batches, desc="backtest", enabled=show_progress)
+    seq = -1
+    try:
+        for batch in source:
+            seq = batch.seq
             signals = apply_strategy(strategy, batch)
-        except StrategyError as exc:
-            start, end = data.bounds[seq]
-            ts = data.events.get_column("ts")
-            raise StrategyError(
-                f"{exc}: batch {seq} holds {end - start} events from ts {ts[start]} to "
-                f"{ts[end - 1]} (rows {start + 1}..{end}); the backtest stopped there",
-                seq=exc.seq,
-            ) from exc.__cause__
-        blob = encode_signals(signals)
-        digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
-        out.append(decode_signals(blob) if signals else [])
+            if signals:
+                blob = encode_signals(signals)
+                digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
+                out[seq] = decode_signals(blob)
+            else:
+                digest.update(seq.to_bytes(8, "big") + empty_tail)
+    except StrategyError as exc:
+        end = int(data.ends[seq])
+        start = int(data.ends[seq - 1]) if seq > 0 else 0
+        ts = data.events.get_column("ts")
+        raise StrategyError(
+            f"{exc}: batch {seq} holds {end - start} events from ts {ts[start]} to "
+            f"{ts[end - 1]} (rows {start + 1}..{end}); the backtest stopped there",
+            seq=exc.seq,
+        ) from exc.__cause__
     return out, digest.hexdigest()
 
 
-def _signal_frame(per_batch: list[list[Signal]], bounds: Sequence[tuple[int, int]]) -> pl.DataFrame:
+def replay(
+    strategy: Strategy,
+    data: PreparedData,
+    *,
+    path: str = FAST,
+    show_progress: bool | None = False,
+) -> tuple[list[list[Signal]], str]:
+    """Each batch's signals, as they come out of the boundary, and the signals digest.
+
+    ``path`` chooses how batches reach the strategy (see :meth:`PreparedData.batches`); the
+    rest is one loop. Signals always go through the signals codec, and the digest is over their
+    encoding, exactly as the enclave's OUT records hold them.
+    """
+    sparse, digest = _replay(strategy, data, path, show_progress)
+    return [sparse.get(seq, []) for seq in range(data.n_batches)], digest
+
+
+def _signal_frame(sparse: dict[int, list[Signal]], ends: np.ndarray[Any, Any]) -> pl.DataFrame:
     rows = [
         {
             "seq": seq,
@@ -148,9 +241,9 @@ def _signal_frame(per_batch: list[list[Signal]], bounds: Sequence[tuple[int, int
             "quantity": s.quantity,
             "limit_price": s.limit_price,
             "hints": json.dumps([list(h) for h in s.hints]),
-            "end_row": bounds[seq][1],
+            "end_row": int(ends[seq]),
         }
-        for seq, signals in enumerate(per_batch)
+        for seq, signals in sorted(sparse.items())
         for idx, s in enumerate(signals)
     ]
     return pl.DataFrame(rows, schema=_SIGNAL_SCHEMA)
@@ -209,13 +302,18 @@ class BacktestResult:
         return out
 
 
-def run_prepared(strategy: Strategy, data: PreparedData, config: BacktestConfig) -> BacktestResult:
+def run_prepared(
+    strategy: Strategy,
+    data: PreparedData,
+    config: BacktestConfig,
+    *,
+    show_progress: bool | None = False,
+) -> BacktestResult:
     """Replay prepared batches through ``strategy`` and account for its signals."""
-    per_batch, digest = replay(strategy, data)
-    signals = _signal_frame(per_batch, data.bounds)
+    sparse, digest = _replay(strategy, data, config.path, show_progress)
+    signals = _signal_frame(sparse, data.ends)
     initial = price_to_ticks(config.initial_cash)
-    ends = [e for _, e in data.bounds]
-    ledger = book(data.events, signals, ends, config.fills, initial)
+    ledger = book(data.events, signals, data.ends, config.fills, initial)
     filled = ledger.fills.filter(pl.col("status") == "filled").height
     metrics = compute_metrics(
         equity=ledger.equity.get_column("equity").to_numpy(),
@@ -243,8 +341,15 @@ def run_prepared(strategy: Strategy, data: PreparedData, config: BacktestConfig)
 
 
 def run_backtest(
-    strategy: Strategy, events: pl.DataFrame, config: BacktestConfig
+    strategy: Strategy,
+    events: pl.DataFrame,
+    config: BacktestConfig,
+    *,
+    show_progress: bool | None = False,
 ) -> BacktestResult:
-    """Backtest ``strategy`` on ``events`` (any frame in the event schema, sorted by ``ts``)."""
+    """Backtest ``strategy`` on ``events`` (any frame in the event schema, sorted by ``ts``).
+
+    ``show_progress``: a progress bar over the batches (None: only on a terminal).
+    """
     data = prepare(events, strategy.fields(), config.spec)
-    return run_prepared(strategy, data, config)
+    return run_prepared(strategy, data, config, show_progress=show_progress)

@@ -10,7 +10,13 @@ enclaves.
 - :func:`batches`, :class:`EventTimeBatcher`: batches by event-time bucket width or event count.
 """
 
-from zcbench.marketdata._batching import BatchSpec, EventTimeBatcher, batch_bounds, batches
+from zcbench.marketdata._batching import (
+    BatchSpec,
+    EventTimeBatcher,
+    batch_bounds,
+    batch_ends,
+    batches,
+)
 from zcbench.marketdata._load import (
     MarketDataError,
     load_events,
@@ -30,6 +36,7 @@ __all__ = [
     "MarketDataError",
     "SyntheticConfig",
     "batch_bounds",
+    "batch_ends",
     "batches",
     "generate_ticks",
     "load_events",
