@@ -8,7 +8,6 @@ signals, digest, fills and equity.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zcbench.backtest import BacktestConfig, prepare, run_backtest
+from zcbench.errors import DataError
 from zcbench.examples import EXAMPLES, MACrossover, OrderFlowImbalance
 from zcbench.marketdata import (
     BatchSpec,
@@ -27,10 +27,19 @@ from zcbench.marketdata import (
     load_ohlcv,
     sample_daily_path,
 )
-from zcbench.strategy import EVENT_SCHEMA, Batch, Signal, Strategy, encode_batch, make_strategy
-from zcbench.strategy._bulk import decode_stream, stream_pieces
+from zcbench.strategy import (
+    EVENT_SCHEMA,
+    Batch,
+    Signal,
+    Strategy,
+    decode_batch,
+    encode_batch,
+    make_strategy,
+)
+from zcbench.strategy._bulk import wire_view
 
 _FIELDS = [f for f in EVENT_SCHEMA if f not in ("ts", "symbol")]
+TICKS = generate_ticks(SyntheticConfig(rate=5_000, duration_s=4.0), seed=11)
 
 
 @st.composite
@@ -90,39 +99,56 @@ def _same_frame(a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=streams(), spec=specs, fields=field_sets, piece=st.integers(1, 50))
+@given(events=streams(), spec=specs, fields=field_sets)
 def test_fast_batches_equal_wire_batches(
-    events: pl.DataFrame, spec: BatchSpec, fields: tuple[str, ...], piece: int
+    events: pl.DataFrame, spec: BatchSpec, fields: tuple[str, ...]
 ) -> None:
     data = prepare(events, fields, spec)
-    # small pieces exercise batches on both sides of every piece boundary
-    stream = decode_stream(data.selected, data.ends, piece_events=piece)
     fast = list(data.batches("fast"))
     wire = list(data.batches("wire"))
     raw = list(data.wire_batches())
     assert len(fast) == len(wire) == len(raw) == data.n_batches
-    for (s, e), f, w, r in zip(data.iter_bounds(), fast, wire, raw, strict=True):
+    for f, w, r in zip(fast, wire, raw, strict=True):
         assert f.seq == w.seq == r.seq
         _same_frame(f.events, w.events)
-        _same_frame(stream.slice(s, e - s), w.events)
-        assert f.events.n_chunks() == 1  # a batch never straddles two decoded pieces
+        assert f.events.n_chunks() == 1
         # the bytes the proxy sends and the IN record holds are the same from either frame
         assert encode_batch(f) == encode_batch(r) == encode_batch(w)
 
 
-@given(ends=st.lists(st.integers(1, 30), min_size=1, max_size=60), piece=st.integers(1, 70))
-def test_pieces_are_whole_batches_covering_the_stream(ends: list[int], piece: int) -> None:
-    edges = np.cumsum(ends)
-    pieces = stream_pieces(edges, piece_events=piece)
-    assert pieces[0][0] == 0
-    assert pieces[-1][1] == int(edges[-1])
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
-    cut = set(edges.tolist())
-    for s, e in pieces:
-        assert e in cut
-        held = int(np.searchsorted(edges, e, side="right") - np.searchsorted(edges, s, "right"))
-        assert held >= 1
-        assert e - s <= piece or held == 1  # over budget only when one batch alone is longer
+def test_chunked_input_gives_single_chunk_batches() -> None:
+    events = pl.concat([TICKS.slice(0, 333), TICKS.slice(333, 700)], rechunk=False)
+    assert events.n_chunks() == 2
+    data = prepare(events, OrderFlowImbalance.fields(), BatchSpec(count=100))
+    for f, w in zip(data.batches("fast"), data.batches("wire"), strict=True):
+        assert f.events.n_chunks() == 1
+        _same_frame(f.events, w.events)
+
+
+def _refusal(events: pl.DataFrame, spec: BatchSpec, path: str) -> str:
+    config = BacktestConfig(width_ns=spec.width_ns, count=spec.count, path=path)
+    with pytest.raises(DataError) as info:
+        run_backtest(Fingerprint(_NoParams()), events, config)
+    return str(info.value)
+
+
+def test_what_the_decoder_refuses_the_fast_path_refuses_alike() -> None:
+    name = "S" * 257  # one character over the wire's bound on strings
+    events = TICKS.slice(0, 50).with_columns(
+        pl.when(pl.int_range(pl.len()) == 37).then(pl.lit(name)).otherwise("symbol").alias("symbol")
+    )
+    fast = _refusal(events, BatchSpec(count=10), "fast")
+    assert fast == _refusal(events, BatchSpec(count=10), "wire")
+    assert fast.startswith("batch 3 column 'symbol'")
+
+
+def test_batch_size_bound_matches_the_decoder() -> None:
+    data = prepare(TICKS.slice(0, 100), ("price",), BatchSpec(count=30))
+    with pytest.raises(DataError) as fast:
+        wire_view(data.selected, data.ends, max_events=29)
+    with pytest.raises(DataError) as wire:
+        decode_batch(encode_batch(next(data.wire_batches())), max_events=29)
+    assert str(fast.value) == str(wire.value)
 
 
 @dataclass(frozen=True)
@@ -180,9 +206,6 @@ def test_random_streams_same_signals_digest_and_fills(
         initial_cash=10.0**9,
     )
     _both(Fingerprint, events, config)
-
-
-TICKS = generate_ticks(SyntheticConfig(rate=5_000, duration_s=4.0), seed=11)
 
 
 @pytest.mark.parametrize(

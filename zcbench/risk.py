@@ -20,6 +20,7 @@ short). This module imports nothing of zcbench but the error tree.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final
@@ -48,9 +49,15 @@ class BuyingPower:
 
     def requirement(self, long_notional: int, short_notional: int) -> Fraction:
         """The equity needed to carry these gross exposures (exact, from the decimal text)."""
-        lev = Fraction(str(self.leverage))
-        margin = Fraction(str(self.short_margin))
-        return Fraction(long_notional) / lev + Fraction(short_notional) * margin
+        a, b, c, d = _terms(self.leverage, self.short_margin)
+        return Fraction(long_notional * b * d + short_notional * c * a, a * d)
+
+
+@functools.lru_cache(maxsize=64)
+def _terms(leverage: float, short_margin: float) -> tuple[int, int, int, int]:
+    """``leverage = a / b`` and ``short_margin = c / d`` exactly, from their decimal text."""
+    lev, margin = Fraction(str(leverage)), Fraction(str(short_margin))
+    return lev.numerator, lev.denominator, margin.numerator, margin.denominator
 
 
 def buying_power_reason(
@@ -67,8 +74,10 @@ def buying_power_reason(
     Notionals are gross (non-negative) sums of ``|position| * mark`` over symbols, before and
     after the order; ``equity_after`` is cash plus long minus short after the order and its fee.
     """
-    need = rule.requirement(long_after, short_after)
-    if need <= rule.requirement(long_before, short_before) or need <= equity_after:
+    # everything times a * d, so the comparisons stay in integers
+    a, b, c, d = _terms(rule.leverage, rule.short_margin)
+    need = long_after * b * d + short_after * c * a
+    if need <= long_before * b * d + short_before * c * a or need <= equity_after * a * d:
         return ""
     if rule.leverage == 1 and short_before == 0 and short_after == 0:
         return INSUFFICIENT_CASH

@@ -4,11 +4,11 @@ Batches reach the strategy through the wire codec and ``apply_strategy``, and ev
 signals go ``encode_signals -> decode_signals``, exactly as they cross the enclave boundary in a
 live run, so a strategy cannot see anything different in a backtest than it will see live.
 
-Two ways through the codec, one engine: ``fast`` (the default) sends the whole stream through
-``encode_batch -> decode_batch`` once, in pieces of whole batches, and hands the strategy each
-batch as a zero-copy slice of the decoded stream (:mod:`zcbench.strategy._bulk` says why that is
-the same frame); ``wire`` encodes and decodes every batch on its own as the proxy and the enclave
-do. Only the source of batches differs; the loop, the signals codec, the digest and the
+Two ways through the codec, one engine: ``wire`` encodes and decodes every batch on its own as
+the proxy and the enclave do; ``fast`` (the default) checks once, for the whole stream, what the
+decoder would refuse, and hands the strategy each batch as a zero-copy slice of the stream, since
+the codec is the identity on such frames (:mod:`zcbench.strategy._bulk` says why, and the tests
+prove it). Only the source of batches differs; the loop, the signals codec, the digest and the
 accounting are shared, and the tests hold the two paths to the same batches, signals, digest and
 fills on every example and on random streams. The canonical
 signals digest is SHA-256 over, for each batch in order, its ``seq`` and the length of its
@@ -30,11 +30,13 @@ import numpy as np
 import polars as pl
 
 from zcbench.backtest._accounting import FillModel, book
-from zcbench.backtest._metrics import compute_metrics
+from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
 from zcbench.errors import EnvError, UsageError
 from zcbench.marketdata import BatchSpec, batch_ends, normalise_events, validate_events
 from zcbench.progress import progress
+from zcbench.risk import BuyingPower
 from zcbench.strategy import (
+    PRICE_SCALE,
     Batch,
     Signal,
     Strategy,
@@ -47,7 +49,7 @@ from zcbench.strategy import (
     price_to_ticks,
     select_fields,
 )
-from zcbench.strategy._bulk import decode_stream
+from zcbench.strategy._bulk import wire_view
 
 __all__ = [
     "BacktestConfig",
@@ -81,7 +83,9 @@ class BacktestConfig:
 
     Exactly one of ``width_ns`` and ``count`` sets the batching (event time, see
     :mod:`zcbench.marketdata`); ``initial_cash`` is in currency units; ``periods_per_year``
-    scales the Sharpe ratio (None: measured from the batches).
+    annualises (None: measured from the batches); ``leverage`` and ``short_margin`` set the
+    buying power (:class:`zcbench.risk.BuyingPower`: the defaults are a cash account);
+    ``path`` is ``fast`` or ``wire`` (the per-batch codec; the same results, slower).
     """
 
     width_ns: int | None = None
@@ -91,18 +95,25 @@ class BacktestConfig:
     initial_cash: float = 1_000_000.0
     periods_per_year: float | None = None
     path: str = FAST
+    leverage: float = 1.0
+    short_margin: float = 1.0
 
     def __post_init__(self) -> None:
         BatchSpec(width_ns=self.width_ns, count=self.count)
         if self.path not in PATHS:
             raise UsageError(f"path must be one of {', '.join(PATHS)}, got {self.path!r}")
         FillModel(slippage_ticks=self.slippage_ticks, fee_bps=self.fee_bps)
-        if not self.initial_cash > 0:
+        BuyingPower(leverage=self.leverage, short_margin=self.short_margin)
+        if not (isinstance(self.initial_cash, (int, float)) and 0 < self.initial_cash < 1e11):
             raise UsageError(f"initial_cash must be positive, got {self.initial_cash!r}")
 
     @property
     def spec(self) -> BatchSpec:
         return BatchSpec(width_ns=self.width_ns, count=self.count)
+
+    @property
+    def buying_power(self) -> BuyingPower:
+        return BuyingPower(leverage=self.leverage, short_margin=self.short_margin)
 
     @property
     def fills(self) -> FillModel:
@@ -114,9 +125,9 @@ _CHUNK: Final = 65_536  # batch bounds become Python ints this many at a time
 
 @dataclass(frozen=True, slots=True)
 class PreparedData:
-    """Events cut into batches and sent through the wire codec once; reused by every run of a
-    sweep. ``ends[i]`` is batch ``i``'s end row (exclusive); ``stream`` is the decoded stream,
-    of which each batch is a slice."""
+    """Events cut into batches, checked once for the wire; reused by every run of a sweep.
+    ``ends[i]`` is batch ``i``'s end row (exclusive); ``stream`` is the selected stream in one
+    chunk, of which each batch is a slice."""
 
     events: pl.DataFrame
     fields: tuple[str, ...]
@@ -160,21 +171,43 @@ class PreparedData:
             for batch in self.wire_batches():
                 yield decode_batch(encode_batch(batch))
             return
-        stream = self.stream
+        cut = self.stream.slice
         for seq, (s, e) in enumerate(self.iter_bounds()):
-            yield Batch(seq=seq, events=stream.slice(s, e - s))
+            yield Batch(seq, cut(s, e - s))
 
 
 def prepare(events: pl.DataFrame, fields: Sequence[str], spec: BatchSpec) -> PreparedData:
-    """Validate ``events``, cut them into batches of ``fields`` and decode the stream through
-    the wire codec once (:func:`zcbench.strategy._bulk.decode_stream`)."""
+    """Validate ``events``, cut them into batches of ``fields`` and check once that the wire
+    would carry every batch unchanged (:func:`zcbench.strategy._bulk.wire_view`)."""
     full = validate_events(normalise_events(events))
     ends = batch_ends(full.get_column("ts"), spec)
     if not ends.size:
         raise UsageError("backtest: no events to replay")
     selected = select_fields(full, fields)
-    stream = decode_stream(selected, ends)
+    stream = wire_view(selected, ends)
     return PreparedData(full, tuple(fields), spec, ends, selected, stream)
+
+
+class _EmptyRuns:
+    """Feeds the digest the entries of batches without signals a run at a time: each is
+    ``seq || len(empty) || empty`` (8-byte big-endian), built for a whole run with numpy."""
+
+    def __init__(self, digest: Any) -> None:
+        self._digest = digest
+        empty = encode_signals([])
+        self._dtype = np.dtype([("seq", ">u8"), ("tail", f"V{8 + len(empty)}")])
+        self._tail = np.frombuffer(len(empty).to_bytes(8, "big") + empty, dtype=self._dtype[1])
+        self._next = 0  # the first batch not yet in the digest
+
+    def flush(self, upto: int) -> None:
+        """Add batches ``next .. upto - 1`` (all without signals), then skip batch ``upto``."""
+        for start in range(self._next, upto, _CHUNK):
+            stop = min(start + _CHUNK, upto)
+            entries = np.empty(stop - start, dtype=self._dtype)
+            entries["seq"] = np.arange(start, stop, dtype=np.uint64)
+            entries["tail"] = self._tail[0]
+            self._digest.update(entries.tobytes())
+        self._next = upto + 1
 
 
 def _replay(
@@ -185,8 +218,7 @@ def _replay(
     if path not in PATHS:
         raise UsageError(f"backtest path must be one of {', '.join(PATHS)}, got {path!r}")
     digest = hashlib.sha256()
-    empty = encode_signals([])
-    empty_tail = len(empty).to_bytes(8, "big") + empty
+    empties = _EmptyRuns(digest)
     out: dict[int, list[Signal]] = {}
     source = data.batches(path)
     if show_progress is not False:
@@ -197,11 +229,11 @@ def _replay(
             seq = batch.seq
             signals = apply_strategy(strategy, batch)
             if signals:
+                empties.flush(seq)
                 blob = encode_signals(signals)
                 digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
                 out[seq] = decode_signals(blob)
-            else:
-                digest.update(seq.to_bytes(8, "big") + empty_tail)
+        empties.flush(seq + 1)
     except StrategyError as exc:
         end = int(data.ends[seq])
         start = int(data.ends[seq - 1]) if seq > 0 else 0
@@ -255,9 +287,15 @@ class BacktestResult:
 
     - ``signals``: one row per signal (``seq`` of its batch, ``idx`` within the batch);
     - ``fills``: one row per signal turned order, with ``status`` and the fill if any;
+      (``refused`` with the buying-power rule's name in ``reason`` when capital did not allow it);
     - ``positions``: position, average cost and realised PnL after each fill;
+    - ``trades``: the round trips (entry, exit, quantity, PnL with fees, return, duration);
     - ``equity``: cash, position value and equity after each batch;
-    - ``metrics``: one row, the columns of ``zcbench.backtest.METRIC_NAMES``.
+    - ``metrics``: one row, the columns of ``zcbench.backtest.METRIC_NAMES``;
+    - ``benchmark``: buy and hold per symbol (``total_return``, ``cagr``).
+
+    Money: integer columns are in the account's smallest unit (``money_scale`` of them make one
+    unit of ``currency``); float money columns and every money metric are in ``currency``.
     """
 
     strategy: str
@@ -270,10 +308,14 @@ class BacktestResult:
     positions: pl.DataFrame
     equity: pl.DataFrame
     metrics: pl.DataFrame
+    trades: pl.DataFrame
+    benchmark: dict[str, dict[str, float | None]]
+    currency: str = "USD"
+    money_scale: int = PRICE_SCALE
 
-    def metrics_dict(self) -> dict[str, float | int]:
+    def metrics_dict(self) -> dict[str, float | int | None]:
         """The metrics row as a plain map."""
-        row: dict[str, float | int] = self.metrics.row(0, named=True)
+        row: dict[str, float | int | None] = self.metrics.row(0, named=True)
         return row
 
     def summary(self) -> dict[str, Any]:
@@ -284,7 +326,10 @@ class BacktestResult:
             "config": dataclasses.asdict(self.config),
             "n_events": self.n_events,
             "signals_digest": self.signals_digest,
+            "currency": self.currency,
             "metrics": self.metrics_dict(),
+            "benchmark": self.benchmark,
+            "trades": self.trades.height,
         }
 
     def write(self, out_dir: str | Path) -> Path:
@@ -292,7 +337,7 @@ class BacktestResult:
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            for name in ("signals", "fills", "positions", "equity", "metrics"):
+            for name in ("signals", "fills", "positions", "trades", "equity", "metrics"):
                 frame: pl.DataFrame = getattr(self, name)
                 frame.write_parquet(out / f"{name}.parquet", statistics=False)
             text = json.dumps(self.summary(), indent=2, sort_keys=True)
@@ -313,8 +358,16 @@ def run_prepared(
     sparse, digest = _replay(strategy, data, config.path, show_progress)
     signals = _signal_frame(sparse, data.ends)
     initial = price_to_ticks(config.initial_cash)
-    ledger = book(data.events, signals, data.ends, config.fills, initial)
-    filled = ledger.fills.filter(pl.col("status") == "filled").height
+    ledger = book(
+        data.events,
+        signals,
+        data.ends,
+        config.fills,
+        initial,
+        buying_power=config.buying_power,
+        money_scale=PRICE_SCALE,
+    )
+    status = ledger.fills.get_column("status")
     metrics = compute_metrics(
         equity=ledger.equity.get_column("equity").to_numpy(),
         end_ts=ledger.equity.get_column("ts").to_numpy(),
@@ -322,9 +375,13 @@ def run_prepared(
         traded_notional=ledger.traded_notional,
         fees=ledger.fees,
         closing_pnls=ledger.closing_pnls,
+        trade_pnls=ledger.trades.get_column("pnl").to_numpy(),
+        exposure=ledger.exposure,
         n_signals=signals.height,
-        n_fills=filled,
+        n_fills=int((status == "filled").sum()),
+        n_refused=int((status == "refused").sum()),
         periods_per_year=config.periods_per_year,
+        money_scale=PRICE_SCALE,
     )
     return BacktestResult(
         strategy=strategy.name,
@@ -336,7 +393,9 @@ def run_prepared(
         fills=ledger.fills,
         positions=ledger.positions,
         equity=ledger.equity,
-        metrics=pl.DataFrame([metrics]),
+        metrics=pl.DataFrame([metrics], schema=METRICS_SCHEMA),
+        trades=ledger.trades,
+        benchmark=benchmark(data.events),
     )
 
 
