@@ -113,40 +113,65 @@ class Ledger:
     traded_notional: int
     fees: int
     exposure: float
+    marks: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
 
 
 class _Prices:
-    """Per-symbol price indexes over the event rows, built on first use."""
+    """Per-symbol price indexes over the event rows, built on first use: most symbols of a
+    stream never trade, and their prices are never worked out."""
 
     def __init__(self, events: pl.DataFrame) -> None:
         self._events = events
         self._symbol = events.get_column("symbol")
         self.ts = events.get_column("ts").to_numpy()
+        self._columns: dict[str, np.ndarray[Any, Any]] = {}
+        self._rows: dict[str, np.ndarray[Any, Any]] = {}
         self._cache: dict[tuple[str, str], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+
+    def _column(self, name: str) -> np.ndarray[Any, Any]:
+        if not self._columns:
+            kind = pl.col("kind")
+            frame = self._events.select(
+                *(pl.col(c).fill_null(0) for c in ("price", "bid", "ask", "open", "close")),
+                (kind == "trade").alias("is_trade"),
+                (kind == "quote").alias("is_quote"),
+                (kind == "bar").alias("is_bar"),
+            )
+            self._columns = {c: frame.get_column(c).to_numpy() for c in frame.columns}
+        return self._columns[name]
 
     def index(self, symbol: str, which: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """The rows of ``symbol`` that carry a ``which`` price (buy, sell, mark), and those."""
         key = (symbol, which)
         if key not in self._cache:
-            # most symbols of a stream never trade: their prices are never worked out
-            rows = np.flatnonzero((self._symbol == symbol).fill_null(False).to_numpy())
-            part = self._events[rows]
-            kind = part.get_column("kind").to_numpy()
+            if symbol not in self._rows:
+                self._rows[symbol] = np.flatnonzero(
+                    (self._symbol == symbol).fill_null(False).to_numpy()
+                )
+            rows = self._rows[symbol]
 
             def col(name: str) -> np.ndarray[Any, Any]:
-                return part.get_column(name).fill_null(0).to_numpy()
+                picked: np.ndarray[Any, Any] = self._column(name)[rows]
+                return picked
 
-            first = {"buy": "ask", "sell": "bid"}.get(which)
-            bar_col = "close" if which == "mark" else "open"
-            quote = (col("bid") + col("ask")) // 2 if first is None else col(first)
+            if which == "mark":
+                quote = (col("bid") + col("ask")) // 2
+            else:
+                quote = col("ask" if which == "buy" else "bid")
+            bar = col("close" if which == "mark" else "open")
             px = np.where(
-                kind == "trade",
+                col("is_trade"),
                 col("price"),
-                np.where(kind == "quote", quote, np.where(kind == "bar", col(bar_col), 0)),
+                np.where(col("is_quote"), quote, np.where(col("is_bar"), bar, 0)),
             ).astype(np.int64)
             keep = px > 0
             self._cache[key] = (rows[keep].astype(np.int64), px[keep])
         return self._cache[key]
+
+    def all_marks(self) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+        """Every symbol's mark index (see :meth:`index`)."""
+        names: list[str] = self._symbol.unique().drop_nulls().to_list()
+        return {name: self.index(name, "mark") for name in names}
 
     def mark_at(self, symbol: str, row: int) -> int:
         """The last mark of ``symbol`` at or before ``row`` (0 if none)."""
@@ -313,6 +338,7 @@ def book(
         traded_notional=sum(int(f["notional"]) for f in filled),
         fees=sum(int(f["fee"]) for f in filled),
         exposure=exposure,
+        marks=prices.all_marks(),
     )
 
 

@@ -395,7 +395,7 @@ def run_prepared(
         equity=ledger.equity,
         metrics=pl.DataFrame([metrics], schema=METRICS_SCHEMA),
         trades=ledger.trades,
-        benchmark=benchmark(data.events),
+        benchmark=benchmark(data.events.get_column("ts").to_numpy(), ledger.marks),
     )
 
 

@@ -179,33 +179,23 @@ def _drawdown_duration(curve: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) ->
     return int(np.max(gaps[underwater[: gaps.size]], initial=0))
 
 
-def benchmark(events: pl.DataFrame) -> dict[str, dict[str, float | None]]:
-    """Buy and hold per symbol, from its first mark to its last (see the module docstring)."""
-    kind = pl.col("kind")
-    mark = (
-        pl.when(kind == "trade")
-        .then(pl.col("price"))
-        .when(kind == "quote")
-        .then((pl.col("bid") + pl.col("ask")) // 2)
-        .when(kind == "bar")
-        .then(pl.col("close"))
-    )
-    table = (
-        events.select("ts", "symbol", mark.alias("mark"))
-        .filter(pl.col("mark") > 0)
-        .group_by("symbol")
-        .agg(
-            pl.col("mark").first().alias("m0"),
-            pl.col("mark").last().alias("m1"),
-            pl.col("ts").first().alias("t0"),
-            pl.col("ts").last().alias("t1"),
-        )
-        .sort("symbol")
-    )
+def benchmark(
+    ts: np.ndarray[Any, Any],
+    marks: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]],
+) -> dict[str, dict[str, float | None]]:
+    """Buy and hold per symbol, from its first mark to its last (see the module docstring).
+
+    ``marks[symbol]`` are the event rows that carry a mark and those marks; ``ts`` the events'
+    times.
+    """
     out: dict[str, dict[str, float | None]] = {}
-    for symbol, m0, m1, t0, t1 in table.iter_rows():
-        ratio = m1 / m0
-        out[symbol] = {"total_return": ratio - 1.0, "cagr": _cagr(ratio, (t1 - t0) / YEAR_NS)}
+    for symbol in sorted(marks):
+        rows, px = marks[symbol]
+        if px.size == 0:
+            continue
+        ratio = int(px[-1]) / int(px[0])
+        years = (int(ts[rows[-1]]) - int(ts[rows[0]])) / YEAR_NS
+        out[symbol] = {"total_return": ratio - 1.0, "cagr": _cagr(ratio, years)}
     return out
 
 

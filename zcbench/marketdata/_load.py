@@ -244,6 +244,37 @@ def validate_events(events: pl.DataFrame, *, source: str = "<frame>") -> pl.Data
     present; prices positive; sizes non-negative; ``ts`` non-decreasing; no two events with the
     same ``(ts, symbol, kind)``.
     """
+    if _all_valid(events):
+        return events
+    return _first_invalid(events, source)
+
+
+def _all_valid(events: pl.DataFrame) -> bool:
+    """Every check of :func:`validate_events` in one parallel pass, as one yes or no (the
+    common case; only a frame that fails is walked check by check to name the first row)."""
+    kind, ts = pl.col("kind"), pl.col("ts")
+    bad = [pl.col(n).is_null().any() for n in ("ts", "symbol", "kind")]
+    bad.append((~kind.is_in(list(KINDS))).any())
+    bad += [
+        ((kind == k) & pl.col(n).is_null()).any() for k, ns in _NEEDED_BY_KIND.items() for n in ns
+    ]
+    bad += [(pl.col(n) <= 0).any() for n in _PRICE_FIELDS]
+    bad += [(pl.col(n) < 0).any() for n in _SIZE_FIELDS]
+    bad.append((ts.diff() < 0).any())
+    # two events can share (ts, symbol, kind) only where ts repeats: look there alone
+    tied = (ts == ts.shift(1)) | (ts == ts.shift(-1))
+    flags = events.select(*(b.alias(f"c{i}") for i, b in enumerate(bad)), tied.any().alias("t"))
+    row = flags.row(0)
+    if any(bool(v) for v in row[:-1]):
+        return False
+    if row[-1]:
+        key = pl.struct("ts", "symbol", "kind").is_first_distinct().all()
+        return bool(events.filter(tied).select(key).item())
+    return True
+
+
+def _first_invalid(events: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The checks of :func:`validate_events` one by one: raises naming the first bad row."""
     for name in ("ts", "symbol", "kind"):
         bad = _first_row(events.get_column(name).is_null())
         if bad is not None:
