@@ -12,7 +12,8 @@ in the batch), and each is checked by :func:`zcbench.risk.buying_power_reason`, 
 live execution layer applies, with the account as it stands at that moment (cash, every open
 position at its last mark, this symbol at the fill price). A refused order has status
 ``refused`` and the rule's name in ``reason``; cash never goes below zero unless the buying
-power allows leverage.
+power allows leverage (or a short loses more than the equity: no liquidation is modelled). An
+order whose quantity is not a whole number of the instrument's lots is refused (``lot_size``).
 
 Money: a symbol's prices are integers of its own price unit; the account's unit of money is the
 finest of them, and ``units[symbol]`` says how many account units one price unit is (1 when
@@ -38,6 +39,7 @@ __all__ = ["FILLS_SCHEMA", "TRADES_SCHEMA", "FillModel", "Ledger", "book"]
 FILLED: Final = "filled"
 REFUSED: Final = "refused"
 NO_NEXT_EVENT: Final = "no_next_event"
+LOT_SIZE: Final = "lot_size"
 LIMIT: Final = "limit_not_reached"
 _MAX_NOTIONAL: Final = 2**53  # int64 ledgers, with room for sums
 
@@ -208,19 +210,25 @@ def book(
     *,
     buying_power: BuyingPower | None = None,
     units: Mapping[str, int] | None = None,
+    ticks: Mapping[str, int] | None = None,
+    lots: Mapping[str, int] | None = None,
     money_scale: int = 10_000,
 ) -> Ledger:
     """Fill ``signals`` against ``events`` under ``buying_power`` and account for them.
 
     ``signals`` has ``seq, idx, symbol, side, quantity, limit_price, end_row`` (``end_row``: the
     row after the signal's batch); ``batch_ends[i]`` is that row for batch ``i``;
-    ``initial_cash`` is in account units, ``money_scale`` of which make one currency unit.
+    ``initial_cash`` is in account units, ``money_scale`` of which make one currency unit;
+    ``units``, ``ticks`` and ``lots`` give per symbol the account units of one price unit, the
+    tick in price units (slippage is in ticks) and the lot in quantity (1 when absent).
     """
     rule = buying_power or BuyingPower()
     prices = _Prices(events)
     ts = prices.ts
     rate = model.fee_rate
     unit_of = dict(units or {})
+    tick_of = dict(ticks or {})
+    lot_of = dict(lots or {})
     out: list[dict[str, Any]] = []
     pending: list[tuple[int, int, int, int]] = []  # (fill_row, seq, idx, position in out)
     for sig in signals.iter_rows(named=True):
@@ -229,9 +237,12 @@ def book(
         row.update(status=NO_NEXT_EVENT, fee=None, cash_after=None)
         rows, px = prices.index(sig["symbol"], sig["side"])
         j = int(np.searchsorted(rows, sig["end_row"], side="left"))
-        if j < rows.size:
+        if sig["quantity"] % lot_of.get(sig["symbol"], 1):
+            row.update(status=REFUSED, reason=LOT_SIZE)
+        elif j < rows.size:
             sign = 1 if sig["side"] == "buy" else -1
-            price = max(1, int(px[j]) + sign * model.slippage_ticks)
+            tick = tick_of.get(sig["symbol"], 1)
+            price = max(tick, int(px[j]) + sign * model.slippage_ticks * tick)
             limit = sig["limit_price"]
             if limit is not None and (price - limit) * sign > 0:
                 row["status"] = LIMIT

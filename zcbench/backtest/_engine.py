@@ -23,6 +23,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,7 +33,16 @@ import polars as pl
 from zcbench.backtest._accounting import FillModel, book
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
 from zcbench.errors import EnvError, UsageError
-from zcbench.marketdata import BatchSpec, batch_ends, normalise_events, validate_events
+from zcbench.marketdata import (
+    BatchSpec,
+    Instrument,
+    Instruments,
+    batch_ends,
+    check_ticks,
+    default_instruments,
+    normalise_events,
+    validate_events,
+)
 from zcbench.progress import progress
 from zcbench.risk import BuyingPower
 from zcbench.strategy import (
@@ -46,7 +56,6 @@ from zcbench.strategy import (
     decode_signals,
     encode_batch,
     encode_signals,
-    price_to_ticks,
     select_fields,
 )
 from zcbench.strategy._bulk import wire_view
@@ -85,7 +94,8 @@ class BacktestConfig:
     :mod:`zcbench.marketdata`); ``initial_cash`` is in currency units; ``periods_per_year``
     annualises (None: measured from the batches); ``leverage`` and ``short_margin`` set the
     buying power (:class:`zcbench.risk.BuyingPower`: the defaults are a cash account);
-    ``path`` is ``fast`` or ``wire`` (the per-batch codec; the same results, slower).
+    ``path`` is ``fast`` or ``wire`` (the per-batch codec; the same results, slower);
+    ``instruments`` gives tick, lot and currency per symbol (None: the committed defaults).
     """
 
     width_ns: int | None = None
@@ -97,6 +107,7 @@ class BacktestConfig:
     path: str = FAST
     leverage: float = 1.0
     short_margin: float = 1.0
+    instruments: Instruments | None = None
 
     def __post_init__(self) -> None:
         BatchSpec(width_ns=self.width_ns, count=self.count)
@@ -347,6 +358,42 @@ class BacktestResult:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Account:
+    currency: str
+    money_scale: int
+    units: dict[str, int]
+    ticks: dict[str, int]
+    lots: dict[str, int]
+
+
+def _account(events: pl.DataFrame, config: BacktestConfig) -> _Account:
+    """The account's currency and unit of money from the instruments of ``events``: the
+    finest price unit among them, so every notional is exact."""
+    table = config.instruments if config.instruments is not None else default_instruments()
+    found: dict[str, Instrument] = {}
+    for symbol in events.get_column("symbol").unique().sort().to_list():
+        instrument = table.of(symbol)
+        if instrument is None:
+            raise UsageError(f"backtest: unknown instrument {symbol!r}: not in {table.source}")
+        found[symbol] = instrument
+    currencies = sorted({i.currency for i in found.values()})
+    if len(currencies) > 1:
+        raise UsageError(
+            f"backtest: instruments in {', '.join(currencies)}; one account currency is "
+            "supported (no FX conversion is modelled)"
+        )
+    check_ticks(events, table)
+    scale = max(i.price_scale for i in found.values())
+    return _Account(
+        currency=currencies[0],
+        money_scale=scale,
+        units={s: scale // i.price_scale for s, i in found.items()},
+        ticks={s: i.tick_units for s, i in found.items()},
+        lots={s: i.lot_size for s, i in found.items()},
+    )
+
+
 def run_prepared(
     strategy: Strategy,
     data: PreparedData,
@@ -357,7 +404,8 @@ def run_prepared(
     """Replay prepared batches through ``strategy`` and account for its signals."""
     sparse, digest = _replay(strategy, data, config.path, show_progress)
     signals = _signal_frame(sparse, data.ends)
-    initial = price_to_ticks(config.initial_cash)
+    account = _account(data.events, config)
+    initial = round(Fraction(str(config.initial_cash)) * account.money_scale)
     ledger = book(
         data.events,
         signals,
@@ -365,7 +413,10 @@ def run_prepared(
         config.fills,
         initial,
         buying_power=config.buying_power,
-        money_scale=PRICE_SCALE,
+        units=account.units,
+        ticks=account.ticks,
+        lots=account.lots,
+        money_scale=account.money_scale,
     )
     status = ledger.fills.get_column("status")
     metrics = compute_metrics(
@@ -381,7 +432,7 @@ def run_prepared(
         n_fills=int((status == "filled").sum()),
         n_refused=int((status == "refused").sum()),
         periods_per_year=config.periods_per_year,
-        money_scale=PRICE_SCALE,
+        money_scale=account.money_scale,
     )
     return BacktestResult(
         strategy=strategy.name,
@@ -396,6 +447,8 @@ def run_prepared(
         metrics=pl.DataFrame([metrics], schema=METRICS_SCHEMA),
         trades=ledger.trades,
         benchmark=benchmark(data.events.get_column("ts").to_numpy(), ledger.marks),
+        currency=account.currency,
+        money_scale=account.money_scale,
     )
 
 
