@@ -343,11 +343,16 @@ class BacktestResult:
             "trades": self.trades.height,
         }
 
-    def write(self, out_dir: str | Path) -> Path:
-        """Write ``summary.json`` and one parquet file per table into ``out_dir``."""
+    def write(self, out_dir: str | Path, *, plot: bool = False) -> Path:
+        """Write ``summary.json`` and one parquet file per table into ``out_dir`` (and, with
+        ``plot``, ``equity.png``: equity, drawdown and trades)."""
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
+            if plot:
+                from zcbench.backtest._plot import equity_png
+
+                (out / "equity.png").write_bytes(equity_png(self))
             for name in ("signals", "fills", "positions", "trades", "equity", "metrics"):
                 frame: pl.DataFrame = getattr(self, name)
                 frame.write_parquet(out / f"{name}.parquet", statistics=False)
