@@ -24,7 +24,54 @@ def test_default_runs_the_daily_example_on_the_sample(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "ma_crossover" in out
     assert "7983 events" in out
-    assert "sharpe" in out
+    for label in ("Sharpe", "Sortino", "Calmar", "CAGR", "profit factor", "buy and hold    MSFT"):
+        assert label in out
+    assert "1,000,000.00 USD ->" in out  # money in one named unit
+    assert "note " not in out  # daily bars: annualised figures need no warning
+    assert out.rstrip().splitlines()[-1].startswith("next            zcbench package ")
+
+
+def test_tick_scale_sharpe_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backtest", "--synthetic", "--duration", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "batches a year of event time" in out
+    assert "do not read them as yearly figures" in out
+
+
+def test_out_writes_the_plot_and_the_trades(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = _json(capsys, ["backtest", "--out", str(tmp_path / "o"), "--json"])
+    assert (tmp_path / "o" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    trades = pl.read_parquet(tmp_path / "o" / "trades.parquet")
+    assert trades.height == doc["metrics"]["n_trades"] > 0  # type: ignore[index]
+    assert {"entry_ts", "exit_ts", "quantity", "pnl", "return", "duration_s"} <= set(trades.columns)
+    assert doc["currency"] == "USD"
+    assert set(doc["benchmark"]) == {"MSFT"}  # type: ignore[arg-type]
+    assert doc["next"].startswith("zcbench package")  # type: ignore[union-attr]
+
+
+def test_capital_and_instrument_errors_exit_by_the_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for cash in ("0", "-5"):
+        assert main(["backtest", "--initial-cash", cash]) == 2
+        assert "initial_cash must be positive" in capsys.readouterr().err
+    assert main(["backtest", "--leverage", "0.5"]) == 2
+    capsys.readouterr()
+    table = tmp_path / "instruments.csv"
+    table.write_text("symbol,currency,tick_size,lot_size\nABC,USD,0.05,1\n")
+    data = tmp_path / "abc_daily.csv"
+    data.write_text("Date,Open,High,Low,Close,Volume\n2020-01-01,1.05,1.1,1.0,1.03,5\n")
+    assert main(["backtest", "--data", str(data), "--instruments", str(table)]) == 1
+    err = capsys.readouterr().err
+    assert f"{data}: row 1, column 'Close'" in err
+    assert "tick 0.05" in err
+    assert err.count("\n") == 1
+    other = tmp_path / "xyz_daily.csv"
+    other.write_text(data.read_text())
+    assert main(["backtest", "--data", str(other), "--instruments", str(table)]) == 1
+    assert "unknown instrument 'XYZ'" in capsys.readouterr().err
 
 
 def test_synthetic_json_and_out(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -38,13 +38,18 @@ def test_sample_dataset_is_the_documented_file() -> None:
     years = (bars["ts"][-1] - bars["ts"][0]) / (365.25 * 86_400e9)
     assert years > 10
     last = bars.row(-1, named=True)  # 2017-11-10,83.79,84.095,83.23,83.87,19396301
+    # MSFT's unit is 0.00001 USD (data/instruments.csv): the sample has five decimals
     assert (last["open"], last["high"], last["low"], last["close"], last["volume"]) == (
-        837_900,
-        840_950,
-        832_300,
-        838_700,
+        8_379_000,
+        8_409_500,
+        8_323_000,
+        8_387_000,
         19_396_301,
     )
+    first = bars.row(0, named=True)  # 1986-03-13,0.0672,0.07533,0.0672,0.07533
+    assert (first["high"], first["close"]) == (7_533, 7_533)  # not 0.0753
+    row31 = bars.row(30, named=True)  # Open 0.08388999999999999: a double printed for 0.08389
+    assert row31["open"] == 8_389
     assert last["price"] == last["close"]
     assert last["size"] == last["volume"]
 

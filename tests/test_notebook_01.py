@@ -69,6 +69,7 @@ def test_notebook_runs_headless_and_writes_only_under_out_dir(
         "backtest/positions.parquet",
         "backtest/signals.parquet",
         "backtest/summary.json",
+        "backtest/trades.parquet",
         "equity.png",
         "prices.png",
         "sweep.parquet",

@@ -6,6 +6,9 @@ Batches reach the strategy exactly as they reach it in the enclave (encoded, dec
 - :func:`run_backtest` with :class:`BacktestConfig` gives a :class:`BacktestResult`
   (signals, fills, positions, equity curve, metrics as polars frames, and the signals digest);
 - :func:`sweep` runs a parameter grid with a progress bar;
+- :func:`equity_figure` / :func:`equity_png`: equity and drawdown with the trades marked;
+- every metric is defined, annualisation included, in :mod:`zcbench.backtest._metrics`;
+  capital binds through :mod:`zcbench.risk`;
 - :func:`research_demo` is the research step of ``zcbench demo``.
 """
 
@@ -21,6 +24,7 @@ from zcbench.backtest._engine import (
     run_prepared,
 )
 from zcbench.backtest._metrics import METRIC_NAMES
+from zcbench.backtest._plot import equity_figure, equity_png
 from zcbench.backtest._sweep import sweep
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "BacktestResult",
     "FillModel",
     "PreparedData",
+    "equity_figure",
+    "equity_png",
     "prepare",
     "replay",
     "research_demo",

@@ -1,18 +1,29 @@
-"""Fills, positions and the equity curve, in exact integer ticks.
+"""Fills, capital, positions, round-trip trades and the equity curve, in exact integers.
 
 The fills model: a signal emitted on a batch fills at the **next event of its symbol after that
 batch** that carries a price on the right side: a trade's price, a quote's ask (buys) or bid
 (sells), a bar's open. Slippage moves that price ``slippage_ticks`` against the order; a limit
 price the slipped price would breach leaves the order unfilled; the fee is ``fee_bps`` of the
-notional, rounded up to a whole tick. No event after the batch: unfilled. Orders never wait:
-whatever does not fill at that one event is dropped (the status says why).
+notional, rounded up to a whole unit of money. No event after the batch: unfilled. Orders never
+wait: whatever does not fill at that one event is dropped (the status says why).
 
-Marks (for equity): a trade's price, a quote's integer mid ``(bid + ask) // 2``, a bar's close.
+Capital binds: orders are taken in the order they would fill (fill row, then batch, then place
+in the batch), and each is checked by :func:`zcbench.risk.buying_power_reason`, the rule the
+live execution layer applies, with the account as it stands at that moment (cash, every open
+position at its last mark, this symbol at the fill price). A refused order has status
+``refused`` and the rule's name in ``reason``; cash never goes below zero unless the buying
+power allows leverage (or a short loses more than the equity: no liquidation is modelled). An
+order whose quantity is not a whole number of the instrument's lots is refused (``lot_size``).
+
+Money: a symbol's prices are integers of its own price unit; the account's unit of money is the
+finest of them, and ``units[symbol]`` says how many account units one price unit is (1 when
+every symbol shares the schema's ``PRICE_SCALE``). Marks (for equity): a trade's price, a
+quote's integer mid ``(bid + ask) // 2``, a bar's close.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final
@@ -21,14 +32,47 @@ import numpy as np
 import polars as pl
 
 from zcbench.errors import DataError, UsageError
-from zcbench.strategy import PRICE_SCALE
+from zcbench.risk import BuyingPower, buying_power_reason
 
-__all__ = ["FillModel", "Ledger", "book"]
+__all__ = ["FILLS_SCHEMA", "TRADES_SCHEMA", "FillModel", "Ledger", "book"]
 
 FILLED: Final = "filled"
+REFUSED: Final = "refused"
 NO_NEXT_EVENT: Final = "no_next_event"
+LOT_SIZE: Final = "lot_size"
 LIMIT: Final = "limit_not_reached"
-_MAX_NOTIONAL: Final = 2**53  # int64 ledgers, with room for sums; ~9e11 currency units
+_MAX_NOTIONAL: Final = 2**53  # int64 ledgers, with room for sums
+
+FILLS_SCHEMA: Final[dict[str, Any]] = {
+    "seq": pl.Int64,
+    "idx": pl.Int64,
+    "symbol": pl.String,
+    "side": pl.String,
+    "quantity": pl.Int64,
+    "limit_price": pl.Int64,
+    "status": pl.String,
+    "reason": pl.String,
+    "fill_row": pl.Int64,
+    "fill_ts": pl.Int64,
+    "fill_price": pl.Int64,
+    "notional": pl.Int64,
+    "fee": pl.Int64,
+    "cash_after": pl.Int64,
+}
+
+TRADES_SCHEMA: Final[dict[str, Any]] = {
+    "symbol": pl.String,
+    "direction": pl.String,
+    "entry_ts": pl.Int64,
+    "exit_ts": pl.Int64,
+    "quantity": pl.Int64,
+    "entry_price": pl.Float64,
+    "exit_price": pl.Float64,
+    "pnl": pl.Float64,
+    "return": pl.Float64,
+    "fees": pl.Float64,
+    "duration_s": pl.Float64,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,243 +94,376 @@ class FillModel:
         return Fraction(str(self.fee_bps)) / 10_000
 
     def fee(self, notional: int, rate: Fraction | None = None) -> int:
-        """The fee on ``notional`` ticks, exact and rounded up (no float on the money path)."""
-        return math.ceil(notional * (self.fee_rate if rate is None else rate))
+        """The fee on ``notional``, exact and rounded up (no float on the money path)."""
+        r = self.fee_rate if rate is None else rate
+        return -(-notional * r.numerator // r.denominator)
 
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
-    """What the accounting produced: the orders with their fills, positions, equity curve."""
+    """What the accounting produced: the orders with their fills, positions, trades, equity.
+
+    Money is in account units (see the module docstring) except in ``trades``' and
+    ``positions``' float columns, which are in currency.
+    """
 
     fills: pl.DataFrame
     positions: pl.DataFrame
+    trades: pl.DataFrame
     equity: pl.DataFrame
     closing_pnls: list[Fraction]
     traded_notional: int
     fees: int
+    exposure: float
+    marks: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
 
 
-def _side_prices(events: pl.DataFrame) -> tuple[np.ndarray[Any, Any], ...]:
-    kind = pl.col("kind")
-    frame = events.select(
-        pl.when(kind == "trade")
-        .then(pl.col("price"))
-        .when(kind == "quote")
-        .then(pl.col("ask"))
-        .when(kind == "bar")
-        .then(pl.col("open"))
-        .fill_null(0)
-        .alias("buy"),
-        pl.when(kind == "trade")
-        .then(pl.col("price"))
-        .when(kind == "quote")
-        .then(pl.col("bid"))
-        .when(kind == "bar")
-        .then(pl.col("open"))
-        .fill_null(0)
-        .alias("sell"),
-        pl.when(kind == "trade")
-        .then(pl.col("price"))
-        .when(kind == "quote")
-        .then((pl.col("bid") + pl.col("ask")) // 2)
-        .when(kind == "bar")
-        .then(pl.col("close"))
-        .fill_null(0)
-        .alias("mark"),
-    )
-    return tuple(frame.get_column(c).to_numpy().astype(np.int64) for c in ("buy", "sell", "mark"))
+class _Prices:
+    """Per-symbol price indexes over the event rows, built on first use: most symbols of a
+    stream never trade, and their prices are never worked out."""
+
+    def __init__(self, events: pl.DataFrame) -> None:
+        self._events = events
+        self._symbol = events.get_column("symbol")
+        self.ts = events.get_column("ts").to_numpy()
+        self._columns: dict[str, np.ndarray[Any, Any]] = {}
+        self._rows: dict[str, np.ndarray[Any, Any]] = {}
+        self._cache: dict[tuple[str, str], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+
+    def _column(self, name: str) -> np.ndarray[Any, Any]:
+        if not self._columns:
+            kind = pl.col("kind")
+            frame = self._events.select(
+                *(pl.col(c).fill_null(0) for c in ("price", "bid", "ask", "open", "close")),
+                (kind == "trade").alias("is_trade"),
+                (kind == "quote").alias("is_quote"),
+                (kind == "bar").alias("is_bar"),
+            )
+            self._columns = {c: frame.get_column(c).to_numpy() for c in frame.columns}
+        return self._columns[name]
+
+    def index(self, symbol: str, which: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """The rows of ``symbol`` that carry a ``which`` price (buy, sell, mark), and those."""
+        key = (symbol, which)
+        if key not in self._cache:
+            if symbol not in self._rows:
+                self._rows[symbol] = np.flatnonzero(
+                    (self._symbol == symbol).fill_null(False).to_numpy()
+                )
+            rows = self._rows[symbol]
+
+            def col(name: str) -> np.ndarray[Any, Any]:
+                picked: np.ndarray[Any, Any] = self._column(name)[rows]
+                return picked
+
+            if which == "mark":
+                quote = (col("bid") + col("ask")) // 2
+            else:
+                quote = col("ask" if which == "buy" else "bid")
+            bar = col("close" if which == "mark" else "open")
+            px = np.where(
+                col("is_trade"),
+                col("price"),
+                np.where(col("is_quote"), quote, np.where(col("is_bar"), bar, 0)),
+            ).astype(np.int64)
+            keep = px > 0
+            self._cache[key] = (rows[keep].astype(np.int64), px[keep])
+        return self._cache[key]
+
+    def all_marks(self) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+        """Every symbol's mark index (see :meth:`index`)."""
+        names: list[str] = self._symbol.unique().drop_nulls().to_list()
+        return {name: self.index(name, "mark") for name in names}
+
+    def mark_at(self, symbol: str, row: int) -> int:
+        """The last mark of ``symbol`` at or before ``row`` (0 if none)."""
+        rows, marks = self.index(symbol, "mark")
+        k = int(np.searchsorted(rows, row, side="right")) - 1
+        return int(marks[k]) if k >= 0 else 0
 
 
-def _price_index(
-    codes: np.ndarray[Any, Any], prices: np.ndarray[Any, Any], code: int
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """The rows of one symbol (by code) that carry a price, and those prices."""
-    rows = np.flatnonzero((codes == code) & (prices > 0))
-    return rows, prices[rows]
+@dataclass
+class _Trade:
+    symbol: str
+    direction: int
+    entry_ts: int
+    exit_ts: int = 0
+    quantity: int = 0  # the largest open quantity
+    entry_cost: int = 0  # sum of entry price * qty, account units
+    entry_qty: int = 0
+    exit_value: int = 0
+    exit_qty: int = 0
+    fees: Fraction | int = 0  # a fraction only when a flipping fill's fee was split
+
+    @property
+    def pnl(self) -> Fraction | int:
+        """Exit value against entry cost (every unit entered was exited), fees included."""
+        return self.direction * (self.exit_value - self.entry_cost) - self.fees
 
 
 def book(
     events: pl.DataFrame,
     signals: pl.DataFrame,
-    batch_ends: list[int],
+    batch_ends: np.ndarray[Any, Any],
     model: FillModel,
     initial_cash: int,
+    *,
+    buying_power: BuyingPower | None = None,
+    units: Mapping[str, int] | None = None,
+    ticks: Mapping[str, int] | None = None,
+    lots: Mapping[str, int] | None = None,
+    money_scale: int = 10_000,
 ) -> Ledger:
-    """Fill ``signals`` against ``events`` and account for them.
+    """Fill ``signals`` against ``events`` under ``buying_power`` and account for them.
 
     ``signals`` has ``seq, idx, symbol, side, quantity, limit_price, end_row`` (``end_row``: the
-    row after the signal's batch); ``batch_ends[i]`` is that row for batch ``i``.
+    row after the signal's batch); ``batch_ends[i]`` is that row for batch ``i``;
+    ``initial_cash`` is in account units, ``money_scale`` of which make one currency unit;
+    ``units``, ``ticks`` and ``lots`` give per symbol the account units of one price unit, the
+    tick in price units (slippage is in ticks) and the lot in quantity (1 when absent).
     """
-    buy_px, sell_px, mark_px = _side_prices(events)
-    ts = events.get_column("ts").to_numpy()
-    # symbols as small integers: comparing an object array of strings costs ~50x more
-    symbol_col = events.get_column("symbol")
-    names: list[str] = symbol_col.unique(maintain_order=True).to_list()
-    code_of = {name: i for i, name in enumerate(names)}
-    codes = symbol_col.replace_strict(names, range(len(names)), return_dtype=pl.Int32).to_numpy()
-    index: dict[tuple[str, str], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
-
-    def lookup(symbol: str, which: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        key = (symbol, which)
-        if key not in index:
-            px = {"buy": buy_px, "sell": sell_px, "mark": mark_px}[which]
-            index[key] = _price_index(codes, px, code_of.get(symbol, -1))
-        return index[key]
-
+    rule = buying_power or BuyingPower()
+    prices = _Prices(events)
+    ts = prices.ts
     rate = model.fee_rate
-    rows_out: list[dict[str, Any]] = []
+    unit_of = dict(units or {})
+    tick_of = dict(ticks or {})
+    lot_of = dict(lots or {})
+    out: list[dict[str, Any]] = []
+    pending: list[tuple[int, int, int, int]] = []  # (fill_row, seq, idx, position in out)
     for sig in signals.iter_rows(named=True):
-        rows, prices = lookup(sig["symbol"], sig["side"])
+        row = {**{k: sig[k] for k in ("seq", "idx", "symbol", "side", "quantity", "limit_price")}}
+        row.update(dict.fromkeys(("reason", "fill_row", "fill_ts", "fill_price", "notional")))
+        row.update(status=NO_NEXT_EVENT, fee=None, cash_after=None)
+        rows, px = prices.index(sig["symbol"], sig["side"])
         j = int(np.searchsorted(rows, sig["end_row"], side="left"))
-        out = {
-            "seq": sig["seq"],
-            "idx": sig["idx"],
-            "symbol": sig["symbol"],
-            "side": sig["side"],
-            "quantity": sig["quantity"],
-            "limit_price": sig["limit_price"],
-            "status": NO_NEXT_EVENT,
-            "fill_row": None,
-            "fill_ts": None,
-            "fill_price": None,
-            "notional": None,
-            "fee": None,
-        }
-        if j < rows.size:
-            ref = int(prices[j])
+        if sig["quantity"] % lot_of.get(sig["symbol"], 1):
+            row.update(status=REFUSED, reason=LOT_SIZE)
+        elif j < rows.size:
             sign = 1 if sig["side"] == "buy" else -1
-            price = max(1, ref + sign * model.slippage_ticks)
+            tick = tick_of.get(sig["symbol"], 1)
+            price = max(tick, int(px[j]) + sign * model.slippage_ticks * tick)
             limit = sig["limit_price"]
             if limit is not None and (price - limit) * sign > 0:
-                out["status"] = LIMIT
+                row["status"] = LIMIT
             else:
-                notional = price * sig["quantity"]
+                notional = price * sig["quantity"] * unit_of.get(sig["symbol"], 1)
                 if notional > _MAX_NOTIONAL:
                     raise DataError(
                         f"signal {sig['idx']} of batch {sig['seq']}: {sig['quantity']} units at "
                         f"{price} ticks exceeds the largest notional the ledger holds "
-                        f"({_MAX_NOTIONAL} ticks)"
+                        f"({_MAX_NOTIONAL} units of money)"
                     )
-                out.update(
-                    status=FILLED,
-                    fill_row=int(rows[j]),
-                    fill_ts=int(ts[rows[j]]),
-                    fill_price=price,
-                    notional=notional,
-                    fee=model.fee(notional, rate),
-                )
-        rows_out.append(out)
-    fills = pl.DataFrame(
-        rows_out,
-        schema={
-            "seq": pl.Int64,
-            "idx": pl.Int64,
-            "symbol": pl.String,
-            "side": pl.String,
-            "quantity": pl.Int64,
-            "limit_price": pl.Int64,
-            "status": pl.String,
-            "fill_row": pl.Int64,
-            "fill_ts": pl.Int64,
-            "fill_price": pl.Int64,
-            "notional": pl.Int64,
-            "fee": pl.Int64,
-        },
-    )
-    filled = fills.filter(pl.col("status") == FILLED).sort("fill_row", "seq", "idx")
-    positions, closing = _positions(filled)
-    equity = _equity(filled, batch_ends, ts, lookup, initial_cash)
-    return Ledger(
-        fills=fills,
-        positions=positions,
-        equity=equity,
-        closing_pnls=closing,
-        traded_notional=int(filled.get_column("notional").sum() or 0),
-        fees=int(filled.get_column("fee").sum() or 0),
-    )
+                row.update(fill_row=int(rows[j]), fill_price=price, notional=notional)
+                pending.append((int(rows[j]), sig["seq"], sig["idx"], len(out)))
+        out.append(row)
 
-
-def _positions(filled: pl.DataFrame) -> tuple[pl.DataFrame, list[Fraction]]:
-    """Position after each fill, average cost and realised PnL (average-cost method)."""
-    qty: dict[str, int] = {}
-    cost: dict[str, Fraction] = {}  # signed cost basis of the open position, in ticks
-    realised: dict[str, Fraction] = {}
+    cash = initial_cash
+    position: dict[str, int] = {}
+    basis: dict[str, Fraction | int] = {}  # signed cost of the open position, account units
+    realised: dict[str, Fraction | int] = {}
+    open_trade: dict[str, _Trade] = {}
     closing: list[Fraction] = []
-    rows: list[dict[str, Any]] = []
-    for f in filled.iter_rows(named=True):
-        sym, q = f["symbol"], f["quantity"] * (1 if f["side"] == "buy" else -1)
-        price = f["fill_price"]
-        pos, basis = qty.get(sym, 0), cost.get(sym, Fraction(0))
-        pnl = Fraction(0)
-        if pos != 0 and (pos > 0) != (q > 0):  # this fill reduces (and maybe flips) the position
-            closed = min(abs(q), abs(pos))
-            avg = basis / pos
-            pnl = (price - avg) * closed * (1 if pos > 0 else -1)
-            closing.append(pnl)
-            basis -= avg * closed * (1 if pos > 0 else -1)
-            pos += closed * (1 if q > 0 else -1)
-            q += closed * (-1 if q > 0 else 1)
-        basis += Fraction(price * q)
-        pos += q
-        if pos == 0:
-            basis = Fraction(0)
-        qty[sym], cost[sym] = pos, basis
-        realised[sym] = realised.get(sym, Fraction(0)) + pnl
-        rows.append(
+    pos_rows: list[dict[str, Any]] = []
+    trades: list[_Trade] = []
+    filled_rows: list[int] = []
+    for fill_row, _seq, _idx, k in sorted(pending):
+        o = out[k]
+        sym, price, notional = o["symbol"], o["fill_price"], o["notional"]
+        unit = unit_of.get(sym, 1)
+        q = o["quantity"] * (1 if o["side"] == "buy" else -1)
+        fee = model.fee(notional, rate)
+        pos = position.get(sym, 0)
+        # the account before and after, every other position at its last mark
+        long_b = short_b = 0
+        for other, held in position.items():
+            if held and other != sym:
+                value = abs(held) * prices.mark_at(other, fill_row) * unit_of.get(other, 1)
+                long_b, short_b = (
+                    (long_b + value, short_b) if held > 0 else (long_b, short_b + value)
+                )
+        mine_b, mine_a = abs(pos) * price * unit, abs(pos + q) * price * unit
+        long_a = long_b + (mine_a if pos + q > 0 else 0)
+        short_a = short_b + (mine_a if pos + q < 0 else 0)
+        long_b += mine_b if pos > 0 else 0
+        short_b += mine_b if pos < 0 else 0
+        cash_after = cash - q * price * unit - fee
+        reason = buying_power_reason(
+            rule,
+            equity_after=cash_after + long_a - short_a,
+            long_before=long_b,
+            short_before=short_b,
+            long_after=long_a,
+            short_after=short_a,
+        )
+        if reason:
+            o.update(status=REFUSED, reason=reason, fill_row=None, fill_price=None, notional=None)
+            continue
+        o.update(status=FILLED, fill_ts=int(ts[fill_row]), fee=fee, cash_after=cash_after)
+        filled_rows.append(k)
+        cash = cash_after
+        _apply_fill(
+            sym,
+            q,
+            price * unit,
+            fee,
+            int(ts[fill_row]),
+            position,
+            basis,
+            realised,
+            closing,
+            open_trade,
+            trades,
+        )
+        pos_rows.append(
             {
-                "fill_ts": f["fill_ts"],
-                "seq": f["seq"],
+                "fill_ts": int(ts[fill_row]),
+                "seq": o["seq"],
                 "symbol": sym,
-                "position": pos,
-                "avg_cost": float(basis / pos) / PRICE_SCALE if pos else None,
-                "realised_pnl": float(realised[sym]) / PRICE_SCALE,
+                "position": position[sym],
+                "avg_cost": float(Fraction(basis[sym]) / position[sym]) / money_scale
+                if position[sym]
+                else None,
+                "realised_pnl": float(realised[sym]) / money_scale,
             }
         )
-    frame = pl.DataFrame(
-        rows,
-        schema={
-            "fill_ts": pl.Int64,
-            "seq": pl.Int64,
-            "symbol": pl.String,
-            "position": pl.Int64,
-            "avg_cost": pl.Float64,
-            "realised_pnl": pl.Float64,
-        },
+    fills = pl.DataFrame(out, schema=FILLS_SCHEMA)
+    filled = [out[k] for k in filled_rows]
+    equity, exposure = _equity(filled, batch_ends, prices, initial_cash, unit_of, money_scale)
+    return Ledger(
+        fills=fills,
+        positions=pl.DataFrame(
+            pos_rows,
+            schema={
+                "fill_ts": pl.Int64,
+                "seq": pl.Int64,
+                "symbol": pl.String,
+                "position": pl.Int64,
+                "avg_cost": pl.Float64,
+                "realised_pnl": pl.Float64,
+            },
+        ),
+        trades=_trade_frame(trades, money_scale),
+        equity=equity,
+        closing_pnls=closing,
+        traded_notional=sum(int(f["notional"]) for f in filled),
+        fees=sum(int(f["fee"]) for f in filled),
+        exposure=exposure,
+        marks=prices.all_marks(),
     )
-    return frame, closing
+
+
+def _apply_fill(
+    sym: str,
+    q: int,
+    price: int,
+    fee: int,
+    fill_ts: int,
+    position: dict[str, int],
+    basis: dict[str, Fraction | int],
+    realised: dict[str, Fraction | int],
+    closing: list[Fraction],
+    open_trade: dict[str, _Trade],
+    trades: list[_Trade],
+) -> None:
+    """One fill into positions (average cost), realised PnL and the round-trip trades.
+
+    A round trip opens when a position leaves zero and closes when it returns to zero or flips
+    (the flipping fill closes one and opens the next; its fee is split by quantity).
+    """
+    pos, cost = position.get(sym, 0), basis.get(sym, 0)
+    pnl: Fraction | int = 0
+    remaining = q
+    if pos != 0 and (pos > 0) != (q > 0):  # reduces, maybe flips
+        closed = min(abs(q), abs(pos))
+        avg = Fraction(cost, pos) if isinstance(cost, int) else cost / pos
+        direction = 1 if pos > 0 else -1
+        pnl = (price - avg) * closed * direction
+        closing.append(Fraction(pnl))
+        cost -= avg * closed * direction
+        trade = open_trade[sym]
+        share = fee if closed == abs(q) else Fraction(fee * closed, abs(q))
+        trade.exit_value += price * closed
+        trade.exit_qty += closed
+        trade.fees += share
+        pos += closed * (1 if q > 0 else -1)
+        remaining = q + closed * (-1 if q > 0 else 1)
+        if pos == 0:
+            trade.exit_ts = fill_ts
+            trades.append(trade)
+            del open_trade[sym]
+            cost = 0
+    if remaining:
+        if sym not in open_trade:
+            open_trade[sym] = _Trade(sym, 1 if remaining > 0 else -1, fill_ts)
+        trade = open_trade[sym]
+        share = fee if remaining == q else Fraction(fee * abs(remaining), abs(q))
+        trade.entry_cost += price * abs(remaining)
+        trade.entry_qty += abs(remaining)
+        trade.fees += share
+        cost += price * remaining
+        pos += remaining
+        trade.quantity = max(trade.quantity, abs(pos))
+    position[sym], basis[sym] = pos, cost
+    realised[sym] = realised.get(sym, 0) + pnl
+
+
+def _trade_frame(trades: list[_Trade], money_scale: int) -> pl.DataFrame:
+    rows = []
+    for t in trades:
+        exit_ts = t.exit_ts
+        rows.append(
+            {
+                "symbol": t.symbol,
+                "direction": "long" if t.direction > 0 else "short",
+                "entry_ts": t.entry_ts,
+                "exit_ts": exit_ts,
+                "quantity": t.quantity,
+                "entry_price": float(t.entry_cost / t.entry_qty) / money_scale,
+                "exit_price": float(t.exit_value / t.exit_qty) / money_scale,
+                "pnl": float(t.pnl) / money_scale,
+                "return": float(t.pnl / t.entry_cost) if t.entry_cost else 0.0,
+                "fees": float(t.fees) / money_scale,
+                "duration_s": (exit_ts - t.entry_ts) / 1e9,
+            }
+        )
+    return pl.DataFrame(rows, schema=TRADES_SCHEMA)
 
 
 def _equity(
-    filled: pl.DataFrame,
-    batch_ends: list[int],
-    ts: np.ndarray[Any, Any],
-    lookup: Any,
+    filled: list[dict[str, Any]],
+    batch_ends: np.ndarray[Any, Any],
+    prices: _Prices,
     initial_cash: int,
-) -> pl.DataFrame:
-    """Cash, position value and equity (ticks) after each batch, marked at its last event."""
+    units: Mapping[str, int],
+    money_scale: int,
+) -> tuple[pl.DataFrame, float]:
+    """Cash, position value and equity after each batch, marked at its last event; and the
+    share of batches after which some position was open (the exposure)."""
     ends = np.asarray(batch_ends, dtype=np.int64)
-    fill_rows = filled.get_column("fill_row").to_numpy().astype(np.int64)
-    signed = np.where(filled.get_column("side").to_numpy() == "buy", 1, -1)
-    qty = filled.get_column("quantity").to_numpy().astype(np.int64) * signed
-    notional = filled.get_column("notional").to_numpy().astype(np.int64)
-    fees = filled.get_column("fee").to_numpy().astype(np.int64)
+    order = sorted(range(len(filled)), key=lambda i: filled[i]["fill_row"])
+    fill_rows = np.array([filled[i]["fill_row"] for i in order], dtype=np.int64)
+    signed = np.array([1 if filled[i]["side"] == "buy" else -1 for i in order], dtype=np.int64)
+    qty = np.array([filled[i]["quantity"] for i in order], dtype=np.int64) * signed
+    notional = np.array([filled[i]["notional"] for i in order], dtype=np.int64)
+    fees = np.array([filled[i]["fee"] for i in order], dtype=np.int64)
     cash_delta = -signed * notional - fees
     upto = np.searchsorted(fill_rows, ends, side="left")  # fills strictly before each end
-    cash_cum = np.concatenate([[0], np.cumsum(cash_delta)])
-    cash = initial_cash + cash_cum[upto]
+    cash = initial_cash + np.concatenate([[0], np.cumsum(cash_delta)])[upto]
     value = np.zeros(ends.size, dtype=np.int64)
-    fill_symbols = filled.get_column("symbol").to_numpy()
+    held = np.zeros(ends.size, dtype=bool)
+    fill_symbols = np.array([filled[i]["symbol"] for i in order], dtype=object)
     for sym in sorted(set(fill_symbols.tolist())):
         mine = fill_symbols == sym
-        rows_s = fill_rows[mine]
         pos_cum = np.concatenate([[0], np.cumsum(qty[mine])])
-        pos = pos_cum[np.searchsorted(rows_s, ends, side="left")]
-        mark_rows, marks = lookup(sym, "mark")
+        pos = pos_cum[np.searchsorted(fill_rows[mine], ends, side="left")]
+        mark_rows, marks = prices.index(sym, "mark")
         k = np.searchsorted(mark_rows, ends, side="left") - 1
-        mark = np.where(k >= 0, marks[np.maximum(k, 0)], 0)
-        value += pos * mark
-    end_ts = ts[ends - 1] if ends.size else np.zeros(0, dtype=np.int64)
-    return pl.DataFrame(
+        mark = np.where(k >= 0, marks[np.maximum(k, 0)] if marks.size else 0, 0)
+        value += pos * mark * units.get(sym, 1)
+        held |= pos != 0
+    end_ts = prices.ts[ends - 1] if ends.size else np.zeros(0, dtype=np.int64)
+    frame = pl.DataFrame(
         {
             "seq": pl.Series(np.arange(ends.size, dtype=np.int64)),
             "ts": pl.Series(end_ts, dtype=pl.Int64),
@@ -294,4 +471,6 @@ def _equity(
             "position_value": pl.Series(value, dtype=pl.Int64),
             "equity": pl.Series(cash + value, dtype=pl.Int64),
         }
-    ).with_columns((pl.col("equity") / PRICE_SCALE).alias("equity_ccy"))
+    ).with_columns((pl.col("equity") / money_scale).alias("equity_ccy"))
+    exposure = float(held.mean()) if ends.size else 0.0
+    return frame, exposure

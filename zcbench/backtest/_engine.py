@@ -1,8 +1,16 @@
 """Event-driven replay of batches through a Strategy, on the enclave's own code path.
 
-Every batch goes ``encode_batch -> decode_batch -> apply_strategy`` and every batch's signals go
-``encode_signals -> decode_signals``, exactly as they cross the enclave boundary in a live run, so
-a strategy cannot see anything different in a backtest than it will see live. The canonical
+Batches reach the strategy through the wire codec and ``apply_strategy``, and every batch's
+signals go ``encode_signals -> decode_signals``, exactly as they cross the enclave boundary in a
+live run, so a strategy cannot see anything different in a backtest than it will see live.
+
+Two ways through the codec, one engine: ``wire`` encodes and decodes every batch on its own as
+the proxy and the enclave do; ``fast`` (the default) checks once, for the whole stream, what the
+decoder would refuse, and hands the strategy each batch as a zero-copy slice of the stream, since
+the codec is the identity on such frames (:mod:`zcbench.strategy._bulk` says why, and the tests
+prove it). Only the source of batches differs; the loop, the signals codec, the digest and the
+accounting are shared, and the tests hold the two paths to the same batches, signals, digest and
+fills on every example and on random streams. The canonical
 signals digest is SHA-256 over, for each batch in order, its ``seq`` and the length of its
 encoded signals (8-byte big-endian each) and those encoded signals: two runs agree on it exactly
 when they produced the same signals on the same batches.
@@ -13,18 +21,32 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import numpy as np
 import polars as pl
 
 from zcbench.backtest._accounting import FillModel, book
-from zcbench.backtest._metrics import compute_metrics
+from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
 from zcbench.errors import EnvError, UsageError
-from zcbench.marketdata import BatchSpec, batch_bounds, normalise_events, validate_events
+from zcbench.marketdata import (
+    BatchSpec,
+    Instrument,
+    Instruments,
+    batch_ends,
+    check_ticks,
+    default_instruments,
+    normalise_events,
+    validate_events,
+)
+from zcbench.progress import progress
+from zcbench.risk import BuyingPower
 from zcbench.strategy import (
+    PRICE_SCALE,
     Batch,
     Signal,
     Strategy,
@@ -34,9 +56,9 @@ from zcbench.strategy import (
     decode_signals,
     encode_batch,
     encode_signals,
-    price_to_ticks,
     select_fields,
 )
+from zcbench.strategy._bulk import wire_view
 
 __all__ = [
     "BacktestConfig",
@@ -47,6 +69,10 @@ __all__ = [
     "run_backtest",
     "run_prepared",
 ]
+
+FAST: Final = "fast"
+WIRE: Final = "wire"
+PATHS: Final = (FAST, WIRE)
 
 _SIGNAL_SCHEMA = {
     "seq": pl.Int64,
@@ -66,7 +92,10 @@ class BacktestConfig:
 
     Exactly one of ``width_ns`` and ``count`` sets the batching (event time, see
     :mod:`zcbench.marketdata`); ``initial_cash`` is in currency units; ``periods_per_year``
-    scales the Sharpe ratio (None: measured from the batches).
+    annualises (None: measured from the batches); ``leverage`` and ``short_margin`` set the
+    buying power (:class:`zcbench.risk.BuyingPower`: the defaults are a cash account);
+    ``path`` is ``fast`` or ``wire`` (the per-batch codec; the same results, slower);
+    ``instruments`` gives tick, lot and currency per symbol (None: the committed defaults).
     """
 
     width_ns: int | None = None
@@ -75,11 +104,18 @@ class BacktestConfig:
     fee_bps: float = 0.0
     initial_cash: float = 1_000_000.0
     periods_per_year: float | None = None
+    path: str = FAST
+    leverage: float = 1.0
+    short_margin: float = 1.0
+    instruments: Instruments | None = None
 
     def __post_init__(self) -> None:
         BatchSpec(width_ns=self.width_ns, count=self.count)
+        if self.path not in PATHS:
+            raise UsageError(f"path must be one of {', '.join(PATHS)}, got {self.path!r}")
         FillModel(slippage_ticks=self.slippage_ticks, fee_bps=self.fee_bps)
-        if not self.initial_cash > 0:
+        BuyingPower(leverage=self.leverage, short_margin=self.short_margin)
+        if not (isinstance(self.initial_cash, (int, float)) and 0 < self.initial_cash < 1e11):
             raise UsageError(f"initial_cash must be positive, got {self.initial_cash!r}")
 
     @property
@@ -87,58 +123,158 @@ class BacktestConfig:
         return BatchSpec(width_ns=self.width_ns, count=self.count)
 
     @property
+    def buying_power(self) -> BuyingPower:
+        return BuyingPower(leverage=self.leverage, short_margin=self.short_margin)
+
+    @property
     def fills(self) -> FillModel:
         return FillModel(slippage_ticks=self.slippage_ticks, fee_bps=self.fee_bps)
 
 
+_CHUNK: Final = 65_536  # batch bounds become Python ints this many at a time
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedData:
-    """Events cut into batches and encoded once; reused by every run of a sweep."""
+    """Events cut into batches, checked once for the wire; reused by every run of a sweep.
+    ``ends[i]`` is batch ``i``'s end row (exclusive); ``stream`` is the selected stream in one
+    chunk, of which each batch is a slice."""
 
     events: pl.DataFrame
     fields: tuple[str, ...]
     spec: BatchSpec
-    bounds: tuple[tuple[int, int], ...]
-    wires: tuple[bytes, ...]
+    ends: np.ndarray[Any, Any]
+    selected: pl.DataFrame
+    stream: pl.DataFrame
+
+    @property
+    def n_batches(self) -> int:
+        return int(self.ends.size)
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        """Each batch's ``[start, end)`` rows."""
+        return list(self.iter_bounds())
+
+    def iter_bounds(self) -> Iterator[tuple[int, int]]:
+        """Each batch's ``[start, end)`` rows, without a Python object per batch held at once."""
+        start = 0
+        for k in range(0, self.n_batches, _CHUNK):
+            for end in self.ends[k : k + _CHUNK].tolist():
+                yield start, end
+                start = end
+
+    @property
+    def wires(self) -> tuple[bytes, ...]:
+        """Each batch's wire bytes, as the proxy sends them (the bodies of the IN records)."""
+        return tuple(encode_batch(b) for b in self.wire_batches())
+
+    def wire_batches(self) -> Iterator[Batch]:
+        """The batches as the proxy cuts them, before the wire (the per-batch path's input)."""
+        selected = self.selected
+        for seq, (s, e) in enumerate(self.iter_bounds()):
+            yield Batch(seq=seq, events=selected.slice(s, e - s))
+
+    def batches(self, path: str = FAST) -> Iterator[Batch]:
+        """The batches the strategy sees: views of the decoded stream (``fast``) or each
+        encoded and decoded on its own (``wire``, the proxy's and the enclave's path)."""
+        if path == WIRE:
+            for batch in self.wire_batches():
+                yield decode_batch(encode_batch(batch))
+            return
+        cut = self.stream.slice
+        for seq, (s, e) in enumerate(self.iter_bounds()):
+            yield Batch(seq, cut(s, e - s))
 
 
 def prepare(events: pl.DataFrame, fields: Sequence[str], spec: BatchSpec) -> PreparedData:
-    """Validate ``events``, cut them into batches of ``fields`` and encode each for the wire."""
+    """Validate ``events``, cut them into batches of ``fields`` and check once that the wire
+    would carry every batch unchanged (:func:`zcbench.strategy._bulk.wire_view`)."""
     full = validate_events(normalise_events(events))
-    bounds = batch_bounds(full.get_column("ts"), spec)
-    if not bounds:
+    ends = batch_ends(full.get_column("ts"), spec)
+    if not ends.size:
         raise UsageError("backtest: no events to replay")
     selected = select_fields(full, fields)
-    wires = tuple(
-        encode_batch(Batch(seq=i, events=selected.slice(s, e - s)))
-        for i, (s, e) in enumerate(bounds)
-    )
-    return PreparedData(full, tuple(fields), spec, tuple(bounds), wires)
+    stream = wire_view(selected, ends)
+    return PreparedData(full, tuple(fields), spec, ends, selected, stream)
 
 
-def replay(strategy: Strategy, data: PreparedData) -> tuple[list[list[Signal]], str]:
-    """Each batch's signals, as they come out of the boundary, and the signals digest."""
+class _EmptyRuns:
+    """Feeds the digest the entries of batches without signals a run at a time: each is
+    ``seq || len(empty) || empty`` (8-byte big-endian), built for a whole run with numpy."""
+
+    def __init__(self, digest: Any) -> None:
+        self._digest = digest
+        empty = encode_signals([])
+        self._dtype = np.dtype([("seq", ">u8"), ("tail", f"V{8 + len(empty)}")])
+        self._tail = np.frombuffer(len(empty).to_bytes(8, "big") + empty, dtype=self._dtype[1])
+        self._next = 0  # the first batch not yet in the digest
+
+    def flush(self, upto: int) -> None:
+        """Add batches ``next .. upto - 1`` (all without signals), then skip batch ``upto``."""
+        for start in range(self._next, upto, _CHUNK):
+            stop = min(start + _CHUNK, upto)
+            entries = np.empty(stop - start, dtype=self._dtype)
+            entries["seq"] = np.arange(start, stop, dtype=np.uint64)
+            entries["tail"] = self._tail[0]
+            self._digest.update(entries.tobytes())
+        self._next = upto + 1
+
+
+def _replay(
+    strategy: Strategy, data: PreparedData, path: str, show_progress: bool | None
+) -> tuple[dict[int, list[Signal]], str]:
+    """The batches that gave signals (by ``seq``), as they come out of the boundary, and the
+    signals digest over every batch."""
+    if path not in PATHS:
+        raise UsageError(f"backtest path must be one of {', '.join(PATHS)}, got {path!r}")
     digest = hashlib.sha256()
-    out: list[list[Signal]] = []
-    for seq, wire in enumerate(data.wires):
-        batch = decode_batch(wire)
-        try:
+    empties = _EmptyRuns(digest)
+    out: dict[int, list[Signal]] = {}
+    source = data.batches(path)
+    if show_progress is not False:
+        source = progress(source, total=data.n_batches, desc="backtest", enabled=show_progress)
+    seq = -1
+    try:
+        for batch in source:
+            seq = batch.seq
             signals = apply_strategy(strategy, batch)
-        except StrategyError as exc:
-            start, end = data.bounds[seq]
-            ts = data.events.get_column("ts")
-            raise StrategyError(
-                f"{exc}: batch {seq} holds {end - start} events from ts {ts[start]} to "
-                f"{ts[end - 1]} (rows {start + 1}..{end}); the backtest stopped there",
-                seq=exc.seq,
-            ) from exc.__cause__
-        blob = encode_signals(signals)
-        digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
-        out.append(decode_signals(blob) if signals else [])
+            if signals:
+                empties.flush(seq)
+                blob = encode_signals(signals)
+                digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
+                out[seq] = decode_signals(blob)
+        empties.flush(seq + 1)
+    except StrategyError as exc:
+        end = int(data.ends[seq])
+        start = int(data.ends[seq - 1]) if seq > 0 else 0
+        ts = data.events.get_column("ts")
+        raise StrategyError(
+            f"{exc}: batch {seq} holds {end - start} events from ts {ts[start]} to "
+            f"{ts[end - 1]} (rows {start + 1}..{end}); the backtest stopped there",
+            seq=exc.seq,
+        ) from exc.__cause__
     return out, digest.hexdigest()
 
 
-def _signal_frame(per_batch: list[list[Signal]], bounds: Sequence[tuple[int, int]]) -> pl.DataFrame:
+def replay(
+    strategy: Strategy,
+    data: PreparedData,
+    *,
+    path: str = FAST,
+    show_progress: bool | None = False,
+) -> tuple[list[list[Signal]], str]:
+    """Each batch's signals, as they come out of the boundary, and the signals digest.
+
+    ``path`` chooses how batches reach the strategy (see :meth:`PreparedData.batches`); the
+    rest is one loop. Signals always go through the signals codec, and the digest is over their
+    encoding, exactly as the enclave's OUT records hold them.
+    """
+    sparse, digest = _replay(strategy, data, path, show_progress)
+    return [sparse.get(seq, []) for seq in range(data.n_batches)], digest
+
+
+def _signal_frame(sparse: dict[int, list[Signal]], ends: np.ndarray[Any, Any]) -> pl.DataFrame:
     rows = [
         {
             "seq": seq,
@@ -148,9 +284,9 @@ def _signal_frame(per_batch: list[list[Signal]], bounds: Sequence[tuple[int, int
             "quantity": s.quantity,
             "limit_price": s.limit_price,
             "hints": json.dumps([list(h) for h in s.hints]),
-            "end_row": bounds[seq][1],
+            "end_row": int(ends[seq]),
         }
-        for seq, signals in enumerate(per_batch)
+        for seq, signals in sorted(sparse.items())
         for idx, s in enumerate(signals)
     ]
     return pl.DataFrame(rows, schema=_SIGNAL_SCHEMA)
@@ -162,9 +298,15 @@ class BacktestResult:
 
     - ``signals``: one row per signal (``seq`` of its batch, ``idx`` within the batch);
     - ``fills``: one row per signal turned order, with ``status`` and the fill if any;
+      (``refused`` with the buying-power rule's name in ``reason`` when capital did not allow it);
     - ``positions``: position, average cost and realised PnL after each fill;
+    - ``trades``: the round trips (entry, exit, quantity, PnL with fees, return, duration);
     - ``equity``: cash, position value and equity after each batch;
-    - ``metrics``: one row, the columns of ``zcbench.backtest.METRIC_NAMES``.
+    - ``metrics``: one row, the columns of ``zcbench.backtest.METRIC_NAMES``;
+    - ``benchmark``: buy and hold per symbol (``total_return``, ``cagr``).
+
+    Money: integer columns are in the account's smallest unit (``money_scale`` of them make one
+    unit of ``currency``); float money columns and every money metric are in ``currency``.
     """
 
     strategy: str
@@ -177,10 +319,14 @@ class BacktestResult:
     positions: pl.DataFrame
     equity: pl.DataFrame
     metrics: pl.DataFrame
+    trades: pl.DataFrame
+    benchmark: dict[str, dict[str, float | None]]
+    currency: str = "USD"
+    money_scale: int = PRICE_SCALE
 
-    def metrics_dict(self) -> dict[str, float | int]:
+    def metrics_dict(self) -> dict[str, float | int | None]:
         """The metrics row as a plain map."""
-        row: dict[str, float | int] = self.metrics.row(0, named=True)
+        row: dict[str, float | int | None] = self.metrics.row(0, named=True)
         return row
 
     def summary(self) -> dict[str, Any]:
@@ -191,15 +337,23 @@ class BacktestResult:
             "config": dataclasses.asdict(self.config),
             "n_events": self.n_events,
             "signals_digest": self.signals_digest,
+            "currency": self.currency,
             "metrics": self.metrics_dict(),
+            "benchmark": self.benchmark,
+            "trades": self.trades.height,
         }
 
-    def write(self, out_dir: str | Path) -> Path:
-        """Write ``summary.json`` and one parquet file per table into ``out_dir``."""
+    def write(self, out_dir: str | Path, *, plot: bool = False) -> Path:
+        """Write ``summary.json`` and one parquet file per table into ``out_dir`` (and, with
+        ``plot``, ``equity.png``: equity, drawdown and trades)."""
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            for name in ("signals", "fills", "positions", "equity", "metrics"):
+            if plot:
+                from zcbench.backtest._plot import equity_png
+
+                (out / "equity.png").write_bytes(equity_png(self))
+            for name in ("signals", "fills", "positions", "trades", "equity", "metrics"):
                 frame: pl.DataFrame = getattr(self, name)
                 frame.write_parquet(out / f"{name}.parquet", statistics=False)
             text = json.dumps(self.summary(), indent=2, sort_keys=True)
@@ -209,14 +363,67 @@ class BacktestResult:
         return out
 
 
-def run_prepared(strategy: Strategy, data: PreparedData, config: BacktestConfig) -> BacktestResult:
+@dataclass(frozen=True, slots=True)
+class _Account:
+    currency: str
+    money_scale: int
+    units: dict[str, int]
+    ticks: dict[str, int]
+    lots: dict[str, int]
+
+
+def _account(events: pl.DataFrame, config: BacktestConfig) -> _Account:
+    """The account's currency and unit of money from the instruments of ``events``: the
+    finest price unit among them, so every notional is exact."""
+    table = config.instruments if config.instruments is not None else default_instruments()
+    found: dict[str, Instrument] = {}
+    for symbol in events.get_column("symbol").unique().sort().to_list():
+        instrument = table.of(symbol)
+        if instrument is None:
+            raise UsageError(f"backtest: unknown instrument {symbol!r}: not in {table.source}")
+        found[symbol] = instrument
+    currencies = sorted({i.currency for i in found.values()})
+    if len(currencies) > 1:
+        raise UsageError(
+            f"backtest: instruments in {', '.join(currencies)}; one account currency is "
+            "supported (no FX conversion is modelled)"
+        )
+    check_ticks(events, table)
+    scale = max(i.price_scale for i in found.values())
+    return _Account(
+        currency=currencies[0],
+        money_scale=scale,
+        units={s: scale // i.price_scale for s, i in found.items()},
+        ticks={s: i.tick_units for s, i in found.items()},
+        lots={s: i.lot_size for s, i in found.items()},
+    )
+
+
+def run_prepared(
+    strategy: Strategy,
+    data: PreparedData,
+    config: BacktestConfig,
+    *,
+    show_progress: bool | None = False,
+) -> BacktestResult:
     """Replay prepared batches through ``strategy`` and account for its signals."""
-    per_batch, digest = replay(strategy, data)
-    signals = _signal_frame(per_batch, data.bounds)
-    initial = price_to_ticks(config.initial_cash)
-    ends = [e for _, e in data.bounds]
-    ledger = book(data.events, signals, ends, config.fills, initial)
-    filled = ledger.fills.filter(pl.col("status") == "filled").height
+    sparse, digest = _replay(strategy, data, config.path, show_progress)
+    signals = _signal_frame(sparse, data.ends)
+    account = _account(data.events, config)
+    initial = round(Fraction(str(config.initial_cash)) * account.money_scale)
+    ledger = book(
+        data.events,
+        signals,
+        data.ends,
+        config.fills,
+        initial,
+        buying_power=config.buying_power,
+        units=account.units,
+        ticks=account.ticks,
+        lots=account.lots,
+        money_scale=account.money_scale,
+    )
+    status = ledger.fills.get_column("status")
     metrics = compute_metrics(
         equity=ledger.equity.get_column("equity").to_numpy(),
         end_ts=ledger.equity.get_column("ts").to_numpy(),
@@ -224,9 +431,13 @@ def run_prepared(strategy: Strategy, data: PreparedData, config: BacktestConfig)
         traded_notional=ledger.traded_notional,
         fees=ledger.fees,
         closing_pnls=ledger.closing_pnls,
+        trade_pnls=ledger.trades.get_column("pnl").to_numpy(),
+        exposure=ledger.exposure,
         n_signals=signals.height,
-        n_fills=filled,
+        n_fills=int((status == "filled").sum()),
+        n_refused=int((status == "refused").sum()),
         periods_per_year=config.periods_per_year,
+        money_scale=account.money_scale,
     )
     return BacktestResult(
         strategy=strategy.name,
@@ -238,13 +449,24 @@ def run_prepared(strategy: Strategy, data: PreparedData, config: BacktestConfig)
         fills=ledger.fills,
         positions=ledger.positions,
         equity=ledger.equity,
-        metrics=pl.DataFrame([metrics]),
+        metrics=pl.DataFrame([metrics], schema=METRICS_SCHEMA),
+        trades=ledger.trades,
+        benchmark=benchmark(data.events.get_column("ts").to_numpy(), ledger.marks),
+        currency=account.currency,
+        money_scale=account.money_scale,
     )
 
 
 def run_backtest(
-    strategy: Strategy, events: pl.DataFrame, config: BacktestConfig
+    strategy: Strategy,
+    events: pl.DataFrame,
+    config: BacktestConfig,
+    *,
+    show_progress: bool | None = False,
 ) -> BacktestResult:
-    """Backtest ``strategy`` on ``events`` (any frame in the event schema, sorted by ``ts``)."""
+    """Backtest ``strategy`` on ``events`` (any frame in the event schema, sorted by ``ts``).
+
+    ``show_progress``: a progress bar over the batches (None: only on a terminal).
+    """
     data = prepare(events, strategy.fields(), config.spec)
-    return run_prepared(strategy, data, config)
+    return run_prepared(strategy, data, config, show_progress=show_progress)

@@ -1,17 +1,39 @@
-"""Performance metrics from an equity curve and the fills.
+"""Performance metrics from an equity curve, the fills and the round-trip trades.
 
-Definitions (all computed in a fixed order with numpy, so the same inputs give the same floats
-whatever the thread count):
+Every figure is computed in a fixed order with numpy, so the same inputs give the same floats
+whatever the thread count. The curve is the equity after each batch, preceded by the initial
+cash; per-batch returns are ``r[i] = curve[i+1] / curve[i] - 1`` (0 when ``curve[i]`` is at or below
+zero: nothing is left to earn a return on).
 
-- ``total_return``: final equity / initial equity - 1;
-- ``sharpe``: mean / sample standard deviation of the per-batch returns (the first measured
-  from the initial equity), times sqrt(periods per year); periods per year is given, or the
-  number of batches divided by the years the batches span (about 252 for daily bars); 0.0 when
-  the returns do not vary;
-- ``max_drawdown``: the largest fall from a running peak, as a fraction of that peak (>= 0);
-- ``turnover``: traded notional / initial equity;
+Annualisation: ``periods_per_year`` (P) is given, or measured as the number of batches divided by
+the years their end times span (a year is 365.25 days; about 252 for daily bars of a market
+open on weekdays, 315 million for 100 ms batches). On a few seconds of tick data P extrapolates
+wildly: a tick-scale Sharpe ranks strategies on the same data, it is not a yearly figure.
+``years`` is that span in years.
+
+- ``total_return``: final equity / initial cash - 1;
+- ``cagr``: ``(final / initial) ** (1 / years) - 1`` (0.0 when the span is empty, -1.0 when
+  equity ended at or below zero, None when compounding a short span to a year overflows);
+- ``volatility``: sample standard deviation of r, times sqrt(P);
+- ``sharpe``: mean(r) / sample standard deviation of r, times sqrt(P) (risk-free rate 0; 0.0
+  when the returns do not vary);
+- ``sortino``: mean(r) / downside deviation, times sqrt(P); the downside deviation is
+  ``sqrt(mean(min(r, 0) ** 2))`` over all periods (0.0 when no period lost);
+- ``max_drawdown``: the largest fall from a running peak of the curve, as a fraction of that
+  peak (>= 0); ``max_drawdown_duration_s``: the longest time from a peak until equity is back
+  at it (or the end), in seconds of event time;
+- ``calmar``: cagr / max_drawdown (0.0 without a drawdown, None when cagr is);
+- ``exposure``: the share of batches after which some position was open;
+- ``turnover``: traded notional / initial cash;
 - ``hit_rate``: the share of position-reducing fills whose realised PnL (fill price against
-  average cost, before fees) is positive; 0.0 when nothing was closed.
+  average cost, before fees) is positive; 0.0 when nothing was closed;
+- ``n_trades``, ``win_rate``: round trips (a position leaving zero until it is back at zero or
+  flips) and the share of them whose PnL, fees included, is positive;
+- ``profit_factor``: gross PnL of winning trades / gross loss of losing ones (None when no trade
+  lost, so that JSON stays valid); ``expectancy``: mean PnL per trade (currency);
+- ``final_equity``, ``pnl``, ``fees``: currency; ``n_refused``: orders refused for capital;
+- ``benchmark`` (a separate map, per symbol): buy and hold from the first mark to the last,
+  its ``total_return`` and ``cagr`` over the symbol's own span.
 """
 
 from __future__ import annotations
@@ -21,28 +43,50 @@ from fractions import Fraction
 from typing import Any, Final
 
 import numpy as np
+import polars as pl
 
-from zcbench.strategy import PRICE_SCALE
-
-__all__ = ["METRIC_NAMES", "compute_metrics"]
+__all__ = ["METRICS_SCHEMA", "METRIC_NAMES", "benchmark", "compute_metrics"]
 
 YEAR_NS: Final = int(365.25 * 86_400 * 1_000_000_000)
 
 METRIC_NAMES: Final = (
     "total_return",
+    "cagr",
+    "volatility",
     "sharpe",
+    "sortino",
+    "calmar",
     "max_drawdown",
+    "max_drawdown_duration_s",
+    "exposure",
     "turnover",
     "hit_rate",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
     "final_equity",
     "pnl",
     "fees",
     "n_batches",
     "n_signals",
     "n_fills",
+    "n_refused",
     "n_closing_fills",
     "periods_per_year",
+    "years",
 )
+
+
+def _cagr(ratio: float, years: float) -> float | None:
+    if ratio <= 0:
+        return -1.0
+    if years <= 0:
+        return 0.0
+    try:
+        return math.exp(math.log(ratio) / years) - 1.0
+    except OverflowError:  # seconds of ticks compounded to a year: no float holds it
+        return None
 
 
 def compute_metrics(
@@ -53,38 +97,108 @@ def compute_metrics(
     traded_notional: int,
     fees: int,
     closing_pnls: list[Fraction],
+    trade_pnls: np.ndarray[Any, Any],
+    exposure: float,
     n_signals: int,
     n_fills: int,
+    n_refused: int,
     periods_per_year: float | None,
-) -> dict[str, float | int]:
+    money_scale: int,
+) -> dict[str, float | int | None]:
     """The metrics above as a flat map (money in currency units, the rest plain numbers)."""
     curve = np.concatenate([[initial], equity.astype(np.int64)]).astype(np.float64)
     n = int(equity.size)
+    span = int(end_ts[-1] - end_ts[0]) if n > 1 else 0
+    years = span / YEAR_NS
     if periods_per_year is None:
-        span = int(end_ts[-1] - end_ts[0]) if n > 1 else 0
         periods_per_year = n * YEAR_NS / span if span > 0 else 0.0
-    returns = curve[1:] / curve[:-1] - 1.0
-    sharpe = 0.0
+    root = math.sqrt(periods_per_year)
+    prev = curve[:-1]
+    ok = prev > 0
+    returns = np.zeros(prev.size)
+    np.divide(curve[1:], prev, out=returns, where=ok)
+    returns = np.where(ok, returns - 1.0, 0.0)
+    sharpe = volatility = sortino = 0.0
     if returns.size > 1:
         sd = float(np.std(returns, ddof=1))
+        volatility = sd * root
         if sd > 0:
-            sharpe = float(np.mean(returns)) / sd * math.sqrt(periods_per_year)
+            sharpe = float(np.mean(returns)) / sd * root
+        downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
+        if downside > 0:
+            sortino = float(np.mean(returns)) / downside * root
     peaks = np.maximum.accumulate(curve)
-    drawdown = float(np.max(1.0 - curve / peaks)) if curve.size else 0.0
-    wins = sum(1 for p in closing_pnls if p > 0)
+    drawdown = max(float(np.max(1.0 - curve / peaks)), 0.0) if curve.size else 0.0
     final = int(equity[-1]) if n else initial
+    cagr = _cagr(final / initial, years)
+    wins = trade_pnls[trade_pnls > 0]
+    losses = trade_pnls[trade_pnls < 0]
     return {
         "total_return": final / initial - 1.0,
+        "cagr": cagr,
+        "volatility": volatility,
         "sharpe": sharpe,
-        "max_drawdown": max(drawdown, 0.0),
+        "sortino": sortino,
+        "calmar": None if cagr is None else cagr / drawdown if drawdown > 0 else 0.0,
+        "max_drawdown": drawdown,
+        "max_drawdown_duration_s": _drawdown_duration(curve[1:], end_ts) / 1e9,
+        "exposure": exposure,
         "turnover": traded_notional / initial,
-        "hit_rate": wins / len(closing_pnls) if closing_pnls else 0.0,
-        "final_equity": final / PRICE_SCALE,
-        "pnl": (final - initial) / PRICE_SCALE,
-        "fees": fees / PRICE_SCALE,
+        "hit_rate": sum(1 for p in closing_pnls if p > 0) / len(closing_pnls)
+        if closing_pnls
+        else 0.0,
+        "n_trades": int(trade_pnls.size),
+        "win_rate": float(wins.size / trade_pnls.size) if trade_pnls.size else 0.0,
+        "profit_factor": float(wins.sum() / -losses.sum()) if losses.size else None,
+        "expectancy": float(trade_pnls.mean()) if trade_pnls.size else 0.0,
+        "final_equity": final / money_scale,
+        "pnl": (final - initial) / money_scale,
+        "fees": fees / money_scale,
         "n_batches": n,
         "n_signals": n_signals,
         "n_fills": n_fills,
+        "n_refused": n_refused,
         "n_closing_fills": len(closing_pnls),
         "periods_per_year": float(periods_per_year),
+        "years": years,
     }
+
+
+def _drawdown_duration(curve: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> int:
+    """The longest stretch (ns of event time) from a running peak until equity is back at it,
+    or until the end when it never is."""
+    if curve.size < 2:
+        return 0
+    t = ts.astype(np.int64)
+    peaks = np.flatnonzero(curve >= np.maximum.accumulate(curve))
+    spans = [t[peaks[1:]] - t[peaks[:-1]]]  # consecutive peaks: 0-length unless underwater
+    if peaks[-1] < curve.size - 1:
+        spans.append(np.array([t[-1] - t[peaks[-1]]]))
+    gaps = np.concatenate(spans)
+    underwater = np.concatenate([np.diff(peaks) > 1, [peaks[-1] < curve.size - 1]])
+    return int(np.max(gaps[underwater[: gaps.size]], initial=0))
+
+
+def benchmark(
+    ts: np.ndarray[Any, Any],
+    marks: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]],
+) -> dict[str, dict[str, float | None]]:
+    """Buy and hold per symbol, from its first mark to its last (see the module docstring).
+
+    ``marks[symbol]`` are the event rows that carry a mark and those marks; ``ts`` the events'
+    times.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for symbol in sorted(marks):
+        rows, px = marks[symbol]
+        if px.size == 0:
+            continue
+        ratio = int(px[-1]) / int(px[0])
+        years = (int(ts[rows[-1]]) - int(ts[rows[0]])) / YEAR_NS
+        out[symbol] = {"total_return": ratio - 1.0, "cagr": _cagr(ratio, years)}
+    return out
+
+
+METRICS_SCHEMA: Final[dict[str, Any]] = {
+    name: pl.Int64 if name.startswith("n_") else pl.Float64 for name in METRIC_NAMES
+}

@@ -59,8 +59,27 @@ def register(sub: Any) -> None:
     p.add_argument("--slippage-ticks", type=int, default=0, help="ticks against each fill (0)")
     p.add_argument("--fee-bps", type=float, default=0.0, help="fee in basis points (0)")
     p.add_argument("--initial-cash", type=float, default=1_000_000.0, help="(1000000)")
-    p.add_argument("--periods-per-year", type=float, help="Sharpe scaling (default: measured)")
-    p.add_argument("--out", metavar="DIR", help="write the result tables and summary.json here")
+    p.add_argument(
+        "--leverage", type=float, default=1.0, help="buying power on longs (1: a cash account)"
+    )
+    p.add_argument(
+        "--short-margin",
+        type=float,
+        default=1.0,
+        help="share of a short's notional equity must cover (1.0)",
+    )
+    p.add_argument(
+        "--instruments",
+        metavar="CSV",
+        help="symbol, currency, tick_size, lot_size per instrument (default data/instruments.csv; "
+        "a file given here must list every symbol)",
+    )
+    p.add_argument("--periods-per-year", type=float, help="annualisation (default: measured)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the result tables, summary.json and equity.png (equity, drawdown, trades)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 
@@ -85,11 +104,13 @@ def run(args: argparse.Namespace) -> int:
     from zcbench.marketdata import (
         SyntheticConfig,
         generate_ticks,
+        load_instruments,
         load_market_data,
         sample_daily_path,
     )
     from zcbench.strategy import make_strategy
 
+    instruments = load_instruments(args.instruments) if args.instruments else None
     source: dict[str, Any]
     if args.synthetic or args.synthetic_config:
         base = SyntheticConfig.from_file(args.synthetic_config) if args.synthetic_config else None
@@ -105,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         source = {"synthetic": cfg.to_dict(), "seed": args.seed}
     else:
         path = args.data if args.data else sample_daily_path()
-        events = load_market_data(path, symbol=args.symbol)
+        events = load_market_data(path, symbol=args.symbol, instruments=instruments)
         source = {"path": str(path)}
     bars = bool((events.get_column("kind") == "bar").all())
     name = args.strategy or ("ma_crossover" if bars else "order_flow_imbalance")
@@ -129,27 +150,83 @@ def run(args: argparse.Namespace) -> int:
         fee_bps=args.fee_bps,
         initial_cash=args.initial_cash,
         periods_per_year=args.periods_per_year,
+        leverage=args.leverage,
+        short_margin=args.short_margin,
+        instruments=instruments,
     )
-    result = run_backtest(strategy, events, config)
+    # a progress bar on a terminal's stderr for long runs; none with --json
+    result = run_backtest(strategy, events, config, show_progress=False if args.json else None)
     summary = {**result.summary(), "data": source}
     if args.out:
-        summary["out"] = str(result.write(args.out))
+        summary["out"] = str(result.write(args.out, plot=True))
+    summary["next"] = _NEXT
     if args.json:
         sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
         return 0
-    m = result.metrics_dict()
-    lines = [
-        f"strategy      {result.strategy} {json.dumps(result.params, sort_keys=True)}",
-        f"data          {json.dumps(source['path']) if 'path' in source else 'synthetic'}"
-        f" ({result.n_events} events, {m['n_batches']} batches {config.spec.describe()})",
-        f"signals       {m['n_signals']}, filled {m['n_fills']}, digest {result.signals_digest}",
-        f"total return  {m['total_return']:+.4%}   pnl {m['pnl']:+,.2f}   fees {m['fees']:,.2f}",
-        f"sharpe        {m['sharpe']:.3f} ({m['periods_per_year']:.0f} periods/year)",
-        f"max drawdown  {m['max_drawdown']:.4%}",
-        f"turnover      {m['turnover']:.3f}   hit rate {m['hit_rate']:.1%}"
-        f" of {m['n_closing_fills']} closing fills",
-    ]
-    if args.out:
-        lines.append(f"written to    {summary['out']}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(_table(result, summary, source, config) + "\n")
     return 0
+
+
+_NEXT = "zcbench package notebooks/01_research.ipynb -o build"
+_TICK_SCALE = 10_000  # periods per year above which annualised figures are extrapolations
+
+
+def money(value: float | None, currency: str) -> str:
+    """A money figure in its named unit: ``-1,234.56 USD``. The one place the backtest CLI
+    formats money (to be replaced by the project's shared money formatter when it lands)."""
+    if value is None:
+        return "n/a"
+    return f"{value:,.2f} {currency}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2%}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _table(result: Any, summary: dict[str, Any], source: dict[str, Any], config: Any) -> str:
+    """The readable result: what ran, then every metric with its unit, then the benchmark."""
+    m = result.metrics_dict()
+    ccy = result.currency
+    ppy = m["periods_per_year"]
+    days = m["max_drawdown_duration_s"] / 86_400
+    lines = [
+        f"strategy        {result.strategy} {json.dumps(result.params, sort_keys=True)}",
+        f"data            {json.dumps(source['path']) if 'path' in source else 'synthetic'}"
+        f" ({result.n_events} events, {m['n_batches']} batches {config.spec.describe()},"
+        f" {m['years']:.2f} years)",
+        f"signals         {m['n_signals']}, filled {m['n_fills']}, refused {m['n_refused']}"
+        f" (capital or lots), digest {result.signals_digest}",
+        f"capital         {money(config.initial_cash, ccy)} -> {money(m['final_equity'], ccy)}"
+        f"   pnl {money(m['pnl'], ccy)}   fees {money(m['fees'], ccy)}",
+        f"return          total {_pct(m['total_return'])}   CAGR {_pct(m['cagr'])}"
+        f"   volatility {_num(m['volatility'] * 100, 2)} % a year",
+        f"risk-adjusted   Sharpe {_num(m['sharpe'])}   Sortino {_num(m['sortino'])}"
+        f"   Calmar {_num(m['calmar'])}   ({ppy:,.0f} periods/year)",
+        f"drawdown        max {m['max_drawdown']:.2%}, longest {days:,.1f} days under a peak",
+        f"trades          {m['n_trades']} round trips, win rate {m['win_rate']:.1%},"
+        f" profit factor {_num(m['profit_factor'], 2)}, expectancy"
+        f" {money(m['expectancy'], ccy)} a trade",
+        f"activity        exposure {m['exposure']:.1%} of batches, turnover {m['turnover']:.2f}x"
+        f" the capital, hit rate {m['hit_rate']:.1%} of {m['n_closing_fills']} closing fills",
+    ]
+    for symbol, bench in result.benchmark.items():
+        lines.append(
+            f"buy and hold    {symbol}: total {_pct(bench['total_return'])},"
+            f" CAGR {_pct(bench['cagr'])}"
+        )
+    if ppy > _TICK_SCALE:
+        lines.append(
+            f"note            Sharpe, Sortino, volatility and CAGR are annualised from "
+            f"{ppy:,.0f} batches a year of event time: on {m['years'] * 365.25 * 86_400:,.1f} s"
+            " of data that is a large extrapolation. Compare strategies on the same data by them;"
+            " do not read them as yearly figures."
+        )
+    lines.append("money           in " + ccy + "; metrics defined in the README (Backtest metrics)")
+    if "out" in summary:
+        lines.append(f"written to      {summary['out']} (tables, summary.json, equity.png)")
+    lines.append(f"next            {_NEXT}   (promote the notebook's strategy)")
+    return "\n".join(lines)

@@ -6,13 +6,29 @@ enclaves.
 
 - :func:`load_events`, :func:`load_ohlcv`: CSV or parquet into validated polars frames; bad input
   raises :class:`MarketDataError` naming the file, row and column.
+- :class:`Instruments` (:func:`load_instruments`, :func:`default_instruments`): tick size, lot
+  size and currency per symbol, and each one's exact integer price unit.
 - :func:`generate_ticks` / :func:`write_ticks` with :class:`SyntheticConfig`: trades and quotes.
 - :func:`batches`, :class:`EventTimeBatcher`: batches by event-time bucket width or event count.
 """
 
-from zcbench.marketdata._batching import BatchSpec, EventTimeBatcher, batch_bounds, batches
+from zcbench.marketdata._batching import (
+    BatchSpec,
+    EventTimeBatcher,
+    batch_bounds,
+    batch_ends,
+    batches,
+)
+from zcbench.marketdata._instruments import (
+    DEFAULT_INSTRUMENT,
+    Instrument,
+    Instruments,
+    default_instruments,
+    load_instruments,
+)
 from zcbench.marketdata._load import (
     MarketDataError,
+    check_ticks,
     load_events,
     load_market_data,
     load_ohlcv,
@@ -25,14 +41,21 @@ from zcbench.marketdata._sample import sample_daily_path
 from zcbench.marketdata._synthetic import SyntheticConfig, generate_ticks, write_ticks
 
 __all__ = [
+    "DEFAULT_INSTRUMENT",
     "BatchSpec",
     "EventTimeBatcher",
+    "Instrument",
+    "Instruments",
     "MarketDataError",
     "SyntheticConfig",
     "batch_bounds",
+    "batch_ends",
     "batches",
+    "check_ticks",
+    "default_instruments",
     "generate_ticks",
     "load_events",
+    "load_instruments",
     "load_market_data",
     "load_ohlcv",
     "normalise_events",

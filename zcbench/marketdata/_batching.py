@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -28,7 +29,7 @@ import polars as pl
 from zcbench.errors import DataError, UsageError
 from zcbench.strategy import Batch, select_fields
 
-__all__ = ["BatchSpec", "EventTimeBatcher", "batch_bounds", "batches"]
+__all__ = ["BatchSpec", "EventTimeBatcher", "batch_bounds", "batch_ends", "batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +54,30 @@ class BatchSpec:
         return {"count": self.count}
 
 
-def batch_bounds(ts: pl.Series, spec: BatchSpec) -> list[tuple[int, int]]:
-    """The ``[start, end)`` row ranges of each batch of a sorted ``ts`` column."""
+def batch_ends(ts: pl.Series, spec: BatchSpec) -> np.ndarray[Any, Any]:
+    """Each batch's end row (exclusive) of a sorted ``ts`` column, as int64; batch ``i`` is
+    rows ``ends[i - 1]`` (0 for the first) to ``ends[i]``. One array, not a Python object per
+    batch: a million one-bar batches cost 8 MB here."""
     n = ts.len()
     if n == 0:
-        return []
+        return np.zeros(0, dtype=np.int64)
     if ts.null_count():
         raise DataError("batching: ts has missing values")
     if spec.count is not None:
-        return [(i, min(i + spec.count, n)) for i in range(0, n, spec.count)]
+        return np.minimum(np.arange(spec.count, n + spec.count, spec.count, dtype=np.int64), n)
     assert spec.width_ns is not None
     values = ts.to_numpy()
     if np.any(values[1:] < values[:-1]):
         raise DataError("batching: events must be sorted by ts")
     bucket = values // spec.width_ns  # floor division: aligned to the epoch, also before 1970
     cuts = np.flatnonzero(bucket[1:] != bucket[:-1]) + 1
-    starts = [0, *cuts.tolist()]
-    ends = [*cuts.tolist(), n]
-    return list(zip(starts, ends, strict=True))
+    return np.append(cuts, n).astype(np.int64)
+
+
+def batch_bounds(ts: pl.Series, spec: BatchSpec) -> list[tuple[int, int]]:
+    """The ``[start, end)`` row ranges of each batch of a sorted ``ts`` column."""
+    ends = batch_ends(ts, spec).tolist()
+    return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
 def batches(

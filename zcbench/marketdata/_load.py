@@ -6,7 +6,10 @@ Two file shapes are read, each from CSV or parquet:
   nanoseconds, prices in integer ticks); ``ts``, ``symbol`` and ``kind`` are required, the rest
   optional;
 - **daily OHLCV files**: ``Date, Open, High, Low, Close, Volume`` (any letter case, extra columns
-  ignored), prices in currency units; they become ``bar`` events with prices in ticks.
+  ignored), prices in currency units; they become ``bar`` events with prices as exact integers
+  of the instrument's price unit (:mod:`zcbench.marketdata._instruments`), read from their
+  decimal text: a price with more decimals than the instrument's tick, or off its tick, is
+  refused, never rounded.
 
 Every problem is a :class:`MarketDataError` naming the file, the 1-based data row (the header is
 not a row) and the column, so a person can open the file and look. Nothing is coerced silently: a
@@ -17,16 +20,19 @@ refuse.
 from __future__ import annotations
 
 import csv
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
 from zcbench.errors import DataError
-from zcbench.strategy import EVENT_SCHEMA, KINDS, PRICE_SCALE
+from zcbench.marketdata._instruments import Instrument, Instruments, default_instruments
+from zcbench.strategy import EVENT_SCHEMA, KINDS
 
 __all__ = [
     "MarketDataError",
+    "check_ticks",
     "load_events",
     "load_market_data",
     "load_ohlcv",
@@ -195,12 +201,116 @@ def _as_text(series: pl.Series, source: str) -> pl.Series:
     return series.cast(pl.String).str.strip_chars()
 
 
-def _to_ticks(prices: pl.Series) -> pl.Series:
-    """Currency prices as integer ticks, rounded half away from zero (as ``price_to_ticks``)."""
-    scaled = (prices.abs() * PRICE_SCALE + 0.5).floor().cast(pl.Int64)
-    return pl.select(
-        pl.when(prices < 0).then(-scaled).otherwise(scaled).alias(prices.name)
-    ).to_series()
+def _decimal_units(
+    raw: pl.Series, values: pl.Series, instrument: Instrument, *, source: str
+) -> pl.Series:
+    """Prices as exact integers of the instrument's price unit, from their decimal text.
+
+    ``raw`` is the column as read (text from CSV, numbers from parquet, where a float is taken
+    as its shortest decimal form); ``values`` the same as checked floats. Nothing is rounded: a
+    price with more decimals than the unit, or not a whole number of ticks, is refused.
+    """
+    name = raw.name
+    if raw.dtype == pl.String:
+        text = raw.str.strip_chars()
+    else:  # a number: its shortest decimal form, positional (never 1e-08)
+        text = pl.Series(
+            name,
+            [None if v is None else format(Decimal(repr(v)), "f") for v in raw.to_list()],
+            dtype=pl.String,
+        )
+    parts = text.str.extract_groups(r"^\+?([0-9]+)(?:\.([0-9]*))?$")
+    whole = parts.struct.field("1")
+    frac = parts.struct.field("2").fill_null("").str.strip_chars_end("0")
+    bad = _first_row(text.is_not_null() & whole.is_null())
+    if bad is not None:
+        raise MarketDataError(
+            f"expected a decimal price like 12.345, got {text[bad - 1]!r}",
+            source=source,
+            row=bad,
+            column=name,
+        )
+    decimals = instrument.decimals
+    # digits past the price unit: zero, or float noise of a writer that printed binary doubles
+    # (0.08388999999999999 for 0.08389); under a millionth of a unit it is that noise and the
+    # decimal meant is taken; anything more is a price off the unit, refused
+    tail = frac.str.slice(decimals)
+    rest = tail.str.slice(0, 12).str.pad_end(12, "0").cast(pl.Int64)
+    noise = 1_000_000  # 1e-6 of a unit, in units of 1e-12
+    up = (tail.str.len_chars() > 0) & (rest >= 10**12 - noise)
+    bad = _first_row((tail.str.len_chars() > 0) & (rest > noise) & ~up)
+    if bad is not None:
+        raise MarketDataError(
+            f"price {text[bad - 1]} has more decimals than {instrument.symbol}'s tick "
+            f"{instrument.tick_size} allows (never rounded: fix the data or the instruments file)",
+            source=source,
+            row=bad,
+            column=name,
+        )
+    head = frac.str.slice(0, decimals).str.pad_end(decimals, "0")
+    units = whole.cast(pl.Int64) * instrument.price_scale + head.cast(pl.Int64) + up.cast(pl.Int64)
+    _refuse_off_tick(units, instrument, source=source, column=name, shown=text)
+    del values
+    return units.alias(name)
+
+
+def _refuse_off_tick(
+    units: pl.Series,
+    instrument: Instrument,
+    *,
+    source: str,
+    column: str,
+    shown: pl.Series | None = None,
+    mask: pl.Series | None = None,
+) -> None:
+    """Raise naming the first price (of ``mask``'s rows) that is not a whole number of ticks."""
+    tick = instrument.tick_units
+    if tick == 1:
+        return
+    off = (units % tick) != 0
+    if mask is not None:
+        off = off & mask
+    bad = _first_row(off)
+    if bad is not None:
+        value = shown[bad - 1] if shown is not None else f"{units[bad - 1]} units"
+        raise MarketDataError(
+            f"price {value} is not a multiple of {instrument.symbol}'s tick "
+            f"{instrument.tick_size} (never rounded: fix the data or the instruments file)",
+            source=source,
+            row=bad,
+            column=column,
+        )
+
+
+def _instrument(
+    symbol: str, instruments: Instruments | None, *, source: str, row: int | None
+) -> Instrument:
+    table = instruments if instruments is not None else default_instruments()
+    found = table.of(symbol)
+    if found is None:
+        raise MarketDataError(
+            f"unknown instrument {symbol!r}: not in {table.source}",
+            source=source,
+            row=row,
+            column="symbol",
+        )
+    return found
+
+
+def check_ticks(
+    events: pl.DataFrame, instruments: Instruments | None = None, *, source: str = "<frame>"
+) -> pl.DataFrame:
+    """``events`` if every symbol is a known instrument (when the table is strict) and every
+    price is a whole number of its ticks; raises naming the first bad row and column."""
+    symbol = events.get_column("symbol")
+    for name in symbol.unique(maintain_order=True).to_list():
+        mine = symbol == name
+        instrument = _instrument(name, instruments, source=source, row=_first_row(mine))
+        for column in _PRICE_FIELDS:
+            _refuse_off_tick(
+                events.get_column(column), instrument, source=source, column=column, mask=mine
+            )
+    return events
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,6 +354,37 @@ def validate_events(events: pl.DataFrame, *, source: str = "<frame>") -> pl.Data
     present; prices positive; sizes non-negative; ``ts`` non-decreasing; no two events with the
     same ``(ts, symbol, kind)``.
     """
+    if _all_valid(events):
+        return events
+    return _first_invalid(events, source)
+
+
+def _all_valid(events: pl.DataFrame) -> bool:
+    """Every check of :func:`validate_events` in one parallel pass, as one yes or no (the
+    common case; only a frame that fails is walked check by check to name the first row)."""
+    kind, ts = pl.col("kind"), pl.col("ts")
+    bad = [pl.col(n).is_null().any() for n in ("ts", "symbol", "kind")]
+    bad.append((~kind.is_in(list(KINDS))).any())
+    bad += [
+        ((kind == k) & pl.col(n).is_null()).any() for k, ns in _NEEDED_BY_KIND.items() for n in ns
+    ]
+    bad += [(pl.col(n) <= 0).any() for n in _PRICE_FIELDS]
+    bad += [(pl.col(n) < 0).any() for n in _SIZE_FIELDS]
+    bad.append((ts.diff() < 0).any())
+    # two events can share (ts, symbol, kind) only where ts repeats: look there alone
+    tied = (ts == ts.shift(1)) | (ts == ts.shift(-1))
+    flags = events.select(*(b.alias(f"c{i}") for i, b in enumerate(bad)), tied.any().alias("t"))
+    row = flags.row(0)
+    if any(bool(v) for v in row[:-1]):
+        return False
+    if row[-1]:
+        key = pl.struct("ts", "symbol", "kind").is_first_distinct().all()
+        return bool(events.filter(tied).select(key).item())
+    return True
+
+
+def _first_invalid(events: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The checks of :func:`validate_events` one by one: raises naming the first bad row."""
     for name in ("ts", "symbol", "kind"):
         bad = _first_row(events.get_column(name).is_null())
         if bad is not None:
@@ -307,11 +448,13 @@ def validate_events(events: pl.DataFrame, *, source: str = "<frame>") -> pl.Data
     return events
 
 
-def load_events(path: str | Path) -> pl.DataFrame:
-    """An event file (CSV or parquet) as a validated frame with every schema column."""
+def load_events(path: str | Path, *, instruments: Instruments | None = None) -> pl.DataFrame:
+    """An event file (CSV or parquet) as a validated frame with every schema column; prices are
+    integers of each instrument's unit and must be whole ticks (:func:`check_ticks`)."""
     path = Path(path)
     frame = _read_raw(path)
-    return validate_events(normalise_events(frame, source=str(path)), source=str(path))
+    events = validate_events(normalise_events(frame, source=str(path)), source=str(path))
+    return check_ticks(events, instruments, source=str(path))
 
 
 def write_events(events: pl.DataFrame, path: str | Path) -> Path:
@@ -354,8 +497,15 @@ def _dates_ns(series: pl.Series, source: str) -> pl.Series:
     return (days * _DAY_NS).alias("ts")
 
 
-def ohlcv_to_events(frame: pl.DataFrame, *, symbol: str, source: str = "<frame>") -> pl.DataFrame:
-    """Daily OHLCV rows as ``bar`` events, validated.
+def ohlcv_to_events(
+    frame: pl.DataFrame,
+    *,
+    symbol: str,
+    source: str = "<frame>",
+    instruments: Instruments | None = None,
+) -> pl.DataFrame:
+    """Daily OHLCV rows as ``bar`` events, validated; prices exact in the instrument's unit
+    (:mod:`zcbench.marketdata._instruments`; ``instruments`` defaults to the committed table).
 
     A bar's ``ts`` is its date at 00:00 UTC; ``price`` repeats ``close`` and ``size`` repeats
     ``volume``, so strategies that read trade fields also work on bars. Dates must be strictly
@@ -365,6 +515,7 @@ def ohlcv_to_events(frame: pl.DataFrame, *, symbol: str, source: str = "<frame>"
         raise MarketDataError(
             "a symbol is needed for OHLCV data", source=source, row=None, column=None
         )
+    instrument = _instrument(symbol, instruments, source=source, row=None)
     names = _ohlcv_columns(frame, source)
     for c in _OHLCV_COLUMNS:
         bad = _first_row(frame.get_column(names[c]).is_null())
@@ -382,7 +533,8 @@ def ohlcv_to_events(frame: pl.DataFrame, *, symbol: str, source: str = "<frame>"
                 row=bad,
                 column=names[c],
             )
-        prices[c] = _to_ticks(values).alias(c)
+        prices[c] = _decimal_units(frame.get_column(names[c]), values, instrument, source=source)
+        prices[c] = prices[c].alias(c)
     volume = _as_int(frame.get_column(names["volume"]), source).alias("volume")
     bad = _first_row(volume < 0)
     if bad is not None:
@@ -430,7 +582,9 @@ def ohlcv_to_events(frame: pl.DataFrame, *, symbol: str, source: str = "<frame>"
     return validate_events(normalise_events(events, source=source), source=source)
 
 
-def load_ohlcv(path: str | Path, *, symbol: str | None = None) -> pl.DataFrame:
+def load_ohlcv(
+    path: str | Path, *, symbol: str | None = None, instruments: Instruments | None = None
+) -> pl.DataFrame:
     """A daily OHLCV file (CSV or parquet) as validated ``bar`` events.
 
     ``symbol`` defaults to the file name up to its first ``_`` or ``.``, upper-cased
@@ -439,19 +593,22 @@ def load_ohlcv(path: str | Path, *, symbol: str | None = None) -> pl.DataFrame:
     path = Path(path)
     frame = _read_raw(path)
     name = symbol if symbol is not None else path.name.split(".")[0].split("_")[0].upper()
-    return ohlcv_to_events(frame, symbol=name, source=str(path))
+    return ohlcv_to_events(frame, symbol=name, source=str(path), instruments=instruments)
 
 
-def load_market_data(path: str | Path, *, symbol: str | None = None) -> pl.DataFrame:
+def load_market_data(
+    path: str | Path, *, symbol: str | None = None, instruments: Instruments | None = None
+) -> pl.DataFrame:
     """An event file or a daily OHLCV file, recognised by its columns (``ts`` or ``Date``)."""
     path = Path(path)
     frame = _read_raw(path)
     lower = {c.strip().lower() for c in frame.columns}
     if "ts" in lower:
-        return validate_events(normalise_events(frame, source=str(path)), source=str(path))
+        events = validate_events(normalise_events(frame, source=str(path)), source=str(path))
+        return check_ticks(events, instruments, source=str(path))
     if "date" in lower:
         name = symbol if symbol is not None else path.name.split(".")[0].split("_")[0].upper()
-        return ohlcv_to_events(frame, symbol=name, source=str(path))
+        return ohlcv_to_events(frame, symbol=name, source=str(path), instruments=instruments)
     raise MarketDataError(
         "neither an event file (needs a ts column) nor daily OHLCV (needs a Date column)",
         source=str(path),

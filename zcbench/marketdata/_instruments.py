@@ -1,0 +1,171 @@
+"""Instruments: tick size, lot size and currency per symbol, and each one's integer price unit.
+
+An instrument's prices are integers of ``1 / price_scale`` of its currency, where
+``price_scale`` is ``10 ** max(4, decimals of tick_size)``: at least the schema's
+``PRICE_SCALE`` (so every 4-decimal instrument keeps the integers it always had), finer when the
+tick is finer (a 0.00001 FX tick gives 100,000 per unit, a 0.00000001 crypto tick 10**8). A price
+is valid when it is a whole number of ticks: an integer multiple of ``tick_units = tick_size *
+price_scale``. Nothing is ever rounded: the loaders refuse a price off its tick, naming the row.
+
+The instruments file is CSV with ``symbol, currency, tick_size, lot_size`` (``data/instruments.csv``
+holds the defaults for the sample data). ``lot_size`` is in units of quantity: an order for a
+quantity that is not a multiple of it is refused by the backtest (``lot_size``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from zcbench.errors import DataError
+from zcbench.strategy import PRICE_SCALE
+
+__all__ = [
+    "DEFAULT_INSTRUMENT",
+    "Instrument",
+    "Instruments",
+    "default_instruments",
+    "load_instruments",
+]
+
+_DECIMAL: Final = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+_MAX_DECIMALS: Final = 12
+_COLUMNS: Final = ("symbol", "currency", "tick_size", "lot_size")
+_DATA: Final = Path(__file__).resolve().parents[2] / "data"
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One instrument: ``tick_size`` as decimal text (exact), ``lot_size`` in units."""
+
+    symbol: str
+    currency: str = "USD"
+    tick_size: str = "0.0001"
+    lot_size: int = 1
+
+    def __post_init__(self) -> None:
+        where = f"instrument {self.symbol!r}"
+        match = _DECIMAL.match(self.tick_size)
+        if not match or Fraction(self.tick_size) <= 0:
+            raise DataError(
+                f"{where}: tick_size must be a positive decimal, got {self.tick_size!r}"
+            )
+        if len((match.group(2) or "").rstrip("0")) > _MAX_DECIMALS:
+            raise DataError(f"{where}: tick_size has more than {_MAX_DECIMALS} decimals")
+        if type(self.lot_size) is not int or self.lot_size <= 0:
+            raise DataError(f"{where}: lot_size must be a positive integer, got {self.lot_size!r}")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            raise DataError(f"{where}: currency must be a 3-letter code, got {self.currency!r}")
+
+    @property
+    def decimals(self) -> int:
+        """Decimals of the price unit: at least 4, more when the tick is finer."""
+        frac = (_DECIMAL.match(self.tick_size).group(2) or "").rstrip("0")  # type: ignore[union-attr]
+        return max(4, len(frac))
+
+    @property
+    def price_scale(self) -> int:
+        """Integer price units per unit of currency."""
+        return int(10**self.decimals)
+
+    @property
+    def tick_units(self) -> int:
+        """The tick in integer price units (prices must be multiples of it)."""
+        return int(Fraction(self.tick_size) * self.price_scale)
+
+
+DEFAULT_INSTRUMENT: Final = Instrument(symbol="*")
+"""What a symbol absent from a lenient instruments table gets (the schema's PRICE_SCALE)."""
+assert DEFAULT_INSTRUMENT.price_scale == PRICE_SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class Instruments(Mapping[str, Instrument]):
+    """A table of instruments by symbol. ``strict``: a symbol not in it is an error (a table
+    the user gave); otherwise it gets :data:`DEFAULT_INSTRUMENT` (the sample defaults)."""
+
+    entries: tuple[Instrument, ...] = ()
+    strict: bool = False
+    source: str = "<instruments>"
+
+    def __getitem__(self, symbol: str) -> Instrument:
+        for item in self.entries:
+            if item.symbol == symbol:
+                return item
+        raise KeyError(symbol)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(item.symbol for item in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def of(self, symbol: str) -> Instrument | None:
+        """The instrument of ``symbol``; the default one, or None when the table is strict."""
+        try:
+            return self[symbol]
+        except KeyError:
+            return None if self.strict else DEFAULT_INSTRUMENT
+
+
+def load_instruments(path: str | Path, *, strict: bool = True) -> Instruments:
+    """An instruments CSV (see the module docstring); every problem names its row and column."""
+    from zcbench.marketdata._load import MarketDataError
+
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise MarketDataError("no such file", source=source, row=None, column=None)
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise MarketDataError(
+            f"cannot be read as CSV ({type(exc).__name__})", source=source, row=None, column=None
+        ) from None
+    for name in _COLUMNS:
+        if name not in frame.columns:
+            raise MarketDataError(
+                "required column is missing", source=source, row=None, column=name
+            )
+    items: list[Instrument] = []
+    seen: set[str] = set()
+    for row, rec in enumerate(frame.select(_COLUMNS).iter_rows(named=True), start=1):
+        for name in _COLUMNS:
+            if rec[name] is None or not rec[name].strip():
+                raise MarketDataError("missing value", source=source, row=row, column=name)
+        symbol = rec["symbol"].strip()
+        if symbol in seen:
+            raise MarketDataError(
+                f"instrument {symbol!r} is listed twice", source=source, row=row, column="symbol"
+            )
+        seen.add(symbol)
+        lot = rec["lot_size"].strip()
+        if not lot.isdigit():
+            raise MarketDataError(
+                f"expected a positive integer, got {lot!r}",
+                source=source,
+                row=row,
+                column="lot_size",
+            )
+        try:
+            items.append(
+                Instrument(symbol, rec["currency"].strip(), rec["tick_size"].strip(), int(lot))
+            )
+        except DataError as exc:
+            column = next((c for c in _COLUMNS if c in str(exc)), None)
+            raise MarketDataError(str(exc), source=source, row=row, column=column) from None
+    return Instruments(tuple(items), strict=strict, source=source)
+
+
+def default_instruments() -> Instruments:
+    """The committed ``data/instruments.csv``, lenient (unknown symbols get the default)."""
+    path = _DATA / "instruments.csv"
+    if not path.is_file():
+        return Instruments()
+    return load_instruments(path, strict=False)
