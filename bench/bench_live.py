@@ -140,7 +140,6 @@ def floor_per_batch(events: object, n: int) -> tuple[float, dict[str, float], by
                 "seq": 0,
                 "signals": signals,
                 "time_ns": time.time_ns(),
-                "event_time_ns": time.time_ns(),
                 "leaves": [b"\x00" * 32, b"\x00" * 32],
                 "checkpoint": note,
             },

@@ -18,24 +18,27 @@ killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.parquet``
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
 import queue
 import secrets
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import numpy as np
-
+from zcbench.auditlog._fs import FileSystem
 from zcbench.auditlog.storage import LogStore
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.enclave.boot import module_image_pcrs
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._boot import boot_enclave
+from zcbench.host._stats import LatencyRecorder
 from zcbench.host.execution import ExecutionLayer, RiskLimits
 from zcbench.host.launcher import EnclaveProcess, launch_local
 from zcbench.host.logwriter import HostLog
@@ -58,6 +61,7 @@ __all__ = [
 
 _DONE: Final = object()
 _MAX_GROUP: Final = 64
+_PRICE_EVERY: Final = 256
 
 
 class EnclaveImage(Protocol):
@@ -235,6 +239,13 @@ class RunHandle:
 
 
 @dataclass
+class _Note:
+    """A note record in flight (batches the proxy dropped), logged in order with the batches."""
+
+    body: bytes
+
+
+@dataclass
 class _Attest:
     nonce: bytes
     done: threading.Event = field(default_factory=threading.Event)
@@ -247,26 +258,6 @@ class _RunFailed(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def _percentiles(values: list[int]) -> tuple[float, float]:
-    if not values:
-        return 0.0, 0.0
-    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64) / 1e6, [50, 99])
-    return float(p50), float(p99)
-
-
-_BUCKETS_MS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-
-
-def _histogram(values_ns: list[int]) -> dict[str, int]:
-    """Batches per freshness bucket, keyed ``"<=N ms"`` (and ``">5000 ms"``), all keys present."""
-    counts = np.histogram(
-        np.asarray(values_ns, dtype=np.float64) / 1e6,
-        bins=[-np.inf, *_BUCKETS_MS, np.inf],
-    )[0]
-    keys = [f"<={b} ms" for b in _BUCKETS_MS] + [f">{_BUCKETS_MS[-1]} ms"]
-    return {k: int(c) for k, c in zip(keys, counts, strict=True)}
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -296,6 +287,7 @@ def run_live(
     broker: KeyBroker | None = None,
     launcher: Callable[[Path], EnclaveProcess] | None = None,
     clock: Callable[[], int] = time.time_ns,
+    log_fs: FileSystem | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -336,7 +328,7 @@ def run_live(
         conn = enclave.connect(timeout=60)
         booted = boot_enclave(conn, run_id, image, trust, enclave, broker)
         (run_dir / "boot.cbor").write_bytes(booted["document"])
-        store = LogStore.create(run_dir / "log")
+        store = LogStore.create(run_dir / "log", fs=log_fs)
         log = HostLog(store, booted["public_key"], booted["origin"])
         log.open(booted["record"], booted["checkpoint"], booted["document"])
         execution = ExecutionLayer(limits or RiskLimits())
@@ -357,7 +349,8 @@ def run_live(
         )
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
-        status, reason = pipe.run()
+        with _sigterm_interrupts():
+            status, reason = pipe.run()
         attestation = None
         if final_attest_nonce is not None and status in ("completed", "stopped"):
             try:
@@ -366,9 +359,12 @@ def run_live(
             except EnvError as exc:
                 reason += f"; no final attestation: {exc}"
         _close_enclave(conn, enclave, status)
-        execution.write_journal(run_dir / "journal.parquet")
-        p50, p99 = _percentiles(pipe.freshness)
-        rtt50, rtt99 = _percentiles(pipe.rtt)
+        unwritten: list[str] = []
+        try:
+            execution.write_journal(run_dir / "journal.parquet")
+        except OSError as exc:
+            unwritten.append(f"journal.parquet ({exc.strerror or type(exc).__name__})")
+        fresh, rtt = pipe.freshness.total, pipe.rtt.total
         stats = proxy.stats()
         elapsed = time.monotonic() - started
         counts = execution.counts()
@@ -376,7 +372,7 @@ def run_live(
             run_id=run_id,
             origin=booted["origin"],
             status=status,
-            reason=reason,
+            reason=_kept(status, reason, pipe, log),
             run_dir=str(run_dir.resolve()),
             image=image.describe(),
             batches=pipe.batches,
@@ -390,11 +386,11 @@ def run_live(
             log_size=log.durable_size,
             elapsed_s=round(elapsed, 3),
             events_per_s=round(pipe.events / pipe.active_s, 1) if pipe.active_s else 0.0,
-            freshness_p50_ms=round(p50, 3),
-            freshness_p99_ms=round(p99, 3),
-            batch_rtt_p50_ms=round(rtt50, 3),
-            batch_rtt_p99_ms=round(rtt99, 3),
-            freshness_histogram=_histogram(pipe.freshness),
+            freshness_p50_ms=round(fresh.percentile(50), 3),
+            freshness_p99_ms=round(fresh.percentile(99), 3),
+            batch_rtt_p50_ms=round(rtt.percentile(50), 3),
+            batch_rtt_p99_ms=round(rtt.percentile(99), 3),
+            freshness_histogram=fresh.histogram(),
             dropped_batches=stats.dropped_batches,
             dropped_events=stats.dropped_events,
             isolated_network=enclave.isolated_network,
@@ -402,7 +398,15 @@ def run_live(
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
         )
-        (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        try:
+            (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            unwritten.append(f"summary.json ({exc.strerror or type(exc).__name__})")
+        if unwritten:
+            raise EnvError(
+                f"run {run_id} {status}: {reason}; could not write {', '.join(unwritten)}; the "
+                f"log in {run_dir / 'log'} holds {log.durable_size} durable records"
+            )
         return summary
     finally:
         if conn is not None:
@@ -412,6 +416,33 @@ def run_live(
         if enclave.alive():
             enclave.kill()
         enclave.stop(timeout=5)
+
+
+def _kept(status: str, reason: str, pipe: _Pipeline, log: HostLog) -> str:
+    """The reason, and for an interrupted run what was kept."""
+    if status != "interrupted":
+        return reason
+    return (
+        f"{reason}; kept: {pipe.batches} batches logged and acted on, the log verified to "
+        f"{log.durable_size} records, the journal and this summary"
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends the run like Ctrl-C, when the run is on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _final_attestation(conn: Connection, nonce: bytes) -> bytes:
@@ -465,10 +496,10 @@ class _Pipeline:
         self.send_error: str | None = None
         self.source_error: str | None = None
         self.batches = self.events = self.signals = 0
-        self.freshness: list[int] = []
+        self.freshness = LatencyRecorder()  # newest event at the proxy -> acted on, ns
         self.held: object | None = None
         self.order = threading.Lock()  # what goes in flight is sent in the same order
-        self.rtt: list[int] = []  # ingest sent -> its signals received, ns
+        self.rtt = LatencyRecorder()  # ingest sent -> its signals received, ns
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
@@ -486,6 +517,9 @@ class _Pipeline:
             status, reason = "verification_failed", str(exc)
         except ZcbenchError as exc:
             status, reason = "host_error", str(exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (run_live turns it into this)
+            by = exc.args[0] if exc.args else "SIGINT"
+            status, reason = "interrupted", f"interrupted by {by}"
         finally:
             self.active_s = time.monotonic() - t0
             self.stop.set()
@@ -510,6 +544,7 @@ class _Pipeline:
                 if self.stop.is_set() or self.user_stop.is_set():
                     self.proxy.stop()
                     return
+                self._send_drops(seq - 1)
                 data = encode_batch(Batch(seq, pb.events))
                 with self.order:
                     if not self._put((seq, data, pb)):
@@ -517,12 +552,24 @@ class _Pipeline:
                     self.sent_ns[seq] = time.perf_counter_ns()
                     self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
+            self._send_drops(seq - 1)
         except ChannelClosed as exc:
             self.send_error = exc.reason
         except Exception as exc:  # the market-data side failed: the run stops and says why
             self.source_error = f"market data: {type(exc).__name__}: {exc}"
         finally:
             self._put(_DONE)
+
+    def _send_drops(self, after_seq: int) -> None:
+        """Have the enclave log the batches the proxy dropped since the last batch sent."""
+        report = self.proxy.take_drops()
+        if report is None:
+            return
+        body = dataclasses.replace(report, after_seq=after_seq if after_seq >= 0 else None)
+        note = _Note(body.note_body())
+        with self.order:
+            if self._put(note):
+                self.conn.send(Message("record_note", {"body": note.body}))
 
     def _put(self, item: object) -> bool:
         while not self.stop.is_set():
@@ -560,14 +607,14 @@ class _Pipeline:
                 continue
             group: list[ProxyBatch] = []
             try:
-                group.append(self._stage(item))
+                self._stage_item(item, group)
                 # group commit: take every reply that is already here, then one durable write
                 while len(group) < _MAX_GROUP and self.conn.ready():
                     nxt = self._next_item(wait=False)
-                    if not isinstance(nxt, tuple):
+                    if not isinstance(nxt, (tuple, _Note)):
                         self.held = nxt
                         break
-                    group.append(self._stage(nxt))
+                    self._stage_item(nxt, group)
             except _RunFailed:
                 self._commit(group)  # what was verified before the failure still counts
                 raise
@@ -577,13 +624,28 @@ class _Pipeline:
         for verified, pb in zip(self.log.flush(), group, strict=True):
             self._act(verified, pb)
 
+    def _stage_item(self, item: object, group: list[ProxyBatch]) -> None:
+        if isinstance(item, _Note):
+            self._stage_note(item)
+        else:
+            group.append(self._stage(item))
+
+    def _stage_note(self, note: _Note) -> None:
+        reply = self._reply(-1)
+        if reply.type != "note_logged":
+            reason = reply.fields.get("reason", reply.type)
+            raise _RunFailed("enclave_error", f"the enclave did not log a note: {reason}")
+        self.log.stage_note(
+            note.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
+        )
+
     def _stage(self, item: object) -> ProxyBatch:
         assert isinstance(item, tuple)
         seq, data, pb = item
         reply = self._reply(seq)
         sent = self.sent_ns.pop(seq, None)
         if sent is not None:
-            self.rtt.append(time.perf_counter_ns() - sent)
+            self.rtt.add(time.perf_counter_ns() - sent)
         if reply.type == "error":
             code = reply["code"]
             status = "strategy_failed" if code == "strategy" else "enclave_error"
@@ -591,7 +653,7 @@ class _Pipeline:
         if reply.type != "signals" or reply["seq"] != seq:
             raise _RunFailed("enclave_error", f"expected signals for batch {seq}")
         try:
-            self.log.stage_reply(seq, data, reply)
+            self.log.stage_reply(seq, data, reply, event_time_ns=pb.newest_event_ns)
         except DataError as exc:  # undecodable records or signals: nothing was written
             raise _RunFailed("enclave_error", f"malformed reply for batch {seq}: {exc}") from None
         assert isinstance(pb, ProxyBatch)
@@ -651,9 +713,13 @@ class _Pipeline:
 
     def _act(self, verified: Any, pb: ProxyBatch) -> None:
         self.execution.on_market(pb.market)
+        if self.batches % _PRICE_EVERY == 0:
+            # the execution layer keeps market batches until a price is needed; a run whose
+            # strategy rarely trades would keep them all: fold them into last prices regularly
+            _ = self.execution.last_price
         now = self.clock()
         self.execution.act(verified, now_ns=now)
-        self.freshness.append(now - pb.received_ns)
+        self.freshness.add(now - pb.received_ns)
         self.batches += 1
         self.events += len(pb)
         self.signals += len(verified.signals)
@@ -661,7 +727,8 @@ class _Pipeline:
             self.on_progress(self.progress())
 
     def progress(self) -> RunProgress:
-        p50, p99 = _percentiles(self.freshness[-2000:])
+        recent = self.freshness.recent()
+        p50, p99 = recent.percentile(50), recent.percentile(99)
         elapsed = time.monotonic() - self.t0
         rate = self.events / elapsed if elapsed > 0 else 0.0
         counts = self.execution.counts()

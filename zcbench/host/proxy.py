@@ -14,7 +14,9 @@ newest event reached the proxy, from which the run measures freshness.
 
 Backpressure: a replay source blocks while the queue is full (nothing is dropped). A live source
 cannot be paused, so a batch that finds the queue full is dropped *and counted*; the counts are
-in :meth:`MarketDataProxy.stats` and the run summary. Clocks and sleeps are parameters.
+in :meth:`MarketDataProxy.stats` and the run summary, and every stretch of drops is handed on as a
+:class:`DropReport` (:meth:`MarketDataProxy.take_drops`), which the run has the enclave record in
+the signed log as a ``note`` record before the next batch. Clocks and sleeps are parameters.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import cbor2
 import polars as pl
 
+from zcbench.auditlog.writer import batch_event_time
 from zcbench.errors import UsageError
 from zcbench.marketdata import BatchSpec, EventTimeBatcher, batch_bounds
 from zcbench.strategy import select_fields
 
 __all__ = [
+    "DROPPED_NOTE",
+    "DropReport",
     "LiveSource",
     "MarketDataProxy",
     "ProxyBatch",
@@ -61,6 +67,53 @@ class ProxyBatch:
 
     def __len__(self) -> int:
         return self.events.height
+
+
+@dataclass(frozen=True, slots=True)
+class DropReport:
+    """Batches the proxy dropped since the last report: how many, their events, and the range of
+    their event times and of the wall-clock times they reached the proxy (ns since the epoch).
+
+    ``after_seq`` is set by the sender: the last batch sent before them (None: before any)."""
+
+    batches: int
+    events: int
+    first_event_ns: int
+    last_event_ns: int
+    first_received_ns: int
+    last_received_ns: int
+    after_seq: int | None = None
+
+    def note_body(self) -> bytes:
+        """The body of the log's ``note`` record for these drops (canonical CBOR)."""
+        return cbor2.dumps(
+            {
+                "note": DROPPED_NOTE,
+                "batches": self.batches,
+                "events": self.events,
+                "after_seq": self.after_seq,
+                "first_event_ns": self.first_event_ns,
+                "last_event_ns": self.last_event_ns,
+                "first_received_ns": self.first_received_ns,
+                "last_received_ns": self.last_received_ns,
+            },
+            canonical=True,
+        )
+
+    def merged(self, batch: ProxyBatch, events: int) -> DropReport:
+        """This report with one more dropped batch."""
+        return DropReport(
+            self.batches + 1,
+            self.events + events,
+            min(self.first_event_ns, batch.newest_event_ns),
+            max(self.last_event_ns, batch.newest_event_ns),
+            min(self.first_received_ns, batch.received_ns),
+            max(self.last_received_ns, batch.received_ns),
+        )
+
+
+DROPPED_NOTE: Final = "dropped"
+"""The ``note`` key of a log note recording batches the proxy dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +257,14 @@ class MarketDataProxy:
         self._error: BaseException | None = None
         self._batches = self._events = self._dropped_batches = self._dropped_events = 0
         self._max_queue = 0
+        self._drops: DropReport | None = None
+        self._drops_lock = threading.Lock()
+
+    def take_drops(self) -> DropReport | None:
+        """The drops since the last call (None: none), for the signed log."""
+        with self._drops_lock:
+            report, self._drops = self._drops, None
+        return report
 
     def start(self) -> MarketDataProxy:
         """Start pulling from the source."""
@@ -295,7 +356,7 @@ class MarketDataProxy:
             events=events,
             market=market,
             received_ns=self._clock(),
-            newest_event_ns=int(events.get_column("ts").max()),  # type: ignore[arg-type]
+            newest_event_ns=batch_event_time(events.get_column("ts")) or 0,
         )
         frame = events
         if block:
@@ -313,6 +374,15 @@ class MarketDataProxy:
             except queue.Full:
                 self._dropped_batches += 1
                 self._dropped_events += frame.height
+                with self._drops_lock:
+                    self._drops = (
+                        DropReport(
+                            1, frame.height, item.newest_event_ns, item.newest_event_ns,
+                            item.received_ns, item.received_ns,
+                        )
+                        if self._drops is None
+                        else self._drops.merged(item, frame.height)
+                    )
                 return
         self._batches += 1
         self._events += frame.height

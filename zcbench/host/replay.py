@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import BootVerifier, resolve_log_path
+from zcbench.auditlog.writer import batch_event_time
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
 from zcbench.host._boot import boot_enclave
@@ -145,13 +146,15 @@ class EnclaveReplayRunner:
             log.open(booted["record"], booted["checkpoint"], booted["document"])
             for sent, (seq, body) in enumerate(batches):
                 data = body
+                events = decode_batch(body).events
                 if seq != sent:
                     self.renumbered = True
-                    data = encode_batch(Batch(sent, decode_batch(body).events))
+                    data = encode_batch(Batch(sent, events))
                 reply = self._ingest(conn, enclave, sent, data)
                 signals: bytes = reply["signals"]
                 # stored and checked like a live run's batch before its body is used
-                log.stage_reply(sent, data, reply)
+                newest = batch_event_time(events.get_column("ts"))
+                log.stage_reply(sent, data, reply, event_time_ns=newest)
                 log.flush()
                 yield seq, signals
             _shutdown(conn, enclave)
