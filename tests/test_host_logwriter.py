@@ -190,7 +190,8 @@ def test_a_bad_checkpoint_inside_a_group_is_named_and_nothing_is_released(
     with pytest.raises(VerificationError) as exc:
         log.flush()
     assert exc.value.check in ("checkpoint_format", "note")
-    assert store.checkpoints[-1].size == 1 and store.acknowledged == 7
+    assert store.checkpoints[-1].size == 1
+    assert store.acknowledged == 7
 
 
 def test_a_group_whose_newest_checkpoint_verifies_is_released_whole(tmp_path: Path) -> None:

@@ -456,7 +456,8 @@ def test_full_queue_drops_are_counted_never_silent(tmp_path: Path) -> None:
     assert report.verified, report.message  # type: ignore[attr-defined]
     records = [r for r, _ in iter_records(tmp_path / "run")]
     notes = [(i, cbor2.loads(r.body)) for i, r in enumerate(records) if r.kind == "note"]
-    assert notes and all(n["note"] == DROPPED_NOTE for _, n in notes)
+    assert notes
+    assert all(n["note"] == DROPPED_NOTE for _, n in notes)
     assert sum(n["batches"] for _, n in notes) == summary.dropped_batches
     assert sum(n["events"] for _, n in notes) == summary.dropped_events
     for i, n in notes:
@@ -484,7 +485,8 @@ def test_sigterm_during_a_run_writes_an_interrupted_summary_and_report_works(
     image = BuildImage(_package_example(tmp_path, batch_count=100))
     summary = run_live(image, tmp_path / "run", source, on_progress=terminate_after_some)
     assert summary.status == "interrupted"
-    assert "SIGTERM" in summary.reason and "kept:" in summary.reason
+    assert "SIGTERM" in summary.reason
+    assert "kept:" in summary.reason
     assert summary.batches >= 20
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -493,7 +495,8 @@ def test_sigterm_during_a_run_writes_an_interrupted_summary_and_report_works(
     assert report.verified, report.message  # type: ignore[attr-defined]
     assert (tmp_path / "run" / "journal.parquet").is_file()
     capsys.readouterr()
-    code = main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"), "--trust", "dev"])
+    out = str(tmp_path / "r.html")
+    code = main(["report", str(tmp_path / "run"), "--out", out, "--trust", "dev"])
     assert code == 0, capsys.readouterr()
 
 
@@ -541,10 +544,12 @@ def test_disk_full_stops_the_run_with_one_line_and_the_log_verifies(tmp_path: Pa
         log_fs=_FullDisk(room=60_000),  # type: ignore[arg-type]
     )
     assert summary.status == "host_error"
-    assert "\n" not in summary.reason and "Errno" not in summary.reason
+    assert "\n" not in summary.reason
+    assert "Errno" not in summary.reason
     assert "No space left on device" in summary.reason
     assert "seg-00000000.zlog" in summary.reason or "checkpoints.zlog" in summary.reason
-    assert 0 < summary.batches < 200 and summary.log_size > 1
+    assert 0 < summary.batches < 200
+    assert summary.log_size > 1
     # the log verifies to its last durable record (a torn tail is cut, nothing acted is lost)
     report = check_log(tmp_path / "run", trust="dev")
     assert report.verified, report.message  # type: ignore[attr-defined]
@@ -572,9 +577,12 @@ def test_cli_run_on_a_full_disk_exits_3_with_one_line(
     ])
     out, err = capsys.readouterr()
     assert code == 3
-    assert "Traceback" not in err + out and "Errno" not in err + out
+    assert "Traceback" not in err + out
+    assert "Errno" not in err + out
     line = out.splitlines()[0]
-    assert "host_error" in line and "No space left on device" in line and ".zlog" in line
+    assert "host_error" in line
+    assert "No space left on device" in line
+    assert ".zlog" in line
 
 
 def test_cli_run_replays_a_data_file_and_prints_one_json_object(
