@@ -693,3 +693,64 @@ def test_the_runner_takes_another_launcher(tmp_path: Path) -> None:
     assert summary.batches == 20
     assert summary.isolated_network is False
     assert _verify(tmp_path / "run", image.expected_pcrs()).verified  # type: ignore[attr-defined]
+
+
+_MEMORY_RUN = """
+import resource, sys, tempfile
+from pathlib import Path
+from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.proxy import LiveSource, synthetic_feed
+from zcbench.marketdata import BatchSpec, SyntheticConfig
+batches, module = int(sys.argv[1]), Path(sys.argv[2])
+feed = synthetic_feed(SyntheticConfig(rate=20_000, duration_s=batches * 10 / 20_000), seed=1)
+source = LiveSource(feed, BatchSpec(count=10), rate=1e6, lossless=True)  # as fast as it goes
+with tempfile.TemporaryDirectory() as tmp:
+    s = run_live(ModuleImage(module), Path(tmp) / "run", source)
+assert s.status == "completed" and s.batches == batches, (s.status, s.reason, s.batches)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+_NOOP = '''
+import dataclasses
+from zcbench.strategy import Strategy
+
+@dataclasses.dataclass(frozen=True)
+class P:
+    pass
+
+class Noop(Strategy):
+    name = "noop"
+    params_type = P
+    input_fields = ("price",)
+
+    def on_batch(self, batch):
+        return []
+'''
+
+
+def _peak_rss_kb(batches: int, module: Path) -> tuple[int, int]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_RUN, str(batches), str(module)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    host, enclave = done.stdout.split()
+    return int(host), int(enclave)
+
+
+def test_host_memory_stays_under_a_bound_independent_of_run_length(tmp_path: Path) -> None:
+    """A run 8 times longer (16,000 batches against 2,000, a streamed synthetic feed, a
+    strategy that never trades so no price is ever asked for) peaks within 10 % of the short
+    run's memory, host and enclave, and the host under a fixed 400 MB: nothing holds the
+    run's events, records, signals or latencies. Not timed; run lengths are batch counts."""
+    module = tmp_path / "noop.py"
+    module.write_text(_NOOP)
+    short_host, short_enclave = _peak_rss_kb(2_000, module)
+    long_host, long_enclave = _peak_rss_kb(16_000, module)
+    assert long_host <= short_host * 1.10, (short_host, long_host)
+    assert long_enclave <= short_enclave * 1.10, (short_enclave, long_enclave)
+    assert long_host < 400 * 1024

@@ -21,6 +21,8 @@ the signed log as a ``note`` record before the next batch. Clocks and sleeps are
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import queue
 import threading
 import time
@@ -29,11 +31,18 @@ from dataclasses import dataclass
 from typing import Final
 
 import cbor2
+import numpy as np
 import polars as pl
 
 from zcbench.auditlog.writer import batch_event_time
 from zcbench.errors import UsageError
-from zcbench.marketdata import BatchSpec, EventTimeBatcher, batch_bounds
+from zcbench.marketdata import (
+    BatchSpec,
+    EventTimeBatcher,
+    SyntheticConfig,
+    batch_bounds,
+    generate_ticks,
+)
 from zcbench.strategy import select_fields
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "ProxyBatch",
     "ProxyStats",
     "ReplaySource",
+    "synthetic_feed",
 ]
 
 Clock = Callable[[], int]
@@ -197,7 +207,10 @@ class _Pacer:
 class LiveSource:
     """Events as they arrive: ``chunks`` (sorted by event time) are released at ``rate``× real
     time by event time, for at most ``duration_s`` seconds of wall time (None: until they end).
-    The proxy batches them by ``spec`` with its maximum-delay rule."""
+    The proxy batches them by ``spec`` with its maximum-delay rule.
+
+    ``lossless``: the source can wait (a recorded feed read as it goes, a synthetic feed): the
+    proxy then holds it back while its queue is full instead of dropping batches."""
 
     live = True
 
@@ -210,10 +223,12 @@ class LiveSource:
         duration_s: float | None = None,
         clock: Clock = time.monotonic_ns,
         sleep: Sleep = time.sleep,
+        lossless: bool = False,
     ) -> None:
         if rate <= 0:
             raise UsageError(f"live rate must be positive, got {rate}")
         self.spec = spec
+        self.lossless = lossless
         self._chunks = chunks
         self._pacer = _Pacer(rate, clock, sleep)
         self._duration_ns = None if duration_s is None else int(duration_s * 1e9)
@@ -226,6 +241,33 @@ class LiveSource:
                 return
             self._pacer.wait_for(chunk)
             yield chunk
+
+
+def synthetic_feed(
+    config: SyntheticConfig, *, seed: int, block_s: float = 1.0, arrival_s: float = 0.001
+) -> Iterator[pl.DataFrame]:
+    """Synthetic ticks as a live feed delivers them, for :class:`LiveSource`: ``config.rate``
+    events per second for ``config.duration_s`` seconds, in arrivals of about ``arrival_s``.
+
+    Generated ``block_s`` seconds at a time (block k by
+    :func:`~zcbench.marketdata.generate_ticks` with seed ``(seed, k)``, its clock continuing
+    the last block's; each block's prices start again from the base prices), so memory stays
+    that of one block however long the run: a trading day's feed is never held whole.
+    """
+    if block_s <= 0 or arrival_s <= 0:
+        raise UsageError("block_s and arrival_s must be positive")
+    block_ns = int(block_s * 1e9)
+    blocks = max(1, math.ceil(config.duration_s / block_s))
+    step = max(1, round(config.rate * arrival_s))
+    for k in range(blocks):
+        span = min(block_s, config.duration_s - k * block_s)
+        if span <= 0:
+            return
+        part = dataclasses.replace(config, duration_s=span, start_ns=config.start_ns + k * block_ns)
+        block_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        ticks = generate_ticks(part, seed=block_seed)
+        for i in range(0, ticks.height, step):
+            yield ticks.slice(i, step)
 
 
 class MarketDataProxy:
@@ -322,10 +364,12 @@ class MarketDataProxy:
                         break
 
     def _run_live(self) -> None:
+        assert isinstance(self._source, LiveSource)
         batcher: EventTimeBatcher | None = None
         pending = 0
         first_ns = 0
         spec = self._source.spec
+        block = self._source.lossless
         for chunk in self._source:
             if self._stop.is_set():
                 break
@@ -335,16 +379,16 @@ class MarketDataProxy:
             if pending == 0:
                 first_ns = self._clock()
             for batch in batcher.push(chunk):
-                self._put(batch.events, block=False)
+                self._put(batch.events, block=block)
                 pending -= batch.events.height
             pending += chunk.height
             if pending and self._clock() - first_ns >= self._max_delay_ns:
                 for batch in batcher.flush():
-                    self._put(batch.events, block=False)
+                    self._put(batch.events, block=block)
                 pending = 0
         if batcher is not None:
             for batch in batcher.flush():
-                self._put(batch.events, block=False)
+                self._put(batch.events, block=block)
 
     def _put(self, frame: pl.DataFrame, *, block: bool) -> None:
         self._offer(select_fields(frame, self._fields), _market_columns(frame), block=block)
