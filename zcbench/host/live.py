@@ -273,7 +273,7 @@ def run_live(
     *,
     limits: RiskLimits | None = None,
     trust: str = "dev",
-    window: int = 8,
+    window: int = 64,
     queue_size: int = 64,
     max_delay_s: float = 0.05,
     reply_timeout: float = 30.0,
