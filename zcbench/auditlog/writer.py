@@ -34,7 +34,7 @@ from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier, LogSigne
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.records import encode_record
 from zcbench.auditlog.storage import DEFAULT_SEGMENT_BYTES, LogStore
-from zcbench.errors import DataError, VerificationError
+from zcbench.errors import DataError, UsageError, VerificationError
 
 __all__ = [
     "BatchRecords",
@@ -167,9 +167,13 @@ class HostLogWriter:
         self._verifier = CheckpointVerifier(public_key_spki_der, origin)  # key loaded once
         self._range = store.compact_range()
         self._staged: list[_Staged] = []
+        self._records: list[bytes] = []
+        self._leaves: list[bytes] = []
         self.durable_size = store.acknowledged
         """Records covered by a verified, durable checkpoint."""
         self.last_checkpoint: bytes | None = None
+        self.commits = 0
+        """Group commits so far (each one fsync of records, one of a checkpoint)."""
 
     @classmethod
     def create(cls, folder: Path, public_key_spki_der: bytes, origin: str, *,
@@ -191,11 +195,16 @@ class HostLogWriter:
 
     def stage(self, records: Sequence[bytes], checkpoint: bytes, *,
               leaves: Sequence[bytes] | None = None) -> None:
-        """Append ``records`` (not yet durable) and keep ``checkpoint`` to verify at the next
-        :meth:`flush`. ``leaves``: their leaf hashes, when the caller has just computed them.
-        Nothing staged may be acted on before :meth:`flush` returns."""
-        leaves = self.store.append(records, leaves=leaves)
-        for leaf in leaves:
+        """Take ``records`` for the log (written and made durable at the next :meth:`flush`) and
+        keep ``checkpoint`` to verify then. ``leaves``: their leaf hashes, when the caller has
+        just computed them. Nothing staged may be acted on before :meth:`flush` returns."""
+        hashes = list(leaves) if leaves is not None else [leaf_hash(r) for r in records]
+        if len(hashes) != len(records):
+            raise UsageError(f"{len(records)} records but {len(hashes)} leaf hashes")
+        # written at flush, one write for the group (nothing is acknowledged before it anyway)
+        self._records.extend(records)
+        self._leaves.extend(hashes)
+        for leaf in hashes:
             self._range.append(leaf)
         # the range after this step (O(log n) hashes), only read to name a bad step
         self._staged.append(_Staged(self._range.size, self._range.copy(), checkpoint))
@@ -208,6 +217,9 @@ class HostLogWriter:
         if not self._staged:
             return None
         staged, self._staged = self._staged, []
+        records, self._records = self._records, []
+        leaves, self._leaves = self._leaves, []
+        self.store.append(records, leaves=leaves)
         self.store.sync()
         newest = staged[-1]
         try:
@@ -216,6 +228,7 @@ class HostLogWriter:
             self._name_first_bad(staged)
             raise
         stored = self.store.add_checkpoint(newest.checkpoint)
+        self.commits += 1
         self.durable_size = self._range.size
         self.last_checkpoint = newest.checkpoint
         return stored

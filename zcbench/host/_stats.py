@@ -27,6 +27,7 @@ _LOW_NS: Final = 1_000  # 1 us
 _HIGH_NS: Final = 10**12  # 1,000 s
 _STEPS: Final = 2_000
 _EDGES: Final = np.geomspace(_LOW_NS, _HIGH_NS, _STEPS + 1)
+_EDGE_LIST: Final = [float(e) for e in _EDGES]
 BUCKETS_MS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 """The run summary's freshness buckets: ``"<=N ms"`` for each, then ``">5000 ms"``."""
 BUCKETS_NS: Final = tuple(b * 1_000_000 for b in BUCKETS_MS)
@@ -39,9 +40,10 @@ class Distribution:
     __slots__ = ("_coarse", "_fine", "count")
 
     def __init__(self) -> None:
-        # fine[0]: below 1 us (and negative: a clock step); fine[-1]: above 1,000 s
-        self._fine = np.zeros(_STEPS + 2, dtype=np.int64)
-        self._coarse = np.zeros(len(BUCKETS_MS) + 1, dtype=np.int64)
+        # fine[0]: below 1 us (and negative: a clock step); fine[-1]: above 1,000 s. Plain lists:
+        # one increment per value is cheaper on a list than on a numpy array.
+        self._fine = [0] * (_STEPS + 2)
+        self._coarse = [0] * (len(BUCKETS_MS) + 1)
         self.count = 0
 
     def add(self, value_ns: int) -> None:
@@ -52,7 +54,7 @@ class Distribution:
             # the bucket i with EDGES[i-1] < v <= EDGES[i], by arithmetic (a search per value
             # costs more than the rest of the recording)
             fine = min(_STEPS + 1, math.ceil(math.log(value_ns / _LOW_NS) * _PER_LOG))
-            if fine <= _STEPS and value_ns > _EDGES[fine]:  # float rounding at an edge
+            if fine <= _STEPS and value_ns > _EDGE_LIST[fine]:  # float rounding at an edge
                 fine += 1
         self._fine[fine] += 1
         self._coarse[bisect.bisect_left(BUCKETS_NS, value_ns)] += 1
@@ -61,8 +63,8 @@ class Distribution:
     def merged(self, other: Distribution) -> Distribution:
         """A new distribution holding both."""
         out = Distribution()
-        out._fine = self._fine + other._fine
-        out._coarse = self._coarse + other._coarse
+        out._fine = [a + b for a, b in zip(self._fine, other._fine, strict=True)]
+        out._coarse = [a + b for a, b in zip(self._coarse, other._coarse, strict=True)]
         out.count = self.count + other.count
         return out
 
@@ -80,25 +82,32 @@ class Distribution:
         """Values per summary bucket, keyed ``"<=N ms"`` (and ``">5000 ms"``), all keys
         present; exact, not read from the grid."""
         keys = [f"<={b} ms" for b in BUCKETS_MS] + [f">{BUCKETS_MS[-1]} ms"]
-        return {k: int(c) for k, c in zip(keys, self._coarse, strict=True)}
+        return dict(zip(keys, self._coarse, strict=True))
 
 
 class LatencyRecorder:
     """A whole run's :class:`Distribution` and a recent one (the last ``window`` to
-    ``2 * window`` values) for the progress line."""
+    ``2 * window`` values) for the progress line. Each value is counted once, in the current
+    window; a full window is folded into the total."""
 
     def __init__(self, window: int = 2_000) -> None:
-        self.total = Distribution()
         self._window = window
+        self._folded = Distribution()
         self._current = Distribution()
         self._previous = Distribution()
 
     def add(self, value_ns: int) -> None:
         """Record one value."""
-        self.total.add(value_ns)
-        self._current.add(value_ns)
-        if self._current.count >= self._window:
-            self._previous, self._current = self._current, Distribution()
+        current = self._current
+        current.add(value_ns)
+        if current.count >= self._window:
+            self._folded = self._folded.merged(current)
+            self._previous, self._current = current, Distribution()
+
+    @property
+    def total(self) -> Distribution:
+        """Every value recorded."""
+        return self._folded.merged(self._current)
 
     def recent(self) -> Distribution:
         """The recent values' distribution."""
