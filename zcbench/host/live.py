@@ -1,9 +1,10 @@
 """The live runner: proxy → enclave → durable, verified log → execution, pipelined.
 
-:func:`run_live` launches the enclave (the local process by default, any
-:class:`~zcbench.host.launcher.EnclaveProcess` otherwise), boots it (new run id, new log key,
-boot document verified against the expected PCRs under the named trust root; a sealed build's
-key release relayed to the key broker), then streams the proxy's batches through it. One thread
+:func:`run_live` opens an enclave session (:mod:`zcbench.host.session`, shared with replays:
+the local process by default, any :class:`~zcbench.host.launcher.EnclaveProcess` otherwise;
+new run id, new log key, boot document verified against the image's PCRs
+(:mod:`zcbench.host.images`) under the named trust root; a sealed build's key release relayed to
+the key broker), then streams the proxy's batches through it. One thread
 sends ``ingest`` frames up to ``window`` batches ahead; the calling thread takes the replies in
 order, stores and verifies each batch's records and checkpoint
 (:class:`~zcbench.host.logwriter.HostLog`, group commit over replies already waiting), and only
@@ -13,14 +14,15 @@ computes batch k+1. A :class:`RunHandle` lets other threads ask for attestations
 Whatever happens (source exhausted, enclave killed, strategy exception, a bad frame, a failed
 check), the run closes the same way: kill switch on, no further orders, the enclave shut down or
 killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.parquet``,
-``summary.json`` (run id, origin, image, counts, freshness, network isolation, how it ended).
+``summary.json`` (:mod:`zcbench.host.summary`: run id, origin, image, counts, freshness,
+network isolation, how it ended). Batches the proxy dropped are logged as note records, in
+order with the batches; Ctrl-C and SIGTERM end a run as ``interrupted`` the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import queue
 import secrets
@@ -28,22 +30,21 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from zcbench.auditlog._fs import FileSystem
-from zcbench.auditlog.storage import LogStore
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
-from zcbench.enclave.boot import module_image_pcrs
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
-from zcbench.host._boot import boot_enclave
 from zcbench.host._stats import LatencyRecorder
 from zcbench.host.execution import ExecutionLayer, RiskLimits
-from zcbench.host.launcher import EnclaveProcess, launch_local
+from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
+from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
-from zcbench.marketdata import BatchSpec
+from zcbench.host.session import open_session
+from zcbench.host.summary import RunProgress, RunSummary
 from zcbench.strategy import Batch, encode_batch
 
 if TYPE_CHECKING:
@@ -62,155 +63,6 @@ __all__ = [
 _DONE: Final = object()
 _MAX_GROUP: Final = 64
 _PRICE_EVERY: Final = 256
-
-
-class EnclaveImage(Protocol):
-    """What the local enclave loads, and what the host expects of it."""
-
-    def launch_args(self) -> list[str]:
-        """Arguments to ``python -m zcbench.enclave`` naming the image."""
-        ...
-
-    def expected_pcrs(self) -> dict[int, bytes]:
-        """PCRs the boot document must carry."""
-        ...
-
-    def describe(self) -> str:
-        """A path or name for the run summary."""
-        ...
-
-    def declared_fields(self) -> tuple[str, ...] | None:
-        """The input fields the build declares (None: whatever the enclave says)."""
-        ...
-
-
-@dataclass(frozen=True)
-class ModuleImage:
-    """An unsealed strategy module and its parameters: the local development image."""
-
-    module: Path
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def launch_args(self) -> list[str]:
-        if not self.module.is_file():
-            raise EnvError(f"strategy module image {self.module} does not exist")
-        params = json.dumps(dict(self.params), sort_keys=True)
-        return ["--module", str(self.module.resolve()), "--params", params]
-
-    def expected_pcrs(self) -> dict[int, bytes]:
-        """PCR0-2 a genuine enclave loading this image reports."""
-        return module_image_pcrs(self.module, self.params)
-
-    def describe(self) -> str:
-        return str(self.module.resolve())
-
-    def declared_fields(self) -> tuple[str, ...] | None:
-        return None
-
-
-@dataclass(frozen=True)
-class BuildImage:
-    """A build folder from ``zcbench package``: sealed, measured, committed.
-
-    Loading it re-measures the image and checks it against ``commitment.json``; the enclave must
-    then attest to exactly the committed PCRs.
-    """
-
-    build_dir: Path
-
-    @functools.cached_property
-    def _loaded(self) -> Any:
-        from zcbench.packager import load_build
-
-        if not self.build_dir.is_dir():
-            raise EnvError(f"build folder {self.build_dir} does not exist; run zcbench package")
-        return load_build(self.build_dir, verify=True)
-
-    def _build(self) -> Any:
-        return self._loaded
-
-    def launch_args(self) -> list[str]:
-        self._build()
-        return ["--build", str(self.build_dir.resolve())]
-
-    def expected_pcrs(self) -> dict[int, bytes]:
-        committed = self._build().commitment["pcrs"]
-        return {int(k): bytes.fromhex(v) for k, v in committed.items()}
-
-    def describe(self) -> str:
-        return str(self.build_dir.resolve())
-
-    def declared_fields(self) -> tuple[str, ...] | None:
-        return tuple(self._build().manifest["input_fields"])
-
-    def batching(self) -> BatchSpec:
-        """The batching rule the build was packaged with (the backtest's)."""
-        rule = self._build().manifest["batching"]
-        return BatchSpec(width_ns=rule.get("width_ns"), count=rule.get("count"))
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """A snapshot for the live progress line."""
-
-    batches: int
-    events: int
-    signals: int
-    events_per_s: float
-    freshness_p50_ms: float
-    freshness_p99_ms: float
-    pnl: int
-    orders: int = 0
-    fills: int = 0
-    rejects: int = 0
-    positions: Mapping[str, int] = field(default_factory=dict)
-    kill_switch: str | None = None
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """How a live run went; ``status`` is ``completed``, ``stopped``, ``enclave_died``,
-    ``strategy_failed``, ``enclave_error``, ``verification_failed`` or ``host_error``.
-    ``freshness_*``: wall time from the proxy receiving a batch's newest event to its signals
-    being acted on (p50, p99 and the whole distribution as batches per bucket);
-    ``batch_rtt_*``: from sending a batch to receiving its signed reply."""
-
-    run_id: str
-    origin: str
-    status: str
-    reason: str
-    run_dir: str
-    image: str
-    batches: int
-    events: int
-    signals: int
-    orders: int
-    fills: int
-    rejects: int
-    pnl: int
-    positions: dict[str, int]
-    log_size: int
-    elapsed_s: float
-    events_per_s: float
-    freshness_p50_ms: float
-    freshness_p99_ms: float
-    batch_rtt_p50_ms: float
-    batch_rtt_p99_ms: float
-    freshness_histogram: dict[str, int]
-    dropped_batches: int
-    dropped_events: int
-    isolated_network: bool
-    simulated: bool
-    trust: str
-    attestation: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "completed"
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary as written to ``summary.json``."""
-        return {"schema": "zcbench.run-summary/1", **asdict(self)}
 
 
 class RunHandle:
@@ -312,25 +164,23 @@ def run_live(
     _prepare_run_dir(run_dir)
     run_id = run_id or f"run-{secrets.token_hex(8)}"
     started = time.monotonic()
-    enclave: EnclaveProcess
-    if launcher is not None:
-        enclave = launcher(run_dir)
-    else:
-        enclave = launch_local(
-            image_args,
-            isolate_network=isolate_network,
-            stderr_path=run_dir / "enclave.stderr",
-            env=enclave_env,
-        )
-    store: LogStore | None = None
-    conn: Connection | None = None
+    session = open_session(
+        image,
+        run_dir,
+        run_id,
+        trust=trust,
+        broker=broker,
+        launcher=launcher,
+        isolate_network=isolate_network,
+        enclave_env=enclave_env,
+        log_fs=log_fs,
+        image_args=image_args,
+    )
+    conn, enclave, log, booted = session.conn, session.enclave, session.log, session.booted
+    assert conn is not None
+    assert log is not None
+    assert booted is not None
     try:
-        conn = enclave.connect(timeout=60)
-        booted = boot_enclave(conn, run_id, image, trust, enclave, broker)
-        (run_dir / "boot.cbor").write_bytes(booted["document"])
-        store = LogStore.create(run_dir / "log", fs=log_fs)
-        log = HostLog(store, booted["public_key"], booted["origin"])
-        log.open(booted["record"], booted["checkpoint"], booted["document"])
         execution = ExecutionLayer(limits or RiskLimits())
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
@@ -358,7 +208,7 @@ def run_live(
                 (run_dir / "attestation.cbor").write_bytes(attestation)
             except EnvError as exc:
                 reason += f"; no final attestation: {exc}"
-        _close_enclave(conn, enclave, status)
+        session.shutdown(status)
         unwritten: list[str] = []
         try:
             execution.write_journal(run_dir / "journal.parquet")
@@ -409,13 +259,7 @@ def run_live(
             )
         return summary
     finally:
-        if conn is not None:
-            conn.close("run closed")
-        if store is not None:
-            store.close()
-        if enclave.alive():
-            enclave.kill()
-        enclave.stop(timeout=5)
+        session.close()
 
 
 def _kept(status: str, reason: str, pipe: _Pipeline, log: HostLog) -> str:
@@ -455,17 +299,6 @@ def _final_attestation(conn: Connection, nonce: bytes) -> bytes:
         raise EnvError(f"the enclave refused to attest: {reply.fields.get('reason', reply.type)}")
     document: bytes = reply["document"]
     return document
-
-
-def _close_enclave(conn: Connection, enclave: EnclaveProcess, status: str) -> None:
-    if enclave.alive() and conn.closed_reason is None:
-        try:
-            conn.send(Message("shutdown", {"reason": status}))
-            while conn.recv(timeout=5).type != "bye":
-                pass
-        except (ZcbenchError, TimeoutError):
-            pass
-    conn.close("run closed")
 
 
 class _Pipeline:
