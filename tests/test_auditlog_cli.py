@@ -243,7 +243,5 @@ def test_cli_exit_codes_for_damage_and_usage(tmp_path: Path,
     assert out["classification"] in ("corrupt", "untrusted_boot")
     assert main(["log", "verify", str(tmp_path / "missing")]) == 2
     assert main(["log", "export", str(run), "--out", str(tmp_path / "x"), "--range", "5"]) == 2
-    with pytest.raises(SystemExit) as info:
-        main(["log", "export", str(run), "--out", str(tmp_path / "x")])
-    assert info.value.code == 2
+    assert main(["log", "export", str(run), "--out", str(tmp_path / "x")]) == 2
     capsys.readouterr()

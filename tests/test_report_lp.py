@@ -10,7 +10,7 @@ import pytest
 from test_widgets_support import make_run
 
 from zcbench.cli import main
-from zcbench.errors import DataError, EnvError
+from zcbench.errors import DataError, UsageError
 from zcbench.report import collect_report
 
 pytestmark = pytest.mark.slow
@@ -77,17 +77,18 @@ def test_a_commitment_that_names_other_pcrs_fails(run_dir: Path, tmp_path: Path)
 
 
 def test_missing_pieces_are_named(run_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(EnvError, match="does not exist"):
+    # Missing or wrong-kind inputs are usage errors (exit 2), malformed ones data errors (1).
+    with pytest.raises(UsageError, match="does not exist"):
         collect_report(tmp_path / "nope", trust="dev")
     bare = tmp_path / "bare"
     bare.mkdir()
-    with pytest.raises(EnvError, match=r"summary\.json"):
+    with pytest.raises(UsageError, match=r"summary\.json"):
         collect_report(bare, trust="dev")
     (bare / "summary.json").write_text("{not json")
     with pytest.raises(DataError, match="not JSON"):
         collect_report(bare, trust="dev")
     (bare / "summary.json").write_text(json.dumps({"run_id": "r", "image": str(tmp_path)}))
-    with pytest.raises(EnvError, match=r"no commitment\.json"):
+    with pytest.raises(UsageError, match=r"no commitment\.json"):
         collect_report(bare, trust="dev")
 
 
@@ -120,7 +121,7 @@ def test_cli_writes_the_html_report_with_code_hidden(
 
 def test_cli_errors_and_exit_codes(run_dir: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["report", str(tmp_path / "nope"), "--trust", "dev"]) == 3
+    assert main(["report", str(tmp_path / "nope"), "--trust", "dev"]) == 2
     assert main(["report", str(run_dir), "--at", "yesterday"]) == 2
     assert main(["report", str(run_dir), "--nonce", "xyz"]) == 2
     err = capsys.readouterr().err

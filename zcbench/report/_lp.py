@@ -109,8 +109,8 @@ def _read_json(path: pathlib.Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise EnvError(f"{path} does not exist: is this a run folder made by 'zcbench run'?")\
-            from None
+        raise UsageError(f"{path} does not exist: {path.parent} is not a run folder made by "
+                         "'zcbench run'") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{what} {path} is not JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -130,7 +130,7 @@ def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathl
         build = run_dir / build
     path = build / "commitment.json"
     if not path.is_file():
-        raise EnvError(
+        raise UsageError(
             f"the run's build folder {build} has no commitment.json: the report compares the "
             "document's PCRs with it; copy the build folder back or pass the right run folder"
         )
@@ -140,14 +140,14 @@ def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathl
 def _document_path(run_dir: pathlib.Path, given: pathlib.Path | None) -> pathlib.Path:
     if given is not None:
         if not given.is_file():
-            raise EnvError(f"attestation document {given} does not exist")
+            raise UsageError(f"attestation document {given} does not exist")
         return given
     for candidate in (run_dir.parent / "attestation.cbor", run_dir / "attestation.cbor"):
         if candidate.is_file():  # an on-demand document: the demo's, or the run's final one
             return candidate
     boot = run_dir / "boot.cbor"
     if not boot.is_file():
-        raise EnvError(f"{run_dir} has no boot.cbor: is this a run folder made by 'zcbench run'?")
+        raise UsageError(f"{run_dir} has no boot.cbor: is this a run folder made by 'zcbench run'?")
     return boot
 
 
@@ -177,7 +177,7 @@ def collect_report(
 
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
-        raise EnvError(f"run folder {run_dir} does not exist")
+        raise UsageError(f"run folder {run_dir} does not exist")
     summary = _read_json(run_dir / "summary.json", "run summary")
     commitment_path = _commitment_path(run_dir, summary)
     expected, commitment = read_commitment(commitment_path)
