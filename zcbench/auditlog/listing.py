@@ -63,9 +63,11 @@ class Listing:
         """``showing N of M records`` with what was selected."""
         if self.selection == "every record":
             return f"showing {len(self.rows)} of {self.total} records (unverified listing)"
-        of = f"{self.matched} matching" if self.matched is not None else "the first matching"
-        return (f"showing {len(self.rows)} of {of} ({self.selection}) in {self.total} records "
-                "(unverified listing)")
+        if self.matched is not None:
+            return (f"showing {len(self.rows)} of {self.matched} matching ({self.selection}) "
+                    f"of {self.total} records (unverified listing)")
+        return (f"showing the first {len(self.rows)} matching ({self.selection}) of "
+                f"{self.total} records (unverified listing)")
 
     def to_json(self) -> dict[str, Any]:
         return {"records": self.total, "shown": len(self.rows), "selection": self.selection,

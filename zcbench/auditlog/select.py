@@ -12,13 +12,17 @@ ISO 8601 (``2026-01-02T15:04:05Z``, a zone or UTC) or integer nanoseconds since 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from zcbench.auditlog.records import KINDS, Record
 from zcbench.errors import UsageError
 
 __all__ = ["RecordFilter", "SymbolsOf", "format_time_ns", "parse_time_ns", "strategy_symbols"]
+
+_FRACTION: Final = re.compile(r"(?<=\d\d:\d\d:\d\d)\.(\d+)")
 
 SymbolsOf = Callable[[Record], "set[str]"]
 """Which symbols a record mentions."""
@@ -40,6 +44,12 @@ def parse_time_ns(text: str, what: str = "time") -> int:
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
+    nanos = 0
+    fraction = _FRACTION.search(text)
+    if fraction is not None:  # datetime keeps microseconds only: take the digits ourselves
+        digits = fraction.group(1)
+        nanos = int(digits[:9].ljust(9, "0"))
+        text = text[: fraction.start()] + text[fraction.end():]
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -48,7 +58,7 @@ def parse_time_ns(text: str, what: str = "time") -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + nanos
 
 
 def format_time_ns(value: int | None) -> str:
