@@ -117,6 +117,15 @@ def test_cli_writes_the_html_report_with_code_hidden(
         assert needle in html, needle
     assert "collect_report(" not in html  # the code cells are hidden
     assert "Traceback" not in html
+    # Self-contained: renders offline (no script from a CDN), no path of the builder's machine,
+    # and the re-verify commands name the files as the LP receives them.
+    import re
+
+    assert not re.search(r"<script[^>]*src=\"https?://", html)
+    assert str(run_dir.parent) not in html
+    assert "zcbench verify attestation attestation.cbor --commitment commitment.json" in html \
+        or "zcbench verify attestation boot.cbor --commitment commitment.json" in html
+    assert f"zcbench log verify {run_dir.name} --trust dev" in html
 
 
 def test_cli_errors_and_exit_codes(run_dir: Path, tmp_path: Path,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import json
 import pathlib
 import shlex
@@ -242,7 +243,7 @@ def _commitment_html(report: LPReport) -> str:
         ("zcbench version", h.esc(c.get("zcbench_version", "—"))),
         ("source_date_epoch", h.esc(c.get("source_date_epoch", "—"))),
         *((f"PCR{k}", h.mono(str(v))) for k, v in sorted(pcrs.items())),
-        ("commitment file", h.mono(str(report.commitment_path))),
+        ("commitment file", h.mono(report.commitment_path.name)),
         ("its SHA-256", h.mono(report.commitment_sha256)),
     ]
     return h.facts(pairs)
@@ -275,11 +276,13 @@ def _log_html(report: LPReport) -> str:
 def _commands_html(report: LPReport) -> str:
     result = report.attestation
     trust = f" --trust {shlex.quote(report.trust)}" if report.trust != "aws" else ""
+    # Name the files as the LP receives them (the document, commitment.json, the run folder),
+    # never by a path on the machine that built the report.
     verify = [
         "zcbench verify attestation",
-        shlex.quote(str(report.document_path)),
+        shlex.quote(report.document_path.name),
         "--commitment",
-        shlex.quote(str(report.commitment_path)),
+        shlex.quote(report.commitment_path.name),
     ]
     if result.nonce is not None:
         verify += ["--nonce", result.nonce.hex()]
@@ -287,7 +290,7 @@ def _commands_html(report: LPReport) -> str:
                              shlex.quote(result.report.at.isoformat())))
     lines = [
         " ".join(verify) + trust,
-        f"zcbench log verify {shlex.quote(str(report.run_dir))}{trust}",
+        f"zcbench log verify {shlex.quote(report.run_dir.name)}{trust}",
     ]
     block = "\n".join(lines)
     note = (
@@ -440,5 +443,17 @@ def write_report(
         nb, resources={"metadata": {"name": "zcbench attestation report"}}
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(body, encoding="utf-8")
+    out_path.write_text(self_contained(body, run_dir), encoding="utf-8")
     return out_path
+
+
+_REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.I)
+
+
+def self_contained(html: str, run_dir: pathlib.Path) -> str:
+    """``html`` with no script fetched from a CDN (the report must render offline; the
+    sections are plain HTML and need none) and no absolute path of this machine."""
+    html = _REMOTE_SCRIPT.sub("", html)
+    for folder in sorted({run_dir.resolve().parent, run_dir.resolve()}, key=lambda f: -len(str(f))):
+        html = html.replace(str(folder) + "/", "").replace(str(folder), folder.name)
+    return html
