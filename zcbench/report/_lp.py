@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import json
 import pathlib
+import re
 import shlex
 import tempfile
 from collections.abc import Callable, Mapping
