@@ -70,8 +70,24 @@ def _iso(t: dt.datetime, spec: str = "auto") -> str:
     return t.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+class _RestsOn:
+    """What a verdict rests on, derived from its ``trust_root``."""
+
+    trust_root: TrustRoot
+
+    @property
+    def root(self) -> str:
+        """``"aws"``, ``"dev"`` or a custom root's SHA-256 (see :attr:`trust_root`)."""
+        return self.trust_root.name
+
+    @property
+    def simulated(self) -> bool:
+        """True when the root is the development CA, however it was trusted."""
+        return self.trust_root.simulated
+
+
 @dataclass(frozen=True)
-class VerifiedAttestation:
+class VerifiedAttestation(_RestsOn):
     """A document that passed every check its policy asked for.
 
     ``trust_root`` is what the verdict rests on (show its ``description``); ``root`` and
@@ -92,23 +108,13 @@ class VerifiedAttestation:
     warnings: tuple[str, ...] = ()
 
     @property
-    def root(self) -> str:
-        """``"aws"``, ``"dev"`` or a custom root's SHA-256 (see :attr:`trust_root`)."""
-        return self.trust_root.name
-
-    @property
-    def simulated(self) -> bool:
-        """True when the root is the development CA, however it was trusted."""
-        return self.trust_root.simulated
-
-    @property
     def chain(self) -> tuple[CertificateFacts, ...]:
         """Display facts for the document's certificates, ``cabundle`` order then the leaf."""
         return tuple(facts_of(der) for der in self.chain_der)
 
 
 @dataclass(frozen=True)
-class AttestationReport:
+class AttestationReport(_RestsOn):
     """The outcome of :func:`check_attestation`, failed or not, and what was learnt.
 
     On failure ``failed_check`` is the check name (see :mod:`zcbench.nitro.errors`), ``message``
@@ -131,16 +137,6 @@ class AttestationReport:
     policy: AttestationPolicy
     chain_der: tuple[bytes, ...] = field(default=())
     warnings: tuple[str, ...] = ()
-
-    @property
-    def root(self) -> str:
-        """``"aws"``, ``"dev"`` or a custom root's SHA-256 (see :attr:`trust_root`)."""
-        return self.trust_root.name
-
-    @property
-    def simulated(self) -> bool:
-        """True when the root is the development CA, however it was trusted."""
-        return self.trust_root.simulated
 
     @property
     def chain(self) -> tuple[CertificateFacts, ...]:
