@@ -231,7 +231,8 @@ def test_a_slice_replays_only_its_whole_batches(tmp_path: Path) -> None:
     assert runner.seen == [2, 3]
     assert (report.batches, report.matched, report.skipped) == (2, 2, 2)
     assert any("only the 2 batches" in w for w in report.warnings)
-    assert any("starts at batch 2" in w for w in report.warnings)
+    assert not report.contiguous  # batches 0 and 1 are not in the slice
+    assert any("does not hold every batch from the run's first" in w for w in report.warnings)
 
 
 def test_an_index_range_replays_its_subset(tmp_path: Path) -> None:
@@ -241,7 +242,7 @@ def test_an_index_range_replays_its_subset(tmp_path: Path) -> None:
     assert report.verified
     assert report.scope == "range"
     assert runner.seen == [0, 1, 2]
-    assert not any("starts at batch" in w for w in report.warnings)
+    assert not any("does not hold every batch" in w for w in report.warnings)
     with pytest.raises(UsageError):
         _replay(tmp_path / "run", runner, index_range=(5, 5))
 
@@ -278,3 +279,74 @@ def test_uncommitted_records_are_not_replayed(tmp_path: Path) -> None:
     assert report.verified
     assert runner.seen == [0, 1, 2]
     assert any("were not replayed" in w for w in report.warnings)
+
+
+# -- A strategy that keeps state --------------------------------------------------------------
+
+
+def _running_total(seq: int) -> int:
+    return sum(1 + s for s in range(seq + 1))
+
+
+class StatefulRunner:
+    """A bundle whose signal for a batch depends on every batch before it (a running total),
+    as a real strategy's moving averages do."""
+
+    pcr0 = PCR0
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def replay(self, batches: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+        total = 0
+        for seq, body in batches:
+            self.seen.append(seq)
+            batch = decode_batch(body)
+            total += 1 + batch.seq
+            yield seq, encode_signals([Signal(symbol=batch.events["symbol"][0], side="buy",
+                                              quantity=total)])
+
+
+def _stateful_log(run: Path, batches: int) -> None:
+    signer = LogSigner(key(7), log_origin(PCR0, "run-1"))
+    document = fake_boot_document(signer.public_key_spki_der, "run-1")
+    run.mkdir(parents=True)
+    enclave = EnclaveLogState(signer)
+    writer = HostLogWriter.create(run / "log", signer.public_key_spki_der, signer.origin)
+    writer.commit(enclave.boot(document, time_ns=1))
+    for seq in range(batches):
+        in_body, _, t = batch_bodies(seq)
+        symbol = decode_batch(in_body).events["symbol"][0]
+        out_body = encode_signals([Signal(symbol=symbol, side="buy",
+                                          quantity=_running_total(seq))])
+        writer.commit(enclave.batch(seq, in_body, out_body, time_ns=t + 1, event_time_ns=t))
+    writer.close()
+
+
+def test_a_range_of_a_stateful_strategy_replays_from_the_start(tmp_path: Path) -> None:
+    _stateful_log(tmp_path / "run", batches=6)
+    runner = StatefulRunner()
+    report = _replay(tmp_path / "run", runner, index_range=(7, 13))  # batches 3, 4, 5
+    assert report.verified, report.message
+    assert report.verdict == "match"
+    assert runner.seen == [0, 1, 2, 3, 4, 5]  # from the run's first batch
+    assert (report.batches, report.matched, report.warmup) == (3, 3, 3)
+    assert report.first_seq == 3
+    assert any("replayed first to rebuild" in w for w in report.warnings)
+
+
+def test_a_slice_of_a_stateful_strategy_is_inconclusive_never_differs(tmp_path: Path) -> None:
+    _stateful_log(tmp_path / "run", batches=6)
+    out = tmp_path / "slice.cbor"
+    export_slice(tmp_path / "run", out, index_range=(7, 13), trust="fake",
+                 boot_verifier=fake_boot_verifier)
+    report = _replay(out, StatefulRunner())
+    assert not report.verified
+    assert not report.contiguous
+    assert report.verdict == "inconclusive"
+    assert report.headline == "REPLAY INCONCLUSIVE"
+    assert "inconclusive" in report.message
+    # A slice that starts at the run's first batch rebuilds the state: a verdict either way.
+    export_slice(tmp_path / "run", out, index_range=(0, 9), trust="fake",
+                 boot_verifier=fake_boot_verifier)
+    assert _replay(out, StatefulRunner()).verdict == "match"

@@ -36,6 +36,7 @@ from zcbench.auditlog.verify import (
     check_log,
     verify_log,
 )
+from zcbench.errors import UsageError
 
 
 def _check(path: Path, **kw: object) -> LogReport:
@@ -323,7 +324,8 @@ def test_deleted_checkpoints_fail_closed(built: BuiltLog) -> None:
 
 def test_empty_or_missing_log(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    assert _check(tmp_path / "empty").classification == "corrupt"
+    with pytest.raises(UsageError, match="is not a log"):
+        _check(tmp_path / "empty")  # a folder with no log in it is no log, not a corrupt one
     built = build_log(tmp_path / "run", batches=1)
     shutil.rmtree(built.log)
     (built.log).mkdir()

@@ -185,7 +185,7 @@ def test_cli_usage_and_environment_exits(tmp_path: Path,
     assert main(["log", "replay", str(run), "--trust", "dev"]) == 2
     assert "--build" in capsys.readouterr().err
     assert main(["log", "replay", str(run), "--trust", "dev",
-                 "--build", str(tmp_path / "no-build")]) == 3
+                 "--build", str(tmp_path / "no-build")]) == 2  # a missing input path
     assert main(["log", "replay", str(run), "--trust", "dev", "--build", str(tmp_path),
                  "--range", "5"]) == 2
 
@@ -216,5 +216,5 @@ def test_stopping_early_shuts_the_enclave_down_and_replay_log_reports(tmp_path: 
     with pytest.raises(UsageError, match="unsealed module"):
         build_of_run(run)
     (tmp_path / "slice.cbor").write_bytes(b"")
-    with pytest.raises(UsageError, match="no run summary"):
+    with pytest.raises(UsageError, match=r"no run summary|is not a log"):
         build_of_run(tmp_path / "slice.cbor")

@@ -358,7 +358,7 @@ def test_missing_build_folder_is_a_clear_environment_error(
             ReplaySource(_ticks(0.1), BatchSpec(count=10)),
         )
     assert not (tmp_path / "run").exists()
-    assert main(["run", str(tmp_path / "nope")]) == 3
+    assert main(["run", str(tmp_path / "nope")]) == 2  # a missing input path
     assert "zcbench package" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import pytest
 from test_widgets_support import make_run
 
 from zcbench.cli import main
-from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.errors import DataError, UsageError
 from zcbench.report import collect_report
 
 pytestmark = pytest.mark.slow
@@ -77,11 +77,12 @@ def test_a_commitment_that_names_other_pcrs_fails(run_dir: Path, tmp_path: Path)
 
 
 def test_missing_pieces_are_named(run_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(EnvError, match="does not exist"):
+    # Missing or wrong-kind inputs are usage errors (exit 2), malformed ones data errors (1).
+    with pytest.raises(UsageError, match="does not exist"):
         collect_report(tmp_path / "nope", trust="dev")
     bare = tmp_path / "bare"
     bare.mkdir()
-    with pytest.raises(EnvError, match=r"summary\.json"):
+    with pytest.raises(UsageError, match=r"summary\.json"):
         collect_report(bare, trust="dev")
     (bare / "summary.json").write_text("{not json")
     with pytest.raises(DataError, match="not JSON"):
@@ -116,11 +117,20 @@ def test_cli_writes_the_html_report_with_code_hidden(
         assert needle in html, needle
     assert "collect_report(" not in html  # the code cells are hidden
     assert "Traceback" not in html
+    # Self-contained: renders offline (no script from a CDN), no path of the builder's machine,
+    # and the re-verify commands name the files as the LP receives them.
+    import re
+
+    assert not re.search(r"<script[^>]*src=\"https?://", html)
+    assert str(run_dir.parent) not in html
+    assert "zcbench verify attestation attestation.cbor --commitment commitment.json" in html \
+        or "zcbench verify attestation boot.cbor --commitment commitment.json" in html
+    assert f"zcbench log verify {run_dir.name} --trust dev" in html
 
 
 def test_cli_errors_and_exit_codes(run_dir: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["report", str(tmp_path / "nope"), "--trust", "dev"]) == 3
+    assert main(["report", str(tmp_path / "nope"), "--trust", "dev"]) == 2
     assert main(["report", str(run_dir), "--at", "yesterday"]) == 2
     assert main(["report", str(run_dir), "--nonce", "xyz"]) == 2
     err = capsys.readouterr().err

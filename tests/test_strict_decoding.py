@@ -195,7 +195,7 @@ def test_nesting_past_the_format_bound_is_refused(fmt: Format) -> None:
         (FORMATS[1], "zcbench.strategy._wire", "MAX_WIRE_BYTES"),
         (FORMATS[2], "zcbench.channel._frames", "MAX_FRAME"),
         (FORMATS[3], "zcbench.auditlog.records", "MAX_RECORD_BYTES"),
-        (FORMATS[4], "zcbench.auditlog.export", "_MAX_SLICE_BYTES"),
+        (FORMATS[4], "zcbench.auditlog.slice", "MAX_SLICE_BYTES"),
     ],
     ids=lambda x: x.name if isinstance(x, Format) else "",
 )

@@ -187,18 +187,59 @@ def test_missing_or_broken_paths_are_shown(tmp_path: Path) -> None:
     assert panel.verify_button.disabled
 
 
-def test_real_backend_on_a_folder_that_is_no_log(tmp_path: Path) -> None:
-    panel = LogInspector(AuditLogBackend(trust="dev"), path=tmp_path)
-    assert panel.records is not None
-    assert panel.records.height == 0
-    assert "no records match" in panel.table.value
-    report = panel.verify()
-    assert report is not None
-    assert not report.verified
-    assert "FAILED" in panel.verdict.value
-    summary = panel.replay()  # nothing to replay in a log that does not verify
-    assert summary is None or summary.compared == 0
+def test_real_backend_refuses_a_folder_that_is_no_log(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "commitment.json").write_text("{}")
+    panel = LogInspector(AuditLogBackend(trust="dev"), path=build)
+    assert panel.records is None  # not an empty log: no log at all
+    assert "is not a log" in panel.status.value
+    assert "build folder" in panel.status.value
+    assert panel.verify_button.disabled
+    assert panel.verify() is None  # says so again, never FAILED or "0 records"
+    assert "is not a log" in panel.verdict.value
     assert "REPLAY MATCHES" not in panel.action_status.value
+
+
+def test_opening_another_path_clears_the_previous_logs_rows_and_errors(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    backend = FakeLog(replay_result=ReplaySummary(4, 3, 8, "signal bodies differ"))
+    panel = LogInspector(backend, path=run_dir)
+    panel.verify()
+    panel.replay()
+    assert "REPLAY DIFFERS" in panel.action_status.value
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    panel.path.value = str(broken)
+    assert not panel.load()
+    assert panel.records is None
+    assert panel.filtered is None
+    assert panel.report is None
+    assert panel.replay_summary is None
+    assert panel.table.value == ""
+    assert panel.verdict.value == ""
+    assert panel.action_status.value == ""
+    assert (panel.start.value, panel.stop.value) == (0, 0)
+    assert panel.kind.options == ("(all)",)
+    assert "holds no log" in panel.status.value
+    panel.path.value = str(run_dir)
+    assert panel.load()
+    assert panel.last_error is None
+    assert "holds no log" not in panel.status.value
+    assert panel.records is not None
+    assert panel.records.height == 61
+
+
+def test_replay_shows_the_reports_own_verdict_and_caveats(run_dir: Path) -> None:
+    backend = FakeLog(replay_result=ReplaySummary(
+        2, 1, 7, "replay inconclusive", headline="REPLAY INCONCLUSIVE",
+        warnings=("this slice does not hold every batch from the run's first",)))
+    panel = LogInspector(backend, path=run_dir)
+    panel.replay()
+    assert "REPLAY INCONCLUSIVE" in panel.action_status.value
+    assert "REPLAY DIFFERS" not in panel.action_status.value
+    assert "does not hold every batch" in panel.action_status.value
 
 
 def test_panels_keep_the_widget_protocol() -> None:

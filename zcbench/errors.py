@@ -14,6 +14,16 @@ catches only that base and maps the branch to an exit code::
     └── UsageError                   the caller asked for something that cannot be done as asked
                                      (exit 2)
 
+The exit codes, one table for every command (README.md and DESIGN.md repeat it)::
+
+    0    passed
+    1    malformed content (DataError) or a verification that failed (VerificationError)
+    2    usage: a missing input path or one of the wrong kind (a folder for a file, a build
+         folder for a log), a bad option value (UsageError)
+    3    environment: an unwritable output, a full disk, a missing device or tool (EnvError,
+         and an OSError on anything the command writes)
+    141  a broken pipe on standard output (``zcbench ... | head``): quiet, as for SIGPIPE
+
 Parts define their own subclasses under these branches (for example
 ``zcbench.nitro.AttestationError`` under :class:`VerificationError`) so callers can catch as
 narrowly as they like. Messages say what failed, where, and what to do next; they never carry a
@@ -22,16 +32,20 @@ secret.
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "EXIT_ENV",
     "EXIT_FAILED",
     "EXIT_OK",
+    "EXIT_PIPE",
     "EXIT_USAGE",
     "DataError",
     "EnvError",
     "UsageError",
     "VerificationError",
     "ZcbenchError",
+    "describe_os_error",
     "exit_code_for",
 ]
 
@@ -39,6 +53,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENV = 3
+EXIT_PIPE = 141
 
 
 class ZcbenchError(Exception):
@@ -86,3 +101,20 @@ def exit_code_for(error: ZcbenchError) -> int:
     if isinstance(error, EnvError):
         return EXIT_ENV
     return EXIT_FAILED
+
+
+def describe_os_error(error: OSError, *, writing: bool = False) -> str:
+    """One readable line for ``error``: the path, then what the system said, in words.
+
+    Never ``[Errno N]`` or a quoted repr: ``/x/out.cbor: cannot write: no space left on
+    device``.
+    """
+    reason = (error.strerror or error.__class__.__name__).rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    action = "cannot write" if writing else "cannot use"
+    if error.filename is None:
+        return f"{action}: {reason}"
+    name = os.fsdecode(error.filename) if isinstance(error.filename, str | bytes) else str(
+        error.filename
+    )
+    return f"{name}: {action}: {reason}"

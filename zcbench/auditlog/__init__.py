@@ -10,9 +10,16 @@ attestation binds. The modules, one concept each:
 * :mod:`~zcbench.auditlog.checkpoint`  checkpoint bodies, the log signer, ``verify_checkpoint``
 * :mod:`~zcbench.auditlog.storage`     crash-safe segment files and recovery
 * :mod:`~zcbench.auditlog.writer`      the enclave's signing state and the host's checked commit
-* :mod:`~zcbench.auditlog.verify`      ``check_log`` / ``verify_log`` and the classifications
-* :mod:`~zcbench.auditlog.export`      slices with inclusion proofs that verify alone
-* :mod:`~zcbench.auditlog.frame`       the analysts' polars view
+* :mod:`~zcbench.auditlog.location`    what a path is: run folder, log folder, slice, or no log
+* :mod:`~zcbench.auditlog.boot`        the boot document's identity, held to a build's PCRs
+* :mod:`~zcbench.auditlog.verdict`     the classifications and ``LogReport``
+* :mod:`~zcbench.auditlog.verify`      ``check_log`` / ``verify_log``
+* :mod:`~zcbench.auditlog.slice`       the slice format (``LogSlice``) and ``check_slice``
+* :mod:`~zcbench.auditlog.export`      writing slices with inclusion proofs that verify alone
+* :mod:`~zcbench.auditlog.select`      ``RecordFilter``: records by kind, symbol, time, index
+* :mod:`~zcbench.auditlog.frame`       the analysts' polars view (``to_polars``, ``events_frame``,
+  ``signals_frame``)
+* :mod:`~zcbench.auditlog.listing`     the streamed listing ``zcbench log show`` prints
 * :mod:`~zcbench.auditlog.witness`     witness state and cosigning
 * :mod:`~zcbench.auditlog.replay`      replay of the logged IN batches, OUT bodies compared
 
@@ -23,7 +30,12 @@ replay enclave lives in ``zcbench.host.replay``.
 """
 
 from zcbench.auditlog._errors import LogFormatError, NoteError, ProofError, WitnessRefusal
+from zcbench.auditlog.boot import LogKey, boot_verifier_for, log_vkey
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, log_origin, verify_checkpoint
+from zcbench.auditlog.export import ExportSummary, export_slice
+from zcbench.auditlog.frame import events_frame, signals_frame, to_polars
+from zcbench.auditlog.listing import Listing, list_records
+from zcbench.auditlog.location import LogLocation, locate_log, origin_hint
 from zcbench.auditlog.merkle import CompactRange
 from zcbench.auditlog.records import Record, decode_record, encode_record
 from zcbench.auditlog.replay import (
@@ -33,6 +45,8 @@ from zcbench.auditlog.replay import (
     check_replay,
     verify_replay,
 )
+from zcbench.auditlog.select import RecordFilter, parse_time_ns
+from zcbench.auditlog.slice import LogSlice, check_slice
 from zcbench.auditlog.storage import LogDamageError, LogStore, RecoveryReport, recover
 from zcbench.auditlog.verify import (
     BootIdentity,
@@ -49,27 +63,44 @@ __all__ = [
     "Checkpoint",
     "CompactRange",
     "EnclaveLogState",
+    "ExportSummary",
     "HostLogWriter",
+    "Listing",
     "LogDamageError",
     "LogFormatError",
+    "LogKey",
+    "LogLocation",
     "LogReport",
     "LogSigner",
+    "LogSlice",
     "LogStore",
     "LogVerificationError",
     "NoteError",
     "ProofError",
     "Record",
+    "RecordFilter",
     "RecoveryReport",
     "ReplayMismatchError",
     "ReplayReport",
     "ReplayRunner",
     "WitnessRefusal",
+    "boot_verifier_for",
     "check_log",
     "check_replay",
+    "check_slice",
     "decode_record",
     "encode_record",
+    "events_frame",
+    "export_slice",
+    "list_records",
+    "locate_log",
     "log_origin",
+    "log_vkey",
+    "origin_hint",
+    "parse_time_ns",
     "recover",
+    "signals_frame",
+    "to_polars",
     "verify_checkpoint",
     "verify_log",
     "verify_replay",

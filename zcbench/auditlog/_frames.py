@@ -21,6 +21,7 @@ import hashlib
 import re
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -36,6 +37,7 @@ __all__ = [
     "Frame",
     "frame",
     "header",
+    "index_frames",
     "scan_file",
     "segment_name",
     "segment_number",
@@ -185,3 +187,37 @@ def scan_file(path: Path, data: bytes, magic: bytes, lead: bytes = b"") -> FileS
         frames.append(found)
         offset = found.end
     return FileScan(path, number, first_index, frames, damage, len(data))
+
+
+def index_frames(
+    path: Path, magic: bytes, want: Callable[[int], bool]
+) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """The frames of one log file as ``(offset, stored leaf hash, payload or None)``, reading a
+    payload only when ``want(ordinal)`` says so (ordinal: 0 for the file's first frame).
+
+    For readers that need the tree but few records (a slice's export): it reads lengths and
+    stored checksums, not payloads, and hashes nothing. The stored leaf hashes are unchecked,
+    so whatever is built from them must be verified (an exported slice verifies itself before
+    it is written). Stops quietly at a bad header or the first frame that cannot be whole.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(HEADER_SIZE)
+        if len(head) < HEADER_SIZE or head[:8] != magic or struct.unpack_from(
+            ">I", head, 24
+        )[0] != zlib.crc32(head[:24]):
+            return
+        offset, ordinal = HEADER_SIZE, 0
+        while offset + 4 <= size:
+            handle.seek(offset)
+            (length,) = _LEN.unpack(handle.read(4))
+            stop = offset + 4 + length
+            if length == 0 or length > MAX_FRAME or stop + 32 > size:
+                return
+            payload = handle.read(length) if want(ordinal) else None
+            if payload is not None and len(payload) != length:
+                return
+            handle.seek(stop)
+            leaf = handle.read(32)
+            yield offset, leaf, payload
+            offset, ordinal = stop + 32, ordinal + 1

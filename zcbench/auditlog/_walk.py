@@ -14,8 +14,10 @@ from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog._frames import (
     CHECKPOINT_FILE,
     CHECKPOINT_MAGIC,
+    HEADER_SIZE,
     SEGMENT_MAGIC,
     Damage,
+    index_frames,
     scan_file,
     segment_number,
 )
@@ -65,7 +67,10 @@ class LogWalk:
         self.finding: Finding | None = None
         self.torn: Damage | None = None
         self.count = 0
-        names = fs.list_dir(folder)
+        try:
+            names = fs.list_dir(folder)
+        except FileNotFoundError:
+            names = []  # a run whose log/ folder was deleted: damage, reported as corrupt
         numbered = sorted((n, name) for name in names if (n := segment_number(name)) is not None)
         self.segments = [folder / name for _, name in numbered]
         self._numbers = [n for n, _ in numbered]
@@ -135,6 +140,18 @@ class LogWalk:
                 return
             self.torn = damage
 
+    def count_records(self) -> int:
+        """How many whole records the log holds, without reading payloads: the last segment's
+        first index (from its header) plus its frames. Unverified; for listings."""
+        if not self.segments:
+            return 0
+        last = self.segments[-1]
+        first = 0
+        if len(self.segments) > 1:
+            head = _header_of(last)
+            first = int.from_bytes(head[16:24], "big") if len(head) == HEADER_SIZE else 0
+        return first + sum(1 for _ in index_frames(last, SEGMENT_MAGIC, lambda n: False))
+
     def checkpoint_notes(self) -> tuple[list[tuple[bytes, int]], Damage | None, Finding | None]:
         """The checkpoint notes with their offsets, a torn tail, and a fatal finding."""
         path = self.folder / CHECKPOINT_FILE
@@ -153,3 +170,8 @@ class LogWalk:
             )
             return notes, None, finding
         return notes, damage, None
+
+
+def _header_of(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(HEADER_SIZE)

@@ -1,48 +1,50 @@
-"""Export a slice of a verified log into one file that verifies alone, and verify such a file.
+"""Export selected records of a log into one slice file that verifies alone (slice.py).
 
-A slice is deterministic CBOR::
+:func:`export_slice` does not re-verify the whole log (``check_log`` does that): it reads the
+newest checkpoint note, the boot record, the stored leaf hashes of the records under that
+checkpoint (lengths and checksums, not payloads) and the payloads of the records it needs, builds
+the inclusion proofs, and then verifies the slice it built, in memory, exactly as an LP would:
+the boot document under the caller's trust, the checkpoint's signature by the attested key, every
+proof against the signed root. Only a slice that verifies is written (atomically, fsynced); one
+that does not is refused with :class:`~zcbench.auditlog.verdict.LogVerificationError`, and the
+log should then be checked with ``zcbench log verify``. A small slice of a large log therefore
+costs about as much as verifying the slice, not the log.
 
-    {"format": "zcbench.log-slice/1",
-     "boot":       {"record": <record 0 bytes>, "proof": [hash, ...]},
-     "checkpoint": <signed checkpoint note bytes>,
-     "entries":    [{"record": <record bytes>, "proof": [hash, ...]}, ...],   ascending index
-     "selection":  <text saying how the slice was chosen, informational only>}
-
-Every proof is an RFC 9162 inclusion proof against the checkpoint's size and root (taken
-together from the one signed checkpoint, never from anywhere else). Verifying a slice: the boot
-document verifies (trust as the caller says), giving the log key and origin; the checkpoint is
-signed by that key; the boot record and every entry are included under its root.
-
-Selection is by index range, by time range (on the record's event time, else its record time)
-or by symbol (every IN and OUT record of each batch whose events or signals name it).
+Selection is a :class:`~zcbench.auditlog.select.RecordFilter` (an index range, a time range on
+the record's event time, else its record time, a kind or a symbol); a symbol selection takes
+every IN and OUT record of each batch whose events or signals name it. Only records under the
+newest checkpoint can be exported.
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
 
-import cbor2
-
-from zcbench import _cbor
 from zcbench.auditlog._errors import LogFormatError
+from zcbench.auditlog._frames import SEGMENT_MAGIC, index_frames
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
-from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint_note, verify_checkpoint
-from zcbench.auditlog.merkle import HASH_SIZE, MerkleTree, leaf_hash, verify_inclusion
+from zcbench.auditlog.boot import BootVerifier, nitro_boot_verifier
+from zcbench.auditlog.checkpoint import parse_checkpoint_note
+from zcbench.auditlog.location import locate_log
+from zcbench.auditlog.merkle import MerkleTree, leaf_hash
 from zcbench.auditlog.records import Record, decode_record
-from zcbench.auditlog.verify import (
-    BootVerifier,
-    LogReport,
-    LogVerificationError,
-    check_log,
-    nitro_boot_verifier,
-    resolve_log_path,
+from zcbench.auditlog.select import RecordFilter, SymbolsOf, strategy_symbols
+from zcbench.auditlog.slice import (
+    SLICE_FORMAT,
+    LogSlice,
+    SliceEntry,
+    check_slice,
+    check_slice_bytes,
+    read_slice,
 )
-from zcbench.errors import DataError, UsageError, VerificationError, ZcbenchError
+from zcbench.auditlog.verdict import LogReport, LogVerificationError
+from zcbench.errors import UsageError
+from zcbench.progress import progress as progress_lines
 
 __all__ = [
     "SLICE_FORMAT",
@@ -54,23 +56,6 @@ __all__ = [
     "strategy_symbols",
 ]
 
-SLICE_FORMAT: Final = "zcbench.log-slice/1"
-_MAX_SLICE_BYTES: Final = 2 * 1024 * 1024 * 1024
-
-SymbolsOf = Callable[[Record], "set[str]"]
-"""Which symbols a record mentions (used by ``symbol=`` selection)."""
-
-
-def strategy_symbols(record: Record) -> set[str]:
-    """Symbols of an IN batch's events or an OUT record's signals, via ``zcbench.strategy``."""
-    from zcbench.strategy import decode_batch, decode_signals
-
-    if record.kind == "in":
-        return set(decode_batch(record.body).events.get_column("symbol").unique().to_list())
-    if record.kind == "out":
-        return {signal.symbol for signal in decode_signals(record.body)}
-    return set()
-
 
 @dataclass(frozen=True, slots=True)
 class ExportSummary:
@@ -81,24 +66,85 @@ class ExportSummary:
     indices: tuple[int, ...]
     checkpoint_size: int
     origin: str
+    report: LogReport | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Slice:
-    boot: bytes
-    boot_proof: list[bytes]
-    checkpoint: bytes
-    entries: list[tuple[bytes, list[bytes]]]
-    selection: str
+def _filter(
+    index_range: tuple[int, int] | None,
+    time_range: tuple[int, int] | None,
+    symbol: str | None,
+    record_filter: RecordFilter | None,
+    symbols_of: SymbolsOf | None,
+) -> RecordFilter:
+    given = sum(x is not None for x in (index_range, time_range, symbol, record_filter))
+    if given != 1:
+        raise UsageError("choose exactly one of an index range, a time range or a symbol")
+    if record_filter is not None:
+        return record_filter
+    if time_range is not None:
+        return RecordFilter(since_ns=time_range[0], until_ns=time_range[1])
+    return RecordFilter(index_range=index_range, symbol=symbol,
+                        symbols_of=symbols_of or strategy_symbols)
+
+
+class _Frames:
+    """The log's records under one size, read through the stored leaf hashes."""
+
+    def __init__(self, walk: LogWalk, size: int, show: bool | None) -> None:
+        self.walk = walk
+        self.size = size
+        self.show = show
+
+    def read(self, want: Callable[[int], bool]) -> tuple[list[bytes], dict[int, bytes]]:
+        """Every stored leaf hash up to ``size``, and the payloads ``want(index)`` asks for."""
+        leaves: list[bytes] = []
+        payloads: dict[int, bytes] = {}
+        for segment in progress_lines(self.walk.segments, desc="reading log segments",
+                                      enabled=self.show):
+            base = len(leaves)
+
+            def wanted(n: int, base: int = base) -> bool:
+                return want(base + n)
+
+            for _, leaf, payload in index_frames(segment, SEGMENT_MAGIC, wanted):
+                if len(leaves) >= self.size:
+                    return leaves, payloads
+                if payload is not None:
+                    payloads[len(leaves)] = payload
+                    leaf = leaf_hash(payload)
+                leaves.append(leaf)
+        return leaves, payloads
+
+
+def _newest_note(walk: LogWalk) -> bytes:
+    """The last checkpoint note in the file (the writer appends them in order); refused when
+    an earlier one is larger, which only a damaged or altered log shows."""
+    notes, _, _ = walk.checkpoint_notes()
+    sizes: list[tuple[int, bytes]] = []
+    for note, _ in notes:
+        try:
+            sizes.append((parse_checkpoint_note(note).size, note))
+        except LogFormatError as exc:
+            raise LogVerificationError(_refusal(
+                f"a checkpoint note does not parse ({exc}): check the log with "
+                "'zcbench log verify'", None)) from exc
+    if not sizes or sizes[-1][0] == 0:
+        raise UsageError("the log has no signed checkpoint yet: nothing can be proven")
+    if max(size for size, _ in sizes) > sizes[-1][0]:
+        raise LogVerificationError(_refusal(
+            "the checkpoint file's last note is not its largest: check the log with "
+            "'zcbench log verify'", None))
+    return sizes[-1][1]
 
 
 def export_slice(
-    path: Path,
-    out: Path,
+    path: str | Path,
+    out: str | Path,
     *,
     index_range: tuple[int, int] | None = None,
     time_range: tuple[int, int] | None = None,
     symbol: str | None = None,
+    record_filter: RecordFilter | None = None,
     trust: str | Path = "aws",
     boot_verifier: BootVerifier | None = None,
     symbols_of: SymbolsOf | None = None,
@@ -106,218 +152,93 @@ def export_slice(
 ) -> ExportSummary:
     """Write the selected records of the log at ``path`` with proofs to ``out``.
 
-    Exactly one selector: ``index_range`` [start, stop), ``time_range`` [t0, t1) in ns, or
-    ``symbol``. The log must verify first (raises :class:`LogVerificationError`); only records
-    under its newest signed checkpoint can be exported.
+    Exactly one selector: ``index_range`` [start, stop), ``time_range`` [t0, t1) in ns,
+    ``symbol``, or a ``record_filter``. The slice is verified before it is written (raises
+    :class:`LogVerificationError` when it does not verify).
     """
-    if sum(x is not None for x in (index_range, time_range, symbol)) != 1:
-        raise UsageError("choose exactly one of an index range, a time range or a symbol")
-    kind, folder, _ = resolve_log_path(path)
-    if kind != "log":
+    chosen_filter = _filter(index_range, time_range, symbol, record_filter, symbols_of)
+    where = locate_log(path)
+    if where.kind != "log":
         raise UsageError(f"{path} is already a slice; export from the run or log folder")
-    report = check_log(path, trust=trust, boot_verifier=boot_verifier, progress=progress)
-    if not report.verified:
-        raise LogVerificationError(report)
-    if report.latest_checkpoint is None:
-        raise UsageError("the log has no signed checkpoint yet: nothing can be proven")
-    checkpoint = parse_checkpoint_note(report.latest_checkpoint)
-    select, selection = _selector(index_range, time_range, symbol, symbols_of)
-    leaves: list[bytes] = []
-    chosen: list[tuple[int, bytes, Record]] = []
-    boot = b""
-    for item in LogWalk(folder, OsFileSystem()).records():
-        if item.index >= checkpoint.size:
-            break
-        leaves.append(item.leaf_hash)
-        if item.index == 0:
-            boot = item.data
-        if select(item.record):
-            chosen.append((item.index, item.data, item.record))
-    if symbol is not None:
-        seqs = {r.seq for _, _, r in chosen if r.seq is not None}
-        chosen = []
-        for item in LogWalk(folder, OsFileSystem()).records():
-            if item.index >= checkpoint.size:
-                break
-            if item.record.seq in seqs and item.record.kind in ("in", "out"):
-                chosen.append((item.index, item.data, item.record))
+    walk = LogWalk(where.target, OsFileSystem())
+    note = _newest_note(walk)
+    size = parse_checkpoint_note(note).size
+    frames = _Frames(walk, size, progress)
+    if chosen_filter == RecordFilter(index_range=chosen_filter.index_range):
+        # Only an index range: read the payloads of those records and of the boot record.
+        start, stop = chosen_filter.index_range or (0, 0)
+        leaves, payloads = frames.read(lambda i: i == 0 or start <= i < stop)
+    else:
+        leaves, payloads = frames.read(lambda i: True)
+    if len(leaves) < size:
+        raise LogVerificationError(_refusal(
+            f"the log holds {len(leaves)} readable records but its newest checkpoint commits "
+            f"to {size}: check it with 'zcbench log verify'", size))
+    records: dict[int, Record] = {}
+    for index, payload in payloads.items():
+        try:
+            records[index] = decode_record(payload)
+        except LogFormatError as exc:
+            raise LogVerificationError(_refusal(
+                f"record {index} is not a record ({exc}): check the log with "
+                "'zcbench log verify'", index)) from exc
+    chosen = [i for i in sorted(records) if i > 0 and chosen_filter.matches(records[i])]
+    if chosen_filter.symbol is not None:
+        seqs = {records[i].seq for i in chosen if records[i].seq is not None}
+        chosen = [i for i in sorted(records)
+                  if records[i].kind in ("in", "out") and records[i].seq in seqs]
+    if 0 not in payloads:
+        raise LogVerificationError(_refusal("the log has no boot record", 0))
     tree = MerkleTree(leaves)
-    sliced = _Slice(
-        boot=boot,
-        boot_proof=tree.inclusion_proof(0),
-        checkpoint=report.latest_checkpoint,
-        entries=[(data, tree.inclusion_proof(index)) for index, data, _ in chosen],
-        selection=selection,
+    sliced = LogSlice(
+        boot=SliceEntry(payloads[0], tuple(tree.inclusion_proof(0))),
+        checkpoint=note,
+        entries=tuple(SliceEntry(payloads[i], tuple(tree.inclusion_proof(i))) for i in chosen),
+        selection=chosen_filter.describe(),
     )
-    out.write_bytes(_encode(sliced))
-    return ExportSummary(out, len(chosen), tuple(i for i, _, _ in chosen), checkpoint.size,
-                         checkpoint.origin)
+    data = sliced.to_bytes()
+    report = check_slice_bytes(data, str(out), trust=trust,
+                               boot_verifier=boot_verifier or nitro_boot_verifier())
+    if not report.verified:
+        raise LogVerificationError(_refusal(
+            f"the slice built from this log does not verify ({report.classification}: "
+            f"{report.message}); nothing was written. Check the log with 'zcbench log verify'",
+            report.first_bad_index, base=report))
+    _write_durably(Path(out), data)
+    checkpoint = parse_checkpoint_note(note)
+    return ExportSummary(Path(out), len(chosen), tuple(chosen), checkpoint.size,
+                         checkpoint.origin, report)
 
 
-def _selector(
-    index_range: tuple[int, int] | None,
-    time_range: tuple[int, int] | None,
-    symbol: str | None,
-    symbols_of: SymbolsOf | None,
-) -> tuple[Callable[[Record], bool], str]:
-    if index_range is not None:
-        start, stop = index_range
-        if not 0 <= start < stop:
-            raise UsageError(f"index range [{start}, {stop}) is empty or negative")
-        return (lambda r: start <= r.index < stop), f"index [{start}, {stop})"
-    if time_range is not None:
-        t0, t1 = time_range
-        if not t0 < t1:
-            raise UsageError(f"time range [{t0}, {t1}) is empty")
-
-        def in_time(r: Record) -> bool:
-            t = r.event_time_ns if r.event_time_ns is not None else r.time_ns
-            return r.kind != "boot" and t0 <= t < t1
-
-        return in_time, f"time_ns [{t0}, {t1})"
-    if symbol is None:
-        raise UsageError("choose an index range, a time range or a symbol")
-    symbols = symbols_of or strategy_symbols
-    return (lambda r: symbol in symbols(r)), f"symbol {symbol}"
+def _refusal(message: str, index: int | None, base: LogReport | None = None) -> LogReport:
+    if base is not None:
+        return dataclasses.replace(base, message=message)
+    return LogReport(verified=False, classification="corrupt", entries=0, records=0,
+                     checkpoints=0, first_bad_index=index, message=message)
 
 
-def _encode(sliced: _Slice) -> bytes:
-    doc = {
-        "format": SLICE_FORMAT,
-        "boot": {"record": sliced.boot, "proof": sliced.boot_proof},
-        "checkpoint": sliced.checkpoint,
-        "entries": [{"record": r, "proof": p} for r, p in sliced.entries],
-        "selection": sliced.selection,
-    }
-    data: bytes = cbor2.dumps(doc, canonical=True)
-    return data
-
-
-def _proof(value: Any, where: str) -> list[bytes]:
-    if not isinstance(value, list) or len(value) > 64 or not all(
-        type(h) is bytes and len(h) == HASH_SIZE for h in value
-    ):
-        raise LogFormatError(f"{where}: proof must be a list of at most 64 32-byte hashes")
-    return list(value)
-
-
-def _entry(value: Any, where: str) -> tuple[bytes, list[bytes]]:
-    if not isinstance(value, dict) or set(value) != {"record", "proof"}:
-        raise LogFormatError(f"{where}: expected a map with record and proof")
-    if type(value["record"]) is not bytes:
-        raise LogFormatError(f"{where}: record must be bytes")
-    return value["record"], _proof(value["proof"], where)
-
-
-def read_slice(data: bytes) -> tuple[bytes, list[bytes], bytes, list[tuple[bytes, list[bytes]]],
-                                      str]:
-    """Parse a slice file strictly: (boot record, its proof, checkpoint note, entries, selection).
-
-    Nothing is verified here; raises :class:`LogFormatError` when malformed.
-    """
-    try:  # canonical, as _encode writes it: map > entries > entry > proof > hash
-        doc = _cbor.decode(data, canonical=True, max_depth=4, max_bytes=_MAX_SLICE_BYTES)
-    except _cbor.CborError as exc:
-        raise LogFormatError(f"slice is not canonical CBOR: {exc}") from None
-    keys = {"format", "boot", "checkpoint", "entries", "selection"}
-    if not isinstance(doc, dict) or set(doc) != keys or doc["format"] != SLICE_FORMAT:
-        raise LogFormatError(f"not a {SLICE_FORMAT} file")
-    if type(doc["checkpoint"]) is not bytes or type(doc["selection"]) is not str:
-        raise LogFormatError("slice checkpoint must be bytes and selection text")
-    if not isinstance(doc["entries"], list):
-        raise LogFormatError("slice entries must be a list")
-    boot, boot_proof = _entry(doc["boot"], "boot")
-    entries = [_entry(e, f"entry {i}") for i, e in enumerate(doc["entries"])]
-    return boot, boot_proof, doc["checkpoint"], entries, doc["selection"]
-
-
-def check_slice(
-    path: Path,
-    *,
-    trust: str | Path = "aws",
-    boot_verifier: BootVerifier | None = None,
-    known_checkpoint: bytes | None = None,
-) -> LogReport:
-    """Verify an exported slice alone; a frozen report, never raising for bad data."""
-    verifier = boot_verifier or nitro_boot_verifier()
-    origin: str | None = None
-    checkpoint: Checkpoint | None = None
-    note: bytes | None = None
-    simulated = False
-    public_key: bytes | None = None
-    warnings: list[str] = []
-    count = 0
-
-    def report(classification: Any, message: str, index: int | None = None) -> LogReport:
-        return LogReport(
-            verified=classification == "intact",
-            classification=classification,
-            entries=count,
-            records=count,
-            checkpoints=1 if checkpoint else 0,
-            first_bad_index=index,
-            message=message,
-            bad_path=str(path) if classification != "intact" else None,
-            origin=origin,
-            root=checkpoint.root.hex() if checkpoint else None,
-            latest_checkpoint=note,
-            public_key=public_key,
-            simulated=simulated,
-            warnings=tuple(warnings),
-            kind="slice",
-        )
-
+def _write_durably(out: Path, data: bytes) -> None:
+    """Write ``data`` to ``out`` through a temporary file, fsynced, then renamed into place
+    (straight into ``out`` when it is a device or a pipe, which cannot be replaced)."""
+    if out.exists() and not out.is_file():
+        with out.open("wb") as handle:
+            handle.write(data)
+        return
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        boot_bytes, boot_proof, note, entries, selection = read_slice(path.read_bytes())
-        boot_record = decode_record(boot_bytes)
-    except (LogFormatError, OSError) as exc:
-        return report("corrupt", f"{path} is not a readable slice: {exc}")
-    if boot_record.index != 0 or boot_record.kind != "boot":
-        return report("untrusted_boot", "the slice's boot record is not record 0 of kind boot", 0)
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     try:
-        identity = verifier(boot_record.body, trust)
-    except ZcbenchError as exc:
-        return report("untrusted_boot", f"the boot document does not verify: {exc}", 0)
-    origin, simulated, public_key = identity.origin, identity.simulated, identity.public_key
-    warnings.extend(identity.warnings)
+        fd = os.open(out.parent, os.O_RDONLY)
+    except OSError:
+        return
     try:
-        checkpoint = verify_checkpoint(note, identity.public_key, identity.origin)
-    except (VerificationError, LogFormatError) as exc:
-        return report("bad_signature", f"the slice's checkpoint is not signed by the attested "
-                                       f"log key for {origin}: {exc}")
-    size, root = checkpoint.size, checkpoint.root
-    try:
-        verify_inclusion(leaf_hash(boot_bytes), 0, size, boot_proof, root)
-    except VerificationError as exc:
-        return report("rewritten", f"the boot record is not under the checkpoint: {exc}", 0)
-    last = -1
-    for data, proof in entries:
-        try:
-            record = decode_record(data)
-        except DataError as exc:
-            return report("corrupt", f"entry after index {last} is not a record: {exc}", last + 1)
-        if record.index <= last:
-            return report("reordered", f"entry {record.index} follows {last}: entries must "
-                                       "ascend without repeats", record.index)
-        try:
-            verify_inclusion(leaf_hash(data), record.index, size, proof, root)
-        except VerificationError as exc:
-            return report("rewritten", f"record {record.index} is not under the signed root: "
-                                       f"{exc}", record.index)
-        last = record.index
-        count += 1
-    if known_checkpoint is not None:
-        try:
-            known = verify_checkpoint(known_checkpoint, identity.public_key, identity.origin)
-        except (VerificationError, LogFormatError) as exc:
-            return report("bad_signature", f"the known checkpoint is not this log's: {exc}")
-        if known.size == size and known.root != root:
-            return report("forked", f"the known checkpoint of size {size} has another root", size)
-        if known.size > size:
-            warnings.append(f"a newer checkpoint of size {known.size} is known; this slice "
-                            f"proves against size {size}")
-        elif known.size != size:
-            warnings.append("the known checkpoint is older; consistency is not proven by a slice")
-    b64 = base64.b64encode(root).decode()
-    return report("intact", f"intact: {count} records ({selection}) included under the signed "
-                            f"checkpoint {origin} size {size} root {b64}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)

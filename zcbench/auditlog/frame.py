@@ -6,6 +6,12 @@ OUT bodies through ``zcbench.strategy`` (event and signal counts, symbols). :fun
 and :func:`signals_frame` decode the bodies themselves: every logged event, or every logged
 signal, tagged with the log index and batch seq it came from.
 
+Every function takes a ``str`` or a :class:`~pathlib.Path` naming a run folder, a log folder or
+an exported slice, and refuses anything else (a build folder, a document) with a
+:class:`~zcbench.errors.UsageError` instead of returning an empty frame. ``record_filter``
+(:class:`~zcbench.auditlog.select.RecordFilter`) keeps only the records it matches, while the
+log streams past.
+
 This view reads; it does not verify. Verify first (``check_log``) when the answer matters.
 """
 
@@ -19,31 +25,43 @@ import polars as pl
 
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
-from zcbench.auditlog.export import read_slice
+from zcbench.auditlog.location import locate_log
 from zcbench.auditlog.merkle import leaf_hash
 from zcbench.auditlog.records import Record, decode_record
-from zcbench.auditlog.verify import resolve_log_path
+from zcbench.auditlog.select import RecordFilter
+from zcbench.auditlog.slice import LogSlice
 
-__all__ = ["Decoder", "events_frame", "iter_records", "signals_frame", "strategy_summary",
+__all__ = ["Decoder", "events_frame", "filter_frame", "iter_records", "signals_frame",
+           "strategy_summary",
            "to_polars"]
 
 Decoder = Callable[[Record], Mapping[str, Any] | None]
 """Extra columns for one record (None or missing keys become nulls)."""
 
 
-def iter_records(path: Path) -> Iterator[tuple[Record, bytes]]:
-    """Every whole record of a run folder, log folder or slice, with its leaf hash, in order.
+def iter_records(
+    path: str | Path, record_filter: RecordFilter | None = None
+) -> Iterator[tuple[Record, bytes]]:
+    """Every whole record of a run folder, log folder or slice, with its leaf hash, in order,
+    streamed (one segment in memory at a time); only those ``record_filter`` matches.
 
     Stops quietly at damage (use ``check_log`` to find out why).
     """
-    kind, target, _ = resolve_log_path(path)
-    if kind == "slice":
-        boot, _, _, entries, _ = read_slice(target.read_bytes())
-        for data in [boot, *(d for d, _ in entries)]:
-            yield decode_record(data), leaf_hash(data)
+    where = locate_log(path)
+    keep = record_filter.matches if record_filter is not None else None
+    stop = record_filter.stop_index if record_filter is not None else None
+    if where.kind == "slice":
+        sliced = LogSlice.read(where.target)
+        for data in [sliced.boot.record, *(e.record for e in sliced.entries)]:
+            record = decode_record(data)
+            if keep is None or keep(record):
+                yield record, leaf_hash(data)
         return
-    for item in LogWalk(target, OsFileSystem()).records():
-        yield item.record, item.leaf_hash
+    for item in LogWalk(where.target, OsFileSystem()).records():
+        if stop is not None and item.index >= stop:
+            return
+        if keep is None or keep(item.record):
+            yield item.record, item.leaf_hash
 
 
 def strategy_summary(record: Record) -> Mapping[str, Any] | None:
@@ -60,11 +78,16 @@ def strategy_summary(record: Record) -> Mapping[str, Any] | None:
     return None
 
 
-def to_polars(path: Path, *, decoder: Decoder | None = strategy_summary) -> pl.DataFrame:
+def to_polars(
+    path: str | Path,
+    *,
+    decoder: Decoder | None = strategy_summary,
+    record_filter: RecordFilter | None = None,
+) -> pl.DataFrame:
     """One row per record; ``decoder=None`` keeps bodies as raw bytes only."""
     rows: list[dict[str, Any]] = []
     extra_keys: list[str] = []
-    for record, leaf in iter_records(path):
+    for record, leaf in iter_records(path, record_filter):
         row: dict[str, Any] = {
             "index": record.index,
             "kind": record.kind,
@@ -101,12 +124,12 @@ def to_polars(path: Path, *, decoder: Decoder | None = strategy_summary) -> pl.D
     return frame.select([*schema, *extra_keys])
 
 
-def events_frame(path: Path) -> pl.DataFrame:
+def events_frame(path: str | Path) -> pl.DataFrame:
     """Every event of every IN batch, with ``log_index`` and ``seq`` columns in front."""
     from zcbench.strategy import decode_batch
 
     frames = []
-    for record, _ in iter_records(path):
+    for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"in"}))):
         if record.kind == "in":
             events = decode_batch(record.body).events
             frames.append(events.select(
@@ -117,12 +140,12 @@ def events_frame(path: Path) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal") if frames else pl.DataFrame()
 
 
-def signals_frame(path: Path) -> pl.DataFrame:
+def signals_frame(path: str | Path) -> pl.DataFrame:
     """Every signal of every OUT record, with ``log_index`` and ``seq``."""
     from zcbench.strategy import decode_signals
 
     rows = []
-    for record, _ in iter_records(path):
+    for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"out"}))):
         if record.kind == "out":
             for signal in decode_signals(record.body):
                 rows.append({
@@ -136,3 +159,36 @@ def signals_frame(path: Path) -> pl.DataFrame:
     schema = {"log_index": pl.UInt64, "seq": pl.Int64, "symbol": pl.String, "side": pl.String,
               "quantity": pl.Int64, "limit_price": pl.Int64}
     return pl.DataFrame(rows, schema=schema)
+
+
+def filter_frame(frame: pl.DataFrame, record_filter: RecordFilter) -> pl.DataFrame:
+    """The rows of a :func:`to_polars` frame that ``record_filter`` keeps, by the same rules as
+    :meth:`RecordFilter.matches` (time: ``event_time_ns``, else ``time_ns``; boot records have no
+    time; the symbol from the ``symbols`` column). A filter the frame has no column for raises
+    :class:`~zcbench.errors.UsageError` rather than silently keeping everything."""
+    from zcbench.errors import UsageError
+
+    f = record_filter
+    out = frame
+    if f.index_range is not None:
+        out = out.filter(pl.col("index").is_between(f.index_range[0], f.index_range[1] - 1))
+    if f.kinds is not None:
+        if "kind" not in out.columns:
+            raise UsageError("these records have no 'kind' column to filter on")
+        out = out.filter(pl.col("kind").is_in(sorted(f.kinds)))
+    if f.symbol is not None:
+        if "symbols" not in out.columns:
+            raise UsageError("these records have no symbol column to filter on")
+        out = out.filter(pl.col("symbols").list.contains(f.symbol).fill_null(False))
+    if f.since_ns is not None or f.until_ns is not None:
+        present = [c for c in ("event_time_ns", "time_ns") if c in out.columns]
+        if not present:
+            raise UsageError("these records have no time column to filter on")
+        when = pl.coalesce([pl.col(c) for c in present])
+        if "kind" in out.columns:
+            out = out.filter(pl.col("kind") != "boot")
+        if f.since_ns is not None:
+            out = out.filter(when >= f.since_ns)
+        if f.until_ns is not None:
+            out = out.filter(when < f.until_ns)
+    return out

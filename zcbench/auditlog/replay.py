@@ -20,10 +20,14 @@ replayed (an uncommitted tail is left out and said so). ``unsafe_skip_log_check=
 whatever whole records are there, for a damaged log or a deliberately altered copy; the report
 then says that the log was not checked.
 
-A slice (or an ``index_range``) replays only the batches whose IN and OUT records are both in
-it, from a fresh strategy state: a stateful strategy's signals depend on the batches before, so
-a selection that does not start at the run's first batch may differ from the log with no fault
-anywhere; the report warns when that is the case.
+A strategy may keep state, so its signals for a batch depend on every batch before. An
+``index_range`` of a log therefore replays from the run's first batch up to the range's end and
+compares only the batches whose IN and OUT records both lie in the range: an honest log never
+differs. A slice holds only its own records; it is replayed as it is, and when it does not hold
+every batch from the run's first (``contiguous`` false) a mismatch is *inconclusive*, never a
+verdict that the log differs: replay the run's log with a range to decide. The report's
+:attr:`ReplayReport.verdict` is one of ``match``, ``differs``, ``inconclusive`` or ``refused``,
+and its ``headline`` and ``warnings`` are what every surface shows.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ from typing import Any, Literal, Protocol
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
-from zcbench.auditlog.export import read_slice
+from zcbench.auditlog.boot import BootVerifier
+from zcbench.auditlog.location import resolve_log_path
 from zcbench.auditlog.records import Record, decode_record
-from zcbench.auditlog.verify import BootVerifier, LogReport, check_log, resolve_log_path
+from zcbench.auditlog.slice import LogSlice
+from zcbench.auditlog.verdict import LogReport
+from zcbench.auditlog.verify import check_log
 from zcbench.errors import EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.progress import progress as progress_bar
 
@@ -143,6 +150,33 @@ class ReplayReport:
     last_seq: int | None = None
     warnings: tuple[str, ...] = ()
     log_report: LogReport | None = field(default=None, compare=False)
+    contiguous: bool = True
+    """Whether every batch from the run's first up to the last compared one was replayed (in
+    order), so that a stateful strategy's state was rebuilt; a mismatch is conclusive only
+    then."""
+    stopped: bool = False
+    """The replay ended early (the runner failed mid-way)."""
+    warmup: int = 0
+    """Batches replayed before the selection to rebuild the strategy's state, not compared."""
+
+    @property
+    def verdict(self) -> Literal["match", "differs", "inconclusive", "refused"]:
+        """``match``, ``differs`` (a conclusive mismatch), ``inconclusive`` (a mismatch after
+        batches the replay could not see) or ``refused`` (the log did not verify, nothing to
+        replay, or the replay stopped)."""
+        if self.verified:
+            return "match"
+        if self.batches == 0 or self.stopped:
+            return "refused"
+        if not self.contiguous:
+            return "inconclusive"
+        return "differs"
+
+    @property
+    def headline(self) -> str:
+        """The verdict in the words every surface uses."""
+        return {"match": "REPLAY MATCHES", "differs": "REPLAY DIFFERS",
+                "inconclusive": "REPLAY INCONCLUSIVE", "refused": "REPLAY REFUSED"}[self.verdict]
 
     @property
     def first_mismatch_index(self) -> int | None:
@@ -165,6 +199,9 @@ class ReplayReport:
             "log_checked": self.log_checked,
             "log_classification": self.log_classification,
             "first_mismatch_index": self.first_mismatch_index,
+            "verdict": self.verdict,
+            "contiguous": self.contiguous,
+            "warmup": self.warmup,
             "warnings": list(self.warnings),
             "message": self.message,
         }
@@ -186,10 +223,19 @@ class ReplayMismatchError(VerificationError):
 
 @dataclass
 class _Pairs:
-    """Streams the logged (seq, IN body) pairs and remembers what each OUT body should be."""
+    """Streams the logged (seq, IN body) pairs and remembers what each OUT body should be.
+
+    Pairs before ``start`` (by IN record index) are replayed to rebuild the strategy's state
+    but not compared (``warmup_seqs``); ``contiguous`` turns false when the batches handed over
+    do not run 0, 1, 2, ... from the run's first.
+    """
 
     records: Iterator[Record]
+    start: int = 0
     expected: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    warmup_seqs: set[int] = field(default_factory=set)
+    contiguous: bool = True
+    _next_seq: int = 0
     seen: set[int] = field(default_factory=set)
     skipped: int = 0
     duplicates: list[int] = field(default_factory=list)
@@ -213,13 +259,20 @@ class _Pairs:
                 self.skipped += 1 + (pending is not None)
                 pending = None
                 continue
-            seq, body = record.seq, pending.body
+            seq, body, in_index = record.seq, pending.body, pending.index
             pending = None
             assert seq is not None  # in/out records always carry one (records.py)
             if seq in self.seen:
                 self.duplicates.append(seq)
                 continue
             self.seen.add(seq)
+            if seq != self._next_seq:
+                self.contiguous = False
+            self._next_seq = seq + 1
+            if in_index < self.start:
+                self.warmup_seqs.add(seq)
+                yield seq, body
+                continue
             self.expected[seq] = (record.index, record.body)
             self.first_seq = seq if self.first_seq is None else self.first_seq
             self.last_seq = seq
@@ -232,8 +285,8 @@ class _Pairs:
 def _records(path: Path, limit: int | None) -> tuple[Literal["log", "slice"], Iterator[Record]]:
     kind, target, _ = resolve_log_path(path)
     if kind == "slice":
-        _, _, _, entries, _ = read_slice(target.read_bytes())
-        return kind, (decode_record(data) for data, _ in entries)
+        entries = LogSlice.read(target).entries
+        return kind, (decode_record(entry.record) for entry in entries)
 
     def walk() -> Iterator[Record]:
         for item in LogWalk(target, OsFileSystem()).records():
@@ -294,11 +347,17 @@ def check_replay(
         kind, records = _records(path, limit)
     except LogFormatError as exc:
         return _refused(log_report, warnings, message=f"cannot read the log: {exc}")
+    start = 0
     if index_range is not None:
         start, stop = index_range
-        records = (r for r in records if start <= r.index < stop)
+        if kind == "slice":
+            records = (r for r in records if start <= r.index < stop)
+            start = 0
+        else:
+            # From the run's first batch: the batches before the range rebuild the state.
+            records = (r for r in records if r.index < stop)
     scope: Literal["log", "slice", "range"] = "range" if index_range is not None else kind
-    pairs = _Pairs(records)
+    pairs = _Pairs(records, start=start)
     matched = 0
     mismatches: list[ReplayMismatch] = []
     extra: list[int] = []
@@ -309,6 +368,9 @@ def check_replay(
         for seq, body in progress_bar(replies, total=total, desc="replaying", enabled=progress):
             want = pairs.expected.pop(seq, None)
             if want is None:
+                if seq in pairs.warmup_seqs:
+                    pairs.warmup_seqs.discard(seq)
+                    continue
                 extra.append(seq)
                 continue
             index, logged = want
@@ -333,20 +395,30 @@ def check_replay(
         )
     if pairs.duplicates:
         warnings.append(f"batches logged twice were replayed once: seqs {pairs.duplicates[:10]}")
+    warmup = len(pairs.seen) - pairs.count - len(pairs.duplicates)
     if scope != "log":
         warnings.append(
             f"{scope}: only the {pairs.count} batches whose IN and OUT records are both in it "
-            "were replayed"
+            "were compared"
+            + (f"; the {warmup} batches before it were replayed first to rebuild the "
+               "strategy's state" if warmup else "")
         )
-    if pairs.first_seq not in (None, 0):
+    if not pairs.contiguous:
+        start_note = (f"it starts at batch {pairs.first_seq}, not the run's first: "
+                      if pairs.first_seq not in (None, 0) else "")
         warnings.append(
-            f"the replay starts at batch {pairs.first_seq}, not the run's first, from a fresh "
-            "strategy state: a stateful strategy may differ from the log without any fault"
+            f"{start_note}this slice does not hold every batch from the run's first, so a "
+            "strategy that "
+            "keeps state cannot be rebuilt: a mismatch here is inconclusive, not a fault; "
+            "replay the run's log with --range to decide"
         )
     ok = (pairs.count > 0 and matched == pairs.count and not mismatches and not missing
           and not extra and stopped is None)
     if stopped is not None:
         message = f"{stopped}; {matched} of {pairs.count} batches matched before it"
+    elif not ok and pairs.count and not pairs.contiguous:
+        message = (f"replay inconclusive: {matched} of {pairs.count} batches match; the "
+                   "others may depend on batches this slice does not hold")
     elif pairs.count == 0:
         message = "no batch to replay: the selection holds no IN record with its OUT record"
     elif ok:
@@ -375,6 +447,9 @@ def check_replay(
         last_seq=pairs.last_seq,
         warnings=tuple(warnings),
         log_report=log_report,
+        contiguous=pairs.contiguous,
+        stopped=stopped is not None,
+        warmup=warmup,
     )
 
 

@@ -1,26 +1,16 @@
 """Verify a run's signed log: from the boot document to the log key, every checkpoint, every record.
 
 ``check_log`` reads (never repairs) a run folder, a log folder or an exported slice and returns a
-frozen :class:`LogReport`; ``verify_log`` raises :class:`LogVerificationError` on a report that
-failed. The classification is one of DESIGN.md's closed set::
-
-    exit 0   intact            every record under the newest signed checkpoint
-             torn_tail         as intact, plus bad bytes cut-able at the very end (warning)
-             uncommitted_tail  as intact, plus whole records no checkpoint covers (warning)
-    exit 1   corrupt           bytes that are not records, in the middle; no log at all;
-                               or no signed checkpoint, so nothing is proven
-             rewritten         records that do not hash to a signed root
-             reordered         records or segments out of sequence (deleted, inserted, swapped)
-             forked            two signed checkpoints that cannot both be true
-             rollback          fewer records than a signed checkpoint commits to
-             bad_signature     a checkpoint the boot-attested key did not sign
-             untrusted_boot    no boot record, or its document fails attestation
+frozen :class:`~zcbench.auditlog.verdict.LogReport` (its classifications are drawn in
+verdict.py); ``verify_log`` raises :class:`LogVerificationError` on a report that failed. A path
+that is no log at all (a build folder, a document) is a :class:`~zcbench.errors.UsageError`
+(location.py), not a verdict.
 
 What is checked, in order: record 0 is a boot record and its attestation document verifies under
-the caller's trust at the document's own time, yielding the log key and the origin
+the caller's trust at the document's own time (boot.py), yielding the log key and the origin
 ``zcbench/<PCR0[:16]>/<run id>``; every checkpoint note is signed by that key under that origin;
 no two checkpoints of one size differ; the records hash (recomputed, RFC 9162) to every
-checkpoint's root at its size — which proves consistency between successive checkpoints and that
+checkpoint's root at its size, which proves consistency between successive checkpoints and that
 the first one extends the boot record; a checkpoint known from outside (a witness, an LP) is
 matched the same way. A log shorter than its newest checkpoint can only be seen if that checkpoint
 survives somewhere: pass ``known_checkpoint``.
@@ -30,24 +20,32 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, cast
 
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog._fs import OsFileSystem
-from zcbench.auditlog._walk import LogWalk
+from zcbench.auditlog._walk import LogWalk, WalkedRecord
+from zcbench.auditlog.boot import BootIdentity, BootVerifier, nitro_boot_verifier
 from zcbench.auditlog.checkpoint import (
     Checkpoint,
     CheckpointVerifier,
-    log_origin,
     parse_checkpoint_note,
     verify_checkpoint,
 )
+from zcbench.auditlog.location import locate_log, resolve_log_path
 from zcbench.auditlog.merkle import EMPTY_ROOT, CompactRange
+from zcbench.auditlog.slice import check_slice
+from zcbench.auditlog.verdict import (
+    CLASSIFICATIONS,
+    OK_CLASSIFICATIONS,
+    Classification,
+    LogReport,
+    LogVerificationError,
+)
 from zcbench.errors import EnvError, UsageError, VerificationError, ZcbenchError
-from zcbench.progress import progress as progress_bar
+from zcbench.progress import progress as progress_lines
 
 __all__ = [
     "CLASSIFICATIONS",
@@ -60,165 +58,9 @@ __all__ = [
     "check_log",
     "nitro_boot_verifier",
     "resolve_log_path",
+    "verify_boot",
     "verify_log",
 ]
-
-Classification = Literal[
-    "intact", "torn_tail", "uncommitted_tail", "corrupt", "rewritten", "reordered", "forked",
-    "rollback", "bad_signature", "untrusted_boot",
-]
-CLASSIFICATIONS: Final[tuple[str, ...]] = (
-    "intact", "torn_tail", "uncommitted_tail", "corrupt", "rewritten", "reordered", "forked",
-    "rollback", "bad_signature", "untrusted_boot",
-)
-OK_CLASSIFICATIONS: Final = frozenset({"intact", "torn_tail", "uncommitted_tail"})
-
-
-@dataclass(frozen=True, slots=True)
-class BootIdentity:
-    """What a verified boot document establishes about the log.
-
-    ``public_key`` is the DER SubjectPublicKeyInfo of the log's Ed25519 key, ``pcr0`` the
-    enclave measurement, ``run_id`` the document's nonce (the run id).
-    """
-
-    public_key: bytes
-    pcr0: bytes
-    run_id: str
-    simulated: bool = False
-    pcrs_checked: bool = False
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def origin(self) -> str:
-        """The log origin this boot commits to."""
-        return log_origin(self.pcr0, self.run_id)
-
-
-BootVerifier = Callable[[bytes, "str | Path"], BootIdentity]
-"""``(boot document bytes, trust) -> BootIdentity``; raises a ZcbenchError when untrusted."""
-
-
-def nitro_boot_verifier(
-    expected_pcrs: Mapping[int, bytes] | None = None,
-) -> BootVerifier:
-    """The default boot verifier: ``zcbench.nitro`` at the document's own timestamp.
-
-    Without ``expected_pcrs`` the PCRs are not compared (the origin still names PCR0) and the
-    identity carries a warning saying so.
-    """
-
-    def verify(document: bytes, trust: str | Path) -> BootIdentity:
-        from zcbench import nitro  # heavy: X.509 and COSE
-
-        parsed = nitro.parse_document(document)
-        verified = nitro.verify_attestation(
-            document,
-            trust=trust,
-            at=parsed.time,
-            expected_pcrs=expected_pcrs,
-            unsafe_skip_pcr_check=expected_pcrs is None,
-        )
-        doc = verified.document
-        if doc.public_key is None or doc.nonce is None or 0 not in doc.pcrs:
-            raise VerificationError(
-                "the boot document lacks its public_key, nonce (run id) or PCR0",
-                check="boot_document_fields",
-            )
-        try:
-            run_id = doc.nonce.decode("ascii")
-        except UnicodeDecodeError:
-            raise VerificationError(
-                "the boot document's nonce is not an ASCII run id",
-                check="boot_run_id",
-                actual=doc.nonce.hex(),
-            ) from None
-        warnings = [] if verified.pcrs_checked else [
-            "no PCR was compared with a commitment (pcrs_checked: false)"
-        ]
-        if verified.simulated:
-            warnings.append("SIMULATED: the boot document chains to the development CA")
-        elif verified.trust_root.kind == "custom":
-            warnings.append(f"the boot document chains to {verified.trust_root.description}, "
-                            "not to AWS's root")
-        return BootIdentity(
-            public_key=doc.public_key,
-            pcr0=doc.pcrs[0],
-            run_id=run_id,
-            simulated=verified.simulated,
-            pcrs_checked=verified.pcrs_checked,
-            warnings=tuple(warnings),
-        )
-
-    return verify
-
-
-@dataclass(frozen=True)
-class LogReport:
-    """The outcome of :func:`check_log`. ``entries`` is how many records the newest verified
-    checkpoint covers; ``records`` how many whole records were read."""
-
-    verified: bool
-    classification: Classification
-    entries: int
-    records: int
-    checkpoints: int
-    first_bad_index: int | None
-    message: str
-    bad_path: str | None = None
-    bad_offset: int | None = None
-    origin: str | None = None
-    root: str | None = None
-    latest_checkpoint: bytes | None = None
-    public_key: bytes | None = None
-    simulated: bool = False
-    warnings: tuple[str, ...] = ()
-    kind: Literal["log", "slice"] = "log"
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (``--json``)."""
-        return {
-            "verified": self.verified,
-            "classification": self.classification,
-            "entries": self.entries,
-            "records": self.records,
-            "checkpoints": self.checkpoints,
-            "first_bad_index": self.first_bad_index,
-            "bad_path": self.bad_path,
-            "bad_offset": self.bad_offset,
-            "origin": self.origin,
-            "root": self.root,
-            "simulated": self.simulated,
-            "warnings": list(self.warnings),
-            "message": self.message,
-            "kind": self.kind,
-            **dict(self.extra),
-        }
-
-
-class LogVerificationError(VerificationError):
-    """A log failed verification; ``report`` holds the details."""
-
-    def __init__(self, report: LogReport) -> None:
-        super().__init__(
-            report.message,
-            check=f"log_{report.classification}",
-            expected="intact",
-            actual=report.classification,
-        )
-        self.report = report
-
-
-def resolve_log_path(path: Path) -> tuple[Literal["log", "slice"], Path, Path | None]:
-    """What ``path`` is: ``("log", log folder, run folder | None)`` or ``("slice", file, None)``."""
-    if path.is_file():
-        return "slice", path, None
-    if (path / "log").is_dir():
-        return "log", path / "log", path
-    if path.is_dir():
-        return "log", path, path.parent if (path.parent / "boot.cbor").is_file() else None
-    raise UsageError(f"{path} is not a run folder, a log folder or an exported slice")
 
 
 class _Failure(Exception):
@@ -233,7 +75,7 @@ class _Failure(Exception):
 
 
 def check_log(
-    path: Path,
+    path: str | Path,
     *,
     trust: str | Path = "aws",
     known_checkpoint: bytes | None = None,
@@ -242,18 +84,17 @@ def check_log(
 ) -> LogReport:
     """Verify the log at ``path`` (run folder, log folder or exported slice); never raises for
     bad data, only for a path that is none of those (:class:`UsageError`)."""
-    kind, target, run_folder = resolve_log_path(path)
+    where = locate_log(path)
     verifier = boot_verifier or nitro_boot_verifier()
-    if kind == "slice":
-        from zcbench.auditlog.export import check_slice
-
-        return check_slice(target, trust=trust, boot_verifier=verifier,
+    if where.kind == "slice":
+        return check_slice(where.target, trust=trust, boot_verifier=verifier,
                            known_checkpoint=known_checkpoint)
-    return _check_folder(target, run_folder, trust, known_checkpoint, verifier, progress)
+    return _FolderCheck(where.target, where.run_folder, trust, verifier).run(
+        known_checkpoint, progress)
 
 
 def verify_log(
-    path: Path,
+    path: str | Path,
     *,
     trust: str | Path = "aws",
     known_checkpoint: bytes | None = None,
@@ -332,90 +173,119 @@ def _verify_notes(
     return _Verified(roots, len(notes), latest)
 
 
-def _check_folder(
-    folder: Path,
-    run_folder: Path | None,
-    trust: str | Path,
-    known_checkpoint: bytes | None,
-    verifier: BootVerifier,
-    show: bool | None,
-) -> LogReport:
-    fs = OsFileSystem()
-    walk = LogWalk(folder, fs)
-    warnings: list[str] = []
-    counts = {"records": 0, "checkpoints": 0, "entries": 0}
+@dataclass
+class _Progress:
+    """What the walk has established so far, for the report."""
+
+    records: int = 0
+    entries: int = 0
+    checkpoints: int = 0
     boot: BootIdentity | None = None
     latest: tuple[Checkpoint, bytes] | None = None
-    cp_path = folder / "checkpoints.zlog"
+    warnings: list[str] = field(default_factory=list)
 
-    def report(classification: Classification, message: str, **where: Any) -> LogReport:
-        ok = classification in OK_CLASSIFICATIONS
+
+class _FolderCheck:
+    """One verification of a log folder: the walk, then the checks that need its end."""
+
+    def __init__(self, folder: Path, run_folder: Path | None, trust: str | Path,
+                 verifier: BootVerifier) -> None:
+        self.folder = folder
+        self.run_folder = run_folder
+        self.trust = trust
+        self.verifier = verifier
+        self.walk = LogWalk(folder, OsFileSystem())
+        self.cp_path = folder / "checkpoints.zlog"
+        self.state = _Progress()
+        # Filled in once the boot record is verified:
+        self._notes: list[tuple[bytes, int]] = []
+        self._by_size: dict[int, bytes] = {}
+        self._pending: deque[int] = deque()
+        self._compact = CompactRange()
+
+    def report(self, classification: Classification, message: str, *,
+               index: int | None = None, path: str | None = None,
+               offset: int | None = None) -> LogReport:
+        s = self.state
         return LogReport(
-            verified=ok,
+            verified=classification in OK_CLASSIFICATIONS,
             classification=classification,
-            entries=counts["entries"],
-            records=counts["records"],
-            checkpoints=counts["checkpoints"],
-            first_bad_index=where.get("index"),
-            bad_path=where.get("path"),
-            bad_offset=where.get("offset"),
+            entries=s.entries,
+            records=s.records,
+            checkpoints=s.checkpoints,
+            first_bad_index=index,
+            bad_path=path,
+            bad_offset=offset,
             message=message,
-            origin=boot.origin if boot else None,
-            root=latest[0].root.hex() if latest else None,
-            latest_checkpoint=latest[1] if latest else None,
-            public_key=boot.public_key if boot else None,
-            simulated=boot.simulated if boot else False,
-            warnings=tuple(warnings),
+            origin=s.boot.origin if s.boot else None,
+            root=s.latest[0].root.hex() if s.latest else None,
+            latest_checkpoint=s.latest[1] if s.latest else None,
+            public_key=s.boot.public_key if s.boot else None,
+            simulated=s.boot.simulated if s.boot else False,
+            warnings=tuple(s.warnings),
         )
 
-    try:
-        notes, cp_torn, cp_finding = walk.checkpoint_notes()
+    def run(self, known_checkpoint: bytes | None, show: bool | None) -> LogReport:
+        try:
+            cp_torn = self._read_notes()
+            known_size = _known_size(known_checkpoint)
+            known_root = self._walk_records(known_size, show)
+            self._check_end(known_checkpoint, known_root)
+        except _Failure as failure:
+            return self.report(failure.classification, failure.message, index=failure.index,
+                               path=failure.path, offset=failure.offset)
+        return self._verdict(cp_torn)
+
+    def _read_notes(self) -> Any:
+        notes, cp_torn, cp_finding = self.walk.checkpoint_notes()
         if cp_finding is not None:
             raise _Failure("corrupt", cp_finding.message, path=cp_finding.path,
                            offset=cp_finding.offset)
         if cp_torn is not None:
-            warnings.append(
-                f"torn tail in {cp_path.name} at byte {cp_torn.offset} ({cp_torn.reason})"
+            self.state.warnings.append(
+                f"torn tail in {self.cp_path.name} at byte {cp_torn.offset} ({cp_torn.reason})"
             )
-        known_size: int | None = None
-        if known_checkpoint is not None:
-            try:
-                known_size = parse_checkpoint_note(known_checkpoint).size
-            except LogFormatError as exc:
-                raise _Failure("bad_signature", f"the known checkpoint is malformed: {exc}") \
-                    from exc
+        self._notes = notes
+        return cp_torn
+
+    def _boot(self, item: WalkedRecord) -> None:
+        """Record 0: verify the boot document, then every checkpoint note against its key."""
+        if item.record.kind != "boot":
+            raise _Failure("untrusted_boot",
+                           f"record 0 is a {item.record.kind} record, not the boot record",
+                           index=0, path=str(item.path), offset=item.offset)
+        boot = verify_boot(item.record.body, self.trust, self.verifier)
+        self.state.boot = boot
+        self.state.warnings.extend(boot.warnings)
+        boot_file = self.run_folder / "boot.cbor" if self.run_folder is not None else None
+        if (boot_file is not None and boot_file.is_file()
+                and boot_file.read_bytes() != item.record.body):
+            raise _Failure("untrusted_boot",
+                           "run/boot.cbor differs from the boot record in the log",
+                           index=0, path=str(boot_file))
+        verified = _verify_notes(self._notes, boot, self.cp_path)
+        self._notes = []  # only sizes and roots are needed from here on
+        self.state.checkpoints = verified.count
+        self._by_size = verified.roots
+        self._pending = deque(sorted(s for s in self._by_size if s > 0))
+        self.state.latest = verified.latest
+
+    def _walk_records(self, known_size: int | None, show: bool | None) -> bytes | None:
+        """Hash every record in order, matching each signed root at its size; returns the root
+        at ``known_size`` when the log reaches it."""
         known_root: bytes | None = EMPTY_ROOT if known_size == 0 else None
-        compact = CompactRange()
-        by_size: dict[int, bytes] = {}
-        pending: deque[int] = deque()
         good = 0
-        for item in progress_bar(walk.records(), desc="verifying log", enabled=show):
-            if boot is None:
-                if item.record.kind != "boot":
-                    raise _Failure("untrusted_boot",
-                                   f"record 0 is a {item.record.kind} record, not the boot record",
-                                   index=0, path=str(item.path), offset=item.offset)
-                boot = verify_boot(item.record.body, trust, verifier)
-                warnings.extend(boot.warnings)
-                boot_file = run_folder / "boot.cbor" if run_folder is not None else None
-                if (boot_file is not None and boot_file.is_file()
-                        and boot_file.read_bytes() != item.record.body):
-                    raise _Failure("untrusted_boot",
-                                   "run/boot.cbor differs from the boot record in the log",
-                                   index=0, path=str(boot_file))
-                verified = _verify_notes(notes, boot, cp_path)
-                del notes  # only sizes and roots are needed from here on
-                counts["checkpoints"] = verified.count
-                by_size = verified.roots
-                pending = deque(sorted(s for s in by_size if s > 0))
-                latest = verified.latest
-            compact.append(item.leaf_hash)
-            counts["records"] += 1
-            if counts["records"] == known_size:
-                known_root = compact.root()
-            while pending and pending[0] == counts["records"]:
-                size = pending.popleft()
-                if by_size[size] != compact.root():
+        s = self.state
+        for item in progress_lines(self.walk.records(), desc="verifying log", enabled=show):
+            if s.boot is None:
+                self._boot(item)
+            self._compact.append(item.leaf_hash)
+            s.records += 1
+            if s.records == known_size:
+                known_root = self._compact.root()
+            while self._pending and self._pending[0] == s.records:
+                size = self._pending.popleft()
+                if self._by_size[size] != self._compact.root():
                     raise _Failure(
                         "rewritten",
                         f"records [{good}, {size}) do not hash to the signed root of size "
@@ -424,62 +294,78 @@ def _check_folder(
                         index=good, path=str(item.path), offset=item.offset,
                     )
                 good = size
-                counts["entries"] = good
+                s.entries = good
+        return known_root
+
+    def _check_end(self, known_checkpoint: bytes | None, known_root: bytes | None) -> None:
+        s = self.state
+        walk = self.walk
         if walk.finding is not None:
             f = walk.finding
             raise _Failure(cast(Classification, f.classification), f.message, index=f.index,
                            path=f.path, offset=f.offset)
-        if boot is None:
-            raise _Failure("untrusted_boot" if counts["records"] == 0 and walk.segments
+        if s.boot is None:
+            raise _Failure("untrusted_boot" if s.records == 0 and walk.segments
                            else "corrupt", "the log holds no records, not even a boot record",
                            index=0)
-        if pending:
-            size = pending[-1]
+        if self._pending:
+            size = self._pending[-1]
             raise _Failure(
                 "rollback",
-                f"the log holds {counts['records']} records but its own signed checkpoint "
+                f"the log holds {s.records} records but its own signed checkpoint "
                 f"commits to {size}: records were cut away",
-                index=counts["records"],
+                index=s.records,
                 path=str(walk.torn.path) if walk.torn else None,
                 offset=walk.torn.offset if walk.torn else None,
             )
         if known_checkpoint is not None:
-            _match_known(known_checkpoint, boot, root_at_size=known_root,
-                         records=counts["records"])
-        if counts["entries"] == 0:
+            _match_known(known_checkpoint, s.boot, root_at_size=known_root, records=s.records)
+        if s.entries == 0:
             # Fail closed: without one signed checkpoint nothing here is proven, and a deleted
             # checkpoint file must not pass as an "uncommitted tail".
             raise _Failure(
                 "corrupt",
-                f"no signed checkpoint covers any of the {counts['records']} records: nothing "
+                f"no signed checkpoint covers any of the {s.records} records: nothing "
                 "in this log can be verified (if the writer stopped before its first "
                 "checkpoint, nothing was acted on; otherwise the checkpoints were removed)",
-                index=0, path=str(cp_path),
+                index=0, path=str(self.cp_path),
             )
-    except _Failure as failure:
-        return report(failure.classification, failure.message, index=failure.index,
-                      path=failure.path, offset=failure.offset)
-    classification: Classification = "intact"
-    message = (f"intact: {counts['entries']} records under the newest signed checkpoint "
-               f"of {boot.origin}")
-    if counts["records"] > counts["entries"]:
-        extra = counts["records"] - counts["entries"]
-        warnings.append(
-            f"{extra} records after the newest checkpoint (from index {counts['entries']}) "
-            "are not covered by any signature"
-        )
-        classification = "uncommitted_tail"
-        message = f"uncommitted tail: {extra} records past the newest checkpoint are unverified"
-    if walk.torn is not None:
-        warnings.append(
-            f"torn tail at {walk.torn.path.name}:{walk.torn.offset} ({walk.torn.reason}); "
-            "recovery cuts it when the log is reopened"
-        )
-        classification = "torn_tail"
-        message = f"torn tail after record {counts['records'] - 1}; " + message
-    if cp_torn is not None and classification == "intact":
-        classification = "torn_tail"
-    return report(classification, message)
+
+    def _verdict(self, cp_torn: Any) -> LogReport:
+        s = self.state
+        assert s.boot is not None  # _check_end refused a log without one
+        classification: Classification = "intact"
+        message = (f"intact: {s.entries} records under the newest signed checkpoint "
+                   f"of {s.boot.origin}")
+        if s.records > s.entries:
+            extra = s.records - s.entries
+            s.warnings.append(
+                f"{extra} records after the newest checkpoint (from index {s.entries}) "
+                "are not covered by any signature"
+            )
+            classification = "uncommitted_tail"
+            message = (f"uncommitted tail: {extra} records past the newest checkpoint are "
+                       "unverified")
+        torn = self.walk.torn
+        if torn is not None:
+            s.warnings.append(
+                f"torn tail at {torn.path.name}:{torn.offset} ({torn.reason}); "
+                "recovery cuts it when the log is reopened"
+            )
+            classification = "torn_tail"
+            message = f"torn tail after record {s.records - 1}; " + message
+        if cp_torn is not None and classification == "intact":
+            classification = "torn_tail"
+        return self.report(classification, message)
+
+
+def _known_size(known_checkpoint: bytes | None) -> int | None:
+    if known_checkpoint is None:
+        return None
+    try:
+        return parse_checkpoint_note(known_checkpoint).size
+    except LogFormatError as exc:
+        raise _Failure("bad_signature", f"the known checkpoint is malformed: {exc}") from exc
 
 
 def _match_known(known_note: bytes, boot: BootIdentity, *, root_at_size: bytes | None,

@@ -40,6 +40,10 @@ def _measure(args: argparse.Namespace) -> int:
     if path.is_dir():
         from zcbench.packager import measure_local_image
 
+        if not (path / "image").is_dir():
+            raise UsageError(f"{path} is a folder but not a build folder (no image/ in it): "
+                             "pass a build folder from 'zcbench package' or an .eif file")
+
         pcrs = format_pcrs(measure_local_image(path))
         if args.json:
             print(json.dumps({**pcrs, "image": "zcbench-local"}, sort_keys=True))

@@ -66,7 +66,7 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
-    p.set_defaults(handler=_handle)
+    p.set_defaults(handler=_handle, check_values=_check_flags)
 
 
 def _check_flags(args: argparse.Namespace) -> None:

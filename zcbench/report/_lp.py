@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import pathlib
+import re
 import shlex
 import tempfile
 from collections.abc import Callable, Mapping
@@ -113,8 +114,8 @@ def _read_json(path: pathlib.Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise EnvError(f"{path} does not exist: is this a run folder made by 'zcbench run'?")\
-            from None
+        raise UsageError(f"{path} does not exist: {path.parent} is not a run folder made by "
+                         "'zcbench run'") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{what} {path} is not JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -156,14 +157,14 @@ def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathl
 def _document_path(run_dir: pathlib.Path, given: pathlib.Path | None) -> pathlib.Path:
     if given is not None:
         if not given.is_file():
-            raise EnvError(f"attestation document {given} does not exist")
+            raise UsageError(f"attestation document {given} does not exist")
         return given
     for candidate in (run_dir.parent / "attestation.cbor", run_dir / "attestation.cbor"):
         if candidate.is_file():  # an on-demand document: the demo's, or the run's final one
             return candidate
     boot = run_dir / "boot.cbor"
     if not boot.is_file():
-        raise EnvError(f"{run_dir} has no boot.cbor: is this a run folder made by 'zcbench run'?")
+        raise UsageError(f"{run_dir} has no boot.cbor: is this a run folder made by 'zcbench run'?")
     return boot
 
 
@@ -193,7 +194,7 @@ def collect_report(
 
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
-        raise EnvError(f"run folder {run_dir} does not exist")
+        raise UsageError(f"run folder {run_dir} does not exist")
     summary = _read_summary(run_dir)
     commitment_path = _commitment_path(run_dir, summary)
     expected, commitment = read_commitment(commitment_path)
@@ -305,7 +306,7 @@ def _commitment_html(report: LPReport) -> str:
         ("zcbench version", h.esc(c.get("zcbench_version", "—"))),
         ("source_date_epoch", h.esc(c.get("source_date_epoch", "—"))),
         *((f"PCR{k}", h.mono(str(v))) for k, v in sorted(pcrs.items())),
-        ("commitment file", h.mono(str(report.commitment_path))),
+        ("commitment file", h.mono(report.commitment_path.name)),
         ("its SHA-256", h.mono(report.commitment_sha256)),
     ]
     return h.facts(pairs)
@@ -338,11 +339,13 @@ def _log_html(report: LPReport) -> str:
 def _commands_html(report: LPReport) -> str:
     result = report.attestation
     trust = f" --trust {shlex.quote(report.trust)}" if report.trust != "aws" else ""
+    # Name the files as the LP receives them (the document, commitment.json, the run folder),
+    # never by a path on the machine that built the report.
     verify = [
         "zcbench verify attestation",
-        shlex.quote(str(report.document_path)),
+        shlex.quote(report.document_path.name),
         "--commitment",
-        shlex.quote(str(report.commitment_path)),
+        shlex.quote(report.commitment_path.name),
     ]
     if result.nonce is not None:
         verify += ["--nonce", result.nonce.hex()]
@@ -350,7 +353,7 @@ def _commands_html(report: LPReport) -> str:
                              shlex.quote(result.report.at.isoformat())))
     lines = [
         " ".join(verify) + trust,
-        f"zcbench log verify {shlex.quote(str(report.run_dir))}{trust}",
+        f"zcbench log verify {shlex.quote(report.run_dir.name)}{trust}",
     ]
     block = "\n".join(lines)
     note = (
@@ -504,5 +507,17 @@ def write_report(
         nb, resources={"metadata": {"name": "zcbench attestation report"}}
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(body, encoding="utf-8")
+    out_path.write_text(self_contained(body, run_dir), encoding="utf-8")
     return out_path
+
+
+_REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.I)
+
+
+def self_contained(html: str, run_dir: pathlib.Path) -> str:
+    """``html`` with no script fetched from a CDN (the report must render offline; the
+    sections are plain HTML and need none) and no absolute path of this machine."""
+    html = _REMOTE_SCRIPT.sub("", html)
+    for folder in sorted({run_dir.resolve().parent, run_dir.resolve()}, key=lambda f: -len(str(f))):
+        html = html.replace(str(folder) + "/", "").replace(str(folder), folder.name)
+    return html

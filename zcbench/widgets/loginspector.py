@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import ipywidgets as widgets
 import polars as pl
 
+from zcbench.auditlog import RecordFilter
 from zcbench.errors import EnvError, UsageError, ZcbenchError
 from zcbench.widgets import _html as h
+from zcbench.widgets.logbackend import AuditLogBackend, LogBackend, LogReportLike, ReplaySummary
 
 __all__ = [
     "AuditLogBackend",
@@ -32,78 +31,14 @@ __all__ = [
 ]
 
 PAGE_SIZE = 25
-_TIME_COLUMNS = ("time_ns", "event_time_ns", "time", "ts")
 _INTACT = ("intact", "torn_tail", "uncommitted_tail")
 
 
-class LogReportLike(Protocol):
-    """What the inspector reads of a log verification report (the audit log's ``LogReport``)."""
+def _parse_time(text: str, what: str) -> int | None:
+    from zcbench.auditlog import parse_time_ns
 
-    @property
-    def verified(self) -> bool: ...
-    @property
-    def classification(self) -> str: ...
-    @property
-    def entries(self) -> int: ...
-    @property
-    def checkpoints(self) -> int: ...
-    @property
-    def first_bad_index(self) -> int | None: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def warnings(self) -> Sequence[str]: ...
-
-
-@dataclass(frozen=True)
-class ReplaySummary:
-    """A replay's outcome: OUT records compared, how many matched, the first that did not."""
-
-    compared: int
-    matched: int
-    first_mismatch_index: int | None
-    message: str
-
-    @property
-    def mismatched(self) -> int:
-        return self.compared - self.matched
-
-
-class LogBackend(Protocol):
-    """The audit log operations the inspector uses.
-
-    Each raises a :class:`~zcbench.errors.ZcbenchError` with a readable message when it cannot
-    do what was asked (a missing folder, an unreadable log, replay not available).
-    """
-
-    def verify(
-        self, path: pathlib.Path, *, on_progress: Callable[[int, int], None]
-    ) -> LogReportLike: ...
-
-    def records(self, path: pathlib.Path) -> pl.DataFrame: ...
-
-    def export(
-        self, path: pathlib.Path, out_dir: pathlib.Path, *, start: int, stop: int
-    ) -> pathlib.Path: ...
-
-    def replay(self, path: pathlib.Path, *, start: int, stop: int) -> ReplaySummary: ...
-
-
-def _time_column(frame: pl.DataFrame) -> str | None:
-    return next((c for c in _TIME_COLUMNS if c in frame.columns), None)
-
-
-def _parse_time(text: str, what: str) -> dt.datetime | None:
     text = text.strip()
-    if not text:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise UsageError(
-            f"{what} {text!r} is not an ISO 8601 time such as 2026-01-02T15:04:05Z"
-        ) from exc
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return parse_time_ns(text, what) if text else None
 
 
 def filter_records(
@@ -114,44 +49,24 @@ def filter_records(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> pl.DataFrame:
-    """The records of ``frame`` of ``kind``, naming ``symbol``, with time in ``[since, until]``.
+    """The records of ``frame`` of ``kind``, naming ``symbol``, with time in ``[since, until)``:
+    :func:`zcbench.auditlog.frame.filter_frame`, the rules ``zcbench log show`` applies.
 
-    The time column is the first of ``time_ns``, ``event_time_ns``, ``time``, ``ts`` (a datetime,
-    or integer nanoseconds since the epoch). Asking for a filter the frame has no column for raises
-    :class:`UsageError` rather than silently returning everything.
+    Asking for a filter the frame has no column for raises :class:`UsageError` rather than
+    silently returning everything.
     """
-    out = frame
-    if kind:
-        if "kind" not in out.columns:
-            raise UsageError("these records have no 'kind' column to filter on")
-        out = out.filter(pl.col("kind") == kind)
-    if symbol:
-        if "symbol" in out.columns:
-            dtype = out.schema["symbol"]
-            if isinstance(dtype, pl.List):
-                out = out.filter(pl.col("symbol").list.contains(symbol))
-            else:
-                out = out.filter(pl.col("symbol") == symbol)
-        elif "symbols" in out.columns:
-            out = out.filter(pl.col("symbols").list.contains(symbol))
-        else:
-            raise UsageError("these records have no symbol column to filter on")
-    if since is not None or until is not None:
-        column = _time_column(out)
-        if column is None:
-            raise UsageError("these records have no time column to filter on")
-        dtype = out.schema[column]
-        for bound, op in ((since, "ge"), (until, "le")):
-            if bound is None:
-                continue
-            value: object
-            if isinstance(dtype, pl.Datetime):
-                value = bound if dtype.time_zone else bound.astimezone(dt.UTC).replace(tzinfo=None)
-            else:
-                value = int(bound.timestamp() * 1_000_000_000)
-            expr = pl.col(column) >= value if op == "ge" else pl.col(column) <= value
-            out = out.filter(expr)
-    return out
+    from zcbench.auditlog import RecordFilter
+    from zcbench.auditlog.frame import filter_frame
+
+    def ns(value: dt.datetime | None) -> int | None:
+        if value is None:
+            return None
+        value = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return int(value.timestamp() * 1_000_000) * 1_000
+
+    chosen = RecordFilter(kinds=frozenset({kind}) if kind else None, symbol=symbol or None,
+                          since_ns=ns(since), until_ns=ns(until))
+    return filter_frame(frame, chosen)
 
 
 def log_verdict_html(report: LogReportLike) -> str:
@@ -166,98 +81,6 @@ def log_verdict_html(report: LogReportLike) -> str:
     lines += [f'<span style="color:{h.AMBER}">warning: {h.esc(w)}</span>' for w in report.warnings]
     verified = report.verified and report.classification in _INTACT
     return h.banner("VERIFIED" if verified else "FAILED", h.GREEN if verified else h.RED, lines)
-
-
-class AuditLogBackend:
-    """The real backend: :mod:`zcbench.auditlog`'s ``check_log``, ``to_polars`` and
-    ``export_slice``, under the root named by ``trust`` (``"dev"`` for local runs).
-
-    The boot document is held to the PCRs of ``commitment`` when given, else of the build the
-    run folder's ``summary.json`` names when it has a ``commitment.json``; otherwise the log's
-    report warns that no PCR was compared.
-    """
-
-    def __init__(
-        self, *, trust: str | pathlib.Path = "aws", commitment: pathlib.Path | None = None
-    ) -> None:
-        self.trust = trust
-        self.commitment = commitment
-
-    def _boot_verifier(self, path: pathlib.Path) -> Any:
-        import json
-
-        from zcbench.auditlog.verify import nitro_boot_verifier
-        from zcbench.nitro import load_commitment_pcrs
-
-        commitment = self.commitment
-        summary = path / "summary.json"
-        if commitment is None and path.is_dir() and summary.is_file():
-            try:
-                image = json.loads(summary.read_bytes()).get("image")
-            except (ValueError, AttributeError):
-                image = None
-            if isinstance(image, str) and (pathlib.Path(image) / "commitment.json").is_file():
-                commitment = pathlib.Path(image) / "commitment.json"
-        if commitment is None:
-            return nitro_boot_verifier()
-        return nitro_boot_verifier(expected_pcrs=load_commitment_pcrs(commitment))
-
-    def verify(
-        self, path: pathlib.Path, *, on_progress: Callable[[int, int], None]
-    ) -> LogReportLike:
-        from zcbench.auditlog import check_log
-
-        # check_log reports progress as a terminal bar, not to a callback: the panel's bar
-        # shows start and end.
-        on_progress(0, 1)
-        report = check_log(
-            path, trust=self.trust, boot_verifier=self._boot_verifier(path), progress=False
-        )
-        on_progress(1, 1)
-        return report
-
-    def records(self, path: pathlib.Path) -> pl.DataFrame:
-        from zcbench.auditlog.frame import to_polars
-        from zcbench.auditlog.verify import resolve_log_path
-
-        resolve_log_path(path)  # a readable message when the path is not a log at all
-        return to_polars(path)
-
-    def export(
-        self, path: pathlib.Path, out_dir: pathlib.Path, *, start: int, stop: int
-    ) -> pathlib.Path:
-        from zcbench.auditlog.export import export_slice
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        out = out_dir / f"slice-{start}-{stop}.cbor"
-        summary = export_slice(
-            path, out, index_range=(start, stop), trust=self.trust,
-            boot_verifier=self._boot_verifier(path),
-        )
-        return summary.path
-
-    def replay(self, path: pathlib.Path, *, start: int, stop: int) -> ReplaySummary:
-        from zcbench.host.replay import replay_log
-
-        report = replay_log(
-            path,
-            trust=self.trust,
-            boot_verifier=self._boot_verifier(path),
-            index_range=(start, stop),
-            progress=False,
-        )
-        problems = []
-        if report.missing:
-            problems.append(f"{len(report.missing)} batches never answered")
-        if report.extra:
-            problems.append(f"{len(report.extra)} unexpected answers")
-        message = report.message + (f" ({'; '.join(problems)})" if problems else "")
-        return ReplaySummary(
-            compared=report.batches,
-            matched=report.matched,
-            first_mismatch_index=report.first_mismatch_index,
-            message=message,
-        )
 
 
 def _when_ns(value: int) -> str:
@@ -397,20 +220,33 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
             raise EnvError(f"{path} does not exist")
         return path
 
+    def _clear(self) -> None:
+        """Forget the previous log: its rows, verdict, replay, errors and slice bounds."""
+        self.last_error = None
+        self.records = self.filtered = None
+        self.report = None
+        self.replay_summary = None
+        self.page = 0
+        for field in (self.verdict, self.action_status, self.table, self.page_label):
+            field.value = ""
+        self.status.value = ""
+        self.progress.value, self.progress.bar_style = 0, ""
+        self.kind.options = ["(all)"]
+        self.kind.value = "(all)"
+        self.start.value = self.stop.value = 0
+        self.start.max = self.stop.max = 0
+        self.verify_button.disabled = True
+
     # ------------------------------------------------------------------ actions
 
     def load(self) -> bool:
         """Load the records of the log at the path field; False (with a message) on failure."""
-        self.last_error = None
-        self.verdict.value = ""
-        self.report = None
-        self.action_status.value = ""
+        self._clear()
         try:
             path = self._current_path()
             frame = self.backend.records(path)
         except ZcbenchError as exc:
             self._error(self.status, f"Cannot open: {exc}")
-            self.verify_button.disabled = True
             return False
         except Exception as exc:  # a bug below us: show it, never a bare traceback
             self._error(self.status, h.unexpected(exc))
@@ -464,14 +300,16 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
         if self.records is None:
             self._error(self.status, "Open a log first.")
             return None
+        from zcbench.auditlog.frame import filter_frame
+
         try:
-            filtered = filter_records(
-                self.records,
-                kind=None if self.kind.value == "(all)" else self.kind.value,
+            chosen = RecordFilter(
+                kinds=None if self.kind.value == "(all)" else frozenset({self.kind.value}),
                 symbol=self.symbol.value.strip() or None,
-                since=_parse_time(self.since.value, "'From'"),
-                until=_parse_time(self.until.value, "'Until'"),
+                since_ns=_parse_time(self.since.value, "'From'"),
+                until_ns=_parse_time(self.until.value, "'Until'"),
             )
+            filtered = filter_frame(self.records, chosen)
         except ZcbenchError as exc:
             self._error(self.action_status, f"Filter: {exc}")
             return None
@@ -547,7 +385,8 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
             self._error(self.action_status, f"Replay: {exc}")
             return None
         self.replay_summary = summary
-        ok = summary.mismatched == 0 and summary.compared > 0
+        headline = summary.verdict_headline
+        colour = {"REPLAY MATCHES": h.GREEN, "REPLAY INCONCLUSIVE": h.AMBER}.get(headline, h.RED)
         lines = [
             f"{summary.compared:,} OUT records compared: {summary.matched:,} match, "
             f"{summary.mismatched:,} differ",
@@ -555,7 +394,7 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
         ]
         if summary.first_mismatch_index is not None:
             lines.append(f"first mismatch at index <b>{summary.first_mismatch_index}</b>")
-        self.action_status.value = h.banner(
-            "REPLAY MATCHES" if ok else "REPLAY DIFFERS", h.GREEN if ok else h.RED, lines
-        )
+        lines += [f'<span style="color:{h.AMBER}">warning: {h.esc(w)}</span>'
+                  for w in summary.warnings]
+        self.action_status.value = h.banner(headline, colour, lines)
         return summary

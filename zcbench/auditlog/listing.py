@@ -1,0 +1,144 @@
+"""A listing of a log's records for people: what ``zcbench log show`` prints.
+
+:func:`list_records` streams a run folder, log folder or slice through a
+:class:`~zcbench.auditlog.select.RecordFilter` and stops at ``limit`` matches, so the first page
+of a huge log reads one segment, not the log. Each :class:`ListedRecord` carries ISO 8601 UTC
+times and a decoded one-line summary of its body (the events of an IN batch, the signals of an
+OUT record). The total is counted from segment headers and the last segment's frames, without
+reading payloads. Nothing here is verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zcbench.auditlog._fs import OsFileSystem
+from zcbench.auditlog._walk import LogWalk
+from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.location import locate_log
+from zcbench.auditlog.records import Record
+from zcbench.auditlog.select import RecordFilter, format_time_ns
+from zcbench.auditlog.slice import LogSlice
+from zcbench.errors import ZcbenchError
+
+__all__ = ["ListedRecord", "Listing", "describe_body", "list_records"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedRecord:
+    """One record as listed: ISO times, body size and a decoded summary."""
+
+    index: int
+    kind: str
+    seq: int | None
+    time: str
+    event_time: str
+    body_bytes: int
+    summary: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "kind": self.kind, "seq": self.seq, "time": self.time,
+                "event_time": self.event_time or None, "body_bytes": self.body_bytes,
+                "summary": self.summary}
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """``rows`` (at most ``limit``) of the ``total`` records, matching ``selection``.
+
+    ``matched`` is how many records match in all, known only when the whole log was read
+    (``complete``); a listing that stopped at its limit does not know it.
+    """
+
+    rows: tuple[ListedRecord, ...]
+    total: int
+    selection: str
+    complete: bool
+    matched: int | None
+
+    def header(self) -> str:
+        """``showing N of M records`` with what was selected."""
+        if self.selection == "every record":
+            return f"showing {len(self.rows)} of {self.total} records (unverified listing)"
+        if self.matched is not None:
+            return (f"showing {len(self.rows)} of {self.matched} matching ({self.selection}) "
+                    f"of {self.total} records (unverified listing)")
+        return (f"showing the first {len(self.rows)} matching ({self.selection}) of "
+                f"{self.total} records (unverified listing)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"records": self.total, "shown": len(self.rows), "selection": self.selection,
+                "matched": self.matched, "rows": [r.to_json() for r in self.rows]}
+
+
+def _price(ticks: int | None) -> str:
+    return "" if ticks is None else f" limit {ticks} ticks"
+
+
+def describe_body(record: Record) -> str:
+    """One line saying what ``record``'s body holds, decoded through ``zcbench.strategy``."""
+    from zcbench.strategy import decode_batch, decode_signals
+
+    try:
+        if record.kind == "in":
+            events = decode_batch(record.body).events
+            symbols = ", ".join(sorted(events.get_column("symbol").unique().to_list()))
+            return f"{events.height} events: {symbols}"
+        if record.kind == "out":
+            signals = decode_signals(record.body)
+            if not signals:
+                return "no signal"
+            return "; ".join(f"{s.side} {s.quantity} {s.symbol}{_price(s.limit_price)}"
+                             for s in signals)
+    except ZcbenchError as exc:
+        return f"undecodable body: {exc}"
+    if record.kind == "boot":
+        return f"boot attestation document, {len(record.body)} bytes"
+    text = record.body.decode("utf-8", "replace")
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _total(path: str | Path) -> int:
+    where = locate_log(path)
+    if where.kind == "slice":
+        return 1 + len(LogSlice.read(where.target).entries)
+    return LogWalk(where.target, OsFileSystem()).count_records()
+
+
+def _listed(record: Record, decode: bool) -> ListedRecord:
+    return ListedRecord(
+        index=record.index, kind=record.kind, seq=record.seq,
+        time=format_time_ns(record.time_ns), event_time=format_time_ns(record.event_time_ns),
+        body_bytes=len(record.body),
+        summary=describe_body(record) if decode else f"{len(record.body)} bytes",
+    )
+
+
+def list_records(
+    path: str | Path,
+    record_filter: RecordFilter | None = None,
+    *,
+    limit: int | None = 20,
+    decode: bool = True,
+) -> Listing:
+    """The first ``limit`` records (all when None) that ``record_filter`` keeps, streamed."""
+    chosen = record_filter or RecordFilter()
+    total = _total(path)
+    rows: list[ListedRecord] = []
+    matched = 0
+    stream: Iterator[tuple[Record, bytes]] = iter_records(path, chosen)
+    complete = True
+    for record, _ in stream:
+        if limit is not None and len(rows) >= limit:
+            complete = False
+            break
+        rows.append(_listed(record, decode))
+        matched += 1
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+    return Listing(tuple(rows), total, chosen.describe(), complete,
+                   matched if complete else None)
