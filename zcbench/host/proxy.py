@@ -14,11 +14,15 @@ newest event reached the proxy, from which the run measures freshness.
 
 Backpressure: a replay source blocks while the queue is full (nothing is dropped). A live source
 cannot be paused, so a batch that finds the queue full is dropped *and counted*; the counts are
-in :meth:`MarketDataProxy.stats` and the run summary. Clocks and sleeps are parameters.
+in :meth:`MarketDataProxy.stats` and the run summary, and every stretch of drops is handed on as a
+:class:`DropReport` (:meth:`MarketDataProxy.take_drops`), which the run has the enclave record in
+the signed log as a ``note`` record before the next batch. Clocks and sleeps are parameters.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import queue
 import threading
 import time
@@ -26,18 +30,30 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import cbor2
+import numpy as np
 import polars as pl
 
+from zcbench.auditlog.writer import batch_event_time
 from zcbench.errors import UsageError
-from zcbench.marketdata import BatchSpec, EventTimeBatcher, batch_bounds
+from zcbench.marketdata import (
+    BatchSpec,
+    EventTimeBatcher,
+    SyntheticConfig,
+    batch_bounds,
+    generate_ticks,
+)
 from zcbench.strategy import select_fields
 
 __all__ = [
+    "DROPPED_NOTE",
+    "DropReport",
     "LiveSource",
     "MarketDataProxy",
     "ProxyBatch",
     "ProxyStats",
     "ReplaySource",
+    "synthetic_feed",
 ]
 
 Clock = Callable[[], int]
@@ -61,6 +77,53 @@ class ProxyBatch:
 
     def __len__(self) -> int:
         return self.events.height
+
+
+@dataclass(frozen=True, slots=True)
+class DropReport:
+    """Batches the proxy dropped since the last report: how many, their events, and the range of
+    their event times and of the wall-clock times they reached the proxy (ns since the epoch).
+
+    ``after_seq`` is set by the sender: the last batch sent before them (None: before any)."""
+
+    batches: int
+    events: int
+    first_event_ns: int
+    last_event_ns: int
+    first_received_ns: int
+    last_received_ns: int
+    after_seq: int | None = None
+
+    def note_body(self) -> bytes:
+        """The body of the log's ``note`` record for these drops (canonical CBOR)."""
+        return cbor2.dumps(
+            {
+                "note": DROPPED_NOTE,
+                "batches": self.batches,
+                "events": self.events,
+                "after_seq": self.after_seq,
+                "first_event_ns": self.first_event_ns,
+                "last_event_ns": self.last_event_ns,
+                "first_received_ns": self.first_received_ns,
+                "last_received_ns": self.last_received_ns,
+            },
+            canonical=True,
+        )
+
+    def merged(self, batch: ProxyBatch, events: int) -> DropReport:
+        """This report with one more dropped batch."""
+        return DropReport(
+            self.batches + 1,
+            self.events + events,
+            min(self.first_event_ns, batch.newest_event_ns),
+            max(self.last_event_ns, batch.newest_event_ns),
+            min(self.first_received_ns, batch.received_ns),
+            max(self.last_received_ns, batch.received_ns),
+        )
+
+
+DROPPED_NOTE: Final = "dropped"
+"""The ``note`` key of a log note recording batches the proxy dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +207,10 @@ class _Pacer:
 class LiveSource:
     """Events as they arrive: ``chunks`` (sorted by event time) are released at ``rate``× real
     time by event time, for at most ``duration_s`` seconds of wall time (None: until they end).
-    The proxy batches them by ``spec`` with its maximum-delay rule."""
+    The proxy batches them by ``spec`` with its maximum-delay rule.
+
+    ``lossless``: the source can wait (a recorded feed read as it goes, a synthetic feed): the
+    proxy then holds it back while its queue is full instead of dropping batches."""
 
     live = True
 
@@ -157,10 +223,12 @@ class LiveSource:
         duration_s: float | None = None,
         clock: Clock = time.monotonic_ns,
         sleep: Sleep = time.sleep,
+        lossless: bool = False,
     ) -> None:
         if rate <= 0:
             raise UsageError(f"live rate must be positive, got {rate}")
         self.spec = spec
+        self.lossless = lossless
         self._chunks = chunks
         self._pacer = _Pacer(rate, clock, sleep)
         self._duration_ns = None if duration_s is None else int(duration_s * 1e9)
@@ -173,6 +241,33 @@ class LiveSource:
                 return
             self._pacer.wait_for(chunk)
             yield chunk
+
+
+def synthetic_feed(
+    config: SyntheticConfig, *, seed: int, block_s: float = 1.0, arrival_s: float = 0.001
+) -> Iterator[pl.DataFrame]:
+    """Synthetic ticks as a live feed delivers them, for :class:`LiveSource`: ``config.rate``
+    events per second for ``config.duration_s`` seconds, in arrivals of about ``arrival_s``.
+
+    Generated ``block_s`` seconds at a time (block k by
+    :func:`~zcbench.marketdata.generate_ticks` with seed ``(seed, k)``, its clock continuing
+    the last block's; each block's prices start again from the base prices), so memory stays
+    that of one block however long the run: a trading day's feed is never held whole.
+    """
+    if block_s <= 0 or arrival_s <= 0:
+        raise UsageError("block_s and arrival_s must be positive")
+    block_ns = int(block_s * 1e9)
+    blocks = max(1, math.ceil(config.duration_s / block_s))
+    step = max(1, round(config.rate * arrival_s))
+    for k in range(blocks):
+        span = min(block_s, config.duration_s - k * block_s)
+        if span <= 0:
+            return
+        part = dataclasses.replace(config, duration_s=span, start_ns=config.start_ns + k * block_ns)
+        block_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        ticks = generate_ticks(part, seed=block_seed)
+        for i in range(0, ticks.height, step):
+            yield ticks.slice(i, step)
 
 
 class MarketDataProxy:
@@ -204,6 +299,14 @@ class MarketDataProxy:
         self._error: BaseException | None = None
         self._batches = self._events = self._dropped_batches = self._dropped_events = 0
         self._max_queue = 0
+        self._drops: DropReport | None = None
+        self._drops_lock = threading.Lock()
+
+    def take_drops(self) -> DropReport | None:
+        """The drops since the last call (None: none), for the signed log."""
+        with self._drops_lock:
+            report, self._drops = self._drops, None
+        return report
 
     def start(self) -> MarketDataProxy:
         """Start pulling from the source."""
@@ -261,10 +364,12 @@ class MarketDataProxy:
                         break
 
     def _run_live(self) -> None:
+        assert isinstance(self._source, LiveSource)
         batcher: EventTimeBatcher | None = None
         pending = 0
         first_ns = 0
         spec = self._source.spec
+        block = self._source.lossless
         for chunk in self._source:
             if self._stop.is_set():
                 break
@@ -274,16 +379,16 @@ class MarketDataProxy:
             if pending == 0:
                 first_ns = self._clock()
             for batch in batcher.push(chunk):
-                self._put(batch.events, block=False)
+                self._put(batch.events, block=block)
                 pending -= batch.events.height
             pending += chunk.height
             if pending and self._clock() - first_ns >= self._max_delay_ns:
                 for batch in batcher.flush():
-                    self._put(batch.events, block=False)
+                    self._put(batch.events, block=block)
                 pending = 0
         if batcher is not None:
             for batch in batcher.flush():
-                self._put(batch.events, block=False)
+                self._put(batch.events, block=block)
 
     def _put(self, frame: pl.DataFrame, *, block: bool) -> None:
         self._offer(select_fields(frame, self._fields), _market_columns(frame), block=block)
@@ -295,7 +400,7 @@ class MarketDataProxy:
             events=events,
             market=market,
             received_ns=self._clock(),
-            newest_event_ns=int(events.get_column("ts").max()),  # type: ignore[arg-type]
+            newest_event_ns=batch_event_time(events.get_column("ts")) or 0,
         )
         frame = events
         if block:
@@ -313,6 +418,15 @@ class MarketDataProxy:
             except queue.Full:
                 self._dropped_batches += 1
                 self._dropped_events += frame.height
+                with self._drops_lock:
+                    self._drops = (
+                        DropReport(
+                            1, frame.height, item.newest_event_ns, item.newest_event_ns,
+                            item.received_ns, item.received_ns,
+                        )
+                        if self._drops is None
+                        else self._drops.merged(item, frame.height)
+                    )
                 return
         self._batches += 1
         self._events += frame.height
