@@ -242,6 +242,13 @@ _TABLE: list[Any] = [
     (["keys", "revoke", "{missing}"], 2),
     (["keys", "refusals", "--limit", "0"], 2),
     # report
+    # archive (no server is reached: each refusal comes first)
+    (["archive", "{missing}", "--s3", "http://127.0.0.1:9", "--bucket", "records",
+      "--retain-days", "3000"], 2),
+    (["archive", "{folder}", "--s3", "http://127.0.0.1:9", "--bucket", "records",
+      "--retain-days", "3000"], 2),
+    (["archive", "verify", "{missing}", "--s3", "http://127.0.0.1:9", "--bucket", "records"], 2),
+    (["archive", "verify", "{run}", "--s3", "http://127.0.0.1:9", "--bucket", "records"], 1),
     (["report", "{missing}"], 2),
     (["report", "{text}"], 2),
     (["report", "{build}"], 2),
