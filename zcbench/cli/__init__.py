@@ -51,6 +51,7 @@ __all__ = ["build_parser", "cli_wording", "main"]
 # Modules under zcbench.cli that add subcommands, in the order --help lists them.
 _COMMAND_MODULES = (
     "backtest",
+    "sweep",
     "package",
     "keys",
     "measure",
