@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from zcbench.backtest import BacktestConfig, sweep
+from zcbench.backtest import BacktestConfig, sweep, walk_forward
 from zcbench.backtest._dask import ProcessCluster, dask_client
 from zcbench.errors import EnvError, UsageError
 from zcbench.examples import OrderFlowImbalance
@@ -179,3 +179,11 @@ def test_external_cluster_with_a_worker_killed_mid_sweep(
             assert max(report.scheduler_tasks) <= 4 + 1
             # nothing of the sweep is left in the scheduler
             assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+
+            # walk-forward on the surviving worker: the serial folds and curve exactly
+            wf = {"train": 12, "test": 6, "base_params": BASE, "show_progress": False}
+            on_dask = walk_forward(OrderFlowImbalance, GRID, ticks, CONFIG, scheduler=client, **wf)
+            serial = walk_forward(OrderFlowImbalance, GRID, ticks, CONFIG, serial=True, **wf)
+            assert on_dask.folds.height >= 3
+            for name in ("folds", "in_sample", "oos_equity"):
+                assert _ipc_sha256(getattr(on_dask, name)) == _ipc_sha256(getattr(serial, name))

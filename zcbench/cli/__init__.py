@@ -75,6 +75,7 @@ _INPUT_OPTIONS: Final[dict[str, str]] = {
     "lock": "file",
     "public_key": "file",
     "trust": "file",
+    "research": "file",
 }
 _ROOT_NAMES: Final = frozenset({"aws", "dev"})
 # Options that name an output path, by dest: an OSError on them (or under them) is exit 3.
