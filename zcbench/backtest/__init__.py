@@ -28,7 +28,7 @@ from zcbench.backtest._engine import (
     run_prepared,
 )
 from zcbench.backtest._metrics import METRIC_NAMES, deflated_sharpe_ratio
-from zcbench.backtest._plot import equity_figure, equity_png
+from zcbench.backtest._plot import equity_figure, equity_png, sweep_heatmap, walkforward_figure
 from zcbench.backtest._research import ResearchRecord, research_summary
 from zcbench.backtest._research import load_record as load_research_record
 from zcbench.backtest._sweep import sweep
@@ -54,5 +54,7 @@ __all__ = [
     "run_backtest",
     "run_prepared",
     "sweep",
+    "sweep_heatmap",
     "walk_forward",
+    "walkforward_figure",
 ]
