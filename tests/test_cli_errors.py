@@ -162,6 +162,15 @@ _TABLE: list[Any] = [
     (["backtest", "--data", "{folder}"], 2),
     (["backtest", "--data", "{text}"], 1),
     (["backtest", "--data", "{json}"], 1),
+    # sweep, walkforward
+    (["sweep", "--serial", "--param", "window=2", "--data", "{missing}"], 2),
+    (["sweep", "--serial", "--param", "window=2", "--data", "{text}"], 1),
+    (["sweep", "--serial", "--param", "window"], 2),
+    (["sweep", "--scheduler", "localhost:1", "--param", "window=2"], 2),
+    (["sweep", "--serial", "--param", "fast=5", "--record", "{blocked}"], 3),
+    (["walkforward", "--serial", "--param", "window=2", "--train", "0", "--test", "1"], 2),
+    (["walkforward", "--serial", "--param", "window=2", "--train", "1", "--test", "1",
+      "--data", "{folder}"], 2),
     # package
     (["package", "{missing}"], 2),
     (["package", "{folder}"], 2),

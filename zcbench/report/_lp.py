@@ -306,10 +306,31 @@ def _commitment_html(report: LPReport) -> str:
         ("zcbench version", h.esc(c.get("zcbench_version", "—"))),
         ("source_date_epoch", h.esc(c.get("source_date_epoch", "—"))),
         *((f"PCR{k}", h.mono(str(v))) for k, v in sorted(pcrs.items())),
+        *_research_pairs(c.get("research")),
         ("commitment file", h.mono(report.commitment_path.name)),
         ("its SHA-256", h.mono(report.commitment_sha256)),
     ]
     return h.facts(pairs)
+
+
+def _research_pairs(research: object) -> list[tuple[str, str]]:
+    """The trials behind the parameters and the deflated Sharpe ratio, when committed."""
+    if not isinstance(research, dict):
+        return [("research trials", "not committed (no research record was packaged)")]
+    dsr = research.get("deflated_sharpe")
+    digests = ", ".join(str(r.get("digest", ""))[:16] for r in research.get("records", []))
+    return [
+        ("research trials", h.esc(f"{research.get('n_trials')} backtests behind these parameters")),
+        (
+            "deflated Sharpe ratio",
+            h.esc(
+                "n/a" if not isinstance(dsr, float)
+                else f"{dsr:.3f} (probability the Sharpe ratio beats the best of "
+                f"{research.get('n_trials')} trials by luck)"
+            ),
+        ),
+        ("research records", h.mono(digests)),
+    ]
 
 
 def _log_html(report: LPReport) -> str:
