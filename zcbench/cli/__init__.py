@@ -60,6 +60,8 @@ _COMMAND_MODULES = (
     "log",
     "nitro",
     "report",
+    "ledger",
+    "witness",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names
@@ -74,6 +76,8 @@ _INPUT_OPTIONS: Final[dict[str, str]] = {
     "lock": "file",
     "public_key": "file",
     "trust": "file",
+    "ledger": "dir",
+    "policy": "file",
 }
 _ROOT_NAMES: Final = frozenset({"aws", "dev"})
 # Options that name an output path, by dest: an OSError on them (or under them) is exit 3.

@@ -33,7 +33,10 @@ class LedgerRuleError(VerificationError):
 
 
 class LedgerVerificationError(VerificationError):
-    """A ledger (or one of its checkpoints or proofs) does not verify."""
+    """A ledger (or one of its checkpoints or proofs) does not verify; ``report`` is the
+    :class:`~zcbench.ledger.verify.LedgerReport` when a whole ledger was checked."""
+
+    report: object | None = None
 
 
 class LedgerKeyRefused(VerificationError):

@@ -60,6 +60,7 @@ __all__ = [
     "WITNESSED_FILE",
     "Appended",
     "Ledger",
+    "check_new_ledger",
     "check_origin",
     "checkpoint_of",
     "read_ledger_file",
@@ -79,6 +80,14 @@ def check_origin(origin: str) -> str:
         raise UsageError(f"ledger origin {origin!r} must be <fund>/zcbench/<strategy> (fund: "
                          "letters, digits, '.', '-'; strategy: letters, digits, '.', '_', '-')")
     return origin
+
+
+def check_new_ledger(folder: Path, origin: str) -> None:
+    """Refuse (UsageError) a ledger origin of the wrong shape, or a folder already in use."""
+    check_origin(origin)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(f"{folder} exists and is not an empty folder; a ledger is made in a "
+                         "new folder")
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -135,10 +144,7 @@ class Ledger:
              broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
         """A new ledger in ``folder`` (absent or empty) whose genesis entry announces
         ``genesis_pcr0``, valid from its own append."""
-        check_origin(origin)
-        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise UsageError(f"{folder} exists and is not an empty folder; a ledger is made in a "
-                             "new folder")
+        check_new_ledger(folder, origin)
         folder.mkdir(parents=True, exist_ok=True)
         key, signer = SealedLedgerKey.generate(folder, origin, broker_factory)
         store = LogStore.create(folder / "log", codec=LEDGER_ENTRIES)
