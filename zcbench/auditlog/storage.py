@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog._frames import (
@@ -47,7 +47,7 @@ from zcbench.auditlog._fs import AppendFile, FileSystem, OsFileSystem
 from zcbench.auditlog._walk import Finding, LogWalk
 from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint_note
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
-from zcbench.auditlog.records import decode_record
+from zcbench.auditlog.records import RUN_RECORDS, RecordCodec
 from zcbench.errors import DataError, EnvError, UsageError
 
 __all__ = [
@@ -102,17 +102,20 @@ class _State:
     last_segment_bytes: int = 0
 
 
-def recover(folder: Path, *, fs: FileSystem | None = None, repair: bool = True) -> RecoveryReport:
+def recover(folder: Path, *, fs: FileSystem | None = None, repair: bool = True,
+            codec: RecordCodec[Any] = RUN_RECORDS) -> RecoveryReport:
     """Classify the log in ``folder``; with ``repair`` cut torn tails (durably).
 
     Never cuts below a checkpoint, never touches anything when the finding is fatal.
+    ``codec`` is the log's record type (a run's records by default).
     """
-    report, _ = _recover(folder, fs or OsFileSystem(), repair=repair)
+    report, _ = _recover(folder, fs or OsFileSystem(), repair=repair, codec=codec)
     return report
 
 
-def _recover(folder: Path, fs: FileSystem, *, repair: bool) -> tuple[RecoveryReport, _State]:
-    walk = LogWalk(folder, fs)
+def _recover(folder: Path, fs: FileSystem, *, repair: bool,
+             codec: RecordCodec[Any] = RUN_RECORDS) -> tuple[RecoveryReport, _State]:
+    walk = LogWalk(folder, fs, codec)
     notes, cp_torn, cp_finding = walk.checkpoint_notes()
     state = _State(segments=list(walk.segments))
     checkpoints: list[tuple[Checkpoint, int]] = []
@@ -215,8 +218,9 @@ class LogStore:
     """One run's log folder, open for appending. Create with :meth:`create` or :meth:`open`."""
 
     def __init__(self, folder: Path, fs: FileSystem, state: _State, segment_bytes: int,
-                 recovery: RecoveryReport) -> None:
+                 recovery: RecoveryReport, codec: RecordCodec[Any] = RUN_RECORDS) -> None:
         self.folder = folder
+        self.codec = codec
         self.recovery = recovery
         self._fs = fs
         self._segment_bytes = segment_bytes
@@ -238,8 +242,12 @@ class LogStore:
 
     @classmethod
     def create(cls, folder: Path, *, fs: FileSystem | None = None,
-               segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LogStore:
-        """A new, empty log in ``folder`` (created; must not already hold a log)."""
+               segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+               codec: RecordCodec[Any] = RUN_RECORDS) -> LogStore:
+        """A new, empty log in ``folder`` (created; must not already hold a log).
+
+        ``codec``: the record type the log holds (a run's records by default).
+        """
         fs = fs or OsFileSystem()
         fs.make_dir(folder)
         if fs.exists(folder / segment_name(0)) or fs.exists(folder / CHECKPOINT_FILE):
@@ -254,11 +262,12 @@ class LogStore:
             out.close()
         fs.fsync_dir(folder)
         state = _State(segments=[folder / segment_name(0)], last_segment_bytes=HEADER_SIZE)
-        return cls(folder, fs, state, segment_bytes, RecoveryReport("clean", 0, 0))
+        return cls(folder, fs, state, segment_bytes, RecoveryReport("clean", 0, 0), codec)
 
     @classmethod
     def open(cls, folder: Path, *, fs: FileSystem | None = None,
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LogStore:
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+             codec: RecordCodec[Any] = RUN_RECORDS) -> LogStore:
         """Reopen a log after a stop or a crash, recovering first (see :attr:`recovery`).
 
         Raises :class:`LogDamageError` when the damage is fatal.
@@ -266,7 +275,7 @@ class LogStore:
         fs = fs or OsFileSystem()
         if not fs.exists(folder / CHECKPOINT_FILE) and not fs.exists(folder / segment_name(0)):
             raise EnvError(f"{folder} holds no log (no {segment_name(0)})")
-        report, state = _recover(folder, fs, repair=True)
+        report, state = _recover(folder, fs, repair=True, codec=codec)
         if report.classification == "fatal":
             raise LogDamageError(report)
         if not fs.exists(folder / CHECKPOINT_FILE):
@@ -275,7 +284,7 @@ class LogStore:
             out.fsync()
             out.close()
             fs.fsync_dir(folder)
-        return cls(folder, fs, state, segment_bytes, report)
+        return cls(folder, fs, state, segment_bytes, report, codec)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -333,7 +342,7 @@ class LogStore:
         else:
             leaves = []
             for offset, data in enumerate(records):
-                record = decode_record(data)
+                record = self.codec.decode(data)
                 if record.index != self._size + offset:
                     raise UsageError(
                         f"record carries index {record.index}, the log's next index is "

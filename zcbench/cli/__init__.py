@@ -62,6 +62,8 @@ _COMMAND_MODULES = (
     "nitro",
     "report",
     "archive",
+    "ledger",
+    "witness",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names
@@ -77,6 +79,8 @@ _INPUT_OPTIONS: Final[dict[str, str]] = {
     "public_key": "file",
     "trust": "file",
     "research": "file",
+    "ledger": "dir",
+    "policy": "file",
 }
 _ROOT_NAMES: Final = frozenset({"aws", "dev"})
 # Options that name an output path, by dest: an OSError on them (or under them) is exit 3.

@@ -65,6 +65,11 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
+                   help="the strategy's ledger: run-start, checkpoints and run-end go there, and "
+                   "the run serves only if the ledger allows its PCR0 now")
+    p.add_argument("--policy", type=Path, default=None, metavar="FILE",
+                   help="with --ledger: a tlog-policy whose quorum must cosign the run-start")
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
 
@@ -152,6 +157,7 @@ def _handle(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path.cwd() / run_id
     source = _source(args, spec)
     progress = _Progress(terminal=sys.stderr.isatty())
+    hook = _ledger_hook(args, run_dir)
     summary = run_live(
         image,
         run_dir,
@@ -159,14 +165,29 @@ def _handle(args: argparse.Namespace) -> int:
         run_id=run_id,
         limits=limits,
         max_delay_s=args.max_delay_ms / 1000,
-        on_progress=progress,
+        on_progress=progress if hook is None else hook.after(progress),
+        on_booted=None if hook is None else hook.booted,
     )
     progress.end()
+    if hook is not None:
+        hook.end()
     if args.json:
         print(json.dumps(summary.to_json(), sort_keys=True))
     else:
         _print_summary(summary)
     return _EXIT_BY_STATUS.get(summary.status, 1)
+
+
+def _ledger_hook(args: argparse.Namespace, run_dir: Path) -> Any:
+    if args.ledger is None:
+        if args.policy is not None:
+            raise UsageError("--policy needs --ledger")
+        return None
+    from zcbench.ledger import load_policy
+    from zcbench.ledger.runs import LedgerRunHook
+
+    policy = load_policy(args.policy) if args.policy is not None else None
+    return LedgerRunHook(args.ledger, run_dir, policy=policy)
 
 
 def _print_summary(s: Any) -> None:

@@ -71,6 +71,7 @@ _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _BLOB_LABEL: Final = b"zcbench.keybroker.datakey/1"
 POLICY_SCHEMA: Final = "zcbench.keypolicy/1"
 _PCR0_HEX: Final = re.compile(r"[0-9a-f]{96}")
+_SECRET_PREFIX: Final = "secret:"  # noqa: S105 (a name prefix, not a password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +388,34 @@ class LocalKeyBroker:
         if found != strategy:
             raise EnvError(f"{path} holds the key of {found!r}, not {strategy!r}")
         return DataKey(plaintext=key, ciphertext_blob=blob, key_id=self.key_id)
+
+    # --- sealed secrets (the ledger key) ---------------------------------------------------------
+
+    def seal_secret(self, name: str, secret: bytes) -> bytes:
+        """Wrap ``secret`` (at most 64 bytes) under this broker's master key, bound to ``name``.
+
+        A strategy's ledger key is sealed so at genesis (``zcbench.ledger``); the blob is kept
+        beside the ledger and opened only through :meth:`open_secret`, which the ledger calls
+        for a PCR0 it allows. (On Nitro the same blob is a KMS ``Encrypt`` ciphertext, released
+        by ``Decrypt`` with ``Recipient`` under a key policy over the ledger's allowed set.)
+        """
+        _check_name(name)
+        if not isinstance(secret, bytes) or not 0 < len(secret) <= 64:
+            raise UsageError("a sealed secret is 1..64 bytes")
+        return self._wrap(_SECRET_PREFIX + name, secret)
+
+    def open_secret(self, blob: bytes, name: str) -> bytes:
+        """The secret :meth:`seal_secret` wrapped for ``name``; :class:`KeyReleaseRefused` if
+        the blob is not this broker's or names another secret (the reason goes to the
+        diagnostics)."""
+        try:
+            found, secret = self._unwrap(blob)
+            if found != _SECRET_PREFIX + _check_name(name):
+                raise _Refuse(f"the sealed blob holds {found!r}, not the secret {name!r}")
+        except _Refuse as exc:
+            self._record(None, str(exc))
+            raise KeyReleaseRefused(self.diagnostics_path) from None
+        return secret
 
     # --- policies -------------------------------------------------------------------------------
 
