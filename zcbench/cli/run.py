@@ -152,15 +152,22 @@ def _handle(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path.cwd() / run_id
     source = _source(args, spec)
     progress = _Progress(terminal=sys.stderr.isatty())
-    summary = run_live(
-        image,
-        run_dir,
-        source,
-        run_id=run_id,
-        limits=limits,
-        max_delay_s=args.max_delay_ms / 1000,
-        on_progress=progress,
-    )
+    from zcbench.serve.control import ControlSocket  # attestations for `zcbench serve`
+
+    control = ControlSocket(run_dir, on_error=lambda text: sys.stderr.write(f"{text}\n"))
+    try:
+        summary = run_live(
+            image,
+            run_dir,
+            source,
+            run_id=run_id,
+            limits=limits,
+            max_delay_s=args.max_delay_ms / 1000,
+            on_progress=progress,
+            on_booted=control.attach,
+        )
+    finally:
+        control.close()
     progress.end()
     if args.json:
         print(json.dumps(summary.to_json(), sort_keys=True))
