@@ -20,11 +20,12 @@ its run id is the last part of its log's origin. Tiles are written under ``--til
 ``<runs>/.tiles``), never in a run folder.
 
 Hardening, in one place (:class:`Guard`, a pure ASGI wrapper): request line and query bounded
-(414), bodies refused (413), a token bucket per client address (429 with Retry-After), no CORS
-headers at all (a browser on another origin cannot read a response), ``nosniff`` and a closed CSP,
-an access log line per request (JSON: time, client, reader name, method, path, status, bytes,
-milliseconds; never a token or a query string). Paths are parsed strictly (canonical tile paths,
-known run ids), so no request names a file outside the tile folders.
+(414), headers bounded (431), bodies refused (413), a token bucket per client address (429 with
+Retry-After), no CORS headers at all (a browser on another origin cannot read a response),
+``nosniff`` and a closed CSP, an access log line per request (JSON: time, client, reader name,
+method, path, status, bytes, milliseconds; never a token or a query string). Paths are parsed
+strictly (canonical tile paths, known run ids), so no request names a file outside the tile
+folders.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ __all__ = ["Catalog", "ServeConfig", "build_app", "make_server"]
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
 _MAX_TARGET: Final = 2048
+_MAX_HEADERS: Final = 64
+_MAX_HEADER_BYTES: Final = 8192
 _SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -84,6 +87,8 @@ class ServeConfig:
     attest_burst: int = 5
     sync_interval_s: float = 0.25
     attest_timeout_s: float = 15.0
+    boot_key: Callable[[bytes], tuple[bytes, str]] | None = None
+    """How the log key is read from a boot record (default: a Nitro document's ``public_key``)."""
 
     @property
     def tiles_root(self) -> Path:
@@ -140,7 +145,8 @@ class Catalog:
         for folder in folders:
             entry = self._entries.get(folder)
             if entry is None:
-                tiles = RunTiles(folder, self.config.tiles_root / folder.name)
+                tiles = RunTiles(folder, self.config.tiles_root / folder.name,
+                                 boot_key=self.config.boot_key)
                 entry = self._entries[folder] = RunEntry(folder, tiles)
             if entry.error is not None:
                 continue
@@ -281,7 +287,11 @@ class Guard:
             raise _Reply(414, f"request target longer than {_MAX_TARGET} bytes")
         if scope["method"] not in ("GET", "HEAD"):
             raise _Reply(405, "only GET and HEAD are served", {"Allow": "GET, HEAD"})
-        for name, value in scope.get("headers", []):
+        headers = scope.get("headers", [])
+        size = sum(len(k) + len(v) for k, v in headers)
+        if len(headers) > _MAX_HEADERS or size > _MAX_HEADER_BYTES:
+            raise _Reply(431, f"at most {_MAX_HEADERS} headers of {_MAX_HEADER_BYTES} bytes")
+        for name, value in headers:
             if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
                 raise _Reply(413, "requests carry no body here")
         client = (scope.get("client") or ("?", 0))[0]
@@ -560,7 +570,7 @@ def make_server(app: Guard, *, host: str = "127.0.0.1", port: int = 8443,
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, server_header=False,
         lifespan="on", timeout_keep_alive=5, limit_concurrency=512, backlog=256,
-        h11_max_incomplete_event_size=16 * 1024, http="h11", loop="asyncio",
+        h11_max_incomplete_event_size=16 * 1024, http="h11", loop="asyncio", ws="none",
         ssl_certfile=None if tls_cert is None else str(tls_cert),
         ssl_keyfile=None if tls_key is None else str(tls_key),
     )

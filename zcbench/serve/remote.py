@@ -127,9 +127,12 @@ Get = Callable[[str, dict[str, str]], tuple[int, dict[str, str], bytes]]
 
 
 def _httpx_get(*, verify: bool | str = True, timeout: float = 20.0) -> Get:
+    import ssl
+
     import httpx
 
-    client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
+    context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+    client = httpx.Client(verify=context, timeout=timeout, follow_redirects=False)
 
     def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         try:
