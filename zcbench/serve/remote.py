@@ -126,13 +126,8 @@ class _Failed(Exception):
 Get = Callable[[str, dict[str, str]], tuple[int, dict[str, str], bytes]]
 
 
-def _httpx_get(*, verify: bool | str = True, timeout: float = 20.0) -> Get:
-    import ssl
-
+def _client_get(client: Any) -> Get:
     import httpx
-
-    context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-    client = httpx.Client(verify=context, timeout=timeout, follow_redirects=False)
 
     def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         try:
@@ -213,9 +208,27 @@ def check_remote(
 ) -> RemoteReport:
     """One visit to the proof service at ``url`` (see the module docstring).
 
-    Raises only for misuse (:class:`UsageError`) and an unreachable or refusing server
-    (:class:`EnvError`, exit 3); every failed check is in the report.
+    ``get`` replaces the HTTP client (``(url, headers) -> (status, headers, body)``);
+    ``tls_verify`` is True (the system's CAs), False, or a CA bundle file. Raises only for
+    misuse (:class:`UsageError`) and an unreachable or refusing server (:class:`EnvError`,
+    exit 3); every failed check is in the report.
     """
+    if get is not None:
+        return _check(url, commitment, trust, token, state, at, max_age, rng, get, tile_wait_s)
+    import ssl
+
+    import httpx
+
+    verify = ssl.create_default_context(cafile=tls_verify) if isinstance(tls_verify, str) \
+        else tls_verify
+    with httpx.Client(verify=verify, timeout=20.0, follow_redirects=False) as client:
+        return _check(url, commitment, trust, token, state, at, max_age, rng,
+                      _client_get(client), tile_wait_s)
+
+
+def _check(url: str, commitment: Commitment, trust: str | Path, token: str | None,
+           state: Path | None, at: dt.datetime | None, max_age: dt.timedelta,
+           rng: Callable[[int], bytes], fetch: Get, tile_wait_s: float) -> RemoteReport:
     from zcbench.nitro import AttestationPolicy, check_attestation
     from zcbench.nitro.binding import check_log_binding
 
@@ -224,7 +237,6 @@ def check_remote(
         raise UsageError(f"{url} is not an http(s) URL")
     when = at or dt.datetime.now(dt.UTC)
     nonce = rng(32)
-    fetch = get or _httpx_get(verify=tls_verify)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     status, answer_headers, body = fetch(
         f"{base}/.well-known/zcbench/attestation?nonce={nonce.hex()}", headers)
