@@ -280,6 +280,14 @@ _TABLE: list[Any] = [
     (["report", "{text}"], 2),
     (["report", "{build}"], 2),
     (["report", "{folder}", "--trust", "dev"], 2),
+    # serve, verify remote
+    (["serve", "--runs", "{missing}"], 2),
+    (["serve", "--runs", "{text}"], 2),
+    (["serve", "--runs", "{folder}", "--readers", "{missing}"], 2),
+    (["serve", "--runs", "{folder}", "--readers", "{json}"], 1),
+    (["serve", "--add-reader", "lp"], 2),
+    (["verify", "remote", "http://127.0.0.1:9", "--commitment", "{missing}"], 2),
+    (["verify", "remote", "http://127.0.0.1:9", "--commitment", "{text}"], 1),
 ]
 
 

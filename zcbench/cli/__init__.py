@@ -64,6 +64,7 @@ _COMMAND_MODULES = (
     "archive",
     "ledger",
     "witness",
+    "serve",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names

@@ -158,16 +158,28 @@ def _handle(args: argparse.Namespace) -> int:
     source = _source(args, spec)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
-    summary = run_live(
-        image,
-        run_dir,
-        source,
-        run_id=run_id,
-        limits=limits,
-        max_delay_s=args.max_delay_ms / 1000,
-        on_progress=progress if hook is None else hook.after(progress),
-        on_booted=None if hook is None else hook.booted,
-    )
+    from zcbench.serve.control import ControlSocket  # attestations for `zcbench serve`
+
+    control = ControlSocket(run_dir, on_error=lambda text: sys.stderr.write(f"{text}\n"))
+
+    def booted(handle: Any) -> None:
+        if hook is not None:
+            hook.booted(handle)  # the ledger's gate first: a refused run never serves
+        control.attach(handle)
+
+    try:
+        summary = run_live(
+            image,
+            run_dir,
+            source,
+            run_id=run_id,
+            limits=limits,
+            max_delay_s=args.max_delay_ms / 1000,
+            on_progress=progress if hook is None else hook.after(progress),
+            on_booted=booted,
+        )
+    finally:
+        control.close()
     progress.end()
     if hook is not None:
         hook.end()

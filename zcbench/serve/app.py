@@ -1,0 +1,577 @@
+"""The proof service: run logs as tlog-tiles and fresh attestations, over HTTP (Starlette, uvicorn).
+
+Routes (GET and HEAD only; anything else is 405):
+
+* ``/``                                    a page naming the runs and how to verify them
+* ``/runs``                                the runs as JSON (run id, origin, published size, live)
+* ``/runs/<run id>/checkpoint``            the newest checkpoint note of that run's log
+* ``/runs/<run id>/tile/<L>/<N>[.p/<W>]``  hash tiles: public
+* ``/runs/<run id>/tile/entries/<N>[...]`` entry bundles: a reader's token (401 without, 403 out of
+  scope); a reader without ``bodies`` gets IN records as empty entries (their leaf hashes are in
+  the hash tiles)
+* ``/.well-known/zcbench/attestation?nonce=<hex>``  a fresh document from the enclave of the run
+  in progress, with the caller's nonce and the latest checkpoint in ``user_data``; 503 with
+  ``Retry-After`` and the last run's id when no enclave runs. Needs a reader token when the server
+  has readers; rate-limited per reader (per client address without readers).
+
+Every run folder under ``--runs`` with a ``log/`` is followed by a
+:class:`~zcbench.serve.tiles.RunTiles` in a background thread (a run in progress included);
+its run id is the last part of its log's origin. Tiles are written under ``--tiles`` (default
+``<runs>/.tiles``), never in a run folder.
+
+Hardening, in one place (:class:`Guard`, a pure ASGI wrapper): request line and query bounded
+(414), headers bounded (431), bodies refused (413), a token bucket per client address (429 with
+Retry-After), no CORS headers at all (a browser on another origin cannot read a response),
+``nosniff`` and a closed CSP, an access log line per request (JSON: time, client, reader name,
+method, path, status, bytes, milliseconds; never a token or a query string). Paths are parsed
+strictly (canonical tile paths, known run ids), so no request names a file outside the tile
+folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from zcbench.auditlog.records import decode_record
+from zcbench.errors import DataError, UsageError, ZcbenchError
+from zcbench.serve.control import MAX_NONCE, NoEnclave, attest_run, control_socket
+from zcbench.serve.readers import Reader, Readers
+from zcbench.serve.tiles import (
+    RunTiles,
+    TileError,
+    encode_bundle,
+    parse_bundle,
+    parse_tile_path,
+)
+
+__all__ = ["Catalog", "ServeConfig", "build_app", "make_server"]
+
+_RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
+_MAX_TARGET: Final = 2048
+_MAX_HEADERS: Final = 64
+_MAX_HEADER_BYTES: Final = 8192
+_SECURITY_HEADERS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``zcbench serve`` serves and how hard it holds on."""
+
+    runs: Path
+    tiles: Path | None = None
+    readers: Readers | None = None
+    access_log: Path | None = None
+    requests_per_s: float = 200.0
+    request_burst: int = 400
+    attest_per_s: float = 2.0
+    attest_burst: int = 5
+    sync_interval_s: float = 0.25
+    attest_timeout_s: float = 15.0
+    boot_key: Callable[[bytes], tuple[bytes, str]] | None = None
+    """How the log key is read from a boot record (default: a Nitro document's ``public_key``)."""
+
+    @property
+    def tiles_root(self) -> Path:
+        return self.tiles if self.tiles is not None else self.runs / ".tiles"
+
+
+@dataclass
+class RunEntry:
+    """One followed run folder."""
+
+    folder: Path
+    tiles: RunTiles
+    run_id: str | None = None
+    error: str | None = None
+    synced: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def live(self) -> bool:
+        return control_socket(self.folder).exists()
+
+
+class Catalog:
+    """The run folders under ``runs`` and their tiles, kept in sync by a background thread."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._entries: dict[Path, RunEntry] = {}
+        self._by_id: dict[str, RunEntry] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.sync_once()
+        self._thread = threading.Thread(target=self._loop, name="zcbench-tiles", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.config.sync_interval_s):
+            self.sync_once()
+
+    def sync_once(self) -> None:
+        """Find new run folders and follow every run's log once."""
+        try:
+            folders = sorted(p for p in self.config.runs.iterdir()
+                             if p.is_dir() and not p.name.startswith(".") and (p / "log").is_dir())
+        except OSError:
+            folders = []
+        for folder in folders:
+            entry = self._entries.get(folder)
+            if entry is None:
+                tiles = RunTiles(folder, self.config.tiles_root / folder.name,
+                                 boot_key=self.config.boot_key)
+                entry = self._entries[folder] = RunEntry(folder, tiles)
+            if entry.error is not None:
+                continue
+            try:
+                entry.tiles.sync()
+            except TileError as exc:
+                entry.error = str(exc)
+            except OSError as exc:
+                entry.error = f"reading {folder}: {exc}"
+            origin = entry.tiles.origin
+            if entry.run_id is None and origin is not None:
+                run_id = origin.rsplit("/", 1)[-1]
+                with self._lock:
+                    if run_id in self._by_id:
+                        entry.error = f"run id {run_id} is served from {self._by_id[run_id].folder}"
+                    else:
+                        entry.run_id = run_id
+                        self._by_id[run_id] = entry
+            with entry.synced:
+                entry.synced.notify_all()
+
+    def get(self, run_id: str) -> RunEntry | None:
+        with self._lock:
+            return self._by_id.get(run_id)
+
+    def runs(self) -> list[RunEntry]:
+        with self._lock:
+            return list(self._by_id.values())
+
+    def live_run(self) -> RunEntry | None:
+        """The run whose enclave most recently opened its control socket."""
+        live = [(control_socket(e.folder).stat().st_mtime, e.run_id or "", e)
+                for e in self.runs() if e.live]
+        return max(live, key=lambda t: (t[0], t[1]))[2] if live else None
+
+    def last_run(self) -> RunEntry | None:
+        runs = self.runs()
+        return max(runs, key=lambda e: e.folder.stat().st_mtime) if runs else None
+
+    def wait_published(self, entry: RunEntry, size: int, timeout: float) -> bool:
+        """Wait until ``entry``'s tiles hold a checkpoint of at least ``size`` entries."""
+        deadline = time.monotonic() + timeout
+        with entry.synced:
+            while True:
+                published = entry.tiles.published
+                if published is not None and published.size >= size:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or entry.error is not None:
+                    return False
+                entry.synced.wait(min(left, 0.1))
+
+
+class _Buckets:
+    """Token buckets by key (rate per second, burst), bounded in number."""
+
+    def __init__(self, rate: float, burst: int, *, keep: int = 10_000) -> None:
+        self.rate, self.burst, self.keep = rate, burst, keep
+        self._state: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, now: float) -> float:
+        """0 when allowed, else the seconds until a token is there."""
+        tokens, last = self._state.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._state[key] = (tokens - 1, now)
+            wait = 0.0
+        else:
+            self._state[key] = (tokens, now)
+            wait = (1 - tokens) / self.rate
+        while len(self._state) > self.keep:
+            self._state.popitem(last=False)
+        return wait
+
+
+class _Reply(Exception):
+    """A response decided early (an error with its reason)."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None,
+                 body: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+        self.body = body
+
+
+class Guard:
+    """Limits, security headers and the access log around the app (a pure ASGI wrapper)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
+                 config: ServeConfig) -> None:
+        self.app = app
+        self.config = config
+        self.buckets = _Buckets(config.requests_per_s, config.request_burst)
+        self._log_lock = threading.Lock()
+        self._log = None
+        if config.access_log is not None:
+            config.access_log.parent.mkdir(parents=True, exist_ok=True)
+            self._log = config.access_log.open("a", encoding="utf-8", buffering=1)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        state: dict[str, Any] = {"status": 0, "bytes": 0}
+        scope.setdefault("state", {})["access"] = state
+
+        async def guarded_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if not k.lower().startswith(b"access-control-")]
+                headers.extend(_SECURITY_HEADERS)
+                message["headers"] = headers
+            elif message["type"] == "http.response.body":
+                state["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            self._check(scope)
+            await self.app(scope, receive, guarded_send)
+        except _Reply as reply:
+            await _send_error(guarded_send, reply)
+        finally:
+            self._write_log(scope, state, started)
+
+    def _check(self, scope: Scope) -> None:
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if target > _MAX_TARGET:
+            raise _Reply(414, f"request target longer than {_MAX_TARGET} bytes")
+        if scope["method"] not in ("GET", "HEAD"):
+            raise _Reply(405, "only GET and HEAD are served", {"Allow": "GET, HEAD"})
+        headers = scope.get("headers", [])
+        size = sum(len(k) + len(v) for k, v in headers)
+        if len(headers) > _MAX_HEADERS or size > _MAX_HEADER_BYTES:
+            raise _Reply(431, f"at most {_MAX_HEADERS} headers of {_MAX_HEADER_BYTES} bytes")
+        for name, value in headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                raise _Reply(413, "requests carry no body here")
+        client = (scope.get("client") or ("?", 0))[0]
+        wait = self.buckets.take(f"ip:{client}", time.monotonic())
+        if wait:
+            raise _Reply(429, "too many requests from this address",
+                         {"Retry-After": str(max(1, round(wait + 0.5)))})
+
+    def _write_log(self, scope: Scope, state: dict[str, Any], started: float) -> None:
+        if self._log is None:
+            return
+        line = json.dumps({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "client": (scope.get("client") or ("?", 0))[0],
+            "reader": state.get("reader"),
+            "method": scope.get("method"),
+            "path": str(scope.get("path", ""))[:256],
+            "query_bytes": len(scope.get("query_string") or b""),
+            "status": state["status"],
+            "bytes": state["bytes"],
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+        }, sort_keys=True)
+        with self._log_lock:
+            self._log.write(line + "\n")
+
+
+async def _send_error(send: Send, reply: _Reply) -> None:
+    body = json.dumps(reply.body or {"error": reply.reason}).encode() + b"\n"
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in reply.headers.items())
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text: str = value.decode("latin-1")
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() != "bearer" or not token or len(token) > 256 or " " in token:
+                raise _Reply(401, "Authorization must be 'Bearer <token>'",
+                             {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+            return token
+    return None
+
+
+class ProofService:
+    """The routes (see the module docstring), over a :class:`Catalog`."""
+
+    def __init__(self, config: ServeConfig, catalog: Catalog) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.attest_buckets = _Buckets(config.attest_per_s, config.attest_burst)
+        self._attest_slots = asyncio.Semaphore(8)
+
+    def _reader(self, scope: Scope) -> Reader | None:
+        token = _bearer(scope)
+        if token is None:
+            return None
+        readers = self.config.readers
+        reader = readers.authenticate(token) if readers is not None else None
+        if reader is None:
+            raise _Reply(401, "unknown token", {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+        scope["state"]["access"]["reader"] = reader.name
+        return reader
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        head = scope["method"] == "HEAD"
+        if path == "/":
+            await _respond(send, 200, "text/html; charset=utf-8", self._index(), head,
+                           csp="default-src 'none'; style-src 'unsafe-inline'")
+            return
+        if path == "/runs":
+            await _respond(send, 200, "application/json", self._runs_json(), head)
+            return
+        if path == "/.well-known/zcbench/attestation":
+            await self._attestation(scope, send, head)
+            return
+        parts = path.split("/", 3)
+        if len(parts) == 4 and parts[0] == "" and parts[1] == "runs":
+            await self._run_file(scope, send, parts[2], parts[3], head)
+            return
+        raise _Reply(404, "no such path: see / for what is served")
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def _runs_json(self) -> bytes:
+        runs = []
+        for entry in sorted(self.catalog.runs(), key=lambda e: e.run_id or ""):
+            published = entry.tiles.published
+            runs.append({
+                "run": entry.run_id,
+                "origin": entry.tiles.origin,
+                "size": None if published is None else published.size,
+                "live": entry.live,
+                "error": None if entry.error is None else "the run's log could not be followed",
+            })
+        return json.dumps({"runs": runs}, indent=2).encode() + b"\n"
+
+    def _index(self) -> bytes:
+        rows = "".join(
+            f"<tr><td>{html.escape(e.run_id or '')}</td><td>{html.escape(e.tiles.origin or '')}"
+            f"</td><td>{e.tiles.published.size if e.tiles.published else ''}</td>"
+            f"<td>{'live' if e.live else ''}</td></tr>"
+            for e in sorted(self.catalog.runs(), key=lambda e: e.run_id or "")
+        )
+        page = (
+            "<!doctype html><html lang=en><meta charset=utf-8><title>zcbench proof service</title>"
+            "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}td{padding:0 1em}"
+            "</style><h1>zcbench proof service</h1>"
+            "<p>Run logs as C2SP tlog-tiles, and fresh attestations from the enclave of the run "
+            "in progress. <strong>Nothing on this page is a verdict:</strong> a verdict only "
+            "counts when your own copy of the verifier computed it, with the commitment and the "
+            "root the fund handed you:</p>"
+            "<pre>zcbench verify remote URL --commitment commitment.json --trust aws "
+            "--token TOKEN --state DIR</pre>"
+            f"<table><tr><th>run</th><th>origin</th><th>size</th><th></th></tr>{rows}</table>"
+            "</html>"
+        )
+        return page.encode()
+
+    # -- tiles ----------------------------------------------------------------------------
+
+    async def _run_file(self, scope: Scope, send: Send, run_id: str, rest: str,
+                        head: bool) -> None:
+        entry = self.catalog.get(run_id) if _RUN_ID.fullmatch(run_id) else None
+        if entry is None:
+            raise _Reply(404, "unknown run id")
+        folder = entry.tiles.tiles_dir
+        if rest == "checkpoint":
+            published = entry.tiles.published
+            if published is None:
+                raise _Reply(404, "no checkpoint yet")
+            data = (folder / "checkpoint").read_bytes()
+            await _respond(send, 200, "text/plain; charset=utf-8", data, head,
+                           cache="no-cache, max-age=1")
+            return
+        tile = parse_tile_path(rest)
+        if tile is None:
+            raise _Reply(404, "not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>])")
+        if tile.level is None:
+            reader = self._reader(scope)
+            if reader is None:
+                raise _Reply(401, "entry bundles need a reader token",
+                             {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+            if not reader.may_read(run_id):
+                raise _Reply(403, f"this token's scope does not cover run {run_id}")
+        try:
+            data = (folder / rest).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise _Reply(404, "no such tile (yet): tiles exist for published sizes only") from None
+        if tile.level is None:
+            headers = {}
+            assert reader is not None
+            if not reader.bodies:
+                data = _without_bodies(data, tile.width)
+                headers["X-Zcbench-Withheld"] = "in-bodies"
+            await _respond(send, 200, "application/octet-stream", data, head,
+                           cache="private, max-age=31536000, immutable", headers=headers)
+            return
+        await _respond(send, 200, "application/octet-stream", data, head,
+                       cache="public, max-age=31536000, immutable")
+
+    # -- attestation ----------------------------------------------------------------------
+
+    async def _attestation(self, scope: Scope, send: Send, head: bool) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        fields = query.split("&") if query else []
+        if len(fields) != 1 or not fields[0].startswith("nonce="):
+            raise _Reply(400, "give exactly one query parameter: nonce=<hex>")
+        nonce_hex = fields[0][len("nonce="):]
+        if not _NONCE.fullmatch(nonce_hex):
+            raise _Reply(400, f"nonce must be 16 to {MAX_NONCE} bytes in hex")
+        reader = self._reader(scope)
+        if self.config.readers is not None and reader is None:
+            raise _Reply(401, "attestations need a reader token",
+                         {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+        entry = self.catalog.live_run()
+        if entry is None or entry.run_id is None:
+            last = self.catalog.last_run()
+            raise _Reply(503, "no enclave runs now", {"Retry-After": "30"},
+                         {"error": "no enclave runs now",
+                          "last_run": None if last is None else last.run_id})
+        if reader is not None and not reader.may_read(entry.run_id):
+            raise _Reply(403, f"this token's scope does not cover run {entry.run_id}")
+        client = (scope.get("client") or ("?", 0))[0]
+        key = f"reader:{reader.name}" if reader is not None else f"ip:{client}"
+        wait = self.attest_buckets.take(key, time.monotonic())
+        if wait:
+            raise _Reply(429, "attestation rate limit",
+                         {"Retry-After": str(max(1, round(wait + 0.5)))})
+        nonce = bytes.fromhex(nonce_hex)
+        async with self._attest_slots:
+            try:
+                document = await asyncio.to_thread(
+                    attest_run, entry.folder, nonce, timeout=self.config.attest_timeout_s)
+            except NoEnclave:
+                raise _Reply(503, "the enclave does not answer", {"Retry-After": "30"},
+                             {"error": "the enclave does not answer", "last_run": entry.run_id}
+                             ) from None
+            except ZcbenchError:
+                raise _Reply(502, "the enclave refused to attest") from None
+        size = _checkpoint_size(document)
+        if size is not None:
+            await asyncio.to_thread(self.catalog.wait_published, entry, size, 5.0)
+        await _respond(send, 200, "application/cbor", document, head,
+                       headers={"X-Zcbench-Run": entry.run_id})
+
+
+def _checkpoint_size(document: bytes) -> int | None:
+    from zcbench.auditlog.checkpoint import parse_checkpoint_note
+    from zcbench.nitro.binding import user_data_checkpoint
+    from zcbench.nitro.document import parse_document
+
+    try:
+        user_data = parse_document(document).user_data
+        if user_data is None:
+            return None
+        return parse_checkpoint_note(user_data_checkpoint(user_data)).size
+    except ZcbenchError:
+        return None
+
+
+def _without_bodies(bundle: bytes, width: int) -> bytes:
+    """The bundle with every IN record replaced by an empty entry (market data withheld)."""
+    try:
+        entries = parse_bundle(bundle, width)
+        return encode_bundle([b"" if decode_record(e).kind == "in" else e for e in entries])
+    except DataError as exc:
+        raise _Reply(500, "a stored bundle does not parse") from exc
+
+
+async def _respond(send: Send, status: int, content_type: str, body: bytes, head: bool, *,
+                   cache: str = "no-store", csp: str = "default-src 'none'",
+                   headers: dict[str, str] | None = None) -> None:
+    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+           (b"cache-control", cache.encode()), (b"content-security-policy", csp.encode())]
+    raw.extend((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def build_app(config: ServeConfig) -> tuple[Guard, Catalog]:
+    """The ASGI app and its catalog (start the catalog; stop it and close the guard after)."""
+    if not config.runs.is_dir():
+        raise UsageError(f"--runs {config.runs} is not a folder")
+    catalog = Catalog(config)
+    return Guard(ProofService(config, catalog), config), catalog
+
+
+def make_server(app: Guard, *, host: str = "127.0.0.1", port: int = 8443,
+                tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
+    """A uvicorn server for ``app`` (call ``.run()``, or ``.run(sockets=[...])``)."""
+    import uvicorn
+
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give --tls-cert and --tls-key together")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, server_header=False,
+        lifespan="on", timeout_keep_alive=5, limit_concurrency=512, backlog=256,
+        h11_max_incomplete_event_size=16 * 1024, http="h11", loop="asyncio", ws="none",
+        ssl_certfile=None if tls_cert is None else str(tls_cert),
+        ssl_keyfile=None if tls_key is None else str(tls_key),
+    )
+    return uvicorn.Server(config)
