@@ -30,6 +30,7 @@ from zcbench.tee.verdict import TEE_KINDS, TeeKind, TeeVerdict
 
 if TYPE_CHECKING:
     from zcbench.tee.amd_kds import KdsClient
+    from zcbench.tee.dcap import Collateral, PccsClient
 
 __all__ = [
     "TCB_STATUSES",
@@ -89,9 +90,9 @@ def check_evidence(
     *,
     at: dt.datetime,
     certificates: Sequence[bytes] = (),
-    collateral: object | None = None,
+    collateral: Collateral | None = None,
     kds: KdsClient | None = None,
-    pccs: object | None = None,
+    pccs: PccsClient | None = None,
 ) -> TeeVerdict:
     """Recognise ``data`` and check it against ``policy`` at ``at``: a verdict, never a raise
     for a failed check (misuse raises :class:`~zcbench.errors.UsageError`).
@@ -117,7 +118,9 @@ def check_evidence(
         from zcbench.nitro.verify import check_attestation
 
         return check_attestation(data, policy, at=at).to_verdict()
-    raise UsageError(f"{kind} quotes are recognised but not verified by this version")
+    from zcbench.tee.dcap import check_quote
+
+    return check_quote(data, policy, at=at, collateral=collateral, pccs=pccs)
 
 
 def verify_evidence(
@@ -126,9 +129,9 @@ def verify_evidence(
     *,
     at: dt.datetime,
     certificates: Sequence[bytes] = (),
-    collateral: object | None = None,
+    collateral: Collateral | None = None,
     kds: KdsClient | None = None,
-    pccs: object | None = None,
+    pccs: PccsClient | None = None,
 ) -> TeeVerdict:
     """:func:`check_evidence`, raising :class:`AttestationError` when a check failed."""
     verdict = check_evidence(
