@@ -60,6 +60,7 @@ _COMMAND_MODULES = (
     "log",
     "nitro",
     "report",
+    "venue",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names

@@ -65,6 +65,13 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    p.add_argument(
+        "--venue",
+        default="paper",
+        metavar="paper|fix://HOST:PORT",
+        help="where orders go: the paper venue (default) or a FIX 4.4 venue such as "
+        "'zcbench venue sim' (session state in RUN_DIR/fix)",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
 
@@ -82,6 +89,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--max-delay-ms must be 0 or more milliseconds, got {args.max_delay_ms:g}"
         )
+    if args.venue != "paper":
+        from zcbench.venue.fix import parse_venue_url
+
+        parse_venue_url(args.venue)
     for name in _RISK_FLAGS:
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -151,6 +162,7 @@ def _handle(args: argparse.Namespace) -> int:
     run_id = f"run-{secrets.token_hex(8)}"
     run_dir = args.run_dir or Path.cwd() / run_id
     source = _source(args, spec)
+    venue = _venue(args.venue, run_dir, run_id)
     progress = _Progress(terminal=sys.stderr.isatty())
     summary = run_live(
         image,
@@ -160,6 +172,7 @@ def _handle(args: argparse.Namespace) -> int:
         limits=limits,
         max_delay_s=args.max_delay_ms / 1000,
         on_progress=progress,
+        venue=venue,
     )
     progress.end()
     if args.json:
@@ -167,6 +180,18 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return _EXIT_BY_STATUS.get(summary.status, 1)
+
+
+def _venue(spec: str, run_dir: Path, run_id: str) -> Any:
+    from zcbench.venue import PaperVenue
+
+    if spec == "paper":
+        return PaperVenue()
+    from zcbench.venue.fix import FixVenue, parse_venue_url
+
+    host, port = parse_venue_url(spec)
+    # one FIX session per run: its SenderCompID is named after the run
+    return FixVenue(host, port, state_dir=run_dir / "fix", sender=f"ZCB-{run_id[4:16]}")
 
 
 def _print_summary(s: Any) -> None:

@@ -157,6 +157,8 @@ class PaperVenue:
     """The paper venue (module docstring). ``prefix`` starts every order and execution id (a
     simulator restarted on the same drop copy passes ``first_id`` to keep ids unique)."""
 
+    name = "paper"
+
     def __init__(self, *, prefix: str = "P", first_id: int = 1) -> None:
         if not prefix.isalnum():
             raise UsageError(f"venue id prefix must be letters and digits, got {prefix!r}")
@@ -333,6 +335,9 @@ class PaperVenue:
             OpenOrder(v.order, v.order_id, v.cum_qty, v.cum_notional, v.triggered)
             for v in sorted(self._live.values(), key=lambda v: v.priority)
         ]
+
+    def close(self) -> None:
+        """Nothing to release (the :class:`~zcbench.host.execution.Venue` interface)."""
 
     # ---------------------------------------------------------------- matching
 
