@@ -185,6 +185,11 @@ _TABLE: list[Any] = [
     (["run", "{missing}"], 2),
     (["run", "{text}"], 2),
     (["run", "{folder}"], 2),
+    (["run", "{build}", "--venue", "fix://nohost"], 2),
+    # venue sim
+    (["venue", "sim", "--port", "70000", "--drop-copy", "{folder}/d"], 2),
+    (["venue", "sim", "--port", "0", "--drop-copy", "{folder}/d", "--data", "{missing}"], 2),
+    (["venue", "sim", "--port", "0", "--drop-copy", "{blocked}"], 3),
     # demo
     (["demo", "--out", "{text}"], 2),
     (["demo", "--out", "{blocked}"], 3),

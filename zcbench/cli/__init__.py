@@ -65,6 +65,7 @@ _COMMAND_MODULES = (
     "ledger",
     "witness",
     "serve",
+    "venue",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names

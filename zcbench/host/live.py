@@ -40,7 +40,7 @@ from zcbench.auditlog._fs import FileSystem
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
-from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits
+from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
 from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.logwriter import HostLog
@@ -160,6 +160,7 @@ def run_live(
     launcher: Callable[[Path], EnclaveProcess] | None = None,
     clock: Callable[[], int] = time.time_ns,
     log_fs: FileSystem | None = None,
+    venue: Venue | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -171,7 +172,8 @@ def run_live(
     build's data key (default: the local key broker in the zcbench home). ``launcher``
     starts the enclave given the run folder (default: the local enclave process for
     ``image``; on Nitro, e.g. ``lambda _: launch_nitro(eif)`` with ``trust="aws"`` and a KMS
-    broker). Raises only for
+    broker). ``venue``: where orders go (``zcbench.venue.PaperVenue``, a ``FixVenue``; None:
+    the built-in last-price fills). Raises only for
     problems before the run starts (a missing image, a used run folder, an enclave that does not
     boot or whose boot document does not verify); afterwards every fault ends the run with a
     summary saying how.
@@ -209,7 +211,9 @@ def run_live(
         journal = Journal.create(
             run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe()
         )
-        execution = ExecutionLayer(limits or RiskLimits(), journal)
+        execution = ExecutionLayer(
+            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id
+        )
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
         )

@@ -178,9 +178,13 @@ class ReplaySource:
             yield events, market.slice(start, end - start)
 
 
+_MARKET = ("ts", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", "close", "volume")
+
+
 def _market_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """``symbol`` and whichever of price, bid, ask, close the frame has (no copy)."""
-    names = ["symbol"] + [c for c in ("price", "bid", "ask", "close") if c in frame.columns]
+    """``symbol`` and whichever of ts, kind, price, bid, ask, close and their sizes the frame
+    has (no copy): what the execution layer and its venue price and fill against."""
+    names = ["symbol"] + [c for c in _MARKET if c in frame.columns]
     return pl.DataFrame([frame.get_column(c) for c in names])
 
 
