@@ -199,21 +199,14 @@ _TABLE: list[Any] = [
     (["verify", "attestation", "{document}", "--trust", "{missing}"], 2),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{missing}"], 2),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{folder}"], 2),
-    pytest.param(["verify", "attestation", "{document}", "--trust", "{empty_pem}"], 1,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "nitro/trust.py: an empty PEM is "
-                                         "malformed content, raised as EnvError (3)",
-                                         strict=True)),
+    (["verify", "attestation", "{document}", "--trust", "{empty_pem}"], 1),
     pytest.param(["verify", "attestation", "{document}", "--trust", "dev", "--commitment",
                   "{json}"], 1,
                  marks=pytest.mark.xfail(reason=_OTHERS + "nitro/commitment.py: the message "
                                          "says 'schema None'", strict=True)),
     # nitro emulate
-    pytest.param(["nitro", "emulate", "--nonce", "00", "--out", "{blocked}"], 3,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "cli/nitro.py: it turns the OSError "
-                                         "on its output into a UsageError (2)", strict=True)),
-    pytest.param(["nitro", "emulate", "--nonce", "00", "--out", "{full}"], 3,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "cli/nitro.py: as above",
-                                         strict=True)),
+    (["nitro", "emulate", "--nonce", "00", "--out", "{blocked}"], 3),
+    (["nitro", "emulate", "--nonce", "00", "--out", "{full}"], 3),
     # nitro export-root
     (["nitro", "export-root", "--out", "{folder}"], 2),
     (["nitro", "export-root", "--out", "{blocked}"], 3),

@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
-from zcbench.widgets import _html as h
-from zcbench.widgets.attestation import (
-    AttestationResult,
-    attestation_result,
+from zcbench.report import html as h
+from zcbench.report.attestation import AttestationResult, attestation_result, read_commitment
+from zcbench.report.attestation_html import (
     chain_html,
     document_facts_html,
     pcr_table_html,
-    read_commitment,
     verdict_html,
 )
 
