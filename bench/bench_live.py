@@ -28,12 +28,14 @@ The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py
 8. memory: host and enclave peak RSS of a long run against a run a sixth as long at the same
    rate (scaled down from 10 min vs 1 min to 2 min vs 20 s), each in a fresh process.
 
-Run: ``python bench/bench_live.py`` (``--quick`` for a smoke run).
+Run: ``python bench/bench_live.py`` (``--quick`` for a smoke run, ``--infrastructure`` for
+sections 5-8 only, ``--capacity`` for section 5 only).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
 import statistics
@@ -215,11 +217,12 @@ def alone(events: object, count: int, limit: int) -> tuple[float, float]:
     import _noop_strategy
 
     fields = list(_noop_strategy.Noop.fields())
-    cut = list(ReplaySource(events, BatchSpec(count=count)).stripped(fields))[:limit]  # type: ignore[arg-type]
+    source = ReplaySource(events, BatchSpec(count=count))  # type: ignore[arg-type]
+    cut = list(itertools.islice(source.prepared(fields), limit))
     runtime, booted = _noop_runtime()
     ingest = [
         encode_frame(Message("ingest", {"seq": i, "batch": encode_batch(Batch(i, e))}))
-        for i, (e, _) in enumerate(cut)
+        for i, (e, _, _) in enumerate(cut)
     ]
     t = time.perf_counter()
     replies = []
@@ -234,8 +237,8 @@ def alone(events: object, count: int, limit: int) -> tuple[float, float]:
         execution = ExecutionLayer()
         t = time.perf_counter()
         pending = []
-        for i, ((e, market), frame) in enumerate(zip(cut, replies, strict=True)):
-            data = encode_batch(Batch(i, e))  # the host: encode, frame, decode the reply, stage
+        for i, ((e, market, wire), frame) in enumerate(zip(cut, replies, strict=True)):
+            data = wire(i)  # the host: encode (as the proxy prepares it), frame, decode, stage
             encode_frame(Message("ingest", {"seq": i, "batch": data}))
             reply = decode_body(frame[4:])
             log.stage_reply(i, data, reply, event_time_ns=int(e["ts"].max()))  # type: ignore[arg-type]
@@ -321,8 +324,8 @@ def peak_rss(seconds: float, rate: float) -> tuple[float, float, int, int]:
     return int(host) / 1024, int(enclave) / 1024, int(n), int(dropped)
 
 
-def infrastructure(quick: bool) -> list[str]:
-    """Sections 5-8 (module docstring); the summary rows."""
+def infrastructure(quick: bool, *, capacity_only: bool = False) -> list[str]:
+    """Sections 5-8 (module docstring; only 5 with ``capacity_only``); the summary rows."""
     rows: list[str] = []
     seconds = 3.0 if quick else 20.0
     events = generate_ticks(SyntheticConfig(rate=20_000, duration_s=seconds), seed=8)
@@ -350,6 +353,8 @@ def infrastructure(quick: bool) -> list[str]:
                 f"per batch alone): {got / floor:.2f}"
             )
 
+        if capacity_only:
+            return rows
         serial = run_live(
             ModuleImage(NOOP), Path(tmp) / "serial",
             ReplaySource(events.head(20_000), BatchSpec(count=100)), window=1,
@@ -431,7 +436,16 @@ def _frames_of(events: object, count: int) -> tuple[None, None, bytes, bytes]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument(
+        "--infrastructure", action="store_true", help="only sections 5-8 (no-op strategy)"
+    )
+    ap.add_argument("--capacity", action="store_true", help="only section 5 (capacity)")
     args = ap.parse_args()
+    if args.infrastructure or args.capacity:
+        os.environ.setdefault("ZCBENCH_HOME", tempfile.mkdtemp(prefix="zcbench-bench-home-"))
+        for row in infrastructure(args.quick, capacity_only=args.capacity):
+            print("  " + row)
+        return 0
     seconds = 2.0 if args.quick else 20.0
     reps = 20 if args.quick else 200
     live_seconds = 1.0 if args.quick else 5.0

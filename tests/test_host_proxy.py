@@ -26,6 +26,19 @@ class FakeTime:
         self.now += int(s * 1e9)
 
 
+def test_replay_batches_are_encoded_from_prepared_columns_as_the_backtest_encodes() -> None:
+    # more rows than one prepared stretch, so batches come from several
+    events = generate_ticks(SyntheticConfig(rate=20_000, duration_s=2.0), seed=7)
+    proxy = MarketDataProxy(ReplaySource(events, BatchSpec(count=1_000)), ["price", "kind"])
+    got = list(proxy.start())
+    want = list(batches(events, ["price", "kind"], count=1_000))
+    assert len(got) == len(want) == 40
+    assert all(g.wire is not None for g in got)
+    assert [g.encode(i + 5) for i, g in enumerate(got)] == [
+        encode_batch(Batch(i + 5, w.events)) for i, w in enumerate(want)
+    ]
+
+
 def test_replay_cuts_and_strips_like_the_backtest() -> None:
     events = _ticks()
     spec = BatchSpec(count=100)

@@ -47,7 +47,6 @@ from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
-from zcbench.strategy import Batch, encode_batch
 
 if TYPE_CHECKING:
     from zcbench.keys import KeyBroker
@@ -413,7 +412,7 @@ class _Pipeline:
                     self.proxy.stop()
                     return
                 self._send_drops(seq - 1)
-                data = encode_batch(Batch(seq, pb.events))
+                data = pb.encode(seq)
                 with self.order:
                     if not self._put((seq, data, pb)):
                         return
