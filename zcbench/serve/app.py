@@ -31,6 +31,7 @@ folders.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import re
@@ -38,6 +39,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -65,6 +67,7 @@ __all__ = ["Catalog", "ServeConfig", "build_app", "make_server"]
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
 _MAX_TARGET: Final = 2048
+_ATTEST_THREADS: Final = 16
 _MAX_HEADERS: Final = 64
 _MAX_HEADER_BYTES: Final = 8192
 _SECURITY_HEADERS: Final = (
@@ -125,6 +128,7 @@ class Catalog:
         self._by_id: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -134,12 +138,20 @@ class Catalog:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def poke(self) -> None:
+        """Sync now rather than at the next interval (a reader is about to want new tiles)."""
+        self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.config.sync_interval_s):
-            self.sync_once()
+        while not self._stop.is_set():
+            self._wake.wait(self.config.sync_interval_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.sync_once()
 
     def sync_once(self) -> None:
         """Find new run folders and follow every run's log once."""
@@ -194,20 +206,6 @@ class Catalog:
         runs = self.runs()
         return max(runs, key=lambda e: e.folder.stat().st_mtime) if runs else None
 
-    def wait_published(self, entry: RunEntry, size: int, timeout: float) -> bool:
-        """Sync ``entry`` until its tiles hold a checkpoint of at least ``size`` entries."""
-        deadline = time.monotonic() + timeout
-        while True:
-            published = entry.tiles.published
-            if published is not None and published.size >= size:
-                return True
-            if time.monotonic() > deadline or entry.error is not None:
-                return False
-            self._sync_entry(entry)
-            published = entry.tiles.published
-            if published is None or published.size < size:
-                time.sleep(0.005)  # the host stores the enclave's newest checkpoint any moment
-
 
 class _Buckets:
     """Token buckets by key (rate per second, burst), bounded in number."""
@@ -247,8 +245,9 @@ class Guard:
     """Limits, security headers and the access log around the app (a pure ASGI wrapper)."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 config: ServeConfig) -> None:
+                 config: ServeConfig, on_close: Callable[[], None] | None = None) -> None:
         self.app = app
+        self._on_close = on_close
         self.config = config
         self.buckets = _Buckets(config.requests_per_s, config.request_burst)
         self._log_lock = threading.Lock()
@@ -258,6 +257,8 @@ class Guard:
             self._log = config.access_log.open("a", encoding="utf-8", buffering=1)
 
     def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
         if self._log is not None:
             self._log.close()
 
@@ -358,7 +359,13 @@ class ProofService:
         self.config = config
         self.catalog = catalog
         self.attest_buckets = _Buckets(config.attest_per_s, config.attest_burst)
-        self._attest_slots = asyncio.Semaphore(8)
+        # a pool of its own: the enclave answers in order, and a slow answer must not take
+        # the threads the rest of the server needs
+        self._pool = ThreadPoolExecutor(max_workers=_ATTEST_THREADS,
+                                        thread_name_prefix="zcbench-attest")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def starlette(self) -> Starlette:
         """The Starlette application: routes, and every error as one JSON reason."""
@@ -492,20 +499,21 @@ class ProofService:
             raise _Reply(429, "attestation rate limit",
                          {"Retry-After": str(max(1, round(wait + 0.5)))})
         nonce = bytes.fromhex(nonce_hex)
-        async with self._attest_slots:
-            try:
-                document = await asyncio.to_thread(
-                    attest_run, entry.folder, nonce, timeout=self.config.attest_timeout_s)
-            except NoEnclave:
-                raise _Reply(503, "the enclave does not answer", {"Retry-After": "30"},
-                             {"error": "the enclave does not answer", "last_run": entry.run_id}
-                             ) from None
-            except ZcbenchError:
-                raise _Reply(502, "the enclave refused to attest") from None
-        size = _checkpoint_size(document)
-        if size is not None:
-            # the enclave's newest checkpoint may be a moment ahead of the stored log
-            await asyncio.to_thread(self.catalog.wait_published, entry, size, 5.0)
+        loop = asyncio.get_running_loop()
+        try:
+            document = await loop.run_in_executor(
+                self._pool,
+                functools.partial(attest_run, entry.folder, nonce,
+                                  timeout=self.config.attest_timeout_s))
+        except NoEnclave:
+            raise _Reply(503, "the enclave does not answer", {"Retry-After": "30"},
+                         {"error": "the enclave does not answer", "last_run": entry.run_id}
+                         ) from None
+        except ZcbenchError:
+            raise _Reply(502, "the enclave refused to attest") from None
+        # the checkpoint inside may be a batch or two ahead of the stored log: tile it now (the
+        # reader fetches the checkpoint next and waits a moment if it is still behind)
+        self.catalog.poke()
         return _response(document, "application/cbor", headers={"X-Zcbench-Run": entry.run_id})
 
 
@@ -531,20 +539,6 @@ def _response(body: bytes, content_type: str, *, status: int = 200, cache: str =
         "Cache-Control": cache, "Content-Security-Policy": csp, **(headers or {})})
 
 
-def _checkpoint_size(document: bytes) -> int | None:
-    from zcbench.auditlog.checkpoint import parse_checkpoint_note
-    from zcbench.nitro.binding import user_data_checkpoint
-    from zcbench.nitro.document import parse_document
-
-    try:
-        user_data = parse_document(document).user_data
-        if user_data is None:
-            return None
-        return parse_checkpoint_note(user_data_checkpoint(user_data)).size
-    except ZcbenchError:
-        return None
-
-
 def _without_bodies(bundle: bytes, width: int) -> bytes:
     """The bundle with every IN record replaced by an empty entry (market data withheld)."""
     try:
@@ -559,7 +553,8 @@ def build_app(config: ServeConfig) -> tuple[Guard, Catalog]:
     if not config.runs.is_dir():
         raise UsageError(f"--runs {config.runs} is not a folder")
     catalog = Catalog(config)
-    return Guard(ProofService(config, catalog).starlette(), config), catalog
+    service = ProofService(config, catalog)
+    return Guard(service.starlette(), config, on_close=service.close), catalog
 
 
 def make_server(app: Guard, *, host: str = "127.0.0.1", port: int = 8443,
