@@ -170,3 +170,25 @@ def test_a_checkpoint_by_another_key_is_not_published(tmp_path: Path) -> None:
         tiles.sync()
     assert (tmp_path / "tiles" / "checkpoint").read_bytes().startswith(built.origin.encode())
     assert parse_checkpoint_note((tmp_path / "tiles" / "checkpoint").read_bytes()) == first
+
+
+def test_a_log_cut_or_rewritten_under_the_follower_is_refused(tmp_path: Path) -> None:
+    built = build_log(tmp_path / "run", batches=3)
+    tiles = RunTiles(built.run, tmp_path / "tiles", boot_key=fake_boot_key)
+    assert tiles.sync() is not None
+    segment = built.log / "seg-00000000.zlog"
+    data = segment.read_bytes()
+    segment.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TileError, match="shrank"):
+        tiles.sync()
+    with pytest.raises(TileError, match="shrank"):  # and it stays refused
+        tiles.sync()
+    # a record changed in place before the follower read it: its frame checksum fails
+    other = build_log(tmp_path / "run2", batches=3)
+    segment = other.log / "seg-00000000.zlog"
+    raw = bytearray(segment.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    segment.write_bytes(bytes(raw))
+    with pytest.raises(TileError):
+        RunTiles(other.run, tmp_path / "tiles2", boot_key=fake_boot_key).sync()
+    assert not (tmp_path / "tiles2" / "checkpoint").exists()

@@ -189,6 +189,8 @@ class LogFollower:
                 checkpoints.append((note, checkpoint))
                 self._wanted = max(self._wanted, checkpoint.size)
         records: list[FollowedRecord] = []
+        if self._seg_tail is not None:
+            self._seg_tail.frames(limit=0, strict=True)  # a segment cut under the reader
         goal = min(self._wanted, self.count + max_records)
         while self.count < goal:
             if self._seg_tail is None:

@@ -1,4 +1,4 @@
-"""The proof service: run logs as tlog-tiles and fresh attestations, over HTTP (Starlette, uvicorn).
+"""The proof service: run logs as tlog-tiles and fresh attestations over HTTP (Starlette, uvicorn).
 
 Routes (GET and HEAD only; anything else is 405):
 
@@ -31,6 +31,7 @@ folders.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import re
@@ -38,9 +39,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from zcbench.auditlog.records import decode_record
 from zcbench.errors import DataError, UsageError, ZcbenchError
@@ -59,6 +67,7 @@ __all__ = ["Catalog", "ServeConfig", "build_app", "make_server"]
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
 _MAX_TARGET: Final = 2048
+_ATTEST_THREADS: Final = 16
 _MAX_HEADERS: Final = 64
 _MAX_HEADER_BYTES: Final = 8192
 _SECURITY_HEADERS: Final = (
@@ -103,7 +112,7 @@ class RunEntry:
     tiles: RunTiles
     run_id: str | None = None
     error: str | None = None
-    synced: threading.Condition = field(default_factory=threading.Condition)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def live(self) -> bool:
@@ -119,6 +128,7 @@ class Catalog:
         self._by_id: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -128,12 +138,20 @@ class Catalog:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def poke(self) -> None:
+        """Sync now rather than at the next interval (a reader is about to want new tiles)."""
+        self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.config.sync_interval_s):
-            self.sync_once()
+        while not self._stop.is_set():
+            self._wake.wait(self.config.sync_interval_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.sync_once()
 
     def sync_once(self) -> None:
         """Find new run folders and follow every run's log once."""
@@ -148,14 +166,18 @@ class Catalog:
                 tiles = RunTiles(folder, self.config.tiles_root / folder.name,
                                  boot_key=self.config.boot_key)
                 entry = self._entries[folder] = RunEntry(folder, tiles)
+            self._sync_entry(entry)
+
+    def _sync_entry(self, entry: RunEntry) -> None:
+        with entry.lock:
             if entry.error is not None:
-                continue
+                return
             try:
                 entry.tiles.sync()
             except TileError as exc:
                 entry.error = str(exc)
             except OSError as exc:
-                entry.error = f"reading {folder}: {exc}"
+                entry.error = f"reading {entry.folder}: {exc}"
             origin = entry.tiles.origin
             if entry.run_id is None and origin is not None:
                 run_id = origin.rsplit("/", 1)[-1]
@@ -165,8 +187,6 @@ class Catalog:
                     else:
                         entry.run_id = run_id
                         self._by_id[run_id] = entry
-            with entry.synced:
-                entry.synced.notify_all()
 
     def get(self, run_id: str) -> RunEntry | None:
         with self._lock:
@@ -185,19 +205,6 @@ class Catalog:
     def last_run(self) -> RunEntry | None:
         runs = self.runs()
         return max(runs, key=lambda e: e.folder.stat().st_mtime) if runs else None
-
-    def wait_published(self, entry: RunEntry, size: int, timeout: float) -> bool:
-        """Wait until ``entry``'s tiles hold a checkpoint of at least ``size`` entries."""
-        deadline = time.monotonic() + timeout
-        with entry.synced:
-            while True:
-                published = entry.tiles.published
-                if published is not None and published.size >= size:
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0 or entry.error is not None:
-                    return False
-                entry.synced.wait(min(left, 0.1))
 
 
 class _Buckets:
@@ -238,8 +245,9 @@ class Guard:
     """Limits, security headers and the access log around the app (a pure ASGI wrapper)."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 config: ServeConfig) -> None:
+                 config: ServeConfig, on_close: Callable[[], None] | None = None) -> None:
         self.app = app
+        self._on_close = on_close
         self.config = config
         self.buckets = _Buckets(config.requests_per_s, config.request_burst)
         self._log_lock = threading.Lock()
@@ -249,6 +257,8 @@ class Guard:
             self._log = config.access_log.open("a", encoding="utf-8", buffering=1)
 
     def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
         if self._log is not None:
             self._log.close()
 
@@ -343,50 +353,48 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class ProofService:
-    """The routes (see the module docstring), over a :class:`Catalog`."""
+    """The routes (see the module docstring) as Starlette endpoints, over a :class:`Catalog`."""
 
     def __init__(self, config: ServeConfig, catalog: Catalog) -> None:
         self.config = config
         self.catalog = catalog
         self.attest_buckets = _Buckets(config.attest_per_s, config.attest_burst)
-        self._attest_slots = asyncio.Semaphore(8)
+        # a pool of its own: the enclave answers in order, and a slow answer must not take
+        # the threads the rest of the server needs
+        self._pool = ThreadPoolExecutor(max_workers=_ATTEST_THREADS,
+                                        thread_name_prefix="zcbench-attest")
 
-    def _reader(self, scope: Scope) -> Reader | None:
-        token = _bearer(scope)
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def starlette(self) -> Starlette:
+        """The Starlette application: routes, and every error as one JSON reason."""
+        app = Starlette(
+            routes=[
+                Route("/", self.index, methods=["GET"]),
+                Route("/runs", self.runs, methods=["GET"]),
+                Route("/.well-known/zcbench/attestation", self.attestation, methods=["GET"]),
+                Route("/runs/{run_id}/{rest:path}", self.run_file, methods=["GET"]),
+            ],
+            exception_handlers={_Reply: _reply_response, HTTPException: _http_response},
+        )
+        app.router.redirect_slashes = False
+        return app
+
+    def _reader(self, request: Request) -> Reader | None:
+        token = _bearer(request.scope)
         if token is None:
             return None
         readers = self.config.readers
         reader = readers.authenticate(token) if readers is not None else None
         if reader is None:
             raise _Reply(401, "unknown token", {"WWW-Authenticate": 'Bearer realm="zcbench"'})
-        scope["state"]["access"]["reader"] = reader.name
+        request.scope["state"]["access"]["reader"] = reader.name
         return reader
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        path: str = scope["path"]
-        head = scope["method"] == "HEAD"
-        if path == "/":
-            await _respond(send, 200, "text/html; charset=utf-8", self._index(), head,
-                           csp="default-src 'none'; style-src 'unsafe-inline'")
-            return
-        if path == "/runs":
-            await _respond(send, 200, "application/json", self._runs_json(), head)
-            return
-        if path == "/.well-known/zcbench/attestation":
-            await self._attestation(scope, send, head)
-            return
-        parts = path.split("/", 3)
-        if len(parts) == 4 and parts[0] == "" and parts[1] == "runs":
-            await self._run_file(scope, send, parts[2], parts[3], head)
-            return
-        raise _Reply(404, "no such path: see / for what is served")
 
     # -- pages ----------------------------------------------------------------------------
 
-    def _runs_json(self) -> bytes:
+    async def runs(self, request: Request) -> Response:
         runs = []
         for entry in sorted(self.catalog.runs(), key=lambda e: e.run_id or ""):
             published = entry.tiles.published
@@ -397,9 +405,10 @@ class ProofService:
                 "live": entry.live,
                 "error": None if entry.error is None else "the run's log could not be followed",
             })
-        return json.dumps({"runs": runs}, indent=2).encode() + b"\n"
+        return _response(json.dumps({"runs": runs}, indent=2).encode() + b"\n",
+                         "application/json")
 
-    def _index(self) -> bytes:
+    async def index(self, request: Request) -> Response:
         rows = "".join(
             f"<tr><td>{html.escape(e.run_id or '')}</td><td>{html.escape(e.tiles.origin or '')}"
             f"</td><td>{e.tiles.published.size if e.tiles.published else ''}</td>"
@@ -419,29 +428,29 @@ class ProofService:
             f"<table><tr><th>run</th><th>origin</th><th>size</th><th></th></tr>{rows}</table>"
             "</html>"
         )
-        return page.encode()
+        return _response(page.encode(), "text/html; charset=utf-8",
+                         csp="default-src 'none'; style-src 'unsafe-inline'")
 
     # -- tiles ----------------------------------------------------------------------------
 
-    async def _run_file(self, scope: Scope, send: Send, run_id: str, rest: str,
-                        head: bool) -> None:
+    async def run_file(self, request: Request) -> Response:
+        run_id: str = request.path_params["run_id"]
+        rest: str = request.path_params["rest"]
         entry = self.catalog.get(run_id) if _RUN_ID.fullmatch(run_id) else None
         if entry is None:
             raise _Reply(404, "unknown run id")
         folder = entry.tiles.tiles_dir
         if rest == "checkpoint":
-            published = entry.tiles.published
-            if published is None:
+            if entry.tiles.published is None:
                 raise _Reply(404, "no checkpoint yet")
-            data = (folder / "checkpoint").read_bytes()
-            await _respond(send, 200, "text/plain; charset=utf-8", data, head,
-                           cache="no-cache, max-age=1")
-            return
+            return _response((folder / "checkpoint").read_bytes(), "text/plain; charset=utf-8",
+                             cache="no-cache, max-age=1")
         tile = parse_tile_path(rest)
         if tile is None:
             raise _Reply(404, "not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>])")
+        reader = None
         if tile.level is None:
-            reader = self._reader(scope)
+            reader = self._reader(request)
             if reader is None:
                 raise _Reply(401, "entry bundles need a reader token",
                              {"WWW-Authenticate": 'Bearer realm="zcbench"'})
@@ -451,29 +460,27 @@ class ProofService:
             data = (folder / rest).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise _Reply(404, "no such tile (yet): tiles exist for published sizes only") from None
-        if tile.level is None:
-            headers = {}
-            assert reader is not None
-            if not reader.bodies:
-                data = _without_bodies(data, tile.width)
-                headers["X-Zcbench-Withheld"] = "in-bodies"
-            await _respond(send, 200, "application/octet-stream", data, head,
-                           cache="private, max-age=31536000, immutable", headers=headers)
-            return
-        await _respond(send, 200, "application/octet-stream", data, head,
-                       cache="public, max-age=31536000, immutable")
+        if reader is None:
+            return _response(data, "application/octet-stream",
+                             cache="public, max-age=31536000, immutable")
+        headers = {}
+        if not reader.bodies:
+            data = _without_bodies(data, tile.width)
+            headers["X-Zcbench-Withheld"] = "in-bodies"
+        return _response(data, "application/octet-stream",
+                         cache="private, max-age=31536000, immutable", headers=headers)
 
     # -- attestation ----------------------------------------------------------------------
 
-    async def _attestation(self, scope: Scope, send: Send, head: bool) -> None:
-        query = scope.get("query_string", b"").decode("latin-1")
+    async def attestation(self, request: Request) -> Response:
+        query = request.scope.get("query_string", b"").decode("latin-1")
         fields = query.split("&") if query else []
         if len(fields) != 1 or not fields[0].startswith("nonce="):
             raise _Reply(400, "give exactly one query parameter: nonce=<hex>")
         nonce_hex = fields[0][len("nonce="):]
         if not _NONCE.fullmatch(nonce_hex):
             raise _Reply(400, f"nonce must be 16 to {MAX_NONCE} bytes in hex")
-        reader = self._reader(scope)
+        reader = self._reader(request)
         if self.config.readers is not None and reader is None:
             raise _Reply(401, "attestations need a reader token",
                          {"WWW-Authenticate": 'Bearer realm="zcbench"'})
@@ -485,42 +492,51 @@ class ProofService:
                           "last_run": None if last is None else last.run_id})
         if reader is not None and not reader.may_read(entry.run_id):
             raise _Reply(403, f"this token's scope does not cover run {entry.run_id}")
-        client = (scope.get("client") or ("?", 0))[0]
+        client = request.client.host if request.client else "?"
         key = f"reader:{reader.name}" if reader is not None else f"ip:{client}"
         wait = self.attest_buckets.take(key, time.monotonic())
         if wait:
             raise _Reply(429, "attestation rate limit",
                          {"Retry-After": str(max(1, round(wait + 0.5)))})
         nonce = bytes.fromhex(nonce_hex)
-        async with self._attest_slots:
-            try:
-                document = await asyncio.to_thread(
-                    attest_run, entry.folder, nonce, timeout=self.config.attest_timeout_s)
-            except NoEnclave:
-                raise _Reply(503, "the enclave does not answer", {"Retry-After": "30"},
-                             {"error": "the enclave does not answer", "last_run": entry.run_id}
-                             ) from None
-            except ZcbenchError:
-                raise _Reply(502, "the enclave refused to attest") from None
-        size = _checkpoint_size(document)
-        if size is not None:
-            await asyncio.to_thread(self.catalog.wait_published, entry, size, 5.0)
-        await _respond(send, 200, "application/cbor", document, head,
-                       headers={"X-Zcbench-Run": entry.run_id})
+        loop = asyncio.get_running_loop()
+        try:
+            document = await loop.run_in_executor(
+                self._pool,
+                functools.partial(attest_run, entry.folder, nonce,
+                                  timeout=self.config.attest_timeout_s))
+        except NoEnclave:
+            raise _Reply(503, "the enclave does not answer", {"Retry-After": "30"},
+                         {"error": "the enclave does not answer", "last_run": entry.run_id}
+                         ) from None
+        except ZcbenchError:
+            raise _Reply(502, "the enclave refused to attest") from None
+        # the checkpoint inside may be a batch or two ahead of the stored log: tile it now (the
+        # reader fetches the checkpoint next and waits a moment if it is still behind)
+        self.catalog.poke()
+        return _response(document, "application/cbor", headers={"X-Zcbench-Run": entry.run_id})
 
 
-def _checkpoint_size(document: bytes) -> int | None:
-    from zcbench.auditlog.checkpoint import parse_checkpoint_note
-    from zcbench.nitro.binding import user_data_checkpoint
-    from zcbench.nitro.document import parse_document
+async def _reply_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Reply)
+    return _error_response(exc)
 
-    try:
-        user_data = parse_document(document).user_data
-        if user_data is None:
-            return None
-        return parse_checkpoint_note(user_data_checkpoint(user_data)).size
-    except ZcbenchError:
-        return None
+
+async def _http_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    reason = "no such path: see / for what is served" if exc.status_code == 404 else exc.detail
+    return _error_response(_Reply(exc.status_code, reason))
+
+
+def _error_response(reply: _Reply) -> Response:
+    body = json.dumps(reply.body or {"error": reply.reason}).encode() + b"\n"
+    return _response(body, "application/json", status=reply.status, headers=reply.headers)
+
+
+def _response(body: bytes, content_type: str, *, status: int = 200, cache: str = "no-store",
+              csp: str = "default-src 'none'", headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type=content_type, headers={
+        "Cache-Control": cache, "Content-Security-Policy": csp, **(headers or {})})
 
 
 def _without_bodies(bundle: bytes, width: int) -> bytes:
@@ -532,32 +548,13 @@ def _without_bodies(bundle: bytes, width: int) -> bytes:
         raise _Reply(500, "a stored bundle does not parse") from exc
 
 
-async def _respond(send: Send, status: int, content_type: str, body: bytes, head: bool, *,
-                   cache: str = "no-store", csp: str = "default-src 'none'",
-                   headers: dict[str, str] | None = None) -> None:
-    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
-           (b"cache-control", cache.encode()), (b"content-security-policy", csp.encode())]
-    raw.extend((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 def build_app(config: ServeConfig) -> tuple[Guard, Catalog]:
     """The ASGI app and its catalog (start the catalog; stop it and close the guard after)."""
     if not config.runs.is_dir():
         raise UsageError(f"--runs {config.runs} is not a folder")
     catalog = Catalog(config)
-    return Guard(ProofService(config, catalog), config), catalog
+    service = ProofService(config, catalog)
+    return Guard(service.starlette(), config, on_close=service.close), catalog
 
 
 def make_server(app: Guard, *, host: str = "127.0.0.1", port: int = 8443,

@@ -368,7 +368,7 @@ def _published(fetch: Get, run_base: str, headers: dict[str, str], size: int,
                 return body
         except DataError:
             return body  # verified (and refused) by the caller
-        time.sleep(0.1)
+        time.sleep(0.02)
 
 
 def _tile_fetch(fetch: Get, run_base: str, headers: dict[str, str]) -> Callable[[str], bytes]:
