@@ -28,7 +28,7 @@ IMAGE = ModuleImage(Path(order_flow.__file__))
 
 def _source() -> ReplaySource:
     return ReplaySource(generate_ticks(SyntheticConfig(rate=2_000, duration_s=1.0), seed=3),
-                        BatchSpec(count=200))
+                        BatchSpec(count=50))  # 40 batches: on_progress every 20
 
 
 def _run(ledger_dir: Path, run_dir: Path) -> LedgerRunHook:
@@ -51,6 +51,7 @@ def test_runs_in_the_ledger_and_the_lp_holds_a_run_to_it(tmp_path: Path,
     first = _run(ledger_dir, tmp_path / "run1")
     assert first.appended[0] == "run-start"
     assert first.appended[-1] == "run-end"
+    assert "run-checkpoint" in first.appended
     second = _run(ledger_dir, tmp_path / "run2")
     with Ledger.open(ledger_dir) as ledger:
         runs = list(ledger.state.runs.values())

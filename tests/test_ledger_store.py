@@ -299,3 +299,39 @@ def test_the_broker_opens_a_sealed_secret_only_under_its_name(tmp_path: Path) ->
     assert any("not the secret" in r.reason for r in broker.refusals())
     with pytest.raises(KeyReleaseRefused):  # another broker (another home) cannot open it
         LocalKeyBroker(tmp_path / "other-broker").open_secret(blob, "ledger.a")
+
+
+def test_the_run_hook_reads_only_whole_new_checkpoints(tmp_path: Path) -> None:
+    from zcbench.auditlog._frames import frame
+    from zcbench.auditlog.records import encode_record
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger.runs import LedgerRunHook
+
+    ledger = make(tmp_path)
+    signer, origin = run_log(P0, "run-1")
+    ledger.append(RunStartEntry(P0, origin, signer.vkey, b"\x05" * 32, None), at_ns=T0 + 1)
+    ledger.close()
+    run_dir = tmp_path / "run"
+    store = LogStore.create(run_dir / "log")
+    store.append([encode_record(index=0, kind="note", body=b"x", time_ns=T0)])
+    store.sync()
+    store.add_checkpoint(signer.sign(1, store.root()))
+    store.close()
+    hook = LedgerRunHook(tmp_path / "ledger", run_dir, checkpoint_interval_s=0.0,
+                         clock=lambda: T0 + 2, pcr0=P0, origin=origin)
+    hook.progress()
+    assert hook.appended == ["run-checkpoint"]
+    hook.progress()  # nothing new
+    assert hook.appended == ["run-checkpoint"]
+    whole = frame(signer.sign(2, b"\x07" * 32))
+    path = run_dir / "log" / "checkpoints.zlog"
+    with path.open("ab") as out:
+        out.write(whole[:50])  # the host is still writing this frame
+    hook.progress()
+    assert hook.appended == ["run-checkpoint"]
+    with path.open("ab") as out:
+        out.write(whole[50:])
+    hook.progress()
+    assert hook.appended == ["run-checkpoint", "run-checkpoint"]
+    with Ledger.open(tmp_path / "ledger") as reopened:
+        assert reopened.state.runs[origin].last_size == 2
