@@ -246,3 +246,92 @@ def test_init_refuses_a_used_folder_and_a_bad_origin(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="origin"):
         Ledger.init(tmp_path / "x", origin="no-slashes", genesis_pcr0=P0,
                     commitment_sha256=b"\x01" * 32)
+
+
+def test_an_entry_written_before_a_crash_is_checkpointed_by_the_next_append(
+        tmp_path: Path) -> None:
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger.entries import LEDGER_ENTRIES
+    from zcbench.ledger.verify import check_ledger
+
+    make(tmp_path).close()
+    # the crash: the entry is durable, its checkpoint was never signed
+    store = LogStore.open(tmp_path / "ledger" / "log", codec=LEDGER_ENTRIES)
+    store.append([encode_entry(index=1, time_ns=T0 + 1,
+                               body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1))])
+    store.sync()
+    store.close()
+    report = check_ledger(tmp_path / "ledger")
+    assert report.ok
+    assert any("not checkpointed" in w for w in report.warnings)
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.size == 2
+        ledger.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 2)
+        assert checkpoint_of(ledger.latest_checkpoint(), ledger.vkey).size == 3
+    assert not any("not checkpointed" in w for w in check_ledger(tmp_path / "ledger").warnings)
+
+
+def test_two_writers_take_turns(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    first = Ledger.open(tmp_path / "ledger")
+    second = Ledger.open(tmp_path / "ledger")
+    first.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1)
+    appended = second.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 2)
+    assert appended.entry.index == 2  # the second writer read the first's entry before its own
+    with pytest.raises(LedgerRuleError):
+        first.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 3)  # and so does the first
+    first.close()
+    second.close()
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert [v.pcr0 for v in ledger.state.versions.values()] == [P0, P1, P2]
+
+
+def test_the_broker_opens_a_sealed_secret_only_under_its_name(tmp_path: Path) -> None:
+    from zcbench.keys import KeyReleaseRefused, LocalKeyBroker
+
+    broker = LocalKeyBroker()
+    blob = broker.seal_secret("ledger.a", b"\x05" * 32)
+    assert broker.open_secret(blob, "ledger.a") == b"\x05" * 32
+    with pytest.raises(KeyReleaseRefused):
+        broker.open_secret(blob, "ledger.b")
+    with pytest.raises(KeyReleaseRefused):
+        broker.open_secret(blob[:-1] + bytes([blob[-1] ^ 1]), "ledger.a")
+    assert any("not the secret" in r.reason for r in broker.refusals())
+    with pytest.raises(KeyReleaseRefused):  # another broker (another home) cannot open it
+        LocalKeyBroker(tmp_path / "other-broker").open_secret(blob, "ledger.a")
+
+
+def test_the_run_hook_reads_only_whole_new_checkpoints(tmp_path: Path) -> None:
+    from zcbench.auditlog._frames import frame
+    from zcbench.auditlog.records import encode_record
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger.runs import LedgerRunHook
+
+    ledger = make(tmp_path)
+    signer, origin = run_log(P0, "run-1")
+    ledger.append(RunStartEntry(P0, origin, signer.vkey, b"\x05" * 32, None), at_ns=T0 + 1)
+    ledger.close()
+    run_dir = tmp_path / "run"
+    store = LogStore.create(run_dir / "log")
+    store.append([encode_record(index=0, kind="note", body=b"x", time_ns=T0)])
+    store.sync()
+    store.add_checkpoint(signer.sign(1, store.root()))
+    store.close()
+    hook = LedgerRunHook(tmp_path / "ledger", run_dir, checkpoint_interval_s=0.0,
+                         clock=lambda: T0 + 2, pcr0=P0, origin=origin)
+    hook.progress()
+    assert hook.appended == ["run-checkpoint"]
+    hook.progress()  # nothing new
+    assert hook.appended == ["run-checkpoint"]
+    whole = frame(signer.sign(2, b"\x07" * 32))
+    path = run_dir / "log" / "checkpoints.zlog"
+    with path.open("ab") as out:
+        out.write(whole[:50])  # the host is still writing this frame
+    hook.progress()
+    assert hook.appended == ["run-checkpoint"]
+    with path.open("ab") as out:
+        out.write(whole[50:])
+    hook.progress()
+    assert hook.appended == ["run-checkpoint", "run-checkpoint"]
+    with Ledger.open(tmp_path / "ledger") as reopened:
+        assert reopened.state.runs[origin].last_size == 2

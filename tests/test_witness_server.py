@@ -241,3 +241,16 @@ def test_policy_parsing_is_strict(ledger: Ledger) -> None:
     ):
         with pytest.raises(LedgerFormatError):
             parse_policy(bad)
+
+
+def test_log_list_format(ledger: Ledger) -> None:
+    from zcbench.auditlog import LogFormatError
+    from zcbench.ledger.witness_server import parse_log_list
+
+    text = f"logs/v0\nvkey {ledger.vkey}\norigin {ORIGIN}\nqpd 86400\ncontact ops@acme.example\n"
+    assert [log.vkey for log in parse_log_list(text)] == [ledger.vkey]
+    for bad in (text.replace("logs/v0", "logs/v9"), text.replace(f"origin {ORIGIN}",
+                                                                 "origin other/zcbench/x"),
+                text + "frob 1\n"):
+        with pytest.raises(LogFormatError):
+            parse_log_list(bad)

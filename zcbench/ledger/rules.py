@@ -151,9 +151,14 @@ class LedgerState:
     def apply(self, entry: LedgerEntry) -> None:
         """Take ``entry`` if it follows the rules; else raise :class:`LedgerRuleError` and leave
         the state unchanged."""
+        self.__dict__.update(self.after(entry).__dict__)
+
+    def after(self, entry: LedgerEntry) -> LedgerState:
+        """The state once ``entry`` is taken (this one unchanged); raises
+        :class:`LedgerRuleError` when it breaks a rule."""
         trial = copy.deepcopy(self)
         trial._apply(entry)
-        self.__dict__.update(trial.__dict__)
+        return trial
 
     def _apply(self, entry: LedgerEntry) -> None:
         if entry.index != self.size:

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zcbench.auditlog._frames import CHECKPOINT_FILE, HEADER_SIZE
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import log_verifier, parse_checkpoint_note
+from zcbench.auditlog.merkle import leaf_hash
 from zcbench.ledger._errors import ServeRefused
 from zcbench.ledger.entries import RunCheckpointEntry, RunEndEntry, RunStartEntry
 from zcbench.ledger.policy import TlogPolicy, check_quorum
@@ -73,6 +75,37 @@ def _newest_run_checkpoint(run_dir: Path) -> bytes | None:
     return notes[-1][0] if notes else None
 
 
+class _CheckpointTail:
+    """The run's checkpoint file read from where the last read stopped: a long run's file is
+    never read whole again. Whole frames only (a frame being written is left for next time);
+    what it returns is checked where it is used (the rules verify every run checkpoint)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = HEADER_SIZE
+        self.newest: bytes | None = None
+
+    def read(self) -> bytes | None:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return self.newest
+        pos = 0
+        while pos + 4 <= len(data):
+            length = int.from_bytes(data[pos:pos + 4], "big")
+            end = pos + 4 + length + 32
+            if length == 0 or end > len(data):
+                break
+            payload = data[pos + 4:pos + 4 + length]
+            if leaf_hash(payload) != data[end - 32:end]:
+                break
+            self.newest, pos = payload, end
+        self.offset += pos
+        return self.newest
+
+
 @dataclass
 class LedgerRunHook:
     """The ledger side of one live run (see the module docstring)."""
@@ -88,6 +121,7 @@ class LedgerRunHook:
     appended: list[str] = field(default_factory=list)
     _last_size: int = -1
     _last_at: float = float("-inf")
+    _tail: _CheckpointTail | None = None
 
     def _witness(self, ledger: Ledger) -> None:
         if self.policy is not None and self.policy.quorum is not None:
@@ -121,7 +155,9 @@ class LedgerRunHook:
         """A run-checkpoint of the newest run checkpoint, at most every interval."""
         if not self.origin or self.monotonic() - self._last_at < self.checkpoint_interval_s:
             return
-        note = _newest_run_checkpoint(self.run_dir)
+        if self._tail is None:
+            self._tail = _CheckpointTail(self.run_dir / "log" / CHECKPOINT_FILE)
+        note = self._tail.read()
         if note is None or parse_checkpoint_note(note).size <= self._last_size:
             return
         with Ledger.open(self.ledger_dir) as ledger:

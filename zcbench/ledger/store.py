@@ -24,7 +24,6 @@ them and :func:`zcbench.ledger.verify.check_ledger` reports them until then.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import json
 import os
@@ -320,8 +319,7 @@ class Ledger:
                release: Callable[[LedgerState], Any]) -> Appended:
         signer = release(self.state)
         entry = LedgerEntry(self.size, when, body)
-        trial = copy.deepcopy(self.state)
-        trial.apply(entry)  # raises LedgerRuleError, nothing written
+        trial = self.state.after(entry)  # raises LedgerRuleError, nothing written
         try:
             data = encode_entry(index=entry.index, time_ns=when, body=body)
         except ValueError as exc:
