@@ -61,6 +61,7 @@ _COMMAND_MODULES = (
     "nitro",
     "report",
     "venue",
+    "reconcile",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names
@@ -75,6 +76,7 @@ _INPUT_OPTIONS: Final[dict[str, str]] = {
     "lock": "file",
     "public_key": "file",
     "trust": "file",
+    "statement": "file",
 }
 _ROOT_NAMES: Final = frozenset({"aws", "dev"})
 # Options that name an output path, by dest: an OSError on them (or under them) is exit 3.
