@@ -190,6 +190,10 @@ _TABLE: list[Any] = [
     (["venue", "sim", "--port", "70000", "--drop-copy", "{folder}/d"], 2),
     (["venue", "sim", "--port", "0", "--drop-copy", "{folder}/d", "--data", "{missing}"], 2),
     (["venue", "sim", "--port", "0", "--drop-copy", "{blocked}"], 3),
+    # reconcile
+    (["reconcile", "{missing}", "--statement", "{text}"], 2),
+    (["reconcile", "{folder}", "--statement", "{missing}"], 2),
+    (["reconcile", "{run}", "--statement", "{text}", "--trust", "dev"], 1),
     # demo
     (["demo", "--out", "{text}"], 2),
     (["demo", "--out", "{blocked}"], 3),

@@ -99,7 +99,7 @@ class FaultySim(VenueSimulator):
 
         t, fields = execution_fields(e)
         raw = session.message(t, fields)
-        self.drop_copy.append(raw)
+        self.drop_copy.append(t, fields)
         return raw
 
 

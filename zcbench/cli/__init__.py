@@ -66,6 +66,7 @@ _COMMAND_MODULES = (
     "witness",
     "serve",
     "venue",
+    "reconcile",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names
@@ -83,6 +84,7 @@ _INPUT_OPTIONS: Final[dict[str, str]] = {
     "research": "file",
     "ledger": "dir",
     "policy": "file",
+    "statement": "file",
 }
 _ROOT_NAMES: Final = frozenset({"aws", "dev"})
 # Options that name an output path, by dest: an OSError on them (or under them) is exit 3.

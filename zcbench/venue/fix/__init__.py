@@ -11,9 +11,10 @@
 from zcbench.venue.fix.codec import FixMessage, GarbledMessage, InvalidMessage, decode, encode
 from zcbench.venue.fix.initiator import FixVenue, parse_venue_url
 from zcbench.venue.fix.session import Session, SessionEvent, SessionStore
-from zcbench.venue.fix.sim import SIM_COMP_ID, DropCopy, VenueSimulator
+from zcbench.venue.fix.sim import DROP_COPY_ID, SIM_COMP_ID, DropCopy, VenueSimulator
 
 __all__ = [
+    "DROP_COPY_ID",
     "SIM_COMP_ID",
     "DropCopy",
     "FixMessage",

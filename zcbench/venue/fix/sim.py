@@ -7,10 +7,11 @@ its :class:`~zcbench.venue.paper.PaperVenue` every event up to that time, inclus
 acts, so a run through FIX fills exactly as the in-process paper venue would.
 
 Every ExecutionReport (and OrderCancelReject) the venue sends is first stored in the session
-(``<state>/<SenderCompID>/out.fix``) and appended to the **drop copy** (``FILE``: the raw FIX
-messages, one after another, fsynced per message) before it goes on the wire; resends are
-not copied again. On start, the ids in an existing drop copy are read back so ids stay unique
-(resting orders of an earlier simulator process are not restored).
+(``<state>/<SenderCompID>/out.fix``) and appended to the **drop copy** (``FILE``: FIX
+messages of a drop-copy session of their own, :class:`DropCopy`, fsynced per message) before
+it goes on the wire; resends are not copied again. On start, the ids in an existing drop
+copy are read back so ids stay unique (resting orders of an earlier simulator process are
+not restored).
 
 Requests are idempotent by ClOrdID: a NewOrderSingle whose ClOrdID the venue already knows
 and that carries PossDupFlag=Y (a resend after a reconnect) is ignored (its reports are in
@@ -42,6 +43,8 @@ from zcbench.venue.fix.codec import (
     Framer,
     GarbledMessage,
     decode,
+    encode,
+    fix_time,
     iter_messages,
 )
 from zcbench.venue.fix.messages import (
@@ -54,19 +57,25 @@ from zcbench.venue.fix.session import Session, SessionEvent, SessionStore
 from zcbench.venue.orders import Execution
 from zcbench.venue.paper import PaperVenue
 
-__all__ = ["SIM_COMP_ID", "DropCopy", "VenueSimulator"]
+__all__ = ["DROP_COPY_ID", "SIM_COMP_ID", "DropCopy", "VenueSimulator"]
 
 SIM_COMP_ID: Final = "ZCBSIM"
+DROP_COPY_ID: Final = "DROPCOPY"
 _ID: Final = re.compile(r"S[EO](\d+)")
 
 
 class DropCopy:
-    """The venue's own record: every ExecutionReport as raw FIX, appended and fsynced."""
+    """The venue's own record: every ExecutionReport (and OrderCancelReject) as FIX, appended
+    and fsynced, as a drop-copy session of its own: SenderCompID ``ZCBSIM``, TargetCompID
+    :data:`DROP_COPY_ID`, MsgSeqNum 1, 2, 3... without a gap (no session messages in it), so
+    a reader can tell when one is missing."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], int] = time.time_ns) -> None:
         self.path = Path(path)
+        self._clock = clock
         data = self.path.read_bytes() if self.path.exists() else b""
         self.last_id = 0
+        self.last_seq = 0
         for item in iter_messages(data):
             if isinstance(item, GarbledMessage):
                 continue
@@ -78,17 +87,26 @@ class DropCopy:
                 m = _ID.fullmatch(msg.get(tag) or "")
                 if m:
                     self.last_id = max(self.last_id, int(m.group(1)))
+            self.last_seq = max(self.last_seq, msg.seq or 0)
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise EnvError(f"cannot open the drop copy {path}: {exc.strerror}") from None
 
-    def append(self, raw: bytes) -> None:
+    def append(self, msg_type: str, fields: list[tuple[int, str | int]]) -> bytes:
+        """Write one report durably; returns its bytes."""
+        seq = self.last_seq + 1
+        raw = encode(msg_type, [(49, SIM_COMP_ID), (56, DROP_COPY_ID), (34, seq),
+                                (52, fix_time(self._clock())), *fields])
         try:
-            os.write(self._fd, raw)
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(self._fd, view) :]
             os.fsync(self._fd)
         except OSError as exc:
             raise EnvError(f"writing the drop copy {self.path} failed: {exc}") from None
+        self.last_seq = seq
+        return raw
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -112,7 +130,7 @@ class VenueSimulator:
         self._events = events
         self._ts = events.get_column("ts").to_numpy() if events.height else np.array([], "int64")
         self._cursor = 0
-        self.drop_copy = DropCopy(drop_copy)
+        self.drop_copy = DropCopy(drop_copy, clock=clock)
         self.venue = PaperVenue(prefix="S", first_id=self.drop_copy.last_id + 1)
         self._state = Path(state)
         self._comp_id = comp_id
@@ -321,7 +339,7 @@ class VenueSimulator:
                 continue
             msg_type, fields = execution_fields(e)
             raw = session.message(msg_type, fields)
-            self.drop_copy.append(raw)
+            self.drop_copy.append(msg_type, fields)
             conn = self._connected.get(session.target)
             if conn is not None and session is self._current_sender(conn):
                 out.append(raw)
