@@ -61,6 +61,7 @@ _COMMAND_MODULES = (
     "nitro",
     "report",
     "archive",
+    "evidence",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names
