@@ -278,6 +278,12 @@ _TABLE: list[Any] = [
       "--retain-days", "3000"], 2),
     (["archive", "verify", "{missing}", "--s3", "http://127.0.0.1:9", "--bucket", "records"], 2),
     (["archive", "verify", "{run}", "--s3", "http://127.0.0.1:9", "--bucket", "records"], 1),
+    # evidence
+    (["evidence", "{missing}", "--out", "{folder}/pack"], 2),
+    (["evidence", "{build}", "--out", "{folder}/pack", "--trust", "dev"], 2),
+    (["evidence", "{run}", "--out", "{blocked}", "--trust", "dev"], 3),
+    (["evidence", "verify", "{missing}"], 2),
+    (["evidence", "verify", "{folder}"], 2),
     (["report", "{missing}"], 2),
     (["report", "{text}"], 2),
     (["report", "{build}"], 2),

@@ -67,6 +67,7 @@ _COMMAND_MODULES = (
     "serve",
     "venue",
     "reconcile",
+    "evidence",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names
