@@ -57,7 +57,7 @@ from typing import Any, Final, Literal, NoReturn, Protocol
 
 import dcap_qvl  # type: ignore[import-untyped]  # ships .pyi stubs, but no py.typed
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -327,7 +327,7 @@ def _pck_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
         certs = tuple(x509.load_pem_x509_certificates(pem))
         for cert in certs:
             _ = (cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         _fail("certificate", f"the quote's PCK chain is not readable PEM: {exc}",
               expected="PEM certificates", actual="unreadable")
     if len(certs) != 3:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -370,7 +370,7 @@ def _certificates(blob: bytes) -> list[x509.Certificate]:
                 pems = x509.load_pem_x509_certificates(blob)
             return [_load_der(c.public_bytes(Encoding.DER)) for c in pems]
         return [_load_der(blob)]
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         _fail(
             "certificate",
             f"a given certificate is not valid X.509 (DER or PEM): {exc}",
