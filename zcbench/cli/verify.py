@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     att.add_argument(
         "--commitment",
         metavar="FILE",
-        help="a commitment.json whose PCRs the document must carry",
+        help="a commitment.json whose PCRs (Nitro) or measurements (schema 2: SEV-SNP, TDX, "
+        "SGX) the evidence must carry",
     )
     att.add_argument(
         "--trust",
@@ -423,10 +424,36 @@ _TEE_NAMES = {"sev-snp": "AMD SEV-SNP report", "tdx": "Intel TDX quote", "sgx": 
 _NITRO_ONLY = (
     ("--nonce", "nonce"),
     ("--expect-pcr", "expect_pcr"),
-    ("--commitment", "commitment"),
     ("--max-age", "max_age"),
     ("--log", "log"),
 )
+
+
+def _from_commitment(
+    fields: dict[str, object], path: pathlib.Path, tee: str, name: str
+) -> None:
+    """Add a schema-2 commitment's measurements to the policy fields (a flag that names the
+    same field must agree with it)."""
+    from zcbench.nitro.commitment import Commitment
+
+    commitment = Commitment.load(path)
+    if commitment.tee != tee:
+        raise UsageError(
+            f"{path} commits a {commitment.tee} image; the evidence is an {name}: give the "
+            "commitment of the image this TEE runs"
+        )
+    given = fields.get("expected_measurement")
+    if given is not None and given != commitment.expected_measurement:
+        raise UsageError(f"--expect-measurement differs from the measurement in {path}")
+    fields["expected_measurement"] = commitment.expected_measurement
+    extra = dict(commitment.expected_fields)
+    flags = fields.get("expected_fields")
+    if isinstance(flags, dict):
+        for key, value in flags.items():
+            if key in extra and extra[key] != value:
+                raise UsageError(f"--expect-field {key} differs from {path}")
+            extra[key] = value
+    fields["expected_fields"] = extra or None
 
 
 def _other_tee(args: argparse.Namespace, path: pathlib.Path, data: bytes) -> int:
@@ -458,6 +485,8 @@ def _other_tee(args: argparse.Namespace, path: pathlib.Path, data: bytes) -> int
     at = _parse_at(args.at)
     assert at is not None
     fields = _tee_policy_fields(args)
+    if args.commitment:
+        _from_commitment(fields, pathlib.Path(args.commitment), tee, name)
     try:
         policy = AttestationPolicy(
             allow_debug=args.allow_debug,
