@@ -3,6 +3,7 @@ apply, and the dispatch of :mod:`zcbench.tee`."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -165,6 +166,9 @@ def test_detection_and_dispatch() -> None:
     assert detect_tee((TEE / "sgx" / "sgx_quote").read_bytes()) == "sgx"
     assert detect_tee((TEE / "tdx" / "tdx_quote_outdated").read_bytes()) == "tdx"
     assert detect_tee(b"\x84\x40\xa0\x40\x40") == "nitro"
+    quote = (TEE / "tdx" / "tdx_quote").read_bytes()
+    assert decode_evidence(base64.b64encode(quote)) == quote
+    assert decode_evidence(b"TWFu") == b"TWFu"  # base64 of no evidence stays as it is
     for junk in (b"", b"\xff" * 100, b"\0" * 1184):
         with pytest.raises(DataError):
             detect_tee(junk)
