@@ -213,6 +213,7 @@ def _expected_check(offset: int, flipped: bytes) -> set[str]:
     return {"signature"}
 
 
+@pytest.mark.slow
 def test_every_byte_flipped_fails_with_its_check() -> None:
     for offset in range(REPORT_SIZE):
         flipped = put(MILAN_REPORT, offset, bytes([MILAN_REPORT[offset] ^ 0x01]))

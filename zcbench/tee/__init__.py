@@ -11,13 +11,16 @@ its own module and none imports another; only this dispatch knows them all:
 * :mod:`~zcbench.tee.sevsnp`   SEV-SNP reports and the pinned AMD roots
 * :mod:`~zcbench.tee.amd_kds`  where VCEKs come from (AMD KDS over HTTPS, or in memory)
 * :mod:`~zcbench.tee.dcap`     TDX and SGX quotes, collateral and the pinned Intel root
+* :mod:`~zcbench.tee.snp_measure`  an SEV-SNP launch measurement computed ahead (a commitment)
 * :mod:`~zcbench.nitro`        Nitro documents (imported only when one is checked)
 
-Evidence may be given raw or as hexadecimal text (how SEV-SNP reports are often stored).
+Evidence may be given raw, as hexadecimal text (how SEV-SNP reports are often stored) or as
+base64 text (how quotes travel in JSON).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import string
 from collections.abc import Sequence
@@ -46,18 +49,27 @@ __all__ = [
 ]
 
 _HEX = frozenset(string.hexdigits.encode() + b" \t\r\n")
+_BASE64 = frozenset(string.ascii_letters.encode() + string.digits.encode() + b"+/= \t\r\n")
 _INTEL_QE_VENDOR = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 _MAX_EVIDENCE = 1 << 20
 
 
 def decode_evidence(data: bytes) -> bytes:
-    """``data`` as bytes: hexadecimal text (whitespace allowed) is decoded, anything else kept."""
+    """``data`` as bytes: hexadecimal text, or base64 text that decodes to evidence this
+    module recognises (whitespace allowed in both), is decoded; anything else is kept."""
     if len(data) > 2 * _MAX_EVIDENCE:
         raise DataError(f"evidence of {len(data)} bytes is larger than any TEE's; refusing it")
     if data and set(data) <= _HEX:
         text = b"".join(data.split())
         if len(text) % 2 == 0 and text:
             return bytes.fromhex(text.decode("ascii"))
+    if data and set(data) <= _BASE64:
+        try:
+            raw = base64.b64decode(b"".join(data.split()), validate=True)
+            detect_tee(raw)
+        except (ValueError, DataError):
+            return data
+        return raw
     return data
 
 

@@ -57,7 +57,7 @@ from typing import Any, Final, Literal, NoReturn, Protocol
 
 import dcap_qvl  # type: ignore[import-untyped]  # ships .pyi stubs, but no py.typed
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -317,8 +317,26 @@ def _pinned_root() -> x509.Certificate:
     return root
 
 
+@functools.lru_cache(maxsize=1)
 def _root_der() -> bytes:
     return _pinned_root().public_bytes(Encoding.DER)
+
+
+# Pure functions of certificates parsed once per chain (cached by the chain's bytes): every
+# check still runs on every call, only re-encoding and name decoding are saved.
+@functools.lru_cache(maxsize=64)
+def _der_of(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_and_validity(cert: x509.Certificate) -> tuple[object, dt.datetime, dt.datetime]:
+    return cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+@functools.lru_cache(maxsize=64)
+def _names_chain(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    return cert.issuer == issuer.subject
 
 
 @functools.lru_cache(maxsize=32)
@@ -327,7 +345,7 @@ def _pck_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
         certs = tuple(x509.load_pem_x509_certificates(pem))
         for cert in certs:
             _ = (cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         _fail("certificate", f"the quote's PCK chain is not readable PEM: {exc}",
               expected="PEM certificates", actual="unreadable")
     if len(certs) != 3:
@@ -352,19 +370,19 @@ def _raw_signature(sig: bytes) -> bytes:
 
 def _check_chain(quote: DcapQuote, at: dt.datetime) -> x509.Certificate:
     leaf, ca, root = _pck_chain(quote.pck_chain_pem)
-    if root.public_bytes(Encoding.DER) != _root_der():
-        got = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
+    if _der_of(root) != _root_der():
+        got = hashlib.sha256(_der_of(root)).hexdigest()
         _fail("root", f"the PCK chain ends in a root with SHA-256 {got}, not the pinned Intel "
               "SGX Root CA", expected=INTEL_ROOT_SHA256, actual=got)
     for cert, issuer, label in ((ca, root, "PCK CA"), (leaf, ca, "PCK certificate")):
-        if cert.issuer != issuer.subject or not _ec_verify(
-            issuer.public_key(), cert.signature, cert.tbs_certificate_bytes
+        if not _names_chain(cert, issuer) or not _ec_verify(
+            _key_and_validity(issuer)[0], cert.signature, cert.tbs_certificate_bytes
         ):
             _fail("chain", f"the {label} is not issued by {issuer.subject.rfc4514_string()} "
                   "(name or ECDSA signature)", expected=issuer.subject.rfc4514_string(),
                   actual=cert.issuer.rfc4514_string())
     for cert, label in ((root, "Intel SGX Root CA"), (ca, "PCK CA"), (leaf, "PCK certificate")):
-        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+        _key, start, end = _key_and_validity(cert)
         if not start <= at <= end:
             _fail("validity", f"the {label} is valid {start.isoformat()} to {end.isoformat()}, "
                   f"not at {at.isoformat()}; verify at a time inside that window (--at)",
@@ -373,7 +391,8 @@ def _check_chain(quote: DcapQuote, at: dt.datetime) -> x509.Certificate:
 
 
 def _check_signatures(quote: DcapQuote, pck: x509.Certificate) -> None:
-    if not _ec_verify(pck.public_key(), _raw_signature(quote.qe_report_signature), quote.qe_report):
+    pck_key = _key_and_validity(pck)[0]
+    if not _ec_verify(pck_key, _raw_signature(quote.qe_report_signature), quote.qe_report):
         _fail("qe_report", "the QE report is not signed by the PCK certificate's key: the "
               "quote's quoting enclave is not the attested one", expected="valid signature",
               actual="invalid")
@@ -667,11 +686,16 @@ def check_quote(
 
 
 def _chain_fingerprints(quote: DcapQuote) -> tuple[str, ...]:
+    return _fingerprints_of(quote.pck_chain_pem)
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprints_of(pem: bytes) -> tuple[str, ...]:
     try:
-        certs = _pck_chain(quote.pck_chain_pem)
+        certs = _pck_chain(pem)
     except AttestationError:
         return ()
-    return tuple(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in reversed(certs))
+    return tuple(hashlib.sha256(_der_of(c)).hexdigest() for c in reversed(certs))
 
 
 def verify_quote(

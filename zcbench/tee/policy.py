@@ -141,8 +141,8 @@ class AttestationPolicy:
         unsafe: list[str] = []
         if self.unsafe_skip_pcr_check:
             unsafe.append(
-                "no PCR is checked (unsafe_skip_pcr_check): a genuine enclave signed the "
-                "document, but nothing says WHICH code it runs"
+                "no PCR or measurement is checked (unsafe_skip_pcr_check): genuine hardware "
+                "signed the evidence, but nothing says WHICH code it runs"
             )
         if self.allow_debug:
             unsafe.append(

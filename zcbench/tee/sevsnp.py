@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -370,7 +370,7 @@ def _certificates(blob: bytes) -> list[x509.Certificate]:
                 pems = x509.load_pem_x509_certificates(blob)
             return [_load_der(c.public_bytes(Encoding.DER)) for c in pems]
         return [_load_der(blob)]
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         _fail(
             "certificate",
             f"a given certificate is not valid X.509 (DER or PEM): {exc}",
@@ -379,12 +379,30 @@ def _certificates(blob: bytes) -> list[x509.Certificate]:
         )
 
 
+# Parsed certificates are cached by their bytes (_load_der), so these pure functions of a
+# certificate are cached too: every check still runs on every call, only re-encoding is saved.
+@functools.lru_cache(maxsize=128)
 def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
 
+@functools.lru_cache(maxsize=128)
 def _sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(_der(cert)).hexdigest()
+
+
+@functools.lru_cache(maxsize=128)
+def _names_chain(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    return cert.issuer == issuer.subject
+
+
+@functools.lru_cache(maxsize=128)
+def _extensions(cert: x509.Certificate) -> Mapping[str, bytes]:
+    return {
+        ext.oid.dotted_string: ext.value.value
+        for ext in cert.extensions
+        if isinstance(ext.value, x509.UnrecognizedExtension)
+    }
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -422,12 +440,7 @@ def _der_value(raw: bytes, tag: int) -> bytes:
 
 
 def _extension(cert: x509.Certificate, oid: str) -> bytes | None:
-    for ext in cert.extensions:
-        if ext.oid.dotted_string == oid:
-            value = ext.value
-            if isinstance(value, x509.UnrecognizedExtension):
-                return value.value
-    return None
+    return _extensions(cert).get(oid)
 
 
 def _product_of(leaf: x509.Certificate) -> Product:
@@ -473,7 +486,7 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, label: str, by:
             expected="RSASSA-PSS SHA-384",
             actual=cert.signature_algorithm_oid.dotted_string,
         )
-    if cert.issuer != issuer.subject:
+    if not _names_chain(cert, issuer):
         _fail(
             "chain",
             f"the {label} is issued by {cert.issuer.rfc4514_string()}, not by the {by} "
@@ -599,9 +612,9 @@ def _build_chain(
     # The product's pinned ASK and ASVK come together in AMD's bundles: the one that is not
     # the leaf's issuer is left out; any other stranger to the chain is refused.
     pinned_der = {_der(c) for c in pinned.values()}
-    middles = [c for c in middles if c.subject == leaf.issuer or _der(c) not in pinned_der]
+    middles = [c for c in middles if _names_chain(leaf, c) or _der(c) not in pinned_der]
     for cert in middles:
-        if cert.subject != leaf.issuer:
+        if not _names_chain(leaf, cert):
             _fail(
                 "chain",
                 f"the given {_cn(cert) or 'certificate'} is not the {want}'s issuer "
