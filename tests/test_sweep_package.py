@@ -18,6 +18,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_research.ipyn
 SYNTH = ["--synthetic", "--duration", "1", "--rate", "3000", "--width-ms", "50", "--serial"]
 
 
+@pytest.mark.slow
 def test_sweep_cli_writes_the_record_and_package_commits_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -84,6 +85,7 @@ def test_commitment_refuses_a_malformed_research_field() -> None:
             Commitment.from_json(json.dumps({**base, "research": bad}))
 
 
+@pytest.mark.slow
 def test_walkforward_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     record = tmp_path / "wf.json"
     folds = tmp_path / "folds.parquet"

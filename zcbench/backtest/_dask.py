@@ -70,6 +70,7 @@ def dask_client(
 ) -> Iterator[Client]:
     """A connected ``Client`` for the duration of the block (see the module docstring);
     ``timeout_s`` bounds the wait for a scheduler given by address."""
+    address = parse_address(scheduler) if isinstance(scheduler, str) else None
     import distributed
 
     # distributed's API is only partly typed: its calls go through Any here
@@ -78,8 +79,7 @@ def dask_client(
     if isinstance(scheduler, Client):
         yield scheduler
         return
-    if scheduler is not None:
-        address = parse_address(str(scheduler))
+    if address is not None:
         try:
             client = Client(address, timeout=timeout_s)
         except (OSError, TimeoutError) as exc:

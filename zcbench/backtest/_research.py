@@ -63,7 +63,8 @@ __all__ = [
 
 RESEARCH_SCHEMA: Final = "zcbench.research/1"
 KINDS: Final = ("sweep", "walkforward")
-_MAX_BYTES: Final = 64 << 20
+_MAX_BYTES: Final = 256 << 20  # 100,000 trials take about 40 MiB
+_CSV_ROWS: Final = 65_536
 _SHA256_HEX: Final = frozenset("0123456789abcdef")
 _REQUIRED: Final = (
     "schema", "kind", "strategy", "grid", "data_sha256", "metric", "n_trials", "n_failed",
@@ -72,8 +73,13 @@ _REQUIRED: Final = (
 
 
 def data_sha256(events: pl.DataFrame) -> str:
-    """SHA-256 of ``events`` as CSV (the module docstring)."""
-    return hashlib.sha256(events.write_csv().encode()).hexdigest()
+    """SHA-256 of ``events`` as CSV (the module docstring), hashed a slice at a time so a large
+    frame is never one string."""
+    digest = hashlib.sha256()
+    for start in range(0, max(events.height, 1), _CSV_ROWS):
+        part = events.slice(start, _CSV_ROWS)
+        digest.update(part.write_csv(include_header=start == 0).encode())
+    return digest.hexdigest()
 
 
 def table_sha256(table: pl.DataFrame) -> str:
