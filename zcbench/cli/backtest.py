@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
         help="write the result tables, summary.json and equity.png (equity, drawdown, trades)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_run)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -96,7 +96,7 @@ def _param(text: str) -> tuple[str, Any]:
         return name, raw
 
 
-def run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     """Handler: load data, build the strategy, run, print."""
     from zcbench.backtest import BacktestConfig, run_backtest
     from zcbench.errors import UsageError
