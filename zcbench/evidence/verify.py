@@ -26,7 +26,7 @@ __all__ = ["PackReport", "PackVerificationError", "check_pack", "verify_pack"]
 
 _MAX_JSON: Final = 1 << 20
 _PACK_KEYS: Final = frozenset({"schema", "generated_at", "runs", "trust", "rts25", "tables",
-                               "commands"})
+                               "commands", "clock_at_build"})
 
 
 @dataclass(frozen=True, slots=True)
