@@ -44,6 +44,8 @@ _TITLES: Final = {
     "controls": "Risk controls in force (RTS 6 Art. 15)",
     "control_events": "Control events: rejects by control, kill switch, throttles",
     "clock": "Clock evidence: each record's time source and error bound (RTS 25)",
+    "performance": "Verified tear sheet: performance recomputed from the signed log and the "
+                   "fills it covers (Rule 204-2)",
     "archive": "Archive locations (WORM, by VersionId)",
     "files": "Every file, its SHA-256 and the command that re-verifies it",
 }
@@ -241,7 +243,7 @@ def _clock_at_build(clock: ClockSource, limit_ns: int) -> dict[str, Any]:
 
 def build_pack(
     run_dirs: Sequence[Path], out_dir: Path, *, trust: str | Path = "aws", rts25: str = "algo",
-    generated_at: str, clock: ClockSource | None = None,
+    generated_at: str, clock: ClockSource | None = None, capital_ticks: int | None = None,
 ) -> EvidencePack:
     """Collect the evidence of ``run_dirs`` and write the pack into ``out_dir``; ``clock``
     (default the host's) is read once and reported as the building machine's clock."""
@@ -252,7 +254,7 @@ def build_pack(
         if out_dir.resolve().is_relative_to(Path(run_dir).resolve()):
             raise UsageError(f"--out {out_dir} is inside the run folder {run_dir}: the pack "
                              "would change the run it describes; write it elsewhere")
-    evidence = collect_evidence(run_dirs, trust=trust, rts25=rts25)
+    evidence = collect_evidence(run_dirs, trust=trust, rts25=rts25, capital_ticks=capital_ticks)
     tables = dict(evidence.tables)
     tables["files"] = files_table(evidence, trust=trust, out_dir=out_dir)
     commands = tuple(dict.fromkeys(tables["files"]["verify_command"].to_list()))
@@ -268,7 +270,7 @@ def build_pack(
         (staging / "pack.json").write_text(json.dumps({
             "schema": PACK_SCHEMA, "generated_at": generated_at,
             "runs": [str(r.run_dir) for r in evidence.runs],
-            "trust": str(trust), "rts25": rts25,
+            "trust": str(trust), "rts25": rts25, "capital_ticks": capital_ticks,
             "tables": sorted(tables), "commands": list(commands), "clock_at_build": clock_now,
         }, indent=1, sort_keys=True) + "\n")
         names = sorted(p.name for p in staging.iterdir())
