@@ -90,6 +90,16 @@ def _archive_commands(tables: EvidenceTables, run: RunFacts) -> dict[str, str]:
     return commands
 
 
+def _run_files(folder: Path) -> list[Path]:
+    """Every regular file under ``folder``, never through a symbolic link, sorted."""
+    found = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        found += [here / n for n in names if (here / n).is_file() and not (here / n).is_symlink()]
+    return sorted(found)
+
+
 def files_table(tables: EvidenceTables, *, trust: str | Path, out_dir: Path) -> pl.DataFrame:
     """``files``: every source file of every run and build, its hash, the command that
     re-verifies it (each command runs from where the pack was built)."""
@@ -108,7 +118,7 @@ def files_table(tables: EvidenceTables, *, trust: str | Path, out_dir: Path) -> 
                               pack_check),
             "summary.json": ("how the run ended; its build folder", pack_check),
         }
-        for path in sorted(p for p in run.run_dir.rglob("*") if p.is_file()):
+        for path in _run_files(run.run_dir):
             rel = path.relative_to(run.run_dir).as_posix()
             if rel.startswith("log/"):
                 kind, command = "signed log: segments and checkpoints", log_check
