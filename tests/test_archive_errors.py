@@ -27,6 +27,7 @@ from zcbench.archive import (
     archive_run,
     check_archive,
     read_manifest,
+    run_files,
     write_manifest,
 )
 from zcbench.cli import main
@@ -201,3 +202,15 @@ def test_usage_errors(argv: list[str], run_dir: Path, capsys: pytest.CaptureFixt
     argv = [str(run_dir) if a == "RUN" else a for a in argv]
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("zcbench: ")
+
+
+def test_run_files_never_follow_a_link_or_take_the_manifest(run_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not the run's")
+    (run_dir / "log" / "linked-file").symlink_to(outside / "secret")
+    (run_dir / "linked-dir").symlink_to(outside)
+    (run_dir / "archive.json").write_text("{}")
+    (run_dir / "log" / "x.tmp").write_text("half")
+    names = [name for name, _ in run_files(run_dir)]
+    assert names == ["run/boot.cbor", "run/log/seg-00000000.zlog", "run/summary.json"]

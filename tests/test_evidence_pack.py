@@ -16,6 +16,7 @@ import pytest
 from _seaweed import SeaweedS3, running_seaweed
 from test_widgets_support import make_run
 
+from zcbench.auditlog import events_frame
 from zcbench.cli import main
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,7 @@ def test_pack_of_an_archived_run_holds_each_part_and_each_command_verifies(
     assert main(["evidence", str(archived), "--out", str(pack), "--trust", "dev"]) == 0
     commands = _commands(capsys.readouterr().out)
     for name in ("runs", "algorithms", "orders", "controls", "control_events", "clock",
-                 "archive", "files"):
+                 "performance", "archive", "files"):
         csv = pl.read_csv(pack / f"{name}.csv", infer_schema=False)
         assert pl.read_parquet(pack / f"{name}.parquet").height == csv.height
     html = (pack / "index.html").read_text()
@@ -92,6 +93,28 @@ def test_pack_of_an_archived_run_holds_each_part_and_each_command_verifies(
     clock = pl.read_parquet(pack / "clock.parquet")
     assert clock.height == runs["entries"][0]
     assert clock["flag"].str.contains("no error bound").all()  # never assumed within
+
+    # the run's PnL recomputed here from the signed log alone: verified fills, marked at the
+    # last logged price (the execution layer may have marked at quotes the strategy never
+    # declared, so the summary's figure is compared, not assumed)
+    performance = pl.read_parquet(pack / "performance.parquet")
+    events = events_frame(archived)
+    last: dict[str, int] = {}
+    for symbol, price, bid, ask in events.select(
+            "symbol", *(c if c in events.columns else pl.lit(None).alias(c)
+                        for c in ("price", "bid", "ask"))).iter_rows():
+        mark = price if price is not None else (bid + ask) // 2 if None not in (bid, ask) else None
+        if mark:
+            last[symbol] = mark
+    cash, held = 0, {}
+    for row in orders.filter(pl.col("event") == "fill").iter_rows(named=True):
+        signed = row["quantity"] if row["side"] == "buy" else -row["quantity"]
+        cash -= signed * row["price_ticks"]
+        held[row["symbol"]] = held.get(row["symbol"], 0) + signed
+    pnl = cash + sum(q * last[s] for s, q in held.items())
+    assert performance["pnl_ticks"].to_list() == [pnl]
+    summary = json.loads((archived / "summary.json").read_text())
+    assert performance["pnl_matches_summary"].to_list() == [pnl == summary["pnl_ticks"]]
 
     archive = pl.read_parquet(pack / "archive.parquet")
     manifest = json.loads((archived / "archive.json").read_text())

@@ -16,7 +16,9 @@ bucket's existing objects.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +39,9 @@ __all__ = [
 
 PROBE_RETENTION: Final = dt.timedelta(minutes=10)
 """How long the probe object is locked: long enough for the probe, short enough to be cheap."""
+_PROBE_BODY: Final = b"zcbench object lock probe\n"
+_PROBE_MD5: Final = base64.b64encode(
+    hashlib.md5(_PROBE_BODY, usedforsecurity=False).digest()).decode()
 _NO_LOCK_CODES: Final = frozenset({"ObjectLockConfigurationNotFoundError",
                                    "ObjectLockConfigurationNotFound"})
 
@@ -117,8 +122,11 @@ def ensure_worm_bucket(client: Any, endpoint: S3Endpoint, bucket: str, *,
         if not create:
             raise NotWormBucketError(f"bucket {bucket} does not exist at {endpoint}",
                                      check="bucket_exists", expected=bucket, actual=None)
+        region = getattr(getattr(client, "meta", None), "region_name", None)
+        where = ({"CreateBucketConfiguration": {"LocationConstraint": region}}
+                 if endpoint.url is None and region not in (None, "us-east-1") else {})
         try:
-            client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+            client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True, **where)
             created = True
         except (ClientError, BotoCoreError) as exc:
             _raise_env(exc, endpoint, f"create bucket {bucket}")
@@ -172,7 +180,8 @@ def probe_lock(client: Any, endpoint: S3Endpoint, bucket: str, *, prefix: str,
     key = f"{prefix}/.lock-probe/{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
     until = (now + PROBE_RETENTION).replace(microsecond=0)
     try:
-        put = client.put_object(Bucket=bucket, Key=key, Body=b"zcbench object lock probe\n",
+        # S3 wants Content-MD5 (or an SDK checksum) on every upload that carries a lock
+        put = client.put_object(Bucket=bucket, Key=key, Body=_PROBE_BODY, ContentMD5=_PROBE_MD5,
                                 ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
     except (ClientError, BotoCoreError) as exc:
         _raise_env(exc, endpoint, f"write a probe object to bucket {bucket}")

@@ -21,6 +21,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -128,14 +129,19 @@ def run_identity(run_dir: Path) -> tuple[str, Path | None]:
 
 
 def _regular_files(folder: Path) -> list[Path]:
+    """Every regular file under ``folder``, never through a symbolic link, sorted."""
     found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        if path.name.endswith(".tmp") or (path.parent == folder and path.name == MANIFEST_FILE):
-            continue
-        found.append(path)
-    return found
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        for name in names:
+            path = here / name
+            if path.is_symlink() or not path.is_file() or name.endswith(".tmp"):
+                continue
+            if here == folder and name == MANIFEST_FILE:
+                continue
+            found.append(path)
+    return sorted(found)
 
 
 def run_files(run_dir: Path) -> list[tuple[str, Path]]:
@@ -156,29 +162,32 @@ def run_files(run_dir: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def _sha256(path: Path) -> tuple[str, int]:
+def _digests(path: Path) -> tuple[str, str, int]:
+    """SHA-256 (hex) and MD5 (base64, the Content-MD5 S3 asks of a locked upload) and size."""
     digest = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
     size = 0
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
+            md5.update(chunk)
             size += len(chunk)
-    return digest.hexdigest(), size
+    return digest.hexdigest(), base64.b64encode(md5.digest()).decode(), size
 
 
 def _upload(client: Any, endpoint: S3Endpoint, bucket: str, key: str, path: Path,
             until: dt.datetime) -> tuple[str, str, int]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    sha, size = _sha256(path)
+    sha, md5, size = _digests(path)
     if size > _MAX_OBJECT:
         raise UsageError(f"{path} is {size} bytes, over S3's single upload limit")
     checksum = base64.b64encode(bytes.fromhex(sha)).decode()
     try:
         with path.open("rb") as body:
             put = client.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=size,
-                                    ChecksumSHA256=checksum, ObjectLockMode="COMPLIANCE",
-                                    ObjectLockRetainUntilDate=until)
+                                    ContentMD5=md5, ChecksumSHA256=checksum,
+                                    ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until)
         version = put.get("VersionId")
         if not isinstance(version, str) or not version or version == "null":
             raise VerificationError(f"S3 gave {key} no version id: the bucket is not versioned",

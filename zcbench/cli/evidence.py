@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--rts25", default="algo", choices=("hft", "algo", "voice"),
                         help="the RTS 25 clock limit to report against: hft 100 µs, algo 1 ms "
                         "(default), voice 1 s")
+    parser.add_argument("--capital", type=int, metavar="UNITS",
+                        help="capital the tear sheet measures returns against, in currency "
+                        "units (default 1,000,000)")
     parser.add_argument("--ledger", metavar="DIR",
                         help="the strategy's ledger, for the version history")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -58,6 +61,8 @@ def _check_values(args: argparse.Namespace) -> None:
         return
     if args.out is None:
         raise UsageError("give --out DIR, the folder the pack is written to")
+    if args.capital is not None and not 1 <= args.capital <= 10**12:
+        raise UsageError("--capital must be a whole number of currency units, 1 to 10^12")
     if args.ledger is not None and importlib.util.find_spec("zcbench.ledger") is None:
         raise UsageError("this zcbench has no ledger part yet: drop --ledger; the pack's "
                          "inventory comes from the runs' commitments")
@@ -81,10 +86,13 @@ def _run(args: argparse.Namespace) -> int:
         code = EXIT_OK if report.verified else EXIT_FAILED
     else:
         from zcbench.evidence import build_pack
+        from zcbench.strategy import PRICE_SCALE
 
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         pack = build_pack([Path(p) for p in args.run_dir], Path(args.out),
-                          trust=_trust(args.trust), rts25=args.rts25, generated_at=now)
+                          trust=_trust(args.trust), rts25=args.rts25, generated_at=now,
+                          capital_ticks=None if args.capital is None
+                          else args.capital * PRICE_SCALE)
         failed = [r.run_id for r in pack.runs if not r.verified]
         text = [f"{'WRITTEN' if not failed else 'WRITTEN, WITH FAILURES'}: evidence pack "
                 f"{pack.out_dir} for {len(pack.runs)} run(s): {pack.out_dir / 'index.html'}"]

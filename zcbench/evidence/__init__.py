@@ -15,10 +15,20 @@ versions, each order tied to the algorithm responsible (RTS 6 Art. 12), the pre-
 * ``archive``: bucket, key, VersionId, SHA-256 of every archived file (``zcbench archive``)
 * ``files``: every source file, its SHA-256 and the command that re-verifies it
 
-Modules: :mod:`~zcbench.evidence.collect` (the facts), :mod:`~zcbench.evidence.pack` (HTML, CSV,
-Parquet, ``SHA256SUMS``), :mod:`~zcbench.evidence.verify` (rebuild and compare).
+Modules: :mod:`~zcbench.evidence.clock` (clock sources with their error bounds: the host's
+kernel discipline, AWS ClockBound), :mod:`~zcbench.evidence.collect` (the facts),
+:mod:`~zcbench.evidence.pack` (HTML, CSV, Parquet, ``SHA256SUMS``),
+:mod:`~zcbench.evidence.verify` (rebuild and compare).
 """
 
+from zcbench.evidence.clock import (
+    ClockBoundSource,
+    ClockReading,
+    ClockSource,
+    HostClock,
+    judge,
+    parse_clockbound,
+)
 from zcbench.evidence.collect import (
     RTS25_LIMITS_NS,
     EvidenceTables,
@@ -33,8 +43,12 @@ from zcbench.evidence.verify import PackReport, PackVerificationError, check_pac
 __all__ = [
     "PACK_SCHEMA",
     "RTS25_LIMITS_NS",
+    "ClockBoundSource",
+    "ClockReading",
+    "ClockSource",
     "EvidencePack",
     "EvidenceTables",
+    "HostClock",
     "PackReport",
     "PackVerificationError",
     "RunFacts",
@@ -44,5 +58,7 @@ __all__ = [
     "control_of",
     "files_table",
     "iso_ns",
+    "judge",
+    "parse_clockbound",
     "verify_pack",
 ]

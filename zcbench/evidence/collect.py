@@ -124,6 +124,14 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "clock": {"run_id": pl.String, "log_index": pl.Int64, "kind": pl.String,
               "time_utc": pl.String, "source": pl.String, "bound_ns": pl.Int64,
               "limit_ns": pl.Int64, "within_limit": pl.Boolean, "flag": pl.String},
+    "performance": {"run_id": pl.String, "capital_ticks": pl.Int64, "pnl_ticks": pl.Int64,
+                    "summary_pnl_ticks": pl.Int64, "pnl_matches_summary": pl.Boolean,
+                    "total_return": pl.Float64, "volatility": pl.Float64, "sharpe": pl.Float64,
+                    "sharpe_per_batch": pl.Float64, "sortino": pl.Float64,
+                    "max_drawdown": pl.Float64, "max_drawdown_duration_s": pl.Float64,
+                    "exposure": pl.Float64, "turnover": pl.Float64, "n_batches": pl.Int64,
+                    "n_fills": pl.Int64, "periods_per_year": pl.Float64, "trials": pl.Int64,
+                    "deflated_sharpe": pl.Float64},
     "archive": {"run_id": pl.String, "path": pl.String, "bucket": pl.String,
                 "endpoint": pl.String, "key": pl.String, "version_id": pl.String,
                 "sha256": pl.String, "size": pl.Int64, "mode": pl.String,
@@ -217,9 +225,12 @@ def _limits_rows(run_id: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def collect_evidence(
     run_dirs: Sequence[Path], *, trust: str | Path = "aws", rts25: str = "algo",
+    capital_ticks: int | None = None,
 ) -> EvidenceTables:
-    """The pack's tables for ``run_dirs`` (see the module docstring)."""
+    """The pack's tables for ``run_dirs`` (see the module docstring); ``capital_ticks`` is what
+    the verified tear sheet measures returns against (default 1,000,000 currency units)."""
     from zcbench.auditlog.frame import iter_records
+    from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS, run_tear_sheet
     from zcbench.host.execution import read_journal
     from zcbench.nitro.commitment import Commitment
 
@@ -290,6 +301,17 @@ def collect_evidence(
                     "control": control_of(row["reason"]), "symbol": row["symbol"],
                     "reason": row["reason"]})
         rows["controls"] += _limits_rows(facts.run_id, summary)
+        if facts.verified:
+            run_orders = _frame("orders", [r for r in rows["orders"]
+                                           if r["run_id"] == facts.run_id])
+            sheet = run_tear_sheet(run_dir, run_orders,
+                                   capital_ticks=capital_ticks or DEFAULT_CAPITAL_TICKS)
+            logged_pnl = summary.get("pnl_ticks")
+            summary_pnl = logged_pnl if type(logged_pnl) is int else None
+            rows["performance"].append({
+                "run_id": facts.run_id, **sheet.to_row(), "summary_pnl_ticks": summary_pnl,
+                "pnl_matches_summary": summary_pnl == sheet.pnl_ticks if summary_pnl is not None
+                else None})
         from zcbench.archive import read_manifest
 
         manifest = read_manifest(run_dir)

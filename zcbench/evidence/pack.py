@@ -22,7 +22,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from zcbench.errors import UsageError
+from zcbench.errors import UsageError, ZcbenchError
+from zcbench.evidence.clock import ClockSource, HostClock, judge
 from zcbench.evidence.collect import RTS25_LIMITS_NS, EvidenceTables, RunFacts, collect_evidence
 
 __all__ = [
@@ -43,6 +44,8 @@ _TITLES: Final = {
     "controls": "Risk controls in force (RTS 6 Art. 15)",
     "control_events": "Control events: rejects by control, kill switch, throttles",
     "clock": "Clock evidence: each record's time source and error bound (RTS 25)",
+    "performance": "Verified tear sheet: performance recomputed from the signed log and the "
+                   "fills it covers (Rule 204-2)",
     "archive": "Archive locations (WORM, by VersionId)",
     "files": "Every file, its SHA-256 and the command that re-verifies it",
 }
@@ -87,6 +90,16 @@ def _archive_commands(tables: EvidenceTables, run: RunFacts) -> dict[str, str]:
     return commands
 
 
+def _run_files(folder: Path) -> list[Path]:
+    """Every regular file under ``folder``, never through a symbolic link, sorted."""
+    found = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        found += [here / n for n in names if (here / n).is_file() and not (here / n).is_symlink()]
+    return sorted(found)
+
+
 def files_table(tables: EvidenceTables, *, trust: str | Path, out_dir: Path) -> pl.DataFrame:
     """``files``: every source file of every run and build, its hash, the command that
     re-verifies it (each command runs from where the pack was built)."""
@@ -105,7 +118,7 @@ def files_table(tables: EvidenceTables, *, trust: str | Path, out_dir: Path) -> 
                               pack_check),
             "summary.json": ("how the run ended; its build folder", pack_check),
         }
-        for path in sorted(p for p in run.run_dir.rglob("*") if p.is_file()):
+        for path in _run_files(run.run_dir):
             rel = path.relative_to(run.run_dir).as_posix()
             if rel.startswith("log/"):
                 kind, command = "signed log: segments and checkpoints", log_check
@@ -178,7 +191,7 @@ def _clock_summary(frame: pl.DataFrame, rts25: str) -> str:
 
 
 def _index_html(tables: dict[str, pl.DataFrame], runs: Sequence[RunFacts], rts25: str,
-                commands: Sequence[str], generated_at: str) -> str:
+                commands: Sequence[str], generated_at: str, clock_now: dict[str, Any]) -> str:
     simulated = any(r.simulated for r in runs)
     banner = ('<p class="sim">SIMULATED: these runs chain to the development CA, not to AWS '
               "Nitro's root. A stand-in, not confidential.</p>" if simulated else "")
@@ -187,9 +200,15 @@ def _index_html(tables: dict[str, pl.DataFrame], runs: Sequence[RunFacts], rts25
                        f"verify ({html.escape(r.verdict)}); its orders are not tied to a "
                        "PCR0.</p>" for r in failed))
     nav = " · ".join(f'<a href="#{n}">{html.escape(n)}</a>' for n in _TITLES)
+    bound = clock_now["bound_ns"]
+    host = "<p>" + html.escape(
+        f"The clock of the machine that built this pack: {clock_now['source']}, "
+        f"{'synchronised' if clock_now['synchronised'] else 'NOT synchronised'}, bound "
+        f"{f'{bound:,} ns' if bound is not None else 'none'} ({clock_now['detail']}); "
+        f"{'within' if clock_now['within_limit'] else 'NOT within'} the limit.") + "</p>"
     sections = "".join(
-        _table_html(name, tables[name]) + (_clock_summary(tables[name], rts25)
-                                           if name == "clock" else "")
+        _table_html(name, tables[name])
+        + (_clock_summary(tables[name], rts25) + host if name == "clock" else "")
         for name in _TITLES)
     cmds = "".join(f"<li><code>{html.escape(c)}</code></li>" for c in commands)
     return f"""<!doctype html>
@@ -220,11 +239,24 @@ def _fsync_tree(folder: Path) -> None:
             os.close(fd)
 
 
+def _clock_at_build(clock: ClockSource, limit_ns: int) -> dict[str, Any]:
+    try:
+        reading = clock.read()
+    except ZcbenchError as exc:
+        return {"source": clock.name, "bound_ns": None, "synchronised": False,
+                "detail": str(exc), "within_limit": False, "flag": "no reading"}
+    within, flag = judge(reading, limit_ns)
+    return {"source": reading.source, "bound_ns": reading.bound_ns,
+            "synchronised": reading.synchronised, "detail": reading.detail,
+            "within_limit": within, "flag": flag}
+
+
 def build_pack(
     run_dirs: Sequence[Path], out_dir: Path, *, trust: str | Path = "aws", rts25: str = "algo",
-    generated_at: str,
+    generated_at: str, clock: ClockSource | None = None, capital_ticks: int | None = None,
 ) -> EvidencePack:
-    """Collect the evidence of ``run_dirs`` and write the pack into ``out_dir``."""
+    """Collect the evidence of ``run_dirs`` and write the pack into ``out_dir``; ``clock``
+    (default the host's) is read once and reported as the building machine's clock."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UsageError(f"{out_dir} exists and is not an empty folder: give a new --out")
@@ -232,10 +264,11 @@ def build_pack(
         if out_dir.resolve().is_relative_to(Path(run_dir).resolve()):
             raise UsageError(f"--out {out_dir} is inside the run folder {run_dir}: the pack "
                              "would change the run it describes; write it elsewhere")
-    evidence = collect_evidence(run_dirs, trust=trust, rts25=rts25)
+    evidence = collect_evidence(run_dirs, trust=trust, rts25=rts25, capital_ticks=capital_ticks)
     tables = dict(evidence.tables)
     tables["files"] = files_table(evidence, trust=trust, out_dir=out_dir)
     commands = tuple(dict.fromkeys(tables["files"]["verify_command"].to_list()))
+    clock_now = _clock_at_build(clock or HostClock(), RTS25_LIMITS_NS[rts25])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -243,12 +276,12 @@ def build_pack(
     try:
         write_tables(staging, tables)
         (staging / "index.html").write_text(
-            _index_html(tables, evidence.runs, rts25, commands, generated_at))
+            _index_html(tables, evidence.runs, rts25, commands, generated_at, clock_now))
         (staging / "pack.json").write_text(json.dumps({
             "schema": PACK_SCHEMA, "generated_at": generated_at,
             "runs": [str(r.run_dir) for r in evidence.runs],
-            "trust": str(trust), "rts25": rts25,
-            "tables": sorted(tables), "commands": list(commands),
+            "trust": str(trust), "rts25": rts25, "capital_ticks": capital_ticks,
+            "tables": sorted(tables), "commands": list(commands), "clock_at_build": clock_now,
         }, indent=1, sort_keys=True) + "\n")
         names = sorted(p.name for p in staging.iterdir())
         (staging / SUMS_FILE).write_text(

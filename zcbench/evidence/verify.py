@@ -26,7 +26,7 @@ __all__ = ["PackReport", "PackVerificationError", "check_pack", "verify_pack"]
 
 _MAX_JSON: Final = 1 << 20
 _PACK_KEYS: Final = frozenset({"schema", "generated_at", "runs", "trust", "rts25", "tables",
-                               "commands"})
+                               "commands", "clock_at_build", "capital_ticks"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,10 @@ def check_pack(pack: Path) -> PackReport:
     if missing:
         problems += [f"run folder {m} is gone: the tables cannot be rebuilt" for m in missing]
         return PackReport(pack, tuple(data["runs"]), (), tuple(problems))
-    evidence = collect_evidence(runs, trust=trust, rts25=data["rts25"])
+    capital = data["capital_ticks"]
+    if capital is not None and (type(capital) is not int or capital <= 0):
+        raise DataError(f"{pack / 'pack.json'}: capital_ticks must be a positive integer")
+    evidence = collect_evidence(runs, trust=trust, rts25=data["rts25"], capital_ticks=capital)
     tables = dict(evidence.tables)
     tables["files"] = files_table(evidence, trust=trust, out_dir=pack)
     if sorted(tables) != sorted(data["tables"]):
