@@ -50,7 +50,7 @@ from zcbench.ledger.entries import (
     RevocationEntry,
     encode_entry,
 )
-from zcbench.ledger.key import SealedLedgerKey
+from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey
 from zcbench.ledger.rules import LedgerState
 
 __all__ = [
@@ -123,7 +123,7 @@ class Ledger:
 
     def __init__(self, folder: Path, origin: str, vkey: str, store: LogStore,
                  entries: list[LedgerEntry], data: list[bytes], state: LedgerState,
-                 key: SealedLedgerKey) -> None:
+                 key: LedgerKeyHolder) -> None:
         self.folder = folder
         self.origin = origin
         self.vkey = vkey
@@ -157,9 +157,13 @@ class Ledger:
 
     @classmethod
     def open(cls, folder: Path,
-             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
+             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker, *,
+             key: LedgerKeyHolder | None = None) -> Ledger:
         """Open ``folder``: recover the log (a torn tail is cut, see :attr:`recovery`; damage
-        is refused), read and rule-check every entry, check the newest checkpoint's signature."""
+        is refused), read and rule-check every entry, check the newest checkpoint's signature.
+
+        ``key`` holds the ledger key (default: sealed by the local key broker from
+        ``broker_factory``; on Nitro a :class:`~zcbench.ledger.key.AttestedLedgerKey`)."""
         origin, vkey = read_ledger_file(folder)
         store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
         try:
@@ -176,8 +180,8 @@ class Ledger:
                         check=exc.check, expected=exc.expected, actual=exc.actual) from None
                 entries.append(item.record)
                 data.append(item.data)
-            ledger = cls(folder, origin, vkey, store, entries, data, state,
-                         SealedLedgerKey(folder, origin, broker_factory))
+            holder = key if key is not None else SealedLedgerKey(folder, origin, broker_factory)
+            ledger = cls(folder, origin, vkey, store, entries, data, state, holder)
             notes, _, _ = walk.checkpoint_notes()
             if notes:
                 ledger._checkpoint_verifier().verify(notes[-1][0])
@@ -306,7 +310,7 @@ class Ledger:
         """Read entries another process appended since this one opened the ledger."""
         if self._disk_marker() == self._marker:
             return
-        fresh = Ledger.open(self.folder, self.key.broker_factory)
+        fresh = Ledger.open(self.folder, key=self.key)
         if fresh.size != self.size:
             self._store.close()
             self._store, self._entries, self._data = fresh._store, fresh._entries, fresh._data
