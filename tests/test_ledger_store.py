@@ -383,3 +383,29 @@ def test_the_nitro_ledger_key_is_sealed_and_released_by_kms(tmp_path: Path) -> N
         with pytest.raises(LedgerKeyRefused):
             holder.release(P0, state, T0)
     assert (tmp_path / "ledger-key.sealed").read_bytes() == b"kms-blob"
+
+
+def test_opening_waits_for_a_writer_and_never_cuts_its_frame(tmp_path: Path) -> None:
+    import threading
+
+    from zcbench.auditlog._frames import frame
+    from zcbench.ledger.store import _folder_lock
+
+    make(tmp_path).close()
+    segment = tmp_path / "ledger" / "log" / "seg-00000000.zlog"
+    whole = frame(encode_entry(index=1, time_ns=T0 + 1,
+                               body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1)))
+    opened: list[Ledger] = []
+    with _folder_lock(tmp_path / "ledger"):
+        with segment.open("ab") as out:
+            out.write(whole[:20])  # a writer in the middle of a frame
+        reader = threading.Thread(target=lambda: opened.append(Ledger.open(tmp_path / "ledger")))
+        reader.start()
+        reader.join(0.5)
+        assert not opened  # the reader waits for the lock instead of cutting the frame
+        with segment.open("ab") as out:
+            out.write(whole[20:])
+    reader.join(30)
+    assert opened[0].size == 2
+    assert opened[0].recovery.classification == "clean"
+    opened[0].close()

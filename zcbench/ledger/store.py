@@ -104,6 +104,18 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     OsFileSystem().fsync_dir(path.parent)
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """The ledger folder's writer lock: appends, and recovery on open (which may cut a torn
+    tail, so it must never run while another process is writing a frame)."""
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     """An entry appended: the entry, its bytes and the signed checkpoint that covers it."""
@@ -164,6 +176,13 @@ class Ledger:
 
         ``key`` holds the ledger key (default: sealed by the local key broker from
         ``broker_factory``; on Nitro a :class:`~zcbench.ledger.key.AttestedLedgerKey`)."""
+        read_ledger_file(folder)  # a folder that is no ledger is refused before any lock
+        with _folder_lock(folder):
+            return cls._open(folder, broker_factory, key)
+
+    @classmethod
+    def _open(cls, folder: Path, broker_factory: Callable[[], LocalKeyBroker],
+              key: LedgerKeyHolder | None) -> Ledger:
         origin, vkey = read_ledger_file(folder)
         store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
         try:
@@ -255,14 +274,8 @@ class Ledger:
 
     # -- appending ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return _folder_lock(self.folder)
 
     def append(self, body: EntryBody, *, pcr0: bytes | None = None,
                at_ns: int | None = None) -> Appended:
@@ -310,7 +323,7 @@ class Ledger:
         """Read entries another process appended since this one opened the ledger."""
         if self._disk_marker() == self._marker:
             return
-        fresh = Ledger.open(self.folder, key=self.key)
+        fresh = Ledger._open(self.folder, LocalKeyBroker, self.key)  # the lock is held
         if fresh.size != self.size:
             self._store.close()
             self._store, self._entries, self._data = fresh._store, fresh._entries, fresh._data
