@@ -209,6 +209,11 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool,
     return RecoveryReport("clean", state.records, len(checkpoints), (), None, "clean"), state
 
 
+def _why(exc: OSError) -> str:
+    """An OS error as words, without Python's ``[Errno N]``."""
+    return exc.strerror or type(exc).__name__
+
+
 class LogStore:
     """One run's log folder, open for appending. Create with :meth:`create` or :meth:`open`."""
 
@@ -226,6 +231,7 @@ class LogStore:
         self._segment_fill = state.last_segment_bytes
         self._checkpoints = state.checkpoints
         self._segment: AppendFile = fs.open_append(self._segments[-1], create=False)
+        self._names = {id(self._segment): self._segments[-1].name}  # for error messages
         self._cp_file: AppendFile = fs.open_append(folder / CHECKPOINT_FILE, create=False)
         self._dirty: list[AppendFile] = []
         self._new_dir_entries = False
@@ -316,24 +322,35 @@ class LogStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def append(self, records: Sequence[bytes]) -> list[bytes]:
+    def append(
+        self, records: Sequence[bytes], *, leaves: Sequence[bytes] | None = None
+    ) -> list[bytes]:
         """Write encoded records (indices must continue the log); returns their leaf hashes.
 
-        Nothing is acknowledged until :meth:`sync`.
+        ``leaves``: the records' leaf hashes, from a writer that has just built the records with
+        :func:`~zcbench.auditlog.records.encode_record` for exactly the next indices (the host's
+        writer does); the store then neither decodes nor hashes them again. Without it every
+        record is decoded and its index checked. Nothing is acknowledged until :meth:`sync`.
         """
         self._usable()
-        leaves: list[bytes] = []
         chunks: list[bytes] = []
-        for offset, data in enumerate(records):
-            record = self.codec.decode(data)
-            if record.index != self._size + offset:
-                raise UsageError(
-                    f"record carries index {record.index}, the log's next index is "
-                    f"{self._size + offset}"
-                )
-            leaf = leaf_hash(data)
-            leaves.append(leaf)
-            chunks.append(frame(data, leaf))
+        if leaves is not None:
+            if len(leaves) != len(records):
+                raise UsageError(f"{len(records)} records but {len(leaves)} leaf hashes")
+            leaves = list(leaves)
+            chunks = [frame(data, leaf) for data, leaf in zip(records, leaves, strict=True)]
+        else:
+            leaves = []
+            for offset, data in enumerate(records):
+                record = self.codec.decode(data)
+                if record.index != self._size + offset:
+                    raise UsageError(
+                        f"record carries index {record.index}, the log's next index is "
+                        f"{self._size + offset}"
+                    )
+                leaf = leaf_hash(data)
+                leaves.append(leaf)
+                chunks.append(frame(data, leaf))
         if not chunks:
             return leaves
         if self._segment_fill >= self._segment_bytes and self._size > 0:
@@ -343,7 +360,9 @@ class LogStore:
             self._segment.write(blob)
         except OSError as exc:
             self._poisoned = f"write: {exc}"
-            raise EnvError(f"writing the log failed: {exc}") from exc
+            raise EnvError(
+                f"writing log segment {self._segments[-1].name} failed: {_why(exc)}"
+            ) from exc
         self._segment_fill += len(blob)
         if self._segment not in self._dirty:
             self._dirty.append(self._segment)
@@ -362,6 +381,7 @@ class LogStore:
             self._segment.close()
         self._segments.append(path)
         self._segment = out
+        self._names[id(out)] = path.name
         self._dirty.append(out)
         self._segment_fill = HEADER_SIZE
         self._new_dir_entries = True
@@ -369,14 +389,19 @@ class LogStore:
     def sync(self) -> int:
         """fsync what was appended; returns the new acknowledged size."""
         self._usable()
+        what = "the log folder"
         try:
             for out in self._dirty:
+                what = f"log segment {self._names.get(id(out), '?')}"
                 out.fsync()
+            what = "the log folder"
             if self._new_dir_entries:
                 self._fs.fsync_dir(self.folder)
         except OSError as exc:
             self._poisoned = f"fsync: {exc}"
-            raise EnvError(f"fsync of the log failed: {exc}; stop and reopen the log") from exc
+            raise EnvError(
+                f"fsync of {what} failed: {_why(exc)}; stop and reopen the log"
+            ) from exc
         for out in self._dirty:
             if out is not self._segment:
                 out.close()  # a segment rolled over: it is complete and durable now
@@ -408,7 +433,10 @@ class LogStore:
             self._cp_file.fsync()
         except OSError as exc:
             self._poisoned = f"checkpoint fsync: {exc}"
-            raise EnvError(f"storing the checkpoint failed: {exc}") from exc
+            raise EnvError(
+                f"writing the checkpoint of size {checkpoint.size} to {CHECKPOINT_FILE} failed: "
+                f"{_why(exc)}"
+            ) from exc
         self._checkpoints.append(checkpoint)
         return checkpoint
 

@@ -408,7 +408,7 @@ def _register_replay(actions: argparse._SubParsersAction[argparse.ArgumentParser
     replay.set_defaults(handler=_replay)
 
 
-def replay_lines(report: Any) -> list[str]:
+def _replay_lines(report: Any) -> list[str]:
     """The replay report as text lines (CLI)."""
     from zcbench.cli import cli_wording
 
@@ -445,7 +445,7 @@ def _replay(args: argparse.Namespace) -> int:
     _warn(report.warnings)
     payload = {**report.to_json(), "build": str(build), "replay_run_id": runner.last_run_id,
                "renumbered": runner.renumbered}
-    _emit(args, payload, "\n".join(replay_lines(report)))
+    _emit(args, payload, "\n".join(_replay_lines(report)))
     return EXIT_OK if report.verified else EXIT_FAILED
 
 
