@@ -335,3 +335,77 @@ def test_the_run_hook_reads_only_whole_new_checkpoints(tmp_path: Path) -> None:
     assert hook.appended == ["run-checkpoint", "run-checkpoint"]
     with Ledger.open(tmp_path / "ledger") as reopened:
         assert reopened.state.runs[origin].last_size == 2
+
+
+def test_the_nitro_ledger_key_is_sealed_and_released_by_kms(tmp_path: Path) -> None:
+    """The Nitro path against botocore's Stubber: KMS Encrypt at genesis, Decrypt with
+    Recipient at release; the allowed set is checked before KMS is asked, and any refusal
+    from KMS is LedgerKeyRefused."""
+    import boto3
+    from botocore.stub import ANY, Stubber
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from zcbench.keys import KmsRecipientBroker, wrap_for_recipient
+    from zcbench.ledger.key import AttestedLedgerKey
+    from zcbench.ledger.rules import LedgerState
+
+    key_arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    client = boto3.client("kms", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+                          aws_secret_access_key="not-a-secret")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    broker = KmsRecipientBroker(client, key_id=key_arn, store=tmp_path / "kms")
+    with Stubber(client) as stub:
+        stub.add_response("encrypt", {"CiphertextBlob": b"kms-blob", "KeyId": key_arn},
+                          {"KeyId": key_arn, "Plaintext": ANY})
+        holder, signer = AttestedLedgerKey.generate(
+            tmp_path, ORIGIN, kms=client, key_id=key_arn, broker=broker,
+            attest=lambda spki: b"doc:" + spki[:8])
+        seed = signer._signer.private_key.private_bytes_raw()
+        holder = AttestedLedgerKey(tmp_path, ORIGIN, key_arn, broker,
+                                   attest=lambda spki: b"doc:" + spki[:8],
+                                   new_rsa_key=lambda: rsa_key)
+        state = LedgerState()
+        state.apply(decode_entry(encode_entry(index=0, time_ns=T0,
+                                              body=CommitmentEntry(P0, b"\x01" * 32, T0))))
+        with pytest.raises(LedgerKeyRefused):
+            holder.release(P1, state, T0)  # not allowed: KMS is never asked
+        spki_head = rsa_key.public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)[:8]
+        request = {"CiphertextBlob": b"kms-blob", "KeyId": key_arn,
+                   "Recipient": {"AttestationDocument": b"doc:" + spki_head,
+                                 "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}
+        stub.add_response("decrypt", {"CiphertextForRecipient": wrap_for_recipient(
+            seed, rsa_key.public_key()), "KeyId": key_arn}, request)
+        released = holder.release(P0, state, T0)
+        assert released.vkey == signer.vkey
+        stub.add_client_error("decrypt", "AccessDeniedException", expected_params=request)
+        with pytest.raises(LedgerKeyRefused):
+            holder.release(P0, state, T0)
+    assert (tmp_path / "ledger-key.sealed").read_bytes() == b"kms-blob"
+
+
+def test_opening_waits_for_a_writer_and_never_cuts_its_frame(tmp_path: Path) -> None:
+    import threading
+
+    from zcbench.auditlog._frames import frame
+    from zcbench.ledger.store import _folder_lock
+
+    make(tmp_path).close()
+    segment = tmp_path / "ledger" / "log" / "seg-00000000.zlog"
+    whole = frame(encode_entry(index=1, time_ns=T0 + 1,
+                               body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1)))
+    opened: list[Ledger] = []
+    with _folder_lock(tmp_path / "ledger"):
+        with segment.open("ab") as out:
+            out.write(whole[:20])  # a writer in the middle of a frame
+        reader = threading.Thread(target=lambda: opened.append(Ledger.open(tmp_path / "ledger")))
+        reader.start()
+        reader.join(0.5)
+        assert not opened  # the reader waits for the lock instead of cutting the frame
+        with segment.open("ab") as out:
+            out.write(whole[20:])
+    reader.join(30)
+    assert opened[0].size == 2
+    assert opened[0].recovery.classification == "clean"
+    opened[0].close()

@@ -187,8 +187,12 @@ def test_ledger_commands_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "announced once" in capsys.readouterr().err
     assert main(["ledger", "revoke", pcr(0).hex(), "--ledger", str(folder)]) == 1
     assert "no later version is live" in capsys.readouterr().err
-    assert main(["ledger", "revoke", pcr(1).hex(), "--ledger", str(folder)]) == 0
-    capsys.readouterr()
+    from zcbench.keys import LocalKeyBroker
+
+    LocalKeyBroker().set_policy("ma", pcr0=pcr(1))  # what packaging build 1 added
+    assert main(["ledger", "revoke", pcr(1).hex(), "--ledger", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["key_policy_revoked"]
+    assert LocalKeyBroker().policy_for(pcr(1)) is None
     assert main(["ledger", "show", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "live" in out

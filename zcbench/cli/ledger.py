@@ -211,17 +211,22 @@ def _announce(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from zcbench.keys import parse_pcr0
+    from zcbench.keys import LocalKeyBroker, parse_pcr0
     from zcbench.ledger import Ledger
 
     pcr0 = parse_pcr0(args.pcr0)
     with Ledger.open(args.ledger) as ledger:
         appended = ledger.revoke(pcr0, reason=args.reason)
-        if args.json:
-            print(json.dumps({"index": appended.entry.index, "revoked": pcr0.hex()}))
-            return 0
-        print(f"revoked PCR0 {pcr0.hex()} (entry {appended.entry.index}): it gets no ledger "
-              "key and cannot serve from now on")
+    # the key broker follows the ledger: the revoked build gets no data key either
+    broker = LocalKeyBroker()
+    policy = broker.revoke(pcr0) if broker.policy_for(pcr0) is not None else None
+    if args.json:
+        print(json.dumps({"index": appended.entry.index, "revoked": pcr0.hex(),
+                          "key_policy_revoked": policy is not None}))
+        return 0
+    print(f"revoked PCR0 {pcr0.hex()} (entry {appended.entry.index}): it gets no ledger "
+          "key and cannot serve from now on"
+          + ("; its data-key policy is revoked too" if policy is not None else ""))
     return 0
 
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -30,9 +30,45 @@ from zcbench.keys import KeyReleaseRefused, LocalKeyBroker, kms_key_policy_state
 from zcbench.ledger._errors import LedgerKeyRefused
 from zcbench.ledger.rules import LedgerState
 
-__all__ = ["KEY_FILE", "SealedLedgerKey", "kms_ledger_key_policy", "secret_name"]
+__all__ = ["KEY_FILE", "AttestedLedgerKey", "LedgerKeyHolder", "SealedLedgerKey",
+           "kms_ledger_key_policy", "secret_name"]
 
 KEY_FILE: Final = "ledger-key.sealed"
+
+
+class LedgerKeyHolder(Protocol):
+    """Where a ledger's key is kept: released as a signer to a PCR0 the ledger allows."""
+
+    @property
+    def origin(self) -> str: ...
+
+    def release(self, pcr0: bytes, state: LedgerState, at_ns: int) -> LogSigner: ...
+
+
+def _refuse_unless_allowed(pcr0: bytes, state: LedgerState, at_ns: int) -> None:
+    if state.is_allowed(pcr0, at_ns):
+        return
+    version = state.versions.get(pcr0)
+    why = ("is not announced in the ledger" if version is None else
+           "is revoked" if version.revoked_ns is not None else
+           f"is valid only from {version.valid_from_ns} ns")
+    raise LedgerKeyRefused(f"the ledger key is not released to PCR0 {pcr0.hex()[:16]}...: "
+                           f"it {why}", check="ledger_key_release")
+
+
+def _write_key_blob(path: Path, blob: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, blob)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _seed_of(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
 def secret_name(origin: str) -> str:
@@ -60,21 +96,9 @@ class SealedLedgerKey:
         """Genesis: a new key, sealed into ``folder``; returns the holder and the signer that
         appends the genesis entry (the key is in memory only for that)."""
         key = Ed25519PrivateKey.generate()
-        from cryptography.hazmat.primitives.serialization import (
-            Encoding,
-            NoEncryption,
-            PrivateFormat,
-        )
-
-        seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         holder = cls(folder, origin, broker_factory)
-        blob = broker_factory().seal_secret(secret_name(origin), seed)
-        fd = os.open(holder.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, blob)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_key_blob(holder.path, broker_factory().seal_secret(secret_name(origin),
+                                                                  _seed_of(key)))
         return holder, LogSigner(key, origin)
 
     def release(self, pcr0: bytes, state: LedgerState, at_ns: int) -> LogSigner:
@@ -82,13 +106,7 @@ class SealedLedgerKey:
 
         Raises :class:`LedgerKeyRefused` unless ``pcr0`` is in the allowed set at ``at_ns``.
         """
-        if not state.is_allowed(pcr0, at_ns):
-            version = state.versions.get(pcr0)
-            why = ("is not announced in the ledger" if version is None else
-                   "is revoked" if version.revoked_ns is not None else
-                   f"is valid only from {version.valid_from_ns} ns")
-            raise LedgerKeyRefused(f"the ledger key is not released to PCR0 {pcr0.hex()[:16]}...:"
-                                   f" it {why}", check="ledger_key_release")
+        _refuse_unless_allowed(pcr0, state, at_ns)
         try:
             blob = self.path.read_bytes()
         except OSError as exc:
@@ -100,6 +118,69 @@ class SealedLedgerKey:
             raise LedgerKeyRefused(f"the key broker refused the ledger key: {exc}",
                                    check="ledger_key_release") from None
         return LogSigner(Ed25519PrivateKey.from_private_bytes(seed), self.origin)
+
+
+@dataclass(frozen=True, slots=True)
+class AttestedLedgerKey:
+    """The ledger key as an enclave holds it on Nitro: sealed by AWS KMS (``Encrypt`` at
+    genesis, inside the first enclave), released by ``Decrypt`` with ``Recipient`` to this
+    enclave's attestation document; KMS checks the document's PCR0 against the key policy
+    (:func:`kms_ledger_key_policy`), the enclave checks the ledger's allowed set first.
+
+    ``kms`` is a boto3 KMS client (genesis), ``broker`` answers ``Decrypt`` with ``Recipient``
+    (:class:`zcbench.keys.KmsRecipientBroker`), ``attest(public_key_der)`` is the enclave's
+    attestation document binding that RSA key (the NSM), ``new_rsa_key`` makes the one-use key.
+    """
+
+    folder: Path
+    origin: str
+    key_id: str
+    broker: Any
+    attest: Callable[[bytes], bytes]
+    new_rsa_key: Callable[[], Any] | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / KEY_FILE
+
+    @classmethod
+    def generate(cls, folder: Path, origin: str, *, kms: Any, key_id: str, broker: Any,
+                 attest: Callable[[bytes], bytes]) -> tuple[AttestedLedgerKey, LogSigner]:
+        """Genesis inside the first enclave: a new key, sealed by KMS ``Encrypt``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = Ed25519PrivateKey.generate()
+        try:
+            answer = kms.encrypt(KeyId=key_id, Plaintext=_seed_of(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise EnvError(f"AWS KMS could not seal the ledger key under {key_id}: {exc}"
+                           ) from None
+        holder = cls(folder, origin, key_id, broker, attest)
+        _write_key_blob(holder.path, bytes(answer["CiphertextBlob"]))
+        return holder, LogSigner(key, origin)
+
+    def release(self, pcr0: bytes, state: LedgerState, at_ns: int) -> LogSigner:
+        """The signer, once the allowed set and then KMS (on the attested PCR0) agree."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        from zcbench.keys import KEY_ENCRYPTION_ALGORITHM, UnwrapError, unwrap_recipient
+
+        _refuse_unless_allowed(pcr0, state, at_ns)
+        rsa_key = (self.new_rsa_key() if self.new_rsa_key is not None
+                   else rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        spki = rsa_key.public_key().public_bytes(Encoding.DER,
+                                                 PublicFormat.SubjectPublicKeyInfo)
+        request = {"CiphertextBlob": self.path.read_bytes(), "KeyId": self.key_id,
+                   "Recipient": {"AttestationDocument": self.attest(spki),
+                                 "KeyEncryptionAlgorithm": KEY_ENCRYPTION_ALGORITHM}}
+        try:
+            answer = self.broker.decrypt(request)
+            seed = unwrap_recipient(answer["CiphertextForRecipient"], rsa_key)
+            return LogSigner(Ed25519PrivateKey.from_private_bytes(seed), self.origin)
+        except (KeyReleaseRefused, UnwrapError, KeyError, ValueError):
+            raise LedgerKeyRefused("the key broker refused the ledger key",
+                                   check="ledger_key_release") from None
 
 
 def kms_ledger_key_policy(state: LedgerState, *, principal_arn: str, at_ns: int

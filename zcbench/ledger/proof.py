@@ -24,7 +24,7 @@ from typing import Final
 from zcbench.auditlog import LogFormatError, NoteError, ProofError
 from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint
 from zcbench.auditlog.merkle import MerkleTree, leaf_hash, verify_inclusion
-from zcbench.auditlog.note import open_note, parse_vkey
+from zcbench.auditlog.note import open_note, parse_note, parse_vkey
 from zcbench.ledger._errors import LedgerFormatError, LedgerVerificationError
 from zcbench.ledger.entries import LedgerEntry, decode_entry
 from zcbench.ledger.policy import TlogPolicy, check_quorum
@@ -90,7 +90,7 @@ def parse_tlog_proof(data: bytes) -> TlogProof:
 def tlog_proof_for(entries: list[bytes], index: int, checkpoint_note: bytes) -> TlogProof:
     """The proof of entry ``index`` against ``checkpoint_note`` (a checkpoint of the ledger
     whose encoded entries are ``entries``), with the entry's bytes as extra data."""
-    checkpoint = parse_checkpoint(open_note_text(checkpoint_note))
+    checkpoint = parse_checkpoint(parse_note(checkpoint_note).text)
     if not 0 <= index < checkpoint.size <= len(entries):
         raise LedgerFormatError(f"entry {index} is not in the checkpoint of size "
                                 f"{checkpoint.size}")
@@ -100,12 +100,6 @@ def tlog_proof_for(entries: list[bytes], index: int, checkpoint_note: bytes) -> 
                                       check="checkpoint_root")
     return TlogProof(index, tuple(tree.inclusion_proof(index)), checkpoint_note,
                      entries[index])
-
-
-def open_note_text(note: bytes) -> str:
-    from zcbench.auditlog.note import parse_note
-
-    return parse_note(note).text
 
 
 def verify_tlog_proof(data: bytes, vkey: str, policy: TlogPolicy | None = None,

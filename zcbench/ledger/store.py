@@ -50,7 +50,7 @@ from zcbench.ledger.entries import (
     RevocationEntry,
     encode_entry,
 )
-from zcbench.ledger.key import SealedLedgerKey
+from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey
 from zcbench.ledger.rules import LedgerState
 
 __all__ = [
@@ -104,6 +104,18 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     OsFileSystem().fsync_dir(path.parent)
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """The ledger folder's writer lock: appends, and recovery on open (which may cut a torn
+    tail, so it must never run while another process is writing a frame)."""
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     """An entry appended: the entry, its bytes and the signed checkpoint that covers it."""
@@ -123,7 +135,7 @@ class Ledger:
 
     def __init__(self, folder: Path, origin: str, vkey: str, store: LogStore,
                  entries: list[LedgerEntry], data: list[bytes], state: LedgerState,
-                 key: SealedLedgerKey) -> None:
+                 key: LedgerKeyHolder) -> None:
         self.folder = folder
         self.origin = origin
         self.vkey = vkey
@@ -157,9 +169,20 @@ class Ledger:
 
     @classmethod
     def open(cls, folder: Path,
-             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
+             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker, *,
+             key: LedgerKeyHolder | None = None) -> Ledger:
         """Open ``folder``: recover the log (a torn tail is cut, see :attr:`recovery`; damage
-        is refused), read and rule-check every entry, check the newest checkpoint's signature."""
+        is refused), read and rule-check every entry, check the newest checkpoint's signature.
+
+        ``key`` holds the ledger key (default: sealed by the local key broker from
+        ``broker_factory``; on Nitro a :class:`~zcbench.ledger.key.AttestedLedgerKey`)."""
+        read_ledger_file(folder)  # a folder that is no ledger is refused before any lock
+        with _folder_lock(folder):
+            return cls._open(folder, broker_factory, key)
+
+    @classmethod
+    def _open(cls, folder: Path, broker_factory: Callable[[], LocalKeyBroker],
+              key: LedgerKeyHolder | None) -> Ledger:
         origin, vkey = read_ledger_file(folder)
         store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
         try:
@@ -176,8 +199,8 @@ class Ledger:
                         check=exc.check, expected=exc.expected, actual=exc.actual) from None
                 entries.append(item.record)
                 data.append(item.data)
-            ledger = cls(folder, origin, vkey, store, entries, data, state,
-                         SealedLedgerKey(folder, origin, broker_factory))
+            holder = key if key is not None else SealedLedgerKey(folder, origin, broker_factory)
+            ledger = cls(folder, origin, vkey, store, entries, data, state, holder)
             notes, _, _ = walk.checkpoint_notes()
             if notes:
                 ledger._checkpoint_verifier().verify(notes[-1][0])
@@ -251,14 +274,8 @@ class Ledger:
 
     # -- appending ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return _folder_lock(self.folder)
 
     def append(self, body: EntryBody, *, pcr0: bytes | None = None,
                at_ns: int | None = None) -> Appended:
@@ -306,7 +323,7 @@ class Ledger:
         """Read entries another process appended since this one opened the ledger."""
         if self._disk_marker() == self._marker:
             return
-        fresh = Ledger.open(self.folder, self.key.broker_factory)
+        fresh = Ledger._open(self.folder, LocalKeyBroker, self.key)  # the lock is held
         if fresh.size != self.size:
             self._store.close()
             self._store, self._entries, self._data = fresh._store, fresh._entries, fresh._data

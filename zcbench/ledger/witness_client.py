@@ -162,9 +162,10 @@ def witness_ledger(ledger: Ledger, policy: TlogPolicy, *, timeout: float = 10.0
     tree = MerkleTree([leaf_hash(e) for e in ledger.entry_bytes[: checkpoint.size]])
     sizes_path = ledger.folder / SIZES_FILE
     try:
-        sizes: dict[str, int] = json.loads(sizes_path.read_text()) if sizes_path.exists() else {}
+        found = json.loads(sizes_path.read_text()) if sizes_path.exists() else {}
     except ValueError:
-        sizes = {}
+        found = {}  # a hint only: a wrong size costs one 409 and its retry
+    sizes: dict[str, int] = found if isinstance(found, dict) else {}
     outcomes: list[WitnessOutcome] = []
     lines: list[str] = []
     for witness in policy.witnesses.values():

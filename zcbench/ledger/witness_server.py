@@ -45,8 +45,8 @@ from zcbench.auditlog.checkpoint import parse_checkpoint_note
 from zcbench.auditlog.note import Cosigner, NoteVerifier, parse_vkey
 from zcbench.auditlog.witness import Witness
 
-__all__ = ["MAX_BODY", "MAX_PROOF_LINES", "AddCheckpoint", "build_app", "parse_add_checkpoint",
-           "parse_log_list", "running", "serve"]
+__all__ = ["MAX_BODY", "MAX_PROOF_LINES", "AddCheckpoint", "BadRequest", "build_app",
+           "parse_add_checkpoint", "parse_log_list", "running", "serve"]
 
 MAX_BODY: Final = 65_536
 MAX_PROOF_LINES: Final = 63
