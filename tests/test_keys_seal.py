@@ -73,3 +73,29 @@ def test_header_errors_and_bad_parameters() -> None:
         seal_strategy(SOURCE, {"f": object()}, strategy="s", data_key=KEY)
     with pytest.raises(DataError):
         DataKey(plaintext=b"short", ciphertext_blob=b"", key_id="k")
+
+
+def test_the_sealed_plaintext_is_written_by_zcbench_cbor_byte_for_byte_as_before() -> None:
+    """The sealed content's hash is in the measured image (PCR0): the writer moved onto
+    zcbench._cbor without changing a byte of what cbor2's canonical writer gave."""
+    import hashlib
+
+    import cbor2
+
+    from zcbench.keys import sealed_content_sha256
+
+    source = "def on_batch(batch):\n    return []\n"
+    parameters = {"fast": 20, "slow": 50, "threshold": 0.35, "tiny": 1e-300, "neg": -0.0,
+                  "symbols": ["AAA", "BBB"], "quantity": 100, "enabled": True, "note": None}
+    before = cbor2.dumps({"module": source, "parameters": parameters}, canonical=True)
+    assert sealed_content_sha256(source, parameters) == hashlib.sha256(before).hexdigest()
+
+
+def test_parameters_that_could_never_unseal_are_refused_when_sealing() -> None:
+    import datetime as dt
+
+    from zcbench.errors import DataError
+    from zcbench.keys import sealed_content_sha256
+
+    with pytest.raises(DataError, match="not plain data"):
+        sealed_content_sha256("x = 1\n", {"start": dt.date(2026, 1, 1)})

@@ -539,10 +539,13 @@ def encode_canonical(value: object) -> bytes:
     """Encode ``value`` in RFC 8949 §4.2.3 canonical form: what :func:`decode` accepts with
     ``canonical=True``, and the bytes cbor2 writes with ``canonical=True`` for the same value.
 
-    Shortest heads and definite lengths as :func:`encode`; every map's entries sorted by their
-    encoded keys, shorter first, then bytewise. Floats and :class:`Uint64` (a non-shortest
-    head by design) have no place in the formats written this way and are refused.
+    Shortest heads and definite lengths as :func:`encode`; floats in the narrowest IEEE 754
+    form that holds them exactly (NaN as ``f97e00``); every map's entries sorted by their
+    encoded keys, shorter first, then bytewise. :class:`Uint64` (a non-shortest head by
+    design) and anything but plain data are refused.
     """
+    if isinstance(value, float):
+        return _shortest_float(value)
     if isinstance(value, dict):
         entries = sorted(
             ((encode_canonical(k), encode_canonical(v)) for k, v in value.items()),

@@ -42,6 +42,7 @@ NO_NEXT_EVENT: Final = "no_next_event"
 LOT_SIZE: Final = "lot_size"
 LIMIT: Final = "limit_not_reached"
 _MAX_NOTIONAL: Final = 2**53  # int64 ledgers, with room for sums
+_CHUNK: Final = 65_536  # batches whose equity is worked out at once
 
 FILLS_SCHEMA: Final[dict[str, Any]] = {
     "seq": pl.Int64,
@@ -120,27 +121,41 @@ class Ledger:
 
 class _Prices:
     """Per-symbol price indexes over the event rows, built on first use: most symbols of a
-    stream never trade, and their prices are never worked out."""
+    stream never trade, and their prices are never worked out.
+
+    Memory is kept to what an index needs: a one-byte kind code per row, and for each index
+    only the columns its kinds read (a bar stream never reads bid or ask). Indexes that come
+    out the same (buy and sell of a stream without quotes) are one pair of arrays."""
+
+    _TRADE, _QUOTE, _BAR = 1, 2, 3
 
     def __init__(self, events: pl.DataFrame) -> None:
         self._events = events
         self._symbol = events.get_column("symbol")
         self.ts = events.get_column("ts").to_numpy()
-        self._columns: dict[str, np.ndarray[Any, Any]] = {}
+        self._kinds: np.ndarray[Any, Any] | None = None
         self._rows: dict[str, np.ndarray[Any, Any]] = {}
         self._cache: dict[tuple[str, str], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
 
-    def _column(self, name: str) -> np.ndarray[Any, Any]:
-        if not self._columns:
-            kind = pl.col("kind")
-            frame = self._events.select(
-                *(pl.col(c).fill_null(0) for c in ("price", "bid", "ask", "open", "close")),
-                (kind == "trade").alias("is_trade"),
-                (kind == "quote").alias("is_quote"),
-                (kind == "bar").alias("is_bar"),
-            )
-            self._columns = {c: frame.get_column(c).to_numpy() for c in frame.columns}
-        return self._columns[name]
+    def _kind_codes(self) -> np.ndarray[Any, Any]:
+        if self._kinds is None:
+            kind = self._events.get_column("kind")
+            codes = np.zeros(kind.len(), dtype=np.int8)
+            for code, name in ((self._TRADE, "trade"), (self._QUOTE, "quote"), (self._BAR, "bar")):
+                codes[(kind == name).fill_null(False).to_numpy()] = code
+            self._kinds = codes
+        return self._kinds
+
+    def _values(self, name: str, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Column ``name`` at ``rows``, nulls as 0, as int64."""
+        column = self._events.get_column(name)
+        if rows.size != column.len():
+            column = column.gather(rows)
+        if column.null_count():
+            column = column.fill_null(0)
+        # without nulls, a view of the column's own buffer: no copy
+        values: np.ndarray[Any, Any] = column.to_numpy().astype(np.int64, copy=False)
+        return values
 
     def index(self, symbol: str, which: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """The rows of ``symbol`` that carry a ``which`` price (buy, sell, mark), and those."""
@@ -151,24 +166,51 @@ class _Prices:
                     (self._symbol == symbol).fill_null(False).to_numpy()
                 )
             rows = self._rows[symbol]
-
-            def col(name: str) -> np.ndarray[Any, Any]:
-                picked: np.ndarray[Any, Any] = self._column(name)[rows]
-                return picked
-
-            if which == "mark":
-                quote = (col("bid") + col("ask")) // 2
+            kinds = self._kind_codes()
+            if rows.size != kinds.size:
+                kinds = kinds[rows]
+            present = set(np.flatnonzero(np.bincount(kinds, minlength=4)).tolist())
+            if self._QUOTE not in present:
+                # without quotes, buy, sell and a trade-only mark read the same prices
+                alike = ["buy", "sell"] if self._BAR in present else ["buy", "sell", "mark"]
+                for other in alike:
+                    if (symbol, other) in self._cache and which in alike:
+                        self._cache[key] = self._cache[(symbol, other)]
+                        return self._cache[key]
+            single = {self._TRADE: "price", self._BAR: "close" if which == "mark" else "open"}
+            if len(present) == 1 and next(iter(present)) in single:
+                # one kind of event, one column: its values as they are (a view, no copy)
+                px = self._values(single[next(iter(present))], rows)
             else:
-                quote = col("ask" if which == "buy" else "bid")
-            bar = col("close" if which == "mark" else "open")
-            px = np.where(
-                col("is_trade"),
-                col("price"),
-                np.where(col("is_quote"), quote, np.where(col("is_bar"), bar, 0)),
-            ).astype(np.int64)
+                px = self._mixed(rows, kinds, present, which)
             keep = px > 0
-            self._cache[key] = (rows[keep].astype(np.int64), px[keep])
+            if keep.all():
+                self._cache[key] = (rows.astype(np.int64, copy=False), px)
+            else:
+                self._cache[key] = (rows[keep].astype(np.int64), px[keep])
         return self._cache[key]
+
+    def _mixed(
+        self, rows: np.ndarray[Any, Any], kinds: np.ndarray[Any, Any], present: set[int],
+        which: str,
+    ) -> np.ndarray[Any, Any]:
+        """The ``which`` price at ``rows`` whose events are of several kinds (0: none)."""
+        px = np.zeros(rows.size, dtype=np.int64)
+        if self._TRADE in present:
+            mask = kinds == self._TRADE
+            px[mask] = self._values("price", rows)[mask]
+        if self._QUOTE in present:
+            mask = kinds == self._QUOTE
+            if which == "mark":
+                quote = (self._values("bid", rows) + self._values("ask", rows)) // 2
+            else:
+                quote = self._values("ask" if which == "buy" else "bid", rows)
+            px[mask] = quote[mask]
+            del quote
+        if self._BAR in present:
+            mask = kinds == self._BAR
+            px[mask] = self._values("close" if which == "mark" else "open", rows)[mask]
+        return px
 
     def all_marks(self) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
         """Every symbol's mark index (see :meth:`index`)."""
@@ -448,20 +490,28 @@ def _equity(
     notional = np.array([filled[i]["notional"] for i in order], dtype=np.int64)
     fees = np.array([filled[i]["fee"] for i in order], dtype=np.int64)
     cash_delta = -signed * notional - fees
-    upto = np.searchsorted(fill_rows, ends, side="left")  # fills strictly before each end
-    cash = initial_cash + np.concatenate([[0], np.cumsum(cash_delta)])[upto]
-    value = np.zeros(ends.size, dtype=np.int64)
-    held = np.zeros(ends.size, dtype=bool)
+    cash_after = initial_cash + np.concatenate([[0], np.cumsum(cash_delta)])  # per fill count
     fill_symbols = np.array([filled[i]["symbol"] for i in order], dtype=object)
+    books = []  # per traded symbol: its fill rows, position after each, its marks, its unit
     for sym in sorted(set(fill_symbols.tolist())):
         mine = fill_symbols == sym
-        pos_cum = np.concatenate([[0], np.cumsum(qty[mine])])
-        pos = pos_cum[np.searchsorted(fill_rows[mine], ends, side="left")]
         mark_rows, marks = prices.index(sym, "mark")
-        k = np.searchsorted(mark_rows, ends, side="left") - 1
-        mark = np.where(k >= 0, marks[np.maximum(k, 0)] if marks.size else 0, 0)
-        value += pos * mark * units.get(sym, 1)
-        held |= pos != 0
+        pos_cum = np.concatenate([[0], np.cumsum(qty[mine])])
+        books.append((fill_rows[mine], pos_cum, mark_rows, marks, units.get(sym, 1)))
+    cash = np.empty(ends.size, dtype=np.int64)
+    value = np.zeros(ends.size, dtype=np.int64)
+    held = np.zeros(ends.size, dtype=bool)
+    # A chunk of batches at a time: the temporaries stay small however long the run.
+    for lo in range(0, ends.size, _CHUNK):
+        hi = min(lo + _CHUNK, ends.size)
+        part = ends[lo:hi]
+        cash[lo:hi] = cash_after[np.searchsorted(fill_rows, part, side="left")]
+        for sym_rows, pos_cum, mark_rows, marks, unit in books:
+            pos = pos_cum[np.searchsorted(sym_rows, part, side="left")]
+            k = np.searchsorted(mark_rows, part, side="left") - 1
+            mark = np.where(k >= 0, marks[np.maximum(k, 0)] if marks.size else 0, 0)
+            value[lo:hi] += pos * mark * unit
+            held[lo:hi] |= pos != 0
     end_ts = prices.ts[ends - 1] if ends.size else np.zeros(0, dtype=np.int64)
     frame = pl.DataFrame(
         {

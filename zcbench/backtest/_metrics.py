@@ -129,8 +129,9 @@ def compute_metrics(
     money_scale: int,
 ) -> dict[str, float | int | None]:
     """The metrics above as a flat map (money in currency units, the rest plain numbers)."""
-    curve = np.concatenate([[initial], equity.astype(np.int64)]).astype(np.float64)
     n = int(equity.size)
+    curve = np.empty(n + 1, dtype=np.float64)  # the initial capital, then each batch's equity
+    curve[0], curve[1:] = np.int64(initial), equity
     span = int(end_ts[-1] - end_ts[0]) if n > 1 else 0
     years = span / YEAR_NS
     if periods_per_year is None:
@@ -140,7 +141,7 @@ def compute_metrics(
     ok = prev > 0
     returns = np.zeros(prev.size)
     np.divide(curve[1:], prev, out=returns, where=ok)
-    returns = np.where(ok, returns - 1.0, 0.0)
+    np.subtract(returns, 1.0, out=returns, where=ok)  # in place: long runs stay small
     sharpe = volatility = sortino = 0.0
     skewness, kurtosis = _moments(returns)
     if returns.size > 1:
@@ -148,11 +149,17 @@ def compute_metrics(
         volatility = sd * root
         if sd > 0:
             sharpe = float(np.mean(returns)) / sd * root
-        downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
+        losses_sq = np.minimum(returns, 0.0)
+        np.square(losses_sq, out=losses_sq)
+        downside = float(np.sqrt(np.mean(losses_sq)))
+        del losses_sq
         if downside > 0:
             sortino = float(np.mean(returns)) / downside * root
-    peaks = np.maximum.accumulate(curve)
-    drawdown = max(float(np.max(1.0 - curve / peaks)), 0.0) if curve.size else 0.0
+    under = np.maximum.accumulate(curve)
+    np.divide(curve, under, out=under)
+    np.subtract(1.0, under, out=under)
+    drawdown = max(float(np.max(under)), 0.0) if curve.size else 0.0
+    del under
     final = int(equity[-1]) if n else initial
     cagr = _cagr(final / initial, years)
     wins = trade_pnls[trade_pnls > 0]
@@ -246,7 +253,7 @@ def _drawdown_duration(curve: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) ->
     or until the end when it never is."""
     if curve.size < 2:
         return 0
-    t = ts.astype(np.int64)
+    t = np.asarray(ts, dtype=np.int64)
     peaks = np.flatnonzero(curve >= np.maximum.accumulate(curve))
     spans = [t[peaks[1:]] - t[peaks[:-1]]]  # consecutive peaks: 0-length unless underwater
     if peaks[-1] < curve.size - 1:
