@@ -170,7 +170,15 @@ def _dictionary(arr: pa.Array) -> tuple[np.ndarray[Any, Any], list[str]]:
         arr = pc.fill_null(arr, "")
     encoded = arr.dictionary_encode()
     uniques: list[str] = encoded.dictionary.to_pylist()
-    return encoded.indices.to_numpy(), uniques
+    return _int32_values(encoded.indices), uniques
+
+
+def _int32_values(indices: pa.Array) -> np.ndarray[Any, Any]:
+    """An int32 array without nulls as numpy, read from its buffer (pyarrow's ``to_numpy()``
+    imports pandas, a quarter of a second the first time, paid by a run's first batch)."""
+    return np.frombuffer(
+        indices.buffers()[1], dtype="<i4", count=len(indices), offset=indices.offset * 4
+    )
 
 
 class BatchColumns:
@@ -204,11 +212,7 @@ class BatchColumns:
                 if isinstance(arr, pa.ChunkedArray):
                     arr = arr.combine_chunks()
                 encoded = arr.dictionary_encode()
-                indices = encoded.indices  # int32, no nulls (read from the buffer: pyarrow's
-                # to_numpy() imports pandas, a quarter of a second the first time)
-                codes = np.frombuffer(
-                    indices.buffers()[1], dtype="<i4", count=len(indices), offset=indices.offset * 4
-                ).astype(np.int64)
+                codes = _int32_values(encoded.indices).astype(np.int64)
                 self._cols.append((name, True, codes, valid, encoded.dictionary.to_pylist()))
             else:
                 values = series.fill_null(0).to_numpy().astype("<i8", copy=False)
