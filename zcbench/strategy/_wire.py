@@ -67,9 +67,16 @@ def select_fields(events: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
     This is where every field a strategy did not declare is stripped.
     """
     wanted = list(REQUIRED_FIELDS) + sorted(set(fields) - set(REQUIRED_FIELDS))
-    missing = [f for f in wanted if f not in events.columns]
+    names = events.columns
+    missing = [f for f in wanted if f not in names]
     if missing:
-        raise DataError(f"events lack fields {missing} (have {events.columns})")
+        raise DataError(f"events lack fields {missing} (have {names})")
+    # no select of cast expressions when the types are right already: building those cost ~1 ms
+    # per call, paid by every chunk of a live feed; the schema's types have no parameters, so
+    # a column's type is exactly right when it is an instance of that class
+    types = dict(zip(names, events.dtypes, strict=True))
+    if all(type(types[f]) is EVENT_SCHEMA[f] for f in wanted):
+        return events if names == wanted else events[wanted]
     return events.select([pl.col(f).cast(EVENT_SCHEMA[f]) for f in wanted])
 
 
@@ -104,10 +111,20 @@ def _canonical_keys(mapping: dict[str, Any]) -> dict[str, Any]:
 # from the offset for exactly ``len`` elements and re-packed into the canonical form.
 
 
+_SMALL: Final = 256
+"""Rows up to which a string column is encoded from its Python strings."""
+
+
 def _encode_column(series: pl.Series) -> dict[str, Any]:
     if series.dtype == pl.Int64 and series.null_count() == 0:
         # the common case, without the Arrow view: polars hands out the values zero-copy
         return {"d": series.to_numpy().astype("<i8", copy=False).tobytes(), "t": "i64"}
+    if series.dtype == pl.String and series.null_count() == 0 and len(series) <= _SMALL:
+        # a short string column (a live batch's symbols): a dict over the Python strings costs
+        # a third of the Arrow view and its hash encoding
+        index: dict[str, int] = {}
+        rows = [index.setdefault(v, len(index)) for v in series.to_list()]
+        return {"t": "str", "dict": list(index), "codes": np.array(rows, dtype="<u4").tobytes()}
     arr = series.to_arrow()
     if isinstance(arr, pa.ChunkedArray):  # polars rechunks today; do not depend on it
         arr = arr.combine_chunks()
@@ -153,7 +170,15 @@ def _dictionary(arr: pa.Array) -> tuple[np.ndarray[Any, Any], list[str]]:
         arr = pc.fill_null(arr, "")
     encoded = arr.dictionary_encode()
     uniques: list[str] = encoded.dictionary.to_pylist()
-    return encoded.indices.to_numpy(), uniques
+    return _int32_values(encoded.indices), uniques
+
+
+def _int32_values(indices: pa.Array) -> np.ndarray[Any, Any]:
+    """An int32 array without nulls as numpy, read from its buffer (pyarrow's ``to_numpy()``
+    imports pandas, a quarter of a second the first time, paid by a run's first batch)."""
+    return np.frombuffer(
+        indices.buffers()[1], dtype="<i4", count=len(indices), offset=indices.offset * 4
+    )
 
 
 class BatchColumns:
@@ -187,11 +212,7 @@ class BatchColumns:
                 if isinstance(arr, pa.ChunkedArray):
                     arr = arr.combine_chunks()
                 encoded = arr.dictionary_encode()
-                indices = encoded.indices  # int32, no nulls (read from the buffer: pyarrow's
-                # to_numpy() imports pandas, a quarter of a second the first time)
-                codes = np.frombuffer(
-                    indices.buffers()[1], dtype="<i4", count=len(indices), offset=indices.offset * 4
-                ).astype(np.int64)
+                codes = _int32_values(encoded.indices).astype(np.int64)
                 self._cols.append((name, True, codes, valid, encoded.dictionary.to_pylist()))
             else:
                 values = series.fill_null(0).to_numpy().astype("<i8", copy=False)
