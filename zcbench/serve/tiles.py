@@ -415,6 +415,10 @@ class TileReader:
             self._cache[path] = data
         return data
 
+    def fetched(self) -> dict[str, bytes]:
+        """Every tile fetched so far, by path (what a root was computed from)."""
+        return dict(self._cache)
+
     def hashes(self, level: int, start: int, count: int, tree_size: int) -> list[bytes]:
         """Level-``level`` hashes ``[start, start + count)`` from the tiles of ``tree_size``."""
         available = tree_size >> (TILE_HEIGHT * level)
