@@ -374,6 +374,9 @@ def _published(fetch: Get, run_base: str, headers: dict[str, str], size: int,
     deadline = time.monotonic() + wait_s
     while True:
         status, _, body = fetch(f"{run_base}/checkpoint", headers)
+        if status == 404 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the run's first checkpoint is not tiled yet
+            continue
         if status != 200:
             raise EnvError(f"{run_base}/checkpoint answered {status}: {_reason(body)}")
         if len(body) > _MAX_BODY:

@@ -186,8 +186,9 @@ class _Durable:
 
     def write(self, relative: str, data: bytes, *, replace: bool = False) -> None:
         path = self.folder / relative
-        if not replace and path.exists():
-            return  # tiles are immutable: the same path always has the same bytes
+        if not replace and path.is_file() and path.read_bytes() == data:
+            return  # written before (a restarted writer); a tile of one log never changes
+        # otherwise (re)write it: a folder reused for another log must not keep its tiles
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
