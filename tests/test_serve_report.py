@@ -118,9 +118,8 @@ def test_the_report_verifies_itself_in_chromium(good: dict[str, Any]) -> None:
                 path = good["tmp"] / f"{name.replace(' ', '-')}.html"
                 path.write_text(html, encoding="utf-8")
                 page.goto(path.as_uri())
-                page.wait_for_function("document.body.dataset.verdict !== undefined",
-                                       timeout=60_000)
-                got = page.evaluate("document.body.dataset.verdict")
+                page.wait_for_selector("body[data-verdict]", state="attached", timeout=60_000)
+                got = page.get_attribute("body", "data-verdict") or ""
                 assert got.startswith(want), (name, got)
                 if evidence is not None and name in ("document signature", "another commitment",
                                                      "another nonce", "another root"):
@@ -152,3 +151,40 @@ def _python_refuses(evidence: dict[str, Any], good: dict[str, Any]) -> None:
     finally:
         root_der.unlink(missing_ok=True)
         root_der.with_suffix(".pem").unlink(missing_ok=True)
+
+
+def test_the_page_at_the_root_runs_the_same_checks_against_the_live_server(
+        tmp_path: Path, zcbench_home: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make browser-deps)")
+    from playwright.sync_api import sync_playwright
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    run = _GatedRun(runs, "run", "run-page")
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]
+    try:
+        root = export_dev_root(tmp_path / "dev-root.pem")
+        with RunningServer(ServeConfig(runs=runs, attest_burst=20)) as server, \
+                sync_playwright() as p:
+            _grow_to(run, server, 3)
+            run.flowing.set()  # the log keeps growing while the page verifies
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+            try:
+                page = browser.new_page()
+                page.goto(server.url + "/")
+                good = run.image.expected_pcrs()
+                for pcrs, want in ((good, "VERIFIED (root " + root.fingerprint),
+                                   ({**good, 0: bytes(48)}, "FAILED: pcr0")):
+                    page.fill("#commitment", Commitment(pcrs=pcrs).to_json().decode())
+                    page.fill("#root", (tmp_path / "dev-root.pem").read_text())
+                    page.click("#verify")
+                    page.wait_for_selector("body[data-verdict]", state="attached",
+                                           timeout=60_000)
+                    got = page.get_attribute("body", "data-verdict") or ""
+                    assert got.startswith(want), got
+            finally:
+                browser.close()
+    finally:
+        run.stop()
