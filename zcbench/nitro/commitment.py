@@ -7,7 +7,23 @@ widgets, the demo) goes through :meth:`Commitment.load` or :meth:`Commitment.fro
     {"schema": "zcbench.commitment/1", "strategy": name, "pcrs": {"0": hex, "1": hex, "2": hex},
      "strategy_sha256": hex, "sealed_content_sha256": hex, "lock_sha256": hex,
      "bundle_sha256": hex, "zcbench_version": str, "source_date_epoch": int,
-     "image": str, "measurement": str, "builder": {str: str}}
+     "image": str, "measurement": str, "builder": {str: str},
+     "research": {"n_trials": int, "records": [{"digest": hex, ...}], ...}}
+
+``research`` (optional) is what ``zcbench package --research`` commits of the trials behind the
+packaged parameters (:func:`zcbench.backtest.research_summary`); its other keys are kept as
+given.
+
+Schema 2 (``zcbench.commitment/2``) names the TEE the image runs on and, for TEEs other than
+Nitro, its measured fields by their TEE's names instead of PCRs::
+
+    {"schema": "zcbench.commitment/2", "tee": "sev-snp" | "tdx" | "sgx" | "nitro",
+     "measurements": {"measurement" | "mrtd" | "mrenclave": hex, other fields: hex}, ...}
+
+The TEE's launch measurement is required (SEV-SNP ``measurement``, TDX ``mrtd``, SGX
+``mrenclave``); other fields (``rtmr0``..``rtmr3``, ``mrsigner``, ``host_data``, ...) are
+checked when present, and the TEE's verifier refuses a name it does not know. A Nitro commitment
+keeps its ``pcrs`` (and is still written as schema 1, which every reader keeps reading).
 
 Only ``schema`` and ``pcrs`` are required (a verifier needs no more; hand-written commitments
 carry just those); every other known field is type-checked when present, and fields this version
@@ -34,6 +50,8 @@ from zcbench.errors import DataError, EnvError, UsageError
 
 __all__ = [
     "COMMITMENT_SCHEMA",
+    "COMMITMENT_SCHEMA_V2",
+    "PRIMARY_MEASUREMENT",
     "Commitment",
     "load_commitment_pcrs",
     "parse_commitment_pcrs",
@@ -43,6 +61,10 @@ __all__ = [
 ]
 
 COMMITMENT_SCHEMA: Final = "zcbench.commitment/1"
+COMMITMENT_SCHEMA_V2: Final = "zcbench.commitment/2"
+PRIMARY_MEASUREMENT: Final = {"sev-snp": "measurement", "tdx": "mrtd", "sgx": "mrenclave"}
+"""The launch measurement's name in a schema-2 commitment, per TEE other than Nitro."""
+_FIELD_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,31}\Z", re.ASCII)
 
 _INDEX: Final = re.compile(r"(?:0|[1-9][0-9]?)\Z", re.ASCII)
 _HEX: Final = re.compile(r"[0-9a-fA-F]*\Z", re.ASCII)
@@ -51,7 +73,8 @@ _MAX_BYTES: Final = 1 << 20
 _DIGESTS: Final = ("strategy_sha256", "sealed_content_sha256", "lock_sha256", "bundle_sha256")
 _TEXTS: Final = ("strategy", "zcbench_version", "image", "measurement")
 _KNOWN: Final = frozenset(
-    {"schema", "pcrs", "source_date_epoch", "builder", *_DIGESTS, *_TEXTS}
+    {"schema", "pcrs", "source_date_epoch", "builder", "research", "tee", "measurements",
+     *_DIGESTS, *_TEXTS}
 )
 
 
@@ -120,6 +143,52 @@ def _parse_pcrs(value: object, source: str) -> dict[int, bytes]:
     return dict(sorted(out.items()))
 
 
+def _parse_measurements(value: object, tee: str, source: str) -> dict[str, bytes]:
+    primary = PRIMARY_MEASUREMENT[tee]
+    if not isinstance(value, dict) or primary not in value:
+        raise DataError(
+            f"{source}: a {tee} commitment needs 'measurements' with its launch measurement "
+            f"{primary!r} (hex)"
+        )
+    out: dict[str, bytes] = {}
+    for name, digest in value.items():
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise DataError(f"{source}: measurement name {name!r} is not lowercase a-z0-9_")
+        if not (isinstance(digest, str) and _HEX.match(digest) and 0 < len(digest) <= 128):
+            raise DataError(f"{source}: measurement {name!r} must be 1 to 64 bytes of hex")
+        if len(digest) % 2:
+            raise DataError(f"{source}: measurement {name!r} has an odd number of hex digits")
+        out[name] = bytes.fromhex(digest)
+    return dict(sorted(out.items()))
+
+
+def _schema_and_tee(doc: Mapping[str, Any], source: str) -> str:
+    schema = doc.get("schema")
+    if "schema" not in doc:
+        raise DataError(
+            f"{source} has no 'schema' field; expected {COMMITMENT_SCHEMA!r} or "
+            f"{COMMITMENT_SCHEMA_V2!r}: is this a commitment.json?"
+        )
+    if schema == COMMITMENT_SCHEMA:
+        if "tee" in doc or "measurements" in doc:
+            raise DataError(
+                f"{source}: 'tee' and 'measurements' need schema {COMMITMENT_SCHEMA_V2!r}"
+            )
+        return "nitro"
+    if schema != COMMITMENT_SCHEMA_V2:
+        raise DataError(
+            f"{source} has schema {schema!r}; expected {COMMITMENT_SCHEMA!r} or "
+            f"{COMMITMENT_SCHEMA_V2!r}"
+        )
+    tee = doc.get("tee")
+    if tee != "nitro" and tee not in PRIMARY_MEASUREMENT:
+        raise DataError(
+            f"{source}: 'tee' is {tee!r}; expected one of nitro, "
+            + ", ".join(PRIMARY_MEASUREMENT)
+        )
+    return str(tee)
+
+
 @dataclass(frozen=True, slots=True)
 class Commitment:
     """A parsed ``commitment.json`` (see the module docstring for the format)."""
@@ -135,19 +204,50 @@ class Commitment:
     image: str | None = None
     measurement: str | None = None
     builder: Mapping[str, str] = field(default_factory=dict)
+    research: Mapping[str, Any] | None = None
     unrecognized: Mapping[str, Any] = field(default_factory=dict)
+    tee: str = "nitro"
+    measurements: Mapping[str, bytes] = field(default_factory=dict)
 
     SCHEMA: ClassVar[str] = COMMITMENT_SCHEMA
+
+    @property
+    def schema(self) -> str:
+        """The schema this commitment is written in: 1 for Nitro, 2 for every other TEE."""
+        return COMMITMENT_SCHEMA if self.tee == "nitro" else COMMITMENT_SCHEMA_V2
+
+    @property
+    def expected_measurement(self) -> bytes:
+        """The launch measurement: PCR0 for Nitro, else the TEE's primary field."""
+        if self.tee == "nitro":
+            if 0 not in self.pcrs:
+                raise DataError("this Nitro commitment has no PCR0 (the image measurement)")
+            return self.pcrs[0]
+        return self.measurements[PRIMARY_MEASUREMENT[self.tee]]
+
+    @property
+    def expected_fields(self) -> dict[str, bytes]:
+        """The other measured fields (not Nitro: its PCRs are ``pcrs``)."""
+        if self.tee == "nitro":
+            return {}
+        primary = PRIMARY_MEASUREMENT[self.tee]
+        return {k: v for k, v in self.measurements.items() if k != primary}
 
     @classmethod
     def from_json(cls, raw: str | bytes, *, source: str = "commitment") -> Commitment:
         """Parse a commitment body; :class:`DataError` naming ``source`` and the field."""
         doc = read_json_object(raw, source=source, what="commitment")
-        if doc.get("schema") != COMMITMENT_SCHEMA:
-            raise DataError(
-                f"{source} has schema {doc.get('schema')!r}; expected {COMMITMENT_SCHEMA!r}"
-            )
-        pcrs = _parse_pcrs(doc.get("pcrs"), source)
+        tee = _schema_and_tee(doc, source)
+        measurements: dict[str, bytes] = {}
+        if tee == "nitro":
+            if "measurements" in doc:
+                raise DataError(f"{source}: a Nitro commitment carries 'pcrs', not 'measurements'")
+            pcrs = _parse_pcrs(doc.get("pcrs"), source)
+        else:
+            if "pcrs" in doc:
+                raise DataError(f"{source}: a {tee} commitment has no 'pcrs' (Nitro only)")
+            measurements = _parse_measurements(doc.get("measurements"), tee, source)
+            pcrs = {}
         for name in _TEXTS:
             if name in doc and not isinstance(doc[name], str):
                 raise DataError(f"{source}: {name!r} must be a string")
@@ -160,11 +260,20 @@ class Commitment:
         builder = doc.get("builder", {})
         if not isinstance(builder, dict) or not all(isinstance(v, str) for v in builder.values()):
             raise DataError(f"{source}: 'builder' must be an object of strings")
+        research = doc.get("research")
+        if research is not None and not _is_research(research):
+            raise DataError(
+                f"{source}: 'research' must be an object with 'n_trials' (a positive int) and "
+                "'records' (objects each with a 64-hex 'digest')"
+            )
         return cls(
             pcrs=pcrs,
             builder=dict(builder),
+            research=research,
             source_date_epoch=sde,
             unrecognized={k: v for k, v in doc.items() if k not in _KNOWN},
+            tee=tee,
+            measurements=measurements,
             **{name: doc.get(name) for name in (*_TEXTS, *_DIGESTS)},
         )
 
@@ -175,17 +284,20 @@ class Commitment:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, fields that are None left out."""
-        doc: dict[str, Any] = {
-            **self.unrecognized,
-            "schema": COMMITMENT_SCHEMA,
-            "pcrs": {str(k): v.hex() for k, v in sorted(self.pcrs.items())},
-        }
+        doc: dict[str, Any] = {**self.unrecognized, "schema": self.schema}
+        if self.tee == "nitro":
+            doc["pcrs"] = {str(k): v.hex() for k, v in sorted(self.pcrs.items())}
+        else:
+            doc["tee"] = self.tee
+            doc["measurements"] = {k: v.hex() for k, v in sorted(self.measurements.items())}
         for name in (*_TEXTS, *_DIGESTS, "source_date_epoch"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
         if self.builder:
             doc["builder"] = dict(self.builder)
+        if self.research is not None:
+            doc["research"] = dict(self.research)
         return doc
 
     def to_json(self) -> bytes:
@@ -194,11 +306,36 @@ class Commitment:
         return (text + "\n").encode()
 
 
+def _is_research(value: object) -> bool:
+    if not isinstance(value, dict):
+        return False
+    n, records = value.get("n_trials"), value.get("records")
+    return (
+        type(n) is int
+        and n > 0
+        and isinstance(records, list)
+        and bool(records)
+        and all(
+            isinstance(r, dict) and isinstance(r.get("digest"), str) and _SHA256.match(r["digest"])
+            for r in records
+        )
+    )
+
+
 def parse_commitment_pcrs(text: str | bytes, *, source: str = "commitment") -> dict[int, bytes]:
     """The PCRs committed in a ``commitment.json`` body (:meth:`Commitment.from_json`)."""
-    return dict(Commitment.from_json(text, source=source).pcrs)
+    return _nitro_pcrs(Commitment.from_json(text, source=source), source)
+
+
+def _nitro_pcrs(commitment: Commitment, source: str) -> dict[int, bytes]:
+    if commitment.tee != "nitro":
+        raise DataError(
+            f"{source} commits a {commitment.tee} image (its measurements, no PCRs): verify "
+            f"{commitment.tee} evidence against it, not a Nitro document"
+        )
+    return dict(commitment.pcrs)
 
 
 def load_commitment_pcrs(path: str | os.PathLike[str]) -> dict[int, bytes]:
     """Read ``path`` (a ``commitment.json``) and return its PCRs, index -> bytes."""
-    return dict(Commitment.load(path).pcrs)
+    return _nitro_pcrs(Commitment.load(path), os.fspath(path))

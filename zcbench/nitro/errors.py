@@ -1,7 +1,8 @@
 """The errors of zcbench.nitro, placed in the project's one tree (zcbench/errors.py)::
 
     VerificationError
-    └── AttestationError     a document failed a check; ``check`` names which one
+    └── AttestationError     a document failed a check; ``check`` names which one (the one
+                             class for every TEE, defined in :mod:`zcbench.tee.errors`)
     EnvError
     └── NsmError             the NSM (device or emulator) answered with an error code
 
@@ -29,6 +30,8 @@ Stable ``check`` names of :class:`AttestationError`:
 ``timestamp``             the signed timestamp lies outside the leaf certificate's validity
 ``debug``                 PCR0/1/2 are zero (debug mode) and ``allow_debug`` was not asked for
 ``pcr<N>``                PCR N is missing or differs from the expected value
+``measurement``           PCR0 differs from the policy's ``expected_measurement``
+``report_data``           ``user_data`` is absent or differs from ``expected_report_data``
 ``nonce``                 the nonce is absent or differs
 ``max_age``               the document is older than allowed
 ``public_key``            ``public_key`` is absent or differs from the expected key
@@ -38,13 +41,10 @@ Stable ``check`` names of :class:`AttestationError`:
 
 from __future__ import annotations
 
-from zcbench.errors import EnvError, VerificationError
+from zcbench.errors import EnvError
+from zcbench.tee.errors import AttestationError
 
 __all__ = ["AttestationError", "NsmError"]
-
-
-class AttestationError(VerificationError):
-    """An attestation document failed a check (see the module docstring for ``check`` names)."""
 
 
 class NsmError(EnvError):

@@ -44,6 +44,7 @@ from zcbench.nitro.document import AttestationDocument, parse_document
 from zcbench.nitro.errors import AttestationError
 from zcbench.nitro.policy import MAX_CLOCK_SKEW, AttestationPolicy
 from zcbench.nitro.trust import TrustRoot, load_trust_root
+from zcbench.tee.verdict import TeeVerdict
 
 __all__ = [
     "DEBUG_PCRS",
@@ -192,6 +193,40 @@ class AttestationReport(_RestsOn):
             ],
         }
 
+    def to_verdict(self) -> TeeVerdict:
+        """This report as the TEE-neutral verdict (:mod:`zcbench.tee`): measurement is PCR0,
+        report data the ``user_data``; Nitro has no TCB status (``None``)."""
+        doc = self.document
+        pcr0 = None if doc is None else doc.pcrs.get(0)
+        fields: dict[str, str] = {}
+        if doc is not None:
+            fields = {f"pcr{i}": v.hex() for i, v in doc.pcrs.items()}
+            fields["module_id"] = doc.module_id
+            if doc.nonce is not None:
+                fields["nonce"] = doc.nonce.hex()
+            if doc.public_key is not None:
+                fields["public_key"] = doc.public_key.hex()
+        return TeeVerdict(
+            tee="nitro",
+            verified=self.verified,
+            failed_check=self.failed_check,
+            message=self.message,
+            expected=self.expected,
+            actual=self.actual,
+            at=self.at,
+            rests_on=self.trust_root.description,
+            simulated=self.simulated,
+            measurement=pcr0,
+            report_data=None if doc is None else doc.user_data,
+            debug=self.debug,
+            tcb_status=None,
+            measurement_checked=self.verified
+            and (0 in self.checked_pcrs or self.policy.expected_measurement is not None),
+            fields=fields,
+            chain=tuple(c.sha256 for c in self.chain),
+            warnings=self.warnings,
+        )
+
     def error(self) -> AttestationError:
         """The error :func:`verify_attestation` raises for this report (only when failed)."""
         if self.verified or self.failed_check is None:
@@ -298,6 +333,25 @@ def _check_policy(doc: AttestationDocument, policy: AttestationPolicy, at: dt.da
                 expected=f"<= {policy.max_age.total_seconds()} s",
                 actual=f"{age.total_seconds()} s",
             )
+    if policy.expected_measurement is not None and doc.pcrs.get(0) != policy.expected_measurement:
+        got0 = doc.pcrs.get(0)
+        _fail(
+            "measurement",
+            "PCR0 (the image measurement) differs from the expected measurement: this is not "
+            "the committed image; check the commitment you compare against",
+            expected=policy.expected_measurement.hex(),
+            actual=None if got0 is None else got0.hex(),
+        )
+    want_data = policy.expected_report_data
+    if want_data is not None and doc.user_data != want_data:
+        _fail(
+            "report_data",
+            "the document's user_data "
+            + ("is absent" if doc.user_data is None else "differs from the expected report data")
+            + ": it is not bound to your nonce or key",
+            expected=want_data.hex(),
+            actual=None if doc.user_data is None else doc.user_data.hex(),
+        )
     for name, want_value, got_value in (
         ("public_key", policy.expected_public_key, doc.public_key),
         ("user_data", policy.expected_user_data, doc.user_data),
@@ -393,6 +447,11 @@ def check_attestation(
         expected_user_data=expected_user_data,
         unsafe_skip_pcr_check=unsafe_skip_pcr_check,
     )
+    if policy.allowed_tcb_statuses or policy.expected_fields is not None:
+        raise UsageError(
+            "a Nitro document has no TCB status and no named measurement fields: give "
+            "expected_pcrs or expected_measurement (PCR0) instead"
+        )
     root = load_trust_root(policy.trust)
     warnings = policy.warn()
 

@@ -1,0 +1,713 @@
+"""Intel DCAP quotes (TDX v4 and v5, SGX v3): parse strictly, verify to the pinned Intel root.
+
+Owns the quote's byte format (header, SGX report or TD report body, ECDSA-256 signature data
+with its QE report and PCK certificate chain), the checks this module makes itself on every
+quote (the PCK chain to the pinned Intel SGX Root CA, the QE report's signature by the PCK key
+and its binding of the attestation key, the quote's signature by that key), and the
+collateral: TCB info, QE identity and CRLs, read from a file (:func:`load_collateral`, the JSON
+``dcap-qvl`` and PCCS clients write) or fetched by a :class:`PccsClient` passed in. With
+collateral, ``dcap-qvl`` (a maintained DCAP verifier, the lock's ``dcap-qvl``) evaluates the
+collateral's signatures, the CRLs and the TCB level under the same pinned root and the same
+time; without it the verdict says plainly ``tcb_status: "unknown"``.
+
+Checks in order, each failure under its stable ``check`` name:
+
+========================  ==================================================================
+``decode``                truncated, non-zero trailing bytes (zero padding after the signature
+                          data is allowed: TDX quote buffers carry it), a length field that
+                          overruns or does not fill its container
+``version``               not a TDX v4/v5 or SGX v3 quote (version, TEE type, body type)
+``schema``                attestation key type not ECDSA-256-with-P-256, an unknown QE
+                          vendor, certification data of a type other than 5/6
+``certificate``           the PCK chain is not three readable PEM certificates
+``root``                  the chain's root is not the pinned Intel SGX Root CA
+``chain``                 a PCK certificate is not issued (name, ECDSA signature) by the next
+``validity``              a PCK certificate is expired or not yet valid at the time
+``qe_report``             the QE report is not signed by the PCK key
+``qe_binding``            the QE report does not bind the attestation key (SHA-256 of key and
+                          QE authentication data in its report data)
+``signature``             the quote is not signed by the attestation key
+``collateral``            collateral for another FMSPC or TEE, out of its validity window at
+                          the time, or refused by ``dcap-qvl`` (signatures, CRL, QE identity)
+``revoked``               the PCK certificate or its CA is revoked (CRL)
+``tcb_status``            the TCB status is not UpToDate and not allowed by name, or no TCB
+                          level matches (Revoked is never allowed)
+``debug``                 TDX TD attributes bit 0 (TUD.DEBUG) or SGX attributes bit 1 set, and
+                          ``allow_debug`` not asked for
+``measurement``           MRTD (TDX) or MRENCLAVE (SGX) differs from the expected one
+``report_data``           the report data differs from the expected (zero-padded) value
+``<field>``               a field in ``expected_fields`` differs (TDX ``rtmr0``..``rtmr3``,
+                          ``mrconfigid``, ``mrowner``, ``mrownerconfig``, ``mrseam``; SGX
+                          ``mrsigner``, ``isvprodid``, ``isvsvn`` as 2-byte little-endian)
+========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hashlib
+import importlib.resources
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NoReturn, Protocol
+
+import dcap_qvl  # type: ignore[import-untyped]  # ships .pyi stubs, but no py.typed
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.tee.errors import AttestationError
+from zcbench.tee.policy import AttestationPolicy
+from zcbench.tee.verdict import TeeVerdict, text_of
+
+__all__ = [
+    "COLLATERAL_KEYS",
+    "INTEL_ROOT_SHA256",
+    "Collateral",
+    "DcapQuote",
+    "HttpPccs",
+    "MemoryPccs",
+    "PccsClient",
+    "check_quote",
+    "load_collateral",
+    "parse_quote",
+    "verify_quote",
+]
+
+INTEL_ROOT_SHA256: Final = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+"""SHA-256 of the DER of the Intel SGX Root CA (the root of every PCK chain)."""
+
+COLLATERAL_KEYS: Final = (
+    "pck_crl_issuer_chain",
+    "root_ca_crl",
+    "pck_crl",
+    "tcb_info_issuer_chain",
+    "tcb_info",
+    "tcb_info_signature",
+    "qe_identity_issuer_chain",
+    "qe_identity",
+    "qe_identity_signature",
+)
+
+_HEADER: Final = 48
+_SGX_BODY: Final = 384
+_TD10_BODY: Final = 584
+_TD15_BODY: Final = 648
+_QE_REPORT: Final = 384
+_INTEL_QE_VENDOR: Final = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+_MAX_QUOTE: Final = 64 * 1024
+_MAX_COLLATERAL: Final = 1 << 20
+_ES256 = ec.ECDSA(hashes.SHA256())
+_TDX_FIELDS: Final = {
+    "mrseam": (16, 48),
+    "mrtd": (136, 48),
+    "mrconfigid": (184, 48),
+    "mrowner": (232, 48),
+    "mrownerconfig": (280, 48),
+    "rtmr0": (328, 48),
+    "rtmr1": (376, 48),
+    "rtmr2": (424, 48),
+    "rtmr3": (472, 48),
+}
+_SGX_FIELDS: Final = {"mrenclave": (64, 32), "mrsigner": (128, 32), "isvprodid": (256, 2),
+                      "isvsvn": (258, 2)}
+
+TeeName = Literal["tdx", "sgx"]
+
+
+def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> NoReturn:
+    raise AttestationError(message, check=check, expected=expected, actual=actual)
+
+
+@dataclass(frozen=True)
+class DcapQuote:
+    """One parsed quote. ``signed`` is what the attestation key signs (header and body)."""
+
+    raw: bytes
+    tee: TeeName
+    version: int
+    body_type: int
+    header: bytes
+    body: bytes
+    signed: bytes
+    signature: bytes
+    attestation_key: bytes
+    qe_report: bytes
+    qe_report_signature: bytes
+    qe_auth_data: bytes
+    pck_chain_pem: bytes
+    padding: int = 0
+
+    @property
+    def report_data(self) -> bytes:
+        return self.body[520:584] if self.tee == "tdx" else self.body[320:384]
+
+    @property
+    def measurement(self) -> bytes:
+        """MRTD for TDX, MRENCLAVE for SGX."""
+        return self.body[136:184] if self.tee == "tdx" else self.body[64:96]
+
+    @property
+    def debug(self) -> bool:
+        if self.tee == "tdx":
+            return bool(self.body[120] & 1)  # TD_ATTRIBUTES.TUD.DEBUG
+        return bool(self.body[48] & 2)  # ATTRIBUTES.FLAGS.DEBUG
+
+    def field(self, name: str) -> bytes:
+        table = _TDX_FIELDS if self.tee == "tdx" else _SGX_FIELDS
+        offset, size = table[name]
+        return self.body[offset : offset + size]
+
+    def fields(self) -> dict[str, str]:
+        table = _TDX_FIELDS if self.tee == "tdx" else _SGX_FIELDS
+        out = {name: self.body[o : o + n].hex() for name, (o, n) in table.items()}
+        out["version"] = str(self.version)
+        out["padding"] = str(self.padding)
+        if self.tee == "tdx":
+            out["td_attributes"] = self.body[120:128].hex()
+            out["tee_tcb_svn"] = self.body[0:16].hex()
+            out["xfam"] = self.body[128:136].hex()
+        else:
+            out["attributes"] = self.body[48:64].hex()
+            out["cpusvn"] = self.body[0:16].hex()
+        return out
+
+
+class _Reader:
+    """Bounded reads over the quote; any overrun is ``decode``."""
+
+    def __init__(self, data: bytes, start: int, end: int, what: str) -> None:
+        self.data, self.pos, self.end, self.what = data, start, end, what
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            _fail(
+                "decode",
+                f"the quote is truncated: {what} needs {n} bytes at offset {self.pos}, "
+                f"{max(self.end - self.pos, 0)} remain in {self.what}",
+                expected=f">= {n} bytes",
+                actual=self.end - self.pos,
+            )
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u16(self, what: str) -> int:
+        return int.from_bytes(self.take(2, what), "little")
+
+    def u32(self, what: str) -> int:
+        return int.from_bytes(self.take(4, what), "little")
+
+    def done(self) -> None:
+        if self.pos != self.end:
+            _fail(
+                "decode",
+                f"{self.end - self.pos} trailing bytes after {self.what}",
+                expected=0,
+                actual=self.end - self.pos,
+            )
+
+
+def parse_quote(data: bytes) -> DcapQuote:
+    """Parse a DCAP quote strictly (``decode``, ``version``, ``schema``); no cryptography."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise UsageError("a DCAP quote is bytes")
+    raw = bytes(data)
+    if len(raw) > _MAX_QUOTE:
+        _fail("decode", f"a quote of {len(raw)} bytes is larger than any DCAP quote",
+              expected=f"<= {_MAX_QUOTE}", actual=len(raw))
+    r = _Reader(raw, 0, len(raw), "the quote")
+    header = r.take(_HEADER, "the header")
+    version = int.from_bytes(header[0:2], "little")
+    key_type = int.from_bytes(header[2:4], "little")
+    tee_type = int.from_bytes(header[4:8], "little")
+    if (version, tee_type) not in ((3, 0), (4, 0x81), (5, 0x81)):
+        _fail(
+            "version",
+            f"quote version {version} with TEE type 0x{tee_type:x} is not supported (SGX v3, "
+            "TDX v4 and v5 are)",
+            expected="SGX v3 (0x0), TDX v4/v5 (0x81)",
+            actual=f"v{version} 0x{tee_type:x}",
+        )
+    if key_type != 2:
+        _fail("schema", f"attestation key type {key_type} is not ECDSA-256 with P-256 (2)",
+              expected=2, actual=key_type)
+    if header[12:28] != _INTEL_QE_VENDOR:
+        _fail("schema", "the QE vendor ID is not Intel's", expected=_INTEL_QE_VENDOR.hex(),
+              actual=header[12:28].hex())
+    tee: TeeName = "sgx" if tee_type == 0 else "tdx"
+    if version == 5:
+        body_type = r.u16("the body type")
+        body_size = r.u32("the body size")
+        sizes = {2: _TD10_BODY, 3: _TD15_BODY}
+        if sizes.get(body_type) != body_size:
+            _fail("version", f"TDX v5 body type {body_type} of {body_size} bytes is not a TD "
+                  "report 1.0 (2, 584) or 1.5 (3, 648)", expected="2/584 or 3/648",
+                  actual=f"{body_type}/{body_size}")
+    else:
+        body_type = 1 if tee == "sgx" else 2
+        body_size = _SGX_BODY if tee == "sgx" else _TD10_BODY
+    body = r.take(body_size, "the report body")
+    signed = raw[: r.pos]
+    sig_len = r.u32("the signature data length")
+    s = _Reader(raw, r.pos, r.pos + sig_len, "the signature data")
+    if s.end > len(raw):
+        _fail("decode", f"the signature data length {sig_len} overruns the quote",
+              expected=f"<= {len(raw) - r.pos}", actual=sig_len)
+    # The TDX quote-generation interface hands back a fixed-size buffer: zero bytes after
+    # the signature data are its padding (unsigned, ignored, counted in ``padding``); any
+    # other byte there is refused.
+    padding = raw[s.end :]
+    if any(padding):
+        _fail("decode", f"{len(padding)} trailing bytes after the quote's signature data, not "
+              "all zero (zero padding is the only thing allowed there)", expected="zero padding",
+              actual=padding[:16].hex())
+    signature = s.take(64, "the quote signature")
+    attestation_key = s.take(64, "the attestation key")
+    if version == 3:
+        qe = s
+    else:
+        cert_type = s.u16("the certification data type")
+        if cert_type != 6:
+            _fail("schema", f"certification data type {cert_type} is not the QE report (6)",
+                  expected=6, actual=cert_type)
+        size = s.u32("the certification data size")
+        qe = _Reader(raw, s.pos, s.pos + size, "the QE report certification data")
+        s.take(size, "the QE report certification data")
+        s.done()
+    qe_report = qe.take(_QE_REPORT, "the QE report")
+    qe_signature = qe.take(64, "the QE report signature")
+    qe_auth = qe.take(qe.u16("the QE authentication data size"), "the QE authentication data")
+    cert_type = qe.u16("the PCK certification data type")
+    if cert_type != 5:
+        _fail("schema", f"PCK certification data type {cert_type} is not a PEM chain (5): "
+              "fetch the PCK certificate chain separately", expected=5, actual=cert_type)
+    chain = qe.take(qe.u32("the PCK chain size"), "the PCK chain")
+    qe.done()
+    return DcapQuote(
+        raw=raw, tee=tee, version=version, body_type=body_type, header=header, body=body,
+        signed=signed, signature=signature, attestation_key=attestation_key,
+        qe_report=qe_report, qe_report_signature=qe_signature, qe_auth_data=qe_auth,
+        pck_chain_pem=chain.rstrip(b"\0"),
+        padding=len(padding),
+    )
+
+
+# --- the chain and the signatures ------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _pinned_root() -> x509.Certificate:
+    blob = importlib.resources.files("zcbench.tee").joinpath("roots", "intel_sgx_root_ca.pem")
+    root = x509.load_pem_x509_certificate(blob.read_bytes())
+    got = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
+    if got != INTEL_ROOT_SHA256:
+        raise EnvError(
+            f"the packaged Intel SGX Root CA has SHA-256 {got}, not the pinned "
+            f"{INTEL_ROOT_SHA256}; the installation is damaged, reinstall zcbench"
+        )
+    return root
+
+
+@functools.lru_cache(maxsize=1)
+def _root_der() -> bytes:
+    return _pinned_root().public_bytes(Encoding.DER)
+
+
+# Pure functions of certificates parsed once per chain (cached by the chain's bytes): every
+# check still runs on every call, only re-encoding and name decoding are saved.
+@functools.lru_cache(maxsize=64)
+def _der_of(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_and_validity(cert: x509.Certificate) -> tuple[object, dt.datetime, dt.datetime]:
+    return cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+@functools.lru_cache(maxsize=64)
+def _names_chain(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    return cert.issuer == issuer.subject
+
+
+@functools.lru_cache(maxsize=32)
+def _pck_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
+    try:
+        certs = tuple(x509.load_pem_x509_certificates(pem))
+        for cert in certs:
+            _ = (cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        _fail("certificate", f"the quote's PCK chain is not readable PEM: {exc}",
+              expected="PEM certificates", actual="unreadable")
+    if len(certs) != 3:
+        _fail("certificate", f"the PCK chain has {len(certs)} certificates; it has 3 (PCK, "
+              "PCK CA, Intel SGX Root CA)", expected=3, actual=len(certs))
+    return certs
+
+
+def _ec_verify(key: object, signature: bytes, data: bytes) -> bool:
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        return False
+    try:
+        key.verify(signature, data, _ES256)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _raw_signature(sig: bytes) -> bytes:
+    return encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+
+
+def _check_chain(quote: DcapQuote, at: dt.datetime) -> x509.Certificate:
+    leaf, ca, root = _pck_chain(quote.pck_chain_pem)
+    if _der_of(root) != _root_der():
+        got = hashlib.sha256(_der_of(root)).hexdigest()
+        _fail("root", f"the PCK chain ends in a root with SHA-256 {got}, not the pinned Intel "
+              "SGX Root CA", expected=INTEL_ROOT_SHA256, actual=got)
+    for cert, issuer, label in ((ca, root, "PCK CA"), (leaf, ca, "PCK certificate")):
+        if not _names_chain(cert, issuer) or not _ec_verify(
+            _key_and_validity(issuer)[0], cert.signature, cert.tbs_certificate_bytes
+        ):
+            _fail("chain", f"the {label} is not issued by {issuer.subject.rfc4514_string()} "
+                  "(name or ECDSA signature)", expected=issuer.subject.rfc4514_string(),
+                  actual=cert.issuer.rfc4514_string())
+    for cert, label in ((root, "Intel SGX Root CA"), (ca, "PCK CA"), (leaf, "PCK certificate")):
+        _key, start, end = _key_and_validity(cert)
+        if not start <= at <= end:
+            _fail("validity", f"the {label} is valid {start.isoformat()} to {end.isoformat()}, "
+                  f"not at {at.isoformat()}; verify at a time inside that window (--at)",
+                  expected=f"{start.isoformat()}..{end.isoformat()}", actual=at.isoformat())
+    return leaf
+
+
+def _check_signatures(quote: DcapQuote, pck: x509.Certificate) -> None:
+    pck_key = _key_and_validity(pck)[0]
+    if not _ec_verify(pck_key, _raw_signature(quote.qe_report_signature), quote.qe_report):
+        _fail("qe_report", "the QE report is not signed by the PCK certificate's key: the "
+              "quote's quoting enclave is not the attested one", expected="valid signature",
+              actual="invalid")
+    digest = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest()
+    bound = quote.qe_report[320:384]
+    if bound != digest + bytes(32):
+        _fail("qe_binding", "the QE report does not bind the attestation key (its report data "
+              "is not SHA-256 of the key and the QE authentication data)",
+              expected=(digest + bytes(32)).hex(), actual=bound.hex())
+    key_bytes = b"\x04" + quote.attestation_key
+    try:
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key_bytes)
+    except ValueError:
+        _fail("signature", "the attestation key is not a P-256 point", expected="P-256 point",
+              actual=quote.attestation_key.hex())
+    if not _ec_verify(key, _raw_signature(quote.signature), quote.signed):
+        _fail("signature", "the quote is not signed by its attestation key: the header or the "
+              "report body was altered", expected="valid signature", actual="invalid")
+
+
+# --- collateral ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collateral:
+    """The DCAP collateral for one quote: the nine fields ``dcap-qvl`` and PCCS name
+    (:data:`COLLATERAL_KEYS`), as JSON text (CRLs and signatures in hex)."""
+
+    json_text: str
+    tcb_info: Mapping[str, Any]
+    qe_identity: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, *, source: str = "collateral") -> Collateral:
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"{source} is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise DataError(f"{source} must be a JSON object")
+        missing = [k for k in COLLATERAL_KEYS if not isinstance(doc.get(k), str)]
+        if missing:
+            raise DataError(f"{source}: {missing[0]!r} is missing or not a string (DCAP "
+                            f"collateral has {', '.join(COLLATERAL_KEYS)})")
+        try:
+            tcb_info = json.loads(doc["tcb_info"])
+            qe_identity = json.loads(doc["qe_identity"])
+        except ValueError as exc:
+            raise DataError(f"{source}: tcb_info or qe_identity is not JSON: {exc}") from None
+        if not isinstance(tcb_info, dict) or not isinstance(qe_identity, dict):
+            raise DataError(f"{source}: tcb_info and qe_identity must be JSON objects")
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        return cls(json_text=text, tcb_info=tcb_info, qe_identity=qe_identity)
+
+
+def load_collateral(path: str | os.PathLike[str]) -> Collateral:
+    """Read a collateral JSON file (missing: UsageError; malformed: DataError)."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_MAX_COLLATERAL + 1)
+    except FileNotFoundError:
+        raise UsageError(f"collateral file {name} does not exist") from None
+    except OSError as exc:
+        raise EnvError(f"cannot read collateral file {name}: {exc.strerror}") from None
+    if len(raw) > _MAX_COLLATERAL:
+        raise DataError(f"collateral file {name} is larger than 1 MiB")
+    return Collateral.from_json(raw, source=name)
+
+
+class PccsClient(Protocol):
+    """Where collateral comes from: ``collateral(quote)`` for the quote's FMSPC and CA."""
+
+    def collateral(self, quote: bytes) -> Collateral: ...
+
+
+class HttpPccs:
+    """A PCCS (or Intel PCS) over HTTPS, through ``dcap-qvl``'s client; never used in tests."""
+
+    def __init__(self, url: str) -> None:
+        if not url.startswith("https://"):
+            raise UsageError(f"the PCCS URL must be https: {url}")
+        self.url = url
+
+    def collateral(self, quote: bytes) -> Collateral:
+        try:
+            fetched = asyncio.run(dcap_qvl.get_collateral(self.url, quote))
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EnvError(f"cannot fetch collateral from {self.url}: {exc}") from None
+        return Collateral.from_json(fetched.to_json(), source=self.url)
+
+
+class MemoryPccs:
+    """Collateral held in memory by FMSPC (uppercase hex); records each request."""
+
+    def __init__(self, by_fmspc: Mapping[str, Collateral] | None = None) -> None:
+        self.by_fmspc = dict(by_fmspc or {})
+        self.requests: list[str] = []
+
+    def collateral(self, quote: bytes) -> Collateral:
+        fmspc = _fmspc(quote)
+        self.requests.append(fmspc)
+        try:
+            return self.by_fmspc[fmspc]
+        except KeyError:
+            raise EnvError(f"no collateral held for FMSPC {fmspc}") from None
+
+
+def _fmspc(quote: bytes) -> str:
+    """The platform's FMSPC, from the PCK certificate's Intel SGX extension."""
+    try:
+        return str(dcap_qvl.parse_quote(quote).fmspc()).upper()
+    except ValueError as exc:
+        _fail("certificate", f"the PCK certificate names no FMSPC: {exc}",
+              expected="an Intel SGX extension with an FMSPC", actual=None)
+
+
+def _instant(text: object, what: str) -> dt.datetime:
+    try:
+        assert isinstance(text, str)
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (AssertionError, ValueError):
+        _fail("collateral", f"the collateral's {what} is not an ISO 8601 time",
+              expected="ISO 8601", actual=text)
+
+
+def _check_collateral_fit(quote: DcapQuote, collateral: Collateral, at: dt.datetime) -> None:
+    fmspc = _fmspc(quote.raw)
+    got = str(collateral.tcb_info.get("fmspc", "")).upper()
+    if got != fmspc:
+        _fail("collateral", f"the collateral's TCB info is for FMSPC {got or '(none)'}, the "
+              f"quote's platform is {fmspc}: fetch the collateral for this platform",
+              expected=fmspc, actual=got or None)
+    want_id = "TDX" if quote.tee == "tdx" else "SGX"
+    got_id = str(collateral.tcb_info.get("id", "SGX"))
+    if got_id != want_id:
+        _fail("collateral", f"the collateral's TCB info is for {got_id}, the quote is {want_id}",
+              expected=want_id, actual=got_id)
+    for doc, what in ((collateral.tcb_info, "TCB info"), (collateral.qe_identity, "QE identity")):
+        issued = _instant(doc.get("issueDate"), f"{what} issueDate")
+        until = _instant(doc.get("nextUpdate"), f"{what} nextUpdate")
+        if not issued <= at <= until:
+            _fail("collateral", f"the collateral's {what} is valid {issued.isoformat()} to "
+                  f"{until.isoformat()}, not at {at.isoformat()}: "
+                  + ("fetch current collateral" if at > until else "it was issued later"),
+                  expected=f"{issued.isoformat()}..{until.isoformat()}", actual=at.isoformat())
+
+
+def _tcb_status(
+    quote: DcapQuote, collateral: Collateral, at: dt.datetime
+) -> tuple[str, tuple[str, ...]]:
+    """``dcap-qvl``'s verdict on the collateral and TCB level under the pinned root."""
+    try:
+        native = dcap_qvl.QuoteCollateralV3.from_json(collateral.json_text)
+        result = dcap_qvl.verify_with_root_ca(quote.raw, native, _root_der(), int(at.timestamp()))
+    except ValueError as exc:
+        text = str(exc)
+        lower = text.lower()
+        if "no matching tcb level" in lower:
+            _fail("tcb_status", "no TCB level of the collateral matches this platform's TCB: "
+                  "its TCB is older than every level Intel lists (out of date) or the "
+                  "collateral is another platform's", expected="UpToDate",
+                  actual="no matching TCB level")
+        if "revoked" in lower:
+            _fail("revoked", f"a PCK certificate is revoked: {text}", expected="not revoked",
+                  actual="revoked")
+        _fail("collateral", f"the collateral does not verify for this quote: {text}",
+              expected="valid collateral", actual=text)
+    return str(result.status), tuple(str(a) for a in result.advisory_ids)
+
+
+def _check_policy(quote: DcapQuote, policy: AttestationPolicy) -> None:
+    if quote.debug and not policy.allow_debug:
+        where = "TD attributes bit 0 (TUD.DEBUG)" if quote.tee == "tdx" else "attributes bit 1"
+        _fail("debug", f"the {quote.tee.upper()} report has {where} set: a debug "
+              f"{'TD' if quote.tee == 'tdx' else 'enclave'} can be read by the host; pass "
+              "allow_debug=True (--allow-debug) only for tests", expected="debug clear",
+              actual="debug set")
+    want = policy.expected_measurement
+    if want is not None and quote.measurement != want:
+        name = "MRTD" if quote.tee == "tdx" else "MRENCLAVE"
+        _fail("measurement", f"{name} differs from the expected measurement: this is not the "
+              "committed image; check the commitment you compare against",
+              expected=want.hex(), actual=quote.measurement.hex())
+    data = policy.report_data_padded()
+    if data is not None and quote.report_data != data:
+        _fail("report_data", "the report data differs from the expected value (compared "
+              "zero-padded to 64 bytes): the quote is not bound to your nonce or key",
+              expected=data.hex(), actual=quote.report_data.hex())
+    for name, value in (policy.expected_fields or {}).items():
+        got = quote.field(name)
+        if got != value:
+            _fail(name, f"the quote's {name} differs from the expected value",
+                  expected=value.hex(), actual=got.hex())
+
+
+def _refuse_foreign(policy: AttestationPolicy, tee: TeeName) -> None:
+    foreign = [
+        name
+        for name, value in (
+            ("expected_pcrs", policy.expected_pcrs),
+            ("nonce", policy.nonce),
+            ("max_age", policy.max_age),
+            ("expected_public_key", policy.expected_public_key),
+            ("expected_user_data", policy.expected_user_data),
+        )
+        if value is not None
+    ]
+    if foreign:
+        raise UsageError(f"a {tee.upper()} quote has no {', '.join(foreign)}: bind a nonce or "
+                         "key with expected_report_data and the image with expected_measurement")
+    table = _TDX_FIELDS if tee == "tdx" else _SGX_FIELDS
+    unknown = sorted(set(policy.expected_fields or ()) - set(table))
+    if unknown:
+        raise UsageError(f"a {tee.upper()} quote has no field {unknown[0]!r}; expected_fields "
+                         f"may name {', '.join(table)}")
+    if policy.trust != "aws":
+        raise UsageError(f"{tee.upper()} quotes verify only against the pinned Intel SGX Root "
+                         "CA: leave the policy's trust at its default")
+
+
+def check_quote(
+    data: bytes,
+    policy: AttestationPolicy,
+    *,
+    at: dt.datetime,
+    collateral: Collateral | None = None,
+    pccs: PccsClient | None = None,
+) -> TeeVerdict:
+    """Check a TDX or SGX quote against ``policy`` at ``at``; a verdict, never a failed-check
+    raise. With ``collateral`` (or a ``pccs`` to fetch it) the TCB status is evaluated and must
+    be UpToDate or allowed by name; without, the verdict's ``tcb_status`` is ``"unknown"``.
+    """
+    if not isinstance(policy, AttestationPolicy):
+        raise UsageError("policy must be an AttestationPolicy")
+    if not isinstance(at, dt.datetime) or at.utcoffset() is None:
+        raise UsageError("'at' must be a timezone-aware datetime (e.g. datetime.now(UTC))")
+    if collateral is not None and pccs is not None:
+        raise UsageError("give collateral or a PCCS client, not both")
+    at = at.astimezone(dt.UTC)
+    quote: DcapQuote | None = None
+    status = "unknown"
+    advisories: tuple[str, ...] = ()
+    tee: TeeName = "tdx" if bytes(data)[4:8] == b"\x81\0\0\0" else "sgx"
+    _refuse_foreign(policy, tee)
+    warned = list(policy.warn())
+    failed: AttestationError | None = None
+    try:
+        quote = parse_quote(data)
+        pck = _check_chain(quote, at)
+        _check_signatures(quote, pck)
+        if collateral is None and pccs is not None:
+            collateral = pccs.collateral(quote.raw)
+        if collateral is not None:
+            _check_collateral_fit(quote, collateral, at)
+            status, advisories = _tcb_status(quote, collateral, at)
+            allowed = {"UpToDate", *policy.allowed_tcb_statuses}
+            if status not in allowed:
+                _fail("tcb_status", f"the TCB status is {status}"
+                      + (f" (advisories {', '.join(advisories)})" if advisories else "")
+                      + ": the platform lacks security fixes; allow the status by name "
+                      "(allowed_tcb_statuses, --allow-tcb-status) only if you accept that",
+                      expected=" or ".join(sorted(allowed)), actual=status)
+        _check_policy(quote, policy)
+    except AttestationError as exc:
+        failed = exc
+    if collateral is None and failed is None:
+        warned.append("no collateral: the TCB status is unknown (the chain and signatures "
+                      "hold, but the platform's patch level and revocation were not checked)")
+    return TeeVerdict(
+        tee=tee if quote is None else quote.tee,
+        verified=failed is None,
+        failed_check=None if failed is None else failed.check,
+        message="verified" + ("" if collateral is not None else " (TCB status unknown)")
+        if failed is None
+        else str(failed),
+        expected=None if failed is None else text_of(failed.expected),
+        actual=None if failed is None else text_of(failed.actual),
+        at=at,
+        rests_on="Intel SGX Root CA (pinned)",
+        measurement=None if quote is None else quote.measurement,
+        report_data=None if quote is None else quote.report_data,
+        debug=None if quote is None else quote.debug,
+        tcb_status=status,
+        advisory_ids=advisories,
+        measurement_checked=failed is None and policy.expected_measurement is not None,
+        fields={} if quote is None else quote.fields(),
+        chain=() if quote is None else _chain_fingerprints(quote),
+        warnings=tuple(warned),
+    )
+
+
+def _chain_fingerprints(quote: DcapQuote) -> tuple[str, ...]:
+    return _fingerprints_of(quote.pck_chain_pem)
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprints_of(pem: bytes) -> tuple[str, ...]:
+    try:
+        certs = _pck_chain(pem)
+    except AttestationError:
+        return ()
+    return tuple(hashlib.sha256(_der_of(c)).hexdigest() for c in reversed(certs))
+
+
+def verify_quote(
+    data: bytes,
+    policy: AttestationPolicy,
+    *,
+    at: dt.datetime,
+    collateral: Collateral | None = None,
+    pccs: PccsClient | None = None,
+) -> TeeVerdict:
+    """:func:`check_quote`, raising :class:`AttestationError` when a check failed."""
+    verdict = check_quote(data, policy, at=at, collateral=collateral, pccs=pccs)
+    if not verdict.verified:
+        raise verdict.error()
+    return verdict
