@@ -63,7 +63,8 @@ from zcbench.serve.tiles import (
     parse_tile_path,
 )
 
-__all__ = ["Catalog", "ServeConfig", "build_app", "make_server"]
+__all__ = ["Catalog", "Guard", "ProofService", "RunEntry", "ServeConfig", "build_app",
+           "make_server"]
 
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
