@@ -150,6 +150,17 @@ def test_run_tiles_follow_a_growing_log_and_an_independent_client_agrees(
     assert again.size == seen[-1][0]
 
 
+def test_a_tile_folder_reused_for_another_log_gets_that_logs_tiles(tmp_path: Path) -> None:
+    first = build_log(tmp_path / "one", batches=3, run_id="same")
+    assert RunTiles(first.run, tmp_path / "tiles", boot_key=fake_boot_key).sync() is not None
+    second = build_log(tmp_path / "two", batches=3, run_id="same", seed=9)
+    published = RunTiles(second.run, tmp_path / "tiles", boot_key=fake_boot_key).sync()
+    assert published is not None
+    client = IndependentTlogClient(folder_get(tmp_path / "tiles"))
+    size, signed, computed = client.recompute_root(second.signer.public_key_spki_der)
+    assert (size, computed) == (published.size, signed)
+
+
 def test_a_checkpoint_by_another_key_is_not_published(tmp_path: Path) -> None:
     built = build_log(tmp_path / "run", batches=2)
     tiles = RunTiles(built.run, tmp_path / "tiles", boot_key=fake_boot_key)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import html
 import json
 import math
 import os
@@ -81,8 +80,10 @@ def _handle(args: argparse.Namespace) -> int:
     )
     verdict = report.to_dict()
     if args.report is not None:
+        from zcbench.serve.report import render_report
+
         try:
-            args.report.write_text(_html(verdict), encoding="utf-8")
+            args.report.write_text(render_report(report), encoding="utf-8")
         except OSError as exc:
             raise EnvError(f"cannot write --report {args.report}: {exc.strerror}") from None
     if report.simulated:
@@ -120,27 +121,3 @@ def _print(v: dict[str, Any]) -> None:
         previous = v["previous"]
         saved = f" (saved size {previous['size']})" if previous else ""
         print(f"  last visit: {v['state'].replace('_', ' ')}{saved}")
-
-
-def _html(v: dict[str, Any]) -> str:
-    rows = []
-    for key in ("verified", "failed_check", "message", "url", "at", "nonce", "run_id", "origin",
-                "simulated", "tiles_checked", "state"):
-        rows.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(v[key]))}</td></tr>")
-    for key in ("checkpoint", "published", "previous"):
-        if v[key]:
-            text = f"size {v[key]['size']}, root {v[key]['root']}"
-            rows.append(f"<tr><th>{key}</th><td>{html.escape(text)}</td></tr>")
-    title = ("VERIFIED" if v["verified"] else "FAILED") + (" (SIMULATED)" if v["simulated"] else "")
-    body = html.escape(json.dumps(v, indent=2, sort_keys=True))
-    return (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'\">"
-        f"<title>zcbench remote verdict: {title}</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}th{text-align:left;"
-        "padding-right:1em}td{font-family:monospace;word-break:break-all}</style>"
-        f"<h1>{title}</h1><p>Computed by zcbench verify remote on the verifier's own machine, "
-        f"{html.escape(str(v['at']))}.</p><table>{''.join(rows)}</table>"
-        f"<h2>The verdict as JSON</h2><pre>{body}</pre></html>\n"
-    )

@@ -74,10 +74,10 @@ def _handle(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} {path} does not exist")
     if args.readers is not None and not args.readers.is_file():
         raise UsageError(f"--readers {args.readers} does not exist")
-    return serve_forever(args, Readers.load(args.readers) if args.readers else None)
+    return _serve_forever(args, Readers.load(args.readers) if args.readers else None)
 
 
-def serve_forever(args: argparse.Namespace, readers: Any) -> int:
+def _serve_forever(args: argparse.Namespace, readers: Any) -> int:
     from zcbench.serve.app import ServeConfig, build_app, make_server
 
     config = ServeConfig(

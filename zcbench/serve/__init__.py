@@ -6,6 +6,7 @@
 * :mod:`~zcbench.serve.control`  the run's control socket: fresh attestations from its enclave
 * :mod:`~zcbench.serve.app`      the ASGI app (Starlette) and its server (uvicorn)
 * :mod:`~zcbench.serve.remote`   the LP's side: ``verify_remote`` over HTTP, with saved state
+* :mod:`~zcbench.serve.report`   the verdict as an HTML page that re-verifies its evidence itself
 
 It must not hold a key of the enclave or change a run folder (it writes tiles elsewhere).
 """

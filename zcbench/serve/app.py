@@ -2,7 +2,8 @@
 
 Routes (GET and HEAD only; anything else is 405):
 
-* ``/``                                    a page naming the runs and how to verify them
+* ``/``                                    the runs, how to verify them, and the report's in-browser
+  checks over evidence fetched from this server (the LP pastes commitment and root)
 * ``/runs``                                the runs as JSON (run id, origin, published size, live)
 * ``/runs/<run id>/checkpoint``            the newest checkpoint note of that run's log
 * ``/runs/<run id>/tile/<L>/<N>[.p/<W>]``  hash tiles: public
@@ -62,7 +63,8 @@ from zcbench.serve.tiles import (
     parse_tile_path,
 )
 
-__all__ = ["Catalog", "ServeConfig", "build_app", "make_server"]
+__all__ = ["Catalog", "Guard", "ProofService", "RunEntry", "ServeConfig", "build_app",
+           "make_server"]
 
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
@@ -415,21 +417,13 @@ class ProofService:
             f"<td>{'live' if e.live else ''}</td></tr>"
             for e in sorted(self.catalog.runs(), key=lambda e: e.run_id or "")
         )
-        page = (
-            "<!doctype html><html lang=en><meta charset=utf-8><title>zcbench proof service</title>"
-            "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}td{padding:0 1em}"
-            "</style><h1>zcbench proof service</h1>"
-            "<p>Run logs as C2SP tlog-tiles, and fresh attestations from the enclave of the run "
-            "in progress. <strong>Nothing on this page is a verdict:</strong> a verdict only "
-            "counts when your own copy of the verifier computed it, with the commitment and the "
-            "root the fund handed you:</p>"
-            "<pre>zcbench verify remote URL --commitment commitment.json --trust aws "
-            "--token TOKEN --state DIR</pre>"
-            f"<table><tr><th>run</th><th>origin</th><th>size</th><th></th></tr>{rows}</table>"
-            "</html>"
-        )
+        from zcbench.serve.report import render_live_page
+
+        page = render_live_page("<tr><th>run</th><th>origin</th><th>size</th><th></th></tr>"
+                                + rows)
         return _response(page.encode(), "text/html; charset=utf-8",
-                         csp="default-src 'none'; style-src 'unsafe-inline'")
+                         csp="default-src 'none'; style-src 'unsafe-inline'; "
+                         "script-src 'unsafe-inline'; connect-src 'self'")
 
     # -- tiles ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ as parameters.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -88,6 +89,9 @@ class RemoteReport:
     previous: dict[str, Any] | None = None
     simulated: bool = False
     trust_root: dict[str, str] | None = None
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False)
+    """What the checks read (base64/hex): the document, nonce, expected PCRs, the root's DER,
+    the checkpoint notes and the hash tiles, for a report that re-verifies itself."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON verdict (``--json``)."""
@@ -257,9 +261,16 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
     policy = AttestationPolicy(expected_pcrs=commitment.pcrs, nonce=nonce, max_age=max_age,
                                trust=trust)
     report = check_attestation(body, policy, at=when)
+    evidence: dict[str, Any] = {
+        "document": base64.b64encode(body).decode(), "nonce": nonce.hex(),
+        "expected_pcrs": {str(i): v.hex() for i, v in sorted(commitment.pcrs.items())},
+        "root": base64.b64encode(report.trust_root.der).decode(),
+        "simulated": report.simulated, "tiles": {},
+    }
     common: dict[str, Any] = {
         "url": base, "at": when, "nonce": nonce.hex(), "attestation": report.to_dict(),
         "simulated": report.simulated, "trust_root": report.trust_root.to_dict(),
+        "evidence": evidence,
     }
     if not report.verified:
         return RemoteReport(verified=False, failed_check=f"attestation:{report.failed_check}",
@@ -282,6 +293,8 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
         verifier = CheckpointVerifier(document.public_key, origin)
         run_base = f"{base}/runs/{run_id}"
         published_note = _published(fetch, run_base, headers, attested.size, tile_wait_s)
+        evidence["attested"] = binding.note.decode("utf-8", "replace")
+        evidence["published"] = published_note.decode("utf-8", "replace")
         try:
             published = verifier.verify(published_note)
         except ZcbenchError as exc:
@@ -296,6 +309,8 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
         reader = TileReader(_tile_fetch(fetch, run_base, headers))
         for what, checkpoint in (("attested", attested), ("published", published)):
             computed = reader.root(checkpoint.size, published.size)
+            evidence["tiles"] = {p: base64.b64encode(d).decode()
+                                 for p, d in reader.fetched().items()}
             if computed != checkpoint.root:
                 raise _Failed("tiles_root", f"the tiles do not hash to the {what} checkpoint's "
                               f"root (size {checkpoint.size})", checkpoint.root.hex(),
@@ -359,6 +374,9 @@ def _published(fetch: Get, run_base: str, headers: dict[str, str], size: int,
     deadline = time.monotonic() + wait_s
     while True:
         status, _, body = fetch(f"{run_base}/checkpoint", headers)
+        if status == 404 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the run's first checkpoint is not tiled yet
+            continue
         if status != 200:
             raise EnvError(f"{run_base}/checkpoint answered {status}: {_reason(body)}")
         if len(body) > _MAX_BODY:

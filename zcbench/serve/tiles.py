@@ -186,8 +186,9 @@ class _Durable:
 
     def write(self, relative: str, data: bytes, *, replace: bool = False) -> None:
         path = self.folder / relative
-        if not replace and path.exists():
-            return  # tiles are immutable: the same path always has the same bytes
+        if not replace and path.is_file() and path.read_bytes() == data:
+            return  # written before (a restarted writer); a tile of one log never changes
+        # otherwise (re)write it: a folder reused for another log must not keep its tiles
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
@@ -414,6 +415,10 @@ class TileReader:
                 raise TileError(f"{path} is {len(data)} bytes, expected {expected}")
             self._cache[path] = data
         return data
+
+    def fetched(self) -> dict[str, bytes]:
+        """Every tile fetched so far, by path (what a root was computed from)."""
+        return dict(self._cache)
 
     def hashes(self, level: int, start: int, count: int, tree_size: int) -> list[bytes]:
         """Level-``level`` hashes ``[start, start + count)`` from the tiles of ``tree_size``."""
