@@ -23,7 +23,7 @@ from zcbench.venue.orders import (
     order_from_signal,
     signal_hash,
 )
-from zcbench.venue.paper import MARKET_COLUMNS, OpenOrder, PaperVenue
+from zcbench.venue.paper import MARKET_COLUMNS, OpenOrder, PaperVenue, simulate
 
 __all__ = [
     "EXEC_TYPES",
@@ -39,4 +39,5 @@ __all__ = [
     "Replace",
     "order_from_signal",
     "signal_hash",
+    "simulate",
 ]
