@@ -29,9 +29,9 @@ from zcbench.cli import main
 from zcbench.host.execution import read_journal
 from zcbench.venue.reconcile import check_reconciliation
 
-pytestmark = pytest.mark.slow
-
 KILLS = int(os.environ.get("ZCBENCH_FIX_KILLS", "5"))
+# a run to kill takes seconds to start on loaded cores: the time bound grows with the kills
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + 60 * KILLS)]
 CRASH_KINDS = {"not_journaled", "missing_in_journal", "no_venue_record", "no_outcome",
                "position_mismatch"}
 
