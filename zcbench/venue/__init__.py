@@ -8,7 +8,8 @@
   venue simulator (acceptor) and the initiator the execution layer uses
 * :mod:`~zcbench.venue.reconcile`  the run logs and journals against the venue's statement
 
-It must not depend on ``zcbench.host``; the host's execution layer depends on it.
+The host's execution layer depends on it; it uses ``zcbench.host`` only where reconciliation
+reads journals (``zcbench.host.execution.read_journal``, the one journal reader, lazily).
 """
 
 from zcbench.venue.orders import (
