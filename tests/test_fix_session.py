@@ -238,3 +238,22 @@ def test_sequence_numbers_survive_a_restart(sim: FaultySim, tmp_path: Path) -> N
     again.close()
     assert sim._sessions["ZCB-T1"].next_in > first  # went on, no reset, no gap refused
     assert again.events == []
+
+
+def test_session_events_are_written_down(sim: FaultySim, tmp_path: Path) -> None:
+    import json
+
+    venue, _ = _run_one(sim, tmp_path, "repeat_exec_id")
+    lines = (tmp_path / "ZCB-T1" / "events.jsonl").read_text().splitlines()
+    assert [json.loads(x)["kind"] for x in lines] == [e.kind for e in venue.events]
+
+
+def test_run_refuses_a_venue_address_nobody_listens_on() -> None:
+    from zcbench.cli.run import _reachable
+    from zcbench.errors import EnvError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening
+        with pytest.raises(EnvError, match=f"no FIX venue at 127.0.0.1:{port}"):
+            _reachable("127.0.0.1", port)

@@ -269,3 +269,42 @@ def test_execution_layer_through_the_paper_venue(tmp_path: object) -> None:
     assert j["cl_ord_id"].to_list()[:2] == ["run-1-2-0", "run-1-2-0"]
     assert j.filter(pl.col("event") == "fill")["log_index"].to_list() == [2, 2]
     assert j.filter(pl.col("event") == "fill")["exec_id"].to_list() == ["PE2", "PE5"]
+
+
+def test_many_frames_without_orders_stay_bounded_and_price_right() -> None:
+    v = PaperVenue()
+    for i in range(600):
+        v.on_market(quote(T0 + i, 99 + i % 3, 101 + i % 3, sym="AAA" if i % 2 else "BBB"))
+    assert len(v._pending) < 256
+    out = v.submit(order("a", qty=1))
+    assert out[1].last_px == 101 + 599 % 3  # the last AAA quote's ask
+
+
+def test_backtest_batches_fill_through_the_venue_as_the_live_layer_does() -> None:
+    from zcbench.backtest import prepare, replay
+    from zcbench.examples.order_flow import OrderFlowImbalance, OrderFlowParams
+    from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
+    from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
+    from zcbench.venue import simulate
+
+    events = generate_ticks(SyntheticConfig(duration_s=0.5, rate=4000), seed=5)
+    strategy = OrderFlowImbalance(OrderFlowParams())
+    data = prepare(events, strategy.fields(), BatchSpec(count=100))
+    per_batch, _ = replay(strategy, data)
+    signals = {seq: s for seq, s in enumerate(per_batch) if s}
+    assert signals
+    ends = data.ends.tolist()
+    backtest = simulate(data.events, ends, signals, prefix="run-x")
+    # the live execution layer, batch by batch, with limits that refuse nothing
+    layer = ExecutionLayer(RiskLimits(max_position=10**9, max_notional=10**18,
+                                      max_orders_per_s=10**6, price_collar_bps=10**6),
+                           venue=PaperVenue(), order_prefix="run-x")
+    start = 0
+    for seq, end in enumerate(ends):
+        layer.on_market(data.events.slice(start, end - start))
+        start = end
+        layer.act(VerifiedSignals(seq, seq, seq + 1, tuple(signals.get(seq, ()))), now_ns=seq)
+    fills = layer.journal().filter(pl.col("exec_id") != "")
+    assert fills["exec_id"].to_list() == [e.exec_id for e in backtest]
+    assert fills["price_ticks"].to_list() == [e.last_px if e.exec_type == "trade" else None
+                                              for e in backtest]

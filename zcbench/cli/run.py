@@ -223,8 +223,24 @@ def _venue(spec: str, run_dir: Path, run_id: str) -> Any:
     from zcbench.venue.fix import FixVenue, parse_venue_url
 
     host, port = parse_venue_url(spec)
+    _reachable(host, port)
     # one FIX session per run: its SenderCompID is named after the run
     return FixVenue(host, port, state_dir=run_dir / "fix", sender=f"ZCB-{run_id[4:16]}")
+
+
+def _reachable(host: str, port: int) -> None:
+    """Refuse before the run starts when nothing listens at the venue's address."""
+    import socket
+
+    from zcbench.errors import EnvError
+
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise EnvError(
+            f"no FIX venue at {host}:{port} ({exc.strerror or exc}); start one with "
+            f"'zcbench venue sim --port {port} --drop-copy FILE'"
+        ) from None
 
 
 def _print_summary(s: Any) -> None:

@@ -8,7 +8,8 @@
   venue simulator (acceptor) and the initiator the execution layer uses
 * :mod:`~zcbench.venue.reconcile`  the run logs and journals against the venue's statement
 
-It must not depend on ``zcbench.host``; the host's execution layer depends on it.
+The host's execution layer depends on it; it uses ``zcbench.host`` only where reconciliation
+reads journals (``zcbench.host.execution.read_journal``, the one journal reader, lazily).
 """
 
 from zcbench.venue.orders import (
@@ -23,7 +24,7 @@ from zcbench.venue.orders import (
     order_from_signal,
     signal_hash,
 )
-from zcbench.venue.paper import MARKET_COLUMNS, OpenOrder, PaperVenue
+from zcbench.venue.paper import MARKET_COLUMNS, OpenOrder, PaperVenue, simulate
 
 __all__ = [
     "EXEC_TYPES",
@@ -39,4 +40,5 @@ __all__ = [
     "Replace",
     "order_from_signal",
     "signal_hash",
+    "simulate",
 ]

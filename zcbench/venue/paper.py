@@ -42,7 +42,7 @@ walked one by one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -60,7 +60,7 @@ from zcbench.venue.orders import (
     Replace,
 )
 
-__all__ = ["MARKET_COLUMNS", "OpenOrder", "PaperVenue"]
+__all__ = ["MARKET_COLUMNS", "OpenOrder", "PaperVenue", "simulate"]
 
 DAY_NS: Final = 86_400 * 1_000_000_000
 MARKET_COLUMNS: Final = (
@@ -78,6 +78,7 @@ MARKET_COLUMNS: Final = (
 )
 _UNBOUNDED: Final = 1 << 62
 _NO_ORDER: Final = "NONE"
+_MAX_PENDING: Final = 256  # frames kept unlooked-at while nothing rests (bounded memory)
 
 
 @dataclass(slots=True)
@@ -183,7 +184,7 @@ class PaperVenue:
         if "symbol" not in events.columns:
             raise UsageError("market events need a symbol column")
         self._pending.append(events)
-        if not self._live:
+        if not self._live and len(self._pending) < _MAX_PENDING:
             return []
         return self._catch_up()
 
@@ -191,6 +192,9 @@ class PaperVenue:
         if not self._pending:
             return []
         frames, self._pending = self._pending, []
+        if not self._live and len(frames) > 1:
+            # nothing rests: only each symbol's last event matters, so one pass does
+            frames = [pl.concat(frames, how="diagonal_relaxed")]
         out: list[Execution] = []
         for frame in frames:
             out.extend(self._apply(frame))
@@ -486,3 +490,33 @@ class PaperVenue:
         return self._report(
             live, "cancel_rejected", None, text=text, cl_ord_id=cl_ord_id, orig=orig
         )
+
+
+def simulate(
+    events: pl.DataFrame,
+    ends: Sequence[int],
+    signals: Mapping[int, Sequence[Any]],
+    *,
+    prefix: str = "bt",
+    venue: PaperVenue | None = None,
+) -> list[Execution]:
+    """The backtest's way onto the paper venue, in the live execution layer's order: batch
+    ``seq`` (rows up to ``ends[seq]``, exclusive) reaches the venue, then that batch's signals
+    become orders ``<prefix>-<seq>-<k>`` (:func:`~zcbench.venue.orders.order_from_signal`, with
+    the batch's ``seq`` for the log index). Returns every execution, in order.
+
+    The backtest's own accounting (``zcbench.backtest``) still fills with its vectorised
+    next-event model; this is the interface it moves onto."""
+    from zcbench.venue.orders import order_from_signal
+
+    venue = venue or PaperVenue()
+    out: list[Execution] = []
+    start = 0
+    for seq, end in enumerate(ends):
+        out += venue.on_market(events.slice(start, int(end) - start))
+        start = int(end)
+        for k, signal in enumerate(signals.get(seq, ())):
+            order = order_from_signal(signal, cl_ord_id=f"{prefix}-{seq}-{k}", log_index=seq,
+                                      signal_pos=k)
+            out += venue.submit(order)
+    return out

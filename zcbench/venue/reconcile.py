@@ -8,8 +8,9 @@ executions (:data:`CSV_COLUMNS`, DESIGN.md "Venues and reconciliation").
 
 Every run's signals are read from its signed log (``zcbench.auditlog``: the log is verified
 first, and only OUT records its newest checkpoint covers count: the host acts on nothing
-else). Orders and the venue's reports the host saw are read from its journal. The checks,
-each a named :class:`Discrepancy` carrying the ExecID and the log index it concerns:
+else). Orders and the venue's reports the host saw are read from its journal and, for a FIX
+run, from its session files (``RUN_DIR/fix``: durable before anything is sent or acted on).
+The checks, each a named :class:`Discrepancy` carrying the ExecID and the log index it concerns:
 
 statement alone
     ``garbled`` (bytes that are no message), ``invalid`` (a message or row that breaks the
@@ -24,6 +25,8 @@ statement -> orders -> signals
     quantity differ from the signal; a fill through the signal's limit price);
 journal <-> statement
     ``missing_in_journal`` (the venue executed, the host has no record of it),
+    ``not_journaled`` (the run's FIX session sent or received it, its journal lacks it: a
+    host killed between the two, or a deleted row),
     ``missing_in_statement`` (the journal has a report the venue never sent: added or
     forged), ``journal_mismatch`` (the same ExecID with another quantity, price, side or
     symbol: edited), ``order_mismatch`` / ``order_without_signal`` / ``repeated_order``
@@ -363,6 +366,7 @@ def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> 
         if ev in _FILLS:
             q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
             positions[row["symbol"]] = positions.get(row["symbol"], 0) + q
+    _add_fix_session(run_dir / "fix", name, orders, reports, positions, problems)
     summary = None
     summary_file = run_dir / "summary.json"
     if summary_file.is_file():
@@ -372,6 +376,55 @@ def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> 
         except (ValueError, TypeError, AttributeError):
             problems.append(Discrepancy("invalid", "summary.json positions unreadable", run=name))
     return _Run(name, run_id, signals, orders, reports, positions, summary)
+
+
+def _add_fix_session(folder: Path, name: str, orders: dict[str, _Order],
+                     reports: dict[str, dict[str, Any]], positions: dict[str, int],
+                     problems: list[Discrepancy]) -> None:
+    """The run's FIX session files are the host's durable record too: every order is stored
+    (fsynced) before it is sent and every report before it is acted on, so a host killed
+    between that and its journal's append still shows what it sent and received."""
+    from zcbench.venue.fix.codec import GarbledMessage, decode, iter_messages
+    from zcbench.venue.fix.messages import execution_from_fix, order_from_fix
+
+    def messages(path: Path) -> list[Any]:
+        if not path.is_file():
+            return []
+        out = []
+        for item in iter_messages(path.read_bytes()):
+            if isinstance(item, GarbledMessage):
+                break  # a torn tail: the session cuts it on its next open
+            try:
+                out.append(decode(item))
+            except DataError:
+                break
+        return out
+
+    for msg in messages(folder / "out.fix"):
+        if msg.msg_type == "D":
+            o = order_from_fix(msg)
+            if o.cl_ord_id not in orders:
+                problems.append(Discrepancy("not_journaled", f"order {o.cl_ord_id} was sent "
+                                            "(FIX session) but is not in the journal",
+                                            log_index=o.log_index, run=name))
+                orders[o.cl_ord_id] = _Order(name, o.cl_ord_id, o.log_index, o.signal_pos,
+                                             o.symbol, o.side, o.quantity)
+    for msg in messages(folder / "in.fix"):
+        if msg.msg_type not in ("8", "9"):
+            continue
+        e = execution_from_fix(msg)
+        if e.exec_id in reports:
+            continue
+        problems.append(Discrepancy("not_journaled", f"the FIX session received this "
+                                    f"{e.exec_type}, the journal does not have it", e.exec_id,
+                                    e.log_index, name))
+        trade = e.exec_type == "trade"
+        reports[e.exec_id] = {"event": "fill" if trade else e.exec_type, "symbol": e.symbol,
+                              "side": e.side, "quantity": e.last_qty if trade else e.order_qty,
+                              "price_ticks": e.last_px if trade else None,
+                              "log_index": e.log_index}
+        if trade:
+            positions[e.symbol] = positions.get(e.symbol, 0) + e.signed_qty
 
 
 def _pos_of(cl_ord_id: str, run_id: str, log_index: int) -> int | None:

@@ -13,12 +13,16 @@ numbers: the simulator asks for what it missed (the order goes again with PossDu
 the simulator ignores a ClOrdID it already has), and this side asks for the reports it
 missed. Every report is handed to the caller exactly once: reports are accepted only in
 sequence, and an ExecID seen before (kept in the session's ``in.fix``) is dropped and
-recorded as an event. The session folder is made at the first connection.
+recorded as an event. Every event (garbled, invalid, gap, duplicate, unknown_order,
+overfill, resend...) is also appended to ``events.jsonl`` in the session folder. The session
+folder is made at the first connection.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -93,6 +97,7 @@ class FixVenue:
         self._pending: list[Execution] = []
         self.reconnections = 0
         self.events: list[SessionEvent] = []
+        self._written = 0
 
     # ------------------------------------------------------------------ Venue
 
@@ -200,12 +205,34 @@ class FixVenue:
                     self._sock.sendall(raw)
                 self._sync(session)
                 out, self._pending = self._pending, []
+                self._write_events()
                 return out
             except (OSError, EnvError):
                 self._disconnect()
                 if attempt:
                     time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
         raise EnvError(f"the FIX venue at {self.host}:{self.port} was lost and did not come back")
+
+    def _write_events(self) -> None:
+        """Append the session events met since the last call to ``events.jsonl`` in the
+        session folder (fsynced): a run's record of what its venue did wrong."""
+        new, self._written = self.events[self._written :], len(self.events)
+        if not new:
+            return
+        lines = "".join(
+            json.dumps({"kind": e.kind, "detail": e.detail, "seq": e.seq}, sort_keys=True) + "\n"
+            for e in new
+        )
+        try:
+            fd = os.open(self._state_dir / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                         0o644)
+            try:
+                os.write(fd, lines.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise EnvError(f"cannot write {self._state_dir / 'events.jsonl'}: {exc}") from None
 
     def _sync(self, session: Session) -> None:
         """Until the simulator has answered everything sent so far. A Heartbeat lost in a gap

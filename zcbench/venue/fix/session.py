@@ -10,8 +10,9 @@ the session where it stood and can resend anything it sent.
 
 **Receiving** (:meth:`Session.receive`): a garbled frame is ignored and recorded (the gap it
 leaves is resent); a whole but invalid message is answered with Reject ``3`` and counted; a
-sequence number above the expected one is a gap, answered with one ResendRequest ``2`` (the
-message is dropped: the resend brings it again); one below is a duplicate, ignored when
+sequence number above the expected one is a gap, answered with a ResendRequest ``2`` (the
+message is dropped: the resend brings it again), once per gap, and again when a newer message
+shows that the request or its answer was lost; one below is a duplicate, ignored when
 PossDupFlag is set and fatal otherwise (Logout, as FIX says). In sequence: TestRequest is
 answered by a Heartbeat, ResendRequest by the stored messages (application ones again with
 PossDupFlag=Y and OrigSendingTime, session ones as one SequenceReset-GapFill), SequenceReset
@@ -156,7 +157,7 @@ class Session:
     logged_on: bool = False
     ended: str = ""
     last_heartbeat_id: str = ""
-    _resend_asked: bool = False
+    _resend_trigger: int = 0  # the highest MsgSeqNum a ResendRequest was sent for
     _logout_sent: bool = False
 
     def __post_init__(self) -> None:
@@ -171,7 +172,7 @@ class Session:
         self.logged_on = False
         self.ended = ""
         self._logout_sent = False
-        self._resend_asked = False
+        self._resend_trigger = 0
 
     # ------------------------------------------------------------------ sending
 
@@ -264,7 +265,6 @@ class Session:
         msg = decode(raw)
         self.store.received.append(raw, msg)
         self.next_in = self.store.next_in
-        self._resend_asked = False
         return msg
 
     def _in_sequence(self, msg: FixMessage) -> tuple[list[FixMessage], list[bytes]]:
@@ -292,8 +292,12 @@ class Session:
                 "gap", f"MsgSeqNum {seq}, expected {self.next_in}", seq))
             if msg.msg_type == "2":
                 replies += self._resend(msg.number(7), msg.number(16))
-            if not self._resend_asked:
-                self._resend_asked = True
+            # once per gap; again when a newer new message shows the request (or its answer)
+            # was lost: a ResendRequest is a session message, gap-filled, never resent; not
+            # for each resent message (PossDupFlag), which would ask for the range again
+            # and again
+            if seq > self._resend_trigger and (not msg.poss_dup or not self._resend_trigger):
+                self._resend_trigger = seq
                 replies.append(self.message("2", [(7, self.next_in), (16, 0)]))
             return [], replies
         if seq < self.next_in:
