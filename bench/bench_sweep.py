@@ -13,8 +13,8 @@ synthetic ticks. Against it:
   each sweep, sampled every 20 ms, as a ratio to the 200-point run's.
 
 Every Dask table is checked byte-identical (Arrow IPC) to the serial one of the same grid. The
-serial baseline runs before and after the Dask runs and the faster is kept (the machine is
-shared: that brackets drifting load).
+three 200-point runs are interleaved and repeated, and the best of each kept (the machine is
+shared: its load drifts between runs); the spread is printed too.
 
     .venv/bin/python bench/bench_sweep.py           # the README's figures
     .venv/bin/python bench/bench_sweep.py --quick   # a smoke run (20 and 200 points)
@@ -28,6 +28,8 @@ import hashlib
 import io
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -92,56 +94,64 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     args = parser.parse_args()
+    # SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so the clusters started here stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    duration = 2.0 if args.quick else 4.0
+    duration = 2.0
     ticks = generate_ticks(SyntheticConfig(rate=10_000, duration_s=duration), seed=7)
     small = _grid(4, 5) if args.quick else _grid(10, 20)
     large = _grid(10, 20) if args.quick else _grid(20, 100)
     n_small = len(small["window"]) * len(small["enter_pct"])
     n_large = len(large["window"]) * len(large["enter_pct"])
     run = {"base_params": BASE, "show_progress": False}
+    repeat = 1 if args.quick else 2
     print(f"  data: {ticks.height:,} synthetic events, {duration:.0f} s of event time in 100 ms "
           f"batches; {os.cpu_count()} cores (shared)")
 
     warm = {"window": [1], "enter_pct": [10, 20]}
-    t_serial, serial = _timed(lambda: sweep(OrderFlowImbalance, small, ticks, CONFIG,
-                                            serial=True, **run))
-
     t_up, cm = _timed(lambda: dask_client(None))
     t_up2, client = _timed(cm.__enter__)
+    cluster = ProcessCluster(n_workers=2)
     try:
+        t_ext_up, _ = _timed(cluster.start)
         t_warm, _ = _timed(lambda: sweep(OrderFlowImbalance, warm, ticks, CONFIG,
                                          scheduler=client, **run))
-        t_local, local = _timed(lambda: sweep(OrderFlowImbalance, small, ticks, CONFIG,
-                                              scheduler=client, **run))
-    finally:
-        cm.__exit__(None, None, None)
-    assert _ipc(local) == _ipc(serial), "LocalCluster table differs from the serial one"
-
-    with ProcessCluster(n_workers=2) as cluster:
-        assert cluster.scheduler is not None
-        pids = {"client": os.getpid(), "scheduler": cluster.scheduler.pid}
         t_ext_warm, _ = _timed(lambda: sweep(OrderFlowImbalance, warm, ticks, CONFIG,
                                              scheduler=cluster.address, **run))
-        with _Peak(pids) as mem_small:
-            t_ext, ext = _timed(lambda: sweep(OrderFlowImbalance, small, ticks, CONFIG,
+        assert cluster.scheduler is not None
+        pids = {"client": os.getpid(), "scheduler": cluster.scheduler.pid}
+        # interleaved repetitions, the best of each kept: the load of a shared machine drifts
+        times: dict[str, list[float]] = {"serial": [], "local": [], "external": []}
+        for _ in range(repeat):
+            t, serial = _timed(lambda: sweep(OrderFlowImbalance, small, ticks, CONFIG,
+                                             serial=True, **run))
+            times["serial"].append(t)
+            t, local = _timed(lambda: sweep(OrderFlowImbalance, small, ticks, CONFIG,
+                                            scheduler=client, **run))
+            times["local"].append(t)
+            assert _ipc(local) == _ipc(serial), "LocalCluster table differs from the serial one"
+            with _Peak(pids) as mem_small:
+                t, ext = _timed(lambda: sweep(OrderFlowImbalance, small, ticks, CONFIG,
                                               scheduler=cluster.address, **run))
-        assert _ipc(ext) == _ipc(serial), "external-cluster table differs from the serial one"
+            times["external"].append(t)
+            assert _ipc(ext) == _ipc(serial), "external-cluster table differs from the serial one"
         with _Peak(pids) as mem_large:
             t_big, big = _timed(lambda: sweep(OrderFlowImbalance, large, ticks, CONFIG,
                                               scheduler=cluster.address, **run))
+    finally:
+        cm.__exit__(None, None, None)
+        cluster.close()
     assert big.height == n_large
-    t_again, _ = _timed(lambda: sweep(OrderFlowImbalance, small, ticks, CONFIG, serial=True,
-                                      **run))
-    t_serial = min(t_serial, t_again)
+    t_serial, t_local, t_ext = (min(times[k]) for k in ("serial", "local", "external"))
+    spread = {k: f"{min(v):.1f} to {max(v):.1f} s" for k, v in times.items()}
     print(f"  {n_small}-point grid   serial {t_serial:7.2f} s   (baseline, "
-          f"{t_serial / n_small * 1e3:.1f} ms a point; best of a run before and one after)")
+          f"{t_serial / n_small * 1e3:.1f} ms a point; best of {repeat}: {spread['serial']})")
     print(f"  {n_small}-point grid   LocalCluster(2) {t_local:7.2f} s   ratio to serial "
-          f"{t_local / t_serial:5.2f}   (start {t_up + t_up2:.1f} s, first 2-point sweep "
-          f"{t_warm:.1f} s, apart; identical table)")
-    print(f"  {n_small}-point grid   external scheduler + 2 workers {t_ext:7.2f} s   "
-          f"ratio to serial {t_ext / t_serial:5.2f}   (first 2-point sweep {t_ext_warm:.1f} s, "
-          "apart; identical table)")
+          f"{t_local / t_serial:5.2f}   (best of {repeat}: {spread['local']}; start "
+          f"{t_up + t_up2:.1f} s and a first 2-point sweep {t_warm:.1f} s apart; identical table)")
+    print(f"  {n_small}-point grid   external scheduler + 2 workers {t_ext:7.2f} s   ratio to "
+          f"serial {t_ext / t_serial:5.2f}   (best of {repeat}: {spread['external']}; start "
+          f"{t_ext_up:.1f} s and a first 2-point sweep {t_ext_warm:.1f} s apart; identical table)")
     per_small, per_large = t_ext / n_small, t_big / n_large
     print(f"  {n_large}-point grid  external scheduler + 2 workers {t_big:7.2f} s   "
           f"{per_large * 1e3:.1f} ms a point, ratio to the {n_small}-point run's "

@@ -94,6 +94,20 @@ def test_bad_scheduler_address_is_a_usage_error_and_no_scheduler_an_env_error() 
             pass
 
 
+def test_tasks_are_consecutive_points_on_one_data() -> None:
+    from zcbench.backtest._dask import _chunks, points_per_task
+
+    calls = [(0, 0, {"a": 0}), (1, 0, {"a": 1}), (2, 0, {"a": 2}), (3, 1, {"a": 3}),
+             (4, 1, {"a": 4})]
+    assert [(w, [i for i, _ in pts]) for w, pts in _chunks(calls, 2)] == [
+        (0, [0, 1]), (0, [2]), (1, [3, 4]),
+    ]
+    assert [len(pts) for _, pts in _chunks(calls, 1)] == [1] * 5
+    assert points_per_task(12, 2) == 1
+    assert points_per_task(200, 2) == 12
+    assert points_per_task(100_000, 2) == 32
+
+
 @pytest.mark.slow
 def test_unreachable_scheduler_is_an_env_error(quiet_dask: None) -> None:
     from zcbench.backtest._dask import _free_port
@@ -167,7 +181,7 @@ def test_external_cluster_with_a_worker_killed_mid_sweep(
             report = _KillOnce(cluster, client, after=4)
             table = sweep(
                 OrderFlowImbalance, grid, ticks, CONFIG, base_params=BASE, scheduler=client,
-                max_in_flight=4, progress=report,
+                max_in_flight=4, points_per_task=3, progress=report,
             )
             assert report.killed is not None  # a worker with tasks died mid-sweep
             assert report.closed

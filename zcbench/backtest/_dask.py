@@ -6,6 +6,8 @@ and stopped here. :func:`run_on_dask` runs trials on it:
 
 - the prepared data is scattered once, to every worker (``broadcast``), so a task carries only
   its parameters and a worker that dies leaves the data on the others;
+- a task runs a few consecutive points (:func:`points_per_task`: a scheduler round trip per
+  task costs tens of milliseconds on a loaded machine, more than a small backtest);
 - at most ``max_in_flight`` tasks are submitted at a time; each result is taken as it completes
   (``as_completed``) and its future released at once, so neither the scheduler nor the client
   holds more than that many results, however large the grid;
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -103,7 +105,7 @@ def dask_client(
             n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # no fixed port: 8787 may be taken
             silence_logs=logging.ERROR,
         )
     finally:
@@ -130,10 +132,10 @@ def run_tasks(
     calls: Iterable[tuple[int, tuple[Any, ...]]],
     *,
     max_in_flight: int | None = None,
-) -> Iterator[tuple[int, Any]]:
-    """``(index, fn(*args))`` for each ``(index, args)`` of ``calls``, in completion order, with
-    at most ``max_in_flight`` tasks submitted at once; a task that errs yields
-    :func:`failed_trial` of its error (every ``fn`` here returns rows)."""
+) -> Iterator[tuple[int, Any, str | None]]:
+    """``(id, fn(*args), None)`` for each ``(id, args)`` of ``calls``, in completion order, with
+    at most ``max_in_flight`` tasks submitted at once; a task that errs (or that the scheduler
+    gave up on) yields ``(id, None, "<error type>: <message>")``."""
     import distributed
 
     dist: Any = distributed
@@ -147,10 +149,10 @@ def run_tasks(
     queue = dist.as_completed()
 
     def submit() -> bool:
-        for index, args in source:
-            key = f"zcbench-trial-{run}-{index}"
+        for task, args in source:
+            key = f"zcbench-trial-{run}-{task}"
             future = c.submit(fn, *args, key=key, pure=False, retries=0)
-            pending[key] = index
+            pending[key] = task
             queue.add(future)
             return True
         return False
@@ -160,23 +162,54 @@ def run_tasks(
             break
     try:
         for future in queue:
-            index = pending.pop(future.key)
+            task = pending.pop(future.key)
             if future.status == "finished":
-                value = future.result()
+                out: tuple[int, Any, str | None] = (task, future.result(), None)
             elif future.status == "error":
                 exc = future.exception()
-                value = failed_trial(f"{type(exc).__name__}: {exc}")
+                out = (task, None, f"{type(exc).__name__}: {exc}")
             else:
                 raise EnvError(
-                    f"the Dask scheduler lost point {index} ({future.status}); the sweep "
+                    f"the Dask scheduler lost task {task} ({future.status}); the sweep "
                     "stopped: check the scheduler and rerun"
                 )
             future.release()
-            yield index, value
+            yield out
             submit()
     finally:
         for future in list(queue.futures):
             future.cancel()
+
+
+def _run_chunk(
+    fn: Trial,
+    strategy_cls: type[Strategy],
+    points: Sequence[tuple[int, Mapping[str, Any]]],
+    data: PreparedData,
+    config: BacktestConfig,
+) -> list[tuple[int, dict[str, Any]]]:
+    return [(index, fn(strategy_cls, params, data, config)) for index, params in points]
+
+
+def _chunks(calls: Iterable[Call], size: int) -> Iterator[tuple[int, list[tuple[int, Any]]]]:
+    """Consecutive calls on the same data, ``size`` at a time, as ``(data index, points)``."""
+    chunk: list[tuple[int, Any]] = []
+    which = -1
+    for index, w, params in calls:
+        if chunk and (w != which or len(chunk) == size):
+            yield which, chunk
+            chunk = []
+        which = w
+        chunk.append((index, dict(params)))
+    if chunk:
+        yield which, chunk
+
+
+def points_per_task(n_points: int, nthreads: int) -> int:
+    """Points a task runs: enough to amortise a scheduler round trip per task (tens of ms on a
+    loaded machine), few enough that every thread gets about eight tasks (progress, balance, a
+    lost worker's share to rerun); between 1 and 32."""
+    return max(1, min(32, n_points // (8 * max(1, nthreads))))
 
 
 def run_on_dask(
@@ -188,8 +221,11 @@ def run_on_dask(
     config: BacktestConfig,
     *,
     max_in_flight: int | None = None,
+    n_points: int | None = None,
+    chunk: int | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Each call's ``(index, fn(strategy_cls, params, datas[i], config))``, on the cluster."""
+    """Each call's ``(index, fn(strategy_cls, params, datas[i], config))``, on the cluster,
+    ``chunk`` points a task (default :func:`points_per_task` of ``n_points``)."""
     c: Any = client
     if not c.nthreads():
         try:
@@ -199,14 +235,26 @@ def run_on_dask(
                 f"the Dask scheduler has no workers after {_CONNECT_TIMEOUT_S} s; start some "
                 "with 'dask worker ADDRESS'"
             ) from None
+    size = chunk if chunk is not None else points_per_task(n_points or 0, _nthreads(client))
+    if size < 1:
+        raise UsageError(f"points per task must be at least 1, got {size}")
     shared = [c.scatter(d, broadcast=True, hash=False) for d in datas]
+    members: dict[int, list[int]] = {}
+
+    def tasks() -> Iterator[tuple[int, tuple[Any, ...]]]:
+        for task, (which, points) in enumerate(_chunks(calls, size)):
+            members[task] = [index for index, _ in points]
+            yield task, (fn, strategy_cls, points, shared[which], config)
+
     try:
-        yield from run_tasks(
-            client,
-            fn,
-            ((i, (strategy_cls, dict(p), shared[w], config)) for i, w, p in calls),
-            max_in_flight=max_in_flight,
-        )
+        for task, rows, error in run_tasks(client, _run_chunk, tasks(),
+                                           max_in_flight=max_in_flight):
+            indices = members.pop(task)
+            if error is not None:
+                for index in indices:
+                    yield index, failed_trial(error)
+            else:
+                yield from rows
     finally:
         for future in shared:
             future.release()

@@ -163,6 +163,8 @@ def run_points(
     *,
     client: Client | None,
     max_in_flight: int | None = None,
+    n_points: int | None = None,
+    points_per_task: int | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Serially (``client`` None) or on the cluster of ``client``: the same rows."""
     if client is None:
@@ -170,7 +172,8 @@ def run_points(
     from zcbench.backtest._dask import run_on_dask
 
     return run_on_dask(
-        client, fn, strategy_cls, calls, datas, config, max_in_flight=max_in_flight
+        client, fn, strategy_cls, calls, datas, config, max_in_flight=max_in_flight,
+        n_points=n_points, chunk=points_per_task,
     )
 
 
@@ -216,6 +219,7 @@ def sweep(
     serial: bool = False,
     scheduler: str | Client | None = None,
     max_in_flight: int | None = None,
+    points_per_task: int | None = None,
     progress: Reporter | None = None,
     record: str | Path | None = None,
 ) -> pl.DataFrame:
@@ -224,9 +228,11 @@ def sweep(
     It runs on Dask: ``scheduler`` is a ``tcp://HOST:PORT`` address or a
     ``distributed.Client`` of an existing cluster, or None (the default) for a local cluster of
     two worker processes started here and stopped after; ``serial=True`` runs in this process.
-    The data is prepared once and scattered once; at most ``max_in_flight`` points are on the
-    cluster at a time (default: four per worker thread). ``progress`` replaces the default
-    reporter (a bar on a terminal, lines otherwise; ``show_progress=False``: none).
+    The data is prepared once and scattered once; a task runs ``points_per_task`` consecutive
+    points (default: enough for about eight tasks per worker thread, at most 32), and at most
+    ``max_in_flight`` tasks are on the cluster at a time (default: four per worker thread).
+    ``progress`` replaces the default reporter (a bar on a terminal, lines otherwise;
+    ``show_progress=False``: none).
     ``record``: write the research record of the sweep there
     (:mod:`zcbench.backtest._research`: the grid, the data's hash, every trial, the digest).
     """
@@ -241,7 +247,7 @@ def sweep(
     with cluster_for(serial, scheduler) as client:
         results = run_points(
             run_trial, strategy_cls, calls, [data], config, client=client,
-            max_in_flight=max_in_flight,
+            max_in_flight=max_in_flight, n_points=spec.size, points_per_task=points_per_task,
         )
         table = trial_table(spec, collect(results, spec.size, report))
     if record is not None:

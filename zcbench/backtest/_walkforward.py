@@ -160,12 +160,14 @@ def walk_forward(
     serial: bool = False,
     scheduler: str | Client | None = None,
     max_in_flight: int | None = None,
+    points_per_task: int | None = None,
     progress: Reporter | None = None,
     record: str | Path | None = None,
 ) -> WalkForwardResult:
     """Walk-forward over ``grid`` (module docstring); ``train`` and ``test`` are numbers of
-    batches. ``serial``, ``scheduler``, ``max_in_flight``, ``progress`` and ``record`` are as
-    in :func:`zcbench.backtest.sweep` (the record's trials are the in-sample ones)."""
+    batches. ``serial``, ``scheduler``, ``max_in_flight``, ``points_per_task``, ``progress`` and
+    ``record`` are as in :func:`zcbench.backtest.sweep` (the record's trials are the in-sample
+    ones)."""
     folds = Folds(train=train, test=test, mode=mode)
     if metric not in METRIC_NAMES:
         known = ", ".join(METRIC_NAMES)
@@ -188,7 +190,8 @@ def walk_forward(
     with cluster_for(serial, scheduler) as client:
         rows = collect(
             run_points(run_trial, strategy_cls, calls, train_data, config, client=client,
-                       max_in_flight=max_in_flight),
+                       max_in_flight=max_in_flight, n_points=n_is,
+                       points_per_task=points_per_task),
             n_is, _NoClose(report),
         )
         tables = [trial_table(spec, rows[k * spec.size:(k + 1) * spec.size])
@@ -197,7 +200,7 @@ def walk_forward(
         oos_calls = [(k, k, points[c]) for k, c in enumerate(chosen) if c is not None]
         oos_rows = dict(
             run_points(run_oos, strategy_cls, oos_calls, test_data, config, client=client,
-                       max_in_flight=max_in_flight)
+                       max_in_flight=max_in_flight, points_per_task=1)
         )
     for _ in oos_calls:
         report.advance()
