@@ -335,6 +335,12 @@ def _key_and_validity(cert: x509.Certificate) -> tuple[object, dt.datetime, dt.d
 
 
 @functools.lru_cache(maxsize=64)
+def _signed_parts(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    # cryptography re-encodes the TBS on every access: take it once per parsed certificate.
+    return cert.signature, cert.tbs_certificate_bytes
+
+
+@functools.lru_cache(maxsize=64)
 def _names_chain(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return cert.issuer == issuer.subject
 
@@ -376,7 +382,7 @@ def _check_chain(quote: DcapQuote, at: dt.datetime) -> x509.Certificate:
               "SGX Root CA", expected=INTEL_ROOT_SHA256, actual=got)
     for cert, issuer, label in ((ca, root, "PCK CA"), (leaf, ca, "PCK certificate")):
         if not _names_chain(cert, issuer) or not _ec_verify(
-            _key_and_validity(issuer)[0], cert.signature, cert.tbs_certificate_bytes
+            _key_and_validity(issuer)[0], *_signed_parts(cert)
         ):
             _fail("chain", f"the {label} is not issued by {issuer.subject.rfc4514_string()} "
                   "(name or ECDSA signature)", expected=issuer.subject.rfc4514_string(),
@@ -388,6 +394,12 @@ def _check_chain(quote: DcapQuote, at: dt.datetime) -> x509.Certificate:
                   f"not at {at.isoformat()}; verify at a time inside that window (--at)",
                   expected=f"{start.isoformat()}..{end.isoformat()}", actual=at.isoformat())
     return leaf
+
+
+@functools.lru_cache(maxsize=64)
+def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    # Decoding and validating the point is a pure function of its 64 bytes.
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
 
 
 def _check_signatures(quote: DcapQuote, pck: x509.Certificate) -> None:
@@ -402,9 +414,8 @@ def _check_signatures(quote: DcapQuote, pck: x509.Certificate) -> None:
         _fail("qe_binding", "the QE report does not bind the attestation key (its report data "
               "is not SHA-256 of the key and the QE authentication data)",
               expected=(digest + bytes(32)).hex(), actual=bound.hex())
-    key_bytes = b"\x04" + quote.attestation_key
     try:
-        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key_bytes)
+        key = _attestation_key(quote.attestation_key)
     except ValueError:
         _fail("signature", "the attestation key is not a P-256 point", expected="P-256 point",
               actual=quote.attestation_key.hex())
