@@ -189,10 +189,7 @@ _TABLE: list[Any] = [
                  marks=pytest.mark.xfail(reason=_OTHERS + "nitro/trust.py: an empty PEM is "
                                          "malformed content, raised as EnvError (3)",
                                          strict=True)),
-    pytest.param(["verify", "attestation", "{document}", "--trust", "dev", "--commitment",
-                  "{json}"], 1,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "nitro/commitment.py: the message "
-                                         "says 'schema None'", strict=True)),
+    (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{json}"], 1),
     # nitro emulate
     pytest.param(["nitro", "emulate", "--nonce", "00", "--out", "{blocked}"], 3,
                  marks=pytest.mark.xfail(reason=_OTHERS + "cli/nitro.py: it turns the OSError "
