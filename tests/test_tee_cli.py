@@ -174,6 +174,7 @@ def test_detection_and_dispatch() -> None:
     assert detect_tee(b"\x84\x40\xa0\x40\x40") == "nitro"
     quote = (TEE / "tdx" / "tdx_quote").read_bytes()
     assert decode_evidence(base64.b64encode(quote)) == quote
+    assert decode_evidence(b"0x" + quote.hex().encode() + b"\n") == quote
     assert decode_evidence(b"TWFu") == b"TWFu"  # base64 of no evidence stays as it is
     for junk in (b"", b"\xff" * 100, b"\0" * 1184):
         with pytest.raises(DataError):

@@ -335,3 +335,12 @@ def test_parser_never_raises_anything_but_attestation_error(data: bytes) -> None
 def test_any_corrupted_byte_is_refused(offset: int, xor: int) -> None:
     data = put(MILAN_REPORT, offset, bytes([MILAN_REPORT[offset] ^ xor]))
     assert not milan(data).verified
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, len(MILAN_VCEK) - 1), st.integers(1, 255))
+def test_any_corrupted_vcek_byte_is_refused_with_a_verdict(offset: int, xor: int) -> None:
+    vcek = MILAN_VCEK[:offset] + bytes([MILAN_VCEK[offset] ^ xor]) + MILAN_VCEK[offset + 1 :]
+    verdict = milan(certificates=[vcek])
+    assert not verdict.verified
+    assert verdict.failed_check is not None

@@ -358,12 +358,34 @@ def _prepared(cert: x509.Certificate) -> _PckCert:
     )
 
 
+def _der_sequence(blob: bytes) -> list[x509.Certificate]:
+    """Certificates concatenated as DER (some test quotes carry the chain so, not as PEM)."""
+    out: list[x509.Certificate] = []
+    pos = 0
+    while pos < len(blob) and len(out) < 4:
+        if blob[pos] != 0x30 or pos + 4 > len(blob) or blob[pos + 1] != 0x82:
+            raise ValueError("not a DER certificate sequence")
+        end = pos + 4 + int.from_bytes(blob[pos + 2 : pos + 4], "big")
+        out.append(x509.load_der_x509_certificate(blob[pos:end]))
+        pos = end
+    if pos != len(blob):
+        raise ValueError("bytes left after the DER certificates")
+    return out
+
+
 @functools.lru_cache(maxsize=32)
 def _pck_chain(pem: bytes) -> _PckChain:
     try:
-        certs = [_prepared(c) for c in x509.load_pem_x509_certificates(pem)]
+        parsed = (
+            x509.load_pem_x509_certificates(pem)
+            if pem.lstrip().startswith(b"-----BEGIN")
+            else _der_sequence(pem)
+        )
+        certs = [_prepared(c) for c in parsed]
+        # Names decode lazily: decode them here, so a malformed one is "certificate".
+        names = [(c.cert.issuer, c.cert.subject) for c in certs]
     except (ValueError, UnsupportedAlgorithm) as exc:
-        _fail("certificate", f"the quote's PCK chain is not readable PEM: {exc}",
+        _fail("certificate", f"the quote's PCK chain is not readable PEM (or DER): {exc}",
               expected="PEM certificates", actual="unreadable")
     if len(certs) != 3:
         _fail("certificate", f"the PCK chain has {len(certs)} certificates; it has 3 (PCK, "
@@ -373,8 +395,8 @@ def _pck_chain(pem: bytes) -> _PckChain:
         leaf=leaf,
         ca=ca,
         root=root,
-        ca_named_by_root=ca.cert.issuer == root.cert.subject,
-        leaf_named_by_ca=leaf.cert.issuer == ca.cert.subject,
+        ca_named_by_root=names[1][0] == names[2][1],
+        leaf_named_by_ca=names[0][0] == names[1][1],
         fingerprints=tuple(hashlib.sha256(c.der).hexdigest() for c in (root, ca, leaf)),
     )
 

@@ -358,6 +358,7 @@ def _load_der(der: bytes) -> x509.Certificate:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
         _ = (cert.public_key(), cert.tbs_certificate_bytes, cert.signature_algorithm_oid)
+        _ = (cert.issuer, cert.subject, cert.signature_hash_algorithm)
     return cert
 
 
