@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zcbench-installed
 
-.PHONY: setup browser-deps demo test test-fast test-browser lint typecheck pytest bench lock clean
+.PHONY: setup browser-deps demo archive-demo test test-fast test-browser lint typecheck pytest bench lock clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,14 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: setup
 	$(VENV)/bin/zcbench demo
+
+# The demo run's records in a WORM bucket on a SeaweedFS server on loopback (started here and
+# stopped when done, with its data), read back by VersionId, then the run's evidence pack.
+# The previous demo's archive manifest is dropped first: its server and bucket are gone.
+archive-demo: setup
+	test -f demo-out/run/summary.json || $(VENV)/bin/zcbench demo
+	rm -rf demo-out/evidence demo-out/run/archive.json
+	$(PY) tests/_seaweed.py -- bash -c '$(VENV)/bin/zcbench archive demo-out/run --s3 "$$ZCBENCH_S3" --bucket zcbench-demo --retain-days 1827 && $(VENV)/bin/zcbench archive verify demo-out/run --s3 "$$ZCBENCH_S3" --bucket zcbench-demo && $(VENV)/bin/zcbench evidence demo-out/run --out demo-out/evidence --trust dev'
 
 lint: setup
 	$(VENV)/bin/ruff check zcbench tests bench tools

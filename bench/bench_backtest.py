@@ -166,6 +166,7 @@ def grid(events: pl.DataFrame, quick: bool) -> None:
             config,
             base_params={"quantity": QUANTITY},
             show_progress=False,
+            serial=True,
         )
     )
     bt = _peer(_pandas_ohlc(events))

@@ -73,7 +73,7 @@ def _cases() -> list[tuple[str, bytes, Callable[[bytes], object], Callable[[byte
     ingest = encode_frame(Message("ingest", {"seq": 12_345, "batch": batch}))[4:]
     reply = encode_frame(Message("signals", {
         "seq": 12_345, "signals": signals, "time_ns": 1_700_000_000_000_000_000,
-        "event_time_ns": 1_700_000_000_000_000_000, "leaves": [bytes(32), bytes(range(32))],
+        "leaves": [bytes(32), bytes(range(32))],
         "checkpoint": b"zcbench/0123456789abcdef/run\n2\n" + bytes(64),
     }))[4:]
     record = encode_record(index=1, kind="in", body=batch, time_ns=1_700_000_000_000_000_001,

@@ -12,12 +12,30 @@ Figures (1,000-event batches, seeded synthetic ticks):
    frame size;
 4. freshness p50/p99 with a live synthetic source offered 50,000 events/s.
 
-Run: ``python bench/bench_live.py`` (``--quick`` for a smoke run).
+The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py``):
+
+5. capacity in batches/s at 100- and 1,000-event batches against the pipelined floor: the slower
+   of the host's per-batch work and the enclave's, each measured alone in the same run (the host
+   in-process over pre-made replies, committed in groups of the run's window; the enclave's
+   runtime in-process over pre-encoded frames) (target >= 0.8);
+6. the tail at half of capacity (target: nothing dropped, freshness p99 at most the batching delay
+   plus twice the unpipelined round trip) and at twice capacity (drops bounded, counted in the
+   signed log, freshness degrading smoothly);
+7. latency with 1- and 10-event batches at a modest rate: tick-to-signal (the newest event
+   reaching the proxy -> its signals acted on) p50/p99 against the floor (a Unix-socket round
+   trip of those frames + an Ed25519 sign and verify + the two fsyncs of a commit, records then
+   checkpoint), beside the commonly quoted 80-120 us for one request-response over vsock;
+8. memory: host and enclave peak RSS of a long run against a run a sixth as long at the same
+   rate (scaled down from 10 min vs 1 min to 2 min vs 20 s), each in a fresh process.
+
+Run: ``python bench/bench_live.py`` (``--quick`` for a smoke run, ``--infrastructure`` for
+sections 5-8 only, ``--capacity`` for section 5 only).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
 import statistics
@@ -38,6 +56,7 @@ from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.proxy import LiveSource, ReplaySource
 from zcbench.marketdata import BatchSpec, SyntheticConfig, batches, generate_ticks
 from zcbench.strategy import (
+    Batch,
     apply_strategy,
     decode_batch,
     decode_signals,
@@ -47,6 +66,8 @@ from zcbench.strategy import (
 )
 
 BATCH = 1_000
+WINDOW = 64  # run_live's default
+NOOP = Path(__file__).resolve().parent / "_noop_strategy.py"
 
 
 def _per_call(fn: Callable[[], object], n: int) -> float:
@@ -140,7 +161,6 @@ def floor_per_batch(events: object, n: int) -> tuple[float, dict[str, float], by
                 "seq": 0,
                 "signals": signals,
                 "time_ns": time.time_ns(),
-                "event_time_ns": time.time_ns(),
                 "leaves": [b"\x00" * 32, b"\x00" * 32],
                 "checkpoint": note,
             },
@@ -171,10 +191,261 @@ def floor_per_batch(events: object, n: int) -> tuple[float, dict[str, float], by
     return sum(parts.values()), parts, frame, reply
 
 
+def _noop_runtime() -> tuple[object, Message]:
+    import datetime as dt
+
+    from zcbench.enclave import EnclaveRuntime
+    from zcbench.nitro import DevCA, NsmEmulator
+
+    sys.path.insert(0, str(NOOP.parent))
+    import _noop_strategy
+
+    pcrs = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
+    nsm = NsmEmulator(pcrs=pcrs, ca=DevCA.load_or_create(now=dt.datetime.now(dt.UTC)))
+    runtime = EnclaveRuntime(make_strategy(_noop_strategy.Noop), nsm, pcr0=pcrs[0])
+    return runtime, runtime.boot("bench")
+
+
+def alone(events: object, count: int, limit: int) -> tuple[float, float]:
+    """(host, enclave) seconds per batch of ``count`` events, each side's whole job alone."""
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.channel import decode_body
+    from zcbench.host.execution import ExecutionLayer
+    from zcbench.host.logwriter import HostLog
+
+    sys.path.insert(0, str(NOOP.parent))
+    import _noop_strategy
+
+    fields = list(_noop_strategy.Noop.fields())
+    source = ReplaySource(events, BatchSpec(count=count))  # type: ignore[arg-type]
+    cut = list(itertools.islice(source.prepared(fields), limit))
+    runtime, booted = _noop_runtime()
+    ingest = [
+        encode_frame(Message("ingest", {"seq": i, "batch": encode_batch(Batch(i, e))}))
+        for i, (e, _, _) in enumerate(cut)
+    ]
+    t = time.perf_counter()
+    replies = []
+    for frame in ingest:  # the enclave: frame in, decode, strategy, records, signature, frame out
+        msg = decode_body(frame[4:])
+        replies.append(encode_frame(runtime.ingest(msg["seq"], msg["batch"])))  # type: ignore[attr-defined]
+    enclave_s = (time.perf_counter() - t) / len(cut)
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        store = LogStore.create(Path(tmp) / "log")
+        log = HostLog(store, booted["public_key"], booted["origin"])
+        log.open(booted["record"], booted["checkpoint"], booted["document"])
+        execution = ExecutionLayer()
+        t = time.perf_counter()
+        pending = []
+        for i, ((e, market, wire), frame) in enumerate(zip(cut, replies, strict=True)):
+            data = wire(i)  # the host: encode (as the proxy prepares it), frame, decode, stage
+            encode_frame(Message("ingest", {"seq": i, "batch": data}))
+            reply = decode_body(frame[4:])
+            log.stage_reply(i, data, reply, event_time_ns=int(e["ts"].max()))  # type: ignore[arg-type]
+            pending.append(market)
+            if len(pending) == WINDOW or i == len(cut) - 1:  # commit, then act
+                for verified, m in zip(log.flush(), pending, strict=True):
+                    execution.on_market(m)
+                    execution.act(verified, now_ns=time.time_ns())
+                pending = []
+        host_s = (time.perf_counter() - t) / len(cut)
+        store.close()
+    return host_s, enclave_s
+
+
+def commit_floor(n: int) -> dict[str, float]:
+    """Medians of the latency floor's parts: Ed25519 sign+verify, two appends with fsync."""
+    signer = LogSigner(Ed25519PrivateKey.generate(), "zcbench/b/run")
+    parts = {
+        "ed25519 sign+verify": _per_call(
+            lambda: verify_checkpoint(
+                signer.sign(3, b"\x00" * 32), signer.public_key_spki_der, signer.origin
+            ),
+            n,
+        )
+    }
+    with tempfile.NamedTemporaryFile(dir=".") as f:
+
+        def append_fsync() -> None:
+            f.write(b"\x00" * 300)
+            f.flush()
+            os.fsync(f.fileno())
+
+        parts["2 x (append+fsync)"] = 2 * _per_call(append_fsync, n)
+    return parts
+
+
+def _live(tmp: Path, name: str, count: int, rate: float, seconds: float, **kw: object) -> object:
+    from zcbench.host.proxy import synthetic_feed
+
+    feed = synthetic_feed(SyntheticConfig(rate=rate, duration_s=seconds), seed=5)
+    source = LiveSource(feed, BatchSpec(count=count), rate=1.0)
+    summary = run_live(ModuleImage(NOOP), tmp / name, source, **kw)  # type: ignore[arg-type]
+    assert summary.status == "completed", summary.reason
+    return summary
+
+
+def _dropped_in_log(run: Path) -> int:
+    import cbor2
+
+    from zcbench.auditlog.frame import iter_records
+
+    return sum(
+        cbor2.loads(r.body)["batches"] for r, _ in iter_records(run) if r.kind == "note"
+    )
+
+
+_RSS_RUN = """
+import resource, sys, tempfile
+from pathlib import Path
+from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.proxy import LiveSource, synthetic_feed
+from zcbench.marketdata import BatchSpec, SyntheticConfig
+seconds, rate, module = float(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
+feed = synthetic_feed(SyntheticConfig(rate=rate, duration_s=seconds), seed=6)
+with tempfile.TemporaryDirectory(dir=".") as tmp:
+    s = run_live(ModuleImage(module), Path(tmp) / "run", LiveSource(feed, BatchSpec(count=100)))
+assert s.status == "completed", s.reason
+# VmHWM: this process's own peak (ru_maxrss can carry the parent's over fork + exec)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, s.batches, s.dropped_batches)
+"""
+
+
+def peak_rss(seconds: float, rate: float) -> tuple[float, float, int, int]:
+    """(host MB, enclave MB, batches, dropped) of a run of ``seconds`` in a fresh process."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_RUN, str(seconds), str(rate), str(NOOP)],
+        capture_output=True, text=True, check=True,
+    )
+    host, enclave, n, dropped = done.stdout.split()
+    return int(host) / 1024, int(enclave) / 1024, int(n), int(dropped)
+
+
+def infrastructure(quick: bool, *, capacity_only: bool = False) -> list[str]:
+    """Sections 5-8 (module docstring; only 5 with ``capacity_only``); the summary rows."""
+    rows: list[str] = []
+    seconds = 3.0 if quick else 20.0
+    events = generate_ticks(SyntheticConfig(rate=20_000, duration_s=seconds), seed=8)
+    capacity: dict[int, float] = {}
+    print(f"\n5. capacity with a no-op strategy (window {WINDOW})")
+    with tempfile.TemporaryDirectory(prefix="zcbench-bench-", dir=".") as tmp:
+        for count in (100, 1_000):
+            host_s, enclave_s = alone(events, count, 2_000 if count == 100 else 400)
+            floor = 1 / max(host_s, enclave_s)
+            live = run_live(
+                ModuleImage(NOOP), Path(tmp) / f"cap{count}",
+                ReplaySource(events, BatchSpec(count=count)),
+            )
+            assert live.status == "completed", live.reason
+            got = live.events_per_s / count
+            capacity[count] = got
+            print(
+                f"   {count:5d}-event batches: live {got:7,.0f} batches/s; host alone "
+                f"{host_s * 1e6:6.0f} us, enclave alone {enclave_s * 1e6:6.0f} us per batch: "
+                f"floor {floor:7,.0f} batches/s; ratio {got / floor:.2f} (target >= 0.8)"
+            )
+            rows.append(
+                f"capacity {count}-event batches: {got:,.0f} batches/s vs pipelined floor "
+                f"{floor:,.0f} (host {host_s * 1e6:.0f} us, enclave {enclave_s * 1e6:.0f} us "
+                f"per batch alone): {got / floor:.2f}"
+            )
+
+        if capacity_only:
+            return rows
+        serial = run_live(
+            ModuleImage(NOOP), Path(tmp) / "serial",
+            ReplaySource(events.head(20_000), BatchSpec(count=100)), window=1,
+        )
+        rtt1 = serial.batch_rtt_p50_ms  # type: ignore[attr-defined]
+        span = 3.0 if quick else 10.0
+        print(f"\n6. tail, 100-event batches (unpipelined round trip p50 {rtt1:.2f} ms)")
+        for label, share in (("half capacity", 0.5), ("twice capacity", 2.0)):
+            rate = share * capacity[100] * 100
+            run = _live(Path(tmp), f"tail{share}", 100, rate, span)
+            batching_ms = min(50.0, 100 / rate * 1e3)
+            target = batching_ms + 2 * rtt1
+            dropped = run.dropped_batches  # type: ignore[attr-defined]
+            logged = _dropped_in_log(Path(tmp) / f"tail{share}")
+            p50, p99 = run.freshness_p50_ms, run.freshness_p99_ms  # type: ignore[attr-defined]
+            print(
+                f"   {label} ({rate:,.0f} events/s offered): freshness p50 {p50:.2f} ms p99 "
+                f"{p99:.2f} ms (batching delay {batching_ms:.1f} ms + 2 x round trip = "
+                f"{target:.1f} ms); dropped {dropped} batches, {logged} of them in the signed log"
+            )
+            rows.append(
+                f"tail at {label} ({rate:,.0f} ev/s): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                f"(bound {target:.1f} ms), dropped {dropped} ({logged} in the signed log)"
+            )
+
+        parts = commit_floor(50 if quick else 200)
+        print("\n7. latency, tick to signal, with a no-op strategy at 200 batches/s offered")
+        for count in (1, 10):
+            _, _, frame, reply = _frames_of(events, count)
+            socket_s = statistics.median(ping_pong(frame, reply, 200))
+            floor_ms = (socket_s + sum(parts.values())) * 1e3
+            run = _live(Path(tmp), f"lat{count}", count, 200.0 * count, span)
+            p50, p99 = run.freshness_p50_ms, run.freshness_p99_ms  # type: ignore[attr-defined]
+            print(
+                f"   {count:2d}-event batches: p50 {p50:.3f} ms p99 {p99:.3f} ms; floor "
+                f"{floor_ms:.3f} ms = socket round trip {socket_s * 1e6:.0f} us + "
+                + " + ".join(f"{k} {v * 1e6:.0f} us" for k, v in parts.items())
+                + f"; ratio p50 {p50 / floor_ms:.1f}x (vsock request-response is quoted at "
+                "80-120 us)"
+            )
+            rows.append(
+                f"latency {count}-event batches: p50 {p50:.2f} ms, p99 {p99:.2f} ms vs floor "
+                f"{floor_ms:.2f} ms (round trip {socket_s * 1e6:.0f} us, sign+verify "
+                f"{parts['ed25519 sign+verify'] * 1e6:.0f} us, 2 fsyncs "
+                f"{parts['2 x (append+fsync)'] * 1e6:.0f} us)"
+            )
+
+    short_s, long_s = (4.0, 12.0) if quick else (20.0, 120.0)
+    rate = 10_000.0
+    print(f"\n8. memory, 100-event batches at {rate:,.0f} ev/s: {short_s:.0f} vs {long_s:.0f} s")
+    h1, e1, n1, d1 = peak_rss(short_s, rate)
+    h2, e2, n2, d2 = peak_rss(long_s, rate)
+    print(
+        f"   peak RSS host {h1:.0f} MB -> {h2:.0f} MB ({h2 / h1:.3f}x), enclave {e1:.0f} MB -> "
+        f"{e2:.0f} MB ({e2 / e1:.3f}x) over {n1} -> {n2} batches (dropped {d1}, {d2}) "
+        "(target within 1.10x)"
+    )
+    rows.append(
+        f"memory {short_s:.0f} s vs {long_s:.0f} s at {rate:,.0f} ev/s: host {h1:.0f} -> {h2:.0f} "
+        f"MB ({h2 / h1:.2f}x), enclave {e1:.0f} -> {e2:.0f} MB ({e2 / e1:.2f}x)"
+    )
+    return rows
+
+
+def _frames_of(events: object, count: int) -> tuple[None, None, bytes, bytes]:
+    """An ingest frame of ``count`` no-op events and the enclave's reply to it."""
+    sys.path.insert(0, str(NOOP.parent))
+    import _noop_strategy
+
+    fields = list(_noop_strategy.Noop.fields())
+    batch, _ = next(iter(ReplaySource(events, BatchSpec(count=count)).stripped(fields)))  # type: ignore[arg-type]
+    runtime, _ = _noop_runtime()
+    wire = encode_batch(Batch(0, batch))
+    reply = runtime.ingest(0, wire)  # type: ignore[attr-defined]
+    ingest = encode_frame(Message("ingest", {"seq": 0, "batch": wire}))
+    return None, None, ingest, encode_frame(reply)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument(
+        "--infrastructure", action="store_true", help="only sections 5-8 (no-op strategy)"
+    )
+    ap.add_argument("--capacity", action="store_true", help="only section 5 (capacity)")
     args = ap.parse_args()
+    if args.infrastructure or args.capacity:
+        os.environ.setdefault("ZCBENCH_HOME", tempfile.mkdtemp(prefix="zcbench-bench-home-"))
+        for row in infrastructure(args.quick, capacity_only=args.capacity):
+            print("  " + row)
+        return 0
     seconds = 2.0 if args.quick else 20.0
     reps = 20 if args.quick else 200
     live_seconds = 1.0 if args.quick else 5.0
@@ -193,7 +464,7 @@ def main() -> int:
     image = ModuleImage(Path(order_flow.__file__))
     with tempfile.TemporaryDirectory(prefix="zcbench-bench-") as tmp:
         summary = run_live(
-            image, Path(tmp) / "run", ReplaySource(events, BatchSpec(count=BATCH)), window=8
+            image, Path(tmp) / "run", ReplaySource(events, BatchSpec(count=BATCH)), window=WINDOW
         )
         assert summary.status == "completed", summary.reason
         live_eps = summary.events_per_s
@@ -248,7 +519,7 @@ def main() -> int:
     print(f"   unpipelined per batch (window 1)        {serial_batch_s * 1e6:9.1f} us")
     print(f"   ratio unpipelined / (b) = {serial_batch_s / (floor_s + strat_s):.2f}")
 
-    print("\n3. batch round trip (send ingest -> signed reply received), pipelined window 8")
+    print(f"\n3. batch round trip (send ingest -> signed reply received), window {WINDOW}")
     print(
         f"   live p50 {summary.batch_rtt_p50_ms:8.3f} ms   p99 {summary.batch_rtt_p99_ms:8.3f} ms"
     )
@@ -278,6 +549,10 @@ def main() -> int:
         f"(batch round trip p50 {fresh.batch_rtt_p50_ms:.3f} ms); dropped batches "
         f"{fresh.dropped_batches}"
     )
+    rows = infrastructure(args.quick)
+    print("\nsummary (infrastructure rows, no-op strategy)")
+    for row in rows:
+        print("  " + row)
     return 0
 
 

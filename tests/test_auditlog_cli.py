@@ -254,10 +254,9 @@ class _Reads:
     """Counts records decoded by log walks, payloads decoded by export, and segment bytes read."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import zcbench.auditlog._walk as walk
         import zcbench.auditlog.export as export
         from zcbench.auditlog._fs import OsFileSystem
-        from zcbench.auditlog.records import decode_record
+        from zcbench.auditlog.records import RUN_RECORDS, decode_record
 
         self.walked = 0
         self.exported = 0
@@ -279,7 +278,7 @@ class _Reads:
                 self.bytes += len(data)
             return data
 
-        monkeypatch.setattr(walk, "decode_record", walked)
+        monkeypatch.setattr(RUN_RECORDS, "decode", walked)  # what the walk decodes with
         monkeypatch.setattr(export, "decode_record", exported)
         monkeypatch.setattr(OsFileSystem, "read_bytes", read_bytes)
 

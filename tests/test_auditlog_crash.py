@@ -1,7 +1,8 @@
 """Crash suite: writer processes SIGKILLed at random points, then recovery and verification.
 
 One helper process (single-threaded, so forking is safe) forks a writer per trial and kills it
-with SIGKILL after a random delay. The writer writes through a file system that splits every
+with SIGKILL after a random delay, for most trials counted from its first acknowledgement (so a
+loaded machine still kills mid-log). The writer writes through a file system that splits every
 write into small pieces, so a kill often lands inside a frame; after each fsync it reports the
 acknowledged size on a pipe, and after each stored checkpoint its size. For every trial:
 recovery is never fatal, never loses an acknowledged record or a stored checkpoint, and the log
@@ -88,6 +89,7 @@ for trial in range(trials):
     piece = rng.choice([1, 5, 64])
     segment_bytes = rng.choice([2000, 1 << 20])
     delay = rng.uniform(0.0, 0.1)
+    after_progress = rng.random() < 0.75
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -97,10 +99,18 @@ for trial in range(trials):
         finally:
             os._exit(0)
     os.close(w)
+    chunks = []
+    if after_progress:
+        # Most kills come after real progress, counted from the writer's first acknowledgement,
+        # so a loaded machine (slow start-up) still kills mid-log rather than before the log.
+        while b"\n" not in b"".join(chunks):
+            data = os.read(r, 65536)
+            if not data:
+                break
+            chunks.append(data)
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    chunks = []
     while True:
         data = os.read(r, 65536)
         if not data:

@@ -161,14 +161,14 @@ def test_digest_depends_on_signals_only() -> None:
 
 def test_sweep_runs_every_grid_point_in_order() -> None:
     grid = {"fail_on": [-1, 99], "plan": [PLAN, PLAN[:1]]}
-    table = sweep(Scripted, grid, _events(), CONFIG, show_progress=False)
+    table = sweep(Scripted, grid, _events(), CONFIG, show_progress=False, serial=True)
     assert table.height == 4
     assert table.get_column("fail_on").to_list() == [-1, -1, 99, 99]
     assert table.get_column("n_signals").to_list() == [4, 1, 4, 1]
     with pytest.raises(UsageError):
-        sweep(Scripted, {"nope": [1]}, _events(), CONFIG)
+        sweep(Scripted, {"nope": [1]}, _events(), CONFIG, serial=True)
     with pytest.raises(UsageError):
-        sweep(Scripted, {}, _events(), CONFIG)
+        sweep(Scripted, {}, _events(), CONFIG, serial=True)
 
 
 def test_bad_config_is_usage_error() -> None:

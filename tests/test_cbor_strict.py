@@ -301,3 +301,35 @@ def test_benchmark_quick_run_completes() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "decode_batch" in proc.stdout
     assert "strict CBOR layer alone" in proc.stdout
+
+
+# --- the canonical writer ---------------------------------------------------------------------
+
+_exact_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64 - 1)
+    | st.binary(max_size=24)
+    | st.text(max_size=12)
+)
+_exact_values = st.recursive(
+    _exact_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_exact_values)
+def test_encode_canonical_writes_what_cbor2_canonical_writes_and_the_reader_reads(
+    value: object,
+) -> None:
+    encoded = _cbor.encode_canonical(value)
+    assert encoded == cbor2.dumps(value, canonical=True)
+    assert _same(_canonical(encoded, max_depth=64), value)
+
+
+def test_encode_canonical_refuses_what_has_no_canonical_form_here() -> None:
+    for value in (1.5, {"a": [0.5]}, _cbor.Uint64(3)):
+        with pytest.raises(CborError):
+            _cbor.encode_canonical(value)

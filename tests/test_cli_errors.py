@@ -162,6 +162,15 @@ _TABLE: list[Any] = [
     (["backtest", "--data", "{folder}"], 2),
     (["backtest", "--data", "{text}"], 1),
     (["backtest", "--data", "{json}"], 1),
+    # sweep, walkforward
+    (["sweep", "--serial", "--param", "window=2", "--data", "{missing}"], 2),
+    (["sweep", "--serial", "--param", "window=2", "--data", "{text}"], 1),
+    (["sweep", "--serial", "--param", "window"], 2),
+    (["sweep", "--scheduler", "localhost:1", "--param", "window=2"], 2),
+    (["sweep", "--serial", "--param", "fast=5", "--record", "{blocked}"], 3),
+    (["walkforward", "--serial", "--param", "window=2", "--train", "0", "--test", "1"], 2),
+    (["walkforward", "--serial", "--param", "window=2", "--train", "1", "--test", "1",
+      "--data", "{folder}"], 2),
     # package
     (["package", "{missing}"], 2),
     (["package", "{folder}"], 2),
@@ -176,6 +185,15 @@ _TABLE: list[Any] = [
     (["run", "{missing}"], 2),
     (["run", "{text}"], 2),
     (["run", "{folder}"], 2),
+    (["run", "{build}", "--venue", "fix://nohost"], 2),
+    # venue sim
+    (["venue", "sim", "--port", "70000", "--drop-copy", "{folder}/d"], 2),
+    (["venue", "sim", "--port", "0", "--drop-copy", "{folder}/d", "--data", "{missing}"], 2),
+    (["venue", "sim", "--port", "0", "--drop-copy", "{blocked}"], 3),
+    # reconcile
+    (["reconcile", "{missing}", "--statement", "{text}"], 2),
+    (["reconcile", "{folder}", "--statement", "{missing}"], 2),
+    (["reconcile", "{run}", "--statement", "{text}", "--trust", "dev"], 1),
     # demo
     (["demo", "--out", "{text}"], 2),
     (["demo", "--out", "{blocked}"], 3),
@@ -185,18 +203,11 @@ _TABLE: list[Any] = [
     (["verify", "attestation", "{document}", "--trust", "{missing}"], 2),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{missing}"], 2),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{folder}"], 2),
-    pytest.param(["verify", "attestation", "{document}", "--trust", "{empty_pem}"], 1,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "nitro/trust.py: an empty PEM is "
-                                         "malformed content, raised as EnvError (3)",
-                                         strict=True)),
+    (["verify", "attestation", "{document}", "--trust", "{empty_pem}"], 1),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{json}"], 1),
     # nitro emulate
-    pytest.param(["nitro", "emulate", "--nonce", "00", "--out", "{blocked}"], 3,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "cli/nitro.py: it turns the OSError "
-                                         "on its output into a UsageError (2)", strict=True)),
-    pytest.param(["nitro", "emulate", "--nonce", "00", "--out", "{full}"], 3,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "cli/nitro.py: as above",
-                                         strict=True)),
+    (["nitro", "emulate", "--nonce", "00", "--out", "{blocked}"], 3),
+    (["nitro", "emulate", "--nonce", "00", "--out", "{full}"], 3),
     # nitro export-root
     (["nitro", "export-root", "--out", "{folder}"], 2),
     (["nitro", "export-root", "--out", "{blocked}"], 3),
@@ -238,11 +249,50 @@ _TABLE: list[Any] = [
     (["keys", "revoke", "zz"], 2),
     (["keys", "revoke", "{missing}"], 2),
     (["keys", "refusals", "--limit", "0"], 2),
+    # ledger, witness
+    (["ledger", "init", "{missing}", "--origin", "a/zcbench/s", "--genesis", "{missing}"], 2),
+    (["ledger", "init", "{missing}", "--origin", "no-fund", "--genesis", "{build}"], 2),
+    (["ledger", "init", "{build}", "--origin", "a/zcbench/s", "--genesis", "{build}"], 2),
+    (["ledger", "show", "{missing}"], 2),
+    (["ledger", "show", "{build}"], 2),
+    (["ledger", "announce", "{missing}", "--ledger", "{folder}", "--notice", "1s"], 2),
+    (["ledger", "announce", "{build}", "--ledger", "{folder}", "--notice", "1w"], 2),
+    (["ledger", "revoke", "zz", "--ledger", "{folder}"], 2),
+    (["ledger", "witness", "{folder}", "--policy", "{missing}"], 2),
+    (["ledger", "proof", "{missing}", "--index", "0", "--out", "{folder}/p"], 2),
+    (["ledger", "verify", "{missing}"], 2),
+    (["ledger", "verify", "{folder}"], 2),
+    (["ledger", "verify", "{folder}", "--policy", "{text}"], 1),
+    (["witness", "serve", "--port", "0", "--state", "{folder}", "--key", "{text}", "--log",
+      "x"], 2),
+    (["witness", "vkey", "--key", "{missing}"], 2),
+    (["witness", "vkey", "--key", "{text}"], 1),
     # report
+    # archive (no server is reached: each refusal comes first)
+    (["archive", "{missing}", "--s3", "http://127.0.0.1:9", "--bucket", "records",
+      "--retain-days", "3000"], 2),
+    (["archive", "{folder}", "--s3", "http://127.0.0.1:9", "--bucket", "records",
+      "--retain-days", "3000"], 2),
+    (["archive", "verify", "{missing}", "--s3", "http://127.0.0.1:9", "--bucket", "records"], 2),
+    (["archive", "verify", "{run}", "--s3", "http://127.0.0.1:9", "--bucket", "records"], 1),
+    # evidence
+    (["evidence", "{missing}", "--out", "{folder}/pack"], 2),
+    (["evidence", "{build}", "--out", "{folder}/pack", "--trust", "dev"], 2),
+    (["evidence", "{run}", "--out", "{blocked}", "--trust", "dev"], 3),
+    (["evidence", "verify", "{missing}"], 2),
+    (["evidence", "verify", "{folder}"], 2),
     (["report", "{missing}"], 2),
     (["report", "{text}"], 2),
     (["report", "{build}"], 2),
     (["report", "{folder}", "--trust", "dev"], 2),
+    # serve, verify remote
+    (["serve", "--runs", "{missing}"], 2),
+    (["serve", "--runs", "{text}"], 2),
+    (["serve", "--runs", "{folder}", "--readers", "{missing}"], 2),
+    (["serve", "--runs", "{folder}", "--readers", "{json}"], 1),
+    (["serve", "--add-reader", "lp"], 2),
+    (["verify", "remote", "http://127.0.0.1:9", "--commitment", "{missing}"], 2),
+    (["verify", "remote", "http://127.0.0.1:9", "--commitment", "{text}"], 1),
 ]
 
 

@@ -254,3 +254,32 @@ def test_metadata_must_be_a_json_object() -> None:
         sections[2] = (SectionType.METADATA, bad)
         with pytest.raises(EifError, match=r"section 2 .*metadata"):
             measure_eif(write_eif(sections))
+
+
+def test_the_signature_section_is_read_by_the_one_strict_cbor_reader() -> None:
+    """Any valid encoding nitro-cli may write is read (definite or indefinite lengths, keys in
+    any order); a second item, a duplicate key or a semantic tag is refused, not guessed at."""
+    import hashlib
+
+    pem, der = _cert_pem()
+    pcr8 = hashlib.sha384(bytes(48) + hashlib.sha384(der).digest()).digest()
+    cert_ints = cbor2.dumps(list(pem))
+    entry_body = b"\x73signing_certificate" + cert_ints + b"\x69signature" + b"\x80"
+    good = [
+        _signature_section(pem),
+        b"\x81\xa2" + entry_body,  # by hand: the same map
+        b"\x9f\xbf" + entry_body + b"\xff\xff",  # indefinite array and map
+    ]
+    for section in good:
+        eif = write_eif([*_nitro_order(R0, R1), (SectionType.SIGNATURE, section)])
+        assert measure_eif(eif).pcrs[8] == pcr8
+    bad = {
+        "one CBOR item": _signature_section(pem) + b"\x00",
+        "duplicate": b"\x81\xa3" + entry_body + b"\x69signature" + b"\x80",
+        "tag": b"\x81\xa2\x73signing_certificate\xd8\x18" + cert_ints + b"\x69signature\x80",
+    }
+    for why, section in bad.items():
+        eif = write_eif([*_nitro_order(R0, R1), (SectionType.SIGNATURE, section)])
+        with pytest.raises(EifError, match="signature section") as info:
+            measure_eif(eif)
+        assert why in str(info.value) or why == "one CBOR item", info.value

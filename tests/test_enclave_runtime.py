@@ -84,7 +84,7 @@ def test_ingest_appends_in_and_out_and_signs_the_new_root() -> None:
     leaves = [leaf_hash(booted["record"])]
     for seq in range(5):
         reply = rt.ingest(seq, _batch(seq))
-        assert reply["event_time_ns"] == seq * 10 + 1
+        assert "event_time_ns" not in reply.fields  # the host computes it from its own batch
         stamps = {"seq": seq, "time_ns": reply["time_ns"], "event_time_ns": seq * 10 + 1}
         # the leaves are those of the IN record holding the batch exactly as sent and the OUT
         # record holding the signals: what the host rebuilds

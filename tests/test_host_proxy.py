@@ -26,6 +26,19 @@ class FakeTime:
         self.now += int(s * 1e9)
 
 
+def test_replay_batches_are_encoded_from_prepared_columns_as_the_backtest_encodes() -> None:
+    # more rows than one prepared stretch, so batches come from several
+    events = generate_ticks(SyntheticConfig(rate=20_000, duration_s=2.0), seed=7)
+    proxy = MarketDataProxy(ReplaySource(events, BatchSpec(count=1_000)), ["price", "kind"])
+    got = list(proxy.start())
+    want = list(batches(events, ["price", "kind"], count=1_000))
+    assert len(got) == len(want) == 40
+    assert all(g.wire is not None for g in got)
+    assert [g.encode(i + 5) for i, g in enumerate(got)] == [
+        encode_batch(Batch(i + 5, w.events)) for i, w in enumerate(want)
+    ]
+
+
 def test_replay_cuts_and_strips_like_the_backtest() -> None:
     events = _ticks()
     spec = BatchSpec(count=100)
@@ -77,3 +90,30 @@ def test_live_source_flushes_on_max_delay_and_counts_drops() -> None:
     # batches are far below the 10,000-event cut: the delay rule flushed them
     assert got[0].events.height < 10_000
     assert stats.events + stats.dropped_events == events.height
+
+
+def test_synthetic_feed_streams_in_blocks_with_a_continuous_clock() -> None:
+    from zcbench.host.proxy import synthetic_feed
+
+    config = SyntheticConfig(rate=5_000, duration_s=2.5)
+    chunks = list(synthetic_feed(config, seed=4, block_s=1.0, arrival_s=0.002))
+    assert all(c.height <= 10 for c in chunks)
+    ts = pl.concat(chunks)["ts"]
+    assert ts.is_sorted()
+    assert ts.min() >= config.start_ns
+    assert ts.max() < config.start_ns + 2_500_000_000
+    assert abs(ts.len() - 12_500) < 1_500  # the rate, whatever the blocks
+    again = list(synthetic_feed(config, seed=4, block_s=1.0, arrival_s=0.002))
+    assert pl.concat(again).equals(pl.concat(chunks))  # deterministic for the seed
+
+
+def test_lossless_live_source_is_held_back_instead_of_dropped() -> None:
+    events = _ticks(0.2)
+    chunks = [events.slice(i, 10) for i in range(0, events.height, 10)]
+    source = LiveSource(chunks, BatchSpec(count=50), rate=1e9, lossless=True)
+    proxy = MarketDataProxy(source, ["price"], queue_size=1).start()
+    got = list(proxy)
+    stats = proxy.stats()
+    assert stats.dropped_batches == 0
+    assert sum(len(b) for b in got) == events.height
+    assert proxy.take_drops() is None

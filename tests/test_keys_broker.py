@@ -396,3 +396,55 @@ def test_keys_cli_list_revoke_refusals(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["keys", "refusals", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == 1
     assert main(["keys", "refusals", "--limit", "0"]) == 2
+
+
+# -- the wrapped data key: written and read by zcbench._cbor, the format byte for byte --------
+
+# The CiphertextBlob of the first data key of a broker whose random source is _counting_rng,
+# as the broker wrote it when it used cbor2 directly: the format may not change by a byte.
+_GOLDEN_BLOB = bytes.fromhex(
+    "a4617601626374583061da26331cc960408ded388b122b2398c12ea3ef8afa685211f409e23d3b87f54ea8df"
+    "ea55765ee430124343a03c7029656e6f6e63654c9b2c311a0db21785152ac06c6873747261746567796c6d61"
+    "5f63726f73736f766572"
+)
+
+
+def _counting_rng():  # type: ignore[no-untyped-def]
+    calls = [0]
+
+    def rng(n: int) -> bytes:
+        calls[0] += 1
+        return bytes((calls[0] * 7 + i) % 256 for i in range(n))
+
+    return rng
+
+
+def test_the_wrapped_data_key_format_is_unchanged(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    import cbor2
+
+    broker = LocalKeyBroker(tmp_path / "kb", rng=_counting_rng(),
+                            verifier=_fake_verifier({0: PCR0}, _spki(rsa_key)))  # fmt: skip
+    key = broker.generate_data_key("ma_crossover")
+    assert key.ciphertext_blob == _GOLDEN_BLOB
+    assert key.ciphertext_blob == cbor2.dumps(cbor2.loads(_GOLDEN_BLOB), canonical=True)
+    broker.set_policy("ma_crossover", pcr0=PCR0)
+    answer = broker.decrypt(_request(_GOLDEN_BLOB))  # a blob written before still opens
+    assert unwrap_recipient(answer["CiphertextForRecipient"], rsa_key) == key.plaintext
+
+
+def test_a_wrapped_data_key_in_any_other_encoding_is_refused(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    import cbor2
+
+    broker = LocalKeyBroker(tmp_path / "kb", rng=_counting_rng(),
+                            verifier=_fake_verifier({0: PCR0}, _spki(rsa_key)))  # fmt: skip
+    broker.generate_data_key("ma_crossover")
+    broker.set_policy("ma_crossover", pcr0=PCR0)
+    fields = cbor2.loads(_GOLDEN_BLOB)
+    unsorted = cbor2.dumps(dict(reversed(list(fields.items()))))  # same map, keys out of order
+    indefinite = b"\xbf" + _GOLDEN_BLOB[1:] + b"\xff"
+    for blob in (unsorted, indefinite, _GOLDEN_BLOB + b"\x00"):
+        _assert_refused(broker, _request(blob), "CiphertextBlob")

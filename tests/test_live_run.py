@@ -4,6 +4,7 @@ missing build folder."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import textwrap
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import cbor2
 import nbformat
 import polars as pl
 import pytest
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import zcbench.examples.order_flow as order_flow
 from zcbench.auditlog.frame import iter_records
-from zcbench.auditlog.merkle import leaf_hash
+from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.records import encode_record
 from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
@@ -38,11 +40,11 @@ from zcbench.host.live import (
     _Pipeline,
     run_live,
 )
-from zcbench.host.proxy import LiveSource
+from zcbench.host.proxy import DROPPED_NOTE, LiveSource
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
 from zcbench.nitro import parse_document
 from zcbench.packager import package_notebook
-from zcbench.strategy import encode_signals, make_strategy
+from zcbench.strategy import decode_batch, encode_signals, make_strategy
 
 pytestmark = pytest.mark.slow
 
@@ -281,14 +283,17 @@ def test_host_survives_a_garbage_reply(tmp_path: Path) -> None:
 def test_host_stops_on_undecodable_signals(tmp_path: Path) -> None:
     def peer(conn: object) -> None:
         msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
-        stamps = {"seq": msg["seq"], "time_ns": 1, "event_time_ns": None}
+        newest = int(decode_batch(msg["batch"]).events["ts"].max())
+        stamps = {"seq": msg["seq"], "time_ns": 1, "event_time_ns": newest}
         signals = b"\xff"  # not encoded signals; leaves that match it, so the decode decides
         leaves = [
             leaf_hash(encode_record(index=0, kind="in", body=msg["batch"], **stamps)),
             leaf_hash(encode_record(index=1, kind="out", body=signals, **stamps)),
         ]
         reply = Message(
-            "signals", {**stamps, "signals": signals, "leaves": leaves, "checkpoint": b""}
+            "signals",
+            {"seq": msg["seq"], "time_ns": 1, "signals": signals, "leaves": leaves,
+             "checkpoint": b""},
         )
         conn.send(reply)  # type: ignore[attr-defined]
 
@@ -308,7 +313,7 @@ def _unattested_runtime() -> EnclaveRuntime:
     nsm = NsmEmulator(pcrs={0: b"\x01" * 48}, ca=DevCA.load_or_create(now=dt.datetime.now(dt.UTC)))
     rt = EnclaveRuntime(make_strategy(order_flow.OrderFlowImbalance), nsm, pcr0=b"\x01" * 48)
     rt.boot("run-1")
-    rt._state.log = type(rt._state.log)()  # type: ignore[union-attr]
+    rt._state.log.compact = CompactRange()  # type: ignore[union-attr]
     return rt
 
 
@@ -323,7 +328,7 @@ def test_host_refuses_an_in_leaf_other_than_the_batch_it_sent(tmp_path: Path) ->
         reply = rt.ingest(msg["seq"], msg["batch"])
         fake = encode_record(
             index=0, kind="in", seq=msg["seq"], body=other, time_ns=reply["time_ns"],
-            event_time_ns=reply["event_time_ns"],
+            event_time_ns=int(decode_batch(msg["batch"]).events["ts"].max()),
         )
         fields = {**reply.fields, "leaves": [leaf_hash(fake), reply["leaves"][1]]}
         conn.send(Message("signals", fields))  # type: ignore[attr-defined]
@@ -446,6 +451,139 @@ def test_full_queue_drops_are_counted_never_silent(tmp_path: Path) -> None:
     assert summary.events + summary.dropped_events == events.height
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["dropped_events"] == summary.dropped_events
+    assert summary.dropped_batches > 0
+    # and in the signed log, in order with the batches: count, place in the sequence, times
+    report = check_log(tmp_path / "run", trust="dev")
+    assert report.verified, report.message  # type: ignore[attr-defined]
+    records = [r for r, _ in iter_records(tmp_path / "run")]
+    notes = [(i, cbor2.loads(r.body)) for i, r in enumerate(records) if r.kind == "note"]
+    assert notes
+    assert all(n["note"] == DROPPED_NOTE for _, n in notes)
+    assert sum(n["batches"] for _, n in notes) == summary.dropped_batches
+    assert sum(n["events"] for _, n in notes) == summary.dropped_events
+    for i, n in notes:
+        before = [r.seq for r in records[:i] if r.kind == "out"]
+        assert n["after_seq"] == (before[-1] if before else None)
+        assert n["first_event_ns"] <= n["last_event_ns"]
+        assert n["first_received_ns"] <= n["last_received_ns"]
+
+
+def test_sigterm_during_a_run_writes_an_interrupted_summary_and_report_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    events = _ticks(60.0, rate=2_000)
+    chunks = (events.slice(i, 20) for i in range(0, events.height, 20))
+    source = LiveSource(chunks, BatchSpec(count=100), rate=1.0)
+    fired: list[int] = []  # the build below batches by 100 events too
+
+    def terminate_after_some(progress: object) -> None:
+        if not fired and getattr(progress, "batches", 0) >= 20:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    image = BuildImage(_package_example(tmp_path, batch_count=100))
+    summary = run_live(image, tmp_path / "run", source, on_progress=terminate_after_some)
+    assert summary.status == "interrupted"
+    assert "SIGTERM" in summary.reason
+    assert "kept:" in summary.reason
+    assert summary.batches >= 20
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["status"] == "interrupted"
+    report = check_log(tmp_path / "run", trust="dev")
+    assert report.verified, report.message  # type: ignore[attr-defined]
+    assert (tmp_path / "run" / "journal.jsonl").is_file()
+    capsys.readouterr()
+    out = str(tmp_path / "r.html")
+    code = main(["report", str(tmp_path / "run"), "--out", out, "--trust", "dev"])
+    assert code == 0, capsys.readouterr()
+
+
+class _FullDisk:
+    """The real file system, except that writes into the log fail with ENOSPC once ``room``
+    bytes have been written."""
+
+    def __init__(self, room: int) -> None:
+        from zcbench.auditlog._fs import OsFileSystem
+
+        self.real = OsFileSystem()
+        self.room = room
+
+    def open_append(self, path: Path, *, create: bool) -> object:
+        real = self.real.open_append(path, create=create)
+        disk = self
+
+        class File:
+            def write(self, data: bytes) -> None:
+                if len(data) > disk.room:
+                    real.write(data[: disk.room])  # a short write, then the disk is full
+                    disk.room = 0
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                disk.room -= len(data)
+                real.write(data)
+
+            def fsync(self) -> None:
+                real.fsync()
+
+            def close(self) -> None:
+                real.close()
+
+        return File()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_disk_full_stops_the_run_with_one_line_and_the_log_verifies(tmp_path: Path) -> None:
+    events = _ticks(4.0, rate=5_000)
+    summary = run_live(
+        ModuleImage(EXAMPLE),
+        tmp_path / "run",
+        ReplaySource(events, BatchSpec(count=100)),
+        log_fs=_FullDisk(room=60_000),  # type: ignore[arg-type]
+    )
+    assert summary.status == "host_error"
+    assert "\n" not in summary.reason
+    assert "Errno" not in summary.reason
+    assert "No space left on device" in summary.reason
+    assert "seg-00000000.zlog" in summary.reason or "checkpoints.zlog" in summary.reason
+    assert 0 < summary.batches < 200
+    assert summary.log_size > 1
+    # the log verifies to its last durable record (a torn tail is cut, nothing acted is lost)
+    report = check_log(tmp_path / "run", trust="dev")
+    assert report.verified, report.message  # type: ignore[attr-defined]
+    assert report.entries >= summary.log_size  # type: ignore[attr-defined]
+    journal = read_journal(tmp_path / "run").rows
+    out_index = {r.index for r, _ in iter_records(tmp_path / "run") if r.kind == "out"}
+    assert set(journal["log_index"].to_list()) <= {i for i in out_index if i < summary.log_size}
+
+
+def test_cli_run_on_a_full_disk_exits_3_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zcbench.auditlog import storage
+
+    build = _package_example(tmp_path, batch_count=100)
+    real_create = storage.LogStore.create.__func__  # type: ignore[attr-defined]
+
+    def create(cls: type, folder: Path, **kw: object) -> object:
+        return real_create(cls, folder, fs=_FullDisk(room=40_000))
+
+    monkeypatch.setattr(storage.LogStore, "create", classmethod(create))
+    code = main([
+        "run", str(build), "--synthetic", "--duration", "5", "--rate", "5000",
+        "--run-dir", str(tmp_path / "run"),
+    ])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert "Traceback" not in err + out
+    assert "Errno" not in err + out
+    line = out.splitlines()[0]
+    assert "host_error" in line
+    assert "No space left on device" in line
+    assert ".zlog" in line
 
 
 def test_cli_run_replays_a_data_file_and_prints_one_json_object(
@@ -556,3 +694,65 @@ def test_the_runner_takes_another_launcher(tmp_path: Path) -> None:
     assert summary.batches == 20
     assert summary.isolated_network is False
     assert _verify(tmp_path / "run", image.expected_pcrs()).verified  # type: ignore[attr-defined]
+
+
+_MEMORY_RUN = """
+import resource, sys, tempfile
+from pathlib import Path
+from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.proxy import LiveSource, synthetic_feed
+from zcbench.marketdata import BatchSpec, SyntheticConfig
+batches, module = int(sys.argv[1]), Path(sys.argv[2])
+feed = synthetic_feed(SyntheticConfig(rate=20_000, duration_s=batches * 10 / 20_000), seed=1)
+source = LiveSource(feed, BatchSpec(count=10), rate=1e6, lossless=True)  # as fast as it goes
+with tempfile.TemporaryDirectory() as tmp:
+    s = run_live(ModuleImage(module), Path(tmp) / "run", source)
+assert s.status == "completed" and s.batches == batches, (s.status, s.reason, s.batches)
+# VmHWM: this process's own peak (ru_maxrss can carry the parent's over fork + exec)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+_NOOP = '''
+import dataclasses
+from zcbench.strategy import Strategy
+
+@dataclasses.dataclass(frozen=True)
+class P:
+    pass
+
+class Noop(Strategy):
+    name = "noop"
+    params_type = P
+    input_fields = ("price",)
+
+    def on_batch(self, batch):
+        return []
+'''
+
+
+def _peak_rss_kb(batches: int, module: Path) -> tuple[int, int]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_RUN, str(batches), str(module)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    host, enclave = done.stdout.split()
+    return int(host), int(enclave)
+
+
+def test_host_memory_stays_under_a_bound_independent_of_run_length(tmp_path: Path) -> None:
+    """A run 8 times longer (16,000 batches against 2,000, a streamed synthetic feed, a
+    strategy that never trades so no price is ever asked for) peaks within 10 % of the short
+    run's memory, host and enclave, and the host under a fixed 400 MB: nothing holds the
+    run's events, records, signals or latencies. Not timed; run lengths are batch counts."""
+    module = tmp_path / "noop.py"
+    module.write_text(_NOOP)
+    short_host, short_enclave = _peak_rss_kb(2_000, module)
+    long_host, long_enclave = _peak_rss_kb(16_000, module)
+    assert long_host <= short_host * 1.10, (short_host, long_host)
+    assert long_enclave <= short_enclave * 1.10, (short_enclave, long_enclave)
+    assert long_host < 400 * 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -56,3 +57,44 @@ def test_the_report_shows_pnl_with_the_one_formatter() -> None:
     html = _run_html(report)  # type: ignore[arg-type]
     assert "+127.50 currency units" in html
     assert "ticks" not in html.replace("pnl_ticks", "")
+
+
+def test_an_account_scale_and_currency_are_shown_by_the_same_formatter() -> None:
+    assert format_money(123_456_789, scale=10**8, currency="BTC") == "1.23456789 BTC"
+    assert format_money(-250, scale=100, currency="USD", signed=True) == "-2.50 USD"
+    assert format_money(1_275_000, currency="USD") == "127.50 USD"
+    assert money(5, scale=10**8) == Decimal("0.00000005")
+    with pytest.raises(ValueError, match="power of ten"):
+        money(1, scale=12)
+
+
+def test_the_backtest_table_shows_exact_money_through_the_one_formatter(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The backtest CLI has no money formatter of its own: its amounts are the ledger's exact
+    integers shown by format_money, in the instruments' currency."""
+    import json
+
+    import polars as pl
+
+    import zcbench.cli.backtest as cli_backtest
+    from zcbench.cli import main
+
+    assert not hasattr(cli_backtest, "money")
+    assert main(["backtest", "--fee-bps", "1.5", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    equity = pl.read_parquet(tmp_path / "o" / "equity.parquet").get_column("equity")
+    fills = pl.read_parquet(tmp_path / "o" / "fills.parquet")
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    scale, ccy = summary["money_scale"], summary["currency"]
+    initial = 1_000_000 * scale
+    final, fees = int(equity[-1]), int(fills.get_column("fee").sum())
+    assert fees > 0
+    line = next(x for x in out.splitlines() if x.startswith("capital "))
+    shown = (
+        f"{format_money(initial, scale=scale, currency=ccy)} -> "
+        f"{format_money(final, scale=scale, currency=ccy)}   "
+        f"pnl {format_money(final - initial, signed=True, scale=scale, currency=ccy)}   "
+        f"fees {format_money(fees, scale=scale, currency=ccy)}"
+    )
+    assert line.split(None, 1)[1] == shown

@@ -304,6 +304,9 @@ def test_dev_trust_without_a_dev_ca_exits_3(
     assert "zcbench nitro export-root" in err
     assert "zcbench nitro emulate" not in err
     assert len(err.strip().splitlines()) == 1
+    assert "--trust dev-root.pem" in err
+    assert "trust=" not in err
+    assert "Path(" not in err
 
 
 # -- PCR indexes, --at doc with --max-age ------------------------------------------------------

@@ -155,3 +155,68 @@ def test_missing_commitment_is_a_usage_error(tmp_path: Path) -> None:
     # a path the caller named that is not there: the caller's mistake, not bad data (exit 2)
     with pytest.raises(UsageError, match="does not exist"):
         load_commitment_pcrs(tmp_path / "nope.json")
+
+
+# -- export_dev_root: a device or a pipe is written into, a regular file replaced atomically ----
+
+
+def test_export_dev_root_writes_into_a_pipe_instead_of_renaming_over_it(tmp_path: Path) -> None:
+    from zcbench.nitro import export_dev_root
+
+    ca = DevCA.load_or_create(now=NOW)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so the writer can open
+    try:
+        root = export_dev_root(fifo)
+        received = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still the pipe, not a file renamed over it
+    assert received == ca.root_pem.read_bytes()
+    assert root.kind == "dev"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary left
+
+
+def test_export_dev_root_replaces_a_regular_file_whole(tmp_path: Path) -> None:
+    from zcbench.nitro import export_dev_root
+
+    ca = DevCA.load_or_create(now=NOW)
+    out = tmp_path / "dev-root.pem"
+    out.write_bytes(b"an older, longer file " * 200)
+    before = out.stat().st_ino
+    export_dev_root(out)
+    assert out.read_bytes() == ca.root_pem.read_bytes()
+    assert out.stat().st_ino != before  # written aside and renamed into place
+    assert _mode(out) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev-root.pem"]
+
+
+def test_export_root_to_dev_stdout_writes_the_pem_on_standard_output(
+    tmp_path: Path, zcbench_home: Path
+) -> None:
+    import subprocess
+    import sys
+
+    ca = DevCA.load_or_create(now=NOW)
+    argv = [sys.executable, "-m", "zcbench", "nitro", "export-root", "--out", "/dev/stdout"]
+    piped = subprocess.run(argv, capture_output=True, check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith(ca.root_pem.read_bytes())
+    # Standard output redirected to a file: the PEM lands in that file, and what the command
+    # prints after it follows it (the file is appended to, never replaced under the shell).
+    target = tmp_path / "out.txt"
+    with target.open("wb") as handle:
+        redirected = subprocess.run(argv, stdout=handle, stderr=subprocess.PIPE, check=False)
+    assert redirected.returncode == 0, redirected.stderr
+    text = target.read_bytes()
+    assert text.startswith(ca.root_pem.read_bytes())
+    assert b"wrote /dev/stdout" in text
+
+
+def test_export_dev_root_to_a_full_device_is_an_environment_error() -> None:
+    from zcbench.nitro import export_dev_root
+
+    DevCA.load_or_create(now=NOW)
+    with pytest.raises(EnvError, match="/dev/full: cannot write: no space left on device"):
+        export_dev_root(Path("/dev/full"))

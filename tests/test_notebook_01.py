@@ -12,9 +12,10 @@ from typing import Any
 
 import nbformat
 import papermill
+import polars as pl
 import pytest
 
-from zcbench.backtest import BacktestConfig, run_backtest
+from zcbench.backtest import BacktestConfig, load_research_record, run_backtest
 from zcbench.examples import OrderFlowImbalance
 from zcbench.marketdata import SyntheticConfig, generate_ticks
 from zcbench.strategy import Strategy, find_strategy, make_strategy
@@ -72,7 +73,12 @@ def test_notebook_runs_headless_and_writes_only_under_out_dir(
         "backtest/trades.parquet",
         "equity.png",
         "prices.png",
+        "research.json",
         "sweep.parquet",
+        "sweep_heatmap.png",
+        "walkforward.json",
+        "walkforward.png",
+        "walkforward_folds.parquet",
     ]
     summary = json.loads((out_dir / "backtest" / "summary.json").read_text())
     assert summary["strategy"] == "order_flow_imbalance"
@@ -93,7 +99,13 @@ def test_notebook_runs_headless_and_writes_only_under_out_dir(
         for o in c.get("outputs", [])
         if "image/png" in o.get("data", {})
     ]
-    assert len(plots) == 2
+    assert len(plots) == 4  # prices, equity, the sweep's heatmap, the walk-forward's curve
+    # the sweep ran on Dask and its record is the table it wrote
+    record = load_research_record(out_dir / "research.json")
+    assert record.n_trials == 15
+    table = pl.read_parquet(out_dir / "sweep.parquet")
+    assert [t["sharpe"] for t in record.trials] == table.get_column("sharpe").to_list()
+    assert load_research_record(out_dir / "walkforward.json").doc["kind"] == "walkforward"
 
 
 def _strategy_namespace() -> dict[str, Any]:

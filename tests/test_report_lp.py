@@ -137,3 +137,20 @@ def test_cli_errors_and_exit_codes(run_dir: Path, tmp_path: Path,
     assert "does not exist" in err
     assert "ISO 8601" in err
     assert "hex digits" in err
+
+
+def test_the_report_does_not_import_the_widgets() -> None:
+    """``zcbench.report`` renders HTML and JSON without a widget toolkit: importing it loads
+    neither ``zcbench.widgets`` nor ipywidgets nor matplotlib (issue: 2.65 s an import)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, zcbench.report, zcbench.report.attestation, zcbench.report.attestation_html, "
+        "zcbench.cli.report; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'matplotlib') "
+        "or m.startswith('zcbench.widgets')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]", done.stdout

@@ -84,7 +84,7 @@ def test_sigkilled_host_keeps_every_order_and_the_folder_reports(
     assert journal.header["image"] == str(build.resolve())
     events = journal.rows["event"].to_list()
     assert "order" in events
-    assert set(events) <= {"order", "fill", "reject"}
+    assert set(events) <= {"order", "fill", "reject", "ack", "cancel", "expire"}
     # log before act: every row names an OUT record that is durable in the log
     out_index = {r.index for r, _ in iter_records(run_dir) if r.kind == "out"}
     assert set(journal.rows["log_index"].to_list()) <= out_index

@@ -23,6 +23,7 @@ from zcbench.strategy import (
     encode_signals,
     select_fields,
 )
+from zcbench.strategy._wire import BatchColumns
 
 INT_FIELDS = [f for f, t in EVENT_SCHEMA.items() if t == pl.Int64 and f != "ts"]
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -90,6 +91,28 @@ def test_batch_encoding_matches_reference(batch: Batch, data: st.DataObject) -> 
     length = data.draw(st.integers(0, batch.events.height - start))
     part = Batch(seq=batch.seq, events=batch.events.slice(start, length))
     assert encode_batch(part) == _reference_encoding(part)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches(), st.data())
+def test_prepared_columns_encode_every_range_as_encode_batch_does(
+    batch: Batch, data: st.DataObject
+) -> None:
+    # prepared over a slice (an offset into shared buffers), then any range of it
+    height = batch.events.height
+    first = data.draw(st.integers(0, height))
+    frame = batch.events.slice(first, data.draw(st.integers(0, height - first)))
+    columns = BatchColumns(frame)
+    start = data.draw(st.integers(0, frame.height))
+    end = data.draw(st.integers(start, frame.height))
+    part = Batch(seq=batch.seq, events=frame.slice(start, end - start))
+    assert columns.encode(batch.seq, start, end) == _reference_encoding(part)
+
+
+def test_prepared_columns_refuse_a_range_outside_the_frame() -> None:
+    frame = pl.DataFrame({"ts": [1, 2], "symbol": ["a", "b"]})
+    with pytest.raises(DataError, match="outside"):
+        BatchColumns(frame).encode(0, 1, 3)
 
 
 signals_st = st.lists(

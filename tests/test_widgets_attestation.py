@@ -235,11 +235,65 @@ def test_export_writes_json_and_the_raw_document(tmp_path: Path, emulator: NsmEm
     data = json.loads(path.read_text())
     assert data["verdict"] == "VERIFIED"
     assert data["simulated"] is True
-    assert data["nonce"] == result.nonce.hex()
-    assert data["document"]["pcrs"]["0"] == PCRS[0].hex()
+    assert data["nonce"] == data["requested_nonce"] == result.nonce.hex()
+    assert data["pcrs"]["0"] == PCRS[0].hex()
     assert path.with_suffix(".cbor").read_bytes() == result.document
     assert "zcbench verify attestation" in panel.status.value
-    assert "--trust dev" in panel.status.value
+    assert panel.reverify_command is not None
+    assert panel.reverify_command in panel.status.value
+
+
+def test_the_exported_json_is_the_verifiers_report_plus_the_request(
+    tmp_path: Path, emulator: NsmEmulator
+) -> None:
+    """One attestation-report JSON: the panel's export carries ``zcbench verify attestation
+    --json``'s object unchanged, and adds only what the request knows."""
+    nonce = b"\x05" * 8
+    doc = emulator.attestation(nonce=nonce)
+    result = attestation_result(doc, nonce=nonce, expected_pcrs=PCRS, trust="dev", at=NOW,
+                                source="test")  # fmt: skip
+    data = result_to_json(result)
+    verifier = result.report.to_dict()
+    assert {k: data[k] for k in verifier} == verifier
+    assert set(data) - set(verifier) == {
+        "schema", "verdict", "source", "requested_nonce", "requested_at", "age_seconds",
+        "expected_pcrs", "checkpoint", "checkpoint_problem", "commitment",
+    }  # fmt: skip
+    assert data["schema"] == "zcbench.attestation-report/2"
+
+
+def test_an_export_re_verifies_on_another_machine_with_only_its_files(
+    tmp_path: Path, emulator: NsmEmulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Notebook 04's Export: the command it prints names only files it wrote, and run in a
+    fresh zcbench home (no development CA, no build folder) it gives the same verdict,
+    SIMULATED."""
+    import shlex
+
+    from zcbench.cli import main
+
+    panel = AttestationPanel(
+        _backend(emulator, _commitment(tmp_path, PCRS)), export_dir=tmp_path / "handed-over"
+    )
+    assert panel.request() is not None
+    assert panel.export() is not None
+    command = panel.reverify_command
+    assert command is not None
+    assert command.startswith("zcbench verify attestation ")
+    named = [w for w in shlex.split(command) if w.startswith("attestation-")]
+    written = sorted(p.name for p in (tmp_path / "handed-over").iterdir())
+    assert set(named) <= set(written), (named, written)
+    assert len(named) == 3  # the document, the commitment, the root it rests on
+
+    monkeypatch.setenv("ZCBENCH_HOME", str(tmp_path / "lp-home"))
+    monkeypatch.chdir(tmp_path / "handed-over")
+    capsys.readouterr()
+    code = main(shlex.split(command)[1:])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert out.startswith("VERIFIED (SIMULATED)")
+    assert not (tmp_path / "lp-home" / "devca").exists()  # nothing of the fund's was needed
 
 
 def test_checkpoint_in_user_data_is_checked_against_the_attested_key(

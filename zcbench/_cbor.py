@@ -31,7 +31,8 @@ before they run.
 
 Errors are :class:`CborError`, one line naming what is wrong and its byte offset; every format
 turns them into its own documented error. The writer (:func:`encode`) writes definite lengths
-and minimal integers unless a field asks for the 8-byte form (:class:`Uint64`).
+and minimal integers unless a field asks for the 8-byte form (:class:`Uint64`);
+:func:`encode_canonical` also sorts map keys, for the formats zcbench reads back canonically.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Any, Final
 
 import cbor2
@@ -55,6 +56,7 @@ __all__ = [
     "decode",
     "describe",
     "encode",
+    "encode_canonical",
     "encode_map_items",
 ]
 
@@ -531,3 +533,29 @@ def encode_map_items(items: Iterable[tuple[object, object]]) -> bytes:
         out += encode(key)
         out += encode(value)
     return bytes(out)
+
+
+def encode_canonical(value: object) -> bytes:
+    """Encode ``value`` in RFC 8949 §4.2.3 canonical form: what :func:`decode` accepts with
+    ``canonical=True``, and the bytes cbor2 writes with ``canonical=True`` for the same value.
+
+    Shortest heads and definite lengths as :func:`encode`; every map's entries sorted by their
+    encoded keys, shorter first, then bytewise. Floats and :class:`Uint64` (a non-shortest
+    head by design) have no place in the formats written this way and are refused.
+    """
+    if isinstance(value, dict):
+        entries = sorted(
+            ((encode_canonical(k), encode_canonical(v)) for k, v in value.items()),
+            key=lambda entry: (len(entry[0]), entry[0]),
+        )
+        for (key, _), (following, _) in pairwise(entries):
+            if key == following:
+                raise CborError("duplicate map key")
+        return _head(5, len(entries)) + b"".join(k + v for k, v in entries)
+    if isinstance(value, list | tuple):
+        return _head(4, len(value)) + b"".join(encode_canonical(v) for v in value)
+    if isinstance(value, Tagged):
+        return _head(6, value.tag) + encode_canonical(value.value)
+    if isinstance(value, Uint64):
+        raise CborError("a fixed-width integer is not canonical")
+    return encode(value)

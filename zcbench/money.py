@@ -5,6 +5,10 @@ units, so an amount of money (PnL, cash, notional) is an exact integer number of
 **ticks** for short, each 1/10,000 of a currency unit. Code keeps amounts as ``int`` ticks; JSON
 names them with a ``_ticks`` suffix (``"pnl_ticks": 1275000``); people see them in currency units
 through :func:`format_money` (``"+127.50 currency units"``), exact, never rounded.
+
+A backtest's account may count in a finer unit (an instrument quoted to eight decimals makes
+``scale`` 10**8) and knows its currency's name: the same formatter takes both
+(``format_money(amount, scale=10**8, currency="USD")``), so every surface shows money one way.
 """
 
 from __future__ import annotations
@@ -25,20 +29,37 @@ TICK_UNIT: Final = f"tick (1/{PRICE_SCALE:,} currency unit)"
 _DIGITS: Final = len(str(PRICE_SCALE)) - 1
 
 
-def money(ticks: int) -> Decimal:
-    """``ticks`` as an exact amount in currency units."""
+def _digits(scale: int) -> int:
+    digits = len(str(scale)) - 1
+    if type(scale) is not int or scale < 1 or scale != 10**digits:
+        raise ValueError(f"a money scale is a power of ten, got {scale!r}")
+    return digits
+
+
+def money(ticks: int, *, scale: int = PRICE_SCALE) -> Decimal:
+    """``ticks`` (each ``1 / scale`` of a currency unit) as an exact amount in currency units."""
     if type(ticks) is not int:
         raise TypeError(f"an amount of money is an int number of ticks, got {type(ticks).__name__}")
-    return Decimal(ticks).scaleb(-_DIGITS)
+    digits = _DIGITS if scale == PRICE_SCALE else _digits(scale)
+    return Decimal(ticks).scaleb(-digits)
 
 
-def format_money(ticks: int, *, signed: bool = False, unit: bool = True) -> str:
+def format_money(
+    ticks: int,
+    *,
+    signed: bool = False,
+    unit: bool = True,
+    scale: int = PRICE_SCALE,
+    currency: str = MONEY_UNIT,
+) -> str:
     """``ticks`` in currency units, grouped, with at least two decimals and as many more as
     it needs to be exact: ``1_275_000`` is ``"127.50 currency units"``, ``5`` is
     ``"0.0005 currency units"``. ``signed`` puts a ``+`` before positive amounts; ``unit=False``
-    leaves the unit out (for a place that names it once, such as a column heading)."""
-    amount = money(ticks)
+    leaves the unit out (for a place that names it once, such as a column heading).
+    ``scale``: how many ticks make one currency unit (a power of ten); ``currency``: the
+    unit's name where it is known (``"USD"``)."""
+    amount = money(ticks, scale=scale)
     cents = amount.quantize(Decimal("0.01"))
     shown = cents if cents == amount else amount
     text = f"{shown:+,}" if signed and ticks else f"{shown:,}"
-    return f"{text} {MONEY_UNIT}" if unit else text
+    return f"{text} {currency}" if unit else text

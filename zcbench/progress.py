@@ -2,7 +2,8 @@
 
 One place decides how progress is shown so every part looks the same:
 
-* standard error is a terminal: a tqdm bar there (it disappears when done);
+* standard error is a terminal: a tqdm bar there (it disappears when done); in a Jupyter
+  kernel, tqdm's notebook bar (``tqdm.auto``);
 * otherwise (a pipe, a file, CI, papermill: standard output is then usually not a terminal
   either): plain lines on standard error, ``zcbench: <what>: 1,200 of 5,000 (24%), 3.1 s``, at
   most one every ``interval`` seconds, the first only once ``interval`` has passed (so quick
@@ -108,6 +109,16 @@ class _Silent:
         pass
 
 
+def _in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (where standard error is no terminal, but a bar
+    renders)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or "ipykernel" not in sys.modules:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def reporter(desc: str, *, total: int | None = None, unit: str = "items",
              enabled: bool | None = None, stream: IO[str] | None = None,
              interval: float = DEFAULT_INTERVAL,
@@ -119,7 +130,7 @@ def reporter(desc: str, *, total: int | None = None, unit: str = "items",
     """
     if enabled is False:
         return _Silent()
-    if stream is None and sys.stderr.isatty():
+    if stream is None and (sys.stderr.isatty() or _in_kernel()):
         return _BarReporter(desc, total, unit)
     return LineReporter(desc, total=total, unit=unit, stream=stream, interval=interval,
                         clock=clock)

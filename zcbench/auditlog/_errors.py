@@ -31,4 +31,11 @@ class LogFormatError(DataError):
 
 
 class WitnessRefusal(VerificationError):
-    """A witness refuses a checkpoint: rollback, fork, another key or a failed proof."""
+    """A witness refuses a checkpoint: rollback, fork, another key or a failed proof.
+
+    ``status`` is the C2SP tlog-witness HTTP status of the refusal (409 unless set), and
+    ``witness_size`` the witness's size for the origin when the status is 409.
+    """
+
+    status: int = 409
+    witness_size: int | None = None

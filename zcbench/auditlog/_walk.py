@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar, overload
 
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog._frames import (
@@ -22,11 +23,11 @@ from zcbench.auditlog._frames import (
     segment_number,
 )
 from zcbench.auditlog._fs import FileSystem
-from zcbench.auditlog.records import Record, decode_record
+from zcbench.auditlog.records import RUN_RECORDS, Indexed, Record, RecordCodec
 
 __all__ = ["Finding", "LogWalk", "WalkedRecord"]
 
-_RECORD_LEAD = b"\xa7"  # every record is a CBOR map of seven keys
+R = TypeVar("R", bound=Indexed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Finding:
     message: str
 
 
-class WalkedRecord:
+class WalkedRecord(Generic[R]):
     """One record in place: its bytes, leaf hash, decoded form and position on disk.
 
     A plain slotted class rather than a frozen dataclass: one is made per record read.
@@ -48,7 +49,7 @@ class WalkedRecord:
 
     __slots__ = ("data", "index", "leaf_hash", "offset", "path", "record")
 
-    def __init__(self, index: int, data: bytes, leaf_hash: bytes, record: Record, path: Path,
+    def __init__(self, index: int, data: bytes, leaf_hash: bytes, record: R, path: Path,
                  offset: int) -> None:
         self.index = index
         self.data = data
@@ -58,12 +59,23 @@ class WalkedRecord:
         self.offset = offset
 
 
-class LogWalk:
-    """Walk ``folder``'s segments in order; findings are set once :meth:`records` is exhausted."""
+class LogWalk(Generic[R]):
+    """Walk ``folder``'s segments in order; findings are set once :meth:`records` is exhausted.
 
-    def __init__(self, folder: Path, fs: FileSystem) -> None:
+    ``codec`` is the log's record type (default: a run's records).
+    """
+
+    @overload
+    def __init__(self: LogWalk[Record], folder: Path, fs: FileSystem) -> None: ...
+
+    @overload
+    def __init__(self, folder: Path, fs: FileSystem, codec: RecordCodec[R]) -> None: ...
+
+    def __init__(self, folder: Path, fs: FileSystem, codec: RecordCodec[Any] = RUN_RECORDS
+                 ) -> None:
         self.folder = folder
         self.fs = fs
+        self.codec = codec
         self.finding: Finding | None = None
         self.torn: Damage | None = None
         self.count = 0
@@ -81,7 +93,7 @@ class LogWalk:
             classification, index, str(path) if path else None, offset, message
         )
 
-    def records(self) -> Iterator[WalkedRecord]:
+    def records(self) -> Iterator[WalkedRecord[R]]:
         """Every whole record in order, stopping at the first fatal finding."""
         if not self.segments:
             self._fatal("corrupt", 0, self.folder, None, f"no segment files in {self.folder}")
@@ -89,7 +101,7 @@ class LogWalk:
         last = len(self.segments) - 1
         for position, path in enumerate(self.segments):
             data = self.fs.read_bytes(path)
-            scan = scan_file(path, data, SEGMENT_MAGIC, _RECORD_LEAD)
+            scan = scan_file(path, data, SEGMENT_MAGIC, self.codec.lead)
             if scan.number is not None and (
                 scan.number != position or self._numbers[position] != position
             ):
@@ -108,7 +120,7 @@ class LogWalk:
                 return
             for frame in scan.frames:
                 try:
-                    record = decode_record(frame.payload)
+                    record = self.codec.decode(frame.payload)
                 except LogFormatError as exc:
                     self._fatal("corrupt", self.count, path, frame.offset, str(exc))
                     return

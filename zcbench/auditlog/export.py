@@ -90,7 +90,7 @@ def _filter(
 class _Frames:
     """The log's records under one size, read through the stored leaf hashes."""
 
-    def __init__(self, walk: LogWalk, size: int, show: bool | None) -> None:
+    def __init__(self, walk: LogWalk[Record], size: int, show: bool | None) -> None:
         self.walk = walk
         self.size = size
         self.show = show
@@ -116,7 +116,7 @@ class _Frames:
         return leaves, payloads
 
 
-def _newest_note(walk: LogWalk) -> bytes:
+def _newest_note(walk: LogWalk[Record]) -> bytes:
     """The last checkpoint note in the file (the writer appends them in order); refused when
     an earlier one is larger, which only a damaged or altered log shows."""
     notes, _, _ = walk.checkpoint_notes()

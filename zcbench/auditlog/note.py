@@ -45,6 +45,7 @@ __all__ = [
     "cosignature_message",
     "key_id",
     "open_note",
+    "parse_cosigner_vkey",
     "parse_note",
     "parse_skey",
     "parse_vkey",
@@ -183,6 +184,28 @@ def parse_vkey(vkey: str) -> NoteVerifier:
     return verifier
 
 
+def parse_cosigner_vkey(vkey: str) -> tuple[str, Ed25519PublicKey]:
+    """The name and key of a cosignature/v1 vkey (type 0x04), e.g. from a tlog-policy."""
+    parts = vkey.split("+", 2)
+    if len(parts) != 3:
+        raise LogFormatError(f"vkey {vkey!r} is not name+keyid+key")
+    name, hex_id, data = parts
+    try:
+        _check_name(name)
+        raw = base64.b64decode(data, validate=True)
+        want_id = bytes.fromhex(hex_id)
+    except (binascii.Error, ValueError) as exc:
+        raise LogFormatError(f"vkey {vkey!r} is not well-formed: {exc}") from exc
+    if len(hex_id) != 8 or len(raw) != 33 or raw[0] != SIG_COSIGNATURE_V1:
+        raise LogFormatError(f"vkey {vkey!r} is not an Ed25519 cosignature/v1 key")
+    if key_id(name, SIG_COSIGNATURE_V1, raw[1:]) != want_id:
+        raise LogFormatError(f"vkey {vkey!r} names key ID {hex_id}, the key's ID differs")
+    try:
+        return name, Ed25519PublicKey.from_public_bytes(raw[1:])
+    except ValueError as exc:
+        raise LogFormatError(f"vkey {vkey!r}: {exc}") from exc
+
+
 def parse_skey(skey: str) -> NoteSigner:
     """The signer described by a Go ``sumdb/note`` private key string.
 
@@ -299,6 +322,13 @@ class Cosigner:
     def key_id(self) -> bytes:
         """The 4-byte cosignature key ID."""
         return key_id(self.name, SIG_COSIGNATURE_V1, _raw(self.private_key.public_key()))
+
+    @property
+    def vkey(self) -> str:
+        """The witness's verifier key ``name+hex8+base64(0x04 ‖ key)`` (tlog-policy's form)."""
+        data = base64.b64encode(
+            bytes([SIG_COSIGNATURE_V1]) + _raw(self.private_key.public_key())).decode()
+        return f"{self.name}+{self.key_id.hex()}+{data}"
 
     def cosign(self, checkpoint_text: str, timestamp: int) -> NoteSignature:
         """The cosignature line over ``checkpoint_text`` at ``timestamp`` (Unix seconds)."""

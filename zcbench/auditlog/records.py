@@ -21,8 +21,9 @@ This module owns the record format only; it reads no file and knows no key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast
 
 import cbor2
 
@@ -34,8 +35,11 @@ __all__ = [
     "KINDS",
     "MAX_RECORD_BYTES",
     "RECORD_VERSION",
+    "RUN_RECORDS",
+    "Indexed",
     "Kind",
     "Record",
+    "RecordCodec",
     "decode_record",
     "encode_record",
 ]
@@ -147,3 +151,32 @@ def _check_fields(
         )
     if type(body) is not bytes:
         raise error(f"record {index}: body is {type(body).__name__}, not bytes")
+
+
+class Indexed(Protocol):
+    """What the log's storage needs of a decoded record: its position in the log."""
+
+    @property
+    def index(self) -> int: ...
+
+
+R = TypeVar("R", bound=Indexed)
+
+
+@dataclass(slots=True)
+class RecordCodec(Generic[R]):
+    """A log's record type, for the storage and the walk that share the segment format.
+
+    ``decode`` is the strict reader of one record (raising :class:`LogFormatError`); ``lead``
+    is the first byte every encoded record of the type starts with (its CBOR map header), which
+    keeps the search for a valid frame after damage to a few candidates (empty: any byte).
+    A run's log holds :data:`RUN_RECORDS`; a strategy's ledger (``zcbench.ledger``) its entries.
+    """
+
+    name: str
+    decode: Callable[[bytes], R]
+    lead: bytes = b""
+
+
+RUN_RECORDS: Final = RecordCodec("run record", decode_record, b"\xa7")
+"""The records of a run's log: every record is a CBOR map of seven keys (0xa7)."""

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog._frames import (
@@ -47,7 +47,7 @@ from zcbench.auditlog._fs import AppendFile, FileSystem, OsFileSystem
 from zcbench.auditlog._walk import Finding, LogWalk
 from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint_note
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
-from zcbench.auditlog.records import decode_record
+from zcbench.auditlog.records import RUN_RECORDS, RecordCodec
 from zcbench.errors import DataError, EnvError, UsageError
 
 __all__ = [
@@ -102,17 +102,20 @@ class _State:
     last_segment_bytes: int = 0
 
 
-def recover(folder: Path, *, fs: FileSystem | None = None, repair: bool = True) -> RecoveryReport:
+def recover(folder: Path, *, fs: FileSystem | None = None, repair: bool = True,
+            codec: RecordCodec[Any] = RUN_RECORDS) -> RecoveryReport:
     """Classify the log in ``folder``; with ``repair`` cut torn tails (durably).
 
     Never cuts below a checkpoint, never touches anything when the finding is fatal.
+    ``codec`` is the log's record type (a run's records by default).
     """
-    report, _ = _recover(folder, fs or OsFileSystem(), repair=repair)
+    report, _ = _recover(folder, fs or OsFileSystem(), repair=repair, codec=codec)
     return report
 
 
-def _recover(folder: Path, fs: FileSystem, *, repair: bool) -> tuple[RecoveryReport, _State]:
-    walk = LogWalk(folder, fs)
+def _recover(folder: Path, fs: FileSystem, *, repair: bool,
+             codec: RecordCodec[Any] = RUN_RECORDS) -> tuple[RecoveryReport, _State]:
+    walk = LogWalk(folder, fs, codec)
     notes, cp_torn, cp_finding = walk.checkpoint_notes()
     state = _State(segments=list(walk.segments))
     checkpoints: list[tuple[Checkpoint, int]] = []
@@ -206,12 +209,18 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool) -> tuple[RecoveryRep
     return RecoveryReport("clean", state.records, len(checkpoints), (), None, "clean"), state
 
 
+def _why(exc: OSError) -> str:
+    """An OS error as words, without Python's ``[Errno N]``."""
+    return exc.strerror or type(exc).__name__
+
+
 class LogStore:
     """One run's log folder, open for appending. Create with :meth:`create` or :meth:`open`."""
 
     def __init__(self, folder: Path, fs: FileSystem, state: _State, segment_bytes: int,
-                 recovery: RecoveryReport) -> None:
+                 recovery: RecoveryReport, codec: RecordCodec[Any] = RUN_RECORDS) -> None:
         self.folder = folder
+        self.codec = codec
         self.recovery = recovery
         self._fs = fs
         self._segment_bytes = segment_bytes
@@ -222,6 +231,7 @@ class LogStore:
         self._segment_fill = state.last_segment_bytes
         self._checkpoints = state.checkpoints
         self._segment: AppendFile = fs.open_append(self._segments[-1], create=False)
+        self._names = {id(self._segment): self._segments[-1].name}  # for error messages
         self._cp_file: AppendFile = fs.open_append(folder / CHECKPOINT_FILE, create=False)
         self._dirty: list[AppendFile] = []
         self._new_dir_entries = False
@@ -232,8 +242,12 @@ class LogStore:
 
     @classmethod
     def create(cls, folder: Path, *, fs: FileSystem | None = None,
-               segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LogStore:
-        """A new, empty log in ``folder`` (created; must not already hold a log)."""
+               segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+               codec: RecordCodec[Any] = RUN_RECORDS) -> LogStore:
+        """A new, empty log in ``folder`` (created; must not already hold a log).
+
+        ``codec``: the record type the log holds (a run's records by default).
+        """
         fs = fs or OsFileSystem()
         fs.make_dir(folder)
         if fs.exists(folder / segment_name(0)) or fs.exists(folder / CHECKPOINT_FILE):
@@ -248,11 +262,12 @@ class LogStore:
             out.close()
         fs.fsync_dir(folder)
         state = _State(segments=[folder / segment_name(0)], last_segment_bytes=HEADER_SIZE)
-        return cls(folder, fs, state, segment_bytes, RecoveryReport("clean", 0, 0))
+        return cls(folder, fs, state, segment_bytes, RecoveryReport("clean", 0, 0), codec)
 
     @classmethod
     def open(cls, folder: Path, *, fs: FileSystem | None = None,
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> LogStore:
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+             codec: RecordCodec[Any] = RUN_RECORDS) -> LogStore:
         """Reopen a log after a stop or a crash, recovering first (see :attr:`recovery`).
 
         Raises :class:`LogDamageError` when the damage is fatal.
@@ -260,7 +275,7 @@ class LogStore:
         fs = fs or OsFileSystem()
         if not fs.exists(folder / CHECKPOINT_FILE) and not fs.exists(folder / segment_name(0)):
             raise EnvError(f"{folder} holds no log (no {segment_name(0)})")
-        report, state = _recover(folder, fs, repair=True)
+        report, state = _recover(folder, fs, repair=True, codec=codec)
         if report.classification == "fatal":
             raise LogDamageError(report)
         if not fs.exists(folder / CHECKPOINT_FILE):
@@ -269,7 +284,7 @@ class LogStore:
             out.fsync()
             out.close()
             fs.fsync_dir(folder)
-        return cls(folder, fs, state, segment_bytes, report)
+        return cls(folder, fs, state, segment_bytes, report, codec)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -307,24 +322,35 @@ class LogStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def append(self, records: Sequence[bytes]) -> list[bytes]:
+    def append(
+        self, records: Sequence[bytes], *, leaves: Sequence[bytes] | None = None
+    ) -> list[bytes]:
         """Write encoded records (indices must continue the log); returns their leaf hashes.
 
-        Nothing is acknowledged until :meth:`sync`.
+        ``leaves``: the records' leaf hashes, from a writer that has just built the records with
+        :func:`~zcbench.auditlog.records.encode_record` for exactly the next indices (the host's
+        writer does); the store then neither decodes nor hashes them again. Without it every
+        record is decoded and its index checked. Nothing is acknowledged until :meth:`sync`.
         """
         self._usable()
-        leaves: list[bytes] = []
         chunks: list[bytes] = []
-        for offset, data in enumerate(records):
-            record = decode_record(data)
-            if record.index != self._size + offset:
-                raise UsageError(
-                    f"record carries index {record.index}, the log's next index is "
-                    f"{self._size + offset}"
-                )
-            leaf = leaf_hash(data)
-            leaves.append(leaf)
-            chunks.append(frame(data, leaf))
+        if leaves is not None:
+            if len(leaves) != len(records):
+                raise UsageError(f"{len(records)} records but {len(leaves)} leaf hashes")
+            leaves = list(leaves)
+            chunks = [frame(data, leaf) for data, leaf in zip(records, leaves, strict=True)]
+        else:
+            leaves = []
+            for offset, data in enumerate(records):
+                record = self.codec.decode(data)
+                if record.index != self._size + offset:
+                    raise UsageError(
+                        f"record carries index {record.index}, the log's next index is "
+                        f"{self._size + offset}"
+                    )
+                leaf = leaf_hash(data)
+                leaves.append(leaf)
+                chunks.append(frame(data, leaf))
         if not chunks:
             return leaves
         if self._segment_fill >= self._segment_bytes and self._size > 0:
@@ -334,7 +360,9 @@ class LogStore:
             self._segment.write(blob)
         except OSError as exc:
             self._poisoned = f"write: {exc}"
-            raise EnvError(f"writing the log failed: {exc}") from exc
+            raise EnvError(
+                f"writing log segment {self._segments[-1].name} failed: {_why(exc)}"
+            ) from exc
         self._segment_fill += len(blob)
         if self._segment not in self._dirty:
             self._dirty.append(self._segment)
@@ -353,6 +381,7 @@ class LogStore:
             self._segment.close()
         self._segments.append(path)
         self._segment = out
+        self._names[id(out)] = path.name
         self._dirty.append(out)
         self._segment_fill = HEADER_SIZE
         self._new_dir_entries = True
@@ -360,14 +389,19 @@ class LogStore:
     def sync(self) -> int:
         """fsync what was appended; returns the new acknowledged size."""
         self._usable()
+        what = "the log folder"
         try:
             for out in self._dirty:
+                what = f"log segment {self._names.get(id(out), '?')}"
                 out.fsync()
+            what = "the log folder"
             if self._new_dir_entries:
                 self._fs.fsync_dir(self.folder)
         except OSError as exc:
             self._poisoned = f"fsync: {exc}"
-            raise EnvError(f"fsync of the log failed: {exc}; stop and reopen the log") from exc
+            raise EnvError(
+                f"fsync of {what} failed: {_why(exc)}; stop and reopen the log"
+            ) from exc
         for out in self._dirty:
             if out is not self._segment:
                 out.close()  # a segment rolled over: it is complete and durable now
@@ -399,7 +433,10 @@ class LogStore:
             self._cp_file.fsync()
         except OSError as exc:
             self._poisoned = f"checkpoint fsync: {exc}"
-            raise EnvError(f"storing the checkpoint failed: {exc}") from exc
+            raise EnvError(
+                f"writing the checkpoint of size {checkpoint.size} to {CHECKPOINT_FILE} failed: "
+                f"{_why(exc)}"
+            ) from exc
         self._checkpoints.append(checkpoint)
         return checkpoint
 

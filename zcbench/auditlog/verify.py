@@ -36,6 +36,7 @@ from zcbench.auditlog.checkpoint import (
 )
 from zcbench.auditlog.location import locate_log, resolve_log_path
 from zcbench.auditlog.merkle import EMPTY_ROOT, CompactRange
+from zcbench.auditlog.records import Record
 from zcbench.auditlog.slice import check_slice
 from zcbench.auditlog.verdict import (
     CLASSIFICATIONS,
@@ -248,7 +249,7 @@ class _FolderCheck:
         self._notes = notes
         return cp_torn
 
-    def _boot(self, item: WalkedRecord) -> None:
+    def _boot(self, item: WalkedRecord[Record]) -> None:
         """Record 0: verify the boot document, then every checkpoint note against its key."""
         if item.record.kind != "boot":
             raise _Failure("untrusted_boot",

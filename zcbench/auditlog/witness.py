@@ -9,6 +9,11 @@ same size with another root, or a proof that fails are refused, and nothing is c
 State lives in ``zcbench_home()/witness/``: one JSON file per origin, replaced atomically (temp
 file, fsync, rename, fsync of the folder) under a lock, so a refusal can never race an update.
 The witness key (``witness/cosigner.key``, owner-only) is made on first use when cosigning.
+
+The same state is what the HTTP witness (``zcbench witness serve``, zcbench.ledger's
+``witness_server``) keeps: :meth:`Witness.add_checkpoint` is the C2SP tlog-witness
+add-checkpoint check, whose refusals carry the HTTP status the spec gives
+(:attr:`WitnessRefusal.status`, and the witness's size for a 409).
 """
 
 from __future__ import annotations
@@ -29,15 +34,27 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
+    PublicFormat,
     load_pem_private_key,
 )
 
-from zcbench.auditlog._errors import LogFormatError, WitnessRefusal
+from zcbench.auditlog._errors import LogFormatError, NoteError, WitnessRefusal
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
-from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint_note, verify_checkpoint
+from zcbench.auditlog.checkpoint import (
+    Checkpoint,
+    parse_checkpoint,
+    parse_checkpoint_note,
+    verify_checkpoint,
+)
 from zcbench.auditlog.merkle import MerkleTree, ProofError, verify_consistency
-from zcbench.auditlog.note import Cosigner, parse_note
+from zcbench.auditlog.note import (
+    Cosigner,
+    NoteSignature,
+    NoteVerifier,
+    open_note,
+    parse_note,
+)
 from zcbench.auditlog.verify import resolve_log_path
 from zcbench.home import zcbench_home
 
@@ -47,6 +64,7 @@ __all__ = [
     "WitnessResult",
     "WitnessState",
     "consistency_proof_from_log",
+    "load_cosigner",
 ]
 
 _STATE_VERSION: Final = 1
@@ -208,6 +226,71 @@ class Witness:
             cosigned = note + line.line().encode()
         return WitnessResult(previous, state, cosigned)
 
+    def add_checkpoint(
+        self,
+        note: bytes,
+        *,
+        old_size: int,
+        proof: Sequence[bytes],
+        log: NoteVerifier,
+        cosigner: Cosigner,
+        timestamp: int,
+    ) -> NoteSignature:
+        """The C2SP tlog-witness add-checkpoint check of ``note`` from the log ``log``; returns
+        this witness's cosignature/v1 line once the new state is durable.
+
+        ``old_size`` is the size the client believes this witness holds, ``proof`` the
+        consistency proof from it. Raises :class:`WitnessRefusal` whose ``status`` is the
+        spec's: 403 no signature by the log key, 400 ``old_size`` above the checkpoint's size,
+        409 ``old_size`` is not this witness's size (``witness_size`` holds it) or the same
+        size with another root, 422 the proof does not verify. A refused request changes no
+        state and is never cosigned. The check and the update are one step under the lock.
+        """
+        try:
+            text = open_note(note, [log])[0].text
+            checkpoint = parse_checkpoint(text)
+        except (NoteError, LogFormatError) as exc:
+            raise _refusal(403, f"the checkpoint is not signed by the log key of {log.name}: "
+                           f"{exc}", "witness_signature") from None
+        origin = checkpoint.origin
+        public_key = log.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if old_size > checkpoint.size:
+            raise _refusal(400, f"{origin}: old size {old_size} is larger than the checkpoint's "
+                           f"{checkpoint.size}", "witness_old_size")
+        with self._locked():
+            previous = self.state(origin)
+            size = previous.size if previous is not None else 0
+            if previous is not None and previous.public_key != public_key:
+                raise _refusal(403, f"{origin} was witnessed under another log key",
+                               "witness_key")
+            if old_size != size:
+                raise _refusal(409, f"{origin}: this witness holds size {size}, not {old_size}",
+                               "witness_size", size=size)
+            if previous is not None and checkpoint.size == size and (
+                    checkpoint.root != previous.root):
+                raise _refusal(409, f"{origin}: a second root for size {size}: the log forked",
+                               "witness_fork", size=size)
+            if checkpoint.size < size:  # unreachable after the two checks above; fail closed
+                raise _refusal(400, f"{origin}: smaller than the witnessed {size}",
+                               "witness_rollback")
+            if old_size == 0 or checkpoint.size == size:
+                if proof:
+                    raise _refusal(422, f"{origin}: a proof from size {old_size} must be empty",
+                                   "witness_consistency")
+            else:
+                assert previous is not None
+                try:
+                    verify_consistency(size, checkpoint.size, proof, previous.root,
+                                       checkpoint.root)
+                except ProofError as exc:
+                    raise _refusal(422, f"{origin}: the consistency proof from {size} to "
+                                   f"{checkpoint.size} does not verify: {exc}",
+                                   "witness_consistency") from None
+            state = WitnessState(origin, checkpoint.size, checkpoint.root, public_key, note)
+            if previous is None or previous.size != state.size:
+                self._write(state)
+        return cosigner.cosign(text, timestamp)
+
     @staticmethod
     def _check(previous: WitnessState, checkpoint: Checkpoint, public_key: bytes,
                proof: Sequence[bytes] | None) -> None:
@@ -254,3 +337,31 @@ class Witness:
                 expected=exc.expected,
                 actual=exc.actual,
             ) from exc
+
+
+def _refusal(status: int, message: str, check: str, *, size: int | None = None
+             ) -> WitnessRefusal:
+    refusal = WitnessRefusal(message, check=check, actual=size)
+    refusal.status = status
+    refusal.witness_size = size
+    return refusal
+
+
+def load_cosigner(path: Path, name: str, *, create: bool = False) -> Cosigner:
+    """The witness key in ``path`` (PEM PKCS#8 Ed25519) under ``name``; with ``create`` a new
+    key is written there (owner-only) when the file does not exist."""
+    if create and not path.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+    try:
+        loaded = load_pem_private_key(path.read_bytes(), password=None)
+    except ValueError as exc:
+        raise LogFormatError(f"{path} is not a PEM private key: {exc}") from None
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise LogFormatError(f"{path} is not an Ed25519 private key")
+    return Cosigner(name, loaded)

@@ -5,7 +5,11 @@ Batches reach the strategy exactly as they reach it in the enclave (encoded, dec
 
 - :func:`run_backtest` with :class:`BacktestConfig` gives a :class:`BacktestResult`
   (signals, fills, positions, equity curve, metrics as polars frames, and the signals digest);
-- :func:`sweep` runs a parameter grid with a progress bar;
+- :func:`sweep` runs a parameter grid, serially or on Dask (a local cluster by default, or an
+  existing one by address or ``Client``), with a progress bar; :func:`walk_forward` optimises in
+  sample and evaluates out of sample, fold after fold;
+- every sweep can write a research record (:func:`load_research_record`; the trials behind the
+  parameters, for the deflated Sharpe ratio, :func:`deflated_sharpe_ratio`);
 - :func:`equity_figure` / :func:`equity_png`: equity and drawdown with the trades marked;
 - every metric is defined, annualisation included, in :mod:`zcbench.backtest._metrics`;
   capital binds through :mod:`zcbench.risk`;
@@ -23,22 +27,34 @@ from zcbench.backtest._engine import (
     run_backtest,
     run_prepared,
 )
-from zcbench.backtest._metrics import METRIC_NAMES
-from zcbench.backtest._plot import equity_figure, equity_png
+from zcbench.backtest._metrics import METRIC_NAMES, deflated_sharpe_ratio
+from zcbench.backtest._plot import equity_figure, equity_png, sweep_heatmap, walkforward_figure
+from zcbench.backtest._research import ResearchRecord, research_summary
+from zcbench.backtest._research import load_record as load_research_record
 from zcbench.backtest._sweep import sweep
+from zcbench.backtest._walkforward import Folds, WalkForwardResult, walk_forward
 
 __all__ = [
     "METRIC_NAMES",
     "BacktestConfig",
     "BacktestResult",
     "FillModel",
+    "Folds",
     "PreparedData",
+    "ResearchRecord",
+    "WalkForwardResult",
+    "deflated_sharpe_ratio",
     "equity_figure",
     "equity_png",
+    "load_research_record",
     "prepare",
     "replay",
     "research_demo",
+    "research_summary",
     "run_backtest",
     "run_prepared",
     "sweep",
+    "sweep_heatmap",
+    "walk_forward",
+    "walkforward_figure",
 ]

@@ -330,7 +330,9 @@ class BacktestResult:
         return row
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-able summary: strategy, parameters, batching, digest and metrics."""
+        """A JSON-able summary: strategy, parameters, batching, digest and metrics, with the
+        currency and ``money_scale`` (how many units of the tables' integer money columns make
+        one currency unit)."""
         return {
             "strategy": self.strategy,
             "params": self.params,
@@ -338,6 +340,7 @@ class BacktestResult:
             "n_events": self.n_events,
             "signals_digest": self.signals_digest,
             "currency": self.currency,
+            "money_scale": self.money_scale,  # integer money columns: units of 1/money_scale
             "metrics": self.metrics_dict(),
             "benchmark": self.benchmark,
             "trades": self.trades.height,

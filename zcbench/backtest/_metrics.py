@@ -32,20 +32,41 @@ wildly: a tick-scale Sharpe ranks strategies on the same data, it is not a yearl
 - ``profit_factor``: gross PnL of winning trades / gross loss of losing ones (None when no trade
   lost, so that JSON stays valid); ``expectancy``: mean PnL per trade (currency);
 - ``final_equity``, ``pnl``, ``fees``: currency; ``n_refused``: orders refused for capital;
+- ``skewness``, ``kurtosis``: the moments of r (population, ``m3 / m2 ** 1.5`` and
+  ``m4 / m2 ** 2``, so a normal distribution has kurtosis 3; 0.0 and 3.0 when r does not vary):
+  what the deflated Sharpe ratio needs of the selected trial;
 - ``benchmark`` (a separate map, per symbol): buy and hold from the first mark to the last,
   its ``total_return`` and ``cagr`` over the symbol's own span.
+
+The deflated Sharpe ratio (Bailey and López de Prado, "The Deflated Sharpe Ratio: Correcting
+for Selection Bias, Backtest Overfitting and Non-Normality", Journal of Portfolio Management
+40(5), 2014) is :func:`deflated_sharpe_ratio`: the probability that the true Sharpe ratio of the
+selected trial is above the one the best of ``N`` skill-less trials would show by luck alone,
+``SR0 = sqrt(V) * ((1 - g) * Z^-1(1 - 1/N) + g * Z^-1(1 - 1/(N e)))`` (``g`` the
+Euler-Mascheroni constant, ``V`` the variance of the trials' Sharpe ratios), given the track's
+length ``T``, skewness and kurtosis:
+``DSR = Z((SR - SR0) * sqrt(T - 1) / sqrt(1 - skew * SR + (kurt - 1) / 4 * SR ** 2))``. Every
+Sharpe ratio there is per period (the annualised one divided by ``sqrt(P)``).
 """
 
 from __future__ import annotations
 
 import math
 from fractions import Fraction
+from statistics import NormalDist
 from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
-__all__ = ["METRICS_SCHEMA", "METRIC_NAMES", "benchmark", "compute_metrics"]
+__all__ = [
+    "METRICS_SCHEMA",
+    "METRIC_NAMES",
+    "benchmark",
+    "compute_metrics",
+    "deflated_sharpe_ratio",
+    "expected_max_sharpe",
+]
 
 YEAR_NS: Final = int(365.25 * 86_400 * 1_000_000_000)
 
@@ -75,6 +96,8 @@ METRIC_NAMES: Final = (
     "n_closing_fills",
     "periods_per_year",
     "years",
+    "skewness",
+    "kurtosis",
 )
 
 
@@ -119,6 +142,7 @@ def compute_metrics(
     np.divide(curve[1:], prev, out=returns, where=ok)
     returns = np.where(ok, returns - 1.0, 0.0)
     sharpe = volatility = sortino = 0.0
+    skewness, kurtosis = _moments(returns)
     if returns.size > 1:
         sd = float(np.std(returns, ddof=1))
         volatility = sd * root
@@ -161,7 +185,60 @@ def compute_metrics(
         "n_closing_fills": len(closing_pnls),
         "periods_per_year": float(periods_per_year),
         "years": years,
+        "skewness": skewness,
+        "kurtosis": kurtosis,
     }
+
+
+def _moments(returns: np.ndarray[Any, Any]) -> tuple[float, float]:
+    """Population skewness and (non-excess) kurtosis; 0.0 and 3.0 for returns that do not vary."""
+    if returns.size < 2:
+        return 0.0, 3.0
+    centred = returns - float(np.mean(returns))
+    m2 = float(np.mean(centred**2))
+    if m2 <= 0:
+        return 0.0, 3.0
+    return float(np.mean(centred**3)) / m2**1.5, float(np.mean(centred**4)) / m2**2
+
+
+EULER_GAMMA: Final = 0.5772156649015329
+
+
+def expected_max_sharpe(n_trials: int, variance: float) -> float:
+    """``SR0``: the expected largest Sharpe ratio of ``n_trials`` skill-less trials whose Sharpe
+    ratios have ``variance`` (the module docstring); 0.0 for a single trial."""
+    if type(n_trials) is not int or n_trials < 1:
+        raise ValueError(f"n_trials must be a positive int, got {n_trials!r}")
+    if not (math.isfinite(variance) and variance >= 0):
+        raise ValueError(f"the trials' Sharpe variance must be finite and >= 0, got {variance!r}")
+    if n_trials == 1:
+        return 0.0
+    z = NormalDist().inv_cdf
+    return math.sqrt(variance) * (
+        (1 - EULER_GAMMA) * z(1 - 1 / n_trials) + EULER_GAMMA * z(1 - 1 / (n_trials * math.e))
+    )
+
+
+def deflated_sharpe_ratio(
+    sharpe: float,
+    *,
+    n_trials: int,
+    trials_variance: float,
+    n_obs: int,
+    skewness: float,
+    kurtosis: float,
+) -> float | None:
+    """The deflated Sharpe ratio (module docstring) of a per-period ``sharpe`` over ``n_obs``
+    returns, selected among ``n_trials`` whose per-period Sharpe ratios have variance
+    ``trials_variance``; ``kurtosis`` is non-excess (3 for normal returns). None when the track
+    is too short (``n_obs < 2``) or its moments make the estimate's variance non-positive."""
+    sr0 = expected_max_sharpe(n_trials, trials_variance)
+    if n_obs < 2:
+        return None
+    spread = 1 - skewness * sharpe + (kurtosis - 1) / 4 * sharpe**2
+    if not (math.isfinite(spread) and spread > 0):
+        return None
+    return NormalDist().cdf((sharpe - sr0) * math.sqrt(n_obs - 1) / math.sqrt(spread))
 
 
 def _drawdown_duration(curve: np.ndarray[Any, Any], ts: np.ndarray[Any, Any]) -> int:

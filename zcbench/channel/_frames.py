@@ -60,6 +60,7 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "attest": {"nonce": ((bytes,), False)},
     "ingest": {"seq": ((int,), False), "batch": ((bytes,), False)},
     "checkpoint": {},
+    "record_note": {"body": ((bytes,), False)},
     "shutdown": {"reason": ((str,), False)},
     # enclave -> host
     "key_request": {
@@ -77,17 +78,23 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "fields": ((list,), False),
     },
     "document": {"document": ((bytes,), False)},
-    # the records themselves stay with the host: it rebuilds them from the batch it sent, the
-    # signals and these stamps, and checks them against the enclave's leaf hashes (IN, OUT)
+    # the records themselves stay with the host: it rebuilds them from the batch it sent (and
+    # its newest event time, which the host computes itself), the signals and this stamp, and
+    # checks them against the enclave's leaf hashes (IN, OUT)
     "signals": {
         "seq": ((int,), False),
         "signals": ((bytes,), False),
         "time_ns": ((int,), False),
-        "event_time_ns": ((int, type(None)), False),
         "leaves": ((list,), False),
         "checkpoint": ((bytes,), False),
     },
     "note": {"checkpoint": ((bytes,), False), "size": ((int,), False)},
+    # a note record the host asked for: its time stamp, leaf hash and the checkpoint after it
+    "note_logged": {
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
     "bye": {"size": ((int,), False)},
     # either way
     "error": {

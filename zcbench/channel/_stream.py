@@ -4,7 +4,8 @@ Unix sockets, vsock sockets and the in-memory fake all go through this one class
 tested here with ``AF_UNIX`` is the code that runs over ``AF_VSOCK`` on a Nitro host.
 
 Memory stays bounded: a length prefix above the limit is refused before anything is allocated,
-and a body is read into one buffer of exactly its declared length.
+and a body is read into one buffer of exactly its declared length, plus at most one read-ahead
+of 64 KiB (the start of the frames after it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from zcbench.channel._frames import (
 )
 
 __all__ = ["ByteStream", "Connection"]
+
+_READ_AHEAD = 65_536
+_UNSET = object()
 
 
 class ByteStream(Protocol):
@@ -54,6 +58,9 @@ class Connection:
         self._max_frame = max_frame
         self._send_lock = threading.Lock()
         self._closed: str | None = None
+        self._rbuf = bytearray()  # received, not yet returned (at most one read-ahead)
+        self._chunk = bytearray(_READ_AHEAD)
+        self._timeout: float | object | None = _UNSET
         self.name = name
 
     @property
@@ -84,10 +91,12 @@ class Connection:
         """The next message; ``timeout`` seconds bound the wait for its first byte and its rest."""
         if self._closed is not None:
             raise ChannelClosed(self._closed)
-        try:
-            self._stream.settimeout(timeout)
-        except OSError:  # closed by another thread (a failed send) since the check above
-            raise ChannelClosed(self._closed or "closed while receiving") from None
+        if timeout != self._timeout:
+            try:
+                self._stream.settimeout(timeout)
+            except OSError:  # closed by another thread (a failed send) since the check above
+                raise ChannelClosed(self._closed or "closed while receiving") from None
+            self._timeout = timeout
         header = self._read_exact(HEADER.size, at_boundary=True)
         (length,) = HEADER.unpack(header)
         if length > self._max_frame:
@@ -100,6 +109,8 @@ class Connection:
         """True when some bytes of a next frame have arrived (recv would not wait for them)."""
         if self._closed is not None:
             return True  # recv answers at once: ChannelClosed
+        if self._rbuf:
+            return True
         probe = getattr(self._stream, "ready", None)
         if callable(probe):
             return bool(probe())
@@ -132,12 +143,17 @@ class Connection:
             self._stream.close()
 
     def _read_exact(self, n: int, *, at_boundary: bool) -> bytes:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
+        """``n`` bytes: from what was read ahead, then from the stream, reading up to
+        ``_READ_AHEAD`` bytes at a time (replies in flight arrive together: one receive takes
+        several frames, so a pipelined peer costs one system call per burst, not two per frame).
+        """
+        buf = self._rbuf
+        while len(buf) < n:
+            got = len(buf)
+            want = max(n - got, _READ_AHEAD)
+            view = memoryview(self._chunk)[: min(want, len(self._chunk))]
             try:
-                k = self._stream.recv_into(view[got:], n - got)
+                k = self._stream.recv_into(view, len(view))
             except TimeoutError:
                 if at_boundary and got == 0:
                     raise
@@ -156,5 +172,7 @@ class Connection:
                     raise ChannelClosed(self._closed or "")
                 self._mark_closed(f"truncated frame: peer closed after {got} of {n} bytes")
                 raise FrameError(self._closed or "", code="truncated", fatal=True)
-            got += k
-        return bytes(buf)
+            buf += view[:k]
+        out = bytes(buf[:n])
+        del buf[:n]  # from the front of a bytearray: no copy of the rest
+        return out

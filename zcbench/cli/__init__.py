@@ -51,6 +51,7 @@ __all__ = ["build_parser", "cli_wording", "main"]
 # Modules under zcbench.cli that add subcommands, in the order --help lists them.
 _COMMAND_MODULES = (
     "backtest",
+    "sweep",
     "package",
     "keys",
     "measure",
@@ -60,6 +61,13 @@ _COMMAND_MODULES = (
     "log",
     "nitro",
     "report",
+    "archive",
+    "ledger",
+    "witness",
+    "serve",
+    "venue",
+    "reconcile",
+    "evidence",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names
@@ -74,6 +82,10 @@ _INPUT_OPTIONS: Final[dict[str, str]] = {
     "lock": "file",
     "public_key": "file",
     "trust": "file",
+    "research": "file",
+    "ledger": "dir",
+    "policy": "file",
+    "statement": "file",
 }
 _ROOT_NAMES: Final = frozenset({"aws", "dev"})
 # Options that name an output path, by dest: an OSError on them (or under them) is exit 3.

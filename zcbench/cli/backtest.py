@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
         help="write the result tables, summary.json and equity.png (equity, drawdown, trades)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_run)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -96,7 +96,7 @@ def _param(text: str) -> tuple[str, Any]:
         return name, raw
 
 
-def run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     """Handler: load data, build the strategy, run, print."""
     from zcbench.backtest import BacktestConfig, run_backtest
     from zcbench.errors import UsageError
@@ -171,12 +171,24 @@ _NEXT = "zcbench package notebooks/01_research.ipynb -o build"
 _TICK_SCALE = 10_000  # periods per year above which annualised figures are extrapolations
 
 
-def money(value: float | None, currency: str) -> str:
-    """A money figure in its named unit: ``-1,234.56 USD``. The one place the backtest CLI
-    formats money (to be replaced by the project's shared money formatter when it lands)."""
-    if value is None:
-        return "n/a"
-    return f"{value:,.2f} {currency}"
+def _amounts(result: Any, config: Any) -> dict[str, int]:
+    """The table's money as exact integers of the account's unit (``result.money_scale`` of
+    them a currency unit), taken from the ledger rather than from the float metrics; the
+    expectancy, a mean, to the nearest unit."""
+    from fractions import Fraction
+
+    scale = result.money_scale
+    initial = round(Fraction(str(config.initial_cash)) * scale)
+    equity = result.equity.get_column("equity")
+    final = int(equity[-1]) if equity.len() else initial
+    expectancy = result.metrics_dict()["expectancy"]
+    return {
+        "initial": initial,
+        "final": final,
+        "pnl": final - initial,
+        "fees": int(result.fills.get_column("fee").sum() or 0),
+        "expectancy": round(Fraction(expectancy) * scale) if expectancy is not None else 0,
+    }
 
 
 def _pct(value: float | None) -> str:
@@ -189,8 +201,14 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def _table(result: Any, summary: dict[str, Any], source: dict[str, Any], config: Any) -> str:
     """The readable result: what ran, then every metric with its unit, then the benchmark."""
+    from zcbench.money import format_money
+
     m = result.metrics_dict()
     ccy = result.currency
+    amounts = _amounts(result, config)
+
+    def money(name: str, *, signed: bool = False) -> str:
+        return format_money(amounts[name], signed=signed, scale=result.money_scale, currency=ccy)
     ppy = m["periods_per_year"]
     days = m["max_drawdown_duration_s"] / 86_400
     lines = [
@@ -200,8 +218,8 @@ def _table(result: Any, summary: dict[str, Any], source: dict[str, Any], config:
         f" {m['years']:.2f} years)",
         f"signals         {m['n_signals']}, filled {m['n_fills']}, refused {m['n_refused']}"
         f" (capital or lots), digest {result.signals_digest}",
-        f"capital         {money(config.initial_cash, ccy)} -> {money(m['final_equity'], ccy)}"
-        f"   pnl {money(m['pnl'], ccy)}   fees {money(m['fees'], ccy)}",
+        f"capital         {money('initial')} -> {money('final')}"
+        f"   pnl {money('pnl', signed=True)}   fees {money('fees')}",
         f"return          total {_pct(m['total_return'])}   CAGR {_pct(m['cagr'])}"
         f"   volatility {_num(m['volatility'] * 100, 2)} % a year",
         f"risk-adjusted   Sharpe {_num(m['sharpe'])}   Sortino {_num(m['sortino'])}"
@@ -209,7 +227,7 @@ def _table(result: Any, summary: dict[str, Any], source: dict[str, Any], config:
         f"drawdown        max {m['max_drawdown']:.2%}, longest {days:,.1f} days under a peak",
         f"trades          {m['n_trades']} round trips, win rate {m['win_rate']:.1%},"
         f" profit factor {_num(m['profit_factor'], 2)}, expectancy"
-        f" {money(m['expectancy'], ccy)} a trade",
+        f" {money('expectancy')} a trade",
         f"activity        exposure {m['exposure']:.1%} of batches, turnover {m['turnover']:.2f}x"
         f" the capital, hit rate {m['hit_rate']:.1%} of {m['n_closing_fills']} closing fills",
     ]

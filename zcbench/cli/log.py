@@ -99,6 +99,11 @@ def _register_verify(actions: argparse._SubParsersAction[argparse.ArgumentParser
     verify.add_argument("--from-witness", action="store_true",
                         help="use this machine's witness state for the log's origin as the "
                         "known checkpoint")
+    verify.add_argument("--ledger", type=Path, metavar="DIR",
+                        help="the strategy's ledger: the run must be in it (run-start, PCR0 "
+                        "allowed, final checkpoint = run-end)")
+    verify.add_argument("--policy", type=Path, metavar="FILE",
+                        help="with --ledger: your tlog-policy for the ledger")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     verify.set_defaults(handler=_verify)
 
@@ -132,6 +137,14 @@ def _verify(args: argparse.Namespace) -> int:
             sys.stderr.write("zcbench: the witness has no state for this log; nothing to match\n")
     report = check_log(args.path, trust=trust, known_checkpoint=known,
                        boot_verifier=_boot_verifier(args))
+    if args.ledger is not None and report.verified:
+        from zcbench.ledger.runs import check_run_at
+
+        held = check_run_at(args.ledger, args.path, report, args.policy)
+        _warn(held.warnings)
+        _emit(args, {**report.to_json(), "ledger": held.to_json()},
+              _verify_text(report) + f"\nledger: {held.message}")
+        return EXIT_OK if held.ok else EXIT_FAILED
     _warn(report.warnings)
     _emit(args, report.to_json(), _verify_text(report))
     return EXIT_OK if report.verified else EXIT_FAILED
@@ -395,7 +408,7 @@ def _register_replay(actions: argparse._SubParsersAction[argparse.ArgumentParser
     replay.set_defaults(handler=_replay)
 
 
-def replay_lines(report: Any) -> list[str]:
+def _replay_lines(report: Any) -> list[str]:
     """The replay report as text lines (CLI)."""
     from zcbench.cli import cli_wording
 
@@ -432,7 +445,7 @@ def _replay(args: argparse.Namespace) -> int:
     _warn(report.warnings)
     payload = {**report.to_json(), "build": str(build), "replay_run_id": runner.last_run_id,
                "renumbered": runner.renumbered}
-    _emit(args, payload, "\n".join(replay_lines(report)))
+    _emit(args, payload, "\n".join(_replay_lines(report)))
     return EXIT_OK if report.verified else EXIT_FAILED
 
 

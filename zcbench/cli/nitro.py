@@ -15,7 +15,8 @@ import json
 import pathlib
 import sys
 
-from zcbench.errors import EXIT_OK, UsageError
+from zcbench.durable import write_output
+from zcbench.errors import EXIT_OK, EnvError, UsageError, describe_os_error
 
 __all__ = ["register"]
 
@@ -108,7 +109,7 @@ def _emulate(args: argparse.Namespace) -> int:
         try:
             public_key = pathlib.Path(args.public_key).read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read --public-key {args.public_key}: {exc}") from exc
+            raise UsageError(f"--public-key: {describe_os_error(exc)}") from exc
     for name, field in (("nonce", nonce), ("user-data", user_data), ("public-key", public_key)):
         if field is not None and len(field) > 1024:
             raise UsageError(f"--{name} is {len(field)} bytes; the NSM takes at most 1024")
@@ -121,9 +122,9 @@ def _emulate(args: argparse.Namespace) -> int:
     document = emulator.attestation(nonce=nonce, user_data=user_data, public_key=public_key)
     out = pathlib.Path(args.out)
     try:
-        out.write_bytes(document)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror}") from exc
+        write_output(out, document)
+    except OSError as exc:  # an unwritable output is the environment's (exit 3), not usage
+        raise EnvError(describe_os_error(exc, writing=True) + "; choose another --out") from exc
     parsed = parse_document(document)
     sys.stderr.write(
         "SIMULATED: signed by the development CA; verify with "

@@ -47,6 +47,15 @@ def register(sub: Any) -> None:
         help="also allow the strategy to import MODULE (repeatable)",
     )
     parser.add_argument(
+        "--research",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a research record of a sweep or walk-forward (zcbench sweep --record): its "
+        "digest, the trial count and the deflated Sharpe ratio go into commitment.json "
+        "(repeatable)",
+    )
+    parser.add_argument(
         "--check-reproducible",
         action="store_true",
         help="build twice more in other processes, folders, umasks, time zones and hash seeds; "
@@ -81,6 +90,11 @@ def _package(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError("$SOURCE_DATE_EPOCH must be an integer") from None
     overrides = {name: _literal(value) for name, value in args.parameter}
+    research: tuple[Any, ...] = ()
+    if args.research:
+        from zcbench.backtest import load_research_record
+
+        research = tuple(load_research_record(path) for path in args.research)
     build = package_notebook(
         notebook,
         Path(args.out),
@@ -88,8 +102,11 @@ def _package(args: argparse.Namespace) -> int:
         overrides=overrides,
         lock_path=args.lock,
         allowed_imports=(*DEFAULT_ALLOWED_IMPORTS, *args.allow_import),
+        research=research,
     )
     out: dict[str, Any] = build.summary()
+    if build.commitment.research is not None:
+        out["research"] = dict(build.commitment.research)
     code = 0
     if args.check_reproducible:
         shared = []
@@ -99,6 +116,8 @@ def _package(args: argparse.Namespace) -> int:
             shared.append(f"--allow-import={module}")
         for name, value in args.parameter:
             shared += ["-p", name, value]
+        for path in args.research:
+            shared.append(f"--research={Path(path).resolve()}")
         report = check_reproducible(
             notebook,
             reference_dir=build.build_dir,
@@ -116,6 +135,14 @@ def _package(args: argparse.Namespace) -> int:
     print(f"  strategy_sha256  {build.strategy_sha256}")
     print(f"  bundle_sha256    {build.bundle_sha256}")
     print(f"  commitment       {build.paths.commitment}")
+    committed = build.commitment.research
+    if committed is not None:
+        dsr = committed.get("deflated_sharpe")
+        shown = "n/a" if dsr is None else f"{dsr:.3f}"
+        print(
+            f"  research         {committed['n_trials']} trials behind these parameters, "
+            f"deflated Sharpe ratio {shown}"
+        )
     from zcbench.keys import LocalKeyBroker
 
     builds = len(LocalKeyBroker().policies(build.strategy))

@@ -64,7 +64,7 @@ def _at(text: str) -> dt.datetime | None:
 
 def _handle(args: argparse.Namespace) -> int:
     from zcbench.report import collect_report, write_report
-    from zcbench.widgets.attestation import parse_nonce
+    from zcbench.report.attestation import parse_nonce
 
     at = _at(args.at)
     nonce = None if args.nonce is None else parse_nonce(args.nonce)

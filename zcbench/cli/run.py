@@ -65,6 +65,18 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
+                   help="the strategy's ledger: run-start, checkpoints and run-end go there, and "
+                   "the run serves only if the ledger allows its PCR0 now")
+    p.add_argument("--policy", type=Path, default=None, metavar="FILE",
+                   help="with --ledger: a tlog-policy whose quorum must cosign the run-start")
+    p.add_argument(
+        "--venue",
+        default="paper",
+        metavar="paper|fix://HOST:PORT",
+        help="where orders go: the paper venue (default) or a FIX 4.4 venue such as "
+        "'zcbench venue sim' (session state in RUN_DIR/fix)",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
 
@@ -82,6 +94,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--max-delay-ms must be 0 or more milliseconds, got {args.max_delay_ms:g}"
         )
+    if args.venue != "paper":
+        from zcbench.venue.fix import parse_venue_url
+
+        parse_venue_url(args.venue)
     for name in _RISK_FLAGS:
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -151,22 +167,64 @@ def _handle(args: argparse.Namespace) -> int:
     run_id = f"run-{secrets.token_hex(8)}"
     run_dir = args.run_dir or Path.cwd() / run_id
     source = _source(args, spec)
+    venue = _venue(args.venue, run_dir, run_id)
     progress = _Progress(terminal=sys.stderr.isatty())
-    summary = run_live(
-        image,
-        run_dir,
-        source,
-        run_id=run_id,
-        limits=limits,
-        max_delay_s=args.max_delay_ms / 1000,
-        on_progress=progress,
-    )
+    hook = _ledger_hook(args, run_dir)
+    from zcbench.serve.control import ControlSocket  # attestations for `zcbench serve`
+
+    control = ControlSocket(run_dir, on_error=lambda text: sys.stderr.write(f"{text}\n"))
+
+    def booted(handle: Any) -> None:
+        if hook is not None:
+            hook.booted(handle)  # the ledger's gate first: a refused run never serves
+        control.attach(handle)
+
+    try:
+        summary = run_live(
+            image,
+            run_dir,
+            source,
+            run_id=run_id,
+            limits=limits,
+            max_delay_s=args.max_delay_ms / 1000,
+            on_progress=progress if hook is None else hook.after(progress),
+            on_booted=booted,
+            venue=venue,
+        )
+    finally:
+        control.close()
     progress.end()
+    if hook is not None:
+        hook.end()
     if args.json:
         print(json.dumps(summary.to_json(), sort_keys=True))
     else:
         _print_summary(summary)
     return _EXIT_BY_STATUS.get(summary.status, 1)
+
+
+def _ledger_hook(args: argparse.Namespace, run_dir: Path) -> Any:
+    if args.ledger is None:
+        if args.policy is not None:
+            raise UsageError("--policy needs --ledger")
+        return None
+    from zcbench.ledger import load_policy
+    from zcbench.ledger.runs import LedgerRunHook
+
+    policy = load_policy(args.policy) if args.policy is not None else None
+    return LedgerRunHook(args.ledger, run_dir, policy=policy)
+
+
+def _venue(spec: str, run_dir: Path, run_id: str) -> Any:
+    from zcbench.venue import PaperVenue
+
+    if spec == "paper":
+        return PaperVenue()
+    from zcbench.venue.fix import FixVenue, parse_venue_url
+
+    host, port = parse_venue_url(spec)
+    # one FIX session per run: its SenderCompID is named after the run
+    return FixVenue(host, port, state_dir=run_dir / "fix", sender=f"ZCB-{run_id[4:16]}")
 
 
 def _print_summary(s: Any) -> None:

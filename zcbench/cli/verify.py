@@ -166,6 +166,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     att.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     att.set_defaults(handler=_attestation)
+    from zcbench.cli.remote import register_kind  # zcbench verify remote URL
+
+    register_kind(kinds)
 
 
 def _shown(text: str, limit: int = 40) -> str:

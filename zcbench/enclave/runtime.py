@@ -24,14 +24,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
-from zcbench.auditlog.merkle import CompactRange, leaf_hash
-from zcbench.auditlog.records import encode_record
+from zcbench.auditlog.writer import EnclaveLogState, batch_event_time
 from zcbench.channel import (
     ChannelClosed,
     Connection,
@@ -43,7 +42,10 @@ from zcbench.channel import (
 from zcbench.errors import DataError, UsageError
 from zcbench.strategy import Strategy, StrategyError, apply_strategy, decode_batch, encode_signals
 
-__all__ = ["Attester", "EnclaveRuntime", "serve"]
+__all__ = ["MAX_NOTE_BYTES", "Attester", "EnclaveRuntime", "serve"]
+
+MAX_NOTE_BYTES: Final = 4096
+"""Largest note body the host may have logged."""
 
 
 class Attester(Protocol):
@@ -59,8 +61,12 @@ class _Booted:
     run_id: str
     signer: LogSigner
     document: bytes
-    log: CompactRange
-    note: bytes
+    log: EnclaveLogState
+
+    @property
+    def note(self) -> bytes:
+        assert self.log.note is not None  # the boot record is signed at boot
+        return self.log.note
 
 
 class EnclaveRuntime:
@@ -106,11 +112,10 @@ class EnclaveRuntime:
         document = self._attester.attestation(
             user_data=None, nonce=run_id.encode(), public_key=signer.public_key_spki_der
         )
-        record = encode_record(index=0, kind="boot", body=document, time_ns=self._clock())
-        log = CompactRange()
-        log.append(leaf_hash(record))
-        note = signer.sign(log.size, log.root())
-        self._state = _Booted(run_id, signer, document, log, note)
+        log = EnclaveLogState(signer)
+        step = log.boot(document, time_ns=self._clock())
+        self._state = _Booted(run_id, signer, document, log)
+        record, note = step.records[0], step.checkpoint
         return Message(
             "booted",
             {
@@ -139,32 +144,40 @@ class EnclaveRuntime:
             self.failed = str(exc)
             raise
         body = encode_signals(signals)
-        newest = int(batch.events["ts"].max()) if len(batch) else None  # type: ignore[arg-type]
         now = self._clock()
-        first = state.log.size
-        rec_in = encode_record(
-            index=first, kind="in", seq=seq, body=batch_bytes, time_ns=now, event_time_ns=newest
+        step = state.log.batch(
+            seq,
+            batch_bytes,
+            body,
+            time_ns=now,
+            event_time_ns=batch_event_time(batch.events.get_column("ts")),
         )
-        rec_out = encode_record(
-            index=first + 1, kind="out", seq=seq, body=body, time_ns=now, event_time_ns=newest
-        )
-        leaves = [leaf_hash(rec_in), leaf_hash(rec_out)]
-        state.log.append(leaves[0])
-        state.log.append(leaves[1])
-        state.note = state.signer.sign(state.log.size, state.log.root())
         self._guard.accept(seq)
-        # the host holds the batch and gets the signals: it rebuilds both records from them and
-        # these stamps and checks the leaves, so the ~batch-sized IN record never travels back
+        # the host holds the batch and gets the signals: it rebuilds both records from them, the
+        # stamp and the newest event time it computes itself, and checks the leaves, so the
+        # ~batch-sized IN record never travels back
         return Message(
             "signals",
             {
                 "seq": seq,
                 "signals": body,
                 "time_ns": now,
-                "event_time_ns": newest,
-                "leaves": leaves,
-                "checkpoint": state.note,
+                "leaves": list(step.leaves),
+                "checkpoint": step.checkpoint,
             },
+        )
+
+    def record_note(self, body: bytes) -> Message:
+        """Append a ``note`` record the host asked for (e.g. batches its proxy dropped) and sign
+        the new checkpoint; ``note_logged`` reply. The body is the host's statement, bounded in
+        size; the enclave vouches only that it was logged here, in this order."""
+        state = self._booted()
+        if len(body) > MAX_NOTE_BYTES:
+            raise _Refused("bad_note", f"a note holds at most {MAX_NOTE_BYTES} bytes")
+        now = self._clock()
+        step = state.log.add_note(body, time_ns=now)
+        return Message(
+            "note_logged", {"time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint}
         )
 
     def attest(self, nonce: bytes) -> Message:
@@ -250,6 +263,8 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.ingest(msg["seq"], msg["batch"])
     if msg.type == "attest":
         return runtime.attest(msg["nonce"])
+    if msg.type == "record_note":
+        return runtime.record_note(msg["body"])
     if msg.type == "checkpoint":
         return runtime.checkpoint()
     if msg.type == "shutdown":

@@ -1,6 +1,7 @@
 """How the host boots an enclave: the boot request, the key release it relays to the broker,
-and the checks of the boot reply against the boot document and the build. Shared by live runs
-(zcbench.host.live) and replays (zcbench.host.replay), so both boot exactly alike."""
+and the checks of the boot reply against the boot document and the build. Called by the one
+enclave session (zcbench.host.session) that live runs and replays share, so both boot exactly
+alike."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from zcbench.errors import EnvError, VerificationError
 from zcbench.host.launcher import EnclaveProcess
 
 if TYPE_CHECKING:
-    from zcbench.host.live import EnclaveImage
+    from zcbench.host.images import EnclaveImage
     from zcbench.keys import KeyBroker
 
 __all__ = ["boot_enclave", "release_key"]

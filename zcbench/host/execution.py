@@ -5,9 +5,14 @@ batch's records and its signed checkpoint are durable and verified (log before a
 journal row names the log index of the OUT record whose signal caused it, so an auditor can
 reconcile orders with the signed log.
 
-Fills are on paper: an order is immediate-or-cancel against the last market price seen for its
-symbol (a trade's price, else the quote's mid, else a bar's close). Prices are integer ticks,
-quantities integer units, so positions and PnL are exact.
+Where orders go is a :class:`Venue` (``zcbench.venue``): the paper venue
+(:class:`zcbench.venue.PaperVenue`: resting orders, partial fills against quoted size, the order
+types and times in force of the signal's hints) or a FIX 4.4 session
+(:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<log index>-<position>``
+(its ClOrdID) and carries the signal's log index and hash, so the venue's record maps back to
+the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last market
+price seen for the symbol (a trade's price, else the quote's mid, else a bar's close). Prices
+are integer ticks, quantities integer units, so positions and PnL are exact.
 
 The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
 rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at
@@ -28,12 +33,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import polars as pl
 
 from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.strategy import PRICE_SCALE, Signal
+from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
 
 __all__ = [
     "JOURNAL_FILE",
@@ -45,6 +51,7 @@ __all__ = [
     "OrderResult",
     "RiskLimits",
     "TornJournalRow",
+    "Venue",
     "VerifiedSignals",
     "read_journal",
 ]
@@ -89,9 +96,29 @@ class VerifiedSignals:
             )
 
 
+class Venue(Protocol):
+    """Where the execution layer sends orders. Every call returns the executions it caused
+    (:class:`zcbench.venue.Execution`), in the venue's order; :meth:`on_market` also returns
+    what arrived since the last call (fills of resting orders, expiries). A venue is
+    deterministic given its inputs (the paper venue) or reports what a real session said."""
+
+    name: str
+
+    def on_market(self, events: pl.DataFrame) -> Sequence[Execution]: ...
+
+    def submit(self, order: Order) -> Sequence[Execution]: ...
+
+    def cancel(self, request: Cancel) -> Sequence[Execution]: ...
+
+    def replace(self, request: Replace) -> Sequence[Execution]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class OrderResult:
-    """What became of one signal: ``status`` is ``filled``, ``rejected`` or ``unfilled``."""
+    """What became of one signal: ``status`` is ``filled``, ``rejected`` or ``unfilled``
+    (with a venue also ``partially_filled`` or ``resting``)."""
 
     seq: int
     log_index: int
@@ -118,9 +145,21 @@ JOURNAL_SCHEMA: Final[dict[str, Any]] = {
     "price_ticks": pl.Int64,
     "reason": pl.String,
     "position_after": pl.Int64,
+    "cl_ord_id": pl.String,  # the order's ClOrdID ("" without a venue)
+    "exec_id": pl.String,  # the venue's ExecID of the row ("" for the order row)
 }
-_EVENTS: Final = frozenset({"order", "fill", "reject"})
-_TEXT: Final = frozenset({"event", "symbol", "side", "reason"})
+# ack, cancel, expire: only with a venue (its acknowledgement, cancel and expiry reports)
+_EVENTS: Final = frozenset({"order", "fill", "reject", "ack", "cancel", "expire"})
+_TEXT: Final = frozenset({"event", "symbol", "side", "reason", "cl_ord_id", "exec_id"})
+_EVENT_OF: Final = {
+    "trade": "fill",
+    "new": "ack",
+    "replaced": "ack",
+    "rejected": "reject",
+    "cancel_rejected": "reject",
+    "canceled": "cancel",
+    "expired": "expire",
+}
 _NULLABLE: Final = frozenset({"limit_price_ticks", "price_ticks"})
 
 
@@ -331,13 +370,17 @@ def _row_problem(line: bytes) -> str:
 
 @dataclass
 class ExecutionLayer:
-    """Risk-checked paper execution with positions, PnL and a journal.
+    """Risk-checked execution with positions, PnL and a journal.
 
-    With ``journal``, every batch's rows are durable in it before :meth:`act` returns.
+    With ``journal``, every batch's rows are durable in it before :meth:`act` returns. With
+    ``venue``, orders go there (module docstring), named after ``order_prefix`` (the run id,
+    so ClOrdIDs stay unique over a chain of runs), and positions and cash follow its fills.
     """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
     journal_file: Journal | None = None
+    venue: Venue | None = None
+    order_prefix: str = "Z"
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
     _prices: dict[str, int] = field(default_factory=dict)
@@ -346,6 +389,9 @@ class ExecutionLayer:
     _recent: collections.deque[int] = field(default_factory=collections.deque)
     _rows: list[dict[str, Any]] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=lambda: {"order": 0, "fill": 0, "reject": 0})
+    _journaled: int = 0
+    _now: int = 0
+    _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
 
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
@@ -364,6 +410,8 @@ class ExecutionLayer:
         """
         if "symbol" in events.columns and events.height:
             self._unpriced.append(events)
+            if self.venue is not None:
+                self._record(self.venue.on_market(events), 0)
 
     @property
     def last_price(self) -> dict[str, int]:
@@ -392,12 +440,12 @@ class ExecutionLayer:
         """Place (on paper) every signal of a verified batch, in order, under the risk limits."""
         if not isinstance(verified, VerifiedSignals):
             raise UsageError("the execution layer acts only on VerifiedSignals from the log")
-        if not verified.signals:
-            return []
-        first = len(self._rows)
+        self._now = now_ns
         results = [
-            self._place(verified.seq, verified.out_index, s, now_ns) for s in verified.signals
+            self._place(verified.seq, verified.out_index, k, s, now_ns)
+            for k, s in enumerate(verified.signals)
         ]
+        first, self._journaled = self._journaled, len(self._rows)
         if self.journal_file is not None:
             self.journal_file.append(self._rows[first:])
         return results
@@ -406,19 +454,24 @@ class ExecutionLayer:
         """Close the journal file (its rows are already durable)."""
         if self.journal_file is not None:
             self.journal_file.close()
+        if self.venue is not None:
+            self.venue.close()
 
-    def _place(self, seq: int, log_index: int, s: Signal, now_ns: int) -> OrderResult:
+    def _place(self, seq: int, log_index: int, k: int, s: Signal, now_ns: int) -> OrderResult:
         def done(status: str, reason: str = "", price: int | None = None) -> OrderResult:
             return OrderResult(
                 seq, log_index, s.symbol, s.side, s.quantity, s.limit_price, status, reason, price
             )
 
-        self._journal(now_ns, seq, log_index, "order", s, None, "")
+        cl_ord_id = f"{self.order_prefix}-{log_index}-{k}" if self.venue is not None else ""
+        self._journal(now_ns, seq, log_index, "order", s, None, "", cl_ord_id)
         reason = self._risk_reason(s, now_ns)
         if reason:
-            self._journal(now_ns, seq, log_index, "reject", s, None, reason)
+            self._journal(now_ns, seq, log_index, "reject", s, None, reason, cl_ord_id)
             return done("rejected", reason)
         self._recent.append(now_ns)
+        if self.venue is not None:
+            return self._send(seq, log_index, k, s, cl_ord_id, done)
         px = self.last_price[s.symbol]
         if s.limit_price is not None and (
             (s.side == "buy" and px > s.limit_price) or (s.side == "sell" and px < s.limit_price)
@@ -461,6 +514,65 @@ class ExecutionLayer:
             return f"order rate over {lim.max_orders_per_s}/s"
         return ""
 
+    def _send(
+        self,
+        seq: int,
+        log_index: int,
+        k: int,
+        s: Signal,
+        cl_ord_id: str,
+        done: Callable[..., OrderResult],
+    ) -> OrderResult:
+        assert self.venue is not None
+        try:
+            order = order_from_signal(s, cl_ord_id=cl_ord_id, log_index=log_index, signal_pos=k)
+        except DataError as exc:
+            self._journal(self._now, seq, log_index, "reject", s, None, str(exc), cl_ord_id)
+            return done("rejected", str(exc))
+        self._orders[cl_ord_id] = (seq, log_index)
+        reports = self._record(self.venue.submit(order), seq)
+        mine = [e for e in reports if e.cl_ord_id == cl_ord_id]
+        if not mine:
+            return done("resting", "no report yet from the venue")
+        last = mine[-1]
+        px = last.cum_notional // last.cum_qty if last.cum_qty else None
+        if last.ord_status == "rejected":
+            return done("rejected", last.text)
+        if last.ord_status == "filled":
+            return done("filled", "", px)
+        if last.leaves_qty == 0:
+            return done("partially_filled" if last.cum_qty else "unfilled", last.text, px)
+        return done("partially_filled" if last.cum_qty else "resting", "", px)
+
+    def _record(self, reports: Sequence[Execution], seq: int) -> list[Execution]:
+        """Journal the venue's reports and apply its fills to positions and cash."""
+        out = list(reports)
+        for e in out:
+            if e.exec_type == "trade":
+                self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
+                self.cash -= e.signed_qty * e.last_px
+            event = _EVENT_OF[e.exec_type]
+            seq_of, log_index = self._orders.get(e.cl_ord_id, (seq, e.log_index))
+            self._counts[event] = self._counts.get(event, 0) + 1
+            self._rows.append(
+                {
+                    "time_ns": self._now,
+                    "seq": seq_of,
+                    "log_index": log_index,
+                    "event": event,
+                    "symbol": e.symbol,
+                    "side": e.side,
+                    "quantity": e.last_qty if e.exec_type == "trade" else e.order_qty,
+                    "limit_price_ticks": None,
+                    "price_ticks": e.last_px if e.exec_type == "trade" else None,
+                    "reason": e.text,
+                    "position_after": self.positions.get(e.symbol, 0),
+                    "cl_ord_id": e.cl_ord_id,
+                    "exec_id": e.exec_id,
+                }
+            )
+        return out
+
     def _journal(
         self,
         now_ns: int,
@@ -470,8 +582,10 @@ class ExecutionLayer:
         s: Signal,
         price: int | None,
         reason: str,
+        cl_ord_id: str = "",
+        exec_id: str = "",
     ) -> None:
-        self._counts[event] += 1
+        self._counts[event] = self._counts.get(event, 0) + 1
         self._rows.append(
             {
                 "time_ns": now_ns,
@@ -485,6 +599,8 @@ class ExecutionLayer:
                 "price_ticks": price,
                 "reason": reason,
                 "position_after": self.positions.get(s.symbol, 0),
+                "cl_ord_id": cl_ord_id,
+                "exec_id": exec_id,
             }
         )
 

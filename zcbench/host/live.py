@@ -1,9 +1,10 @@
 """The live runner: proxy → enclave → durable, verified log → execution, pipelined.
 
-:func:`run_live` launches the enclave (the local process by default, any
-:class:`~zcbench.host.launcher.EnclaveProcess` otherwise), boots it (new run id, new log key,
-boot document verified against the expected PCRs under the named trust root; a sealed build's
-key release relayed to the key broker), then streams the proxy's batches through it. One thread
+:func:`run_live` opens an enclave session (:mod:`zcbench.host.session`, shared with replays:
+the local process by default, any :class:`~zcbench.host.launcher.EnclaveProcess` otherwise;
+new run id, new log key, boot document verified against the image's PCRs
+(:mod:`zcbench.host.images`) under the named trust root; a sealed build's key release relayed to
+the key broker), then streams the proxy's batches through it. One thread
 sends ``ingest`` frames up to ``window`` batches ahead; the calling thread takes the replies in
 order, stores and verifies each batch's records and checkpoint
 (:class:`~zcbench.host.logwriter.HostLog`, group commit over replies already waiting), and only
@@ -12,36 +13,40 @@ computes batch k+1. A :class:`RunHandle` lets other threads ask for attestations
 
 Whatever happens (source exhausted, enclave killed, strategy exception, a bad frame, a failed
 check), the run closes the same way: kill switch on, no further orders, the enclave shut down or
-killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.jsonl`` (durable as it goes),
-``summary.json`` (run id, origin, image, counts, freshness, network isolation, how it ended).
+killed, and the run folder written: ``log/``, ``boot.cbor``, ``journal.jsonl`` (durable as it
+goes: each batch's orders are fsynced before the next batch is acted on), ``summary.json``
+(:mod:`zcbench.host.summary`: run id, origin, image, counts, freshness, network isolation, how it
+ended). Batches the proxy dropped are logged as note records, in order with the batches; Ctrl-C
+and SIGTERM end a run as ``interrupted`` the same way. A run that fails before it starts (the
+enclave does not launch or boot) leaves the folder as it found it.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import dataclasses
 import json
 import queue
 import secrets
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
-from zcbench.auditlog.storage import LogStore
+from zcbench.auditlog._fs import FileSystem
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
-from zcbench.enclave.boot import module_image_pcrs
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
-from zcbench.host._boot import boot_enclave
-from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits
-from zcbench.host.launcher import EnclaveProcess, launch_local
+from zcbench.host._stats import LatencyRecorder
+from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
+from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
+from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
-from zcbench.marketdata import BatchSpec
-from zcbench.strategy import Batch, encode_batch
+from zcbench.host.session import open_session
+from zcbench.host.summary import RunProgress, RunSummary
 
 if TYPE_CHECKING:
     from zcbench.keys import KeyBroker
@@ -58,156 +63,7 @@ __all__ = [
 
 _DONE: Final = object()
 _MAX_GROUP: Final = 64
-
-
-class EnclaveImage(Protocol):
-    """What the local enclave loads, and what the host expects of it."""
-
-    def launch_args(self) -> list[str]:
-        """Arguments to ``python -m zcbench.enclave`` naming the image."""
-        ...
-
-    def expected_pcrs(self) -> dict[int, bytes]:
-        """PCRs the boot document must carry."""
-        ...
-
-    def describe(self) -> str:
-        """A path or name for the run summary."""
-        ...
-
-    def declared_fields(self) -> tuple[str, ...] | None:
-        """The input fields the build declares (None: whatever the enclave says)."""
-        ...
-
-
-@dataclass(frozen=True)
-class ModuleImage:
-    """An unsealed strategy module and its parameters: the local development image."""
-
-    module: Path
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def launch_args(self) -> list[str]:
-        if not self.module.is_file():
-            raise EnvError(f"strategy module image {self.module} does not exist")
-        params = json.dumps(dict(self.params), sort_keys=True)
-        return ["--module", str(self.module.resolve()), "--params", params]
-
-    def expected_pcrs(self) -> dict[int, bytes]:
-        """PCR0-2 a genuine enclave loading this image reports."""
-        return module_image_pcrs(self.module, self.params)
-
-    def describe(self) -> str:
-        return str(self.module.resolve())
-
-    def declared_fields(self) -> tuple[str, ...] | None:
-        return None
-
-
-@dataclass(frozen=True)
-class BuildImage:
-    """A build folder from ``zcbench package``: sealed, measured, committed.
-
-    Loading it re-measures the image and checks it against ``commitment.json``; the enclave must
-    then attest to exactly the committed PCRs.
-    """
-
-    build_dir: Path
-
-    @functools.cached_property
-    def _loaded(self) -> Any:
-        from zcbench.packager import load_build
-
-        if not self.build_dir.is_dir():
-            raise EnvError(f"build folder {self.build_dir} does not exist; run zcbench package")
-        return load_build(self.build_dir, verify=True)
-
-    def _build(self) -> Any:
-        return self._loaded
-
-    def launch_args(self) -> list[str]:
-        self._build()
-        return ["--build", str(self.build_dir.resolve())]
-
-    def expected_pcrs(self) -> dict[int, bytes]:
-        return dict(self._build().commitment.pcrs)
-
-    def describe(self) -> str:
-        return str(self.build_dir.resolve())
-
-    def declared_fields(self) -> tuple[str, ...] | None:
-        return tuple(self._build().manifest.input_fields)
-
-    def batching(self) -> BatchSpec:
-        """The batching rule the build was packaged with (the backtest's)."""
-        rule = self._build().manifest.batching
-        return BatchSpec(width_ns=rule.get("width_ns"), count=rule.get("count"))
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """A snapshot for the live progress line."""
-
-    batches: int
-    events: int
-    signals: int
-    events_per_s: float
-    freshness_p50_ms: float
-    freshness_p99_ms: float
-    pnl: int
-    orders: int = 0
-    fills: int = 0
-    rejects: int = 0
-    positions: Mapping[str, int] = field(default_factory=dict)
-    kill_switch: str | None = None
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """How a live run went; ``status`` is ``completed``, ``stopped``, ``enclave_died``,
-    ``strategy_failed``, ``enclave_error``, ``verification_failed`` or ``host_error``.
-    ``freshness_*``: wall time from the proxy receiving a batch's newest event to its signals
-    being acted on (p50, p99 and the whole distribution as batches per bucket);
-    ``batch_rtt_*``: from sending a batch to receiving its signed reply."""
-
-    run_id: str
-    origin: str
-    status: str
-    reason: str
-    run_dir: str
-    image: str
-    batches: int
-    events: int
-    signals: int
-    orders: int
-    fills: int
-    rejects: int
-    pnl: int
-    positions: dict[str, int]
-    log_size: int
-    elapsed_s: float
-    events_per_s: float
-    freshness_p50_ms: float
-    freshness_p99_ms: float
-    batch_rtt_p50_ms: float
-    batch_rtt_p99_ms: float
-    freshness_histogram: dict[str, int]
-    dropped_batches: int
-    dropped_events: int
-    isolated_network: bool
-    simulated: bool
-    trust: str
-    attestation: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "completed"
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary as written to ``summary.json`` (money in ticks: ``pnl_ticks``)."""
-        out = {"schema": "zcbench.run-summary/1", **asdict(self)}
-        out["pnl_ticks"] = out.pop("pnl")
-        return out
+_PRICE_EVERY: Final = 256
 
 
 class RunHandle:
@@ -236,6 +92,13 @@ class RunHandle:
 
 
 @dataclass
+class _Note:
+    """A note record in flight (batches the proxy dropped), logged in order with the batches."""
+
+    body: bytes
+
+
+@dataclass
 class _Attest:
     nonce: bytes
     done: threading.Event = field(default_factory=threading.Event)
@@ -248,26 +111,6 @@ class _RunFailed(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def _percentiles(values: list[int]) -> tuple[float, float]:
-    if not values:
-        return 0.0, 0.0
-    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64) / 1e6, [50, 99])
-    return float(p50), float(p99)
-
-
-_BUCKETS_MS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-
-
-def _histogram(values_ns: list[int]) -> dict[str, int]:
-    """Batches per freshness bucket, keyed ``"<=N ms"`` (and ``">5000 ms"``), all keys present."""
-    counts = np.histogram(
-        np.asarray(values_ns, dtype=np.float64) / 1e6,
-        bins=[-np.inf, *_BUCKETS_MS, np.inf],
-    )[0]
-    keys = [f"<={b} ms" for b in _BUCKETS_MS] + [f">{_BUCKETS_MS[-1]} ms"]
-    return {k: int(c) for k, c in zip(keys, counts, strict=True)}
 
 
 def _prepare_run_dir(run_dir: Path) -> bool:
@@ -301,7 +144,7 @@ def run_live(
     *,
     limits: RiskLimits | None = None,
     trust: str = "dev",
-    window: int = 8,
+    window: int = 64,
     queue_size: int = 64,
     max_delay_s: float = 0.05,
     reply_timeout: float = 30.0,
@@ -315,6 +158,8 @@ def run_live(
     broker: KeyBroker | None = None,
     launcher: Callable[[Path], EnclaveProcess] | None = None,
     clock: Callable[[], int] = time.time_ns,
+    log_fs: FileSystem | None = None,
+    venue: Venue | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -326,7 +171,8 @@ def run_live(
     build's data key (default: the local key broker in the zcbench home). ``launcher``
     starts the enclave given the run folder (default: the local enclave process for
     ``image``; on Nitro, e.g. ``lambda _: launch_nitro(eif)`` with ``trust="aws"`` and a KMS
-    broker). Raises only for
+    broker). ``venue``: where orders go (``zcbench.venue.PaperVenue``, a ``FixVenue``; None:
+    the built-in last-price fills). Raises only for
     problems before the run starts (a missing image, a used run folder, an enclave that does not
     boot or whose boot document does not verify); afterwards every fault ends the run with a
     summary saying how.
@@ -340,33 +186,33 @@ def run_live(
     running = False
     run_id = run_id or f"run-{secrets.token_hex(8)}"
     started = time.monotonic()
-    enclave: EnclaveProcess
     try:
-        if launcher is not None:
-            enclave = launcher(run_dir)
-        else:
-            enclave = launch_local(
-                image_args,
-                isolate_network=isolate_network,
-                stderr_path=run_dir / "enclave.stderr",
-                env=enclave_env,
-            )
+        session = open_session(
+            image,
+            run_dir,
+            run_id,
+            trust=trust,
+            broker=broker,
+            launcher=launcher,
+            isolate_network=isolate_network,
+            enclave_env=enclave_env,
+            log_fs=log_fs,
+            image_args=image_args,
+        )
     except BaseException:
         _discard_unstarted(run_dir, created)
         raise
-    store: LogStore | None = None
-    conn: Connection | None = None
+    conn, enclave, log, booted = session.conn, session.enclave, session.log, session.booted
+    assert conn is not None
+    assert log is not None
+    assert booted is not None
     try:
-        conn = enclave.connect(timeout=60)
-        booted = boot_enclave(conn, run_id, image, trust, enclave, broker)
-        (run_dir / "boot.cbor").write_bytes(booted["document"])
-        store = LogStore.create(run_dir / "log")
-        log = HostLog(store, booted["public_key"], booted["origin"])
-        log.open(booted["record"], booted["checkpoint"], booted["document"])
         journal = Journal.create(
             run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe()
         )
-        execution = ExecutionLayer(limits or RiskLimits(), journal)
+        execution = ExecutionLayer(
+            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id
+        )
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
         )
@@ -385,7 +231,8 @@ def run_live(
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
         running = True
-        status, reason = pipe.run()
+        with _sigterm_interrupts():
+            status, reason = pipe.run()
         attestation = None
         if final_attest_nonce is not None and status in ("completed", "stopped"):
             try:
@@ -393,10 +240,13 @@ def run_live(
                 (run_dir / "attestation.cbor").write_bytes(attestation)
             except EnvError as exc:
                 reason += f"; no final attestation: {exc}"
-        _close_enclave(conn, enclave, status)
-        execution.close()
-        p50, p99 = _percentiles(pipe.freshness)
-        rtt50, rtt99 = _percentiles(pipe.rtt)
+        session.shutdown(status)
+        unwritten: list[str] = []
+        try:
+            execution.close()
+        except OSError as exc:
+            unwritten.append(f"{JOURNAL_FILE} ({exc.strerror or type(exc).__name__})")
+        fresh, rtt = pipe.freshness.total, pipe.rtt.total
         stats = proxy.stats()
         elapsed = time.monotonic() - started
         counts = execution.counts()
@@ -404,7 +254,7 @@ def run_live(
             run_id=run_id,
             origin=booted["origin"],
             status=status,
-            reason=reason,
+            reason=_kept(status, reason, pipe, log),
             run_dir=str(run_dir.resolve()),
             image=image.describe(),
             batches=pipe.batches,
@@ -418,11 +268,11 @@ def run_live(
             log_size=log.durable_size,
             elapsed_s=round(elapsed, 3),
             events_per_s=round(pipe.events / pipe.active_s, 1) if pipe.active_s else 0.0,
-            freshness_p50_ms=round(p50, 3),
-            freshness_p99_ms=round(p99, 3),
-            batch_rtt_p50_ms=round(rtt50, 3),
-            batch_rtt_p99_ms=round(rtt99, 3),
-            freshness_histogram=_histogram(pipe.freshness),
+            freshness_p50_ms=round(fresh.percentile(50), 3),
+            freshness_p99_ms=round(fresh.percentile(99), 3),
+            batch_rtt_p50_ms=round(rtt.percentile(50), 3),
+            batch_rtt_p99_ms=round(rtt.percentile(99), 3),
+            freshness_histogram=fresh.histogram(),
             dropped_batches=stats.dropped_batches,
             dropped_events=stats.dropped_events,
             isolated_network=enclave.isolated_network,
@@ -430,18 +280,47 @@ def run_live(
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
         )
-        (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        try:
+            (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            unwritten.append(f"summary.json ({exc.strerror or type(exc).__name__})")
+        if unwritten:
+            raise EnvError(
+                f"run {run_id} {status}: {reason}; could not write {', '.join(unwritten)}; the "
+                f"log in {run_dir / 'log'} holds {log.durable_size} durable records"
+            )
         return summary
     finally:
-        if conn is not None:
-            conn.close("run closed")
-        if store is not None:
-            store.close()
-        if enclave.alive():
-            enclave.kill()
-        enclave.stop(timeout=5)
+        session.close()
         if not running:
             _discard_unstarted(run_dir, created)
+
+
+def _kept(status: str, reason: str, pipe: _Pipeline, log: HostLog) -> str:
+    """The reason, and for an interrupted run what was kept."""
+    if status != "interrupted":
+        return reason
+    return (
+        f"{reason}; kept: {pipe.batches} batches logged and acted on, the log verified to "
+        f"{log.durable_size} records, the journal and this summary"
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends the run like Ctrl-C, when the run is on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _final_attestation(conn: Connection, nonce: bytes) -> bytes:
@@ -454,17 +333,6 @@ def _final_attestation(conn: Connection, nonce: bytes) -> bytes:
         raise EnvError(f"the enclave refused to attest: {reply.fields.get('reason', reply.type)}")
     document: bytes = reply["document"]
     return document
-
-
-def _close_enclave(conn: Connection, enclave: EnclaveProcess, status: str) -> None:
-    if enclave.alive() and conn.closed_reason is None:
-        try:
-            conn.send(Message("shutdown", {"reason": status}))
-            while conn.recv(timeout=5).type != "bye":
-                pass
-        except (ZcbenchError, TimeoutError):
-            pass
-    conn.close("run closed")
 
 
 class _Pipeline:
@@ -495,10 +363,10 @@ class _Pipeline:
         self.send_error: str | None = None
         self.source_error: str | None = None
         self.batches = self.events = self.signals = 0
-        self.freshness: list[int] = []
+        self.freshness = LatencyRecorder()  # newest event at the proxy -> acted on, ns
         self.held: object | None = None
         self.order = threading.Lock()  # what goes in flight is sent in the same order
-        self.rtt: list[int] = []  # ingest sent -> its signals received, ns
+        self.rtt = LatencyRecorder()  # ingest sent -> its signals received, ns
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
@@ -516,6 +384,9 @@ class _Pipeline:
             status, reason = "verification_failed", str(exc)
         except ZcbenchError as exc:
             status, reason = "host_error", str(exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (run_live turns it into this)
+            by = exc.args[0] if exc.args else "SIGINT"
+            status, reason = "interrupted", f"interrupted by {by}"
         finally:
             self.active_s = time.monotonic() - t0
             self.stop.set()
@@ -540,19 +411,32 @@ class _Pipeline:
                 if self.stop.is_set() or self.user_stop.is_set():
                     self.proxy.stop()
                     return
-                data = encode_batch(Batch(seq, pb.events))
+                self._send_drops(seq - 1)
+                data = pb.encode(seq)
                 with self.order:
                     if not self._put((seq, data, pb)):
                         return
                     self.sent_ns[seq] = time.perf_counter_ns()
                     self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
+            self._send_drops(seq - 1)
         except ChannelClosed as exc:
             self.send_error = exc.reason
         except Exception as exc:  # the market-data side failed: the run stops and says why
             self.source_error = f"market data: {type(exc).__name__}: {exc}"
         finally:
             self._put(_DONE)
+
+    def _send_drops(self, after_seq: int) -> None:
+        """Have the enclave log the batches the proxy dropped since the last batch sent."""
+        report = self.proxy.take_drops()
+        if report is None:
+            return
+        body = dataclasses.replace(report, after_seq=after_seq if after_seq >= 0 else None)
+        note = _Note(body.note_body())
+        with self.order:
+            if self._put(note):
+                self.conn.send(Message("record_note", {"body": note.body}))
 
     def _put(self, item: object) -> bool:
         while not self.stop.is_set():
@@ -590,14 +474,14 @@ class _Pipeline:
                 continue
             group: list[ProxyBatch] = []
             try:
-                group.append(self._stage(item))
+                self._stage_item(item, group)
                 # group commit: take every reply that is already here, then one durable write
                 while len(group) < _MAX_GROUP and self.conn.ready():
                     nxt = self._next_item(wait=False)
-                    if not isinstance(nxt, tuple):
+                    if not isinstance(nxt, (tuple, _Note)):
                         self.held = nxt
                         break
-                    group.append(self._stage(nxt))
+                    self._stage_item(nxt, group)
             except _RunFailed:
                 self._commit(group)  # what was verified before the failure still counts
                 raise
@@ -607,13 +491,28 @@ class _Pipeline:
         for verified, pb in zip(self.log.flush(), group, strict=True):
             self._act(verified, pb)
 
+    def _stage_item(self, item: object, group: list[ProxyBatch]) -> None:
+        if isinstance(item, _Note):
+            self._stage_note(item)
+        else:
+            group.append(self._stage(item))
+
+    def _stage_note(self, note: _Note) -> None:
+        reply = self._reply(-1)
+        if reply.type != "note_logged":
+            reason = reply.fields.get("reason", reply.type)
+            raise _RunFailed("enclave_error", f"the enclave did not log a note: {reason}")
+        self.log.stage_note(
+            note.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
+        )
+
     def _stage(self, item: object) -> ProxyBatch:
         assert isinstance(item, tuple)
         seq, data, pb = item
         reply = self._reply(seq)
         sent = self.sent_ns.pop(seq, None)
         if sent is not None:
-            self.rtt.append(time.perf_counter_ns() - sent)
+            self.rtt.add(time.perf_counter_ns() - sent)
         if reply.type == "error":
             code = reply["code"]
             status = "strategy_failed" if code == "strategy" else "enclave_error"
@@ -621,7 +520,7 @@ class _Pipeline:
         if reply.type != "signals" or reply["seq"] != seq:
             raise _RunFailed("enclave_error", f"expected signals for batch {seq}")
         try:
-            self.log.stage_reply(seq, data, reply)
+            self.log.stage_reply(seq, data, reply, event_time_ns=pb.newest_event_ns)
         except DataError as exc:  # undecodable records or signals: nothing was written
             raise _RunFailed("enclave_error", f"malformed reply for batch {seq}: {exc}") from None
         assert isinstance(pb, ProxyBatch)
@@ -681,9 +580,13 @@ class _Pipeline:
 
     def _act(self, verified: Any, pb: ProxyBatch) -> None:
         self.execution.on_market(pb.market)
+        if self.batches % _PRICE_EVERY == 0:
+            # the execution layer keeps market batches until a price is needed; a run whose
+            # strategy rarely trades would keep them all: fold them into last prices regularly
+            _ = self.execution.last_price
         now = self.clock()
         self.execution.act(verified, now_ns=now)
-        self.freshness.append(now - pb.received_ns)
+        self.freshness.add(now - pb.received_ns)
         self.batches += 1
         self.events += len(pb)
         self.signals += len(verified.signals)
@@ -691,7 +594,8 @@ class _Pipeline:
             self.on_progress(self.progress())
 
     def progress(self) -> RunProgress:
-        p50, p99 = _percentiles(self.freshness[-2000:])
+        recent = self.freshness.recent()
+        p50, p99 = recent.percentile(50), recent.percentile(99)
         elapsed = time.monotonic() - self.t0
         rate = self.events / elapsed if elapsed > 0 else 0.0
         counts = self.execution.counts()

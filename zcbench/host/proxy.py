@@ -14,11 +14,16 @@ newest event reached the proxy, from which the run measures freshness.
 
 Backpressure: a replay source blocks while the queue is full (nothing is dropped). A live source
 cannot be paused, so a batch that finds the queue full is dropped *and counted*; the counts are
-in :meth:`MarketDataProxy.stats` and the run summary. Clocks and sleeps are parameters.
+in :meth:`MarketDataProxy.stats` and the run summary, and every stretch of drops is handed on as a
+:class:`DropReport` (:meth:`MarketDataProxy.take_drops`), which the run has the enclave record in
+the signed log as a ``note`` record before the next batch. Clocks and sleeps are parameters.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import queue
 import threading
 import time
@@ -26,23 +31,37 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import cbor2
+import numpy as np
 import polars as pl
 
+from zcbench.auditlog.writer import batch_event_time
 from zcbench.errors import UsageError
-from zcbench.marketdata import BatchSpec, EventTimeBatcher, batch_bounds
-from zcbench.strategy import select_fields
+from zcbench.marketdata import (
+    BatchSpec,
+    EventTimeBatcher,
+    SyntheticConfig,
+    batch_bounds,
+    generate_ticks,
+)
+from zcbench.strategy import Batch, encode_batch, select_fields
+from zcbench.strategy._wire import BatchColumns
 
 __all__ = [
+    "DROPPED_NOTE",
+    "DropReport",
     "LiveSource",
     "MarketDataProxy",
     "ProxyBatch",
     "ProxyStats",
     "ReplaySource",
+    "synthetic_feed",
 ]
 
 Clock = Callable[[], int]
 Sleep = Callable[[float], None]
 _END: Final = object()
+_PREPARED_ROWS: Final = 32_768
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +70,73 @@ class ProxyBatch:
 
     ``events`` holds only the declared fields; ``market`` the price fields the execution layer
     marks to (``symbol`` plus whichever of price, bid, ask, close the source has);
-    ``received_ns`` is the wall-clock time the newest event reached the proxy.
+    ``received_ns`` is the wall-clock time the newest event reached the proxy. ``wire``, when
+    set, encodes the batch from columns prepared once for a whole recording
+    (:class:`~zcbench.strategy._wire.BatchColumns`: the same bytes as
+    :func:`~zcbench.strategy.encode_batch`, at a fraction of the cost).
     """
 
     events: pl.DataFrame
     market: pl.DataFrame
     received_ns: int
     newest_event_ns: int
+    wire: Callable[[int], bytes] | None = None
 
     def __len__(self) -> int:
         return self.events.height
+
+    def encode(self, seq: int) -> bytes:
+        """The batch's wire encoding as batch ``seq``."""
+        if self.wire is not None:
+            return self.wire(seq)
+        return encode_batch(Batch(seq, self.events))
+
+
+@dataclass(frozen=True, slots=True)
+class DropReport:
+    """Batches the proxy dropped since the last report: how many, their events, and the range of
+    their event times and of the wall-clock times they reached the proxy (ns since the epoch).
+
+    ``after_seq`` is set by the sender: the last batch sent before them (None: before any)."""
+
+    batches: int
+    events: int
+    first_event_ns: int
+    last_event_ns: int
+    first_received_ns: int
+    last_received_ns: int
+    after_seq: int | None = None
+
+    def note_body(self) -> bytes:
+        """The body of the log's ``note`` record for these drops (canonical CBOR)."""
+        return cbor2.dumps(
+            {
+                "note": DROPPED_NOTE,
+                "batches": self.batches,
+                "events": self.events,
+                "after_seq": self.after_seq,
+                "first_event_ns": self.first_event_ns,
+                "last_event_ns": self.last_event_ns,
+                "first_received_ns": self.first_received_ns,
+                "last_received_ns": self.last_received_ns,
+            },
+            canonical=True,
+        )
+
+    def merged(self, batch: ProxyBatch, events: int) -> DropReport:
+        """This report with one more dropped batch."""
+        return DropReport(
+            self.batches + 1,
+            self.events + events,
+            min(self.first_event_ns, batch.newest_event_ns),
+            max(self.last_event_ns, batch.newest_event_ns),
+            min(self.first_received_ns, batch.received_ns),
+            max(self.last_received_ns, batch.received_ns),
+        )
+
+
+DROPPED_NOTE: Final = "dropped"
+"""The ``note`` key of a log note recording batches the proxy dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,17 +183,37 @@ class ReplaySource:
         The fields are stripped once for the whole recording (as the backtest does) and each
         batch is a zero-copy slice, so the proxy does no per-batch work on recorded data.
         """
+        for events, market, _ in self.prepared(fields):
+            yield events, market
+
+    def prepared(
+        self, fields: Sequence[str]
+    ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, Callable[[int], bytes]]]:
+        """As :meth:`stripped`, with each batch's wire encoder (``seq`` -> bytes), from the
+        recording's columns prepared once."""
         selected = select_fields(self._events, fields)
         market = _market_columns(self._events)
+        # prepared a stretch of rows at a time: no pause before the first batch, and no second
+        # copy of the whole recording
+        first = last = 0
+        columns = BatchColumns(selected.clear())
         for start, end in batch_bounds(self._events.get_column("ts"), self.spec):
+            if end > last:
+                first, last = start, max(end, min(selected.height, start + _PREPARED_ROWS))
+                columns = BatchColumns(selected.slice(first, last - first))
             events = selected.slice(start, end - start)
             self._pacer.wait_for(events)
-            yield events, market.slice(start, end - start)
+            wire = functools.partial(columns.encode, start=start - first, end=end - first)
+            yield events, market.slice(start, end - start), wire
+
+
+_MARKET = ("ts", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", "close", "volume")
 
 
 def _market_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """``symbol`` and whichever of price, bid, ask, close the frame has (no copy)."""
-    names = ["symbol"] + [c for c in ("price", "bid", "ask", "close") if c in frame.columns]
+    """``symbol`` and whichever of ts, kind, price, bid, ask, close and their sizes the frame
+    has (no copy): what the execution layer and its venue price and fill against."""
+    names = ["symbol"] + [c for c in _MARKET if c in frame.columns]
     return pl.DataFrame([frame.get_column(c) for c in names])
 
 
@@ -144,7 +240,10 @@ class _Pacer:
 class LiveSource:
     """Events as they arrive: ``chunks`` (sorted by event time) are released at ``rate``× real
     time by event time, for at most ``duration_s`` seconds of wall time (None: until they end).
-    The proxy batches them by ``spec`` with its maximum-delay rule."""
+    The proxy batches them by ``spec`` with its maximum-delay rule.
+
+    ``lossless``: the source can wait (a recorded feed read as it goes, a synthetic feed): the
+    proxy then holds it back while its queue is full instead of dropping batches."""
 
     live = True
 
@@ -157,10 +256,12 @@ class LiveSource:
         duration_s: float | None = None,
         clock: Clock = time.monotonic_ns,
         sleep: Sleep = time.sleep,
+        lossless: bool = False,
     ) -> None:
         if rate <= 0:
             raise UsageError(f"live rate must be positive, got {rate}")
         self.spec = spec
+        self.lossless = lossless
         self._chunks = chunks
         self._pacer = _Pacer(rate, clock, sleep)
         self._duration_ns = None if duration_s is None else int(duration_s * 1e9)
@@ -173,6 +274,33 @@ class LiveSource:
                 return
             self._pacer.wait_for(chunk)
             yield chunk
+
+
+def synthetic_feed(
+    config: SyntheticConfig, *, seed: int, block_s: float = 1.0, arrival_s: float = 0.001
+) -> Iterator[pl.DataFrame]:
+    """Synthetic ticks as a live feed delivers them, for :class:`LiveSource`: ``config.rate``
+    events per second for ``config.duration_s`` seconds, in arrivals of about ``arrival_s``.
+
+    Generated ``block_s`` seconds at a time (block k by
+    :func:`~zcbench.marketdata.generate_ticks` with seed ``(seed, k)``, its clock continuing
+    the last block's; each block's prices start again from the base prices), so memory stays
+    that of one block however long the run: a trading day's feed is never held whole.
+    """
+    if block_s <= 0 or arrival_s <= 0:
+        raise UsageError("block_s and arrival_s must be positive")
+    block_ns = int(block_s * 1e9)
+    blocks = max(1, math.ceil(config.duration_s / block_s))
+    step = max(1, round(config.rate * arrival_s))
+    for k in range(blocks):
+        span = min(block_s, config.duration_s - k * block_s)
+        if span <= 0:
+            return
+        part = dataclasses.replace(config, duration_s=span, start_ns=config.start_ns + k * block_ns)
+        block_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        ticks = generate_ticks(part, seed=block_seed)
+        for i in range(0, ticks.height, step):
+            yield ticks.slice(i, step)
 
 
 class MarketDataProxy:
@@ -204,6 +332,14 @@ class MarketDataProxy:
         self._error: BaseException | None = None
         self._batches = self._events = self._dropped_batches = self._dropped_events = 0
         self._max_queue = 0
+        self._drops: DropReport | None = None
+        self._drops_lock = threading.Lock()
+
+    def take_drops(self) -> DropReport | None:
+        """The drops since the last call (None: none), for the signed log."""
+        with self._drops_lock:
+            report, self._drops = self._drops, None
+        return report
 
     def start(self) -> MarketDataProxy:
         """Start pulling from the source."""
@@ -244,10 +380,10 @@ class MarketDataProxy:
             if isinstance(self._source, LiveSource):
                 self._run_live()
             else:
-                for events, market in self._source.stripped(self._fields):
+                for events, market, wire in self._source.prepared(self._fields):
                     if self._stop.is_set():
                         break
-                    self._offer(events, market, block=True)
+                    self._offer(events, market, block=True, wire=wire)
         except BaseException as exc:  # handed to the consumer, who re-raises it
             self._error = exc
         finally:
@@ -261,10 +397,12 @@ class MarketDataProxy:
                         break
 
     def _run_live(self) -> None:
+        assert isinstance(self._source, LiveSource)
         batcher: EventTimeBatcher | None = None
         pending = 0
         first_ns = 0
         spec = self._source.spec
+        block = self._source.lossless
         for chunk in self._source:
             if self._stop.is_set():
                 break
@@ -274,28 +412,36 @@ class MarketDataProxy:
             if pending == 0:
                 first_ns = self._clock()
             for batch in batcher.push(chunk):
-                self._put(batch.events, block=False)
+                self._put(batch.events, block=block)
                 pending -= batch.events.height
             pending += chunk.height
             if pending and self._clock() - first_ns >= self._max_delay_ns:
                 for batch in batcher.flush():
-                    self._put(batch.events, block=False)
+                    self._put(batch.events, block=block)
                 pending = 0
         if batcher is not None:
             for batch in batcher.flush():
-                self._put(batch.events, block=False)
+                self._put(batch.events, block=block)
 
     def _put(self, frame: pl.DataFrame, *, block: bool) -> None:
         self._offer(select_fields(frame, self._fields), _market_columns(frame), block=block)
 
-    def _offer(self, events: pl.DataFrame, market: pl.DataFrame, *, block: bool) -> None:
+    def _offer(
+        self,
+        events: pl.DataFrame,
+        market: pl.DataFrame,
+        *,
+        block: bool,
+        wire: Callable[[int], bytes] | None = None,
+    ) -> None:
         if events.height == 0:
             return
         item = ProxyBatch(
             events=events,
             market=market,
             received_ns=self._clock(),
-            newest_event_ns=int(events.get_column("ts").max()),  # type: ignore[arg-type]
+            newest_event_ns=batch_event_time(events.get_column("ts")) or 0,
+            wire=wire,
         )
         frame = events
         if block:
@@ -313,6 +459,15 @@ class MarketDataProxy:
             except queue.Full:
                 self._dropped_batches += 1
                 self._dropped_events += frame.height
+                with self._drops_lock:
+                    self._drops = (
+                        DropReport(
+                            1, frame.height, item.newest_event_ns, item.newest_event_ns,
+                            item.received_ns, item.received_ns,
+                        )
+                        if self._drops is None
+                        else self._drops.merged(item, frame.height)
+                    )
                 return
         self._batches += 1
         self._events += frame.height

@@ -2,11 +2,12 @@
 :func:`zcbench.auditlog.replay.check_replay`.
 
 :class:`EnclaveReplayRunner` is a :class:`~zcbench.auditlog.replay.ReplayRunner`. Each
-``replay`` launches a new local enclave from the image (the live run's launcher, or any
-``launcher``), boots it as a live run does: a new run id prefixed ``replay-``, the sealed data
-key released by the key broker only to an attested enclave whose PCR0 matches the policy, and the
-boot document verified against the build's committed PCRs under ``trust``. It then sends every
-batch as an ``ingest`` frame, one at a time, and yields the ``signals`` body of each reply.
+``replay`` opens a new enclave session from the image (:mod:`zcbench.host.session`, the one a
+live run opens: the local launcher, or any ``launcher``), booted as a live run is: a new run id
+prefixed ``replay-``, the sealed data key released by the key broker only to an attested enclave
+whose PCR0 matches the policy, and the boot document verified against the build's committed
+PCRs under ``trust``. It then sends every batch as an ``ingest`` frame, one at a time, and
+yields the ``signals`` body of each reply.
 
 The replay enclave keeps its own signed log. The runner stores and checks it exactly as a live
 run does (:class:`~zcbench.host.logwriter.HostLog`: IN record = the batch sent, OUT record = the
@@ -32,14 +33,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import BootVerifier, resolve_log_path
+from zcbench.auditlog.writer import batch_event_time
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
-from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
-from zcbench.host._boot import boot_enclave
-from zcbench.host.launcher import EnclaveProcess, launch_local
-from zcbench.host.live import BuildImage, EnclaveImage
-from zcbench.host.logwriter import HostLog
+from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.host.images import BuildImage, EnclaveImage
+from zcbench.host.launcher import EnclaveProcess
+from zcbench.host.session import EnclaveSession, open_session
 from zcbench.strategy import Batch, decode_batch, encode_batch
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class ReplayEnclaveError(DataError):
 
 class EnclaveReplayRunner:
     """Replays batches through a fresh enclave loaded from ``build`` (a build folder or any
-    :class:`~zcbench.host.live.EnclaveImage`).
+    :class:`~zcbench.host.images.EnclaveImage`).
 
     ``broker`` releases a sealed build's data key (default: the local key broker in the zcbench
     home, like a live run); ``trust`` is the root for the replay enclave's boot document
@@ -116,54 +116,40 @@ class EnclaveReplayRunner:
         else:
             scratch = tempfile.TemporaryDirectory(prefix="zcbench-replay-")
             folder = Path(scratch.name)
-        enclave: EnclaveProcess | None = None
-        conn: Connection | None = None
-        store: LogStore | None = None
+        session: EnclaveSession | None = None
         try:
-            if self.launcher is not None:
-                enclave = self.launcher(folder)
-            else:
-                enclave = launch_local(
-                    image_args,
-                    isolate_network=self.isolate_network,
-                    stderr_path=folder / "enclave.stderr",
-                    env=self.enclave_env,
-                )
-            conn = enclave.connect(timeout=self.boot_timeout)
-            booted = boot_enclave(
-                conn,
-                run_id,
+            session = open_session(
                 self.image,
-                self.trust,
-                enclave,
-                self.broker,
-                timeout=self.boot_timeout,
+                folder,
+                run_id,
+                trust=self.trust,
+                broker=self.broker,
+                launcher=self.launcher,
+                isolate_network=self.isolate_network,
+                enclave_env=self.enclave_env,
+                boot_timeout=self.boot_timeout,
+                image_args=image_args if self.launcher is None else None,
             )
-            (folder / "boot.cbor").write_bytes(booted["document"])
-            store = LogStore.create(folder / "log")
-            log = HostLog(store, booted["public_key"], booted["origin"])
-            log.open(booted["record"], booted["checkpoint"], booted["document"])
+            conn, enclave, log = session.conn, session.enclave, session.log
+            assert conn is not None
+            assert log is not None
             for sent, (seq, body) in enumerate(batches):
                 data = body
+                events = decode_batch(body).events
                 if seq != sent:
                     self.renumbered = True
-                    data = encode_batch(Batch(sent, decode_batch(body).events))
+                    data = encode_batch(Batch(sent, events))
                 reply = self._ingest(conn, enclave, sent, data)
                 signals: bytes = reply["signals"]
                 # stored and checked like a live run's batch before its body is used
-                log.stage_reply(sent, data, reply)
+                newest = batch_event_time(events.get_column("ts"))
+                log.stage_reply(sent, data, reply, event_time_ns=newest)
                 log.flush()
                 yield seq, signals
-            _shutdown(conn, enclave)
+            session.shutdown("replay done")
         finally:
-            if conn is not None:
-                conn.close("replay closed")
-            if store is not None:
-                store.close()
-            if enclave is not None:
-                if enclave.alive():
-                    enclave.kill()
-                enclave.stop(timeout=5)
+            if session is not None:
+                session.close()
             if scratch is not None:
                 scratch.cleanup()
 
@@ -189,16 +175,6 @@ class EnclaveReplayRunner:
                 f"the replay enclave sent {reply.type!r}, not the signals of batch {seq}"
             )
         return reply
-
-
-def _shutdown(conn: Connection, enclave: EnclaveProcess) -> None:
-    if enclave.alive() and conn.closed_reason is None:
-        try:
-            conn.send(Message("shutdown", {"reason": "replay done"}))
-            while conn.recv(timeout=5).type != "bye":
-                pass
-        except (ZcbenchError, TimeoutError):
-            pass
 
 
 def build_of_run(path: Path) -> Path:

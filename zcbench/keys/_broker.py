@@ -31,7 +31,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import io
 import json
 import os
 import re
@@ -41,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import cbor2
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from zcbench import _cbor
 from zcbench.errors import EnvError, UsageError, VerificationError
 from zcbench.keys._cms import wrap_for_recipient
 from zcbench.keys._seal import DataKey
@@ -69,8 +68,10 @@ MIN_RSA_BITS: Final = 2048
 DEFAULT_MAX_AGE: Final = dt.timedelta(minutes=5)
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _BLOB_LABEL: Final = b"zcbench.keybroker.datakey/1"
+_MAX_BLOB: Final = 4096  # a wrapped data key is about 100 bytes
 POLICY_SCHEMA: Final = "zcbench.keypolicy/1"
 _PCR0_HEX: Final = re.compile(r"[0-9a-f]{96}")
+_SECRET_PREFIX: Final = "secret:"  # noqa: S105 (a name prefix, not a password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,19 +338,17 @@ class LocalKeyBroker:
         aad = _BLOB_LABEL + strategy.encode()
         nonce = hmac.new(master, aad + data_key, hashlib.sha256).digest()[:12]
         ct = AESGCMSIV(master).encrypt(nonce, data_key, aad)
-        return cbor2.dumps({"v": 1, "strategy": strategy, "nonce": nonce, "ct": ct}, canonical=True)
+        return _cbor.encode_canonical({"v": 1, "strategy": strategy, "nonce": nonce, "ct": ct})
 
     def _unwrap(self, blob: bytes) -> tuple[str, bytes]:
-        if not isinstance(blob, bytes) or len(blob) > 4096:
+        if not isinstance(blob, bytes) or len(blob) > _MAX_BLOB:
             raise _Refuse("CiphertextBlob is not bytes or too large")
-        fp = io.BytesIO(blob)
-        try:
-            value = cbor2.CBORDecoder(fp).decode()
-        except Exception:
-            raise _Refuse("CiphertextBlob is not CBOR") from None
+        try:  # exactly what _wrap writes: one canonical map, nothing after it
+            value = _cbor.decode(blob, canonical=True, max_depth=1, max_bytes=_MAX_BLOB)
+        except _cbor.CborError:
+            raise _Refuse("CiphertextBlob is not canonical CBOR") from None
         if (
-            fp.tell() != len(blob)
-            or not isinstance(value, dict)
+            not isinstance(value, dict)
             or set(value) != {"v", "strategy", "nonce", "ct"}
             or value["v"] != 1
             or not isinstance(value["strategy"], str)
@@ -387,6 +386,34 @@ class LocalKeyBroker:
         if found != strategy:
             raise EnvError(f"{path} holds the key of {found!r}, not {strategy!r}")
         return DataKey(plaintext=key, ciphertext_blob=blob, key_id=self.key_id)
+
+    # --- sealed secrets (the ledger key) ---------------------------------------------------------
+
+    def seal_secret(self, name: str, secret: bytes) -> bytes:
+        """Wrap ``secret`` (at most 64 bytes) under this broker's master key, bound to ``name``.
+
+        A strategy's ledger key is sealed so at genesis (``zcbench.ledger``); the blob is kept
+        beside the ledger and opened only through :meth:`open_secret`, which the ledger calls
+        for a PCR0 it allows. (On Nitro the same blob is a KMS ``Encrypt`` ciphertext, released
+        by ``Decrypt`` with ``Recipient`` under a key policy over the ledger's allowed set.)
+        """
+        _check_name(name)
+        if not isinstance(secret, bytes) or not 0 < len(secret) <= 64:
+            raise UsageError("a sealed secret is 1..64 bytes")
+        return self._wrap(_SECRET_PREFIX + name, secret)
+
+    def open_secret(self, blob: bytes, name: str) -> bytes:
+        """The secret :meth:`seal_secret` wrapped for ``name``; :class:`KeyReleaseRefused` if
+        the blob is not this broker's or names another secret (the reason goes to the
+        diagnostics)."""
+        try:
+            found, secret = self._unwrap(blob)
+            if found != _SECRET_PREFIX + _check_name(name):
+                raise _Refuse(f"the sealed blob holds {found!r}, not the secret {name!r}")
+        except _Refuse as exc:
+            self._record(None, str(exc))
+            raise KeyReleaseRefused(self.diagnostics_path) from None
+        return secret
 
     # --- policies -------------------------------------------------------------------------------
 

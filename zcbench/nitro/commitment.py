@@ -7,7 +7,12 @@ widgets, the demo) goes through :meth:`Commitment.load` or :meth:`Commitment.fro
     {"schema": "zcbench.commitment/1", "strategy": name, "pcrs": {"0": hex, "1": hex, "2": hex},
      "strategy_sha256": hex, "sealed_content_sha256": hex, "lock_sha256": hex,
      "bundle_sha256": hex, "zcbench_version": str, "source_date_epoch": int,
-     "image": str, "measurement": str, "builder": {str: str}}
+     "image": str, "measurement": str, "builder": {str: str},
+     "research": {"n_trials": int, "records": [{"digest": hex, ...}], ...}}
+
+``research`` (optional) is what ``zcbench package --research`` commits of the trials behind the
+packaged parameters (:func:`zcbench.backtest.research_summary`); its other keys are kept as
+given.
 
 Schema 2 (``zcbench.commitment/2``) names the TEE the image runs on and, for TEEs other than
 Nitro, its measured fields by their TEE's names instead of PCRs::
@@ -68,7 +73,8 @@ _MAX_BYTES: Final = 1 << 20
 _DIGESTS: Final = ("strategy_sha256", "sealed_content_sha256", "lock_sha256", "bundle_sha256")
 _TEXTS: Final = ("strategy", "zcbench_version", "image", "measurement")
 _KNOWN: Final = frozenset(
-    {"schema", "pcrs", "source_date_epoch", "builder", "tee", "measurements", *_DIGESTS, *_TEXTS}
+    {"schema", "pcrs", "source_date_epoch", "builder", "research", "tee", "measurements",
+     *_DIGESTS, *_TEXTS}
 )
 
 
@@ -198,6 +204,7 @@ class Commitment:
     image: str | None = None
     measurement: str | None = None
     builder: Mapping[str, str] = field(default_factory=dict)
+    research: Mapping[str, Any] | None = None
     unrecognized: Mapping[str, Any] = field(default_factory=dict)
     tee: str = "nitro"
     measurements: Mapping[str, bytes] = field(default_factory=dict)
@@ -253,9 +260,16 @@ class Commitment:
         builder = doc.get("builder", {})
         if not isinstance(builder, dict) or not all(isinstance(v, str) for v in builder.values()):
             raise DataError(f"{source}: 'builder' must be an object of strings")
+        research = doc.get("research")
+        if research is not None and not _is_research(research):
+            raise DataError(
+                f"{source}: 'research' must be an object with 'n_trials' (a positive int) and "
+                "'records' (objects each with a 64-hex 'digest')"
+            )
         return cls(
             pcrs=pcrs,
             builder=dict(builder),
+            research=research,
             source_date_epoch=sde,
             unrecognized={k: v for k, v in doc.items() if k not in _KNOWN},
             tee=tee,
@@ -282,12 +296,30 @@ class Commitment:
                 doc[name] = value
         if self.builder:
             doc["builder"] = dict(self.builder)
+        if self.research is not None:
+            doc["research"] = dict(self.research)
         return doc
 
     def to_json(self) -> bytes:
         """The file's bytes: sorted keys, two-space indent, ASCII, a final newline."""
         text = json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=True)
         return (text + "\n").encode()
+
+
+def _is_research(value: object) -> bool:
+    if not isinstance(value, dict):
+        return False
+    n, records = value.get("n_trials"), value.get("records")
+    return (
+        type(n) is int
+        and n > 0
+        and isinstance(records, list)
+        and bool(records)
+        and all(
+            isinstance(r, dict) and isinstance(r.get("digest"), str) and _SHA256.match(r["digest"])
+            for r in records
+        )
+    )
 
 
 def parse_commitment_pcrs(text: str | bytes, *, source: str = "commitment") -> dict[int, bytes]:

@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from zcbench.errors import EnvError, UsageError
+from zcbench.durable import write_atomically, write_output
+from zcbench.errors import EnvError, UsageError, describe_os_error
 from zcbench.home import zcbench_home
 from zcbench.nitro.trust import DEV_ROOT_MARKER, TrustRoot, load_trust_root, read_dev_root
 
@@ -95,20 +96,6 @@ def _ca_key_usage(*, instance: bool) -> x509.KeyUsage:
 
 def _floor_second(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.UTC).replace(microsecond=0)
-
-
-def _write_private(path: pathlib.Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _require_private(path: pathlib.Path, *, folder: bool) -> None:
@@ -200,8 +187,8 @@ class DevCA:
             serialization.NoEncryption(),
         )
         # Key before certificate: a certificate on disk always has its key.
-        _write_private(folder / f"{name}.key", key_pem, 0o600)
-        _write_private(
+        write_atomically(folder / f"{name}.key", key_pem, 0o600)
+        write_atomically(
             folder / f"{name}.pem", level.cert.public_bytes(serialization.Encoding.PEM), 0o644
         )
 
@@ -369,15 +356,19 @@ class DevCA:
 def export_dev_root(out: pathlib.Path) -> TrustRoot:
     """Write this home's development CA root (PEM) to ``out`` for an LP; return it.
 
-    The LP passes the file as ``--trust FILE`` (``trust=Path(FILE)``); every verdict under it
-    says SIMULATED. Only the public certificate is written, never a key. Raises
-    :class:`~zcbench.errors.EnvError` when the home has no development CA or ``out`` cannot be
-    written. The file is written aside and renamed into place, after an fsync.
+    The LP passes the file as ``--trust FILE``; every verdict under it says SIMULATED. Only the
+    public certificate is written, never a key. A regular file is written aside, fsynced and
+    renamed into place; a device, a pipe or ``/dev/stdout`` is written directly
+    (:func:`zcbench.durable.write_output`). Raises :class:`~zcbench.errors.EnvError` when the
+    home has no development CA or ``out`` cannot be written.
     """
     pem = read_dev_root()
+    root = load_trust_root("dev")
     out = pathlib.Path(out)
     try:
-        _write_private(out, pem, 0o644)
+        write_output(out, pem, 0o644)
     except OSError as exc:
-        raise EnvError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    return load_trust_root(out)
+        raise EnvError(
+            describe_os_error(exc, writing=True) + "; choose another --out"
+        ) from exc
+    return root

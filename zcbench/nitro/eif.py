@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from zcbench import _cbor
 from zcbench.errors import DataError
 
 __all__ = [
@@ -191,14 +191,11 @@ def format_pcrs(pcrs: Mapping[int, bytes]) -> dict[str, str]:
 
 def _signing_certificate_der(data: bytes, *, where: str) -> bytes:
     """DER of the first entry's ``signing_certificate`` (a PEM stored as an array of uints)."""
-    try:
-        decoder = cbor2.CBORDecoder(io.BytesIO(data))
-        value = decoder.decode()
-        consumed = decoder.fp.tell()
-    except Exception as exc:
-        raise EifError(f"EIF {where}: signature section is not CBOR ({exc})") from None
-    if consumed != len(data):
-        raise EifError(f"EIF {where}: {len(data) - consumed} trailing bytes after the CBOR value")
+    try:  # written by nitro-cli, not by zcbench: any valid encoding, but exactly one item
+        value = _cbor.decode(data, canonical=False, indefinite=True, max_depth=3,
+                             max_bytes=MAX_SIGNATURE_SIZE)
+    except _cbor.CborError as exc:
+        raise EifError(f"EIF {where}: signature section is not one CBOR item ({exc})") from None
     if not isinstance(value, list) or not value or not isinstance(value[0], dict):
         raise EifError(f"EIF {where}: signature section must be a non-empty array of maps")
     pem_ints = value[0].get("signing_certificate")

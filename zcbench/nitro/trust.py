@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from zcbench.errors import EnvError, UsageError
+from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.home import zcbench_home
 
 __all__ = [
@@ -92,13 +92,23 @@ class TrustRoot:
         return {"kind": self.kind, "sha256": self.fingerprint, "description": self.description}
 
 
-def _single_pem_certificate(pem: bytes, where: str) -> x509.Certificate:
+def _single_pem_certificate(
+    pem: bytes, where: str, error: type[DataError] | type[EnvError] = DataError
+) -> x509.Certificate:
+    """The one certificate in ``pem``; anything else is bad content (:class:`DataError`, exit
+    1) in a file the caller named, or ``error`` for a file zcbench itself keeps (the packaged
+    root, the home's development root: a damaged installation or home, :class:`EnvError`)."""
     try:
         certs = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:
-        raise EnvError(f"{where} holds no readable PEM certificate: {exc}") from exc
+        raise error(
+            f"{where} holds no readable PEM certificate ({exc}); give a file holding one "
+            "PEM root certificate"
+        ) from exc
     if len(certs) != 1:
-        raise EnvError(f"{where} must hold exactly one certificate; it holds {len(certs)}")
+        raise error(
+            f"{where} must hold exactly one PEM certificate; it holds {len(certs)}"
+        )
     return certs[0]
 
 
@@ -137,7 +147,9 @@ def _file_root_kind(cert: x509.Certificate, fingerprint: str) -> RootKind:
 @functools.lru_cache(maxsize=1)
 def _aws_root() -> TrustRoot:
     pem = importlib.resources.files("zcbench.nitro").joinpath("roots", _AWS_ROOT_FILE)
-    root = _root("aws", _single_pem_certificate(pem.read_bytes(), f"packaged {_AWS_ROOT_FILE}"))
+    root = _root("aws", _single_pem_certificate(
+        pem.read_bytes(), f"packaged {_AWS_ROOT_FILE}", EnvError
+    ))
     if root.fingerprint != AWS_ROOT_G1_SHA256:
         # Cached only when it matched: a damaged install keeps failing loudly.
         raise EnvError(
@@ -167,7 +179,8 @@ def load_trust_root(trust: str | pathlib.Path) -> TrustRoot:
     if trust == "aws":
         return _aws_root()
     if trust == "dev":
-        return _root("dev", _single_pem_certificate(read_dev_root(), "the development CA root"))
+        root_pem = read_dev_root()
+        return _root("dev", _single_pem_certificate(root_pem, "the development CA root", EnvError))
     raise UsageError(
         f"unknown trust {trust!r}: use 'aws', 'dev' or a pathlib.Path to a PEM root certificate"
     )
@@ -189,9 +202,9 @@ def read_dev_root() -> bytes:
             f"no development CA root in this zcbench home ({path.parent}): SIMULATED documents "
             "verify only against the root of the development CA that signed them; ask the fund "
             "for it ('zcbench nitro export-root --out dev-root.pem' on their machine) and pass "
-            "--trust dev-root.pem (trust=Path('dev-root.pem'))"
+            "--trust dev-root.pem"
         ) from exc
     except OSError as exc:
         raise EnvError(f"cannot read the development CA root {path}: {exc.strerror}") from exc
-    _single_pem_certificate(pem, str(path))
+    _single_pem_certificate(pem, str(path), EnvError)
     return pem

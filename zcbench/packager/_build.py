@@ -19,10 +19,10 @@ import hashlib
 import string
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import zcbench
 from zcbench.enclave.manifest import MANIFEST_SCHEMA, BundleManifest
@@ -34,6 +34,9 @@ from zcbench.packager._extract import DEFAULT_ALLOWED_IMPORTS, ExtractedStrategy
 from zcbench.packager._image import measure_image, runtime_files
 from zcbench.packager._layout import BuildPaths, prepare_out_dir, write_file
 from zcbench.packager._tar import deterministic_tar
+
+if TYPE_CHECKING:
+    from zcbench.backtest import ResearchRecord
 
 __all__ = [
     "COMMITMENT_SCHEMA",
@@ -121,6 +124,7 @@ class _StrategyFacts:
     class_name: str
     input_fields: tuple[str, ...]
     params: dict[str, Any]
+    resolved: dict[str, Any]  # every parameter, defaults included
 
 
 def _inspect_strategy(extracted: ExtractedStrategy) -> _StrategyFacts:
@@ -138,7 +142,8 @@ def _inspect_strategy(extracted: ExtractedStrategy) -> _StrategyFacts:
         cls = find_strategy(module)
         fields = {f.name for f in dataclasses.fields(cls.params_type)}
         params = {k: v for k, v in extracted.parameters.items() if k in fields}
-        make_strategy(cls, params)  # the parameters must construct the strategy
+        # the parameters must construct the strategy
+        resolved = dataclasses.asdict(make_strategy(cls, params).params)
     except UsageError as exc:
         raise DataError(f"{extracted.notebook}: {exc}") from None
     except Exception as exc:
@@ -147,7 +152,7 @@ def _inspect_strategy(extracted: ExtractedStrategy) -> _StrategyFacts:
         ) from None
     finally:
         sys.modules.pop(module_name, None)
-    return _StrategyFacts(cls.name, cls.__name__, tuple(cls.fields()), params)
+    return _StrategyFacts(cls.name, cls.__name__, tuple(cls.fields()), params, resolved)
 
 
 def _batching(parameters: Mapping[str, Any], batching: Mapping[str, int] | None) -> dict[str, int]:
@@ -182,6 +187,7 @@ def package_notebook(
     templates_dir: str | Path | None = None,
     base_image: str = DEFAULT_BASE_IMAGE,
     vsock_port: int = DEFAULT_VSOCK_PORT,
+    research: Sequence[ResearchRecord] = (),
 ) -> Build:
     """Promote the strategy of ``notebook`` into the build folder ``out_dir``.
 
@@ -191,7 +197,10 @@ def package_notebook(
     templates, ``commitment.json`` and the sealed payload beside them, and adds a key-release
     policy for this build's PCR0 when the broker keeps policies (earlier builds keep theirs).
     Every file but ``payload.sealed`` is the same for the same inputs in any folder, time zone,
-    umask or zcbench home.
+    umask or zcbench home. ``research``: the research records behind the parameters; their
+    digests, the trial count and the deflated Sharpe ratio go into ``commitment.json``
+    (:func:`zcbench.backtest.research_summary`; the packaged parameters must be a point they
+    tried). They are not measured: no PCR depends on them.
     """
     sde = DEFAULT_SOURCE_DATE_EPOCH if source_date_epoch is None else source_date_epoch
     if type(sde) is not int or sde < 0:
@@ -204,6 +213,11 @@ def package_notebook(
 
     extracted = extract_strategy(notebook, allowed_imports=allowed_imports, overrides=overrides)
     facts = _inspect_strategy(extracted)
+    summary = None
+    if research:
+        from zcbench.backtest import research_summary
+
+        summary = research_summary(research, strategy=facts.name, params=facts.resolved)
     rule = _batching(extracted.parameters, batching)
 
     lock = lock_file.read_bytes()
@@ -253,6 +267,7 @@ def package_notebook(
         image="zcbench-local",
         measurement=MEASUREMENT,
         builder={"python": python},
+        research=summary,
     )
     dockerfile = _render(templates / "nitro" / "Dockerfile.tmpl", values)
     entrypoint = _render(templates / "nitro" / "entrypoint.sh.tmpl", values)

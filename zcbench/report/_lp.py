@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
-from zcbench.widgets import _html as h
-from zcbench.widgets.attestation import (
-    AttestationResult,
-    attestation_result,
+from zcbench.report import html as h
+from zcbench.report.attestation import AttestationResult, attestation_result, read_commitment
+from zcbench.report.attestation_html import (
     chain_html,
     document_facts_html,
     pcr_table_html,
-    read_commitment,
     verdict_html,
 )
 
@@ -142,16 +140,21 @@ def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathl
             f"{run_dir / 'summary.json'} names no build folder ('image'): the report needs the "
             "build's commitment.json"
         )
-    build = pathlib.Path(image)
-    if not build.is_absolute() and not build.exists():
-        build = run_dir / build
-    path = build / "commitment.json"
-    if not path.is_file():
-        raise UsageError(
-            f"the run's build folder {build} has no commitment.json: the report compares the "
-            "document's PCRs with it; copy the build folder back or pass the right run folder"
-        )
-    return path
+    named = pathlib.Path(image)
+    # Where the run named it (on the fund's machine); else, for the folders handed to an LP
+    # on another machine, a build folder of that name beside the run folder.
+    candidates = [named] if named.is_absolute() else [named, run_dir / named]
+    candidates.append(run_dir.parent / named.name)
+    for build in candidates:
+        path = build / "commitment.json"
+        if path.is_file():
+            return path
+    raise UsageError(
+        f"the run's build folder {named.name} has no commitment.json here (looked in "
+        f"{', '.join(str(c) for c in dict.fromkeys(candidates))}): the report compares the "
+        f"document's PCRs with it; put the build's commitment.json in "
+        f"{run_dir.parent / named.name}"
+    )
 
 
 def _document_path(run_dir: pathlib.Path, given: pathlib.Path | None) -> pathlib.Path:
@@ -306,10 +309,31 @@ def _commitment_html(report: LPReport) -> str:
         ("zcbench version", h.esc(c.get("zcbench_version", "—"))),
         ("source_date_epoch", h.esc(c.get("source_date_epoch", "—"))),
         *((f"PCR{k}", h.mono(str(v))) for k, v in sorted(pcrs.items())),
+        *_research_pairs(c.get("research")),
         ("commitment file", h.mono(report.commitment_path.name)),
         ("its SHA-256", h.mono(report.commitment_sha256)),
     ]
     return h.facts(pairs)
+
+
+def _research_pairs(research: object) -> list[tuple[str, str]]:
+    """The trials behind the parameters and the deflated Sharpe ratio, when committed."""
+    if not isinstance(research, dict):
+        return [("research trials", "not committed (no research record was packaged)")]
+    dsr = research.get("deflated_sharpe")
+    digests = ", ".join(str(r.get("digest", ""))[:16] for r in research.get("records", []))
+    return [
+        ("research trials", h.esc(f"{research.get('n_trials')} backtests behind these parameters")),
+        (
+            "deflated Sharpe ratio",
+            h.esc(
+                "n/a" if not isinstance(dsr, float)
+                else f"{dsr:.3f} (probability the Sharpe ratio beats the best of "
+                f"{research.get('n_trials')} trials by luck)"
+            ),
+        ),
+        ("research records", h.mono(digests)),
+    ]
 
 
 def _log_html(report: LPReport) -> str:
@@ -338,7 +362,9 @@ def _log_html(report: LPReport) -> str:
 
 def _commands_html(report: LPReport) -> str:
     result = report.attestation
-    trust = f" --trust {shlex.quote(report.trust)}" if report.trust != "aws" else ""
+    # A root given as a file is named as the LP receives it, beside the other files.
+    shown = report.trust if report.trust in ("aws", "dev") else pathlib.Path(report.trust).name
+    trust = f" --trust {shlex.quote(shown)}" if shown != "aws" else ""
     # Name the files as the LP receives them (the document, commitment.json, the run folder),
     # never by a path on the machine that built the report.
     verify = [
@@ -364,6 +390,12 @@ def _commands_html(report: LPReport) -> str:
         note += (
             " The root is the local development CA: a SIMULATED enclave, a faithful "
             "stand-in, not a confidential one."
+        )
+    if report.trust == "dev":
+        note += (
+            " On any machine but the fund's, --trust dev has no root to read: use the "
+            "development CA root the fund hands over ('zcbench nitro export-root --out "
+            "dev-root.pem') as --trust dev-root.pem."
         )
     return f'<pre style="{h.MONO};background:#f6f8fa;padding:8px">{h.esc(block)}</pre>' + \
         h.notice(note)
@@ -478,7 +510,8 @@ def write_report(
     collect_report(run_dir, trust=trust, attestation=attestation, nonce=nonce, at=at)
     params = {
         "run_dir": str(run_dir),
-        "trust": str(trust),
+        # the kernel runs in the run folder: a root given as a file is passed by absolute path
+        "trust": trust if trust in ("aws", "dev") else str(pathlib.Path(trust).resolve()),
         "attestation": None if attestation is None else str(pathlib.Path(attestation).resolve()),
         "nonce_hex": None if nonce is None else nonce.hex(),
         "at": None if at is None else at.isoformat(),

@@ -37,6 +37,7 @@ from zcbench.strategy._schema import EVENT_SCHEMA, REQUIRED_FIELDS
 __all__ = [
     "MAX_BATCH_EVENTS",
     "WIRE_VERSION",
+    "BatchColumns",
     "decode_batch",
     "decode_signals",
     "encode_batch",
@@ -104,6 +105,9 @@ def _canonical_keys(mapping: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encode_column(series: pl.Series) -> dict[str, Any]:
+    if series.dtype == pl.Int64 and series.null_count() == 0:
+        # the common case, without the Arrow view: polars hands out the values zero-copy
+        return {"d": series.to_numpy().astype("<i8", copy=False).tobytes(), "t": "i64"}
     arr = series.to_arrow()
     if isinstance(arr, pa.ChunkedArray):  # polars rechunks today; do not depend on it
         arr = arr.combine_chunks()
@@ -150,6 +154,84 @@ def _dictionary(arr: pa.Array) -> tuple[np.ndarray[Any, Any], list[str]]:
     encoded = arr.dictionary_encode()
     uniques: list[str] = encoded.dictionary.to_pylist()
     return encoded.indices.to_numpy(), uniques
+
+
+class BatchColumns:
+    """A frame's columns made ready once for :func:`encode_batch` of many of its row ranges.
+
+    ``BatchColumns(frame).encode(seq, start, end)`` gives exactly
+    ``encode_batch(Batch(seq, frame.slice(start, end - start)))`` (tests hold the two equal),
+    at a fraction of the cost: the frame's columns are read out once (int64 values with nulls
+    as 0, a validity mask, strings as codes into the whole column's dictionary), so a batch is
+    a few numpy slices, and its dictionary in first-seen order is worked out from the codes
+    rather than from the strings. For a recording replayed batch after batch, this takes the
+    batch encoding off the live run's per-batch path.
+    """
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.height = frame.height
+        self._cols: list[
+            tuple[str, bool, np.ndarray[Any, Any], np.ndarray[Any, Any] | None, list[str]]
+        ] = []
+        names = list(frame.columns)
+        for name in names:
+            if name not in EVENT_SCHEMA:
+                raise DataError(f"column {name!r} is not in the event schema")
+        for name in sorted(names, key=lambda n: (len(n.encode()), n.encode())):
+            series = frame.get_column(name)
+            if series.dtype != EVENT_SCHEMA[name]:
+                series = series.cast(EVENT_SCHEMA[name])
+            valid = series.is_not_null().to_numpy() if series.null_count() else None
+            if series.dtype == pl.String:
+                arr = series.fill_null("").to_arrow()
+                if isinstance(arr, pa.ChunkedArray):
+                    arr = arr.combine_chunks()
+                encoded = arr.dictionary_encode()
+                indices = encoded.indices  # int32, no nulls (read from the buffer: pyarrow's
+                # to_numpy() imports pandas, a quarter of a second the first time)
+                codes = np.frombuffer(
+                    indices.buffers()[1], dtype="<i4", count=len(indices), offset=indices.offset * 4
+                ).astype(np.int64)
+                self._cols.append((name, True, codes, valid, encoded.dictionary.to_pylist()))
+            else:
+                values = series.fill_null(0).to_numpy().astype("<i8", copy=False)
+                self._cols.append((name, False, values, valid, []))
+
+    def encode(self, seq: int, start: int, end: int) -> bytes:
+        """The wire encoding of rows ``start:end`` as batch ``seq``."""
+        if not 0 <= start <= end <= self.height:
+            raise DataError(f"rows {start}:{end} outside the frame's {self.height}")
+        cols: dict[str, Any] = {}
+        for name, is_str, data, valid_all, words in self._cols:
+            part = data[start:end]
+            col: dict[str, Any]
+            if is_str:
+                local, uniques = _first_seen_codes(part, len(words))
+                col = {
+                    "t": "str",
+                    "dict": [words[u] for u in uniques],
+                    "codes": local.astype("<u4").tobytes(),
+                }
+            else:
+                col = {"d": part.tobytes(), "t": "i64"}
+            if valid_all is not None:
+                valid = valid_all[start:end]
+                if not valid.all():
+                    col["valid"] = np.packbits(valid, bitorder="little").tobytes()
+            cols[name] = col
+        doc = {"n": end - start, "v": WIRE_VERSION, "seq": seq, "cols": cols}
+        return cbor2.dumps(doc)
+
+
+def _first_seen_codes(
+    codes: np.ndarray[Any, Any], size: int
+) -> tuple[np.ndarray[Any, Any], list[int]]:
+    """``codes`` (each < ``size``) renumbered in order of first occurrence, and the original
+    code of each new one."""
+    order = list(dict.fromkeys(codes.tolist()))  # first occurrences, in order
+    table = np.empty(size, dtype=np.int64)
+    table[order] = np.arange(len(order))
+    return table[codes], order
 
 
 def decode_batch(data: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
@@ -287,6 +369,8 @@ def encode_signals(signals: Sequence[Signal]) -> bytes:
 
 def decode_signals(data: bytes) -> list[Signal]:
     """Decode signals; raises :class:`DataError` on any malformed input."""
+    if data == _NO_SIGNALS:  # most batches: the one encoding of an empty list, known exactly
+        return []
     doc = _loads(data, "signals", _SIGNALS_DEPTH)
     if not isinstance(doc, dict) or set(doc) != {"v", "signals"} or _version(doc) != WIRE_VERSION:
         raise DataError("signals: expected a map {v: 1, signals: [...]}")
@@ -315,6 +399,9 @@ def decode_signals(data: bytes) -> list[Signal]:
         except DataError as exc:
             raise DataError(f"signal {i}: {exc}") from None
     return out
+
+
+_NO_SIGNALS: Final = encode_signals([])
 
 
 def _version(doc: dict[Any, Any]) -> int | None:

@@ -18,9 +18,8 @@ import pathlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from zcbench.errors import EnvError, UsageError
-from zcbench.nitro.commitment import Commitment
-from zcbench.widgets._attest_result import AttestationResult, attestation_result
+from zcbench.errors import EnvError
+from zcbench.report.attestation import AttestationResult, attestation_result, read_commitment
 
 __all__ = [
     "AttestationBackend",
@@ -29,7 +28,6 @@ __all__ = [
     "VerifyingBackend",
     "emulator_backend",
     "enclave_backend",
-    "read_commitment",
 ]
 
 
@@ -150,22 +148,6 @@ def emulator_backend(
         clock=clock,
         max_age=max_age,
     )
-
-
-def read_commitment(path: pathlib.Path) -> tuple[dict[int, bytes], dict[str, Any]]:
-    """The expected PCRs and the whole document of a ``commitment.json``.
-
-    Raises :class:`zcbench.errors.UsageError` when the file is missing and :class:`DataError`
-    when it is malformed (:meth:`zcbench.nitro.commitment.Commitment.load`).
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise UsageError(
-            f"no commitment at {path}: point the panel at a build folder made by "
-            "'zcbench package' (it writes commitment.json)"
-        )
-    commitment = Commitment.load(path)
-    return dict(commitment.pcrs), commitment.to_dict()
 
 
 class EnclaveSource:

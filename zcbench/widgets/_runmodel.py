@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from zcbench.money import MONEY_UNIT, format_money
-from zcbench.widgets import _html as h
+from zcbench.report import html as h
 
 __all__ = [
     "SYNTHETIC",

@@ -16,15 +16,14 @@ the cell output.
 
 This module is the panel and the facade; one concept per module behind it:
 
-* :mod:`zcbench.widgets._attest_result`   one request and its verdict (:class:`AttestationResult`)
+* :mod:`zcbench.report.attestation`       one request and its verdict (:class:`AttestationResult`)
+                                          and its JSON
 * :mod:`zcbench.widgets._attest_sources`  backends: where checked documents come from
-* :mod:`zcbench.widgets._attest_render`   the verdict banner, PCR table, chain, facts, JSON
+* :mod:`zcbench.report.attestation_html`  the verdict banner, PCR table, chain, facts
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import pathlib
 import threading
@@ -32,22 +31,26 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
+from zcbench.durable import write_atomically
 from zcbench.errors import UsageError, ZcbenchError
-from zcbench.widgets import _html as h
-from zcbench.widgets._attest_render import (
-    chain_html,
-    document_facts_html,
-    pcr_table_html,
-    result_to_json,
-    verdict_html,
-)
-from zcbench.widgets._attest_result import (
+from zcbench.report import html as h
+from zcbench.report.attestation import (
     DEFAULT_NONCE_BYTES,
     AttestationResult,
     CheckpointFacts,
     attestation_result,
     checkpoint_facts,
+    export_files,
     parse_nonce,
+    read_commitment,
+    result_to_json,
+    reverify_command,
+)
+from zcbench.report.attestation_html import (
+    chain_html,
+    document_facts_html,
+    pcr_table_html,
+    verdict_html,
 )
 from zcbench.widgets._attest_sources import (
     AttestationBackend,
@@ -56,7 +59,6 @@ from zcbench.widgets._attest_sources import (
     VerifyingBackend,
     emulator_backend,
     enclave_backend,
-    read_commitment,
 )
 
 __all__ = [
@@ -107,6 +109,7 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
         self._lock = threading.Lock()
         self.result: AttestationResult | None = None
         self.last_error: str | None = None
+        self.reverify_command: str | None = None  # for the last export
 
         self.header = widgets.HTML(
             f'<div style="{h.FONT};font-size:20px;font-weight:700;color:{h.INK}">'
@@ -202,29 +205,33 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
         self.banner.value = verdict_html(result)
 
     def export(self, directory: pathlib.Path | None = None) -> pathlib.Path | None:
-        """Write the last result as JSON and the raw document (``.cbor``); the JSON's path."""
+        """Write the last result with every file its re-verify command needs; the JSON's path.
+
+        Beside the JSON report: the raw document (``.cbor``), the commitment it was checked
+        against (``-commitment.json``) and, unless the root is AWS's pinned one, that root
+        (``-root.pem``: for the development CA, the file an LP trusts; still SIMULATED). The
+        command shown (:attr:`reverify_command`) names only those files and the instant the
+        document was checked at, so it gives the same verdict on any machine, later.
+        """
         result = self.result
         if result is None:
             self._show_error("Nothing to export yet: request an attestation first.")
             return None
         folder = pathlib.Path(directory) if directory is not None else self.export_dir
-        nonce_hex = "" if result.nonce is None else result.nonce.hex()
-        when = result.requested_at.astimezone(dt.UTC)
-        stem = f"attestation-{when:%Y%m%dT%H%M%SZ}-{nonce_hex[:8]}"
         try:
+            files = export_files(result)
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{stem}.cbor").write_bytes(result.document)
-            path = folder / f"{stem}.json"
-            path.write_text(json.dumps(result_to_json(result), indent=2, sort_keys=True) + "\n")
-        except OSError as exc:
-            self._show_error(f"Could not export to {folder}: {exc.strerror or exc}")
+            for name, data in files.items():
+                write_atomically(folder / name, data)
+        except (OSError, ZcbenchError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            self._show_error(f"Could not export to {folder}: {reason}")
             return None
+        self.reverify_command = reverify_command(result)
+        path = folder / next(reversed(files))  # the JSON report comes last
         self.status.value = h.notice(
-            f"Exported {path} (and the raw document {stem}.cbor). Re-verify it with: "
-            f"zcbench verify attestation {stem}.cbor --nonce {nonce_hex} "
-            "--commitment commitment.json"
-            + ("" if result.report.trust_root.kind == "aws" else " --trust "
-               + ("dev" if result.report.policy.trust == "dev" else "ROOT.pem")),
+            f"Exported {path} with {', '.join(n for n in files if n != path.name)}. Re-verify "
+            f"it (in {folder}) with: {self.reverify_command}",
             h.GREEN,
         )
         return path

@@ -23,8 +23,8 @@ from dataclasses import replace
 import ipywidgets as widgets
 
 from zcbench.errors import EnvError, UsageError, ZcbenchError
+from zcbench.report import html as h
 from zcbench.widgets import _charts
-from zcbench.widgets import _html as h
 from zcbench.widgets._liveattest import LiveEnclaveSource, running_enclave_backend
 from zcbench.widgets._localrun import LocalRunBackend
 from zcbench.widgets._runmodel import (

@@ -17,7 +17,7 @@ import polars as pl
 
 from zcbench.auditlog import RecordFilter
 from zcbench.errors import EnvError, UsageError, ZcbenchError
-from zcbench.widgets import _html as h
+from zcbench.report import html as h
 from zcbench.widgets.logbackend import AuditLogBackend, LogBackend, LogReportLike, ReplaySummary
 
 __all__ = [

@@ -1,22 +1,20 @@
-"""The attestation panel's views of one result: verdict banner, PCR table, chain, facts, JSON.
+"""Views of one attestation result as HTML: verdict banner, PCR table, chain, facts.
 
 Owns how a result is shown, and nothing about what it means: every word about the trust root
 comes from the result's ``trust_root`` (AWS, SIMULATED, or a custom root by fingerprint), every
-verdict from the verifier's report. Used by the panel and by the LP report.
+verdict from the verifier's report. Used by the LP report and by the attestation panel
+(:mod:`zcbench.widgets.attestation`). No widget toolkit is imported here.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from zcbench.widgets import _html as h
-from zcbench.widgets._attest_result import AttestationResult
+from zcbench.report import html as h
+from zcbench.report.attestation import AttestationResult
 
 __all__ = [
     "chain_html",
     "document_facts_html",
     "pcr_table_html",
-    "result_to_json",
     "verdict_html",
 ]
 
@@ -179,51 +177,3 @@ def document_facts_html(result: AttestationResult) -> str:
     else:
         pairs.append(("log checkpoint", "none in this document"))
     return h.facts(pairs)
-
-
-def result_to_json(result: AttestationResult) -> dict[str, Any]:
-    """Everything the panel shows, as a JSON-ready dict (what 'Export report' writes)."""
-    report = result.report
-    doc = report.document
-    cp = result.checkpoint
-    return {
-        "schema": "zcbench.attestation-report/1",
-        "verdict": result.verdict,
-        "simulated": report.simulated,
-        "trust_root": report.trust_root.to_dict(),
-        "warnings": list(report.warnings),
-        "failed_check": report.failed_check,
-        "message": report.message,
-        "expected": report.expected,
-        "actual": report.actual,
-        "root": report.root,
-        "pcrs_checked": report.pcrs_checked,
-        "checked_pcrs": list(report.checked_pcrs),
-        "checked_at": report.at.isoformat(),
-        "source": result.source,
-        "nonce": None if result.nonce is None else result.nonce.hex(),
-        "document": None
-        if doc is None
-        else {
-            "document_id": doc.document_id,
-            "module_id": doc.module_id,
-            "time": doc.time.isoformat(),
-            "nonce": None if doc.nonce is None else doc.nonce.hex(),
-            "public_key": None if doc.public_key is None else doc.public_key.hex(),
-            "pcrs": {str(i): v.hex() for i, v in sorted(doc.pcrs.items())},
-        },
-        "age_seconds": None if result.age is None else result.age.total_seconds(),
-        "expected_pcrs": {str(i): v.hex() for i, v in sorted(result.expected_pcrs.items())},
-        "chain": [
-            {
-                "subject": c.subject,
-                "issuer": c.issuer,
-                "not_before": c.not_before.isoformat(),
-                "not_after": c.not_after.isoformat(),
-                "sha256": c.sha256,
-            }
-            for c in report.chain
-        ],
-        "checkpoint": None if cp is None else cp.to_dict(),
-        "commitment": dict(result.commitment),
-    }

@@ -1,4 +1,4 @@
-"""Small HTML building blocks shared by the panels and the LP report.
+"""Small HTML building blocks shared by the LP report and the notebook panels.
 
 Everything the panels and the report show goes through :func:`esc`; nothing from a document, a
 log or an error message reaches the page unescaped. Styles are inline so the same fragments look
@@ -11,7 +11,26 @@ import datetime as dt
 import html
 from collections.abc import Iterable, Sequence
 
-__all__: list[str] = []
+__all__ = [
+    "AMBER",
+    "FONT",
+    "GREEN",
+    "GREY",
+    "INK",
+    "MONO",
+    "RED",
+    "banner",
+    "duration",
+    "esc",
+    "facts",
+    "heading",
+    "mono",
+    "notice",
+    "pill",
+    "table",
+    "unexpected",
+    "when",
+]
 
 GREEN = "#1b7f3b"
 RED = "#b3261e"

@@ -1,0 +1,179 @@
+"""The evidence pack of a real local run, archived to a real SeaweedFS server: every part is
+there, every printed re-verify command passes, and an edited table or run file is caught."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from _seaweed import SeaweedS3, running_seaweed
+from test_widgets_support import make_run
+
+from zcbench.auditlog import events_frame
+from zcbench.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedS3]:
+    with running_seaweed() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("evidence")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
+    try:
+        make_run(folder)
+    finally:
+        mp.undo()
+    return folder
+
+
+@pytest.fixture
+def archived(world: Path, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str]) -> Path:
+    """The run archived once (module state: the manifest stays beside the run)."""
+    monkeypatch.setenv("ZCBENCH_HOME", str(world / "home"))
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    run = world / "run"
+    if not (run / "archive.json").exists():
+        assert main(["archive", str(run), "--s3", seaweed.endpoint, "--bucket",
+                     "evidence-records", "--retain-days", "1900"]) == 0
+    capsys.readouterr()
+    return run
+
+
+def _commands(out: str) -> list[str]:
+    lines = out.splitlines()
+    start = lines.index("Re-verify each file with:") + 1
+    return [line.strip() for line in lines[start:]]
+
+
+def test_pack_of_an_archived_run_holds_each_part_and_each_command_verifies(
+    archived: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    pack = tmp_path / "pack"
+    assert main(["evidence", str(archived), "--out", str(pack), "--trust", "dev"]) == 0
+    commands = _commands(capsys.readouterr().out)
+    for name in ("runs", "algorithms", "orders", "controls", "control_events", "clock",
+                 "performance", "archive", "files"):
+        csv = pl.read_csv(pack / f"{name}.csv", infer_schema=False)
+        assert pl.read_parquet(pack / f"{name}.parquet").height == csv.height
+    html = (pack / "index.html").read_text()
+    assert "SIMULATED" in html
+    assert "RTS 25 limit chosen: algo" in html
+
+    runs = pl.read_parquet(pack / "runs.parquet")
+    [pcr0] = runs["pcr0"].to_list()
+    assert len(pcr0) == 96
+    assert runs["log_verdict"].to_list() == ["intact"]
+    algorithms = pl.read_parquet(pack / "algorithms.parquet")
+    commitment = json.loads((archived.parent / "build" / "commitment.json").read_text())
+    assert algorithms["pcr0"].to_list() == [commitment["pcrs"]["0"]] == [pcr0]
+
+    orders = pl.read_parquet(pack / "orders.parquet")
+    journal = [json.loads(line) for line in (archived / "journal.jsonl").read_text().splitlines()]
+    assert orders.height == len(journal) - 1 > 0
+    assert orders["in_signed_log"].all()
+    assert set(orders["pcr0"]) == {pcr0}
+    assert (orders["out_log_index"] % 2 == 0).all()  # OUT records follow their IN, from 1
+
+    clock = pl.read_parquet(pack / "clock.parquet")
+    assert clock.height == runs["entries"][0]
+    assert clock["flag"].str.contains("no error bound").all()  # never assumed within
+
+    # the run's PnL recomputed here from the signed log alone: verified fills, marked at the
+    # last logged price (the execution layer may have marked at quotes the strategy never
+    # declared, so the summary's figure is compared, not assumed)
+    performance = pl.read_parquet(pack / "performance.parquet")
+    events = events_frame(archived)
+    last: dict[str, int] = {}
+    for symbol, price, bid, ask in events.select(
+            "symbol", *(c if c in events.columns else pl.lit(None).alias(c)
+                        for c in ("price", "bid", "ask"))).iter_rows():
+        mark = price if price is not None else (bid + ask) // 2 if None not in (bid, ask) else None
+        if mark:
+            last[symbol] = mark
+    cash, held = 0, {}
+    for row in orders.filter(pl.col("event") == "fill").iter_rows(named=True):
+        signed = row["quantity"] if row["side"] == "buy" else -row["quantity"]
+        cash -= signed * row["price_ticks"]
+        held[row["symbol"]] = held.get(row["symbol"], 0) + signed
+    pnl = cash + sum(q * last[s] for s, q in held.items())
+    assert performance["pnl_ticks"].to_list() == [pnl]
+    summary = json.loads((archived / "summary.json").read_text())
+    assert performance["pnl_matches_summary"].to_list() == [pnl == summary["pnl_ticks"]]
+
+    archive = pl.read_parquet(pack / "archive.parquet")
+    manifest = json.loads((archived / "archive.json").read_text())
+    assert sorted(archive["version_id"]) == sorted(
+        o["version_id"] for a in manifest["archives"] for o in a["objects"])
+
+    files = pl.read_parquet(pack / "files.parquet")
+    assert set(files["verify_command"]) == set(commands)
+    kinds = " ".join(commands)
+    for needed in ("zcbench log verify", "zcbench verify attestation", "zcbench archive verify",
+                   "zcbench evidence verify"):
+        assert needed in kinds
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "zcbench"
+        assert main(argv[1:]) == 0, (command, capsys.readouterr())
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=pack, capture_output=True,
+                          text=True, check=False)
+    assert sums.returncode == 0, sums.stdout + sums.stderr
+
+
+def test_an_edited_table_or_run_file_fails_the_pack(
+    archived: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(archived, run)
+    pack = tmp_path / "pack"
+    assert main(["evidence", str(run), "--out", str(pack), "--trust", "dev"]) == 0
+    csv = pack / "orders.csv"
+    csv.write_text(csv.read_text().replace(",buy,", ",sell,", 1))
+    capsys.readouterr()
+    assert main(["evidence", "verify", str(pack), "--json"]) == 1
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert any(p.startswith("orders.csv: its SHA-256") for p in report["problems"])
+    assert "orders.csv differs from a rebuild from the run folders" in report["problems"]
+
+    # a forged journal row: the pack flags it as not in the signed log, and the old pack fails
+    journal = run / "journal.jsonl"
+    rows = journal.read_text().splitlines()
+    forged = json.loads(rows[1])
+    forged["quantity"] = forged["quantity"] + 1
+    journal.write_text("\n".join([*rows, json.dumps(forged)]) + "\n")
+    second = tmp_path / "pack2"
+    assert main(["evidence", str(run), "--out", str(second), "--trust", "dev"]) == 0
+    orders = pl.read_parquet(second / "orders.parquet")
+    assert orders["in_signed_log"].to_list()[-1] is False
+    assert orders["in_signed_log"].sum() == orders.height - 1
+    assert main(["evidence", "verify", str(pack)]) == 1
+    assert "files.csv differs" in capsys.readouterr().out
+
+
+def test_refusals(archived: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evidence", str(archived), "--out", str(archived / "pack"),
+                 "--trust", "dev"]) == 2
+    assert "inside the run folder" in capsys.readouterr().err
+    assert not (archived / "pack").exists()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("x")
+    assert main(["evidence", str(archived), "--out", str(tmp_path / "used"),
+                 "--trust", "dev"]) == 2
+    assert main(["evidence", "verify", str(tmp_path / "used")]) == 2
+    assert main(["evidence", str(archived)]) == 2

@@ -1,0 +1,80 @@
+"""The verified tear sheet on a case small enough to compute by hand, and the deflated Sharpe
+ratio against its formula written out independently."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import polars as pl
+import pytest
+
+from zcbench.errors import UsageError
+from zcbench.evidence.tearsheet import deflated_sharpe, marks_by_batch, tear_sheet
+
+S = 10**9
+
+
+def _case() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    # one symbol X marked 100, 110, 99, 121 over four batches; buy 10 at 100 in the first,
+    # sell 10 at 99 in the third; capital 10,000 ticks
+    fills = pl.DataFrame({"seq": [0, 2], "symbol": ["X", "X"], "side": ["buy", "sell"],
+                          "quantity": [10, 10], "price_ticks": [100, 99]})
+    marks = pl.DataFrame({"seq": [0, 1, 2, 3], "symbol": ["X"] * 4,
+                          "price_ticks": [100, 110, 99, 121]})
+    ends = pl.DataFrame({"seq": [0, 1, 2, 3], "end_ns": [0, 1 * S, 2 * S, 3 * S]})
+    return fills, marks, ends
+
+
+def test_hand_computed_case() -> None:
+    fills, marks, ends = _case()
+    sheet = tear_sheet(fills, marks, ends, capital_ticks=10_000, periods_per_year=4.0)
+    # equity after each batch, by hand: 10,000; 10,100; 9,990; 9,990
+    curve = [10_000, 10_000, 10_100, 9_990, 9_990]
+    returns = [curve[i + 1] / curve[i] - 1 for i in range(4)]
+    assert sheet.pnl_ticks == -10
+    assert sheet.total_return == pytest.approx(-0.001)
+    assert sheet.max_drawdown == pytest.approx(110 / 10_100)
+    assert sheet.max_drawdown_duration_s == pytest.approx(2.0)  # peak at 1 s, not regained by 3 s
+    assert sheet.exposure == pytest.approx(0.5)  # open after batches 0 and 1
+    assert sheet.turnover == pytest.approx((1_000 + 990) / 10_000)
+    per_batch = statistics.mean(returns) / statistics.stdev(returns)
+    assert sheet.sharpe_per_batch == pytest.approx(per_batch)
+    assert sheet.sharpe == pytest.approx(per_batch * 2)  # sqrt(4 periods a year)
+    assert sheet.volatility == pytest.approx(statistics.stdev(returns) * 2)
+    assert sheet.n_batches == 4
+    assert sheet.n_fills == 2
+    assert sheet.deflated_sharpe is not None
+    assert 0.0 < sheet.deflated_sharpe < 0.5  # a losing run: below even odds of skill
+
+
+def test_marks_follow_the_execution_rule() -> None:
+    events = pl.DataFrame({
+        "seq": [0, 0, 0, 1], "symbol": ["A", "A", "B", "A"],
+        "price": [None, 101, None, None], "bid": [99, None, 50, 200], "ask": [101, None, 52, 202],
+    })
+    marks = marks_by_batch(events)
+    assert marks.rows() == [(0, "A", 101), (0, "B", 51), (1, "A", 201)]
+
+
+def _psr(sr: float, n: int, skew: float, kurt: float, sr0: float) -> float:
+    z = (sr - sr0) * math.sqrt(n - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr * sr)
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def test_deflated_sharpe_formula_and_trials() -> None:
+    assert deflated_sharpe(0.1, 250) == pytest.approx(_psr(0.1, 250, 0.0, 3.0, 0.0))
+    # SR0 for 100 trials of variance 0.01, from the expected maximum of 100 normal draws
+    gamma = 0.5772156649015329
+    inv = statistics.NormalDist().inv_cdf
+    sr0 = 0.1 * ((1 - gamma) * inv(1 - 1 / 100) + gamma * inv(1 - 1 / (100 * math.e)))
+    got = deflated_sharpe(0.3, 250, skew=-0.5, kurtosis=5.0, trials=100,
+                          trial_sharpe_variance=0.01)
+    assert got == pytest.approx(_psr(0.3, 250, -0.5, 5.0, sr0))
+    more = [deflated_sharpe(0.3, 250, trials=n, trial_sharpe_variance=0.01)
+            for n in (1, 10, 100, 1000)]
+    assert more == sorted(more, reverse=True)  # more trials, less confidence
+    with pytest.raises(UsageError):
+        deflated_sharpe(0.1, 1)
+    with pytest.raises(UsageError):
+        tear_sheet(*_case(), capital_ticks=0)

@@ -1,0 +1,152 @@
+"""Live runs held to the ledger: a run appends run-start and run-end and its log verifies
+against the ledger; a build announced with a notice, or revoked, never serves; a run the
+ledger does not hold fails the LP's check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import zcbench.examples.order_flow as order_flow
+from zcbench.auditlog.verify import check_log, nitro_boot_verifier
+from zcbench.cli import main
+from zcbench.host import ReplaySource
+from zcbench.host.live import ModuleImage, run_live
+from zcbench.ledger import Ledger, LedgerKeyRefused, ServeRefused
+from zcbench.ledger.runs import LedgerRunHook, check_run_at
+from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
+
+pytestmark = pytest.mark.slow
+
+ORIGIN = "acme.example/zcbench/order-flow"
+IMAGE = ModuleImage(Path(order_flow.__file__))
+
+
+def _source() -> ReplaySource:
+    return ReplaySource(generate_ticks(SyntheticConfig(rate=2_000, duration_s=1.0), seed=3),
+                        BatchSpec(count=50))  # 40 batches: on_progress every 20
+
+
+def _run(ledger_dir: Path, run_dir: Path) -> LedgerRunHook:
+    hook = LedgerRunHook(ledger_dir, run_dir, checkpoint_interval_s=0.0)
+    summary = run_live(IMAGE, run_dir, _source(), on_booted=hook.booted,
+                       on_progress=hook.progress)
+    assert summary.status == "completed", summary.reason
+    hook.end()
+    return hook
+
+
+def test_runs_in_the_ledger_and_the_lp_holds_a_run_to_it(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    pcr0 = IMAGE.expected_pcrs()[0]
+    ledger_dir = tmp_path / "ledger"
+    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
+                commitment_sha256=b"\x01" * 32).close()
+    shutil.copytree(ledger_dir, tmp_path / "empty-ledger")
+    first = _run(ledger_dir, tmp_path / "run1")
+    assert first.appended[0] == "run-start"
+    assert first.appended[-1] == "run-end"
+    assert "run-checkpoint" in first.appended
+    second = _run(ledger_dir, tmp_path / "run2")
+    with Ledger.open(ledger_dir) as ledger:
+        runs = list(ledger.state.runs.values())
+        assert [r.origin for r in runs] == [first.origin, second.origin]
+        assert all(r.ended for r in runs)
+        # run 2's run-start names run 1's final checkpoint: no run can be left out
+        start2 = ledger.entries[runs[1].start_index].body
+        assert start2.previous_checkpoint == runs[0].last_checkpoint  # type: ignore[union-attr]
+        summary = (tmp_path / "run2" / "summary.json").read_bytes()
+        assert runs[1].summary_sha256 == hashlib.sha256(summary).digest()
+    pcrs = IMAGE.expected_pcrs()
+    for run in ("run1", "run2"):
+        report = check_log(tmp_path / run, trust="dev", boot_verifier=nitro_boot_verifier(pcrs))
+        assert report.verified
+        held = check_run_at(ledger_dir, tmp_path / run, report)
+        assert held.ok, held.message
+        missing = check_run_at(tmp_path / "empty-ledger", tmp_path / run, report)
+        assert not missing.ok
+        assert missing.failed == "run_start"
+    # the CLI: log verify RUN --ledger DIR
+    assert main(["log", "verify", str(tmp_path / "run1"), "--trust", "dev", "--ledger",
+                 str(ledger_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ledger"]["ok"]
+    assert main(["log", "verify", str(tmp_path / "run1"), "--trust", "dev", "--ledger",
+                 str(tmp_path / "empty-ledger")]) == 1
+    assert "no run-start" in capsys.readouterr().out
+
+
+def test_a_build_not_yet_valid_or_revoked_never_serves(tmp_path: Path) -> None:
+    pcr0 = IMAGE.expected_pcrs()[0]
+    other = hashlib.sha384(b"the live build").digest()
+    ledger_dir = tmp_path / "ledger"
+    with Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=other,
+                     commitment_sha256=b"\x01" * 32) as ledger:
+        ledger.announce(pcr0, b"\x02" * 32, notice_ns=7 * 86_400 * 10**9)
+    hook = LedgerRunHook(ledger_dir, tmp_path / "run")
+    with pytest.raises(LedgerKeyRefused, match="valid only from"):
+        run_live(IMAGE, tmp_path / "run", _source(), on_booted=hook.booted)
+    assert not (tmp_path / "run").exists()  # it served nothing: the run folder is gone
+    with Ledger.open(ledger_dir) as ledger:
+        ledger.revoke(pcr0, reason="withdrawn before valid_from")
+        assert len(ledger.state.runs) == 0
+    with pytest.raises(LedgerKeyRefused, match="revoked"):
+        run_live(IMAGE, tmp_path / "run", _source(),
+                 on_booted=LedgerRunHook(ledger_dir, tmp_path / "run").booted)
+    # the gate itself: allowed now, but no run-start for this run
+    from zcbench.ledger.runs import check_serve
+
+    with Ledger.open(ledger_dir) as ledger, pytest.raises(ServeRefused) as info:
+        check_serve(ledger, other, "zcbench/" + other.hex()[:16] + "/r", at_ns=2**62)
+    assert info.value.check == "serve_run_start"
+
+
+def test_every_acknowledged_entry_survives_a_kill(tmp_path: Path) -> None:
+    """A writer killed (SIGKILL) while appending: every entry it acknowledged is there after
+    reopening, the ledger verifies, and appending goes on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from zcbench.ledger.verify import check_ledger
+
+    ledger_dir = tmp_path / "ledger"
+    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=hashlib.sha384(b"0").digest(),
+                commitment_sha256=b"\x01" * 32).close()
+    script = (
+        "import hashlib, sys\n"
+        "from pathlib import Path\n"
+        "from zcbench.ledger import Ledger\n"
+        "ledger = Ledger.open(Path(sys.argv[1]))\n"
+        "for i in range(1, 100000):\n"
+        "    a = ledger.announce(hashlib.sha384(str(i).encode()).digest(), b'\\x02' * 32,"
+        " notice_ns=0)\n"
+        "    print(a.entry.index, flush=True)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(ledger_dir)],
+                               stdout=subprocess.PIPE, env={**os.environ})
+    assert process.stdout is not None
+    acknowledged = 0
+    deadline = time.monotonic() + 60
+    while acknowledged < 15 and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        acknowledged = int(line)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stdout.close()
+    assert acknowledged >= 15
+    report = check_ledger(ledger_dir)
+    assert report.ok, report.message
+    assert report.size >= acknowledged + 1
+    with Ledger.open(ledger_dir) as ledger:
+        assert ledger.size >= acknowledged + 1
+        ledger.announce(hashlib.sha384(b"after").digest(), b"\x02" * 32, notice_ns=0)
+    assert check_ledger(ledger_dir).ok

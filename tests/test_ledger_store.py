@@ -1,0 +1,337 @@
+"""The ledger: entries, rules (announce, notice, revoke, the allowed set), storage and recovery,
+the sealed ledger key, and runs in the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from zcbench.auditlog import LogDamageError, NoteError
+from zcbench.auditlog.checkpoint import LogSigner, log_origin
+from zcbench.ledger._errors import LedgerFormatError, LedgerKeyRefused, LedgerRuleError
+from zcbench.ledger.entries import (
+    MAX_ENTRY_BYTES,
+    CommitmentEntry,
+    RevocationEntry,
+    RunCheckpointEntry,
+    RunEndEntry,
+    RunStartEntry,
+    decode_entry,
+    encode_entry,
+)
+from zcbench.ledger.key import kms_ledger_key_policy
+from zcbench.ledger.store import Ledger, checkpoint_of
+
+T0 = 1_700_000_000 * 10**9
+P0 = hashlib.sha384(b"build 0").digest()
+P1 = hashlib.sha384(b"build 1").digest()
+P2 = hashlib.sha384(b"build 2").digest()
+ORIGIN = "acme.example/zcbench/ma-crossover"
+
+
+def make(tmp_path: Path) -> Ledger:
+    return Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+                       commitment_sha256=b"\x01" * 32, at_ns=T0)
+
+
+def test_entries_round_trip_and_are_strict() -> None:
+    bodies = [
+        CommitmentEntry(P0, b"\x01" * 32, T0),
+        RevocationEntry(P1, "withdrawn"),
+        RunStartEntry(P0, "zcbench/" + P0.hex()[:16] + "/r1", "v+00000000+AA", b"\x02" * 32,
+                      None),
+        RunCheckpointEntry("o", b"note\n"),
+        RunEndEntry("o", b"note\n", b"\x03" * 32),
+    ]
+    for i, body in enumerate(bodies):
+        data = encode_entry(index=i, time_ns=T0, body=body)
+        entry = decode_entry(data)
+        assert (entry.index, entry.time_ns, entry.body) == (i, T0, body)
+        doc = cbor2.loads(data)
+        for bad in (
+            {**doc, "extra": 1},
+            {**doc, "v": 2},
+            {**doc, "type": "upgrade"},
+            {**doc, "body": {**doc["body"], "more": 1}},
+            {**doc, "index": -1},
+        ):
+            with pytest.raises(LedgerFormatError):
+                decode_entry(cbor2.dumps(bad, canonical=True))
+        with pytest.raises(LedgerFormatError):
+            decode_entry(cbor2.dumps(doc, canonical=False) if list(doc) != sorted(
+                doc, key=lambda k: (len(k), k)) else data + b"\x00")
+    with pytest.raises(LedgerFormatError, match="exceeds"):
+        decode_entry(b"\xa5" + b"\x00" * MAX_ENTRY_BYTES)
+    with pytest.raises(ValueError, match="pcr0"):
+        encode_entry(index=0, time_ns=T0, body=CommitmentEntry(bytes(48), b"\x01" * 32, T0))
+    # the field bounds keep the largest entry of any type inside the tlog-tiles bound
+    largest = encode_entry(index=2**64 - 1, time_ns=-(2**63),
+                           body=RunEndEntry("o" * 1024, b"n" * 16_384, b"\x03" * 32))
+    assert len(largest) < MAX_ENTRY_BYTES
+    with pytest.raises(ValueError, match="final_checkpoint"):
+        encode_entry(index=0, time_ns=T0, body=RunEndEntry("o", b"n" * 16_385, b"\x03" * 32))
+
+
+def test_genesis_announce_notice_and_allowed_set(tmp_path: Path) -> None:
+    ledger = make(tmp_path)
+    assert [v.pcr0 for v in ledger.state.allowed(T0)] == [P0]
+    ledger.announce(P1, b"\x02" * 32, notice_ns=60 * 10**9, at_ns=T0 + 10)
+    valid_from = T0 + 10 + 60 * 10**9
+    assert [v.pcr0 for v in ledger.state.allowed(valid_from - 1)] == [P0]
+    assert [v.pcr0 for v in ledger.state.allowed(valid_from)] == [P0, P1]
+    assert ledger.state.live(valid_from).pcr0 == P1  # type: ignore[union-attr]
+    # the successor cannot get the key before valid_from, and gets it after
+    with pytest.raises(LedgerKeyRefused, match="valid only from"):
+        ledger.key.release(P1, ledger.state, valid_from - 1)
+    assert ledger.key.release(P1, ledger.state, valid_from).vkey == ledger.vkey
+    with pytest.raises(LedgerKeyRefused, match="not announced"):
+        ledger.key.release(P2, ledger.state, valid_from)
+    statement = kms_ledger_key_policy(ledger.state, principal_arn="arn:aws:iam::1:role/r",
+                                      at_ns=valid_from)
+    condition = statement["Condition"]["StringEqualsIgnoreCase"]
+    assert sorted(condition["kms:RecipientAttestation:ImageSha384"]) == sorted(
+        [P0.hex(), P1.hex()])
+    ledger.close()
+
+
+def test_rules_refuse_with_their_reason_and_leave_the_ledger_unchanged(tmp_path: Path) -> None:
+    ledger = make(tmp_path)
+    ledger.announce(P1, b"\x02" * 32, notice_ns=100, at_ns=T0 + 10)
+    size, notes = ledger.size, ledger.checkpoint_notes()
+    cases = [
+        (lambda: ledger.append(CommitmentEntry(P2, b"\x03" * 32, T0 + 19), at_ns=T0 + 20),
+         "valid_from"),
+        (lambda: ledger.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 20),
+         "announced_twice"),
+        (lambda: ledger.revoke(P0, at_ns=T0 + 20), "revoke_live"),
+        (lambda: ledger.revoke(P2, at_ns=T0 + 20), "revoke_unknown"),
+        (lambda: ledger.append(CommitmentEntry(P2, b"\x03" * 32, T0 + 5), at_ns=T0 + 5),
+         "entry_time"),
+    ]
+    for attempt, check in cases:
+        with pytest.raises(LedgerRuleError) as info:
+            attempt()
+        assert info.value.check == check
+        assert (ledger.size, ledger.checkpoint_notes()) == (size, notes)
+    # a revoked announcement never can: neither the key, nor a run, nor a second announcement
+    ledger.revoke(P1, reason="bad build", at_ns=T0 + 50)
+    with pytest.raises(LedgerKeyRefused):
+        ledger.key.release(P1, ledger.state, T0 + 10**12)
+    with pytest.raises(LedgerRuleError) as info:
+        ledger.revoke(P1, at_ns=T0 + 60)
+    assert info.value.check == "revoked_twice"
+    with pytest.raises(LedgerRuleError):
+        ledger.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 60)
+    # a retired version may be revoked once its successor is live
+    ledger.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 70)
+    ledger.revoke(P0, at_ns=T0 + 80)
+    assert [v.pcr0 for v in ledger.state.allowed(T0 + 80)] == [P2]
+    assert [v.pcr0 for v in ledger.state.allowed(T0 + 75)] == [P0, P2]  # history is kept
+    ledger.close()
+    reopened = Ledger.open(tmp_path / "ledger")
+    assert reopened.size == 5
+    assert [v.pcr0 for v in reopened.state.allowed(T0 + 80)] == [P2]
+    reopened.close()
+
+
+def test_ledger_key_is_sealed_and_checkpoints_verify(tmp_path: Path) -> None:
+    ledger = make(tmp_path)
+    sealed = (tmp_path / "ledger" / "ledger-key.sealed").read_bytes()
+    assert (tmp_path / "ledger" / "ledger-key.sealed").stat().st_mode & 0o077 == 0
+    signer = ledger.key.release(P0, ledger.state, T0)
+    seed = signer._signer.private_key.private_bytes_raw()
+    assert seed not in sealed
+    note = ledger.latest_checkpoint()
+    assert checkpoint_of(note, ledger.vkey).size == 1
+    forged = LogSigner(Ed25519PrivateKey.generate(), ORIGIN).sign(1, checkpoint_of(
+        note, ledger.vkey).root)
+    with pytest.raises(NoteError):
+        checkpoint_of(forged, ledger.vkey)
+    ledger.close()
+    # reopening checks the newest checkpoint's signature: a forged one is refused
+    cp_file = tmp_path / "ledger" / "log" / "checkpoints.zlog"
+    from zcbench.auditlog._frames import frame
+
+    with cp_file.open("ab") as out:
+        out.write(frame(forged))
+    with pytest.raises(NoteError):
+        Ledger.open(tmp_path / "ledger")
+
+
+def run_log(pcr0: bytes, run_id: str) -> tuple[LogSigner, str]:
+    origin = log_origin(pcr0, run_id)
+    return LogSigner(Ed25519PrivateKey.generate(), origin), origin
+
+
+def test_runs_chain_and_a_hidden_run_is_refused(tmp_path: Path) -> None:
+    ledger = make(tmp_path)
+    signer, origin = run_log(P0, "run-1")
+    ledger.append(RunStartEntry(P0, origin, signer.vkey, b"\x05" * 32, None), at_ns=T0 + 1)
+    cp3 = signer.sign(3, b"\x07" * 32)
+    ledger.append(RunCheckpointEntry(origin, cp3), pcr0=P0, at_ns=T0 + 2)
+    with pytest.raises(LedgerRuleError) as info:
+        ledger.append(RunCheckpointEntry(origin, signer.sign(2, b"\x08" * 32)), at_ns=T0 + 3)
+    assert info.value.check == "run_rollback"
+    other = LogSigner(Ed25519PrivateKey.generate(), origin)
+    with pytest.raises(LedgerRuleError) as info:
+        ledger.append(RunCheckpointEntry(origin, other.sign(4, b"\x08" * 32)), at_ns=T0 + 3)
+    assert info.value.check == "run_checkpoint"
+    final = signer.sign(5, b"\x09" * 32)
+    ledger.append(RunEndEntry(origin, final, b"\x0a" * 32), at_ns=T0 + 4)
+    signer2, origin2 = run_log(P0, "run-2")
+    # run 2 must name run 1's final checkpoint: naming none hides run 1
+    with pytest.raises(LedgerRuleError) as info:
+        ledger.append(RunStartEntry(P0, origin2, signer2.vkey, b"\x06" * 32, None), at_ns=T0 + 5)
+    assert info.value.check == "run_previous_checkpoint"
+    ledger.append(RunStartEntry(P0, origin2, signer2.vkey, b"\x06" * 32, final), at_ns=T0 + 5)
+    # a PCR0 not allowed cannot start a run
+    signer3, origin3 = run_log(P1, "run-3")
+    with pytest.raises(LedgerRuleError) as info:
+        ledger.append(RunStartEntry(P1, origin3, signer3.vkey, b"\x06" * 32, None),
+                      pcr0=P0, at_ns=T0 + 6)
+    assert info.value.check == "run_pcr0_allowed"
+    assert ledger.state.runs[origin].ended
+    assert not ledger.state.runs[origin2].ended
+    ledger.close()
+
+
+def test_torn_tail_is_cut_and_reported_mid_damage_refused(tmp_path: Path) -> None:
+    ledger = make(tmp_path)
+    ledger.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1)
+    ledger.close()
+    segment = tmp_path / "ledger" / "log" / "seg-00000000.zlog"
+    whole = segment.read_bytes()
+    with segment.open("ab") as out:
+        out.write(b"\x00\x00\x01\x00\xa5partial")  # a frame the crash cut short
+    reopened = Ledger.open(tmp_path / "ledger")
+    assert reopened.recovery.classification == "torn_tail"
+    assert segment.read_bytes() == whole
+    assert reopened.size == 2
+    reopened.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 2)
+    reopened.close()
+    data = bytearray(segment.read_bytes())
+    data[40] ^= 0x01  # inside the first entry, whole entries follow
+    segment.write_bytes(bytes(data))
+    with pytest.raises(LogDamageError, match="corrupt"):
+        Ledger.open(tmp_path / "ledger")
+
+
+def test_entries_written_by_anything_but_the_rules_are_refused_on_open(tmp_path: Path) -> None:
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger.entries import LEDGER_ENTRIES
+
+    ledger = make(tmp_path)
+    ledger.close()
+    store = LogStore.open(tmp_path / "ledger" / "log", codec=LEDGER_ENTRIES)
+    store.append([encode_entry(index=1, time_ns=T0 + 1,
+                               body=CommitmentEntry(P1, b"\x02" * 32, T0))])  # valid_from < append
+    store.sync()
+    store.close()
+    from zcbench.ledger._errors import LedgerVerificationError
+
+    with pytest.raises(LedgerVerificationError, match="valid from"):
+        Ledger.open(tmp_path / "ledger")
+
+
+def test_init_refuses_a_used_folder_and_a_bad_origin(tmp_path: Path) -> None:
+    from zcbench.errors import UsageError
+
+    make(tmp_path).close()
+    with pytest.raises(UsageError, match="new folder"):
+        make(tmp_path)
+    with pytest.raises(UsageError, match="origin"):
+        Ledger.init(tmp_path / "x", origin="no-slashes", genesis_pcr0=P0,
+                    commitment_sha256=b"\x01" * 32)
+
+
+def test_an_entry_written_before_a_crash_is_checkpointed_by_the_next_append(
+        tmp_path: Path) -> None:
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger.entries import LEDGER_ENTRIES
+    from zcbench.ledger.verify import check_ledger
+
+    make(tmp_path).close()
+    # the crash: the entry is durable, its checkpoint was never signed
+    store = LogStore.open(tmp_path / "ledger" / "log", codec=LEDGER_ENTRIES)
+    store.append([encode_entry(index=1, time_ns=T0 + 1,
+                               body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1))])
+    store.sync()
+    store.close()
+    report = check_ledger(tmp_path / "ledger")
+    assert report.ok
+    assert any("not checkpointed" in w for w in report.warnings)
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.size == 2
+        ledger.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 2)
+        assert checkpoint_of(ledger.latest_checkpoint(), ledger.vkey).size == 3
+    assert not any("not checkpointed" in w for w in check_ledger(tmp_path / "ledger").warnings)
+
+
+def test_two_writers_take_turns(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    first = Ledger.open(tmp_path / "ledger")
+    second = Ledger.open(tmp_path / "ledger")
+    first.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1)
+    appended = second.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 2)
+    assert appended.entry.index == 2  # the second writer read the first's entry before its own
+    with pytest.raises(LedgerRuleError):
+        first.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 3)  # and so does the first
+    first.close()
+    second.close()
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert [v.pcr0 for v in ledger.state.versions.values()] == [P0, P1, P2]
+
+
+def test_the_broker_opens_a_sealed_secret_only_under_its_name(tmp_path: Path) -> None:
+    from zcbench.keys import KeyReleaseRefused, LocalKeyBroker
+
+    broker = LocalKeyBroker()
+    blob = broker.seal_secret("ledger.a", b"\x05" * 32)
+    assert broker.open_secret(blob, "ledger.a") == b"\x05" * 32
+    with pytest.raises(KeyReleaseRefused):
+        broker.open_secret(blob, "ledger.b")
+    with pytest.raises(KeyReleaseRefused):
+        broker.open_secret(blob[:-1] + bytes([blob[-1] ^ 1]), "ledger.a")
+    assert any("not the secret" in r.reason for r in broker.refusals())
+    with pytest.raises(KeyReleaseRefused):  # another broker (another home) cannot open it
+        LocalKeyBroker(tmp_path / "other-broker").open_secret(blob, "ledger.a")
+
+
+def test_the_run_hook_reads_only_whole_new_checkpoints(tmp_path: Path) -> None:
+    from zcbench.auditlog._frames import frame
+    from zcbench.auditlog.records import encode_record
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger.runs import LedgerRunHook
+
+    ledger = make(tmp_path)
+    signer, origin = run_log(P0, "run-1")
+    ledger.append(RunStartEntry(P0, origin, signer.vkey, b"\x05" * 32, None), at_ns=T0 + 1)
+    ledger.close()
+    run_dir = tmp_path / "run"
+    store = LogStore.create(run_dir / "log")
+    store.append([encode_record(index=0, kind="note", body=b"x", time_ns=T0)])
+    store.sync()
+    store.add_checkpoint(signer.sign(1, store.root()))
+    store.close()
+    hook = LedgerRunHook(tmp_path / "ledger", run_dir, checkpoint_interval_s=0.0,
+                         clock=lambda: T0 + 2, pcr0=P0, origin=origin)
+    hook.progress()
+    assert hook.appended == ["run-checkpoint"]
+    hook.progress()  # nothing new
+    assert hook.appended == ["run-checkpoint"]
+    whole = frame(signer.sign(2, b"\x07" * 32))
+    path = run_dir / "log" / "checkpoints.zlog"
+    with path.open("ab") as out:
+        out.write(whole[:50])  # the host is still writing this frame
+    hook.progress()
+    assert hook.appended == ["run-checkpoint"]
+    with path.open("ab") as out:
+        out.write(whole[50:])
+    hook.progress()
+    assert hook.appended == ["run-checkpoint", "run-checkpoint"]
+    with Ledger.open(tmp_path / "ledger") as reopened:
+        assert reopened.state.runs[origin].last_size == 2

@@ -1,0 +1,271 @@
+"""The paper venue: order types, time in force, cancel/replace, quoted size, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zcbench.errors import DataError
+from zcbench.strategy import Signal
+from zcbench.venue import Cancel, Execution, Order, PaperVenue, Replace, order_from_signal
+
+DAY = 86_400 * 1_000_000_000
+T0 = 1_704_186_000 * 1_000_000_000
+
+
+def quote(ts: int, bid: int, ask: int, bid_size: int = 100, ask_size: int = 100, sym: str = "AAA"):
+    return pl.DataFrame(
+        {
+            "ts": [ts],
+            "symbol": [sym],
+            "kind": ["quote"],
+            "bid": [bid],
+            "ask": [ask],
+            "bid_size": [bid_size],
+            "ask_size": [ask_size],
+        }
+    )
+
+
+def trade(ts: int, price: int, size: int, sym: str = "AAA") -> pl.DataFrame:
+    return pl.DataFrame(
+        {"ts": [ts], "symbol": [sym], "kind": ["trade"], "price": [price], "size": [size]}
+    )
+
+
+def order(cid: str, side: str = "buy", qty: int = 10, **kw: object) -> Order:
+    return Order(cl_ord_id=cid, symbol=kw.pop("symbol", "AAA"), side=side, quantity=qty, **kw)  # type: ignore[arg-type]
+
+
+def kinds(execs: list[Execution]) -> list[tuple[str, str, int]]:
+    return [(e.exec_type, e.ord_status, e.last_qty) for e in execs]
+
+
+def test_market_ioc_partial_against_quoted_size() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101, ask_size=30))
+    out = v.submit(order("a", qty=50))
+    assert kinds(out) == [
+        ("new", "new", 0),
+        ("trade", "partially_filled", 30),
+        ("canceled", "canceled", 0),
+    ]
+    assert out[1].last_px == 101
+    assert out[2].cum_qty == 30
+    assert out[2].leaves_qty == 0
+    assert v.positions == {"AAA": 30}
+    # the liquidity is used up until the next event of the symbol
+    assert kinds(v.submit(order("b", qty=5)))[1:] == [("canceled", "canceled", 0)]
+
+
+def test_limit_gtc_rests_then_fills_partly_then_fully() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101))
+    out = v.submit(order("a", qty=50, ord_type="limit", limit_price=100, tif="GTC"))
+    assert kinds(out) == [("new", "new", 0)]
+    assert [o.order.cl_ord_id for o in v.open_orders()] == ["a"]
+    out = v.on_market(quote(T0 + 1, 98, 100, ask_size=20))
+    assert kinds(out) == [("trade", "partially_filled", 20)]
+    assert out[0].last_px == 100
+    out = v.on_market(trade(T0 + 2, 99, 1_000))
+    assert kinds(out) == [("trade", "filled", 30)]
+    assert out[0].cum_qty == 50
+    assert out[0].cum_notional == 20 * 100 + 30 * 99
+    assert v.open_orders() == []
+
+
+def test_fok_all_or_nothing() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101, ask_size=30))
+    assert kinds(v.submit(order("a", qty=31, tif="FOK"))) == [
+        ("new", "new", 0),
+        ("canceled", "canceled", 0),
+    ]
+    assert kinds(v.submit(order("b", qty=30, tif="FOK"))) == [
+        ("new", "new", 0),
+        ("trade", "filled", 30),
+    ]
+
+
+def test_stop_and_stop_limit_trigger() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101))
+    assert kinds(v.submit(order("s", qty=5, ord_type="stop", stop_price=105, tif="GTC"))) == [
+        ("new", "new", 0)
+    ]
+    assert v.on_market(quote(T0 + 1, 102, 104)) == []
+    out = v.on_market(quote(T0 + 2, 104, 106))
+    assert kinds(out) == [("trade", "filled", 5)]
+    assert out[0].last_px == 106
+    # a sell stop-limit: triggers at bid <= 95, then fills only at 94 or better
+    v.submit(
+        order("sl", "sell", 5, ord_type="stop_limit", stop_price=95, limit_price=94, tif="DAY")
+    )
+    assert v.on_market(quote(T0 + 3, 93, 96)) == []  # triggered, but bid 93 is below the limit
+    out = v.on_market(quote(T0 + 4, 94, 96))
+    assert kinds(out) == [("trade", "filled", 5)]
+    assert out[0].last_px == 94
+
+
+def test_day_expires_at_the_next_utc_day() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101))
+    v.submit(order("d", qty=5, ord_type="limit", limit_price=90, tif="DAY"))
+    v.submit(order("g", qty=5, ord_type="limit", limit_price=90, tif="GTC"))
+    assert v.on_market(quote(T0 + 1000, 99, 101)) == []
+    day2 = (T0 // DAY + 1) * DAY
+    out = v.on_market(quote(day2, 99, 101))
+    assert kinds(out) == [("expired", "expired", 0)]
+    assert out[0].cl_ord_id == "d"
+    assert [o.order.cl_ord_id for o in v.open_orders()] == ["g"]
+
+
+def test_cancel_and_replace() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101, ask_size=10))
+    v.submit(order("a", qty=50, ord_type="limit", limit_price=101, tif="GTC"))  # 10 fill
+    out = v.replace(Replace("a2", "a", quantity=40, limit_price=100))
+    assert kinds(out) == [("replaced", "partially_filled", 0)]
+    assert out[0].orig_cl_ord_id == "a"
+    assert out[0].order_id == "PO1"
+    assert out[0].leaves_qty == 30
+    assert kinds(v.replace(Replace("a3", "a2", quantity=10))) == [
+        ("cancel_rejected", "partially_filled", 0)
+    ]
+    out = v.cancel(Cancel("c1", "a2"))
+    assert kinds(out) == [("canceled", "canceled", 0)]
+    assert out[0].cum_qty == 10
+    bad = v.cancel(Cancel("c2", "a2"))
+    assert bad[0].exec_type == "cancel_rejected"
+    assert "no open order a2" in bad[0].text
+    assert "unknown order zz" in v.cancel(Cancel("c3", "zz"))[0].text
+
+
+def test_rejects_named() -> None:
+    v = PaperVenue()
+    assert v.submit(order("a"))[0].text == "no market yet for AAA"
+    v.on_market(quote(T0, 99, 101))
+    out = v.submit(order("a"))
+    assert out[0].exec_type == "rejected"
+    assert "repeated ClOrdID a" in out[0].text
+
+
+def test_order_validation() -> None:
+    with pytest.raises(DataError, match="needs limit price"):
+        order("x", ord_type="limit")
+    with pytest.raises(DataError, match="DAY or GTC"):
+        order("x", ord_type="stop", stop_price=5, tif="IOC")
+    with pytest.raises(DataError, match="ClOrdID"):
+        order("bad id with spaces")
+    with pytest.raises(DataError, match="time in force"):
+        order("x", tif="GTD")
+
+
+def test_order_from_signal_hints() -> None:
+    s = Signal("AAA", "buy", 3, 100, hints=(("tif", "GTC"),))
+    o = order_from_signal(s, cl_ord_id="r:7:0", log_index=7, signal_pos=0)
+    assert (o.ord_type, o.tif, o.limit_price, o.log_index) == ("limit", "GTC", 100, 7)
+    assert len(o.signal_hash) == 64
+    hints = (("order_type", "stop"), ("stop_price", 90), ("tif", "DAY"))
+    stop = Signal("AAA", "sell", 3, hints=hints)
+    assert order_from_signal(stop, cl_ord_id="c", log_index=1, signal_pos=1).stop_price == 90
+    plain = order_from_signal(Signal("AAA", "buy", 1), cl_ord_id="m", log_index=0, signal_pos=0)
+    assert plain.ord_type == "market"
+
+
+def test_execution_json_round_trip() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101))
+    for e in v.submit(order("a")):
+        assert Execution.from_json(json.loads(json.dumps(e.to_json()))) == e
+    with pytest.raises(DataError, match="unknown fields"):
+        Execution.from_json({**e.to_json(), "extra": 1})
+
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("q"), st.integers(90, 110), st.integers(1, 5), st.integers(0, 60)),
+        st.tuples(st.just("t"), st.integers(90, 110), st.integers(0, 60), st.just(0)),
+        st.tuples(st.just("o"), st.integers(0, 5), st.integers(1, 80), st.integers(90, 110)),
+        st.tuples(st.just("c"), st.integers(0, 30), st.just(0), st.just(0)),
+        st.tuples(st.just("r"), st.integers(0, 30), st.integers(1, 80), st.integers(90, 110)),
+    ),
+    max_size=60,
+)
+
+
+def _play(ops: list[tuple[str, int, int, int]]) -> tuple[list[dict[str, object]], PaperVenue]:
+    v = PaperVenue()
+    out: list[Execution] = []
+    ts = T0
+    kinds_ = [("market", "IOC"), ("limit", "GTC"), ("limit", "DAY"), ("limit", "FOK"),
+              ("stop", "GTC"), ("stop_limit", "GTC")]
+    for n, (op, a, b, c) in enumerate(ops, start=1):
+        ts += DAY // 7
+        if op == "q":
+            out += v.on_market(quote(ts, a - b, a + b, ask_size=c, bid_size=c))
+        elif op == "t":
+            out += v.on_market(trade(ts, a, b))
+        elif op == "o":
+            ord_type, tif = kinds_[a]
+            kw: dict[str, object] = {"ord_type": ord_type, "tif": tif}
+            if ord_type in ("limit", "stop_limit"):
+                kw["limit_price"] = c
+            if ord_type in ("stop", "stop_limit"):
+                kw["stop_price"] = c
+            out += v.submit(order(f"o{n}", "buy" if n % 2 else "sell", b, **kw))
+        elif op == "c":
+            out += v.cancel(Cancel(f"c{n}", f"o{a}"))
+        else:
+            out += v.replace(Replace(f"o{n}", f"o{a}", quantity=b))
+    return [e.to_json() for e in out], v
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ops)
+def test_deterministic_and_consistent(ops: list[tuple[str, int, int, int]]) -> None:
+    first, venue = _play(ops)
+    again, _ = _play(ops)
+    assert json.dumps(first) == json.dumps(again)  # same inputs, same executions, byte for byte
+    # never overfilled, fills add up, positions are the sum of the fills, exec ids unique
+    assert len({e["exec_id"] for e in first}) == len(first)
+    cum: dict[str, int] = {}
+    pos: dict[str, int] = {}
+    for e in first:
+        if e["exec_type"] == "trade":
+            oid = str(e["order_id"])
+            cum[oid] = cum.get(oid, 0) + int(e["last_qty"])  # type: ignore[call-overload]
+            assert cum[oid] == e["cum_qty"] <= int(e["order_qty"])  # type: ignore[call-overload]
+            sign = 1 if e["side"] == "buy" else -1
+            pos[str(e["symbol"])] = pos.get(str(e["symbol"]), 0) + sign * int(e["last_qty"])  # type: ignore[call-overload]
+    assert {k: q for k, q in pos.items() if q} == {k: q for k, q in venue.positions.items() if q}
+
+
+def test_execution_layer_through_the_paper_venue(tmp_path: object) -> None:
+    from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
+
+    ex = ExecutionLayer(RiskLimits(max_position=100), venue=PaperVenue(), order_prefix="run-1")
+    ex.on_market(quote(T0, 99, 101, ask_size=30))
+    signals = (
+        Signal("AAA", "buy", 50),  # market IOC: 30 of 50
+        Signal("AAA", "buy", 10, 100, hints=(("tif", "GTC"),)),  # rests
+        Signal("AAA", "buy", 500),  # over the position limit
+    )
+    results = ex.act(VerifiedSignals(0, 2, 3, signals), now_ns=5)
+    assert [r.status for r in results] == ["partially_filled", "resting", "rejected"]
+    assert ex.positions == {"AAA": 30}
+    ex.on_market(quote(T0 + 1, 98, 100, ask_size=100))  # the resting order fills
+    ex.act(VerifiedSignals(1, 4, 5, ()), now_ns=6)
+    assert ex.positions == {"AAA": 40}
+    assert ex.cash == -(30 * 101 + 10 * 100)
+    j = ex.journal()
+    assert j["event"].to_list() == [
+        "order", "ack", "fill", "cancel", "order", "ack", "order", "reject", "fill",
+    ]
+    assert j["cl_ord_id"].to_list()[:2] == ["run-1-2-0", "run-1-2-0"]
+    assert j.filter(pl.col("event") == "fill")["log_index"].to_list() == [2, 2]
+    assert j.filter(pl.col("event") == "fill")["exec_id"].to_list() == ["PE2", "PE5"]

@@ -1,0 +1,329 @@
+"""The facts of an evidence pack, gathered from run folders through the public readers: the log
+verified (``zcbench.auditlog.check_log``, held to the build's commitment), the journal read
+(``zcbench.host.execution.read_journal``), every order tied to the OUT record that caused it and
+to the PCR0 that signed it, the controls and their events, the records' times against the RTS 25
+limit, and the archive manifest.
+
+Every table is a polars DataFrame in a fixed column order and a fixed row order, so the same run
+folders always give the same bytes (``zcbench evidence verify`` rebuilds and compares them).
+Nothing here reads a clock: the pack's own time is given by the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from zcbench.errors import DataError, UsageError, ZcbenchError
+
+__all__ = [
+    "RTS25_LIMITS_NS",
+    "TABLE_NAMES",
+    "EvidenceTables",
+    "RunFacts",
+    "collect_evidence",
+    "control_of",
+    "iso_ns",
+]
+
+RTS25_LIMITS_NS: Final[dict[str, int]] = {
+    "hft": 100_000,          # 100 µs: high-frequency algorithmic trading
+    "algo": 1_000_000,       # 1 ms: other algorithmic trading
+    "voice": 1_000_000_000,  # 1 s: voice trading
+}
+"""RTS 25's maximum divergence from UTC, by activity (secondary source: shared reference)."""
+
+_CONTROLS: Final = (
+    ("kill_switch", re.compile(r"^kill switch")),
+    ("price_collar", re.compile(r"^limit -?\d+ outside the \d+ bp collar")),
+    ("max_position", re.compile(r"^position would be")),
+    ("max_notional", re.compile(r"^(order|gross) notional")),
+    ("max_orders_per_s", re.compile(r"^order rate over")),
+    ("no_market_price", re.compile(r"^no market price")),
+    ("limit_not_reached", re.compile(r"^market -?\d+ through limit")),
+)
+_LIMIT_KEYS: Final = ("limits", "risk_limits")
+
+
+def control_of(reason: str) -> str:
+    """Which control a journal reject's ``reason`` names (``other`` for none known)."""
+    for name, pattern in _CONTROLS:
+        if pattern.search(reason):
+            return name
+    return "other"
+
+
+def iso_ns(time_ns: int) -> str:
+    """``time_ns`` (ns since the Unix epoch) as ISO 8601 UTC with nanoseconds."""
+    seconds, ns = divmod(time_ns, 1_000_000_000)
+    base = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{ns:09d}Z"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the pack says about one run, and the paths its re-verify commands name."""
+
+    run_dir: Path
+    run_id: str
+    origin: str
+    pcr0: str
+    verdict: str
+    verified: bool
+    simulated: bool
+    commitment: Path | None
+    build: Path | None
+    attestation: Path | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvidenceTables:
+    """The pack's tables, by name (each written as CSV and Parquet), and the runs behind them."""
+
+    runs: tuple[RunFacts, ...]
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    "runs": {"run_id": pl.String, "origin": pl.String, "pcr0": pl.String,
+             "log_verdict": pl.String, "verified": pl.Boolean, "entries": pl.Int64,
+             "checkpoints": pl.Int64, "root": pl.String, "status": pl.String,
+             "simulated": pl.Boolean, "run_dir": pl.String},
+    "algorithms": {"pcr0": pl.String, "pcr1": pl.String, "pcr2": pl.String,
+                   "strategy": pl.String, "strategy_sha256": pl.String,
+                   "commitment_sha256": pl.String, "first_seen_utc": pl.String,
+                   "runs": pl.String},
+    "orders": {"run_id": pl.String, "pcr0": pl.String, "time_ns": pl.Int64,
+               "time_utc": pl.String, "seq": pl.Int64, "out_log_index": pl.Int64,
+               "event": pl.String, "symbol": pl.String, "side": pl.String,
+               "quantity": pl.Int64, "limit_price_ticks": pl.Int64, "price_ticks": pl.Int64,
+               "reason": pl.String, "position_after": pl.Int64, "out_leaf_hash": pl.String,
+               "in_signed_log": pl.Boolean},
+    "controls": {"run_id": pl.String, "control": pl.String, "setting": pl.String,
+                 "source": pl.String},
+    "control_events": {"run_id": pl.String, "time_utc": pl.String, "seq": pl.Int64,
+                       "out_log_index": pl.Int64, "control": pl.String, "symbol": pl.String,
+                       "reason": pl.String},
+    "clock": {"run_id": pl.String, "log_index": pl.Int64, "kind": pl.String,
+              "time_utc": pl.String, "source": pl.String, "bound_ns": pl.Int64,
+              "limit_ns": pl.Int64, "within_limit": pl.Boolean, "flag": pl.String},
+    "performance": {"run_id": pl.String, "capital_ticks": pl.Int64, "pnl_ticks": pl.Int64,
+                    "summary_pnl_ticks": pl.Int64, "pnl_matches_summary": pl.Boolean,
+                    "total_return": pl.Float64, "volatility": pl.Float64, "sharpe": pl.Float64,
+                    "sharpe_per_batch": pl.Float64, "sortino": pl.Float64,
+                    "max_drawdown": pl.Float64, "max_drawdown_duration_s": pl.Float64,
+                    "exposure": pl.Float64, "turnover": pl.Float64, "n_batches": pl.Int64,
+                    "n_fills": pl.Int64, "periods_per_year": pl.Float64, "trials": pl.Int64,
+                    "deflated_sharpe": pl.Float64},
+    "archive": {"run_id": pl.String, "path": pl.String, "bucket": pl.String,
+                "endpoint": pl.String, "key": pl.String, "version_id": pl.String,
+                "sha256": pl.String, "size": pl.Int64, "mode": pl.String,
+                "retain_until": pl.String, "archived_at": pl.String},
+}
+TABLE_NAMES: Final = tuple(_SCHEMAS)
+
+
+def _frame(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=_SCHEMAS[name], orient="row") if rows else pl.DataFrame(
+        schema=_SCHEMAS[name])
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not path.is_file() and not (run_dir / "journal.jsonl").is_file():
+        return {"status": "unknown (no summary.json, no journal.jsonl)"}
+    if not path.is_file():
+        from zcbench.host.execution import read_journal
+
+        header = read_journal(run_dir / "journal.jsonl").header
+        return {**header, "status": "unfinished"}
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is not a JSON object")
+    return data
+
+
+def _signals_by_index(run_dir: Path) -> dict[int, tuple[int | None, bytes, list[Any]]]:
+    from zcbench.auditlog import RecordFilter
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.strategy import decode_signals
+
+    out: dict[int, tuple[int | None, bytes, list[Any]]] = {}
+    for record, leaf in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
+        if record.kind == "out":
+            out[record.index] = (record.seq, leaf, decode_signals(record.body))
+    return out
+
+
+def _run_facts(run_dir: Path, trust: str | Path) -> tuple[RunFacts, Any, dict[str, Any]]:
+    from zcbench.auditlog import boot_verifier_for, check_log, locate_log
+    from zcbench.auditlog.boot import commitment_of_run
+
+    where = locate_log(run_dir)  # a build folder, a document: a usage error naming it
+    if where.kind != "log" or where.run_folder is None or where.run_folder != run_dir:
+        raise UsageError(f"{run_dir} is not a run folder: give the folder holding log/, "
+                         "boot.cbor and journal.jsonl")
+    summary = _summary(run_dir)
+    commitment = commitment_of_run(run_dir)
+    report = check_log(run_dir, trust=trust, boot_verifier=boot_verifier_for(run_dir))
+    pcr0 = ""
+    boot = run_dir / "boot.cbor"
+    if boot.is_file():
+        from zcbench.nitro import parse_document
+
+        try:
+            pcr0 = parse_document(boot.read_bytes()).pcrs.get(0, b"").hex()
+        except ZcbenchError:  # a document that does not parse: the log's verdict says why
+            pcr0 = ""
+    attestation = run_dir / "attestation.cbor"
+    facts = RunFacts(
+        run_dir=run_dir,
+        run_id=str(summary.get("run_id") or (report.origin or "").rpartition("/")[2]),
+        origin=report.origin or str(summary.get("origin") or ""),
+        pcr0=pcr0 if report.verified else "",
+        verdict=report.classification,
+        verified=report.verified,
+        simulated=report.simulated,
+        commitment=commitment,
+        build=commitment.parent if commitment is not None else None,
+        attestation=attestation if attestation.is_file() else None,
+        warnings=tuple(report.warnings),
+    )
+    return facts, report, summary
+
+
+def _limits_rows(run_id: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    for key in _LIMIT_KEYS:
+        limits = summary.get(key)
+        if isinstance(limits, dict):
+            return [{"run_id": run_id, "control": str(name), "setting": json.dumps(value),
+                     "source": f"summary.json {key}"} for name, value in sorted(limits.items())]
+    return [{"run_id": run_id, "control": "risk_limits",
+             "setting": "not recorded by this run",
+             "source": "the run folder holds no record of the limits in force"}]
+
+
+def collect_evidence(
+    run_dirs: Sequence[Path], *, trust: str | Path = "aws", rts25: str = "algo",
+    capital_ticks: int | None = None,
+) -> EvidenceTables:
+    """The pack's tables for ``run_dirs`` (see the module docstring); ``capital_ticks`` is what
+    the verified tear sheet measures returns against (default 1,000,000 currency units)."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS, run_tear_sheet
+    from zcbench.host.execution import read_journal
+    from zcbench.nitro.commitment import Commitment
+
+    if rts25 not in RTS25_LIMITS_NS:
+        raise UsageError(f"--rts25 {rts25!r}: choose one of {', '.join(RTS25_LIMITS_NS)}")
+    if not run_dirs:
+        raise UsageError("give at least one run folder")
+    limit_ns = RTS25_LIMITS_NS[rts25]
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in _SCHEMAS}
+    algorithms: dict[str, dict[str, Any]] = {}
+    facts_all = []
+    seen: set[str] = set()
+    for run_dir in (Path(p) for p in run_dirs):
+        facts, report, summary = _run_facts(run_dir, trust)
+        if facts.run_id in seen:
+            raise UsageError(f"run {facts.run_id} is given twice")
+        seen.add(facts.run_id)
+        facts_all.append(facts)
+        rows["runs"].append({
+            "run_id": facts.run_id, "origin": facts.origin, "pcr0": facts.pcr0,
+            "log_verdict": facts.verdict, "verified": facts.verified,
+            "entries": report.entries, "checkpoints": report.checkpoints,
+            "root": report.root or "", "status": str(summary.get("status") or ""),
+            "simulated": facts.simulated, "run_dir": str(run_dir)})
+        first_ns: int | None = None
+        for record, _ in iter_records(run_dir):
+            if first_ns is None:
+                first_ns = record.time_ns
+            rows["clock"].append({
+                "run_id": facts.run_id, "log_index": record.index, "kind": record.kind,
+                "time_utc": iso_ns(record.time_ns),
+                "source": "enclave clock (the host's CLOCK_REALTIME when local)",
+                "bound_ns": None, "limit_ns": limit_ns, "within_limit": None,
+                "flag": "no error bound recorded: cannot be shown within the limit"})
+        if facts.verified and facts.commitment is not None:
+            commitment = Commitment.load(facts.commitment)
+            entry = algorithms.setdefault(facts.pcr0, {
+                "pcr0": facts.pcr0, "pcr1": commitment.pcrs.get(1, b"").hex(),
+                "pcr2": commitment.pcrs.get(2, b"").hex(), "strategy": commitment.strategy or "",
+                "strategy_sha256": commitment.strategy_sha256 or "",
+                "commitment_sha256": _sha256(facts.commitment),
+                "first_seen_utc": iso_ns(first_ns) if first_ns is not None else "",
+                "runs": []})
+            entry["runs"].append(facts.run_id)
+        signals = _signals_by_index(run_dir) if facts.verified else {}
+        journal = (read_journal(run_dir / "journal.jsonl").rows
+                   if (run_dir / "journal.jsonl").is_file() else pl.DataFrame())
+        for row in journal.iter_rows(named=True):
+            index = row["log_index"]
+            logged = signals.get(index)
+            matched = logged is not None and logged[0] == row["seq"] and any(
+                s.symbol == row["symbol"] and s.side == row["side"]
+                and s.quantity == row["quantity"] and s.limit_price == row["limit_price_ticks"]
+                for s in logged[2]) and index < report.entries
+            rows["orders"].append({
+                "run_id": facts.run_id, "pcr0": facts.pcr0, "time_ns": row["time_ns"],
+                "time_utc": iso_ns(row["time_ns"]), "seq": row["seq"], "out_log_index": index,
+                "event": row["event"], "symbol": row["symbol"], "side": row["side"],
+                "quantity": row["quantity"], "limit_price_ticks": row["limit_price_ticks"],
+                "price_ticks": row["price_ticks"], "reason": row["reason"],
+                "position_after": row["position_after"],
+                "out_leaf_hash": logged[1].hex() if logged is not None else "",
+                "in_signed_log": matched})
+            if row["event"] == "reject":
+                rows["control_events"].append({
+                    "run_id": facts.run_id, "time_utc": iso_ns(row["time_ns"]),
+                    "seq": row["seq"], "out_log_index": index,
+                    "control": control_of(row["reason"]), "symbol": row["symbol"],
+                    "reason": row["reason"]})
+        rows["controls"] += _limits_rows(facts.run_id, summary)
+        if facts.verified:
+            run_orders = _frame("orders", [r for r in rows["orders"]
+                                           if r["run_id"] == facts.run_id])
+            sheet = run_tear_sheet(run_dir, run_orders,
+                                   capital_ticks=capital_ticks or DEFAULT_CAPITAL_TICKS)
+            logged_pnl = summary.get("pnl_ticks")
+            summary_pnl = logged_pnl if type(logged_pnl) is int else None
+            rows["performance"].append({
+                "run_id": facts.run_id, **sheet.to_row(), "summary_pnl_ticks": summary_pnl,
+                "pnl_matches_summary": summary_pnl == sheet.pnl_ticks if summary_pnl is not None
+                else None})
+        from zcbench.archive import read_manifest
+
+        manifest = read_manifest(run_dir)
+        for archive in manifest.archives if manifest is not None else ():
+            for item in archive.objects:
+                rows["archive"].append({
+                    "run_id": facts.run_id, "path": item.path, "bucket": archive.bucket,
+                    "endpoint": archive.endpoint, "key": item.key,
+                    "version_id": item.version_id, "sha256": item.sha256, "size": item.size,
+                    "mode": archive.mode, "retain_until": archive.retain_until,
+                    "archived_at": archive.archived_at})
+    for entry in algorithms.values():
+        rows["algorithms"].append({**entry, "runs": " ".join(entry["runs"])})
+    tables = {name: _frame(name, rows[name]) for name in _SCHEMAS}
+    return EvidenceTables(tuple(facts_all), tables)

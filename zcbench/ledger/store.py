@@ -1,0 +1,372 @@
+"""A strategy's ledger on disk: one append-only log of entries, checkpointed by the ledger key.
+
+Layout of a ledger folder::
+
+    ledger.json          {"schema": "zcbench.ledger/1", "origin": ..., "vkey": ...}, written
+                         once at genesis, last (the commit point of ``init``)
+    ledger-key.sealed    the ledger key, sealed by the key broker (owner-only)
+    log/                 the entries: the audit log's segment files and checkpoints.zlog, with
+                         ledger entries as the record type (zcbench.auditlog.storage)
+    checkpoint           the newest checkpoint with the witnesses' cosignatures, replaced
+                         atomically (temp file, fsync, rename, fsync of the folder)
+
+The storage is the run log's: frames with checksums, an fsync before anything is acknowledged,
+and on open a torn tail is cut and reported (:attr:`Ledger.recovery`) while damage anywhere
+else, a rewrite, a fork or a rollback below a checkpoint is refused
+(:class:`zcbench.auditlog.LogDamageError`). Appending holds an exclusive lock on the folder,
+checks the entry against the rules (:mod:`zcbench.ledger.rules`) and the key release against
+the allowed set, writes and fsyncs the entry, then signs and stores the checkpoint of the new
+size: an entry is acknowledged only once its checkpoint is durable. Entries written but not yet
+checkpointed (a crash between the two) are whole and rule-checked; the next append checkpoints
+them and :func:`zcbench.ledger.verify.check_ledger` reports them until then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from zcbench.auditlog._fs import OsFileSystem
+from zcbench.auditlog._walk import LogWalk
+from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier
+from zcbench.auditlog.note import NoteVerifier, parse_vkey
+from zcbench.auditlog.storage import LogStore, RecoveryReport
+from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.keys import LocalKeyBroker
+from zcbench.ledger._errors import LedgerKeyRefused, LedgerRuleError, LedgerVerificationError
+from zcbench.ledger.entries import (
+    LEDGER_ENTRIES,
+    CommitmentEntry,
+    EntryBody,
+    LedgerEntry,
+    RevocationEntry,
+    encode_entry,
+)
+from zcbench.ledger.key import SealedLedgerKey
+from zcbench.ledger.rules import LedgerState
+
+__all__ = [
+    "LEDGER_FILE",
+    "LEDGER_SCHEMA",
+    "WITNESSED_FILE",
+    "Appended",
+    "Ledger",
+    "check_new_ledger",
+    "check_origin",
+    "checkpoint_of",
+    "read_ledger_file",
+    "write_atomic",
+]
+
+LEDGER_FILE: Final = "ledger.json"
+LEDGER_SCHEMA: Final = "zcbench.ledger/1"
+WITNESSED_FILE: Final = "checkpoint"
+_ORIGIN: Final = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}/zcbench/[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_origin(origin: str) -> str:
+    """``origin`` if it has the ledger's shape ``<fund>/zcbench/<strategy>``; else UsageError."""
+    if not _ORIGIN.fullmatch(origin):
+        raise UsageError(f"ledger origin {origin!r} must be <fund>/zcbench/<strategy> (fund: "
+                         "letters, digits, '.', '-'; strategy: letters, digits, '.', '_', '-')")
+    return origin
+
+
+def check_new_ledger(folder: Path, origin: str) -> None:
+    """Refuse (UsageError) a ledger origin of the wrong shape, or a folder already in use."""
+    check_origin(origin)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(f"{folder} exists and is not an empty folder; a ledger is made in a "
+                         "new folder")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    OsFileSystem().fsync_dir(path.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """An entry appended: the entry, its bytes and the signed checkpoint that covers it."""
+
+    entry: LedgerEntry
+    data: bytes
+    checkpoint: bytes
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+class Ledger:
+    """An open ledger folder (see the module docstring). Make one with :meth:`init` or
+    :meth:`open`; it reads the entries once and keeps the state (:attr:`state`) current."""
+
+    def __init__(self, folder: Path, origin: str, vkey: str, store: LogStore,
+                 entries: list[LedgerEntry], data: list[bytes], state: LedgerState,
+                 key: SealedLedgerKey) -> None:
+        self.folder = folder
+        self.origin = origin
+        self.vkey = vkey
+        self.verifier: NoteVerifier = parse_vkey(vkey)
+        self._store = store
+        self._entries = entries
+        self._data = data
+        self.state = state
+        self.key = key
+        self._marker = self._disk_marker()
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, folder: Path, *, origin: str, genesis_pcr0: bytes, commitment_sha256: bytes,
+             at_ns: int | None = None,
+             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
+        """A new ledger in ``folder`` (absent or empty) whose genesis entry announces
+        ``genesis_pcr0``, valid from its own append."""
+        check_new_ledger(folder, origin)
+        folder.mkdir(parents=True, exist_ok=True)
+        key, signer = SealedLedgerKey.generate(folder, origin, broker_factory)
+        store = LogStore.create(folder / "log", codec=LEDGER_ENTRIES)
+        ledger = cls(folder, origin, signer.vkey, store, [], [], LedgerState(), key)
+        when = _now_ns() if at_ns is None else at_ns
+        genesis = CommitmentEntry(genesis_pcr0, commitment_sha256, when)
+        ledger._write(genesis, when, lambda _state: signer)
+        doc = {"schema": LEDGER_SCHEMA, "origin": origin, "vkey": signer.vkey}
+        write_atomic(folder / LEDGER_FILE, json.dumps(doc, indent=1).encode() + b"\n")
+        return ledger
+
+    @classmethod
+    def open(cls, folder: Path,
+             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
+        """Open ``folder``: recover the log (a torn tail is cut, see :attr:`recovery`; damage
+        is refused), read and rule-check every entry, check the newest checkpoint's signature."""
+        origin, vkey = read_ledger_file(folder)
+        store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
+        try:
+            walk = LogWalk(folder / "log", OsFileSystem(), LEDGER_ENTRIES)
+            entries: list[LedgerEntry] = []
+            data: list[bytes] = []
+            state = LedgerState()
+            for item in walk.records():
+                try:
+                    state.apply(item.record)
+                except LedgerRuleError as exc:
+                    raise LedgerVerificationError(
+                        f"{folder}: ledger entry {item.index} breaks a rule: {exc}",
+                        check=exc.check, expected=exc.expected, actual=exc.actual) from None
+                entries.append(item.record)
+                data.append(item.data)
+            ledger = cls(folder, origin, vkey, store, entries, data, state,
+                         SealedLedgerKey(folder, origin, broker_factory))
+            notes, _, _ = walk.checkpoint_notes()
+            if notes:
+                ledger._checkpoint_verifier().verify(notes[-1][0])
+        except BaseException:
+            store.close()
+            raise
+        return ledger
+
+    def close(self) -> None:
+        """Close the log files."""
+        self._store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What opening found: ``clean`` or ``torn_tail`` (the cut bytes are listed)."""
+        return self._store.recovery
+
+    @property
+    def entries(self) -> tuple[LedgerEntry, ...]:
+        return tuple(self._entries)
+
+    @property
+    def entry_bytes(self) -> tuple[bytes, ...]:
+        """The encoded entries (the leaves' data), in order."""
+        return tuple(self._data)
+
+    @property
+    def size(self) -> int:
+        return len(self._entries)
+
+    def _checkpoint_verifier(self) -> CheckpointVerifier:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        spki = self.verifier.public_key.public_bytes(Encoding.DER,
+                                                     PublicFormat.SubjectPublicKeyInfo)
+        return CheckpointVerifier(spki, self.origin)
+
+    def checkpoint_notes(self) -> list[bytes]:
+        """Every signed checkpoint note stored, oldest first."""
+        notes, _, _ = LogWalk(self.folder / "log", OsFileSystem(), LEDGER_ENTRIES
+                              ).checkpoint_notes()
+        return [note for note, _ in notes]
+
+    def latest_checkpoint(self) -> bytes:
+        """The newest checkpoint note the ledger key signed."""
+        notes = self.checkpoint_notes()
+        if not notes:
+            raise DataError(f"{self.folder}: the ledger has no checkpoint")
+        return notes[-1]
+
+    def witnessed_checkpoint(self) -> bytes | None:
+        """The newest checkpoint with its cosignatures (``checkpoint``), or None."""
+        path = self.folder / WITNESSED_FILE
+        return path.read_bytes() if path.is_file() else None
+
+    def store_witnessed(self, note: bytes) -> None:
+        """Keep ``note`` (a ledger checkpoint with cosignatures) as the witnessed one."""
+        checkpoint = self._checkpoint_verifier().verify(note)
+        if checkpoint.size > self.size:
+            raise UsageError(f"a witnessed checkpoint of size {checkpoint.size} for a ledger of "
+                             f"{self.size} entries")
+        write_atomic(self.folder / WITNESSED_FILE, note)
+
+    # -- appending ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def append(self, body: EntryBody, *, pcr0: bytes | None = None,
+               at_ns: int | None = None) -> Appended:
+        """Append ``body`` as the enclave of ``pcr0`` (default: the live version at ``at_ns``,
+        the stand-in's requester) at ``at_ns`` (default now).
+
+        Raises :class:`LedgerKeyRefused` when ``pcr0`` may not hold the key then, and
+        :class:`LedgerRuleError` when the entry breaks a rule; the ledger is unchanged then.
+        """
+        when = _now_ns() if at_ns is None else at_ns
+        with self._locked():
+            self._catch_up()
+
+            def release(state: LedgerState) -> Any:
+                requester = pcr0
+                if requester is None:
+                    live = state.live(when)
+                    if live is None:
+                        raise LedgerKeyRefused("no version is live: nothing may sign the ledger",
+                                               check="ledger_key_release")
+                    requester = live.pcr0
+                return self.key.release(requester, state, when)
+
+            return self._write(body, when, release)
+
+    def announce(self, pcr0: bytes, commitment_sha256: bytes, *, notice_ns: int,
+                 at_ns: int | None = None, by: bytes | None = None) -> Appended:
+        """Announce a new version, valid ``notice_ns`` after the append."""
+        if notice_ns < 0:
+            raise UsageError("a notice period is zero or more")
+        when = _now_ns() if at_ns is None else at_ns
+        return self.append(CommitmentEntry(pcr0, commitment_sha256, when + notice_ns),
+                           pcr0=by, at_ns=when)
+
+    def revoke(self, pcr0: bytes, *, reason: str = "", at_ns: int | None = None,
+               by: bytes | None = None) -> Appended:
+        """Revoke an announcement before its ``valid_from``, or a retired version."""
+        return self.append(RevocationEntry(pcr0, reason), pcr0=by, at_ns=at_ns)
+
+    def _disk_marker(self) -> tuple[int, ...]:
+        log = self.folder / "log"
+        return tuple(p.stat().st_size for p in sorted(log.iterdir()) if p.suffix == ".zlog")
+
+    def _catch_up(self) -> None:
+        """Read entries another process appended since this one opened the ledger."""
+        if self._disk_marker() == self._marker:
+            return
+        fresh = Ledger.open(self.folder, self.key.broker_factory)
+        if fresh.size != self.size:
+            self._store.close()
+            self._store, self._entries, self._data = fresh._store, fresh._entries, fresh._data
+            self.state = fresh.state
+        else:
+            fresh.close()
+        self._marker = self._disk_marker()
+
+    def _write(self, body: EntryBody, when: int,
+               release: Callable[[LedgerState], Any]) -> Appended:
+        signer = release(self.state)
+        entry = LedgerEntry(self.size, when, body)
+        trial = self.state.after(entry)  # raises LedgerRuleError, nothing written
+        try:
+            data = encode_entry(index=entry.index, time_ns=when, body=body)
+        except ValueError as exc:
+            raise UsageError(f"the entry cannot be encoded: {exc}") from None
+        if self._store.size != self.size:
+            raise EnvError(f"{self.folder}: the log holds {self._store.size} entries, the ledger "
+                           f"read {self.size}; reopen it")
+        self._store.append([data])
+        self._store.sync()
+        note: bytes = signer.sign(self._store.size, self._store.root())
+        self._store.add_checkpoint(note)
+        self.state = trial
+        self._entries.append(entry)
+        self._data.append(data)
+        self._marker = self._disk_marker()
+        return Appended(entry, data, note)
+
+
+def read_ledger_file(folder: Path) -> tuple[str, str]:
+    """The origin and vkey in ``folder/ledger.json``; DataError when it is not a ledger's."""
+    path = folder / LEDGER_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{folder} is not a ledger (no {LEDGER_FILE}); make one with "
+                         "'zcbench ledger init'") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a ledger file: {exc}") from None
+    if (not isinstance(doc, dict) or doc.get("schema") != LEDGER_SCHEMA
+            or set(doc) != {"schema", "origin", "vkey"}
+            or not isinstance(doc["origin"], str) or not isinstance(doc["vkey"], str)):
+        raise DataError(f"{path} is not a {LEDGER_SCHEMA} file")
+    verifier = parse_vkey(doc["vkey"])
+    if verifier.name != doc["origin"]:
+        raise DataError(f"{path}: the vkey is named {verifier.name!r}, not the origin")
+    return doc["origin"], doc["vkey"]
+
+
+def checkpoint_of(note: bytes, vkey: str) -> Checkpoint:
+    """The ledger checkpoint in ``note`` after checking the ledger key's signature."""
+    from zcbench.auditlog.checkpoint import parse_checkpoint
+    from zcbench.auditlog.note import open_note
+
+    verifier = parse_vkey(vkey)
+    checkpoint = parse_checkpoint(open_note(note, [verifier])[0].text)
+    if checkpoint.origin != verifier.name:
+        raise LedgerVerificationError(
+            f"checkpoint is for {checkpoint.origin!r}, the ledger is {verifier.name!r}",
+            check="checkpoint_origin", expected=verifier.name, actual=checkpoint.origin)
+    return checkpoint

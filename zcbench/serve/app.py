@@ -1,0 +1,574 @@
+"""The proof service: run logs as tlog-tiles and fresh attestations over HTTP (Starlette, uvicorn).
+
+Routes (GET and HEAD only; anything else is 405):
+
+* ``/``                                    a page naming the runs and how to verify them
+* ``/runs``                                the runs as JSON (run id, origin, published size, live)
+* ``/runs/<run id>/checkpoint``            the newest checkpoint note of that run's log
+* ``/runs/<run id>/tile/<L>/<N>[.p/<W>]``  hash tiles: public
+* ``/runs/<run id>/tile/entries/<N>[...]`` entry bundles: a reader's token (401 without, 403 out of
+  scope); a reader without ``bodies`` gets IN records as empty entries (their leaf hashes are in
+  the hash tiles)
+* ``/.well-known/zcbench/attestation?nonce=<hex>``  a fresh document from the enclave of the run
+  in progress, with the caller's nonce and the latest checkpoint in ``user_data``; 503 with
+  ``Retry-After`` and the last run's id when no enclave runs. Needs a reader token when the server
+  has readers; rate-limited per reader (per client address without readers).
+
+Every run folder under ``--runs`` with a ``log/`` is followed by a
+:class:`~zcbench.serve.tiles.RunTiles` in a background thread (a run in progress included);
+its run id is the last part of its log's origin. Tiles are written under ``--tiles`` (default
+``<runs>/.tiles``), never in a run folder.
+
+Hardening, in one place (:class:`Guard`, a pure ASGI wrapper): request line and query bounded
+(414), headers bounded (431), bodies refused (413), a token bucket per client address (429 with
+Retry-After), no CORS headers at all (a browser on another origin cannot read a response),
+``nosniff`` and a closed CSP, an access log line per request (JSON: time, client, reader name,
+method, path, status, bytes, milliseconds; never a token or a query string). Paths are parsed
+strictly (canonical tile paths, known run ids), so no request names a file outside the tile
+folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import html
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from zcbench.auditlog.records import decode_record
+from zcbench.errors import DataError, UsageError, ZcbenchError
+from zcbench.serve.control import MAX_NONCE, NoEnclave, attest_run, control_socket
+from zcbench.serve.readers import Reader, Readers
+from zcbench.serve.tiles import (
+    RunTiles,
+    TileError,
+    encode_bundle,
+    parse_bundle,
+    parse_tile_path,
+)
+
+__all__ = ["Catalog", "ServeConfig", "build_app", "make_server"]
+
+_RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
+_MAX_TARGET: Final = 2048
+_ATTEST_THREADS: Final = 16
+_MAX_HEADERS: Final = 64
+_MAX_HEADER_BYTES: Final = 8192
+_SECURITY_HEADERS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``zcbench serve`` serves and how hard it holds on."""
+
+    runs: Path
+    tiles: Path | None = None
+    readers: Readers | None = None
+    access_log: Path | None = None
+    requests_per_s: float = 200.0
+    request_burst: int = 400
+    attest_per_s: float = 2.0
+    attest_burst: int = 5
+    sync_interval_s: float = 0.25
+    attest_timeout_s: float = 15.0
+    boot_key: Callable[[bytes], tuple[bytes, str]] | None = None
+    """How the log key is read from a boot record (default: a Nitro document's ``public_key``)."""
+
+    @property
+    def tiles_root(self) -> Path:
+        return self.tiles if self.tiles is not None else self.runs / ".tiles"
+
+
+@dataclass
+class RunEntry:
+    """One followed run folder."""
+
+    folder: Path
+    tiles: RunTiles
+    run_id: str | None = None
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def live(self) -> bool:
+        return control_socket(self.folder).exists()
+
+
+class Catalog:
+    """The run folders under ``runs`` and their tiles, kept in sync by a background thread."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._entries: dict[Path, RunEntry] = {}
+        self._by_id: dict[str, RunEntry] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.sync_once()
+        self._thread = threading.Thread(target=self._loop, name="zcbench-tiles", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def poke(self) -> None:
+        """Sync now rather than at the next interval (a reader is about to want new tiles)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.config.sync_interval_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.sync_once()
+
+    def sync_once(self) -> None:
+        """Find new run folders and follow every run's log once."""
+        try:
+            folders = sorted(p for p in self.config.runs.iterdir()
+                             if p.is_dir() and not p.name.startswith(".") and (p / "log").is_dir())
+        except OSError:
+            folders = []
+        for folder in folders:
+            entry = self._entries.get(folder)
+            if entry is None:
+                tiles = RunTiles(folder, self.config.tiles_root / folder.name,
+                                 boot_key=self.config.boot_key)
+                entry = self._entries[folder] = RunEntry(folder, tiles)
+            self._sync_entry(entry)
+
+    def _sync_entry(self, entry: RunEntry) -> None:
+        with entry.lock:
+            if entry.error is not None:
+                return
+            try:
+                entry.tiles.sync()
+            except TileError as exc:
+                entry.error = str(exc)
+            except OSError as exc:
+                entry.error = f"reading {entry.folder}: {exc}"
+            origin = entry.tiles.origin
+            if entry.run_id is None and origin is not None:
+                run_id = origin.rsplit("/", 1)[-1]
+                with self._lock:
+                    if run_id in self._by_id:
+                        entry.error = f"run id {run_id} is served from {self._by_id[run_id].folder}"
+                    else:
+                        entry.run_id = run_id
+                        self._by_id[run_id] = entry
+
+    def get(self, run_id: str) -> RunEntry | None:
+        with self._lock:
+            return self._by_id.get(run_id)
+
+    def runs(self) -> list[RunEntry]:
+        with self._lock:
+            return list(self._by_id.values())
+
+    def live_run(self) -> RunEntry | None:
+        """The run whose enclave most recently opened its control socket."""
+        live = [(control_socket(e.folder).stat().st_mtime, e.run_id or "", e)
+                for e in self.runs() if e.live]
+        return max(live, key=lambda t: (t[0], t[1]))[2] if live else None
+
+    def last_run(self) -> RunEntry | None:
+        runs = self.runs()
+        return max(runs, key=lambda e: e.folder.stat().st_mtime) if runs else None
+
+
+class _Buckets:
+    """Token buckets by key (rate per second, burst), bounded in number."""
+
+    def __init__(self, rate: float, burst: int, *, keep: int = 10_000) -> None:
+        self.rate, self.burst, self.keep = rate, burst, keep
+        self._state: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, now: float) -> float:
+        """0 when allowed, else the seconds until a token is there."""
+        tokens, last = self._state.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._state[key] = (tokens - 1, now)
+            wait = 0.0
+        else:
+            self._state[key] = (tokens, now)
+            wait = (1 - tokens) / self.rate
+        while len(self._state) > self.keep:
+            self._state.popitem(last=False)
+        return wait
+
+
+class _Reply(Exception):
+    """A response decided early (an error with its reason)."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None,
+                 body: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+        self.body = body
+
+
+class Guard:
+    """Limits, security headers and the access log around the app (a pure ASGI wrapper)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
+                 config: ServeConfig, on_close: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self._on_close = on_close
+        self.config = config
+        self.buckets = _Buckets(config.requests_per_s, config.request_burst)
+        self._log_lock = threading.Lock()
+        self._log = None
+        if config.access_log is not None:
+            config.access_log.parent.mkdir(parents=True, exist_ok=True)
+            self._log = config.access_log.open("a", encoding="utf-8", buffering=1)
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+        if self._log is not None:
+            self._log.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        state: dict[str, Any] = {"status": 0, "bytes": 0}
+        scope.setdefault("state", {})["access"] = state
+
+        async def guarded_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if not k.lower().startswith(b"access-control-")]
+                headers.extend(_SECURITY_HEADERS)
+                message["headers"] = headers
+            elif message["type"] == "http.response.body":
+                state["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            self._check(scope)
+            await self.app(scope, receive, guarded_send)
+        except _Reply as reply:
+            await _send_error(guarded_send, reply)
+        finally:
+            self._write_log(scope, state, started)
+
+    def _check(self, scope: Scope) -> None:
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if target > _MAX_TARGET:
+            raise _Reply(414, f"request target longer than {_MAX_TARGET} bytes")
+        if scope["method"] not in ("GET", "HEAD"):
+            raise _Reply(405, "only GET and HEAD are served", {"Allow": "GET, HEAD"})
+        headers = scope.get("headers", [])
+        size = sum(len(k) + len(v) for k, v in headers)
+        if len(headers) > _MAX_HEADERS or size > _MAX_HEADER_BYTES:
+            raise _Reply(431, f"at most {_MAX_HEADERS} headers of {_MAX_HEADER_BYTES} bytes")
+        for name, value in headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                raise _Reply(413, "requests carry no body here")
+        client = (scope.get("client") or ("?", 0))[0]
+        wait = self.buckets.take(f"ip:{client}", time.monotonic())
+        if wait:
+            raise _Reply(429, "too many requests from this address",
+                         {"Retry-After": str(max(1, round(wait + 0.5)))})
+
+    def _write_log(self, scope: Scope, state: dict[str, Any], started: float) -> None:
+        if self._log is None:
+            return
+        line = json.dumps({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "client": (scope.get("client") or ("?", 0))[0],
+            "reader": state.get("reader"),
+            "method": scope.get("method"),
+            "path": str(scope.get("path", ""))[:256],
+            "query_bytes": len(scope.get("query_string") or b""),
+            "status": state["status"],
+            "bytes": state["bytes"],
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+        }, sort_keys=True)
+        with self._log_lock:
+            self._log.write(line + "\n")
+
+
+async def _send_error(send: Send, reply: _Reply) -> None:
+    body = json.dumps(reply.body or {"error": reply.reason}).encode() + b"\n"
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store")]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in reply.headers.items())
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text: str = value.decode("latin-1")
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() != "bearer" or not token or len(token) > 256 or " " in token:
+                raise _Reply(401, "Authorization must be 'Bearer <token>'",
+                             {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+            return token
+    return None
+
+
+class ProofService:
+    """The routes (see the module docstring) as Starlette endpoints, over a :class:`Catalog`."""
+
+    def __init__(self, config: ServeConfig, catalog: Catalog) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.attest_buckets = _Buckets(config.attest_per_s, config.attest_burst)
+        # a pool of its own: the enclave answers in order, and a slow answer must not take
+        # the threads the rest of the server needs
+        self._pool = ThreadPoolExecutor(max_workers=_ATTEST_THREADS,
+                                        thread_name_prefix="zcbench-attest")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def starlette(self) -> Starlette:
+        """The Starlette application: routes, and every error as one JSON reason."""
+        app = Starlette(
+            routes=[
+                Route("/", self.index, methods=["GET"]),
+                Route("/runs", self.runs, methods=["GET"]),
+                Route("/.well-known/zcbench/attestation", self.attestation, methods=["GET"]),
+                Route("/runs/{run_id}/{rest:path}", self.run_file, methods=["GET"]),
+            ],
+            exception_handlers={_Reply: _reply_response, HTTPException: _http_response},
+        )
+        app.router.redirect_slashes = False
+        return app
+
+    def _reader(self, request: Request) -> Reader | None:
+        token = _bearer(request.scope)
+        if token is None:
+            return None
+        readers = self.config.readers
+        reader = readers.authenticate(token) if readers is not None else None
+        if reader is None:
+            raise _Reply(401, "unknown token", {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+        request.scope["state"]["access"]["reader"] = reader.name
+        return reader
+
+    # -- pages ----------------------------------------------------------------------------
+
+    async def runs(self, request: Request) -> Response:
+        runs = []
+        for entry in sorted(self.catalog.runs(), key=lambda e: e.run_id or ""):
+            published = entry.tiles.published
+            runs.append({
+                "run": entry.run_id,
+                "origin": entry.tiles.origin,
+                "size": None if published is None else published.size,
+                "live": entry.live,
+                "error": None if entry.error is None else "the run's log could not be followed",
+            })
+        return _response(json.dumps({"runs": runs}, indent=2).encode() + b"\n",
+                         "application/json")
+
+    async def index(self, request: Request) -> Response:
+        rows = "".join(
+            f"<tr><td>{html.escape(e.run_id or '')}</td><td>{html.escape(e.tiles.origin or '')}"
+            f"</td><td>{e.tiles.published.size if e.tiles.published else ''}</td>"
+            f"<td>{'live' if e.live else ''}</td></tr>"
+            for e in sorted(self.catalog.runs(), key=lambda e: e.run_id or "")
+        )
+        page = (
+            "<!doctype html><html lang=en><meta charset=utf-8><title>zcbench proof service</title>"
+            "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}td{padding:0 1em}"
+            "</style><h1>zcbench proof service</h1>"
+            "<p>Run logs as C2SP tlog-tiles, and fresh attestations from the enclave of the run "
+            "in progress. <strong>Nothing on this page is a verdict:</strong> a verdict only "
+            "counts when your own copy of the verifier computed it, with the commitment and the "
+            "root the fund handed you:</p>"
+            "<pre>zcbench verify remote URL --commitment commitment.json --trust aws "
+            "--token TOKEN --state DIR</pre>"
+            f"<table><tr><th>run</th><th>origin</th><th>size</th><th></th></tr>{rows}</table>"
+            "</html>"
+        )
+        return _response(page.encode(), "text/html; charset=utf-8",
+                         csp="default-src 'none'; style-src 'unsafe-inline'")
+
+    # -- tiles ----------------------------------------------------------------------------
+
+    async def run_file(self, request: Request) -> Response:
+        run_id: str = request.path_params["run_id"]
+        rest: str = request.path_params["rest"]
+        entry = self.catalog.get(run_id) if _RUN_ID.fullmatch(run_id) else None
+        if entry is None:
+            raise _Reply(404, "unknown run id")
+        folder = entry.tiles.tiles_dir
+        if rest == "checkpoint":
+            if entry.tiles.published is None:
+                raise _Reply(404, "no checkpoint yet")
+            return _response((folder / "checkpoint").read_bytes(), "text/plain; charset=utf-8",
+                             cache="no-cache, max-age=1")
+        tile = parse_tile_path(rest)
+        if tile is None:
+            raise _Reply(404, "not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>])")
+        reader = None
+        if tile.level is None:
+            reader = self._reader(request)
+            if reader is None:
+                raise _Reply(401, "entry bundles need a reader token",
+                             {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+            if not reader.may_read(run_id):
+                raise _Reply(403, f"this token's scope does not cover run {run_id}")
+        try:
+            data = (folder / rest).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise _Reply(404, "no such tile (yet): tiles exist for published sizes only") from None
+        if reader is None:
+            return _response(data, "application/octet-stream",
+                             cache="public, max-age=31536000, immutable")
+        headers = {}
+        if not reader.bodies:
+            data = _without_bodies(data, tile.width)
+            headers["X-Zcbench-Withheld"] = "in-bodies"
+        return _response(data, "application/octet-stream",
+                         cache="private, max-age=31536000, immutable", headers=headers)
+
+    # -- attestation ----------------------------------------------------------------------
+
+    async def attestation(self, request: Request) -> Response:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        fields = query.split("&") if query else []
+        if len(fields) != 1 or not fields[0].startswith("nonce="):
+            raise _Reply(400, "give exactly one query parameter: nonce=<hex>")
+        nonce_hex = fields[0][len("nonce="):]
+        if not _NONCE.fullmatch(nonce_hex):
+            raise _Reply(400, f"nonce must be 16 to {MAX_NONCE} bytes in hex")
+        reader = self._reader(request)
+        if self.config.readers is not None and reader is None:
+            raise _Reply(401, "attestations need a reader token",
+                         {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+        entry = self.catalog.live_run()
+        if entry is None or entry.run_id is None:
+            last = self.catalog.last_run()
+            raise _Reply(503, "no enclave runs now", {"Retry-After": "30"},
+                         {"error": "no enclave runs now",
+                          "last_run": None if last is None else last.run_id})
+        if reader is not None and not reader.may_read(entry.run_id):
+            raise _Reply(403, f"this token's scope does not cover run {entry.run_id}")
+        client = request.client.host if request.client else "?"
+        key = f"reader:{reader.name}" if reader is not None else f"ip:{client}"
+        wait = self.attest_buckets.take(key, time.monotonic())
+        if wait:
+            raise _Reply(429, "attestation rate limit",
+                         {"Retry-After": str(max(1, round(wait + 0.5)))})
+        nonce = bytes.fromhex(nonce_hex)
+        loop = asyncio.get_running_loop()
+        try:
+            document = await loop.run_in_executor(
+                self._pool,
+                functools.partial(attest_run, entry.folder, nonce,
+                                  timeout=self.config.attest_timeout_s))
+        except NoEnclave:
+            raise _Reply(503, "the enclave does not answer", {"Retry-After": "30"},
+                         {"error": "the enclave does not answer", "last_run": entry.run_id}
+                         ) from None
+        except ZcbenchError:
+            raise _Reply(502, "the enclave refused to attest") from None
+        # the checkpoint inside may be a batch or two ahead of the stored log: tile it now (the
+        # reader fetches the checkpoint next and waits a moment if it is still behind)
+        self.catalog.poke()
+        return _response(document, "application/cbor", headers={"X-Zcbench-Run": entry.run_id})
+
+
+async def _reply_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Reply)
+    return _error_response(exc)
+
+
+async def _http_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    reason = "no such path: see / for what is served" if exc.status_code == 404 else exc.detail
+    return _error_response(_Reply(exc.status_code, reason))
+
+
+def _error_response(reply: _Reply) -> Response:
+    body = json.dumps(reply.body or {"error": reply.reason}).encode() + b"\n"
+    return _response(body, "application/json", status=reply.status, headers=reply.headers)
+
+
+def _response(body: bytes, content_type: str, *, status: int = 200, cache: str = "no-store",
+              csp: str = "default-src 'none'", headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type=content_type, headers={
+        "Cache-Control": cache, "Content-Security-Policy": csp, **(headers or {})})
+
+
+def _without_bodies(bundle: bytes, width: int) -> bytes:
+    """The bundle with every IN record replaced by an empty entry (market data withheld)."""
+    try:
+        entries = parse_bundle(bundle, width)
+        return encode_bundle([b"" if decode_record(e).kind == "in" else e for e in entries])
+    except DataError as exc:
+        raise _Reply(500, "a stored bundle does not parse") from exc
+
+
+def build_app(config: ServeConfig) -> tuple[Guard, Catalog]:
+    """The ASGI app and its catalog (start the catalog; stop it and close the guard after)."""
+    if not config.runs.is_dir():
+        raise UsageError(f"--runs {config.runs} is not a folder")
+    catalog = Catalog(config)
+    service = ProofService(config, catalog)
+    return Guard(service.starlette(), config, on_close=service.close), catalog
+
+
+def make_server(app: Guard, *, host: str = "127.0.0.1", port: int = 8443,
+                tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
+    """A uvicorn server for ``app`` (call ``.run()``, or ``.run(sockets=[...])``)."""
+    import uvicorn
+
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give --tls-cert and --tls-key together")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, server_header=False,
+        lifespan="on", timeout_keep_alive=5, limit_concurrency=512, backlog=256,
+        h11_max_incomplete_event_size=16 * 1024, http="h11", loop="asyncio", ws="none",
+        ssl_certfile=None if tls_cert is None else str(tls_cert),
+        ssl_keyfile=None if tls_key is None else str(tls_key),
+    )
+    return uvicorn.Server(config)

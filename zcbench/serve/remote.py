@@ -1,0 +1,381 @@
+"""The LP's side of the proof service: verify a fund's running strategy from the LP's own machine.
+
+:func:`check_remote` (a report, never raising for a failed check) and :func:`verify_remote` (the
+report, or :class:`RemoteVerificationError`) do, in order:
+
+1. ask ``<url>/.well-known/zcbench/attestation`` for a document with a fresh random nonce;
+2. verify it with :func:`zcbench.nitro.check_attestation`: chain to the root the LP names, PCRs
+   against the commitment, the nonce, its age (``max_age``), SIMULATED when the root is the dev CA;
+3. read the checkpoint in its ``user_data`` (:func:`zcbench.nitro.binding.check_log_binding`:
+   signed by the attested log key, origin naming PCR0);
+4. fetch the run's published checkpoint (``/runs/<run id>/checkpoint``, same key) and its hash
+   tiles, and recompute from the tiles both roots: the attested checkpoint's and the published
+   one's (one set of tiles for both, so they are proven consistent);
+5. compare with the checkpoint this LP saved for the same origin on its last visit (``state``):
+   a smaller size is a **rollback**, another root at the saved size a **fork**; then save the
+   newest checkpoint, atomically.
+
+Nothing the server says is taken on trust: sizes and roots come from signed checkpoints only,
+every hash from tiles the root is recomputed from. Time (``at``) and the nonce (``rng``) come in
+as parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier, parse_checkpoint_note
+from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.nitro.commitment import Commitment
+from zcbench.serve.tiles import TileError, TileReader
+
+__all__ = [
+    "RemoteReport",
+    "RemoteVerificationError",
+    "check_remote",
+    "verify_remote",
+]
+
+REMOTE_SCHEMA: Final = "zcbench.remote-verdict/1"
+STATE_SCHEMA: Final = "zcbench.lp-state/1"
+_MAX_BODY: Final = 1 << 20
+_MAX_TILE_BODY: Final = 8 * 1024 * 1024
+DEFAULT_MAX_AGE: Final = dt.timedelta(minutes=5)
+
+
+class RemoteVerificationError(VerificationError):
+    """The remote run failed a check; ``report`` says which and what was learnt."""
+
+    def __init__(self, report: RemoteReport) -> None:
+        super().__init__(report.message, check=report.failed_check or "remote",
+                         expected=report.expected, actual=report.actual)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class RemoteReport:
+    """What one visit established (``verified``) or which check failed (``failed_check``).
+
+    ``state`` is ``first_visit`` (no saved checkpoint for this origin), ``consistent`` (the saved
+    one is a prefix of today's), ``rollback`` or ``forked``. ``simulated`` is true when the
+    verdict rests on the development CA.
+    """
+
+    url: str
+    verified: bool
+    failed_check: str | None
+    message: str
+    at: dt.datetime
+    nonce: str
+    expected: str | None = None
+    actual: str | None = None
+    run_id: str | None = None
+    origin: str | None = None
+    attestation: dict[str, Any] = field(default_factory=dict)
+    checkpoint: dict[str, Any] | None = None
+    published: dict[str, Any] | None = None
+    tiles_checked: bool = False
+    state: str | None = None
+    previous: dict[str, Any] | None = None
+    simulated: bool = False
+    trust_root: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON verdict (``--json``)."""
+        return {
+            "schema": REMOTE_SCHEMA,
+            "url": self.url,
+            "verified": self.verified,
+            "failed_check": self.failed_check,
+            "message": self.message,
+            "expected": self.expected,
+            "actual": self.actual,
+            "at": self.at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "nonce": self.nonce,
+            "run_id": self.run_id,
+            "origin": self.origin,
+            "simulated": self.simulated,
+            "trust_root": self.trust_root,
+            "attestation": self.attestation,
+            "checkpoint": self.checkpoint,
+            "published": self.published,
+            "tiles_checked": self.tiles_checked,
+            "state": self.state,
+            "previous": self.previous,
+        }
+
+
+class _Failed(Exception):
+    def __init__(self, check: str, message: str, expected: object = None,
+                 actual: object = None) -> None:
+        super().__init__(message)
+        self.check, self.message = check, message
+        self.expected = None if expected is None else str(expected)
+        self.actual = None if actual is None else str(actual)
+
+
+Get = Callable[[str, dict[str, str]], tuple[int, dict[str, str], bytes]]
+
+
+def _client_get(client: Any) -> Get:
+    import httpx
+
+    def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        try:
+            with client.stream("GET", url, headers=headers) as response:
+                body = b""
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_TILE_BODY:
+                        raise DataError(f"{url} answered more than {_MAX_TILE_BODY} bytes")
+                return response.status_code, dict(response.headers), body
+        except httpx.HTTPError as exc:
+            raise EnvError(f"cannot reach {url}: {exc}") from None
+
+    return get
+
+
+def _state_path(state: Path, origin: str) -> Path:
+    return state / f"{hashlib.sha256(origin.encode()).hexdigest()[:32]}.json"
+
+
+def _load_state(state: Path, origin: str) -> Checkpoint | None:
+    path = _state_path(state, origin)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"saved state {path} is unreadable: {exc}; move it away to start over"
+                        ) from None
+    if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA or not isinstance(
+            doc.get("note"), str):
+        raise DataError(f"saved state {path} is not a {STATE_SCHEMA} file")
+    checkpoint = parse_checkpoint_note(doc["note"].encode())
+    if checkpoint.origin != origin:
+        raise DataError(f"saved state {path} holds another origin ({checkpoint.origin})")
+    return checkpoint
+
+
+def _save_state(state: Path, origin: str, note: bytes, url: str, at: dt.datetime) -> None:
+    state.mkdir(parents=True, exist_ok=True)
+    path = _state_path(state, origin)
+    body = json.dumps({"schema": STATE_SCHEMA, "origin": origin, "url": url,
+                       "saved_at": at.astimezone(dt.UTC).isoformat(),
+                       "note": note.decode()}, indent=2) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fd = os.open(state, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise EnvError(f"cannot save the checkpoint in {state}: {exc}") from None
+
+
+def _cp_dict(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {"origin": checkpoint.origin, "size": checkpoint.size, "root": checkpoint.root.hex()}
+
+
+def check_remote(
+    url: str,
+    commitment: Commitment,
+    *,
+    trust: str | Path = "aws",
+    token: str | None = None,
+    state: Path | None = None,
+    at: dt.datetime | None = None,
+    max_age: dt.timedelta = DEFAULT_MAX_AGE,
+    rng: Callable[[int], bytes] = secrets.token_bytes,
+    get: Get | None = None,
+    tls_verify: bool | str = True,
+    tile_wait_s: float = 5.0,
+) -> RemoteReport:
+    """One visit to the proof service at ``url`` (see the module docstring).
+
+    ``get`` replaces the HTTP client (``(url, headers) -> (status, headers, body)``);
+    ``tls_verify`` is True (the system's CAs), False, or a CA bundle file. Raises only for
+    misuse (:class:`UsageError`) and an unreachable or refusing server (:class:`EnvError`,
+    exit 3); every failed check is in the report.
+    """
+    if get is not None:
+        return _check(url, commitment, trust, token, state, at, max_age, rng, get, tile_wait_s)
+    import ssl
+
+    import httpx
+
+    verify = ssl.create_default_context(cafile=tls_verify) if isinstance(tls_verify, str) \
+        else tls_verify
+    with httpx.Client(verify=verify, timeout=20.0, follow_redirects=False) as client:
+        return _check(url, commitment, trust, token, state, at, max_age, rng,
+                      _client_get(client), tile_wait_s)
+
+
+def _check(url: str, commitment: Commitment, trust: str | Path, token: str | None,
+           state: Path | None, at: dt.datetime | None, max_age: dt.timedelta,
+           rng: Callable[[int], bytes], fetch: Get, tile_wait_s: float) -> RemoteReport:
+    from zcbench.nitro import AttestationPolicy, check_attestation
+    from zcbench.nitro.binding import check_log_binding
+
+    base = url.rstrip("/")
+    if not base.startswith(("https://", "http://")):
+        raise UsageError(f"{url} is not an http(s) URL")
+    when = at or dt.datetime.now(dt.UTC)
+    nonce = rng(32)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    status, answer_headers, body = fetch(
+        f"{base}/.well-known/zcbench/attestation?nonce={nonce.hex()}", headers)
+    if status == 503:
+        hint = ""
+        try:
+            last = json.loads(body).get("last_run")
+            hint = f" (the last run was {last})" if last else ""
+        except (ValueError, AttributeError):
+            pass
+        raise EnvError(f"{base}: no enclave runs now{hint}; retry after "
+                       f"{answer_headers.get('retry-after', 'a while')} s")
+    if status in (401, 403):
+        raise UsageError(f"{base} refused the attestation request ({status}): "
+                         f"{_reason(body)}; ask the fund for a token (--token)")
+    if status != 200:
+        raise EnvError(f"{base} answered {status} to the attestation request: {_reason(body)}")
+    policy = AttestationPolicy(expected_pcrs=commitment.pcrs, nonce=nonce, max_age=max_age,
+                               trust=trust)
+    report = check_attestation(body, policy, at=when)
+    common: dict[str, Any] = {
+        "url": base, "at": when, "nonce": nonce.hex(), "attestation": report.to_dict(),
+        "simulated": report.simulated, "trust_root": report.trust_root.to_dict(),
+    }
+    if not report.verified:
+        return RemoteReport(verified=False, failed_check=f"attestation:{report.failed_check}",
+                            message=f"the attestation document failed: {report.message}",
+                            expected=report.expected, actual=report.actual, **common)
+    document = report.document
+    assert document is not None
+    assert document.public_key is not None
+    progress: dict[str, Any] = {}
+    try:
+        binding = check_log_binding(document)
+        if binding is None:
+            raise _Failed("binding", "the document carries no checkpoint in user_data")
+        if binding.problem is not None:
+            raise _Failed("binding", binding.problem)
+        attested = parse_checkpoint_note(binding.note)
+        origin = attested.origin
+        run_id = origin.rsplit("/", 1)[-1]
+        progress.update(origin=origin, run_id=run_id, checkpoint=_cp_dict(attested))
+        verifier = CheckpointVerifier(document.public_key, origin)
+        run_base = f"{base}/runs/{run_id}"
+        published_note = _published(fetch, run_base, headers, attested.size, tile_wait_s)
+        try:
+            published = verifier.verify(published_note)
+        except ZcbenchError as exc:
+            raise _Failed("published_checkpoint",
+                          f"the served checkpoint is not signed by the attested log key: {exc}"
+                          ) from None
+        progress["published"] = _cp_dict(published)
+        if published.size < attested.size:
+            raise _Failed("published_checkpoint",
+                          "the served log is shorter than the checkpoint the enclave attests",
+                          attested.size, published.size)
+        reader = TileReader(_tile_fetch(fetch, run_base, headers))
+        for what, checkpoint in (("attested", attested), ("published", published)):
+            computed = reader.root(checkpoint.size, published.size)
+            if computed != checkpoint.root:
+                raise _Failed("tiles_root", f"the tiles do not hash to the {what} checkpoint's "
+                              f"root (size {checkpoint.size})", checkpoint.root.hex(),
+                              computed.hex())
+        progress["tiles_checked"] = True
+        newest_note, newest = published_note, published
+        progress["state"] = "first_visit"
+        if state is not None:
+            previous = _load_state(state, origin)
+            if previous is not None:
+                progress["previous"] = _cp_dict(previous)
+                if previous.size > published.size:
+                    progress["state"] = "rollback"
+                    raise _Failed("rollback", f"the log is shorter than on the last visit: "
+                                  f"size {published.size}, saved {previous.size}",
+                                  previous.size, published.size)
+                computed = reader.root(previous.size, published.size)
+                if computed != previous.root:
+                    progress["state"] = "forked"
+                    raise _Failed("forked", f"the log forked: the root at size {previous.size} "
+                                  "is not the one saved on the last visit",
+                                  previous.root.hex(), computed.hex())
+                progress["state"] = "consistent"
+            _save_state(state, origin, newest_note, base, when)
+    except _Failed as failed:
+        return RemoteReport(verified=False, failed_check=failed.check, message=failed.message,
+                            expected=failed.expected, actual=failed.actual, **common, **progress)
+    except TileError as exc:
+        return RemoteReport(verified=False, failed_check="tiles", message=str(exc), **common,
+                            **progress)
+    except DataError as exc:
+        return RemoteReport(verified=False, failed_check="format", message=str(exc), **common,
+                            **progress)
+    size = newest.size
+    return RemoteReport(
+        verified=True, failed_check=None,
+        message=f"verified: {origin}, {size} records, root recomputed from tiles"
+        + ("" if progress["state"] != "consistent" else "; consistent with the last visit"),
+        **common, **progress)
+
+
+def verify_remote(url: str, commitment: Commitment, **kwargs: Any) -> RemoteReport:
+    """:func:`check_remote`, raising :class:`RemoteVerificationError` when a check failed."""
+    report = check_remote(url, commitment, **kwargs)
+    if not report.verified:
+        raise RemoteVerificationError(report)
+    return report
+
+
+def _reason(body: bytes) -> str:
+    try:
+        text = str(json.loads(body).get("error", ""))
+    except (ValueError, AttributeError):
+        text = body[:200].decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
+
+
+def _published(fetch: Get, run_base: str, headers: dict[str, str], size: int,
+               wait_s: float) -> bytes:
+    """The served checkpoint, waiting a little for the tiles to reach ``size``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        status, _, body = fetch(f"{run_base}/checkpoint", headers)
+        if status != 200:
+            raise EnvError(f"{run_base}/checkpoint answered {status}: {_reason(body)}")
+        if len(body) > _MAX_BODY:
+            raise DataError("the served checkpoint is too large")
+        try:
+            if parse_checkpoint_note(body).size >= size or time.monotonic() > deadline:
+                return body
+        except DataError:
+            return body  # verified (and refused) by the caller
+        time.sleep(0.02)
+
+
+def _tile_fetch(fetch: Get, run_base: str, headers: dict[str, str]) -> Callable[[str], bytes]:
+    def tile(path: str) -> bytes:
+        status, _, body = fetch(f"{run_base}/{path}", headers)
+        if status != 200:
+            raise TileError(f"{run_base}/{path} answered {status}: {_reason(body)}")
+        return body
+
+    return tile

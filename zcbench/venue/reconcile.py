@@ -1,0 +1,567 @@
+"""Reconciliation: a chain of runs (signed logs and journals) against the venue's statement.
+
+The statement is the venue's own record of what it executed, one the fund does not control:
+the simulator's drop copy (FIX messages, :class:`~zcbench.venue.fix.sim.DropCopy`) or a CSV of
+executions (:data:`CSV_COLUMNS`, DESIGN.md "Venues and reconciliation").
+:func:`check_reconciliation` checks both directions and returns a :class:`ReconcileReport`;
+:func:`verify_reconciliation` raises :class:`ReconciliationError` when it found anything.
+
+Every run's signals are read from its signed log (``zcbench.auditlog``: the log is verified
+first, and only OUT records its newest checkpoint covers count: the host acts on nothing
+else). Orders and the venue's reports the host saw are read from its journal. The checks,
+each a named :class:`Discrepancy` carrying the ExecID and the log index it concerns:
+
+statement alone
+    ``garbled`` (bytes that are no message), ``invalid`` (a message or row that breaks the
+    format), ``sequence_gap`` (a drop-copy MsgSeqNum missing or repeated; a CSV ``seq``
+    likewise), ``repeated_exec_id``, ``overfill`` (CumQty above OrderQty, or fills adding up
+    to more than the order), ``cum_mismatch`` (CumQty is not the sum of the order's fills so
+    far: a fill missing in between);
+statement -> orders -> signals
+    ``unknown_order`` (a ClOrdID no journal of the chain sent: a trade from outside),
+    ``no_signal`` (an order whose log index and position hold no signed signal, or whose
+    signal hash tag disagrees with the signed one), ``signal_mismatch`` (symbol, side or
+    quantity differ from the signal; a fill through the signal's limit price);
+journal <-> statement
+    ``missing_in_journal`` (the venue executed, the host has no record of it),
+    ``missing_in_statement`` (the journal has a report the venue never sent: added or
+    forged), ``journal_mismatch`` (the same ExecID with another quantity, price, side or
+    symbol: edited), ``order_mismatch`` / ``order_without_signal`` / ``repeated_order``
+    (an order row edited, added or duplicated against the signed signals);
+signals -> outcomes
+    ``no_outcome`` (a signed signal without an order row: hidden or deleted), ``no_venue_record``
+    (an order the risk layer passed that the venue has no report of);
+positions
+    ``position_mismatch`` (positions recomputed from the statement's fills differ from those
+    recomputed from the journals' fills, or from the last run's summary).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from zcbench.errors import DataError, EnvError, UsageError, VerificationError
+from zcbench.venue.orders import Execution, signal_hash
+
+__all__ = [
+    "CSV_COLUMNS",
+    "Discrepancy",
+    "ReconcileReport",
+    "ReconciliationError",
+    "Statement",
+    "check_reconciliation",
+    "read_statement",
+    "verify_reconciliation",
+]
+
+CSV_COLUMNS: Final = (
+    "seq",
+    "exec_id",
+    "order_id",
+    "cl_ord_id",
+    "exec_type",
+    "ord_status",
+    "symbol",
+    "side",
+    "order_qty",
+    "last_qty",
+    "last_px",
+    "cum_qty",
+    "leaves_qty",
+    "ts_ns",
+    "text",
+)
+MAX_STATEMENT_BYTES: Final = 1 << 30
+_FILLS: Final = frozenset({"fill"})
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    """One thing that does not reconcile (module docstring for the kinds)."""
+
+    kind: str
+    detail: str
+    exec_id: str = ""
+    log_index: int | None = None
+    run: str = ""
+
+    def describe(self) -> str:
+        where = []
+        if self.exec_id:
+            where.append(f"ExecID {self.exec_id}")
+        if self.log_index is not None:
+            where.append(f"log index {self.log_index}")
+        if self.run:
+            where.append(self.run)
+        at = f" ({', '.join(where)})" if where else ""
+        return f"{self.kind}{at}: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "detail": self.detail, "exec_id": self.exec_id,
+                "log_index": self.log_index, "run": self.run}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement read: its executions in order (each with where it was) and the problems
+    met reading it."""
+
+    path: Path
+    format: str
+    executions: tuple[tuple[str, Execution], ...]
+    problems: tuple[Discrepancy, ...]
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What :func:`check_reconciliation` found; ``ok`` when no discrepancy."""
+
+    runs: tuple[str, ...]
+    statement: str
+    statement_format: str
+    executions: int
+    signals: int
+    orders: int
+    positions: dict[str, int]
+    journal_positions: dict[str, int]
+    discrepancies: tuple[Discrepancy, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+    def summary_lines(self) -> list[str]:
+        n = len(self.discrepancies)
+        head = "RECONCILED" if self.ok else f"NOT RECONCILED: {n} discrepancies"
+        lines = [
+            head,
+            f"  runs {len(self.runs)}, signals {self.signals}, orders {self.orders}, "
+            f"statement executions {self.executions} ({self.statement_format})",
+            f"  positions from the statement {self.positions}",
+        ]
+        lines += [f"  {d.describe()}" for d in self.discrepancies]
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "runs": list(self.runs),
+            "statement": self.statement,
+            "statement_format": self.statement_format,
+            "executions": self.executions,
+            "signals": self.signals,
+            "orders": self.orders,
+            "positions": self.positions,
+            "journal_positions": self.journal_positions,
+            "discrepancies": [d.to_json() for d in self.discrepancies],
+        }
+
+
+class ReconciliationError(VerificationError):
+    """The runs and the statement do not reconcile; ``report`` says how."""
+
+    def __init__(self, report: ReconcileReport) -> None:
+        first = report.discrepancies[0].describe() if report.discrepancies else ""
+        super().__init__(
+            f"{len(report.discrepancies)} discrepancies between the runs and the statement; "
+            f"first: {first}",
+            check="reconciliation",
+            expected=0,
+            actual=len(report.discrepancies),
+        )
+        self.report = report
+
+
+# ---------------------------------------------------------------------- the statement
+
+
+def read_statement(path: Path) -> Statement:
+    """The statement at ``path``: FIX messages when it starts with ``8=FIX``, else a CSV with
+    the header :data:`CSV_COLUMNS`. Damage is reported in :attr:`Statement.problems`, not
+    raised; a file that is neither is a :class:`~zcbench.errors.DataError`."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_STATEMENT_BYTES:
+            raise DataError(f"statement {path} is over {MAX_STATEMENT_BYTES} bytes")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"statement {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"statement {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise EnvError(f"cannot read the statement {path}: {exc.strerror}") from None
+    if data.startswith(b"8=FIX"):
+        return _read_fix(path, data)
+    if data.split(b"\n", 1)[0].strip().decode("utf-8", "replace") == ",".join(CSV_COLUMNS):
+        return _read_csv(path, data)
+    raise DataError(
+        f"{path} is no statement: neither FIX messages (8=FIX...) nor a CSV with the header "
+        f"{','.join(CSV_COLUMNS)}"
+    )
+
+
+def _read_fix(path: Path, data: bytes) -> Statement:
+    from zcbench.venue.fix.codec import GarbledMessage, decode, iter_messages
+    from zcbench.venue.fix.messages import execution_from_fix
+
+    out: list[tuple[str, Execution]] = []
+    problems: list[Discrepancy] = []
+    offset = 0  # of the next whole message: garbled stretches are named by the one before
+    last_seq: dict[tuple[str, str], int] = {}
+    for item in iter_messages(data):
+        if isinstance(item, GarbledMessage):
+            problems.append(Discrepancy("garbled", f"after byte {offset}: {item}"))
+            continue
+        where = f"byte {data.find(item, offset)}"
+        offset = data.find(item, offset) + len(item)
+        try:
+            msg = decode(item)
+            e = execution_from_fix(msg)
+        except DataError as exc:
+            problems.append(Discrepancy("invalid", f"message at {where}: {exc}"))
+            continue
+        stream = (msg.get(49) or "", msg.get(56) or "")
+        seq = msg.seq or 0
+        prev = last_seq.get(stream, 0)
+        if seq != prev + 1:
+            what = (f"MsgSeqNum {prev + 1}..{seq - 1} missing" if seq > prev + 1
+                    else f"MsgSeqNum {seq} again after {prev}")
+            problems.append(Discrepancy("sequence_gap", f"{what} ({stream[0]}->{stream[1]})",
+                                        e.exec_id))
+        last_seq[stream] = max(prev, seq)
+        out.append((f"message {seq} at {where}", e))
+    return Statement(path, "fix", tuple(out), tuple(problems))
+
+
+def _read_csv(path: Path, data: bytes) -> Statement:
+    from zcbench.venue.fix.codec import InvalidMessage, parse_price
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"statement {path} is not UTF-8") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    out: list[tuple[str, Execution]] = []
+    problems: list[Discrepancy] = []
+    prev = 0
+    for n, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(CSV_COLUMNS):
+            problems.append(Discrepancy("invalid", f"row {n}: {len(row)} fields, expected "
+                                                   f"{len(CSV_COLUMNS)}"))
+            continue
+        rec = dict(zip(CSV_COLUMNS, row, strict=True))
+        try:
+            ints = {k: _int(rec[k], k) for k in ("seq", "order_qty", "last_qty", "cum_qty",
+                                                  "leaves_qty", "ts_ns")}
+            px = parse_price(rec["last_px"], tag=31) if rec["last_px"] not in ("", "0") else 0
+            e = Execution(
+                exec_id=rec["exec_id"], order_id=rec["order_id"], cl_ord_id=rec["cl_ord_id"],
+                exec_type=rec["exec_type"], ord_status=rec["ord_status"], symbol=rec["symbol"],
+                side=rec["side"], order_qty=ints["order_qty"], last_qty=ints["last_qty"],
+                last_px=px, cum_qty=ints["cum_qty"], leaves_qty=ints["leaves_qty"],
+                cum_notional=0, ts=ints["ts_ns"], text=rec["text"],
+            )
+        except (DataError, InvalidMessage) as exc:
+            problems.append(Discrepancy("invalid", f"row {n}: {exc}"))
+            continue
+        seq = ints["seq"]
+        if seq != prev + 1:
+            what = (f"seq {prev + 1}..{seq - 1} missing" if seq > prev + 1
+                    else f"seq {seq} again after {prev}")
+            problems.append(Discrepancy("sequence_gap", f"row {n}: {what}", e.exec_id))
+        prev = max(prev, seq)
+        out.append((f"row {n}", e))
+    return Statement(path, "csv", tuple(out), tuple(problems))
+
+
+def _int(text: str, name: str) -> int:
+    if not text.isdigit() or (len(text) > 1 and text[0] == "0") or len(text) > 19:
+        raise DataError(f"{name} must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+# ---------------------------------------------------------------------- the runs
+
+
+@dataclass
+class _Order:
+    run: str
+    cl_ord_id: str
+    log_index: int
+    pos: int
+    symbol: str
+    side: str
+    quantity: int
+    risk_rejected: bool = False
+
+
+@dataclass
+class _Run:
+    name: str
+    run_id: str
+    signals: dict[tuple[int, int], Any]  # (log index, position) -> Signal
+    orders: dict[str, _Order]
+    reports: dict[str, dict[str, Any]]  # exec id -> journal row
+    fills_positions: dict[str, int]
+    summary_positions: dict[str, int] | None
+
+
+def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> _Run:
+    from zcbench.auditlog import RecordFilter, check_log
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.host.execution import read_journal
+    from zcbench.strategy import decode_signals
+
+    name = str(run_dir)
+    report = check_log(run_dir, trust=trust)
+    if not report.verified:
+        problems.append(Discrepancy("log_not_verified", f"{report.classification}: "
+                                    f"{report.message}", run=name))
+    signals: dict[tuple[int, int], Any] = {}
+    for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
+        if record.kind == "out" and record.index < report.entries:
+            for pos, s in enumerate(decode_signals(record.body)):
+                signals[(record.index, pos)] = s
+    journal = read_journal(run_dir)
+    if journal.torn is not None:
+        problems.append(Discrepancy("journal_torn", journal.torn.describe(), run=name))
+    run_id = str(journal.header.get("run_id", ""))
+    orders: dict[str, _Order] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    positions: dict[str, int] = {}
+    next_pos: dict[int, int] = {}
+    for row in journal.rows.iter_rows(named=True):
+        ev, cid, li = row["event"], row["cl_ord_id"], row["log_index"]
+        if ev == "order":
+            found = _pos_of(cid, run_id, li)
+            pos = next_pos.get(li, 0) if found is None else found
+            next_pos[li] = pos + 1
+            key = cid or f"{run_id}-{li}-{pos}"
+            if key in orders:
+                problems.append(Discrepancy("repeated_order", f"order {key} twice in the journal",
+                                            log_index=li, run=name))
+                continue
+            orders[key] = _Order(name, key, li, pos, row["symbol"], row["side"], row["quantity"])
+        elif ev == "reject" and not row["exec_id"]:
+            key = cid or f"{run_id}-{li}-{max(0, next_pos.get(li, 1) - 1)}"
+            if key in orders:
+                orders[key].risk_rejected = True
+        if row["exec_id"]:
+            if row["exec_id"] in reports:
+                problems.append(Discrepancy("journal_mismatch", "ExecID twice in the journal",
+                                            row["exec_id"], li, name))
+            reports[row["exec_id"]] = row
+        if ev in _FILLS:
+            q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
+            positions[row["symbol"]] = positions.get(row["symbol"], 0) + q
+    summary = None
+    summary_file = run_dir / "summary.json"
+    if summary_file.is_file():
+        try:
+            summary = {str(k): int(v) for k, v in json.loads(summary_file.read_text())
+                       .get("positions", {}).items()}
+        except (ValueError, TypeError, AttributeError):
+            problems.append(Discrepancy("invalid", "summary.json positions unreadable", run=name))
+    return _Run(name, run_id, signals, orders, reports, positions, summary)
+
+
+def _pos_of(cl_ord_id: str, run_id: str, log_index: int) -> int | None:
+    prefix = f"{run_id}-{log_index}-"
+    if cl_ord_id.startswith(prefix) and cl_ord_id[len(prefix):].isdigit():
+        return int(cl_ord_id[len(prefix):])
+    return None
+
+
+# ---------------------------------------------------------------------- the checks
+
+
+def check_reconciliation(
+    run_dirs: Sequence[Path], statement: Path, *, trust: str | Path = "aws"
+) -> ReconcileReport:
+    """Reconcile ``run_dirs`` (a chain of runs, in order) with ``statement``; never raises
+    for bad content (it is a discrepancy), only for a path that is not there."""
+    if not run_dirs:
+        raise UsageError("reconcile needs at least one run folder")
+    problems: list[Discrepancy] = []
+    st = read_statement(statement)
+    problems += st.problems
+    runs = [_load_run(Path(r), trust, problems) for r in run_dirs]
+    orders: dict[str, _Order] = {}
+    for run in runs:
+        for cid, o in run.orders.items():
+            if cid in orders:
+                problems.append(Discrepancy("repeated_order", f"ClOrdID {cid} in two runs",
+                                            log_index=o.log_index, run=run.name))
+            orders[cid] = o
+    signals = {(r.name, k): s for r in runs for k, s in r.signals.items()}
+    journal_reports = {x: (r, row) for r in runs for x, row in r.reports.items()}
+
+    # orders against their signed signals
+    for o in orders.values():
+        s = signals.get((o.run, (o.log_index, o.pos)))
+        if s is None:
+            problems.append(Discrepancy("order_without_signal",
+                                        f"order {o.cl_ord_id}: no signed signal at position "
+                                        f"{o.pos} of the OUT record", log_index=o.log_index,
+                                        run=o.run))
+        elif (s.symbol, s.side, s.quantity) != (o.symbol, o.side, o.quantity):
+            problems.append(Discrepancy("order_mismatch",
+                                        f"order {o.cl_ord_id} is {o.side} {o.quantity} "
+                                        f"{o.symbol}, the signal {s.side} {s.quantity} "
+                                        f"{s.symbol}", log_index=o.log_index, run=o.run))
+    # every signed signal has its outcome
+    have = {(o.run, o.log_index, o.pos) for o in orders.values()}
+    for (run_name, (li, pos)), s in sorted(signals.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if (run_name, li, pos) not in have:
+            problems.append(Discrepancy("no_outcome",
+                                        f"signal {pos} ({s.side} {s.quantity} {s.symbol}) has "
+                                        "no order in the journal", log_index=li, run=run_name))
+
+    # the statement, execution by execution
+    seen: set[str] = set()
+    cum: dict[str, int] = {}
+    by_order: dict[str, int] = {}
+    positions: dict[str, int] = {}
+    on_statement: set[str] = set()
+    for where, e in st.executions:
+        mine = orders.get(e.cl_ord_id)
+        at: int | None = mine.log_index if mine is not None else (e.log_index or None)
+        if e.exec_id in seen:
+            problems.append(Discrepancy("repeated_exec_id", f"{where}: ExecID again",
+                                        e.exec_id, at))
+            continue
+        seen.add(e.exec_id)
+        if e.exec_type == "cancel_rejected":
+            on_statement.add(e.orig_cl_ord_id)
+        else:
+            on_statement.add(e.cl_ord_id)
+            if e.orig_cl_ord_id:
+                on_statement.add(e.orig_cl_ord_id)
+        owner = mine or orders.get(e.orig_cl_ord_id)
+        if owner is None and e.exec_type != "cancel_rejected":
+            problems.append(Discrepancy("unknown_order",
+                                        f"{where}: ClOrdID {e.cl_ord_id} was sent by none of "
+                                        "these runs: an execution no signal caused", e.exec_id))
+        elif owner is not None:
+            _check_signal(e, owner, signals, problems, where)
+        if e.exec_type == "trade":
+            key = e.order_id
+            cum[key] = cum.get(key, 0) + e.last_qty
+            if e.cum_qty != cum[key]:
+                problems.append(Discrepancy("cum_mismatch",
+                                            f"{where}: CumQty {e.cum_qty}, the fills so far add "
+                                            f"up to {cum[key]}", e.exec_id, at))
+            by_order[e.cl_ord_id] = by_order.get(e.cl_ord_id, 0) + e.last_qty
+            limit = owner.quantity if owner is not None else e.order_qty
+            if e.cum_qty > e.order_qty or cum[key] > max(limit, e.order_qty):
+                problems.append(Discrepancy("overfill",
+                                            f"{where}: filled {max(e.cum_qty, cum[key])} of "
+                                            f"{e.order_qty}", e.exec_id, at))
+            positions[e.symbol] = positions.get(e.symbol, 0) + e.signed_qty
+        # the journal against the statement
+        found = journal_reports.get(e.exec_id)
+        if found is None:
+            problems.append(Discrepancy("missing_in_journal",
+                                        f"{where}: the venue's {e.exec_type} is in no journal",
+                                        e.exec_id, at))
+        else:
+            _, row = found
+            want = (e.symbol, e.side, e.last_qty if e.exec_type == "trade" else e.order_qty,
+                    e.last_px if e.exec_type == "trade" else None)
+            got = (row["symbol"], row["side"], row["quantity"], row["price_ticks"])
+            if want != got:
+                problems.append(Discrepancy("journal_mismatch",
+                                            f"journal has {got}, the statement {want}",
+                                            e.exec_id, at, found[0].name))
+    for exec_id, (run, row) in journal_reports.items():
+        if exec_id not in seen:
+            problems.append(Discrepancy("missing_in_statement",
+                                        f"the journal's {row['event']} is not in the statement",
+                                        exec_id, row["log_index"], run.name))
+    for o in orders.values():
+        if not o.risk_rejected and o.cl_ord_id not in on_statement:
+            problems.append(Discrepancy("no_venue_record",
+                                        f"order {o.cl_ord_id} passed the risk limits but the "
+                                        "venue reports nothing of it", log_index=o.log_index,
+                                        run=o.run))
+
+    # positions
+    journal_positions: dict[str, int] = {}
+    for run in runs:
+        for sym, q in run.fills_positions.items():
+            journal_positions[sym] = journal_positions.get(sym, 0) + q
+    problems += _compare_positions("the statement's fills", positions,
+                                   "the journals' fills", journal_positions)
+    summaries = [r.summary_positions for r in runs if r.summary_positions is not None]
+    if runs and runs[-1].summary_positions is not None and len(summaries) == len(runs):
+        total: dict[str, int] = {}
+        for p in summaries:
+            for sym, q in p.items():
+                total[sym] = total.get(sym, 0) + q
+        problems += _compare_positions("the statement's fills", positions,
+                                       "the runs' summaries", total)
+    return ReconcileReport(
+        runs=tuple(r.name for r in runs),
+        statement=str(statement),
+        statement_format=st.format,
+        executions=len(st.executions),
+        signals=len(signals),
+        orders=len(orders),
+        positions={k: v for k, v in sorted(positions.items()) if v},
+        journal_positions={k: v for k, v in sorted(journal_positions.items()) if v},
+        discrepancies=tuple(problems),
+    )
+
+
+def _check_signal(e: Execution, o: _Order, signals: dict[Any, Any], problems: list[Discrepancy],
+                  where: str) -> None:
+    s = signals.get((o.run, (o.log_index, o.pos)))
+    if s is None:
+        problems.append(Discrepancy("no_signal", f"{where}: order {o.cl_ord_id} has no signed "
+                                    "signal", e.exec_id, o.log_index, o.run))
+        return
+    if e.signal_hash and (e.signal_hash != signal_hash(s) or e.log_index != o.log_index):
+        problems.append(Discrepancy("no_signal", f"{where}: the report's signal tags "
+                                    f"(log index {e.log_index}, hash {e.signal_hash[:12]}...) "
+                                    "are not the signed signal's", e.exec_id, o.log_index, o.run))
+    if e.exec_type == "cancel_rejected":
+        return
+    grown = e.order_qty > s.quantity and not e.orig_cl_ord_id
+    if (e.symbol, e.side) != (s.symbol, s.side) or grown:
+        problems.append(Discrepancy("signal_mismatch", f"{where}: {e.side} {e.order_qty} "
+                                    f"{e.symbol} at the venue, the signal {s.side} "
+                                    f"{s.quantity} {s.symbol}", e.exec_id, o.log_index, o.run))
+    if e.exec_type == "trade" and s.limit_price is not None and (
+        (s.side == "buy" and e.last_px > s.limit_price)
+        or (s.side == "sell" and e.last_px < s.limit_price)
+    ):
+        problems.append(Discrepancy("signal_mismatch", f"{where}: filled at {e.last_px}, "
+                                    f"through the signal's limit {s.limit_price}", e.exec_id,
+                                    o.log_index, o.run))
+
+
+def _compare_positions(a_name: str, a: dict[str, int], b_name: str,
+                       b: dict[str, int]) -> Iterable[Discrepancy]:
+    for sym in sorted(set(a) | set(b)):
+        if a.get(sym, 0) != b.get(sym, 0):
+            yield Discrepancy("position_mismatch", f"{sym}: {a.get(sym, 0)} from {a_name}, "
+                              f"{b.get(sym, 0)} from {b_name}")
+
+
+def verify_reconciliation(
+    run_dirs: Sequence[Path], statement: Path, *, trust: str | Path = "aws"
+) -> ReconcileReport:
+    """:func:`check_reconciliation`, raising :class:`ReconciliationError` unless it is clean."""
+    report = check_reconciliation(run_dirs, statement, trust=trust)
+    if not report.ok:
+        raise ReconciliationError(report)
+    return report
