@@ -344,3 +344,18 @@ def test_any_corrupted_vcek_byte_is_refused_with_a_verdict(offset: int, xor: int
     verdict = milan(certificates=[vcek])
     assert not verdict.verified
     assert verdict.failed_check is not None
+
+
+def test_unsigned_parts_of_the_vcek_must_agree_with_the_signed_ones() -> None:
+    # cryptography ignores the outer signatureAlgorithm and the BIT STRING's unused-bits byte;
+    # the verifier does not (every byte of the VCEK, flipped, is refused: checked exhaustively
+    # when this was written; the fuzz test above samples it).
+    from zcbench.tee.sevsnp import _load_der  # AMD's serials warn in cryptography
+
+    tbs_len = len(_load_der(MILAN_VCEK).tbs_certificate_bytes)
+    outer = 4 + tbs_len + 10
+    unused = MILAN_VCEK.index(b"\x03\x82\x02\x01\x00", 4 + tbs_len) + 4
+    for offset in (outer, unused):
+        flipped = MILAN_VCEK[:offset] + bytes([MILAN_VCEK[offset] ^ 1]) + MILAN_VCEK[offset + 1 :]
+        verdict = milan(certificates=[flipped])
+        assert verdict.failed_check in {"algorithm", "certificate"}, offset

@@ -57,13 +57,14 @@ from typing import Any, Final, Literal, NoReturn, Protocol
 
 import dcap_qvl  # type: ignore[import-untyped]  # ships .pyi stubs, but no py.typed
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
 from zcbench.tee.verdict import TeeVerdict, text_of
@@ -384,12 +385,19 @@ def _pck_chain(pem: bytes) -> _PckChain:
         certs = [_prepared(c) for c in parsed]
         # Names decode lazily: decode them here, so a malformed one is "certificate".
         names = [(c.cert.issuer, c.cert.subject) for c in certs]
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    # cryptography raises several types for malformed certificates (ValueError,
+    # UnsupportedAlgorithm, InvalidVersion, DuplicateExtension, ...): each is "certificate".
+    except Exception as exc:
         _fail("certificate", f"the quote's PCK chain is not readable PEM (or DER): {exc}",
               expected="PEM certificates", actual="unreadable")
     if len(certs) != 3:
         _fail("certificate", f"the PCK chain has {len(certs)} certificates; it has 3 (PCK, "
               "PCK CA, Intel SGX Root CA)", expected=3, actual=len(certs))
+    for cert in certs:
+        if not outer_fields_agree(cert.der):
+            _fail("certificate", "a PCK chain certificate names another signature algorithm "
+                  "outside its signed part than inside, or its signature has unused bits",
+                  expected="outer fields equal to the signed ones", actual="they differ")
     leaf, ca, root = certs
     return _PckChain(
         leaf=leaf,

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -60,6 +60,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from zcbench.errors import EnvError, UsageError
+from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.amd_kds import KdsClient
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
@@ -371,7 +372,9 @@ def _certificates(blob: bytes) -> list[x509.Certificate]:
                 pems = x509.load_pem_x509_certificates(blob)
             return [_load_der(c.public_bytes(Encoding.DER)) for c in pems]
         return [_load_der(blob)]
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    # cryptography raises several types for malformed certificates (ValueError,
+    # UnsupportedAlgorithm, InvalidVersion, DuplicateExtension, ...): each is "certificate".
+    except Exception as exc:
         _fail(
             "certificate",
             f"a given certificate is not valid X.509 (DER or PEM): {exc}",
@@ -424,8 +427,10 @@ def _validity(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime]:
 
 @functools.lru_cache(maxsize=128)
 def _pss_sha384(cert: x509.Certificate) -> bool:
-    return cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS and isinstance(
-        cert.signature_hash_algorithm, hashes.SHA384
+    return (
+        cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+        and isinstance(cert.signature_hash_algorithm, hashes.SHA384)
+        and outer_fields_agree(_der(cert))
     )
 
 
@@ -505,7 +510,8 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, label: str, by:
     if not _pss_sha384(cert):
         _fail(
             "algorithm",
-            f"the {label} is not signed with RSASSA-PSS SHA-384, as AMD signs its certificates",
+            f"the {label} is not signed with RSASSA-PSS SHA-384, as AMD signs its certificates "
+            "(or names another algorithm outside its signed part than inside)",
             expected="RSASSA-PSS SHA-384",
             actual=cert.signature_algorithm_oid.dotted_string,
         )
