@@ -204,10 +204,7 @@ _TABLE: list[Any] = [
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{missing}"], 2),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{folder}"], 2),
     (["verify", "attestation", "{document}", "--trust", "{empty_pem}"], 1),
-    pytest.param(["verify", "attestation", "{document}", "--trust", "dev", "--commitment",
-                  "{json}"], 1,
-                 marks=pytest.mark.xfail(reason=_OTHERS + "nitro/commitment.py: the message "
-                                         "says 'schema None'", strict=True)),
+    (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{json}"], 1),
     # nitro emulate
     (["nitro", "emulate", "--nonce", "00", "--out", "{blocked}"], 3),
     (["nitro", "emulate", "--nonce", "00", "--out", "{full}"], 3),

@@ -139,6 +139,12 @@ def test_nitro_json_carries_the_tee_keys(
         ("tdx/tdx_quote", ["--collateral", "tdx/missing.json"]),
         ("tdx/tdx_quote", ["--expect-pcr", "0=" + "00" * 48]),
         ("snp/report_milan.hex", ["--cert", "snp/missing.der"]),
+        ("snp/report_milan.hex", ["--kds", "http://127.0.0.1:9"]),
+        ("snp/report_milan.hex", ["--pccs", "https://127.0.0.1:9"]),
+        ("tdx/tdx_quote", ["--kds"]),
+        ("tdx/tdx_quote", ["--pccs", "http://127.0.0.1:9"]),
+        ("tdx/tdx_quote", ["--pccs", "https://127.0.0.1:9", "--collateral",
+                           "tdx/tdx_quote_collateral.json"]),
     ],
 )
 def test_flags_that_do_not_apply_are_usage_errors(
@@ -168,6 +174,7 @@ def test_detection_and_dispatch() -> None:
     assert detect_tee(b"\x84\x40\xa0\x40\x40") == "nitro"
     quote = (TEE / "tdx" / "tdx_quote").read_bytes()
     assert decode_evidence(base64.b64encode(quote)) == quote
+    assert decode_evidence(b"0x" + quote.hex().encode() + b"\n") == quote
     assert decode_evidence(b"TWFu") == b"TWFu"  # base64 of no evidence stays as it is
     for junk in (b"", b"\xff" * 100, b"\0" * 1184):
         with pytest.raises(DataError):

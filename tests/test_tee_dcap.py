@@ -306,3 +306,15 @@ def test_any_corrupted_byte_of_a_quote_is_refused(offset: int, xor: int) -> None
     if verdict.verified:
         assert parse_quote(data).pck_chain_pem != parse_quote(SGX).pck_chain_pem
         assert offset >= len(SGX) - len(parse_quote(SGX).pck_chain_pem)
+
+
+def test_a_chain_carried_as_der_verifies_the_same() -> None:
+    # Some quotes (Intel's own test quotes) carry the type-5 chain as concatenated DER.
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    certs = x509.load_pem_x509_certificates(parse_quote(SGX).pck_chain_pem)
+    der = b"".join(c.public_bytes(Encoding.DER) for c in certs)
+    verdict = check_quote(_with_chain(SGX, der), ANY, at=AT)
+    assert verdict.verified, verdict.message
+    assert check_quote(_with_chain(SGX, der + b"\x30"), ANY, at=AT).failed_check == "certificate"

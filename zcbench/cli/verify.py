@@ -143,6 +143,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "status is unknown",
     )
     att.add_argument(
+        "--kds",
+        nargs="?",
+        const="https://kdsintf.amd.com",
+        metavar="URL",
+        help="SEV-SNP: fetch the VCEK from AMD's KDS (default kdsintf.amd.com) when no --cert "
+        "gives it",
+    )
+    att.add_argument(
+        "--pccs",
+        metavar="URL",
+        help="TDX/SGX: fetch the collateral from this PCCS or Intel PCS (https) instead of "
+        "--collateral",
+    )
+    att.add_argument(
         "--allow-tcb-status",
         action="append",
         default=[],
@@ -306,6 +320,8 @@ def _attestation(args: argparse.Namespace) -> int:
             )
     if args.allow_tcb_status:
         raise UsageError("--allow-tcb-status is for TDX/SGX quotes; a Nitro document has no TCB")
+    if args.kds or args.pccs:
+        raise UsageError("--kds and --pccs are for SEV-SNP reports and TDX/SGX quotes")
     return _nitro(args, path, data, recognised=tee is not None)
 
 
@@ -478,8 +494,12 @@ def _other_tee(args: argparse.Namespace, path: pathlib.Path, data: bytes) -> int
         )
     if args.cert and tee != "sev-snp":
         raise UsageError(f"--cert is for SEV-SNP reports; {path} is an {name}")
-    if args.collateral and tee == "sev-snp":
-        raise UsageError(f"--collateral is for TDX/SGX quotes; {path} is an {name}")
+    if (args.collateral or args.pccs) and tee == "sev-snp":
+        raise UsageError(f"--collateral and --pccs are for TDX/SGX quotes; {path} is an {name}")
+    if args.kds and tee != "sev-snp":
+        raise UsageError(f"--kds is for SEV-SNP reports; {path} is an {name}")
+    if args.collateral and args.pccs:
+        raise UsageError("give --collateral FILE or --pccs URL, not both")
     if args.at == "doc":
         raise UsageError(
             f"--at doc needs a signed time and an {name} carries none: give an ISO 8601 time "
@@ -505,8 +525,18 @@ def _other_tee(args: argparse.Namespace, path: pathlib.Path, data: bytes) -> int
         from zcbench.tee.dcap import load_collateral
 
         collateral = load_collateral(args.collateral)
+    kds = pccs = None
+    if args.kds:
+        from zcbench.tee.amd_kds import HttpKds
+
+        kds = HttpKds(args.kds)
+    if args.pccs:
+        from zcbench.tee.dcap import HttpPccs
+
+        pccs = HttpPccs(args.pccs)
     verdict = check_evidence(
-        data, policy, at=at, certificates=certificates, collateral=collateral
+        data, policy, at=at, certificates=certificates, collateral=collateral, kds=kds,
+        pccs=pccs,
     )
     if "expected_measurement" not in fields and verdict.verified:
         sys.stderr.write(

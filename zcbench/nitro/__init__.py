@@ -7,6 +7,7 @@ CA (SIMULATED), or get them from the real ``/dev/nsm``. The modules behind it:
 * :mod:`~zcbench.nitro.document`  the byte format (parse strictly, encode)
 * :mod:`~zcbench.nitro.verify`    the checks, in order, and their results
 * :mod:`~zcbench.nitro.policy`    ``AttestationPolicy``: what a caller requires of a document
+  (TEE-neutral, defined in :mod:`zcbench.tee.policy`; SEV-SNP and DCAP use the same one)
 * :mod:`~zcbench.nitro.binding`   an LP document's checkpoint bound to a run's log (imported
   on its own: it uses ``zcbench.auditlog``)
 * :mod:`~zcbench.nitro.trust`     pinned roots: ``"aws"``, ``"dev"``, a PEM file, and what each

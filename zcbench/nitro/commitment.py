@@ -166,8 +166,8 @@ def _schema_and_tee(doc: Mapping[str, Any], source: str) -> str:
     schema = doc.get("schema")
     if "schema" not in doc:
         raise DataError(
-            f"{source} has no 'schema' field; expected {COMMITMENT_SCHEMA!r} or "
-            f"{COMMITMENT_SCHEMA_V2!r}: is this a commitment.json?"
+            f"{source} has no schema field (a commitment names {COMMITMENT_SCHEMA} or "
+            f"{COMMITMENT_SCHEMA_V2}); is this a commitment.json?"
         )
     if schema == COMMITMENT_SCHEMA:
         if "tee" in doc or "measurements" in doc:

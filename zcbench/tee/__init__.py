@@ -55,10 +55,14 @@ _MAX_EVIDENCE = 1 << 20
 
 
 def decode_evidence(data: bytes) -> bytes:
-    """``data`` as bytes: hexadecimal text, or base64 text that decodes to evidence this
-    module recognises (whitespace allowed in both), is decoded; anything else is kept."""
+    """``data`` as bytes: hexadecimal text (``0x`` prefix allowed), or base64 text that decodes
+    to evidence this module recognises (whitespace allowed in both), is decoded; anything else
+    is kept."""
     if len(data) > 2 * _MAX_EVIDENCE:
         raise DataError(f"evidence of {len(data)} bytes is larger than any TEE's; refusing it")
+    stripped = data.strip()
+    if stripped[:2] in (b"0x", b"0X") and set(stripped[2:]) <= _HEX:
+        data = stripped[2:]
     if data and set(data) <= _HEX:
         text = b"".join(data.split())
         if len(text) % 2 == 0 and text:

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Final, Protocol
 
-from zcbench.errors import EnvError
+from zcbench.errors import EnvError, UsageError
 
 __all__ = ["KDS_URL", "HttpKds", "KdsClient", "MemoryKds", "vcek_path"]
 
@@ -52,6 +52,8 @@ class HttpKds:
     """The real KDS over HTTPS (``urllib``, a timeout, a size bound); never used in tests."""
 
     def __init__(self, base_url: str = KDS_URL, *, timeout: float = 10.0) -> None:
+        if not base_url.startswith("https://"):
+            raise UsageError(f"the KDS URL must be https: {base_url}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 

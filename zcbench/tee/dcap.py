@@ -57,13 +57,14 @@ from typing import Any, Final, Literal, NoReturn, Protocol
 
 import dcap_qvl  # type: ignore[import-untyped]  # ships .pyi stubs, but no py.typed
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
 from zcbench.tee.verdict import TeeVerdict, text_of
@@ -322,36 +323,90 @@ def _root_der() -> bytes:
     return _pinned_root().public_bytes(Encoding.DER)
 
 
-# Pure functions of certificates parsed once per chain (cached by the chain's bytes): every
-# check still runs on every call, only re-encoding and name decoding are saved.
-@functools.lru_cache(maxsize=64)
-def _der_of(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
+@dataclass(frozen=True)
+class _PckCert:
+    """One certificate of a PCK chain with what the checks read, taken once per chain (the
+    chain is cached by its PEM bytes; cryptography re-encodes the TBS on every access)."""
+
+    cert: x509.Certificate
+    der: bytes
+    key: object
+    not_before: dt.datetime
+    not_after: dt.datetime
+    signature: bytes
+    tbs: bytes
 
 
-@functools.lru_cache(maxsize=64)
-def _key_and_validity(cert: x509.Certificate) -> tuple[object, dt.datetime, dt.datetime]:
-    return cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc
+@dataclass(frozen=True)
+class _PckChain:
+    leaf: _PckCert
+    ca: _PckCert
+    root: _PckCert
+    ca_named_by_root: bool
+    leaf_named_by_ca: bool
+    fingerprints: tuple[str, ...]
 
 
-@functools.lru_cache(maxsize=64)
-def _names_chain(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    return cert.issuer == issuer.subject
+def _prepared(cert: x509.Certificate) -> _PckCert:
+    return _PckCert(
+        cert=cert,
+        der=cert.public_bytes(Encoding.DER),
+        key=cert.public_key(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        signature=cert.signature,
+        tbs=cert.tbs_certificate_bytes,
+    )
+
+
+def _der_sequence(blob: bytes) -> list[x509.Certificate]:
+    """Certificates concatenated as DER (some test quotes carry the chain so, not as PEM)."""
+    out: list[x509.Certificate] = []
+    pos = 0
+    while pos < len(blob) and len(out) < 4:
+        if blob[pos] != 0x30 or pos + 4 > len(blob) or blob[pos + 1] != 0x82:
+            raise ValueError("not a DER certificate sequence")
+        end = pos + 4 + int.from_bytes(blob[pos + 2 : pos + 4], "big")
+        out.append(x509.load_der_x509_certificate(blob[pos:end]))
+        pos = end
+    if pos != len(blob):
+        raise ValueError("bytes left after the DER certificates")
+    return out
 
 
 @functools.lru_cache(maxsize=32)
-def _pck_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
+def _pck_chain(pem: bytes) -> _PckChain:
     try:
-        certs = tuple(x509.load_pem_x509_certificates(pem))
-        for cert in certs:
-            _ = (cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        _fail("certificate", f"the quote's PCK chain is not readable PEM: {exc}",
+        parsed = (
+            x509.load_pem_x509_certificates(pem)
+            if pem.lstrip().startswith(b"-----BEGIN")
+            else _der_sequence(pem)
+        )
+        certs = [_prepared(c) for c in parsed]
+        # Names decode lazily: decode them here, so a malformed one is "certificate".
+        names = [(c.cert.issuer, c.cert.subject) for c in certs]
+    # cryptography raises several types for malformed certificates (ValueError,
+    # UnsupportedAlgorithm, InvalidVersion, DuplicateExtension, ...): each is "certificate".
+    except Exception as exc:
+        _fail("certificate", f"the quote's PCK chain is not readable PEM (or DER): {exc}",
               expected="PEM certificates", actual="unreadable")
     if len(certs) != 3:
         _fail("certificate", f"the PCK chain has {len(certs)} certificates; it has 3 (PCK, "
               "PCK CA, Intel SGX Root CA)", expected=3, actual=len(certs))
-    return certs
+    for cert in certs:
+        if not outer_fields_agree(cert.der):
+            _fail("certificate", "a PCK chain certificate names another signature algorithm "
+                  "outside its signed part than inside, or its signature has unused bits",
+                  expected="outer fields equal to the signed ones", actual="they differ")
+    leaf, ca, root = certs
+    return _PckChain(
+        leaf=leaf,
+        ca=ca,
+        root=root,
+        ca_named_by_root=names[1][0] == names[2][1],
+        leaf_named_by_ca=names[0][0] == names[1][1],
+        fingerprints=tuple(hashlib.sha256(c.der).hexdigest() for c in (root, ca, leaf)),
+    )
 
 
 def _ec_verify(key: object, signature: bytes, data: bytes) -> bool:
@@ -368,21 +423,23 @@ def _raw_signature(sig: bytes) -> bytes:
     return encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
 
 
-def _check_chain(quote: DcapQuote, at: dt.datetime) -> x509.Certificate:
-    leaf, ca, root = _pck_chain(quote.pck_chain_pem)
-    if _der_of(root) != _root_der():
-        got = hashlib.sha256(_der_of(root)).hexdigest()
+def _check_chain(quote: DcapQuote, at: dt.datetime) -> _PckCert:
+    chain = _pck_chain(quote.pck_chain_pem)
+    leaf, ca, root = chain.leaf, chain.ca, chain.root
+    if root.der != _root_der():
+        got = chain.fingerprints[0]
         _fail("root", f"the PCK chain ends in a root with SHA-256 {got}, not the pinned Intel "
               "SGX Root CA", expected=INTEL_ROOT_SHA256, actual=got)
-    for cert, issuer, label in ((ca, root, "PCK CA"), (leaf, ca, "PCK certificate")):
-        if not _names_chain(cert, issuer) or not _ec_verify(
-            _key_and_validity(issuer)[0], cert.signature, cert.tbs_certificate_bytes
-        ):
-            _fail("chain", f"the {label} is not issued by {issuer.subject.rfc4514_string()} "
-                  "(name or ECDSA signature)", expected=issuer.subject.rfc4514_string(),
-                  actual=cert.issuer.rfc4514_string())
+    for cert, issuer, named, label in (
+        (ca, root, chain.ca_named_by_root, "PCK CA"),
+        (leaf, ca, chain.leaf_named_by_ca, "PCK certificate"),
+    ):
+        if not named or not _ec_verify(issuer.key, cert.signature, cert.tbs):
+            name = issuer.cert.subject.rfc4514_string()
+            _fail("chain", f"the {label} is not issued by {name} (name or ECDSA signature)",
+                  expected=name, actual=cert.cert.issuer.rfc4514_string())
     for cert, label in ((root, "Intel SGX Root CA"), (ca, "PCK CA"), (leaf, "PCK certificate")):
-        _key, start, end = _key_and_validity(cert)
+        start, end = cert.not_before, cert.not_after
         if not start <= at <= end:
             _fail("validity", f"the {label} is valid {start.isoformat()} to {end.isoformat()}, "
                   f"not at {at.isoformat()}; verify at a time inside that window (--at)",
@@ -390,9 +447,14 @@ def _check_chain(quote: DcapQuote, at: dt.datetime) -> x509.Certificate:
     return leaf
 
 
-def _check_signatures(quote: DcapQuote, pck: x509.Certificate) -> None:
-    pck_key = _key_and_validity(pck)[0]
-    if not _ec_verify(pck_key, _raw_signature(quote.qe_report_signature), quote.qe_report):
+@functools.lru_cache(maxsize=64)
+def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    # Decoding and validating the point is a pure function of its 64 bytes.
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
+
+
+def _check_signatures(quote: DcapQuote, pck: _PckCert) -> None:
+    if not _ec_verify(pck.key, _raw_signature(quote.qe_report_signature), quote.qe_report):
         _fail("qe_report", "the QE report is not signed by the PCK certificate's key: the "
               "quote's quoting enclave is not the attested one", expected="valid signature",
               actual="invalid")
@@ -402,9 +464,8 @@ def _check_signatures(quote: DcapQuote, pck: x509.Certificate) -> None:
         _fail("qe_binding", "the QE report does not bind the attestation key (its report data "
               "is not SHA-256 of the key and the QE authentication data)",
               expected=(digest + bytes(32)).hex(), actual=bound.hex())
-    key_bytes = b"\x04" + quote.attestation_key
     try:
-        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key_bytes)
+        key = _attestation_key(quote.attestation_key)
     except ValueError:
         _fail("signature", "the attestation key is not a P-256 point", expected="P-256 point",
               actual=quote.attestation_key.hex())
@@ -686,16 +747,11 @@ def check_quote(
 
 
 def _chain_fingerprints(quote: DcapQuote) -> tuple[str, ...]:
-    return _fingerprints_of(quote.pck_chain_pem)
-
-
-@functools.lru_cache(maxsize=32)
-def _fingerprints_of(pem: bytes) -> tuple[str, ...]:
+    """Root first, as far as the chain parsed (empty when it did not)."""
     try:
-        certs = _pck_chain(pem)
+        return _pck_chain(quote.pck_chain_pem).fingerprints
     except AttestationError:
         return ()
-    return tuple(hashlib.sha256(_der_of(c)).hexdigest() for c in reversed(certs))
 
 
 def verify_quote(

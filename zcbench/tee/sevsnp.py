@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -60,6 +60,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from zcbench.errors import EnvError, UsageError
+from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.amd_kds import KdsClient
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
@@ -358,6 +359,7 @@ def _load_der(der: bytes) -> x509.Certificate:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc)
         _ = (cert.public_key(), cert.tbs_certificate_bytes, cert.signature_algorithm_oid)
+        _ = (cert.issuer, cert.subject, cert.signature_hash_algorithm)
     return cert
 
 
@@ -370,7 +372,9 @@ def _certificates(blob: bytes) -> list[x509.Certificate]:
                 pems = x509.load_pem_x509_certificates(blob)
             return [_load_der(c.public_bytes(Encoding.DER)) for c in pems]
         return [_load_der(blob)]
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    # cryptography raises several types for malformed certificates (ValueError,
+    # UnsupportedAlgorithm, InvalidVersion, DuplicateExtension, ...): each is "certificate".
+    except Exception as exc:
         _fail(
             "certificate",
             f"a given certificate is not valid X.509 (DER or PEM): {exc}",
@@ -405,6 +409,32 @@ def _extensions(cert: x509.Certificate) -> Mapping[str, bytes]:
     }
 
 
+@functools.lru_cache(maxsize=128)
+def _key(cert: x509.Certificate) -> object:
+    return cert.public_key()
+
+
+@functools.lru_cache(maxsize=128)
+def _signed_parts(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    # cryptography re-encodes the TBS on every access: take it once per parsed certificate.
+    return cert.signature, cert.tbs_certificate_bytes
+
+
+@functools.lru_cache(maxsize=128)
+def _validity(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime]:
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+@functools.lru_cache(maxsize=128)
+def _pss_sha384(cert: x509.Certificate) -> bool:
+    return (
+        cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+        and isinstance(cert.signature_hash_algorithm, hashes.SHA384)
+        and outer_fields_agree(_der(cert))
+    )
+
+
+@functools.lru_cache(maxsize=128)
 def _cn(cert: x509.Certificate) -> str:
     try:
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -477,12 +507,11 @@ def _product_of_cpuid(cpuid: tuple[int, int, int]) -> Product | None:
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, label: str, by: str) -> None:
     """``cert`` names ``issuer`` and carries its RSASSA-PSS SHA-384 signature."""
-    if cert.signature_algorithm_oid != SignatureAlgorithmOID.RSASSA_PSS or not isinstance(
-        cert.signature_hash_algorithm, hashes.SHA384
-    ):
+    if not _pss_sha384(cert):
         _fail(
             "algorithm",
-            f"the {label} is not signed with RSASSA-PSS SHA-384, as AMD signs its certificates",
+            f"the {label} is not signed with RSASSA-PSS SHA-384, as AMD signs its certificates "
+            "(or names another algorithm outside its signed part than inside)",
             expected="RSASSA-PSS SHA-384",
             actual=cert.signature_algorithm_oid.dotted_string,
         )
@@ -494,11 +523,12 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, label: str, by:
             expected=issuer.subject.rfc4514_string(),
             actual=cert.issuer.rfc4514_string(),
         )
-    key = issuer.public_key()
+    key = _key(issuer)
     if not isinstance(key, rsa.RSAPublicKey):
         _fail("algorithm", f"the {by} has no RSA key", expected="RSA", actual=type(key).__name__)
     try:
-        key.verify(cert.signature, cert.tbs_certificate_bytes, _PSS, hashes.SHA384())
+        signature, tbs = _signed_parts(cert)
+        key.verify(signature, tbs, _PSS, hashes.SHA384())
     except InvalidSignature:
         _fail(
             "chain",
@@ -509,7 +539,7 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, label: str, by:
 
 
 def _valid_at(cert: x509.Certificate, label: str, at: dt.datetime) -> None:
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    start, end = _validity(cert)
     if not start <= at <= end:
         _fail(
             "validity",
@@ -650,7 +680,7 @@ def _fetch_vcek(report: SnpReport, kds: KdsClient) -> x509.Certificate:
 
 def _check_leaf(report: SnpReport, chain: _Chain) -> None:
     leaf, product = chain.leaf, chain.product
-    key = leaf.public_key()
+    key = _key(leaf)
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         _fail(
             "algorithm",
@@ -695,7 +725,7 @@ def _check_leaf(report: SnpReport, chain: _Chain) -> None:
 
 
 def _check_signature(report: SnpReport, leaf: x509.Certificate) -> None:
-    key = leaf.public_key()
+    key = _key(leaf)
     assert isinstance(key, ec.EllipticCurvePublicKey)
     try:
         signature = encode_dss_signature(report.signature_r, report.signature_s)
