@@ -17,6 +17,7 @@ Batches reach the strategy exactly as they reach it in the enclave (encoded, dec
 """
 
 from zcbench.backtest._accounting import FillModel
+from zcbench.backtest._dask import dask_client, parse_address
 from zcbench.backtest._demo import research_demo
 from zcbench.backtest._engine import (
     BacktestConfig,
@@ -43,10 +44,12 @@ __all__ = [
     "PreparedData",
     "ResearchRecord",
     "WalkForwardResult",
+    "dask_client",
     "deflated_sharpe_ratio",
     "equity_figure",
     "equity_png",
     "load_research_record",
+    "parse_address",
     "prepare",
     "replay",
     "research_demo",

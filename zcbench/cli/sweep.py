@@ -139,7 +139,7 @@ def _grid(args: argparse.Namespace) -> dict[str, list[Any]]:
 
 def _check(args: argparse.Namespace) -> None:
     from zcbench.backtest import METRIC_NAMES
-    from zcbench.backtest._dask import parse_address
+    from zcbench.backtest import parse_address
     from zcbench.errors import UsageError
 
     if not args.param:
@@ -218,7 +218,7 @@ def _where(args: argparse.Namespace) -> dict[str, Any]:
         return {"serial": True}
     if args.scheduler:
         return {"scheduler": args.scheduler}
-    from zcbench.backtest._dask import dask_client
+    from zcbench.backtest import dask_client
 
     return {"scheduler": None, "_local": dask_client(None, n_workers=args.workers)}
 
