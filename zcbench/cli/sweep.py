@@ -138,8 +138,7 @@ def _grid(args: argparse.Namespace) -> dict[str, list[Any]]:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from zcbench.backtest import METRIC_NAMES
-    from zcbench.backtest import parse_address
+    from zcbench.backtest import METRIC_NAMES, parse_address
     from zcbench.errors import UsageError
 
     if not args.param:
