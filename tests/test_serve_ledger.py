@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_serve_support import RunningServer
 
@@ -124,3 +125,58 @@ def test_a_ledger_rolled_back_between_visits_fails(tmp_path: Path) -> None:
     assert verdict["previous"]["size"] == 3
     assert verdict["size"] == 2
     ledger.close()
+
+
+def test_the_mounted_witness_cosigns_and_the_served_checkpoint_carries_the_quorum(
+        tmp_path: Path) -> None:
+    from zcbench.auditlog.note import parse_vkey
+    from zcbench.auditlog.witness import Witness, load_cosigner
+    from zcbench.ledger import parse_policy
+    from zcbench.ledger.policy import policy_text
+    from zcbench.ledger.witness_client import witness_ledger
+    from zcbench.ledger.witness_server import build_app
+
+    ledger, signer, origin = _ledger(tmp_path)
+    cosigner = load_cosigner(tmp_path / "witness.pem", "witness.lp", create=True)
+    witness = build_app(Witness(tmp_path / "witness-state"), cosigner, [parse_vkey(ledger.vkey)])
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with RunningServer(ServeConfig(runs=runs, ledger=ledger.folder, witness=witness)) as server:
+        policy = parse_policy(policy_text(ledger.vkey, [("lp", cosigner,
+                                                          f"{server.url}/witness")], "all"))
+        assert httpx.post(f"{server.url}/ledger/checkpoint").status_code == 405
+        assert httpx.post(f"{server.url}/witness/add-checkpoint",
+                          content=b"x" * 70_000).status_code == 413
+        assert httpx.post(f"{server.url}/witness/add-checkpoint",
+                          content=b"garbage").status_code == 400
+        assert witness_ledger(ledger, policy).quorum_met
+        server.catalog.sync_once()
+        served = httpx.get(f"{server.url}/ledger/checkpoint").content
+        assert served == ledger.witnessed_checkpoint()
+        verdict = check_remote_ledger(f"{server.url}/ledger", pcr0=P0, run_origin=origin,
+                                      run_vkey=signer.vkey, policy=policy)
+        assert verdict["verified"], verdict
+        assert "ledger_quorum" in verdict["checks"]
+        assert verdict["cosigned_by"] == ["lp"]
+        # an entry appended and not witnessed: the newest checkpoint has no quorum
+        ledger.append(RunCheckpointEntry(origin, signer.sign(4, b"\x07" * 32)), pcr0=P0)
+        server.catalog.sync_once()
+        unwitnessed = check_remote_ledger(f"{server.url}/ledger", pcr0=P0, run_origin=origin,
+                                          run_vkey=signer.vkey, policy=policy)
+        assert unwitnessed["failed_check"] == "ledger_quorum"
+    ledger.close()
+
+
+def test_serve_and_verify_remote_refuse_bad_ledger_arguments(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zcbench.cli import main
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert main(["serve", "--runs", str(runs), "--ledger", str(runs)]) == 2  # not a ledger
+    assert main(["serve", "--runs", str(runs), "--witness-state", str(tmp_path / "w")]) == 2
+    assert main(["verify", "remote", "http://127.0.0.1:9", "--commitment", str(runs),
+                 "--ledger-vkey", "not a vkey"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 3
+    assert all(line.startswith("zcbench: ") for line in lines)

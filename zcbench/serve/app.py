@@ -12,6 +12,7 @@ Routes (GET and HEAD only; anything else is 405):
   the hash tiles)
 * ``/ledger/checkpoint``, ``/ledger/tile/...`` the strategy's ledger (``--ledger``) as tlog-tiles,
   entry bundles included, all public: its entries are hashes and facts
+* ``/witness/add-checkpoint`` (POST), ``/witness/`` the ledger's C2SP tlog-witness, when given
 * ``/.well-known/zcbench/attestation?nonce=<hex>``  a fresh document from the enclave of the run
   in progress, with the caller's nonce and the latest checkpoint in ``user_data``; 503 with
   ``Retry-After`` and the last run's id when no enclave runs. Needs a reader token when the server
@@ -51,7 +52,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from zcbench.auditlog.records import decode_record
 from zcbench.errors import DataError, UsageError, ZcbenchError
@@ -75,6 +76,7 @@ _MAX_TARGET: Final = 2048
 _ATTEST_THREADS: Final = 16
 _MAX_HEADERS: Final = 64
 _MAX_HEADER_BYTES: Final = 8192
+_MAX_WITNESS_BODY: Final = 65_536
 _SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -105,6 +107,9 @@ class ServeConfig:
     """How the log key is read from a boot record (default: a Nitro document's ``public_key``)."""
     ledger: Path | None = None
     """The strategy's ledger folder, served at ``/ledger/`` (public: hashes and facts only)."""
+    witness: Any = None
+    """The ledger's witness (:func:`zcbench.ledger.witness_server.build_app`), mounted at
+    ``/witness/``: the only path taking POST, with bodies of at most 64 KiB."""
 
     @property
     def tiles_root(self) -> Path:
@@ -321,15 +326,26 @@ class Guard:
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if target > _MAX_TARGET:
             raise _Reply(414, f"request target longer than {_MAX_TARGET} bytes")
-        if scope["method"] not in ("GET", "HEAD"):
-            raise _Reply(405, "only GET and HEAD are served", {"Allow": "GET, HEAD"})
+        posting = (self.config.witness is not None and scope["method"] == "POST"
+                   and str(scope.get("path", "")) == "/witness/add-checkpoint")
+        if scope["method"] not in ("GET", "HEAD") and not posting:
+            raise _Reply(405, "only GET and HEAD are served (and POST to the witness)",
+                         {"Allow": "GET, HEAD"})
         headers = scope.get("headers", [])
         size = sum(len(k) + len(v) for k, v in headers)
         if len(headers) > _MAX_HEADERS or size > _MAX_HEADER_BYTES:
             raise _Reply(431, f"at most {_MAX_HEADERS} headers of {_MAX_HEADER_BYTES} bytes")
+        length: int | None = None
         for name, value in headers:
-            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
-                raise _Reply(413, "requests carry no body here")
+            if name == b"transfer-encoding":
+                raise _Reply(413, "requests carry no chunked body here")
+            if name == b"content-length":
+                length = int(value) if value.isdigit() and len(value) < 10 else -1
+                if length != 0 and not (posting and 0 < length <= _MAX_WITNESS_BODY):
+                    raise _Reply(413, "requests carry no body here" if not posting else
+                                 f"a witness request is 1..{_MAX_WITNESS_BODY} bytes")
+        if posting and length is None:
+            raise _Reply(411, "a witness request needs a Content-Length")
         client = (scope.get("client") or ("?", 0))[0]
         wait = self.buckets.take(f"ip:{client}", time.monotonic())
         if wait:
@@ -402,6 +418,8 @@ class ProofService:
                 Route("/.well-known/zcbench/attestation", self.attestation, methods=["GET"]),
                 Route("/runs/{run_id}/{rest:path}", self.run_file, methods=["GET"]),
                 Route("/ledger/{rest:path}", self.ledger_file, methods=["GET"]),
+                *([Mount("/witness", app=self.config.witness)]
+                  if self.config.witness is not None else []),
             ],
             exception_handlers={_Reply: _reply_response, HTTPException: _http_response},
         )
