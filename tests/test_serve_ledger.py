@@ -175,8 +175,12 @@ def test_serve_and_verify_remote_refuse_bad_ledger_arguments(
     runs.mkdir()
     assert main(["serve", "--runs", str(runs), "--ledger", str(runs)]) == 2  # not a ledger
     assert main(["serve", "--runs", str(runs), "--witness-state", str(tmp_path / "w")]) == 2
-    assert main(["verify", "remote", "http://127.0.0.1:9", "--commitment", str(runs),
+    commitment = tmp_path / "commitment.json"
+    commitment.write_text("{}")
+    assert main(["verify", "remote", "http://127.0.0.1:9", "--commitment", str(commitment),
                  "--ledger-vkey", "not a vkey"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(lines) == 3
     assert all(line.startswith("zcbench: ") for line in lines)
+    assert "not a ledger" in lines[0]
+    assert "--ledger-vkey" in lines[2]
