@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zcbench.errors import EXIT_FAILED, EXIT_OK, EnvError, UsageError
+from zcbench.errors import EXIT_FAILED, EXIT_OK, DataError, EnvError, UsageError
 
 __all__ = ["register_kind"]
 
@@ -45,6 +45,12 @@ def register_kind(kinds: Any) -> None:
                    help="refuse documents older than this (default 300)")
     p.add_argument("--tls-ca", type=Path, default=None, metavar="PEM",
                    help="CA bundle for the server's TLS certificate (default: the system's)")
+    p.add_argument("--ledger-vkey", default=None, metavar="VKEY",
+                   help="the ledger key the fund handed you (a vkey, or a file holding it): "
+                   "also hold the run to the ledger served at URL/ledger/")
+    p.add_argument("--policy", type=Path, default=None, metavar="FILE",
+                   help="a tlog-policy naming the ledger key and the witnesses' quorum (the "
+                   "ledger checkpoint must carry it)")
     p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     p.set_defaults(handler=_handle)
 
@@ -69,6 +75,7 @@ def _handle(args: argparse.Namespace) -> int:
     if args.state is not None and args.state.exists() and not args.state.is_dir():
         raise UsageError(f"--state {args.state} is a file, not a folder")
     token = args.token or os.environ.get("ZCBENCH_TOKEN") or None
+    ledger_vkey, policy = _ledger_args(args)
     report = check_remote(
         args.url,
         Commitment.load(args.commitment),
@@ -77,6 +84,8 @@ def _handle(args: argparse.Namespace) -> int:
         state=args.state,
         max_age=dt.timedelta(seconds=args.max_age),
         tls_verify=str(args.tls_ca) if args.tls_ca is not None else True,
+        ledger_vkey=ledger_vkey,
+        policy=policy,
     )
     verdict = report.to_dict()
     if args.report is not None:
@@ -94,6 +103,28 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         _print(verdict)
     return EXIT_OK if report.verified else EXIT_FAILED
+
+
+def _ledger_args(args: argparse.Namespace) -> tuple[str | None, Any]:
+    vkey: str | None = args.ledger_vkey
+    if vkey is not None:
+        path = Path(vkey)
+        if "+" not in vkey and path.is_file():
+            vkey = path.read_text(encoding="utf-8").strip()
+        from zcbench.auditlog.note import parse_vkey
+
+        try:
+            parse_vkey(vkey)
+        except (ValueError, DataError) as exc:
+            raise UsageError(f"--ledger-vkey is no vkey: {exc}") from None
+    policy = None
+    if args.policy is not None:
+        from zcbench.ledger.policy import load_policy
+
+        if not args.policy.is_file():
+            raise UsageError(f"--policy {args.policy} does not exist")
+        policy = load_policy(args.policy)
+    return vkey, policy
 
 
 def _print(v: dict[str, Any]) -> None:
@@ -121,3 +152,7 @@ def _print(v: dict[str, Any]) -> None:
         previous = v["previous"]
         saved = f" (saved size {previous['size']})" if previous else ""
         print(f"  last visit: {v['state'].replace('_', ' ')}{saved}")
+    ledger = v.get("ledger")
+    if ledger:
+        print(f"  ledger:     {ledger.get('origin')}, size {ledger.get('size')}; passed: "
+              f"{', '.join(ledger.get('checks', [])) or 'none'}")

@@ -27,6 +27,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--runs", type=Path, default=Path.cwd(), metavar="DIR",
                    help="the folder holding the run folders (default: the current folder)")
+    p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
+                   help="the strategy's ledger folder, served at /ledger/ as tlog-tiles "
+                   "(public: its entries are hashes and facts)")
+    p.add_argument("--witness-state", type=Path, default=None, metavar="DIR",
+                   help="also witness the ledger (C2SP tlog-witness) at /witness/, keeping "
+                   "its state here (needs --ledger and --witness-key)")
+    p.add_argument("--witness-key", type=Path, default=None, metavar="FILE",
+                   help="the witness's Ed25519 key, PEM (made, owner-only, if absent)")
+    p.add_argument("--witness-name", default="witness.local", metavar="NAME",
+                   help="the witness's key name (default witness.local)")
     p.add_argument("--tiles", type=Path, default=None, metavar="OUT_DIR",
                    help="where the tiles are written (default: <runs>/.tiles)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -72,6 +82,13 @@ def _handle(args: argparse.Namespace) -> int:
     for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if path is not None and not path.is_file():
             raise UsageError(f"{flag} {path} does not exist")
+    if args.ledger is not None:
+        from zcbench.ledger.store import read_ledger_file
+
+        read_ledger_file(args.ledger)  # a folder that is no ledger is refused here
+    if (args.witness_state is None) != (args.witness_key is None) or (
+            args.witness_state is not None and args.ledger is None):
+        raise UsageError("give --witness-state and --witness-key together, with --ledger")
     if args.readers is not None and not args.readers.is_file():
         raise UsageError(f"--readers {args.readers} does not exist")
     return _serve_forever(args, Readers.load(args.readers) if args.readers else None)
@@ -80,18 +97,31 @@ def _handle(args: argparse.Namespace) -> int:
 def _serve_forever(args: argparse.Namespace, readers: Any) -> int:
     from zcbench.serve.app import ServeConfig, build_app, make_server
 
+    witness = None
+    if args.witness_state is not None:
+        from zcbench.auditlog.note import parse_vkey
+        from zcbench.auditlog.witness import Witness, load_cosigner
+        from zcbench.ledger.store import read_ledger_file
+        from zcbench.ledger.witness_server import build_app as witness_app
+
+        _, vkey = read_ledger_file(args.ledger)
+        args.witness_state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cosigner = load_cosigner(args.witness_key, args.witness_name, create=True)
+        witness = witness_app(Witness(args.witness_state), cosigner, [parse_vkey(vkey)])
+        sys.stderr.write(f"zcbench serve: witnessing the ledger at /witness/ as {cosigner.vkey}\n")
     config = ServeConfig(
         runs=args.runs, tiles=args.tiles, readers=readers,
         access_log=args.access_log or (args.tiles or args.runs / ".tiles") / "access.log",
         attest_per_s=args.attest_rate, request_burst=max(1, int(2 * args.request_rate)),
-        requests_per_s=args.request_rate,
+        requests_per_s=args.request_rate, ledger=args.ledger, witness=witness,
     )
     app, catalog = build_app(config)
     server = make_server(app, host=args.host, port=args.port, tls_cert=args.tls_cert,
                          tls_key=args.tls_key)
     catalog.start()
     scheme = "https" if args.tls_cert else "http"
-    sys.stderr.write(f"zcbench serve: {len(catalog.runs())} runs from {args.runs} on "
+    ledger = "" if args.ledger is None else f" and the ledger {args.ledger}"
+    sys.stderr.write(f"zcbench serve: {len(catalog.runs())} runs from {args.runs}{ledger} on "
                      f"{scheme}://{args.host}:{args.port} (access log {config.access_log})\n")
     sys.stderr.flush()
     try:

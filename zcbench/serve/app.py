@@ -10,6 +10,9 @@ Routes (GET and HEAD only; anything else is 405):
 * ``/runs/<run id>/tile/entries/<N>[...]`` entry bundles: a reader's token (401 without, 403 out of
   scope); a reader without ``bodies`` gets IN records as empty entries (their leaf hashes are in
   the hash tiles)
+* ``/ledger/checkpoint``, ``/ledger/tile/...`` the strategy's ledger (``--ledger``) as tlog-tiles,
+  entry bundles included, all public: its entries are hashes and facts
+* ``/witness/add-checkpoint`` (POST), ``/witness/`` the ledger's C2SP tlog-witness, when given
 * ``/.well-known/zcbench/attestation?nonce=<hex>``  a fresh document from the enclave of the run
   in progress, with the caller's nonce and the latest checkpoint in ``user_data``; 503 with
   ``Retry-After`` and the last run's id when no enclave runs. Needs a reader token when the server
@@ -49,13 +52,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from zcbench.auditlog.records import decode_record
 from zcbench.errors import DataError, UsageError, ZcbenchError
 from zcbench.serve.control import MAX_NONCE, NoEnclave, attest_run, control_socket
 from zcbench.serve.readers import Reader, Readers
 from zcbench.serve.tiles import (
+    LedgerTiles,
     RunTiles,
     TileError,
     encode_bundle,
@@ -72,6 +76,7 @@ _MAX_TARGET: Final = 2048
 _ATTEST_THREADS: Final = 16
 _MAX_HEADERS: Final = 64
 _MAX_HEADER_BYTES: Final = 8192
+_MAX_WITNESS_BODY: Final = 65_536
 _SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -100,6 +105,11 @@ class ServeConfig:
     attest_timeout_s: float = 15.0
     boot_key: Callable[[bytes], tuple[bytes, str]] | None = None
     """How the log key is read from a boot record (default: a Nitro document's ``public_key``)."""
+    ledger: Path | None = None
+    """The strategy's ledger folder, served at ``/ledger/`` (public: hashes and facts only)."""
+    witness: Any = None
+    """The ledger's witness (:func:`zcbench.ledger.witness_server.build_app`), mounted at
+    ``/witness/``: the only path taking POST, with bodies of at most 64 KiB."""
 
     @property
     def tiles_root(self) -> Path:
@@ -132,6 +142,11 @@ class Catalog:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.ledger: LedgerTiles | None = None
+        self.ledger_error: str | None = None
+        self._ledger_lock = threading.Lock()
+        if config.ledger is not None:
+            self.ledger = LedgerTiles(config.ledger, config.tiles_root / ".ledger")
 
     def start(self) -> None:
         self.sync_once()
@@ -156,7 +171,8 @@ class Catalog:
                 self.sync_once()
 
     def sync_once(self) -> None:
-        """Find new run folders and follow every run's log once."""
+        """Find new run folders and follow every run's log once (and the ledger's)."""
+        self._sync_ledger()
         try:
             folders = sorted(p for p in self.config.runs.iterdir()
                              if p.is_dir() and not p.name.startswith(".") and (p / "log").is_dir())
@@ -189,6 +205,19 @@ class Catalog:
                     else:
                         entry.run_id = run_id
                         self._by_id[run_id] = entry
+
+    def _sync_ledger(self) -> None:
+        if self.ledger is None:
+            return
+        with self._ledger_lock:
+            if self.ledger_error is not None:
+                return
+            try:
+                self.ledger.sync()
+            except TileError as exc:
+                self.ledger_error = str(exc)
+            except OSError as exc:
+                self.ledger_error = f"reading the ledger: {exc}"
 
     def get(self, run_id: str) -> RunEntry | None:
         with self._lock:
@@ -297,15 +326,26 @@ class Guard:
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if target > _MAX_TARGET:
             raise _Reply(414, f"request target longer than {_MAX_TARGET} bytes")
-        if scope["method"] not in ("GET", "HEAD"):
-            raise _Reply(405, "only GET and HEAD are served", {"Allow": "GET, HEAD"})
+        posting = (self.config.witness is not None and scope["method"] == "POST"
+                   and str(scope.get("path", "")) == "/witness/add-checkpoint")
+        if scope["method"] not in ("GET", "HEAD") and not posting:
+            raise _Reply(405, "only GET and HEAD are served (and POST to the witness)",
+                         {"Allow": "GET, HEAD"})
         headers = scope.get("headers", [])
         size = sum(len(k) + len(v) for k, v in headers)
         if len(headers) > _MAX_HEADERS or size > _MAX_HEADER_BYTES:
             raise _Reply(431, f"at most {_MAX_HEADERS} headers of {_MAX_HEADER_BYTES} bytes")
+        length: int | None = None
         for name, value in headers:
-            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
-                raise _Reply(413, "requests carry no body here")
+            if name == b"transfer-encoding":
+                raise _Reply(413, "requests carry no chunked body here")
+            if name == b"content-length":
+                length = int(value) if value.isdigit() and len(value) < 10 else -1
+                if length != 0 and not (posting and 0 < length <= _MAX_WITNESS_BODY):
+                    raise _Reply(413, "requests carry no body here" if not posting else
+                                 f"a witness request is 1..{_MAX_WITNESS_BODY} bytes")
+        if posting and length is None:
+            raise _Reply(411, "a witness request needs a Content-Length")
         client = (scope.get("client") or ("?", 0))[0]
         wait = self.buckets.take(f"ip:{client}", time.monotonic())
         if wait:
@@ -377,6 +417,9 @@ class ProofService:
                 Route("/runs", self.runs, methods=["GET"]),
                 Route("/.well-known/zcbench/attestation", self.attestation, methods=["GET"]),
                 Route("/runs/{run_id}/{rest:path}", self.run_file, methods=["GET"]),
+                Route("/ledger/{rest:path}", self.ledger_file, methods=["GET"]),
+                *([Mount("/witness", app=self.config.witness)]
+                  if self.config.witness is not None else []),
             ],
             exception_handlers={_Reply: _reply_response, HTTPException: _http_response},
         )
@@ -463,6 +506,29 @@ class ProofService:
             headers["X-Zcbench-Withheld"] = "in-bodies"
         return _response(data, "application/octet-stream",
                          cache="private, max-age=31536000, immutable", headers=headers)
+
+    async def ledger_file(self, request: Request) -> Response:
+        """The ledger's checkpoint (with its cosignatures), hash tiles and entry bundles: all
+        public (ledger entries are hashes and facts, never market data)."""
+        rest: str = request.path_params["rest"]
+        ledger = self.catalog.ledger
+        if ledger is None:
+            raise _Reply(404, "this server serves no ledger")
+        if self.catalog.ledger_error is not None:
+            raise _Reply(503, "the ledger could not be followed", {"Retry-After": "30"})
+        if rest == "checkpoint":
+            if ledger.published is None:
+                raise _Reply(404, "no checkpoint yet")
+            return _response((ledger.tiles_dir / "checkpoint").read_bytes(),
+                             "text/plain; charset=utf-8", cache="no-cache, max-age=1")
+        if parse_tile_path(rest) is None:
+            raise _Reply(404, "not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>])")
+        try:
+            data = (ledger.tiles_dir / rest).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise _Reply(404, "no such tile (yet): tiles exist for published sizes only") from None
+        return _response(data, "application/octet-stream",
+                         cache="public, max-age=31536000, immutable")
 
     # -- attestation ----------------------------------------------------------------------
 

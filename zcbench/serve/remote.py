@@ -43,6 +43,7 @@ __all__ = [
     "RemoteReport",
     "RemoteVerificationError",
     "check_remote",
+    "check_remote_ledger",
     "verify_remote",
 ]
 
@@ -89,6 +90,9 @@ class RemoteReport:
     previous: dict[str, Any] | None = None
     simulated: bool = False
     trust_root: dict[str, str] | None = None
+    ledger: dict[str, Any] | None = None
+    """The ledger checks (``--ledger-vkey`` or ``--policy``): its checkpoint, quorum, root from
+    tiles, the running PCR0's announcement, the run's run-start, and the last visit."""
     evidence: dict[str, Any] = field(default_factory=dict, compare=False)
     """What the checks read (base64/hex): the document, nonce, expected PCRs, the root's DER,
     the checkpoint notes and the hash tiles, for a report that re-verifies itself."""
@@ -115,6 +119,7 @@ class RemoteReport:
             "tiles_checked": self.tiles_checked,
             "state": self.state,
             "previous": self.previous,
+            "ledger": self.ledger,
         }
 
 
@@ -209,16 +214,23 @@ def check_remote(
     get: Get | None = None,
     tls_verify: bool | str = True,
     tile_wait_s: float = 5.0,
+    ledger_vkey: str | None = None,
+    policy: Any = None,
 ) -> RemoteReport:
     """One visit to the proof service at ``url`` (see the module docstring).
 
     ``get`` replaces the HTTP client (``(url, headers) -> (status, headers, body)``);
     ``tls_verify`` is True (the system's CAs), False, or a CA bundle file. Raises only for
     misuse (:class:`UsageError`) and an unreachable or refusing server (:class:`EnvError`,
-    exit 3); every failed check is in the report.
+    exit 3); every failed check is in the report. With ``ledger_vkey`` (the ledger key the
+    fund handed over) or ``policy`` (a :class:`~zcbench.ledger.TlogPolicy` naming it, and the
+    witnesses' quorum) the run is also held to the ledger served at ``<url>/ledger/``
+    (:func:`check_remote_ledger`).
     """
+    ledger = (ledger_vkey, policy)
     if get is not None:
-        return _check(url, commitment, trust, token, state, at, max_age, rng, get, tile_wait_s)
+        return _check(url, commitment, trust, token, state, at, max_age, rng, get, tile_wait_s,
+                      ledger)
     import ssl
 
     import httpx
@@ -227,12 +239,13 @@ def check_remote(
         else tls_verify
     with httpx.Client(verify=verify, timeout=20.0, follow_redirects=False) as client:
         return _check(url, commitment, trust, token, state, at, max_age, rng,
-                      _client_get(client), tile_wait_s)
+                      _client_get(client), tile_wait_s, ledger)
 
 
 def _check(url: str, commitment: Commitment, trust: str | Path, token: str | None,
            state: Path | None, at: dt.datetime | None, max_age: dt.timedelta,
-           rng: Callable[[int], bytes], fetch: Get, tile_wait_s: float) -> RemoteReport:
+           rng: Callable[[int], bytes], fetch: Get, tile_wait_s: float,
+           ledger: tuple[str | None, Any] = (None, None)) -> RemoteReport:
     from zcbench.nitro import AttestationPolicy, check_attestation
     from zcbench.nitro.binding import check_log_binding
 
@@ -334,7 +347,23 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
                                   "is not the one saved on the last visit",
                                   previous.root.hex(), computed.hex())
                 progress["state"] = "consistent"
+        if ledger != (None, None):
+            from zcbench.auditlog.checkpoint import log_verifier
+
+            pcr0 = document.pcrs.get(0)
+            if pcr0 is None:
+                raise _Failed("ledger_pcr0", "the document carries no PCR0")
+            ledger_progress: dict[str, Any] = {}
+            progress["ledger"] = ledger_progress
+            _ledger_checks(fetch, f"{base}/ledger", ledger_progress, vkey=ledger[0],
+                           policy=ledger[1], pcr0=bytes(pcr0), run_origin=origin,
+                           run_vkey=log_verifier(document.public_key, origin).vkey,
+                           state=state, at=when)
+        if state is not None:
             _save_state(state, origin, newest_note, base, when)
+            if "ledger" in progress:
+                saved = progress["ledger"].pop("_note")
+                _save_state(state, progress["ledger"]["origin"], saved, base, when)
     except _Failed as failed:
         return RemoteReport(verified=False, failed_check=failed.check, message=failed.message,
                             expected=failed.expected, actual=failed.actual, **common, **progress)
@@ -345,11 +374,156 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
         return RemoteReport(verified=False, failed_check="format", message=str(exc), **common,
                             **progress)
     size = newest.size
+    if "ledger" in progress:
+        progress["ledger"].pop("_note", None)
     return RemoteReport(
         verified=True, failed_check=None,
         message=f"verified: {origin}, {size} records, root recomputed from tiles"
-        + ("" if progress["state"] != "consistent" else "; consistent with the last visit"),
+        + ("" if progress["state"] != "consistent" else "; consistent with the last visit")
+        + ("" if "ledger" not in progress else "; held to the ledger"),
         **common, **progress)
+
+
+def check_remote_ledger(ledger_url: str, *, pcr0: bytes, run_origin: str, run_vkey: str,
+                        vkey: str | None = None, policy: Any = None, state: Path | None = None,
+                        at: dt.datetime | None = None, get: Get | None = None
+                        ) -> dict[str, Any]:
+    """Hold one run (its PCR0, log origin and log vkey) to the ledger served at
+    ``ledger_url`` (``<server>/ledger``); the checks as :func:`check_remote` does them.
+
+    Returns the ledger part of the verdict: ``verified``, ``failed_check`` (``ledger_*``),
+    ``message`` and what each check found. The ledger checkpoint is saved in ``state`` only
+    when every check passed.
+    """
+    when = at or dt.datetime.now(dt.UTC)
+
+    def run(fetch: Get) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        try:
+            _ledger_checks(fetch, ledger_url.rstrip("/"), found, vkey=vkey, policy=policy,
+                           pcr0=pcr0, run_origin=run_origin, run_vkey=run_vkey, state=state,
+                           at=when)
+        except _Failed as failed:
+            found.pop("_note", None)
+            return {**found, "verified": False, "failed_check": failed.check,
+                    "message": failed.message}
+        note = found.pop("_note")
+        if state is not None:
+            _save_state(state, found["origin"], note, ledger_url, when)
+        return {**found, "verified": True, "failed_check": None,
+                "message": f"run {run_origin} is in the ledger {found['origin']}"}
+
+    if get is not None:
+        return run(get)
+    import httpx
+
+    with httpx.Client(timeout=20.0, follow_redirects=False) as client:
+        return run(_client_get(client))
+
+
+def _ledger_checks(fetch: Get, ledger_base: str, found: dict[str, Any], *, vkey: str | None,
+                   policy: Any, pcr0: bytes, run_origin: str, run_vkey: str,
+                   state: Path | None, at: dt.datetime) -> None:
+    """The ledger checks, in order, each named in ``found["checks"]`` once passed; raises
+    :class:`_Failed` at the first that fails. ``found["_note"]`` is the checkpoint to save."""
+    from zcbench.ledger import LedgerRuleError, LedgerState, check_quorum, decode_entry
+    from zcbench.ledger.store import checkpoint_of
+
+    checks: list[str] = []
+    found["checks"] = checks
+    status, _, note = fetch(f"{ledger_base}/checkpoint", {})
+    if status != 200:
+        raise _Failed("ledger_checkpoint", f"{ledger_base}/checkpoint answered {status}: "
+                      f"{_reason(note)}; the server serves no ledger")
+    if len(note) > _MAX_BODY:
+        raise _Failed("ledger_checkpoint", "the served ledger checkpoint is too large")
+    if policy is not None:
+        try:
+            claimed = parse_checkpoint_note(note).origin
+        except DataError as exc:
+            raise _Failed("ledger_checkpoint", f"the ledger checkpoint: {exc}") from None
+        keys = [v.vkey for v, _ in policy.logs if v.name == claimed]
+        if not keys:
+            raise _Failed("ledger_checkpoint", f"the served ledger {claimed!r} is not the log "
+                          "your policy names")
+        if vkey is not None and vkey != keys[0]:
+            raise UsageError("--ledger-vkey and --policy name different ledger keys")
+        vkey = keys[0]
+    assert vkey is not None
+    try:
+        checkpoint = checkpoint_of(note, vkey)
+    except ZcbenchError as exc:
+        raise _Failed("ledger_checkpoint", "the served ledger checkpoint is not signed by the "
+                      f"ledger key you were handed: {exc}") from None
+    found.update(origin=checkpoint.origin, size=checkpoint.size, root=checkpoint.root.hex())
+    checks.append("ledger_checkpoint")
+    if policy is not None and policy.quorum is not None:
+        quorum = check_quorum(note, policy)
+        found["cosigned_by"] = list(quorum.cosigned)
+        if not quorum.met:
+            raise _Failed("ledger_quorum", "the ledger checkpoint lacks your policy's quorum "
+                          f"(cosigned by {', '.join(quorum.cosigned) or 'no witness'})")
+        checks.append("ledger_quorum")
+    reader = TileReader(_tile_fetch(fetch, ledger_base, {}))
+    try:
+        computed = reader.root(checkpoint.size)
+        if computed != checkpoint.root:
+            raise _Failed("ledger_tiles", "the ledger tiles do not hash to its checkpoint's root",
+                          checkpoint.root.hex(), computed.hex())
+        checks.append("ledger_tiles")
+        ledger_state = LedgerState()
+        for data in reader.iter_entries(checkpoint.size):
+            ledger_state.apply(decode_entry(data))
+    except TileError as exc:
+        raise _Failed("ledger_tiles", f"the ledger tiles: {exc}") from None
+    except (LedgerRuleError, DataError) as exc:
+        raise _Failed("ledger_entries", f"a ledger entry: {exc}") from None
+    checks.append("ledger_entries")
+    at_ns = int(at.timestamp() * 1_000_000_000)
+    version = ledger_state.versions.get(pcr0)
+    found["pcr0"] = pcr0.hex()
+    if version is None:
+        raise _Failed("ledger_pcr0", f"the running PCR0 {pcr0.hex()[:16]}... is not announced in "
+                      "the ledger")
+    found["pcr0_announced_index"] = version.index
+    if version.revoked_ns is not None and version.revoked_ns <= at_ns:
+        raise _Failed("ledger_pcr0", f"the running PCR0 {pcr0.hex()[:16]}... is revoked in the "
+                      f"ledger (entry {version.revoked_index})")
+    if not version.allowed_at(at_ns):
+        raise _Failed("ledger_pcr0", f"the running PCR0 {pcr0.hex()[:16]}... is valid only from "
+                      f"{version.valid_from_ns} ns")
+    checks.append("ledger_pcr0")
+    entry = ledger_state.runs.get(run_origin)
+    if entry is None:
+        raise _Failed("ledger_run", f"run {run_origin} has no run-start in the ledger: a run "
+                      "the ledger does not hold")
+    if entry.pcr0 != pcr0 or entry.vkey != run_vkey:
+        raise _Failed("ledger_run", f"the run-start of {run_origin} names another PCR0 or log "
+                      "key than the run served")
+    found["run_start_index"] = entry.start_index
+    checks.append("ledger_run")
+    found["state"] = "first_visit"
+    if state is not None:
+        previous = _load_state(state, checkpoint.origin)
+        if previous is not None:
+            found["previous"] = _cp_dict(previous)
+            if previous.size > checkpoint.size:
+                found["state"] = "rollback"
+                raise _Failed("ledger_rollback", "the ledger is shorter than on the last visit: "
+                              f"size {checkpoint.size}, saved {previous.size}",
+                              previous.size, checkpoint.size)
+            try:
+                computed = reader.root(previous.size, checkpoint.size)
+            except TileError as exc:
+                raise _Failed("ledger_tiles", f"the ledger tiles: {exc}") from None
+            if computed != previous.root:
+                found["state"] = "forked"
+                raise _Failed("ledger_forked", f"the ledger forked: the root at size "
+                              f"{previous.size} is not the one saved on the last visit",
+                              previous.root.hex(), computed.hex())
+            found["state"] = "consistent"
+        checks.append("ledger_state")
+    found["_note"] = note
 
 
 def verify_remote(url: str, commitment: Commitment, **kwargs: Any) -> RemoteReport:

@@ -47,6 +47,7 @@ from zcbench.errors import DataError, EnvError, ZcbenchError
 __all__ = [
     "MAX_ENTRY",
     "TILE_WIDTH",
+    "LedgerTiles",
     "RunTiles",
     "TileError",
     "TilePath",
@@ -288,16 +289,23 @@ class TileWriter:
 
 
 class RunTiles:
-    """The tiles of one run folder, kept up to date by :meth:`sync` as the run's log grows."""
+    """The tiles of one run folder, kept up to date by :meth:`sync` as the run's log grows.
+
+    Any audit log folder with a ``log/`` can be followed, whatever its record type: a run's
+    checkpoints are checked under the key its boot record names, another log's (the ledger's)
+    under the ``verifier`` given.
+    """
 
     def __init__(self, run_dir: Path, tiles_dir: Path, *,
-                 boot_key: Callable[[bytes], tuple[bytes, str]] | None = None) -> None:
+                 boot_key: Callable[[bytes], tuple[bytes, str]] | None = None,
+                 verifier: CheckpointVerifier | None = None) -> None:
         self.run_dir = Path(run_dir)
         self._boot_key = boot_key or boot_log_key
         self.tiles_dir = Path(tiles_dir)
         self._follower = LogFollower(self.run_dir / "log")
         self._writer = TileWriter(self.tiles_dir)
-        self._verifier: CheckpointVerifier | None = None
+        self._fixed_key = verifier is not None
+        self._verifier: CheckpointVerifier | None = verifier
         self.origin: str | None = None
         self.error: str | None = None
 
@@ -353,7 +361,7 @@ class RunTiles:
         return self._writer.published
 
     def _append(self, record: FollowedRecord) -> None:
-        if record.index == 0:
+        if record.index == 0 and not self._fixed_key:
             self._verifier = self._verifier_for(record.data)
         self._writer.append(record.data, record.leaf_hash)
 
@@ -363,6 +371,52 @@ class RunTiles:
             raise TileError("record 0 is not a boot record")
         public_key, origin = self._boot_key(record.body)
         return CheckpointVerifier(public_key, origin)
+
+
+class LedgerTiles(RunTiles):
+    """The tiles of a strategy's ledger folder: its log (ledger entries as the record type)
+    followed like a run's, each checkpoint checked under the ledger key of ``ledger.json``.
+
+    When the ledger's witnessed ``checkpoint`` (the same checkpoint with the witnesses'
+    cosignatures) is the newest one published, it is published in its place, so tlog-tiles
+    clients read the cosignatures too.
+    """
+
+    def __init__(self, ledger_dir: Path, tiles_dir: Path) -> None:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        from zcbench.auditlog.note import parse_vkey
+        from zcbench.ledger.store import read_ledger_file
+
+        origin, vkey = read_ledger_file(Path(ledger_dir))
+        spki = parse_vkey(vkey).public_key.public_bytes(Encoding.DER,
+                                                         PublicFormat.SubjectPublicKeyInfo)
+        super().__init__(ledger_dir, tiles_dir, verifier=CheckpointVerifier(spki, origin))
+        self.origin = origin
+        self.vkey = vkey
+        self._cosigned: bytes | None = None
+
+    def _sync(self, max_records: int) -> Checkpoint | None:
+        published = super()._sync(max_records)
+        if published is None:
+            return None
+        from zcbench.ledger.store import WITNESSED_FILE
+
+        try:
+            note = (self.run_dir / WITNESSED_FILE).read_bytes()
+        except FileNotFoundError:
+            return published
+        if note == self._cosigned:
+            return published
+        assert self._verifier is not None
+        try:
+            witnessed = self._verifier.verify(note)
+        except ZcbenchError:
+            return published  # not the ledger key's: the signed checkpoint stays
+        if (witnessed.size, witnessed.root) == (published.size, published.root):
+            self._writer.publish(note, witnessed)
+            self._cosigned = note
+        return self._writer.published
 
 
 def boot_log_key(boot_document: bytes) -> tuple[bytes, str]:
