@@ -135,3 +135,33 @@ def test_package_and_run_end_with_the_next_command_and_progress_is_lines(
     assert facts["run"]["status"] == "completed"
     assert isinstance(facts["run"]["pnl_ticks"], int)
     assert facts["run"]["orders"] == json.loads((run_dir / "summary.json").read_text())["orders"]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_run_ended_by_a_signal_exits_as_the_shell_expects(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """Ctrl-C or SIGTERM mid-run: an ``interrupted`` summary, and exit 128 + the signal, whether
+    the signal lands before the run loop or inside it."""
+    build = _package(tmp_path)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zcbench", "run", str(build), "--synthetic", "--rate", "2000",
+         "--duration", "120", "--run-dir", str(run_dir), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _rows(run_dir) == 0:  # inside the run loop: orders are being placed
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the run placed no order"
+            time.sleep(0.1)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert proc.returncode == code, (out, err)
+    summary = json.loads(out)
+    assert summary["status"] == "interrupted"
+    assert summary["reason"].startswith(f"interrupted by {sig.name};")

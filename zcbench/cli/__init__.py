@@ -6,9 +6,10 @@ import the heavy parts of zcbench lazily so ``zcbench --help`` stays quick.
 
 Exit codes are one table (zcbench.errors): 0 pass, 1 malformed content or a failed
 verification, 2 usage (a missing input path or one of the wrong kind included), 3 environment
-(an unwritable output, disk or device), 141 a broken pipe, quietly. This module is the one
-place that turns failures into codes and messages: every error is one readable line on standard
-error, ``zcbench: <what failed>``, never a traceback or a Python repr.
+(an unwritable output, disk or device), 130 and 143 a command ended by Ctrl-C or SIGTERM (a
+live run after writing its ``interrupted`` summary), 141 a broken pipe, quietly. This module is
+the one place that turns failures into codes and messages: every error is one readable line on
+standard error, ``zcbench: <what failed>``, never a traceback or a Python repr.
 
 Input paths are checked here, before any handler runs, by one convention every subcommand
 follows: a positional argument whose metavar ends in ``DIR`` names an input folder, one ending

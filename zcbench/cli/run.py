@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -200,7 +201,16 @@ def _handle(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_json(), sort_keys=True))
     else:
         _print_summary(summary)
-    return _EXIT_BY_STATUS.get(summary.status, 1)
+    return _exit_code(summary.status, summary.reason)
+
+
+def _exit_code(status: str, reason: str) -> int:
+    """The run's exit code: by its status, and for a run ended by a signal the shell's
+    128 + signal number (130 for Ctrl-C, 143 for SIGTERM), as when the signal had killed it."""
+    if status == "interrupted":
+        by_sigterm = reason.startswith("interrupted by SIGTERM")
+        return 128 + (signal.SIGTERM if by_sigterm else signal.SIGINT)
+    return _EXIT_BY_STATUS.get(status, 1)
 
 
 def _ledger_hook(args: argparse.Namespace, run_dir: Path) -> Any:
