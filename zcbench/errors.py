@@ -22,6 +22,7 @@ The exit codes, one table for every command (README.md and DESIGN.md repeat it):
          folder for a log), a bad option value (UsageError)
     3    environment: an unwritable output, a full disk, a missing device or tool (EnvError,
          and an OSError on anything the command writes)
+    130  ended by Ctrl-C; 143 by SIGTERM (a live run writes its ``interrupted`` summary first)
     141  a broken pipe on standard output (``zcbench ... | head``): quiet, as for SIGPIPE
 
 Parts define their own subclasses under these branches (for example
