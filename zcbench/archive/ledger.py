@@ -19,10 +19,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from zcbench.archive.manifest import Archive
 from zcbench.errors import UsageError, VerificationError
+
+if TYPE_CHECKING:
+    from zcbench.ledger.entries import ArchiveEntry
+    from zcbench.ledger.rules import LedgerState
 
 __all__ = [
     "LedgerArchive",
@@ -50,13 +54,13 @@ def _retain_ns(archive: Archive) -> int:
     return int(until.timestamp()) * 1_000_000_000
 
 
-def archive_entries(run_origin: str, archive: Archive) -> list[object]:
+def archive_entries(run_origin: str, archive: Archive) -> list[ArchiveEntry]:
     """The ``archive`` entry bodies for one archive of the run ``run_origin``."""
     from zcbench.ledger.entries import MAX_ARCHIVE_OBJECTS, ArchiveEntry, ArchiveEntryObject
 
     digest = archive_record_sha256(archive)
     until = _retain_ns(archive)
-    bodies: list[object] = []
+    bodies: list[ArchiveEntry] = []
     chunk: list[ArchiveEntryObject] = []
     used = 0
     for item in archive.objects:
@@ -72,12 +76,9 @@ def archive_entries(run_origin: str, archive: Archive) -> list[object]:
     return bodies
 
 
-def run_origin_in_ledger(state: object, run_id: str, ledger_dir: Path) -> str:
+def run_origin_in_ledger(state: LedgerState, run_id: str, ledger_dir: Path) -> str:
     """The origin of the ledger's run ``run_id`` (``zcbench/<pcr0>/<run id>``); UsageError when
     the ledger has no run-start for it (or two)."""
-    from zcbench.ledger.rules import LedgerState
-
-    assert isinstance(state, LedgerState)
     found = [origin for origin in state.runs if origin.rsplit("/", 1)[-1] == run_id]
     if len(found) != 1:
         raise UsageError(
@@ -96,7 +97,7 @@ def record_archives(ledger_dir: Path, archives: Sequence[tuple[str, Archive]]) -
         for run_id, archive in archives:
             origin = run_origin_in_ledger(ledger.state, run_id, ledger_dir)
             for body in archive_entries(origin, archive):
-                indices.append(ledger.append(body).entry.index)  # type: ignore[arg-type]
+                indices.append(ledger.append(body).entry.index)
     return indices
 
 
