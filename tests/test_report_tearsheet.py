@@ -85,6 +85,11 @@ def test_the_tear_sheet_of_a_local_run_is_recomputed_from_its_signed_log(
     assert "not committed" in section
     assert "Sharpe ratio (annualised)" in section
     assert f"{sheet.sharpe:.3f}" in section
+    # the plot: one point per logged batch, the last one the capital plus the PnL
+    assert len(sheet.equity_ticks) == sheet.n_batches
+    assert sheet.equity_ticks[-1] == sheet.capital_ticks + sheet.pnl_ticks
+    points = section.split('points="')[1].split('"')[0].split()
+    assert len(points) == sheet.n_batches
 
 
 def test_committed_research_is_shown_and_deflates_the_run(

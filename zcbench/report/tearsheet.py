@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from zcbench.evidence.tearsheet import TearSheet
     from zcbench.report._lp import LPReport
 
-__all__ = ["tear_sheet_html", "verified_tear_sheet"]
+__all__ = ["equity_svg", "tear_sheet_html", "verified_tear_sheet"]
 
 
 def _research(commitment: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -65,6 +65,26 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
 
 def _pct(value: float) -> str:
     return f"{value * 100:.2f}%"
+
+
+def equity_svg(equity: tuple[int, ...], *, width: int = 640, height: int = 160) -> str:
+    """An inline SVG line of equity after each batch (no plotting library: the report imports
+    none), with the capital line dashed; empty for fewer than two points."""
+    if len(equity) < 2:
+        return ""
+    low, high = min(equity), max(equity)
+    span = (high - low) or 1
+    step = (width - 2) / (len(equity) - 1)
+
+    def y(value: int) -> float:
+        return 1 + (height - 2) * (high - value) / span
+
+    points = " ".join(f"{1 + i * step:.1f},{y(v):.1f}" for i, v in enumerate(equity))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'role="img" aria-label="equity after each logged batch">'
+            f'<rect width="{width}" height="{height}" fill="#f6f8fa"/>'
+            f'<polyline fill="none" stroke="{h.INK}" stroke-width="1.5" points="{points}"/>'
+            "</svg>")
 
 
 def tear_sheet_html(report: LPReport) -> str:
@@ -112,4 +132,8 @@ def tear_sheet_html(report: LPReport) -> str:
             "marked at the logged prices, with the backtest's metric formulas; 'zcbench "
             "evidence RUN_DIR --out DIR' writes the same figures, and 'zcbench evidence verify "
             "DIR' rebuilds them.")
-    return h.facts(pairs) + h.notice(note)
+    plot = equity_svg(sheet.equity_ticks)
+    caption = (h.notice(f"Equity after each of the {sheet.n_batches:,} logged batches, from "
+                        f"{format_money(min(sheet.equity_ticks))} to "
+                        f"{format_money(max(sheet.equity_ticks))}.") if plot else "")
+    return h.facts(pairs) + plot + caption + h.notice(note)
