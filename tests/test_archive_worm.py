@@ -250,3 +250,65 @@ def test_refusals_write_nothing(run_dir: Path, aws_env: SeaweedS3, s3: Any,
     with pytest.raises(ClientError):
         s3.head_bucket(Bucket=short)  # refused before anything was made
     assert s3.list_objects_v2(Bucket=plain).get("KeyCount", 0) == 0
+
+
+def _ledger_of(run: Path, folder: Path) -> Path:
+    """A ledger whose genesis is the run's PCR0 and that holds the run's run-start."""
+    from zcbench.auditlog.checkpoint import log_origin, log_verifier
+    from zcbench.ledger import Ledger
+    from zcbench.ledger.entries import RunStartEntry
+    from zcbench.nitro import parse_document
+
+    document = (run / "boot.cbor").read_bytes()
+    parsed = parse_document(document)
+    pcr0 = bytes(parsed.pcrs[0])
+    assert parsed.public_key is not None
+    origin = log_origin(pcr0, json.loads((run / "summary.json").read_text())["run_id"])
+    with Ledger.init(folder, origin="acme.example/zcbench/demo", genesis_pcr0=pcr0,
+                     commitment_sha256=b"\x01" * 32) as ledger:
+        ledger.append(RunStartEntry(pcr0, origin, log_verifier(bytes(parsed.public_key),
+                                                               origin).vkey,
+                                    hashlib.sha256(document).digest(), None))
+    return folder
+
+
+def test_archive_into_the_ledger_and_verify_against_it(
+    run_dir: Path, aws_env: SeaweedS3, s3: Any, capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger = _ledger_of(run_dir, run_dir.parent / "ledger")
+    empty = run_dir.parent / "empty"
+    from zcbench.ledger import Ledger
+
+    Ledger.init(empty, origin="acme.example/zcbench/demo", genesis_pcr0=b"\x07" * 48,
+                commitment_sha256=b"\x01" * 32).close()
+    bucket = _bucket()
+    # a ledger without the run's run-start is refused before anything is uploaded
+    assert _archive(run_dir, aws_env, bucket, "--ledger", str(empty)) == 2
+    assert "no run-start" in capsys.readouterr().err
+    assert not (run_dir / "archive.json").exists()
+    assert _archive(run_dir, aws_env, bucket, "--ledger", str(ledger)) == 0
+    assert "archive entries appended" in capsys.readouterr().out
+    objects = _manifest(run_dir)["archives"][0]["objects"]
+    assert main(["ledger", "verify", str(ledger), "--json"]) == 0
+    [run] = json.loads(capsys.readouterr().out)["runs"]
+    assert sum(a["objects"] for a in run["archives"]) == len(objects)
+    assert main(["ledger", "show", str(ledger)]) == 0
+    assert f"objects in bucket {bucket}" in capsys.readouterr().out
+    verify = ["archive", "verify", str(run_dir), "--s3", aws_env.endpoint, "--bucket", bucket,
+              "--ledger", str(ledger), "--json"]
+    assert main(verify) == 0
+    assert json.loads(capsys.readouterr().out)[0]["objects"] == len(objects)
+    # an overwrite's version put in the manifest with its hash: the manifest alone passes,
+    # the ledger names the object
+    seg = next(o for o in objects if o["path"].startswith("run/log/seg-"))
+    rewritten = s3.put_object(Bucket=bucket, Key=seg["key"], Body=b"other bytes",
+                              ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=_until(2000))
+    _point(run_dir, seg["path"], version_id=rewritten["VersionId"],
+           sha256=hashlib.sha256(b"other bytes").hexdigest())
+    (run_dir / seg["path"][4:]).write_bytes(b"other bytes")
+    assert _verify(run_dir, aws_env, bucket) == 0
+    capsys.readouterr()
+    assert main(verify) == 1
+    [report] = json.loads(capsys.readouterr().out)
+    found = {(f["problem"], f["path"], f["version_id"]) for f in report["findings"]}
+    assert ("not_in_ledger", seg["path"], rewritten["VersionId"]) in found

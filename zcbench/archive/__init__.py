@@ -11,9 +11,11 @@ as a delete marker), so the archive is always read back by VersionId.
 * :mod:`~zcbench.archive.manifest`  ``archive.json`` beside the run (atomic, strict)
 * :mod:`~zcbench.archive.verify`    ``check_archive`` / ``verify_archive``
 
-The ledger (one history per strategy) is the intended home of ``archive`` entries: each
-:class:`ArchivedObject` with its bucket is exactly such an entry's facts. Until the ledger takes
-them, the manifest beside the run is the record.
+* :mod:`~zcbench.archive.ledger`    ``archive`` entries in the strategy's ledger (``--ledger``)
+
+With a ledger (one history per strategy), each archive is also recorded there as ``archive``
+entries (bucket, key, VersionId, SHA-256 of every object), and ``archive verify --ledger`` takes
+the ledger's hashes as the truth; without one, the manifest beside the run is the record.
 """
 
 from zcbench.archive._s3 import AWS_ENDPOINT, S3Endpoint, s3_client

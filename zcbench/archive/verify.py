@@ -6,6 +6,11 @@ run folder's own files, where still present, compared with the same hashes.
 :class:`ArchiveFinding` per problem, each naming the file, key and version); :func:`verify_archive`
 raises :class:`ArchiveVerificationError` unless the report is clean. A run never archived to the
 bucket is a failed check (``not_archived``), not a pass.
+
+With a ledger, the ledger's ``archive`` entries are the truth: every object they name is read
+back and hashed against the ledger's SHA-256; a manifest object the ledger does not name
+(``not_in_ledger``), or names with another hash, and an archive record whose hash no entry
+carries (``ledger_mismatch``) are findings.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from zcbench.archive._s3 import S3Endpoint, error_code, http_status, s3_client, s3_failure
-from zcbench.archive.manifest import MANIFEST_FILE, ArchivedObject, read_manifest
+from zcbench.archive.manifest import MANIFEST_FILE, Archive, ArchivedObject, read_manifest
 from zcbench.errors import VerificationError
 
 __all__ = [
@@ -31,7 +36,7 @@ __all__ = [
 ]
 
 Problem = Literal["missing", "altered", "unlocked", "unreadable", "local_altered",
-                  "not_archived"]
+                  "not_archived", "not_in_ledger", "ledger_mismatch"]
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
 
 
@@ -148,14 +153,55 @@ def _local(run_dir: Path, item: ArchivedObject) -> ArchiveFinding | None:
 
 def check_archive(
     run_dir: Path, *, endpoint: S3Endpoint, bucket: str, client: Any | None = None,
+    ledger: Path | None = None,
 ) -> ArchiveReport:
-    """Read back every object of ``run_dir``'s archives in ``bucket`` (see the module)."""
+    """Read back every object of ``run_dir``'s archives in ``bucket`` (see the module); with
+    ``ledger``, every object the ledger's ``archive`` entries name, against the ledger's hash."""
     return _check(Path(run_dir), endpoint, bucket,
-                  (lambda: client) if client is not None else (lambda: s3_client(endpoint)))
+                  (lambda: client) if client is not None else (lambda: s3_client(endpoint)),
+                  ledger)
+
+
+def _against_ledger(run_dir: Path, endpoint: S3Endpoint, bucket: str, client: Any,
+                    run_id: str, archives: Sequence[Archive], ledger: Path,
+                    ) -> tuple[int, list[ArchiveFinding]]:
+    from zcbench.archive.ledger import archive_record_sha256, ledger_archives
+
+    held = ledger_archives(ledger, run_id, bucket)
+    findings: list[ArchiveFinding] = []
+    if not held.objects:
+        findings.append(ArchiveFinding("not_in_ledger", MANIFEST_FILE, "", "",
+                                       f"archive entries of run {run_id} in bucket {bucket}",
+                                       f"none in the ledger {ledger}"))
+    paths: dict[tuple[str, str], str] = {}
+    for archive in archives:
+        if archive_record_sha256(archive) not in held.manifest_sha256:
+            findings.append(ArchiveFinding(
+                "ledger_mismatch", MANIFEST_FILE, "", "",
+                "an archive record whose SHA-256 an archive entry carries",
+                f"the archive of {archive.archived_at}, in no entry"))
+        for item in archive.objects:
+            paths[(item.key, item.version_id)] = item.path
+            want = held.objects.get((item.key, item.version_id))
+            if want is None:
+                findings.append(ArchiveFinding("not_in_ledger", item.path, item.key,
+                                               item.version_id, "an archive entry naming it",
+                                               "none"))
+            elif want.hex() != item.sha256:
+                findings.append(ArchiveFinding("ledger_mismatch", item.path, item.key,
+                                               item.version_id, f"sha256 {want.hex()} (ledger)",
+                                               f"sha256 {item.sha256} (manifest)"))
+    for (key, version), digest in held.objects.items():
+        until = dt.datetime.fromtimestamp(held.retain_until_ns[(key, version)] // 10**9, dt.UTC)
+        item = ArchivedObject(paths.get((key, version), key), key, version, digest.hex(), 0)
+        found = _remote(client, endpoint, bucket, item, until)
+        if found is not None:
+            findings.append(found)
+    return len(held.objects), findings
 
 
 def _check(run_dir: Path, endpoint: S3Endpoint, bucket: str,
-           get_client: Callable[[], Any]) -> ArchiveReport:
+           get_client: Callable[[], Any], ledger: Path | None = None) -> ArchiveReport:
     manifest = read_manifest(run_dir)
     if manifest is None:
         return ArchiveReport(run_dir, bucket, "", 0, 0, (ArchiveFinding(
@@ -168,6 +214,13 @@ def _check(run_dir: Path, endpoint: S3Endpoint, bucket: str,
             "archives in " + (", ".join(sorted({a.bucket for a in manifest.archives}))
                               or "no bucket")),))
     client = get_client()  # only now: a run never archived needs no server
+    if ledger is not None:
+        count, held = _against_ledger(run_dir, endpoint, bucket, client, manifest.run_id,
+                                      archives, ledger)
+        local = [f for a in archives for i in a.objects
+                 if (f := _local(run_dir, i)) is not None]
+        return ArchiveReport(run_dir, bucket, manifest.run_id, len(archives), count,
+                             tuple(held + local))
     findings: list[ArchiveFinding] = []
     count = 0
     for archive in archives:
@@ -183,9 +236,11 @@ def _check(run_dir: Path, endpoint: S3Endpoint, bucket: str,
 
 def verify_archive(
     run_dir: Path, *, endpoint: S3Endpoint, bucket: str, client: Any | None = None,
+    ledger: Path | None = None,
 ) -> ArchiveReport:
     """:func:`check_archive`, raising :class:`ArchiveVerificationError` unless it verified."""
-    report = check_archive(run_dir, endpoint=endpoint, bucket=bucket, client=client)
+    report = check_archive(run_dir, endpoint=endpoint, bucket=bucket, client=client,
+                           ledger=ledger)
     if not report.verified:
         raise ArchiveVerificationError(report)
     return report
@@ -193,6 +248,7 @@ def verify_archive(
 
 def check_archives(
     run_dirs: Sequence[Path], *, endpoint: S3Endpoint, bucket: str, client: Any | None = None,
+    ledger: Path | None = None,
 ) -> list[ArchiveReport]:
     """:func:`check_archive` for each run, with one client."""
     made = [client]
@@ -202,4 +258,4 @@ def check_archives(
             made[0] = s3_client(endpoint)
         return made[0]
 
-    return [_check(Path(r), endpoint, bucket, one_client) for r in run_dirs]
+    return [_check(Path(r), endpoint, bucket, one_client, ledger) for r in run_dirs]

@@ -5,7 +5,9 @@ each ended run (log segments, checkpoints, boot document, journal, summary, atte
 build's commitment, manifest, bundle and image) under S3 Object Lock in COMPLIANCE mode, after
 testing that the bucket enforces it, and records every object's key, VersionId and SHA-256 in
 ``RUN_DIR/archive.json``. ``zcbench archive verify RUN_DIR... --s3 URL --bucket B`` reads every
-object back by VersionId and checks its hash and lock. Thin over :mod:`zcbench.archive`.
+object back by VersionId and checks its hash and lock. With ``--ledger DIR`` archiving also
+appends ``archive`` entries to the strategy's ledger and verifying holds every object to them.
+Thin over :mod:`zcbench.archive`.
 Credentials come from the standard AWS environment or config and are never printed.
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -55,8 +56,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         f"{DEFAULT_MIN_RETENTION_DAYS}: 5 years, Rule 204-2 and RTS 6 Art. 28)")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX,
                         help=f"key prefix (default {DEFAULT_PREFIX})")
-    parser.add_argument("--ledger", metavar="DIR",
-                        help="the strategy's ledger, to record archive entries in")
+    parser.add_argument("--ledger", metavar="DIR", type=Path,
+                        help="the strategy's ledger: archiving appends 'archive' entries (each "
+                        "run's run-start must be in it); 'archive verify' checks every object "
+                        "against them")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=_run, check_values=_check_values)
 
@@ -82,7 +85,7 @@ def _check_values(args: argparse.Namespace) -> None:
         args.run_dir = args.run_dir[1:]
         if not args.run_dir:
             raise UsageError("archive verify needs at least one RUN_DIR")
-        for flag in ("retain_until", "retain_days", "ledger"):
+        for flag in ("retain_until", "retain_days"):
             if getattr(args, flag) is not None:
                 raise UsageError(f"--{flag.replace('_', '-')} is for archiving, not for "
                                  "'archive verify'")
@@ -95,9 +98,6 @@ def _check_values(args: argparse.Namespace) -> None:
             raise UsageError(f"--min-retain-days must be between 1 and {_MAX_DAYS}")
         if args.retain_until is not None:
             args.retain_until_value = _parse_until(args.retain_until)
-        if args.ledger is not None and importlib.util.find_spec("zcbench.ledger") is None:
-            raise UsageError("this zcbench has no ledger part yet: drop --ledger; the archive "
-                             "manifest beside each run (archive.json) is the record")
     args.endpoint = S3Endpoint(args.s3)
 
 
@@ -122,10 +122,23 @@ def _archive(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     until = (args.retain_until_value if args.retain_until is not None
              else now + dt.timedelta(days=args.retain_days))
+    if args.ledger is not None:
+        from zcbench.archive.ledger import check_runs_in_ledger
+        from zcbench.archive.upload import run_identity
+
+        check_runs_in_ledger(args.ledger, [run_identity(Path(p))[0] for p in args.run_dir])
     results = archive_runs([Path(p) for p in args.run_dir], endpoint=args.endpoint,
                            bucket=args.bucket, retain_until=until, prefix=args.prefix,
                            policy=RetentionPolicy(args.min_retain_days), now=lambda: now)
     lines = []
+    if args.ledger is not None:
+        from zcbench.archive.ledger import record_archives
+        from zcbench.archive.upload import run_identity
+
+        indices = record_archives(args.ledger, [(run_identity(r.run_dir)[0], r.archive)
+                                                for r in results])
+        lines.append(f"LEDGER: {len(indices)} archive entries appended to {args.ledger} "
+                     f"(entries {indices[0]}..{indices[-1]})")
     for result in results:
         archive = result.archive
         lines.append(f"ARCHIVED: {result.run_dir}: {len(archive.objects)} objects in bucket "
@@ -135,7 +148,8 @@ def _archive(args: argparse.Namespace) -> int:
         lines.append(f"  manifest: {result.manifest}")
     lines.append("Read it back: zcbench archive verify "
                  + " ".join(str(r.run_dir) for r in results)
-                 + f" --s3 {args.endpoint} --bucket {args.bucket}")
+                 + f" --s3 {args.endpoint} --bucket {args.bucket}"
+                 + (f" --ledger {args.ledger}" if args.ledger is not None else ""))
     _emit(args, [r.to_json() for r in results], lines)
     return EXIT_OK
 
@@ -144,7 +158,7 @@ def _verify(args: argparse.Namespace) -> int:
     from zcbench.archive import check_archives
 
     reports = check_archives([Path(p) for p in args.run_dir], endpoint=args.endpoint,
-                             bucket=args.bucket)
+                             bucket=args.bucket, ledger=args.ledger)
     lines = [line for report in reports for line in report.summary_lines()]
     _emit(args, [r.to_json() for r in reports], lines)
     return EXIT_OK if all(r.verified for r in reports) else EXIT_FAILED

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -44,8 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--capital", type=int, metavar="UNITS",
                         help="capital the tear sheet measures returns against, in currency "
                         "units (default 1,000,000)")
-    parser.add_argument("--ledger", metavar="DIR",
-                        help="the strategy's ledger, for the version history")
+    parser.add_argument("--ledger", metavar="DIR", type=Path,
+                        help="the strategy's ledger (verified first): the inventory of every "
+                        "PCR0 it announced and revoked, its runs and archive entries")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=_run, check_values=_check_values)
 
@@ -56,16 +56,18 @@ def _check_values(args: argparse.Namespace) -> None:
         args.run_dir = args.run_dir[1:]
         if len(args.run_dir) != 1:
             raise UsageError("evidence verify takes one pack folder")
-        if args.out is not None:
-            raise UsageError("--out is for building a pack, not for 'evidence verify'")
+        if args.out is not None or args.ledger is not None:
+            raise UsageError("--out and --ledger are for building a pack, not for 'evidence "
+                             "verify' (the pack names its ledger)")
         return
     if args.out is None:
         raise UsageError("give --out DIR, the folder the pack is written to")
     if args.capital is not None and not 1 <= args.capital <= 10**12:
         raise UsageError("--capital must be a whole number of currency units, 1 to 10^12")
-    if args.ledger is not None and importlib.util.find_spec("zcbench.ledger") is None:
-        raise UsageError("this zcbench has no ledger part yet: drop --ledger; the pack's "
-                         "inventory comes from the runs' commitments")
+    if args.ledger is not None:
+        from zcbench.ledger.store import read_ledger_file
+
+        read_ledger_file(args.ledger)  # a folder that is no ledger is refused before any work
 
 
 def _trust(value: str) -> str | Path:
@@ -92,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         pack = build_pack([Path(p) for p in args.run_dir], Path(args.out),
                           trust=_trust(args.trust), rts25=args.rts25, generated_at=now,
                           capital_ticks=None if args.capital is None
-                          else args.capital * PRICE_SCALE)
+                          else args.capital * PRICE_SCALE, ledger=args.ledger)
         failed = [r.run_id for r in pack.runs if not r.verified]
         text = [f"{'WRITTEN' if not failed else 'WRITTEN, WITH FAILURES'}: evidence pack "
                 f"{pack.out_dir} for {len(pack.runs)} run(s): {pack.out_dir / 'index.html'}"]

@@ -187,6 +187,9 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  {r.origin}  started {_when(r.started_ns)}  "
                   + (f"ended {_when(r.ended_ns)} at size {r.last_size}" if r.ended
                      else f"open (last checkpoint size {max(r.last_size, 0)})"))
+            for index, archive in r.archives:
+                print(f"    archive entry {index}: {len(archive.objects)} objects in bucket "
+                      f"{archive.bucket}, locked until {_when(archive.retain_until_ns)}")
     return 0
 
 

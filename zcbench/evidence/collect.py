@@ -2,7 +2,9 @@
 verified (``zcbench.auditlog.check_log``, held to the build's commitment), the journal read
 (``zcbench.host.execution.read_journal``), every order tied to the OUT record that caused it and
 to the PCR0 that signed it, the controls and their events, the records' times against the RTS 25
-limit, and the archive manifest.
+limit, and the archive manifest; with the strategy's ledger (verified first: a ledger that does
+not verify is refused), the algorithm inventory as the ledger holds it (every PCR0 announced,
+when, valid from, revoked, and the runs under it) and its ``archive`` entries.
 
 Every table is a polars DataFrame in a fixed column order and a fixed row order, so the same run
 folders always give the same bytes (``zcbench evidence verify`` rebuilds and compares them).
@@ -22,7 +24,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from zcbench.errors import DataError, UsageError, ZcbenchError
+from zcbench.errors import DataError, UsageError, VerificationError, ZcbenchError
 
 __all__ = [
     "RTS25_LIMITS_NS",
@@ -99,6 +101,7 @@ class EvidenceTables:
 
     runs: tuple[RunFacts, ...]
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    ledger: Path | None = None
 
 
 _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
@@ -136,6 +139,13 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                 "endpoint": pl.String, "key": pl.String, "version_id": pl.String,
                 "sha256": pl.String, "size": pl.Int64, "mode": pl.String,
                 "retain_until": pl.String, "archived_at": pl.String},
+    "ledger_versions": {"pcr0": pl.String, "commitment_sha256": pl.String,
+                        "entry_index": pl.Int64, "announced_utc": pl.String,
+                        "valid_from_utc": pl.String, "revoked_utc": pl.String,
+                        "revocation_index": pl.Int64, "runs": pl.String},
+    "ledger_archives": {"run_origin": pl.String, "entry_index": pl.Int64, "bucket": pl.String,
+                        "key": pl.String, "version_id": pl.String, "sha256": pl.String,
+                        "retain_until_utc": pl.String, "manifest_sha256": pl.String},
 }
 TABLE_NAMES: Final = tuple(_SCHEMAS)
 
@@ -223,12 +233,40 @@ def _limits_rows(run_id: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
              "source": "the run folder holds no record of the limits in force"}]
 
 
+def _ledger_rows(ledger: Path, rows: dict[str, list[dict[str, Any]]]) -> None:
+    from zcbench.ledger.verify import check_ledger
+
+    report = check_ledger(ledger)
+    if not report.ok:
+        raise VerificationError(f"the ledger {ledger} does not verify ({report.failed}): "
+                                f"{report.message}; run 'zcbench ledger verify {ledger}'",
+                                check="ledger")
+    state = report.state
+    for version in state.versions.values():
+        runs = [r.origin for r in state.runs.values() if r.pcr0 == version.pcr0]
+        rows["ledger_versions"].append({
+            "pcr0": version.pcr0.hex(), "commitment_sha256": version.commitment_sha256.hex(),
+            "entry_index": version.index, "announced_utc": iso_ns(version.announced_ns),
+            "valid_from_utc": iso_ns(version.valid_from_ns),
+            "revoked_utc": iso_ns(version.revoked_ns) if version.revoked_ns is not None else "",
+            "revocation_index": version.revoked_index, "runs": " ".join(runs)})
+    for run in state.runs.values():
+        for index, archive in run.archives:
+            for obj in archive.objects:
+                rows["ledger_archives"].append({
+                    "run_origin": run.origin, "entry_index": index, "bucket": archive.bucket,
+                    "key": obj.key, "version_id": obj.version_id, "sha256": obj.sha256.hex(),
+                    "retain_until_utc": iso_ns(archive.retain_until_ns),
+                    "manifest_sha256": archive.manifest_sha256.hex()})
+
+
 def collect_evidence(
     run_dirs: Sequence[Path], *, trust: str | Path = "aws", rts25: str = "algo",
-    capital_ticks: int | None = None,
+    capital_ticks: int | None = None, ledger: Path | None = None,
 ) -> EvidenceTables:
     """The pack's tables for ``run_dirs`` (see the module docstring); ``capital_ticks`` is what
-    the verified tear sheet measures returns against (default 1,000,000 currency units)."""
+    the verified tear sheet measures returns against (default 1,000,000 currency units);
+    ``ledger`` the strategy's ledger, for its inventory and archive entries."""
     from zcbench.auditlog.frame import iter_records
     from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS, run_tear_sheet
     from zcbench.host.execution import read_journal
@@ -325,5 +363,7 @@ def collect_evidence(
                     "archived_at": archive.archived_at})
     for entry in algorithms.values():
         rows["algorithms"].append({**entry, "runs": " ".join(entry["runs"])})
+    if ledger is not None:
+        _ledger_rows(Path(ledger), rows)
     tables = {name: _frame(name, rows[name]) for name in _SCHEMAS}
-    return EvidenceTables(tuple(facts_all), tables)
+    return EvidenceTables(tuple(facts_all), tables, None if ledger is None else Path(ledger))

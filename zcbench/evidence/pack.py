@@ -47,6 +47,9 @@ _TITLES: Final = {
     "performance": "Verified tear sheet: performance recomputed from the signed log and the "
                    "fills it covers (Rule 204-2)",
     "archive": "Archive locations (WORM, by VersionId)",
+    "ledger_versions": "Algorithm inventory in the ledger (every PCR0 announced, valid from, "
+                       "revoked, its runs)",
+    "ledger_archives": "Archive entries in the ledger (bucket, key, VersionId, SHA-256)",
     "files": "Every file, its SHA-256 and the command that re-verifies it",
 }
 _HTML_ROWS: Final = 500
@@ -86,7 +89,9 @@ def _archive_commands(tables: EvidenceTables, run: RunFacts) -> dict[str, str]:
     commands = {}
     for bucket, endpoint in frame.select("bucket", "endpoint").unique(maintain_order=True).rows():
         commands[bucket] = (f"zcbench archive verify {_q(run.run_dir)} --s3 {_q(endpoint)} "
-                            f"--bucket {_q(bucket)}")
+                            f"--bucket {_q(bucket)}"
+                            + (f" --ledger {_q(tables.ledger)}" if tables.ledger is not None
+                               else ""))
     return commands
 
 
@@ -145,6 +150,16 @@ def files_table(tables: EvidenceTables, *, trust: str | Path, out_dir: Path) -> 
                          "what": "measurement commitment: the PCRs the boot document must carry",
                          "sha256": _sha256(run.commitment),
                          "size": run.commitment.stat().st_size, "verify_command": boot_check})
+    if tables.ledger is not None:
+        ledger_check = f"zcbench ledger verify {_q(tables.ledger)}"
+        for path in _run_files(tables.ledger):
+            rel = path.relative_to(tables.ledger).as_posix()
+            if rel in (".lock", "ledger-key.sealed"):
+                continue  # the writer's lock; the sealed key is no record
+            rows.append({"run_id": "", "file": str(path),
+                         "what": "the strategy's ledger: versions, runs, archive entries",
+                         "sha256": _sha256(path), "size": path.stat().st_size,
+                         "verify_command": ledger_check})
     schema = {"run_id": pl.String, "file": pl.String, "what": pl.String, "sha256": pl.String,
               "size": pl.Int64, "verify_command": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(
@@ -254,6 +269,7 @@ def _clock_at_build(clock: ClockSource, limit_ns: int) -> dict[str, Any]:
 def build_pack(
     run_dirs: Sequence[Path], out_dir: Path, *, trust: str | Path = "aws", rts25: str = "algo",
     generated_at: str, clock: ClockSource | None = None, capital_ticks: int | None = None,
+    ledger: Path | None = None,
 ) -> EvidencePack:
     """Collect the evidence of ``run_dirs`` and write the pack into ``out_dir``; ``clock``
     (default the host's) is read once and reported as the building machine's clock."""
@@ -264,7 +280,8 @@ def build_pack(
         if out_dir.resolve().is_relative_to(Path(run_dir).resolve()):
             raise UsageError(f"--out {out_dir} is inside the run folder {run_dir}: the pack "
                              "would change the run it describes; write it elsewhere")
-    evidence = collect_evidence(run_dirs, trust=trust, rts25=rts25, capital_ticks=capital_ticks)
+    evidence = collect_evidence(run_dirs, trust=trust, rts25=rts25, capital_ticks=capital_ticks,
+                                ledger=ledger)
     tables = dict(evidence.tables)
     tables["files"] = files_table(evidence, trust=trust, out_dir=out_dir)
     commands = tuple(dict.fromkeys(tables["files"]["verify_command"].to_list()))
@@ -282,6 +299,7 @@ def build_pack(
             "runs": [str(r.run_dir) for r in evidence.runs],
             "trust": str(trust), "rts25": rts25, "capital_ticks": capital_ticks,
             "tables": sorted(tables), "commands": list(commands), "clock_at_build": clock_now,
+            "ledger": None if ledger is None else str(ledger),
         }, indent=1, sort_keys=True) + "\n")
         names = sorted(p.name for p in staging.iterdir())
         (staging / SUMS_FILE).write_text(

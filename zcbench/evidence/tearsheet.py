@@ -63,9 +63,11 @@ class TearSheet:
     periods_per_year: float
     trials: int | None
     deflated_sharpe: float | None
+    equity_ticks: tuple[int, ...] = ()
+    """Equity after each logged batch (for plots; not a column of the pack's table)."""
 
     def to_row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.__slots__ if name != "equity_ticks"}
 
 
 def deflated_sharpe(sharpe: float, n_obs: int, *, skew: float = 0.0, kurtosis: float = 3.0,
@@ -175,7 +177,7 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
         max_drawdown_duration_s=number("max_drawdown_duration_s"),
         exposure=number("exposure"), turnover=number("turnover"), n_batches=n,
         n_fills=fills.height, periods_per_year=number("periods_per_year"), trials=trials,
-        deflated_sharpe=dsr)
+        deflated_sharpe=dsr, equity_ticks=tuple(int(e) for e in equity))
 
 
 def run_tear_sheet(run_dir: Path, orders: pl.DataFrame, *,

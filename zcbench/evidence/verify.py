@@ -72,8 +72,10 @@ def _pack_json(pack: Path) -> dict[str, Any]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(data, dict) or set(data) != _PACK_KEYS:
-        raise DataError(f"{path}: expected exactly the keys {sorted(_PACK_KEYS)}")
+    if not isinstance(data, dict) or set(data) - {"ledger"} != _PACK_KEYS:
+        raise DataError(f"{path}: expected exactly the keys {sorted(_PACK_KEYS)} (and ledger)")
+    if data.get("ledger") is not None and not isinstance(data["ledger"], str):
+        raise DataError(f"{path}: ledger must be a folder name or null")
     if data["schema"] != PACK_SCHEMA:
         raise DataError(f"{path}: schema {data['schema']!r}, expected {PACK_SCHEMA!r}")
     if (not isinstance(data["runs"], list) or not data["runs"]
@@ -122,7 +124,16 @@ def check_pack(pack: Path) -> PackReport:
     capital = data["capital_ticks"]
     if capital is not None and (type(capital) is not int or capital <= 0):
         raise DataError(f"{pack / 'pack.json'}: capital_ticks must be a positive integer")
-    evidence = collect_evidence(runs, trust=trust, rts25=data["rts25"], capital_ticks=capital)
+    ledger = Path(data["ledger"]) if data.get("ledger") is not None else None
+    if ledger is not None and not ledger.is_dir():
+        problems.append(f"the ledger {ledger} is gone: the tables cannot be rebuilt")
+        return PackReport(pack, tuple(data["runs"]), (), tuple(problems))
+    try:
+        evidence = collect_evidence(runs, trust=trust, rts25=data["rts25"], capital_ticks=capital,
+                                    ledger=ledger)
+    except VerificationError as exc:
+        problems.append(str(exc))
+        return PackReport(pack, tuple(data["runs"]), (), tuple(problems))
     tables = dict(evidence.tables)
     tables["files"] = files_table(evidence, trust=trust, out_dir=pack)
     if sorted(tables) != sorted(data["tables"]):

@@ -17,6 +17,11 @@ fixed per type:
                    (the previous run's last checkpoint note, bytes, or null for the first run)
 ``run-checkpoint`` ``run_origin``, ``checkpoint`` (a signed checkpoint note of the run's log)
 ``run-end``        ``run_origin``, ``final_checkpoint`` (note), ``summary_sha256`` (32)
+``archive``        ``run_origin`` (a run with its run-start in the ledger), ``bucket`` (text),
+                   ``manifest_sha256`` (32: SHA-256 of the archive's record in the run's
+                   ``archive.json``, canonical JSON), ``retain_until_ns`` (int), ``objects``
+                   (1..:data:`MAX_ARCHIVE_OBJECTS` maps of ``key``, ``version_id`` (text) and
+                   ``sha256`` (32)); a large archive is several entries with one manifest hash
 =================  ========================================================================
 
 An entry is at most :data:`MAX_ENTRY_BYTES` (65,535) bytes, the tlog-tiles entry bound: hashes
@@ -40,7 +45,10 @@ __all__ = [
     "ENTRY_TYPES",
     "ENTRY_VERSION",
     "LEDGER_ENTRIES",
+    "MAX_ARCHIVE_OBJECTS",
     "MAX_ENTRY_BYTES",
+    "ArchiveEntry",
+    "ArchiveEntryObject",
     "CommitmentEntry",
     "EntryBody",
     "EntryType",
@@ -55,10 +63,13 @@ __all__ = [
 
 ENTRY_VERSION: Final = 1
 MAX_ENTRY_BYTES: Final = 65_535
-EntryType = Literal["commitment", "revocation", "run-start", "run-checkpoint", "run-end"]
+EntryType = Literal["commitment", "revocation", "run-start", "run-checkpoint", "run-end",
+                    "archive"]
 ENTRY_TYPES: Final[tuple[EntryType, ...]] = (
-    "commitment", "revocation", "run-start", "run-checkpoint", "run-end",
+    "commitment", "revocation", "run-start", "run-checkpoint", "run-end", "archive",
 )
+MAX_ARCHIVE_OBJECTS: Final = 256
+_OBJECT_KEYS: Final = frozenset({"key", "version_id", "sha256"})
 _KEYS: Final = frozenset({"v", "index", "type", "time_ns", "body"})
 _MAX_TEXT: Final = 1024
 _MAX_NOTE: Final = 16_384
@@ -116,7 +127,31 @@ class RunEndEntry:
     type: ClassVar[EntryType] = "run-end"
 
 
-EntryBody = CommitmentEntry | RevocationEntry | RunStartEntry | RunCheckpointEntry | RunEndEntry
+@dataclass(frozen=True, slots=True)
+class ArchiveEntryObject:
+    """One archived object: its key, the VersionId the server gave it, its SHA-256."""
+
+    key: str
+    version_id: str
+    sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """A run's records archived under Object Lock: the bucket, the hash of the archive's record
+    in the run's manifest, the retention, and every object (or a share of them: a large
+    archive is several entries with one ``manifest_sha256``)."""
+
+    run_origin: str
+    bucket: str
+    manifest_sha256: bytes
+    retain_until_ns: int
+    objects: tuple[ArchiveEntryObject, ...]
+    type: ClassVar[EntryType] = "archive"
+
+
+EntryBody = (CommitmentEntry | RevocationEntry | RunStartEntry | RunCheckpointEntry | RunEndEntry
+             | ArchiveEntry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +178,9 @@ _FIELDS: Final[dict[str, tuple[type[Any], dict[str, str]]]] = {
     "run-checkpoint": (RunCheckpointEntry, {"run_origin": "text", "checkpoint": "note"}),
     "run-end": (RunEndEntry, {
         "run_origin": "text", "final_checkpoint": "note", "summary_sha256": "sha256"}),
+    "archive": (ArchiveEntry, {
+        "run_origin": "text", "bucket": "text", "manifest_sha256": "sha256",
+        "retain_until_ns": "int64", "objects": "objects"}),
 }
 
 
@@ -167,10 +205,41 @@ def _check_value(kind: str, name: str, value: Any, error: type[Exception]) -> No
         ok = (value is None and kind == "note?") or (
             type(value) is bytes and 0 < len(value) <= _MAX_NOTE)
         want = f"a signed note of 1..{_MAX_NOTE} bytes" + (" or null" if kind == "note?" else "")
+    elif kind == "objects":
+        ok = _objects_ok(value)
+        want = (f"a list of 1..{MAX_ARCHIVE_OBJECTS} objects of key, version_id (text) and "
+                "sha256 (32 bytes)")
     else:  # pragma: no cover - the table above names every kind
         raise AssertionError(kind)
     if not ok:
         raise error(f"{name} is {describe(value)}, expected {want}")
+
+
+def _text_ok(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= _MAX_TEXT and value.isprintable()
+
+
+def _objects_ok(value: Any) -> bool:
+    if type(value) is tuple:  # as written: ArchiveEntryObject values
+        return 0 < len(value) <= MAX_ARCHIVE_OBJECTS and all(
+            type(o) is ArchiveEntryObject and _text_ok(o.key) and _text_ok(o.version_id)
+            and type(o.sha256) is bytes and len(o.sha256) == 32 for o in value)
+    return type(value) is list and 0 < len(value) <= MAX_ARCHIVE_OBJECTS and all(
+        type(o) is dict and set(o) == _OBJECT_KEYS and _text_ok(o["key"])
+        and _text_ok(o["version_id"]) and type(o["sha256"]) is bytes and len(o["sha256"]) == 32
+        for o in value)
+
+
+def _to_doc(name: str, value: Any) -> Any:
+    if name == "objects" and type(value) is tuple:
+        return [{"key": o.key, "version_id": o.version_id, "sha256": o.sha256} for o in value]
+    return value
+
+
+def _from_doc(name: str, value: Any) -> Any:
+    if name == "objects":
+        return tuple(ArchiveEntryObject(o["key"], o["version_id"], o["sha256"]) for o in value)
+    return value
 
 
 def encode_entry(*, index: int, time_ns: int, body: EntryBody) -> bytes:
@@ -182,6 +251,7 @@ def encode_entry(*, index: int, time_ns: int, body: EntryBody) -> bytes:
     doc_body = {name: getattr(body, name) for name in fields}
     for name, kind in fields.items():
         _check_value(kind, f"{body.type} {name}", doc_body[name], ValueError)
+    doc_body = {name: _to_doc(name, value) for name, value in doc_body.items()}
     doc = {"v": ENTRY_VERSION, "index": index, "type": body.type, "time_ns": time_ns,
            "body": doc_body}
     data: bytes = cbor2.dumps(doc, canonical=True)
@@ -195,7 +265,7 @@ def decode_entry(data: bytes) -> LedgerEntry:
     if len(data) > MAX_ENTRY_BYTES:
         raise LedgerFormatError(f"ledger entry of {len(data)} bytes exceeds {MAX_ENTRY_BYTES}")
     try:
-        doc = _cbor.decode(data, canonical=True, max_depth=2, max_bytes=MAX_ENTRY_BYTES)
+        doc = _cbor.decode(data, canonical=True, max_depth=4, max_bytes=MAX_ENTRY_BYTES)
     except _cbor.CborError as exc:
         raise LedgerFormatError(f"ledger entry is not canonical CBOR: {exc}") from None
     if not isinstance(doc, dict) or set(doc) != _KEYS:
@@ -220,7 +290,8 @@ def decode_entry(data: bytes) -> LedgerEntry:
                                 f"{', '.join(sorted(fields))}")
     for name, value_kind in fields.items():
         _check_value(value_kind, f"entry {index}: {kind} {name}", body[name], LedgerFormatError)
-    return LedgerEntry(index, time_ns, cls(**{name: body[name] for name in fields}))
+    return LedgerEntry(index, time_ns, cls(**{name: _from_doc(name, body[name])
+                                               for name in fields}))
 
 
 LEDGER_ENTRIES: Final = RecordCodec("ledger entry", decode_entry, b"\xa5")

@@ -23,7 +23,9 @@ The rules:
   ledger holds of the run before it (None for the first run);
 * ``run-checkpoint`` and ``run-end`` carry checkpoints of an open run's log, signed by its vkey,
   never smaller than the run's previous one (the same size only with the same root); a run ends
-  once.
+  once;
+* an ``archive`` entry names a run whose run-start is in the ledger (ended or not), and no
+  object key appears twice in it.
 
 Time is given (``time_ns`` of each entry, ``at_ns`` of a question); nothing here reads a clock.
 """
@@ -38,6 +40,7 @@ from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint
 from zcbench.auditlog.note import open_note, parse_vkey
 from zcbench.ledger._errors import LedgerRuleError
 from zcbench.ledger.entries import (
+    ArchiveEntry,
     CommitmentEntry,
     LedgerEntry,
     RevocationEntry,
@@ -83,6 +86,7 @@ class RunInfo:
     end_index: int | None = None
     ended_ns: int | None = None
     summary_sha256: bytes | None = None
+    archives: list[tuple[int, ArchiveEntry]] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -183,6 +187,8 @@ class LedgerState:
             self._run_start(entry, body)
         elif isinstance(body, RunCheckpointEntry):
             self._run_checkpoint(entry, body.run_origin, body.checkpoint)
+        elif isinstance(body, ArchiveEntry):
+            self._archive(entry, body)
         else:
             self._run_end(entry, body)
         self.size += 1
@@ -288,3 +294,14 @@ class LedgerState:
         run.end_index = entry.index
         run.ended_ns = entry.time_ns
         run.summary_sha256 = body.summary_sha256
+
+    def _archive(self, entry: LedgerEntry, body: ArchiveEntry) -> None:
+        run = self.runs.get(body.run_origin)
+        if run is None:
+            raise LedgerRuleError(f"an archive of run {body.run_origin}, which has no run-start "
+                                  "in the ledger", check="archive_run_unknown")
+        keys = [o.key for o in body.objects]
+        if len(set(keys)) != len(keys):
+            raise LedgerRuleError(f"an archive entry of run {body.run_origin} names an object "
+                                  "key twice", check="archive_duplicate_key")
+        run.archives.append((entry.index, body))

@@ -92,7 +92,10 @@ class LedgerReport:
             "runs": [
                 {"origin": r.origin, "pcr0": r.pcr0.hex(), "start_index": r.start_index,
                  "started_ns": r.started_ns, "ended": r.ended, "last_size": r.last_size,
-                 "end_index": r.end_index}
+                 "end_index": r.end_index,
+                 "archives": [{"index": i, "bucket": a.bucket, "objects": len(a.objects),
+                               "manifest_sha256": a.manifest_sha256.hex(),
+                               "retain_until_ns": a.retain_until_ns} for i, a in r.archives]}
                 for r in self.state.runs.values()],
         }
 

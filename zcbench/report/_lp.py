@@ -403,6 +403,8 @@ def _commands_html(report: LPReport) -> str:
 
 def report_sections(report: LPReport) -> list[str]:
     """The report as HTML fragments, in reading order."""
+    from zcbench.report.tearsheet import tear_sheet_html
+
     result = report.attestation
     doc = result.report.document
     when = (
@@ -432,6 +434,7 @@ def report_sections(report: LPReport) -> list[str]:
         h.heading("Certificate chain") + chain_html(result),
         h.heading("The run: status, orders, PnL") + _run_html(report),
         h.heading("The signed log of the run") + _log_html(report),
+        h.heading("Verified tear sheet (recomputed from the signed log)") + tear_sheet_html(report),
         h.heading("Re-verify it yourself") + _commands_html(report),
     ]
 
