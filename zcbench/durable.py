@@ -51,14 +51,20 @@ def _named(path: Path) -> Iterator[None]:
         raise
 
 
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` (file mode ``mode``, not filtered by the umask)."""
+def write_atomically(path: Path, data: bytes, mode: int = 0o644, *,
+                     exclusive: bool = False) -> None:
+    """Replace ``path`` with ``data`` (file mode ``mode``, not filtered by the umask).
+
+    With ``exclusive`` the file is created only if ``path`` does not exist (the whole file is
+    linked into place, so two writers racing end with one of theirs, whole): raises
+    :class:`FileExistsError` otherwise, leaving the file there as it was.
+    """
     path = Path(path)
     with _named(path):
-        _replace(path, data, mode)
+        _replace(path, data, mode, exclusive)
 
 
-def _replace(path: Path, data: bytes, mode: int) -> None:
+def _replace(path: Path, data: bytes, mode: int, exclusive: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -68,7 +74,10 @@ def _replace(path: Path, data: bytes, mode: int) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)  # FileExistsError when another got there first
+        else:
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -19,13 +19,13 @@ that is not 64 hex digits are a :class:`~zcbench.errors.DataError` naming the fi
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError
 
 __all__ = [
@@ -172,23 +172,9 @@ def read_manifest(run_dir: Path) -> ArchiveManifest | None:
 def write_manifest(run_dir: Path, manifest: ArchiveManifest) -> Path:
     """Replace ``run_dir/archive.json`` atomically and durably; returns its path."""
     path = Path(run_dir) / MANIFEST_FILE
-    tmp = path.with_name(path.name + ".tmp")
     data = (json.dumps(manifest.to_json(), indent=1, sort_keys=True) + "\n").encode()
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        write_atomically(path, data)
     except OSError as exc:
         raise EnvError(f"cannot write the archive manifest {path}: "
                        f"{exc.strerror or exc}") from None

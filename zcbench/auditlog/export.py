@@ -19,7 +19,6 @@ newest checkpoint can be exported.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from zcbench.auditlog.slice import (
     read_slice,
 )
 from zcbench.auditlog.verdict import LogReport, LogVerificationError
+from zcbench.durable import write_output
 from zcbench.errors import UsageError
 from zcbench.progress import progress as progress_lines
 
@@ -218,27 +218,6 @@ def _refusal(message: str, index: int | None, base: LogReport | None = None) -> 
 
 
 def _write_durably(out: Path, data: bytes) -> None:
-    """Write ``data`` to ``out`` through a temporary file, fsynced, then renamed into place
-    (straight into ``out`` when it is a device or a pipe, which cannot be replaced)."""
-    if out.exists() and not out.is_file():
-        with out.open("wb") as handle:
-            handle.write(data)
-        return
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        fd = os.open(out.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write ``data`` to ``out`` atomically (:func:`zcbench.durable.write_output`: straight
+    into ``out`` when it is a device or a pipe, which cannot be replaced)."""
+    write_output(out, data)

@@ -56,6 +56,7 @@ from zcbench.auditlog.note import (
     parse_note,
 )
 from zcbench.auditlog.verify import resolve_log_path
+from zcbench.durable import write_atomically
 from zcbench.home import zcbench_home
 
 __all__ = [
@@ -170,13 +171,7 @@ class Witness:
             "public_key": base64.b64encode(state.public_key).decode(),
             "checkpoint": state.checkpoint.decode(),
         }
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
-            json.dump(doc, out, indent=1, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        OsFileSystem().fsync_dir(self.folder)
+        write_atomically(path, json.dumps(doc, indent=1, sort_keys=True).encode())
 
     def cosigner(self, name: str) -> Cosigner:
         """This witness's cosigning key under ``name`` (created owner-only on first use)."""
@@ -353,11 +348,7 @@ def load_cosigner(path: Path, name: str, *, create: bool = False) -> Cosigner:
     if create and not path.exists():
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-            out.flush()
-            os.fsync(out.fileno())
+        write_atomically(path, pem, 0o600, exclusive=True)
     try:
         loaded = load_pem_private_key(path.read_bytes(), password=None)
     except ValueError as exc:

@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--at", default="doc", metavar="doc|now|ISO8601",
         help="verification time: the document's own time (default), now, or an instant",
     )
+    p.add_argument(
+        "--ledger", type=pathlib.Path, default=None, metavar="DIR",
+        help="the strategy's ledger: the report shows its version history and holds this run "
+        "to it (exit 1 when the ledger or this run's place in it fails)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(handler=_handle)
 
@@ -73,8 +78,10 @@ def _handle(args: argparse.Namespace) -> int:
     )
     run_dir: pathlib.Path = args.run_dir
     out = args.out if args.out is not None else run_dir.resolve().parent / "report.html"
-    facts = collect_report(run_dir, trust=trust, attestation=args.attestation, nonce=nonce, at=at)
-    write_report(run_dir, out, trust=trust, attestation=args.attestation, nonce=nonce, at=at)
+    facts = collect_report(run_dir, trust=trust, attestation=args.attestation, nonce=nonce, at=at,
+                           ledger=args.ledger)
+    write_report(run_dir, out, trust=trust, attestation=args.attestation, nonce=nonce, at=at,
+                 ledger=args.ledger)
     result = facts.attestation.report
     if args.json:
         print(json.dumps({**facts.to_json(), "report": str(out)}, sort_keys=True))
@@ -84,4 +91,11 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"{verdict}; log {log}; report written to {out}")
         if not result.verified:
             print(f"failed check {result.failed_check}: {result.message}", file=sys.stderr)
-    return EXIT_OK if facts.verified else EXIT_FAILED
+        if facts.ledger is not None:
+            held = facts.ledger_run
+            print(f"ledger {'verified' if facts.ledger.ok else 'FAILED'}: {facts.ledger.message}; "
+                  + ("this run not checked (its log did not verify)" if held is None else
+                     f"this run {'held' if held.ok else 'NOT held'}: {held.message}"))
+    ledger_ok = facts.ledger is None or (
+        facts.ledger.ok and facts.ledger_run is not None and facts.ledger_run.ok)
+    return EXIT_OK if facts.verified and ledger_ok else EXIT_FAILED

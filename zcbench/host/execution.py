@@ -37,6 +37,7 @@ from typing import Any, Final, Protocol
 
 import polars as pl
 
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.strategy import PRICE_SCALE, Signal
 from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
@@ -192,16 +193,8 @@ class Journal:
         line = json.dumps(header, sort_keys=True).encode() + b"\n"
         if path.exists():
             raise UsageError(f"journal {path} already exists; a run folder is never reused")
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _write_all(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            write_atomically(path, line)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
             raise EnvError(f"could not create the journal {path}: {exc.strerror or exc}") from None
@@ -235,14 +228,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ does not depend on it (DESIGN.md, promotion), so rotating it changes no PCR.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -45,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from zcbench import _cbor
+from zcbench.durable import write_atomically
 from zcbench.errors import EnvError, UsageError, VerificationError
 from zcbench.keys._cms import wrap_for_recipient
 from zcbench.keys._seal import DataKey
@@ -226,15 +228,7 @@ def _check_name(strategy: str) -> str:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, owner read/write only whatever the umask."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, data, 0o600)
 
 
 def _create_private_once(path: Path, data: bytes) -> None:
@@ -243,14 +237,8 @@ def _create_private_once(path: Path, data: bytes) -> None:
     Two processes creating the same key at once (a build and a run) must end up with one key:
     the file is written aside and linked into place, which fails if another got there first.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    _write_private(tmp, data)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    with contextlib.suppress(FileExistsError):
+        write_atomically(path, data, 0o600, exclusive=True)
 
 
 def _private_dir(path: Path) -> Path:

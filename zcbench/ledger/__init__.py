@@ -18,6 +18,7 @@ log like a run's (the same storage, Merkle tree, C2SP checkpoints and cosignatur
 * :mod:`~zcbench.ledger.witness_server`  the HTTP witness (C2SP tlog-witness), Starlette on uvicorn
 * :mod:`~zcbench.ledger.witness_client`  submitting checkpoints to witnesses, collecting the quorum
 * :mod:`~zcbench.ledger.verify`          ``check_ledger`` / ``verify_ledger`` for an LP
+* :mod:`~zcbench.ledger.history`         the version and run history, for the report and panel
 * :mod:`~zcbench.ledger.runs`            the run's hook (run-start, checkpoints, run-end), the
   serve gate, and a run's log held to the ledger
 

@@ -39,6 +39,7 @@ from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier
 from zcbench.auditlog.note import NoteVerifier, parse_vkey
 from zcbench.auditlog.storage import LogStore, RecoveryReport
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.keys import LocalKeyBroker
 from zcbench.ledger._errors import LedgerKeyRefused, LedgerRuleError, LedgerVerificationError
@@ -89,19 +90,7 @@ def check_new_ledger(folder: Path, origin: str) -> None:
                          "new folder")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    OsFileSystem().fsync_dir(path.parent)
+write_atomic = write_atomically  # the ledger's files: one home, zcbench.durable
 
 
 @contextlib.contextmanager

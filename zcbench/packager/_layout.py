@@ -19,11 +19,11 @@ host name or key is recorded)::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from zcbench.durable import write_atomically
 from zcbench.errors import UsageError
 
 __all__ = ["BUILD_FILES", "BuildPaths", "prepare_out_dir", "write_file"]
@@ -103,8 +103,5 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``path`` whole (aside, then renamed into place) with a fixed mode."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """Write ``path`` whole (:func:`zcbench.durable.write_atomically`) with a fixed mode."""
+    write_atomically(path, data, mode)

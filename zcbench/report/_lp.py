@@ -69,6 +69,8 @@ class LPReport:
     log_problem: str | None
     journal: Any = None  # the run's orders/fills journal (JournalRead), None if unreadable
     journal_problem: str | None = None
+    ledger: Any = None  # the strategy ledger's history (LedgerHistory), when a ledger is given
+    ledger_run: Any = None  # this run held to that ledger (RunLedgerReport), when its log read
 
     @property
     def verified(self) -> bool:
@@ -105,6 +107,9 @@ class LPReport:
             },
             "log_problem": self.log_problem,
             "run": _run_facts(self),
+            "ledger": None if self.ledger is None else {
+                **self.ledger.to_json(),
+                "this_run": None if self.ledger_run is None else self.ledger_run.to_json()},
         }
 
 
@@ -179,6 +184,7 @@ def collect_report(
     nonce: bytes | None = None,
     at: dt.datetime | None = None,
     clock: Callable[[], dt.datetime] = _utcnow,
+    ledger: pathlib.Path | None = None,
 ) -> LPReport:
     """Gather and check what the LP report shows about the run in ``run_dir``.
 
@@ -187,7 +193,8 @@ def collect_report(
     the run's ``boot.cbor``); ``nonce`` the nonce it must carry (default for the boot
     document: the run id; otherwise unchecked, and the report says so). ``at`` is the
     verification time (default: the document's own time: the report is a record of what was
-    attested then). Raises
+    attested then). ``ledger`` is the strategy's ledger folder: the report then shows its
+    version history and holds this run to it (:mod:`zcbench.ledger.history`). Raises
     :class:`~zcbench.errors.EnvError` or :class:`~zcbench.errors.DataError` for a missing or
     malformed run folder; a document or log that fails its checks is a verdict, not an error.
     """
@@ -249,6 +256,7 @@ def collect_report(
         log=log,
         log_problem=problem,
         **_journal(run_dir),
+        **_ledger(ledger, run_dir, log),
     )
 
 
@@ -259,6 +267,35 @@ def _journal(run_dir: pathlib.Path) -> dict[str, Any]:
         return {"journal": read_journal(run_dir)}
     except ZcbenchError as exc:
         return {"journal_problem": str(exc)}
+
+
+def _ledger(ledger: pathlib.Path | None, run_dir: pathlib.Path, log: Any) -> dict[str, Any]:
+    """The ledger's history and this run held to it; the run only when its log verified (a
+    log that failed is no run to hold)."""
+    if ledger is None:
+        return {}
+    from zcbench.ledger.history import version_history
+    from zcbench.ledger.runs import check_run_at
+
+    ledger = pathlib.Path(ledger)
+    if not (ledger / "ledger.json").is_file():
+        raise UsageError(f"{ledger} is not a ledger folder (no ledger.json): give the folder "
+                         "'zcbench ledger init' made")
+    history = version_history(ledger)
+    held = None
+    if log is not None and log.verified:
+        held = check_run_at(ledger, run_dir, log)
+    return {"ledger": history, "ledger_run": held}
+
+
+def _ledger_section(report: LPReport) -> list[str]:
+    if report.ledger is None:
+        return []
+    from zcbench.report.ledger_html import ledger_html
+
+    origin = None if report.log is None else report.log.origin
+    return [h.heading("The strategy's ledger: versions and runs")
+            + ledger_html(report.ledger, report.ledger_run, origin)]
 
 
 def _run_facts(report: LPReport) -> dict[str, Any]:
@@ -381,6 +418,10 @@ def _commands_html(report: LPReport) -> str:
         " ".join(verify) + trust,
         f"zcbench log verify {shlex.quote(report.run_dir.name)}{trust}",
     ]
+    if report.ledger is not None:
+        name = shlex.quote(pathlib.Path(report.ledger.folder).name)
+        lines += [f"zcbench ledger verify {name}",
+                  f"zcbench log verify {shlex.quote(report.run_dir.name)}{trust} --ledger {name}"]
     block = "\n".join(lines)
     note = (
         "These commands re-run every check above from the files alone; they need no access to "
@@ -435,6 +476,7 @@ def report_sections(report: LPReport) -> list[str]:
         h.heading("The run: status, orders, PnL") + _run_html(report),
         h.heading("The signed log of the run") + _log_html(report),
         h.heading("Verified tear sheet (recomputed from the signed log)") + tear_sheet_html(report),
+        *_ledger_section(report),
         h.heading("Re-verify it yourself") + _commands_html(report),
     ]
 
@@ -449,6 +491,7 @@ _report = collect_report(
     attestation=None if attestation is None else pathlib.Path(attestation),
     nonce=None if nonce_hex is None else bytes.fromhex(nonce_hex),
     at=None if at is None else datetime.datetime.fromisoformat(at),
+    ledger=None if ledger is None else pathlib.Path(ledger),
 )
 for _section in report_sections(_report):
     display(HTML(_section))
@@ -495,6 +538,7 @@ def write_report(
     nonce: bytes | None = None,
     at: dt.datetime | None = None,
     timeout: float = 120.0,
+    ledger: pathlib.Path | None = None,
 ) -> pathlib.Path:
     """Write the LP report for ``run_dir`` to ``out_path`` (HTML, code hidden); returns it.
 
@@ -510,7 +554,8 @@ def write_report(
     out_path = pathlib.Path(out_path)
     if at is not None and (at.tzinfo is None or at.utcoffset() is None):
         raise UsageError("'at' must be a timezone-aware datetime")
-    collect_report(run_dir, trust=trust, attestation=attestation, nonce=nonce, at=at)
+    collect_report(run_dir, trust=trust, attestation=attestation, nonce=nonce, at=at,
+                   ledger=ledger)
     params = {
         "run_dir": str(run_dir),
         # the kernel runs in the run folder: a root given as a file is passed by absolute path
@@ -518,6 +563,7 @@ def write_report(
         "attestation": None if attestation is None else str(pathlib.Path(attestation).resolve()),
         "nonce_hex": None if nonce is None else nonce.hex(),
         "at": None if at is None else at.isoformat(),
+        "ledger": None if ledger is None else str(pathlib.Path(ledger).resolve()),
     }
     nb = _notebook(params)
     with tempfile.TemporaryDirectory(prefix="zcbench-report-") as sockets:

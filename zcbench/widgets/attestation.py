@@ -28,6 +28,7 @@ import os
 import pathlib
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -102,8 +103,13 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
         export_dir: pathlib.Path | None = None,
         rng: Callable[[int], bytes] = os.urandom,
         title: str = "Attestation",
+        ledger: pathlib.Path | None = None,
+        run_origin: str | None = None,
     ) -> None:
         self.backend = backend
+        self.ledger_dir = None if ledger is None else pathlib.Path(ledger)
+        self.run_origin = run_origin
+        self.ledger_history: Any = None  # the last LedgerHistory shown
         self.export_dir = pathlib.Path(export_dir) if export_dir is not None else pathlib.Path()
         self._rng = rng
         self._lock = threading.Lock()
@@ -135,6 +141,7 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
         self.pcrs = widgets.HTML()
         self.chain = widgets.HTML()
         self.facts = widgets.HTML()
+        self.ledger = widgets.HTML()
         self.new_nonce_button.on_click(lambda _b: self._new_nonce())
         self.request_button.on_click(lambda _b: self.request())
         self.export_button.on_click(lambda _b: self.export())
@@ -148,12 +155,33 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
                 self.pcrs,
                 self.chain,
                 self.facts,
+                self.ledger,
             ],
             layout=widgets.Layout(
                 border="1px solid #d0d7de", padding="10px", max_width="1100px"
             ),
         )
         self.add_class("zcbench-attestation-panel")
+        self.show_ledger()
+
+    def show_ledger(self) -> Any:
+        """Read the ledger (when the panel has one) and show its version history, this run's
+        run-start and run-end; returns the :class:`~zcbench.ledger.history.LedgerHistory`."""
+        if self.ledger_dir is None:
+            return None
+        from zcbench.ledger.history import version_history
+        from zcbench.report.ledger_html import ledger_html
+
+        try:
+            history = version_history(self.ledger_dir)
+        except ZcbenchError as exc:
+            self.ledger.value = h.heading("The strategy's ledger") + h.notice(
+                f"The ledger could not be read: {exc}", h.RED)
+            return None
+        self.ledger_history = history
+        self.ledger.value = (h.heading("The strategy's ledger: versions and runs")
+                             + ledger_html(history, run_origin=self.run_origin))
+        return history
 
     def _new_nonce(self) -> None:
         self.nonce.value = self._rng(DEFAULT_NONCE_BYTES).hex()
@@ -201,6 +229,7 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
             f"Document received {h.when(result.requested_at)} from {result.source}."
         )
         self.export_button.disabled = False
+        self.show_ledger()  # the history as of this document: a new version may be announced
         # The verdict last: whoever sees it (a person, a browser test) sees the rest with it.
         self.banner.value = verdict_html(result)
 
