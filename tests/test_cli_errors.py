@@ -148,6 +148,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "run": str(run),
         "document": str(run / "boot.cbor"),
         "notebook": str(notebook),
+        "snp_report": str(Path(__file__).resolve().parent / "vectors" / "tee" / "snp"
+                          / "report_milan.hex"),
         "blocked": str(root / "text.txt" / "out"),  # under a file: cannot be created
         "full": "/dev/full",  # every write fails with ENOSPC
     }
@@ -205,6 +207,7 @@ _TABLE: list[Any] = [
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{folder}"], 2),
     (["verify", "attestation", "{document}", "--trust", "{empty_pem}"], 1),
     (["verify", "attestation", "{document}"], 1),  # a development-CA document, trust aws
+    (["verify", "attestation", "{snp_report}"], 1),  # an SEV-SNP report without its VCEK
     pytest.param(["verify", "attestation", "{document}", "--trust", "dev", "--commitment",
                   "{json}"], 1,
                  marks=pytest.mark.xfail(reason=_OTHERS + "nitro/commitment.py: the message "
