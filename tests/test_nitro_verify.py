@@ -133,7 +133,7 @@ def test_emulated_document_verifies_under_dev_and_fails_under_aws() -> None:
     assert not report.verified
     assert report.failed_check == "root"
     assert report.expected == AWS_ROOT_G1_SHA256
-    assert "trust='dev'" in report.message
+    assert "--trust dev" in report.message
     assert report.document is not None  # what was learnt before the failure
     assert len(report.chain) == 5
 

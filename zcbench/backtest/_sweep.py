@@ -101,7 +101,7 @@ class Grid:
         for point in self.points():
             for n, v in point.items():
                 columns[n].append(v if self.scalar(n) else repr(v))
-        return pl.DataFrame(columns)
+        return pl.DataFrame(columns, strict=False)  # mixed values: 5,7.5 or 5,x
 
 
 def failed_trial(error: str) -> dict[str, Any]:

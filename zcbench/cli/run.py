@@ -261,7 +261,8 @@ def _print_summary(s: Any) -> None:
     print(f"  {s.batches} batches, {s.events} events, {s.events_per_s:,.0f} events/s")
     print(f"  freshness p50 {s.freshness_p50_ms} ms, p99 {s.freshness_p99_ms} ms")
     print(f"  signals {s.signals}, orders {s.orders}, fills {s.fills}, rejects {s.rejects}")
-    print(f"  PnL {format_money(s.pnl, signed=True)}; positions {s.positions}")
+    held = ", ".join(f"{k} {v:+,}" for k, v in sorted(s.positions.items())) or "none"
+    print(f"  PnL {format_money(s.pnl, signed=True)}; positions {held}")
     if s.dropped_batches:
         print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")

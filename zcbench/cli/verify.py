@@ -558,7 +558,8 @@ def _other_tee(args: argparse.Namespace, path: pathlib.Path, data: bytes) -> int
         else:
             out.write(f"FAILED: {verdict.failed_check}: {verdict.message} ({tee})\n")
             if verdict.expected is not None or verdict.actual is not None:
-                out.write(f"  expected: {verdict.expected}\n  actual:   {verdict.actual}\n")
+                actual = "(none)" if verdict.actual is None else verdict.actual
+                out.write(f"  expected: {verdict.expected}\n  actual:   {actual}\n")
         out.write(f"  tee:         {tee} ({name})\n  root:        {verdict.rests_on}\n")
         out.write(f"  at:          {verdict.at.isoformat()}\n")
         if verdict.measurement is not None:

@@ -360,7 +360,8 @@ def validate_path(
             f"the document's chain does not start at the pinned {root.name!r} root "
             f"(SHA-256 {root.fingerprint}); "
             + (
-                "this is a development-CA document: verify with trust='dev'"
+                "this is a development-CA document: verify it with --trust dev, or with "
+                "--trust and the development root the fund exported"
                 if root.name == "aws"
                 else "check which root the document was issued under"
             ),

@@ -148,7 +148,7 @@ def _client_get(client: Any) -> Get:
                         raise DataError(f"{url} answered more than {_MAX_TILE_BODY} bytes")
                 return response.status_code, dict(response.headers), body
         except httpx.HTTPError as exc:
-            raise EnvError(f"cannot reach {url}: {exc}") from None
+            raise EnvError(f"cannot reach {url}: {str(exc).rpartition('] ')[2]}") from None
 
     return get
 

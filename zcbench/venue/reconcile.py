@@ -146,7 +146,7 @@ class ReconcileReport:
             head,
             f"  runs {len(self.runs)}, signals {self.signals}, orders {self.orders}, "
             f"statement executions {self.executions} ({self.statement_format})",
-            f"  positions from the statement {self.positions}",
+            f"  positions from the statement: {', '.join(f'{k} {v:+,}' for k, v in sorted(self.positions.items())) or 'none'}",  # noqa: E501
         ]
         lines += [f"  {d.describe()}" for d in self.discrepancies]
         return lines
