@@ -213,6 +213,12 @@ def test_ledger_commands_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     entry, _ = verify_tlog_proof((tmp_path / "e1.tlog-proof").read_bytes(), vkey)
     assert entry.index == 1
+    # an index the ledger does not hold is a bad option value (2), named with the range
+    capsys.readouterr()
+    assert main(["ledger", "proof", str(folder), "--index", "3", "--out",
+                 str(tmp_path / "e3.tlog-proof")]) == 2
+    assert "entries 0 to 2" in capsys.readouterr().err
+    assert not (tmp_path / "e3.tlog-proof").exists()
     assert main(["ledger", "verify", str(tmp_path / "nothing")]) == 2
     assert main(["ledger", "show", str(b0)]) == 2  # a build folder is no ledger
     capsys.readouterr()

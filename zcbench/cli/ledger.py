@@ -256,13 +256,17 @@ def _witness(args: argparse.Namespace) -> int:
 
 
 def _proof(args: argparse.Namespace) -> int:
+    from zcbench.durable import write_output
+    from zcbench.errors import UsageError
     from zcbench.ledger import Ledger, format_tlog_proof, tlog_proof_for
-    from zcbench.ledger.store import write_atomic
 
     with Ledger.open(args.folder) as ledger:
+        if not 0 <= args.index < ledger.size:
+            raise UsageError(f"--index {args.index}: the ledger has entries 0 to "
+                             f"{ledger.size - 1}; `zcbench ledger show {args.folder}` lists them")
         note = ledger.witnessed_checkpoint() or ledger.latest_checkpoint()
         proof = tlog_proof_for(list(ledger.entry_bytes), args.index, note)
-    write_atomic(args.out, format_tlog_proof(proof))
+    write_output(args.out, format_tlog_proof(proof))
     print(f"wrote {args.out}: entry {args.index}")
     return 0
 
