@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,24 +109,48 @@ def test_the_report_verifies_itself_in_chromium(good: dict[str, Any]) -> None:
 
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    def in_chromium() -> None:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+            try:
+                page = browser.new_page()
+                for name, change, want in CASES:
+                    html, evidence = (good["html"], None) if change is None else _with(
+                        good["html"], change)
+                    path = good["tmp"] / f"{name.replace(' ', '-')}.html"
+                    path.write_text(html, encoding="utf-8")
+                    page.goto(path.as_uri())
+                    page.wait_for_selector("body[data-verdict]", state="attached",
+                                           timeout=60_000)
+                    got = page.get_attribute("body", "data-verdict") or ""
+                    assert got.startswith(want), (name, got)
+                    if evidence is not None and name in (
+                            "document signature", "another commitment", "another nonce",
+                            "another root"):
+                        _python_refuses(evidence, good)
+            finally:
+                browser.close()
+
+    _in_own_thread(in_chromium)
+
+
+def _in_own_thread(body: Callable[[], None]) -> None:
+    """Run ``body`` in a thread of its own: Playwright's sync API refuses a thread whose event
+    loop is already running, as the main thread's is while the browser suite's session-wide
+    Playwright is open."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
         try:
-            page = browser.new_page()
-            for name, change, want in CASES:
-                html, evidence = (good["html"], None) if change is None else _with(
-                    good["html"], change)
-                path = good["tmp"] / f"{name.replace(' ', '-')}.html"
-                path.write_text(html, encoding="utf-8")
-                page.goto(path.as_uri())
-                page.wait_for_selector("body[data-verdict]", state="attached", timeout=60_000)
-                got = page.get_attribute("body", "data-verdict") or ""
-                assert got.startswith(want), (name, got)
-                if evidence is not None and name in ("document signature", "another commitment",
-                                                     "another nonce", "another root"):
-                    _python_refuses(evidence, good)
-        finally:
-            browser.close()
+            body()
+        except BaseException as exc:  # handed back to the test's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name="playwright")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _python_refuses(evidence: dict[str, Any], good: dict[str, Any]) -> None:
@@ -166,25 +191,29 @@ def test_the_page_at_the_root_runs_the_same_checks_against_the_live_server(
             "--disable-component-update", "--disable-sync", "--no-first-run"]
     try:
         root = export_dev_root(tmp_path / "dev-root.pem")
-        with RunningServer(ServeConfig(runs=runs, attest_burst=20)) as server, \
-                sync_playwright() as p:
+        with RunningServer(ServeConfig(runs=runs, attest_burst=20)) as server:
             _grow_to(run, server, 3)
             run.flowing.set()  # the log keeps growing while the page verifies
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
-            try:
-                page = browser.new_page()
-                page.goto(server.url + "/")
-                good = run.image.expected_pcrs()
-                for pcrs, want in ((good, "VERIFIED (root " + root.fingerprint),
-                                   ({**good, 0: bytes(48)}, "FAILED: pcr0")):
-                    page.fill("#commitment", Commitment(pcrs=pcrs).to_json().decode())
-                    page.fill("#root", (tmp_path / "dev-root.pem").read_text())
-                    page.click("#verify")
-                    page.wait_for_selector("body[data-verdict]", state="attached",
-                                           timeout=60_000)
-                    got = page.get_attribute("body", "data-verdict") or ""
-                    assert got.startswith(want), got
-            finally:
-                browser.close()
+
+            def in_chromium() -> None:
+                with sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+                    try:
+                        page = browser.new_page()
+                        page.goto(server.url + "/")
+                        good = run.image.expected_pcrs()
+                        for pcrs, want in ((good, "VERIFIED (root " + root.fingerprint),
+                                           ({**good, 0: bytes(48)}, "FAILED: pcr0")):
+                            page.fill("#commitment", Commitment(pcrs=pcrs).to_json().decode())
+                            page.fill("#root", (tmp_path / "dev-root.pem").read_text())
+                            page.click("#verify")
+                            page.wait_for_selector("body[data-verdict]", state="attached",
+                                                   timeout=60_000)
+                            got = page.get_attribute("body", "data-verdict") or ""
+                            assert got.startswith(want), got
+                    finally:
+                        browser.close()
+
+            _in_own_thread(in_chromium)
     finally:
         run.stop()
