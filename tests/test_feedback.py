@@ -19,6 +19,7 @@ from zcbench.host import ReplaySource
 from zcbench.host.execution import RiskLimits
 from zcbench.host.feedback import limit_of
 from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.replay import replay_log
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
 from zcbench.strategy import (
     Batch,
@@ -203,3 +204,8 @@ def test_refused_order_is_seen_by_the_strategy_in_its_next_batch(tmp_path: Path)
     statuses = [o.status for o in decode_context(later[0].body).outcomes]
     assert statuses == ["sent", "filled"]
     assert main(["log", "verify", str(run), "--trust", "dev"]) == 0
+    # replay re-feeds the feedback records: byte-identical OUT records, feedback included
+    report = replay_log(run, build=ModuleImage(module), trust="dev")
+    assert report.verified, report.message
+    assert report.skipped == 0
+    assert report.matched == len(outs)
