@@ -3,6 +3,7 @@ local run where a risk limit refuses the strategy's order and the strategy sees 
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from zcbench.auditlog.frame import iter_records
 from zcbench.cli import main
 from zcbench.errors import DataError
 from zcbench.host import ReplaySource
-from zcbench.host.execution import RiskLimits
-from zcbench.host.feedback import limit_of
+from zcbench.host.execution import RiskLimits, read_journal
+from zcbench.host.feedback import check_journal, limit_of
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.replay import replay_log
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
@@ -203,9 +204,34 @@ def test_refused_order_is_seen_by_the_strategy_in_its_next_batch(tmp_path: Path)
     later = [r for r in records if r.seq == first + 2 and r.kind == "in"]
     statuses = [o.status for o in decode_context(later[0].body).outcomes]
     assert statuses == ["sent", "filled"]
+    # every journal row is a signed outcome
+    signed = [o for r in records if r.kind == "in" and is_context(r.body)
+              for o in decode_context(r.body).outcomes]
+    assert len(signed) == len(read_journal(run).rows)
     assert main(["log", "verify", str(run), "--trust", "dev"]) == 0
     # replay re-feeds the feedback records: byte-identical OUT records, feedback included
     report = replay_log(run, build=ModuleImage(module), trust="dev")
     assert report.verified, report.message
     assert report.skipped == 0
     assert report.matched == len(outs)
+    # item 2: the journal is checked row by row against the signed outcomes
+    assert check_journal(run) == []
+    journal = run / "journal.jsonl"
+    original = journal.read_bytes()
+    header, *rows = original.splitlines(keepends=True)
+    assert len(rows) == 4  # order, reject, order, fill
+    edited = json.loads(rows[3])
+    edited["quantity"] += 1
+    variants = {
+        "edited": [*rows[:3], json.dumps(edited, sort_keys=True).encode() + b"\n"],
+        "deleted": [rows[0], *rows[2:]],
+        "added": [*rows[:2], rows[1], *rows[2:]],
+    }
+    for word, lines in variants.items():
+        journal.write_bytes(header + b"".join(lines))
+        [problem] = check_journal(run)
+        assert problem.startswith("journal row "), problem
+        assert f" {word}" in problem, problem
+        assert main(["log", "verify", str(run), "--trust", "dev"]) == 1
+    journal.write_bytes(original)
+    assert main(["log", "verify", str(run), "--trust", "dev"]) == 0

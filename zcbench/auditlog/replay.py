@@ -296,7 +296,7 @@ class _Pairs:
             self.last_seq = seq
             self.count += 1
             yield seq, body
-        if pending is not None:
+        if pending is not None and not is_context(pending.body):  # a run's last feedback
             self.skipped += 1
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from zcbench.host.execution import ExecutionLayer, RiskLimits
 from zcbench.strategy import Context, Outcome, encode_context
 
-__all__ = ["FeedbackBuilder", "limit_of", "limits_pairs"]
+__all__ = ["FeedbackBuilder", "check_journal", "limit_of", "limits_pairs"]
 
 _STATUS: Final = {
     "order": "sent",
@@ -108,3 +109,72 @@ def _position_in(cl_ord_id: str, default: int) -> int:
     """The signal position in a ClOrdID ``<prefix>-<log index>-<position>`` (else ``default``)."""
     tail = cl_ord_id.rsplit("-", 1)[-1] if cl_ord_id else ""
     return int(tail) if tail.isdigit() else default
+
+
+def _row_matches(row: Mapping[str, Any], o: Outcome) -> bool:
+    status = _STATUS.get(str(row["event"]))
+    if status == "refused" and " through limit " in str(row["reason"]):
+        status = "expired"
+    price = row["price_ticks"] if status == "filled" else None
+    return (
+        row["log_index"] == o.log_index
+        and row["symbol"] == o.symbol
+        and status == o.status
+        and row["quantity"] == o.quantity
+        and price == o.price
+        and str(row["reason"])[:256] == o.reason
+    )
+
+
+def check_journal(run_dir: Path) -> list[str]:
+    """The discrepancies between ``run_dir``'s ``journal.jsonl`` and the outcomes signed in its
+    log's feedback IN records, row by row (empty: they agree; also empty for a run that logged
+    no feedback). A row that differs from its signed outcome is named as edited, a signed
+    outcome with no row as deleted, a row with no signed outcome as added."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.host.execution import read_journal
+    from zcbench.strategy import decode_context, is_context
+
+    outcomes: list[Outcome] = []
+    fed = False
+    for record, _ in iter_records(run_dir):
+        if record.kind == "in" and is_context(record.body):
+            fed = True
+            outcomes.extend(decode_context(record.body).outcomes)
+    if not fed:
+        return []
+    rows = read_journal(run_dir).rows.to_dicts()
+    problems: list[str] = []
+    i = j = 0  # journal row, signed outcome
+    while i < len(rows) or j < len(outcomes):
+        if i < len(rows) and j < len(outcomes) and _row_matches(rows[i], outcomes[j]):
+            i, j = i + 1, j + 1
+            continue
+        if j < len(outcomes) and (i >= len(rows) or (
+            i + 1 <= len(rows) and i < len(rows) and j + 1 < len(outcomes)
+            and _row_matches(rows[i], outcomes[j + 1])
+        )):
+            o = outcomes[j]
+            problems.append(
+                f"journal row {i + 1} deleted: signed outcome {j + 1} ({o.status} {o.quantity} "
+                f"{o.symbol}, log index {o.log_index}) has no row"
+            )
+            j += 1
+            continue
+        if i < len(rows) and (j >= len(outcomes) or (
+            i + 1 < len(rows) and _row_matches(rows[i + 1], outcomes[j])
+        )):
+            r = rows[i]
+            problems.append(
+                f"journal row {i + 1} added: {r['event']} {r['quantity']} {r['symbol']} "
+                f"(log index {r['log_index']}) is in no signed feedback record"
+            )
+            i += 1
+            continue
+        r = rows[i]
+        problems.append(
+            f"journal row {i + 1} edited: {r['event']} {r['quantity']} {r['symbol']} (log index "
+            f"{r['log_index']}) differs from signed outcome {j + 1}"
+        )
+        i, j = i + 1, j + 1
+    return problems

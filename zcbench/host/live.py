@@ -440,6 +440,8 @@ class _Pipeline:
                     self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
             self._send_drops(seq - 1)
+            if self.feedback is not None:  # what came of the last batch is signed too
+                self._send_feedback(seq)
         except ChannelClosed as exc:
             self.send_error = exc.reason
         except Exception as exc:  # the market-data side failed: the run stops and says why
