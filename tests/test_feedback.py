@@ -235,3 +235,50 @@ def test_refused_order_is_seen_by_the_strategy_in_its_next_batch(tmp_path: Path)
         assert main(["log", "verify", str(run), "--trust", "dev"]) == 1
     journal.write_bytes(original)
     assert main(["log", "verify", str(run), "--trust", "dev"]) == 0
+
+
+EVERY_BATCH = textwrap.dedent(
+    '''
+    from dataclasses import dataclass
+    from zcbench.strategy import Signal, Strategy
+
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+
+    class Steady(Strategy):
+        """Buys one unit per batch; its hints carry the position it was told of."""
+
+        name = "steady"
+        params_type = Params
+        input_fields = ("price",)
+
+        def on_batch(self, batch, context=None):
+            if not len(batch):
+                return []
+            told = context.position(batch.events["symbol"][0]) if context else -1
+            return [Signal(batch.events["symbol"][0], "buy", 1, hints=(("told", told),))]
+    '''
+)
+
+
+@pytest.mark.slow
+def test_last_batch_outcomes_are_signed_after_it_and_replay_takes_them(tmp_path: Path) -> None:
+    module = tmp_path / "steady.py"
+    module.write_text(EVERY_BATCH)
+    events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=0.2), seed=5)
+    run = tmp_path / "run"
+    summary = run_live(
+        ModuleImage(module), run, ReplaySource(events, BatchSpec(count=50)), feedback=True
+    )
+    assert summary.status == "completed", summary.reason
+    records = [r for r, _ in iter_records(run)]
+    last = records[-1]
+    assert last.kind == "in"
+    assert decode_context(last.body).seq == summary.batches
+    assert check_journal(run) == []
+    report = replay_log(run, build=ModuleImage(module), trust="dev")
+    assert report.verified, report.message
+    assert report.skipped == 0
