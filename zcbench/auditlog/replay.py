@@ -70,7 +70,9 @@ class ReplayRunner(Protocol):
     :class:`~zcbench.errors.EnvError` when it cannot run at all (no enclave, no key); any other
     :class:`~zcbench.errors.ZcbenchError` mid-way ends the replay, and the batches not yet
     answered are reported missing. ``pcr0`` is the measurement the runner's enclave will attest
-    to, when known beforehand (compared with the log's origin), else None.
+    to, when known beforehand (compared with the log's origin), else None. ``batches`` may have
+    a ``feedback`` mapping (seq: body), filled before each batch is handed over: the feedback IN
+    record logged just before that batch, which the runner feeds first.
     """
 
     @property
@@ -242,15 +244,29 @@ class _Pairs:
     first_seq: int | None = None
     last_seq: int | None = None
     count: int = 0
+    feedback: dict[int, bytes] = field(default_factory=dict)
+    """The feedback IN body logged right before a batch's IN record, by seq (set before the
+    batch is yielded; the runner takes it)."""
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         # The enclave writes a batch's IN and OUT records next to each other (index i, i + 1),
         # so a pair is an IN record directly followed by the OUT record of the same seq.
+        from zcbench.strategy import is_context
+
         pending: Record | None = None
+        before: Record | None = None  # a feedback IN record directly before ``pending``
         for record in self.records:
             if record.kind == "in":
-                if pending is not None:
+                if (
+                    pending is not None
+                    and pending.seq == record.seq
+                    and pending.index + 1 == record.index
+                    and is_context(pending.body)
+                ):
+                    before = pending
+                elif pending is not None:
                     self.skipped += 1
+                    before = None
                 pending = record
                 continue
             if record.kind != "out":
@@ -260,8 +276,10 @@ class _Pairs:
                 pending = None
                 continue
             seq, body, in_index = record.seq, pending.body, pending.index
-            pending = None
+            fed, pending, before = before, None, None
             assert seq is not None  # in/out records always carry one (records.py)
+            if fed is not None:
+                self.feedback[seq] = fed.body
             if seq in self.seen:
                 self.duplicates.append(seq)
                 continue
@@ -278,7 +296,7 @@ class _Pairs:
             self.last_seq = seq
             self.count += 1
             yield seq, body
-        if pending is not None:
+        if pending is not None and not is_context(pending.body):  # a run's last feedback
             self.skipped += 1
 
 

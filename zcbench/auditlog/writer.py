@@ -143,6 +143,16 @@ class EnclaveLogState:
         self._next_seq += 1
         return self._add(records)
 
+    def add_input(self, seq: int, body: bytes, *, time_ns: int) -> BatchRecords:
+        """An IN record of batch ``seq`` that is not the batch itself (the feedback the strategy
+        is handed before it) and the checkpoint after it; ``seq`` must be the next batch's."""
+        if self.note is None:
+            raise ValueError("record the boot document first")
+        if seq != self._next_seq:
+            raise ValueError(f"input for batch seq {seq} but {self._next_seq} is next")
+        n = self.compact.size
+        return self._add([encode_record(index=n, kind="in", seq=seq, body=body, time_ns=time_ns)])
+
     def add_note(self, text: bytes, *, time_ns: int) -> BatchRecords:
         """A note record (operator remark, dropped batches, shutdown) and the checkpoint after
         it."""

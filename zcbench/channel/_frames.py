@@ -61,6 +61,7 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "ingest": {"seq": ((int,), False), "batch": ((bytes,), False)},
     "checkpoint": {},
     "record_note": {"body": ((bytes,), False)},
+    "feedback": {"seq": ((int,), False), "body": ((bytes,), False)},
     "shutdown": {"reason": ((str,), False)},
     # enclave -> host
     "key_request": {
@@ -91,6 +92,12 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "note": {"checkpoint": ((bytes,), False), "size": ((int,), False)},
     # a note record the host asked for: its time stamp, leaf hash and the checkpoint after it
     "note_logged": {
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    "feedback_logged": {
+        "seq": ((int,), False),
         "time_ns": ((int,), False),
         "leaf": ((bytes,), False),
         "checkpoint": ((bytes,), False),

@@ -145,9 +145,23 @@ def _verify(args: argparse.Namespace) -> int:
         _emit(args, {**report.to_json(), "ledger": held.to_json()},
               _verify_text(report) + f"\nledger: {held.message}")
         return EXIT_OK if held.ok else EXIT_FAILED
+    journal = _journal_problems(args.path) if report.verified else []
     _warn(report.warnings)
+    if journal:
+        _emit(args, {**report.to_json(), "journal": journal},
+              _verify_text(report) + "\njournal: " + "; ".join(journal))
+        return EXIT_FAILED
     _emit(args, report.to_json(), _verify_text(report))
     return EXIT_OK if report.verified else EXIT_FAILED
+
+
+def _journal_problems(path: Path) -> list[str]:
+    """A run folder's journal checked row by row against its signed feedback records."""
+    if not (path / "journal.jsonl").is_file():
+        return []
+    from zcbench.host.feedback import check_journal
+
+    return check_journal(path)
 
 
 # -- show ------------------------------------------------------------------------------------

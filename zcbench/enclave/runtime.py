@@ -40,7 +40,15 @@ from zcbench.channel import (
     error_message,
 )
 from zcbench.errors import DataError, UsageError
-from zcbench.strategy import Strategy, StrategyError, apply_strategy, decode_batch, encode_signals
+from zcbench.strategy import (
+    Context,
+    Strategy,
+    StrategyError,
+    apply_strategy,
+    decode_batch,
+    decode_context,
+    encode_signals,
+)
 
 __all__ = ["MAX_NOTE_BYTES", "Attester", "EnclaveRuntime", "serve"]
 
@@ -92,6 +100,7 @@ class EnclaveRuntime:
         self._key = key
         self._state: _Booted | None = None
         self._guard = SequenceGuard()
+        self._context: Context | None = None
         self.failed: str | None = None
 
     @property
@@ -139,7 +148,8 @@ class EnclaveRuntime:
         if batch.seq != seq:
             raise _Refused("bad_batch", f"batch says seq {batch.seq}, frame says {seq}")
         try:
-            signals = apply_strategy(self._strategy, batch)
+            context, self._context = self._context, None
+            signals = apply_strategy(self._strategy, batch, context)
         except StrategyError as exc:
             self.failed = str(exc)
             raise
@@ -165,6 +175,33 @@ class EnclaveRuntime:
                 "leaves": list(step.leaves),
                 "checkpoint": step.checkpoint,
             },
+        )
+
+    def feedback(self, seq: int, body: bytes) -> Message:
+        """Log the host's feedback for batch ``seq`` (the next one) as an IN record, keep it for
+        the strategy's next ``on_batch`` and sign the new checkpoint; ``feedback_logged``
+        reply. The body must decode strictly as a context naming that batch."""
+        state = self._booted()
+        if self.failed is not None:
+            raise _Refused("strategy_failed", f"refusing feedback {seq}: {self.failed}")
+        if self._context is not None:
+            raise _Refused("bad_feedback", f"batch {seq} has its feedback already")
+        try:
+            context = decode_context(body)
+        except DataError as exc:
+            raise _Refused("bad_feedback", str(exc).splitlines()[0]) from None
+        if context.seq != seq or seq != state.log.next_seq:
+            raise _Refused(
+                "bad_feedback",
+                f"feedback for batch {context.seq} (frame {seq}); batch {state.log.next_seq} "
+                "is next",
+            )
+        now = self._clock()
+        step = state.log.add_input(seq, body, time_ns=now)
+        self._context = context
+        return Message(
+            "feedback_logged",
+            {"seq": seq, "time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint},
         )
 
     def record_note(self, body: bytes) -> Message:
@@ -263,6 +300,8 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.ingest(msg["seq"], msg["batch"])
     if msg.type == "attest":
         return runtime.attest(msg["nonce"])
+    if msg.type == "feedback":
+        return runtime.feedback(msg["seq"], msg["body"])
     if msg.type == "record_note":
         return runtime.record_note(msg["body"])
     if msg.type == "checkpoint":

@@ -435,6 +435,10 @@ class ExecutionLayer:
             self.journal_file.append(self._rows[first:])
         return results
 
+    def rows_since(self, start: int) -> list[dict[str, Any]]:
+        """The journal rows from row ``start`` on (the feedback of the next batch)."""
+        return self._rows[start:]
+
     def close(self) -> None:
         """Close the journal file (its rows are already durable)."""
         if self.journal_file is not None:

@@ -41,6 +41,7 @@ from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
+from zcbench.host.feedback import FeedbackBuilder
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
 from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.logwriter import HostLog
@@ -95,6 +96,14 @@ class RunHandle:
 class _Note:
     """A note record in flight (batches the proxy dropped), logged in order with the batches."""
 
+    body: bytes
+
+
+@dataclass
+class _Feedback:
+    """A feedback IN record in flight, logged just before batch ``seq``."""
+
+    seq: int
     body: bytes
 
 
@@ -160,6 +169,7 @@ def run_live(
     clock: Callable[[], int] = time.time_ns,
     log_fs: FileSystem | None = None,
     venue: Venue | None = None,
+    feedback: bool = False,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -172,7 +182,11 @@ def run_live(
     starts the enclave given the run folder (default: the local enclave process for
     ``image``; on Nitro, e.g. ``lambda _: launch_nitro(eif)`` with ``trust="aws"`` and a KMS
     broker). ``venue``: where orders go (``zcbench.venue.PaperVenue``, a ``FixVenue``; None:
-    the built-in last-price fills). Raises only for
+    the built-in last-price fills). ``feedback``: before each batch, log the outcomes of the
+    strategy's signals since the previous one, its positions and the limits as an IN record and
+    hand them to the strategy (``zcbench.host.feedback``); batches then go one at a time (the
+    next is sent once the previous one's signals were acted on), so a strategy sees in its
+    next batch what became of its last signals. Raises only for
     problems before the run starts (a missing image, a used run folder, an enclave that does not
     boot or whose boot document does not verify); afterwards every fault ends the run with a
     summary saying how.
@@ -227,6 +241,7 @@ def run_live(
             clock,
             on_progress,
             stop or threading.Event(),
+            FeedbackBuilder(execution) if feedback else None,
         )
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
@@ -348,8 +363,11 @@ class _Pipeline:
         clock: Callable[[], int],
         on_progress: Callable[[RunProgress], None] | None,
         user_stop: threading.Event,
+        feedback: FeedbackBuilder | None = None,
     ) -> None:
         self.user_stop = user_stop
+        self.feedback = feedback
+        self.acted = threading.Condition()
         self.conn = conn
         self.proxy = proxy
         self.log = log
@@ -412,6 +430,8 @@ class _Pipeline:
                     self.proxy.stop()
                     return
                 self._send_drops(seq - 1)
+                if self.feedback is not None and not self._send_feedback(seq):
+                    return
                 data = pb.encode(seq)
                 with self.order:
                     if not self._put((seq, data, pb)):
@@ -420,12 +440,33 @@ class _Pipeline:
                     self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
             self._send_drops(seq - 1)
+            if self.feedback is not None:  # what came of the last batch is signed too
+                self._send_feedback(seq)
         except ChannelClosed as exc:
             self.send_error = exc.reason
         except Exception as exc:  # the market-data side failed: the run stops and says why
             self.source_error = f"market data: {type(exc).__name__}: {exc}"
         finally:
             self._put(_DONE)
+
+    def _send_feedback(self, seq: int) -> bool:
+        """Wait until batch ``seq - 1`` was acted on, then send what came of it (if anything)
+        as batch ``seq``'s feedback; False when the run stops meanwhile."""
+        assert self.feedback is not None
+        with self.acted:
+            while self.batches < seq:
+                if self.stop.is_set() or self.user_stop.is_set():
+                    return False
+                self.acted.wait(0.1)
+            body = self.feedback.take(seq)
+        if body is None:
+            return True
+        item = _Feedback(seq, body)
+        with self.order:
+            if not self._put(item):
+                return False
+            self.conn.send(Message("feedback", {"seq": seq, "body": body}))
+        return True
 
     def _send_drops(self, after_seq: int) -> None:
         """Have the enclave log the batches the proxy dropped since the last batch sent."""
@@ -478,7 +519,7 @@ class _Pipeline:
                 # group commit: take every reply that is already here, then one durable write
                 while len(group) < _MAX_GROUP and self.conn.ready():
                     nxt = self._next_item(wait=False)
-                    if not isinstance(nxt, (tuple, _Note)):
+                    if not isinstance(nxt, (tuple, _Note, _Feedback)):
                         self.held = nxt
                         break
                     self._stage_item(nxt, group)
@@ -494,6 +535,8 @@ class _Pipeline:
     def _stage_item(self, item: object, group: list[ProxyBatch]) -> None:
         if isinstance(item, _Note):
             self._stage_note(item)
+        elif isinstance(item, _Feedback):
+            self._stage_feedback(item)
         else:
             group.append(self._stage(item))
 
@@ -504,6 +547,17 @@ class _Pipeline:
             raise _RunFailed("enclave_error", f"the enclave did not log a note: {reason}")
         self.log.stage_note(
             note.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
+        )
+
+    def _stage_feedback(self, item: _Feedback) -> None:
+        reply = self._reply(item.seq)
+        if reply.type != "feedback_logged" or reply["seq"] != item.seq:
+            reason = reply.fields.get("reason", reply.type)
+            raise _RunFailed(
+                "enclave_error", f"the enclave did not log batch {item.seq}'s feedback: {reason}"
+            )
+        self.log.stage_feedback(
+            item.seq, item.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
         )
 
     def _stage(self, item: object) -> ProxyBatch:
@@ -587,7 +641,9 @@ class _Pipeline:
         now = self.clock()
         self.execution.act(verified, now_ns=now)
         self.freshness.add(now - pb.received_ns)
-        self.batches += 1
+        with self.acted:
+            self.batches += 1
+            self.acted.notify_all()
         self.events += len(pb)
         self.signals += len(verified.signals)
         if self.on_progress is not None and self.batches % 20 == 0:

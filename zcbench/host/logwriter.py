@@ -151,6 +151,23 @@ class HostLog:
         self.writer.stage(records, checkpoint, leaves=hashes)
         self._staged.append((seq, first + 1, decoded))
 
+    def stage_feedback(self, seq: int, body: bytes, checkpoint: bytes, *, time_ns: int,
+                       leaf: bytes) -> None:
+        """Stage the feedback IN record the enclave logged before batch ``seq`` (``leaf`` its
+        hash, rebuilt here from the body the host sent) and its checkpoint."""
+        record = encode_record(
+            index=self.writer.size, kind="in", seq=seq, body=body, time_ns=time_ns
+        )
+        mine = leaf_hash(record)
+        if mine != leaf:
+            raise VerificationError(
+                f"batch {seq}: the enclave's feedback leaf is not that of the feedback sent",
+                check="feedback_leaf",
+                expected=mine.hex(),
+                actual=bytes(leaf).hex(),
+            )
+        self.writer.stage([record], checkpoint, leaves=[mine])
+
     def stage_note(self, note: bytes, checkpoint: bytes, *, time_ns: int,
                    leaf: bytes) -> None:
         """Stage a note record the enclave logged (``leaf`` its hash) and its checkpoint."""

@@ -39,8 +39,16 @@ from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.host.images import BuildImage, EnclaveImage
 from zcbench.host.launcher import EnclaveProcess
+from zcbench.host.logwriter import HostLog
 from zcbench.host.session import EnclaveSession, open_session
-from zcbench.strategy import Batch, decode_batch, encode_batch
+from zcbench.strategy import (
+    Batch,
+    Context,
+    decode_batch,
+    decode_context,
+    encode_batch,
+    encode_context,
+)
 
 if TYPE_CHECKING:
     from zcbench.auditlog.replay import ReplayReport
@@ -139,6 +147,9 @@ class EnclaveReplayRunner:
                 if seq != sent:
                     self.renumbered = True
                     data = encode_batch(Batch(sent, events))
+                feedback = getattr(batches, "feedback", {}).pop(seq, None)
+                if feedback is not None:
+                    self._feed(conn, enclave, log, sent, feedback)
                 reply = self._ingest(conn, enclave, sent, data)
                 signals: bytes = reply["signals"]
                 # stored and checked like a live run's batch before its body is used
@@ -152,6 +163,41 @@ class EnclaveReplayRunner:
                 session.close()
             if scratch is not None:
                 scratch.cleanup()
+
+    def _feed(
+        self, conn: Connection, enclave: EnclaveProcess, log: HostLog, seq: int, body: bytes
+    ) -> None:
+        """Feed the feedback logged before batch ``seq`` first, logged as the live run did."""
+        context = decode_context(body)
+        if context.seq != seq:  # renumbered: the same context, for the batch it precedes now
+            body = encode_context(
+                Context(seq, context.outcomes, context.positions, context.limits)
+            )
+        reply = self._request(conn, enclave, seq, Message("feedback", {"seq": seq, "body": body}))
+        if reply.type != "feedback_logged" or reply["seq"] != seq:
+            raise ReplayEnclaveError(
+                f"the replay enclave did not log batch {seq}'s feedback: "
+                f"{reply.fields.get('reason', reply.type)}"
+            )
+        log.stage_feedback(
+            seq, body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
+        )
+
+    def _request(
+        self, conn: Connection, enclave: EnclaveProcess, seq: int, msg: Message
+    ) -> Message:
+        try:
+            conn.send(msg)
+            return conn.recv(timeout=self.reply_timeout)
+        except TimeoutError:
+            raise EnvError(
+                f"the replay enclave gave no reply for batch {seq} within "
+                f"{self.reply_timeout} s; {enclave.diagnostics()}"
+            ) from None
+        except (ChannelClosed, FrameError) as exc:
+            raise EnvError(
+                f"the replay enclave went away at batch {seq}: {exc}; {enclave.diagnostics()}"
+            ) from None
 
     def _ingest(self, conn: Connection, enclave: EnclaveProcess, seq: int, data: bytes) -> Message:
         try:

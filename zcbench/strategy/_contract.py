@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
+import inspect
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 
 from zcbench.errors import DataError, UsageError, ZcbenchError
+from zcbench.strategy._feedback import Context
 from zcbench.strategy._schema import EVENT_SCHEMA, REQUIRED_FIELDS
 
 __all__ = [
@@ -114,6 +117,11 @@ class Strategy(abc.ABC):
 
     Subclasses set ``name``, ``params_type`` (a frozen dataclass) and ``input_fields`` (names in
     ``EVENT_SCHEMA``) and implement ``on_batch``. State kept between batches lives on the instance.
+
+    A strategy that wants feedback declares a second parameter, ``on_batch(self, batch,
+    context=None)``: it then gets the :class:`~zcbench.strategy.Context` logged before the
+    batch (outcomes of its signals since the previous batch, positions, limits), or None when
+    no feedback was logged. ``on_batch(batch)`` alone keeps working and sees market data only.
     """
 
     name: ClassVar[str]
@@ -194,14 +202,34 @@ def find_strategy(namespace: types.ModuleType | Mapping[str, Any]) -> type[Strat
     return found[0]
 
 
-def apply_strategy(strategy: Strategy, batch: Batch) -> list[Signal]:
+@functools.cache
+def _takes_context(cls: type[Strategy]) -> bool:
+    """Whether ``cls.on_batch`` accepts a second positional argument (the feedback context)."""
+    try:
+        params = list(inspect.signature(cls.on_batch).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return len([p for p in params if p.kind in positional]) >= 2 or any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL for p in params
+    )
+
+
+def apply_strategy(
+    strategy: Strategy, batch: Batch, context: Context | None = None
+) -> list[Signal]:
     """Run one batch through ``strategy``: the single call path for backtest, enclave and replay.
 
-    Any exception from the strategy becomes a :class:`StrategyError` naming the batch; so does a
-    return value that is not a sequence of :class:`Signal`.
+    ``context`` (the feedback logged before the batch) reaches strategies whose ``on_batch``
+    takes a second argument (see :class:`Strategy`); others get the batch alone. Any exception
+    from the strategy becomes a :class:`StrategyError` naming the batch; so does a return value
+    that is not a sequence of :class:`Signal`.
     """
     try:
-        out = strategy.on_batch(batch)
+        if _takes_context(type(strategy)):
+            out = strategy.on_batch(batch, context)  # type: ignore[call-arg]
+        else:
+            out = strategy.on_batch(batch)
     except Exception as exc:
         raise StrategyError(
             f"strategy {strategy.name!r} raised {type(exc).__name__} on batch {batch.seq}",

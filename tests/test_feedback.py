@@ -1,0 +1,284 @@
+"""Feedback as logged inputs: the context codec, the contract's optional context, and a real
+local run where a risk limit refuses the strategy's order and the strategy sees it next batch."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cbor2
+import polars as pl
+import pytest
+
+from zcbench.auditlog.frame import iter_records
+from zcbench.cli import main
+from zcbench.errors import DataError
+from zcbench.host import ReplaySource
+from zcbench.host.execution import RiskLimits, read_journal
+from zcbench.host.feedback import check_journal, limit_of
+from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.replay import replay_log
+from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
+from zcbench.strategy import (
+    Batch,
+    Context,
+    Outcome,
+    Signal,
+    Strategy,
+    apply_strategy,
+    decode_context,
+    decode_signals,
+    encode_context,
+    is_context,
+)
+
+
+def _context() -> Context:
+    return Context(
+        4,
+        (
+            Outcome(7, 0, "AAA", "sent", 5),
+            Outcome(7, 0, "AAA", "refused", 5, limit="max_position", reason="position would be 5"),
+            Outcome(9, 1, "BBB", "filled", 2, price=1_000_000),
+        ),
+        (("BBB", 2), ("AAA", -1)),
+        (("max_position", 3),),
+    )
+
+
+def test_context_round_trips_through_one_canonical_encoding() -> None:
+    ctx = _context()
+    data = encode_context(ctx)
+    assert is_context(data)
+    back = decode_context(data)
+    assert back == ctx
+    assert back.positions == (("AAA", -1), ("BBB", 2))  # sorted: one encoding per context
+    assert back.position("AAA") == -1
+    assert [o.limit for o in back.refusals()] == ["max_position"]
+    assert encode_context(back) == data
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(v=2),
+        lambda d: d.update(extra=1),
+        lambda d: d.update(seq=-1),
+        lambda d: d["outcomes"][0].update(status="lost"),
+        lambda d: d["outcomes"][1].update(limit=""),  # a refusal names its limit
+        lambda d: d["outcomes"][0].update(quantity=True),
+        lambda d: d.update(positions=[["BBB", 2], ["AAA", -1]]),  # not sorted
+        lambda d: d.update(limits=[["x", 1], ["x", 2]]),
+    ],
+)
+def test_decoder_is_strict(mutate: object) -> None:
+    doc = cbor2.loads(encode_context(_context()))
+    mutate(doc)  # type: ignore[operator]
+    with pytest.raises(DataError, match="feedback"):
+        decode_context(cbor2.dumps(doc, canonical=True))
+
+
+def test_decoder_refuses_non_canonical_and_garbage() -> None:
+    doc = cbor2.loads(encode_context(_context()))
+    with pytest.raises(DataError):
+        decode_context(cbor2.dumps(dict(reversed(doc.items()))))  # keys out of order
+    for junk in (b"", b"\xff", b"\xa1\x61v\x01", bytes(100)):
+        with pytest.raises(DataError):
+            decode_context(junk)
+
+
+@dataclass(frozen=True)
+class _P:
+    pass
+
+
+class _Plain(Strategy):
+    name = "plain"
+    params_type = _P
+    input_fields = ("price",)
+
+    def on_batch(self, batch: Batch) -> Sequence[Signal]:
+        return [Signal("AAA", "buy", 1)]
+
+
+class _Aware(Strategy):
+    name = "aware"
+    params_type = _P
+    input_fields = ("price",)
+
+    def on_batch(self, batch: Batch, context: Context | None = None) -> Sequence[Signal]:
+        if context is None:
+            return []
+        return [Signal(o.symbol, "sell", 1) for o in context.refusals()]
+
+
+def test_contract_hands_the_context_only_to_strategies_that_take_it() -> None:
+    batch = Batch(0, pl.DataFrame({"ts": [1], "symbol": ["AAA"], "price": [1]}))
+    assert apply_strategy(_Plain(_P()), batch, _context()) == [Signal("AAA", "buy", 1)]
+    assert apply_strategy(_Aware(_P()), batch) == []
+    assert apply_strategy(_Aware(_P()), batch, _context()) == [Signal("AAA", "sell", 1)]
+
+
+def test_refusal_reasons_name_their_limit() -> None:
+    assert limit_of("position would be 5, limit 3") == "max_position"
+    assert limit_of("order rate over 100/s") == "max_orders_per_s"
+    assert limit_of("kill switch: stopped") == "kill_switch"
+    assert limit_of("unknown symbol at the venue") == "venue"
+
+
+STRATEGY = textwrap.dedent(
+    '''
+    from dataclasses import dataclass
+    from zcbench.strategy import Signal, Strategy
+
+
+    @dataclass(frozen=True)
+    class Params:
+        size: int = 5
+
+
+    class Stubborn(Strategy):
+        """Buys too much once; then reports each refusal it is told of in a signal's hints."""
+
+        name = "stubborn"
+        params_type = Params
+        input_fields = ("price",)
+
+        def __init__(self, params):
+            super().__init__(params)
+            self.sent = False
+
+        def on_batch(self, batch, context=None):
+            out = []
+            if context is not None:
+                for o in context.refusals():
+                    out.append(Signal(o.symbol, "buy", 1, hints=(
+                        ("seen_limit", o.limit), ("seen_index", o.log_index),
+                        ("seen_position", context.position(o.symbol)))))
+            if not self.sent and len(batch):
+                self.sent = True
+                out.append(Signal(batch.events["symbol"][0], "buy", self.params.size))
+            return out
+    '''
+)
+
+
+@pytest.mark.slow
+def test_refused_order_is_seen_by_the_strategy_in_its_next_batch(tmp_path: Path) -> None:
+    module = tmp_path / "stubborn.py"
+    module.write_text(STRATEGY)
+    events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=0.5), seed=3)
+    run = tmp_path / "run"
+    summary = run_live(
+        ModuleImage(module),
+        run,
+        ReplaySource(events, BatchSpec(count=20)),
+        limits=RiskLimits(max_position=3),
+        feedback=True,
+    )
+    assert summary.status == "completed", summary.reason
+    records = [r for r, _ in iter_records(run)]
+    outs = {r.seq: r for r in records if r.kind == "out"}
+    first = next(seq for seq in sorted(outs) if decode_signals(outs[seq].body))
+    [order] = decode_signals(outs[first].body)
+    assert order.quantity == 5
+    # the feedback IN record of the next batch, logged before its market data
+    nxt = [r for r in records if r.seq == first + 1]
+    assert [r.kind for r in nxt] == ["in", "in", "out"]
+    context = decode_context(nxt[0].body)
+    assert context.seq == first + 1
+    [refusal] = context.refusals()
+    assert (refusal.limit, refusal.log_index, refusal.signal) == (
+        "max_position", outs[first].index, 0
+    )
+    assert ("max_position", 3) in context.limits
+    # and the strategy saw it: its next signals say so (signed in the OUT record)
+    [seen] = decode_signals(nxt[2].body)
+    assert dict(seen.hints) == {
+        "seen_limit": "max_position", "seen_index": outs[first].index, "seen_position": 0
+    }
+    # the buy of 1 that followed is within the limit and was filled: reported one batch later
+    later = [r for r in records if r.seq == first + 2 and r.kind == "in"]
+    statuses = [o.status for o in decode_context(later[0].body).outcomes]
+    assert statuses == ["sent", "filled"]
+    # every journal row is a signed outcome
+    signed = [o for r in records if r.kind == "in" and is_context(r.body)
+              for o in decode_context(r.body).outcomes]
+    assert len(signed) == len(read_journal(run).rows)
+    assert main(["log", "verify", str(run), "--trust", "dev"]) == 0
+    # replay re-feeds the feedback records: byte-identical OUT records, feedback included
+    report = replay_log(run, build=ModuleImage(module), trust="dev")
+    assert report.verified, report.message
+    assert report.skipped == 0
+    assert report.matched == len(outs)
+    # item 2: the journal is checked row by row against the signed outcomes
+    assert check_journal(run) == []
+    journal = run / "journal.jsonl"
+    original = journal.read_bytes()
+    header, *rows = original.splitlines(keepends=True)
+    assert len(rows) == 4  # order, reject, order, fill
+    edited = json.loads(rows[3])
+    edited["quantity"] += 1
+    variants = {
+        "edited": [*rows[:3], json.dumps(edited, sort_keys=True).encode() + b"\n"],
+        "deleted": [rows[0], *rows[2:]],
+        "added": [*rows[:2], rows[1], *rows[2:]],
+    }
+    for word, lines in variants.items():
+        journal.write_bytes(header + b"".join(lines))
+        [problem] = check_journal(run)
+        assert problem.startswith("journal row "), problem
+        assert f" {word}" in problem, problem
+        assert main(["log", "verify", str(run), "--trust", "dev"]) == 1
+    journal.write_bytes(original)
+    assert main(["log", "verify", str(run), "--trust", "dev"]) == 0
+
+
+EVERY_BATCH = textwrap.dedent(
+    '''
+    from dataclasses import dataclass
+    from zcbench.strategy import Signal, Strategy
+
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+
+    class Steady(Strategy):
+        """Buys one unit per batch; its hints carry the position it was told of."""
+
+        name = "steady"
+        params_type = Params
+        input_fields = ("price",)
+
+        def on_batch(self, batch, context=None):
+            if not len(batch):
+                return []
+            told = context.position(batch.events["symbol"][0]) if context else -1
+            return [Signal(batch.events["symbol"][0], "buy", 1, hints=(("told", told),))]
+    '''
+)
+
+
+@pytest.mark.slow
+def test_last_batch_outcomes_are_signed_after_it_and_replay_takes_them(tmp_path: Path) -> None:
+    module = tmp_path / "steady.py"
+    module.write_text(EVERY_BATCH)
+    events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=0.2), seed=5)
+    run = tmp_path / "run"
+    summary = run_live(
+        ModuleImage(module), run, ReplaySource(events, BatchSpec(count=50)), feedback=True
+    )
+    assert summary.status == "completed", summary.reason
+    records = [r for r, _ in iter_records(run)]
+    last = records[-1]
+    assert last.kind == "in"
+    assert decode_context(last.body).seq == summary.batches
+    assert check_journal(run) == []
+    report = replay_log(run, build=ModuleImage(module), trust="dev")
+    assert report.verified, report.message
+    assert report.skipped == 0

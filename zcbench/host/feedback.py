@@ -1,0 +1,180 @@
+"""The feedback a live run hands the strategy: journal rows turned into a logged context.
+
+:class:`FeedbackBuilder` turns the execution layer's journal rows since the previous feedback
+into a :class:`zcbench.strategy.Context` for the next batch: one :class:`~zcbench.strategy.Outcome`
+per row (order → ``sent``, a risk refusal → ``refused`` naming the limit, ack → ``acked``, fill
+→ ``filled`` with that fill's quantity and price, cancel → ``cancelled``, expire and a paper IOC
+that found no price inside its limit → ``expired``), the positions and the risk limits in force.
+Each outcome names the log index of the OUT record whose signal caused it and the signal's
+position in that record. The host sends the encoded context before the batch; the enclave logs
+it as an IN record of that batch's seq and hands it to the strategy (DESIGN.md, "The live run").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from zcbench.host.execution import ExecutionLayer, RiskLimits
+from zcbench.strategy import Context, Outcome, encode_context
+
+__all__ = ["FeedbackBuilder", "check_journal", "limit_of", "limits_pairs"]
+
+_STATUS: Final = {
+    "order": "sent",
+    "reject": "refused",
+    "ack": "acked",
+    "fill": "filled",
+    "cancel": "cancelled",
+    "expire": "expired",
+}
+_LIMIT_PREFIXES: Final = (
+    ("kill switch", "kill_switch"),
+    ("no market price", "no_market_price"),
+    ("limit ", "price_collar_bps"),
+    ("position would be", "max_position"),
+    ("order notional", "max_notional"),
+    ("gross notional", "max_notional"),
+    ("order rate", "max_orders_per_s"),
+)
+
+
+def limit_of(reason: str) -> str:
+    """The name of the risk limit (a :class:`RiskLimits` field, or ``kill_switch``,
+    ``no_market_price``) behind an execution-layer refusal; ``venue`` for any other reason."""
+    for prefix, name in _LIMIT_PREFIXES:
+        if reason.startswith(prefix):
+            return name
+    return "venue"
+
+
+def limits_pairs(limits: RiskLimits) -> tuple[tuple[str, int], ...]:
+    """The limits in force as sorted ``(name, int)`` pairs."""
+    return tuple(
+        sorted((f.name, int(getattr(limits, f.name))) for f in dataclasses.fields(limits))
+    )
+
+
+class FeedbackBuilder:
+    """Builds each batch's feedback from the rows the execution layer journaled since the last."""
+
+    def __init__(self, execution: ExecutionLayer) -> None:
+        self.execution = execution
+        self._next_row = 0
+        self._signal_of: dict[int, int] = {}  # log index: signal position of its last order row
+        self._orders_of: dict[int, int] = {}  # log index: order rows seen
+
+    def take(self, seq: int) -> bytes | None:
+        """The encoded context for batch ``seq``, or None when nothing happened since the last."""
+        rows = self.execution.rows_since(self._next_row)
+        self._next_row += len(rows)
+        if not rows:
+            return None
+        outcomes = tuple(self._outcome(row) for row in rows)
+        positions = tuple(sorted((s, q) for s, q in self.execution.positions.items() if q))
+        context = Context(seq, outcomes, positions, limits_pairs(self.execution.limits))
+        return encode_context(context)
+
+    def _outcome(self, row: Mapping[str, Any]) -> Outcome:
+        log_index = int(row["log_index"])
+        if row["event"] == "order":
+            k = self._orders_of.get(log_index, 0)
+            self._orders_of[log_index] = k + 1
+            self._signal_of[log_index] = k
+        k = _position_in(str(row["cl_ord_id"]), self._signal_of.get(log_index, 0))
+        status = _STATUS[str(row["event"])]
+        reason = str(row["reason"])[:256]
+        limit = ""
+        if status == "refused":
+            if " through limit " in reason:  # a paper IOC that found no price: not a refusal
+                status = "expired"
+            else:
+                limit = limit_of(reason)
+        price = row["price_ticks"] if status == "filled" else None
+        return Outcome(
+            log_index=log_index,
+            signal=k,
+            symbol=str(row["symbol"]),
+            status=status,
+            quantity=int(row["quantity"]),
+            limit=limit,
+            price=int(price) if price is not None else None,
+            reason=reason,
+        )
+
+
+def _position_in(cl_ord_id: str, default: int) -> int:
+    """The signal position in a ClOrdID ``<prefix>-<log index>-<position>`` (else ``default``)."""
+    tail = cl_ord_id.rsplit("-", 1)[-1] if cl_ord_id else ""
+    return int(tail) if tail.isdigit() else default
+
+
+def _row_matches(row: Mapping[str, Any], o: Outcome) -> bool:
+    status = _STATUS.get(str(row["event"]))
+    if status == "refused" and " through limit " in str(row["reason"]):
+        status = "expired"
+    price = row["price_ticks"] if status == "filled" else None
+    return (
+        row["log_index"] == o.log_index
+        and row["symbol"] == o.symbol
+        and status == o.status
+        and row["quantity"] == o.quantity
+        and price == o.price
+        and str(row["reason"])[:256] == o.reason
+    )
+
+
+def check_journal(run_dir: Path) -> list[str]:
+    """The discrepancies between ``run_dir``'s ``journal.jsonl`` and the outcomes signed in its
+    log's feedback IN records, row by row (empty: they agree; also empty for a run that logged
+    no feedback). A row that differs from its signed outcome is named as edited, a signed
+    outcome with no row as deleted, a row with no signed outcome as added."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.host.execution import read_journal
+    from zcbench.strategy import decode_context, is_context
+
+    outcomes: list[Outcome] = []
+    fed = False
+    for record, _ in iter_records(run_dir):
+        if record.kind == "in" and is_context(record.body):
+            fed = True
+            outcomes.extend(decode_context(record.body).outcomes)
+    if not fed:
+        return []
+    rows = read_journal(run_dir).rows.to_dicts()
+    problems: list[str] = []
+    i = j = 0  # journal row, signed outcome
+    while i < len(rows) or j < len(outcomes):
+        if i < len(rows) and j < len(outcomes) and _row_matches(rows[i], outcomes[j]):
+            i, j = i + 1, j + 1
+            continue
+        if j < len(outcomes) and (i >= len(rows) or (
+            i + 1 <= len(rows) and i < len(rows) and j + 1 < len(outcomes)
+            and _row_matches(rows[i], outcomes[j + 1])
+        )):
+            o = outcomes[j]
+            problems.append(
+                f"journal row {i + 1} deleted: signed outcome {j + 1} ({o.status} {o.quantity} "
+                f"{o.symbol}, log index {o.log_index}) has no row"
+            )
+            j += 1
+            continue
+        if i < len(rows) and (j >= len(outcomes) or (
+            i + 1 < len(rows) and _row_matches(rows[i + 1], outcomes[j])
+        )):
+            r = rows[i]
+            problems.append(
+                f"journal row {i + 1} added: {r['event']} {r['quantity']} {r['symbol']} "
+                f"(log index {r['log_index']}) is in no signed feedback record"
+            )
+            i += 1
+            continue
+        r = rows[i]
+        problems.append(
+            f"journal row {i + 1} edited: {r['event']} {r['quantity']} {r['symbol']} (log index "
+            f"{r['log_index']}) differs from signed outcome {j + 1}"
+        )
+        i, j = i + 1, j + 1
+    return problems

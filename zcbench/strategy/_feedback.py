@@ -1,0 +1,209 @@
+"""Feedback: what became of a strategy's signals, as the strategy sees it before a batch.
+
+A :class:`Context` holds the outcomes since the previous batch (one :class:`Outcome` per
+signal event: sent, refused by a named risk limit, acknowledged, partly or fully filled,
+cancelled, expired; each naming the log index of the OUT record whose signal it concerns),
+the positions and the risk limits in force. :func:`encode_context` writes it as one
+deterministic CBOR map (sorted, canonical, so one context has exactly one byte string);
+:func:`decode_context` is its strict, bounded reader through ``zcbench._cbor``. Those bytes are
+the body a feedback IN record carries (DESIGN.md, "The strategy contract").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+
+from zcbench import _cbor
+from zcbench._cbor import describe
+from zcbench.errors import DataError
+
+__all__ = [
+    "FEEDBACK_VERSION",
+    "MAX_OUTCOMES",
+    "OUTCOME_STATUSES",
+    "Context",
+    "Outcome",
+    "decode_context",
+    "encode_context",
+    "is_context",
+]
+
+FEEDBACK_VERSION: Final = 1
+MAX_OUTCOMES: Final = 100_000
+"""Most outcomes one context carries."""
+MAX_NAMES: Final = 10_000
+"""Most symbols (positions) or limits one context carries."""
+MAX_TEXT: Final = 256
+"""Longest symbol, limit name or reason, in characters."""
+OUTCOME_STATUSES: Final = frozenset(
+    {"sent", "refused", "acked", "partially_filled", "filled", "cancelled", "expired"}
+)
+_MAX_BYTES: Final = 64 * 1024 * 1024
+_INT64: Final = 2**63
+_KEYS: Final = frozenset({"v", "type", "seq", "outcomes", "positions", "limits"})
+_OUTCOME_KEYS: Final = frozenset(
+    {"log_index", "signal", "symbol", "status", "limit", "quantity", "price", "reason"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One event of one signal: ``log_index`` is its OUT record, ``signal`` its position in that
+    record; ``status`` one of :data:`OUTCOME_STATUSES`; ``limit`` the risk limit that refused it
+    (``refused`` only, else ""); ``quantity``/``price`` the fill's (filled, partially_filled),
+    else the order's quantity and None."""
+
+    log_index: int
+    signal: int
+    symbol: str
+    status: str
+    quantity: int
+    limit: str = ""
+    price: int | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        _check_outcome(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the strategy is told before batch ``seq``: outcomes since the previous batch (in
+    the order they happened), positions and limits as sorted ``(name, value)`` pairs."""
+
+    seq: int
+    outcomes: tuple[Outcome, ...] = ()
+    positions: tuple[tuple[str, int], ...] = ()
+    limits: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _int(self.seq, 0, _INT64 - 1):
+            raise DataError(f"feedback: seq {describe(self.seq)} is not a non-negative int")
+        object.__setattr__(self, "outcomes", tuple(self.outcomes))
+        object.__setattr__(self, "positions", _pairs("positions", self.positions))
+        object.__setattr__(self, "limits", _pairs("limits", self.limits))
+        if len(self.outcomes) > MAX_OUTCOMES:
+            raise DataError(f"feedback: more than {MAX_OUTCOMES} outcomes")
+        for o in self.outcomes:
+            if not isinstance(o, Outcome):
+                raise DataError(f"feedback: outcome {describe(o)} is not an Outcome")
+
+    def position(self, symbol: str) -> int:
+        """The position in ``symbol`` (0 when none)."""
+        return dict(self.positions).get(symbol, 0)
+
+    def refusals(self) -> tuple[Outcome, ...]:
+        """The outcomes that are refusals by a risk limit."""
+        return tuple(o for o in self.outcomes if o.status == "refused")
+
+
+def _int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _text(value: Any) -> bool:
+    return type(value) is str and len(value) <= MAX_TEXT
+
+
+def _check_outcome(o: Outcome) -> None:
+    where = f"feedback outcome of log index {describe(o.log_index)}"
+    if not _int(o.log_index, 0, _INT64 - 1) or not _int(o.signal, 0, _INT64 - 1):
+        raise DataError(f"{where}: log_index and signal must be non-negative ints")
+    if not _text(o.symbol) or not o.symbol:
+        raise DataError(f"{where}: symbol must be a non-empty string of <= {MAX_TEXT} chars")
+    if o.status not in OUTCOME_STATUSES or type(o.status) is not str:
+        raise DataError(f"{where}: status {describe(o.status)} not in {sorted(OUTCOME_STATUSES)}")
+    if not _text(o.limit) or not _text(o.reason):
+        raise DataError(f"{where}: limit and reason must be strings of <= {MAX_TEXT} chars")
+    if (o.status == "refused") != bool(o.limit):
+        raise DataError(f"{where}: a refusal names its limit, and only a refusal does")
+    if not _int(o.quantity, 0, _INT64 - 1):
+        raise DataError(f"{where}: quantity {describe(o.quantity)} is not a non-negative int")
+    if o.price is not None and not _int(o.price, 1, _INT64 - 1):
+        raise DataError(f"{where}: price {describe(o.price)} is not None or a positive int")
+
+
+def _pairs(what: str, pairs: Any) -> tuple[tuple[str, int], ...]:
+    try:
+        items = [(name, value) for name, value in pairs]
+    except (TypeError, ValueError):
+        raise DataError(f"feedback: {what} must be (name, int) pairs") from None
+    if len(items) > MAX_NAMES:
+        raise DataError(f"feedback: more than {MAX_NAMES} {what}")
+    for name, value in items:
+        if not _text(name) or not name or not _int(value, -_INT64, _INT64 - 1):
+            raise DataError(f"feedback: {what} entry {describe(name)} is not (name, int64)")
+    names = [n for n, _ in items]
+    if len(set(names)) != len(names):
+        raise DataError(f"feedback: {what} name each entry at most once")
+    return tuple(sorted(items))
+
+
+def encode_context(context: Context) -> bytes:
+    """The one canonical CBOR encoding of ``context`` (a feedback IN record's body)."""
+    doc = {
+        "v": FEEDBACK_VERSION,
+        "type": "feedback",
+        "seq": context.seq,
+        "outcomes": [
+            {
+                "log_index": o.log_index,
+                "signal": o.signal,
+                "symbol": o.symbol,
+                "status": o.status,
+                "limit": o.limit,
+                "quantity": o.quantity,
+                "price": o.price,
+                "reason": o.reason,
+            }
+            for o in context.outcomes
+        ],
+        "positions": [list(p) for p in context.positions],
+        "limits": [list(p) for p in context.limits],
+    }
+    data: bytes = cbor2.dumps(doc, canonical=True)
+    return data
+
+
+def is_context(data: bytes) -> bool:
+    """Whether ``data`` looks like an encoded context (a map with ``type`` = ``feedback``)
+    rather than a batch; cheap, and :func:`decode_context` still checks all of it."""
+    return b"\x64type\x68feedback" in data[:64]
+
+
+def decode_context(data: bytes) -> Context:
+    """The context in ``data``; raises :class:`DataError` unless it is exactly canonical and
+    well formed (every field, type and bound checked)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DataError(f"feedback: expected bytes, got {type(data).__name__}")
+    try:
+        doc = _cbor.decode(bytes(data), canonical=True, max_depth=4, max_bytes=_MAX_BYTES)
+    except _cbor.CborError as exc:
+        raise DataError(f"feedback: not canonical CBOR: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) != _KEYS:
+        raise DataError(f"feedback: expected a map with keys {', '.join(sorted(_KEYS))}")
+    if doc["v"] != FEEDBACK_VERSION or type(doc["v"]) is not int or doc["type"] != "feedback":
+        raise DataError(f"feedback: version {describe(doc['v'])} is not {FEEDBACK_VERSION}")
+    outcomes = doc["outcomes"]
+    if not isinstance(outcomes, list) or len(outcomes) > MAX_OUTCOMES:
+        raise DataError(f"feedback: outcomes must be a list of at most {MAX_OUTCOMES}")
+    parsed = []
+    for item in outcomes:
+        if not isinstance(item, dict) or set(item) != _OUTCOME_KEYS:
+            raise DataError(f"feedback: an outcome must have keys {sorted(_OUTCOME_KEYS)}")
+        parsed.append(Outcome(**item))
+    pairs: dict[str, Any] = {}
+    for what in ("positions", "limits"):
+        value = doc[what]
+        if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 for p in value
+        ):
+            raise DataError(f"feedback: {what} must be a list of [name, int] pairs")
+        pairs[what] = [tuple(p) for p in value]
+    context = Context(doc["seq"], tuple(parsed), pairs["positions"], pairs["limits"])
+    if encode_context(context) != bytes(data):  # sorted pairs: one encoding per context
+        raise DataError("feedback: positions or limits are not sorted by name")
+    return context
