@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["backtest_inputs", "register"]
 
 _DEFAULT_TICK_WIDTH_MS = 100.0
 
@@ -98,62 +98,16 @@ def _param(text: str) -> tuple[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     """Handler: load data, build the strategy, run, print."""
-    from zcbench.backtest import BacktestConfig, run_backtest
+    from zcbench.backtest import run_backtest
     from zcbench.errors import UsageError
     from zcbench.examples import EXAMPLES
-    from zcbench.marketdata import (
-        SyntheticConfig,
-        generate_ticks,
-        load_instruments,
-        load_market_data,
-        sample_daily_path,
-    )
     from zcbench.strategy import make_strategy
 
-    instruments = load_instruments(args.instruments) if args.instruments else None
-    source: dict[str, Any]
-    if args.synthetic or args.synthetic_config:
-        base = SyntheticConfig.from_file(args.synthetic_config) if args.synthetic_config else None
-        settings = base.to_dict() if base else {}
-        if args.symbols is not None:
-            settings["symbols"] = [s.strip() for s in args.symbols.split(",") if s.strip()]
-        if args.rate is not None:
-            settings["rate"] = args.rate
-        if args.duration is not None:
-            settings["duration_s"] = args.duration
-        cfg = SyntheticConfig.from_dict(settings)
-        events = generate_ticks(cfg, seed=args.seed)
-        source = {"synthetic": cfg.to_dict(), "seed": args.seed}
-    else:
-        path = args.data if args.data else sample_daily_path()
-        events = load_market_data(path, symbol=args.symbol, instruments=instruments)
-        source = {"path": str(path)}
-    bars = bool((events.get_column("kind") == "bar").all())
-    name = args.strategy or ("ma_crossover" if bars else "order_flow_imbalance")
-    if name not in EXAMPLES:
-        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(sorted(EXAMPLES))}")
+    name, events, config, source = backtest_inputs(args)
     try:
         strategy = make_strategy(EXAMPLES[name], dict(_param(p) for p in args.param))
     except ValueError as exc:
         raise UsageError(f"{name}: {exc}") from None
-    if args.count is not None:
-        width_ns, count = None, args.count
-    elif args.width_ms is not None or not bars:
-        width_ms = args.width_ms if args.width_ms is not None else _DEFAULT_TICK_WIDTH_MS
-        width_ns, count = round(width_ms * 1_000_000), None
-    else:
-        width_ns, count = None, 1
-    config = BacktestConfig(
-        width_ns=width_ns,
-        count=count,
-        slippage_ticks=args.slippage_ticks,
-        fee_bps=args.fee_bps,
-        initial_cash=args.initial_cash,
-        periods_per_year=args.periods_per_year,
-        leverage=args.leverage,
-        short_margin=args.short_margin,
-        instruments=instruments,
-    )
     # a progress bar on a terminal's stderr for long runs; none with --json
     result = run_backtest(strategy, events, config, show_progress=False if args.json else None)
     summary = {**result.summary(), "data": source}
@@ -248,3 +202,65 @@ def _table(result: Any, summary: dict[str, Any], source: dict[str, Any], config:
         lines.append(f"written to      {summary['out']} (tables, summary.json, equity.png)")
     lines.append(f"next            {_NEXT}   (promote the notebook's strategy)")
     return "\n".join(lines)
+
+
+def backtest_inputs(args: argparse.Namespace) -> tuple[str, Any, Any, dict[str, Any]]:
+    """The example strategy's name, the events, the BacktestConfig and a description of the data,
+    from the data and batching options ``backtest``, ``sweep`` and ``walkforward`` share; the
+    options only ``backtest`` has (synthetic config and symbols, instruments, leverage, short
+    margin) are taken when the command defines them."""
+    from zcbench.backtest import BacktestConfig
+    from zcbench.errors import UsageError
+    from zcbench.examples import EXAMPLES
+    from zcbench.marketdata import (
+        SyntheticConfig,
+        generate_ticks,
+        load_instruments,
+        load_market_data,
+        sample_daily_path,
+    )
+
+    instruments_file = getattr(args, "instruments", None)
+    instruments = load_instruments(instruments_file) if instruments_file else None
+    synthetic_config = getattr(args, "synthetic_config", None)
+    symbols = getattr(args, "symbols", None)
+    source: dict[str, Any]
+    if args.synthetic or synthetic_config:
+        base = SyntheticConfig.from_file(synthetic_config) if synthetic_config else None
+        settings = base.to_dict() if base else {}
+        if symbols is not None:
+            settings["symbols"] = [s.strip() for s in symbols.split(",") if s.strip()]
+        if args.rate is not None:
+            settings["rate"] = args.rate
+        if args.duration is not None:
+            settings["duration_s"] = args.duration
+        cfg = SyntheticConfig.from_dict(settings)
+        events = generate_ticks(cfg, seed=args.seed)
+        source = {"synthetic": cfg.to_dict(), "seed": args.seed}
+    else:
+        path = args.data if args.data else sample_daily_path()
+        events = load_market_data(path, symbol=args.symbol, instruments=instruments)
+        source = {"path": str(path)}
+    bars = bool((events.get_column("kind") == "bar").all())
+    name = args.strategy or ("ma_crossover" if bars else "order_flow_imbalance")
+    if name not in EXAMPLES:
+        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(sorted(EXAMPLES))}")
+    if args.count is not None:
+        width_ns, count = None, args.count
+    elif args.width_ms is not None or not bars:
+        width_ms = args.width_ms if args.width_ms is not None else _DEFAULT_TICK_WIDTH_MS
+        width_ns, count = round(width_ms * 1_000_000), None
+    else:
+        width_ns, count = None, 1
+    margin = {k: getattr(args, k) for k in ("leverage", "short_margin") if hasattr(args, k)}
+    config = BacktestConfig(
+        width_ns=width_ns,
+        count=count,
+        slippage_ticks=args.slippage_ticks,
+        fee_bps=args.fee_bps,
+        initial_cash=args.initial_cash,
+        periods_per_year=args.periods_per_year,
+        instruments=instruments,
+        **margin,
+    )
+    return name, events, config, source

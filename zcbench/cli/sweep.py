@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
+from zcbench.cli.backtest import _DEFAULT_TICK_WIDTH_MS
+
 __all__ = ["register"]
 
-_DEFAULT_TICK_WIDTH_MS: Final = 100.0
 _MAX_POINTS: Final = 100_000  # a research record of this many trials is about 40 MiB
 _SHOWN: Final = 10
 
@@ -167,48 +168,10 @@ def _check(args: argparse.Namespace) -> None:
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     """The strategy class, the events, the backtest config and a description of the data."""
-    from zcbench.backtest import BacktestConfig
-    from zcbench.errors import UsageError
+    from zcbench.cli.backtest import backtest_inputs
     from zcbench.examples import EXAMPLES
-    from zcbench.marketdata import (
-        SyntheticConfig,
-        generate_ticks,
-        load_market_data,
-        sample_daily_path,
-    )
 
-    if args.synthetic:
-        settings: dict[str, Any] = {}
-        if args.rate is not None:
-            settings["rate"] = args.rate
-        if args.duration is not None:
-            settings["duration_s"] = args.duration
-        cfg = SyntheticConfig.from_dict(settings)
-        events = generate_ticks(cfg, seed=args.seed)
-        source: dict[str, Any] = {"synthetic": cfg.to_dict(), "seed": args.seed}
-    else:
-        path = args.data if args.data else sample_daily_path()
-        events = load_market_data(path, symbol=args.symbol)
-        source = {"path": str(path)}
-    bars = bool((events.get_column("kind") == "bar").all())
-    name = args.strategy or ("ma_crossover" if bars else "order_flow_imbalance")
-    if name not in EXAMPLES:
-        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(sorted(EXAMPLES))}")
-    if args.count is not None:
-        width_ns, count = None, args.count
-    elif args.width_ms is not None or not bars:
-        width_ms = args.width_ms if args.width_ms is not None else _DEFAULT_TICK_WIDTH_MS
-        width_ns, count = round(width_ms * 1_000_000), None
-    else:
-        width_ns, count = None, 1
-    config = BacktestConfig(
-        width_ns=width_ns,
-        count=count,
-        slippage_ticks=args.slippage_ticks,
-        fee_bps=args.fee_bps,
-        initial_cash=args.initial_cash,
-        periods_per_year=args.periods_per_year,
-    )
+    name, events, config, source = backtest_inputs(args)
     return EXAMPLES[name], events, config, source
 
 

@@ -44,7 +44,7 @@ from zcbench.nitro.document import AttestationDocument, parse_document
 from zcbench.nitro.errors import AttestationError
 from zcbench.nitro.policy import MAX_CLOCK_SKEW, AttestationPolicy
 from zcbench.nitro.trust import TrustRoot, load_trust_root
-from zcbench.tee.verdict import TeeVerdict
+from zcbench.tee.verdict import TeeVerdict, text_of
 
 __all__ = [
     "DEBUG_PCRS",
@@ -235,13 +235,6 @@ class AttestationReport(_RestsOn):
             self.message, check=self.failed_check, expected=self.expected, actual=self.actual
         )
 
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    return str(value)
 
 
 def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> NoReturn:
@@ -468,8 +461,8 @@ def check_attestation(
             verified=False,
             failed_check=exc.check,
             message=str(exc),
-            expected=_text(exc.expected),
-            actual=_text(exc.actual),
+            expected=text_of(exc.expected),
+            actual=text_of(exc.actual),
             trust_root=root,
             document=doc,
             debug=None if doc is None else is_debug(doc.pcrs),
