@@ -388,6 +388,7 @@ class _Pipeline:
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
+        self.market_ns = 0  # the newest event time acted on: the order-rate limit's clock
 
     def run(self) -> tuple[str, str]:
         sender = threading.Thread(target=self._send_all, name="zcbench-sender", daemon=True)
@@ -639,7 +640,9 @@ class _Pipeline:
             # strategy rarely trades would keep them all: fold them into last prices regularly
             _ = self.execution.last_price
         now = self.clock()
-        self.execution.act(verified, now_ns=now)
+        if len(pb):  # an empty batch keeps the event clock where it was (as the backtest's)
+            self.market_ns = pb.newest_event_ns
+        self.execution.act(verified, now_ns=now, market_ns=self.market_ns)
         self.freshness.add(now - pb.received_ns)
         with self.acted:
             self.batches += 1
