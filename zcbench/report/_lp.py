@@ -397,18 +397,28 @@ def _log_html(report: LPReport) -> str:
     return h.facts(pairs)
 
 
+def _as_received(path: pathlib.Path, base: pathlib.Path) -> str:
+    """``path`` relative to ``base`` when it lies inside it, else its bare name."""
+    try:
+        return path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _commands_html(report: LPReport) -> str:
     result = report.attestation
     # A root given as a file is named as the LP receives it, beside the other files.
     shown = report.trust if report.trust in ("aws", "dev") else pathlib.Path(report.trust).name
     trust = f" --trust {shlex.quote(shown)}" if shown != "aws" else ""
     # Name the files as the LP receives them (the document, commitment.json, the run folder),
-    # never by a path on the machine that built the report.
+    # never by a path on the machine that built the report: relative to the folder holding
+    # the run folder, where the commands are run (build/commitment.json, as handed over).
+    base = report.run_dir.resolve().parent
     verify = [
         "zcbench verify attestation",
-        shlex.quote(report.document_path.name),
+        shlex.quote(_as_received(report.document_path, base)),
         "--commitment",
-        shlex.quote(report.commitment_path.name),
+        shlex.quote(_as_received(report.commitment_path, base)),
     ]
     if result.nonce is not None:
         verify += ["--nonce", result.nonce.hex()]
