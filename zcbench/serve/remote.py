@@ -26,7 +26,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier, parse_checkpoint_note
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.nitro.commitment import Commitment
 from zcbench.serve.tiles import TileError, TileReader
@@ -181,18 +181,8 @@ def _save_state(state: Path, origin: str, note: bytes, url: str, at: dt.datetime
     body = json.dumps({"schema": STATE_SCHEMA, "origin": origin, "url": url,
                        "saved_at": at.astimezone(dt.UTC).isoformat(),
                        "note": note.decode()}, indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fd = os.open(state, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomically(path, body.encode(), 0o644)
     except OSError as exc:
         raise EnvError(f"cannot save the checkpoint in {state}: {exc}") from None
 
