@@ -64,7 +64,7 @@ from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.amd_kds import KdsClient
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
-from zcbench.tee.verdict import TeeVerdict, text_of
+from zcbench.tee.verdict import ChainCertificate, TeeVerdict, chain_roles, text_of
 
 __all__ = [
     "AMD_ROOT_SHA256",
@@ -900,6 +900,16 @@ def check_snp(
         if chain is None
         else tuple(_sha256(c) for c in (chain.ark, chain.signer, chain.leaf)),
         warnings=(*warned, *_facts(report)),
+        certificates=() if chain is None else _chain_facts(chain),
+    )
+
+
+def _chain_facts(chain: _Chain) -> tuple[ChainCertificate, ...]:
+    roles = chain_roles(3)
+    certs = (chain.ark, chain.signer, chain.leaf)
+    return tuple(
+        ChainCertificate(role, c.subject.rfc4514_string(), *_validity(c), _sha256(c))
+        for role, c in zip(roles, certs, strict=True)
     )
 
 
