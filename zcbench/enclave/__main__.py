@@ -32,7 +32,7 @@ from zcbench.enclave.boot import (
     read_payload,
     unseal_image,
 )
-from zcbench.enclave.runtime import Attester, EnclaveRuntime, serve
+from zcbench.enclave.runtime import Attester, EnclaveRuntime, boot_reply, serve
 from zcbench.errors import ZcbenchError
 
 
@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
                     payload = _payload_from_boot(boot)
                 strategy = unseal_image(sealed, payload, nsm, _relay_over(conn))
             runtime = EnclaveRuntime(strategy, nsm, pcr0=_pcr0(nsm, pcrs))
-            conn.send(runtime.boot(boot["run_id"]))
+            conn.send(boot_reply(runtime, boot))
         except (ZcbenchError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, BootError) else type(exc).__name__
             with contextlib.suppress(ZcbenchError):
