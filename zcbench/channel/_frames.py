@@ -68,6 +68,8 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "checkpoint": {},
     "record_note": {"body": ((bytes,), False)},
     "feedback": {"seq": ((int,), False), "body": ((bytes,), False)},
+    # a continuing run's venue state at start, logged as the IN record of seq 0 before batch 0
+    "start": {"body": ((bytes,), False)},
     "shutdown": {"reason": ((str,), False)},
     # the ledger's gate (zcbench.enclave.ledger): the host delivers, the enclave checks and signs
     "ledger_open": {
@@ -114,6 +116,12 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "checkpoint": ((bytes,), False),
     },
     "feedback_logged": {
+        "seq": ((int,), False),
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    "start_logged": {
         "seq": ((int,), False),
         "time_ns": ((int,), False),
         "leaf": ((bytes,), False),

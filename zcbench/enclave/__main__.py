@@ -33,7 +33,7 @@ from zcbench.enclave.boot import (
     unseal_image,
 )
 from zcbench.enclave.ledger import LedgerRequirement
-from zcbench.enclave.runtime import Attester, EnclaveRuntime, serve
+from zcbench.enclave.runtime import Attester, EnclaveRuntime, boot_reply, serve
 from zcbench.errors import ZcbenchError
 
 
@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
             runtime = EnclaveRuntime(
                 strategy, nsm, pcr0=_pcr0(nsm, pcrs), relay=_relay_over(conn), ledger=requirement
             )
-            conn.send(runtime.boot(boot["run_id"]))
+            conn.send(boot_reply(runtime, boot))
         except (ZcbenchError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, BootError) else type(exc).__name__
             with contextlib.suppress(ZcbenchError):

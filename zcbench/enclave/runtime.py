@@ -36,6 +36,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
+from zcbench.auditlog.link import decode_link, encode_link
 from zcbench.auditlog.writer import EnclaveLogState, batch_event_time
 from zcbench.channel import (
     ChannelClosed,
@@ -54,10 +55,11 @@ from zcbench.strategy import (
     apply_strategy,
     decode_batch,
     decode_context,
+    decode_start,
     encode_signals,
 )
 
-__all__ = ["MAX_NOTE_BYTES", "Attester", "EnclaveRuntime", "serve"]
+__all__ = ["MAX_NOTE_BYTES", "Attester", "EnclaveRuntime", "boot_reply", "serve"]
 
 MAX_NOTE_BYTES: Final = 4096
 """Largest note body the host may have logged."""
@@ -122,18 +124,28 @@ class EnclaveRuntime:
         """Records in the log so far (0 before boot)."""
         return 0 if self._state is None else self._state.log.size
 
-    def boot(self, run_id: str) -> Message:
-        """Make the log key and the boot document (the log's first record); ``booted`` reply."""
+    def boot(self, run_id: str, previous: bytes | None = None) -> Message:
+        """Make the log key and the boot document (the log's first record); ``booted`` reply.
+        ``previous``: the encoded link to the run this one continues
+        (:mod:`zcbench.auditlog.link`), attested as the document's ``user_data``."""
         if self._state is not None:
             raise UsageError("this enclave has booted already; a new run needs a new enclave")
         try:
             origin = log_origin(self._pcr0, run_id)
         except ValueError as exc:
             raise _Refused("bad_run_id", str(exc)) from None
+        user_data = None
+        if previous is not None:
+            try:
+                link = decode_link(previous)
+            except DataError as exc:
+                raise _Refused("bad_previous", str(exc)) from None
+            assert link is not None
+            user_data = encode_link(link)
         signer = LogSigner(self._key or Ed25519PrivateKey.generate(), origin)
         self._key = None  # never reused
         document = self._attester.attestation(
-            user_data=None, nonce=run_id.encode(), public_key=signer.public_key_spki_der
+            user_data=user_data, nonce=run_id.encode(), public_key=signer.public_key_spki_der
         )
         log = EnclaveLogState(signer)
         step = log.boot(document, time_ns=self._clock())
@@ -200,7 +212,7 @@ class EnclaveRuntime:
         self._gate_passed(f"feedback {seq}")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing feedback {seq}: {self.failed}")
-        if self._context is not None:
+        if self._context is not None and not (seq == 0 and not self._context.outcomes):
             raise _Refused("bad_feedback", f"batch {seq} has its feedback already")
         try:
             context = decode_context(body)
@@ -218,6 +230,25 @@ class EnclaveRuntime:
         return Message(
             "feedback_logged",
             {"seq": seq, "time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint},
+        )
+
+    def start(self, body: bytes) -> Message:
+        """Log the venue's state at start (:mod:`zcbench.strategy._start`) as the IN record of
+        seq 0 before any batch, hand its positions to the strategy as batch 0's context and
+        sign the new checkpoint; ``start_logged`` reply."""
+        state = self._booted()
+        if state.log.next_seq != 0 or self._context is not None or state.log.size != 1:
+            raise _Refused("bad_start", "the venue's state at start comes right after boot")
+        try:
+            venue = decode_start(body)
+        except DataError as exc:
+            raise _Refused("bad_start", str(exc).splitlines()[0]) from None
+        now = self._clock()
+        step = state.log.add_input(0, body, time_ns=now)
+        self._context = Context(0, positions=venue.positions)
+        return Message(
+            "start_logged",
+            {"seq": 0, "time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint},
         )
 
     def record_note(self, body: bytes) -> Message:
@@ -376,9 +407,24 @@ def serve(conn: Connection, runtime: EnclaveRuntime, *, idle_timeout: float | No
             return f"shutdown: {msg['reason']}"
 
 
+def boot_reply(runtime: EnclaveRuntime, msg: Message) -> Message:
+    """The reply to a ``boot`` message: ``booted``, or an error frame when its config's
+    ``previous`` (the run this one continues) is not a well-formed link."""
+    config = msg.fields.get("config") or {}
+    previous = config.get("previous") if isinstance(config, dict) else None
+    if previous is not None and not isinstance(previous, bytes):
+        return error_message("bad_previous", "config previous must be the encoded run link")
+    try:
+        return runtime.boot(msg["run_id"], previous)
+    except _Refused as exc:
+        return error_message(exc.code, str(exc))
+
+
 def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
     if msg.type == "boot":
-        return runtime.boot(msg["run_id"])
+        return boot_reply(runtime, msg)
+    if msg.type == "start":
+        return runtime.start(msg["body"])
     if msg.type == "ingest":
         return runtime.ingest(msg["seq"], msg["batch"])
     if msg.type == "attest":

@@ -50,6 +50,7 @@ from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
 
 if TYPE_CHECKING:
+    from zcbench.host.restart import Continuation
     from zcbench.keys import KeyBroker
 
 __all__ = [
@@ -177,6 +178,7 @@ def run_live(
     venue: Venue | None = None,
     feedback: bool = False,
     ledger: RunLedger | None = None,
+    continuation: Continuation | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -197,7 +199,10 @@ def run_live(
     (:class:`zcbench.ledger.runs.LedgerRunHook`): right after boot the enclave is handed the
     ledger and appends its run-start (it serves only once its gate passed; a refusal raises
     before anything is served), run-checkpoints are asked for as the run goes and the run-end
-    after the summary is written. Raises only for
+    after the summary is written. ``continuation``
+    (``zcbench.host.restart.continue_run``): this run continues that one; its boot names the
+    previous run's final checkpoint and positions, and its first IN record is the venue's
+    state at start, from which the execution layer's positions start. Raises only for
     problems before the run starts (a missing image, a used run folder, an enclave that does not
     boot or whose boot document does not verify); afterwards every fault ends the run with a
     summary saying how.
@@ -223,6 +228,7 @@ def run_live(
             enclave_env=enclave_env,
             log_fs=log_fs,
             image_args=image_args,
+            previous=continuation.link if continuation is not None else None,
         )
     except BaseException:
         _discard_unstarted(run_dir, created)
@@ -235,11 +241,17 @@ def run_live(
         if ledger is not None:
             ledger.gate(_exchange(conn, broker, reply_timeout), booted["origin"])
         journal = Journal.create(
-            run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe()
+            run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe(),
+            continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
         )
         execution = ExecutionLayer(
             limits or RiskLimits(), journal, venue=venue, order_prefix=run_id
         )
+        if continuation is not None:
+            from zcbench.host.restart import log_start_state
+
+            running = True  # the venue session resumes here: what it sends is kept
+            log_start_state(conn, log, execution, continuation, timeout=reply_timeout)
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
         )
@@ -456,6 +468,7 @@ class _Pipeline:
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
+        self.market_ns = 0  # the newest event time acted on: the order-rate limit's clock
 
     def run(self) -> tuple[str, str]:
         sender = threading.Thread(target=self._send_all, name="zcbench-sender", daemon=True)
@@ -721,7 +734,9 @@ class _Pipeline:
             # strategy rarely trades would keep them all: fold them into last prices regularly
             _ = self.execution.last_price
         now = self.clock()
-        self.execution.act(verified, now_ns=now)
+        if len(pb):  # an empty batch keeps the event clock where it was (as the backtest's)
+            self.market_ns = pb.newest_event_ns
+        self.execution.act(verified, now_ns=now, market_ns=self.market_ns)
         self.freshness.add(now - pb.received_ns)
         with self.acted:
             self.batches += 1
