@@ -78,6 +78,13 @@ def register(sub: Any) -> None:
         help="where orders go: the paper venue (default) or a FIX 4.4 venue such as "
         "'zcbench venue sim' (session state in RUN_DIR/fix)",
     )
+    p.add_argument(
+        "--no-feedback",
+        action="store_true",
+        help="do not log the outcomes of the strategy's signals, its positions and the limits "
+        "as IN records before each batch (feedback is on by default; without it batches are "
+        "pipelined and a strategy taking a context gets None)",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
 
@@ -191,6 +198,7 @@ def _handle(args: argparse.Namespace) -> int:
             on_progress=progress if hook is None else hook.after(progress),
             on_booted=booted,
             venue=venue,
+            feedback=not args.no_feedback,
         )
     finally:
         control.close()
