@@ -32,7 +32,7 @@ replay enclave lives in ``zcbench.host.replay``.
 from zcbench.auditlog._errors import LogFormatError, NoteError, ProofError, WitnessRefusal
 from zcbench.auditlog.boot import LogKey, boot_verifier_for, log_vkey
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, log_origin, verify_checkpoint
-from zcbench.auditlog.export import ExportSummary, export_slice
+from zcbench.auditlog.export import ExportSummary, build_slice, export_slice
 from zcbench.auditlog.frame import (
     events_frame,
     outcomes_frame,
@@ -91,6 +91,7 @@ __all__ = [
     "ReplayRunner",
     "WitnessRefusal",
     "boot_verifier_for",
+    "build_slice",
     "check_log",
     "check_replay",
     "check_slice",

@@ -180,8 +180,10 @@ class Journal:
         self.rows = 0
 
     @classmethod
-    def create(cls, path: Path, *, run_id: str, origin: str, image: str) -> Journal:
-        """Create ``path`` holding only the header line, durably (never an empty file)."""
+    def create(cls, path: Path, *, run_id: str, origin: str, image: str,
+               continues: str | None = None) -> Journal:
+        """Create ``path`` holding only the header line, durably (never an empty file).
+        ``continues``: the folder of the run this one continues (named in the header)."""
         path = Path(path)
         header = {
             "schema": JOURNAL_SCHEMA_NAME,
@@ -190,6 +192,8 @@ class Journal:
             "image": image,
             "price_unit": f"tick = 1/{PRICE_SCALE:,} currency unit",
         }
+        if continues is not None:
+            header["continues"] = continues
         line = json.dumps(header, sort_keys=True).encode() + b"\n"
         if path.exists():
             raise UsageError(f"journal {path} already exists; a run folder is never reused")
