@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zcbench.auditlog.checkpoint import log_origin
+from zcbench.auditlog.link import RunLink, decode_link
 from zcbench.auditlog.location import locate_log
-from zcbench.errors import VerificationError
+from zcbench.errors import DataError, VerificationError
 
 __all__ = [
     "BootIdentity",
@@ -37,7 +38,9 @@ class BootIdentity:
     """What a verified boot document establishes about the log.
 
     ``public_key`` is the DER SubjectPublicKeyInfo of the log's Ed25519 key, ``pcr0`` the
-    enclave measurement, ``run_id`` the document's nonce (the run id).
+    enclave measurement, ``run_id`` the document's nonce (the run id); ``previous`` the run
+    this one continues, as its attested ``user_data`` names it (:mod:`zcbench.auditlog.link`;
+    None for a first run).
     """
 
     public_key: bytes
@@ -46,6 +49,7 @@ class BootIdentity:
     simulated: bool = False
     pcrs_checked: bool = False
     warnings: tuple[str, ...] = ()
+    previous: RunLink | None = None
 
     @property
     def origin(self) -> str:
@@ -94,6 +98,13 @@ def nitro_boot_verifier(
                 check="boot_run_id",
                 actual=doc.nonce.hex(),
             ) from None
+        try:
+            previous = decode_link(doc.user_data)
+        except DataError as exc:
+            raise VerificationError(
+                f"the boot document's user_data is not a link to a previous run: {exc}",
+                check="boot_previous_run",
+            ) from None
         warnings = [] if verified.pcrs_checked else [
             "no PCR was compared with a commitment (pcrs_checked: false); name the build's "
             "commitment.json to compare them"
@@ -110,6 +121,7 @@ def nitro_boot_verifier(
             simulated=verified.simulated,
             pcrs_checked=verified.pcrs_checked,
             warnings=tuple(warnings),
+            previous=previous,
         )
 
     return verify

@@ -78,6 +78,16 @@ def register(sub: Any) -> None:
         help="where orders go: the paper venue (default) or a FIX 4.4 venue such as "
         "'zcbench venue sim' (session state in RUN_DIR/fix)",
     )
+    p.add_argument(
+        "--continue",
+        dest="continue_dir",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (ended or killed): the boot names its final "
+        "checkpoint and positions, the venue's state at start is the first IN record, a FIX "
+        "session resumes with its sequence numbers, and --data resumes after its last batch",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
 
@@ -109,12 +119,12 @@ def _check_flags(args: argparse.Namespace) -> None:
 _RISK_FLAGS = ("max_position", "max_notional", "max_orders_per_s", "price_collar_bps")
 
 
-def _source(args: argparse.Namespace, spec: Any) -> Any:
+def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) -> Any:
     from zcbench.host.sources import market_source
 
     if args.data is not None:
         return market_source(
-            spec, data=args.data, speed=args.rate, duration_s=args.duration
+            spec, data=args.data, speed=args.rate, duration_s=args.duration, after_ns=after_ns
         ).source
     return market_source(
         spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True
@@ -167,8 +177,14 @@ def _handle(args: argparse.Namespace) -> int:
     spec = image.batching()  # also checks the build folder before anything starts
     run_id = f"run-{secrets.token_hex(8)}"
     run_dir = args.run_dir or Path.cwd() / run_id
-    source = _source(args, spec)
-    venue = _venue(args.venue, run_dir, run_id)
+    continuation = None
+    if args.continue_dir is not None:
+        from zcbench.host.restart import continue_run
+
+        continuation = continue_run(args.continue_dir)
+    after = continuation.end.newest_event_ns if continuation is not None else None
+    source = _source(args, spec, after)
+    venue = _venue(args.venue, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
     from zcbench.serve.control import ControlSocket  # attestations for `zcbench serve`
@@ -176,9 +192,7 @@ def _handle(args: argparse.Namespace) -> int:
     control = ControlSocket(run_dir, on_error=lambda text: sys.stderr.write(f"{text}\n"))
 
     def booted(handle: Any) -> None:
-        if hook is not None:
-            hook.booted(handle)  # the ledger's gate first: a refused run never serves
-        control.attach(handle)
+        control.attach(handle)  # the ledger's gate (in the enclave) passed before this
 
     try:
         summary = run_live(
@@ -188,15 +202,15 @@ def _handle(args: argparse.Namespace) -> int:
             run_id=run_id,
             limits=limits,
             max_delay_s=args.max_delay_ms / 1000,
-            on_progress=progress if hook is None else hook.after(progress),
+            on_progress=progress,
             on_booted=booted,
             venue=venue,
+            ledger=hook,
+            continuation=continuation,
         )
     finally:
         control.close()
     progress.end()
-    if hook is not None:
-        hook.end()
     if args.json:
         print(json.dumps(summary.to_json(), sort_keys=True))
     else:
@@ -225,7 +239,7 @@ def _ledger_hook(args: argparse.Namespace, run_dir: Path) -> Any:
     return LedgerRunHook(args.ledger, run_dir, policy=policy)
 
 
-def _venue(spec: str, run_dir: Path, run_id: str) -> Any:
+def _venue(spec: str, run_dir: Path, run_id: str, continuation: Any = None) -> Any:
     from zcbench.venue import PaperVenue
 
     if spec == "paper":
@@ -234,7 +248,13 @@ def _venue(spec: str, run_dir: Path, run_id: str) -> Any:
 
     host, port = parse_venue_url(spec)
     _reachable(host, port)
-    # one FIX session per run: its SenderCompID is named after the run
+    end = continuation.end if continuation is not None else None
+    if end is not None and end.fix_sender:
+        # a continuing run resumes the previous run's session: same SenderCompID, the
+        # sequence numbers and stored messages carried from its session folders
+        return FixVenue(host, port, state_dir=run_dir / "fix", sender=end.fix_sender,
+                        carried=end.fix_folders)
+    # one FIX session per chain of runs: its SenderCompID is named after its first run
     return FixVenue(host, port, state_dir=run_dir / "fix", sender=f"ZCB-{run_id[4:16]}")
 
 
