@@ -93,6 +93,13 @@ def detect_tee(data: bytes) -> TeeKind:
             return "tdx" if tee_type == 0x81 else "sgx"
     if data[:1] in (b"\x84", b"\xd2"):
         return "nitro"
+    if data[:4] == b"HCLA":
+        raise DataError(
+            "this is an Azure HCL attestation report (a vTPM's), not a TEE's own report: the "
+            "SEV-SNP report is its bytes 32 to 32+0x4A0 (a TDX VM's is a TD report, which only "
+            "a TD quote signs); give that report, and know that its report data binds the HCL "
+            "runtime data (its SHA-256), which this verifier does not read"
+        )
     if len(data) >= 8 and 1 <= int.from_bytes(data[0:4], "little") <= 15:
         return "sev-snp"
     raise DataError(

@@ -39,9 +39,12 @@ Checks in order, each failure under its stable ``check`` name:
                           ``allow_debug`` not asked for
 ``measurement``           MRTD (TDX) or MRENCLAVE (SGX) differs from the expected one
 ``report_data``           the report data differs from the expected (zero-padded) value
-``<field>``               a field in ``expected_fields`` differs (TDX ``rtmr0``..``rtmr3``,
-                          ``mrconfigid``, ``mrowner``, ``mrownerconfig``, ``mrseam``; SGX
-                          ``mrsigner``, ``isvprodid``, ``isvsvn`` as 2-byte little-endian)
+``<field>``               a field in ``expected_fields`` differs or is absent (TDX
+                          ``rtmr0``..``rtmr3``, ``mrconfigid``, ``mrowner``,
+                          ``mrownerconfig``, ``mrseam``, ``mrsignerseam``; TD report 1.5
+                          also ``mrservicetd``, ``tee_tcb_svn2``; SGX ``mrsigner``,
+                          ``isvprodid``, ``isvsvn``, ``configsvn`` as 2-byte little-endian,
+                          ``configid``, ``isvfamilyid``, ``isvextprodid``)
 ========================  ==================================================================
 """
 
@@ -122,8 +125,13 @@ _TDX_FIELDS: Final = {
     "rtmr1": (376, 48),
     "rtmr2": (424, 48),
     "rtmr3": (472, 48),
+    "mrsignerseam": (64, 48),
 }
+# TD report 1.5 (v5 body type 3) adds TEE_TCB_SVN2 and MRSERVICETD after the report data.
+_TD15_FIELDS: Final = {"tee_tcb_svn2": (584, 16), "mrservicetd": (600, 48)}
 _SGX_FIELDS: Final = {"mrenclave": (64, 32), "mrsigner": (128, 32), "isvprodid": (256, 2),
+                      "isvextprodid": (32, 16), "configid": (192, 64), "configsvn": (260, 2),
+                      "isvfamilyid": (304, 16),
                       "isvsvn": (258, 2)}
 
 TeeName = Literal["tdx", "sgx"]
@@ -205,14 +213,22 @@ class DcapQuote:
             return bool(self.body[120] & 1)  # TD_ATTRIBUTES.TUD.DEBUG
         return bool(self.body[48] & 2)  # ATTRIBUTES.FLAGS.DEBUG
 
-    def field(self, name: str) -> bytes:
-        table = _TDX_FIELDS if self.tee == "tdx" else _SGX_FIELDS
-        offset, size = table[name]
+    def _table(self) -> Mapping[str, tuple[int, int]]:
+        if self.tee == "sgx":
+            return _SGX_FIELDS
+        return {**_TDX_FIELDS, **_TD15_FIELDS} if len(self.body) == _TD15_BODY else _TDX_FIELDS
+
+    def field(self, name: str) -> bytes | None:
+        """A measured or reported field by name; None when this body has none (a TD report
+        1.0 has no ``mrservicetd``)."""
+        place = self._table().get(name)
+        if place is None:
+            return None
+        offset, size = place
         return self.body[offset : offset + size]
 
     def fields(self) -> dict[str, str]:
-        table = _TDX_FIELDS if self.tee == "tdx" else _SGX_FIELDS
-        out = {name: self.body[o : o + n].hex() for name, (o, n) in table.items()}
+        out = {name: self.body[o : o + n].hex() for name, (o, n) in self._table().items()}
         out["version"] = str(self.version)
         out["padding"] = str(self.padding)
         if self.tee == "tdx":
@@ -273,12 +289,12 @@ def parse_quote(data: bytes) -> DcapQuote:
     version = int.from_bytes(header[0:2], "little")
     key_type = int.from_bytes(header[2:4], "little")
     tee_type = int.from_bytes(header[4:8], "little")
-    if (version, tee_type) not in ((3, 0), (4, 0x81), (5, 0x81)):
+    if version not in (3, 4, 5) or tee_type not in (0, 0x81) or (version, tee_type) == (3, 0x81):
         _fail(
             "version",
             f"quote version {version} with TEE type 0x{tee_type:x} is not supported (SGX v3, "
-            "TDX v4 and v5 are)",
-            expected="SGX v3 (0x0), TDX v4/v5 (0x81)",
+            "v4 and v5, TDX v4 and v5 are)",
+            expected="SGX v3/v4/v5 (0x0), TDX v4/v5 (0x81)",
             actual=f"v{version} 0x{tee_type:x}",
         )
     if key_type != 2:
@@ -291,11 +307,12 @@ def parse_quote(data: bytes) -> DcapQuote:
     if version == 5:
         body_type = r.u16("the body type")
         body_size = r.u32("the body size")
-        sizes = {2: _TD10_BODY, 3: _TD15_BODY}
+        sizes = {1: _SGX_BODY} if tee == "sgx" else {2: _TD10_BODY, 3: _TD15_BODY}
         if sizes.get(body_type) != body_size:
-            _fail("version", f"TDX v5 body type {body_type} of {body_size} bytes is not a TD "
-                  "report 1.0 (2, 584) or 1.5 (3, 648)", expected="2/584 or 3/648",
-                  actual=f"{body_type}/{body_size}")
+            want = "1/384" if tee == "sgx" else "2/584 or 3/648"
+            _fail("version", f"{tee.upper()} v5 body type {body_type} of {body_size} bytes is "
+                  "not " + ("an SGX report (1, 384)" if tee == "sgx" else "a TD report 1.0 "
+                  "(2, 584) or 1.5 (3, 648)"), expected=want, actual=f"{body_type}/{body_size}")
     else:
         body_type = 1 if tee == "sgx" else 2
         body_size = _SGX_BODY if tee == "sgx" else _TD10_BODY
@@ -338,10 +355,10 @@ def parse_quote(data: bytes) -> DcapQuote:
     qe.done()
     pck_data = b""
     if cert_type in _PPID_SIZES:
-        want = _PPID_SIZES[cert_type] + 20
-        if len(chain) != want:
-            _fail("schema", f"PCK certification data type {cert_type} is {want} bytes (PPID, "
-                  f"CPUSVN, PCESVN, PCE ID); this one is {len(chain)}", expected=want,
+        size = _PPID_SIZES[cert_type] + 20
+        if len(chain) != size:
+            _fail("schema", f"PCK certification data type {cert_type} is {size} bytes (PPID, "
+                  f"CPUSVN, PCESVN, PCE ID); this one is {len(chain)}", expected=size,
                   actual=len(chain))
         pck_data, chain = chain, b""
     elif cert_type == 4:
@@ -772,6 +789,9 @@ def _check_policy(quote: DcapQuote, policy: AttestationPolicy) -> None:
               expected=data.hex(), actual=quote.report_data.hex())
     for name, value in (policy.expected_fields or {}).items():
         got = quote.field(name)
+        if got is None:
+            _fail(name, f"the quote has no {name}: its report body (TD report 1.0) predates it",
+                  expected=value.hex(), actual=None)
         if got != value:
             _fail(name, f"the quote's {name} differs from the expected value",
                   expected=value.hex(), actual=got.hex())
@@ -792,7 +812,7 @@ def _refuse_foreign(policy: AttestationPolicy, tee: TeeName) -> None:
     if foreign:
         raise UsageError(f"a {tee.upper()} quote has no {', '.join(foreign)}: bind a nonce or "
                          "key with expected_report_data and the image with expected_measurement")
-    table = _TDX_FIELDS if tee == "tdx" else _SGX_FIELDS
+    table = {**_TDX_FIELDS, **_TD15_FIELDS} if tee == "tdx" else _SGX_FIELDS
     unknown = sorted(set(policy.expected_fields or ()) - set(table))
     if unknown:
         raise UsageError(f"a {tee.upper()} quote has no field {unknown[0]!r}; expected_fields "
