@@ -506,3 +506,14 @@ def test_a_malformed_certificate_table_is_refused() -> None:
     no_end = table[:24] * 17
     verdict = milan(certificates=[no_end])
     assert (verdict.failed_check, verdict.actual) == ("certificate", "none")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600), st.booleans())
+def test_certificate_tables_of_any_bytes_give_a_verdict(tail: bytes, little_endian: bool) -> None:
+    import uuid
+
+    guid = uuid.UUID(VCEK_GUID)
+    verdict = milan(certificates=[(guid.bytes_le if little_endian else guid.bytes) + tail])
+    assert not verdict.verified
+    assert verdict.failed_check in {"certificate", "signing_key", "chain", "product", "algorithm"}

@@ -171,6 +171,8 @@ def _tcb_text(verdict: TeeVerdict) -> str | None:
     status = verdict.tcb_status
     if status is None:
         return None
+    if status == "unknown" and verdict.failed_check in ("collateral", "revoked", "tcb_status"):
+        return f"unknown: the collateral yielded none (failed check {verdict.failed_check})"
     if status == "unknown":
         return (
             "unknown: no collateral was given, so the platform's patch level and revocation "
