@@ -58,6 +58,7 @@ __all__ = [
     "EnclaveImage",
     "ModuleImage",
     "RunHandle",
+    "RunLedger",
     "RunProgress",
     "RunSummary",
     "run_live",
