@@ -51,8 +51,8 @@ from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
 
 if TYPE_CHECKING:
-    from zcbench.host.restart import Continuation
     from zcbench.evidence.clock import ClockSource
+    from zcbench.host.restart import Continuation
     from zcbench.keys import KeyBroker
 
 __all__ = [
