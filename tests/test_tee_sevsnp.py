@@ -231,9 +231,81 @@ def test_wrong_size_is_decode(size: int) -> None:
     assert (verdict.failed_check, verdict.actual) == ("decode", str(size))
 
 
-def test_unknown_version_refused() -> None:
-    for version in (1, 4, 5):
-        assert milan(put(MILAN_REPORT, 0, struct.pack("<I", version))).failed_check == "version"
+def test_unknown_version_refused_with_expected_and_actual() -> None:
+    for version in (0, 1, 6, 0xFFFFFFFF):
+        verdict = milan(put(MILAN_REPORT, 0, struct.pack("<I", version)))
+        assert (verdict.failed_check, verdict.expected, verdict.actual) == (
+            "version", "2, 3, 4, 5", str(version))
+    assert "upgrade zcbench" in milan(put(MILAN_REPORT, 0, struct.pack("<I", 6))).message
+
+
+# --- report versions 4 and 5 --------------------------------------------------------------
+# No real version 4 or 5 report is among our fixtures: these are the real Milan v2 report
+# modified to the later layouts (version, CPUID, mitigation vectors) and re-signed by a test
+# AMD chain (tests/tee_support.py) that each test pins for itself alone.
+
+MILAN_CPUID = bytes([0x19, 0x01, 0x01])
+
+
+def _later(version: int, launch_mit: int = 0, current_mit: int = 0) -> bytes:
+    report = put(MILAN_REPORT, 0, struct.pack("<I", version))
+    report = put(report, 0x188, MILAN_CPUID)
+    if version >= 5:
+        report = put(report, 0x1F8, struct.pack("<QQ", launch_mit, current_mit))
+    return report
+
+
+def test_version_5_report_verifies_and_reports_its_mitigation_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tee_support import chain_for, pin_test_chain, resign
+
+    unsigned = _later(5, launch_mit=0x3, current_mit=0x7)
+    chain = chain_for(unsigned)
+    report = resign(unsigned, chain.vcek_key)
+    # the test chain is pinned nowhere: the report is refused until the test pins it
+    assert milan(report, certificates=[chain.vcek_der]).failed_check == "chain"
+    pin_test_chain(monkeypatch, chain, "Milan")
+    parsed = parse_report(report)
+    assert (parsed.version, parsed.cpuid) == (5, (0x19, 0x01, 0x01))
+    assert (parsed.launch_mit_vector, parsed.current_mit_vector) == (3, 7)
+    verdict = milan(report, certificates=[chain.vcek_der],
+                    policy=AttestationPolicy(expected_measurement=MILAN_REPORT[0x90:0xC0]))
+    assert verdict.verified, verdict.message
+    assert verdict.fields["version"] == "5"
+    assert (verdict.fields["launch_mit_vector"], verdict.fields["current_mit_vector"]) == (
+        "0x0000000000000003", "0x0000000000000007")
+    assert verdict.measurement_checked
+
+
+def test_version_4_has_version_3_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tee_support import chain_for, pin_test_chain, resign
+
+    unsigned = _later(4)
+    chain = chain_for(unsigned)
+    pin_test_chain(monkeypatch, chain, "Milan")
+    verdict = milan(resign(unsigned, chain.vcek_key), certificates=[chain.vcek_der])
+    assert verdict.verified, verdict.message
+    assert "launch_mit_vector" not in verdict.fields
+    # version 4 has no mitigation vectors: bytes there are reserved, even signed
+    with_vector = put(unsigned, 0x1F8, b"\x01")
+    verdict = milan(resign(with_vector, chain.vcek_key), certificates=[chain.vcek_der])
+    assert (verdict.failed_check, verdict.actual) == ("reserved", "01" + "00" * 167)
+
+
+@pytest.mark.parametrize("offset", [0x208, 0x250, 0x29F, 0x18B, 0x19F, 0x4C, 0x1EB])
+def test_version_5_reserved_bytes_must_be_zero(
+    monkeypatch: pytest.MonkeyPatch, offset: int
+) -> None:
+    from tee_support import chain_for, pin_test_chain, resign
+
+    unsigned = _later(5, launch_mit=1, current_mit=1)
+    chain = chain_for(unsigned)
+    pin_test_chain(monkeypatch, chain, "Milan")
+    bad = resign(put(unsigned, offset, b"\x80"), chain.vcek_key)
+    verdict = milan(bad, certificates=[chain.vcek_der])
+    assert (verdict.failed_check, verdict.expected) == ("reserved", "zero")
+    assert "80" in str(verdict.actual)
 
 
 def test_vcek_of_another_chip_or_tcb() -> None:

@@ -32,7 +32,7 @@ replay enclave lives in ``zcbench.host.replay``.
 from zcbench.auditlog._errors import LogFormatError, NoteError, ProofError, WitnessRefusal
 from zcbench.auditlog.boot import LogKey, boot_verifier_for, log_vkey
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, log_origin, verify_checkpoint
-from zcbench.auditlog.export import ExportSummary, export_slice
+from zcbench.auditlog.export import ExportSummary, build_slice, export_slice
 from zcbench.auditlog.frame import events_frame, signals_frame, to_polars
 from zcbench.auditlog.listing import Listing, list_records
 from zcbench.auditlog.location import LogLocation, locate_log, origin_hint
@@ -85,6 +85,7 @@ __all__ = [
     "ReplayRunner",
     "WitnessRefusal",
     "boot_verifier_for",
+    "build_slice",
     "check_log",
     "check_replay",
     "check_slice",

@@ -192,9 +192,7 @@ def _handle(args: argparse.Namespace) -> int:
     control = ControlSocket(run_dir, on_error=lambda text: sys.stderr.write(f"{text}\n"))
 
     def booted(handle: Any) -> None:
-        if hook is not None:
-            hook.booted(handle)  # the ledger's gate first: a refused run never serves
-        control.attach(handle)
+        control.attach(handle)  # the ledger's gate (in the enclave) passed before this
 
     try:
         summary = run_live(
@@ -204,16 +202,15 @@ def _handle(args: argparse.Namespace) -> int:
             run_id=run_id,
             limits=limits,
             max_delay_s=args.max_delay_ms / 1000,
-            on_progress=progress if hook is None else hook.after(progress),
+            on_progress=progress,
             on_booted=booted,
             venue=venue,
+            ledger=hook,
             continuation=continuation,
         )
     finally:
         control.close()
     progress.end()
-    if hook is not None:
-        hook.end()
     if args.json:
         print(json.dumps(summary.to_json(), sort_keys=True))
     else:

@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     image.add_argument("--module", type=Path, help="an unsealed strategy module (development)")
     p.add_argument("--params", default="{}", help="--module's parameters as a JSON object")
     p.add_argument(
+        "--ledger-requirement",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --module: the ledger requirement the image measures (a second ramdisk); the "
+        "enclave then serves only once the ledger's gate passed",
+    )
+    p.add_argument(
         "--payload",
         default=None,
         metavar="FILE|boot",
@@ -149,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     address = args.listen or f"vsock:{VMADDR_CID_ANY}:{args.vsock}"
     nsm_kind = args.nsm or ("device" if args.bundle else "emulator")
     strategy = None
+    requirement = None
     sealed: SealedImage | None = None
     pcrs: Mapping[int, bytes] | None
     if args.module is not None:
@@ -158,9 +167,11 @@ def _run(args: argparse.Namespace) -> int:
             raise BootError("--params is not JSON") from None
         if not isinstance(params, dict):
             raise BootError("--params must be a JSON object")
-        loaded = load_module_image(args.module, params)
-        strategy, pcrs = loaded.strategy, loaded.pcrs
+        loaded = load_module_image(args.module, params, args.ledger_requirement)
+        strategy, pcrs, requirement = loaded.strategy, loaded.pcrs, loaded.ledger
     else:
+        if args.ledger_requirement is not None:
+            raise BootError("--ledger-requirement goes with --module")
         sealed = load_build_image(args.build) if args.build else load_bundle(args.bundle)
         pcrs = sealed.pcrs
     payload = _delivered_payload(args)
@@ -184,7 +195,9 @@ def _run(args: argparse.Namespace) -> int:
                 if payload is None:
                     payload = _payload_from_boot(boot)
                 strategy = unseal_image(sealed, payload, nsm, _relay_over(conn))
-            runtime = EnclaveRuntime(strategy, nsm, pcr0=_pcr0(nsm, pcrs))
+            runtime = EnclaveRuntime(
+                strategy, nsm, pcr0=_pcr0(nsm, pcrs), relay=_relay_over(conn), ledger=requirement
+            )
             conn.send(boot_reply(runtime, boot))
         except (ZcbenchError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, BootError) else type(exc).__name__

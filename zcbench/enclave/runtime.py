@@ -40,7 +40,8 @@ from zcbench.channel import (
     SequenceGuard,
     error_message,
 )
-from zcbench.errors import DataError, UsageError
+from zcbench.enclave.ledger import EnclaveLedger, LedgerRequirement, release_ledger_seed
+from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.strategy import (
     Context,
     Strategy,
@@ -94,7 +95,14 @@ class EnclaveRuntime:
         pcr0: bytes,
         clock: Callable[[], int] = time.time_ns,
         key: Ed25519PrivateKey | None = None,
+        relay: Callable[[bytes, bytes, str], bytes] | None = None,
+        ledger: LedgerRequirement | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._relay = relay
+        self._requirement = ledger
+        self._monotonic = monotonic
+        self._ledger: EnclaveLedger | None = None
         self._strategy = strategy
         self._attester = attester
         self._pcr0 = pcr0
@@ -153,6 +161,7 @@ class EnclaveRuntime:
     def ingest(self, seq: int, batch_bytes: bytes) -> Message:
         """Run one batch: IN leaf, strategy, OUT leaf, signed checkpoint; ``signals`` reply."""
         state = self._booted()
+        self._gate_passed(f"batch {seq}")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing batch {seq}: {self.failed}")
         self._guard.check(seq)  # advanced only once the batch is in the log state
@@ -194,6 +203,7 @@ class EnclaveRuntime:
         the strategy's next ``on_batch`` and sign the new checkpoint; ``feedback_logged``
         reply. The body must decode strictly as a context naming that batch."""
         state = self._booted()
+        self._gate_passed(f"feedback {seq}")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing feedback {seq}: {self.failed}")
         if self._context is not None and not (seq == 0 and not self._context.outcomes):
@@ -264,6 +274,71 @@ class EnclaveRuntime:
         state = self._booted()
         return Message("note", {"checkpoint": state.note, "size": state.log.size})
 
+    # -- the ledger (zcbench.enclave.ledger) ---------------------------------------------------
+
+    def _gate_passed(self, what: str) -> None:
+        """Refuse to serve while a ledger is required (measured, or opened by the host) and its
+        gate has not passed."""
+        if self._requirement is None and self._ledger is None:
+            return
+        if self._ledger is None or not self._ledger.serving:
+            raise _Refused("serve_gate", f"refusing {what}: the ledger's gate has not passed "
+                           "(run-start appended and, with witnesses, cosigned by the quorum)")
+
+    def ledger_open(self, origin: str, key_blob: bytes, key_id: str) -> Message:
+        """Get the ledger key from the key broker (through the host's relay); ``ledger_key``."""
+        self._booted()
+        if self._ledger is not None:
+            raise _Refused("ledger_order", "the ledger is opened once per run")
+        if self._requirement is not None and origin != self._requirement.origin:
+            raise _Refused("ledger_origin", f"this image is measured for the ledger "
+                           f"{self._requirement.origin}, not {origin}")
+        if self._relay is None:
+            raise _Refused("ledger_key_release", "no key relay to ask for the ledger key")
+        requirement = self._requirement or LedgerRequirement(origin)
+        seed = release_ledger_seed(self._attester, self._relay, key_blob, key_id)
+        self._ledger = EnclaveLedger(seed, requirement, pcr0=self._pcr0, clock=self._clock,
+                                     monotonic=self._monotonic)
+        return Message("ledger_key", {"vkey": self._ledger.vkey})
+
+    def _open_ledger(self) -> EnclaveLedger:
+        if self._ledger is None:
+            raise _Refused("ledger_order", "open the ledger first (ledger_open)")
+        return self._ledger
+
+    def ledger_entries(self, entries: list[bytes]) -> Message:
+        """Replay delivered entries through the rules; ``ledger_ack`` with the size so far."""
+        return Message("ledger_ack", {"size": self._open_ledger().take(entries)})
+
+    def ledger_start(self, checkpoint: bytes) -> Message:
+        """Check the delivered checkpoint and this PCR0, append the run-start."""
+        state = self._booted()
+        appended = self._open_ledger().start(
+            checkpoint, run_origin=state.signer.origin, run_vkey=state.signer.vkey,
+            boot_document=state.document)
+        return Message("ledger_appended", {"entry": appended.entry,
+                                           "checkpoint": appended.checkpoint})
+
+    def ledger_cosigned(self, checkpoint: bytes) -> Message:
+        """Serve once the run-start's checkpoint carries the measured quorum."""
+        ledger = self._open_ledger()
+        ledger.cosigned(checkpoint)
+        return Message("ledger_serving", {"size": ledger.size})
+
+    def ledger_checkpoint(self) -> Message:
+        """A run-checkpoint of this run's newest checkpoint, when its interval has passed."""
+        appended = self._open_ledger().run_checkpoint(self._booted().note)
+        if appended is None:
+            return Message("ledger_appended", {"entry": None, "checkpoint": None})
+        return Message("ledger_appended", {"entry": appended.entry,
+                                           "checkpoint": appended.checkpoint})
+
+    def ledger_end(self, summary_sha256: bytes) -> Message:
+        """The run-end with this run's final checkpoint."""
+        appended = self._open_ledger().run_end(self._booted().note, summary_sha256)
+        return Message("ledger_appended", {"entry": appended.entry,
+                                           "checkpoint": appended.checkpoint})
+
     def _booted(self) -> _Booted:
         if self._state is None:
             raise _Refused("not_booted", "boot first")
@@ -306,6 +381,8 @@ def serve(conn: Connection, runtime: EnclaveRuntime, *, idle_timeout: float | No
             reply = error_message("strategy", str(exc), exc.seq)
         except FrameError as exc:
             reply = error_message(exc.code, str(exc), seq)
+        except VerificationError as exc:  # the ledger's gate refused what the host delivered
+            reply = error_message(exc.check, str(exc), seq)
         except DataError as exc:
             reply = error_message("bad_request", str(exc).splitlines()[0], seq)
         except UsageError as exc:
@@ -352,6 +429,18 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.record_note(msg["body"])
     if msg.type == "checkpoint":
         return runtime.checkpoint()
+    if msg.type == "ledger_open":
+        return runtime.ledger_open(msg["origin"], msg["key_blob"], msg["key_id"])
+    if msg.type == "ledger_entries":
+        return runtime.ledger_entries(list(msg["entries"]))
+    if msg.type == "ledger_start":
+        return runtime.ledger_start(msg["checkpoint"])
+    if msg.type == "ledger_cosigned":
+        return runtime.ledger_cosigned(msg["checkpoint"])
+    if msg.type == "ledger_checkpoint":
+        return runtime.ledger_checkpoint()
+    if msg.type == "ledger_end":
+        return runtime.ledger_end(msg["summary_sha256"])
     if msg.type == "shutdown":
         return Message("bye", {"size": runtime.size})
     raise _Refused("unexpected", f"the enclave does not accept {msg.type!r} frames")

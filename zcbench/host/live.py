@@ -34,10 +34,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from zcbench.auditlog._fs import FileSystem
-from zcbench.channel import ChannelClosed, Connection, FrameError, Message
+from zcbench.channel import ChannelClosed, Connection, FrameError, Message, error_message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
@@ -98,6 +98,11 @@ class _Note:
     """A note record in flight (batches the proxy dropped), logged in order with the batches."""
 
     body: bytes
+
+
+@dataclass
+class _LedgerAsk:
+    """A run-checkpoint asked of the enclave's ledger, answered in order with the batches."""
 
 
 @dataclass
@@ -171,6 +176,7 @@ def run_live(
     log_fs: FileSystem | None = None,
     venue: Venue | None = None,
     feedback: bool = False,
+    ledger: RunLedger | None = None,
     continuation: Continuation | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
@@ -188,7 +194,11 @@ def run_live(
     strategy's signals since the previous one, its positions and the limits as an IN record and
     hand them to the strategy (``zcbench.host.feedback``); batches then go one at a time (the
     next is sent once the previous one's signals were acted on), so a strategy sees in its
-    next batch what became of its last signals. ``continuation``
+    next batch what became of its last signals. ``ledger``: the strategy's ledger
+    (:class:`zcbench.ledger.runs.LedgerRunHook`): right after boot the enclave is handed the
+    ledger and appends its run-start (it serves only once its gate passed; a refusal raises
+    before anything is served), run-checkpoints are asked for as the run goes and the run-end
+    after the summary is written. ``continuation``
     (``zcbench.host.restart.continue_run``): this run continues that one; its boot names the
     previous run's final checkpoint and positions, and its first IN record is the venue's
     state at start, from which the execution layer's positions start. Raises only for
@@ -227,6 +237,8 @@ def run_live(
     assert log is not None
     assert booted is not None
     try:
+        if ledger is not None:
+            ledger.gate(_exchange(conn, broker, reply_timeout), booted["origin"])
         journal = Journal.create(
             run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe(),
             continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
@@ -254,6 +266,7 @@ def run_live(
             on_progress,
             stop or threading.Event(),
             FeedbackBuilder(execution) if feedback else None,
+            ledger,
         )
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
@@ -267,7 +280,6 @@ def run_live(
                 (run_dir / "attestation.cbor").write_bytes(attestation)
             except EnvError as exc:
                 reason += f"; no final attestation: {exc}"
-        session.shutdown(status)
         unwritten: list[str] = []
         try:
             execution.close()
@@ -311,6 +323,9 @@ def run_live(
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
         except OSError as exc:
             unwritten.append(f"summary.json ({exc.strerror or type(exc).__name__})")
+        if ledger is not None:
+            _end_ledger(ledger, conn, broker, enclave)
+        session.shutdown(status)
         if unwritten:
             raise EnvError(
                 f"run {run_id} {status}: {reason}; could not write {', '.join(unwritten)}; the "
@@ -318,9 +333,59 @@ def run_live(
             )
         return summary
     finally:
+        if ledger is not None:
+            ledger.close()
         session.close()
         if not running:
             _discard_unstarted(run_dir, created)
+
+
+class RunLedger(Protocol):
+    """The ledger side of a live run (:class:`zcbench.ledger.runs.LedgerRunHook`)."""
+
+    def gate(self, exchange: Callable[[Message], Message], run_origin: str) -> None: ...
+
+    def due(self) -> bool: ...
+
+    def appended_reply(self, reply: Message) -> None: ...
+
+    def end(self, exchange: Callable[[Message], Message]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _exchange(
+    conn: Connection, broker: KeyBroker | None, timeout: float
+) -> Callable[[Message], Message]:
+    """Send one message and return the enclave's reply, relaying a key request in between
+    (a refusal reaches the enclave as an error frame)."""
+    from zcbench.host._boot import release_key
+    from zcbench.keys import KeyReleaseRefused
+
+    def exchange(message: Message) -> Message:
+        conn.send(message)
+        reply = conn.recv(timeout=timeout)
+        if reply.type == "key_request":
+            try:
+                answer = release_key(reply, broker)
+            except KeyReleaseRefused:
+                answer = error_message("refused", "the key broker refused")
+            conn.send(answer)
+            reply = conn.recv(timeout=timeout)
+        return reply
+
+    return exchange
+
+
+def _end_ledger(
+    ledger: RunLedger, conn: Connection, broker: KeyBroker | None, enclave: EnclaveProcess
+) -> None:
+    """The run-end, when the enclave is still there to append it (else the run-start stays
+    open in the ledger, as after a crash)."""
+    if not enclave.alive() or conn.closed_reason is not None:
+        return
+    with contextlib.suppress(ZcbenchError, TimeoutError):
+        ledger.end(_exchange(conn, broker, 30.0))
 
 
 def _kept(status: str, reason: str, pipe: _Pipeline, log: HostLog) -> str:
@@ -376,7 +441,9 @@ class _Pipeline:
         on_progress: Callable[[RunProgress], None] | None,
         user_stop: threading.Event,
         feedback: FeedbackBuilder | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.user_stop = user_stop
         self.feedback = feedback
         self.acted = threading.Condition()
@@ -400,6 +467,7 @@ class _Pipeline:
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
+        self.market_ns = 0  # the newest event time acted on: the order-rate limit's clock
 
     def run(self) -> tuple[str, str]:
         sender = threading.Thread(target=self._send_all, name="zcbench-sender", daemon=True)
@@ -442,6 +510,7 @@ class _Pipeline:
                     self.proxy.stop()
                     return
                 self._send_drops(seq - 1)
+                self._ask_ledger()
                 if self.feedback is not None and not self._send_feedback(seq):
                     return
                 data = pb.encode(seq)
@@ -479,6 +548,15 @@ class _Pipeline:
                 return False
             self.conn.send(Message("feedback", {"seq": seq, "body": body}))
         return True
+
+    def _ask_ledger(self) -> None:
+        """Ask the enclave for a run-checkpoint entry when one is due (in order with the
+        batches, so it covers only batches the host has logged when the reply is taken)."""
+        if self.ledger is None or not self.ledger.due():
+            return
+        with self.order:
+            if self._put(_LedgerAsk()):
+                self.conn.send(Message("ledger_checkpoint", {}))
 
     def _send_drops(self, after_seq: int) -> None:
         """Have the enclave log the batches the proxy dropped since the last batch sent."""
@@ -524,6 +602,10 @@ class _Pipeline:
                 return "completed", "source exhausted"
             if isinstance(item, _Attest):
                 self._answer(item)
+                continue
+            if isinstance(item, _LedgerAsk):
+                assert self.ledger is not None
+                self.ledger.appended_reply(self._reply(-1))
                 continue
             group: list[ProxyBatch] = []
             try:
@@ -651,7 +733,9 @@ class _Pipeline:
             # strategy rarely trades would keep them all: fold them into last prices regularly
             _ = self.execution.last_price
         now = self.clock()
-        self.execution.act(verified, now_ns=now)
+        if len(pb):  # an empty batch keeps the event clock where it was (as the backtest's)
+            self.market_ns = pb.newest_event_ns
+        self.execution.act(verified, now_ns=now, market_ns=self.market_ns)
         self.freshness.add(now - pb.received_ns)
         with self.acted:
             self.batches += 1

@@ -89,6 +89,11 @@ class SealedLedgerKey:
     def path(self) -> Path:
         return self.folder / KEY_FILE
 
+    @property
+    def key_id(self) -> str:
+        """The key id of the broker that sealed it (a KMS request's ``KeyId``)."""
+        return self.broker_factory().key_id
+
     @classmethod
     def generate(cls, folder: Path, origin: str,
                  broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker

@@ -31,7 +31,6 @@ computes for two sizes prove their consistency); it trusts nothing it is told be
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier, parse_ch
 from zcbench.auditlog.follow import FollowedRecord, LogFollower
 from zcbench.auditlog.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, node_hash, root
 from zcbench.auditlog.records import decode_record
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, ZcbenchError
 
 __all__ = [
@@ -179,11 +179,11 @@ def parse_bundle(data: bytes, width: int) -> list[bytes]:
 
 
 class _Durable:
-    """Atomic file writes (temporary name, fsync, rename) and the folders to fsync after."""
+    """Atomic file writes into one tile folder (:func:`zcbench.durable.write_atomically`:
+    a temporary name, fsync, rename, the folder fsynced), skipping files already written."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._dirs: set[Path] = set()
 
     def write(self, relative: str, data: bytes, *, replace: bool = False) -> None:
         path = self.folder / relative
@@ -191,28 +191,7 @@ class _Durable:
             return  # written before (a restarted writer); a tile of one log never changes
         # otherwise (re)write it: a folder reused for another log must not keep its tiles
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
-                     0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._dirs.add(path.parent)
-
-    def settle(self) -> None:
-        """fsync every folder a file was renamed into since the last call."""
-        for folder in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self._dirs.clear()
+        write_atomically(path, data, 0o644)
 
 
 class TileWriter:
@@ -282,9 +261,8 @@ class TileWriter:
         if self._bundle and self._bundle_fits:
             self._out.write(entries_path(self.size // TILE_WIDTH, len(self._bundle)),
                             encode_bundle(self._bundle))
-        self._out.settle()
+        # every file above is durable (fsynced, its folder fsynced) before the checkpoint
         self._out.write("checkpoint", note, replace=True)
-        self._out.settle()
         self.published = checkpoint
 
 

@@ -14,6 +14,7 @@ from zcbench.strategy._contract import (
     apply_strategy,
     find_strategy,
     make_strategy,
+    takes_context,
 )
 from zcbench.strategy._feedback import (
     OUTCOME_STATUSES,
@@ -82,4 +83,5 @@ __all__ = [
     "make_strategy",
     "price_to_ticks",
     "select_fields",
+    "takes_context",
 ]

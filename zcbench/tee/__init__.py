@@ -45,6 +45,7 @@ __all__ = [
     "check_evidence",
     "decode_evidence",
     "detect_tee",
+    "other_tee_verdict",
     "verify_evidence",
 ]
 
@@ -109,6 +110,7 @@ def check_evidence(
     collateral: Collateral | None = None,
     kds: KdsClient | None = None,
     pccs: PccsClient | None = None,
+    expected_tee: TeeKind | None = None,
 ) -> TeeVerdict:
     """Recognise ``data`` and check it against ``policy`` at ``at``: a verdict, never a raise
     for a failed check (misuse raises :class:`~zcbench.errors.UsageError`).
@@ -116,12 +118,18 @@ def check_evidence(
     ``certificates`` (SEV-SNP: the VCEK or VLEK and optionally its chain) and ``kds`` serve
     SEV-SNP; ``collateral`` or ``pccs`` serve DCAP quotes (without either, the quote's chain
     and signatures are checked and the verdict says the TCB status is unknown). Passing a
-    TEE's inputs for another TEE's evidence is misuse.
+    TEE's inputs for another TEE's evidence is misuse. ``expected_tee`` (the TEE a commitment
+    names) makes evidence of any other TEE a failed verdict, check ``tee``, before anything
+    else is checked.
     """
     from zcbench.errors import UsageError
 
     data = decode_evidence(bytes(data))
     kind = detect_tee(data)
+    if expected_tee is not None and kind != expected_tee:
+        if expected_tee not in TEE_KINDS:
+            raise UsageError(f"expected_tee {expected_tee!r} is not one of {', '.join(TEE_KINDS)}")
+        return other_tee_verdict(kind, expected_tee, at)
     if kind != "sev-snp" and (certificates or kds is not None):
         raise UsageError(f"certificates and a KDS are for SEV-SNP reports; this is {kind} evidence")
     if kind not in ("tdx", "sgx") and (collateral is not None or pccs is not None):
@@ -137,6 +145,29 @@ def check_evidence(
     from zcbench.tee.dcap import check_quote
 
     return check_quote(data, policy, at=at, collateral=collateral, pccs=pccs)
+
+
+def other_tee_verdict(kind: TeeKind, expected: TeeKind, at: dt.datetime) -> TeeVerdict:
+    """The failed verdict (check ``tee``) for evidence of ``kind`` where ``expected`` was
+    committed: nothing else is checked, since no measurement of one TEE means anything in
+    another."""
+    if not isinstance(at, dt.datetime) or at.utcoffset() is None:
+        from zcbench.errors import UsageError
+
+        raise UsageError("'at' must be a timezone-aware datetime (e.g. datetime.now(UTC))")
+    return TeeVerdict(
+        tee=kind,
+        verified=False,
+        failed_check="tee",
+        message=(
+            f"the commitment is for {expected} and the evidence is {kind}: this is not the "
+            "committed image's TEE; give the evidence of the TEE the commitment names"
+        ),
+        expected=expected,
+        actual=kind,
+        at=at.astimezone(dt.UTC),
+        rests_on="nothing: the evidence is not of the committed TEE",
+    )
 
 
 def verify_evidence(

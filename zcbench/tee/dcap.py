@@ -67,7 +67,7 @@ from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
-from zcbench.tee.verdict import TeeVerdict, text_of
+from zcbench.tee.verdict import ChainCertificate, TeeVerdict, chain_roles, text_of
 
 __all__ = [
     "COLLATERAL_KEYS",
@@ -743,6 +743,22 @@ def check_quote(
         fields={} if quote is None else quote.fields(),
         chain=() if quote is None else _chain_fingerprints(quote),
         warnings=tuple(warned),
+        certificates=() if quote is None else _chain_facts(quote),
+    )
+
+
+def _chain_facts(quote: DcapQuote) -> tuple[ChainCertificate, ...]:
+    """The PCK chain as read, root first (empty when it did not read)."""
+    try:
+        chain = _pck_chain(quote.pck_chain_pem)
+    except AttestationError:
+        return ()
+    roles = chain_roles(3)
+    certs = (chain.root, chain.ca, chain.leaf)
+    return tuple(
+        ChainCertificate(role, c.cert.subject.rfc4514_string(), c.not_before, c.not_after,
+                         fingerprint)
+        for role, c, fingerprint in zip(roles, certs, chain.fingerprints, strict=True)
     )
 
 

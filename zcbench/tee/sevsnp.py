@@ -1,11 +1,13 @@
 """AMD SEV-SNP attestation reports: parse strictly, verify against the pinned AMD roots.
 
-Owns the report's byte format (SEV-SNP ABI, ``ATTESTATION_REPORT``: 0x4A0 bytes, versions 2 and
-3), the AMD certificate chain (ARK → ASK → VCEK, or ARK → ASVK → VLEK as AWS EC2 signs reports),
-and the SEV-SNP half of the one :class:`~zcbench.tee.policy.AttestationPolicy`. It does not
-fetch anything by itself: a VCEK comes from the caller's files or from a
-:class:`~zcbench.tee.amd_kds.KdsClient` passed in (the real one speaks HTTP to AMD's KDS, the
-in-memory one serves tests).
+Owns the report's byte format (SEV-SNP ABI, ``ATTESTATION_REPORT``: 0x4A0 bytes, versions 2 to
+5: version 3 adds the CPUID family, model and stepping at 0x188; version 4 has version 3's
+layout; version 5 adds ``LAUNCH_MIT_VECTOR`` at 0x1F8 and ``CURRENT_MIT_VECTOR`` at 0x200, the
+rest up to the signature staying reserved), the AMD certificate chain (ARK → ASK → VCEK, or
+ARK → ASVK → VLEK as AWS EC2 signs reports), and the SEV-SNP half of the one
+:class:`~zcbench.tee.policy.AttestationPolicy`. It does not fetch anything by itself: a VCEK
+comes from the caller's files or from a :class:`~zcbench.tee.amd_kds.KdsClient` passed in (the
+real one speaks HTTP to AMD's KDS, the in-memory one serves tests).
 
 The AMD roots are packaged in ``zcbench/tee/roots/`` (ASK, ARK and ASVK per product, as AMD's
 KDS serves them) and pinned here by the SHA-256 of their DER, checked on every load. A report
@@ -13,7 +15,8 @@ is checked in this order, each failure under its stable ``check`` name:
 
 ========================  ==================================================================
 ``decode``                not 0x4A0 bytes (truncated or with trailing bytes)
-``version``               a report version other than 2 or 3
+``version``               a report version other than 2, 3, 4 or 5 (a later one's layout
+                          is not known here: refused, never read as an older one)
 ``reserved``              a reserved field is not zero (or policy bit 17, reserved one, is 0)
 ``schema``                a field out of its range: VMPL above 3, an unknown signing key
 ``algorithm``             the report's signature algorithm is not ECDSA P-384 with SHA-384,
@@ -64,12 +67,13 @@ from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.amd_kds import KdsClient
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
-from zcbench.tee.verdict import TeeVerdict, text_of
+from zcbench.tee.verdict import ChainCertificate, TeeVerdict, chain_roles, text_of
 
 __all__ = [
     "AMD_ROOT_SHA256",
     "PRODUCTS",
     "REPORT_SIZE",
+    "VERSIONS",
     "Product",
     "SnpReport",
     "TcbVersion",
@@ -80,6 +84,8 @@ __all__ = [
 ]
 
 REPORT_SIZE: Final = 0x4A0
+VERSIONS: Final = (2, 3, 4, 5)
+"""The report versions whose layout is known (SEV-SNP ABI; 4 is laid out as 3)."""
 _SIGNED_SIZE: Final = 0x2A0
 _SIG_COMPONENT: Final = 72
 
@@ -198,6 +204,8 @@ class SnpReport:
     chip_id: bytes
     committed_tcb: int
     launch_tcb: int
+    launch_mit_vector: int | None
+    current_mit_vector: int | None
     signature_r: int
     signature_s: int
 
@@ -233,7 +241,7 @@ def _u64(b: bytes, at: int) -> int:
 
 def looks_like_snp(data: bytes) -> bool:
     """True when ``data`` has the size and leading version of an SEV-SNP report (dispatch)."""
-    return len(data) == REPORT_SIZE and _u32(data, 0) in (2, 3)
+    return len(data) == REPORT_SIZE and _u32(data, 0) in VERSIONS
 
 
 def _zero(b: bytes, start: int, end: int, what: str) -> None:
@@ -248,7 +256,8 @@ def _zero(b: bytes, start: int, end: int, what: str) -> None:
 
 
 def parse_report(data: bytes) -> SnpReport:
-    """Parse an SEV-SNP report strictly: exact size, version 2 or 3, reserved fields zero.
+    """Parse an SEV-SNP report strictly: exact size, version 2 to 5, reserved fields zero as
+    its version's layout says.
 
     Raises :class:`AttestationError` (``decode``, ``version``, ``reserved``, ``schema``,
     ``algorithm``). Checks nothing cryptographic (:func:`check_snp` does).
@@ -265,11 +274,17 @@ def parse_report(data: bytes) -> SnpReport:
             actual=len(b),
         )
     version = _u32(b, 0x00)
-    if version not in (2, 3):
+    if version not in VERSIONS:
         _fail(
             "version",
-            f"SEV-SNP report version {version} is not supported (2 and 3 are)",
-            expected="2 or 3",
+            f"SEV-SNP report version {version} is not one whose layout this verifier knows "
+            f"(versions {', '.join(map(str, VERSIONS))}): "
+            + (
+                "a newer firmware's report; upgrade zcbench"
+                if version > VERSIONS[-1]
+                else "not an SEV-SNP guest attestation report"
+            ),
+            expected=", ".join(map(str, VERSIONS)),
             actual=version,
         )
     policy = _u64(b, 0x08)
@@ -312,7 +327,12 @@ def parse_report(data: bytes) -> SnpReport:
         cpuid = (b[0x188], b[0x189], b[0x18A])
     _zero(b, 0x1EB, 0x1EC, "after the current version")
     _zero(b, 0x1EF, 0x1F0, "after the committed version")
-    _zero(b, 0x1F8, _SIGNED_SIZE, "before the signature")
+    if version >= 5:
+        mitigations: tuple[int | None, int | None] = (_u64(b, 0x1F8), _u64(b, 0x200))
+        _zero(b, 0x208, _SIGNED_SIZE, "after the mitigation vectors")
+    else:
+        mitigations = (None, None)
+        _zero(b, 0x1F8, _SIGNED_SIZE, "before the signature")
     _zero(b, _SIGNED_SIZE + 2 * _SIG_COMPONENT, REPORT_SIZE, "after the signature's r and s")
     return SnpReport(
         raw=b,
@@ -340,6 +360,8 @@ def parse_report(data: bytes) -> SnpReport:
         chip_id=b[0x1A0:0x1E0],
         committed_tcb=_u64(b, 0x1E0),
         launch_tcb=_u64(b, 0x1F0),
+        launch_mit_vector=mitigations[0],
+        current_mit_vector=mitigations[1],
         signature_r=int.from_bytes(b[_SIGNED_SIZE : _SIGNED_SIZE + _SIG_COMPONENT], "little"),
         signature_s=int.from_bytes(
             b[_SIGNED_SIZE + _SIG_COMPONENT : _SIGNED_SIZE + 2 * _SIG_COMPONENT], "little"
@@ -832,6 +854,9 @@ def _fields(report: SnpReport, product: Product | None) -> dict[str, str]:
     }
     if product is not None:
         out["product"] = product
+    if report.launch_mit_vector is not None and report.current_mit_vector is not None:
+        out["launch_mit_vector"] = f"0x{report.launch_mit_vector:016x}"
+        out["current_mit_vector"] = f"0x{report.current_mit_vector:016x}"
     return out
 
 
@@ -900,6 +925,16 @@ def check_snp(
         if chain is None
         else tuple(_sha256(c) for c in (chain.ark, chain.signer, chain.leaf)),
         warnings=(*warned, *_facts(report)),
+        certificates=() if chain is None else _chain_facts(chain),
+    )
+
+
+def _chain_facts(chain: _Chain) -> tuple[ChainCertificate, ...]:
+    roles = chain_roles(3)
+    certs = (chain.ark, chain.signer, chain.leaf)
+    return tuple(
+        ChainCertificate(role, c.subject.rfc4514_string(), *_validity(c), _sha256(c))
+        for role, c in zip(roles, certs, strict=True)
     )
 
 
