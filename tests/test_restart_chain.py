@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from zcbench.auditlog import events_frame, to_polars
 from zcbench.auditlog.boot import boot_record_of, start_state_of
 from zcbench.auditlog.checkpoint import parse_checkpoint_note
+from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.listing import describe_body
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
 from zcbench.errors import UsageError
@@ -91,6 +94,12 @@ def test_a_continuing_run_carries_the_position_and_names_its_predecessor(
     journal = (second / "journal.jsonl").read_text().splitlines()
     assert json.loads(journal[0])["continues"] == str(first.resolve())
     assert all(json.loads(line)["event"] != "order" for line in journal[1:])
+
+    # the readers tell the start state from a batch
+    assert "venue state at start (paper): positions AAA +7" in describe_body(
+        next(r for r, _ in iter_records(second) if r.index == 1))
+    assert to_polars(second)["events"][1] is None
+    assert events_frame(second).height == events_frame(first).height
 
     # replay feeds the start state first: the strategy sees the same position, same signals
     report = replay_log(second, build=image, trust="dev")

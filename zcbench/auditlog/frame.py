@@ -65,9 +65,12 @@ def iter_records(
 
 
 def strategy_summary(record: Record) -> Mapping[str, Any] | None:
-    """Default decoder: event count and symbols of IN batches, signal count and symbols of OUT."""
-    from zcbench.strategy import decode_batch, decode_signals
+    """Default decoder: event count and symbols of IN batches, signal count and symbols of OUT
+    (None for the other IN records: feedback, a venue state at start)."""
+    from zcbench.strategy import decode_batch, decode_signals, is_context, is_start
 
+    if record.kind == "in" and (is_start(record.body) or is_context(record.body)):
+        return None
     if record.kind == "in":
         events = decode_batch(record.body).events
         symbols = sorted(events.get_column("symbol").unique().to_list())
@@ -126,11 +129,11 @@ def to_polars(
 
 def events_frame(path: str | Path) -> pl.DataFrame:
     """Every event of every IN batch, with ``log_index`` and ``seq`` columns in front."""
-    from zcbench.strategy import decode_batch
+    from zcbench.strategy import decode_batch, is_context, is_start
 
     frames = []
     for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"in"}))):
-        if record.kind == "in":
+        if record.kind == "in" and not (is_start(record.body) or is_context(record.body)):
             events = decode_batch(record.body).events
             frames.append(events.select(
                 pl.lit(record.index, pl.UInt64).alias("log_index"),

@@ -80,9 +80,21 @@ def _price(ticks: int | None) -> str:
 
 def describe_body(record: Record) -> str:
     """One line saying what ``record``'s body holds, decoded through ``zcbench.strategy``."""
-    from zcbench.strategy import decode_batch, decode_signals
+    from zcbench.strategy import decode_batch, decode_signals, is_context, is_start
 
     try:
+        if record.kind == "in" and is_start(record.body):
+            from zcbench.strategy import decode_start
+
+            state = decode_start(record.body)
+            held = ", ".join(f"{s} {q:+,}" for s, q in state.positions) or "none"
+            return (f"venue state at start ({state.venue}): positions {held}; "
+                    f"{len(state.executions)} reports recovered, {len(state.open_orders)} "
+                    f"open orders, {len(state.not_acted)} signals not acted on")
+        if record.kind == "in" and is_context(record.body):
+            from zcbench.strategy import decode_context
+
+            return f"feedback: {len(decode_context(record.body).outcomes)} outcomes"
         if record.kind == "in":
             events = decode_batch(record.body).events
             symbols = ", ".join(sorted(events.get_column("symbol").unique().to_list()))

@@ -37,6 +37,13 @@ signals -> outcomes
 positions
     ``position_mismatch`` (positions recomputed from the statement's fills differ from those
     recomputed from the journals' fills, or from the last run's summary).
+a chain of runs (DESIGN.md, "Restart continuity")
+    ``chain_broken`` (a run whose boot names a previous run that is not the one before it in
+    the chain, with its final checkpoint and positions: ``zcbench.host.restart.check_link``).
+    A continuing run's start state (its signed first IN record) is the record of what its
+    predecessors' crash windows left: the reports, orders and unacted signals it names are
+    not named ``not_journaled``, ``missing_in_journal`` or ``no_outcome``; an ExecID recorded
+    in two journals, or in a journal and a start state, is ``repeated_exec_id``.
 """
 
 from __future__ import annotations
