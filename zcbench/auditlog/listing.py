@@ -103,10 +103,19 @@ def describe_feedback(body: bytes) -> str:
 
 def describe_body(record: Record) -> str:
     """One line saying what ``record``'s body holds, decoded through ``zcbench.strategy``: a
-    batch's events, a feedback record's outcomes and positions, or the signals."""
-    from zcbench.strategy import decode_batch, decode_signals, is_context
+    batch's events, a venue state at start, a feedback record's outcomes and positions, or the
+    signals."""
+    from zcbench.strategy import decode_batch, decode_signals, is_context, is_start
 
     try:
+        if record.kind == "in" and is_start(record.body):
+            from zcbench.strategy import decode_start
+
+            state = decode_start(record.body)
+            held = ", ".join(f"{s} {q:+,}" for s, q in state.positions) or "none"
+            return (f"venue state at start ({state.venue}): positions {held}; "
+                    f"{len(state.executions)} reports recovered, {len(state.open_orders)} "
+                    f"open orders, {len(state.not_acted)} signals not acted on")
         if record.kind == "in" and is_context(record.body):
             return describe_feedback(record.body)
         if record.kind == "in":
