@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import ssl
 import time
@@ -19,7 +20,7 @@ from test_serve_support import IndependentTlogClient, RunningServer, fake_boot_k
 from zcbench.auditlog.records import decode_record
 from zcbench.errors import DataError
 from zcbench.serve.app import ServeConfig
-from zcbench.serve.control import ControlSocket
+from zcbench.serve.control import ControlSocket, control_socket
 from zcbench.serve.readers import Readers, add_reader
 
 
@@ -161,8 +162,10 @@ def test_a_live_enclave_answers_and_attestations_are_rate_limited(world: dict[st
         assert other.status_code == 200
         # out of scope for lp-a: run-b (the newest live run is attested)
         control_b = ControlSocket(world["b"].run)
-        time.sleep(0.02)
         control_b.open(attest)
+        # run-b's socket is the newer one whatever the clock's resolution
+        newer = control_socket(world["a"].run).stat().st_mtime_ns + 10**9
+        os.utime(control_socket(world["b"].run), ns=(newer, newer))
         try:
             response = _get(world, "/.well-known/zcbench/attestation?nonce=" + "ef" * 16,
                             world["tokens"]["a"])
