@@ -299,7 +299,7 @@ def test_the_lp_report_shows_an_snp_report_through_the_report_path(tmp_path: Pat
     assert ["MEASUREMENT", MILAN_REPORT[0x90:0xC0].hex(), MILAN_REPORT[0x90:0xC0].hex(),
             "match"] in page.rows  # fmt: skip
     assert "tee sev-snp" in page.text
-    command = (f"zcbench verify attestation report.bin --commitment commitment.json "
+    command = (f"zcbench verify attestation report.bin --commitment build/commitment.json "
                f"--report-data {MILAN_REPORT[0x50:0x90].hex()} --cert vcek.der --at")
     assert command in page.text
     assert "--trust" not in page.text.split(command)[1].split("zcbench log verify")[0]
