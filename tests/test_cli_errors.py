@@ -297,6 +297,13 @@ _TABLE: list[Any] = [
     (["evidence", "{run}", "--out", "{blocked}", "--trust", "dev"], 3),
     (["evidence", "verify", "{missing}"], 2),
     (["evidence", "verify", "{folder}"], 2),
+    # limits, kill, enable: only a live run takes a change; a malformed one is refused first
+    (["limits", "set", "{missing}", "--operator", "alice", "max_position=1"], 2),
+    (["limits", "set", "{folder}", "--operator", "alice", "max_pos=1"], 2),
+    (["limits", "set", "{run}", "--operator", "alice", "max_position=1"], 3),
+    (["limits", "show", "{missing}"], 2),
+    (["kill", "{run}", "--operator", "alice"], 3),
+    (["enable", "{missing}", "--operator", "alice"], 2),
     (["report", "{missing}"], 2),
     (["report", "{text}"], 2),
     (["report", "{build}"], 2),
