@@ -154,6 +154,17 @@ def test_evidence_of_another_tee_than_committed_fails_check_tee(tmp_path: Path) 
     assert "Failed check: tee" in _Text(panel.banner.value).text
 
 
+def test_garbage_for_an_snp_commitment_is_a_failed_verdict_not_a_crash(tmp_path: Path) -> None:
+    commitment = _commitment(tmp_path / "build", "sev-snp", {"measurement": bytes(48)})
+    panel = _panel(tmp_path, b"\xff" * 100, commitment, AT_MILAN)
+    result = panel.request()
+    assert result is not None
+    assert (result.tee, result.tee_verdict.failed_check) == ("sev-snp", "decode")
+    assert "Failed check: decode" in _Text(panel.banner.value).text
+    assert ["MEASUREMENT", bytes(48).hex(), "—", "MISSING"] in _Text(panel.pcrs.value).rows
+    assert "no certificate chain" in panel.chain.value
+
+
 def test_an_snp_export_re_verifies_with_only_its_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
