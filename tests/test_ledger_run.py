@@ -150,3 +150,46 @@ def test_every_acknowledged_entry_survives_a_kill(tmp_path: Path) -> None:
         assert ledger.size >= acknowledged + 1
         ledger.announce(hashlib.sha384(b"after").digest(), b"\x02" * 32, notice_ns=0)
     assert check_ledger(ledger_dir).ok
+
+
+def test_control_records_are_ledger_entries_in_order(tmp_path: Path) -> None:
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.host.controls import is_control
+    from zcbench.ledger import LedgerRuleError
+    from zcbench.ledger.entries import ControlEntry
+
+    pcr0 = IMAGE.expected_pcrs()[0]
+    ledger_dir = tmp_path / "ledger"
+    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
+                commitment_sha256=b"\x01" * 32).close()
+    run = tmp_path / "run"
+    hook = LedgerRunHook(ledger_dir, run, checkpoint_interval_s=0.0)
+    summary = run_live(IMAGE, run, _source(), on_booted=hook.booted, on_progress=hook.progress,
+                       operator="dora",
+                       on_control=lambda i, leaf, c: hook.control(i, leaf, c.action,
+                                                                  c.operator))
+    assert summary.status == "completed", summary.reason
+    hook.end()
+    [(index, leaf)] = [(r.index, lf) for r, lf in iter_records(run)
+                       if r.kind == "note" and is_control(r.body)]
+    with Ledger.open(ledger_dir) as ledger:
+        [info] = ledger.state.runs.values()
+        [(_, entry)] = info.controls
+        assert (entry.log_index, entry.leaf_sha256, entry.action, entry.operator) == (
+            index, bytes(leaf), "start", "dora")
+    assert main(["ledger", "verify", str(ledger_dir)]) == 0
+    # the rules: a change before a start, a start twice, or going back is refused
+    other = tmp_path / "other"
+    Ledger.init(other, origin=ORIGIN, genesis_pcr0=pcr0, commitment_sha256=b"\x01" * 32).close()
+    hook2 = LedgerRunHook(other, tmp_path / "run2", checkpoint_interval_s=0.0)
+    run_live(IMAGE, tmp_path / "run2", _source(), on_booted=hook2.booted)
+    with Ledger.open(other) as ledger:
+        origin = hook2.origin
+        with pytest.raises(LedgerRuleError, match="before the run's start record"):
+            ledger.append(ControlEntry(origin, 5, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        ledger.append(ControlEntry(origin, 1, b"\x02" * 32, "start", "dora"), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="after its start record"):
+            ledger.append(ControlEntry(origin, 7, b"\x02" * 32, "start", "dora"), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="go forward"):
+            ledger.append(ControlEntry(origin, 1, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        ledger.append(ControlEntry(origin, 9, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)

@@ -40,7 +40,7 @@ from zcbench.auditlog._fs import FileSystem
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
-from zcbench.host.controls import apply_control, encode_control, limits_of
+from zcbench.host.controls import ControlRecord, apply_control, encode_control, limits_of
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
 from zcbench.host.feedback import FeedbackBuilder
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
@@ -126,6 +126,7 @@ class _Control:
     body: bytes
     limits: RiskLimits
     reason: str
+    record: ControlRecord | None = None
     done: threading.Event = field(default_factory=threading.Event)
     index: int | None = None
     error: str | None = None
@@ -197,6 +198,7 @@ def run_live(
     operator: str = "unnamed",
     clock_source: ClockSource | None = None,
     clock_every_s: float | None = 0.25,
+    on_control: Callable[[int, bytes, ControlRecord], None] | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -219,6 +221,8 @@ def run_live(
     bound, :class:`zcbench.evidence.HostClock`; on Nitro ``ClockBoundSource``) is read at the
     start, every ``clock_every_s`` and at the end, each reading a clock record in the log
     (:mod:`zcbench.evidence.clock`; None: no clock records, no record's time has a bound).
+    ``on_control(log_index, leaf, record)`` is called once each control record (the start
+    included) is durable and in force (the ledger's ``control`` entries).
     Raises only for problems before the run starts (a missing image, a used run folder, an
     enclave that does not boot or whose boot document does not verify); afterwards every fault
     ends the run with a summary saying how.
@@ -276,6 +280,7 @@ def run_live(
             FeedbackBuilder(execution) if feedback else None,
         )
         pipe.start_record(operator)
+        pipe.on_control = on_control
         pipe.clock_source = clock_source
         pipe.clock_every_ns = None if clock_every_s is None else int(clock_every_s * 1e9)
         if on_booted is not None:
@@ -426,6 +431,7 @@ class _Pipeline:
         self.t0 = time.monotonic()
         self.limits_logged = execution.limits  # after every control sent so far (under order)
         self._start: _Control | None = None
+        self.on_control: Callable[[int, bytes, ControlRecord], None] | None = None
         self.clock_source: ClockSource | None = None
         self.clock_every_ns: int | None = None  # None: no clock records (run_live sets it)
         self._clock_due = 0  # monotonic ns of the next clock record
@@ -468,7 +474,7 @@ class _Pipeline:
         record, limits = apply_control(
             self.execution.limits, "start", operator=operator, requested_ns=self.clock()
         )
-        self._start = _Control(encode_control(record), limits, "")
+        self._start = _Control(encode_control(record), limits, "", record)
 
     def control(self, action: str, operator: str, values: Mapping[str, int] | None,
                 reason: str, timeout: float) -> tuple[int, dict[str, int]]:
@@ -480,7 +486,7 @@ class _Pipeline:
                 values=values, reason=reason,
             )
             why = f"engaged by {operator}" + (f": {reason}" if reason else "")
-            item = _Control(encode_control(record), limits, why)
+            item = _Control(encode_control(record), limits, why, record)
             if not self._put(item):
                 raise EnvError("the run has ended; its limits can no longer change")
             self.limits_logged = limits
@@ -698,6 +704,8 @@ class _Pipeline:
             self.execution.killed = None
         item.index = index
         item.done.set()
+        if self.on_control is not None and item.record is not None:
+            self.on_control(index, bytes(reply["leaf"]), item.record)
 
     def _stage_feedback(self, item: _Feedback) -> None:
         reply = self._reply(item.seq)

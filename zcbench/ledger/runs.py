@@ -4,7 +4,9 @@
   document verified (it appends ``run-start`` with the boot document's hash, the run log's
   origin and vkey, the PCR0 and the previous run's last checkpoint, gets it witnessed when a
   policy is given, then passes the gate), :meth:`~LedgerRunHook.progress` as batches go (a
-  ``run-checkpoint`` at most every ``checkpoint_interval_s``), :meth:`~LedgerRunHook.end`
+  ``run-checkpoint`` at most every ``checkpoint_interval_s``), :meth:`~LedgerRunHook.control`
+  for each control record of the run's limits (a ``control`` entry: the record's log index and
+  leaf hash, the action and the operator), :meth:`~LedgerRunHook.end`
   after the run (``run-end`` with the final checkpoint and the SHA-256 of ``summary.json``).
   The run log's checkpoints are read from the run folder the host writes; the ledger key is
   asked for as the run's PCR0, so a build the ledger does not allow now cannot even write.
@@ -35,7 +37,7 @@ from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import log_verifier, parse_checkpoint_note
 from zcbench.auditlog.merkle import leaf_hash
 from zcbench.ledger._errors import ServeRefused
-from zcbench.ledger.entries import RunCheckpointEntry, RunEndEntry, RunStartEntry
+from zcbench.ledger.entries import ControlEntry, RunCheckpointEntry, RunEndEntry, RunStartEntry
 from zcbench.ledger.policy import TlogPolicy, check_quorum
 from zcbench.ledger.rules import LedgerState
 from zcbench.ledger.store import Ledger, checkpoint_of
@@ -166,6 +168,15 @@ class LedgerRunHook:
         self._last_at = self.monotonic()
         self._last_size = parse_checkpoint_note(note).size
         self.appended.append("run-checkpoint")
+
+    def control(self, log_index: int, leaf: bytes, action: str, operator: str) -> None:
+        """Append a ``control`` entry for the run's control record at ``log_index``."""
+        if not self.origin:
+            return
+        with Ledger.open(self.ledger_dir) as ledger:
+            ledger.append(ControlEntry(self.origin, log_index, bytes(leaf), action, operator),
+                          pcr0=self.pcr0, at_ns=self.clock())
+        self.appended.append("control")
 
     def after(self, first: Callable[[Any], None]) -> Callable[[Any], None]:
         """A progress callback calling ``first``, then :meth:`progress`."""
