@@ -29,7 +29,7 @@ from zcbench.channel import HEADER, Message, memory_pair
 from zcbench.cli import main
 from zcbench.enclave import EnclaveRuntime
 from zcbench.errors import EnvError
-from zcbench.host import ExecutionLayer, HostLog, MarketDataProxy, ReplaySource
+from zcbench.host import ExecutionLayer, HostLog, MarketDataProxy, ReplaySource, RunProgress
 from zcbench.host.execution import read_journal
 from zcbench.host.launcher import launch_local
 from zcbench.host.live import (
@@ -404,18 +404,26 @@ def test_attest_during_a_run_and_after_the_last_batch(tmp_path: Path) -> None:
     chunks = (events.slice(i, 50) for i in range(0, events.height, 50))
     source = LiveSource(chunks, BatchSpec(count=250), rate=1.0)
     got: dict[str, bytes] = {}
+    batches_logged = threading.Event()
 
     def lp(handle: RunHandle) -> None:
-        time.sleep(1.0)
-        got["doc"] = handle.attest(b"lp-nonce-1")
+        # mid-run: once batches are logged, while the source still has most of its 30 s
+        if batches_logged.wait(120):
+            got["doc"] = handle.attest(b"lp-nonce-1")
         handle.stop()
 
     def on_booted(handle: RunHandle) -> None:
         threading.Thread(target=lp, args=(handle,), daemon=True).start()
 
+    def on_progress(progress: RunProgress) -> None:
+        if progress.batches > 0:  # reported every 20 batches
+            batches_logged.set()
+
     summary = run_live(
-        image, tmp_path / "run", source, on_booted=on_booted, final_attest_nonce=b"final-nonce"
+        image, tmp_path / "run", source, on_booted=on_booted, on_progress=on_progress,
+        final_attest_nonce=b"final-nonce"
     )
+    assert "doc" in got, "no batch was logged within 120 s"
     assert summary.status == "stopped", summary.reason
     assert summary.attestation == "attestation.cbor"
     boot = parse_document((tmp_path / "run" / "boot.cbor").read_bytes())

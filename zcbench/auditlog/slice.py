@@ -251,6 +251,6 @@ def check_slice_bytes(
             state.warnings.append("the known checkpoint is older; consistency is not proven "
                                   "by a slice")
     b64 = base64.b64encode(root).decode()
-    return state.report("intact", f"intact: {state.count} records ({sliced.selection}) "
+    return state.report("intact", f"{state.count} records ({sliced.selection}) "
                                   f"included under the signed checkpoint {state.origin} size "
                                   f"{size} root {b64}")

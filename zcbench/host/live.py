@@ -34,10 +34,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from zcbench.auditlog._fs import FileSystem
-from zcbench.channel import ChannelClosed, Connection, FrameError, Message
+from zcbench.channel import ChannelClosed, Connection, FrameError, Message, error_message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
 from zcbench.host.controls import ControlRecord, apply_control, encode_control, limits_of
@@ -52,6 +52,7 @@ from zcbench.host.summary import RunProgress, RunSummary
 
 if TYPE_CHECKING:
     from zcbench.evidence.clock import ClockSource
+    from zcbench.host.restart import Continuation
     from zcbench.keys import KeyBroker
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "EnclaveImage",
     "ModuleImage",
     "RunHandle",
+    "RunLedger",
     "RunProgress",
     "RunSummary",
     "run_live",
@@ -109,6 +111,11 @@ class _Note:
 
     body: bytes
     clock: bool = False
+
+
+@dataclass
+class _LedgerAsk:
+    """A run-checkpoint asked of the enclave's ledger, answered in order with the batches."""
 
 
 @dataclass
@@ -195,10 +202,11 @@ def run_live(
     log_fs: FileSystem | None = None,
     venue: Venue | None = None,
     feedback: bool = False,
+    ledger: RunLedger | None = None,
+    continuation: Continuation | None = None,
     operator: str = "unnamed",
     clock_source: ClockSource | None = None,
     clock_every_s: float | None = 0.25,
-    on_control: Callable[[int, bytes, ControlRecord], None] | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -215,14 +223,20 @@ def run_live(
     strategy's signals since the previous one, its positions and the limits as an IN record and
     hand them to the strategy (``zcbench.host.feedback``); batches then go one at a time (the
     next is sent once the previous one's signals were acted on), so a strategy sees in its
-    next batch what became of its last signals. ``operator``: who starts the run, named in its
+    next batch what became of its last signals. ``ledger``: the strategy's ledger
+    (:class:`zcbench.ledger.runs.LedgerRunHook`): right after boot the enclave is handed the
+    ledger and appends its run-start (it serves only once its gate passed; a refusal raises
+    before anything is served), run-checkpoints are asked for as the run goes and the run-end
+    after the summary is written. ``continuation``
+    (``zcbench.host.restart.continue_run``): this run continues that one; its boot names the
+    previous run's final checkpoint and positions, and its first IN record is the venue's
+    state at start, from which the execution layer's positions start.
+    ``operator``: who starts the run, named in its
     first control record (the limits in force at the start; later changes go through
     :meth:`RunHandle.control`). ``clock_source`` (default the host's clock with the kernel's
     bound, :class:`zcbench.evidence.HostClock`; on Nitro ``ClockBoundSource``) is read at the
     start, every ``clock_every_s`` and at the end, each reading a clock record in the log
     (:mod:`zcbench.evidence.clock`; None: no clock records, no record's time has a bound).
-    ``on_control(log_index, leaf, record)`` is called once each control record (the start
-    included) is durable and in force (the ledger's ``control`` entries).
     Raises only for problems before the run starts (a missing image, a used run folder, an
     enclave that does not boot or whose boot document does not verify); afterwards every fault
     ends the run with a summary saying how.
@@ -248,6 +262,7 @@ def run_live(
             enclave_env=enclave_env,
             log_fs=log_fs,
             image_args=image_args,
+            previous=continuation.link if continuation is not None else None,
         )
     except BaseException:
         _discard_unstarted(run_dir, created)
@@ -257,12 +272,20 @@ def run_live(
     assert log is not None
     assert booted is not None
     try:
+        if ledger is not None:
+            ledger.gate(_exchange(conn, broker, reply_timeout), booted["origin"])
         journal = Journal.create(
-            run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe()
+            run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe(),
+            continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
         )
         execution = ExecutionLayer(
             limits or RiskLimits(), journal, venue=venue, order_prefix=run_id
         )
+        if continuation is not None:
+            from zcbench.host.restart import log_start_state
+
+            running = True  # the venue session resumes here: what it sends is kept
+            log_start_state(conn, log, execution, continuation, timeout=reply_timeout)
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
         )
@@ -278,9 +301,9 @@ def run_live(
             on_progress,
             stop or threading.Event(),
             FeedbackBuilder(execution) if feedback else None,
+            ledger,
         )
         pipe.start_record(operator)
-        pipe.on_control = on_control
         pipe.clock_source = clock_source
         pipe.clock_every_ns = None if clock_every_s is None else int(clock_every_s * 1e9)
         if on_booted is not None:
@@ -295,7 +318,6 @@ def run_live(
                 (run_dir / "attestation.cbor").write_bytes(attestation)
             except EnvError as exc:
                 reason += f"; no final attestation: {exc}"
-        session.shutdown(status)
         unwritten: list[str] = []
         try:
             execution.close()
@@ -340,6 +362,9 @@ def run_live(
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
         except OSError as exc:
             unwritten.append(f"summary.json ({exc.strerror or type(exc).__name__})")
+        if ledger is not None:
+            _end_ledger(ledger, conn, broker, enclave)
+        session.shutdown(status)
         if unwritten:
             raise EnvError(
                 f"run {run_id} {status}: {reason}; could not write {', '.join(unwritten)}; the "
@@ -347,9 +372,59 @@ def run_live(
             )
         return summary
     finally:
+        if ledger is not None:
+            ledger.close()
         session.close()
         if not running:
             _discard_unstarted(run_dir, created)
+
+
+class RunLedger(Protocol):
+    """The ledger side of a live run (:class:`zcbench.ledger.runs.LedgerRunHook`)."""
+
+    def gate(self, exchange: Callable[[Message], Message], run_origin: str) -> None: ...
+
+    def due(self) -> bool: ...
+
+    def appended_reply(self, reply: Message) -> None: ...
+
+    def end(self, exchange: Callable[[Message], Message]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _exchange(
+    conn: Connection, broker: KeyBroker | None, timeout: float
+) -> Callable[[Message], Message]:
+    """Send one message and return the enclave's reply, relaying a key request in between
+    (a refusal reaches the enclave as an error frame)."""
+    from zcbench.host._boot import release_key
+    from zcbench.keys import KeyReleaseRefused
+
+    def exchange(message: Message) -> Message:
+        conn.send(message)
+        reply = conn.recv(timeout=timeout)
+        if reply.type == "key_request":
+            try:
+                answer = release_key(reply, broker)
+            except KeyReleaseRefused:
+                answer = error_message("refused", "the key broker refused")
+            conn.send(answer)
+            reply = conn.recv(timeout=timeout)
+        return reply
+
+    return exchange
+
+
+def _end_ledger(
+    ledger: RunLedger, conn: Connection, broker: KeyBroker | None, enclave: EnclaveProcess
+) -> None:
+    """The run-end, when the enclave is still there to append it (else the run-start stays
+    open in the ledger, as after a crash)."""
+    if not enclave.alive() or conn.closed_reason is not None:
+        return
+    with contextlib.suppress(ZcbenchError, TimeoutError):
+        ledger.end(_exchange(conn, broker, 30.0))
 
 
 def _kept(status: str, reason: str, pipe: _Pipeline, log: HostLog) -> str:
@@ -405,7 +480,9 @@ class _Pipeline:
         on_progress: Callable[[RunProgress], None] | None,
         user_stop: threading.Event,
         feedback: FeedbackBuilder | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.user_stop = user_stop
         self.feedback = feedback
         self.acted = threading.Condition()
@@ -429,9 +506,9 @@ class _Pipeline:
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
+        self.market_ns = 0  # the newest event time acted on: the order-rate limit's clock
         self.limits_logged = execution.limits  # after every control sent so far (under order)
         self._start: _Control | None = None
-        self.on_control: Callable[[int, bytes, ControlRecord], None] | None = None
         self.clock_source: ClockSource | None = None
         self.clock_every_ns: int | None = None  # None: no clock records (run_live sets it)
         self._clock_due = 0  # monotonic ns of the next clock record
@@ -544,6 +621,7 @@ class _Pipeline:
                     self.proxy.stop()
                     return
                 self._send_drops(seq - 1)
+                self._ask_ledger()
                 self._send_clock()
                 fed = self._feedback_of(seq) if self.feedback is not None else None
                 if fed is False:
@@ -592,6 +670,15 @@ class _Pipeline:
         self.conn.send(Message("feedback", {"seq": item.seq, "body": item.body}))
         return True
 
+    def _ask_ledger(self) -> None:
+        """Ask the enclave for a run-checkpoint entry when one is due (in order with the
+        batches, so it covers only batches the host has logged when the reply is taken)."""
+        if self.ledger is None or not self.ledger.due():
+            return
+        with self.order:
+            if self._put(_LedgerAsk()):
+                self.conn.send(Message("ledger_checkpoint", {}))
+
     def _send_drops(self, after_seq: int) -> None:
         """Have the enclave log the batches the proxy dropped since the last batch sent."""
         report = self.proxy.take_drops()
@@ -636,6 +723,10 @@ class _Pipeline:
                 return "completed", "source exhausted"
             if isinstance(item, _Attest):
                 self._answer(item)
+                continue
+            if isinstance(item, _LedgerAsk):
+                assert self.ledger is not None
+                self.ledger.appended_reply(self._reply(-1))
                 continue
             if isinstance(item, _Control):
                 self._apply_control(item)
@@ -704,8 +795,6 @@ class _Pipeline:
             self.execution.killed = None
         item.index = index
         item.done.set()
-        if self.on_control is not None and item.record is not None:
-            self.on_control(index, bytes(reply["leaf"]), item.record)
 
     def _stage_feedback(self, item: _Feedback) -> None:
         reply = self._reply(item.seq)
@@ -797,7 +886,9 @@ class _Pipeline:
             # strategy rarely trades would keep them all: fold them into last prices regularly
             _ = self.execution.last_price
         now = self.clock()
-        self.execution.act(verified, now_ns=now)
+        if len(pb):  # an empty batch keeps the event clock where it was (as the backtest's)
+            self.market_ns = pb.newest_event_ns
+        self.execution.act(verified, now_ns=now, market_ns=self.market_ns)
         self.freshness.add(now - pb.received_ns)
         with self.acted:
             self.batches += 1
