@@ -111,6 +111,11 @@ def test_pack_of_an_archived_run_holds_each_part_and_each_command_verifies(
     assert (clock.filter(~pl.col("within_limit").fill_null(False))["flag"] != "").all()
     notes = [r for r, _ in iter_records(archived) if r.kind == "note"]
     assert sum(is_clock_note(r.body) for r in notes) >= 2
+    spread = json.loads((pack / "pack.json").read_text())["clock_distribution"]
+    assert (spread["records"], spread["bounded"], spread["limit_ns"]) == (
+        clock.height, bounded.height, 1_000_000)
+    assert spread["within"] == bounded["within_limit"].sum()
+    assert spread["max_ns"] == (bounded["bound_ns"].max() if bounded.height else None)
     if bounded.height:  # this machine's kernel said it is synchronised
         assert bounded["source"].str.contains("checked against host CLOCK_REALTIME").all()
 
