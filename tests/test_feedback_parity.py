@@ -10,18 +10,21 @@ limit refuses the larger ones, so the context matters to what it signals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 import zcbench.examples.ma_crossover as crossover_module
+from zcbench.auditlog import events_frame, list_records, outcomes_frame, positions_frame, to_polars
 from zcbench.auditlog.frame import iter_records
 from zcbench.backtest import BacktestConfig, backtest_log, prepare, run_backtest
+from zcbench.cli import main
 from zcbench.examples import MACrossover, MACrossoverParams
 from zcbench.host import ReplaySource
 from zcbench.host.execution import RiskLimits, read_journal
-from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.live import ModuleImage, RunSummary, run_live
 from zcbench.host.replay import replay_log
 from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
 from zcbench.strategy import Context, decode_context, decode_signals, is_context
@@ -49,14 +52,20 @@ def _contexts(records: list[tuple[int, str, int, bytes]]) -> list[Context]:
     return [decode_context(b) for _, kind, _, b in records if kind == "in" and is_context(b)]
 
 
-@pytest.mark.slow
-def test_backtest_live_and_replay_give_the_same_records_and_fills(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class _World:
+    bars: pl.DataFrame
+    limits: RiskLimits
+    image: ModuleImage
+    run: Path
+    summary: RunSummary
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> _World:
+    # one live run for both tests would need one zcbench home (a test's own): run it per test
     bars = _bars()
     limits = _limits(bars)
-    strategy = MACrossover(MACrossoverParams(**PARAMS))
-    data = prepare(bars, strategy.fields(), SPEC)
-    expected = backtest_log(strategy, data, limits=limits, order_prefix="run-parity")
-
     run = tmp_path / "run"
     image = ModuleImage(Path(crossover_module.__file__), PARAMS)
     summary = run_live(
@@ -64,6 +73,17 @@ def test_backtest_live_and_replay_give_the_same_records_and_fills(tmp_path: Path
         feedback=True, run_id="run-parity",
     )
     assert summary.status == "completed", summary.reason
+    return _World(bars, limits, image, run, summary)
+
+
+@pytest.mark.slow
+def test_backtest_live_and_replay_give_the_same_records_and_fills(
+    world: _World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strategy = MACrossover(MACrossoverParams(**PARAMS))
+    data = prepare(world.bars, strategy.fields(), SPEC)
+    expected = backtest_log(strategy, data, limits=world.limits, order_prefix="run-parity")
+    run, summary = world.run, world.summary
     logged = [(r.index, r.kind, r.seq, r.body) for r, _ in iter_records(run) if r.kind != "boot"]
     backtest = [(r.index, r.kind, r.seq, r.body) for r in expected.records]
     assert len(logged) == len(backtest)
@@ -86,9 +106,53 @@ def test_backtest_live_and_replay_give_the_same_records_and_fills(tmp_path: Path
     assert summary.positions == expected.positions
 
     # replay re-feeds the feedback and gets every OUT record byte for byte
-    report = replay_log(run, build=image, trust="dev")
+    report = replay_log(run, build=world.image, trust="dev")
     assert report.verified, report.message
     assert (report.skipped, report.matched) == (0, summary.batches)
+    # and the log's surfaces name the feedback records as such
+    _check_surfaces(world, tmp_path, capsys)
+
+
+def _check_surfaces(world: _World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Listings, ``log show``, the DataFrame API and export tell feedback records apart."""
+    run = world.run
+    records = [r for r, _ in iter_records(run)]
+    fed = [r for r in records if r.kind == "in" and is_context(r.body)]
+    batches = [r for r in records if r.kind == "in" and not is_context(r.body)]
+    assert fed
+    assert batches
+    # the listing says what a feedback record holds, not "N events"
+    listing = list_records(run, limit=None)
+    summaries = {row.index: row.summary for row in listing.rows}
+    for r in fed:
+        context = decode_context(r.body)
+        assert summaries[r.index].startswith(f"feedback for batch {context.seq}: ")
+    refused = next(r for r in fed if decode_context(r.body).refusals())
+    assert "by max_notional" in summaries[refused.index]
+    assert all(summaries[r.index].endswith("events: MSFT") for r in batches)
+    assert main(["log", "show", str(run), "--limit", "0"]) == 0
+    assert f"feedback for batch {decode_context(refused.body).seq}" in capsys.readouterr().out
+    # the DataFrame API: feedback rows flagged, events only from batches, outcomes decoded
+    frame = to_polars(run)
+    flagged = frame.filter(pl.col("feedback").fill_null(False)).get_column("index").to_list()
+    assert flagged == [r.index for r in fed]
+    events = events_frame(run)
+    assert events.height == world.bars.height
+    assert set(events.get_column("log_index").to_list()) == {r.index for r in batches}
+    outcomes = outcomes_frame(run)
+    signed = [o for r in fed for o in decode_context(r.body).outcomes]
+    assert outcomes.height == len(signed) == read_journal(run).rows.height
+    assert outcomes.filter(pl.col("status") == "refused").get_column("limit").unique().to_list() \
+        == ["max_notional"]
+    positions = positions_frame(run)
+    last = positions.filter(pl.col("log_index") == fed[-1].index)
+    assert dict(zip(last["symbol"], last["position"], strict=True)) == world.summary.positions
+    # export by symbol keeps feedback records (their symbols are their outcomes')
+    out = tmp_path / "slice.tlog"
+    assert main(["log", "export", str(run), "--symbol", "MSFT", "--out", str(out),
+                 "--trust", "dev"]) == 0
+    kept = [r for r, _ in iter_records(out) if r.kind == "in" and is_context(r.body)]
+    assert len(kept) == len(fed)
 
 
 def test_run_backtest_feeds_a_context_strategy_through_the_same_loop() -> None:

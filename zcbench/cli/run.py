@@ -66,6 +66,9 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    p.add_argument("--operator", default=None, metavar="NAME",
+                   help="who starts the run, named in its signed record of the limits in force "
+                   "(default: the login name); change them later with zcbench limits set")
     p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
                    help="the strategy's ledger: run-start, checkpoints and run-end go there, and "
                    "the run serves only if the ledger allows its PCR0 now")
@@ -87,6 +90,13 @@ def register(sub: Any) -> None:
         help="continue the run in RUN_DIR (ended or killed): the boot names its final "
         "checkpoint and positions, the venue's state at start is the first IN record, a FIX "
         "session resumes with its sequence numbers, and --data resumes after its last batch",
+    )
+    p.add_argument(
+        "--no-feedback",
+        action="store_true",
+        help="do not log the outcomes of the strategy's signals, its positions and the limits "
+        "as IN records before each batch (feedback is on by default; without it batches are "
+        "pipelined and a strategy taking a context gets None)",
     )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
@@ -207,6 +217,8 @@ def _handle(args: argparse.Namespace) -> int:
             venue=venue,
             ledger=hook,
             continuation=continuation,
+            feedback=not args.no_feedback,
+            operator=args.operator or _login_name(),
         )
     finally:
         control.close()
@@ -216,6 +228,15 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return _exit_code(summary.status, summary.reason)
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name for this uid (a container): say so
+        return "unnamed"
 
 
 def _exit_code(status: str, reason: str) -> int:
