@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _seaweed import SeaweedS3
+from _seaweed import SeaweedS3, running_seaweed
 from botocore.exceptions import ClientError
 from live_world import LiveWorld
 
