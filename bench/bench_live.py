@@ -294,9 +294,8 @@ def _dropped_in_log(run: Path) -> int:
 
     from zcbench.auditlog.frame import iter_records
 
-    return sum(
-        cbor2.loads(r.body)["batches"] for r, _ in iter_records(run) if r.kind == "note"
-    )
+    notes = (cbor2.loads(r.body) for r, _ in iter_records(run) if r.kind == "note")
+    return sum(n["batches"] for n in notes if n["note"] == "dropped")
 
 
 _RSS_RUN = """

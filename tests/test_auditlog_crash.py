@@ -1,12 +1,14 @@
-"""Crash suite: writer processes SIGKILLed at random points, then recovery and verification.
+"""Crash suite: writer processes SIGKILLed at chosen points, then recovery and verification.
 
-One helper process (single-threaded, so forking is safe) forks a writer per trial and kills it
-with SIGKILL after a random delay, for most trials counted from its first acknowledgement (so a
-loaded machine still kills mid-log). The writer writes through a file system that splits every
-write into small pieces, so a kill often lands inside a frame; after each fsync it reports the
-acknowledged size on a pipe, and after each stored checkpoint its size. For every trial:
-recovery is never fatal, never loses an acknowledged record or a stored checkpoint, and the log
-it leaves verifies. (A kill leaves the page cache intact, so it cannot catch a missing fsync;
+One helper process (single-threaded, so forking is safe) forks a writer per trial. The writer
+writes through a file system that splits every write into small pieces and, at a kill point
+drawn for the trial (counted in bytes written, then a few file-system calls on, so some kills
+land after an fsync, a file creation or a folder sync), reports that it is there and waits; the
+helper SIGKILLs it on that report. A kill therefore lands where it was meant to, inside a frame
+or between calls, however loaded the machine. The writer also reports the acknowledged size on
+a pipe after each fsync, and after each stored checkpoint its size. For every trial: recovery is
+never fatal, never loses an acknowledged record or a stored checkpoint, and the log it leaves
+verifies. (A kill leaves the page cache intact, so it cannot catch a missing fsync;
 test_auditlog_storage.py shows that at the file-system interface.)
 """
 
@@ -28,7 +30,7 @@ from zcbench.errors import EnvError
 TRIALS = 200
 
 _WRITER = r"""
-import json, os, random, signal, sys, time
+import json, os, random, signal, sys
 from pathlib import Path
 
 import cbor2
@@ -46,34 +48,61 @@ boot = cbor2.dumps({"pk": signer.public_key_spki_der, "pcr0": bytes(range(48)),
                     "run": "crash", "trusted": True}, canonical=True)
 
 
+class KillPoint:
+    # Where the writer stops to be killed: the first file-system step once ``after_bytes``
+    # bytes are written, then ``extra_steps`` steps on. It reports "K" and waits for SIGKILL.
+    def __init__(self, out_fd, after_bytes, extra_steps):
+        self.out_fd, self.after_bytes, self.extra = out_fd, after_bytes, extra_steps
+        self.written = 0
+
+    def step(self, wrote=0):
+        self.written += wrote
+        if self.written < self.after_bytes:
+            return
+        if self.extra:
+            self.extra -= 1
+            return
+        os.write(self.out_fd, b"K\n")
+        while True:
+            signal.pause()
+
+
 class Chunky:
-    def __init__(self, inner, piece):
-        self.inner, self.piece = inner, piece
+    def __init__(self, inner, piece, kill):
+        self.inner, self.piece, self.kill = inner, piece, kill
 
     def write(self, data):
         for i in range(0, len(data), self.piece):
             self.inner.write(data[i:i + self.piece])
+            self.kill.step(len(data[i:i + self.piece]))
 
     def fsync(self):
         self.inner.fsync()
+        self.kill.step()
 
     def close(self):
         self.inner.close()
 
 
 class ChunkyFs(OsFileSystem):
-    def __init__(self, piece):
-        self.piece = piece
+    def __init__(self, piece, kill):
+        self.piece, self.kill = piece, kill
 
     def open_append(self, path, *, create):
-        return Chunky(super().open_append(path, create=create), self.piece)
+        opened = Chunky(super().open_append(path, create=create), self.piece, self.kill)
+        self.kill.step()
+        return opened
+
+    def fsync_dir(self, path):
+        super().fsync_dir(path)
+        self.kill.step()
 
 
-def writer(folder, out_fd, piece, segment_bytes):
+def writer(folder, out_fd, piece, segment_bytes, kill):
     report = lambda text: os.write(out_fd, text.encode())
     enclave = EnclaveLogState(signer)
     host = HostLogWriter.create(folder, signer.public_key_spki_der, origin,
-                                fs=ChunkyFs(piece), segment_bytes=segment_bytes)
+                                fs=ChunkyFs(piece, kill), segment_bytes=segment_bytes)
     step = enclave.boot(boot, time_ns=1)
     for seq in range(100000):
         host.store.append(step.records)
@@ -88,29 +117,27 @@ for trial in range(trials):
     folder = base / ("t%03d" % trial)
     piece = rng.choice([1, 5, 64])
     segment_bytes = rng.choice([2000, 1 << 20])
-    delay = rng.uniform(0.0, 0.1)
-    after_progress = rng.random() < 0.75
+    # Most kills come after real progress; one in ten among the first records, where a kill
+    # can come before the first fsync or the first stored checkpoint.
+    after_bytes = rng.randrange(600) if rng.random() < 0.1 else rng.randrange(600, 12000)
+    extra_steps = rng.choice([0, 0, 1, 2])
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            writer(folder / "log", w, piece, segment_bytes)
+            writer(folder / "log", w, piece, segment_bytes, KillPoint(w, after_bytes, extra_steps))
         finally:
-            os._exit(0)
+            os._exit(3)  # the writer never ends on its own: it is killed at its kill point
     os.close(w)
     chunks = []
-    if after_progress:
-        # Most kills come after real progress, counted from the writer's first acknowledgement,
-        # so a loaded machine (slow start-up) still kills mid-log rather than before the log.
-        while b"\n" not in b"".join(chunks):
-            data = os.read(r, 65536)
-            if not data:
-                break
-            chunks.append(data)
-    time.sleep(delay)
+    while not b"".join(chunks).endswith(b"K\n"):  # the writer waits at its kill point
+        data = os.read(r, 65536)
+        if not data:
+            break
+        chunks.append(data)
     os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
     while True:
         data = os.read(r, 65536)
         if not data:
@@ -121,7 +148,9 @@ for trial in range(trials):
     acked = max([int(x[1:]) for x in lines if x.startswith("A")], default=0)
     checkpointed = max([int(x[1:]) for x in lines if x.startswith("C")], default=0)
     print(json.dumps({"folder": str(folder), "acked": acked, "checkpointed": checkpointed,
-                      "delay": delay}), flush=True)
+                      "at_kill_point": lines[-1:] == ["K"],
+                      "killed": os.WIFSIGNALED(status)
+                      and os.WTERMSIG(status) == signal.SIGKILL}), flush=True)
 """
 
 
@@ -137,6 +166,8 @@ def test_sigkilled_writers_recover_without_losing_acknowledged_records(tmp_path:
     outcomes: dict[str, int] = {}
     killed_mid_log = 0
     for trial in trials:
+        assert trial["at_kill_point"], trial
+        assert trial["killed"], trial
         run = Path(trial["folder"])
         log = run / "log"
         acked, checkpointed = trial["acked"], trial["checkpointed"]
@@ -169,9 +200,9 @@ def test_sigkilled_writers_recover_without_losing_acknowledged_records(tmp_path:
         if after.verified:
             assert after.classification in ("intact", "uncommitted_tail")
         assert recover(log).classification == "clean"
-    # The random delays must actually exercise both outcomes and kills after real progress.
+    # The kill points must actually exercise both outcomes and kills after real progress.
     assert killed_mid_log >= TRIALS // 2
-    # A kill inside a write is rare (1-3 in 128 here, fewer under load); injected torn tails are
-    # tested deterministically in test_auditlog_storage.py.
-    assert outcomes.get("torn_tail", 0) >= 1, outcomes
+    # Most kill points fall inside a frame and leave a torn tail (162 of 200 with this seed;
+    # injected torn tails are also tested in test_auditlog_storage.py).
+    assert outcomes.get("torn_tail", 0) >= TRIALS // 2, outcomes
     assert outcomes.get("clean", 0) >= 5, outcomes

@@ -1,6 +1,5 @@
-"""The log's surfaces name the IN records that are not market data: a feedback context and a
-continuing run's start state are described, flagged and searched by their own content (a batch
-decoder raised on both)."""
+"""The log's surfaces name a feedback IN record as such: described, flagged and searched by its
+outcomes and positions (a batch decoder raised on it)."""
 
 from __future__ import annotations
 
@@ -14,11 +13,8 @@ from zcbench.strategy import (
     Batch,
     Context,
     Outcome,
-    StartOrder,
-    StartState,
     encode_batch,
     encode_context,
-    encode_start,
 )
 
 
@@ -42,15 +38,6 @@ def test_a_feedback_record_is_described_by_its_outcomes_and_positions() -> None:
     assert strategy_symbols(record) == {"AAA", "BBB", "CCC"}
     assert strategy_summary(record) == {"feedback": True, "outcomes": 2,
                                         "symbols": ["AAA", "BBB", "CCC"]}
-
-
-def test_a_start_record_is_described_by_the_venue_state() -> None:
-    order = StartOrder("run-a-5-0", "AAA", "buy", 100, 60, 5, 0)
-    record = _in(encode_start(StartState("paper", (("BBB", 30),), (order,))), seq=0)
-    text = describe_body(record)
-    assert text.startswith("venue state at start (paper): positions BBB +30; 1 open orders")
-    assert strategy_symbols(record) == {"AAA", "BBB"}
-    assert strategy_summary(record) == {"start": True, "symbols": ["AAA", "BBB"]}
 
 
 def test_a_batch_is_still_its_events() -> None:

@@ -49,7 +49,7 @@ def _state() -> StartState:
         positions=(("BBB", -5), ("AAA", 103)),
         open_orders=(StartOrder("run-a-9-0", "AAA", "buy", 10, 4, 9, 0),),
         orders=(StartOrder("run-a-11-0", "AAA", "buy", 100, 0, 11, 0),),
-        executions=(StartExecution("SE1", "run-a-11-0", "trade", "AAA", "buy", 100, 1_000_000,
+        executions=(StartExecution("SE1", "run-a-11-0", "trade", "AAA", "buy", 100, 100, 1_000_000,
                                    100, 0, 11),),
         not_acted=(("zcbench/0101010101010101/run-a", 13, 1),),
     )

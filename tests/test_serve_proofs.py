@@ -194,3 +194,25 @@ def test_slices_and_proofs_are_rate_limited_per_reader(tmp_path: Path) -> None:
         assert int(limited.headers["retry-after"]) >= 1
         assert get(second).status_code == 200  # per reader
         assert httpx.get(server.url + "/runs", timeout=10).status_code == 200  # still up
+
+
+def test_a_client_holding_an_older_checkpoint_reads_the_tiles_of_its_size(
+        world: dict[str, Any]) -> None:
+    from test_serve_support import IndependentTlogClient
+
+    from zcbench.auditlog.follow import LogFollower
+
+    # the server followed run-a's seven checkpoints in one sync: each one's tiles are served
+    notes = [(n, c) for n, c in LogFollower(world["a"].log).poll().checkpoints if c.size]
+    assert len(notes) == 7
+    for note, checkpoint in notes:
+        def get(path: str, note: bytes = note) -> bytes:
+            if path == "checkpoint":
+                return note
+            response = _get(world, f"/runs/run-a/{path}")
+            assert response.status_code == 200, (path, response.text)
+            return response.content
+
+        size, signed, computed = IndependentTlogClient(get).recompute_root(
+            world["a"].signer.public_key_spki_der)
+        assert (size, computed) == (checkpoint.size, signed)

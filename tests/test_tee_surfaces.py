@@ -225,6 +225,8 @@ def test_an_outdated_tdx_platform_fails_naming_its_status(tmp_path: Path) -> Non
     assert "Failed check: tcb_status" in banner
     assert f"actual {result.tee_verdict.actual}" in banner
     facts = _Text(document_facts_html(result)).text
+    assert "the collateral yielded none (failed check tcb_status)" in facts
+    assert "no collateral was given" not in facts
     for advisory in result.tee_verdict.advisory_ids:
         assert advisory in facts
 

@@ -79,6 +79,19 @@ class CborError(DataError, ValueError):
         self.offset = offset
 
 
+def _past_the_end(major: int, declared: int, left: int) -> str:
+    """Why a string's declared length cannot be read, in sizes a person reads: text that is no
+    CBOR at all (JSON, say) declares lengths of exabytes."""
+    size = float(declared)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if size < 1024 or unit == "EiB":
+            break
+        size /= 1024
+    shown = f"{declared} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+    kind = "byte" if major == 2 else "text"
+    return f"truncated: a {kind} string of {shown}, with {left} bytes left"
+
+
 @dataclass(frozen=True)
 class Tagged:
     """A tagged item: ``tag(value)``."""
@@ -188,7 +201,7 @@ class _Reader:
         if major == 2 or major == 3:
             end = pos + arg
             if end > len(data):
-                raise CborError(f"truncated: need {arg} bytes", pos)
+                raise CborError(_past_the_end(major, arg, len(data) - pos), pos)
             raw = data[pos:end]
             self.pos = end
             if major == 2:

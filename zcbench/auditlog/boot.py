@@ -15,11 +15,15 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zcbench.auditlog.checkpoint import log_origin
 from zcbench.auditlog.link import RunLink, decode_link
 from zcbench.auditlog.location import locate_log
 from zcbench.errors import DataError, VerificationError
+
+if TYPE_CHECKING:
+    from zcbench.strategy import StartState
 
 __all__ = [
     "BootIdentity",
@@ -30,6 +34,7 @@ __all__ = [
     "commitment_of_run",
     "log_vkey",
     "nitro_boot_verifier",
+    "start_state_of",
 ]
 
 
@@ -204,3 +209,16 @@ def log_vkey(
     identity = (boot_verifier or nitro_boot_verifier())(boot_record_of(path), trust)
     vkey = log_verifier(identity.public_key, identity.origin).vkey
     return LogKey(identity.origin, vkey, identity.simulated, identity.warnings)
+
+
+def start_state_of(path: str | Path) -> StartState | None:
+    """The venue's state at start a continuing run logged as its first IN record (record 1,
+    seq 0; :class:`zcbench.strategy.StartState`), strictly decoded, or None when it has none."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.auditlog.select import RecordFilter
+    from zcbench.strategy import decode_start, is_start
+
+    for record, _ in iter_records(path, RecordFilter(index_range=(1, 2))):
+        if record.kind == "in" and record.seq == 0 and is_start(record.body):
+            return decode_start(record.body)
+    return None

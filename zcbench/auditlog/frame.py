@@ -30,7 +30,7 @@ from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.location import locate_log
 from zcbench.auditlog.merkle import leaf_hash
 from zcbench.auditlog.records import Record, decode_record
-from zcbench.auditlog.select import RecordFilter, strategy_symbols
+from zcbench.auditlog.select import RecordFilter
 from zcbench.auditlog.slice import LogSlice
 
 __all__ = ["Decoder", "events_frame", "filter_frame", "iter_records", "outcomes_frame",
@@ -67,12 +67,12 @@ def iter_records(
 
 def strategy_summary(record: Record) -> Mapping[str, Any] | None:
     """Default decoder: event count and symbols of IN batches, outcome count and symbols of
-    feedback IN records (``feedback`` true), symbols of a continuing run's start record
-    (``start`` true), signal count and symbols of OUT."""
+    feedback IN records (``feedback`` true), signal count and symbols of OUT (None for a venue
+    state at start)."""
     from zcbench.strategy import decode_batch, decode_context, decode_signals, is_context, is_start
 
     if record.kind == "in" and is_start(record.body):
-        return {"start": True, "symbols": sorted(strategy_symbols(record))}
+        return None
     if record.kind == "in" and is_context(record.body):
         context = decode_context(record.body)
         told = {o.symbol for o in context.outcomes} | {s for s, _ in context.positions}
@@ -135,13 +135,13 @@ def to_polars(
 
 def events_frame(path: str | Path) -> pl.DataFrame:
     """Every event of every IN batch, with ``log_index`` and ``seq`` columns in front (feedback
-    IN records and a continuing run's start record hold no events: :func:`outcomes_frame`,
+    IN records and a venue state at start hold no events: :func:`outcomes_frame`,
     :func:`positions_frame`)."""
     from zcbench.strategy import decode_batch, is_context, is_start
 
     frames = []
     for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"in"}))):
-        if record.kind == "in" and not is_context(record.body) and not is_start(record.body):
+        if record.kind == "in" and not (is_start(record.body) or is_context(record.body)):
             events = decode_batch(record.body).events
             frames.append(events.select(
                 pl.lit(record.index, pl.UInt64).alias("log_index"),

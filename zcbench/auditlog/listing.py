@@ -24,14 +24,7 @@ from zcbench.auditlog.select import RecordFilter, format_time_ns
 from zcbench.auditlog.slice import LogSlice
 from zcbench.errors import ZcbenchError
 
-__all__ = [
-    "ListedRecord",
-    "Listing",
-    "describe_body",
-    "describe_feedback",
-    "describe_start",
-    "list_records",
-]
+__all__ = ["ListedRecord", "Listing", "describe_body", "describe_feedback", "list_records"]
 
 _MAX_OUTCOMES_SHOWN = 8
 
@@ -108,29 +101,23 @@ def describe_feedback(body: bytes) -> str:
     return f"feedback for batch {context.seq}: {outcomes}; positions {positions}"
 
 
-def describe_start(body: bytes) -> str:
-    """One line for a continuing run's start IN record: the venue's state before batch 0."""
-    from zcbench.strategy import decode_start
-
-    state = decode_start(body)
-    positions = ", ".join(f"{s} {q:+d}" for s, q in state.positions) or "none"
-    return (f"venue state at start ({state.venue}): positions {positions}; "
-            f"{len(state.open_orders)} open orders, {len(state.executions)} reports recorded "
-            f"late, {len(state.orders)} orders journaled late, {len(state.not_acted)} signals "
-            "not acted on")
-
-
 def describe_body(record: Record) -> str:
     """One line saying what ``record``'s body holds, decoded through ``zcbench.strategy``: a
-    batch's events, a feedback record's outcomes and positions, a start record's venue state,
-    or the signals."""
+    batch's events, a venue state at start, a feedback record's outcomes and positions, or the
+    signals."""
     from zcbench.strategy import decode_batch, decode_signals, is_context, is_start
 
     try:
+        if record.kind == "in" and is_start(record.body):
+            from zcbench.strategy import decode_start
+
+            state = decode_start(record.body)
+            held = ", ".join(f"{s} {q:+,}" for s, q in state.positions) or "none"
+            return (f"venue state at start ({state.venue}): positions {held}; "
+                    f"{len(state.executions)} reports recovered, {len(state.open_orders)} "
+                    f"open orders, {len(state.not_acted)} signals not acted on")
         if record.kind == "in" and is_context(record.body):
             return describe_feedback(record.body)
-        if record.kind == "in" and is_start(record.body):
-            return describe_start(record.body)
         if record.kind == "in":
             events = decode_batch(record.body).events
             symbols = ", ".join(sorted(events.get_column("symbol").unique().to_list()))

@@ -33,7 +33,7 @@ import polars as pl
 from zcbench.backtest._accounting import FillModel, book
 from zcbench.backtest._loop import FeedbackLoop, LoggedRecord
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
-from zcbench.errors import EnvError, UsageError
+from zcbench.errors import EnvError, UsageError, describe_os_error
 from zcbench.marketdata import (
     BatchSpec,
     Instrument,
@@ -390,7 +390,9 @@ class BacktestResult:
             text = json.dumps(self.summary(), indent=2, sort_keys=True)
             (out / "summary.json").write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
-            raise EnvError(f"cannot write the backtest result to {out}: {exc}") from None
+            raise EnvError(
+                f"the backtest result into {out}: {describe_os_error(exc, writing=True)}"
+            ) from None
         return out
 
 

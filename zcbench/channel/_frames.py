@@ -137,6 +137,15 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "checkpoint": ((bytes, type(None)), False),
     },
     "ledger_serving": {"size": ((int,), False)},
+    # a run's control socket (zcbench.serve.control): an operator's limit change, kill or
+    # re-enable, answered with the control record's log index and the limits now in force
+    "control": {
+        "action": ((str,), False),
+        "operator": ((str,), False),
+        "values": ((dict,), False),
+        "reason": ((str,), False),
+    },
+    "controlled": {"index": ((int,), False), "limits": ((dict,), False)},
     # either way
     "error": {
         "code": ((str,), False),

@@ -66,6 +66,9 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    p.add_argument("--operator", default=None, metavar="NAME",
+                   help="who starts the run, named in its signed record of the limits in force "
+                   "(default: the login name); change them later with zcbench limits set")
     p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
                    help="the strategy's ledger: run-start, checkpoints and run-end go there, and "
                    "the run serves only if the ledger allows its PCR0 now")
@@ -215,6 +218,7 @@ def _handle(args: argparse.Namespace) -> int:
             ledger=hook,
             continuation=continuation,
             feedback=not args.no_feedback,
+            operator=args.operator or _login_name(),
         )
     finally:
         control.close()
@@ -224,6 +228,15 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return _exit_code(summary.status, summary.reason)
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name for this uid (a container): say so
+        return "unnamed"
 
 
 def _exit_code(status: str, reason: str) -> int:

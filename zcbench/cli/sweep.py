@@ -341,10 +341,10 @@ def _format(frame: Any) -> str:
 
 
 def _write_parquet(frame: Any, path: str) -> None:
-    from zcbench.errors import EnvError
+    from zcbench.errors import EnvError, describe_os_error
 
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path, statistics=False)
     except OSError as exc:
-        raise EnvError(f"cannot write {path}: {exc.strerror}") from None
+        raise EnvError(describe_os_error(exc, writing=True)) from None

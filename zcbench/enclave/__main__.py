@@ -32,6 +32,7 @@ from zcbench.enclave.boot import (
     read_payload,
     unseal_image,
 )
+from zcbench.enclave.ledger import LedgerRequirement
 from zcbench.enclave.runtime import Attester, EnclaveRuntime, boot_reply, serve
 from zcbench.errors import ZcbenchError
 
@@ -94,6 +95,12 @@ def _make_nsm(kind: str, pcrs: Mapping[int, bytes] | None) -> Attester:
         raise BootError("the NSM emulator needs a measured image (use --build or --module)")
     ca = DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
     return NsmEmulator(pcrs={i: pcrs[i] for i in (0, 1, 2)}, ca=ca)
+
+
+def _manifest_requirement(sealed: SealedImage) -> LedgerRequirement | None:
+    """The ledger requirement the measured manifest carries, or None."""
+    text = sealed.manifest.ledger_requirement
+    return None if text is None else LedgerRequirement.from_bytes(text.encode())
 
 
 def _pcr0(nsm: Attester, pcrs: Mapping[int, bytes] | None) -> bytes:
@@ -174,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
             raise BootError("--ledger-requirement goes with --module")
         sealed = load_build_image(args.build) if args.build else load_bundle(args.bundle)
         pcrs = sealed.pcrs
+        requirement = _manifest_requirement(sealed)
     payload = _delivered_payload(args)
     nsm = _make_nsm(nsm_kind, pcrs)
     listener = listen(address)

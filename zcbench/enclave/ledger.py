@@ -58,7 +58,7 @@ from zcbench.ledger.entries import (
 )
 from zcbench.ledger.policy import TlogPolicy, check_quorum, parse_policy
 from zcbench.ledger.rules import LedgerState
-from zcbench.ledger.store import check_origin
+from zcbench.ledger.store import Appended, check_origin
 
 __all__ = [
     "MAX_LEDGER_ENTRIES",
@@ -98,6 +98,18 @@ class LedgerRequirement:
                 raise LedgerFormatError("the requirement's witnesses name no log: the ledger "
                                         "key is the one the key broker releases")
             self.policy_for(_probe_vkey())  # the witnesses' lines parse, or this raises
+
+    @classmethod
+    def from_policy(cls, origin: str, policy_text: str | None,
+                    checkpoint_interval_s: float = 10.0) -> LedgerRequirement:
+        """The requirement of ``origin`` whose witnesses and quorum are a tlog-policy's (its
+        ``log`` lines left out: the ledger key is the one the key broker releases)."""
+        if policy_text is None:
+            return cls(origin, None, checkpoint_interval_s)
+        kept = [line.strip() for line in policy_text.split("\n")
+                if line.split("#", 1)[0].strip()
+                and line.split("#", 1)[0].split()[0] != "log"]
+        return cls(origin, "\n".join(kept) + "\n", checkpoint_interval_s)
 
     def policy_for(self, ledger_vkey: str) -> TlogPolicy | None:
         """The tlog-policy of the ledger whose key is ``ledger_vkey`` (None: no witnesses)."""
@@ -146,14 +158,6 @@ def _probe_vkey() -> str:
 
 def _refuse(check: str, reason: str) -> ServeRefused:
     return ServeRefused(reason, check=check)
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """One entry the enclave appended: its bytes and the checkpoint it signed over them."""
-
-    entry: bytes
-    checkpoint: bytes
 
 
 class EnclaveLedger:
@@ -256,9 +260,10 @@ class EnclaveLedger:
         self.serving = self.policy is None or self.policy.quorum is None
         return appended
 
-    def cosigned(self, note: bytes) -> QuorumSummary:
+    def cosigned(self, note: bytes) -> tuple[str, ...]:
         """Serve once ``note`` (a checkpoint this enclave signed, covering its run-start)
-        carries the quorum's cosignatures; raises :class:`ServeRefused`."""
+        carries the quorum's cosignatures (returns who cosigned); raises
+        :class:`ServeRefused`."""
         if not self._started or self._start_index is None:
             raise _refuse("ledger_order", "no run-start to cosign yet")
         checkpoint = self._read(note)
@@ -269,13 +274,13 @@ class EnclaveLedger:
             raise _refuse("serve_quorum", "the cosigned checkpoint does not cover the run-start")
         if self.policy is None:
             self.serving = True
-            return QuorumSummary((), True)
+            return ()
         report = check_quorum(note, self.policy)
         if not report.met:
             raise _refuse("serve_quorum", "the run-start is not cosigned by the measured "
                           f"quorum (cosigned by: {', '.join(report.cosigned) or 'none'})")
         self.serving = True
-        return QuorumSummary(report.cosigned, True)
+        return report.cosigned
 
     # -- the run's entries -------------------------------------------------------------------
 
@@ -323,15 +328,7 @@ class EnclaveLedger:
         note = self._signer.sign(trial.size, grown.root())
         self.state, self._range = trial, grown
         self._signed[trial.size] = grown.root()
-        return Appended(data, note)
-
-
-@dataclass(frozen=True, slots=True)
-class QuorumSummary:
-    """Who cosigned the checkpoint that let the enclave serve."""
-
-    cosigned: tuple[str, ...]
-    met: bool
+        return Appended(entry, data, note)
 
 
 def _size_of(note: bytes) -> int:

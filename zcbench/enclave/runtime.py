@@ -16,6 +16,12 @@ Errors leave as an error frame naming the batch and a short reason; never a trac
 strategy internals. After a strategy failure the runtime refuses further batches (the strategy's
 state is unknown) but still answers attest, checkpoint and shutdown.
 
+The ledger (``ledger_*`` requests, :mod:`zcbench.enclave.ledger`): the enclave gets the ledger
+key from the key broker through ``relay``, checks what the host delivers, appends its run's
+entries and signs the ledger's checkpoints. When the image is measured with a ledger
+requirement (``ledger``), or once the host opened a ledger, batches and feedback are refused
+until the gate passed.
+
 The attester (NSM emulator or ``/dev/nsm``) and the clock are parameters.
 """
 
@@ -316,7 +322,7 @@ class EnclaveRuntime:
         appended = self._open_ledger().start(
             checkpoint, run_origin=state.signer.origin, run_vkey=state.signer.vkey,
             boot_document=state.document)
-        return Message("ledger_appended", {"entry": appended.entry,
+        return Message("ledger_appended", {"entry": appended.data,
                                            "checkpoint": appended.checkpoint})
 
     def ledger_cosigned(self, checkpoint: bytes) -> Message:
@@ -330,13 +336,13 @@ class EnclaveRuntime:
         appended = self._open_ledger().run_checkpoint(self._booted().note)
         if appended is None:
             return Message("ledger_appended", {"entry": None, "checkpoint": None})
-        return Message("ledger_appended", {"entry": appended.entry,
+        return Message("ledger_appended", {"entry": appended.data,
                                            "checkpoint": appended.checkpoint})
 
     def ledger_end(self, summary_sha256: bytes) -> Message:
         """The run-end with this run's final checkpoint."""
         appended = self._open_ledger().run_end(self._booted().note, summary_sha256)
-        return Message("ledger_appended", {"entry": appended.entry,
+        return Message("ledger_appended", {"entry": appended.data,
                                            "checkpoint": appended.checkpoint})
 
     def _booted(self) -> _Booted:

@@ -42,10 +42,17 @@ _TITLES: Final = {
     "algorithms": "Algorithm inventory (each version by PCR0, with its commitment)",
     "orders": "Every order's lifecycle, tied to its PCR0 and OUT log index (RTS 6 Art. 12)",
     "controls": "Risk controls in force (RTS 6 Art. 15)",
+    "control_changes": "Changes to the controls: who, when, old, new; kill switch and "
+                       "re-enables (signed control records)",
+    "control_flags": "Flags: anything contradicting the signed controls (a limit change not "
+                     "made through the logged command)",
     "control_events": "Control events: rejects by control, kill switch, throttles",
     "clock": "Clock evidence: each record's time source and error bound (RTS 25)",
     "performance": "Verified tear sheet: performance recomputed from the signed log and the "
                    "fills it covers (Rule 204-2)",
+    "performance_backtest": "The backtest over the same logged batches: the signed signals "
+                            "filled by the backtest's rule, the same figures (beside the "
+                            "verified tear sheet)",
     "archive": "Archive locations (WORM, by VersionId)",
     "ledger_versions": "Algorithm inventory in the ledger (every PCR0 announced, valid from, "
                        "revoked, its runs)",

@@ -40,6 +40,7 @@ from zcbench.auditlog._fs import FileSystem
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message, error_message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
+from zcbench.host.controls import apply_control, encode_control, limits_of
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
 from zcbench.host.feedback import FeedbackBuilder
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
@@ -51,6 +52,7 @@ from zcbench.host.summary import RunProgress, RunSummary
 from zcbench.strategy import encode_signals
 
 if TYPE_CHECKING:
+    from zcbench.evidence.clock import ClockSource
     from zcbench.host.restart import Continuation
     from zcbench.keys import KeyBroker
 
@@ -59,6 +61,7 @@ __all__ = [
     "EnclaveImage",
     "ModuleImage",
     "RunHandle",
+    "RunLedger",
     "RunProgress",
     "RunSummary",
     "run_live",
@@ -95,12 +98,22 @@ class RunHandle:
         """End the run after the batches in flight (status ``stopped``)."""
         self._pipe.user_stop.set()
 
+    def control(self, action: str, *, operator: str, values: Mapping[str, int] | None = None,
+                reason: str = "", timeout: float = 30.0) -> tuple[int, dict[str, int]]:
+        """Change the run's limits (``set`` with ``values``), engage (``kill``) or release
+        (``enable``) its kill switch, as ``operator``: logged as a control record
+        (:mod:`zcbench.host.controls`) and in force from the next batch acted on once that
+        record is durable. Returns the record's log index and the limits now in force."""
+        return self._pipe.control(action, operator, values, reason, timeout)
+
 
 @dataclass
 class _Note:
-    """A note record in flight (batches the proxy dropped), logged in order with the batches."""
+    """A note record in flight (batches the proxy dropped, a clock reading), logged in order
+    with the batches."""
 
     body: bytes
+    clock: bool = False
 
 
 @dataclass
@@ -114,6 +127,18 @@ class _Feedback:
 
     seq: int
     body: bytes
+
+
+@dataclass
+class _Control:
+    """A control record in flight: the limits it puts in force once it is durable."""
+
+    body: bytes
+    limits: RiskLimits
+    reason: str
+    done: threading.Event = field(default_factory=threading.Event)
+    index: int | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -181,6 +206,9 @@ def run_live(
     feedback: bool = False,
     ledger: RunLedger | None = None,
     continuation: Continuation | None = None,
+    operator: str = "unnamed",
+    clock_source: ClockSource | None = None,
+    clock_every_s: float | None = 0.25,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -204,10 +232,16 @@ def run_live(
     after the summary is written. ``continuation``
     (``zcbench.host.restart.continue_run``): this run continues that one; its boot names the
     previous run's final checkpoint and positions, and its first IN record is the venue's
-    state at start, from which the execution layer's positions start. Raises only for
-    problems before the run starts (a missing image, a used run folder, an enclave that does not
-    boot or whose boot document does not verify); afterwards every fault ends the run with a
-    summary saying how.
+    state at start, from which the execution layer's positions start.
+    ``operator``: who starts the run, named in its
+    first control record (the limits in force at the start; later changes go through
+    :meth:`RunHandle.control`). ``clock_source`` (default the host's clock with the kernel's
+    bound, :class:`zcbench.evidence.HostClock`; on Nitro ``ClockBoundSource``) is read at the
+    start, every ``clock_every_s`` and at the end, each reading a clock record in the log
+    (:mod:`zcbench.evidence.clock`; None: no clock records, no record's time has a bound).
+    Raises only for problems before the run starts (a missing image, a used run folder, an
+    enclave that does not boot or whose boot document does not verify); afterwards every fault
+    ends the run with a summary saying how.
     """
     if window < 1:
         raise UsageError("window must be >= 1")
@@ -271,6 +305,9 @@ def run_live(
             FeedbackBuilder(execution) if feedback else None,
             ledger,
         )
+        pipe.start_record(operator)
+        pipe.clock_source = clock_source
+        pipe.clock_every_ns = None if clock_every_s is None else int(clock_every_s * 1e9)
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
         running = True
@@ -321,6 +358,7 @@ def run_live(
             simulated=trust == "dev",
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
+            risk_limits=limits_of(execution.limits),
         )
         try:
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -476,6 +514,74 @@ class _Pipeline:
         self.silent: dict[int, bool] = {}
         self.quiet = not execution.rests()
         self.loud = False  # the group being staged holds a batch with signals
+        self.controls_in_flight = 0  # control records sent, their limits not yet in force
+        self.limits_logged = execution.limits  # after every control sent so far (under order)
+        self._start: _Control | None = None
+        self.clock_source: ClockSource | None = None
+        self.clock_every_ns: int | None = None  # None: no clock records (run_live sets it)
+        self._clock_due = 0  # monotonic ns of the next clock record
+        self.clock_reply_ns: int | None = None  # when the last clock record's reply came
+        self._clock_sent = self._clock_replied = 0  # clock records sent, their replies taken
+
+    def _send_clock(self, *, force: bool = False) -> None:
+        """Log a reading of the run's clock source when one is due (sender thread)."""
+        from zcbench.evidence.clock import ClockReading, HostClock, encode_clock_note
+
+        now = time.monotonic_ns()
+        if self.clock_every_ns is None or (not force and now < self._clock_due):
+            return
+        if not force and self._clock_replied < self._clock_sent:
+            return  # the previous reading's reply is not in yet: its round trip comes first
+        self._clock_due = now + self.clock_every_ns
+        if force and self._clock_sent:  # the last one: wait for the previous reply (bounded)
+            deadline = time.monotonic() + 2.0
+            while self._clock_replied < self._clock_sent and time.monotonic() < deadline:
+                if self.stop.is_set():
+                    return
+                time.sleep(0.001)
+        if self.clock_source is None:
+            self.clock_source = HostClock(self.clock)
+        with self.order:
+            try:
+                reading = self.clock_source.read()
+            except ZcbenchError as exc:  # recorded as it is: no bound
+                reading = ClockReading(self.clock_source.name, self.clock(), None, False,
+                                       str(exc))
+            # the reply time of the clock record just before this one, or none yet
+            previous = self.clock_reply_ns if self._clock_replied == self._clock_sent else None
+            note = _Note(encode_clock_note(reading, previous), clock=True)
+            if self._put(note):
+                self._clock_sent += 1
+                self.conn.send(Message("record_note", {"body": note.body}))
+
+    def start_record(self, operator: str) -> None:
+        """Prepare the run's first control record (sent before the first batch)."""
+        record, limits = apply_control(
+            self.execution.limits, "start", operator=operator, requested_ns=self.clock()
+        )
+        self._start = _Control(encode_control(record), limits, "")
+
+    def control(self, action: str, operator: str, values: Mapping[str, int] | None,
+                reason: str, timeout: float) -> tuple[int, dict[str, int]]:
+        with self.order:
+            if self.stop.is_set():
+                raise EnvError("the run has ended; its limits can no longer change")
+            record, limits = apply_control(
+                self.limits_logged, action, operator=operator, requested_ns=self.clock(),
+                values=values, reason=reason,
+            )
+            why = f"engaged by {operator}" + (f": {reason}" if reason else "")
+            item = _Control(encode_control(record), limits, why)
+            if not self._put(item):
+                raise EnvError("the run has ended; its limits can no longer change")
+            self.controls_in_flight += 1
+            self.limits_logged = limits
+            self.conn.send(Message("record_note", {"body": item.body}))
+        if not item.done.wait(timeout):
+            raise EnvError(f"the control record was not logged within {timeout} s")
+        if item.index is None:
+            raise EnvError(f"the control record was not logged: {item.error}")
+        return item.index, limits_of(limits)
 
     def run(self) -> tuple[str, str]:
         sender = threading.Thread(target=self._send_all, name="zcbench-sender", daemon=True)
@@ -505,7 +611,7 @@ class _Pipeline:
                 item = self.inflight.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Attest):
+            if isinstance(item, (_Attest, _Control)):
                 item.error = f"the run ended ({status})"
                 item.done.set()
         return status, reason
@@ -513,26 +619,43 @@ class _Pipeline:
     def _send_all(self) -> None:
         seq = 0
         try:
+            if self._start is not None:
+                with self.order:
+                    if not self._put(self._start):
+                        return
+                    self.controls_in_flight += 1
+                    self.conn.send(Message("record_note", {"body": self._start.body}))
+            self._send_clock(force=True)
             for pb in self.proxy:
                 if self.stop.is_set() or self.user_stop.is_set():
                     self.proxy.stop()
                     return
                 self._send_drops(seq - 1)
                 self._ask_ledger()
+                self._send_clock()
                 # encoded first: with feedback, batch k is encoded while batch k-1 is still
                 # being logged and acted on (its bytes do not depend on the feedback)
                 data = pb.encode(seq)
-                if self.feedback is not None and not self._send_feedback(seq):
+                fed = self._feedback_of(seq) if self.feedback is not None else None
+                if fed is False:
                     return
+                # a batch's feedback and the batch go out under one lock: nothing (a control
+                # record from another thread) may be logged between the two IN records
                 with self.order:
+                    if isinstance(fed, _Feedback) and not self._send_item(fed):
+                        return
                     if not self._put((seq, data, pb)):
                         return
                     self.sent_ns[seq] = time.perf_counter_ns()
                     self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
             self._send_drops(seq - 1)
+            self._send_clock(force=True)  # so the reading before it has its round trip
             if self.feedback is not None:  # what came of the last batch is signed too
-                self._send_feedback(seq)
+                fed = self._feedback_of(seq)
+                if isinstance(fed, _Feedback):
+                    with self.order:
+                        self._send_item(fed)
         except ChannelClosed as exc:
             self.send_error = exc.reason
         except Exception as exc:  # the market-data side failed: the run stops and says why
@@ -540,9 +663,9 @@ class _Pipeline:
         finally:
             self._put(_DONE)
 
-    def _send_feedback(self, seq: int) -> bool:
-        """Wait until batch ``seq - 1`` was acted on, then send what came of it (if anything)
-        as batch ``seq``'s feedback; False when the run stops meanwhile."""
+    def _feedback_of(self, seq: int) -> _Feedback | bool:
+        """Wait until batch ``seq - 1`` was acted on, then what came of it as batch ``seq``'s
+        feedback (True: nothing came of it; False: the run stopped meanwhile)."""
         assert self.feedback is not None
         with self.acted:
             while self.batches < seq and not self._nothing_pending(seq):
@@ -550,13 +673,13 @@ class _Pipeline:
                     return False
                 self.acted.wait(0.1)
             body = self.feedback.take(seq)
-        if body is None:
-            return True
-        item = _Feedback(seq, body)
-        with self.order:
-            if not self._put(item):
-                return False
-            self.conn.send(Message("feedback", {"seq": seq, "body": body}))
+        return True if body is None else _Feedback(seq, body)
+
+    def _send_item(self, item: _Feedback) -> bool:
+        """Send a feedback record (the caller holds ``order``); False when the run stopped."""
+        if not self._put(item):
+            return False
+        self.conn.send(Message("feedback", {"seq": item.seq, "body": item.body}))
         return True
 
     def _nothing_pending(self, seq: int) -> bool:
@@ -564,8 +687,12 @@ class _Pipeline:
         batch ``seq``'s feedback: nothing rests at the venue after the last act, and each of
         them gave no signal. Their acts then journal nothing and move no position, so the
         feedback taken now is the one taken after them, and batch ``seq`` need not wait for
-        their commit (called with ``acted`` held)."""
-        return self.quiet and all(self.silent.get(j, False) for j in range(self.batches, seq))
+        their commit. A control record in flight (limits about to change) waits as before
+        (called with ``acted`` held)."""
+        pending = range(self.batches, seq)
+        return self.quiet and not self.controls_in_flight and all(
+            self.silent.get(j, False) for j in pending
+        )
 
     def _ask_ledger(self) -> None:
         """Ask the enclave for a run-checkpoint entry when one is due (in order with the
@@ -625,6 +752,9 @@ class _Pipeline:
                 assert self.ledger is not None
                 self.ledger.appended_reply(self._reply(-1))
                 continue
+            if isinstance(item, _Control):
+                self._apply_control(item)
+                continue
             group: list[ProxyBatch] = []
             self.loud = False
             try:
@@ -677,9 +807,41 @@ class _Pipeline:
         if reply.type != "note_logged":
             reason = reply.fields.get("reason", reply.type)
             raise _RunFailed("enclave_error", f"the enclave did not log a note: {reason}")
+        if note.clock:
+            self.clock_reply_ns = self.clock()
+            self._clock_replied += 1
         self.log.stage_note(
             note.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
         )
+
+    def _apply_control(self, item: _Control) -> None:
+        """Log a control record durably, then put its limits in force (log before act)."""
+        try:
+            reply = self._reply(-1)
+            if reply.type != "note_logged":
+                reason = reply.fields.get("reason", reply.type)
+                raise _RunFailed("enclave_error", f"the enclave did not log a control record: "
+                                 f"{reason}")
+            index = self.log.writer.size
+            self.log.stage_note(
+                item.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
+            )
+            self.log.flush()
+        except BaseException as exc:
+            item.error = getattr(exc, "reason", None) or str(exc)
+            item.done.set()
+            raise
+        was = self.execution.limits
+        self.execution.limits = item.limits
+        if item.limits.kill_switch and not was.kill_switch:
+            self.execution.kill(item.reason)
+        elif not item.limits.kill_switch:
+            self.execution.killed = None
+        item.index = index
+        item.done.set()
+        with self.acted:
+            self.controls_in_flight -= 1
+            self.acted.notify_all()
 
     def _stage_feedback(self, item: _Feedback) -> None:
         reply = self._reply(item.seq)

@@ -93,14 +93,9 @@ class Continuation:
 
 def read_start_state(run_dir: Path) -> StartState | None:
     """The start state a run logged as its first IN record (None when it continues none)."""
-    from zcbench.auditlog import RecordFilter
-    from zcbench.auditlog.frame import iter_records
-    from zcbench.strategy import decode_start, is_start
+    from zcbench.auditlog.boot import start_state_of
 
-    for record, _ in iter_records(run_dir, RecordFilter(index_range=(1, 2))):
-        if record.kind == "in" and record.seq == 0 and is_start(record.body):
-            return decode_start(record.body)
-    return None
+    return start_state_of(run_dir)
 
 
 def _boot_identity(run_dir: Path, trust: str | Path) -> Any:
@@ -141,6 +136,7 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     journal = read_journal(run_dir)
     run_id = str(journal.header.get("run_id", ""))
     book = _Book()
+    inherited: RunEnd | None = None
     if start is not None:
         book.take_start(start)
     elif identity.previous is not None:
@@ -149,10 +145,13 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
             raise VerificationError(
                 f"{run_dir} continues {identity.previous.origin} but its journal names no "
                 "folder of that run", check="previous_run_folder")
-        book.inherit(read_run_end(Path(before), trust=trust))
+        inherited = read_run_end(Path(before), trust=trust)
+        book.inherit(inherited)
     book.take_journal(journal.rows.iter_rows(named=True), final.origin)
     fix = run_dir / "fix"
     carried, sender = _carried(fix)
+    if sender is None and inherited is not None:  # killed before its session resumed
+        carried, sender = list(inherited.fix_folders), inherited.fix_sender
     book.take_session(fix, final.origin)
     for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"in", "out"}))):
         if record.index >= report.entries:
@@ -288,7 +287,8 @@ def start_execution(e: Any) -> StartExecution:
     """A :class:`zcbench.venue.Execution` as the start state records it."""
     return StartExecution(
         exec_id=e.exec_id, cl_ord_id=e.cl_ord_id, exec_type=e.exec_type, symbol=e.symbol,
-        side=e.side, last_qty=e.last_qty if e.exec_type == "trade" else 0,
+        side=e.side, order_qty=e.order_qty,
+        last_qty=e.last_qty if e.exec_type == "trade" else 0,
         last_px=e.last_px if e.exec_type == "trade" else 0, cum_qty=e.cum_qty,
         leaves_qty=e.leaves_qty, log_index=e.log_index,
     )
@@ -347,9 +347,10 @@ def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[
     problems: list[str] = []
     try:
         end = read_run_end(previous, trust=trust)
-    except VerificationError as exc:
+        identity = _boot_identity(Path(run), trust)
+        start = read_start_state(Path(run))
+    except (VerificationError, DataError) as exc:
         return [str(exc)]
-    identity = _boot_identity(Path(run), trust)
     link = identity.previous
     if link is None:
         return [f"{run} does not continue a run: its boot names no previous run"]
@@ -364,7 +365,6 @@ def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[
             f"positions carried: {run}'s boot names {dict(link.positions)}, the previous "
             f"run's records hold {dict(end.positions)}"
         )
-    start = read_start_state(Path(run))
     if start is None:
         from zcbench.host.execution import read_journal
 

@@ -30,6 +30,9 @@ Every run folder under ``--runs`` with a ``log/`` is followed by a
 its run id is the last part of its log's origin. Tiles are written under ``--tiles`` (default
 ``<runs>/.tiles``), never in a run folder.
 
+Responses are gzip-compressed for clients that accept it (:class:`Compress`), hash tiles
+excepted; decoded, every file is byte for byte what is stored.
+
 Hardening, in one place (:class:`Guard`, a pure ASGI wrapper): request line and query bounded
 (414), headers bounded (431), bodies refused (413), a token bucket per client address (429 with
 Retry-After), no CORS headers at all (a browser on another origin cannot read a response),
@@ -57,6 +60,7 @@ from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipResponder
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -77,8 +81,8 @@ from zcbench.serve.tiles import (
     parse_tile_path,
 )
 
-__all__ = ["MAX_SLICE_BYTES", "MAX_SLICE_RECORDS", "Catalog", "Guard", "ProofService", "RunEntry",
-           "ServeConfig", "build_app", "make_server"]
+__all__ = ["MAX_SLICE_BYTES", "MAX_SLICE_RECORDS", "Catalog", "Compress", "Guard", "ProofService",
+           "RunEntry", "ServeConfig", "accepts_gzip", "build_app", "make_server"]
 
 MAX_SLICE_RECORDS: Final = 4096
 """The most records one ``/runs/<run id>/slice`` request may name."""
@@ -88,6 +92,9 @@ MAX_SLICE_BYTES: Final = 64 * 1024 * 1024
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,17}")
+_HASH_TILE: Final = re.compile(r"/(?:runs/[^/]+|ledger)/tile/[0-9]/")
+_GZIP_MIN: Final = 256
+_GZIP_LEVEL: Final = 6
 _PROOF_THREADS: Final = 2
 _MAX_TARGET: Final = 2048
 _ATTEST_THREADS: Final = 16
@@ -397,6 +404,49 @@ async def _send_error(send: Send, reply: _Reply) -> None:
     headers.extend((k.lower().encode(), v.encode()) for k, v in reply.headers.items())
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def accepts_gzip(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request's ``Accept-Encoding`` allows gzip (RFC 9110 §12.5.3: ``gzip`` or
+    ``x-gzip``, else ``*``, with a q-value above 0; no header: identity only)."""
+    weights: dict[str, float] = {}
+    for name, value in headers:
+        if name != b"accept-encoding":
+            continue
+        for item in value.decode("latin-1").split(","):
+            coding, _, params = item.partition(";")
+            coding = coding.strip().lower()
+            q = 1.0
+            for param in params.split(";"):
+                key, _, number = param.strip().partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        q = float(number)
+                    except ValueError:
+                        q = 0.0
+            if coding:
+                weights[coding] = q if 0.0 <= q <= 1.0 else 0.0
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
+
+
+class Compress:
+    """gzip for clients that accept it (Starlette's ``GZipResponder``), except hash tiles:
+    32-byte hashes do not compress, so they go out as stored. A client that accepts no gzip
+    gets every file byte for byte as stored; one that does gets the same bytes once decoded."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or _HASH_TILE.match(str(scope.get("path", "")))
+                or not accepts_gzip(scope.get("headers", []))):
+            await self.app(scope, receive, send)
+            return
+        responder = GZipResponder(self.app, _GZIP_MIN, compresslevel=_GZIP_LEVEL)
+        await responder(scope, receive, send)
 
 
 # -- the app ---------------------------------------------------------------------------------
@@ -774,7 +824,7 @@ def build_app(config: ServeConfig) -> tuple[Guard, Catalog]:
         raise UsageError(f"--runs {config.runs} is not a folder")
     catalog = Catalog(config)
     service = ProofService(config, catalog)
-    return Guard(service.starlette(), config, on_close=service.close), catalog
+    return Guard(Compress(service.starlette()), config, on_close=service.close), catalog
 
 
 def make_server(app: Guard, *, host: str = "127.0.0.1", port: int = 8443,

@@ -48,8 +48,8 @@ _ORDER_KEYS: Final = frozenset(
     {"cl_ord_id", "symbol", "side", "quantity", "leaves_qty", "log_index", "signal"}
 )
 _EXEC_KEYS: Final = frozenset(
-    {"exec_id", "cl_ord_id", "exec_type", "symbol", "side", "last_qty", "last_px", "cum_qty",
-     "leaves_qty", "log_index"}
+    {"exec_id", "cl_ord_id", "exec_type", "symbol", "side", "order_qty", "last_qty", "last_px",
+     "cum_qty", "leaves_qty", "log_index"}
 )
 
 
@@ -86,14 +86,15 @@ class StartOrder:
 @dataclass(frozen=True, slots=True)
 class StartExecution:
     """A venue report of a previous run's order that no run of the chain recorded: its ExecID,
-    ClOrdID, type (``zcbench.venue`` names), fill (``last_qty`` at ``last_px`` ticks; 0 when
-    none), CumQty, LeavesQty and the log index its order names."""
+    ClOrdID, type (``zcbench.venue`` names), OrderQty, fill (``last_qty`` at ``last_px``
+    ticks; 0 when none), CumQty, LeavesQty and the log index its order names."""
 
     exec_id: str
     cl_ord_id: str
     exec_type: str
     symbol: str
     side: str
+    order_qty: int
     last_qty: int
     last_px: int
     cum_qty: int
@@ -103,8 +104,8 @@ class StartExecution:
     def __post_init__(self) -> None:
         ok = (_text(self.exec_id) and _text(self.cl_ord_id) and _text(self.exec_type)
               and _text(self.symbol, empty=True) and self.side in ("buy", "sell")
-              and all(_uint(v) for v in (self.last_qty, self.last_px, self.cum_qty,
-                                         self.leaves_qty, self.log_index)))
+              and all(_uint(v) for v in (self.order_qty, self.last_qty, self.last_px,
+                                         self.cum_qty, self.leaves_qty, self.log_index)))
         if not ok:
             raise DataError(f"start state: execution {describe(self.exec_id)} is malformed")
 

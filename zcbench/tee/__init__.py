@@ -93,6 +93,13 @@ def detect_tee(data: bytes) -> TeeKind:
             return "tdx" if tee_type == 0x81 else "sgx"
     if data[:1] in (b"\x84", b"\xd2"):
         return "nitro"
+    if data[:4] == b"HCLA":
+        raise DataError(
+            "this is an Azure HCL attestation report (a vTPM's), not a TEE's own report: the "
+            "SEV-SNP report is its bytes 32 to 32+0x4A0 (a TDX VM's is a TD report, which only "
+            "a TD quote signs); give that report, and know that its report data binds the HCL "
+            "runtime data (its SHA-256), which this verifier does not read"
+        )
     if len(data) >= 8 and 1 <= int.from_bytes(data[0:4], "little") <= 15:
         return "sev-snp"
     raise DataError(
@@ -111,13 +118,16 @@ def check_evidence(
     kds: KdsClient | None = None,
     pccs: PccsClient | None = None,
     expected_tee: TeeKind | None = None,
+    pck_chain: bytes | None = None,
 ) -> TeeVerdict:
     """Recognise ``data`` and check it against ``policy`` at ``at``: a verdict, never a raise
     for a failed check (misuse raises :class:`~zcbench.errors.UsageError`).
 
     ``certificates`` (SEV-SNP: the VCEK or VLEK and optionally its chain) and ``kds`` serve
     SEV-SNP; ``collateral`` or ``pccs`` serve DCAP quotes (without either, the quote's chain
-    and signatures are checked and the verdict says the TCB status is unknown). Passing a
+    and signatures are checked and the verdict says the TCB status is unknown); ``pck_chain``
+    (PEM) serves a DCAP quote that names its platform by PPID or PCK leaf instead of carrying
+    its PCK chain (``pccs`` can fetch it too). Passing a
     TEE's inputs for another TEE's evidence is misuse. ``expected_tee`` (the TEE a commitment
     names) makes evidence of any other TEE a failed verdict, check ``tee``, before anything
     else is checked.
@@ -132,8 +142,12 @@ def check_evidence(
         return other_tee_verdict(kind, expected_tee, at)
     if kind != "sev-snp" and (certificates or kds is not None):
         raise UsageError(f"certificates and a KDS are for SEV-SNP reports; this is {kind} evidence")
-    if kind not in ("tdx", "sgx") and (collateral is not None or pccs is not None):
-        raise UsageError(f"collateral is for TDX and SGX quotes; this is {kind} evidence")
+    if kind not in ("tdx", "sgx") and (
+        collateral is not None or pccs is not None or pck_chain is not None
+    ):
+        raise UsageError(
+            f"collateral and PCK chains are for TDX and SGX quotes; this is {kind} evidence"
+        )
     if kind == "sev-snp":
         from zcbench.tee.sevsnp import check_snp
 
@@ -144,7 +158,9 @@ def check_evidence(
         return check_attestation(data, policy, at=at).to_verdict()
     from zcbench.tee.dcap import check_quote
 
-    return check_quote(data, policy, at=at, collateral=collateral, pccs=pccs)
+    return check_quote(
+        data, policy, at=at, collateral=collateral, pccs=pccs, pck_chain=pck_chain
+    )
 
 
 def other_tee_verdict(kind: TeeKind, expected: TeeKind, at: dt.datetime) -> TeeVerdict:
@@ -179,10 +195,12 @@ def verify_evidence(
     collateral: Collateral | None = None,
     kds: KdsClient | None = None,
     pccs: PccsClient | None = None,
+    pck_chain: bytes | None = None,
 ) -> TeeVerdict:
     """:func:`check_evidence`, raising :class:`AttestationError` when a check failed."""
     verdict = check_evidence(
-        data, policy, at=at, certificates=certificates, collateral=collateral, kds=kds, pccs=pccs
+        data, policy, at=at, certificates=certificates, collateral=collateral, kds=kds,
+        pccs=pccs, pck_chain=pck_chain,
     )
     if not verdict.verified:
         raise verdict.error()

@@ -30,7 +30,9 @@ is checked in this order, each failure under its stable ``check`` name:
 ``signing_key``           the report says VCEK and the leaf is a VLEK, or the reverse
 ``validity``              a certificate is expired or not yet valid at the verification time
 ``tcb``                   the leaf's TCB extensions differ from the report's ``reported_tcb``
-``chip_id``               the VCEK's hwID differs from the report's ``chip_id``
+``chip_id``               the VCEK's hwID differs from the report's ``chip_id`` (a report
+                          that masks its chip ID, all zero, is tied to its chip by the
+                          VCEK's signature alone, and the verdict warns so)
 ``signature``             the report's ECDSA P-384 signature (little-endian r, s) fails
 ``debug``                 guest policy bit 19 (debug) set and ``allow_debug`` not asked for
 ``measurement``           ``MEASUREMENT`` differs from the expected one
@@ -49,6 +51,8 @@ import datetime as dt
 import functools
 import hashlib
 import importlib.resources
+import struct
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -385,8 +389,61 @@ def _load_der(der: bytes) -> x509.Certificate:
     return cert
 
 
+# The GHCB certificate table (AMD GHCB specification, SNP extended guest request): the form in
+# which a host hands a guest its VCEK/VLEK, ASK and ARK (Linux's SNP_GET_EXT_REPORT, Google
+# Cloud's ``aux_blob``). Entries of GUID, offset and length, ended by an all-zero entry.
+_TABLE_GUIDS: Final = {
+    uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd"): "vcek",
+    uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1"): "vlek",
+    uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782"): "ask",
+    uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae"): "ark",
+}
+_TABLE_ENTRY: Final = 24
+_TABLE_MAX_ENTRIES: Final = 16
+
+
+def _table_guid(raw: bytes) -> str | None:
+    """The role of a table GUID, read in RFC 4122 byte order or in the mixed-endian order of
+    Linux's guid_t (both are found in the field)."""
+    for guid in (uuid.UUID(bytes=raw), uuid.UUID(bytes_le=raw)):
+        if guid in _TABLE_GUIDS:
+            return _TABLE_GUIDS[guid]
+    return None
+
+
+def _certificate_table(blob: bytes) -> list[bytes] | None:
+    """The DER certificates of a GHCB certificate table, or None when ``blob`` is not one.
+
+    Strict: an all-zero entry ends the table within its first entries, every entry's data
+    lies after the table and inside ``blob``; entries of GUIDs other than the four AMD
+    certificates' are other data and skipped."""
+    if len(blob) < 2 * _TABLE_ENTRY or _table_guid(blob[:16]) is None:
+        return None
+    entries = [blob[i : i + _TABLE_ENTRY] for i in range(0, len(blob), _TABLE_ENTRY)]
+    entries = [e for e in entries[:_TABLE_MAX_ENTRIES] if len(e) == _TABLE_ENTRY]
+    count = next((i for i, e in enumerate(entries) if not any(e)), None)
+    if count is None:
+        _fail("certificate", "a certificate table with no all-zero entry ending it in its first "
+              f"{_TABLE_MAX_ENTRIES} entries", expected="an ending entry", actual="none")
+    data_start = (count + 1) * _TABLE_ENTRY
+    found: list[bytes] = []
+    for i, entry in enumerate(entries[:count]):
+        offset, length = struct.unpack("<II", entry[16:24])
+        if length == 0 or offset < data_start or offset + length > len(blob):
+            _fail("certificate", f"certificate table entry {i} points outside the table's data "
+                  f"(offset {offset}, length {length}; data is {data_start}..{len(blob)})",
+                  expected=f"within {data_start}..{len(blob)}", actual=f"{offset}+{length}")
+        if _table_guid(entry[:16]) is not None:
+            found.append(blob[offset : offset + length])
+    return found
+
+
 def _certificates(blob: bytes) -> list[x509.Certificate]:
-    """The certificates in one file: DER, or one or more PEM blocks."""
+    """The certificates in one file: DER, one or more PEM blocks, or a GHCB certificate table
+    (the host's VCEK/VLEK, ASK and ARK)."""
+    table = _certificate_table(blob)
+    if table is not None:
+        return [c for der in table for c in _certificates(der)]
     try:
         if blob.lstrip().startswith(b"-----BEGIN"):
             with warnings.catch_warnings():
@@ -694,6 +751,14 @@ def _fetch_vcek(report: SnpReport, kds: KdsClient) -> x509.Certificate:
             expected="SEV-VCEK",
             actual=None,
         )
+    if not any(report.chip_id):
+        _fail(
+            "certificate",
+            "no VCEK given and the report masks its chip ID (all zero), which AMD's KDS needs "
+            "to find it: give the VCEK with --cert FILE (the host's certificate table has it)",
+            expected="SEV-VCEK",
+            actual=None,
+        )
     tcb = TcbVersion.unpack(report.reported_tcb, product)
     hwid = report.chip_id[:8] if product == "Turin" else report.chip_id
     der = kds.vcek(product, hwid, tcb.spl())
@@ -734,7 +799,7 @@ def _check_leaf(report: SnpReport, chain: _Chain) -> None:
                 expected=got,
                 actual=cert_value,
             )
-    if report.signed_by == "vcek":
+    if report.signed_by == "vcek" and any(report.chip_id):
         hwid = _extension(leaf, _OID_HWID)
         chip = report.chip_id[:8] if product == "Turin" else report.chip_id
         if hwid != chip:
@@ -866,6 +931,11 @@ def _facts(report: SnpReport | None) -> list[str]:
         notes.append("the guest policy allows SMT (hyperthreading) on the host")
     if report is not None and report.migration_agent:
         notes.append("the guest policy allows a migration agent")
+    if report is not None and report.signed_by == "vcek" and not any(report.chip_id):
+        notes.append(
+            "the report masks its chip ID (all zero): the VCEK's signature ties it to a chip, "
+            "but the report does not say which"
+        )
     return notes
 
 

@@ -55,9 +55,12 @@ _MEASURED: Final[Mapping[TeeKind, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     ),
     "tdx": (
         ("mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"),
-        ("mrseam", "mrconfigid", "mrowner", "mrownerconfig"),
+        ("mrseam", "mrsignerseam", "mrconfigid", "mrowner", "mrownerconfig", "mrservicetd"),
     ),
-    "sgx": (("mrenclave", "mrsigner"), ("isvprodid", "isvsvn")),
+    "sgx": (
+        ("mrenclave", "mrsigner"),
+        ("isvprodid", "isvsvn", "configid", "configsvn", "isvfamilyid", "isvextprodid"),
+    ),
 }
 _NITRO_SHOWN: Final = frozenset({"pcr0", "pcr1", "pcr2", "pcr3", "pcr4", "pcr8"})
 
@@ -85,6 +88,7 @@ _FACTS: Final[Mapping[TeeKind, tuple[tuple[str, str], ...]]] = {
         ("td_attributes", "TD attributes"),
         ("xfam", "XFAM"),
         ("tee_tcb_svn", "TEE TCB SVN"),
+        ("tee_tcb_svn2", "TEE TCB SVN 2 (TD report 1.5)"),
         ("padding", "zero padding after the quote (bytes)"),
     ),
     "sgx": (
@@ -167,6 +171,8 @@ def _tcb_text(verdict: TeeVerdict) -> str | None:
     status = verdict.tcb_status
     if status is None:
         return None
+    if status == "unknown" and verdict.failed_check in ("collateral", "revoked", "tcb_status"):
+        return f"unknown: the collateral yielded none (failed check {verdict.failed_check})"
     if status == "unknown":
         return (
             "unknown: no collateral was given, so the platform's patch level and revocation "
