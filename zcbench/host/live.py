@@ -41,7 +41,7 @@ from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._boot import ledger_exchange
 from zcbench.host._stats import LatencyRecorder
-from zcbench.host.controls import apply_control, encode_control, limits_of
+from zcbench.host.controls import ControlRecord, apply_control, encode_control, limits_of
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
 from zcbench.host.feedback import FeedbackBuilder
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
@@ -134,6 +134,7 @@ class _Control:
     body: bytes
     limits: RiskLimits
     reason: str
+    record: ControlRecord | None = None
     done: threading.Event = field(default_factory=threading.Event)
     index: int | None = None
     error: str | None = None
@@ -528,7 +529,7 @@ class _Pipeline:
         record, limits = apply_control(
             self.execution.limits, "start", operator=operator, requested_ns=self.clock()
         )
-        self._start = _Control(encode_control(record), limits, "")
+        self._start = _Control(encode_control(record), limits, "", record)
 
     def control(self, action: str, operator: str, values: Mapping[str, int] | None,
                 reason: str, timeout: float) -> tuple[int, dict[str, int]]:
@@ -540,7 +541,7 @@ class _Pipeline:
                 values=values, reason=reason,
             )
             why = f"engaged by {operator}" + (f": {reason}" if reason else "")
-            item = _Control(encode_control(record), limits, why)
+            item = _Control(encode_control(record), limits, why, record)
             if not self._put(item):
                 raise EnvError("the run has ended; its limits can no longer change")
             self.limits_logged = limits

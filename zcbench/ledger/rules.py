@@ -25,7 +25,10 @@ The rules:
   never smaller than the run's previous one (the same size only with the same root); a run ends
   once;
 * an ``archive`` entry names a run whose run-start is in the ledger (ended or not), and no
-  object key appears twice in it.
+  object key appears twice in it;
+* a ``control`` entry names an open run; its first is the ``start`` record of the run's limits
+  and no other is, and their log indices go up (the records themselves are in the run's log:
+  ``zcbench.host.controls``).
 
 Time is given (``time_ns`` of each entry, ``at_ns`` of a question); nothing here reads a clock.
 """
@@ -42,6 +45,7 @@ from zcbench.ledger._errors import LedgerRuleError
 from zcbench.ledger.entries import (
     ArchiveEntry,
     CommitmentEntry,
+    ControlEntry,
     LedgerEntry,
     RevocationEntry,
     RunCheckpointEntry,
@@ -87,6 +91,7 @@ class RunInfo:
     ended_ns: int | None = None
     summary_sha256: bytes | None = None
     archives: list[tuple[int, ArchiveEntry]] = field(default_factory=list)
+    controls: list[tuple[int, ControlEntry]] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -216,6 +221,8 @@ class LedgerState:
             self._run_checkpoint(entry, body.run_origin, body.checkpoint)
         elif isinstance(body, ArchiveEntry):
             self._archive(entry, body)
+        elif isinstance(body, ControlEntry):
+            self._control(entry, body)
         else:
             self._run_end(entry, body)
         self.size += 1
@@ -333,3 +340,22 @@ class LedgerState:
             raise LedgerRuleError(f"an archive entry of run {body.run_origin} names an object "
                                   "key twice", check="archive_duplicate_key")
         run.archives.append((entry.index, body))
+
+    def _control(self, entry: LedgerEntry, body: ControlEntry) -> None:
+        run = self._open_run(body.run_origin)
+        first = not run.controls
+        if first != (body.action == "start"):
+            raise LedgerRuleError(
+                f"run {body.run_origin}: a {body.action} control entry "
+                + ("before the run's start record" if first else "after its start record"),
+                check="control_order")
+        if run.controls and body.log_index <= run.controls[-1][1].log_index:
+            raise LedgerRuleError(
+                f"run {body.run_origin}: control record {body.log_index} after record "
+                f"{run.controls[-1][1].log_index}: the run's control records go forward",
+                check="control_order", expected=f"> {run.controls[-1][1].log_index}",
+                actual=body.log_index)
+        if body.log_index < 0:
+            raise LedgerRuleError("a control entry's log index is never negative",
+                                  check="control_order")
+        run.controls.append((entry.index, body))
