@@ -58,6 +58,15 @@ def test_a_ledger_build_serves_only_through_its_gate(tmp_path: Path,
     assert kinds[-1] == "run-end"
     assert main(["log", "verify", str(tmp_path / "r1"), "--trust", "dev", "--ledger",
                  str(ledger_dir)]) == 0
+    # a replay of the gated build goes through the gate too, and is a run in the ledger
+    capsys.readouterr()
+    assert main(["log", "replay", str(tmp_path / "r1"), "--trust", "dev", "--json"]) == 1
+    assert "gate" in capsys.readouterr().out
+    assert main(["log", "replay", str(tmp_path / "r1"), "--trust", "dev", "--ledger",
+                 str(ledger_dir), "--json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    with Ledger.open(ledger_dir) as ledger:
+        assert any(run.endswith("/" + replayed["replay_run_id"]) for run in ledger.state.runs)
 
 
 def test_the_manifest_requirement_is_strict() -> None:

@@ -443,6 +443,9 @@ def _register_replay(actions: argparse._SubParsersAction[argparse.ArgumentParser
     replay.add_argument("--unsafe-skip-log-check", action="store_true",
                         help="replay without verifying the log first (UNSAFE: a match then "
                         "proves nothing about what the enclave did)")
+    replay.add_argument("--ledger", type=Path, metavar="DIR", default=None,
+                        help="the strategy's ledger: a build packaged with --ledger-origin "
+                        "replays only through the ledger's gate, and the replay is a run in it")
     replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     replay.set_defaults(handler=_replay)
 
@@ -475,7 +478,12 @@ def _replay(args: argparse.Namespace) -> int:
     except UsageError as exc:
         raise UsageError(f"{exc} (--build DIR)") from None
     sys.stderr.write("zcbench: the replay enclave runs locally (development CA): SIMULATED\n")
-    runner = EnclaveReplayRunner(build, keep_dir=args.keep)
+    ledger = None
+    if args.ledger is not None:
+        from zcbench.ledger.runs import LedgerRunHook
+
+        ledger = LedgerRunHook(args.ledger, args.keep or args.path)
+    runner = EnclaveReplayRunner(build, keep_dir=args.keep, ledger=ledger)
     report = check_replay(
         args.path, runner, trust=trust, boot_verifier=_boot_verifier(args),
         index_range=_pair(args.range, "--range") if args.range else None,

@@ -5,11 +5,12 @@ alike."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from zcbench.auditlog.link import RunLink, encode_link
 from zcbench.auditlog.verify import nitro_boot_verifier
-from zcbench.channel import ChannelClosed, Connection, FrameError, Message
+from zcbench.channel import ChannelClosed, Connection, FrameError, Message, error_message
 from zcbench.errors import EnvError, VerificationError
 from zcbench.host.launcher import EnclaveProcess
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from zcbench.host.images import EnclaveImage
     from zcbench.keys import KeyBroker
 
-__all__ = ["boot_enclave", "release_key"]
+__all__ = ["boot_enclave", "ledger_exchange", "release_key"]
 
 
 def boot_enclave(
@@ -81,3 +82,26 @@ def release_key(request: Message, broker: KeyBroker | None) -> Message:
         }
     )
     return Message("key_release", {"ciphertext": answer["CiphertextForRecipient"]})
+
+
+def ledger_exchange(
+    conn: Connection, broker: KeyBroker | None, timeout: float
+) -> Callable[[Message], Message]:
+    """Send one message and return the enclave's reply, relaying a key request in between (the
+    ledger key: a refusal reaches the enclave as an error frame). What a
+    :class:`zcbench.ledger.runs.LedgerRunHook` talks to the enclave through."""
+    from zcbench.keys import KeyReleaseRefused
+
+    def exchange(message: Message) -> Message:
+        conn.send(message)
+        reply = conn.recv(timeout=timeout)
+        if reply.type == "key_request":
+            try:
+                answer = release_key(reply, broker)
+            except KeyReleaseRefused:
+                answer = error_message("refused", "the key broker refused")
+            conn.send(answer)
+            reply = conn.recv(timeout=timeout)
+        return reply
+
+    return exchange

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from zcbench.auditlog._fs import FileSystem
-from zcbench.channel import ChannelClosed, Connection, FrameError, Message, error_message
+from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
+from zcbench.host._boot import ledger_exchange
 from zcbench.host._stats import LatencyRecorder
 from zcbench.host.controls import ControlRecord, apply_control, encode_control, limits_of
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
@@ -276,7 +277,7 @@ def run_live(
     assert booted is not None
     try:
         if ledger is not None:
-            ledger.gate(_exchange(conn, broker, reply_timeout), booted["origin"])
+            ledger.gate(ledger_exchange(conn, broker, reply_timeout), booted["origin"])
         journal = Journal.create(
             run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe(),
             continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
@@ -396,29 +397,6 @@ class RunLedger(Protocol):
     def close(self) -> None: ...
 
 
-def _exchange(
-    conn: Connection, broker: KeyBroker | None, timeout: float
-) -> Callable[[Message], Message]:
-    """Send one message and return the enclave's reply, relaying a key request in between
-    (a refusal reaches the enclave as an error frame)."""
-    from zcbench.host._boot import release_key
-    from zcbench.keys import KeyReleaseRefused
-
-    def exchange(message: Message) -> Message:
-        conn.send(message)
-        reply = conn.recv(timeout=timeout)
-        if reply.type == "key_request":
-            try:
-                answer = release_key(reply, broker)
-            except KeyReleaseRefused:
-                answer = error_message("refused", "the key broker refused")
-            conn.send(answer)
-            reply = conn.recv(timeout=timeout)
-        return reply
-
-    return exchange
-
-
 def _end_ledger(
     ledger: RunLedger, conn: Connection, broker: KeyBroker | None, enclave: EnclaveProcess
 ) -> None:
@@ -427,7 +405,7 @@ def _end_ledger(
     if not enclave.alive() or conn.closed_reason is not None:
         return
     with contextlib.suppress(ZcbenchError, TimeoutError):
-        ledger.end(_exchange(conn, broker, 30.0))
+        ledger.end(ledger_exchange(conn, broker, 30.0))
 
 
 def _kept(status: str, reason: str, pipe: _Pipeline, log: HostLog) -> str:

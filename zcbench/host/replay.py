@@ -37,6 +37,7 @@ from zcbench.auditlog.verify import BootVerifier, resolve_log_path
 from zcbench.auditlog.writer import batch_event_time
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.host._boot import ledger_exchange
 from zcbench.host.images import BuildImage, EnclaveImage
 from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.logwriter import HostLog
@@ -52,6 +53,7 @@ from zcbench.strategy import (
 
 if TYPE_CHECKING:
     from zcbench.auditlog.replay import ReplayReport
+    from zcbench.host.live import RunLedger
     from zcbench.keys import KeyBroker
 
 __all__ = ["EnclaveReplayRunner", "ReplayEnclaveError", "build_of_run", "replay_log"]
@@ -70,7 +72,10 @@ class EnclaveReplayRunner:
     (``dev`` for the local enclave: SIMULATED). ``launcher`` starts the enclave given a scratch
     folder (default: the local enclave process; on Nitro, e.g. ``lambda _: launch_nitro(eif)``
     with ``trust="aws"`` and a KMS broker, as for ``run_live``). ``keep_dir`` keeps the replay
-    enclave's own log and boot document there (it must not exist yet or be empty).
+    enclave's own log and boot document there (it must not exist yet or be empty). ``ledger``
+    (a :class:`zcbench.ledger.runs.LedgerRunHook`): the replay enclave passes the ledger's gate
+    first, as a live run's does (a build measured with a ledger requirement replays only so),
+    and its run-start is in the ledger; a replay appends no run-end (it writes no summary).
     """
 
     def __init__(
@@ -86,7 +91,9 @@ class EnclaveReplayRunner:
         reply_timeout: float = 30.0,
         boot_timeout: float = 60.0,
         run_id: str | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.image: EnclaveImage = BuildImage(Path(build)) if isinstance(build, Path) else build
         self.broker = broker
         self.trust = trust
@@ -141,6 +148,9 @@ class EnclaveReplayRunner:
             conn, enclave, log = session.conn, session.enclave, session.log
             assert conn is not None
             assert log is not None
+            if self.ledger is not None:  # a replay is a run the ledger holds too
+                self.ledger.gate(ledger_exchange(conn, self.broker, self.reply_timeout),
+                                 session.origin)
             for sent, (seq, body) in enumerate(batches):
                 start = getattr(batches, "venue_start", None) if sent == 0 else None
                 if start is not None:
@@ -162,6 +172,8 @@ class EnclaveReplayRunner:
                 yield seq, signals
             session.shutdown("replay done")
         finally:
+            if self.ledger is not None:
+                self.ledger.close()  # no run-end: a replay writes no summary
             if session is not None:
                 session.close()
             if scratch is not None:
