@@ -121,7 +121,8 @@ def test_package_and_run_end_with_the_next_command_and_progress_is_lines(
     captured = capsys.readouterr()
     # stderr is not a terminal here: progress comes as whole lines, no carriage returns
     assert "\r" not in captured.err
-    progress = [line for line in captured.err.splitlines() if line.startswith("progress: ")]
+    progress = [line for line in captured.err.splitlines()
+                if line.startswith("zcbench: live run: ")]  # the one progress line format
     assert progress, captured.err
     assert "currency units" in progress[-1]
     lines = captured.out.splitlines()

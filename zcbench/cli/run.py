@@ -169,7 +169,7 @@ class _Progress:
             if now - self.last < self.every_s:
                 return
             self.last = now
-            sys.stderr.write(f"progress: {text}\n")
+            sys.stderr.write(f"zcbench: live run: {text}\n")  # as zcbench.progress's lines
         self.shown = True
         sys.stderr.flush()
 

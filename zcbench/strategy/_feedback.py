@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench._cbor import describe
 from zcbench.errors import DataError
@@ -164,7 +162,7 @@ def encode_context(context: Context) -> bytes:
         "positions": [list(p) for p in context.positions],
         "limits": [list(p) for p in context.limits],
     }
-    data: bytes = cbor2.dumps(doc, canonical=True)
+    data: bytes = _cbor.encode_canonical(doc)
     return data
 
 

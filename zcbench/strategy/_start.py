@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench._cbor import describe
 from zcbench.errors import DataError
@@ -182,7 +180,7 @@ def encode_start(state: StartState) -> bytes:
         "executions": [_exec_doc(e) for e in state.executions],
         "not_acted": [[o, li, k] for o, li, k in state.not_acted],
     }
-    data: bytes = cbor2.dumps(doc, canonical=True)
+    data: bytes = _cbor.encode_canonical(doc)
     return data
 
 
