@@ -7,14 +7,13 @@ import json
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from _seaweed import SeaweedS3, running_seaweed
-from test_widgets_support import make_run
+from _seaweed import SeaweedS3
+from live_world import LiveWorld
 
 from zcbench.auditlog import events_frame
 from zcbench.auditlog.frame import iter_records
@@ -24,22 +23,10 @@ from zcbench.evidence.clock import is_clock_note
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def seaweed() -> Iterator[SeaweedS3]:
-    with running_seaweed() as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("evidence")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
-    try:
-        make_run(folder)
-    finally:
-        mp.undo()
-    return folder
+def world(live_world: LiveWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's copy of the shared run (archiving writes its manifest beside the run)."""
+    return live_world.copy_to(tmp_path_factory.mktemp("evidence")).folder
 
 
 @pytest.fixture

@@ -37,8 +37,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench._cbor import describe
 from zcbench.auditlog.records import RecordCodec
@@ -278,7 +276,7 @@ def encode_entry(*, index: int, time_ns: int, body: EntryBody) -> bytes:
     doc_body = {name: _to_doc(name, value) for name, value in doc_body.items()}
     doc = {"v": ENTRY_VERSION, "index": index, "type": body.type, "time_ns": time_ns,
            "body": doc_body}
-    data: bytes = cbor2.dumps(doc, canonical=True)
+    data: bytes = _cbor.encode_canonical(doc)
     if len(data) > MAX_ENTRY_BYTES:
         raise ValueError(f"ledger entry of {len(data)} bytes exceeds {MAX_ENTRY_BYTES}")
     return data
