@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FeedbackLoop", "LoggedRecord"]
 
-BOOT_RECORDS: Final = 1
-"""Records before the first batch's in a run's log (the boot record)."""
+BOOT_RECORDS: Final = 2
+"""Records before the first batch's in a run's log: the boot record and the control record
+that puts the run's limits in force (a run without clock records; DESIGN.md, "The live run")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class FeedbackLoop:
     with the batch's encoded signals and market events; :meth:`finish` after the last batch
     signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
-    batch's log index (after the boot record).
+    batch's log index (after the boot and start control records).
     """
 
     def __init__(

@@ -446,6 +446,15 @@ class ExecutionLayer:
             self.journal_file.append(self._rows[first:])
         return results
 
+    def rests(self) -> bool:
+        """Whether an order may rest at the venue (so a batch's market events may fill or
+        expire it): never without a venue; with one, what its ``resting()`` says (a venue
+        without that method: always)."""
+        if self.venue is None:
+            return False
+        resting = getattr(self.venue, "resting", None)
+        return True if resting is None else bool(resting())
+
     def rows_since(self, start: int) -> list[dict[str, Any]]:
         """The journal rows from row ``start`` on (the feedback of the next batch)."""
         return self._rows[start:]

@@ -49,6 +49,7 @@ from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
+from zcbench.strategy import encode_signals
 
 if TYPE_CHECKING:
     from zcbench.evidence.clock import ClockSource
@@ -69,6 +70,8 @@ __all__ = [
 _DONE: Final = object()
 _MAX_GROUP: Final = 64
 _PRICE_EVERY: Final = 256
+_STREAM_WAIT_S: Final = 0.002  # how long a quiet group waits for the sender's next batch
+_NO_SIGNALS: Final = encode_signals([])
 
 
 class RunHandle:
@@ -507,6 +510,12 @@ class _Pipeline:
         self.active_s = 0.0
         self.t0 = time.monotonic()
         self.market_ns = 0  # the newest event time acted on: the order-rate limit's clock
+        # feedback without a needless wait: which batches not yet acted on are known to give no
+        # signal (their reply staged), and whether nothing rests at the venue after the last act
+        self.silent: dict[int, bool] = {}
+        self.quiet = not execution.rests()
+        self.loud = False  # the group being staged holds a batch with signals
+        self.controls_in_flight = 0  # control records sent, their limits not yet in force
         self.limits_logged = execution.limits  # after every control sent so far (under order)
         self._start: _Control | None = None
         self.clock_source: ClockSource | None = None
@@ -566,6 +575,7 @@ class _Pipeline:
             item = _Control(encode_control(record), limits, why, record)
             if not self._put(item):
                 raise EnvError("the run has ended; its limits can no longer change")
+            self.controls_in_flight += 1
             self.limits_logged = limits
             self.conn.send(Message("record_note", {"body": item.body}))
         if not item.done.wait(timeout):
@@ -614,6 +624,7 @@ class _Pipeline:
                 with self.order:
                     if not self._put(self._start):
                         return
+                    self.controls_in_flight += 1
                     self.conn.send(Message("record_note", {"body": self._start.body}))
             self._send_clock(force=True)
             for pb in self.proxy:
@@ -623,10 +634,12 @@ class _Pipeline:
                 self._send_drops(seq - 1)
                 self._ask_ledger()
                 self._send_clock()
+                # encoded first: with feedback, batch k is encoded while batch k-1 is still
+                # being logged and acted on (its bytes do not depend on the feedback)
+                data = pb.encode(seq)
                 fed = self._feedback_of(seq) if self.feedback is not None else None
                 if fed is False:
                     return
-                data = pb.encode(seq)
                 # a batch's feedback and the batch go out under one lock: nothing (a control
                 # record from another thread) may be logged between the two IN records
                 with self.order:
@@ -656,7 +669,7 @@ class _Pipeline:
         feedback (True: nothing came of it; False: the run stopped meanwhile)."""
         assert self.feedback is not None
         with self.acted:
-            while self.batches < seq:
+            while self.batches < seq and not self._nothing_pending(seq):
                 if self.stop.is_set() or self.user_stop.is_set():
                     return False
                 self.acted.wait(0.1)
@@ -669,6 +682,18 @@ class _Pipeline:
             return False
         self.conn.send(Message("feedback", {"seq": item.seq, "body": item.body}))
         return True
+
+    def _nothing_pending(self, seq: int) -> bool:
+        """Whether acting on the batches before ``seq`` not yet acted on can add nothing to
+        batch ``seq``'s feedback: nothing rests at the venue after the last act, and each of
+        them gave no signal. Their acts then journal nothing and move no position, so the
+        feedback taken now is the one taken after them, and batch ``seq`` need not wait for
+        their commit. A control record in flight (limits about to change) waits as before
+        (called with ``acted`` held)."""
+        pending = range(self.batches, seq)
+        return self.quiet and not self.controls_in_flight and all(
+            self.silent.get(j, False) for j in pending
+        )
 
     def _ask_ledger(self) -> None:
         """Ask the enclave for a run-checkpoint entry when one is due (in order with the
@@ -732,11 +757,21 @@ class _Pipeline:
                 self._apply_control(item)
                 continue
             group: list[ProxyBatch] = []
+            self.loud = False
             try:
                 self._stage_item(item, group)
-                # group commit: take every reply that is already here, then one durable write
-                while len(group) < _MAX_GROUP and self.conn.ready():
-                    nxt = self._next_item(wait=False)
+                # group commit: take every reply that is already here, then one durable write;
+                # with feedback, also those of batches the sender still sends while the group
+                # gives no signal (nothing waits to be acted on)
+                while len(group) < _MAX_GROUP:
+                    if self.conn.ready():
+                        nxt = self._next_item(wait=False)
+                    elif self.feedback is not None and not self.loud and self.quiet:
+                        nxt = self._next_sent(_STREAM_WAIT_S)
+                        if nxt is None:
+                            break
+                    else:
+                        break
                     if not isinstance(nxt, (tuple, _Note, _Feedback)):
                         self.held = nxt
                         break
@@ -745,6 +780,16 @@ class _Pipeline:
                 self._commit(group)  # what was verified before the failure still counts
                 raise
             self._commit(group)
+
+    def _next_sent(self, timeout: float) -> object | None:
+        """The next item the sender puts in flight within ``timeout`` seconds, or None."""
+        if self.held is not None:
+            item, self.held = self.held, None
+            return item
+        try:
+            return self.inflight.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def _commit(self, group: list[ProxyBatch]) -> None:
         for verified, pb in zip(self.log.flush(), group, strict=True):
@@ -795,6 +840,9 @@ class _Pipeline:
             self.execution.killed = None
         item.index = index
         item.done.set()
+        with self.acted:
+            self.controls_in_flight -= 1
+            self.acted.notify_all()
 
     def _stage_feedback(self, item: _Feedback) -> None:
         reply = self._reply(item.seq)
@@ -825,6 +873,12 @@ class _Pipeline:
         except DataError as exc:  # undecodable records or signals: nothing was written
             raise _RunFailed("enclave_error", f"malformed reply for batch {seq}: {exc}") from None
         assert isinstance(pb, ProxyBatch)
+        if self.feedback is not None:
+            silent = reply["signals"] == _NO_SIGNALS
+            self.loud = self.loud or not silent
+            with self.acted:
+                self.silent[seq] = silent
+                self.acted.notify_all()
         return pb
 
     def attest(self, nonce: bytes, timeout: float) -> bytes:
@@ -891,6 +945,8 @@ class _Pipeline:
         self.execution.act(verified, now_ns=now, market_ns=self.market_ns)
         self.freshness.add(now - pb.received_ns)
         with self.acted:
+            self.silent.pop(verified.seq, None)
+            self.quiet = not self.execution.rests()
             self.batches += 1
             self.acted.notify_all()
         self.events += len(pb)

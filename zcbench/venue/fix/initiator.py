@@ -134,6 +134,10 @@ class FixVenue:
         )
         return self._request(("G", replace_fields(request, order, market_ns=self._market_ns)))
 
+    def resting(self) -> bool:
+        """Whether an order of this session is open at the venue (its reports may still come)."""
+        return bool(self._open)
+
     def open_orders(self) -> list[Order]:
         return list(self._open.values())
 
