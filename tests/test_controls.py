@@ -235,6 +235,16 @@ def test_limits_changes_kill_and_enable_are_signed_records_and_in_force(
     body[victim] = json.dumps(row, sort_keys=True) + "\n"
     journal.write_text(header + "".join(body))
     assert any("kill switch was engaged" in p for p in control_history(run).problems)
+    # ... a paper fill past the logged max_position ...
+    body = lines[1:]
+    victim = next(i for i, line in enumerate(body)
+                  if json.loads(line)["log_index"] > loosen.log_index
+                  and json.loads(line)["event"] == "fill")
+    row = json.loads(body[victim])
+    row["position_after"] = 50
+    body[victim] = json.dumps(row, sort_keys=True) + "\n"
+    journal.write_text(header + "".join(body))
+    assert any("past the logged max_position 5" in p for p in control_history(run).problems)
     journal.write_bytes(original)
     # ... and a summary whose limits are not the last logged ones
     summary_doc = json.loads((run / "summary.json").read_text())
