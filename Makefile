@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zcbench-installed
 
-.PHONY: setup browser-deps demo archive-demo test test-fast test-browser lint typecheck pytest bench lock clean
+.PHONY: setup browser-deps demo archive-demo archive-verify-demo test test-fast test-browser lint typecheck pytest bench lock clean
 
 setup: $(STAMP)
 
@@ -22,12 +22,18 @@ demo: setup
 	$(VENV)/bin/zcbench demo
 
 # The demo run's records in a WORM bucket on a SeaweedFS server on loopback (started here and
-# stopped when done, with its data), read back by VersionId, then the run's evidence pack.
-# The previous demo's archive manifest is dropped first: its server and bucket are gone.
+# stopped when done; its data, identity and port kept in demo-out/s3), read back by VersionId,
+# then the run's evidence pack. The previous demo's archive (manifest and server data) is
+# dropped first. 'make archive-verify-demo' starts the same server again and reads it back.
 archive-demo: setup
 	test -f demo-out/run/summary.json || $(VENV)/bin/zcbench demo
-	rm -rf demo-out/evidence demo-out/run/archive.json
-	$(PY) tests/_seaweed.py -- bash -c '$(VENV)/bin/zcbench archive demo-out/run --s3 "$$ZCBENCH_S3" --bucket zcbench-demo --retain-days 1827 && $(VENV)/bin/zcbench archive verify demo-out/run --s3 "$$ZCBENCH_S3" --bucket zcbench-demo && $(VENV)/bin/zcbench evidence demo-out/run --out demo-out/evidence --trust dev'
+	rm -rf demo-out/evidence demo-out/run/archive.json demo-out/s3
+	$(PY) tests/_seaweed.py --keep demo-out/s3 -- bash -c '$(VENV)/bin/zcbench archive demo-out/run --s3 "$$ZCBENCH_S3" --bucket zcbench-demo --retain-days 1827 && $(VENV)/bin/zcbench archive verify demo-out/run --s3 "$$ZCBENCH_S3" --bucket zcbench-demo && $(VENV)/bin/zcbench evidence demo-out/run --out demo-out/evidence --trust dev'
+	@echo "The demo's S3 server has stopped, so the 'archive verify' command above (and the pack's) needs it running again with its credentials: 'make archive-verify-demo' does both (data, identity and port are kept in demo-out/s3)."
+
+archive-verify-demo: setup
+	@test -f demo-out/run/archive.json -a -f demo-out/s3/s3.json || { echo "no archive of the demo run here: run 'make archive-demo' first"; exit 2; }
+	$(PY) tests/_seaweed.py --keep demo-out/s3 -- bash -c '$(VENV)/bin/zcbench archive verify demo-out/run --s3 "$$ZCBENCH_S3" --bucket zcbench-demo'
 
 lint: setup
 	$(VENV)/bin/ruff check zcbench tests bench tools

@@ -4,7 +4,9 @@ Figures (1,000-event batches, seeded synthetic ticks):
 
 1. end-to-end events/s (proxy -> enclave process -> signed checkpoint -> durable log ->
    execution), as a ratio to (a) the same strategy called in-process on the same batches, no
-   boundary and no log (target >= 0.5);
+   boundary and no log (target >= 0.5); the same on the paper venue without and with feedback
+   (the outcomes logged as an IN record before each batch, as ``zcbench run`` does by default),
+   each as a ratio to (a), and feedback against no feedback;
 2. the live per-batch time as a ratio to (b) the per-batch floor of the boundary: the batch's
    encoding both ways, one Unix-socket round trip of that frame size, one Ed25519 sign and
    verify, one append + fsync, plus the strategy's own in-process time (target <= 1.5x);
@@ -29,7 +31,8 @@ The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py
    rate (scaled down from 10 min vs 1 min to 2 min vs 20 s), each in a fresh process.
 
 Run: ``python bench/bench_live.py`` (``--quick`` for a smoke run, ``--infrastructure`` for
-sections 5-8 only, ``--capacity`` for section 5 only).
+sections 5-8 only, ``--capacity`` for section 5 only, ``--feedback`` for section 1's feedback
+figures only).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from zcbench.strategy import (
     encode_signals,
     make_strategy,
 )
+from zcbench.venue import PaperVenue
 
 BATCH = 1_000
 WINDOW = 64  # run_live's default
@@ -290,9 +294,8 @@ def _dropped_in_log(run: Path) -> int:
 
     from zcbench.auditlog.frame import iter_records
 
-    return sum(
-        cbor2.loads(r.body)["batches"] for r, _ in iter_records(run) if r.kind == "note"
-    )
+    notes = (cbor2.loads(r.body) for r, _ in iter_records(run) if r.kind == "note")
+    return sum(n["batches"] for n in notes if n["note"] == "dropped")
 
 
 _RSS_RUN = """
@@ -433,6 +436,31 @@ def _frames_of(events: object, count: int) -> tuple[None, None, bytes, bytes]:
     return None, None, ingest, encode_frame(reply)
 
 
+def feedback_rows(events: object, base_eps: float) -> list[str]:
+    """The live run on the paper venue without and with feedback, against (a) of the same run."""
+    image = ModuleImage(Path(order_flow.__file__))
+    got = {}
+    with tempfile.TemporaryDirectory(prefix="zcbench-bench-") as tmp:
+        for name, feedback in (("no feedback", False), ("feedback", True)):
+            summary = run_live(
+                image, Path(tmp) / name.replace(" ", "-"),
+                ReplaySource(events, BatchSpec(count=BATCH)),  # type: ignore[arg-type]
+                window=WINDOW, venue=PaperVenue(), feedback=feedback,
+            )
+            assert summary.status == "completed", summary.reason
+            got[name] = summary
+    rows = [f"baseline (a) in-process strategy, no boundary, no log: {base_eps:12,.0f} ev/s"]
+    for name, summary in got.items():
+        rows.append(
+            f"live, paper venue, {name:11s}: {summary.events_per_s:12,.0f} ev/s, ratio to (a) "
+            f"{summary.events_per_s / base_eps:.2f}; batch round trip p50 "
+            f"{summary.batch_rtt_p50_ms:.2f} ms, p99 {summary.batch_rtt_p99_ms:.2f} ms"
+        )
+    off, on = got["no feedback"].events_per_s, got["feedback"].events_per_s
+    rows.append(f"feedback / no feedback = {on / off:.2f} ({got['feedback'].orders} orders)")
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run")
@@ -440,7 +468,17 @@ def main() -> int:
         "--infrastructure", action="store_true", help="only sections 5-8 (no-op strategy)"
     )
     ap.add_argument("--capacity", action="store_true", help="only section 5 (capacity)")
+    ap.add_argument("--feedback", action="store_true", help="only the feedback figures")
     args = ap.parse_args()
+    if args.feedback:
+        os.environ.setdefault("ZCBENCH_HOME", tempfile.mkdtemp(prefix="zcbench-bench-home-"))
+        seconds = 2.0 if args.quick else 10.0
+        events = generate_ticks(SyntheticConfig(rate=20_000, duration_s=seconds), seed=3)
+        base_eps, _ = in_process(events)
+        print("1. end-to-end throughput, paper venue, feedback")
+        for row in feedback_rows(events, base_eps):
+            print("   " + row)
+        return 0
     if args.infrastructure or args.capacity:
         os.environ.setdefault("ZCBENCH_HOME", tempfile.mkdtemp(prefix="zcbench-bench-home-"))
         for row in infrastructure(args.quick, capacity_only=args.capacity):
@@ -498,6 +536,10 @@ def main() -> int:
     print(f"   live (enclave process, signed + fsynced log, execution): {live_eps:12,.0f} ev/s")
     print(f"   baseline (a) in-process strategy, no boundary, no log:   {base_eps:12,.0f} ev/s")
     print(f"   ratio live / (a) = {live_eps / base_eps:.2f}   (target >= 0.5)")
+    # a smoke run keeps to 10 batches here: --feedback measures it in full
+    cut = events.head(10 * BATCH) if args.quick else events  # type: ignore[attr-defined]
+    for row in feedback_rows(cut, base_eps):
+        print("   " + row)
     print(f"   network isolation of the enclave: {summary.isolated_network}")
     print(
         f"   for reference: the enclave's whole job per batch in-process (decode, strategy, "

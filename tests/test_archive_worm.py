@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _seaweed import SeaweedS3
+from _seaweed import SeaweedS3, running_seaweed
 from botocore.exceptions import ClientError
 from live_world import LiveWorld
 
@@ -286,3 +286,19 @@ def test_archive_into_the_ledger_and_verify_against_it(
     [report] = json.loads(capsys.readouterr().out)
     found = {(f["problem"], f["path"], f["version_id"]) for f in report["findings"]}
     assert ("not_in_ledger", seg["path"], rewritten["VersionId"]) in found
+
+
+def test_a_kept_server_reads_back_what_an_earlier_start_stored(tmp_path: Path) -> None:
+    # 'make archive-demo' stops its server; 'make archive-verify-demo' starts it again over the
+    # kept folder, and the endpoint and credentials the archive was made with read it back.
+    kept = tmp_path / "s3"
+    with running_seaweed(kept) as first:
+        s3 = first.client()
+        bucket = _locked_bucket(s3)
+        version = s3.put_object(Bucket=bucket, Key="k", Body=b"kept", ObjectLockMode="COMPLIANCE",
+                                ObjectLockRetainUntilDate=_until())["VersionId"]
+    with running_seaweed(kept) as again:
+        assert (again.endpoint, again.access_key) == (first.endpoint, first.access_key)
+        body = again.client().get_object(Bucket=bucket, Key="k", VersionId=version)["Body"]
+        assert body.read() == b"kept"
+    assert (kept / "data").is_dir()  # kept: never removed on stop

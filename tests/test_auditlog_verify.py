@@ -330,3 +330,30 @@ def test_empty_or_missing_log(tmp_path: Path) -> None:
     shutil.rmtree(built.log)
     (built.log).mkdir()
     assert _check(built.run).classification == "corrupt"
+
+
+def _assert_class_said_once(report: LogReport) -> None:
+    # The verdict line is "CLASS: message"; the message does not say the class again
+    # ("INTACT: intact: ..." read as a stutter).
+    head, _, message = report.summary_lines()[0].partition(": ")
+    assert head == report.classification.upper()
+    spoken = report.classification.replace("_", " ")
+    assert not message.lower().startswith((report.classification, spoken)), message
+    assert spoken not in message.lower(), message
+
+
+def test_the_verdict_line_says_its_class_once(built: BuiltLog, tmp_path: Path) -> None:
+    from zcbench.auditlog import export_slice
+
+    _assert_class_said_once(_check(built.run))
+    out = tmp_path / "slice.cbor"
+    export_slice(built.run, out, trust="fake", boot_verifier=fake_boot_verifier,
+                 index_range=(1, 4))
+    _assert_class_said_once(_check(out))
+    seg = _segment(built.log)
+    whole = seg.read_bytes()
+    late = frame(encode_record(index=13, kind="note", body=b"late", time_ns=9))
+    seg.write_bytes(whole + late)
+    _assert_class_said_once(_check(built.run))
+    seg.write_bytes(whole + late[:-2])
+    _assert_class_said_once(_check(built.run))

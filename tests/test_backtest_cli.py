@@ -160,3 +160,48 @@ def test_synthetic_settings_file(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert doc["data"]["synthetic"]["symbols"] == ["X", "Y"]  # type: ignore[index]
     doc = _json(capsys, [*argv, "--duration", "1"])
     assert doc["n_events"] == 4000
+
+
+_SWEEP = ["--synthetic", "--duration", "1", "--rate", "3000", "--width-ms", "50", "--serial"]
+
+
+def test_sweep_and_walkforward_explain_the_tick_scale_sharpe_and_name_points_as_flags(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    record = str(tmp_path / "r.json")
+    assert main(["sweep", *_SWEEP, "--record", record, "--param", "enter_pct=10,20"]) == 0
+    out = capsys.readouterr().out
+    assert "batches a year of event time" in out
+    assert "do not read them as yearly figures" in out
+    argv = ["walkforward", *_SWEEP, "--record", record, "--param", "enter_pct=10,20",
+            "--param", "window=2", "--train", "6", "--test", "4"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "do not read them as yearly figures" in out
+    assert "enter_pct=" in out  # the point as --param names it
+    assert " window=2" in out
+    assert "{'" not in out  # never a Python dict
+    assert '{"' not in out
+    assert main([*argv, "--json"]) == 0
+    folds = json.loads(capsys.readouterr().out)["folds"]
+    assert all(set(f["params"]) == {"enter_pct", "window"} for f in folds)
+
+
+def test_sweep_takes_the_capital_and_instrument_options(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def fills(*extra: str) -> int:
+        argv = ["sweep", *_SWEEP, "--record", str(tmp_path / "r.json"), "--json",
+                "--param", "enter_pct=5", "--initial-cash", "5000", *extra]
+        assert main(argv) == 0
+        (row,) = json.loads(capsys.readouterr().out)["rows"]
+        return int(row["n_fills"])
+
+    # 100 units at about 100 USD do not fit in 5,000 USD of cash; with leverage 4 they do
+    assert fills() < fills("--leverage", "4")
+    assert fills("--leverage", "4") < fills("--leverage", "4", "--short-margin", "0.1")
+    table = tmp_path / "instruments.csv"
+    table.write_text("symbol,currency,tick_size,lot_size\nZZZ,USD,0.01,1\n")
+    assert main(["sweep", *_SWEEP, "--record", str(tmp_path / "r.json"),
+                 "--param", "enter_pct=5", "--instruments", str(table)]) == 0
+    assert "unknown instrument 'AAA'" in capsys.readouterr().out  # the point failed on it

@@ -97,7 +97,12 @@ def _error_lines(err: str) -> list[str]:
     """Standard error without the notices every run may print (SIMULATED, warnings)."""
     notices = ("zcbench: warning:", "zcbench: trusting the development CA", "SIMULATED",
                "zcbench: the replay enclave runs locally")
-    return [line for line in err.splitlines() if line.strip() and not line.startswith(notices)]
+    return [line for line in err.splitlines() if line.strip() and not line.startswith(notices)
+            and not _PROGRESS.match(line)]
+
+
+# zcbench.progress's lines, printed when work takes a while (a loaded machine): not errors
+_PROGRESS = re.compile(r"zcbench: [\w -]+: (done, )?[\d,]+ (of [\d,]+ )?\w+.* [\d.]+ s$")
 
 
 def _assert_one_readable_line(err: str, out: str = "") -> None:
@@ -162,6 +167,8 @@ _TABLE: list[Any] = [
     (["backtest", "--data", "{folder}"], 2),
     (["backtest", "--data", "{text}"], 1),
     (["backtest", "--data", "{json}"], 1),
+    (["backtest", "--out", "{blocked}"], 3),
+    (["backtest", "--out", "{full}"], 3),
     # sweep, walkforward
     (["sweep", "--serial", "--param", "window=2", "--data", "{missing}"], 2),
     (["sweep", "--serial", "--param", "window=2", "--data", "{text}"], 1),
@@ -169,6 +176,11 @@ _TABLE: list[Any] = [
     (["sweep", "--scheduler", "localhost:1", "--param", "window=2"], 2),
     (["sweep", "--serial", "--param", "fast=5", "--record", "{blocked}"], 3),
     (["walkforward", "--serial", "--param", "window=2", "--train", "0", "--test", "1"], 2),
+    (["sweep", "--serial", "--synthetic", "--duration", "0.5", "--param", "window=2",
+      "--record", "{folder}/r.json", "--table", "{blocked}"], 3),
+    (["walkforward", "--serial", "--synthetic", "--duration", "1", "--param", "window=2",
+      "--train", "3", "--test", "2", "--record", "{folder}/w.json", "--folds-out",
+      "{blocked}"], 3),
     (["walkforward", "--serial", "--param", "window=2", "--train", "1", "--test", "1",
       "--data", "{folder}"], 2),
     # package
@@ -204,6 +216,8 @@ _TABLE: list[Any] = [
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{missing}"], 2),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{folder}"], 2),
     (["verify", "attestation", "{document}", "--trust", "{empty_pem}"], 1),
+    (["verify", "attestation", "{text}", "--trust", "dev"], 1),
+    (["verify", "attestation", "{json}", "--trust", "dev"], 1),
     (["verify", "attestation", "{document}", "--trust", "dev", "--commitment", "{json}"], 1),
     (["verify", "attestation", "{document}"], 1),  # a development-CA document, trust aws
     (["verify", "attestation", "{snp_report}"], 1),  # an SEV-SNP report without its VCEK
@@ -283,6 +297,13 @@ _TABLE: list[Any] = [
     (["evidence", "{run}", "--out", "{blocked}", "--trust", "dev"], 3),
     (["evidence", "verify", "{missing}"], 2),
     (["evidence", "verify", "{folder}"], 2),
+    # limits, kill, enable: only a live run takes a change; a malformed one is refused first
+    (["limits", "set", "{missing}", "--operator", "alice", "max_position=1"], 2),
+    (["limits", "set", "{folder}", "--operator", "alice", "max_pos=1"], 2),
+    (["limits", "set", "{run}", "--operator", "alice", "max_position=1"], 3),
+    (["limits", "show", "{missing}"], 2),
+    (["kill", "{run}", "--operator", "alice"], 3),
+    (["enable", "{missing}", "--operator", "alice"], 2),
     (["report", "{missing}"], 2),
     (["report", "{text}"], 2),
     (["report", "{build}"], 2),

@@ -16,7 +16,9 @@ from _seaweed import SeaweedS3
 from live_world import LiveWorld
 
 from zcbench.auditlog import events_frame
+from zcbench.auditlog.frame import iter_records
 from zcbench.cli import main
+from zcbench.evidence.clock import is_clock_note
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +56,9 @@ def test_pack_of_an_archived_run_holds_each_part_and_each_command_verifies(
     pack = tmp_path / "pack"
     assert main(["evidence", str(archived), "--out", str(pack), "--trust", "dev"]) == 0
     commands = _commands(capsys.readouterr().out)
-    for name in ("runs", "algorithms", "orders", "controls", "control_events", "clock",
-                 "performance", "archive", "files"):
+    for name in ("runs", "algorithms", "orders", "controls", "control_changes", "control_flags",
+                 "control_events", "clock", "performance", "performance_backtest", "archive",
+                 "files"):
         csv = pl.read_csv(pack / f"{name}.csv", infer_schema=False)
         assert pl.read_parquet(pack / f"{name}.parquet").height == csv.height
     html = (pack / "index.html").read_text()
@@ -75,11 +78,37 @@ def test_pack_of_an_archived_run_holds_each_part_and_each_command_verifies(
     assert orders.height == len(journal) - 1 > 0
     assert orders["in_signed_log"].all()
     assert set(orders["pcr0"]) == {pcr0}
-    assert (orders["out_log_index"] % 2 == 0).all()  # OUT records follow their IN, from 1
+    outs = {r.index for r, _ in iter_records(archived) if r.kind == "out"}
+    assert set(orders["out_log_index"]) <= outs  # every order names an OUT record
 
+    # the limits in force at the start, from the run's signed start record; no change, no flag
+    controls = pl.read_parquet(pack / "controls.parquet")
+    assert controls["source"].str.starts_with("signed control record at log index 1").all()
+    assert set(controls["control"]) == {"kill_switch", "max_notional", "max_orders_per_s",
+                                        "max_position", "price_collar_bps"}
+    changes = pl.read_parquet(pack / "control_changes.parquet")
+    assert set(changes["action"]) == {"start"}
+    assert pl.read_parquet(pack / "control_flags.parquet").height == 0
+
+    # every record's time: its source, and a bound from the run's clock records, or a flag
     clock = pl.read_parquet(pack / "clock.parquet")
     assert clock.height == runs["entries"][0]
-    assert clock["flag"].str.contains("no error bound").all()  # never assumed within
+    bounded = clock.filter(pl.col("bound_ns").is_not_null())
+    assert (bounded["within_limit"] == (bounded["bound_ns"] <= 1_000_000)).all()
+    assert (clock.filter(~pl.col("within_limit").fill_null(False))["flag"] != "").all()
+    notes = [r for r, _ in iter_records(archived) if r.kind == "note"]
+    assert sum(is_clock_note(r.body) for r in notes) >= 2
+    spread = json.loads((pack / "pack.json").read_text())["clock_distribution"]
+    assert (spread["records"], spread["bounded"], spread["limit_ns"]) == (
+        clock.height, bounded.height, 1_000_000)
+    assert spread["within"] == bounded["within_limit"].sum()
+    assert spread["max_ns"] == (bounded["bound_ns"].max() if bounded.height else None)
+    if bounded.height:  # this machine's kernel said it is synchronised
+        assert bounded["source"].str.contains("checked against host CLOCK_REALTIME").all()
+
+    backtest = pl.read_parquet(pack / "performance_backtest.parquet")
+    assert backtest["n_batches"].to_list() == pl.read_parquet(
+        pack / "performance.parquet")["n_batches"].to_list()
 
     # the run's PnL recomputed here from the signed log alone: verified fills, marked at the
     # last logged price (the execution layer may have marked at quotes the strategy never

@@ -78,3 +78,35 @@ def test_deflated_sharpe_formula_and_trials() -> None:
         deflated_sharpe(0.1, 1)
     with pytest.raises(UsageError):
         tear_sheet(*_case(), capital_ticks=0)
+
+
+def test_backtest_over_the_logged_batches_hand_computed() -> None:
+    from zcbench.evidence.tearsheet import backtest_fills, backtest_sheet
+
+    # the same four batches of X (trades at 100, 110, 99, 121), and the signed signals: buy 10
+    # in batch 0, sell 10 in batch 2. The backtest fills each at the next event after its
+    # batch: the buy at 110 (batch 1), the sell at 121 (batch 3). By hand, capital 10,000:
+    # equity 10,000; 8,900 + 1,100 = 10,000; 8,900 + 990 = 9,890; 8,900 + 1,210 = 10,110
+    events = pl.DataFrame({"seq": [0, 1, 2, 3], "ts": [0, 1 * S, 2 * S, 3 * S],
+                           "symbol": ["X"] * 4, "price": [100, 110, 99, 121]})
+    signals = pl.DataFrame({"seq": [0, 2], "symbol": ["X", "X"], "side": ["buy", "sell"],
+                            "quantity": [10, 10], "limit_price": [None, None]},
+                           schema_overrides={"limit_price": pl.Int64})
+    fills = backtest_fills(events, signals, capital_ticks=10_000)
+    assert fills.rows() == [(1, "X", "buy", 10, 110), (3, "X", "sell", 10, 121)]
+    sheet = backtest_sheet(events, signals, capital_ticks=10_000)
+    assert sheet.equity_ticks == (10_000, 10_000, 9_890, 10_110)
+    assert sheet.pnl_ticks == 110
+    assert sheet.total_return == pytest.approx(0.011)
+    assert sheet.max_drawdown == pytest.approx(110 / 10_000)
+    assert sheet.exposure == pytest.approx(0.5)  # open after batches 1 and 2
+    assert sheet.turnover == pytest.approx((1_100 + 1_210) / 10_000)
+    returns = [0.0, 0.0, -0.011, 10_110 / 9_890 - 1]
+    assert sheet.sharpe_per_batch == pytest.approx(statistics.mean(returns)
+                                                   / statistics.stdev(returns))
+    # a limit the next price breaches leaves the buy unfilled (the sell is then a short)
+    limited = signals.with_columns(pl.Series("limit_price", [105, None], dtype=pl.Int64))
+    assert backtest_fills(events, limited, capital_ticks=10_000).rows() == [
+        (3, "X", "sell", 10, 121)]
+    # with 1,000 of capital the buy (1,100) and the short (1,210) are both refused
+    assert backtest_fills(events, signals, capital_ticks=1_000).height == 0

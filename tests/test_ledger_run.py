@@ -14,9 +14,12 @@ import pytest
 import zcbench.examples.order_flow as order_flow
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
+from zcbench.enclave.ledger import LedgerRequirement
+from zcbench.errors import UsageError
 from zcbench.host import ReplaySource
 from zcbench.host.live import ModuleImage, run_live
-from zcbench.ledger import Ledger, LedgerKeyRefused, ServeRefused
+from zcbench.keys import LocalKeyBroker
+from zcbench.ledger import Ledger, ServeRefused
 from zcbench.ledger.runs import LedgerRunHook, check_run_at
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
 
@@ -31,28 +34,39 @@ def _source() -> ReplaySource:
                         BatchSpec(count=50))  # 40 batches: on_progress every 20
 
 
-def _run(ledger_dir: Path, run_dir: Path) -> LedgerRunHook:
+def _measured(tmp_path: Path) -> ModuleImage:
+    """The image measured with its ledger requirement (run-checkpoints as often as asked)."""
+    path = tmp_path / "ledger-requirement.json"
+    path.write_bytes(LedgerRequirement(ORIGIN, None, checkpoint_interval_s=0.0).to_bytes())
+    return ModuleImage(Path(order_flow.__file__), ledger=path)
+
+
+def _run(image: ModuleImage, ledger_dir: Path, run_dir: Path) -> LedgerRunHook:
     hook = LedgerRunHook(ledger_dir, run_dir, checkpoint_interval_s=0.0)
-    summary = run_live(IMAGE, run_dir, _source(), on_booted=hook.booted,
-                       on_progress=hook.progress)
+    summary = run_live(image, run_dir, _source(), ledger=hook)
     assert summary.status == "completed", summary.reason
-    hook.end()
     return hook
 
 
 def test_runs_in_the_ledger_and_the_lp_holds_a_run_to_it(tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]
                                                          ) -> None:
-    pcr0 = IMAGE.expected_pcrs()[0]
+    image = _measured(tmp_path)
+    pcr0 = image.expected_pcrs()[0]
+    assert pcr0 != IMAGE.expected_pcrs()[0]  # the requirement is measured
     ledger_dir = tmp_path / "ledger"
     Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
                 commitment_sha256=b"\x01" * 32).close()
     shutil.copytree(ledger_dir, tmp_path / "empty-ledger")
-    first = _run(ledger_dir, tmp_path / "run1")
+    # a host that withholds the ledger: the enclave refuses every batch
+    withheld = run_live(image, tmp_path / "run0", _source())
+    assert withheld.status == "enclave_error"
+    assert "gate" in withheld.reason
+    first = _run(image, ledger_dir, tmp_path / "run1")
     assert first.appended[0] == "run-start"
     assert first.appended[-1] == "run-end"
     assert "run-checkpoint" in first.appended
-    second = _run(ledger_dir, tmp_path / "run2")
+    second = _run(image, ledger_dir, tmp_path / "run2")
     with Ledger.open(ledger_dir) as ledger:
         runs = list(ledger.state.runs.values())
         assert [r.origin for r in runs] == [first.origin, second.origin]
@@ -62,7 +76,7 @@ def test_runs_in_the_ledger_and_the_lp_holds_a_run_to_it(tmp_path: Path,
         assert start2.previous_checkpoint == runs[0].last_checkpoint  # type: ignore[union-attr]
         summary = (tmp_path / "run2" / "summary.json").read_bytes()
         assert runs[1].summary_sha256 == hashlib.sha256(summary).digest()
-    pcrs = IMAGE.expected_pcrs()
+    pcrs = image.expected_pcrs()
     for run in ("run1", "run2"):
         report = check_log(tmp_path / run, trust="dev", boot_verifier=nitro_boot_verifier(pcrs))
         assert report.verified
@@ -88,21 +102,23 @@ def test_a_build_not_yet_valid_or_revoked_never_serves(tmp_path: Path) -> None:
                      commitment_sha256=b"\x01" * 32) as ledger:
         ledger.announce(pcr0, b"\x02" * 32, notice_ns=7 * 86_400 * 10**9)
     hook = LedgerRunHook(ledger_dir, tmp_path / "run")
-    with pytest.raises(LedgerKeyRefused, match="valid only from"):
-        run_live(IMAGE, tmp_path / "run", _source(), on_booted=hook.booted)
+    # the key broker (its policy follows the ledger) does not release the key in the notice
+    with pytest.raises(ServeRefused) as info:
+        run_live(IMAGE, tmp_path / "run", _source(), ledger=hook)
+    assert info.value.check == "ledger_key_release"
     assert not (tmp_path / "run").exists()  # it served nothing: the run folder is gone
+    assert any("only from" in r.reason for r in LocalKeyBroker().refusals())
     with Ledger.open(ledger_dir) as ledger:
         ledger.revoke(pcr0, reason="withdrawn before valid_from")
         assert len(ledger.state.runs) == 0
-    with pytest.raises(LedgerKeyRefused, match="revoked"):
+    with pytest.raises(ServeRefused) as info:
         run_live(IMAGE, tmp_path / "run", _source(),
-                 on_booted=LedgerRunHook(ledger_dir, tmp_path / "run").booted)
-    # the gate itself: allowed now, but no run-start for this run
-    from zcbench.ledger.runs import check_serve
-
-    with Ledger.open(ledger_dir) as ledger, pytest.raises(ServeRefused) as info:
-        check_serve(ledger, other, "zcbench/" + other.hex()[:16] + "/r", at_ns=2**62)
-    assert info.value.check == "serve_run_start"
+                 ledger=LedgerRunHook(ledger_dir, tmp_path / "run"))
+    assert info.value.check == "ledger_key_release"
+    assert any("revoked" in r.reason for r in LocalKeyBroker().refusals())
+    with Ledger.open(ledger_dir) as ledger:
+        assert len(ledger.state.runs) == 0
+        assert ledger.size == 3
 
 
 def test_every_acknowledged_entry_survives_a_kill(tmp_path: Path) -> None:
@@ -150,3 +166,37 @@ def test_every_acknowledged_entry_survives_a_kill(tmp_path: Path) -> None:
         assert ledger.size >= acknowledged + 1
         ledger.announce(hashlib.sha384(b"after").digest(), b"\x02" * 32, notice_ns=0)
     assert check_ledger(ledger_dir).ok
+
+
+def test_control_entries_follow_their_rules(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from zcbench.auditlog.checkpoint import log_verifier
+    from zcbench.ledger import LedgerRuleError
+    from zcbench.ledger.entries import ControlEntry, RunStartEntry, decode_entry
+
+    pcr0 = bytes(range(1, 49))
+    ledger_dir = tmp_path / "ledger"
+    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
+                commitment_sha256=b"\x01" * 32).close()
+    origin = f"zcbench/{pcr0.hex()[:16]}/run-1"
+    der = Ed25519PrivateKey.generate().public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    with Ledger.open(ledger_dir) as ledger:
+        ledger.append(RunStartEntry(pcr0, origin, log_verifier(der, origin).vkey,
+                                    b"\x03" * 32, None), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="before the run's start record"):
+            ledger.append(ControlEntry(origin, 5, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        ledger.append(ControlEntry(origin, 1, b"\x02" * 32, "start", "dora"), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="after its start record"):
+            ledger.append(ControlEntry(origin, 7, b"\x02" * 32, "start", "dora"), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="go forward"):
+            ledger.append(ControlEntry(origin, 1, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        ledger.append(ControlEntry(origin, 9, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        with pytest.raises(UsageError, match="control action"):
+            ledger.append(ControlEntry(origin, 10, b"\x02" * 32, "pause", "bob"), pcr0=pcr0)
+        [(_, start), (_, kill)] = ledger.state.runs[origin].controls
+        assert (start.action, kill.action, kill.log_index) == ("start", "kill", 9)
+        assert decode_entry(ledger.entry_bytes[-1]).body == kill
+    assert main(["ledger", "verify", str(ledger_dir)]) == 0

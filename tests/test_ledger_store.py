@@ -10,8 +10,9 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from zcbench.auditlog import LogDamageError, NoteError
+from zcbench.auditlog import LogDamageError, LogFormatError, NoteError
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
+from zcbench.keys import LocalKeyBroker
 from zcbench.ledger._errors import LedgerFormatError, LedgerKeyRefused, LedgerRuleError
 from zcbench.ledger.entries import (
     MAX_ENTRY_BYTES,
@@ -23,7 +24,7 @@ from zcbench.ledger.entries import (
     decode_entry,
     encode_entry,
 )
-from zcbench.ledger.key import kms_ledger_key_policy
+from zcbench.ledger.key import KEY_FILE, kms_ledger_key_policy
 from zcbench.ledger.store import Ledger, checkpoint_of
 
 T0 = 1_700_000_000 * 10**9
@@ -301,40 +302,43 @@ def test_the_broker_opens_a_sealed_secret_only_under_its_name(tmp_path: Path) ->
         LocalKeyBroker(tmp_path / "other-broker").open_secret(blob, "ledger.a")
 
 
-def test_the_run_hook_reads_only_whole_new_checkpoints(tmp_path: Path) -> None:
-    from zcbench.auditlog._frames import frame
-    from zcbench.auditlog.records import encode_record
-    from zcbench.auditlog.storage import LogStore
-    from zcbench.ledger.runs import LedgerRunHook
+def test_entries_the_enclave_signed_are_stored_only_when_they_cover_this_ledger(
+        tmp_path: Path) -> None:
+    from zcbench.auditlog.merkle import CompactRange, leaf_hash
+    from zcbench.ledger import LedgerVerificationError
+    from zcbench.ledger.key import secret_name
 
     ledger = make(tmp_path)
+    broker = LocalKeyBroker()
+    seed = broker.open_secret((tmp_path / "ledger" / KEY_FILE).read_bytes(), secret_name(ORIGIN))
+    key = LogSigner(Ed25519PrivateKey.from_private_bytes(seed), ORIGIN)
     signer, origin = run_log(P0, "run-1")
-    ledger.append(RunStartEntry(P0, origin, signer.vkey, b"\x05" * 32, None), at_ns=T0 + 1)
+    data = encode_entry(index=1, time_ns=T0 + 1,
+                        body=RunStartEntry(P0, origin, signer.vkey, b"\x05" * 32, None))
+
+    def signed(entries: list[bytes], k: LogSigner = key) -> bytes:
+        grown = CompactRange()
+        for e in entries:
+            grown.append(leaf_hash(e))
+        return k.sign(len(entries), grown.root())
+
+    before = ledger.entry_bytes
+    with pytest.raises(LedgerVerificationError):  # a checkpoint over something else
+        ledger.append_signed(data, signed([before[0]]))
+    with pytest.raises((NoteError, LogFormatError)):  # another key
+        ledger.append_signed(data, signed([*before, data],
+                                          LogSigner(Ed25519PrivateKey.generate(), ORIGIN)))
+    hidden = encode_entry(index=1, time_ns=T0 + 1,
+                          body=RunStartEntry(P0, origin, signer.vkey, b"\x05" * 32, b"x\n"))
+    with pytest.raises(LedgerRuleError):  # a rule broken, even when signed
+        ledger.append_signed(hidden, signed([*before, hidden]))
+    assert ledger.size == 1
+    assert len(ledger.checkpoint_notes()) == 1
+    ledger.append_signed(data, signed([*before, data]))
     ledger.close()
-    run_dir = tmp_path / "run"
-    store = LogStore.create(run_dir / "log")
-    store.append([encode_record(index=0, kind="note", body=b"x", time_ns=T0)])
-    store.sync()
-    store.add_checkpoint(signer.sign(1, store.root()))
-    store.close()
-    hook = LedgerRunHook(tmp_path / "ledger", run_dir, checkpoint_interval_s=0.0,
-                         clock=lambda: T0 + 2, pcr0=P0, origin=origin)
-    hook.progress()
-    assert hook.appended == ["run-checkpoint"]
-    hook.progress()  # nothing new
-    assert hook.appended == ["run-checkpoint"]
-    whole = frame(signer.sign(2, b"\x07" * 32))
-    path = run_dir / "log" / "checkpoints.zlog"
-    with path.open("ab") as out:
-        out.write(whole[:50])  # the host is still writing this frame
-    hook.progress()
-    assert hook.appended == ["run-checkpoint"]
-    with path.open("ab") as out:
-        out.write(whole[50:])
-    hook.progress()
-    assert hook.appended == ["run-checkpoint", "run-checkpoint"]
     with Ledger.open(tmp_path / "ledger") as reopened:
-        assert reopened.state.runs[origin].last_size == 2
+        assert reopened.size == 2
+        assert origin in reopened.state.runs
 
 
 def test_the_nitro_ledger_key_is_sealed_and_released_by_kms(tmp_path: Path) -> None:

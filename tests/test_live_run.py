@@ -69,6 +69,11 @@ def _package_example(tmp_path: Path, batch_count: int) -> Path:
     return tmp_path / "build"
 
 
+def _notes(run_dir: Path) -> int:
+    """Note records of a run: its start control record, its clock records (and any drops)."""
+    return sum(r.kind == "note" for r, _ in iter_records(run_dir))
+
+
 def _verify(run_dir: Path, pcrs: dict[int, bytes]) -> object:
     return check_log(run_dir, trust="dev", boot_verifier=nitro_boot_verifier(pcrs))
 
@@ -100,7 +105,10 @@ def test_parity_sealed_build_signals_equal_backtest_byte_for_byte(tmp_path: Path
     report = _verify(tmp_path / "run", image.expected_pcrs())
     assert report.verified, report.message  # type: ignore[attr-defined]
     assert report.classification == "intact"  # type: ignore[attr-defined]
-    assert report.entries == 1 + 2 * len(want_out)  # type: ignore[attr-defined]
+    # the boot record, a batch's IN and OUT, and notes: the limits at the start, clock readings
+    assert _notes(tmp_path / "run") >= 3
+    assert report.entries == (  # type: ignore[attr-defined]
+        1 + 2 * len(want_out) + _notes(tmp_path / "run"))
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["run_id"] == summary.run_id
     assert sum(saved["freshness_histogram"].values()) == summary.batches
@@ -141,7 +149,7 @@ def test_killed_enclave_is_noticed_and_the_run_closes_with_a_verifiable_log(
     assert time.monotonic() - killed_at[0] < 10  # generous: normally well under a second
     assert summary.status == "enclave_died", summary
     assert summary.batches >= 20
-    assert summary.log_size == 1 + 2 * summary.batches
+    assert summary.log_size == 1 + 2 * summary.batches + _notes(tmp_path / "run")
     report = _verify(tmp_path / "run", image.expected_pcrs())
     assert report.verified, report.message  # type: ignore[attr-defined]
     assert report.entries == summary.log_size  # type: ignore[attr-defined]
@@ -201,7 +209,7 @@ def test_strategy_exception_stops_cleanly_with_a_short_reason(tmp_path: Path) ->
     assert "SECRET" not in summary.reason
     assert "SECRET" not in (tmp_path / "run" / "enclave.stderr").read_text()
     assert summary.batches == 3
-    assert summary.log_size == 7
+    assert summary.log_size == 7 + _notes(tmp_path / "run")
     journal = read_journal(tmp_path / "run").rows
     assert set(journal["seq"].to_list()) <= {0, 1, 2}
     assert _verify(tmp_path / "run", image.expected_pcrs()).verified  # type: ignore[attr-defined]
@@ -464,9 +472,12 @@ def test_full_queue_drops_are_counted_never_silent(tmp_path: Path) -> None:
     report = check_log(tmp_path / "run", trust="dev")
     assert report.verified, report.message  # type: ignore[attr-defined]
     records = [r for r, _ in iter_records(tmp_path / "run")]
-    notes = [(i, cbor2.loads(r.body)) for i, r in enumerate(records) if r.kind == "note"]
+    every = [(i, cbor2.loads(r.body)) for i, r in enumerate(records) if r.kind == "note"]
+    notes = [(i, n) for i, n in every if n["note"] == DROPPED_NOTE]
     assert notes
-    assert all(n["note"] == DROPPED_NOTE for _, n in notes)
+    # the other notes: the limits at the start and the clock readings
+    assert {n["note"] for _, n in every} - {DROPPED_NOTE} <= {
+        "zcbench.control/1", "zcbench.clock/1"}
     assert sum(n["batches"] for _, n in notes) == summary.dropped_batches
     assert sum(n["events"] for _, n in notes) == summary.dropped_events
     for i, n in notes:

@@ -52,15 +52,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timer = threading.Timer(1.5, stop.set)
 
         def booted(handle: object) -> None:
-            hook.booted(handle)
             timer.start()
 
         try:
             run_live(image, folder / "run", ReplaySource(events, image.batching(), rate=4.0),
-                     trust="dev", stop=stop, on_booted=booted)
+                     trust="dev", stop=stop, on_booted=booted, ledger=hook)
         finally:
             timer.cancel()
-        hook.end()
         with Ledger.open(ledger_dir) as ledger:
             ledger.announce(PENDING, b"\x02" * 32, notice_ns=WEEK_NS)
             ledger.revoke(PENDING, reason="withdrawn before valid_from")

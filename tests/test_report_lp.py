@@ -111,8 +111,9 @@ def test_cli_writes_the_html_report_with_code_hidden(
 
     assert not re.search(r"<script[^>]*src=\"https?://", html)
     assert str(run_dir.parent) not in html
-    assert "zcbench verify attestation attestation.cbor --commitment commitment.json" in html \
-        or "zcbench verify attestation boot.cbor --commitment commitment.json" in html
+    assert "zcbench verify attestation attestation.cbor --commitment build/commitment.json" \
+        in html or "zcbench verify attestation run/boot.cbor --commitment build/commitment.json" \
+        in html
     assert f"zcbench log verify {run_dir.name} --trust dev" in html
 
 

@@ -13,7 +13,7 @@ from live_world import LiveWorld
 
 from zcbench.auditlog import events_frame
 from zcbench.report import collect_report, report_sections
-from zcbench.report.tearsheet import tear_sheet_html, verified_tear_sheet
+from zcbench.report.tearsheet import backtest_tear_sheet, tear_sheet_html, verified_tear_sheet
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,14 @@ def test_the_tear_sheet_of_a_local_run_is_recomputed_from_its_signed_log(
     assert sheet.equity_ticks[-1] == sheet.capital_ticks + sheet.pnl_ticks
     points = section.split('points="')[1].split('"')[0].split()
     assert len(points) == sheet.n_batches
+    # beside it, the backtest over the same logged batches: its figures and its dashed curve
+    backtest = backtest_tear_sheet(report)
+    assert backtest is not None
+    assert backtest.n_batches == sheet.n_batches
+    assert "Live beside the backtest over the same logged batches" in section
+    assert f"{backtest.sharpe:.3f}" in section
+    dashed = section.split('stroke-dasharray="4 3" points="')[1].split('"')[0].split()
+    assert len(dashed) == backtest.n_batches
 
 
 def test_committed_research_is_shown_and_deflates_the_run(

@@ -4,8 +4,11 @@ using the README's LP commands, and every step says SIMULATED."""
 
 from __future__ import annotations
 
+import html as html_text
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -63,6 +66,16 @@ def test_an_lp_in_a_fresh_home_verifies_the_run_with_only_what_the_fund_hands_ov
     assert "SIMULATED" in html
     assert "--trust dev-root.pem" in html  # its re-verify commands name the handed-over root
     assert str(tmp_path) not in html
+    # ... and run as printed, from the folder the LP received (build/commitment.json, not a
+    # bare commitment.json that is nowhere there).
+    (block,) = re.findall(r"<pre[^>]*>(zcbench verify attestation.*?)</pre>", html, re.S)
+    commands = html_text.unescape(block).splitlines()
+    assert len(commands) >= 2
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "zcbench"
+        done = _zcbench(lp_home, lp, *argv[1:])
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
     verdict = _zcbench(lp_home, lp, "verify", "attestation", "attestation.cbor", "--trust",
                        "dev-root.pem", "--commitment", "build/commitment.json", "--json")
     result = json.loads(verdict.stdout)

@@ -309,3 +309,64 @@ def test_readers_file_is_strict_and_holds_no_token(tmp_path: Path) -> None:
     path.write_text('{"schema": "zcbench.readers/1", "schema": "x", "readers": []}')
     with pytest.raises(DataError, match="twice"):
         Readers.load(path)
+
+
+def _raw_body(world: dict[str, Any], path: str, encoding: str | None,
+              token: str | None = None) -> tuple[httpx.Headers, bytes]:
+    """The body as sent (not decoded) with ``Accept-Encoding: encoding`` (None: no header)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(timeout=10) as client:
+        request = client.build_request("GET", world["url"] + path, headers=headers)
+        del request.headers["accept-encoding"]
+        if encoding is not None:
+            request.headers["accept-encoding"] = encoding
+        response = client.send(request, stream=True)
+        try:
+            return response.headers, b"".join(response.iter_raw())
+        finally:
+            response.close()
+
+
+def test_gzip_when_accepted_and_every_tile_byte_exact(world: dict[str, Any]) -> None:
+    import gzip
+
+    tiles = world["root"] / "runs" / ".tiles" / "run-a"
+    token = world["tokens"]["a"]
+    bundle = "/runs/run-a/tile/entries/000.p/9"
+    stored = (tiles / "tile/entries/000.p/9").read_bytes()
+    headers, body = _raw_body(world, bundle, "gzip, identity", token)
+    assert headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in headers["vary"].lower()
+    assert int(headers["content-length"]) == len(body) < len(stored)
+    assert gzip.decompress(body) == stored
+    # no gzip asked for, or refused by q=0: the stored bytes themselves
+    for encoding in (None, "identity", "gzip;q=0", "br", "*;q=0", "gzip;q=0, *"):
+        headers, body = _raw_body(world, bundle, encoding, token)
+        assert "content-encoding" not in headers, encoding
+        assert body == stored
+    # hash tiles do not compress: sent as stored even to a gzip client
+    headers, body = _raw_body(world, "/runs/run-a/tile/0/000.p/9", "gzip")
+    assert "content-encoding" not in headers
+    assert body == (tiles / "tile/0/000.p/9").read_bytes()
+    # JSON and pages are compressed too
+    headers, body = _raw_body(world, "/", "gzip")
+    assert headers["content-encoding"] == "gzip"
+    assert b"zcbench verify remote" in gzip.decompress(body)
+    # a client decoding gzip (httpx does by default) recomputes the root from what it reads
+    client = IndependentTlogClient(lambda p: _get(world, f"/runs/run-a/{p}", token).content)
+    size, signed, computed = client.recompute_root(world["a"].signer.public_key_spki_der)
+    assert (size, computed) == (9, signed)
+    assert client.entries(size) == _entries(stored)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("gzip", True), ("GZIP", True), ("x-gzip", True), ("deflate, gzip;q=0.5", True),
+    ("*", True), ("gzip;q=0", False), ("gzip;q=0, *", False), ("identity", False),
+    ("br, deflate", False), ("gzip;q=abc", False), ("gzip;q=2", False), ("", False),
+    (None, False), ("*;q=0", False), ("gzip ; q=0.001", True),
+])
+def test_accept_encoding_is_read_by_its_q_values(header: str | None, expected: bool) -> None:
+    from zcbench.serve.app import accepts_gzip
+
+    headers = [] if header is None else [(b"accept-encoding", header.encode())]
+    assert accepts_gzip(headers) is expected

@@ -203,3 +203,54 @@ def test_a_log_cut_or_rewritten_under_the_follower_is_refused(tmp_path: Path) ->
     with pytest.raises(TileError):
         RunTiles(other.run, tmp_path / "tiles2", boot_key=fake_boot_key).sync()
     assert not (tmp_path / "tiles2" / "checkpoint").exists()
+
+
+def _checkpoints(built_log: Path) -> list[tuple[bytes, int, bytes]]:
+    """Every checkpoint note the log holds: (note, size, root), oldest first."""
+    from zcbench.auditlog.follow import LogFollower
+
+    step = LogFollower(built_log).poll()
+    return [(note, c.size, c.root) for note, c in step.checkpoints if c.size]
+
+
+def _as_of(folder: Path, note: bytes) -> IndependentTlogClient:
+    """A strict client (no full-tile fallback) holding ``note`` as its checkpoint."""
+    tiles = folder_get(folder)
+    return IndependentTlogClient(lambda path: note if path == "checkpoint" else tiles(path))
+
+
+def test_every_checkpoint_of_one_sync_gets_its_partial_tiles(tmp_path: Path) -> None:
+    # one sync over a log of seven checkpoints: a client holding any of them (an older
+    # attested checkpoint, a witness's) finds the partial tiles of its own size
+    built = build_log(tmp_path / "run", batches=6)
+    published = RunTiles(built.run, tmp_path / "tiles", boot_key=fake_boot_key).sync()
+    assert published is not None
+    notes = _checkpoints(built.log)
+    assert [size for _, size, _ in notes] == [1, 3, 5, 7, 9, 11, 13]
+    assert published.size == 13
+    for note, size, signed in notes:
+        got_size, got_root, computed = _as_of(tmp_path / "tiles", note).recompute_root(
+            built.signer.public_key_spki_der)
+        assert (got_size, got_root, computed) == (size, signed, signed)
+        assert (tmp_path / "tiles" / entries_path(0, size)).is_file()
+        assert TileReader(file_fetch(tmp_path / "tiles")).root(size) == signed
+
+
+@pytest.mark.slow
+def test_older_checkpoints_past_a_full_tile_are_read_from_it(tmp_path: Path) -> None:
+    # 281 records: the checkpoints below 256 lie in the full tile 0/000 written in the same
+    # sync; their partial tiles may be gone (tlog-tiles) and the reader takes the full tile's
+    # first hashes; those from 256 on lie in unfinished tiles and are there for any client
+    built = build_log(tmp_path / "run", batches=140)
+    published = RunTiles(built.run, tmp_path / "tiles", boot_key=fake_boot_key).sync()
+    assert published is not None
+    assert published.size == 281
+    reader = TileReader(file_fetch(tmp_path / "tiles"))
+    first_bundle = reader.entries(0, 281)
+    for note, size, signed in _checkpoints(built.log):
+        assert reader.root(size) == signed
+        assert reader.entries(0, size) == first_bundle[:size]
+        if size >= 256:
+            client = _as_of(tmp_path / "tiles", note)
+            _, _, computed = client.recompute_root(built.signer.public_key_spki_der)
+            assert computed == signed

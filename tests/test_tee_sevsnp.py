@@ -231,14 +231,115 @@ def test_wrong_size_is_decode(size: int) -> None:
     assert (verdict.failed_check, verdict.actual) == ("decode", str(size))
 
 
-def test_unknown_version_refused() -> None:
-    for version in (1, 4, 5):
-        assert milan(put(MILAN_REPORT, 0, struct.pack("<I", version))).failed_check == "version"
+def test_unknown_version_refused_with_expected_and_actual() -> None:
+    for version in (0, 1, 6, 0xFFFFFFFF):
+        verdict = milan(put(MILAN_REPORT, 0, struct.pack("<I", version)))
+        assert (verdict.failed_check, verdict.expected, verdict.actual) == (
+            "version", "2, 3, 4, 5", str(version))
+    assert "upgrade zcbench" in milan(put(MILAN_REPORT, 0, struct.pack("<I", 6))).message
+
+
+# --- report versions 4 and 5 --------------------------------------------------------------
+# No real version 4 or 5 report is among our fixtures: these are the real Milan v2 report
+# modified to the later layouts (version, CPUID, mitigation vectors) and re-signed by a test
+# AMD chain (tests/tee_support.py) that each test pins for itself alone.
+
+MILAN_CPUID = bytes([0x19, 0x01, 0x01])
+
+
+def _later(version: int, launch_mit: int = 0, current_mit: int = 0) -> bytes:
+    report = put(MILAN_REPORT, 0, struct.pack("<I", version))
+    report = put(report, 0x188, MILAN_CPUID)
+    if version >= 5:
+        report = put(report, 0x1F8, struct.pack("<QQ", launch_mit, current_mit))
+    return report
+
+
+def test_version_5_report_verifies_and_reports_its_mitigation_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tee_support import chain_for, pin_test_chain, resign
+
+    unsigned = _later(5, launch_mit=0x3, current_mit=0x7)
+    chain = chain_for(unsigned)
+    report = resign(unsigned, chain.vcek_key)
+    # the test chain is pinned nowhere: the report is refused until the test pins it
+    assert milan(report, certificates=[chain.vcek_der]).failed_check == "chain"
+    pin_test_chain(monkeypatch, chain, "Milan")
+    parsed = parse_report(report)
+    assert (parsed.version, parsed.cpuid) == (5, (0x19, 0x01, 0x01))
+    assert (parsed.launch_mit_vector, parsed.current_mit_vector) == (3, 7)
+    verdict = milan(report, certificates=[chain.vcek_der],
+                    policy=AttestationPolicy(expected_measurement=MILAN_REPORT[0x90:0xC0]))
+    assert verdict.verified, verdict.message
+    assert verdict.fields["version"] == "5"
+    assert (verdict.fields["launch_mit_vector"], verdict.fields["current_mit_vector"]) == (
+        "0x0000000000000003", "0x0000000000000007")
+    assert verdict.measurement_checked
+
+
+def test_version_4_has_version_3_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tee_support import chain_for, pin_test_chain, resign
+
+    unsigned = _later(4)
+    chain = chain_for(unsigned)
+    pin_test_chain(monkeypatch, chain, "Milan")
+    verdict = milan(resign(unsigned, chain.vcek_key), certificates=[chain.vcek_der])
+    assert verdict.verified, verdict.message
+    assert "launch_mit_vector" not in verdict.fields
+    # version 4 has no mitigation vectors: bytes there are reserved, even signed
+    with_vector = put(unsigned, 0x1F8, b"\x01")
+    verdict = milan(resign(with_vector, chain.vcek_key), certificates=[chain.vcek_der])
+    assert (verdict.failed_check, verdict.actual) == ("reserved", "01" + "00" * 167)
+
+
+def test_a_report_that_masks_its_chip_id_verifies_by_its_vceks_signature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Modified real report (chip ID zeroed, as MASK_CHIP_ID makes it), re-signed by a test
+    chain: the VCEK's hwID cannot be compared, the signature binds it, the verdict says so."""
+    from tee_support import make_chain, pin_test_chain, resign
+
+    unsigned = put(MILAN_REPORT, 0x1A0, bytes(64))
+    tcb = TcbVersion.unpack(parse_report(unsigned).reported_tcb, "Milan")
+    chain = make_chain("Milan", MILAN_REPORT[0x1A0:0x1E0], tcb.spl())
+    pin_test_chain(monkeypatch, chain, "Milan")
+    verdict = milan(resign(unsigned, chain.vcek_key), certificates=[chain.vcek_der])
+    assert verdict.verified, verdict.message
+    assert any("masks its chip ID" in w for w in verdict.warnings)
+    # another chip's VCEK still fails: its key did not sign this report
+    other = make_chain("Milan", bytes(range(64)), tcb.spl())
+    assert milan(resign(unsigned, chain.vcek_key),
+                 certificates=[other.vcek_der]).failed_check == "signature"  # fmt: skip
+    # and KDS cannot be asked for a masked chip's VCEK
+    masked_v3 = put(resign(unsigned, chain.vcek_key), 0, struct.pack("<I", 3))
+    verdict = milan(put(masked_v3, 0x188, bytes([0x19, 1, 1])), certificates=[], kds=MemoryKds())
+    assert verdict.failed_check == "certificate"
+    assert "masks its chip ID" in verdict.message
+
+
+@pytest.mark.parametrize("offset", [0x208, 0x250, 0x29F, 0x18B, 0x19F, 0x4C, 0x1EB])
+def test_version_5_reserved_bytes_must_be_zero(
+    monkeypatch: pytest.MonkeyPatch, offset: int
+) -> None:
+    from tee_support import chain_for, pin_test_chain, resign
+
+    unsigned = _later(5, launch_mit=1, current_mit=1)
+    chain = chain_for(unsigned)
+    pin_test_chain(monkeypatch, chain, "Milan")
+    bad = resign(put(unsigned, offset, b"\x80"), chain.vcek_key)
+    verdict = milan(bad, certificates=[chain.vcek_der])
+    assert (verdict.failed_check, verdict.expected) == ("reserved", "zero")
+    assert "80" in str(verdict.actual)
 
 
 def test_vcek_of_another_chip_or_tcb() -> None:
-    other_chip = put(MILAN_REPORT, 0x1A0, bytes(64))
-    assert milan(other_chip).failed_check == "chip_id"
+    other_chip = put(MILAN_REPORT, 0x1A0, bytes(range(1, 65)))
+    verdict = milan(other_chip)
+    assert (verdict.failed_check, verdict.expected) == ("chip_id", bytes(range(1, 65)).hex())
+    # a zeroed chip ID reads as masked: no hwID to compare, so the altered report fails its
+    # signature instead
+    assert milan(put(MILAN_REPORT, 0x1A0, bytes(64))).failed_check == "signature"
     other_tcb = put(MILAN_REPORT, 0x180, bytes(8))
     verdict = milan(other_tcb)
     assert verdict.failed_check == "tcb"
@@ -294,7 +395,8 @@ def test_naive_time_is_misuse() -> None:
 def test_vcek_fetched_through_the_kds_interface_for_v3_reports() -> None:
     # The VLEK report is v3 (it names its CPUID); a VCEK-signed v3 report is simulated by
     # clearing the signing-key bits: the signature then fails, after the fetch and the chain.
-    report = put(VLEK_REPORT, 0x48, struct.pack("<I", 0))
+    # (A VCEK report names its chip: the Milan fixture's chip ID is put in, as KDS needs it.)
+    report = put(put(VLEK_REPORT, 0x48, struct.pack("<I", 0)), 0x1A0, MILAN_REPORT[0x1A0:0x1E0])
     parsed = parse_report(report)
     tcb = TcbVersion.unpack(parsed.reported_tcb, "Milan")
     kds = MemoryKds()
@@ -359,3 +461,59 @@ def test_unsigned_parts_of_the_vcek_must_agree_with_the_signed_ones() -> None:
         flipped = MILAN_VCEK[:offset] + bytes([MILAN_VCEK[offset] ^ 1]) + MILAN_VCEK[offset + 1 :]
         verdict = milan(certificates=[flipped])
         assert verdict.failed_check in {"algorithm", "certificate"}, offset
+
+
+# --- the host's certificate table (GHCB), as Linux's extended report and Google Cloud give it
+
+
+def _table(certs: list[tuple[str, bytes]], *, little_endian: bool) -> bytes:
+    import uuid
+
+    n = len(certs) + 1
+    offset = n * 24
+    entries, data = b"", b""
+    for guid, der in certs:
+        raw = uuid.UUID(guid).bytes_le if little_endian else uuid.UUID(guid).bytes
+        entries += raw + struct.pack("<II", offset + len(data), len(der))
+        data += der
+    return entries + bytes(24) + data
+
+
+VCEK_GUID = "63da758d-e664-4564-adc5-f4b93be8accd"
+ASK_GUID = "4ab7b379-bbac-4fe4-a02f-05aef327c782"
+ARK_GUID = "c0b406a4-a803-4952-9743-3fb6014cd0ae"
+
+
+@pytest.mark.parametrize("little_endian", [True, False])
+def test_a_certificate_table_gives_the_vcek_and_its_chain(little_endian: bool) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ask, ark = x509.load_pem_x509_certificates((SNP / "cert_chain_milan").read_bytes())
+    table = _table([(VCEK_GUID, MILAN_VCEK), (ASK_GUID, ask.public_bytes(Encoding.DER)),
+                    (ARK_GUID, ark.public_bytes(Encoding.DER)),
+                    ("ecae0c0f-9502-43b1-afa2-0ae2e0d565b6", b"other data")],
+                   little_endian=little_endian)  # fmt: skip
+    verdict = milan(certificates=[table])
+    assert verdict.verified, verdict.message
+
+
+def test_a_malformed_certificate_table_is_refused() -> None:
+    table = _table([(VCEK_GUID, MILAN_VCEK)], little_endian=True)
+    past_end = table[:20] + struct.pack("<I", len(MILAN_VCEK) + 1) + table[24:]
+    assert milan(certificates=[past_end]).failed_check == "certificate"
+    into_table = table[:16] + struct.pack("<I", 8) + table[20:]
+    assert milan(certificates=[into_table]).failed_check == "certificate"
+    no_end = table[:24] * 17
+    verdict = milan(certificates=[no_end])
+    assert (verdict.failed_check, verdict.actual) == ("certificate", "none")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600), st.booleans())
+def test_certificate_tables_of_any_bytes_give_a_verdict(tail: bytes, little_endian: bool) -> None:
+    import uuid
+
+    guid = uuid.UUID(VCEK_GUID)
+    verdict = milan(certificates=[(guid.bytes_le if little_endian else guid.bytes) + tail])
+    assert not verdict.verified
+    assert verdict.failed_check in {"certificate", "signing_key", "chain", "product", "algorithm"}

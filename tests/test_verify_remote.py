@@ -95,9 +95,10 @@ def test_an_lp_in_its_own_process_and_home_verifies_a_live_run_end_to_end(
     runs.mkdir()
     run_dir = runs / "today"
     run_log = tmp_path / "run.stderr"
+    # the run outlasts the test (which ends it with Ctrl-C) however loaded the machine is
     with run_log.open("wb") as err:
         run = subprocess.Popen(
-            [*ZCBENCH, "run", str(build), "--synthetic", "--rate", "2000", "--duration", "60",
+            [*ZCBENCH, "run", str(build), "--synthetic", "--rate", "2000", "--duration", "900",
              "--run-dir", str(run_dir)], env=fund_env, stdout=subprocess.DEVNULL, stderr=err)
     serve: subprocess.Popen[bytes] | None = None
     try:
@@ -305,5 +306,83 @@ def test_a_document_against_another_commitment_fails_and_names_the_pcr(
             assert not aws.verified  # a SIMULATED document never passes under the AWS root
             assert aws.failed_check is not None
             assert aws.failed_check.startswith("attestation:")
+    finally:
+        run.stop()
+
+
+def test_an_lp_fetches_a_slice_of_the_live_run_and_verifies_it(
+        tmp_path: Path, zcbench_home: Path) -> None:
+    from zcbench.auditlog import check_log
+    from zcbench.auditlog.boot import nitro_boot_verifier
+    from zcbench.auditlog.slice import LogSlice, SliceEntry
+    from zcbench.cli import main
+    from zcbench.serve.remote import _client_get
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    readers = tmp_path / "readers.json"
+    whole = add_reader(readers, "lp-whole", bodies=True)
+    hashes = add_reader(readers, "lp-hashes", bodies=False)
+    run = _GatedRun(runs, "run", "run-slice")
+    pcrs = run.image.expected_pcrs()
+    commitment = Commitment(pcrs=pcrs)
+    export_dev_root(tmp_path / "dev-root.pem")
+    trust = tmp_path / "dev-root.pem"
+    try:
+        with RunningServer(ServeConfig(runs=runs, readers=Readers.load(readers),
+                                       attest_burst=20)) as server:
+            _grow_to(run, server, 20)
+            out = tmp_path / "kept.slice"
+            visit = check_remote(server.url, commitment, trust=trust, token=whole,
+                                 slice_range=(3, 11), slice_out=out)
+            assert visit.verified, visit.message
+            assert visit.slice is not None
+            assert visit.slice["records"] == 8
+            assert visit.slice["withheld"] is None
+            assert visit.published is not None
+            assert visit.slice["size"] <= visit.published["size"]
+            # the kept file is a slice the CLI's log verify accepts alone
+            kept = check_log(out, trust=trust, boot_verifier=nitro_boot_verifier(pcrs))
+            assert kept.verified, kept.message
+            assert kept.origin == visit.origin
+            # a reader without market-data rights: the slice comes without IN records
+            hidden = check_remote(server.url, commitment, trust=trust, token=hashes,
+                                  slice_range=(1, 11))
+            assert hidden.verified, hidden.message
+            assert hidden.slice is not None
+            assert hidden.slice["withheld"] == "in-records"
+            assert 0 < hidden.slice["records"] < 10
+            # a record changed on the way: the slice's proof fails and nothing is kept
+            with httpx.Client(timeout=20) as client:
+                real = _client_get(client)
+
+                def tampered(url: str, headers: dict[str, str]) -> tuple[
+                        int, dict[str, str], bytes]:
+                    status, answer, body = real(url, headers)
+                    if "/slice?" in url and status == 200:
+                        sliced = LogSlice.from_bytes(body)
+                        first = sliced.entries[0]
+                        changed = SliceEntry(first.record[:-1] + bytes([first.record[-1] ^ 1]),
+                                             first.proof)
+                        body = LogSlice(sliced.boot, sliced.checkpoint,
+                                        (changed, *sliced.entries[1:]),
+                                        sliced.selection).to_bytes()
+                    return status, answer, body
+
+                spoiled = tmp_path / "spoiled.slice"
+                bad = check_remote(server.url, commitment, trust=trust, token=whole,
+                                   slice_range=(3, 11), slice_out=spoiled, get=tampered)
+            assert not bad.verified
+            assert bad.failed_check is not None
+            assert bad.failed_check.startswith("slice:")
+            assert not spoiled.exists()
+            # a range past the served log is the LP's usage problem (exit 2), with the reason
+            (tmp_path / "c.json").write_text(json.dumps(commitment.to_dict()))
+            base = ["verify", "remote", server.url, "--commitment", str(tmp_path / "c.json"),
+                    "--trust", str(trust), "--token", whole]
+            assert main([*base, "--slice", "1:999999"]) == 2
+            assert main([*base, "--slice", "5"]) == 2
+            assert main([*base, "--slice-out", str(tmp_path / "x")]) == 2
+            assert main([*base, "--slice", "1:3", "--json"]) == 0
     finally:
         run.stop()

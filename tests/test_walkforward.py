@@ -4,6 +4,7 @@ curve compounds the folds. (On Dask: tests/test_sweep_dask.py, on a real cluster
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def test_walk_forward_chooses_in_sample_and_runs_out_of_sample(
         best = ran.sort("sharpe", descending=True, maintain_order=True).row(0, named=True)
         assert fold["is_sharpe"] == best["sharpe"]
         params = {"window": best["window"], "enter_pct": best["enter_pct"]}
-        assert fold["params"] == repr(params)
+        assert json.loads(fold["params"]) == params  # JSON, in the grid's order
+        assert list(json.loads(fold["params"])) == ["window", "enter_pct"]
         # the out-of-sample run is the chosen point backtested on the test batches alone
         direct = run_prepared(
             make_strategy(OrderFlowImbalance, {**BASE, **params}),

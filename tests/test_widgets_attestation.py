@@ -257,8 +257,13 @@ def test_the_exported_json_is_the_verifiers_report_plus_the_request(
     assert {k: data[k] for k in verifier} == verifier
     assert set(data) - set(verifier) == {
         "schema", "verdict", "source", "requested_nonce", "requested_at", "age_seconds",
-        "expected_pcrs", "checkpoint", "checkpoint_problem", "commitment",
+        "expected_pcrs", "checkpoint", "checkpoint_problem", "commitment", "tee", "measured",
     }  # fmt: skip
+    assert data["tee"] == "nitro"
+    statuses = {m["name"]: m["status"] for m in data["measured"]}
+    assert {name: statuses.pop(name) for name in ("pcr0", "pcr1", "pcr2")} == dict.fromkeys(
+        ("pcr0", "pcr1", "pcr2"), "match")
+    assert set(statuses.values()) <= {"not committed"}  # shown, not committed (PCR4: the host)
     assert data["schema"] == "zcbench.attestation-report/2"
 
 

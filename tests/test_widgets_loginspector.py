@@ -231,6 +231,24 @@ def test_opening_another_path_clears_the_previous_logs_rows_and_errors(
     assert panel.records.height == 61
 
 
+def test_typing_another_path_clears_the_shown_log_before_open(run_dir: Path,
+                                                                tmp_path: Path) -> None:
+    backend = FakeLog(replay_result=ReplaySummary(4, 3, 8, "signal bodies differ"))
+    panel = LogInspector(backend, path=run_dir)
+    panel.verify()
+    panel.replay()
+    assert panel.table.value
+    panel.path.value = str(tmp_path / "another")  # typed, Open not pressed yet
+    assert panel.records is None
+    assert panel.report is None
+    assert panel.table.value == panel.verdict.value == panel.action_status.value == ""
+    assert panel.verify_button.disabled
+    assert "Press Open" in panel.status.value
+    panel.path.value = str(run_dir)
+    assert panel.load()
+    assert panel.records is not None
+
+
 def test_replay_shows_the_reports_own_verdict_and_caveats(run_dir: Path) -> None:
     backend = FakeLog(replay_result=ReplaySummary(
         2, 1, 7, "replay inconclusive", headline="REPLAY INCONCLUSIVE",

@@ -18,7 +18,7 @@ attestation binds. The modules, one concept each:
 * :mod:`~zcbench.auditlog.export`      writing slices with inclusion proofs that verify alone
 * :mod:`~zcbench.auditlog.select`      ``RecordFilter``: records by kind, symbol, time, index
 * :mod:`~zcbench.auditlog.frame`       the analysts' polars view (``to_polars``, ``events_frame``,
-  ``signals_frame``)
+  ``outcomes_frame``, ``positions_frame``, ``signals_frame``)
 * :mod:`~zcbench.auditlog.listing`     the streamed listing ``zcbench log show`` prints
 * :mod:`~zcbench.auditlog.witness`     witness state and cosigning
 * :mod:`~zcbench.auditlog.replay`      replay of the logged IN batches, OUT bodies compared
@@ -32,8 +32,14 @@ replay enclave lives in ``zcbench.host.replay``.
 from zcbench.auditlog._errors import LogFormatError, NoteError, ProofError, WitnessRefusal
 from zcbench.auditlog.boot import LogKey, boot_verifier_for, log_vkey
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, log_origin, verify_checkpoint
-from zcbench.auditlog.export import ExportSummary, export_slice
-from zcbench.auditlog.frame import events_frame, signals_frame, to_polars
+from zcbench.auditlog.export import ExportSummary, build_slice, export_slice
+from zcbench.auditlog.frame import (
+    events_frame,
+    outcomes_frame,
+    positions_frame,
+    signals_frame,
+    to_polars,
+)
 from zcbench.auditlog.listing import Listing, list_records
 from zcbench.auditlog.location import LogLocation, locate_log, origin_hint
 from zcbench.auditlog.merkle import CompactRange
@@ -85,6 +91,7 @@ __all__ = [
     "ReplayRunner",
     "WitnessRefusal",
     "boot_verifier_for",
+    "build_slice",
     "check_log",
     "check_replay",
     "check_slice",
@@ -97,7 +104,9 @@ __all__ = [
     "log_origin",
     "log_vkey",
     "origin_hint",
+    "outcomes_frame",
     "parse_time_ns",
+    "positions_frame",
     "recover",
     "signals_frame",
     "to_polars",

@@ -15,10 +15,15 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zcbench.auditlog.checkpoint import log_origin
+from zcbench.auditlog.link import RunLink, decode_link
 from zcbench.auditlog.location import locate_log
-from zcbench.errors import VerificationError
+from zcbench.errors import DataError, VerificationError
+
+if TYPE_CHECKING:
+    from zcbench.strategy import StartState
 
 __all__ = [
     "BootIdentity",
@@ -29,6 +34,7 @@ __all__ = [
     "commitment_of_run",
     "log_vkey",
     "nitro_boot_verifier",
+    "start_state_of",
 ]
 
 
@@ -37,7 +43,9 @@ class BootIdentity:
     """What a verified boot document establishes about the log.
 
     ``public_key`` is the DER SubjectPublicKeyInfo of the log's Ed25519 key, ``pcr0`` the
-    enclave measurement, ``run_id`` the document's nonce (the run id).
+    enclave measurement, ``run_id`` the document's nonce (the run id); ``previous`` the run
+    this one continues, as its attested ``user_data`` names it (:mod:`zcbench.auditlog.link`;
+    None for a first run).
     """
 
     public_key: bytes
@@ -46,6 +54,7 @@ class BootIdentity:
     simulated: bool = False
     pcrs_checked: bool = False
     warnings: tuple[str, ...] = ()
+    previous: RunLink | None = None
 
     @property
     def origin(self) -> str:
@@ -94,6 +103,13 @@ def nitro_boot_verifier(
                 check="boot_run_id",
                 actual=doc.nonce.hex(),
             ) from None
+        try:
+            previous = decode_link(doc.user_data)
+        except DataError as exc:
+            raise VerificationError(
+                f"the boot document's user_data is not a link to a previous run: {exc}",
+                check="boot_previous_run",
+            ) from None
         warnings = [] if verified.pcrs_checked else [
             "no PCR was compared with a commitment (pcrs_checked: false); name the build's "
             "commitment.json to compare them"
@@ -110,6 +126,7 @@ def nitro_boot_verifier(
             simulated=verified.simulated,
             pcrs_checked=verified.pcrs_checked,
             warnings=tuple(warnings),
+            previous=previous,
         )
 
     return verify
@@ -192,3 +209,16 @@ def log_vkey(
     identity = (boot_verifier or nitro_boot_verifier())(boot_record_of(path), trust)
     vkey = log_verifier(identity.public_key, identity.origin).vkey
     return LogKey(identity.origin, vkey, identity.simulated, identity.warnings)
+
+
+def start_state_of(path: str | Path) -> StartState | None:
+    """The venue's state at start a continuing run logged as its first IN record (record 1,
+    seq 0; :class:`zcbench.strategy.StartState`), strictly decoded, or None when it has none."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.auditlog.select import RecordFilter
+    from zcbench.strategy import decode_start, is_start
+
+    for record, _ in iter_records(path, RecordFilter(index_range=(1, 2))):
+        if record.kind == "in" and record.seq == 0 and is_start(record.body):
+            return decode_start(record.body)
+    return None

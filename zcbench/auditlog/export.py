@@ -41,7 +41,7 @@ from zcbench.auditlog.slice import (
     check_slice_bytes,
     read_slice,
 )
-from zcbench.auditlog.verdict import LogReport, LogVerificationError
+from zcbench.auditlog.verdict import Classification, LogReport, LogVerificationError
 from zcbench.durable import write_output
 from zcbench.errors import UsageError
 from zcbench.progress import progress as progress_lines
@@ -50,6 +50,7 @@ __all__ = [
     "SLICE_FORMAT",
     "ExportSummary",
     "SymbolsOf",
+    "build_slice",
     "check_slice",
     "export_slice",
     "read_slice",
@@ -137,6 +138,78 @@ def _newest_note(walk: LogWalk[Record]) -> bytes:
     return sizes[-1][1]
 
 
+def build_slice(
+    path: str | Path,
+    record_filter: RecordFilter,
+    *,
+    checkpoint_note: bytes | None = None,
+    progress: bool | None = None,
+) -> LogSlice:
+    """The slice of the records of the log at ``path`` that ``record_filter`` keeps, with
+    inclusion proofs against ``checkpoint_note`` (default: the log's newest checkpoint).
+
+    Nothing is verified beyond the root: the stored leaf hashes (and the payloads read, hashed
+    again) must hash to the checkpoint's root, else :class:`LogVerificationError`. The boot
+    document and the checkpoint's signature are the caller's to verify (:func:`export_slice`
+    does, as an LP would; the proof service serves checkpoints it verified already). Records
+    past the checkpoint's size are not in the slice.
+    """
+    return _build(path, record_filter, checkpoint_note, progress)[0]
+
+
+def _build(path: str | Path, record_filter: RecordFilter, checkpoint_note: bytes | None,
+           progress: bool | None) -> tuple[LogSlice, tuple[int, ...]]:
+    """:func:`build_slice`, and the indices of the records chosen."""
+    where = locate_log(path)
+    if where.kind != "log":
+        raise UsageError(f"{path} is already a slice; export from the run or log folder")
+    walk = LogWalk(where.target, OsFileSystem())
+    note = _newest_note(walk) if checkpoint_note is None else checkpoint_note
+    try:
+        checkpoint = parse_checkpoint_note(note)
+    except LogFormatError as exc:
+        raise UsageError(f"the checkpoint to prove against does not parse: {exc}") from None
+    size = checkpoint.size
+    frames = _Frames(walk, size, progress)
+    if record_filter.index_range is not None and record_filter.symbol is None:
+        # an index range (with a kind or a time, perhaps): only those payloads and the boot's
+        start, stop = record_filter.index_range
+        leaves, payloads = frames.read(lambda i: i == 0 or start <= i < stop)
+    else:
+        leaves, payloads = frames.read(lambda i: True)
+    if len(leaves) < size:
+        raise LogVerificationError(_refusal(
+            f"the log holds {len(leaves)} readable records but the checkpoint commits to "
+            f"{size}: check it with 'zcbench log verify'", size))
+    records: dict[int, Record] = {}
+    for index, payload in payloads.items():
+        try:
+            records[index] = decode_record(payload)
+        except LogFormatError as exc:
+            raise LogVerificationError(_refusal(
+                f"record {index} is not a record ({exc}): check the log with "
+                "'zcbench log verify'", index)) from exc
+    chosen = [i for i in sorted(records) if i > 0 and record_filter.matches(records[i])]
+    if record_filter.symbol is not None:
+        seqs = {records[i].seq for i in chosen if records[i].seq is not None}
+        chosen = [i for i in sorted(records)
+                  if records[i].kind in ("in", "out") and records[i].seq in seqs]
+    if 0 not in payloads:
+        raise LogVerificationError(_refusal("the log has no boot record", 0))
+    tree = MerkleTree(leaves)
+    if size and tree.root() != checkpoint.root:
+        raise LogVerificationError(_refusal(
+            f"the log's records do not hash to the root of its checkpoint of size {size}: "
+            "check it with 'zcbench log verify'", None, classification="rewritten"))
+    sliced = LogSlice(
+        boot=SliceEntry(payloads[0], tuple(tree.inclusion_proof(0))),
+        checkpoint=note,
+        entries=tuple(SliceEntry(payloads[i], tuple(tree.inclusion_proof(i))) for i in chosen),
+        selection=record_filter.describe(),
+    )
+    return sliced, tuple(chosen)
+
+
 def export_slice(
     path: str | Path,
     out: str | Path,
@@ -153,49 +226,11 @@ def export_slice(
     """Write the selected records of the log at ``path`` with proofs to ``out``.
 
     Exactly one selector: ``index_range`` [start, stop), ``time_range`` [t0, t1) in ns,
-    ``symbol``, or a ``record_filter``. The slice is verified before it is written (raises
-    :class:`LogVerificationError` when it does not verify).
+    ``symbol``, or a ``record_filter``. The slice (:func:`build_slice`) is verified before it
+    is written (raises :class:`LogVerificationError` when it does not verify).
     """
     chosen_filter = _filter(index_range, time_range, symbol, record_filter, symbols_of)
-    where = locate_log(path)
-    if where.kind != "log":
-        raise UsageError(f"{path} is already a slice; export from the run or log folder")
-    walk = LogWalk(where.target, OsFileSystem())
-    note = _newest_note(walk)
-    size = parse_checkpoint_note(note).size
-    frames = _Frames(walk, size, progress)
-    if chosen_filter == RecordFilter(index_range=chosen_filter.index_range):
-        # Only an index range: read the payloads of those records and of the boot record.
-        start, stop = chosen_filter.index_range or (0, 0)
-        leaves, payloads = frames.read(lambda i: i == 0 or start <= i < stop)
-    else:
-        leaves, payloads = frames.read(lambda i: True)
-    if len(leaves) < size:
-        raise LogVerificationError(_refusal(
-            f"the log holds {len(leaves)} readable records but its newest checkpoint commits "
-            f"to {size}: check it with 'zcbench log verify'", size))
-    records: dict[int, Record] = {}
-    for index, payload in payloads.items():
-        try:
-            records[index] = decode_record(payload)
-        except LogFormatError as exc:
-            raise LogVerificationError(_refusal(
-                f"record {index} is not a record ({exc}): check the log with "
-                "'zcbench log verify'", index)) from exc
-    chosen = [i for i in sorted(records) if i > 0 and chosen_filter.matches(records[i])]
-    if chosen_filter.symbol is not None:
-        seqs = {records[i].seq for i in chosen if records[i].seq is not None}
-        chosen = [i for i in sorted(records)
-                  if records[i].kind in ("in", "out") and records[i].seq in seqs]
-    if 0 not in payloads:
-        raise LogVerificationError(_refusal("the log has no boot record", 0))
-    tree = MerkleTree(leaves)
-    sliced = LogSlice(
-        boot=SliceEntry(payloads[0], tuple(tree.inclusion_proof(0))),
-        checkpoint=note,
-        entries=tuple(SliceEntry(payloads[i], tuple(tree.inclusion_proof(i))) for i in chosen),
-        selection=chosen_filter.describe(),
-    )
+    sliced, chosen = _build(path, chosen_filter, None, progress)
     data = sliced.to_bytes()
     report = check_slice_bytes(data, str(out), trust=trust,
                                boot_verifier=boot_verifier or nitro_boot_verifier())
@@ -205,15 +240,16 @@ def export_slice(
             f"{report.message}); nothing was written. Check the log with 'zcbench log verify'",
             report.first_bad_index, base=report))
     _write_durably(Path(out), data)
-    checkpoint = parse_checkpoint_note(note)
-    return ExportSummary(Path(out), len(chosen), tuple(chosen), checkpoint.size,
+    checkpoint = parse_checkpoint_note(sliced.checkpoint)
+    return ExportSummary(Path(out), len(chosen), chosen, checkpoint.size,
                          checkpoint.origin, report)
 
 
-def _refusal(message: str, index: int | None, base: LogReport | None = None) -> LogReport:
+def _refusal(message: str, index: int | None, base: LogReport | None = None, *,
+             classification: Classification = "corrupt") -> LogReport:
     if base is not None:
         return dataclasses.replace(base, message=message)
-    return LogReport(verified=False, classification="corrupt", entries=0, records=0,
+    return LogReport(verified=False, classification=classification, entries=0, records=0,
                      checkpoints=0, first_bad_index=index, message=message)
 
 

@@ -2,9 +2,11 @@
 
 :func:`to_polars` gives one row per record (index, kind, seq, times, body bytes, leaf hash) plus
 the columns an injectable decoder returns for each record; the default decoder summarises IN and
-OUT bodies through ``zcbench.strategy`` (event and signal counts, symbols). :func:`events_frame`
-and :func:`signals_frame` decode the bodies themselves: every logged event, or every logged
-signal, tagged with the log index and batch seq it came from.
+OUT bodies through ``zcbench.strategy`` (event, outcome and signal counts, symbols; a feedback IN
+record has ``feedback`` true). :func:`events_frame`, :func:`outcomes_frame`,
+:func:`positions_frame` and :func:`signals_frame` decode the bodies themselves: every logged
+event, every outcome and position told to the strategy, or every logged signal, tagged with the
+log index and batch seq it came from.
 
 Every function takes a ``str`` or a :class:`~pathlib.Path` naming a run folder, a log folder or
 an exported slice, and refuses anything else (a build folder, a document) with a
@@ -31,9 +33,8 @@ from zcbench.auditlog.records import Record, decode_record
 from zcbench.auditlog.select import RecordFilter
 from zcbench.auditlog.slice import LogSlice
 
-__all__ = ["Decoder", "events_frame", "filter_frame", "iter_records", "signals_frame",
-           "strategy_summary",
-           "to_polars"]
+__all__ = ["Decoder", "events_frame", "filter_frame", "iter_records", "outcomes_frame",
+           "positions_frame", "signals_frame", "strategy_summary", "to_polars"]
 
 Decoder = Callable[[Record], Mapping[str, Any] | None]
 """Extra columns for one record (None or missing keys become nulls)."""
@@ -65,9 +66,17 @@ def iter_records(
 
 
 def strategy_summary(record: Record) -> Mapping[str, Any] | None:
-    """Default decoder: event count and symbols of IN batches, signal count and symbols of OUT."""
-    from zcbench.strategy import decode_batch, decode_signals
+    """Default decoder: event count and symbols of IN batches, outcome count and symbols of
+    feedback IN records (``feedback`` true), signal count and symbols of OUT (None for a venue
+    state at start)."""
+    from zcbench.strategy import decode_batch, decode_context, decode_signals, is_context, is_start
 
+    if record.kind == "in" and is_start(record.body):
+        return None
+    if record.kind == "in" and is_context(record.body):
+        context = decode_context(record.body)
+        told = {o.symbol for o in context.outcomes} | {s for s, _ in context.positions}
+        return {"feedback": True, "outcomes": len(context.outcomes), "symbols": sorted(told)}
     if record.kind == "in":
         events = decode_batch(record.body).events
         symbols = sorted(events.get_column("symbol").unique().to_list())
@@ -125,12 +134,14 @@ def to_polars(
 
 
 def events_frame(path: str | Path) -> pl.DataFrame:
-    """Every event of every IN batch, with ``log_index`` and ``seq`` columns in front."""
-    from zcbench.strategy import decode_batch
+    """Every event of every IN batch, with ``log_index`` and ``seq`` columns in front (feedback
+    IN records and a venue state at start hold no events: :func:`outcomes_frame`,
+    :func:`positions_frame`)."""
+    from zcbench.strategy import decode_batch, is_context, is_start
 
     frames = []
     for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"in"}))):
-        if record.kind == "in":
+        if record.kind == "in" and not (is_start(record.body) or is_context(record.body)):
             events = decode_batch(record.body).events
             frames.append(events.select(
                 pl.lit(record.index, pl.UInt64).alias("log_index"),
@@ -138,6 +149,50 @@ def events_frame(path: str | Path) -> pl.DataFrame:
                 pl.all(),
             ))
     return pl.concat(frames, how="diagonal") if frames else pl.DataFrame()
+
+
+_OUTCOMES_SCHEMA: dict[str, Any] = {
+    "log_index": pl.UInt64, "seq": pl.Int64, "signal_log_index": pl.UInt64, "signal": pl.Int64,
+    "symbol": pl.String, "status": pl.String, "limit": pl.String, "quantity": pl.Int64,
+    "price": pl.Int64, "reason": pl.String,
+}
+_POSITIONS_SCHEMA: dict[str, Any] = {
+    "log_index": pl.UInt64, "seq": pl.Int64, "symbol": pl.String, "position": pl.Int64,
+}
+
+
+def _contexts(path: str | Path) -> Iterator[tuple[Record, Any]]:
+    from zcbench.strategy import decode_context, is_context
+
+    for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"in"}))):
+        if record.kind == "in" and is_context(record.body):
+            yield record, decode_context(record.body)
+
+
+def outcomes_frame(path: str | Path) -> pl.DataFrame:
+    """Every outcome of every feedback IN record: ``log_index`` and ``seq`` of the feedback
+    record, ``signal_log_index`` and ``signal`` of the signal it concerns (its OUT record and
+    place there), then the outcome (``status``, ``limit`` of a refusal, ``quantity``, ``price``
+    of a fill, ``reason``)."""
+    rows = [
+        {"log_index": record.index, "seq": record.seq, "signal_log_index": o.log_index,
+         "signal": o.signal, "symbol": o.symbol, "status": o.status, "limit": o.limit,
+         "quantity": o.quantity, "price": o.price, "reason": o.reason}
+        for record, context in _contexts(path)
+        for o in context.outcomes
+    ]
+    return pl.DataFrame(rows, schema=_OUTCOMES_SCHEMA)
+
+
+def positions_frame(path: str | Path) -> pl.DataFrame:
+    """The positions every feedback IN record reports (non-zero ones, by symbol), with the
+    record's ``log_index`` and the ``seq`` of the batch it was handed with."""
+    rows = [
+        {"log_index": record.index, "seq": record.seq, "symbol": symbol, "position": quantity}
+        for record, context in _contexts(path)
+        for symbol, quantity in context.positions
+    ]
+    return pl.DataFrame(rows, schema=_POSITIONS_SCHEMA)
 
 
 def signals_frame(path: str | Path) -> pl.DataFrame:

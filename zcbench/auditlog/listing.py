@@ -3,9 +3,9 @@
 :func:`list_records` streams a run folder, log folder or slice through a
 :class:`~zcbench.auditlog.select.RecordFilter` and stops at ``limit`` matches, so the first page
 of a huge log reads one segment, not the log. Each :class:`ListedRecord` carries ISO 8601 UTC
-times and a decoded one-line summary of its body (the events of an IN batch, the signals of an
-OUT record). The total is counted from segment headers and the last segment's frames, without
-reading payloads. Nothing here is verified.
+times and a decoded one-line summary of its body (the events of an IN batch, the outcomes and
+positions of a feedback IN record, the signals of an OUT record). The total is counted from
+segment headers and the last segment's frames, without reading payloads. Nothing here is verified.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from zcbench.auditlog.select import RecordFilter, format_time_ns
 from zcbench.auditlog.slice import LogSlice
 from zcbench.errors import ZcbenchError
 
-__all__ = ["ListedRecord", "Listing", "describe_body", "list_records"]
+__all__ = ["ListedRecord", "Listing", "describe_body", "describe_feedback", "list_records"]
+
+_MAX_OUTCOMES_SHOWN = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +80,66 @@ def _price(ticks: int | None) -> str:
     return "" if ticks is None else f" limit {ticks} ticks"
 
 
-def describe_body(record: Record) -> str:
-    """One line saying what ``record``'s body holds, decoded through ``zcbench.strategy``."""
-    from zcbench.strategy import decode_batch, decode_signals
+def _structured_note(body: bytes) -> str | None:
+    """A note the host wrote as a canonical CBOR map naming its kind (drops, control and clock
+    records), as ``kind: key=value, ...``; None for any other body."""
+    from zcbench import _cbor
 
     try:
+        doc = _cbor.decode(body, canonical=True, max_depth=3, max_bytes=1 << 16)
+    except _cbor.CborError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("note"), str):
+        return None
+
+    def show(value: object) -> str:
+        if isinstance(value, dict):
+            return "{" + " ".join(f"{k}={show(v)}" for k, v in value.items()) + "}"
+        return str(value)
+
+    items = sorted(((k, v) for k, v in doc.items() if k != "note"),
+                   key=lambda kv: isinstance(kv[1], dict))  # the scalars first, maps last
+    return f"{doc['note']}: " + ", ".join(f"{k}={show(v)}" for k, v in items)
+
+
+def _outcome(o: Any) -> str:
+    what = f"{o.status} {o.quantity} {o.symbol} (OUT {o.log_index}#{o.signal})"
+    if o.status == "refused":
+        return f"{what} by {o.limit}"
+    return what if o.price is None else f"{what} at {o.price} ticks"
+
+
+def describe_feedback(body: bytes) -> str:
+    """One line for a feedback IN record's body: its outcomes and positions (the limits are in
+    every record; ``log show --raw`` and ``to_polars`` keep the bytes)."""
+    from zcbench.strategy import decode_context
+
+    context = decode_context(body)
+    shown = context.outcomes[:_MAX_OUTCOMES_SHOWN]
+    outcomes = "; ".join(_outcome(o) for o in shown) or "no outcome"
+    if len(context.outcomes) > len(shown):
+        outcomes += f"; and {len(context.outcomes) - len(shown)} more"
+    positions = ", ".join(f"{s} {q:+d}" for s, q in context.positions) or "none"
+    return f"feedback for batch {context.seq}: {outcomes}; positions {positions}"
+
+
+def describe_body(record: Record) -> str:
+    """One line saying what ``record``'s body holds, decoded through ``zcbench.strategy``: a
+    batch's events, a venue state at start, a feedback record's outcomes and positions, or the
+    signals."""
+    from zcbench.strategy import decode_batch, decode_signals, is_context, is_start
+
+    try:
+        if record.kind == "in" and is_start(record.body):
+            from zcbench.strategy import decode_start
+
+            state = decode_start(record.body)
+            held = ", ".join(f"{s} {q:+,}" for s, q in state.positions) or "none"
+            return (f"venue state at start ({state.venue}): positions {held}; "
+                    f"{len(state.executions)} reports recovered, {len(state.open_orders)} "
+                    f"open orders, {len(state.not_acted)} signals not acted on")
+        if record.kind == "in" and is_context(record.body):
+            return describe_feedback(record.body)
         if record.kind == "in":
             events = decode_batch(record.body).events
             symbols = ", ".join(sorted(events.get_column("symbol").unique().to_list()))
@@ -97,6 +154,9 @@ def describe_body(record: Record) -> str:
         return f"undecodable body: {exc}"
     if record.kind == "boot":
         return f"boot attestation document, {len(record.body)} bytes"
+    structured = _structured_note(record.body) if record.kind == "note" else None
+    if structured is not None:
+        return structured if len(structured) <= 160 else structured[:159] + "…"
     text = record.body.decode("utf-8", "replace")
     return text if len(text) <= 80 else text[:79] + "…"
 

@@ -247,15 +247,23 @@ class _Pairs:
     feedback: dict[int, bytes] = field(default_factory=dict)
     """The feedback IN body logged right before a batch's IN record, by seq (set before the
     batch is yielded; the runner takes it)."""
+    venue_start: bytes | None = None
+    """A continuing run's venue state at start (its first IN record, before batch 0), set
+    before the first batch is yielded; the runner feeds it first."""
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         # The enclave writes a batch's IN and OUT records next to each other (index i, i + 1),
         # so a pair is an IN record directly followed by the OUT record of the same seq.
-        from zcbench.strategy import is_context
+        from zcbench.strategy import is_context, is_start
 
         pending: Record | None = None
         before: Record | None = None  # a feedback IN record directly before ``pending``
         for record in self.records:
+            if record.kind == "in" and record.index == 1 and record.seq == 0 and is_start(
+                record.body
+            ):
+                self.venue_start = record.body
+                continue
             if record.kind == "in":
                 if (
                     pending is not None

@@ -29,9 +29,18 @@ SymbolsOf = Callable[[Record], "set[str]"]
 
 
 def strategy_symbols(record: Record) -> set[str]:
-    """Symbols of an IN batch's events or an OUT record's signals, via ``zcbench.strategy``."""
-    from zcbench.strategy import decode_batch, decode_signals
+    """Symbols of an IN batch's events, of a feedback IN record's outcomes and positions, of a
+    venue state at start, or of an OUT record's signals, via ``zcbench.strategy``."""
+    from zcbench.strategy import decode_batch, decode_context, decode_signals, is_context, is_start
 
+    if record.kind == "in" and is_start(record.body):
+        from zcbench.strategy import decode_start
+
+        state = decode_start(record.body)
+        return {s for s, _ in state.positions} | {e.symbol for e in state.executions}
+    if record.kind == "in" and is_context(record.body):
+        context = decode_context(record.body)
+        return {o.symbol for o in context.outcomes} | {s for s, _ in context.positions}
     if record.kind == "in":
         return set(decode_batch(record.body).events.get_column("symbol").unique().to_list())
     if record.kind == "out":

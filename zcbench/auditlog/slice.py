@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog.boot import BootVerifier, nitro_boot_verifier
@@ -73,7 +71,7 @@ class LogSlice:
             "entries": [{"record": e.record, "proof": list(e.proof)} for e in self.entries],
             "selection": self.selection,
         }
-        data: bytes = cbor2.dumps(doc, canonical=True)
+        data: bytes = _cbor.encode_canonical(doc)
         return data
 
     @classmethod
@@ -251,6 +249,6 @@ def check_slice_bytes(
             state.warnings.append("the known checkpoint is older; consistency is not proven "
                                   "by a slice")
     b64 = base64.b64encode(root).decode()
-    return state.report("intact", f"intact: {state.count} records ({sliced.selection}) "
+    return state.report("intact", f"{state.count} records ({sliced.selection}) "
                                   f"included under the signed checkpoint {state.origin} size "
                                   f"{size} root {b64}")

@@ -336,8 +336,9 @@ class _FolderCheck:
         s = self.state
         assert s.boot is not None  # _check_end refused a log without one
         classification: Classification = "intact"
-        message = (f"intact: {s.entries} records under the newest signed checkpoint "
-                   f"of {s.boot.origin}")
+        # The message never repeats its classification: every reader shows them together
+        # ("INTACT: 12 records under ...").
+        message = f"{s.entries} records under the newest signed checkpoint of {s.boot.origin}"
         if s.records > s.entries:
             extra = s.records - s.entries
             s.warnings.append(
@@ -345,8 +346,7 @@ class _FolderCheck:
                 "are not covered by any signature"
             )
             classification = "uncommitted_tail"
-            message = (f"uncommitted tail: {extra} records past the newest checkpoint are "
-                       "unverified")
+            message = f"{extra} records past the newest checkpoint are unverified"
         torn = self.walk.torn
         if torn is not None:
             s.warnings.append(
@@ -354,7 +354,7 @@ class _FolderCheck:
                 "recovery cuts it when the log is reopened"
             )
             classification = "torn_tail"
-            message = f"torn tail after record {s.records - 1}; " + message
+            message = f"bad bytes after record {s.records - 1}; " + message
         if cp_torn is not None and classification == "intact":
             classification = "torn_tail"
         return self.report(classification, message)

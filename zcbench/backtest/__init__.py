@@ -3,6 +3,8 @@
 Batches reach the strategy exactly as they reach it in the enclave (encoded, decoded, then
 ``apply_strategy``), so a backtest and a live run cannot differ in what the strategy sees.
 
+- :func:`backtest_log`: the records and journal a live run with feedback writes, from the live
+  run's own execution layer, paper venue and feedback builder (byte for byte the same);
 - :func:`run_backtest` with :class:`BacktestConfig` gives a :class:`BacktestResult`
   (signals, fills, positions, equity curve, metrics as polars frames, and the signals digest);
 - :func:`sweep` runs a parameter grid, serially or on Dask (a local cluster by default, or an
@@ -21,8 +23,10 @@ from zcbench.backtest._dask import dask_client, parse_address
 from zcbench.backtest._demo import research_demo
 from zcbench.backtest._engine import (
     BacktestConfig,
+    BacktestLog,
     BacktestResult,
     PreparedData,
+    backtest_log,
     prepare,
     replay,
     run_backtest,
@@ -38,12 +42,14 @@ from zcbench.backtest._walkforward import Folds, WalkForwardResult, walk_forward
 __all__ = [
     "METRIC_NAMES",
     "BacktestConfig",
+    "BacktestLog",
     "BacktestResult",
     "FillModel",
     "Folds",
     "PreparedData",
     "ResearchRecord",
     "WalkForwardResult",
+    "backtest_log",
     "dask_client",
     "deflated_sharpe_ratio",
     "equity_figure",

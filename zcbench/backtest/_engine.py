@@ -31,8 +31,9 @@ import numpy as np
 import polars as pl
 
 from zcbench.backtest._accounting import FillModel, book
+from zcbench.backtest._loop import FeedbackLoop, LoggedRecord
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
-from zcbench.errors import EnvError, UsageError
+from zcbench.errors import EnvError, UsageError, describe_os_error
 from zcbench.marketdata import (
     BatchSpec,
     Instrument,
@@ -57,13 +58,17 @@ from zcbench.strategy import (
     encode_batch,
     encode_signals,
     select_fields,
+    takes_context,
 )
 from zcbench.strategy._bulk import wire_view
+from zcbench.venue import MARKET_COLUMNS
 
 __all__ = [
     "BacktestConfig",
+    "BacktestLog",
     "BacktestResult",
     "PreparedData",
+    "backtest_log",
     "prepare",
     "replay",
     "run_backtest",
@@ -222,29 +227,45 @@ class _EmptyRuns:
 
 
 def _replay(
-    strategy: Strategy, data: PreparedData, path: str, show_progress: bool | None
+    strategy: Strategy,
+    data: PreparedData,
+    path: str,
+    show_progress: bool | None,
+    loop: FeedbackLoop | None = None,
 ) -> tuple[dict[int, list[Signal]], str]:
     """The batches that gave signals (by ``seq``), as they come out of the boundary, and the
-    signals digest over every batch."""
+    signals digest over every batch. With ``loop``, each batch gets its feedback first and its
+    signals are acted on after it, as in a live run with feedback."""
     if path not in PATHS:
         raise UsageError(f"backtest path must be one of {', '.join(PATHS)}, got {path!r}")
     digest = hashlib.sha256()
     empties = _EmptyRuns(digest)
     out: dict[int, list[Signal]] = {}
-    source = data.batches(path)
+    source: Iterator[Batch] = data.batches(path)
     if show_progress is not False:
         source = progress(source, total=data.n_batches, desc="backtest", enabled=show_progress)
+    bounds = data.iter_bounds()
+    wires = data.wire_batches() if loop is not None and loop.keeps_records else None
+    # what the proxy hands the execution layer: the market columns, selected once
+    market = data.events.select([c for c in MARKET_COLUMNS if c in data.events.columns])
     seq = -1
     try:
         for batch in source:
             seq = batch.seq
-            signals = apply_strategy(strategy, batch)
+            context = loop.before(seq) if loop is not None else None
+            signals = apply_strategy(strategy, batch, context)
+            blob = encode_signals(signals) if signals or loop is not None else b""
             if signals:
                 empties.flush(seq)
-                blob = encode_signals(signals)
                 digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
                 out[seq] = decode_signals(blob)
+            if loop is not None:
+                s, e = next(bounds)
+                wire = encode_batch(next(wires)) if wires is not None else None
+                loop.after(seq, blob, market.slice(s, e - s), batch=wire)
         empties.flush(seq + 1)
+        if loop is not None:
+            loop.finish(seq + 1)
     except StrategyError as exc:
         end = int(data.ends[seq])
         start = int(data.ends[seq - 1]) if seq > 0 else 0
@@ -305,6 +326,10 @@ class BacktestResult:
     - ``metrics``: one row, the columns of ``zcbench.backtest.METRIC_NAMES``;
     - ``benchmark``: buy and hold per symbol (``total_return``, ``cagr``).
 
+    A strategy that takes the feedback context also gets ``journal``: the orders, reports and
+    fills of the closed loop that fed it (the live journal's rows); the tables above still come
+    from the vectorised fill model.
+
     Money: integer columns are in the account's smallest unit (``money_scale`` of them make one
     unit of ``currency``); float money columns and every money metric are in ``currency``.
     """
@@ -323,6 +348,7 @@ class BacktestResult:
     benchmark: dict[str, dict[str, float | None]]
     currency: str = "USD"
     money_scale: int = PRICE_SCALE
+    journal: pl.DataFrame | None = None
 
     def metrics_dict(self) -> dict[str, float | int | None]:
         """The metrics row as a plain map."""
@@ -347,7 +373,8 @@ class BacktestResult:
         }
 
     def write(self, out_dir: str | Path, *, plot: bool = False) -> Path:
-        """Write ``summary.json`` and one parquet file per table into ``out_dir`` (and, with
+        """Write ``summary.json`` and one parquet file per table (``journal`` when there is one)
+        into ``out_dir`` (and, with
         ``plot``, ``equity.png``: equity, drawdown and trades)."""
         out = Path(out_dir)
         try:
@@ -356,13 +383,16 @@ class BacktestResult:
                 from zcbench.backtest._plot import equity_png
 
                 (out / "equity.png").write_bytes(equity_png(self))
-            for name in ("signals", "fills", "positions", "trades", "equity", "metrics"):
-                frame: pl.DataFrame = getattr(self, name)
-                frame.write_parquet(out / f"{name}.parquet", statistics=False)
+            for name in ("signals", "fills", "positions", "trades", "equity", "metrics", "journal"):
+                frame: pl.DataFrame | None = getattr(self, name)
+                if frame is not None:  # no journal: the strategy took no feedback
+                    frame.write_parquet(out / f"{name}.parquet", statistics=False)
             text = json.dumps(self.summary(), indent=2, sort_keys=True)
             (out / "summary.json").write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
-            raise EnvError(f"cannot write the backtest result to {out}: {exc}") from None
+            raise EnvError(
+                f"the backtest result: {describe_os_error(exc, writing=True)}"
+            ) from None
         return out
 
 
@@ -402,15 +432,54 @@ def _account(events: pl.DataFrame, config: BacktestConfig) -> _Account:
     )
 
 
+@dataclass(frozen=True)
+class BacktestLog:
+    """What a live run's log and journal hold for a backtest run with feedback: every IN
+    (feedback and batch) and OUT record body with its log index, in log order; the journal
+    rows (:data:`zcbench.host.execution.JOURNAL_SCHEMA`, ``time_ns`` in event time); the
+    positions at the end; and the signals digest."""
+
+    records: tuple[LoggedRecord, ...]
+    journal: pl.DataFrame
+    positions: dict[str, int]
+    signals_digest: str
+
+
+def backtest_log(
+    strategy: Strategy,
+    data: PreparedData,
+    *,
+    limits: Any = None,
+    venue: Any = None,
+    order_prefix: str = "bt",
+    path: str = FAST,
+) -> BacktestLog:
+    """Run ``strategy`` over ``data`` through the live run's closed loop (the execution layer
+    under ``limits``, a ``zcbench.host.execution.RiskLimits``, default its defaults; ``venue``,
+    default a fresh :class:`zcbench.venue.PaperVenue`; the feedback records) and return the
+    records and journal a live run over the same data would write (orders named after
+    ``order_prefix``, as a live run names them after its run id)."""
+    loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True)
+    _, digest = _replay(strategy, data, path, False, loop)
+    return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest)
+
+
 def run_prepared(
     strategy: Strategy,
     data: PreparedData,
     config: BacktestConfig,
     *,
     show_progress: bool | None = False,
+    limits: Any = None,
 ) -> BacktestResult:
-    """Replay prepared batches through ``strategy`` and account for its signals."""
-    sparse, digest = _replay(strategy, data, config.path, show_progress)
+    """Replay prepared batches through ``strategy`` and account for its signals.
+
+    A strategy that takes the feedback context (:func:`zcbench.strategy.takes_context`) runs
+    through the live run's closed loop (:class:`~zcbench.backtest._loop.FeedbackLoop`: the
+    execution layer under ``limits``, the paper venue, a context before each batch), so it sees
+    what it would see live; its journal is :attr:`BacktestResult.journal`."""
+    loop = FeedbackLoop(limits=limits) if takes_context(strategy) else None
+    sparse, digest = _replay(strategy, data, config.path, show_progress, loop)
     signals = _signal_frame(sparse, data.ends)
     account = _account(data.events, config)
     initial = round(Fraction(str(config.initial_cash)) * account.money_scale)
@@ -457,6 +526,7 @@ def run_prepared(
         benchmark=benchmark(data.events.get_column("ts").to_numpy(), ledger.marks),
         currency=account.currency,
         money_scale=account.money_scale,
+        journal=loop.journal() if loop is not None else None,
     )
 
 

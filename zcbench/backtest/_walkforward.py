@@ -15,13 +15,15 @@ task: the same serial or Dask machinery as :func:`zcbench.backtest.sweep`, with 
 results.
 
 The result (:class:`WalkForwardResult`): ``folds`` (one row per fold: its windows as batch
-indices and event times, the chosen parameters and their in-sample metric, the out-of-sample
+indices and event times, the chosen parameters (``params``: a JSON object in the grid's order,
+the values as the research record writes them) and their in-sample metric, the out-of-sample
 metrics), ``in_sample`` (every trial, with its ``fold``) and ``oos_equity``: the stitched
 out-of-sample equity, each fold's curve scaled to start where the previous one ended.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +252,8 @@ def _assemble(
     metric: str,
     config: BacktestConfig,
 ) -> WalkForwardResult:
+    from zcbench.backtest._research import _json_value
+
     ts = data.events.get_column("ts")
     ends = data.ends
     fold_rows = []
@@ -277,7 +281,7 @@ def _assemble(
         oos: dict[str, Any] = {}
         if best is not None:
             picked = tables[k].row(best, named=True)
-            row["params"] = repr({n: picked[n] for n in spec.names})
+            row["params"] = json.dumps({n: _json_value(picked[n]) for n in spec.names})
             row[f"is_{metric}"] = picked[metric]
             oos = oos_rows.get(k, {})
         for name in (*METRIC_NAMES, "signals_digest", "error"):

@@ -16,6 +16,8 @@ raises :class:`ChannelClosed`. Memory use is bounded by ``max_frame``.
 from zcbench.channel._frames import (
     HEADER,
     MAX_FRAME,
+    MAX_LEDGER_BATCH,
+    MAX_LEDGER_ENTRY,
     MESSAGE_FIELDS,
     PROTOCOL_VERSION,
     ChannelClosed,
@@ -44,6 +46,8 @@ from zcbench.channel._transports import (
 __all__ = [
     "HEADER",
     "MAX_FRAME",
+    "MAX_LEDGER_BATCH",
+    "MAX_LEDGER_ENTRY",
     "MESSAGE_FIELDS",
     "PROTOCOL_VERSION",
     "TRANSPORTS",

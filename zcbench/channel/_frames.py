@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench._cbor import describe
 from zcbench.errors import DataError, EnvError
@@ -30,6 +28,8 @@ __all__ = [
     "HEADER",
     "LEAF_HASH_SIZE",
     "MAX_FRAME",
+    "MAX_LEDGER_BATCH",
+    "MAX_LEDGER_ENTRY",
     "MESSAGE_FIELDS",
     "PROTOCOL_VERSION",
     "ChannelClosed",
@@ -44,6 +44,10 @@ PROTOCOL_VERSION: Final = 1
 HEADER: Final = struct.Struct(">I")
 LEAF_HASH_SIZE: Final = 32
 """Bytes of one leaf hash in a ``signals`` reply (SHA-256)."""
+MAX_LEDGER_BATCH: Final = 1024
+"""Most ledger entries in one ``ledger_entries`` frame (a ledger is delivered in several)."""
+MAX_LEDGER_ENTRY: Final = 65_535
+"""Largest ledger entry (the tlog-tiles bound, :data:`zcbench.ledger.entries.MAX_ENTRY_BYTES`)."""
 MAX_FRAME: Final = 64 * 1024 * 1024
 """Default hard limit on one frame's body; a 1,000-event batch is about 40 KB."""
 
@@ -62,7 +66,20 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "checkpoint": {},
     "record_note": {"body": ((bytes,), False)},
     "feedback": {"seq": ((int,), False), "body": ((bytes,), False)},
+    # a continuing run's venue state at start, logged as the IN record of seq 0 before batch 0
+    "start": {"body": ((bytes,), False)},
     "shutdown": {"reason": ((str,), False)},
+    # the ledger's gate (zcbench.enclave.ledger): the host delivers, the enclave checks and signs
+    "ledger_open": {
+        "origin": ((str,), False),
+        "key_blob": ((bytes,), False),
+        "key_id": ((str,), False),
+    },
+    "ledger_entries": {"entries": ((list,), False)},
+    "ledger_start": {"checkpoint": ((bytes,), False)},
+    "ledger_cosigned": {"checkpoint": ((bytes,), False)},
+    "ledger_checkpoint": {},
+    "ledger_end": {"summary_sha256": ((bytes,), False)},
     # enclave -> host
     "key_request": {
         "document": ((bytes,), False),
@@ -102,7 +119,31 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "leaf": ((bytes,), False),
         "checkpoint": ((bytes,), False),
     },
+    "start_logged": {
+        "seq": ((int,), False),
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
     "bye": {"size": ((int,), False)},
+    "ledger_key": {"vkey": ((str,), False)},
+    "ledger_ack": {"size": ((int,), False)},
+    # an entry the enclave appended and the ledger checkpoint it signed (both None: nothing
+    # was due, e.g. a run-checkpoint before its interval)
+    "ledger_appended": {
+        "entry": ((bytes, type(None)), False),
+        "checkpoint": ((bytes, type(None)), False),
+    },
+    "ledger_serving": {"size": ((int,), False)},
+    # a run's control socket (zcbench.serve.control): an operator's limit change, kill or
+    # re-enable, answered with the control record's log index and the limits now in force
+    "control": {
+        "action": ((str,), False),
+        "operator": ((str,), False),
+        "values": ((dict,), False),
+        "reason": ((str,), False),
+    },
+    "controlled": {"index": ((int,), False), "limits": ((dict,), False)},
     # either way
     "error": {
         "code": ((str,), False),
@@ -179,14 +220,25 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
         raise FrameError(
             f"signals: leaves must be two {LEAF_HASH_SIZE}-byte hashes (IN, OUT)", code="ill_typed"
         )
+    if kind == "ledger_entries" and (
+        len(fields["entries"]) > MAX_LEDGER_BATCH
+        or not all(isinstance(e, bytes) and len(e) <= MAX_LEDGER_ENTRY for e in fields["entries"])
+    ):
+        raise FrameError(
+            f"ledger_entries: at most {MAX_LEDGER_BATCH} entries of at most {MAX_LEDGER_ENTRY} "
+            "bytes each",
+            code="ill_typed",
+        )
+    if kind == "ledger_end" and len(fields["summary_sha256"]) != LEAF_HASH_SIZE:
+        raise FrameError("ledger_end: summary_sha256 is 32 bytes", code="ill_typed")
     if kind == "booted" and not all(isinstance(f, str) for f in fields["fields"]):
         raise FrameError("booted: fields must be text", code="ill_typed")
 
 
 def encode_frame(message: Message, *, max_frame: int = MAX_FRAME) -> bytes:
     """The frame for ``message``: length prefix and canonical CBOR body."""
-    body = cbor2.dumps(
-        {"v": PROTOCOL_VERSION, "type": message.type, **message.fields}, canonical=True
+    body = _cbor.encode_canonical(
+        {"v": PROTOCOL_VERSION, "type": message.type, **message.fields}
     )
     if len(body) > max_frame:
         raise FrameError(

@@ -69,6 +69,7 @@ _COMMAND_MODULES = (
     "venue",
     "reconcile",
     "evidence",
+    "limits",
 )
 
 # Options that name an input path, by dest: "file", "dir" or "path" (either). ``--trust`` names

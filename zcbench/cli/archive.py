@@ -146,7 +146,7 @@ def _archive(args: argparse.Namespace) -> int:
         lines.append(f"  lock enforced (probe {result.probe.probe_key}): delete, shorten, "
                      "downgrade and suspend all refused")
         lines.append(f"  manifest: {result.manifest}")
-    lines.append("Read it back: zcbench archive verify "
+    lines.append("Read it back (the same endpoint and AWS credentials): zcbench archive verify "
                  + " ".join(str(r.run_dir) for r in results)
                  + f" --s3 {args.endpoint} --bucket {args.bucket}"
                  + (f" --ledger {args.ledger}" if args.ledger is not None else ""))

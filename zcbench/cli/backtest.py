@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["backtest_inputs", "register"]
+__all__ = ["add_capital_options", "backtest_inputs", "register", "tick_scale_note"]
 
 _DEFAULT_TICK_WIDTH_MS = 100.0
 
@@ -59,6 +59,20 @@ def register(sub: Any) -> None:
     p.add_argument("--slippage-ticks", type=int, default=0, help="ticks against each fill (0)")
     p.add_argument("--fee-bps", type=float, default=0.0, help="fee in basis points (0)")
     p.add_argument("--initial-cash", type=float, default=1_000_000.0, help="(1000000)")
+    add_capital_options(p)
+    p.add_argument("--periods-per-year", type=float, help="annualisation (default: measured)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the result tables, summary.json and equity.png (equity, drawdown, trades)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_run)
+
+
+def add_capital_options(p: Any) -> None:
+    """The options for what binds capital, the same on ``backtest``, ``sweep`` and
+    ``walkforward`` (:func:`backtest_inputs` reads them)."""
     p.add_argument(
         "--leverage", type=float, default=1.0, help="buying power on longs (1: a cash account)"
     )
@@ -74,14 +88,6 @@ def register(sub: Any) -> None:
         help="symbol, currency, tick_size, lot_size per instrument (default data/instruments.csv; "
         "a file given here must list every symbol)",
     )
-    p.add_argument("--periods-per-year", type=float, help="annualisation (default: measured)")
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="write the result tables, summary.json and equity.png (equity, drawdown, trades)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=_run)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -123,6 +129,21 @@ def _run(args: argparse.Namespace) -> int:
 
 _NEXT = "zcbench package notebooks/01_research.ipynb -o build"
 _TICK_SCALE = 10_000  # periods per year above which annualised figures are extrapolations
+
+
+def tick_scale_note(periods_per_year: float | None, years: float | None) -> str | None:
+    """What an annualised figure means when the batches are ticks (as notebook 01 says it),
+    or None for daily-scale data; the same words under ``backtest``, ``sweep`` and
+    ``walkforward``."""
+    if periods_per_year is None or periods_per_year <= _TICK_SCALE:
+        return None
+    seconds = (years or 0.0) * 365.25 * 86_400
+    return (
+        "Sharpe, Sortino, volatility and CAGR are annualised from "
+        f"{periods_per_year:,.0f} batches a year of event time: on {seconds:,.1f} s of data "
+        "that is a large extrapolation. Compare strategies on the same data by them; do not "
+        "read them as yearly figures."
+    )
 
 
 def _amounts(result: Any, config: Any) -> dict[str, int]:
@@ -190,13 +211,9 @@ def _table(result: Any, summary: dict[str, Any], source: dict[str, Any], config:
             f"buy and hold    {symbol}: total {_pct(bench['total_return'])},"
             f" CAGR {_pct(bench['cagr'])}"
         )
-    if ppy > _TICK_SCALE:
-        lines.append(
-            f"note            Sharpe, Sortino, volatility and CAGR are annualised from "
-            f"{ppy:,.0f} batches a year of event time: on {m['years'] * 365.25 * 86_400:,.1f} s"
-            " of data that is a large extrapolation. Compare strategies on the same data by them;"
-            " do not read them as yearly figures."
-        )
+    note = tick_scale_note(ppy, m["years"])
+    if note is not None:
+        lines.append(f"note            {note}")
     lines.append("money           in " + ccy + "; metrics defined in the README (Backtest metrics)")
     if "out" in summary:
         lines.append(f"written to      {summary['out']} (tables, summary.json, equity.png)")
@@ -207,8 +224,8 @@ def _table(result: Any, summary: dict[str, Any], source: dict[str, Any], config:
 def backtest_inputs(args: argparse.Namespace) -> tuple[str, Any, Any, dict[str, Any]]:
     """The example strategy's name, the events, the BacktestConfig and a description of the data,
     from the data and batching options ``backtest``, ``sweep`` and ``walkforward`` share; the
-    options only ``backtest`` has (synthetic config and symbols, instruments, leverage, short
-    margin) are taken when the command defines them."""
+    options only ``backtest`` has (synthetic config and symbols) are taken when the command
+    defines them."""
     from zcbench.backtest import BacktestConfig
     from zcbench.errors import UsageError
     from zcbench.examples import EXAMPLES
@@ -220,7 +237,7 @@ def backtest_inputs(args: argparse.Namespace) -> tuple[str, Any, Any, dict[str, 
         sample_daily_path,
     )
 
-    instruments_file = getattr(args, "instruments", None)
+    instruments_file = args.instruments
     instruments = load_instruments(instruments_file) if instruments_file else None
     synthetic_config = getattr(args, "synthetic_config", None)
     symbols = getattr(args, "symbols", None)
@@ -252,7 +269,6 @@ def backtest_inputs(args: argparse.Namespace) -> tuple[str, Any, Any, dict[str, 
         width_ns, count = round(width_ms * 1_000_000), None
     else:
         width_ns, count = None, 1
-    margin = {k: getattr(args, k) for k in ("leverage", "short_margin") if hasattr(args, k)}
     config = BacktestConfig(
         width_ns=width_ns,
         count=count,
@@ -261,6 +277,7 @@ def backtest_inputs(args: argparse.Namespace) -> tuple[str, Any, Any, dict[str, 
         initial_cash=args.initial_cash,
         periods_per_year=args.periods_per_year,
         instruments=instruments,
-        **margin,
+        leverage=args.leverage,
+        short_margin=args.short_margin,
     )
     return name, events, config, source

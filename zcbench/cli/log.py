@@ -104,6 +104,10 @@ def _register_verify(actions: argparse._SubParsersAction[argparse.ArgumentParser
                         "allowed, final checkpoint = run-end)")
     verify.add_argument("--policy", type=Path, metavar="FILE",
                         help="with --ledger: your tlog-policy for the ledger")
+    verify.add_argument("--previous", type=Path, metavar="RUN_DIR",
+                        help="the run this one continues: its final checkpoint and positions "
+                        "must be what this run's boot names, and the venue state at start "
+                        "must add only the fills it recovered")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     verify.set_defaults(handler=_verify)
 
@@ -146,22 +150,43 @@ def _verify(args: argparse.Namespace) -> int:
               _verify_text(report) + f"\nledger: {held.message}")
         return EXIT_OK if held.ok else EXIT_FAILED
     journal = _journal_problems(args.path) if report.verified else []
+    chain: list[str] = []
+    if args.previous is not None and report.verified:
+        from zcbench.host.restart import check_link
+
+        chain = check_link(args.previous, args.path, trust=trust)
     _warn(report.warnings)
-    if journal:
-        _emit(args, {**report.to_json(), "journal": journal},
-              _verify_text(report) + "\njournal: " + "; ".join(journal))
+    if journal or chain:
+        text = _verify_text(report)
+        text += "\njournal: " + "; ".join(journal) if journal else ""
+        text += "\nchain: " + "; ".join(chain) if chain else ""
+        _emit(args, {**report.to_json(), "journal": journal, "chain": chain}, text)
         return EXIT_FAILED
+    if args.previous is not None:
+        _emit(args, {**report.to_json(), "chain": []},
+              _verify_text(report) + f"\nchain: continues {args.previous} (link holds)")
+        return EXIT_OK if report.verified else EXIT_FAILED
     _emit(args, report.to_json(), _verify_text(report))
     return EXIT_OK if report.verified else EXIT_FAILED
 
 
 def _journal_problems(path: Path) -> list[str]:
-    """A run folder's journal checked row by row against its signed feedback records."""
+    """A run folder's journal checked row by row against its signed feedback records, and
+    against its signed control records (a limit changed outside the logged command)."""
     if not (path / "journal.jsonl").is_file():
         return []
+    import json
+
+    from zcbench.host.controls import control_history
     from zcbench.host.feedback import check_journal
 
-    return check_journal(path)
+    summary_path = path / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_bytes()) if summary_path.is_file() else None
+    except ValueError:
+        summary = None  # the log's verdict stands; the summary is checked where it is read
+    controls = control_history(path, summary if isinstance(summary, dict) else None)
+    return check_journal(path) + list(controls.problems)
 
 
 # -- show ------------------------------------------------------------------------------------

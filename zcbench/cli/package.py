@@ -61,8 +61,57 @@ def register(sub: Any) -> None:
         help="build twice more in other processes, folders, umasks, time zones and hash seeds; "
         "exit 1 on any byte difference",
     )
+    parser.add_argument(
+        "--ledger-origin",
+        default=None,
+        metavar="ORIGIN",
+        help="measure a ledger requirement: the build's enclave serves only once the ledger "
+        "<fund>/zcbench/<strategy> holds its run-start (the ledger's gate)",
+    )
+    parser.add_argument(
+        "--ledger-policy",
+        default=None,
+        metavar="FILE",
+        help="with --ledger-origin: a tlog-policy whose witnesses and quorum must cosign the "
+        "run-start (its log lines are not used: the ledger key is the one the key broker "
+        "releases)",
+    )
+    parser.add_argument(
+        "--ledger-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --ledger-origin: the least time between two run-checkpoint entries "
+        "(default 10)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.set_defaults(handler=_package)
+
+
+def _ledger_requirement(args: argparse.Namespace) -> bytes | None:
+    from pathlib import Path
+
+    from zcbench.errors import UsageError
+
+    if args.ledger_origin is None:
+        if args.ledger_policy is not None:
+            raise UsageError("--ledger-policy needs --ledger-origin")
+        return None
+    from zcbench.enclave.ledger import LedgerRequirement
+    from zcbench.ledger import LedgerFormatError
+
+    text = None
+    if args.ledger_policy is not None:
+        try:
+            text = Path(args.ledger_policy).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--ledger-policy {args.ledger_policy}: cannot read it ({exc})"
+                             ) from None
+    try:
+        return LedgerRequirement.from_policy(args.ledger_origin, text,
+                                             args.ledger_interval).to_bytes()
+    except LedgerFormatError as exc:
+        raise UsageError(f"the ledger requirement: {exc}") from None
 
 
 def _literal(text: str) -> Any:
@@ -103,6 +152,7 @@ def _package(args: argparse.Namespace) -> int:
         lock_path=args.lock,
         allowed_imports=(*DEFAULT_ALLOWED_IMPORTS, *args.allow_import),
         research=research,
+        ledger=_ledger_requirement(args),
     )
     out: dict[str, Any] = build.summary()
     if build.commitment.research is not None:
@@ -118,6 +168,11 @@ def _package(args: argparse.Namespace) -> int:
             shared += ["-p", name, value]
         for path in args.research:
             shared.append(f"--research={Path(path).resolve()}")
+        if args.ledger_origin is not None:
+            shared += [f"--ledger-origin={args.ledger_origin}",
+                       f"--ledger-interval={args.ledger_interval!r}"]
+        if args.ledger_policy is not None:
+            shared.append(f"--ledger-policy={Path(args.ledger_policy).resolve()}")
         report = check_reproducible(
             notebook,
             reference_dir=build.build_dir,

@@ -51,6 +51,13 @@ def register_kind(kinds: Any) -> None:
     p.add_argument("--policy", type=Path, default=None, metavar="FILE",
                    help="a tlog-policy naming the ledger key and the witnesses' quorum (the "
                    "ledger checkpoint must carry it)")
+    p.add_argument("--slice", default=None, metavar="START:STOP",
+                   help="also fetch records [START, STOP) of the run with their proofs (your "
+                   "token's scope must cover the run) and verify them as 'zcbench log verify' "
+                   "verifies a slice file")
+    p.add_argument("--slice-out", type=Path, default=None, metavar="FILE",
+                   help="with --slice: keep the verified slice in FILE (for 'zcbench log "
+                   "verify' or 'log replay' later)")
     p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     p.set_defaults(handler=_handle)
 
@@ -76,6 +83,9 @@ def _handle(args: argparse.Namespace) -> int:
         raise UsageError(f"--state {args.state} is a file, not a folder")
     token = args.token or os.environ.get("ZCBENCH_TOKEN") or None
     ledger_vkey, policy = _ledger_args(args)
+    slice_range = _slice_range(args.slice) if args.slice is not None else None
+    if args.slice_out is not None and slice_range is None:
+        raise UsageError("--slice-out needs --slice START:STOP")
     report = check_remote(
         args.url,
         Commitment.load(args.commitment),
@@ -86,6 +96,8 @@ def _handle(args: argparse.Namespace) -> int:
         tls_verify=str(args.tls_ca) if args.tls_ca is not None else True,
         ledger_vkey=ledger_vkey,
         policy=policy,
+        slice_range=slice_range,
+        slice_out=args.slice_out,
     )
     verdict = report.to_dict()
     if args.report is not None:
@@ -103,6 +115,13 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         _print(verdict)
     return EXIT_OK if report.verified else EXIT_FAILED
+
+
+def _slice_range(text: str) -> tuple[int, int]:
+    start, sep, stop = text.partition(":")
+    if not (sep and start.isdigit() and stop.isdigit() and int(start) < int(stop)):
+        raise UsageError(f"--slice must be START:STOP with 0 <= START < STOP, not {text!r}")
+    return int(start), int(stop)
 
 
 def _ledger_args(args: argparse.Namespace) -> tuple[str | None, Any]:
@@ -152,6 +171,11 @@ def _print(v: dict[str, Any]) -> None:
         previous = v["previous"]
         saved = f" (saved size {previous['size']})" if previous else ""
         print(f"  last visit: {v['state'].replace('_', ' ')}{saved}")
+    sliced = v.get("slice")
+    if sliced:
+        withheld = "; IN records withheld by the server" if sliced["withheld"] else ""
+        print(f"  slice:      records [{sliced['start']}, {sliced['stop']}): "
+              f"{sliced['records']} verified against size {sliced['size']}{withheld}")
     ledger = v.get("ledger")
     if ledger:
         print(f"  ledger:     {ledger.get('origin')}, size {ledger.get('size')}; passed: "

@@ -49,6 +49,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the strategy's ledger: the report shows its version history and holds this run "
         "to it (exit 1 when the ledger or this run's place in it fails)",
     )
+    p.add_argument(
+        "--cert", action="append", default=[], type=pathlib.Path, metavar="FILE",
+        help="SEV-SNP: the VCEK or VLEK (and optionally its ASK/ASVK and ARK) of the evidence "
+        "given with --attestation (repeatable)",
+    )
+    p.add_argument(
+        "--collateral", type=pathlib.Path, default=None, metavar="FILE",
+        help="TDX/SGX: the collateral JSON of the quote given with --attestation (without it "
+        "the TCB status is unknown)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(handler=_handle)
 
@@ -78,11 +88,17 @@ def _handle(args: argparse.Namespace) -> int:
     )
     run_dir: pathlib.Path = args.run_dir
     out = args.out if args.out is not None else run_dir.resolve().parent / "report.html"
+    for cert in args.cert:
+        if not cert.is_file():
+            raise UsageError(f"--cert {cert} does not exist")
+    if args.collateral is not None and not args.collateral.is_file():
+        raise UsageError(f"--collateral {args.collateral} does not exist")
+    inputs = {"certificates": args.cert, "collateral": args.collateral}
     facts = collect_report(run_dir, trust=trust, attestation=args.attestation, nonce=nonce, at=at,
-                           ledger=args.ledger)
+                           ledger=args.ledger, **inputs)
     write_report(run_dir, out, trust=trust, attestation=args.attestation, nonce=nonce, at=at,
-                 ledger=args.ledger)
-    result = facts.attestation.report
+                 ledger=args.ledger, **inputs)
+    result = facts.attestation.tee_verdict
     if args.json:
         print(json.dumps({**facts.to_json(), "report": str(out)}, sort_keys=True))
     else:

@@ -66,6 +66,13 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    p.add_argument("--operator", default=None, metavar="NAME",
+                   help="who starts the run, named in its signed record of the limits in force "
+                   "(default: the login name); change them later with zcbench limits set")
+    p.add_argument("--clock", default="host", metavar="host|clockbound[:PATH]",
+                   help="the clock source whose readings (with their error bounds) the run "
+                   "logs: the host's kernel discipline (default) or AWS ClockBound's segment "
+                   "(on EC2 and Nitro hosts; default path /var/run/clockbound/shm0)")
     p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
                    help="the strategy's ledger: run-start, checkpoints and run-end go there, and "
                    "the run serves only if the ledger allows its PCR0 now")
@@ -77,6 +84,23 @@ def register(sub: Any) -> None:
         metavar="paper|fix://HOST:PORT",
         help="where orders go: the paper venue (default) or a FIX 4.4 venue such as "
         "'zcbench venue sim' (session state in RUN_DIR/fix)",
+    )
+    p.add_argument(
+        "--continue",
+        dest="continue_dir",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (ended or killed): the boot names its final "
+        "checkpoint and positions, the venue's state at start is the first IN record, a FIX "
+        "session resumes with its sequence numbers, and --data resumes after its last batch",
+    )
+    p.add_argument(
+        "--no-feedback",
+        action="store_true",
+        help="do not log the outcomes of the strategy's signals, its positions and the limits "
+        "as IN records before each batch (feedback is on by default; without it batches are "
+        "pipelined and a strategy taking a context gets None)",
     )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
@@ -109,12 +133,12 @@ def _check_flags(args: argparse.Namespace) -> None:
 _RISK_FLAGS = ("max_position", "max_notional", "max_orders_per_s", "price_collar_bps")
 
 
-def _source(args: argparse.Namespace, spec: Any) -> Any:
+def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) -> Any:
     from zcbench.host.sources import market_source
 
     if args.data is not None:
         return market_source(
-            spec, data=args.data, speed=args.rate, duration_s=args.duration
+            spec, data=args.data, speed=args.rate, duration_s=args.duration, after_ns=after_ns
         ).source
     return market_source(
         spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True
@@ -167,8 +191,14 @@ def _handle(args: argparse.Namespace) -> int:
     spec = image.batching()  # also checks the build folder before anything starts
     run_id = f"run-{secrets.token_hex(8)}"
     run_dir = args.run_dir or Path.cwd() / run_id
-    source = _source(args, spec)
-    venue = _venue(args.venue, run_dir, run_id)
+    continuation = None
+    if args.continue_dir is not None:
+        from zcbench.host.restart import continue_run
+
+        continuation = continue_run(args.continue_dir)
+    after = continuation.end.newest_event_ns if continuation is not None else None
+    source = _source(args, spec, after)
+    venue = _venue(args.venue, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
     from zcbench.serve.control import ControlSocket  # attestations for `zcbench serve`
@@ -176,9 +206,7 @@ def _handle(args: argparse.Namespace) -> int:
     control = ControlSocket(run_dir, on_error=lambda text: sys.stderr.write(f"{text}\n"))
 
     def booted(handle: Any) -> None:
-        if hook is not None:
-            hook.booted(handle)  # the ledger's gate first: a refused run never serves
-        control.attach(handle)
+        control.attach(handle)  # the ledger's gate (in the enclave) passed before this
 
     try:
         summary = run_live(
@@ -188,20 +216,45 @@ def _handle(args: argparse.Namespace) -> int:
             run_id=run_id,
             limits=limits,
             max_delay_s=args.max_delay_ms / 1000,
-            on_progress=progress if hook is None else hook.after(progress),
+            on_progress=progress,
             on_booted=booted,
             venue=venue,
+            ledger=hook,
+            continuation=continuation,
+            feedback=not args.no_feedback,
+            operator=args.operator or _login_name(),
+            clock_source=_clock_source(args.clock),
         )
     finally:
         control.close()
     progress.end()
-    if hook is not None:
-        hook.end()
     if args.json:
         print(json.dumps(summary.to_json(), sort_keys=True))
     else:
         _print_summary(summary)
     return _exit_code(summary.status, summary.reason)
+
+
+def _clock_source(spec: str) -> Any:
+    from zcbench.evidence.clock import CLOCKBOUND_PATH, ClockBoundSource, HostClock
+
+    name, _, path = spec.partition(":")
+    if name == "host" and not path:
+        return HostClock()
+    if name == "clockbound":
+        source = ClockBoundSource(Path(path) if path else CLOCKBOUND_PATH)
+        source.read()  # refuse before the run starts when the daemon's segment is not there
+        return source
+    raise UsageError(f"--clock {spec}: give host, clockbound or clockbound:PATH")
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name for this uid (a container): say so
+        return "unnamed"
 
 
 def _exit_code(status: str, reason: str) -> int:
@@ -225,7 +278,7 @@ def _ledger_hook(args: argparse.Namespace, run_dir: Path) -> Any:
     return LedgerRunHook(args.ledger, run_dir, policy=policy)
 
 
-def _venue(spec: str, run_dir: Path, run_id: str) -> Any:
+def _venue(spec: str, run_dir: Path, run_id: str, continuation: Any = None) -> Any:
     from zcbench.venue import PaperVenue
 
     if spec == "paper":
@@ -234,7 +287,13 @@ def _venue(spec: str, run_dir: Path, run_id: str) -> Any:
 
     host, port = parse_venue_url(spec)
     _reachable(host, port)
-    # one FIX session per run: its SenderCompID is named after the run
+    end = continuation.end if continuation is not None else None
+    if end is not None and end.fix_sender:
+        # a continuing run resumes the previous run's session: same SenderCompID, the
+        # sequence numbers and stored messages carried from its session folders
+        return FixVenue(host, port, state_dir=run_dir / "fix", sender=end.fix_sender,
+                        carried=end.fix_folders)
+    # one FIX session per chain of runs: its SenderCompID is named after its first run
     return FixVenue(host, port, state_dir=run_dir / "fix", sender=f"ZCB-{run_id[4:16]}")
 
 

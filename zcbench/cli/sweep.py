@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from zcbench.cli.backtest import _DEFAULT_TICK_WIDTH_MS
+from zcbench.cli.backtest import _DEFAULT_TICK_WIDTH_MS, add_capital_options, tick_scale_note
 
 __all__ = ["register"]
 
@@ -55,6 +55,7 @@ def _common(p: Any) -> None:
     p.add_argument("--slippage-ticks", type=int, default=0, help="ticks against each fill (0)")
     p.add_argument("--fee-bps", type=float, default=0.0, help="fee in basis points (0)")
     p.add_argument("--initial-cash", type=float, default=1_000_000.0, help="(1000000)")
+    add_capital_options(p)
     p.add_argument("--periods-per-year", type=float, help="annualisation (default: measured)")
     p.add_argument("--metric", default="sharpe", help="the metric to rank by (default sharpe)")
     where = p.add_mutually_exclusive_group()
@@ -254,6 +255,7 @@ def _sweep(args: argparse.Namespace) -> int:
     lines.append(_format(shown.head(_SHOWN)))
     for item in failed[:_SHOWN]:
         lines.append(f"failed     {json.dumps(item['params'], sort_keys=True)}: {item['error']}")
+    lines += _note(table)
     lines.append(f"record     {facts['record']} (digest {facts['digest']})")
     lines.append(
         f"next       zcbench package NOTEBOOK -o build --research {facts['record']}   "
@@ -290,7 +292,8 @@ def _walkforward(args: argparse.Namespace) -> int:
             "grid": grid,
             "metric": args.metric,
             "mode": args.mode,
-            "folds": folds.to_dicts(),
+            "folds": [{**row, "params": None if row["params"] is None
+                       else json.loads(row["params"])} for row in folds.to_dicts()],
             "oos_total_return": result.oos_total_return(),
         }
         sys.stdout.write(json.dumps(out, sort_keys=True, default=str) + "\n")
@@ -298,12 +301,35 @@ def _walkforward(args: argparse.Namespace) -> int:
     lines = [
         f"strategy   {strategy_cls.name}, {result.folds.height} folds ({args.mode}, train "
         f"{args.train}, test {args.test} batches), {facts['n_trials']} in-sample trials",
-        _format(folds),
+        _format(folds.with_columns(_point_text("params"))),
         f"out of sample, stitched: total return {result.oos_total_return():+.4%}",
+        *_note(result.in_sample),
         f"record     {facts['record']} (digest {facts['digest']})",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _note(table: Any) -> list[str]:
+    """The tick-scale note for a table of trials on the same data (none for daily bars)."""
+    import polars as pl
+
+    ran = table.filter(pl.col("periods_per_year").is_not_null())
+    if ran.height == 0:
+        return []
+    row = ran.row(0, named=True)
+    note = tick_scale_note(row["periods_per_year"], row["years"])
+    return [] if note is None else [f"note       {note}"]
+
+
+def _point_text(column: str) -> Any:
+    """A grid point (a JSON object) as the ``--param`` flags name it: ``window=4 enter_pct=15``."""
+    import polars as pl
+
+    def text(raw: str) -> str:
+        return " ".join(f"{k}={json.dumps(v)}" for k, v in json.loads(raw).items())
+
+    return pl.col(column).map_elements(text, return_dtype=pl.String, skip_nulls=True)
 
 
 def _format(frame: Any) -> str:
@@ -315,10 +341,10 @@ def _format(frame: Any) -> str:
 
 
 def _write_parquet(frame: Any, path: str) -> None:
-    from zcbench.errors import EnvError
+    from zcbench.errors import EnvError, describe_os_error
 
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path, statistics=False)
     except OSError as exc:
-        raise EnvError(f"cannot write {path}: {exc.strerror}") from None
+        raise EnvError(describe_os_error(exc, writing=True)) from None

@@ -143,6 +143,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "status is unknown",
     )
     att.add_argument(
+        "--pck-chain",
+        metavar="FILE",
+        help="TDX/SGX: the PCK certificate chain (PEM) of a quote that names its platform by "
+        "PPID (certification data types 1-3) or carries only its PCK leaf (type 4)",
+    )
+    att.add_argument(
         "--kds",
         nargs="?",
         const="https://kdsintf.amd.com",
@@ -282,6 +288,8 @@ def _tee_of(data: bytes) -> tuple[str | None, bytes]:
         raw = decode_evidence(data)
         return detect_tee(raw), raw
     except (DataError, ValueError):
+        if data[:4] == b"HCLA":
+            raise  # an Azure HCL report: its own refusal says what to verify instead
         return None, data
 
 
@@ -312,7 +320,8 @@ def _attestation(args: argparse.Namespace) -> int:
     tee, data = _tee_of(_read_input(args.path, "evidence file"))
     if tee in ("sev-snp", "tdx", "sgx"):
         return _other_tee(args, path, data)
-    for flag, given in (("--cert", args.cert), ("--collateral", args.collateral)):
+    for flag, given in (("--cert", args.cert), ("--collateral", args.collateral),
+                        ("--pck-chain", args.pck_chain)):
         if given:
             raise UsageError(
                 f"{flag} is for {'SEV-SNP reports' if flag == '--cert' else 'TDX/SGX quotes'}; "
@@ -496,6 +505,8 @@ def _other_tee(args: argparse.Namespace, path: pathlib.Path, data: bytes) -> int
         raise UsageError(f"--cert is for SEV-SNP reports; {path} is an {name}")
     if (args.collateral or args.pccs) and tee == "sev-snp":
         raise UsageError(f"--collateral and --pccs are for TDX/SGX quotes; {path} is an {name}")
+    if args.pck_chain and tee == "sev-snp":
+        raise UsageError(f"--pck-chain is for TDX/SGX quotes; {path} is an {name}")
     if args.kds and tee != "sev-snp":
         raise UsageError(f"--kds is for SEV-SNP reports; {path} is an {name}")
     if args.collateral and args.pccs:
@@ -534,9 +545,10 @@ def _other_tee(args: argparse.Namespace, path: pathlib.Path, data: bytes) -> int
         from zcbench.tee.dcap import HttpPccs
 
         pccs = HttpPccs(args.pccs)
+    pck_chain = None if not args.pck_chain else _read_input(args.pck_chain, "PCK chain file")
     verdict = check_evidence(
         data, policy, at=at, certificates=certificates, collateral=collateral, kds=kds,
-        pccs=pccs,
+        pccs=pccs, pck_chain=pck_chain,
     )
     if "expected_measurement" not in fields and verdict.verified:
         sys.stderr.write(

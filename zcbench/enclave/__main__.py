@@ -32,7 +32,8 @@ from zcbench.enclave.boot import (
     read_payload,
     unseal_image,
 )
-from zcbench.enclave.runtime import Attester, EnclaveRuntime, serve
+from zcbench.enclave.ledger import LedgerRequirement
+from zcbench.enclave.runtime import Attester, EnclaveRuntime, boot_reply, serve
 from zcbench.errors import ZcbenchError
 
 
@@ -46,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     image.add_argument("--bundle", type=Path, help="an unpacked bundle (inside a Nitro enclave)")
     image.add_argument("--module", type=Path, help="an unsealed strategy module (development)")
     p.add_argument("--params", default="{}", help="--module's parameters as a JSON object")
+    p.add_argument(
+        "--ledger-requirement",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --module: the ledger requirement the image measures (a second ramdisk); the "
+        "enclave then serves only once the ledger's gate passed",
+    )
     p.add_argument(
         "--payload",
         default=None,
@@ -86,6 +95,12 @@ def _make_nsm(kind: str, pcrs: Mapping[int, bytes] | None) -> Attester:
         raise BootError("the NSM emulator needs a measured image (use --build or --module)")
     ca = DevCA.load_or_create(now=dt.datetime.now(dt.UTC))
     return NsmEmulator(pcrs={i: pcrs[i] for i in (0, 1, 2)}, ca=ca)
+
+
+def _manifest_requirement(sealed: SealedImage) -> LedgerRequirement | None:
+    """The ledger requirement the measured manifest carries, or None."""
+    text = sealed.manifest.ledger_requirement
+    return None if text is None else LedgerRequirement.from_bytes(text.encode())
 
 
 def _pcr0(nsm: Attester, pcrs: Mapping[int, bytes] | None) -> bytes:
@@ -149,6 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     address = args.listen or f"vsock:{VMADDR_CID_ANY}:{args.vsock}"
     nsm_kind = args.nsm or ("device" if args.bundle else "emulator")
     strategy = None
+    requirement = None
     sealed: SealedImage | None = None
     pcrs: Mapping[int, bytes] | None
     if args.module is not None:
@@ -158,11 +174,14 @@ def _run(args: argparse.Namespace) -> int:
             raise BootError("--params is not JSON") from None
         if not isinstance(params, dict):
             raise BootError("--params must be a JSON object")
-        loaded = load_module_image(args.module, params)
-        strategy, pcrs = loaded.strategy, loaded.pcrs
+        loaded = load_module_image(args.module, params, args.ledger_requirement)
+        strategy, pcrs, requirement = loaded.strategy, loaded.pcrs, loaded.ledger
     else:
+        if args.ledger_requirement is not None:
+            raise BootError("--ledger-requirement goes with --module")
         sealed = load_build_image(args.build) if args.build else load_bundle(args.bundle)
         pcrs = sealed.pcrs
+        requirement = _manifest_requirement(sealed)
     payload = _delivered_payload(args)
     nsm = _make_nsm(nsm_kind, pcrs)
     listener = listen(address)
@@ -184,8 +203,10 @@ def _run(args: argparse.Namespace) -> int:
                 if payload is None:
                     payload = _payload_from_boot(boot)
                 strategy = unseal_image(sealed, payload, nsm, _relay_over(conn))
-            runtime = EnclaveRuntime(strategy, nsm, pcr0=_pcr0(nsm, pcrs))
-            conn.send(runtime.boot(boot["run_id"]))
+            runtime = EnclaveRuntime(
+                strategy, nsm, pcr0=_pcr0(nsm, pcrs), relay=_relay_over(conn), ledger=requirement
+            )
+            conn.send(boot_reply(runtime, boot))
         except (ZcbenchError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, BootError) else type(exc).__name__
             with contextlib.suppress(ZcbenchError):

@@ -95,6 +95,7 @@ class LoadedImage:
     strategy: Strategy
     pcrs: Mapping[int, bytes]
     kind: str
+    ledger: Any = None  # the measured LedgerRequirement, if any
 
 
 @dataclass(frozen=True)
@@ -270,27 +271,47 @@ def _params_bytes(params: Mapping[str, Any]) -> bytes:
 
 
 def module_image_sections(
-    module: bytes, params: Mapping[str, Any]
+    module: bytes, params: Mapping[str, Any], ledger: bytes | None = None
 ) -> list[tuple[SectionType, bytes]]:
-    """The sections of a module image, in order."""
-    return [
+    """The sections of a module image, in order; ``ledger``: the ledger requirement
+    (:class:`zcbench.enclave.ledger.LedgerRequirement` bytes) as a second ramdisk."""
+    sections = [
         (SectionType.KERNEL, MODULE_IMAGE_DESCRIPTOR),
         (SectionType.CMDLINE, _params_bytes(params)),
         (SectionType.RAMDISK, module),
     ]
+    if ledger is not None:
+        sections.append((SectionType.RAMDISK, ledger))
+    return sections
 
 
-def module_image_pcrs(path: Path, params: Mapping[str, Any]) -> dict[int, bytes]:
-    """PCR0/1/2 of the module image made of ``path`` and ``params`` (what a verifier expects)."""
-    return pcrs_for_sections(module_image_sections(path.read_bytes(), params))
+def module_image_pcrs(
+    path: Path, params: Mapping[str, Any], ledger: bytes | None = None
+) -> dict[int, bytes]:
+    """PCR0/1/2 of the module image made of ``path``, ``params`` and the ledger requirement
+    (what a verifier expects)."""
+    return pcrs_for_sections(module_image_sections(path.read_bytes(), params, ledger))
 
 
-def load_module_image(path: Path, params: Mapping[str, Any]) -> LoadedImage:
-    """Load a strategy module file, measuring exactly the bytes that are executed."""
+def load_module_image(
+    path: Path, params: Mapping[str, Any], ledger_path: Path | None = None
+) -> LoadedImage:
+    """Load a strategy module file (and the ledger requirement at ``ledger_path``), measuring
+    exactly the bytes that are executed and required."""
+    from zcbench.enclave.ledger import LedgerRequirement
+    from zcbench.ledger import LedgerFormatError
+
     try:
         source = path.read_bytes()
+        ledger = ledger_path.read_bytes() if ledger_path is not None else None
     except OSError as exc:
-        raise BootError(f"cannot read the module image {path.name}: {exc.strerror}") from None
-    pcrs = pcrs_for_sections(module_image_sections(source, params))
+        raise BootError(f"cannot read the module image: {exc.strerror}") from None
+    requirement = None
+    if ledger is not None:
+        try:
+            requirement = LedgerRequirement.from_bytes(ledger)
+        except LedgerFormatError as exc:
+            raise BootError(str(exc)) from None
+    pcrs = pcrs_for_sections(module_image_sections(source, params, ledger))
     strategy = strategy_from_source(source, params, tag=path.name)
-    return LoadedImage(strategy=strategy, pcrs=pcrs, kind="module")
+    return LoadedImage(strategy=strategy, pcrs=pcrs, kind="module", ledger=requirement)

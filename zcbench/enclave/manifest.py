@@ -13,9 +13,13 @@ data key or the machine (DESIGN.md, promotion)::
      "strategy_sha256": hex, "sealed_content_sha256": hex, "input_fields": [str],
      "batching": {"count": int} | {"width_ns": int}, "parameters": [name],
      "zcbench_version": str, "lock_sha256": hex, "runtime_sha256": hex,
-     "payload": "payload.sealed", "seal": {"alg": "AES-256-GCM-SIV"}, "source_date_epoch": int}
+     "payload": "payload.sealed", "seal": {"alg": "AES-256-GCM-SIV"}, "source_date_epoch": int,
+     "ledger_requirement": str}
 
-Strict: exactly these keys, each of its type. Written by the packager with
+Strict: exactly these keys, each of its type; ``ledger_requirement`` only in a build packaged
+for a ledger (the canonical JSON of :class:`zcbench.enclave.ledger.LedgerRequirement`: the
+enclave then serves only once the ledger's gate passed), absent otherwise, so a manifest
+without one is byte for byte what it was. Written by the packager with
 :meth:`BundleManifest.to_json`, read by the packager, the host and the enclave with
 :meth:`BundleManifest.from_json` / :meth:`BundleManifest.load` (errors as for the commitment:
 a missing file is a usage error, malformed content a :class:`~zcbench.errors.DataError`). It runs
@@ -84,6 +88,7 @@ class BundleManifest:
     source_date_epoch: int
     payload: str = PAYLOAD_NAME
     seal_alg: str = SEAL_ALG
+    ledger_requirement: str | None = None
 
     SCHEMA: ClassVar[str] = MANIFEST_SCHEMA
 
@@ -108,6 +113,14 @@ class BundleManifest:
             raise DataError(f"{source}: 'source_date_epoch' must be a non-negative integer")
         if self.payload != PAYLOAD_NAME or self.seal_alg != SEAL_ALG:
             raise DataError(f"{source}: payload must be {PAYLOAD_NAME} sealed with {SEAL_ALG}")
+        if self.ledger_requirement is not None:
+            from zcbench.enclave.ledger import LedgerRequirement
+            from zcbench.ledger import LedgerFormatError
+
+            try:
+                LedgerRequirement.from_bytes(self.ledger_requirement.encode())
+            except (LedgerFormatError, UnicodeEncodeError) as exc:
+                raise DataError(f"{source}: 'ledger_requirement': {exc}") from None
 
     @classmethod
     def from_json(cls, raw: str | bytes, *, source: str = "manifest.json") -> BundleManifest:
@@ -118,14 +131,17 @@ class BundleManifest:
                 f"{source} has schema {doc.get('schema')!r}; expected {MANIFEST_SCHEMA!r} "
                 "(package the build again with this zcbench)"
             )
-        if set(doc) != _KEYS:
-            extra, missing = sorted(set(doc) - _KEYS), sorted(_KEYS - set(doc))
+        if set(doc) - {"ledger_requirement"} != _KEYS:
+            extra = sorted(set(doc) - _KEYS - {"ledger_requirement"})
+            missing = sorted(_KEYS - set(doc))
             raise DataError(f"{source}: unexpected keys {extra}, missing keys {missing}")
         texts = ("strategy", "strategy_class", "zcbench_version", "payload")
         digests = ("strategy_sha256", "sealed_content_sha256", "lock_sha256", "runtime_sha256")
         for name in (*texts, *digests):
             if not isinstance(doc[name], str):
                 raise DataError(f"{source}: {name!r} must be a string")
+        if "ledger_requirement" in doc and not isinstance(doc["ledger_requirement"], str):
+            raise DataError(f"{source}: 'ledger_requirement' must be a string")
         seal = doc["seal"]
         if not isinstance(seal, dict) or set(seal) != {"alg"}:
             raise DataError(f"{source}: 'seal' must be {{\"alg\": {SEAL_ALG!r}}}")
@@ -146,6 +162,7 @@ class BundleManifest:
             "source_date_epoch": doc["source_date_epoch"],
             "payload": doc["payload"],
             "seal_alg": seal["alg"],
+            "ledger_requirement": doc.get("ledger_requirement"),
         }
         try:
             return cls(**values)
@@ -174,7 +191,8 @@ class BundleManifest:
             "payload": self.payload,
             "seal": {"alg": self.seal_alg},
             "source_date_epoch": self.source_date_epoch,
-        }
+        } | ({} if self.ledger_requirement is None
+             else {"ledger_requirement": self.ledger_requirement})
 
     def to_json(self) -> bytes:
         """The file's bytes: sorted keys, two-space indent, ASCII, a final newline."""

@@ -16,6 +16,12 @@ Errors leave as an error frame naming the batch and a short reason; never a trac
 strategy internals. After a strategy failure the runtime refuses further batches (the strategy's
 state is unknown) but still answers attest, checkpoint and shutdown.
 
+The ledger (``ledger_*`` requests, :mod:`zcbench.enclave.ledger`): the enclave gets the ledger
+key from the key broker through ``relay``, checks what the host delivers, appends its run's
+entries and signs the ledger's checkpoints. When the image is measured with a ledger
+requirement (``ledger``), or once the host opened a ledger, batches and feedback are refused
+until the gate passed.
+
 The attester (NSM emulator or ``/dev/nsm``) and the clock are parameters.
 """
 
@@ -26,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from zcbench import _cbor
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
+from zcbench.auditlog.link import decode_link, encode_link
 from zcbench.auditlog.writer import EnclaveLogState, batch_event_time
 from zcbench.channel import (
     ChannelClosed,
@@ -39,7 +46,8 @@ from zcbench.channel import (
     SequenceGuard,
     error_message,
 )
-from zcbench.errors import DataError, UsageError
+from zcbench.enclave.ledger import EnclaveLedger, LedgerRequirement, release_ledger_seed
+from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.strategy import (
     Context,
     Strategy,
@@ -47,10 +55,11 @@ from zcbench.strategy import (
     apply_strategy,
     decode_batch,
     decode_context,
+    decode_start,
     encode_signals,
 )
 
-__all__ = ["MAX_NOTE_BYTES", "Attester", "EnclaveRuntime", "serve"]
+__all__ = ["MAX_NOTE_BYTES", "Attester", "EnclaveRuntime", "boot_reply", "serve"]
 
 MAX_NOTE_BYTES: Final = 4096
 """Largest note body the host may have logged."""
@@ -92,7 +101,14 @@ class EnclaveRuntime:
         pcr0: bytes,
         clock: Callable[[], int] = time.time_ns,
         key: Ed25519PrivateKey | None = None,
+        relay: Callable[[bytes, bytes, str], bytes] | None = None,
+        ledger: LedgerRequirement | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._relay = relay
+        self._requirement = ledger
+        self._monotonic = monotonic
+        self._ledger: EnclaveLedger | None = None
         self._strategy = strategy
         self._attester = attester
         self._pcr0 = pcr0
@@ -108,18 +124,28 @@ class EnclaveRuntime:
         """Records in the log so far (0 before boot)."""
         return 0 if self._state is None else self._state.log.size
 
-    def boot(self, run_id: str) -> Message:
-        """Make the log key and the boot document (the log's first record); ``booted`` reply."""
+    def boot(self, run_id: str, previous: bytes | None = None) -> Message:
+        """Make the log key and the boot document (the log's first record); ``booted`` reply.
+        ``previous``: the encoded link to the run this one continues
+        (:mod:`zcbench.auditlog.link`), attested as the document's ``user_data``."""
         if self._state is not None:
             raise UsageError("this enclave has booted already; a new run needs a new enclave")
         try:
             origin = log_origin(self._pcr0, run_id)
         except ValueError as exc:
             raise _Refused("bad_run_id", str(exc)) from None
+        user_data = None
+        if previous is not None:
+            try:
+                link = decode_link(previous)
+            except DataError as exc:
+                raise _Refused("bad_previous", str(exc)) from None
+            assert link is not None
+            user_data = encode_link(link)
         signer = LogSigner(self._key or Ed25519PrivateKey.generate(), origin)
         self._key = None  # never reused
         document = self._attester.attestation(
-            user_data=None, nonce=run_id.encode(), public_key=signer.public_key_spki_der
+            user_data=user_data, nonce=run_id.encode(), public_key=signer.public_key_spki_der
         )
         log = EnclaveLogState(signer)
         step = log.boot(document, time_ns=self._clock())
@@ -141,6 +167,7 @@ class EnclaveRuntime:
     def ingest(self, seq: int, batch_bytes: bytes) -> Message:
         """Run one batch: IN leaf, strategy, OUT leaf, signed checkpoint; ``signals`` reply."""
         state = self._booted()
+        self._gate_passed(f"batch {seq}")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing batch {seq}: {self.failed}")
         self._guard.check(seq)  # advanced only once the batch is in the log state
@@ -182,9 +209,10 @@ class EnclaveRuntime:
         the strategy's next ``on_batch`` and sign the new checkpoint; ``feedback_logged``
         reply. The body must decode strictly as a context naming that batch."""
         state = self._booted()
+        self._gate_passed(f"feedback {seq}")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing feedback {seq}: {self.failed}")
-        if self._context is not None:
+        if self._context is not None and not (seq == 0 and not self._context.outcomes):
             raise _Refused("bad_feedback", f"batch {seq} has its feedback already")
         try:
             context = decode_context(body)
@@ -202,6 +230,25 @@ class EnclaveRuntime:
         return Message(
             "feedback_logged",
             {"seq": seq, "time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint},
+        )
+
+    def start(self, body: bytes) -> Message:
+        """Log the venue's state at start (:mod:`zcbench.strategy._start`) as the IN record of
+        seq 0 before any batch, hand its positions to the strategy as batch 0's context and
+        sign the new checkpoint; ``start_logged`` reply."""
+        state = self._booted()
+        if state.log.next_seq != 0 or self._context is not None or state.log.size != 1:
+            raise _Refused("bad_start", "the venue's state at start comes right after boot")
+        try:
+            venue = decode_start(body)
+        except DataError as exc:
+            raise _Refused("bad_start", str(exc).splitlines()[0]) from None
+        now = self._clock()
+        step = state.log.add_input(0, body, time_ns=now)
+        self._context = Context(0, positions=venue.positions)
+        return Message(
+            "start_logged",
+            {"seq": 0, "time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint},
         )
 
     def record_note(self, body: bytes) -> Message:
@@ -222,7 +269,7 @@ class EnclaveRuntime:
         state = self._booted()
         if not nonce:
             raise _Refused("bad_nonce", "attest needs a non-empty nonce")
-        user_data = cbor2.dumps({"checkpoint": state.note}, canonical=True)
+        user_data = _cbor.encode_canonical({"checkpoint": state.note})
         document = self._attester.attestation(
             user_data=user_data, nonce=nonce, public_key=state.signer.public_key_spki_der
         )
@@ -232,6 +279,71 @@ class EnclaveRuntime:
         """The latest signed checkpoint."""
         state = self._booted()
         return Message("note", {"checkpoint": state.note, "size": state.log.size})
+
+    # -- the ledger (zcbench.enclave.ledger) ---------------------------------------------------
+
+    def _gate_passed(self, what: str) -> None:
+        """Refuse to serve while a ledger is required (measured, or opened by the host) and its
+        gate has not passed."""
+        if self._requirement is None and self._ledger is None:
+            return
+        if self._ledger is None or not self._ledger.serving:
+            raise _Refused("serve_gate", f"refusing {what}: the ledger's gate has not passed "
+                           "(run-start appended and, with witnesses, cosigned by the quorum)")
+
+    def ledger_open(self, origin: str, key_blob: bytes, key_id: str) -> Message:
+        """Get the ledger key from the key broker (through the host's relay); ``ledger_key``."""
+        self._booted()
+        if self._ledger is not None:
+            raise _Refused("ledger_order", "the ledger is opened once per run")
+        if self._requirement is not None and origin != self._requirement.origin:
+            raise _Refused("ledger_origin", f"this image is measured for the ledger "
+                           f"{self._requirement.origin}, not {origin}")
+        if self._relay is None:
+            raise _Refused("ledger_key_release", "no key relay to ask for the ledger key")
+        requirement = self._requirement or LedgerRequirement(origin)
+        seed = release_ledger_seed(self._attester, self._relay, key_blob, key_id)
+        self._ledger = EnclaveLedger(seed, requirement, pcr0=self._pcr0, clock=self._clock,
+                                     monotonic=self._monotonic)
+        return Message("ledger_key", {"vkey": self._ledger.vkey})
+
+    def _open_ledger(self) -> EnclaveLedger:
+        if self._ledger is None:
+            raise _Refused("ledger_order", "open the ledger first (ledger_open)")
+        return self._ledger
+
+    def ledger_entries(self, entries: list[bytes]) -> Message:
+        """Replay delivered entries through the rules; ``ledger_ack`` with the size so far."""
+        return Message("ledger_ack", {"size": self._open_ledger().take(entries)})
+
+    def ledger_start(self, checkpoint: bytes) -> Message:
+        """Check the delivered checkpoint and this PCR0, append the run-start."""
+        state = self._booted()
+        appended = self._open_ledger().start(
+            checkpoint, run_origin=state.signer.origin, run_vkey=state.signer.vkey,
+            boot_document=state.document)
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint})
+
+    def ledger_cosigned(self, checkpoint: bytes) -> Message:
+        """Serve once the run-start's checkpoint carries the measured quorum."""
+        ledger = self._open_ledger()
+        ledger.cosigned(checkpoint)
+        return Message("ledger_serving", {"size": ledger.size})
+
+    def ledger_checkpoint(self) -> Message:
+        """A run-checkpoint of this run's newest checkpoint, when its interval has passed."""
+        appended = self._open_ledger().run_checkpoint(self._booted().note)
+        if appended is None:
+            return Message("ledger_appended", {"entry": None, "checkpoint": None})
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint})
+
+    def ledger_end(self, summary_sha256: bytes) -> Message:
+        """The run-end with this run's final checkpoint."""
+        appended = self._open_ledger().run_end(self._booted().note, summary_sha256)
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint})
 
     def _booted(self) -> _Booted:
         if self._state is None:
@@ -275,6 +387,8 @@ def serve(conn: Connection, runtime: EnclaveRuntime, *, idle_timeout: float | No
             reply = error_message("strategy", str(exc), exc.seq)
         except FrameError as exc:
             reply = error_message(exc.code, str(exc), seq)
+        except VerificationError as exc:  # the ledger's gate refused what the host delivered
+            reply = error_message(exc.check, str(exc), seq)
         except DataError as exc:
             reply = error_message("bad_request", str(exc).splitlines()[0], seq)
         except UsageError as exc:
@@ -293,9 +407,24 @@ def serve(conn: Connection, runtime: EnclaveRuntime, *, idle_timeout: float | No
             return f"shutdown: {msg['reason']}"
 
 
+def boot_reply(runtime: EnclaveRuntime, msg: Message) -> Message:
+    """The reply to a ``boot`` message: ``booted``, or an error frame when its config's
+    ``previous`` (the run this one continues) is not a well-formed link."""
+    config = msg.fields.get("config") or {}
+    previous = config.get("previous") if isinstance(config, dict) else None
+    if previous is not None and not isinstance(previous, bytes):
+        return error_message("bad_previous", "config previous must be the encoded run link")
+    try:
+        return runtime.boot(msg["run_id"], previous)
+    except _Refused as exc:
+        return error_message(exc.code, str(exc))
+
+
 def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
     if msg.type == "boot":
-        return runtime.boot(msg["run_id"])
+        return boot_reply(runtime, msg)
+    if msg.type == "start":
+        return runtime.start(msg["body"])
     if msg.type == "ingest":
         return runtime.ingest(msg["seq"], msg["batch"])
     if msg.type == "attest":
@@ -306,6 +435,18 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.record_note(msg["body"])
     if msg.type == "checkpoint":
         return runtime.checkpoint()
+    if msg.type == "ledger_open":
+        return runtime.ledger_open(msg["origin"], msg["key_blob"], msg["key_id"])
+    if msg.type == "ledger_entries":
+        return runtime.ledger_entries(list(msg["entries"]))
+    if msg.type == "ledger_start":
+        return runtime.ledger_start(msg["checkpoint"])
+    if msg.type == "ledger_cosigned":
+        return runtime.ledger_cosigned(msg["checkpoint"])
+    if msg.type == "ledger_checkpoint":
+        return runtime.ledger_checkpoint()
+    if msg.type == "ledger_end":
+        return runtime.ledger_end(msg["summary_sha256"])
     if msg.type == "shutdown":
         return Message("bye", {"size": runtime.size})
     raise _Refused("unexpected", f"the enclave does not accept {msg.type!r} frames")

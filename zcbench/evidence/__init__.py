@@ -8,8 +8,10 @@ versions, each order tied to the algorithm responsible (RTS 6 Art. 12), the pre-
 * ``runs`` and ``algorithms``: each run's log verdict; each version by PCR0 with its commitment
 * ``orders``: every journal row with its PCR0, OUT log index, the OUT record's leaf hash and
   whether the signal is in the signed log
-* ``controls`` and ``control_events``: the limits the run recorded (or that it recorded none) and
-  every reject by the control that made it (the kill switch and the rate throttle included)
+* ``controls``, ``control_changes``, ``control_flags`` and ``control_events``: the limits in
+  force at the start (its signed control record; or that the run recorded none), every change,
+  kill and re-enable (who, when, old, new), everything that contradicts them (a limit change
+  not made through the logged command), and every reject by the control that made it
 * ``clock``: each record's time source and error bound against the chosen RTS 25 limit;
   records without a bound are flagged, never assumed within it
 * ``archive``: bucket, key, VersionId, SHA-256 of every archived file (``zcbench archive``)

@@ -121,6 +121,10 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                "in_signed_log": pl.Boolean},
     "controls": {"run_id": pl.String, "control": pl.String, "setting": pl.String,
                  "source": pl.String},
+    "control_changes": {"run_id": pl.String, "log_index": pl.Int64, "time_utc": pl.String,
+                        "action": pl.String, "operator": pl.String, "reason": pl.String,
+                        "control": pl.String, "old": pl.Int64, "new": pl.Int64},
+    "control_flags": {"run_id": pl.String, "problem": pl.String},
     "control_events": {"run_id": pl.String, "time_utc": pl.String, "seq": pl.Int64,
                        "out_log_index": pl.Int64, "control": pl.String, "symbol": pl.String,
                        "reason": pl.String},
@@ -135,6 +139,13 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                     "exposure": pl.Float64, "turnover": pl.Float64, "n_batches": pl.Int64,
                     "n_fills": pl.Int64, "periods_per_year": pl.Float64, "trials": pl.Int64,
                     "deflated_sharpe": pl.Float64},
+    "performance_backtest": {
+        "run_id": pl.String, "capital_ticks": pl.Int64, "pnl_ticks": pl.Int64,
+        "total_return": pl.Float64, "volatility": pl.Float64, "sharpe": pl.Float64,
+        "sharpe_per_batch": pl.Float64, "sortino": pl.Float64, "max_drawdown": pl.Float64,
+        "max_drawdown_duration_s": pl.Float64, "exposure": pl.Float64, "turnover": pl.Float64,
+        "n_batches": pl.Int64, "n_fills": pl.Int64, "periods_per_year": pl.Float64,
+        "trials": pl.Int64, "deflated_sharpe": pl.Float64},
     "archive": {"run_id": pl.String, "path": pl.String, "bucket": pl.String,
                 "endpoint": pl.String, "key": pl.String, "version_id": pl.String,
                 "sha256": pl.String, "size": pl.Int64, "mode": pl.String,
@@ -222,6 +233,57 @@ def _run_facts(run_dir: Path, trust: str | Path) -> tuple[RunFacts, Any, dict[st
     return facts, report, summary
 
 
+def _control_rows(run_id: str, run_dir: Path, summary: dict[str, Any],
+                  rows: dict[str, list[dict[str, Any]]]) -> None:
+    """The limits in force at the start, every change, and every contradiction of them."""
+    from zcbench.host.controls import control_history
+
+    history = control_history(run_dir, summary)
+    if history.events and history.events[0].record.action == "start":
+        start = history.events[0]
+        rows["controls"] += [
+            {"run_id": run_id, "control": name, "setting": json.dumps(value),
+             "source": f"signed control record at log index {start.log_index} (start, by "
+                       f"{start.record.operator})"}
+            for name, value in sorted(start.record.new.items())]
+    else:
+        rows["controls"] += _limits_rows(run_id, summary)
+    for event in history.events:
+        for name, (old, new) in event.record.changed().items():
+            rows["control_changes"].append({
+                "run_id": run_id, "log_index": event.log_index,
+                "time_utc": iso_ns(event.time_ns), "action": event.record.action,
+                "operator": event.record.operator, "reason": event.record.reason,
+                "control": name, "old": old, "new": new})
+    rows["control_flags"] += [{"run_id": run_id, "problem": p} for p in history.problems]
+
+
+def _clock_rows(run_id: str, run_dir: Path, limit_ns: int,
+                out: list[dict[str, Any]]) -> int | None:
+    """Each record's time, source and bound from the log's clock records; the first time."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.evidence.clock import decode_clock_note, is_clock_note, record_bounds
+
+    records, notes = [], []
+    for record, _ in iter_records(run_dir):
+        records.append((record.index, record.time_ns, record.kind))
+        if record.kind == "note" and is_clock_note(record.body):
+            try:
+                notes.append((record.index, record.time_ns, decode_clock_note(record.body)))
+            except DataError:
+                continue  # not a reading: its records get no bound from it
+    bounds = record_bounds([(i, t) for i, t, _ in records], notes)
+    for (index, time_ns, kind), clock in zip(records, bounds, strict=True):
+        within = clock.bound_ns is not None and clock.bound_ns <= limit_ns
+        flag = clock.flag or ("" if within else
+                              f"bound {clock.bound_ns:,} ns exceeds the limit of {limit_ns:,} ns")
+        out.append({
+            "run_id": run_id, "log_index": index, "kind": kind, "time_utc": iso_ns(time_ns),
+            "source": clock.source, "bound_ns": clock.bound_ns, "limit_ns": limit_ns,
+            "within_limit": within if clock.bound_ns is not None else None, "flag": flag})
+    return records[0][1] if records else None
+
+
 def _limits_rows(run_id: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
     for key in _LIMIT_KEYS:
         limits = summary.get(key)
@@ -267,8 +329,11 @@ def collect_evidence(
     """The pack's tables for ``run_dirs`` (see the module docstring); ``capital_ticks`` is what
     the verified tear sheet measures returns against (default 1,000,000 currency units);
     ``ledger`` the strategy's ledger, for its inventory and archive entries."""
-    from zcbench.auditlog.frame import iter_records
-    from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS, run_tear_sheet
+    from zcbench.evidence.tearsheet import (
+        DEFAULT_CAPITAL_TICKS,
+        run_backtest_sheet,
+        run_tear_sheet,
+    )
     from zcbench.host.execution import read_journal
     from zcbench.nitro.commitment import Commitment
 
@@ -293,16 +358,7 @@ def collect_evidence(
             "entries": report.entries, "checkpoints": report.checkpoints,
             "root": report.root or "", "status": str(summary.get("status") or ""),
             "simulated": facts.simulated, "run_dir": str(run_dir)})
-        first_ns: int | None = None
-        for record, _ in iter_records(run_dir):
-            if first_ns is None:
-                first_ns = record.time_ns
-            rows["clock"].append({
-                "run_id": facts.run_id, "log_index": record.index, "kind": record.kind,
-                "time_utc": iso_ns(record.time_ns),
-                "source": "enclave clock (the host's CLOCK_REALTIME when local)",
-                "bound_ns": None, "limit_ns": limit_ns, "within_limit": None,
-                "flag": "no error bound recorded: cannot be shown within the limit"})
+        first_ns = _clock_rows(facts.run_id, run_dir, limit_ns, rows["clock"])
         if facts.verified and facts.commitment is not None:
             commitment = Commitment.load(facts.commitment)
             entry = algorithms.setdefault(facts.pcr0, {
@@ -338,7 +394,7 @@ def collect_evidence(
                     "seq": row["seq"], "out_log_index": index,
                     "control": control_of(row["reason"]), "symbol": row["symbol"],
                     "reason": row["reason"]})
-        rows["controls"] += _limits_rows(facts.run_id, summary)
+        _control_rows(facts.run_id, run_dir, summary, rows)
         if facts.verified:
             run_orders = _frame("orders", [r for r in rows["orders"]
                                            if r["run_id"] == facts.run_id])
@@ -350,6 +406,9 @@ def collect_evidence(
                 "run_id": facts.run_id, **sheet.to_row(), "summary_pnl_ticks": summary_pnl,
                 "pnl_matches_summary": summary_pnl == sheet.pnl_ticks if summary_pnl is not None
                 else None})
+            backtest = run_backtest_sheet(run_dir,
+                                          capital_ticks=capital_ticks or DEFAULT_CAPITAL_TICKS)
+            rows["performance_backtest"].append({"run_id": facts.run_id, **backtest.to_row()})
         from zcbench.archive import read_manifest
 
         manifest = read_manifest(run_dir)

@@ -9,6 +9,13 @@ the marks; so the last equity minus capital is the run's PnL. The figures are th
 (:mod:`zcbench.backtest` metrics, the same formulas, README "Backtest metrics"), so the live and
 the backtest sheets over the same logged batches compare like for like.
 
+Beside it, the backtest over the same logged batches (:func:`backtest_sheet`): the signals
+the signed log's OUT records carry (what a replay of the strategy over those batches emits,
+byte for byte) filled by :mod:`zcbench.backtest`'s rule (the next event of the symbol after the
+batch, at the price on the order's side; no slippage or fee) under its buying-power rule with
+the same capital, and measured by the same :func:`tear_sheet`. The two differ only in how
+orders filled: the gap is what execution (risk limits, the venue, timing) cost or gained.
+
 The deflated Sharpe ratio (Bailey and López de Prado, 2014) discounts the per-batch Sharpe by the
 number of research trials behind the committed parameters and the variance of their Sharpe
 ratios; with one trial it is the probabilistic Sharpe ratio against zero.
@@ -30,8 +37,12 @@ from zcbench.errors import UsageError
 __all__ = [
     "DEFAULT_CAPITAL_TICKS",
     "TearSheet",
+    "backtest_fills",
+    "backtest_sheet",
+    "batch_ends",
     "deflated_sharpe",
     "marks_by_batch",
+    "run_backtest_sheet",
     "run_tear_sheet",
     "tear_sheet",
 ]
@@ -180,6 +191,85 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
         deflated_sharpe=dsr, equity_ticks=tuple(int(e) for e in equity))
 
 
+def batch_ends(events: pl.DataFrame) -> pl.DataFrame:
+    """``seq, end_ns``: each logged batch's newest event time."""
+    if not events.height:
+        return pl.DataFrame(schema={"seq": pl.Int64, "end_ns": pl.Int64})
+    return events.group_by("seq").agg(pl.col("ts").max().cast(pl.Int64).alias("end_ns"))
+
+
+def _with_kind(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with a ``kind`` column (a batch carries only the fields its strategy
+    declared: a price makes a trade, a bid and ask a quote, a close a bar)."""
+    if "kind" in events.columns:
+        return events
+    cols = set(events.columns)
+    kind = pl.lit(None, pl.String)
+    if "close" in cols:
+        kind = pl.when(pl.col("close").is_not_null()).then(pl.lit("bar")).otherwise(kind)
+    if {"bid", "ask"} <= cols:
+        kind = pl.when(pl.col("bid").is_not_null() & pl.col("ask").is_not_null()).then(
+            pl.lit("quote")).otherwise(kind)
+    if "price" in cols:
+        kind = pl.when(pl.col("price").is_not_null()).then(pl.lit("trade")).otherwise(kind)
+    return events.with_columns(kind.alias("kind"))
+
+
+_BT_FILLS: Final = {"seq": pl.Int64, "symbol": pl.String, "side": pl.String,
+                    "quantity": pl.Int64, "price_ticks": pl.Int64}
+
+
+def backtest_fills(events: pl.DataFrame, signals: pl.DataFrame, *,
+                   capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> pl.DataFrame:
+    """The backtest's fills of ``signals`` (``seq, symbol, side, quantity, limit_price``, in
+    log order) over ``events`` (the logged batches, with ``seq``, in log order), as the
+    sheet's fills: the ``seq`` of the batch the fill falls in, symbol, side, quantity and
+    ``price_ticks`` (module docstring: the backtest's fill and buying-power rules)."""
+    from zcbench.backtest._accounting import FillModel, book
+    from zcbench.strategy import PRICE_SCALE
+
+    if not events.height or not signals.height:
+        return pl.DataFrame(schema=_BT_FILLS)
+    events = _with_kind(events)
+    # a batch carries the fields its strategy declared: a price it lacks is no price (null)
+    events = events.with_columns([pl.lit(None, pl.Int64).alias(c) for c in
+                                  ("price", "bid", "ask", "open", "close")
+                                  if c not in events.columns]).with_row_index("_row")
+    seqs = events.get_column("seq").cast(pl.Int64)
+    ends_of = (events.group_by("seq", maintain_order=True)
+               .agg((pl.col("_row").max() + 1).cast(pl.Int64).alias("end")))
+    order = ends_of.get_column("seq").to_list()
+    if order != sorted(order):
+        raise UsageError("the logged batches are not in seq order")
+    end_row = dict(zip(order, ends_of.get_column("end").to_list(), strict=True))
+    wanted = signals.filter(pl.col("seq").is_in(order))
+    frame = wanted.select(
+        pl.col("seq").cast(pl.Int64),
+        pl.int_range(pl.len()).over("seq").cast(pl.Int64).alias("idx"),
+        "symbol", "side", pl.col("quantity").cast(pl.Int64),
+        pl.col("limit_price").cast(pl.Int64),
+        pl.col("seq").replace_strict(end_row, return_dtype=pl.Int64).alias("end_row"))
+    ledger = book(events.drop("_row"), frame,
+                  np.array([end_row[s] for s in order], dtype=np.int64), FillModel(),
+                  capital_ticks, money_scale=PRICE_SCALE)
+    filled = ledger.fills.filter(pl.col("status") == "filled")
+    if not filled.height:
+        return pl.DataFrame(schema=_BT_FILLS)
+    at = seqs.gather(filled.get_column("fill_row").cast(pl.UInt32))
+    return pl.DataFrame({
+        "seq": at, "symbol": filled["symbol"], "side": filled["side"],
+        "quantity": filled["quantity"], "price_ticks": filled["fill_price"],
+    }, schema=_BT_FILLS)
+
+
+def backtest_sheet(events: pl.DataFrame, signals: pl.DataFrame, *,
+                   capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> TearSheet:
+    """The backtest's sheet over the logged batches ``events`` of the signed ``signals``."""
+    fills = backtest_fills(events, signals, capital_ticks=capital_ticks)
+    return tear_sheet(fills, marks_by_batch(events), batch_ends(events),
+                      capital_ticks=capital_ticks)
+
+
 def run_tear_sheet(run_dir: Path, orders: pl.DataFrame, *,
                    capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> TearSheet:
     """The sheet of a run from its verified ``orders`` rows (the pack's table) and its log."""
@@ -187,8 +277,20 @@ def run_tear_sheet(run_dir: Path, orders: pl.DataFrame, *,
 
     events = events_frame(run_dir)
     fills = orders.filter((pl.col("event") == "fill") & pl.col("in_signed_log"))
-    if not events.height:
-        ends = pl.DataFrame(schema={"seq": pl.Int64, "end_ns": pl.Int64})
-    else:
-        ends = events.group_by("seq").agg(pl.col("ts").max().cast(pl.Int64).alias("end_ns"))
-    return tear_sheet(fills, marks_by_batch(events), ends, capital_ticks=capital_ticks)
+    return tear_sheet(fills, marks_by_batch(events), batch_ends(events),
+                      capital_ticks=capital_ticks)
+
+
+def run_backtest_sheet(run_dir: Path, *,
+                       capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> TearSheet:
+    """The backtest's sheet over a run's logged batches and signed signals (the caller has
+    verified the log)."""
+    from zcbench.auditlog import events_frame, signals_frame
+
+    events = events_frame(run_dir)
+    signals = signals_frame(run_dir)
+    if not signals.height:
+        signals = pl.DataFrame(schema={"seq": pl.Int64, "symbol": pl.String,
+                                       "side": pl.String, "quantity": pl.Int64,
+                                       "limit_price": pl.Int64})
+    return backtest_sheet(events, signals, capital_ticks=capital_ticks)

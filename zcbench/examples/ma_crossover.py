@@ -3,7 +3,13 @@
 Long ``quantity`` while the fast simple moving average of closes is above the slow one, flat (or
 short, with ``allow_short``) while it is below; unchanged on a tie. Averages are compared without
 division (``sum_fast * slow`` against ``sum_slow * fast``), so no float rounding can make two runs
-disagree. Imports only the strategy contract and the standard library: it can be promoted as is.
+disagree.
+
+It trades to its target from its actual position: the feedback context (``on_batch(batch,
+context)``) says what the position is after a risk refusal or a partial fill, and the next
+order is the difference. Without feedback (no context is ever given) it assumes its orders
+filled, as a strategy that sees market data only must. Imports only the strategy contract and
+the standard library: it can be promoted as is.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zcbench.strategy import Batch, Side, Signal, Strategy
+from zcbench.strategy import Batch, Context, Side, Signal, Strategy
 
 __all__ = ["MACrossover", "MACrossoverParams"]
 
@@ -47,6 +53,7 @@ class MACrossover(Strategy):
         self._sum_fast: dict[str, int] = {}
         self._sum_slow: dict[str, int] = {}
         self._target: dict[str, int] = {}
+        self._held: dict[str, int] = {}  # the position: told by the context, else assumed
 
     def _update(self, symbol: str, close: int) -> int | None:
         """Add a close; the new target position, or None while the slow window fills."""
@@ -70,7 +77,9 @@ class MACrossover(Strategy):
             return -p.quantity if p.allow_short else 0
         return current
 
-    def on_batch(self, batch: Batch) -> Sequence[Signal]:
+    def on_batch(self, batch: Batch, context: Context | None = None) -> Sequence[Signal]:
+        if context is not None:  # the positions after every outcome so far (absent: flat)
+            self._held = dict(context.positions)
         signals: list[Signal] = []
         events = batch.events
         for symbol, close in zip(
@@ -79,10 +88,13 @@ class MACrossover(Strategy):
             if close is None:
                 continue
             target = self._update(symbol, close)
-            current = self._target.get(symbol, 0)
-            if target is None or target == current:
+            if target is None:
                 continue
-            side: Side = "buy" if target > current else "sell"
-            signals.append(Signal(symbol=symbol, side=side, quantity=abs(target - current)))
             self._target[symbol] = target
+            held = self._held.get(symbol, 0)
+            if target == held:
+                continue
+            side: Side = "buy" if target > held else "sell"
+            signals.append(Signal(symbol=symbol, side=side, quantity=abs(target - held)))
+            self._held[symbol] = target
         return signals

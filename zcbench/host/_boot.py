@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from zcbench.auditlog.link import RunLink, encode_link
 from zcbench.auditlog.verify import nitro_boot_verifier
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message
 from zcbench.errors import EnvError, VerificationError
@@ -28,10 +29,13 @@ def boot_enclave(
     broker: KeyBroker | None,
     *,
     timeout: float = 60.0,
+    previous: RunLink | None = None,
 ) -> Message:
-    """Boot the enclave on ``conn`` as run ``run_id``; the verified ``booted`` reply."""
+    """Boot the enclave on ``conn`` as run ``run_id``; the verified ``booted`` reply.
+    ``previous``: the run this one continues, which the boot document must name."""
+    config = {} if previous is None else {"previous": encode_link(previous)}
     try:
-        conn.send(Message("boot", {"run_id": run_id, "config": {}}))
+        conn.send(Message("boot", {"run_id": run_id, "config": config}))
         reply = conn.recv(timeout=timeout)
         if reply.type == "key_request":
             conn.send(release_key(reply, broker))
@@ -46,6 +50,7 @@ def boot_enclave(
         ("run id", identity.run_id, run_id),
         ("public key", reply["public_key"], identity.public_key),
         ("origin", reply["origin"], identity.origin),
+        ("previous run", identity.previous, previous),
     ]
     if declared is not None:
         checks.append(("fields", tuple(reply["fields"]), declared))

@@ -180,8 +180,10 @@ class Journal:
         self.rows = 0
 
     @classmethod
-    def create(cls, path: Path, *, run_id: str, origin: str, image: str) -> Journal:
-        """Create ``path`` holding only the header line, durably (never an empty file)."""
+    def create(cls, path: Path, *, run_id: str, origin: str, image: str,
+               continues: str | None = None) -> Journal:
+        """Create ``path`` holding only the header line, durably (never an empty file).
+        ``continues``: the folder of the run this one continues (named in the header)."""
         path = Path(path)
         header = {
             "schema": JOURNAL_SCHEMA_NAME,
@@ -190,6 +192,8 @@ class Journal:
             "image": image,
             "price_unit": f"tick = 1/{PRICE_SCALE:,} currency unit",
         }
+        if continues is not None:
+            header["continues"] = continues
         line = json.dumps(header, sort_keys=True).encode() + b"\n"
         if path.exists():
             raise UsageError(f"journal {path} already exists; a run folder is never reused")
@@ -421,19 +425,35 @@ class ExecutionLayer:
             self._prices.update(found)
         return self._prices
 
-    def act(self, verified: VerifiedSignals, *, now_ns: int) -> list[OrderResult]:
-        """Place (on paper) every signal of a verified batch, in order, under the risk limits."""
+    def act(
+        self, verified: VerifiedSignals, *, now_ns: int, market_ns: int | None = None
+    ) -> list[OrderResult]:
+        """Place (on paper) every signal of a verified batch, in order, under the risk limits.
+
+        ``now_ns`` stamps the journal rows; the order-rate limit counts orders per second of
+        ``market_ns`` (the batch's newest event time, the clock a backtest shares with a live
+        run and its replay) or, without it, of ``now_ns``."""
         if not isinstance(verified, VerifiedSignals):
             raise UsageError("the execution layer acts only on VerifiedSignals from the log")
         self._now = now_ns
+        rate_ns = now_ns if market_ns is None else market_ns
         results = [
-            self._place(verified.seq, verified.out_index, k, s, now_ns)
+            self._place(verified.seq, verified.out_index, k, s, rate_ns)
             for k, s in enumerate(verified.signals)
         ]
         first, self._journaled = self._journaled, len(self._rows)
         if self.journal_file is not None:
             self.journal_file.append(self._rows[first:])
         return results
+
+    def rests(self) -> bool:
+        """Whether an order may rest at the venue (so a batch's market events may fill or
+        expire it): never without a venue; with one, what its ``resting()`` says (a venue
+        without that method: always)."""
+        if self.venue is None:
+            return False
+        resting = getattr(self.venue, "resting", None)
+        return True if resting is None else bool(resting())
 
     def rows_since(self, start: int) -> list[dict[str, Any]]:
         """The journal rows from row ``start`` on (the feedback of the next batch)."""
@@ -446,19 +466,20 @@ class ExecutionLayer:
         if self.venue is not None:
             self.venue.close()
 
-    def _place(self, seq: int, log_index: int, k: int, s: Signal, now_ns: int) -> OrderResult:
+    def _place(self, seq: int, log_index: int, k: int, s: Signal, rate_ns: int) -> OrderResult:
         def done(status: str, reason: str = "", price: int | None = None) -> OrderResult:
             return OrderResult(
                 seq, log_index, s.symbol, s.side, s.quantity, s.limit_price, status, reason, price
             )
 
+        now_ns = self._now
         cl_ord_id = f"{self.order_prefix}-{log_index}-{k}" if self.venue is not None else ""
         self._journal(now_ns, seq, log_index, "order", s, None, "", cl_ord_id)
-        reason = self._risk_reason(s, now_ns)
+        reason = self._risk_reason(s, rate_ns)
         if reason:
             self._journal(now_ns, seq, log_index, "reject", s, None, reason, cl_ord_id)
             return done("rejected", reason)
-        self._recent.append(now_ns)
+        self._recent.append(rate_ns)
         if self.venue is not None:
             return self._send(seq, log_index, k, s, cl_ord_id, done)
         px = self.last_price[s.symbol]
@@ -474,7 +495,7 @@ class ExecutionLayer:
         self._journal(now_ns, seq, log_index, "fill", s, px, "")
         return done("filled", "", px)
 
-    def _risk_reason(self, s: Signal, now_ns: int) -> str:
+    def _risk_reason(self, s: Signal, rate_ns: int) -> str:
         lim = self.limits
         if self.killed is not None:
             return f"kill switch: {self.killed}"
@@ -497,7 +518,7 @@ class ExecutionLayer:
         gross += abs(after) * px - abs(self.positions.get(s.symbol, 0)) * px
         if gross > lim.max_notional:
             return f"gross notional would be {gross}, limit {lim.max_notional}"
-        while self._recent and self._recent[0] <= now_ns - 1_000_000_000:
+        while self._recent and self._recent[0] <= rate_ns - 1_000_000_000:
             self._recent.popleft()
         if len(self._recent) >= lim.max_orders_per_s:
             return f"order rate over {lim.max_orders_per_s}/s"

@@ -44,20 +44,29 @@ class EnclaveImage(Protocol):
 
 @dataclass(frozen=True)
 class ModuleImage:
-    """An unsealed strategy module and its parameters: the local development image."""
+    """An unsealed strategy module and its parameters: the local development image.
+
+    ``ledger``: a ledger requirement file (:class:`zcbench.enclave.ledger.LedgerRequirement`)
+    the image measures; its enclave serves only once the ledger's gate passed.
+    """
 
     module: Path
     params: Mapping[str, Any] = field(default_factory=dict)
+    ledger: Path | None = None
 
     def launch_args(self) -> list[str]:
         if not self.module.is_file():
             raise EnvError(f"strategy module image {self.module} does not exist")
         params = json.dumps(dict(self.params), sort_keys=True)
-        return ["--module", str(self.module.resolve()), "--params", params]
+        args = ["--module", str(self.module.resolve()), "--params", params]
+        if self.ledger is not None:
+            args += ["--ledger-requirement", str(self.ledger.resolve())]
+        return args
 
     def expected_pcrs(self) -> dict[int, bytes]:
         """PCR0-2 a genuine enclave loading this image reports."""
-        return module_image_pcrs(self.module, self.params)
+        ledger = self.ledger.read_bytes() if self.ledger is not None else None
+        return module_image_pcrs(self.module, self.params, ledger)
 
     def describe(self) -> str:
         return str(self.module.resolve())

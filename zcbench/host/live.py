@@ -34,12 +34,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from zcbench.auditlog._fs import FileSystem
-from zcbench.channel import ChannelClosed, Connection, FrameError, Message
+from zcbench.channel import ChannelClosed, Connection, FrameError, Message, error_message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
+from zcbench.host.controls import ControlRecord, apply_control, encode_control, limits_of
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
 from zcbench.host.feedback import FeedbackBuilder
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
@@ -48,8 +49,11 @@ from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
+from zcbench.strategy import encode_signals
 
 if TYPE_CHECKING:
+    from zcbench.evidence.clock import ClockSource
+    from zcbench.host.restart import Continuation
     from zcbench.keys import KeyBroker
 
 __all__ = [
@@ -57,6 +61,7 @@ __all__ = [
     "EnclaveImage",
     "ModuleImage",
     "RunHandle",
+    "RunLedger",
     "RunProgress",
     "RunSummary",
     "run_live",
@@ -65,6 +70,8 @@ __all__ = [
 _DONE: Final = object()
 _MAX_GROUP: Final = 64
 _PRICE_EVERY: Final = 256
+_STREAM_WAIT_S: Final = 0.002  # how long a quiet group waits for the sender's next batch
+_NO_SIGNALS: Final = encode_signals([])
 
 
 class RunHandle:
@@ -91,12 +98,27 @@ class RunHandle:
         """End the run after the batches in flight (status ``stopped``)."""
         self._pipe.user_stop.set()
 
+    def control(self, action: str, *, operator: str, values: Mapping[str, int] | None = None,
+                reason: str = "", timeout: float = 30.0) -> tuple[int, dict[str, int]]:
+        """Change the run's limits (``set`` with ``values``), engage (``kill``) or release
+        (``enable``) its kill switch, as ``operator``: logged as a control record
+        (:mod:`zcbench.host.controls`) and in force from the next batch acted on once that
+        record is durable. Returns the record's log index and the limits now in force."""
+        return self._pipe.control(action, operator, values, reason, timeout)
+
 
 @dataclass
 class _Note:
-    """A note record in flight (batches the proxy dropped), logged in order with the batches."""
+    """A note record in flight (batches the proxy dropped, a clock reading), logged in order
+    with the batches."""
 
     body: bytes
+    clock: bool = False
+
+
+@dataclass
+class _LedgerAsk:
+    """A run-checkpoint asked of the enclave's ledger, answered in order with the batches."""
 
 
 @dataclass
@@ -105,6 +127,19 @@ class _Feedback:
 
     seq: int
     body: bytes
+
+
+@dataclass
+class _Control:
+    """A control record in flight: the limits it puts in force once it is durable."""
+
+    body: bytes
+    limits: RiskLimits
+    reason: str
+    record: ControlRecord | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    index: int | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -170,6 +205,11 @@ def run_live(
     log_fs: FileSystem | None = None,
     venue: Venue | None = None,
     feedback: bool = False,
+    ledger: RunLedger | None = None,
+    continuation: Continuation | None = None,
+    operator: str = "unnamed",
+    clock_source: ClockSource | None = None,
+    clock_every_s: float | None = 0.25,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -186,10 +226,23 @@ def run_live(
     strategy's signals since the previous one, its positions and the limits as an IN record and
     hand them to the strategy (``zcbench.host.feedback``); batches then go one at a time (the
     next is sent once the previous one's signals were acted on), so a strategy sees in its
-    next batch what became of its last signals. Raises only for
-    problems before the run starts (a missing image, a used run folder, an enclave that does not
-    boot or whose boot document does not verify); afterwards every fault ends the run with a
-    summary saying how.
+    next batch what became of its last signals. ``ledger``: the strategy's ledger
+    (:class:`zcbench.ledger.runs.LedgerRunHook`): right after boot the enclave is handed the
+    ledger and appends its run-start (it serves only once its gate passed; a refusal raises
+    before anything is served), run-checkpoints are asked for as the run goes and the run-end
+    after the summary is written. ``continuation``
+    (``zcbench.host.restart.continue_run``): this run continues that one; its boot names the
+    previous run's final checkpoint and positions, and its first IN record is the venue's
+    state at start, from which the execution layer's positions start.
+    ``operator``: who starts the run, named in its
+    first control record (the limits in force at the start; later changes go through
+    :meth:`RunHandle.control`). ``clock_source`` (default the host's clock with the kernel's
+    bound, :class:`zcbench.evidence.HostClock`; on Nitro ``ClockBoundSource``) is read at the
+    start, every ``clock_every_s`` and at the end, each reading a clock record in the log
+    (:mod:`zcbench.evidence.clock`; None: no clock records, no record's time has a bound).
+    Raises only for problems before the run starts (a missing image, a used run folder, an
+    enclave that does not boot or whose boot document does not verify); afterwards every fault
+    ends the run with a summary saying how.
     """
     if window < 1:
         raise UsageError("window must be >= 1")
@@ -212,6 +265,7 @@ def run_live(
             enclave_env=enclave_env,
             log_fs=log_fs,
             image_args=image_args,
+            previous=continuation.link if continuation is not None else None,
         )
     except BaseException:
         _discard_unstarted(run_dir, created)
@@ -221,12 +275,20 @@ def run_live(
     assert log is not None
     assert booted is not None
     try:
+        if ledger is not None:
+            ledger.gate(_exchange(conn, broker, reply_timeout), booted["origin"])
         journal = Journal.create(
-            run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe()
+            run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe(),
+            continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
         )
         execution = ExecutionLayer(
             limits or RiskLimits(), journal, venue=venue, order_prefix=run_id
         )
+        if continuation is not None:
+            from zcbench.host.restart import log_start_state
+
+            running = True  # the venue session resumes here: what it sends is kept
+            log_start_state(conn, log, execution, continuation, timeout=reply_timeout)
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
         )
@@ -242,7 +304,11 @@ def run_live(
             on_progress,
             stop or threading.Event(),
             FeedbackBuilder(execution) if feedback else None,
+            ledger,
         )
+        pipe.start_record(operator)
+        pipe.clock_source = clock_source
+        pipe.clock_every_ns = None if clock_every_s is None else int(clock_every_s * 1e9)
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
         running = True
@@ -255,7 +321,6 @@ def run_live(
                 (run_dir / "attestation.cbor").write_bytes(attestation)
             except EnvError as exc:
                 reason += f"; no final attestation: {exc}"
-        session.shutdown(status)
         unwritten: list[str] = []
         try:
             execution.close()
@@ -294,11 +359,15 @@ def run_live(
             simulated=trust == "dev",
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
+            risk_limits=limits_of(execution.limits),
         )
         try:
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
         except OSError as exc:
             unwritten.append(f"summary.json ({exc.strerror or type(exc).__name__})")
+        if ledger is not None:
+            _end_ledger(ledger, conn, broker, enclave)
+        session.shutdown(status)
         if unwritten:
             raise EnvError(
                 f"run {run_id} {status}: {reason}; could not write {', '.join(unwritten)}; the "
@@ -306,9 +375,59 @@ def run_live(
             )
         return summary
     finally:
+        if ledger is not None:
+            ledger.close()
         session.close()
         if not running:
             _discard_unstarted(run_dir, created)
+
+
+class RunLedger(Protocol):
+    """The ledger side of a live run (:class:`zcbench.ledger.runs.LedgerRunHook`)."""
+
+    def gate(self, exchange: Callable[[Message], Message], run_origin: str) -> None: ...
+
+    def due(self) -> bool: ...
+
+    def appended_reply(self, reply: Message) -> None: ...
+
+    def end(self, exchange: Callable[[Message], Message]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _exchange(
+    conn: Connection, broker: KeyBroker | None, timeout: float
+) -> Callable[[Message], Message]:
+    """Send one message and return the enclave's reply, relaying a key request in between
+    (a refusal reaches the enclave as an error frame)."""
+    from zcbench.host._boot import release_key
+    from zcbench.keys import KeyReleaseRefused
+
+    def exchange(message: Message) -> Message:
+        conn.send(message)
+        reply = conn.recv(timeout=timeout)
+        if reply.type == "key_request":
+            try:
+                answer = release_key(reply, broker)
+            except KeyReleaseRefused:
+                answer = error_message("refused", "the key broker refused")
+            conn.send(answer)
+            reply = conn.recv(timeout=timeout)
+        return reply
+
+    return exchange
+
+
+def _end_ledger(
+    ledger: RunLedger, conn: Connection, broker: KeyBroker | None, enclave: EnclaveProcess
+) -> None:
+    """The run-end, when the enclave is still there to append it (else the run-start stays
+    open in the ledger, as after a crash)."""
+    if not enclave.alive() or conn.closed_reason is not None:
+        return
+    with contextlib.suppress(ZcbenchError, TimeoutError):
+        ledger.end(_exchange(conn, broker, 30.0))
 
 
 def _kept(status: str, reason: str, pipe: _Pipeline, log: HostLog) -> str:
@@ -364,7 +483,9 @@ class _Pipeline:
         on_progress: Callable[[RunProgress], None] | None,
         user_stop: threading.Event,
         feedback: FeedbackBuilder | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.user_stop = user_stop
         self.feedback = feedback
         self.acted = threading.Condition()
@@ -388,6 +509,80 @@ class _Pipeline:
         self.sent_ns: dict[int, int] = {}
         self.active_s = 0.0
         self.t0 = time.monotonic()
+        self.market_ns = 0  # the newest event time acted on: the order-rate limit's clock
+        # feedback without a needless wait: which batches not yet acted on are known to give no
+        # signal (their reply staged), and whether nothing rests at the venue after the last act
+        self.silent: dict[int, bool] = {}
+        self.quiet = not execution.rests()
+        self.loud = False  # the group being staged holds a batch with signals
+        self.controls_in_flight = 0  # control records sent, their limits not yet in force
+        self.limits_logged = execution.limits  # after every control sent so far (under order)
+        self._start: _Control | None = None
+        self.clock_source: ClockSource | None = None
+        self.clock_every_ns: int | None = None  # None: no clock records (run_live sets it)
+        self._clock_due = 0  # monotonic ns of the next clock record
+        self.clock_reply_ns: int | None = None  # when the last clock record's reply came
+        self._clock_sent = self._clock_replied = 0  # clock records sent, their replies taken
+
+    def _send_clock(self, *, force: bool = False) -> None:
+        """Log a reading of the run's clock source when one is due (sender thread)."""
+        from zcbench.evidence.clock import ClockReading, HostClock, encode_clock_note
+
+        now = time.monotonic_ns()
+        if self.clock_every_ns is None or (not force and now < self._clock_due):
+            return
+        if not force and self._clock_replied < self._clock_sent:
+            return  # the previous reading's reply is not in yet: its round trip comes first
+        self._clock_due = now + self.clock_every_ns
+        if force and self._clock_sent:  # the last one: wait for the previous reply (bounded)
+            deadline = time.monotonic() + 2.0
+            while self._clock_replied < self._clock_sent and time.monotonic() < deadline:
+                if self.stop.is_set():
+                    return
+                time.sleep(0.001)
+        if self.clock_source is None:
+            self.clock_source = HostClock(self.clock)
+        with self.order:
+            try:
+                reading = self.clock_source.read()
+            except ZcbenchError as exc:  # recorded as it is: no bound
+                reading = ClockReading(self.clock_source.name, self.clock(), None, False,
+                                       str(exc))
+            # the reply time of the clock record just before this one, or none yet
+            previous = self.clock_reply_ns if self._clock_replied == self._clock_sent else None
+            note = _Note(encode_clock_note(reading, previous), clock=True)
+            if self._put(note):
+                self._clock_sent += 1
+                self.conn.send(Message("record_note", {"body": note.body}))
+
+    def start_record(self, operator: str) -> None:
+        """Prepare the run's first control record (sent before the first batch)."""
+        record, limits = apply_control(
+            self.execution.limits, "start", operator=operator, requested_ns=self.clock()
+        )
+        self._start = _Control(encode_control(record), limits, "", record)
+
+    def control(self, action: str, operator: str, values: Mapping[str, int] | None,
+                reason: str, timeout: float) -> tuple[int, dict[str, int]]:
+        with self.order:
+            if self.stop.is_set():
+                raise EnvError("the run has ended; its limits can no longer change")
+            record, limits = apply_control(
+                self.limits_logged, action, operator=operator, requested_ns=self.clock(),
+                values=values, reason=reason,
+            )
+            why = f"engaged by {operator}" + (f": {reason}" if reason else "")
+            item = _Control(encode_control(record), limits, why, record)
+            if not self._put(item):
+                raise EnvError("the run has ended; its limits can no longer change")
+            self.controls_in_flight += 1
+            self.limits_logged = limits
+            self.conn.send(Message("record_note", {"body": item.body}))
+        if not item.done.wait(timeout):
+            raise EnvError(f"the control record was not logged within {timeout} s")
+        if item.index is None:
+            raise EnvError(f"the control record was not logged: {item.error}")
+        return item.index, limits_of(limits)
 
     def run(self) -> tuple[str, str]:
         sender = threading.Thread(target=self._send_all, name="zcbench-sender", daemon=True)
@@ -417,7 +612,7 @@ class _Pipeline:
                 item = self.inflight.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Attest):
+            if isinstance(item, (_Attest, _Control)):
                 item.error = f"the run ended ({status})"
                 item.done.set()
         return status, reason
@@ -425,23 +620,43 @@ class _Pipeline:
     def _send_all(self) -> None:
         seq = 0
         try:
+            if self._start is not None:
+                with self.order:
+                    if not self._put(self._start):
+                        return
+                    self.controls_in_flight += 1
+                    self.conn.send(Message("record_note", {"body": self._start.body}))
+            self._send_clock(force=True)
             for pb in self.proxy:
                 if self.stop.is_set() or self.user_stop.is_set():
                     self.proxy.stop()
                     return
                 self._send_drops(seq - 1)
-                if self.feedback is not None and not self._send_feedback(seq):
-                    return
+                self._ask_ledger()
+                self._send_clock()
+                # encoded first: with feedback, batch k is encoded while batch k-1 is still
+                # being logged and acted on (its bytes do not depend on the feedback)
                 data = pb.encode(seq)
+                fed = self._feedback_of(seq) if self.feedback is not None else None
+                if fed is False:
+                    return
+                # a batch's feedback and the batch go out under one lock: nothing (a control
+                # record from another thread) may be logged between the two IN records
                 with self.order:
+                    if isinstance(fed, _Feedback) and not self._send_item(fed):
+                        return
                     if not self._put((seq, data, pb)):
                         return
                     self.sent_ns[seq] = time.perf_counter_ns()
                     self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
             self._send_drops(seq - 1)
+            self._send_clock(force=True)  # so the reading before it has its round trip
             if self.feedback is not None:  # what came of the last batch is signed too
-                self._send_feedback(seq)
+                fed = self._feedback_of(seq)
+                if isinstance(fed, _Feedback):
+                    with self.order:
+                        self._send_item(fed)
         except ChannelClosed as exc:
             self.send_error = exc.reason
         except Exception as exc:  # the market-data side failed: the run stops and says why
@@ -449,24 +664,45 @@ class _Pipeline:
         finally:
             self._put(_DONE)
 
-    def _send_feedback(self, seq: int) -> bool:
-        """Wait until batch ``seq - 1`` was acted on, then send what came of it (if anything)
-        as batch ``seq``'s feedback; False when the run stops meanwhile."""
+    def _feedback_of(self, seq: int) -> _Feedback | bool:
+        """Wait until batch ``seq - 1`` was acted on, then what came of it as batch ``seq``'s
+        feedback (True: nothing came of it; False: the run stopped meanwhile)."""
         assert self.feedback is not None
         with self.acted:
-            while self.batches < seq:
+            while self.batches < seq and not self._nothing_pending(seq):
                 if self.stop.is_set() or self.user_stop.is_set():
                     return False
                 self.acted.wait(0.1)
             body = self.feedback.take(seq)
-        if body is None:
-            return True
-        item = _Feedback(seq, body)
-        with self.order:
-            if not self._put(item):
-                return False
-            self.conn.send(Message("feedback", {"seq": seq, "body": body}))
+        return True if body is None else _Feedback(seq, body)
+
+    def _send_item(self, item: _Feedback) -> bool:
+        """Send a feedback record (the caller holds ``order``); False when the run stopped."""
+        if not self._put(item):
+            return False
+        self.conn.send(Message("feedback", {"seq": item.seq, "body": item.body}))
         return True
+
+    def _nothing_pending(self, seq: int) -> bool:
+        """Whether acting on the batches before ``seq`` not yet acted on can add nothing to
+        batch ``seq``'s feedback: nothing rests at the venue after the last act, and each of
+        them gave no signal. Their acts then journal nothing and move no position, so the
+        feedback taken now is the one taken after them, and batch ``seq`` need not wait for
+        their commit. A control record in flight (limits about to change) waits as before
+        (called with ``acted`` held)."""
+        pending = range(self.batches, seq)
+        return self.quiet and not self.controls_in_flight and all(
+            self.silent.get(j, False) for j in pending
+        )
+
+    def _ask_ledger(self) -> None:
+        """Ask the enclave for a run-checkpoint entry when one is due (in order with the
+        batches, so it covers only batches the host has logged when the reply is taken)."""
+        if self.ledger is None or not self.ledger.due():
+            return
+        with self.order:
+            if self._put(_LedgerAsk()):
+                self.conn.send(Message("ledger_checkpoint", {}))
 
     def _send_drops(self, after_seq: int) -> None:
         """Have the enclave log the batches the proxy dropped since the last batch sent."""
@@ -513,12 +749,29 @@ class _Pipeline:
             if isinstance(item, _Attest):
                 self._answer(item)
                 continue
+            if isinstance(item, _LedgerAsk):
+                assert self.ledger is not None
+                self.ledger.appended_reply(self._reply(-1))
+                continue
+            if isinstance(item, _Control):
+                self._apply_control(item)
+                continue
             group: list[ProxyBatch] = []
+            self.loud = False
             try:
                 self._stage_item(item, group)
-                # group commit: take every reply that is already here, then one durable write
-                while len(group) < _MAX_GROUP and self.conn.ready():
-                    nxt = self._next_item(wait=False)
+                # group commit: take every reply that is already here, then one durable write;
+                # with feedback, also those of batches the sender still sends while the group
+                # gives no signal (nothing waits to be acted on)
+                while len(group) < _MAX_GROUP:
+                    if self.conn.ready():
+                        nxt = self._next_item(wait=False)
+                    elif self.feedback is not None and not self.loud and self.quiet:
+                        nxt = self._next_sent(_STREAM_WAIT_S)
+                        if nxt is None:
+                            break
+                    else:
+                        break
                     if not isinstance(nxt, (tuple, _Note, _Feedback)):
                         self.held = nxt
                         break
@@ -527,6 +780,16 @@ class _Pipeline:
                 self._commit(group)  # what was verified before the failure still counts
                 raise
             self._commit(group)
+
+    def _next_sent(self, timeout: float) -> object | None:
+        """The next item the sender puts in flight within ``timeout`` seconds, or None."""
+        if self.held is not None:
+            item, self.held = self.held, None
+            return item
+        try:
+            return self.inflight.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def _commit(self, group: list[ProxyBatch]) -> None:
         for verified, pb in zip(self.log.flush(), group, strict=True):
@@ -545,9 +808,41 @@ class _Pipeline:
         if reply.type != "note_logged":
             reason = reply.fields.get("reason", reply.type)
             raise _RunFailed("enclave_error", f"the enclave did not log a note: {reason}")
+        if note.clock:
+            self.clock_reply_ns = self.clock()
+            self._clock_replied += 1
         self.log.stage_note(
             note.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
         )
+
+    def _apply_control(self, item: _Control) -> None:
+        """Log a control record durably, then put its limits in force (log before act)."""
+        try:
+            reply = self._reply(-1)
+            if reply.type != "note_logged":
+                reason = reply.fields.get("reason", reply.type)
+                raise _RunFailed("enclave_error", f"the enclave did not log a control record: "
+                                 f"{reason}")
+            index = self.log.writer.size
+            self.log.stage_note(
+                item.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
+            )
+            self.log.flush()
+        except BaseException as exc:
+            item.error = getattr(exc, "reason", None) or str(exc)
+            item.done.set()
+            raise
+        was = self.execution.limits
+        self.execution.limits = item.limits
+        if item.limits.kill_switch and not was.kill_switch:
+            self.execution.kill(item.reason)
+        elif not item.limits.kill_switch:
+            self.execution.killed = None
+        item.index = index
+        item.done.set()
+        with self.acted:
+            self.controls_in_flight -= 1
+            self.acted.notify_all()
 
     def _stage_feedback(self, item: _Feedback) -> None:
         reply = self._reply(item.seq)
@@ -578,6 +873,12 @@ class _Pipeline:
         except DataError as exc:  # undecodable records or signals: nothing was written
             raise _RunFailed("enclave_error", f"malformed reply for batch {seq}: {exc}") from None
         assert isinstance(pb, ProxyBatch)
+        if self.feedback is not None:
+            silent = reply["signals"] == _NO_SIGNALS
+            self.loud = self.loud or not silent
+            with self.acted:
+                self.silent[seq] = silent
+                self.acted.notify_all()
         return pb
 
     def attest(self, nonce: bytes, timeout: float) -> bytes:
@@ -639,9 +940,13 @@ class _Pipeline:
             # strategy rarely trades would keep them all: fold them into last prices regularly
             _ = self.execution.last_price
         now = self.clock()
-        self.execution.act(verified, now_ns=now)
+        if len(pb):  # an empty batch keeps the event clock where it was (as the backtest's)
+            self.market_ns = pb.newest_event_ns
+        self.execution.act(verified, now_ns=now, market_ns=self.market_ns)
         self.freshness.add(now - pb.received_ns)
         with self.acted:
+            self.silent.pop(verified.seq, None)
+            self.quiet = not self.execution.rests()
             self.batches += 1
             self.acted.notify_all()
         self.events += len(pb)

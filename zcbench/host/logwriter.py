@@ -168,6 +168,21 @@ class HostLog:
             )
         self.writer.stage([record], checkpoint, leaves=[mine])
 
+    def stage_start(self, body: bytes, checkpoint: bytes, *, time_ns: int, leaf: bytes) -> None:
+        """Stage the venue's state at start, the IN record of seq 0 the enclave logged before
+        batch 0 (``leaf`` its hash, rebuilt here from the body sent), and its checkpoint."""
+        record = encode_record(index=self.writer.size, kind="in", seq=0, body=body,
+                               time_ns=time_ns)
+        mine = leaf_hash(record)
+        if mine != leaf:
+            raise VerificationError(
+                "the enclave's start leaf is not that of the venue state sent",
+                check="start_leaf",
+                expected=mine.hex(),
+                actual=bytes(leaf).hex(),
+            )
+        self.writer.stage([record], checkpoint, leaves=[mine])
+
     def stage_note(self, note: bytes, checkpoint: bytes, *, time_ns: int,
                    leaf: bytes) -> None:
         """Stage a note record the enclave logged (``leaf`` its hash) and its checkpoint."""

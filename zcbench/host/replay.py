@@ -142,6 +142,9 @@ class EnclaveReplayRunner:
             assert conn is not None
             assert log is not None
             for sent, (seq, body) in enumerate(batches):
+                start = getattr(batches, "venue_start", None) if sent == 0 else None
+                if start is not None:
+                    self._start(conn, enclave, log, start)
                 data = body
                 events = decode_batch(body).events
                 if seq != sent:
@@ -182,6 +185,16 @@ class EnclaveReplayRunner:
         log.stage_feedback(
             seq, body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
         )
+
+    def _start(self, conn: Connection, enclave: EnclaveProcess, log: HostLog, body: bytes) -> None:
+        """Feed a continuing run's venue state at start first, logged as the live run did."""
+        reply = self._request(conn, enclave, 0, Message("start", {"body": body}))
+        if reply.type != "start_logged":
+            raise ReplayEnclaveError(
+                "the replay enclave did not log the venue's state at start: "
+                f"{reply.fields.get('reason', reply.type)}"
+            )
+        log.stage_start(body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"])
 
     def _request(
         self, conn: Connection, enclave: EnclaveProcess, seq: int, msg: Message

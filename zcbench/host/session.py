@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zcbench.auditlog._fs import FileSystem
+from zcbench.auditlog.link import RunLink
 from zcbench.auditlog.storage import LogStore
 from zcbench.channel import Connection, Message
 from zcbench.errors import ZcbenchError
@@ -86,10 +87,12 @@ def open_session(
     boot_timeout: float = 60.0,
     log_fs: FileSystem | None = None,
     image_args: list[str] | None = None,
+    previous: RunLink | None = None,
 ) -> EnclaveSession:
     """Launch, boot and open the log of one enclave in ``folder``; on any failure the enclave is
     killed and the error raised (the caller has nothing to close). ``image_args``: the image's
-    launch arguments when already computed (a missing image then failed before anything)."""
+    launch arguments when already computed (a missing image then failed before anything).
+    ``previous``: the run this one continues (its boot document names it)."""
     if launcher is not None:
         enclave = launcher(folder)
     else:
@@ -103,7 +106,8 @@ def open_session(
     try:
         session.conn = enclave.connect(timeout=boot_timeout)
         booted = boot_enclave(
-            session.conn, run_id, image, trust, enclave, broker, timeout=boot_timeout
+            session.conn, run_id, image, trust, enclave, broker, timeout=boot_timeout,
+            previous=previous,
         )
         session.booted = booted
         (folder / "boot.cbor").write_bytes(booted["document"])

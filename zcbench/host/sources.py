@@ -56,9 +56,12 @@ def market_source(
     seed: int = 7,
     synthetic: SyntheticConfig | None = None,
     live: bool = False,
+    after_ns: int | None = None,
 ) -> MarketSource:
     """The source for a run batched by ``spec`` (module docstring); ``data=None`` or
-    ``"synthetic"`` is the synthetic source, ``synthetic`` replaces its configuration."""
+    ``"synthetic"`` is the synthetic source, ``synthetic`` replaces its configuration.
+    ``after_ns``: a data file resumes after this event time (a run continuing another one
+    takes up the data after the previous run's last logged batch)."""
     _positive(speed, "the speed")
     _positive(duration_s, "the duration")
     _positive(rate, "the synthetic event rate")
@@ -75,6 +78,11 @@ def market_source(
             raise UsageError("an event rate applies to synthetic data only; give a speed instead")
         name = str(data)
         events = load_market_data(Path(data).expanduser())
+        if after_ns is not None:
+            events = events.filter(events["ts"] > after_ns)
+            if events.height == 0:
+                raise UsageError(f"the source {name} has no events after the previous run's "
+                                 "last batch: nothing is left to continue with")
         if duration_s is not None and events.height:
             start = int(events["ts"][0])
             events = events.filter(events["ts"] < start + int(duration_s * 1e9))

@@ -70,6 +70,8 @@ class RunSummary:
     simulated: bool
     trust: str
     attestation: str | None = None
+    risk_limits: dict[str, int] | None = None
+    """The limits in force when the run ended (each change is a control record in the log)."""
 
     @property
     def ok(self) -> bool:

@@ -36,7 +36,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -72,6 +72,7 @@ _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _BLOB_LABEL: Final = b"zcbench.keybroker.datakey/1"
 _MAX_BLOB: Final = 4096  # a wrapped data key is about 100 bytes
 POLICY_SCHEMA: Final = "zcbench.keypolicy/1"
+SECRET_POLICY_SCHEMA: Final = "zcbench.secretpolicy/1"  # noqa: S105 (a schema name)
 _PCR0_HEX: Final = re.compile(r"[0-9a-f]{96}")
 _SECRET_PREFIX: Final = "secret:"  # noqa: S105 (a name prefix, not a password)
 
@@ -272,7 +273,7 @@ class LocalKeyBroker:
         self._clock = clock
         self.diagnostics: list[Refusal] = []
         _private_dir(self.root)
-        for sub in ("datakeys", "policies"):
+        for sub in ("datakeys", "policies", "secrets"):
             _private_dir(self.root / sub)
         self._check_permissions()
         self._migrate_strategy_policies()
@@ -402,6 +403,50 @@ class LocalKeyBroker:
             self._record(None, str(exc))
             raise KeyReleaseRefused(self.diagnostics_path) from None
         return secret
+
+    def _secret_policy_path(self, name: str) -> Path:
+        return self.root / "secrets" / f"{_check_name(name)}.json"
+
+    def set_secret_policy(self, name: str, allowed: Sequence[tuple[bytes, int, int | None]]
+                          ) -> None:
+        """Release the sealed secret ``name`` (through :meth:`decrypt`, to an attested
+        enclave) only to a PCR0 of ``allowed`` — ``(pcr0, valid from ns, revoked at ns or
+        None)`` — at this broker's clock. The ledger writes it again after every announcement
+        and revocation, so it follows the ledger's allowed set."""
+        rows = []
+        for pcr0, valid_from_ns, revoked_ns in allowed:
+            _check_pcr0(pcr0)
+            rows.append({"pcr0": pcr0.hex(), "valid_from_ns": int(valid_from_ns),
+                         "revoked_ns": None if revoked_ns is None else int(revoked_ns)})
+        body = json.dumps({"schema": SECRET_POLICY_SCHEMA, "name": name, "allowed": rows},
+                          sort_keys=True)
+        _write_private(self._secret_policy_path(name), body.encode() + b"\n")
+
+    def _secret_pcr0(self, name: str, document: bytes) -> bytes:
+        """The PCR0 a request for secret ``name`` is held to: the document's claim, if the
+        secret's policy allows it now."""
+        path = self._secret_policy_path(name)
+        try:
+            value = json.loads(path.read_text())
+            rows = [(bytes.fromhex(r["pcr0"]), int(r["valid_from_ns"]), r["revoked_ns"])
+                    for r in value["allowed"]]
+        except FileNotFoundError:
+            raise _Refuse(f"the secret {name!r} has no release policy") from None
+        except (OSError, ValueError, KeyError, TypeError):
+            raise _Refuse(f"{path} is damaged") from None
+        claimed = _claimed_pcr0(document)
+        if claimed is None or not any(claimed):
+            raise _Refuse("the attestation document has no PCR0, or a debug one")
+        now = int(self._clock().timestamp() * 1_000_000_000)
+        for pcr0, valid_from, revoked in rows:
+            if hmac.compare_digest(pcr0, claimed):
+                if revoked is not None and revoked <= now:
+                    raise _Refuse(f"PCR0 {claimed.hex()} was revoked for {name!r}")
+                if now < valid_from:
+                    raise _Refuse(f"PCR0 {claimed.hex()} may hold {name!r} only from "
+                                  f"{valid_from} ns")
+                return pcr0
+        raise _Refuse(f"PCR0 {claimed.hex()} is not allowed to hold {name!r}")
 
     # --- policies -------------------------------------------------------------------------------
 
@@ -549,7 +594,10 @@ class LocalKeyBroker:
         if "KeyId" in request and request["KeyId"] != self.key_id:
             raise _Refuse(f"KeyId {request['KeyId']!r} is not this broker's key")
         strategy, data_key = self._unwrap(request.get("CiphertextBlob"))  # type: ignore[arg-type]
-        pcr0 = self._policy_pcr0(strategy, document)
+        if strategy.startswith(_SECRET_PREFIX):  # a sealed secret: the ledger key
+            pcr0 = self._secret_pcr0(strategy[len(_SECRET_PREFIX):], document)
+        else:
+            pcr0 = self._policy_pcr0(strategy, document)
         try:
             attested = self._verifier(document, {0: pcr0})
         except Exception as exc:

@@ -19,8 +19,9 @@ log like a run's (the same storage, Merkle tree, C2SP checkpoints and cosignatur
 * :mod:`~zcbench.ledger.witness_client`  submitting checkpoints to witnesses, collecting the quorum
 * :mod:`~zcbench.ledger.verify`          ``check_ledger`` / ``verify_ledger`` for an LP
 * :mod:`~zcbench.ledger.history`         the version and run history, for the report and panel
-* :mod:`~zcbench.ledger.runs`            the run's hook (run-start, checkpoints, run-end), the
-  serve gate, and a run's log held to the ledger
+* :mod:`~zcbench.ledger.runs`            the host's side of a run's ledger (it carries the
+  ledger to the enclave, which keeps the rules: :mod:`zcbench.enclave.ledger`), and a run's log
+  held to the ledger
 
 It must not depend on ``zcbench.host`` or ``zcbench.enclave``; they call it.
 """

@@ -10,8 +10,12 @@ releases it by ``Decrypt`` with ``Recipient`` under a key policy whose PCR0 cond
 ledger's allowed set (:func:`kms_ledger_key_policy`); KMS verifies the document. In the local
 stand-in the local key broker holds it (:meth:`zcbench.keys.LocalKeyBroker.seal_secret`), and
 the allowed-set check is made here before the broker opens the blob: the requester's PCR0 is the
-build it acts for, as a local enclave's is its measured image. The stand-in is not
-confidential (anyone with the zcbench home can open the blob), like every local secret.
+build it acts for, as a local enclave's is its measured image. An enclave asks the broker
+itself (:func:`zcbench.enclave.ledger.release_ledger_seed`, ``Decrypt`` with ``Recipient``):
+the broker's release policy of the secret is the ledger's allowed set
+(:meth:`zcbench.ledger.Ledger.sync_key_policy`) and is checked against the attested PCR0.
+The stand-in is not confidential (anyone with the zcbench home can open the blob), like every
+local secret.
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ class SealedLedgerKey:
     @property
     def path(self) -> Path:
         return self.folder / KEY_FILE
+
+    @property
+    def key_id(self) -> str:
+        """The key id of the broker that sealed it (a KMS request's ``KeyId``)."""
+        return self.broker_factory().key_id
 
     @classmethod
     def generate(cls, folder: Path, origin: str,

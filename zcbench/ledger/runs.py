@@ -1,195 +1,218 @@
-"""Runs in the ledger: the run's hook, the serve gate, and a run's log held to the ledger.
+"""Runs in the ledger: the host's side of the enclave's gate, and a run's log held to the ledger.
 
-* :class:`LedgerRunHook` is what a live run calls: :meth:`~LedgerRunHook.booted` once the boot
-  document verified (it appends ``run-start`` with the boot document's hash, the run log's
-  origin and vkey, the PCR0 and the previous run's last checkpoint, gets it witnessed when a
-  policy is given, then passes the gate), :meth:`~LedgerRunHook.progress` as batches go (a
-  ``run-checkpoint`` at most every ``checkpoint_interval_s``), :meth:`~LedgerRunHook.end`
-  after the run (``run-end`` with the final checkpoint and the SHA-256 of ``summary.json``).
-  The run log's checkpoints are read from the run folder the host writes; the ledger key is
-  asked for as the run's PCR0, so a build the ledger does not allow now cannot even write.
-* :func:`check_serve` is the gate: a PCR0 serves only when the ledger allows it now and holds
-  its run's ``run-start`` (cosigned by the policy's quorum when a policy is configured); else
-  :class:`ServeRefused`, and the run stops before its first batch.
+The ledger's rules for a run are kept inside the enclave (:mod:`zcbench.enclave.ledger`): it
+holds the ledger key, checks what the host delivers, appends the run's entries and signs the
+ledger's checkpoints. The host, untrusted, only carries:
+
+* :class:`LedgerRunHook` is what a live run (``run_live(..., ledger=hook)``) calls.
+  :meth:`~LedgerRunHook.gate` right after boot: the ledger key's sealed blob (the enclave gets
+  it released by the key broker through the host's relay), every entry the ledger's newest
+  checkpoint covers and that checkpoint; the enclave answers with its run-start and the
+  checkpoint it signed, which the hook stores (:meth:`Ledger.append_signed`), gets witnessed
+  when a policy is given, and hands back cosigned. The enclave serves only once it accepted
+  that; any refusal raises :class:`ServeRefused` and the run stops before its first batch.
+  While the run goes, :meth:`~LedgerRunHook.due` says when to ask for a ``run-checkpoint`` (the
+  enclave keeps its own minimum interval too); :meth:`~LedgerRunHook.appended` stores each one
+  and a background thread submits the new ledger checkpoint to the policy's witnesses (409
+  retry). :meth:`~LedgerRunHook.end` asks for the ``run-end`` (the final checkpoint and the
+  SHA-256 of ``summary.json``) and witnesses it.
 * :func:`check_run` holds a run's log to the ledger for an LP (``zcbench log verify RUN
   --ledger DIR``): its run-start entry (boot document, vkey, PCR0), its PCR0 allowed when it
   started, and its newest checkpoint equal to the ledger's run-end (or, for a run without one,
   no smaller than the ledger's last checkpoint of it).
-
-In the local stand-in the hook and the gate run in the host's process, around the enclave; on
-Nitro the same calls belong inside the enclave's boot path (the enclave holds the ledger key).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zcbench.auditlog._frames import CHECKPOINT_FILE, HEADER_SIZE
-from zcbench.auditlog._fs import OsFileSystem
-from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import log_verifier, parse_checkpoint_note
-from zcbench.auditlog.merkle import leaf_hash
+from zcbench.channel import MAX_LEDGER_BATCH, Message
 from zcbench.ledger._errors import ServeRefused
-from zcbench.ledger.entries import RunCheckpointEntry, RunEndEntry, RunStartEntry
-from zcbench.ledger.policy import TlogPolicy, check_quorum
+from zcbench.ledger.key import KEY_FILE, SealedLedgerKey
+from zcbench.ledger.policy import TlogPolicy
 from zcbench.ledger.rules import LedgerState
-from zcbench.ledger.store import Ledger, checkpoint_of
+from zcbench.ledger.store import Ledger
 
-__all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at", "check_serve"]
+__all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at"]
 
-
-def check_serve(ledger: Ledger, pcr0: bytes, run_origin: str, *, at_ns: int,
-                policy: TlogPolicy | None = None) -> None:
-    """Raise :class:`ServeRefused` unless the enclave of ``pcr0`` may serve run ``run_origin``
-    at ``at_ns`` (see the module docstring)."""
-    state = ledger.state
-    short = pcr0.hex()[:16]
-    version = state.versions.get(pcr0)
-    if version is None:
-        raise ServeRefused(f"PCR0 {short}... is not announced in the ledger {ledger.origin}: "
-                           "it may not serve ('zcbench ledger announce')", check="serve_pcr0")
-    if not version.allowed_at(at_ns):
-        why = ("is revoked" if version.revoked_ns is not None and version.revoked_ns <= at_ns
-               else f"is valid only from {version.valid_from_ns} ns")
-        raise ServeRefused(f"PCR0 {short}... {why}: it may not serve", check="serve_pcr0")
-    run = state.runs.get(run_origin)
-    if run is None or run.pcr0 != pcr0:
-        raise ServeRefused(f"run {run_origin} has no run-start of PCR0 {short}... in the "
-                           "ledger: it may not serve", check="serve_run_start")
-    if policy is not None and policy.quorum is not None:
-        note = ledger.witnessed_checkpoint()
-        witnessed = checkpoint_of(note, ledger.vkey) if note is not None else None
-        if note is None or witnessed is None or witnessed.size <= run.start_index or not (
-                check_quorum(note, policy).met):
-            raise ServeRefused(f"the run-start of {run_origin} is not cosigned by the policy's "
-                               "quorum: it may not serve", check="serve_quorum")
+Exchange = Callable[[Message], Message]
+"""Send one message to the enclave and return its reply (key requests relayed in between)."""
 
 
-def _newest_run_checkpoint(run_dir: Path) -> bytes | None:
-    notes, _, _ = LogWalk(run_dir / "log", OsFileSystem()).checkpoint_notes()
-    return notes[-1][0] if notes else None
+def _expect(reply: Message, kind: str, what: str) -> Message:
+    if reply.type == "error":
+        raise ServeRefused(f"the enclave refused {what}: {reply['reason']}",
+                           check=str(reply["code"]))
+    if reply.type != kind:
+        raise ServeRefused(f"the enclave answered {reply.type} to {what}", check="serve_gate")
+    return reply
 
 
-class _CheckpointTail:
-    """The run's checkpoint file read from where the last read stopped: a long run's file is
-    never read whole again. Whole frames only (a frame being written is left for next time);
-    what it returns is checked where it is used (the rules verify every run checkpoint)."""
+class _Witnessing:
+    """Submits the ledger's newest checkpoint to the witnesses in a thread of its own, as
+    checkpoints are made; a run never waits for a witness."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = HEADER_SIZE
-        self.newest: bytes | None = None
+    def __init__(self, ledger_dir: Path, policy: TlogPolicy) -> None:
+        self.ledger_dir, self.policy = ledger_dir, policy
+        self.reports: list[Any] = []
+        self.errors: list[str] = []
+        self._due = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="zcbench-witnessing",
+                                        daemon=True)
+        self._thread.start()
 
-    def read(self) -> bytes | None:
+    def kick(self) -> None:
+        self._due.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            if self._stop:
+                return
+            self.witness()
+
+    def witness(self) -> Any:
+        from zcbench.errors import ZcbenchError
+        from zcbench.ledger.witness_client import witness_ledger
+
         try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return self.newest
-        pos = 0
-        while pos + 4 <= len(data):
-            length = int.from_bytes(data[pos:pos + 4], "big")
-            end = pos + 4 + length + 32
-            if length == 0 or end > len(data):
-                break
-            payload = data[pos + 4:pos + 4 + length]
-            if leaf_hash(payload) != data[end - 32:end]:
-                break
-            self.newest, pos = payload, end
-        self.offset += pos
-        return self.newest
+            with Ledger.open(self.ledger_dir) as ledger:
+                report = witness_ledger(ledger, self.policy)
+        except ZcbenchError as exc:
+            self.errors.append(str(exc))
+            return None
+        self.reports.append(report)
+        return report
+
+    def close(self) -> None:
+        self._stop = True
+        self._due.set()
+        self._thread.join(timeout=60)
 
 
 @dataclass
 class LedgerRunHook:
-    """The ledger side of one live run (see the module docstring)."""
+    """The host's side of one live run's ledger (see the module docstring)."""
 
     ledger_dir: Path
     run_dir: Path
     policy: TlogPolicy | None = None
     checkpoint_interval_s: float = 10.0
-    clock: Callable[[], int] = time.time_ns
     monotonic: Callable[[], float] = time.monotonic
-    pcr0: bytes = b""
     origin: str = ""
     appended: list[str] = field(default_factory=list)
-    _last_size: int = -1
     _last_at: float = float("-inf")
-    _tail: _CheckpointTail | None = None
+    _ledger: Ledger | None = None
+    _witnessing: _Witnessing | None = None
 
-    def _witness(self, ledger: Ledger) -> None:
-        if self.policy is not None and self.policy.quorum is not None:
-            from zcbench.ledger.witness_client import witness_ledger
+    def _witnessed(self) -> bool:
+        return self.policy is not None and self.policy.quorum is not None
 
-            witness_ledger(ledger, self.policy)
-
-    def booted(self, handle: Any) -> None:
-        """Append run-start, witness it, pass the gate (raises :class:`ServeRefused` or
-        :class:`~zcbench.ledger.LedgerKeyRefused`: the run then stops before serving)."""
-        from zcbench.nitro import parse_document
-
-        document = (self.run_dir / "boot.cbor").read_bytes()
-        parsed = parse_document(document)
-        pcr0 = parsed.pcrs.get(0)
-        if pcr0 is None or parsed.public_key is None:
-            raise ServeRefused("the boot document has no PCR0 or no log key", check="serve_boot")
-        self.pcr0, self.origin = bytes(pcr0), str(handle.origin)
-        vkey = log_verifier(bytes(parsed.public_key), self.origin).vkey
-        now = self.clock()
-        with Ledger.open(self.ledger_dir) as ledger:
-            ledger.append(RunStartEntry(self.pcr0, self.origin, vkey,
-                                        hashlib.sha256(document).digest(),
-                                        ledger.state.previous_checkpoint()),
-                          pcr0=self.pcr0, at_ns=now)
-            self.appended.append("run-start")
-            self._witness(ledger)
-            check_serve(ledger, self.pcr0, self.origin, at_ns=self.clock(), policy=self.policy)
-
-    def progress(self, _progress: object = None) -> None:
-        """A run-checkpoint of the newest run checkpoint, at most every interval."""
-        if not self.origin or self.monotonic() - self._last_at < self.checkpoint_interval_s:
-            return
-        if self._tail is None:
-            self._tail = _CheckpointTail(self.run_dir / "log" / CHECKPOINT_FILE)
-        note = self._tail.read()
-        if note is None or parse_checkpoint_note(note).size <= self._last_size:
-            return
-        with Ledger.open(self.ledger_dir) as ledger:
-            ledger.append(RunCheckpointEntry(self.origin, note), pcr0=self.pcr0,
-                          at_ns=self.clock())
+    def gate(self, exchange: Exchange, run_origin: str) -> None:
+        """Deliver the ledger to the enclave and pass its gate (see the module docstring);
+        raises :class:`ServeRefused` (the run then stops before serving)."""
+        self.origin = run_origin
+        self._ledger = Ledger.open(self.ledger_dir)
+        try:
+            self._gate(exchange)
+        except BaseException:
+            self.close()
+            raise
         self._last_at = self.monotonic()
-        self._last_size = parse_checkpoint_note(note).size
-        self.appended.append("run-checkpoint")
 
-    def after(self, first: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A progress callback calling ``first``, then :meth:`progress`."""
+    def _gate(self, exchange: Exchange) -> None:
+        ledger = self._ledger
+        assert ledger is not None
+        ledger.sync_key_policy()  # the broker's release policy is the ledger's allowed set
+        try:
+            blob = (self.ledger_dir / KEY_FILE).read_bytes()
+        except OSError as exc:
+            raise ServeRefused(f"the sealed ledger key cannot be read ({exc.strerror})",
+                               check="ledger_key_release") from None
+        key_id = ledger.key.key_id if isinstance(ledger.key, SealedLedgerKey) else ""
+        reply = _expect(exchange(Message("ledger_open", {
+            "origin": ledger.origin, "key_blob": blob, "key_id": key_id})),
+            "ledger_key", "the ledger key")
+        if reply["vkey"] != ledger.vkey:
+            raise ServeRefused("the enclave holds another key than this ledger's",
+                               check="ledger_vkey", expected=ledger.vkey, actual=reply["vkey"])
+        note = ledger.latest_checkpoint()
+        covered = ledger.entry_bytes[: parse_checkpoint_note(note).size]
+        for at in range(0, len(covered), MAX_LEDGER_BATCH):
+            _expect(exchange(Message("ledger_entries", {
+                "entries": list(covered[at:at + MAX_LEDGER_BATCH])})), "ledger_ack",
+                "the ledger's entries")
+        reply = _expect(exchange(Message("ledger_start", {"checkpoint": note})),
+                        "ledger_appended", "the run-start")
+        self._store(reply)
+        cosigned = reply["checkpoint"]
+        if self._witnessed():
+            assert self.policy is not None
+            self._witnessing = _Witnessing(self.ledger_dir, self.policy)
+            report = self._witnessing.witness()
+            if report is not None:
+                cosigned = report.cosigned
+        _expect(exchange(Message("ledger_cosigned", {"checkpoint": cosigned})),
+                "ledger_serving", "the cosigned run-start")
 
-        def both(progress: Any) -> None:
-            first(progress)
-            self.progress(progress)
+    def _store(self, reply: Message) -> bool:
+        from zcbench.ledger.entries import decode_entry
 
-        return both
+        if reply["entry"] is None or reply["checkpoint"] is None:
+            return False
+        assert self._ledger is not None
+        appended = self._ledger.append_signed(reply["entry"], reply["checkpoint"])
+        self.appended.append(decode_entry(appended.data).type)
+        return True
 
-    def end(self) -> None:
-        """Append run-end with the run's final checkpoint and its summary's hash."""
-        if not self.origin:
+    def due(self) -> bool:
+        """Whether to ask the enclave for a run-checkpoint now (at most every interval)."""
+        if self._ledger is None or self.monotonic() - self._last_at < self.checkpoint_interval_s:
+            return False
+        self._last_at = self.monotonic()
+        return True
+
+    def appended_reply(self, reply: Message) -> None:
+        """Store the enclave's answer to a run-checkpoint request and have it witnessed."""
+        if reply.type == "ledger_appended" and self._store(reply) and self._witnessing:
+            self._witnessing.kick()
+
+    def end(self, exchange: Exchange) -> None:
+        """The run-end with the final checkpoint and the summary's hash, witnessed."""
+        if self._ledger is None:
             return
-        note = _newest_run_checkpoint(self.run_dir)
         summary = self.run_dir / "summary.json"
-        if note is None or not summary.is_file():
-            return  # nothing durable to end with: the run-start stays open, as after a crash
-        with Ledger.open(self.ledger_dir) as ledger:
-            ledger.append(RunEndEntry(self.origin, note,
-                                      hashlib.sha256(summary.read_bytes()).digest()),
-                          pcr0=self.pcr0, at_ns=self.clock())
-            self.appended.append("run-end")
-            self._witness(ledger)
+        try:
+            if summary.is_file():
+                reply = _expect(exchange(Message("ledger_end", {
+                    "summary_sha256": hashlib.sha256(summary.read_bytes()).digest()})),
+                    "ledger_appended", "the run-end")
+                self._store(reply)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the witnessing thread after a last submission, close the ledger."""
+        if self._witnessing is not None:
+            self._witnessing.close()
+            self._witnessing.witness()
+            self._witnessing = None
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    @property
+    def witnessing_errors(self) -> list[str]:
+        return [] if self._witnessing is None else list(self._witnessing.errors)
 
 
 @dataclass

@@ -51,7 +51,7 @@ from zcbench.ledger.entries import (
     RevocationEntry,
     encode_entry,
 )
-from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey
+from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey, secret_name
 from zcbench.ledger.rules import LedgerState
 
 __all__ = [
@@ -154,6 +154,7 @@ class Ledger:
         ledger._write(genesis, when, lambda _state: signer)
         doc = {"schema": LEDGER_SCHEMA, "origin": origin, "vkey": signer.vkey}
         write_atomic(folder / LEDGER_FILE, json.dumps(doc, indent=1).encode() + b"\n")
+        ledger.sync_key_policy()
         return ledger
 
     @classmethod
@@ -304,6 +305,47 @@ class Ledger:
         """Revoke an announcement before its ``valid_from``, or a retired version."""
         return self.append(RevocationEntry(pcr0, reason), pcr0=by, at_ns=at_ns)
 
+    def sync_key_policy(self) -> None:
+        """Make the key broker's release policy of the ledger key the ledger's allowed set
+        (every version with its ``valid_from`` and revocation). Called after genesis and every
+        announcement or revocation; on Nitro the operator puts
+        :func:`~zcbench.ledger.key.kms_ledger_key_policy` instead."""
+        if isinstance(self.key, SealedLedgerKey):
+            rows = [(v.pcr0, v.valid_from_ns, v.revoked_ns) for v in self.state.versions.values()]
+            self.key.broker_factory().set_secret_policy(secret_name(self.origin), rows)
+
+    def append_signed(self, data: bytes, note: bytes) -> Appended:
+        """Store an entry the enclave appended and the checkpoint it signed over it.
+
+        Refused (nothing written) unless ``data`` decodes strictly as the next entry, follows
+        the rules, and ``note`` is signed by the ledger key over exactly this ledger plus that
+        entry."""
+        from zcbench.auditlog.merkle import leaf_hash
+        from zcbench.ledger.entries import decode_entry
+
+        with self._locked():
+            self._catch_up()
+            entry = decode_entry(data)
+            trial = self.state.after(entry)  # the index and every rule
+            checkpoint = checkpoint_of(note, self.vkey)
+            grown = self._store.compact_range()
+            grown.append(leaf_hash(data))
+            if (checkpoint.size, checkpoint.root) != (self.size + 1, grown.root()):
+                raise LedgerVerificationError(
+                    f"the enclave's checkpoint (size {checkpoint.size}) does not cover this "
+                    f"ledger of {self.size} entries and the new one", check="enclave_checkpoint")
+            if self._store.size != self.size:
+                raise EnvError(f"{self.folder}: the log holds {self._store.size} entries, the "
+                               f"ledger read {self.size}; reopen it")
+            self._store.append([data])
+            self._store.sync()
+            self._store.add_checkpoint(note)
+            self.state = trial
+            self._entries.append(entry)
+            self._data.append(data)
+            self._marker = self._disk_marker()
+            return Appended(entry, data, note)
+
     def _disk_marker(self) -> tuple[int, ...]:
         log = self.folder / "log"
         return tuple(p.stat().st_size for p in sorted(log.iterdir()) if p.suffix == ".zlog")
@@ -341,6 +383,8 @@ class Ledger:
         self._entries.append(entry)
         self._data.append(data)
         self._marker = self._disk_marker()
+        if isinstance(body, (CommitmentEntry, RevocationEntry)):
+            self.sync_key_policy()
         return Appended(entry, data, note)
 
 

@@ -44,7 +44,7 @@ from zcbench.nitro.document import AttestationDocument, parse_document
 from zcbench.nitro.errors import AttestationError
 from zcbench.nitro.policy import MAX_CLOCK_SKEW, AttestationPolicy
 from zcbench.nitro.trust import TrustRoot, load_trust_root
-from zcbench.tee.verdict import TeeVerdict, text_of
+from zcbench.tee.verdict import ChainCertificate, TeeVerdict, chain_roles, text_of
 
 __all__ = [
     "DEBUG_PCRS",
@@ -225,6 +225,10 @@ class AttestationReport(_RestsOn):
             fields=fields,
             chain=tuple(c.sha256 for c in self.chain),
             warnings=self.warnings,
+            certificates=tuple(
+                ChainCertificate(role, c.subject, c.not_before, c.not_after, c.sha256)
+                for role, c in zip(chain_roles(len(self.chain)), self.chain, strict=True)
+            ),
         )
 
     def error(self) -> AttestationError:

@@ -188,6 +188,7 @@ def package_notebook(
     base_image: str = DEFAULT_BASE_IMAGE,
     vsock_port: int = DEFAULT_VSOCK_PORT,
     research: Sequence[ResearchRecord] = (),
+    ledger: bytes | None = None,
 ) -> Build:
     """Promote the strategy of ``notebook`` into the build folder ``out_dir``.
 
@@ -200,7 +201,9 @@ def package_notebook(
     umask or zcbench home. ``research``: the research records behind the parameters; their
     digests, the trial count and the deflated Sharpe ratio go into ``commitment.json``
     (:func:`zcbench.backtest.research_summary`; the packaged parameters must be a point they
-    tried). They are not measured: no PCR depends on them.
+    tried). They are not measured: no PCR depends on them. ``ledger``: a ledger requirement
+    (:meth:`zcbench.enclave.ledger.LedgerRequirement.to_bytes`) the manifest carries, so the
+    build's enclave serves only once its ledger's gate passed.
     """
     sde = DEFAULT_SOURCE_DATE_EPOCH if source_date_epoch is None else source_date_epoch
     if type(sde) is not int or sde < 0:
@@ -235,6 +238,7 @@ def package_notebook(
         lock_sha256=_sha256(lock),
         runtime_sha256=_sha256(ramdisk0),
         source_date_epoch=sde,
+        ledger_requirement=ledger.decode() if ledger is not None else None,
     )
     manifest_bytes = manifest.to_json()
     python = f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.minor}"

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 # The parts of zcbench the enclave runs (DESIGN.md): nothing of host, cli, widgets, backtest.
-RUNTIME_PARTS: Final = ("auditlog", "channel", "enclave", "keys", "nitro", "strategy")
+RUNTIME_PARTS: Final = ("auditlog", "channel", "enclave", "keys", "ledger", "nitro", "strategy")
 RUNTIME_TOP: Final = ("__init__.py", "__main__.py", "errors.py", "py.typed")
 RUNTIME_SUFFIXES: Final = (".py", ".pem", ".json", ".typed")
 

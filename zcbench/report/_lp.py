@@ -1,8 +1,10 @@
 """The LP attestation report: what is gathered about a run, and how it becomes one HTML file.
 
 :func:`collect_report` reads a run folder and checks everything with the public verifiers (the
-attestation document with :func:`zcbench.nitro.check_attestation` against the commitment the run
-names in ``summary.json``, the signed log with :func:`zcbench.auditlog.check_log`);
+attestation evidence against the commitment the run names in ``summary.json``: a Nitro document
+with :func:`zcbench.nitro.check_attestation`, an SEV-SNP report or a TDX/SGX quote, when the
+commitment names that TEE, with :func:`zcbench.tee.check_evidence`; the signed log with
+:func:`zcbench.auditlog.check_log`);
 :func:`report_sections` renders it as HTML fragments; :func:`write_report` runs a small notebook
 that does both in a kernel and converts it with nbconvert, code hidden, into one file an LP can
 keep. Nothing here decides a verdict: it shows the verifiers' reports.
@@ -17,17 +19,23 @@ import pathlib
 import re
 import shlex
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zcbench.errors import DataError, EnvError, UsageError, ZcbenchError
 from zcbench.report import html as h
-from zcbench.report.attestation import AttestationResult, attestation_result, read_commitment
+from zcbench.report.attestation import (
+    AttestationResult,
+    attestation_result,
+    committed_fields,
+    read_commitment,
+)
 from zcbench.report.attestation_html import (
     chain_html,
     document_facts_html,
+    measured_title,
     pcr_table_html,
     verdict_html,
 )
@@ -71,29 +79,39 @@ class LPReport:
     journal_problem: str | None = None
     ledger: Any = None  # the strategy ledger's history (LedgerHistory), when a ledger is given
     ledger_run: Any = None  # this run held to that ledger (RunLedgerReport), when its log read
+    certificate_paths: tuple[pathlib.Path, ...] = field(default=())
+    collateral_path: pathlib.Path | None = None
 
     @property
     def verified(self) -> bool:
         """The attestation verified and the log verified (warnings allowed)."""
-        return self.attestation.report.verified and self.log is not None and self.log.verified
+        return self.attestation.verified and self.log is not None and self.log.verified
 
     def to_json(self) -> dict[str, Any]:
         """The report's facts as one JSON-ready object (``zcbench report --json``)."""
         report = self.attestation.report
+        verdict = self.attestation.tee_verdict
         log = self.log
         return {
             "schema": "zcbench.lp-report/1",
             "verified": self.verified,
             "verdict": self.attestation.verdict,
-            "simulated": report.simulated,
-            "trust_root": report.trust_root.to_dict(),
-            "failed_check": report.failed_check,
-            "message": report.message,
+            "tee": verdict.tee,
+            "simulated": verdict.simulated,
+            "trust_root": None if report is None else report.trust_root.to_dict(),
+            "rests_on": verdict.rests_on,
+            "failed_check": verdict.failed_check,
+            "message": verdict.message,
+            "measurement": None if verdict.measurement is None else verdict.measurement.hex(),
+            "report_data": None if verdict.report_data is None else verdict.report_data.hex(),
+            "debug": verdict.debug,
+            "tcb_status": verdict.tcb_status,
+            "advisory_ids": list(verdict.advisory_ids),
             "run_id": self.summary.get("run_id"),
             "document": str(self.document_path),
             "commitment": str(self.commitment_path),
             "commitment_sha256": self.commitment_sha256,
-            "checked_at": report.at.isoformat(),
+            "checked_at": verdict.at.isoformat(),
             "at_mode": self.at_mode,
             "trust": self.trust,
             "log": None
@@ -162,11 +180,19 @@ def _commitment_path(run_dir: pathlib.Path, summary: Mapping[str, Any]) -> pathl
     )
 
 
-def _document_path(run_dir: pathlib.Path, given: pathlib.Path | None) -> pathlib.Path:
+def _document_path(
+    run_dir: pathlib.Path, given: pathlib.Path | None, tee: str = "nitro"
+) -> pathlib.Path:
     if given is not None:
         if not given.is_file():
             raise UsageError(f"attestation document {given} does not exist")
         return given
+    if tee != "nitro":
+        raise UsageError(
+            f"the run's commitment names {tee}: give its evidence with --attestation FILE "
+            "(an SEV-SNP report with --cert for its VCEK or VLEK; a TDX or SGX quote with "
+            "--collateral for its TCB status)"
+        )
     for candidate in (run_dir.parent / "attestation.cbor", run_dir / "attestation.cbor"):
         if candidate.is_file():  # an on-demand document: the demo's, or the run's final one
             return candidate
@@ -185,6 +211,8 @@ def collect_report(
     at: dt.datetime | None = None,
     clock: Callable[[], dt.datetime] = _utcnow,
     ledger: pathlib.Path | None = None,
+    certificates: Sequence[pathlib.Path] = (),
+    collateral: pathlib.Path | None = None,
 ) -> LPReport:
     """Gather and check what the LP report shows about the run in ``run_dir``.
 
@@ -197,6 +225,12 @@ def collect_report(
     version history and holds this run to it (:mod:`zcbench.ledger.history`). Raises
     :class:`~zcbench.errors.EnvError` or :class:`~zcbench.errors.DataError` for a missing or
     malformed run folder; a document or log that fails its checks is a verdict, not an error.
+
+    When the commitment names another TEE (schema 2: SEV-SNP, TDX, SGX), ``attestation`` is
+    its evidence (required), ``certificates`` the SEV-SNP VCEK or VLEK files, ``collateral``
+    a DCAP collateral file, ``nonce`` the report data it must carry, and ``at`` is required
+    (such evidence carries no signed time). The signed log's boot record is then checked
+    without PCRs, and the report says so.
     """
     from zcbench.auditlog import check_log
     from zcbench.auditlog.verify import nitro_boot_verifier
@@ -208,8 +242,21 @@ def collect_report(
     summary = _read_summary(run_dir)
     commitment_path = _commitment_path(run_dir, summary)
     expected, commitment = read_commitment(commitment_path)
-    document_path = _document_path(run_dir, attestation)
+    tee, _ = committed_fields(commitment)
+    document_path = _document_path(run_dir, attestation, tee)
     document = document_path.read_bytes()
+    if tee != "nitro":
+        return _collect_tee(
+            run_dir, summary, commitment_path, commitment, document_path, document,
+            trust=trust, nonce=nonce, at=at, clock=clock, ledger=ledger,
+            certificates=tuple(pathlib.Path(c) for c in certificates),
+            collateral=None if collateral is None else pathlib.Path(collateral),
+        )
+    if certificates or collateral is not None:
+        raise UsageError(
+            "--cert and --collateral are for SEV-SNP, TDX and SGX evidence; the run's "
+            "commitment is a Nitro one"
+        )
     if nonce is None and document_path == run_dir / "boot.cbor":
         run_id = summary.get("run_id")
         if isinstance(run_id, str) and run_id:
@@ -258,6 +305,84 @@ def collect_report(
         **_journal(run_dir),
         **_ledger(ledger, run_dir, log),
     )
+
+
+_TEE_LOG_NOTE = (
+    "the commitment names {tee}: the log's boot record was checked without PCRs (its binding "
+    "to the {tee} evidence is not checked here)"
+)
+
+
+def _collect_tee(
+    run_dir: pathlib.Path,
+    summary: Mapping[str, Any],
+    commitment_path: pathlib.Path,
+    commitment: Mapping[str, Any],
+    document_path: pathlib.Path,
+    document: bytes,
+    *,
+    trust: str | pathlib.Path,
+    nonce: bytes | None,
+    at: dt.datetime | None,
+    clock: Callable[[], dt.datetime],
+    ledger: pathlib.Path | None,
+    certificates: tuple[pathlib.Path, ...],
+    collateral: pathlib.Path | None,
+) -> LPReport:
+    """:func:`collect_report` for a commitment of another TEE than Nitro."""
+    from zcbench.auditlog import check_log
+    from zcbench.auditlog.verify import nitro_boot_verifier
+    from zcbench.nitro.commitment import read_bounded
+
+    tee = str(commitment.get("tee"))
+    if at is None:
+        raise UsageError(
+            f"{tee} evidence carries no signed time: give the verification time with --at "
+            "(an ISO 8601 instant inside its certificates' validity, or now)"
+        )
+    loaded = tuple(read_bounded(c, what="certificate") for c in certificates)
+    dcap = None
+    if collateral is not None:
+        from zcbench.tee.dcap import load_collateral
+
+        dcap = load_collateral(collateral)
+    result = attestation_result(
+        document, nonce=nonce, expected_pcrs={}, trust="aws", at=at,
+        source=str(document_path), commitment=commitment, certificates=loaded, collateral=dcap,
+    )
+    log = None
+    problem = None
+    try:
+        log = check_log(run_dir, trust=trust, boot_verifier=nitro_boot_verifier(),
+                        progress=False)
+    except ZcbenchError as exc:
+        problem = str(exc)
+    else:
+        log = _with_warning(log, _TEE_LOG_NOTE.format(tee=tee))
+    return LPReport(
+        run_dir=run_dir,
+        summary=summary,
+        commitment_path=commitment_path,
+        commitment=commitment,
+        commitment_sha256=hashlib.sha256(commitment_path.read_bytes()).hexdigest(),
+        document_path=document_path,
+        attestation=result,
+        at_mode="given",
+        trust=str(trust),
+        generated_at=clock(),
+        log=log,
+        log_problem=problem,
+        certificate_paths=certificates,
+        collateral_path=collateral,
+        **_journal(run_dir),
+        **_ledger(ledger, run_dir, log),
+    )
+
+
+def _with_warning(log: Any, text: str) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(log, warnings=(*log.warnings, text))
 
 
 def _journal(run_dir: pathlib.Path) -> dict[str, Any]:
@@ -339,7 +464,11 @@ def _commitment_html(report: LPReport) -> str:
     c = report.commitment
     raw = c.get("pcrs")
     pcrs: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    raw = c.get("measurements")
+    measured: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
     pairs = [
+        ("tee", h.esc(c.get("tee", "nitro"))),
+        *((name.upper(), h.mono(str(v))) for name, v in sorted(measured.items())),
         ("strategy", h.esc(c.get("strategy", "—"))),
         ("strategy_sha256", h.mono(str(c.get("strategy_sha256", "—")))),
         ("lock_sha256", h.mono(str(c.get("lock_sha256", "—")))),
@@ -397,25 +526,40 @@ def _log_html(report: LPReport) -> str:
     return h.facts(pairs)
 
 
+def _as_received(path: pathlib.Path, base: pathlib.Path) -> str:
+    """``path`` relative to ``base`` when it lies inside it, else its bare name."""
+    try:
+        return path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _commands_html(report: LPReport) -> str:
     result = report.attestation
     # A root given as a file is named as the LP receives it, beside the other files.
     shown = report.trust if report.trust in ("aws", "dev") else pathlib.Path(report.trust).name
     trust = f" --trust {shlex.quote(shown)}" if shown != "aws" else ""
     # Name the files as the LP receives them (the document, commitment.json, the run folder),
-    # never by a path on the machine that built the report.
+    # never by a path on the machine that built the report: relative to the folder holding
+    # the run folder, where the commands are run (build/commitment.json, as handed over).
+    base = report.run_dir.resolve().parent
     verify = [
         "zcbench verify attestation",
-        shlex.quote(report.document_path.name),
+        shlex.quote(_as_received(report.document_path, base)),
         "--commitment",
-        shlex.quote(report.commitment_path.name),
+        shlex.quote(_as_received(report.commitment_path, base)),
     ]
     if result.nonce is not None:
-        verify += ["--nonce", result.nonce.hex()]
+        verify += ["--nonce" if result.report is not None else "--report-data", result.nonce.hex()]
+    for cert in report.certificate_paths:
+        verify += ["--cert", shlex.quote(_as_received(cert, base))]
+    if report.collateral_path is not None:
+        verify += ["--collateral", shlex.quote(_as_received(report.collateral_path, base))]
     verify.append("--at " + ("doc" if report.at_mode == "document" else
-                             shlex.quote(result.report.at.isoformat())))
+                             shlex.quote(result.tee_verdict.at.isoformat())))
     lines = [
-        " ".join(verify) + trust,
+        # other TEEs verify against the pinned vendor roots only: no --trust
+        " ".join(verify) + (trust if result.report is not None else ""),
         f"zcbench log verify {shlex.quote(report.run_dir.name)}{trust}",
     ]
     if report.ledger is not None:
@@ -427,7 +571,7 @@ def _commands_html(report: LPReport) -> str:
         "These commands re-run every check above from the files alone; they need no access to "
         "the strategy code. Exit code 0 means verified, 1 a failed check (the output names it)."
     )
-    if result.report.simulated:
+    if result.tee_verdict.simulated:
         note += (
             " The root is the local development CA: a SIMULATED enclave, a faithful "
             "stand-in, not a confidential one."
@@ -447,7 +591,7 @@ def report_sections(report: LPReport) -> list[str]:
     from zcbench.report.tearsheet import tear_sheet_html
 
     result = report.attestation
-    doc = result.report.document
+    doc = None if result.report is None else result.report.document
     when = (
         "the document's own time"
         if report.at_mode == "document"
@@ -464,14 +608,15 @@ def report_sections(report: LPReport) -> list[str]:
         f"Attestation report: {h.esc(report.commitment.get('strategy', 'strategy'))}</div>"
         f'<div style="color:{h.GREY}">run {h.esc(report.summary.get("run_id", "—"))} · '
         f"generated {h.when(report.generated_at)} · checked as of {h.esc(when)}, "
-        f"{h.when(result.report.at)}{h.esc(age)}</div></div>"
+        f"{h.when(result.tee_verdict.at)}{h.esc(age)}</div></div>"
     )
+    evidence = "document" if result.report is not None else f"evidence ({result.view.tee_name})"
     return [
         title,
         verdict_html(result),
         h.heading("What was committed (commitment.json)") + _commitment_html(report),
-        h.heading("The attestation document") + document_facts_html(result),
-        h.heading("PCRs: commitment against document") + pcr_table_html(result),
+        h.heading(f"The attestation {evidence}") + document_facts_html(result),
+        h.heading(measured_title(result)) + pcr_table_html(result),
         h.heading("Certificate chain") + chain_html(result),
         h.heading("The run: status, orders, PnL") + _run_html(report),
         h.heading("The signed log of the run") + _log_html(report),
@@ -492,6 +637,8 @@ _report = collect_report(
     nonce=None if nonce_hex is None else bytes.fromhex(nonce_hex),
     at=None if at is None else datetime.datetime.fromisoformat(at),
     ledger=None if ledger is None else pathlib.Path(ledger),
+    certificates=[pathlib.Path(c) for c in certificates],
+    collateral=None if collateral is None else pathlib.Path(collateral),
 )
 for _section in report_sections(_report):
     display(HTML(_section))
@@ -539,6 +686,8 @@ def write_report(
     at: dt.datetime | None = None,
     timeout: float = 120.0,
     ledger: pathlib.Path | None = None,
+    certificates: Sequence[pathlib.Path] = (),
+    collateral: pathlib.Path | None = None,
 ) -> pathlib.Path:
     """Write the LP report for ``run_dir`` to ``out_path`` (HTML, code hidden); returns it.
 
@@ -555,7 +704,7 @@ def write_report(
     if at is not None and (at.tzinfo is None or at.utcoffset() is None):
         raise UsageError("'at' must be a timezone-aware datetime")
     collect_report(run_dir, trust=trust, attestation=attestation, nonce=nonce, at=at,
-                   ledger=ledger)
+                   ledger=ledger, certificates=certificates, collateral=collateral)
     params = {
         "run_dir": str(run_dir),
         # the kernel runs in the run folder: a root given as a file is passed by absolute path
@@ -564,6 +713,8 @@ def write_report(
         "nonce_hex": None if nonce is None else nonce.hex(),
         "at": None if at is None else at.isoformat(),
         "ledger": None if ledger is None else str(pathlib.Path(ledger).resolve()),
+        "certificates": [str(pathlib.Path(c).resolve()) for c in certificates],
+        "collateral": None if collateral is None else str(pathlib.Path(collateral).resolve()),
     }
     nb = _notebook(params)
     with tempfile.TemporaryDirectory(prefix="zcbench-report-") as sockets:

@@ -1,9 +1,12 @@
-"""Views of one attestation result as HTML: verdict banner, PCR table, chain, facts.
+"""Views of one attestation result as HTML: verdict banner, measured fields, chain, facts.
 
-Owns how a result is shown, and nothing about what it means: every word about the trust root
-comes from the result's ``trust_root`` (AWS, SIMULATED, or a custom root by fingerprint), every
-verdict from the verifier's report. Used by the LP report and by the attestation panel
-(:mod:`zcbench.widgets.attestation`). No widget toolkit is imported here.
+Owns how a result is shown, and nothing about what it means: every verdict, failed check and
+TCB status comes from the result's :class:`~zcbench.tee.TeeVerdict`, every measured field and
+its status from :func:`zcbench.tee.view.evidence_view`, every word about a Nitro root from the
+report's ``trust_root`` (AWS, SIMULATED, or a custom root by fingerprint). Nitro documents,
+SEV-SNP reports and TDX/SGX quotes are shown by the same functions. Used by the LP report and
+by the attestation panel (:mod:`zcbench.widgets.attestation`). No widget toolkit is imported
+here.
 """
 
 from __future__ import annotations
@@ -14,23 +17,33 @@ from zcbench.report.attestation import AttestationResult
 __all__ = [
     "chain_html",
     "document_facts_html",
+    "measured_title",
     "pcr_table_html",
     "verdict_html",
 ]
 
-_SHOWN_PCRS = (0, 1, 2, 3, 4, 8)  # the PCRs Nitro defines; the others are always zero
+_STATUS_COLOURS = {"match": "#dafbe1", "MISMATCH": "#ffebe9", "MISSING": "#ffebe9"}
 
 
-def verdict_html(result: AttestationResult) -> str:
-    """The verdict banner: VERIFIED or FAILED (with the check), SIMULATED beside it when so."""
+def _failure_lines(result: AttestationResult) -> list[str]:
+    verdict = result.tee_verdict
+    lines = [f"Failed check: <b>{h.esc(verdict.failed_check)}</b>", h.esc(verdict.message)]
+    if verdict.expected is not None or verdict.actual is not None:
+        actual = "(none)" if verdict.actual is None else verdict.actual
+        lines.append(f"expected {h.mono(str(verdict.expected))}")
+        lines.append(f"actual&nbsp;&nbsp;&nbsp;{h.mono(actual)}")
+    return lines
+
+
+def _nitro_lines(result: AttestationResult) -> tuple[list[str], str]:
     report = result.report
+    assert report is not None
     trust_root = report.trust_root
-    simulated = h.pill("SIMULATED", h.AMBER) if report.simulated else ""
+    extra = h.pill("SIMULATED", h.AMBER) if report.simulated else ""
     if trust_root.kind == "custom":
-        simulated = h.pill("CUSTOM ROOT", h.AMBER)
+        extra = h.pill("CUSTOM ROOT", h.AMBER)
     lines: list[str] = []
     if report.verified:
-        colour = h.GREEN
         root = {
             "aws": "the AWS Nitro root",
             "dev": "the local development CA",
@@ -49,12 +62,7 @@ def verdict_html(result: AttestationResult) -> str:
             )
         )
     else:
-        colour = h.RED
-        lines.append(f"Failed check: <b>{h.esc(report.failed_check)}</b>")
-        lines.append(h.esc(report.message))
-        if report.expected is not None or report.actual is not None:
-            lines.append(f"expected {h.mono(str(report.expected))}")
-            lines.append(f"actual&nbsp;&nbsp;&nbsp;{h.mono(str(report.actual))}")
+        lines += _failure_lines(result)
     if report.simulated:
         lines.append(
             f'<span style="color:{h.AMBER}">SIMULATED: the root is the local development CA. '
@@ -66,43 +74,78 @@ def verdict_html(result: AttestationResult) -> str:
             f"{h.esc(trust_root.description)}. This proves only what that root's owner vouches "
             "for.</span>"
         )
-    for warning in report.warnings:
+    return lines, extra
+
+
+def _tee_lines(result: AttestationResult) -> list[str]:
+    verdict = result.tee_verdict
+    view = result.view
+    if not verdict.verified:
+        return _failure_lines(result)
+    lines = [
+        f"{h.esc(view.tee_name)}: signature and certificate chain verified to "
+        f"{h.esc(verdict.rests_on)}; "
+        + (
+            f"{h.esc(view.measurement_label)} matches the commitment; "
+            if verdict.measurement_checked
+            else "<b>no measurement was checked</b>; "
+        )
+        + (
+            "your nonce is its report data."
+            if result.nonce is not None
+            else "<b>no nonce was given, so freshness was not checked</b>."
+        )
+    ]
+    if view.tcb_text is not None:
+        colour = h.GREEN if verdict.tcb_status == "UpToDate" else h.AMBER
+        lines.append(f'<span style="color:{colour}">TCB status: {h.esc(view.tcb_text)}</span>')
+    return lines
+
+
+def verdict_html(result: AttestationResult) -> str:
+    """The verdict banner: VERIFIED or FAILED (with the check, expected and actual), the TEE,
+    SIMULATED beside it when so, and every warning the verifier carried."""
+    verdict = result.tee_verdict
+    if result.report is not None:
+        lines, extra = _nitro_lines(result)
+    else:
+        lines, extra = _tee_lines(result), ""
+    extra = h.pill(verdict.tee.upper(), h.GREY) + extra
+    for warning in verdict.warnings:
         lines.append(f'<span style="color:{h.AMBER}">{h.esc(warning)}</span>')
-    return h.banner(result.verdict, colour, lines, extra=simulated)
+    colour = h.GREEN if verdict.verified else h.RED
+    return h.banner(result.verdict, colour, lines, extra=extra)
+
+
+def measured_title(result: AttestationResult) -> str:
+    """The heading of :func:`pcr_table_html`'s table (PCRs for Nitro, measurements else)."""
+    return result.view.measured_title
 
 
 def pcr_table_html(result: AttestationResult) -> str:
-    """PCRs expected (commitment) against actual (document), one row per PCR shown."""
-    doc = result.report.document
-    actual = dict(doc.pcrs) if doc is not None else {}
-    shown = {i for i in _SHOWN_PCRS if any(actual.get(i, b""))}
-    indices = sorted(set(result.expected_pcrs) | shown)
+    """The measured fields, committed against actual, one row each: Nitro's PCRs, SEV-SNP's
+    MEASUREMENT (and HOST_DATA, ...), TDX's MRTD and RTMR0-3, SGX's MRENCLAVE and MRSIGNER."""
+    view = result.view
     rows: list[list[str]] = []
     colours: list[str | None] = []
-    for i in indices:
-        want = result.expected_pcrs.get(i)
-        got = actual.get(i)
-        if want is None:
-            status, colour = "not committed", None
-        elif got is None:
-            status, colour = "MISSING", "#ffebe9"
-        elif got == want:
-            status, colour = "match", "#dafbe1"
-        else:
-            status, colour = "MISMATCH", "#ffebe9"
+    for f in view.measured:
         rows.append(
             [
-                f"PCR{i}",
-                h.esc("—" if want is None else want.hex()),
-                h.esc("—" if got is None else got.hex()),
-                f"<b>{h.esc(status)}</b>",
+                h.esc(f.label),
+                h.esc("—" if f.expected is None else f.expected.hex()),
+                h.esc("—" if f.actual is None else f.actual.hex()),
+                f"<b>{h.esc(f.status)}</b>",
             ]
         )
-        colours.append(colour)
-    if not rows:
-        return h.notice("no PCRs to show: the document did not parse")
+        colours.append(_STATUS_COLOURS.get(f.status))
+    if not rows or (all(f.actual is None for f in view.measured) and not result.committed):
+        if result.report is not None:
+            return h.notice("no PCRs to show: the document did not parse")
+        return h.notice("no measurements to show: the evidence did not parse")
+    header = "PCR" if result.report is not None else "field"
+    source = "document" if result.report is not None else "evidence"
     return h.table(
-        ["PCR", "expected (commitment)", "actual (document)", ""],
+        [header, "expected (commitment)", f"actual ({source})", ""],
         rows,
         mono_columns=(1, 2),
         nowrap_columns=(0, 3),
@@ -112,18 +155,17 @@ def pcr_table_html(result: AttestationResult) -> str:
 
 def chain_html(result: AttestationResult) -> str:
     """The certificate chain, root first, with each certificate's validity at the check time."""
-    report = result.report
-    if not report.chain:
-        return h.notice("no certificate chain could be read from the document")
+    verdict = result.tee_verdict
+    if not verdict.certificates:
+        what = "document" if result.report is not None else "evidence"
+        return h.notice(f"no certificate chain could be read from the {what}")
     rows = []
     colours: list[str | None] = []
-    n = len(report.chain)
-    for i, cert in enumerate(report.chain):
-        role = "root" if i == 0 else "leaf" if i == n - 1 else "intermediate"
-        valid = cert.not_before <= report.at <= cert.not_after
+    for cert in verdict.certificates:
+        valid = cert.valid_at(verdict.at)
         rows.append(
             [
-                h.esc(role),
+                h.esc(cert.role),
                 h.esc(cert.subject),
                 h.when(cert.not_before),
                 h.when(cert.not_after),
@@ -132,19 +174,35 @@ def chain_html(result: AttestationResult) -> str:
         )
         colours.append(None if valid else "#ffebe9")
     return h.table(
-        ["", "subject", "not before", "not after", f"at {h.when(report.at)}"],
+        ["", "subject", "not before", "not after", f"at {h.when(verdict.at)}"],
         rows,
         nowrap_columns=(0, 2, 3, 4),
         row_colours=colours,
-    )
+    ) + h.notice(f"the verdict rests on: {verdict.rests_on}")
+
+
+def _commitment_pairs(result: AttestationResult) -> list[tuple[str, str]]:
+    if not result.commitment:
+        return []
+    strategy = result.commitment.get("strategy")
+    sha = result.commitment.get("strategy_sha256")
+    return [
+        ("strategy (commitment)", h.esc(strategy if strategy else "—")),
+        ("strategy_sha256", h.mono(str(sha) if sha else "—")),
+    ]
 
 
 def document_facts_html(result: AttestationResult) -> str:
-    """Document time, age, module, nonce, source, trust root, and the checkpoint it carries."""
+    """Where the evidence came from, what it rests on, the nonce, report data, debug, TCB
+    status and the TEE's other reported facts; for a Nitro document its time, age, module and
+    the checkpoint it carries."""
+    if result.report is None:
+        return _evidence_facts_html(result)
     report = result.report
     doc = report.document
     age = result.age
     pairs = [
+        ("tee", h.esc(result.view.tee_name)),
         ("source", h.esc(result.source)),
         ("trust root", h.esc(report.trust_root.description)),
         ("nonce asked for", h.mono("— (not checked)" if result.nonce is None
@@ -154,12 +212,8 @@ def document_facts_html(result: AttestationResult) -> str:
         ("age when checked", h.esc("—" if age is None else h.duration(age))),
         ("checked at", h.when(report.at)),
         ("module", h.esc("—" if doc is None else doc.module_id)),
+        *_commitment_pairs(result),
     ]
-    if result.commitment:
-        strategy = result.commitment.get("strategy")
-        sha = result.commitment.get("strategy_sha256")
-        pairs.append(("strategy (commitment)", h.esc(strategy if strategy else "—")))
-        pairs.append(("strategy_sha256", h.mono(str(sha) if sha else "—")))
     cp = result.checkpoint
     if cp is not None:
         sign = (
@@ -176,4 +230,26 @@ def document_facts_html(result: AttestationResult) -> str:
                       f"{h.esc(result.checkpoint_problem)}</span>"))
     else:
         pairs.append(("log checkpoint", "none in this document"))
+    return h.facts(pairs)
+
+
+def _evidence_facts_html(result: AttestationResult) -> str:
+    verdict = result.tee_verdict
+    view = result.view
+    debug = "—" if verdict.debug is None else ("YES (debug allowed)" if verdict.debug else "no")
+    pairs = [
+        ("tee", h.esc(view.tee_name)),
+        ("source", h.esc(result.source)),
+        ("rests on", h.esc(verdict.rests_on)),
+        ("nonce asked for", h.mono("— (not checked)" if result.nonce is None
+                                   else result.nonce.hex())),
+        ("report data", h.mono("—" if verdict.report_data is None
+                               else verdict.report_data.hex())),
+        ("debug", h.esc(debug)),
+        ("TCB status", h.esc("—" if view.tcb_text is None else view.tcb_text)),
+        ("advisories", h.esc(", ".join(verdict.advisory_ids) or "none")),
+        ("checked at", h.when(verdict.at)),
+        *((label, h.mono(value)) for label, value in view.facts),
+        *_commitment_pairs(result),
+    ]
     return h.facts(pairs)

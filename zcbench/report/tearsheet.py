@@ -6,7 +6,10 @@ signed log, marked at the logged prices), never the figures in ``summary.json``.
 build's commitment carries ``research`` (``zcbench package --research``), the section shows the
 number of trials behind the committed parameters, the deflated Sharpe ratio the research
 committed for them, and the live run's per-batch Sharpe deflated over the same trials (with the
-research's variance of trial Sharpe ratios). A run whose log does not verify gets no figures.
+research's variance of trial Sharpe ratios). Beside the live figures, the backtest over the
+same logged batches (:func:`zcbench.evidence.tearsheet.run_backtest_sheet`: the signed signals
+filled by the backtest's rule) with returns, drawdown, Sharpe, exposure and turnover side by
+side, and both equity curves in one plot. A run whose log does not verify gets no figures.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ if TYPE_CHECKING:
     from zcbench.evidence.tearsheet import TearSheet
     from zcbench.report._lp import LPReport
 
-__all__ = ["equity_svg", "tear_sheet_html", "verified_tear_sheet"]
+__all__ = ["backtest_tear_sheet", "equity_svg", "tear_sheet_html", "verified_tear_sheet"]
+
+BACKTEST_INK = "#0969da"
 
 
 def _research(commitment: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -63,28 +68,64 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
                       trials=trials, trial_sharpe_variance=variance)
 
 
+def backtest_tear_sheet(report: LPReport) -> TearSheet | None:
+    """The backtest over ``report``'s logged batches (the signed signals, the backtest's fill
+    rule), measured like the live sheet; None when the log did not verify."""
+    from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS, run_backtest_sheet
+
+    if report.log is None or not report.log.verified:
+        return None
+    return run_backtest_sheet(report.run_dir, capital_ticks=DEFAULT_CAPITAL_TICKS)
+
+
 def _pct(value: float) -> str:
     return f"{value * 100:.2f}%"
 
 
-def equity_svg(equity: tuple[int, ...], *, width: int = 640, height: int = 160) -> str:
+def equity_svg(equity: tuple[int, ...], *, width: int = 640, height: int = 160,
+               backtest: tuple[int, ...] = ()) -> str:
     """An inline SVG line of equity after each batch (no plotting library: the report imports
-    none), with the capital line dashed; empty for fewer than two points."""
+    none), and with ``backtest`` the backtest's equity over the same batches as a second,
+    dashed line on the same scale; empty for fewer than two points."""
     if len(equity) < 2:
         return ""
-    low, high = min(equity), max(equity)
+    both = (*equity, *backtest)
+    low, high = min(both), max(both)
     span = (high - low) or 1
-    step = (width - 2) / (len(equity) - 1)
 
-    def y(value: int) -> float:
-        return 1 + (height - 2) * (high - value) / span
+    def line(series: tuple[int, ...], colour: str, dash: str) -> str:
+        step = (width - 2) / (len(series) - 1)
+        points = " ".join(f"{1 + i * step:.1f},{1 + (height - 2) * (high - v) / span:.1f}"
+                          for i, v in enumerate(series))
+        return (f'<polyline fill="none" stroke="{colour}" stroke-width="1.5"{dash} '
+                f'points="{points}"/>')
 
-    points = " ".join(f"{1 + i * step:.1f},{y(v):.1f}" for i, v in enumerate(equity))
+    second = (line(backtest, BACKTEST_INK, ' stroke-dasharray="4 3"')
+              if len(backtest) >= 2 else "")
+    label = ("equity after each logged batch, live (solid) and backtest (dashed)" if second
+             else "equity after each logged batch")
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'role="img" aria-label="equity after each logged batch">'
+            f'role="img" aria-label="{label}">'
             f'<rect width="{width}" height="{height}" fill="#f6f8fa"/>'
-            f'<polyline fill="none" stroke="{h.INK}" stroke-width="1.5" points="{points}"/>'
-            "</svg>")
+            f'{line(equity, h.INK, "")}{second}</svg>')
+
+
+def _side_by_side(live: TearSheet, backtest: TearSheet) -> str:
+    """Live and backtest figures over the same logged batches, one row per figure."""
+    from zcbench.money import format_money
+
+    rows = [
+        ("PnL", format_money(live.pnl_ticks, signed=True),
+         format_money(backtest.pnl_ticks, signed=True)),
+        ("total return", _pct(live.total_return), _pct(backtest.total_return)),
+        ("max drawdown", _pct(live.max_drawdown), _pct(backtest.max_drawdown)),
+        ("Sharpe ratio (annualised)", f"{live.sharpe:.3f}", f"{backtest.sharpe:.3f}"),
+        ("exposure", _pct(live.exposure), _pct(backtest.exposure)),
+        ("turnover", f"{live.turnover:.4f}", f"{backtest.turnover:.4f}"),
+        ("fills", f"{live.n_fills:,}", f"{backtest.n_fills:,}"),
+    ]
+    return h.table(["figure", "live (verified fills)", "backtest (same logged batches)"],
+                   [[h.esc(c) for c in row] for row in rows])
 
 
 def tear_sheet_html(report: LPReport) -> str:
@@ -132,8 +173,24 @@ def tear_sheet_html(report: LPReport) -> str:
             "marked at the logged prices, with the backtest's metric formulas; 'zcbench "
             "evidence RUN_DIR --out DIR' writes the same figures, and 'zcbench evidence verify "
             "DIR' rebuilds them.")
-    plot = equity_svg(sheet.equity_ticks)
+    try:
+        backtest = backtest_tear_sheet(report)
+    except ZcbenchError as exc:
+        backtest = None
+        note += f" The backtest over the logged batches could not be computed: {exc}."
+    plot = equity_svg(sheet.equity_ticks,
+                      backtest=backtest.equity_ticks if backtest is not None else ())
     caption = (h.notice(f"Equity after each of the {sheet.n_batches:,} logged batches, from "
                         f"{format_money(min(sheet.equity_ticks))} to "
-                        f"{format_money(max(sheet.equity_ticks))}.") if plot else "")
-    return h.facts(pairs) + plot + caption + h.notice(note)
+                        f"{format_money(max(sheet.equity_ticks))}"
+                        + ("; dashed: the backtest over the same batches." if backtest
+                           is not None else ".")) if plot else "")
+    compare = ""
+    if backtest is not None:
+        compare = (h.heading("Live beside the backtest over the same logged batches")
+                   + _side_by_side(sheet, backtest)
+                   + h.notice("The backtest fills the signals the signed log carries by the "
+                              "backtest's rule (the next event after the batch, no slippage "
+                              "or fee) with the same capital: the difference is what "
+                              "execution cost or gained."))
+    return h.facts(pairs) + plot + caption + compare + h.notice(note)

@@ -10,8 +10,15 @@ Routes (GET and HEAD only; anything else is 405):
 * ``/runs/<run id>/tile/entries/<N>[...]`` entry bundles: a reader's token (401 without, 403 out of
   scope); a reader without ``bodies`` gets IN records as empty entries (their leaf hashes are in
   the hash tiles)
+* ``/runs/<run id>/slice?start=<i>&end=<j>`` records ``[i, j)`` (at most
+  :data:`MAX_SLICE_RECORDS`) and the boot record as a log slice (``zcbench.log-slice/1``, what
+  ``zcbench log export`` writes) proven against the served checkpoint: a reader's token, as for
+  entry bundles; a reader without ``bodies`` gets the slice without its IN records
 * ``/ledger/checkpoint``, ``/ledger/tile/...`` the strategy's ledger (``--ledger``) as tlog-tiles,
   entry bundles included, all public: its entries are hashes and facts
+* ``/ledger/proof/<index>`` one ledger entry as a ``.tlog-proof`` (what ``zcbench ledger proof``
+  writes) against the served ledger checkpoint: a reader's token (403 when the entry names a
+  run outside its scope)
 * ``/witness/add-checkpoint`` (POST), ``/witness/`` the ledger's C2SP tlog-witness, when given
 * ``/.well-known/zcbench/attestation?nonce=<hex>``  a fresh document from the enclave of the run
   in progress, with the caller's nonce and the latest checkpoint in ``user_data``; 503 with
@@ -22,6 +29,9 @@ Every run folder under ``--runs`` with a ``log/`` is followed by a
 :class:`~zcbench.serve.tiles.RunTiles` in a background thread (a run in progress included);
 its run id is the last part of its log's origin. Tiles are written under ``--tiles`` (default
 ``<runs>/.tiles``), never in a run folder.
+
+Responses are gzip-compressed for clients that accept it (:class:`Compress`), hash tiles
+excepted; decoded, every file is byte for byte what is stored.
 
 Hardening, in one place (:class:`Guard`, a pure ASGI wrapper): request line and query bounded
 (414), headers bounded (431), bodies refused (413), a token bucket per client address (429 with
@@ -50,11 +60,13 @@ from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipResponder
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from zcbench.auditlog.records import decode_record
+from zcbench.auditlog.checkpoint import parse_checkpoint_note
+from zcbench.auditlog.records import KINDS, decode_record
 from zcbench.errors import DataError, UsageError, ZcbenchError
 from zcbench.serve.control import MAX_NONCE, NoEnclave, attest_run, control_socket
 from zcbench.serve.readers import Reader, Readers
@@ -62,16 +74,28 @@ from zcbench.serve.tiles import (
     LedgerTiles,
     RunTiles,
     TileError,
+    TileReader,
     encode_bundle,
+    file_fetch,
     parse_bundle,
     parse_tile_path,
 )
 
-__all__ = ["Catalog", "Guard", "ProofService", "RunEntry", "ServeConfig", "build_app",
-           "make_server"]
+__all__ = ["MAX_SLICE_BYTES", "MAX_SLICE_RECORDS", "Catalog", "Compress", "Guard", "ProofService",
+           "RunEntry", "ServeConfig", "accepts_gzip", "build_app", "make_server"]
+
+MAX_SLICE_RECORDS: Final = 4096
+"""The most records one ``/runs/<run id>/slice`` request may name."""
+MAX_SLICE_BYTES: Final = 64 * 1024 * 1024
+"""The largest slice served (a narrower range is asked for beyond it)."""
 
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE: Final = re.compile(r"(?:[0-9a-fA-F]{2}){16,64}")
+_DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,17}")
+_HASH_TILE: Final = re.compile(r"/(?:runs/[^/]+|ledger)/tile/[0-9]/")
+_GZIP_MIN: Final = 256
+_GZIP_LEVEL: Final = 6
+_PROOF_THREADS: Final = 2
 _MAX_TARGET: Final = 2048
 _ATTEST_THREADS: Final = 16
 _MAX_HEADERS: Final = 64
@@ -101,6 +125,9 @@ class ServeConfig:
     request_burst: int = 400
     attest_per_s: float = 2.0
     attest_burst: int = 5
+    proof_per_s: float = 2.0
+    """Slices and ``.tlog-proof`` files per second per reader (each reads the log)."""
+    proof_burst: int = 10
     sync_interval_s: float = 0.25
     attest_timeout_s: float = 15.0
     boot_key: Callable[[bytes], tuple[bytes, str]] | None = None
@@ -379,6 +406,49 @@ async def _send_error(send: Send, reply: _Reply) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def accepts_gzip(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request's ``Accept-Encoding`` allows gzip (RFC 9110 §12.5.3: ``gzip`` or
+    ``x-gzip``, else ``*``, with a q-value above 0; no header: identity only)."""
+    weights: dict[str, float] = {}
+    for name, value in headers:
+        if name != b"accept-encoding":
+            continue
+        for item in value.decode("latin-1").split(","):
+            coding, _, params = item.partition(";")
+            coding = coding.strip().lower()
+            q = 1.0
+            for param in params.split(";"):
+                key, _, number = param.strip().partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        q = float(number)
+                    except ValueError:
+                        q = 0.0
+            if coding:
+                weights[coding] = q if 0.0 <= q <= 1.0 else 0.0
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
+
+
+class Compress:
+    """gzip for clients that accept it (Starlette's ``GZipResponder``), except hash tiles:
+    32-byte hashes do not compress, so they go out as stored. A client that accepts no gzip
+    gets every file byte for byte as stored; one that does gets the same bytes once decoded."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or _HASH_TILE.match(str(scope.get("path", "")))
+                or not accepts_gzip(scope.get("headers", []))):
+            await self.app(scope, receive, send)
+            return
+        responder = GZipResponder(self.app, _GZIP_MIN, compresslevel=_GZIP_LEVEL)
+        await responder(scope, receive, send)
+
+
 # -- the app ---------------------------------------------------------------------------------
 
 
@@ -401,13 +471,20 @@ class ProofService:
         self.config = config
         self.catalog = catalog
         self.attest_buckets = _Buckets(config.attest_per_s, config.attest_burst)
+        self.proof_buckets = _Buckets(config.proof_per_s, config.proof_burst)
         # a pool of its own: the enclave answers in order, and a slow answer must not take
         # the threads the rest of the server needs
         self._pool = ThreadPoolExecutor(max_workers=_ATTEST_THREADS,
                                         thread_name_prefix="zcbench-attest")
+        # slices and proofs read the log: a few at a time, beside the rest
+        self._proof_pool = ThreadPoolExecutor(max_workers=_PROOF_THREADS,
+                                              thread_name_prefix="zcbench-proof")
+        self._ledger_entries: tuple[int, bytes, list[bytes]] | None = None
+        self._ledger_entries_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._proof_pool.shutdown(wait=False, cancel_futures=True)
 
     def starlette(self) -> Starlette:
         """The Starlette application: routes, and every error as one JSON reason."""
@@ -482,6 +559,8 @@ class ProofService:
                 raise _Reply(404, "no checkpoint yet")
             return _response((folder / "checkpoint").read_bytes(), "text/plain; charset=utf-8",
                              cache="no-cache, max-age=1")
+        if rest == "slice":
+            return await self._slice(request, entry, run_id)
         tile = parse_tile_path(rest)
         if tile is None:
             raise _Reply(404, "not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>])")
@@ -491,8 +570,7 @@ class ProofService:
             if reader is None:
                 raise _Reply(401, "entry bundles need a reader token",
                              {"WWW-Authenticate": 'Bearer realm="zcbench"'})
-            if not reader.may_read(run_id):
-                raise _Reply(403, f"this token's scope does not cover run {run_id}")
+            self._in_scope(reader, run_id)
         try:
             data = (folder / rest).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
@@ -521,6 +599,8 @@ class ProofService:
                 raise _Reply(404, "no checkpoint yet")
             return _response((ledger.tiles_dir / "checkpoint").read_bytes(),
                              "text/plain; charset=utf-8", cache="no-cache, max-age=1")
+        if rest.startswith("proof/"):
+            return await self._ledger_proof(request, ledger, rest[len("proof/"):])
         if parse_tile_path(rest) is None:
             raise _Reply(404, "not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>])")
         try:
@@ -529,6 +609,112 @@ class ProofService:
             raise _Reply(404, "no such tile (yet): tiles exist for published sizes only") from None
         return _response(data, "application/octet-stream",
                          cache="public, max-age=31536000, immutable")
+
+    # -- slices and proofs ----------------------------------------------------------------
+
+    def _token_reader(self, request: Request, what: str) -> Reader:
+        reader = self._reader(request)
+        if reader is None:
+            raise _Reply(401, f"{what} need a reader token",
+                         {"WWW-Authenticate": 'Bearer realm="zcbench"'})
+        return reader
+
+    @staticmethod
+    def _in_scope(reader: Reader, run_id: str) -> None:
+        if not reader.may_read(run_id):
+            raise _Reply(403, f"this token's scope does not cover run {run_id}")
+
+    def _take_proof_token(self, reader: Reader) -> None:
+        wait = self.proof_buckets.take(f"reader:{reader.name}", time.monotonic())
+        if wait:
+            raise _Reply(429, "slice and proof rate limit",
+                         {"Retry-After": str(max(1, round(wait + 0.5)))})
+
+    async def _slice(self, request: Request, entry: RunEntry, run_id: str) -> Response:
+        """Records ``[start, end)`` as a log slice against the served checkpoint."""
+        from zcbench.auditlog.export import build_slice
+        from zcbench.auditlog.select import RecordFilter
+
+        reader = self._token_reader(request, "slices")
+        self._in_scope(reader, run_id)
+        query = _query(request, ("start", "end"))
+        start, end = (_decimal(query[k], k) for k in ("start", "end"))
+        if entry.tiles.published is None:
+            raise _Reply(404, "no checkpoint yet: nothing can be proven")
+        note = (entry.tiles.tiles_dir / "checkpoint").read_bytes()
+        size = parse_checkpoint_note(note).size
+        if not start < end:
+            raise _Reply(400, f"start {start} must be below end {end}")
+        if end > size:
+            raise _Reply(400, f"end {end} is past the served checkpoint's size {size}: records "
+                         f"0 to {size - 1} can be proven")
+        if end - start > MAX_SLICE_RECORDS:
+            raise _Reply(400, f"at most {MAX_SLICE_RECORDS} records a request: ask for "
+                         "narrower ranges")
+        self._take_proof_token(reader)
+        kinds = None if reader.bodies else frozenset(KINDS) - {"in"}
+        chosen = RecordFilter(index_range=(start, end), kinds=kinds)
+        loop = asyncio.get_running_loop()
+        try:
+            sliced = await loop.run_in_executor(
+                self._proof_pool,
+                functools.partial(build_slice, entry.folder, chosen, checkpoint_note=note))
+        except ZcbenchError:
+            raise _Reply(500, "the run's log does not prove this range (its records do not "
+                         "hash to the served checkpoint)") from None
+        data = sliced.to_bytes()
+        if len(data) > MAX_SLICE_BYTES:
+            raise _Reply(400, f"the slice would be {len(data)} bytes, more than "
+                         f"{MAX_SLICE_BYTES}: ask for a narrower range")
+        headers = {"Content-Disposition":
+                   f'attachment; filename="{run_id}-{start}-{end}.slice.cbor"'}
+        if not reader.bodies:
+            headers["X-Zcbench-Withheld"] = "in-records"
+        return _response(data, "application/cbor", cache="private, no-store", headers=headers)
+
+    async def _ledger_proof(self, request: Request, ledger: LedgerTiles,
+                            index_text: str) -> Response:
+        """One ledger entry as a ``.tlog-proof`` against the served ledger checkpoint."""
+        from zcbench.ledger import decode_entry, format_tlog_proof, tlog_proof_for
+
+        reader = self._token_reader(request, ".tlog-proof files")
+        if request.scope.get("query_string"):
+            raise _Reply(400, "a proof takes no query parameters")
+        index = _decimal(index_text, "the entry index")
+        if ledger.published is None:
+            raise _Reply(404, "no checkpoint yet: nothing can be proven")
+        note = (ledger.tiles_dir / "checkpoint").read_bytes()
+        size = parse_checkpoint_note(note).size
+        if index >= size:
+            raise _Reply(404, f"entry {index} is not in the served ledger: it holds entries 0 "
+                         f"to {size - 1}")
+        self._take_proof_token(reader)
+        loop = asyncio.get_running_loop()
+        try:
+            entries = await loop.run_in_executor(
+                self._proof_pool, functools.partial(self._ledger_entries_of, ledger, note))
+            run_origin = getattr(decode_entry(entries[index]).body, "run_origin", None)
+            if isinstance(run_origin, str):
+                self._in_scope(reader, run_origin.rsplit("/", 1)[-1])
+            proof = tlog_proof_for(entries, index, note)
+        except (ZcbenchError, OSError):
+            raise _Reply(500, "the served ledger tiles do not prove this entry") from None
+        return _response(format_tlog_proof(proof), "text/plain; charset=utf-8",
+                         cache="private, no-store", headers={
+                             "Content-Disposition":
+                             f'attachment; filename="ledger-{index}.tlog-proof"'})
+
+    def _ledger_entries_of(self, ledger: LedgerTiles, note: bytes) -> list[bytes]:
+        """The ledger's entries under ``note``, from its tiles (each checked against its leaf
+        hash); the last answer is kept for the next request at the same checkpoint."""
+        size = parse_checkpoint_note(note).size
+        with self._ledger_entries_lock:
+            kept = self._ledger_entries
+            if kept is not None and kept[:2] == (size, note):
+                return kept[2]
+            entries = list(TileReader(file_fetch(ledger.tiles_dir)).iter_entries(size))
+            self._ledger_entries = (size, note, entries)
+            return entries
 
     # -- attestation ----------------------------------------------------------------------
 
@@ -608,13 +794,37 @@ def _without_bodies(bundle: bytes, width: int) -> bytes:
         raise _Reply(500, "a stored bundle does not parse") from exc
 
 
+def _query(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    """Exactly the parameters ``names``, each once, nothing else (no percent-decoding: the
+    values served here are decimals)."""
+    text = request.scope.get("query_string", b"").decode("latin-1")
+    found: dict[str, str] = {}
+    for field_ in text.split("&") if text else []:
+        name, sep, value = field_.partition("=")
+        if not sep or name not in names or name in found:
+            raise _Reply(400, f"give exactly the query parameters {', '.join(names)} "
+                         f"({'=<n>&'.join(names)}=<n>)")
+        found[name] = value
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise _Reply(400, f"missing query parameter {missing[0]}")
+    return found
+
+
+def _decimal(text: str, what: str) -> int:
+    if not _DECIMAL.fullmatch(text):
+        raise _Reply(400, f"{what} must be a decimal number without sign or leading zeros, "
+                     f"not {text[:24]!r}")
+    return int(text)
+
+
 def build_app(config: ServeConfig) -> tuple[Guard, Catalog]:
     """The ASGI app and its catalog (start the catalog; stop it and close the guard after)."""
     if not config.runs.is_dir():
         raise UsageError(f"--runs {config.runs} is not a folder")
     catalog = Catalog(config)
     service = ProofService(config, catalog)
-    return Guard(service.starlette(), config, on_close=service.close), catalog
+    return Guard(Compress(service.starlette()), config, on_close=service.close), catalog
 
 
 def make_server(app: Guard, *, host: str = "127.0.0.1", port: int = 8443,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
 
 __all__ = ["READERS_SCHEMA", "Reader", "Readers", "add_reader", "token_hash"]
@@ -158,14 +158,8 @@ def add_reader(path: Path, name: str, *, runs: Sequence[str] = ("*",),
     Readers([*current, reader])
     body = json.dumps({"schema": READERS_SCHEMA,
                        "readers": [r.to_json() for r in (*current, reader)]}, indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, body.encode(), 0o600)
     except OSError as exc:
         raise EnvError(f"cannot write readers file {path}: {exc}") from None
     return token

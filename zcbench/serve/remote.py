@@ -15,6 +15,14 @@ report, or :class:`RemoteVerificationError`) do, in order:
    a smaller size is a **rollback**, another root at the saved size a **fork**; then save the
    newest checkpoint, atomically.
 
+With ``slice_range`` the records of that range come too (``/runs/<run id>/slice``, fetched
+before the served checkpoint, so that checkpoint is at least the slice's): the slice is checked
+as ``zcbench log verify`` checks a slice file (:func:`~zcbench.auditlog.slice.check_slice_bytes`:
+its boot document under the same root and commitment, its checkpoint signed by the attested
+key, every inclusion proof), its log key must be the attested one, and its checkpoint's root is
+recomputed from the same tiles; ``slice_out`` keeps it (a file ``zcbench log verify`` and
+``log replay`` read) when the visit verified.
+
 Nothing the server says is taken on trust: sizes and roots come from signed checkpoints only,
 every hash from tiles the root is recomputed from. Time (``at``) and the nonce (``rng``) come in
 as parameters.
@@ -26,7 +34,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -35,6 +42,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier, parse_checkpoint_note
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.nitro.commitment import Commitment
 from zcbench.serve.tiles import TileError, TileReader
@@ -90,6 +98,8 @@ class RemoteReport:
     previous: dict[str, Any] | None = None
     simulated: bool = False
     trust_root: dict[str, str] | None = None
+    slice: dict[str, Any] | None = None
+    """The slice fetched (``slice_range``): range, records, checkpoint size, withheld kinds."""
     ledger: dict[str, Any] | None = None
     """The ledger checks (``--ledger-vkey`` or ``--policy``): its checkpoint, quorum, root from
     tiles, the running PCR0's announcement, the run's run-start, and the last visit."""
@@ -119,6 +129,7 @@ class RemoteReport:
             "tiles_checked": self.tiles_checked,
             "state": self.state,
             "previous": self.previous,
+            "slice": self.slice,
             "ledger": self.ledger,
         }
 
@@ -181,18 +192,8 @@ def _save_state(state: Path, origin: str, note: bytes, url: str, at: dt.datetime
     body = json.dumps({"schema": STATE_SCHEMA, "origin": origin, "url": url,
                        "saved_at": at.astimezone(dt.UTC).isoformat(),
                        "note": note.decode()}, indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fd = os.open(state, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomically(path, body.encode(), 0o644)
     except OSError as exc:
         raise EnvError(f"cannot save the checkpoint in {state}: {exc}") from None
 
@@ -216,6 +217,8 @@ def check_remote(
     tile_wait_s: float = 5.0,
     ledger_vkey: str | None = None,
     policy: Any = None,
+    slice_range: tuple[int, int] | None = None,
+    slice_out: Path | None = None,
 ) -> RemoteReport:
     """One visit to the proof service at ``url`` (see the module docstring).
 
@@ -225,12 +228,19 @@ def check_remote(
     exit 3); every failed check is in the report. With ``ledger_vkey`` (the ledger key the
     fund handed over) or ``policy`` (a :class:`~zcbench.ledger.TlogPolicy` naming it, and the
     witnesses' quorum) the run is also held to the ledger served at ``<url>/ledger/``
-    (:func:`check_remote_ledger`).
+    (:func:`check_remote_ledger`). With ``slice_range`` (``[start, stop)``) the records of
+    that range are fetched and checked too, and written to ``slice_out`` when the visit
+    verified.
     """
     ledger = (ledger_vkey, policy)
+    if slice_range is not None and not 0 <= slice_range[0] < slice_range[1]:
+        raise UsageError(f"the slice [{slice_range[0]}, {slice_range[1]}) is empty or negative")
+    if slice_out is not None and slice_range is None:
+        raise UsageError("a slice output needs a slice range")
+    wanted = _SliceRequest(slice_range, slice_out) if slice_range is not None else None
     if get is not None:
         return _check(url, commitment, trust, token, state, at, max_age, rng, get, tile_wait_s,
-                      ledger)
+                      ledger, wanted)
     import ssl
 
     import httpx
@@ -239,13 +249,20 @@ def check_remote(
         else tls_verify
     with httpx.Client(verify=verify, timeout=20.0, follow_redirects=False) as client:
         return _check(url, commitment, trust, token, state, at, max_age, rng,
-                      _client_get(client), tile_wait_s, ledger)
+                      _client_get(client), tile_wait_s, ledger, wanted)
+
+
+@dataclass(frozen=True)
+class _SliceRequest:
+    range: tuple[int, int]
+    out: Path | None
 
 
 def _check(url: str, commitment: Commitment, trust: str | Path, token: str | None,
            state: Path | None, at: dt.datetime | None, max_age: dt.timedelta,
            rng: Callable[[int], bytes], fetch: Get, tile_wait_s: float,
-           ledger: tuple[str | None, Any] = (None, None)) -> RemoteReport:
+           ledger: tuple[str | None, Any] = (None, None),
+           wanted: _SliceRequest | None = None) -> RemoteReport:
     from zcbench.nitro import AttestationPolicy, check_attestation
     from zcbench.nitro.binding import check_log_binding
 
@@ -305,6 +322,12 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
         progress.update(origin=origin, run_id=run_id, checkpoint=_cp_dict(attested))
         verifier = CheckpointVerifier(document.public_key, origin)
         run_base = f"{base}/runs/{run_id}"
+        # the slice first (once the run has a served checkpoint at all): the served
+        # checkpoint fetched next is then at least the slice's
+        slice_body = None
+        if wanted is not None:
+            _published(fetch, run_base, headers, 1, tile_wait_s)
+            slice_body = _fetch_slice(fetch, run_base, headers, wanted.range)
         published_note = _published(fetch, run_base, headers, attested.size, tile_wait_s)
         evidence["attested"] = binding.note.decode("utf-8", "replace")
         evidence["published"] = published_note.decode("utf-8", "replace")
@@ -329,6 +352,10 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
                               f"root (size {checkpoint.size})", checkpoint.root.hex(),
                               computed.hex())
         progress["tiles_checked"] = True
+        if wanted is not None and slice_body is not None:
+            progress["slice"] = _check_fetched_slice(
+                slice_body, wanted.range, f"{run_base}/slice", trust, commitment,
+                document.public_key, origin, published, reader)
         newest_note, newest = published_note, published
         progress["state"] = "first_visit"
         if state is not None:
@@ -359,6 +386,8 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
                            policy=ledger[1], pcr0=bytes(pcr0), run_origin=origin,
                            run_vkey=log_verifier(document.public_key, origin).vkey,
                            state=state, at=when)
+        if wanted is not None and wanted.out is not None and slice_body is not None:
+            _write_slice(wanted.out, slice_body)
         if state is not None:
             _save_state(state, origin, newest_note, base, when)
             if "ledger" in progress:
@@ -380,6 +409,8 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
         verified=True, failed_check=None,
         message=f"verified: {origin}, {size} records, root recomputed from tiles"
         + ("" if progress["state"] != "consistent" else "; consistent with the last visit")
+        + ("" if "slice" not in progress else
+           f"; slice of {progress['slice']['records']} records verified")
         + ("" if "ledger" not in progress else "; held to the ledger"),
         **common, **progress)
 
@@ -561,6 +592,72 @@ def _published(fetch: Get, run_base: str, headers: dict[str, str], size: int,
         except DataError:
             return body  # verified (and refused) by the caller
         time.sleep(0.02)
+
+
+def _fetch_slice(fetch: Get, run_base: str, headers: dict[str, str],
+                 wanted: tuple[int, int]) -> bytes:
+    """The served slice of records ``[start, stop)``, unverified."""
+    url = f"{run_base}/slice?start={wanted[0]}&end={wanted[1]}"
+    status, _, body = fetch(url, headers)
+    if status in (401, 403):
+        raise UsageError(f"{run_base} refused the slice ({status}): {_reason(body)}; ask the "
+                         "fund for a token whose scope covers this run")
+    if status == 400:
+        raise UsageError(f"{run_base} refused the slice range: {_reason(body)}")
+    if status != 200:
+        raise EnvError(f"{url} answered {status}: {_reason(body)}")
+    return body
+
+
+def _check_fetched_slice(body: bytes, wanted: tuple[int, int], where: str,
+                         trust: str | Path, commitment: Commitment, public_key: bytes,
+                         origin: str, published: Checkpoint, reader: TileReader
+                         ) -> dict[str, Any]:
+    """The slice checked as ``zcbench log verify`` checks a slice file, then tied to this
+    visit: the attested log key, a checkpoint no larger than the served one, and its root
+    recomputed from the same tiles."""
+    from zcbench.auditlog.boot import nitro_boot_verifier
+    from zcbench.auditlog.records import decode_record
+    from zcbench.auditlog.slice import LogSlice, check_slice_bytes
+
+    report = check_slice_bytes(body, where, trust=trust,
+                               boot_verifier=nitro_boot_verifier(commitment.pcrs))
+    if not report.verified:
+        raise _Failed(f"slice:{report.classification}", f"the slice does not verify: "
+                      f"{report.message}")
+    if report.public_key != public_key or report.origin != origin:
+        raise _Failed("slice_key", "the slice is of another log than the attested one",
+                      origin, report.origin)
+    sliced = LogSlice.from_bytes(body)
+    checkpoint = parse_checkpoint_note(sliced.checkpoint)
+    if checkpoint.size > published.size:
+        raise _Failed("slice_checkpoint", "the slice proves against a checkpoint larger than "
+                      "the one served after it", published.size, checkpoint.size)
+    computed = reader.root(checkpoint.size, published.size)
+    if computed != checkpoint.root:
+        raise _Failed("slice_tiles", f"the slice's checkpoint (size {checkpoint.size}) is not "
+                      "consistent with the served tiles", computed.hex(), checkpoint.root.hex())
+    indices = [decode_record(e.record).index for e in sliced.entries]
+    start, stop = wanted
+    if any(not start <= i < stop for i in indices):
+        raise _Failed("slice_range", f"the slice holds records outside [{start}, {stop})")
+    kinds = {decode_record(e.record).kind for e in sliced.entries}
+    complete = indices == [i for i in range(max(start, 1), stop) if i < checkpoint.size]
+    if not complete and "in" in kinds:
+        raise _Failed("slice_range", f"the slice lacks records of [{start}, {stop})")
+    return {"start": start, "stop": stop, "records": len(indices), "size": checkpoint.size,
+            "withheld": None if complete else "in-records"}
+
+
+def _write_slice(out: Path, body: bytes) -> None:
+    from zcbench.durable import write_output
+    from zcbench.errors import describe_os_error
+
+    try:
+        write_output(out, body)
+    except OSError as exc:
+        reason = describe_os_error(exc, writing=True)
+        raise EnvError(f"cannot write the slice to {out}: {reason}") from None
 
 
 def _tile_fetch(fetch: Get, run_base: str, headers: dict[str, str]) -> Callable[[str], bytes]:

@@ -18,7 +18,9 @@ a checkpoint whose tiles are missing. :class:`RunTiles` glues it to a
 :class:`~zcbench.auditlog.follow.LogFollower`: each :meth:`RunTiles.sync` reads only what the run
 appended, checks every checkpoint's root (computed over the records, then compared) and its
 signature by the key of the log's boot record, and publishes the newest one with its partial
-tiles (every earlier checkpoint's root is computed from those tiles: each is a prefix).
+tiles, and the partial tiles of the earlier ones of the same sync that lie in tiles still
+unfinished (tlog-tiles asks for partial tiles of every checkpointed size; one whose full tile
+exists may be gone, and readers then take the full tile's first hashes).
 
 An entry bundle holds entries of at most 65,535 bytes (the uint16 length). A record larger than
 that (a very large IN batch) cannot be put in a bundle: that bundle is not written, the hash tiles
@@ -27,13 +29,14 @@ still are, and the reader of such a record gets it from a slice export instead.
 :class:`TileReader` takes a ``fetch(path) -> bytes`` (files, HTTP) and recomputes any root of
 the tree from tiles alone, taking every hash from the tiles of one tree size (so the roots it
 computes for two sizes prove their consistency); it trusts nothing it is told besides the tiles.
+A partial tile or bundle that is not there is read from the full one when that exists (what
+tlog-tiles lets a log do once the full tile is written).
 """
 
 from __future__ import annotations
 
-import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -42,6 +45,7 @@ from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier, parse_ch
 from zcbench.auditlog.follow import FollowedRecord, LogFollower
 from zcbench.auditlog.merkle import EMPTY_ROOT, HASH_SIZE, CompactRange, node_hash, root
 from zcbench.auditlog.records import decode_record
+from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, ZcbenchError
 
 __all__ = [
@@ -179,11 +183,11 @@ def parse_bundle(data: bytes, width: int) -> list[bytes]:
 
 
 class _Durable:
-    """Atomic file writes (temporary name, fsync, rename) and the folders to fsync after."""
+    """Atomic file writes into one tile folder (:func:`zcbench.durable.write_atomically`:
+    a temporary name, fsync, rename, the folder fsynced), skipping files already written."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._dirs: set[Path] = set()
 
     def write(self, relative: str, data: bytes, *, replace: bool = False) -> None:
         path = self.folder / relative
@@ -191,28 +195,7 @@ class _Durable:
             return  # written before (a restarted writer); a tile of one log never changes
         # otherwise (re)write it: a folder reused for another log must not keep its tiles
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
-                     0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._dirs.add(path.parent)
-
-    def settle(self) -> None:
-        """fsync every folder a file was renamed into since the last call."""
-        for folder in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self._dirs.clear()
+        write_atomically(path, data, 0o644)
 
 
 class TileWriter:
@@ -269,23 +252,38 @@ class TileWriter:
             self._levels[level] = []
             self._push(level + 1, root(hashes))
 
-    def publish(self, note: bytes, checkpoint: Checkpoint) -> None:
+    def publish(self, note: bytes, checkpoint: Checkpoint, *,
+                older: Iterable[int] = ()) -> None:
         """Write the partial tiles of the current size, then ``note`` as ``checkpoint``.
 
         The caller checked ``note`` (root and signature); its size must be the current size.
+        ``older`` are the sizes of earlier checkpoints not published on their own (several in
+        one sync): their partial tiles are written too where they lie in a tile still
+        unfinished (a prefix of its current hashes), so a client holding such a checkpoint
+        finds the tiles of its size (C2SP tlog-tiles: partial tiles for every checkpointed
+        size; one whose full tile exists already may be gone, and a client reads the full one).
         """
         if checkpoint.size != self.size:
             raise ValueError(f"checkpoint of size {checkpoint.size}, the tiles hold {self.size}")
-        for level, hashes in enumerate(self._levels):
-            if hashes:
-                self._out.write(tile_path(level, self._full[level], len(hashes)), b"".join(hashes))
-        if self._bundle and self._bundle_fits:
-            self._out.write(entries_path(self.size // TILE_WIDTH, len(self._bundle)),
-                            encode_bundle(self._bundle))
-        self._out.settle()
+        for size in sorted(set(older)):
+            if 0 < size < self.size:
+                self._write_partials(size)
+        self._write_partials(self.size)
+        # every file above is durable (fsynced, its folder fsynced) before the checkpoint
         self._out.write("checkpoint", note, replace=True)
-        self._out.settle()
         self.published = checkpoint
+
+    def _write_partials(self, size: int) -> None:
+        """The partial tiles and bundle of a tree of ``size`` that lie in unfinished tiles."""
+        for level, hashes in enumerate(self._levels):
+            index, width = divmod(size >> (TILE_HEIGHT * level), TILE_WIDTH)
+            if width and index == self._full[level]:
+                self._out.write(tile_path(level, index, width), b"".join(hashes[:width]))
+        index, width = divmod(size, TILE_WIDTH)
+        bundle = self._bundle[:width]
+        if width and index == self.size // TILE_WIDTH and all(
+                len(e) <= MAX_ENTRY for e in bundle):
+            self._out.write(entries_path(index, width), encode_bundle(bundle))
 
 
 class RunTiles:
@@ -308,6 +306,7 @@ class RunTiles:
         self._verifier: CheckpointVerifier | None = verifier
         self.origin: str | None = None
         self.error: str | None = None
+        self._unpublished: list[int] = []  # sizes checked but not published on their own
 
     @property
     def published(self) -> Checkpoint | None:
@@ -351,13 +350,18 @@ class RunTiles:
                 raise TileError("a checkpoint before the boot record")
             self._verifier.verify(note)
             self.origin = checkpoint.origin
+            if newest is not None:
+                self._unpublished.append(newest[1].size)
             newest = (note, checkpoint)
         for record in records:  # past the newest checkpoint: kept for the next one
             self._append(record)
         if newest is not None and newest[1].size == self._writer.size:
-            # only the newest checkpoint of a round is published (with its partial tiles):
-            # every earlier one is a prefix of it, and readers compute its root from these tiles
-            self._writer.publish(*newest)
+            # only the newest checkpoint of a round is published as the checkpoint; the earlier
+            # ones get the partial tiles of their sizes that still lie in unfinished tiles
+            self._writer.publish(*newest, older=self._unpublished)
+            self._unpublished = []
+        elif newest is not None:
+            self._unpublished.append(newest[1].size)
         return self._writer.published
 
     def _append(self, record: FollowedRecord) -> None:
@@ -488,13 +492,27 @@ class TileReader:
             tile = i // TILE_WIDTH
             full = available // TILE_WIDTH
             width = TILE_WIDTH if tile < full else available % TILE_WIDTH
-            data = self._get(tile_path(level, tile, width), width * HASH_SIZE)
+            data = self._tile(level, tile, width)
             stop = min(start + count, (tile + 1) * TILE_WIDTH)
             for j in range(i, stop):
                 k = (j - tile * TILE_WIDTH) * HASH_SIZE
                 out.append(data[k : k + HASH_SIZE])
             i = stop
         return out
+
+    def _tile(self, level: int, index: int, width: int) -> bytes:
+        """Hash tile ``index`` of ``level`` of ``width`` hashes; a missing partial tile is the
+        prefix of the full one when the log has grown past it."""
+        if width == TILE_WIDTH:
+            return self._get(tile_path(level, index), TILE_WIDTH * HASH_SIZE)
+        try:
+            return self._get(tile_path(level, index, width), width * HASH_SIZE)
+        except TileError as missing:
+            try:
+                full = self._get(tile_path(level, index), TILE_WIDTH * HASH_SIZE)
+            except TileError:
+                raise missing from None
+            return full[: width * HASH_SIZE]
 
     def _subtree(self, start: int, height: int, tree_size: int) -> bytes:
         level, rest = divmod(height, TILE_HEIGHT)
@@ -526,7 +544,16 @@ class TileReader:
         if bundle < 0 or available <= 0:
             raise TileError(f"no bundle {bundle} in a tree of {tree_size}")
         width = min(TILE_WIDTH, available)
-        entries = parse_bundle(self._get(entries_path(bundle, width), None), width)
+        try:
+            entries = parse_bundle(self._get(entries_path(bundle, width), None), width)
+        except TileError as missing:
+            if width == TILE_WIDTH:
+                raise
+            try:
+                entries = parse_bundle(self._get(entries_path(bundle), None),
+                                       TILE_WIDTH)[:width]
+            except TileError:
+                raise missing from None
         leaves = self.hashes(0, bundle * TILE_WIDTH, width, tree_size)
         for offset, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
             if leaf_hash(entry) != leaf:

@@ -14,6 +14,7 @@ from zcbench.strategy._contract import (
     apply_strategy,
     find_strategy,
     make_strategy,
+    takes_context,
 )
 from zcbench.strategy._feedback import (
     OUTCOME_STATUSES,
@@ -29,6 +30,14 @@ from zcbench.strategy._schema import (
     PRICE_SCALE,
     REQUIRED_FIELDS,
     price_to_ticks,
+)
+from zcbench.strategy._start import (
+    StartExecution,
+    StartOrder,
+    StartState,
+    decode_start,
+    encode_start,
+    is_start,
 )
 from zcbench.strategy._wire import (
     MAX_BATCH_EVENTS,
@@ -54,18 +63,25 @@ __all__ = [
     "Outcome",
     "Side",
     "Signal",
+    "StartExecution",
+    "StartOrder",
+    "StartState",
     "Strategy",
     "StrategyError",
     "apply_strategy",
     "decode_batch",
     "decode_context",
     "decode_signals",
+    "decode_start",
     "encode_batch",
     "encode_context",
     "encode_signals",
+    "encode_start",
     "find_strategy",
     "is_context",
+    "is_start",
     "make_strategy",
     "price_to_ticks",
     "select_fields",
+    "takes_context",
 ]

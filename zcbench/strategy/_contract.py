@@ -215,6 +215,12 @@ def _takes_context(cls: type[Strategy]) -> bool:
     )
 
 
+def takes_context(strategy: Strategy | type[Strategy]) -> bool:
+    """Whether ``strategy`` (an instance or its class) takes the feedback context: its
+    ``on_batch`` has a second positional parameter."""
+    return _takes_context(strategy if isinstance(strategy, type) else type(strategy))
+
+
 def apply_strategy(
     strategy: Strategy, batch: Batch, context: Context | None = None
 ) -> list[Signal]:

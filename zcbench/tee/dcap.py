@@ -18,8 +18,11 @@ Checks in order, each failure under its stable ``check`` name:
                           overruns or does not fill its container
 ``version``               not a TDX v4/v5 or SGX v3 quote (version, TEE type, body type)
 ``schema``                attestation key type not ECDSA-256-with-P-256, an unknown QE
-                          vendor, certification data of a type other than 5/6
-``certificate``           the PCK chain is not three readable PEM certificates
+                          vendor, certification data of a type other than 1-6 or of the
+                          wrong size for its type
+``certificate``           the PCK chain is not three readable PEM certificates, or the quote
+                          carries only its platform's PPID (certification data type 1-3)
+                          or PCK leaf (type 4) and no chain was given or fetched
 ``root``                  the chain's root is not the pinned Intel SGX Root CA
 ``chain``                 a PCK certificate is not issued (name, ECDSA signature) by the next
 ``validity``              a PCK certificate is expired or not yet valid at the time
@@ -36,9 +39,12 @@ Checks in order, each failure under its stable ``check`` name:
                           ``allow_debug`` not asked for
 ``measurement``           MRTD (TDX) or MRENCLAVE (SGX) differs from the expected one
 ``report_data``           the report data differs from the expected (zero-padded) value
-``<field>``               a field in ``expected_fields`` differs (TDX ``rtmr0``..``rtmr3``,
-                          ``mrconfigid``, ``mrowner``, ``mrownerconfig``, ``mrseam``; SGX
-                          ``mrsigner``, ``isvprodid``, ``isvsvn`` as 2-byte little-endian)
+``<field>``               a field in ``expected_fields`` differs or is absent (TDX
+                          ``rtmr0``..``rtmr3``, ``mrconfigid``, ``mrowner``,
+                          ``mrownerconfig``, ``mrseam``, ``mrsignerseam``; TD report 1.5
+                          also ``mrservicetd``, ``tee_tcb_svn2``; SGX ``mrsigner``,
+                          ``isvprodid``, ``isvsvn``, ``configsvn`` as 2-byte little-endian,
+                          ``configid``, ``isvfamilyid``, ``isvextprodid``)
 ========================  ==================================================================
 """
 
@@ -67,7 +73,7 @@ from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
-from zcbench.tee.verdict import TeeVerdict, text_of
+from zcbench.tee.verdict import ChainCertificate, TeeVerdict, chain_roles, text_of
 
 __all__ = [
     "COLLATERAL_KEYS",
@@ -77,10 +83,12 @@ __all__ = [
     "HttpPccs",
     "MemoryPccs",
     "PccsClient",
+    "PckRequest",
     "check_quote",
     "load_collateral",
     "parse_quote",
     "verify_quote",
+    "with_pck_chain",
 ]
 
 INTEL_ROOT_SHA256: Final = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
@@ -117,11 +125,39 @@ _TDX_FIELDS: Final = {
     "rtmr1": (376, 48),
     "rtmr2": (424, 48),
     "rtmr3": (472, 48),
+    "mrsignerseam": (64, 48),
 }
+# TD report 1.5 (v5 body type 3) adds TEE_TCB_SVN2 and MRSERVICETD after the report data.
+_TD15_FIELDS: Final = {"tee_tcb_svn2": (584, 16), "mrservicetd": (600, 48)}
 _SGX_FIELDS: Final = {"mrenclave": (64, 32), "mrsigner": (128, 32), "isvprodid": (256, 2),
+                      "isvextprodid": (32, 16), "configid": (192, 64), "configsvn": (260, 2),
+                      "isvfamilyid": (304, 16),
                       "isvsvn": (258, 2)}
 
 TeeName = Literal["tdx", "sgx"]
+
+# PCK certification data types 1-3 carry a PPID of this size (1 plain, 2 RSA-2048-OAEP, 3
+# RSA-3072-OAEP encrypted), then CPUSVN (16), PCESVN (2) and PCE ID (2); type 4 the PCK leaf.
+_PPID_SIZES: Final = {1: 16, 2: 256, 3: 384}
+_MAX_PCK_LEAF: Final = 8 * 1024
+
+
+@dataclass(frozen=True)
+class PckRequest:
+    """The platform identity a quote of certification data type 1-3 carries: what a PCCS is
+    asked for the PCK certificate (Intel PCS API ``pckcert``)."""
+
+    ppid: bytes
+    encrypted: bool
+    cpusvn: bytes
+    pcesvn: int
+    pceid: bytes
+
+    def query(self) -> str:
+        """The PCCS query string (hex, as the PCS API spells its parameters)."""
+        name = "encrypted_ppid" if self.encrypted else "ppid"
+        return (f"{name}={self.ppid.hex()}&cpusvn={self.cpusvn.hex()}"
+                f"&pcesvn={self.pcesvn.to_bytes(2, 'little').hex()}&pceid={self.pceid.hex()}")
 
 
 def _fail(check: str, message: str, *, expected: object = None, actual: object = None) -> NoReturn:
@@ -146,6 +182,21 @@ class DcapQuote:
     qe_auth_data: bytes
     pck_chain_pem: bytes
     padding: int = 0
+    pck_data_type: int = 5
+    pck_data: bytes = b""
+
+    @property
+    def pck_request(self) -> PckRequest | None:
+        """What a PCCS is asked for this quote's PCK certificate (certification data types
+        1-3: the PPID, plain or RSA-OAEP encrypted, CPUSVN, PCESVN and PCE ID), else None."""
+        if self.pck_data_type not in _PPID_SIZES:
+            return None
+        n = _PPID_SIZES[self.pck_data_type]
+        d = self.pck_data
+        return PckRequest(
+            ppid=d[:n], encrypted=self.pck_data_type != 1, cpusvn=d[n : n + 16],
+            pcesvn=int.from_bytes(d[n + 16 : n + 18], "little"), pceid=d[n + 18 : n + 20],
+        )
 
     @property
     def report_data(self) -> bytes:
@@ -162,14 +213,22 @@ class DcapQuote:
             return bool(self.body[120] & 1)  # TD_ATTRIBUTES.TUD.DEBUG
         return bool(self.body[48] & 2)  # ATTRIBUTES.FLAGS.DEBUG
 
-    def field(self, name: str) -> bytes:
-        table = _TDX_FIELDS if self.tee == "tdx" else _SGX_FIELDS
-        offset, size = table[name]
+    def _table(self) -> Mapping[str, tuple[int, int]]:
+        if self.tee == "sgx":
+            return _SGX_FIELDS
+        return {**_TDX_FIELDS, **_TD15_FIELDS} if len(self.body) == _TD15_BODY else _TDX_FIELDS
+
+    def field(self, name: str) -> bytes | None:
+        """A measured or reported field by name; None when this body has none (a TD report
+        1.0 has no ``mrservicetd``)."""
+        place = self._table().get(name)
+        if place is None:
+            return None
+        offset, size = place
         return self.body[offset : offset + size]
 
     def fields(self) -> dict[str, str]:
-        table = _TDX_FIELDS if self.tee == "tdx" else _SGX_FIELDS
-        out = {name: self.body[o : o + n].hex() for name, (o, n) in table.items()}
+        out = {name: self.body[o : o + n].hex() for name, (o, n) in self._table().items()}
         out["version"] = str(self.version)
         out["padding"] = str(self.padding)
         if self.tee == "tdx":
@@ -230,12 +289,12 @@ def parse_quote(data: bytes) -> DcapQuote:
     version = int.from_bytes(header[0:2], "little")
     key_type = int.from_bytes(header[2:4], "little")
     tee_type = int.from_bytes(header[4:8], "little")
-    if (version, tee_type) not in ((3, 0), (4, 0x81), (5, 0x81)):
+    if version not in (3, 4, 5) or tee_type not in (0, 0x81) or (version, tee_type) == (3, 0x81):
         _fail(
             "version",
             f"quote version {version} with TEE type 0x{tee_type:x} is not supported (SGX v3, "
-            "TDX v4 and v5 are)",
-            expected="SGX v3 (0x0), TDX v4/v5 (0x81)",
+            "v4 and v5, TDX v4 and v5 are)",
+            expected="SGX v3/v4/v5 (0x0), TDX v4/v5 (0x81)",
             actual=f"v{version} 0x{tee_type:x}",
         )
     if key_type != 2:
@@ -248,11 +307,12 @@ def parse_quote(data: bytes) -> DcapQuote:
     if version == 5:
         body_type = r.u16("the body type")
         body_size = r.u32("the body size")
-        sizes = {2: _TD10_BODY, 3: _TD15_BODY}
+        sizes = {1: _SGX_BODY} if tee == "sgx" else {2: _TD10_BODY, 3: _TD15_BODY}
         if sizes.get(body_type) != body_size:
-            _fail("version", f"TDX v5 body type {body_type} of {body_size} bytes is not a TD "
-                  "report 1.0 (2, 584) or 1.5 (3, 648)", expected="2/584 or 3/648",
-                  actual=f"{body_type}/{body_size}")
+            want = "1/384" if tee == "sgx" else "2/584 or 3/648"
+            _fail("version", f"{tee.upper()} v5 body type {body_type} of {body_size} bytes is "
+                  "not " + ("an SGX report (1, 384)" if tee == "sgx" else "a TD report 1.0 "
+                  "(2, 584) or 1.5 (3, 648)"), expected=want, actual=f"{body_type}/{body_size}")
     else:
         body_type = 1 if tee == "sgx" else 2
         body_size = _SGX_BODY if tee == "sgx" else _TD10_BODY
@@ -288,18 +348,55 @@ def parse_quote(data: bytes) -> DcapQuote:
     qe_signature = qe.take(64, "the QE report signature")
     qe_auth = qe.take(qe.u16("the QE authentication data size"), "the QE authentication data")
     cert_type = qe.u16("the PCK certification data type")
-    if cert_type != 5:
-        _fail("schema", f"PCK certification data type {cert_type} is not a PEM chain (5): "
-              "fetch the PCK certificate chain separately", expected=5, actual=cert_type)
-    chain = qe.take(qe.u32("the PCK chain size"), "the PCK chain")
+    if cert_type not in (1, 2, 3, 4, 5):
+        _fail("schema", f"PCK certification data type {cert_type} is none of 1-5 (PPID forms, "
+              "the PCK leaf, the PEM chain)", expected="1-5", actual=cert_type)
+    chain = qe.take(qe.u32("the PCK certification data size"), "the PCK certification data")
     qe.done()
+    pck_data = b""
+    if cert_type in _PPID_SIZES:
+        size = _PPID_SIZES[cert_type] + 20
+        if len(chain) != size:
+            _fail("schema", f"PCK certification data type {cert_type} is {size} bytes (PPID, "
+                  f"CPUSVN, PCESVN, PCE ID); this one is {len(chain)}", expected=size,
+                  actual=len(chain))
+        pck_data, chain = chain, b""
+    elif cert_type == 4:
+        if not 0 < len(chain) <= _MAX_PCK_LEAF:
+            _fail("schema", f"a PCK leaf certificate (type 4) of {len(chain)} bytes",
+                  expected=f"1..{_MAX_PCK_LEAF}", actual=len(chain))
+        pck_data, chain = chain, b""
     return DcapQuote(
         raw=raw, tee=tee, version=version, body_type=body_type, header=header, body=body,
         signed=signed, signature=signature, attestation_key=attestation_key,
         qe_report=qe_report, qe_report_signature=qe_signature, qe_auth_data=qe_auth,
         pck_chain_pem=chain.rstrip(b"\0"),
         padding=len(padding),
+        pck_data_type=cert_type,
+        pck_data=pck_data,
     )
+
+
+def with_pck_chain(quote: DcapQuote, chain_pem: bytes) -> bytes:
+    """``quote`` with its PCK certification data replaced by ``chain_pem`` (type 5).
+
+    The certification data is not signed (the attestation key signs header and body, the PCK
+    key the QE report), so this changes nothing any signature covers: a wrong chain fails the
+    QE report's signature or the chain to the pinned root like any other. Zero padding after
+    the signature data is dropped.
+    """
+    def u16(n: int) -> bytes:
+        return n.to_bytes(2, "little")
+
+    def u32(n: int) -> bytes:
+        return n.to_bytes(4, "little")
+
+    inner = (quote.qe_report + quote.qe_report_signature + u16(len(quote.qe_auth_data))
+             + quote.qe_auth_data + u16(5) + u32(len(chain_pem)) + chain_pem)
+    if quote.version != 3:
+        inner = u16(6) + u32(len(inner)) + inner
+    data = quote.signature + quote.attestation_key + inner
+    return quote.signed + u32(len(data)) + data
 
 
 # --- the chain and the signatures ------------------------------------------------------------
@@ -485,6 +582,7 @@ class Collateral:
     json_text: str
     tcb_info: Mapping[str, Any]
     qe_identity: Mapping[str, Any]
+    pck_crl_issuer_chain: str = ""
 
     @classmethod
     def from_json(cls, raw: str | bytes, *, source: str = "collateral") -> Collateral:
@@ -506,7 +604,8 @@ class Collateral:
         if not isinstance(tcb_info, dict) or not isinstance(qe_identity, dict):
             raise DataError(f"{source}: tcb_info and qe_identity must be JSON objects")
         text = raw.decode() if isinstance(raw, bytes) else raw
-        return cls(json_text=text, tcb_info=tcb_info, qe_identity=qe_identity)
+        return cls(json_text=text, tcb_info=tcb_info, qe_identity=qe_identity,
+                   pck_crl_issuer_chain=doc["pck_crl_issuer_chain"])
 
 
 def load_collateral(path: str | os.PathLike[str]) -> Collateral:
@@ -525,9 +624,13 @@ def load_collateral(path: str | os.PathLike[str]) -> Collateral:
 
 
 class PccsClient(Protocol):
-    """Where collateral comes from: ``collateral(quote)`` for the quote's FMSPC and CA."""
+    """Where collateral comes from: ``collateral(quote)`` for the quote's FMSPC and CA; and
+    the PCK certificate chain (PEM) of a platform a quote names by PPID:
+    ``pck_certificate(request)``. Failures raise :class:`~zcbench.errors.EnvError`."""
 
     def collateral(self, quote: bytes) -> Collateral: ...
+
+    def pck_certificate(self, request: PckRequest) -> bytes: ...
 
 
 class HttpPccs:
@@ -545,13 +648,54 @@ class HttpPccs:
             raise EnvError(f"cannot fetch collateral from {self.url}: {exc}") from None
         return Collateral.from_json(fetched.to_json(), source=self.url)
 
+    def pck_certificate(self, request: PckRequest) -> bytes:
+        """GET ``/sgx/certification/v4/pckcert`` (Intel PCS API): the PCK certificate in the
+        body, its issuer chain in ``SGX-PCK-Certificate-Issuer-Chain``; returns both (PEM)."""
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        if not request.encrypted:
+            raise EnvError(
+                "a PCCS is asked by encrypted PPID; this quote carries its PPID in plain text "
+                "(type 1): give the PCK certificate chain with --pck-chain FILE"
+            )
+        url = self.url.rstrip("/") + "/sgx/certification/v4/pckcert?" + request.query()
+        try:
+            # https only (checked when made): no file: or custom scheme reaches urlopen.
+            with urllib.request.urlopen(url, timeout=10.0) as response:  # noqa: S310
+                body: bytes = response.read(_MAX_PCK_LEAF + 1)
+                issuers = response.headers.get("SGX-PCK-Certificate-Issuer-Chain", "")
+        except urllib.error.HTTPError as exc:
+            raise EnvError(f"the PCCS answered {exc.code} for the PCK certificate ({url}): "
+                           "give it with --pck-chain FILE") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise EnvError(f"cannot reach the PCCS at {self.url}: {exc}") from None
+        if len(body) > _MAX_PCK_LEAF or len(issuers) > 4 * _MAX_PCK_LEAF:
+            raise EnvError("the PCCS sent more than a PCK certificate chain")
+        return body + urllib.parse.unquote(issuers).encode()
+
 
 class MemoryPccs:
-    """Collateral held in memory by FMSPC (uppercase hex); records each request."""
+    """Collateral held in memory by FMSPC (uppercase hex) and PCK chains by
+    :meth:`PckRequest.query`; records each request."""
 
-    def __init__(self, by_fmspc: Mapping[str, Collateral] | None = None) -> None:
+    def __init__(
+        self,
+        by_fmspc: Mapping[str, Collateral] | None = None,
+        pck_chains: Mapping[str, bytes] | None = None,
+    ) -> None:
         self.by_fmspc = dict(by_fmspc or {})
+        self.pck_chains = dict(pck_chains or {})  # by PckRequest.query()
         self.requests: list[str] = []
+
+    def pck_certificate(self, request: PckRequest) -> bytes:
+        query = request.query()
+        self.requests.append(query)
+        try:
+            return self.pck_chains[query]
+        except KeyError:
+            raise EnvError(f"no PCK certificate held for {query}") from None
 
     def collateral(self, quote: bytes) -> Collateral:
         fmspc = _fmspc(quote)
@@ -645,6 +789,9 @@ def _check_policy(quote: DcapQuote, policy: AttestationPolicy) -> None:
               expected=data.hex(), actual=quote.report_data.hex())
     for name, value in (policy.expected_fields or {}).items():
         got = quote.field(name)
+        if got is None:
+            _fail(name, f"the quote has no {name}: its report body (TD report 1.0) predates it",
+                  expected=value.hex(), actual=None)
         if got != value:
             _fail(name, f"the quote's {name} differs from the expected value",
                   expected=value.hex(), actual=got.hex())
@@ -665,7 +812,7 @@ def _refuse_foreign(policy: AttestationPolicy, tee: TeeName) -> None:
     if foreign:
         raise UsageError(f"a {tee.upper()} quote has no {', '.join(foreign)}: bind a nonce or "
                          "key with expected_report_data and the image with expected_measurement")
-    table = _TDX_FIELDS if tee == "tdx" else _SGX_FIELDS
+    table = {**_TDX_FIELDS, **_TD15_FIELDS} if tee == "tdx" else _SGX_FIELDS
     unknown = sorted(set(policy.expected_fields or ()) - set(table))
     if unknown:
         raise UsageError(f"a {tee.upper()} quote has no field {unknown[0]!r}; expected_fields "
@@ -682,10 +829,18 @@ def check_quote(
     at: dt.datetime,
     collateral: Collateral | None = None,
     pccs: PccsClient | None = None,
+    pck_chain: bytes | None = None,
 ) -> TeeVerdict:
     """Check a TDX or SGX quote against ``policy`` at ``at``; a verdict, never a failed-check
     raise. With ``collateral`` (or a ``pccs`` to fetch it) the TCB status is evaluated and must
     be UpToDate or allowed by name; without, the verdict's ``tcb_status`` is ``"unknown"``.
+
+    A quote that carries its platform's PPID (certification data types 1-3) instead of its
+    PCK chain is checked with ``pck_chain`` (PEM: PCK certificate, PCK CA, Intel SGX Root CA)
+    or the chain ``pccs`` fetches for its PPID, CPUSVN, PCESVN and PCE ID; one that carries
+    the PCK leaf (type 4) with ``pck_chain`` (the leaf's issuers, or the whole chain) or the
+    PCK CA chain its collateral carries. The chain is then checked to the pinned root like
+    any other.
     """
     if not isinstance(policy, AttestationPolicy):
         raise UsageError("policy must be an AttestationPolicy")
@@ -701,8 +856,14 @@ def check_quote(
     _refuse_foreign(policy, tee)
     warned = list(policy.warn())
     failed: AttestationError | None = None
+    pck_note: str | None = None
     try:
         quote = parse_quote(data)
+        if quote.pck_data_type != 5:
+            chain_pem, pck_note = _resolve_pck_chain(quote, pck_chain, collateral, pccs)
+            quote = parse_quote(with_pck_chain(quote, chain_pem))
+        elif pck_chain is not None:
+            raise UsageError("this quote carries its PCK certificate chain: give no --pck-chain")
         pck = _check_chain(quote, at)
         _check_signatures(quote, pck)
         if collateral is None and pccs is not None:
@@ -720,6 +881,8 @@ def check_quote(
         _check_policy(quote, policy)
     except AttestationError as exc:
         failed = exc
+    if pck_note is not None:
+        warned.append(pck_note)
     if collateral is None and failed is None:
         warned.append("no collateral: the TCB status is unknown (the chain and signatures "
                       "hold, but the platform's patch level and revocation were not checked)")
@@ -743,6 +906,81 @@ def check_quote(
         fields={} if quote is None else quote.fields(),
         chain=() if quote is None else _chain_fingerprints(quote),
         warnings=tuple(warned),
+        certificates=() if quote is None else _chain_facts(quote),
+    )
+
+
+def _chain_facts(quote: DcapQuote) -> tuple[ChainCertificate, ...]:
+    """The PCK chain as read, root first (empty when it did not read)."""
+    try:
+        return _chain_facts_of(quote.pck_chain_pem)
+    except AttestationError:
+        return ()
+
+
+@functools.lru_cache(maxsize=32)
+def _chain_facts_of(pem: bytes) -> tuple[ChainCertificate, ...]:
+    # A pure function of the chain's bytes: its names are read once per chain.
+    chain = _pck_chain(pem)
+    roles = chain_roles(3)
+    certs = (chain.root, chain.ca, chain.leaf)
+    return tuple(
+        ChainCertificate(role, c.cert.subject.rfc4514_string(), c.not_before, c.not_after,
+                         fingerprint)
+        for role, c, fingerprint in zip(roles, certs, chain.fingerprints, strict=True)
+    )
+
+
+def _pem_blocks(blob: bytes) -> list[bytes]:
+    """The certificates of ``blob`` (PEM, or one DER certificate) as PEM blocks."""
+    try:
+        if blob.lstrip().startswith(b"-----BEGIN"):
+            certs = x509.load_pem_x509_certificates(blob)
+        else:
+            certs = [x509.load_der_x509_certificate(blob)]
+    except Exception as exc:  # cryptography raises several types: each is "certificate"
+        _fail("certificate", f"a PCK certificate given or fetched is not readable: {exc}",
+              expected="PEM certificates", actual="unreadable")
+    return [c.public_bytes(Encoding.PEM) for c in certs]
+
+
+def _resolve_pck_chain(
+    quote: DcapQuote,
+    given: bytes | None,
+    collateral: Collateral | None,
+    pccs: PccsClient | None,
+) -> tuple[bytes, str]:
+    """The PCK chain for a quote that does not carry it, and where it came from (in words)."""
+    kind = {1: "PPID", 2: "encrypted PPID", 3: "encrypted PPID", 4: "PCK leaf"}[quote.pck_data_type]
+    if quote.pck_data_type == 4:
+        leaf = _pem_blocks(quote.pck_data)
+        if len(leaf) != 1:
+            _fail("certificate", "the quote's PCK leaf (type 4) is not one certificate",
+                  expected=1, actual=len(leaf))
+        if given is not None:
+            blocks = _pem_blocks(given)
+            issuers = blocks[1:] if blocks[:1] == leaf else blocks
+            return b"".join(leaf + issuers), "the PCK leaf's issuers were given (--pck-chain)"
+        if collateral is not None:
+            issuers = _pem_blocks(collateral.pck_crl_issuer_chain.encode())
+            return b"".join(leaf + issuers), "the PCK leaf's issuers are the collateral's PCK CA"
+    elif given is not None:
+        return b"".join(_pem_blocks(given)), "the PCK certificate chain was given (--pck-chain)"
+    elif pccs is not None:
+        request = quote.pck_request
+        assert request is not None
+        fetched = pccs.pck_certificate(request)
+        return b"".join(_pem_blocks(fetched)), "the PCK certificate chain was fetched from a PCCS"
+    _fail(
+        "certificate",
+        f"the quote carries its platform's {kind} (certification data type "
+        f"{quote.pck_data_type}), not its PCK certificate chain: give the chain with "
+        "--pck-chain FILE (PEM: PCK certificate, PCK CA, Intel SGX Root CA, from your PCCS or "
+        "the platform's registration)"
+        + (", or fetch it with --pccs URL" if quote.pck_data_type != 4 else
+           ", or the collateral (--collateral) whose PCK CA issued the leaf"),
+        expected="PCK certificate chain",
+        actual=f"certification data type {quote.pck_data_type}",
     )
 
 
@@ -761,9 +999,11 @@ def verify_quote(
     at: dt.datetime,
     collateral: Collateral | None = None,
     pccs: PccsClient | None = None,
+    pck_chain: bytes | None = None,
 ) -> TeeVerdict:
     """:func:`check_quote`, raising :class:`AttestationError` when a check failed."""
-    verdict = check_quote(data, policy, at=at, collateral=collateral, pccs=pccs)
+    verdict = check_quote(data, policy, at=at, collateral=collateral, pccs=pccs,
+                          pck_chain=pck_chain)
     if not verdict.verified:
         raise verdict.error()
     return verdict

@@ -1,11 +1,13 @@
 """AMD SEV-SNP attestation reports: parse strictly, verify against the pinned AMD roots.
 
-Owns the report's byte format (SEV-SNP ABI, ``ATTESTATION_REPORT``: 0x4A0 bytes, versions 2 and
-3), the AMD certificate chain (ARK → ASK → VCEK, or ARK → ASVK → VLEK as AWS EC2 signs reports),
-and the SEV-SNP half of the one :class:`~zcbench.tee.policy.AttestationPolicy`. It does not
-fetch anything by itself: a VCEK comes from the caller's files or from a
-:class:`~zcbench.tee.amd_kds.KdsClient` passed in (the real one speaks HTTP to AMD's KDS, the
-in-memory one serves tests).
+Owns the report's byte format (SEV-SNP ABI, ``ATTESTATION_REPORT``: 0x4A0 bytes, versions 2 to
+5: version 3 adds the CPUID family, model and stepping at 0x188; version 4 has version 3's
+layout; version 5 adds ``LAUNCH_MIT_VECTOR`` at 0x1F8 and ``CURRENT_MIT_VECTOR`` at 0x200, the
+rest up to the signature staying reserved), the AMD certificate chain (ARK → ASK → VCEK, or
+ARK → ASVK → VLEK as AWS EC2 signs reports), and the SEV-SNP half of the one
+:class:`~zcbench.tee.policy.AttestationPolicy`. It does not fetch anything by itself: a VCEK
+comes from the caller's files or from a :class:`~zcbench.tee.amd_kds.KdsClient` passed in (the
+real one speaks HTTP to AMD's KDS, the in-memory one serves tests).
 
 The AMD roots are packaged in ``zcbench/tee/roots/`` (ASK, ARK and ASVK per product, as AMD's
 KDS serves them) and pinned here by the SHA-256 of their DER, checked on every load. A report
@@ -13,7 +15,8 @@ is checked in this order, each failure under its stable ``check`` name:
 
 ========================  ==================================================================
 ``decode``                not 0x4A0 bytes (truncated or with trailing bytes)
-``version``               a report version other than 2 or 3
+``version``               a report version other than 2, 3, 4 or 5 (a later one's layout
+                          is not known here: refused, never read as an older one)
 ``reserved``              a reserved field is not zero (or policy bit 17, reserved one, is 0)
 ``schema``                a field out of its range: VMPL above 3, an unknown signing key
 ``algorithm``             the report's signature algorithm is not ECDSA P-384 with SHA-384,
@@ -27,7 +30,9 @@ is checked in this order, each failure under its stable ``check`` name:
 ``signing_key``           the report says VCEK and the leaf is a VLEK, or the reverse
 ``validity``              a certificate is expired or not yet valid at the verification time
 ``tcb``                   the leaf's TCB extensions differ from the report's ``reported_tcb``
-``chip_id``               the VCEK's hwID differs from the report's ``chip_id``
+``chip_id``               the VCEK's hwID differs from the report's ``chip_id`` (a report
+                          that masks its chip ID, all zero, is tied to its chip by the
+                          VCEK's signature alone, and the verdict warns so)
 ``signature``             the report's ECDSA P-384 signature (little-endian r, s) fails
 ``debug``                 guest policy bit 19 (debug) set and ``allow_debug`` not asked for
 ``measurement``           ``MEASUREMENT`` differs from the expected one
@@ -46,6 +51,8 @@ import datetime as dt
 import functools
 import hashlib
 import importlib.resources
+import struct
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,12 +71,13 @@ from zcbench.tee._der import outer_fields_agree
 from zcbench.tee.amd_kds import KdsClient
 from zcbench.tee.errors import AttestationError
 from zcbench.tee.policy import AttestationPolicy
-from zcbench.tee.verdict import TeeVerdict, text_of
+from zcbench.tee.verdict import ChainCertificate, TeeVerdict, chain_roles, text_of
 
 __all__ = [
     "AMD_ROOT_SHA256",
     "PRODUCTS",
     "REPORT_SIZE",
+    "VERSIONS",
     "Product",
     "SnpReport",
     "TcbVersion",
@@ -80,6 +88,8 @@ __all__ = [
 ]
 
 REPORT_SIZE: Final = 0x4A0
+VERSIONS: Final = (2, 3, 4, 5)
+"""The report versions whose layout is known (SEV-SNP ABI; 4 is laid out as 3)."""
 _SIGNED_SIZE: Final = 0x2A0
 _SIG_COMPONENT: Final = 72
 
@@ -198,6 +208,8 @@ class SnpReport:
     chip_id: bytes
     committed_tcb: int
     launch_tcb: int
+    launch_mit_vector: int | None
+    current_mit_vector: int | None
     signature_r: int
     signature_s: int
 
@@ -233,7 +245,7 @@ def _u64(b: bytes, at: int) -> int:
 
 def looks_like_snp(data: bytes) -> bool:
     """True when ``data`` has the size and leading version of an SEV-SNP report (dispatch)."""
-    return len(data) == REPORT_SIZE and _u32(data, 0) in (2, 3)
+    return len(data) == REPORT_SIZE and _u32(data, 0) in VERSIONS
 
 
 def _zero(b: bytes, start: int, end: int, what: str) -> None:
@@ -248,7 +260,8 @@ def _zero(b: bytes, start: int, end: int, what: str) -> None:
 
 
 def parse_report(data: bytes) -> SnpReport:
-    """Parse an SEV-SNP report strictly: exact size, version 2 or 3, reserved fields zero.
+    """Parse an SEV-SNP report strictly: exact size, version 2 to 5, reserved fields zero as
+    its version's layout says.
 
     Raises :class:`AttestationError` (``decode``, ``version``, ``reserved``, ``schema``,
     ``algorithm``). Checks nothing cryptographic (:func:`check_snp` does).
@@ -265,11 +278,17 @@ def parse_report(data: bytes) -> SnpReport:
             actual=len(b),
         )
     version = _u32(b, 0x00)
-    if version not in (2, 3):
+    if version not in VERSIONS:
         _fail(
             "version",
-            f"SEV-SNP report version {version} is not supported (2 and 3 are)",
-            expected="2 or 3",
+            f"SEV-SNP report version {version} is not one whose layout this verifier knows "
+            f"(versions {', '.join(map(str, VERSIONS))}): "
+            + (
+                "a newer firmware's report; upgrade zcbench"
+                if version > VERSIONS[-1]
+                else "not an SEV-SNP guest attestation report"
+            ),
+            expected=", ".join(map(str, VERSIONS)),
             actual=version,
         )
     policy = _u64(b, 0x08)
@@ -312,7 +331,12 @@ def parse_report(data: bytes) -> SnpReport:
         cpuid = (b[0x188], b[0x189], b[0x18A])
     _zero(b, 0x1EB, 0x1EC, "after the current version")
     _zero(b, 0x1EF, 0x1F0, "after the committed version")
-    _zero(b, 0x1F8, _SIGNED_SIZE, "before the signature")
+    if version >= 5:
+        mitigations: tuple[int | None, int | None] = (_u64(b, 0x1F8), _u64(b, 0x200))
+        _zero(b, 0x208, _SIGNED_SIZE, "after the mitigation vectors")
+    else:
+        mitigations = (None, None)
+        _zero(b, 0x1F8, _SIGNED_SIZE, "before the signature")
     _zero(b, _SIGNED_SIZE + 2 * _SIG_COMPONENT, REPORT_SIZE, "after the signature's r and s")
     return SnpReport(
         raw=b,
@@ -340,6 +364,8 @@ def parse_report(data: bytes) -> SnpReport:
         chip_id=b[0x1A0:0x1E0],
         committed_tcb=_u64(b, 0x1E0),
         launch_tcb=_u64(b, 0x1F0),
+        launch_mit_vector=mitigations[0],
+        current_mit_vector=mitigations[1],
         signature_r=int.from_bytes(b[_SIGNED_SIZE : _SIGNED_SIZE + _SIG_COMPONENT], "little"),
         signature_s=int.from_bytes(
             b[_SIGNED_SIZE + _SIG_COMPONENT : _SIGNED_SIZE + 2 * _SIG_COMPONENT], "little"
@@ -363,8 +389,61 @@ def _load_der(der: bytes) -> x509.Certificate:
     return cert
 
 
+# The GHCB certificate table (AMD GHCB specification, SNP extended guest request): the form in
+# which a host hands a guest its VCEK/VLEK, ASK and ARK (Linux's SNP_GET_EXT_REPORT, Google
+# Cloud's ``aux_blob``). Entries of GUID, offset and length, ended by an all-zero entry.
+_TABLE_GUIDS: Final = {
+    uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd"): "vcek",
+    uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1"): "vlek",
+    uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782"): "ask",
+    uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae"): "ark",
+}
+_TABLE_ENTRY: Final = 24
+_TABLE_MAX_ENTRIES: Final = 16
+
+
+def _table_guid(raw: bytes) -> str | None:
+    """The role of a table GUID, read in RFC 4122 byte order or in the mixed-endian order of
+    Linux's guid_t (both are found in the field)."""
+    for guid in (uuid.UUID(bytes=raw), uuid.UUID(bytes_le=raw)):
+        if guid in _TABLE_GUIDS:
+            return _TABLE_GUIDS[guid]
+    return None
+
+
+def _certificate_table(blob: bytes) -> list[bytes] | None:
+    """The DER certificates of a GHCB certificate table, or None when ``blob`` is not one.
+
+    Strict: an all-zero entry ends the table within its first entries, every entry's data
+    lies after the table and inside ``blob``; entries of GUIDs other than the four AMD
+    certificates' are other data and skipped."""
+    if len(blob) < 2 * _TABLE_ENTRY or _table_guid(blob[:16]) is None:
+        return None
+    entries = [blob[i : i + _TABLE_ENTRY] for i in range(0, len(blob), _TABLE_ENTRY)]
+    entries = [e for e in entries[:_TABLE_MAX_ENTRIES] if len(e) == _TABLE_ENTRY]
+    count = next((i for i, e in enumerate(entries) if not any(e)), None)
+    if count is None:
+        _fail("certificate", "a certificate table with no all-zero entry ending it in its first "
+              f"{_TABLE_MAX_ENTRIES} entries", expected="an ending entry", actual="none")
+    data_start = (count + 1) * _TABLE_ENTRY
+    found: list[bytes] = []
+    for i, entry in enumerate(entries[:count]):
+        offset, length = struct.unpack("<II", entry[16:24])
+        if length == 0 or offset < data_start or offset + length > len(blob):
+            _fail("certificate", f"certificate table entry {i} points outside the table's data "
+                  f"(offset {offset}, length {length}; data is {data_start}..{len(blob)})",
+                  expected=f"within {data_start}..{len(blob)}", actual=f"{offset}+{length}")
+        if _table_guid(entry[:16]) is not None:
+            found.append(blob[offset : offset + length])
+    return found
+
+
 def _certificates(blob: bytes) -> list[x509.Certificate]:
-    """The certificates in one file: DER, or one or more PEM blocks."""
+    """The certificates in one file: DER, one or more PEM blocks, or a GHCB certificate table
+    (the host's VCEK/VLEK, ASK and ARK)."""
+    table = _certificate_table(blob)
+    if table is not None:
+        return [c for der in table for c in _certificates(der)]
     try:
         if blob.lstrip().startswith(b"-----BEGIN"):
             with warnings.catch_warnings():
@@ -672,6 +751,14 @@ def _fetch_vcek(report: SnpReport, kds: KdsClient) -> x509.Certificate:
             expected="SEV-VCEK",
             actual=None,
         )
+    if not any(report.chip_id):
+        _fail(
+            "certificate",
+            "no VCEK given and the report masks its chip ID (all zero), which AMD's KDS needs "
+            "to find it: give the VCEK with --cert FILE (the host's certificate table has it)",
+            expected="SEV-VCEK",
+            actual=None,
+        )
     tcb = TcbVersion.unpack(report.reported_tcb, product)
     hwid = report.chip_id[:8] if product == "Turin" else report.chip_id
     der = kds.vcek(product, hwid, tcb.spl())
@@ -712,7 +799,7 @@ def _check_leaf(report: SnpReport, chain: _Chain) -> None:
                 expected=got,
                 actual=cert_value,
             )
-    if report.signed_by == "vcek":
+    if report.signed_by == "vcek" and any(report.chip_id):
         hwid = _extension(leaf, _OID_HWID)
         chip = report.chip_id[:8] if product == "Turin" else report.chip_id
         if hwid != chip:
@@ -832,6 +919,9 @@ def _fields(report: SnpReport, product: Product | None) -> dict[str, str]:
     }
     if product is not None:
         out["product"] = product
+    if report.launch_mit_vector is not None and report.current_mit_vector is not None:
+        out["launch_mit_vector"] = f"0x{report.launch_mit_vector:016x}"
+        out["current_mit_vector"] = f"0x{report.current_mit_vector:016x}"
     return out
 
 
@@ -841,6 +931,11 @@ def _facts(report: SnpReport | None) -> list[str]:
         notes.append("the guest policy allows SMT (hyperthreading) on the host")
     if report is not None and report.migration_agent:
         notes.append("the guest policy allows a migration agent")
+    if report is not None and report.signed_by == "vcek" and not any(report.chip_id):
+        notes.append(
+            "the report masks its chip ID (all zero): the VCEK's signature ties it to a chip, "
+            "but the report does not say which"
+        )
     return notes
 
 
@@ -900,6 +995,18 @@ def check_snp(
         if chain is None
         else tuple(_sha256(c) for c in (chain.ark, chain.signer, chain.leaf)),
         warnings=(*warned, *_facts(report)),
+        certificates=() if chain is None else _chain_facts(chain),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _chain_facts(chain: _Chain) -> tuple[ChainCertificate, ...]:
+    # A pure function of the (cached) certificates: named once per chain, not per report.
+    roles = chain_roles(3)
+    certs = (chain.ark, chain.signer, chain.leaf)
+    return tuple(
+        ChainCertificate(role, c.subject.rfc4514_string(), *_validity(c), _sha256(c))
+        for role, c in zip(roles, certs, strict=True)
     )
 
 

@@ -22,7 +22,7 @@ from typing import Literal
 from zcbench.errors import UsageError
 from zcbench.tee.errors import AttestationError
 
-__all__ = ["TEE_KINDS", "TeeKind", "TeeVerdict", "text_of"]
+__all__ = ["TEE_KINDS", "ChainCertificate", "TeeKind", "TeeVerdict", "chain_roles", "text_of"]
 
 TeeKind = Literal["nitro", "sev-snp", "tdx", "sgx"]
 TEE_KINDS: tuple[TeeKind, ...] = ("nitro", "sev-snp", "tdx", "sgx")
@@ -30,6 +30,38 @@ TEE_KINDS: tuple[TeeKind, ...] = ("nitro", "sev-snp", "tdx", "sgx")
 
 def _iso(t: dt.datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ChainCertificate:
+    """One certificate of the chain a verdict rests on, as read (root first in a verdict's
+    ``certificates``): its role, subject, validity window and SHA-256 of its DER."""
+
+    role: Literal["root", "intermediate", "leaf"]
+    subject: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    sha256: str
+
+    def valid_at(self, at: dt.datetime) -> bool:
+        """Whether ``at`` lies inside the certificate's validity window."""
+        return self.not_before <= at <= self.not_after
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "role": self.role,
+            "subject": self.subject,
+            "not_before": _iso(self.not_before),
+            "not_after": _iso(self.not_after),
+            "sha256": self.sha256,
+        }
+
+
+def chain_roles(count: int) -> tuple[Literal["root", "intermediate", "leaf"], ...]:
+    """The roles of a chain of ``count`` certificates, root first."""
+    return tuple(
+        "root" if i == 0 else "leaf" if i == count - 1 else "intermediate" for i in range(count)
+    )
 
 
 @dataclass(frozen=True)
@@ -62,6 +94,7 @@ class TeeVerdict:
     fields: Mapping[str, str] = field(default_factory=dict)
     chain: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    certificates: tuple[ChainCertificate, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary: bytes as lowercase hex, times ISO 8601 UTC with ``Z``."""
@@ -83,6 +116,7 @@ class TeeVerdict:
             "advisory_ids": list(self.advisory_ids),
             "fields": dict(self.fields),
             "chain": list(self.chain),
+            "certificates": [c.to_dict() for c in self.certificates],
             "warnings": list(self.warnings),
         }
 

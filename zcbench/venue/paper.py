@@ -332,6 +332,11 @@ class PaperVenue:
             out.extend(self._work(live, top))
         return out
 
+    def resting(self) -> bool:
+        """Whether any order rests (cheap: the pending market frames are not looked at; while
+        nothing rests they fill and expire nothing)."""
+        return bool(self._live)
+
     def open_orders(self) -> list[OpenOrder]:
         """The resting orders, in priority order."""
         self._catch_up()  # pending frames exist only while nothing rests: they report nothing

@@ -37,12 +37,20 @@ signals -> outcomes
 positions
     ``position_mismatch`` (positions recomputed from the statement's fills differ from those
     recomputed from the journals' fills, or from the last run's summary).
+a chain of runs (DESIGN.md, "Restart continuity")
+    ``chain_broken`` (a run whose boot names a previous run that is not the one before it in
+    the chain, with its final checkpoint and positions: ``zcbench.host.restart.check_link``).
+    A continuing run's start state (its signed first IN record) is the record of what its
+    predecessors' crash windows left: the reports, orders and unacted signals it names are
+    not named ``not_journaled``, ``missing_in_journal`` or ``no_outcome``; an ExecID recorded
+    in two journals, or in a journal and a start state, is ``repeated_exec_id``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -316,6 +324,14 @@ class _Run:
     reports: dict[str, dict[str, Any]]  # exec id -> journal row
     fills_positions: dict[str, int]
     summary_positions: dict[str, int] | None
+    origin: str = ""
+    start: Any = None  # the StartState it logged first, when it continues a run
+    linked: bool = False  # its boot names a previous run
+    # what only its FIX session holds (a crash window): exec id -> row, and the findings,
+    # named unless a later run's start state recorded them
+    session_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    session_fills: dict[str, int] = field(default_factory=dict)  # exec id -> signed fill
+    pending: list[tuple[str, Discrepancy]] = field(default_factory=list)
 
 
 def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> _Run:
@@ -366,7 +382,10 @@ def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> 
         if ev in _FILLS:
             q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
             positions[row["symbol"]] = positions.get(row["symbol"], 0) + q
-    _add_fix_session(run_dir / "fix", name, orders, reports, positions, problems)
+    run = _Run(name, run_id, signals, orders, reports, positions, None,
+               origin=report.origin or "")
+    _add_fix_session(run_dir / "fix", run)
+    _add_start(run_dir, run, trust, problems)
     summary = None
     summary_file = run_dir / "summary.json"
     if summary_file.is_file():
@@ -375,56 +394,59 @@ def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> 
                        .get("positions", {}).items()}
         except (ValueError, TypeError, AttributeError):
             problems.append(Discrepancy("invalid", "summary.json positions unreadable", run=name))
-    return _Run(name, run_id, signals, orders, reports, positions, summary)
+    run.summary_positions = summary
+    return run
 
 
-def _add_fix_session(folder: Path, name: str, orders: dict[str, _Order],
-                     reports: dict[str, dict[str, Any]], positions: dict[str, int],
-                     problems: list[Discrepancy]) -> None:
+def _add_fix_session(folder: Path, run: _Run) -> None:
     """The run's FIX session files are the host's durable record too: every order is stored
     (fsynced) before it is sent and every report before it is acted on, so a host killed
-    between that and its journal's append still shows what it sent and received."""
-    from zcbench.venue.fix.codec import GarbledMessage, decode, iter_messages
+    between that and its journal's append still shows what it sent and received. What only
+    they hold is a pending ``not_journaled`` finding, resolved when a later run's start state
+    recorded it."""
     from zcbench.venue.fix.messages import execution_from_fix, order_from_fix
+    from zcbench.venue.fix.session import read_session_file
 
-    def messages(path: Path) -> list[Any]:
-        if not path.is_file():
-            return []
-        out = []
-        for item in iter_messages(path.read_bytes()):
-            if isinstance(item, GarbledMessage):
-                break  # a torn tail: the session cuts it on its next open
-            try:
-                out.append(decode(item))
-            except DataError:
-                break
-        return out
-
-    for msg in messages(folder / "out.fix"):
+    for msg in read_session_file(folder / "out.fix"):
         if msg.msg_type == "D":
             o = order_from_fix(msg)
-            if o.cl_ord_id not in orders:
-                problems.append(Discrepancy("not_journaled", f"order {o.cl_ord_id} was sent "
-                                            "(FIX session) but is not in the journal",
-                                            log_index=o.log_index, run=name))
-                orders[o.cl_ord_id] = _Order(name, o.cl_ord_id, o.log_index, o.signal_pos,
-                                             o.symbol, o.side, o.quantity)
-    for msg in messages(folder / "in.fix"):
+            if o.cl_ord_id not in run.orders:
+                run.pending.append((o.cl_ord_id, Discrepancy(
+                    "not_journaled", f"order {o.cl_ord_id} was sent (FIX session) but is not "
+                    "in the journal", log_index=o.log_index, run=run.name)))
+                run.orders[o.cl_ord_id] = _Order(run.name, o.cl_ord_id, o.log_index,
+                                                 o.signal_pos, o.symbol, o.side, o.quantity)
+    for msg in read_session_file(folder / "in.fix"):
         if msg.msg_type not in ("8", "9"):
             continue
         e = execution_from_fix(msg)
-        if e.exec_id in reports:
+        if e.exec_id in run.reports or e.exec_id in run.session_reports:
             continue
-        problems.append(Discrepancy("not_journaled", f"the FIX session received this "
-                                    f"{e.exec_type}, the journal does not have it", e.exec_id,
-                                    e.log_index, name))
+        run.pending.append((e.exec_id, Discrepancy(
+            "not_journaled", f"the FIX session received this {e.exec_type}, the journal does "
+            "not have it", e.exec_id, e.log_index, run.name)))
         trade = e.exec_type == "trade"
-        reports[e.exec_id] = {"event": "fill" if trade else e.exec_type, "symbol": e.symbol,
-                              "side": e.side, "quantity": e.last_qty if trade else e.order_qty,
-                              "price_ticks": e.last_px if trade else None,
-                              "log_index": e.log_index}
+        run.session_reports[e.exec_id] = {
+            "event": "fill" if trade else e.exec_type, "symbol": e.symbol, "side": e.side,
+            "quantity": e.last_qty if trade else e.order_qty,
+            "price_ticks": e.last_px if trade else None, "log_index": e.log_index}
         if trade:
-            positions[e.symbol] = positions.get(e.symbol, 0) + e.signed_qty
+            run.session_fills[e.exec_id] = e.signed_qty
+
+
+def _add_start(run_dir: Path, run: _Run, trust: str | Path,
+               problems: list[Discrepancy]) -> None:
+    """A continuing run's start state (its signed first IN record): the reports, orders and
+    unacted signals of the runs before it that it recorded."""
+    from zcbench.auditlog.boot import boot_record_of, boot_verifier_for, start_state_of
+
+    try:
+        identity = boot_verifier_for(run_dir)(boot_record_of(run_dir), trust)
+        run.linked = identity.previous is not None
+        run.start = start_state_of(run_dir)
+    except (DataError, VerificationError) as exc:
+        problems.append(Discrepancy("chain_broken", f"boot or start state unreadable: {exc}",
+                                    run=run.name))
 
 
 def _pos_of(cl_ord_id: str, run_id: str, log_index: int) -> int | None:
@@ -456,7 +478,8 @@ def check_reconciliation(
                                             log_index=o.log_index, run=run.name))
             orders[cid] = o
     signals = {(r.name, k): s for r in runs for k, s in r.signals.items()}
-    journal_reports = {x: (r, row) for r in runs for x, row in r.reports.items()}
+    problems += _chain_links(runs, trust)
+    journal_reports, covered_signals, crash_fills = _recorded(runs, problems)
 
     # orders against their signed signals
     for o in orders.values():
@@ -472,7 +495,7 @@ def check_reconciliation(
                                         f"{o.symbol}, the signal {s.side} {s.quantity} "
                                         f"{s.symbol}", log_index=o.log_index, run=o.run))
     # every signed signal has its outcome
-    have = {(o.run, o.log_index, o.pos) for o in orders.values()}
+    have = {(o.run, o.log_index, o.pos) for o in orders.values()} | covered_signals
     for (run_name, (li, pos)), s in sorted(signals.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         if (run_name, li, pos) not in have:
             problems.append(Discrepancy("no_outcome",
@@ -549,17 +572,13 @@ def check_reconciliation(
 
     # positions
     journal_positions: dict[str, int] = {}
-    for run in runs:
-        for sym, q in run.fills_positions.items():
+    for fills in [r.fills_positions for r in runs] + [crash_fills]:
+        for sym, q in fills.items():
             journal_positions[sym] = journal_positions.get(sym, 0) + q
     problems += _compare_positions("the statement's fills", positions,
                                    "the journals' fills", journal_positions)
-    summaries = [r.summary_positions for r in runs if r.summary_positions is not None]
-    if runs and runs[-1].summary_positions is not None and len(summaries) == len(runs):
-        total: dict[str, int] = {}
-        for p in summaries:
-            for sym, q in p.items():
-                total[sym] = total.get(sym, 0) + q
+    total = _summary_positions(runs)
+    if total is not None:
         problems += _compare_positions("the statement's fills", positions,
                                        "the runs' summaries", total)
     return ReconcileReport(
@@ -573,6 +592,83 @@ def check_reconciliation(
         journal_positions={k: v for k, v in sorted(journal_positions.items()) if v},
         discrepancies=tuple(problems),
     )
+
+
+def _chain_links(runs: Sequence[_Run], trust: str | Path) -> list[Discrepancy]:
+    """A run whose boot names a previous run is checked against the run before it in the
+    chain (``zcbench.host.restart.check_link``): that run's final checkpoint and positions."""
+    from zcbench.host.restart import check_link
+
+    out: list[Discrepancy] = []
+    for before, run in itertools.pairwise(runs):
+        if run.linked:
+            out += [Discrepancy("chain_broken", text, run=run.name)
+                    for text in check_link(Path(before.name), Path(run.name), trust=trust)]
+    return out
+
+
+def _recorded(
+    runs: Sequence[_Run], problems: list[Discrepancy]
+) -> tuple[dict[str, tuple[_Run, dict[str, Any]]], set[tuple[str, int, int]], dict[str, int]]:
+    """The venue reports the chain recorded, each exactly once: journal rows, and the reports
+    a continuing run's start state recorded of the runs before it; then what only a FIX
+    session holds (a crash window no later run closed, named ``not_journaled``). Also the
+    unacted signals the start states name, by (run, log index, position), and the fills only
+    the start states and sessions hold, by symbol."""
+    by_origin = {r.origin: r.name for r in runs}
+    reports: dict[str, tuple[_Run, dict[str, Any]]] = {}
+    fills: dict[str, int] = {}
+    for r in runs:
+        for x, row in r.reports.items():
+            if x in reports:
+                problems.append(Discrepancy("repeated_exec_id", "ExecID in two runs' journals: "
+                                            "counted twice", x, row["log_index"], r.name))
+            reports[x] = (r, row)
+    covered: set[str] = set()
+    signals: set[tuple[str, int, int]] = set()
+    for r in runs:
+        if r.start is None:
+            continue
+        covered |= {o.cl_ord_id for o in r.start.orders}
+        signals |= {(by_origin.get(o, o), li, k) for o, li, k in r.start.not_acted}
+        for x in r.start.executions:
+            covered.add(x.exec_id)
+            if x.exec_id in reports:
+                problems.append(Discrepancy("repeated_exec_id", "ExecID recorded twice: in a "
+                                            "journal and in a start state", x.exec_id,
+                                            x.log_index, r.name))
+                continue
+            trade = x.exec_type == "trade"
+            reports[x.exec_id] = (r, {
+                "event": "fill" if trade else x.exec_type, "symbol": x.symbol, "side": x.side,
+                "quantity": x.last_qty if trade else x.order_qty,
+                "price_ticks": x.last_px if trade else None, "log_index": x.log_index})
+            if trade:
+                fills[x.symbol] = fills.get(x.symbol, 0) + x.signed_qty
+    for r in runs:
+        problems += [d for key, d in r.pending if key not in covered]
+        for x, row in r.session_reports.items():
+            if x not in reports:
+                reports[x] = (r, row)
+                q = r.session_fills.get(x, 0)
+                fills[row["symbol"]] = fills.get(row["symbol"], 0) + q
+    return reports, signals, fills
+
+
+def _summary_positions(runs: Sequence[_Run]) -> dict[str, int] | None:
+    """The positions the runs' summaries end with: a run continuing another (its boot names
+    it) carries that one's positions, so a chain counts its last summary; separate chains
+    add up. None when a chain's last run has no summary (a host killed before writing it)."""
+    total: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        last_of_chain = i + 1 == len(runs) or not runs[i + 1].linked
+        if not last_of_chain:
+            continue
+        if run.summary_positions is None:
+            return None
+        for sym, q in run.summary_positions.items():
+            total[sym] = total.get(sym, 0) + q
+    return total
 
 
 def _check_signal(e: Execution, o: _Order, signals: dict[Any, Any], problems: list[Discrepancy],

@@ -1,7 +1,9 @@
 """Where the attestation panel's documents come from, already checked.
 
-Owns the :class:`AttestationBackend` seam, :class:`VerifyingBackend` (fetch a document for a
-nonce, check it against a build's ``commitment.json``), the sources it fetches from (the NSM
+Owns the :class:`AttestationBackend` seam, :class:`VerifyingBackend` (fetch evidence for a
+nonce, check it against a build's ``commitment.json``: a Nitro document against its PCRs, an
+SEV-SNP report or a TDX/SGX quote against the measurements of a commitment naming that TEE,
+with the nonce as its report data), the sources it fetches from (the NSM
 emulator for a build folder; :class:`EnclaveSource`, the enclave of a local run, reused while it
 runs and started only when none is), and reading a commitment with its whole document for
 display.
@@ -15,11 +17,19 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zcbench.errors import EnvError
-from zcbench.report.attestation import AttestationResult, attestation_result, read_commitment
+from zcbench.report.attestation import (
+    AttestationResult,
+    attestation_result,
+    committed_fields,
+    read_commitment,
+)
+
+if TYPE_CHECKING:
+    from zcbench.tee.dcap import Collateral
 
 __all__ = [
     "AttestationBackend",
@@ -49,13 +59,16 @@ class AttestationBackend(Protocol):
 
 
 class VerifyingBackend:
-    """A backend that fetches a document for a nonce and checks it against a commitment.
+    """A backend that fetches evidence for a nonce and checks it against a commitment.
 
-    ``fetch(nonce) -> bytes`` is the seam: a running enclave's ``attest``, or the NSM emulator.
-    ``commitment`` is the build's ``commitment.json``; its PCRs, read with
-    :func:`zcbench.nitro.load_commitment_pcrs`, are the expected ones. ``trust`` names the root
-    (``"dev"`` for the local world, every verdict then SIMULATED). ``clock`` gives the
-    verification time.
+    ``fetch(nonce) -> bytes`` is the seam: a running enclave's ``attest``, the NSM emulator,
+    or a confidential VM's report or quote for that nonce. ``commitment`` is the build's
+    ``commitment.json``; its PCRs (Nitro) or measurements (schema 2) are the expected ones.
+    ``trust`` names a Nitro root (``"dev"`` for the local world, every verdict then
+    SIMULATED); ``max_age`` bounds a Nitro document's age (other TEEs' evidence carries no
+    time: the nonce in its report data is its freshness). ``certificates`` (SEV-SNP VCEK or
+    VLEK, as file contents) and ``collateral`` (DCAP) serve the other TEEs. ``clock`` gives
+    the verification time.
     """
 
     def __init__(
@@ -67,7 +80,11 @@ class VerifyingBackend:
         description: str = "enclave",
         clock: Callable[[], dt.datetime] = _utcnow,
         max_age: dt.timedelta | None = dt.timedelta(minutes=5),
+        certificates: Sequence[bytes] = (),
+        collateral: Collateral | None = None,
     ) -> None:
+        self._certificates = tuple(certificates)
+        self._collateral = collateral
         self._fetch = fetch
         self._commitment = pathlib.Path(commitment)
         self._trust = trust
@@ -91,6 +108,13 @@ class VerifyingBackend:
         source = self._description
         if isinstance(provenance, str) and provenance:
             source = f"{source}: {provenance}"
+        tee, _ = committed_fields(commitment)
+        if tee != "nitro":
+            return attestation_result(
+                document, nonce=nonce, expected_pcrs={}, trust=self._trust, at=self._clock(),
+                source=source, commitment=commitment, certificates=self._certificates,
+                collateral=self._collateral,
+            )
         return attestation_result(
             document,
             nonce=nonce,

@@ -4,6 +4,8 @@ Owns what a PM or an LP sees about one attestation: the verdict banner (VERIFIED
 the failed check, and SIMULATED whenever the root is the development CA), the PCRs expected from
 the commitment against those in the document, the certificate chain with validity, document time
 and age, the latest log checkpoint the enclave put in ``user_data``, and an export of all of it.
+SEV-SNP reports and TDX/SGX quotes are shown the same way (their measured fields, report data,
+debug, TCB status and advisories), from the same :class:`~zcbench.tee.TeeVerdict`.
 
 It decides nothing itself: the verdict is :func:`zcbench.nitro.verify.check_attestation`'s
 report, taken as is. Where documents come from is a small :class:`AttestationBackend`; the real
@@ -50,6 +52,7 @@ from zcbench.report.attestation import (
 from zcbench.report.attestation_html import (
     chain_html,
     document_facts_html,
+    measured_title,
     pcr_table_html,
     verdict_html,
 )
@@ -222,9 +225,11 @@ class AttestationPanel(widgets.VBox):  # type: ignore[misc]
 
     def _show(self, result: AttestationResult) -> None:
         self.result = result
-        self.pcrs.value = h.heading("PCRs: commitment against document") + pcr_table_html(result)
+        self.pcrs.value = h.heading(measured_title(result)) + pcr_table_html(result)
         self.chain.value = h.heading("Certificate chain") + chain_html(result)
-        self.facts.value = h.heading("Document") + document_facts_html(result)
+        self.facts.value = h.heading(
+            "Document" if result.report is not None else result.view.tee_name
+        ) + document_facts_html(result)
         self.status.value = h.notice(
             f"Document received {h.when(result.requested_at)} from {result.source}."
         )

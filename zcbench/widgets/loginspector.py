@@ -175,6 +175,8 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
         self.action_status = widgets.HTML()
         self.status = widgets.HTML(h.notice("Type a run folder and press Open."))
 
+        self._opened: str | None = None  # the path field's text when the shown log was opened
+        self.path.observe(self._path_changed, names="value")
         self.open_button.on_click(lambda _b: self.load())
         self.verify_button.on_click(lambda _b: self.verify())
         self.filter_button.on_click(lambda _b: self.apply_filters())
@@ -237,6 +239,15 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
         self.start.max = self.stop.max = 0
         self.verify_button.disabled = True
 
+    def _path_changed(self, change: dict[str, object]) -> None:
+        """Another path typed: the shown log's rows, verdict and errors are no longer its, so
+        they go at once (not only on Open), and the panel says what to press."""
+        if change.get("new") == self._opened:
+            return
+        self._clear()
+        self._opened = None
+        self.status.value = h.notice("Press Open to read this path.")
+
     # ------------------------------------------------------------------ actions
 
     def load(self) -> bool:
@@ -252,6 +263,7 @@ class LogInspector(widgets.VBox):  # type: ignore[misc]
             self._error(self.status, h.unexpected(exc))
             return False
         self.records = frame
+        self._opened = self.path.value
         kinds = sorted(frame["kind"].unique().to_list()) if "kind" in frame.columns else []
         self.kind.options = ["(all)", *kinds]
         self.kind.value = "(all)"

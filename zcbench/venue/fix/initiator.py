@@ -20,6 +20,7 @@ folder is made at the first connection.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -38,9 +39,10 @@ from zcbench.venue.fix.messages import (
     cancel_fields,
     execution_from_fix,
     order_fields,
+    order_from_fix,
     replace_fields,
 )
-from zcbench.venue.fix.session import Session, SessionEvent, SessionStore
+from zcbench.venue.fix.session import CARRIED_FILE, Session, SessionEvent, SessionStore
 from zcbench.venue.fix.sim import SIM_COMP_ID
 from zcbench.venue.orders import Cancel, Execution, Order, Replace
 
@@ -78,8 +80,10 @@ class FixVenue:
         timeout_s: float = 10.0,
         reconnects: int = 20,
         clock: Callable[[], int] = time.time_ns,
+        carried: Sequence[Path] = (),
     ) -> None:
         self.host, self.port = host, port
+        self._carried = tuple(Path(f) for f in carried)
         self._state_dir = Path(state_dir)
         self._sender, self._target = sender, target
         self._heartbeat_s = heartbeat_s
@@ -130,8 +134,24 @@ class FixVenue:
         )
         return self._request(("G", replace_fields(request, order, market_ns=self._market_ns)))
 
+    def resting(self) -> bool:
+        """Whether an order of this session is open at the venue (its reports may still come)."""
+        return bool(self._open)
+
     def open_orders(self) -> list[Order]:
         return list(self._open.values())
+
+    def resume(self, open_orders: Sequence[str] = ()) -> list[Execution]:
+        """Continue the carried session (a restarted host's new run): log on with the carried
+        sequence numbers, so the venue resends every report this side never stored and this
+        side resends what the venue never got, and sync; returns those reports, in order.
+        ``open_orders``: ClOrdIDs of the earlier runs' orders still working at the venue
+        (their later fills come back batch by batch)."""
+        self._ensure()
+        for cid in open_orders:
+            if cid in self._orders:
+                self._open[cid] = self._orders[cid]
+        return self._request(None)
 
     def close(self) -> None:
         """Log out (when connected) and close; the session folder keeps its state."""
@@ -150,14 +170,33 @@ class FixVenue:
 
     def _ensure(self) -> Session:
         if self._session is None:
-            store = SessionStore(self._state_dir)
+            if self._carried:
+                self._write_carried()
+            store = SessionStore(self._state_dir, carried=self._carried)
             self._session = Session(store, self._sender, self._target,
                                     heartbeat_s=self._heartbeat_s, clock=self._clock,
                                     initiator=True)
-            for msg in store.received.messages:
+            for msg in store.all_received():
                 if msg.msg_type in ("8", "9") and msg.get(17):
                     self._seen.add(msg[17])
+            for msg in store.carried_sent:
+                if msg.msg_type == "D":
+                    with contextlib.suppress(DataError):
+                        order = order_from_fix(msg)
+                        self._orders.setdefault(order.cl_ord_id, order)
         return self._session
+
+    def _write_carried(self) -> None:
+        from zcbench.durable import write_atomically
+
+        path = self._state_dir / CARRIED_FILE
+        doc = {"sender": self._sender, "folders": [str(f.resolve()) for f in self._carried]}
+        try:
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                write_atomically(path, (json.dumps(doc, sort_keys=True) + "\n").encode())
+        except OSError as exc:
+            raise EnvError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def _connect(self) -> None:
         session = self._ensure()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -45,7 +45,12 @@ from zcbench.venue.fix.codec import (
     iter_messages,
 )
 
-__all__ = ["ADMIN", "Session", "SessionEvent", "SessionStore"]
+__all__ = ["ADMIN", "CARRIED_FILE", "Session", "SessionEvent", "SessionStore",
+           "read_session_file"]
+
+CARRIED_FILE: Final = "carried.json"
+"""In a session folder that continues earlier ones: their folders, oldest first, and the
+SenderCompID (``{"sender": ..., "folders": [...]}``), written before the first message."""
 
 ADMIN: Final = frozenset({"A", "0", "1", "2", "3", "4", "5"})
 _MAX_RESEND: Final = 100_000
@@ -102,27 +107,66 @@ class _Journal:
             self._fd = -1
 
 
-class SessionStore:
-    """A session's persisted state in ``folder`` (module docstring)."""
+def read_session_file(path: Path) -> list[FixMessage]:
+    """The whole messages of a session file (``out.fix``, ``in.fix``), read only: a torn tail
+    (a crash mid-append) ends the list and is left on disk."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise EnvError(f"cannot read the FIX session file {path}: {exc.strerror}") from None
+    out: list[FixMessage] = []
+    for item in iter_messages(data):
+        if isinstance(item, GarbledMessage):
+            break
+        try:
+            out.append(decode(item))
+        except DataError:
+            break
+    return out
 
-    def __init__(self, folder: Path) -> None:
+
+class SessionStore:
+    """A session's persisted state in ``folder`` (module docstring). ``carried``: session
+    folders this one continues, oldest first (a restarted host's new run folder continuing
+    the previous run's session): their messages are read, never written, and count for the
+    sequence numbers and resends; what is sent and received now goes to ``folder``."""
+
+    def __init__(self, folder: Path, *, carried: Sequence[Path] = ()) -> None:
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EnvError(f"cannot make the FIX session folder {folder}: {exc}") from None
+        self.carried = tuple(Path(f) for f in carried)
+        self.carried_sent: list[FixMessage] = []
+        self.carried_received: list[FixMessage] = []
+        for old in self.carried:
+            self.carried_sent += read_session_file(old / "out.fix")
+            self.carried_received += read_session_file(old / "in.fix")
         self.sent = _Journal(self.folder / "out.fix")
         self.received = _Journal(self.folder / "in.fix")
 
+    def all_sent(self) -> list[FixMessage]:
+        """Every message this session sent, carried ones first."""
+        return self.carried_sent + self.sent.messages
+
+    def all_received(self) -> list[FixMessage]:
+        """Every message this session accepted, carried ones first."""
+        return self.carried_received + self.received.messages
+
     @property
     def next_out(self) -> int:
-        return (self.sent.messages[-1].seq or 0) + 1 if self.sent.messages else 1
+        sent = self.sent.messages or self.carried_sent
+        return (sent[-1].seq or 0) + 1 if sent else 1
 
     @property
     def next_in(self) -> int:
-        if not self.received.messages:
+        received = self.received.messages or self.carried_received
+        if not received:
             return 1
-        last = self.received.messages[-1]
+        last = received[-1]
         nxt = (last.seq or 0) + 1
         if last.msg_type == "4":
             nxt = max(nxt, last.number(36))
@@ -201,7 +245,7 @@ class Session:
             return []
         out: list[bytes] = []
         gap_start: int | None = None
-        by_seq = {m.seq: m for m in self.store.sent.messages if m.seq is not None}
+        by_seq = {m.seq: m for m in self.store.all_sent() if m.seq is not None}
 
         def flush_gap(upto: int) -> None:
             nonlocal gap_start

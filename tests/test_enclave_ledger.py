@@ -1,0 +1,331 @@
+"""The ledger's rules kept inside the enclave: a host that lies gets a refusal.
+
+The enclave runtime is driven in-process as the host would drive it: the ledger key is released
+by a real local key broker (its policy follows the ledger's allowed set) to the runtime's
+attestation document, the host delivers entries and checkpoints, the enclave checks them,
+appends its run-start and signs. Every lie (an omitted revocation, a forged entry, a withheld
+run-start, withheld or forged cosignatures) ends in an error reply and no serving."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from zcbench.auditlog.merkle import MerkleTree, leaf_hash
+from zcbench.auditlog.note import parse_note
+from zcbench.auditlog.witness import Witness
+from zcbench.channel import MAX_LEDGER_BATCH, FrameError, Message, decode_body, encode_frame
+from zcbench.enclave import EnclaveRuntime
+from zcbench.enclave.ledger import LedgerRequirement
+from zcbench.enclave.runtime import _dispatch
+from zcbench.errors import VerificationError
+from zcbench.keys import KEY_ENCRYPTION_ALGORITHM, LocalKeyBroker
+from zcbench.ledger import Ledger, LedgerFormatError
+from zcbench.ledger.entries import CommitmentEntry, encode_entry
+from zcbench.ledger.key import KEY_FILE, secret_name
+from zcbench.ledger.verify import check_ledger
+from zcbench.nitro import DevCA, NsmEmulator
+from zcbench.strategy import Batch, Signal, Strategy, encode_batch
+
+NOW = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
+T0 = int(NOW.timestamp()) * 1_000_000_000
+ORIGIN = "acme.example/zcbench/echo"
+A = b"\x0a" * 48
+B = b"\x0b" * 48
+PCRS = {1: b"\x02" * 48, 2: b"\x03" * 48}
+
+
+@dataclasses.dataclass(frozen=True)
+class P:
+    pass
+
+
+class Echo(Strategy):
+    name = "echo"
+    params_type = P
+    input_fields = ("price",)
+
+    def on_batch(self, batch: Batch) -> Sequence[Signal]:
+        return [Signal(batch.events["symbol"][0], "buy", 1)]
+
+
+def _batch(seq: int) -> bytes:
+    events = pl.DataFrame({"ts": [seq * 10], "symbol": ["AAA"], "price": [100]})
+    return encode_batch(Batch(seq, events))
+
+
+class Stand:
+    """A ledger, a key broker and the runtime of an enclave of ``pcr0``; the test plays the
+    host (honest or not)."""
+
+    def __init__(self, tmp: Path, *, witnesses: str | None = None) -> None:
+        self.tmp = tmp
+        self.root = tmp / "kb"
+        self.clock_ns = T0 + 10**6  # 1 ms after genesis (the broker keeps microseconds)
+        self.dir = tmp / "ledger"
+        self.ledger = Ledger.init(self.dir, origin=ORIGIN, genesis_pcr0=A,
+                                  commitment_sha256=b"\x01" * 32, at_ns=T0,
+                                  broker_factory=self.broker)
+        self.requirement = LedgerRequirement(ORIGIN, witnesses, checkpoint_interval_s=0.0)
+
+    def now(self) -> dt.datetime:
+        return NOW + dt.timedelta(microseconds=(self.clock_ns - T0) // 1000)
+
+    def broker(self) -> LocalKeyBroker:
+        return LocalKeyBroker(self.root, clock=self.now)
+
+    def runtime(self, pcr0: bytes = A, *, requirement: bool = True) -> EnclaveRuntime:
+        ca = DevCA.load_or_create(now=NOW)
+        nsm = NsmEmulator(pcrs={0: pcr0, **PCRS}, ca=ca, clock=self.now)
+
+        def relay(document: bytes, blob: bytes, key_id: str) -> bytes:
+            answer = self.broker().decrypt({
+                "CiphertextBlob": blob, "KeyId": key_id,
+                "Recipient": {"AttestationDocument": document,
+                              "KeyEncryptionAlgorithm": KEY_ENCRYPTION_ALGORITHM}})
+            ciphertext: bytes = answer["CiphertextForRecipient"]
+            return ciphertext
+
+        rt = EnclaveRuntime(Echo(P()), nsm, pcr0=pcr0, clock=lambda: self.clock_ns,
+                            relay=relay, ledger=self.requirement if requirement else None)
+        rt.boot("run-1")
+        return rt
+
+    def open(self, rt: EnclaveRuntime) -> Message:
+        blob = (self.dir / KEY_FILE).read_bytes()
+        return ask(rt, Message("ledger_open", {"origin": ORIGIN, "key_blob": blob,
+                                               "key_id": self.broker().key_id}))
+
+    def deliver(self, rt: EnclaveRuntime, entries: Sequence[bytes] | None = None,
+                note: bytes | None = None) -> Message:
+        assert self.open(rt).type == "ledger_key"
+        entries = self.ledger.entry_bytes if entries is None else entries
+        for at in range(0, len(entries), MAX_LEDGER_BATCH):
+            reply = ask(rt, Message("ledger_entries",
+                                    {"entries": list(entries[at:at + MAX_LEDGER_BATCH])}))
+            if reply.type == "error":
+                return reply
+        note = self.ledger.latest_checkpoint() if note is None else note
+        return ask(rt, Message("ledger_start", {"checkpoint": note}))
+
+
+def ask(rt: EnclaveRuntime, message: Message) -> Message:
+    """One request through the runtime's dispatch, as serve() answers it (errors as frames)."""
+    # the wire: what the host sends is one frame, decoded as the enclave decodes it
+    message = decode_body(encode_frame(message)[4:])
+    try:
+        return _dispatch(rt, message)
+    except VerificationError as exc:
+        return Message("error", {"code": exc.check, "reason": str(exc)[:200], "seq": None})
+    except Exception as exc:
+        code = getattr(exc, "code", type(exc).__name__)
+        return Message("error", {"code": code, "reason": str(exc)[:200], "seq": None})
+
+
+def _ingest(rt: EnclaveRuntime) -> Message:
+    return ask(rt, Message("ingest", {"seq": 0, "batch": _batch(0)}))
+
+
+def test_an_honest_host_gets_a_run_start_signed_by_the_enclave(tmp_path: Path) -> None:
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    assert _ingest(rt)["code"] == "serve_gate"  # measured with a ledger: no batch before
+    reply = stand.deliver(rt)
+    assert reply.type == "ledger_appended", reply.fields
+    stand.ledger.append_signed(reply["entry"], reply["checkpoint"])
+    # no witnesses measured: the checkpoint handed back is accepted as it is
+    assert ask(rt, Message("ledger_cosigned", {"checkpoint": reply["checkpoint"]})).type == (
+        "ledger_serving")
+    assert _ingest(rt).type == "signals"
+    ran = ask(rt, Message("ledger_checkpoint", {}))
+    stand.ledger.append_signed(ran["entry"], ran["checkpoint"])
+    end = ask(rt, Message("ledger_end", {"summary_sha256": b"\x05" * 32}))
+    stand.ledger.append_signed(end["entry"], end["checkpoint"])
+    assert [e.type for e in stand.ledger.entries] == [
+        "commitment", "run-start", "run-checkpoint", "run-end"]
+    report = check_ledger(stand.dir)
+    assert report.ok, report.message
+    run = report.state.runs[f"zcbench/{A.hex()[:16]}/run-1"]
+    assert run.ended
+    assert run.last_size == 3
+
+
+def test_the_host_cannot_omit_a_revocation(tmp_path: Path) -> None:
+    witness = Witness(tmp_path / "w")
+    cosigner = witness.cosigner("w1.example")
+    stand = Stand(tmp_path, witnesses=f"witness w1 {cosigner.vkey}\nquorum w1\n")
+    stand.ledger.announce(B, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1, by=A)
+    stand.ledger.revoke(A, reason="superseded", at_ns=T0 + 2, by=B)  # A is retired, B live
+    entries = stand.ledger.entry_bytes
+    before = stand.ledger.checkpoint_notes()[-2]  # signed before the revocation
+    newest = stand.ledger.latest_checkpoint()
+    witness.add_checkpoint(newest, old_size=0, proof=[], log=stand.ledger.verifier,
+                           cosigner=cosigner, timestamp=1_700_000_000)
+    # the key broker's policy follows the allowed set: A does not even get the ledger key
+    assert stand.open(stand.runtime())["code"] == "ledger_key_release"
+    assert any("revoked" in r.reason for r in stand.broker().refusals())
+    # a broker whose policy lags behind the ledger: the enclave's own checks still hold
+    stand.broker().set_secret_policy(secret_name(ORIGIN), [(A, T0, None), (B, T0 + 1, None)])
+    honest = stand.deliver(stand.runtime())
+    assert (honest.type, honest["code"]) == ("error", "serve_pcr0")
+    # the revocation left out: the newest checkpoint does not cover what was delivered ...
+    assert stand.deliver(stand.runtime(), entries[:-1])["code"] == "ledger_checkpoint"
+    # ... nor does any signed checkpoint cover the ledger with the revocation cut out of it
+    assert stand.deliver(stand.runtime(), [entries[0], entries[2]]).type == "error"
+    # the older ledger whole, under its own older checkpoint: the enclave appends a run-start
+    # on it, but that fork of the witnessed ledger is never cosigned, so it never serves
+    rt = stand.runtime()
+    stale = stand.deliver(rt, entries[:-1], before)
+    assert stale.type == "ledger_appended"
+    from zcbench.auditlog import WitnessRefusal
+
+    with pytest.raises(WitnessRefusal) as refused:
+        witness.add_checkpoint(stale["checkpoint"], old_size=3, proof=[],
+                               log=stand.ledger.verifier, cosigner=cosigner,
+                               timestamp=1_700_000_001)
+    assert refused.value.status == 409
+    assert ask(rt, Message("ledger_cosigned", {"checkpoint": stale["checkpoint"]}))["code"] == (
+        "serve_quorum")
+    assert _ingest(rt)["code"] == "serve_gate"
+
+
+def test_forged_entries_and_checkpoints_are_refused(tmp_path: Path) -> None:
+    stand = Stand(tmp_path)
+    genesis = stand.ledger.entry_bytes[0]
+    # an announcement the enclave never endorsed, added after the signed checkpoint
+    forged = encode_entry(index=1, time_ns=T0 + 1, body=CommitmentEntry(B, b"\x09" * 32, T0 + 1))
+    reply = stand.deliver(stand.runtime(), [genesis, forged])
+    assert reply["code"] == "ledger_checkpoint"
+    # an entry changed under the signed checkpoint
+    changed = encode_entry(index=0, time_ns=T0, body=CommitmentEntry(A, b"\x07" * 32, T0))
+    assert stand.deliver(stand.runtime(), [changed])["code"] == "ledger_root"
+    # a checkpoint signed by another key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from zcbench.auditlog.checkpoint import LogSigner
+
+    other = LogSigner(Ed25519PrivateKey.generate(), ORIGIN).sign(1, leaf_hash(genesis))
+    assert stand.deliver(stand.runtime(), [genesis], other)["code"] == "ledger_checkpoint"
+    # bytes that are no entry, and an entry that breaks a rule (not the genesis first)
+    assert stand.deliver(stand.runtime(), [b"\xa0"])["code"] == "ledger_entry"
+    run_first = encode_entry(index=0, time_ns=T0, body=CommitmentEntry(A, b"\x01" * 32, T0 + 5))
+    assert stand.deliver(stand.runtime(), [run_first])["code"] == "genesis"
+    # the frame itself is bounded
+    with pytest.raises(FrameError):
+        Message("ledger_entries", {"entries": [b"x"] * (MAX_LEDGER_BATCH + 1)})
+    with pytest.raises(FrameError):
+        Message("ledger_entries", {"entries": [b"x" * 65_536]})
+
+
+def test_a_build_in_its_notice_period_gets_neither_the_key_nor_the_gate(tmp_path: Path
+                                                                       ) -> None:
+    stand = Stand(tmp_path)
+    stand.ledger.announce(B, b"\x02" * 32, notice_ns=3_600 * 10**9, at_ns=T0 + 1, by=A)
+    reply = stand.open(stand.runtime(B))
+    assert reply.type == "error"
+    assert reply["code"] == "ledger_key_release"
+    stand.clock_ns = T0 + 3_601 * 10**9  # the notice ran out: B may hold it and serve
+    rt = stand.runtime(B)
+    assert stand.deliver(rt).type == "ledger_appended"
+
+
+def test_a_withheld_run_start_or_withheld_cosignatures_never_serve(tmp_path: Path) -> None:
+    witness = Witness(tmp_path / "w")
+    cosigner = witness.cosigner("w1.example")
+    witnesses = f"witness w1 {cosigner.vkey}\nquorum w1\n"
+    stand = Stand(tmp_path, witnesses=witnesses)
+    rt = stand.runtime()
+    # no run-start: the host never delivers the ledger
+    assert _ingest(rt)["code"] == "serve_gate"
+    assert ask(rt, Message("ledger_cosigned", {"checkpoint": stand.ledger.latest_checkpoint()})
+               ).type == "error"
+    reply = stand.deliver(rt)
+    note = reply["checkpoint"]
+    stand.ledger.append_signed(reply["entry"], note)
+    # withheld: the checkpoint without its cosignature
+    assert ask(rt, Message("ledger_cosigned", {"checkpoint": note}))["code"] == "serve_quorum"
+    # forged: a cosignature line by a key the measured policy does not name
+    rogue = Witness(tmp_path / "rogue").cosigner("w1.example")
+    text = parse_note(note).text
+    fake = note + rogue.cosign(text, 1_700_000_000).line().encode()
+    assert ask(rt, Message("ledger_cosigned", {"checkpoint": fake}))["code"] == "serve_quorum"
+    # a cosigned checkpoint the enclave did not sign (the ledger before its run-start)
+    old = stand.ledger.checkpoint_notes()[0]
+    old_cosigned = old + cosigner.cosign(parse_note(old).text, 1_700_000_000).line().encode()
+    assert ask(rt, Message("ledger_cosigned", {"checkpoint": old_cosigned}))["code"] in (
+        "serve_quorum", "ledger_checkpoint")
+    assert _ingest(rt)["code"] == "serve_gate"
+    # the real thing: the witness checks consistency and cosigns
+    tree = MerkleTree([leaf_hash(e) for e in stand.ledger.entry_bytes])
+    line = witness.add_checkpoint(note, old_size=0, proof=[], log=stand.ledger.verifier,
+                                  cosigner=cosigner, timestamp=1_700_000_000)
+    assert tree.root() == stand.ledger._store.root()
+    cosigned = note + line.line().encode()
+    assert ask(rt, Message("ledger_cosigned", {"checkpoint": cosigned})).type == "ledger_serving"
+    assert _ingest(rt).type == "signals"
+
+
+def test_the_requirement_is_strict_and_measured(tmp_path: Path) -> None:
+    req = LedgerRequirement(ORIGIN, None, 5.0)
+    assert LedgerRequirement.from_bytes(req.to_bytes()) == req
+    for bad in (b"{}", b"not json", req.to_bytes().replace(b":5.0", b":5.00"),
+                req.to_bytes() + b" ", req.to_bytes().replace(b"5.0", b"true")):
+        with pytest.raises(LedgerFormatError):
+            LedgerRequirement.from_bytes(bad)
+    with pytest.raises(LedgerFormatError, match="name no log"):
+        LedgerRequirement(ORIGIN, "log x+1+2\nquorum none\n")
+    # a host that opens the ledger of another origin than the measured one
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    blob = (stand.dir / KEY_FILE).read_bytes()
+    reply = ask(rt, Message("ledger_open", {"origin": "evil.example/zcbench/echo",
+                                            "key_blob": blob, "key_id": "k"}))
+    assert reply["code"] == "ledger_origin"
+    # and an image measured without one: the host may still open the ledger, then the gate
+    # holds from there on
+    free = stand.runtime(requirement=False)
+    assert _ingest(free).type == "signals"
+    assert stand.open(free).type == "ledger_key"
+    assert ask(free, Message("ingest", {"seq": 1, "batch": _batch(1)}))["code"] == "serve_gate"
+
+
+def test_a_signed_history_is_still_held_to_the_rules(tmp_path: Path) -> None:
+    """The gate does not verify run checkpoints' signatures again (the code that signed the
+    covering ledger checkpoint did), but sizes and origins still hold even under a checkpoint
+    the ledger key signed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from zcbench.auditlog.checkpoint import LogSigner, log_origin
+    from zcbench.auditlog.merkle import CompactRange
+    from zcbench.ledger.entries import RunCheckpointEntry, RunStartEntry
+
+    stand = Stand(tmp_path)
+    seed = stand.broker().open_secret((stand.dir / KEY_FILE).read_bytes(), secret_name(ORIGIN))
+    key = LogSigner(Ed25519PrivateKey.from_private_bytes(seed), ORIGIN)
+    origin = log_origin(A, "old")
+    run = LogSigner(Ed25519PrivateKey.generate(), origin)
+    other = log_origin(A, "other")
+
+    def ledger_of(*bodies: object) -> tuple[list[bytes], bytes]:
+        entries = [stand.ledger.entry_bytes[0]]
+        entries += [encode_entry(index=i + 1, time_ns=T0 + 1 + i, body=b)  # type: ignore[arg-type]
+                    for i, b in enumerate(bodies)]
+        tree = CompactRange()
+        for data in entries:
+            tree.append(leaf_hash(data))
+        return entries, key.sign(len(entries), tree.root())
+
+    start = RunStartEntry(A, origin, run.vkey, b"\x05" * 32, None)
+    ok = ledger_of(start, RunCheckpointEntry(origin, run.sign(5, b"\x01" * 32)))
+    assert stand.deliver(stand.runtime(), *ok).type == "ledger_appended"
+    shrinks = ledger_of(start, RunCheckpointEntry(origin, run.sign(5, b"\x01" * 32)),
+                        RunCheckpointEntry(origin, run.sign(4, b"\x02" * 32)))
+    assert stand.deliver(stand.runtime(), *shrinks)["code"] == "run_rollback"
+    elsewhere = ledger_of(start, RunCheckpointEntry(
+        origin, LogSigner(Ed25519PrivateKey.generate(), other).sign(6, b"\x01" * 32)))
+    assert stand.deliver(stand.runtime(), *elsewhere)["code"] == "run_checkpoint"

@@ -1,0 +1,47 @@
+"""The log's surfaces name a feedback IN record as such: described, flagged and searched by its
+outcomes and positions (a batch decoder raised on it)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from zcbench.auditlog.frame import strategy_summary
+from zcbench.auditlog.listing import describe_body
+from zcbench.auditlog.records import Record
+from zcbench.auditlog.select import strategy_symbols
+from zcbench.strategy import (
+    Batch,
+    Context,
+    Outcome,
+    encode_batch,
+    encode_context,
+)
+
+
+def _in(body: bytes, seq: int = 3) -> Record:
+    return Record(index=7, kind="in", seq=seq, time_ns=1, event_time_ns=None, body=body)
+
+
+def test_a_feedback_record_is_described_by_its_outcomes_and_positions() -> None:
+    context = Context(
+        3,
+        (Outcome(5, 0, "AAA", "refused", 200, limit="max_notional", reason="order notional"),
+         Outcome(5, 1, "BBB", "filled", 40, price=1_250_000)),
+        (("CCC", -100),),
+    )
+    record = _in(encode_context(context))
+    text = describe_body(record)
+    assert text.startswith("feedback for batch 3: ")
+    assert "refused 200 AAA (OUT 5#0) by max_notional" in text
+    assert "filled 40 BBB (OUT 5#1) at 1250000 ticks" in text
+    assert text.endswith("positions CCC -100")
+    assert strategy_symbols(record) == {"AAA", "BBB", "CCC"}
+    assert strategy_summary(record) == {"feedback": True, "outcomes": 2,
+                                        "symbols": ["AAA", "BBB", "CCC"]}
+
+
+def test_a_batch_is_still_its_events() -> None:
+    events = pl.DataFrame({"ts": [1, 2], "symbol": ["AAA", "BBB"], "price": [10, 11]})
+    record = _in(encode_batch(Batch(3, events)))
+    assert describe_body(record) == "2 events: AAA, BBB"
+    assert strategy_symbols(record) == {"AAA", "BBB"}

@@ -1,0 +1,130 @@
+"""The backtest's closed loop: the live run's execution layer, paper venue and feedback.
+
+A live run with feedback (``zcbench.host.live``) acts on batch k's signals before it takes
+batch k+1's feedback: the execution layer (:class:`zcbench.host.execution.ExecutionLayer`) sees
+the batch's market events, its venue (:class:`zcbench.venue.PaperVenue`) fills what rests, the
+signals are placed under the risk limits, and :class:`zcbench.host.feedback.FeedbackBuilder`
+turns the journal rows since the previous feedback into the next batch's context, logged as an
+IN record before the batch. :class:`FeedbackLoop` runs exactly those classes in exactly that
+order for the backtest, and counts log indices as the live log does (the boot record first,
+then per batch its feedback record if any, its IN and its OUT record), so the outcomes name the
+same OUT records. The strategy gets each context as the enclave hands it over: decoded from its
+one encoding.
+
+So a backtest, a live run on the paper venue and a replay of its log give the same feedback
+bodies, the same batch bodies and the same signals, byte for byte, and the same journal rows but
+for their wall-clock ``time_ns`` (tests/test_feedback_parity.py). The order-rate limit counts
+orders per second of event time (the batch's newest event), the one clock both sides share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import polars as pl
+
+from zcbench.strategy import Context, decode_context, decode_signals
+
+if TYPE_CHECKING:
+    from zcbench.host.execution import ExecutionLayer, RiskLimits, Venue
+
+__all__ = ["FeedbackLoop", "LoggedRecord"]
+
+BOOT_RECORDS: Final = 2
+"""Records before the first batch's in a run's log: the boot record and the control record
+that puts the run's limits in force (a run without clock records; DESIGN.md, "The live run")."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRecord:
+    """An IN or OUT record the run's log holds for a backtest batch: its ``index`` in the log,
+    ``kind`` (``in`` for a feedback body or a batch, ``out`` for signals), ``seq`` and
+    ``body`` (the record's bytes, as :mod:`zcbench.auditlog` stores them)."""
+
+    index: int
+    kind: str
+    seq: int
+    body: bytes
+
+
+class FeedbackLoop:
+    """One backtest's execution layer, venue and feedback, driven batch by batch.
+
+    Per batch: :meth:`before` (the context to hand the strategy, or None), then :meth:`after`
+    with the batch's encoded signals and market events; :meth:`finish` after the last batch
+    signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
+    ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
+    batch's log index (after the boot and start control records).
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: RiskLimits | None = None,
+        venue: Venue | None = None,
+        order_prefix: str = "bt",
+        first_index: int = BOOT_RECORDS,
+        keep_records: bool = False,
+    ) -> None:
+        # the host's classes, imported here: a backtest without feedback never loads them
+        from zcbench.host.execution import ExecutionLayer, RiskLimits
+        from zcbench.host.feedback import FeedbackBuilder
+        from zcbench.venue import PaperVenue
+
+        self.execution: ExecutionLayer = ExecutionLayer(
+            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix
+        )
+        self._builder = FeedbackBuilder(self.execution)
+        self._index = first_index
+        self._keep = keep_records
+        self._market_ns = 0
+        self.records: list[LoggedRecord] = []
+        self.keeps_records = keep_records
+        self.feedback_records = 0
+
+    def before(self, seq: int) -> Context | None:
+        """Batch ``seq``'s feedback (what came of the earlier signals since the last), as the
+        strategy gets it, or None when nothing happened."""
+        body = self._builder.take(seq)
+        if body is None:
+            return None
+        self._log("in", seq, body)
+        self.feedback_records += 1
+        return decode_context(body)
+
+    def after(
+        self, seq: int, signals: bytes, market: pl.DataFrame, *, batch: bytes | None = None
+    ) -> None:
+        """Act on batch ``seq``: its market events reach the execution layer and venue, then its
+        signals (their encoding) are placed. ``batch`` is the IN body, kept with the records."""
+        from zcbench.host.execution import VerifiedSignals
+
+        if self._keep and batch is None:
+            raise ValueError("keep_records needs each batch's IN body")
+        self._log("in", seq, batch or b"")
+        out_index = self._index
+        self._log("out", seq, signals)
+        if market.height:
+            self._market_ns = int(market.get_column("ts").max())  # type: ignore[arg-type]
+        self.execution.on_market(market)
+        verified = VerifiedSignals(seq, out_index, out_index + 1, tuple(decode_signals(signals)))
+        self.execution.act(verified, now_ns=self._market_ns, market_ns=self._market_ns)
+
+    def finish(self, seq: int) -> None:
+        """After the last batch (``seq`` the count of batches): its outcomes, signed too."""
+        self.before(seq)
+
+    def journal(self) -> pl.DataFrame:
+        """The journal rows, as a live run's ``journal.jsonl`` holds them (``time_ns`` is event
+        time here, wall-clock time there)."""
+        return self.execution.journal()
+
+    def positions(self) -> dict[str, Any]:
+        """The positions now, per symbol (zero positions left out)."""
+        return {s: q for s, q in sorted(self.execution.positions.items()) if q}
+
+    def _log(self, kind: str, seq: int, body: bytes) -> None:
+        if self._keep:
+            self.records.append(LoggedRecord(self._index, kind, seq, body))
+        self._index += 1

@@ -1,0 +1,437 @@
+"""Restart continuity: a run that continues the one before it (DESIGN.md, "Restart continuity").
+
+:func:`read_run_end` reads what a finished or killed run's durable records hold at its end: its
+log verified (the final checkpoint is the newest one it verifies to), its positions (those its
+own start record carried in, plus its journal's fills), its orders, the venue reports it
+recorded, and what its FIX session stored that its journal never got (a host killed between
+the two), and the signed signals it never acted on. :func:`continue_run` turns that into the
+next run's :class:`Continuation`: the :class:`~zcbench.auditlog.link.RunLink` its boot names and
+what :func:`venue_state_at_start` needs to ask the venue what stands now, which becomes the
+next run's first IN record (:class:`~zcbench.strategy.StartState`).
+
+:func:`check_link` is the verifier's side, used by ``zcbench log verify --previous`` and
+``zcbench reconcile``: the next run's boot names exactly the previous run's final checkpoint
+and the positions its records carry, and its start state adds to those positions exactly
+the fills it recovered.
+
+It reads run folders only through the public readers (``zcbench.auditlog``,
+:func:`~zcbench.host.execution.read_journal`, the FIX session files) and writes nothing there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zcbench.auditlog.link import RunLink
+from zcbench.errors import DataError, UsageError, VerificationError
+from zcbench.strategy import StartExecution, StartOrder, StartState
+
+__all__ = [
+    "Continuation",
+    "RunEnd",
+    "check_link",
+    "continue_run",
+    "log_start_state",
+    "read_run_end",
+    "read_start_state",
+    "start_execution",
+    "venue_state_at_start",
+]
+
+@dataclass(frozen=True)
+class RunEnd:
+    """What a run's durable records hold at its end (module docstring). ``positions`` are
+    nonzero ``(symbol, quantity)`` pairs; ``orders`` every order of the run by ClOrdID (its
+    journal's and those only its FIX session stored), with ``leaves_qty`` per the last
+    report recorded; ``exec_ids`` the reports recorded in its journal or its start record;
+    ``unjournaled`` the reports its FIX session stored and neither holds; ``unjournaled_orders``
+    the orders its FIX session sent and its journal lacks; ``not_acted`` its signed signals
+    without an order; ``fix_folders`` its session's folders, carried ones first."""
+
+    run_dir: Path
+    run_id: str
+    origin: str
+    size: int
+    root: bytes
+    positions: tuple[tuple[str, int], ...]
+    start: StartState | None
+    previous: RunLink | None
+    orders: dict[str, StartOrder]
+    exec_ids: frozenset[str]
+    unjournaled: tuple[StartExecution, ...]
+    unjournaled_orders: tuple[StartOrder, ...]
+    not_acted: tuple[tuple[str, int, int], ...]
+    fix_folders: tuple[Path, ...]
+    fix_sender: str | None
+    newest_event_ns: int | None
+
+    @property
+    def link(self) -> RunLink:
+        """What the next run's boot names."""
+        return RunLink(self.origin, self.size, self.root, self.positions)
+
+    def open_order_ids(self) -> list[str]:
+        """The ClOrdIDs of its orders still working at the venue, per the reports recorded."""
+        return sorted(cid for cid, o in self.orders.items() if o.leaves_qty > 0)
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """A run continuing ``end``: the link its boot names, and its venue's starting point."""
+
+    end: RunEnd
+    link: RunLink = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "link", self.end.link)
+
+
+def read_start_state(run_dir: Path) -> StartState | None:
+    """The start state a run logged as its first IN record (None when it continues none)."""
+    from zcbench.auditlog.boot import start_state_of
+
+    return start_state_of(run_dir)
+
+
+def _boot_identity(run_dir: Path, trust: str | Path) -> Any:
+    from zcbench.auditlog.boot import boot_record_of, boot_verifier_for
+
+    return boot_verifier_for(run_dir)(boot_record_of(run_dir), trust)
+
+
+def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
+    """What ``run_dir``'s durable records hold at its end; raises
+    :class:`~zcbench.errors.VerificationError` when its log does not verify (a broken run is
+    no base to continue from) and :class:`~zcbench.errors.UsageError` when it is no run.
+
+    A continuing run killed before it logged its start state acted on nothing; its end is
+    its predecessor's (read through the folder its journal's header names) with whatever its
+    own FIX session stored."""
+    from zcbench.auditlog import RecordFilter, check_log
+    from zcbench.auditlog.boot import boot_verifier_for
+    from zcbench.auditlog.checkpoint import parse_checkpoint_note
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.host.execution import read_journal
+    from zcbench.strategy import decode_signals
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "journal.jsonl").is_file():
+        raise UsageError(f"{run_dir} is no run folder (no journal.jsonl); name the folder of "
+                         "the run to continue")
+    report = check_log(run_dir, trust=trust, boot_verifier=boot_verifier_for(run_dir))
+    if not report.verified or report.latest_checkpoint is None:
+        raise VerificationError(
+            f"the run {run_dir} cannot be continued: its log is {report.classification} "
+            f"({report.message})",
+            check="previous_run_log",
+        )
+    final = parse_checkpoint_note(report.latest_checkpoint)
+    identity = _boot_identity(run_dir, trust)
+    start = read_start_state(run_dir)
+    journal = read_journal(run_dir)
+    run_id = str(journal.header.get("run_id", ""))
+    book = _Book()
+    inherited: RunEnd | None = None
+    if start is not None:
+        book.take_start(start)
+    elif identity.previous is not None:
+        before = journal.header.get("continues")
+        if not isinstance(before, str) or not before:
+            raise VerificationError(
+                f"{run_dir} continues {identity.previous.origin} but its journal names no "
+                "folder of that run", check="previous_run_folder")
+        inherited = read_run_end(Path(before), trust=trust)
+        book.inherit(inherited)
+    book.take_journal(journal.rows.iter_rows(named=True), final.origin)
+    fix = run_dir / "fix"
+    carried, sender = _carried(fix)
+    if sender is None and inherited is not None:  # killed before its session resumed
+        carried, sender = list(inherited.fix_folders), inherited.fix_sender
+    book.take_session(fix, final.origin)
+    for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"in", "out"}))):
+        if record.index >= report.entries:
+            break
+        if record.kind == "in" and record.event_time_ns is not None:
+            book.newest = record.event_time_ns
+        if record.kind == "out":
+            for k in range(len(decode_signals(record.body))):
+                if (final.origin, record.index, k) not in book.acted:
+                    book.not_acted.append((final.origin, record.index, k))
+    if sender is None:
+        sender = book.sender
+    return RunEnd(
+        run_dir=run_dir,
+        run_id=run_id,
+        origin=final.origin,
+        size=final.size,
+        root=final.root,
+        positions=tuple(sorted((s, q) for s, q in book.positions.items() if q)),
+        start=start,
+        previous=identity.previous,
+        orders=book.orders,
+        exec_ids=frozenset(book.exec_ids),
+        unjournaled=tuple(book.unjournaled),
+        unjournaled_orders=tuple(book.orders[cid] for cid in book.unjournaled_ids),
+        not_acted=tuple(book.not_acted),
+        fix_folders=(*carried, fix.resolve()) if (fix / "out.fix").exists() else tuple(carried),
+        fix_sender=sender,
+        newest_event_ns=book.newest,
+    )
+
+
+def _carried(fix: Path) -> tuple[list[Path], str | None]:
+    from zcbench.venue.fix.session import CARRIED_FILE
+
+    try:
+        doc = json.loads((fix / CARRIED_FILE).read_text())
+        return [Path(str(f)) for f in doc["folders"]], str(doc["sender"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return [], None
+
+
+@dataclass
+class _Book:
+    """A run's end being worked out: positions its records carry, orders, reports recorded
+    and not, signals acted on and not."""
+
+    positions: dict[str, int] = field(default_factory=dict)
+    orders: dict[str, StartOrder] = field(default_factory=dict)
+    exec_ids: set[str] = field(default_factory=set)
+    unjournaled: list[StartExecution] = field(default_factory=list)
+    unjournaled_ids: list[str] = field(default_factory=list)
+    acted: set[tuple[str, int, int]] = field(default_factory=set)
+    not_acted: list[tuple[str, int, int]] = field(default_factory=list)
+    leaves: dict[str, int] = field(default_factory=dict)
+    newest: int | None = None
+    sender: str | None = None
+
+    def take_start(self, start: StartState) -> None:
+        self.positions = dict(start.position_map)
+        self.exec_ids |= {e.exec_id for e in start.executions}
+        for o in (*start.open_orders, *start.orders):
+            self.orders.setdefault(o.cl_ord_id, o)
+
+    def inherit(self, end: RunEnd) -> None:
+        # nothing of the predecessor's crash window was recorded by this run: it stays open
+        self.positions = dict(end.positions)
+        self.orders = dict(end.orders)
+        self.exec_ids = set(end.exec_ids)
+        self.unjournaled = list(end.unjournaled)
+        self.unjournaled_ids = [o.cl_ord_id for o in end.unjournaled_orders]
+        self.not_acted = list(end.not_acted)
+        self.newest = end.newest_event_ns
+
+    def take_journal(self, rows: Iterable[dict[str, Any]], origin: str) -> None:
+        next_pos: dict[int, int] = {}
+        for row in rows:
+            cid, li = str(row["cl_ord_id"]), int(row["log_index"])
+            if row["event"] == "order":
+                tail = cid.rsplit("-", 1)[-1] if cid else ""
+                pos = int(tail) if tail.isdigit() else next_pos.get(li, 0)
+                next_pos[li] = pos + 1
+                self.acted.add((origin, li, pos))
+                if cid:
+                    self.orders[cid] = StartOrder(cid, row["symbol"], row["side"],
+                                                  row["quantity"], row["quantity"], li, pos)
+            if row["exec_id"]:
+                self.exec_ids.add(str(row["exec_id"]))
+            if row["event"] == "fill":
+                q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
+                self.positions[row["symbol"]] = self.positions.get(row["symbol"], 0) + q
+
+    def take_session(self, fix: Path, origin: str) -> None:
+        from zcbench.venue.fix.messages import execution_from_fix, order_from_fix
+        from zcbench.venue.fix.session import read_session_file
+
+        sent = read_session_file(fix / "out.fix")
+        if sent:
+            self.sender = sent[0].get(49)
+        for msg in sent:
+            if msg.msg_type != "D":
+                continue
+            with contextlib.suppress(DataError):
+                o = order_from_fix(msg)
+                self.acted.add((origin, o.log_index, o.signal_pos))
+                if o.cl_ord_id not in self.orders:
+                    self.orders[o.cl_ord_id] = StartOrder(
+                        o.cl_ord_id, o.symbol, o.side, o.quantity, o.quantity, o.log_index,
+                        o.signal_pos)
+                    self.unjournaled_ids.append(o.cl_ord_id)
+        # every report stored (journaled or not) says what is left of its order
+        for msg in read_session_file(fix / "in.fix"):
+            if msg.msg_type not in ("8", "9"):
+                continue
+            with contextlib.suppress(DataError):
+                e = execution_from_fix(msg)
+                if e.exec_type != "cancel_rejected":
+                    self.leaves[e.cl_ord_id] = e.leaves_qty
+                    if e.orig_cl_ord_id:
+                        self.leaves[e.orig_cl_ord_id] = 0
+                if e.exec_id not in self.exec_ids:
+                    self.unjournaled.append(start_execution(e))
+                    self.exec_ids.add(e.exec_id)
+        for cid, left in self.leaves.items():
+            known = self.orders.get(cid)
+            if known is not None:
+                self.orders[cid] = StartOrder(known.cl_ord_id, known.symbol, known.side,
+                                              known.quantity, left, known.log_index,
+                                              known.signal)
+
+
+def start_execution(e: Any) -> StartExecution:
+    """A :class:`zcbench.venue.Execution` as the start state records it."""
+    return StartExecution(
+        exec_id=e.exec_id, cl_ord_id=e.cl_ord_id, exec_type=e.exec_type, symbol=e.symbol,
+        side=e.side, order_qty=e.order_qty,
+        last_qty=e.last_qty if e.exec_type == "trade" else 0,
+        last_px=e.last_px if e.exec_type == "trade" else 0, cum_qty=e.cum_qty,
+        leaves_qty=e.leaves_qty, log_index=e.log_index,
+    )
+
+
+def continue_run(previous: Path, *, trust: str | Path = "dev") -> Continuation:
+    """The continuation of the run in ``previous`` (:func:`read_run_end`); a run still
+    running (its control socket answers) is refused: two hosts would act for one chain."""
+    _refuse_running(Path(previous))
+    return Continuation(read_run_end(previous, trust=trust))
+
+
+def _refuse_running(run_dir: Path) -> None:
+    import socket
+
+    from zcbench.serve.control import control_socket
+
+    path = control_socket(run_dir)
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return  # left behind by a killed host: nobody answers
+    finally:
+        probe.close()
+    raise UsageError(f"the run in {run_dir} is still running (its control socket answers); "
+                     "stop it before continuing it")
+
+
+def venue_state_at_start(
+    continuation: Continuation, venue: Any, *, recovered: Iterable[Any] = ()
+) -> StartState:
+    """The venue's state before the continuing run's first batch: ``recovered`` are the
+    reports the venue sent again when the session resumed (``FixVenue.resume``); with the
+    previous run's stored but unjournaled ones they are the start state's executions (each
+    once), and the positions are the carried ones plus their fills. Open orders are the
+    chain's orders the venue still works."""
+    end = continuation.end
+    executions: list[StartExecution] = list(end.unjournaled)
+    seen = set(end.exec_ids)
+    leaves = {cid: o.leaves_qty for cid, o in end.orders.items()}
+    for e in recovered:
+        if e.exec_id in seen:
+            continue
+        seen.add(e.exec_id)
+        executions.append(start_execution(e))
+        if e.exec_type != "cancel_rejected":
+            leaves[e.cl_ord_id] = e.leaves_qty
+    positions = end.link.position_map
+    for x in executions:
+        positions[x.symbol] = positions.get(x.symbol, 0) + x.signed_qty
+    name = str(getattr(venue, "name", "none")) if venue is not None else "none"
+    open_orders: tuple[StartOrder, ...] = ()
+    if name == "fix":  # a paper venue's resting orders ended with the host that held them
+        open_orders = tuple(
+            StartOrder(o.cl_ord_id, o.symbol, o.side, o.quantity, leaves[cid], o.log_index,
+                       o.signal)
+            for cid, o in sorted(end.orders.items()) if leaves.get(cid, 0) > 0
+        )
+    return StartState(
+        venue=name,
+        positions=tuple((s, q) for s, q in positions.items() if q),
+        open_orders=open_orders,
+        orders=end.unjournaled_orders,
+        executions=tuple(executions),
+        not_acted=end.not_acted,
+    )
+
+
+def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[str]:
+    """The problems in the link from the run ``previous`` to the run ``run`` (empty: the
+    chain holds): the boot of ``run`` names the previous run's final checkpoint (origin,
+    size, root) and the positions its records carry, and its start state's positions are
+    those plus the fills it recovered."""
+    problems: list[str] = []
+    try:
+        end = read_run_end(previous, trust=trust)
+        identity = _boot_identity(Path(run), trust)
+        start = read_start_state(Path(run))
+    except (VerificationError, DataError) as exc:
+        return [str(exc)]
+    link = identity.previous
+    if link is None:
+        return [f"{run} does not continue a run: its boot names no previous run"]
+    if (link.origin, link.size, link.root) != (end.origin, end.size, end.root):
+        problems.append(
+            f"chain broken: {run}'s boot names {link.origin} at size {link.size} (root "
+            f"{link.root.hex()[:16]}...), the previous run's final checkpoint is {end.origin} "
+            f"at size {end.size} (root {end.root.hex()[:16]}...)"
+        )
+    if link.positions != end.positions:
+        problems.append(
+            f"positions carried: {run}'s boot names {dict(link.positions)}, the previous "
+            f"run's records hold {dict(end.positions)}"
+        )
+    if start is None:
+        from zcbench.host.execution import read_journal
+
+        if read_journal(Path(run)).rows.height:
+            problems.append(f"{run} acted without logging the venue's state at start")
+        return problems  # killed before its start state: it acted on nothing
+    want = dict(link.positions)
+    for x in start.executions:
+        want[x.symbol] = want.get(x.symbol, 0) + x.signed_qty
+    want = {s: q for s, q in want.items() if q}
+    if want != start.position_map:
+        problems.append(
+            f"positions at start: the venue state names {start.position_map}, the carried "
+            f"positions and the recovered fills make {want}"
+        )
+    return problems
+
+
+def log_start_state(
+    conn: Any, log: Any, execution: Any, continuation: Continuation, *, timeout: float = 30.0
+) -> StartState:
+    """Ask the venue what stands (a FIX venue's session resumed, :meth:`FixVenue.resume`),
+    have the enclave log it as the IN record of seq 0 and store and verify that record
+    before anything else happens; the execution layer then starts from its positions."""
+    from zcbench.channel import ChannelClosed, FrameError, Message
+    from zcbench.errors import EnvError
+
+    venue = execution.venue
+    recovered: list[Any] = []
+    if venue is not None and hasattr(venue, "resume"):
+        recovered = list(venue.resume(continuation.end.open_order_ids()))
+    state = venue_state_at_start(continuation, venue, recovered=recovered)
+    from zcbench.strategy import encode_start
+
+    body = encode_start(state)
+    try:
+        conn.send(Message("start", {"body": body}))
+        reply = conn.recv(timeout=timeout)
+    except (ChannelClosed, FrameError, TimeoutError) as exc:
+        raise EnvError(f"the enclave did not log the venue's state at start: {exc}") from None
+    if reply.type != "start_logged":
+        raise EnvError("the enclave did not log the venue's state at start: "
+                       f"{reply.fields.get('reason', reply.type)}")
+    log.stage_start(body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"])
+    log.flush()
+    execution.positions.clear()
+    execution.positions.update(state.position_map)
+    return state
