@@ -48,13 +48,20 @@ browser-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Compiled modules are cached (__pycache__, ignored by git) even where the environment turns that
+# off: otherwise every test process and every process a test starts compiles zcbench and rewrites
+# each test module's asserts again (about 7 s of CPU per process).
+pytest test-fast test-browser: export PYTHONDONTWRITEBYTECODE :=
+
 # Everything but the browser tests on both cores, then the browser tests on their own (each
 # starts a Jupyter server and a Chromium, which would crowd the parallel workers).
 pytest: setup browser-deps
 	$(PY) -m pytest -n 2 -m "not browser"
 	$(PY) -m pytest -m browser
 
-# The edit loop: everything but the slow (many processes, large inputs) and browser tests.
+# The edit loop, under a minute on two cores: everything but the slow tests (many processes,
+# images, live runs, large or many-example inputs; each kind keeps a representative here) and
+# the browser tests.
 test-fast: setup
 	$(PY) -m pytest -n 2 -q -m "not slow and not browser"
 

@@ -231,6 +231,7 @@ def _mutate(data: bytes, draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(values, st.integers(0, 5), st.booleans(), st.booleans(), st.data())
 def test_fast_path_agrees_with_the_reader(
@@ -319,6 +320,7 @@ _exact_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(_exact_values | values)
 def test_encode_canonical_writes_what_cbor2_canonical_writes_and_the_reader_reads(

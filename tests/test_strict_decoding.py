@@ -292,6 +292,7 @@ def _reencode(name: str, value: Any) -> bytes:
     return encode(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(LIVE)), st.data())
 def test_property_whatever_decodes_is_its_one_encoding(name: str, data: st.DataObject) -> None:

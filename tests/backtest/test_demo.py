@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from zcbench.backtest import research_demo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ def test_research_demo_writes_both_backtests(tmp_path: Path) -> None:
         assert (folder / "summary.json").is_file()
 
 
+@pytest.mark.slow
 def test_benchmark_quick_run_completes() -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_backtest.py"), "--quick"],

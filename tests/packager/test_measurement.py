@@ -130,6 +130,7 @@ def test_the_enclave_process_takes_the_payload_with_the_boot_message(
             enclave.stop()
 
 
+@pytest.mark.slow
 def test_reproducible_across_homes_and_machines(notebook: Path, tmp_path: Path) -> None:
     """Another process, folder depth, umask, TZ, locale, hash seed and a new, empty zcbench home:
     the same bytes but the sealed payload, the same PCRs."""

@@ -376,8 +376,9 @@ def _zcbench_into_a_closed_pipe(argv: list[str], env: dict[str, str]) -> tuple[i
 @pytest.mark.parametrize(("argv", "codes"), [
     (["--help"], (0, EXIT_PIPE)),  # argparse itself ignores a failed write of its help
     (["log", "show", "{run}", "--limit", "0"], (EXIT_PIPE,)),
-    (["log", "verify", "{run}", "--trust", "dev", "--json"], (EXIT_PIPE,)),
-    (["log", "vkey", "{run}", "--trust", "dev"], (EXIT_PIPE,)),
+    pytest.param(["log", "verify", "{run}", "--trust", "dev", "--json"], (EXIT_PIPE,),
+                 marks=pytest.mark.slow),
+    pytest.param(["log", "vkey", "{run}", "--trust", "dev"], (EXIT_PIPE,), marks=pytest.mark.slow),
 ])
 def test_a_broken_pipe_is_quiet(argv: list[str], codes: tuple[int, ...],
                                 world: dict[str, str]) -> None:

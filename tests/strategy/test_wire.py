@@ -82,6 +82,7 @@ def _reference_encoding(batch: Batch) -> bytes:
     return cbor2.dumps(doc, canonical=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(batches(), st.data())
 def test_batch_encoding_matches_reference(batch: Batch, data: st.DataObject) -> None:
@@ -93,6 +94,7 @@ def test_batch_encoding_matches_reference(batch: Batch, data: st.DataObject) -> 
     assert encode_batch(part) == _reference_encoding(part)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(batches(), st.data())
 def test_prepared_columns_encode_every_range_as_encode_batch_does(

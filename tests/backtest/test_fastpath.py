@@ -98,6 +98,7 @@ def _same_frame(a: pl.DataFrame, b: pl.DataFrame) -> None:
     assert a.rows() == b.rows()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=streams(), spec=specs, fields=field_sets)
 def test_fast_batches_equal_wire_batches(
@@ -193,6 +194,7 @@ def _config_dict(config: BacktestConfig) -> dict[str, object]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=streams(), spec=specs)
 def test_random_streams_same_signals_digest_and_fills(
@@ -211,7 +213,8 @@ def test_random_streams_same_signals_digest_and_fills(
 @pytest.mark.parametrize(
     ("name", "config"),
     [
-        ("ma_crossover", BacktestConfig(count=1, fee_bps=1.0, initial_cash=100_000.0)),
+        pytest.param("ma_crossover", BacktestConfig(count=1, fee_bps=1.0, initial_cash=100_000.0),
+                     marks=pytest.mark.slow),  # one bar a batch: the many-batch case
         ("ma_crossover", BacktestConfig(count=7, slippage_ticks=2)),
         ("order_flow_imbalance", BacktestConfig(width_ns=100_000_000, fee_bps=0.2)),
         ("order_flow_imbalance", BacktestConfig(count=200)),

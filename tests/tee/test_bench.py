@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_tee.py"
 
 
+@pytest.mark.slow
 def test_bench_tee_quick_run_completes() -> None:
     result = subprocess.run(
         [sys.executable, "-W", "error", str(BENCH), "--quick"],

@@ -119,6 +119,7 @@ def test_decoder_fuzz_only_raises_log_format_error(data: bytes) -> None:
                          body=record.body) == data
 
 
+@pytest.mark.slow
 def test_benchmark_quick_run_completes() -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_auditlog.py"), "--quick"],

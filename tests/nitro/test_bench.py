@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_attestation.py"
 
 
+@pytest.mark.slow
 def test_bench_attestation_quick_run_completes() -> None:
     result = subprocess.run(
         [sys.executable, str(BENCH), "--quick"],

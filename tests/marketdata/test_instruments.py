@@ -67,6 +67,7 @@ def test_fx_and_crypto_precision_round_trips_exactly(
     assert load_ohlcv(tmp_path / "p.parquet", symbol=symbol).get_column("close").to_list() == units
 
 
+@pytest.mark.slow
 @given(units=st.lists(st.integers(1, 10**14), min_size=1, max_size=20))
 def test_any_eight_decimal_price_round_trips(units: list[int]) -> None:
     import tempfile

@@ -106,6 +106,7 @@ def test_full_check_reports_damaged_certificates(
     }  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.recursive(
