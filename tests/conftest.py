@@ -1,11 +1,15 @@
-"""Shared test fixtures: a temporary zcbench home for every test, and the vector folders."""
+"""Shared test fixtures: a temporary zcbench home for every test, the vector folders, a SeaweedFS
+server, and the one short real live run the tests of several parts read (live_world.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _seaweed import SeaweedS3, running_seaweed
 from hypothesis import settings
+from live_world import LiveWorld, tree_digest
 
 # No property test has a time limit: speed is measured in bench/, and a shared machine under load
 # makes any per-example deadline a source of false failures.
@@ -36,3 +40,35 @@ def nitro_vectors() -> Path:
 def tlog_vectors() -> Path:
     """Merkle, signed-note and CT vectors (tests/vectors/tlog/SOURCES.md)."""
     return VECTORS / "tlog"
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 server on loopback for the session (started on first use); each test
+    uses buckets of its own."""
+    with running_seaweed() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWorld]:
+    """One short real local run (build, home, run) per test process, made on first use. Read
+    only: a test that changes it takes ``live_world_copy``; the end of the session checks."""
+    from test_widgets_support import make_run
+
+    world = LiveWorld(tmp_path_factory.mktemp("live-world"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZCBENCH_HOME", str(world.home))
+    try:
+        make_run(world.folder)
+    finally:
+        mp.undo()
+    before = tree_digest(world.folder)
+    yield world
+    assert tree_digest(world.folder) == before, "a test changed the shared live run"
+
+
+@pytest.fixture
+def live_world_copy(live_world: LiveWorld, tmp_path: Path) -> LiveWorld:
+    """A copy of the shared live run of this test's own, to change at will."""
+    return live_world.copy_to(tmp_path / "world")

@@ -9,25 +9,17 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _seaweed import SeaweedS3, running_seaweed
 from botocore.exceptions import ClientError
-from test_widgets_support import make_run
+from live_world import LiveWorld
 
 from zcbench.cli import main
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def seaweed() -> Iterator[SeaweedS3]:
-    with running_seaweed() as server:
-        yield server
 
 
 @pytest.fixture
@@ -89,28 +81,10 @@ def test_server_enforces_compliance_retention(s3: Any) -> None:
 # --- zcbench archive on a real run ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """home/, build/ and run/ of one short real local run."""
-    folder = tmp_path_factory.mktemp("archive")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
-    try:
-        make_run(folder)
-    finally:
-        mp.undo()
-    return folder
-
-
 @pytest.fixture
-def run_dir(world: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the run (each test archives its own), its build beside it."""
-    shutil.copytree(world / "build", tmp_path / "build")
-    shutil.copytree(world / "run", tmp_path / "run")
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    summary["image"] = str(tmp_path / "build")
-    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
-    return tmp_path / "run"
+def run_dir(live_world_copy: LiveWorld) -> Path:
+    """A fresh copy of the shared run (each test archives its own), its build beside it."""
+    return live_world_copy.run
 
 
 @pytest.fixture

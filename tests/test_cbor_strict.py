@@ -326,6 +326,8 @@ def test_encode_canonical_writes_what_cbor2_canonical_writes_and_the_reader_read
 ) -> None:
     encoded = _cbor.encode_canonical(value)
     assert encoded == cbor2.dumps(value, canonical=True)
+    # the writer's own encoder, behind its cbor2 fast path, gives the same bytes
+    assert _cbor._encode_canonical(value) == encoded
     assert _same(_canonical(encoded, max_depth=64, floats=True), value)
 
 
@@ -333,6 +335,7 @@ def test_encode_canonical_refuses_what_has_no_canonical_form_here() -> None:
     import datetime as dt
     from decimal import Decimal
 
-    for value in (_cbor.Uint64(3), {"a": [Decimal("1.5")]}, dt.date(2026, 1, 1), 2**64, {1, 2}):
+    for value in (_cbor.Uint64(3), {"a": [Decimal("1.5")]}, dt.date(2026, 1, 1), 2**64, {1, 2},
+                  {"a": [-(2**64) - 1]}, {float("nan"): 1, float("nan"): 2}):
         with pytest.raises(CborError):
             _cbor.encode_canonical(value)

@@ -97,7 +97,12 @@ def _error_lines(err: str) -> list[str]:
     """Standard error without the notices every run may print (SIMULATED, warnings)."""
     notices = ("zcbench: warning:", "zcbench: trusting the development CA", "SIMULATED",
                "zcbench: the replay enclave runs locally")
-    return [line for line in err.splitlines() if line.strip() and not line.startswith(notices)]
+    return [line for line in err.splitlines() if line.strip() and not line.startswith(notices)
+            and not _PROGRESS.match(line)]
+
+
+# zcbench.progress's lines, printed when work takes a while (a loaded machine): not errors
+_PROGRESS = re.compile(r"zcbench: [\w -]+: (done, )?[\d,]+ (of [\d,]+ )?\w+.* [\d.]+ s$")
 
 
 def _assert_one_readable_line(err: str, out: str = "") -> None:

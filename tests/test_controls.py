@@ -137,7 +137,9 @@ def _operate(run: Path, gates: list[threading.Event], out: dict[str, Any]) -> No
 
 
 @pytest.mark.slow
-def test_limits_changes_kill_and_enable_are_signed_records_and_in_force(tmp_path: Path) -> None:
+def test_limits_changes_kill_and_enable_are_signed_records_and_in_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     module = tmp_path / "seesaw.py"
     module.write_text(BUYER)
     events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=2.5), seed=3)
@@ -201,7 +203,15 @@ def test_limits_changes_kill_and_enable_are_signed_records_and_in_force(tmp_path
     notes = {r.index for r, _ in iter_records(run) if r.kind == "note"}
     assert {e.log_index for e in history.events} <= notes
     assert main(["log", "verify", str(run), "--trust", "dev"]) == 0
+    capsys.readouterr()
     assert main(["limits", "show", str(run)]) == 0
+    shown = capsys.readouterr().out
+    assert "set    alice (halt new exposure): max_position 1000 -> 0" in shown
+    assert "kill   bob (venue outage): kill_switch 0 -> 1" in shown
+    assert main(["log", "show", str(run), "--kind", "note", "--limit", "0"]) == 0
+    listing = capsys.readouterr().out
+    assert "zcbench.control/1: action=kill" in listing
+    assert "zcbench.clock/1: detail=" in listing
 
     # a limit changed any other way is flagged: a reject naming a limit not logged ...
     journal = run / "journal.jsonl"
@@ -213,6 +223,7 @@ def test_limits_changes_kill_and_enable_are_signed_records_and_in_force(tmp_path
     assert len(flagged) == 1, flagged
     assert "max_position = 2" in flagged[0]
     assert main(["limits", "show", str(run)]) == 1
+    assert main(["log", "verify", str(run), "--trust", "dev"]) == 1  # verification flags it
     # ... a fill while the logged kill switch was engaged ...
     lines = original.decode().splitlines(keepends=True)
     header, body = lines[0], lines[1:]

@@ -292,3 +292,40 @@ def test_the_requirement_is_strict_and_measured(tmp_path: Path) -> None:
     assert _ingest(free).type == "signals"
     assert stand.open(free).type == "ledger_key"
     assert ask(free, Message("ingest", {"seq": 1, "batch": _batch(1)}))["code"] == "serve_gate"
+
+
+def test_a_signed_history_is_still_held_to_the_rules(tmp_path: Path) -> None:
+    """The gate does not verify run checkpoints' signatures again (the code that signed the
+    covering ledger checkpoint did), but sizes and origins still hold even under a checkpoint
+    the ledger key signed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from zcbench.auditlog.checkpoint import LogSigner, log_origin
+    from zcbench.auditlog.merkle import CompactRange
+    from zcbench.ledger.entries import RunCheckpointEntry, RunStartEntry
+
+    stand = Stand(tmp_path)
+    seed = stand.broker().open_secret((stand.dir / KEY_FILE).read_bytes(), secret_name(ORIGIN))
+    key = LogSigner(Ed25519PrivateKey.from_private_bytes(seed), ORIGIN)
+    origin = log_origin(A, "old")
+    run = LogSigner(Ed25519PrivateKey.generate(), origin)
+    other = log_origin(A, "other")
+
+    def ledger_of(*bodies: object) -> tuple[list[bytes], bytes]:
+        entries = [stand.ledger.entry_bytes[0]]
+        entries += [encode_entry(index=i + 1, time_ns=T0 + 1 + i, body=b)  # type: ignore[arg-type]
+                    for i, b in enumerate(bodies)]
+        tree = CompactRange()
+        for data in entries:
+            tree.append(leaf_hash(data))
+        return entries, key.sign(len(entries), tree.root())
+
+    start = RunStartEntry(A, origin, run.vkey, b"\x05" * 32, None)
+    ok = ledger_of(start, RunCheckpointEntry(origin, run.sign(5, b"\x01" * 32)))
+    assert stand.deliver(stand.runtime(), *ok).type == "ledger_appended"
+    shrinks = ledger_of(start, RunCheckpointEntry(origin, run.sign(5, b"\x01" * 32)),
+                        RunCheckpointEntry(origin, run.sign(4, b"\x02" * 32)))
+    assert stand.deliver(stand.runtime(), *shrinks)["code"] == "run_rollback"
+    elsewhere = ledger_of(start, RunCheckpointEntry(
+        origin, LogSigner(Ed25519PrivateKey.generate(), other).sign(6, b"\x01" * 32)))
+    assert stand.deliver(stand.runtime(), *elsewhere)["code"] == "run_checkpoint"

@@ -10,13 +10,12 @@ import hashlib
 import json
 import shlex
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-from _seaweed import SeaweedS3, running_seaweed
-from test_widgets_support import make_run
+from _seaweed import SeaweedS3
+from live_world import LiveWorld
 
 from zcbench.auditlog.checkpoint import log_origin, log_verifier
 from zcbench.cli import main
@@ -27,12 +26,6 @@ from zcbench.nitro import parse_document
 pytestmark = pytest.mark.slow
 
 NEXT = hashlib.sha384(b"the next build").digest()
-
-
-@pytest.fixture(scope="module")
-def seaweed() -> Iterator[SeaweedS3]:
-    with running_seaweed() as server:
-        yield server
 
 
 def _ledger_of(run: Path, folder: Path) -> tuple[Path, str, str]:
@@ -52,13 +45,14 @@ def _ledger_of(run: Path, folder: Path) -> tuple[Path, str, str]:
 
 
 def test_pack_with_the_ledger_holds_its_inventory_and_archive_entries(
-    seaweed: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    seaweed: SeaweedS3, live_world: LiveWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("ZCBENCH_HOME", str(tmp_path / "home"))
+    world = live_world.copy_to(tmp_path)
+    monkeypatch.setenv("ZCBENCH_HOME", str(world.home))
     for name, value in seaweed.env().items():
         monkeypatch.setenv(name, value)
-    run = make_run(tmp_path)
+    run = world.run
     ledger, pcr0, origin = _ledger_of(run, tmp_path / "ledger")
     assert main(["archive", str(run), "--s3", seaweed.endpoint, "--bucket", "ledger-records",
                  "--retain-days", "1900", "--ledger", str(ledger)]) == 0

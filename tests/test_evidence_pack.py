@@ -7,14 +7,13 @@ import json
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from _seaweed import SeaweedS3, running_seaweed
-from test_widgets_support import make_run
+from _seaweed import SeaweedS3
+from live_world import LiveWorld
 
 from zcbench.auditlog import events_frame
 from zcbench.auditlog.frame import iter_records
@@ -24,22 +23,10 @@ from zcbench.evidence.clock import is_clock_note
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def seaweed() -> Iterator[SeaweedS3]:
-    with running_seaweed() as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("evidence")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
-    try:
-        make_run(folder)
-    finally:
-        mp.undo()
-    return folder
+def world(live_world: LiveWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's copy of the shared run (archiving writes its manifest beside the run)."""
+    return live_world.copy_to(tmp_path_factory.mktemp("evidence")).folder
 
 
 @pytest.fixture
@@ -111,6 +98,11 @@ def test_pack_of_an_archived_run_holds_each_part_and_each_command_verifies(
     assert (clock.filter(~pl.col("within_limit").fill_null(False))["flag"] != "").all()
     notes = [r for r, _ in iter_records(archived) if r.kind == "note"]
     assert sum(is_clock_note(r.body) for r in notes) >= 2
+    spread = json.loads((pack / "pack.json").read_text())["clock_distribution"]
+    assert (spread["records"], spread["bounded"], spread["limit_ns"]) == (
+        clock.height, bounded.height, 1_000_000)
+    assert spread["within"] == bounded["within_limit"].sum()
+    assert spread["max_ns"] == (bounded["bound_ns"].max() if bounded.height else None)
     if bounded.height:  # this machine's kernel said it is synchronised
         assert bounded["source"].str.contains("checked against host CLOCK_REALTIME").all()
 

@@ -13,7 +13,7 @@ import pytest
 from zcbench.venue import Cancel, Execution, Order, PaperVenue, Replace
 from zcbench.venue.fix import FixVenue, VenueSimulator, decode
 from zcbench.venue.fix.codec import iter_messages
-from zcbench.venue.fix.session import Session
+from zcbench.venue.fix.session import Session, read_session_file
 from zcbench.venue.orders import EXEC_TYPES
 
 T0 = 1_704_186_000 * 1_000_000_000
@@ -257,3 +257,36 @@ def test_run_refuses_a_venue_address_nobody_listens_on() -> None:
         port = s.getsockname()[1]  # bound, never listening
         with pytest.raises(EnvError, match=f"no FIX venue at 127.0.0.1:{port}"):
             _reachable("127.0.0.1", port)
+
+
+def test_a_resumed_session_gets_the_reports_a_killed_one_never_stored(
+    sim: FaultySim, tmp_path: Path
+) -> None:
+    events = _events()
+    killed = _venue(sim, tmp_path, "ZCB-R1")
+    killed.on_market(events.slice(0, 4))
+    rest = Order("r-1-0", "AAA", "buy", 10, "limit", "GTC", limit_price=999_500)
+    assert [e.exec_type for e in killed.submit(rest)] == ["new"]  # rests: the ask is higher
+    last_sent = killed._ensure().next_out - 1
+    killed._disconnect()  # the host dies: no Logout, nothing more read or stored
+    assert killed._session is not None
+    killed._session.store.close()
+    # the market moves on (another session's request carries the time): the order fills at
+    # the venue, which stores the report for a session nobody holds
+    other = _venue(sim, tmp_path, "ZCB-R2")
+    other.on_market(events.slice(8, 8))
+    other.submit(Order("o-1-0", "AAA", "buy", 1))
+    other.close()
+    resumed = FixVenue("127.0.0.1", sim._listener.getsockname()[1],  # type: ignore[union-attr]
+                       state_dir=tmp_path / "ZCB-R1-next", sender="ZCB-R1", timeout_s=5,
+                       carried=[tmp_path / "ZCB-R1"])
+    got = resumed.resume(["r-1-0"])
+    resumed.close()
+    trades = [e for e in got if e.cl_ord_id == "r-1-0" and e.exec_type == "trade"]
+    assert [(e.last_qty, e.last_px) for e in trades] == [(10, 999_500)]
+    stored_before = {m.get(17) for m in read_session_file(tmp_path / "ZCB-R1" / "in.fix")}
+    assert trades[0].exec_id not in stored_before
+    assert _drop_ids(tmp_path).count(trades[0].exec_id) == 1
+    sent = [decode(m) for m in iter_messages((tmp_path / "ZCB-R1-next" / "out.fix").read_bytes())]
+    assert sent[0].seq == last_sent + 1  # the carried numbers go on: no reset, no reuse
+    assert not [e for e in resumed.events if e.kind in ("too_low", "invalid")]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_widgets_support import make_run
+from live_world import LiveWorld
 
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
@@ -88,10 +88,11 @@ def _tampered_copy(run: Path, dest: Path, index: int, scratch: Path) -> None:
 
 
 def test_sealed_build_replays_byte_for_byte_and_a_tampered_copy_is_caught(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    live_world_copy: LiveWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    run = make_run(tmp_path / "w", seconds=1.5)
-    build = tmp_path / "w" / "build"
+    monkeypatch.setenv("ZCBENCH_HOME", str(live_world_copy.home))  # the build's sealing keys
+    run, build = live_world_copy.run, live_world_copy.build
     outs = [r for r, _ in iter_records(run) if r.kind == "out"]
     assert len(outs) >= 3, "the live run made too few batches to replay"
 

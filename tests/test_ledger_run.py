@@ -15,6 +15,7 @@ import zcbench.examples.order_flow as order_flow
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
 from zcbench.enclave.ledger import LedgerRequirement
+from zcbench.errors import UsageError
 from zcbench.host import ReplaySource
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.keys import LocalKeyBroker
@@ -165,3 +166,37 @@ def test_every_acknowledged_entry_survives_a_kill(tmp_path: Path) -> None:
         assert ledger.size >= acknowledged + 1
         ledger.announce(hashlib.sha384(b"after").digest(), b"\x02" * 32, notice_ns=0)
     assert check_ledger(ledger_dir).ok
+
+
+def test_control_entries_follow_their_rules(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from zcbench.auditlog.checkpoint import log_verifier
+    from zcbench.ledger import LedgerRuleError
+    from zcbench.ledger.entries import ControlEntry, RunStartEntry, decode_entry
+
+    pcr0 = bytes(range(1, 49))
+    ledger_dir = tmp_path / "ledger"
+    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
+                commitment_sha256=b"\x01" * 32).close()
+    origin = f"zcbench/{pcr0.hex()[:16]}/run-1"
+    der = Ed25519PrivateKey.generate().public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    with Ledger.open(ledger_dir) as ledger:
+        ledger.append(RunStartEntry(pcr0, origin, log_verifier(der, origin).vkey,
+                                    b"\x03" * 32, None), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="before the run's start record"):
+            ledger.append(ControlEntry(origin, 5, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        ledger.append(ControlEntry(origin, 1, b"\x02" * 32, "start", "dora"), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="after its start record"):
+            ledger.append(ControlEntry(origin, 7, b"\x02" * 32, "start", "dora"), pcr0=pcr0)
+        with pytest.raises(LedgerRuleError, match="go forward"):
+            ledger.append(ControlEntry(origin, 1, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        ledger.append(ControlEntry(origin, 9, b"\x02" * 32, "kill", "bob"), pcr0=pcr0)
+        with pytest.raises(UsageError, match="control action"):
+            ledger.append(ControlEntry(origin, 10, b"\x02" * 32, "pause", "bob"), pcr0=pcr0)
+        [(_, start), (_, kill)] = ledger.state.runs[origin].controls
+        assert (start.action, kill.action, kill.log_index) == ("start", "kill", 9)
+        assert decode_entry(ledger.entry_bytes[-1]).body == kill
+    assert main(["ledger", "verify", str(ledger_dir)]) == 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import papermill
 import pytest
-from test_widgets_support import make_run
+from live_world import LiveWorld
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -19,16 +19,10 @@ NOTEBOOKS = REPO / "notebooks"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("notebooks")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
-    try:
-        make_run(folder)
-    finally:
-        mp.undo()
-    return folder
+@pytest.fixture
+def world(live_world: LiveWorld) -> Path:
+    """The shared run (read only; the notebooks write into the test's own folder)."""
+    return live_world.folder
 
 
 def _run(name: str, out_dir: Path, parameters: dict[str, Any]) -> str:

@@ -120,6 +120,16 @@ def test_journal_edits_are_named(
     assert expected <= kinds, kinds
 
 
+def test_an_execution_journaled_by_two_runs_is_counted_twice(chain: Path, tmp_path: Path) -> None:
+    runs, drop = _copy(chain, tmp_path)
+    rows = [json.loads(x) for x in (runs[1] / JOURNAL_FILE).read_text().splitlines()[1:]]
+    fill = rows[_first(rows, "fill")]
+    _journal_edit(runs[0], lambda own: [*own, fill])  # run2's fill claimed by run1 too
+    report = check_reconciliation(runs, drop, trust="dev")
+    twice = [d for d in report.discrepancies if d.kind == "repeated_exec_id"]
+    assert [d.exec_id for d in twice] == [fill["exec_id"]], report.discrepancies
+
+
 def _messages(drop: Path) -> list[bytes]:
     return [m for m in iter_messages(drop.read_bytes()) if isinstance(m, bytes)]
 

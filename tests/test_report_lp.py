@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_widgets_support import make_run
+from live_world import LiveWorld
 
 from zcbench.cli import main
 from zcbench.errors import DataError, UsageError
@@ -16,23 +16,11 @@ from zcbench.report import collect_report
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding home/, build/ and run/ of one short local run."""
-    folder = tmp_path_factory.mktemp("report")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
-    try:
-        make_run(folder)
-    finally:
-        mp.undo()
-    return folder
-
-
 @pytest.fixture
-def run_dir(world: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ZCBENCH_HOME", str(world / "home"))
-    return world / "run"
+def run_dir(live_world: LiveWorld, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared run (read only), with its home."""
+    monkeypatch.setenv("ZCBENCH_HOME", str(live_world.home))
+    return live_world.run
 
 
 def test_facts_of_a_local_run(run_dir: Path) -> None:

@@ -5,12 +5,11 @@ shown and deflates the run's Sharpe, and a run whose log fails gets no figures."
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
-from test_widgets_support import make_run
+from live_world import LiveWorld
 
 from zcbench.auditlog import events_frame
 from zcbench.report import collect_report, report_sections
@@ -19,24 +18,14 @@ from zcbench.report.tearsheet import backtest_tear_sheet, tear_sheet_html, verif
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tearsheet")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZCBENCH_HOME", str(folder / "home"))
-    try:
-        make_run(folder)
-    finally:
-        mp.undo()
-    return folder
+@pytest.fixture
+def world(live_world: LiveWorld) -> Path:
+    """The shared run (read only: a test that changes it copies it with ``_copy``)."""
+    return live_world.folder
 
 
 def _copy(world: Path, to: Path, **commitment_changes: object) -> Path:
-    shutil.copytree(world / "build", to / "build")
-    shutil.copytree(world / "run", to / "run")
-    summary = json.loads((to / "run" / "summary.json").read_text())
-    summary["image"] = str(to / "build")
-    (to / "run" / "summary.json").write_text(json.dumps(summary))
+    LiveWorld(world).copy_to(to)
     commitment = json.loads((to / "build" / "commitment.json").read_text())
     for key, value in commitment_changes.items():
         if key == "pcr0":

@@ -6,6 +6,7 @@ run that names another predecessor breaks the chain where it is checked."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from zcbench.auditlog.frame import iter_records
 from zcbench.auditlog.listing import describe_body
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
-from zcbench.errors import UsageError
+from zcbench.errors import UsageError, ZcbenchError
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.replay import replay_log
 from zcbench.host.restart import check_link, continue_run
@@ -119,3 +120,21 @@ def test_only_a_run_folder_can_be_continued(tmp_path: Path) -> None:
     (tmp_path / "not-a-run").mkdir()
     with pytest.raises(UsageError, match="no run folder"):
         continue_run(tmp_path / "not-a-run")
+
+
+def test_a_run_still_running_is_not_continued(tmp_path: Path) -> None:
+    run = tmp_path / "live"
+    (run / "control").mkdir(parents=True)
+    (run / "journal.jsonl").write_text('{"schema": "zcbench.journal/1"}\n')
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(run / "control" / "attest.sock"))
+    listener.listen(1)
+    try:
+        with pytest.raises(UsageError, match="still running"):
+            continue_run(run)
+    finally:
+        listener.close()
+    # a killed host's socket is left behind with no one listening: that run can be continued
+    with pytest.raises(ZcbenchError) as caught:
+        continue_run(run)
+    assert "still running" not in str(caught.value)

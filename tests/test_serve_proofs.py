@@ -216,3 +216,20 @@ def test_a_client_holding_an_older_checkpoint_reads_the_tiles_of_its_size(
         size, signed, computed = IndependentTlogClient(get).recompute_root(
             world["a"].signer.public_key_spki_der)
         assert (size, computed) == (checkpoint.size, signed)
+
+
+@pytest.mark.parametrize("flags", [
+    ["--slice", "5"], ["--slice", "3:3"], ["--slice", "4:2"], ["--slice=-1:2"],
+    ["--slice", "a:b"], ["--slice-out", "kept.slice"],
+])
+def test_verify_remote_refuses_a_bad_slice_before_any_request(
+        flags: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from zcbench.cli import main
+
+    # port 9 (discard) is never asked: the arguments are refused first, as usage (exit 2)
+    (tmp_path / "commitment.json").write_text("{}")
+    assert main(["verify", "remote", "http://127.0.0.1:9", "--commitment",
+                 str(tmp_path / "commitment.json"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zcbench: ")
+    assert "--slice" in err

@@ -151,3 +151,24 @@ def test_summary_counts_trials_and_deflates_the_packaged_point(record_path: Path
         research_summary([rec], strategy="order_flow_imbalance", params={**params, "window": 3})
     with pytest.raises(DataError, match="no point"):  # a refused point is no candidate
         research_summary([rec], strategy="order_flow_imbalance", params={**params, "enter_pct": 2})
+
+
+def test_the_record_is_written_as_every_output_into_a_pipe_too(
+    record_path: Path, tmp_path: Path
+) -> None:
+    # write_output: a pipe (--record /dev/stdout, a FIFO) is written into, never renamed over
+    import os
+    import threading
+
+    from zcbench.backtest._research import write_record
+
+    fifo = tmp_path / "record.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_record(fifo, json.loads(record_path.read_bytes()))
+    reader.join(timeout=60)
+    assert got == [record_path.read_bytes()]
+    assert fifo.is_fifo()
+    assert (record_path.stat().st_mode & 0o777) == 0o644  # a record is for others to read

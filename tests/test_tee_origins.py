@@ -109,10 +109,47 @@ def test_sgx_quotes_of_versions_4_and_5_parse_strictly() -> None:
     assert (verdict.failed_check, verdict.expected) == ("version", "1/384")
 
 
-def test_an_azure_hcl_report_is_named_and_refused_with_what_to_give() -> None:
+def test_an_azure_hcl_report_verifies_its_snp_report_and_the_runtime_data_binding() -> None:
+    hcl = (TEE / "snp" / "azure_genoa_hcl_report.bin").read_bytes()
+    vcek = (TEE / "snp" / "azure_genoa_vcek.pem").read_bytes()
+    verdict = check_evidence(hcl, ANY, at=AT, certificates=[vcek])
+    assert verdict.verified, verdict.message
+    inner = check_evidence(hcl[32 : 32 + 0x4A0], ANY, at=AT, certificates=[vcek])
+    assert verdict.measurement == inner.measurement
+    assert verdict.fields["hcl_runtime_data_hash"] == inner.report_data.hex()[:64]  # type: ignore[union-attr]
+    assert any("Azure HCL report" in w for w in verdict.warnings)
+    # the runtime data (the vTPM's keys) altered: the report no longer binds it
+    at = hcl.index(b'"kid":"HCLAkPub"') + 8
+    altered = hcl[:at] + b"X" + hcl[at + 1 :]
+    verdict = check_evidence(altered, ANY, at=AT, certificates=[vcek])
+    assert (verdict.failed_check, verdict.actual) == ("hcl_binding", inner.report_data.hex())  # type: ignore[union-attr]
+
+
+def test_malformed_hcl_reports_and_a_tdx_vms_are_refused_saying_why() -> None:
     from zcbench.errors import DataError
 
-    report = (TEE / "snp" / "azure_genoa_report.bin").read_bytes()
-    hcl = b"HCLA" + bytes(28) + report + b'{"keys": []}'
-    with pytest.raises(DataError, match="Azure HCL attestation report"):
-        check_evidence(hcl, ANY, at=AT)
+    hcl = (TEE / "snp" / "azure_genoa_hcl_report.bin").read_bytes()
+    for bad in (hcl[:2000], hcl[:-1] + b"\x01", hcl[:20] + b"\x01" + hcl[21:],
+                hcl[:8] + (4000).to_bytes(4, "little") + hcl[12:]):
+        with pytest.raises(DataError, match="HCL report"):
+            check_evidence(bad, ANY, at=AT)
+    tdx = (TEE / "tdx" / "azure_tdx_hcl_report.bin").read_bytes()
+    with pytest.raises(DataError, match="verify the TD quote"):
+        check_evidence(tdx, ANY, at=AT)
+
+
+def test_the_cli_verifies_an_hcl_report_and_names_a_tdx_vms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zcbench.cli import main
+
+    hcl = str(TEE / "snp" / "azure_genoa_hcl_report.bin")
+    vcek = str(TEE / "snp" / "azure_genoa_vcek.pem")
+    assert main(["verify", "attestation", hcl, "--cert", vcek, "--at", "2025-06-01T00:00:00Z",
+                 "--json"]) == 0  # fmt: skip
+    import json
+
+    assert json.loads(capsys.readouterr().out)["tee"] == "sev-snp"
+    tdx = str(TEE / "tdx" / "azure_tdx_hcl_report.bin")
+    assert main(["verify", "attestation", tdx, "--at", "2025-06-01T00:00:00Z"]) == 1
+    assert "verify the TD quote" in capsys.readouterr().err

@@ -154,6 +154,17 @@ def test_evidence_of_another_tee_than_committed_fails_check_tee(tmp_path: Path) 
     assert "Failed check: tee" in _Text(panel.banner.value).text
 
 
+def test_garbage_for_an_snp_commitment_is_a_failed_verdict_not_a_crash(tmp_path: Path) -> None:
+    commitment = _commitment(tmp_path / "build", "sev-snp", {"measurement": bytes(48)})
+    panel = _panel(tmp_path, b"\xff" * 100, commitment, AT_MILAN)
+    result = panel.request()
+    assert result is not None
+    assert (result.tee, result.tee_verdict.failed_check) == ("sev-snp", "decode")
+    assert "Failed check: decode" in _Text(panel.banner.value).text
+    assert ["MEASUREMENT", bytes(48).hex(), "—", "MISSING"] in _Text(panel.pcrs.value).rows
+    assert "no certificate chain" in panel.chain.value
+
+
 def test_an_snp_export_re_verifies_with_only_its_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -301,7 +312,7 @@ def test_the_lp_report_shows_an_snp_report_through_the_report_path(tmp_path: Pat
     assert ["MEASUREMENT", MILAN_REPORT[0x90:0xC0].hex(), MILAN_REPORT[0x90:0xC0].hex(),
             "match"] in page.rows  # fmt: skip
     assert "tee sev-snp" in page.text
-    command = (f"zcbench verify attestation report.bin --commitment commitment.json "
+    command = (f"zcbench verify attestation report.bin --commitment build/commitment.json "
                f"--report-data {MILAN_REPORT[0x50:0x90].hex()} --cert vcek.der --at")
     assert command in page.text
     assert "--trust" not in page.text.split(command)[1].split("zcbench log verify")[0]

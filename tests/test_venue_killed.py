@@ -15,8 +15,8 @@ all, so no crash window is left open (``not_journaled``, ``missing_in_journal``,
 ``no_outcome``, ``no_venue_record``), every link holds and the positions from the drop copy
 equal the journals' and the last run's summary.
 
-``ZCBENCH_FIX_KILLS`` sets how many kills (default 50: about two minutes on two idle cores,
-each kill costing a host's start; longer on a loaded machine).
+``ZCBENCH_FIX_KILLS`` sets how many kills (default 50). Each kill costs a host's start, about
+2 s of CPU: 50 took 11 minutes on two cores shared with other jobs (load 19 to 32).
 """
 
 from __future__ import annotations

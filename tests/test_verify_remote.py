@@ -95,9 +95,10 @@ def test_an_lp_in_its_own_process_and_home_verifies_a_live_run_end_to_end(
     runs.mkdir()
     run_dir = runs / "today"
     run_log = tmp_path / "run.stderr"
+    # the run outlasts the test (which ends it with Ctrl-C) however loaded the machine is
     with run_log.open("wb") as err:
         run = subprocess.Popen(
-            [*ZCBENCH, "run", str(build), "--synthetic", "--rate", "2000", "--duration", "60",
+            [*ZCBENCH, "run", str(build), "--synthetic", "--rate", "2000", "--duration", "900",
              "--run-dir", str(run_dir)], env=fund_env, stdout=subprocess.DEVNULL, stderr=err)
     serve: subprocess.Popen[bytes] | None = None
     try:

@@ -548,20 +548,54 @@ def encode_map_items(items: Iterable[tuple[object, object]]) -> bytes:
     return bytes(out)
 
 
+_PLAIN_SCALARS: Final = (str, bytes, bool, type(None))
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data cbor2 writes exactly as :func:`encode_canonical` would:
+    text, bytes, booleans, None, 64-bit integers, floats, lists, tuples, and dicts whose keys
+    are not floats (two NaN keys would collide), nested at most 64 deep. Anything else
+    (bignums, bytearrays, :class:`Tagged`, :class:`Uint64`, the many types cbor2 would tag
+    on its own) is not."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS or kind is float:
+        return True
+    if kind is int:
+        return _INT_MIN <= value <= _INT_MAX  # type: ignore[operator]
+    if depth >= 64:
+        return False
+    if kind is list or kind is tuple:
+        return all(_plain(v, depth + 1) for v in value)  # type: ignore[attr-defined]
+    if kind is dict:
+        return all(type(k) is not float and _plain(k, depth + 1) and _plain(v, depth + 1)
+                   for k, v in value.items())  # type: ignore[attr-defined]
+    return False
+
+
 def encode_canonical(value: object) -> bytes:
     """Encode ``value`` in RFC 8949 §4.2.3 canonical form: what :func:`decode` accepts with
     ``canonical=True``, and the bytes cbor2 writes with ``canonical=True`` for the same value.
+    The one canonical writer of every format zcbench writes (records, frames, signals,
+    entries, slices, sealed payloads, ``user_data``).
 
     Shortest heads and definite lengths as :func:`encode`; floats in the narrowest IEEE 754
     form that holds them exactly (NaN as ``f97e00``); every map's entries sorted by their
     encoded keys, shorter first, then bytewise. :class:`Uint64` (a non-shortest head by
-    design) and anything but plain data are refused.
+    design) and anything but plain data are refused. Plain data is written by cbor2's C
+    encoder (the same bytes, tested; the live path writes several items a batch).
     """
+    if _plain(value):
+        data: bytes = cbor2.dumps(value, canonical=True)
+        return data
+    return _encode_canonical(value)
+
+
+def _encode_canonical(value: object) -> bytes:
     if isinstance(value, float):
         return _shortest_float(value)
     if isinstance(value, dict):
         entries = sorted(
-            ((encode_canonical(k), encode_canonical(v)) for k, v in value.items()),
+            ((_encode_canonical(k), _encode_canonical(v)) for k, v in value.items()),
             key=lambda entry: (len(entry[0]), entry[0]),
         )
         for (key, _), (following, _) in pairwise(entries):
@@ -569,9 +603,9 @@ def encode_canonical(value: object) -> bytes:
                 raise CborError("duplicate map key")
         return _head(5, len(entries)) + b"".join(k + v for k, v in entries)
     if isinstance(value, list | tuple):
-        return _head(4, len(value)) + b"".join(encode_canonical(v) for v in value)
+        return _head(4, len(value)) + b"".join(_encode_canonical(v) for v in value)
     if isinstance(value, Tagged):
-        return _head(6, value.tag) + encode_canonical(value.value)
+        return _head(6, value.tag) + _encode_canonical(value.value)
     if isinstance(value, Uint64):
         raise CborError("a fixed-width integer is not canonical")
     return encode(value)

@@ -33,7 +33,7 @@ from browser_support import (
     Server,
     World,
 )
-from test_widgets_support import make_run
+from live_world import LiveWorld
 
 
 def _free_port() -> int:
@@ -57,15 +57,11 @@ def _parameterised(name: str, out_dir: Path, parameters: dict[str, Any]) -> Path
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory, live_world: LiveWorld) -> World:
+    # a copy of the shared run: the notebooks add runs and exports beside it
     root = tmp_path_factory.mktemp("browser-world")
-    home = root / "home"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ZCBENCH_HOME", str(home))
-    try:
-        run = make_run(root)
-    finally:
-        mp.undo()
+    copy = live_world.copy_to(root)
+    home, run = copy.home, copy.run
     notebooks = root / "notebooks"
     notebooks.mkdir()
     build = root / "build"

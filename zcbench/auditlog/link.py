@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench._cbor import describe
 from zcbench.errors import DataError
@@ -82,7 +80,7 @@ def encode_link(link: RunLink) -> bytes:
     """The boot document's ``user_data`` naming ``link`` (canonical CBOR)."""
     doc = {"previous": {"origin": link.origin, "size": link.size, "root": link.root,
                         "positions": [[s, q] for s, q in link.positions]}}
-    data: bytes = cbor2.dumps(doc, canonical=True)
+    data: bytes = _cbor.encode_canonical(doc)
     return data
 
 

@@ -80,6 +80,28 @@ def _price(ticks: int | None) -> str:
     return "" if ticks is None else f" limit {ticks} ticks"
 
 
+def _structured_note(body: bytes) -> str | None:
+    """A note the host wrote as a canonical CBOR map naming its kind (drops, control and clock
+    records), as ``kind: key=value, ...``; None for any other body."""
+    from zcbench import _cbor
+
+    try:
+        doc = _cbor.decode(body, canonical=True, max_depth=3, max_bytes=1 << 16)
+    except _cbor.CborError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("note"), str):
+        return None
+
+    def show(value: object) -> str:
+        if isinstance(value, dict):
+            return "{" + " ".join(f"{k}={show(v)}" for k, v in value.items()) + "}"
+        return str(value)
+
+    items = sorted(((k, v) for k, v in doc.items() if k != "note"),
+                   key=lambda kv: isinstance(kv[1], dict))  # the scalars first, maps last
+    return f"{doc['note']}: " + ", ".join(f"{k}={show(v)}" for k, v in items)
+
+
 def _outcome(o: Any) -> str:
     what = f"{o.status} {o.quantity} {o.symbol} (OUT {o.log_index}#{o.signal})"
     if o.status == "refused":
@@ -132,6 +154,9 @@ def describe_body(record: Record) -> str:
         return f"undecodable body: {exc}"
     if record.kind == "boot":
         return f"boot attestation document, {len(record.body)} bytes"
+    structured = _structured_note(record.body) if record.kind == "note" else None
+    if structured is not None:
+        return structured if len(structured) <= 160 else structured[:159] + "…"
     text = record.body.decode("utf-8", "replace")
     return text if len(text) <= 80 else text[:79] + "…"
 

@@ -25,8 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, cast
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench._cbor import describe
 from zcbench.auditlog._errors import LogFormatError
@@ -89,7 +87,7 @@ def encode_record(
         "event_time_ns": event_time_ns,
         "body": bytes(body),
     }
-    data: bytes = cbor2.dumps(doc, canonical=True)
+    data: bytes = _cbor.encode_canonical(doc)
     if len(data) > MAX_RECORD_BYTES:
         raise ValueError(f"record of {len(data)} bytes exceeds {MAX_RECORD_BYTES}")
     return data

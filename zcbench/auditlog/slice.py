@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog.boot import BootVerifier, nitro_boot_verifier
@@ -73,7 +71,7 @@ class LogSlice:
             "entries": [{"record": e.record, "proof": list(e.proof)} for e in self.entries],
             "selection": self.selection,
         }
-        data: bytes = cbor2.dumps(doc, canonical=True)
+        data: bytes = _cbor.encode_canonical(doc)
         return data
 
     @classmethod

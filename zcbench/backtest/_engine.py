@@ -391,7 +391,7 @@ class BacktestResult:
             (out / "summary.json").write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
             raise EnvError(
-                f"the backtest result into {out}: {describe_os_error(exc, writing=True)}"
+                f"the backtest result: {describe_os_error(exc, writing=True)}"
             ) from None
         return out
 

@@ -18,9 +18,10 @@ chosen parameters is known. Every sweep can write one record (``research.json``)
 events are integers and text, so the text is exact); ``table_sha256`` is over the result table
 as uncompressed Arrow IPC; ``digest`` is SHA-256 over the record's canonical JSON without
 ``digest`` (sorted keys, no spaces, ASCII). The file is that JSON with two-space indent and a
-final newline, written to a temporary file, fsynced and renamed: the same sweep writes the
-same bytes. :func:`load_record` reads a record strictly (bounded, no duplicate keys, schema,
-required fields, the digest recomputed) and raises :class:`DataError` naming the file.
+final newline, written as every command's output (``zcbench.durable.write_output``): the same
+sweep writes the same bytes. :func:`load_record` reads a record strictly (bounded, no duplicate
+keys, schema, required fields, the digest recomputed) and raises :class:`DataError` naming the
+file.
 
 :func:`research_summary` is what ``zcbench package --research FILE`` commits: the records'
 digests, the trial count behind the packaged parameters, and the deflated Sharpe ratio of the
@@ -35,7 +36,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,8 @@ import polars as pl
 
 from zcbench.backtest._engine import BacktestConfig
 from zcbench.backtest._metrics import deflated_sharpe_ratio
-from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.durable import write_output
+from zcbench.errors import DataError, EnvError, UsageError, describe_os_error
 from zcbench.nitro.commitment import read_bounded, read_json_object
 from zcbench.strategy import Strategy
 
@@ -197,29 +198,18 @@ def build_record(
 
 
 def write_record(path: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` to ``path`` durably (temporary file, fsync, rename, fsync the folder)."""
+    """Write ``record`` to ``path`` as every command's output is written
+    (:func:`zcbench.durable.write_output`: a regular file replaced atomically and durably)."""
     target = Path(path)
     body = (json.dumps(record, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
             + "\n").encode()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_output(target, body)
     except OSError as exc:
-        raise EnvError(f"cannot write the research record {target}: {exc.strerror}") from None
+        raise EnvError(
+            f"the research record: {describe_os_error(exc, writing=True)}"
+        ) from None
     return target
 
 

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import cbor2
-
 from zcbench import _cbor
 from zcbench._cbor import describe
 from zcbench.errors import DataError, EnvError
@@ -239,8 +237,8 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
 
 def encode_frame(message: Message, *, max_frame: int = MAX_FRAME) -> bytes:
     """The frame for ``message``: length prefix and canonical CBOR body."""
-    body = cbor2.dumps(
-        {"v": PROTOCOL_VERSION, "type": message.type, **message.fields}, canonical=True
+    body = _cbor.encode_canonical(
+        {"v": PROTOCOL_VERSION, "type": message.type, **message.fields}
     )
     if len(body) > max_frame:
         raise FrameError(

@@ -171,12 +171,22 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _journal_problems(path: Path) -> list[str]:
-    """A run folder's journal checked row by row against its signed feedback records."""
+    """A run folder's journal checked row by row against its signed feedback records, and
+    against its signed control records (a limit changed outside the logged command)."""
     if not (path / "journal.jsonl").is_file():
         return []
+    import json
+
+    from zcbench.host.controls import control_history
     from zcbench.host.feedback import check_journal
 
-    return check_journal(path)
+    summary_path = path / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_bytes()) if summary_path.is_file() else None
+    except ValueError:
+        summary = None  # the log's verdict stands; the summary is checked where it is read
+    controls = control_history(path, summary if isinstance(summary, dict) else None)
+    return check_journal(path) + list(controls.problems)
 
 
 # -- show ------------------------------------------------------------------------------------

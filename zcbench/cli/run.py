@@ -69,6 +69,10 @@ def register(sub: Any) -> None:
     p.add_argument("--operator", default=None, metavar="NAME",
                    help="who starts the run, named in its signed record of the limits in force "
                    "(default: the login name); change them later with zcbench limits set")
+    p.add_argument("--clock", default="host", metavar="host|clockbound[:PATH]",
+                   help="the clock source whose readings (with their error bounds) the run "
+                   "logs: the host's kernel discipline (default) or AWS ClockBound's segment "
+                   "(on EC2 and Nitro hosts; default path /var/run/clockbound/shm0)")
     p.add_argument("--ledger", type=Path, default=None, metavar="DIR",
                    help="the strategy's ledger: run-start, checkpoints and run-end go there, and "
                    "the run serves only if the ledger allows its PCR0 now")
@@ -219,6 +223,7 @@ def _handle(args: argparse.Namespace) -> int:
             continuation=continuation,
             feedback=not args.no_feedback,
             operator=args.operator or _login_name(),
+            clock_source=_clock_source(args.clock),
         )
     finally:
         control.close()
@@ -228,6 +233,19 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return _exit_code(summary.status, summary.reason)
+
+
+def _clock_source(spec: str) -> Any:
+    from zcbench.evidence.clock import CLOCKBOUND_PATH, ClockBoundSource, HostClock
+
+    name, _, path = spec.partition(":")
+    if name == "host" and not path:
+        return HostClock()
+    if name == "clockbound":
+        source = ClockBoundSource(Path(path) if path else CLOCKBOUND_PATH)
+        source.read()  # refuse before the run starts when the daemon's segment is not there
+        return source
+    raise UsageError(f"--clock {spec}: give host, clockbound or clockbound:PATH")
 
 
 def _login_name() -> str:

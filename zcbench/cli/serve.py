@@ -20,7 +20,9 @@ def register(sub: Any) -> None:
         description=(
             "Serve every run folder under --runs (a run in progress included) at "
             "/runs/<run id>/ as C2SP tlog-tiles (hash tiles public, entry bundles for reader "
-            "tokens), and /.well-known/zcbench/attestation?nonce=<hex>: a fresh document from "
+            "tokens), slices at /runs/<run id>/slice?start=A&end=B and ledger entries as "
+            ".tlog-proof files at /ledger/proof/<index> (for reader tokens), and "
+            "/.well-known/zcbench/attestation?nonce=<hex>: a fresh document from "
             "the running enclave. LPs check it with 'zcbench verify remote URL'. With "
             "--add-reader NAME, add a reader to --readers FILE, print its token once and exit."
         ),

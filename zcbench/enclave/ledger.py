@@ -9,7 +9,10 @@ of it before the enclave serves:
   here; its public half is the key every delivered checkpoint must verify with;
 * the delivered **entries** are decoded strictly and replayed through the ledger's rules
   (:class:`zcbench.ledger.rules.LedgerState`) into a compact range (O(log n) hashes, never the
-  ledger itself); the delivered **checkpoint** must be signed by the ledger key under the
+  ledger itself); run checkpoints' signatures are not verified again
+  (:attr:`~zcbench.ledger.rules.LedgerState.signed_history`: the code that signed the covering
+  ledger checkpoint did), and the first broken rule refuses the whole delivery; the delivered
+  **checkpoint** must be signed by the ledger key under the
   measured origin and cover exactly those entries (same size, same root): an omitted, edited
   or forged entry changes the root, an entry the ledger key never signed is refused;
 * this enclave's **PCR0** must be announced, past its ``valid_from`` and not revoked at the
@@ -181,9 +184,10 @@ class EnclaveLedger:
         self._pcr0 = pcr0
         self._clock = clock
         self._monotonic = monotonic
-        self.state = LedgerState()
+        self.state = LedgerState(signed_history=True)
         self._range = CompactRange()
         self._started = False  # a checkpoint was delivered and the run-start appended
+        self._broken = False  # a delivered entry broke a rule: the state is not usable
         self._run_origin: str | None = None
         self._start_index: int | None = None
         self._signed: dict[int, bytes] = {}  # size -> root of every checkpoint signed here
@@ -202,6 +206,8 @@ class EnclaveLedger:
         """Decode and replay delivered entries; returns the size so far."""
         if self._started:
             raise _refuse("ledger_order", "entries come before the checkpoint, not after")
+        if self._broken:
+            raise _refuse("ledger_order", "a delivery that broke a rule is not taken further")
         if self.state.size + len(entries) > MAX_LEDGER_ENTRIES:
             raise _refuse("ledger_size", f"a ledger of more than {MAX_LEDGER_ENTRIES} entries")
         for data in entries:
@@ -209,10 +215,12 @@ class EnclaveLedger:
                 raise _refuse("ledger_entry", "a delivered entry is not bytes")
             try:
                 entry = decode_entry(data)
-                self.state.apply(entry)
+                self.state.replay(entry)  # a broken rule refuses the whole delivery
             except LedgerFormatError as exc:
+                self._broken = True
                 raise _refuse("ledger_entry", f"entry {self.state.size}: {exc}") from None
             except LedgerRuleError as exc:
+                self._broken = True
                 raise _refuse(exc.check or "ledger_rule",
                               f"entry {self.state.size} breaks a rule: {exc}") from None
             self._range.append(leaf_hash(data))
@@ -232,8 +240,9 @@ class EnclaveLedger:
               boot_document: bytes) -> Appended:
         """Check the delivered checkpoint against the entries, this PCR0 against the allowed
         set, and append the run-start; raises :class:`ServeRefused`."""
-        if self._started:
-            raise _refuse("ledger_order", "the run-start is appended once")
+        if self._started or self._broken:
+            raise _refuse("ledger_order", "the run-start is appended once, after a whole "
+                          "delivery")
         checkpoint = self._read(checkpoint_note)
         if checkpoint.size != self.state.size:
             raise _refuse("ledger_checkpoint", f"the checkpoint covers {checkpoint.size} "

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from zcbench import _cbor
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
 from zcbench.auditlog.link import decode_link, encode_link
 from zcbench.auditlog.writer import EnclaveLogState, batch_event_time
@@ -269,7 +269,7 @@ class EnclaveRuntime:
         state = self._booted()
         if not nonce:
             raise _Refused("bad_nonce", "attest needs a non-empty nonce")
-        user_data = cbor2.dumps({"checkpoint": state.note}, canonical=True)
+        user_data = _cbor.encode_canonical({"checkpoint": state.note})
         document = self._attester.attestation(
             user_data=user_data, nonce=nonce, public_key=state.signer.public_key_spki_der
         )

@@ -31,6 +31,7 @@ __all__ = [
     "SUMS_FILE",
     "EvidencePack",
     "build_pack",
+    "clock_distribution",
     "files_table",
     "write_tables",
 ]
@@ -198,17 +199,31 @@ def _table_html(name: str, frame: pl.DataFrame) -> str:
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}</section>")
 
 
-def _clock_summary(frame: pl.DataFrame, rts25: str) -> str:
+def clock_distribution(frame: pl.DataFrame, rts25: str) -> dict[str, Any]:
+    """The records' clock bounds against the RTS 25 limit chosen: how many records, how many
+    carry a bound, how many of those are within, and the bounds' p50, p99 and max (nearest
+    rank, ns; None without any bound)."""
     limit = RTS25_LIMITS_NS[rts25]
     bounded = frame.filter(pl.col("bound_ns").is_not_null())
-    within = bounded.filter(pl.col("within_limit")).height
-    text = (f"RTS 25 limit chosen: {rts25} ({limit:,} ns). {frame.height} records; "
-            f"{bounded.height} carry an error bound, {within} of them within the limit; "
-            f"{frame.height - bounded.height} carry none and are flagged.")
-    if bounded.height:
-        q = bounded["bound_ns"].cast(pl.Float64)
-        text += (f" Bounds: p50 {q.quantile(0.5) or 0:,.0f} ns, p99 "
-                 f"{q.quantile(0.99) or 0:,.0f} ns, max {q.quantile(1.0) or 0:,.0f} ns.")
+    q = bounded["bound_ns"].sort()
+
+    def rank(p: float) -> int | None:
+        return int(q[max(0, -(-int(p * q.len()) // 100) - 1)]) if q.len() else None
+
+    return {"rts25": rts25, "limit_ns": limit, "records": frame.height,
+            "bounded": bounded.height, "within": bounded.filter(pl.col("within_limit")).height,
+            "unbounded": frame.height - bounded.height, "p50_ns": rank(50), "p99_ns": rank(99),
+            "max_ns": int(q[-1]) if q.len() else None}
+
+
+def _clock_summary(frame: pl.DataFrame, rts25: str) -> str:
+    d = clock_distribution(frame, rts25)
+    text = (f"RTS 25 limit chosen: {rts25} ({d['limit_ns']:,} ns). {d['records']} records; "
+            f"{d['bounded']} carry an error bound, {d['within']} of them within the limit; "
+            f"{d['unbounded']} carry none and are flagged.")
+    if d["bounded"]:
+        text += (f" Bounds: p50 {d['p50_ns']:,} ns, p99 {d['p99_ns']:,} ns, max "
+                 f"{d['max_ns']:,} ns.")
     return f"<p>{html.escape(text)}</p>"
 
 
@@ -306,6 +321,7 @@ def build_pack(
             "runs": [str(r.run_dir) for r in evidence.runs],
             "trust": str(trust), "rts25": rts25, "capital_ticks": capital_ticks,
             "tables": sorted(tables), "commands": list(commands), "clock_at_build": clock_now,
+            "clock_distribution": clock_distribution(tables["clock"], rts25),
             "ledger": None if ledger is None else str(ledger),
         }, indent=1, sort_keys=True) + "\n")
         names = sorted(p.name for p in staging.iterdir())

@@ -20,13 +20,14 @@ import polars as pl
 
 from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.evidence.collect import RTS25_LIMITS_NS, collect_evidence
-from zcbench.evidence.pack import PACK_SCHEMA, SUMS_FILE, files_table
+from zcbench.evidence.pack import PACK_SCHEMA, SUMS_FILE, clock_distribution, files_table
 
 __all__ = ["PackReport", "PackVerificationError", "check_pack", "verify_pack"]
 
 _MAX_JSON: Final = 1 << 20
 _PACK_KEYS: Final = frozenset({"schema", "generated_at", "runs", "trust", "rts25", "tables",
-                               "commands", "clock_at_build", "capital_ticks"})
+                               "commands", "clock_at_build", "capital_ticks",
+                               "clock_distribution"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,9 @@ def check_pack(pack: Path) -> PackReport:
     if sorted(tables) != sorted(data["tables"]):
         problems.append(f"the pack lists tables {sorted(data['tables'])}, a rebuild makes "
                         f"{sorted(tables)}")
+    if clock_distribution(tables["clock"], data["rts25"]) != data["clock_distribution"]:
+        problems.append("pack.json's clock distribution differs from a rebuild from the run "
+                        "folders")
     for run in evidence.runs:
         if not run.verified:
             problems.append(f"run {run.run_id}: its signed log does not verify ({run.verdict})")

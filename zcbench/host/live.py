@@ -40,7 +40,7 @@ from zcbench.auditlog._fs import FileSystem
 from zcbench.channel import ChannelClosed, Connection, FrameError, Message, error_message
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 from zcbench.host._stats import LatencyRecorder
-from zcbench.host.controls import apply_control, encode_control, limits_of
+from zcbench.host.controls import ControlRecord, apply_control, encode_control, limits_of
 from zcbench.host.execution import JOURNAL_FILE, ExecutionLayer, Journal, RiskLimits, Venue
 from zcbench.host.feedback import FeedbackBuilder
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
@@ -136,6 +136,7 @@ class _Control:
     body: bytes
     limits: RiskLimits
     reason: str
+    record: ControlRecord | None = None
     done: threading.Event = field(default_factory=threading.Event)
     index: int | None = None
     error: str | None = None
@@ -559,7 +560,7 @@ class _Pipeline:
         record, limits = apply_control(
             self.execution.limits, "start", operator=operator, requested_ns=self.clock()
         )
-        self._start = _Control(encode_control(record), limits, "")
+        self._start = _Control(encode_control(record), limits, "", record)
 
     def control(self, action: str, operator: str, values: Mapping[str, int] | None,
                 reason: str, timeout: float) -> tuple[int, dict[str, int]]:
@@ -571,7 +572,7 @@ class _Pipeline:
                 values=values, reason=reason,
             )
             why = f"engaged by {operator}" + (f": {reason}" if reason else "")
-            item = _Control(encode_control(record), limits, why)
+            item = _Control(encode_control(record), limits, why, record)
             if not self._put(item):
                 raise EnvError("the run has ended; its limits can no longer change")
             self.controls_in_flight += 1

@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import cbor2
 import numpy as np
 import polars as pl
 
+from zcbench import _cbor
 from zcbench.auditlog.writer import batch_event_time
 from zcbench.errors import UsageError
 from zcbench.marketdata import (
@@ -109,7 +109,7 @@ class DropReport:
 
     def note_body(self) -> bytes:
         """The body of the log's ``note`` record for these drops (canonical CBOR)."""
-        return cbor2.dumps(
+        return _cbor.encode_canonical(
             {
                 "note": DROPPED_NOTE,
                 "batches": self.batches,
@@ -119,8 +119,7 @@ class DropReport:
                 "last_event_ns": self.last_event_ns,
                 "first_received_ns": self.first_received_ns,
                 "last_received_ns": self.last_received_ns,
-            },
-            canonical=True,
+            }
         )
 
     def merged(self, batch: ProxyBatch, events: int) -> DropReport:

@@ -295,8 +295,30 @@ def start_execution(e: Any) -> StartExecution:
 
 
 def continue_run(previous: Path, *, trust: str | Path = "dev") -> Continuation:
-    """The continuation of the run in ``previous`` (:func:`read_run_end`)."""
+    """The continuation of the run in ``previous`` (:func:`read_run_end`); a run still
+    running (its control socket answers) is refused: two hosts would act for one chain."""
+    _refuse_running(Path(previous))
     return Continuation(read_run_end(previous, trust=trust))
+
+
+def _refuse_running(run_dir: Path) -> None:
+    import socket
+
+    from zcbench.serve.control import control_socket
+
+    path = control_socket(run_dir)
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return  # left behind by a killed host: nobody answers
+    finally:
+        probe.close()
+    raise UsageError(f"the run in {run_dir} is still running (its control socket answers); "
+                     "stop it before continuing it")
 
 
 def venue_state_at_start(

@@ -22,6 +22,9 @@ fixed per type:
                    ``archive.json``, canonical JSON), ``retain_until_ns`` (int), ``objects``
                    (1..:data:`MAX_ARCHIVE_OBJECTS` maps of ``key``, ``version_id`` (text) and
                    ``sha256`` (32)); a large archive is several entries with one manifest hash
+``control``        ``run_origin`` (an open run), ``log_index`` (int: the control record's
+                   index in the run's log), ``leaf_sha256`` (32: that record's leaf hash),
+                   ``action`` (``start``, ``set``, ``kill``, ``enable``), ``operator`` (text)
 =================  ========================================================================
 
 An entry is at most :data:`MAX_ENTRY_BYTES` (65,535) bytes, the tlog-tiles entry bound: hashes
@@ -33,8 +36,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
-
-import cbor2
 
 from zcbench import _cbor
 from zcbench._cbor import describe
@@ -50,6 +51,7 @@ __all__ = [
     "ArchiveEntry",
     "ArchiveEntryObject",
     "CommitmentEntry",
+    "ControlEntry",
     "EntryBody",
     "EntryType",
     "LedgerEntry",
@@ -64,10 +66,11 @@ __all__ = [
 ENTRY_VERSION: Final = 1
 MAX_ENTRY_BYTES: Final = 65_535
 EntryType = Literal["commitment", "revocation", "run-start", "run-checkpoint", "run-end",
-                    "archive"]
+                    "archive", "control"]
 ENTRY_TYPES: Final[tuple[EntryType, ...]] = (
-    "commitment", "revocation", "run-start", "run-checkpoint", "run-end", "archive",
+    "commitment", "revocation", "run-start", "run-checkpoint", "run-end", "archive", "control",
 )
+CONTROL_ACTIONS: Final = ("start", "set", "kill", "enable")
 MAX_ARCHIVE_OBJECTS: Final = 256
 _OBJECT_KEYS: Final = frozenset({"key", "version_id", "sha256"})
 _KEYS: Final = frozenset({"v", "index", "type", "time_ns", "body"})
@@ -150,8 +153,21 @@ class ArchiveEntry:
     type: ClassVar[EntryType] = "archive"
 
 
+@dataclass(frozen=True, slots=True)
+class ControlEntry:
+    """A run's risk limits recorded (``start``) or changed (``set``, ``kill``, ``enable``) by a
+    named operator: the control record's index and leaf hash in the run's signed log."""
+
+    run_origin: str
+    log_index: int
+    leaf_sha256: bytes
+    action: str
+    operator: str
+    type: ClassVar[EntryType] = "control"
+
+
 EntryBody = (CommitmentEntry | RevocationEntry | RunStartEntry | RunCheckpointEntry | RunEndEntry
-             | ArchiveEntry)
+             | ArchiveEntry | ControlEntry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +197,9 @@ _FIELDS: Final[dict[str, tuple[type[Any], dict[str, str]]]] = {
     "archive": (ArchiveEntry, {
         "run_origin": "text", "bucket": "text", "manifest_sha256": "sha256",
         "retain_until_ns": "int64", "objects": "objects"}),
+    "control": (ControlEntry, {
+        "run_origin": "text", "log_index": "int64", "leaf_sha256": "sha256",
+        "action": "action", "operator": "text"}),
 }
 
 
@@ -205,6 +224,9 @@ def _check_value(kind: str, name: str, value: Any, error: type[Exception]) -> No
         ok = (value is None and kind == "note?") or (
             type(value) is bytes and 0 < len(value) <= _MAX_NOTE)
         want = f"a signed note of 1..{_MAX_NOTE} bytes" + (" or null" if kind == "note?" else "")
+    elif kind == "action":
+        ok = type(value) is str and value in CONTROL_ACTIONS
+        want = f"one of {', '.join(CONTROL_ACTIONS)}"
     elif kind == "objects":
         ok = _objects_ok(value)
         want = (f"a list of 1..{MAX_ARCHIVE_OBJECTS} objects of key, version_id (text) and "
@@ -254,7 +276,7 @@ def encode_entry(*, index: int, time_ns: int, body: EntryBody) -> bytes:
     doc_body = {name: _to_doc(name, value) for name, value in doc_body.items()}
     doc = {"v": ENTRY_VERSION, "index": index, "type": body.type, "time_ns": time_ns,
            "body": doc_body}
-    data: bytes = cbor2.dumps(doc, canonical=True)
+    data: bytes = _cbor.encode_canonical(doc)
     if len(data) > MAX_ENTRY_BYTES:
         raise ValueError(f"ledger entry of {len(data)} bytes exceeds {MAX_ENTRY_BYTES}")
     return data

@@ -25,7 +25,10 @@ The rules:
   never smaller than the run's previous one (the same size only with the same root); a run ends
   once;
 * an ``archive`` entry names a run whose run-start is in the ledger (ended or not), and no
-  object key appears twice in it.
+  object key appears twice in it;
+* a ``control`` entry names an open run; its first is the ``start`` record of the run's limits
+  and no other is, and their log indices go up (the records themselves are in the run's log:
+  ``zcbench.host.controls``).
 
 Time is given (``time_ns`` of each entry, ``at_ns`` of a question); nothing here reads a clock.
 """
@@ -42,6 +45,7 @@ from zcbench.ledger._errors import LedgerRuleError
 from zcbench.ledger.entries import (
     ArchiveEntry,
     CommitmentEntry,
+    ControlEntry,
     LedgerEntry,
     RevocationEntry,
     RunCheckpointEntry,
@@ -87,6 +91,7 @@ class RunInfo:
     ended_ns: int | None = None
     summary_sha256: bytes | None = None
     archives: list[tuple[int, ArchiveEntry]] = field(default_factory=list)
+    controls: list[tuple[int, ControlEntry]] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -112,6 +117,22 @@ def read_run_checkpoint(note: bytes, vkey: str, origin: str) -> Checkpoint:
     return checkpoint
 
 
+def _unverified_run_checkpoint(note: bytes, origin: str) -> Checkpoint:
+    """The checkpoint in ``note`` of run ``origin``, its signature not checked (see
+    :attr:`LedgerState.signed_history`)."""
+    from zcbench.auditlog.note import parse_note
+
+    try:
+        checkpoint = parse_checkpoint(parse_note(note).text)
+    except LogFormatError as exc:
+        raise LedgerRuleError(f"the checkpoint of run {origin} is malformed: {exc}",
+                              check="run_checkpoint") from None
+    if checkpoint.origin != origin:
+        raise LedgerRuleError(f"a checkpoint of {checkpoint.origin!r} is given for run {origin}",
+                              check="run_checkpoint", expected=origin, actual=checkpoint.origin)
+    return checkpoint
+
+
 @dataclass
 class LedgerState:
     """The meaning of a ledger's entries so far (see the module docstring for the rules)."""
@@ -121,6 +142,11 @@ class LedgerState:
     versions: dict[bytes, Version] = field(default_factory=dict)
     runs: dict[str, RunInfo] = field(default_factory=dict)
     last_run: str | None = None
+    signed_history: bool = False
+    """True for a replay of entries a ledger checkpoint covers (the enclave's gate): the code
+    that signed that checkpoint checked every rule, run checkpoints' signatures included, so
+    those signatures are not verified again (origins, sizes and roots still are); a replay
+    whose root then differs from the checkpoint's is refused whole."""
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -157,6 +183,12 @@ class LedgerState:
         the state unchanged."""
         self.__dict__.update(self.after(entry).__dict__)
 
+    def replay(self, entry: LedgerEntry) -> None:
+        """Take ``entry`` in place, without keeping the state before it: for a replay that is
+        abandoned at the first broken rule (:class:`LedgerRuleError`; the state is then
+        unusable)."""
+        self._apply(entry)
+
     def after(self, entry: LedgerEntry) -> LedgerState:
         """The state once ``entry`` is taken (this one unchanged); raises
         :class:`LedgerRuleError` when it breaks a rule."""
@@ -189,6 +221,8 @@ class LedgerState:
             self._run_checkpoint(entry, body.run_origin, body.checkpoint)
         elif isinstance(body, ArchiveEntry):
             self._archive(entry, body)
+        elif isinstance(body, ControlEntry):
+            self._control(entry, body)
         else:
             self._run_end(entry, body)
         self.size += 1
@@ -277,7 +311,8 @@ class LedgerState:
 
     def _run_checkpoint(self, entry: LedgerEntry, origin: str, note: bytes) -> RunInfo:
         run = self._open_run(origin)
-        checkpoint = read_run_checkpoint(note, run.vkey, origin)
+        checkpoint = (_unverified_run_checkpoint(note, origin) if self.signed_history
+                      else read_run_checkpoint(note, run.vkey, origin))
         if checkpoint.size < run.last_size or (
                 checkpoint.size == run.last_size and checkpoint.root != run.last_root):
             raise LedgerRuleError(
@@ -305,3 +340,22 @@ class LedgerState:
             raise LedgerRuleError(f"an archive entry of run {body.run_origin} names an object "
                                   "key twice", check="archive_duplicate_key")
         run.archives.append((entry.index, body))
+
+    def _control(self, entry: LedgerEntry, body: ControlEntry) -> None:
+        run = self._open_run(body.run_origin)
+        first = not run.controls
+        if first != (body.action == "start"):
+            raise LedgerRuleError(
+                f"run {body.run_origin}: a {body.action} control entry "
+                + ("before the run's start record" if first else "after its start record"),
+                check="control_order")
+        if run.controls and body.log_index <= run.controls[-1][1].log_index:
+            raise LedgerRuleError(
+                f"run {body.run_origin}: control record {body.log_index} after record "
+                f"{run.controls[-1][1].log_index}: the run's control records go forward",
+                check="control_order", expected=f"> {run.controls[-1][1].log_index}",
+                actual=body.log_index)
+        if body.log_index < 0:
+            raise LedgerRuleError("a control entry's log index is never negative",
+                                  check="control_order")
+        run.controls.append((entry.index, body))

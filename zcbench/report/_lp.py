@@ -552,9 +552,9 @@ def _commands_html(report: LPReport) -> str:
     if result.nonce is not None:
         verify += ["--nonce" if result.report is not None else "--report-data", result.nonce.hex()]
     for cert in report.certificate_paths:
-        verify += ["--cert", shlex.quote(cert.name)]
+        verify += ["--cert", shlex.quote(_as_received(cert, base))]
     if report.collateral_path is not None:
-        verify += ["--collateral", shlex.quote(report.collateral_path.name)]
+        verify += ["--collateral", shlex.quote(_as_received(report.collateral_path, base))]
     verify.append("--at " + ("doc" if report.at_mode == "document" else
                              shlex.quote(result.tee_verdict.at.isoformat())))
     lines = [

@@ -367,10 +367,17 @@ def _tee_result(
         expected_report_data=nonce,
         unsafe_skip_pcr_check=measurement is None,
     )
-    verdict = check_evidence(
-        document, policy, at=at, expected_tee=committed_tee, certificates=certificates,
-        collateral=collateral,
-    )
+    try:
+        verdict = check_evidence(
+            document, policy, at=at, expected_tee=committed_tee, certificates=certificates,
+            collateral=collateral,
+        )
+    except DataError as exc:  # not evidence of any TEE: the committed TEE's decode failure
+        verdict = TeeVerdict(
+            tee=committed_tee, verified=False, failed_check="decode", message=str(exc),
+            expected=f"{committed_tee} evidence", actual=None, at=at.astimezone(dt.UTC),
+            rests_on="nothing: the evidence did not parse",
+        )
     return AttestationResult(
         tee_verdict=verdict,
         report=None,

@@ -66,7 +66,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from zcbench.auditlog.checkpoint import parse_checkpoint_note
-from zcbench.auditlog.records import decode_record
+from zcbench.auditlog.records import KINDS, decode_record
 from zcbench.errors import DataError, UsageError, ZcbenchError
 from zcbench.serve.control import MAX_NONCE, NoEnclave, attest_run, control_socket
 from zcbench.serve.readers import Reader, Readers
@@ -652,7 +652,7 @@ class ProofService:
             raise _Reply(400, f"at most {MAX_SLICE_RECORDS} records a request: ask for "
                          "narrower ranges")
         self._take_proof_token(reader)
-        kinds = None if reader.bodies else frozenset({"boot", "out", "note"})
+        kinds = None if reader.bodies else frozenset(KINDS) - {"in"}
         chosen = RecordFilter(index_range=(start, end), kinds=kinds)
         loop = asyncio.get_running_loop()
         try:

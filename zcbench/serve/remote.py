@@ -322,9 +322,12 @@ def _check(url: str, commitment: Commitment, trust: str | Path, token: str | Non
         progress.update(origin=origin, run_id=run_id, checkpoint=_cp_dict(attested))
         verifier = CheckpointVerifier(document.public_key, origin)
         run_base = f"{base}/runs/{run_id}"
-        # the slice first: the served checkpoint fetched next is then at least its checkpoint
-        slice_body = None if wanted is None else _fetch_slice(fetch, run_base, headers,
-                                                              wanted.range)
+        # the slice first (once the run has a served checkpoint at all): the served
+        # checkpoint fetched next is then at least the slice's
+        slice_body = None
+        if wanted is not None:
+            _published(fetch, run_base, headers, 1, tile_wait_s)
+            slice_body = _fetch_slice(fetch, run_base, headers, wanted.range)
         published_note = _published(fetch, run_base, headers, attested.size, tile_wait_s)
         evidence["attested"] = binding.note.decode("utf-8", "replace")
         evidence["published"] = published_note.decode("utf-8", "replace")

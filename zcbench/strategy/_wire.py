@@ -385,7 +385,7 @@ def encode_signals(signals: Sequence[Signal]) -> bytes:
         }
         for s in signals
     ]
-    return cbor2.dumps({"v": WIRE_VERSION, "signals": items}, canonical=True)
+    return _cbor.encode_canonical({"v": WIRE_VERSION, "signals": items})
 
 
 def decode_signals(data: bytes) -> list[Signal]:

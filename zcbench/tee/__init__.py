@@ -10,6 +10,8 @@ its own module and none imports another; only this dispatch knows them all:
 * :mod:`~zcbench.tee.verdict`  ``TeeVerdict``, the typed result and its JSON
 * :mod:`~zcbench.tee.sevsnp`   SEV-SNP reports and the pinned AMD roots
 * :mod:`~zcbench.tee.amd_kds`  where VCEKs come from (AMD KDS over HTTPS, or in memory)
+* :mod:`~zcbench.tee.azure_hcl`  Azure's HCL report around an SEV-SNP report (its runtime data
+  binding is checked here, the report by :mod:`~zcbench.tee.sevsnp`)
 * :mod:`~zcbench.tee.dcap`     TDX and SGX quotes, collateral and the pinned Intel root
 * :mod:`~zcbench.tee.snp_measure`  an SEV-SNP launch measurement computed ahead (a commitment)
 * :mod:`~zcbench.nitro`        Nitro documents (imported only when one is checked)
@@ -94,12 +96,10 @@ def detect_tee(data: bytes) -> TeeKind:
     if data[:1] in (b"\x84", b"\xd2"):
         return "nitro"
     if data[:4] == b"HCLA":
-        raise DataError(
-            "this is an Azure HCL attestation report (a vTPM's), not a TEE's own report: the "
-            "SEV-SNP report is its bytes 32 to 32+0x4A0 (a TDX VM's is a TD report, which only "
-            "a TD quote signs); give that report, and know that its report data binds the HCL "
-            "runtime data (its SHA-256), which this verifier does not read"
-        )
+        from zcbench.tee.azure_hcl import parse_hcl
+
+        parse_hcl(data)  # DataError for a TDX VM's (only its TD quote is signed) or a bad one
+        return "sev-snp"
     if len(data) >= 8 and 1 <= int.from_bytes(data[0:4], "little") <= 15:
         return "sev-snp"
     raise DataError(
@@ -148,6 +148,8 @@ def check_evidence(
         raise UsageError(
             f"collateral and PCK chains are for TDX and SGX quotes; this is {kind} evidence"
         )
+    if kind == "sev-snp" and data[:4] == b"HCLA":
+        return _check_hcl(data, policy, at=at, certificates=certificates, kds=kds)
     if kind == "sev-snp":
         from zcbench.tee.sevsnp import check_snp
 
@@ -161,6 +163,43 @@ def check_evidence(
     return check_quote(
         data, policy, at=at, collateral=collateral, pccs=pccs, pck_chain=pck_chain
     )
+
+
+def _check_hcl(
+    data: bytes,
+    policy: AttestationPolicy,
+    *,
+    at: dt.datetime,
+    certificates: Sequence[bytes],
+    kds: KdsClient | None,
+) -> TeeVerdict:
+    """An Azure HCL report: its SEV-SNP report checked like any other, then its report data
+    held to the HCL runtime data it comes with (check ``hcl_binding``)."""
+    import dataclasses
+
+    from zcbench.tee.azure_hcl import binding_problem, parse_hcl
+    from zcbench.tee.sevsnp import check_snp
+
+    hcl = parse_hcl(data)
+    verdict = check_snp(hcl.hw_report, policy, at=at, certificates=certificates, kds=kds)
+    fields = {
+        **verdict.fields,
+        "azure_hcl_version": str(hcl.version),
+        "hcl_runtime_data_hash": hcl.runtime_digest()[: {1: 32, 2: 48, 3: 64}[hcl.hash_type]].hex(),
+    }
+    note = (
+        "an Azure HCL report: the SEV-SNP report's report data is the hash of the HCL runtime "
+        "data (the vTPM's keys), checked here; a nonce is bound through the vTPM, not here"
+    )
+    verdict = dataclasses.replace(verdict, fields=fields, warnings=(*verdict.warnings, note))
+    problem = None if verdict.report_data is None else binding_problem(hcl, verdict.report_data)
+    if verdict.verified and problem is not None:
+        verdict = dataclasses.replace(
+            verdict, verified=False, failed_check="hcl_binding", message=problem,
+            expected=hcl.runtime_digest().hex(), actual=verdict.report_data.hex()
+            if verdict.report_data is not None else None, measurement_checked=False,
+        )
+    return verdict
 
 
 def other_tee_verdict(kind: TeeKind, expected: TeeKind, at: dt.datetime) -> TeeVerdict:

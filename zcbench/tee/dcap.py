@@ -913,9 +913,15 @@ def check_quote(
 def _chain_facts(quote: DcapQuote) -> tuple[ChainCertificate, ...]:
     """The PCK chain as read, root first (empty when it did not read)."""
     try:
-        chain = _pck_chain(quote.pck_chain_pem)
+        return _chain_facts_of(quote.pck_chain_pem)
     except AttestationError:
         return ()
+
+
+@functools.lru_cache(maxsize=32)
+def _chain_facts_of(pem: bytes) -> tuple[ChainCertificate, ...]:
+    # A pure function of the chain's bytes: its names are read once per chain.
+    chain = _pck_chain(pem)
     roles = chain_roles(3)
     certs = (chain.root, chain.ca, chain.leaf)
     return tuple(

@@ -999,7 +999,9 @@ def check_snp(
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _chain_facts(chain: _Chain) -> tuple[ChainCertificate, ...]:
+    # A pure function of the (cached) certificates: named once per chain, not per report.
     roles = chain_roles(3)
     certs = (chain.ark, chain.signer, chain.leaf)
     return tuple(
