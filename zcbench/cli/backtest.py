@@ -114,6 +114,19 @@ def _run(args: argparse.Namespace) -> int:
         strategy = make_strategy(EXAMPLES[name], dict(_param(p) for p in args.param))
     except ValueError as exc:
         raise UsageError(f"{name}: {exc}") from None
+    if args.out:  # a folder that cannot be made fails now, not after the whole backtest
+        from pathlib import Path
+
+        from zcbench.errors import EnvError
+
+        if not Path(args.out).exists():  # what exists is written into, and judged, later
+            try:
+                Path(args.out).mkdir(parents=True)
+            except OSError as exc:
+                raise EnvError(
+                    f"cannot write the backtest result to {args.out}: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from None
     # a progress bar on a terminal's stderr for long runs; none with --json
     result = run_backtest(strategy, events, config, show_progress=False if args.json else None)
     summary = {**result.summary(), "data": source}

@@ -194,7 +194,10 @@ class PaperVenue:
         frames, self._pending = self._pending, []
         if not self._live and len(frames) > 1:
             # nothing rests: only each symbol's last event matters, so one pass does
-            frames = [pl.concat(frames, how="diagonal_relaxed")]
+            try:  # frames of one source share a schema: the cheap concat
+                frames = [pl.concat(frames, how="vertical", rechunk=False)]
+            except (pl.exceptions.SchemaError, pl.exceptions.ShapeError):
+                frames = [pl.concat(frames, how="diagonal_relaxed")]
         out: list[Execution] = []
         for frame in frames:
             out.extend(self._apply(frame))
