@@ -1,5 +1,6 @@
-"""Shared test fixtures: a temporary zcbench home for every test, the vector folders, a SeaweedFS
-server, and the one short real live run the tests of several parts read (live_world.py)."""
+"""Fixtures shared by the tests of several parts: a temporary zcbench home for every test, the
+Nitro vectors, a SeaweedFS server, and the one short real live run (live_world.py). A part's own
+fixtures are in its folder's conftest.py."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _seaweed import SeaweedS3, running_seaweed
 from hypothesis import settings
-from live_world import LiveWorld, tree_digest
+
+from tests._seaweed import SeaweedS3, running_seaweed
+from tests.live_world import LiveWorld, tree_digest
 
 # No property test has a time limit: speed is measured in bench/, and a shared machine under load
 # makes any per-example deadline a source of false failures.
@@ -36,12 +38,6 @@ def nitro_vectors() -> Path:
     return VECTORS / "nitro"
 
 
-@pytest.fixture
-def tlog_vectors() -> Path:
-    """Merkle, signed-note and CT vectors (tests/vectors/tlog/SOURCES.md)."""
-    return VECTORS / "tlog"
-
-
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[SeaweedS3]:
     """A real SeaweedFS S3 server on loopback for the session (started on first use); each test
@@ -54,7 +50,7 @@ def seaweed() -> Iterator[SeaweedS3]:
 def live_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWorld]:
     """One short real local run (build, home, run) per test process, made on first use. Read
     only: a test that changes it takes ``live_world_copy``; the end of the session checks."""
-    from test_widgets_support import make_run
+    from tests.promoted_build import make_run
 
     world = LiveWorld(tmp_path_factory.mktemp("live-world"))
     mp = pytest.MonkeyPatch()

@@ -2,7 +2,7 @@
 (no tests here; the ``live_world`` fixtures in conftest.py make it once per test process).
 
 A world is a folder holding ``home/`` (the zcbench home the build was made with), ``build/``
-(the promoted notebook of test_widgets_support.py) and ``run/`` (a short local live run of that
+(the promoted notebook of tests/promoted_build.py) and ``run/`` (a short local live run of that
 build). Tests read the shared world and never change it (conftest checks at the end of the
 session); a test that changes any of it takes a copy.
 """

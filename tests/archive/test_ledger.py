@@ -1,6 +1,6 @@
 """Archives in the ledger: the ``archive`` entry (format, bound, rule), appending an archive's
 entries, and ``archive verify --ledger`` holding every object to the ledger's hashes, on moto's
-in-process S3 (the lock itself is proven on SeaweedFS in test_archive_worm.py)."""
+in-process S3 (the lock itself is proven on SeaweedFS in tests/archive/test_worm.py)."""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _seaweed import SeaweedS3, running_seaweed
 from botocore.exceptions import ClientError
-from live_world import LiveWorld
 
+from tests._seaweed import SeaweedS3, running_seaweed
+from tests.live_world import LiveWorld
 from zcbench.cli import main
 
 pytestmark = pytest.mark.slow

@@ -3,6 +3,7 @@ and a run folder written through the real enclave-state and host-writer code."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,3 +92,27 @@ def build_log(run: Path, batches: int = 6, *, run_id: str = "run-1", seed: int =
     built.add_batches(batches)
     writer.close()
     return built
+
+
+def real_run(tmp_path: Path, batches: int = 3) -> Path:
+    """A run whose boot record is an emulated Nitro attestation (development CA)."""
+    from zcbench.nitro import DevCA, NsmEmulator
+
+    now = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
+    pcr0 = bytes.fromhex("ab" * 48)
+    ca = DevCA.load_or_create(now=now)
+    emulator = NsmEmulator({0: pcr0, 1: b"\x01" * 48, 2: b"\x02" * 48}, ca, clock=lambda: now)
+    signer = LogSigner(key(21), log_origin(pcr0, "run-real"))
+    document = emulator.attestation(nonce=b"run-real", user_data=None,
+                                    public_key=signer.public_key_spki_der)
+    run = tmp_path / "real"
+    run.mkdir()
+    (run / "boot.cbor").write_bytes(document)
+    enclave = EnclaveLogState(signer)
+    writer = HostLogWriter.create(run / "log", signer.public_key_spki_der, signer.origin)
+    writer.commit(enclave.boot(document, time_ns=1))
+    for seq in range(batches):
+        in_body, out_body, t = batch_bodies(seq)
+        writer.commit(enclave.batch(seq, in_body, out_body, time_ns=t + 1, event_time_ns=t))
+    writer.close()
+    return run

@@ -3,23 +3,23 @@ real emulated boot document (zcbench.nitro NsmEmulator + development CA)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import cbor2
 import pytest
-from test_auditlog_support import (
+
+from tests.auditlog.support import (
     BuiltLog,
     batch_bodies,
     build_log,
     fake_boot_verifier,
     key,
+    real_run,
 )
-
 from zcbench.auditlog import LogVerificationError, verify_log
 from zcbench.auditlog._frames import CHECKPOINT_FILE, frame
-from zcbench.auditlog.checkpoint import LogSigner, log_origin
+from zcbench.auditlog.checkpoint import LogSigner
 from zcbench.auditlog.export import check_slice, export_slice
 from zcbench.auditlog.frame import events_frame, signals_frame, to_polars
 from zcbench.auditlog.merkle import leaf_hash
@@ -27,7 +27,7 @@ from zcbench.auditlog.note import Cosigner, parse_note
 from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import check_log
 from zcbench.auditlog.witness import Witness, WitnessRefusal, consistency_proof_from_log
-from zcbench.auditlog.writer import EnclaveLogState, HostLogWriter
+from zcbench.auditlog.writer import HostLogWriter
 from zcbench.cli import main
 
 
@@ -166,32 +166,8 @@ def test_witness_accepts_growth_and_refuses_fork_and_rollback(tmp_path: Path) ->
 # -- CLI and the real boot document ---------------------------------------------------------
 
 
-def _real_run(tmp_path: Path, batches: int = 3) -> Path:
-    """A run whose boot record is an emulated Nitro attestation (development CA)."""
-    from zcbench.nitro import DevCA, NsmEmulator
-
-    now = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
-    pcr0 = bytes.fromhex("ab" * 48)
-    ca = DevCA.load_or_create(now=now)
-    emulator = NsmEmulator({0: pcr0, 1: b"\x01" * 48, 2: b"\x02" * 48}, ca, clock=lambda: now)
-    signer = LogSigner(key(21), log_origin(pcr0, "run-real"))
-    document = emulator.attestation(nonce=b"run-real", user_data=None,
-                                    public_key=signer.public_key_spki_der)
-    run = tmp_path / "real"
-    run.mkdir()
-    (run / "boot.cbor").write_bytes(document)
-    enclave = EnclaveLogState(signer)
-    writer = HostLogWriter.create(run / "log", signer.public_key_spki_der, signer.origin)
-    writer.commit(enclave.boot(document, time_ns=1))
-    for seq in range(batches):
-        in_body, out_body, t = batch_bodies(seq)
-        writer.commit(enclave.batch(seq, in_body, out_body, time_ns=t + 1, event_time_ns=t))
-    writer.close()
-    return run
-
-
 def test_real_boot_document_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run = _real_run(tmp_path)
+    run = real_run(tmp_path)
     report = verify_log(run, trust="dev")
     assert report.classification == "intact"
     assert report.simulated
@@ -232,7 +208,7 @@ def test_real_boot_document_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_cli_exit_codes_for_damage_and_usage(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    run = _real_run(tmp_path, batches=2)
+    run = real_run(tmp_path, batches=2)
     seg = run / "log" / "seg-00000000.zlog"
     data = bytearray(seg.read_bytes())
     data[200] ^= 0x40
@@ -344,7 +320,7 @@ def test_export_takes_iso_times(built: BuiltLog, tmp_path: Path,
 
     _, _, t2 = batch_bodies(2)
     assert parse_time_ns("2023-11-14T22:13:22.000000001Z") == t2
-    run = _real_run(tmp_path, batches=4)
+    run = real_run(tmp_path, batches=4)
     out = tmp_path / "by-time.cbor"
     assert main(["log", "export", str(run), "--trust", "dev", "--out", str(out),
                  "--time", "2023-11-14T22:13:21Z:2023-11-14T22:13:23Z", "--json"]) == 0
@@ -367,7 +343,7 @@ def _commitment(path: Path, pcr0: str = "ab" * 48) -> Path:
 def test_log_verify_takes_the_commitment_it_warns_about(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = _real_run(tmp_path)
+    run = real_run(tmp_path)
     assert main(["log", "verify", str(run), "--trust", "dev"]) == 0
     err = capsys.readouterr().err
     assert "no PCR was compared" in err
@@ -389,7 +365,7 @@ def test_log_verify_takes_the_commitment_it_warns_about(
 def test_a_damaged_newest_checkpoint_gets_one_verdict_from_verify_and_witness(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = _real_run(tmp_path)
+    run = real_run(tmp_path)
     assert main(["log", "witness", str(run), "--trust", "dev"]) == 0
     capsys.readouterr()
     state = Witness().state(check_log(run, trust="dev").origin or "")
@@ -419,7 +395,7 @@ def test_log_vkey_prints_the_c2sp_verifier_key(
 ) -> None:
     from zcbench.auditlog.note import parse_vkey
 
-    run = _real_run(tmp_path)
+    run = real_run(tmp_path)
     assert main(["log", "vkey", str(run), "--trust", "dev", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["simulated"] is True

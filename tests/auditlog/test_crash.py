@@ -9,7 +9,7 @@ or between calls, however loaded the machine. The writer also reports the acknow
 a pipe after each fsync, and after each stored checkpoint its size. For every trial: recovery is
 never fatal, never loses an acknowledged record or a stored checkpoint, and the log it leaves
 verifies. (A kill leaves the page cache intact, so it cannot catch a missing fsync;
-test_auditlog_storage.py shows that at the file-system interface.)
+tests/auditlog/test_storage.py shows that at the file-system interface.)
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_auditlog_support import fake_boot_verifier
 
+from tests.auditlog.support import fake_boot_verifier
 from zcbench.auditlog.storage import LogStore, recover
 from zcbench.auditlog.verify import check_log
 from zcbench.errors import EnvError
@@ -203,6 +203,6 @@ def test_sigkilled_writers_recover_without_losing_acknowledged_records(tmp_path:
     # The kill points must actually exercise both outcomes and kills after real progress.
     assert killed_mid_log >= TRIALS // 2
     # Most kill points fall inside a frame and leave a torn tail (162 of 200 with this seed;
-    # injected torn tails are also tested in test_auditlog_storage.py).
+    # injected torn tails are also tested in tests/auditlog/test_storage.py).
     assert outcomes.get("torn_tail", 0) >= TRIALS // 2, outcomes
     assert outcomes.get("clean", 0) >= 5, outcomes

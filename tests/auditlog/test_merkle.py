@@ -121,12 +121,12 @@ def test_rfc_symbolic_example(tlog_vectors: Path) -> None:
 
 
 def _probe_ids(kind: str) -> list[str]:
-    data = _load(Path(__file__).parent / "vectors" / "tlog" / "probes_transparency_dev.json")
+    data = _load(Path(__file__).parents[1] / "vectors" / "tlog" / "probes_transparency_dev.json")
     return [f"{i}:{p['file'].split('/', 2)[-1]}" for i, p in enumerate(data[kind])]
 
 
 def _probes(kind: str) -> list[dict[str, Any]]:
-    data = _load(Path(__file__).parent / "vectors" / "tlog" / "probes_transparency_dev.json")
+    data = _load(Path(__file__).parents[1] / "vectors" / "tlog" / "probes_transparency_dev.json")
     probes: list[dict[str, Any]] = data[kind]
     return probes
 

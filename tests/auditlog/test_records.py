@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from zcbench.auditlog._errors import LogFormatError
 from zcbench.auditlog.records import KINDS, Record, decode_record, encode_record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _doc(**changes: object) -> dict[str, object]:

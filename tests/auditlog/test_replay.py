@@ -10,7 +10,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from test_auditlog_support import (
+
+from tests.auditlog.support import (
     PCR0,
     batch_bodies,
     build_log,
@@ -18,7 +19,6 @@ from test_auditlog_support import (
     fake_boot_verifier,
     key,
 )
-
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
 from zcbench.auditlog.export import export_slice
 from zcbench.auditlog.records import decode_record, encode_record

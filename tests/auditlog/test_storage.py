@@ -7,8 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
-from test_auditlog_support import build_log, key
 
+from tests.auditlog.support import build_log, key
 from zcbench.auditlog._frames import CHECKPOINT_FILE, HEADER_SIZE, frame
 from zcbench.auditlog.checkpoint import LogSigner
 from zcbench.auditlog.records import encode_record

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from test_auditlog_support import (
+
+from tests.auditlog.support import (
     PCR0,
     BuiltLog,
     build_log,
@@ -17,7 +18,6 @@ from test_auditlog_support import (
     fake_boot_verifier,
     key,
 )
-
 from zcbench.auditlog._frames import (
     CHECKPOINT_FILE,
     CHECKPOINT_MAGIC,

@@ -11,7 +11,7 @@ import pytest
 
 from zcbench.backtest import research_demo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_research_demo_writes_both_backtests(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Walk-forward: folds by hand, the in-sample choice is the best trial, the out-of-sample run is
 the backtest of the chosen point on exactly the full backtest's test batches, and the stitched
-curve compounds the folds. (On Dask: tests/test_sweep_dask.py, on a real cluster.)"""
+curve compounds the folds. (On Dask: tests/backtest/test_sweep_dask.py, on a real cluster.)"""
 
 from __future__ import annotations
 

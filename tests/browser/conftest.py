@@ -24,7 +24,8 @@ from typing import Any
 
 import nbformat
 import pytest
-from browser_support import (
+
+from tests.browser.browser_support import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -33,7 +34,7 @@ from browser_support import (
     Server,
     World,
 )
-from live_world import LiveWorld
+from tests.live_world import LiveWorld
 
 
 def _free_port() -> int:

@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 import pytest
-from browser_support import ARTIFACTS, Server, World
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
+
+from tests.browser.browser_support import ARTIFACTS, Server, World
 
 pytestmark = pytest.mark.browser
 

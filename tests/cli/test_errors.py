@@ -123,13 +123,13 @@ def _assert_one_readable_line(err: str, out: str = "") -> None:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Paths of every class: missing, a folder, a build folder, malformed files, outputs that
     cannot be written, and a real (development CA) run whose log verifies."""
-    from test_auditlog_cli import _real_run
+    from tests.auditlog.support import real_run
 
     root = tmp_path_factory.mktemp("exit-codes")
     mp = pytest.MonkeyPatch()
     mp.setenv("ZCBENCH_HOME", str(root / "home"))
     try:
-        run = _real_run(root, batches=3)
+        run = real_run(root, batches=3)
     finally:
         mp.undo()
     (root / "folder").mkdir()
@@ -140,7 +140,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "doc.json").write_text('{"pcrs": {"0": "00"}}\n')
     (root / "empty.pem").write_bytes(b"")
     (root / "bad-slice.cbor").write_bytes(b"\xa5\x64boot" + b"\x00" * 20)
-    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "01_research.ipynb"
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "01_research.ipynb"
     return {
         "home": str(root / "home"),
         "missing": str(root / "nope"),
@@ -153,7 +153,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "run": str(run),
         "document": str(run / "boot.cbor"),
         "notebook": str(notebook),
-        "snp_report": str(Path(__file__).resolve().parent / "vectors" / "tee" / "snp"
+        "snp_report": str(Path(__file__).resolve().parents[1] / "vectors" / "tee" / "snp"
                           / "report_milan.hex"),
         "blocked": str(root / "text.txt" / "out"),  # under a file: cannot be created
         "full": "/dev/full",  # every write fails with ENOSPC

@@ -20,7 +20,7 @@ from zcbench.examples import OrderFlowImbalance
 from zcbench.marketdata import SyntheticConfig, generate_ticks
 from zcbench.strategy import Strategy, find_strategy, make_strategy
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_research.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_research.ipynb"
 ALLOWED_IMPORTS = {
     "collections",
     "collections.abc",

@@ -11,9 +11,10 @@ from typing import Any
 
 import papermill
 import pytest
-from live_world import LiveWorld
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.live_world import LiveWorld
+
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from zcbench.cli import main
 from zcbench.nitro.commitment import Commitment
 from zcbench.report._lp import _research_pairs
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_research.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_research.ipynb"
 # notebook 01's parameters cell: window 4, enter_pct 15, exit_pct 3, quantity 100
 SYNTH = ["--synthetic", "--duration", "1", "--rate", "3000", "--width-ms", "50", "--serial"]
 

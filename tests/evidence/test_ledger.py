@@ -14,9 +14,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _seaweed import SeaweedS3
-from live_world import LiveWorld
 
+from tests._seaweed import SeaweedS3
+from tests.live_world import LiveWorld
 from zcbench.auditlog.checkpoint import log_origin, log_verifier
 from zcbench.cli import main
 from zcbench.ledger import Ledger

@@ -12,9 +12,9 @@ from typing import Any
 
 import polars as pl
 import pytest
-from _seaweed import SeaweedS3
-from live_world import LiveWorld
 
+from tests._seaweed import SeaweedS3
+from tests.live_world import LiveWorld
 from zcbench.auditlog import events_frame
 from zcbench.auditlog.frame import iter_records
 from zcbench.cli import main

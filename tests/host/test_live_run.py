@@ -379,7 +379,7 @@ def test_bench_live_quick_completes(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_live.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_live.py"
     done = subprocess.run(
         [sys.executable, str(bench), "--quick"],
         cwd=tmp_path,

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_world import LiveWorld
 
+from tests.live_world import LiveWorld
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.export import export_slice

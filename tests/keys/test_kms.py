@@ -115,8 +115,7 @@ def test_key_policy_statement() -> None:
 
 def test_packaging_with_kms_reuses_the_data_key(kms: tuple[Any, Stubber], tmp_path: Path) -> None:
     """A rebuild under KMS decrypts the kept blob, so the sealed bytes and PCRs repeat."""
-    from test_packager_helpers import make_notebook
-
+    from tests.packager.helpers import make_notebook
     from zcbench.packager import package_notebook
 
     client, stub = kms
@@ -143,8 +142,7 @@ def test_key_policy_statement_allows_every_build_and_survives_a_key_rotation(
     tmp_path: Path,
 ) -> None:
     """One PCR0 per build, as the local broker keeps them; a data-key rotation changes none."""
-    from test_packager_helpers import make_notebook
-
+    from tests.packager.helpers import make_notebook
     from zcbench.keys import LocalKeyBroker
     from zcbench.packager import package_notebook
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_widgets_support import write_research_notebook
 
+from tests.promoted_build import write_research_notebook
 from zcbench.cli import main
 from zcbench.enclave.ledger import LedgerRequirement
 from zcbench.enclave.manifest import BundleManifest

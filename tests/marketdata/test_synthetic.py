@@ -90,7 +90,7 @@ def test_bad_config_is_usage_error(kwargs: dict[str, object]) -> None:
 
 
 def test_committed_settings_file_is_the_default(tmp_path: Path) -> None:
-    data = Path(__file__).resolve().parents[1] / "data" / "synthetic.json"
+    data = Path(__file__).resolve().parents[2] / "data" / "synthetic.json"
     assert SyntheticConfig.from_file(data) == SyntheticConfig()
     assert SyntheticConfig.from_dict(SMALL.to_dict()) == SMALL
     with pytest.raises(UsageError, match="unknown settings"):

@@ -83,7 +83,7 @@ def _case(name: str, data: bytes, trust: str, emulated: bool) -> Case:
 
 @pytest.fixture(scope="module")
 def cases(dev_ca: DevCA) -> dict[str, Case]:
-    vectors = Path(__file__).parent / "vectors" / "nitro"
+    vectors = Path(__file__).parents[1] / "vectors" / "nitro"
     out: dict[str, Case] = {}
     for n in REAL:
         out[f"doc_{n}"] = _case(f"doc_{n}", (vectors / f"doc_{n}.cbor").read_bytes(), "aws", False)

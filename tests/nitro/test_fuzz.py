@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from zcbench.nitro import AttestationError, check_attestation, parse_document
 from zcbench.nitro._cbor import CborError, decode, encode
 
-VECTORS = Path(__file__).parent / "vectors" / "nitro"
+VECTORS = Path(__file__).parents[1] / "vectors" / "nitro"
 REAL = [(VECTORS / f"doc_{n}.cbor").read_bytes() for n in (1, 2, 3, 4)]
 AT = parse_document(REAL[0]).time
 FUZZ = settings(

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from test_packager_helpers import PARAMS_CELL, STRATEGY_CELL, make_notebook
 
+from tests.packager.helpers import PARAMS_CELL, STRATEGY_CELL, make_notebook
 from zcbench.cli import main
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError
 from zcbench.keys import LocalKeyBroker, read_sealed_header, unseal_strategy, unwrap_recipient

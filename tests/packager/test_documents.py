@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_packager_helpers import make_notebook
 
+from tests.packager.helpers import make_notebook
 from zcbench.cli import main
 from zcbench.enclave.manifest import MANIFEST_SCHEMA, BundleManifest
 from zcbench.errors import DataError, UsageError

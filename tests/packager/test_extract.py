@@ -7,8 +7,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_packager_helpers import PARAMS_CELL, STRATEGY_CELL, code, make_notebook
 
+from tests.packager.helpers import PARAMS_CELL, STRATEGY_CELL, code, make_notebook
 from zcbench.errors import DataError, UsageError
 from zcbench.packager import NotebookError, extract_strategy, read_parameters
 

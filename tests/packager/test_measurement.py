@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_packager_helpers import make_notebook
 
+from tests.packager.helpers import make_notebook
 from zcbench.channel import Message
 from zcbench.enclave.boot import BootError, load_build_image, unseal_image
 from zcbench.host._boot import release_key

@@ -13,7 +13,7 @@ import pytest
 
 from zcbench.packager import extract_strategy, load_build, package_notebook, read_parameters
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_01 = REPO / "notebooks" / "01_research.ipynb"
 NOTEBOOK_02 = REPO / "notebooks" / "02_promote.ipynb"
 

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_widgets_support import make_build
 
+from tests.promoted_build import make_build
 from zcbench.cli import main
 from zcbench.ledger import Ledger
 from zcbench.ledger.history import version_history

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from live_world import LiveWorld
 
+from tests.live_world import LiveWorld
 from zcbench.cli import main
 from zcbench.errors import DataError, UsageError
 from zcbench.report import collect_report

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from live_world import LiveWorld
 
+from tests.live_world import LiveWorld
 from zcbench.auditlog import events_frame
 from zcbench.report import collect_report, report_sections
 from zcbench.report.tearsheet import backtest_tear_sheet, tear_sheet_html, verified_tear_sheet

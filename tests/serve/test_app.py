@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from test_auditlog_support import build_log
-from test_serve_support import IndependentTlogClient, RunningServer, fake_boot_key, self_signed
 
+from tests.auditlog.support import build_log
+from tests.serve.support import IndependentTlogClient, RunningServer, fake_boot_key, self_signed
 from zcbench.auditlog.records import decode_record
 from zcbench.errors import DataError
 from zcbench.serve.app import ServeConfig

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_serve_support import RunningServer
 
+from tests.serve.support import RunningServer
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
 from zcbench.ledger import RunCheckpointEntry, RunStartEntry
 from zcbench.ledger.store import Ledger

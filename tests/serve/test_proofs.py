@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_auditlog_support import build_log, fake_boot_verifier
-from test_serve_support import RunningServer, fake_boot_key
 
+from tests.auditlog.support import build_log, fake_boot_verifier
+from tests.serve.support import RunningServer, fake_boot_key
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
 from zcbench.auditlog.export import export_slice
 from zcbench.auditlog.slice import LogSlice, check_slice_bytes
@@ -198,8 +198,7 @@ def test_slices_and_proofs_are_rate_limited_per_reader(tmp_path: Path) -> None:
 
 def test_a_client_holding_an_older_checkpoint_reads_the_tiles_of_its_size(
         world: dict[str, Any]) -> None:
-    from test_serve_support import IndependentTlogClient
-
+    from tests.serve.support import IndependentTlogClient
     from zcbench.auditlog.follow import LogFollower
 
     # the server followed run-a's seven checkpoints in one sync: each one's tiles are served

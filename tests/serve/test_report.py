@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from test_serve_support import RunningServer
-from test_verify_remote import _GatedRun, _grow_to
 
+from tests.serve.gated_run import GatedRun, grow_to
+from tests.serve.support import RunningServer
 from zcbench.nitro import AttestationPolicy, check_attestation, export_dev_root
 from zcbench.nitro.commitment import Commitment
 from zcbench.serve.app import ServeConfig
@@ -39,11 +39,11 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     try:
         runs = tmp / "runs"
         runs.mkdir()
-        run = _GatedRun(runs, "run", "run-report")
+        run = GatedRun(runs, "run", "run-report")
         try:
             export_dev_root(tmp / "dev-root.pem")
             with RunningServer(ServeConfig(runs=runs)) as server:
-                _grow_to(run, server, 300)  # past one full tile
+                grow_to(run, server, 300)  # past one full tile
                 commitment = Commitment(pcrs=run.image.expected_pcrs())
                 report = check_remote(server.url, commitment, trust=tmp / "dev-root.pem")
                 assert report.verified, report.message
@@ -77,7 +77,7 @@ def _aws_root_der() -> str:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    pem = (Path(__file__).parent / "vectors" / "nitro" / "aws_nitro_root_g1.pem").read_bytes()
+    pem = (Path(__file__).parents[1] / "vectors" / "nitro" / "aws_nitro_root_g1.pem").read_bytes()
     der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
     return base64.b64encode(der).decode()
 
@@ -186,13 +186,13 @@ def test_the_page_at_the_root_runs_the_same_checks_against_the_live_server(
 
     runs = tmp_path / "runs"
     runs.mkdir()
-    run = _GatedRun(runs, "run", "run-page")
+    run = GatedRun(runs, "run", "run-page")
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"]
     try:
         root = export_dev_root(tmp_path / "dev-root.pem")
         with RunningServer(ServeConfig(runs=runs, attest_burst=20)) as server:
-            _grow_to(run, server, 3)
+            grow_to(run, server, 3)
             run.flowing.set()  # the log keeps growing while the page verifies
 
             def in_chromium() -> None:

@@ -6,9 +6,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_auditlog_support import build_log, key
-from test_serve_support import IndependentTlogClient, fake_boot_key, folder_get
 
+from tests.auditlog.support import build_log, key
+from tests.serve.support import IndependentTlogClient, fake_boot_key, folder_get
 from zcbench.auditlog.checkpoint import LogSigner, parse_checkpoint_note
 from zcbench.auditlog.merkle import leaf_hash, root
 from zcbench.auditlog.storage import LogStore
@@ -168,8 +168,7 @@ def test_a_checkpoint_by_another_key_is_not_published(tmp_path: Path) -> None:
     assert first is not None
     store = LogStore.open(built.log)
     intruder = LogSigner(key(99), built.origin)
-    from test_auditlog_support import batch_bodies
-
+    from tests.auditlog.support import batch_bodies
     from zcbench.auditlog.records import encode_record
 
     in_body, _, t = batch_bodies(9)

@@ -14,26 +14,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import nbformat
-import polars as pl
 import pytest
-from test_serve_support import RunningServer
 
 import zcbench.examples.order_flow as order_flow
-from zcbench.host.live import ModuleImage, RunHandle, run_live
-from zcbench.host.proxy import LiveSource
-from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
+from tests.serve.gated_run import GatedRun, grow_to
+from tests.serve.support import RunningServer
 from zcbench.nitro import export_dev_root
 from zcbench.nitro.commitment import Commitment
 from zcbench.serve.app import ServeConfig
-from zcbench.serve.control import ControlSocket
 from zcbench.serve.readers import Readers, add_reader
 from zcbench.serve.remote import check_remote
 
@@ -175,63 +168,6 @@ def test_an_lp_in_its_own_process_and_home_verifies_a_live_run_end_to_end(
         _stop(serve)
 
 
-class _GatedRun:
-    """A live run in a thread whose market data flows only while ``flowing`` is set."""
-
-    def __init__(self, runs: Path, name: str, run_id: str) -> None:
-        self.flowing = threading.Event()
-        self.finish = threading.Event()
-        self.handle: RunHandle | None = None
-        self.control = ControlSocket(runs / name)
-        self.image = ModuleImage(EXAMPLE)
-        events = generate_ticks(SyntheticConfig(rate=5_000, duration_s=120), seed=11)
-        source = LiveSource(self._chunks(events), BatchSpec(count=100), rate=1.0)
-        self.booted = threading.Event()
-
-        def on_booted(handle: RunHandle) -> None:
-            self.handle = handle
-            self.control.attach(handle)
-            self.booted.set()
-
-        self.thread = threading.Thread(
-            target=run_live, args=(self.image, runs / name, source),
-            kwargs={"run_id": run_id, "on_booted": on_booted, "max_delay_s": 0.02}, daemon=True)
-        self.thread.start()
-        assert self.booted.wait(120), "the enclave did not boot"
-
-    def _chunks(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        for start in range(0, events.height, 50):
-            while not self.flowing.is_set():
-                if self.finish.is_set():
-                    return
-                self.flowing.wait(0.05)
-            if self.finish.is_set():
-                return
-            yield events.slice(start, 50)
-
-    def stop(self) -> None:
-        self.finish.set()
-        self.flowing.set()
-        if self.handle is not None:
-            self.handle.stop()
-        self.thread.join(timeout=60)
-        self.control.close()
-
-
-def _published(server: RunningServer) -> int:
-    runs: list[dict[str, Any]] = httpx.get(server.url + "/runs", timeout=10).json()["runs"]
-    return max((r["size"] or 0 for r in runs), default=0)
-
-
-def _grow_to(run: _GatedRun, server: RunningServer, size: int) -> None:
-    run.flowing.set()
-    deadline = time.monotonic() + 120
-    while _published(server) < size:
-        assert time.monotonic() < deadline, "the log did not grow"
-        time.sleep(0.05)
-    run.flowing.clear()
-
-
 def test_a_server_that_rolls_back_or_forks_its_log_between_visits_is_caught(
         tmp_path: Path, zcbench_home: Path) -> None:
     first_runs, second_runs = tmp_path / "first", tmp_path / "second"
@@ -240,7 +176,7 @@ def test_a_server_that_rolls_back_or_forks_its_log_between_visits_is_caught(
     readers = tmp_path / "readers.json"
     token = add_reader(readers, "lp")
     state = tmp_path / "lp-state"
-    run = _GatedRun(first_runs, "run", "run-same-id")
+    run = GatedRun(first_runs, "run", "run-same-id")
     commitment = Commitment(pcrs=run.image.expected_pcrs())
     root = export_dev_root(tmp_path / "dev-root.pem")
     assert root.simulated
@@ -248,14 +184,14 @@ def test_a_server_that_rolls_back_or_forks_its_log_between_visits_is_caught(
     try:
         with RunningServer(ServeConfig(runs=first_runs, readers=Readers.load(readers),
                                        attest_burst=20)) as server:
-            _grow_to(run, server, 40)
+            grow_to(run, server, 40)
             visit = check_remote(server.url, commitment, trust=trust, token=token, state=state)
             assert visit.verified, visit.message
             assert visit.state == "first_visit"
             saved = visit.published
             assert saved is not None
             assert saved["size"] >= 40
-            _grow_to(run, server, saved["size"] + 6)
+            grow_to(run, server, saved["size"] + 6)
             again = check_remote(server.url, commitment, trust=trust, token=token, state=state)
             assert again.verified, again.message
             assert again.state == "consistent"
@@ -264,18 +200,18 @@ def test_a_server_that_rolls_back_or_forks_its_log_between_visits_is_caught(
     saved = again.published
     assert saved is not None
     # the fund restarts the run under the same id (a new key, a new log) and serves that
-    rerun = _GatedRun(second_runs, "run", "run-same-id")
+    rerun = GatedRun(second_runs, "run", "run-same-id")
     try:
         with RunningServer(ServeConfig(runs=second_runs, readers=Readers.load(readers),
                                        attest_burst=20)) as server:
-            _grow_to(rerun, server, 3)
+            grow_to(rerun, server, 3)
             rolled = check_remote(server.url, commitment, trust=trust, token=token, state=state)
             assert not rolled.verified
             assert rolled.failed_check == "rollback"
             assert rolled.state == "rollback"
             assert rolled.origin == again.origin
             assert rolled.tiles_checked  # the new log itself is well-formed: only history fails
-            _grow_to(rerun, server, saved["size"] + 2)
+            grow_to(rerun, server, saved["size"] + 2)
             forked = check_remote(server.url, commitment, trust=trust, token=token, state=state)
             assert not forked.verified
             assert forked.failed_check == "forked"
@@ -291,11 +227,11 @@ def test_a_document_against_another_commitment_fails_and_names_the_pcr(
         tmp_path: Path, zcbench_home: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
-    run = _GatedRun(runs, "run", "run-pcr")
+    run = GatedRun(runs, "run", "run-pcr")
     try:
         export_dev_root(tmp_path / "dev-root.pem")
         with RunningServer(ServeConfig(runs=runs)) as server:
-            _grow_to(run, server, 3)
+            grow_to(run, server, 3)
             wrong = Commitment(pcrs={**run.image.expected_pcrs(), 0: bytes(48)})
             report = check_remote(server.url, wrong, trust=tmp_path / "dev-root.pem")
             assert not report.verified
@@ -323,7 +259,7 @@ def test_an_lp_fetches_a_slice_of_the_live_run_and_verifies_it(
     readers = tmp_path / "readers.json"
     whole = add_reader(readers, "lp-whole", bodies=True)
     hashes = add_reader(readers, "lp-hashes", bodies=False)
-    run = _GatedRun(runs, "run", "run-slice")
+    run = GatedRun(runs, "run", "run-slice")
     pcrs = run.image.expected_pcrs()
     commitment = Commitment(pcrs=pcrs)
     export_dev_root(tmp_path / "dev-root.pem")
@@ -331,7 +267,7 @@ def test_an_lp_fetches_a_slice_of_the_live_run_and_verifies_it(
     try:
         with RunningServer(ServeConfig(runs=runs, readers=Readers.load(readers),
                                        attest_burst=20)) as server:
-            _grow_to(run, server, 20)
+            grow_to(run, server, 20)
             out = tmp_path / "kept.slice"
             visit = check_remote(server.url, commitment, trust=trust, token=whole,
                                  slice_range=(3, 11), slice_out=out)

@@ -7,9 +7,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_serve_support import RunningServer
-from test_verify_remote import _GatedRun, _grow_to
 
+from tests.serve.gated_run import GatedRun, grow_to
+from tests.serve.support import RunningServer
 from zcbench.auditlog.checkpoint import log_verifier
 from zcbench.ledger import RunStartEntry
 from zcbench.ledger.store import Ledger
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def test_a_live_run_is_held_to_the_served_ledger(tmp_path: Path, zcbench_home: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
-    run = _GatedRun(runs, "run", "run-ledger")
+    run = GatedRun(runs, "run", "run-ledger")
     try:
         export_dev_root(tmp_path / "dev-root.pem")
         pcrs = run.image.expected_pcrs()
@@ -32,7 +32,7 @@ def test_a_live_run_is_held_to_the_served_ledger(tmp_path: Path, zcbench_home: P
                              genesis_pcr0=pcrs[0], commitment_sha256=b"\x01" * 32)
         commitment = Commitment(pcrs=pcrs)
         with RunningServer(ServeConfig(runs=runs, ledger=ledger.folder)) as server:
-            _grow_to(run, server, 3)
+            grow_to(run, server, 3)
             trust = tmp_path / "dev-root.pem"
             missing = check_remote(server.url, commitment, trust=trust, ledger_vkey=ledger.vkey)
             assert not missing.verified

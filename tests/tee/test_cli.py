@@ -14,7 +14,7 @@ from zcbench.cli import main
 from zcbench.errors import DataError, UsageError
 from zcbench.tee import AttestationPolicy, check_evidence, decode_evidence, detect_tee
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 SNP = TEE / "snp"
 KEYS = ("tee", "verified", "failed_check", "measurement", "report_data", "debug", "tcb_status")
 

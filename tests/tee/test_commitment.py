@@ -19,7 +19,7 @@ from zcbench.nitro.commitment import (
 from zcbench.tee import decode_evidence
 from zcbench.tee.dcap import parse_quote
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 SNP_REPORT = decode_evidence((TEE / "snp" / "report_milan.hex").read_bytes())
 SGX = parse_quote((TEE / "sgx" / "sgx_quote").read_bytes())
 

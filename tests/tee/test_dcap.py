@@ -24,7 +24,7 @@ from zcbench.tee.dcap import (
     verify_quote,
 )
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 TDX = (TEE / "tdx" / "tdx_quote").read_bytes()
 TDX5 = (TEE / "tdx" / "tdx_quote_outdated").read_bytes()
 SGX = (TEE / "sgx" / "sgx_quote").read_bytes()

@@ -11,7 +11,7 @@ import pytest
 
 from zcbench.tee import AttestationPolicy, check_evidence
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 AT = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 ANY = AttestationPolicy(unsafe_skip_pcr_check=True)
 

@@ -29,7 +29,7 @@ from zcbench.tee.dcap import (
     parse_quote,
 )
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 SGX_QUOTE = (TEE / "sgx" / "sgx_quote").read_bytes()
 TDX_QUOTE = (TEE / "tdx" / "tdx_quote").read_bytes()
 AT = dt.datetime(2025, 6, 20, tzinfo=dt.UTC)

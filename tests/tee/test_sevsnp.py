@@ -25,7 +25,7 @@ from zcbench.tee.sevsnp import (
     verify_snp,
 )
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 SNP = TEE / "snp"
 ROOTS = TEE / "roots"
 AT_MILAN = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -242,7 +242,7 @@ def test_unknown_version_refused_with_expected_and_actual() -> None:
 # --- report versions 4 and 5 --------------------------------------------------------------
 # No real version 4 or 5 report is among our fixtures: these are the real Milan v2 report
 # modified to the later layouts (version, CPUID, mitigation vectors) and re-signed by a test
-# AMD chain (tests/tee_support.py) that each test pins for itself alone.
+# AMD chain (tests/tee/support.py) that each test pins for itself alone.
 
 MILAN_CPUID = bytes([0x19, 0x01, 0x01])
 
@@ -258,7 +258,7 @@ def _later(version: int, launch_mit: int = 0, current_mit: int = 0) -> bytes:
 def test_version_5_report_verifies_and_reports_its_mitigation_vectors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tee_support import chain_for, pin_test_chain, resign
+    from tests.tee.support import chain_for, pin_test_chain, resign
 
     unsigned = _later(5, launch_mit=0x3, current_mit=0x7)
     chain = chain_for(unsigned)
@@ -279,7 +279,7 @@ def test_version_5_report_verifies_and_reports_its_mitigation_vectors(
 
 
 def test_version_4_has_version_3_layout(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tee_support import chain_for, pin_test_chain, resign
+    from tests.tee.support import chain_for, pin_test_chain, resign
 
     unsigned = _later(4)
     chain = chain_for(unsigned)
@@ -298,7 +298,7 @@ def test_a_report_that_masks_its_chip_id_verifies_by_its_vceks_signature(
 ) -> None:
     """Modified real report (chip ID zeroed, as MASK_CHIP_ID makes it), re-signed by a test
     chain: the VCEK's hwID cannot be compared, the signature binds it, the verdict says so."""
-    from tee_support import make_chain, pin_test_chain, resign
+    from tests.tee.support import make_chain, pin_test_chain, resign
 
     unsigned = put(MILAN_REPORT, 0x1A0, bytes(64))
     tcb = TcbVersion.unpack(parse_report(unsigned).reported_tcb, "Milan")
@@ -322,7 +322,7 @@ def test_a_report_that_masks_its_chip_id_verifies_by_its_vceks_signature(
 def test_version_5_reserved_bytes_must_be_zero(
     monkeypatch: pytest.MonkeyPatch, offset: int
 ) -> None:
-    from tee_support import chain_for, pin_test_chain, resign
+    from tests.tee.support import chain_for, pin_test_chain, resign
 
     unsigned = _later(5, launch_mit=1, current_mit=1)
     chain = chain_for(unsigned)

@@ -16,7 +16,7 @@ from zcbench.nitro.commitment import Commitment
 from zcbench.tee import AttestationPolicy, check_evidence, decode_evidence
 from zcbench.tee.snp_measure import snp_commitment, snp_launch_measurement
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 _FOOTER = "96b582de-1fb2-45f7-baea-a366c55a082d"
 _RESET_BLOCK = "00f771de-1a7e-4fcb-890e-68c77e2fb44e"
 

@@ -24,7 +24,7 @@ from zcbench.tee.dcap import load_collateral
 from zcbench.tee.view import evidence_view
 from zcbench.widgets.attestation import AttestationPanel, VerifyingBackend
 
-TEE = Path(__file__).resolve().parent / "vectors" / "tee"
+TEE = Path(__file__).resolve().parents[1] / "vectors" / "tee"
 MILAN_REPORT = bytes.fromhex((TEE / "snp" / "report_milan.hex").read_text().strip())
 MILAN_VCEK = (TEE / "snp" / "vcek_milan.der").read_bytes()
 AT_MILAN = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_bench_fix_quick_completes(tmp_path: Path) -> None:
-    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_fix.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_fix.py"
     done = subprocess.run([sys.executable, str(bench), "--quick"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

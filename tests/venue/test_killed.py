@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_venue_support import Sim, package
 
+from tests.venue.support import Sim, package
 from zcbench.cli import main
 from zcbench.host.execution import read_journal
 from zcbench.host.restart import check_link, read_start_state

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_venue_support import Sim, package
 
+from tests.venue.support import Sim, package
 from zcbench.cli import main
 from zcbench.host.execution import JOURNAL_FILE
 from zcbench.venue.fix import decode, encode

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_venue_support import Sim, package
 
+from tests.venue.support import Sim, package
 from zcbench.cli import main
 from zcbench.host.execution import read_journal
 from zcbench.venue.fix import decode

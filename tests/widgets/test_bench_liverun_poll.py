@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_bench_liverun_poll_quick_completes(tmp_path: Path) -> None:
-    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_liverun_poll.py"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_liverun_poll.py"
     done = subprocess.run(
         [sys.executable, str(bench), "--quick"],
         cwd=tmp_path,

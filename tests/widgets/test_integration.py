@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_widgets_support import make_build
 
+from tests.promoted_build import make_build
 from zcbench.widgets.attestation import AttestationPanel, emulator_backend
 from zcbench.widgets.liverun import LiveRunPanel, LocalRunBackend
 from zcbench.widgets.loginspector import AuditLogBackend, LogInspector

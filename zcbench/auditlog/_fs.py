@@ -1,6 +1,6 @@
 """The file-system calls the log store makes, behind a small interface.
 
-Tests swap in a fake (tests/test_auditlog_crash.py) to show that nothing is acknowledged before
+Tests swap in a fake (tests/auditlog/test_crash.py) to show that nothing is acknowledged before
 its fsync, and what survives a power loss; :class:`OsFileSystem` is the real one.
 """
 

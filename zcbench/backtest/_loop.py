@@ -13,7 +13,7 @@ one encoding.
 
 So a backtest, a live run on the paper venue and a replay of its log give the same feedback
 bodies, the same batch bodies and the same signals, byte for byte, and the same journal rows but
-for their wall-clock ``time_ns`` (tests/test_feedback_parity.py). The order-rate limit counts
+for their wall-clock ``time_ns`` (tests/e2e/test_feedback_parity.py). The order-rate limit counts
 orders per second of event time (the batch's newest event), the one clock both sides share.
 """
 

@@ -200,7 +200,7 @@ def _load(der: bytes, where: str) -> _Parsed:
         x509.UnsupportedGeneralNameType,
     ) as exc:
         # The exceptions cryptography's X.509 parser raises for malformed input (found by
-        # fuzzing mutated real documents; tests/test_nitro_fuzz.py).
+        # fuzzing mutated real documents; tests/nitro/test_fuzz.py).
         raise AttestationError(
             f"{where} is not a valid DER X.509 certificate: {exc}", check="certificate"
         ) from exc

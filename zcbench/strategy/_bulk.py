@@ -11,7 +11,7 @@ gives, provided the decoder would accept the batch at all.
 :func:`wire_view` checks, for the whole stream at once, everything the decoder refuses that a
 valid selected frame can hold (the events per batch, the length of every string) and returns
 the stream in one chunk, so each batch is a zero-copy slice of it. The tests prove the identity
-on random streams, on every example and on the refusals (``tests/test_backtest_fastpath.py``:
+on random streams, on every example and on the refusals (``tests/backtest/test_fastpath.py``:
 the same batches frame for frame, the same wire bytes per batch, the same signals, digest and
 fills, the same errors); a change to the codec that breaks it fails them. Nothing here is a
 second codec.
