@@ -42,7 +42,9 @@ def test_fix_run_fills_as_paper_and_the_drop_copy_holds_every_report(
     sim.stop()
     fix = read_journal(tmp_path / "fix").rows
     paper = read_journal(tmp_path / "paper").rows
-    cols = ["seq", "log_index", "event", "symbol", "side", "quantity", "price_ticks", "reason"]
+    # log indices are left out: clock records sit at wall-clock moments, so the two runs' logs
+    # interleave them differently; the batch (seq) each order came from is compared instead
+    cols = ["seq", "event", "symbol", "side", "quantity", "price_ticks", "reason"]
     assert fix.height > 0
     assert fix.select(cols).equals(paper.select(cols))  # one venue model, two transports
     drop = [decode(m) for m in iter_messages((tmp_path / "drop.fix").read_bytes())]
