@@ -70,6 +70,7 @@ def _run(image: ModuleImage, run_dir: Path, **kw: object) -> dict[str, object]:
     return dict(summary.positions)
 
 
+@pytest.mark.slow  # three live runs
 def test_a_continuing_run_carries_the_position_and_names_its_predecessor(
     tmp_path: Path,
 ) -> None:

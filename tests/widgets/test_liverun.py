@@ -136,6 +136,7 @@ def test_missing_build_or_data_is_shown_and_nothing_starts(tmp_path: Path, build
     assert backend.requests == []
 
 
+@pytest.mark.slow  # three runs redrawn without pause
 def test_a_failing_run_is_shown_and_the_panel_stays_usable(build: Path) -> None:
     backend = FakeRun(fail=EnvError("the enclave exited with status 1 at batch 3"))
     panel = LiveRunPanel(backend, build_dir=build, refresh_s=0.0)
