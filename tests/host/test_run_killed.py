@@ -124,9 +124,10 @@ def test_package_and_run_end_with_the_next_command_and_progress_is_lines(
     progress = [line for line in captured.err.splitlines()
                 if line.startswith("zcbench: live run: ")]  # the one progress line format
     assert progress, captured.err
-    assert "currency units" in progress[-1]
+    assert "PnL" in progress[-1]
+    assert "USD" in progress[-1]
     lines = captured.out.splitlines()
-    assert any("PnL" in line and "currency units" in line for line in lines)
+    assert any("PnL" in line and "USD" in line for line in lines)
     assert "ticks" not in captured.out.replace("_ticks", "")
     assert lines[-3].startswith("next: ")
     report_cmd = lines[-2].split()

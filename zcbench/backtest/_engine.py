@@ -33,7 +33,7 @@ import polars as pl
 from zcbench.backtest._accounting import FillModel, book
 from zcbench.backtest._loop import FeedbackLoop, LoggedRecord
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
-from zcbench.errors import EnvError, UsageError, describe_os_error
+from zcbench.errors import DataError, EnvError, UsageError, describe_os_error
 from zcbench.marketdata import (
     BatchSpec,
     Instrument,
@@ -415,16 +415,14 @@ def _account(events: pl.DataFrame, config: BacktestConfig) -> _Account:
         if instrument is None:
             raise UsageError(f"backtest: unknown instrument {symbol!r}: not in {table.source}")
         found[symbol] = instrument
-    currencies = sorted({i.currency for i in found.values()})
-    if len(currencies) > 1:
-        raise UsageError(
-            f"backtest: instruments in {', '.join(currencies)}; one account currency is "
-            "supported (no FX conversion is modelled)"
-        )
+    try:
+        currency = table.currency_of(found)
+    except DataError as exc:
+        raise UsageError(f"backtest: {exc}") from None
     check_ticks(events, table)
     scale = max(i.price_scale for i in found.values())
     return _Account(
-        currency=currencies[0],
+        currency=currency,
         money_scale=scale,
         units={s: scale // i.price_scale for s, i in found.items()},
         ticks={s: i.tick_units for s, i in found.items()},

@@ -145,6 +145,21 @@ def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) ->
     ).source
 
 
+def _money_unit(symbols: Any) -> str:
+    """The unit a live run's amounts are named in: the backtest's rule
+    (:meth:`~zcbench.marketdata.Instruments.currency_of` over the committed instruments), so the
+    same data shows the same unit on both surfaces; instruments in several currencies (an
+    amount summed across them has no single unit) are named as such."""
+    from zcbench.errors import DataError
+    from zcbench.marketdata import default_instruments
+    from zcbench.money import MONEY_UNIT
+
+    try:
+        return default_instruments().currency_of(symbols)
+    except DataError:
+        return f"{MONEY_UNIT} (instruments in several currencies)"
+
+
 class _Progress:
     """The live progress: one redrawn line on a terminal, else a line every few seconds."""
 
@@ -153,6 +168,14 @@ class _Progress:
         self.every_s = every_s
         self.last = float("-inf")
         self.shown = False
+        self._units: dict[frozenset[str], str] = {}
+
+    def unit(self, symbols: Any) -> str:
+        """:func:`_money_unit`, asked once per set of symbols (the line is redrawn often)."""
+        key = frozenset(symbols)
+        if key not in self._units:
+            self._units[key] = _money_unit(key)
+        return self._units[key]
 
     def __call__(self, p: Any) -> None:
         from zcbench.money import format_money
@@ -160,7 +183,7 @@ class _Progress:
         text = (
             f"{p.batches} batches  {p.events_per_s:,.0f} events/s  freshness p50 "
             f"{p.freshness_p50_ms:.1f} ms p99 {p.freshness_p99_ms:.1f} ms  signals {p.signals}  "
-            f"PnL {format_money(p.pnl, signed=True)}"
+            f"PnL {format_money(p.pnl, signed=True, currency=self.unit(p.positions))}"
         )
         if self.terminal:
             sys.stderr.write(f"\r{text}   ")
@@ -321,7 +344,8 @@ def _print_summary(s: Any) -> None:
     print(f"  freshness p50 {s.freshness_p50_ms} ms, p99 {s.freshness_p99_ms} ms")
     print(f"  signals {s.signals}, orders {s.orders}, fills {s.fills}, rejects {s.rejects}")
     held = ", ".join(f"{k} {v:+,}" for k, v in sorted(s.positions.items())) or "none"
-    print(f"  PnL {format_money(s.pnl, signed=True)}; positions {held}")
+    unit = _money_unit(s.positions)
+    print(f"  PnL {format_money(s.pnl, signed=True, currency=unit)}; positions {held}")
     if s.dropped_batches:
         print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")

@@ -15,7 +15,7 @@ quantity that is not a multiple of it is refused by the backtest (``lot_size``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -105,6 +105,26 @@ class Instruments(Mapping[str, Instrument]):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def currency_of(self, symbols: Iterable[str]) -> str:
+        """The one currency an account trading ``symbols`` counts money in: every surface that
+        names the unit of an amount (the backtest's table, the live run's summary and progress
+        line) asks this, so the same data is shown in the same unit everywhere. No symbols: the
+        default instrument's. Raises :class:`~zcbench.errors.DataError` for a symbol a strict
+        table lacks or for instruments in several currencies (no FX conversion is modelled)."""
+        found: dict[str, Instrument] = {}
+        for symbol in sorted(set(symbols)):
+            instrument = self.of(symbol)
+            if instrument is None:
+                raise DataError(f"unknown instrument {symbol!r}: not in {self.source}")
+            found[symbol] = instrument
+        currencies = sorted({i.currency for i in found.values()}) or [DEFAULT_INSTRUMENT.currency]
+        if len(currencies) > 1:
+            raise DataError(
+                f"instruments in {', '.join(currencies)}; one account currency is supported "
+                "(no FX conversion is modelled)"
+            )
+        return currencies[0]
 
     def of(self, symbol: str) -> Instrument | None:
         """The instrument of ``symbol``; the default one, or None when the table is strict."""
