@@ -67,7 +67,7 @@ __all__ = [
     "MAX_LEDGER_ENTRIES",
     "REQUIREMENT_SCHEMA",
     "EnclaveLedger",
-        "LedgerRequirement",
+    "LedgerRequirement",
     "release_ledger_seed",
 ]
 
