@@ -9,6 +9,7 @@ import json
 import socket
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from zcbench.auditlog import events_frame, to_polars
@@ -19,6 +20,7 @@ from zcbench.auditlog.listing import describe_body
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
 from zcbench.errors import UsageError, ZcbenchError
+from zcbench.evidence.tearsheet import marks_by_batch
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.replay import replay_log
 from zcbench.host.restart import check_link, continue_run
@@ -70,6 +72,14 @@ def _run(image: ModuleImage, run_dir: Path, **kw: object) -> dict[str, object]:
     return dict(summary.positions)
 
 
+def _carried_pnl(run_dir: Path, quantity: int) -> int:
+    """What holding ``quantity`` AAA through the run made: its marks (the tear sheet's rule)
+    after the first and the last batch that price it."""
+    marks = marks_by_batch(events_frame(run_dir)).filter(pl.col("symbol") == "AAA")
+    prices = marks.get_column("price_ticks").to_list()
+    return quantity * (prices[-1] - prices[0])
+
+
 @pytest.mark.slow  # three live runs
 def test_a_continuing_run_carries_the_position_and_names_its_predecessor(
     tmp_path: Path,
@@ -82,6 +92,9 @@ def test_a_continuing_run_carries_the_position_and_names_its_predecessor(
     continuation = continue_run(first)
     assert continuation.link.positions == (("AAA", 7),)
     assert _run(image, second, continuation=continuation) == {"AAA": 7}  # not 14, not 0
+    # it traded nothing: its PnL is what the carried 7 AAA made over it, not their value
+    pnl = json.loads((second / "summary.json").read_text())["pnl_ticks"]
+    assert pnl == _carried_pnl(second, 7)
 
     # the boot document attests the link: the previous run's final checkpoint and positions
     identity = nitro_boot_verifier()(boot_record_of(second), "dev")

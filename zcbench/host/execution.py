@@ -381,6 +381,7 @@ class ExecutionLayer:
     _journaled: int = 0
     _now: int = 0
     _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
+    _unmarked: dict[str, int] = field(default_factory=dict)  # carried, not yet priced this run
 
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
@@ -391,6 +392,34 @@ class ExecutionLayer:
         if self.killed is None:
             self.killed = reason
 
+    def carry(self, positions: Mapping[str, int]) -> None:
+        """Start from ``positions`` carried from a previous run (a continuing run's start
+        state). The PnL counts from them: each enters at its symbol's mark after the first
+        batch of this run that prices it (the batch's last price, the tear sheet's mark), as
+        if bought (or sold short) there, so :meth:`pnl` is what this run made, not the
+        carried positions' whole value against no cash (DESIGN.md, "Restart continuity")."""
+        self.positions.clear()
+        self.positions.update(positions)
+        self._unmarked = {s: q for s, q in positions.items() if q}
+
+    def _mark_carried(self, events: pl.DataFrame) -> None:
+        """Price the carried positions ``events`` prices at their last price in it."""
+        rows = events.with_row_index("_row").filter(
+            pl.col("symbol").is_in(list(self._unmarked))
+        )
+        if not rows.height:
+            return
+        price = _price_at(events)
+        marked: dict[str, int] = {}
+        for i, symbol in zip(reversed(rows.get_column("_row").to_list()),
+                             reversed(rows.get_column("symbol").to_list()), strict=True):
+            if symbol not in marked:
+                px = price(i)
+                if px is not None and px > 0:
+                    marked[symbol] = px
+        for symbol, px in marked.items():
+            self.cash -= self._unmarked.pop(symbol) * px
+
     def on_market(self, events: pl.DataFrame) -> None:
         """Note a batch of market events (any columns among symbol, price, bid, ask, close).
 
@@ -398,6 +427,8 @@ class ExecutionLayer:
         no signal, and one pass over many batches is much cheaper than one per batch.
         """
         if "symbol" in events.columns and events.height:
+            if self._unmarked:
+                self._mark_carried(events)
             self._unpriced.append(events)
             if self.venue is not None:
                 self._record(self.venue.on_market(events), 0)
@@ -615,7 +646,8 @@ class ExecutionLayer:
         )
 
     def pnl(self) -> int:
-        """Mark-to-market PnL in ticks × units: cash plus positions at the last prices."""
+        """Mark-to-market PnL in ticks × units: cash plus positions at the last prices (the
+        carried positions of a continuing run count from their first price, :meth:`carry`)."""
         prices = self.last_price
         return self.cash + sum(q * prices.get(sym, 0) for sym, q in self.positions.items())
 

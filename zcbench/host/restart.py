@@ -432,6 +432,5 @@ def log_start_state(
                        f"{reply.fields.get('reason', reply.type)}")
     log.stage_start(body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"])
     log.flush()
-    execution.positions.clear()
-    execution.positions.update(state.position_map)
+    execution.carry(state.position_map)
     return state
