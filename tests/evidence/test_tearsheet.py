@@ -48,6 +48,18 @@ def test_hand_computed_case() -> None:
     assert 0.0 < sheet.deflated_sharpe < 0.5  # a losing run: below even odds of skill
 
 
+def test_carried_positions_count_from_their_first_mark() -> None:
+    # 5 X and -2 Y carried in; Y is first marked in batch 2 (at 40), X in batch 0 (at 100)
+    _, marks, ends = _case()
+    marks = pl.concat([marks, pl.DataFrame({"seq": [2, 3], "symbol": ["Y", "Y"],
+                                            "price_ticks": [40, 30]})]).sort("seq")
+    empty = pl.DataFrame(schema={"seq": pl.Int64, "symbol": pl.String, "side": pl.String,
+                                 "quantity": pl.Int64, "price_ticks": pl.Int64})
+    sheet = tear_sheet(empty, marks, ends, capital_ticks=10_000, carried={"X": 5, "Y": -2})
+    assert sheet.pnl_ticks == 5 * (121 - 100) + -2 * (30 - 40)
+    assert tear_sheet(empty, marks, ends, capital_ticks=10_000).pnl_ticks == 0  # a first run
+
+
 def test_marks_follow_the_execution_rule() -> None:
     events = pl.DataFrame({
         "seq": [0, 0, 0, 1], "symbol": ["A", "A", "B", "A"],

@@ -20,6 +20,7 @@ from zcbench.auditlog.listing import describe_body
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
 from zcbench.errors import UsageError, ZcbenchError
+from zcbench.evidence import collect_evidence
 from zcbench.evidence.tearsheet import marks_by_batch
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.replay import replay_log
@@ -95,6 +96,8 @@ def test_a_continuing_run_carries_the_position_and_names_its_predecessor(
     # it traded nothing: its PnL is what the carried 7 AAA made over it, not their value
     pnl = json.loads((second / "summary.json").read_text())["pnl_ticks"]
     assert pnl == _carried_pnl(second, 7)
+    performance = collect_evidence([second], trust="dev").tables["performance"]
+    assert performance["pnl_ticks"].to_list() == [pnl]  # the verified tear sheet agrees
 
     # the boot document attests the link: the previous run's final checkpoint and positions
     identity = nitro_boot_verifier()(boot_record_of(second), "dev")

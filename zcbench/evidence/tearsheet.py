@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -40,6 +41,7 @@ __all__ = [
     "backtest_fills",
     "backtest_sheet",
     "batch_ends",
+    "carried_positions",
     "deflated_sharpe",
     "marks_by_batch",
     "run_backtest_sheet",
@@ -124,9 +126,13 @@ def marks_by_batch(events: pl.DataFrame) -> pl.DataFrame:
 
 def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFrame, *,
                capital_ticks: int = DEFAULT_CAPITAL_TICKS, periods_per_year: float | None = None,
-               trials: int | None = None, trial_sharpe_variance: float = 0.0) -> TearSheet:
+               trials: int | None = None, trial_sharpe_variance: float = 0.0,
+               carried: Mapping[str, int] | None = None) -> TearSheet:
     """The sheet from ``fills`` (seq, symbol, side, quantity, price_ticks), ``marks`` (seq,
-    symbol, price_ticks) and ``batch_ends`` (seq, end_ns: the batch's newest event time)."""
+    symbol, price_ticks) and ``batch_ends`` (seq, end_ns: the batch's newest event time).
+    ``carried``: a continuing run's positions at start (:func:`carried_positions`), each
+    entering at its first mark, as the execution layer counts them (DESIGN.md, "Restart
+    continuity")."""
     from zcbench.backtest._metrics import compute_metrics
     from zcbench.strategy import PRICE_SCALE
 
@@ -142,11 +148,14 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
     for seq, symbol, px in marks.select("seq", "symbol", "price_ticks").iter_rows():
         marks_at.setdefault(int(seq), []).append((symbol, int(px)))
     cash, traded, open_after = 0, 0, 0
-    positions: dict[str, int] = {}
+    positions: dict[str, int] = {s: q for s, q in (carried or {}).items() if q}
+    unmarked = dict(positions)
     last: dict[str, int] = {}
     equity = []
     for seq in batches["seq"].to_list():
         last.update(marks_at.get(int(seq), []))
+        for symbol in [s for s in unmarked if s in last]:
+            cash -= unmarked.pop(symbol) * last[symbol]
         for symbol, signed, px in fills_at.get(int(seq), []):
             positions[symbol] = positions.get(symbol, 0) + signed
             cash -= signed * px
@@ -278,7 +287,16 @@ def run_tear_sheet(run_dir: Path, orders: pl.DataFrame, *,
     events = events_frame(run_dir)
     fills = orders.filter((pl.col("event") == "fill") & pl.col("in_signed_log"))
     return tear_sheet(fills, marks_by_batch(events), batch_ends(events),
-                      capital_ticks=capital_ticks)
+                      capital_ticks=capital_ticks, carried=carried_positions(run_dir))
+
+
+def carried_positions(run_dir: Path) -> dict[str, int]:
+    """The positions a continuing run carried in (its signed start state; empty for a first
+    run)."""
+    from zcbench.auditlog.boot import start_state_of
+
+    start = start_state_of(run_dir)
+    return dict(start.position_map) if start is not None else {}
 
 
 def run_backtest_sheet(run_dir: Path, *,

@@ -39,7 +39,12 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
     """The tear sheet of ``report``'s run recomputed from its signed log (deflated over the
     committed research trials when there are any); None when the log did not verify."""
     from zcbench.evidence import collect_evidence
-    from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS, marks_by_batch, tear_sheet
+    from zcbench.evidence.tearsheet import (
+        DEFAULT_CAPITAL_TICKS,
+        carried_positions,
+        marks_by_batch,
+        tear_sheet,
+    )
 
     if report.log is None or not report.log.verified:
         return None
@@ -65,7 +70,8 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
         raw = research.get("trials_sharpe_variance")
         variance = float(raw) if isinstance(raw, (int, float)) and raw >= 0 else 0.0
     return tear_sheet(fills, marks_by_batch(events), ends, capital_ticks=DEFAULT_CAPITAL_TICKS,
-                      trials=trials, trial_sharpe_variance=variance)
+                      trials=trials, trial_sharpe_variance=variance,
+                      carried=carried_positions(report.run_dir))
 
 
 def backtest_tear_sheet(report: LPReport) -> TearSheet | None:
