@@ -272,6 +272,11 @@ def test_a_limit_change_during_a_run_is_a_control_entry_of_its_ledger(
         (ev.log_index, ev.record.action, ev.record.operator) for ev in history.events]
     assert main(["log", "verify", str(run), "--trust", "dev", "--ledger", str(ledger_dir)]) == 0
     capsys.readouterr()
+    assert main(["ledger", "show", str(ledger_dir)]) == 0
+    shown = capsys.readouterr().out
+    set_index = next(i for i, e in run_state.controls if e.action == "set")
+    assert (f"control entry {set_index}: set by alice (the run's record "
+            f"{history.events[1].log_index})") in shown
     # the evidence pack lists them beside the run's control history
     pack = tmp_path / "pack"
     assert main(["evidence", str(run), "--out", str(pack), "--trust", "dev", "--ledger",
