@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
+import cbor2
 import polars as pl
 import pytest
 
@@ -21,11 +22,13 @@ from zcbench.auditlog.note import parse_note
 from zcbench.auditlog.witness import Witness
 from zcbench.channel import MAX_LEDGER_BATCH, FrameError, Message, decode_body, encode_frame
 from zcbench.enclave import EnclaveRuntime
-from zcbench.enclave.ledger import LedgerRequirement
+from zcbench.enclave.ledger import CONTROL_NOTE, LedgerRequirement, control_facts
 from zcbench.enclave.runtime import _dispatch
 from zcbench.errors import VerificationError
+from zcbench.host import controls
+from zcbench.host.execution import RiskLimits
 from zcbench.keys import KEY_ENCRYPTION_ALGORITHM, LocalKeyBroker
-from zcbench.ledger import Ledger, LedgerFormatError
+from zcbench.ledger import Ledger, LedgerFormatError, ServeRefused
 from zcbench.ledger.entries import CommitmentEntry, encode_entry
 from zcbench.ledger.key import KEY_FILE, secret_name
 from zcbench.ledger.verify import check_ledger
@@ -329,3 +332,19 @@ def test_a_signed_history_is_still_held_to_the_rules(tmp_path: Path) -> None:
     elsewhere = ledger_of(start, RunCheckpointEntry(
         origin, LogSigner(Ed25519PrivateKey.generate(), other).sign(6, b"\x01" * 32)))
     assert stand.deliver(stand.runtime(), *elsewhere)["code"] == "run_checkpoint"
+
+
+def test_the_enclave_reads_a_control_records_facts_and_refuses_a_bad_one() -> None:
+    assert CONTROL_NOTE == controls.CONTROL_NOTE  # the host's module owns the format
+    record, _ = controls.apply_control(RiskLimits(), "kill", operator="bob", requested_ns=1,
+                                       reason="venue outage")
+    body = controls.encode_control(record)
+    assert control_facts(body) == ("kill", "bob")
+    assert control_facts(cbor2.dumps({"note": "zcbench.clock/1"}, canonical=True)) is None
+    doc = cbor2.loads(body)
+    for bad in (cbor2.dumps(dict(reversed(list(doc.items())))),  # not canonical
+                cbor2.dumps({**doc, "action": "pause"}, canonical=True),
+                cbor2.dumps({**doc, "operator": ""}, canonical=True),
+                body[:-3]):
+        with pytest.raises(ServeRefused, match="control record"):
+            control_facts(bad)

@@ -1,27 +1,35 @@
 """Live runs held to the ledger: a run appends run-start and run-end and its log verifies
 against the ledger; a build announced with a notice, or revoked, never serves; a run the
-ledger does not hold fails the LP's check."""
+ledger does not hold fails the LP's check; a limit change during a run is a control entry."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 import zcbench.examples.order_flow as order_flow
+from zcbench.auditlog.frame import iter_records
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
 from zcbench.enclave.ledger import LedgerRequirement
 from zcbench.errors import UsageError
 from zcbench.host import ReplaySource
-from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.controls import control_history
+from zcbench.host.live import ModuleImage, RunHandle, run_live
+from zcbench.host.proxy import LiveSource
 from zcbench.keys import LocalKeyBroker
 from zcbench.ledger import Ledger, ServeRefused
+from zcbench.ledger.entries import ControlEntry
 from zcbench.ledger.runs import LedgerRunHook, check_run_at
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
+from zcbench.serve.control import ControlSocket
 
 pytestmark = pytest.mark.slow
 
@@ -200,3 +208,83 @@ def test_control_entries_follow_their_rules(tmp_path: Path) -> None:
         assert (start.action, kill.action, kill.log_index) == ("start", "kill", 9)
         assert decode_entry(ledger.entry_bytes[-1]).body == kill
     assert main(["ledger", "verify", str(ledger_dir)]) == 0
+
+
+def test_a_limit_change_during_a_run_is_a_control_entry_of_its_ledger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = _measured(tmp_path)
+    ledger_dir = tmp_path / "ledger"
+    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
+                commitment_sha256=b"\x01" * 32).close()
+    events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=1.0), seed=3)
+    changed = threading.Event()
+    codes: list[int] = []
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        yield events.slice(0, events.height // 2)
+        assert changed.wait(60)
+        yield events.slice(events.height // 2)
+
+    run = tmp_path / "run"
+    control = ControlSocket(run)
+
+    def change() -> None:
+        try:  # the operator's command, while the run goes
+            codes.append(main(["limits", "set", str(run), "max_position=7", "--operator",
+                               "alice", "--reason", "tighten"]))
+        finally:
+            changed.set()
+
+    def booted(handle: RunHandle) -> None:
+        control.attach(handle)
+        threading.Thread(target=change, daemon=True).start()
+
+    hook = LedgerRunHook(ledger_dir, run, checkpoint_interval_s=0.0)
+    try:
+        summary = run_live(image, run, LiveSource(chunks(), BatchSpec(count=50), rate=1e6,
+                                                  lossless=True),
+                           ledger=hook, on_booted=booted, operator="dora")
+    finally:
+        control.close()
+    assert summary.status == "completed", summary.reason
+    assert codes == [0]
+    assert "limits changed by alice" in capsys.readouterr().out
+    history = control_history(run)
+    assert [(e.record.action, e.record.operator) for e in history.events] == [
+        ("start", "dora"), ("set", "alice")]
+    leaves = {r.index: leaf for r, leaf in iter_records(run) if r.kind == "note"}
+    with Ledger.open(ledger_dir) as ledger:
+        run_state = ledger.state.runs[hook.origin]
+        entries = [body for _, body in run_state.controls]
+    assert all(isinstance(e, ControlEntry) for e in entries)
+    # the ledger's control entries are the run's control records: index, leaf, action, who
+    assert [(e.run_origin, e.log_index, e.action, e.operator) for e in entries] == [
+        (hook.origin, ev.log_index, ev.record.action, ev.record.operator)
+        for ev in history.events]
+    assert [e.leaf_sha256 for e in entries] == [leaves[ev.log_index] for ev in history.events]
+    assert hook.appended.count("control") == 2
+    # ledger verify lists them, and the run still verifies against the ledger
+    assert main(["ledger", "verify", str(ledger_dir), "--json"]) == 0
+    verified = json.loads(capsys.readouterr().out)
+    [listed] = [r for r in verified["runs"] if r["origin"] == hook.origin]
+    assert [(c["log_index"], c["action"], c["operator"]) for c in listed["controls"]] == [
+        (ev.log_index, ev.record.action, ev.record.operator) for ev in history.events]
+    assert main(["log", "verify", str(run), "--trust", "dev", "--ledger", str(ledger_dir)]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "show", str(ledger_dir)]) == 0
+    shown = capsys.readouterr().out
+    set_index = next(i for i, e in run_state.controls if e.action == "set")
+    assert (f"control entry {set_index}: set by alice (the run's record "
+            f"{history.events[1].log_index})") in shown
+    # the evidence pack lists them beside the run's control history
+    pack = tmp_path / "pack"
+    assert main(["evidence", str(run), "--out", str(pack), "--trust", "dev", "--ledger",
+                 str(ledger_dir)]) == 0
+    table = pl.read_parquet(pack / "ledger_controls.parquet")
+    assert list(zip(table["log_index"], table["action"], table["operator"],
+                    table["leaf_sha256"], strict=True)) == [
+        (ev.log_index, ev.record.action, ev.record.operator, leaves[ev.log_index].hex())
+        for ev in history.events]
+    assert set(table["run_origin"]) == {hook.origin}
+    assert "Control entries in the ledger" in (pack / "index.html").read_text()

@@ -107,11 +107,15 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "checkpoint": ((bytes,), False),
     },
     "note": {"checkpoint": ((bytes,), False), "size": ((int,), False)},
-    # a note record the host asked for: its time stamp, leaf hash and the checkpoint after it
+    # a note record the host asked for: its time stamp, leaf hash and the checkpoint after it;
+    # for a control record of a run with a ledger, also its control entry and the ledger
+    # checkpoint the enclave signed over it
     "note_logged": {
         "time_ns": ((int,), False),
         "leaf": ((bytes,), False),
         "checkpoint": ((bytes,), False),
+        "entry": ((bytes,), True),
+        "ledger_checkpoint": ((bytes,), True),
     },
     "feedback_logged": {
         "seq": ((int,), False),

@@ -190,6 +190,9 @@ def _show(args: argparse.Namespace) -> int:
             for index, archive in r.archives:
                 print(f"    archive entry {index}: {len(archive.objects)} objects in bucket "
                       f"{archive.bucket}, locked until {_when(archive.retain_until_ns)}")
+            for index, control in r.controls:
+                print(f"    control entry {index}: {control.action} by {control.operator} "
+                      f"(the run's record {control.log_index})")
     return 0
 
 

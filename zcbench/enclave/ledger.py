@@ -23,8 +23,11 @@ of it before the enclave serves:
   delivers that checkpoint (or a later one it signed) cosigned by the quorum.
 
 While the run goes the enclave appends ``run-checkpoint`` entries of its own run log (at most
-one per ``checkpoint_interval_s``) and at the end the ``run-end``; every checkpoint it signs is
-one it computed, so the ledger key never signs a tree it did not check.
+one per ``checkpoint_interval_s``), a ``control`` entry for every control record it logs (the
+limits at the start, each change, kill and re-enable: :func:`control_facts` reads the record's
+action and operator, the entry names its index and leaf hash in the run's log) and at the end
+the ``run-end``; every checkpoint it signs is one it computed, so the ledger key never signs a
+tree it did not check.
 
 The requirement (:class:`LedgerRequirement`) is part of the measured image: the ledger's origin,
 the witnesses and quorum (a tlog-policy without its ``log`` line: the ledger key exists only
@@ -45,12 +48,15 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from zcbench import _cbor
 from zcbench.auditlog import LogFormatError, NoteError
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, parse_checkpoint
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.note import open_note, parse_vkey
 from zcbench.ledger._errors import LedgerFormatError, LedgerRuleError, ServeRefused
 from zcbench.ledger.entries import (
+    CONTROL_ACTIONS,
+    ControlEntry,
     EntryBody,
     LedgerEntry,
     RunCheckpointEntry,
@@ -68,6 +74,7 @@ __all__ = [
     "REQUIREMENT_SCHEMA",
     "EnclaveLedger",
     "LedgerRequirement",
+    "control_facts",
     "release_ledger_seed",
 ]
 
@@ -77,6 +84,10 @@ MAX_LEDGER_ENTRIES: Final = 1_000_000
 _MAX_REQUIREMENT: Final = 65_536
 _MIN_INTERVAL_S: Final = 0.0
 _MAX_INTERVAL_S: Final = 86_400.0
+CONTROL_NOTE: Final = "zcbench.control/1"
+"""The ``note`` of a control record's body (:data:`zcbench.host.controls.CONTROL_NOTE`, whose
+module owns the format; the enclave reads only the two facts its ledger entry names)."""
+_MAX_CONTROL_BYTES: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +320,15 @@ class EnclaveLedger:
         self._last_run_size = size
         return appended
 
+    def control(self, log_index: int, leaf_sha256: bytes, action: str,
+                operator: str) -> Appended:
+        """The ``control`` entry of the control record at ``log_index`` of this run's log (leaf
+        hash ``leaf_sha256``); the ledger's rules refuse one out of order."""
+        self._need_serving()
+        assert self._run_origin is not None
+        return self._append(ControlEntry(self._run_origin, log_index, leaf_sha256, action,
+                                         operator), self._clock())
+
     def run_end(self, run_note: bytes, summary_sha256: bytes) -> Appended:
         """The run-end: the run's final checkpoint and the SHA-256 of its summary."""
         self._need_serving()
@@ -338,6 +358,28 @@ class EnclaveLedger:
         self.state, self._range = trial, grown
         self._signed[trial.size] = grown.root()
         return Appended(entry, data, note)
+
+
+def control_facts(body: bytes) -> tuple[str, str] | None:
+    """The action and operator of a note body that is a control record (None: another note);
+    raises :class:`ServeRefused` for a body that names itself a control record and is not a
+    canonical one with a known action and a printable operator."""
+    if CONTROL_NOTE.encode() not in body:
+        return None
+    try:
+        doc = _cbor.decode(body, canonical=True, max_depth=3, max_bytes=_MAX_CONTROL_BYTES)
+    except _cbor.CborError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("note") != CONTROL_NOTE:
+        if isinstance(doc, dict) and "note" in doc:
+            return None  # another note that merely mentions the name
+        raise _refuse("bad_control", "a control record that is not canonical CBOR")
+    action, operator = doc.get("action"), doc.get("operator")
+    if (type(action) is not str or action not in CONTROL_ACTIONS or type(operator) is not str
+            or not 0 < len(operator) <= 64 or not operator.isprintable()):
+        raise _refuse("bad_control", "a control record without a known action and a named "
+                      "operator")
+    return action, operator
 
 
 def _size_of(note: bytes) -> int:

@@ -18,7 +18,9 @@ state is unknown) but still answers attest, checkpoint and shutdown.
 
 The ledger (``ledger_*`` requests, :mod:`zcbench.enclave.ledger`): the enclave gets the ledger
 key from the key broker through ``relay``, checks what the host delivers, appends its run's
-entries and signs the ledger's checkpoints. When the image is measured with a ledger
+entries and signs the ledger's checkpoints; a control record it logs as a note gets its
+``control`` entry in the same step (``note_logged`` then carries ``entry`` and
+``ledger_checkpoint``). When the image is measured with a ledger
 requirement (``ledger``), or once the host opened a ledger, batches and feedback are refused
 until the gate passed.
 
@@ -46,7 +48,12 @@ from zcbench.channel import (
     SequenceGuard,
     error_message,
 )
-from zcbench.enclave.ledger import EnclaveLedger, LedgerRequirement, release_ledger_seed
+from zcbench.enclave.ledger import (
+    EnclaveLedger,
+    LedgerRequirement,
+    control_facts,
+    release_ledger_seed,
+)
 from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.strategy import (
     Context,
@@ -258,11 +265,18 @@ class EnclaveRuntime:
         state = self._booted()
         if len(body) > MAX_NOTE_BYTES:
             raise _Refused("bad_note", f"a note holds at most {MAX_NOTE_BYTES} bytes")
+        ledger = self._ledger if self._ledger is not None and self._ledger.serving else None
+        facts = control_facts(body) if ledger is not None else None
         now = self._clock()
+        index = state.log.size
         step = state.log.add_note(body, time_ns=now)
-        return Message(
-            "note_logged", {"time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint}
-        )
+        fields = {"time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint}
+        if ledger is not None and facts is not None:
+            # a control record of a run with a ledger: its entry, signed here (the reply
+            # carries both; the host stores the record, then the entry)
+            appended = ledger.control(index, step.leaves[0], *facts)
+            fields |= {"entry": appended.data, "ledger_checkpoint": appended.checkpoint}
+        return Message("note_logged", fields)
 
     def attest(self, nonce: bytes) -> Message:
         """A fresh document: the caller's nonce, the latest checkpoint in ``user_data``."""

@@ -15,6 +15,9 @@ versions, each order tied to the algorithm responsible (RTS 6 Art. 12), the pre-
 * ``clock``: each record's time source and error bound against the chosen RTS 25 limit;
   records without a bound are flagged, never assumed within it
 * ``archive``: bucket, key, VersionId, SHA-256 of every archived file (``zcbench archive``)
+* with the strategy's ledger, ``ledger_versions``, ``ledger_archives`` and ``ledger_controls``:
+  the versions it announced, its archive entries, and the control entries the enclave signed
+  for each control record of a run
 * ``files``: every source file, its SHA-256 and the command that re-verifies it
 
 Modules: :mod:`~zcbench.evidence.clock` (clock sources with their error bounds: the host's

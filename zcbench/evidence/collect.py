@@ -4,7 +4,8 @@ verified (``zcbench.auditlog.check_log``, held to the build's commitment), the j
 to the PCR0 that signed it, the controls and their events, the records' times against the RTS 25
 limit, and the archive manifest; with the strategy's ledger (verified first: a ledger that does
 not verify is refused), the algorithm inventory as the ledger holds it (every PCR0 announced,
-when, valid from, revoked, and the runs under it) and its ``archive`` entries.
+when, valid from, revoked, and the runs under it), its ``archive`` entries and its ``control``
+entries (each a run's control record: its log index and leaf hash, action, operator).
 
 Every table is a polars DataFrame in a fixed column order and a fixed row order, so the same run
 folders always give the same bytes (``zcbench evidence verify`` rebuilds and compares them).
@@ -157,6 +158,9 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "ledger_archives": {"run_origin": pl.String, "entry_index": pl.Int64, "bucket": pl.String,
                         "key": pl.String, "version_id": pl.String, "sha256": pl.String,
                         "retain_until_utc": pl.String, "manifest_sha256": pl.String},
+    "ledger_controls": {"run_origin": pl.String, "entry_index": pl.Int64,
+                        "appended_utc": pl.String, "log_index": pl.Int64,
+                        "leaf_sha256": pl.String, "action": pl.String, "operator": pl.String},
 }
 TABLE_NAMES: Final = tuple(_SCHEMAS)
 
@@ -320,6 +324,12 @@ def _ledger_rows(ledger: Path, rows: dict[str, list[dict[str, Any]]]) -> None:
                     "key": obj.key, "version_id": obj.version_id, "sha256": obj.sha256.hex(),
                     "retain_until_utc": iso_ns(archive.retain_until_ns),
                     "manifest_sha256": archive.manifest_sha256.hex()})
+        for index, control in run.controls:
+            rows["ledger_controls"].append({
+                "run_origin": run.origin, "entry_index": index,
+                "appended_utc": iso_ns(report.entries[index].time_ns),
+                "log_index": control.log_index, "leaf_sha256": control.leaf_sha256.hex(),
+                "action": control.action, "operator": control.operator})
 
 
 def collect_evidence(

@@ -58,6 +58,8 @@ _TITLES: Final = {
     "ledger_versions": "Algorithm inventory in the ledger (every PCR0 announced, valid from, "
                        "revoked, its runs)",
     "ledger_archives": "Archive entries in the ledger (bucket, key, VersionId, SHA-256)",
+    "ledger_controls": "Control entries in the ledger (each control record's log index, leaf "
+                       "hash, action and operator, signed by the enclave)",
     "files": "Every file, its SHA-256 and the command that re-verifies it",
 }
 _HTML_ROWS: Final = 500

@@ -392,6 +392,8 @@ class RunLedger(Protocol):
 
     def appended_reply(self, reply: Message) -> None: ...
 
+    def control_reply(self, reply: Message) -> None: ...
+
     def end(self, exchange: Callable[[Message], Message]) -> None: ...
 
     def close(self) -> None: ...
@@ -806,6 +808,8 @@ class _Pipeline:
                 item.body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"]
             )
             self.log.flush()
+            if self.ledger is not None:  # the record is durable first, then its ledger entry
+                self.ledger.control_reply(reply)
         except BaseException as exc:
             item.error = getattr(exc, "reason", None) or str(exc)
             item.done.set()

@@ -14,8 +14,9 @@ ledger's checkpoints. The host, untrusted, only carries:
   While the run goes, :meth:`~LedgerRunHook.due` says when to ask for a ``run-checkpoint`` (the
   enclave keeps its own minimum interval too); :meth:`~LedgerRunHook.appended` stores each one
   and a background thread submits the new ledger checkpoint to the policy's witnesses (409
-  retry). :meth:`~LedgerRunHook.end` asks for the ``run-end`` (the final checkpoint and the
-  SHA-256 of ``summary.json``) and witnesses it.
+  retry); :meth:`~LedgerRunHook.control_reply` stores the ``control`` entry the enclave appends
+  with each control record it logs. :meth:`~LedgerRunHook.end` asks for the ``run-end`` (the
+  final checkpoint and the SHA-256 of ``summary.json``) and witnesses it.
 * :func:`check_run` holds a run's log to the ledger for an LP (``zcbench log verify RUN
   --ledger DIR``): its run-start entry (boot document, vkey, PCR0), its PCR0 allowed when it
   started, and its newest checkpoint equal to the ledger's run-end (or, for a run without one,
@@ -164,13 +165,14 @@ class LedgerRunHook:
         _expect(exchange(Message("ledger_cosigned", {"checkpoint": cosigned})),
                 "ledger_serving", "the cosigned run-start")
 
-    def _store(self, reply: Message) -> bool:
+    def _store(self, reply: Message, checkpoint_field: str = "checkpoint") -> bool:
         from zcbench.ledger.entries import decode_entry
 
-        if reply["entry"] is None or reply["checkpoint"] is None:
+        entry, checkpoint = reply.fields.get("entry"), reply.fields.get(checkpoint_field)
+        if entry is None or checkpoint is None:
             return False
         assert self._ledger is not None
-        appended = self._ledger.append_signed(reply["entry"], reply["checkpoint"])
+        appended = self._ledger.append_signed(entry, checkpoint)
         self.appended.append(decode_entry(appended.data).type)
         return True
 
@@ -184,6 +186,16 @@ class LedgerRunHook:
     def appended_reply(self, reply: Message) -> None:
         """Store the enclave's answer to a run-checkpoint request and have it witnessed."""
         if reply.type == "ledger_appended" and self._store(reply) and self._witnessing:
+            self._witnessing.kick()
+
+    def control_reply(self, reply: Message) -> None:
+        """Store the control entry the enclave appended with a control record (its
+        ``note_logged`` reply) and have it witnessed; a reply without one is refused, since
+        every control record of a run with a ledger has its entry."""
+        if not self._store(reply, "ledger_checkpoint"):
+            raise ServeRefused("the enclave logged a control record without its ledger entry",
+                               check="control_entry")
+        if self._witnessing:
             self._witnessing.kick()
 
     def end(self, exchange: Exchange) -> None:

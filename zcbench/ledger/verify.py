@@ -95,7 +95,10 @@ class LedgerReport:
                  "end_index": r.end_index,
                  "archives": [{"index": i, "bucket": a.bucket, "objects": len(a.objects),
                                "manifest_sha256": a.manifest_sha256.hex(),
-                               "retain_until_ns": a.retain_until_ns} for i, a in r.archives]}
+                               "retain_until_ns": a.retain_until_ns} for i, a in r.archives],
+                 "controls": [{"index": i, "log_index": c.log_index,
+                               "leaf_sha256": c.leaf_sha256.hex(), "action": c.action,
+                               "operator": c.operator} for i, c in r.controls]}
                 for r in self.state.runs.values()],
         }
 
