@@ -59,7 +59,7 @@ pytest: setup browser-deps
 	$(PY) -m pytest -n 2 -m "not browser"
 	$(PY) -m pytest -m browser
 
-# The edit loop, under a minute on two cores: everything but the slow tests (many processes,
+# The edit loop (meant to take under a minute on two cores): everything but the slow tests (many processes,
 # images, live runs, large or many-example inputs; each kind keeps a representative here) and
 # the browser tests.
 test-fast: setup
