@@ -505,14 +505,15 @@ class _Pipeline:
         self._clock_sent = self._clock_replied = 0  # clock records sent, their replies taken
 
     def _send_clock(self, *, force: bool = False) -> None:
-        """Log a reading of the run's clock source when one is due (sender thread)."""
-        from zcbench.evidence.clock import ClockReading, HostClock, encode_clock_note
-
+        """Log a reading of the run's clock source when one is due (sender thread; called
+        before every batch, so the common case returns before anything else is done)."""
         now = time.monotonic_ns()
         if self.clock_every_ns is None or (not force and now < self._clock_due):
             return
         if not force and self._clock_replied < self._clock_sent:
             return  # the previous reading's reply is not in yet: its round trip comes first
+        from zcbench.evidence.clock import ClockReading, HostClock, encode_clock_note
+
         self._clock_due = now + self.clock_every_ns
         if force and self._clock_sent:  # the last one: wait for the previous reply (bounded)
             deadline = time.monotonic() + 2.0

@@ -232,7 +232,6 @@ def collect_report(
     (such evidence carries no signed time). The signed log's boot record is then checked
     without PCRs, and the report says so.
     """
-    from zcbench.auditlog import check_log
     from zcbench.auditlog.verify import nitro_boot_verifier
     from zcbench.nitro import parse_document
 
@@ -278,17 +277,7 @@ def collect_report(
         source=str(document_path),
         commitment=commitment,
     )
-    log = None
-    problem = None
-    try:
-        log = check_log(
-            run_dir,
-            trust=trust,
-            boot_verifier=nitro_boot_verifier(expected_pcrs=expected),
-            progress=False,
-        )
-    except ZcbenchError as exc:
-        problem = str(exc)
+    log, problem = _checked_log(run_dir, trust, nitro_boot_verifier(expected_pcrs=expected))
     return LPReport(
         run_dir=run_dir,
         summary=summary,
@@ -330,7 +319,6 @@ def _collect_tee(
     collateral: pathlib.Path | None,
 ) -> LPReport:
     """:func:`collect_report` for a commitment of another TEE than Nitro."""
-    from zcbench.auditlog import check_log
     from zcbench.auditlog.verify import nitro_boot_verifier
     from zcbench.nitro.commitment import read_bounded
 
@@ -350,14 +338,8 @@ def _collect_tee(
         document, nonce=nonce, expected_pcrs={}, trust="aws", at=at,
         source=str(document_path), commitment=commitment, certificates=loaded, collateral=dcap,
     )
-    log = None
-    problem = None
-    try:
-        log = check_log(run_dir, trust=trust, boot_verifier=nitro_boot_verifier(),
-                        progress=False)
-    except ZcbenchError as exc:
-        problem = str(exc)
-    else:
+    log, problem = _checked_log(run_dir, trust, nitro_boot_verifier())
+    if log is not None:
         log = _with_warning(log, _TEE_LOG_NOTE.format(tee=tee))
     return LPReport(
         run_dir=run_dir,
@@ -377,6 +359,19 @@ def _collect_tee(
         **_journal(run_dir),
         **_ledger(ledger, run_dir, log),
     )
+
+
+def _checked_log(
+    run_dir: pathlib.Path, trust: str | pathlib.Path, boot_verifier: Any
+) -> tuple[Any, str | None]:
+    """The run's log verdict (``zcbench.auditlog.check_log``), or None and the problem that
+    kept it from being checked."""
+    from zcbench.auditlog import check_log
+
+    try:
+        return check_log(run_dir, trust=trust, boot_verifier=boot_verifier, progress=False), None
+    except ZcbenchError as exc:
+        return None, str(exc)
 
 
 def _with_warning(log: Any, text: str) -> Any:
