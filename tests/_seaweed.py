@@ -4,7 +4,8 @@
 The session starts one (``running_seaweed`` in the ``seaweed`` fixture of conftest.py):
 every component listens on a free loopback port, its data lives in a temporary folder, the S3
 gateway authenticates one identity from a config file, and the server is stopped (SIGTERM, then
-SIGKILL) and its folder removed at the end. Readiness is polled: a signed ListBuckets succeeds.
+SIGKILL) and its folder removed at the end. Readiness is polled: a signed ListBuckets succeeds and the master knows every volume
+an earlier start left in a kept folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +98,26 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=15)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], server: SeaweedS3, log: Path) -> None:
+def _volumes_on_disk(data: Path) -> set[int]:
+    """The ids of the volumes an earlier start left in ``data`` (``7.dat``, ``bucket_7.dat``)."""
+    return {int(f.stem.rpartition("_")[2]) for f in data.glob("*.dat")
+            if f.stem.rpartition("_")[2].isdigit()}
+
+
+def _volumes_known(master: str) -> set[int]:
+    """The ids of the volumes the master has heard of from its volume servers."""
+    with urllib.request.urlopen(f"{master}/vol/status", timeout=5) as answer:
+        status = json.loads(answer.read())
+    return {int(volume["Id"])
+            for racks in status["Volumes"].get("DataCenters", {}).values()
+            for nodes in racks.values() for volumes in nodes.values() for volume in volumes}
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], server: SeaweedS3, master: str,
+                volumes: set[int], log: Path) -> None:
+    """Until a signed ListBuckets succeeds and the master knows every volume an earlier start
+    left (the S3 gateway answers before the volume server has reported them, and a read of an
+    object in one of them is then an InternalError)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = server.client()
@@ -107,8 +128,11 @@ def _wait_ready(proc: subprocess.Popen[bytes], server: SeaweedS3, log: Path) -> 
             raise RuntimeError(f"weed exited with {proc.returncode}:\n{_tail(log)}")
         try:
             client.list_buckets()
-            return
-        except (BotoCoreError, ClientError) as exc:
+            missing = volumes - _volumes_known(master)
+            if not missing:
+                return
+            last = f"the master does not know volumes {sorted(missing)} yet"
+        except (BotoCoreError, ClientError, OSError, ValueError, KeyError) as exc:
             last = str(exc)
         time.sleep(0.25)
     raise RuntimeError(f"SeaweedFS S3 not ready after {_READY_S:.0f} s ({last}):\n{_tail(log)}")
@@ -157,11 +181,12 @@ def running_seaweed(keep: Path | None = None) -> Iterator[SeaweedS3]:
         ]
         log = root / "weed.log"
         server = SeaweedS3(f"http://127.0.0.1:{ports['s3.port']}", access, secret, root / "data")
+        volumes = _volumes_on_disk(root / "data")
         with log.open("wb") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=root,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            _wait_ready(proc, server, log)
+            _wait_ready(proc, server, f"http://127.0.0.1:{ports['master.port']}", volumes, log)
             yield server
         finally:
             _stop(proc)

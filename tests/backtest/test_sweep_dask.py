@@ -213,3 +213,39 @@ def test_external_cluster_with_a_worker_killed_mid_sweep(
             assert on_dask.folds.height >= 3
             for name in ("folds", "in_sample", "oos_equity"):
                 assert _ipc_sha256(getattr(on_dask, name)) == _ipc_sha256(getattr(serial, name))
+
+
+def _until(condition: Any, what: str, patience_s: float = 60.0) -> None:
+    deadline = time.monotonic() + patience_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {patience_s:.0f} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_results_lost_with_their_workers_after_finishing_are_computed_again(
+    quiet_dask: None, tmp_path: Path
+) -> None:
+    # A task that finished on a worker that then died before its result was fetched: the
+    # client sees it 'lost' and the scheduler computes it again. The sweep waits for it (it
+    # stopped with "lost task" before).
+    from distributed import Client
+
+    from zcbench.backtest._dask import run_tasks
+
+    with ProcessCluster(n_workers=1, log_dir=tmp_path) as cluster, \
+            Client(cluster.address, timeout=30) as client:
+        results = run_tasks(client, pow, ((i, (i, 2)) for i in range(6)), max_in_flight=6)
+        got = [next(results)]
+
+        def all_done() -> bool:
+            futures = client.futures.values()
+            return len(futures) == 5 and all(f.status == "finished" for f in futures)
+
+        _until(all_done, "every task finished")
+        cluster.kill_worker("w0")  # every result held dies with it
+        _until(lambda: all(f.status == "lost" for f in client.futures.values()),
+               "every result seen lost")
+        cluster.start_worker("w1")
+        got += list(results)
+    assert sorted(got) == [(i, i * i, None) for i in range(6)]

@@ -78,8 +78,12 @@ def test_sigkilled_fix_hosts_restart_with_every_execution_recorded_once(tmp_path
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     build, _ = package(tmp_path)
-    # long enough that the chain never runs out of data before its last run
-    ticks = Path(write_ticks(SyntheticConfig(duration_s=40.0, rate=5000), tmp_path / "d.parquet",
+    # Replayed at real time (--rate 1), so a host uses data in proportion to the time it runs,
+    # however fast the machine: a kill lands within 5 s of a start or about 0.3 s of data (25
+    # journal rows) after it. 200 s is enough for 38 timed kills of 5 s each, where 15 are
+    # expected. (Replayed as fast as possible, 40 s of data lasted 13 s on a loaded machine, and
+    # a faster one ran out before the chain's last run.)
+    ticks = Path(write_ticks(SyntheticConfig(duration_s=200.0, rate=5000), tmp_path / "d.parquet",
                              seed=3))
     drop = tmp_path / "drop.fix"
     sim = Sim(tmp_path, ticks, drop)
@@ -90,7 +94,7 @@ def test_sigkilled_fix_hosts_restart_with_every_execution_recorded_once(tmp_path
         for k in range(KILLS):
             run_dir = tmp_path / f"run{k}"
             cmd = [sys.executable, "-m", "zcbench", "run", str(build), "--data", str(ticks),
-                   "--run-dir", str(run_dir), "--venue", venue, "--json"]
+                   "--run-dir", str(run_dir), "--venue", venue, "--rate", "1", "--json"]
             if chain:
                 cmd += ["--continue", str(chain[-1])]
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

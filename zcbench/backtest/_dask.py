@@ -52,6 +52,7 @@ __all__ = ["DEFAULT_WORKERS", "ProcessCluster", "dask_client", "run_on_dask", "r
 DEFAULT_WORKERS: Final = 2
 _CONNECT_TIMEOUT_S: Final = 30
 _PER_THREAD: Final = 4
+_MAX_LOSSES: Final = 3  # a task whose result is lost more often than this stops the sweep
 
 
 def parse_address(address: str) -> str:
@@ -160,6 +161,7 @@ def run_tasks(
     for _ in range(limit):
         if not submit():
             break
+    losses: dict[int, int] = {}
     try:
         for future in queue:
             task = pending.pop(future.key)
@@ -168,10 +170,19 @@ def run_tasks(
             elif future.status == "error":
                 exc = future.exception()
                 out = (task, None, f"{type(exc).__name__}: {exc}")
+            elif future.status in ("lost", "pending") and losses.get(task, 0) < _MAX_LOSSES:
+                # it finished, then the worker holding its result died before the result was
+                # fetched: the scheduler computes it again (this client still wants it), so
+                # wait for it once more
+                losses[task] = losses.get(task, 0) + 1
+                pending[future.key] = task
+                queue.add(future)
+                continue
             else:
                 raise EnvError(
-                    f"the Dask scheduler lost task {task} ({future.status}); the sweep "
-                    "stopped: check the scheduler and rerun"
+                    f"the Dask scheduler lost task {task} ({future.status}"
+                    f"{f', {losses[task]} times' if task in losses else ''}); the sweep "
+                    "stopped: check the scheduler and its workers and rerun"
                 )
             future.release()
             yield out
