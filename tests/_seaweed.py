@@ -4,8 +4,8 @@
 The session starts one (``running_seaweed`` in the ``seaweed`` fixture of conftest.py):
 every component listens on a free loopback port, its data lives in a temporary folder, the S3
 gateway authenticates one identity from a config file, and the server is stopped (SIGTERM, then
-SIGKILL) and its folder removed at the end. Readiness is polled: a signed ListBuckets succeeds and the master knows every volume
-an earlier start left in a kept folder.
+SIGKILL) and its folder removed at the end. Readiness is polled: a signed ListBuckets succeeds,
+and the master knows every volume an earlier start left in a kept folder.
 """
 
 from __future__ import annotations
