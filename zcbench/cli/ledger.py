@@ -161,6 +161,8 @@ def _show(args: argparse.Namespace) -> int:
             doc = report.to_json()
             doc["allowed_now"] = [v.pcr0.hex() for v in state.allowed(now)]
             doc["recovery"] = ledger.recovery.message
+            if ledger.tail_recovery is not None:
+                doc["tail_recovery"] = ledger.tail_recovery.to_json()
             for key in ("ok", "failed", "message", "vkey_source", "classification", "quorum",
                         "known_checkpoint_size", "warnings", "checkpoint_size",
                         "witnessed_size"):
@@ -169,6 +171,8 @@ def _show(args: argparse.Namespace) -> int:
             return 0
         if ledger.recovery.classification != "clean":
             sys.stderr.write(f"zcbench: warning: {ledger.recovery.message}\n")
+        if ledger.tail_recovery is not None:
+            sys.stderr.write(f"zcbench: warning: {ledger.tail_recovery.message}\n")
         witnessed = ledger.witnessed_checkpoint()
         witnessed_size = "none" if witnessed is None else witnessed.split(b"\n")[1].decode()
         print(f"ledger {ledger.origin}: {ledger.size} entries ({args.folder})")
