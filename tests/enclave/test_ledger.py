@@ -82,7 +82,8 @@ class Stand:
     def broker(self) -> LocalKeyBroker:
         return LocalKeyBroker(self.root, clock=self.now)
 
-    def runtime(self, pcr0: bytes = A, *, requirement: bool = True) -> EnclaveRuntime:
+    def runtime(self, pcr0: bytes = A, *, requirement: bool = True,
+                run_id: str = "run-1") -> EnclaveRuntime:
         ca = DevCA.load_or_create(now=NOW)
         nsm = NsmEmulator(pcrs={0: pcr0, **PCRS}, ca=ca, clock=self.now)
 
@@ -96,7 +97,7 @@ class Stand:
 
         rt = EnclaveRuntime(Echo(P()), nsm, pcr0=pcr0, clock=lambda: self.clock_ns,
                             relay=relay, ledger=self.requirement if requirement else None)
-        rt.boot("run-1")
+        rt.boot(run_id)
         return rt
 
     def open(self, rt: EnclaveRuntime) -> Message:
@@ -156,6 +157,90 @@ def test_an_honest_host_gets_a_run_start_signed_by_the_enclave(tmp_path: Path) -
     run = report.state.runs[f"zcbench/{A.hex()[:16]}/run-1"]
     assert run.ended
     assert run.last_size == 3
+
+
+def _resume(stand: Stand, rt: EnclaveRuntime, sealed: bytes,
+            first: int | None = None) -> Message:
+    """A boot from a sealed state: the entries after it (or from ``first``), the checkpoint."""
+    assert stand.open(rt).type == "ledger_key"
+    ack = ask(rt, Message("ledger_resume", {"state": sealed}))
+    if ack.type == "error":
+        return ack
+    entries = stand.ledger.entry_bytes[ack["size"] if first is None else first:]
+    if entries:
+        taken = ask(rt, Message("ledger_entries", {"entries": list(entries)}))
+        if taken.type == "error":
+            return taken
+    return ask(rt, Message("ledger_start", {"checkpoint": stand.ledger.latest_checkpoint()}))
+
+
+def test_a_sealed_state_lets_the_next_boot_take_only_the_entries_after_it(
+        tmp_path: Path) -> None:
+    from zcbench.ledger.entries import RunStartEntry, decode_entry
+
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    ask(rt, Message("ledger_cosigned", {"checkpoint": start["checkpoint"]}))
+    end = ask(rt, Message("ledger_end", {"summary_sha256": b"\x05" * 32}))
+    stand.ledger.append_signed(end["entry"], end["checkpoint"])
+    sealed = end["state"]
+    stand.ledger.announce(B, b"\x02" * 32, notice_ns=10**15, at_ns=stand.clock_ns, by=A)
+    rt2 = stand.runtime(run_id="run-2")
+    assert stand.open(rt2).type == "ledger_key"
+    assert ask(rt2, Message("ledger_resume", {"state": sealed}))["size"] == 3
+    # only the announcement after the sealed state is delivered
+    assert ask(rt2, Message("ledger_entries", {"entries": [stand.ledger.entry_bytes[3]]}))[
+        "size"] == 4
+    second = ask(rt2, Message("ledger_start", {"checkpoint": stand.ledger.latest_checkpoint()}))
+    assert second.type == "ledger_appended", second.fields
+    body = decode_entry(second["entry"]).body
+    assert isinstance(body, RunStartEntry)
+    end_body = decode_entry(end["entry"]).body
+    assert body.previous_checkpoint == end_body.final_checkpoint  # type: ignore[union-attr]
+    stand.ledger.append_signed(second["entry"], second["checkpoint"])
+    report = check_ledger(stand.dir)
+    assert report.ok, report.message
+    assert report.state.versions[B].index == 3  # what the resumed enclave took, the LP sees
+    # an older sealed state (the run-start's) is a longer delivery, and as sound
+    assert _resume(stand, stand.runtime(run_id="run-3"), start["state"]).type == (
+        "ledger_appended")
+
+
+def test_a_sealed_state_that_is_not_this_ledgers_or_does_not_fit_is_refused(
+        tmp_path: Path) -> None:
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    sealed = start["state"]
+    outer = cbor2.loads(sealed)
+    flipped = bytearray(outer["body"])
+    flipped[-1] ^= 0x01
+    forged = cbor2.dumps({"body": bytes(flipped), "mac": outer["mac"]}, canonical=True)
+    other = Stand(tmp_path / "other")  # the same origin, another ledger key
+    other_rt = other.runtime()
+    theirs = other.deliver(other_rt)["state"]
+    for bad in (forged, theirs, sealed[:-1], sealed + b"\x00", b"", cbor2.dumps([1, 2])):
+        reply = _resume(stand, stand.runtime(run_id="run-2"), bad)
+        assert (reply.type, reply["code"]) == ("error", "ledger_state"), bad[:20]
+    # the whole ledger delivered after a sealed state: the entries' indices do not follow it
+    reply = _resume(stand, stand.runtime(run_id="run-2"), sealed, first=0)
+    assert reply["code"] == "entry_index"
+    # a sealed state comes first, not after entries
+    rt2 = stand.runtime(run_id="run-2")
+    assert stand.open(rt2).type == "ledger_key"
+    ask(rt2, Message("ledger_entries", {"entries": [stand.ledger.entry_bytes[0]]}))
+    assert ask(rt2, Message("ledger_resume", {"state": sealed}))["code"] == "ledger_order"
+    # a state ahead of the checkpoint delivered (an older checkpoint): the sizes differ
+    rt3 = stand.runtime(run_id="run-2")
+    assert stand.open(rt3).type == "ledger_key"
+    ask(rt3, Message("ledger_resume", {"state": sealed}))
+    stale = ask(rt3, Message("ledger_start", {"checkpoint": stand.ledger.checkpoint_notes()[0]}))
+    assert stale["code"] == "ledger_checkpoint"
+    with pytest.raises(FrameError, match="sealed state"):
+        encode_frame(Message("ledger_resume", {"state": b"x" * (16 * 1024 * 1024 + 1)}))
 
 
 def test_the_host_cannot_omit_a_revocation(tmp_path: Path) -> None:

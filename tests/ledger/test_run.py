@@ -74,7 +74,8 @@ def test_runs_in_the_ledger_and_the_lp_holds_a_run_to_it(tmp_path: Path,
     assert first.appended[0] == "run-start"
     assert first.appended[-1] == "run-end"
     assert "run-checkpoint" in first.appended
-    second = _run(image, ledger_dir, tmp_path / "run2")
+    assert (ledger_dir / "enclave-state").is_file()  # the enclave's sealed state at run-end
+    second = _run(image, ledger_dir, tmp_path / "run2")  # its boot takes only entries after it
     with Ledger.open(ledger_dir) as ledger:
         runs = list(ledger.state.runs.values())
         assert [r.origin for r in runs] == [first.origin, second.origin]

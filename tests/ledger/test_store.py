@@ -200,6 +200,54 @@ def test_runs_chain_and_a_hidden_run_is_refused(tmp_path: Path) -> None:
     ledger.close()
 
 
+def test_a_state_snapshot_answers_every_rule_as_the_full_replay_and_is_strict(
+        tmp_path: Path) -> None:
+    import copy
+
+    from zcbench.ledger.entries import ControlEntry, LedgerEntry
+    from zcbench.ledger.rules import LedgerState
+
+    ledger = make(tmp_path)
+    ledger.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1)
+    ledger.announce(P2, b"\x03" * 32, notice_ns=10**12, at_ns=T0 + 2)
+    ledger.revoke(P0, reason="retired", at_ns=T0 + 3)
+    signer, origin = run_log(P1, "run-1")
+    ledger.append(RunStartEntry(P1, origin, signer.vkey, b"\x05" * 32, None), at_ns=T0 + 4)
+    ledger.append(ControlEntry(origin, 1, b"\x06" * 32, "start", "dora"), at_ns=T0 + 5)
+    ledger.append(RunCheckpointEntry(origin, signer.sign(3, b"\x07" * 32)), at_ns=T0 + 6)
+    full = ledger.state
+    restored = LedgerState.from_snapshot(cbor2.loads(cbor2.dumps(full.snapshot())),
+                                         signed_history=False)
+    assert restored.snapshot() == full.snapshot()
+    assert restored.versions == full.versions
+    assert restored.runs[origin].last_checkpoint == full.runs[origin].last_checkpoint
+    # the next entries meet the same rules on both
+    seen = []
+    for body in (ControlEntry(origin, 1, b"\x06" * 32, "kill", "bob"),  # not forward
+                 ControlEntry(origin, 2, b"\x06" * 32, "start", "bob"),  # a second start
+                 RunCheckpointEntry(origin, signer.sign(2, b"\x08" * 32)),  # went back
+                 ControlEntry(origin, 2, b"\x06" * 32, "kill", "bob"),
+                 RunEndEntry(origin, signer.sign(4, b"\x09" * 32), b"\x0a" * 32)):
+        entry = LedgerEntry(full.size, T0 + 7, body)
+        outcomes = []
+        for state in (copy.deepcopy(full), copy.deepcopy(restored)):
+            try:
+                state.apply(entry)
+                outcomes.append("ok")
+            except LedgerRuleError as exc:
+                outcomes.append(str(exc.check))
+        assert outcomes[0] == outcomes[1], body
+        seen.append(outcomes[0])
+    assert seen == ["control_order", "control_order", "run_rollback", "ok", "ok"]
+    doc = full.snapshot()
+    for bad in ([2, *doc[1:]], doc[:-1], [*doc[:3], [[P1[:47], *doc[3][0][1:]]], *doc[4:]],
+                [*doc[:5], "zcbench/none/run-9"], [doc[0], -1, *doc[2:]],
+                [*doc[:3], doc[3] + doc[3][:1], *doc[4:]]):
+        with pytest.raises(ValueError, match="snapshot"):
+            LedgerState.from_snapshot(bad)
+    ledger.close()
+
+
 def test_torn_tail_is_cut_and_reported_mid_damage_refused(tmp_path: Path) -> None:
     ledger = make(tmp_path)
     ledger.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1)

@@ -326,6 +326,10 @@ class EnclaveRuntime:
             raise _Refused("ledger_order", "open the ledger first (ledger_open)")
         return self._ledger
 
+    def ledger_resume(self, state: bytes) -> Message:
+        """Start from a sealed state of this ledger; ``ledger_ack`` with the size it covers."""
+        return Message("ledger_ack", {"size": self._open_ledger().resume(state)})
+
     def ledger_entries(self, entries: list[bytes]) -> Message:
         """Replay delivered entries through the rules; ``ledger_ack`` with the size so far."""
         return Message("ledger_ack", {"size": self._open_ledger().take(entries)})
@@ -333,11 +337,13 @@ class EnclaveRuntime:
     def ledger_start(self, checkpoint: bytes) -> Message:
         """Check the delivered checkpoint and this PCR0, append the run-start."""
         state = self._booted()
-        appended = self._open_ledger().start(
+        ledger = self._open_ledger()
+        appended = ledger.start(
             checkpoint, run_origin=state.signer.origin, run_vkey=state.signer.vkey,
             boot_document=state.document)
         return Message("ledger_appended", {"entry": appended.data,
-                                           "checkpoint": appended.checkpoint})
+                                           "checkpoint": appended.checkpoint,
+                                           "state": ledger.sealed_state()})
 
     def ledger_cosigned(self, checkpoint: bytes) -> Message:
         """Serve once the run-start's checkpoint carries the measured quorum."""
@@ -355,9 +361,11 @@ class EnclaveRuntime:
 
     def ledger_end(self, summary_sha256: bytes) -> Message:
         """The run-end with this run's final checkpoint."""
-        appended = self._open_ledger().run_end(self._booted().note, summary_sha256)
+        ledger = self._open_ledger()
+        appended = ledger.run_end(self._booted().note, summary_sha256)
         return Message("ledger_appended", {"entry": appended.data,
-                                           "checkpoint": appended.checkpoint})
+                                           "checkpoint": appended.checkpoint,
+                                           "state": ledger.sealed_state()})
 
     def _booted(self) -> _Booted:
         if self._state is None:
@@ -451,6 +459,8 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.checkpoint()
     if msg.type == "ledger_open":
         return runtime.ledger_open(msg["origin"], msg["key_blob"], msg["key_id"])
+    if msg.type == "ledger_resume":
+        return runtime.ledger_resume(msg["state"])
     if msg.type == "ledger_entries":
         return runtime.ledger_entries(list(msg["entries"]))
     if msg.type == "ledger_start":

@@ -39,7 +39,7 @@ from zcbench.ledger._errors import ServeRefused
 from zcbench.ledger.key import KEY_FILE, SealedLedgerKey
 from zcbench.ledger.policy import TlogPolicy
 from zcbench.ledger.rules import LedgerState
-from zcbench.ledger.store import Ledger
+from zcbench.ledger.store import ENCLAVE_STATE_FILE, Ledger
 
 __all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at"]
 
@@ -147,7 +147,18 @@ class LedgerRunHook:
             raise ServeRefused("the enclave holds another key than this ledger's",
                                check="ledger_vkey", expected=ledger.vkey, actual=reply["vkey"])
         note = ledger.latest_checkpoint()
-        covered = ledger.entry_bytes[: parse_checkpoint_note(note).size]
+        size = parse_checkpoint_note(note).size
+        first = 0
+        sealed = ledger.enclave_state()
+        if sealed is not None:  # the enclave takes only the entries after its sealed state
+            first = _expect(exchange(Message("ledger_resume", {"state": sealed})), "ledger_ack",
+                            f"the sealed state ({ENCLAVE_STATE_FILE} in {self.ledger_dir}; "
+                            "removed, the next run delivers the whole ledger)")["size"]
+            if not 0 <= first <= size:
+                raise ServeRefused(f"the enclave's sealed state covers {first} entries, the "
+                                   f"ledger's checkpoint {size}: remove {ENCLAVE_STATE_FILE} "
+                                   "to deliver the whole ledger", check="ledger_state")
+        covered = ledger.entry_bytes[first:size]
         for at in range(0, len(covered), MAX_LEDGER_BATCH):
             _expect(exchange(Message("ledger_entries", {
                 "entries": list(covered[at:at + MAX_LEDGER_BATCH])})), "ledger_ack",
@@ -174,6 +185,9 @@ class LedgerRunHook:
         assert self._ledger is not None
         appended = self._ledger.append_signed(entry, checkpoint)
         self.appended.append(decode_entry(appended.data).type)
+        sealed = reply.fields.get("state")
+        if sealed is not None:  # after the entry is durable: a state never ahead of the ledger
+            self._ledger.store_enclave_state(sealed)
         return True
 
     def due(self) -> bool:

@@ -12,6 +12,8 @@ Layout of a ledger folder::
     pending-entry        the entry being appended with the signed checkpoint over it, written
                          (atomically) before the entry: what completes an append a crash cut
     recoveries.json      every unsigned tail a ledger found on open and what it did with it
+    enclave-state        the enclave's newest verified state, sealed by it (opaque here: the
+                         next boot starts from it, zcbench.enclave.ledger)
 
 The storage is the run log's: frames with checksums, an fsync before anything is acknowledged,
 and on open a torn tail is cut and reported (:attr:`Ledger.recovery`) while damage anywhere
@@ -75,6 +77,7 @@ from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey, secret_name
 from zcbench.ledger.rules import LedgerState
 
 __all__ = [
+    "ENCLAVE_STATE_FILE",
     "LEDGER_FILE",
     "LEDGER_SCHEMA",
     "PENDING_FILE",
@@ -95,6 +98,7 @@ LEDGER_FILE: Final = "ledger.json"
 LEDGER_SCHEMA: Final = "zcbench.ledger/1"
 WITNESSED_FILE: Final = "checkpoint"
 PENDING_FILE: Final = "pending-entry"
+ENCLAVE_STATE_FILE: Final = "enclave-state"
 RECOVERIES_FILE: Final = "recoveries.json"
 RECOVERIES_SCHEMA: Final = "zcbench.ledger-recoveries/1"
 _MAX_PENDING: Final = 65_535 + 16_384  # one entry and one checkpoint note
@@ -449,6 +453,16 @@ class Ledger:
             raise UsageError(f"a witnessed checkpoint of size {checkpoint.size} for a ledger of "
                              f"{self.size} entries")
         write_atomic(self.folder / WITNESSED_FILE, note)
+
+    def enclave_state(self) -> bytes | None:
+        """The enclave's sealed state the host keeps (``enclave-state``), or None."""
+        path = self.folder / ENCLAVE_STATE_FILE
+        return path.read_bytes() if path.is_file() else None
+
+    def store_enclave_state(self, sealed: bytes) -> None:
+        """Keep the enclave's sealed state (replaced atomically); the host cannot read it, the
+        next enclave checks it."""
+        write_atomic(self.folder / ENCLAVE_STATE_FILE, sealed, 0o600)
 
     # -- appending ---------------------------------------------------------------------------
 
