@@ -243,6 +243,30 @@ def test_a_sealed_state_that_is_not_this_ledgers_or_does_not_fit_is_refused(
         encode_frame(Message("ledger_resume", {"state": b"x" * (16 * 1024 * 1024 + 1)}))
 
 
+def test_a_run_without_a_run_end_appends_one_final_run_checkpoint(tmp_path: Path) -> None:
+    """A replay's last run-checkpoint: whatever the measured interval, once, nothing after."""
+    stand = Stand(tmp_path)
+    stand.requirement = LedgerRequirement(ORIGIN, None, checkpoint_interval_s=3600.0)
+    rt = stand.runtime()
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    ask(rt, Message("ledger_cosigned", {"checkpoint": start["checkpoint"]}))
+    assert _ingest(rt).type == "signals"
+    first = ask(rt, Message("ledger_checkpoint", {}))
+    stand.ledger.append_signed(first["entry"], first["checkpoint"])
+    assert ask(rt, Message("ingest", {"seq": 1, "batch": _batch(1)})).type == "signals"
+    assert ask(rt, Message("ledger_checkpoint", {}))["entry"] is None  # the interval holds
+    final = ask(rt, Message("ledger_final", {}))
+    assert final.type == "ledger_appended"
+    stand.ledger.append_signed(final["entry"], final["checkpoint"])
+    for again in (Message("ledger_final", {}),
+                  Message("ledger_end", {"summary_sha256": b"\x05" * 32})):
+        assert ask(rt, again)["code"] == "ledger_order"
+    run = check_ledger(stand.dir).state.runs[f"zcbench/{A.hex()[:16]}/run-1"]
+    assert run.last_size == 5  # the boot record, IN and OUT of both batches: the log as it ended
+    assert not run.ended
+
+
 def test_the_host_cannot_omit_a_revocation(tmp_path: Path) -> None:
     witness = Witness(tmp_path / "w")
     cosigner = witness.cosigner("w1.example")

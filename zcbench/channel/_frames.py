@@ -83,6 +83,8 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "ledger_start": {"checkpoint": ((bytes,), False)},
     "ledger_cosigned": {"checkpoint": ((bytes,), False)},
     "ledger_checkpoint": {},
+    # the last run-checkpoint of a run without a run-end (a replay), whatever the interval
+    "ledger_final": {},
     "ledger_end": {"summary_sha256": ((bytes,), False)},
     # enclave -> host
     "key_request": {

@@ -37,7 +37,8 @@ checkpoint does not extend is refused (``ledger_state``, or ``ledger_root`` at t
 never silently replaced by a full replay; a host without one delivers the whole ledger.
 
 While the run goes the enclave appends ``run-checkpoint`` entries of its own run log (at most
-one per ``checkpoint_interval_s``), a ``control`` entry for every control record it logs (the
+one per ``checkpoint_interval_s``, and for a run without a run-end, a replay, one final one
+after its last batch), a ``control`` entry for every control record it logs (the
 limits at the start, each change, kill and re-enable: :func:`control_facts` reads the record's
 action and operator, the entry names its index and leaf hash in the run's log) and at the end
 the ``run-end``; every checkpoint it signs is one it computed, so the ledger key never signs a
@@ -222,6 +223,7 @@ class EnclaveLedger:
         self._signed: dict[int, bytes] = {}  # size -> root of every checkpoint signed here
         self._last_run_checkpoint_at = float("-inf")
         self._last_run_size = -1
+        self._final = False  # the final run-checkpoint asked for: nothing more for this run
         self.serving = False
 
     @property
@@ -370,14 +372,21 @@ class EnclaveLedger:
 
     # -- the run's entries -------------------------------------------------------------------
 
-    def run_checkpoint(self, run_note: bytes) -> Appended | None:
+    def run_checkpoint(self, run_note: bytes, *, final: bool = False) -> Appended | None:
         """A run-checkpoint of ``run_note`` (this run's newest checkpoint), or None when the
-        interval has not passed or the log has not grown."""
+        interval has not passed or the log has not grown.
+
+        ``final``: the last one of a run that ends without a run-end (a replay, which writes no
+        summary): appended whatever the interval, once; nothing is appended for this run
+        after it."""
         self._need_serving()
-        if self._monotonic() - self._last_run_checkpoint_at < (
+        if self._final:
+            raise _refuse("ledger_order", "this run's final run-checkpoint is appended")
+        if not final and self._monotonic() - self._last_run_checkpoint_at < (
                 self.requirement.checkpoint_interval_s):
             return None
         size = _size_of(run_note)
+        self._final = final
         if size <= self._last_run_size:
             return None
         assert self._run_origin is not None
@@ -398,6 +407,8 @@ class EnclaveLedger:
     def run_end(self, run_note: bytes, summary_sha256: bytes) -> Appended:
         """The run-end: the run's final checkpoint and the SHA-256 of its summary."""
         self._need_serving()
+        if self._final:
+            raise _refuse("ledger_order", "this run's final run-checkpoint is appended")
         if len(summary_sha256) != 32:
             raise _refuse("ledger_entry", "summary_sha256 is 32 bytes")
         assert self._run_origin is not None

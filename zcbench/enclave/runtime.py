@@ -351,9 +351,10 @@ class EnclaveRuntime:
         ledger.cosigned(checkpoint)
         return Message("ledger_serving", {"size": ledger.size})
 
-    def ledger_checkpoint(self) -> Message:
-        """A run-checkpoint of this run's newest checkpoint, when its interval has passed."""
-        appended = self._open_ledger().run_checkpoint(self._booted().note)
+    def ledger_checkpoint(self, final: bool = False) -> Message:
+        """A run-checkpoint of this run's newest checkpoint, when its interval has passed (or
+        ``final``: the last of a run without a run-end)."""
+        appended = self._open_ledger().run_checkpoint(self._booted().note, final=final)
         if appended is None:
             return Message("ledger_appended", {"entry": None, "checkpoint": None})
         return Message("ledger_appended", {"entry": appended.data,
@@ -469,6 +470,8 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.ledger_cosigned(msg["checkpoint"])
     if msg.type == "ledger_checkpoint":
         return runtime.ledger_checkpoint()
+    if msg.type == "ledger_final":
+        return runtime.ledger_checkpoint(final=True)
     if msg.type == "ledger_end":
         return runtime.ledger_end(msg["summary_sha256"])
     if msg.type == "shutdown":

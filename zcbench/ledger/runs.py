@@ -16,7 +16,9 @@ ledger's checkpoints. The host, untrusted, only carries:
   and a background thread submits the new ledger checkpoint to the policy's witnesses (409
   retry); :meth:`~LedgerRunHook.control_reply` stores the ``control`` entry the enclave appends
   with each control record it logs. :meth:`~LedgerRunHook.end` asks for the ``run-end`` (the
-  final checkpoint and the SHA-256 of ``summary.json``) and witnesses it.
+  final checkpoint and the SHA-256 of ``summary.json``) and witnesses it; a replay, which
+  writes no summary, ends with :meth:`~LedgerRunHook.final_checkpoint` (its last
+  ``run-checkpoint``) instead.
 * :func:`check_run` holds a run's log to the ledger for an LP (``zcbench log verify RUN
   --ledger DIR``): its run-start entry (boot document, vkey, PCR0), its PCR0 allowed when it
   started, and its newest checkpoint equal to the ledger's run-end (or, for a run without one,
@@ -211,6 +213,17 @@ class LedgerRunHook:
                                check="control_entry")
         if self._witnessing:
             self._witnessing.kick()
+
+    def final_checkpoint(self, exchange: Exchange) -> None:
+        """The last run-checkpoint of a run that has no run-end (a replay writes no summary):
+        the run's log as it ends is in the ledger, and the next run's run-start names it."""
+        if self._ledger is None:
+            return
+        try:
+            self.appended_reply(_expect(exchange(Message("ledger_final", {})),
+                                        "ledger_appended", "the final run-checkpoint"))
+        finally:
+            self.close()
 
     def end(self, exchange: Exchange) -> None:
         """The run-end with the final checkpoint and the summary's hash, witnessed."""
