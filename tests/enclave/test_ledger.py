@@ -267,6 +267,46 @@ def test_a_run_without_a_run_end_appends_one_final_run_checkpoint(tmp_path: Path
     assert not run.ended
 
 
+def test_the_live_enclave_signs_its_successors_announcement_and_revocations(
+        tmp_path: Path) -> None:
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    announce = Message("ledger_announce", {"pcr0": B, "commitment_sha256": b"\x02" * 32,
+                                           "notice_ns": 10**9})
+    assert stand.open(rt).type == "ledger_key"
+    assert ask(rt, announce)["code"] == "serve_gate"  # never before the gate
+    rt = stand.runtime(run_id="run-2")
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    ask(rt, Message("ledger_cosigned", {"checkpoint": start["checkpoint"]}))
+    reply = ask(rt, announce)
+    assert reply.type == "ledger_appended", reply.fields
+    stored = stand.ledger.append_signed(reply["entry"], reply["checkpoint"])
+    version = stand.ledger.state.versions[B]
+    assert version.valid_from_ns == stored.entry.time_ns + 10**9  # the enclave's clock
+    # the key broker's policy follows the stored announcement: B gets no key in its notice
+    assert stand.open(stand.runtime(B))["code"] == "ledger_key_release"
+    # the rules hold for the enclave too: the only live version is never revoked
+    assert ask(rt, Message("ledger_revoke", {"pcr0": A, "reason": "x"}))["code"] == (
+        "revoke_live")
+    withdrawn = ask(rt, Message("ledger_revoke", {"pcr0": B, "reason": "withdrawn"}))
+    stand.ledger.append_signed(withdrawn["entry"], withdrawn["checkpoint"])
+    assert stand.ledger.state.versions[B].revoked_ns is not None
+    assert ask(rt, Message("ledger_announce", {"pcr0": B, "commitment_sha256": b"\x02" * 32,
+                                               "notice_ns": -1}))["code"] == "ledger_entry"
+    report = check_ledger(stand.dir)
+    assert report.ok, report.message
+    # a version that is allowed but no longer the live one endorses nothing
+    c = b"\x0c" * 48
+    again = ask(rt, Message("ledger_announce", {"pcr0": c, "commitment_sha256": b"\x03" * 32,
+                                                "notice_ns": 0}))
+    stand.ledger.append_signed(again["entry"], again["checkpoint"])
+    stand.clock_ns += 10**6
+    assert ask(rt, Message("ledger_announce", {"pcr0": b"\x0d" * 48,
+                                               "commitment_sha256": b"\x04" * 32,
+                                               "notice_ns": 0}))["code"] == "endorse_live"
+
+
 def test_the_host_cannot_omit_a_revocation(tmp_path: Path) -> None:
     witness = Witness(tmp_path / "w")
     cosigner = witness.cosigner("w1.example")

@@ -86,6 +86,13 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     # the last run-checkpoint of a run without a run-end (a replay), whatever the interval
     "ledger_final": {},
     "ledger_end": {"summary_sha256": ((bytes,), False)},
+    # the live version's endorsements: a successor's commitment, a revocation
+    "ledger_announce": {
+        "pcr0": ((bytes,), False),
+        "commitment_sha256": ((bytes,), False),
+        "notice_ns": ((int,), False),
+    },
+    "ledger_revoke": {"pcr0": ((bytes,), False), "reason": ((str,), False)},
     # enclave -> host
     "key_request": {
         "document": ((bytes,), False),

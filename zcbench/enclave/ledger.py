@@ -17,6 +17,10 @@ of it before the enclave serves:
   or forged entry changes the root, an entry the ledger key never signed is refused;
 * this enclave's **PCR0** must be announced, past its ``valid_from`` and not revoked at the
   enclave's own clock;
+* the **live version endorses**: once its gate passed, the enclave whose PCR0 is the live one
+  (the newest allowed) appends a successor's ``commitment`` (valid from its own clock plus the
+  notice) or a ``revocation`` (:meth:`EnclaveLedger.announce`, :meth:`EnclaveLedger.revoke`),
+  signed here like every entry it appends;
 * the enclave appends its **run-start** itself (its PCR0, run origin, run log vkey, the boot
   document's hash and the previous run's last checkpoint, all from its own state) and signs the
   new checkpoint; when the measured requirement names witnesses, it serves only once the host
@@ -73,9 +77,11 @@ from zcbench.channel import MAX_LEDGER_STATE
 from zcbench.ledger._errors import LedgerFormatError, LedgerRuleError, ServeRefused
 from zcbench.ledger.entries import (
     CONTROL_ACTIONS,
+    CommitmentEntry,
     ControlEntry,
     EntryBody,
     LedgerEntry,
+    RevocationEntry,
     RunCheckpointEntry,
     RunEndEntry,
     RunStartEntry,
@@ -414,6 +420,34 @@ class EnclaveLedger:
         assert self._run_origin is not None
         return self._append(RunEndEntry(self._run_origin, run_note, summary_sha256),
                             self._clock())
+
+    # -- endorsements: the live version announces its successors and revokes ----------------
+
+    def announce(self, pcr0: bytes, commitment_sha256: bytes, notice_ns: int) -> Appended:
+        """The ``commitment`` of a successor ``pcr0``, valid ``notice_ns`` after now; only the
+        live version endorses (see :meth:`revoke`)."""
+        if type(notice_ns) is not int or notice_ns < 0:
+            raise _refuse("ledger_entry", "a notice period is zero or more nanoseconds")
+        now = self._endorsing()
+        return self._append(CommitmentEntry(pcr0, commitment_sha256, now + notice_ns), now)
+
+    def revoke(self, pcr0: bytes, reason: str) -> Appended:
+        """The ``revocation`` of ``pcr0`` (an announcement before its ``valid_from``, or a
+        retired version), by the live version; the rules refuse any other."""
+        return self._append(RevocationEntry(pcr0, reason), self._endorsing())
+
+    def _endorsing(self) -> int:
+        """Now, when this enclave may endorse: its gate passed and its PCR0 is the live version
+        (the newest allowed one) at its own clock; else :class:`ServeRefused`."""
+        self._need_serving()
+        if self._final:
+            raise _refuse("ledger_order", "this run's final run-checkpoint is appended")
+        now = self._clock()
+        live = self.state.live(now)
+        if live is None or live.pcr0 != self._pcr0:
+            raise _refuse("endorse_live", "only the live version announces or revokes: this "
+                          "enclave's PCR0 is allowed but a later version is live")
+        return now
 
     def _need_serving(self) -> None:
         if not self.serving:

@@ -360,6 +360,18 @@ class EnclaveRuntime:
         return Message("ledger_appended", {"entry": appended.data,
                                            "checkpoint": appended.checkpoint})
 
+    def ledger_announce(self, pcr0: bytes, commitment_sha256: bytes, notice_ns: int) -> Message:
+        """This live version endorses a successor (its commitment entry)."""
+        appended = self._open_ledger().announce(pcr0, commitment_sha256, notice_ns)
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint})
+
+    def ledger_revoke(self, pcr0: bytes, reason: str) -> Message:
+        """This live version revokes an announcement or a retired version."""
+        appended = self._open_ledger().revoke(pcr0, reason)
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint})
+
     def ledger_end(self, summary_sha256: bytes) -> Message:
         """The run-end with this run's final checkpoint."""
         ledger = self._open_ledger()
@@ -470,6 +482,10 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.ledger_cosigned(msg["checkpoint"])
     if msg.type == "ledger_checkpoint":
         return runtime.ledger_checkpoint()
+    if msg.type == "ledger_announce":
+        return runtime.ledger_announce(msg["pcr0"], msg["commitment_sha256"], msg["notice_ns"])
+    if msg.type == "ledger_revoke":
+        return runtime.ledger_revoke(msg["pcr0"], msg["reason"])
     if msg.type == "ledger_final":
         return runtime.ledger_checkpoint(final=True)
     if msg.type == "ledger_end":

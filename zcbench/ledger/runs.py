@@ -41,7 +41,7 @@ from zcbench.ledger._errors import ServeRefused
 from zcbench.ledger.key import KEY_FILE, SealedLedgerKey
 from zcbench.ledger.policy import TlogPolicy
 from zcbench.ledger.rules import LedgerState
-from zcbench.ledger.store import ENCLAVE_STATE_FILE, Ledger
+from zcbench.ledger.store import ENCLAVE_STATE_FILE, Appended, Ledger
 
 __all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at"]
 
@@ -213,6 +213,22 @@ class LedgerRunHook:
                                check="control_entry")
         if self._witnessing:
             self._witnessing.kick()
+
+    def endorse(self, exchange: Exchange, request: Message) -> Appended:
+        """Have the live version's enclave append an endorsement (``ledger_announce`` or
+        ``ledger_revoke``), store it (the key broker's policy follows) and have it witnessed;
+        returns it as stored. Raises :class:`ServeRefused` when the enclave refuses."""
+        if request.type not in ("ledger_announce", "ledger_revoke"):
+            raise ValueError(f"not an endorsement: {request.type}")
+        reply = _expect(exchange(request), "ledger_appended", "the endorsement")
+        entry, checkpoint = reply.fields.get("entry"), reply.fields.get("checkpoint")
+        if entry is None or checkpoint is None or self._ledger is None:
+            raise ServeRefused("the enclave appended no endorsement", check="serve_gate")
+        appended = self._ledger.append_signed(entry, checkpoint)
+        self.appended.append(appended.entry.body.type)
+        if self._witnessing:
+            self._witnessing.kick()
+        return appended
 
     def final_checkpoint(self, exchange: Exchange) -> None:
         """The last run-checkpoint of a run that has no run-end (a replay writes no summary):

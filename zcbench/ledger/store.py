@@ -540,6 +540,8 @@ class Ledger:
             self._entries.append(entry)
             self._data.append(data)
             self._marker = self._disk_marker()
+            if isinstance(entry.body, (CommitmentEntry, RevocationEntry)):
+                self.sync_key_policy()  # the broker follows the allowed set
             return Appended(entry, data, note)
 
     def _commit(self, data: bytes, note: bytes) -> None:
