@@ -9,9 +9,10 @@ the evidence pack read the fields.
 
 Buying power: the one rule deciding whether an account can carry an order, backtest and live.
 
-Both the backtester's accounting and the host's execution layer ask :func:`buying_power_reason`;
-neither owns the rule, so a backtest refuses exactly the orders a live run would for lack of
-capital. The rule, in exact integers (money in the caller's smallest unit):
+Both the backtester's accounting (:func:`buying_power_reason`, the refusal's name) and the
+host's execution layer (:func:`buying_power_refusal`) ask it; neither owns the rule, so a
+backtest refuses exactly the orders a live run would for lack of capital. The rule, in exact
+integers (money in the caller's smallest unit):
 
     requirement = long_notional / leverage + short_notional * short_margin
 

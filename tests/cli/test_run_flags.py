@@ -27,6 +27,10 @@ from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks, write
         (["--max-delay-ms", "-1"], "--max-delay-ms"),
         (["--max-position", "-1"], "--max-position"),
         (["--price-collar-bps", "-3"], "--price-collar-bps"),
+        (["--initial-cash", "0"], "--initial-cash"),
+        (["--initial-cash", "nan"], "--initial-cash"),
+        (["--leverage", "0.5"], "--leverage"),
+        (["--short-margin", "0"], "--short-margin"),
     ],
 )
 def test_out_of_range_flags_are_usage_errors_named_by_the_flag(

@@ -23,7 +23,7 @@ from zcbench.host.execution import (
     read_journal,
 )
 from zcbench.host.feedback import FeedbackBuilder
-from zcbench.risk import CONTROLS, Refusal
+from zcbench.risk import CONTROLS, BuyingPower, Refusal
 from zcbench.strategy import Signal, decode_context
 from zcbench.venue.orders import Cancel, Execution, Order, Replace
 
@@ -221,3 +221,42 @@ def test_a_current_journal_row_without_its_refusal_fields_is_no_row(tmp_path: Pa
     assert read.rows.height == 0
     assert read.torn is not None
     assert read.torn.reason == "not a journal row"
+
+
+def _statuses(ex: ExecutionLayer, *signals: Signal) -> list[tuple[str, str]]:
+    return [(r.status, r.refusal.control if r.refusal else "")
+            for r in ex.act(_batch(*signals), now_ns=S)]
+
+
+def test_capital_binds_by_the_backtests_rule() -> None:
+    ex = ExecutionLayer(RiskLimits(), capital=10_000)
+    _market(ex, 1000)
+    assert _statuses(ex, Signal("AAA", "buy", 8), Signal("AAA", "buy", 3)) == [
+        ("filled", ""), ("rejected", "insufficient_cash")]
+    [(_, limit, attempted, text)] = _rejects(ex)
+    assert (limit, attempted) == (10_000, 11_000)
+    assert text == "insufficient_cash: the account after the order needs 11000 of equity and " \
+                   "would have 10000"
+    assert ex.capital + ex.cash == 2_000  # type: ignore[operator]
+    # what reduces exposure always passes; a short needs its notional in equity
+    assert _statuses(ex, Signal("AAA", "sell", 8), Signal("AAA", "sell", 10),
+                     Signal("AAA", "sell", 1)) == [
+        ("filled", ""), ("filled", ""), ("rejected", "insufficient_margin")]
+    assert _statuses(ex, Signal("AAA", "buy", 10)) == [("filled", "")]
+    # leverage lets cash go below zero, as far as the rule allows
+    levered = ExecutionLayer(RiskLimits(), capital=10_000, buying_power=BuyingPower(leverage=2))
+    _market(levered, 1000)
+    assert _statuses(levered, Signal("AAA", "buy", 20), Signal("AAA", "buy", 1)) == [
+        ("filled", ""), ("rejected", "insufficient_margin")]
+    assert levered.capital + levered.cash == -10_000  # type: ignore[operator]
+    # a symbol quoted in a coarser unit counts ``units`` account units per price unit
+    coarse = ExecutionLayer(RiskLimits(), capital=10_000, units={"AAA": 10})
+    _market(coarse, 1000)
+    assert _statuses(coarse, Signal("AAA", "buy", 1), Signal("AAA", "buy", 1)) == [
+        ("filled", ""), ("rejected", "insufficient_cash")]
+    # without capital it does not bind (a library caller's default)
+    free = ExecutionLayer(RiskLimits())
+    _market(free, 1000)
+    assert _statuses(free, Signal("AAA", "buy", 1000)) == [("filled", "")]
+    with pytest.raises(UsageError, match="capital"):
+        ExecutionLayer(capital=0)

@@ -22,6 +22,10 @@ file, fsynced, renamed) so a journal is never empty. :func:`read_journal` reads 
 a byte offset (the live panel's incremental poll); a torn last line is left out and reported,
 like the log's torn tail, and ``repair=True`` cuts it away durably.
 
+A refused order's journal rows carry the refusal as data (:class:`zcbench.risk.Refusal`: its
+``control``, ``limit_value`` and ``attempted_value`` columns beside the ``reason`` text derived
+from them); with ``capital``, orders are also held to the backtest's buying-power rule.
+
 It never sees the enclave's key and never reads a clock: times come in as parameters.
 """
 
@@ -406,10 +410,13 @@ class ExecutionLayer:
     With ``journal``, every batch's rows are durable in it before :meth:`act` returns. With
     ``venue``, orders go there (module docstring), named after ``order_prefix`` (the run id,
     so ClOrdIDs stay unique over a chain of runs), and positions and cash follow its fills.
-    With ``capital`` (ticks x units, as the PnL), every order is also checked against
-    ``buying_power`` (:func:`zcbench.risk.buying_power_refusal`, the backtest's rule) with the
-    account's equity ``capital + pnl()`` and the order at the last market price; without it,
-    capital does not bind.
+    With ``capital``, every order is also checked against ``buying_power``
+    (:func:`zcbench.risk.buying_power_refusal`, the backtest's rule) with the account's equity
+    (capital, cash paid and received, positions at their last prices) and the order at the last
+    market price; without it, capital does not bind. ``capital`` is in the account's unit of
+    money and ``units[symbol]`` says how many of those one of the symbol's price units is (1 when
+    absent: every symbol in the schema's ticks), as the backtest's accounting counts
+    (``zcbench.marketdata.Instruments.money_units``).
     """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
@@ -418,6 +425,7 @@ class ExecutionLayer:
     order_prefix: str = "Z"
     capital: int | None = None
     buying_power: BuyingPower = field(default_factory=BuyingPower)
+    units: Mapping[str, int] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
     _prices: dict[str, int] = field(default_factory=dict)
@@ -430,6 +438,7 @@ class ExecutionLayer:
     _now: int = 0
     _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
     _unmarked: dict[str, int] = field(default_factory=dict)  # carried, not yet priced this run
+    _account_cash: int = 0  # cash paid and received, in the account's unit (units applied)
 
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
@@ -468,7 +477,7 @@ class ExecutionLayer:
                 if px is not None and px > 0:
                     marked[symbol] = px
         for symbol, px in marked.items():
-            self.cash -= self._unmarked.pop(symbol) * px
+            self._pay(symbol, self._unmarked.pop(symbol), px)
 
     def on_market(self, events: pl.DataFrame) -> None:
         """Note a batch of market events (any columns among symbol, price, bid, ask, close).
@@ -574,7 +583,7 @@ class ExecutionLayer:
             return done("unfilled", refusal)
         signed = s.quantity if s.side == "buy" else -s.quantity
         self.positions[s.symbol] = self.positions.get(s.symbol, 0) + signed
-        self.cash -= signed * px
+        self._pay(s.symbol, signed, px)
         self._journal(now_ns, seq, log_index, "fill", s, px, None)
         return done("filled", None, px)
 
@@ -617,23 +626,32 @@ class ExecutionLayer:
                            attempted=len(self._recent) + 1)
         return None
 
+    def _pay(self, symbol: str, signed_qty: int, px: int) -> None:
+        """Cash for ``signed_qty`` of ``symbol`` bought (sold: negative) at ``px``."""
+        self.cash -= signed_qty * px
+        self._account_cash -= signed_qty * px * self.units.get(symbol, 1)
+
     def _capital_refusal(self, symbol: str, before: int, after: int, px: int) -> Refusal | None:
         """The buying-power rule on the account before and after ``symbol`` goes from
-        ``before`` to ``after`` at ``px`` (every other position at its last price)."""
+        ``before`` to ``after`` at ``px`` (every other position at its last price), in the
+        account's unit (the backtest's accounting, ``zcbench.backtest._accounting.book``)."""
         assert self.capital is not None
-        prices = self.last_price
+        prices, units = self.last_price, self.units
         long_b = short_b = 0
         for other, held in self.positions.items():
-            if held and other != symbol:
-                value = abs(held) * prices.get(other, 0)
+            if held and other != symbol and other not in self._unmarked:
+                value = abs(held) * prices.get(other, 0) * units.get(other, 1)
                 long_b, short_b = (
                     (long_b + value, short_b) if held > 0 else (long_b, short_b + value)
                 )
-        long_a = long_b + (after * px if after > 0 else 0)
-        short_a = short_b + (-after * px if after < 0 else 0)
-        long_b += before * px if before > 0 else 0
-        short_b += -before * px if before < 0 else 0
-        equity_after = self.capital + self.cash - (after - before) * px + long_a - short_a
+        price = px * units.get(symbol, 1)
+        long_a = long_b + (after * price if after > 0 else 0)
+        short_a = short_b + (-after * price if after < 0 else 0)
+        long_b += before * price if before > 0 else 0
+        short_b += -before * price if before < 0 else 0
+        equity_after = (
+            self.capital + self._account_cash - (after - before) * price + long_a - short_a
+        )
         return buying_power_refusal(
             self.buying_power,
             equity_after=equity_after,
@@ -680,7 +698,7 @@ class ExecutionLayer:
         for e in out:
             if e.exec_type == "trade":
                 self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
-                self.cash -= e.signed_qty * e.last_px
+                self._pay(e.symbol, e.signed_qty, e.last_px)
             event = _EVENT_OF[e.exec_type]
             seq_of, log_index = self._orders.get(e.cl_ord_id, (seq, e.log_index))
             self._counts[event] = self._counts.get(event, 0) + 1

@@ -72,6 +72,10 @@ class RunSummary:
     attestation: str | None = None
     risk_limits: dict[str, int] | None = None
     """The limits in force when the run ended (each change is a control record in the log)."""
+    capital_ticks: int | None = None
+    """The capital the buying-power rule held orders to (ticks x units; None: it did not bind),
+    with its ``leverage`` and ``short_margin`` in ``buying_power``."""
+    buying_power: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
