@@ -260,3 +260,15 @@ def test_capital_binds_by_the_backtests_rule() -> None:
     assert _statuses(free, Signal("AAA", "buy", 1000)) == [("filled", "")]
     with pytest.raises(UsageError, match="capital"):
         ExecutionLayer(capital=0)
+
+
+def test_a_row_naming_no_known_control_is_no_row(tmp_path: Path) -> None:
+    journal = Journal.create(tmp_path / JOURNAL_FILE, run_id="r", origin="o", image="b")
+    row = {**_LEGACY_ROW, "event": "reject", "reason": "x", "limit_value": None,
+           "attempted_value": None}
+    journal.append([{**row, "control": "venue"}, {**row, "control": "max_positions"}])
+    journal.close()
+    read = read_journal(tmp_path)
+    assert read.rows["control"].to_list() == ["venue"]
+    assert read.torn is not None
+    assert read.torn.reason == "bad control"

@@ -44,7 +44,13 @@ import polars as pl
 
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
-from zcbench.risk import LIMIT_NOT_REACHED, BuyingPower, Refusal, buying_power_refusal
+from zcbench.risk import (
+    CONTROLS,
+    LIMIT_NOT_REACHED,
+    BuyingPower,
+    Refusal,
+    buying_power_refusal,
+)
 from zcbench.strategy import PRICE_SCALE, Signal
 from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
 
@@ -176,6 +182,7 @@ _EVENT_OF: Final = {
 }
 _NULLABLE: Final = frozenset({"limit_price_ticks", "price_ticks", "limit_value", "attempted_value"})
 _REFUSAL_COLUMNS: Final = ("control", "limit_value", "attempted_value")
+_CONTROL_NAMES: Final = frozenset({"", *CONTROLS})
 _LEGACY_KEYS: Final = frozenset(JOURNAL_SCHEMA) - set(_REFUSAL_COLUMNS)
 # How a zcbench.journal/1 file's reject reasons name their control, limit and attempted value
 # (the texts that version wrote). Read only for such files: a journal written since carries
@@ -400,6 +407,8 @@ def _row_problem(line: bytes, keys: frozenset[str]) -> str:
             return f"bad {name}"
     if row["event"] not in _EVENTS:
         return "bad event"
+    if row.get("control", "") not in _CONTROL_NAMES:
+        return "bad control"
     return ""
 
 
