@@ -89,11 +89,13 @@ def test_a_live_run_refuses_what_capital_cannot_carry_as_the_backtest_does(
     capital = ticks_of(CASH, scale=scale)
     summary = run_live(
         ModuleImage(module), tmp_path / "run", ReplaySource(bars, BatchSpec(count=1)),
-        limits=RiskLimits(), capital=capital, units=units, venue=PaperVenue(), feedback=True,
+        limits=RiskLimits(), capital=capital, units=units, money_scale=scale, venue=PaperVenue(),
+        feedback=True,
         run_id="run-capital", clock_every_s=None,
     )
     assert summary.status == "completed", summary.reason
-    assert summary.capital_ticks == capital
+    assert summary.capital == {"amount": capital, "money_scale": scale, "leverage": 1.0,
+                               "short_margin": 1.0}
     live = read_journal(tmp_path / "run").rows
     rejects = live.filter(pl.col("event") == "reject")
     # capital ran out: refused by name, with what the order needed and what the account had

@@ -166,15 +166,16 @@ def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) ->
     return market_source(spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True)
 
 
-def _capital(args: argparse.Namespace, events: Any) -> tuple[int, dict[str, int]]:
-    """``--initial-cash`` in the account's unit of money and each symbol's units of it, from the
-    committed instruments of the symbols ``events`` holds, as the backtest counts them."""
+def _capital(args: argparse.Namespace, events: Any) -> tuple[int, dict[str, int], int]:
+    """``--initial-cash`` in the account's unit of money, each symbol's units of it and how
+    many of it make one currency unit, from the committed instruments of the symbols
+    ``events`` holds, as the backtest counts them."""
     from zcbench.marketdata import default_instruments
     from zcbench.money import ticks_of
 
     symbols = events.get_column("symbol").drop_nulls().unique().to_list()
     scale, units = default_instruments().money_units(symbols)
-    return ticks_of(args.initial_cash, scale=scale), units
+    return ticks_of(args.initial_cash, scale=scale), units, scale
 
 
 def _money_unit(symbols: Any) -> str:
@@ -254,7 +255,7 @@ def _handle(args: argparse.Namespace) -> int:
     after = continuation.end.newest_event_ns if continuation is not None else None
     market = _source(args, spec, after)
     source = market.source
-    capital, units = _capital(args, market.events)
+    capital, units, money_scale = _capital(args, market.events)
     venue = _venue(args.venue, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
@@ -275,6 +276,7 @@ def _handle(args: argparse.Namespace) -> int:
             capital=capital,
             buying_power=_buying_power(args),
             units=units,
+            money_scale=money_scale,
             max_delay_s=args.max_delay_ms / 1000,
             on_progress=progress,
             on_booted=booted,

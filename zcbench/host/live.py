@@ -51,7 +51,7 @@ from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySo
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
 from zcbench.risk import BuyingPower
-from zcbench.strategy import encode_signals
+from zcbench.strategy import PRICE_SCALE, encode_signals
 
 if TYPE_CHECKING:
     from zcbench.evidence.clock import ClockSource
@@ -192,6 +192,7 @@ def run_live(
     capital: int | None = None,
     buying_power: BuyingPower | None = None,
     units: Mapping[str, int] | None = None,
+    money_scale: int = PRICE_SCALE,
     trust: str = "dev",
     window: int = 64,
     queue_size: int = 64,
@@ -220,8 +221,8 @@ def run_live(
 
     ``capital`` makes capital bind: every order is also held to the ``buying_power`` rule
     (default a cash account), the backtest's rule, counted in the unit of money ``units``
-    define (:class:`zcbench.host.ExecutionLayer`; ``Instruments.money_units``); None: it does
-    not bind.
+    define, ``money_scale`` of it making one currency unit (:class:`zcbench.host.ExecutionLayer`;
+    ``Instruments.money_units``); None: it does not bind.
     ``on_booted`` gets a :class:`RunHandle` once the enclave has booted and its boot document
     verified (to ask for attestations, stop the run, or, in tests, kill the enclave).
     ``final_attest_nonce``: after the last batch, ask for a document with this nonce and write
@@ -370,8 +371,8 @@ def run_live(
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
             risk_limits=limits_of(execution.limits),
-            capital_ticks=execution.capital,
-            buying_power=None if execution.capital is None else {
+            capital=None if execution.capital is None else {
+                "amount": execution.capital, "money_scale": money_scale,
                 "leverage": execution.buying_power.leverage,
                 "short_margin": execution.buying_power.short_margin},
         )
