@@ -19,6 +19,7 @@ orders per second of event time (the batch's newest event), the one clock both s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,6 +29,7 @@ from zcbench.strategy import Context, decode_context, decode_signals
 
 if TYPE_CHECKING:
     from zcbench.host.execution import ExecutionLayer, RiskLimits, Venue
+    from zcbench.risk import BuyingPower
 
 __all__ = ["FeedbackLoop", "LoggedRecord"]
 
@@ -55,7 +57,8 @@ class FeedbackLoop:
     with the batch's encoded signals and market events; :meth:`finish` after the last batch
     signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
-    batch's log index (after the boot and start control records).
+    batch's log index (after the boot and start control records); ``capital``,
+    ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`).
     """
 
     def __init__(
@@ -66,14 +69,19 @@ class FeedbackLoop:
         order_prefix: str = "bt",
         first_index: int = BOOT_RECORDS,
         keep_records: bool = False,
+        capital: int | None = None,
+        buying_power: BuyingPower | None = None,
+        units: Mapping[str, int] | None = None,
     ) -> None:
         # the host's classes, imported here: a backtest without feedback never loads them
         from zcbench.host.execution import ExecutionLayer, RiskLimits
         from zcbench.host.feedback import FeedbackBuilder
+        from zcbench.risk import BuyingPower
         from zcbench.venue import PaperVenue
 
         self.execution: ExecutionLayer = ExecutionLayer(
-            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix
+            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix,
+            capital=capital, buying_power=buying_power or BuyingPower(), units=dict(units or {}),
         )
         self._builder = FeedbackBuilder(self.execution)
         self._index = first_index

@@ -50,7 +50,8 @@ from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
-from zcbench.strategy import encode_signals
+from zcbench.risk import BuyingPower
+from zcbench.strategy import PRICE_SCALE, encode_signals
 
 if TYPE_CHECKING:
     from zcbench.evidence.clock import ClockSource
@@ -188,6 +189,10 @@ def run_live(
     source: ReplaySource | LiveSource,
     *,
     limits: RiskLimits | None = None,
+    capital: int | None = None,
+    buying_power: BuyingPower | None = None,
+    units: Mapping[str, int] | None = None,
+    money_scale: int = PRICE_SCALE,
     trust: str = "dev",
     window: int = 64,
     queue_size: int = 64,
@@ -214,6 +219,10 @@ def run_live(
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
+    ``capital`` makes capital bind: every order is also held to the ``buying_power`` rule
+    (default a cash account), the backtest's rule, counted in the unit of money ``units``
+    define, ``money_scale`` of it making one currency unit (:class:`zcbench.host.ExecutionLayer`;
+    ``Instruments.money_units``); None: it does not bind.
     ``on_booted`` gets a :class:`RunHandle` once the enclave has booted and its boot document
     verified (to ask for attestations, stop the run, or, in tests, kill the enclave).
     ``final_attest_nonce``: after the last batch, ask for a document with this nonce and write
@@ -283,7 +292,8 @@ def run_live(
             continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
         )
         execution = ExecutionLayer(
-            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id
+            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, capital=capital,
+            buying_power=buying_power or BuyingPower(), units=dict(units or {}),
         )
         if continuation is not None:
             from zcbench.host.restart import log_start_state
@@ -361,6 +371,10 @@ def run_live(
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
             risk_limits=limits_of(execution.limits),
+            capital=None if execution.capital is None else {
+                "amount": execution.capital, "money_scale": money_scale,
+                "leverage": execution.buying_power.leverage,
+                "short_margin": execution.buying_power.short_margin},
         )
         try:
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")

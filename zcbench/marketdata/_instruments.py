@@ -126,6 +126,20 @@ class Instruments(Mapping[str, Instrument]):
             )
         return currencies[0]
 
+    def money_units(self, symbols: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """The unit of money of an account trading ``symbols``: the finest price unit among
+        them (``money_scale`` of it make one currency unit, so every notional is exact), and per
+        symbol how many of it one of the symbol's price units is. The backtest's accounting and
+        a live run's capital count in it. A symbol a strict table lacks: :class:`DataError`."""
+        found: dict[str, Instrument] = {}
+        for symbol in sorted(set(symbols)):
+            instrument = self.of(symbol)
+            if instrument is None:
+                raise DataError(f"unknown instrument {symbol!r}: not in {self.source}")
+            found[symbol] = instrument
+        scale = max([i.price_scale for i in found.values()], default=PRICE_SCALE)
+        return scale, {s: scale // i.price_scale for s, i in found.items()}
+
     def of(self, symbol: str) -> Instrument | None:
         """The instrument of ``symbol``; the default one, or None when the table is strict."""
         try:
