@@ -2,15 +2,19 @@
 
 The backtest runs the live run's own execution layer, paper venue and feedback builder
 (``zcbench.backtest.backtest_log``); a live run with feedback on the paper venue logs its IN and
-OUT records through the enclave (without clock records, which sit at wall-clock moments and
-shift the log indices the outcomes name). Both are compared record by record, byte for byte,
-with the journal rows (fills included), on the example crossover, which trades to its target
-from the position the context reports: bars with little volume fill its orders in part, and a
-notional limit refuses the larger ones, so the context matters to what it signals.
+OUT records through the enclave, with its clock records, which land between batches at
+wall-clock moments and so at other log indices in every run. Outcomes and ClOrdIDs name a
+signal by its batch and position, never by log index, so both are compared record by record
+(IN and OUT, in order), byte for byte, with the journal rows (fills included) but for their
+wall-clock time and the log index that locates each OUT record, on the example crossover,
+which trades to its target from the position the context reports: bars with little volume fill
+its orders in part, and a notional limit refuses the larger ones, so the context matters to
+what it signals.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import pytest
 import zcbench.examples.ma_crossover as crossover_module
 from zcbench.auditlog import events_frame, list_records, outcomes_frame, positions_frame, to_polars
 from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.records import Record
 from zcbench.backtest import BacktestConfig, backtest_log, prepare, run_backtest
 from zcbench.cli import main
 from zcbench.examples import MACrossover, MACrossoverParams
@@ -53,6 +58,30 @@ def _contexts(records: list[tuple[int, str, int, bytes]]) -> list[Context]:
     return [decode_context(b) for _, kind, _, b in records if kind == "in" and is_context(b)]
 
 
+def _live_run(image: ModuleImage, bars: pl.DataFrame, limits: RiskLimits, run: Path,
+              clock_every_s: float | None) -> RunSummary:
+    summary = run_live(
+        image, run, ReplaySource(bars, SPEC), limits=limits, venue=PaperVenue(),
+        feedback=True, run_id="run-parity", clock_every_s=clock_every_s,
+    )
+    assert summary.status == "completed", summary.reason
+    return summary
+
+
+def _batch_records(run: Path) -> list[Record]:
+    """The run's IN and OUT records (boot, control and clock records are notes)."""
+    return [r for r, _ in iter_records(run) if r.kind in ("in", "out")]
+
+
+def _signals_digest(records: list[Record]) -> str:
+    """The backtest's signals digest (``zcbench.backtest``) over a log's OUT records."""
+    digest = hashlib.sha256()
+    for r in sorted((r for r in records if r.kind == "out"), key=lambda r: r.seq or 0):
+        assert r.seq is not None
+        digest.update(r.seq.to_bytes(8, "big") + len(r.body).to_bytes(8, "big") + r.body)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class _World:
     bars: pl.DataFrame
@@ -69,11 +98,8 @@ def world(tmp_path: Path) -> _World:
     limits = _limits(bars)
     run = tmp_path / "run"
     image = ModuleImage(Path(crossover_module.__file__), PARAMS)
-    summary = run_live(
-        image, run, ReplaySource(bars, SPEC), limits=limits, venue=PaperVenue(),
-        feedback=True, run_id="run-parity", clock_every_s=None,
-    )
-    assert summary.status == "completed", summary.reason
+    # clock records on, as `zcbench run` logs them (at its start, every 0.25 s and at its end)
+    summary = _live_run(image, bars, limits, run, 0.25)
     return _World(bars, limits, image, run, summary)
 
 
@@ -85,12 +111,28 @@ def test_backtest_live_and_replay_give_the_same_records_and_fills(
     data = prepare(world.bars, strategy.fields(), SPEC)
     expected = backtest_log(strategy, data, limits=world.limits, order_prefix="run-parity")
     run, summary = world.run, world.summary
-    # boot and the start control record come first; every later record is an IN or OUT one
-    logged = [(r.index, r.kind, r.seq, r.body) for r, _ in iter_records(run) if r.index > 1]
+    # a second live run whose clock records come before almost every batch: they land at
+    # other places than the first run's, and shift every OUT record's log index on
+    again = tmp_path / "again"
+    _live_run(world.image, world.bars, world.limits, again, 0.0)
     backtest = [(r.index, r.kind, r.seq, r.body) for r in expected.records]
-    assert len(logged) == len(backtest)
-    for got, want in zip(logged, backtest, strict=True):
-        assert got == want, f"record {want[0]} ({want[1]}, batch {want[2]}) differs"
+    clocks: dict[Path, list[int]] = {}
+    for live in (run, again):
+        records = _batch_records(live)
+        clocks[live] = [r.index for r, _ in iter_records(live) if r.kind == "note"]
+        assert len(records) == len(backtest)
+        for got, (index, kind, seq, body) in zip(records, backtest, strict=True):
+            assert (got.kind, got.seq) == (kind, seq)
+            assert got.body == body, f"{live.name}: record {got.index} ({kind}, batch {seq}) " \
+                f"differs from the backtest's record {index}"
+        assert _signals_digest(records) == expected.signals_digest
+        # the clock records moved the log indices the backtest counts (boot, control, batches)
+        assert any(got.index != index for got, (index, *_) in zip(records, backtest,
+                                                                     strict=True))
+    assert clocks[run] != clocks[again], "the clock records landed at the same places"
+    # the outcomes and ClOrdIDs the two runs logged are the same bytes: no log index in them
+    assert read_journal(run).rows.drop("time_ns", "log_index").equals(
+        read_journal(again).rows.drop("time_ns", "log_index"))
 
     # the context mattered: partial fills and refusals, and orders for the remainder after them
     outcomes = [o for c in _contexts(backtest) for o in c.outcomes]
@@ -101,10 +143,13 @@ def test_backtest_live_and_replay_give_the_same_records_and_fills(
              for s in decode_signals(body)}
     assert sizes - {100, 200}, f"no order for a remainder: {sorted(sizes)}"
 
-    # fills included: the journal is the same row for row (its time stamps are wall clock live)
+    # fills included: the journal is the same row for row (its time stamps are wall clock live,
+    # and its log_index locates each OUT record in its own log), ClOrdIDs included
     journal = read_journal(run).rows
     assert journal.height == expected.journal.height > 0
-    assert journal.drop("time_ns").equals(expected.journal.drop("time_ns"))
+    assert journal["cl_ord_id"].str.starts_with("run-parity-").all()
+    assert journal.drop("time_ns", "log_index").equals(
+        expected.journal.drop("time_ns", "log_index"))
     assert summary.positions == expected.positions
 
     # replay re-feeds the feedback and gets every OUT record byte for byte

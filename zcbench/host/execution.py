@@ -2,17 +2,19 @@
 
 It acts only on :class:`VerifiedSignals`, which only the host's log writer makes, after the
 batch's records and its signed checkpoint are durable and verified (log before act). Every
-journal row names the log index of the OUT record whose signal caused it, so an auditor can
+journal row names the signal that caused it by its batch (``seq``), and the log index of the
+OUT record holding it (``log_index``, a locator in this run's log), so an auditor can
 reconcile orders with the signed log.
 
 Where orders go is a :class:`Venue` (``zcbench.venue``): the paper venue
 (:class:`zcbench.venue.PaperVenue`: resting orders, partial fills against quoted size, the order
 types and times in force of the signal's hints) or a FIX 4.4 session
-(:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<log index>-<position>``
-(its ClOrdID) and carries the signal's log index and hash, so the venue's record maps back to
-the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last market
-price seen for the symbol (a trade's price, else the quote's mid, else a bar's close). Prices
-are integer ticks, quantities integer units, so positions and PnL are exact.
+(:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<batch seq>-<position>``
+(its ClOrdID, :func:`zcbench.venue.cl_ord_id_for`: never the log index, which clock records
+shift from run to run) and carries the signal's log index and hash, so the venue's record maps
+back to the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last
+market price seen for the symbol (a trade's price, else the quote's mid, else a bar's close).
+Prices are integer ticks, quantities integer units, so positions and PnL are exact.
 
 The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
 rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at
@@ -40,7 +42,14 @@ import polars as pl
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.strategy import PRICE_SCALE, Signal
-from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
+from zcbench.venue.orders import (
+    Cancel,
+    Execution,
+    Order,
+    Replace,
+    cl_ord_id_for,
+    order_from_signal,
+)
 
 __all__ = [
     "JOURNAL_FILE",
@@ -504,7 +513,7 @@ class ExecutionLayer:
             )
 
         now_ns = self._now
-        cl_ord_id = f"{self.order_prefix}-{log_index}-{k}" if self.venue is not None else ""
+        cl_ord_id = cl_ord_id_for(self.order_prefix, seq, k) if self.venue is not None else ""
         self._journal(now_ns, seq, log_index, "order", s, None, "", cl_ord_id)
         reason = self._risk_reason(s, rate_ns)
         if reason:
