@@ -29,6 +29,8 @@ def _run(out_indices: list[int]) -> tuple[list[bytes], pl.DataFrame]:
         (Signal("AAA", "buy", 50), Signal("AAA", "buy", 10, 101, hints=(("tif", "GTC"),))),
         (Signal("AAA", "buy", 500),),  # over max_position: refused
         (Signal("AAA", "sell", 5), Signal("AAA", "sell", 5)),
+        # refused by the order's own check: its reason names the order, not the log index
+        (Signal("AAA", "buy", 1, hints=(("order_type", "stop"), ("stop_price", "high"))),),
     ]
     bodies = []
     for seq, (signals, index) in enumerate(zip(batches, out_indices, strict=True)):
@@ -43,18 +45,21 @@ def _run(out_indices: list[int]) -> tuple[list[bytes], pl.DataFrame]:
 
 def test_feedback_and_cl_ord_ids_do_not_depend_on_where_the_out_records_are() -> None:
     # no clock records (the backtest's count), and clock records before some batches
-    plain, plain_journal = _run([3, 5, 7])
-    shifted, shifted_journal = _run([4, 9, 12])
+    plain, plain_journal = _run([3, 5, 7, 9])
+    shifted, shifted_journal = _run([4, 9, 12, 20])
     assert plain == shifted
     assert plain_journal.drop("log_index").equals(shifted_journal.drop("log_index"))
     assert plain_journal["log_index"].to_list() != shifted_journal["log_index"].to_list()
     outcomes = [o for body in plain for o in decode_context(body).outcomes]
     # each outcome names (batch, position): the refusal is batch 1's only signal
-    [refusal] = [o for o in outcomes if o.status == "refused"]
-    assert (refusal.batch, refusal.signal, refusal.limit) == (1, 0, "max_position")
-    assert {(o.batch, o.signal) for o in outcomes} == {(0, 0), (0, 1), (1, 0), (2, 0), (2, 1)}
+    limit, hint = [o for o in outcomes if o.status == "refused"]
+    assert (limit.batch, limit.signal, limit.limit) == (1, 0, "max_position")
+    assert (hint.batch, hint.signal) == (3, 0)
+    assert "r1-3-0" in hint.reason  # its order, whatever the OUT record's log index
+    assert {(o.batch, o.signal) for o in outcomes} == {(0, 0), (0, 1), (1, 0), (2, 0), (2, 1),
+                                                       (3, 0)}
     ids = set(plain_journal.filter(pl.col("cl_ord_id") != "")["cl_ord_id"].to_list())
-    assert ids == {"r1-0-0", "r1-0-1", "r1-1-0", "r1-2-0", "r1-2-1"}
+    assert ids == {"r1-0-0", "r1-0-1", "r1-1-0", "r1-2-0", "r1-2-1", "r1-3-0"}
 
 
 def test_a_cl_ord_id_reads_back_as_the_signal_it_names() -> None:

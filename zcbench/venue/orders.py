@@ -331,7 +331,9 @@ def order_from_signal(
     tif = hints.get("tif", "IOC")
     stop = hints.get("stop_price")
     if stop is not None and type(stop) is not int:
-        raise DataError(f"signal at log index {log_index}: hint stop_price must be int ticks")
+        # named by its order (batch and position), not its log index: the reason is what the
+        # strategy is told of the refusal, the same bytes in a backtest as live
+        raise DataError(f"order {cl_ord_id}: hint stop_price must be int ticks")
     return Order(
         cl_ord_id=cl_ord_id,
         symbol=signal.symbol,
