@@ -10,7 +10,7 @@ import polars as pl
 from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
 from zcbench.host.feedback import FeedbackBuilder
 from zcbench.strategy import Signal, decode_context
-from zcbench.venue import PaperVenue, cl_ord_id_for, signal_of_cl_ord_id
+from zcbench.venue import Execution, Order, PaperVenue, cl_ord_id_for, signal_of_cl_ord_id
 
 T0 = 1_700_000_000_000_000_000
 
@@ -68,3 +68,43 @@ def test_a_cl_ord_id_reads_back_as_the_signal_it_names() -> None:
     for other in ("", "r1", "r1-3", "-1-2", "r1-a-1", "r1-1-b", "r1-01-2", "r1-1-+2",
                   "r1-1-\u0663", "r1-1-" + "9" * 20):
         assert signal_of_cl_ord_id(other) is None, other
+
+
+class _Carrying:
+    """A venue still working an earlier run's order: the next market events fill it."""
+
+    name = "fix"
+
+    def __init__(self) -> None:
+        self.pending = [Execution("E1", "O1", "run-before-5-1", "trade", "filled", "AAA", "buy",
+                                  4, last_qty=4, last_px=101, cum_qty=4, cum_notional=404,
+                                  log_index=23)]
+
+    def on_market(self, events: pl.DataFrame) -> list[Execution]:
+        out, self.pending = self.pending, []
+        return out
+
+    def submit(self, order: Order) -> list[Execution]:
+        raise AssertionError("nothing is sent")
+
+    def cancel(self, request: object) -> list[Execution]:
+        raise AssertionError("nothing is cancelled")
+
+    def replace(self, request: object) -> list[Execution]:
+        raise AssertionError("nothing is replaced")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_carried_order_s_fill_names_the_signal_its_start_state_named() -> None:
+    # a continuing run's start state names an open order's signal by (batch, position) in the
+    # run that sent it; the fill of that order names the same, not the batch it arrived in
+    layer = ExecutionLayer(venue=_Carrying(), order_prefix="run-now")
+    layer.on_market(_quote(T0, ask_size=30))
+    layer.act(VerifiedSignals(2, 9, 10, ()), now_ns=1, market_ns=T0)
+    body = FeedbackBuilder(layer).take(3)
+    assert body is not None
+    [fill] = decode_context(body).outcomes
+    assert (fill.batch, fill.signal, fill.status, fill.quantity) == (5, 1, "filled", 4)
+    assert layer.positions == {"AAA": 4}

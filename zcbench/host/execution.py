@@ -49,6 +49,7 @@ from zcbench.venue.orders import (
     Replace,
     cl_ord_id_for,
     order_from_signal,
+    signal_of_cl_ord_id,
 )
 
 __all__ = [
@@ -602,7 +603,11 @@ class ExecutionLayer:
                 self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
                 self.cash -= e.signed_qty * e.last_px
             event = _EVENT_OF[e.exec_type]
-            seq_of, log_index = self._orders.get(e.cl_ord_id, (seq, e.log_index))
+            placed = self._orders.get(e.cl_ord_id)
+            if placed is None:  # an earlier run's order (carried): its ClOrdID names its signal
+                named = signal_of_cl_ord_id(e.cl_ord_id)
+                placed = (seq if named is None else named[1], e.log_index)
+            seq_of, log_index = placed
             self._counts[event] = self._counts.get(event, 0) + 1
             self._rows.append(
                 {
