@@ -15,6 +15,8 @@ what it signals.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +34,14 @@ from zcbench.host import ReplaySource
 from zcbench.host.execution import RiskLimits, read_journal
 from zcbench.host.live import ModuleImage, RunSummary, run_live
 from zcbench.host.replay import replay_log
-from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
-from zcbench.strategy import Context, decode_context, decode_signals, is_context
+from zcbench.marketdata import (
+    BatchSpec,
+    SyntheticConfig,
+    generate_ticks,
+    load_ohlcv,
+    sample_daily_path,
+)
+from zcbench.strategy import Context, Strategy, decode_context, decode_signals, is_context
 from zcbench.venue import PaperVenue
 
 PARAMS = {"fast": 3, "slow": 8, "quantity": 100, "allow_short": True}
@@ -226,3 +234,77 @@ class _Blind(MACrossover):
 
     def on_batch(self, batch):  # type: ignore[no-untyped-def,override]
         return super().on_batch(batch)
+
+
+ECHO = textwrap.dedent(
+    '''
+    from dataclasses import dataclass
+    from zcbench.strategy import Signal, Strategy
+
+
+    @dataclass(frozen=True)
+    class Params:
+        every: int = 3
+
+
+    class Echo(Strategy):
+        """Buys 2 every few batches, each order carrying in its hints the signal the last
+        outcome it was told of names (its batch and position): its signals are what it is told."""
+
+        name = "echo"
+        params_type = Params
+        input_fields = ("price",)
+
+        def __init__(self, params):
+            super().__init__(params)
+            self.batches = 0
+            self.seen = (-1, -1)
+
+        def on_batch(self, batch, context=None):
+            self.batches += 1
+            if context is not None and context.outcomes:
+                last = context.outcomes[-1]
+                self.seen = (last.batch, last.signal)
+            if self.batches % self.params.every or not len(batch):
+                return []
+            symbol = batch.events["symbol"][0]
+            return [Signal(symbol, "buy", 2, hints=(("seen_batch", self.seen[0]),
+                                                    ("seen_signal", self.seen[1])))]
+    '''
+)
+
+
+@pytest.mark.slow
+def test_a_strategy_that_reads_the_outcomes_names_signals_the_same_with_clock_records(
+    tmp_path: Path,
+) -> None:
+    # its signals carry the (batch, position) its outcomes name: with a clock record before
+    # almost every batch, a live run signals exactly what the backtest does
+    module = tmp_path / "echo.py"
+    module.write_text(ECHO)
+    spec = importlib.util.spec_from_file_location("echo_strategy", module)
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    strategy: Strategy = loaded.Echo(loaded.Params())
+    events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=0.5), seed=5)
+    batching = BatchSpec(count=20)
+    limits = RiskLimits(max_position=5)  # the third buy of 2 is refused, and every later one
+    expected = backtest_log(strategy, prepare(events, strategy.fields(), batching),
+                            limits=limits, order_prefix="run-echo")
+    run = tmp_path / "run"
+    summary = run_live(ModuleImage(module), run, ReplaySource(events, batching), limits=limits,
+                       venue=PaperVenue(), feedback=True, run_id="run-echo", clock_every_s=0.0)
+    assert summary.status == "completed", summary.reason
+    records = _batch_records(run)
+    assert [(r.kind, r.seq, r.body) for r in records] == [
+        (r.kind, r.seq, r.body) for r in expected.records]
+    assert _signals_digest(records) == expected.signals_digest
+    assert sum(1 for r, _ in iter_records(run) if r.kind == "note") > 3  # clock records
+    seen = {dict(s.hints)["seen_batch"] for r in records if r.kind == "out"
+            for s in decode_signals(r.body)}
+    assert len(seen - {-1}) > 3, seen  # it was told of many of its signals
+    outcomes = [o for r in records if r.kind == "in" and is_context(r.body)
+                for o in decode_context(r.body).outcomes]
+    assert {"filled", "refused"} <= {o.status for o in outcomes}
