@@ -35,8 +35,8 @@ from zcbench.backtest._loop import FeedbackLoop, LoggedRecord
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
 from zcbench.errors import DataError, EnvError, UsageError, describe_os_error
 from zcbench.marketdata import (
+    Account,
     BatchSpec,
-    Instrument,
     Instruments,
     batch_ends,
     check_ticks,
@@ -396,38 +396,21 @@ class BacktestResult:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Account:
-    currency: str
-    money_scale: int
-    units: dict[str, int]
-    ticks: dict[str, int]
-    lots: dict[str, int]
-
-
-def _account(events: pl.DataFrame, config: BacktestConfig) -> _Account:
-    """The account's currency and unit of money from the instruments of ``events``: the
-    finest price unit among them, so every notional is exact."""
+def _account(events: pl.DataFrame, config: BacktestConfig) -> Account:
+    """The account's currency and unit of money from the instruments of ``events``
+    (:meth:`~zcbench.marketdata.Instruments.account`: the finest price unit among them, so
+    every notional is exact; a live run's account is made the same way)."""
     table = config.instruments if config.instruments is not None else default_instruments()
-    found: dict[str, Instrument] = {}
-    for symbol in events.get_column("symbol").unique().sort().to_list():
-        instrument = table.of(symbol)
-        if instrument is None:
+    symbols = events.get_column("symbol").unique().sort().to_list()
+    for symbol in symbols:
+        if table.of(symbol) is None:
             raise UsageError(f"backtest: unknown instrument {symbol!r}: not in {table.source}")
-        found[symbol] = instrument
     try:
-        currency = table.currency_of(found)
+        account = table.account(symbols)
     except DataError as exc:
         raise UsageError(f"backtest: {exc}") from None
     check_ticks(events, table)
-    scale = max(i.price_scale for i in found.values())
-    return _Account(
-        currency=currency,
-        money_scale=scale,
-        units={s: scale // i.price_scale for s, i in found.items()},
-        ticks={s: i.tick_units for s, i in found.items()},
-        lots={s: i.lot_size for s, i in found.items()},
-    )
+    return account
 
 
 @dataclass(frozen=True)

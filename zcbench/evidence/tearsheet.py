@@ -2,10 +2,11 @@
 figures the fund typed in (Advisers Act Rule 204-2 wants the records behind any performance shown).
 
 Inputs are the journal's fills whose signal is in the verified signed log (the pack's
-``in_signed_log``), and marks from the signed log's IN batches by the execution layer's own
-rule (a trade's price, else the quote's mid, else a bar's close). After each batch: its events
-update the marks, its fills move cash and positions, and equity is capital + cash + positions at
-the marks; so the last equity minus capital is the run's PnL. The figures are the backtest's
+``in_signed_log``), and marks from the signed log's IN batches by the one market-price rule
+the execution layer and the backtest use (:func:`zcbench.marketdata.marks`: a trade's price,
+else the quote's mid, else a bar's close). After each batch: its events update the marks, its
+fills move cash and positions, and equity is capital + cash + positions at the marks; so the
+last equity minus capital is the run's PnL. The figures are the backtest's
 (:mod:`zcbench.backtest` metrics, the same formulas, README "Backtest metrics"), so the live and
 the backtest sheets over the same logged batches compare like for like.
 
@@ -103,23 +104,16 @@ def deflated_sharpe(sharpe: float, n_obs: int, *, skew: float = 0.0, kurtosis: f
 
 
 def marks_by_batch(events: pl.DataFrame) -> pl.DataFrame:
-    """``seq, symbol, price_ticks``: each symbol's last positive price in each batch."""
-    cols = set(events.columns)
-    price = pl.lit(None, pl.Int64)
-    if "close" in cols:
-        price = pl.col("close").cast(pl.Int64)
-    if {"bid", "ask"} <= cols:
-        mid = (pl.col("bid").cast(pl.Int64) + pl.col("ask").cast(pl.Int64)) // 2
-        price = pl.when(pl.col("bid").is_not_null() & pl.col("ask").is_not_null()).then(
-            mid).otherwise(price)
-    if "price" in cols:
-        price = pl.when(pl.col("price").is_not_null()).then(
-            pl.col("price").cast(pl.Int64)).otherwise(price)
-    if "symbol" not in cols or not events.height:
+    """``seq, symbol, price_ticks``: each symbol's last mark in each batch (the one market-price
+    rule, :func:`zcbench.marketdata.mark_expr`)."""
+    from zcbench.marketdata import mark_expr
+
+    if "symbol" not in events.columns or not events.height:
         return pl.DataFrame(schema={"seq": pl.Int64, "symbol": pl.String,
                                     "price_ticks": pl.Int64})
-    return (events.select(pl.col("seq").cast(pl.Int64), "symbol", price.alias("price_ticks"))
-            .filter(pl.col("price_ticks") > 0)
+    return (events.select(pl.col("seq").cast(pl.Int64), "symbol",
+                          mark_expr(events.columns).alias("price_ticks"))
+            .drop_nulls("price_ticks")
             .group_by("seq", "symbol", maintain_order=True).last()
             .sort("seq", "symbol"))
 

@@ -39,6 +39,7 @@ import polars as pl
 
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.marketdata import last_marks
 from zcbench.strategy import PRICE_SCALE, Signal
 from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
 
@@ -403,22 +404,10 @@ class ExecutionLayer:
         self._unmarked = {s: q for s, q in positions.items() if q}
 
     def _mark_carried(self, events: pl.DataFrame) -> None:
-        """Price the carried positions ``events`` prices at their last price in it."""
-        rows = events.with_row_index("_row").filter(
-            pl.col("symbol").is_in(list(self._unmarked))
-        )
-        if not rows.height:
-            return
-        price = _price_at(events)
-        marked: dict[str, int] = {}
-        for i, symbol in zip(reversed(rows.get_column("_row").to_list()),
-                             reversed(rows.get_column("symbol").to_list()), strict=True):
-            if symbol not in marked:
-                px = price(i)
-                if px is not None and px > 0:
-                    marked[symbol] = px
-        for symbol, px in marked.items():
-            self.cash -= self._unmarked.pop(symbol) * px
+        """Price the carried positions ``events`` prices at their last mark in it."""
+        for symbol, px in last_marks(events).items():
+            if symbol in self._unmarked:
+                self.cash -= self._unmarked.pop(symbol) * px
 
     def on_market(self, events: pl.DataFrame) -> None:
         """Note a batch of market events (any columns among symbol, price, bid, ask, close).
@@ -438,19 +427,13 @@ class ExecutionLayer:
         """The last market price (ticks) seen per symbol."""
         if self._unpriced:
             frames, self._unpriced = self._unpriced, []
-            symbols = [f.get_column("symbol").to_list() for f in frames]
-            wanted = set().union(*symbols) - {None}
+            wanted = set().union(*(f.get_column("symbol").unique().to_list() for f in frames))
+            wanted.discard(None)
             found: dict[str, int] = {}
-            # newest first, so each symbol's last price is met first; stop once all are known
-            for frame, names in zip(reversed(frames), reversed(symbols), strict=True):
-                price = _price_at(frame)
-                for i in range(frame.height - 1, -1, -1):
-                    if names[i] not in found:
-                        px = price(i)
-                        if px is not None and px > 0:
-                            found[names[i]] = px
-                            if len(found) == len(wanted):
-                                break
+            # newest first, so each symbol's last mark is met first; stop once all are known
+            for frame in reversed(frames):
+                for symbol, px in last_marks(frame).items():
+                    found.setdefault(symbol, px)
                 if len(found) == len(wanted):
                     break
             self._prices.update(found)
@@ -659,24 +642,3 @@ class ExecutionLayer:
         """The orders/fills journal so far, in :data:`JOURNAL_SCHEMA`."""
         return pl.DataFrame(self._rows, schema=JOURNAL_SCHEMA)
 
-
-def _price_at(frame: pl.DataFrame) -> Callable[[int], int | None]:
-    """Row i's price: a trade's price, else the quote's mid, else a bar's close (plain Python:
-    only a few rows are looked at, and polars' per-call overhead would dominate)."""
-    cols = {
-        c: frame.get_column(c).to_list()
-        for c in ("price", "bid", "ask", "close")
-        if c in frame.columns
-    }
-    price, bid, ask, close = (cols.get(c) for c in ("price", "bid", "ask", "close"))
-
-    def at(i: int) -> int | None:
-        if price is not None and price[i] is not None:
-            return int(price[i])
-        if bid is not None and ask is not None and bid[i] is not None and ask[i] is not None:
-            return (int(bid[i]) + int(ask[i])) // 2
-        if close is not None and close[i] is not None:
-            return int(close[i])
-        return None
-
-    return at

@@ -25,21 +25,15 @@ _MAX_PRICE_POINTS = 1500
 
 
 def _event_prices(events: Any) -> tuple[list[int], list[float]]:
-    """(event time ns, price in currency units) per event that has one: a trade's price, a
-    bar's close, else a quote's mid; events without any are left out."""
+    """(event time ns, price in currency units) per event that has a mark (the one
+    market-price rule, :func:`zcbench.marketdata.marks`); events without one are left out."""
     import polars as pl
 
+    from zcbench.marketdata import mark_expr
     from zcbench.strategy import PRICE_SCALE
 
-    cols = events.columns
-    price = pl.lit(None, dtype=pl.Int64)
-    for name in ("close", "price"):
-        if name in cols:
-            price = pl.coalesce(pl.col(name), price)
-    if "bid" in cols and "ask" in cols:
-        price = pl.coalesce(price, (pl.col("bid") + pl.col("ask")) // 2)
-    frame = events.select(pl.col("ts"), price.alias("p")).drop_nulls()
-    return frame["ts"].to_list(), [p / PRICE_SCALE for p in frame["p"].to_list()]
+    frame = events.select(pl.col("ts"), mark_expr(events.columns)).drop_nulls()
+    return frame["ts"].to_list(), [p / PRICE_SCALE for p in frame["mark"].to_list()]
 
 
 class LocalRunBackend:
