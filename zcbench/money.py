@@ -61,5 +61,5 @@ def format_money(
     amount = money(ticks, scale=scale)
     cents = amount.quantize(Decimal("0.01"))
     shown = cents if cents == amount else amount
-    text = f"{shown:+,}" if signed and ticks else f"{shown:,}"
+    text = f"{shown:+,f}" if signed and ticks else f"{shown:,f}"  # positional, never 5E-8
     return f"{text} {currency}" if unit else text

@@ -200,7 +200,7 @@ def test_the_watcher_reads_only_what_the_journal_gained_since_its_last_poll(
     market = market_source(spec, rate=2000.0, duration_s=2.0, seed=5)
     first = str(market.events["symbol"][0])
     snaps: list[RunSnapshot] = []
-    watcher = _RunWatcher(tmp_path, market.events, spec, snaps.append, None)
+    watcher = _RunWatcher(tmp_path, market.events, spec, snaps.append, None, market.account)
     watcher.publish(0.0, "starting")  # no journal yet: nothing read, nothing shown
     journal = Journal.create(tmp_path / JOURNAL_FILE, run_id="r", origin="o", image="b")
     ex = ExecutionLayer(journal_file=journal)

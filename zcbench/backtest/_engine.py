@@ -418,12 +418,17 @@ class BacktestLog:
     """What a live run's log and journal hold for a backtest run with feedback: every IN
     (feedback and batch) and OUT record body with its log index, in log order; the journal
     rows (:data:`zcbench.host.execution.JOURNAL_SCHEMA`, ``time_ns`` in event time); the
-    positions at the end; and the signals digest."""
+    positions at the end; the signals digest; and the PnL in the account a live run over the
+    same data counts in (the committed instruments', :meth:`Instruments.account`)."""
 
     records: tuple[LoggedRecord, ...]
     journal: pl.DataFrame
     positions: dict[str, int]
     signals_digest: str
+    pnl: int = 0
+    """The execution layer's PnL at the end, in ``account``'s unit (a live run's
+    ``pnl_ticks`` over the same data)."""
+    account: Account = dataclasses.field(default_factory=Account)
 
 
 def backtest_log(
@@ -440,9 +445,16 @@ def backtest_log(
     default a fresh :class:`zcbench.venue.PaperVenue`; the feedback records) and return the
     records and journal a live run over the same data would write (orders named after
     ``order_prefix``, as a live run names them after its run id)."""
-    loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True)
+    symbols = data.events.get_column("symbol").unique().drop_nulls().to_list()
+    try:
+        account = default_instruments().account(symbols)
+    except DataError as exc:
+        raise UsageError(f"backtest: {exc}") from None
+    loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True,
+                        account=account)
     _, digest = _replay(strategy, data, path, False, loop)
-    return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest)
+    return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest,
+                       loop.execution.pnl(), account)
 
 
 def run_prepared(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
+from zcbench.marketdata import Account
 from zcbench.strategy import Context, decode_context, decode_signals
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ class FeedbackLoop:
     with the batch's encoded signals and market events; :meth:`finish` after the last batch
     signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
-    batch's log index (after the boot and start control records).
+    batch's log index (after the boot and start control records); ``account`` the money the
+    execution layer counts in (a live run's over the same data: its PnL is the live run's).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class FeedbackLoop:
         order_prefix: str = "bt",
         first_index: int = BOOT_RECORDS,
         keep_records: bool = False,
+        account: Account | None = None,
     ) -> None:
         # the host's classes, imported here: a backtest without feedback never loads them
         from zcbench.host.execution import ExecutionLayer, RiskLimits
@@ -73,7 +76,8 @@ class FeedbackLoop:
         from zcbench.venue import PaperVenue
 
         self.execution: ExecutionLayer = ExecutionLayer(
-            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix
+            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix,
+            account=account if account is not None else Account(),
         )
         self._builder = FeedbackBuilder(self.execution)
         self._index = first_index

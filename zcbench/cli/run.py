@@ -134,30 +134,14 @@ _RISK_FLAGS = ("max_position", "max_notional", "max_orders_per_s", "price_collar
 
 
 def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) -> Any:
+    """The run's :class:`~zcbench.host.sources.MarketSource` (its source and its account)."""
     from zcbench.host.sources import market_source
 
     if args.data is not None:
         return market_source(
             spec, data=args.data, speed=args.rate, duration_s=args.duration, after_ns=after_ns
-        ).source
-    return market_source(
-        spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True
-    ).source
-
-
-def _money_unit(symbols: Any) -> str:
-    """The unit a live run's amounts are named in: the backtest's rule
-    (:meth:`~zcbench.marketdata.Instruments.currency_of` over the committed instruments), so the
-    same data shows the same unit on both surfaces; instruments in several currencies (an
-    amount summed across them has no single unit) are named as such."""
-    from zcbench.errors import DataError
-    from zcbench.marketdata import default_instruments
-    from zcbench.money import MONEY_UNIT
-
-    try:
-        return default_instruments().currency_of(symbols)
-    except DataError:
-        return f"{MONEY_UNIT} (instruments in several currencies)"
+        )
+    return market_source(spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True)
 
 
 class _Progress:
@@ -168,14 +152,6 @@ class _Progress:
         self.every_s = every_s
         self.last = float("-inf")
         self.shown = False
-        self._units: dict[frozenset[str], str] = {}
-
-    def unit(self, symbols: Any) -> str:
-        """:func:`_money_unit`, asked once per set of symbols (the line is redrawn often)."""
-        key = frozenset(symbols)
-        if key not in self._units:
-            self._units[key] = _money_unit(key)
-        return self._units[key]
 
     def __call__(self, p: Any) -> None:
         from zcbench.money import format_money
@@ -183,7 +159,7 @@ class _Progress:
         text = (
             f"{p.batches} batches  {p.events_per_s:,.0f} events/s  freshness p50 "
             f"{p.freshness_p50_ms:.1f} ms p99 {p.freshness_p99_ms:.1f} ms  signals {p.signals}  "
-            f"PnL {format_money(p.pnl, signed=True, currency=self.unit(p.positions))}"
+            f"PnL {format_money(p.pnl, signed=True, scale=p.money_scale, currency=p.currency)}"
         )
         if self.terminal:
             sys.stderr.write(f"\r{text}   ")
@@ -220,7 +196,7 @@ def _handle(args: argparse.Namespace) -> int:
 
         continuation = continue_run(args.continue_dir)
     after = continuation.end.newest_event_ns if continuation is not None else None
-    source = _source(args, spec, after)
+    market = _source(args, spec, after)
     venue = _venue(args.venue, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
@@ -235,7 +211,8 @@ def _handle(args: argparse.Namespace) -> int:
         summary = run_live(
             image,
             run_dir,
-            source,
+            market.source,
+            account=market.account,
             run_id=run_id,
             limits=limits,
             max_delay_s=args.max_delay_ms / 1000,
@@ -344,8 +321,8 @@ def _print_summary(s: Any) -> None:
     print(f"  freshness p50 {s.freshness_p50_ms} ms, p99 {s.freshness_p99_ms} ms")
     print(f"  signals {s.signals}, orders {s.orders}, fills {s.fills}, rejects {s.rejects}")
     held = ", ".join(f"{k} {v:+,}" for k, v in sorted(s.positions.items())) or "none"
-    unit = _money_unit(s.positions)
-    print(f"  PnL {format_money(s.pnl, signed=True, currency=unit)}; positions {held}")
+    pnl = format_money(s.pnl, signed=True, scale=s.money_scale, currency=s.currency)
+    print(f"  PnL {pnl}; positions {held}")
     if s.dropped_batches:
         print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")

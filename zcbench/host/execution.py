@@ -12,7 +12,8 @@ types and times in force of the signal's hints) or a FIX 4.4 session
 (its ClOrdID) and carries the signal's log index and hash, so the venue's record maps back to
 the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last market
 price seen for the symbol (a trade's price, else the quote's mid, else a bar's close). Prices
-are integer ticks, quantities integer units, so positions and PnL are exact.
+are integer ticks of each symbol's instrument, quantities integer units, and money counts in
+the run's account (:class:`zcbench.marketdata.Account`, the backtest's), so PnL is exact.
 
 The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
 rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at
@@ -39,8 +40,8 @@ import polars as pl
 
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
-from zcbench.marketdata import last_marks
-from zcbench.strategy import PRICE_SCALE, Signal
+from zcbench.marketdata import Account, last_marks
+from zcbench.strategy import Signal
 from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
 
 __all__ = [
@@ -182,16 +183,21 @@ class Journal:
 
     @classmethod
     def create(cls, path: Path, *, run_id: str, origin: str, image: str,
-               continues: str | None = None) -> Journal:
+               continues: str | None = None, account: Account | None = None) -> Journal:
         """Create ``path`` holding only the header line, durably (never an empty file).
-        ``continues``: the folder of the run this one continues (named in the header)."""
+        ``continues``: the folder of the run this one continues (named in the header);
+        ``account``: the run's money (its ``to_json`` keys go in the header; default the
+        schema's unit)."""
         path = Path(path)
-        header = {
+        money = account if account is not None else Account()
+        header: dict[str, Any] = {
             "schema": JOURNAL_SCHEMA_NAME,
             "run_id": run_id,
             "origin": origin,
             "image": image,
-            "price_unit": f"tick = 1/{PRICE_SCALE:,} currency unit",
+            "price_unit": "a symbol's integer price unit: 1/(money_scale / units[symbol]) "
+            f"{money.currency}",
+            **money.to_json(),
         }
         if continues is not None:
             header["continues"] = continues
@@ -365,12 +371,15 @@ class ExecutionLayer:
     With ``journal``, every batch's rows are durable in it before :meth:`act` returns. With
     ``venue``, orders go there (module docstring), named after ``order_prefix`` (the run id,
     so ClOrdIDs stay unique over a chain of runs), and positions and cash follow its fills.
+    Cash and PnL count in ``account``'s unit (a fill's price times its quantity times the
+    symbol's ``units``, as the backtest counts), so a finer-ticked instrument stays exact.
     """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
     journal_file: Journal | None = None
     venue: Venue | None = None
     order_prefix: str = "Z"
+    account: Account = field(default_factory=Account)
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
     _prices: dict[str, int] = field(default_factory=dict)
@@ -407,7 +416,7 @@ class ExecutionLayer:
         """Price the carried positions ``events`` prices at their last mark in it."""
         for symbol, px in last_marks(events).items():
             if symbol in self._unmarked:
-                self.cash -= self._unmarked.pop(symbol) * px
+                self.cash -= self._unmarked.pop(symbol) * px * self.account.unit_of(symbol)
 
     def on_market(self, events: pl.DataFrame) -> None:
         """Note a batch of market events (any columns among symbol, price, bid, ask, close).
@@ -505,7 +514,7 @@ class ExecutionLayer:
             return done("unfilled", reason, None)
         signed = s.quantity if s.side == "buy" else -s.quantity
         self.positions[s.symbol] = self.positions.get(s.symbol, 0) + signed
-        self.cash -= signed * px
+        self.cash -= signed * px * self.account.unit_of(s.symbol)
         self._journal(now_ns, seq, log_index, "fill", s, px, "")
         return done("filled", "", px)
 
@@ -574,7 +583,7 @@ class ExecutionLayer:
         for e in out:
             if e.exec_type == "trade":
                 self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
-                self.cash -= e.signed_qty * e.last_px
+                self.cash -= e.signed_qty * e.last_px * self.account.unit_of(e.symbol)
             event = _EVENT_OF[e.exec_type]
             seq_of, log_index = self._orders.get(e.cl_ord_id, (seq, e.log_index))
             self._counts[event] = self._counts.get(event, 0) + 1
@@ -629,10 +638,14 @@ class ExecutionLayer:
         )
 
     def pnl(self) -> int:
-        """Mark-to-market PnL in ticks × units: cash plus positions at the last prices (the
-        carried positions of a continuing run count from their first price, :meth:`carry`)."""
+        """Mark-to-market PnL in units of the account (``1 / account.money_scale`` of its
+        currency): cash plus positions at the last prices (the carried positions of a
+        continuing run count from their first price, :meth:`carry`)."""
         prices = self.last_price
-        return self.cash + sum(q * prices.get(sym, 0) for sym, q in self.positions.items())
+        unit = self.account.unit_of
+        return self.cash + sum(
+            q * prices.get(sym, 0) * unit(sym) for sym, q in self.positions.items()
+        )
 
     def counts(self) -> dict[str, int]:
         """How many journal rows of each event kind."""

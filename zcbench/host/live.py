@@ -50,6 +50,7 @@ from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
+from zcbench.marketdata import Account
 from zcbench.strategy import encode_signals
 
 if TYPE_CHECKING:
@@ -182,6 +183,16 @@ def _discard_unstarted(run_dir: Path, created: bool) -> None:
             entry.unlink(missing_ok=True)
 
 
+def _account_of(source: ReplaySource | LiveSource) -> Account:
+    """A source's own account when it holds its events (a replayed recording), else the
+    schema's unit (1/10,000 of the default currency)."""
+    if isinstance(source, ReplaySource):
+        from zcbench.host.sources import account_of
+
+        return account_of(source.events)
+    return Account()
+
+
 def run_live(
     image: EnclaveImage,
     run_dir: Path,
@@ -211,6 +222,7 @@ def run_live(
     operator: str = "unnamed",
     clock_source: ClockSource | None = None,
     clock_every_s: float | None = 0.25,
+    account: Account | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -241,9 +253,12 @@ def run_live(
     bound, :class:`zcbench.evidence.HostClock`; on Nitro ``ClockBoundSource``) is read at the
     start, every ``clock_every_s`` and at the end, each reading a clock record in the log
     (:mod:`zcbench.evidence.clock`; None: no clock records, no record's time has a bound).
-    Raises only for problems before the run starts (a missing image, a used run folder, an
-    enclave that does not boot or whose boot document does not verify); afterwards every fault
-    ends the run with a summary saying how.
+    ``account``: the currency and unit money is counted in (``MarketSource.account``; None:
+    a replayed recording's own, from the committed instruments, else the schema's 1/10,000),
+    recorded in the journal's header and ``summary.json``. Raises only for problems before
+    the run starts (a missing image, a used run folder, an enclave that does not boot or whose
+    boot document does not verify); afterwards every fault ends the run with a summary saying
+    how.
     """
     if window < 1:
         raise UsageError("window must be >= 1")
@@ -278,12 +293,14 @@ def run_live(
     try:
         if ledger is not None:
             ledger.gate(ledger_exchange(conn, broker, reply_timeout), booted["origin"])
+        money = account if account is not None else _account_of(source)
         journal = Journal.create(
             run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe(),
             continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
+            account=money,
         )
         execution = ExecutionLayer(
-            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id
+            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, account=money
         )
         if continuation is not None:
             from zcbench.host.restart import log_start_state
@@ -361,6 +378,9 @@ def run_live(
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
             risk_limits=limits_of(execution.limits),
+            currency=money.currency,
+            money_scale=money.money_scale,
+            units=dict(money.units),
         )
         try:
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -956,4 +976,6 @@ class _Pipeline:
             rejects=counts["reject"],
             positions=dict(self.execution.positions),
             kill_switch=self.execution.killed,
+            currency=self.execution.account.currency,
+            money_scale=self.execution.account.money_scale,
         )

@@ -180,10 +180,33 @@ class Account:
             raise DataError(f"symbol {symbol!r} is not an instrument of this account")
         return self.money_scale // PRICE_SCALE
 
+    def price_scale_of(self, symbol: str) -> int:
+        """Integer price units of ``symbol`` in one unit of the currency."""
+        return self.money_scale // self.unit_of(symbol)
+
     def to_json(self) -> dict[str, object]:
         """``{"currency", "money_scale", "units"}``: the facts a reader needs to show money."""
         return {"currency": self.currency, "money_scale": self.money_scale,
                 "units": dict(sorted(self.units.items()))}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object], *, source: str) -> Account | None:
+        """The account recorded in ``obj`` (a run's ``summary.json`` or journal header, which
+        hold :meth:`to_json`'s keys), or None when it records none (a run made before runs
+        recorded their money); malformed fields raise :class:`~zcbench.errors.DataError`
+        naming ``source``."""
+        if "currency" not in obj and "money_scale" not in obj:
+            return None
+        currency, scale, units = obj.get("currency"), obj.get("money_scale"), obj.get("units")
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            raise DataError(f"{source}: currency must be a 3-letter code, got {currency!r}")
+        if type(scale) is not int or scale < 1 or scale != 10 ** (len(str(scale)) - 1):
+            raise DataError(f"{source}: money_scale must be a power of ten, got {scale!r}")
+        if not isinstance(units, dict) or not all(
+            isinstance(k, str) and type(v) is int and 0 < v <= scale for k, v in units.items()
+        ):
+            raise DataError(f"{source}: units must map symbols to positive integers")
+        return cls(currency=currency, money_scale=scale, units=dict(units))
 
 
 def load_instruments(path: str | Path, *, strict: bool = True) -> Instruments:
