@@ -120,7 +120,7 @@ def marks_by_batch(events: pl.DataFrame) -> pl.DataFrame:
                                     "price_ticks": pl.Int64})
     return (events.select(pl.col("seq").cast(pl.Int64), "symbol",
                           mark_expr(events.columns).alias("price_ticks"))
-            .drop_nulls("price_ticks")
+            .filter(pl.col("price_ticks") > 0)
             .group_by("seq", "symbol", maintain_order=True).last()
             .sort("seq", "symbol"))
 

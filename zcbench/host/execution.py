@@ -436,8 +436,7 @@ class ExecutionLayer:
         """The last market price (ticks) seen per symbol."""
         if self._unpriced:
             frames, self._unpriced = self._unpriced, []
-            wanted = set().union(*(f.get_column("symbol").unique().to_list() for f in frames))
-            wanted.discard(None)
+            wanted = set().union(*(f.get_column("symbol").to_list() for f in frames)) - {None}
             found: dict[str, int] = {}
             # newest first, so each symbol's last mark is met first; stop once all are known
             for frame in reversed(frames):

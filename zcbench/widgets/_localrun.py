@@ -31,9 +31,9 @@ def _event_prices(events: Any, price_scale: int) -> tuple[list[int], list[float]
     currency unit (the instrument's); events without a mark are left out."""
     import polars as pl
 
-    from zcbench.marketdata import mark_expr
+    from zcbench.marketdata import marks
 
-    frame = events.select(pl.col("ts"), mark_expr(events.columns)).drop_nulls()
+    frame = pl.DataFrame([events.get_column("ts"), marks(events)]).drop_nulls()
     return frame["ts"].to_list(), [p / price_scale for p in frame["mark"].to_list()]
 
 
@@ -217,6 +217,7 @@ class _RunWatcher:
         self.times, self.prices = _event_prices(
             events.filter(pl.col("symbol") == self.symbol), account.price_scale_of(self.symbol)
         )
+        self.currency: str = account.currency  # the account the run is given and records
         self.on_update = on_update
         self.limits = limits
         self.progress: Any = None
@@ -267,9 +268,12 @@ class _RunWatcher:
         from zcbench.host.execution import RiskLimits
 
         limits = self.limits or RiskLimits()
+        # the limit is in ticks (1/10,000 of the currency), named in the run's own currency
+        reported = summary if summary is not None else self.progress
+        currency = self.currency if reported is None else reported.currency
         rows = [
             ("max position", f"{limits.max_position:,} units"),
-            ("max notional", format_money(limits.max_notional)),
+            ("max notional", format_money(limits.max_notional, currency=currency)),
             ("order rate", f"{limits.max_orders_per_s:,} / s"),
             ("price collar", f"{limits.price_collar_bps} bps"),
         ]

@@ -83,6 +83,13 @@ class RunSnapshot:
     run_id: str | None = None
 
     @property
+    def pnl_text(self) -> str:
+        """The PnL for people, signed, in the run's recorded currency and unit."""
+        if self.currency is None:
+            return format_money(self.pnl, signed=True, scale=self.money_scale)
+        return format_money(self.pnl, signed=True, scale=self.money_scale, currency=self.currency)
+
+    @property
     def throughput(self) -> float:
         """Events per second: the backend's figure, else events over elapsed time."""
         if self.events_per_s is not None:
