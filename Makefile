@@ -74,8 +74,12 @@ bench: setup
 	$(PY) bench/run_all.py
 
 # Maintainers only: regenerate the lock (needs uv on PATH and the network).
+# rfc3987-syntax (and lark, its only user) stay out: jsonschema's IRI format checker, which no
+# notebook or Jupyter schema uses, builds about 35 Earley parsers when jsonschema is imported, so
+# every process that imports nbformat paid 1-5 s for it (jsonschema issue #1428); without it
+# jsonschema leaves the IRI formats unchecked.
 lock:
-	uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 --no-emit-package rfc3987-syntax --no-emit-package lark -o requirements.lock
 	$(PY) tools/sync_environment.py
 
 clean:

@@ -291,6 +291,7 @@ def test_shortest_float_rule_matches_cbor2() -> None:
             assert _cbor._shortest_float(half) == cbor2.dumps(half, canonical=True)
 
 
+@pytest.mark.slow
 def test_benchmark_quick_run_completes() -> None:
     import subprocess
     import sys

@@ -1,4 +1,5 @@
-"""environment.yml carries the same pins as requirements.lock, and the lock pins with hashes."""
+"""environment.yml carries the same pins as requirements.lock, the lock pins with hashes, and it
+leaves out the IRI checker whose import costs seconds."""
 
 from __future__ import annotations
 
@@ -26,3 +27,22 @@ def test_every_locked_distribution_has_a_hash() -> None:
     assert len(pinned) > 50
     missing = [e.split(" ", 1)[0] for e in pinned if "--hash=sha256:" not in e]
     assert missing == []
+
+
+def test_the_lock_leaves_out_the_slow_iri_checker() -> None:
+    # jsonschema imports rfc3987-syntax when it is installed, and that import builds its Earley
+    # parsers: 1-5 s in every process that imports nbformat (the Makefile's lock target says why)
+    text = (REPO / "requirements.lock").read_text()
+    names = {line.split("==", 1)[0].lower() for line in text.splitlines() if "==" in line
+             and not line.startswith((" ", "#"))}
+    assert {"nbformat", "jsonschema"} <= names
+    assert names.isdisjoint({"rfc3987-syntax", "lark"})
+
+
+def test_nbformat_imports_without_the_iri_checker() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, nbformat, jsonschema; "
+         "print('rfc3987_syntax' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert done.stdout.strip() == "False"

@@ -92,6 +92,7 @@ def test_an_account_scale_and_currency_are_shown_by_the_same_formatter() -> None
         money(1, scale=12)
 
 
+@pytest.mark.slow
 def test_the_backtest_table_shows_exact_money_through_the_one_formatter(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -166,6 +166,7 @@ def test_witness_accepts_growth_and_refuses_fork_and_rollback(tmp_path: Path) ->
 # -- CLI and the real boot document ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_boot_document_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = real_run(tmp_path)
     report = verify_log(run, trust="dev")

@@ -235,6 +235,7 @@ def _expect_fail(fn: Any, *args: Any) -> None:
         fn(*args)
 
 
+@pytest.mark.slow
 def test_exhaustive_inclusion_up_to_64() -> None:
     """Every (index, size) for size <= 64: the module's proof equals the recursive definition,
     verifies, and each corruption is refused: a flipped bit in every element (one bit position
@@ -273,6 +274,7 @@ def test_exhaustive_inclusion_up_to_64() -> None:
     assert checked == _MAX * (_MAX + 1) // 2 == 2080
 
 
+@pytest.mark.slow
 def test_exhaustive_consistency_up_to_64() -> None:
     """Every 1 <= m <= n <= 64: proof equals the recursive definition, verifies, and corruptions
     (flipped bit per element, forged old or new root, sizes +-1, dropped or extra element) fail."""

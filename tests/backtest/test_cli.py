@@ -38,6 +38,7 @@ def test_tick_scale_sharpe_is_explained(capsys: pytest.CaptureFixture[str]) -> N
     assert "do not read them as yearly figures" in out
 
 
+@pytest.mark.slow
 def test_out_writes_the_plot_and_the_trades(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -51,6 +52,7 @@ def test_out_writes_the_plot_and_the_trades(
     assert doc["next"].startswith("zcbench package")  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_capital_and_instrument_errors_exit_by_the_table(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -74,6 +76,7 @@ def test_capital_and_instrument_errors_exit_by_the_table(
     assert "unknown instrument 'XYZ'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_synthetic_json_and_out(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     argv = [
         "backtest",

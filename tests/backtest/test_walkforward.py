@@ -58,6 +58,7 @@ def test_a_slice_of_whole_batches_is_the_same_batches(ticks: pl.DataFrame) -> No
     assert part.stream.equals(data.stream.slice(offset, int(data.ends[18]) - offset))
 
 
+@pytest.mark.slow
 def test_walk_forward_chooses_in_sample_and_runs_out_of_sample(
     ticks: pl.DataFrame, tmp_path: Path
 ) -> None:

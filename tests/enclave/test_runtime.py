@@ -269,6 +269,7 @@ def test_serve_answers_every_random_frame_and_stays_up() -> None:
     assert t.is_alive()
 
 
+@pytest.mark.slow
 def test_enclave_imports_only_the_runtime_parts() -> None:
     import subprocess
     import sys

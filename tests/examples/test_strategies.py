@@ -85,6 +85,7 @@ def test_examples_are_registered_and_keep_integer_state() -> None:
         assert all(type(v) is int for v in state.values())
 
 
+@pytest.mark.slow
 def test_ma_crossover_on_the_real_dataset() -> None:
     result = run_backtest(
         make_strategy(MACrossover, {"quantity": 1000}),

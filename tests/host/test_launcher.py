@@ -98,6 +98,7 @@ def test_parse_outputs() -> None:
             parse_describe_enclaves(bad) if bad.startswith("[") else parse_run_enclave(bad)
 
 
+@pytest.mark.slow
 def test_local_enclave_reports_a_failed_start(tmp_path: Path) -> None:
     missing = tmp_path / "missing.py"
     enclave = launch_local(["--module", str(missing)], isolate_network=False)

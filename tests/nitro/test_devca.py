@@ -192,6 +192,7 @@ def test_export_dev_root_replaces_a_regular_file_whole(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dev-root.pem"]
 
 
+@pytest.mark.slow
 def test_export_root_to_dev_stdout_writes_the_pem_on_standard_output(
     tmp_path: Path, zcbench_home: Path
 ) -> None:

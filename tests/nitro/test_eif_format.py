@@ -235,6 +235,7 @@ def test_measure_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["measure", str(tmp_path / "missing.eif")]) == 2
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     st.binary(max_size=700),

@@ -42,6 +42,7 @@ def test_random_bytes(data: bytes) -> None:
     _parse_or_documented_error(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.sampled_from(REAL),
@@ -58,6 +59,7 @@ def test_mutated_real_documents(base: bytes, edits: list[tuple[int, int]]) -> No
     _parse_or_documented_error(bytes(data))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.sampled_from(REAL),
@@ -78,6 +80,7 @@ def _certificate_regions(data: bytes) -> list[tuple[int, int]]:
 REGIONS = [_certificate_regions(d) for d in REAL]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     st.integers(min_value=0, max_value=3),

@@ -110,6 +110,7 @@ def test_no_readable_strategy_source_anywhere(notebook: Path, tmp_path: Path) ->
         assert needle not in sealed
 
 
+@pytest.mark.slow
 def test_commitment_contract(notebook: Path, tmp_path: Path) -> None:
     build = package_notebook(notebook, tmp_path / "out", source_date_epoch=1_700_000_000)
     doc = json.loads(build.paths.commitment.read_text())

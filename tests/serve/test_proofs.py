@@ -135,6 +135,7 @@ def test_a_range_over_the_bound_is_refused(world: dict[str, Any],
     assert _get(world, "/runs/run-a/slice?start=1&end=4", world["tokens"]["a"]).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_ledger_proof_is_what_ledger_proof_writes_and_verifies(world: dict[str, Any]) -> None:
     ledger: Ledger = world["ledger"]
     for index in range(ledger.size):

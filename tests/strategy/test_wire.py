@@ -46,6 +46,7 @@ def batches(draw: st.DrawFn) -> Batch:
     return Batch(seq=seq, events=select_fields(frame, fields))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(batches())
 def test_batch_round_trip_is_exact(batch: Batch) -> None:
@@ -134,6 +135,7 @@ signals_st = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(signals_st)
 def test_signals_round_trip_is_exact(signals: list[Signal]) -> None:
@@ -162,6 +164,7 @@ def test_random_bytes_give_data_error_only(data: bytes) -> None:
             decode(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_corrupted_encodings_give_data_error_only(data: st.DataObject) -> None:

@@ -78,6 +78,7 @@ def build(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_run_goes_on_a_background_thread_and_redraws(build: Path) -> None:
     backend = FakeRun(steps=3)
     panel = LiveRunPanel(backend, builds_root=build.parent, rate=500, refresh_s=0.0)
