@@ -87,8 +87,8 @@ class TearSheet:
     account: :func:`zcbench.host.summary.run_account`)."""
 
     def to_row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__
-                if name not in ("equity_ticks", "currency", "money_scale")}
+        """The pack's row: every figure, money in ``money_scale`` units of ``currency``."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "equity_ticks"}
 
 
 def deflated_sharpe(sharpe: float, n_obs: int, *, skew: float = 0.0, kurtosis: float = 3.0,
