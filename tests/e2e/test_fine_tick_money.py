@@ -95,3 +95,4 @@ def test_a_five_decimal_pair_keeps_its_precision_live_and_in_the_backtest(tmp_pa
     performance = collect_evidence([run], trust="dev").tables["performance"]
     assert performance["pnl_ticks"].to_list() == [summary.pnl]
     assert performance["pnl_matches_summary"].to_list() == [True]
+    assert performance.select("currency", "money_scale").rows() == [("USD", 100_000)]
