@@ -112,3 +112,27 @@ def test_the_three_consumers_agree_on_any_events(rows: list[dict[str, Any]],
     cuts = sorted(set(data.draw(st.lists(st.integers(1, len(rows)), max_size=5))) | {len(rows)})
     live, backtest, sheet = _three_views(events, cuts)
     assert live == backtest == sheet
+
+
+def test_a_long_frame_and_a_batch_give_each_symbols_last_mark_alike() -> None:
+    # long frames (the execution layer's folded batches) take a vectorised path, batches a
+    # walk: both are the same rule
+    rng = np.random.default_rng(11)
+    n = 5_000
+    nulls = rng.random((4, n)) < 0.3
+    values = rng.integers(-2, 10**6, (4, n))
+    frame = pl.DataFrame({
+        "symbol": pl.Series([None if k == 7 else f"S{k}" for k in rng.integers(0, 8, n)]),
+        **{c: pl.Series([None if nulls[j, i] else int(values[j, i]) for i in range(n)],
+                        dtype=pl.Int64) for j, c in enumerate(_PRICES)},
+    })
+    expected: dict[str, int] = {}
+    for symbol, mark in zip(frame["symbol"].to_list(), marks(frame).to_list(), strict=True):
+        if symbol is not None and mark is not None:
+            expected[symbol] = mark
+    assert last_marks(frame) == expected
+    assert last_marks(frame.slice(n - 1_000)) == {
+        s: m for s, m in zip(frame["symbol"][n - 1_000:].to_list(),
+                             marks(frame.slice(n - 1_000)).to_list(), strict=True)
+        if s is not None and m is not None}
+    assert None not in last_marks(frame.slice(0, 50))

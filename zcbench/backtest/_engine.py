@@ -471,10 +471,10 @@ def run_prepared(
     through the live run's closed loop (:class:`~zcbench.backtest._loop.FeedbackLoop`: the
     execution layer under ``limits``, the paper venue, a context before each batch), so it sees
     what it would see live; its journal is :attr:`BacktestResult.journal`."""
-    loop = FeedbackLoop(limits=limits) if takes_context(strategy) else None
+    account = _account(data.events, config)
+    loop = FeedbackLoop(limits=limits, account=account) if takes_context(strategy) else None
     sparse, digest = _replay(strategy, data, config.path, show_progress, loop)
     signals = _signal_frame(sparse, data.ends)
-    account = _account(data.events, config)
     initial = round(Fraction(str(config.initial_cash)) * account.money_scale)
     ledger = book(
         data.events,

@@ -11,9 +11,10 @@ types and times in force of the signal's hints) or a FIX 4.4 session
 (:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<log index>-<position>``
 (its ClOrdID) and carries the signal's log index and hash, so the venue's record maps back to
 the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last market
-price seen for the symbol (a trade's price, else the quote's mid, else a bar's close). Prices
-are integer ticks of each symbol's instrument, quantities integer units, and money counts in
-the run's account (:class:`zcbench.marketdata.Account`, the backtest's), so PnL is exact.
+price seen for the symbol (its mark, :func:`zcbench.marketdata.marks`: a trade's price, else the
+quote's mid, else a bar's close). Prices are integer ticks of each symbol's instrument,
+quantities integer units, and money counts in the run's account
+(:class:`zcbench.marketdata.Account`, the backtest's), so PnL is exact.
 
 The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
 rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at

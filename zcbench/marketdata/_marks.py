@@ -52,12 +52,14 @@ def marks(frame: pl.DataFrame) -> pl.Series:
 
 
 def last_marks(frame: pl.DataFrame) -> dict[str, int]:
-    """Each symbol's last mark in ``frame`` (symbols without one are absent)."""
+    """Each symbol's last mark in ``frame`` (symbols without one, and rows without a symbol,
+    are absent)."""
     if "symbol" not in frame.columns or not frame.height:
         return {}
     both = frame.select("symbol", mark_expr(frame.columns))
     if both.height > _WALK_ROWS:
-        last = both.filter(pl.col("mark") > 0).group_by("symbol", maintain_order=True).last()
+        last = (both.filter((pl.col("mark") > 0) & pl.col("symbol").is_not_null())
+                .group_by("symbol", maintain_order=True).last())
         return dict(zip(last.get_column("symbol").to_list(), last.get_column("mark").to_list(),
                         strict=True))
     # a batch: walked newest first in plain Python, where a polars group-by costs more
@@ -66,6 +68,7 @@ def last_marks(frame: pl.DataFrame) -> dict[str, int]:
     found: dict[str, int] = {}
     for i in range(len(symbols) - 1, -1, -1):
         value = values[i]
-        if value is not None and value > 0 and symbols[i] not in found:
-            found[symbols[i]] = value
+        symbol = symbols[i]
+        if value is not None and value > 0 and symbol is not None and symbol not in found:
+            found[symbol] = value
     return dict(reversed(found.items()))
