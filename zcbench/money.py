@@ -14,11 +14,12 @@ A backtest's account may count in a finer unit (an instrument quoted to eight de
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from typing import Final
 
 from zcbench.strategy import PRICE_SCALE
 
-__all__ = ["MONEY_UNIT", "TICK_UNIT", "format_money", "money"]
+__all__ = ["MONEY_UNIT", "TICK_UNIT", "format_money", "money", "ticks_of"]
 
 MONEY_UNIT: Final = "currency units"
 """The unit people see amounts in: the currency the prices are quoted in."""
@@ -34,6 +35,12 @@ def _digits(scale: int) -> int:
     if type(scale) is not int or scale < 1 or scale != 10**digits:
         raise ValueError(f"a money scale is a power of ten, got {scale!r}")
     return digits
+
+
+def ticks_of(amount: float, *, scale: int = PRICE_SCALE) -> int:
+    """``amount`` currency units as ticks of ``1 / scale``, exact from its decimal text
+    (``0.1`` is 1,000 ticks, not the float's nearest), rounded to the nearest tick."""
+    return round(Fraction(str(amount)) * scale)
 
 
 def money(ticks: int, *, scale: int = PRICE_SCALE) -> Decimal:

@@ -18,7 +18,7 @@ from zcbench.cli import main
 from zcbench.errors import DataError
 from zcbench.host import ReplaySource
 from zcbench.host.execution import RiskLimits, read_journal
-from zcbench.host.feedback import check_journal, limit_of
+from zcbench.host.feedback import check_journal
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.replay import replay_log
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
@@ -120,13 +120,6 @@ def test_contract_hands_the_context_only_to_strategies_that_take_it() -> None:
     assert apply_strategy(_Plain(_P()), batch, _context()) == [Signal("AAA", "buy", 1)]
     assert apply_strategy(_Aware(_P()), batch) == []
     assert apply_strategy(_Aware(_P()), batch, _context()) == [Signal("AAA", "sell", 1)]
-
-
-def test_refusal_reasons_name_their_limit() -> None:
-    assert limit_of("position would be 5, limit 3") == "max_position"
-    assert limit_of("order rate over 100/s") == "max_orders_per_s"
-    assert limit_of("kill switch: stopped") == "kill_switch"
-    assert limit_of("unknown symbol at the venue") == "venue"
 
 
 STRATEGY = textwrap.dedent(

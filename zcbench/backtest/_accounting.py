@@ -35,7 +35,7 @@ import polars as pl
 from zcbench.errors import DataError, UsageError
 from zcbench.marketdata import MARK_FIELDS
 from zcbench.marketdata import marks as mark_series
-from zcbench.risk import BuyingPower, buying_power_reason
+from zcbench.risk import LIMIT_NOT_REACHED, BuyingPower, buying_power_reason
 
 __all__ = ["FILLS_SCHEMA", "TRADES_SCHEMA", "FillModel", "Ledger", "book"]
 
@@ -43,7 +43,7 @@ FILLED: Final = "filled"
 REFUSED: Final = "refused"
 NO_NEXT_EVENT: Final = "no_next_event"
 LOT_SIZE: Final = "lot_size"
-LIMIT: Final = "limit_not_reached"
+LIMIT: Final = LIMIT_NOT_REACHED
 _MAX_NOTIONAL: Final = 2**53  # int64 ledgers, with room for sums
 _CHUNK: Final = 65_536  # batches whose equity is worked out at once
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +43,7 @@ from zcbench.marketdata import (
     normalise_events,
     validate_events,
 )
+from zcbench.money import ticks_of
 from zcbench.progress import progress
 from zcbench.risk import BuyingPower
 from zcbench.strategy import (
@@ -439,9 +439,14 @@ def backtest_log(
     venue: Any = None,
     order_prefix: str = "bt",
     path: str = FAST,
+    capital: int | None = None,
+    buying_power: BuyingPower | None = None,
+    units: dict[str, int] | None = None,
 ) -> BacktestLog:
     """Run ``strategy`` over ``data`` through the live run's closed loop (the execution layer
-    under ``limits``, a ``zcbench.host.execution.RiskLimits``, default its defaults; ``venue``,
+    under ``limits``, a ``zcbench.host.execution.RiskLimits``, default its defaults, and with
+    ``capital`` under ``buying_power`` in the unit ``units`` define, as ``run_live`` takes
+    them; ``venue``,
     default a fresh :class:`zcbench.venue.PaperVenue`; the feedback records) and return the
     records and journal a live run over the same data would write (orders named after
     ``order_prefix``, as a live run names them after its run id)."""
@@ -451,7 +456,8 @@ def backtest_log(
     except DataError as exc:
         raise UsageError(f"backtest: {exc}") from None
     loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True,
-                        account=account)
+                        capital=capital, buying_power=buying_power,
+                        units=account.units if units is None else units)
     _, digest = _replay(strategy, data, path, False, loop)
     return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest,
                        loop.execution.pnl(), account)
@@ -472,10 +478,12 @@ def run_prepared(
     execution layer under ``limits``, the paper venue, a context before each batch), so it sees
     what it would see live; its journal is :attr:`BacktestResult.journal`."""
     account = _account(data.events, config)
-    loop = FeedbackLoop(limits=limits, account=account) if takes_context(strategy) else None
+    initial = ticks_of(config.initial_cash, scale=account.money_scale)
+    loop = FeedbackLoop(
+        limits=limits, capital=initial, buying_power=config.buying_power, units=account.units
+    ) if takes_context(strategy) else None
     sparse, digest = _replay(strategy, data, config.path, show_progress, loop)
     signals = _signal_frame(sparse, data.ends)
-    initial = round(Fraction(str(config.initial_cash)) * account.money_scale)
     ledger = book(
         data.events,
         signals,

@@ -19,16 +19,17 @@ orders per second of event time (the batch's newest event), the one clock both s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from zcbench.marketdata import Account
 from zcbench.strategy import Context, decode_context, decode_signals
 
 if TYPE_CHECKING:
     from zcbench.host.execution import ExecutionLayer, RiskLimits, Venue
+    from zcbench.risk import BuyingPower
 
 __all__ = ["FeedbackLoop", "LoggedRecord"]
 
@@ -56,8 +57,9 @@ class FeedbackLoop:
     with the batch's encoded signals and market events; :meth:`finish` after the last batch
     signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
-    batch's log index (after the boot and start control records); ``account`` the money the
-    execution layer counts in (a live run's over the same data: its PnL is the live run's).
+    batch's log index (after the boot and start control records); ``capital``,
+    ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`),
+    and ``units`` (the account's, ``Instruments.account``) make its cash and PnL a live run's.
     """
 
     def __init__(
@@ -68,16 +70,19 @@ class FeedbackLoop:
         order_prefix: str = "bt",
         first_index: int = BOOT_RECORDS,
         keep_records: bool = False,
-        account: Account | None = None,
+        capital: int | None = None,
+        buying_power: BuyingPower | None = None,
+        units: Mapping[str, int] | None = None,
     ) -> None:
         # the host's classes, imported here: a backtest without feedback never loads them
         from zcbench.host.execution import ExecutionLayer, RiskLimits
         from zcbench.host.feedback import FeedbackBuilder
+        from zcbench.risk import BuyingPower
         from zcbench.venue import PaperVenue
 
         self.execution: ExecutionLayer = ExecutionLayer(
             limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix,
-            account=account if account is not None else Account(),
+            capital=capital, buying_power=buying_power or BuyingPower(), units=dict(units or {}),
         )
         self._builder = FeedbackBuilder(self.execution)
         self._index = first_index

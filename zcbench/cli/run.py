@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zcbench.cli.backtest import add_buying_power_options
 from zcbench.errors import UsageError
 
 __all__ = ["register"]
@@ -66,6 +67,15 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    risk.add_argument(
+        "--initial-cash",
+        type=float,
+        default=1_000_000.0,
+        metavar="CASH",
+        help="capital in currency units: an order the account cannot carry is refused "
+        "(insufficient_cash / insufficient_margin), as the backtest's --initial-cash (1000000)",
+    )
+    add_buying_power_options(risk)
     p.add_argument("--operator", default=None, metavar="NAME",
                    help="who starts the run, named in its signed record of the limits in force "
                    "(default: the login name); change them later with zcbench limits set")
@@ -128,6 +138,19 @@ def _check_flags(args: argparse.Namespace) -> None:
         if value is not None and value < 0:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be 0 or more, got {value}")
+    if not (math.isfinite(args.initial_cash) and 0 < args.initial_cash < 1e11):
+        raise UsageError(f"--initial-cash must be a positive amount of currency units below "
+                         f"10^11, got {args.initial_cash:g}")
+    try:
+        _buying_power(args)
+    except UsageError as exc:
+        raise UsageError(f"--leverage / --short-margin: {exc}") from None
+
+
+def _buying_power(args: argparse.Namespace) -> Any:
+    from zcbench.risk import BuyingPower
+
+    return BuyingPower(leverage=args.leverage, short_margin=args.short_margin)
 
 
 _RISK_FLAGS = ("max_position", "max_notional", "max_orders_per_s", "price_collar_bps")
@@ -142,6 +165,14 @@ def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) ->
             spec, data=args.data, speed=args.rate, duration_s=args.duration, after_ns=after_ns
         )
     return market_source(spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True)
+
+
+def _capital(args: argparse.Namespace, account: Any) -> int:
+    """``--initial-cash`` in the run's account unit (``MarketSource.account``: the committed
+    instruments of the data's symbols, as the backtest counts them)."""
+    from zcbench.money import ticks_of
+
+    return ticks_of(args.initial_cash, scale=account.money_scale)
 
 
 class _Progress:
@@ -197,6 +228,7 @@ def _handle(args: argparse.Namespace) -> int:
         continuation = continue_run(args.continue_dir)
     after = continuation.end.newest_event_ns if continuation is not None else None
     market = _source(args, spec, after)
+    capital = _capital(args, market.account)
     venue = _venue(args.venue, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
@@ -215,6 +247,8 @@ def _handle(args: argparse.Namespace) -> int:
             account=market.account,
             run_id=run_id,
             limits=limits,
+            capital=capital,
+            buying_power=_buying_power(args),
             max_delay_s=args.max_delay_ms / 1000,
             on_progress=progress,
             on_booted=booted,

@@ -2,7 +2,8 @@
 
 :class:`FeedbackBuilder` turns the execution layer's journal rows since the previous feedback
 into a :class:`zcbench.strategy.Context` for the next batch: one :class:`~zcbench.strategy.Outcome`
-per row (order → ``sent``, a risk refusal → ``refused`` naming the limit, ack → ``acked``, fill
+per row (order → ``sent``, a risk refusal → ``refused`` naming its control, the journal row's
+``control`` as :class:`zcbench.risk.Refusal` named it, ack → ``acked``, fill
 → ``filled`` with that fill's quantity and price, cancel → ``cancelled``, expire and a paper IOC
 that found no price inside its limit → ``expired``), the positions and the risk limits in force.
 Each outcome names the log index of the OUT record whose signal caused it and the signal's
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from zcbench.host.execution import ExecutionLayer, RiskLimits
+from zcbench.risk import LIMIT_NOT_REACHED
 from zcbench.strategy import Context, Outcome, encode_context
 
-__all__ = ["FeedbackBuilder", "check_journal", "limit_of", "limits_pairs"]
+__all__ = ["FeedbackBuilder", "check_journal", "limits_pairs"]
 
 _STATUS: Final = {
     "order": "sent",
@@ -30,24 +32,15 @@ _STATUS: Final = {
     "cancel": "cancelled",
     "expire": "expired",
 }
-_LIMIT_PREFIXES: Final = (
-    ("kill switch", "kill_switch"),
-    ("no market price", "no_market_price"),
-    ("limit ", "price_collar_bps"),
-    ("position would be", "max_position"),
-    ("order notional", "max_notional"),
-    ("gross notional", "max_notional"),
-    ("order rate", "max_orders_per_s"),
-)
 
 
-def limit_of(reason: str) -> str:
-    """The name of the risk limit (a :class:`RiskLimits` field, or ``kill_switch``,
-    ``no_market_price``) behind an execution-layer refusal; ``venue`` for any other reason."""
-    for prefix, name in _LIMIT_PREFIXES:
-        if reason.startswith(prefix):
-            return name
-    return "venue"
+def _status_of(row: Mapping[str, Any]) -> str:
+    """The outcome status of a journal row: a paper IOC that found no price inside its limit
+    is journaled as a reject but is no refusal (``expired``)."""
+    status = _STATUS[str(row["event"])]
+    if status == "refused" and row["control"] == LIMIT_NOT_REACHED:
+        return "expired"
+    return status
 
 
 def limits_pairs(limits: RiskLimits) -> tuple[tuple[str, int], ...]:
@@ -84,14 +77,9 @@ class FeedbackBuilder:
             self._orders_of[log_index] = k + 1
             self._signal_of[log_index] = k
         k = _position_in(str(row["cl_ord_id"]), self._signal_of.get(log_index, 0))
-        status = _STATUS[str(row["event"])]
+        status = _status_of(row)
         reason = str(row["reason"])[:256]
-        limit = ""
-        if status == "refused":
-            if " through limit " in reason:  # a paper IOC that found no price: not a refusal
-                status = "expired"
-            else:
-                limit = limit_of(reason)
+        limit = str(row["control"]) if status == "refused" else ""
         price = row["price_ticks"] if status == "filled" else None
         return Outcome(
             log_index=log_index,
@@ -112,9 +100,7 @@ def _position_in(cl_ord_id: str, default: int) -> int:
 
 
 def _row_matches(row: Mapping[str, Any], o: Outcome) -> bool:
-    status = _STATUS.get(str(row["event"]))
-    if status == "refused" and " through limit " in str(row["reason"]):
-        status = "expired"
+    status = _status_of(row)
     price = row["price_ticks"] if status == "filled" else None
     return (
         row["log_index"] == o.log_index

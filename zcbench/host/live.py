@@ -51,6 +51,7 @@ from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySo
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
 from zcbench.marketdata import Account
+from zcbench.risk import BuyingPower
 from zcbench.strategy import encode_signals
 
 if TYPE_CHECKING:
@@ -199,6 +200,8 @@ def run_live(
     source: ReplaySource | LiveSource,
     *,
     limits: RiskLimits | None = None,
+    capital: int | None = None,
+    buying_power: BuyingPower | None = None,
     trust: str = "dev",
     window: int = 64,
     queue_size: int = 64,
@@ -226,6 +229,9 @@ def run_live(
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
+    ``capital`` makes capital bind: every order is also held to the ``buying_power`` rule
+    (default a cash account), the backtest's rule, counted in ``account``'s unit of money
+    (:class:`zcbench.host.ExecutionLayer`; ``Instruments.account``); None: it does not bind.
     ``on_booted`` gets a :class:`RunHandle` once the enclave has booted and its boot document
     verified (to ask for attestations, stop the run, or, in tests, kill the enclave).
     ``final_attest_nonce``: after the last batch, ask for a document with this nonce and write
@@ -300,7 +306,8 @@ def run_live(
             account=money,
         )
         execution = ExecutionLayer(
-            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, account=money
+            limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, capital=capital,
+            buying_power=buying_power or BuyingPower(), units=dict(money.units),
         )
         if continuation is not None:
             from zcbench.host.restart import log_start_state
@@ -326,6 +333,7 @@ def run_live(
         )
         pipe.start_record(operator)
         pipe.clock_source = clock_source
+        pipe.account = money
         pipe.clock_every_ns = None if clock_every_s is None else int(clock_every_s * 1e9)
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
@@ -381,6 +389,10 @@ def run_live(
             currency=money.currency,
             money_scale=money.money_scale,
             units=dict(money.units),
+            capital=None if execution.capital is None else {
+                "amount": execution.capital, "money_scale": money.money_scale,
+                "leverage": execution.buying_power.leverage,
+                "short_margin": execution.buying_power.short_margin},
         )
         try:
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -415,6 +427,8 @@ class RunLedger(Protocol):
     def control_reply(self, reply: Message) -> None: ...
 
     def end(self, exchange: Callable[[Message], Message]) -> None: ...
+
+    def final_checkpoint(self, exchange: Callable[[Message], Message]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -519,6 +533,7 @@ class _Pipeline:
         self.limits_logged = execution.limits  # after every control sent so far (under order)
         self._start: _Control | None = None
         self.clock_source: ClockSource | None = None
+        self.account = Account()  # the run's money, named in the progress reports
         self.clock_every_ns: int | None = None  # None: no clock records (run_live sets it)
         self._clock_due = 0  # monotonic ns of the next clock record
         self.clock_reply_ns: int | None = None  # when the last clock record's reply came
@@ -976,6 +991,6 @@ class _Pipeline:
             rejects=counts["reject"],
             positions=dict(self.execution.positions),
             kill_switch=self.execution.killed,
-            currency=self.execution.account.currency,
-            money_scale=self.execution.account.money_scale,
+            currency=self.account.currency,
+            money_scale=self.account.money_scale,
         )

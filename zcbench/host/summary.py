@@ -80,6 +80,10 @@ class RunSummary:
     attestation: str | None = None
     risk_limits: dict[str, int] | None = None
     """The limits in force when the run ended (each change is a control record in the log)."""
+    capital: dict[str, Any] | None = None
+    """The capital the buying-power rule held orders to (None: it did not bind): ``amount`` in
+    the account's unit of money, ``money_scale`` of which make one currency unit, with the
+    rule's ``leverage`` and ``short_margin``."""
     currency: str = "USD"
     money_scale: int = PRICE_SCALE
     units: dict[str, int] = field(default_factory=dict)

@@ -127,6 +127,20 @@ class Instruments(Mapping[str, Instrument]):
             )
         return currencies[0]
 
+    def money_units(self, symbols: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """The unit of money of an account trading ``symbols``: the finest price unit among
+        them (``money_scale`` of it make one currency unit, so every notional is exact), and per
+        symbol how many of it one of the symbol's price units is. The backtest's accounting and
+        a live run's capital count in it. A symbol a strict table lacks: :class:`DataError`."""
+        found: dict[str, Instrument] = {}
+        for symbol in sorted(set(symbols)):
+            instrument = self.of(symbol)
+            if instrument is None:
+                raise DataError(f"unknown instrument {symbol!r}: not in {self.source}")
+            found[symbol] = instrument
+        scale = max([i.price_scale for i in found.values()], default=PRICE_SCALE)
+        return scale, {s: scale // i.price_scale for s, i in found.items()}
+
     def account(self, symbols: Iterable[str]) -> Account:
         """The account that trades ``symbols``: the one currency (:meth:`currency_of`) and the
         unit of money, the finest price unit among their instruments, so every notional is an
@@ -134,12 +148,12 @@ class Instruments(Mapping[str, Instrument]):
         :class:`~zcbench.errors.DataError` as :meth:`currency_of` does."""
         names = sorted(set(symbols))
         currency = self.currency_of(names)
+        scale, units = self.money_units(names)
         found = {s: i for s in names if (i := self.of(s)) is not None}
-        scale = max((i.price_scale for i in found.values()), default=PRICE_SCALE)
         return Account(
             currency=currency,
             money_scale=scale,
-            units={s: scale // i.price_scale for s, i in found.items()},
+            units=units,
             ticks={s: i.tick_units for s, i in found.items()},
             lots={s: i.lot_size for s, i in found.items()},
         )
