@@ -2,19 +2,21 @@
 
 It acts only on :class:`VerifiedSignals`, which only the host's log writer makes, after the
 batch's records and its signed checkpoint are durable and verified (log before act). Every
-journal row names the log index of the OUT record whose signal caused it, so an auditor can
+journal row names the signal that caused it by its batch (``seq``), and the log index of the
+OUT record holding it (``log_index``, a locator in this run's log), so an auditor can
 reconcile orders with the signed log.
 
 Where orders go is a :class:`Venue` (``zcbench.venue``): the paper venue
 (:class:`zcbench.venue.PaperVenue`: resting orders, partial fills against quoted size, the order
 types and times in force of the signal's hints) or a FIX 4.4 session
-(:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<log index>-<position>``
-(its ClOrdID) and carries the signal's log index and hash, so the venue's record maps back to
-the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last market
-price seen for the symbol (its mark, :func:`zcbench.marketdata.marks`: a trade's price, else the
-quote's mid, else a bar's close). Prices are integer ticks of each symbol's instrument,
-quantities integer units, and cash and PnL count in the run's account unit (``units``, the
-backtest's: :meth:`zcbench.marketdata.Instruments.account`), so PnL is exact.
+(:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<batch seq>-<position>``
+(its ClOrdID, :func:`zcbench.venue.cl_ord_id_for`: never the log index, which clock records
+shift from run to run) and carries the signal's log index and hash, so the venue's record maps
+back to the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last
+market price seen for the symbol (its mark, :func:`zcbench.marketdata.marks`: a trade's price,
+else the quote's mid, else a bar's close). Prices are integer ticks of each symbol's
+instrument, quantities integer units, and cash and PnL count in the run's account unit
+(``units``, the backtest's: :meth:`zcbench.marketdata.Instruments.account`), so PnL is exact.
 
 The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
 rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at
@@ -55,7 +57,15 @@ from zcbench.risk import (
     buying_power_refusal,
 )
 from zcbench.strategy import Signal
-from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
+from zcbench.venue.orders import (
+    Cancel,
+    Execution,
+    Order,
+    Replace,
+    cl_ord_id_for,
+    order_from_signal,
+    signal_of_cl_ord_id,
+)
 
 __all__ = [
     "JOURNAL_FILE",
@@ -562,7 +572,7 @@ class ExecutionLayer:
                                status, reason, price, refusal)
 
         now_ns = self._now
-        cl_ord_id = f"{self.order_prefix}-{log_index}-{k}" if self.venue is not None else ""
+        cl_ord_id = cl_ord_id_for(self.order_prefix, seq, k) if self.venue is not None else ""
         self._journal(now_ns, seq, log_index, "order", s, None, None, cl_ord_id)
         refusal = self._refusal(s, rate_ns)
         if refusal is not None:
@@ -696,7 +706,11 @@ class ExecutionLayer:
                 self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
                 self._pay(e.symbol, e.signed_qty, e.last_px)
             event = _EVENT_OF[e.exec_type]
-            seq_of, log_index = self._orders.get(e.cl_ord_id, (seq, e.log_index))
+            placed = self._orders.get(e.cl_ord_id)
+            if placed is None:  # an earlier run's order (carried): its ClOrdID names its signal
+                named = signal_of_cl_ord_id(e.cl_ord_id)
+                placed = (seq if named is None else named[1], e.log_index)
+            seq_of, log_index = placed
             self._counts[event] = self._counts.get(event, 0) + 1
             self._rows.append(
                 {
