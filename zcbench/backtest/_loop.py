@@ -63,7 +63,8 @@ class FeedbackLoop:
     signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
     batch's log index (after the boot and start control records); ``capital``,
-    ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`).
+    ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`),
+    and ``units`` (the account's, ``Instruments.account``) make its cash and PnL a live run's.
     """
 
     def __init__(
