@@ -246,8 +246,10 @@ def _replay(
         source = progress(source, total=data.n_batches, desc="backtest", enabled=show_progress)
     bounds = data.iter_bounds()
     wires = data.wire_batches() if loop is not None and loop.keeps_records else None
-    # what the proxy hands the execution layer: the market columns, selected once
-    market = data.events.select([c for c in MARKET_COLUMNS if c in data.events.columns])
+    if loop is not None:
+        # what the proxy hands the execution layer: the market columns, selected once
+        market = data.events.select([c for c in MARKET_COLUMNS if c in data.events.columns])
+        loop.begin(market, wire=path == WIRE)
     seq = -1
     try:
         for batch in source:
@@ -260,9 +262,8 @@ def _replay(
                 digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
                 out[seq] = decode_signals(blob)
             if loop is not None:
-                s, e = next(bounds)
                 wire = encode_batch(next(wires)) if wires is not None else None
-                loop.after(seq, blob, market.slice(s, e - s), batch=wire)
+                loop.after(seq, blob, next(bounds)[1], batch=wire)
         empties.flush(seq + 1)
         if loop is not None:
             loop.finish(seq + 1)

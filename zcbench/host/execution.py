@@ -506,6 +506,13 @@ class ExecutionLayer:
             if self.venue is not None:
                 self._record(self.venue.on_market(events), 0)
 
+    def defers_market(self) -> bool:
+        """Whether market events may reach :meth:`on_market` later, several batches in one
+        frame, with the same outcome: nothing rests at the venue (so they fill and expire
+        nothing, and only each symbol's last price matters) and no carried position waits for
+        its first mark."""
+        return not self._unmarked and not self.rests()
+
     @property
     def last_price(self) -> dict[str, int]:
         """The last market price (ticks) seen per symbol."""
@@ -551,6 +558,10 @@ class ExecutionLayer:
             return False
         resting = getattr(self.venue, "resting", None)
         return True if resting is None else bool(resting())
+
+    def journal_rows(self) -> int:
+        """How many journal rows there are so far."""
+        return len(self._rows)
 
     def rows_since(self, start: int) -> list[dict[str, Any]]:
         """The journal rows from row ``start`` on (the feedback of the next batch)."""
