@@ -342,3 +342,33 @@ def test_encode_canonical_refuses_what_has_no_canonical_form_here() -> None:
                   {"a": [-(2**64) - 1]}, {float("nan"): 1, float("nan"): 2}):
         with pytest.raises(CborError):
             _cbor.encode_canonical(value)
+
+
+def test_ordered_writing_is_the_canonical_bytes_or_bytes_the_reader_refuses() -> None:
+    built = {"n": 2, "v": 1, "seq": 7, "cols": {"ts": {"d": b"\x00" * 16, "t": "i64"}}}
+    assert _cbor.encode_canonical(built, ordered=True) == _cbor.encode_canonical(built)
+    # a writer that breaks its promise (a key out of place, a float) is caught by every reader
+    for broken in ({"v": 1, "n": 2}, {"n": 1.5}):
+        with pytest.raises(CborError):
+            _canonical(_cbor.encode_canonical(broken, ordered=True), floats=True)
+
+
+def test_cbor_is_written_only_by_the_one_writer() -> None:
+    """No module but zcbench/_cbor.py imports cbor2: every format zcbench writes goes through
+    ``encode_canonical`` (the market-data wire did not)."""
+    import ast
+    from pathlib import Path
+
+    import zcbench
+
+    root = Path(zcbench.__file__).parent
+    users = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "_cbor.py" and path.parent == root:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "cbor2" or n.startswith("cbor2.") for n in names):
+                users.append(str(path.relative_to(root)))
+    assert users == []

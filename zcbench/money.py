@@ -6,22 +6,25 @@ units, so an amount of money (PnL, cash, notional) is an exact integer number of
 names them with a ``_ticks`` suffix (``"pnl_ticks": 1275000``); people see them in currency units
 through :func:`format_money` (``"+127.50 currency units"``), exact, never rounded.
 
-A backtest's account may count in a finer unit (an instrument quoted to eight decimals makes
-``scale`` 10**8) and knows its currency's name: the same formatter takes both
-(``format_money(amount, scale=10**8, currency="USD")``), so every surface shows money one way.
+An account (a backtest's or a live run's, :class:`zcbench.marketdata.Account`) may count in a
+finer unit (an instrument quoted to eight decimals makes ``scale`` 10**8) and knows its
+currency's name: the same formatter takes both (``format_money(amount, scale=10**8,
+currency="USD")``), so every surface shows money one way; a live run records its account, and
+its surfaces show the recorded currency (:data:`MONEY_UNIT` only where nothing names one).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from typing import Final
 
 from zcbench.strategy import PRICE_SCALE
 
-__all__ = ["MONEY_UNIT", "TICK_UNIT", "format_money", "money"]
+__all__ = ["MONEY_UNIT", "TICK_UNIT", "format_money", "money", "ticks_of"]
 
 MONEY_UNIT: Final = "currency units"
-"""The unit people see amounts in: the currency the prices are quoted in."""
+"""The unit's name when no currency is known (a run that recorded none)."""
 
 TICK_UNIT: Final = f"tick (1/{PRICE_SCALE:,} currency unit)"
 """What one unit of a ``*_ticks`` JSON field is."""
@@ -34,6 +37,12 @@ def _digits(scale: int) -> int:
     if type(scale) is not int or scale < 1 or scale != 10**digits:
         raise ValueError(f"a money scale is a power of ten, got {scale!r}")
     return digits
+
+
+def ticks_of(amount: float, *, scale: int = PRICE_SCALE) -> int:
+    """``amount`` currency units as ticks of ``1 / scale``, exact from its decimal text
+    (``0.1`` is 1,000 ticks, not the float's nearest), rounded to the nearest tick."""
+    return round(Fraction(str(amount)) * scale)
 
 
 def money(ticks: int, *, scale: int = PRICE_SCALE) -> Decimal:
@@ -61,5 +70,5 @@ def format_money(
     amount = money(ticks, scale=scale)
     cents = amount.quantize(Decimal("0.01"))
     shown = cents if cents == amount else amount
-    text = f"{shown:+,}" if signed and ticks else f"{shown:,}"
+    text = f"{shown:+,f}" if signed and ticks else f"{shown:,f}"  # positional, never 5E-8
     return f"{text} {currency}" if unit else text

@@ -1,8 +1,18 @@
-"""Buying power: the one rule deciding whether an account can carry an order, backtest and live.
+"""The risk layer's vocabulary and its capital rule: a refusal as data, and buying power.
 
-Both the backtester's accounting and the host's execution layer ask :func:`buying_power_reason`;
-neither owns the rule, so a backtest refuses exactly the orders a live run would for lack of
-capital. The rule, in exact integers (money in the caller's smallest unit):
+A refused order is a :class:`Refusal`: which control refused it (``control``, a name from
+:data:`CONTROLS`), the limit's value in force (``limit``), the value the order would have
+reached (``attempted``) and what the text needs besides (``reference``, ``detail``). Its
+human-readable reason, :attr:`Refusal.text`, is derived from those fields and never parsed
+back: the journal stores the fields beside the text, and the feedback, the control history and
+the evidence pack read the fields.
+
+Buying power: the one rule deciding whether an account can carry an order, backtest and live.
+
+Both the backtester's accounting (:func:`buying_power_reason`, the refusal's name) and the
+host's execution layer (:func:`buying_power_refusal`) ask it; neither owns the rule, so a
+backtest refuses exactly the orders a live run would for lack of capital. The rule, in exact
+integers (money in the caller's smallest unit):
 
     requirement = long_notional / leverage + short_notional * short_margin
 
@@ -13,7 +23,7 @@ defaults (``leverage`` 1, ``short_margin`` 1) this is a cash account: a buy cann
 below zero, and a short needs its full notional in equity besides its proceeds. Cash goes below
 zero only with ``leverage`` above 1.
 
-Refusals are named: ``insufficient_cash`` (no leverage and no short position involved: the
+Its refusals are named: ``insufficient_cash`` (no leverage and no short position involved: the
 order costs more than the cash) and ``insufficient_margin`` (anything involving leverage or a
 short). This module imports nothing of zcbench but the error tree.
 """
@@ -27,10 +37,85 @@ from typing import Final
 
 from zcbench.errors import UsageError
 
-__all__ = ["INSUFFICIENT_CASH", "INSUFFICIENT_MARGIN", "BuyingPower", "buying_power_reason"]
+__all__ = [
+    "CONTROLS",
+    "INSUFFICIENT_CASH",
+    "INSUFFICIENT_MARGIN",
+    "LIMIT_NOT_REACHED",
+    "BuyingPower",
+    "Refusal",
+    "buying_power_reason",
+    "buying_power_refusal",
+]
 
 INSUFFICIENT_CASH: Final = "insufficient_cash"
 INSUFFICIENT_MARGIN: Final = "insufficient_margin"
+LIMIT_NOT_REACHED: Final = "limit_not_reached"
+
+CONTROLS: Final = (
+    "kill_switch",  # limit: 1 (engaged); detail: why it was engaged
+    "no_market_price",  # detail: the symbol
+    "price_collar_bps",  # limit: the collar; attempted: the limit price; reference: the market
+    "max_position",  # limit; attempted: the position after the order
+    "max_notional",  # limit; attempted: the notional; detail: "order" or "gross"
+    "max_orders_per_s",  # limit; attempted: the orders in the window with this one
+    INSUFFICIENT_CASH,  # limit: the equity after the order; attempted: the equity it needs
+    INSUFFICIENT_MARGIN,  # the same, with leverage or a short involved
+    LIMIT_NOT_REACHED,  # not a risk refusal: limit: the limit price; attempted: the market
+    "invalid_order",  # detail: why the signal makes no order (its hints)
+    "venue",  # detail: the venue's own text
+)
+"""Every control a refusal can name: the :class:`zcbench.host.RiskLimits` fields by their field
+names, the buying-power rule's two names, and the outcomes that are not risk limits."""
+
+_NOTIONAL_SCOPES: Final = ("order", "gross")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an order was not placed (or, ``limit_not_reached``, found no price inside its
+    limit), as data; :attr:`text` is its reason for people. The fields each control uses are
+    listed beside :data:`CONTROLS`; the others stay None or empty."""
+
+    control: str
+    limit: int | None = None
+    attempted: int | None = None
+    reference: int | None = None
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.control not in CONTROLS:
+            raise UsageError(f"refusal control {self.control!r}: one of {', '.join(CONTROLS)}")
+        for name in ("limit", "attempted", "reference"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not int:
+                raise UsageError(f"refusal {name} must be an int or None, got {value!r}")
+        if self.control == "max_notional" and self.detail not in _NOTIONAL_SCOPES:
+            raise UsageError("a max_notional refusal's detail is 'order' or 'gross'")
+
+    @property
+    def text(self) -> str:
+        """The reason as people read it in the journal, the feedback and the evidence."""
+        c, lim, got = self.control, self.limit, self.attempted
+        if c == "kill_switch":
+            return f"kill switch: {self.detail}"
+        if c == "no_market_price":
+            return f"no market price yet for {self.detail}"
+        if c == "price_collar_bps":
+            return f"limit {got} outside the {lim} bp collar around {self.reference}"
+        if c == "max_position":
+            return f"position would be {got}, limit {lim}"
+        if c == "max_notional":
+            if self.detail == "order":
+                return f"order notional {got} over {lim}"
+            return f"gross notional would be {got}, limit {lim}"
+        if c == "max_orders_per_s":
+            return f"order rate over {lim}/s"
+        if c in (INSUFFICIENT_CASH, INSUFFICIENT_MARGIN):
+            return f"{c}: the account after the order needs {got} of equity and would have {lim}"
+        if c == LIMIT_NOT_REACHED:
+            return f"market {got} through limit {lim}"
+        return self.detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +145,31 @@ def _terms(leverage: float, short_margin: float) -> tuple[int, int, int, int]:
     return lev.numerator, lev.denominator, margin.numerator, margin.denominator
 
 
+def buying_power_refusal(
+    rule: BuyingPower,
+    *,
+    equity_after: int,
+    long_before: int,
+    short_before: int,
+    long_after: int,
+    short_after: int,
+) -> Refusal | None:
+    """None when the account can carry the order, else its :class:`Refusal` (see above):
+    ``limit`` the equity after the order, ``attempted`` the equity needed (rounded up).
+
+    Notionals are gross (non-negative) sums of ``|position| * mark`` over symbols, before and
+    after the order; ``equity_after`` is cash plus long minus short after the order and its fee.
+    """
+    # everything times a * d, so the comparisons stay in integers
+    a, b, c, d = _terms(rule.leverage, rule.short_margin)
+    need = long_after * b * d + short_after * c * a
+    if need <= long_before * b * d + short_before * c * a or need <= equity_after * a * d:
+        return None
+    cash = rule.leverage == 1 and short_before == 0 and short_after == 0
+    return Refusal(INSUFFICIENT_CASH if cash else INSUFFICIENT_MARGIN, limit=equity_after,
+                   attempted=-(-need // (a * d)))
+
+
 def buying_power_reason(
     rule: BuyingPower,
     *,
@@ -69,16 +179,10 @@ def buying_power_reason(
     long_after: int,
     short_after: int,
 ) -> str:
-    """``""`` when the account can carry the order, else the refusal's name (see above).
-
-    Notionals are gross (non-negative) sums of ``|position| * mark`` over symbols, before and
-    after the order; ``equity_after`` is cash plus long minus short after the order and its fee.
-    """
-    # everything times a * d, so the comparisons stay in integers
-    a, b, c, d = _terms(rule.leverage, rule.short_margin)
-    need = long_after * b * d + short_after * c * a
-    if need <= long_before * b * d + short_before * c * a or need <= equity_after * a * d:
-        return ""
-    if rule.leverage == 1 and short_before == 0 and short_after == 0:
-        return INSUFFICIENT_CASH
-    return INSUFFICIENT_MARGIN
+    """``""`` when the account can carry the order, else the refusal's name
+    (:func:`buying_power_refusal`'s ``control``)."""
+    refusal = buying_power_refusal(
+        rule, equity_after=equity_after, long_before=long_before, short_before=short_before,
+        long_after=long_after, short_after=short_after,
+    )
+    return "" if refusal is None else refusal.control

@@ -274,6 +274,7 @@ _TABLE: list[Any] = [
     (["ledger", "announce", "{missing}", "--ledger", "{folder}", "--notice", "1s"], 2),
     (["ledger", "announce", "{build}", "--ledger", "{folder}", "--notice", "1w"], 2),
     (["ledger", "revoke", "zz", "--ledger", "{folder}"], 2),
+    (["ledger", "revoke", "ab" * 48, "--ledger", "{folder}", "--by", "{missing}"], 2),
     (["ledger", "witness", "{folder}", "--policy", "{missing}"], 2),
     (["ledger", "proof", "{missing}", "--index", "0", "--out", "{folder}/p"], 2),
     (["ledger", "verify", "{missing}"], 2),

@@ -27,6 +27,10 @@ from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks, write
         (["--max-delay-ms", "-1"], "--max-delay-ms"),
         (["--max-position", "-1"], "--max-position"),
         (["--price-collar-bps", "-3"], "--price-collar-bps"),
+        (["--initial-cash", "0"], "--initial-cash"),
+        (["--initial-cash", "nan"], "--initial-cash"),
+        (["--leverage", "0.5"], "--leverage"),
+        (["--short-margin", "0"], "--short-margin"),
     ],
 )
 def test_out_of_range_flags_are_usage_errors_named_by_the_flag(
@@ -73,3 +77,21 @@ def test_one_data_source_builder_for_synthetic_and_files(tmp_path: Path) -> None
         market_source(spec, data=path, rate=5.0)
     with pytest.raises(UsageError, match="speed must be a positive"):
         market_source(spec, speed=0.0)
+
+
+def test_run_counts_its_capital_in_the_datas_unit_of_money_as_the_backtest() -> None:
+    """``--initial-cash`` becomes the capital in the unit the backtest's account counts in: the
+    finest price unit of the data's instruments (the sample's MSFT is quoted to 1/100,000)."""
+    import argparse
+
+    from zcbench.cli.run import _capital
+    from zcbench.host.sources import account_of
+    from zcbench.marketdata import load_ohlcv, sample_daily_path
+
+    args = argparse.Namespace(initial_cash=1_000.5)
+    msft = account_of(load_ohlcv(sample_daily_path()))
+    assert _capital(args, msft) == 100_050_000
+    assert (msft.units, msft.money_scale) == ({"MSFT": 1}, 100_000)
+    ticks = account_of(generate_ticks(SyntheticConfig(rate=1000.0, duration_s=0.1), seed=3))
+    assert (_capital(args, ticks), ticks.money_scale) == (10_005_000, 10_000)
+    assert set(ticks.units.values()) == {1}

@@ -82,7 +82,8 @@ class Stand:
     def broker(self) -> LocalKeyBroker:
         return LocalKeyBroker(self.root, clock=self.now)
 
-    def runtime(self, pcr0: bytes = A, *, requirement: bool = True) -> EnclaveRuntime:
+    def runtime(self, pcr0: bytes = A, *, requirement: bool = True,
+                run_id: str = "run-1") -> EnclaveRuntime:
         ca = DevCA.load_or_create(now=NOW)
         nsm = NsmEmulator(pcrs={0: pcr0, **PCRS}, ca=ca, clock=self.now)
 
@@ -96,7 +97,7 @@ class Stand:
 
         rt = EnclaveRuntime(Echo(P()), nsm, pcr0=pcr0, clock=lambda: self.clock_ns,
                             relay=relay, ledger=self.requirement if requirement else None)
-        rt.boot("run-1")
+        rt.boot(run_id)
         return rt
 
     def open(self, rt: EnclaveRuntime) -> Message:
@@ -156,6 +157,154 @@ def test_an_honest_host_gets_a_run_start_signed_by_the_enclave(tmp_path: Path) -
     run = report.state.runs[f"zcbench/{A.hex()[:16]}/run-1"]
     assert run.ended
     assert run.last_size == 3
+
+
+def _resume(stand: Stand, rt: EnclaveRuntime, sealed: bytes,
+            first: int | None = None) -> Message:
+    """A boot from a sealed state: the entries after it (or from ``first``), the checkpoint."""
+    assert stand.open(rt).type == "ledger_key"
+    ack = ask(rt, Message("ledger_resume", {"state": sealed}))
+    if ack.type == "error":
+        return ack
+    entries = stand.ledger.entry_bytes[ack["size"] if first is None else first:]
+    if entries:
+        taken = ask(rt, Message("ledger_entries", {"entries": list(entries)}))
+        if taken.type == "error":
+            return taken
+    return ask(rt, Message("ledger_start", {"checkpoint": stand.ledger.latest_checkpoint()}))
+
+
+def test_a_sealed_state_lets_the_next_boot_take_only_the_entries_after_it(
+        tmp_path: Path) -> None:
+    from zcbench.ledger.entries import RunStartEntry, decode_entry
+
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    ask(rt, Message("ledger_cosigned", {"checkpoint": start["checkpoint"]}))
+    end = ask(rt, Message("ledger_end", {"summary_sha256": b"\x05" * 32}))
+    stand.ledger.append_signed(end["entry"], end["checkpoint"])
+    sealed = end["state"]
+    stand.ledger.announce(B, b"\x02" * 32, notice_ns=10**15, at_ns=stand.clock_ns, by=A)
+    rt2 = stand.runtime(run_id="run-2")
+    assert stand.open(rt2).type == "ledger_key"
+    assert ask(rt2, Message("ledger_resume", {"state": sealed}))["size"] == 3
+    # only the announcement after the sealed state is delivered
+    assert ask(rt2, Message("ledger_entries", {"entries": [stand.ledger.entry_bytes[3]]}))[
+        "size"] == 4
+    second = ask(rt2, Message("ledger_start", {"checkpoint": stand.ledger.latest_checkpoint()}))
+    assert second.type == "ledger_appended", second.fields
+    body = decode_entry(second["entry"]).body
+    assert isinstance(body, RunStartEntry)
+    end_body = decode_entry(end["entry"]).body
+    assert body.previous_checkpoint == end_body.final_checkpoint  # type: ignore[union-attr]
+    stand.ledger.append_signed(second["entry"], second["checkpoint"])
+    report = check_ledger(stand.dir)
+    assert report.ok, report.message
+    assert report.state.versions[B].index == 3  # what the resumed enclave took, the LP sees
+    # an older sealed state (the run-start's) is a longer delivery, and as sound
+    assert _resume(stand, stand.runtime(run_id="run-3"), start["state"]).type == (
+        "ledger_appended")
+
+
+def test_a_sealed_state_that_is_not_this_ledgers_or_does_not_fit_is_refused(
+        tmp_path: Path) -> None:
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    sealed = start["state"]
+    outer = cbor2.loads(sealed)
+    flipped = bytearray(outer["body"])
+    flipped[-1] ^= 0x01
+    forged = cbor2.dumps({"body": bytes(flipped), "mac": outer["mac"]}, canonical=True)
+    other = Stand(tmp_path / "other")  # the same origin, another ledger key
+    other_rt = other.runtime()
+    theirs = other.deliver(other_rt)["state"]
+    for bad in (forged, theirs, sealed[:-1], sealed + b"\x00", b"", cbor2.dumps([1, 2])):
+        reply = _resume(stand, stand.runtime(run_id="run-2"), bad)
+        assert (reply.type, reply["code"]) == ("error", "ledger_state"), bad[:20]
+    # the whole ledger delivered after a sealed state: the entries' indices do not follow it
+    reply = _resume(stand, stand.runtime(run_id="run-2"), sealed, first=0)
+    assert reply["code"] == "entry_index"
+    # a sealed state comes first, not after entries
+    rt2 = stand.runtime(run_id="run-2")
+    assert stand.open(rt2).type == "ledger_key"
+    ask(rt2, Message("ledger_entries", {"entries": [stand.ledger.entry_bytes[0]]}))
+    assert ask(rt2, Message("ledger_resume", {"state": sealed}))["code"] == "ledger_order"
+    # a state ahead of the checkpoint delivered (an older checkpoint): the sizes differ
+    rt3 = stand.runtime(run_id="run-2")
+    assert stand.open(rt3).type == "ledger_key"
+    ask(rt3, Message("ledger_resume", {"state": sealed}))
+    stale = ask(rt3, Message("ledger_start", {"checkpoint": stand.ledger.checkpoint_notes()[0]}))
+    assert stale["code"] == "ledger_checkpoint"
+    with pytest.raises(FrameError, match="sealed state"):
+        encode_frame(Message("ledger_resume", {"state": b"x" * (16 * 1024 * 1024 + 1)}))
+
+
+def test_a_run_without_a_run_end_appends_one_final_run_checkpoint(tmp_path: Path) -> None:
+    """A replay's last run-checkpoint: whatever the measured interval, once, nothing after."""
+    stand = Stand(tmp_path)
+    stand.requirement = LedgerRequirement(ORIGIN, None, checkpoint_interval_s=3600.0)
+    rt = stand.runtime()
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    ask(rt, Message("ledger_cosigned", {"checkpoint": start["checkpoint"]}))
+    assert _ingest(rt).type == "signals"
+    first = ask(rt, Message("ledger_checkpoint", {}))
+    stand.ledger.append_signed(first["entry"], first["checkpoint"])
+    assert ask(rt, Message("ingest", {"seq": 1, "batch": _batch(1)})).type == "signals"
+    assert ask(rt, Message("ledger_checkpoint", {}))["entry"] is None  # the interval holds
+    final = ask(rt, Message("ledger_final", {}))
+    assert final.type == "ledger_appended"
+    stand.ledger.append_signed(final["entry"], final["checkpoint"])
+    for again in (Message("ledger_final", {}),
+                  Message("ledger_end", {"summary_sha256": b"\x05" * 32})):
+        assert ask(rt, again)["code"] == "ledger_order"
+    run = check_ledger(stand.dir).state.runs[f"zcbench/{A.hex()[:16]}/run-1"]
+    assert run.last_size == 5  # the boot record, IN and OUT of both batches: the log as it ended
+    assert not run.ended
+
+
+def test_the_live_enclave_signs_its_successors_announcement_and_revocations(
+        tmp_path: Path) -> None:
+    stand = Stand(tmp_path)
+    rt = stand.runtime()
+    announce = Message("ledger_announce", {"pcr0": B, "commitment_sha256": b"\x02" * 32,
+                                           "notice_ns": 10**9})
+    assert stand.open(rt).type == "ledger_key"
+    assert ask(rt, announce)["code"] == "serve_gate"  # never before the gate
+    rt = stand.runtime(run_id="run-2")
+    start = stand.deliver(rt)
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    ask(rt, Message("ledger_cosigned", {"checkpoint": start["checkpoint"]}))
+    reply = ask(rt, announce)
+    assert reply.type == "ledger_appended", reply.fields
+    stored = stand.ledger.append_signed(reply["entry"], reply["checkpoint"])
+    version = stand.ledger.state.versions[B]
+    assert version.valid_from_ns == stored.entry.time_ns + 10**9  # the enclave's clock
+    # the key broker's policy follows the stored announcement: B gets no key in its notice
+    assert stand.open(stand.runtime(B))["code"] == "ledger_key_release"
+    # the rules hold for the enclave too: the only live version is never revoked
+    assert ask(rt, Message("ledger_revoke", {"pcr0": A, "reason": "x"}))["code"] == (
+        "revoke_live")
+    withdrawn = ask(rt, Message("ledger_revoke", {"pcr0": B, "reason": "withdrawn"}))
+    stand.ledger.append_signed(withdrawn["entry"], withdrawn["checkpoint"])
+    assert stand.ledger.state.versions[B].revoked_ns is not None
+    assert ask(rt, Message("ledger_announce", {"pcr0": B, "commitment_sha256": b"\x02" * 32,
+                                               "notice_ns": -1}))["code"] == "ledger_entry"
+    report = check_ledger(stand.dir)
+    assert report.ok, report.message
+    # a version that is allowed but no longer the live one endorses nothing
+    c = b"\x0c" * 48
+    again = ask(rt, Message("ledger_announce", {"pcr0": c, "commitment_sha256": b"\x03" * 32,
+                                                "notice_ns": 0}))
+    stand.ledger.append_signed(again["entry"], again["checkpoint"])
+    stand.clock_ns += 10**6
+    assert ask(rt, Message("ledger_announce", {"pcr0": b"\x0d" * 48,
+                                               "commitment_sha256": b"\x04" * 32,
+                                               "notice_ns": 0}))["code"] == "endorse_live"
 
 
 def test_the_host_cannot_omit_a_revocation(tmp_path: Path) -> None:

@@ -213,12 +213,18 @@ def test_limits_changes_kill_and_enable_are_signed_records_and_in_force(
     assert "zcbench.control/1: action=kill" in listing
     assert "zcbench.clock/1: detail=" in listing
 
-    # a limit changed any other way is flagged: a reject naming a limit not logged ...
+    # a limit changed any other way is flagged: a reject naming a limit not logged (its value
+    # as the row records it, not its text) ...
     journal = run / "journal.jsonl"
     original = journal.read_bytes()
-    text = original.decode()
-    assert ", limit 0" in text
-    journal.write_text(text.replace(", limit 0\"", ", limit 2\"", 1))
+    first, *rows = original.decode().splitlines(keepends=True)
+    refused = next(i for i, line in enumerate(rows) if json.loads(line)["control"]
+                   == "max_position" and json.loads(line)["limit_value"] == 0)
+    row = json.loads(rows[refused])
+    assert row["reason"].endswith(", limit 0")
+    row["limit_value"] = 2
+    rows[refused] = json.dumps(row, sort_keys=True) + "\n"
+    journal.write_text(first + "".join(rows))
     flagged = control_history(run).problems
     assert len(flagged) == 1, flagged
     assert "max_position = 2" in flagged[0]

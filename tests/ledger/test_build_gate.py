@@ -63,10 +63,47 @@ def test_a_ledger_build_serves_only_through_its_gate(tmp_path: Path,
     assert main(["log", "replay", str(tmp_path / "r1"), "--trust", "dev", "--json"]) == 1
     assert "gate" in capsys.readouterr().out
     assert main(["log", "replay", str(tmp_path / "r1"), "--trust", "dev", "--ledger",
-                 str(ledger_dir), "--json"]) == 0
+                 str(ledger_dir), "--keep", str(tmp_path / "kept"), "--json"]) == 0
     replayed = json.loads(capsys.readouterr().out)
+    # the replay's own log, held to the ledger like a run's
+    assert main(["log", "verify", str(tmp_path / "kept"), "--trust", "dev", "--ledger",
+                 str(ledger_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ledger"]["ok"]
     with Ledger.open(ledger_dir) as ledger:
-        assert any(run.endswith("/" + replayed["replay_run_id"]) for run in ledger.state.runs)
+        [origin] = [run for run in ledger.state.runs
+                    if run.endswith("/" + replayed["replay_run_id"])]
+        replay_run = ledger.state.runs[origin]
+        # its log as it ended is in the ledger: a final run-checkpoint, no run-end
+        assert ledger.entries[-1].type == "run-checkpoint"
+        assert replay_run.last_checkpoint is not None
+        assert not replay_run.ended
+    # the run after the replay names the replay's last checkpoint: its log is in the chain
+    assert main(["run", str(gated), "--synthetic", "--duration", "1", "--run-dir",
+                 str(tmp_path / "r2"), "--ledger", str(ledger_dir), "--json"]) == 0
+    capsys.readouterr()
+    with Ledger.open(ledger_dir) as ledger:
+        after = ledger.state.runs[ledger.state.last_run or ""]
+        start = ledger.entries[after.start_index].body
+        assert start.previous_checkpoint == replay_run.last_checkpoint  # type: ignore[union-attr]
+    # the live version's enclave announces its successor, and withdraws it, signing both itself
+    assert main(["ledger", "announce", str(plain), "--ledger", str(ledger_dir), "--notice", "7d",
+                 "--by", str(gated), "--json"]) == 0
+    announced = json.loads(capsys.readouterr().out)
+    plain_pcr0 = BuildImage(plain).expected_pcrs()[0]
+    assert main(["ledger", "revoke", plain_pcr0.hex(), "--ledger", str(ledger_dir), "--by",
+                 str(gated), "--reason", "withdrawn"]) == 0
+    capsys.readouterr()
+    with Ledger.open(ledger_dir) as ledger:
+        kinds = [e.type for e in ledger.entries]
+        assert kinds[announced["index"] - 1:] == [  # each in a session of the live version
+            "run-start", "commitment", "run-checkpoint", "run-start", "revocation",
+            "run-checkpoint"]
+        version = ledger.state.versions[plain_pcr0]
+        assert version.revoked_ns is not None
+        assert version.valid_from_ns - version.announced_ns == 7 * 86_400 * 10**9
+    from zcbench.ledger.verify import check_ledger
+
+    assert check_ledger(ledger_dir).ok
 
 
 def test_the_manifest_requirement_is_strict() -> None:

@@ -74,7 +74,8 @@ def test_runs_in_the_ledger_and_the_lp_holds_a_run_to_it(tmp_path: Path,
     assert first.appended[0] == "run-start"
     assert first.appended[-1] == "run-end"
     assert "run-checkpoint" in first.appended
-    second = _run(image, ledger_dir, tmp_path / "run2")
+    assert (ledger_dir / "enclave-state").is_file()  # the enclave's sealed state at run-end
+    second = _run(image, ledger_dir, tmp_path / "run2")  # its boot takes only entries after it
     with Ledger.open(ledger_dir) as ledger:
         runs = list(ledger.state.runs.values())
         assert [r.origin for r in runs] == [first.origin, second.origin]
@@ -174,6 +175,85 @@ def test_every_acknowledged_entry_survives_a_kill(tmp_path: Path) -> None:
         assert ledger.size >= acknowledged + 1
         ledger.announce(hashlib.sha384(b"after").digest(), b"\x02" * 32, notice_ns=0)
     assert check_ledger(ledger_dir).ok
+
+
+_KILLED_HOST = """
+import sys
+from pathlib import Path
+
+import zcbench.examples.order_flow as order_flow
+from zcbench.auditlog.storage import LogStore
+from zcbench.host import ReplaySource
+from zcbench.host.live import ModuleImage, run_live
+from zcbench.ledger.runs import LedgerRunHook
+from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
+
+ledger_dir, run_dir, requirement = map(Path, sys.argv[1:4])
+real = LogStore.add_checkpoint
+
+
+def add_checkpoint(self, note):  # the kill point: the ledger's entry fsynced, its checkpoint not
+    if (self.folder.parent / "ledger.json").is_file():
+        print("K", flush=True)
+        sys.stdin.read()
+    return real(self, note)
+
+
+LogStore.add_checkpoint = add_checkpoint
+source = ReplaySource(generate_ticks(SyntheticConfig(rate=2_000, duration_s=1.0), seed=3),
+                      BatchSpec(count=50))
+run_live(ModuleImage(Path(order_flow.__file__), ledger=requirement), run_dir, source,
+         ledger=LedgerRunHook(ledger_dir, run_dir, checkpoint_interval_s=0.0))
+"""
+
+
+def test_a_host_killed_between_the_run_start_and_its_checkpoint_leaves_the_next_run_free(
+        tmp_path: Path) -> None:
+    """The host (and its enclave) SIGKILLed after the run-start is fsynced in the ledger and
+    before the enclave's checkpoint over it is: the next run's gate settles the tail (the
+    pending checkpoint completes it, recorded), passes, and the ledger verifies."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from zcbench.ledger.verify import check_ledger
+
+    image = _measured(tmp_path)
+    ledger_dir = tmp_path / "ledger"
+    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
+                commitment_sha256=b"\x01" * 32).close()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_HOST, str(ledger_dir), str(tmp_path / "run1"),
+         str(tmp_path / "ledger-requirement.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ},
+        start_new_session=True)  # its own process group: the host and its enclave
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        assert process.stdout.readline() == b"K\n"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        process.stdin.close()
+    killed = check_ledger(ledger_dir)
+    assert (killed.size, killed.checkpoint_size) == (2, 1)  # the run-start, unsigned
+    second = _run(image, ledger_dir, tmp_path / "run2")
+    assert second.appended[0] == "run-start"
+    from zcbench.ledger.store import read_recoveries
+
+    [record] = read_recoveries(ledger_dir)
+    assert record["action"] == "completed"
+    assert [e["type"] for e in record["entries"]] == ["run-start"]
+    report = check_ledger(ledger_dir)
+    assert report.ok, report.message
+    assert report.checkpoint_size == report.size
+    runs = list(report.state.runs.values())
+    assert len(runs) == 2
+    assert not runs[0].ended
+    assert runs[1].ended
+    assert runs[1].origin == second.origin
 
 
 def test_control_entries_follow_their_rules(tmp_path: Path) -> None:

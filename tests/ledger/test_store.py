@@ -200,6 +200,54 @@ def test_runs_chain_and_a_hidden_run_is_refused(tmp_path: Path) -> None:
     ledger.close()
 
 
+def test_a_state_snapshot_answers_every_rule_as_the_full_replay_and_is_strict(
+        tmp_path: Path) -> None:
+    import copy
+
+    from zcbench.ledger.entries import ControlEntry, LedgerEntry
+    from zcbench.ledger.rules import LedgerState
+
+    ledger = make(tmp_path)
+    ledger.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1)
+    ledger.announce(P2, b"\x03" * 32, notice_ns=10**12, at_ns=T0 + 2)
+    ledger.revoke(P0, reason="retired", at_ns=T0 + 3)
+    signer, origin = run_log(P1, "run-1")
+    ledger.append(RunStartEntry(P1, origin, signer.vkey, b"\x05" * 32, None), at_ns=T0 + 4)
+    ledger.append(ControlEntry(origin, 1, b"\x06" * 32, "start", "dora"), at_ns=T0 + 5)
+    ledger.append(RunCheckpointEntry(origin, signer.sign(3, b"\x07" * 32)), at_ns=T0 + 6)
+    full = ledger.state
+    restored = LedgerState.from_snapshot(cbor2.loads(cbor2.dumps(full.snapshot())),
+                                         signed_history=False)
+    assert restored.snapshot() == full.snapshot()
+    assert restored.versions == full.versions
+    assert restored.runs[origin].last_checkpoint == full.runs[origin].last_checkpoint
+    # the next entries meet the same rules on both
+    seen = []
+    for body in (ControlEntry(origin, 1, b"\x06" * 32, "kill", "bob"),  # not forward
+                 ControlEntry(origin, 2, b"\x06" * 32, "start", "bob"),  # a second start
+                 RunCheckpointEntry(origin, signer.sign(2, b"\x08" * 32)),  # went back
+                 ControlEntry(origin, 2, b"\x06" * 32, "kill", "bob"),
+                 RunEndEntry(origin, signer.sign(4, b"\x09" * 32), b"\x0a" * 32)):
+        entry = LedgerEntry(full.size, T0 + 7, body)
+        outcomes = []
+        for state in (copy.deepcopy(full), copy.deepcopy(restored)):
+            try:
+                state.apply(entry)
+                outcomes.append("ok")
+            except LedgerRuleError as exc:
+                outcomes.append(str(exc.check))
+        assert outcomes[0] == outcomes[1], body
+        seen.append(outcomes[0])
+    assert seen == ["control_order", "control_order", "run_rollback", "ok", "ok"]
+    doc = full.snapshot()
+    for bad in ([2, *doc[1:]], doc[:-1], [*doc[:3], [[P1[:47], *doc[3][0][1:]]], *doc[4:]],
+                [*doc[:5], "zcbench/none/run-9"], [doc[0], -1, *doc[2:]],
+                [*doc[:3], doc[3] + doc[3][:1], *doc[4:]]):
+        with pytest.raises(ValueError, match="snapshot"):
+            LedgerState.from_snapshot(bad)
+    ledger.close()
+
+
 def test_torn_tail_is_cut_and_reported_mid_damage_refused(tmp_path: Path) -> None:
     ledger = make(tmp_path)
     ledger.announce(P1, b"\x02" * 32, notice_ns=0, at_ns=T0 + 1)
@@ -223,19 +271,47 @@ def test_torn_tail_is_cut_and_reported_mid_damage_refused(tmp_path: Path) -> Non
 
 def test_entries_written_by_anything_but_the_rules_are_refused_on_open(tmp_path: Path) -> None:
     from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger._errors import LedgerVerificationError
     from zcbench.ledger.entries import LEDGER_ENTRIES
 
     ledger = make(tmp_path)
+    signer = ledger.key.release(P0, ledger.state, T0 + 1)
     ledger.close()
     store = LogStore.open(tmp_path / "ledger" / "log", codec=LEDGER_ENTRIES)
     store.append([encode_entry(index=1, time_ns=T0 + 1,
                                body=CommitmentEntry(P1, b"\x02" * 32, T0))])  # valid_from < append
     store.sync()
+    store.add_checkpoint(signer.sign(store.size, store.root()))  # even signed by the ledger key
     store.close()
-    from zcbench.ledger._errors import LedgerVerificationError
-
     with pytest.raises(LedgerVerificationError, match="valid from"):
         Ledger.open(tmp_path / "ledger")
+
+
+def test_an_unsigned_tail_that_breaks_a_rule_is_rolled_back(tmp_path: Path) -> None:
+    from zcbench.ledger.store import read_recoveries
+
+    make(tmp_path).close()
+    bad = encode_entry(index=1, time_ns=T0 + 1, body=CommitmentEntry(P1, b"\x02" * 32, T0))
+    _write_unsigned(tmp_path / "ledger", bad)
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.size == 1
+        assert ledger.tail_recovery is not None
+        assert ledger.tail_recovery.action == "rolled_back"
+        assert "breaks a rule (valid_from)" in ledger.tail_recovery.reason
+    [record] = read_recoveries(tmp_path / "ledger")
+    assert record["entries"][0]["sha256"] == hashlib.sha256(bad).hexdigest()
+
+
+def _write_unsigned(folder: Path, data: bytes) -> None:
+    """What a crash between an entry's fsync and its checkpoint's leaves (no pending entry:
+    the code before it wrote one, or a pending file lost)."""
+    from zcbench.auditlog.storage import LogStore
+    from zcbench.ledger.entries import LEDGER_ENTRIES
+
+    store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
+    store.append([data])
+    store.sync()
+    store.close()
 
 
 def test_init_refuses_a_used_folder_and_a_bad_origin(tmp_path: Path) -> None:
@@ -249,27 +325,141 @@ def test_init_refuses_a_used_folder_and_a_bad_origin(tmp_path: Path) -> None:
                     commitment_sha256=b"\x01" * 32)
 
 
-def test_an_entry_written_before_a_crash_is_checkpointed_by_the_next_append(
-        tmp_path: Path) -> None:
-    from zcbench.auditlog.storage import LogStore
-    from zcbench.ledger.entries import LEDGER_ENTRIES
+def test_an_unsigned_tail_without_its_checkpoint_is_rolled_back_on_open_and_recorded(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+    import json
+
+    from zcbench.cli import main
+    from zcbench.ledger.store import read_recoveries
     from zcbench.ledger.verify import check_ledger
 
     make(tmp_path).close()
-    # the crash: the entry is durable, its checkpoint was never signed
-    store = LogStore.open(tmp_path / "ledger" / "log", codec=LEDGER_ENTRIES)
-    store.append([encode_entry(index=1, time_ns=T0 + 1,
-                               body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1))])
-    store.sync()
-    store.close()
-    report = check_ledger(tmp_path / "ledger")
+    # the crash: the entry is durable, its checkpoint was never signed (nor kept pending)
+    lost = encode_entry(index=1, time_ns=T0 + 1, body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1))
+    _write_unsigned(tmp_path / "ledger", lost)
+    report = check_ledger(tmp_path / "ledger")  # read-only: reports the tail, changes nothing
     assert report.ok
     assert any("not checkpointed" in w for w in report.warnings)
     with Ledger.open(tmp_path / "ledger") as ledger:
-        assert ledger.size == 2
+        assert ledger.tail_recovery is not None
+        assert ledger.tail_recovery.action == "rolled_back"
+        assert ledger.tail_recovery.entries == ((1, "commitment",
+                                                 hashlib.sha256(lost).hexdigest()),)
+        assert ledger.size == 1  # the unacknowledged entry is gone, the next index is 1 again
         ledger.announce(P2, b"\x03" * 32, notice_ns=0, at_ns=T0 + 2)
-        assert checkpoint_of(ledger.latest_checkpoint(), ledger.vkey).size == 3
-    assert not any("not checkpointed" in w for w in check_ledger(tmp_path / "ledger").warnings)
+        assert checkpoint_of(ledger.latest_checkpoint(), ledger.vkey).size == 2
+        assert ledger.entries[1].body.pcr0 == P2  # type: ignore[union-attr]
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.tail_recovery is None  # settled once, durably
+    [record] = read_recoveries(tmp_path / "ledger")
+    assert record["action"] == "rolled_back"
+    assert base64.b64decode(record["entries"][0]["bytes"]) == lost  # kept in the record
+    after = check_ledger(tmp_path / "ledger")
+    assert after.ok
+    assert not any("not checkpointed" in w for w in after.warnings)
+    assert any("rolled back" in w for w in after.warnings)  # never silent
+    assert main(["ledger", "verify", str(tmp_path / "ledger"), "--json"]) == 0
+    assert any("rolled back" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+
+
+_KILLED_WRITER = """
+import hashlib, sys
+from pathlib import Path
+from zcbench.auditlog.storage import LogStore
+from zcbench.ledger import Ledger
+
+def stop_here(self, note):  # the kill point: the entry is fsynced, its checkpoint is not
+    print("K", flush=True)
+    sys.stdin.read()
+
+ledger = Ledger.open(Path(sys.argv[1]))
+LogStore.add_checkpoint = stop_here
+ledger.announce(hashlib.sha384(b"build 1").digest(), b"\\x02" * 32, notice_ns=0)
+"""
+
+
+def test_an_append_killed_before_its_entry_is_written_is_recorded_as_discarded(
+        tmp_path: Path) -> None:
+    """Killed after the pending entry (signed) and before the entry's write: nothing to
+    complete or cut, but the ledger key's signature over it is recorded, not dropped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from zcbench.ledger.store import read_recoveries
+    from zcbench.ledger.verify import check_ledger
+
+    Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+                commitment_sha256=b"\x01" * 32).close()
+    script = _KILLED_WRITER.replace("LogStore.add_checkpoint = stop_here",
+                                    "LogStore.append = stop_here")
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "ledger")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        assert process.stdout.readline() == b"K\n"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        process.stdin.close()
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.size == 1
+        assert ledger.tail_recovery is not None
+        assert ledger.tail_recovery.action == "discarded"
+        assert ledger.tail_recovery.entries[0][:2] == (1, "commitment")
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.tail_recovery is None  # recorded once
+    [record] = read_recoveries(tmp_path / "ledger")
+    assert record["action"] == "discarded"
+    assert "bytes" in record["entries"][0]
+    assert record["checkpoint"].startswith(ORIGIN + "\n2\n")  # the signature it made
+    report = check_ledger(tmp_path / "ledger")
+    assert report.ok
+    assert any("discarded" in w for w in report.warnings)
+
+
+def test_an_append_killed_before_its_checkpoint_is_completed_on_the_next_open(
+        tmp_path: Path) -> None:
+    """A writer SIGKILLed between the entry's fsync and its checkpoint's: the next open stores
+    the checkpoint the ledger key signed over it (kept pending), records that, and the ledger
+    verifies."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from zcbench.ledger.store import read_recoveries
+    from zcbench.ledger.verify import check_ledger
+
+    Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+                commitment_sha256=b"\x01" * 32).close()
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path / "ledger")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        assert process.stdout.readline() == b"K\n"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        process.stdin.close()
+    before = check_ledger(tmp_path / "ledger")
+    assert (before.size, before.checkpoint_size) == (2, 1)  # the unsigned tail the kill left
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.tail_recovery is not None
+        assert ledger.tail_recovery.action == "completed"
+        assert checkpoint_of(ledger.latest_checkpoint(), ledger.vkey).size == 2
+        assert ledger.state.versions[P1].index == 1
+        ledger.announce(P2, b"\x03" * 32, notice_ns=0)
+    assert [r["action"] for r in read_recoveries(tmp_path / "ledger")] == ["completed"]
+    after = check_ledger(tmp_path / "ledger")
+    assert after.ok, after.message
+    assert (after.size, after.checkpoint_size) == (3, 3)
 
 
 def test_two_writers_take_turns(tmp_path: Path) -> None:
@@ -392,15 +582,23 @@ def test_the_nitro_ledger_key_is_sealed_and_released_by_kms(tmp_path: Path) -> N
 def test_opening_waits_for_a_writer_and_never_cuts_its_frame(tmp_path: Path) -> None:
     import threading
 
+    from zcbench import _cbor
     from zcbench.auditlog._frames import frame
-    from zcbench.ledger.store import _folder_lock
+    from zcbench.auditlog.merkle import leaf_hash
+    from zcbench.ledger.store import PENDING_FILE, _folder_lock
 
-    make(tmp_path).close()
+    ledger = make(tmp_path)
+    entry = encode_entry(index=1, time_ns=T0 + 1, body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1))
+    grown = ledger._store.compact_range()
+    grown.append(leaf_hash(entry))
+    note = ledger.key.release(P0, ledger.state, T0 + 1).sign(2, grown.root())
+    ledger.close()
     segment = tmp_path / "ledger" / "log" / "seg-00000000.zlog"
-    whole = frame(encode_entry(index=1, time_ns=T0 + 1,
-                               body=CommitmentEntry(P1, b"\x02" * 32, T0 + 1)))
+    whole = frame(entry)
     opened: list[Ledger] = []
     with _folder_lock(tmp_path / "ledger"):
+        (tmp_path / "ledger" / PENDING_FILE).write_bytes(
+            _cbor.encode_canonical({"entry": entry, "checkpoint": note}))
         with segment.open("ab") as out:
             out.write(whole[:20])  # a writer in the middle of a frame
         reader = threading.Thread(target=lambda: opened.append(Ledger.open(tmp_path / "ledger")))
@@ -410,6 +608,6 @@ def test_opening_waits_for_a_writer_and_never_cuts_its_frame(tmp_path: Path) -> 
         with segment.open("ab") as out:
             out.write(whole[20:])
     reader.join(30)
-    assert opened[0].size == 2
+    assert opened[0].size == 2  # the whole frame, completed with its pending checkpoint
     assert opened[0].recovery.classification == "clean"
     opened[0].close()

@@ -266,7 +266,8 @@ def test_execution_layer_through_the_paper_venue(tmp_path: object) -> None:
     assert j["event"].to_list() == [
         "order", "ack", "fill", "cancel", "order", "ack", "order", "reject", "fill",
     ]
-    assert j["cl_ord_id"].to_list()[:2] == ["run-1-2-0", "run-1-2-0"]
+    # a ClOrdID names the signal by its batch and position; log_index locates its OUT record
+    assert j["cl_ord_id"].to_list()[:2] == ["run-1-0-0", "run-1-0-0"]
     assert j.filter(pl.col("event") == "fill")["log_index"].to_list() == [2, 2]
     assert j.filter(pl.col("event") == "fill")["exec_id"].to_list() == ["PE2", "PE5"]
 

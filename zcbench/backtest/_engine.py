@@ -23,7 +23,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,8 +34,8 @@ from zcbench.backtest._loop import FeedbackLoop, LoggedRecord
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
 from zcbench.errors import DataError, EnvError, UsageError, describe_os_error
 from zcbench.marketdata import (
+    Account,
     BatchSpec,
-    Instrument,
     Instruments,
     batch_ends,
     check_ticks,
@@ -44,6 +43,7 @@ from zcbench.marketdata import (
     normalise_events,
     validate_events,
 )
+from zcbench.money import ticks_of
 from zcbench.progress import progress
 from zcbench.risk import BuyingPower
 from zcbench.strategy import (
@@ -397,38 +397,21 @@ class BacktestResult:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Account:
-    currency: str
-    money_scale: int
-    units: dict[str, int]
-    ticks: dict[str, int]
-    lots: dict[str, int]
-
-
-def _account(events: pl.DataFrame, config: BacktestConfig) -> _Account:
-    """The account's currency and unit of money from the instruments of ``events``: the
-    finest price unit among them, so every notional is exact."""
+def _account(events: pl.DataFrame, config: BacktestConfig) -> Account:
+    """The account's currency and unit of money from the instruments of ``events``
+    (:meth:`~zcbench.marketdata.Instruments.account`: the finest price unit among them, so
+    every notional is exact; a live run's account is made the same way)."""
     table = config.instruments if config.instruments is not None else default_instruments()
-    found: dict[str, Instrument] = {}
-    for symbol in events.get_column("symbol").unique().sort().to_list():
-        instrument = table.of(symbol)
-        if instrument is None:
+    symbols = events.get_column("symbol").unique().sort().to_list()
+    for symbol in symbols:
+        if table.of(symbol) is None:
             raise UsageError(f"backtest: unknown instrument {symbol!r}: not in {table.source}")
-        found[symbol] = instrument
     try:
-        currency = table.currency_of(found)
+        account = table.account(symbols)
     except DataError as exc:
         raise UsageError(f"backtest: {exc}") from None
     check_ticks(events, table)
-    scale = max(i.price_scale for i in found.values())
-    return _Account(
-        currency=currency,
-        money_scale=scale,
-        units={s: scale // i.price_scale for s, i in found.items()},
-        ticks={s: i.tick_units for s, i in found.items()},
-        lots={s: i.lot_size for s, i in found.items()},
-    )
+    return account
 
 
 @dataclass(frozen=True)
@@ -436,12 +419,17 @@ class BacktestLog:
     """What a live run's log and journal hold for a backtest run with feedback: every IN
     (feedback and batch) and OUT record body with its log index, in log order; the journal
     rows (:data:`zcbench.host.execution.JOURNAL_SCHEMA`, ``time_ns`` in event time); the
-    positions at the end; and the signals digest."""
+    positions at the end; the signals digest; and the PnL in the account a live run over the
+    same data counts in (the committed instruments', :meth:`Instruments.account`)."""
 
     records: tuple[LoggedRecord, ...]
     journal: pl.DataFrame
     positions: dict[str, int]
     signals_digest: str
+    pnl: int = 0
+    """The execution layer's PnL at the end, in ``account``'s unit (a live run's
+    ``pnl_ticks`` over the same data)."""
+    account: Account = dataclasses.field(default_factory=Account)
 
 
 def backtest_log(
@@ -452,15 +440,28 @@ def backtest_log(
     venue: Any = None,
     order_prefix: str = "bt",
     path: str = FAST,
+    capital: int | None = None,
+    buying_power: BuyingPower | None = None,
+    units: dict[str, int] | None = None,
 ) -> BacktestLog:
     """Run ``strategy`` over ``data`` through the live run's closed loop (the execution layer
-    under ``limits``, a ``zcbench.host.execution.RiskLimits``, default its defaults; ``venue``,
+    under ``limits``, a ``zcbench.host.execution.RiskLimits``, default its defaults, and with
+    ``capital`` under ``buying_power`` in the unit ``units`` define, as ``run_live`` takes
+    them; ``venue``,
     default a fresh :class:`zcbench.venue.PaperVenue`; the feedback records) and return the
     records and journal a live run over the same data would write (orders named after
     ``order_prefix``, as a live run names them after its run id)."""
-    loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True)
+    symbols = data.events.get_column("symbol").unique().drop_nulls().to_list()
+    try:
+        account = default_instruments().account(symbols)
+    except DataError as exc:
+        raise UsageError(f"backtest: {exc}") from None
+    loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True,
+                        capital=capital, buying_power=buying_power,
+                        units=account.units if units is None else units)
     _, digest = _replay(strategy, data, path, False, loop)
-    return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest)
+    return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest,
+                       loop.execution.pnl(), account)
 
 
 def run_prepared(
@@ -477,11 +478,13 @@ def run_prepared(
     through the live run's closed loop (:class:`~zcbench.backtest._loop.FeedbackLoop`: the
     execution layer under ``limits``, the paper venue, a context before each batch), so it sees
     what it would see live; its journal is :attr:`BacktestResult.journal`."""
-    loop = FeedbackLoop(limits=limits) if takes_context(strategy) else None
+    account = _account(data.events, config)
+    initial = ticks_of(config.initial_cash, scale=account.money_scale)
+    loop = FeedbackLoop(
+        limits=limits, capital=initial, buying_power=config.buying_power, units=account.units
+    ) if takes_context(strategy) else None
     sparse, digest = _replay(strategy, data, config.path, show_progress, loop)
     signals = _signal_frame(sparse, data.ends)
-    account = _account(data.events, config)
-    initial = round(Fraction(str(config.initial_cash)) * account.money_scale)
     ledger = book(
         data.events,
         signals,

@@ -6,19 +6,24 @@ the batch's market events, its venue (:class:`zcbench.venue.PaperVenue`) fills w
 signals are placed under the risk limits, and :class:`zcbench.host.feedback.FeedbackBuilder`
 turns the journal rows since the previous feedback into the next batch's context, logged as an
 IN record before the batch. :class:`FeedbackLoop` runs exactly those classes in exactly that
-order for the backtest, and counts log indices as the live log does (the boot record first,
-then per batch its feedback record if any, its IN and its OUT record), so the outcomes name the
-same OUT records. The strategy gets each context as the enclave hands it over: decoded from its
-one encoding.
+order for the backtest. Outcomes and ClOrdIDs name a signal by its batch seq and its position
+among that batch's signals, never by log index, so nothing the strategy is told depends on
+where a live run's clock records (logged at wall-clock moments) land. The loop still counts
+log indices as a live log without clock records would (the boot record, the start control
+record, then per batch its feedback record if any, its IN and its OUT record): they only
+locate records (:attr:`LoggedRecord.index`, the journal's ``log_index``). The strategy gets
+each context as the enclave hands it over: decoded from its one encoding.
 
-So a backtest, a live run on the paper venue and a replay of its log give the same feedback
-bodies, the same batch bodies and the same signals, byte for byte, and the same journal rows but
-for their wall-clock ``time_ns`` (tests/e2e/test_feedback_parity.py). The order-rate limit counts
-orders per second of event time (the batch's newest event), the one clock both sides share.
+So a backtest, a live run on the paper venue (clock records and all) and a replay of its log
+give the same feedback bodies, the same batch bodies and the same signals, byte for byte, in
+the same order, and the same journal rows but for their wall-clock ``time_ns`` and the
+``log_index`` locator (tests/e2e/test_feedback_parity.py). The order-rate limit counts orders
+per second of event time (the batch's newest event), the one clock both sides share.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +34,7 @@ from zcbench.strategy import Context, decode_context, decode_signals, encode_con
 
 if TYPE_CHECKING:
     from zcbench.host.execution import ExecutionLayer, RiskLimits, Venue
+    from zcbench.risk import BuyingPower
 
 __all__ = ["FeedbackLoop", "LoggedRecord"]
 
@@ -39,7 +45,8 @@ positions a context may hold stay under 20 MiB."""
 
 BOOT_RECORDS: Final = 2
 """Records before the first batch's in a run's log: the boot record and the control record
-that puts the run's limits in force (a run without clock records; DESIGN.md, "The live run")."""
+that puts the run's limits in force (in a run without clock records; with them, later
+indices shift, and only locators depend on them; DESIGN.md, "The live run")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,9 @@ class FeedbackLoop:
     with the batch's encoded signals and market events; :meth:`finish` after the last batch
     signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
-    batch's log index (after the boot and start control records).
+    batch's log index (after the boot and start control records); ``capital``,
+    ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`),
+    and ``units`` (the account's, ``Instruments.account``) make its cash and PnL a live run's.
     """
 
     def __init__(
@@ -72,16 +81,21 @@ class FeedbackLoop:
         order_prefix: str = "bt",
         first_index: int = BOOT_RECORDS,
         keep_records: bool = False,
+        capital: int | None = None,
+        buying_power: BuyingPower | None = None,
+        units: Mapping[str, int] | None = None,
     ) -> None:
         # the host's classes, imported here: a backtest without feedback never loads them
         from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
         from zcbench.host.feedback import FeedbackBuilder
+        from zcbench.risk import BuyingPower
         from zcbench.venue import PaperVenue
 
         self._verified = VerifiedSignals
 
         self.execution: ExecutionLayer = ExecutionLayer(
-            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix
+            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix,
+            capital=capital, buying_power=buying_power or BuyingPower(), units=dict(units or {}),
         )
         self._builder = FeedbackBuilder(self.execution)
         self._index = first_index

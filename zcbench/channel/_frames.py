@@ -30,6 +30,7 @@ __all__ = [
     "MAX_FRAME",
     "MAX_LEDGER_BATCH",
     "MAX_LEDGER_ENTRY",
+    "MAX_LEDGER_STATE",
     "MESSAGE_FIELDS",
     "PROTOCOL_VERSION",
     "ChannelClosed",
@@ -48,6 +49,8 @@ MAX_LEDGER_BATCH: Final = 1024
 """Most ledger entries in one ``ledger_entries`` frame (a ledger is delivered in several)."""
 MAX_LEDGER_ENTRY: Final = 65_535
 """Largest ledger entry (the tlog-tiles bound, :data:`zcbench.ledger.entries.MAX_ENTRY_BYTES`)."""
+MAX_LEDGER_STATE: Final = 16 * 1024 * 1024
+"""Largest sealed ledger state (:data:`zcbench.enclave.ledger.MAX_LEDGER_STATE`)."""
 MAX_FRAME: Final = 64 * 1024 * 1024
 """Default hard limit on one frame's body; a 1,000-event batch is about 40 KB."""
 
@@ -75,11 +78,21 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "key_blob": ((bytes,), False),
         "key_id": ((str,), False),
     },
+    "ledger_resume": {"state": ((bytes,), False)},
     "ledger_entries": {"entries": ((list,), False)},
     "ledger_start": {"checkpoint": ((bytes,), False)},
     "ledger_cosigned": {"checkpoint": ((bytes,), False)},
     "ledger_checkpoint": {},
+    # the last run-checkpoint of a run without a run-end (a replay), whatever the interval
+    "ledger_final": {},
     "ledger_end": {"summary_sha256": ((bytes,), False)},
+    # the live version's endorsements: a successor's commitment, a revocation
+    "ledger_announce": {
+        "pcr0": ((bytes,), False),
+        "commitment_sha256": ((bytes,), False),
+        "notice_ns": ((int,), False),
+    },
+    "ledger_revoke": {"pcr0": ((bytes,), False), "reason": ((str,), False)},
     # enclave -> host
     "key_request": {
         "document": ((bytes,), False),
@@ -137,6 +150,8 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "ledger_appended": {
         "entry": ((bytes, type(None)), False),
         "checkpoint": ((bytes, type(None)), False),
+        # with the run-start and the run-end: the enclave's verified state, sealed
+        "state": ((bytes,), True),
     },
     "ledger_serving": {"size": ((int,), False)},
     # a run's control socket (zcbench.serve.control): an operator's limit change, kill or
@@ -233,6 +248,10 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
             "bytes each",
             code="ill_typed",
         )
+    if (kind in ("ledger_resume", "ledger_appended") and isinstance(fields.get("state"), bytes)
+            and len(fields["state"]) > MAX_LEDGER_STATE):
+        raise FrameError(f"{kind}: a sealed state of at most {MAX_LEDGER_STATE} bytes",
+                         code="ill_typed")
     if kind == "ledger_end" and len(fields["summary_sha256"]) != LEAF_HASH_SIZE:
         raise FrameError("ledger_end: summary_sha256 is 32 bytes", code="ill_typed")
     if kind == "booted" and not all(isinstance(f, str) for f in fields["fields"]):

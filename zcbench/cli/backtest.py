@@ -7,7 +7,13 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["add_capital_options", "backtest_inputs", "register", "tick_scale_note"]
+__all__ = [
+    "add_buying_power_options",
+    "add_capital_options",
+    "backtest_inputs",
+    "register",
+    "tick_scale_note",
+]
 
 _DEFAULT_TICK_WIDTH_MS = 100.0
 
@@ -73,6 +79,18 @@ def register(sub: Any) -> None:
 def add_capital_options(p: Any) -> None:
     """The options for what binds capital, the same on ``backtest``, ``sweep`` and
     ``walkforward`` (:func:`backtest_inputs` reads them)."""
+    add_buying_power_options(p)
+    p.add_argument(
+        "--instruments",
+        metavar="CSV",
+        help="symbol, currency, tick_size, lot_size per instrument (default data/instruments.csv; "
+        "a file given here must list every symbol)",
+    )
+
+
+def add_buying_power_options(p: Any) -> None:
+    """``--leverage`` and ``--short-margin`` (:class:`zcbench.risk.BuyingPower`), the same on
+    the backtests and on ``run``, so both hold orders to one rule."""
     p.add_argument(
         "--leverage", type=float, default=1.0, help="buying power on longs (1: a cash account)"
     )
@@ -81,12 +99,6 @@ def add_capital_options(p: Any) -> None:
         type=float,
         default=1.0,
         help="share of a short's notional equity must cover (1.0)",
-    )
-    p.add_argument(
-        "--instruments",
-        metavar="CSV",
-        help="symbol, currency, tick_size, lot_size per instrument (default data/instruments.csv; "
-        "a file given here must list every symbol)",
     )
 
 

@@ -64,6 +64,10 @@ def register(sub: Any) -> None:
     announce.add_argument("--ledger", type=Path, required=True, metavar="DIR")
     announce.add_argument("--notice", required=True, metavar="DURATION",
                           help="how long before it may run: 30s, 15m, 12h, 7d (0s: at once)")
+    announce.add_argument("--by", type=Path, metavar="LIVE_BUILD_DIR", default=None,
+                          help="the live version's build: its enclave passes the ledger's gate "
+                          "and signs the announcement itself (without it this process signs "
+                          "as the live version, the local stand-in)")
     announce.add_argument("--json", action="store_true", help="print one JSON object")
     announce.set_defaults(handler=_announce, check_values=_check_notice)
 
@@ -71,6 +75,8 @@ def register(sub: Any) -> None:
     revoke.add_argument("pcr0", metavar="PCR0", help="96 hex digits")
     revoke.add_argument("--ledger", type=Path, required=True, metavar="DIR")
     revoke.add_argument("--reason", default="", help="a short reason, kept in the entry")
+    revoke.add_argument("--by", type=Path, metavar="LIVE_BUILD_DIR", default=None,
+                        help="the live version's build: its enclave signs the revocation")
     revoke.add_argument("--json", action="store_true", help="print one JSON object")
     revoke.set_defaults(handler=_revoke)
 
@@ -161,6 +167,8 @@ def _show(args: argparse.Namespace) -> int:
             doc = report.to_json()
             doc["allowed_now"] = [v.pcr0.hex() for v in state.allowed(now)]
             doc["recovery"] = ledger.recovery.message
+            if ledger.tail_recovery is not None:
+                doc["tail_recovery"] = ledger.tail_recovery.to_json()
             for key in ("ok", "failed", "message", "vkey_source", "classification", "quorum",
                         "known_checkpoint_size", "warnings", "checkpoint_size",
                         "witnessed_size"):
@@ -169,6 +177,8 @@ def _show(args: argparse.Namespace) -> int:
             return 0
         if ledger.recovery.classification != "clean":
             sys.stderr.write(f"zcbench: warning: {ledger.recovery.message}\n")
+        if ledger.tail_recovery is not None:
+            sys.stderr.write(f"zcbench: warning: {ledger.tail_recovery.message}\n")
         witnessed = ledger.witnessed_checkpoint()
         witnessed_size = "none" if witnessed is None else witnessed.split(b"\n")[1].decode()
         print(f"ledger {ledger.origin}: {ledger.size} entries ({args.folder})")
@@ -203,14 +213,20 @@ def _announce(args: argparse.Namespace) -> int:
 
     pcr0, digest = _build(args.build)
     notice = parse_duration(args.notice)
+    by = _endorse(args, "announce_request", pcr0, digest, notice)
     with Ledger.open(args.ledger) as ledger:
-        when = time.time_ns()
-        appended = ledger.announce(pcr0, digest, notice_ns=notice, at_ns=when)
+        if by is None:
+            when = time.time_ns()
+            appended = ledger.announce(pcr0, digest, notice_ns=notice, at_ns=when)
+        else:
+            appended = by.appended
+            when = appended.entry.time_ns
         if args.json:
             print(json.dumps({"index": appended.entry.index, "pcr0": pcr0.hex(),
                               "valid_from": _when(when + notice)}, sort_keys=True))
             return 0
-        print(f"announced PCR0 {pcr0.hex()} as entry {appended.entry.index}")
+        print(f"announced PCR0 {pcr0.hex()} as entry {appended.entry.index}"
+              + (f", signed by the live enclave (run {by.run_origin})" if by else ""))
         print(f"  valid from {_when(when + notice)} (notice {args.notice}); until then it gets "
               "no key and cannot serve; 'zcbench ledger revoke' withdraws it")
     return 0
@@ -221,8 +237,12 @@ def _revoke(args: argparse.Namespace) -> int:
     from zcbench.ledger import Ledger
 
     pcr0 = parse_pcr0(args.pcr0)
-    with Ledger.open(args.ledger) as ledger:
-        appended = ledger.revoke(pcr0, reason=args.reason)
+    by = _endorse(args, "revoke_request", pcr0, args.reason)
+    if by is not None:
+        appended = by.appended
+    else:
+        with Ledger.open(args.ledger) as ledger:
+            appended = ledger.revoke(pcr0, reason=args.reason)
     # the key broker follows the ledger: the revoked build gets no data key either
     broker = LocalKeyBroker()
     policy = broker.revoke(pcr0) if broker.policy_for(pcr0) is not None else None
@@ -234,6 +254,26 @@ def _revoke(args: argparse.Namespace) -> int:
           "key and cannot serve from now on"
           + ("; its data-key policy is revoked too" if policy is not None else ""))
     return 0
+
+
+def _endorse(args: argparse.Namespace, request: str, *values: Any) -> Any:
+    """With ``--by``: the live build's enclave signs the endorsement (zcbench.host.endorse);
+    None without it, after saying that this process signs instead."""
+    if args.by is None:
+        sys.stderr.write("zcbench: warning: signed in this process as the live version (the "
+                         "local stand-in); give --by LIVE_BUILD_DIR to have the live "
+                         "version's enclave sign it\n")
+        return None
+    from zcbench.errors import UsageError
+    from zcbench.host import BuildImage
+    from zcbench.host import endorse as endorsing
+
+    if not (args.by / "manifest.json").is_file():
+        raise UsageError(f"--by {args.by}: not a build folder; give the live version's build "
+                         "(the folder 'zcbench package' wrote)")
+
+    return endorsing.endorse(BuildImage(args.by), args.ledger,
+                             getattr(endorsing, request)(*values))
 
 
 def _witness(args: argparse.Namespace) -> int:

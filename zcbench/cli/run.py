@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zcbench.cli.backtest import add_buying_power_options
 from zcbench.errors import UsageError
 
 __all__ = ["register"]
@@ -66,6 +67,15 @@ def register(sub: Any) -> None:
     risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
+    risk.add_argument(
+        "--initial-cash",
+        type=float,
+        default=1_000_000.0,
+        metavar="CASH",
+        help="capital in currency units: an order the account cannot carry is refused "
+        "(insufficient_cash / insufficient_margin), as the backtest's --initial-cash (1000000)",
+    )
+    add_buying_power_options(risk)
     p.add_argument("--operator", default=None, metavar="NAME",
                    help="who starts the run, named in its signed record of the limits in force "
                    "(default: the login name); change them later with zcbench limits set")
@@ -128,36 +138,41 @@ def _check_flags(args: argparse.Namespace) -> None:
         if value is not None and value < 0:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be 0 or more, got {value}")
+    if not (math.isfinite(args.initial_cash) and 0 < args.initial_cash < 1e11):
+        raise UsageError(f"--initial-cash must be a positive amount of currency units below "
+                         f"10^11, got {args.initial_cash:g}")
+    try:
+        _buying_power(args)
+    except UsageError as exc:
+        raise UsageError(f"--leverage / --short-margin: {exc}") from None
+
+
+def _buying_power(args: argparse.Namespace) -> Any:
+    from zcbench.risk import BuyingPower
+
+    return BuyingPower(leverage=args.leverage, short_margin=args.short_margin)
 
 
 _RISK_FLAGS = ("max_position", "max_notional", "max_orders_per_s", "price_collar_bps")
 
 
 def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) -> Any:
+    """The run's :class:`~zcbench.host.sources.MarketSource` (its source and its account)."""
     from zcbench.host.sources import market_source
 
     if args.data is not None:
         return market_source(
             spec, data=args.data, speed=args.rate, duration_s=args.duration, after_ns=after_ns
-        ).source
-    return market_source(
-        spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True
-    ).source
+        )
+    return market_source(spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True)
 
 
-def _money_unit(symbols: Any) -> str:
-    """The unit a live run's amounts are named in: the backtest's rule
-    (:meth:`~zcbench.marketdata.Instruments.currency_of` over the committed instruments), so the
-    same data shows the same unit on both surfaces; instruments in several currencies (an
-    amount summed across them has no single unit) are named as such."""
-    from zcbench.errors import DataError
-    from zcbench.marketdata import default_instruments
-    from zcbench.money import MONEY_UNIT
+def _capital(args: argparse.Namespace, account: Any) -> int:
+    """``--initial-cash`` in the run's account unit (``MarketSource.account``: the committed
+    instruments of the data's symbols, as the backtest counts them)."""
+    from zcbench.money import ticks_of
 
-    try:
-        return default_instruments().currency_of(symbols)
-    except DataError:
-        return f"{MONEY_UNIT} (instruments in several currencies)"
+    return ticks_of(args.initial_cash, scale=account.money_scale)
 
 
 class _Progress:
@@ -168,14 +183,6 @@ class _Progress:
         self.every_s = every_s
         self.last = float("-inf")
         self.shown = False
-        self._units: dict[frozenset[str], str] = {}
-
-    def unit(self, symbols: Any) -> str:
-        """:func:`_money_unit`, asked once per set of symbols (the line is redrawn often)."""
-        key = frozenset(symbols)
-        if key not in self._units:
-            self._units[key] = _money_unit(key)
-        return self._units[key]
 
     def __call__(self, p: Any) -> None:
         from zcbench.money import format_money
@@ -183,7 +190,7 @@ class _Progress:
         text = (
             f"{p.batches} batches  {p.events_per_s:,.0f} events/s  freshness p50 "
             f"{p.freshness_p50_ms:.1f} ms p99 {p.freshness_p99_ms:.1f} ms  signals {p.signals}  "
-            f"PnL {format_money(p.pnl, signed=True, currency=self.unit(p.positions))}"
+            f"PnL {format_money(p.pnl, signed=True, scale=p.money_scale, currency=p.currency)}"
         )
         if self.terminal:
             sys.stderr.write(f"\r{text}   ")
@@ -220,7 +227,8 @@ def _handle(args: argparse.Namespace) -> int:
 
         continuation = continue_run(args.continue_dir)
     after = continuation.end.newest_event_ns if continuation is not None else None
-    source = _source(args, spec, after)
+    market = _source(args, spec, after)
+    capital = _capital(args, market.account)
     venue = _venue(args.venue, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
@@ -235,9 +243,12 @@ def _handle(args: argparse.Namespace) -> int:
         summary = run_live(
             image,
             run_dir,
-            source,
+            market.source,
+            account=market.account,
             run_id=run_id,
             limits=limits,
+            capital=capital,
+            buying_power=_buying_power(args),
             max_delay_s=args.max_delay_ms / 1000,
             on_progress=progress,
             on_booted=booted,
@@ -344,8 +355,8 @@ def _print_summary(s: Any) -> None:
     print(f"  freshness p50 {s.freshness_p50_ms} ms, p99 {s.freshness_p99_ms} ms")
     print(f"  signals {s.signals}, orders {s.orders}, fills {s.fills}, rejects {s.rejects}")
     held = ", ".join(f"{k} {v:+,}" for k, v in sorted(s.positions.items())) or "none"
-    unit = _money_unit(s.positions)
-    print(f"  PnL {format_money(s.pnl, signed=True, currency=unit)}; positions {held}")
+    pnl = format_money(s.pnl, signed=True, scale=s.money_scale, currency=s.currency)
+    print(f"  PnL {pnl}; positions {held}")
     if s.dropped_batches:
         print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")

@@ -17,13 +17,32 @@ of it before the enclave serves:
   or forged entry changes the root, an entry the ledger key never signed is refused;
 * this enclave's **PCR0** must be announced, past its ``valid_from`` and not revoked at the
   enclave's own clock;
+* the **live version endorses**: once its gate passed, the enclave whose PCR0 is the live one
+  (the newest allowed) appends a successor's ``commitment`` (valid from its own clock plus the
+  notice) or a ``revocation`` (:meth:`EnclaveLedger.announce`, :meth:`EnclaveLedger.revoke`),
+  signed here like every entry it appends;
 * the enclave appends its **run-start** itself (its PCR0, run origin, run log vkey, the boot
   document's hash and the previous run's last checkpoint, all from its own state) and signs the
   new checkpoint; when the measured requirement names witnesses, it serves only once the host
   delivers that checkpoint (or a later one it signed) cosigned by the quorum.
 
+**Boot cost independent of the ledger's length.** With the run-start and the run-end the
+enclave hands out its verified state, sealed (:meth:`EnclaveLedger.sealed_state`: the rules'
+state as :meth:`LedgerState.snapshot` writes it, the compact range and the ledger's origin, in
+canonical CBOR under an HMAC-SHA256 whose key is derived from the ledger key, so only an
+enclave the ledger allows can make or read one). The host keeps it and at the next boot sends
+it before the entries (:meth:`EnclaveLedger.resume`); the enclave then takes only the entries
+after it. The covering checkpoint must still be signed by the ledger key and its root must be
+the compact range extended by exactly those entries: that extension is the consistency of the
+sealed state's tree with the checkpoint's (a consistency proof is what lets a verifier without
+the leaves check it; the enclave has them). A state with a wrong MAC, another origin, a layout
+this code does not read, a range that does not match its size, or a history the delivered
+checkpoint does not extend is refused (``ledger_state``, or ``ledger_root`` at the checkpoint),
+never silently replaced by a full replay; a host without one delivers the whole ledger.
+
 While the run goes the enclave appends ``run-checkpoint`` entries of its own run log (at most
-one per ``checkpoint_interval_s``), a ``control`` entry for every control record it logs (the
+one per ``checkpoint_interval_s``, and for a run without a run-end, a replay, one final one
+after its last batch), a ``control`` entry for every control record it logs (the
 limits at the start, each change, kill and re-enable: :func:`control_facts` reads the record's
 action and operator, the entry names its index and leaf hash in the run's log) and at the end
 the ``run-end``; every checkpoint it signs is one it computed, so the ledger key never signs a
@@ -41,6 +60,7 @@ reason that is safe to show outside the enclave.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,12 +73,15 @@ from zcbench.auditlog import LogFormatError, NoteError
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, parse_checkpoint
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.note import open_note, parse_vkey
+from zcbench.channel import MAX_LEDGER_STATE
 from zcbench.ledger._errors import LedgerFormatError, LedgerRuleError, ServeRefused
 from zcbench.ledger.entries import (
     CONTROL_ACTIONS,
+    CommitmentEntry,
     ControlEntry,
     EntryBody,
     LedgerEntry,
+    RevocationEntry,
     RunCheckpointEntry,
     RunEndEntry,
     RunStartEntry,
@@ -81,6 +104,7 @@ __all__ = [
 REQUIREMENT_SCHEMA: Final = "zcbench.ledger-requirement/1"
 MAX_LEDGER_ENTRIES: Final = 1_000_000
 """Most entries a ledger delivered to the enclave may hold (the replay is O(n) once per boot)."""
+_STATE_KEY_LABEL: Final = b"zcbench.ledger-state/1"
 _MAX_REQUIREMENT: Final = 65_536
 _MIN_INTERVAL_S: Final = 0.0
 _MAX_INTERVAL_S: Final = 86_400.0
@@ -192,6 +216,7 @@ class EnclaveLedger:
         self.vkey = self._signer.vkey
         self._verifier = parse_vkey(self.vkey)
         self.policy = requirement.policy_for(self.vkey)
+        self._state_key = hmac.new(seed, _STATE_KEY_LABEL, hashlib.sha256).digest()
         self._pcr0 = pcr0
         self._clock = clock
         self._monotonic = monotonic
@@ -204,12 +229,61 @@ class EnclaveLedger:
         self._signed: dict[int, bytes] = {}  # size -> root of every checkpoint signed here
         self._last_run_checkpoint_at = float("-inf")
         self._last_run_size = -1
+        self._final = False  # the final run-checkpoint asked for: nothing more for this run
         self.serving = False
 
     @property
     def size(self) -> int:
         """Entries taken so far (delivered and appended)."""
         return self.state.size
+
+    # -- the checkpointed state ---------------------------------------------------------------
+
+    def sealed_state(self) -> bytes:
+        """This enclave's verified state now, sealed (see the module docstring)."""
+        body = _cbor.encode_canonical({"origin": self.requirement.origin,
+                                       "size": self._range.size,
+                                       "range": list(self._range.hashes),
+                                       "state": self.state.snapshot()})
+        return _cbor.encode_canonical({"body": body, "mac": self._mac(body)})
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._state_key, body, hashlib.sha256).digest()
+
+    def resume(self, sealed: bytes) -> int:
+        """Start from a state an enclave of this ledger sealed (before any entry is taken);
+        returns its size, the index of the first entry to deliver. Raises
+        :class:`ServeRefused` (``ledger_state``), the ledger unchanged."""
+        if self._started or self._broken or self.state.size or self._range.size:
+            raise _refuse("ledger_order", "a checkpointed state comes before every entry")
+        if len(sealed) > MAX_LEDGER_STATE:
+            raise _refuse("ledger_state", "the checkpointed state is too large")
+        try:
+            outer = _cbor.decode(sealed, canonical=True, max_depth=1,
+                                 max_bytes=MAX_LEDGER_STATE)
+        except _cbor.CborError:
+            outer = None
+        if (not isinstance(outer, dict) or set(outer) != {"body", "mac"}
+                or not isinstance(outer["body"], bytes) or not isinstance(outer["mac"], bytes)):
+            raise _refuse("ledger_state", "the checkpointed state is not a sealed state")
+        if not hmac.compare_digest(self._mac(outer["body"]), outer["mac"]):
+            raise _refuse("ledger_state", "the checkpointed state was not sealed with this "
+                          "ledger's key")
+        try:
+            doc = _cbor.decode(outer["body"], canonical=True, max_depth=8,
+                               max_bytes=MAX_LEDGER_STATE)
+            if (not isinstance(doc, dict) or set(doc) != {"origin", "size", "range", "state"}
+                    or doc["origin"] != self.requirement.origin
+                    or type(doc["size"]) is not int or not isinstance(doc["range"], list)):
+                raise ValueError("not a sealed state of this ledger")
+            tree = CompactRange(doc["size"], doc["range"])
+            state = LedgerState.from_snapshot(doc["state"], signed_history=True)
+            if state.size != tree.size:
+                raise ValueError(f"a state of {state.size} entries over a tree of {tree.size}")
+        except (ValueError, TypeError, _cbor.CborError) as exc:
+            raise _refuse("ledger_state", f"the checkpointed state is refused: {exc}") from None
+        self.state, self._range = state, tree
+        return tree.size
 
     # -- the gate ----------------------------------------------------------------------------
 
@@ -304,14 +378,21 @@ class EnclaveLedger:
 
     # -- the run's entries -------------------------------------------------------------------
 
-    def run_checkpoint(self, run_note: bytes) -> Appended | None:
+    def run_checkpoint(self, run_note: bytes, *, final: bool = False) -> Appended | None:
         """A run-checkpoint of ``run_note`` (this run's newest checkpoint), or None when the
-        interval has not passed or the log has not grown."""
+        interval has not passed or the log has not grown.
+
+        ``final``: the last one of a run that ends without a run-end (a replay, which writes no
+        summary): appended whatever the interval, once; nothing is appended for this run
+        after it."""
         self._need_serving()
-        if self._monotonic() - self._last_run_checkpoint_at < (
+        if self._final:
+            raise _refuse("ledger_order", "this run's final run-checkpoint is appended")
+        if not final and self._monotonic() - self._last_run_checkpoint_at < (
                 self.requirement.checkpoint_interval_s):
             return None
         size = _size_of(run_note)
+        self._final = final
         if size <= self._last_run_size:
             return None
         assert self._run_origin is not None
@@ -332,11 +413,41 @@ class EnclaveLedger:
     def run_end(self, run_note: bytes, summary_sha256: bytes) -> Appended:
         """The run-end: the run's final checkpoint and the SHA-256 of its summary."""
         self._need_serving()
+        if self._final:
+            raise _refuse("ledger_order", "this run's final run-checkpoint is appended")
         if len(summary_sha256) != 32:
             raise _refuse("ledger_entry", "summary_sha256 is 32 bytes")
         assert self._run_origin is not None
         return self._append(RunEndEntry(self._run_origin, run_note, summary_sha256),
                             self._clock())
+
+    # -- endorsements: the live version announces its successors and revokes ----------------
+
+    def announce(self, pcr0: bytes, commitment_sha256: bytes, notice_ns: int) -> Appended:
+        """The ``commitment`` of a successor ``pcr0``, valid ``notice_ns`` after now; only the
+        live version endorses (see :meth:`revoke`)."""
+        if type(notice_ns) is not int or notice_ns < 0:
+            raise _refuse("ledger_entry", "a notice period is zero or more nanoseconds")
+        now = self._endorsing()
+        return self._append(CommitmentEntry(pcr0, commitment_sha256, now + notice_ns), now)
+
+    def revoke(self, pcr0: bytes, reason: str) -> Appended:
+        """The ``revocation`` of ``pcr0`` (an announcement before its ``valid_from``, or a
+        retired version), by the live version; the rules refuse any other."""
+        return self._append(RevocationEntry(pcr0, reason), self._endorsing())
+
+    def _endorsing(self) -> int:
+        """Now, when this enclave may endorse: its gate passed and its PCR0 is the live version
+        (the newest allowed one) at its own clock; else :class:`ServeRefused`."""
+        self._need_serving()
+        if self._final:
+            raise _refuse("ledger_order", "this run's final run-checkpoint is appended")
+        now = self._clock()
+        live = self.state.live(now)
+        if live is None or live.pcr0 != self._pcr0:
+            raise _refuse("endorse_live", "only the live version announces or revokes: this "
+                          "enclave's PCR0 is allowed but a later version is live")
+        return now
 
     def _need_serving(self) -> None:
         if not self.serving:

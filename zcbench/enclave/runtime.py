@@ -326,6 +326,10 @@ class EnclaveRuntime:
             raise _Refused("ledger_order", "open the ledger first (ledger_open)")
         return self._ledger
 
+    def ledger_resume(self, state: bytes) -> Message:
+        """Start from a sealed state of this ledger; ``ledger_ack`` with the size it covers."""
+        return Message("ledger_ack", {"size": self._open_ledger().resume(state)})
+
     def ledger_entries(self, entries: list[bytes]) -> Message:
         """Replay delivered entries through the rules; ``ledger_ack`` with the size so far."""
         return Message("ledger_ack", {"size": self._open_ledger().take(entries)})
@@ -333,11 +337,13 @@ class EnclaveRuntime:
     def ledger_start(self, checkpoint: bytes) -> Message:
         """Check the delivered checkpoint and this PCR0, append the run-start."""
         state = self._booted()
-        appended = self._open_ledger().start(
+        ledger = self._open_ledger()
+        appended = ledger.start(
             checkpoint, run_origin=state.signer.origin, run_vkey=state.signer.vkey,
             boot_document=state.document)
         return Message("ledger_appended", {"entry": appended.data,
-                                           "checkpoint": appended.checkpoint})
+                                           "checkpoint": appended.checkpoint,
+                                           "state": ledger.sealed_state()})
 
     def ledger_cosigned(self, checkpoint: bytes) -> Message:
         """Serve once the run-start's checkpoint carries the measured quorum."""
@@ -345,19 +351,34 @@ class EnclaveRuntime:
         ledger.cosigned(checkpoint)
         return Message("ledger_serving", {"size": ledger.size})
 
-    def ledger_checkpoint(self) -> Message:
-        """A run-checkpoint of this run's newest checkpoint, when its interval has passed."""
-        appended = self._open_ledger().run_checkpoint(self._booted().note)
+    def ledger_checkpoint(self, final: bool = False) -> Message:
+        """A run-checkpoint of this run's newest checkpoint, when its interval has passed (or
+        ``final``: the last of a run without a run-end)."""
+        appended = self._open_ledger().run_checkpoint(self._booted().note, final=final)
         if appended is None:
             return Message("ledger_appended", {"entry": None, "checkpoint": None})
         return Message("ledger_appended", {"entry": appended.data,
                                            "checkpoint": appended.checkpoint})
 
-    def ledger_end(self, summary_sha256: bytes) -> Message:
-        """The run-end with this run's final checkpoint."""
-        appended = self._open_ledger().run_end(self._booted().note, summary_sha256)
+    def ledger_announce(self, pcr0: bytes, commitment_sha256: bytes, notice_ns: int) -> Message:
+        """This live version endorses a successor (its commitment entry)."""
+        appended = self._open_ledger().announce(pcr0, commitment_sha256, notice_ns)
         return Message("ledger_appended", {"entry": appended.data,
                                            "checkpoint": appended.checkpoint})
+
+    def ledger_revoke(self, pcr0: bytes, reason: str) -> Message:
+        """This live version revokes an announcement or a retired version."""
+        appended = self._open_ledger().revoke(pcr0, reason)
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint})
+
+    def ledger_end(self, summary_sha256: bytes) -> Message:
+        """The run-end with this run's final checkpoint."""
+        ledger = self._open_ledger()
+        appended = ledger.run_end(self._booted().note, summary_sha256)
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint,
+                                           "state": ledger.sealed_state()})
 
     def _booted(self) -> _Booted:
         if self._state is None:
@@ -451,6 +472,8 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.checkpoint()
     if msg.type == "ledger_open":
         return runtime.ledger_open(msg["origin"], msg["key_blob"], msg["key_id"])
+    if msg.type == "ledger_resume":
+        return runtime.ledger_resume(msg["state"])
     if msg.type == "ledger_entries":
         return runtime.ledger_entries(list(msg["entries"]))
     if msg.type == "ledger_start":
@@ -459,6 +482,12 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.ledger_cosigned(msg["checkpoint"])
     if msg.type == "ledger_checkpoint":
         return runtime.ledger_checkpoint()
+    if msg.type == "ledger_announce":
+        return runtime.ledger_announce(msg["pcr0"], msg["commitment_sha256"], msg["notice_ns"])
+    if msg.type == "ledger_revoke":
+        return runtime.ledger_revoke(msg["pcr0"], msg["reason"])
+    if msg.type == "ledger_final":
+        return runtime.ledger_checkpoint(final=True)
     if msg.type == "ledger_end":
         return runtime.ledger_end(msg["summary_sha256"])
     if msg.type == "shutdown":

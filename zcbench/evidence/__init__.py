@@ -39,7 +39,6 @@ from zcbench.evidence.collect import (
     EvidenceTables,
     RunFacts,
     collect_evidence,
-    control_of,
     iso_ns,
 )
 from zcbench.evidence.pack import PACK_SCHEMA, EvidencePack, build_pack, files_table
@@ -60,7 +59,6 @@ __all__ = [
     "build_pack",
     "check_pack",
     "collect_evidence",
-    "control_of",
     "files_table",
     "iso_ns",
     "judge",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,6 @@ __all__ = [
     "EvidenceTables",
     "RunFacts",
     "collect_evidence",
-    "control_of",
     "iso_ns",
 ]
 
@@ -44,24 +42,7 @@ RTS25_LIMITS_NS: Final[dict[str, int]] = {
 }
 """RTS 25's maximum divergence from UTC, by activity (secondary source: shared reference)."""
 
-_CONTROLS: Final = (
-    ("kill_switch", re.compile(r"^kill switch")),
-    ("price_collar", re.compile(r"^limit -?\d+ outside the \d+ bp collar")),
-    ("max_position", re.compile(r"^position would be")),
-    ("max_notional", re.compile(r"^(order|gross) notional")),
-    ("max_orders_per_s", re.compile(r"^order rate over")),
-    ("no_market_price", re.compile(r"^no market price")),
-    ("limit_not_reached", re.compile(r"^market -?\d+ through limit")),
-)
 _LIMIT_KEYS: Final = ("limits", "risk_limits")
-
-
-def control_of(reason: str) -> str:
-    """Which control a journal reject's ``reason`` names (``other`` for none known)."""
-    for name, pattern in _CONTROLS:
-        if pattern.search(reason):
-            return name
-    return "other"
 
 
 def iso_ns(time_ns: int) -> str:
@@ -128,7 +109,8 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "control_flags": {"run_id": pl.String, "problem": pl.String},
     "control_events": {"run_id": pl.String, "time_utc": pl.String, "seq": pl.Int64,
                        "out_log_index": pl.Int64, "control": pl.String, "symbol": pl.String,
-                       "reason": pl.String},
+                       "reason": pl.String, "limit_value": pl.Int64,
+                       "attempted_value": pl.Int64},
     "clock": {"run_id": pl.String, "log_index": pl.Int64, "kind": pl.String,
               "time_utc": pl.String, "source": pl.String, "bound_ns": pl.Int64,
               "limit_ns": pl.Int64, "within_limit": pl.Boolean, "flag": pl.String},
@@ -139,14 +121,16 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                     "max_drawdown": pl.Float64, "max_drawdown_duration_s": pl.Float64,
                     "exposure": pl.Float64, "turnover": pl.Float64, "n_batches": pl.Int64,
                     "n_fills": pl.Int64, "periods_per_year": pl.Float64, "trials": pl.Int64,
-                    "deflated_sharpe": pl.Float64},
+                    "deflated_sharpe": pl.Float64, "currency": pl.String,
+                    "money_scale": pl.Int64},
     "performance_backtest": {
         "run_id": pl.String, "capital_ticks": pl.Int64, "pnl_ticks": pl.Int64,
         "total_return": pl.Float64, "volatility": pl.Float64, "sharpe": pl.Float64,
         "sharpe_per_batch": pl.Float64, "sortino": pl.Float64, "max_drawdown": pl.Float64,
         "max_drawdown_duration_s": pl.Float64, "exposure": pl.Float64, "turnover": pl.Float64,
         "n_batches": pl.Int64, "n_fills": pl.Int64, "periods_per_year": pl.Float64,
-        "trials": pl.Int64, "deflated_sharpe": pl.Float64},
+        "trials": pl.Int64, "deflated_sharpe": pl.Float64, "currency": pl.String,
+        "money_scale": pl.Int64},
     "archive": {"run_id": pl.String, "path": pl.String, "bucket": pl.String,
                 "endpoint": pl.String, "key": pl.String, "version_id": pl.String,
                 "sha256": pl.String, "size": pl.Int64, "mode": pl.String,
@@ -402,8 +386,9 @@ def collect_evidence(
                 rows["control_events"].append({
                     "run_id": facts.run_id, "time_utc": iso_ns(row["time_ns"]),
                     "seq": row["seq"], "out_log_index": index,
-                    "control": control_of(row["reason"]), "symbol": row["symbol"],
-                    "reason": row["reason"]})
+                    "control": row["control"], "symbol": row["symbol"],
+                    "reason": row["reason"], "limit_value": row["limit_value"],
+                    "attempted_value": row["attempted_value"]})
         _control_rows(facts.run_id, run_dir, summary, rows)
         if facts.verified:
             run_orders = _frame("orders", [r for r in rows["orders"]

@@ -227,16 +227,6 @@ class ControlHistory:
         return current
 
 
-# a refusal's reason names the value of the limit that refused it (host.execution)
-_STATED: Final = (
-    ("price_collar_bps", re.compile(r"^limit -?\d+ outside the (\d+) bp collar")),
-    ("max_position", re.compile(r"^position would be -?\d+, limit (\d+)$")),
-    ("max_notional", re.compile(r"^order notional \d+ over (\d+)$")),
-    ("max_notional", re.compile(r"^gross notional would be \d+, limit (\d+)$")),
-    ("max_orders_per_s", re.compile(r"^order rate over (\d+)/s$")),
-)
-
-
 def _journal_problems(history: ControlHistory, run_dir: Path) -> list[str]:
     from zcbench.host.execution import read_journal
 
@@ -247,19 +237,19 @@ def _journal_problems(history: ControlHistory, run_dir: Path) -> list[str]:
         limits = history.in_force_at(int(row["log_index"]))
         if limits is None:
             continue
-        reason = str(row["reason"])
+        # a refusal names its control and the value of the limit in force (zcbench.risk)
+        name, stated = str(row["control"]), row["limit_value"]
         if row["event"] == "reject":
-            if reason.startswith("kill switch") and not limits["kill_switch"]:
-                problems.append(
-                    f"journal row {n} (log index {row['log_index']}) was refused by a kill switch "
-                    "the log does not show engaged: engaged outside the logged command")
-            for name, pattern in _STATED:
-                found = pattern.match(reason)
-                if found and int(found.group(1)) != limits[name]:
+            if name == "kill_switch":
+                if not limits["kill_switch"]:
                     problems.append(
-                        f"journal row {n} (log index {row['log_index']}) was refused under "
-                        f"{name} = {found.group(1)}, but the logged limit in force was "
-                        f"{limits[name]}: a limit change not made through the logged command")
+                        f"journal row {n} (log index {row['log_index']}) was refused by a kill "
+                        "switch the log does not show engaged: engaged outside the logged command")
+            elif name in limits and stated is not None and int(stated) != limits[name]:
+                problems.append(
+                    f"journal row {n} (log index {row['log_index']}) was refused under "
+                    f"{name} = {stated}, but the logged limit in force was "
+                    f"{limits[name]}: a limit change not made through the logged command")
         elif row["event"] == "fill":
             if limits["kill_switch"]:
                 problems.append(

@@ -2,17 +2,21 @@
 
 It acts only on :class:`VerifiedSignals`, which only the host's log writer makes, after the
 batch's records and its signed checkpoint are durable and verified (log before act). Every
-journal row names the log index of the OUT record whose signal caused it, so an auditor can
+journal row names the signal that caused it by its batch (``seq``), and the log index of the
+OUT record holding it (``log_index``, a locator in this run's log), so an auditor can
 reconcile orders with the signed log.
 
 Where orders go is a :class:`Venue` (``zcbench.venue``): the paper venue
 (:class:`zcbench.venue.PaperVenue`: resting orders, partial fills against quoted size, the order
 types and times in force of the signal's hints) or a FIX 4.4 session
-(:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<log index>-<position>``
-(its ClOrdID) and carries the signal's log index and hash, so the venue's record maps back to
-the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last market
-price seen for the symbol (a trade's price, else the quote's mid, else a bar's close). Prices
-are integer ticks, quantities integer units, so positions and PnL are exact.
+(:class:`zcbench.venue.fix.FixVenue`). Each order is named ``<prefix>-<batch seq>-<position>``
+(its ClOrdID, :func:`zcbench.venue.cl_ord_id_for`: never the log index, which clock records
+shift from run to run) and carries the signal's log index and hash, so the venue's record maps
+back to the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last
+market price seen for the symbol (its mark, :func:`zcbench.marketdata.marks`: a trade's price,
+else the quote's mid, else a bar's close). Prices are integer ticks of each symbol's
+instrument, quantities integer units, and cash and PnL count in the run's account unit
+(``units``, the backtest's: :meth:`zcbench.marketdata.Instruments.account`), so PnL is exact.
 
 The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
 rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at
@@ -22,6 +26,10 @@ file, fsynced, renamed) so a journal is never empty. :func:`read_journal` reads 
 a byte offset (the live panel's incremental poll); a torn last line is left out and reported,
 like the log's torn tail, and ``repair=True`` cuts it away durably.
 
+A refused order's journal rows carry the refusal as data (:class:`zcbench.risk.Refusal`: its
+``control``, ``limit_value`` and ``attempted_value`` columns beside the ``reason`` text derived
+from them); with ``capital``, orders are also held to the backtest's buying-power rule.
+
 It never sees the enclave's key and never reads a clock: times come in as parameters.
 """
 
@@ -30,6 +38,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +48,24 @@ import polars as pl
 
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
-from zcbench.strategy import PRICE_SCALE, Signal
-from zcbench.venue.orders import Cancel, Execution, Order, Replace, order_from_signal
+from zcbench.marketdata import Account, last_marks
+from zcbench.risk import (
+    CONTROLS,
+    LIMIT_NOT_REACHED,
+    BuyingPower,
+    Refusal,
+    buying_power_refusal,
+)
+from zcbench.strategy import Signal
+from zcbench.venue.orders import (
+    Cancel,
+    Execution,
+    Order,
+    Replace,
+    cl_ord_id_for,
+    order_from_signal,
+    signal_of_cl_ord_id,
+)
 
 __all__ = [
     "JOURNAL_FILE",
@@ -119,7 +144,8 @@ class Venue(Protocol):
 @dataclass(frozen=True, slots=True)
 class OrderResult:
     """What became of one signal: ``status`` is ``filled``, ``rejected`` or ``unfilled``
-    (with a venue also ``partially_filled`` or ``resting``)."""
+    (with a venue also ``partially_filled`` or ``resting``); ``refusal`` says why, as data,
+    when it was refused or found no price inside its limit (``reason`` is its text)."""
 
     seq: int
     log_index: int
@@ -130,10 +156,12 @@ class OrderResult:
     status: str
     reason: str = ""
     fill_price: int | None = None
+    refusal: Refusal | None = None
 
 
 JOURNAL_FILE: Final = "journal.jsonl"
-JOURNAL_SCHEMA_NAME: Final = "zcbench.journal/1"
+JOURNAL_SCHEMA_NAME: Final = "zcbench.journal/2"
+_LEGACY_SCHEMA_NAME: Final = "zcbench.journal/1"  # before refusals were data: read, not written
 JOURNAL_SCHEMA: Final[dict[str, Any]] = {
     "time_ns": pl.Int64,
     "seq": pl.Int64,
@@ -148,10 +176,14 @@ JOURNAL_SCHEMA: Final[dict[str, Any]] = {
     "position_after": pl.Int64,
     "cl_ord_id": pl.String,  # the order's ClOrdID ("" without a venue)
     "exec_id": pl.String,  # the venue's ExecID of the row ("" for the order row)
+    # a reject's zcbench.risk.Refusal: its control ("" on other rows), limit and attempted value
+    "control": pl.String,
+    "limit_value": pl.Int64,
+    "attempted_value": pl.Int64,
 }
 # ack, cancel, expire: only with a venue (its acknowledgement, cancel and expiry reports)
 _EVENTS: Final = frozenset({"order", "fill", "reject", "ack", "cancel", "expire"})
-_TEXT: Final = frozenset({"event", "symbol", "side", "reason", "cl_ord_id", "exec_id"})
+_TEXT: Final = frozenset({"event", "symbol", "side", "reason", "cl_ord_id", "exec_id", "control"})
 _EVENT_OF: Final = {
     "trade": "fill",
     "new": "ack",
@@ -161,7 +193,23 @@ _EVENT_OF: Final = {
     "canceled": "cancel",
     "expired": "expire",
 }
-_NULLABLE: Final = frozenset({"limit_price_ticks", "price_ticks"})
+_NULLABLE: Final = frozenset({"limit_price_ticks", "price_ticks", "limit_value", "attempted_value"})
+_REFUSAL_COLUMNS: Final = ("control", "limit_value", "attempted_value")
+_CONTROL_NAMES: Final = frozenset({"", *CONTROLS})
+_LEGACY_KEYS: Final = frozenset(JOURNAL_SCHEMA) - set(_REFUSAL_COLUMNS)
+# How a zcbench.journal/1 file's reject reasons name their control, limit and attempted value
+# (the texts that version wrote). Read only for such files: a journal written since carries
+# the refusal's fields in its rows, and nothing parses a reason's text.
+_LEGACY_REASONS: Final = (
+    ("kill_switch", re.compile(r"^kill switch"), None, None),
+    ("price_collar_bps", re.compile(r"^limit (-?\d+) outside the (\d+) bp collar"), 2, 1),
+    ("max_position", re.compile(r"^position would be (-?\d+), limit (\d+)$"), 2, 1),
+    ("max_notional", re.compile(r"^order notional (\d+) over (\d+)$"), 2, 1),
+    ("max_notional", re.compile(r"^gross notional would be (\d+), limit (\d+)$"), 2, 1),
+    ("max_orders_per_s", re.compile(r"^order rate over (\d+)/s$"), 1, None),
+    ("no_market_price", re.compile(r"^no market price yet for "), None, None),
+    (LIMIT_NOT_REACHED, re.compile(r"^market (-?\d+) through limit (-?\d+)$"), 2, 1),
+)
 
 
 class Journal:
@@ -181,16 +229,21 @@ class Journal:
 
     @classmethod
     def create(cls, path: Path, *, run_id: str, origin: str, image: str,
-               continues: str | None = None) -> Journal:
+               continues: str | None = None, account: Account | None = None) -> Journal:
         """Create ``path`` holding only the header line, durably (never an empty file).
-        ``continues``: the folder of the run this one continues (named in the header)."""
+        ``continues``: the folder of the run this one continues (named in the header);
+        ``account``: the run's money (its ``to_json`` keys go in the header; default the
+        schema's unit)."""
         path = Path(path)
-        header = {
+        money = account if account is not None else Account()
+        header: dict[str, Any] = {
             "schema": JOURNAL_SCHEMA_NAME,
             "run_id": run_id,
             "origin": origin,
             "image": image,
-            "price_unit": f"tick = 1/{PRICE_SCALE:,} currency unit",
+            "price_unit": "a symbol's integer price unit: 1/(money_scale / units[symbol]) "
+            f"{money.currency}",
+            **money.to_json(),
         }
         if continues is not None:
             header["continues"] = continues
@@ -294,11 +347,13 @@ def read_journal(path: Path, *, offset: int = 0, repair: bool = False) -> Journa
         raise EnvError(f"could not read the journal {path}: {exc.strerror or exc}") from None
     rows: list[dict[str, Any]] = []
     torn: TornJournalRow | None = None
+    legacy = header["schema"] == _LEGACY_SCHEMA_NAME
+    keys = _LEGACY_KEYS if legacy else frozenset(JOURNAL_SCHEMA)
     pos = 0
     while pos < len(data):
         nl = data.find(b"\n", pos)
         line = data[pos:] if nl < 0 else data[pos:nl]
-        reason = "no newline at its end" if nl < 0 else _row_problem(line)
+        reason = "no newline at its end" if nl < 0 else _row_problem(line, keys)
         if reason:
             if 0 <= nl < len(data) - 1:
                 raise DataError(
@@ -307,7 +362,8 @@ def read_journal(path: Path, *, offset: int = 0, repair: bool = False) -> Journa
                 )
             torn = TornJournalRow(str(path), start + pos, len(data) - pos, reason)
             break
-        rows.append(json.loads(line))
+        row = json.loads(line)
+        rows.append(_legacy_row(row) if legacy else row)
         pos = nl + 1
     end = start + pos
     if torn is not None and repair:
@@ -331,19 +387,34 @@ def _header(path: Path, line: bytes) -> dict[str, Any]:
     if (
         not line.endswith(b"\n")
         or not isinstance(header, dict)
-        or header.get("schema") != JOURNAL_SCHEMA_NAME
+        or header.get("schema") not in (JOURNAL_SCHEMA_NAME, _LEGACY_SCHEMA_NAME)
     ):
         raise DataError(f"{path} is not a zcbench journal (its first line is no journal header)")
     return header
 
 
-def _row_problem(line: bytes) -> str:
-    """Why ``line`` is not a journal row ("" when it is one)."""
+def _legacy_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A zcbench.journal/1 row with the refusal columns its reject's reason names."""
+    control, limit, attempted = "", None, None
+    if row["event"] == "reject":
+        control = "venue"
+        for name, pattern, limit_group, attempted_group in _LEGACY_REASONS:
+            found = pattern.match(row["reason"])
+            if found:
+                control = name
+                limit = int(found.group(limit_group)) if limit_group else None
+                attempted = int(found.group(attempted_group)) if attempted_group else None
+                break
+    return {**row, "control": control, "limit_value": limit, "attempted_value": attempted}
+
+
+def _row_problem(line: bytes, keys: frozenset[str]) -> str:
+    """Why ``line`` is not a journal row with ``keys`` ("" when it is one)."""
     try:
         row = json.loads(line)
     except ValueError:
         return "not JSON"
-    if not isinstance(row, dict) or set(row) != set(JOURNAL_SCHEMA):
+    if not isinstance(row, dict) or set(row) != keys:
         return "not a journal row"
     for name, value in row.items():
         if name in _TEXT:
@@ -354,6 +425,8 @@ def _row_problem(line: bytes) -> str:
             return f"bad {name}"
     if row["event"] not in _EVENTS:
         return "bad event"
+    if row.get("control", "") not in _CONTROL_NAMES:
+        return "bad control"
     return ""
 
 
@@ -364,12 +437,22 @@ class ExecutionLayer:
     With ``journal``, every batch's rows are durable in it before :meth:`act` returns. With
     ``venue``, orders go there (module docstring), named after ``order_prefix`` (the run id,
     so ClOrdIDs stay unique over a chain of runs), and positions and cash follow its fills.
+    With ``capital``, every order is also checked against ``buying_power``
+    (:func:`zcbench.risk.buying_power_refusal`, the backtest's rule) with the account's equity
+    (capital, cash paid and received, positions at their last prices) and the order at the last
+    market price; without it, capital does not bind. ``capital`` is in the account's unit of
+    money and ``units[symbol]`` says how many of those one of the symbol's price units is (1 when
+    absent: every symbol in the schema's ticks), as the backtest's accounting counts
+    (``zcbench.marketdata.Instruments.money_units``).
     """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
     journal_file: Journal | None = None
     venue: Venue | None = None
     order_prefix: str = "Z"
+    capital: int | None = None
+    buying_power: BuyingPower = field(default_factory=BuyingPower)
+    units: Mapping[str, int] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
     _prices: dict[str, int] = field(default_factory=dict)
@@ -386,6 +469,8 @@ class ExecutionLayer:
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
             self.killed = "kill switch set in the risk limits"
+        if self.capital is not None and (type(self.capital) is not int or self.capital <= 0):
+            raise UsageError(f"capital must be a positive int (ticks x units): {self.capital!r}")
 
     def kill(self, reason: str) -> None:
         """Engage the kill switch: every later order is rejected with ``reason``."""
@@ -403,22 +488,10 @@ class ExecutionLayer:
         self._unmarked = {s: q for s, q in positions.items() if q}
 
     def _mark_carried(self, events: pl.DataFrame) -> None:
-        """Price the carried positions ``events`` prices at their last price in it."""
-        rows = events.with_row_index("_row").filter(
-            pl.col("symbol").is_in(list(self._unmarked))
-        )
-        if not rows.height:
-            return
-        price = _price_at(events)
-        marked: dict[str, int] = {}
-        for i, symbol in zip(reversed(rows.get_column("_row").to_list()),
-                             reversed(rows.get_column("symbol").to_list()), strict=True):
-            if symbol not in marked:
-                px = price(i)
-                if px is not None and px > 0:
-                    marked[symbol] = px
-        for symbol, px in marked.items():
-            self.cash -= self._unmarked.pop(symbol) * px
+        """Price the carried positions ``events`` prices at their last mark in it."""
+        for symbol, px in last_marks(events).items():
+            if symbol in self._unmarked:
+                self._pay(symbol, self._unmarked.pop(symbol), px)
 
     def on_market(self, events: pl.DataFrame) -> None:
         """Note a batch of market events (any columns among symbol, price, bid, ask, close).
@@ -445,19 +518,12 @@ class ExecutionLayer:
         """The last market price (ticks) seen per symbol."""
         if self._unpriced:
             frames, self._unpriced = self._unpriced, []
-            symbols = [f.get_column("symbol").to_list() for f in frames]
-            wanted = set().union(*symbols) - {None}
+            wanted = set().union(*(f.get_column("symbol").to_list() for f in frames)) - {None}
             found: dict[str, int] = {}
-            # newest first, so each symbol's last price is met first; stop once all are known
-            for frame, names in zip(reversed(frames), reversed(symbols), strict=True):
-                price = _price_at(frame)
-                for i in range(frame.height - 1, -1, -1):
-                    if names[i] not in found:
-                        px = price(i)
-                        if px is not None and px > 0:
-                            found[names[i]] = px
-                            if len(found) == len(wanted):
-                                break
+            # newest first, so each symbol's last mark is met first; stop once all are known
+            for frame in reversed(frames):
+                for symbol, px in last_marks(frame).items():
+                    found.setdefault(symbol, px)
                 if len(found) == len(wanted):
                     break
             self._prices.update(found)
@@ -509,18 +575,20 @@ class ExecutionLayer:
             self.venue.close()
 
     def _place(self, seq: int, log_index: int, k: int, s: Signal, rate_ns: int) -> OrderResult:
-        def done(status: str, reason: str = "", price: int | None = None) -> OrderResult:
-            return OrderResult(
-                seq, log_index, s.symbol, s.side, s.quantity, s.limit_price, status, reason, price
-            )
+        def done(
+            status: str, refusal: Refusal | None = None, price: int | None = None, text: str = ""
+        ) -> OrderResult:
+            reason = refusal.text if refusal is not None else text
+            return OrderResult(seq, log_index, s.symbol, s.side, s.quantity, s.limit_price,
+                               status, reason, price, refusal)
 
         now_ns = self._now
-        cl_ord_id = f"{self.order_prefix}-{log_index}-{k}" if self.venue is not None else ""
-        self._journal(now_ns, seq, log_index, "order", s, None, "", cl_ord_id)
-        reason = self._risk_reason(s, rate_ns)
-        if reason:
-            self._journal(now_ns, seq, log_index, "reject", s, None, reason, cl_ord_id)
-            return done("rejected", reason)
+        cl_ord_id = cl_ord_id_for(self.order_prefix, seq, k) if self.venue is not None else ""
+        self._journal(now_ns, seq, log_index, "order", s, None, None, cl_ord_id)
+        refusal = self._refusal(s, rate_ns)
+        if refusal is not None:
+            self._journal(now_ns, seq, log_index, "reject", s, None, refusal, cl_ord_id)
+            return done("rejected", refusal)
         self._recent.append(rate_ns)
         if self.venue is not None:
             return self._send(seq, log_index, k, s, cl_ord_id, done)
@@ -528,43 +596,87 @@ class ExecutionLayer:
         if s.limit_price is not None and (
             (s.side == "buy" and px > s.limit_price) or (s.side == "sell" and px < s.limit_price)
         ):
-            reason = f"market {px} through limit {s.limit_price}"
-            self._journal(now_ns, seq, log_index, "reject", s, px, reason)
-            return done("unfilled", reason, None)
+            refusal = Refusal(LIMIT_NOT_REACHED, limit=s.limit_price, attempted=px)
+            self._journal(now_ns, seq, log_index, "reject", s, px, refusal)
+            return done("unfilled", refusal)
         signed = s.quantity if s.side == "buy" else -s.quantity
         self.positions[s.symbol] = self.positions.get(s.symbol, 0) + signed
-        self.cash -= signed * px
-        self._journal(now_ns, seq, log_index, "fill", s, px, "")
-        return done("filled", "", px)
+        self._pay(s.symbol, signed, px)
+        self._journal(now_ns, seq, log_index, "fill", s, px, None)
+        return done("filled", None, px)
 
-    def _risk_reason(self, s: Signal, rate_ns: int) -> str:
+    def _refusal(self, s: Signal, rate_ns: int) -> Refusal | None:
+        """Why the risk limits and the buying power refuse ``s`` now (None: they do not)."""
         lim = self.limits
         if self.killed is not None:
-            return f"kill switch: {self.killed}"
+            return Refusal("kill_switch", limit=1, attempted=None, detail=self.killed)
         px = self.last_price.get(s.symbol)
         if px is None:
-            return f"no market price yet for {s.symbol}"
+            return Refusal("no_market_price", detail=s.symbol)
         if (
             s.limit_price is not None
             and abs(s.limit_price - px) * 10_000 > px * lim.price_collar_bps
         ):
-            return f"limit {s.limit_price} outside the {lim.price_collar_bps} bp collar around {px}"
+            return Refusal("price_collar_bps", limit=lim.price_collar_bps,
+                           attempted=s.limit_price, reference=px)
         signed = s.quantity if s.side == "buy" else -s.quantity
-        after = self.positions.get(s.symbol, 0) + signed
+        before = self.positions.get(s.symbol, 0)
+        after = before + signed
         if abs(after) > lim.max_position:
-            return f"position would be {after}, limit {lim.max_position}"
+            return Refusal("max_position", limit=lim.max_position, attempted=after)
         if s.quantity * px > lim.max_notional:
-            return f"order notional {s.quantity * px} over {lim.max_notional}"
+            return Refusal("max_notional", limit=lim.max_notional, attempted=s.quantity * px,
+                           detail="order")
         prices = self.last_price
         gross = sum(abs(q) * prices.get(sym, 0) for sym, q in self.positions.items())
-        gross += abs(after) * px - abs(self.positions.get(s.symbol, 0)) * px
+        gross += abs(after) * px - abs(before) * px
         if gross > lim.max_notional:
-            return f"gross notional would be {gross}, limit {lim.max_notional}"
+            return Refusal("max_notional", limit=lim.max_notional, attempted=gross,
+                           detail="gross")
+        if self.capital is not None:
+            refusal = self._capital_refusal(s.symbol, before, after, px)
+            if refusal is not None:
+                return refusal
         while self._recent and self._recent[0] <= rate_ns - 1_000_000_000:
             self._recent.popleft()
         if len(self._recent) >= lim.max_orders_per_s:
-            return f"order rate over {lim.max_orders_per_s}/s"
-        return ""
+            return Refusal("max_orders_per_s", limit=lim.max_orders_per_s,
+                           attempted=len(self._recent) + 1)
+        return None
+
+    def _pay(self, symbol: str, signed_qty: int, px: int) -> None:
+        """Cash for ``signed_qty`` of ``symbol`` bought (sold: negative) at ``px``."""
+        self.cash -= signed_qty * px * self.units.get(symbol, 1)
+
+    def _capital_refusal(self, symbol: str, before: int, after: int, px: int) -> Refusal | None:
+        """The buying-power rule on the account before and after ``symbol`` goes from
+        ``before`` to ``after`` at ``px`` (every other position at its last price), in the
+        account's unit (the backtest's accounting, ``zcbench.backtest._accounting.book``)."""
+        assert self.capital is not None
+        prices, units = self.last_price, self.units
+        long_b = short_b = 0
+        for other, held in self.positions.items():
+            if held and other != symbol and other not in self._unmarked:
+                value = abs(held) * prices.get(other, 0) * units.get(other, 1)
+                long_b, short_b = (
+                    (long_b + value, short_b) if held > 0 else (long_b, short_b + value)
+                )
+        price = px * units.get(symbol, 1)
+        long_a = long_b + (after * price if after > 0 else 0)
+        short_a = short_b + (-after * price if after < 0 else 0)
+        long_b += before * price if before > 0 else 0
+        short_b += -before * price if before < 0 else 0
+        equity_after = (
+            self.capital + self.cash - (after - before) * price + long_a - short_a
+        )
+        return buying_power_refusal(
+            self.buying_power,
+            equity_after=equity_after,
+            long_before=long_b,
+            short_before=short_b,
+            long_after=long_a,
+            short_after=short_a,
+        )
 
     def _send(
         self,
@@ -579,22 +691,23 @@ class ExecutionLayer:
         try:
             order = order_from_signal(s, cl_ord_id=cl_ord_id, log_index=log_index, signal_pos=k)
         except DataError as exc:
-            self._journal(self._now, seq, log_index, "reject", s, None, str(exc), cl_ord_id)
-            return done("rejected", str(exc))
+            refusal = Refusal("invalid_order", detail=str(exc))
+            self._journal(self._now, seq, log_index, "reject", s, None, refusal, cl_ord_id)
+            return done("rejected", refusal)
         self._orders[cl_ord_id] = (seq, log_index)
         reports = self._record(self.venue.submit(order), seq)
         mine = [e for e in reports if e.cl_ord_id == cl_ord_id]
         if not mine:
-            return done("resting", "no report yet from the venue")
+            return done("resting", text="no report yet from the venue")
         last = mine[-1]
         px = last.cum_notional // last.cum_qty if last.cum_qty else None
         if last.ord_status == "rejected":
-            return done("rejected", last.text)
+            return done("rejected", Refusal("venue", detail=last.text))
         if last.ord_status == "filled":
-            return done("filled", "", px)
+            return done("filled", None, px)
         if last.leaves_qty == 0:
-            return done("partially_filled" if last.cum_qty else "unfilled", last.text, px)
-        return done("partially_filled" if last.cum_qty else "resting", "", px)
+            return done("partially_filled" if last.cum_qty else "unfilled", None, px, last.text)
+        return done("partially_filled" if last.cum_qty else "resting", None, px)
 
     def _record(self, reports: Sequence[Execution], seq: int) -> list[Execution]:
         """Journal the venue's reports and apply its fills to positions and cash."""
@@ -602,9 +715,13 @@ class ExecutionLayer:
         for e in out:
             if e.exec_type == "trade":
                 self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
-                self.cash -= e.signed_qty * e.last_px
+                self._pay(e.symbol, e.signed_qty, e.last_px)
             event = _EVENT_OF[e.exec_type]
-            seq_of, log_index = self._orders.get(e.cl_ord_id, (seq, e.log_index))
+            placed = self._orders.get(e.cl_ord_id)
+            if placed is None:  # an earlier run's order (carried): its ClOrdID names its signal
+                named = signal_of_cl_ord_id(e.cl_ord_id)
+                placed = (seq if named is None else named[1], e.log_index)
+            seq_of, log_index = placed
             self._counts[event] = self._counts.get(event, 0) + 1
             self._rows.append(
                 {
@@ -621,6 +738,9 @@ class ExecutionLayer:
                     "position_after": self.positions.get(e.symbol, 0),
                     "cl_ord_id": e.cl_ord_id,
                     "exec_id": e.exec_id,
+                    "control": "venue" if event == "reject" else "",
+                    "limit_value": None,
+                    "attempted_value": None,
                 }
             )
         return out
@@ -633,7 +753,7 @@ class ExecutionLayer:
         event: str,
         s: Signal,
         price: int | None,
-        reason: str,
+        refusal: Refusal | None,
         cl_ord_id: str = "",
         exec_id: str = "",
     ) -> None:
@@ -649,18 +769,24 @@ class ExecutionLayer:
                 "quantity": s.quantity,
                 "limit_price_ticks": s.limit_price,
                 "price_ticks": price,
-                "reason": reason,
+                "reason": refusal.text if refusal is not None else "",
                 "position_after": self.positions.get(s.symbol, 0),
                 "cl_ord_id": cl_ord_id,
                 "exec_id": exec_id,
+                "control": refusal.control if refusal is not None else "",
+                "limit_value": refusal.limit if refusal is not None else None,
+                "attempted_value": refusal.attempted if refusal is not None else None,
             }
         )
 
     def pnl(self) -> int:
-        """Mark-to-market PnL in ticks × units: cash plus positions at the last prices (the
-        carried positions of a continuing run count from their first price, :meth:`carry`)."""
-        prices = self.last_price
-        return self.cash + sum(q * prices.get(sym, 0) for sym, q in self.positions.items())
+        """Mark-to-market PnL in the account's unit (price x quantity x ``units``, as the
+        backtest counts): cash plus positions at the last prices (the carried positions of a
+        continuing run count from their first price, :meth:`carry`)."""
+        prices, units = self.last_price, self.units
+        return self.cash + sum(
+            q * prices.get(sym, 0) * units.get(sym, 1) for sym, q in self.positions.items()
+        )
 
     def counts(self) -> dict[str, int]:
         """How many journal rows of each event kind."""
@@ -670,24 +796,3 @@ class ExecutionLayer:
         """The orders/fills journal so far, in :data:`JOURNAL_SCHEMA`."""
         return pl.DataFrame(self._rows, schema=JOURNAL_SCHEMA)
 
-
-def _price_at(frame: pl.DataFrame) -> Callable[[int], int | None]:
-    """Row i's price: a trade's price, else the quote's mid, else a bar's close (plain Python:
-    only a few rows are looked at, and polars' per-call overhead would dominate)."""
-    cols = {
-        c: frame.get_column(c).to_list()
-        for c in ("price", "bid", "ask", "close")
-        if c in frame.columns
-    }
-    price, bid, ask, close = (cols.get(c) for c in ("price", "bid", "ask", "close"))
-
-    def at(i: int) -> int | None:
-        if price is not None and price[i] is not None:
-            return int(price[i])
-        if bid is not None and ask is not None and bid[i] is not None and ask[i] is not None:
-            return (int(bid[i]) + int(ask[i])) // 2
-        if close is not None and close[i] is not None:
-            return int(close[i])
-        return None
-
-    return at

@@ -75,7 +75,8 @@ class EnclaveReplayRunner:
     enclave's own log and boot document there (it must not exist yet or be empty). ``ledger``
     (a :class:`zcbench.ledger.runs.LedgerRunHook`): the replay enclave passes the ledger's gate
     first, as a live run's does (a build measured with a ledger requirement replays only so),
-    and its run-start is in the ledger; a replay appends no run-end (it writes no summary).
+    and its run-start is in the ledger; after its last batch it appends a final run-checkpoint
+    of its log (no run-end: it writes no summary), which the next run's run-start names.
     """
 
     def __init__(
@@ -170,10 +171,13 @@ class EnclaveReplayRunner:
                 log.stage_reply(sent, data, reply, event_time_ns=newest)
                 log.flush()
                 yield seq, signals
+            if self.ledger is not None:  # the replay's log as it ends, in the ledger
+                self.ledger.final_checkpoint(
+                    ledger_exchange(conn, self.broker, self.reply_timeout))
             session.shutdown("replay done")
         finally:
             if self.ledger is not None:
-                self.ledger.close()  # no run-end: a replay writes no summary
+                self.ledger.close()  # no run-end: a replay writes no summary (closed once)
             if session is not None:
                 session.close()
             if scratch is not None:

@@ -31,12 +31,21 @@ The rules:
   ``zcbench.host.controls``).
 
 Time is given (``time_ns`` of each entry, ``at_ns`` of a question); nothing here reads a clock.
+
+:meth:`LedgerState.snapshot` writes what the rules read of a state as plain data (the enclave
+checkpoints its verified state with it, :mod:`zcbench.enclave.ledger`) and
+:meth:`LedgerState.from_snapshot` reads it back strictly: every version, every run's facts, its
+newest checkpoint and its last control entry; a run's archive entries and earlier control
+entries are left out (no rule reads them), so a state read back answers every rule's question
+but not "which archives" (verifiers replay the whole ledger).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from zcbench.auditlog import LogFormatError, NoteError
 from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint
@@ -53,7 +62,12 @@ from zcbench.ledger.entries import (
     RunStartEntry,
 )
 
-__all__ = ["LedgerState", "RunInfo", "Version", "read_run_checkpoint"]
+T = TypeVar("T")
+
+__all__ = ["SNAPSHOT_VERSION", "LedgerState", "RunInfo", "Version", "read_run_checkpoint"]
+
+SNAPSHOT_VERSION = 1
+"""The layout :meth:`LedgerState.snapshot` writes (a reader of another refuses it)."""
 
 
 @dataclass(slots=True)
@@ -175,6 +189,56 @@ class LedgerState:
         if self.last_run is None:
             return None
         return self.runs[self.last_run].last_checkpoint
+
+    # -- the state as data ---------------------------------------------------------------------
+
+    def snapshot(self) -> list[object]:
+        """What the rules read of this state, as plain data (see the module docstring)."""
+        versions = [[v.pcr0, v.commitment_sha256, v.index, v.announced_ns, v.valid_from_ns,
+                     v.revoked_ns, v.revoked_index] for v in self.versions.values()]
+        runs = []
+        for r in self.runs.values():
+            last = r.controls[-1] if r.controls else None
+            runs.append([r.origin, r.pcr0, r.vkey, r.boot_sha256, r.start_index, r.started_ns,
+                         r.last_checkpoint, r.last_size, r.last_root, r.end_index, r.ended_ns,
+                         r.summary_sha256,
+                         None if last is None else [last[0], last[1].log_index,
+                                                    last[1].leaf_sha256, last[1].action,
+                                                    last[1].operator]])
+        return [SNAPSHOT_VERSION, self.size, self.last_time_ns, versions, runs, self.last_run]
+
+    @classmethod
+    def from_snapshot(cls, doc: object, *, signed_history: bool = True) -> LedgerState:
+        """The state :meth:`snapshot` wrote; ValueError unless ``doc`` is exactly one."""
+        top = _row(doc, 6, "snapshot")
+        if top[0] != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot layout {top[0]!r}, this code reads {SNAPSHOT_VERSION}")
+        state = cls(size=_int(top[1]), last_time_ns=_opt(top[2], _int),
+                    last_run=_opt(top[5], _text), signed_history=signed_history)
+        for row in _rows(top[3], "versions"):
+            v = _row(row, 7, "version")
+            version = Version(_blob(v[0], 48), _blob(v[1], 32), _int(v[2]), _int(v[3]),
+                              _int(v[4]), _opt(v[5], _int), _opt(v[6], _int))
+            if version.pcr0 in state.versions:
+                raise ValueError("a version twice in the snapshot")
+            state.versions[version.pcr0] = version
+        for row in _rows(top[4], "runs"):
+            r = _row(row, 13, "run")
+            run = RunInfo(_text(r[0]), _blob(r[1], 48), _text(r[2]), _blob(r[3], 32),
+                          _int(r[4]), _int(r[5]), _opt(r[6], _bytes), _int(r[7], low=-1),
+                          _bytes(r[8]), _opt(r[9], _int), _opt(r[10], _int),
+                          _opt(r[11], lambda x: _blob(x, 32)))
+            if r[12] is not None:
+                c = _row(r[12], 5, "control")
+                run.controls.append((_int(c[0]), ControlEntry(run.origin, _int(c[1]),
+                                                              _blob(c[2], 32), _text(c[3]),
+                                                              _text(c[4]))))
+            if run.origin in state.runs:
+                raise ValueError("a run twice in the snapshot")
+            state.runs[run.origin] = run
+        if state.last_run is not None and state.last_run not in state.runs:
+            raise ValueError("the snapshot's last run is not one of its runs")
+        return state
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -359,3 +423,43 @@ class LedgerState:
             raise LedgerRuleError("a control entry's log index is never negative",
                                   check="control_order")
         run.controls.append((entry.index, body))
+
+
+def _row(value: object, n: int, what: str) -> list[object]:
+    if not isinstance(value, list) or len(value) != n:
+        raise ValueError(f"a snapshot's {what} is not a list of {n}")
+    return value
+
+
+def _rows(value: object, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise ValueError(f"a snapshot's {what} is not a list")
+    return value
+
+
+def _int(value: object, low: int = 0) -> int:
+    if type(value) is not int or value < low:
+        raise ValueError(f"a snapshot's number is not an integer of at least {low}")
+    return value
+
+
+def _text(value: object) -> str:
+    if type(value) is not str:
+        raise ValueError("a snapshot's text is not text")
+    return value
+
+
+def _bytes(value: object) -> bytes:
+    if type(value) is not bytes:
+        raise ValueError("a snapshot's bytes are not bytes")
+    return value
+
+
+def _blob(value: object, n: int) -> bytes:
+    if type(value) is not bytes or len(value) != n:
+        raise ValueError(f"a snapshot's hash is not {n} bytes")
+    return value
+
+
+def _opt(value: object, read: Callable[[object], T]) -> T | None:
+    return None if value is None else read(value)

@@ -6,17 +6,21 @@ ledger's checkpoints. The host, untrusted, only carries:
 
 * :class:`LedgerRunHook` is what a live run (``run_live(..., ledger=hook)``) calls.
   :meth:`~LedgerRunHook.gate` right after boot: the ledger key's sealed blob (the enclave gets
-  it released by the key broker through the host's relay), every entry the ledger's newest
-  checkpoint covers and that checkpoint; the enclave answers with its run-start and the
-  checkpoint it signed, which the hook stores (:meth:`Ledger.append_signed`), gets witnessed
-  when a policy is given, and hands back cosigned. The enclave serves only once it accepted
+  it released by the key broker through the host's relay), the enclave's sealed state from its
+  last run when the ledger folder keeps one (``enclave-state``), every entry the ledger's
+  newest checkpoint covers (after that state) and that checkpoint; the enclave answers with
+  its run-start and the checkpoint it signed, which the hook stores
+  (:meth:`Ledger.append_signed`), gets witnessed when a policy is given, and hands back
+  cosigned. The enclave serves only once it accepted
   that; any refusal raises :class:`ServeRefused` and the run stops before its first batch.
   While the run goes, :meth:`~LedgerRunHook.due` says when to ask for a ``run-checkpoint`` (the
   enclave keeps its own minimum interval too); :meth:`~LedgerRunHook.appended` stores each one
   and a background thread submits the new ledger checkpoint to the policy's witnesses (409
   retry); :meth:`~LedgerRunHook.control_reply` stores the ``control`` entry the enclave appends
   with each control record it logs. :meth:`~LedgerRunHook.end` asks for the ``run-end`` (the
-  final checkpoint and the SHA-256 of ``summary.json``) and witnesses it.
+  final checkpoint and the SHA-256 of ``summary.json``) and witnesses it; a replay, which
+  writes no summary, ends with :meth:`~LedgerRunHook.final_checkpoint` (its last
+  ``run-checkpoint``) instead.
 * :func:`check_run` holds a run's log to the ledger for an LP (``zcbench log verify RUN
   --ledger DIR``): its run-start entry (boot document, vkey, PCR0), its PCR0 allowed when it
   started, and its newest checkpoint equal to the ledger's run-end (or, for a run without one,
@@ -39,7 +43,7 @@ from zcbench.ledger._errors import ServeRefused
 from zcbench.ledger.key import KEY_FILE, SealedLedgerKey
 from zcbench.ledger.policy import TlogPolicy
 from zcbench.ledger.rules import LedgerState
-from zcbench.ledger.store import Ledger
+from zcbench.ledger.store import ENCLAVE_STATE_FILE, Appended, Ledger
 
 __all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at"]
 
@@ -147,14 +151,25 @@ class LedgerRunHook:
             raise ServeRefused("the enclave holds another key than this ledger's",
                                check="ledger_vkey", expected=ledger.vkey, actual=reply["vkey"])
         note = ledger.latest_checkpoint()
-        covered = ledger.entry_bytes[: parse_checkpoint_note(note).size]
+        size = parse_checkpoint_note(note).size
+        first = 0
+        sealed = ledger.enclave_state()
+        if sealed is not None:  # the enclave takes only the entries after its sealed state
+            first = _expect(exchange(Message("ledger_resume", {"state": sealed})), "ledger_ack",
+                            f"the sealed state ({ENCLAVE_STATE_FILE} in {self.ledger_dir}; "
+                            "removed, the next run delivers the whole ledger)")["size"]
+            if not 0 <= first <= size:
+                raise ServeRefused(f"the enclave's sealed state covers {first} entries, the "
+                                   f"ledger's checkpoint {size}: remove {ENCLAVE_STATE_FILE} "
+                                   "to deliver the whole ledger", check="ledger_state")
+        covered = ledger.entry_bytes[first:size]
         for at in range(0, len(covered), MAX_LEDGER_BATCH):
             _expect(exchange(Message("ledger_entries", {
                 "entries": list(covered[at:at + MAX_LEDGER_BATCH])})), "ledger_ack",
                 "the ledger's entries")
         reply = _expect(exchange(Message("ledger_start", {"checkpoint": note})),
                         "ledger_appended", "the run-start")
-        self._store(reply)
+        self._store(reply)  # the run-start, and the enclave's sealed state with it
         cosigned = reply["checkpoint"]
         if self._witnessed():
             assert self.policy is not None
@@ -174,6 +189,9 @@ class LedgerRunHook:
         assert self._ledger is not None
         appended = self._ledger.append_signed(entry, checkpoint)
         self.appended.append(decode_entry(appended.data).type)
+        sealed = reply.fields.get("state")
+        if sealed is not None:  # after the entry is durable: a state never ahead of the ledger
+            self._ledger.store_enclave_state(sealed)
         return True
 
     def due(self) -> bool:
@@ -197,6 +215,33 @@ class LedgerRunHook:
                                check="control_entry")
         if self._witnessing:
             self._witnessing.kick()
+
+    def endorse(self, exchange: Exchange, request: Message) -> Appended:
+        """Have the live version's enclave append an endorsement (``ledger_announce`` or
+        ``ledger_revoke``), store it (the key broker's policy follows) and have it witnessed;
+        returns it as stored. Raises :class:`ServeRefused` when the enclave refuses."""
+        if request.type not in ("ledger_announce", "ledger_revoke"):
+            raise ValueError(f"not an endorsement: {request.type}")
+        reply = _expect(exchange(request), "ledger_appended", "the endorsement")
+        entry, checkpoint = reply.fields.get("entry"), reply.fields.get("checkpoint")
+        if entry is None or checkpoint is None or self._ledger is None:
+            raise ServeRefused("the enclave appended no endorsement", check="serve_gate")
+        appended = self._ledger.append_signed(entry, checkpoint)
+        self.appended.append(appended.entry.body.type)
+        if self._witnessing:
+            self._witnessing.kick()
+        return appended
+
+    def final_checkpoint(self, exchange: Exchange) -> None:
+        """The last run-checkpoint of a run that has no run-end (a replay writes no summary):
+        the run's log as it ends is in the ledger, and the next run's run-start names it."""
+        if self._ledger is None:
+            return
+        try:
+            self.appended_reply(_expect(exchange(Message("ledger_final", {})),
+                                        "ledger_appended", "the final run-checkpoint"))
+        finally:
+            self.close()
 
     def end(self, exchange: Exchange) -> None:
         """The run-end with the final checkpoint and the summary's hash, witnessed."""

@@ -9,22 +9,43 @@ Layout of a ledger folder::
                          ledger entries as the record type (zcbench.auditlog.storage)
     checkpoint           the newest checkpoint with the witnesses' cosignatures, replaced
                          atomically (temp file, fsync, rename, fsync of the folder)
+    pending-entry        the entry being appended with the signed checkpoint over it, written
+                         (atomically) before the entry: what completes an append a crash cut
+    recoveries.json      every unsigned tail a ledger found on open and what it did with it
+    enclave-state        the enclave's newest verified state, sealed by it (opaque here: the
+                         next boot starts from it, zcbench.enclave.ledger)
 
 The storage is the run log's: frames with checksums, an fsync before anything is acknowledged,
 and on open a torn tail is cut and reported (:attr:`Ledger.recovery`) while damage anywhere
 else, a rewrite, a fork or a rollback below a checkpoint is refused
 (:class:`zcbench.auditlog.LogDamageError`). Appending holds an exclusive lock on the folder,
 checks the entry against the rules (:mod:`zcbench.ledger.rules`) and the key release against
-the allowed set, writes and fsyncs the entry, then signs and stores the checkpoint of the new
-size: an entry is acknowledged only once its checkpoint is durable. Entries written but not yet
-checkpointed (a crash between the two) are whole and rule-checked; the next append checkpoints
-them and :func:`zcbench.ledger.verify.check_ledger` reports them until then.
+the allowed set, signs the checkpoint of the new size, writes the entry and that checkpoint to
+``pending-entry`` (fsync), then writes and fsyncs the entry, then stores the checkpoint: an
+entry is acknowledged only once its checkpoint is durable.
+
+A crash between the entry's fsync and its checkpoint's leaves an **unsigned tail** (entries no
+stored checkpoint covers). The next open settles it, under the writer lock, before anything
+reads the ledger (:attr:`Ledger.tail_recovery`): when ``pending-entry`` holds exactly that
+entry and a checkpoint the ledger key signed over exactly this ledger plus it, the append is
+*completed* (the checkpoint stored); otherwise (no or another pending entry, a signature or
+root that does not match, an entry that breaks a rule) the tail is *rolled back* (cut at the
+newest checkpoint, durably). A crash before the entry's write leaves only ``pending-entry``
+(signed, never written): it is *discarded*. None of these was acknowledged, so none loses an
+acknowledged entry. Each is recorded in ``recoveries.json`` before it is done (the index, type
+and SHA-256 of every entry; the bytes unless completed; a discarded entry's signed
+checkpoint, so no signature the host held is dropped unseen), so a recovery is never silent:
+``ledger show`` and ``ledger verify`` report them. Until an open settles it,
+:func:`zcbench.ledger.verify.check_ledger` (read-only) reports the tail.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import copy
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -32,11 +53,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+from zcbench import _cbor
+from zcbench.auditlog import LogFormatError, NoteError
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier
+from zcbench.auditlog.merkle import leaf_hash
 from zcbench.auditlog.note import NoteVerifier, parse_vkey
 from zcbench.auditlog.storage import LogStore, RecoveryReport
 from zcbench.durable import write_atomically
@@ -55,21 +79,33 @@ from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey, secret_name
 from zcbench.ledger.rules import LedgerState
 
 __all__ = [
+    "ENCLAVE_STATE_FILE",
     "LEDGER_FILE",
     "LEDGER_SCHEMA",
+    "PENDING_FILE",
+    "RECOVERIES_FILE",
     "WITNESSED_FILE",
     "Appended",
     "Ledger",
+    "TailRecovery",
     "check_new_ledger",
     "check_origin",
     "checkpoint_of",
     "read_ledger_file",
+    "read_recoveries",
     "write_atomic",
 ]
 
 LEDGER_FILE: Final = "ledger.json"
 LEDGER_SCHEMA: Final = "zcbench.ledger/1"
 WITNESSED_FILE: Final = "checkpoint"
+PENDING_FILE: Final = "pending-entry"
+ENCLAVE_STATE_FILE: Final = "enclave-state"
+RECOVERIES_FILE: Final = "recoveries.json"
+RECOVERIES_SCHEMA: Final = "zcbench.ledger-recoveries/1"
+_MAX_PENDING: Final = 65_535 + 16_384  # one entry and one checkpoint note
+_MAX_RECOVERIES_BYTES: Final = 16 * 1024 * 1024
+_KEPT_RECOVERIES: Final = 1000
 _ORIGIN: Final = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}/zcbench/[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -118,6 +154,119 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
+@dataclass(frozen=True, slots=True)
+class TailRecovery:
+    """What an open did with an unsigned tail (see the module docstring): ``completed`` (the
+    pending checkpoint stored), ``rolled_back`` (the entries cut) or ``discarded`` (a pending
+    entry whose checkpoint the ledger key signed but which never reached the log: the crash
+    came before its fsync); ``checkpoint_size`` is the newest stored checkpoint's size before,
+    ``entries`` (index, type, SHA-256 hex) the tail."""
+
+    action: Literal["completed", "rolled_back", "discarded"]
+    checkpoint_size: int
+    entries: tuple[tuple[int, str, str], ...]
+    at_ns: int
+    reason: str
+
+    @property
+    def message(self) -> str:
+        listed = ", ".join(f"{i} ({kind})" for i, kind, _ in self.entries)
+        verb = {"completed": "completed: its signed checkpoint was stored",
+                "rolled_back": "rolled back: cut from the ledger, never acknowledged",
+                "discarded": "discarded: signed, never written, never acknowledged"
+                }[self.action]
+        return (f"unsigned tail after a crash (entries {listed} beyond the checkpoint of size "
+                f"{self.checkpoint_size}) {verb}; {self.reason}")
+
+    def to_json(self, data: list[bytes] | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "action": self.action, "checkpoint_size": self.checkpoint_size,
+            "at_ns": self.at_ns, "reason": self.reason,
+            "entries": [{"index": i, "type": kind, "sha256": digest}
+                        for i, kind, digest in self.entries]}
+        if data is not None:
+            for row, blob in zip(doc["entries"], data, strict=True):
+                row["bytes"] = base64.b64encode(blob).decode()
+        return doc
+
+
+def _read_pending(folder: Path) -> tuple[bytes, bytes] | None:
+    """The (entry, checkpoint note) of ``pending-entry``, or None (absent or not one)."""
+    try:
+        blob = (folder / PENDING_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = _cbor.decode(blob, canonical=True, max_depth=1, max_bytes=_MAX_PENDING)
+    except _cbor.CborError:
+        return None
+    if (not isinstance(doc, dict) or set(doc) != {"entry", "checkpoint"}
+            or not isinstance(doc["entry"], bytes) or not isinstance(doc["checkpoint"], bytes)):
+        return None
+    return doc["entry"], doc["checkpoint"]
+
+
+def read_recoveries(folder: Path) -> list[dict[str, Any]]:
+    """The recoveries ``recoveries.json`` records (oldest first; empty when there is none);
+    DataError when the file is not one."""
+    path = folder / RECOVERIES_FILE
+    try:
+        with path.open("rb") as handle:
+            blob = handle.read(_MAX_RECOVERIES_BYTES + 1)
+    except FileNotFoundError:
+        return []
+    if len(blob) > _MAX_RECOVERIES_BYTES:
+        raise DataError(f"{path} is larger than {_MAX_RECOVERIES_BYTES} bytes")
+    try:
+        doc = json.loads(blob)
+    except ValueError as exc:
+        raise DataError(f"{path} is not JSON: {exc}") from None
+    if (not isinstance(doc, dict) or doc.get("schema") != RECOVERIES_SCHEMA
+            or not isinstance(doc.get("recoveries"), list)
+            or not all(isinstance(r, dict) for r in doc["recoveries"])):
+        raise DataError(f"{path} is not a {RECOVERIES_SCHEMA} file")
+    return list(doc["recoveries"])
+
+
+def _record_recovery(folder: Path, recovery: TailRecovery, data: list[bytes],
+                     note: bytes | None = None) -> None:
+    """Add ``recovery`` to ``recoveries.json`` durably (before it is carried out): with the
+    entries' bytes unless completed, and ``note`` (the signed checkpoint) when given."""
+    try:
+        kept = read_recoveries(folder)
+    except DataError:
+        kept = []  # a damaged record file is replaced; the recovery itself is never skipped
+    doc = recovery.to_json(data if recovery.action != "completed" else None)
+    if note is not None:
+        doc["checkpoint"] = note.decode("utf-8", errors="replace")
+    kept.append(doc)
+    doc = {"schema": RECOVERIES_SCHEMA, "recoveries": kept[-_KEPT_RECOVERIES:]}
+    write_atomic(folder / RECOVERIES_FILE, json.dumps(doc, indent=1).encode() + b"\n")
+
+
+def _cut_log(log: Path, keep: int) -> None:
+    """Cut the ledger's log back to its first ``keep`` entries (a tail no checkpoint covers),
+    durably: the segment holding entry ``keep`` is truncated before it, later ones removed."""
+    fs = OsFileSystem()
+    walk = LogWalk(log, fs, LEDGER_ENTRIES)
+    for item in walk.records():
+        if item.index == keep:
+            later = walk.segments[walk.segments.index(item.path) + 1:]
+            fs.truncate(item.path, item.offset)
+            for path in reversed(later):
+                path.unlink()
+            fs.fsync_dir(log)
+            return
+    raise EnvError(f"{log}: no entry {keep} to cut the log back to")
+
+
+def _drop_pending(folder: Path) -> None:
+    # A stale pending entry (its checkpoint stored) is recognised as such on every open, so
+    # losing this unlink in a crash costs nothing.
+    with contextlib.suppress(FileNotFoundError):
+        (folder / PENDING_FILE).unlink()
+
+
 class Ledger:
     """An open ledger folder (see the module docstring). Make one with :meth:`init` or
     :meth:`open`; it reads the entries once and keeps the state (:attr:`state`) current."""
@@ -134,6 +283,8 @@ class Ledger:
         self._data = data
         self.state = state
         self.key = key
+        self.tail_recovery: TailRecovery | None = None
+        """What this open did with an unsigned tail a crash left (None: there was none)."""
         self._marker = self._disk_marker()
 
     # -- opening -----------------------------------------------------------------------------
@@ -176,21 +327,40 @@ class Ledger:
         origin, vkey = read_ledger_file(folder)
         store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
         try:
+            signed = max((c.size for c in store.checkpoints), default=0)
             walk = LogWalk(folder / "log", OsFileSystem(), LEDGER_ENTRIES)
             entries: list[LedgerEntry] = []
             data: list[bytes] = []
             state = LedgerState()
+            at_signed = LedgerState() if signed == 0 else None  # the state to roll back to
+            broken: str | None = None
             for item in walk.records():
                 try:
                     state.apply(item.record)
                 except LedgerRuleError as exc:
-                    raise LedgerVerificationError(
-                        f"{folder}: ledger entry {item.index} breaks a rule: {exc}",
-                        check=exc.check, expected=exc.expected, actual=exc.actual) from None
+                    if item.index < signed:
+                        raise LedgerVerificationError(
+                            f"{folder}: ledger entry {item.index} breaks a rule: {exc}",
+                            check=exc.check, expected=exc.expected, actual=exc.actual) from None
+                    broken = f"entry {item.index} breaks a rule ({exc.check})"
+                    break
                 entries.append(item.record)
                 data.append(item.data)
+                if state.size == signed and store.size > signed:
+                    at_signed = copy.deepcopy(state)
+            tail = None
+            if store.size > signed:
+                assert at_signed is not None
+                store, tail = cls._settle(folder, vkey, store, signed, entries, data, broken)
+                if tail.action == "rolled_back":
+                    del entries[signed:], data[signed:]
+                    state = at_signed
+            if tail is None:
+                tail = cls._unwritten(folder, vkey, signed)
+            _drop_pending(folder)
             holder = key if key is not None else SealedLedgerKey(folder, origin, broker_factory)
             ledger = cls(folder, origin, vkey, store, entries, data, state, holder)
+            ledger.tail_recovery = tail
             notes, _, _ = walk.checkpoint_notes()
             if notes:
                 ledger._checkpoint_verifier().verify(notes[-1][0])
@@ -198,6 +368,68 @@ class Ledger:
             store.close()
             raise
         return ledger
+
+    @staticmethod
+    def _unwritten(folder: Path, vkey: str, signed: int) -> TailRecovery | None:
+        """A pending entry signed for the next index that never reached the log: recorded as
+        discarded (the ledger key's signature over it is in the record, so it is not lost
+        silently); None for a stale pending entry (its checkpoint stored) or none."""
+        pending = _read_pending(folder)
+        if pending is None:
+            return None
+        try:
+            checkpoint = checkpoint_of(pending[1], vkey)
+        except (LogFormatError, NoteError, LedgerVerificationError):
+            checkpoint = None
+        if checkpoint is not None and checkpoint.size <= signed:
+            return None  # stale: that append completed
+        from zcbench.ledger._errors import LedgerFormatError
+        from zcbench.ledger.entries import decode_entry
+
+        try:
+            kind: str = decode_entry(pending[0]).body.type
+        except LedgerFormatError:
+            kind = "?"
+        recovery = TailRecovery("discarded", signed,
+                                ((signed, kind, hashlib.sha256(pending[0]).hexdigest()),),
+                                _now_ns(), "the crash came before the entry's fsync")
+        _record_recovery(folder, recovery, [pending[0]], pending[1])
+        return recovery
+
+    @staticmethod
+    def _settle(folder: Path, vkey: str, store: LogStore, signed: int,
+                entries: list[LedgerEntry], data: list[bytes], broken: str | None
+                ) -> tuple[LogStore, TailRecovery]:
+        """Complete or roll back the unsigned tail (entries ``signed`` on), recorded first;
+        returns the store to use and what was done."""
+        tail = data[signed:]
+        listed = tuple((signed + i, entries[signed + i].body.type if signed + i < len(entries)
+                        else "?", hashlib.sha256(blob).hexdigest())
+                       for i, blob in enumerate(tail))
+        if len(tail) < store.size - signed:  # entries after a broken one: listed by hash only
+            rest = [item.data for item in LogWalk(folder / "log", OsFileSystem(),
+                                                  LEDGER_ENTRIES).records()][len(data):]
+            listed += tuple((len(data) + i, "?", hashlib.sha256(blob).hexdigest())
+                            for i, blob in enumerate(rest))
+            tail = tail + rest
+        pending = _read_pending(folder)
+        reason = broken or _why_not_complete(pending, tail, store, vkey)
+        when = _now_ns()
+        if reason is None:
+            assert pending is not None
+            recovery = TailRecovery("completed", signed, listed, when,
+                                    "the pending entry and the ledger key's checkpoint over it "
+                                    f"were in {PENDING_FILE}")
+            _record_recovery(folder, recovery, tail)
+            store.add_checkpoint(pending[1])
+            return store, recovery
+        recovery = TailRecovery("rolled_back", signed, listed, when, reason)
+        _record_recovery(folder, recovery, tail)
+        store.close()
+        _cut_log(folder / "log", signed)
+        reopened = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
+        reopened.recovery = store.recovery  # what the first open found (a torn tail, say)
+        return reopened, recovery
 
     def close(self) -> None:
         """Close the log files."""
@@ -262,6 +494,16 @@ class Ledger:
                              f"{self.size} entries")
         write_atomic(self.folder / WITNESSED_FILE, note)
 
+    def enclave_state(self) -> bytes | None:
+        """The enclave's sealed state the host keeps (``enclave-state``), or None."""
+        path = self.folder / ENCLAVE_STATE_FILE
+        return path.read_bytes() if path.is_file() else None
+
+    def store_enclave_state(self, sealed: bytes) -> None:
+        """Keep the enclave's sealed state (replaced atomically); the host cannot read it, the
+        next enclave checks it."""
+        write_atomic(self.folder / ENCLAVE_STATE_FILE, sealed, 0o600)
+
     # -- appending ---------------------------------------------------------------------------
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
@@ -320,7 +562,6 @@ class Ledger:
         Refused (nothing written) unless ``data`` decodes strictly as the next entry, follows
         the rules, and ``note`` is signed by the ledger key over exactly this ledger plus that
         entry."""
-        from zcbench.auditlog.merkle import leaf_hash
         from zcbench.ledger.entries import decode_entry
 
         with self._locked():
@@ -334,17 +575,26 @@ class Ledger:
                 raise LedgerVerificationError(
                     f"the enclave's checkpoint (size {checkpoint.size}) does not cover this "
                     f"ledger of {self.size} entries and the new one", check="enclave_checkpoint")
-            if self._store.size != self.size:
-                raise EnvError(f"{self.folder}: the log holds {self._store.size} entries, the "
-                               f"ledger read {self.size}; reopen it")
-            self._store.append([data])
-            self._store.sync()
-            self._store.add_checkpoint(note)
+            self._commit(data, note)
             self.state = trial
             self._entries.append(entry)
             self._data.append(data)
             self._marker = self._disk_marker()
+            if isinstance(entry.body, (CommitmentEntry, RevocationEntry)):
+                self.sync_key_policy()  # the broker follows the allowed set
             return Appended(entry, data, note)
+
+    def _commit(self, data: bytes, note: bytes) -> None:
+        """Write ``data`` (the next entry) and ``note`` (the ledger key's checkpoint over this
+        ledger plus it): pending first, then the entry, then the checkpoint (each fsynced)."""
+        if self._store.size != self.size:
+            raise EnvError(f"{self.folder}: the log holds {self._store.size} entries, the "
+                           f"ledger read {self.size}; reopen it")
+        write_atomic(self.folder / PENDING_FILE,
+                     _cbor.encode_canonical({"entry": data, "checkpoint": note}), 0o600)
+        self._store.append([data])
+        self._store.sync()
+        self._store.add_checkpoint(note)
 
     def _disk_marker(self) -> tuple[int, ...]:
         log = self.folder / "log"
@@ -372,13 +622,10 @@ class Ledger:
             data = encode_entry(index=entry.index, time_ns=when, body=body)
         except ValueError as exc:
             raise UsageError(f"the entry cannot be encoded: {exc}") from None
-        if self._store.size != self.size:
-            raise EnvError(f"{self.folder}: the log holds {self._store.size} entries, the ledger "
-                           f"read {self.size}; reopen it")
-        self._store.append([data])
-        self._store.sync()
-        note: bytes = signer.sign(self._store.size, self._store.root())
-        self._store.add_checkpoint(note)
+        grown = self._store.compact_range()
+        grown.append(leaf_hash(data))
+        note: bytes = signer.sign(grown.size, grown.root())
+        self._commit(data, note)
         self.state = trial
         self._entries.append(entry)
         self._data.append(data)
@@ -386,6 +633,22 @@ class Ledger:
         if isinstance(body, (CommitmentEntry, RevocationEntry)):
             self.sync_key_policy()
         return Appended(entry, data, note)
+
+
+def _why_not_complete(pending: tuple[bytes, bytes] | None, tail: list[bytes],
+                      store: LogStore, vkey: str) -> str | None:
+    """Why the unsigned ``tail`` cannot be completed from ``pending`` (None: it can)."""
+    if pending is None:
+        return f"no pending entry ({PENDING_FILE}) holds its checkpoint"
+    if len(tail) != 1 or pending[0] != tail[0]:
+        return f"{PENDING_FILE} holds another entry than the tail"
+    try:
+        checkpoint = checkpoint_of(pending[1], vkey)
+    except (LogFormatError, NoteError, LedgerVerificationError):
+        return f"the checkpoint in {PENDING_FILE} is not signed by the ledger key"
+    if (checkpoint.size, checkpoint.root) != (store.size, store.root()):
+        return f"the checkpoint in {PENDING_FILE} does not cover exactly the ledger and the tail"
+    return None
 
 
 def read_ledger_file(folder: Path) -> tuple[str, str]:

@@ -29,11 +29,18 @@ from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.merkle import CompactRange
 from zcbench.auditlog.storage import recover
+from zcbench.errors import DataError
 from zcbench.ledger._errors import LedgerRuleError, LedgerVerificationError
 from zcbench.ledger.entries import LEDGER_ENTRIES, LedgerEntry
 from zcbench.ledger.policy import QuorumReport, TlogPolicy, check_quorum
 from zcbench.ledger.rules import LedgerState
-from zcbench.ledger.store import WITNESSED_FILE, checkpoint_of, read_ledger_file
+from zcbench.ledger.store import (
+    RECOVERIES_FILE,
+    WITNESSED_FILE,
+    checkpoint_of,
+    read_ledger_file,
+    read_recoveries,
+)
 
 __all__ = ["LedgerReport", "check_ledger", "verify_ledger"]
 
@@ -158,7 +165,23 @@ def check_ledger(folder: Path, *, policy: TlogPolicy | None = None,
         report.checkpoint_size = max(report.checkpoint_size, checkpoint.size)
     if report.checkpoint_size < report.size:
         report.warnings.append(f"entries {report.checkpoint_size}..{report.size - 1} are not "
-                               "checkpointed yet (written before a crash)")
+                               "checkpointed yet (written before a crash; the next open "
+                               "completes or rolls them back)")
+    try:
+        recoveries = read_recoveries(folder)
+    except DataError as exc:  # the host's record, not the ledger: what it says is lost
+        recoveries = []
+        report.warnings.append(f"the record of crash recoveries is unreadable: {exc}")
+    for r in recoveries:
+        listed_entries = r.get("entries")
+        entries: list[Any] = listed_entries if isinstance(listed_entries, list) else []
+        listed = ", ".join(f"{e.get('index')} ({e.get('type')})" for e in entries
+                           if isinstance(e, dict))
+        verb = {"completed": "completed", "rolled_back": "rolled back",
+                "discarded": "discarded (signed, never written)"}.get(
+            str(r.get("action")), f"settled ({r.get('action')!r})")
+        report.warnings.append(f"an unsigned tail after a crash (entries {listed}) was {verb} "
+                               f"on open: {r.get('reason')} ({RECOVERIES_FILE})")
     if policy is not None:
         failed = _check_witnessed(report, folder, policy, roots)
         if failed is not None:

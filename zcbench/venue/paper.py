@@ -533,7 +533,7 @@ def simulate(
 
     The backtest's own accounting (``zcbench.backtest``) still fills with its vectorised
     next-event model; this is the interface it moves onto."""
-    from zcbench.venue.orders import order_from_signal
+    from zcbench.venue.orders import cl_ord_id_for, order_from_signal
 
     venue = venue or PaperVenue()
     out: list[Execution] = []
@@ -542,7 +542,7 @@ def simulate(
         out += venue.on_market(events.slice(start, int(end) - start))
         start = int(end)
         for k, signal in enumerate(signals.get(seq, ())):
-            order = order_from_signal(signal, cl_ord_id=f"{prefix}-{seq}-{k}", log_index=seq,
-                                      signal_pos=k)
+            order = order_from_signal(signal, cl_ord_id=cl_ord_id_for(prefix, seq, k),
+                                      log_index=seq, signal_pos=k)
             out += venue.submit(order)
     return out
