@@ -12,7 +12,8 @@ where a live run's clock records (logged at wall-clock moments) land. The loop s
 log indices as a live log without clock records would (the boot record, the start control
 record, then per batch its feedback record if any, its IN and its OUT record): they only
 locate records (:attr:`LoggedRecord.index`, the journal's ``log_index``). The strategy gets
-each context as the enclave hands it over: decoded from its one encoding.
+each context as the enclave hands it over: decoded from its one encoding (on the fast
+path, the equal value the builder made: :meth:`FeedbackLoop.before` says why).
 
 So a backtest, a live run on the paper venue (clock records and all) and a replay of its log
 give the same feedback bodies, the same batch bodies and the same signals, byte for byte, in
