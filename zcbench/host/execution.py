@@ -448,7 +448,6 @@ class ExecutionLayer:
     _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
     _unmarked: dict[str, int] = field(default_factory=dict)  # carried, not yet priced this run
     _account_cash: int = 0  # cash paid and received, in the account's unit (units applied)
-    _quotes: dict[str, tuple[int, int]] = field(default_factory=dict)  # bid, ask: last a quote
 
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
@@ -510,27 +509,19 @@ class ExecutionLayer:
             symbols = [f.get_column("symbol").to_list() for f in frames]
             wanted = set().union(*symbols) - {None}
             found: dict[str, int] = {}
-            sides: dict[str, tuple[int, int] | None] = {}
             # newest first, so each symbol's last price is met first; stop once all are known
             for frame, names in zip(reversed(frames), reversed(symbols), strict=True):
                 price = _price_at(frame)
-                quote = _quote_at(frame) if self.capital is not None else None
                 for i in range(frame.height - 1, -1, -1):
                     if names[i] not in found:
                         px = price(i)
                         if px is not None and px > 0:
                             found[names[i]] = px
-                            sides[names[i]] = quote(i) if quote is not None else None
                             if len(found) == len(wanted):
                                 break
                 if len(found) == len(wanted):
                     break
             self._prices.update(found)
-            for symbol, side in sides.items():
-                if side is None:
-                    self._quotes.pop(symbol, None)
-                else:
-                    self._quotes[symbol] = side
         return self._prices
 
     def act(
@@ -634,11 +625,7 @@ class ExecutionLayer:
             return Refusal("max_notional", limit=lim.max_notional, attempted=gross,
                            detail="gross")
         if self.capital is not None:
-            # at the price the order takes: a quote's ask for a buy, its bid for a sale (the
-            # paper venue's and the backtest's fill), else the last price
-            quote = self._quotes.get(s.symbol)
-            at = px if quote is None else quote[1] if s.side == "buy" else quote[0]
-            refusal = self._capital_refusal(s.symbol, before, after, at)
+            refusal = self._capital_refusal(s.symbol, before, after, px)
             if refusal is not None:
                 return refusal
         while self._recent and self._recent[0] <= rate_ns - 1_000_000_000:
@@ -793,22 +780,6 @@ class ExecutionLayer:
     def journal(self) -> pl.DataFrame:
         """The orders/fills journal so far, in :data:`JOURNAL_SCHEMA`."""
         return pl.DataFrame(self._rows, schema=JOURNAL_SCHEMA)
-
-
-def _quote_at(frame: pl.DataFrame) -> Callable[[int], tuple[int, int] | None]:
-    """Row i's bid and ask when its price (:func:`_price_at`) is the quote's mid, else None."""
-    cols = {c: frame.get_column(c).to_list() for c in ("price", "bid", "ask")
-            if c in frame.columns}
-    price, bid, ask = (cols.get(c) for c in ("price", "bid", "ask"))
-
-    def at(i: int) -> tuple[int, int] | None:
-        if bid is None or ask is None or (price is not None and price[i] is not None):
-            return None
-        if bid[i] is None or ask[i] is None:
-            return None
-        return int(bid[i]), int(ask[i])
-
-    return at
 
 
 def _price_at(frame: pl.DataFrame) -> Callable[[int], int | None]:
