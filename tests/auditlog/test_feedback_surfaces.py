@@ -25,15 +25,15 @@ def _in(body: bytes, seq: int = 3) -> Record:
 def test_a_feedback_record_is_described_by_its_outcomes_and_positions() -> None:
     context = Context(
         3,
-        (Outcome(5, 0, "AAA", "refused", 200, limit="max_notional", reason="order notional"),
-         Outcome(5, 1, "BBB", "filled", 40, price=1_250_000)),
+        (Outcome(2, 0, "AAA", "refused", 200, limit="max_notional", reason="order notional"),
+         Outcome(2, 1, "BBB", "filled", 40, price=1_250_000)),
         (("CCC", -100),),
     )
     record = _in(encode_context(context))
     text = describe_body(record)
     assert text.startswith("feedback for batch 3: ")
-    assert "refused 200 AAA (OUT 5#0) by max_notional" in text
-    assert "filled 40 BBB (OUT 5#1) at 1250000 ticks" in text
+    assert "refused 200 AAA (signal 0 of batch 2) by max_notional" in text
+    assert "filled 40 BBB (signal 1 of batch 2) at 1250000 ticks" in text
     assert text.endswith("positions CCC -100")
     assert strategy_symbols(record) == {"AAA", "BBB", "CCC"}
     assert strategy_summary(record) == {"feedback": True, "outcomes": 2,

@@ -2,15 +2,21 @@
 
 The backtest runs the live run's own execution layer, paper venue and feedback builder
 (``zcbench.backtest.backtest_log``); a live run with feedback on the paper venue logs its IN and
-OUT records through the enclave (without clock records, which sit at wall-clock moments and
-shift the log indices the outcomes name). Both are compared record by record, byte for byte,
-with the journal rows (fills included), on the example crossover, which trades to its target
-from the position the context reports: bars with little volume fill its orders in part, and a
-notional limit refuses the larger ones, so the context matters to what it signals.
+OUT records through the enclave, with its clock records, which land between batches at
+wall-clock moments and so at other log indices in every run. Outcomes and ClOrdIDs name a
+signal by its batch and position, never by log index, so both are compared record by record
+(IN and OUT, in order), byte for byte, with the journal rows (fills included) but for their
+wall-clock time and the log index that locates each OUT record, on the example crossover,
+which trades to its target from the position the context reports: bars with little volume fill
+its orders in part, and a notional limit refuses the larger ones, so the context matters to
+what it signals.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import pytest
 import zcbench.examples.ma_crossover as crossover_module
 from zcbench.auditlog import events_frame, list_records, outcomes_frame, positions_frame, to_polars
 from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.records import Record
 from zcbench.backtest import BacktestConfig, backtest_log, prepare, run_backtest
 from zcbench.cli import main
 from zcbench.examples import MACrossover, MACrossoverParams
@@ -27,8 +34,14 @@ from zcbench.host import ReplaySource
 from zcbench.host.execution import RiskLimits, read_journal
 from zcbench.host.live import ModuleImage, RunSummary, run_live
 from zcbench.host.replay import replay_log
-from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
-from zcbench.strategy import Context, decode_context, decode_signals, is_context
+from zcbench.marketdata import (
+    BatchSpec,
+    SyntheticConfig,
+    generate_ticks,
+    load_ohlcv,
+    sample_daily_path,
+)
+from zcbench.strategy import Context, Strategy, decode_context, decode_signals, is_context
 from zcbench.venue import PaperVenue
 
 PARAMS = {"fast": 3, "slow": 8, "quantity": 100, "allow_short": True}
@@ -53,6 +66,30 @@ def _contexts(records: list[tuple[int, str, int, bytes]]) -> list[Context]:
     return [decode_context(b) for _, kind, _, b in records if kind == "in" and is_context(b)]
 
 
+def _live_run(image: ModuleImage, bars: pl.DataFrame, limits: RiskLimits, run: Path,
+              clock_every_s: float | None) -> RunSummary:
+    summary = run_live(
+        image, run, ReplaySource(bars, SPEC), limits=limits, venue=PaperVenue(),
+        feedback=True, run_id="run-parity", clock_every_s=clock_every_s,
+    )
+    assert summary.status == "completed", summary.reason
+    return summary
+
+
+def _batch_records(run: Path) -> list[Record]:
+    """The run's IN and OUT records (boot, control and clock records are notes)."""
+    return [r for r, _ in iter_records(run) if r.kind in ("in", "out")]
+
+
+def _signals_digest(records: list[Record]) -> str:
+    """The backtest's signals digest (``zcbench.backtest``) over a log's OUT records."""
+    digest = hashlib.sha256()
+    for r in sorted((r for r in records if r.kind == "out"), key=lambda r: r.seq or 0):
+        assert r.seq is not None
+        digest.update(r.seq.to_bytes(8, "big") + len(r.body).to_bytes(8, "big") + r.body)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class _World:
     bars: pl.DataFrame
@@ -69,11 +106,8 @@ def world(tmp_path: Path) -> _World:
     limits = _limits(bars)
     run = tmp_path / "run"
     image = ModuleImage(Path(crossover_module.__file__), PARAMS)
-    summary = run_live(
-        image, run, ReplaySource(bars, SPEC), limits=limits, venue=PaperVenue(),
-        feedback=True, run_id="run-parity", clock_every_s=None,
-    )
-    assert summary.status == "completed", summary.reason
+    # clock records on, as `zcbench run` logs them (at its start, every 0.25 s and at its end)
+    summary = _live_run(image, bars, limits, run, 0.25)
     return _World(bars, limits, image, run, summary)
 
 
@@ -85,12 +119,28 @@ def test_backtest_live_and_replay_give_the_same_records_and_fills(
     data = prepare(world.bars, strategy.fields(), SPEC)
     expected = backtest_log(strategy, data, limits=world.limits, order_prefix="run-parity")
     run, summary = world.run, world.summary
-    # boot and the start control record come first; every later record is an IN or OUT one
-    logged = [(r.index, r.kind, r.seq, r.body) for r, _ in iter_records(run) if r.index > 1]
+    # a second live run whose clock records come before almost every batch: they land at
+    # other places than the first run's, and shift every OUT record's log index on
+    again = tmp_path / "again"
+    _live_run(world.image, world.bars, world.limits, again, 0.0)
     backtest = [(r.index, r.kind, r.seq, r.body) for r in expected.records]
-    assert len(logged) == len(backtest)
-    for got, want in zip(logged, backtest, strict=True):
-        assert got == want, f"record {want[0]} ({want[1]}, batch {want[2]}) differs"
+    clocks: dict[Path, list[int]] = {}
+    for live in (run, again):
+        records = _batch_records(live)
+        clocks[live] = [r.index for r, _ in iter_records(live) if r.kind == "note"]
+        assert len(records) == len(backtest)
+        for got, (index, kind, seq, body) in zip(records, backtest, strict=True):
+            assert (got.kind, got.seq) == (kind, seq)
+            assert got.body == body, f"{live.name}: record {got.index} ({kind}, batch {seq}) " \
+                f"differs from the backtest's record {index}"
+        assert _signals_digest(records) == expected.signals_digest
+        # the clock records moved the log indices the backtest counts (boot, control, batches)
+        assert any(got.index != index for got, (index, *_) in zip(records, backtest,
+                                                                     strict=True))
+    assert clocks[run] != clocks[again], "the clock records landed at the same places"
+    # the outcomes and ClOrdIDs the two runs logged are the same bytes: no log index in them
+    assert read_journal(run).rows.drop("time_ns", "log_index").equals(
+        read_journal(again).rows.drop("time_ns", "log_index"))
 
     # the context mattered: partial fills and refusals, and orders for the remainder after them
     outcomes = [o for c in _contexts(backtest) for o in c.outcomes]
@@ -101,10 +151,13 @@ def test_backtest_live_and_replay_give_the_same_records_and_fills(
              for s in decode_signals(body)}
     assert sizes - {100, 200}, f"no order for a remainder: {sorted(sizes)}"
 
-    # fills included: the journal is the same row for row (its time stamps are wall clock live)
+    # fills included: the journal is the same row for row (its time stamps are wall clock live,
+    # and its log_index locates each OUT record in its own log), ClOrdIDs included
     journal = read_journal(run).rows
     assert journal.height == expected.journal.height > 0
-    assert journal.drop("time_ns").equals(expected.journal.drop("time_ns"))
+    assert journal["cl_ord_id"].str.starts_with("run-parity-").all()
+    assert journal.drop("time_ns", "log_index").equals(
+        expected.journal.drop("time_ns", "log_index"))
     assert summary.positions == expected.positions
 
     # replay re-feeds the feedback and gets every OUT record byte for byte
@@ -181,3 +234,77 @@ class _Blind(MACrossover):
 
     def on_batch(self, batch):  # type: ignore[no-untyped-def,override]
         return super().on_batch(batch)
+
+
+ECHO = textwrap.dedent(
+    '''
+    from dataclasses import dataclass
+    from zcbench.strategy import Signal, Strategy
+
+
+    @dataclass(frozen=True)
+    class Params:
+        every: int = 3
+
+
+    class Echo(Strategy):
+        """Buys 2 every few batches, each order carrying in its hints the signal the last
+        outcome it was told of names (its batch and position): its signals are what it is told."""
+
+        name = "echo"
+        params_type = Params
+        input_fields = ("price",)
+
+        def __init__(self, params):
+            super().__init__(params)
+            self.batches = 0
+            self.seen = (-1, -1)
+
+        def on_batch(self, batch, context=None):
+            self.batches += 1
+            if context is not None and context.outcomes:
+                last = context.outcomes[-1]
+                self.seen = (last.batch, last.signal)
+            if self.batches % self.params.every or not len(batch):
+                return []
+            symbol = batch.events["symbol"][0]
+            return [Signal(symbol, "buy", 2, hints=(("seen_batch", self.seen[0]),
+                                                    ("seen_signal", self.seen[1])))]
+    '''
+)
+
+
+@pytest.mark.slow
+def test_a_strategy_that_reads_the_outcomes_names_signals_the_same_with_clock_records(
+    tmp_path: Path,
+) -> None:
+    # its signals carry the (batch, position) its outcomes name: with a clock record before
+    # almost every batch, a live run signals exactly what the backtest does
+    module = tmp_path / "echo.py"
+    module.write_text(ECHO)
+    spec = importlib.util.spec_from_file_location("echo_strategy", module)
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    strategy: Strategy = loaded.Echo(loaded.Params())
+    events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=0.5), seed=5)
+    batching = BatchSpec(count=20)
+    limits = RiskLimits(max_position=5)  # the third buy of 2 is refused, and every later one
+    expected = backtest_log(strategy, prepare(events, strategy.fields(), batching),
+                            limits=limits, order_prefix="run-echo")
+    run = tmp_path / "run"
+    summary = run_live(ModuleImage(module), run, ReplaySource(events, batching), limits=limits,
+                       venue=PaperVenue(), feedback=True, run_id="run-echo", clock_every_s=0.0)
+    assert summary.status == "completed", summary.reason
+    records = _batch_records(run)
+    assert [(r.kind, r.seq, r.body) for r in records] == [
+        (r.kind, r.seq, r.body) for r in expected.records]
+    assert _signals_digest(records) == expected.signals_digest
+    assert sum(1 for r, _ in iter_records(run) if r.kind == "note") > 3  # clock records
+    seen = {dict(s.hints)["seen_batch"] for r in records if r.kind == "out"
+            for s in decode_signals(r.body)}
+    assert len(seen - {-1}) > 3, seen  # it was told of many of its signals
+    outcomes = [o for r in records if r.kind == "in" and is_context(r.body)
+                for o in decode_context(r.body).outcomes]
+    assert {"filled", "refused"} <= {o.status for o in outcomes}

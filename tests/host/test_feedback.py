@@ -64,7 +64,7 @@ def test_context_round_trips_through_one_canonical_encoding() -> None:
 @pytest.mark.parametrize(
     "mutate",
     [
-        lambda d: d.update(v=2),
+        lambda d: d.update(v=1),  # the version naming signals by log index
         lambda d: d.update(extra=1),
         lambda d: d.update(seq=-1),
         lambda d: d["outcomes"][0].update(status="lost"),
@@ -149,7 +149,7 @@ STRATEGY = textwrap.dedent(
             if context is not None:
                 for o in context.refusals():
                     out.append(Signal(o.symbol, "buy", 1, hints=(
-                        ("seen_limit", o.limit), ("seen_index", o.log_index),
+                        ("seen_limit", o.limit), ("seen_batch", o.batch),
                         ("seen_position", context.position(o.symbol)))))
             if not self.sent and len(batch):
                 self.sent = True
@@ -184,14 +184,12 @@ def test_refused_order_is_seen_by_the_strategy_in_its_next_batch(tmp_path: Path)
     context = decode_context(nxt[0].body)
     assert context.seq == first + 1
     [refusal] = context.refusals()
-    assert (refusal.limit, refusal.log_index, refusal.signal) == (
-        "max_position", outs[first].index, 0
-    )
+    assert (refusal.limit, refusal.batch, refusal.signal) == ("max_position", first, 0)
     assert ("max_position", 3) in context.limits
     # and the strategy saw it: its next signals say so (signed in the OUT record)
     [seen] = decode_signals(nxt[2].body)
     assert dict(seen.hints) == {
-        "seen_limit": "max_position", "seen_index": outs[first].index, "seen_position": 0
+        "seen_limit": "max_position", "seen_batch": first, "seen_position": 0
     }
     # the buy of 1 that followed is within the limit and was filled: reported one batch later
     later = [r for r in records if r.seq == first + 2 and r.kind == "in"]

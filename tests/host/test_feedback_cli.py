@@ -42,20 +42,20 @@ def test_run_feeds_back_refusals_by_default_and_not_with_no_feedback(tmp_path: P
     base = ["run", str(build), "--data", str(bars), "--max-notional", str(limit), "--json"]
     assert main([*base, "--run-dir", str(tmp_path / "on")]) == 0
     records = [r for r, _ in iter_records(tmp_path / "on")]
-    outs = {r.index: r for r in records if r.kind == "out"}
+    outs = {r.seq: r for r in records if r.kind == "out"}
     fed = [r for r in records if r.kind == "in" and is_context(r.body)]
     refusals = [(r, o) for r in fed for o in decode_context(r.body).refusals()]
     assert refusals, "the notional limit refused nothing"
     for record, refusal in refusals:
         assert refusal.limit == "max_notional"
-        refused = decode_signals(outs[refusal.log_index].body)[refusal.signal]
+        refused = decode_signals(outs[refusal.batch].body)[refusal.signal]
         assert refused.quantity == 200
         if record.index == records[-1].index:  # the last batch's outcomes: no batch follows
             continue
         # the refusal came before the next batch's market data, in that batch's seq ...
         nxt = [r for r in records if r.seq == record.seq]
         assert [r.kind for r in nxt] == ["in", "in", "out"]
-        assert outs[refusal.log_index].seq == record.seq - 1
+        assert refusal.batch == record.seq - 1
         # ... and the strategy, told its position has not moved, orders the reversal again
         # (unless the averages crossed back meanwhile)
         held = decode_context(record.body).position(refused.symbol)

@@ -379,6 +379,49 @@ ledger.announce(hashlib.sha384(b"build 1").digest(), b"\\x02" * 32, notice_ns=0)
 """
 
 
+def test_an_append_killed_before_its_entry_is_written_is_recorded_as_discarded(
+        tmp_path: Path) -> None:
+    """Killed after the pending entry (signed) and before the entry's write: nothing to
+    complete or cut, but the ledger key's signature over it is recorded, not dropped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from zcbench.ledger.store import read_recoveries
+    from zcbench.ledger.verify import check_ledger
+
+    Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+                commitment_sha256=b"\x01" * 32).close()
+    script = _KILLED_WRITER.replace("LogStore.add_checkpoint = stop_here",
+                                    "LogStore.append = stop_here")
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "ledger")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        assert process.stdout.readline() == b"K\n"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        process.stdin.close()
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.size == 1
+        assert ledger.tail_recovery is not None
+        assert ledger.tail_recovery.action == "discarded"
+        assert ledger.tail_recovery.entries[0][:2] == (1, "commitment")
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        assert ledger.tail_recovery is None  # recorded once
+    [record] = read_recoveries(tmp_path / "ledger")
+    assert record["action"] == "discarded"
+    assert "bytes" in record["entries"][0]
+    assert record["checkpoint"].startswith(ORIGIN + "\n2\n")  # the signature it made
+    report = check_ledger(tmp_path / "ledger")
+    assert report.ok
+    assert any("discarded" in w for w in report.warnings)
+
+
 def test_an_append_killed_before_its_checkpoint_is_completed_on_the_next_open(
         tmp_path: Path) -> None:
     """A writer SIGKILLed between the entry's fsync and its checkpoint's: the next open stores

@@ -152,7 +152,7 @@ def events_frame(path: str | Path) -> pl.DataFrame:
 
 
 _OUTCOMES_SCHEMA: dict[str, Any] = {
-    "log_index": pl.UInt64, "seq": pl.Int64, "signal_log_index": pl.UInt64, "signal": pl.Int64,
+    "log_index": pl.UInt64, "seq": pl.Int64, "signal_batch": pl.Int64, "signal": pl.Int64,
     "symbol": pl.String, "status": pl.String, "limit": pl.String, "quantity": pl.Int64,
     "price": pl.Int64, "reason": pl.String,
 }
@@ -171,11 +171,11 @@ def _contexts(path: str | Path) -> Iterator[tuple[Record, Any]]:
 
 def outcomes_frame(path: str | Path) -> pl.DataFrame:
     """Every outcome of every feedback IN record: ``log_index`` and ``seq`` of the feedback
-    record, ``signal_log_index`` and ``signal`` of the signal it concerns (its OUT record and
-    place there), then the outcome (``status``, ``limit`` of a refusal, ``quantity``, ``price``
-    of a fill, ``reason``)."""
+    record, ``signal_batch`` and ``signal`` of the signal it concerns (the seq of the batch it
+    answered and its place among that batch's signals), then the outcome (``status``,
+    ``limit`` of a refusal, ``quantity``, ``price`` of a fill, ``reason``)."""
     rows = [
-        {"log_index": record.index, "seq": record.seq, "signal_log_index": o.log_index,
+        {"log_index": record.index, "seq": record.seq, "signal_batch": o.batch,
          "signal": o.signal, "symbol": o.symbol, "status": o.status, "limit": o.limit,
          "quantity": o.quantity, "price": o.price, "reason": o.reason}
         for record, context in _contexts(path)

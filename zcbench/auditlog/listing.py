@@ -103,7 +103,7 @@ def _structured_note(body: bytes) -> str | None:
 
 
 def _outcome(o: Any) -> str:
-    what = f"{o.status} {o.quantity} {o.symbol} (OUT {o.log_index}#{o.signal})"
+    what = f"{o.status} {o.quantity} {o.symbol} (signal {o.signal} of batch {o.batch})"
     if o.status == "refused":
         return f"{what} by {o.limit}"
     return what if o.price is None else f"{what} at {o.price} ticks"

@@ -6,9 +6,11 @@ per row (order → ``sent``, a risk refusal → ``refused`` naming its control, 
 ``control`` as :class:`zcbench.risk.Refusal` named it, ack → ``acked``, fill
 → ``filled`` with that fill's quantity and price, cancel → ``cancelled``, expire and a paper IOC
 that found no price inside its limit → ``expired``), the positions and the risk limits in force.
-Each outcome names the log index of the OUT record whose signal caused it and the signal's
-position in that record. The host sends the encoded context before the batch; the enclave logs
-it as an IN record of that batch's seq and hands it to the strategy (DESIGN.md, "The live run").
+Each outcome names the signal that caused it by its batch (the journal row's ``seq``) and its
+position among that batch's signals (the ClOrdID's last part, or the order rows counted): never
+by log index, which clock records shift from run to run, so a backtest builds the same bytes.
+The host sends the encoded context before the batch; the enclave logs it as an IN record of
+that batch's seq and hands it to the strategy (DESIGN.md, "The live run").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Final
 from zcbench.host.execution import ExecutionLayer, RiskLimits
 from zcbench.risk import LIMIT_NOT_REACHED
 from zcbench.strategy import Context, Outcome, encode_context
+from zcbench.venue.orders import signal_of_cl_ord_id
 
 __all__ = ["FeedbackBuilder", "check_journal", "limits_pairs"]
 
@@ -56,33 +59,37 @@ class FeedbackBuilder:
     def __init__(self, execution: ExecutionLayer) -> None:
         self.execution = execution
         self._next_row = 0
-        self._signal_of: dict[int, int] = {}  # log index: signal position of its last order row
-        self._orders_of: dict[int, int] = {}  # log index: order rows seen
+        self._signal_of: dict[int, int] = {}  # batch seq: signal position of its last order row
+        self._orders_of: dict[int, int] = {}  # batch seq: order rows seen
 
     def take(self, seq: int) -> bytes | None:
         """The encoded context for batch ``seq``, or None when nothing happened since the last."""
+        context = self.take_context(seq)
+        return None if context is None else encode_context(context)
+
+    def take_context(self, seq: int) -> Context | None:
+        """:meth:`take`'s context before its encoding (None when nothing happened)."""
+        if self.execution.journal_rows() == self._next_row:  # most batches: cheap
+            return None
         rows = self.execution.rows_since(self._next_row)
         self._next_row += len(rows)
-        if not rows:
-            return None
         outcomes = tuple(self._outcome(row) for row in rows)
         positions = tuple(sorted((s, q) for s, q in self.execution.positions.items() if q))
-        context = Context(seq, outcomes, positions, limits_pairs(self.execution.limits))
-        return encode_context(context)
+        return Context(seq, outcomes, positions, limits_pairs(self.execution.limits))
 
     def _outcome(self, row: Mapping[str, Any]) -> Outcome:
-        log_index = int(row["log_index"])
+        batch = int(row["seq"])
         if row["event"] == "order":
-            k = self._orders_of.get(log_index, 0)
-            self._orders_of[log_index] = k + 1
-            self._signal_of[log_index] = k
-        k = _position_in(str(row["cl_ord_id"]), self._signal_of.get(log_index, 0))
+            k = self._orders_of.get(batch, 0)
+            self._orders_of[batch] = k + 1
+            self._signal_of[batch] = k
+        k = _position_in(str(row["cl_ord_id"]), self._signal_of.get(batch, 0))
         status = _status_of(row)
         reason = str(row["reason"])[:256]
         limit = str(row["control"]) if status == "refused" else ""
         price = row["price_ticks"] if status == "filled" else None
         return Outcome(
-            log_index=log_index,
+            batch=batch,
             signal=k,
             symbol=str(row["symbol"]),
             status=status,
@@ -94,16 +101,16 @@ class FeedbackBuilder:
 
 
 def _position_in(cl_ord_id: str, default: int) -> int:
-    """The signal position in a ClOrdID ``<prefix>-<log index>-<position>`` (else ``default``)."""
-    tail = cl_ord_id.rsplit("-", 1)[-1] if cl_ord_id else ""
-    return int(tail) if tail.isdigit() else default
+    """The signal position in a ClOrdID ``<prefix>-<batch seq>-<position>`` (else ``default``)."""
+    named = signal_of_cl_ord_id(cl_ord_id)
+    return default if named is None else named[2]
 
 
 def _row_matches(row: Mapping[str, Any], o: Outcome) -> bool:
     status = _status_of(row)
     price = row["price_ticks"] if status == "filled" else None
     return (
-        row["log_index"] == o.log_index
+        row["seq"] == o.batch
         and row["symbol"] == o.symbol
         and status == o.status
         and row["quantity"] == o.quantity
@@ -143,7 +150,7 @@ def check_journal(run_dir: Path) -> list[str]:
             o = outcomes[j]
             problems.append(
                 f"journal row {i + 1} deleted: signed outcome {j + 1} ({o.status} {o.quantity} "
-                f"{o.symbol}, log index {o.log_index}) has no row"
+                f"{o.symbol}, batch {o.batch}) has no row"
             )
             j += 1
             continue
@@ -153,14 +160,14 @@ def check_journal(run_dir: Path) -> list[str]:
             r = rows[i]
             problems.append(
                 f"journal row {i + 1} added: {r['event']} {r['quantity']} {r['symbol']} "
-                f"(log index {r['log_index']}) is in no signed feedback record"
+                f"(batch {r['seq']}) is in no signed feedback record"
             )
             i += 1
             continue
         r = rows[i]
         problems.append(
-            f"journal row {i + 1} edited: {r['event']} {r['quantity']} {r['symbol']} (log index "
-            f"{r['log_index']}) differs from signed outcome {j + 1}"
+            f"journal row {i + 1} edited: {r['event']} {r['quantity']} {r['symbol']} (batch "
+            f"{r['seq']}) differs from signed outcome {j + 1}"
         )
         i, j = i + 1, j + 1
     return problems

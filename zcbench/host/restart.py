@@ -30,6 +30,7 @@ from typing import Any
 from zcbench.auditlog.link import RunLink
 from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.strategy import StartExecution, StartOrder, StartState
+from zcbench.venue.orders import signal_of_cl_ord_id
 
 __all__ = [
     "Continuation",
@@ -152,16 +153,16 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     carried, sender = _carried(fix)
     if sender is None and inherited is not None:  # killed before its session resumed
         carried, sender = list(inherited.fix_folders), inherited.fix_sender
-    book.take_session(fix, final.origin)
+    book.take_session(fix, final.origin, run_id)
     for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"in", "out"}))):
         if record.index >= report.entries:
             break
         if record.kind == "in" and record.event_time_ns is not None:
             book.newest = record.event_time_ns
-        if record.kind == "out":
+        if record.kind == "out" and record.seq is not None:  # an OUT record has its seq
             for k in range(len(decode_signals(record.body))):
-                if (final.origin, record.index, k) not in book.acted:
-                    book.not_acted.append((final.origin, record.index, k))
+                if (final.origin, record.seq, k) not in book.acted:
+                    book.not_acted.append((final.origin, record.seq, k))
     if sender is None:
         sender = book.sender
     return RunEnd(
@@ -227,24 +228,24 @@ class _Book:
         self.newest = end.newest_event_ns
 
     def take_journal(self, rows: Iterable[dict[str, Any]], origin: str) -> None:
-        next_pos: dict[int, int] = {}
+        next_pos: dict[int, int] = {}  # batch seq: the next signal position
         for row in rows:
-            cid, li = str(row["cl_ord_id"]), int(row["log_index"])
+            cid, seq = str(row["cl_ord_id"]), int(row["seq"])
             if row["event"] == "order":
-                tail = cid.rsplit("-", 1)[-1] if cid else ""
-                pos = int(tail) if tail.isdigit() else next_pos.get(li, 0)
-                next_pos[li] = pos + 1
-                self.acted.add((origin, li, pos))
+                named = signal_of_cl_ord_id(cid)
+                pos = named[2] if named is not None else next_pos.get(seq, 0)
+                next_pos[seq] = pos + 1
+                self.acted.add((origin, seq, pos))
                 if cid:
                     self.orders[cid] = StartOrder(cid, row["symbol"], row["side"],
-                                                  row["quantity"], row["quantity"], li, pos)
+                                                  row["quantity"], row["quantity"], seq, pos)
             if row["exec_id"]:
                 self.exec_ids.add(str(row["exec_id"]))
             if row["event"] == "fill":
                 q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
                 self.positions[row["symbol"]] = self.positions.get(row["symbol"], 0) + q
 
-    def take_session(self, fix: Path, origin: str) -> None:
+    def take_session(self, fix: Path, origin: str, run_id: str) -> None:
         from zcbench.venue.fix.messages import execution_from_fix, order_from_fix
         from zcbench.venue.fix.session import read_session_file
 
@@ -256,11 +257,15 @@ class _Book:
                 continue
             with contextlib.suppress(DataError):
                 o = order_from_fix(msg)
-                self.acted.add((origin, o.log_index, o.signal_pos))
+                named = signal_of_cl_ord_id(o.cl_ord_id)
+                if named is None:  # no order of a zcbench run: no signal of this one
+                    continue
+                if named[0] == run_id:  # not an earlier run's order resent
+                    self.acted.add((origin, named[1], named[2]))
                 if o.cl_ord_id not in self.orders:
                     self.orders[o.cl_ord_id] = StartOrder(
-                        o.cl_ord_id, o.symbol, o.side, o.quantity, o.quantity, o.log_index,
-                        o.signal_pos)
+                        o.cl_ord_id, o.symbol, o.side, o.quantity, o.quantity, named[1],
+                        named[2])
                     self.unjournaled_ids.append(o.cl_ord_id)
         # every report stored (journaled or not) says what is left of its order
         for msg in read_session_file(fix / "in.fix"):
@@ -279,7 +284,7 @@ class _Book:
             known = self.orders.get(cid)
             if known is not None:
                 self.orders[cid] = StartOrder(known.cl_ord_id, known.symbol, known.side,
-                                              known.quantity, left, known.log_index,
+                                              known.quantity, left, known.batch,
                                               known.signal)
 
 
@@ -290,7 +295,7 @@ def start_execution(e: Any) -> StartExecution:
         side=e.side, order_qty=e.order_qty,
         last_qty=e.last_qty if e.exec_type == "trade" else 0,
         last_px=e.last_px if e.exec_type == "trade" else 0, cum_qty=e.cum_qty,
-        leaves_qty=e.leaves_qty, log_index=e.log_index,
+        leaves_qty=e.leaves_qty,
     )
 
 
@@ -347,7 +352,7 @@ def venue_state_at_start(
     open_orders: tuple[StartOrder, ...] = ()
     if name == "fix":  # a paper venue's resting orders ended with the host that held them
         open_orders = tuple(
-            StartOrder(o.cl_ord_id, o.symbol, o.side, o.quantity, leaves[cid], o.log_index,
+            StartOrder(o.cl_ord_id, o.symbol, o.side, o.quantity, leaves[cid], o.batch,
                        o.signal)
             for cid, o in sorted(end.orders.items()) if leaves.get(cid, 0) > 0
         )

@@ -6,10 +6,12 @@ ledger's checkpoints. The host, untrusted, only carries:
 
 * :class:`LedgerRunHook` is what a live run (``run_live(..., ledger=hook)``) calls.
   :meth:`~LedgerRunHook.gate` right after boot: the ledger key's sealed blob (the enclave gets
-  it released by the key broker through the host's relay), every entry the ledger's newest
-  checkpoint covers and that checkpoint; the enclave answers with its run-start and the
-  checkpoint it signed, which the hook stores (:meth:`Ledger.append_signed`), gets witnessed
-  when a policy is given, and hands back cosigned. The enclave serves only once it accepted
+  it released by the key broker through the host's relay), the enclave's sealed state from its
+  last run when the ledger folder keeps one (``enclave-state``), every entry the ledger's
+  newest checkpoint covers (after that state) and that checkpoint; the enclave answers with
+  its run-start and the checkpoint it signed, which the hook stores
+  (:meth:`Ledger.append_signed`), gets witnessed when a policy is given, and hands back
+  cosigned. The enclave serves only once it accepted
   that; any refusal raises :class:`ServeRefused` and the run stops before its first batch.
   While the run goes, :meth:`~LedgerRunHook.due` says when to ask for a ``run-checkpoint`` (the
   enclave keeps its own minimum interval too); :meth:`~LedgerRunHook.appended` stores each one
@@ -167,7 +169,7 @@ class LedgerRunHook:
                 "the ledger's entries")
         reply = _expect(exchange(Message("ledger_start", {"checkpoint": note})),
                         "ledger_appended", "the run-start")
-        self._store(reply)
+        self._store(reply)  # the run-start, and the enclave's sealed state with it
         cosigned = reply["checkpoint"]
         if self._witnessed():
             assert self.policy is not None

@@ -30,9 +30,11 @@ reads the ledger (:attr:`Ledger.tail_recovery`): when ``pending-entry`` holds ex
 entry and a checkpoint the ledger key signed over exactly this ledger plus it, the append is
 *completed* (the checkpoint stored); otherwise (no or another pending entry, a signature or
 root that does not match, an entry that breaks a rule) the tail is *rolled back* (cut at the
-newest checkpoint, durably). Neither was acknowledged, so neither loses an acknowledged entry.
-Each is recorded in ``recoveries.json`` before it is done (the index, type and SHA-256 of
-every entry, and the entries' bytes when rolled back), so a recovery is never silent:
+newest checkpoint, durably). A crash before the entry's write leaves only ``pending-entry``
+(signed, never written): it is *discarded*. None of these was acknowledged, so none loses an
+acknowledged entry. Each is recorded in ``recoveries.json`` before it is done (the index, type
+and SHA-256 of every entry; the bytes unless completed; a discarded entry's signed
+checkpoint, so no signature the host held is dropped unseen), so a recovery is never silent:
 ``ledger show`` and ``ledger verify`` report them. Until an open settles it,
 :func:`zcbench.ledger.verify.check_ledger` (read-only) reports the tail.
 """
@@ -155,10 +157,12 @@ def _now_ns() -> int:
 @dataclass(frozen=True, slots=True)
 class TailRecovery:
     """What an open did with an unsigned tail (see the module docstring): ``completed`` (the
-    pending checkpoint stored) or ``rolled_back`` (the entries cut); ``checkpoint_size`` is the
-    newest stored checkpoint's size before, ``entries`` (index, type, SHA-256 hex) the tail."""
+    pending checkpoint stored), ``rolled_back`` (the entries cut) or ``discarded`` (a pending
+    entry whose checkpoint the ledger key signed but which never reached the log: the crash
+    came before its fsync); ``checkpoint_size`` is the newest stored checkpoint's size before,
+    ``entries`` (index, type, SHA-256 hex) the tail."""
 
-    action: Literal["completed", "rolled_back"]
+    action: Literal["completed", "rolled_back", "discarded"]
     checkpoint_size: int
     entries: tuple[tuple[int, str, str], ...]
     at_ns: int
@@ -167,8 +171,10 @@ class TailRecovery:
     @property
     def message(self) -> str:
         listed = ", ".join(f"{i} ({kind})" for i, kind, _ in self.entries)
-        verb = ("completed: its signed checkpoint was stored" if self.action == "completed"
-                else "rolled back: cut from the ledger, never acknowledged")
+        verb = {"completed": "completed: its signed checkpoint was stored",
+                "rolled_back": "rolled back: cut from the ledger, never acknowledged",
+                "discarded": "discarded: signed, never written, never acknowledged"
+                }[self.action]
         return (f"unsigned tail after a crash (entries {listed} beyond the checkpoint of size "
                 f"{self.checkpoint_size}) {verb}; {self.reason}")
 
@@ -222,13 +228,18 @@ def read_recoveries(folder: Path) -> list[dict[str, Any]]:
     return list(doc["recoveries"])
 
 
-def _record_recovery(folder: Path, recovery: TailRecovery, data: list[bytes]) -> None:
-    """Add ``recovery`` to ``recoveries.json`` durably (before it is carried out)."""
+def _record_recovery(folder: Path, recovery: TailRecovery, data: list[bytes],
+                     note: bytes | None = None) -> None:
+    """Add ``recovery`` to ``recoveries.json`` durably (before it is carried out): with the
+    entries' bytes unless completed, and ``note`` (the signed checkpoint) when given."""
     try:
         kept = read_recoveries(folder)
     except DataError:
         kept = []  # a damaged record file is replaced; the recovery itself is never skipped
-    kept.append(recovery.to_json(data if recovery.action == "rolled_back" else None))
+    doc = recovery.to_json(data if recovery.action != "completed" else None)
+    if note is not None:
+        doc["checkpoint"] = note.decode("utf-8", errors="replace")
+    kept.append(doc)
     doc = {"schema": RECOVERIES_SCHEMA, "recoveries": kept[-_KEPT_RECOVERIES:]}
     write_atomic(folder / RECOVERIES_FILE, json.dumps(doc, indent=1).encode() + b"\n")
 
@@ -344,6 +355,8 @@ class Ledger:
                 if tail.action == "rolled_back":
                     del entries[signed:], data[signed:]
                     state = at_signed
+            if tail is None:
+                tail = cls._unwritten(folder, vkey, signed)
             _drop_pending(folder)
             holder = key if key is not None else SealedLedgerKey(folder, origin, broker_factory)
             ledger = cls(folder, origin, vkey, store, entries, data, state, holder)
@@ -355,6 +368,33 @@ class Ledger:
             store.close()
             raise
         return ledger
+
+    @staticmethod
+    def _unwritten(folder: Path, vkey: str, signed: int) -> TailRecovery | None:
+        """A pending entry signed for the next index that never reached the log: recorded as
+        discarded (the ledger key's signature over it is in the record, so it is not lost
+        silently); None for a stale pending entry (its checkpoint stored) or none."""
+        pending = _read_pending(folder)
+        if pending is None:
+            return None
+        try:
+            checkpoint = checkpoint_of(pending[1], vkey)
+        except (LogFormatError, NoteError, LedgerVerificationError):
+            checkpoint = None
+        if checkpoint is not None and checkpoint.size <= signed:
+            return None  # stale: that append completed
+        from zcbench.ledger._errors import LedgerFormatError
+        from zcbench.ledger.entries import decode_entry
+
+        try:
+            kind: str = decode_entry(pending[0]).body.type
+        except LedgerFormatError:
+            kind = "?"
+        recovery = TailRecovery("discarded", signed,
+                                ((signed, kind, hashlib.sha256(pending[0]).hexdigest()),),
+                                _now_ns(), "the crash came before the entry's fsync")
+        _record_recovery(folder, recovery, [pending[0]], pending[1])
+        return recovery
 
     @staticmethod
     def _settle(folder: Path, vkey: str, store: LogStore, signed: int,

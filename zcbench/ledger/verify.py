@@ -177,7 +177,8 @@ def check_ledger(folder: Path, *, policy: TlogPolicy | None = None,
         entries: list[Any] = listed_entries if isinstance(listed_entries, list) else []
         listed = ", ".join(f"{e.get('index')} ({e.get('type')})" for e in entries
                            if isinstance(e, dict))
-        verb = {"completed": "completed", "rolled_back": "rolled back"}.get(
+        verb = {"completed": "completed", "rolled_back": "rolled back",
+                "discarded": "discarded (signed, never written)"}.get(
             str(r.get("action")), f"settled ({r.get('action')!r})")
         report.warnings.append(f"an unsigned tail after a crash (entries {listed}) was {verb} "
                                f"on open: {r.get('reason')} ({RECOVERIES_FILE})")

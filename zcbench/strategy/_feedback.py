@@ -2,11 +2,17 @@
 
 A :class:`Context` holds the outcomes since the previous batch (one :class:`Outcome` per
 signal event: sent, refused by a named risk limit, acknowledged, partly or fully filled,
-cancelled, expired; each naming the log index of the OUT record whose signal it concerns),
-the positions and the risk limits in force. :func:`encode_context` writes it as one
+cancelled, expired; each naming the signal it concerns by the seq of the batch that signal
+answered and its position among that batch's signals), the positions and the risk limits in
+force. :func:`encode_context` writes it as one
 deterministic CBOR map (sorted, canonical, so one context has exactly one byte string);
 :func:`decode_context` is its strict, bounded reader through ``zcbench._cbor``. Those bytes are
 the body a feedback IN record carries (DESIGN.md, "The strategy contract").
+
+Version 2 names a signal by ``batch`` and ``signal``; version 1 named it by the log index of
+its OUT record, which clock records (logged at wall-clock moments) shift from run to run, so
+the same data gave other bytes live than in the backtest. This build reads and writes version
+2 only, as every record format of zcbench speaks one version.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ __all__ = [
     "is_context",
 ]
 
-FEEDBACK_VERSION: Final = 1
+FEEDBACK_VERSION: Final = 2
 MAX_OUTCOMES: Final = 100_000
 """Most outcomes one context carries."""
 MAX_NAMES: Final = 10_000
@@ -43,18 +49,19 @@ _MAX_BYTES: Final = 64 * 1024 * 1024
 _INT64: Final = 2**63
 _KEYS: Final = frozenset({"v", "type", "seq", "outcomes", "positions", "limits"})
 _OUTCOME_KEYS: Final = frozenset(
-    {"log_index", "signal", "symbol", "status", "limit", "quantity", "price", "reason"}
+    {"batch", "signal", "symbol", "status", "limit", "quantity", "price", "reason"}
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One event of one signal: ``log_index`` is its OUT record, ``signal`` its position in that
-    record; ``status`` one of :data:`OUTCOME_STATUSES`; ``limit`` the risk limit that refused it
-    (``refused`` only, else ""); ``quantity``/``price`` the fill's (filled, partially_filled),
-    else the order's quantity and None."""
+    """One event of one signal: ``batch`` is the seq of the batch whose signals it is one of,
+    ``signal`` its position among them (its OUT record's); ``status`` one of
+    :data:`OUTCOME_STATUSES`; ``limit`` the risk limit that refused it (``refused`` only, else
+    ""); ``quantity``/``price`` the fill's (filled, partially_filled), else the order's
+    quantity and None."""
 
-    log_index: int
+    batch: int
     signal: int
     symbol: str
     status: str
@@ -107,9 +114,9 @@ def _text(value: Any) -> bool:
 
 
 def _check_outcome(o: Outcome) -> None:
-    where = f"feedback outcome of log index {describe(o.log_index)}"
-    if not _int(o.log_index, 0, _INT64 - 1) or not _int(o.signal, 0, _INT64 - 1):
-        raise DataError(f"{where}: log_index and signal must be non-negative ints")
+    where = f"feedback outcome of batch {describe(o.batch)}"
+    if not _int(o.batch, 0, _INT64 - 1) or not _int(o.signal, 0, _INT64 - 1):
+        raise DataError(f"{where}: batch and signal must be non-negative ints")
     if not _text(o.symbol) or not o.symbol:
         raise DataError(f"{where}: symbol must be a non-empty string of <= {MAX_TEXT} chars")
     if o.status not in OUTCOME_STATUSES or type(o.status) is not str:
@@ -148,7 +155,7 @@ def encode_context(context: Context) -> bytes:
         "seq": context.seq,
         "outcomes": [
             {
-                "log_index": o.log_index,
+                "batch": o.batch,
                 "signal": o.signal,
                 "symbol": o.symbol,
                 "status": o.status,
@@ -184,7 +191,9 @@ def decode_context(data: bytes) -> Context:
     if not isinstance(doc, dict) or set(doc) != _KEYS:
         raise DataError(f"feedback: expected a map with keys {', '.join(sorted(_KEYS))}")
     if doc["v"] != FEEDBACK_VERSION or type(doc["v"]) is not int or doc["type"] != "feedback":
-        raise DataError(f"feedback: version {describe(doc['v'])} is not {FEEDBACK_VERSION}")
+        raise DataError(f"feedback: version {describe(doc['v'])} is not {FEEDBACK_VERSION} (a "
+                        "version 1 record, outcomes named by log index, is from an older "
+                        "zcbench: read it with that version)")
     outcomes = doc["outcomes"]
     if not isinstance(outcomes, list) or len(outcomes) > MAX_OUTCOMES:
         raise DataError(f"feedback: outcomes must be a list of at most {MAX_OUTCOMES}")

@@ -13,6 +13,11 @@ The enclave hands the strategy the positions as the context of batch 0 (a
 :class:`~zcbench.strategy.Context` with no outcomes). :func:`encode_start` is the one
 encoding (canonical CBOR, lists in the order given, positions sorted by symbol);
 :func:`decode_start` its strict, bounded reader through ``zcbench._cbor``.
+
+Version 2 names a signal by the seq of the batch it answered and its position among that
+batch's signals (``batch``, ``signal``; ``not_acted`` as ``(origin, batch, position)``), and an
+execution by its ClOrdID alone; version 1 named signals by their OUT record's log index, which
+clock records shift from run to run. This build reads and writes version 2 only.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ __all__ = [
     "is_start",
 ]
 
-START_VERSION: Final = 1
+START_VERSION: Final = 2
 _MAX_ITEMS: Final = 100_000
 _MAX_TEXT: Final = 256
 _MAX_BYTES: Final = 64 * 1024 * 1024
@@ -43,11 +48,11 @@ _KEYS: Final = frozenset(
     {"v", "type", "venue", "positions", "open_orders", "orders", "executions", "not_acted"}
 )
 _ORDER_KEYS: Final = frozenset(
-    {"cl_ord_id", "symbol", "side", "quantity", "leaves_qty", "log_index", "signal"}
+    {"cl_ord_id", "symbol", "side", "quantity", "leaves_qty", "batch", "signal"}
 )
 _EXEC_KEYS: Final = frozenset(
     {"exec_id", "cl_ord_id", "exec_type", "symbol", "side", "order_qty", "last_qty", "last_px",
-     "cum_qty", "leaves_qty", "log_index"}
+     "cum_qty", "leaves_qty"}
 )
 
 
@@ -62,20 +67,20 @@ def _uint(value: Any) -> bool:
 @dataclass(frozen=True, slots=True)
 class StartOrder:
     """An order of a previous run: its ClOrdID, what it asks for, ``leaves_qty`` still open at
-    the venue, and the OUT record (``log_index`` in that run's log) and position of its
-    signal."""
+    the venue, and its signal: the seq of the batch it answered in that run (``batch``) and
+    its position among that batch's signals (``signal``)."""
 
     cl_ord_id: str
     symbol: str
     side: str
     quantity: int
     leaves_qty: int
-    log_index: int
+    batch: int
     signal: int
 
     def __post_init__(self) -> None:
         ok = (_text(self.cl_ord_id) and _text(self.symbol) and self.side in ("buy", "sell")
-              and _uint(self.quantity) and _uint(self.leaves_qty) and _uint(self.log_index)
+              and _uint(self.quantity) and _uint(self.leaves_qty) and _uint(self.batch)
               and _uint(self.signal))
         if not ok:
             raise DataError(f"start state: order {describe(self.cl_ord_id)} is malformed")
@@ -85,7 +90,8 @@ class StartOrder:
 class StartExecution:
     """A venue report of a previous run's order that no run of the chain recorded: its ExecID,
     ClOrdID, type (``zcbench.venue`` names), OrderQty, fill (``last_qty`` at ``last_px``
-    ticks; 0 when none), CumQty, LeavesQty and the log index its order names."""
+    ticks; 0 when none), CumQty and LeavesQty (its ClOrdID names the order, and so the
+    signal)."""
 
     exec_id: str
     cl_ord_id: str
@@ -97,13 +103,12 @@ class StartExecution:
     last_px: int
     cum_qty: int
     leaves_qty: int
-    log_index: int
 
     def __post_init__(self) -> None:
         ok = (_text(self.exec_id) and _text(self.cl_ord_id) and _text(self.exec_type)
               and _text(self.symbol, empty=True) and self.side in ("buy", "sell")
               and all(_uint(v) for v in (self.order_qty, self.last_qty, self.last_px,
-                                         self.cum_qty, self.leaves_qty, self.log_index)))
+                                         self.cum_qty, self.leaves_qty)))
         if not ok:
             raise DataError(f"start state: execution {describe(self.exec_id)} is malformed")
 
@@ -119,7 +124,7 @@ class StartExecution:
 class StartState:
     """What stands at the venue before batch 0 of a continuing run (module docstring).
     ``positions``: sorted ``(symbol, quantity)`` pairs, no zero; ``not_acted``: ``(origin,
-    log index, signal position)`` of the previous runs' signed signals never acted on."""
+    batch seq, signal position)`` of the previous runs' signed signals never acted on."""
 
     venue: str
     positions: tuple[tuple[str, int], ...] = ()
@@ -147,11 +152,11 @@ class StartState:
                 raise DataError(f"start state: {name} must be at most {_MAX_ITEMS} "
                                 f"{cls.__name__} values")
             object.__setattr__(self, name, items)
-        acted = tuple((o, li, k) for o, li, k in self.not_acted)
+        acted = tuple((o, seq, k) for o, seq, k in self.not_acted)
         if len(acted) > _MAX_ITEMS or not all(
-            _text(o) and _uint(li) and _uint(k) for o, li, k in acted
+            _text(o) and _uint(seq) and _uint(k) for o, seq, k in acted
         ):
-            raise DataError("start state: not_acted must be (origin, log index, position)")
+            raise DataError("start state: not_acted must be (origin, batch seq, position)")
         object.__setattr__(self, "not_acted", acted)
 
     @property
@@ -178,7 +183,7 @@ def encode_start(state: StartState) -> bytes:
         "open_orders": [_order_doc(o) for o in state.open_orders],
         "orders": [_order_doc(o) for o in state.orders],
         "executions": [_exec_doc(e) for e in state.executions],
-        "not_acted": [[o, li, k] for o, li, k in state.not_acted],
+        "not_acted": [[o, seq, k] for o, seq, k in state.not_acted],
     }
     data: bytes = _cbor.encode_canonical(doc)
     return data
@@ -212,7 +217,9 @@ def decode_start(data: bytes) -> StartState:
     if not isinstance(doc, dict) or set(doc) != _KEYS:
         raise DataError(f"start state: expected a map with keys {', '.join(sorted(_KEYS))}")
     if type(doc["v"]) is not int or doc["v"] != START_VERSION or doc["type"] != "venue_state":
-        raise DataError(f"start state: version {describe(doc['v'])} is not {START_VERSION}")
+        raise DataError(f"start state: version {describe(doc['v'])} is not {START_VERSION} (a "
+                        "version 1 record, signals named by log index, is from an older "
+                        "zcbench: read it with that version)")
     for name, n in (("positions", 2), ("not_acted", 3)):
         if not isinstance(doc[name], list) or not all(
             isinstance(p, list) and len(p) == n for p in doc[name]

@@ -21,8 +21,10 @@ from zcbench.venue.orders import (
     Execution,
     Order,
     Replace,
+    cl_ord_id_for,
     order_from_signal,
     signal_hash,
+    signal_of_cl_ord_id,
 )
 from zcbench.venue.paper import MARKET_COLUMNS, OpenOrder, PaperVenue, simulate
 
@@ -38,7 +40,9 @@ __all__ = [
     "Order",
     "PaperVenue",
     "Replace",
+    "cl_ord_id_for",
     "order_from_signal",
     "signal_hash",
+    "signal_of_cl_ord_id",
     "simulate",
 ]

@@ -4,10 +4,17 @@ An :class:`Order` is what the execution layer sends for one signed signal: a cli
 (``cl_ord_id``), symbol, side, quantity in integer units, an order type (``market``, ``limit``,
 ``stop``, ``stop_limit``), a time in force (``IOC``, ``FOK``, ``DAY``, ``GTC``), prices in integer
 ticks (:data:`zcbench.strategy.PRICE_SCALE`, the same ticks as :mod:`zcbench.money`), and the
-link to the signed log: ``log_index`` (the OUT record holding the signal), ``signal_pos`` (its
-place in that record) and ``signal_hash`` (SHA-256 of the signal's canonical encoding,
-:func:`signal_hash`). :class:`Cancel` and :class:`Replace` act on a resting order by its
-client order id.
+link to the signed log: ``log_index`` (the OUT record holding the signal: a locator in that
+run's log), ``signal_pos`` (its place in that record) and ``signal_hash`` (SHA-256 of the
+signal's canonical encoding, :func:`signal_hash`). :class:`Cancel` and :class:`Replace` act on a
+resting order by its client order id.
+
+A signal's identity is the batch it answered and its place among that batch's signals, never
+its log index (clock records land between batches at wall-clock moments, so the same data gives
+other log indices from run to run): the execution layer names an order
+``<prefix>-<batch seq>-<position>`` (:func:`cl_ord_id_for`, read back by
+:func:`signal_of_cl_ord_id`), so ClOrdIDs, and what the strategy is told of them, are the same
+in a backtest, a live run and a replay.
 
 An :class:`Execution` is one outcome a venue reports, in FIX 4.4's terms (ExecType and
 OrdStatus, ``shared`` by the paper venue, the FIX adapter, the drop copy and reconciliation):
@@ -42,8 +49,10 @@ __all__ = [
     "Execution",
     "Order",
     "Replace",
+    "cl_ord_id_for",
     "order_from_signal",
     "signal_hash",
+    "signal_of_cl_ord_id",
 ]
 
 MARKET: Final = "market"
@@ -95,6 +104,29 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
 def _check_price(name: str, value: object) -> None:
     if value is not None:
         _check_int(name, value, 1, MAX_PRICE)
+
+
+def cl_ord_id_for(prefix: str, seq: int, position: int) -> str:
+    """The ClOrdID of the order for signal ``position`` of batch ``seq``'s signals in the run
+    whose orders are named after ``prefix`` (its run id)."""
+    return f"{prefix}-{seq}-{position}"
+
+
+def signal_of_cl_ord_id(cl_ord_id: str) -> tuple[str, int, int] | None:
+    """``(prefix, batch seq, position)`` of a ClOrdID made by :func:`cl_ord_id_for`, or None
+    when it is not one (another naming, or no order id)."""
+    parts = cl_ord_id.rsplit("-", 2)
+    if len(parts) != 3 or not parts[0]:
+        return None
+    prefix, seq, position = parts
+    if not (_decimal(seq) and _decimal(position)):
+        return None
+    return prefix, int(seq), int(position)
+
+
+def _decimal(text: str) -> bool:
+    """A non-negative int as :func:`cl_ord_id_for` writes it (no sign, no leading zero)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and (text == "0" or text[0] != "0")
 
 
 def signal_hash(signal: Signal) -> str:
@@ -299,7 +331,9 @@ def order_from_signal(
     tif = hints.get("tif", "IOC")
     stop = hints.get("stop_price")
     if stop is not None and type(stop) is not int:
-        raise DataError(f"signal at log index {log_index}: hint stop_price must be int ticks")
+        # named by its order (batch and position), not its log index: the reason is what the
+        # strategy is told of the refusal, the same bytes in a backtest as live
+        raise DataError(f"order {cl_ord_id}: hint stop_price must be int ticks")
     return Order(
         cl_ord_id=cl_ord_id,
         symbol=signal.symbol,

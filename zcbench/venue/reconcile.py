@@ -20,7 +20,7 @@ statement alone
     far: a fill missing in between);
 statement -> orders -> signals
     ``unknown_order`` (a ClOrdID no journal of the chain sent: a trade from outside),
-    ``no_signal`` (an order whose log index and position hold no signed signal, or whose
+    ``no_signal`` (an order whose batch and position hold no signed signal, or whose
     signal hash tag disagrees with the signed one), ``signal_mismatch`` (symbol, side or
     quantity differ from the signal; a fill through the signal's limit price);
 journal <-> statement
@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError
-from zcbench.venue.orders import Execution, signal_hash
+from zcbench.venue.orders import Execution, cl_ord_id_for, signal_hash, signal_of_cl_ord_id
 
 __all__ = [
     "CSV_COLUMNS",
@@ -307,8 +307,9 @@ def _int(text: str, name: str) -> int:
 class _Order:
     run: str
     cl_ord_id: str
-    log_index: int
-    pos: int
+    log_index: int  # where its signal's OUT record is in the run's log (the journal's locator)
+    seq: int  # its signal: the batch it answered (-1: the order names none)
+    pos: int  # and its position among that batch's signals
     symbol: str
     side: str
     quantity: int
@@ -319,7 +320,8 @@ class _Order:
 class _Run:
     name: str
     run_id: str
-    signals: dict[tuple[int, int], Any]  # (log index, position) -> Signal
+    signals: dict[tuple[int, int], Any]  # (batch seq, position) -> Signal
+    out_index: dict[int, int]  # batch seq -> the log index of its OUT record
     orders: dict[str, _Order]
     reports: dict[str, dict[str, Any]]  # exec id -> journal row
     fills_positions: dict[str, int]
@@ -346,10 +348,12 @@ def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> 
         problems.append(Discrepancy("log_not_verified", f"{report.classification}: "
                                     f"{report.message}", run=name))
     signals: dict[tuple[int, int], Any] = {}
+    out_index: dict[int, int] = {}
     for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
-        if record.kind == "out" and record.index < report.entries:
+        if record.kind == "out" and record.seq is not None and record.index < report.entries:
+            out_index[record.seq] = record.index
             for pos, s in enumerate(decode_signals(record.body)):
-                signals[(record.index, pos)] = s
+                signals[(record.seq, pos)] = s
     journal = read_journal(run_dir)
     if journal.torn is not None:
         problems.append(Discrepancy("journal_torn", journal.torn.describe(), run=name))
@@ -357,21 +361,22 @@ def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> 
     orders: dict[str, _Order] = {}
     reports: dict[str, dict[str, Any]] = {}
     positions: dict[str, int] = {}
-    next_pos: dict[int, int] = {}
+    next_pos: dict[int, int] = {}  # batch seq -> the next signal position
     for row in journal.rows.iter_rows(named=True):
-        ev, cid, li = row["event"], row["cl_ord_id"], row["log_index"]
+        ev, cid, li, seq = row["event"], row["cl_ord_id"], row["log_index"], row["seq"]
         if ev == "order":
-            found = _pos_of(cid, run_id, li)
-            pos = next_pos.get(li, 0) if found is None else found
-            next_pos[li] = pos + 1
-            key = cid or f"{run_id}-{li}-{pos}"
+            found = _pos_of(cid, run_id, seq)
+            pos = next_pos.get(seq, 0) if found is None else found
+            next_pos[seq] = pos + 1
+            key = cid or cl_ord_id_for(run_id, seq, pos)
             if key in orders:
                 problems.append(Discrepancy("repeated_order", f"order {key} twice in the journal",
                                             log_index=li, run=name))
                 continue
-            orders[key] = _Order(name, key, li, pos, row["symbol"], row["side"], row["quantity"])
+            orders[key] = _Order(name, key, li, seq, pos, row["symbol"], row["side"],
+                                 row["quantity"])
         elif ev == "reject" and not row["exec_id"]:
-            key = cid or f"{run_id}-{li}-{max(0, next_pos.get(li, 1) - 1)}"
+            key = cid or cl_ord_id_for(run_id, seq, max(0, next_pos.get(seq, 1) - 1))
             if key in orders:
                 orders[key].risk_rejected = True
         if row["exec_id"]:
@@ -382,7 +387,7 @@ def _load_run(run_dir: Path, trust: str | Path, problems: list[Discrepancy]) -> 
         if ev in _FILLS:
             q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
             positions[row["symbol"]] = positions.get(row["symbol"], 0) + q
-    run = _Run(name, run_id, signals, orders, reports, positions, None,
+    run = _Run(name, run_id, signals, out_index, orders, reports, positions, None,
                origin=report.origin or "")
     _add_fix_session(run_dir / "fix", run)
     _add_start(run_dir, run, trust, problems)
@@ -414,7 +419,9 @@ def _add_fix_session(folder: Path, run: _Run) -> None:
                 run.pending.append((o.cl_ord_id, Discrepancy(
                     "not_journaled", f"order {o.cl_ord_id} was sent (FIX session) but is not "
                     "in the journal", log_index=o.log_index, run=run.name)))
-                run.orders[o.cl_ord_id] = _Order(run.name, o.cl_ord_id, o.log_index,
+                named = signal_of_cl_ord_id(o.cl_ord_id)
+                seq = named[1] if named is not None and named[0] == run.run_id else -1
+                run.orders[o.cl_ord_id] = _Order(run.name, o.cl_ord_id, o.log_index, seq,
                                                  o.signal_pos, o.symbol, o.side, o.quantity)
     for msg in read_session_file(folder / "in.fix"):
         if msg.msg_type not in ("8", "9"):
@@ -449,11 +456,12 @@ def _add_start(run_dir: Path, run: _Run, trust: str | Path,
                                     run=run.name))
 
 
-def _pos_of(cl_ord_id: str, run_id: str, log_index: int) -> int | None:
-    prefix = f"{run_id}-{log_index}-"
-    if cl_ord_id.startswith(prefix) and cl_ord_id[len(prefix):].isdigit():
-        return int(cl_ord_id[len(prefix):])
-    return None
+def _pos_of(cl_ord_id: str, run_id: str, seq: int) -> int | None:
+    """The signal position a ClOrdID of batch ``seq`` of run ``run_id`` names (else None)."""
+    named = signal_of_cl_ord_id(cl_ord_id)
+    if named is None or named[:2] != (run_id, seq):
+        return None
+    return named[2]
 
 
 # ---------------------------------------------------------------------- the checks
@@ -478,16 +486,17 @@ def check_reconciliation(
                                             log_index=o.log_index, run=run.name))
             orders[cid] = o
     signals = {(r.name, k): s for r in runs for k, s in r.signals.items()}
+    out_index = {(r.name, seq): i for r in runs for seq, i in r.out_index.items()}
     problems += _chain_links(runs, trust)
     journal_reports, covered_signals, crash_fills = _recorded(runs, problems)
 
     # orders against their signed signals
     for o in orders.values():
-        s = signals.get((o.run, (o.log_index, o.pos)))
+        s = signals.get((o.run, (o.seq, o.pos)))
         if s is None:
             problems.append(Discrepancy("order_without_signal",
                                         f"order {o.cl_ord_id}: no signed signal at position "
-                                        f"{o.pos} of the OUT record", log_index=o.log_index,
+                                        f"{o.pos} of batch {o.seq}", log_index=o.log_index,
                                         run=o.run))
         elif (s.symbol, s.side, s.quantity) != (o.symbol, o.side, o.quantity):
             problems.append(Discrepancy("order_mismatch",
@@ -495,12 +504,13 @@ def check_reconciliation(
                                         f"{o.symbol}, the signal {s.side} {s.quantity} "
                                         f"{s.symbol}", log_index=o.log_index, run=o.run))
     # every signed signal has its outcome
-    have = {(o.run, o.log_index, o.pos) for o in orders.values()} | covered_signals
-    for (run_name, (li, pos)), s in sorted(signals.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        if (run_name, li, pos) not in have:
+    have = {(o.run, o.seq, o.pos) for o in orders.values()} | covered_signals
+    for (run_name, (seq, pos)), s in sorted(signals.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if (run_name, seq, pos) not in have:
             problems.append(Discrepancy("no_outcome",
-                                        f"signal {pos} ({s.side} {s.quantity} {s.symbol}) has "
-                                        "no order in the journal", log_index=li, run=run_name))
+                                        f"signal {pos} of batch {seq} ({s.side} {s.quantity} "
+                                        f"{s.symbol}) has no order in the journal",
+                                        log_index=out_index[(run_name, seq)], run=run_name))
 
     # the statement, execution by execution
     seen: set[str] = set()
@@ -613,7 +623,7 @@ def _recorded(
     """The venue reports the chain recorded, each exactly once: journal rows, and the reports
     a continuing run's start state recorded of the runs before it; then what only a FIX
     session holds (a crash window no later run closed, named ``not_journaled``). Also the
-    unacted signals the start states name, by (run, log index, position), and the fills only
+    unacted signals the start states name, by (run, batch seq, position), and the fills only
     the start states and sessions hold, by symbol."""
     by_origin = {r.origin: r.name for r in runs}
     reports: dict[str, tuple[_Run, dict[str, Any]]] = {}
@@ -630,19 +640,19 @@ def _recorded(
         if r.start is None:
             continue
         covered |= {o.cl_ord_id for o in r.start.orders}
-        signals |= {(by_origin.get(o, o), li, k) for o, li, k in r.start.not_acted}
+        signals |= {(by_origin.get(o, o), seq, k) for o, seq, k in r.start.not_acted}
         for x in r.start.executions:
             covered.add(x.exec_id)
             if x.exec_id in reports:
                 problems.append(Discrepancy("repeated_exec_id", "ExecID recorded twice: in a "
                                             "journal and in a start state", x.exec_id,
-                                            x.log_index, r.name))
+                                            reports[x.exec_id][1]["log_index"], r.name))
                 continue
             trade = x.exec_type == "trade"
             reports[x.exec_id] = (r, {
                 "event": "fill" if trade else x.exec_type, "symbol": x.symbol, "side": x.side,
                 "quantity": x.last_qty if trade else x.order_qty,
-                "price_ticks": x.last_px if trade else None, "log_index": x.log_index})
+                "price_ticks": x.last_px if trade else None, "log_index": None})
             if trade:
                 fills[x.symbol] = fills.get(x.symbol, 0) + x.signed_qty
     for r in runs:
@@ -673,7 +683,7 @@ def _summary_positions(runs: Sequence[_Run]) -> dict[str, int] | None:
 
 def _check_signal(e: Execution, o: _Order, signals: dict[Any, Any], problems: list[Discrepancy],
                   where: str) -> None:
-    s = signals.get((o.run, (o.log_index, o.pos)))
+    s = signals.get((o.run, (o.seq, o.pos)))
     if s is None:
         problems.append(Discrepancy("no_signal", f"{where}: order {o.cl_ord_id} has no signed "
                                     "signal", e.exec_id, o.log_index, o.run))
