@@ -299,8 +299,8 @@ def test_contexts_are_the_same_on_both_paths(limits: RiskLimits) -> None:
 
 _texts = st.text(min_size=1, max_size=20)
 _outcomes = st.builds(
-    lambda log_index, signal, symbol, status, quantity, price, reason, limit: Outcome(
-        log_index=log_index,
+    lambda batch, signal, symbol, status, quantity, price, reason, limit: Outcome(
+        batch=batch,
         signal=signal,
         symbol=symbol,
         status=status,
