@@ -59,6 +59,30 @@ def test_the_report_shows_pnl_with_the_one_formatter() -> None:
     assert "ticks" not in html.replace("pnl_ticks", "")
 
 
+def test_the_report_shows_pnl_in_the_currency_and_unit_the_run_recorded() -> None:
+    from zcbench.report._lp import _run_html
+
+    summary = {"status": "completed", "pnl_ticks": 1_275_000, "currency": "EUR",
+               "money_scale": 100_000, "units": {"EURUSD": 1}}
+    report = SimpleNamespace(summary=summary, journal=None, journal_problem=None)
+    html = _run_html(report)  # type: ignore[arg-type]
+    assert "+12.75 EUR" in html
+    assert "currency unit" not in html
+    # a killed host's run: no summary, the journal's header (written at the start) says it
+    header = {"schema": "zcbench.journal/1", "currency": "USD", "money_scale": 10**8,
+              "units": {"BTCUSD": 1}}
+    killed = SimpleNamespace(summary={"status": "unfinished", "pnl_ticks": 5},
+                             journal=SimpleNamespace(header=header, rows=_no_rows(), torn=None),
+                             journal_problem=None)
+    assert "+0.00000005 USD" in _run_html(killed)  # type: ignore[arg-type]
+
+
+def _no_rows() -> object:
+    import polars as pl
+
+    return pl.DataFrame({"event": []}, schema={"event": pl.String})
+
+
 def test_an_account_scale_and_currency_are_shown_by_the_same_formatter() -> None:
     assert format_money(123_456_789, scale=10**8, currency="BTC") == "1.23456789 BTC"
     assert format_money(-250, scale=100, currency="USD", signed=True) == "-2.50 USD"
@@ -99,3 +123,9 @@ def test_the_backtest_table_shows_exact_money_through_the_one_formatter(
         f"fees {format_money(fees, scale=scale, currency=ccy)}"
     )
     assert line.split(None, 1)[1] == shown
+
+
+def test_a_fine_amount_is_written_out_not_in_exponent_form() -> None:
+    # an account of 1/10^8 (an eight-decimal instrument): 5 units were shown as "5E-8"
+    assert format_money(-5, scale=10**8, currency="USD") == "-0.00000005 USD"
+    assert format_money(1, signed=True, scale=10**8, currency="USD") == "+0.00000001 USD"

@@ -6,9 +6,11 @@ units, so an amount of money (PnL, cash, notional) is an exact integer number of
 names them with a ``_ticks`` suffix (``"pnl_ticks": 1275000``); people see them in currency units
 through :func:`format_money` (``"+127.50 currency units"``), exact, never rounded.
 
-A backtest's account may count in a finer unit (an instrument quoted to eight decimals makes
-``scale`` 10**8) and knows its currency's name: the same formatter takes both
-(``format_money(amount, scale=10**8, currency="USD")``), so every surface shows money one way.
+An account (a backtest's or a live run's, :class:`zcbench.marketdata.Account`) may count in a
+finer unit (an instrument quoted to eight decimals makes ``scale`` 10**8) and knows its
+currency's name: the same formatter takes both (``format_money(amount, scale=10**8,
+currency="USD")``), so every surface shows money one way; a live run records its account, and
+its surfaces show the recorded currency (:data:`MONEY_UNIT` only where nothing names one).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from zcbench.strategy import PRICE_SCALE
 __all__ = ["MONEY_UNIT", "TICK_UNIT", "format_money", "money", "ticks_of"]
 
 MONEY_UNIT: Final = "currency units"
-"""The unit people see amounts in: the currency the prices are quoted in."""
+"""The unit's name when no currency is known (a run that recorded none)."""
 
 TICK_UNIT: Final = f"tick (1/{PRICE_SCALE:,} currency unit)"
 """What one unit of a ``*_ticks`` JSON field is."""
@@ -68,5 +70,5 @@ def format_money(
     amount = money(ticks, scale=scale)
     cents = amount.quantize(Decimal("0.01"))
     shown = cents if cents == amount else amount
-    text = f"{shown:+,}" if signed and ticks else f"{shown:,}"
+    text = f"{shown:+,f}" if signed and ticks else f"{shown:,f}"  # positional, never 5E-8
     return f"{text} {currency}" if unit else text

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zcbench.backtest import BacktestConfig, prepare, run_backtest
+from zcbench.backtest import BacktestConfig, prepare, run_backtest, run_prepared
 from zcbench.errors import DataError
 from zcbench.examples import EXAMPLES, MACrossover, OrderFlowImbalance
+from zcbench.host.execution import RiskLimits
 from zcbench.marketdata import (
     BatchSpec,
     SyntheticConfig,
@@ -29,11 +30,16 @@ from zcbench.marketdata import (
 )
 from zcbench.strategy import (
     EVENT_SCHEMA,
+    OUTCOME_STATUSES,
     Batch,
+    Context,
+    Outcome,
     Signal,
     Strategy,
     decode_batch,
+    decode_context,
     encode_batch,
+    encode_context,
     make_strategy,
 )
 from zcbench.strategy._bulk import wire_view
@@ -186,6 +192,9 @@ def _both(
     assert fast.signals_digest == wire.signals_digest
     for name in ("signals", "fills", "positions", "equity", "metrics"):
         _same_frame(getattr(fast, name), getattr(wire, name))
+    assert (fast.journal is None) == (wire.journal is None)
+    if fast.journal is not None and wire.journal is not None:
+        _same_frame(fast.journal, wire.journal)
 
 
 def _config_dict(config: BacktestConfig) -> dict[str, object]:
@@ -228,3 +237,108 @@ def test_every_example_agrees_on_both_paths(name: str, config: BacktestConfig) -
     else:
         assert cls is OrderFlowImbalance
         _both(cls, TICKS, config)
+
+
+@dataclass(frozen=True)
+class _Quantity:
+    quantity: int = 7
+
+
+class Told(Strategy):
+    """Takes the feedback; its signals depend on every field of every context it is told (and
+    on the batch), so a context handed over differently on the two paths changes the digest."""
+
+    name = "told"
+    params_type = _Quantity
+    input_fields = ("close", "price")
+
+    def __init__(self, params: _Quantity) -> None:
+        super().__init__(params)
+        self.seen: list[Context | None] = []
+
+    def on_batch(self, batch: Batch, context: Context | None = None) -> Sequence[Signal]:
+        self.seen.append(context)
+        told = repr((context, type(context), batch.seq)).encode()
+        byte = hashlib.sha256(told).digest()[0]
+        symbol = batch.events.get_column("symbol")[-1]
+        if byte >= 90:
+            return []
+        quantity = self.params.quantity * (1 + byte % 5)
+        return [Signal(symbol, "buy" if byte % 2 else "sell", quantity)]
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [RiskLimits(), RiskLimits(max_position=20, max_orders_per_s=3)],
+    ids=["defaults", "refusals"],
+)
+def test_contexts_are_the_same_on_both_paths(limits: RiskLimits) -> None:
+    """The fast path hands the strategy each context as the builder made it, the wire path as
+    the enclave decodes it from its encoding: the same values, so the same signals."""
+    bars = load_ohlcv(sample_daily_path()).slice(0, 600)
+    seen = {}
+    results = {}
+    for path in ("fast", "wire"):
+        config = BacktestConfig(count=3, path=path)
+        strategy = Told(_Quantity())
+        results[path] = run_prepared(
+            strategy, prepare(bars, Told.fields(), config.spec), config, limits=limits
+        )
+        seen[path] = strategy.seen
+    assert seen["fast"] == seen["wire"]
+    told = [c for c in seen["fast"] if c is not None]
+    assert len(told) > 20
+    assert {o.status for c in told for o in c.outcomes} >= (
+        {"sent", "filled", "refused"} if limits.max_position == 20 else {"sent", "filled"}
+    )
+    assert results["fast"].signals_digest == results["wire"].signals_digest
+    assert results["fast"].journal is not None
+    assert results["wire"].journal is not None
+    _same_frame(results["fast"].journal, results["wire"].journal)
+
+
+_texts = st.text(min_size=1, max_size=20)
+_outcomes = st.builds(
+    lambda log_index, signal, symbol, status, quantity, price, reason, limit: Outcome(
+        log_index=log_index,
+        signal=signal,
+        symbol=symbol,
+        status=status,
+        quantity=quantity,
+        limit=limit if status == "refused" else "",
+        price=price if status in ("filled", "partially_filled") else None,
+        reason=reason,
+    ),
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 2**63 - 1),
+    _texts,
+    st.sampled_from(sorted(OUTCOME_STATUSES)),
+    st.integers(0, 2**63 - 1),
+    st.integers(1, 2**63 - 1),
+    st.text(max_size=30),
+    _texts,
+)
+_pairs = st.dictionaries(_texts, st.integers(-(2**63), 2**63 - 1), max_size=6).map(
+    lambda d: tuple(d.items())
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=st.integers(0, 2**63 - 1),
+    outcomes=st.lists(_outcomes, max_size=8).map(tuple),
+    positions=_pairs,
+    limits=_pairs,
+)
+def test_a_context_decodes_from_its_encoding_equal(
+    seq: int,
+    outcomes: tuple[Outcome, ...],
+    positions: tuple[tuple[str, int], ...],
+    limits: tuple[tuple[str, int], ...],
+) -> None:
+    """Why the fast path may skip the context's encoding: every Context the constructor
+    accepts comes back equal, field for field, from its one encoding."""
+    context = Context(seq, outcomes, positions, limits)
+    back = decode_context(encode_context(context))
+    assert back == context
+    assert repr(back) == repr(context)

@@ -83,6 +83,9 @@ def test_live_run_in_jupyterlab(page: Any, jupyterlab: Server, world: World) -> 
     expect(panel).to_contain_text("STOPPED", timeout=LONG)
     expect(panel).to_contain_text("positions")  # the run's closing figures are in
     assert _throughput(panel) > 0
+    # money in the currency the run recorded (the synthetic symbols' USD), not "currency units"
+    expect(panel).to_contain_text(re.compile(r"PnL \(USD\)", re.IGNORECASE))
+    expect(panel).not_to_contain_text(re.compile("currency unit", re.IGNORECASE))
     expect(panel).not_to_contain_text("ERROR")
     panel.screenshot(path=ARTIFACTS / "liverun-panel-stopped.png")
     assert list((world.root / "runs").glob("*/summary.json"))

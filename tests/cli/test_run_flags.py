@@ -85,11 +85,13 @@ def test_run_counts_its_capital_in_the_datas_unit_of_money_as_the_backtest() -> 
     import argparse
 
     from zcbench.cli.run import _capital
+    from zcbench.host.sources import account_of
     from zcbench.marketdata import load_ohlcv, sample_daily_path
 
     args = argparse.Namespace(initial_cash=1_000.5)
-    assert _capital(args, load_ohlcv(sample_daily_path())) == (100_050_000, {"MSFT": 1}, 100_000)
-    ticks = generate_ticks(SyntheticConfig(rate=1000.0, duration_s=0.1), seed=3)
-    amount, units, scale = _capital(args, ticks)
-    assert (amount, scale) == (10_005_000, 10_000)
-    assert set(units.values()) == {1}
+    msft = account_of(load_ohlcv(sample_daily_path()))
+    assert _capital(args, msft) == 100_050_000
+    assert (msft.units, msft.money_scale) == ({"MSFT": 1}, 100_000)
+    ticks = account_of(generate_ticks(SyntheticConfig(rate=1000.0, duration_s=0.1), seed=3))
+    assert (_capital(args, ticks), ticks.money_scale) == (10_005_000, 10_000)
+    assert set(ticks.units.values()) == {1}

@@ -1,5 +1,6 @@
-"""The live run names money in the unit the backtest names it in for the same symbols (one rule:
-``Instruments.currency_of``), on the summary and the progress line."""
+"""The live run names money in the currency and unit the run recorded (its account, made by the
+backtest's rule, ``Instruments.account``), on the summary and the progress line; nothing is
+worked out again from instruments when it is shown."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from zcbench.backtest import BacktestConfig, run_backtest
 from zcbench.cli.run import _print_summary, _Progress
 from zcbench.errors import DataError
 from zcbench.examples import MACrossover
-from zcbench.marketdata import Instrument, Instruments, default_instruments
+from zcbench.host.sources import account_of
+from zcbench.marketdata import Instrument, Instruments
 from zcbench.strategy import make_strategy
 
 
@@ -27,24 +29,29 @@ def _bars(symbol: str) -> pl.DataFrame:
     })
 
 
-@pytest.mark.parametrize("symbol", ["AAA", "BBB", "CCC"])  # the synthetic symbols
-def test_live_summary_and_progress_name_the_backtests_unit(
-    symbol: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.parametrize("symbol", ["AAA", "EURUSD", "BTCUSD"])
+def test_a_runs_account_is_the_backtests(symbol: str) -> None:
     result = run_backtest(make_strategy(MACrossover, {}), _bars(symbol), BacktestConfig(count=1))
-    _print_summary(_summary({symbol: 300}))
+    account = account_of(_bars(symbol))
+    assert (account.currency, account.money_scale) == (result.currency, result.money_scale)
+
+
+def test_summary_and_progress_show_the_recorded_currency_and_unit(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded = _summary({"X": 3})
+    recorded.pnl, recorded.currency, recorded.money_scale = 12_345, "EUR", 100_000
+    _print_summary(recorded)
     line = next(x for x in capsys.readouterr().out.splitlines() if "PnL" in x)
-    assert line.startswith(f"  PnL 0.00 {result.currency};"), line
-    assert "currency units" not in line
+    assert line.startswith("  PnL +0.12345 EUR;"), line
     progress = _Progress(terminal=False, every_s=0.0)
     progress(SimpleNamespace(batches=1, events_per_s=1.0, freshness_p50_ms=1.0,
-                             freshness_p99_ms=1.0, signals=0, pnl=12_500, positions={symbol: 1}))
-    assert f"PnL +1.25 {result.currency}" in capsys.readouterr().err
+                             freshness_p99_ms=1.0, signals=0, pnl=-5, positions={"X": 1},
+                             currency="EUR", money_scale=10**8))
+    assert "PnL -0.00000005 EUR" in capsys.readouterr().err
 
 
 def test_one_rule_decides_the_currency() -> None:
-    from zcbench.cli.run import _money_unit
-
     table = Instruments((Instrument("X", "EUR"), Instrument("Y", "EUR"), Instrument("Z", "USD")),
                         strict=True, source="t.csv")
     assert table.currency_of(["X", "Y"]) == "EUR"
@@ -53,4 +60,4 @@ def test_one_rule_decides_the_currency() -> None:
         table.currency_of(["X", "Z"])
     with pytest.raises(DataError, match=r"unknown instrument 'W': not in t\.csv"):
         table.currency_of(["W"])
-    assert _money_unit({}) == default_instruments().currency_of([]) == "USD"
+    assert table.account(["X"]).currency == "EUR"

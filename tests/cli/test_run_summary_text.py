@@ -15,7 +15,7 @@ def _summary(positions: dict[str, int]) -> SimpleNamespace:
         batches=1, events=10, events_per_s=10.0, freshness_p50_ms=1.0, freshness_p99_ms=2.0,
         signals=1, orders=1, fills=1, rejects=0, pnl=0, positions=positions,
         dropped_batches=0, dropped_events=0, isolated_network=True, log_size=3,
-        origin="zcbench/00/run-1", run_dir="run-1",
+        origin="zcbench/00/run-1", run_dir="run-1", currency="USD", money_scale=10_000,
     )
 
 

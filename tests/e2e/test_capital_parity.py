@@ -85,11 +85,12 @@ def test_a_live_run_refuses_what_capital_cannot_carry_as_the_backtest_does(
     bars = _bars()
     # the sample's MSFT is quoted to 1/100,000: the account counts in that unit
     scale, units = default_instruments().money_units(["MSFT"])
-    assert scale == 100_000
+    assert (scale, units) == (100_000, {"MSFT": 1})
     capital = ticks_of(CASH, scale=scale)
     summary = run_live(
         ModuleImage(module), tmp_path / "run", ReplaySource(bars, BatchSpec(count=1)),
-        limits=RiskLimits(), capital=capital, units=units, money_scale=scale, venue=PaperVenue(),
+        limits=RiskLimits(), capital=capital, account=default_instruments().account(["MSFT"]),
+        venue=PaperVenue(),
         feedback=True,
         run_id="run-capital", clock_every_s=None,
     )

@@ -74,6 +74,11 @@ def test_the_tear_sheet_of_a_local_run_is_recomputed_from_its_signed_log(
     assert "not committed" in section
     assert "Sharpe ratio (annualised)" in section
     assert f"{sheet.sharpe:.3f}" in section
+    # money in the currency the run recorded (its synthetic symbols': USD), never "currency
+    # units": the capital, the PnL, the equity range, and the run's own facts
+    assert "1,000,000.00 USD" in section
+    assert (sheet.currency, sheet.money_scale) == ("USD", 10_000)
+    assert "currency unit" not in "".join(sections)
     # the plot: one point per logged batch, the last one the capital plus the PnL
     assert len(sheet.equity_ticks) == sheet.n_batches
     assert sheet.equity_ticks[-1] == sheet.capital_ticks + sheet.pnl_ticks

@@ -309,3 +309,28 @@ def test_backtest_batches_fill_through_the_venue_as_the_live_layer_does() -> Non
     assert fills["exec_id"].to_list() == [e.exec_id for e in backtest]
     assert fills["price_ticks"].to_list() == [e.last_px if e.exec_type == "trade" else None
                                               for e in backtest]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    symbols=st.lists(st.one_of(st.none(), st.sampled_from([f"S{i}" for i in range(40)])),
+                     max_size=400),
+    data=st.data(),
+)
+def test_last_rows_are_each_symbols_last_event(
+    symbols: list[str | None], data: st.DataObject
+) -> None:
+    """What the venue keeps of the events of symbols without resting orders: each symbol's last
+    row, whole (nulls included), as a group-by's last row per symbol has it."""
+    from zcbench.venue.paper import _last_rows
+
+    n = len(symbols)
+    prices = data.draw(st.lists(st.one_of(st.none(), st.integers(1, 99)), min_size=n, max_size=n))
+    frame = pl.DataFrame(
+        {"ts": list(range(n)), "symbol": symbols, "price": prices},
+        schema={"ts": pl.Int64, "symbol": pl.String, "price": pl.Int64},
+    )
+    expected = frame.group_by("symbol", maintain_order=True).last().rows(named=True)
+    got = _last_rows(frame)
+    assert [r["ts"] for r in got] == sorted(r["ts"] for r in expected)
+    assert sorted(got, key=lambda r: r["ts"]) == sorted(expected, key=lambda r: r["ts"])

@@ -60,6 +60,10 @@ def test_live_run_panel_runs_a_real_enclave(live_run: tuple[Path, Path, LiveRunP
     assert summary["image"] == str(build)
     assert "STOPPED" in panel.state.value
     assert "ev/s" in panel.metrics.value
+    # the PnL card names the currency and unit the run recorded (synthetic symbols: USD)
+    assert (snap.currency, snap.money_scale) == (summary["currency"], summary["money_scale"])
+    assert summary["currency"] == "USD"
+    assert "PnL (USD)" in panel.metrics.value
 
 
 @pytest.mark.usefixtures("home_of_run")

@@ -179,6 +179,17 @@ def test_find_builds_and_html_pieces(build: Path, tmp_path: Path) -> None:
     assert RunSnapshot().throughput == 0.0
 
 
+def test_the_pnl_card_names_the_runs_recorded_currency_and_unit() -> None:
+    # an account of 1/100,000 USD (a five-decimal pair): 12,345 of it is 0.12345 USD
+    snap = RunSnapshot(pnl=12_345, currency="USD", money_scale=100_000)
+    html = metrics_html(snap)
+    assert "PnL (USD)" in html
+    assert "+0.12345" in html
+    assert "currency unit" not in html
+    assert snap.pnl_text == "+0.12345 USD"
+    assert "currency unit" not in metrics_html(RunSnapshot())  # before the run's first report
+
+
 def test_snapshot_text_is_escaped(build: Path) -> None:
     panel = LiveRunPanel(FakeRun(fail=EnvError("<script>alert(1)</script>")), build_dir=build)
     assert panel.start()
@@ -201,7 +212,7 @@ def test_the_watcher_reads_only_what_the_journal_gained_since_its_last_poll(
     market = market_source(spec, rate=2000.0, duration_s=2.0, seed=5)
     first = str(market.events["symbol"][0])
     snaps: list[RunSnapshot] = []
-    watcher = _RunWatcher(tmp_path, market.events, spec, snaps.append, None)
+    watcher = _RunWatcher(tmp_path, market.events, spec, snaps.append, None, market.account)
     watcher.publish(0.0, "starting")  # no journal yet: nothing read, nothing shown
     journal = Journal.create(tmp_path / JOURNAL_FILE, run_id="r", origin="o", image="b")
     ex = ExecutionLayer(journal_file=journal)

@@ -17,8 +17,9 @@ order whose quantity is not a whole number of the instrument's lots is refused (
 
 Money: a symbol's prices are integers of its own price unit; the account's unit of money is the
 finest of them, and ``units[symbol]`` says how many account units one price unit is (1 when
-every symbol shares the schema's ``PRICE_SCALE``). Marks (for equity): a trade's price, a
-quote's integer mid ``(bid + ask) // 2``, a bar's close.
+every symbol shares the schema's ``PRICE_SCALE``). Marks (for equity and buying power) follow the
+one market-price rule the live run and the tear sheet use (:func:`zcbench.marketdata.marks`:
+a trade's price, else a quote's integer mid ``(bid + ask) // 2``, else a bar's close).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import numpy as np
 import polars as pl
 
 from zcbench.errors import DataError, UsageError
+from zcbench.marketdata import MARK_FIELDS
+from zcbench.marketdata import marks as mark_series
 from zcbench.risk import LIMIT_NOT_REACHED, BuyingPower, buying_power_reason
 
 __all__ = ["FILLS_SCHEMA", "TRADES_SCHEMA", "FillModel", "Ledger", "book"]
@@ -166,23 +169,19 @@ class _Prices:
                     (self._symbol == symbol).fill_null(False).to_numpy()
                 )
             rows = self._rows[symbol]
-            kinds = self._kind_codes()
-            if rows.size != kinds.size:
-                kinds = kinds[rows]
-            present = set(np.flatnonzero(np.bincount(kinds, minlength=4)).tolist())
-            if self._QUOTE not in present:
-                # without quotes, buy, sell and a trade-only mark read the same prices
-                alike = ["buy", "sell"] if self._BAR in present else ["buy", "sell", "mark"]
-                for other in alike:
-                    if (symbol, other) in self._cache and which in alike:
-                        self._cache[key] = self._cache[(symbol, other)]
-                        return self._cache[key]
-            single = {self._TRADE: "price", self._BAR: "close" if which == "mark" else "open"}
-            if len(present) == 1 and next(iter(present)) in single:
-                # one kind of event, one column: its values as they are (a view, no copy)
-                px = self._values(single[next(iter(present))], rows)
+            if which == "mark":
+                px = self._marks(rows)
             else:
-                px = self._mixed(rows, kinds, present, which)
+                kinds = self._kind_codes()
+                if rows.size != kinds.size:
+                    kinds = kinds[rows]
+                present = set(np.flatnonzero(np.bincount(kinds, minlength=4)).tolist())
+                other = (symbol, "sell" if which == "buy" else "buy")
+                if self._QUOTE not in present and other in self._cache:
+                    # without quotes, buys and sells fill at the same prices
+                    self._cache[key] = self._cache[other]
+                    return self._cache[key]
+                px = self._fill_prices(rows, kinds, present, which)
             keep = px > 0
             if keep.all():
                 self._cache[key] = (rows.astype(np.int64, copy=False), px)
@@ -190,26 +189,43 @@ class _Prices:
                 self._cache[key] = (rows[keep].astype(np.int64), px[keep])
         return self._cache[key]
 
+    def _marks(self, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The mark at ``rows`` by the one market-price rule (:func:`zcbench.marketdata.marks`;
+        0: none), read from the mark fields alone."""
+        frame = self._events.select([c for c in MARK_FIELDS if c in self._events.columns])
+        if rows.size != frame.height:
+            frame = frame.select(pl.all().gather(rows))
+        values: np.ndarray[Any, Any] = (
+            mark_series(frame).fill_null(0).to_numpy().astype(np.int64, copy=False)
+        )
+        return values
+
+    def _fill_prices(
+        self, rows: np.ndarray[Any, Any], kinds: np.ndarray[Any, Any], present: set[int],
+        which: str,
+    ) -> np.ndarray[Any, Any]:
+        """The price a ``which`` (buy or sell) order fills at, at ``rows`` (0: none)."""
+        if len(present) == 1 and next(iter(present)) in (self._TRADE, self._BAR):
+            # one kind of event, one column: its values as they are (a view, no copy)
+            column = "price" if self._TRADE in present else "open"
+            return self._values(column, rows)
+        return self._mixed(rows, kinds, present, which)
+
     def _mixed(
         self, rows: np.ndarray[Any, Any], kinds: np.ndarray[Any, Any], present: set[int],
         which: str,
     ) -> np.ndarray[Any, Any]:
-        """The ``which`` price at ``rows`` whose events are of several kinds (0: none)."""
+        """The ``which`` fill price at ``rows`` whose events are of several kinds (0: none)."""
         px = np.zeros(rows.size, dtype=np.int64)
         if self._TRADE in present:
             mask = kinds == self._TRADE
             px[mask] = self._values("price", rows)[mask]
         if self._QUOTE in present:
             mask = kinds == self._QUOTE
-            if which == "mark":
-                quote = (self._values("bid", rows) + self._values("ask", rows)) // 2
-            else:
-                quote = self._values("ask" if which == "buy" else "bid", rows)
-            px[mask] = quote[mask]
-            del quote
+            px[mask] = self._values("ask" if which == "buy" else "bid", rows)[mask]
         if self._BAR in present:
             mask = kinds == self._BAR
-            px[mask] = self._values("close" if which == "mark" else "open", rows)[mask]
+            px[mask] = self._values("open", rows)[mask]
         return px
 
     def all_marks(self) -> dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:

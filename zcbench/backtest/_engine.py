@@ -34,8 +34,8 @@ from zcbench.backtest._loop import FeedbackLoop, LoggedRecord
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
 from zcbench.errors import DataError, EnvError, UsageError, describe_os_error
 from zcbench.marketdata import (
+    Account,
     BatchSpec,
-    Instrument,
     Instruments,
     batch_ends,
     check_ticks,
@@ -246,8 +246,10 @@ def _replay(
         source = progress(source, total=data.n_batches, desc="backtest", enabled=show_progress)
     bounds = data.iter_bounds()
     wires = data.wire_batches() if loop is not None and loop.keeps_records else None
-    # what the proxy hands the execution layer: the market columns, selected once
-    market = data.events.select([c for c in MARKET_COLUMNS if c in data.events.columns])
+    if loop is not None:
+        # what the proxy hands the execution layer: the market columns, selected once
+        market = data.events.select([c for c in MARKET_COLUMNS if c in data.events.columns])
+        loop.begin(market, wire=path == WIRE)
     seq = -1
     try:
         for batch in source:
@@ -260,9 +262,8 @@ def _replay(
                 digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
                 out[seq] = decode_signals(blob)
             if loop is not None:
-                s, e = next(bounds)
                 wire = encode_batch(next(wires)) if wires is not None else None
-                loop.after(seq, blob, market.slice(s, e - s), batch=wire)
+                loop.after(seq, blob, next(bounds)[1], batch=wire)
         empties.flush(seq + 1)
         if loop is not None:
             loop.finish(seq + 1)
@@ -396,38 +397,21 @@ class BacktestResult:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Account:
-    currency: str
-    money_scale: int
-    units: dict[str, int]
-    ticks: dict[str, int]
-    lots: dict[str, int]
-
-
-def _account(events: pl.DataFrame, config: BacktestConfig) -> _Account:
-    """The account's currency and unit of money from the instruments of ``events``: the
-    finest price unit among them, so every notional is exact."""
+def _account(events: pl.DataFrame, config: BacktestConfig) -> Account:
+    """The account's currency and unit of money from the instruments of ``events``
+    (:meth:`~zcbench.marketdata.Instruments.account`: the finest price unit among them, so
+    every notional is exact; a live run's account is made the same way)."""
     table = config.instruments if config.instruments is not None else default_instruments()
-    found: dict[str, Instrument] = {}
-    for symbol in events.get_column("symbol").unique().sort().to_list():
-        instrument = table.of(symbol)
-        if instrument is None:
+    symbols = events.get_column("symbol").unique().sort().to_list()
+    for symbol in symbols:
+        if table.of(symbol) is None:
             raise UsageError(f"backtest: unknown instrument {symbol!r}: not in {table.source}")
-        found[symbol] = instrument
     try:
-        currency = table.currency_of(found)
+        account = table.account(symbols)
     except DataError as exc:
         raise UsageError(f"backtest: {exc}") from None
     check_ticks(events, table)
-    scale, units = table.money_units(found)
-    return _Account(
-        currency=currency,
-        money_scale=scale,
-        units=units,
-        ticks={s: i.tick_units for s, i in found.items()},
-        lots={s: i.lot_size for s, i in found.items()},
-    )
+    return account
 
 
 @dataclass(frozen=True)
@@ -435,12 +419,17 @@ class BacktestLog:
     """What a live run's log and journal hold for a backtest run with feedback: every IN
     (feedback and batch) and OUT record body with its log index, in log order; the journal
     rows (:data:`zcbench.host.execution.JOURNAL_SCHEMA`, ``time_ns`` in event time); the
-    positions at the end; and the signals digest."""
+    positions at the end; the signals digest; and the PnL in the account a live run over the
+    same data counts in (the committed instruments', :meth:`Instruments.account`)."""
 
     records: tuple[LoggedRecord, ...]
     journal: pl.DataFrame
     positions: dict[str, int]
     signals_digest: str
+    pnl: int = 0
+    """The execution layer's PnL at the end, in ``account``'s unit (a live run's
+    ``pnl_ticks`` over the same data)."""
+    account: Account = dataclasses.field(default_factory=Account)
 
 
 def backtest_log(
@@ -462,10 +451,17 @@ def backtest_log(
     default a fresh :class:`zcbench.venue.PaperVenue`; the feedback records) and return the
     records and journal a live run over the same data would write (orders named after
     ``order_prefix``, as a live run names them after its run id)."""
+    symbols = data.events.get_column("symbol").unique().drop_nulls().to_list()
+    try:
+        account = default_instruments().account(symbols)
+    except DataError as exc:
+        raise UsageError(f"backtest: {exc}") from None
     loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True,
-                        capital=capital, buying_power=buying_power, units=units)
+                        capital=capital, buying_power=buying_power,
+                        units=account.units if units is None else units)
     _, digest = _replay(strategy, data, path, False, loop)
-    return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest)
+    return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest,
+                       loop.execution.pnl(), account)
 
 
 def run_prepared(

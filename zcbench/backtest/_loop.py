@@ -27,15 +27,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+import numpy as np
 import polars as pl
 
-from zcbench.strategy import Context, decode_context, decode_signals
+from zcbench.strategy import Context, decode_context, decode_signals, encode_context
 
 if TYPE_CHECKING:
     from zcbench.host.execution import ExecutionLayer, RiskLimits, Venue
     from zcbench.risk import BuyingPower
 
 __all__ = ["FeedbackLoop", "LoggedRecord"]
+
+_SURE_OUTCOMES: Final = 1_000
+"""Outcomes a context may hold and still surely encode within the decoder's 64 MiB: each of
+its texts is at most 256 characters (1 KiB of UTF-8), so 1,000 outcomes and the 10,000
+positions a context may hold stay under 20 MiB."""
 
 BOOT_RECORDS: Final = 2
 """Records before the first batch's in a run's log: the boot record and the control record
@@ -63,7 +69,8 @@ class FeedbackLoop:
     signs what came of it. ``keep_records`` keeps every record body (:attr:`records`);
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
     batch's log index (after the boot and start control records); ``capital``,
-    ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`).
+    ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`),
+    and ``units`` (the account's, ``Instruments.account``) make its cash and PnL a live run's.
     """
 
     def __init__(
@@ -79,10 +86,12 @@ class FeedbackLoop:
         units: Mapping[str, int] | None = None,
     ) -> None:
         # the host's classes, imported here: a backtest without feedback never loads them
-        from zcbench.host.execution import ExecutionLayer, RiskLimits
+        from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
         from zcbench.host.feedback import FeedbackBuilder
         from zcbench.risk import BuyingPower
         from zcbench.venue import PaperVenue
+
+        self._verified = VerifiedSignals
 
         self.execution: ExecutionLayer = ExecutionLayer(
             limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix,
@@ -92,40 +101,79 @@ class FeedbackLoop:
         self._index = first_index
         self._keep = keep_records
         self._market_ns = 0
+        self._market = pl.DataFrame()
+        self._ts = np.zeros(0, dtype=np.int64)
+        self._start = self._end = 0  # market rows not yet handed to the execution layer
+        self._wire = False
         self.records: list[LoggedRecord] = []
         self.keeps_records = keep_records
         self.feedback_records = 0
 
     def before(self, seq: int) -> Context | None:
         """Batch ``seq``'s feedback (what came of the earlier signals since the last), as the
-        strategy gets it, or None when nothing happened."""
-        body = self._builder.take(seq)
-        if body is None:
+        strategy gets it, or None when nothing happened.
+
+        On the wire path (and whenever the records are kept) the context is encoded, logged
+        and decoded as the enclave decodes it. On the fast path it goes to the strategy as the
+        builder made it: a :class:`Context` checks at construction everything the decoder
+        checks but the encoding's size, so decoding its one encoding gives it back, equal
+        (tests/backtest/test_fastpath.py); a context too large to be sure of the size takes
+        the wire's way."""
+        context = self._builder.take_context(seq)
+        if context is None:
             return None
-        self._log("in", seq, body)
         self.feedback_records += 1
-        return decode_context(body)
+        if self._wire or self._keep or len(context.outcomes) > _SURE_OUTCOMES:
+            body = encode_context(context)
+            self._log("in", seq, body)
+            return decode_context(body)
+        self._index += 1
+        return context
 
-    def after(
-        self, seq: int, signals: bytes, market: pl.DataFrame, *, batch: bytes | None = None
-    ) -> None:
-        """Act on batch ``seq``: its market events reach the execution layer and venue, then its
-        signals (their encoding) are placed. ``batch`` is the IN body, kept with the records."""
-        from zcbench.host.execution import VerifiedSignals
+    def begin(self, market: pl.DataFrame, *, wire: bool = False) -> None:
+        """Take the run's market events (the market columns of every batch, in order, sorted
+        by ``ts``) before its first batch; :meth:`after` names each batch's end row in them.
+        ``wire``: every context goes through its encoding (the per-batch wire path)."""
+        self._market = market
+        self._ts = market.get_column("ts").to_numpy()
+        self._start = self._end = 0
+        self._wire = wire
 
-        if self._keep and batch is None:
-            raise ValueError("keep_records needs each batch's IN body")
-        self._log("in", seq, batch or b"")
-        out_index = self._index
-        self._log("out", seq, signals)
-        if market.height:
-            self._market_ns = int(market.get_column("ts").max())  # type: ignore[arg-type]
-        self.execution.on_market(market)
-        verified = VerifiedSignals(seq, out_index, out_index + 1, tuple(decode_signals(signals)))
+    def after(self, seq: int, signals: bytes, end: int, *, batch: bytes | None = None) -> None:
+        """Act on batch ``seq``: its market events (the rows up to ``end``, from the previous
+        batch's end) reach the execution layer and venue, then its signals (their encoding)
+        are placed. ``batch`` is the IN body, kept with the records.
+
+        While the execution layer allows it (:meth:`ExecutionLayer.defers_market`: nothing
+        rests, so the events fill nothing) and the batch has no signals, its events wait and
+        reach it with the next batch that needs them, as one frame: the same state, at a
+        fraction of the cost of a frame per batch."""
+        if self._keep:
+            if batch is None:
+                raise ValueError("keep_records needs each batch's IN body")
+            self._log("in", seq, batch)
+            self._log("out", seq, signals)
+        else:
+            self._index += 2
+        out_index = self._index - 1
+        if end > self._end:
+            self._market_ns = int(self._ts[end - 1])  # sorted: the batch's newest event
+        self._end = end
+        decoded = decode_signals(signals)
+        if decoded or not self.execution.defers_market():
+            self._flush()
+        verified = self._verified(seq, out_index, out_index + 1, tuple(decoded))
         self.execution.act(verified, now_ns=self._market_ns, market_ns=self._market_ns)
+
+    def _flush(self) -> None:
+        """Hand the execution layer the market events that waited (one frame)."""
+        if self._end > self._start:
+            self.execution.on_market(self._market.slice(self._start, self._end - self._start))
+            self._start = self._end
 
     def finish(self, seq: int) -> None:
         """After the last batch (``seq`` the count of batches): its outcomes, signed too."""
+        self._flush()
         self.before(seq)
 
     def journal(self) -> pl.DataFrame:

@@ -157,6 +157,7 @@ _RISK_FLAGS = ("max_position", "max_notional", "max_orders_per_s", "price_collar
 
 
 def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) -> Any:
+    """The run's :class:`~zcbench.host.sources.MarketSource` (its source and its account)."""
     from zcbench.host.sources import market_source
 
     if args.data is not None:
@@ -166,31 +167,12 @@ def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) ->
     return market_source(spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True)
 
 
-def _capital(args: argparse.Namespace, events: Any) -> tuple[int, dict[str, int], int]:
-    """``--initial-cash`` in the account's unit of money, each symbol's units of it and how
-    many of it make one currency unit, from the committed instruments of the symbols
-    ``events`` holds, as the backtest counts them."""
-    from zcbench.marketdata import default_instruments
+def _capital(args: argparse.Namespace, account: Any) -> int:
+    """``--initial-cash`` in the run's account unit (``MarketSource.account``: the committed
+    instruments of the data's symbols, as the backtest counts them)."""
     from zcbench.money import ticks_of
 
-    symbols = events.get_column("symbol").drop_nulls().unique().to_list()
-    scale, units = default_instruments().money_units(symbols)
-    return ticks_of(args.initial_cash, scale=scale), units, scale
-
-
-def _money_unit(symbols: Any) -> str:
-    """The unit a live run's amounts are named in: the backtest's rule
-    (:meth:`~zcbench.marketdata.Instruments.currency_of` over the committed instruments), so the
-    same data shows the same unit on both surfaces; instruments in several currencies (an
-    amount summed across them has no single unit) are named as such."""
-    from zcbench.errors import DataError
-    from zcbench.marketdata import default_instruments
-    from zcbench.money import MONEY_UNIT
-
-    try:
-        return default_instruments().currency_of(symbols)
-    except DataError:
-        return f"{MONEY_UNIT} (instruments in several currencies)"
+    return ticks_of(args.initial_cash, scale=account.money_scale)
 
 
 class _Progress:
@@ -201,14 +183,6 @@ class _Progress:
         self.every_s = every_s
         self.last = float("-inf")
         self.shown = False
-        self._units: dict[frozenset[str], str] = {}
-
-    def unit(self, symbols: Any) -> str:
-        """:func:`_money_unit`, asked once per set of symbols (the line is redrawn often)."""
-        key = frozenset(symbols)
-        if key not in self._units:
-            self._units[key] = _money_unit(key)
-        return self._units[key]
 
     def __call__(self, p: Any) -> None:
         from zcbench.money import format_money
@@ -216,7 +190,7 @@ class _Progress:
         text = (
             f"{p.batches} batches  {p.events_per_s:,.0f} events/s  freshness p50 "
             f"{p.freshness_p50_ms:.1f} ms p99 {p.freshness_p99_ms:.1f} ms  signals {p.signals}  "
-            f"PnL {format_money(p.pnl, signed=True, currency=self.unit(p.positions))}"
+            f"PnL {format_money(p.pnl, signed=True, scale=p.money_scale, currency=p.currency)}"
         )
         if self.terminal:
             sys.stderr.write(f"\r{text}   ")
@@ -254,8 +228,7 @@ def _handle(args: argparse.Namespace) -> int:
         continuation = continue_run(args.continue_dir)
     after = continuation.end.newest_event_ns if continuation is not None else None
     market = _source(args, spec, after)
-    source = market.source
-    capital, units, money_scale = _capital(args, market.events)
+    capital = _capital(args, market.account)
     venue = _venue(args.venue, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
@@ -270,13 +243,12 @@ def _handle(args: argparse.Namespace) -> int:
         summary = run_live(
             image,
             run_dir,
-            source,
+            market.source,
+            account=market.account,
             run_id=run_id,
             limits=limits,
             capital=capital,
             buying_power=_buying_power(args),
-            units=units,
-            money_scale=money_scale,
             max_delay_s=args.max_delay_ms / 1000,
             on_progress=progress,
             on_booted=booted,
@@ -383,8 +355,8 @@ def _print_summary(s: Any) -> None:
     print(f"  freshness p50 {s.freshness_p50_ms} ms, p99 {s.freshness_p99_ms} ms")
     print(f"  signals {s.signals}, orders {s.orders}, fills {s.fills}, rejects {s.rejects}")
     held = ", ".join(f"{k} {v:+,}" for k, v in sorted(s.positions.items())) or "none"
-    unit = _money_unit(s.positions)
-    print(f"  PnL {format_money(s.pnl, signed=True, currency=unit)}; positions {held}")
+    pnl = format_money(s.pnl, signed=True, scale=s.money_scale, currency=s.currency)
+    print(f"  PnL {pnl}; positions {held}")
     if s.dropped_batches:
         print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")

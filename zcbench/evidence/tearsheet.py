@@ -2,10 +2,11 @@
 figures the fund typed in (Advisers Act Rule 204-2 wants the records behind any performance shown).
 
 Inputs are the journal's fills whose signal is in the verified signed log (the pack's
-``in_signed_log``), and marks from the signed log's IN batches by the execution layer's own
-rule (a trade's price, else the quote's mid, else a bar's close). After each batch: its events
-update the marks, its fills move cash and positions, and equity is capital + cash + positions at
-the marks; so the last equity minus capital is the run's PnL. The figures are the backtest's
+``in_signed_log``), and marks from the signed log's IN batches by the one market-price rule
+the execution layer and the backtest use (:func:`zcbench.marketdata.marks`: a trade's price,
+else the quote's mid, else a bar's close). After each batch: its events update the marks, its
+fills move cash and positions, and equity is capital + cash + positions at the marks; so the
+last equity minus capital is the run's PnL. The figures are the backtest's
 (:mod:`zcbench.backtest` metrics, the same formulas, README "Backtest metrics"), so the live and
 the backtest sheets over the same logged batches compare like for like.
 
@@ -34,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from zcbench.errors import UsageError
+from zcbench.marketdata import Account
 
 __all__ = [
     "DEFAULT_CAPITAL_TICKS",
@@ -45,6 +47,7 @@ __all__ = [
     "deflated_sharpe",
     "marks_by_batch",
     "run_backtest_sheet",
+    "run_money",
     "run_tear_sheet",
     "tear_sheet",
 ]
@@ -78,8 +81,13 @@ class TearSheet:
     deflated_sharpe: float | None
     equity_ticks: tuple[int, ...] = ()
     """Equity after each logged batch (for plots; not a column of the pack's table)."""
+    currency: str = "USD"
+    money_scale: int = 10_000
+    """The money fields are in units of ``1 / money_scale`` of ``currency`` (the run's
+    account: :func:`zcbench.host.summary.run_account`)."""
 
     def to_row(self) -> dict[str, Any]:
+        """The pack's row: every figure, money in ``money_scale`` units of ``currency``."""
         return {name: getattr(self, name) for name in self.__slots__ if name != "equity_ticks"}
 
 
@@ -103,22 +111,15 @@ def deflated_sharpe(sharpe: float, n_obs: int, *, skew: float = 0.0, kurtosis: f
 
 
 def marks_by_batch(events: pl.DataFrame) -> pl.DataFrame:
-    """``seq, symbol, price_ticks``: each symbol's last positive price in each batch."""
-    cols = set(events.columns)
-    price = pl.lit(None, pl.Int64)
-    if "close" in cols:
-        price = pl.col("close").cast(pl.Int64)
-    if {"bid", "ask"} <= cols:
-        mid = (pl.col("bid").cast(pl.Int64) + pl.col("ask").cast(pl.Int64)) // 2
-        price = pl.when(pl.col("bid").is_not_null() & pl.col("ask").is_not_null()).then(
-            mid).otherwise(price)
-    if "price" in cols:
-        price = pl.when(pl.col("price").is_not_null()).then(
-            pl.col("price").cast(pl.Int64)).otherwise(price)
-    if "symbol" not in cols or not events.height:
+    """``seq, symbol, price_ticks``: each symbol's last mark in each batch (the one market-price
+    rule, :func:`zcbench.marketdata.mark_expr`)."""
+    from zcbench.marketdata import mark_expr
+
+    if "symbol" not in events.columns or not events.height:
         return pl.DataFrame(schema={"seq": pl.Int64, "symbol": pl.String,
                                     "price_ticks": pl.Int64})
-    return (events.select(pl.col("seq").cast(pl.Int64), "symbol", price.alias("price_ticks"))
+    return (events.select(pl.col("seq").cast(pl.Int64), "symbol",
+                          mark_expr(events.columns).alias("price_ticks"))
             .filter(pl.col("price_ticks") > 0)
             .group_by("seq", "symbol", maintain_order=True).last()
             .sort("seq", "symbol"))
@@ -127,17 +128,22 @@ def marks_by_batch(events: pl.DataFrame) -> pl.DataFrame:
 def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFrame, *,
                capital_ticks: int = DEFAULT_CAPITAL_TICKS, periods_per_year: float | None = None,
                trials: int | None = None, trial_sharpe_variance: float = 0.0,
-               carried: Mapping[str, int] | None = None) -> TearSheet:
+               carried: Mapping[str, int] | None = None,
+               account: Account | None = None) -> TearSheet:
     """The sheet from ``fills`` (seq, symbol, side, quantity, price_ticks), ``marks`` (seq,
     symbol, price_ticks) and ``batch_ends`` (seq, end_ns: the batch's newest event time).
     ``carried``: a continuing run's positions at start (:func:`carried_positions`), each
     entering at its first mark, as the execution layer counts them (DESIGN.md, "Restart
-    continuity")."""
+    continuity"). ``account``: the run's money (default the schema's 1/10,000 unit): prices
+    are each symbol's own integers, money counts in the account's unit as the execution
+    layer's does; ``capital_ticks`` is in 1/10,000 of the currency whatever the account."""
     from zcbench.backtest._metrics import compute_metrics
-    from zcbench.strategy import PRICE_SCALE
 
     if type(capital_ticks) is not int or capital_ticks <= 0:
         raise UsageError(f"capital must be a positive number of ticks, got {capital_ticks!r}")
+    money = account if account is not None else Account()
+    unit = money.unit_of
+    capital_ticks = _in_account(capital_ticks, money)
     batches = batch_ends.sort("seq")
     fills_at: dict[int, list[tuple[str, int, int]]] = {}
     for seq, symbol, side, qty, px in fills.select(
@@ -155,12 +161,12 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
     for seq in batches["seq"].to_list():
         last.update(marks_at.get(int(seq), []))
         for symbol in [s for s in unmarked if s in last]:
-            cash -= unmarked.pop(symbol) * last[symbol]
+            cash -= unmarked.pop(symbol) * last[symbol] * unit(symbol)
         for symbol, signed, px in fills_at.get(int(seq), []):
             positions[symbol] = positions.get(symbol, 0) + signed
-            cash -= signed * px
-            traded += abs(signed) * px
-        equity.append(capital_ticks + cash + sum(q * last.get(s, 0)
+            cash -= signed * px * unit(symbol)
+            traded += abs(signed) * px * unit(symbol)
+        equity.append(capital_ticks + cash + sum(q * last.get(s, 0) * unit(s)
                                                  for s, q in positions.items()))
         open_after += any(q != 0 for q in positions.values())
     n = len(equity)
@@ -170,7 +176,7 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
         initial=capital_ticks, traded_notional=traded, fees=0, closing_pnls=[],
         trade_pnls=np.array([], dtype=np.float64), exposure=open_after / n if n else 0.0,
         n_signals=0, n_fills=fills.height, n_refused=0, periods_per_year=periods_per_year,
-        money_scale=PRICE_SCALE)
+        money_scale=money.money_scale)
     full = np.concatenate([[capital_ticks], curve]).astype(np.float64)
     returns = full[1:] / full[:-1] - 1.0 if n else np.array([])
     per_batch = 0.0
@@ -197,7 +203,18 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
         max_drawdown_duration_s=number("max_drawdown_duration_s"),
         exposure=number("exposure"), turnover=number("turnover"), n_batches=n,
         n_fills=fills.height, periods_per_year=number("periods_per_year"), trials=trials,
-        deflated_sharpe=dsr, equity_ticks=tuple(int(e) for e in equity))
+        deflated_sharpe=dsr, equity_ticks=tuple(int(e) for e in equity),
+        currency=money.currency, money_scale=money.money_scale)
+
+
+def _in_account(capital_ticks: int, account: Account) -> int:
+    """``capital_ticks`` (1/10,000 of the currency) in the account's unit (a finer one)."""
+    from zcbench.strategy import PRICE_SCALE
+
+    if account.money_scale % PRICE_SCALE:
+        raise UsageError(f"an account unit of 1/{account.money_scale:,} is not a whole number "
+                         f"of 1/{PRICE_SCALE:,}")
+    return capital_ticks * (account.money_scale // PRICE_SCALE)
 
 
 def batch_ends(events: pl.DataFrame) -> pl.DataFrame:
@@ -229,14 +246,15 @@ _BT_FILLS: Final = {"seq": pl.Int64, "symbol": pl.String, "side": pl.String,
 
 
 def backtest_fills(events: pl.DataFrame, signals: pl.DataFrame, *,
-                   capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> pl.DataFrame:
+                   capital_ticks: int = DEFAULT_CAPITAL_TICKS,
+                   account: Account | None = None) -> pl.DataFrame:
     """The backtest's fills of ``signals`` (``seq, symbol, side, quantity, limit_price``, in
     log order) over ``events`` (the logged batches, with ``seq``, in log order), as the
     sheet's fills: the ``seq`` of the batch the fill falls in, symbol, side, quantity and
     ``price_ticks`` (module docstring: the backtest's fill and buying-power rules)."""
     from zcbench.backtest._accounting import FillModel, book
-    from zcbench.strategy import PRICE_SCALE
 
+    money = account if account is not None else Account()
     if not events.height or not signals.height:
         return pl.DataFrame(schema=_BT_FILLS)
     events = _with_kind(events)
@@ -258,9 +276,11 @@ def backtest_fills(events: pl.DataFrame, signals: pl.DataFrame, *,
         "symbol", "side", pl.col("quantity").cast(pl.Int64),
         pl.col("limit_price").cast(pl.Int64),
         pl.col("seq").replace_strict(end_row, return_dtype=pl.Int64).alias("end_row"))
+    symbols = events.get_column("symbol").unique().drop_nulls().to_list()
     ledger = book(events.drop("_row"), frame,
                   np.array([end_row[s] for s in order], dtype=np.int64), FillModel(),
-                  capital_ticks, money_scale=PRICE_SCALE)
+                  _in_account(capital_ticks, money), money_scale=money.money_scale,
+                  units={s: money.unit_of(s) for s in symbols})
     filled = ledger.fills.filter(pl.col("status") == "filled")
     if not filled.height:
         return pl.DataFrame(schema=_BT_FILLS)
@@ -272,22 +292,33 @@ def backtest_fills(events: pl.DataFrame, signals: pl.DataFrame, *,
 
 
 def backtest_sheet(events: pl.DataFrame, signals: pl.DataFrame, *,
-                   capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> TearSheet:
+                   capital_ticks: int = DEFAULT_CAPITAL_TICKS,
+                   account: Account | None = None) -> TearSheet:
     """The backtest's sheet over the logged batches ``events`` of the signed ``signals``."""
-    fills = backtest_fills(events, signals, capital_ticks=capital_ticks)
+    fills = backtest_fills(events, signals, capital_ticks=capital_ticks, account=account)
     return tear_sheet(fills, marks_by_batch(events), batch_ends(events),
-                      capital_ticks=capital_ticks)
+                      capital_ticks=capital_ticks, account=account)
+
+
+def run_money(run_dir: Path) -> Account:
+    """The account ``run_dir``'s run recorded (:func:`zcbench.host.summary.run_account`); the
+    schema's 1/10,000 unit for a run that recorded none."""
+    from zcbench.host.summary import run_account
+
+    return run_account(run_dir) or Account()
 
 
 def run_tear_sheet(run_dir: Path, orders: pl.DataFrame, *,
                    capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> TearSheet:
-    """The sheet of a run from its verified ``orders`` rows (the pack's table) and its log."""
+    """The sheet of a run from its verified ``orders`` rows (the pack's table) and its log,
+    in the money the run recorded (:func:`run_money`)."""
     from zcbench.auditlog import events_frame
 
     events = events_frame(run_dir)
     fills = orders.filter((pl.col("event") == "fill") & pl.col("in_signed_log"))
     return tear_sheet(fills, marks_by_batch(events), batch_ends(events),
-                      capital_ticks=capital_ticks, carried=carried_positions(run_dir))
+                      capital_ticks=capital_ticks, carried=carried_positions(run_dir),
+                      account=run_money(run_dir))
 
 
 def carried_positions(run_dir: Path) -> dict[str, int]:
@@ -311,4 +342,5 @@ def run_backtest_sheet(run_dir: Path, *,
         signals = pl.DataFrame(schema={"seq": pl.Int64, "symbol": pl.String,
                                        "side": pl.String, "quantity": pl.Int64,
                                        "limit_price": pl.Int64})
-    return backtest_sheet(events, signals, capital_ticks=capital_ticks)
+    return backtest_sheet(events, signals, capital_ticks=capital_ticks,
+                          account=run_money(run_dir))

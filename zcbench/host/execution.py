@@ -13,8 +13,10 @@ types and times in force of the signal's hints) or a FIX 4.4 session
 (its ClOrdID, :func:`zcbench.venue.cl_ord_id_for`: never the log index, which clock records
 shift from run to run) and carries the signal's log index and hash, so the venue's record maps
 back to the signed log. Without a venue, fills are the built-in immediate-or-cancel at the last
-market price seen for the symbol (a trade's price, else the quote's mid, else a bar's close).
-Prices are integer ticks, quantities integer units, so positions and PnL are exact.
+market price seen for the symbol (its mark, :func:`zcbench.marketdata.marks`: a trade's price,
+else the quote's mid, else a bar's close). Prices are integer ticks of each symbol's
+instrument, quantities integer units, and cash and PnL count in the run's account unit
+(``units``, the backtest's: :meth:`zcbench.marketdata.Instruments.account`), so PnL is exact.
 
 The journal (``run/journal.jsonl``, :class:`Journal`) is written as the run goes: every batch's
 rows are appended and fsynced before :meth:`ExecutionLayer.act` returns, so a host killed at
@@ -46,6 +48,7 @@ import polars as pl
 
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
+from zcbench.marketdata import Account, last_marks
 from zcbench.risk import (
     CONTROLS,
     LIMIT_NOT_REACHED,
@@ -53,7 +56,7 @@ from zcbench.risk import (
     Refusal,
     buying_power_refusal,
 )
-from zcbench.strategy import PRICE_SCALE, Signal
+from zcbench.strategy import Signal
 from zcbench.venue.orders import (
     Cancel,
     Execution,
@@ -226,16 +229,21 @@ class Journal:
 
     @classmethod
     def create(cls, path: Path, *, run_id: str, origin: str, image: str,
-               continues: str | None = None) -> Journal:
+               continues: str | None = None, account: Account | None = None) -> Journal:
         """Create ``path`` holding only the header line, durably (never an empty file).
-        ``continues``: the folder of the run this one continues (named in the header)."""
+        ``continues``: the folder of the run this one continues (named in the header);
+        ``account``: the run's money (its ``to_json`` keys go in the header; default the
+        schema's unit)."""
         path = Path(path)
-        header = {
+        money = account if account is not None else Account()
+        header: dict[str, Any] = {
             "schema": JOURNAL_SCHEMA_NAME,
             "run_id": run_id,
             "origin": origin,
             "image": image,
-            "price_unit": f"tick = 1/{PRICE_SCALE:,} currency unit",
+            "price_unit": "a symbol's integer price unit: 1/(money_scale / units[symbol]) "
+            f"{money.currency}",
+            **money.to_json(),
         }
         if continues is not None:
             header["continues"] = continues
@@ -457,7 +465,6 @@ class ExecutionLayer:
     _now: int = 0
     _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
     _unmarked: dict[str, int] = field(default_factory=dict)  # carried, not yet priced this run
-    _account_cash: int = 0  # cash paid and received, in the account's unit (units applied)
 
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
@@ -481,22 +488,10 @@ class ExecutionLayer:
         self._unmarked = {s: q for s, q in positions.items() if q}
 
     def _mark_carried(self, events: pl.DataFrame) -> None:
-        """Price the carried positions ``events`` prices at their last price in it."""
-        rows = events.with_row_index("_row").filter(
-            pl.col("symbol").is_in(list(self._unmarked))
-        )
-        if not rows.height:
-            return
-        price = _price_at(events)
-        marked: dict[str, int] = {}
-        for i, symbol in zip(reversed(rows.get_column("_row").to_list()),
-                             reversed(rows.get_column("symbol").to_list()), strict=True):
-            if symbol not in marked:
-                px = price(i)
-                if px is not None and px > 0:
-                    marked[symbol] = px
-        for symbol, px in marked.items():
-            self._pay(symbol, self._unmarked.pop(symbol), px)
+        """Price the carried positions ``events`` prices at their last mark in it."""
+        for symbol, px in last_marks(events).items():
+            if symbol in self._unmarked:
+                self._pay(symbol, self._unmarked.pop(symbol), px)
 
     def on_market(self, events: pl.DataFrame) -> None:
         """Note a batch of market events (any columns among symbol, price, bid, ask, close).
@@ -511,24 +506,24 @@ class ExecutionLayer:
             if self.venue is not None:
                 self._record(self.venue.on_market(events), 0)
 
+    def defers_market(self) -> bool:
+        """Whether market events may reach :meth:`on_market` later, several batches in one
+        frame, with the same outcome: nothing rests at the venue (so they fill and expire
+        nothing, and only each symbol's last price matters) and no carried position waits for
+        its first mark."""
+        return not self._unmarked and not self.rests()
+
     @property
     def last_price(self) -> dict[str, int]:
         """The last market price (ticks) seen per symbol."""
         if self._unpriced:
             frames, self._unpriced = self._unpriced, []
-            symbols = [f.get_column("symbol").to_list() for f in frames]
-            wanted = set().union(*symbols) - {None}
+            wanted = set().union(*(f.get_column("symbol").to_list() for f in frames)) - {None}
             found: dict[str, int] = {}
-            # newest first, so each symbol's last price is met first; stop once all are known
-            for frame, names in zip(reversed(frames), reversed(symbols), strict=True):
-                price = _price_at(frame)
-                for i in range(frame.height - 1, -1, -1):
-                    if names[i] not in found:
-                        px = price(i)
-                        if px is not None and px > 0:
-                            found[names[i]] = px
-                            if len(found) == len(wanted):
-                                break
+            # newest first, so each symbol's last mark is met first; stop once all are known
+            for frame in reversed(frames):
+                for symbol, px in last_marks(frame).items():
+                    found.setdefault(symbol, px)
                 if len(found) == len(wanted):
                     break
             self._prices.update(found)
@@ -563,6 +558,10 @@ class ExecutionLayer:
             return False
         resting = getattr(self.venue, "resting", None)
         return True if resting is None else bool(resting())
+
+    def journal_rows(self) -> int:
+        """How many journal rows there are so far."""
+        return len(self._rows)
 
     def rows_since(self, start: int) -> list[dict[str, Any]]:
         """The journal rows from row ``start`` on (the feedback of the next batch)."""
@@ -647,8 +646,7 @@ class ExecutionLayer:
 
     def _pay(self, symbol: str, signed_qty: int, px: int) -> None:
         """Cash for ``signed_qty`` of ``symbol`` bought (sold: negative) at ``px``."""
-        self.cash -= signed_qty * px
-        self._account_cash -= signed_qty * px * self.units.get(symbol, 1)
+        self.cash -= signed_qty * px * self.units.get(symbol, 1)
 
     def _capital_refusal(self, symbol: str, before: int, after: int, px: int) -> Refusal | None:
         """The buying-power rule on the account before and after ``symbol`` goes from
@@ -669,7 +667,7 @@ class ExecutionLayer:
         long_b += before * price if before > 0 else 0
         short_b += -before * price if before < 0 else 0
         equity_after = (
-            self.capital + self._account_cash - (after - before) * price + long_a - short_a
+            self.capital + self.cash - (after - before) * price + long_a - short_a
         )
         return buying_power_refusal(
             self.buying_power,
@@ -782,10 +780,13 @@ class ExecutionLayer:
         )
 
     def pnl(self) -> int:
-        """Mark-to-market PnL in ticks × units: cash plus positions at the last prices (the
-        carried positions of a continuing run count from their first price, :meth:`carry`)."""
-        prices = self.last_price
-        return self.cash + sum(q * prices.get(sym, 0) for sym, q in self.positions.items())
+        """Mark-to-market PnL in the account's unit (price x quantity x ``units``, as the
+        backtest counts): cash plus positions at the last prices (the carried positions of a
+        continuing run count from their first price, :meth:`carry`)."""
+        prices, units = self.last_price, self.units
+        return self.cash + sum(
+            q * prices.get(sym, 0) * units.get(sym, 1) for sym, q in self.positions.items()
+        )
 
     def counts(self) -> dict[str, int]:
         """How many journal rows of each event kind."""
@@ -795,24 +796,3 @@ class ExecutionLayer:
         """The orders/fills journal so far, in :data:`JOURNAL_SCHEMA`."""
         return pl.DataFrame(self._rows, schema=JOURNAL_SCHEMA)
 
-
-def _price_at(frame: pl.DataFrame) -> Callable[[int], int | None]:
-    """Row i's price: a trade's price, else the quote's mid, else a bar's close (plain Python:
-    only a few rows are looked at, and polars' per-call overhead would dominate)."""
-    cols = {
-        c: frame.get_column(c).to_list()
-        for c in ("price", "bid", "ask", "close")
-        if c in frame.columns
-    }
-    price, bid, ask, close = (cols.get(c) for c in ("price", "bid", "ask", "close"))
-
-    def at(i: int) -> int | None:
-        if price is not None and price[i] is not None:
-            return int(price[i])
-        if bid is not None and ask is not None and bid[i] is not None and ask[i] is not None:
-            return (int(bid[i]) + int(ask[i])) // 2
-        if close is not None and close[i] is not None:
-            return int(close[i])
-        return None
-
-    return at

@@ -64,14 +64,18 @@ class FeedbackBuilder:
 
     def take(self, seq: int) -> bytes | None:
         """The encoded context for batch ``seq``, or None when nothing happened since the last."""
+        context = self.take_context(seq)
+        return None if context is None else encode_context(context)
+
+    def take_context(self, seq: int) -> Context | None:
+        """:meth:`take`'s context before its encoding (None when nothing happened)."""
+        if self.execution.journal_rows() == self._next_row:  # most batches: cheap
+            return None
         rows = self.execution.rows_since(self._next_row)
         self._next_row += len(rows)
-        if not rows:
-            return None
         outcomes = tuple(self._outcome(row) for row in rows)
         positions = tuple(sorted((s, q) for s, q in self.execution.positions.items() if q))
-        context = Context(seq, outcomes, positions, limits_pairs(self.execution.limits))
-        return encode_context(context)
+        return Context(seq, outcomes, positions, limits_pairs(self.execution.limits))
 
     def _outcome(self, row: Mapping[str, Any]) -> Outcome:
         batch = int(row["seq"])

@@ -50,8 +50,9 @@ from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary
+from zcbench.marketdata import Account
 from zcbench.risk import BuyingPower
-from zcbench.strategy import PRICE_SCALE, encode_signals
+from zcbench.strategy import encode_signals
 
 if TYPE_CHECKING:
     from zcbench.evidence.clock import ClockSource
@@ -183,6 +184,16 @@ def _discard_unstarted(run_dir: Path, created: bool) -> None:
             entry.unlink(missing_ok=True)
 
 
+def _account_of(source: ReplaySource | LiveSource) -> Account:
+    """A source's own account when it holds its events (a replayed recording), else the
+    schema's unit (1/10,000 of the default currency)."""
+    if isinstance(source, ReplaySource):
+        from zcbench.host.sources import account_of
+
+        return account_of(source.events)
+    return Account()
+
+
 def run_live(
     image: EnclaveImage,
     run_dir: Path,
@@ -191,8 +202,6 @@ def run_live(
     limits: RiskLimits | None = None,
     capital: int | None = None,
     buying_power: BuyingPower | None = None,
-    units: Mapping[str, int] | None = None,
-    money_scale: int = PRICE_SCALE,
     trust: str = "dev",
     window: int = 64,
     queue_size: int = 64,
@@ -216,13 +225,13 @@ def run_live(
     operator: str = "unnamed",
     clock_source: ClockSource | None = None,
     clock_every_s: float | None = 0.25,
+    account: Account | None = None,
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
     ``capital`` makes capital bind: every order is also held to the ``buying_power`` rule
-    (default a cash account), the backtest's rule, counted in the unit of money ``units``
-    define, ``money_scale`` of it making one currency unit (:class:`zcbench.host.ExecutionLayer`;
-    ``Instruments.money_units``); None: it does not bind.
+    (default a cash account), the backtest's rule, counted in ``account``'s unit of money
+    (:class:`zcbench.host.ExecutionLayer`; ``Instruments.account``); None: it does not bind.
     ``on_booted`` gets a :class:`RunHandle` once the enclave has booted and its boot document
     verified (to ask for attestations, stop the run, or, in tests, kill the enclave).
     ``final_attest_nonce``: after the last batch, ask for a document with this nonce and write
@@ -250,9 +259,12 @@ def run_live(
     bound, :class:`zcbench.evidence.HostClock`; on Nitro ``ClockBoundSource``) is read at the
     start, every ``clock_every_s`` and at the end, each reading a clock record in the log
     (:mod:`zcbench.evidence.clock`; None: no clock records, no record's time has a bound).
-    Raises only for problems before the run starts (a missing image, a used run folder, an
-    enclave that does not boot or whose boot document does not verify); afterwards every fault
-    ends the run with a summary saying how.
+    ``account``: the currency and unit money is counted in (``MarketSource.account``; None:
+    a replayed recording's own, from the committed instruments, else the schema's 1/10,000),
+    recorded in the journal's header and ``summary.json``. Raises only for problems before
+    the run starts (a missing image, a used run folder, an enclave that does not boot or whose
+    boot document does not verify); afterwards every fault ends the run with a summary saying
+    how.
     """
     if window < 1:
         raise UsageError("window must be >= 1")
@@ -287,13 +299,15 @@ def run_live(
     try:
         if ledger is not None:
             ledger.gate(ledger_exchange(conn, broker, reply_timeout), booted["origin"])
+        money = account if account is not None else _account_of(source)
         journal = Journal.create(
             run_dir / JOURNAL_FILE, run_id=run_id, origin=booted["origin"], image=image.describe(),
             continues=str(continuation.end.run_dir.resolve()) if continuation is not None else None,
+            account=money,
         )
         execution = ExecutionLayer(
             limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, capital=capital,
-            buying_power=buying_power or BuyingPower(), units=dict(units or {}),
+            buying_power=buying_power or BuyingPower(), units=dict(money.units),
         )
         if continuation is not None:
             from zcbench.host.restart import log_start_state
@@ -319,6 +333,7 @@ def run_live(
         )
         pipe.start_record(operator)
         pipe.clock_source = clock_source
+        pipe.account = money
         pipe.clock_every_ns = None if clock_every_s is None else int(clock_every_s * 1e9)
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
@@ -371,8 +386,11 @@ def run_live(
             trust=trust,
             attestation="attestation.cbor" if attestation is not None else None,
             risk_limits=limits_of(execution.limits),
+            currency=money.currency,
+            money_scale=money.money_scale,
+            units=dict(money.units),
             capital=None if execution.capital is None else {
-                "amount": execution.capital, "money_scale": money_scale,
+                "amount": execution.capital, "money_scale": money.money_scale,
                 "leverage": execution.buying_power.leverage,
                 "short_margin": execution.buying_power.short_margin},
         )
@@ -515,6 +533,7 @@ class _Pipeline:
         self.limits_logged = execution.limits  # after every control sent so far (under order)
         self._start: _Control | None = None
         self.clock_source: ClockSource | None = None
+        self.account = Account()  # the run's money, named in the progress reports
         self.clock_every_ns: int | None = None  # None: no clock records (run_live sets it)
         self._clock_due = 0  # monotonic ns of the next clock record
         self.clock_reply_ns: int | None = None  # when the last clock record's reply came
@@ -972,4 +991,6 @@ class _Pipeline:
             rejects=counts["reject"],
             positions=dict(self.execution.positions),
             kill_switch=self.execution.killed,
+            currency=self.account.currency,
+            money_scale=self.account.money_scale,
         )

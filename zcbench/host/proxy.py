@@ -170,6 +170,11 @@ class ReplaySource:
         self._events = events
         self._pacer = _Pacer(rate, clock, sleep)
 
+    @property
+    def events(self) -> pl.DataFrame:
+        """Every event the recording replays."""
+        return self._events
+
     def __iter__(self) -> Iterator[pl.DataFrame]:
         for start, end in batch_bounds(self._events.get_column("ts"), self.spec):
             frame = self._events.slice(start, end - start)

@@ -16,17 +16,24 @@ maximum-delay rule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from zcbench.errors import UsageError
+from zcbench.errors import DataError, UsageError
 from zcbench.host.proxy import LiveSource, ReplaySource
-from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks, load_market_data
+from zcbench.marketdata import (
+    Account,
+    BatchSpec,
+    SyntheticConfig,
+    default_instruments,
+    generate_ticks,
+    load_market_data,
+)
 
-__all__ = ["SYNTHETIC", "MarketSource", "market_source"]
+__all__ = ["SYNTHETIC", "MarketSource", "account_of", "market_source"]
 
 SYNTHETIC: Final = "synthetic"
 
@@ -34,11 +41,13 @@ SYNTHETIC: Final = "synthetic"
 @dataclass(frozen=True)
 class MarketSource:
     """A run's market data: ``name`` (``"synthetic"`` or the file), every event it offers (for
-    charts), and the source the proxy reads."""
+    charts), the source the proxy reads, and the account its money counts in (the
+    instruments its prices were read with, as the backtest's: ``run_live(account=...)``)."""
 
     name: str
     events: pl.DataFrame
     source: ReplaySource | LiveSource
+    account: Account = field(default_factory=Account)
 
 
 def _positive(value: float | None, what: str) -> None:
@@ -88,13 +97,26 @@ def market_source(
             events = events.filter(events["ts"] < start + int(duration_s * 1e9))
     if events.height == 0:
         raise UsageError(f"the source {name} has no events")
+    account = account_of(events)
     if not live:
-        return MarketSource(name, events, ReplaySource(events, spec, rate=speed))
+        return MarketSource(name, events, ReplaySource(events, spec, rate=speed), account)
     per_ms = max(1, events.height * 1_000_000 // max(1, _span_ns(events)))
     chunks = (events.slice(i, per_ms) for i in range(0, events.height, per_ms))
     return MarketSource(
-        name, events, LiveSource(chunks, spec, rate=speed or 1.0, duration_s=duration_s)
+        name, events, LiveSource(chunks, spec, rate=speed or 1.0, duration_s=duration_s),
+        account,
     )
+
+
+def account_of(events: pl.DataFrame) -> Account:
+    """The account a run over ``events`` counts money in: the committed instruments' account
+    for its symbols (:meth:`~zcbench.marketdata.Instruments.account`, the backtest's rule; the
+    loaders read the prices with the same instruments)."""
+    symbols = events.get_column("symbol").unique().drop_nulls().to_list()
+    try:
+        return default_instruments().account(symbols)
+    except DataError as exc:
+        raise UsageError(f"the run's data: {exc}") from None
 
 
 def _span_ns(events: pl.DataFrame) -> int:

@@ -6,11 +6,16 @@ definition).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["RunProgress", "RunSummary"]
+from zcbench.marketdata import Account
+from zcbench.strategy import PRICE_SCALE
+
+__all__ = ["RunProgress", "RunSummary", "recorded_account", "run_account"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,9 @@ class RunProgress:
     rejects: int = 0
     positions: Mapping[str, int] = field(default_factory=dict)
     kill_switch: str | None = None
+    currency: str = "USD"
+    money_scale: int = PRICE_SCALE
+    """``pnl`` is in units of ``1 / money_scale`` of ``currency`` (the run's account)."""
 
 
 @dataclass(frozen=True)
@@ -76,13 +84,53 @@ class RunSummary:
     """The capital the buying-power rule held orders to (None: it did not bind): ``amount`` in
     the account's unit of money, ``money_scale`` of which make one currency unit, with the
     rule's ``leverage`` and ``short_margin``."""
+    currency: str = "USD"
+    money_scale: int = PRICE_SCALE
+    units: dict[str, int] = field(default_factory=dict)
+    """The run's account (:class:`zcbench.marketdata.Account`): ``pnl`` is in units of
+    ``1 / money_scale`` of ``currency``; ``units`` per symbol the account units in one of its
+    integer price units (the journal's ``price_ticks``)."""
 
     @property
     def ok(self) -> bool:
         return self.status == "completed"
 
     def to_json(self) -> dict[str, Any]:
-        """The summary as written to ``summary.json`` (money in ticks: ``pnl_ticks``)."""
+        """The summary as written to ``summary.json`` (money as an integer: ``pnl_ticks``, in
+        units of ``1 / money_scale`` of ``currency``)."""
         out = {"schema": "zcbench.run-summary/1", **asdict(self)}
         out["pnl_ticks"] = out.pop("pnl")
         return out
+
+
+def run_account(run_dir: str | Path) -> Account | None:
+    """The account a run recorded its money in: ``summary.json``'s, else its journal header's
+    (written at the start, so a killed host's run has it too); None for a run that recorded
+    none (made before runs did, or no readable file). Every surface that shows a run's money
+    (the CLI, the live panel, the LP report, the tear sheet) takes the unit from the run's own
+    record (here, or :func:`recorded_account` on what it already read) rather than working it
+    out again from instruments. A malformed record raises :class:`~zcbench.errors.DataError`."""
+    run = Path(run_dir)
+    summary = run / "summary.json"
+    try:
+        obj = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        obj = None
+    journal = run / "journal.jsonl"
+    try:
+        with open(journal, "rb") as f:
+            header = json.loads(f.readline(1 << 16))
+    except (OSError, ValueError):
+        header = None
+    return recorded_account(obj if isinstance(obj, dict) else None,
+                            header if isinstance(header, dict) else None, source=str(run))
+
+
+def recorded_account(summary: Mapping[str, Any] | None, journal_header: Mapping[str, Any] | None,
+                     *, source: str) -> Account | None:
+    """The account in a run's ``summary`` (its ``summary.json``), else in its journal's header;
+    None when neither records one."""
+    for obj, name in ((summary, "summary.json"), (journal_header, "journal.jsonl")):
+        if obj is not None and (found := Account.from_json(obj, source=f"{source}/{name}")):
+            return found
+    return None

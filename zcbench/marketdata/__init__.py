@@ -9,6 +9,8 @@ enclaves.
 - :class:`Instruments` (:func:`load_instruments`, :func:`default_instruments`): tick size, lot
   size and currency per symbol, and each one's exact integer price unit.
 - :func:`generate_ticks` / :func:`write_ticks` with :class:`SyntheticConfig`: trades and quotes.
+- :func:`marks`, :func:`last_marks`, :func:`mark_expr`: an event's market price (its mark), the
+  one rule live PnL, the backtest's equity and the tear sheet value positions by.
 - :func:`batches`, :class:`EventTimeBatcher`: batches by event-time bucket width or event count.
 """
 
@@ -21,6 +23,7 @@ from zcbench.marketdata._batching import (
 )
 from zcbench.marketdata._instruments import (
     DEFAULT_INSTRUMENT,
+    Account,
     Instrument,
     Instruments,
     default_instruments,
@@ -37,11 +40,14 @@ from zcbench.marketdata._load import (
     validate_events,
     write_events,
 )
+from zcbench.marketdata._marks import MARK_FIELDS, last_marks, mark_expr, marks
 from zcbench.marketdata._sample import sample_daily_path
 from zcbench.marketdata._synthetic import SyntheticConfig, generate_ticks, write_ticks
 
 __all__ = [
     "DEFAULT_INSTRUMENT",
+    "MARK_FIELDS",
+    "Account",
     "BatchSpec",
     "EventTimeBatcher",
     "Instrument",
@@ -54,10 +60,13 @@ __all__ = [
     "check_ticks",
     "default_instruments",
     "generate_ticks",
+    "last_marks",
     "load_events",
     "load_instruments",
     "load_market_data",
     "load_ohlcv",
+    "mark_expr",
+    "marks",
     "normalise_events",
     "ohlcv_to_events",
     "sample_daily_path",

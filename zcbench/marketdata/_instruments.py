@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Final
@@ -28,6 +28,7 @@ from zcbench.strategy import PRICE_SCALE
 
 __all__ = [
     "DEFAULT_INSTRUMENT",
+    "Account",
     "Instrument",
     "Instruments",
     "default_instruments",
@@ -140,12 +141,86 @@ class Instruments(Mapping[str, Instrument]):
         scale = max([i.price_scale for i in found.values()], default=PRICE_SCALE)
         return scale, {s: scale // i.price_scale for s, i in found.items()}
 
+    def account(self, symbols: Iterable[str]) -> Account:
+        """The account that trades ``symbols``: the one currency (:meth:`currency_of`) and the
+        unit of money, the finest price unit among their instruments, so every notional is an
+        exact integer. The backtest and the live run both ask this; raises
+        :class:`~zcbench.errors.DataError` as :meth:`currency_of` does."""
+        names = sorted(set(symbols))
+        currency = self.currency_of(names)
+        scale, units = self.money_units(names)
+        found = {s: i for s in names if (i := self.of(s)) is not None}
+        return Account(
+            currency=currency,
+            money_scale=scale,
+            units=units,
+            ticks={s: i.tick_units for s, i in found.items()},
+            lots={s: i.lot_size for s, i in found.items()},
+        )
+
     def of(self, symbol: str) -> Instrument | None:
         """The instrument of ``symbol``; the default one, or None when the table is strict."""
         try:
             return self[symbol]
         except KeyError:
             return None if self.strict else DEFAULT_INSTRUMENT
+
+
+@dataclass(frozen=True)
+class Account:
+    """The money of an account: its ``currency``, its unit (``money_scale`` units make one unit
+    of the currency, a power of ten) and per symbol ``units`` (account units in one of the
+    symbol's integer price units), ``ticks`` (its tick in price units) and ``lots``.
+
+    An amount of money (cash, notional, PnL) is an ``int`` of account units: a price of a
+    symbol times a quantity times that symbol's ``units``. Made by
+    :meth:`Instruments.account`; :meth:`to_json` is what ``summary.json`` and the journal's
+    header record, so a reader shows the run's money in the unit the run counted it."""
+
+    currency: str = DEFAULT_INSTRUMENT.currency
+    money_scale: int = PRICE_SCALE
+    units: Mapping[str, int] = field(default_factory=dict)
+    ticks: Mapping[str, int] = field(default_factory=dict)
+    lots: Mapping[str, int] = field(default_factory=dict)
+
+    def unit_of(self, symbol: str) -> int:
+        """Account units in one price unit of ``symbol``; a symbol the account was not made
+        for counts at the schema's ``PRICE_SCALE`` only when the account's unit is a multiple
+        of it, else :class:`~zcbench.errors.DataError` (its prices' unit is not known here)."""
+        unit = self.units.get(symbol)
+        if unit is not None:
+            return unit
+        if self.money_scale % PRICE_SCALE:
+            raise DataError(f"symbol {symbol!r} is not an instrument of this account")
+        return self.money_scale // PRICE_SCALE
+
+    def price_scale_of(self, symbol: str) -> int:
+        """Integer price units of ``symbol`` in one unit of the currency."""
+        return self.money_scale // self.unit_of(symbol)
+
+    def to_json(self) -> dict[str, object]:
+        """``{"currency", "money_scale", "units"}``: the facts a reader needs to show money."""
+        return {"currency": self.currency, "money_scale": self.money_scale,
+                "units": dict(sorted(self.units.items()))}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object], *, source: str) -> Account | None:
+        """The account recorded in ``obj`` (a run's ``summary.json`` or journal header, which
+        hold :meth:`to_json`'s keys), or None when it records none (a run made before runs
+        recorded their money); malformed fields raise :class:`~zcbench.errors.DataError`
+        naming ``source``."""
+        if "currency" not in obj and "money_scale" not in obj:
+            return None
+        currency, scale, units = obj.get("currency"), obj.get("money_scale"), obj.get("units")
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            raise DataError(f"{source}: currency must be a 3-letter code, got {currency!r}")
+        if type(scale) is not int or scale < 1 or scale != 10 ** (len(str(scale)) - 1):
+            raise DataError(f"{source}: money_scale must be a power of ten, got {scale!r}")
+        if not isinstance(units, dict) or not all(
+            isinstance(k, str) and type(v) is int and 0 < v <= scale for k, v in units.items()
+        ):
+            raise DataError(f"{source}: units must map symbols to positive integers")
+        return cls(currency=currency, money_scale=scale, units=dict(units))
 
 
 def load_instruments(path: str | Path, *, strict: bool = True) -> Instruments:

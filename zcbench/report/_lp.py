@@ -419,10 +419,16 @@ def _ledger_section(report: LPReport) -> list[str]:
 
 
 def _run_facts(report: LPReport) -> dict[str, Any]:
-    """Status, order counts and PnL (``pnl_ticks``: 1/10,000 currency unit) of the run."""
+    """Status, order counts and PnL of the run (``pnl_ticks`` in units of ``1 / money_scale``
+    of ``currency``, the account the run recorded; both None for a run that recorded none)."""
+    from zcbench.host.summary import recorded_account
+
     s = report.summary
     facts: dict[str, Any] = {"status": s.get("status"), "pnl_ticks": s.get("pnl_ticks")}
     journal = report.journal
+    account = recorded_account(s, None if journal is None else journal.header, source="the run")
+    facts["currency"] = None if account is None else account.currency
+    facts["money_scale"] = None if account is None else account.money_scale
     if journal is not None:
         events = journal.rows.get_column("event")
         for name, event in (("orders", "order"), ("fills", "fill"), ("rejects", "reject")):
@@ -432,9 +438,19 @@ def _run_facts(report: LPReport) -> dict[str, Any]:
     return facts
 
 
-def _run_html(report: LPReport) -> str:
+def _pnl_text(pnl: Any, facts: Mapping[str, Any]) -> str:
+    """The run's PnL in the currency and unit it recorded (a run that recorded none: the
+    schema's 1/10,000 of an unnamed currency, as such runs counted)."""
     from zcbench.money import format_money
 
+    if type(pnl) is not int:
+        return "not recorded"
+    if facts.get("currency") is None:
+        return format_money(pnl, signed=True) + " (the run recorded no currency)"
+    return format_money(pnl, signed=True, scale=facts["money_scale"], currency=facts["currency"])
+
+
+def _run_html(report: LPReport) -> str:
     facts = _run_facts(report)
     pnl = facts["pnl_ticks"]
     status = str(facts["status"])
@@ -442,7 +458,7 @@ def _run_html(report: LPReport) -> str:
         status += " (no summary.json: the host stopped before writing it; the journal is whole)"
     pairs = [
         ("status", h.esc(status)),
-        ("PnL", h.esc(format_money(pnl, signed=True) if type(pnl) is int else "not recorded")),
+        ("PnL", h.esc(_pnl_text(pnl, facts))),
     ]
     if report.journal is not None:
         pairs.append(

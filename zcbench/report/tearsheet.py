@@ -43,6 +43,7 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
         DEFAULT_CAPITAL_TICKS,
         carried_positions,
         marks_by_batch,
+        run_money,
         tear_sheet,
     )
 
@@ -71,7 +72,8 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
         variance = float(raw) if isinstance(raw, (int, float)) and raw >= 0 else 0.0
     return tear_sheet(fills, marks_by_batch(events), ends, capital_ticks=DEFAULT_CAPITAL_TICKS,
                       trials=trials, trial_sharpe_variance=variance,
-                      carried=carried_positions(report.run_dir))
+                      carried=carried_positions(report.run_dir),
+                      account=run_money(report.run_dir))
 
 
 def backtest_tear_sheet(report: LPReport) -> TearSheet | None:
@@ -116,13 +118,18 @@ def equity_svg(equity: tuple[int, ...], *, width: int = 640, height: int = 160,
             f'{line(equity, h.INK, "")}{second}</svg>')
 
 
-def _side_by_side(live: TearSheet, backtest: TearSheet) -> str:
-    """Live and backtest figures over the same logged batches, one row per figure."""
+def _money(sheet: TearSheet, amount: int, *, signed: bool = False) -> str:
+    """``amount`` of ``sheet``'s money in the run's own currency and unit."""
     from zcbench.money import format_money
 
+    return format_money(amount, signed=signed, scale=sheet.money_scale, currency=sheet.currency)
+
+
+def _side_by_side(live: TearSheet, backtest: TearSheet) -> str:
+    """Live and backtest figures over the same logged batches, one row per figure."""
     rows = [
-        ("PnL", format_money(live.pnl_ticks, signed=True),
-         format_money(backtest.pnl_ticks, signed=True)),
+        ("PnL", _money(live, live.pnl_ticks, signed=True),
+         _money(backtest, backtest.pnl_ticks, signed=True)),
         ("total return", _pct(live.total_return), _pct(backtest.total_return)),
         ("max drawdown", _pct(live.max_drawdown), _pct(backtest.max_drawdown)),
         ("Sharpe ratio (annualised)", f"{live.sharpe:.3f}", f"{backtest.sharpe:.3f}"),
@@ -136,8 +143,6 @@ def _side_by_side(live: TearSheet, backtest: TearSheet) -> str:
 
 def tear_sheet_html(report: LPReport) -> str:
     """The section's HTML: the recomputed figures, and the research behind the parameters."""
-    from zcbench.money import format_money
-
     try:
         sheet = verified_tear_sheet(report)
     except ZcbenchError as exc:
@@ -146,8 +151,8 @@ def tear_sheet_html(report: LPReport) -> str:
         return h.notice("No tear sheet: the run's signed log did not verify, so no figure of "
                         "it can be shown as verified.", h.RED)
     pairs = [
-        ("capital measured against", h.esc(format_money(sheet.capital_ticks))),
-        ("PnL (from the signed log)", h.esc(format_money(sheet.pnl_ticks, signed=True))),
+        ("capital measured against", h.esc(_money(sheet, sheet.capital_ticks))),
+        ("PnL (from the signed log)", h.esc(_money(sheet, sheet.pnl_ticks, signed=True))),
         ("total return", h.esc(_pct(sheet.total_return))),
         ("volatility (annualised)", h.esc(_pct(sheet.volatility))),
         ("Sharpe ratio (annualised)", h.esc(f"{sheet.sharpe:.3f}")),
@@ -187,8 +192,8 @@ def tear_sheet_html(report: LPReport) -> str:
     plot = equity_svg(sheet.equity_ticks,
                       backtest=backtest.equity_ticks if backtest is not None else ())
     caption = (h.notice(f"Equity after each of the {sheet.n_batches:,} logged batches, from "
-                        f"{format_money(min(sheet.equity_ticks))} to "
-                        f"{format_money(max(sheet.equity_ticks))}"
+                        f"{_money(sheet, min(sheet.equity_ticks))} to "
+                        f"{_money(sheet, max(sheet.equity_ticks))}"
                         + ("; dashed: the backtest over the same batches." if backtest
                            is not None else ".")) if plot else "")
     compare = ""

@@ -372,8 +372,7 @@ def _bytes_of(value: object, length: int, where: str, key: str) -> bytes:
     return value
 
 
-def encode_signals(signals: Sequence[Signal]) -> bytes:
-    """The deterministic CBOR encoding of a batch's signals (the body of an OUT record)."""
+def _encode_signals(signals: Sequence[Signal]) -> bytes:
     items = [
         {
             "symbol": s.symbol,
@@ -385,6 +384,16 @@ def encode_signals(signals: Sequence[Signal]) -> bytes:
         for s in signals
     ]
     return _cbor.encode_canonical({"v": WIRE_VERSION, "signals": items})
+
+
+_NO_SIGNALS: Final = _encode_signals([])
+
+
+def encode_signals(signals: Sequence[Signal]) -> bytes:
+    """The deterministic CBOR encoding of a batch's signals (the body of an OUT record)."""
+    if not signals:  # most batches: the one encoding of an empty list, made once
+        return _NO_SIGNALS
+    return _encode_signals(signals)
 
 
 def decode_signals(data: bytes) -> list[Signal]:
@@ -419,9 +428,6 @@ def decode_signals(data: bytes) -> list[Signal]:
         except DataError as exc:
             raise DataError(f"signal {i}: {exc}") from None
     return out
-
-
-_NO_SIGNALS: Final = encode_signals([])
 
 
 def _version(doc: dict[Any, Any]) -> int | None:

@@ -125,6 +125,29 @@ def _size(value: Any) -> int:
     return _UNBOUNDED if value is None else max(0, int(value))
 
 
+def _last_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Each symbol's last row in ``frame`` (a null symbol counts as one), by column name (a
+    column the frame lacks reads as None through ``dict.get``), in row order.
+
+    Walked back from the end a growing chunk at a time until every symbol is met: a stream's
+    few symbols all appear near its end, and a query over the whole frame would cost far more
+    than the rows it reads."""
+    symbols = frame.get_column("symbol")
+    wanted = symbols.n_unique() if frame.height else 0
+    found: dict[str | None, int] = {}
+    end, step = frame.height, 64
+    while len(found) < wanted and end > 0:
+        start = max(0, end - step)
+        names = symbols.slice(start, end - start).to_list()
+        for k in range(len(names) - 1, -1, -1):
+            found.setdefault(names[k], start + k)
+        end, step = start, step * 4
+    rows = sorted(found.values())
+    if len(rows) <= 16:
+        return [frame.row(i, named=True) for i in rows]
+    return frame[rows].rows(named=True)
+
+
 def _top_of(row: dict[str, Any]) -> _Top | None:
     kind = row.get("kind")
     price, bid, ask, close = (row.get(c) for c in ("price", "bid", "ask", "close"))
@@ -204,28 +227,23 @@ class PaperVenue:
         return out
 
     def _apply(self, frame: pl.DataFrame) -> list[Execution]:
-        frame = frame.select(
-            [
-                pl.col(c) if c in frame.columns else pl.lit(None, pl.Int64).alias(c)
-                for c in MARKET_COLUMNS
-                if c != "kind"
-            ]
-            + [pl.col("kind") if "kind" in frame.columns else pl.lit(None, pl.String).alias("kind")]
-        )
+        # eager column operations only: a frame is often a few rows, where a lazy query's
+        # planning would cost a hundred times the work
+        symbols = frame.get_column("symbol")
         active = {live.order.symbol for live in self._live.values()}
         out: list[Execution] = []
         if active:
-            mask = frame.get_column("symbol").is_in(sorted(active))
+            mask = symbols.is_in(sorted(active))
             walked, rest = frame.filter(mask), frame.filter(~mask)
         else:
-            walked, rest = frame.head(0), frame
+            walked, rest = frame.clear(), frame
         # symbols without resting orders: only their last event matters
-        for row in rest.group_by("symbol", maintain_order=True).last().iter_rows(named=True):
+        for row in _last_rows(rest):
             top = _top_of(row)
             if top is not None:
                 self._tops[row["symbol"]] = top
         for row in walked.iter_rows(named=True):
-            ts = row["ts"]
+            ts = row.get("ts")
             if ts is not None:
                 self.now = max(self.now, int(ts))
                 out.extend(self._expire_days())
@@ -235,9 +253,9 @@ class PaperVenue:
             self._tops[row["symbol"]] = top
             for live in self._by_priority(row["symbol"]):
                 out.extend(self._work(live, top))
-        last_ts = frame.get_column("ts").drop_nulls()
-        if last_ts.len():
-            self.now = max(self.now, int(last_ts.max()))  # type: ignore[arg-type]
+        last_ts = frame.get_column("ts").max() if "ts" in frame.columns else None
+        if last_ts is not None:
+            self.now = max(self.now, int(last_ts))  # type: ignore[arg-type]
             out.extend(self._expire_days())
         return out
 

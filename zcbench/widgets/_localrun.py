@@ -16,6 +16,7 @@ from typing import Any
 
 from zcbench.errors import ZcbenchError
 from zcbench.money import format_money
+from zcbench.strategy import PRICE_SCALE
 from zcbench.widgets._runmodel import SYNTHETIC, RunRequest, RunSnapshot
 
 __all__ = ["LocalRunBackend"]
@@ -24,22 +25,16 @@ _STATUS_STATE = {"completed": "finished", "stopped": "stopped"}
 _MAX_PRICE_POINTS = 1500
 
 
-def _event_prices(events: Any) -> tuple[list[int], list[float]]:
-    """(event time ns, price in currency units) per event that has one: a trade's price, a
-    bar's close, else a quote's mid; events without any are left out."""
+def _event_prices(events: Any, price_scale: int) -> tuple[list[int], list[float]]:
+    """(event time ns, price in currency units) per event that has a mark (the one
+    market-price rule, :func:`zcbench.marketdata.marks`), its integers ``price_scale`` to the
+    currency unit (the instrument's); events without a mark are left out."""
     import polars as pl
 
-    from zcbench.strategy import PRICE_SCALE
+    from zcbench.marketdata import marks
 
-    cols = events.columns
-    price = pl.lit(None, dtype=pl.Int64)
-    for name in ("close", "price"):
-        if name in cols:
-            price = pl.coalesce(pl.col(name), price)
-    if "bid" in cols and "ask" in cols:
-        price = pl.coalesce(price, (pl.col("bid") + pl.col("ask")) // 2)
-    frame = events.select(pl.col("ts"), price.alias("p")).drop_nulls()
-    return frame["ts"].to_list(), [p / PRICE_SCALE for p in frame["p"].to_list()]
+    frame = pl.DataFrame([events.get_column("ts"), marks(events)]).drop_nulls()
+    return frame["ts"].to_list(), [p / price_scale for p in frame["mark"].to_list()]
 
 
 class LocalRunBackend:
@@ -138,7 +133,8 @@ class LocalRunBackend:
             synthetic=self.synthetic,
         )
         run_dir = self._run_dir(request)
-        watcher = _RunWatcher(run_dir, market.events, spec, on_update, self.limits)
+        watcher = _RunWatcher(run_dir, market.events, spec, on_update, self.limits,
+                              market.account)
         done = threading.Event()
         started = time.monotonic()
 
@@ -176,6 +172,7 @@ class LocalRunBackend:
                 market.source,
                 limits=self.limits,
                 trust=self.trust,
+                account=market.account,
                 on_progress=on_progress,
                 on_booted=on_booted,
                 stop=stop,
@@ -205,6 +202,7 @@ class _RunWatcher:
         spec: Any,
         on_update: Callable[[RunSnapshot], None],
         limits: Any,
+        account: Any,
     ) -> None:
         import polars as pl
 
@@ -216,7 +214,10 @@ class _RunWatcher:
         self.event_ts: list[int] = ts.to_list()
         self.batch_newest = [self.event_ts[end - 1] for _, end in batch_bounds(ts, spec)]
         self.symbol: str = str(events.get_column("symbol")[0])
-        self.times, self.prices = _event_prices(events.filter(pl.col("symbol") == self.symbol))
+        self.times, self.prices = _event_prices(
+            events.filter(pl.col("symbol") == self.symbol), account.price_scale_of(self.symbol)
+        )
+        self.currency: str = account.currency  # the account the run is given and records
         self.on_update = on_update
         self.limits = limits
         self.progress: Any = None
@@ -267,9 +268,12 @@ class _RunWatcher:
         from zcbench.host.execution import RiskLimits
 
         limits = self.limits or RiskLimits()
+        # the limit is in ticks (1/10,000 of the currency), named in the run's own currency
+        reported = summary if summary is not None else self.progress
+        currency = self.currency if reported is None else reported.currency
         rows = [
             ("max position", f"{limits.max_position:,} units"),
-            ("max notional", format_money(limits.max_notional)),
+            ("max notional", format_money(limits.max_notional, currency=currency)),
             ("order rate", f"{limits.max_orders_per_s:,} / s"),
             ("price collar", f"{limits.price_collar_bps} bps"),
         ]
@@ -310,6 +314,8 @@ class _RunWatcher:
                 fills=0 if p is None else p.fills,
                 rejected=0 if p is None else p.rejects,
                 pnl=0 if p is None else p.pnl,
+                currency=None if p is None else p.currency,
+                money_scale=PRICE_SCALE if p is None else p.money_scale,
                 prices=self._price_points(0 if p is None else p.events),
                 signals=tuple(self.signals),
                 freshness_series=tuple(self.series),
@@ -339,6 +345,8 @@ class _RunWatcher:
             fills=summary.fills,
             rejected=summary.rejects,
             pnl=summary.pnl,
+            currency=summary.currency,
+            money_scale=summary.money_scale,
             prices=self._price_points(summary.events),
             signals=tuple(self.signals),
             freshness_series=tuple(self.series),

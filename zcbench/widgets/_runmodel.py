@@ -1,8 +1,8 @@
 """What a live run looks like to the panel: the request, the snapshots, the backend interface,
 and the HTML of its figures (cards, risk table). No widgets and no run machinery here.
 
-Money is int ticks (1/10,000 currency unit) everywhere, shown through
-:func:`zcbench.money.format_money`.
+Money is an int of the run's account unit (``RunSnapshot.money_scale``, ``currency``: what the
+run reports), shown through :func:`zcbench.money.format_money`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from zcbench.money import MONEY_UNIT, format_money
+from zcbench.money import format_money
 from zcbench.report import html as h
+from zcbench.strategy import PRICE_SCALE
 
 __all__ = [
     "SYNTHETIC",
@@ -52,9 +53,9 @@ class RunSnapshot:
     ``freshness_ms`` how stale the newest event of each batch was when its signal came back
     (samples, for a histogram), ``freshness_buckets`` the same already counted per bucket, and
     ``freshness_series`` ``(seconds, p50, p99)`` when only percentiles are known; ``risk``
-    pairs a limit's name with its state in words; ``pnl`` is int ticks
-    (1/10,000 currency unit, as all money: :mod:`zcbench.money`); ``events_per_s`` the
-    backend's own throughput figure when it has one.
+    pairs a limit's name with its state in words; ``pnl`` is an int of ``1 / money_scale``
+    of ``currency``, the run's account as the run reports it (None until its first report);
+    ``events_per_s`` the backend's own throughput figure when it has one.
     """
 
     state: str = "starting"
@@ -66,6 +67,8 @@ class RunSnapshot:
     fills: int = 0
     rejected: int = 0
     pnl: int = 0
+    currency: str | None = None
+    money_scale: int = PRICE_SCALE
     prices: tuple[tuple[float, float], ...] = ()
     signals: tuple[tuple[float, float, str], ...] = ()
     freshness_ms: tuple[float, ...] = ()
@@ -78,6 +81,13 @@ class RunSnapshot:
     errors: tuple[str, ...] = ()
     run_dir: pathlib.Path | None = None
     run_id: str | None = None
+
+    @property
+    def pnl_text(self) -> str:
+        """The PnL for people, signed, in the run's recorded currency and unit."""
+        if self.currency is None:
+            return format_money(self.pnl, signed=True, scale=self.money_scale)
+        return format_money(self.pnl, signed=True, scale=self.money_scale, currency=self.currency)
 
     @property
     def throughput(self) -> float:
@@ -138,7 +148,11 @@ def metrics_html(snap: RunSnapshot) -> str:
         _card("batches", f"{snap.batches:,}"),
         _card("signals", f"{snap.signals_count:,}"),
         _card("fills / orders", f"{snap.fills:,} / {snap.orders:,}"),
-        _card(f"PnL ({MONEY_UNIT})", format_money(snap.pnl, signed=True, unit=False), pnl_colour),
+        _card(
+            f"PnL ({snap.currency})" if snap.currency else "PnL",
+            format_money(snap.pnl, signed=True, unit=False, scale=snap.money_scale),
+            pnl_colour,
+        ),
     ]
     if snap.freshness_ms:
         p50: float | None = statistics.median(snap.freshness_ms)
