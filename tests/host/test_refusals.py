@@ -272,3 +272,27 @@ def test_a_row_naming_no_known_control_is_no_row(tmp_path: Path) -> None:
     assert read.rows["control"].to_list() == ["venue"]
     assert read.torn is not None
     assert read.torn.reason == "bad control"
+
+
+def test_on_quotes_capital_is_checked_at_the_side_the_order_takes() -> None:
+    """A buy takes the ask (the paper venue's fill, the backtest's): checked at the mid, an
+    order worth the whole capital there would take cash below zero at the ask."""
+    from zcbench.venue import PaperVenue
+
+    quote = pl.DataFrame({"ts": [1], "symbol": ["AAA"], "kind": ["quote"], "bid": [990],
+                          "ask": [1010], "bid_size": [100], "ask_size": [100]})
+    at_mid = ExecutionLayer(RiskLimits(), capital=10_000, venue=PaperVenue(), order_prefix="r")
+    at_mid.on_market(quote)
+    [refused] = at_mid.act(_batch(Signal("AAA", "buy", 10)), now_ns=S)  # 10,000 at the mid
+    assert refused.refusal == Refusal("insufficient_cash", limit=10_000, attempted=10_100)
+    enough = ExecutionLayer(RiskLimits(), capital=10_100, venue=PaperVenue(), order_prefix="r")
+    enough.on_market(quote)
+    [filled] = enough.act(_batch(Signal("AAA", "buy", 10)), now_ns=S)
+    assert (filled.status, filled.fill_price) == ("filled", 1010)
+    assert enough.capital + enough.cash == 0  # type: ignore[operator]
+    # a sale takes the bid: a short of 10 needs 9,900 of equity
+    short = ExecutionLayer(RiskLimits(), capital=9_899, venue=PaperVenue(), order_prefix="r")
+    short.on_market(quote)
+    [no] = short.act(_batch(Signal("AAA", "sell", 10)), now_ns=S)
+    assert no.refusal is not None
+    assert (no.refusal.control, no.refusal.attempted) == ("insufficient_margin", 9_900)
