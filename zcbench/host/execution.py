@@ -87,8 +87,9 @@ __all__ = [
 class RiskLimits:
     """Pre-trade limits. ``price_collar_bps``: how far (basis points) a limit price or the fill
     price may be from the last market price; ``max_orders_per_s``: orders in any one-second
-    window; ``max_position`` and ``max_notional`` (ticks × units, per order and gross) are
-    absolute values per symbol and in total."""
+    window; ``max_position`` (units per symbol) and ``max_notional`` (per order and gross, in
+    the run's account ticks, 1/money_scale of its currency: price × quantity × the symbol's
+    account units, as cash counts) are absolute values."""
 
     max_position: int = 1_000
     max_notional: int = 10**13
@@ -654,12 +655,18 @@ class ExecutionLayer:
         after = before + signed
         if abs(after) > lim.max_position:
             return Refusal("max_position", limit=lim.max_position, attempted=after)
-        if s.quantity * px > lim.max_notional:
-            return Refusal("max_notional", limit=lim.max_notional, attempted=s.quantity * px,
-                           detail="order")
+        # notional in the account's unit (price x quantity x units), as cash and PnL count, so
+        # one limit means the same amount of money for every instrument and the gross sums
+        # instruments quoted to different decimals
+        units = self.units
+        unit = units.get(s.symbol, 1)
+        if s.quantity * px * unit > lim.max_notional:
+            return Refusal("max_notional", limit=lim.max_notional,
+                           attempted=s.quantity * px * unit, detail="order")
         prices = self.last_price
-        gross = sum(abs(q) * prices.get(sym, 0) for sym, q in self.positions.items())
-        gross += abs(after) * px - abs(before) * px
+        gross = sum(abs(q) * prices.get(sym, 0) * units.get(sym, 1)
+                    for sym, q in self.positions.items())
+        gross += (abs(after) - abs(before)) * px * unit
         if gross > lim.max_notional:
             return Refusal("max_notional", limit=lim.max_notional, attempted=gross,
                            detail="gross")
