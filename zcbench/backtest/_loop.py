@@ -12,7 +12,8 @@ where a live run's clock records (logged at wall-clock moments) land. The loop s
 log indices as a live log without clock records would (the boot record, the start control
 record, then per batch its feedback record if any, its IN and its OUT record): they only
 locate records (:attr:`LoggedRecord.index`, the journal's ``log_index``). The strategy gets
-each context as the enclave hands it over: decoded from its one encoding.
+each context as the enclave hands it over: decoded from its one encoding (on the fast
+path, the equal value the builder made: :meth:`FeedbackLoop.before` says why).
 
 So a backtest, a live run on the paper venue (clock records and all) and a replay of its log
 give the same feedback bodies, the same batch bodies and the same signals, byte for byte, in
@@ -105,6 +106,7 @@ class FeedbackLoop:
         self._ts = np.zeros(0, dtype=np.int64)
         self._start = self._end = 0  # market rows not yet handed to the execution layer
         self._wire = False
+        self._quiet = False
         self.records: list[LoggedRecord] = []
         self.keeps_records = keep_records
         self.feedback_records = 0
@@ -138,16 +140,21 @@ class FeedbackLoop:
         self._ts = market.get_column("ts").to_numpy()
         self._start = self._end = 0
         self._wire = wire
+        self._quiet = self.execution.defers_market()
 
     def after(self, seq: int, signals: bytes, end: int, *, batch: bytes | None = None) -> None:
         """Act on batch ``seq``: its market events (the rows up to ``end``, from the previous
         batch's end) reach the execution layer and venue, then its signals (their encoding)
         are placed. ``batch`` is the IN body, kept with the records.
 
-        While the execution layer allows it (:meth:`ExecutionLayer.defers_market`: nothing
-        rests, so the events fill nothing) and the batch has no signals, its events wait and
-        reach it with the next batch that needs them, as one frame: the same state, at a
-        fraction of the cost of a frame per batch."""
+        A quiet batch (no signals, and :meth:`ExecutionLayer.defers_market`: nothing rests,
+        no carried position waits for its mark) changes nothing there: its events would fill
+        and expire nothing, and acting on no signals would only set the clock that stamps the
+        venue's later reports, which the next act sets again before any can come. So its
+        events wait and reach the execution layer with the next batch that is not quiet, as
+        one frame, and it is not acted on: the same state and journal, without a frame and a
+        call per batch. Only the execution layer changes its quietness, and it is asked again
+        after every call it gets."""
         if self._keep:
             if batch is None:
                 raise ValueError("keep_records needs each batch's IN body")
@@ -155,15 +162,16 @@ class FeedbackLoop:
             self._log("out", seq, signals)
         else:
             self._index += 2
-        out_index = self._index - 1
-        if end > self._end:
-            self._market_ns = int(self._ts[end - 1])  # sorted: the batch's newest event
+        self._market_ns = int(self._ts[end - 1])  # sorted: the batch's newest event
         self._end = end
         decoded = decode_signals(signals)
-        if decoded or not self.execution.defers_market():
-            self._flush()
+        if self._quiet and not decoded:
+            return
+        self._flush()
+        out_index = self._index - 1
         verified = self._verified(seq, out_index, out_index + 1, tuple(decoded))
         self.execution.act(verified, now_ns=self._market_ns, market_ns=self._market_ns)
+        self._quiet = self.execution.defers_market()
 
     def _flush(self) -> None:
         """Hand the execution layer the market events that waited (one frame)."""

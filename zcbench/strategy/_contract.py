@@ -241,7 +241,7 @@ def apply_strategy(
             f"strategy {strategy.name!r} raised {type(exc).__name__} on batch {batch.seq}",
             seq=batch.seq,
         ) from exc
-    if not isinstance(out, (list, tuple)) or not all(isinstance(s, Signal) for s in out):
+    if not isinstance(out, (list, tuple)) or (out and not all(isinstance(s, Signal) for s in out)):
         raise StrategyError(
             f"strategy {strategy.name!r} returned {type(out).__name__} on batch {batch.seq}; "
             "on_batch must return a list of Signal",
