@@ -22,8 +22,9 @@ The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py
    runtime in-process over pre-encoded frames) (target >= 0.8);
 6. the tail at half of capacity (target: nothing dropped, freshness p99 at most the batching delay
    plus twice the unpipelined round trip) and at twice capacity (drops bounded, counted in the
-   signed log, freshness degrading smoothly), each with the proxy's drop rule and, as the
-   baseline, the rule before it (``queue_hold=1``: every batch finding the queue full dropped);
+   signed log, freshness degrading smoothly), each with the run's default drop rule
+   (``queue_hold=1``: every batch finding the queue full dropped) and with holding through
+   stalls (``queue_hold=8``: dropped only for a sustained backlog);
 7. latency with 1- and 10-event batches at a modest rate: tick-to-signal (the newest event
    reaching the proxy -> its signals acted on) p50/p99 against the floor (a Unix-socket round
    trip of those frames + an Ed25519 sign and verify + the two fsyncs of a commit, records then
@@ -369,9 +370,9 @@ def infrastructure(
         rtt1 = serial.batch_rtt_p50_ms  # type: ignore[attr-defined]
         span = 3.0 if quick else 10.0
         print(f"\n6. tail, 100-event batches (unpipelined round trip p50 {rtt1:.2f} ms)")
-        # each load twice, interleaved: the run's drop rule (a batch finding the queue full is
-        # held through a stall, dropped for a sustained backlog) and, as the baseline of the same
-        # run, the rule before it (queue_hold=1: every batch finding the queue full is dropped)
+        # each load twice, interleaved: holding through stalls (queue_hold=8: a batch finding
+        # the queue full is held through a stall, dropped for a sustained backlog) and the
+        # run's default (queue_hold=1: every batch finding the queue full is dropped)
         for label, share in (("half capacity", 0.5), ("twice capacity", 2.0)):
             rate = share * capacity[100] * 100
             for rule, hold in (("held through stalls", 8), ("dropped when full", 1)):

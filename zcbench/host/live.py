@@ -206,7 +206,7 @@ def run_live(
     window: int = 64,
     queue_size: int = 64,
     max_delay_s: float = 0.05,
-    queue_hold: int = 8,
+    queue_hold: int = 1,
     reply_timeout: float = 30.0,
     run_id: str | None = None,
     isolate_network: bool | None = None,
@@ -231,8 +231,9 @@ def run_live(
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
     ``queue_size`` and ``queue_hold``: a live batch that finds ``queue_size`` batches waiting is
-    dropped (and logged) for a sustained backlog, held through a momentary stall, always dropped
-    at ``queue_hold * queue_size`` (:class:`zcbench.host.proxy.Backlog`).
+    dropped (and logged); with ``queue_hold`` above 1 only for a sustained backlog, held through a
+    momentary stall, always dropped at ``queue_hold * queue_size``
+    (:class:`zcbench.host.proxy.Backlog`; the default 1 drops it at once).
     ``capital`` makes capital bind: every order is also held to the ``buying_power`` rule
     (default a cash account), the backtest's rule, counted in ``account``'s unit of money
     (:class:`zcbench.host.ExecutionLayer`; ``Instruments.account``); None: it does not bind.
