@@ -22,7 +22,9 @@ The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py
    runtime in-process over pre-encoded frames) (target >= 0.8);
 6. the tail at half of capacity (target: nothing dropped, freshness p99 at most the batching delay
    plus twice the unpipelined round trip) and at twice capacity (drops bounded, counted in the
-   signed log, freshness degrading smoothly);
+   signed log, freshness degrading smoothly), each with the run's default drop rule
+   (``queue_hold=1``: every batch finding the queue full dropped) and with holding through
+   stalls (``queue_hold=8``: dropped only for a sustained backlog);
 7. latency with 1- and 10-event batches at a modest rate: tick-to-signal (the newest event
    reaching the proxy -> its signals acted on) p50/p99 against the floor (a Unix-socket round
    trip of those frames + an Ed25519 sign and verify + the two fsyncs of a commit, records then
@@ -31,8 +33,8 @@ The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py
    rate (scaled down from 10 min vs 1 min to 2 min vs 20 s), each in a fresh process.
 
 Run: ``python bench/bench_live.py`` (``--quick`` for a smoke run, ``--infrastructure`` for
-sections 5-8 only, ``--capacity`` for section 5 only, ``--feedback`` for section 1's feedback
-figures only).
+sections 5-8 only, ``--capacity`` for section 5 only, ``--tail`` for section 6 (after the
+100-event capacity it is relative to), ``--feedback`` for section 1's feedback figures only).
 """
 
 from __future__ import annotations
@@ -327,15 +329,18 @@ def peak_rss(seconds: float, rate: float) -> tuple[float, float, int, int]:
     return int(host) / 1024, int(enclave) / 1024, int(n), int(dropped)
 
 
-def infrastructure(quick: bool, *, capacity_only: bool = False) -> list[str]:
-    """Sections 5-8 (module docstring; only 5 with ``capacity_only``); the summary rows."""
+def infrastructure(
+    quick: bool, *, capacity_only: bool = False, tail_only: bool = False
+) -> list[str]:
+    """Sections 5-8 (module docstring; only 5 with ``capacity_only``; with ``tail_only`` 5 at
+    100 events and 6); the summary rows."""
     rows: list[str] = []
     seconds = 3.0 if quick else 20.0
     events = generate_ticks(SyntheticConfig(rate=20_000, duration_s=seconds), seed=8)
     capacity: dict[int, float] = {}
     print(f"\n5. capacity with a no-op strategy (window {WINDOW})")
     with tempfile.TemporaryDirectory(prefix="zcbench-bench-", dir=".") as tmp:
-        for count in (100, 1_000):
+        for count in (100,) if tail_only else (100, 1_000):
             host_s, enclave_s = alone(events, count, 2_000 if count == 100 else 400)
             floor = 1 / max(host_s, enclave_s)
             live = run_live(
@@ -365,23 +370,32 @@ def infrastructure(quick: bool, *, capacity_only: bool = False) -> list[str]:
         rtt1 = serial.batch_rtt_p50_ms  # type: ignore[attr-defined]
         span = 3.0 if quick else 10.0
         print(f"\n6. tail, 100-event batches (unpipelined round trip p50 {rtt1:.2f} ms)")
+        # each load twice, interleaved: holding through stalls (queue_hold=8: a batch finding
+        # the queue full is held through a stall, dropped for a sustained backlog) and the
+        # run's default (queue_hold=1: every batch finding the queue full is dropped)
         for label, share in (("half capacity", 0.5), ("twice capacity", 2.0)):
             rate = share * capacity[100] * 100
-            run = _live(Path(tmp), f"tail{share}", 100, rate, span)
-            batching_ms = min(50.0, 100 / rate * 1e3)
-            target = batching_ms + 2 * rtt1
-            dropped = run.dropped_batches  # type: ignore[attr-defined]
-            logged = _dropped_in_log(Path(tmp) / f"tail{share}")
-            p50, p99 = run.freshness_p50_ms, run.freshness_p99_ms  # type: ignore[attr-defined]
-            print(
-                f"   {label} ({rate:,.0f} events/s offered): freshness p50 {p50:.2f} ms p99 "
-                f"{p99:.2f} ms (batching delay {batching_ms:.1f} ms + 2 x round trip = "
-                f"{target:.1f} ms); dropped {dropped} batches, {logged} of them in the signed log"
-            )
-            rows.append(
-                f"tail at {label} ({rate:,.0f} ev/s): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-                f"(bound {target:.1f} ms), dropped {dropped} ({logged} in the signed log)"
-            )
+            for rule, hold in (("held through stalls", 8), ("dropped when full", 1)):
+                name = f"tail{share}-{hold}"
+                run = _live(Path(tmp), name, 100, rate, span, queue_hold=hold)
+                batching_ms = min(50.0, 100 / rate * 1e3)
+                target = batching_ms + 2 * rtt1
+                dropped = run.dropped_batches  # type: ignore[attr-defined]
+                logged = _dropped_in_log(Path(tmp) / name)
+                p50, p99 = run.freshness_p50_ms, run.freshness_p99_ms  # type: ignore[attr-defined]
+                print(
+                    f"   {label} ({rate:,.0f} events/s offered), {rule}: freshness p50 "
+                    f"{p50:.2f} ms p99 {p99:.2f} ms (batching delay {batching_ms:.1f} ms + 2 x "
+                    f"round trip = {target:.1f} ms); dropped {dropped} batches, {logged} of them "
+                    "in the signed log"
+                )
+                rows.append(
+                    f"tail at {label} ({rate:,.0f} ev/s), {rule}: p50 {p50:.1f} ms, p99 "
+                    f"{p99:.1f} ms (bound {target:.1f} ms), dropped {dropped} ({logged} in the "
+                    "signed log)"
+                )
+        if tail_only:
+            return rows
 
         parts = commit_floor(50 if quick else 200)
         print("\n7. latency, tick to signal, with a no-op strategy at 200 batches/s offered")
@@ -468,6 +482,9 @@ def main() -> int:
         "--infrastructure", action="store_true", help="only sections 5-8 (no-op strategy)"
     )
     ap.add_argument("--capacity", action="store_true", help="only section 5 (capacity)")
+    ap.add_argument(
+        "--tail", action="store_true", help="only section 6 (and the capacity it is relative to)"
+    )
     ap.add_argument("--feedback", action="store_true", help="only the feedback figures")
     args = ap.parse_args()
     if args.feedback:
@@ -479,9 +496,10 @@ def main() -> int:
         for row in feedback_rows(events, base_eps):
             print("   " + row)
         return 0
-    if args.infrastructure or args.capacity:
+    if args.infrastructure or args.capacity or args.tail:
         os.environ.setdefault("ZCBENCH_HOME", tempfile.mkdtemp(prefix="zcbench-bench-home-"))
-        for row in infrastructure(args.quick, capacity_only=args.capacity):
+        rows = infrastructure(args.quick, capacity_only=args.capacity, tail_only=args.tail)
+        for row in rows:
             print("  " + row)
         return 0
     seconds = 2.0 if args.quick else 20.0

@@ -54,7 +54,7 @@ def _measure(tmp: Path, name: str, duration: float, spec: BatchSpec, n: int) -> 
     lines = (run_dir / JOURNAL_FILE).read_bytes().splitlines(keepends=True)
     # the last poll's offset: where the last batch's rows start (they are what is new)
     offset = sum(len(line) for line in lines[: 1 + seqs.index(seqs[-1])])
-    watcher = _RunWatcher(run_dir, market.events, spec, lambda _s: None, None)
+    watcher = _RunWatcher(run_dir, market.events, spec, lambda _s: None, None, market.account)
 
     def poll() -> None:
         watcher.journal_end = offset

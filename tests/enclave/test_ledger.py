@@ -307,6 +307,29 @@ def test_the_live_enclave_signs_its_successors_announcement_and_revocations(
                                                "notice_ns": 0}))["code"] == "endorse_live"
 
 
+def test_the_host_delivers_the_whole_ledger_only_to_an_enclave_without_sealed_states(
+        tmp_path: Path) -> None:
+    from zcbench.channel import error_message
+    from zcbench.ledger.runs import resumed_at
+
+    # an enclave built before sealed states: the message is unknown to it, not refused
+    old = error_message("unknown_type", "unknown message type 'ledger_resume'", None)
+    assert resumed_at(old, tmp_path) == 0
+    assert resumed_at(Message("ledger_ack", {"size": 7}), tmp_path) == 7
+    # an enclave that refuses the state: the gate fails, with what to do
+    with pytest.raises(ServeRefused, match="enclave-state") as refused:
+        resumed_at(error_message("ledger_state", "not sealed with this ledger's key", None),
+                   tmp_path)
+    assert refused.value.check == "ledger_state"
+    stand = Stand(tmp_path)  # and the real answer of an enclave that knows it
+    rt = stand.runtime()
+    start = stand.deliver(rt)
+    rt2 = stand.runtime(run_id="run-2")
+    stand.open(rt2)
+    assert resumed_at(ask(rt2, Message("ledger_resume", {"state": start["state"]})),
+                      tmp_path) == 2
+
+
 def test_the_host_cannot_omit_a_revocation(tmp_path: Path) -> None:
     witness = Witness(tmp_path / "w")
     cosigner = witness.cosigner("w1.example")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from zcbench.host.proxy import LiveSource, MarketDataProxy, ReplaySource
+from zcbench.host.proxy import Backlog, LiveSource, MarketDataProxy, ReplaySource
 from zcbench.marketdata import BatchSpec, SyntheticConfig, batches, generate_ticks
 from zcbench.strategy import Batch, encode_batch
 
@@ -79,13 +79,16 @@ def test_live_source_flushes_on_max_delay_and_counts_drops() -> None:
         return t.now
 
     source = LiveSource(chunks, BatchSpec(count=10_000), rate=1e9, clock=clock, sleep=t.sleep)
-    proxy = MarketDataProxy(source, ["price"], queue_size=1, max_delay_s=0.005, clock=clock)
+    proxy = MarketDataProxy(
+        source, ["price"], queue_size=1, max_delay_s=0.005, hold=3, clock=clock
+    )
     proxy.start()
     assert proxy.source_done.wait(10)  # nobody reads meanwhile: the queue stays full
     stats = proxy.stats()
     got = list(proxy)
-    assert stats.batches == 1
-    assert len(got) == 1
+    # nobody ever reads: held as through a stall, up to hold * queue_size, then dropped
+    assert stats.batches == 3
+    assert len(got) == 3
     assert stats.dropped_batches >= 1
     # batches are far below the 10,000-event cut: the delay rule flushed them
     assert got[0].events.height < 10_000
@@ -117,3 +120,84 @@ def test_lossless_live_source_is_held_back_instead_of_dropped() -> None:
     assert stats.dropped_batches == 0
     assert sum(len(b) for b in got) == events.height
     assert proxy.take_drops() is None
+
+
+def _stalled_proxy(hold: int) -> tuple[MarketDataProxy, int]:
+    """A live source of 6 batches offered while nobody reads (a stall downstream), into a
+    queue of 2; the proxy and the batches offered."""
+    events = _ticks(0.2)
+    chunks = [events.slice(i, 50) for i in range(0, 300, 50)]
+    source = LiveSource(chunks, BatchSpec(count=50), rate=1e9)
+    return MarketDataProxy(source, ["price"], queue_size=2, hold=hold), len(chunks)
+
+
+def test_a_stall_downstream_holds_live_batches_instead_of_dropping_them() -> None:
+    proxy, offered = _stalled_proxy(hold=8)
+    proxy.start()
+    assert proxy.source_done.wait(10)
+    got = list(proxy)
+    assert proxy.stats().dropped_batches == 0
+    assert proxy.take_drops() is None
+    assert len(got) == offered
+    # hold=1 is the rule without holding: every batch finding the queue full is dropped
+    old, _ = _stalled_proxy(hold=1)
+    old.start()
+    assert old.source_done.wait(10)
+    assert len(list(old)) == 2
+    assert old.stats().dropped_batches == offered - 2
+
+
+MS = 1_000_000
+
+
+class _Queue:
+    """A queue of ``size`` under the rule, on a simulated timeline."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.rule = Backlog(limit=limit, window_ns=500 * MS)
+        self.size = size
+        self.queued = self.dropped = 0
+
+    def arrive(self, t: int) -> None:
+        self.rule.arrived(t)
+        if self.queued < self.size or self.rule.keep(self.queued, t):
+            self.queued += 1
+        else:
+            self.dropped += 1
+
+    def take(self, t: int) -> None:
+        if self.queued:
+            self.queued -= 1
+            self.rule.took(t)
+
+
+def test_backlog_holds_through_a_stall_and_while_draining_drops_when_sustained() -> None:
+    q = _Queue(size=16, limit=1_000)
+    # a consumer taking a batch 4 ms after each arrival, batches every 8 ms: never at the size
+    for t in range(0, 400 * MS, 8 * MS):
+        q.arrive(t)
+        q.take(t + 4 * MS)
+    # a 1-s stall: nothing taken; every batch arriving meanwhile is held, past the size
+    for t in range(400 * MS, 1_400 * MS, 8 * MS):
+        q.arrive(t)
+    assert q.dropped == 0
+    assert q.queued == 125
+    # the stall ends: the consumer takes 2 per arrival (draining): nothing dropped
+    for t in range(1_400 * MS, 2_400 * MS, 8 * MS):
+        q.take(t)
+        q.take(t + 2 * MS)
+        q.arrive(t + 3 * MS)
+    assert q.dropped == 0
+    assert q.queued < q.size
+    # sustained: 2 arrivals per take: about half dropped, the queue kept near its size
+    for t in range(2_400 * MS, 6_400 * MS, 8 * MS):
+        q.take(t)
+        q.arrive(t + 1 * MS)
+        q.arrive(t + 5 * MS)
+    assert 450 < q.dropped <= 500  # of 1,000 offered, 500 taken: the excess
+    assert q.queued <= 2 * q.size
+    # at the limit a batch is dropped even in a stall
+    full = _Queue(size=4, limit=10)
+    for t in range(0, 100 * MS, MS):
+        full.arrive(t)
+    assert (full.queued, full.dropped) == (10, 90)

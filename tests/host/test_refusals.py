@@ -79,6 +79,27 @@ def test_every_limit_journals_its_control_limit_and_attempted_value() -> None:
     ]
 
 
+
+def test_notional_counts_in_the_account_unit_across_instruments_of_different_decimals() -> None:
+    # EURUSD quoted to 1/100,000 (1 account unit a price unit), AAA to 1/10,000 (10): 100 AAA at
+    # 150.0000 is 15,000.00000 USD = 1.5e9 account ticks, over a limit of 10,000 USD (1e9); in
+    # AAA's own price unit it would have been 1.5e8, under the limit
+    limit = 1_000_000_000
+    ex = ExecutionLayer(RiskLimits(max_notional=limit, max_position=10**9),
+                        units={"AAA": 10, "EURUSD": 1})
+    _market(ex, 1_500_000, "AAA")
+    _market(ex, 108_000, "EURUSD")
+    ex.act(_batch(Signal("AAA", "buy", 100), Signal("AAA", "buy", 60),
+                  Signal("EURUSD", "buy", 5_000)), now_ns=S)
+    # 60 AAA is 9e8: taken; then 5,000 EURUSD (5.4e8) takes the gross to 1.44e9, over the limit
+    assert _rejects(ex) == [
+        ("max_notional", limit, 1_500_000_000, "order notional 1500000000 over 1000000000"),
+        ("max_notional", limit, 1_440_000_000,
+         "gross notional would be 1440000000, limit 1000000000"),
+    ]
+    assert ex.positions == {"AAA": 60}
+
+
 def test_a_refusal_checks_its_fields() -> None:
     assert Refusal("max_position", limit=3, attempted=4).text == "position would be 4, limit 3"
     with pytest.raises(UsageError, match="control"):
@@ -272,3 +293,27 @@ def test_a_row_naming_no_known_control_is_no_row(tmp_path: Path) -> None:
     assert read.rows["control"].to_list() == ["venue"]
     assert read.torn is not None
     assert read.torn.reason == "bad control"
+
+
+def test_on_quotes_capital_is_checked_at_the_side_the_order_takes() -> None:
+    """A buy takes the ask (the paper venue's fill, the backtest's): checked at the mid, an
+    order worth the whole capital there would take cash below zero at the ask."""
+    from zcbench.venue import PaperVenue
+
+    quote = pl.DataFrame({"ts": [1], "symbol": ["AAA"], "kind": ["quote"], "bid": [990],
+                          "ask": [1010], "bid_size": [100], "ask_size": [100]})
+    at_mid = ExecutionLayer(RiskLimits(), capital=10_000, venue=PaperVenue(), order_prefix="r")
+    at_mid.on_market(quote)
+    [refused] = at_mid.act(_batch(Signal("AAA", "buy", 10)), now_ns=S)  # 10,000 at the mid
+    assert refused.refusal == Refusal("insufficient_cash", limit=10_000, attempted=10_100)
+    enough = ExecutionLayer(RiskLimits(), capital=10_100, venue=PaperVenue(), order_prefix="r")
+    enough.on_market(quote)
+    [filled] = enough.act(_batch(Signal("AAA", "buy", 10)), now_ns=S)
+    assert (filled.status, filled.fill_price) == ("filled", 1010)
+    assert enough.capital + enough.cash == 0  # type: ignore[operator]
+    # a sale takes the bid: a short of 10 needs 9,900 of equity
+    short = ExecutionLayer(RiskLimits(), capital=9_899, venue=PaperVenue(), order_prefix="r")
+    short.on_market(quote)
+    [no] = short.act(_batch(Signal("AAA", "sell", 10)), now_ns=S)
+    assert no.refusal is not None
+    assert (no.refusal.control, no.refusal.attempted) == ("insufficient_margin", 9_900)

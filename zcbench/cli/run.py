@@ -64,7 +64,10 @@ def register(sub: Any) -> None:
     p.add_argument("--max-delay-ms", type=float, default=50.0, help="live batch flush delay")
     risk = p.add_argument_group("risk limits (execution layer)")
     risk.add_argument("--max-position", type=int, default=None, metavar="N", help="units/symbol")
-    risk.add_argument("--max-notional", type=int, default=None, metavar="N", help="ticks x units")
+    risk.add_argument("--max-notional", type=int, default=None, metavar="N",
+                      help="per order and gross, in the account's ticks (1/money_scale of "
+                      "its currency: 1/10,000 when every instrument is quoted to four "
+                      "decimals)")
     risk.add_argument("--max-orders-per-s", type=int, default=None, metavar="N")
     risk.add_argument("--price-collar-bps", type=int, default=None, metavar="N")
     risk.add_argument(

@@ -48,7 +48,7 @@ import polars as pl
 
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
-from zcbench.marketdata import Account, last_marks
+from zcbench.marketdata import Account, last_marks, marks
 from zcbench.risk import (
     CONTROLS,
     LIMIT_NOT_REACHED,
@@ -87,8 +87,9 @@ __all__ = [
 class RiskLimits:
     """Pre-trade limits. ``price_collar_bps``: how far (basis points) a limit price or the fill
     price may be from the last market price; ``max_orders_per_s``: orders in any one-second
-    window; ``max_position`` and ``max_notional`` (ticks × units, per order and gross) are
-    absolute values per symbol and in total."""
+    window; ``max_position`` (units per symbol) and ``max_notional`` (per order and gross, in
+    the run's account ticks, 1/money_scale of its currency: price × quantity × the symbol's
+    account units, as cash counts) are absolute values."""
 
     max_position: int = 1_000
     max_notional: int = 10**13
@@ -281,6 +282,27 @@ class Journal:
             os.close(fd)
 
 
+def _last_quotes(frame: pl.DataFrame) -> dict[str, tuple[int, int]]:
+    """The bid and ask of each symbol whose last mark in ``frame`` is a quote's mid (a row with
+    both sides and no trade price: :func:`zcbench.marketdata.marks`)."""
+    columns = frame.columns
+    if not frame.height or not {"symbol", "bid", "ask"} <= set(columns):
+        return {}
+    mark = marks(frame).to_list()
+    symbols, bid, ask = (frame.get_column(c).to_list() for c in ("symbol", "bid", "ask"))
+    price = frame.get_column("price").to_list() if "price" in columns else [None] * len(mark)
+    seen: set[str] = set()
+    out: dict[str, tuple[int, int]] = {}
+    for i in range(len(mark) - 1, -1, -1):
+        symbol = symbols[i]
+        if mark[i] is None or symbol is None or symbol in seen:
+            continue
+        seen.add(symbol)
+        if price[i] is None and bid[i] is not None and ask[i] is not None:
+            out[symbol] = (int(bid[i]), int(ask[i]))
+    return out
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -465,6 +487,7 @@ class ExecutionLayer:
     _now: int = 0
     _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
     _unmarked: dict[str, int] = field(default_factory=dict)  # carried, not yet priced this run
+    _quotes: dict[str, tuple[int, int]] = field(default_factory=dict)  # bid, ask: last a quote
 
     def __post_init__(self) -> None:
         if self.limits.kill_switch:
@@ -520,13 +543,21 @@ class ExecutionLayer:
             frames, self._unpriced = self._unpriced, []
             wanted = set().union(*(f.get_column("symbol").to_list() for f in frames)) - {None}
             found: dict[str, int] = {}
+            sides: dict[str, tuple[int, int] | None] = {}
             # newest first, so each symbol's last mark is met first; stop once all are known
             for frame in reversed(frames):
+                quotes = _last_quotes(frame) if self.capital is not None else {}
                 for symbol, px in last_marks(frame).items():
-                    found.setdefault(symbol, px)
+                    if symbol not in found:
+                        found[symbol], sides[symbol] = px, quotes.get(symbol)
                 if len(found) == len(wanted):
                     break
             self._prices.update(found)
+            for symbol, side in sides.items():
+                if side is None:
+                    self._quotes.pop(symbol, None)
+                else:
+                    self._quotes[symbol] = side
         return self._prices
 
     def act(
@@ -624,17 +655,27 @@ class ExecutionLayer:
         after = before + signed
         if abs(after) > lim.max_position:
             return Refusal("max_position", limit=lim.max_position, attempted=after)
-        if s.quantity * px > lim.max_notional:
-            return Refusal("max_notional", limit=lim.max_notional, attempted=s.quantity * px,
-                           detail="order")
+        # notional in the account's unit (price x quantity x units), as cash and PnL count, so
+        # one limit means the same amount of money for every instrument and the gross sums
+        # instruments quoted to different decimals
+        units = self.units
+        unit = units.get(s.symbol, 1)
+        if s.quantity * px * unit > lim.max_notional:
+            return Refusal("max_notional", limit=lim.max_notional,
+                           attempted=s.quantity * px * unit, detail="order")
         prices = self.last_price
-        gross = sum(abs(q) * prices.get(sym, 0) for sym, q in self.positions.items())
-        gross += abs(after) * px - abs(before) * px
+        gross = sum(abs(q) * prices.get(sym, 0) * units.get(sym, 1)
+                    for sym, q in self.positions.items())
+        gross += (abs(after) - abs(before)) * px * unit
         if gross > lim.max_notional:
             return Refusal("max_notional", limit=lim.max_notional, attempted=gross,
                            detail="gross")
         if self.capital is not None:
-            refusal = self._capital_refusal(s.symbol, before, after, px)
+            # at the price the order takes: after a quote its ask for a buy, its bid for a sale
+            # (the paper venue's fill, the backtest's), else the last mark
+            quote = self._quotes.get(s.symbol)
+            at = px if quote is None else quote[1] if s.side == "buy" else quote[0]
+            refusal = self._capital_refusal(s.symbol, before, after, at)
             if refusal is not None:
                 return refusal
         while self._recent and self._recent[0] <= rate_ns - 1_000_000_000:

@@ -206,6 +206,7 @@ def run_live(
     window: int = 64,
     queue_size: int = 64,
     max_delay_s: float = 0.05,
+    queue_hold: int = 1,
     reply_timeout: float = 30.0,
     run_id: str | None = None,
     isolate_network: bool | None = None,
@@ -229,6 +230,10 @@ def run_live(
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
+    ``queue_size`` and ``queue_hold``: a live batch that finds ``queue_size`` batches waiting is
+    dropped (and logged); with ``queue_hold`` above 1 only for a sustained backlog, held through a
+    momentary stall, always dropped at ``queue_hold * queue_size``
+    (:class:`zcbench.host.proxy.Backlog`; the default 1 drops it at once).
     ``capital`` makes capital bind: every order is also held to the ``buying_power`` rule
     (default a cash account), the backtest's rule, counted in ``account``'s unit of money
     (:class:`zcbench.host.ExecutionLayer`; ``Instruments.account``); None: it does not bind.
@@ -315,7 +320,8 @@ def run_live(
             running = True  # the venue session resumes here: what it sends is kept
             log_start_state(conn, log, execution, continuation, timeout=reply_timeout)
         proxy = MarketDataProxy(
-            source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s
+            source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s,
+            hold=queue_hold,
         )
         pipe = _Pipeline(
             conn,

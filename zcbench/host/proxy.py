@@ -13,14 +13,21 @@ select_fields`: nothing undeclared reaches the enclave) and stamped with the wal
 newest event reached the proxy, from which the run measures freshness.
 
 Backpressure: a replay source blocks while the queue is full (nothing is dropped). A live source
-cannot be paused, so a batch that finds the queue full is dropped *and counted*; the counts are
-in :meth:`MarketDataProxy.stats` and the run summary, and every stretch of drops is handed on as a
-:class:`DropReport` (:meth:`MarketDataProxy.take_drops`), which the run has the enclave record in
-the signed log as a ``note`` record before the next batch. Clocks and sleeps are parameters.
+cannot be paused, so a batch that finds the queue full is dropped *and counted* when the backlog
+is sustained (:class:`Backlog`: the run is taking batches, fewer than arrive); while the run is
+momentarily stalled (an fsync, a descheduled process: nothing taken lately) or draining faster
+than batches arrive, the batch is held instead, up to ``hold`` times the queue's size (by
+default 1: not held). The
+counts are in :meth:`MarketDataProxy.stats` and the run summary, and every stretch of drops is
+handed on as a :class:`DropReport` (:meth:`MarketDataProxy.take_drops`), which the run has the
+enclave record in the signed log as a ``note`` record before the next batch. Clocks and sleeps
+are parameters.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import dataclasses
 import functools
 import math
@@ -49,6 +56,7 @@ from zcbench.strategy._wire import BatchColumns
 
 __all__ = [
     "DROPPED_NOTE",
+    "Backlog",
     "DropReport",
     "LiveSource",
     "MarketDataProxy",
@@ -147,6 +155,56 @@ class ProxyStats:
     dropped_batches: int
     dropped_events: int
     max_queue: int
+
+
+class Backlog:
+    """When a live batch that finds the proxy's queue at its size is dropped: only for a
+    sustained backlog.
+
+    A stall downstream (one slow fsync, a process without a core for a while) stops the run
+    taking batches altogether; the batches that arrive meanwhile are held and the run catches
+    up once it resumes. A sustained backlog is the run taking batches, but fewer than arrive.
+    Over the last ``window_ns`` the rule looks at the consumer's takes and the arrivals since its
+    first take in that span: no take in the last quarter of it (stalled) or at least as many
+    takes as arrivals (draining) keeps the batch; fewer takes than arrivals drops it. At
+    ``limit`` queued batches a batch is dropped whatever the reason, so a stall that does not
+    end still has a bound in memory.
+    Times are ns of the proxy's clock; not thread-safe by itself (the proxy holds a lock).
+    """
+
+    def __init__(self, limit: int, window_ns: int) -> None:
+        if limit < 1 or window_ns <= 0:
+            raise UsageError("a backlog needs a limit >= 1 and a positive window")
+        self.limit = limit
+        self.window_ns = window_ns
+        self._takes: collections.deque[int] = collections.deque()
+        self._arrivals: collections.deque[int] = collections.deque()
+
+    def took(self, now_ns: int) -> None:
+        """The consumer took a batch at ``now_ns``."""
+        self._takes.append(now_ns)
+        self._trim(self._takes, now_ns)
+
+    def arrived(self, now_ns: int) -> None:
+        """A batch arrived at ``now_ns`` (kept or not)."""
+        self._arrivals.append(now_ns)
+        self._trim(self._arrivals, now_ns)
+
+    def keep(self, queued: int, now_ns: int) -> bool:
+        """Whether a batch arriving at ``now_ns`` to find ``queued`` batches (at least the
+        queue's size) is held rather than dropped; call :meth:`arrived` for it first."""
+        if queued >= self.limit:
+            return False
+        self._trim(self._takes, now_ns)
+        if not self._takes or self._takes[-1] < now_ns - self.window_ns // 4:
+            return True  # stalled: nothing taken lately
+        first = self._takes[0]
+        since = len(self._arrivals) - bisect.bisect_left(self._arrivals, first)
+        return len(self._takes) >= since
+
+    def _trim(self, times: collections.deque[int], now_ns: int) -> None:
+        while times and times[0] < now_ns - self.window_ns:
+            times.popleft()
 
 
 class ReplaySource:
@@ -310,7 +368,12 @@ def synthetic_feed(
 class MarketDataProxy:
     """Runs a source on its own thread into a bounded queue; iterate to get :class:`ProxyBatch`.
 
-    ``fields``: the strategy's declared input fields. ``max_delay_s`` applies to live sources.
+    ``fields``: the strategy's declared input fields. ``max_delay_s`` applies to live sources,
+    and so do ``hold`` and ``backlog_window_s``: a batch finding ``queue_size`` batches queued
+    is dropped only for a sustained backlog (:class:`Backlog` over that window), and always at
+    ``hold * queue_size`` (``hold=1``, the default: every batch finding the queue full is
+    dropped, so the strategy stays close to the market; holding through a stall loses nothing but
+    hands the strategy older data, and measured on a shared disk it lengthened the p99).
     """
 
     def __init__(
@@ -320,13 +383,22 @@ class MarketDataProxy:
         *,
         queue_size: int = 64,
         max_delay_s: float = 0.05,
+        hold: int = 1,
+        backlog_window_s: float = 0.5,
         clock: Clock = time.time_ns,
     ) -> None:
-        if queue_size < 1 or max_delay_s <= 0:
-            raise UsageError("queue_size must be >= 1 and max_delay_s > 0")
+        if queue_size < 1 or max_delay_s <= 0 or hold < 1 or backlog_window_s <= 0:
+            raise UsageError(
+                "queue_size and hold must be >= 1, max_delay_s and backlog_window_s > 0"
+            )
         self._source = source
         self._fields = tuple(fields)
-        self._queue: queue.Queue[object] = queue.Queue(queue_size)
+        self._queue_size = queue_size
+        self._backlog = Backlog(queue_size * hold, int(backlog_window_s * 1e9))
+        self._backlog_lock = threading.Lock()
+        # a source that can wait blocks at queue_size; a live batch held in a stall may go past
+        lossy = isinstance(source, LiveSource) and not source.lossless
+        self._queue: queue.Queue[object] = queue.Queue(queue_size * hold if lossy else queue_size)
         self._max_delay_ns = int(max_delay_s * 1e9)
         self._clock = clock
         self._stop = threading.Event()
@@ -377,6 +449,8 @@ class MarketDataProxy:
                     raise self._error
                 return
             assert isinstance(item, ProxyBatch)
+            with self._backlog_lock:
+                self._backlog.took(self._clock())
             yield item
 
     def _run(self) -> None:
@@ -458,9 +532,16 @@ class MarketDataProxy:
             else:
                 return
         else:
-            try:
-                self._queue.put_nowait(item)
-            except queue.Full:
+            with self._backlog_lock:
+                self._backlog.arrived(item.received_ns)
+                queued = self._queue.qsize()
+                keep = queued < self._queue_size or self._backlog.keep(queued, item.received_ns)
+            if keep:
+                try:
+                    self._queue.put_nowait(item)
+                except queue.Full:  # the hold limit
+                    keep = False
+            if not keep:
                 self._dropped_batches += 1
                 self._dropped_events += frame.height
                 with self._drops_lock:

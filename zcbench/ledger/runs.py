@@ -45,7 +45,7 @@ from zcbench.ledger.policy import TlogPolicy
 from zcbench.ledger.rules import LedgerState
 from zcbench.ledger.store import ENCLAVE_STATE_FILE, Appended, Ledger
 
-__all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at"]
+__all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at", "resumed_at"]
 
 Exchange = Callable[[Message], Message]
 """Send one message to the enclave and return its reply (key requests relayed in between)."""
@@ -58,6 +58,17 @@ def _expect(reply: Message, kind: str, what: str) -> Message:
     if reply.type != kind:
         raise ServeRefused(f"the enclave answered {reply.type} to {what}", check="serve_gate")
     return reply
+
+
+def resumed_at(reply: Message, ledger_dir: Path) -> int:
+    """The index from which to deliver entries after ``ledger_resume``: the size the sealed
+    state covers, or 0 from an enclave built before sealed states (it does not know the
+    message: the whole ledger, as it always took); any refusal raises :class:`ServeRefused`."""
+    if reply.type == "error" and reply["code"] == "unknown_type":
+        return 0
+    size: int = _expect(reply, "ledger_ack", f"the sealed state ({ENCLAVE_STATE_FILE} in "
+                        f"{ledger_dir}; removed, the next run delivers the whole ledger)")["size"]
+    return size
 
 
 class _Witnessing:
@@ -155,9 +166,8 @@ class LedgerRunHook:
         first = 0
         sealed = ledger.enclave_state()
         if sealed is not None:  # the enclave takes only the entries after its sealed state
-            first = _expect(exchange(Message("ledger_resume", {"state": sealed})), "ledger_ack",
-                            f"the sealed state ({ENCLAVE_STATE_FILE} in {self.ledger_dir}; "
-                            "removed, the next run delivers the whole ledger)")["size"]
+            first = resumed_at(exchange(Message("ledger_resume", {"state": sealed})),
+                               self.ledger_dir)
             if not 0 <= first <= size:
                 raise ServeRefused(f"the enclave's sealed state covers {first} entries, the "
                                    f"ledger's checkpoint {size}: remove {ENCLAVE_STATE_FILE} "

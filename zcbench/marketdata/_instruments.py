@@ -184,15 +184,10 @@ class Account:
     lots: Mapping[str, int] = field(default_factory=dict)
 
     def unit_of(self, symbol: str) -> int:
-        """Account units in one price unit of ``symbol``; a symbol the account was not made
-        for counts at the schema's ``PRICE_SCALE`` only when the account's unit is a multiple
-        of it, else :class:`~zcbench.errors.DataError` (its prices' unit is not known here)."""
-        unit = self.units.get(symbol)
-        if unit is not None:
-            return unit
-        if self.money_scale % PRICE_SCALE:
-            raise DataError(f"symbol {symbol!r} is not an instrument of this account")
-        return self.money_scale // PRICE_SCALE
+        """Account units in one price unit of ``symbol``; 1 for a symbol the account was not
+        made for (its prices taken as in the account's unit), as the backtest's ledger and the
+        execution layer count it, so every surface gives the same amount."""
+        return self.units.get(symbol, 1)
 
     def price_scale_of(self, symbol: str) -> int:
         """Integer price units of ``symbol`` in one unit of the currency."""

@@ -218,6 +218,7 @@ class _RunWatcher:
             events.filter(pl.col("symbol") == self.symbol), account.price_scale_of(self.symbol)
         )
         self.currency: str = account.currency  # the account the run is given and records
+        self.money_scale: int = account.money_scale
         self.on_update = on_update
         self.limits = limits
         self.progress: Any = None
@@ -268,12 +269,13 @@ class _RunWatcher:
         from zcbench.host.execution import RiskLimits
 
         limits = self.limits or RiskLimits()
-        # the limit is in ticks (1/10,000 of the currency), named in the run's own currency
+        # the limit is in the run's account ticks (1/money_scale of its currency)
         reported = summary if summary is not None else self.progress
         currency = self.currency if reported is None else reported.currency
+        scale = self.money_scale if reported is None else reported.money_scale
         rows = [
             ("max position", f"{limits.max_position:,} units"),
-            ("max notional", format_money(limits.max_notional, currency=currency)),
+            ("max notional", format_money(limits.max_notional, scale=scale, currency=currency)),
             ("order rate", f"{limits.max_orders_per_s:,} / s"),
             ("price collar", f"{limits.price_collar_bps} bps"),
         ]
