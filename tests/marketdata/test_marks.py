@@ -136,3 +136,24 @@ def test_a_long_frame_and_a_batch_give_each_symbols_last_mark_alike() -> None:
                              marks(frame.slice(n - 1_000)).to_list(), strict=True)
         if s is not None and m is not None}
     assert None not in last_marks(frame.slice(0, 50))
+
+
+def test_a_batch_with_some_of_the_mark_fields_is_walked_by_the_same_rule() -> None:
+    # the walk reads only the fields the frame has, as the vectorised rule does
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pl.DataFrame({
+        "symbol": pl.Series([None if k == 3 else f"S{k}" for k in rng.integers(0, 4, n)]),
+        **{c: pl.Series([None if rng.random() < 0.4 else int(v)
+                         for v in rng.integers(-3, 10**6, n)], dtype=pl.Int64)
+           for c in _PRICES},
+    })
+    for fields in [("close",), ("price",), ("bid", "ask"), ("price", "close"),
+                   ("bid", "ask", "close")]:
+        part = frame.select("symbol", *fields)
+        expected: dict[str, int] = {}
+        for symbol, mark in zip(part["symbol"].to_list(), marks(part).to_list(), strict=True):
+            if symbol is not None and mark is not None:
+                expected[symbol] = mark
+        assert last_marks(part) == expected, fields
+    assert last_marks(frame.select("symbol")) == last_marks(frame.select("symbol", "bid")) == {}

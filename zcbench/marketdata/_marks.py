@@ -56,19 +56,32 @@ def last_marks(frame: pl.DataFrame) -> dict[str, int]:
     are absent)."""
     if "symbol" not in frame.columns or not frame.height:
         return {}
-    both = frame.select("symbol", mark_expr(frame.columns))
-    if both.height > _WALK_ROWS:
+    columns = [c for c in MARK_FIELDS if c in frame.columns]
+    if frame.height > _WALK_ROWS or any(frame.schema[c] != pl.Int64 for c in columns):
+        both = frame.select("symbol", mark_expr(frame.columns))
         last = (both.filter((pl.col("mark") > 0) & pl.col("symbol").is_not_null())
                 .group_by("symbol", maintain_order=True).last())
         return dict(zip(last.get_column("symbol").to_list(), last.get_column("mark").to_list(),
                         strict=True))
-    # a batch: walked newest first in plain Python, where a polars group-by costs more
-    symbols = both.get_column("symbol").to_list()
-    values = both.get_column("mark").to_list()
+    # a batch: the rule walked newest first in plain Python over the columns' values, where a
+    # polars query costs far more than the few rows it reads (tests/marketdata/test_marks.py
+    # holds the two to the same marks)
+    values = {c: frame.get_column(c).to_list() for c in columns}
+    price, close = values.get("price"), values.get("close")
+    bid, ask = (values["bid"], values["ask"]) if "bid" in values and "ask" in values else (
+        None, None)
+    symbols = frame.get_column("symbol").to_list()
     found: dict[str, int] = {}
     for i in range(len(symbols) - 1, -1, -1):
-        value = values[i]
         symbol = symbols[i]
-        if value is not None and value > 0 and symbol is not None and symbol not in found:
+        if symbol is None or symbol in found:
+            continue
+        value = price[i] if price is not None else None  # the first field there, then > 0
+        if value is None and bid is not None and ask is not None:
+            b, a = bid[i], ask[i]
+            value = (b + a) // 2 if b is not None and a is not None else None
+        if value is None and close is not None:
+            value = close[i]
+        if value is not None and value > 0:
             found[symbol] = value
     return dict(reversed(found.items()))
