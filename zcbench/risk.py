@@ -9,8 +9,8 @@ the evidence pack read the fields.
 
 Buying power: the one rule deciding whether an account can carry an order, backtest and live.
 
-Both the backtester's accounting (:func:`buying_power_reason`, the refusal's name) and the
-host's execution layer (:func:`buying_power_refusal`) ask it; neither owns the rule, so a
+Both the backtester's accounting and the host's execution layer ask it
+(:func:`buying_power_refusal`); neither owns the rule, so a
 backtest refuses exactly the orders a live run would for lack of capital. The rule, in exact
 integers (money in the caller's smallest unit):
 
@@ -44,7 +44,6 @@ __all__ = [
     "LIMIT_NOT_REACHED",
     "BuyingPower",
     "Refusal",
-    "buying_power_reason",
     "buying_power_refusal",
 ]
 
@@ -169,20 +168,3 @@ def buying_power_refusal(
     return Refusal(INSUFFICIENT_CASH if cash else INSUFFICIENT_MARGIN, limit=equity_after,
                    attempted=-(-need // (a * d)))
 
-
-def buying_power_reason(
-    rule: BuyingPower,
-    *,
-    equity_after: int,
-    long_before: int,
-    short_before: int,
-    long_after: int,
-    short_after: int,
-) -> str:
-    """``""`` when the account can carry the order, else the refusal's name
-    (:func:`buying_power_refusal`'s ``control``)."""
-    refusal = buying_power_refusal(
-        rule, equity_after=equity_after, long_before=long_before, short_before=short_before,
-        long_after=long_after, short_after=short_after,
-    )
-    return "" if refusal is None else refusal.control

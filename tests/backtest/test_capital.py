@@ -18,7 +18,8 @@ from zcbench.risk import (
     INSUFFICIENT_CASH,
     INSUFFICIENT_MARGIN,
     BuyingPower,
-    buying_power_reason,
+    Refusal,
+    buying_power_refusal,
 )
 from zcbench.strategy import Batch, Signal, Strategy, make_strategy
 
@@ -146,19 +147,19 @@ def test_short_needs_margin_and_a_closing_order_always_goes_through() -> None:
 def test_the_rule_itself() -> None:
     cash = BuyingPower()
     assert (
-        buying_power_reason(
+        buying_power_refusal(
             cash, equity_after=100, long_before=0, short_before=0, long_after=100, short_after=0
         )
-        == ""
+        is None
     )
     assert (
-        buying_power_reason(
+        buying_power_refusal(
             cash, equity_after=100, long_before=0, short_before=0, long_after=101, short_after=0
         )
-        == INSUFFICIENT_CASH
+        == Refusal(INSUFFICIENT_CASH, limit=100, attempted=101)
     )
     assert (
-        buying_power_reason(
+        buying_power_refusal(
             BuyingPower(leverage=3),
             equity_after=100,
             long_before=0,
@@ -166,14 +167,14 @@ def test_the_rule_itself() -> None:
             long_after=300,
             short_after=0,
         )
-        == ""
+        is None
     )
     # reducing exposure is never refused, even under water
     assert (
-        buying_power_reason(
+        buying_power_refusal(
             cash, equity_after=-5, long_before=200, short_before=0, long_after=100, short_after=0
         )
-        == ""
+        is None
     )
     assert BuyingPower(short_margin=1.5).requirement(0, 100) == 150
     for bad in ({"leverage": 0.5}, {"short_margin": 0}, {"leverage": "2"}):

@@ -8,7 +8,7 @@ notional, rounded up to a whole unit of money. No event after the batch: unfille
 wait: whatever does not fill at that one event is dropped (the status says why).
 
 Capital binds: orders are taken in the order they would fill (fill row, then batch, then place
-in the batch), and each is checked by :func:`zcbench.risk.buying_power_reason`, the rule the
+in the batch), and each is checked by :func:`zcbench.risk.buying_power_refusal`, the rule the
 live execution layer applies, with the account as it stands at that moment (cash, every open
 position at its last mark, this symbol at the fill price). A refused order has status
 ``refused`` and the rule's name in ``reason``; cash never goes below zero unless the buying
@@ -35,7 +35,7 @@ import polars as pl
 from zcbench.errors import DataError, UsageError
 from zcbench.marketdata import MARK_FIELDS
 from zcbench.marketdata import marks as mark_series
-from zcbench.risk import LIMIT_NOT_REACHED, BuyingPower, buying_power_reason
+from zcbench.risk import LIMIT_NOT_REACHED, BuyingPower, buying_power_refusal
 
 __all__ = ["FILLS_SCHEMA", "TRADES_SCHEMA", "FillModel", "Ledger", "book"]
 
@@ -346,7 +346,7 @@ def book(
         long_b += mine_b if pos > 0 else 0
         short_b += mine_b if pos < 0 else 0
         cash_after = cash - q * price * unit - fee
-        reason = buying_power_reason(
+        refusal = buying_power_refusal(
             rule,
             equity_after=cash_after + long_a - short_a,
             long_before=long_b,
@@ -354,8 +354,9 @@ def book(
             long_after=long_a,
             short_after=short_a,
         )
-        if reason:
-            o.update(status=REFUSED, reason=reason, fill_row=None, fill_price=None, notional=None)
+        if refusal is not None:
+            o.update(status=REFUSED, reason=refusal.control, fill_row=None, fill_price=None,
+                     notional=None)
             continue
         o.update(status=FILLED, fill_ts=int(ts[fill_row]), fee=fee, cash_after=cash_after)
         filled_rows.append(k)

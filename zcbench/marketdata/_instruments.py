@@ -107,18 +107,23 @@ class Instruments(Mapping[str, Instrument]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def currency_of(self, symbols: Iterable[str]) -> str:
-        """The one currency an account trading ``symbols`` counts money in: every surface that
-        names the unit of an amount (the backtest's table, the live run's summary and progress
-        line) asks this, so the same data is shown in the same unit everywhere. No symbols: the
-        default instrument's. Raises :class:`~zcbench.errors.DataError` for a symbol a strict
-        table lacks or for instruments in several currencies (no FX conversion is modelled)."""
+    def _each(self, symbols: Iterable[str]) -> dict[str, Instrument]:
+        """Each of ``symbols``'s instrument; a symbol a strict table lacks: :class:`DataError`."""
         found: dict[str, Instrument] = {}
         for symbol in sorted(set(symbols)):
             instrument = self.of(symbol)
             if instrument is None:
                 raise DataError(f"unknown instrument {symbol!r}: not in {self.source}")
             found[symbol] = instrument
+        return found
+
+    def currency_of(self, symbols: Iterable[str]) -> str:
+        """The one currency an account trading ``symbols`` counts money in: every surface that
+        names the unit of an amount (the backtest's table, the live run's summary and progress
+        line) asks this, so the same data is shown in the same unit everywhere. No symbols: the
+        default instrument's. Raises :class:`~zcbench.errors.DataError` for a symbol a strict
+        table lacks or for instruments in several currencies (no FX conversion is modelled)."""
+        found = self._each(symbols)
         currencies = sorted({i.currency for i in found.values()}) or [DEFAULT_INSTRUMENT.currency]
         if len(currencies) > 1:
             raise DataError(
@@ -132,12 +137,7 @@ class Instruments(Mapping[str, Instrument]):
         them (``money_scale`` of it make one currency unit, so every notional is exact), and per
         symbol how many of it one of the symbol's price units is. The backtest's accounting and
         a live run's capital count in it. A symbol a strict table lacks: :class:`DataError`."""
-        found: dict[str, Instrument] = {}
-        for symbol in sorted(set(symbols)):
-            instrument = self.of(symbol)
-            if instrument is None:
-                raise DataError(f"unknown instrument {symbol!r}: not in {self.source}")
-            found[symbol] = instrument
+        found = self._each(symbols)
         scale = max([i.price_scale for i in found.values()], default=PRICE_SCALE)
         return scale, {s: scale // i.price_scale for s, i in found.items()}
 
