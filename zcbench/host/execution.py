@@ -288,6 +288,8 @@ def _last_quotes(frame: pl.DataFrame) -> dict[str, tuple[int, int]]:
     columns = frame.columns
     if not frame.height or not {"symbol", "bid", "ask"} <= set(columns):
         return {}
+    if frame.height in (frame.get_column("bid").null_count(), frame.get_column("ask").null_count()):
+        return {}  # no row has both sides (a bar or trade stream): no quote, and no query
     mark = marks(frame).to_list()
     symbols, bid, ask = (frame.get_column(c).to_list() for c in ("symbol", "bid", "ask"))
     price = frame.get_column("price").to_list() if "price" in columns else [None] * len(mark)
