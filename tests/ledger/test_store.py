@@ -369,33 +369,28 @@ from pathlib import Path
 from zcbench.auditlog.storage import LogStore
 from zcbench.ledger import Ledger
 
-def stop_here(self, note):  # the kill point: the entry is fsynced, its checkpoint is not
+def stop_here(*_args):  # the kill point
     print("K", flush=True)
     sys.stdin.read()
 
 ledger = Ledger.open(Path(sys.argv[1]))
-LogStore.add_checkpoint = stop_here
+KILL_POINT = stop_here
 ledger.announce(hashlib.sha384(b"build 1").digest(), b"\\x02" * 32, notice_ns=0)
 """
 
 
-def test_an_append_killed_before_its_entry_is_written_is_recorded_as_discarded(
-        tmp_path: Path) -> None:
-    """Killed after the pending entry (signed) and before the entry's write: nothing to
-    complete or cut, but the ledger key's signature over it is recorded, not dropped."""
+def _kill_a_writer_at(root: Path, point: str) -> None:
+    """A new ledger in ``root``, then a writer process announcing a build, SIGKILLed when it
+    reaches ``point`` (``LogStore.append``: before the entry's write; ``LogStore.add_checkpoint``:
+    after the entry's fsync, before its checkpoint's)."""
     import os
     import signal
     import subprocess
     import sys
 
-    from zcbench.ledger.store import read_recoveries
-    from zcbench.ledger.verify import check_ledger
-
-    Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
-                commitment_sha256=b"\x01" * 32).close()
-    script = _KILLED_WRITER.replace("LogStore.add_checkpoint = stop_here",
-                                    "LogStore.append = stop_here")
-    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "ledger")],
+    Ledger.init(root, origin=ORIGIN, genesis_pcr0=P0, commitment_sha256=b"\x01" * 32).close()
+    script = _KILLED_WRITER.replace("KILL_POINT", point)
+    process = subprocess.Popen([sys.executable, "-c", script, str(root)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})
     assert process.stdout is not None
     assert process.stdin is not None
@@ -406,6 +401,16 @@ def test_an_append_killed_before_its_entry_is_written_is_recorded_as_discarded(
         process.wait()
         process.stdout.close()
         process.stdin.close()
+
+
+def test_an_append_killed_before_its_entry_is_written_is_recorded_as_discarded(
+        tmp_path: Path) -> None:
+    """Killed after the pending entry (signed) and before the entry's write: nothing to
+    complete or cut, but the ledger key's signature over it is recorded, not dropped."""
+    from zcbench.ledger.store import read_recoveries
+    from zcbench.ledger.verify import check_ledger
+
+    _kill_a_writer_at(tmp_path / "ledger", "LogStore.append")
     with Ledger.open(tmp_path / "ledger") as ledger:
         assert ledger.size == 1
         assert ledger.tail_recovery is not None
@@ -427,27 +432,10 @@ def test_an_append_killed_before_its_checkpoint_is_completed_on_the_next_open(
     """A writer SIGKILLed between the entry's fsync and its checkpoint's: the next open stores
     the checkpoint the ledger key signed over it (kept pending), records that, and the ledger
     verifies."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     from zcbench.ledger.store import read_recoveries
     from zcbench.ledger.verify import check_ledger
 
-    Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
-                commitment_sha256=b"\x01" * 32).close()
-    process = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path / "ledger")],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})
-    assert process.stdout is not None
-    assert process.stdin is not None
-    try:
-        assert process.stdout.readline() == b"K\n"
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stdout.close()
-        process.stdin.close()
+    _kill_a_writer_at(tmp_path / "ledger", "LogStore.add_checkpoint")
     before = check_ledger(tmp_path / "ledger")
     assert (before.size, before.checkpoint_size) == (2, 1)  # the unsigned tail the kill left
     with Ledger.open(tmp_path / "ledger") as ledger:
