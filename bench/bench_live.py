@@ -173,7 +173,9 @@ def floor_per_batch(events: object, n: int) -> tuple[float, dict[str, float], by
         )
     )
     parts = {
-        "encode+decode batch": _per_call(lambda: decode_batch(encode_batch(batch)), n),
+        "encode+decode batch": _per_call(
+            lambda: decode_batch(encode_batch(batch), seq=batch.seq), n
+        ),
         "encode+decode signals": _per_call(
             lambda: decode_signals(encode_signals(signal_list)), n
         ),

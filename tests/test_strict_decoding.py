@@ -5,6 +5,7 @@ is itself the one encoding of what it decodes to."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ class Format:
 
 
 FORMATS = [
-    Format("batch", encode_batch(_batch()), decode_batch, DataError),
+    Format("batch", encode_batch(_batch()), functools.partial(decode_batch, seq=4), DataError),
     Format("signals", encode_signals(_signals()), decode_signals, DataError),
     Format("frame", encode_frame(Message("ingest", {"seq": 4, "batch": b"x"}))[4:],
            decode_body, FrameError),
@@ -149,17 +150,27 @@ def test_non_shortest_length_is_refused(fmt: Format) -> None:
 WITH_VERSION = [f for f in FORMATS if "v" in cbor2.loads(f.good)]
 
 
+def _version_entry(fmt: Format) -> bytes:
+    """The encoded ``"v": N`` entry of a format's good encoding (N below 24: one byte)."""
+    version = cbor2.loads(fmt.good)["v"]
+    assert 0 <= version < 24
+    return b"\x61v" + bytes([version])
+
+
 @pytest.mark.parametrize("fmt", WITH_VERSION, ids=lambda f: f.name)
 def test_non_shortest_integer_is_refused(fmt: Format) -> None:
-    at = fmt.good.index(b"\x61v\x01") + 2
-    widened = fmt.good[:at] + b"\x18\x01" + fmt.good[at + 1 :]
-    _refused(fmt, widened, "integer or length 1 not in its shortest form", f"at offset {at}")
+    version = _version_entry(fmt)
+    at = fmt.good.index(version) + 2
+    widened = fmt.good[:at] + b"\x18" + version[2:] + fmt.good[at + 1 :]
+    _refused(fmt, widened, f"integer or length {version[2]} not in its shortest form",
+             f"at offset {at}")
 
 
 @pytest.mark.parametrize("fmt", WITH_VERSION, ids=lambda f: f.name)
 def test_duplicate_key_is_refused(fmt: Format) -> None:
-    at = fmt.good.index(b"\x61v\x01") + 3
-    doubled = bytes([fmt.good[0] + 1]) + fmt.good[1:at] + b"\x61v\x01" + fmt.good[at:]
+    version = _version_entry(fmt)
+    at = fmt.good.index(version) + 3
+    doubled = bytes([fmt.good[0] + 1]) + fmt.good[1:at] + version + fmt.good[at:]
     _refused(fmt, doubled, 'duplicate map key "v"', f"at offset {at}")
 
 
@@ -211,7 +222,7 @@ def test_size_bound_is_enforced(
 def test_floats_only_where_the_format_has_them() -> None:
     # a strategy parameter may be a float (the sealed inner payload); a batch field may not
     doc = cbor2.loads(FORMATS[0].good)
-    doc["seq"] = 4.0
+    doc["n"] = 3.0
     _refused(FORMATS[0], cbor2.dumps(doc, canonical=True), "float", "at offset")
     opened = _inner(FORMATS[6].good)
     assert opened.parameters == {"a": 1.5}  # type: ignore[attr-defined]
@@ -238,7 +249,7 @@ def test_the_document_reader_stays_strict_but_not_canonical() -> None:
 # --- properties: these fail on any decoder that accepts valid + junk ------------------------
 
 LIVE: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any], type[Exception]]] = {
-    "batch": (encode_batch, decode_batch, DataError),
+    "batch": (encode_batch, functools.partial(decode_batch, seq=4), DataError),
     "signals": (encode_signals, decode_signals, DataError),
     "frame": (lambda m: encode_frame(m)[4:], decode_body, FrameError),
     "record": (lambda r: r, decode_record, LogFormatError),

@@ -51,8 +51,7 @@ class BundleRunner:
             self.seen.append(seq)
             if seq == self.fail_at:
                 raise DataError(f"strategy failed on batch {seq}")
-            batch = decode_batch(body)
-            assert batch.seq == seq
+            batch = decode_batch(body, seq=seq)
             symbol = batch.events["symbol"][0]
             quantity = 1 + batch.seq + (1 if seq == self.alter else 0)
             out = encode_signals([Signal(symbol=symbol, side="buy", quantity=quantity)])
@@ -301,7 +300,7 @@ class StatefulRunner:
         total = 0
         for seq, body in batches:
             self.seen.append(seq)
-            batch = decode_batch(body)
+            batch = decode_batch(body, seq=seq)
             total += 1 + batch.seq
             yield seq, encode_signals([Signal(symbol=batch.events["symbol"][0], side="buy",
                                               quantity=total)])
@@ -316,7 +315,7 @@ def _stateful_log(run: Path, batches: int) -> None:
     writer.commit(enclave.boot(document, time_ns=1))
     for seq in range(batches):
         in_body, _, t = batch_bodies(seq)
-        symbol = decode_batch(in_body).events["symbol"][0]
+        symbol = decode_batch(in_body, seq=seq).events["symbol"][0]
         out_body = encode_signals([Signal(symbol=symbol, side="buy",
                                           quantity=_running_total(seq))])
         writer.commit(enclave.batch(seq, in_body, out_body, time_ns=t + 1, event_time_ns=t))

@@ -98,6 +98,35 @@ def test_ingest_appends_in_and_out_and_signs_the_new_root() -> None:
         assert cp.root == MerkleTree(leaves).root()
 
 
+def test_a_batchs_seq_is_the_frames_and_its_bytes_carry_none() -> None:
+    """One place for the seq: the same events are the same bytes as any batch, logged as sent
+    under the frame's seq; a version-1 body (logged before) names its own seq, which must be
+    the frame's: a mismatch is refused and changes nothing."""
+    from zcbench.errors import DataError
+
+    rt = _runtime(fail_on=1)
+    rt.boot("run-1")
+    body = _batch(0)
+    assert cbor2.loads(body).keys() == {"v", "n", "cols"}
+    assert _batch(1) != body  # other events (_batch's ts follow the seq it is given)
+    reply = rt.ingest(0, body)
+    record = encode_record(index=1, kind="in", seq=0, body=body, time_ns=reply["time_ns"],
+                           event_time_ns=1)
+    assert reply["leaves"][0] == leaf_hash(record)
+    # the same bytes as batch 1: the strategy sees seq 1 (Echo fails on it, by its seq)
+    with pytest.raises(Exception, match="batch 1"):
+        rt.ingest(1, body)
+    rt = _runtime()
+    rt.boot("run-1")
+    legacy = {**cbor2.loads(_batch(0)), "v": 1}
+    assert rt.ingest(0, cbor2.dumps({**legacy, "seq": 0}, canonical=True))["seq"] == 0
+    size = rt.size
+    with pytest.raises(DataError, match="its bytes say seq 7, it was given as 1"):
+        rt.ingest(1, cbor2.dumps({**legacy, "seq": 7}, canonical=True))
+    assert rt.size == size
+    assert rt.ingest(1, cbor2.dumps({**legacy, "seq": 1}, canonical=True))["seq"] == 1
+
+
 def test_sequence_gap_and_replay_refused_without_changing_state() -> None:
     rt = _runtime()
     rt.boot("run-1")

@@ -291,7 +291,7 @@ def test_host_survives_a_garbage_reply(tmp_path: Path) -> None:
 def test_host_stops_on_undecodable_signals(tmp_path: Path) -> None:
     def peer(conn: object) -> None:
         msg = conn.recv(timeout=10)  # type: ignore[attr-defined]
-        newest = int(decode_batch(msg["batch"]).events["ts"].max())
+        newest = int(decode_batch(msg["batch"], seq=msg["seq"]).events["ts"].max())
         stamps = {"seq": msg["seq"], "time_ns": 1, "event_time_ns": newest}
         signals = b"\xff"  # not encoded signals; leaves that match it, so the decode decides
         leaves = [
@@ -336,7 +336,7 @@ def test_host_refuses_an_in_leaf_other_than_the_batch_it_sent(tmp_path: Path) ->
         reply = rt.ingest(msg["seq"], msg["batch"])
         fake = encode_record(
             index=0, kind="in", seq=msg["seq"], body=other, time_ns=reply["time_ns"],
-            event_time_ns=int(decode_batch(msg["batch"]).events["ts"].max()),
+            event_time_ns=int(decode_batch(msg["batch"], seq=msg["seq"]).events["ts"].max()),
         )
         fields = {**reply.fields, "leaves": [leaf_hash(fake), reply["leaves"][1]]}
         conn.send(Message("signals", fields))  # type: ignore[attr-defined]

@@ -34,7 +34,7 @@ def test_replay_batches_are_encoded_from_prepared_columns_as_the_backtest_encode
     want = list(batches(events, ["price", "kind"], count=1_000))
     assert len(got) == len(want) == 40
     assert all(g.wire is not None for g in got)
-    assert [g.encode(i + 5) for i, g in enumerate(got)] == [
+    assert [g.encode() for g in got] == [
         encode_batch(Batch(i + 5, w.events)) for i, w in enumerate(want)
     ]
 

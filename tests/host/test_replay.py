@@ -159,7 +159,7 @@ def test_a_slice_from_the_middle_is_renumbered_and_matches(tmp_path: Path) -> No
     run, image = _module_run(tmp_path)
     # [7, 14): OUT of batch 2, batches 3..5 whole, nothing of 6
     export_slice(run, tmp_path / "slice.cbor", index_range=(7, 14), trust="dev")
-    runner = EnclaveReplayRunner(image)
+    runner = EnclaveReplayRunner(image, keep_dir=tmp_path / "replay-log")
     report = check_replay(tmp_path / "slice.cbor", runner, trust="dev")
     assert report.verified, report.message
     assert report.scope == "slice"
@@ -167,6 +167,13 @@ def test_a_slice_from_the_middle_is_renumbered_and_matches(tmp_path: Path) -> No
     assert (report.first_seq, report.last_seq, report.skipped) == (3, 5, 1)
     assert runner.renumbered
     assert any("starts at batch 3" in w for w in report.warnings)
+    # renumbered in the frames and records only: the replay enclave logged each batch's bytes
+    # exactly as the live run did (a batch's bytes carry no seq, so nothing is re-encoded)
+    logged = {r.seq: r.body for r, _ in iter_records(run) if r.kind == "in"}
+    replayed = [(r.seq, r.body) for r, _ in iter_records(tmp_path / "replay-log")
+                if r.kind == "in"]
+    assert [seq for seq, _ in replayed] == [0, 1, 2]
+    assert [body for _, body in replayed] == [logged[3], logged[4], logged[5]]
 
 
 def test_a_build_of_another_measurement_is_refused_before_any_enclave_starts(

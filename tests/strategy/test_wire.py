@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import struct
 
@@ -51,7 +52,7 @@ def batches(draw: st.DrawFn) -> Batch:
 @given(batches())
 def test_batch_round_trip_is_exact(batch: Batch) -> None:
     wire = encode_batch(batch)
-    back = decode_batch(wire)
+    back = decode_batch(wire, seq=batch.seq)
     assert back.seq == batch.seq
     assert back.events.columns == batch.events.columns
     assert back.events.schema == batch.events.schema
@@ -59,8 +60,9 @@ def test_batch_round_trip_is_exact(batch: Batch) -> None:
     assert encode_batch(back) == wire  # canonical: re-encoding gives the same bytes
 
 
-def _reference_encoding(batch: Batch) -> bytes:
-    """The wire format spelled out row by row in plain Python (the codec itself is vectorised)."""
+def _reference_encoding(batch: Batch, version: int = 2) -> bytes:
+    """The wire format spelled out row by row in plain Python (the codec itself is vectorised);
+    version 1 (read, no longer written) carried the batch's seq."""
     cols: dict[str, dict[str, object]] = {}
     for name in batch.events.columns:
         values = batch.events.get_column(name).cast(EVENT_SCHEMA[name]).to_list()
@@ -79,7 +81,9 @@ def _reference_encoding(batch: Batch) -> bytes:
                     bits[i // 8] |= 1 << (i % 8)
             col["valid"] = bytes(bits)
         cols[name] = col
-    doc = {"v": 1, "seq": batch.seq, "n": batch.events.height, "cols": cols}
+    doc: dict[str, object] = {"v": version, "n": batch.events.height, "cols": cols}
+    if version == 1:
+        doc["seq"] = batch.seq
     return cbor2.dumps(doc, canonical=True)
 
 
@@ -109,13 +113,13 @@ def test_prepared_columns_encode_every_range_as_encode_batch_does(
     start = data.draw(st.integers(0, frame.height))
     end = data.draw(st.integers(start, frame.height))
     part = Batch(seq=batch.seq, events=frame.slice(start, end - start))
-    assert columns.encode(batch.seq, start, end) == _reference_encoding(part)
+    assert columns.encode(start, end) == _reference_encoding(part)
 
 
 def test_prepared_columns_refuse_a_range_outside_the_frame() -> None:
     frame = pl.DataFrame({"ts": [1, 2], "symbol": ["a", "b"]})
     with pytest.raises(DataError, match="outside"):
-        BatchColumns(frame).encode(0, 1, 3)
+        BatchColumns(frame).encode(1, 3)
 
 
 signals_st = st.lists(
@@ -159,7 +163,7 @@ def _good_signals() -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_give_data_error_only(data: bytes) -> None:
-    for decode in (decode_batch, decode_signals):
+    for decode in (functools.partial(decode_batch, seq=4), decode_signals):
         with contextlib.suppress(DataError):
             decode(data)
 
@@ -171,7 +175,7 @@ def test_corrupted_encodings_give_data_error_only(data: st.DataObject) -> None:
     # Truncated or extended encodings are refused; a flipped bit is refused or gives another
     # value whose one encoding these bytes are. (Suppressing DataError alone could never fail.)
     codecs = (
-        (_good_batch(), decode_batch, encode_batch),
+        (_good_batch(), functools.partial(decode_batch, seq=4), encode_batch),
         (_good_signals(), decode_signals, encode_signals),
     )
     for good, decode, encode in codecs:
@@ -206,8 +210,11 @@ def _doc(**changes: object) -> bytes:
 @pytest.mark.parametrize(
     ("changes", "needle"),
     [
-        ({"v": 2}, "wire version"),
-        ({"seq": -1}, "seq"),
+        ({"v": 1}, "wire version"),  # version 1 carried a seq
+        ({"v": 3}, "wire version"),
+        ({"seq": 4}, "wire version"),  # version 2 carries none
+        ({"v": 1, "seq": 5}, "say seq 5, it was given as 4"),
+        ({"v": 1, "seq": True}, "say seq true"),
         ({"n": 4}, "must be 32 bytes"),
         ({"n": 10**9}, "event count"),
         ({"ts": {"t": "str", "dict": [], "codes": b""}}, "schema says"),
@@ -219,14 +226,14 @@ def _doc(**changes: object) -> bytes:
 )
 def test_malformed_batch_fields_are_named(changes: dict[str, object], needle: str) -> None:
     with pytest.raises(DataError, match=needle):
-        decode_batch(_doc(**changes))
+        decode_batch(_doc(**changes), seq=4)
 
 
 def test_missing_required_field_is_refused() -> None:
     doc = cbor2.loads(_good_batch())
     del doc["cols"]["ts"]
     with pytest.raises(DataError, match="required fields"):
-        decode_batch(cbor2.dumps(doc))
+        decode_batch(cbor2.dumps(doc), seq=4)
 
 
 def test_select_fields_strips_undeclared_fields() -> None:
@@ -299,9 +306,10 @@ def _golden_frames() -> dict[str, pl.DataFrame]:
     }
 
 
-# The encodings of _golden_frames() (seq 42): a full hex dump for the small ones, SHA-256 and
-# length for the rest. The wire is a contract with recorded audit logs: these must never change.
-GOLDEN: dict[str, str] = {
+# The version-1 encodings of _golden_frames() (seq 42, which version 1 carried): a full hex dump
+# for the small ones, SHA-256 and length for the rest. Logs recorded before version 2 hold these
+# bodies: they must still decode, so these pins never change.
+GOLDEN_V1: dict[str, str] = {
     "above_4096": "146408:dd22fb40f63a05f01ff8a8165b510555441b33bfbda4e00b33c565b4c5f4b51d",
     "all_null_columns": (
         "a4616e0361760163736571182a64636f6c73a3627473a2616458180500000000000000060000000000000007"
@@ -337,14 +345,70 @@ GOLDEN: dict[str, str] = {
 }
 
 
+# The version-2 encodings of the same frames: version 1's without its seq entry (six bytes
+# here), under v 2. The wire is a contract with recorded audit logs: these must never change.
+GOLDEN: dict[str, str] = {
+    "above_4096": "146402:4d45f62db72f6bbe4cf804b62d09909faf669a0d394be70ac86a88d7fce7f6e5",
+    "all_null_columns": (
+        "a3616e0361760264636f6c73a3627473a2616458180500000000000000060000000000000007000000000000"
+        "006174636936346473697a65a361645818000000000000000000000000000000000000000000000000617463"
+        "6936346576616c696441006673796d626f6ca46174637374726464696374816065636f6465734c0000000000"
+        "000000000000006576616c69644100"
+    ),
+    "below_4096": "24524:a56d5126eca8d21d3d8577dfb58916c7d89012f0038057708226664175a0ff9d",
+    "empty": (
+        "a3616e0061760264636f6c73a2627473a26164406174636936346673796d626f6ca361746373747264646963"
+        "748065636f64657340"
+    ),
+    "empty_with_nullable_fields": (
+        "a3616e0061760264636f6c73a4627473a2616440617463693634646b696e64a3617463737472646469637480"
+        "65636f64657340657072696365a26164406174636936346673796d626f6ca361746373747264646963748065"
+        "636f64657340"
+    ),
+    "extreme_ints": "352:3d3636fed2cb103c0daebf87444fb65818b9e3240a86357dd16a28d771ea49bb",
+    "int32_cast": "1364:0b5dddee46de5d1f949349028185b4c3a798929dcd9db1b1eacccd0230100491",
+    "slice_at_odd_offset": (
+        "24599:fae479a9e5708b5a8a7ba88b5b2ae6b6dbbbfcd9d1ea206fbb8335263377df55"
+    ),
+    "small_nulls": "458:06336d116a162bec758de144797f630f2f5fea4cb8b2ae383ae23c5900527096",
+    "tiny_nulls": (
+        "a3616e0561760264636f6c73a4627473a26164582800002a36fe9c971707002a36fe9c97170e002a36fe9c97"
+        "1715002a36fe9c97171c002a36fe9c9717617463693634646b696e64a4617463737472646469637483606571"
+        "756f746565747261646565636f6465735400000000010000000200000002000000010000006576616c696441"
+        "1e657072696365a3616458280000000000000000000000000000000086841e00000000003739d2ffffffffff"
+        "00000000000000006174636936346576616c6964410d6673796d626f6ca46174637374726464696374836142"
+        "61416065636f6465735400000000010000000200000002000000000000006576616c69644117"
+    ),
+    "two_chunks": "39149:c7f91de5b807734a4fadc9cc380516f5fd574b80f16bf6a49e87962a7967bcb3",
+}
+
+
 @pytest.mark.parametrize("name", sorted(_golden_frames()))
 def test_batch_encoding_is_pinned(name: str) -> None:
     frame = _golden_frames()[name]
     wire = encode_batch(Batch(seq=42, events=frame))
     assert _fingerprint(wire) == GOLDEN[name]
     assert wire == _reference_encoding(Batch(seq=42, events=frame))
-    back = decode_batch(wire).events
-    assert back.equals(frame.cast({c: EVENT_SCHEMA[c] for c in frame.columns}))
+    # the seq is not in the bytes: the same events are the same bytes as any batch
+    assert encode_batch(Batch(seq=0, events=frame)) == wire
+    back = decode_batch(wire, seq=42)
+    assert back.seq == 42
+    assert back.events.equals(frame.cast({c: EVENT_SCHEMA[c] for c in frame.columns}))
+    assert decode_batch(wire, seq=7).events.equals(back.events)
+
+
+@pytest.mark.parametrize("name", sorted(_golden_frames()))
+def test_version_1_batches_of_recorded_logs_still_decode_held_to_their_seq(name: str) -> None:
+    frame = _golden_frames()[name]
+    logged = _reference_encoding(Batch(seq=42, events=frame), version=1)
+    assert _fingerprint(logged) == GOLDEN_V1[name]  # exactly the bytes version 1 wrote
+    if ":" not in GOLDEN_V1[name]:  # a full hex dump
+        assert logged == bytes.fromhex(GOLDEN_V1[name])
+    back = decode_batch(logged, seq=42)
+    assert back.seq == 42
+    assert back.events.equals(frame.cast({c: EVENT_SCHEMA[c] for c in frame.columns}))
+    with pytest.raises(DataError, match="its bytes say seq 42, it was given as 43"):
+        decode_batch(logged, seq=43)
 
 
 def _fingerprint(wire: bytes) -> str:

@@ -78,7 +78,7 @@ def strategy_summary(record: Record) -> Mapping[str, Any] | None:
         told = {o.symbol for o in context.outcomes} | {s for s, _ in context.positions}
         return {"feedback": True, "outcomes": len(context.outcomes), "symbols": sorted(told)}
     if record.kind == "in":
-        events = decode_batch(record.body).events
+        events = decode_batch(record.body, seq=record.batch_seq).events
         symbols = sorted(events.get_column("symbol").unique().to_list())
         return {"events": events.height, "symbols": symbols}
     if record.kind == "out":
@@ -142,7 +142,7 @@ def events_frame(path: str | Path) -> pl.DataFrame:
     frames = []
     for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"in"}))):
         if record.kind == "in" and not (is_start(record.body) or is_context(record.body)):
-            events = decode_batch(record.body).events
+            events = decode_batch(record.body, seq=record.batch_seq).events
             frames.append(events.select(
                 pl.lit(record.index, pl.UInt64).alias("log_index"),
                 pl.lit(record.seq, pl.Int64).alias("seq"),

@@ -141,7 +141,7 @@ def describe_body(record: Record) -> str:
         if record.kind == "in" and is_context(record.body):
             return describe_feedback(record.body)
         if record.kind == "in":
-            events = decode_batch(record.body).events
+            events = decode_batch(record.body, seq=record.batch_seq).events
             symbols = ", ".join(sorted(events.get_column("symbol").unique().to_list()))
             return f"{events.height} events: {symbols}"
         if record.kind == "out":

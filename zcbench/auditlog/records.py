@@ -66,6 +66,15 @@ class Record:
     body: bytes
     version: int = RECORD_VERSION
 
+    @property
+    def batch_seq(self) -> int:
+        """The batch seq of an IN or OUT record, the one place a batch's seq is in the log (a
+        batch's bytes carry none since batch version 2); :class:`LogFormatError` for a boot or
+        note record, which has none."""
+        if self.seq is None:
+            raise LogFormatError(f"record {self.index}: a {self.kind} record has no batch seq")
+        return self.seq
+
 
 def encode_record(
     *,

@@ -42,7 +42,8 @@ def strategy_symbols(record: Record) -> set[str]:
         context = decode_context(record.body)
         return {o.symbol for o in context.outcomes} | {s for s, _ in context.positions}
     if record.kind == "in":
-        return set(decode_batch(record.body).events.get_column("symbol").unique().to_list())
+        events = decode_batch(record.body, seq=record.batch_seq).events
+        return set(events.get_column("symbol").unique().to_list())
     if record.kind == "out":
         return {signal.symbol for signal in decode_signals(record.body)}
     return set()

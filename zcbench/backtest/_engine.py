@@ -185,7 +185,7 @@ class PreparedData:
         encoded and decoded on its own (``wire``, the proxy's and the enclave's path)."""
         if path == WIRE:
             for batch in self.wire_batches():
-                yield decode_batch(encode_batch(batch))
+                yield decode_batch(encode_batch(batch), seq=batch.seq)
             return
         cut = self.stream.slice
         for seq, (s, e) in enumerate(self.iter_bounds()):

@@ -178,9 +178,7 @@ class EnclaveRuntime:
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing batch {seq}: {self.failed}")
         self._guard.check(seq)  # advanced only once the batch is in the log state
-        batch = decode_batch(batch_bytes)
-        if batch.seq != seq:
-            raise _Refused("bad_batch", f"batch says seq {batch.seq}, frame says {seq}")
+        batch = decode_batch(batch_bytes, seq=seq)  # the frame's seq: the bytes carry none
         try:
             context, self._context = self._context, None
             signals = apply_strategy(self._strategy, batch, context)

@@ -663,7 +663,7 @@ class _Pipeline:
                 self._send_clock()
                 # encoded first: with feedback, batch k is encoded while batch k-1 is still
                 # being logged and acted on (its bytes do not depend on the feedback)
-                data = pb.encode(seq)
+                data = pb.encode()
                 fed = self._feedback_of(seq) if self.feedback is not None else None
                 if fed is False:
                     return

@@ -88,16 +88,16 @@ class ProxyBatch:
     market: pl.DataFrame
     received_ns: int
     newest_event_ns: int
-    wire: Callable[[int], bytes] | None = None
+    wire: Callable[[], bytes] | None = None
 
     def __len__(self) -> int:
         return self.events.height
 
-    def encode(self, seq: int) -> bytes:
-        """The batch's wire encoding as batch ``seq``."""
+    def encode(self) -> bytes:
+        """The batch's wire encoding (whatever its seq: the frame and the record carry that)."""
         if self.wire is not None:
-            return self.wire(seq)
-        return encode_batch(Batch(seq, self.events))
+            return self.wire()
+        return encode_batch(Batch(0, self.events))
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +250,8 @@ class ReplaySource:
 
     def prepared(
         self, fields: Sequence[str]
-    ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, Callable[[int], bytes]]]:
-        """As :meth:`stripped`, with each batch's wire encoder (``seq`` -> bytes), from the
+    ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, Callable[[], bytes]]]:
+        """As :meth:`stripped`, with each batch's wire encoder (-> bytes), from the
         recording's columns prepared once."""
         selected = select_fields(self._events, fields)
         market = _market_columns(self._events)
@@ -510,7 +510,7 @@ class MarketDataProxy:
         market: pl.DataFrame,
         *,
         block: bool,
-        wire: Callable[[int], bytes] | None = None,
+        wire: Callable[[], bytes] | None = None,
     ) -> None:
         if events.height == 0:
             return

@@ -14,11 +14,13 @@ run does (:class:`~zcbench.host.logwriter.HostLog`: IN record = the batch sent, 
 signals returned, checkpoint signed by the attested key over the recomputed root), in a
 temporary folder removed afterwards, or under ``keep_dir`` when given.
 
-Sequence numbers: the enclave accepts batches ``0, 1, 2, ...`` only, and the batch bytes carry
-their seq. Batches whose logged seqs are exactly that (a whole run, or a selection from its first
-batch without gaps) are sent as logged, byte for byte. Otherwise the runner renumbers: the k-th
-batch sent gets seq k, re-encoded with that seq (the events are unchanged; the strategy sees the
-new seq), and each reply is mapped back to the logged seq before it is yielded.
+Sequence numbers: the enclave accepts batches ``0, 1, 2, ...`` only. A batch's seq is the
+``ingest`` frame's and the log record's, not its bytes' (batch version 2), so every batch is sent
+as logged, byte for byte: when the logged seqs are not ``0, 1, 2, ...`` (a range or a selection
+that does not start at the first batch, or has gaps) the runner renumbers in the frame only, the
+k-th batch sent as seq k (the strategy sees the new seq), and maps each reply back to the logged
+seq before it is yielded. Only a version-1 body (logged before; it carries its own seq, which the
+enclave holds to the frame's) is re-encoded when renumbered, as the current version.
 
 The enclave is shut down (``shutdown`` → ``bye``), or killed, in ``finally``, whether the caller
 consumed every reply or stopped early.
@@ -50,6 +52,7 @@ from zcbench.strategy import (
     encode_batch,
     encode_context,
 )
+from zcbench.strategy._wire import batch_carries_seq
 
 if TYPE_CHECKING:
     from zcbench.auditlog.replay import ReplayReport
@@ -157,10 +160,11 @@ class EnclaveReplayRunner:
                 if start is not None:
                     self._start(conn, enclave, log, start)
                 data = body
-                events = decode_batch(body).events
+                events = decode_batch(body, seq=seq).events  # held to its record's seq
                 if seq != sent:
                     self.renumbered = True
-                    data = encode_batch(Batch(sent, events))
+                    if batch_carries_seq(body):  # version 1: its bytes name the logged seq
+                        data = encode_batch(Batch(sent, events))
                 feedback = getattr(batches, "feedback", {}).pop(seq, None)
                 if feedback is not None:
                     self._feed(conn, enclave, log, sent, feedback)

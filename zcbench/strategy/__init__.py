@@ -40,6 +40,7 @@ from zcbench.strategy._start import (
     is_start,
 )
 from zcbench.strategy._wire import (
+    BATCH_VERSION,
     MAX_BATCH_EVENTS,
     WIRE_VERSION,
     decode_batch,
@@ -50,6 +51,7 @@ from zcbench.strategy._wire import (
 )
 
 __all__ = [
+    "BATCH_VERSION",
     "EVENT_SCHEMA",
     "KINDS",
     "MAX_BATCH_EVENTS",

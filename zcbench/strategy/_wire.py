@@ -34,6 +34,7 @@ from zcbench.strategy._contract import Batch, Signal
 from zcbench.strategy._schema import EVENT_SCHEMA, REQUIRED_FIELDS
 
 __all__ = [
+    "BATCH_VERSION",
     "MAX_BATCH_EVENTS",
     "WIRE_VERSION",
     "BatchColumns",
@@ -45,6 +46,13 @@ __all__ = [
 ]
 
 WIRE_VERSION: Final = 1
+"""The signals' version (and the batches' first one)."""
+BATCH_VERSION: Final = 2
+"""A batch's version. Version 2 carries no sequence number: a batch's seq is the frame's that
+delivers it (``ingest``) and the log record's that holds it, never its bytes', so the same
+events are the same bytes whatever batch they are (a replay sends a logged batch as logged
+under any seq). Version 1 bodies (``{"v": 1, "seq", "n", "cols"}``, logged before) are still
+read, their seq held to the one given."""
 MAX_BATCH_EVENTS: Final = 1_000_000
 MAX_SIGNALS: Final = 100_000
 _MAX_STR: Final = 256
@@ -80,7 +88,8 @@ def select_fields(events: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
 
 
 def encode_batch(batch: Batch) -> bytes:
-    """The deterministic column-wise CBOR encoding of ``batch``."""
+    """The deterministic column-wise CBOR encoding of ``batch``'s events (version 2: its seq is
+    not in the bytes; it travels in the frame and the log record)."""
     events = batch.events
     cols: dict[str, Any] = {}
     for name in events.columns:
@@ -94,7 +103,7 @@ def encode_batch(batch: Batch) -> bytes:
     # Every map here is built in that order, so the canonical writer takes it as built
     # (``ordered``), at a third of the cost of sorting (the pinned encodings in the tests hold
     # this; a new key must go in its canonical place).
-    doc = {"n": events.height, "v": WIRE_VERSION, "seq": batch.seq, "cols": _canonical_keys(cols)}
+    doc = {"n": events.height, "v": BATCH_VERSION, "cols": _canonical_keys(cols)}
     return _cbor.encode_canonical(doc, ordered=True)
 
 
@@ -183,7 +192,7 @@ def _int32_values(indices: pa.Array) -> np.ndarray[Any, Any]:
 class BatchColumns:
     """A frame's columns made ready once for :func:`encode_batch` of many of its row ranges.
 
-    ``BatchColumns(frame).encode(seq, start, end)`` gives exactly
+    ``BatchColumns(frame).encode(start, end)`` gives exactly
     ``encode_batch(Batch(seq, frame.slice(start, end - start)))`` (tests hold the two equal),
     at a fraction of the cost: the frame's columns are read out once (int64 values with nulls
     as 0, a validity mask, strings as codes into the whole column's dictionary), so a batch is
@@ -217,8 +226,8 @@ class BatchColumns:
                 values = series.fill_null(0).to_numpy().astype("<i8", copy=False)
                 self._cols.append((name, False, values, valid, []))
 
-    def encode(self, seq: int, start: int, end: int) -> bytes:
-        """The wire encoding of rows ``start:end`` as batch ``seq``."""
+    def encode(self, start: int, end: int) -> bytes:
+        """The wire encoding of rows ``start:end`` (as any batch: the seq is not in it)."""
         if not 0 <= start <= end <= self.height:
             raise DataError(f"rows {start}:{end} outside the frame's {self.height}")
         cols: dict[str, Any] = {}
@@ -239,7 +248,7 @@ class BatchColumns:
                 if not valid.all():
                     col["valid"] = np.packbits(valid, bitorder="little").tobytes()
             cols[name] = col
-        doc = {"n": end - start, "v": WIRE_VERSION, "seq": seq, "cols": cols}
+        doc = {"n": end - start, "v": BATCH_VERSION, "cols": cols}
         return _cbor.encode_canonical(doc, ordered=True)  # built in canonical order, as above
 
 
@@ -254,18 +263,24 @@ def _first_seen_codes(
     return table[codes], order
 
 
-def decode_batch(data: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
-    """Decode a batch; raises :class:`DataError` naming the problem on any malformed input."""
-    doc = _loads(data, "batch", _BATCH_DEPTH)
-    if not isinstance(doc, dict) or set(doc) != {"v", "seq", "n", "cols"}:
-        raise DataError("batch: expected a map with keys v, seq, n, cols")
-    if _version(doc) != WIRE_VERSION:
-        raise DataError(
-            f"batch: wire version {describe(doc['v'])}, this build speaks {WIRE_VERSION}"
-        )
-    seq, n, cols = doc["seq"], doc["n"], doc["cols"]
+def decode_batch(data: bytes, *, seq: int, max_events: int = MAX_BATCH_EVENTS) -> Batch:
+    """Decode batch ``seq`` (the seq of the frame or the log record that carries ``data``);
+    raises :class:`DataError` naming the problem on any malformed input, and for a version-1
+    body (which carries a seq of its own) whose seq is not ``seq``."""
     if type(seq) is not int or seq < 0:
         raise DataError(f"batch: seq must be a non-negative int, got {describe(seq)}")
+    doc = _loads(data, "batch", _BATCH_DEPTH)
+    if not isinstance(doc, dict) or set(doc) - {"seq"} != {"v", "n", "cols"}:
+        raise DataError("batch: expected a map with keys v, n, cols")
+    version = _version(doc)
+    if (version, "seq" in doc) not in ((BATCH_VERSION, False), (1, True)):
+        raise DataError(
+            f"batch: wire version {describe(doc['v'])} with keys {', '.join(sorted(doc))}; "
+            f"this build reads version {BATCH_VERSION} (v, n, cols) and 1 (v, seq, n, cols)"
+        )
+    if version == 1 and (type(doc["seq"]) is not int or doc["seq"] != seq):
+        raise DataError(f"batch: its bytes say seq {describe(doc['seq'])}, it was given as {seq}")
+    n, cols = doc["n"], doc["cols"]
     if type(n) is not int or not 0 <= n <= max_events:
         raise DataError(f"batch {seq}: event count {describe(n)} outside 0..{max_events}")
     if not isinstance(cols, dict) or not all(isinstance(k, str) for k in cols):
@@ -278,6 +293,12 @@ def decode_batch(data: bytes, *, max_events: int = MAX_BATCH_EVENTS) -> Batch:
     # Arrow int64 and string_view become Int64 and String (per Series: cheaper than one Table)
     frame = pl.DataFrame([pl.Series(c, arrays[c]) for c in order])
     return Batch(seq=seq, events=frame)
+
+
+def batch_carries_seq(data: bytes) -> bool:
+    """Whether ``data``, a batch :func:`decode_batch` accepts, is a version-1 body (which
+    carries its seq): canonical CBOR makes its head a map of four keys, version 2's of three."""
+    return data[:1] == b"\xa4"
 
 
 def _decode_column(seq: int, name: str, col: object, n: int) -> pa.Array:
