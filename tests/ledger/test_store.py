@@ -35,7 +35,7 @@ ORIGIN = "acme.example/zcbench/ma-crossover"
 
 
 def make(tmp_path: Path) -> Ledger:
-    return Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+    return Ledger.init_insecure_host_key(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
                        commitment_sha256=b"\x01" * 32, at_ns=T0)
 
 
@@ -321,7 +321,7 @@ def test_init_refuses_a_used_folder_and_a_bad_origin(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="new folder"):
         make(tmp_path)
     with pytest.raises(UsageError, match="origin"):
-        Ledger.init(tmp_path / "x", origin="no-slashes", genesis_pcr0=P0,
+        Ledger.init_insecure_host_key(tmp_path / "x", origin="no-slashes", genesis_pcr0=P0,
                     commitment_sha256=b"\x01" * 32)
 
 
@@ -388,7 +388,8 @@ def _kill_a_writer_at(root: Path, point: str) -> None:
     import subprocess
     import sys
 
-    Ledger.init(root, origin=ORIGIN, genesis_pcr0=P0, commitment_sha256=b"\x01" * 32).close()
+    Ledger.init_insecure_host_key(
+            root, origin=ORIGIN, genesis_pcr0=P0, commitment_sha256=b"\x01" * 32).close()
     script = _KILLED_WRITER.replace("KILL_POINT", point)
     process = subprocess.Popen([sys.executable, "-c", script, str(root)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})

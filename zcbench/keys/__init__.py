@@ -17,8 +17,10 @@ from zcbench.keys._broker import (
     KeyReleaseRefused,
     LocalKeyBroker,
     Refusal,
+    is_enclave_sealed,
     nitro_document_verifier,
     parse_pcr0,
+    seal_to_broker,
 )
 from zcbench.keys._cms import UnwrapError, unwrap_recipient, wrap_for_recipient
 from zcbench.keys._kms import KmsRecipientBroker, kms_key_policy_statement
@@ -50,11 +52,13 @@ __all__ = [
     "UnsealError",
     "Unsealed",
     "UnwrapError",
+    "is_enclave_sealed",
     "kms_key_policy_statement",
     "nitro_document_verifier",
     "parse_pcr0",
     "read_sealed_header",
     "seal_strategy",
+    "seal_to_broker",
     "sealed_content_sha256",
     "unseal_strategy",
     "unwrap_recipient",

@@ -75,7 +75,13 @@ from zcbench.ledger.entries import (
     RevocationEntry,
     encode_entry,
 )
-from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey, secret_name
+from zcbench.ledger.key import (
+    KEY_FILE,
+    LedgerKeyHolder,
+    SealedLedgerKey,
+    _write_key_blob,
+    secret_name,
+)
 from zcbench.ledger.rules import LedgerState
 
 __all__ = [
@@ -91,6 +97,7 @@ __all__ = [
     "check_new_ledger",
     "check_origin",
     "checkpoint_of",
+    "host_made_key_warning",
     "read_ledger_file",
     "read_recoveries",
     "write_atomic",
@@ -260,6 +267,23 @@ def _cut_log(log: Path, keep: int) -> None:
     raise EnvError(f"{log}: no entry {keep} to cut the log back to")
 
 
+def _remove_unfinished(folder: Path, created: bool) -> None:
+    """Remove what an unfinished genesis wrote (no ``ledger.json`` yet), so ``init`` can be
+    run again; the folder too when this genesis made it."""
+    import shutil
+
+    if (folder / LEDGER_FILE).exists():
+        return
+    for path in list(folder.iterdir()):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def _drop_pending(folder: Path) -> None:
     # A stale pending entry (its checkpoint stored) is recognised as such on every open, so
     # losing this unlink in a crash costs nothing.
@@ -290,14 +314,70 @@ class Ledger:
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, folder: Path, *, origin: str, genesis_pcr0: bytes, commitment_sha256: bytes,
-             at_ns: int | None = None,
-             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
-        """A new ledger in ``folder`` (absent or empty) whose genesis entry announces
-        ``genesis_pcr0``, valid from its own append."""
+    def from_genesis(cls, folder: Path, *, origin: str, vkey: str, key_blob: bytes,
+                     entry: bytes, checkpoint: bytes, genesis_pcr0: bytes,
+                     commitment_sha256: bytes,
+                     broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
+        """A new ledger in ``folder`` (absent or empty) from the genesis the first build's
+        enclave made (:func:`zcbench.host.genesis.genesis`): the ledger key sealed to the key
+        broker (``key_blob``: this process cannot open it), the genesis ``entry`` announcing
+        ``genesis_pcr0`` with ``commitment_sha256``, and the ledger key's ``checkpoint`` over
+        it. Refused (DataError, nothing kept) unless the entry is exactly that genesis and the
+        checkpoint is signed by ``vkey`` under ``origin`` over exactly it."""
+        from zcbench.keys import is_enclave_sealed
+        from zcbench.ledger.entries import decode_entry
+
+        check_new_ledger(folder, origin)
+        verifier = parse_vkey(vkey)
+        if verifier.name != origin:
+            raise DataError(f"the genesis enclave's vkey is named {verifier.name!r}, not "
+                            f"{origin!r}")
+        if not is_enclave_sealed(key_blob):
+            raise DataError("the genesis enclave's ledger key is not sealed to the key broker")
+        made = decode_entry(entry)
+        body = made.body
+        if (made.index != 0 or not isinstance(body, CommitmentEntry)
+                or body.pcr0 != genesis_pcr0 or body.commitment_sha256 != commitment_sha256):
+            raise DataError("the genesis enclave's entry is not the genesis commitment of "
+                            f"PCR0 {genesis_pcr0.hex()[:16]}... and its commitment")
+        state = LedgerState().after(made)  # the genesis rules (valid from its own append)
+        signed = checkpoint_of(checkpoint, vkey)
+        if (signed.size, signed.root) != (1, leaf_hash(entry)):
+            raise DataError("the genesis enclave's checkpoint does not cover exactly the "
+                            "genesis entry")
+        created = not folder.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            holder = SealedLedgerKey(folder, origin, broker_factory)
+            _write_key_blob(holder.path, key_blob)
+            store = LogStore.create(folder / "log", codec=LEDGER_ENTRIES)
+            ledger = cls(folder, origin, vkey, store, [], [], LedgerState(), holder)
+            ledger._commit(entry, checkpoint)
+            ledger.state = state
+            ledger._entries.append(made)
+            ledger._data.append(entry)
+            ledger._marker = ledger._disk_marker()
+            doc = {"schema": LEDGER_SCHEMA, "origin": origin, "vkey": vkey}
+            write_atomic(folder / LEDGER_FILE, json.dumps(doc, indent=1).encode() + b"\n")
+        except BaseException:
+            _remove_unfinished(folder, created)
+            raise
+        ledger.sync_key_policy()
+        return ledger
+
+    @classmethod
+    def init_insecure_host_key(cls, folder: Path, *, origin: str, genesis_pcr0: bytes,
+                               commitment_sha256: bytes, at_ns: int | None = None,
+                               broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker
+                               ) -> Ledger:
+        """DEVELOPMENT ONLY, NOT CONFIDENTIAL: a new ledger whose key is generated and sealed
+        in *this* process, which therefore held it, and which this process can open again to
+        sign entries (:meth:`append`). For tests of the ledger's storage and rules; a real
+        ledger is made by the genesis build's enclave (:meth:`from_genesis`, ``zcbench ledger
+        init``), and ``ledger show``/``verify`` warn about a key made like this."""
         check_new_ledger(folder, origin)
         folder.mkdir(parents=True, exist_ok=True)
-        key, signer = SealedLedgerKey.generate(folder, origin, broker_factory)
+        key, signer = SealedLedgerKey.generate_insecure_host_key(folder, origin, broker_factory)
         store = LogStore.create(folder / "log", codec=LEDGER_ENTRIES)
         ledger = cls(folder, origin, signer.vkey, store, [], [], LedgerState(), key)
         when = _now_ns() if at_ns is None else at_ns
@@ -307,6 +387,18 @@ class Ledger:
         write_atomic(folder / LEDGER_FILE, json.dumps(doc, indent=1).encode() + b"\n")
         ledger.sync_key_policy()
         return ledger
+
+    @property
+    def key_made_in_enclave(self) -> bool:
+        """Whether the ledger key was made in the genesis enclave and sealed there (False: a
+        development ledger, or one made before genesis moved into the enclave, whose key a
+        host process held at genesis)."""
+        from zcbench.keys import is_enclave_sealed
+
+        try:
+            return is_enclave_sealed((self.folder / KEY_FILE).read_bytes())
+        except OSError:
+            return False
 
     @classmethod
     def open(cls, folder: Path,
@@ -649,6 +741,25 @@ def _why_not_complete(pending: tuple[bytes, bytes] | None, tail: list[bytes],
     if (checkpoint.size, checkpoint.root) != (store.size, store.root()):
         return f"the checkpoint in {PENDING_FILE} does not cover exactly the ledger and the tail"
     return None
+
+
+def host_made_key_warning(folder: Path) -> str | None:
+    """A warning when ``folder``'s ledger key was not made in its genesis enclave (a
+    development ledger, or one made before genesis moved into the enclave): some host process
+    held that key at genesis. None when the key was made and sealed in the enclave, or when the
+    folder holds no key file (an LP's copy of the entries)."""
+    from zcbench.keys import is_enclave_sealed
+
+    try:
+        blob = (folder / KEY_FILE).read_bytes()
+    except OSError:
+        return None
+    if is_enclave_sealed(blob):
+        return None
+    return ("the ledger key was made outside an enclave (a development ledger, or one made "
+            "before 'zcbench ledger init' had the genesis enclave make it): the host process "
+            "that ran its genesis held it; make a new ledger with 'zcbench ledger init' for a "
+            "key only attested enclaves ever held")
 
 
 def read_ledger_file(folder: Path) -> tuple[str, str]:
