@@ -265,6 +265,17 @@ def test_torn_tail_is_cut_and_reported_mid_damage_refused(tmp_path: Path) -> Non
     data = bytearray(segment.read_bytes())
     data[40] ^= 0x01  # inside the first entry, whole entries follow
     segment.write_bytes(bytes(data))
+    # below the verified record an open reads nothing; every whole read refuses the damage
+    from zcbench.ledger.store import VERIFIED_FILE
+    from zcbench.ledger.verify import check_ledger
+
+    assert check_ledger(tmp_path / "ledger").failed == "corrupt"
+    from zcbench.ledger._errors import LedgerVerificationError
+
+    with Ledger.open(tmp_path / "ledger") as tail_only, pytest.raises(
+            LedgerVerificationError, match="corrupt"):
+        tail_only.entries  # noqa: B018
+    (tmp_path / "ledger" / VERIFIED_FILE).unlink()
     with pytest.raises(LogDamageError, match="corrupt"):
         Ledger.open(tmp_path / "ledger")
 

@@ -60,9 +60,9 @@ from zcbench.auditlog import LogFormatError, NoteError
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier
-from zcbench.auditlog.merkle import leaf_hash
+from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.note import NoteVerifier, parse_vkey
-from zcbench.auditlog.storage import LogStore, RecoveryReport
+from zcbench.auditlog.storage import LogStore, RecoveryReport, StoreMark
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.keys import LocalKeyBroker
@@ -90,6 +90,7 @@ __all__ = [
     "LEDGER_SCHEMA",
     "PENDING_FILE",
     "RECOVERIES_FILE",
+    "VERIFIED_FILE",
     "WITNESSED_FILE",
     "Appended",
     "Ledger",
@@ -109,6 +110,12 @@ WITNESSED_FILE: Final = "checkpoint"
 PENDING_FILE: Final = "pending-entry"
 ENCLAVE_STATE_FILE: Final = "enclave-state"
 RECOVERIES_FILE: Final = "recoveries.json"
+VERIFIED_FILE: Final = "verified-state"
+_MAX_VERIFIED: Final = 64 * 1024 * 1024
+_VERIFIED_KEYS: Final = frozenset({"v", "origin", "vkey", "size", "range", "segment",
+                                   "segment_end", "last", "checkpoint", "checkpoint_start",
+                                   "checkpoint_end", "rules", "extra"})
+_EXTRA_TYPES: Final = ("archive", "control")  # kept whole in the state the record holds
 RECOVERIES_SCHEMA: Final = "zcbench.ledger-recoveries/1"
 _MAX_PENDING: Final = 65_535 + 16_384  # one entry and one checkpoint note
 _MAX_RECOVERIES_BYTES: Final = 16 * 1024 * 1024
@@ -297,18 +304,26 @@ class Ledger:
 
     def __init__(self, folder: Path, origin: str, vkey: str, store: LogStore,
                  entries: list[LedgerEntry], data: list[bytes], state: LedgerState,
-                 key: LedgerKeyHolder) -> None:
+                 key: LedgerKeyHolder, *, first: int = 0, first_root: bytes | None = None,
+                 extras: list[tuple[int, bytes]] | None = None) -> None:
         self.folder = folder
         self.origin = origin
         self.vkey = vkey
         self.verifier: NoteVerifier = parse_vkey(vkey)
         self._store = store
+        self._first = first  # entries before it are verified (the record), not held here
+        self._first_root = first_root
         self._entries = entries
         self._data = data
+        self._extras = [] if extras is None else extras  # archive and control entries
         self.state = state
         self.key = key
         self.tail_recovery: TailRecovery | None = None
         """What this open did with an unsigned tail a crash left (None: there was none)."""
+        self.read_from = first
+        """The index of the first entry this open read from the log: 0 for a whole read, the
+        verified record's size when it read only the entries after it (``verified-state``)."""
+        self._recorded = first
         self._marker = self._disk_marker()
 
     # -- opening -----------------------------------------------------------------------------
@@ -353,10 +368,7 @@ class Ledger:
             store = LogStore.create(folder / "log", codec=LEDGER_ENTRIES)
             ledger = cls(folder, origin, vkey, store, [], [], LedgerState(), holder)
             ledger._commit(entry, checkpoint)
-            ledger.state = state
-            ledger._entries.append(made)
-            ledger._data.append(entry)
-            ledger._marker = ledger._disk_marker()
+            ledger._took(made, entry, state)
             doc = {"schema": LEDGER_SCHEMA, "origin": origin, "vkey": vkey}
             write_atomic(folder / LEDGER_FILE, json.dumps(doc, indent=1).encode() + b"\n")
         except BaseException:
@@ -417,16 +429,24 @@ class Ledger:
     def _open(cls, folder: Path, broker_factory: Callable[[], LocalKeyBroker],
               key: LedgerKeyHolder | None) -> Ledger:
         origin, vkey = read_ledger_file(folder)
-        store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
+        record = _read_verified(folder, origin, vkey)
+        extras: list[tuple[int, bytes]]
+        if record is None:
+            store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
+            first, start, state, extras = 0, None, LedgerState(), []
+        else:
+            mark, state, extras = record
+            store = LogStore.resume(folder / "log", mark, codec=LEDGER_ENTRIES)
+            first, start = mark.records, (mark.segment, mark.segment_end, mark.records)
         try:
             signed = max((c.size for c in store.checkpoints), default=0)
             walk = LogWalk(folder / "log", OsFileSystem(), LEDGER_ENTRIES)
             entries: list[LedgerEntry] = []
             data: list[bytes] = []
-            state = LedgerState()
-            at_signed = LedgerState() if signed == 0 else None  # the state to roll back to
+            at_signed = (copy.deepcopy(state) if signed == first and store.size > signed
+                         else None)  # the state to roll back to
             broken: str | None = None
-            for item in walk.records():
+            for item in walk.records(start):
                 try:
                     state.apply(item.record)
                 except LedgerRuleError as exc:
@@ -438,28 +458,56 @@ class Ledger:
                     break
                 entries.append(item.record)
                 data.append(item.data)
+                if item.record.body.type in _EXTRA_TYPES:
+                    extras.append((item.index, item.data))
                 if state.size == signed and store.size > signed:
                     at_signed = copy.deepcopy(state)
             tail = None
             if store.size > signed:
                 assert at_signed is not None
-                store, tail = cls._settle(folder, vkey, store, signed, entries, data, broken)
+                store, tail = cls._settle(folder, vkey, store, signed, first, start, entries,
+                                          data, broken)
                 if tail.action == "rolled_back":
-                    del entries[signed:], data[signed:]
+                    del entries[signed - first:], data[signed - first:]
+                    extras = [(i, d) for i, d in extras if i < signed]
                     state = at_signed
             if tail is None:
                 tail = cls._unwritten(folder, vkey, signed)
             _drop_pending(folder)
             holder = key if key is not None else SealedLedgerKey(folder, origin, broker_factory)
-            ledger = cls(folder, origin, vkey, store, entries, data, state, holder)
+            first_root = None if record is None else CompactRange(
+                record[0].records, list(record[0].compact)).root()
+            ledger = cls(folder, origin, vkey, store, entries, data, state, holder,
+                         first=first, first_root=first_root, extras=extras)
             ledger.tail_recovery = tail
-            notes, _, _ = walk.checkpoint_notes()
-            if notes:
-                ledger._checkpoint_verifier().verify(notes[-1][0])
+            newest = store.newest_checkpoint_note
+            if newest is not None:
+                ledger._checkpoint_verifier().verify(newest)
+            if ledger.size > first or record is None:
+                # a cache of what was verified: when it cannot be kept (a full disk, say) the
+                # next open reads a longer tail, nothing is lost
+                with contextlib.suppress(EnvError, UsageError, OSError):
+                    ledger._save_record()
         except BaseException:
             store.close()
             raise
         return ledger
+
+    def _save_record(self) -> None:
+        """Keep the verified state (``verified-state``: the log's mark, the rules' state, the
+        archive and control entries) so the next open reads only the entries after it; the
+        caller holds the writer lock. Only for a ledger whose newest checkpoint covers every
+        entry (durable, signed), so the record is never ahead of the ledger."""
+        mark = self._store.mark()
+        doc = {"v": 1, "origin": self.origin, "vkey": self.vkey, "size": mark.records,
+               "range": list(mark.compact), "segment": mark.segment,
+               "segment_end": mark.segment_end,
+               "last": None if mark.last is None else list(mark.last),
+               "checkpoint": mark.checkpoint, "checkpoint_start": mark.checkpoint_start,
+               "checkpoint_end": mark.checkpoint_end, "rules": self.state.snapshot(),
+               "extra": [data for _, data in self._extras]}
+        write_atomic(self.folder / VERIFIED_FILE, _cbor.encode_canonical(doc), 0o600)
+        self._recorded = mark.records
 
     @staticmethod
     def _unwritten(folder: Path, vkey: str, signed: int) -> TailRecovery | None:
@@ -489,19 +537,21 @@ class Ledger:
         return recovery
 
     @staticmethod
-    def _settle(folder: Path, vkey: str, store: LogStore, signed: int,
-                entries: list[LedgerEntry], data: list[bytes], broken: str | None
-                ) -> tuple[LogStore, TailRecovery]:
-        """Complete or roll back the unsigned tail (entries ``signed`` on), recorded first;
-        returns the store to use and what was done."""
-        tail = data[signed:]
-        listed = tuple((signed + i, entries[signed + i].body.type if signed + i < len(entries)
-                        else "?", hashlib.sha256(blob).hexdigest())
+    def _settle(folder: Path, vkey: str, store: LogStore, signed: int, first: int,
+                start: tuple[int, int, int] | None, entries: list[LedgerEntry],
+                data: list[bytes], broken: str | None) -> tuple[LogStore, TailRecovery]:
+        """Complete or roll back the unsigned tail (entries ``signed`` on; ``entries`` and
+        ``data`` start at index ``first``, read from ``start``), recorded first; returns the
+        store to use and what was done."""
+        tail = data[signed - first:]
+        held = first + len(entries)
+        listed = tuple((signed + i, entries[signed - first + i].body.type
+                        if signed + i < held else "?", hashlib.sha256(blob).hexdigest())
                        for i, blob in enumerate(tail))
         if len(tail) < store.size - signed:  # entries after a broken one: listed by hash only
             rest = [item.data for item in LogWalk(folder / "log", OsFileSystem(),
-                                                  LEDGER_ENTRIES).records()][len(data):]
-            listed += tuple((len(data) + i, "?", hashlib.sha256(blob).hexdigest())
+                                                  LEDGER_ENTRIES).records(start)][len(data):]
+            listed += tuple((first + len(data) + i, "?", hashlib.sha256(blob).hexdigest())
                             for i, blob in enumerate(rest))
             tail = tail + rest
         pending = _read_pending(folder)
@@ -524,7 +574,14 @@ class Ledger:
         return reopened, recovery
 
     def close(self) -> None:
-        """Close the log files."""
+        """Keep the verified state when the ledger grew since it was last kept (so the next
+        open reads only what follows), then close the log files."""
+        if self.size > self._recorded:
+            # a cache of what was verified: when it cannot be written the next open reads a
+            # longer tail, nothing is lost
+            with contextlib.suppress(EnvError, UsageError, OSError), self._locked():
+                if self._disk_marker() == self._marker:
+                    self._save_record()
         self._store.close()
 
     def __enter__(self) -> Ledger:
@@ -542,16 +599,52 @@ class Ledger:
 
     @property
     def entries(self) -> tuple[LedgerEntry, ...]:
+        """Every entry, in order (read from the log, once, when the open read only a tail)."""
+        self._read_prefix()
         return tuple(self._entries)
 
     @property
     def entry_bytes(self) -> tuple[bytes, ...]:
         """The encoded entries (the leaves' data), in order."""
+        self._read_prefix()
         return tuple(self._data)
+
+    def entry_bytes_from(self, index: int) -> tuple[bytes, ...]:
+        """The encoded entries from ``index`` on: without reading the log again when the open
+        read them (``index`` at or after :attr:`read_from`)."""
+        if index < self._first:
+            self._read_prefix()
+        return tuple(self._data[max(index - self._first, 0):])
+
+    def _read_prefix(self) -> None:
+        """Read the entries before the verified record, held to the record's root."""
+        if self._first == 0:
+            return
+        entries: list[LedgerEntry] = []
+        data: list[bytes] = []
+        tree = CompactRange()
+        walk = LogWalk(self.folder / "log", OsFileSystem(), LEDGER_ENTRIES)
+        for item in walk.records():
+            if item.index >= self._first:
+                break
+            entries.append(item.record)
+            data.append(item.data)
+            tree.append(item.leaf_hash)
+        if walk.finding is not None:
+            raise LedgerVerificationError(
+                f"{self.folder}: log damaged, {walk.finding.classification} (entry "
+                f"{walk.finding.index}): {walk.finding.message}",
+                check=walk.finding.classification)
+        if tree.size != self._first or tree.root() != self._first_root:
+            raise LedgerVerificationError(
+                f"{self.folder}: the ledger's first {self._first} entries are not the ones "
+                f"verified before ({VERIFIED_FILE}): they were rewritten", check="rewritten")
+        self._entries[:0], self._data[:0] = entries, data
+        self._first = 0
 
     @property
     def size(self) -> int:
-        return len(self._entries)
+        return self._first + len(self._entries)
 
     def _checkpoint_verifier(self) -> CheckpointVerifier:
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -568,10 +661,10 @@ class Ledger:
 
     def latest_checkpoint(self) -> bytes:
         """The newest checkpoint note the ledger key signed."""
-        notes = self.checkpoint_notes()
-        if not notes:
+        note = self._store.newest_checkpoint_note
+        if note is None:
             raise DataError(f"{self.folder}: the ledger has no checkpoint")
-        return notes[-1]
+        return note
 
     def witnessed_checkpoint(self) -> bytes | None:
         """The newest checkpoint with its cosignatures (``checkpoint``), or None."""
@@ -668,10 +761,7 @@ class Ledger:
                     f"the enclave's checkpoint (size {checkpoint.size}) does not cover this "
                     f"ledger of {self.size} entries and the new one", check="enclave_checkpoint")
             self._commit(data, note)
-            self.state = trial
-            self._entries.append(entry)
-            self._data.append(data)
-            self._marker = self._disk_marker()
+            self._took(entry, data, trial)
             if isinstance(entry.body, (CommitmentEntry, RevocationEntry)):
                 self.sync_key_policy()  # the broker follows the allowed set
             return Appended(entry, data, note)
@@ -688,6 +778,15 @@ class Ledger:
         self._store.sync()
         self._store.add_checkpoint(note)
 
+    def _took(self, entry: LedgerEntry, data: bytes, state: LedgerState) -> None:
+        """An entry this process appended (durable, checkpointed): held and in the state."""
+        self.state = state
+        self._entries.append(entry)
+        self._data.append(data)
+        if entry.body.type in _EXTRA_TYPES:
+            self._extras.append((entry.index, data))
+        self._marker = self._disk_marker()
+
     def _disk_marker(self) -> tuple[int, ...]:
         log = self.folder / "log"
         return tuple(p.stat().st_size for p in sorted(log.iterdir()) if p.suffix == ".zlog")
@@ -700,6 +799,8 @@ class Ledger:
         if fresh.size != self.size:
             self._store.close()
             self._store, self._entries, self._data = fresh._store, fresh._entries, fresh._data
+            self._first, self._first_root = fresh._first, fresh._first_root
+            self._extras, self._recorded = fresh._extras, fresh._recorded
             self.state = fresh.state
         else:
             fresh.close()
@@ -718,10 +819,7 @@ class Ledger:
         grown.append(leaf_hash(data))
         note: bytes = signer.sign(grown.size, grown.root())
         self._commit(data, note)
-        self.state = trial
-        self._entries.append(entry)
-        self._data.append(data)
-        self._marker = self._disk_marker()
+        self._took(entry, data, trial)
         if isinstance(body, (CommitmentEntry, RevocationEntry)):
             self.sync_key_policy()
         return Appended(entry, data, note)
@@ -741,6 +839,71 @@ def _why_not_complete(pending: tuple[bytes, bytes] | None, tail: list[bytes],
     if (checkpoint.size, checkpoint.root) != (store.size, store.root()):
         return f"the checkpoint in {PENDING_FILE} does not cover exactly the ledger and the tail"
     return None
+
+
+def _read_verified(folder: Path, origin: str, vkey: str
+                   ) -> tuple[StoreMark, LedgerState, list[tuple[int, bytes]]] | None:
+    """The verified-state record (``verified-state``), or None when there is none; DataError
+    when it is not one of this ledger's, saying how to have the whole ledger read again."""
+    from zcbench.ledger.entries import decode_entry
+
+    path = folder / VERIFIED_FILE
+    try:
+        with path.open("rb") as handle:
+            blob = handle.read(_MAX_VERIFIED + 1)
+    except FileNotFoundError:
+        return None
+    fix = (f"; remove {path} to have the next open read and verify the whole ledger (and "
+           "check how it changed: only this host's ledger code writes it)")
+    if len(blob) > _MAX_VERIFIED:
+        raise DataError(f"{path} is larger than {_MAX_VERIFIED} bytes{fix}")
+    try:
+        doc = _cbor.decode(blob, canonical=True, max_depth=8, max_bytes=_MAX_VERIFIED)
+        if not isinstance(doc, dict) or set(doc) != _VERIFIED_KEYS or doc["v"] != 1:
+            raise ValueError("not a verified-state record")
+        if (doc["origin"], doc["vkey"]) != (origin, vkey):
+            raise ValueError("the record of another ledger (origin or vkey)")
+        last = doc["last"]
+        if last is not None:
+            if (not isinstance(last, list) or len(last) != 3 or type(last[0]) is not int
+                    or type(last[1]) is not int or not isinstance(last[2], bytes)):
+                raise ValueError("a bad last record")
+            last = (last[0], last[1], last[2])
+        ints = [doc[k] for k in ("size", "segment", "segment_end", "checkpoint_start",
+                                 "checkpoint_end")]
+        if (not all(type(v) is int and v >= 0 for v in ints)
+                or not isinstance(doc["range"], list)
+                or not all(isinstance(h, bytes) and len(h) == 32 for h in doc["range"])
+                or not isinstance(doc["checkpoint"], bytes)
+                or not isinstance(doc["extra"], list)
+                or not all(isinstance(e, bytes) for e in doc["extra"])):
+            raise ValueError("a field of the wrong type")
+        checkpoint = checkpoint_of(doc["checkpoint"], vkey)  # signed by the ledger key
+        CompactRange(doc["size"], doc["range"])  # the range fits the size
+        mark = StoreMark(doc["size"], tuple(doc["range"]), doc["segment"], doc["segment_end"],
+                         last, doc["checkpoint"], doc["checkpoint_start"],
+                         doc["checkpoint_end"])
+        if checkpoint.size != mark.records:
+            raise ValueError("its checkpoint is not at its size")
+        state = LedgerState.from_snapshot(doc["rules"], signed_history=False)
+        if state.size != mark.records:
+            raise ValueError("its rules' state is not at its size")
+        extras: list[tuple[int, bytes]] = []
+        for held in state.runs.values():
+            held.controls.clear()  # every control entry is in the extras
+        for data in doc["extra"]:
+            entry = decode_entry(data)
+            body: Any = entry.body
+            run = state.runs.get(getattr(body, "run_origin", ""))
+            if entry.index >= mark.records or run is None or body.type not in _EXTRA_TYPES:
+                raise ValueError("an archive or control entry that is not the state's")
+            (run.archives if body.type == "archive" else run.controls).append(
+                (entry.index, body))
+            extras.append((entry.index, data))
+    except (ValueError, TypeError, _cbor.CborError, LogFormatError, NoteError,
+            LedgerVerificationError) as exc:
+        raise DataError(f"{path} is not this ledger's verified state ({exc}){fix}") from None
+    return mark, state, extras
 
 
 def host_made_key_warning(folder: Path) -> str | None:
