@@ -313,6 +313,7 @@ def run_live(
         execution = ExecutionLayer(
             limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, capital=capital,
             buying_power=buying_power or BuyingPower(), units=dict(money.units),
+            lots=dict(money.lots),
         )
         if continuation is not None:
             from zcbench.host.restart import log_start_state
