@@ -53,6 +53,7 @@ from zcbench.risk import (
     CONTROLS,
     LIMIT_NOT_REACHED,
     BuyingPower,
+    CapitalState,
     Refusal,
     buying_power_refusal,
 )
@@ -492,6 +493,7 @@ class ExecutionLayer:
     _recent: collections.deque[int] = field(default_factory=collections.deque)
     _rows: list[dict[str, Any]] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=lambda: {"order": 0, "fill": 0, "reject": 0})
+    _refused: collections.Counter[str] = field(default_factory=collections.Counter)
     _journaled: int = 0
     _now: int = 0
     _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
@@ -779,6 +781,8 @@ class ExecutionLayer:
                 placed = (seq if named is None else named[1], e.log_index)
             seq_of, log_index = placed
             self._counts[event] = self._counts.get(event, 0) + 1
+            if event == "reject":
+                self._refused["venue"] += 1
             self._rows.append(
                 {
                     "time_ns": self._now,
@@ -814,6 +818,8 @@ class ExecutionLayer:
         exec_id: str = "",
     ) -> None:
         self._counts[event] = self._counts.get(event, 0) + 1
+        if refusal is not None:
+            self._refused[refusal.control] += 1
         self._rows.append(
             {
                 "time_ns": now_ns,
@@ -847,6 +853,29 @@ class ExecutionLayer:
     def counts(self) -> dict[str, int]:
         """How many journal rows of each event kind."""
         return dict(self._counts)
+
+    def refusals(self) -> dict[str, int]:
+        """How many orders each control refused so far (the journal's reject rows by their
+        ``control``, a name of :data:`zcbench.risk.CONTROLS`), in sorted order."""
+        return dict(sorted(self._refused.items()))
+
+    def capital_state(self) -> CapitalState | None:
+        """The account under the buying-power rule now (None when capital does not bind):
+        the capital plus the cash fills moved, the equity with every position at its last
+        price, and the equity the positions need, as :meth:`_capital_refusal` counts them (a
+        carried position not yet priced in this run counts in neither)."""
+        if self.capital is None:
+            return None
+        prices, units = self.last_price, self.units
+        long = short = 0
+        for symbol, held in self.positions.items():
+            if held and symbol not in self._unmarked:
+                value = held * prices.get(symbol, 0) * units.get(symbol, 1)
+                long, short = (long + value, short) if held > 0 else (long, short - value)
+        cash = self.capital + self.cash
+        need = self.buying_power.requirement(long, short)
+        return CapitalState(cash=cash, equity=cash + long - short,
+                            used=-(-need.numerator // need.denominator))
 
     def journal(self) -> pl.DataFrame:
         """The orders/fills journal so far, in :data:`JOURNAL_SCHEMA`."""
