@@ -216,13 +216,15 @@ def test_a_sealed_state_that_is_not_this_ledgers_or_does_not_fit_is_refused(
     stand.ledger.append_signed(start["entry"], start["checkpoint"])
     sealed = start["state"]
     outer = cbor2.loads(sealed)
-    flipped = bytearray(outer["body"])
+    flipped = bytearray(outer["ciphertext"])
     flipped[-1] ^= 0x01
-    forged = cbor2.dumps({"body": bytes(flipped), "mac": outer["mac"]}, canonical=True)
+    forged = cbor2.dumps({**outer, "ciphertext": bytes(flipped)}, canonical=True)
+    relabelled = cbor2.dumps({**outer, "label": "zcbench.snapshot/1"}, canonical=True)
     other = Stand(tmp_path / "other")  # the same origin, another ledger key
     other_rt = other.runtime()
     theirs = other.deliver(other_rt)["state"]
-    for bad in (forged, theirs, sealed[:-1], sealed + b"\x00", b"", cbor2.dumps([1, 2])):
+    for bad in (forged, relabelled, theirs, sealed[:-1], sealed + b"\x00", b"",
+                cbor2.dumps([1, 2])):
         reply = _resume(stand, stand.runtime(run_id="run-2"), bad)
         assert (reply.type, reply["code"]) == ("error", "ledger_state"), bad[:20]
     # the whole ledger delivered after a sealed state: the entries' indices do not follow it

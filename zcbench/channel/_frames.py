@@ -72,6 +72,19 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     # a continuing run's venue state at start, logged as the IN record of seq 0 before batch 0
     "start": {"body": ((bytes,), False)},
     "shutdown": {"reason": ((str,), False)},
+    # a strategy's snapshot (zcbench.strategy._snapshot): take, seal and log one now; or, before
+    # the first batch, restore one with the record that logged it and its inclusion proof
+    # under the checkpoint (origin, size, root) of the log it was taken in
+    "snapshot": {},
+    "restore": {
+        "sealed": ((bytes,), False),
+        "record": ((bytes,), False),
+        "index": ((int,), False),
+        "origin": ((str,), False),
+        "size": ((int,), False),
+        "root": ((bytes,), False),
+        "proof": ((list,), False),
+    },
     # the ledger's gate (zcbench.enclave.ledger): the host delivers, the enclave checks and signs
     "ledger_open": {
         "origin": ((str,), False),
@@ -107,6 +120,8 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "record": ((bytes,), False),
         "checkpoint": ((bytes,), False),
         "fields": ((list,), False),
+        # 1 when the strategy keeps snapshots (implements snapshot/restore), else 0
+        "snapshots": ((int,), True),
     },
     "document": {"document": ((bytes,), False)},
     # the records themselves stay with the host: it rebuilds them from the batch it sent (and
@@ -138,6 +153,21 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     },
     "start_logged": {
         "seq": ((int,), False),
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    # the snapshot record the enclave logged (its body: the host rebuilds the note record),
+    # the sealed snapshot for the host to keep, and the checkpoint after the record
+    "snapshot_taken": {
+        "body": ((bytes,), False),
+        "sealed": ((bytes,), False),
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    "restored": {
+        "body": ((bytes,), False),
         "time_ns": ((int,), False),
         "leaf": ((bytes,), False),
         "checkpoint": ((bytes,), False),
