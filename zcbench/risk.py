@@ -68,6 +68,7 @@ CONTROLS: Final = (
     INSUFFICIENT_MARGIN,  # the same, with leverage or a short involved
     LIMIT_NOT_REACHED,  # not a risk refusal: limit: the limit price; attempted: the market
     "invalid_order",  # detail: why the signal makes no order (its hints)
+    "lot_size",  # limit: the instrument's lot; attempted: the order's quantity
     "venue",  # detail: the venue's own text
 )
 """Every control a refusal can name: the :class:`zcbench.host.RiskLimits` fields by their field
@@ -120,6 +121,8 @@ class Refusal:
             return f"{c}: the account after the order needs {got} of equity and would have {lim}"
         if c == LIMIT_NOT_REACHED:
             return f"market {got} through limit {lim}"
+        if c == "lot_size":
+            return f"quantity {got} is not a whole number of lots of {lim}"
         return self.detail
 
 

@@ -110,6 +110,13 @@ class EnclaveLogState:
         """The sequence number the next batch must carry."""
         return self._next_seq
 
+    def continue_at(self, seq: int) -> None:
+        """Take batches from ``seq`` on (a replay that starts from a strategy's snapshot taken
+        before batch ``seq``); only before any IN record."""
+        if self._next_seq != 0:
+            raise ValueError("a log continues at another seq only before its first batch")
+        self._next_seq = seq
+
     def _add(self, records: Sequence[bytes]) -> BatchRecords:
         leaves = tuple(leaf_hash(data) for data in records)
         for leaf in leaves:

@@ -51,6 +51,8 @@ MAX_LEDGER_ENTRY: Final = 65_535
 """Largest ledger entry (the tlog-tiles bound, :data:`zcbench.ledger.entries.MAX_ENTRY_BYTES`)."""
 MAX_LEDGER_STATE: Final = 16 * 1024 * 1024
 """Largest sealed ledger state (:data:`zcbench.enclave.ledger.MAX_LEDGER_STATE`)."""
+MAX_SEAL_KEY: Final = 4096
+"""Largest key broker sealing key in a ``ledger_genesis`` frame (a DER RSA public key)."""
 MAX_FRAME: Final = 64 * 1024 * 1024
 """Default hard limit on one frame's body; a 1,000-event batch is about 40 KB."""
 
@@ -72,6 +74,19 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     # a continuing run's venue state at start, logged as the IN record of seq 0 before batch 0
     "start": {"body": ((bytes,), False)},
     "shutdown": {"reason": ((str,), False)},
+    # a strategy's snapshot (zcbench.strategy._snapshot): take, seal and log one now; or, before
+    # the first batch, restore one with the record that logged it and its inclusion proof
+    # under the checkpoint (origin, size, root) of the log it was taken in
+    "snapshot": {},
+    "restore": {
+        "sealed": ((bytes,), False),
+        "record": ((bytes,), False),
+        "index": ((int,), False),
+        "origin": ((str,), False),
+        "size": ((int,), False),
+        "root": ((bytes,), False),
+        "proof": ((list,), False),
+    },
     # the ledger's gate (zcbench.enclave.ledger): the host delivers, the enclave checks and signs
     "ledger_open": {
         "origin": ((str,), False),
@@ -93,6 +108,13 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "notice_ns": ((int,), False),
     },
     "ledger_revoke": {"pcr0": ((bytes,), False), "reason": ((str,), False)},
+    # genesis: the first build's enclave makes the ledger key, seals it to the key broker's
+    # sealing key and signs the genesis entry (zcbench.host.genesis)
+    "ledger_genesis": {
+        "origin": ((str,), False),
+        "commitment_sha256": ((bytes,), False),
+        "seal_key": ((bytes,), False),
+    },
     # enclave -> host
     "key_request": {
         "document": ((bytes,), False),
@@ -107,6 +129,8 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "record": ((bytes,), False),
         "checkpoint": ((bytes,), False),
         "fields": ((list,), False),
+        # 1 when the strategy keeps snapshots (implements snapshot/restore), else 0
+        "snapshots": ((int,), True),
     },
     "document": {"document": ((bytes,), False)},
     # the records themselves stay with the host: it rebuilds them from the batch it sent (and
@@ -142,6 +166,21 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "leaf": ((bytes,), False),
         "checkpoint": ((bytes,), False),
     },
+    # the snapshot record the enclave logged (its body: the host rebuilds the note record),
+    # the sealed snapshot for the host to keep, and the checkpoint after the record
+    "snapshot_taken": {
+        "body": ((bytes,), False),
+        "sealed": ((bytes,), False),
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    "restored": {
+        "body": ((bytes,), False),
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
     "bye": {"size": ((int,), False)},
     "ledger_key": {"vkey": ((str,), False)},
     "ledger_ack": {"size": ((int,), False)},
@@ -154,6 +193,15 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "state": ((bytes,), True),
     },
     "ledger_serving": {"size": ((int,), False)},
+    # the genesis the enclave made: the ledger's vkey, the key sealed to the broker, the
+    # genesis entry, the checkpoint over it and the enclave's verified state, sealed
+    "ledger_made": {
+        "vkey": ((str,), False),
+        "key_blob": ((bytes,), False),
+        "entry": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+        "state": ((bytes,), False),
+    },
     # a run's control socket (zcbench.serve.control): an operator's limit change, kill or
     # re-enable, answered with the control record's log index and the limits now in force
     "control": {
@@ -248,10 +296,15 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
             "bytes each",
             code="ill_typed",
         )
-    if (kind in ("ledger_resume", "ledger_appended") and isinstance(fields.get("state"), bytes)
+    if (kind in ("ledger_resume", "ledger_appended", "ledger_made")
+            and isinstance(fields.get("state"), bytes)
             and len(fields["state"]) > MAX_LEDGER_STATE):
         raise FrameError(f"{kind}: a sealed state of at most {MAX_LEDGER_STATE} bytes",
                          code="ill_typed")
+    if kind == "ledger_genesis" and (len(fields["commitment_sha256"]) != LEAF_HASH_SIZE
+                                     or len(fields["seal_key"]) > MAX_SEAL_KEY):
+        raise FrameError(f"ledger_genesis: commitment_sha256 is 32 bytes, seal_key at most "
+                         f"{MAX_SEAL_KEY}", code="ill_typed")
     if kind == "ledger_end" and len(fields["summary_sha256"]) != LEAF_HASH_SIZE:
         raise FrameError("ledger_end: summary_sha256 is 32 bytes", code="ill_typed")
     if kind == "booted" and not all(isinstance(f, str) for f in fields["fields"]):

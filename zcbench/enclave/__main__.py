@@ -26,11 +26,11 @@ from zcbench.enclave.boot import (
     BootError,
     KeyRelay,
     SealedImage,
+    _unseal,
     load_build_image,
     load_bundle,
     load_module_image,
     read_payload,
-    unseal_image,
 )
 from zcbench.enclave.ledger import LedgerRequirement
 from zcbench.enclave.runtime import Attester, EnclaveRuntime, boot_reply, serve
@@ -164,6 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     address = args.listen or f"vsock:{VMADDR_CID_ANY}:{args.vsock}"
     nsm_kind = args.nsm or ("device" if args.bundle else "emulator")
     strategy = None
+    secret: bytes | None = None  # the data key a sealed image was opened with
     requirement = None
     sealed: SealedImage | None = None
     pcrs: Mapping[int, bytes] | None
@@ -202,9 +203,10 @@ def _run(args: argparse.Namespace) -> int:
                 assert sealed is not None
                 if payload is None:
                     payload = _payload_from_boot(boot)
-                strategy = unseal_image(sealed, payload, nsm, _relay_over(conn))
+                strategy, secret = _unseal(sealed, payload, nsm, _relay_over(conn))
             runtime = EnclaveRuntime(
-                strategy, nsm, pcr0=_pcr0(nsm, pcrs), relay=_relay_over(conn), ledger=requirement
+                strategy, nsm, pcr0=_pcr0(nsm, pcrs), relay=_relay_over(conn), ledger=requirement,
+                state_secret=secret,
             )
             conn.send(boot_reply(runtime, boot))
         except (ZcbenchError, TimeoutError) as exc:

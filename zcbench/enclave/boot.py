@@ -215,6 +215,14 @@ def unseal_image(
     """Ask for the data key with a fresh RSA key bound into an attestation document, unwrap
     the broker's answer, unseal ``sealed`` (delivered at boot), hold what it opens to the
     manifest's hashes, and build the strategy. Failures are opaque on purpose."""
+    return _unseal(image, sealed, attester, relay, rsa_bits=rsa_bits)[0]
+
+
+def _unseal(
+    image: SealedImage, sealed: bytes, attester: Any, relay: KeyRelay, *, rsa_bits: int = 2048
+) -> tuple[Strategy, bytes]:
+    """:func:`unseal_image`, and the released data key: the secret the runtime derives its
+    snapshot key from (it never leaves the enclave)."""
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -247,7 +255,7 @@ def unseal_image(
     strategy = strategy_from_source(source, unsealed.parameters, tag=header.strategy)
     if strategy.name != manifest.strategy:
         raise BootError("the unsealed strategy is not the one the manifest names")
-    return strategy
+    return strategy, data_key
 
 
 def strategy_from_source(source: bytes, params: Mapping[str, Any], *, tag: str) -> Strategy:

@@ -29,16 +29,18 @@ of it before the enclave serves:
 **Boot cost independent of the ledger's length.** With the run-start and the run-end the
 enclave hands out its verified state, sealed (:meth:`EnclaveLedger.sealed_state`: the rules'
 state as :meth:`LedgerState.snapshot` writes it, the compact range and the ledger's origin, in
-canonical CBOR under an HMAC-SHA256 whose key is derived from the ledger key, so only an
-enclave the ledger allows can make or read one). The host keeps it and at the next boot sends
-it before the entries (:meth:`EnclaveLedger.resume`); the enclave then takes only the entries
-after it. The covering checkpoint must still be signed by the ledger key and its root must be
-the compact range extended by exactly those entries: that extension is the consistency of the
-sealed state's tree with the checkpoint's (a consistency proof is what lets a verifier without
-the leaves check it; the enclave has them). A state with a wrong MAC, another origin, a layout
-this code does not read, a range that does not match its size, or a history the delivered
-checkpoint does not extend is refused (``ledger_state``, or ``ledger_root`` at the checkpoint),
-never silently replaced by a full replay; a host without one delivers the whole ledger.
+canonical CBOR, sealed by :func:`zcbench.keys.seal_state` under a key derived from the ledger
+key, the one sealing of state an enclave keeps for itself, a strategy's snapshot's too, so only
+an enclave the ledger allows can make or read one). The host keeps it and at the next boot
+sends it before the entries (:meth:`EnclaveLedger.resume`); the enclave then takes only the
+entries after it. The covering checkpoint must still be signed by the ledger key and its root
+must be the compact range extended by exactly those entries: that extension is the consistency
+of the sealed state's tree with the checkpoint's (a consistency proof is what lets a verifier
+without the leaves check it; the enclave has them). A state sealed under another key, edited,
+of another origin, a layout this code does not read, a range that does not match its size, or a
+history the delivered checkpoint does not extend is refused (``ledger_state``, or
+``ledger_root`` at the checkpoint), never silently replaced by a full replay; a host without
+one delivers the whole ledger.
 
 While the run goes the enclave appends ``run-checkpoint`` entries of its own run log (at most
 one per ``checkpoint_interval_s``, and for a run without a run-end, a replay, one final one
@@ -60,7 +62,6 @@ reason that is safe to show outside the enclave.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, parse_checkpoint
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.note import open_note, parse_vkey
 from zcbench.channel import MAX_LEDGER_STATE
+from zcbench.keys import UnsealError, open_state, seal_state, state_key
 from zcbench.ledger._errors import LedgerFormatError, LedgerRuleError, ServeRefused
 from zcbench.ledger.entries import (
     CONTROL_ACTIONS,
@@ -104,7 +106,7 @@ __all__ = [
 REQUIREMENT_SCHEMA: Final = "zcbench.ledger-requirement/1"
 MAX_LEDGER_ENTRIES: Final = 1_000_000
 """Most entries a ledger delivered to the enclave may hold (the replay is O(n) once per boot)."""
-_STATE_KEY_LABEL: Final = b"zcbench.ledger-state/1"
+_STATE_KEY_LABEL: Final = "zcbench.ledger-state/1"
 _MAX_REQUIREMENT: Final = 65_536
 _MIN_INTERVAL_S: Final = 0.0
 _MAX_INTERVAL_S: Final = 86_400.0
@@ -216,7 +218,7 @@ class EnclaveLedger:
         self.vkey = self._signer.vkey
         self._verifier = parse_vkey(self.vkey)
         self.policy = requirement.policy_for(self.vkey)
-        self._state_key = hmac.new(seed, _STATE_KEY_LABEL, hashlib.sha256).digest()
+        self._state_key = state_key(seed, _STATE_KEY_LABEL)
         self._pcr0 = pcr0
         self._clock = clock
         self._monotonic = monotonic
@@ -237,6 +239,25 @@ class EnclaveLedger:
         """Entries taken so far (delivered and appended)."""
         return self.state.size
 
+    @classmethod
+    def genesis(cls, requirement: LedgerRequirement, *, pcr0: bytes, commitment_sha256: bytes,
+                seal: Callable[[bytes], bytes], clock: Callable[[], int],
+                monotonic: Callable[[], float]) -> tuple[EnclaveLedger, bytes, Appended]:
+        """A new ledger made here: the ledger key generated in this enclave, ``seal(seed)``
+        (to the key broker: the blob only an attested enclave the ledger allows gets it back
+        from), and the genesis entry announcing this enclave's own PCR0, valid from its append,
+        signed with its checkpoint. Returns the ledger (which serves nothing), the sealed key
+        and the genesis entry. The seed never leaves this process unsealed."""
+        if len(commitment_sha256) != 32:
+            raise _refuse("ledger_entry", "commitment_sha256 is 32 bytes")
+        seed = Ed25519PrivateKey.generate().private_bytes_raw()
+        blob = seal(seed)
+        ledger = cls(seed, requirement, pcr0=pcr0, clock=clock, monotonic=monotonic)
+        now = clock()
+        appended = ledger._append(CommitmentEntry(pcr0, commitment_sha256, now), now)
+        ledger._started = True  # nothing is delivered to a ledger made here
+        return ledger, blob, appended
+
     # -- the checkpointed state ---------------------------------------------------------------
 
     def sealed_state(self) -> bytes:
@@ -245,10 +266,7 @@ class EnclaveLedger:
                                        "size": self._range.size,
                                        "range": list(self._range.hashes),
                                        "state": self.state.snapshot()})
-        return _cbor.encode_canonical({"body": body, "mac": self._mac(body)})
-
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._state_key, body, hashlib.sha256).digest()
+        return seal_state(self._state_key, _STATE_KEY_LABEL, body)
 
     def resume(self, sealed: bytes) -> int:
         """Start from a state an enclave of this ledger sealed (before any entry is taken);
@@ -259,18 +277,12 @@ class EnclaveLedger:
         if len(sealed) > MAX_LEDGER_STATE:
             raise _refuse("ledger_state", "the checkpointed state is too large")
         try:
-            outer = _cbor.decode(sealed, canonical=True, max_depth=1,
-                                 max_bytes=MAX_LEDGER_STATE)
-        except _cbor.CborError:
-            outer = None
-        if (not isinstance(outer, dict) or set(outer) != {"body", "mac"}
-                or not isinstance(outer["body"], bytes) or not isinstance(outer["mac"], bytes)):
-            raise _refuse("ledger_state", "the checkpointed state is not a sealed state")
-        if not hmac.compare_digest(self._mac(outer["body"]), outer["mac"]):
-            raise _refuse("ledger_state", "the checkpointed state was not sealed with this "
-                          "ledger's key")
+            body = open_state(sealed, self._state_key, _STATE_KEY_LABEL)
+        except UnsealError:
+            raise _refuse("ledger_state", "the checkpointed state is not a state sealed with "
+                          "this ledger's key") from None
         try:
-            doc = _cbor.decode(outer["body"], canonical=True, max_depth=8,
+            doc = _cbor.decode(body, canonical=True, max_depth=8,
                                max_bytes=MAX_LEDGER_STATE)
             if (not isinstance(doc, dict) or set(doc) != {"origin", "size", "range", "state"}
                     or doc["origin"] != self.requirement.origin

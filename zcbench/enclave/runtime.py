@@ -24,11 +24,28 @@ entries and signs the ledger's checkpoints; a control record it logs as a note g
 requirement (``ledger``), or once the host opened a ledger, batches and feedback are refused
 until the gate passed.
 
+A strategy's snapshot (:mod:`zcbench.strategy._snapshot`; only for a strategy that implements
+the contract): on ``snapshot`` the enclave takes the strategy's state between batches, seals it
+(:func:`zcbench.keys.seal_state`, label :data:`SNAPSHOT_LABEL`) under a key derived from the
+secret the key broker released to this attested enclave at boot (a build's data key) and its
+PCR0, logs a ``taken`` snapshot record with the state's SHA-256 and hands the host the sealed
+bytes to keep. On ``restore``, before the first batch, it is given sealed bytes, the record
+that logged them and the record's inclusion proof under a checkpoint (origin, size, root): for
+a run that continues another, exactly the checkpoint its boot names; for a replay (no link)
+the checkpoint of the log it replays, and it then takes batches from the snapshot's seq on. It
+opens the bytes (another build's, or edited ones, do not open), checks their SHA-256 against
+the record (a record of another log, or another snapshot, does not match), restores the
+strategy and logs a ``restored`` record naming where the snapshot came from. A module image
+(development, unsealed) has no released secret: its snapshots are sealed under a key derived
+from its PCR0 alone, which binds them to the build and keeps them checked against the log,
+but hides nothing.
+
 The attester (NSM emulator or ``/dev/nsm``) and the clock are parameters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +55,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from zcbench import _cbor
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
-from zcbench.auditlog.link import decode_link, encode_link
+from zcbench.auditlog.link import RunLink, decode_link, encode_link
+from zcbench.auditlog.merkle import leaf_hash, verify_inclusion
+from zcbench.auditlog.records import decode_record
 from zcbench.auditlog.writer import EnclaveLogState, batch_event_time
 from zcbench.channel import (
     ChannelClosed,
@@ -55,21 +74,34 @@ from zcbench.enclave.ledger import (
     release_ledger_seed,
 )
 from zcbench.errors import DataError, UsageError, VerificationError
+from zcbench.keys import UnsealError, open_state, seal_state, state_key
 from zcbench.strategy import (
     Context,
+    SnapshotNote,
+    SnapshotSource,
     Strategy,
     StrategyError,
     apply_strategy,
     decode_batch,
     decode_context,
+    decode_snapshot_note,
     decode_start,
     encode_signals,
+    encode_snapshot_note,
+    is_snapshot_note,
+    restore_snapshot,
+    take_snapshot,
+    takes_snapshot,
 )
 
-__all__ = ["MAX_NOTE_BYTES", "Attester", "EnclaveRuntime", "boot_reply", "serve"]
+__all__ = ["MAX_NOTE_BYTES", "SNAPSHOT_LABEL", "Attester", "EnclaveRuntime", "boot_reply",
+           "serve"]
 
 MAX_NOTE_BYTES: Final = 4096
 """Largest note body the host may have logged."""
+SNAPSHOT_LABEL: Final = "zcbench.snapshot/1"
+"""The label a strategy's snapshot is sealed under (and its key derived with)."""
+_MAX_PROOF: Final = 64
 
 
 class Attester(Protocol):
@@ -111,7 +143,13 @@ class EnclaveRuntime:
         relay: Callable[[bytes, bytes, str], bytes] | None = None,
         ledger: LedgerRequirement | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        state_secret: bytes | None = None,
     ) -> None:
+        # the snapshot key: the secret released at boot and this build's PCR0 (module images
+        # have no secret: development, see the module docstring)
+        self._snapshot_key = state_key(state_secret or b"", SNAPSHOT_LABEL, pcr0)
+        self._link: RunLink | None = None
+        self._restored = False
         self._relay = relay
         self._requirement = ledger
         self._monotonic = monotonic
@@ -149,6 +187,7 @@ class EnclaveRuntime:
                 raise _Refused("bad_previous", str(exc)) from None
             assert link is not None
             user_data = encode_link(link)
+            self._link = link
         signer = LogSigner(self._key or Ed25519PrivateKey.generate(), origin)
         self._key = None  # never reused
         document = self._attester.attestation(
@@ -168,6 +207,7 @@ class EnclaveRuntime:
                 "record": record,
                 "checkpoint": note,
                 "fields": list(self._strategy.fields()),
+                "snapshots": int(takes_snapshot(self._strategy)),
             },
         )
 
@@ -256,6 +296,84 @@ class EnclaveRuntime:
             {"seq": 0, "time_ns": now, "leaf": step.leaves[0], "checkpoint": step.checkpoint},
         )
 
+    def snapshot(self) -> Message:
+        """Take the strategy's snapshot now (between batches), seal it, log its ``taken``
+        record and sign the new checkpoint; ``snapshot_taken`` reply with the sealed bytes."""
+        state = self._booted()
+        self._gate_passed("a snapshot")
+        if self.failed is not None:
+            raise _Refused("strategy_failed", f"no snapshot: {self.failed}")
+        if not takes_snapshot(self._strategy):
+            raise _Refused("no_snapshot", "this strategy keeps no snapshot (it implements no "
+                           "snapshot/restore)")
+        seq = state.log.next_seq
+        plain = take_snapshot(self._strategy, seq=seq)  # a StrategyError leaves as one
+        note = SnapshotNote("taken", seq, hashlib.sha256(plain).digest(), len(plain))
+        body = encode_snapshot_note(note)
+        sealed = seal_state(self._snapshot_key, SNAPSHOT_LABEL, plain)
+        now = self._clock()
+        step = state.log.add_note(body, time_ns=now)
+        return Message("snapshot_taken", {"body": body, "sealed": sealed, "time_ns": now,
+                                          "leaf": step.leaves[0], "checkpoint": step.checkpoint})
+
+    def restore(self, sealed: bytes, data: bytes, index: int, origin: str, size: int,
+                root: bytes, proof: list[bytes]) -> Message:
+        """Restore the strategy from a sealed snapshot before its first batch (see the module
+        docstring); ``restored`` reply. Refused, the strategy untouched, unless the bytes open
+        under this build's key and hash to the ``taken`` record ``data`` at ``index``, proven
+        by ``proof`` under the checkpoint (``origin``, ``size``, ``root``); for a continuing
+        run that must be the one its boot names."""
+        state = self._booted()
+        if self._restored or state.log.next_seq != 0 or self.failed is not None:
+            raise _Refused("restore_order", "a snapshot is restored once, before the first "
+                           "batch")
+        if not takes_snapshot(self._strategy):
+            raise _Refused("no_snapshot", "this strategy cannot restore a snapshot")
+        link = self._link
+        if link is not None and (origin, size, root) != (link.origin, link.size, link.root):
+            raise _Refused("snapshot_source", "the snapshot is not proven under the previous "
+                           "run's final checkpoint, which this run's boot names")
+        try:
+            record = decode_record(data)
+            if record.kind != "note" or record.index != index or not is_snapshot_note(
+                    record.body):
+                raise DataError("not a snapshot record")
+            taken = decode_snapshot_note(record.body)
+            if taken.action != "taken":
+                raise DataError("a restored record, not a taken one")
+            source = SnapshotSource(origin, size, root, index)
+            if len(proof) > _MAX_PROOF or not all(isinstance(h, bytes) for h in proof):
+                raise DataError("a bad inclusion proof")
+            verify_inclusion(leaf_hash(data), index, size, list(proof), root)
+        except (DataError, VerificationError, ValueError) as exc:
+            raise _Refused("snapshot_record", "the snapshot's record is not a taken snapshot "
+                           f"record proven under that checkpoint: {str(exc).splitlines()[0]}"
+                           ) from None
+        try:
+            plain = open_state(sealed, self._snapshot_key, SNAPSHOT_LABEL)
+        except UnsealError:
+            raise _Refused("snapshot_sealed", "the snapshot does not open under this build's "
+                           "key: it was sealed by an enclave of another PCR0, or edited") from None
+        if not taken.matches(plain):
+            raise _Refused("snapshot_hash", f"the snapshot is not the one the log records at "
+                           f"index {index}: its SHA-256 differs")
+        at = 0 if link is not None else taken.seq
+        try:
+            restore_snapshot(self._strategy, plain, seq=at)
+        except StrategyError as exc:
+            self.failed = str(exc)
+            raise
+        if at:
+            state.log.continue_at(at)
+            self._guard = SequenceGuard(at)
+        self._restored = True
+        body = encode_snapshot_note(SnapshotNote("restored", at, taken.sha256, taken.size,
+                                                 source))
+        now = self._clock()
+        step = state.log.add_note(body, time_ns=now)
+        return Message("restored", {"body": body, "time_ns": now, "leaf": step.leaves[0],
+                                    "checkpoint": step.checkpoint})
+
     def record_note(self, body: bytes) -> Message:
         """Append a ``note`` record the host asked for (e.g. batches its proxy dropped) and sign
         the new checkpoint; ``note_logged`` reply. The body is the host's statement, bounded in
@@ -263,6 +381,9 @@ class EnclaveRuntime:
         state = self._booted()
         if len(body) > MAX_NOTE_BYTES:
             raise _Refused("bad_note", f"a note holds at most {MAX_NOTE_BYTES} bytes")
+        if is_snapshot_note(body):
+            raise _Refused("bad_note", "snapshot records are the enclave's own; the host "
+                           "cannot log one")
         ledger = self._ledger if self._ledger is not None and self._ledger.serving else None
         facts = control_facts(body) if ledger is not None else None
         now = self._clock()
@@ -318,6 +439,29 @@ class EnclaveRuntime:
         self._ledger = EnclaveLedger(seed, requirement, pcr0=self._pcr0, clock=self._clock,
                                      monotonic=self._monotonic)
         return Message("ledger_key", {"vkey": self._ledger.vkey})
+
+    def ledger_genesis(self, origin: str, commitment_sha256: bytes, seal_key: bytes) -> Message:
+        """Make a new ledger here (the genesis build's enclave): the ledger key, sealed to the
+        key broker's ``seal_key``, and the genesis entry of this PCR0; ``ledger_made``."""
+        from zcbench.keys import seal_to_broker
+        from zcbench.ledger.key import secret_name
+
+        self._booted()
+        if self._ledger is not None:
+            raise _Refused("ledger_order", "the ledger is opened or made once per run")
+        if self._requirement is not None and origin != self._requirement.origin:
+            raise _Refused("ledger_origin", f"this image is measured for the ledger "
+                           f"{self._requirement.origin}, not {origin}")
+        requirement = self._requirement or LedgerRequirement(origin)
+        ledger, blob, appended = EnclaveLedger.genesis(
+            requirement, pcr0=self._pcr0, commitment_sha256=commitment_sha256,
+            seal=lambda seed: seal_to_broker(secret_name(origin), seed, seal_key),
+            clock=self._clock, monotonic=self._monotonic)
+        self._ledger = ledger
+        return Message("ledger_made", {"vkey": ledger.vkey, "key_blob": blob,
+                                       "entry": appended.data,
+                                       "checkpoint": appended.checkpoint,
+                                       "state": ledger.sealed_state()})
 
     def _open_ledger(self) -> EnclaveLedger:
         if self._ledger is None:
@@ -466,10 +610,17 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.feedback(msg["seq"], msg["body"])
     if msg.type == "record_note":
         return runtime.record_note(msg["body"])
+    if msg.type == "snapshot":
+        return runtime.snapshot()
+    if msg.type == "restore":
+        return runtime.restore(msg["sealed"], msg["record"], msg["index"], msg["origin"],
+                               msg["size"], msg["root"], list(msg["proof"]))
     if msg.type == "checkpoint":
         return runtime.checkpoint()
     if msg.type == "ledger_open":
         return runtime.ledger_open(msg["origin"], msg["key_blob"], msg["key_id"])
+    if msg.type == "ledger_genesis":
+        return runtime.ledger_genesis(msg["origin"], msg["commitment_sha256"], msg["seal_key"])
     if msg.type == "ledger_resume":
         return runtime.ledger_resume(msg["state"])
     if msg.type == "ledger_entries":

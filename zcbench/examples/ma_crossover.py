@@ -10,6 +10,11 @@ context)``) says what the position is after a risk refusal or a partial fill, an
 order is the difference. Without feedback (no context is ever given) it assumes its orders
 filled, as a strategy that sees market data only must. Imports only the strategy contract and
 the standard library: it can be promoted as is.
+
+It keeps its windows across runs (the snapshot contract, ``zcbench.strategy._snapshot``):
+``snapshot`` encodes each symbol's window of closes, its target and the position it holds;
+``restore`` rebuilds the running sums from the windows, so a run that continues another signals
+as one run over both stretches would.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zcbench.strategy import Batch, Context, Side, Signal, Strategy
+from zcbench.strategy import (
+    Batch,
+    Context,
+    Side,
+    Signal,
+    Strategy,
+    decode_state,
+    encode_state,
+)
 
 __all__ = ["MACrossover", "MACrossoverParams"]
 
@@ -98,3 +111,31 @@ class MACrossover(Strategy):
             signals.append(Signal(symbol=symbol, side=side, quantity=abs(target - held)))
             self._held[symbol] = target
         return signals
+
+    def snapshot(self) -> bytes:
+        """The windows, targets and held positions (sums are rebuilt from the windows)."""
+        return encode_state({
+            "closes": {s: list(w) for s, w in self._closes.items()},
+            "target": dict(self._target),
+            "held": dict(self._held),
+        })
+
+    def restore(self, state: bytes) -> None:
+        """The state :meth:`snapshot` encoded; ``ValueError`` for anything else."""
+        doc = decode_state(state)
+        if not isinstance(doc, dict) or set(doc) != {"closes", "target", "held"}:
+            raise ValueError("not a crossover state")
+        closes, target, held = doc["closes"], doc["target"], doc["held"]
+        if not all(isinstance(m, dict) for m in (closes, target, held)):
+            raise ValueError("not a crossover state")
+        for mapping in (target, held):
+            if not all(type(v) is int for v in mapping.values()):
+                raise ValueError("not a crossover state")
+        for window in closes.values():
+            if (not isinstance(window, list) or len(window) > self.p.slow
+                    or not all(type(c) is int for c in window)):
+                raise ValueError("not a crossover state")
+        self._closes = {s: deque(w) for s, w in closes.items()}
+        self._sum_fast = {s: sum(w[-self.p.fast:]) for s, w in closes.items()}
+        self._sum_slow = {s: sum(w) for s, w in closes.items()}
+        self._target, self._held = dict(target), dict(held)

@@ -468,7 +468,12 @@ class ExecutionLayer:
     market price; without it, capital does not bind. ``capital`` is in the account's unit of
     money and ``units[symbol]`` says how many of those one of the symbol's price units is (1 when
     absent: every symbol in the schema's ticks), as the backtest's accounting counts
-    (``zcbench.marketdata.Instruments.money_units``).
+    (``zcbench.marketdata.Instruments.money_units``). ``fee`` (the backtest's
+    ``FillModel.fee``: notional in the account's unit to the fee, rounded up) is paid out of
+    cash on every venue fill and counted in the buying-power check, so cash and PnL are the
+    backtest's after fees; None (a live run): no fee is charged here. ``lots[symbol]`` (the
+    instrument's lot size, ``Account.lots``; 1 when absent): an order for a quantity that is
+    not a whole number of lots is refused (``lot_size``), as the backtest refuses it.
     """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
@@ -478,6 +483,8 @@ class ExecutionLayer:
     capital: int | None = None
     buying_power: BuyingPower = field(default_factory=BuyingPower)
     units: Mapping[str, int] = field(default_factory=dict)
+    fee: Callable[[int], int] | None = None
+    lots: Mapping[str, int] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
     _prices: dict[str, int] = field(default_factory=dict)
@@ -645,6 +652,9 @@ class ExecutionLayer:
         lim = self.limits
         if self.killed is not None:
             return Refusal("kill_switch", limit=1, attempted=None, detail=self.killed)
+        lot = self.lots.get(s.symbol, 1)
+        if s.quantity % lot:
+            return Refusal("lot_size", limit=lot, attempted=s.quantity)
         px = self.last_price.get(s.symbol)
         if px is None:
             return Refusal("no_market_price", detail=s.symbol)
@@ -711,8 +721,9 @@ class ExecutionLayer:
         short_a = short_b + (-after * price if after < 0 else 0)
         long_b += before * price if before > 0 else 0
         short_b += -before * price if before < 0 else 0
+        fee = 0 if self.fee is None else self.fee(abs(after - before) * price)
         equity_after = (
-            self.capital + self.cash - (after - before) * price + long_a - short_a
+            self.capital + self.cash - (after - before) * price - fee + long_a - short_a
         )
         return buying_power_refusal(
             self.buying_power,
@@ -761,6 +772,8 @@ class ExecutionLayer:
             if e.exec_type == "trade":
                 self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
                 self._pay(e.symbol, e.signed_qty, e.last_px)
+                if self.fee is not None:
+                    self.cash -= self.fee(e.last_qty * e.last_px * self.units.get(e.symbol, 1))
             event = _EVENT_OF[e.exec_type]
             placed = self._orders.get(e.cl_ord_id)
             if placed is None:  # an earlier run's order (carried): its ClOrdID names its signal

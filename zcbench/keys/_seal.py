@@ -18,6 +18,17 @@ measured value, so the image names the strategy and its parameters without holdi
 (whose bytes depend on the data key). The digest covers the module with the parameters, so a
 grid of guessed parameters cannot be tested against it without the module source. Unsealing
 failures are one opaque :class:`UnsealError`.
+
+**State the enclave seals for itself** (:func:`seal_state`, :func:`open_state`): the same
+AES-256-GCM-SIV with a synthetic nonce, under a key :func:`state_key` derives inside the
+enclave, ``HMAC-SHA256(secret, label || context)``, from a secret only an attested enclave got
+from the key broker (the data key released at boot, the ledger key) and, where the state must
+stay with one build, its PCR0 as ``context``. The label is authenticated too, so a state sealed
+for one purpose never opens as another. Sealed state, canonical CBOR::
+
+    {"v": 1, "alg": "AES-256-GCM-SIV", "label": str, "nonce": bytes(12), "ciphertext": bytes}
+
+The same key and plaintext give the same bytes (a replay seals what the live run sealed).
 """
 
 from __future__ import annotations
@@ -40,9 +51,12 @@ __all__ = [
     "SealedHeader",
     "UnsealError",
     "Unsealed",
+    "open_state",
     "read_sealed_header",
+    "seal_state",
     "seal_strategy",
     "sealed_content_sha256",
+    "state_key",
     "unseal_strategy",
 ]
 
@@ -189,3 +203,46 @@ def unseal_strategy(sealed: bytes, data_key: bytes) -> Unsealed:
         raise UnsealError() from None
     digest = hashlib.sha256(plaintext).hexdigest()
     return Unsealed(v["strategy"], inner["module"], inner["parameters"], digest)
+
+
+_STATE_KEYS: Final = frozenset({"v", "alg", "label", "nonce", "ciphertext"})
+MAX_SEALED_STATE: Final = 17 * 1024 * 1024
+"""Largest sealed state :func:`open_state` reads (the ledger's state is at most 16 MiB)."""
+
+
+def state_key(secret: bytes, label: str, context: bytes = b"") -> bytes:
+    """The 32-byte key of state sealed for ``label`` (and ``context``, e.g. a PCR0) under a
+    secret the key broker released to this enclave."""
+    return hmac.new(secret, label.encode() + context, hashlib.sha256).digest()
+
+
+def seal_state(key: bytes, label: str, plaintext: bytes) -> bytes:
+    """``plaintext`` sealed under ``key`` for ``label`` (see the module docstring);
+    deterministic."""
+    if len(key) != 32 or not label or len(plaintext) > MAX_SEALED_STATE:
+        raise DataError("sealing needs a 32-byte key, a label and a bounded plaintext")
+    nonce = hmac.new(key, label.encode() + b"\0" + plaintext, hashlib.sha256).digest()[:12]
+    header = {"v": SEAL_VERSION, "alg": SEAL_ALG, "label": label}
+    ciphertext = AESGCMSIV(key).encrypt(nonce, plaintext, _canonical(header))
+    return _canonical({**header, "nonce": nonce, "ciphertext": ciphertext})
+
+
+def open_state(sealed: bytes, key: bytes, label: str) -> bytes:
+    """The plaintext :func:`seal_state` sealed under ``key`` for ``label``; one opaque
+    :class:`UnsealError` for anything else (another key, label or build, an edit)."""
+    try:
+        if not isinstance(sealed, bytes) or not 0 < len(sealed) <= MAX_SEALED_STATE:
+            raise DataError("size")
+        value = _cbor.decode(sealed, canonical=True, max_depth=1,
+                             max_bytes=MAX_SEALED_STATE)
+        if (not isinstance(value, dict) or set(value) != _STATE_KEYS
+                or value["v"] != SEAL_VERSION or value["alg"] != SEAL_ALG
+                or value["label"] != label or not isinstance(value["nonce"], bytes)
+                or len(value["nonce"]) != 12 or not isinstance(value["ciphertext"], bytes)):
+            raise DataError("shape")
+        header = {"v": SEAL_VERSION, "alg": SEAL_ALG, "label": label}
+        plaintext: bytes = AESGCMSIV(key).decrypt(value["nonce"], value["ciphertext"],
+                                                  _canonical(header))
+    except Exception:
+        raise UnsealError() from None
+    return plaintext
