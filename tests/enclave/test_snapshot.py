@@ -114,7 +114,7 @@ def _batch_records(rt: EnclaveRuntime, seq: int, batch: bytes, reply: Message) -
     from zcbench.strategy import decode_batch
 
     n = rt.size - 2
-    events = decode_batch(batch).events
+    events = decode_batch(batch, seq=seq).events
     records = list(batch_records(n, seq, batch, reply["signals"], time_ns=reply["time_ns"],
                                  event_time_ns=batch_event_time(events.get_column("ts"))))
     assert [leaf_hash(r) for r in records] == list(reply["leaves"])
