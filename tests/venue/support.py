@@ -8,12 +8,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
 import zcbench.examples.order_flow as order_flow
 from zcbench.marketdata import SyntheticConfig, write_ticks
 from zcbench.packager import package_notebook
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from zcbench.venue.fix import FixVenue, VenueSimulator
 
 
 def package(tmp: Path) -> tuple[Path, Path]:
@@ -58,3 +64,29 @@ class Sim:
         assert self.proc.wait(timeout=30) == 0, self.err.read_text()
 
 
+
+
+def fix_events(n: int = 40) -> pl.DataFrame:
+    """``n`` events of one symbol, AAA: two quotes then a trade, prices about 100 (the FIX
+    tests' market)."""
+    import polars as pl
+
+    t0 = 1_704_186_000 * 1_000_000_000
+    rows = []
+    for i in range(n):
+        mid = 1_000_000 + 100 * ((i * 7) % 11 - 5)
+        trade = i % 3 == 2
+        rows.append({"ts": t0 + i * 1000, "symbol": "AAA", "kind": "trade" if trade else "quote",
+                     "price": mid if trade else None, "size": 20 if trade else None,
+                     "bid": None if trade else mid - 100, "ask": None if trade else mid + 100,
+                     "bid_size": None if trade else 15, "ask_size": None if trade else 25})
+    return pl.DataFrame(rows)
+
+
+def fix_venue(sim: VenueSimulator, state: Path, name: str) -> FixVenue:
+    """An initiator to ``sim`` (listening in this process) as SenderCompID ``name``."""
+    from zcbench.venue.fix import FixVenue
+
+    assert sim._listener is not None
+    port = sim._listener.getsockname()[1]
+    return FixVenue("127.0.0.1", port, state_dir=state / name, sender=name, timeout_s=5)

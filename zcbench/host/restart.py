@@ -41,6 +41,7 @@ __all__ = [
     "read_run_end",
     "read_start_state",
     "start_execution",
+    "venue_position_problems",
     "venue_state_at_start",
 ]
 
@@ -327,13 +328,16 @@ def _refuse_running(run_dir: Path) -> None:
 
 
 def venue_state_at_start(
-    continuation: Continuation, venue: Any, *, recovered: Iterable[Any] = ()
+    continuation: Continuation, venue: Any, *, recovered: Iterable[Any] = (),
+    venue_positions: dict[str, int] | None = None,
 ) -> StartState:
     """The venue's state before the continuing run's first batch: ``recovered`` are the
     reports the venue sent again when the session resumed (``FixVenue.resume``); with the
     previous run's stored but unjournaled ones they are the start state's executions (each
     once), and the positions are the carried ones plus their fills. Open orders are the
-    chain's orders the venue still works."""
+    chain's orders the venue still works. ``venue_positions``: what the venue itself reports
+    (``FixVenue.positions``; None: not asked), logged beside them so that a difference is on
+    the signed record (:meth:`~zcbench.strategy.StartState.venue_position_problems`)."""
     end = continuation.end
     executions: list[StartExecution] = list(end.unjournaled)
     seen = set(end.exec_ids)
@@ -363,6 +367,8 @@ def venue_state_at_start(
         orders=end.unjournaled_orders,
         executions=tuple(executions),
         not_acted=end.not_acted,
+        venue_positions=None if venue_positions is None else tuple(
+            (s, q) for s, q in venue_positions.items() if q),
     )
 
 
@@ -370,7 +376,8 @@ def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[
     """The problems in the link from the run ``previous`` to the run ``run`` (empty: the
     chain holds): the boot of ``run`` names the previous run's final checkpoint (origin,
     size, root) and the positions its records carry, and its start state's positions are
-    those plus the fills it recovered."""
+    those plus the fills it recovered; where the venue was asked for its positions, they are
+    the venue's too."""
     problems: list[str] = []
     try:
         end = read_run_end(previous, trust=trust)
@@ -407,7 +414,15 @@ def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[
             f"positions at start: the venue state names {start.position_map}, the carried "
             f"positions and the recovered fills make {want}"
         )
-    return problems
+    return problems + venue_position_problems(Path(run), start)
+
+
+def venue_position_problems(run: Path, start: StartState) -> list[str]:
+    """Where the venue's own positions, asked for at the start of ``run`` and logged in its
+    start state, differ from those the run started from (the chain's records and the reports
+    recovered), one text per symbol; ``zcbench reconcile`` names each ``position_mismatch``."""
+    return [f"venue positions at start of {run}: {text}"
+            for text in start.venue_position_problems()]
 
 
 def log_start_state(
@@ -423,7 +438,12 @@ def log_start_state(
     recovered: list[Any] = []
     if venue is not None and hasattr(venue, "resume"):
         recovered = list(venue.resume(continuation.end.open_order_ids()))
-    state = venue_state_at_start(continuation, venue, recovered=recovered)
+    # the venue's own book, cross-checked on the record against what the reports make (a
+    # venue that can be asked: FixVenue.positions; the paper venue lives in the host)
+    ask = getattr(venue, "positions", None)
+    asked = ask() if callable(ask) else None
+    state = venue_state_at_start(continuation, venue, recovered=recovered,
+                                 venue_positions=asked)
     from zcbench.strategy import encode_start
 
     body = encode_start(state)

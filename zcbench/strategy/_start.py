@@ -17,7 +17,13 @@ encoding (canonical CBOR, lists in the order given, positions sorted by symbol);
 Version 2 names a signal by the seq of the batch it answered and its position among that
 batch's signals (``batch``, ``signal``; ``not_acted`` as ``(origin, batch, position)``), and an
 execution by its ClOrdID alone; version 1 named signals by their OUT record's log index, which
-clock records shift from run to run. This build reads and writes version 2 only.
+clock records shift from run to run. Version 3 adds ``venue_positions``: the positions the
+venue itself reported when asked at the start (a FIX venue's PositionReports to a
+RequestForPositions; null when the venue was not asked, as the paper venue, which lives in the
+host), beside ``positions``, those the chain's records and the recovered reports make, which
+the run starts from; a difference is named by the chain's checks (``check_link``,
+``zcbench reconcile``: ``position_mismatch``). This build writes version 3 and reads 2 and 3
+(version 1 is refused).
 """
 
 from __future__ import annotations
@@ -39,14 +45,15 @@ __all__ = [
     "is_start",
 ]
 
-START_VERSION: Final = 2
+START_VERSION: Final = 3
 _MAX_ITEMS: Final = 100_000
 _MAX_TEXT: Final = 256
 _MAX_BYTES: Final = 64 * 1024 * 1024
 _INT64: Final = 2**63
-_KEYS: Final = frozenset(
+_KEYS_V2: Final = frozenset(
     {"v", "type", "venue", "positions", "open_orders", "orders", "executions", "not_acted"}
 )
+_KEYS: Final = _KEYS_V2 | {"venue_positions"}
 _ORDER_KEYS: Final = frozenset(
     {"cl_ord_id", "symbol", "side", "quantity", "leaves_qty", "batch", "signal"}
 )
@@ -124,7 +131,9 @@ class StartExecution:
 class StartState:
     """What stands at the venue before batch 0 of a continuing run (module docstring).
     ``positions``: sorted ``(symbol, quantity)`` pairs, no zero; ``not_acted``: ``(origin,
-    batch seq, signal position)`` of the previous runs' signed signals never acted on."""
+    batch seq, signal position)`` of the previous runs' signed signals never acted on;
+    ``venue_positions``: the venue's own answer when asked (sorted pairs, no zero; None: not
+    asked); ``version``: the record version it was read from (written as the current one)."""
 
     venue: str
     positions: tuple[tuple[str, int], ...] = ()
@@ -132,19 +141,19 @@ class StartState:
     orders: tuple[StartOrder, ...] = ()
     executions: tuple[StartExecution, ...] = ()
     not_acted: tuple[tuple[str, int, int], ...] = ()
+    venue_positions: tuple[tuple[str, int], ...] | None = None
+    version: int = START_VERSION
 
     def __post_init__(self) -> None:
         if not _text(self.venue):
             raise DataError(f"start state: venue {describe(self.venue)} is not a name")
-        pairs = tuple(sorted((s, q) for s, q in self.positions))
-        names = [s for s, _ in pairs]
-        if len(set(names)) != len(names):
-            raise DataError("start state: a symbol's position is named twice")
-        for s, q in pairs:
-            if not _text(s) or type(q) is not int or not -_INT64 <= q < _INT64 or q == 0:
-                raise DataError(f"start state: position {describe(s)} {describe(q)} is not "
-                                "(symbol, non-zero int64)")
-        object.__setattr__(self, "positions", pairs)
+        object.__setattr__(self, "positions", _position_pairs(self.positions))
+        if self.version not in (2, START_VERSION):
+            raise DataError(f"start state: version {describe(self.version)} is not 2 or 3")
+        if self.venue_positions is not None:
+            if self.version == 2:
+                raise DataError("start state: version 2 has no venue_positions")
+            object.__setattr__(self, "venue_positions", _position_pairs(self.venue_positions))
         for name, cls in (("open_orders", StartOrder), ("orders", StartOrder),
                           ("executions", StartExecution)):
             items = tuple(getattr(self, name))
@@ -164,6 +173,29 @@ class StartState:
         """The positions as a dict."""
         return dict(self.positions)
 
+    def venue_position_problems(self) -> list[str]:
+        """How the venue's own positions (when it was asked) differ from those the run started
+        from, one text per symbol (empty: they agree, or the venue was not asked)."""
+        if self.venue_positions is None:
+            return []
+        venue, ours = dict(self.venue_positions), self.position_map
+        return [f"{sym}: the venue reports {venue.get(sym, 0):+d}, the chain's records and "
+                f"recovered reports make {ours.get(sym, 0):+d}"
+                for sym in sorted(set(venue) | set(ours)) if venue.get(sym, 0) != ours.get(sym, 0)]
+
+
+def _position_pairs(positions: Any) -> tuple[tuple[str, int], ...]:
+    """``positions`` as sorted ``(symbol, non-zero int64)`` pairs, each symbol once."""
+    pairs = tuple(sorted((s, q) for s, q in positions))
+    names = [s for s, _ in pairs]
+    if len(set(names)) != len(names):
+        raise DataError("start state: a symbol's position is named twice")
+    for s, q in pairs:
+        if not _text(s) or type(q) is not int or not -_INT64 <= q < _INT64 or q == 0:
+            raise DataError(f"start state: position {describe(s)} {describe(q)} is not "
+                            "(symbol, non-zero int64)")
+    return pairs
+
 
 def _order_doc(o: StartOrder) -> dict[str, Any]:
     return {k: getattr(o, k) for k in _ORDER_KEYS}
@@ -175,8 +207,8 @@ def _exec_doc(e: StartExecution) -> dict[str, Any]:
 
 def encode_start(state: StartState) -> bytes:
     """The one canonical CBOR encoding of ``state`` (the start IN record's body)."""
-    doc = {
-        "v": START_VERSION,
+    doc: dict[str, Any] = {
+        "v": state.version,
         "type": "venue_state",
         "venue": state.venue,
         "positions": [[s, q] for s, q in state.positions],
@@ -185,6 +217,9 @@ def encode_start(state: StartState) -> bytes:
         "executions": [_exec_doc(e) for e in state.executions],
         "not_acted": [[o, seq, k] for o, seq, k in state.not_acted],
     }
+    if state.version >= 3:
+        doc["venue_positions"] = (None if state.venue_positions is None
+                                  else [[s, q] for s, q in state.venue_positions])
     data: bytes = _cbor.encode_canonical(doc)
     return data
 
@@ -214,15 +249,23 @@ def decode_start(data: bytes) -> StartState:
         doc: Any = _cbor.decode(bytes(data), canonical=True, max_depth=4, max_bytes=_MAX_BYTES)
     except _cbor.CborError as exc:
         raise DataError(f"start state: not canonical CBOR: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) != _KEYS:
-        raise DataError(f"start state: expected a map with keys {', '.join(sorted(_KEYS))}")
-    if type(doc["v"]) is not int or doc["v"] != START_VERSION or doc["type"] != "venue_state":
-        raise DataError(f"start state: version {describe(doc['v'])} is not {START_VERSION} (a "
-                        "version 1 record, signals named by log index, is from an older "
-                        "zcbench: read it with that version)")
-    for name, n in (("positions", 2), ("not_acted", 3)):
-        if not isinstance(doc[name], list) or not all(
-            isinstance(p, list) and len(p) == n for p in doc[name]
+    version = doc.get("v") if isinstance(doc, dict) else None
+    keys = _KEYS if version == START_VERSION else _KEYS_V2
+    if not isinstance(doc, dict) or set(doc) != keys:
+        raise DataError(f"start state: expected a map with keys {', '.join(sorted(keys))}")
+    if type(version) is not int or version not in (2, START_VERSION) or (
+        doc["type"] != "venue_state"
+    ):
+        raise DataError(f"start state: version {describe(doc['v'])} is not 2 or "
+                        f"{START_VERSION} (a version 1 record, signals named by log index, "
+                        "is from an older zcbench: read it with that version)")
+    venue = doc.get("venue_positions")
+    pair_lists = [("positions", doc["positions"], 2), ("not_acted", doc["not_acted"], 3)]
+    if venue is not None:
+        pair_lists.append(("venue_positions", venue, 2))
+    for name, items, n in pair_lists:
+        if not isinstance(items, list) or not all(
+            isinstance(p, list) and len(p) == n for p in items
         ):
             raise DataError(f"start state: {name} must be a list of {n}-item lists")
     try:
@@ -234,6 +277,8 @@ def decode_start(data: bytes) -> StartState:
             executions=tuple(StartExecution(**m)
                              for m in _maps(doc, "executions", _EXEC_KEYS)),
             not_acted=tuple((p[0], p[1], p[2]) for p in doc["not_acted"]),
+            venue_positions=None if venue is None else tuple((p[0], p[1]) for p in venue),
+            version=version,
         )
     except TypeError:
         raise DataError("start state: a field has the wrong type") from None

@@ -35,7 +35,9 @@ signals -> outcomes
     ``no_outcome`` (a signed signal without an order row: hidden or deleted), ``no_venue_record``
     (an order the risk layer passed that the venue has no report of);
 positions
-    ``position_mismatch`` (positions recomputed from the statement's fills differ from those
+    ``position_mismatch`` (positions the venue reported at a continuing run's start, logged in
+    its start state, differ from those the chain's records make; or positions recomputed from
+    the statement's fills differ from those
     recomputed from the journals' fills, or from the last run's summary).
 a chain of runs (DESIGN.md, "Restart continuity")
     ``chain_broken`` (a run whose boot names a previous run that is not the one before it in
@@ -607,12 +609,17 @@ def check_reconciliation(
 def _chain_links(runs: Sequence[_Run], trust: str | Path) -> list[Discrepancy]:
     """A run whose boot names a previous run is checked against the run before it in the
     chain (``zcbench.host.restart.check_link``): that run's final checkpoint and positions."""
-    from zcbench.host.restart import check_link
+    from zcbench.host.restart import check_link, venue_position_problems
 
     out: list[Discrepancy] = []
     for before, run in itertools.pairwise(runs):
         if run.linked:
-            out += [Discrepancy("chain_broken", text, run=run.name)
+            # the venue's own positions at the start, where it was asked, are checked with the
+            # link; a difference is a position mismatch, not a broken chain
+            venue = (set(venue_position_problems(Path(run.name), run.start))
+                     if run.start is not None else set())
+            out += [Discrepancy("position_mismatch" if text in venue else "chain_broken", text,
+                                run=run.name)
                     for text in check_link(Path(before.name), Path(run.name), trust=trust)]
     return out
 

@@ -5,7 +5,8 @@ A message is ``8=FIX.4.4|9=<BodyLength>|35=<MsgType>|...|10=<CheckSum>|`` with S
 reason, anything but: BeginString ``FIX.4.4`` first, BodyLength second and equal to the bytes
 from MsgType up to the CheckSum field, MsgType third, CheckSum last (three digits, the byte
 sum mod 256 of everything before it), tags of decimal digits without leading zeros, non-empty
-values without SOH, each tag at most once (no repeating groups are used), every required tag
+values without SOH, each tag at most once (the one repeating group used, a PositionReport's
+NoPositions, has exactly one entry: :mod:`zcbench.venue.fix.messages`), every required tag
 of the message type present and no tag the type does not know, and at most
 :data:`MAX_MESSAGE` bytes. :class:`Framer` cuts a byte stream into such messages with a bounded
 buffer; bytes that cannot start a message are skipped up to the next ``8=FIX.4.4`` and
@@ -87,6 +88,17 @@ REQUIRED: Final[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = {
         (41, 58, 20001, 20002, 20004, 20005),
     ),
     "9": ((37, 11, 41, 39, 434, 60), (58, 55, 54, 38, 17, 20004)),  # OrderCancelReject
+    # RequestForPositions: PosReqID, PosReqType (0: positions), Account, AccountType,
+    # ClearingBusinessDate, TransactTime
+    "AN": ((710, 724, 1, 581, 715, 60), (20004,)),
+    # RequestForPositionsAck: PosMaintRptID, PosReqID, TotalNumPosReports, PosReqResult,
+    # PosReqStatus, Account, AccountType
+    "AO": ((721, 710, 727, 728, 729, 1, 581), (58,)),
+    # PositionReport, one instrument each: PosMaintRptID, PosReqID, PosReqType,
+    # TotalNumPosReports, PosReqResult, ClearingBusinessDate, Account, AccountType, Symbol,
+    # SettlPrice, SettlPriceType, PriorSettlPrice, and NoPositions (702) with exactly one
+    # entry PosType (703), LongQty (704), ShortQty (705), in that order
+    "AP": ((721, 710, 724, 727, 728, 715, 1, 581, 55, 730, 731, 734, 702, 703, 704, 705), ()),
 }
 _ALLOWED: Final = {
     t: frozenset(HEADER) | frozenset(req) | frozenset(opt) for t, (req, opt) in REQUIRED.items()

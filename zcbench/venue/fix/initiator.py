@@ -13,7 +13,10 @@ numbers: the simulator asks for what it missed (the order goes again with PossDu
 the simulator ignores a ClOrdID it already has), and this side asks for the reports it
 missed. Every report is handed to the caller exactly once: reports are accepted only in
 sequence, and an ExecID seen before (kept in the session's ``in.fix``) is dropped and
-recorded as an event. Every event (garbled, invalid, gap, duplicate, unknown_order,
+recorded as an event. :meth:`FixVenue.positions` asks the venue for the account's positions
+(RequestForPositions, answered by an ``AO`` and its ``AP`` reports, held to the answer's rules
+by :func:`~zcbench.venue.fix.messages.positions_from_fix`). Every event (garbled, invalid,
+gap, duplicate, unknown_order,
 overfill, resend...) is also appended to ``events.jsonl`` in the session folder. The session
 folder is made at the first connection.
 """
@@ -40,6 +43,8 @@ from zcbench.venue.fix.messages import (
     execution_from_fix,
     order_fields,
     order_from_fix,
+    position_request_fields,
+    positions_from_fix,
     replace_fields,
 )
 from zcbench.venue.fix.session import CARRIED_FILE, Session, SessionEvent, SessionStore
@@ -99,6 +104,7 @@ class FixVenue:
         self._market_ns = 0
         self._sync_n = 0
         self._pending: list[Execution] = []
+        self._position_answers: list[FixMessage] = []
         self.reconnections = 0
         self.events: list[SessionEvent] = []
         self._written = 0
@@ -152,6 +158,33 @@ class FixVenue:
             if cid in self._orders:
                 self._open[cid] = self._orders[cid]
         return self._request(None)
+
+    def positions(self) -> dict[str, int]:
+        """The venue's own positions of this session's account (symbol: signed quantity, no
+        zero), as of the market time reached: a RequestForPositions, its answer held to the
+        rules of :func:`~zcbench.venue.fix.messages.positions_from_fix` (an answer that breaks
+        them is an :class:`~zcbench.venue.fix.codec.InvalidMessage`, recorded as an event).
+        Reports that arrive meanwhile are kept for the next request to return."""
+        session = self._ensure()
+        req_id = f"POS-{session.next_out}"  # sequence numbers never repeat in a session
+        fields = position_request_fields(req_id, account=self._sender,
+                                         market_ns=self._market_ns)
+        self._position_answers = []
+        reports = self._request(("AN", fields))
+        self._pending = reports + self._pending
+        answer = [m for m in self._position_answers if m.get(710) == req_id]
+        for m in self._position_answers:
+            if m.get(710) != req_id:
+                self.events.append(SessionEvent(
+                    "invalid", f"{m.msg_type} answers position request {m.get(710)!r}, "
+                    f"not {req_id}", m.seq))
+        self._position_answers = []
+        try:
+            return positions_from_fix(req_id, self._sender, answer)
+        except DataError as exc:
+            self.events.append(SessionEvent("invalid", str(exc), None))
+            self._write_events()
+            raise
 
     def close(self) -> None:
         """Log out (when connected) and close; the session folder keeps its state."""
@@ -316,6 +349,9 @@ class FixVenue:
                     raise EnvError(f"the FIX venue ended the session: {session.ended}")
 
     def _deliver(self, msg: FixMessage) -> None:
+        if msg.msg_type in ("AO", "AP"):
+            self._position_answers.append(msg)
+            return
         if msg.msg_type not in ("8", "9"):
             self.events.append(SessionEvent("invalid", f"unexpected MsgType {msg.msg_type}",
                                             msg.seq))

@@ -3,12 +3,26 @@
 NewOrderSingle ``D`` <-> :class:`~zcbench.venue.orders.Order`, OrderCancelRequest ``F`` <->
 :class:`~zcbench.venue.orders.Cancel`, OrderCancelReplaceRequest ``G`` <->
 :class:`~zcbench.venue.orders.Replace`, ExecutionReport ``8`` and OrderCancelReject ``9`` <->
-:class:`~zcbench.venue.orders.Execution`. Prices are exact decimals of ticks, quantities
+:class:`~zcbench.venue.orders.Execution`; RequestForPositions ``AN``, answered by one
+RequestForPositionsAck ``AO`` and one PositionReport ``AP`` per instrument held, <-> a
+position map (symbol: signed quantity). Prices are exact decimals of ticks, quantities
 integers; the user-defined tags are listed in :mod:`zcbench.venue.fix.codec`.
+
+Positions, the subset of FIX 4.4 spoken here: a request asks for positions (PosReqType 0)
+of one account (Account 1, the session's SenderCompID; AccountType 1), as of the initiator's
+market time (ClearingBusinessDate its UTC date, MarketTimeNs exact). The answer is an ``AO``
+naming how many reports follow (TotalNumPosReports; PosReqResult 0, or 2 with none: the
+account is flat, 3: not authorized), then that many ``AP``, each one symbol with a NoPositions
+group of exactly one entry, PosType ``TOT`` (the total of the account's transactions), LongQty
+and ShortQty (one of them zero, not both). SettlPrice and PriorSettlPrice, required by FIX,
+are 0: settlement is not modelled. :func:`positions_from_fix` holds an answer to all of that.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
@@ -24,6 +38,9 @@ __all__ = [
     "execution_from_fix",
     "order_fields",
     "order_from_fix",
+    "position_answer",
+    "position_request_fields",
+    "positions_from_fix",
     "replace_fields",
     "replace_from_fix",
 ]
@@ -48,6 +65,11 @@ ORD_STATUS: Final = {
     "expired": "C",
 }
 Fields = list[tuple[int, str | int]]
+POS_TYPE: Final = "TOT"
+MAX_POSITIONS: Final = 10_000
+"""Most PositionReports one answer may hold (instruments held by one account)."""
+_DATE: Final = re.compile(r"[0-9]{8}")
+_GROUP: Final = (702, 703, 704, 705)
 
 
 def _back(table: dict[str, str], value: str | None, tag: int, msg: FixMessage) -> str:
@@ -257,3 +279,99 @@ def execution_from_fix(msg: FixMessage) -> Execution:
         raise InvalidMessage(f"MsgType {msg.msg_type} is no execution report", ref_seq=msg.seq)
     assert isinstance(made, Execution)
     return made
+
+
+def _business_date(market_ns: int) -> str:
+    return f"{datetime.fromtimestamp(market_ns // 1_000_000_000, tz=UTC):%Y%m%d}"
+
+
+def position_request_fields(req_id: str, *, account: str, market_ns: int) -> Fields:
+    """A RequestForPositions ``AN`` for ``account``'s positions as of ``market_ns``."""
+    return [(710, req_id), (724, 0), (1, account), (581, 1), (715, _business_date(market_ns)),
+            (60, fix_time(market_ns)), (20004, market_ns)]
+
+
+def position_answer(request: FixMessage, account: str,
+                    positions: Mapping[str, int]) -> list[tuple[str, Fields]]:
+    """The answer to ``request`` (an ``AN``) from the book of ``account`` (the session asking):
+    its ``AO`` then one ``AP`` per symbol held, in symbol order; a request for another account
+    is refused (PosReqResult 3, no reports)."""
+    req_id = request[710]
+    held = sorted((s, q) for s, q in positions.items() if q)
+    allowed = request[1] == account and request[724] == "0"
+    if not allowed:
+        held = []
+    n = len(held)
+    result = (0 if n else 2) if allowed else 3
+    date = request[715]
+    ack: Fields = [(721, f"{req_id}-0"), (710, req_id), (727, n), (728, result), (729, 0),
+                   (1, request[1]), (581, 1)]
+    if not allowed:
+        ack.append((58, "positions of another account or of another kind are not given"))
+    out: list[tuple[str, Fields]] = [("AO", ack)]
+    for k, (symbol, qty) in enumerate(held, 1):
+        out.append(("AP", [
+            (721, f"{req_id}-{k}"), (710, req_id), (724, 0), (727, n), (728, 0), (715, date),
+            (1, account), (581, 1), (55, symbol), (730, "0"), (731, 1), (734, "0"),
+            (702, 1), (703, POS_TYPE), (704, max(qty, 0)), (705, max(-qty, 0)),
+        ]))
+    return out
+
+
+def positions_from_fix(req_id: str, account: str,
+                       messages: Sequence[FixMessage]) -> dict[str, int]:
+    """The positions an answer to request ``req_id`` for ``account`` reports (symbol: signed
+    quantity, no zero), or :class:`InvalidMessage` naming what is wrong with it: the answer is
+    exactly one ``AO`` and the number of ``AP`` it announces, in that order, every one naming
+    ``req_id`` and ``account``, each a distinct report id and symbol, its NoPositions group one
+    ``TOT`` entry in FIX's order with one of LongQty and ShortQty zero."""
+    if not messages or messages[0].msg_type != "AO":
+        raise InvalidMessage(f"position request {req_id}: no RequestForPositionsAck first",
+                             ref_seq=messages[0].seq if messages else None)
+    ack, reports = messages[0], messages[1:]
+    for msg in messages:
+        if msg.get(710) != req_id or msg.get(1) != account:
+            raise InvalidMessage(f"position request {req_id}: {msg.msg_type} {msg.seq} answers "
+                                 f"request {msg.get(710)!r} of account {msg.get(1)!r}",
+                                 ref_seq=msg.seq, ref_tag=710, msg_type=msg.msg_type)
+    total, result = ack.number(727), ack.number(728)
+    if result not in (0, 2) or ack.number(729) != 0:
+        raise InvalidMessage(f"position request {req_id}: the venue refused it (PosReqResult "
+                             f"{result}: {ack.get(58, 'no text')})", ref_seq=ack.seq,
+                             ref_tag=728, msg_type="AO")
+    if total > MAX_POSITIONS or (result == 2) != (total == 0):
+        raise InvalidMessage(f"position request {req_id}: {total} reports with PosReqResult "
+                             f"{result}", ref_seq=ack.seq, ref_tag=727, msg_type="AO")
+    if len(reports) != total or any(m.msg_type != "AP" for m in reports):
+        raise InvalidMessage(f"position request {req_id}: {total} PositionReports announced, "
+                             f"{[m.msg_type for m in reports]} came", ref_seq=ack.seq,
+                             ref_tag=727, msg_type="AO")
+    out: dict[str, int] = {}
+    ids = {ack[721]}
+    for msg in reports:
+        where = f"position request {req_id}: PositionReport {msg.seq}"
+        tags = [t for t, _ in msg.fields]
+        at = tags.index(702)
+        if tuple(tags[at : at + 4]) != _GROUP or msg.number(702) != 1 or msg[703] != POS_TYPE:
+            raise InvalidMessage(f"{where}: NoPositions must be one {POS_TYPE} entry (702=1, "
+                                 "703, 704, 705 in order)", ref_seq=msg.seq, ref_tag=702,
+                                 msg_type="AP")
+        if msg.number(727) != total or msg.number(728) != 0 or msg[724] != "0" or (
+            not _DATE.fullmatch(msg[715])
+        ):
+            raise InvalidMessage(f"{where}: its TotalNumPosReports, PosReqResult, PosReqType or "
+                                 "ClearingBusinessDate disagree with the request's answer",
+                                 ref_seq=msg.seq, msg_type="AP")
+        long, short = msg.number(704), msg.number(705)
+        symbol = msg[55]
+        if (long == 0) == (short == 0) or max(long, short) >= 2**63 or symbol in out or (
+            msg[721] in ids
+        ):
+            raise InvalidMessage(f"{where}: {symbol} long {long} short {short} (one of them, "
+                                 "once per symbol and report id)", ref_seq=msg.seq,
+                                 ref_tag=704, msg_type="AP")
+        ids.add(msg[721])
+        parse_price(msg[730], tag=730, ref_seq=msg.seq)
+        parse_price(msg[734], tag=734, ref_seq=msg.seq)
+        out[symbol] = long - short
+    return out

@@ -13,6 +13,12 @@ it goes on the wire; resends are not copied again. On start, the ids in an exist
 copy are read back so ids stay unique (resting orders of an earlier simulator process are
 not restored).
 
+A RequestForPositions (``AN``) is answered from the simulator's own book: the account's (the
+session's) positions are the sum of the fills in every ExecutionReport it stored for that
+session, after the market is advanced to the request's time (an ``AO``, then one ``AP`` per
+symbol held; :func:`~zcbench.venue.fix.messages.position_answer`). A resent request
+(PossDupFlag=Y) it already answered is ignored: its answer is in the session store.
+
 Requests are idempotent by ClOrdID: a NewOrderSingle whose ClOrdID the venue already knows
 and that carries PossDupFlag=Y (a resend after a reconnect) is ignored (its reports are in
 the session store, resent on request); without PossDupFlag it is rejected as a repeat.
@@ -48,9 +54,11 @@ from zcbench.venue.fix.codec import (
     iter_messages,
 )
 from zcbench.venue.fix.messages import (
+    SIDE,
     cancel_from_fix,
     execution_fields,
     order_from_fix,
+    position_answer,
     replace_from_fix,
 )
 from zcbench.venue.fix.session import Session, SessionEvent, SessionStore
@@ -140,6 +148,7 @@ class VenueSimulator:
         self._sessions: dict[str, Session] = {}
         self._connected: dict[str, socket.socket] = {}
         self._owner: dict[str, str] = {}  # ClOrdID -> SenderCompID
+        self._answered: set[tuple[str, str]] = set()  # (SenderCompID, PosReqID)
         self.events: list[SessionEvent] = []
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -318,6 +327,13 @@ class VenueSimulator:
                 request = cancel_from_fix(msg)
                 self._owner.setdefault(request.cl_ord_id, session.target)
                 return out + self._reports(self.venue.cancel(request))
+            if msg.msg_type == "AN":
+                key = (session.target, msg[710])
+                if msg.poss_dup and key in self._answered:
+                    return out
+                self._answered.add(key)
+                answer = position_answer(msg, session.target, self.positions(session.target))
+                return out + [session.message(t, fields) for t, fields in answer]
             if msg.msg_type == "G":
                 replace = replace_from_fix(msg)
                 if msg.poss_dup and replace.cl_ord_id in self._owner:
@@ -328,6 +344,21 @@ class VenueSimulator:
             return [*out, session.message("3", [(45, msg.seq or 0), (58, str(exc)[:200])])]
         return [*out, session.message("3", [(45, msg.seq or 0), (373, 11),
                                             (58, f"MsgType {msg.msg_type} not handled")])]
+
+    def positions(self, comp_id: str) -> dict[str, int]:
+        """The book of the account ``comp_id``: the fills of every ExecutionReport stored in
+        its session (this process's and, read back from the session folder, earlier ones')."""
+        session = self._sessions.get(comp_id)
+        book: dict[str, int] = {}
+        if session is None:
+            return book
+        sell = SIDE["sell"]
+        for msg in session.store.all_sent():
+            if msg.msg_type == "8" and msg.get(150) == "F":
+                qty = msg.number(32)
+                symbol = msg[55]
+                book[symbol] = book.get(symbol, 0) + (-qty if msg.get(54) == sell else qty)
+        return {s: q for s, q in book.items() if q}
 
     def _reports(self, executions: list[Execution]) -> list[bytes]:
         """Store, drop-copy and return (to send on the owner's live connection) each report."""
