@@ -148,8 +148,13 @@ def test_an_answer_is_read_strictly() -> None:
     # a request for another account is refused by the venue, and the refusal is no answer
     refused = _answer({"AAA": 1}, account="SOMEONE-ELSE")
     assert [m.msg_type for m in refused] == ["AO"]
-    with pytest.raises(InvalidMessage, match="refused it"):
+    with pytest.raises(InvalidMessage, match=r"refused it \(PosReqResult 3"):
         positions_from_fix("POS-7", "ACC", refused)
+    trades = _request()
+    trades = decode(encode("AN", [(t, "1" if t == 724 else v) for t, v in trades.fields]))
+    unsupported = _answer({"AAA": 1}, request=trades)
+    with pytest.raises(InvalidMessage, match=r"refused it \(PosReqResult 4: only positions"):
+        positions_from_fix("POS-7", "ACC", unsupported)
     # the codec: a tag PositionReport does not define, a repeated group entry
     with pytest.raises(InvalidMessage, match="not defined for MsgType AP"):
         decode(encode("AP", [*aaa.fields, (44, "1")]))

@@ -8,14 +8,15 @@ RequestForPositionsAck ``AO`` and one PositionReport ``AP`` per instrument held,
 position map (symbol: signed quantity). Prices are exact decimals of ticks, quantities
 integers; the user-defined tags are listed in :mod:`zcbench.venue.fix.codec`.
 
-Positions, the subset of FIX 4.4 spoken here: a request asks for positions (PosReqType 0)
-of one account (Account 1, the session's SenderCompID; AccountType 1), as of the initiator's
-market time (ClearingBusinessDate its UTC date, MarketTimeNs exact). The answer is an ``AO``
-naming how many reports follow (TotalNumPosReports; PosReqResult 0, or 2 with none: the
-account is flat, 3: not authorized), then that many ``AP``, each one symbol with a NoPositions
-group of exactly one entry, PosType ``TOT`` (the total of the account's transactions), LongQty
-and ShortQty (one of them zero, not both). SettlPrice and PriorSettlPrice, required by FIX,
-are 0: settlement is not modelled. :func:`positions_from_fix` holds an answer to all of that.
+Positions, the subset of FIX 4.4 spoken here: a request asks for positions (PosReqType 0) of one
+account (Account 1, the session's SenderCompID; AccountType 1), as of the initiator's market
+time (ClearingBusinessDate its UTC date, MarketTimeNs exact). The answer is an ``AO`` naming how
+many reports follow (TotalNumPosReports; PosReqResult 0, or 2 with none: the account is flat; 3:
+another account, not authorized; 4: another PosReqType, not supported), then that many ``AP``,
+each one symbol with a NoPositions group of exactly one entry, PosType ``TOT`` (the total of the
+account's transactions), LongQty and ShortQty (one of them zero, not both). SettlPrice and
+PriorSettlPrice, required by FIX, are 0: settlement is not modelled. :func:`positions_from_fix`
+holds an answer to all of that.
 """
 
 from __future__ import annotations
@@ -295,19 +296,21 @@ def position_answer(request: FixMessage, account: str,
                     positions: Mapping[str, int]) -> list[tuple[str, Fields]]:
     """The answer to ``request`` (an ``AN``) from the book of ``account`` (the session asking):
     its ``AO`` then one ``AP`` per symbol held, in symbol order; a request for another account
-    is refused (PosReqResult 3, no reports)."""
+    (PosReqResult 3) or of another kind (4) is refused with no reports."""
     req_id = request[710]
     held = sorted((s, q) for s, q in positions.items() if q)
-    allowed = request[1] == account and request[724] == "0"
-    if not allowed:
+    # PosReqResult 3: not authorized (another account), 4: not supported (another kind)
+    refused = 3 if request[1] != account else 4 if request[724] != "0" else 0
+    if refused:
         held = []
     n = len(held)
-    result = (0 if n else 2) if allowed else 3
+    result = refused or (0 if n else 2)
     date = request[715]
     ack: Fields = [(721, f"{req_id}-0"), (710, req_id), (727, n), (728, result), (729, 0),
                    (1, request[1]), (581, 1)]
-    if not allowed:
-        ack.append((58, "positions of another account or of another kind are not given"))
+    if refused:
+        ack.append((58, "positions of another account are not given" if refused == 3 else
+                    "only positions (PosReqType 0) are given"))
     out: list[tuple[str, Fields]] = [("AO", ack)]
     for k, (symbol, qty) in enumerate(held, 1):
         out.append(("AP", [
