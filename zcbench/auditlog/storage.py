@@ -463,6 +463,11 @@ class LogStore:
     # -- state ----------------------------------------------------------------------------
 
     @property
+    def fs(self) -> FileSystem:
+        """The file system the store writes through (a writer process reopens it with it)."""
+        return self._fs
+
+    @property
     def size(self) -> int:
         """Records written (not necessarily durable yet)."""
         return self._size
