@@ -338,6 +338,7 @@ def run_live(
         execution = ExecutionLayer(
             limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, capital=capital,
             buying_power=buying_power or BuyingPower(), units=dict(money.units),
+            lots=dict(money.lots),
         )
         if continuation is not None:
             from zcbench.host.restart import log_start_state
@@ -387,6 +388,7 @@ def run_live(
         stats = proxy.stats()
         elapsed = time.monotonic() - started
         counts = execution.counts()
+        state = execution.capital_state()
         summary = RunSummary(
             run_id=run_id,
             origin=booted["origin"],
@@ -424,6 +426,10 @@ def run_live(
                 "amount": execution.capital, "money_scale": money.money_scale,
                 "leverage": execution.buying_power.leverage,
                 "short_margin": execution.buying_power.short_margin},
+            cash=None if state is None else state.cash,
+            equity=None if state is None else state.equity,
+            buying_power_used=None if state is None else state.used,
+            refusals=execution.refusals(),
         )
         try:
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -1070,4 +1076,6 @@ class _Pipeline:
             kill_switch=self.execution.killed,
             currency=self.account.currency,
             money_scale=self.account.money_scale,
+            capital=self.execution.capital_state(),
+            refusals=self.execution.refusals(),
         )
