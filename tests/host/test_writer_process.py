@@ -150,7 +150,8 @@ def _killing(sig: signal.Signals) -> tuple[dict[str, object], object, object]:
     return seen, booted, progress
 
 
-def _nothing_acted_beyond_the_durable_log(run_dir: Path, log_size: int, batches: int) -> None:
+def _nothing_acted_beyond_the_durable_log(run_dir: Path, log_size: int, batches: int, *,
+                                          orders: bool = True) -> None:
     report = check_log(run_dir, trust="dev")
     assert report.verified, report.message
     assert report.entries >= log_size
@@ -158,7 +159,7 @@ def _nothing_acted_beyond_the_durable_log(run_dir: Path, log_size: int, batches:
     durable_outs = [i for i in outs if i < log_size]
     assert batches <= len(durable_outs)  # every batch acted on has its OUT record durable
     rows = read_journal(run_dir).rows
-    assert rows.height > 0
+    assert rows.height > 0 or not orders
     assert set(rows["log_index"].to_list()) <= set(durable_outs)
 
 
@@ -237,4 +238,6 @@ def test_a_full_disk_in_the_writer_process_reads_as_the_stores_own_error(tmp_pat
     assert "No space left on device" in summary.reason
     assert "seg-00000000.zlog" in summary.reason or "checkpoints.zlog" in summary.reason
     assert "\n" not in summary.reason
-    _nothing_acted_beyond_the_durable_log(tmp_path / "run", summary.log_size, summary.batches)
+    # the disk may fill before the strategy's first order: nothing acted is then right too
+    _nothing_acted_beyond_the_durable_log(tmp_path / "run", summary.log_size, summary.batches,
+                                          orders=False)
