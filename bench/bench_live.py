@@ -20,16 +20,16 @@ The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py
    of the host's per-batch work and the enclave's, each measured alone in the same run (the host
    in-process over pre-made replies, committed in groups of the run's window; the enclave's
    runtime in-process over pre-encoded frames) (target >= 0.8);
-   Each live capacity with the log written in a process of its own (``log_writer="process"``,
-   the default) and on the receiving thread (``"inline"``, the path before it); and the live
+   Each live capacity with the log written in a process of its own (``log_writer="process"``)
+   and on the receiving thread (``"inline"``, the default); and the live
    per-batch cost of the one mark rule (``zcbench.marketdata.last_marks``, ``marks``: what the
    execution layer runs over a batch's market rows) on the same batches, against the host's
    per-batch work alone;
 6. the tail at half of capacity (target: nothing dropped, freshness p99 at most the batching delay
    plus twice the unpipelined round trip) and at twice capacity (drops bounded, counted in the
    signed log, freshness degrading smoothly), each with the log's writes, fsyncs and checks on
-   the receiving thread (``log_writer="inline"``), on a thread of their own (``"thread"``) and
-   in a process of their own (``"process"``, the default), with the run's default drop rule
+   the receiving thread (``log_writer="inline"``, the default), on a thread of their own
+   (``"thread"``) and in a process of their own (``"process"``), with the run's default drop rule
    (``queue_hold=1``: every batch finding the queue full dropped), and the process writer also
    with holding through stalls (``queue_hold=8``: dropped only for a sustained backlog);
 7. latency with 1- and 10-event batches at a modest rate: tick-to-signal (the newest event
@@ -365,14 +365,14 @@ def infrastructure(
         for count in (100,) if tail_only else (100, 1_000):
             host_s, enclave_s = alone(events, count, 2_000 if count == 100 else 400)
             floor = 1 / max(host_s, enclave_s)
-            for writer in ("inline", "process"):
+            for writer in ("process", "inline"):
                 live = run_live(
                     ModuleImage(NOOP), Path(tmp) / f"cap{count}-{writer}",
                     ReplaySource(events, BatchSpec(count=count)), log_writer=writer,
                 )
                 assert live.status == "completed", live.reason
                 got = live.events_per_s / count
-                capacity[count] = got  # the default writer's, measured last
+                capacity[count] = got  # the default (inline) writer's, measured last
                 print(
                     f"   {count:5d}-event batches, log writer {writer}: live {got:7,.0f} "
                     f"batches/s; host alone {host_s * 1e6:6.0f} us, enclave alone "
@@ -406,9 +406,9 @@ def infrastructure(
         span = 3.0 if quick else 10.0
         print(f"\n6. tail, 100-event batches (unpipelined round trip p50 {rtt1:.2f} ms)")
         # each load four times, interleaved: the log's commits on the receiving thread (the
-        # path before the writer process), on a thread of their own, in a process of their
-        # own (the default), each with the default drop rule (queue_hold=1: every batch
-        # finding the queue full is dropped); and the process writer holding through stalls
+        # default), on a thread of their own, in a process of their own, each with the default
+        # drop rule (queue_hold=1: every batch finding the queue full is dropped); and the
+        # process writer holding through stalls
         # (queue_hold=8: held through a stall, dropped for a sustained backlog)
         tail_runs = (("inline", 1), ("thread", 1), ("process", 1), ("process", 8))
         for label, share in (("half capacity", 0.5), ("twice capacity", 2.0)):

@@ -87,8 +87,10 @@ class WriterProcess:
         self.last_checkpoint: bytes | None = None
         self.commits = 0
         """Group commits the child reported."""
-        self._steps: list[list[Any]] = []
-        self._submitted = size  # records handed to the child
+        self._steps: list[list[Any]] = []  # staged, not yet submitted
+        self._queued: list[list[Any]] = []  # submitted, sent once the commit in flight is done
+        self._submitted = size  # records submitted (sent, or queued to be sent)
+        self._sent = size  # records sent to the child
         self._failed: ZcbenchError | None = None
         self._rbuf = bytearray()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -160,13 +162,22 @@ class WriterProcess:
 
     def submit(self) -> int | None:
         """Hand what was staged to the child, without waiting for it to be durable; the size
-        the log will have once it is (None when nothing was staged)."""
+        the log will have once it is (None when nothing was staged). One commit is in flight
+        at a time: what is submitted meanwhile is sent, as one group, when it is reported (so
+        a slow fsync makes the next group larger, not the number of commits)."""
         if not self._steps:
             return None
-        steps, self._steps = self._steps, []
-        self._send(["steps", steps])
+        self._queued += self._steps
+        self._steps = []
         self._submitted = self._size
+        self._send_queued()
         return self._size
+
+    def _send_queued(self) -> None:
+        if self._queued and self.durable_size >= self._sent:
+            steps, self._queued = self._queued, []
+            self._send(["steps", steps])
+            self._sent = self._submitted
 
     def wait(self, timeout: float | None) -> int:
         """The durable size after taking every report that has arrived; when none of them
@@ -210,9 +221,8 @@ class WriterProcess:
         """Stop the child after what was submitted (``kill``: at once); idempotent."""
         if not kill and self._failed is None and self._sock.fileno() >= 0:
             with contextlib.suppress(ZcbenchError, OSError):
+                self.flush_acks()  # what was submitted is sent and committed first
                 self._send(["close"])
-                with contextlib.suppress(ZcbenchError):
-                    self.flush_acks()
         with contextlib.suppress(OSError):
             self._sock.close()
         if self._proc is not None:
@@ -305,6 +315,7 @@ class WriterProcess:
         if message[0] == "durable":
             _, size, checkpoint, commits = message
             self.durable_size, self.last_checkpoint, self.commits = size, checkpoint, commits
+            self._send_queued()
             return
         if message[0] == "error":
             self._fail(_error_of(message))

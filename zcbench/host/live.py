@@ -6,12 +6,13 @@ new run id, new log key, boot document verified against the image's PCRs
 (:mod:`zcbench.host.images`) under the named trust root; a sealed build's key release relayed to
 the key broker), then streams the proxy's batches through it. One thread
 sends ``ingest`` frames up to ``window`` batches ahead; the calling thread takes the replies in
-order, rebuilds and checks each batch's records (:class:`~zcbench.host.logwriter.HostLog`) and
-hands each group of replies already waiting to the log writer process, which stores them,
-fsyncs, verifies the newest checkpoint and fsyncs it (group commit); the calling thread acts on
-a batch only once the writer reports it durable, and receives the next replies meanwhile. So
-the writer commits group k while the host checks group k+1 and the enclave computes the batch
-after. A :class:`RunHandle` lets other threads ask for attestations or stop.
+order, rebuilds and checks each batch's records (:class:`~zcbench.host.logwriter.HostLog`),
+stores each group of replies already waiting, fsyncs, verifies the newest checkpoint and fsyncs
+it (group commit), and only then lets the execution layer act. So the host writes and verifies
+batch k while the enclave computes batch k+1. With ``log_writer="process"`` the storing and
+checking run in a writer process instead: the calling thread hands it each group and acts on a
+batch only once the writer reports it durable, receiving the next replies meanwhile. A
+:class:`RunHandle` lets other threads ask for attestations or stop.
 
 Whatever happens (source exhausted, enclave killed, strategy exception, a bad frame, a failed
 check), the run closes the same way: kill switch on, no further orders, the enclave shut down or
@@ -239,7 +240,7 @@ def run_live(
     clock_source: ClockSource | None = None,
     clock_every_s: float | None = 0.25,
     account: Account | None = None,
-    log_writer: str = "process",
+    log_writer: str = "inline",
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -280,10 +281,12 @@ def run_live(
     ``account``: the currency and unit money is counted in (``MarketSource.account``; None:
     a replayed recording's own, from the committed instruments, else the schema's 1/10,000),
     recorded in the journal's header and ``summary.json``. ``log_writer``: where the log's
-    writes, fsyncs and checkpoint checks run: ``"process"`` (a child process,
-    :meth:`HostLog.use_writer_process`; the next group is received and checked while it commits
-    one), ``"thread"`` (the same on a thread of this process) or ``"inline"`` (on the receiving
-    thread, one group at a time); a writer that dies or hangs ends the run ``host_error``.
+    writes, fsyncs and checkpoint checks run: ``"inline"`` (on the receiving thread, one group
+    at a time; the default, which measured best on a shared 2-core machine, README),
+    ``"process"`` (a child process, :meth:`HostLog.use_writer_process`; the next group is
+    received and checked while it commits one: for a host with cores to spare, as beside a
+    Nitro enclave on its own vCPUs) or ``"thread"`` (the same on a thread of this process); a
+    writer that dies or hangs ends the run ``host_error``.
     Raises only for problems before
     the run starts (a missing image, a used run folder, an enclave that does not boot or whose
     boot document does not verify); afterwards every fault ends the run with a summary saying

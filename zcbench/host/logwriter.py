@@ -56,6 +56,7 @@ class HostLog:
         self._staged: list[tuple[int, int, tuple[Signal, ...]]] = []
         # submitted groups not yet released: (the log's size once durable, their batches)
         self._submitted: deque[tuple[int, list[tuple[int, int, tuple[Signal, ...]]]]] = deque()
+        self._pending = 0  # batches in _submitted
 
     def use_writer_process(self, *, timeout: float = 30.0, thread: bool = False) -> None:
         """From here on the store's writes, fsyncs and checkpoint checks run in a child
@@ -83,7 +84,7 @@ class HostLog:
     @property
     def pending(self) -> int:
         """Batches submitted and not yet released as durable."""
-        return sum(len(group) for _, group in self._submitted)
+        return self._pending
 
     def fileno(self) -> int | None:
         """What to wait on for :meth:`durable` (None: every submit is durable at once)."""
@@ -262,6 +263,7 @@ class HostLog:
             target = self.writer.size if self.writer.flush() is not None else None
         if target is not None:
             self._submitted.append((target, staged))
+            self._pending += len(staged)
 
     def durable(self, timeout: float | None = 0) -> list[VerifiedSignals]:
         """The submitted batches now durable and verified, in order, with the checkpoint size
@@ -276,5 +278,6 @@ class HostLog:
         released: list[VerifiedSignals] = []
         while self._submitted and self._submitted[0][0] <= size:
             _, group = self._submitted.popleft()
+            self._pending -= len(group)
             released += [VerifiedSignals(seq, out, size, signals) for seq, out, signals in group]
         return released
