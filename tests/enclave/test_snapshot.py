@@ -156,6 +156,13 @@ def test_a_snapshot_is_sealed_logged_and_restored_by_a_continuing_run() -> None:
     assert decode_signals(signals["signals"])[0].quantity == 8
     again = nxt.ask(Message("restore", {"sealed": taken["sealed"], **run.proof_of(index)}))
     assert again["code"] == "restore_order"
+    # a replay of the continuing run restores from its restored record, at its seq 0
+    replay = _Run(_runtime(), "replay-2")
+    proven = nxt.proof_of(len(nxt.records) - 3)  # the restored record, before batch 0's two
+    assert replay.ask(Message("restore", {"sealed": taken["sealed"], **proven})).type == (
+        "restored")
+    assert replay.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))["signals"] == (
+        signals["signals"])
 
 
 def test_a_foreign_edited_or_unlogged_snapshot_is_refused_by_name() -> None:
