@@ -4,6 +4,7 @@ snapshot that is edited, of another build or not the logged one is refused by na
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import pytest
 
 import zcbench.examples.ma_crossover as crossover_module
 from zcbench.auditlog.frame import iter_records
+from zcbench.auditlog.listing import describe_body
 from zcbench.auditlog.snapshots import find_snapshot
 from zcbench.errors import VerificationError
 from zcbench.host import ReplaySource
 from zcbench.host.live import ModuleImage, run_live
-from zcbench.host.restart import continue_run
+from zcbench.host.restart import check_link, continue_run
 from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
 from zcbench.strategy import Signal, decode_signals, decode_snapshot_note, is_snapshot_note
 from zcbench.venue import PaperVenue
@@ -66,6 +68,10 @@ def test_a_continued_crossover_signals_as_one_uninterrupted_run(tmp_path: Path) 
     assert restored[1:] == ("restored", 0)
     assert (second / "snapshots" / f"{restored[0]}.sealed").read_bytes() == (
         first / "snapshots" / f"{notes[-1][0]}.sealed").read_bytes()
+    assert check_link(first, second) == []
+    shown = describe_body(next(r for r, _ in iter_records(second) if r.index == restored[0]))
+    assert shown.startswith("strategy snapshot restored before batch 0: ")
+    assert f"from {continue_run(first).link.origin} record {notes[-1][0]}" in shown
     expected = _signals(whole)
     assert any(expected[60:])  # the tail trades, so the windows matter
     assert _signals(first) + _signals(second) == expected
@@ -113,3 +119,25 @@ def test_an_edited_foreign_or_unlogged_snapshot_is_refused(tmp_path: Path) -> No
                              root=continue_run(first).link.root)
     assert snapshot is not None
     assert snapshot.sealed == good
+
+
+@pytest.mark.slow  # two live runs
+def test_a_continuation_from_an_older_snapshot_is_named_by_the_chain_check(
+        tmp_path: Path) -> None:
+    image, bars = _image(tmp_path), _bars(30)
+    first, second = tmp_path / "first", tmp_path / "second"
+    _run(image, bars.head(20), first, snapshot_every_s=0.0)
+    continuation = continue_run(first)
+    assert continuation.snapshot is not None
+    link = continuation.link
+    older = find_snapshot(first, origin=link.origin, size=link.size, root=link.root,
+                          before=continuation.snapshot.index)
+    assert older is not None
+    assert older.seq < continuation.snapshot.seq
+    # a host handing over an older state: the enclave can only check that it is one the log
+    # records, so it runs; the chain check names it
+    _run(image, bars.tail(10), second,
+         continuation=dataclasses.replace(continuation, snapshot=older))
+    problems = check_link(first, second)
+    assert len(problems) == 1
+    assert "did not start from the previous run's newest snapshot" in problems[0]

@@ -15,6 +15,7 @@ that checkpoint and its sealed file's bytes: what the enclave is handed to resto
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -51,8 +52,24 @@ class LoggedSnapshot:
     sha256: bytes
     record: bytes
     proof: tuple[bytes, ...]
-    sealed: bytes
     path: Path
+    sealed: bytes = b""
+    """The sealed file's bytes (empty until :meth:`loaded`)."""
+
+    def loaded(self) -> LoggedSnapshot:
+        """This snapshot with its sealed file's bytes; :class:`~zcbench.errors.EnvError`
+        when the file is missing or unreadable."""
+        try:
+            with open(self.path, "rb") as fh:
+                sealed = fh.read(_MAX_SEALED + 1)
+        except OSError as exc:
+            raise EnvError(
+                f"the snapshot the log records at index {self.index} is not readable at "
+                f"{self.path} ({exc.strerror}); restore that file from the run's copy"
+            ) from None
+        if len(sealed) > _MAX_SEALED:
+            raise EnvError(f"{self.path} is too large for a sealed snapshot")
+        return dataclasses.replace(self, sealed=sealed)
 
     def restore_fields(self) -> dict[str, object]:
         """The fields of the ``restore`` message that hands it to an enclave."""
@@ -62,11 +79,12 @@ class LoggedSnapshot:
 
 
 def find_snapshot(path: Path, *, origin: str, size: int, root: bytes,
-                  before: int | None = None, taken_only: bool = False) -> LoggedSnapshot | None:
+                  before: int | None = None, taken_only: bool = False,
+                  load: bool = True) -> LoggedSnapshot | None:
     """The newest snapshot record of the log at ``path`` (a run folder) among its first
     ``size`` records (``before``: with an index below it; ``taken_only``: no ``restored``
     ones), proven under the checkpoint (``size``, ``root``), with its sealed file; None when
-    the log has none.
+    the log has none (``load`` False: without reading the sealed file).
 
     Raises :class:`~zcbench.errors.VerificationError` when the records do not give ``root``
     (the log changed since it was verified), :class:`~zcbench.errors.EnvError` when the
@@ -99,18 +117,10 @@ def find_snapshot(path: Path, *, origin: str, size: int, root: bytes,
     if run_dir is None:
         raise EnvError(f"{path} is no run folder: its sealed snapshots are not beside it")
     where = sealed_snapshot_path(run_dir, record.index)
-    try:
-        with open(where, "rb") as fh:
-            sealed = fh.read(_MAX_SEALED + 1)
-    except OSError as exc:
-        raise EnvError(
-            f"the snapshot the log records at index {record.index} is not readable at {where} "
-            f"({exc.strerror}); restore that file from the run's copy") from None
-    if len(sealed) > _MAX_SEALED:
-        raise EnvError(f"{where} is too large for a sealed snapshot")
     data = encode_record(index=record.index, kind=record.kind, body=record.body,
                          time_ns=record.time_ns, seq=record.seq,
                          event_time_ns=record.event_time_ns)
-    return LoggedSnapshot(origin, size, root, record.index, note.seq, note.action,
-                          note.sha256, data, tuple(tree.inclusion_proof(record.index)),
-                          sealed, where)
+    found_snapshot = LoggedSnapshot(origin, size, root, record.index, note.seq, note.action,
+                                    note.sha256, data, tuple(tree.inclusion_proof(record.index)),
+                                    where)
+    return found_snapshot.loaded() if load else found_snapshot

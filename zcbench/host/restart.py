@@ -92,10 +92,12 @@ class RunEnd:
 
 @dataclass(frozen=True)
 class Continuation:
-    """A run continuing ``end``: the link its boot names, and its venue's starting point."""
+    """A run continuing ``end``: the link its boot names, and its venue's starting point;
+    ``snapshot`` the strategy snapshot it restores, its sealed bytes read (None: none)."""
 
     end: RunEnd
     link: RunLink = field(init=False)
+    snapshot: LoggedSnapshot | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "link", self.end.link)
@@ -174,7 +176,8 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
                     book.not_acted.append((final.origin, record.seq, k))
     if sender is None:
         sender = book.sender
-    snapshot = find_snapshot(run_dir, origin=final.origin, size=final.size, root=final.root)
+    snapshot = find_snapshot(run_dir, origin=final.origin, size=final.size, root=final.root,
+                             load=False)
     behind = None
     if snapshot is None and inherited is not None and (
             inherited.snapshot is not None or inherited.snapshot_behind is not None):
@@ -319,7 +322,9 @@ def continue_run(previous: Path, *, trust: str | Path = "dev") -> Continuation:
     """The continuation of the run in ``previous`` (:func:`read_run_end`); a run still
     running (its control socket answers) is refused: two hosts would act for one chain."""
     _refuse_running(Path(previous))
-    return Continuation(read_run_end(previous, trust=trust))
+    end = read_run_end(previous, trust=trust)
+    # the sealed file is read now, so a missing one is said before anything starts
+    return Continuation(end, end.snapshot.loaded() if end.snapshot is not None else None)
 
 
 def _refuse_running(run_dir: Path) -> None:
@@ -408,6 +413,7 @@ def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[
             f"positions carried: {run}'s boot names {dict(link.positions)}, the previous "
             f"run's records hold {dict(end.positions)}"
         )
+    problems += _snapshot_link(end, Path(run))
     if start is None:
         from zcbench.host.execution import read_journal
 
@@ -424,6 +430,32 @@ def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[
             f"positions and the recovered fills make {want}"
         )
     return problems
+
+
+def _snapshot_link(end: RunEnd, run: Path) -> list[str]:
+    """A run that keeps snapshots started from the previous run's newest one: its restored
+    record (right after its start state) names that record and its SHA-256, so a host cannot
+    hand it an older state unseen."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.strategy import decode_snapshot_note, is_snapshot_note
+
+    notes = []
+    for record, _ in iter_records(run):
+        if record.kind == "note" and is_snapshot_note(record.body):
+            with contextlib.suppress(DataError):  # a note that merely names the schema
+                notes.append((record.index, decode_snapshot_note(record.body)))
+    if not notes or end.snapshot is None:
+        return []  # its strategy keeps none, or there was none to restore
+    index, first = notes[0]
+    source = first.source
+    if (first.action != "restored" or source is None or index != 2
+            or (source.origin, source.size, source.root, source.index)
+            != (end.origin, end.size, end.root, end.snapshot.index)
+            or first.sha256 != end.snapshot.sha256):
+        return [f"snapshot: {run} did not start from the previous run's newest snapshot "
+                f"(log index {end.snapshot.index} of {end.origin}): its first snapshot record "
+                f"is {first.action} at index {index}"]
+    return []
 
 
 def log_start_state(
@@ -474,7 +506,7 @@ def restore_snapshot(conn: Any, log: Any, run_dir: Path, continuation: Continuat
             f"the run {end.run_dir} was killed before it restored the strategy's snapshot of "
             f"{end.snapshot_behind}, so no snapshot is proven under its final checkpoint; "
             f"continue from {end.snapshot_behind} instead", check="snapshot_chain")
-    snapshot = end.snapshot
+    snapshot = continuation.snapshot
     if snapshot is None:
         return None
     try:
