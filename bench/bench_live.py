@@ -20,11 +20,18 @@ The infrastructure alone, with a strategy that does nothing (``_noop_strategy.py
    of the host's per-batch work and the enclave's, each measured alone in the same run (the host
    in-process over pre-made replies, committed in groups of the run's window; the enclave's
    runtime in-process over pre-encoded frames) (target >= 0.8);
+   Each live capacity with the log written in a process of its own (``log_writer="process"``,
+   the default) and on the receiving thread (``"inline"``, the path before it); and the live
+   per-batch cost of the one mark rule (``zcbench.marketdata.last_marks``, ``marks``: what the
+   execution layer runs over a batch's market rows) on the same batches, against the host's
+   per-batch work alone;
 6. the tail at half of capacity (target: nothing dropped, freshness p99 at most the batching delay
    plus twice the unpipelined round trip) and at twice capacity (drops bounded, counted in the
-   signed log, freshness degrading smoothly), each with the run's default drop rule
-   (``queue_hold=1``: every batch finding the queue full dropped) and with holding through
-   stalls (``queue_hold=8``: dropped only for a sustained backlog);
+   signed log, freshness degrading smoothly), each with the log's writes, fsyncs and checks on
+   the receiving thread (``log_writer="inline"``), on a thread of their own (``"thread"``) and
+   in a process of their own (``"process"``, the default), with the run's default drop rule
+   (``queue_hold=1``: every batch finding the queue full dropped), and the process writer also
+   with holding through stalls (``queue_hold=8``: dropped only for a sustained backlog);
 7. latency with 1- and 10-event batches at a modest rate: tick-to-signal (the newest event
    reaching the proxy -> its signals acted on) p50/p99 against the floor (a Unix-socket round
    trip of those frames + an Ed25519 sign and verify + the two fsyncs of a commit, records then
@@ -212,6 +219,19 @@ def _noop_runtime() -> tuple[object, Message]:
     return runtime, runtime.boot("bench")
 
 
+def mark_cost(events: object, count: int, limit: int) -> tuple[float, float]:
+    """Median seconds per batch of ``count`` events of the mark rule over its market rows: each
+    symbol's last mark (``last_marks``) and every row's mark (``marks``)."""
+    from zcbench.marketdata import last_marks, marks
+
+    fields = ["price", "bid", "ask", "size"]
+    source = ReplaySource(events, BatchSpec(count=count))  # type: ignore[arg-type]
+    frames = [m for _, m, _ in itertools.islice(source.prepared(fields), limit)]
+    cycle = itertools.cycle(frames)
+    return (_per_call(lambda: last_marks(next(cycle)), len(frames)),
+            _per_call(lambda: marks(next(cycle)), len(frames)))
+
+
 def alone(events: object, count: int, limit: int) -> tuple[float, float]:
     """(host, enclave) seconds per batch of ``count`` events, each side's whole job alone."""
     from zcbench.auditlog.storage import LogStore
@@ -343,22 +363,35 @@ def infrastructure(
         for count in (100,) if tail_only else (100, 1_000):
             host_s, enclave_s = alone(events, count, 2_000 if count == 100 else 400)
             floor = 1 / max(host_s, enclave_s)
-            live = run_live(
-                ModuleImage(NOOP), Path(tmp) / f"cap{count}",
-                ReplaySource(events, BatchSpec(count=count)),
-            )
-            assert live.status == "completed", live.reason
-            got = live.events_per_s / count
-            capacity[count] = got
+            for writer in ("inline", "process"):
+                live = run_live(
+                    ModuleImage(NOOP), Path(tmp) / f"cap{count}-{writer}",
+                    ReplaySource(events, BatchSpec(count=count)), log_writer=writer,
+                )
+                assert live.status == "completed", live.reason
+                got = live.events_per_s / count
+                capacity[count] = got  # the default writer's, measured last
+                print(
+                    f"   {count:5d}-event batches, log writer {writer}: live {got:7,.0f} "
+                    f"batches/s; host alone {host_s * 1e6:6.0f} us, enclave alone "
+                    f"{enclave_s * 1e6:6.0f} us per batch: floor {floor:7,.0f} batches/s; "
+                    f"ratio {got / floor:.2f} (target >= 0.8)"
+                )
+                rows.append(
+                    f"capacity {count}-event batches, log writer {writer}: {got:,.0f} batches/s "
+                    f"vs pipelined floor {floor:,.0f} (host {host_s * 1e6:.0f} us, enclave "
+                    f"{enclave_s * 1e6:.0f} us per batch alone): {got / floor:.2f}"
+                )
+            last_s, each_s = mark_cost(events, count, 400)
             print(
-                f"   {count:5d}-event batches: live {got:7,.0f} batches/s; host alone "
-                f"{host_s * 1e6:6.0f} us, enclave alone {enclave_s * 1e6:6.0f} us per batch: "
-                f"floor {floor:7,.0f} batches/s; ratio {got / floor:.2f} (target >= 0.8)"
+                f"   {count:5d}-event batches: the mark rule per batch, last_marks "
+                f"{last_s * 1e6:.0f} us, marks {each_s * 1e6:.0f} us = "
+                f"{last_s / host_s:.3f} and {each_s / host_s:.3f} of the host's work alone"
             )
             rows.append(
-                f"capacity {count}-event batches: {got:,.0f} batches/s vs pipelined floor "
-                f"{floor:,.0f} (host {host_s * 1e6:.0f} us, enclave {enclave_s * 1e6:.0f} us "
-                f"per batch alone): {got / floor:.2f}"
+                f"mark rule per {count}-event batch: last_marks {last_s * 1e6:.0f} us, marks "
+                f"{each_s * 1e6:.0f} us ({last_s / host_s:.3f} / {each_s / host_s:.3f} of the "
+                f"host's {host_s * 1e6:.0f} us alone)"
             )
 
         if capacity_only:
@@ -370,14 +403,19 @@ def infrastructure(
         rtt1 = serial.batch_rtt_p50_ms  # type: ignore[attr-defined]
         span = 3.0 if quick else 10.0
         print(f"\n6. tail, 100-event batches (unpipelined round trip p50 {rtt1:.2f} ms)")
-        # each load twice, interleaved: holding through stalls (queue_hold=8: a batch finding
-        # the queue full is held through a stall, dropped for a sustained backlog) and the
-        # run's default (queue_hold=1: every batch finding the queue full is dropped)
+        # each load four times, interleaved: the log's commits on the receiving thread (the
+        # path before the writer process), on a thread of their own, in a process of their
+        # own (the default), each with the default drop rule (queue_hold=1: every batch
+        # finding the queue full is dropped); and the process writer holding through stalls
+        # (queue_hold=8: held through a stall, dropped for a sustained backlog)
+        tail_runs = (("inline", 1), ("thread", 1), ("process", 1), ("process", 8))
         for label, share in (("half capacity", 0.5), ("twice capacity", 2.0)):
             rate = share * capacity[100] * 100
-            for rule, hold in (("held through stalls", 8), ("dropped when full", 1)):
-                name = f"tail{share}-{hold}"
-                run = _live(Path(tmp), name, 100, rate, span, queue_hold=hold)
+            for writer, hold in tail_runs:
+                rule = f"log writer {writer}, " + (
+                    "held through stalls" if hold > 1 else "dropped when full")
+                name = f"tail{share}-{writer}-{hold}"
+                run = _live(Path(tmp), name, 100, rate, span, queue_hold=hold, log_writer=writer)
                 batching_ms = min(50.0, 100 / rate * 1e3)
                 target = batching_ms + 2 * rtt1
                 dropped = run.dropped_batches  # type: ignore[attr-defined]
@@ -399,22 +437,25 @@ def infrastructure(
 
         parts = commit_floor(50 if quick else 200)
         print("\n7. latency, tick to signal, with a no-op strategy at 200 batches/s offered")
-        for count in (1, 10):
+        for count, writer in ((1, "inline"), (1, "process"), (10, "inline"), (10, "process")):
             _, _, frame, reply = _frames_of(events, count)
             socket_s = statistics.median(ping_pong(frame, reply, 200))
             floor_ms = (socket_s + sum(parts.values())) * 1e3
-            run = _live(Path(tmp), f"lat{count}", count, 200.0 * count, span)
+            run = _live(Path(tmp), f"lat{count}-{writer}", count, 200.0 * count, span,
+                        log_writer=writer)
             p50, p99 = run.freshness_p50_ms, run.freshness_p99_ms  # type: ignore[attr-defined]
             print(
-                f"   {count:2d}-event batches: p50 {p50:.3f} ms p99 {p99:.3f} ms; floor "
+                f"   {count:2d}-event batches, log writer {writer}: p50 {p50:.3f} ms p99 "
+                f"{p99:.3f} ms; floor "
                 f"{floor_ms:.3f} ms = socket round trip {socket_s * 1e6:.0f} us + "
                 + " + ".join(f"{k} {v * 1e6:.0f} us" for k, v in parts.items())
                 + f"; ratio p50 {p50 / floor_ms:.1f}x (vsock request-response is quoted at "
                 "80-120 us)"
             )
             rows.append(
-                f"latency {count}-event batches: p50 {p50:.2f} ms, p99 {p99:.2f} ms vs floor "
-                f"{floor_ms:.2f} ms (round trip {socket_s * 1e6:.0f} us, sign+verify "
+                f"latency {count}-event batches, log writer {writer}: p50 {p50:.2f} ms, p99 "
+                f"{p99:.2f} ms vs floor {floor_ms:.2f} ms (round trip {socket_s * 1e6:.0f} us, "
+                f"sign+verify "
                 f"{parts['ed25519 sign+verify'] * 1e6:.0f} us, 2 fsyncs "
                 f"{parts['2 x (append+fsync)'] * 1e6:.0f} us)"
             )

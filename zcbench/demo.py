@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zcbench.errors import EnvError, UsageError, VerificationError
+from zcbench.risk import DEFAULT_INITIAL_CASH
 
 __all__ = ["DemoResult", "default_notebook", "run_demo"]
 
@@ -64,15 +65,19 @@ def run_demo(
     notebook: Path | None = None,
     seed: int = 7,
     duration_s: float = 5.0,
+    initial_cash: float = DEFAULT_INITIAL_CASH,
     say: Say = print,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> DemoResult:
     """Run every step into ``out_dir`` (``build/``, ``run/``, ``attestation.cbor``,
-    ``report.html``); raises the step's own error if one fails."""
+    ``report.html``); raises the step's own error if one fails. The live run holds its orders
+    to ``initial_cash`` (whole currency units, a cash account), as ``zcbench run`` does by
+    default."""
     from zcbench.auditlog import check_log
     from zcbench.backtest import research_demo
     from zcbench.host.live import BuildImage, run_live
     from zcbench.host.sources import market_source
+    from zcbench.money import ticks_of
     from zcbench.nitro import verify_attestation
     from zcbench.nitro.commitment import Commitment
     from zcbench.packager import package_notebook
@@ -102,9 +107,13 @@ def run_demo(
 
     say("3/6 run: the sealed strategy live in the local enclave over synthetic ticks")
     image = BuildImage(build_dir)
-    source = market_source(image.batching(), duration_s=duration_s, seed=seed).source
+    market = market_source(image.batching(), duration_s=duration_s, seed=seed)
     nonce = secrets.token_bytes(32)
-    summary = run_live(image, run_dir, source, final_attest_nonce=nonce)
+    summary = run_live(
+        image, run_dir, market.source, account=market.account,
+        capital=ticks_of(initial_cash, scale=market.account.money_scale),
+        final_attest_nonce=nonce,
+    )
     if summary.status != "completed":
         raise VerificationError(
             f"the live run ended {summary.status}: {summary.reason} (see {run_dir})",
@@ -117,6 +126,7 @@ def run_demo(
         f"{summary.fills} fills; network isolation: "
         f"{'yes' if summary.isolated_network else 'NO (not allowed here)'}"
     )
+    say(f"    {summary.capital_text()}")
 
     say("4/6 attest: a fresh document for our own nonce, verified against the commitment")
     document = (run_dir / "attestation.cbor").read_bytes()

@@ -39,10 +39,12 @@ from zcbench.errors import UsageError
 
 __all__ = [
     "CONTROLS",
+    "DEFAULT_INITIAL_CASH",
     "INSUFFICIENT_CASH",
     "INSUFFICIENT_MARGIN",
     "LIMIT_NOT_REACHED",
     "BuyingPower",
+    "CapitalState",
     "Refusal",
     "buying_power_refusal",
 ]
@@ -50,6 +52,10 @@ __all__ = [
 INSUFFICIENT_CASH: Final = "insufficient_cash"
 INSUFFICIENT_MARGIN: Final = "insufficient_margin"
 LIMIT_NOT_REACHED: Final = "limit_not_reached"
+
+DEFAULT_INITIAL_CASH: Final = 1_000_000
+"""The capital an account starts with when none is given, in whole currency units: ``zcbench
+run`` and ``zcbench backtest`` (``--initial-cash``), the live panel and the demo."""
 
 CONTROLS: Final = (
     "kill_switch",  # limit: 1 (engaged); detail: why it was engaged
@@ -62,6 +68,7 @@ CONTROLS: Final = (
     INSUFFICIENT_MARGIN,  # the same, with leverage or a short involved
     LIMIT_NOT_REACHED,  # not a risk refusal: limit: the limit price; attempted: the market
     "invalid_order",  # detail: why the signal makes no order (its hints)
+    "lot_size",  # limit: the instrument's lot; attempted: the order's quantity
     "venue",  # detail: the venue's own text
 )
 """Every control a refusal can name: the :class:`zcbench.host.RiskLimits` fields by their field
@@ -114,6 +121,8 @@ class Refusal:
             return f"{c}: the account after the order needs {got} of equity and would have {lim}"
         if c == LIMIT_NOT_REACHED:
             return f"market {got} through limit {lim}"
+        if c == "lot_size":
+            return f"quantity {got} is not a whole number of lots of {lim}"
         return self.detail
 
 
@@ -135,6 +144,19 @@ class BuyingPower:
         """The equity needed to carry these gross exposures (exact, from the decimal text)."""
         a, b, c, d = _terms(self.leverage, self.short_margin)
         return Fraction(long_notional * b * d + short_notional * c * a, a * d)
+
+
+@dataclass(frozen=True, slots=True)
+class CapitalState:
+    """An account under the buying-power rule now, in its unit of money: ``cash`` (the capital
+    plus what fills paid and received), ``equity`` (cash plus longs minus shorts at their
+    marks) and ``used``, the equity its positions need (:meth:`BuyingPower.requirement`,
+    rounded up): the buying power in use. An order that raises ``used`` above ``equity`` is
+    refused (``insufficient_cash`` / ``insufficient_margin``)."""
+
+    cash: int
+    equity: int
+    used: int
 
 
 @functools.lru_cache(maxsize=64)

@@ -78,7 +78,7 @@ def test_archive_entry_round_trips_is_strict_and_bounded() -> None:
 
 
 def _ledger(tmp_path: Path) -> tuple[Ledger, str]:
-    ledger = Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+    ledger = Ledger.init_insecure_host_key(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
                          commitment_sha256=b"\x01" * 32, at_ns=T0)
     origin = log_origin(P0, RUN_ID)
     signer = LogSigner(Ed25519PrivateKey.generate(), origin)

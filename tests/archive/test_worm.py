@@ -238,8 +238,9 @@ def _ledger_of(run: Path, folder: Path) -> Path:
     pcr0 = bytes(parsed.pcrs[0])
     assert parsed.public_key is not None
     origin = log_origin(pcr0, json.loads((run / "summary.json").read_text())["run_id"])
-    with Ledger.init(folder, origin="acme.example/zcbench/demo", genesis_pcr0=pcr0,
-                     commitment_sha256=b"\x01" * 32) as ledger:
+    with Ledger.init_insecure_host_key(
+            folder, origin="acme.example/zcbench/demo", genesis_pcr0=pcr0,
+            commitment_sha256=b"\x01" * 32) as ledger:
         ledger.append(RunStartEntry(pcr0, origin, log_verifier(bytes(parsed.public_key),
                                                                origin).vkey,
                                     hashlib.sha256(document).digest(), None))
@@ -253,8 +254,9 @@ def test_archive_into_the_ledger_and_verify_against_it(
     empty = run_dir.parent / "empty"
     from zcbench.ledger import Ledger
 
-    Ledger.init(empty, origin="acme.example/zcbench/demo", genesis_pcr0=b"\x07" * 48,
-                commitment_sha256=b"\x01" * 32).close()
+    Ledger.init_insecure_host_key(
+            empty, origin="acme.example/zcbench/demo", genesis_pcr0=b"\x07" * 48,
+            commitment_sha256=b"\x01" * 32).close()
     bucket = _bucket()
     # a ledger without the run's run-start is refused before anything is uploaded
     assert _archive(run_dir, aws_env, bucket, "--ledger", str(empty)) == 2

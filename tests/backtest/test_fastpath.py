@@ -224,7 +224,7 @@ def test_random_streams_same_signals_digest_and_fills(
     [
         pytest.param("ma_crossover", BacktestConfig(count=1, fee_bps=1.0, initial_cash=100_000.0),
                      marks=pytest.mark.slow),  # one bar a batch: the many-batch case
-        ("ma_crossover", BacktestConfig(count=7, slippage_ticks=2)),
+        ("ma_crossover", BacktestConfig(count=7, fee_bps=2.5)),
         ("order_flow_imbalance", BacktestConfig(width_ns=100_000_000, fee_bps=0.2)),
         ("order_flow_imbalance", BacktestConfig(count=200)),
     ],

@@ -86,6 +86,10 @@ def test_live_run_in_jupyterlab(page: Any, jupyterlab: Server, world: World) -> 
     # money in the currency the run recorded (the synthetic symbols' USD), not "currency units"
     expect(panel).to_contain_text(re.compile(r"PnL \(USD\)", re.IGNORECASE))
     expect(panel).not_to_contain_text(re.compile("currency unit", re.IGNORECASE))
+    # capital binds as in `zcbench run`: the account and the refusals for lack of it
+    expect(panel).to_contain_text(re.compile(r"cash \(USD\)", re.IGNORECASE))
+    expect(panel).to_contain_text(re.compile(r"buying power used \(USD\)", re.IGNORECASE))
+    expect(panel).to_contain_text("refused: insufficient cash")
     expect(panel).not_to_contain_text("ERROR")
     panel.screenshot(path=ARTIFACTS / "liverun-panel-stopped.png")
     assert list((world.root / "runs").glob("*/summary.json"))

@@ -39,8 +39,7 @@ def test_a_runs_account_is_the_backtests(symbol: str) -> None:
 def test_summary_and_progress_show_the_recorded_currency_and_unit(
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recorded = _summary({"X": 3})
-    recorded.pnl, recorded.currency, recorded.money_scale = 12_345, "EUR", 100_000
+    recorded = _summary({"X": 3}, pnl=12_345, currency="EUR", money_scale=100_000)
     _print_summary(recorded)
     line = next(x for x in capsys.readouterr().out.splitlines() if "PnL" in x)
     assert line.startswith("  PnL +0.12345 EUR;"), line

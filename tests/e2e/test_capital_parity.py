@@ -3,7 +3,8 @@
 A strategy that buys every bar runs out of cash: a live run on the paper venue (``run_live``
 with ``capital``) refuses its orders with ``insufficient_cash``, cash never goes below zero,
 and the backtest on the same bars with the same ``initial_cash`` (its closed loop, the live
-run's execution layer and venue) refuses the same orders for the same reason, row for row.
+run's execution layer and venue) refuses the same orders for the same reason, row for row;
+its fills table, equity and metrics come from that journal, so its PnL is the live run's.
 """
 
 from __future__ import annotations
@@ -121,11 +122,18 @@ def test_a_live_run_refuses_what_capital_cannot_carry_as_the_backtest_does(
     mine = result.journal.select(order_of)
     theirs = live.select(order_of)
     assert mine.equals(theirs)
-    # the backtest's own fills table (next bar's open) refuses the same orders by the same
-    # rule, but the last bar's, which has no next bar to fill at; cash never below zero there
+    # the backtest's own tables come from that journal (one fill model, the paper venue's):
+    # the same orders refused by the same rule, the same fills, and the live run's PnL
     refused = result.fills.filter(pl.col("status") == "refused")
     assert set(refused["reason"]) == {INSUFFICIENT_CASH}
-    last = bars.height - 1
-    assert result.fills.filter(pl.col("seq") == last)["status"].to_list() == ["no_next_event"]
-    assert refused["seq"].to_list() == [s for s in rejects["seq"].to_list() if s != last]
+    assert refused["seq"].to_list() == rejects["seq"].to_list()
+    filled = result.fills.filter(pl.col("status") == "filled")
+    live_fills = live.filter(pl.col("event") == "fill")
+    assert filled.select("seq", "fill_price", "filled_quantity").rows() == live_fills.select(
+        "seq", "price_ticks", "quantity").rows()
+    assert filled["cash_after"].to_list() == cash
     assert (result.fills["cash_after"].drop_nulls() >= 0).all()
+    pnl = result.metrics_dict()["pnl"]
+    assert isinstance(pnl, float)
+    assert round(pnl * scale) == summary.pnl
+    assert int(result.equity["equity"][-1]) - capital == summary.pnl

@@ -30,6 +30,14 @@ def test_demo_leaves_every_artefact_and_they_reverify(
     assert result["simulated"] is True
     assert result["log_classification"] == "intact"
     assert result["run_summary"]["status"] == "completed"
+    # the run binds capital as `zcbench run` does by default, and the demo says so
+    run = result["run_summary"]
+    assert run["capital"] == {"amount": 1_000_000 * run["money_scale"],
+                              "money_scale": run["money_scale"], "leverage": 1.0,
+                              "short_margin": 1.0}
+    assert run["cash_ticks"] is not None
+    assert 0 <= run["buying_power_used_ticks"] <= run["equity_ticks"]
+    assert "capital 1,000,000.00 USD (leverage 1, short margin 1): cash " in done.stderr
     for name in ("build/commitment.json", "run/summary.json", "attestation.cbor", "report.html"):
         assert (out / name).is_file(), name
     commitment = json.loads((out / "build" / "commitment.json").read_text())

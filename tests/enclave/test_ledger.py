@@ -71,7 +71,7 @@ class Stand:
         self.root = tmp / "kb"
         self.clock_ns = T0 + 10**6  # 1 ms after genesis (the broker keeps microseconds)
         self.dir = tmp / "ledger"
-        self.ledger = Ledger.init(self.dir, origin=ORIGIN, genesis_pcr0=A,
+        self.ledger = Ledger.init_insecure_host_key(self.dir, origin=ORIGIN, genesis_pcr0=A,
                                   commitment_sha256=b"\x01" * 32, at_ns=T0,
                                   broker_factory=self.broker)
         self.requirement = LedgerRequirement(ORIGIN, witnesses, checkpoint_interval_s=0.0)
@@ -522,3 +522,81 @@ def test_the_enclave_reads_a_control_records_facts_and_refuses_a_bad_one() -> No
                 body[:-3]):
         with pytest.raises(ServeRefused, match="control record"):
             control_facts(bad)
+
+
+def test_genesis_is_made_in_the_enclave_and_no_host_process_can_open_its_key(
+        tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from zcbench.auditlog.note import parse_vkey
+    from zcbench.errors import DataError
+    from zcbench.keys import KeyReleaseRefused, is_enclave_sealed
+    from zcbench.ledger import LedgerKeyRefused
+    from zcbench.ledger.entries import RevocationEntry
+
+    stand = Stand.__new__(Stand)  # a broker and an enclave, no ledger yet
+    stand.tmp, stand.root, stand.clock_ns = tmp_path, tmp_path / "kb", T0 + 10**6
+    stand.dir = tmp_path / "ledger"
+    stand.requirement = LedgerRequirement(ORIGIN, None, checkpoint_interval_s=0.0)
+    seal_key = stand.broker().seal_public_key
+
+    def made(pcr0: bytes = A, run_id: str = "genesis") -> Message:
+        reply = ask(stand.runtime(pcr0, run_id=run_id), Message("ledger_genesis", {
+            "origin": ORIGIN, "commitment_sha256": b"\x01" * 32, "seal_key": seal_key}))
+        assert reply.type == "ledger_made", reply.fields
+        return reply
+
+    reply = made()
+    stand.clock_ns += 1000
+    other = made(run_id="genesis-2")  # another key, and an entry of another time
+    stand.clock_ns -= 1000
+    fields = {"origin": ORIGIN, "vkey": reply["vkey"], "key_blob": reply["key_blob"],
+              "entry": reply["entry"], "checkpoint": reply["checkpoint"], "genesis_pcr0": A,
+              "commitment_sha256": b"\x01" * 32, "broker_factory": stand.broker}
+    # what the host is handed is checked: the genesis of this PCR0 and commitment, signed by
+    # the key the enclave made, over exactly that entry; a refusal leaves no folder behind
+    sealed_here = stand.broker().seal_secret(secret_name(ORIGIN), b"\x07" * 32)
+    for bad in ({"genesis_pcr0": B}, {"commitment_sha256": b"\x02" * 32},
+                {"checkpoint": other["checkpoint"]}, {"entry": other["entry"]},
+                {"key_blob": sealed_here}, {"vkey": other["vkey"]}):
+        with pytest.raises((DataError, VerificationError)):
+            Ledger.from_genesis(stand.dir, **{**fields, **bad})  # type: ignore[arg-type]
+        assert not stand.dir.exists()
+    stand.ledger = Ledger.from_genesis(stand.dir, **fields)  # type: ignore[arg-type]
+    assert stand.ledger.key_made_in_enclave
+    blob = (stand.dir / KEY_FILE).read_bytes()
+    assert is_enclave_sealed(blob)
+    # the file the host can read is ciphertext: no 32 bytes of it are the ledger key's seed
+    public = parse_vkey(reply["vkey"]).public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert all(Ed25519PrivateKey.from_private_bytes(blob[i:i + 32]).public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw) != public for i in range(len(blob) - 31))
+    # the broker opens it for no caller but an attested enclave, so this process cannot sign
+    with pytest.raises(KeyReleaseRefused):
+        stand.broker().open_secret(blob, secret_name(ORIGIN))
+    with pytest.raises(LedgerKeyRefused, match="genesis enclave"):
+        stand.ledger.append(RevocationEntry(B, ""), at_ns=T0 + 2 * 10**6)
+    assert stand.ledger.size == 1
+    # the genesis enclave serves nothing and makes no second genesis
+    genesis_rt = stand.runtime(run_id="genesis-3")
+    ask(genesis_rt, Message("ledger_genesis", {"origin": ORIGIN,
+                                               "commitment_sha256": b"\x01" * 32,
+                                               "seal_key": seal_key}))
+    assert _ingest(genesis_rt)["code"] == "serve_gate"
+    assert ask(genesis_rt, Message("ledger_genesis", {
+        "origin": ORIGIN, "commitment_sha256": b"\x01" * 32,
+        "seal_key": seal_key}))["code"] == "ledger_order"
+    # the next enclave of the genesis PCR0 gets the key from the broker and runs in the ledger
+    stand.clock_ns += 10**6
+    rt = stand.runtime(run_id="run-1")
+    opened = stand.open(rt)
+    assert opened["vkey"] == stand.ledger.vkey
+    ask(rt, Message("ledger_entries", {"entries": list(stand.ledger.entry_bytes)}))
+    start = ask(rt, Message("ledger_start", {"checkpoint": stand.ledger.latest_checkpoint()}))
+    assert start.type == "ledger_appended", start.fields
+    stand.ledger.append_signed(start["entry"], start["checkpoint"])
+    # an enclave of a PCR0 the ledger does not allow gets no key
+    assert stand.open(stand.runtime(B, run_id="run-b"))["code"] == "ledger_key_release"
+    report = check_ledger(stand.dir)
+    assert report.ok, report.message
+    assert not any("outside an enclave" in w for w in report.warnings)

@@ -34,8 +34,9 @@ def _ledger_of(run: Path, folder: Path) -> tuple[Path, str, str]:
     pcr0 = bytes(parsed.pcrs[0])
     assert parsed.public_key is not None
     origin = log_origin(pcr0, json.loads((run / "summary.json").read_text())["run_id"])
-    with Ledger.init(folder, origin="acme.example/zcbench/demo", genesis_pcr0=pcr0,
-                     commitment_sha256=b"\x01" * 32) as ledger:
+    with Ledger.init_insecure_host_key(
+            folder, origin="acme.example/zcbench/demo", genesis_pcr0=pcr0,
+            commitment_sha256=b"\x01" * 32) as ledger:
         ledger.append(RunStartEntry(pcr0, origin, log_verifier(bytes(parsed.public_key),
                                                                origin).vkey,
                                     hashlib.sha256(document).digest(), None))

@@ -552,6 +552,8 @@ class _FullDisk:
         return File()
 
     def __getattr__(self, name: str) -> object:
+        if name == "real":  # not set yet: being unpickled in the log writer process
+            raise AttributeError(name)
         return getattr(self.real, name)
 
 

@@ -23,7 +23,7 @@ from zcbench.host.execution import (
     read_journal,
 )
 from zcbench.host.feedback import FeedbackBuilder
-from zcbench.risk import CONTROLS, BuyingPower, Refusal
+from zcbench.risk import CONTROLS, BuyingPower, CapitalState, Refusal
 from zcbench.strategy import Signal, decode_context
 from zcbench.venue.orders import Cancel, Execution, Order, Replace
 
@@ -281,6 +281,33 @@ def test_capital_binds_by_the_backtests_rule() -> None:
     assert _statuses(free, Signal("AAA", "buy", 1000)) == [("filled", "")]
     with pytest.raises(UsageError, match="capital"):
         ExecutionLayer(capital=0)
+
+
+def test_the_account_under_the_rule_and_its_refusals_are_reported_as_they_stand() -> None:
+    """What the panel and the summary show: cash, equity, the buying power the positions use
+    (the rule's requirement), and the refusals counted by the control that refused."""
+    ex = ExecutionLayer(RiskLimits(), capital=10_000)
+    assert ex.capital_state() == CapitalState(cash=10_000, equity=10_000, used=0)
+    _market(ex, 1000)
+    _statuses(ex, Signal("AAA", "buy", 8), Signal("AAA", "buy", 3))
+    assert ex.capital_state() == CapitalState(cash=2_000, equity=10_000, used=8_000)
+    assert ex.refusals() == {"insufficient_cash": 1}
+    _market(ex, 1250)  # marks move equity, not cash
+    assert ex.capital_state() == CapitalState(cash=2_000, equity=12_000, used=10_000)
+    # a short: its proceeds are cash, its notional (at short_margin 1) is needed in equity
+    _statuses(ex, Signal("AAA", "sell", 16), Signal("AAA", "sell", 2))
+    assert ex.capital_state() == CapitalState(cash=22_000, equity=12_000, used=10_000)
+    assert ex.refusals() == {"insufficient_cash": 1, "insufficient_margin": 1}
+    # leverage 2: a long needs half its notional (rounded up to the account's unit)
+    levered = ExecutionLayer(RiskLimits(), capital=10_000, buying_power=BuyingPower(leverage=2))
+    _market(levered, 1001)
+    _statuses(levered, Signal("AAA", "buy", 3))
+    assert levered.capital_state() == CapitalState(cash=6_997, equity=10_000, used=1_502)
+    # other controls are counted by their own names; without capital there is no account
+    free = ExecutionLayer(RiskLimits(max_position=1))
+    _market(free, 1000)
+    _statuses(free, Signal("AAA", "buy", 2))
+    assert (free.capital_state(), free.refusals()) == (None, {"max_position": 1})
 
 
 def test_a_row_naming_no_known_control_is_no_row(tmp_path: Path) -> None:

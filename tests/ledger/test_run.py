@@ -63,7 +63,7 @@ def test_runs_in_the_ledger_and_the_lp_holds_a_run_to_it(tmp_path: Path,
     pcr0 = image.expected_pcrs()[0]
     assert pcr0 != IMAGE.expected_pcrs()[0]  # the requirement is measured
     ledger_dir = tmp_path / "ledger"
-    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
+    Ledger.init_insecure_host_key(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
                 commitment_sha256=b"\x01" * 32).close()
     shutil.copytree(ledger_dir, tmp_path / "empty-ledger")
     # a host that withholds the ledger: the enclave refuses every batch
@@ -107,7 +107,7 @@ def test_a_build_not_yet_valid_or_revoked_never_serves(tmp_path: Path) -> None:
     pcr0 = IMAGE.expected_pcrs()[0]
     other = hashlib.sha384(b"the live build").digest()
     ledger_dir = tmp_path / "ledger"
-    with Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=other,
+    with Ledger.init_insecure_host_key(ledger_dir, origin=ORIGIN, genesis_pcr0=other,
                      commitment_sha256=b"\x01" * 32) as ledger:
         ledger.announce(pcr0, b"\x02" * 32, notice_ns=7 * 86_400 * 10**9)
     hook = LedgerRunHook(ledger_dir, tmp_path / "run")
@@ -142,8 +142,9 @@ def test_every_acknowledged_entry_survives_a_kill(tmp_path: Path) -> None:
     from zcbench.ledger.verify import check_ledger
 
     ledger_dir = tmp_path / "ledger"
-    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=hashlib.sha384(b"0").digest(),
-                commitment_sha256=b"\x01" * 32).close()
+    Ledger.init_insecure_host_key(
+            ledger_dir, origin=ORIGIN, genesis_pcr0=hashlib.sha384(b"0").digest(),
+            commitment_sha256=b"\x01" * 32).close()
     script = (
         "import hashlib, sys\n"
         "from pathlib import Path\n"
@@ -221,7 +222,7 @@ def test_a_host_killed_between_the_run_start_and_its_checkpoint_leaves_the_next_
 
     image = _measured(tmp_path)
     ledger_dir = tmp_path / "ledger"
-    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
+    Ledger.init_insecure_host_key(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
                 commitment_sha256=b"\x01" * 32).close()
     process = subprocess.Popen(
         [sys.executable, "-c", _KILLED_HOST, str(ledger_dir), str(tmp_path / "run1"),
@@ -266,7 +267,7 @@ def test_control_entries_follow_their_rules(tmp_path: Path) -> None:
 
     pcr0 = bytes(range(1, 49))
     ledger_dir = tmp_path / "ledger"
-    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
+    Ledger.init_insecure_host_key(ledger_dir, origin=ORIGIN, genesis_pcr0=pcr0,
                 commitment_sha256=b"\x01" * 32).close()
     origin = f"zcbench/{pcr0.hex()[:16]}/run-1"
     der = Ed25519PrivateKey.generate().public_key().public_bytes(
@@ -295,7 +296,7 @@ def test_a_limit_change_during_a_run_is_a_control_entry_of_its_ledger(
 ) -> None:
     image = _measured(tmp_path)
     ledger_dir = tmp_path / "ledger"
-    Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
+    Ledger.init_insecure_host_key(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
                 commitment_sha256=b"\x01" * 32).close()
     events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=1.0), seed=3)
     changed = threading.Event()

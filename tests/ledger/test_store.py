@@ -35,7 +35,7 @@ ORIGIN = "acme.example/zcbench/ma-crossover"
 
 
 def make(tmp_path: Path) -> Ledger:
-    return Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+    return Ledger.init_insecure_host_key(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
                        commitment_sha256=b"\x01" * 32, at_ns=T0)
 
 
@@ -265,6 +265,17 @@ def test_torn_tail_is_cut_and_reported_mid_damage_refused(tmp_path: Path) -> Non
     data = bytearray(segment.read_bytes())
     data[40] ^= 0x01  # inside the first entry, whole entries follow
     segment.write_bytes(bytes(data))
+    # below the verified record an open reads nothing; every whole read refuses the damage
+    from zcbench.ledger.store import VERIFIED_FILE
+    from zcbench.ledger.verify import check_ledger
+
+    assert check_ledger(tmp_path / "ledger").failed == "corrupt"
+    from zcbench.ledger._errors import LedgerVerificationError
+
+    with Ledger.open(tmp_path / "ledger") as tail_only, pytest.raises(
+            LedgerVerificationError, match="corrupt"):
+        tail_only.entries  # noqa: B018
+    (tmp_path / "ledger" / VERIFIED_FILE).unlink()
     with pytest.raises(LogDamageError, match="corrupt"):
         Ledger.open(tmp_path / "ledger")
 
@@ -321,7 +332,7 @@ def test_init_refuses_a_used_folder_and_a_bad_origin(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="new folder"):
         make(tmp_path)
     with pytest.raises(UsageError, match="origin"):
-        Ledger.init(tmp_path / "x", origin="no-slashes", genesis_pcr0=P0,
+        Ledger.init_insecure_host_key(tmp_path / "x", origin="no-slashes", genesis_pcr0=P0,
                     commitment_sha256=b"\x01" * 32)
 
 
@@ -388,7 +399,8 @@ def _kill_a_writer_at(root: Path, point: str) -> None:
     import subprocess
     import sys
 
-    Ledger.init(root, origin=ORIGIN, genesis_pcr0=P0, commitment_sha256=b"\x01" * 32).close()
+    Ledger.init_insecure_host_key(
+            root, origin=ORIGIN, genesis_pcr0=P0, commitment_sha256=b"\x01" * 32).close()
     script = _KILLED_WRITER.replace("KILL_POINT", point)
     process = subprocess.Popen([sys.executable, "-c", script, str(root)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})

@@ -55,7 +55,7 @@ def pcr(n: int) -> bytes:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    made = Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+    made = Ledger.init_insecure_host_key(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
                        commitment_sha256=b"\x01" * 32, at_ns=T0)
     yield made
     made.close()

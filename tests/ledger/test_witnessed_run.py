@@ -59,8 +59,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     ).to_bytes())
     image = ModuleImage(Path(order_flow.__file__), ledger=requirement)
     ledger_dir = tmp_path / "ledger"
-    with Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
-                     commitment_sha256=b"\x01" * 32) as ledger:
+    with Ledger.init_insecure_host_key(
+            ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
+            commitment_sha256=b"\x01" * 32) as ledger:
         vkey = ledger.vkey
     port = _free_port()
     process = subprocess.Popen(

@@ -42,8 +42,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         image = BuildImage(folder / "build")
         commitment = (folder / "build" / "commitment.json").read_bytes()
         ledger_dir = folder / "ledger"
-        Ledger.init(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
-                    commitment_sha256=hashlib.sha256(commitment).digest()).close()
+        Ledger.init_insecure_host_key(
+                ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],
+                commitment_sha256=hashlib.sha256(commitment).digest()).close()
         shutil.copytree(ledger_dir, folder / "empty-ledger")
         hook = LedgerRunHook(ledger_dir, folder / "run")
         events = generate_ticks(SyntheticConfig(symbols=("AAA",), rate=2000, duration_s=5),

@@ -28,7 +28,7 @@ ORIGIN = "acme.example/zcbench/ma-crossover"
 
 def _ledger(tmp_path: Path) -> tuple[Ledger, LogSigner, str]:
     t0 = time.time_ns() - 60 * 10**9
-    ledger = Ledger.init(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
+    ledger = Ledger.init_insecure_host_key(tmp_path / "ledger", origin=ORIGIN, genesis_pcr0=P0,
                          commitment_sha256=b"\x01" * 32, at_ns=t0)
     origin = log_origin(P0, "run-1")
     signer = LogSigner(Ed25519PrivateKey.generate(), origin)
@@ -72,7 +72,7 @@ def test_the_ledger_is_served_as_public_tiles_and_a_run_is_held_to_it(tmp_path: 
         assert again["state"] == "consistent"
         assert again["size"] == 3
         # a checkpoint under another key than the one handed over fails
-        other = Ledger.init(tmp_path / "other", origin=ORIGIN, genesis_pcr0=P0,
+        other = Ledger.init_insecure_host_key(tmp_path / "other", origin=ORIGIN, genesis_pcr0=P0,
                             commitment_sha256=b"\x01" * 32)
         wrong = check_remote_ledger(f"{server.url}/ledger", pcr0=P0, run_origin=origin,
                                     run_vkey=signer.vkey, vkey=other.vkey)

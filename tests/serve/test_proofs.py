@@ -41,8 +41,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     a = build_log(runs / "run-a", batches=6, run_id="run-a")
     b = build_log(runs / "run-b", batches=2, run_id="run-b", seed=8)
     t0 = time.time_ns() - 60 * 10**9
-    ledger = Ledger.init(root / "ledger", origin="acme.example/zcbench/ledger", genesis_pcr0=P0,
-                         commitment_sha256=b"\x01" * 32, at_ns=t0)
+    ledger = Ledger.init_insecure_host_key(
+            root / "ledger", origin="acme.example/zcbench/ledger", genesis_pcr0=P0,
+            commitment_sha256=b"\x01" * 32, at_ns=t0)
     signers = {}
     for n, run_id in enumerate(("run-a", "run-b")):
         origin = log_origin(P0, run_id)

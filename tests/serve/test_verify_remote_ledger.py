@@ -28,8 +28,9 @@ def test_a_live_run_is_held_to_the_served_ledger(tmp_path: Path, zcbench_home: P
     try:
         export_dev_root(tmp_path / "dev-root.pem")
         pcrs = run.image.expected_pcrs()
-        ledger = Ledger.init(tmp_path / "ledger", origin="acme.example/zcbench/order-flow",
-                             genesis_pcr0=pcrs[0], commitment_sha256=b"\x01" * 32)
+        ledger = Ledger.init_insecure_host_key(
+                tmp_path / "ledger", origin="acme.example/zcbench/order-flow",
+                genesis_pcr0=pcrs[0], commitment_sha256=b"\x01" * 32)
         commitment = Commitment(pcrs=pcrs)
         with RunningServer(ServeConfig(runs=runs, ledger=ledger.folder)) as server:
             grow_to(run, server, 3)

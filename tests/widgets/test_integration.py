@@ -64,6 +64,13 @@ def test_live_run_panel_runs_a_real_enclave(live_run: tuple[Path, Path, LiveRunP
     assert (snap.currency, snap.money_scale) == (summary["currency"], summary["money_scale"])
     assert summary["currency"] == "USD"
     assert "PnL (USD)" in panel.metrics.value
+    # the panel's run binds capital as `zcbench run` does by default and shows the account
+    assert summary["capital"]["amount"] == 1_000_000 * summary["money_scale"]
+    assert (snap.cash, snap.buying_power_used) == (
+        summary["cash_ticks"], summary["buying_power_used_ticks"])
+    assert "cash (USD)" in panel.metrics.value
+    assert "buying power used (USD)" in panel.metrics.value
+    assert "refused: insufficient cash" in panel.risk.value
 
 
 @pytest.mark.usefixtures("home_of_run")

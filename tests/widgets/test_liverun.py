@@ -236,3 +236,67 @@ def test_the_watcher_reads_only_what_the_journal_gained_since_its_last_poll(
     t0 = int(market.events["ts"][0])
     assert [x for x, _, _ in signals] == [(int(n) - t0) / 1e9 for n in newest]
     assert [side for _, _, side in signals][:2] == ["sell", "buy"]
+
+
+def test_cash_and_buying_power_used_are_cards_when_capital_binds() -> None:
+    snap = RunSnapshot(currency="USD", money_scale=10_000, cash=9_870_000_000,
+                       equity=10_000_500_000, buying_power_used=1_300_000_000)
+    html = metrics_html(snap)
+    assert "cash (USD)" in html
+    assert "987,000.00" in html
+    assert "buying power used (USD)" in html
+    assert "130,000.00 (13%)" in html
+    # without capital there is no account to show
+    assert "cash" not in metrics_html(RunSnapshot(currency="USD"))
+    # a position needing more than the equity (the marks moved against it) is shown in red
+    over = metrics_html(RunSnapshot(cash=-5, equity=100, buying_power_used=150))
+    assert "150%" in over.split("buying power used")[1].split("</div></div>")[0]
+
+
+def test_the_watcher_shows_the_capital_and_the_refusals_for_lack_of_it(tmp_path: Path) -> None:
+    """The panel's run binds capital as ``zcbench run`` does by default; its snapshots carry
+    the account (cash, equity, buying power used) and the orders refused for lack of cash or
+    margin, from the run's progress reports and then its summary."""
+    from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
+    from zcbench.host.sources import market_source
+    from zcbench.host.summary import RunProgress
+    from zcbench.marketdata import BatchSpec
+    from zcbench.risk import DEFAULT_INITIAL_CASH
+    from zcbench.strategy import Signal
+    from zcbench.widgets._localrun import LocalRunBackend, _RunWatcher
+
+    assert LocalRunBackend().initial_cash == DEFAULT_INITIAL_CASH  # the CLI's default too
+    spec = BatchSpec(count=100)
+    market = market_source(spec, rate=2000.0, duration_s=2.0, seed=5)
+    symbol = str(market.events["symbol"][0])
+    scale = market.account.money_scale
+    snaps: list[RunSnapshot] = []
+    watcher = _RunWatcher(tmp_path, market.events, spec, snaps.append, None, market.account,
+                          capital=10_000 * scale)
+    ex = ExecutionLayer(RiskLimits(), capital=10_000 * scale, units=dict(market.account.units))
+    ex.on_market(market.events.slice(0, 100))
+    big = Signal(symbol, "buy", 999)  # within max_position, far more than 10,000 USD buys
+    ex.act(VerifiedSignals(0, 2, 3, (Signal(symbol, "buy", 1), big)), now_ns=1)
+    state = ex.capital_state()
+    assert state is not None
+    watcher.progress = RunProgress(
+        1, 100, 2, 1.0, 1.0, 1.0, ex.pnl(), orders=2, fills=1, rejects=1,
+        positions=dict(ex.positions), currency="USD", money_scale=scale,
+        capital=state, refusals=ex.refusals(),
+    )
+    watcher.publish(1.0, "running")
+    snap = snaps[-1]
+    assert (snap.cash, snap.equity, snap.buying_power_used) == (
+        state.cash, state.equity, state.used)
+    assert 0 < state.used < state.equity <= state.cash + state.used
+    rows = dict(snap.risk)
+    assert rows["capital"] == "10,000.00 USD, leverage 1, short margin 1"
+    assert rows["refused: insufficient cash"] == "1 (rejected)"
+    assert rows["refused: insufficient margin"] == "0"
+    assert "<b>1 (rejected)</b>" in risk_html(snap)
+    assert "cash (USD)" in metrics_html(snap)
+    # a panel run without capital says so
+    free = _RunWatcher(tmp_path, market.events, spec, snaps.append, None, market.account)
+    free.publish(0.0, "starting")
+    assert dict(snaps[-1].risk)["capital"] == "does not bind"
+    assert snaps[-1].cash is None

@@ -36,9 +36,11 @@ __all__ = [
     "FileScan",
     "Frame",
     "frame",
+    "frame_at",
     "header",
     "index_frames",
     "scan_file",
+    "scan_tail",
     "segment_name",
     "segment_number",
 ]
@@ -187,6 +189,31 @@ def scan_file(path: Path, data: bytes, magic: bytes, lead: bytes = b"") -> FileS
         frames.append(found)
         offset = found.end
     return FileScan(path, number, first_index, frames, damage, len(data))
+
+
+def scan_tail(path: Path, data: bytes, base: int, lead: bytes = b"") -> FileScan:
+    """Parse the frames of ``data``, the bytes of one log file from offset ``base`` on (a
+    verified prefix before it is not read again), stopping at the first damage; offsets are the
+    file's. The header is not read: ``number`` and ``first_index`` are None."""
+    frames: list[Frame] = []
+    damage: Damage | None = None
+    offset = 0
+    while offset < len(data):
+        found, reason = _frame_at(data, offset)
+        if found is None:
+            resumes = _resync(data, offset, lead)
+            damage = Damage(path, base + offset, reason,
+                            None if resumes is None else base + resumes)
+            break
+        frames.append(Frame(base + offset, found.payload, found.leaf_hash))
+        offset = found.end
+    return FileScan(path, None, None, frames, damage, base + len(data))
+
+
+def frame_at(data: bytes, offset: int = 0) -> Frame | None:
+    """The valid frame starting at ``offset`` of ``data``, or None."""
+    found, _ = _frame_at(data, offset)
+    return found
 
 
 def index_frames(

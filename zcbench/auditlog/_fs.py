@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["AppendFile", "FileSystem", "OsFileSystem"]
+__all__ = ["AppendFile", "FileSystem", "OsFileSystem", "file_size", "read_range"]
 
 
 class AppendFile(Protocol):
@@ -80,6 +80,15 @@ class OsFileSystem:
     def read_bytes(self, path: Path) -> bytes:
         return path.read_bytes()
 
+    def read_range(self, path: Path, offset: int, length: int | None = None) -> bytes:
+        """``length`` bytes of ``path`` from ``offset`` (None: to the end)."""
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read() if length is None else handle.read(length)
+
+    def size(self, path: Path) -> int:
+        return path.stat().st_size
+
     def list_dir(self, path: Path) -> list[str]:
         return sorted(os.listdir(path))
 
@@ -103,3 +112,23 @@ class OsFileSystem:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_range(fs: FileSystem, path: Path, offset: int, length: int | None = None) -> bytes:
+    """``length`` bytes of ``path`` from ``offset`` (None: to the end), read as a range when
+    the file system can (:meth:`OsFileSystem.read_range`), else cut from the whole file."""
+    ranged = getattr(fs, "read_range", None)
+    if ranged is not None:
+        data: bytes = ranged(path, offset, length)
+        return data
+    whole = fs.read_bytes(path)
+    return whole[offset:] if length is None else whole[offset:offset + length]
+
+
+def file_size(fs: FileSystem, path: Path) -> int:
+    """The size of ``path`` in bytes (without reading it when the file system can say)."""
+    sized = getattr(fs, "size", None)
+    if sized is not None:
+        size: int = sized(path)
+        return size
+    return len(fs.read_bytes(path))

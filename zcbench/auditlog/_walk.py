@@ -20,9 +20,10 @@ from zcbench.auditlog._frames import (
     Damage,
     index_frames,
     scan_file,
+    scan_tail,
     segment_number,
 )
-from zcbench.auditlog._fs import FileSystem
+from zcbench.auditlog._fs import FileSystem, read_range
 from zcbench.auditlog.records import RUN_RECORDS, Indexed, Record, RecordCodec
 
 __all__ = ["Finding", "LogWalk", "WalkedRecord"]
@@ -93,15 +94,32 @@ class LogWalk(Generic[R]):
             classification, index, str(path) if path else None, offset, message
         )
 
-    def records(self) -> Iterator[WalkedRecord[R]]:
-        """Every whole record in order, stopping at the first fatal finding."""
+    def records(self, start: tuple[int, int, int] | None = None) -> Iterator[WalkedRecord[R]]:
+        """Every whole record in order, stopping at the first fatal finding.
+
+        ``start``: ``(segment, byte offset, index)`` where a verified prefix ends: only the
+        records after it are read (segment ``segment`` from that offset on, then the later
+        segments whole); the prefix is not read again."""
         if not self.segments:
             self._fatal("corrupt", 0, self.folder, None, f"no segment files in {self.folder}")
             return
         last = len(self.segments) - 1
+        first_segment = 0
+        if start is not None:
+            first_segment, _, self.count = start
         for position, path in enumerate(self.segments):
-            data = self.fs.read_bytes(path)
-            scan = scan_file(path, data, SEGMENT_MAGIC, self.codec.lead)
+            if position < first_segment:
+                continue
+            if start is not None and position == first_segment:
+                if self._numbers[position] != position:
+                    self._fatal("reordered", self.count, path, 0,
+                                f"segment file {path.name} is not segment {position}: "
+                                "segments were renamed or removed")
+                    return
+                scan = scan_tail(path, read_range(self.fs, path, start[1]), start[1],
+                                 self.codec.lead)
+            else:
+                scan = scan_file(path, self.fs.read_bytes(path), SEGMENT_MAGIC, self.codec.lead)
             if scan.number is not None and (
                 scan.number != position or self._numbers[position] != position
             ):

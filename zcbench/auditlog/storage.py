@@ -39,11 +39,14 @@ from zcbench.auditlog._frames import (
     CHECKPOINT_MAGIC,
     HEADER_SIZE,
     SEGMENT_MAGIC,
+    Damage,
     frame,
+    frame_at,
     header,
+    scan_tail,
     segment_name,
 )
-from zcbench.auditlog._fs import AppendFile, FileSystem, OsFileSystem
+from zcbench.auditlog._fs import AppendFile, FileSystem, OsFileSystem, file_size, read_range
 from zcbench.auditlog._walk import Finding, LogWalk
 from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint_note
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
@@ -56,6 +59,7 @@ __all__ = [
     "LogDamageError",
     "LogStore",
     "RecoveryReport",
+    "StoreMark",
     "TornTail",
     "recover",
 ]
@@ -93,6 +97,25 @@ class LogDamageError(DataError):
         self.report = report
 
 
+@dataclass(frozen=True, slots=True)
+class StoreMark:
+    """Where a verified prefix of a log ends on disk, so a later open reads only what follows
+    (:meth:`LogStore.resume`): ``records`` records hashing to the compact range ``compact``,
+    ending at byte ``segment_end`` of segment ``segment``; the last one's frame at ``last``
+    (segment, offset, leaf hash; None for an empty prefix); the newest checkpoint at that size,
+    ``checkpoint`` (its note), whose frame spans ``checkpoint_start`` to ``checkpoint_end`` of
+    the checkpoint file."""
+
+    records: int
+    compact: tuple[bytes, ...]
+    segment: int
+    segment_end: int
+    last: tuple[int, int, bytes] | None
+    checkpoint: bytes
+    checkpoint_start: int
+    checkpoint_end: int
+
+
 @dataclass
 class _State:
     records: int = 0
@@ -100,6 +123,9 @@ class _State:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     segments: list[Path] = field(default_factory=list)
     last_segment_bytes: int = 0
+    last_record: tuple[int, int, bytes] | None = None
+    checkpoint_bytes: int = HEADER_SIZE
+    last_note: tuple[bytes, int] | None = None  # the newest checkpoint note and its offset
 
 
 def recover(folder: Path, *, fs: FileSystem | None = None, repair: bool = True,
@@ -147,9 +173,11 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool,
             )
     if finding is None:
         good = 0  # size of the last checkpoint the records matched
+        last = None
         for item in walk.records():
             state.compact.append(item.leaf_hash)
             state.records += 1
+            last = item
             while pending and pending[0] == state.records:
                 cp, offset = by_size[pending.popleft()]
                 if cp.root != state.compact.root():
@@ -163,6 +191,8 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool,
                 good = cp.size
             if finding is not None:
                 break
+        if last is not None:
+            state.last_record = (walk.segments.index(last.path), last.offset, last.leaf_hash)
         finding = finding or walk.finding
     if finding is None and pending:
         largest = by_size[pending[-1]][0]
@@ -173,11 +203,21 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool,
             f"{largest.size}: records were cut away",
         )
     state.checkpoints = [cp for cp, _ in checkpoints]
+    if notes:
+        state.last_note = notes[-1]
+        state.checkpoint_bytes = notes[-1][1] + 4 + len(notes[-1][0]) + 32
+    return _finish(folder, fs, walk, state, finding, cp_torn, len(checkpoints), repair)
+
+
+def _finish(folder: Path, fs: FileSystem, walk: LogWalk[Any], state: _State,
+            finding: Finding | None, cp_torn: Damage | None, checkpoints: int, repair: bool
+            ) -> tuple[RecoveryReport, _State]:
+    """The report of a recovery and, unless fatal, its torn tails cut (with ``repair``)."""
     if finding is not None:
         where = f" at {finding.path}:{finding.offset}" if finding.offset is not None else ""
         index = f" (record {finding.index})" if finding.index is not None else ""
         message = f"log damaged, {finding.classification}{index}{where}: {finding.message}"
-        return RecoveryReport("fatal", state.records, len(checkpoints), (), finding, message), state
+        return RecoveryReport("fatal", state.records, checkpoints, (), finding, message), state
     cut: list[TornTail] = []
     for torn in (walk.torn, cp_torn):
         if torn is None:
@@ -199,14 +239,115 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool,
             else:
                 fs.truncate(torn.path, torn.offset)
     if state.segments:
-        state.last_segment_bytes = len(fs.read_bytes(state.segments[-1]))
+        state.last_segment_bytes = file_size(fs, state.segments[-1])
     if cut:
         parts = ", ".join(f"{t.length} bytes at {Path(t.path).name}:{t.offset}" for t in cut)
         verb = "cut" if repair else "would cut"
         message = f"torn tail after record {state.records - 1}: {verb} {parts}"
-        return RecoveryReport("torn_tail", state.records, len(checkpoints), tuple(cut), None,
+        return RecoveryReport("torn_tail", state.records, checkpoints, tuple(cut), None,
                               message), state
-    return RecoveryReport("clean", state.records, len(checkpoints), (), None, "clean"), state
+    return RecoveryReport("clean", state.records, checkpoints, (), None, "clean"), state
+
+
+def _recover_from(folder: Path, fs: FileSystem, mark: StoreMark, *, repair: bool,
+                  codec: RecordCodec[Any]) -> tuple[RecoveryReport, _State]:
+    """:func:`_recover` for a log whose prefix up to ``mark`` was verified before: only what
+    follows it is read. The prefix must still end where the mark says (its last record's frame,
+    the newest checkpoint's frame, no fewer bytes), else the log was cut (``rollback``) or
+    changed (``forked``) below the mark: fatal. Every checkpoint stored after the mark must be
+    of a larger size and match the mark's tree extended by the records after it (which is the
+    consistency of the newer checkpoint with the marked one)."""
+    walk = LogWalk(folder, fs, codec)
+    recorded = parse_checkpoint_note(mark.checkpoint)
+    state = _State(records=mark.records, compact=CompactRange(mark.records, list(mark.compact)),
+                   segments=list(walk.segments), checkpoints=[recorded],
+                   last_record=mark.last, checkpoint_bytes=mark.checkpoint_end,
+                   last_note=(mark.checkpoint, mark.checkpoint_start))
+    cp_path = folder / CHECKPOINT_FILE
+
+    def fatal(kind: str, path: Path | None, offset: int | None, message: str
+              ) -> tuple[RecoveryReport, _State]:
+        finding = Finding(kind, mark.records, str(path) if path else None, offset, message)
+        return _finish(folder, fs, walk, state, finding, None, 1, repair)
+
+    if (recorded.size, recorded.root) != (mark.records, state.compact.root()):
+        return fatal("corrupt", None, None, "the verified record's checkpoint is not over its "
+                     "own tree")
+    if len(walk.segments) <= mark.segment or not fs.exists(cp_path):
+        return fatal("rollback", None, None, f"the log holds fewer segments than the "
+                     f"{mark.records} records verified before: records were cut away")
+    segment = walk.segments[mark.segment]
+    if (file_size(fs, segment) < mark.segment_end
+            or file_size(fs, cp_path) < mark.checkpoint_end):
+        return fatal("rollback", segment, mark.segment_end, f"the log is shorter than the "
+                     f"{mark.records} records and the checkpoint verified before: it was "
+                     "rolled back")
+    if mark.last is not None:
+        where = walk.segments[mark.last[0]]
+        found = frame_at(read_range(fs, where, mark.last[1], mark.segment_end - mark.last[1]
+                                    if mark.last[0] == mark.segment else None))
+        if found is None or found.leaf_hash != mark.last[2]:
+            return fatal("forked", where, mark.last[1], f"record {mark.records - 1} is not "
+                         "the one verified before: the log was rewritten or forked below it")
+    note = read_range(fs, cp_path, mark.checkpoint_start,
+                      mark.checkpoint_end - mark.checkpoint_start)
+    found = frame_at(note)
+    if found is None or found.payload != mark.checkpoint:
+        return fatal("forked", cp_path, mark.checkpoint_start, "the checkpoint verified "
+                     "before is no longer where it was: the checkpoints were rewritten")
+    scan = scan_tail(cp_path, read_range(fs, cp_path, mark.checkpoint_end),
+                     mark.checkpoint_end)
+    cp_torn: Damage | None = None
+    if scan.damage is not None:
+        if scan.damage.resumes_at is not None:
+            return fatal("corrupt", cp_path, scan.damage.offset, f"{scan.damage.reason} at "
+                         f"{CHECKPOINT_FILE}:{scan.damage.offset}, and valid checkpoints resume "
+                         "after it: damage in the middle of the checkpoint file")
+        cp_torn = scan.damage
+    by_size: dict[int, tuple[Checkpoint, int]] = {}
+    for item in scan.frames:
+        try:
+            cp = parse_checkpoint_note(item.payload)
+        except LogFormatError as exc:
+            return fatal("corrupt", cp_path, item.offset, f"checkpoint at {CHECKPOINT_FILE}:"
+                         f"{item.offset} is not a checkpoint note: {exc}")
+        if cp.size <= mark.records and (cp.size, cp.root) != (recorded.size, recorded.root):
+            return fatal("forked", cp_path, item.offset, f"a checkpoint of size {cp.size} "
+                         f"stored after the verified one of size {mark.records}: the log "
+                         "forked or went back")
+        seen = by_size.setdefault(cp.size, (cp, item.offset))
+        if seen[0].root != cp.root:
+            return fatal("forked", cp_path, item.offset, f"two checkpoints for size {cp.size} "
+                         "with different roots: the log forked")
+        state.checkpoints.append(cp)
+        state.last_note = (item.payload, item.offset)
+        state.checkpoint_bytes = item.end
+    pending = deque(sorted(size for size in by_size if size > mark.records))
+    finding: Finding | None = None
+    last = None
+    for record in walk.records((mark.segment, mark.segment_end, mark.records)):
+        state.compact.append(record.leaf_hash)
+        state.records += 1
+        last = record
+        while pending and pending[0] == state.records:
+            cp, offset = by_size[pending.popleft()]
+            if cp.root != state.compact.root():
+                finding = Finding(
+                    "forked", mark.records, str(cp_path), offset,
+                    f"the checkpoint of size {cp.size} is not consistent with the one of size "
+                    f"{mark.records} verified before: the records after it do not lead to its "
+                    "root")
+                break
+        if finding is not None:
+            break
+    if last is not None:
+        state.last_record = (walk.segments.index(last.path), last.offset, last.leaf_hash)
+    finding = finding or walk.finding
+    if finding is None and pending:
+        finding = Finding("rollback", state.records, None, None,
+                          f"the log holds {state.records} records but a checkpoint commits to "
+                          f"{by_size[pending[-1]][0].size}: records were cut away")
+    return _finish(folder, fs, walk, state, finding, cp_torn, len(state.checkpoints), repair)
 
 
 def _why(exc: OSError) -> str:
@@ -230,6 +371,9 @@ class LogStore:
         self._segments = state.segments
         self._segment_fill = state.last_segment_bytes
         self._checkpoints = state.checkpoints
+        self._last_record = state.last_record
+        self._cp_fill = state.checkpoint_bytes
+        self._last_note = state.last_note
         self._segment: AppendFile = fs.open_append(self._segments[-1], create=False)
         self._names = {id(self._segment): self._segments[-1].name}  # for error messages
         self._cp_file: AppendFile = fs.open_append(folder / CHECKPOINT_FILE, create=False)
@@ -286,7 +430,42 @@ class LogStore:
             fs.fsync_dir(folder)
         return cls(folder, fs, state, segment_bytes, report, codec)
 
+    @classmethod
+    def resume(cls, folder: Path, mark: StoreMark, *, fs: FileSystem | None = None,
+               segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+               codec: RecordCodec[Any] = RUN_RECORDS) -> LogStore:
+        """Reopen a log whose prefix up to ``mark`` (:meth:`mark`) was verified before,
+        reading only what follows it (see :func:`_recover_from`): a torn tail is cut as by
+        :meth:`open`; a log cut, rewritten or forked below the mark, or a newer checkpoint that
+        does not extend it, raises :class:`LogDamageError`."""
+        fs = fs or OsFileSystem()
+        report, state = _recover_from(folder, fs, mark, repair=True, codec=codec)
+        if report.classification == "fatal":
+            raise LogDamageError(report)
+        return cls(folder, fs, state, segment_bytes, report, codec)
+
+    def mark(self) -> StoreMark:
+        """Where the log ends now, for :meth:`resume`; only for a log whose every record is
+        acknowledged and covered by its newest checkpoint."""
+        newest = self._last_note
+        if (newest is None or self._size != self._acknowledged
+                or parse_checkpoint_note(newest[0]).size != self._size):
+            raise UsageError("a mark is taken where the newest checkpoint covers every record")
+        return StoreMark(self._size, tuple(self._compact.hashes), len(self._segments) - 1,
+                         self._segment_fill, self._last_record, newest[0], newest[1],
+                         self._cp_fill)
+
+    @property
+    def newest_checkpoint_note(self) -> bytes | None:
+        """The newest checkpoint note stored (None: none yet)."""
+        return None if self._last_note is None else self._last_note[0]
+
     # -- state ----------------------------------------------------------------------------
+
+    @property
+    def fs(self) -> FileSystem:
+        """The file system the store writes through (a writer process reopens it with it)."""
+        return self._fs
 
     @property
     def size(self) -> int:
@@ -356,6 +535,7 @@ class LogStore:
         if self._segment_fill >= self._segment_bytes and self._size > 0:
             self._roll_segment()
         blob = b"".join(chunks)
+        last_offset = self._segment_fill + len(blob) - len(chunks[-1])
         try:
             self._segment.write(blob)
         except OSError as exc:
@@ -364,6 +544,7 @@ class LogStore:
                 f"writing log segment {self._segments[-1].name} failed: {_why(exc)}"
             ) from exc
         self._segment_fill += len(blob)
+        self._last_record = (len(self._segments) - 1, last_offset, leaves[-1])
         if self._segment not in self._dirty:
             self._dirty.append(self._segment)
         for leaf in leaves:
@@ -428,8 +609,9 @@ class LogStore:
                 f"checkpoint root {base64.b64encode(checkpoint.root).decode()} is not the root "
                 f"of the {self._size} records written; refusing to store it"
             )
+        framed = frame(note)
         try:
-            self._cp_file.write(frame(note))
+            self._cp_file.write(framed)
             self._cp_file.fsync()
         except OSError as exc:
             self._poisoned = f"checkpoint fsync: {exc}"
@@ -438,6 +620,8 @@ class LogStore:
                 f"{_why(exc)}"
             ) from exc
         self._checkpoints.append(checkpoint)
+        self._last_note = (note, self._cp_fill)
+        self._cp_fill += len(framed)
         return checkpoint
 
     def close(self) -> None:

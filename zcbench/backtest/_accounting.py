@@ -1,6 +1,12 @@
 """Fills, capital, positions, round-trip trades and the equity curve, in exact integers.
 
-The fills model: a signal emitted on a batch fills at the **next event of its symbol after that
+Two ways in, one accountant (``_Books``): :func:`book_executions` counts what the closed
+loop's paper venue did (the venue model of ``zcbench.backtest._engine``: the journal's fills,
+nothing decided here), :func:`book` fills signals by the next-event model below. Both hand
+each fill, in the order it happened, to ``_Books``: cash, positions at average cost, realised
+PnL, the round trips and the equity curve after each batch.
+
+The next-event model: a signal emitted on a batch fills at the **next event of its symbol after that
 batch** that carries a price on the right side: a trade's price, a quote's ask (buys) or bid
 (sells), a bar's open. Slippage moves that price ``slippage_ticks`` against the order; a limit
 price the slipped price would breach leaves the order unfilled; the fee is ``fee_bps`` of the
@@ -37,7 +43,15 @@ from zcbench.marketdata import MARK_FIELDS
 from zcbench.marketdata import marks as mark_series
 from zcbench.risk import LIMIT_NOT_REACHED, BuyingPower, buying_power_refusal
 
-__all__ = ["FILLS_SCHEMA", "TRADES_SCHEMA", "FillModel", "Ledger", "book"]
+__all__ = [
+    "FILLS_SCHEMA",
+    "POSITIONS_SCHEMA",
+    "TRADES_SCHEMA",
+    "FillModel",
+    "Ledger",
+    "book",
+    "book_executions",
+]
 
 FILLED: Final = "filled"
 REFUSED: Final = "refused"
@@ -56,12 +70,22 @@ FILLS_SCHEMA: Final[dict[str, Any]] = {
     "limit_price": pl.Int64,
     "status": pl.String,
     "reason": pl.String,
+    "filled_quantity": pl.Int64,
     "fill_row": pl.Int64,
     "fill_ts": pl.Int64,
     "fill_price": pl.Int64,
     "notional": pl.Int64,
     "fee": pl.Int64,
     "cash_after": pl.Int64,
+}
+
+POSITIONS_SCHEMA: Final[dict[str, Any]] = {
+    "fill_ts": pl.Int64,
+    "seq": pl.Int64,
+    "symbol": pl.String,
+    "position": pl.Int64,
+    "avg_cost": pl.Float64,
+    "realised_pnl": pl.Float64,
 }
 
 TRADES_SCHEMA: Final[dict[str, Any]] = {
@@ -292,7 +316,7 @@ def book(
     for sig in signals.iter_rows(named=True):
         row = {**{k: sig[k] for k in ("seq", "idx", "symbol", "side", "quantity", "limit_price")}}
         row.update(dict.fromkeys(("reason", "fill_row", "fill_ts", "fill_price", "notional")))
-        row.update(status=NO_NEXT_EVENT, fee=None, cash_after=None)
+        row.update(status=NO_NEXT_EVENT, filled_quantity=0, fee=None, cash_after=None)
         rows, px = prices.index(sig["symbol"], sig["side"])
         j = int(np.searchsorted(rows, sig["end_row"], side="left"))
         if sig["quantity"] % lot_of.get(sig["symbol"], 1):
@@ -316,25 +340,17 @@ def book(
                 pending.append((int(rows[j]), sig["seq"], sig["idx"], len(out)))
         out.append(row)
 
-    cash = initial_cash
-    position: dict[str, int] = {}
-    basis: dict[str, Fraction | int] = {}  # signed cost of the open position, account units
-    realised: dict[str, Fraction | int] = {}
-    open_trade: dict[str, _Trade] = {}
-    closing: list[Fraction] = []
-    pos_rows: list[dict[str, Any]] = []
-    trades: list[_Trade] = []
-    filled_rows: list[int] = []
+    books = _Books(initial_cash, money_scale)
     for fill_row, _seq, _idx, k in sorted(pending):
         o = out[k]
         sym, price, notional = o["symbol"], o["fill_price"], o["notional"]
         unit = unit_of.get(sym, 1)
         q = o["quantity"] * (1 if o["side"] == "buy" else -1)
         fee = model.fee(notional, rate)
-        pos = position.get(sym, 0)
+        pos = books.position.get(sym, 0)
         # the account before and after, every other position at its last mark
         long_b = short_b = 0
-        for other, held in position.items():
+        for other, held in books.position.items():
             if held and other != sym:
                 value = abs(held) * prices.mark_at(other, fill_row) * unit_of.get(other, 1)
                 long_b, short_b = (
@@ -345,7 +361,7 @@ def book(
         short_a = short_b + (mine_a if pos + q < 0 else 0)
         long_b += mine_b if pos > 0 else 0
         short_b += mine_b if pos < 0 else 0
-        cash_after = cash - q * price * unit - fee
+        cash_after = books.cash - q * price * unit - fee
         refusal = buying_power_refusal(
             rule,
             equity_after=cash_after + long_a - short_a,
@@ -358,58 +374,169 @@ def book(
             o.update(status=REFUSED, reason=refusal.control, fill_row=None, fill_price=None,
                      notional=None)
             continue
-        o.update(status=FILLED, fill_ts=int(ts[fill_row]), fee=fee, cash_after=cash_after)
-        filled_rows.append(k)
-        cash = cash_after
-        _apply_fill(
-            sym,
-            q,
-            price * unit,
-            fee,
-            int(ts[fill_row]),
-            position,
-            basis,
-            realised,
-            closing,
-            open_trade,
-            trades,
+        o.update(status=FILLED, fill_ts=int(ts[fill_row]), filled_quantity=o["quantity"],
+                 fee=fee)
+        o["cash_after"] = books.fill(sym, q, price, unit, fee, int(ts[fill_row]), o["seq"],
+                                     fill_row, notional)
+    return books.ledger(pl.DataFrame(out, schema=FILLS_SCHEMA), batch_ends, prices, unit_of)
+
+
+PARTIALLY_FILLED: Final = "partially_filled"
+_VENUE_END: Final = {"cancel": "cancelled", "expire": "expired"}
+
+
+def book_executions(
+    events: pl.DataFrame,
+    signals: pl.DataFrame,
+    journal: pl.DataFrame,
+    batch_ends: np.ndarray[Any, Any],
+    model: FillModel,
+    initial_cash: int,
+    *,
+    units: Mapping[str, int] | None = None,
+    money_scale: int = 10_000,
+) -> Ledger:
+    """Account for what the closed loop's venue did with ``signals``: the venue model.
+
+    ``journal`` is the loop's journal (``zcbench.host.execution.JOURNAL_SCHEMA``) with two
+    columns more, ``batch`` (the batch during whose turn the row was written: its market
+    events, then its signals) and ``event_ts`` (the venue's event time of a fill). Every fill
+    row is one fill here, at its price and quantity, with ``model``'s fee on its notional (the
+    execution layer charged the same fee, :class:`~zcbench.host.execution.ExecutionLayer`'s
+    ``fee``), marked into the equity curve at its batch's end; ``signals`` get one row each
+    in :data:`FILLS_SCHEMA`, their status from their journal rows (module docstring of
+    :mod:`zcbench.backtest._engine`, "the venue model"). Refusals and buying power are the
+    execution layer's: nothing is decided here, only counted.
+    """
+    from zcbench.venue.orders import signal_of_cl_ord_id
+
+    prices = _Prices(events)
+    unit_of = dict(units or {})
+    rate = model.fee_rate
+    ends = np.asarray(batch_ends, dtype=np.int64)
+    books = _Books(initial_cash, money_scale)
+    state: dict[tuple[int, int], dict[str, Any]] = {}
+    for r in journal.iter_rows(named=True):
+        named = signal_of_cl_ord_id(str(r["cl_ord_id"]))
+        if named is None or named[1] != r["seq"]:
+            raise DataError(f"journal row {r['event']} of batch {r['seq']}: its ClOrdID "
+                            f"{r['cl_ord_id']!r} names no signal of that batch")
+        o = state.setdefault((r["seq"], named[2]), {
+            "refused": None, "end": "resting", "text": "", "qty": 0, "value": 0,
+            "notional": 0, "fee": 0, "fill_ts": None, "fill_row": None, "cash_after": None,
+        })
+        event = r["event"]
+        if event == "reject":
+            o["refused"] = r["control"]
+        elif event in _VENUE_END:
+            o["end"], o["text"] = _VENUE_END[event], r["reason"]
+        elif event == "fill":
+            sym, qty, price = r["symbol"], int(r["quantity"]), int(r["price_ticks"])
+            unit = unit_of.get(sym, 1)
+            notional = price * qty * unit
+            fee = model.fee(notional, rate)
+            at = int(ends[r["batch"]]) - 1  # marked from its batch's end
+            ts = int(r["event_ts"])
+            o["cash_after"] = books.fill(sym, qty if r["side"] == "buy" else -qty, price,
+                                         unit, fee, ts, r["seq"], at, notional)
+            o["qty"] += qty
+            o["value"] += price * qty
+            o["notional"] += notional
+            o["fee"] += fee
+            o["fill_ts"], o["fill_row"] = ts, at
+    out: list[dict[str, Any]] = []
+    for sig in signals.iter_rows(named=True):
+        got = state.get((sig["seq"], sig["idx"]))
+        if got is None:
+            raise DataError(f"signal {sig['idx']} of batch {sig['seq']}: no journal row")
+        o = got
+        line = {k: sig[k] for k in ("seq", "idx", "symbol", "side", "quantity", "limit_price")}
+        filled = o["qty"]
+        if o["refused"] is not None:
+            status, reason = REFUSED, o["refused"]
+        elif filled == sig["quantity"]:
+            status, reason = FILLED, None
+        elif filled:
+            status = PARTIALLY_FILLED
+            reason = o["end"] + (f": {o['text']}" if o["text"] else "")
+        else:
+            status, reason = o["end"], o["text"] or None
+        line.update(
+            status=status,
+            reason=reason,
+            filled_quantity=filled,
+            fill_row=o["fill_row"],
+            fill_ts=o["fill_ts"],
+            fill_price=o["value"] // filled if filled else None,
+            notional=o["notional"] if filled else None,
+            fee=o["fee"] if filled else None,
+            cash_after=o["cash_after"],
         )
-        pos_rows.append(
+        out.append(line)
+    return books.ledger(pl.DataFrame(out, schema=FILLS_SCHEMA), ends, prices, unit_of)
+
+
+class _Books:
+    """The one accountant: cash, positions at average cost, realised PnL, round trips and the
+    equity curve, from fills taken in the order they happened (both fill models feed it)."""
+
+    def __init__(self, initial_cash: int, money_scale: int) -> None:
+        self.initial = self.cash = initial_cash
+        self.money_scale = money_scale
+        self.position: dict[str, int] = {}
+        self._basis: dict[str, Fraction | int] = {}  # signed cost of the open position
+        self._realised: dict[str, Fraction | int] = {}
+        self._open: dict[str, _Trade] = {}
+        self._closing: list[Fraction] = []
+        self._pos_rows: list[dict[str, Any]] = []
+        self._trades: list[_Trade] = []
+        self._fills: list[dict[str, Any]] = []  # what the equity curve needs of each fill
+
+    def fill(
+        self, sym: str, q: int, price: int, unit: int, fee: int, fill_ts: int, seq: int,
+        row: int, notional: int,
+    ) -> int:
+        """Take one fill of ``q`` (signed) at ``price`` (price units; ``unit`` account units
+        each) with ``fee``, at event row ``row`` (its place in the equity curve); returns the
+        cash after it."""
+        self.cash -= q * price * unit + fee
+        _apply_fill(sym, q, price * unit, fee, fill_ts, self.position, self._basis,
+                    self._realised, self._closing, self._open, self._trades)
+        held = self.position[sym]
+        self._pos_rows.append(
             {
-                "fill_ts": int(ts[fill_row]),
-                "seq": o["seq"],
+                "fill_ts": fill_ts,
+                "seq": seq,
                 "symbol": sym,
-                "position": position[sym],
-                "avg_cost": float(Fraction(basis[sym]) / position[sym]) / money_scale
-                if position[sym]
+                "position": held,
+                "avg_cost": float(Fraction(self._basis[sym]) / held) / self.money_scale
+                if held
                 else None,
-                "realised_pnl": float(realised[sym]) / money_scale,
+                "realised_pnl": float(self._realised[sym]) / self.money_scale,
             }
         )
-    fills = pl.DataFrame(out, schema=FILLS_SCHEMA)
-    filled = [out[k] for k in filled_rows]
-    equity, exposure = _equity(filled, batch_ends, prices, initial_cash, unit_of, money_scale)
-    return Ledger(
-        fills=fills,
-        positions=pl.DataFrame(
-            pos_rows,
-            schema={
-                "fill_ts": pl.Int64,
-                "seq": pl.Int64,
-                "symbol": pl.String,
-                "position": pl.Int64,
-                "avg_cost": pl.Float64,
-                "realised_pnl": pl.Float64,
-            },
-        ),
-        trades=_trade_frame(trades, money_scale),
-        equity=equity,
-        closing_pnls=closing,
-        traded_notional=sum(int(f["notional"]) for f in filled),
-        fees=sum(int(f["fee"]) for f in filled),
-        exposure=exposure,
-        marks=prices.all_marks(),
-    )
+        self._fills.append({"fill_row": row, "symbol": sym, "side": "buy" if q > 0 else "sell",
+                            "quantity": abs(q), "notional": notional, "fee": fee})
+        return self.cash
+
+    def ledger(
+        self, fills: pl.DataFrame, batch_ends: np.ndarray[Any, Any], prices: _Prices,
+        units: Mapping[str, int],
+    ) -> Ledger:
+        """The ledger of the fills taken, ``fills`` being the orders' table."""
+        equity, exposure = _equity(self._fills, batch_ends, prices, self.initial, units,
+                                   self.money_scale)
+        return Ledger(
+            fills=fills,
+            positions=pl.DataFrame(self._pos_rows, schema=POSITIONS_SCHEMA),
+            trades=_trade_frame(self._trades, self.money_scale),
+            equity=equity,
+            closing_pnls=self._closing,
+            traded_notional=sum(int(f["notional"]) for f in self._fills),
+            fees=sum(int(f["fee"]) for f in self._fills),
+            exposure=exposure,
+            marks=prices.all_marks(),
+        )
 
 
 def _apply_fill(

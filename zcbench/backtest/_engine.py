@@ -14,6 +14,33 @@ fills on every example and on random streams. The canonical
 signals digest is SHA-256 over, for each batch in order, its ``seq`` and the length of its
 encoded signals (8-byte big-endian each) and those encoded signals: two runs agree on it exactly
 when they produced the same signals on the same batches.
+
+One fill model per run, chosen by the strategy:
+
+- **the venue model**, for a strategy that takes the feedback context
+  (:func:`zcbench.strategy.takes_context`): its signals go through the live run's closed loop
+  (:class:`~zcbench.backtest._loop.FeedbackLoop`: the execution layer's risk limits and
+  buying power, the paper venue's resting orders and partial fills against quoted size), and
+  every table is counted from that loop's journal
+  (:func:`~zcbench.backtest._accounting.book_executions`): a fill row of the journal is a fill
+  of the tables, at its price, the configured fee charged on it (by the execution layer too,
+  so its buying-power check and PnL count it); equity marks by
+  :func:`zcbench.marketdata.marks` after each batch. So the tables say what the strategy was
+  told, and a live run on the paper venue over the same data reports the same PnL (without
+  fees, which a live run does not charge). Slippage is not modelled by the venue: a non-zero
+  ``slippage_ticks`` is refused. Lot sizes bind in the execution layer (``lot_size``), live
+  too.
+- **the next-event model**, for a strategy that takes batches only: the vectorised
+  :func:`~zcbench.backtest._accounting.book` (the next event of the symbol after the batch,
+  slippage, lot sizes, the same buying-power rule). It is *not* the venue's model: the venue
+  fills a market order at once against the last event it saw (a bar's close, a quote's side,
+  a trade's price), this one at the next event, unbounded by size; so such a strategy's
+  backtest can differ from its live run on the paper venue. It stays for speed and because
+  its tests pin slippage and lot sizes, which the venue model lacks; moving it onto the venue
+  is the next step.
+
+Both feed one accountant (``_accounting._Books``: cash, average cost, realised PnL, round
+trips, the equity curve) and the same metrics.
 """
 
 from __future__ import annotations
@@ -29,7 +56,7 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
-from zcbench.backtest._accounting import FillModel, book
+from zcbench.backtest._accounting import FillModel, book, book_executions
 from zcbench.backtest._loop import FeedbackLoop, LoggedRecord
 from zcbench.backtest._metrics import METRICS_SCHEMA, benchmark, compute_metrics
 from zcbench.errors import DataError, EnvError, UsageError, describe_os_error
@@ -328,8 +355,17 @@ class BacktestResult:
     - ``benchmark``: buy and hold per symbol (``total_return``, ``cagr``).
 
     A strategy that takes the feedback context also gets ``journal``: the orders, reports and
-    fills of the closed loop that fed it (the live journal's rows); the tables above still come
-    from the vectorised fill model.
+    fills of the closed loop that fed it (the live journal's rows), and every table above is
+    counted from it (the venue model, module docstring): ``fills`` has one row per signal with
+    ``status`` ``filled``, ``partially_filled`` (``reason`` says how the rest ended:
+    ``cancelled: ...``, ``expired: ...``, ``resting``), ``cancelled``, ``expired``, ``resting``
+    (open at the end) or ``refused`` (``reason``: the risk limit or rule, ``venue``), with
+    ``filled_quantity``, the average ``fill_price`` (floored to a tick unit), the exact
+    ``notional`` and ``fee``, the time of the last fill and the cash after it (``fill_row``:
+    the last row of the batch it last filled in); ``positions`` one row per fill; metrics count
+    fills (``n_fills``) as the journal's fill rows. A strategy that takes batches only is
+    filled by the next-event model (``status`` ``filled``, ``refused``, ``no_next_event``,
+    ``limit_not_reached``).
 
     Money: integer columns are in the account's smallest unit (``money_scale`` of them make one
     unit of ``currency``); float money columns and every money metric are in ``currency``.
@@ -397,11 +433,13 @@ class BacktestResult:
         return out
 
 
-def _account(events: pl.DataFrame, config: BacktestConfig) -> Account:
-    """The account's currency and unit of money from the instruments of ``events``
+def _account(events: pl.DataFrame, instruments: Instruments | None) -> Account:
+    """The account's currency and unit of money from the instruments of ``events`` in
+    ``instruments`` (None: the committed defaults), checking every price against its tick
     (:meth:`~zcbench.marketdata.Instruments.account`: the finest price unit among them, so
-    every notional is exact; a live run's account is made the same way)."""
-    table = config.instruments if config.instruments is not None else default_instruments()
+    every notional is exact; a live run's account is made the same way). The one way both
+    :func:`run_prepared` and :func:`backtest_log` make theirs."""
+    table = instruments if instruments is not None else default_instruments()
     symbols = events.get_column("symbol").unique().sort().to_list()
     for symbol in symbols:
         if table.of(symbol) is None:
@@ -420,7 +458,7 @@ class BacktestLog:
     (feedback and batch) and OUT record body with its log index, in log order; the journal
     rows (:data:`zcbench.host.execution.JOURNAL_SCHEMA`, ``time_ns`` in event time); the
     positions at the end; the signals digest; and the PnL in the account a live run over the
-    same data counts in (the committed instruments', :meth:`Instruments.account`)."""
+    same data counts in (its instruments', :meth:`Instruments.account`)."""
 
     records: tuple[LoggedRecord, ...]
     journal: pl.DataFrame
@@ -443,6 +481,7 @@ def backtest_log(
     capital: int | None = None,
     buying_power: BuyingPower | None = None,
     units: dict[str, int] | None = None,
+    instruments: Instruments | None = None,
 ) -> BacktestLog:
     """Run ``strategy`` over ``data`` through the live run's closed loop (the execution layer
     under ``limits``, a ``zcbench.host.execution.RiskLimits``, default its defaults, and with
@@ -450,15 +489,13 @@ def backtest_log(
     them; ``venue``,
     default a fresh :class:`zcbench.venue.PaperVenue`; the feedback records) and return the
     records and journal a live run over the same data would write (orders named after
-    ``order_prefix``, as a live run names them after its run id)."""
-    symbols = data.events.get_column("symbol").unique().drop_nulls().to_list()
-    try:
-        account = default_instruments().account(symbols)
-    except DataError as exc:
-        raise UsageError(f"backtest: {exc}") from None
+    ``order_prefix``, as a live run names them after its run id). The account (its currency,
+    unit of money and ``units``) comes from ``instruments`` (None: the committed defaults)
+    exactly as :func:`run_prepared`'s comes from ``BacktestConfig.instruments``."""
+    account = _account(data.events, instruments)
     loop = FeedbackLoop(limits=limits, venue=venue, order_prefix=order_prefix, keep_records=True,
                         capital=capital, buying_power=buying_power,
-                        units=account.units if units is None else units)
+                        units=account.units if units is None else units, lots=account.lots)
     _, digest = _replay(strategy, data, path, False, loop)
     return BacktestLog(tuple(loop.records), loop.journal(), loop.positions(), digest,
                        loop.execution.pnl(), account)
@@ -477,26 +514,47 @@ def run_prepared(
     A strategy that takes the feedback context (:func:`zcbench.strategy.takes_context`) runs
     through the live run's closed loop (:class:`~zcbench.backtest._loop.FeedbackLoop`: the
     execution layer under ``limits``, the paper venue, a context before each batch), so it sees
-    what it would see live; its journal is :attr:`BacktestResult.journal`."""
-    account = _account(data.events, config)
+    what it would see live; its journal is :attr:`BacktestResult.journal`, and its tables are
+    counted from that journal (the venue model, module docstring); any other strategy's from
+    the next-event model."""
+    account = _account(data.events, config.instruments)
     initial = ticks_of(config.initial_cash, scale=account.money_scale)
-    loop = FeedbackLoop(
-        limits=limits, capital=initial, buying_power=config.buying_power, units=account.units
-    ) if takes_context(strategy) else None
+    model = config.fills
+    loop = None
+    if takes_context(strategy):
+        if config.slippage_ticks:
+            raise UsageError(
+                f"slippage_ticks={config.slippage_ticks}: strategy {strategy.name!r} takes the "
+                "feedback context, so it fills on the paper venue, at the prices its market "
+                "data quotes (as a live run does); set slippage_ticks to 0"
+            )
+        loop = FeedbackLoop(limits=limits, capital=initial, buying_power=config.buying_power,
+                            units=account.units, fee=model.fee, lots=account.lots,
+                            stamp=True)
     sparse, digest = _replay(strategy, data, config.path, show_progress, loop)
     signals = _signal_frame(sparse, data.ends)
-    ledger = book(
-        data.events,
-        signals,
-        data.ends,
-        config.fills,
-        initial,
-        buying_power=config.buying_power,
-        units=account.units,
-        ticks=account.ticks,
-        lots=account.lots,
-        money_scale=account.money_scale,
-    )
+    if loop is not None:
+        journal = loop.ledger_journal()
+        ledger = book_executions(
+            data.events, signals, journal, data.ends, model, initial,
+            units=account.units, money_scale=account.money_scale,
+        )
+        n_fills = int((journal.get_column("event") == "fill").sum())
+    else:
+        journal = None
+        ledger = book(
+            data.events,
+            signals,
+            data.ends,
+            model,
+            initial,
+            buying_power=config.buying_power,
+            units=account.units,
+            ticks=account.ticks,
+            lots=account.lots,
+            money_scale=account.money_scale,
+        )
+        n_fills = int((ledger.fills.get_column("status") == "filled").sum())
     status = ledger.fills.get_column("status")
     metrics = compute_metrics(
         equity=ledger.equity.get_column("equity").to_numpy(),
@@ -508,7 +566,7 @@ def run_prepared(
         trade_pnls=ledger.trades.get_column("pnl").to_numpy(),
         exposure=ledger.exposure,
         n_signals=signals.height,
-        n_fills=int((status == "filled").sum()),
+        n_fills=n_fills,
         n_refused=int((status == "refused").sum()),
         periods_per_year=config.periods_per_year,
         money_scale=account.money_scale,
@@ -528,7 +586,7 @@ def run_prepared(
         benchmark=benchmark(data.events.get_column("ts").to_numpy(), ledger.marks),
         currency=account.currency,
         money_scale=account.money_scale,
-        journal=loop.journal() if loop is not None else None,
+        journal=journal.drop("batch", "event_ts") if journal is not None else None,
     )
 
 

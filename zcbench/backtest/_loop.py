@@ -24,7 +24,7 @@ per second of event time (the batch's newest event), the one clock both sides sh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -36,6 +36,7 @@ from zcbench.strategy import Context, decode_context, decode_signals, encode_con
 if TYPE_CHECKING:
     from zcbench.host.execution import ExecutionLayer, RiskLimits, Venue
     from zcbench.risk import BuyingPower
+    from zcbench.venue import Cancel, Execution, Order, Replace
 
 __all__ = ["FeedbackLoop", "LoggedRecord"]
 
@@ -62,6 +63,41 @@ class LoggedRecord:
     body: bytes
 
 
+class _Stamped:
+    """A venue whose executions' event times are noted by ExecID (what the journal rows do
+    not carry: their ``time_ns`` is the act's), for the backtest's accounting; the rest of the
+    venue (``resting``, ``open_orders``) is reached through it unchanged."""
+
+    def __init__(self, venue: Venue) -> None:
+        self._venue = venue
+        self.name = venue.name
+        self.event_ts: dict[str, int] = {}
+
+    def _note(self, reports: Sequence[Execution]) -> Sequence[Execution]:
+        for e in reports:
+            if e.exec_type == "trade":
+                self.event_ts[e.exec_id] = e.ts
+        return reports
+
+    def on_market(self, events: pl.DataFrame) -> Sequence[Execution]:
+        return self._note(self._venue.on_market(events))
+
+    def submit(self, order: Order) -> Sequence[Execution]:
+        return self._note(self._venue.submit(order))
+
+    def cancel(self, request: Cancel) -> Sequence[Execution]:
+        return self._note(self._venue.cancel(request))
+
+    def replace(self, request: Replace) -> Sequence[Execution]:
+        return self._note(self._venue.replace(request))
+
+    def close(self) -> None:
+        self._venue.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._venue, name)
+
+
 class FeedbackLoop:
     """One backtest's execution layer, venue and feedback, driven batch by batch.
 
@@ -71,7 +107,10 @@ class FeedbackLoop:
     ``order_prefix`` names orders as a live run's id does; ``first_index`` is the first
     batch's log index (after the boot and start control records); ``capital``,
     ``buying_power`` and ``units`` bind capital as a live run's do (:class:`ExecutionLayer`),
-    and ``units`` (the account's, ``Instruments.account``) make its cash and PnL a live run's.
+    and ``units`` (the account's, ``Instruments.account``) make its cash and PnL a live run's;
+    ``fee`` is charged on every fill (``ExecutionLayer.fee``) and ``lots`` bind
+    (``ExecutionLayer.lots``). ``stamp`` notes, for
+    :meth:`ledger_journal`, each journal row's batch and each fill's event time.
     """
 
     def __init__(
@@ -85,6 +124,9 @@ class FeedbackLoop:
         capital: int | None = None,
         buying_power: BuyingPower | None = None,
         units: Mapping[str, int] | None = None,
+        fee: Callable[[int], int] | None = None,
+        lots: Mapping[str, int] | None = None,
+        stamp: bool = False,
     ) -> None:
         # the host's classes, imported here: a backtest without feedback never loads them
         from zcbench.host.execution import ExecutionLayer, RiskLimits, VerifiedSignals
@@ -93,10 +135,14 @@ class FeedbackLoop:
         from zcbench.venue import PaperVenue
 
         self._verified = VerifiedSignals
+        chosen: Venue = venue or PaperVenue()
+        self._stamped = _Stamped(chosen) if stamp else None
+        self._row_batch: list[int] = []  # with stamp: each journal row's batch
 
         self.execution: ExecutionLayer = ExecutionLayer(
-            limits or RiskLimits(), venue=venue or PaperVenue(), order_prefix=order_prefix,
+            limits or RiskLimits(), venue=self._stamped or chosen, order_prefix=order_prefix,
             capital=capital, buying_power=buying_power or BuyingPower(), units=dict(units or {}),
+            fee=fee, lots=dict(lots or {}),
         )
         self._builder = FeedbackBuilder(self.execution)
         self._index = first_index
@@ -172,6 +218,13 @@ class FeedbackLoop:
         verified = self._verified(seq, out_index, out_index + 1, tuple(decoded))
         self.execution.act(verified, now_ns=self._market_ns, market_ns=self._market_ns)
         self._quiet = self.execution.defers_market()
+        self._note_rows(seq)
+
+    def _note_rows(self, seq: int) -> None:
+        """With ``stamp``: the journal rows written since the last note are batch ``seq``'s."""
+        if self._stamped is not None:
+            missing = self.execution.journal_rows() - len(self._row_batch)
+            self._row_batch.extend([seq] * missing)
 
     def _flush(self) -> None:
         """Hand the execution layer the market events that waited (one frame)."""
@@ -182,12 +235,28 @@ class FeedbackLoop:
     def finish(self, seq: int) -> None:
         """After the last batch (``seq`` the count of batches): its outcomes, signed too."""
         self._flush()
+        self._note_rows(max(seq - 1, 0))
         self.before(seq)
 
     def journal(self) -> pl.DataFrame:
         """The journal rows, as a live run's ``journal.jsonl`` holds them (``time_ns`` is event
         time here, wall-clock time there)."""
         return self.execution.journal()
+
+    def ledger_journal(self) -> pl.DataFrame:
+        """:meth:`journal` with ``batch`` (the batch during whose turn each row was written:
+        the market events up to its end, then its signals) and ``event_ts`` (a fill's event
+        time at the venue; null on other rows): what the backtest's accounting takes
+        (``zcbench.backtest._accounting.book_executions``). Needs ``stamp``."""
+        if self._stamped is None:
+            raise ValueError("ledger_journal needs a FeedbackLoop made with stamp=True")
+        ts = self._stamped.event_ts
+        journal = self.journal()
+        return journal.with_columns(
+            pl.Series("batch", self._row_batch, dtype=pl.Int64),
+            pl.Series("event_ts", [ts.get(e) for e in journal.get_column("exec_id").to_list()],
+                      dtype=pl.Int64),
+        )
 
     def positions(self) -> dict[str, Any]:
         """The positions now, per symbol (zero positions left out)."""

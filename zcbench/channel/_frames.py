@@ -51,6 +51,8 @@ MAX_LEDGER_ENTRY: Final = 65_535
 """Largest ledger entry (the tlog-tiles bound, :data:`zcbench.ledger.entries.MAX_ENTRY_BYTES`)."""
 MAX_LEDGER_STATE: Final = 16 * 1024 * 1024
 """Largest sealed ledger state (:data:`zcbench.enclave.ledger.MAX_LEDGER_STATE`)."""
+MAX_SEAL_KEY: Final = 4096
+"""Largest key broker sealing key in a ``ledger_genesis`` frame (a DER RSA public key)."""
 MAX_FRAME: Final = 64 * 1024 * 1024
 """Default hard limit on one frame's body; a 1,000-event batch is about 40 KB."""
 
@@ -106,6 +108,13 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "notice_ns": ((int,), False),
     },
     "ledger_revoke": {"pcr0": ((bytes,), False), "reason": ((str,), False)},
+    # genesis: the first build's enclave makes the ledger key, seals it to the key broker's
+    # sealing key and signs the genesis entry (zcbench.host.genesis)
+    "ledger_genesis": {
+        "origin": ((str,), False),
+        "commitment_sha256": ((bytes,), False),
+        "seal_key": ((bytes,), False),
+    },
     # enclave -> host
     "key_request": {
         "document": ((bytes,), False),
@@ -184,6 +193,15 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "state": ((bytes,), True),
     },
     "ledger_serving": {"size": ((int,), False)},
+    # the genesis the enclave made: the ledger's vkey, the key sealed to the broker, the
+    # genesis entry, the checkpoint over it and the enclave's verified state, sealed
+    "ledger_made": {
+        "vkey": ((str,), False),
+        "key_blob": ((bytes,), False),
+        "entry": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+        "state": ((bytes,), False),
+    },
     # a run's control socket (zcbench.serve.control): an operator's limit change, kill or
     # re-enable, answered with the control record's log index and the limits now in force
     "control": {
@@ -278,10 +296,15 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
             "bytes each",
             code="ill_typed",
         )
-    if (kind in ("ledger_resume", "ledger_appended") and isinstance(fields.get("state"), bytes)
+    if (kind in ("ledger_resume", "ledger_appended", "ledger_made")
+            and isinstance(fields.get("state"), bytes)
             and len(fields["state"]) > MAX_LEDGER_STATE):
         raise FrameError(f"{kind}: a sealed state of at most {MAX_LEDGER_STATE} bytes",
                          code="ill_typed")
+    if kind == "ledger_genesis" and (len(fields["commitment_sha256"]) != LEAF_HASH_SIZE
+                                     or len(fields["seal_key"]) > MAX_SEAL_KEY):
+        raise FrameError(f"ledger_genesis: commitment_sha256 is 32 bytes, seal_key at most "
+                         f"{MAX_SEAL_KEY}", code="ill_typed")
     if kind == "ledger_end" and len(fields["summary_sha256"]) != LEAF_HASH_SIZE:
         raise FrameError("ledger_end: summary_sha256 is 32 bytes", code="ill_typed")
     if kind == "booted" and not all(isinstance(f, str) for f in fields["fields"]):

@@ -123,6 +123,19 @@ class Connection:
             return True
         return bool(readable)
 
+    def fileno(self) -> int | None:
+        """The stream's descriptor, to wait on with ``select`` beside others (check
+        :meth:`ready` first: bytes already read ahead do not wake it); None for a stream
+        without one (in memory) or a closed connection."""
+        fileno = getattr(self._stream, "fileno", None)
+        if self._closed is not None or not callable(fileno):
+            return None
+        try:
+            fd = fileno()
+        except (OSError, ValueError):
+            return None
+        return fd if isinstance(fd, int) and fd >= 0 else None
+
     def reject(self, error: FrameError, seq: int | None = None) -> None:
         """Answer a bad frame with an error frame (best effort: the peer may be gone)."""
         with contextlib.suppress(ChannelClosed):

@@ -65,9 +65,8 @@ def register(sub: Any) -> None:
     announce.add_argument("--notice", required=True, metavar="DURATION",
                           help="how long before it may run: 30s, 15m, 12h, 7d (0s: at once)")
     announce.add_argument("--by", type=Path, metavar="LIVE_BUILD_DIR", default=None,
-                          help="the live version's build: its enclave passes the ledger's gate "
-                          "and signs the announcement itself (without it this process signs "
-                          "as the live version, the local stand-in)")
+                          help="the live version's build (required): its enclave passes the "
+                          "ledger's gate and signs the announcement itself")
     announce.add_argument("--json", action="store_true", help="print one JSON object")
     announce.set_defaults(handler=_announce, check_values=_check_notice)
 
@@ -76,7 +75,8 @@ def register(sub: Any) -> None:
     revoke.add_argument("--ledger", type=Path, required=True, metavar="DIR")
     revoke.add_argument("--reason", default="", help="a short reason, kept in the entry")
     revoke.add_argument("--by", type=Path, metavar="LIVE_BUILD_DIR", default=None,
-                        help="the live version's build: its enclave signs the revocation")
+                        help="the live version's build (required): its enclave signs the "
+                        "revocation")
     revoke.add_argument("--json", action="store_true", help="print one JSON object")
     revoke.set_defaults(handler=_revoke)
 
@@ -131,18 +131,21 @@ def _build(build: Path) -> tuple[bytes, bytes]:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from zcbench.ledger import Ledger
+    from zcbench.host import BuildImage
+    from zcbench.host.genesis import genesis
     from zcbench.ledger.store import check_new_ledger
 
     check_new_ledger(args.folder, args.origin)
     pcr0, digest = _build(args.build)
-    with Ledger.init(args.folder, origin=args.origin, genesis_pcr0=pcr0,
-                     commitment_sha256=digest) as ledger:
+    _need_build_folder(args.build, "--genesis")
+    with genesis(BuildImage(args.build), args.folder, origin=args.origin,
+                 commitment_sha256=digest) as ledger:
         if args.json:
             print(json.dumps({"ledger": str(args.folder), "origin": ledger.origin,
                               "vkey": ledger.vkey, "genesis_pcr0": pcr0.hex()}, sort_keys=True))
             return 0
-        print(f"ledger {ledger.origin} made in {args.folder}")
+        print(f"ledger {ledger.origin} made in {args.folder} by the genesis build's enclave "
+              "(the ledger key was made and sealed there)")
         print(f"  genesis: PCR0 {pcr0.hex()}")
         print(f"  vkey:    {ledger.vkey}")
         print("next: give LPs the vkey in a tlog-policy ('log <vkey>'); 'zcbench witness serve' "
@@ -150,10 +153,19 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need_build_folder(build: Path, option: str) -> None:
+    from zcbench.errors import UsageError
+
+    if not (build / "manifest.json").is_file():
+        raise UsageError(f"{option} {build}: not a build folder; give the folder 'zcbench "
+                         "package' wrote")
+
+
 def _show(args: argparse.Namespace) -> int:
     import time
 
     from zcbench.ledger import Ledger
+    from zcbench.ledger.store import host_made_key_warning
 
     with Ledger.open(args.folder) as ledger:
         now = time.time_ns()
@@ -169,6 +181,7 @@ def _show(args: argparse.Namespace) -> int:
             doc["recovery"] = ledger.recovery.message
             if ledger.tail_recovery is not None:
                 doc["tail_recovery"] = ledger.tail_recovery.to_json()
+            doc["key_made_in_enclave"] = ledger.key_made_in_enclave
             for key in ("ok", "failed", "message", "vkey_source", "classification", "quorum",
                         "known_checkpoint_size", "warnings", "checkpoint_size",
                         "witnessed_size"):
@@ -179,6 +192,9 @@ def _show(args: argparse.Namespace) -> int:
             sys.stderr.write(f"zcbench: warning: {ledger.recovery.message}\n")
         if ledger.tail_recovery is not None:
             sys.stderr.write(f"zcbench: warning: {ledger.tail_recovery.message}\n")
+        host_made = host_made_key_warning(args.folder)
+        if host_made is not None:
+            sys.stderr.write(f"zcbench: warning: {host_made}\n")
         witnessed = ledger.witnessed_checkpoint()
         witnessed_size = "none" if witnessed is None else witnessed.split(b"\n")[1].decode()
         print(f"ledger {ledger.origin}: {ledger.size} entries ({args.folder})")
@@ -207,42 +223,27 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _announce(args: argparse.Namespace) -> int:
-    import time
-
-    from zcbench.ledger import Ledger
-
     pcr0, digest = _build(args.build)
     notice = parse_duration(args.notice)
-    by = _endorse(args, "announce_request", pcr0, digest, notice)
-    with Ledger.open(args.ledger) as ledger:
-        if by is None:
-            when = time.time_ns()
-            appended = ledger.announce(pcr0, digest, notice_ns=notice, at_ns=when)
-        else:
-            appended = by.appended
-            when = appended.entry.time_ns
-        if args.json:
-            print(json.dumps({"index": appended.entry.index, "pcr0": pcr0.hex(),
-                              "valid_from": _when(when + notice)}, sort_keys=True))
-            return 0
-        print(f"announced PCR0 {pcr0.hex()} as entry {appended.entry.index}"
-              + (f", signed by the live enclave (run {by.run_origin})" if by else ""))
-        print(f"  valid from {_when(when + notice)} (notice {args.notice}); until then it gets "
-              "no key and cannot serve; 'zcbench ledger revoke' withdraws it")
+    by = _endorse(args, "announce", "announce_request", pcr0, digest, notice)
+    appended = by.appended
+    when = appended.entry.time_ns
+    if args.json:
+        print(json.dumps({"index": appended.entry.index, "pcr0": pcr0.hex(),
+                          "valid_from": _when(when + notice)}, sort_keys=True))
+        return 0
+    print(f"announced PCR0 {pcr0.hex()} as entry {appended.entry.index}, signed by the live "
+          f"enclave (run {by.run_origin})")
+    print(f"  valid from {_when(when + notice)} (notice {args.notice}); until then it gets "
+          "no key and cannot serve; 'zcbench ledger revoke' withdraws it")
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
     from zcbench.keys import LocalKeyBroker, parse_pcr0
-    from zcbench.ledger import Ledger
 
     pcr0 = parse_pcr0(args.pcr0)
-    by = _endorse(args, "revoke_request", pcr0, args.reason)
-    if by is not None:
-        appended = by.appended
-    else:
-        with Ledger.open(args.ledger) as ledger:
-            appended = ledger.revoke(pcr0, reason=args.reason)
+    appended = _endorse(args, "revoke", "revoke_request", pcr0, args.reason).appended
     # the key broker follows the ledger: the revoked build gets no data key either
     broker = LocalKeyBroker()
     policy = broker.revoke(pcr0) if broker.policy_for(pcr0) is not None else None
@@ -256,22 +257,27 @@ def _revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _endorse(args: argparse.Namespace, request: str, *values: Any) -> Any:
-    """With ``--by``: the live build's enclave signs the endorsement (zcbench.host.endorse);
-    None without it, after saying that this process signs instead."""
-    if args.by is None:
-        sys.stderr.write("zcbench: warning: signed in this process as the live version (the "
-                         "local stand-in); give --by LIVE_BUILD_DIR to have the live "
-                         "version's enclave sign it\n")
-        return None
+def _endorse(args: argparse.Namespace, command: str, request: str, *values: Any) -> Any:
+    """The live build's enclave (``--by``) signs the endorsement (zcbench.host.endorse); no
+    process but an attested enclave holds the ledger key, so without ``--by`` this is a usage
+    error naming the live version's PCR0."""
+    import time
+
     from zcbench.errors import UsageError
     from zcbench.host import BuildImage
     from zcbench.host import endorse as endorsing
 
-    if not (args.by / "manifest.json").is_file():
-        raise UsageError(f"--by {args.by}: not a build folder; give the live version's build "
-                         "(the folder 'zcbench package' wrote)")
+    if args.by is None:
+        from zcbench.ledger import Ledger
 
+        with Ledger.open(args.ledger) as ledger:
+            live = ledger.state.live(time.time_ns())
+        which = (f"PCR0 {live.pcr0.hex()[:16]}..." if live is not None
+                 else "none is live now")
+        raise UsageError(f"ledger {command} needs --by LIVE_BUILD_DIR: only the live "
+                         f"version's enclave ({which}) holds the ledger key and signs it; give "
+                         "its build folder (the one 'zcbench package' wrote)")
+    _need_build_folder(args.by, "--by")
     return endorsing.endorse(BuildImage(args.by), args.ledger,
                              getattr(endorsing, request)(*values))
 

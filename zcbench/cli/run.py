@@ -14,6 +14,7 @@ from typing import Any
 
 from zcbench.cli.backtest import add_buying_power_options
 from zcbench.errors import UsageError
+from zcbench.risk import DEFAULT_INITIAL_CASH
 
 __all__ = ["register"]
 
@@ -73,10 +74,10 @@ def register(sub: Any) -> None:
     risk.add_argument(
         "--initial-cash",
         type=float,
-        default=1_000_000.0,
+        default=float(DEFAULT_INITIAL_CASH),
         metavar="CASH",
         help="capital in currency units: an order the account cannot carry is refused "
-        "(insufficient_cash / insufficient_margin), as the backtest's --initial-cash (1000000)",
+        "(insufficient_cash / insufficient_margin), as the backtest's --initial-cash (%(default)g)",
     )
     add_buying_power_options(risk)
     p.add_argument("--operator", default=None, metavar="NAME",
@@ -374,6 +375,7 @@ def _print_summary(s: Any) -> None:
     held = ", ".join(f"{k} {v:+,}" for k, v in sorted(s.positions.items())) or "none"
     pnl = format_money(s.pnl, signed=True, scale=s.money_scale, currency=s.currency)
     print(f"  PnL {pnl}; positions {held}")
+    print(f"  {s.capital_text()}")
     if s.dropped_batches:
         print(f"  DROPPED by the proxy: {s.dropped_batches} batches, {s.dropped_events} events")
     print(f"  network isolation: {'yes (new namespace)' if s.isolated_network else 'NO'}")

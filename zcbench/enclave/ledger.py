@@ -239,6 +239,25 @@ class EnclaveLedger:
         """Entries taken so far (delivered and appended)."""
         return self.state.size
 
+    @classmethod
+    def genesis(cls, requirement: LedgerRequirement, *, pcr0: bytes, commitment_sha256: bytes,
+                seal: Callable[[bytes], bytes], clock: Callable[[], int],
+                monotonic: Callable[[], float]) -> tuple[EnclaveLedger, bytes, Appended]:
+        """A new ledger made here: the ledger key generated in this enclave, ``seal(seed)``
+        (to the key broker: the blob only an attested enclave the ledger allows gets it back
+        from), and the genesis entry announcing this enclave's own PCR0, valid from its append,
+        signed with its checkpoint. Returns the ledger (which serves nothing), the sealed key
+        and the genesis entry. The seed never leaves this process unsealed."""
+        if len(commitment_sha256) != 32:
+            raise _refuse("ledger_entry", "commitment_sha256 is 32 bytes")
+        seed = Ed25519PrivateKey.generate().private_bytes_raw()
+        blob = seal(seed)
+        ledger = cls(seed, requirement, pcr0=pcr0, clock=clock, monotonic=monotonic)
+        now = clock()
+        appended = ledger._append(CommitmentEntry(pcr0, commitment_sha256, now), now)
+        ledger._started = True  # nothing is delivered to a ledger made here
+        return ledger, blob, appended
+
     # -- the checkpointed state ---------------------------------------------------------------
 
     def sealed_state(self) -> bytes:

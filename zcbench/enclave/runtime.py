@@ -441,6 +441,29 @@ class EnclaveRuntime:
                                      monotonic=self._monotonic)
         return Message("ledger_key", {"vkey": self._ledger.vkey})
 
+    def ledger_genesis(self, origin: str, commitment_sha256: bytes, seal_key: bytes) -> Message:
+        """Make a new ledger here (the genesis build's enclave): the ledger key, sealed to the
+        key broker's ``seal_key``, and the genesis entry of this PCR0; ``ledger_made``."""
+        from zcbench.keys import seal_to_broker
+        from zcbench.ledger.key import secret_name
+
+        self._booted()
+        if self._ledger is not None:
+            raise _Refused("ledger_order", "the ledger is opened or made once per run")
+        if self._requirement is not None and origin != self._requirement.origin:
+            raise _Refused("ledger_origin", f"this image is measured for the ledger "
+                           f"{self._requirement.origin}, not {origin}")
+        requirement = self._requirement or LedgerRequirement(origin)
+        ledger, blob, appended = EnclaveLedger.genesis(
+            requirement, pcr0=self._pcr0, commitment_sha256=commitment_sha256,
+            seal=lambda seed: seal_to_broker(secret_name(origin), seed, seal_key),
+            clock=self._clock, monotonic=self._monotonic)
+        self._ledger = ledger
+        return Message("ledger_made", {"vkey": ledger.vkey, "key_blob": blob,
+                                       "entry": appended.data,
+                                       "checkpoint": appended.checkpoint,
+                                       "state": ledger.sealed_state()})
+
     def _open_ledger(self) -> EnclaveLedger:
         if self._ledger is None:
             raise _Refused("ledger_order", "open the ledger first (ledger_open)")
@@ -597,6 +620,8 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.checkpoint()
     if msg.type == "ledger_open":
         return runtime.ledger_open(msg["origin"], msg["key_blob"], msg["key_id"])
+    if msg.type == "ledger_genesis":
+        return runtime.ledger_genesis(msg["origin"], msg["commitment_sha256"], msg["seal_key"])
     if msg.type == "ledger_resume":
         return runtime.ledger_resume(msg["state"])
     if msg.type == "ledger_entries":

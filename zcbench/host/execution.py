@@ -53,6 +53,7 @@ from zcbench.risk import (
     CONTROLS,
     LIMIT_NOT_REACHED,
     BuyingPower,
+    CapitalState,
     Refusal,
     buying_power_refusal,
 )
@@ -467,7 +468,12 @@ class ExecutionLayer:
     market price; without it, capital does not bind. ``capital`` is in the account's unit of
     money and ``units[symbol]`` says how many of those one of the symbol's price units is (1 when
     absent: every symbol in the schema's ticks), as the backtest's accounting counts
-    (``zcbench.marketdata.Instruments.money_units``).
+    (``zcbench.marketdata.Instruments.money_units``). ``fee`` (the backtest's
+    ``FillModel.fee``: notional in the account's unit to the fee, rounded up) is paid out of
+    cash on every venue fill and counted in the buying-power check, so cash and PnL are the
+    backtest's after fees; None (a live run): no fee is charged here. ``lots[symbol]`` (the
+    instrument's lot size, ``Account.lots``; 1 when absent): an order for a quantity that is
+    not a whole number of lots is refused (``lot_size``), as the backtest refuses it.
     """
 
     limits: RiskLimits = field(default_factory=RiskLimits)
@@ -477,6 +483,8 @@ class ExecutionLayer:
     capital: int | None = None
     buying_power: BuyingPower = field(default_factory=BuyingPower)
     units: Mapping[str, int] = field(default_factory=dict)
+    fee: Callable[[int], int] | None = None
+    lots: Mapping[str, int] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)
     cash: int = 0
     _prices: dict[str, int] = field(default_factory=dict)
@@ -485,6 +493,7 @@ class ExecutionLayer:
     _recent: collections.deque[int] = field(default_factory=collections.deque)
     _rows: list[dict[str, Any]] = field(default_factory=list)
     _counts: dict[str, int] = field(default_factory=lambda: {"order": 0, "fill": 0, "reject": 0})
+    _refused: collections.Counter[str] = field(default_factory=collections.Counter)
     _journaled: int = 0
     _now: int = 0
     _orders: dict[str, tuple[int, int]] = field(default_factory=dict)  # ClOrdID: seq, log index
@@ -643,6 +652,9 @@ class ExecutionLayer:
         lim = self.limits
         if self.killed is not None:
             return Refusal("kill_switch", limit=1, attempted=None, detail=self.killed)
+        lot = self.lots.get(s.symbol, 1)
+        if s.quantity % lot:
+            return Refusal("lot_size", limit=lot, attempted=s.quantity)
         px = self.last_price.get(s.symbol)
         if px is None:
             return Refusal("no_market_price", detail=s.symbol)
@@ -709,8 +721,9 @@ class ExecutionLayer:
         short_a = short_b + (-after * price if after < 0 else 0)
         long_b += before * price if before > 0 else 0
         short_b += -before * price if before < 0 else 0
+        fee = 0 if self.fee is None else self.fee(abs(after - before) * price)
         equity_after = (
-            self.capital + self.cash - (after - before) * price + long_a - short_a
+            self.capital + self.cash - (after - before) * price - fee + long_a - short_a
         )
         return buying_power_refusal(
             self.buying_power,
@@ -759,6 +772,8 @@ class ExecutionLayer:
             if e.exec_type == "trade":
                 self.positions[e.symbol] = self.positions.get(e.symbol, 0) + e.signed_qty
                 self._pay(e.symbol, e.signed_qty, e.last_px)
+                if self.fee is not None:
+                    self.cash -= self.fee(e.last_qty * e.last_px * self.units.get(e.symbol, 1))
             event = _EVENT_OF[e.exec_type]
             placed = self._orders.get(e.cl_ord_id)
             if placed is None:  # an earlier run's order (carried): its ClOrdID names its signal
@@ -766,6 +781,8 @@ class ExecutionLayer:
                 placed = (seq if named is None else named[1], e.log_index)
             seq_of, log_index = placed
             self._counts[event] = self._counts.get(event, 0) + 1
+            if event == "reject":
+                self._refused["venue"] += 1
             self._rows.append(
                 {
                     "time_ns": self._now,
@@ -801,6 +818,8 @@ class ExecutionLayer:
         exec_id: str = "",
     ) -> None:
         self._counts[event] = self._counts.get(event, 0) + 1
+        if refusal is not None:
+            self._refused[refusal.control] += 1
         self._rows.append(
             {
                 "time_ns": now_ns,
@@ -834,6 +853,29 @@ class ExecutionLayer:
     def counts(self) -> dict[str, int]:
         """How many journal rows of each event kind."""
         return dict(self._counts)
+
+    def refusals(self) -> dict[str, int]:
+        """How many orders each control refused so far (the journal's reject rows by their
+        ``control``, a name of :data:`zcbench.risk.CONTROLS`), in sorted order."""
+        return dict(sorted(self._refused.items()))
+
+    def capital_state(self) -> CapitalState | None:
+        """The account under the buying-power rule now (None when capital does not bind):
+        the capital plus the cash fills moved, the equity with every position at its last
+        price, and the equity the positions need, as :meth:`_capital_refusal` counts them (a
+        carried position not yet priced in this run counts in neither)."""
+        if self.capital is None:
+            return None
+        prices, units = self.last_price, self.units
+        long = short = 0
+        for symbol, held in self.positions.items():
+            if held and symbol not in self._unmarked:
+                value = held * prices.get(symbol, 0) * units.get(symbol, 1)
+                long, short = (long + value, short) if held > 0 else (long, short - value)
+        cash = self.capital + self.cash
+        need = self.buying_power.requirement(long, short)
+        return CapitalState(cash=cash, equity=cash + long - short,
+                            used=-(-need.numerator // need.denominator))
 
     def journal(self) -> pl.DataFrame:
         """The orders/fills journal so far, in :data:`JOURNAL_SCHEMA`."""

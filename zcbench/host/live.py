@@ -6,10 +6,12 @@ new run id, new log key, boot document verified against the image's PCRs
 (:mod:`zcbench.host.images`) under the named trust root; a sealed build's key release relayed to
 the key broker), then streams the proxy's batches through it. One thread
 sends ``ingest`` frames up to ``window`` batches ahead; the calling thread takes the replies in
-order, stores and verifies each batch's records and checkpoint
-(:class:`~zcbench.host.logwriter.HostLog`, group commit over replies already waiting), and only
-then lets the execution layer act. So the host writes and verifies batch k while the enclave
-computes batch k+1. A :class:`RunHandle` lets other threads ask for attestations or stop.
+order, rebuilds and checks each batch's records (:class:`~zcbench.host.logwriter.HostLog`) and
+hands each group of replies already waiting to the log writer process, which stores them,
+fsyncs, verifies the newest checkpoint and fsyncs it (group commit); the calling thread acts on
+a batch only once the writer reports it durable, and receives the next replies meanwhile. So
+the writer commits group k while the host checks group k+1 and the enclave computes the batch
+after. A :class:`RunHandle` lets other threads ask for attestations or stop.
 
 Whatever happens (source exhausted, enclave killed, strategy exception, a bad frame, a failed
 check), the run closes the same way: kill switch on, no further orders, the enclave shut down or
@@ -23,11 +25,13 @@ enclave does not launch or boot) leaves the folder as it found it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
 import queue
 import secrets
+import select
 import signal
 import threading
 import time
@@ -72,6 +76,8 @@ __all__ = [
 
 _DONE: Final = object()
 _MAX_GROUP: Final = 64
+_MAX_PENDING: Final = 1_024  # batches handed to the log writer and not yet acted on
+_WRITERS: Final = ("process", "thread", "inline")
 _PRICE_EVERY: Final = 256
 _STREAM_WAIT_S: Final = 0.002  # how long a quiet group waits for the sender's next batch
 _NO_SIGNALS: Final = encode_signals([])
@@ -90,6 +96,12 @@ class RunHandle:
         self.origin = origin
         self.enclave = enclave
         self._pipe = pipe
+
+    @property
+    def log_writer_pid(self) -> int | None:
+        """The log writer process's id (None when the log is written in this process)."""
+        writer = self._pipe.log.writer
+        return getattr(writer, "pid", None)
 
     def attest(self, nonce: bytes, *, timeout: float = 30.0) -> bytes:
         """A fresh attestation document from the running enclave (not verified here)."""
@@ -233,6 +245,7 @@ def run_live(
     clock_every_s: float | None = 0.25,
     account: Account | None = None,
     snapshot_every_s: float | None = 1.0,
+    log_writer: str = "process",
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
 
@@ -278,12 +291,18 @@ def run_live(
     state (None: no snapshots are taken). ``account``: the currency and unit money is counted
     in (``MarketSource.account``; None: a replayed recording's own, from the committed
     instruments, else the schema's 1/10,000), recorded in the journal's header and
-    ``summary.json``. Raises only for problems before the run starts (a missing image, a used
-    run folder, an enclave that does not boot or whose boot document does not verify);
-    afterwards every fault ends the run with a summary saying how.
+    ``summary.json``. ``log_writer``: where the log's writes, fsyncs and checkpoint checks
+    run: ``"process"`` (a child process, :meth:`HostLog.use_writer_process`; the next group is
+    received and checked while it commits one), ``"thread"`` (the same on a thread of this
+    process) or ``"inline"`` (on the receiving thread, one group at a time); a writer that dies
+    or hangs ends the run ``host_error``. Raises only for problems before the run starts (a
+    missing image, a used run folder, an enclave that does not boot or whose boot document does
+    not verify); afterwards every fault ends the run with a summary saying how.
     """
     if window < 1:
         raise UsageError("window must be >= 1")
+    if log_writer not in _WRITERS:
+        raise UsageError(f"log_writer must be one of {', '.join(_WRITERS)}, not {log_writer!r}")
     run_dir = Path(run_dir)
     # a missing image fails here, before anything is made
     image_args = image.launch_args() if launcher is None else []
@@ -313,6 +332,8 @@ def run_live(
     assert log is not None
     assert booted is not None
     try:
+        if log_writer != "inline":
+            log.use_writer_process(timeout=reply_timeout, thread=log_writer == "thread")
         if ledger is not None:
             ledger.gate(ledger_exchange(conn, broker, reply_timeout), booted["origin"])
         money = account if account is not None else _account_of(source)
@@ -324,6 +345,7 @@ def run_live(
         execution = ExecutionLayer(
             limits or RiskLimits(), journal, venue=venue, order_prefix=run_id, capital=capital,
             buying_power=buying_power or BuyingPower(), units=dict(money.units),
+            lots=dict(money.lots),
         )
         if continuation is not None:
             from zcbench.host.restart import log_start_state
@@ -380,6 +402,7 @@ def run_live(
         stats = proxy.stats()
         elapsed = time.monotonic() - started
         counts = execution.counts()
+        state = execution.capital_state()
         summary = RunSummary(
             run_id=run_id,
             origin=booted["origin"],
@@ -417,6 +440,10 @@ def run_live(
                 "amount": execution.capital, "money_scale": money.money_scale,
                 "leverage": execution.buying_power.leverage,
                 "short_margin": execution.buying_power.short_margin},
+            cash=None if state is None else state.cash,
+            equity=None if state is None else state.equity,
+            buying_power_used=None if state is None else state.used,
+            refusals=execution.refusals(),
         )
         try:
             (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -542,6 +569,7 @@ class _Pipeline:
         self.batches = self.events = self.signals = 0
         self.freshness = LatencyRecorder()  # newest event at the proxy -> acted on, ns
         self.held: object | None = None
+        self.awaiting: collections.deque[ProxyBatch] = collections.deque()  # staged, not acted
         self.order = threading.Lock()  # what goes in flight is sent in the same order
         self.rtt = LatencyRecorder()  # ingest sent -> its signals received, ns
         self.sent_ns: dict[int, int] = {}
@@ -821,7 +849,11 @@ class _Pipeline:
 
     def _receive_all(self) -> tuple[str, str]:
         while True:
-            item = self._next_item(wait=True)
+            item = self._next_ready()
+            if not isinstance(item, (tuple, _Note, _Feedback)):
+                # the end, an attestation, a ledger entry, a control record: after every batch
+                # before it was acted on, as when each group was committed before the next
+                self._drain()
             if item is _DONE:
                 if self.source_error is not None:
                     return "host_error", self.source_error
@@ -864,9 +896,54 @@ class _Pipeline:
                         break
                     self._stage_item(nxt, group)
             except _RunFailed:
-                self._commit(group)  # what was verified before the failure still counts
+                self._submit(group)  # what was verified before the failure still counts
+                self._drain()
                 raise
-            self._commit(group)
+            self._submit(group)
+            self._act_durable(0)
+
+    def _next_ready(self) -> object:
+        """The next item in flight; while it has not arrived, act on the batches the log writer
+        reports durable (a batch is acted on only then: log before act)."""
+        while self.awaiting and self.held is None and not self.conn.ready():
+            if self.log.pending >= _MAX_PENDING:
+                self._act_durable(None)  # bounded: the writer's backlog stops the intake
+                continue
+            self._wait_either()
+        return self._next_item(wait=True)
+
+    def _wait_either(self) -> None:
+        """Wait until the enclave's next reply or the writer's next report arrives (bounded by
+        the reply timeout; a writer silent that long is then waited on, and reported hung)."""
+        ours = self.log.fileno()
+        if ours is None:
+            self._act_durable(0)
+            return
+        theirs = self.conn.fileno()
+        if theirs is None:  # a stream without a descriptor (in memory): look again soon
+            readable, _, _ = select.select([ours], [], [], 0.001)
+        else:
+            readable, _, _ = select.select([ours, theirs], [], [], self.reply_timeout)
+            if not readable:
+                self._act_durable(None)
+                return
+        if ours in readable:
+            self._act_durable(0)
+
+    def _submit(self, group: list[ProxyBatch]) -> None:
+        """Hand a staged group to the log writer; its batches wait for their durability."""
+        self.log.submit()
+        self.awaiting.extend(group)
+
+    def _act_durable(self, timeout: float | None) -> None:
+        """Act on every batch the writer has made durable (waiting up to ``timeout`` for one)."""
+        for verified in self.log.durable(timeout):
+            self._act(verified, self.awaiting.popleft())
+
+    def _drain(self) -> None:
+        """Wait until everything handed to the writer is durable and act on its batches."""
+        for verified in self.log.flush():
+            self._act(verified, self.awaiting.popleft())
 
     def _next_sent(self, timeout: float) -> object | None:
         """The next item the sender puts in flight within ``timeout`` seconds, or None."""
@@ -877,10 +954,6 @@ class _Pipeline:
             return self.inflight.get(timeout=timeout)
         except queue.Empty:
             return None
-
-    def _commit(self, group: list[ProxyBatch]) -> None:
-        for verified, pb in zip(self.log.flush(), group, strict=True):
-            self._act(verified, pb)
 
     def _stage_item(self, item: object, group: list[ProxyBatch]) -> None:
         if isinstance(item, _Note):
@@ -1064,4 +1137,6 @@ class _Pipeline:
             kill_switch=self.execution.killed,
             currency=self.account.currency,
             money_scale=self.account.money_scale,
+            capital=self.execution.capital_state(),
+            refusals=self.execution.refusals(),
         )

@@ -11,20 +11,29 @@ waiting), the newest checkpoint verified under the attested key over the recompu
 fsynced. Only then does it hand out :class:`~zcbench.host.execution.VerifiedSignals`: log before
 act. It never holds the enclave's signing key.
 
+A live run moves the writer into a process of its own (:meth:`HostLog.use_writer_process`:
+:class:`~zcbench.auditlog._writer_process.WriterProcess`, the same writer over the same folder):
+the records are still rebuilt and their leaves checked here, then :meth:`HostLog.submit` hands a
+group over without waiting and :meth:`HostLog.durable` releases the batches the child reports
+durable and verified, in order, so the next group is received and checked while the child
+fsyncs this one. :meth:`HostLog.flush` (submit and wait) stays the one-step form.
+
 If a check fails the records stay in the store without a covering checkpoint (the verifier
 reports them as an uncommitted tail) and :class:`~zcbench.errors.VerificationError` is raised.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
+from zcbench.auditlog._writer_process import WriterProcess
 from zcbench.auditlog.merkle import leaf_hash
 from zcbench.auditlog.records import decode_record, encode_record
 from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.writer import HostLogWriter, batch_records
 from zcbench.channel import Message
-from zcbench.errors import DataError, VerificationError
+from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.host.execution import VerifiedSignals
 from zcbench.strategy import Signal, decode_signals
 
@@ -41,9 +50,44 @@ class HostLog:
 
     def __init__(self, store: LogStore, public_key: bytes, origin: str) -> None:
         self._store = store
-        self.writer = HostLogWriter(store, public_key, origin)
+        self.public_key = public_key
+        self.writer: HostLogWriter | WriterProcess = HostLogWriter(store, public_key, origin)
         self.origin = origin
         self._staged: list[tuple[int, int, tuple[Signal, ...]]] = []
+        # submitted groups not yet released: (the log's size once durable, their batches)
+        self._submitted: deque[tuple[int, list[tuple[int, int, tuple[Signal, ...]]]]] = deque()
+
+    def use_writer_process(self, *, timeout: float = 30.0, thread: bool = False) -> None:
+        """From here on the store's writes, fsyncs and checkpoint checks run in a child
+        process (``thread``: on a thread of this one, to compare) over the same folder; call
+        with nothing staged. The store this log was built on is closed (the child reopens
+        it). ``timeout``: how long the child may take to take or commit a group before the run
+        counts it as hung."""
+        if isinstance(self.writer, WriterProcess):
+            return
+        if self.writer.staged or self._staged:
+            raise UsageError("use_writer_process needs nothing staged")
+        size = self.writer.durable_size
+        self._store.close()
+        self.writer = WriterProcess(self._store.folder, self.public_key, self.origin, size=size,
+                                    fs=self._store.fs, timeout=timeout, thread=thread)
+
+    def close(self) -> None:
+        """Stop a writer process after what was submitted (its store closes with it), or close
+        the store."""
+        if isinstance(self.writer, WriterProcess):
+            self.writer.close()
+        else:
+            self._store.close()
+
+    @property
+    def pending(self) -> int:
+        """Batches submitted and not yet released as durable."""
+        return sum(len(group) for _, group in self._submitted)
+
+    def fileno(self) -> int | None:
+        """What to wait on for :meth:`durable` (None: every submit is durable at once)."""
+        return self.writer.fileno() if isinstance(self.writer, WriterProcess) else None
 
     @property
     def size(self) -> int:
@@ -199,9 +243,38 @@ class HostLog:
 
     def flush(self) -> list[VerifiedSignals]:
         """Make everything staged durable (one fsync for the records, one for the newest
-        checkpoint: group commit) and release the staged batches' signals, in order."""
+        checkpoint: group commit) and release the staged batches' signals, in order (with
+        those of groups submitted before)."""
+        self.submit()
+        released: list[VerifiedSignals] = []
+        while self._submitted:
+            released += self.durable(None)
+        return released
+
+    def submit(self) -> None:
+        """Hand everything staged to the writer: at once durable with the writer in this
+        process, in the writer process's next commit otherwise. Nothing is released (to be
+        acted on) before :meth:`durable` returns it."""
         staged, self._staged = self._staged, []
-        if self.writer.flush() is None:
+        if isinstance(self.writer, WriterProcess):
+            target = self.writer.submit()
+        else:
+            target = self.writer.size if self.writer.flush() is not None else None
+        if target is not None:
+            self._submitted.append((target, staged))
+
+    def durable(self, timeout: float | None = 0) -> list[VerifiedSignals]:
+        """The submitted batches now durable and verified, in order, with the checkpoint size
+        covering them; waits up to ``timeout`` s for the writer's next report when nothing is
+        (0: never; None: the writer's own bound, then :class:`~zcbench.errors.EnvError`).
+        Raises what the writer raised (:class:`VerificationError`, :class:`EnvError`)."""
+        if not self._submitted:
             return []
+        if isinstance(self.writer, WriterProcess):
+            self.writer.wait(timeout)
         size = self.writer.durable_size
-        return [VerifiedSignals(seq, out, size, signals) for seq, out, signals in staged]
+        released: list[VerifiedSignals] = []
+        while self._submitted and self._submitted[0][0] <= size:
+            _, group = self._submitted.popleft()
+            released += [VerifiedSignals(seq, out, size, signals) for seq, out, signals in group]
+        return released

@@ -67,6 +67,8 @@ class EnclaveSession:
         """Close the connection and the log; kill the enclave if it is still alive."""
         if self.conn is not None:
             self.conn.close("session closed")
+        if self.log is not None:
+            self.log.close()  # a writer process stops after what was submitted
         if self.store is not None:
             self.store.close()
         if self.enclave.alive():

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from zcbench.marketdata import Account
+from zcbench.money import format_money
+from zcbench.risk import INSUFFICIENT_CASH, INSUFFICIENT_MARGIN, CapitalState
 from zcbench.strategy import PRICE_SCALE
 
 __all__ = ["RunProgress", "RunSummary", "recorded_account", "run_account"]
@@ -37,6 +39,10 @@ class RunProgress:
     currency: str = "USD"
     money_scale: int = PRICE_SCALE
     """``pnl`` is in units of ``1 / money_scale`` of ``currency`` (the run's account)."""
+    capital: CapitalState | None = None
+    """The account under the buying-power rule (None when capital does not bind)."""
+    refusals: Mapping[str, int] = field(default_factory=dict)
+    """Orders refused so far by each control (``insufficient_cash``, ``max_position``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,14 @@ class RunSummary:
     """The capital the buying-power rule held orders to (None: it did not bind): ``amount`` in
     the account's unit of money, ``money_scale`` of which make one currency unit, with the
     rule's ``leverage`` and ``short_margin``."""
+    cash: int | None = None
+    equity: int | None = None
+    buying_power_used: int | None = None
+    """With capital, the account at the end (:class:`zcbench.risk.CapitalState`, in the
+    account's unit: JSON ``cash_ticks``, ``equity_ticks``, ``buying_power_used_ticks``)."""
+    refusals: dict[str, int] = field(default_factory=dict)
+    """Orders refused by each control (``insufficient_cash``, ``insufficient_margin``,
+    ``max_position``, ...; the journal's reject rows by their ``control``)."""
     currency: str = "USD"
     money_scale: int = PRICE_SCALE
     units: dict[str, int] = field(default_factory=dict)
@@ -95,11 +109,33 @@ class RunSummary:
     def ok(self) -> bool:
         return self.status == "completed"
 
+    def capital_text(self) -> str:
+        """The capital the run's orders were held to, for people (the CLI's summary, the demo):
+        the capital and its rule, the cash and buying power used at the end, and the orders
+        refused for lack of either."""
+        if self.capital is None:
+            return "capital did not bind (no buying-power check)"
+
+        def money(ticks: int | None) -> str:
+            return "?" if ticks is None else format_money(
+                ticks, scale=self.money_scale, currency=self.currency)
+
+        c = self.capital
+        refused = ", ".join(f"{self.refusals.get(name, 0)} {name}"
+                            for name in (INSUFFICIENT_CASH, INSUFFICIENT_MARGIN))
+        return (
+            f"capital {money(c['amount'])} (leverage {c['leverage']:g}, short margin "
+            f"{c['short_margin']:g}): cash {money(self.cash)}, buying power used "
+            f"{money(self.buying_power_used)} of {money(self.equity)} equity; refused {refused}"
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The summary as written to ``summary.json`` (money as an integer: ``pnl_ticks``, in
         units of ``1 / money_scale`` of ``currency``)."""
         out = {"schema": "zcbench.run-summary/1", **asdict(self)}
         out["pnl_ticks"] = out.pop("pnl")
+        for name in ("cash", "equity", "buying_power_used"):
+            out[f"{name}_ticks"] = out.pop(name)
         return out
 
 

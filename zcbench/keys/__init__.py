@@ -18,8 +18,10 @@ from zcbench.keys._broker import (
     KeyReleaseRefused,
     LocalKeyBroker,
     Refusal,
+    is_enclave_sealed,
     nitro_document_verifier,
     parse_pcr0,
+    seal_to_broker,
 )
 from zcbench.keys._cms import UnwrapError, unwrap_recipient, wrap_for_recipient
 from zcbench.keys._kms import KmsRecipientBroker, kms_key_policy_statement
@@ -54,6 +56,7 @@ __all__ = [
     "UnsealError",
     "Unsealed",
     "UnwrapError",
+    "is_enclave_sealed",
     "kms_key_policy_statement",
     "nitro_document_verifier",
     "open_state",
@@ -61,6 +64,7 @@ __all__ = [
     "read_sealed_header",
     "seal_state",
     "seal_strategy",
+    "seal_to_broker",
     "sealed_content_sha256",
     "state_key",
     "unseal_strategy",

@@ -43,12 +43,19 @@ from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_der_private_key,
+    load_der_public_key,
+)
 
 from zcbench import _cbor
 from zcbench.durable import write_atomically
 from zcbench.errors import EnvError, UsageError, VerificationError
-from zcbench.keys._cms import wrap_for_recipient
+from zcbench.keys._cms import UnwrapError, unwrap_recipient, wrap_for_recipient
 from zcbench.keys._seal import DataKey
 
 __all__ = [
@@ -60,8 +67,10 @@ __all__ = [
     "KeyReleaseRefused",
     "LocalKeyBroker",
     "Refusal",
+    "is_enclave_sealed",
     "nitro_document_verifier",
     "parse_pcr0",
+    "seal_to_broker",
 ]
 
 KEY_ENCRYPTION_ALGORITHM: Final = "RSAES_OAEP_SHA_256"
@@ -75,6 +84,46 @@ POLICY_SCHEMA: Final = "zcbench.keypolicy/1"
 SECRET_POLICY_SCHEMA: Final = "zcbench.secretpolicy/1"  # noqa: S105 (a schema name)
 _PCR0_HEX: Final = re.compile(r"[0-9a-f]{96}")
 _SECRET_PREFIX: Final = "secret:"  # noqa: S105 (a name prefix, not a password)
+_SEAL_KEY_FILE: Final = "seal.key"
+_ENCLAVE_SEALED: Final = frozenset({"v", "secret", "envelope"})
+_MAX_SEALED_CONTENT: Final = 256
+
+
+def seal_to_broker(name: str, secret: bytes, seal_public_key: bytes, *,
+                   rng: Callable[[int], bytes] = os.urandom) -> bytes:
+    """``secret`` sealed for the key broker whose sealing key is ``seal_public_key`` (DER
+    SubjectPublicKeyInfo, :attr:`LocalKeyBroker.seal_public_key`), bound to ``name``.
+
+    Made inside the enclave that generated ``secret`` (the ledger key at genesis): CMS
+    EnvelopedData to the broker's RSA sealing key over ``{"name", "secret"}``, so only the
+    broker opens it, and it releases it only by ``Decrypt`` with ``Recipient`` to an attested
+    enclave (:meth:`LocalKeyBroker.decrypt`), never in plaintext (:meth:`~LocalKeyBroker.
+    open_secret` refuses it). On Nitro the same step is KMS ``Encrypt`` called from inside the
+    enclave over TLS.
+    """
+    _check_name(name)
+    if not isinstance(secret, bytes) or not 0 < len(secret) <= 64:
+        raise UsageError("a sealed secret is 1..64 bytes")
+    try:
+        public = load_der_public_key(seal_public_key)
+    except (ValueError, TypeError):
+        raise UsageError("the key broker's sealing key is not a DER public key") from None
+    if not isinstance(public, rsa.RSAPublicKey) or public.key_size < MIN_RSA_BITS:
+        raise UsageError(f"the key broker's sealing key is not RSA of {MIN_RSA_BITS} bits or more")
+    content = _cbor.encode_canonical({"name": name, "secret": secret})
+    envelope = wrap_for_recipient(content, public, rng=rng)
+    return _cbor.encode_canonical({"v": 1, "secret": name, "envelope": envelope})
+
+
+def is_enclave_sealed(blob: bytes) -> bool:
+    """Whether ``blob`` is a secret an enclave sealed to the broker (:func:`seal_to_broker`),
+    which the broker releases only to attested enclaves, rather than one sealed in the
+    caller's process (:meth:`LocalKeyBroker.seal_secret`)."""
+    try:
+        value = _cbor.decode(blob, canonical=True, max_depth=1, max_bytes=_MAX_BLOB)
+    except _cbor.CborError:
+        return False
+    return isinstance(value, dict) and set(value) == _ENCLAVE_SEALED
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +385,8 @@ class LocalKeyBroker:
             value = _cbor.decode(blob, canonical=True, max_depth=1, max_bytes=_MAX_BLOB)
         except _cbor.CborError:
             raise _Refuse("CiphertextBlob is not canonical CBOR") from None
+        if isinstance(value, dict) and set(value) == _ENCLAVE_SEALED:
+            return self._open_enclave_sealed(value)
         if (
             not isinstance(value, dict)
             or set(value) != {"v", "strategy", "nonce", "ct"}
@@ -353,6 +404,46 @@ class LocalKeyBroker:
         except Exception:
             raise _Refuse("CiphertextBlob was not made by this broker", strategy) from None
         return strategy, key
+
+    def _seal_key(self) -> rsa.RSAPrivateKey:
+        """The broker's RSA sealing key (``seal.key``, made once): what an enclave seals a
+        secret it made to (:func:`seal_to_broker`)."""
+        path = self.root / _SEAL_KEY_FILE
+        if not path.exists():
+            made = rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
+            _create_private_once(path, made.private_bytes(Encoding.DER, PrivateFormat.PKCS8,
+                                                          NoEncryption()))
+        try:
+            key = load_der_private_key(path.read_bytes(), password=None)
+        except ValueError:
+            raise EnvError(f"{path} is damaged; remove it (secrets sealed to it are lost)"
+                           ) from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise EnvError(f"{path} is not an RSA key")
+        return key
+
+    @property
+    def seal_public_key(self) -> bytes:
+        """The public half of the broker's sealing key (DER SubjectPublicKeyInfo), handed to
+        an enclave that seals a secret it made (the ledger key at genesis)."""
+        return self._seal_key().public_key().public_bytes(Encoding.DER,
+                                                          PublicFormat.SubjectPublicKeyInfo)
+
+    def _open_enclave_sealed(self, value: dict[str, Any]) -> tuple[str, bytes]:
+        name, envelope = value["secret"], value["envelope"]
+        if value["v"] != 1 or not isinstance(name, str) or not isinstance(envelope, bytes):
+            raise _Refuse("CiphertextBlob is malformed")
+        try:
+            content = unwrap_recipient(envelope, self._seal_key())
+            inner = _cbor.decode(content, canonical=True, max_depth=1,
+                                 max_bytes=_MAX_SEALED_CONTENT)
+        except (UnwrapError, _cbor.CborError):
+            raise _Refuse("CiphertextBlob was not sealed to this broker") from None
+        if (not isinstance(inner, dict) or set(inner) != {"name", "secret"}
+                or inner["name"] != name or not isinstance(inner["secret"], bytes)
+                or not 0 < len(inner["secret"]) <= 64):
+            raise _Refuse("CiphertextBlob's sealed content is not the secret it names")
+        return _SECRET_PREFIX + name, inner["secret"]
 
     def generate_data_key(self, strategy: str) -> DataKey:
         """The data key of ``strategy``: created on first use, then the same one every time.
@@ -396,6 +487,9 @@ class LocalKeyBroker:
         the blob is not this broker's or names another secret (the reason goes to the
         diagnostics)."""
         try:
+            if is_enclave_sealed(blob):
+                raise _Refuse(f"the secret {name!r} was sealed by an enclave: it is released "
+                              "only to an attested enclave (Decrypt with Recipient)")
             found, secret = self._unwrap(blob)
             if found != _SECRET_PREFIX + _check_name(name):
                 raise _Refuse(f"the sealed blob holds {found!r}, not the secret {name!r}")

@@ -99,11 +99,13 @@ class SealedLedgerKey:
         return self.broker_factory().key_id
 
     @classmethod
-    def generate(cls, folder: Path, origin: str,
-                 broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker
-                 ) -> tuple[SealedLedgerKey, LogSigner]:
-        """Genesis: a new key, sealed into ``folder``; returns the holder and the signer that
-        appends the genesis entry (the key is in memory only for that)."""
+    def generate_insecure_host_key(cls, folder: Path, origin: str,
+                                   broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker
+                                   ) -> tuple[SealedLedgerKey, LogSigner]:
+        """DEVELOPMENT ONLY: a new key made in *this* process and sealed into ``folder`` so
+        that this process can open it again (:meth:`release`); returns the holder and the
+        signer. A real ledger's key is made in the genesis enclave and sealed there
+        (:func:`zcbench.keys.seal_to_broker`), and no host process can open it."""
         key = Ed25519PrivateKey.generate()
         holder = cls(folder, origin, broker_factory)
         _write_key_blob(holder.path, broker_factory().seal_secret(secret_name(origin),
@@ -121,6 +123,14 @@ class SealedLedgerKey:
         except OSError as exc:
             raise EnvError(f"{self.path}: the sealed ledger key cannot be read ({exc.strerror})"
                            ) from None
+        from zcbench.keys import is_enclave_sealed
+
+        if is_enclave_sealed(blob):
+            raise LedgerKeyRefused(
+                "this ledger's key was made in its genesis enclave and is released only to an "
+                "attested enclave the ledger allows: this process cannot sign (have the live "
+                "version's enclave append it: 'zcbench ledger announce|revoke ... --by "
+                "LIVE_BUILD_DIR')", check="ledger_key_release")
         try:
             seed = self.broker_factory().open_secret(blob, secret_name(self.origin))
         except KeyReleaseRefused as exc:

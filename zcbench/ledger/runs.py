@@ -172,7 +172,7 @@ class LedgerRunHook:
                 raise ServeRefused(f"the enclave's sealed state covers {first} entries, the "
                                    f"ledger's checkpoint {size}: remove {ENCLAVE_STATE_FILE} "
                                    "to deliver the whole ledger", check="ledger_state")
-        covered = ledger.entry_bytes[first:size]
+        covered = ledger.entry_bytes_from(first)[:size - first]  # no whole read for a tail
         for at in range(0, len(covered), MAX_LEDGER_BATCH):
             _expect(exchange(Message("ledger_entries", {
                 "entries": list(covered[at:at + MAX_LEDGER_BATCH])})), "ledger_ack",

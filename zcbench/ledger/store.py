@@ -60,9 +60,9 @@ from zcbench.auditlog import LogFormatError, NoteError
 from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog._walk import LogWalk
 from zcbench.auditlog.checkpoint import Checkpoint, CheckpointVerifier
-from zcbench.auditlog.merkle import leaf_hash
+from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.note import NoteVerifier, parse_vkey
-from zcbench.auditlog.storage import LogStore, RecoveryReport
+from zcbench.auditlog.storage import LogStore, RecoveryReport, StoreMark
 from zcbench.durable import write_atomically
 from zcbench.errors import DataError, EnvError, UsageError
 from zcbench.keys import LocalKeyBroker
@@ -75,7 +75,13 @@ from zcbench.ledger.entries import (
     RevocationEntry,
     encode_entry,
 )
-from zcbench.ledger.key import LedgerKeyHolder, SealedLedgerKey, secret_name
+from zcbench.ledger.key import (
+    KEY_FILE,
+    LedgerKeyHolder,
+    SealedLedgerKey,
+    _write_key_blob,
+    secret_name,
+)
 from zcbench.ledger.rules import LedgerState
 
 __all__ = [
@@ -84,6 +90,7 @@ __all__ = [
     "LEDGER_SCHEMA",
     "PENDING_FILE",
     "RECOVERIES_FILE",
+    "VERIFIED_FILE",
     "WITNESSED_FILE",
     "Appended",
     "Ledger",
@@ -91,6 +98,7 @@ __all__ = [
     "check_new_ledger",
     "check_origin",
     "checkpoint_of",
+    "host_made_key_warning",
     "read_ledger_file",
     "read_recoveries",
     "write_atomic",
@@ -102,6 +110,12 @@ WITNESSED_FILE: Final = "checkpoint"
 PENDING_FILE: Final = "pending-entry"
 ENCLAVE_STATE_FILE: Final = "enclave-state"
 RECOVERIES_FILE: Final = "recoveries.json"
+VERIFIED_FILE: Final = "verified-state"
+_MAX_VERIFIED: Final = 64 * 1024 * 1024
+_VERIFIED_KEYS: Final = frozenset({"v", "origin", "vkey", "size", "range", "segment",
+                                   "segment_end", "last", "checkpoint", "checkpoint_start",
+                                   "checkpoint_end", "rules", "extra"})
+_EXTRA_TYPES: Final = ("archive", "control")  # kept whole in the state the record holds
 RECOVERIES_SCHEMA: Final = "zcbench.ledger-recoveries/1"
 _MAX_PENDING: Final = 65_535 + 16_384  # one entry and one checkpoint note
 _MAX_RECOVERIES_BYTES: Final = 16 * 1024 * 1024
@@ -260,6 +274,23 @@ def _cut_log(log: Path, keep: int) -> None:
     raise EnvError(f"{log}: no entry {keep} to cut the log back to")
 
 
+def _remove_unfinished(folder: Path, created: bool) -> None:
+    """Remove what an unfinished genesis wrote (no ``ledger.json`` yet), so ``init`` can be
+    run again; the folder too when this genesis made it."""
+    import shutil
+
+    if (folder / LEDGER_FILE).exists():
+        return
+    for path in list(folder.iterdir()):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def _drop_pending(folder: Path) -> None:
     # A stale pending entry (its checkpoint stored) is recognised as such on every open, so
     # losing this unlink in a crash costs nothing.
@@ -273,31 +304,92 @@ class Ledger:
 
     def __init__(self, folder: Path, origin: str, vkey: str, store: LogStore,
                  entries: list[LedgerEntry], data: list[bytes], state: LedgerState,
-                 key: LedgerKeyHolder) -> None:
+                 key: LedgerKeyHolder, *, first: int = 0, first_root: bytes | None = None,
+                 extras: list[tuple[int, bytes]] | None = None) -> None:
         self.folder = folder
         self.origin = origin
         self.vkey = vkey
         self.verifier: NoteVerifier = parse_vkey(vkey)
         self._store = store
+        self._first = first  # entries before it are verified (the record), not held here
+        self._first_root = first_root
         self._entries = entries
         self._data = data
+        self._extras = [] if extras is None else extras  # archive and control entries
         self.state = state
         self.key = key
         self.tail_recovery: TailRecovery | None = None
         """What this open did with an unsigned tail a crash left (None: there was none)."""
+        self.read_from = first
+        """The index of the first entry this open read from the log: 0 for a whole read, the
+        verified record's size when it read only the entries after it (``verified-state``)."""
+        self._recorded = first
         self._marker = self._disk_marker()
 
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, folder: Path, *, origin: str, genesis_pcr0: bytes, commitment_sha256: bytes,
-             at_ns: int | None = None,
-             broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
-        """A new ledger in ``folder`` (absent or empty) whose genesis entry announces
-        ``genesis_pcr0``, valid from its own append."""
+    def from_genesis(cls, folder: Path, *, origin: str, vkey: str, key_blob: bytes,
+                     entry: bytes, checkpoint: bytes, genesis_pcr0: bytes,
+                     commitment_sha256: bytes,
+                     broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker) -> Ledger:
+        """A new ledger in ``folder`` (absent or empty) from the genesis the first build's
+        enclave made (:func:`zcbench.host.genesis.genesis`): the ledger key sealed to the key
+        broker (``key_blob``: this process cannot open it), the genesis ``entry`` announcing
+        ``genesis_pcr0`` with ``commitment_sha256``, and the ledger key's ``checkpoint`` over
+        it. Refused (DataError, nothing kept) unless the entry is exactly that genesis and the
+        checkpoint is signed by ``vkey`` under ``origin`` over exactly it."""
+        from zcbench.keys import is_enclave_sealed
+        from zcbench.ledger.entries import decode_entry
+
+        check_new_ledger(folder, origin)
+        verifier = parse_vkey(vkey)
+        if verifier.name != origin:
+            raise DataError(f"the genesis enclave's vkey is named {verifier.name!r}, not "
+                            f"{origin!r}")
+        if not is_enclave_sealed(key_blob):
+            raise DataError("the genesis enclave's ledger key is not sealed to the key broker")
+        made = decode_entry(entry)
+        body = made.body
+        if (made.index != 0 or not isinstance(body, CommitmentEntry)
+                or body.pcr0 != genesis_pcr0 or body.commitment_sha256 != commitment_sha256):
+            raise DataError("the genesis enclave's entry is not the genesis commitment of "
+                            f"PCR0 {genesis_pcr0.hex()[:16]}... and its commitment")
+        state = LedgerState().after(made)  # the genesis rules (valid from its own append)
+        signed = checkpoint_of(checkpoint, vkey)
+        if (signed.size, signed.root) != (1, leaf_hash(entry)):
+            raise DataError("the genesis enclave's checkpoint does not cover exactly the "
+                            "genesis entry")
+        created = not folder.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            holder = SealedLedgerKey(folder, origin, broker_factory)
+            _write_key_blob(holder.path, key_blob)
+            store = LogStore.create(folder / "log", codec=LEDGER_ENTRIES)
+            ledger = cls(folder, origin, vkey, store, [], [], LedgerState(), holder)
+            ledger._commit(entry, checkpoint)
+            ledger._took(made, entry, state)
+            doc = {"schema": LEDGER_SCHEMA, "origin": origin, "vkey": vkey}
+            write_atomic(folder / LEDGER_FILE, json.dumps(doc, indent=1).encode() + b"\n")
+        except BaseException:
+            _remove_unfinished(folder, created)
+            raise
+        ledger.sync_key_policy()
+        return ledger
+
+    @classmethod
+    def init_insecure_host_key(cls, folder: Path, *, origin: str, genesis_pcr0: bytes,
+                               commitment_sha256: bytes, at_ns: int | None = None,
+                               broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker
+                               ) -> Ledger:
+        """DEVELOPMENT ONLY, NOT CONFIDENTIAL: a new ledger whose key is generated and sealed
+        in *this* process, which therefore held it, and which this process can open again to
+        sign entries (:meth:`append`). For tests of the ledger's storage and rules; a real
+        ledger is made by the genesis build's enclave (:meth:`from_genesis`, ``zcbench ledger
+        init``), and ``ledger show``/``verify`` warn about a key made like this."""
         check_new_ledger(folder, origin)
         folder.mkdir(parents=True, exist_ok=True)
-        key, signer = SealedLedgerKey.generate(folder, origin, broker_factory)
+        key, signer = SealedLedgerKey.generate_insecure_host_key(folder, origin, broker_factory)
         store = LogStore.create(folder / "log", codec=LEDGER_ENTRIES)
         ledger = cls(folder, origin, signer.vkey, store, [], [], LedgerState(), key)
         when = _now_ns() if at_ns is None else at_ns
@@ -307,6 +399,18 @@ class Ledger:
         write_atomic(folder / LEDGER_FILE, json.dumps(doc, indent=1).encode() + b"\n")
         ledger.sync_key_policy()
         return ledger
+
+    @property
+    def key_made_in_enclave(self) -> bool:
+        """Whether the ledger key was made in the genesis enclave and sealed there (False: a
+        development ledger, or one made before genesis moved into the enclave, whose key a
+        host process held at genesis)."""
+        from zcbench.keys import is_enclave_sealed
+
+        try:
+            return is_enclave_sealed((self.folder / KEY_FILE).read_bytes())
+        except OSError:
+            return False
 
     @classmethod
     def open(cls, folder: Path,
@@ -325,16 +429,24 @@ class Ledger:
     def _open(cls, folder: Path, broker_factory: Callable[[], LocalKeyBroker],
               key: LedgerKeyHolder | None) -> Ledger:
         origin, vkey = read_ledger_file(folder)
-        store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
+        record = _read_verified(folder, origin, vkey)
+        extras: list[tuple[int, bytes]]
+        if record is None:
+            store = LogStore.open(folder / "log", codec=LEDGER_ENTRIES)
+            first, start, state, extras = 0, None, LedgerState(), []
+        else:
+            mark, state, extras = record
+            store = LogStore.resume(folder / "log", mark, codec=LEDGER_ENTRIES)
+            first, start = mark.records, (mark.segment, mark.segment_end, mark.records)
         try:
             signed = max((c.size for c in store.checkpoints), default=0)
             walk = LogWalk(folder / "log", OsFileSystem(), LEDGER_ENTRIES)
             entries: list[LedgerEntry] = []
             data: list[bytes] = []
-            state = LedgerState()
-            at_signed = LedgerState() if signed == 0 else None  # the state to roll back to
+            at_signed = (copy.deepcopy(state) if signed == first and store.size > signed
+                         else None)  # the state to roll back to
             broken: str | None = None
-            for item in walk.records():
+            for item in walk.records(start):
                 try:
                     state.apply(item.record)
                 except LedgerRuleError as exc:
@@ -346,28 +458,56 @@ class Ledger:
                     break
                 entries.append(item.record)
                 data.append(item.data)
+                if item.record.body.type in _EXTRA_TYPES:
+                    extras.append((item.index, item.data))
                 if state.size == signed and store.size > signed:
                     at_signed = copy.deepcopy(state)
             tail = None
             if store.size > signed:
                 assert at_signed is not None
-                store, tail = cls._settle(folder, vkey, store, signed, entries, data, broken)
+                store, tail = cls._settle(folder, vkey, store, signed, first, start, entries,
+                                          data, broken)
                 if tail.action == "rolled_back":
-                    del entries[signed:], data[signed:]
+                    del entries[signed - first:], data[signed - first:]
+                    extras = [(i, d) for i, d in extras if i < signed]
                     state = at_signed
             if tail is None:
                 tail = cls._unwritten(folder, vkey, signed)
             _drop_pending(folder)
             holder = key if key is not None else SealedLedgerKey(folder, origin, broker_factory)
-            ledger = cls(folder, origin, vkey, store, entries, data, state, holder)
+            first_root = None if record is None else CompactRange(
+                record[0].records, list(record[0].compact)).root()
+            ledger = cls(folder, origin, vkey, store, entries, data, state, holder,
+                         first=first, first_root=first_root, extras=extras)
             ledger.tail_recovery = tail
-            notes, _, _ = walk.checkpoint_notes()
-            if notes:
-                ledger._checkpoint_verifier().verify(notes[-1][0])
+            newest = store.newest_checkpoint_note
+            if newest is not None:
+                ledger._checkpoint_verifier().verify(newest)
+            if ledger.size > first or record is None:
+                # a cache of what was verified: when it cannot be kept (a full disk, say) the
+                # next open reads a longer tail, nothing is lost
+                with contextlib.suppress(EnvError, UsageError, OSError):
+                    ledger._save_record()
         except BaseException:
             store.close()
             raise
         return ledger
+
+    def _save_record(self) -> None:
+        """Keep the verified state (``verified-state``: the log's mark, the rules' state, the
+        archive and control entries) so the next open reads only the entries after it; the
+        caller holds the writer lock. Only for a ledger whose newest checkpoint covers every
+        entry (durable, signed), so the record is never ahead of the ledger."""
+        mark = self._store.mark()
+        doc = {"v": 1, "origin": self.origin, "vkey": self.vkey, "size": mark.records,
+               "range": list(mark.compact), "segment": mark.segment,
+               "segment_end": mark.segment_end,
+               "last": None if mark.last is None else list(mark.last),
+               "checkpoint": mark.checkpoint, "checkpoint_start": mark.checkpoint_start,
+               "checkpoint_end": mark.checkpoint_end, "rules": self.state.snapshot(),
+               "extra": [data for _, data in self._extras]}
+        write_atomic(self.folder / VERIFIED_FILE, _cbor.encode_canonical(doc), 0o600)
+        self._recorded = mark.records
 
     @staticmethod
     def _unwritten(folder: Path, vkey: str, signed: int) -> TailRecovery | None:
@@ -397,19 +537,21 @@ class Ledger:
         return recovery
 
     @staticmethod
-    def _settle(folder: Path, vkey: str, store: LogStore, signed: int,
-                entries: list[LedgerEntry], data: list[bytes], broken: str | None
-                ) -> tuple[LogStore, TailRecovery]:
-        """Complete or roll back the unsigned tail (entries ``signed`` on), recorded first;
-        returns the store to use and what was done."""
-        tail = data[signed:]
-        listed = tuple((signed + i, entries[signed + i].body.type if signed + i < len(entries)
-                        else "?", hashlib.sha256(blob).hexdigest())
+    def _settle(folder: Path, vkey: str, store: LogStore, signed: int, first: int,
+                start: tuple[int, int, int] | None, entries: list[LedgerEntry],
+                data: list[bytes], broken: str | None) -> tuple[LogStore, TailRecovery]:
+        """Complete or roll back the unsigned tail (entries ``signed`` on; ``entries`` and
+        ``data`` start at index ``first``, read from ``start``), recorded first; returns the
+        store to use and what was done."""
+        tail = data[signed - first:]
+        held = first + len(entries)
+        listed = tuple((signed + i, entries[signed - first + i].body.type
+                        if signed + i < held else "?", hashlib.sha256(blob).hexdigest())
                        for i, blob in enumerate(tail))
         if len(tail) < store.size - signed:  # entries after a broken one: listed by hash only
             rest = [item.data for item in LogWalk(folder / "log", OsFileSystem(),
-                                                  LEDGER_ENTRIES).records()][len(data):]
-            listed += tuple((len(data) + i, "?", hashlib.sha256(blob).hexdigest())
+                                                  LEDGER_ENTRIES).records(start)][len(data):]
+            listed += tuple((first + len(data) + i, "?", hashlib.sha256(blob).hexdigest())
                             for i, blob in enumerate(rest))
             tail = tail + rest
         pending = _read_pending(folder)
@@ -432,7 +574,14 @@ class Ledger:
         return reopened, recovery
 
     def close(self) -> None:
-        """Close the log files."""
+        """Keep the verified state when the ledger grew since it was last kept (so the next
+        open reads only what follows), then close the log files."""
+        if self.size > self._recorded:
+            # a cache of what was verified: when it cannot be written the next open reads a
+            # longer tail, nothing is lost
+            with contextlib.suppress(EnvError, UsageError, OSError), self._locked():
+                if self._disk_marker() == self._marker:
+                    self._save_record()
         self._store.close()
 
     def __enter__(self) -> Ledger:
@@ -450,16 +599,52 @@ class Ledger:
 
     @property
     def entries(self) -> tuple[LedgerEntry, ...]:
+        """Every entry, in order (read from the log, once, when the open read only a tail)."""
+        self._read_prefix()
         return tuple(self._entries)
 
     @property
     def entry_bytes(self) -> tuple[bytes, ...]:
         """The encoded entries (the leaves' data), in order."""
+        self._read_prefix()
         return tuple(self._data)
+
+    def entry_bytes_from(self, index: int) -> tuple[bytes, ...]:
+        """The encoded entries from ``index`` on: without reading the log again when the open
+        read them (``index`` at or after :attr:`read_from`)."""
+        if index < self._first:
+            self._read_prefix()
+        return tuple(self._data[max(index - self._first, 0):])
+
+    def _read_prefix(self) -> None:
+        """Read the entries before the verified record, held to the record's root."""
+        if self._first == 0:
+            return
+        entries: list[LedgerEntry] = []
+        data: list[bytes] = []
+        tree = CompactRange()
+        walk = LogWalk(self.folder / "log", OsFileSystem(), LEDGER_ENTRIES)
+        for item in walk.records():
+            if item.index >= self._first:
+                break
+            entries.append(item.record)
+            data.append(item.data)
+            tree.append(item.leaf_hash)
+        if walk.finding is not None:
+            raise LedgerVerificationError(
+                f"{self.folder}: log damaged, {walk.finding.classification} (entry "
+                f"{walk.finding.index}): {walk.finding.message}",
+                check=walk.finding.classification)
+        if tree.size != self._first or tree.root() != self._first_root:
+            raise LedgerVerificationError(
+                f"{self.folder}: the ledger's first {self._first} entries are not the ones "
+                f"verified before ({VERIFIED_FILE}): they were rewritten", check="rewritten")
+        self._entries[:0], self._data[:0] = entries, data
+        self._first = 0
 
     @property
     def size(self) -> int:
-        return len(self._entries)
+        return self._first + len(self._entries)
 
     def _checkpoint_verifier(self) -> CheckpointVerifier:
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -476,10 +661,10 @@ class Ledger:
 
     def latest_checkpoint(self) -> bytes:
         """The newest checkpoint note the ledger key signed."""
-        notes = self.checkpoint_notes()
-        if not notes:
+        note = self._store.newest_checkpoint_note
+        if note is None:
             raise DataError(f"{self.folder}: the ledger has no checkpoint")
-        return notes[-1]
+        return note
 
     def witnessed_checkpoint(self) -> bytes | None:
         """The newest checkpoint with its cosignatures (``checkpoint``), or None."""
@@ -576,10 +761,7 @@ class Ledger:
                     f"the enclave's checkpoint (size {checkpoint.size}) does not cover this "
                     f"ledger of {self.size} entries and the new one", check="enclave_checkpoint")
             self._commit(data, note)
-            self.state = trial
-            self._entries.append(entry)
-            self._data.append(data)
-            self._marker = self._disk_marker()
+            self._took(entry, data, trial)
             if isinstance(entry.body, (CommitmentEntry, RevocationEntry)):
                 self.sync_key_policy()  # the broker follows the allowed set
             return Appended(entry, data, note)
@@ -596,6 +778,15 @@ class Ledger:
         self._store.sync()
         self._store.add_checkpoint(note)
 
+    def _took(self, entry: LedgerEntry, data: bytes, state: LedgerState) -> None:
+        """An entry this process appended (durable, checkpointed): held and in the state."""
+        self.state = state
+        self._entries.append(entry)
+        self._data.append(data)
+        if entry.body.type in _EXTRA_TYPES:
+            self._extras.append((entry.index, data))
+        self._marker = self._disk_marker()
+
     def _disk_marker(self) -> tuple[int, ...]:
         log = self.folder / "log"
         return tuple(p.stat().st_size for p in sorted(log.iterdir()) if p.suffix == ".zlog")
@@ -608,6 +799,8 @@ class Ledger:
         if fresh.size != self.size:
             self._store.close()
             self._store, self._entries, self._data = fresh._store, fresh._entries, fresh._data
+            self._first, self._first_root = fresh._first, fresh._first_root
+            self._extras, self._recorded = fresh._extras, fresh._recorded
             self.state = fresh.state
         else:
             fresh.close()
@@ -626,10 +819,7 @@ class Ledger:
         grown.append(leaf_hash(data))
         note: bytes = signer.sign(grown.size, grown.root())
         self._commit(data, note)
-        self.state = trial
-        self._entries.append(entry)
-        self._data.append(data)
-        self._marker = self._disk_marker()
+        self._took(entry, data, trial)
         if isinstance(body, (CommitmentEntry, RevocationEntry)):
             self.sync_key_policy()
         return Appended(entry, data, note)
@@ -649,6 +839,90 @@ def _why_not_complete(pending: tuple[bytes, bytes] | None, tail: list[bytes],
     if (checkpoint.size, checkpoint.root) != (store.size, store.root()):
         return f"the checkpoint in {PENDING_FILE} does not cover exactly the ledger and the tail"
     return None
+
+
+def _read_verified(folder: Path, origin: str, vkey: str
+                   ) -> tuple[StoreMark, LedgerState, list[tuple[int, bytes]]] | None:
+    """The verified-state record (``verified-state``), or None when there is none; DataError
+    when it is not one of this ledger's, saying how to have the whole ledger read again."""
+    from zcbench.ledger.entries import decode_entry
+
+    path = folder / VERIFIED_FILE
+    try:
+        with path.open("rb") as handle:
+            blob = handle.read(_MAX_VERIFIED + 1)
+    except FileNotFoundError:
+        return None
+    fix = (f"; remove {path} to have the next open read and verify the whole ledger (and "
+           "check how it changed: only this host's ledger code writes it)")
+    if len(blob) > _MAX_VERIFIED:
+        raise DataError(f"{path} is larger than {_MAX_VERIFIED} bytes{fix}")
+    try:
+        doc = _cbor.decode(blob, canonical=True, max_depth=8, max_bytes=_MAX_VERIFIED)
+        if not isinstance(doc, dict) or set(doc) != _VERIFIED_KEYS or doc["v"] != 1:
+            raise ValueError("not a verified-state record")
+        if (doc["origin"], doc["vkey"]) != (origin, vkey):
+            raise ValueError("the record of another ledger (origin or vkey)")
+        last = doc["last"]
+        if last is not None:
+            if (not isinstance(last, list) or len(last) != 3 or type(last[0]) is not int
+                    or type(last[1]) is not int or not isinstance(last[2], bytes)):
+                raise ValueError("a bad last record")
+            last = (last[0], last[1], last[2])
+        ints = [doc[k] for k in ("size", "segment", "segment_end", "checkpoint_start",
+                                 "checkpoint_end")]
+        if (not all(type(v) is int and v >= 0 for v in ints)
+                or not isinstance(doc["range"], list)
+                or not all(isinstance(h, bytes) and len(h) == 32 for h in doc["range"])
+                or not isinstance(doc["checkpoint"], bytes)
+                or not isinstance(doc["extra"], list)
+                or not all(isinstance(e, bytes) for e in doc["extra"])):
+            raise ValueError("a field of the wrong type")
+        checkpoint = checkpoint_of(doc["checkpoint"], vkey)  # signed by the ledger key
+        CompactRange(doc["size"], doc["range"])  # the range fits the size
+        mark = StoreMark(doc["size"], tuple(doc["range"]), doc["segment"], doc["segment_end"],
+                         last, doc["checkpoint"], doc["checkpoint_start"],
+                         doc["checkpoint_end"])
+        if checkpoint.size != mark.records:
+            raise ValueError("its checkpoint is not at its size")
+        state = LedgerState.from_snapshot(doc["rules"], signed_history=False)
+        if state.size != mark.records:
+            raise ValueError("its rules' state is not at its size")
+        extras: list[tuple[int, bytes]] = []
+        for held in state.runs.values():
+            held.controls.clear()  # every control entry is in the extras
+        for data in doc["extra"]:
+            entry = decode_entry(data)
+            body: Any = entry.body
+            run = state.runs.get(getattr(body, "run_origin", ""))
+            if entry.index >= mark.records or run is None or body.type not in _EXTRA_TYPES:
+                raise ValueError("an archive or control entry that is not the state's")
+            (run.archives if body.type == "archive" else run.controls).append(
+                (entry.index, body))
+            extras.append((entry.index, data))
+    except (ValueError, TypeError, _cbor.CborError, LogFormatError, NoteError,
+            LedgerVerificationError) as exc:
+        raise DataError(f"{path} is not this ledger's verified state ({exc}){fix}") from None
+    return mark, state, extras
+
+
+def host_made_key_warning(folder: Path) -> str | None:
+    """A warning when ``folder``'s ledger key was not made in its genesis enclave (a
+    development ledger, or one made before genesis moved into the enclave): some host process
+    held that key at genesis. None when the key was made and sealed in the enclave, or when the
+    folder holds no key file (an LP's copy of the entries)."""
+    from zcbench.keys import is_enclave_sealed
+
+    try:
+        blob = (folder / KEY_FILE).read_bytes()
+    except OSError:
+        return None
+    if is_enclave_sealed(blob):
+        return None
+    return ("the ledger key was made outside an enclave (a development ledger, or one made "
+            "before 'zcbench ledger init' had the genesis enclave make it): the host process "
+            "that ran its genesis held it; make a new ledger with 'zcbench ledger init' for a "
+            "key only attested enclaves ever held")
 
 
 def read_ledger_file(folder: Path) -> tuple[str, str]:

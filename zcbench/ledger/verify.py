@@ -38,6 +38,7 @@ from zcbench.ledger.store import (
     RECOVERIES_FILE,
     WITNESSED_FILE,
     checkpoint_of,
+    host_made_key_warning,
     read_ledger_file,
     read_recoveries,
 )
@@ -127,6 +128,9 @@ def check_ledger(folder: Path, *, policy: TlogPolicy | None = None,
     else:
         report.warnings.append("no policy: the ledger key is the one ledger.json names "
                                "(trusted on first use); give --policy to hold it to yours")
+    host_made = host_made_key_warning(folder)
+    if host_made is not None:
+        report.warnings.append(host_made)
     log = folder / "log"
     recovery = recover(log, repair=False, codec=LEDGER_ENTRIES)
     report.classification = recovery.classification

@@ -531,8 +531,10 @@ def simulate(
     become orders ``<prefix>-<seq>-<k>`` (:func:`~zcbench.venue.orders.order_from_signal`, with
     the batch's ``seq`` for the log index). Returns every execution, in order.
 
-    The backtest's own accounting (``zcbench.backtest``) still fills with its vectorised
-    next-event model; this is the interface it moves onto."""
+    The backtest of a strategy that takes the feedback context fills on this venue through
+    the live execution layer (``zcbench.backtest._loop.FeedbackLoop``), and counts its tables
+    from that journal; a strategy without context still fills by the backtest's next-event
+    model."""
     from zcbench.venue.orders import cl_ord_id_for, order_from_signal
 
     venue = venue or PaperVenue()

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from zcbench.errors import ZcbenchError
-from zcbench.money import format_money
+from zcbench.money import format_money, ticks_of
+from zcbench.risk import (
+    DEFAULT_INITIAL_CASH,
+    INSUFFICIENT_CASH,
+    INSUFFICIENT_MARGIN,
+    BuyingPower,
+    CapitalState,
+)
 from zcbench.strategy import PRICE_SCALE
 from zcbench.widgets._runmodel import SYNTHETIC, RunRequest, RunSnapshot
 
@@ -40,10 +47,14 @@ def _event_prices(events: Any, price_scale: int) -> tuple[list[int], list[float]
 class LocalRunBackend:
     """The real backend: :func:`zcbench.host.live.run_live` on a build folder, locally.
 
-    ``trust`` names the root the boot document must chain to (``"dev"`` for the local
-    enclave: SIMULATED); ``limits`` are the execution layer's risk limits (its defaults when
-    ``None``); the ``"synthetic"`` source is :func:`zcbench.host.sources.market_source`'s, as
-    for the CLI and the demo: seeded ticks of ``synthetic_rate`` events/s over
+    ``trust`` names the root the boot document must chain to (``"dev"`` for the local enclave:
+    SIMULATED); ``limits`` are the execution layer's risk limits (its defaults when ``None``);
+    ``initial_cash`` (whole currency units, as ``zcbench run --initial-cash``, whose default it
+    shares; None: capital does not bind) and ``buying_power`` (default a cash account) make
+    capital bind, counted in the run's account unit, so an order the account cannot carry is
+    refused ``insufficient_cash`` / ``insufficient_margin`` as in the CLI's run and the
+    backtest; the ``"synthetic"`` source is :func:`zcbench.host.sources.market_source`'s, as for
+    the CLI and the demo: seeded ticks of ``synthetic_rate`` events/s over
     ``synthetic_duration_s`` seconds of event time (``synthetic``, a ``SyntheticConfig``,
     replaces the rest of its settings), replayed at the requested speed; runs go to
     ``request.run_dir`` or a fresh folder under ``run_root`` (default: ``runs/`` beside the
@@ -57,6 +68,8 @@ class LocalRunBackend:
         *,
         trust: str = "dev",
         limits: Any = None,
+        initial_cash: float | None = DEFAULT_INITIAL_CASH,
+        buying_power: BuyingPower | None = None,
         synthetic: Any = None,
         synthetic_rate: float = 2000.0,
         synthetic_duration_s: float = 30.0,
@@ -66,6 +79,8 @@ class LocalRunBackend:
     ) -> None:
         self.trust = trust
         self.limits = limits
+        self.initial_cash = initial_cash
+        self.buying_power = buying_power or BuyingPower()
         self.synthetic = synthetic
         self.synthetic_rate = synthetic_rate
         self.synthetic_duration_s = synthetic_duration_s
@@ -133,8 +148,10 @@ class LocalRunBackend:
             synthetic=self.synthetic,
         )
         run_dir = self._run_dir(request)
+        capital = (None if self.initial_cash is None
+                   else ticks_of(self.initial_cash, scale=market.account.money_scale))
         watcher = _RunWatcher(run_dir, market.events, spec, on_update, self.limits,
-                              market.account)
+                              market.account, capital, self.buying_power)
         done = threading.Event()
         started = time.monotonic()
 
@@ -171,6 +188,8 @@ class LocalRunBackend:
                 run_dir,
                 market.source,
                 limits=self.limits,
+                capital=capital,
+                buying_power=self.buying_power,
                 trust=self.trust,
                 account=market.account,
                 on_progress=on_progress,
@@ -203,6 +222,8 @@ class _RunWatcher:
         on_update: Callable[[RunSnapshot], None],
         limits: Any,
         account: Any,
+        capital: int | None = None,
+        buying_power: BuyingPower | None = None,
     ) -> None:
         import polars as pl
 
@@ -221,6 +242,8 @@ class _RunWatcher:
         self.money_scale: int = account.money_scale
         self.on_update = on_update
         self.limits = limits
+        self.capital = capital
+        self.buying_power = buying_power or BuyingPower()
         self.progress: Any = None
         self.signals: list[tuple[float, float, str]] = []
         self.series: list[tuple[float, float, float]] = []
@@ -279,21 +302,25 @@ class _RunWatcher:
             ("order rate", f"{limits.max_orders_per_s:,} / s"),
             ("price collar", f"{limits.price_collar_bps} bps"),
         ]
+        rule = self.buying_power
+        rows.append(("capital", "does not bind" if self.capital is None else
+                     f"{format_money(self.capital, scale=scale, currency=currency)}, leverage "
+                     f"{rule.leverage:g}, short margin {rule.short_margin:g}"))
+        if reported is not None:
+            rows.append(("rejected orders", f"{reported.rejects:,}" + (
+                " (rejected)" if reported.rejects else "")))
+            if self.capital is not None:
+                for control in (INSUFFICIENT_CASH, INSUFFICIENT_MARGIN):
+                    n = reported.refusals.get(control, 0)
+                    rows.append((f"refused: {control.replace('_', ' ')}",
+                                 f"{n:,}" + (" (rejected)" if n else "")))
+            positions = ", ".join(f"{k} {v:+,}" for k, v in sorted(reported.positions.items()))
+            rows.append(("positions", positions or "flat"))
         if summary is None:
-            p = self.progress
-            if p is not None:
-                rows.append(("rejected orders", f"{p.rejects:,}" + (" (rejected)" if p.rejects
-                                                                    else "")))
-                positions = ", ".join(f"{k} {v:+,}" for k, v in sorted(p.positions.items()))
-                rows.append(("positions", positions or "flat"))
-            killed = None if p is None else p.kill_switch
+            killed = None if self.progress is None else self.progress.kill_switch
             rows.append(("kill switch", f"tripped: {killed}" if killed else
                          "on" if limits.kill_switch else "off"))
             return tuple(rows)
-        rows.append(("rejected orders", f"{summary.rejects:,}" + (" (rejected)" if
-                                                                  summary.rejects else "")))
-        positions = ", ".join(f"{k} {v:+,}" for k, v in sorted(summary.positions.items()))
-        rows.append(("positions", positions or "flat"))
         rows.append(
             ("kill switch", f"tripped: {summary.reason}" if summary.status not in _STATUS_STATE
              else "on at close (run ended)")
@@ -303,6 +330,7 @@ class _RunWatcher:
     def publish(self, elapsed: float, state: str) -> None:
         self._tail_journal()
         p = self.progress
+        capital: CapitalState | None = None if p is None else p.capital
         if p is not None:
             self.series.append((elapsed, p.freshness_p50_ms, p.freshness_p99_ms))
         self.on_update(
@@ -318,6 +346,9 @@ class _RunWatcher:
                 pnl=0 if p is None else p.pnl,
                 currency=None if p is None else p.currency,
                 money_scale=PRICE_SCALE if p is None else p.money_scale,
+                cash=None if capital is None else capital.cash,
+                equity=None if capital is None else capital.equity,
+                buying_power_used=None if capital is None else capital.used,
                 prices=self._price_points(0 if p is None else p.events),
                 signals=tuple(self.signals),
                 freshness_series=tuple(self.series),
@@ -349,6 +380,9 @@ class _RunWatcher:
             pnl=summary.pnl,
             currency=summary.currency,
             money_scale=summary.money_scale,
+            cash=summary.cash,
+            equity=summary.equity,
+            buying_power_used=summary.buying_power_used,
             prices=self._price_points(summary.events),
             signals=tuple(self.signals),
             freshness_series=tuple(self.series),

@@ -55,7 +55,9 @@ class RunSnapshot:
     ``freshness_series`` ``(seconds, p50, p99)`` when only percentiles are known; ``risk``
     pairs a limit's name with its state in words; ``pnl`` is an int of ``1 / money_scale``
     of ``currency``, the run's account as the run reports it (None until its first report);
-    ``events_per_s`` the backend's own throughput figure when it has one.
+    ``events_per_s`` the backend's own throughput figure when it has one; ``cash``, ``equity``
+    and ``buying_power_used`` the account under the buying-power rule in the same unit
+    (:class:`zcbench.risk.CapitalState`; None when capital does not bind).
     """
 
     state: str = "starting"
@@ -69,6 +71,9 @@ class RunSnapshot:
     pnl: int = 0
     currency: str | None = None
     money_scale: int = PRICE_SCALE
+    cash: int | None = None
+    equity: int | None = None
+    buying_power_used: int | None = None
     prices: tuple[tuple[float, float], ...] = ()
     signals: tuple[tuple[float, float, str], ...] = ()
     freshness_ms: tuple[float, ...] = ()
@@ -140,7 +145,8 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def metrics_html(snap: RunSnapshot) -> str:
-    """Throughput, events, batches, signals, orders/fills, PnL and freshness as cards."""
+    """Throughput, events, batches, signals, orders/fills, PnL, cash and buying power used
+    (when capital binds) and freshness as cards."""
     pnl_colour = h.GREEN if snap.pnl > 0 else h.RED if snap.pnl < 0 else h.INK
     cards = [
         _card("throughput", f"{snap.throughput:,.0f} ev/s"),
@@ -154,6 +160,15 @@ def metrics_html(snap: RunSnapshot) -> str:
             pnl_colour,
         ),
     ]
+    unit = f" ({snap.currency})" if snap.currency else ""
+    if snap.cash is not None:
+        cards.append(_card(f"cash{unit}", format_money(snap.cash, unit=False,
+                                                       scale=snap.money_scale)))
+    if snap.buying_power_used is not None and snap.equity is not None:
+        used = format_money(snap.buying_power_used, unit=False, scale=snap.money_scale)
+        share = f" ({snap.buying_power_used / snap.equity:.0%})" if snap.equity > 0 else ""
+        over = snap.buying_power_used > snap.equity
+        cards.append(_card(f"buying power used{unit}", used + share, h.RED if over else h.INK))
     if snap.freshness_ms:
         p50: float | None = statistics.median(snap.freshness_ms)
         p99: float | None = _percentile(snap.freshness_ms, 0.99)
