@@ -77,6 +77,7 @@ from zcbench.enclave.ledger import (
 from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.keys import UnsealError, open_state, seal_state, state_key
 from zcbench.strategy import (
+    SNAPSHOT_NOTE,
     Context,
     SnapshotNote,
     SnapshotSource,
@@ -100,7 +101,7 @@ __all__ = ["MAX_NOTE_BYTES", "SNAPSHOT_LABEL", "Attester", "EnclaveRuntime", "bo
 
 MAX_NOTE_BYTES: Final = 4096
 """Largest note body the host may have logged."""
-SNAPSHOT_LABEL: Final = "zcbench.snapshot/1"
+SNAPSHOT_LABEL: Final = SNAPSHOT_NOTE
 """The label a strategy's snapshot is sealed under (and its key derived with)."""
 _MAX_PROOF: Final = 64
 
