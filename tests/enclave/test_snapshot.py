@@ -201,6 +201,13 @@ def test_a_foreign_edited_or_unlogged_snapshot_is_refused_by_name() -> None:
     batch_record = run.proof_of(1)
     assert nxt.ask(Message("restore", {"sealed": sealed, **batch_record}))["code"] == (
         "snapshot_record")
+    # not between a batch's feedback and the batch: the state would miss that context
+    from zcbench.strategy import Context, encode_context
+
+    fed = _Run(_runtime(), "run-f")
+    fed.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))
+    fed.ask(Message("feedback", {"seq": 1, "body": encode_context(Context(1))}))
+    assert fed.ask(Message("snapshot", {}))["code"] == "snapshot_order"
     # the host cannot log a snapshot record of its own
     body = encode_snapshot_note(decode_snapshot_note(taken["body"]))
     assert nxt.ask(Message("record_note", {"body": body}))["code"] == "bad_note"

@@ -310,6 +310,11 @@ class EnclaveRuntime:
         if not takes_snapshot(self._strategy):
             raise _Refused("no_snapshot", "this strategy keeps no snapshot (it implements no "
                            "snapshot/restore)")
+        if self._context is not None:
+            # the state would miss the context logged for the next batch: a replay from here
+            # would not see it
+            raise _Refused("snapshot_order", "a snapshot is taken after a batch, before the "
+                           "next batch's feedback")
         seq = state.log.next_seq
         plain = take_snapshot(self._strategy, seq=seq)  # a StrategyError leaves as one
         note = SnapshotNote("taken", seq, hashlib.sha256(plain).digest(), len(plain))
