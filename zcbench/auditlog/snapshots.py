@@ -106,13 +106,13 @@ def find_snapshot(path: Path, *, origin: str, size: int, root: bytes,
                 continue  # a note that merely names the schema: not the enclave's
             if not taken_only or note.action == "taken":
                 found = (record, note)
+    if found is None:
+        return None  # no tree to build: the common case costs one walk
     tree = MerkleTree(leaves)
     if len(leaves) != size or tree.root() != root:
         raise VerificationError(
             "the log's records do not give the checkpoint it was verified under; verify it "
             "again", check="snapshot_checkpoint")
-    if found is None:
-        return None
     record, note = found
     if run_dir is None:
         raise EnvError(f"{path} is no run folder: its sealed snapshots are not beside it")
