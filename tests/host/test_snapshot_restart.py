@@ -141,3 +141,14 @@ def test_a_continuation_from_an_older_snapshot_is_named_by_the_chain_check(
     problems = check_link(first, second)
     assert len(problems) == 1
     assert "did not start from the previous run's newest snapshot" in problems[0]
+    # a run that never restored its predecessor's snapshot (as a host killed between its start
+    # state and its restore leaves it): continuing it would lose the state, so it is refused
+    unrestored = tmp_path / "unrestored"
+    _run(image, bars.tail(10), unrestored, snapshot_every_s=None,
+         continuation=dataclasses.replace(continuation, snapshot=None))
+    assert _snapshot_notes(unrestored) == []
+    assert continue_run(unrestored).end.snapshot_behind == first
+    with pytest.raises(VerificationError, match="killed before it restored"):
+        run_live(image, tmp_path / "after", ReplaySource(bars.tail(5), BatchSpec(count=1)),
+                 venue=PaperVenue(), feedback=True, clock_every_s=None,
+                 continuation=continue_run(unrestored))

@@ -58,8 +58,9 @@ class RunEnd:
     the orders its FIX session sent and its journal lacks; ``not_acted`` its signed signals
     without an order; ``fix_folders`` its session's folders, carried ones first;
     ``snapshot`` the newest strategy snapshot its log records under the final checkpoint
-    (taken, or restored from its predecessor's), with its sealed bytes; ``snapshot_behind``
-    the folder of a predecessor whose snapshot it never restored (killed before it did)."""
+    (taken, or restored from its predecessor's), without its sealed bytes (``continue_run``
+    reads them); ``snapshot_behind`` the folder of a predecessor whose snapshot it never
+    restored (killed before it did)."""
 
     run_dir: Path
     run_id: str
@@ -182,6 +183,12 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     if snapshot is None and inherited is not None and (
             inherited.snapshot is not None or inherited.snapshot_behind is not None):
         behind = inherited.snapshot_behind or inherited.run_dir
+    elif snapshot is None and identity.previous is not None:
+        # killed between its start state and its restore: its predecessor's snapshot is not
+        # proven under its own final checkpoint
+        before = journal.header.get("continues")
+        if isinstance(before, str) and before and _logs_a_snapshot(Path(before)):
+            behind = Path(before)
     return RunEnd(
         run_dir=run_dir,
         run_id=run_id,
@@ -202,6 +209,18 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
         snapshot=snapshot,
         snapshot_behind=behind,
     )
+
+
+def _logs_a_snapshot(run_dir: Path) -> bool:
+    """Whether the log in ``run_dir`` records any strategy snapshot."""
+    from zcbench.auditlog import RecordFilter
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.strategy import is_snapshot_note
+
+    if not run_dir.is_dir():
+        return False
+    notes = RecordFilter(kinds=frozenset({"note"}))
+    return any(is_snapshot_note(r.body) for r, _ in iter_records(run_dir, notes))
 
 
 def _carried(fix: Path) -> tuple[list[Path], str | None]:
