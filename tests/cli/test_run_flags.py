@@ -25,6 +25,7 @@ from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks, write
         (["--synthetic", "--rate", "inf"], "--rate"),
         (["--data", "x.csv", "--rate", "0"], "--rate"),
         (["--max-delay-ms", "-1"], "--max-delay-ms"),
+        (["--snapshot-every", "-1"], "--snapshot-every"),
         (["--max-position", "-1"], "--max-position"),
         (["--price-collar-bps", "-3"], "--price-collar-bps"),
         (["--initial-cash", "0"], "--initial-cash"),

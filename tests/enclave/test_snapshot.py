@@ -156,6 +156,13 @@ def test_a_snapshot_is_sealed_logged_and_restored_by_a_continuing_run() -> None:
     assert decode_signals(signals["signals"])[0].quantity == 8
     again = nxt.ask(Message("restore", {"sealed": taken["sealed"], **run.proof_of(index)}))
     assert again["code"] == "restore_order"
+    # a replay of the continuing run restores from its restored record, at its seq 0
+    replay = _Run(_runtime(), "replay-2")
+    proven = nxt.proof_of(len(nxt.records) - 3)  # the restored record, before batch 0's two
+    assert replay.ask(Message("restore", {"sealed": taken["sealed"], **proven})).type == (
+        "restored")
+    assert replay.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))["signals"] == (
+        signals["signals"])
 
 
 def test_a_foreign_edited_or_unlogged_snapshot_is_refused_by_name() -> None:
@@ -194,6 +201,13 @@ def test_a_foreign_edited_or_unlogged_snapshot_is_refused_by_name() -> None:
     batch_record = run.proof_of(1)
     assert nxt.ask(Message("restore", {"sealed": sealed, **batch_record}))["code"] == (
         "snapshot_record")
+    # not between a batch's feedback and the batch: the state would miss that context
+    from zcbench.strategy import Context, encode_context
+
+    fed = _Run(_runtime(), "run-f")
+    fed.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))
+    fed.ask(Message("feedback", {"seq": 1, "body": encode_context(Context(1))}))
+    assert fed.ask(Message("snapshot", {}))["code"] == "snapshot_order"
     # the host cannot log a snapshot record of its own
     body = encode_snapshot_note(decode_snapshot_note(taken["body"]))
     assert nxt.ask(Message("record_note", {"body": body}))["code"] == "bad_note"

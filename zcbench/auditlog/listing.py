@@ -24,7 +24,8 @@ from zcbench.auditlog.select import RecordFilter, format_time_ns
 from zcbench.auditlog.slice import LogSlice
 from zcbench.errors import ZcbenchError
 
-__all__ = ["ListedRecord", "Listing", "describe_body", "describe_feedback", "list_records"]
+__all__ = ["ListedRecord", "Listing", "describe_body", "describe_feedback", "describe_snapshot",
+           "list_records"]
 
 _MAX_OUTCOMES_SHOWN = 8
 
@@ -109,6 +110,19 @@ def _outcome(o: Any) -> str:
     return what if o.price is None else f"{what} at {o.price} ticks"
 
 
+def describe_snapshot(body: bytes) -> str:
+    """One line for a strategy snapshot record: taken (before which batch) or restored (from
+    which log and record), with the state's size and SHA-256."""
+    from zcbench.strategy import decode_snapshot_note
+
+    note = decode_snapshot_note(body)
+    what = (f"strategy snapshot {note.action} before batch {note.seq}: {note.size} bytes, "
+            f"sha256 {note.sha256.hex()[:16]}..")
+    if note.source is not None:
+        what += f", from {note.source.origin} record {note.source.index}"
+    return what
+
+
 def describe_feedback(body: bytes) -> str:
     """One line for a feedback IN record's body: its outcomes and positions (the limits are in
     every record; ``log show --raw`` and ``to_polars`` keep the bytes)."""
@@ -127,7 +141,13 @@ def describe_body(record: Record) -> str:
     """One line saying what ``record``'s body holds, decoded through ``zcbench.strategy``: a
     batch's events, a venue state at start, a feedback record's outcomes and positions, or the
     signals."""
-    from zcbench.strategy import decode_batch, decode_signals, is_context, is_start
+    from zcbench.strategy import (
+        decode_batch,
+        decode_signals,
+        is_context,
+        is_snapshot_note,
+        is_start,
+    )
 
     try:
         if record.kind == "in" and is_start(record.body):
@@ -144,6 +164,8 @@ def describe_body(record: Record) -> str:
             events = decode_batch(record.body, seq=record.batch_seq).events
             symbols = ", ".join(sorted(events.get_column("symbol").unique().to_list()))
             return f"{events.height} events: {symbols}"
+        if record.kind == "note" and is_snapshot_note(record.body):
+            return describe_snapshot(record.body)
         if record.kind == "out":
             signals = decode_signals(record.body)
             if not signals:

@@ -23,9 +23,18 @@ then says that the log was not checked.
 A strategy may keep state, so its signals for a batch depend on every batch before. An
 ``index_range`` of a log therefore replays from the run's first batch up to the range's end and
 compares only the batches whose IN and OUT records both lie in the range: an honest log never
-differs. A slice holds only its own records; it is replayed as it is, and when it does not hold
-every batch from the run's first (``contiguous`` false) a mismatch is *inconclusive*, never a
-verdict that the log differs: replay the run's log with a range to decide. The report's
+differs. A strategy that keeps snapshots (``zcbench.strategy._snapshot``) has them logged, and
+with ``from_snapshot`` (the default) a range is replayed from the newest snapshot record before
+it instead (:func:`zcbench.auditlog.snapshots.find_snapshot`: the record, its inclusion proof
+under the log's newest checkpoint and the sealed file beside the run): the runner hands the
+replay enclave the snapshot first, which opens it only under the build's key and only when it
+hashes to the record, and then the batches from the snapshot's seq on. A log whose strategy
+started from a restored snapshot (a continuing run) is replayed from that one, since that is
+where its state came from.
+
+A slice holds only its own records; it is replayed as it is, and when it does not hold every
+batch from the run's first (``contiguous`` false) a mismatch is *inconclusive*, never a verdict
+that the log differs: replay the run's log with a range to decide. The report's
 :attr:`ReplayReport.verdict` is one of ``match``, ``differs``, ``inconclusive`` or ``refused``,
 and its ``headline`` and ``warnings`` are what every surface shows.
 """
@@ -64,6 +73,10 @@ __all__ = [
 
 class ReplayRunner(Protocol):
     """Runs logged batches through the bundle: ``(seq, IN body)`` in, ``(seq, OUT body)`` out.
+
+    ``batches`` may carry a ``snapshot`` (:class:`~zcbench.auditlog.snapshots.LoggedSnapshot`,
+    set before the replay starts): the runner restores it (after the venue's state at start,
+    when one is fed) and sends the batches with their logged seqs, which start at its seq.
 
     ``replay`` is called once per replay; it consumes ``batches`` lazily, in log order, and
     yields one OUT body per batch with the seq it was given. It raises
@@ -160,6 +173,9 @@ class ReplayReport:
     """The replay ended early (the runner failed mid-way)."""
     warmup: int = 0
     """Batches replayed before the selection to rebuild the strategy's state, not compared."""
+    snapshot: int | None = None
+    """The log index of the snapshot record the replay started from (None: the run's
+    start)."""
 
     @property
     def verdict(self) -> Literal["match", "differs", "inconclusive", "refused"]:
@@ -204,6 +220,7 @@ class ReplayReport:
             "verdict": self.verdict,
             "contiguous": self.contiguous,
             "warmup": self.warmup,
+            "from_snapshot": self.snapshot,
             "warnings": list(self.warnings),
             "message": self.message,
         }
@@ -250,6 +267,13 @@ class _Pairs:
     venue_start: bytes | None = None
     """A continuing run's venue state at start (its first IN record, before batch 0), set
     before the first batch is yielded; the runner feeds it first."""
+    snapshot: Any = None
+    """The snapshot the replay starts from (a LoggedSnapshot): records before it are left out
+    (but the venue's state at start, for a snapshot of seq 0), and batches start at its seq."""
+
+    def __post_init__(self) -> None:
+        if self.snapshot is not None:
+            self._next_seq = self.snapshot.seq
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         # The enclave writes a batch's IN and OUT records next to each other (index i, i + 1),
@@ -262,8 +286,11 @@ class _Pairs:
             if record.kind == "in" and record.index == 1 and record.seq == 0 and is_start(
                 record.body
             ):
-                self.venue_start = record.body
+                if self.snapshot is None or self.snapshot.seq == 0:
+                    self.venue_start = record.body
                 continue
+            if self.snapshot is not None and record.index <= self.snapshot.index:
+                continue  # the snapshot holds the strategy's state up to here
             if record.kind == "in":
                 if (
                     pending is not None
@@ -333,6 +360,7 @@ def check_replay(
     index_range: tuple[int, int] | None = None,
     unsafe_skip_log_check: bool = False,
     progress: bool | None = None,
+    from_snapshot: bool = True,
 ) -> ReplayReport:
     """Verify the log at ``path``, replay its batches through ``runner``, compare OUT bodies.
 
@@ -383,7 +411,21 @@ def check_replay(
             # From the run's first batch: the batches before the range rebuild the state.
             records = (r for r in records if r.index < stop)
     scope: Literal["log", "slice", "range"] = "range" if index_range is not None else kind
-    pairs = _Pairs(records, start=start)
+    snapshot = None
+    if kind == "log" and log_report is not None and log_report.latest_checkpoint is not None:
+        before = start if from_snapshot and index_range is not None else None
+        try:
+            try:
+                snapshot = _snapshot_to_start_from(path, log_report.latest_checkpoint, before)
+            except EnvError as exc:
+                if before is None:
+                    raise
+                warnings.append(f"replayed from the run's start: {exc}")
+                snapshot = _snapshot_to_start_from(path, log_report.latest_checkpoint, None)
+        except (EnvError, VerificationError) as exc:
+            return _refused(log_report, warnings, message=f"cannot replay from the strategy's "
+                            f"snapshot: {exc}")
+    pairs = _Pairs(records, start=start, snapshot=snapshot)
     matched = 0
     mismatches: list[ReplayMismatch] = []
     extra: list[int] = []
@@ -422,6 +464,12 @@ def check_replay(
     if pairs.duplicates:
         warnings.append(f"batches logged twice were replayed once: seqs {pairs.duplicates[:10]}")
     warmup = len(pairs.seen) - pairs.count - len(pairs.duplicates)
+    if snapshot is not None:
+        warnings.append(
+            f"replayed from the strategy's snapshot at log index {snapshot.index} (its state "
+            f"before batch {snapshot.seq}, opened and checked against that record by the "
+            "replay enclave)" + (": the batches before it were not replayed"
+                                 if snapshot.seq else ""))
     if scope != "log":
         warnings.append(
             f"{scope}: only the {pairs.count} batches whose IN and OUT records are both in it "
@@ -476,7 +524,47 @@ def check_replay(
         contiguous=pairs.contiguous,
         stopped=stopped is not None,
         warmup=warmup,
+        snapshot=None if snapshot is None else snapshot.index,
     )
+
+
+def _snapshot_to_start_from(path: Path, checkpoint: bytes, before: int | None) -> Any:
+    """The snapshot a replay starts from: the newest one logged before index ``before``, or
+    (``before`` None, or none there) the one a continuing run restored before its first batch
+    (its state came from there); None for a run from nothing. Read under ``checkpoint``."""
+    from zcbench.auditlog.checkpoint import parse_checkpoint_note
+    from zcbench.auditlog.snapshots import find_snapshot
+
+    final = parse_checkpoint_note(checkpoint)
+    if before is not None:
+        found = find_snapshot(path, origin=final.origin, size=final.size, root=final.root,
+                              before=before)
+        if found is not None:
+            return found
+    if not _restored_at_start(path):
+        return None  # the common case: no second walk of the log
+    return find_snapshot(path, origin=final.origin, size=final.size, root=final.root,
+                         before=_RESTORED_INDEX + 1)
+
+
+_RESTORED_INDEX = 2
+"""Where a continuing run's restored snapshot record lies: right after its start state."""
+
+
+def _restored_at_start(path: Path) -> bool:
+    """Whether the log's record 2 is a restored snapshot record (a continuing run's)."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.auditlog.select import RecordFilter
+    from zcbench.strategy import decode_snapshot_note, is_snapshot_note
+
+    span = RecordFilter(index_range=(_RESTORED_INDEX, _RESTORED_INDEX + 1))
+    for record, _ in iter_records(path, span):
+        if record.kind == "note" and is_snapshot_note(record.body):
+            try:
+                return decode_snapshot_note(record.body).action == "restored"
+            except ZcbenchError:
+                return False
+    return False
 
 
 def _refused(log_report: LogReport | None, warnings: list[str], *,

@@ -425,8 +425,10 @@ def _register_replay(actions: argparse._SubParsersAction[argparse.ArgumentParser
         help="re-run the logged IN batches in a replay enclave and compare the signals",
         description="Verify the log, then run its IN batches through a fresh local enclave "
         "loaded from the build (unsealed through the key broker like a live run) and compare "
-        "every OUT body byte for byte (never record times). --range replays from the run's "
-        "first batch (a strategy may keep state) and compares only the batches in the range; "
+        "every OUT body byte for byte (never record times). --range replays from the newest "
+        "strategy snapshot logged before the range, else (or with --from-start) from the "
+        "run's first batch (a strategy may keep state), and compares only the batches in the "
+        "range; "
         "a slice that lacks earlier batches can only be inconclusive on a mismatch. Exit 0: "
         "every compared batch matches; 1: a mismatch, an inconclusive slice or a log that "
         "does not verify; 2: usage; 3: no enclave could run.",
@@ -438,6 +440,9 @@ def _register_replay(actions: argparse._SubParsersAction[argparse.ArgumentParser
                         "summary.json)")
     replay.add_argument("--range", metavar="START:STOP",
                         help="compare only batches whose records lie in [START, STOP)")
+    replay.add_argument("--from-start", action="store_true",
+                        help="with --range: replay from the run's first batch, not from the "
+                        "newest strategy snapshot logged before the range")
     replay.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the replay enclave's own log in DIR (default: discarded)")
     replay.add_argument("--unsafe-skip-log-check", action="store_true",
@@ -488,6 +493,7 @@ def _replay(args: argparse.Namespace) -> int:
         args.path, runner, trust=trust, boot_verifier=_boot_verifier(args),
         index_range=_pair(args.range, "--range") if args.range else None,
         unsafe_skip_log_check=args.unsafe_skip_log_check,
+        from_snapshot=not args.from_start,
     )
     _warn(report.warnings)
     payload = {**report.to_json(), "build": str(build), "replay_run_id": runner.last_run_id,

@@ -116,6 +116,15 @@ def register(sub: Any) -> None:
         "as IN records before each batch (feedback is on by default; without it batches are "
         "pipelined and a strategy taking a context gets None)",
     )
+    p.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="for a strategy that keeps snapshots: seal and log its state at most every S "
+        "seconds (0: after every batch) and after the last batch, for --continue and range "
+        "replays (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(handler=_handle, check_values=_check_flags)
 
@@ -129,6 +138,10 @@ def _check_flags(args: argparse.Namespace) -> None:
 
     positive("--duration", args.duration, "seconds")
     positive("--rate", args.rate, "events per second" if args.data is None else "x real time")
+    if not (math.isfinite(args.snapshot_every) and args.snapshot_every >= 0):
+        raise UsageError(
+            f"--snapshot-every must be 0 or more seconds, got {args.snapshot_every:g}"
+        )
     if not (math.isfinite(args.max_delay_ms) and args.max_delay_ms >= 0):
         raise UsageError(
             f"--max-delay-ms must be 0 or more milliseconds, got {args.max_delay_ms:g}"
@@ -262,6 +275,7 @@ def _handle(args: argparse.Namespace) -> int:
             feedback=not args.no_feedback,
             operator=args.operator or _login_name(),
             clock_source=_clock_source(args.clock),
+            snapshot_every_s=args.snapshot_every,
         )
     finally:
         control.close()

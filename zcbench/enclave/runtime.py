@@ -30,7 +30,8 @@ the contract): on ``snapshot`` the enclave takes the strategy's state between ba
 secret the key broker released to this attested enclave at boot (a build's data key) and its
 PCR0, logs a ``taken`` snapshot record with the state's SHA-256 and hands the host the sealed
 bytes to keep. On ``restore``, before the first batch, it is given sealed bytes, the record
-that logged them and the record's inclusion proof under a checkpoint (origin, size, root): for
+that logged them (``taken``, or ``restored`` by a run that started from them) and the record's
+inclusion proof under a checkpoint (origin, size, root): for
 a run that continues another, exactly the checkpoint its boot names; for a replay (no link)
 the checkpoint of the log it replays, and it then takes batches from the snapshot's seq on. It
 opens the bytes (another build's, or edited ones, do not open), checks their SHA-256 against
@@ -76,6 +77,7 @@ from zcbench.enclave.ledger import (
 from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.keys import UnsealError, open_state, seal_state, state_key
 from zcbench.strategy import (
+    SNAPSHOT_NOTE,
     Context,
     SnapshotNote,
     SnapshotSource,
@@ -99,7 +101,7 @@ __all__ = ["MAX_NOTE_BYTES", "SNAPSHOT_LABEL", "Attester", "EnclaveRuntime", "bo
 
 MAX_NOTE_BYTES: Final = 4096
 """Largest note body the host may have logged."""
-SNAPSHOT_LABEL: Final = "zcbench.snapshot/1"
+SNAPSHOT_LABEL: Final = SNAPSHOT_NOTE
 """The label a strategy's snapshot is sealed under (and its key derived with)."""
 _MAX_PROOF: Final = 64
 
@@ -306,6 +308,11 @@ class EnclaveRuntime:
         if not takes_snapshot(self._strategy):
             raise _Refused("no_snapshot", "this strategy keeps no snapshot (it implements no "
                            "snapshot/restore)")
+        if self._context is not None:
+            # the state would miss the context logged for the next batch: a replay from here
+            # would not see it
+            raise _Refused("snapshot_order", "a snapshot is taken after a batch, before the "
+                           "next batch's feedback")
         seq = state.log.next_seq
         plain = take_snapshot(self._strategy, seq=seq)  # a StrategyError leaves as one
         note = SnapshotNote("taken", seq, hashlib.sha256(plain).digest(), len(plain))
@@ -338,16 +345,14 @@ class EnclaveRuntime:
             if record.kind != "note" or record.index != index or not is_snapshot_note(
                     record.body):
                 raise DataError("not a snapshot record")
-            taken = decode_snapshot_note(record.body)
-            if taken.action != "taken":
-                raise DataError("a restored record, not a taken one")
+            taken = decode_snapshot_note(record.body)  # taken here, or restored from before
             source = SnapshotSource(origin, size, root, index)
             if len(proof) > _MAX_PROOF or not all(isinstance(h, bytes) for h in proof):
                 raise DataError("a bad inclusion proof")
             verify_inclusion(leaf_hash(data), index, size, list(proof), root)
         except (DataError, VerificationError, ValueError) as exc:
-            raise _Refused("snapshot_record", "the snapshot's record is not a taken snapshot "
-                           f"record proven under that checkpoint: {str(exc).splitlines()[0]}"
+            raise _Refused("snapshot_record", "the snapshot's record is not a snapshot record "
+                           f"proven under that checkpoint: {str(exc).splitlines()[0]}"
                            ) from None
         try:
             plain = open_state(sealed, self._snapshot_key, SNAPSHOT_LABEL)

@@ -133,6 +133,11 @@ class _Note:
 
 
 @dataclass
+class _Snapshot:
+    """A strategy snapshot asked of the enclave, taken in order with the batches."""
+
+
+@dataclass
 class _LedgerAsk:
     """A run-checkpoint asked of the enclave's ledger, answered in order with the batches."""
 
@@ -240,6 +245,7 @@ def run_live(
     clock_source: ClockSource | None = None,
     clock_every_s: float | None = 0.25,
     account: Account | None = None,
+    snapshot_every_s: float | None = 1.0,
     log_writer: str = "inline",
 ) -> RunSummary:
     """Run ``image`` live over ``source`` into ``run_dir``; returns the summary (also written).
@@ -278,6 +284,12 @@ def run_live(
     bound, :class:`zcbench.evidence.HostClock`; on Nitro ``ClockBoundSource``) is read at the
     start, every ``clock_every_s`` and at the end, each reading a clock record in the log
     (:mod:`zcbench.evidence.clock`; None: no clock records, no record's time has a bound).
+    ``snapshot_every_s``: for a strategy that keeps snapshots (``snapshot``/``restore``,
+    :mod:`zcbench.strategy._snapshot`), the enclave takes, seals and logs one at most this
+    often between batches and once after the last batch, and the host writes each sealed
+    snapshot to ``run_dir/snapshots/<log index>.sealed`` (durably, before its record is
+    stored); a continuing run restores the previous run's newest one right after its start
+    state (None: no snapshots are taken).
     ``account``: the currency and unit money is counted in (``MarketSource.account``; None:
     a replayed recording's own, from the committed instruments, else the schema's 1/10,000),
     recorded in the journal's header and ``summary.json``. ``log_writer``: where the log's
@@ -345,6 +357,10 @@ def run_live(
 
             running = True  # the venue session resumes here: what it sends is kept
             log_start_state(conn, log, execution, continuation, timeout=reply_timeout)
+            if booted.fields.get("snapshots"):
+                from zcbench.host.restart import restore_snapshot
+
+                restore_snapshot(conn, log, run_dir, continuation, timeout=reply_timeout)
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s,
             hold=queue_hold,
@@ -367,6 +383,9 @@ def run_live(
         pipe.clock_source = clock_source
         pipe.account = money
         pipe.clock_every_ns = None if clock_every_s is None else int(clock_every_s * 1e9)
+        if booted.fields.get("snapshots") and snapshot_every_s is not None:
+            pipe.snapshot_every_ns = int(max(snapshot_every_s, 0.0) * 1e9)
+            pipe.run_dir = run_dir
         if on_booted is not None:
             on_booted(RunHandle(run_id, booted["origin"], enclave, pipe))
         running = True
@@ -576,6 +595,48 @@ class _Pipeline:
         self._clock_due = 0  # monotonic ns of the next clock record
         self.clock_reply_ns: int | None = None  # when the last clock record's reply came
         self._clock_sent = self._clock_replied = 0  # clock records sent, their replies taken
+        self.snapshot_every_ns: int | None = None  # None: the strategy keeps no snapshot
+        self.run_dir = Path()
+        self._snapshot_due: int | None = None  # monotonic ns of the next one (set at the first)
+        self.snapshots_taken = 0
+
+    def _send_snapshot(self, seq: int, *, force: bool = False) -> None:
+        """Ask the enclave for the strategy's snapshot when one is due (sender thread, before
+        batch ``seq``; ``force``: after the last batch)."""
+        now = time.monotonic_ns()
+        if self.snapshot_every_ns is None or seq == 0:
+            return
+        if self._snapshot_due is None:  # the first is due one interval after the first batch
+            self._snapshot_due = now + self.snapshot_every_ns
+        if not force and now < self._snapshot_due:
+            return
+        self._snapshot_due = now + self.snapshot_every_ns
+        with self.order:
+            if self._put(_Snapshot()):
+                self.conn.send(Message("snapshot", {}))
+
+    def _take_snapshot(self) -> None:
+        """Keep the sealed snapshot beside the run (durably), then store its record."""
+        from zcbench.auditlog.snapshots import sealed_snapshot_path
+        from zcbench.durable import write_atomically
+
+        reply = self._reply(-1)
+        if reply.type != "snapshot_taken":
+            code = reply.fields.get("code")
+            status = "strategy_failed" if code == "strategy" else "enclave_error"
+            raise _RunFailed(status, "the enclave did not take the strategy's snapshot: "
+                             f"{reply.fields.get('reason', reply.type)}")
+        where = sealed_snapshot_path(self.run_dir, self.log.writer.size)
+        try:
+            where.parent.mkdir(exist_ok=True)
+            write_atomically(where, reply["sealed"], 0o600)
+        except OSError as exc:
+            raise EnvError(f"cannot write the sealed snapshot {where}: "
+                           f"{exc.strerror or type(exc).__name__}") from None
+        self.log.stage_note(reply["body"], reply["checkpoint"], time_ns=reply["time_ns"],
+                            leaf=reply["leaf"])
+        self.log.flush()
+        self.snapshots_taken += 1
 
     def _send_clock(self, *, force: bool = False) -> None:
         """Log a reading of the run's clock source when one is due (sender thread; called
@@ -688,6 +749,7 @@ class _Pipeline:
                 self._send_drops(seq - 1)
                 self._ask_ledger()
                 self._send_clock()
+                self._send_snapshot(seq)
                 # encoded first: with feedback, batch k is encoded while batch k-1 is still
                 # being logged and acted on (its bytes do not depend on the feedback)
                 data = pb.encode()
@@ -705,6 +767,7 @@ class _Pipeline:
                     self.conn.send(Message("ingest", {"seq": seq, "batch": data}))
                 seq += 1
             self._send_drops(seq - 1)
+            self._send_snapshot(seq, force=True)  # the state the next run starts from
             self._send_clock(force=True)  # so the reading before it has its round trip
             if self.feedback is not None:  # what came of the last batch is signed too
                 fed = self._feedback_of(seq)
@@ -813,6 +876,9 @@ class _Pipeline:
                 continue
             if isinstance(item, _Control):
                 self._apply_control(item)
+                continue
+            if isinstance(item, _Snapshot):
+                self._take_snapshot()
                 continue
             group: list[ProxyBatch] = []
             self.loud = False

@@ -21,6 +21,9 @@ that does not start at the first batch, or has gaps) the runner renumbers in the
 k-th batch sent as seq k (the strategy sees the new seq), and maps each reply back to the logged
 seq before it is yielded. Only a version-1 body (logged before; it carries its own seq, which the
 enclave holds to the frame's) is re-encoded when renumbered, as the current version.
+A replay that starts from a strategy's snapshot (``batches.snapshot``) restores it first
+(``restore``, after the venue's state at start when there is one) and sends the batches with
+their logged seqs, from the snapshot's on.
 
 The enclave is shut down (``shutdown`` → ``bye``), or killed, in ``finally``, whether the caller
 consumed every reply or stopped early.
@@ -56,6 +59,7 @@ from zcbench.strategy._wire import batch_carries_seq
 
 if TYPE_CHECKING:
     from zcbench.auditlog.replay import ReplayReport
+    from zcbench.auditlog.snapshots import LoggedSnapshot
     from zcbench.host.live import RunLedger
     from zcbench.keys import KeyBroker
 
@@ -155,10 +159,14 @@ class EnclaveReplayRunner:
             if self.ledger is not None:  # a replay is a run the ledger holds too
                 self.ledger.gate(ledger_exchange(conn, self.broker, self.reply_timeout),
                                  session.origin)
-            for sent, (seq, body) in enumerate(batches):
-                start = getattr(batches, "venue_start", None) if sent == 0 else None
+            snapshot = getattr(batches, "snapshot", None)
+            first = 0 if snapshot is None else snapshot.seq
+            for sent, (seq, body) in enumerate(batches, start=first):
+                start = getattr(batches, "venue_start", None) if sent == first else None
                 if start is not None:
                     self._start(conn, enclave, log, start)
+                if snapshot is not None and sent == first:
+                    self._restore(conn, enclave, log, snapshot)
                 data = body
                 events = decode_batch(body, seq=seq).events  # held to its record's seq
                 if seq != sent:
@@ -215,6 +223,20 @@ class EnclaveReplayRunner:
                 f"{reply.fields.get('reason', reply.type)}"
             )
         log.stage_start(body, reply["checkpoint"], time_ns=reply["time_ns"], leaf=reply["leaf"])
+
+    def _restore(self, conn: Connection, enclave: EnclaveProcess, log: HostLog,
+                 snapshot: LoggedSnapshot) -> None:
+        """Restore the strategy from the logged snapshot, logged as the replay enclave did."""
+        reply = self._request(conn, enclave, snapshot.seq,
+                              Message("restore", snapshot.restore_fields()))
+        if reply.type != "restored":
+            raise ReplayEnclaveError(
+                f"the replay enclave refused the snapshot at log index {snapshot.index}: "
+                f"{reply.fields.get('reason', reply.type)}"
+            )
+        log.stage_note(reply["body"], reply["checkpoint"], time_ns=reply["time_ns"],
+                       leaf=reply["leaf"])
+        log.flush()
 
     def _request(
         self, conn: Connection, enclave: EnclaveProcess, seq: int, msg: Message
@@ -294,13 +316,16 @@ def replay_log(
     keep_dir: Path | None = None,
     broker: KeyBroker | None = None,
     progress: bool | None = None,
+    from_snapshot: bool = True,
 ) -> ReplayReport:
     """Verify the log at ``path`` and replay it through a fresh local enclave from ``build``
     (default: :func:`build_of_run`); :func:`zcbench.auditlog.replay.check_replay`'s report.
 
     ``trust`` and ``boot_verifier`` are for the *logged* boot document (``dev`` for local runs;
     a verifier holding it to a commitment's PCRs); the local replay enclave itself is checked
-    against the build's committed PCRs under the development CA (SIMULATED).
+    against the build's committed PCRs under the development CA (SIMULATED). ``from_snapshot``
+    (default): a range is replayed from the newest strategy snapshot logged before it
+    (False: from the run's start).
     """
     from zcbench.auditlog.replay import check_replay
 
@@ -315,4 +340,5 @@ def replay_log(
         index_range=index_range,
         unsafe_skip_log_check=unsafe_skip_log_check,
         progress=progress,
+        from_snapshot=from_snapshot,
     )

@@ -7,7 +7,9 @@ recorded, and what its FIX session stored that its journal never got (a host kil
 the two), and the signed signals it never acted on. :func:`continue_run` turns that into the
 next run's :class:`Continuation`: the :class:`~zcbench.auditlog.link.RunLink` its boot names and
 what :func:`venue_state_at_start` needs to ask the venue what stands now, which becomes the
-next run's first IN record (:class:`~zcbench.strategy.StartState`).
+next run's first IN record (:class:`~zcbench.strategy.StartState`), and the strategy's newest
+snapshot the run logged (:func:`zcbench.auditlog.snapshots.find_snapshot`), which
+:func:`restore_snapshot` hands the next run's enclave right after the start state.
 
 :func:`check_link` is the verifier's side, used by ``zcbench log verify --previous`` and
 ``zcbench reconcile``: the next run's boot names exactly the previous run's final checkpoint
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from zcbench.auditlog.link import RunLink
+from zcbench.auditlog.snapshots import LoggedSnapshot, find_snapshot, sealed_snapshot_path
 from zcbench.errors import DataError, UsageError, VerificationError
 from zcbench.strategy import StartExecution, StartOrder, StartState
 from zcbench.venue.orders import signal_of_cl_ord_id
@@ -40,6 +43,7 @@ __all__ = [
     "log_start_state",
     "read_run_end",
     "read_start_state",
+    "restore_snapshot",
     "start_execution",
     "venue_position_problems",
     "venue_state_at_start",
@@ -53,7 +57,11 @@ class RunEnd:
     report recorded; ``exec_ids`` the reports recorded in its journal or its start record;
     ``unjournaled`` the reports its FIX session stored and neither holds; ``unjournaled_orders``
     the orders its FIX session sent and its journal lacks; ``not_acted`` its signed signals
-    without an order; ``fix_folders`` its session's folders, carried ones first."""
+    without an order; ``fix_folders`` its session's folders, carried ones first;
+    ``snapshot`` the newest strategy snapshot its log records under the final checkpoint
+    (taken, or restored from its predecessor's), without its sealed bytes (``continue_run``
+    reads them); ``snapshot_behind`` the folder of a predecessor whose snapshot it never
+    restored (killed before it did)."""
 
     run_dir: Path
     run_id: str
@@ -71,6 +79,8 @@ class RunEnd:
     fix_folders: tuple[Path, ...]
     fix_sender: str | None
     newest_event_ns: int | None
+    snapshot: LoggedSnapshot | None = None
+    snapshot_behind: Path | None = None
 
     @property
     def link(self) -> RunLink:
@@ -84,10 +94,12 @@ class RunEnd:
 
 @dataclass(frozen=True)
 class Continuation:
-    """A run continuing ``end``: the link its boot names, and its venue's starting point."""
+    """A run continuing ``end``: the link its boot names, and its venue's starting point;
+    ``snapshot`` the strategy snapshot it restores, its sealed bytes read (None: none)."""
 
     end: RunEnd
     link: RunLink = field(init=False)
+    snapshot: LoggedSnapshot | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "link", self.end.link)
@@ -166,6 +178,18 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
                     book.not_acted.append((final.origin, record.seq, k))
     if sender is None:
         sender = book.sender
+    snapshot = find_snapshot(run_dir, origin=final.origin, size=final.size, root=final.root,
+                             load=False)
+    behind = None
+    if snapshot is None and inherited is not None and (
+            inherited.snapshot is not None or inherited.snapshot_behind is not None):
+        behind = inherited.snapshot_behind or inherited.run_dir
+    elif snapshot is None and identity.previous is not None:
+        # killed between its start state and its restore: its predecessor's snapshot is not
+        # proven under its own final checkpoint
+        before = journal.header.get("continues")
+        if isinstance(before, str) and before and _logs_a_snapshot(Path(before)):
+            behind = Path(before)
     return RunEnd(
         run_dir=run_dir,
         run_id=run_id,
@@ -183,7 +207,21 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
         fix_folders=(*carried, fix.resolve()) if (fix / "out.fix").exists() else tuple(carried),
         fix_sender=sender,
         newest_event_ns=book.newest,
+        snapshot=snapshot,
+        snapshot_behind=behind,
     )
+
+
+def _logs_a_snapshot(run_dir: Path) -> bool:
+    """Whether the log in ``run_dir`` records any strategy snapshot."""
+    from zcbench.auditlog import RecordFilter
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.strategy import is_snapshot_note
+
+    if not run_dir.is_dir():
+        return False
+    notes = RecordFilter(kinds=frozenset({"note"}))
+    return any(is_snapshot_note(r.body) for r, _ in iter_records(run_dir, notes))
 
 
 def _carried(fix: Path) -> tuple[list[Path], str | None]:
@@ -304,7 +342,9 @@ def continue_run(previous: Path, *, trust: str | Path = "dev") -> Continuation:
     """The continuation of the run in ``previous`` (:func:`read_run_end`); a run still
     running (its control socket answers) is refused: two hosts would act for one chain."""
     _refuse_running(Path(previous))
-    return Continuation(read_run_end(previous, trust=trust))
+    end = read_run_end(previous, trust=trust)
+    # the sealed file is read now, so a missing one is said before anything starts
+    return Continuation(end, end.snapshot.loaded() if end.snapshot is not None else None)
 
 
 def _refuse_running(run_dir: Path) -> None:
@@ -399,6 +439,7 @@ def check_link(previous: Path, run: Path, *, trust: str | Path = "dev") -> list[
             f"positions carried: {run}'s boot names {dict(link.positions)}, the previous "
             f"run's records hold {dict(end.positions)}"
         )
+    problems += _snapshot_link(end, Path(run))
     if start is None:
         from zcbench.host.execution import read_journal
 
@@ -423,6 +464,32 @@ def venue_position_problems(run: Path, start: StartState) -> list[str]:
     recovered), one text per symbol; ``zcbench reconcile`` names each ``position_mismatch``."""
     return [f"venue positions at start of {run}: {text}"
             for text in start.venue_position_problems()]
+
+
+def _snapshot_link(end: RunEnd, run: Path) -> list[str]:
+    """A run that keeps snapshots started from the previous run's newest one: its restored
+    record (right after its start state) names that record and its SHA-256, so a host cannot
+    hand it an older state unseen."""
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.strategy import decode_snapshot_note, is_snapshot_note
+
+    notes = []
+    for record, _ in iter_records(run):
+        if record.kind == "note" and is_snapshot_note(record.body):
+            with contextlib.suppress(DataError):  # a note that merely names the schema
+                notes.append((record.index, decode_snapshot_note(record.body)))
+    if not notes or end.snapshot is None:
+        return []  # its strategy keeps none, or there was none to restore
+    index, first = notes[0]
+    source = first.source
+    if (first.action != "restored" or source is None or index != 2
+            or (source.origin, source.size, source.root, source.index)
+            != (end.origin, end.size, end.root, end.snapshot.index)
+            or first.sha256 != end.snapshot.sha256):
+        return [f"snapshot: {run} did not start from the previous run's newest snapshot "
+                f"(log index {end.snapshot.index} of {end.origin}): its first snapshot record "
+                f"is {first.action} at index {index}"]
+    return []
 
 
 def log_start_state(
@@ -459,3 +526,43 @@ def log_start_state(
     log.flush()
     execution.carry(state.position_map)
     return state
+
+
+def restore_snapshot(conn: Any, log: Any, run_dir: Path, continuation: Continuation, *,
+                     timeout: float = 30.0) -> LoggedSnapshot | None:
+    """Hand the enclave the previous run's newest snapshot (right after the start state, for
+    a strategy that keeps snapshots), keep a copy of the sealed bytes beside this run, and
+    store and verify the ``restored`` record the enclave logs; None when there is none to
+    restore. Raises :class:`~zcbench.errors.VerificationError` naming the enclave's reason
+    when it refuses the snapshot (another build's, edited, or not the one the log records)."""
+    from zcbench.channel import ChannelClosed, FrameError, Message
+    from zcbench.durable import write_atomically
+    from zcbench.errors import EnvError
+
+    end = continuation.end
+    if end.snapshot_behind is not None:
+        raise VerificationError(
+            f"the run {end.run_dir} was killed before it restored the strategy's snapshot of "
+            f"{end.snapshot_behind}, so no snapshot is proven under its final checkpoint; "
+            f"continue from {end.snapshot_behind} instead", check="snapshot_chain")
+    snapshot = continuation.snapshot
+    if snapshot is None:
+        return None
+    try:
+        conn.send(Message("restore", snapshot.restore_fields()))
+        reply = conn.recv(timeout=timeout)
+    except (ChannelClosed, FrameError, TimeoutError) as exc:
+        raise EnvError(f"the enclave did not restore the strategy's snapshot: {exc}") from None
+    if reply.type != "restored":
+        raise VerificationError(
+            f"the enclave refused the previous run's snapshot {snapshot.path}: "
+            f"{reply.fields.get('reason', reply.type)}",
+            check=str(reply.fields.get("code", "snapshot")))
+    index = log.writer.size
+    where = sealed_snapshot_path(run_dir, index)
+    where.parent.mkdir(exist_ok=True)
+    write_atomically(where, snapshot.sealed, 0o600)  # beside the record, before it is stored
+    log.stage_note(reply["body"], reply["checkpoint"], time_ns=reply["time_ns"],
+                   leaf=reply["leaf"])
+    log.flush()
+    return snapshot

@@ -186,8 +186,9 @@ def encode_snapshot_note(note: SnapshotNote) -> bytes:
 
 
 def is_snapshot_note(data: bytes) -> bool:
-    """Whether a note body names itself a snapshot record (it may still fail to decode)."""
-    return SNAPSHOT_NOTE.encode() in data[:64]
+    """Whether a note body names the snapshot schema (it may still fail to decode): the
+    enclave logs no such note for the host."""
+    return len(data) <= _MAX_BODY and SNAPSHOT_NOTE.encode() in data
 
 
 def decode_snapshot_note(data: bytes) -> SnapshotNote:
