@@ -266,7 +266,7 @@ def alone(events: object, count: int, limit: int) -> tuple[float, float]:
         t = time.perf_counter()
         pending = []
         for i, ((e, market, wire), frame) in enumerate(zip(cut, replies, strict=True)):
-            data = wire(i)  # the host: encode (as the proxy prepares it), frame, decode, stage
+            data = wire()  # the host: encode (as the proxy prepares it), frame, decode, stage
             encode_frame(Message("ingest", {"seq": i, "batch": data}))
             reply = decode_body(frame[4:])
             log.stage_reply(i, data, reply, event_time_ns=int(e["ts"].max()))  # type: ignore[arg-type]
