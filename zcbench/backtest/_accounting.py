@@ -30,7 +30,8 @@ a trade's price, else a quote's integer mid ``(bid + ask) // 2``, else a bar's c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final
@@ -120,6 +121,10 @@ class FillModel:
     def fee_rate(self) -> Fraction:
         """``fee_bps`` as an exact fraction of notional (from its decimal text: 0.1 is 1/10)."""
         return Fraction(str(self.fee_bps)) / 10_000
+
+    def fee_of(self) -> Callable[[int], int]:
+        """:meth:`fee` with the rate worked out once (what the execution layer calls per fill)."""
+        return functools.partial(self.fee, rate=self.fee_rate)
 
     def fee(self, notional: int, rate: Fraction | None = None) -> int:
         """The fee on ``notional``, exact and rounded up (no float on the money path)."""

@@ -529,7 +529,7 @@ def run_prepared(
                 "data quotes (as a live run does); set slippage_ticks to 0"
             )
         loop = FeedbackLoop(limits=limits, capital=initial, buying_power=config.buying_power,
-                            units=account.units, fee=model.fee, lots=account.lots,
+                            units=account.units, fee=model.fee_of(), lots=account.lots,
                             stamp=True)
     sparse, digest = _replay(strategy, data, config.path, show_progress, loop)
     signals = _signal_frame(sparse, data.ends)
