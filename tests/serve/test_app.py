@@ -370,3 +370,38 @@ def test_accept_encoding_is_read_by_its_q_values(header: str | None, expected: b
 
     headers = [] if header is None else [(b"accept-encoding", header.encode())]
     assert accepts_gzip(headers) is expected
+
+
+def test_a_request_is_in_the_access_log_before_its_last_byte_is_sent(tmp_path: Path) -> None:
+    """A client holding its whole answer finds its line in the access log: the line is
+    written before the response's last body message leaves the server, not after."""
+    import asyncio
+
+    from zcbench.serve.app import Guard
+
+    log = tmp_path / "access.log"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end"})
+
+    guard = Guard(app, ServeConfig(runs=tmp_path, access_log=log))
+    seen: list[int] = []
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            seen.append(len(log.read_text().splitlines()))
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "raw_path": b"/x",
+             "query_string": b"", "headers": [], "client": ("127.0.0.1", 1)}
+    try:
+        asyncio.run(guard(scope, receive, send))
+    finally:
+        guard.close()
+    assert seen == [1]  # the line was there when the last byte left
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(line["path"], line["status"], line["bytes"]) for line in lines] == [("/x", 200, 7)]

@@ -41,8 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import cbor2
-
+from zcbench import _cbor
 from zcbench.auditlog._fs import FileSystem
 from zcbench.errors import DataError, EnvError, UsageError, VerificationError, ZcbenchError
 
@@ -61,7 +60,7 @@ _ERRORS: Final[dict[str, type[ZcbenchError]]] = {
 
 
 def _frame(message: list[Any]) -> bytes:
-    body = cbor2.dumps(message)
+    body = _cbor.encode(message)
     return _HEADER.pack(len(body)) + body
 
 
@@ -325,8 +324,8 @@ def _child_env() -> dict[str, str]:
 
 def _decode_reply(body: bytes) -> list[Any]:
     try:
-        message = cbor2.loads(body)
-    except Exception:  # any decoding failure is the same refusal
+        message = _cbor.decode(body, canonical=False, max_bytes=_MAX_TO_PARENT)
+    except _cbor.CborError:
         raise EnvError("the log writer sent a frame that is not CBOR") from None
     if not isinstance(message, list) or not message or not isinstance(message[0], str):
         raise EnvError("the log writer sent a frame that is not a message")
@@ -366,7 +365,10 @@ def _read_message(sock: socket.socket) -> list[Any] | None:
     body = _read_exact(sock, length)
     if body is None:
         return None
-    message = cbor2.loads(body)
+    try:
+        message = _cbor.decode(body, canonical=False, max_bytes=_MAX_TO_CHILD)
+    except _cbor.CborError as exc:
+        raise UsageError(f"the writer got a frame that is not CBOR: {exc}") from None
     if not isinstance(message, list) or not message:
         raise UsageError("the writer got a frame that is not a message")
     return message

@@ -339,6 +339,10 @@ class Guard:
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # logged before the last byte leaves: a client that has its answer
+                    # finds its line in the access log
+                    self._write_log(scope, state, started)
             await send(message)
 
         try:
@@ -347,7 +351,7 @@ class Guard:
         except _Reply as reply:
             await _send_error(guarded_send, reply)
         finally:
-            self._write_log(scope, state, started)
+            self._write_log(scope, state, started)  # once: a request that never finished
 
     def _check(self, scope: Scope) -> None:
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
@@ -380,8 +384,9 @@ class Guard:
                          {"Retry-After": str(max(1, round(wait + 0.5)))})
 
     def _write_log(self, scope: Scope, state: dict[str, Any], started: float) -> None:
-        if self._log is None:
+        if self._log is None or state.get("logged"):
             return
+        state["logged"] = True
         line = json.dumps({
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "client": (scope.get("client") or ("?", 0))[0],
