@@ -535,6 +535,7 @@ def run_prepared(
     signals = _signal_frame(sparse, data.ends)
     if loop is not None:
         journal = loop.ledger_journal()
+        loop = None  # its journal rows (a dict each) go now: the frame holds them
         ledger = book_executions(
             data.events, signals, journal, data.ends, model, initial,
             units=account.units, money_scale=account.money_scale,
