@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.auditlog.support import build_log, key
-from zcbench.auditlog._frames import CHECKPOINT_FILE, HEADER_SIZE, frame
+from zcbench.auditlog._frames import CHECKPOINT_FILE, HEADER_SIZE, frame, segment_name
 from zcbench.auditlog.checkpoint import LogSigner
 from zcbench.auditlog.records import encode_record
 from zcbench.auditlog.storage import LogDamageError, LogStore, recover
@@ -294,3 +294,43 @@ def test_host_writer_refuses_a_checkpoint_not_over_its_records(tmp_path: Path) -
     with pytest.raises(ValueError, match="seq"):
         enclave.batch(5, b"", b"", time_ns=2)
     host.close()
+
+
+def test_resume_reads_only_after_the_mark_across_segments_and_refuses_a_cut(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "log"
+    store = LogStore.create(folder, segment_bytes=1024)
+    store.append(_records(0, 30))
+    store.sync()
+    store.add_checkpoint(SIGNER.sign(store.size, store.root()))
+    mark = store.mark()
+    assert mark.records == 30
+    store.append(_records(30, 40))  # rolls over into later segments
+    store.sync()
+    store.add_checkpoint(SIGNER.sign(store.size, store.root()))
+    root, segments = store.root(), len(list(folder.glob("seg-*.zlog")))
+    store.close()
+    assert segments > mark.segment + 1
+    with (folder / segment_name(segments - 1)).open("ab") as out:
+        out.write(b"\x00\x00\x00\x09torn")  # a torn tail after the mark is cut as by open
+    resumed = LogStore.resume(folder, mark)
+    assert (resumed.size, resumed.root(), resumed.recovery.classification) == (
+        70, root, "torn_tail")
+    later = resumed.mark()
+    resumed.append(_records(70, 1))  # it appends where the log ends
+    resumed.sync()
+    resumed.add_checkpoint(SIGNER.sign(resumed.size, resumed.root()))
+    resumed.close()
+    with LogStore.open(folder) as unsigned:
+        assert unsigned.size == 71
+        unsigned.append(_records(71, 1))
+        unsigned.sync()
+        with pytest.raises(UsageError):  # no mark over records no checkpoint covers
+            unsigned.mark()
+    # the log cut back below a mark (entries and checkpoints alike) is a rollback
+    for path in sorted(folder.glob("seg-*.zlog"))[later.segment + 1:]:
+        path.unlink()
+    (folder / segment_name(later.segment)).write_bytes(
+        (folder / segment_name(later.segment)).read_bytes()[:later.segment_end - 10])
+    with pytest.raises(LogDamageError, match="rollback"):
+        LogStore.resume(folder, later)

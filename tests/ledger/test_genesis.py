@@ -94,3 +94,25 @@ def test_the_genesis_enclave_makes_the_key_and_the_host_never_holds_it(
     with Ledger.open(folder) as ledger:
         assert [e.type for e in ledger.entries][:2] == ["commitment", "run-start"]
         assert ledger.entries[-1].type == "run-end"
+    # archive entries: refused in this process before any upload, appended by the enclave
+    from zcbench.archive.ledger import check_runs_in_ledger
+    from zcbench.errors import UsageError
+    from zcbench.host.endorse import archive_request, endorse
+    from zcbench.ledger.entries import ArchiveEntry, ArchiveEntryObject
+
+    run_id = summary.run_id
+    with pytest.raises(UsageError, match="needs --by LIVE_BUILD_DIR"):
+        check_runs_in_ledger(folder, [run_id])
+    check_runs_in_ledger(folder, [run_id], by_enclave=True)
+    with Ledger.open(folder) as ledger:
+        [run_origin] = [o for o in ledger.state.runs if o.endswith("/" + run_id)]
+    body = ArchiveEntry(run_origin, "bucket", b"\x03" * 32, 2**62,
+                        (ArchiveEntryObject("runs/r/log", "v1", b"\x04" * 32),))
+    signed = endorse(IMAGE, folder, [archive_request(body)])
+    assert [a.entry.body for a in signed.every] == [body]
+    assert ORIGIN not in signers
+    from zcbench.ledger.verify import check_ledger
+
+    report = check_ledger(folder)
+    assert report.ok, report.message
+    assert [a for _, a in report.state.runs[run_origin].archives] == [body]

@@ -149,4 +149,7 @@ def test_a_record_that_is_not_this_ledgers_is_refused_with_what_to_do(tmp_path: 
     record.unlink()  # then the whole ledger is read and verified, and the record kept again
     with Ledger.open(folder) as ledger:
         assert ledger.read_from == 0
+        assert not ledger.key_made_in_enclave
     assert record.read_bytes() == good
+    # a key a host process made (this development ledger) is reported by the LP's check
+    assert any("made outside an enclave" in w for w in check_ledger(folder).warnings)

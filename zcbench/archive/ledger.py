@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LedgerArchive",
+    "archive_bodies",
     "archive_entries",
     "archive_record_sha256",
     "check_runs_in_ledger",
@@ -88,26 +89,47 @@ def run_origin_in_ledger(state: LedgerState, run_id: str, ledger_dir: Path) -> s
     return found[0]
 
 
-def record_archives(ledger_dir: Path, archives: Sequence[tuple[str, Archive]]) -> list[int]:
-    """Append the ``archive`` entries of each ``(run_id, archive)``; their indices."""
+def archive_bodies(ledger_dir: Path, archives: Sequence[tuple[str, Archive]]
+                   ) -> list[ArchiveEntry]:
+    """The ``archive`` entries of each ``(run_id, archive)``, for the run-start the ledger
+    holds of each run, in order: what the live version's enclave appends
+    (:func:`zcbench.host.endorse.archive_request`)."""
     from zcbench.ledger import Ledger
 
-    indices: list[int] = []
     with Ledger.open(ledger_dir) as ledger:
-        for run_id, archive in archives:
-            origin = run_origin_in_ledger(ledger.state, run_id, ledger_dir)
-            for body in archive_entries(origin, archive):
-                indices.append(ledger.append(body).entry.index)
-    return indices
+        return [body for run_id, archive in archives
+                for body in archive_entries(run_origin_in_ledger(ledger.state, run_id,
+                                                                 ledger_dir), archive)]
 
 
-def check_runs_in_ledger(ledger_dir: Path, run_ids: Sequence[str]) -> None:
-    """Refuse (UsageError) before any upload when a run has no run-start in the ledger."""
+def record_archives(ledger_dir: Path, archives: Sequence[tuple[str, Archive]]) -> list[int]:
+    """Append the ``archive`` entries of each ``(run_id, archive)`` in this process; their
+    indices. Only for a ledger whose key this process may open (a development ledger, or one
+    made before genesis moved into the enclave); an enclave-made ledger refuses, and its
+    archive entries are appended by the live version's enclave (``zcbench archive --ledger DIR
+    --by LIVE_BUILD_DIR``)."""
+    from zcbench.ledger import Ledger
+
+    bodies = archive_bodies(ledger_dir, archives)
+    with Ledger.open(ledger_dir) as ledger:
+        return [ledger.append(body).entry.index for body in bodies]
+
+
+def check_runs_in_ledger(ledger_dir: Path, run_ids: Sequence[str], *,
+                         by_enclave: bool = False) -> None:
+    """Refuse (UsageError) before any upload when a run has no run-start in the ledger, or
+    when the ledger's key was made in its genesis enclave and no live build (``by_enclave``)
+    will append the entries."""
     from zcbench.ledger import Ledger
 
     with Ledger.open(ledger_dir) as ledger:
         for run_id in run_ids:
             run_origin_in_ledger(ledger.state, run_id, ledger_dir)
+        if ledger.key_made_in_enclave and not by_enclave:
+            raise UsageError(
+                f"--ledger {ledger_dir} needs --by LIVE_BUILD_DIR: the ledger's key is held "
+                "only by attested enclaves, so the live version's enclave appends the archive "
+                "entries; give its build folder (nothing was uploaded)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,9 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "notice_ns": ((int,), False),
     },
     "ledger_revoke": {"pcr0": ((bytes,), False), "reason": ((str,), False)},
+    # an archive entry (zcbench.archive.ledger) as an encoded entry whose body the enclave
+    # appends at its own index and time
+    "ledger_archive": {"entry": ((bytes,), False)},
     # genesis: the first build's enclave makes the ledger key, seals it to the key broker's
     # sealing key and signs the genesis entry (zcbench.host.genesis)
     "ledger_genesis": {
@@ -300,6 +303,9 @@ def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
             and isinstance(fields.get("state"), bytes)
             and len(fields["state"]) > MAX_LEDGER_STATE):
         raise FrameError(f"{kind}: a sealed state of at most {MAX_LEDGER_STATE} bytes",
+                         code="ill_typed")
+    if kind == "ledger_archive" and len(fields["entry"]) > MAX_LEDGER_ENTRY:
+        raise FrameError(f"ledger_archive: an entry of at most {MAX_LEDGER_ENTRY} bytes",
                          code="ill_typed")
     if kind == "ledger_genesis" and (len(fields["commitment_sha256"]) != LEAF_HASH_SIZE
                                      or len(fields["seal_key"]) > MAX_SEAL_KEY):

@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="the strategy's ledger: archiving appends 'archive' entries (each "
                         "run's run-start must be in it); 'archive verify' checks every object "
                         "against them")
+    parser.add_argument("--by", metavar="LIVE_BUILD_DIR", type=Path, default=None,
+                        help="with --ledger: the live version's build, whose enclave appends "
+                        "the archive entries (required for a ledger made by 'zcbench ledger "
+                        "init', whose key only attested enclaves hold)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=_run, check_values=_check_values)
 
@@ -126,17 +130,30 @@ def _archive(args: argparse.Namespace) -> int:
         from zcbench.archive.ledger import check_runs_in_ledger
         from zcbench.archive.upload import run_identity
 
-        check_runs_in_ledger(args.ledger, [run_identity(Path(p))[0] for p in args.run_dir])
+        if getattr(args, "by", None) is not None and not (args.by / "manifest.json").is_file():
+            raise UsageError(f"--by {args.by}: not a build folder; give the live version's "
+                             "build (the folder 'zcbench package' wrote)")
+        check_runs_in_ledger(args.ledger, [run_identity(Path(p))[0] for p in args.run_dir],
+                             by_enclave=getattr(args, "by", None) is not None)
     results = archive_runs([Path(p) for p in args.run_dir], endpoint=args.endpoint,
                            bucket=args.bucket, retain_until=until, prefix=args.prefix,
                            policy=RetentionPolicy(args.min_retain_days), now=lambda: now)
     lines = []
     if args.ledger is not None:
-        from zcbench.archive.ledger import record_archives
+        from zcbench.archive.ledger import archive_bodies, record_archives
         from zcbench.archive.upload import run_identity
 
-        indices = record_archives(args.ledger, [(run_identity(r.run_dir)[0], r.archive)
-                                                for r in results])
+        archived = [(run_identity(r.run_dir)[0], r.archive) for r in results]
+        if getattr(args, "by", None) is not None:
+            from zcbench.host import BuildImage
+            from zcbench.host.endorse import archive_request, endorse
+
+            signed = endorse(BuildImage(args.by), args.ledger,
+                             [archive_request(b) for b in archive_bodies(args.ledger,
+                                                                         archived)])
+            indices = [a.entry.index for a in signed.every]
+        else:
+            indices = record_archives(args.ledger, archived)
         lines.append(f"LEDGER: {len(indices)} archive entries appended to {args.ledger} "
                      f"(entries {indices[0]}..{indices[-1]})")
     for result in results:

@@ -79,6 +79,7 @@ from zcbench.keys import UnsealError, open_state, seal_state, state_key
 from zcbench.ledger._errors import LedgerFormatError, LedgerRuleError, ServeRefused
 from zcbench.ledger.entries import (
     CONTROL_ACTIONS,
+    ArchiveEntry,
     CommitmentEntry,
     ControlEntry,
     EntryBody,
@@ -447,6 +448,21 @@ class EnclaveLedger:
         """The ``revocation`` of ``pcr0`` (an announcement before its ``valid_from``, or a
         retired version), by the live version; the rules refuse any other."""
         return self._append(RevocationEntry(pcr0, reason), self._endorsing())
+
+    def archive(self, data: bytes) -> Appended:
+        """An ``archive`` entry of the encoded entry ``data`` (its body: the host's index and
+        time are replaced by this enclave's), once the gate passed; the rules refuse one of a
+        run the ledger does not hold."""
+        self._need_serving()
+        if self._final:
+            raise _refuse("ledger_order", "this run's final run-checkpoint is appended")
+        try:
+            body = decode_entry(data).body
+        except LedgerFormatError as exc:
+            raise _refuse("ledger_entry", f"the archive entry: {exc}") from None
+        if not isinstance(body, ArchiveEntry):
+            raise _refuse("ledger_entry", f"a {body.type} entry where an archive entry belongs")
+        return self._append(body, self._clock())
 
     def _endorsing(self) -> int:
         """Now, when this enclave may endorse: its gate passed and its PCR0 is the live version

@@ -516,6 +516,12 @@ class EnclaveRuntime:
         return Message("ledger_appended", {"entry": appended.data,
                                            "checkpoint": appended.checkpoint})
 
+    def ledger_archive(self, entry: bytes) -> Message:
+        """An archive entry of this ledger, appended and signed here."""
+        appended = self._open_ledger().archive(entry)
+        return Message("ledger_appended", {"entry": appended.data,
+                                           "checkpoint": appended.checkpoint})
+
     def ledger_end(self, summary_sha256: bytes) -> Message:
         """The run-end with this run's final checkpoint."""
         ledger = self._open_ledger()
@@ -637,6 +643,8 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
         return runtime.ledger_announce(msg["pcr0"], msg["commitment_sha256"], msg["notice_ns"])
     if msg.type == "ledger_revoke":
         return runtime.ledger_revoke(msg["pcr0"], msg["reason"])
+    if msg.type == "ledger_archive":
+        return runtime.ledger_archive(msg["entry"])
     if msg.type == "ledger_final":
         return runtime.ledger_checkpoint(final=True)
     if msg.type == "ledger_end":

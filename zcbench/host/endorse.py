@@ -1,4 +1,5 @@
-"""Endorsements signed by the live version's enclave: ``zcbench ledger announce|revoke --by``.
+"""Entries signed by the live version's enclave: ``zcbench ledger announce|revoke --by``, and
+the archive entries of ``zcbench archive --ledger DIR --by``.
 
 The ledger's rules are that a successor is announced, and a version revoked, by the running
 attested enclave of the live version: the measured code endorses what follows it.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from zcbench.channel import Message
@@ -24,10 +25,11 @@ from zcbench.host.images import EnclaveImage
 from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.session import open_session
 from zcbench.keys import KeyBroker
+from zcbench.ledger.entries import EntryBody, encode_entry
 from zcbench.ledger.runs import LedgerRunHook
 from zcbench.ledger.store import Appended
 
-__all__ = ["Endorsed", "announce_request", "endorse", "revoke_request"]
+__all__ = ["Endorsed", "announce_request", "archive_request", "endorse", "revoke_request"]
 
 
 def announce_request(pcr0: bytes, commitment_sha256: bytes, notice_ns: int) -> Message:
@@ -41,20 +43,31 @@ def revoke_request(pcr0: bytes, reason: str = "") -> Message:
     return Message("ledger_revoke", {"pcr0": pcr0, "reason": reason})
 
 
-class Endorsed:
-    """An endorsement the live enclave signed: the entry as stored and the session's run."""
+def archive_request(body: EntryBody) -> Message:
+    """The request for an ``archive`` entry of ``body`` (:class:`~zcbench.ledger.entries.
+    ArchiveEntry`); the enclave appends it at its own index and time."""
+    return Message("ledger_archive", {"entry": encode_entry(index=0, time_ns=0, body=body)})
 
-    def __init__(self, appended: Appended, run_origin: str) -> None:
+
+class Endorsed:
+    """What the enclave signed: the entries as stored (the last as ``appended``) and the
+    session's run."""
+
+    def __init__(self, appended: Appended, run_origin: str,
+                 every: tuple[Appended, ...] = ()) -> None:
         self.appended = appended
         self.run_origin = run_origin
+        self.every = every or (appended,)
 
 
-def endorse(image: EnclaveImage, ledger_dir: Path, request: Message, *, trust: str = "dev",
+def endorse(image: EnclaveImage, ledger_dir: Path, request: Message | Sequence[Message], *,
+            trust: str = "dev",
             broker: KeyBroker | None = None, keep_dir: Path | None = None,
             launcher: Callable[[Path], EnclaveProcess] | None = None,
             reply_timeout: float = 30.0, boot_timeout: float = 60.0) -> Endorsed:
     """Boot ``image`` (the live version's build), pass the ledger's gate, have it append
-    ``request`` (:func:`announce_request`, :func:`revoke_request`); see the module docstring.
+    ``request`` (:func:`announce_request`, :func:`revoke_request`, :func:`archive_request`, or
+    several in order, in one session); see the module docstring.
     ``keep_dir`` keeps the session's log (new or empty folder). Raises
     :class:`~zcbench.ledger.ServeRefused` when the enclave refuses."""
     if keep_dir is not None:
@@ -72,10 +85,13 @@ def endorse(image: EnclaveImage, ledger_dir: Path, request: Message, *, trust: s
         assert session.conn is not None
         exchange = ledger_exchange(session.conn, broker, reply_timeout)
         hook.gate(exchange, session.origin)
-        appended = hook.endorse(exchange, request)
+        requests = [request] if isinstance(request, Message) else list(request)
+        if not requests:
+            raise UsageError("nothing to endorse")
+        every = tuple(hook.endorse(exchange, one) for one in requests)
         hook.final_checkpoint(exchange)
         session.shutdown("endorsed")
-        return Endorsed(appended, session.origin)
+        return Endorsed(every[-1], session.origin, every)
     finally:
         hook.close()
         if session is not None:

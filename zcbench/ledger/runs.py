@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from zcbench.auditlog.checkpoint import log_verifier, parse_checkpoint_note
 from zcbench.channel import MAX_LEDGER_BATCH, Message
@@ -49,6 +49,9 @@ __all__ = ["LedgerRunHook", "RunLedgerReport", "check_run", "check_run_at", "res
 
 Exchange = Callable[[Message], Message]
 """Send one message to the enclave and return its reply (key requests relayed in between)."""
+
+
+_ENDORSEMENTS: Final = ("ledger_announce", "ledger_revoke", "ledger_archive")
 
 
 def _expect(reply: Message, kind: str, what: str) -> Message:
@@ -227,10 +230,11 @@ class LedgerRunHook:
             self._witnessing.kick()
 
     def endorse(self, exchange: Exchange, request: Message) -> Appended:
-        """Have the live version's enclave append an endorsement (``ledger_announce`` or
-        ``ledger_revoke``), store it (the key broker's policy follows) and have it witnessed;
-        returns it as stored. Raises :class:`ServeRefused` when the enclave refuses."""
-        if request.type not in ("ledger_announce", "ledger_revoke"):
+        """Have the enclave append an endorsement (``ledger_announce`` or ``ledger_revoke``,
+        by the live version) or an archive entry (``ledger_archive``), store it (the key
+        broker's policy follows) and have it witnessed; returns it as stored. Raises
+        :class:`ServeRefused` when the enclave refuses."""
+        if request.type not in _ENDORSEMENTS:
             raise ValueError(f"not an endorsement: {request.type}")
         reply = _expect(exchange(request), "ledger_appended", "the endorsement")
         entry, checkpoint = reply.fields.get("entry"), reply.fields.get("checkpoint")

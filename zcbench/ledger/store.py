@@ -14,6 +14,9 @@ Layout of a ledger folder::
     recoveries.json      every unsigned tail a ledger found on open and what it did with it
     enclave-state        the enclave's newest verified state, sealed by it (opaque here: the
                          next boot starts from it, zcbench.enclave.ledger)
+    verified-state       this host's record of what it verified (size, tree, where the log
+                         ends, the newest checkpoint, the rules' state): an open reads only
+                         the entries after it (see :meth:`Ledger.open`)
 
 The storage is the run log's: frames with checksums, an fsync before anything is acknowledged,
 and on open a torn tail is cut and reported (:attr:`Ledger.recovery`) while damage anywhere
@@ -299,8 +302,9 @@ def _drop_pending(folder: Path) -> None:
 
 
 class Ledger:
-    """An open ledger folder (see the module docstring). Make one with :meth:`init` or
-    :meth:`open`; it reads the entries once and keeps the state (:attr:`state`) current."""
+    """An open ledger folder (see the module docstring). Make one with :meth:`from_genesis`
+    (what the genesis enclave made) or :meth:`open`; it keeps the state (:attr:`state`)
+    current."""
 
     def __init__(self, folder: Path, origin: str, vkey: str, store: LogStore,
                  entries: list[LedgerEntry], data: list[bytes], state: LedgerState,
@@ -417,7 +421,13 @@ class Ledger:
              broker_factory: Callable[[], LocalKeyBroker] = LocalKeyBroker, *,
              key: LedgerKeyHolder | None = None) -> Ledger:
         """Open ``folder``: recover the log (a torn tail is cut, see :attr:`recovery`; damage
-        is refused), read and rule-check every entry, check the newest checkpoint's signature.
+        is refused), read and rule-check the entries, check the newest checkpoint's signature.
+
+        With a verified record (``verified-state``) only the entries after it are read
+        (:attr:`read_from`): the log must still end where the record says and every newer
+        checkpoint must extend the recorded tree by those entries, else the ledger was rolled
+        back or forked below the record (:class:`~zcbench.auditlog.LogDamageError`). Without
+        one every entry is read, and the record is kept for the next open.
 
         ``key`` holds the ledger key (default: sealed by the local key broker from
         ``broker_factory``; on Nitro a :class:`~zcbench.ledger.key.AttestedLedgerKey`)."""
