@@ -52,3 +52,34 @@ def test_price_indexes_that_read_the_same_prices_are_shared() -> None:
     name = ticks.get_column("symbol")[0]
     if ticks.filter(pl.col("symbol") == name).get_column("kind").eq("quote").any():
         assert quoted.index(name, "buy")[1] is not quoted.index(name, "sell")[1]
+
+
+def test_marks_of_a_column_with_every_value_are_that_column() -> None:
+    """A stream whose first mark field has every value is marked by that column itself, no
+    copy; a column with no value takes no part, and a mid needs both sides."""
+    import numpy as np
+
+    from zcbench.marketdata import marks
+
+    n = 1_000
+    nulls = pl.Series(dtype=pl.Int64).extend_constant(None, n)
+    for first in ("price", "close"):
+        frame = pl.DataFrame({first: np.arange(1, n + 1, dtype=np.int64)}).with_columns(
+            nulls.alias("bid"), nulls.alias("ask"))
+        got = marks(frame)
+        assert got.to_list() == list(range(1, n + 1))
+        assert np.shares_memory(got.to_numpy(), frame.get_column(first).to_numpy())
+    one_side = pl.DataFrame({"bid": [None, None], "ask": [None, 5]},
+                            schema={"bid": pl.Int64, "ask": pl.Int64})
+    assert marks(one_side).to_list() == [None, None]
+
+
+def test_normalise_copies_no_clean_text_column() -> None:
+    from zcbench.marketdata import normalise_events
+
+    bars = load_ohlcv(sample_daily_path()).head(500)
+    out = normalise_events(bars)
+    for name in ("symbol", "kind"):  # nothing to strip: the column as it came
+        assert out.get_column(name).equals(bars.get_column(name))
+    padded = normalise_events(bars.with_columns(pl.lit(" MSFT ").alias("symbol")))
+    assert set(padded.get_column("symbol")) == {"MSFT"}

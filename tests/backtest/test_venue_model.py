@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zcbench.backtest import BacktestConfig, backtest_log, prepare, run_backtest, run_prepared
 from zcbench.errors import UsageError
@@ -157,3 +159,78 @@ def test_backtest_log_counts_in_the_instruments_run_prepared_uses() -> None:
     assert (result.currency, result.money_scale) == (log.account.currency,
                                                      log.account.money_scale)
     assert int(result.equity["equity"][-1]) - 100_000 == log.pnl
+
+
+@dataclass(frozen=True)
+class OrdersParams:
+    plan: tuple[tuple[int, str, int], ...] = ()
+
+
+class Market(Strategy):
+    """Market orders by plan, batches only (the next-event model)."""
+
+    name = "market"
+    params_type = OrdersParams
+    input_fields = ("close",)
+
+    def on_batch(self, batch: Batch) -> Sequence[Signal]:
+        return [Signal("X", side, qty) for seq, side, qty in self.params.plan  # type: ignore[arg-type]
+                if seq == batch.seq]
+
+
+class MarketTold(Market):
+    """The same orders, taking the context (the venue model); it changes nothing."""
+
+    name = "market_told"
+
+    def on_batch(self, batch: Batch, context: Context | None = None) -> Sequence[Signal]:
+        return super().on_batch(batch)
+
+
+def _continuous_bars(closes: list[int]) -> pl.DataFrame:
+    """Bars whose open is the previous close, with more volume than any order takes."""
+    opens = [closes[0], *closes[:-1]]
+    return pl.DataFrame({
+        "ts": [i * 60 * 10**9 for i in range(len(closes))],
+        "symbol": ["X"] * len(closes), "kind": ["bar"] * len(closes),
+        "open": opens, "high": [max(o, c) for o, c in zip(opens, closes, strict=True)],
+        "low": [min(o, c) for o, c in zip(opens, closes, strict=True)], "close": closes,
+        "volume": [10**9] * len(closes),
+    })
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    closes=st.lists(st.integers(90, 110), min_size=3, max_size=30),
+    orders=st.lists(st.tuples(st.integers(0, 28), st.sampled_from(["buy", "sell"]),
+                              st.integers(1, 50)), max_size=12),
+)
+def test_the_two_models_agree_where_they_can(
+    closes: list[int], orders: list[tuple[int, str, int]]
+) -> None:
+    """Why the next-event model is not the venue's, and where they meet: on bars whose open is
+    the previous close, without fees, market orders fill at the same prices and quantities and
+    the equity curve is the same; the venue fills a bar earlier (at the close of the bar that
+    signalled, the next-event model at the next bar's open), so the fill times, cash between
+    the two moments and exposure differ, and the last bar's orders fill only on the venue."""
+    plan = tuple(sorted(o for o in orders if o[0] < len(closes) - 1))
+    bars = _continuous_bars(closes)
+    config = BacktestConfig(count=1, initial_cash=10.0**6)
+    nxt = run_backtest(Market(OrdersParams(plan)), bars, config)
+    venue = run_backtest(MarketTold(OrdersParams(plan)), bars, config)
+    keys = ["seq", "idx", "side", "quantity", "status", "filled_quantity", "fill_price",
+            "notional", "cash_after"]
+    assert nxt.fills.select(keys).equals(venue.fills.select(keys))
+    # the same equity after every batch (bought at a close, marked at that close: no change),
+    # though the venue's cash and position value move a batch earlier
+    assert nxt.equity.select("seq", "ts", "equity").equals(venue.equity.select("seq", "ts",
+                                                                               "equity"))
+    assert nxt.positions.drop("fill_ts").equals(venue.positions.drop("fill_ts"))
+    held_longer = {"exposure"}  # a position opens a batch earlier on the venue
+    assert {k: v for k, v in nxt.metrics_dict().items() if k not in held_longer} == {
+        k: v for k, v in venue.metrics_dict().items() if k not in held_longer}
+    fill_seq = venue.fills.filter(pl.col("filled_quantity") > 0)
+    ts = bars.get_column("ts")
+    assert fill_seq["fill_ts"].to_list() == [ts[s] for s in fill_seq["seq"]]  # its own bar
+    assert nxt.fills.filter(pl.col("status") == "filled")["fill_ts"].to_list() == [
+        ts[s + 1] for s in fill_seq["seq"]]  # the next bar

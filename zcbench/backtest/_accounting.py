@@ -30,7 +30,8 @@ a trade's price, else a quote's integer mid ``(bid + ask) // 2``, else a bar's c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final
@@ -120,6 +121,10 @@ class FillModel:
     def fee_rate(self) -> Fraction:
         """``fee_bps`` as an exact fraction of notional (from its decimal text: 0.1 is 1/10)."""
         return Fraction(str(self.fee_bps)) / 10_000
+
+    def fee_of(self) -> Callable[[int], int]:
+        """:meth:`fee` with the rate worked out once (what the execution layer calls per fill)."""
+        return functools.partial(self.fee, rate=self.fee_rate)
 
     def fee(self, notional: int, rate: Fraction | None = None) -> int:
         """The fee on ``notional``, exact and rounded up (no float on the money path)."""
@@ -416,29 +421,32 @@ def book_executions(
     ends = np.asarray(batch_ends, dtype=np.int64)
     books = _Books(initial_cash, money_scale)
     state: dict[tuple[int, int], dict[str, Any]] = {}
-    for r in journal.iter_rows(named=True):
-        named = signal_of_cl_ord_id(str(r["cl_ord_id"]))
-        if named is None or named[1] != r["seq"]:
-            raise DataError(f"journal row {r['event']} of batch {r['seq']}: its ClOrdID "
-                            f"{r['cl_ord_id']!r} names no signal of that batch")
-        o = state.setdefault((r["seq"], named[2]), {
+    # column by column: a long run's journal has a row per order, ack and fill, and a dict
+    # per row would cost more than the rest of the accounting
+    names = ("event", "seq", "cl_ord_id", "control", "reason", "symbol", "side", "quantity",
+             "price_ticks", "batch", "event_ts")
+    for event, seq, cl_ord_id, control, reason, sym, side, qty, price, batch, ts in zip(
+        *(journal.get_column(c).to_list() for c in names), strict=True
+    ):
+        named = signal_of_cl_ord_id(str(cl_ord_id))
+        if named is None or named[1] != seq:
+            raise DataError(f"journal row {event} of batch {seq}: its ClOrdID "
+                            f"{cl_ord_id!r} names no signal of that batch")
+        o = state.setdefault((seq, named[2]), {
             "refused": None, "end": "resting", "text": "", "qty": 0, "value": 0,
             "notional": 0, "fee": 0, "fill_ts": None, "fill_row": None, "cash_after": None,
         })
-        event = r["event"]
         if event == "reject":
-            o["refused"] = r["control"]
+            o["refused"] = control
         elif event in _VENUE_END:
-            o["end"], o["text"] = _VENUE_END[event], r["reason"]
+            o["end"], o["text"] = _VENUE_END[event], reason
         elif event == "fill":
-            sym, qty, price = r["symbol"], int(r["quantity"]), int(r["price_ticks"])
             unit = unit_of.get(sym, 1)
             notional = price * qty * unit
             fee = model.fee(notional, rate)
-            at = int(ends[r["batch"]]) - 1  # marked from its batch's end
-            ts = int(r["event_ts"])
-            o["cash_after"] = books.fill(sym, qty if r["side"] == "buy" else -qty, price,
-                                         unit, fee, ts, r["seq"], at, notional)
+            at = int(ends[batch]) - 1  # marked from its batch's end
+            o["cash_after"] = books.fill(sym, qty if side == "buy" else -qty, price, unit, fee,
+                                         ts, seq, at, notional)
             o["qty"] += qty
             o["value"] += price * qty
             o["notional"] += notional

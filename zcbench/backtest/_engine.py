@@ -529,12 +529,13 @@ def run_prepared(
                 "data quotes (as a live run does); set slippage_ticks to 0"
             )
         loop = FeedbackLoop(limits=limits, capital=initial, buying_power=config.buying_power,
-                            units=account.units, fee=model.fee, lots=account.lots,
+                            units=account.units, fee=model.fee_of(), lots=account.lots,
                             stamp=True)
     sparse, digest = _replay(strategy, data, config.path, show_progress, loop)
     signals = _signal_frame(sparse, data.ends)
     if loop is not None:
         journal = loop.ledger_journal()
+        loop = None  # its journal rows (a dict each) go now: the frame holds them
         ledger = book_executions(
             data.events, signals, journal, data.ends, model, initial,
             units=account.units, money_scale=account.money_scale,

@@ -34,7 +34,7 @@ def equity_figure(result: BacktestResult) -> Any:
     fig = Figure(figsize=(10, 5.5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot(ts, equity, lw=1.0, color="#1f4e79", label="equity")
-    filled = result.fills.filter(pl.col("status") == "filled")
+    filled = result.fills.filter(pl.col("filled_quantity") > 0)  # partial fills are trades too
     if filled.height and ts.size:
         fill_ts = filled.get_column("fill_ts").to_numpy()
         at = np.clip(np.searchsorted(eq.get_column("ts").to_numpy(), fill_ts), 0, ts.size - 1)

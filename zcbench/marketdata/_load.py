@@ -198,7 +198,11 @@ def _as_text(series: pl.Series, source: str) -> pl.Series:
             row=1,
             column=series.name,
         )
-    return series.cast(pl.String).str.strip_chars()
+    text = series.cast(pl.String)
+    # stripped only when some value has whitespace at an end: a copy of a long column otherwise
+    if text.str.contains(r"^\s|\s$").any():
+        return text.str.strip_chars()
+    return text
 
 
 def _decimal_units(
@@ -339,7 +343,9 @@ def normalise_events(frame: pl.DataFrame, *, source: str = "<frame>") -> pl.Data
     columns: list[pl.Series] = []
     for name, dtype in EVENT_SCHEMA.items():
         if name not in frame.columns:
-            columns.append(pl.Series(name, [None] * frame.height, dtype=dtype))
+            # all null, made without a Python list (its values buffer is never written: the
+            # pages are not touched, so an absent column costs no memory to speak of)
+            columns.append(pl.Series(name, dtype=dtype).extend_constant(None, frame.height))
         elif dtype == pl.String:
             columns.append(_as_text(frame.get_column(name), source))
         else:

@@ -46,7 +46,20 @@ def marks(frame: pl.DataFrame) -> pl.Series:
     (null where the row has none)."""
     if not frame.height:
         return pl.Series("mark", [], dtype=pl.Int64)
-    found = frame.select(mark_expr(frame.columns)).to_series()
+    # a column with no value takes no part (a bar stream's bid and ask); when the first that
+    # does has a value on every row, it is every row's mark: the column itself, not a copy
+    # (a long backtest's marks cost no memory then)
+    present = [c for c in MARK_FIELDS
+               if c in frame.columns and frame.get_column(c).null_count() < frame.height]
+    if not {"bid", "ask"} <= set(present):  # a mid needs both sides
+        present = [c for c in present if c not in ("bid", "ask")]
+    first = present[0] if present else None
+    if first is None:
+        return pl.Series("mark", dtype=pl.Int64).extend_constant(None, frame.height)
+    if first in ("price", "close") and not frame.get_column(first).null_count():
+        found = frame.get_column(first).cast(pl.Int64).alias("mark")
+    else:
+        found = frame.select(mark_expr(present)).to_series()
     bad = found <= 0
     return found.set(bad, None) if bad.any() else found
 
