@@ -122,6 +122,33 @@ def test_a_checkpoint_that_does_not_verify_comes_back_as_the_writers_error(
     log.close()
 
 
+def test_a_writer_that_failed_and_exited_is_read_for_its_error_first(tmp_path: Path) -> None:
+    """The child reports its error and exits; a hand-over that then meets the closed socket
+    (EPIPE) raises what the child said, not that it exited (a full disk once read as "the log
+    writer process exited (code 0) while records were being handed to it"). Groups are sent
+    only once every earlier one is durable, so the hand-over is made here directly."""
+    import time
+
+    rt, log, _ = _setup(tmp_path)
+    log.use_writer_process()
+    r0 = rt.ingest(0, _batch(0))
+    r1 = rt.ingest(1, _batch(1))
+    log.stage_reply(0, _batch(0), r0, event_time_ns=0)
+    log.stage(1, _batch(1), r1["signals"], r1["leaves"], r0["checkpoint"],
+              time_ns=r1["time_ns"], event_time_ns=1)
+    log.submit()  # handed over, not waited for: the child fails on it and exits
+    writer = log.writer
+    proc = writer._proc  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is not None
+    with pytest.raises(VerificationError) as exc:
+        writer._send(["steps", []])  # type: ignore[union-attr]
+    assert exc.value.check == "checkpoint_root"
+    log.close()
+
+
 def test_a_dead_writer_is_an_env_error_never_a_hang(tmp_path: Path) -> None:
     rt, log, _ = _setup(tmp_path)
     log.use_writer_process(timeout=5)

@@ -275,9 +275,38 @@ class WriterProcess:
                     ))
                 select.select([], [self._sock], [], left)
                 continue
-            except OSError:  # EPIPE, ECONNRESET: the child is gone
-                self._fail(self._dead("while records were being handed to it"))
+            except OSError:  # EPIPE, ECONNRESET: the child is gone; what it said last counts
+                self._fail(self._last_words()
+                           or self._dead("while records were being handed to it"))
             data = data[sent:]
+
+    def _last_words(self) -> ZcbenchError | None:
+        """The error the child reported before it went away (a full disk, say), read from what
+        it sent before closing; its durable reports on the way are taken too. None: it said
+        nothing of the kind."""
+        while True:
+            try:
+                chunk = self._sock.recv(_MAX_TO_PARENT)
+            except OSError:  # nothing more (BlockingIOError), or the socket is gone
+                break
+            if not chunk:
+                break
+            self._rbuf += chunk
+        while len(self._rbuf) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._rbuf)
+            if length > _MAX_TO_PARENT or len(self._rbuf) < _HEADER.size + length:
+                return None
+            body = bytes(self._rbuf[_HEADER.size:_HEADER.size + length])
+            del self._rbuf[:_HEADER.size + length]
+            try:
+                message = _decode_reply(body)
+            except EnvError:
+                return None
+            if message[0] == "error":
+                return _error_of(message)
+            if message[0] == "durable":
+                self._take(message)
+        return None
 
     def _recv_ready(self) -> list[Any] | None:
         """One message when a whole one has arrived, else None (never waits)."""
