@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import json
 import queue
 import secrets
 import select
@@ -54,7 +53,7 @@ from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.logwriter import HostLog
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
-from zcbench.host.summary import RunProgress, RunSummary
+from zcbench.host.summary import RunProgress, RunSummary, write_summary
 from zcbench.marketdata import Account
 from zcbench.risk import BuyingPower
 from zcbench.strategy import encode_signals
@@ -451,7 +450,7 @@ def run_live(
             refusals=execution.refusals(),
         )
         try:
-            (run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+            write_summary(run_dir, summary)
         except OSError as exc:
             unwritten.append(f"summary.json ({exc.strerror or type(exc).__name__})")
         if ledger is not None:

@@ -17,7 +17,10 @@ from zcbench.money import format_money
 from zcbench.risk import INSUFFICIENT_CASH, INSUFFICIENT_MARGIN, CapitalState
 from zcbench.strategy import PRICE_SCALE
 
-__all__ = ["RunProgress", "RunSummary", "recorded_account", "run_account"]
+__all__ = ["SUMMARY_FILE", "RunProgress", "RunSummary", "recorded_account", "run_account",
+           "write_summary"]
+
+SUMMARY_FILE = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,17 @@ class RunSummary:
         for name in ("cash", "equity", "buying_power_used"):
             out[f"{name}_ticks"] = out.pop(name)
         return out
+
+
+def write_summary(run_dir: str | Path, summary: RunSummary) -> Path:
+    """Write ``summary`` as ``run_dir/summary.json``, whole
+    (:func:`zcbench.durable.write_atomically`: a crash mid-write leaves the previous file, or
+    none, never a torn one). OSErrors propagate."""
+    from zcbench.durable import write_atomically
+
+    path = Path(run_dir) / SUMMARY_FILE
+    write_atomically(path, (json.dumps(summary.to_json(), indent=2) + "\n").encode())
+    return path
 
 
 def run_account(run_dir: str | Path) -> Account | None:
