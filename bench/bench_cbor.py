@@ -79,7 +79,8 @@ def _cases() -> list[tuple[str, bytes, Callable[[bytes], object], Callable[[byte
     record = encode_record(index=1, kind="in", body=batch, time_ns=1_700_000_000_000_000_001,
                            seq=12_345, event_time_ns=1_700_000_000_000_000_000)
     cases: list[tuple[str, bytes, Callable[[bytes], object], Callable[[bytes], object]]] = [
-        ("decode_batch, 1,000 events (with the DataFrame)", batch, decode_batch, cbor2.loads),
+        ("decode_batch, 1,000 events (with the DataFrame)", batch,
+         lambda data: decode_batch(data, seq=12_345), cbor2.loads),
         ("decode_signals, 10 signals", signals, decode_signals, cbor2.loads),
         ("decode_body, ingest frame of that batch", ingest, decode_body, cbor2.loads),
         ("decode_body, signals reply frame", reply, decode_body, cbor2.loads),
