@@ -219,11 +219,23 @@ class PreparedData:
             yield Batch(seq, cut(s, e - s))
 
 
-def prepare(events: pl.DataFrame, fields: Sequence[str], spec: BatchSpec) -> PreparedData:
+def prepare(events: pl.DataFrame, fields: Sequence[str], spec: BatchSpec, *,
+            ends: np.ndarray[Any, Any] | None = None) -> PreparedData:
     """Validate ``events``, cut them into batches of ``fields`` and check once that the wire
-    would carry every batch unchanged (:func:`zcbench.strategy._bulk.wire_view`)."""
+    would carry every batch unchanged (:func:`zcbench.strategy._bulk.wire_view`).
+
+    ``ends``: the batches' end rows as a run logged them (a live feed cuts by arrival, which
+    ``spec`` need not reproduce), strictly increasing, the last the number of events; None:
+    cut by ``spec``."""
     full = validate_events(normalise_events(events))
-    ends = batch_ends(full.get_column("ts"), spec)
+    if ends is None:
+        ends = batch_ends(full.get_column("ts"), spec)
+    else:
+        ends = np.asarray(ends, dtype=np.int64)
+        if ends.size and (ends[-1] != full.height or ends[0] <= 0
+                          or bool(np.any(np.diff(ends) <= 0))):
+            raise UsageError(f"backtest: batch ends must rise strictly to {full.height}, the "
+                             "number of events")
     if not ends.size:
         raise UsageError("backtest: no events to replay")
     selected = select_fields(full, fields)
@@ -508,6 +520,7 @@ def run_prepared(
     *,
     show_progress: bool | None = False,
     limits: Any = None,
+    account: Account | None = None,
 ) -> BacktestResult:
     """Replay prepared batches through ``strategy`` and account for its signals.
 
@@ -516,8 +529,10 @@ def run_prepared(
     execution layer under ``limits``, the paper venue, a context before each batch), so it sees
     what it would see live; its journal is :attr:`BacktestResult.journal`, and its tables are
     counted from that journal (the venue model, module docstring); any other strategy's from
-    the next-event model."""
-    account = _account(data.events, config.instruments)
+    the next-event model. ``account``: the money to count in (a logged run's own,
+    :func:`zcbench.host.summary.run_account`); None: made from ``config.instruments``."""
+    if account is None:
+        account = _account(data.events, config.instruments)
     initial = ticks_of(config.initial_cash, scale=account.money_scale)
     model = config.fills
     loop = None

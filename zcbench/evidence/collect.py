@@ -130,7 +130,7 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
         "max_drawdown_duration_s": pl.Float64, "exposure": pl.Float64, "turnover": pl.Float64,
         "n_batches": pl.Int64, "n_fills": pl.Int64, "periods_per_year": pl.Float64,
         "trials": pl.Int64, "deflated_sharpe": pl.Float64, "currency": pl.String,
-        "money_scale": pl.Int64},
+        "money_scale": pl.Int64, "fill_model": pl.String},
     "archive": {"run_id": pl.String, "path": pl.String, "bucket": pl.String,
                 "endpoint": pl.String, "key": pl.String, "version_id": pl.String,
                 "sha256": pl.String, "size": pl.Int64, "mode": pl.String,
@@ -325,7 +325,7 @@ def collect_evidence(
     ``ledger`` the strategy's ledger, for its inventory and archive entries."""
     from zcbench.evidence.tearsheet import (
         DEFAULT_CAPITAL_TICKS,
-        run_backtest_sheet,
+        run_backtest_model,
         run_tear_sheet,
     )
     from zcbench.host.execution import read_journal
@@ -401,9 +401,10 @@ def collect_evidence(
                 "run_id": facts.run_id, **sheet.to_row(), "summary_pnl_ticks": summary_pnl,
                 "pnl_matches_summary": summary_pnl == sheet.pnl_ticks if summary_pnl is not None
                 else None})
-            backtest = run_backtest_sheet(run_dir,
-                                          capital_ticks=capital_ticks or DEFAULT_CAPITAL_TICKS)
-            rows["performance_backtest"].append({"run_id": facts.run_id, **backtest.to_row()})
+            backtest, model = run_backtest_model(
+                run_dir, capital_ticks=capital_ticks or DEFAULT_CAPITAL_TICKS)
+            rows["performance_backtest"].append({"run_id": facts.run_id, **backtest.to_row(),
+                                                 "fill_model": model})
         from zcbench.archive import read_manifest
 
         manifest = read_manifest(run_dir)

@@ -52,8 +52,13 @@ _TITLES: Final = {
     "performance": "Verified tear sheet: performance recomputed from the signed log and the "
                    "fills it covers (Rule 204-2)",
     "performance_backtest": "The backtest over the same logged batches: the signed signals "
-                            "filled by the backtest's rule, the same figures (beside the "
-                            "verified tear sheet)",
+                            "filled by the backtest's model named in fill_model (venue: the "
+                            "closed loop's paper venue and risk limits, as zcbench backtest "
+                            "fills a strategy that takes the feedback context, so its PnL is "
+                            "the live paper run's; next_event: the next event after the "
+                            "batch, for a strategy without it, or a log without the bar "
+                            "volume the venue needs), the same figures (beside the verified "
+                            "tear sheet)",
     "archive": "Archive locations (WORM, by VersionId)",
     "ledger_versions": "Algorithm inventory in the ledger (every PCR0 announced, valid from, "
                        "revoked, its runs)",

@@ -16,6 +16,12 @@ byte for byte) filled by :mod:`zcbench.backtest`'s rule (the next event of the s
 batch, at the price on the order's side; no slippage or fee) under its buying-power rule with
 the same capital, and measured by the same :func:`tear_sheet`. The two differ only in how
 orders filled: the gap is what execution (risk limits, the venue, timing) cost or gained.
+That is the backtest of a strategy that takes batches only. One that took the feedback
+context is backtested as ``zcbench backtest`` does it (:func:`logged_backtest`: the venue
+model of :func:`zcbench.backtest.run_prepared`, the closed loop's execution layer and paper
+venue; the sheet is that result's own equity and metrics, :func:`logged_sheet`), so its PnL
+is the live paper run's where the log holds what the venue needs
+(:func:`run_backtest_model` says which model a run got).
 
 The deflated Sharpe ratio (Bailey and López de Prado, 2014) discounts the per-batch Sharpe by the
 number of research trials behind the committed parameters and the variance of their Sharpe
@@ -29,23 +35,32 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import polars as pl
 
 from zcbench.errors import UsageError
 from zcbench.marketdata import Account
+from zcbench.strategy import PRICE_SCALE, Batch, Context, Signal, Strategy
+
+if TYPE_CHECKING:
+    from zcbench.backtest import BacktestResult
 
 __all__ = [
     "DEFAULT_CAPITAL_TICKS",
+    "NEXT_EVENT_MODEL",
+    "VENUE_MODEL",
     "TearSheet",
     "backtest_fills",
     "backtest_sheet",
     "batch_ends",
     "carried_positions",
     "deflated_sharpe",
+    "logged_backtest",
+    "logged_sheet",
     "marks_by_batch",
+    "run_backtest_model",
     "run_backtest_sheet",
     "run_money",
     "run_tear_sheet",
@@ -177,6 +192,17 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
         trade_pnls=np.array([], dtype=np.float64), exposure=open_after / n if n else 0.0,
         n_signals=0, n_fills=fills.height, n_refused=0, periods_per_year=periods_per_year,
         money_scale=money.money_scale)
+    return _sheet(equity, metrics, capital_ticks=capital_ticks, n_fills=fills.height,
+                  trials=trials, trial_sharpe_variance=trial_sharpe_variance, account=money)
+
+
+def _sheet(equity: list[int], metrics: Mapping[str, Any], *, capital_ticks: int, n_fills: int,
+           trials: int | None, trial_sharpe_variance: float, account: Account) -> TearSheet:
+    """The sheet of an equity curve (after each batch, in the account's unit, from
+    ``capital_ticks`` in that unit) and the backtest's ``metrics`` of it
+    (:func:`zcbench.backtest._metrics.compute_metrics`)."""
+    n = len(equity)
+    curve = np.array(equity, dtype=np.int64)
     full = np.concatenate([[capital_ticks], curve]).astype(np.float64)
     returns = full[1:] / full[:-1] - 1.0 if n else np.array([])
     per_batch = 0.0
@@ -202,9 +228,9 @@ def tear_sheet(fills: pl.DataFrame, marks: pl.DataFrame, batch_ends: pl.DataFram
         max_drawdown=number("max_drawdown"),
         max_drawdown_duration_s=number("max_drawdown_duration_s"),
         exposure=number("exposure"), turnover=number("turnover"), n_batches=n,
-        n_fills=fills.height, periods_per_year=number("periods_per_year"), trials=trials,
+        n_fills=n_fills, periods_per_year=number("periods_per_year"), trials=trials,
         deflated_sharpe=dsr, equity_ticks=tuple(int(e) for e in equity),
-        currency=money.currency, money_scale=money.money_scale)
+        currency=account.currency, money_scale=account.money_scale)
 
 
 def _in_account(capital_ticks: int, account: Account) -> int:
@@ -330,12 +356,35 @@ def carried_positions(run_dir: Path) -> dict[str, int]:
     return dict(start.position_map) if start is not None else {}
 
 
+VENUE_MODEL: Final = "venue"
+NEXT_EVENT_MODEL: Final = "next_event"
+
+
 def run_backtest_sheet(run_dir: Path, *,
                        capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> TearSheet:
     """The backtest's sheet over a run's logged batches and signed signals (the caller has
-    verified the log)."""
-    from zcbench.auditlog import events_frame, signals_frame
+    verified the log), by the model :func:`run_backtest_model` says."""
+    return run_backtest_model(run_dir, capital_ticks=capital_ticks)[0]
 
+
+def run_backtest_model(run_dir: Path, *, capital_ticks: int = DEFAULT_CAPITAL_TICKS
+                       ) -> tuple[TearSheet, str]:
+    """The backtest's sheet over a run's logged batches and signed signals, and the fill model
+    it used: :data:`VENUE_MODEL` for a run whose strategy took the feedback context
+    (:func:`logged_backtest`, :func:`zcbench.backtest.run_prepared`'s venue model) when its
+    logged batches hold a whole event each (a bar's ``volume``, its liquidity: a strategy
+    logs only the fields it declared); otherwise :data:`NEXT_EVENT_MODEL`
+    (:func:`backtest_sheet`)."""
+    from zcbench.auditlog import events_frame, signals_frame
+    from zcbench.errors import DataError
+
+    if _took_context(run_dir):
+        try:
+            result = logged_backtest(run_dir, capital_ticks=capital_ticks)
+        except (DataError, UsageError):
+            pass  # the log does not hold what the venue model needs
+        else:
+            return logged_sheet(result, capital_ticks=capital_ticks), VENUE_MODEL
     events = events_frame(run_dir)
     signals = signals_frame(run_dir)
     if not signals.height:
@@ -343,4 +392,106 @@ def run_backtest_sheet(run_dir: Path, *,
                                        "side": pl.String, "quantity": pl.Int64,
                                        "limit_price": pl.Int64})
     return backtest_sheet(events, signals, capital_ticks=capital_ticks,
-                          account=run_money(run_dir))
+                          account=run_money(run_dir)), NEXT_EVENT_MODEL
+
+
+def _took_context(run_dir: Path) -> bool:
+    """Whether the run's strategy was handed feedback: its log holds a feedback IN record
+    (a strategy that takes the context is told the outcome of every signal it sent, so one
+    whose signals were acted on has one; one without signals has no fills in either model)."""
+    from zcbench.auditlog import RecordFilter
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.strategy import is_context
+
+    return any(record.kind == "in" and is_context(record.body)
+               for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"in"}))))
+
+
+@dataclass(frozen=True)
+class _NoParams:
+    pass
+
+
+class _LoggedSignals(Strategy):
+    """What a run's strategy signed, batch by batch, handed back as its signals: a strategy
+    that takes the context (so its signals go through the backtest's closed loop) and replays
+    the OUT records of the logged batches in their order (the strategy's own code is not
+    needed: a replay of it gives those signals, byte for byte)."""
+
+    name = "logged-signals"
+    params_type = _NoParams
+    input_fields = ()
+
+    def __init__(self, params: _NoParams, signals: list[list[Signal]] | None = None) -> None:
+        super().__init__(params)
+        self._signals = signals or []
+
+    def on_batch(self, batch: Batch, context: Context | None = None) -> list[Signal]:
+        return list(self._signals[batch.seq]) if batch.seq < len(self._signals) else []
+
+
+def logged_backtest(run_dir: Path, *,
+                    capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> BacktestResult:
+    """The backtest (:func:`zcbench.backtest.run_prepared`, its venue model) of the signals a
+    run signed over the batches it logged, cut where the run cut them: the closed loop's
+    execution layer under the limits the run started with, the paper venue, capital
+    ``capital_ticks`` (1/10,000 of the currency) under the run's buying-power rule (its
+    ``summary.json``'s leverage and short margin; a cash account when it recorded none), in
+    the money the run recorded (:func:`run_money`). Its PnL is a live paper run's
+    ``pnl_ticks`` over the same batches where the data allow: the same limits throughout
+    (no control changed them), the same capital binding (the run's own, or capital that binds
+    in neither), no position carried in, no batch dropped."""
+    import json
+
+    from zcbench.auditlog import RecordFilter, events_frame
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.backtest import BacktestConfig, prepare, run_prepared
+    from zcbench.host.controls import control_history
+    from zcbench.marketdata import BatchSpec
+    from zcbench.strategy import REQUIRED_FIELDS, decode_signals
+
+    events = events_frame(run_dir)
+    if not events.height:
+        raise UsageError(f"{run_dir}: the log holds no market events to backtest over")
+    by_seq: dict[int, list[Signal]] = {}
+    for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
+        if record.kind == "out" and record.seq is not None:
+            by_seq[record.seq] = decode_signals(record.body)
+    cut = (events.with_row_index("_row").group_by("seq", maintain_order=True)
+           .agg((pl.col("_row").max() + 1).cast(pl.Int64).alias("end")))
+    seqs = cut.get_column("seq").to_list()
+    if seqs != sorted(seqs):
+        raise UsageError(f"{run_dir}: the logged batches are not in seq order")
+    logged = _with_kind(events.drop("log_index", "seq"))
+    if "close" in logged.columns:
+        # a bar's open, high and low the strategy did not declare are not in the log; neither
+        # the venue nor the marks read them (a bar trades and marks at its close)
+        logged = logged.with_columns(
+            pl.col(c).fill_null(pl.col("close")) if c in logged.columns
+            else pl.col("close").alias(c) for c in ("open", "high", "low"))
+    data = prepare(logged, REQUIRED_FIELDS, BatchSpec(count=1),
+                   ends=cut.get_column("end").to_numpy())
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = {}
+    capital = summary.get("capital") if isinstance(summary, dict) else None
+    rule = capital if isinstance(capital, dict) else {}
+    config = BacktestConfig(
+        count=1, initial_cash=capital_ticks / PRICE_SCALE,
+        leverage=float(rule.get("leverage", 1.0)),
+        short_margin=float(rule.get("short_margin", 1.0)))
+    strategy = _LoggedSignals(_NoParams(), [by_seq.get(s, []) for s in seqs])
+    return run_prepared(strategy, data, config, limits=control_history(run_dir).start_limits(),
+                        account=run_money(run_dir))
+
+
+def logged_sheet(result: BacktestResult, *,
+                 capital_ticks: int = DEFAULT_CAPITAL_TICKS) -> TearSheet:
+    """The sheet of a backtest's result: its own equity curve and metrics (its accountant,
+    nothing counted again), with the per-batch and deflated Sharpe of that curve."""
+    money = Account(currency=result.currency, money_scale=result.money_scale)
+    return _sheet(result.equity.get_column("equity").to_list(), result.metrics_dict(),
+                  capital_ticks=_in_account(capital_ticks, money),
+                  n_fills=int(result.metrics_dict()["n_fills"] or 0), trials=None,
+                  trial_sharpe_variance=0.0, account=money)

@@ -217,6 +217,10 @@ class ControlHistory:
     events: tuple[ControlEvent, ...]
     problems: tuple[str, ...]
 
+    def start_limits(self) -> RiskLimits | None:
+        """The limits the run started under (its first control record's; None: none logged)."""
+        return _limits_from(self.events[0].record.new) if self.events else None
+
     def in_force_at(self, log_index: int) -> dict[str, int] | None:
         """The limits in force when the record at ``log_index`` was acted on (None: unknown)."""
         current: dict[str, int] | None = None
