@@ -302,6 +302,12 @@ def test_last_batch_outcomes_are_signed_after_it_and_replay_takes_them(tmp_path:
     assert report.skipped == 0
 
 
+def _version_2(context: Context) -> bytes:
+    """``context`` as a version 2 body (with its seq), as hosts before version 3 logged it."""
+    doc = {**cbor2.loads(encode_context(context)), "v": 2, "seq": context.seq}
+    return cbor2.dumps(doc, canonical=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("logged_version", [3, 2])
 def test_a_renumbered_replay_feeds_each_context_as_logged(
@@ -310,16 +316,13 @@ def test_a_renumbered_replay_feeds_each_context_as_logged(
     """A slice from the middle of a run is replayed as batches 0, 1, ...: each context's bytes
     are sent and logged as the live run logged them (they carry no seq); a version 2 body, which
     names its logged seq, is the one re-encoded (to version 3, the same context)."""
-    from zcbench.strategy import _feedback
-
     module = tmp_path / "steady.py"
     module.write_text(EVERY_BATCH)
     events = generate_ticks(SyntheticConfig(rate=2_000, duration_s=0.2), seed=5)
     run = tmp_path / "run"
     with monkeypatch.context() as patch:
         if logged_version == 2:  # a run logged by an older host: its contexts carry their seq
-            patch.setattr("zcbench.host.feedback.encode_context",
-                          lambda context: _feedback._encode(context, with_seq=True))
+            patch.setattr("zcbench.host.feedback.encode_context", _version_2)
         summary = run_live(ModuleImage(module), run, ReplaySource(events, BatchSpec(count=50)),
                            feedback=True, clock_every_s=None)
     assert summary.status == "completed", summary.reason
