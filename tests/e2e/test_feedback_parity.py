@@ -63,7 +63,8 @@ def _limits(bars: pl.DataFrame) -> RiskLimits:
 
 
 def _contexts(records: list[tuple[int, str, int, bytes]]) -> list[Context]:
-    return [decode_context(b) for _, kind, _, b in records if kind == "in" and is_context(b)]
+    return [decode_context(b, seq=seq) for _, kind, seq, b in records
+            if kind == "in" and is_context(b)]
 
 
 def _live_run(image: ModuleImage, bars: pl.DataFrame, limits: RiskLimits, run: Path,
@@ -180,13 +181,13 @@ def _check_surfaces(world: _World, tmp_path: Path, capsys: pytest.CaptureFixture
     listing = list_records(run, limit=None)
     summaries = {row.index: row.summary for row in listing.rows}
     for r in fed:
-        context = decode_context(r.body)
+        context = decode_context(r.body, seq=r.batch_seq)
         assert summaries[r.index].startswith(f"feedback for batch {context.seq}: ")
-    refused = next(r for r in fed if decode_context(r.body).refusals())
+    refused = next(r for r in fed if decode_context(r.body, seq=r.batch_seq).refusals())
     assert "by max_notional" in summaries[refused.index]
     assert all(summaries[r.index].endswith("events: MSFT") for r in batches)
     assert main(["log", "show", str(run), "--limit", "0"]) == 0
-    assert f"feedback for batch {decode_context(refused.body).seq}" in capsys.readouterr().out
+    assert f"feedback for batch {refused.batch_seq}" in capsys.readouterr().out
     # the DataFrame API: feedback rows flagged, events only from batches, outcomes decoded
     frame = to_polars(run)
     flagged = frame.filter(pl.col("feedback").fill_null(False)).get_column("index").to_list()
@@ -195,7 +196,7 @@ def _check_surfaces(world: _World, tmp_path: Path, capsys: pytest.CaptureFixture
     assert events.height == world.bars.height
     assert set(events.get_column("log_index").to_list()) == {r.index for r in batches}
     outcomes = outcomes_frame(run)
-    signed = [o for r in fed for o in decode_context(r.body).outcomes]
+    signed = [o for r in fed for o in decode_context(r.body, seq=r.batch_seq).outcomes]
     assert outcomes.height == len(signed) == read_journal(run).rows.height
     assert outcomes.filter(pl.col("status") == "refused").get_column("limit").unique().to_list() \
         == ["max_notional"]
@@ -306,5 +307,5 @@ def test_a_strategy_that_reads_the_outcomes_names_signals_the_same_with_clock_re
             for s in decode_signals(r.body)}
     assert len(seen - {-1}) > 3, seen  # it was told of many of its signals
     outcomes = [o for r in records if r.kind == "in" and is_context(r.body)
-                for o in decode_context(r.body).outcomes]
+                for o in decode_context(r.body, seq=r.batch_seq).outcomes]
     assert {"filled", "refused"} <= {o.status for o in outcomes}

@@ -127,6 +127,31 @@ def test_a_batchs_seq_is_the_frames_and_its_bytes_carry_none() -> None:
     assert rt.ingest(1, cbor2.dumps({**legacy, "seq": 1}, canonical=True))["seq"] == 1
 
 
+def test_a_contexts_seq_is_the_frames_and_its_bytes_carry_none() -> None:
+    """The feedback frame's seq is the context's: its bytes are the same for any batch and
+    logged as sent; a version 2 body (logged before) names its own seq, which must be the
+    frame's: a mismatch is refused and changes nothing."""
+    from zcbench.strategy import Context, encode_context
+
+    rt = _runtime()
+    rt.boot("run-1")
+    rt.ingest(0, _batch(0))
+    body = encode_context(Context(1, limits=(("max_position", 3),)))
+    assert body == encode_context(Context(5, limits=(("max_position", 3),)))
+    reply = rt.feedback(1, body)
+    assert reply["seq"] == 1
+    record = encode_record(index=3, kind="in", seq=1, body=body, time_ns=reply["time_ns"],
+                           event_time_ns=None)
+    assert reply["leaf"] == leaf_hash(record)
+    rt.ingest(1, _batch(1))
+    legacy = {**cbor2.loads(body), "v": 2}
+    size = rt.size
+    with pytest.raises(Exception, match="its bytes say seq 7, it was given as 2"):
+        rt.feedback(2, cbor2.dumps({**legacy, "seq": 7}, canonical=True))
+    assert rt.size == size
+    assert rt.feedback(2, cbor2.dumps({**legacy, "seq": 2}, canonical=True))["seq"] == 2
+
+
 def test_sequence_gap_and_replay_refused_without_changing_state() -> None:
     rt = _runtime()
     rt.boot("run-1")

@@ -44,7 +44,7 @@ def test_run_feeds_back_refusals_by_default_and_not_with_no_feedback(tmp_path: P
     records = [r for r, _ in iter_records(tmp_path / "on")]
     outs = {r.seq: r for r in records if r.kind == "out"}
     fed = [r for r in records if r.kind == "in" and is_context(r.body)]
-    refusals = [(r, o) for r in fed for o in decode_context(r.body).refusals()]
+    refusals = [(r, o) for r in fed for o in decode_context(r.body, seq=r.batch_seq).refusals()]
     assert refusals, "the notional limit refused nothing"
     for record, refusal in refusals:
         assert refusal.limit == "max_notional"
@@ -58,7 +58,7 @@ def test_run_feeds_back_refusals_by_default_and_not_with_no_feedback(tmp_path: P
         assert refusal.batch == record.seq - 1
         # ... and the strategy, told its position has not moved, orders the reversal again
         # (unless the averages crossed back meanwhile)
-        held = decode_context(record.body).position(refused.symbol)
+        held = decode_context(record.body, seq=record.batch_seq).position(refused.symbol)
         assert held == (100 if refused.side == "sell" else -100)
         again = decode_signals(nxt[2].body)
         assert again in ([], [refused])

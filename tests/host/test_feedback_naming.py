@@ -50,7 +50,8 @@ def test_feedback_and_cl_ord_ids_do_not_depend_on_where_the_out_records_are() ->
     assert plain == shifted
     assert plain_journal.drop("log_index").equals(shifted_journal.drop("log_index"))
     assert plain_journal["log_index"].to_list() != shifted_journal["log_index"].to_list()
-    outcomes = [o for body in plain for o in decode_context(body).outcomes]
+    outcomes = [o for seq, body in enumerate(plain, start=1)
+                for o in decode_context(body, seq=seq).outcomes]
     # each outcome names (batch, position): the refusal is batch 1's only signal
     limit, hint = [o for o in outcomes if o.status == "refused"]
     assert (limit.batch, limit.signal, limit.limit) == (1, 0, "max_position")
@@ -105,6 +106,6 @@ def test_a_carried_order_s_fill_names_the_signal_its_start_state_named() -> None
     layer.act(VerifiedSignals(2, 9, 10, ()), now_ns=1, market_ns=T0)
     body = FeedbackBuilder(layer).take(3)
     assert body is not None
-    [fill] = decode_context(body).outcomes
+    [fill] = decode_context(body, seq=3).outcomes
     assert (fill.batch, fill.signal, fill.status, fill.quantity) == (5, 1, "filled", 4)
     assert layer.positions == {"AAA": 4}

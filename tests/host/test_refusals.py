@@ -152,7 +152,7 @@ def test_a_venue_reject_that_reads_like_a_limit_is_named_venue(text: str) -> Non
     assert result.refusal == Refusal("venue", detail=text)
     body = feedback.take(1)
     assert body is not None
-    refused = decode_context(body).refusals()
+    refused = decode_context(body, seq=1).refusals()
     assert [(o.limit, o.reason) for o in refused] == [("venue", text)]
 
 
@@ -166,7 +166,7 @@ def test_feedback_names_the_control_whatever_the_text_says(
     ex.act(_batch(Signal("AAA", "buy", 4), Signal("AAA", "buy", 1, limit_price=990)), now_ns=S)
     body = feedback.take(1)
     assert body is not None
-    outcomes = decode_context(body).outcomes
+    outcomes = decode_context(body, seq=1).outcomes
     assert [(o.status, o.limit, o.reason) for o in outcomes] == [
         ("sent", "", ""),
         ("refused", "max_position", "reworded: not allowed"),

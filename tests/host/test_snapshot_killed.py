@@ -69,7 +69,7 @@ def _feed(strategy: MACrossover, run: Path, *, before: int | None = None) -> lis
         if is_start(record.body):
             pending = Context(0, positions=decode_start(record.body).positions)
         elif is_context(record.body):
-            pending = decode_context(record.body)
+            pending = decode_context(record.body, seq=record.batch_seq)
         else:
             batch: Batch = decode_batch(record.body, seq=record.batch_seq)
             signals.append(apply_strategy(strategy, batch, pending))

@@ -74,7 +74,7 @@ def strategy_summary(record: Record) -> Mapping[str, Any] | None:
     if record.kind == "in" and is_start(record.body):
         return None
     if record.kind == "in" and is_context(record.body):
-        context = decode_context(record.body)
+        context = decode_context(record.body, seq=record.batch_seq)
         told = {o.symbol for o in context.outcomes} | {s for s, _ in context.positions}
         return {"feedback": True, "outcomes": len(context.outcomes), "symbols": sorted(told)}
     if record.kind == "in":
@@ -166,7 +166,7 @@ def _contexts(path: str | Path) -> Iterator[tuple[Record, Any]]:
 
     for record, _ in iter_records(path, RecordFilter(kinds=frozenset({"in"}))):
         if record.kind == "in" and is_context(record.body):
-            yield record, decode_context(record.body)
+            yield record, decode_context(record.body, seq=record.batch_seq)
 
 
 def outcomes_frame(path: str | Path) -> pl.DataFrame:

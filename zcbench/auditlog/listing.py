@@ -123,12 +123,13 @@ def describe_snapshot(body: bytes) -> str:
     return what
 
 
-def describe_feedback(body: bytes) -> str:
-    """One line for a feedback IN record's body: its outcomes and positions (the limits are in
+def describe_feedback(body: bytes, *, seq: int) -> str:
+    """One line for the body of the feedback IN record of batch ``seq`` (the record's seq: the
+    body carries none): its outcomes and positions (the limits are in
     every record; ``log show --raw`` and ``to_polars`` keep the bytes)."""
     from zcbench.strategy import decode_context
 
-    context = decode_context(body)
+    context = decode_context(body, seq=seq)
     shown = context.outcomes[:_MAX_OUTCOMES_SHOWN]
     outcomes = "; ".join(_outcome(o) for o in shown) or "no outcome"
     if len(context.outcomes) > len(shown):
@@ -159,7 +160,7 @@ def describe_body(record: Record) -> str:
                     f"{len(state.executions)} reports recovered, {len(state.open_orders)} "
                     f"open orders, {len(state.not_acted)} signals not acted on")
         if record.kind == "in" and is_context(record.body):
-            return describe_feedback(record.body)
+            return describe_feedback(record.body, seq=record.batch_seq)
         if record.kind == "in":
             events = decode_batch(record.body, seq=record.batch_seq).events
             symbols = ", ".join(sorted(events.get_column("symbol").unique().to_list()))

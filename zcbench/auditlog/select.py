@@ -39,7 +39,7 @@ def strategy_symbols(record: Record) -> set[str]:
         state = decode_start(record.body)
         return {s for s, _ in state.positions} | {e.symbol for e in state.executions}
     if record.kind == "in" and is_context(record.body):
-        context = decode_context(record.body)
+        context = decode_context(record.body, seq=record.batch_seq)
         return {o.symbol for o in context.outcomes} | {s for s, _ in context.positions}
     if record.kind == "in":
         events = decode_batch(record.body, seq=record.batch_seq).events

@@ -174,7 +174,7 @@ class FeedbackLoop:
         if self._wire or self._keep or len(context.outcomes) > _SURE_OUTCOMES:
             body = encode_context(context)
             self._log("in", seq, body)
-            return decode_context(body)
+            return decode_context(body, seq=seq)
         self._index += 1
         return context
 

@@ -262,14 +262,12 @@ class EnclaveRuntime:
         if self._context is not None and not (seq == 0 and not self._context.outcomes):
             raise _Refused("bad_feedback", f"batch {seq} has its feedback already")
         try:
-            context = decode_context(body)
+            context = decode_context(body, seq=seq)  # the frame's seq: a v3 body carries none
         except DataError as exc:
             raise _Refused("bad_feedback", str(exc).splitlines()[0]) from None
-        if context.seq != seq or seq != state.log.next_seq:
+        if seq != state.log.next_seq:
             raise _Refused(
-                "bad_feedback",
-                f"feedback for batch {context.seq} (frame {seq}); batch {state.log.next_seq} "
-                "is next",
+                "bad_feedback", f"feedback for batch {seq}; batch {state.log.next_seq} is next"
             )
         now = self._clock()
         step = state.log.add_input(seq, body, time_ns=now)

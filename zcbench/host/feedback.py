@@ -133,7 +133,7 @@ def check_journal(run_dir: Path) -> list[str]:
     for record, _ in iter_records(run_dir):
         if record.kind == "in" and is_context(record.body):
             fed = True
-            outcomes.extend(decode_context(record.body).outcomes)
+            outcomes.extend(decode_context(record.body, seq=record.batch_seq).outcomes)
     if not fed:
         return []
     rows = read_journal(run_dir).rows.to_dicts()

@@ -55,6 +55,7 @@ from zcbench.strategy import (
     encode_batch,
     encode_context,
 )
+from zcbench.strategy._feedback import context_carries_seq
 from zcbench.strategy._wire import batch_carries_seq
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ class EnclaveReplayRunner:
                         data = encode_batch(Batch(sent, events))
                 feedback = getattr(batches, "feedback", {}).pop(seq, None)
                 if feedback is not None:
-                    self._feed(conn, enclave, log, sent, feedback)
+                    self._feed(conn, enclave, log, seq, sent, feedback)
                 reply = self._ingest(conn, enclave, sent, data)
                 signals: bytes = reply["signals"]
                 # stored and checked like a live run's batch before its body is used
@@ -196,11 +197,14 @@ class EnclaveReplayRunner:
                 scratch.cleanup()
 
     def _feed(
-        self, conn: Connection, enclave: EnclaveProcess, log: HostLog, seq: int, body: bytes
+        self, conn: Connection, enclave: EnclaveProcess, log: HostLog, logged: int, seq: int,
+        body: bytes,
     ) -> None:
-        """Feed the feedback logged before batch ``seq`` first, logged as the live run did."""
-        context = decode_context(body)
-        if context.seq != seq:  # renumbered: the same context, for the batch it precedes now
+        """Feed the feedback logged before batch ``logged`` first, as that of batch ``seq``
+        (they differ when renumbered), logged as the live run did: its bytes as logged (a
+        context's bytes carry no seq), but a version 2 body's, which names the logged seq."""
+        context = decode_context(body, seq=logged)  # held to its record's seq
+        if seq != logged and context_carries_seq(body):
             body = encode_context(
                 Context(seq, context.outcomes, context.positions, context.limits)
             )

@@ -9,10 +9,13 @@ deterministic CBOR map (sorted, canonical, so one context has exactly one byte s
 :func:`decode_context` is its strict, bounded reader through ``zcbench._cbor``. Those bytes are
 the body a feedback IN record carries (DESIGN.md, "The strategy contract").
 
-Version 2 names a signal by ``batch`` and ``signal``; version 1 named it by the log index of
-its OUT record, which clock records (logged at wall-clock moments) shift from run to run, so
-the same data gave other bytes live than in the backtest. This build reads and writes version
-2 only, as every record format of zcbench speaks one version.
+Version 3 carries no sequence number: a context's seq (the batch it precedes) is the seq of the
+``feedback`` frame or the log record that carries it, the one place it is kept, so one context
+has the same bytes whichever batch it precedes (a renumbered replay sends it as logged).
+Version 2 bodies (the same map with a ``seq`` key, logged before) are still read, their seq
+held to the one given. Version 1 named a signal by the log index of its OUT record, which clock
+records (logged at wall-clock moments) shift from run to run, so the same data gave other bytes
+live than in the backtest: it is refused.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ __all__ = [
     "OUTCOME_STATUSES",
     "Context",
     "Outcome",
+    "context_carries_seq",
     "decode_context",
     "encode_context",
     "is_context",
 ]
 
-FEEDBACK_VERSION: Final = 2
+FEEDBACK_VERSION: Final = 3
+"""The context body's version: 3 carries no seq (the frame's or the record's is its seq); 2
+(with ``seq``) is still read, held to the seq it is given."""
 MAX_OUTCOMES: Final = 100_000
 """Most outcomes one context carries."""
 MAX_NAMES: Final = 10_000
@@ -47,7 +53,9 @@ OUTCOME_STATUSES: Final = frozenset(
 )
 _MAX_BYTES: Final = 64 * 1024 * 1024
 _INT64: Final = 2**63
-_KEYS: Final = frozenset({"v", "type", "seq", "outcomes", "positions", "limits"})
+_KEYS: Final = frozenset({"v", "type", "outcomes", "positions", "limits"})
+_SEQ_VERSION: Final = 2
+"""The last version whose body carries its seq (read, never written)."""
 _OUTCOME_KEYS: Final = frozenset(
     {"batch", "signal", "symbol", "status", "limit", "quantity", "price", "reason"}
 )
@@ -148,11 +156,15 @@ def _pairs(what: str, pairs: Any) -> tuple[tuple[str, int], ...]:
 
 
 def encode_context(context: Context) -> bytes:
-    """The one canonical CBOR encoding of ``context`` (a feedback IN record's body)."""
-    doc = {
-        "v": FEEDBACK_VERSION,
+    """The one canonical CBOR encoding of ``context`` (a feedback IN record's body; version 3:
+    its seq is not in it, but in the frame or record that carries it)."""
+    return _encode(context, with_seq=False)
+
+
+def _encode(context: Context, *, with_seq: bool) -> bytes:
+    doc: dict[str, Any] = {
+        "v": _SEQ_VERSION if with_seq else FEEDBACK_VERSION,
         "type": "feedback",
-        "seq": context.seq,
         "outcomes": [
             {
                 "batch": o.batch,
@@ -169,6 +181,8 @@ def encode_context(context: Context) -> bytes:
         "positions": [list(p) for p in context.positions],
         "limits": [list(p) for p in context.limits],
     }
+    if with_seq:
+        doc["seq"] = context.seq
     data: bytes = _cbor.encode_canonical(doc)
     return data
 
@@ -179,21 +193,39 @@ def is_context(data: bytes) -> bool:
     return b"\x64type\x68feedback" in data[:64]
 
 
-def decode_context(data: bytes) -> Context:
-    """The context in ``data``; raises :class:`DataError` unless it is exactly canonical and
-    well formed (every field, type and bound checked)."""
+def context_carries_seq(data: bytes) -> bool:
+    """Whether ``data`` is a version 2 context body (which carries its seq) rather than version
+    3: canonical CBOR makes its head a map of six keys, version 3's of five."""
+    return bytes(data[:1]) == b"\xa6"
+
+
+def decode_context(data: bytes, *, seq: int) -> Context:
+    """Decode the context for batch ``seq`` (the seq of the frame or the log record that
+    carries ``data``); raises :class:`DataError` unless it is exactly canonical and well formed
+    (every field, type and bound checked), or for a version 2 body (which carries a seq of its
+    own) whose seq is not ``seq``."""
+    if not _int(seq, 0, _INT64 - 1):
+        raise DataError(f"feedback: seq must be a non-negative int, got {describe(seq)}")
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DataError(f"feedback: expected bytes, got {type(data).__name__}")
     try:
         doc = _cbor.decode(bytes(data), canonical=True, max_depth=4, max_bytes=_MAX_BYTES)
     except _cbor.CborError as exc:
         raise DataError(f"feedback: not canonical CBOR: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) != _KEYS:
+    if not isinstance(doc, dict) or set(doc) - {"seq"} != _KEYS:
         raise DataError(f"feedback: expected a map with keys {', '.join(sorted(_KEYS))}")
-    if doc["v"] != FEEDBACK_VERSION or type(doc["v"]) is not int or doc["type"] != "feedback":
-        raise DataError(f"feedback: version {describe(doc['v'])} is not {FEEDBACK_VERSION} (a "
-                        "version 1 record, outcomes named by log index, is from an older "
-                        "zcbench: read it with that version)")
+    version = doc["v"]
+    if type(version) is not int or doc["type"] != "feedback" or (version, "seq" in doc) not in (
+        (FEEDBACK_VERSION, False), (_SEQ_VERSION, True)
+    ):
+        raise DataError(f"feedback: version {describe(version)} is not {FEEDBACK_VERSION} "
+                        f"(v, type, outcomes, positions, limits) or {_SEQ_VERSION} (with seq); "
+                        "a version 1 record, outcomes named by log index, is from an older "
+                        "zcbench: read it with that version")
+    with_seq = version == _SEQ_VERSION
+    if with_seq and (type(doc["seq"]) is not int or doc["seq"] != seq):
+        raise DataError(f"feedback: its bytes say seq {describe(doc['seq'])}, it was given as "
+                        f"{seq}")
     outcomes = doc["outcomes"]
     if not isinstance(outcomes, list) or len(outcomes) > MAX_OUTCOMES:
         raise DataError(f"feedback: outcomes must be a list of at most {MAX_OUTCOMES}")
@@ -210,7 +242,7 @@ def decode_context(data: bytes) -> Context:
         ):
             raise DataError(f"feedback: {what} must be a list of [name, int] pairs")
         pairs[what] = [tuple(p) for p in value]
-    context = Context(doc["seq"], tuple(parsed), pairs["positions"], pairs["limits"])
-    if encode_context(context) != bytes(data):  # sorted pairs: one encoding per context
+    context = Context(seq, tuple(parsed), pairs["positions"], pairs["limits"])
+    if _encode(context, with_seq=with_seq) != bytes(data):  # sorted pairs: one encoding per context
         raise DataError("feedback: positions or limits are not sorted by name")
     return context
