@@ -15,7 +15,7 @@ from zcbench.backtest import BacktestConfig, prepare, run_prepared
 from zcbench.cli import main
 from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS
 from zcbench.host import ReplaySource
-from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.live import ModuleImage, RunSummary, run_live
 from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
 from zcbench.strategy import PRICE_SCALE, Strategy, find_strategy
 from zcbench.venue import PaperVenue
@@ -41,7 +41,7 @@ _STRATEGY = textwrap.dedent('''
     class RestThenSell(Strategy):
         name = "rest-then-sell"
         params_type = RestParams
-        input_fields = ("close", "volume")
+        input_fields = FIELDS
 
         def __init__(self, params):
             super().__init__(params)
@@ -78,16 +78,21 @@ def _strategy(path: Path) -> Strategy:
     return cls(cls.params_type())
 
 
-def test_pack_backtest_of_a_context_strategy_is_run_prepared_and_the_live_pnl(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    module = tmp_path / "rest_then_sell.py"
-    module.write_text(_STRATEGY)
+def _live_run(module: Path, tmp_path: Path) -> tuple[RunSummary, Path, pl.DataFrame]:
     bars = _bars()
     run = tmp_path / "run"
     summary = run_live(ModuleImage(module, {}), run, ReplaySource(bars, SPEC),
                        venue=PaperVenue(), feedback=True, run_id="run-rest")
     assert summary.status == "completed", summary.reason
+    return summary, run, bars
+
+
+def test_pack_backtest_of_a_context_strategy_is_run_prepared_and_the_live_pnl(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = tmp_path / "rest_then_sell.py"
+    module.write_text(_STRATEGY.replace("FIELDS", repr(("close", "volume"))))
+    summary, run, bars = _live_run(module, tmp_path)
 
     strategy = _strategy(module)
     result = run_prepared(strategy, prepare(bars, strategy.fields(), SPEC),
@@ -117,3 +122,18 @@ def test_pack_backtest_of_a_context_strategy_is_run_prepared_and_the_live_pnl(
     live = pl.read_parquet(pack / "performance.parquet").row(0, named=True)
     assert live["summary_pnl_ticks"] == row["pnl_ticks"]  # the live run's own pnl_ticks
     assert row["fill_model"] == "venue"
+
+
+def test_a_log_without_the_bar_volume_is_backtested_by_the_next_event_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the strategy declares only the close: its logged bars lack the volume, the venue's
+    # liquidity, so the pack cannot replay the venue and says which model it used instead
+    module = tmp_path / "rest_then_sell.py"
+    module.write_text(_STRATEGY.replace("FIELDS", repr(("close",))))
+    _, run, _ = _live_run(module, tmp_path)
+    pack = tmp_path / "pack"
+    code = main(["evidence", str(run), "--out", str(pack), "--trust", "dev"])
+    assert code == 0, capsys.readouterr().err
+    row = pl.read_parquet(pack / "performance_backtest.parquet").row(0, named=True)
+    assert row["fill_model"] == "next_event"
