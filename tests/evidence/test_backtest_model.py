@@ -121,6 +121,12 @@ def test_pack_backtest_of_a_context_strategy_is_run_prepared_and_the_live_pnl(
     assert row["total_return"] == pytest.approx(result.metrics_dict()["total_return"])
     live = pl.read_parquet(pack / "performance.parquet").row(0, named=True)
     assert live["summary_pnl_ticks"] == row["pnl_ticks"]  # the live run's own pnl_ticks
+    # every order and report row, the partial fills included, is of a signed signal, and the
+    # live table counts the fills the signed log holds (a fill of 120 of 300 was once unmatched)
+    orders = pl.read_parquet(pack / "orders.parquet")
+    assert orders.filter(pl.col("event") == "fill").height > 2
+    assert orders.get_column("in_signed_log").all()
+    assert live["pnl_ticks"] == row["pnl_ticks"]
     assert row["fill_model"] == "venue"
 
 

@@ -172,6 +172,31 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _row_of_signal(row: dict[str, Any], signals: list[Any]) -> bool:
+    """Whether a journal row is of one of its OUT record's ``signals``. A row whose ClOrdID
+    names its signal (batch seq, position: :func:`zcbench.venue.signal_of_cl_ord_id`) is held
+    to that signal: the same symbol and side, the order's quantity and limit price on its order
+    and reject rows, at most the order's quantity on a report (a partial fill, a cancel of the
+    rest). A row without one (the built-in fills) matches any signal of the record exactly."""
+    from zcbench.venue import signal_of_cl_ord_id
+
+    named = signal_of_cl_ord_id(row.get("cl_ord_id") or "")
+    if named is None:
+        return any(s.symbol == row["symbol"] and s.side == row["side"]
+                   and s.quantity == row["quantity"] and s.limit_price == row["limit_price_ticks"]
+                   for s in signals)
+    _, seq, position = named
+    if seq != row["seq"] or position >= len(signals):
+        return False
+    signal = signals[position]
+    if signal.symbol != row["symbol"] or signal.side != row["side"]:
+        return False
+    if row["event"] in ("order", "reject"):
+        return bool(signal.quantity == row["quantity"]
+                    and signal.limit_price == row["limit_price_ticks"])
+    return bool(0 <= row["quantity"] <= signal.quantity)
+
+
 def _signals_by_index(run_dir: Path) -> dict[int, tuple[int | None, bytes, list[Any]]]:
     from zcbench.auditlog import RecordFilter
     from zcbench.auditlog.frame import iter_records
@@ -369,10 +394,8 @@ def collect_evidence(
         for row in journal.iter_rows(named=True):
             index = row["log_index"]
             logged = signals.get(index)
-            matched = logged is not None and logged[0] == row["seq"] and any(
-                s.symbol == row["symbol"] and s.side == row["side"]
-                and s.quantity == row["quantity"] and s.limit_price == row["limit_price_ticks"]
-                for s in logged[2]) and index < report.entries
+            matched = (logged is not None and logged[0] == row["seq"]
+                       and _row_of_signal(row, logged[2]) and index < report.entries)
             rows["orders"].append({
                 "run_id": facts.run_id, "pcr0": facts.pcr0, "time_ns": row["time_ns"],
                 "time_utc": iso_ns(row["time_ns"]), "seq": row["seq"], "out_log_index": index,
