@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import shutil
 import urllib.parse
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.ledger.support import count_reads
 from zcbench.auditlog.checkpoint import LogSigner, parse_checkpoint_note
 from zcbench.auditlog.merkle import MerkleTree, leaf_hash
 from zcbench.auditlog.note import Cosigner, parse_note
@@ -27,7 +29,7 @@ from zcbench.ledger.proof import (
     tlog_proof_for,
     verify_tlog_proof,
 )
-from zcbench.ledger.store import Ledger
+from zcbench.ledger.store import VERIFIED_FILE, Ledger
 from zcbench.ledger.witness_client import (
     WitnessClient,
     WitnessHTTPError,
@@ -254,3 +256,51 @@ def test_log_list_format(ledger: Ledger) -> None:
                 text + "frob 1\n"):
         with pytest.raises(LogFormatError):
             parse_log_list(bad)
+
+
+def test_witnessing_a_grown_ledger_reads_only_what_it_grew_by(
+        ledger: Ledger, witnesses: list[Served]) -> None:
+    policy = parse_policy(policy_text(ledger.vkey, [(w.name, w.cosigner, w.url)
+                                                    for w in witnesses], "all"))
+    grow(ledger, 160)
+    assert witness_ledger(ledger, policy).quorum_met  # the witnesses hold 161
+    ledger.close()
+    folder = ledger.folder
+    segment = folder / "log" / "seg-00000000.zlog"
+
+    def witnessed(size: int, *, bounded: bool = True) -> None:
+        """Witness the ledger as a new process does; check what it read from the segments."""
+        with pytest.MonkeyPatch.context() as patched:
+            reads = count_reads(patched)
+            with Ledger.open(folder) as again:
+                report = witness_ledger(again, policy)
+        with Ledger.open(folder) as again:
+            grown = sum(len(d) + 36 for d in again.entry_bytes[size - 3:])
+        assert (report.quorum_met, report.size) == (True, size)
+        for w in witnesses:  # each proof verified at the real server
+            assert w.witness.state(ORIGIN).size == size  # type: ignore[union-attr]
+        if bounded:  # the entries it grew by (once to recover, once to hash) and a frame
+            assert reads.segment_bytes <= 2 * grown + 512, (reads.segment_bytes, grown)
+            assert reads.segment_bytes < segment.stat().st_size // 8
+        else:
+            assert reads.segment_bytes > segment.stat().st_size
+
+    # the CLI's way: one process appends (its close keeps the verified record at 164), the
+    # next witnesses from the size the witnesses hold, below that record
+    with Ledger.open(folder) as appending:
+        grow(appending, 3, start=161)
+    witnessed(164)
+    # the run hook's way: the open that witnesses reads the entries after the record itself
+    kept = (folder / VERIFIED_FILE).read_bytes()  # at 164, what the witnesses hold
+    with Ledger.open(folder) as appending:
+        grow(appending, 3, start=164)
+    (folder / VERIFIED_FILE).write_bytes(kept)
+    witnessed(167)
+    # a remembered mark that does not hold (another offset) costs a whole read, not a bad proof
+    with Ledger.open(folder) as appending:
+        grow(appending, 3, start=167)
+    sizes = json.loads((folder / "witness-sizes.json").read_text())
+    for held in sizes.values():
+        held["offset"] += 1
+    (folder / "witness-sizes.json").write_text(json.dumps(sizes))
+    witnessed(170, bounded=False)
