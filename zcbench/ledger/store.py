@@ -694,7 +694,7 @@ class Ledger:
                     break
                 leaves.append(item.leaf_hash)
                 compact.append(item.leaf_hash)
-        except (OSError, EnvError, DataError, LogFormatError, IndexError):
+        except (OSError, ValueError, EnvError, DataError, LogFormatError, IndexError):
             return None
         if walk.finding is not None or compact.size != self._first:
             return None
