@@ -8,10 +8,11 @@ import http.client
 import json
 import shutil
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -304,3 +305,40 @@ def test_witnessing_a_grown_ledger_reads_only_what_it_grew_by(
         held["offset"] += 1
     (folder / "witness-sizes.json").write_text(json.dumps(sizes))
     witnessed(170, bounded=False)
+
+
+def _flipped(kept: dict[str, Any]) -> dict[str, Any]:
+    """The marks the client kept, each with another compact range hash."""
+    for held in kept.values():
+        held["compact"] = ["11" * 32 for _ in held["compact"]]
+    return kept
+
+
+@pytest.mark.parametrize("remembered", [
+    lambda kept: {"w1.example": 1, "w2.example": 3},  # sizes only, as kept before marks
+    lambda kept: {"w1.example": {"size": 1, "compact": ["zz"], "segment": 0, "offset": 0},
+                  "w2.example": {"size": 1, "compact": ["00" * 32], "segment": -1,
+                                 "offset": 0}},
+    lambda kept: {name: {**held, "offset": 10**9} for name, held in kept.items()},
+    _flipped,
+    lambda kept: "not a map",
+])
+def test_a_remembered_size_or_mark_that_is_wrong_costs_a_retry_not_a_refusal(
+        ledger: Ledger, witnesses: list[Served],
+        remembered: Callable[[dict[str, Any]], object]) -> None:
+    policy = parse_policy(policy_text(ledger.vkey, [(w.name, w.cosigner, w.url)
+                                                    for w in witnesses], "all"))
+    grow(ledger, 2)
+    assert witness_ledger(ledger, policy).quorum_met  # both hold 3 (its proofs need [2, 3))
+    grow(ledger, 4, start=3)
+    ledger.close()  # its record at 7: the next open holds none of the entries before
+    sizes = ledger.folder / "witness-sizes.json"
+    sizes.write_text(json.dumps(remembered(json.loads(sizes.read_text()))))
+    with Ledger.open(ledger.folder) as again:
+        assert again.read_from == 7
+        report = witness_ledger(again, policy)
+    assert (report.quorum_met, report.size) == (True, 7), report.outcomes
+    for w in witnesses:
+        assert w.witness.state(ORIGIN).size == 7  # type: ignore[union-attr]
+    kept = json.loads(sizes.read_text())
+    assert {held["size"] for held in kept.values()} == {7}
