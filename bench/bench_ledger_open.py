@@ -13,7 +13,13 @@ inflates wall time at random):
   N = 20,000 and, in the same run, at N = 200 (the baseline): printed the time of each and
   their ratio (1 means opening does not grow with the ledger);
 * for scale, the whole read at 20,000 (the record removed first), as the open did before the
-  record.
+  record;
+* the witness client's consistency proof from the size before the three entries (what a
+  witness holds after the last witnessing) to the newest checkpoint: an open with the record at
+  the newest size, then :meth:`~zcbench.ledger.Ledger.tree_from` from the witness's mark and
+  :func:`~zcbench.auditlog.merkle.consistency_proof_from`, at N = 20,000 and at N = 200 (the
+  baseline), with their ratio; and, for scale, the proof as the client built it before (every
+  entry read, a tree over them all).
 
 ``--quick`` runs a small smoke version (figures are then not meaningful).
 """
@@ -27,6 +33,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -39,9 +46,9 @@ T0 = 1_700_000_000 * 10**9
 TAIL = 3
 
 
-def _ledger(folder: Path, n: int) -> bytes:
+def _ledger(folder: Path, n: int) -> tuple[bytes, Any]:
     """A ledger of ``n`` run-checkpoints in ``folder``, opened once so its record is kept;
-    returns the record from before the last ``TAIL`` entries."""
+    returns the record from before the last ``TAIL`` entries and the tree's mark there."""
     from zcbench.ledger import Ledger
     from zcbench.ledger.entries import (
         LEDGER_ENTRIES,
@@ -67,15 +74,15 @@ def _ledger(folder: Path, n: int) -> bytes:
     store.add_checkpoint(signer.sign(store.size, store.root()))
     store.close()
     (folder / VERIFIED_FILE).unlink(missing_ok=True)
-    with Ledger.open(folder):  # the whole read, which keeps the record
-        pass
+    with Ledger.open(folder) as whole:  # the whole read, which keeps the record
+        mark = whole.tree_mark()
     kept = (folder / VERIFIED_FILE).read_bytes()
     with Ledger.open(folder) as ledger:
         for i in range(TAIL):
             note = run.sign(n + 1 + i, hashlib.sha256(b"tail %d" % i).digest())
             ledger.append(RunCheckpointEntry(origin, note), pcr0=PCR0,
                           at_ns=T0 + 10 + n + i)
-    return kept
+    return kept, mark
 
 
 def _open(folder: Path, record: bytes | None) -> float:
@@ -94,6 +101,26 @@ def _open(folder: Path, record: bytes | None) -> float:
     return took
 
 
+def _prove(folder: Path, mark: Any, *, whole: bool = False) -> float:
+    """CPU seconds to open the ledger and build the proof from ``mark``'s size to its newest
+    checkpoint (``whole``: as the client did before, from every entry)."""
+    from zcbench.auditlog.merkle import MerkleTree, consistency_proof_from, leaf_hash
+    from zcbench.ledger import Ledger
+
+    start = time.process_time()
+    with Ledger.open(folder) as ledger:
+        if whole:
+            tree = MerkleTree([leaf_hash(e) for e in ledger.entry_bytes])
+            proof = tree.consistency_proof(mark.size)
+        else:
+            compact, later = ledger.tree_from(mark.size, mark)
+            proof = consistency_proof_from(compact, later)
+        took = time.process_time() - start
+        assert ledger.size == mark.size + TAIL
+        assert proof
+    return took
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -106,16 +133,27 @@ def main() -> int:
         ledgers = {n: (home / f"ledger-{n}", _ledger(home / f"ledger-{n}", n))
                    for n in (large, small)}
         opened = {}
-        for n, (folder, record) in ledgers.items():
+        for n, (folder, (record, _)) in ledgers.items():
             opened[n] = min(_open(folder, record) for _ in range(5))
             print(f"open with the record, ledger of {n + 2 + TAIL} entries ({TAIL} after the "
                   f"record): {opened[n] * 1000:.2f} ms")
-        folder, record = ledgers[large]
+        folder = ledgers[large][0]
         whole = min(_open(folder, None) for _ in range(3))
         print(f"  ratio open at {large + 2 + TAIL} / at {small + 2 + TAIL} entries: "
               f"{opened[large] / opened[small]:.2f}x")
         print(f"  whole read at {large + 2 + TAIL} entries (no record): {whole * 1000:.0f} ms, "
               f"{whole / opened[large]:.0f}x the open with the record")
+        proved = {}
+        for n, (folder, (_, mark)) in ledgers.items():
+            proved[n] = min(_prove(folder, mark) for _ in range(5))
+            print(f"witness proof from {mark.size} to {mark.size + TAIL}, ledger of "
+                  f"{n + 2 + TAIL} entries: {proved[n] * 1000:.2f} ms")
+        folder, (_, mark) = ledgers[large]
+        before = min(_prove(folder, mark, whole=True) for _ in range(3))
+        print(f"  ratio proof at {large + 2 + TAIL} / at {small + 2 + TAIL} entries: "
+              f"{proved[large] / proved[small]:.2f}x")
+        print(f"  proof from every entry at {large + 2 + TAIL} entries (the client before): "
+              f"{before * 1000:.0f} ms, {before / proved[large]:.0f}x")
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return 0

@@ -19,6 +19,7 @@ from zcbench.auditlog.merkle import (
     MerkleTree,
     ProofError,
     consistency_proof,
+    consistency_proof_from,
     inclusion_proof,
     leaf_hash,
     node_hash,
@@ -91,6 +92,7 @@ def test_golden_tree(tlog_vectors: Path) -> None:
     for case in gold["consistency_proofs"]:
         m, n = case["size1"], case["size2"]
         assert consistency_proof(leaves[:n], m) == _h(case["proof"])
+        assert consistency_proof_from(_range(leaves[:m]), leaves[m:n]) == _h(case["proof"])
         verify_consistency(m, n, _h(case["proof"]), tree.root(m), tree.root(n))
 
 
@@ -306,6 +308,26 @@ def test_exhaustive_consistency_up_to_64() -> None:
                 _expect_fail(verify_consistency, m, m + 1, proof, rm, _mth(_LEAVES[: m + 1]))
             checked += 1
     assert checked == 2080
+
+
+def _range(leaves: list[bytes]) -> CompactRange:
+    compact = CompactRange()
+    for h in leaves:
+        compact.append(h)
+    return compact
+
+
+def test_consistency_proof_from_a_compact_range_is_the_whole_tree_s() -> None:
+    """Every 1 <= m <= n <= 64: the proof built from the old tree's compact range and the
+    leaves after it is the one built from every leaf (so it verifies wherever that one does)."""
+    for n in range(1, _MAX + 1):
+        tree = MerkleTree(_LEAVES[:n])
+        for m in range(1, n + 1):
+            proof = consistency_proof_from(_range(_LEAVES[:m]), _LEAVES[m:n])
+            assert proof == tree.consistency_proof(m)
+            verify_consistency(m, n, proof, tree.root(m), tree.root())
+    with pytest.raises(ValueError, match="empty tree"):
+        consistency_proof_from(CompactRange(), _LEAVES[:3])
 
 
 def test_consistency_rules_written_down() -> None:

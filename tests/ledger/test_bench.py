@@ -30,3 +30,5 @@ def test_bench_ledger_open_quick_run_completes() -> None:
     assert result.returncode == 0, result.stderr
     assert "open with the record, ledger of 505 entries (3 after the record)" in result.stdout
     assert "ratio open at 505 / at 55 entries" in result.stdout
+    assert "witness proof from 502 to 505, ledger of 505 entries" in result.stdout
+    assert "ratio proof at 505 / at 55 entries" in result.stdout

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.ledger.support import count_reads
 from zcbench.auditlog import LogDamageError
-from zcbench.auditlog._fs import OsFileSystem
 from zcbench.auditlog.checkpoint import LogSigner, log_origin
 from zcbench.errors import DataError
 from zcbench.ledger.entries import ControlEntry, RunCheckpointEntry, RunStartEntry
@@ -48,32 +48,6 @@ def _ledger(tmp_path: Path, versions: int) -> Path:
     return folder
 
 
-class _Counting(OsFileSystem):
-    """The real file system, counting the bytes read from the ledger's segment files."""
-
-    def __init__(self) -> None:
-        self.segment_bytes = 0
-
-    def read_bytes(self, path: Path) -> bytes:
-        data = super().read_bytes(path)
-        if path.name.startswith("seg-"):
-            self.segment_bytes += len(data)
-        return data
-
-    def read_range(self, path: Path, offset: int, length: int | None = None) -> bytes:
-        data = super().read_range(path, offset, length)
-        if path.name.startswith("seg-"):
-            self.segment_bytes += len(data)
-        return data
-
-
-def _reads(monkeypatch: pytest.MonkeyPatch) -> _Counting:
-    counting = _Counting()
-    monkeypatch.setattr("zcbench.auditlog.storage.OsFileSystem", lambda: counting)
-    monkeypatch.setattr("zcbench.ledger.store.OsFileSystem", lambda: counting)
-    return counting
-
-
 def test_open_reads_only_the_entries_after_the_verified_record(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _ledger(tmp_path, 40)
@@ -85,7 +59,7 @@ def test_open_reads_only_the_entries_after_the_verified_record(
     (folder / VERIFIED_FILE).write_bytes(kept)  # as if killed before keeping the newer one
     segment = folder / "log" / "seg-00000000.zlog"
     whole = segment.stat().st_size
-    reads = _reads(monkeypatch)
+    reads = count_reads(monkeypatch)
     with Ledger.open(folder) as ledger:
         assert ledger.read_from == 45
         assert ledger.size == 48

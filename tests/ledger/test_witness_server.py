@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import shutil
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.ledger.support import count_reads
 from zcbench.auditlog.checkpoint import LogSigner, parse_checkpoint_note
 from zcbench.auditlog.merkle import MerkleTree, leaf_hash
 from zcbench.auditlog.note import Cosigner, parse_note
@@ -27,7 +30,7 @@ from zcbench.ledger.proof import (
     tlog_proof_for,
     verify_tlog_proof,
 )
-from zcbench.ledger.store import Ledger
+from zcbench.ledger.store import VERIFIED_FILE, Ledger
 from zcbench.ledger.witness_client import (
     WitnessClient,
     WitnessHTTPError,
@@ -254,3 +257,88 @@ def test_log_list_format(ledger: Ledger) -> None:
                 text + "frob 1\n"):
         with pytest.raises(LogFormatError):
             parse_log_list(bad)
+
+
+def test_witnessing_a_grown_ledger_reads_only_what_it_grew_by(
+        ledger: Ledger, witnesses: list[Served]) -> None:
+    policy = parse_policy(policy_text(ledger.vkey, [(w.name, w.cosigner, w.url)
+                                                    for w in witnesses], "all"))
+    grow(ledger, 160)
+    assert witness_ledger(ledger, policy).quorum_met  # the witnesses hold 161
+    ledger.close()
+    folder = ledger.folder
+    segment = folder / "log" / "seg-00000000.zlog"
+
+    def witnessed(size: int, *, bounded: bool = True) -> None:
+        """Witness the ledger as a new process does; check what it read from the segments."""
+        with pytest.MonkeyPatch.context() as patched:
+            reads = count_reads(patched)
+            with Ledger.open(folder) as again:
+                report = witness_ledger(again, policy)
+        with Ledger.open(folder) as again:
+            grown = sum(len(d) + 36 for d in again.entry_bytes[size - 3:])
+        assert (report.quorum_met, report.size) == (True, size)
+        for w in witnesses:  # each proof verified at the real server
+            assert w.witness.state(ORIGIN).size == size  # type: ignore[union-attr]
+        if bounded:  # the entries it grew by (once to recover, once to hash) and a frame
+            assert reads.segment_bytes <= 2 * grown + 512, (reads.segment_bytes, grown)
+            assert reads.segment_bytes < segment.stat().st_size // 8
+        else:
+            assert reads.segment_bytes > segment.stat().st_size
+
+    # the CLI's way: one process appends (its close keeps the verified record at 164), the
+    # next witnesses from the size the witnesses hold, below that record
+    with Ledger.open(folder) as appending:
+        grow(appending, 3, start=161)
+    witnessed(164)
+    # the run hook's way: the open that witnesses reads the entries after the record itself
+    kept = (folder / VERIFIED_FILE).read_bytes()  # at 164, what the witnesses hold
+    with Ledger.open(folder) as appending:
+        grow(appending, 3, start=164)
+    (folder / VERIFIED_FILE).write_bytes(kept)
+    witnessed(167)
+    # a remembered mark that does not hold (another offset) costs a whole read, not a bad proof
+    with Ledger.open(folder) as appending:
+        grow(appending, 3, start=167)
+    sizes = json.loads((folder / "witness-sizes.json").read_text())
+    for held in sizes.values():
+        held["offset"] += 1
+    (folder / "witness-sizes.json").write_text(json.dumps(sizes))
+    witnessed(170, bounded=False)
+
+
+def _flipped(kept: dict[str, Any]) -> dict[str, Any]:
+    """The marks the client kept, each with another compact range hash."""
+    for held in kept.values():
+        held["compact"] = ["11" * 32 for _ in held["compact"]]
+    return kept
+
+
+@pytest.mark.parametrize("remembered", [
+    lambda kept: {"w1.example": 1, "w2.example": 3},  # sizes only, as kept before marks
+    lambda kept: {"w1.example": {"size": 1, "compact": ["zz"], "segment": 0, "offset": 0},
+                  "w2.example": {"size": 1, "compact": ["00" * 32], "segment": -1,
+                                 "offset": 0}},
+    lambda kept: {name: {**held, "offset": 10**9} for name, held in kept.items()},
+    _flipped,
+    lambda kept: "not a map",
+])
+def test_a_remembered_size_or_mark_that_is_wrong_costs_a_retry_not_a_refusal(
+        ledger: Ledger, witnesses: list[Served],
+        remembered: Callable[[dict[str, Any]], object]) -> None:
+    policy = parse_policy(policy_text(ledger.vkey, [(w.name, w.cosigner, w.url)
+                                                    for w in witnesses], "all"))
+    grow(ledger, 2)
+    assert witness_ledger(ledger, policy).quorum_met  # both hold 3 (its proofs need [2, 3))
+    grow(ledger, 4, start=3)
+    ledger.close()  # its record at 7: the next open holds none of the entries before
+    sizes = ledger.folder / "witness-sizes.json"
+    sizes.write_text(json.dumps(remembered(json.loads(sizes.read_text()))))
+    with Ledger.open(ledger.folder) as again:
+        assert again.read_from == 7
+        report = witness_ledger(again, policy)
+    assert (report.quorum_met, report.size) == (True, 7), report.outcomes
+    for w in witnesses:
+        assert w.witness.state(ORIGIN).size == 7  # type: ignore[union-attr]
+    kept = json.loads(sizes.read_text())
+    assert {held["size"] for held in kept.values()} == {7}

@@ -30,6 +30,7 @@ __all__ = [
     "MerkleTree",
     "ProofError",
     "consistency_proof",
+    "consistency_proof_from",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
@@ -170,6 +171,48 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
 def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
     """The RFC 9162 consistency proof from the first ``old_size`` leaves to all of them."""
     return MerkleTree(leaf_hashes).consistency_proof(old_size)
+
+
+def consistency_proof_from(old: CompactRange, later: Sequence[bytes]) -> list[bytes]:
+    """The RFC 9162 consistency proof from the tree of ``old.size`` leaves to the tree of
+    ``old.size + len(later)``, from the old tree's compact range and the leaf hashes after it.
+
+    Every node such a proof takes inside the old tree is one of the perfect subtrees the
+    compact range holds, and every other one lies wholly after it, so the prefix itself is not
+    needed: a proof to a grown log costs the hashes of what it grew by, not of the whole log.
+    """
+    m, n = old.size, old.size + len(later)
+    if m <= 0:
+        raise ValueError("no consistency proof from the empty tree")
+    if m == n:
+        return []
+    held: dict[tuple[int, int], bytes] = {}
+    start = 0
+    for height in range(m.bit_length() - 1, -1, -1):
+        if m >> height & 1:
+            held[(start, start + (1 << height))] = old.hashes[len(held)]
+            start += 1 << height
+    tree = MerkleTree(later)
+
+    def node(lo: int, hi: int) -> bytes:
+        if lo >= m:
+            return tree.subtree_root(lo - m, hi - m)
+        return held[(lo, hi)]  # RFC 9162's proof takes nothing else inside the old tree
+
+    path: list[bytes] = []
+    lo, hi, k_old, complete = 0, n, m, True
+    while k_old != hi - lo:
+        k = split(hi - lo)
+        if k_old <= k:
+            path.append(node(lo + k, hi))
+            hi = lo + k
+        else:
+            path.append(node(lo, lo + k))
+            lo, k_old, complete = lo + k, k_old - k, False
+    if not complete:
+        path.append(node(lo, hi))
+    path.reverse()
+    return path
 
 
 # -- verification ----------------------------------------------------------------------------

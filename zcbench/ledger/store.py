@@ -98,6 +98,7 @@ __all__ = [
     "Appended",
     "Ledger",
     "TailRecovery",
+    "TreeMark",
     "check_new_ledger",
     "check_origin",
     "checkpoint_of",
@@ -165,6 +166,19 @@ class Appended:
     entry: LedgerEntry
     data: bytes
     checkpoint: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TreeMark:
+    """A size of the ledger's tree someone holds (a witness, say): the compact range of its
+    first ``size`` entries, and where the entry after them starts in the log (``segment``,
+    byte ``offset``), so the entries after it can be read without the ones before
+    (:meth:`Ledger.tree_from`). A hint: it is checked against the verified tree before use."""
+
+    size: int
+    compact: tuple[bytes, ...]
+    segment: int
+    offset: int
 
 
 def _now_ns() -> int:
@@ -317,6 +331,7 @@ class Ledger:
         self._store = store
         self._first = first  # entries before it are verified (the record), not held here
         self._first_root = first_root
+        self._first_range: tuple[bytes, ...] = ()  # the record's compact range (at first)
         self._entries = entries
         self._data = data
         self._extras = [] if extras is None else extras  # archive and control entries
@@ -489,6 +504,8 @@ class Ledger:
                 record[0].records, list(record[0].compact)).root()
             ledger = cls(folder, origin, vkey, store, entries, data, state, holder,
                          first=first, first_root=first_root, extras=extras)
+            if record is not None:
+                ledger._first_range = record[0].compact
             ledger.tail_recovery = tail
             newest = store.newest_checkpoint_note
             if newest is not None:
@@ -625,6 +642,63 @@ class Ledger:
         if index < self._first:
             self._read_prefix()
         return tuple(self._data[max(index - self._first, 0):])
+
+    def tree_mark(self) -> TreeMark | None:
+        """The mark of the ledger's current size (None when the newest checkpoint does not
+        cover every entry)."""
+        try:
+            mark = self._store.mark()
+        except UsageError:
+            return None
+        return TreeMark(mark.records, mark.compact, mark.segment, mark.segment_end)
+
+    def tree_from(self, size: int, known: TreeMark | None = None
+                  ) -> tuple[CompactRange, list[bytes]]:
+        """The compact range of the first ``size`` entries and the leaf hashes of the entries
+        after them: what a consistency proof from ``size`` needs
+        (:func:`~zcbench.auditlog.merkle.consistency_proof_from`).
+
+        From the verified record and the entries this open read when ``size`` is at or after
+        :attr:`read_from`; else from ``known`` (a mark at or below ``size``), reading only the
+        entries after it and holding them to the record's root; else (no mark, or one that does
+        not hold) by a whole read."""
+        if not 0 <= size <= self.size:
+            raise UsageError(f"no tree of {size} entries in a ledger of {self.size}")
+        if size < self._first and known is not None and known.size <= size:
+            between = self._leaves_between(known)
+            if between is not None:
+                compact = CompactRange(known.size, known.compact)
+                for leaf in between[: size - known.size]:
+                    compact.append(leaf)
+                return compact, between[size - known.size:] + [leaf_hash(d) for d in self._data]
+        if size < self._first:
+            self._read_prefix()
+        compact = CompactRange(self._first, self._first_range if self._first else ())
+        leaves = [leaf_hash(d) for d in self._data]
+        for leaf in leaves[: size - self._first]:
+            compact.append(leaf)
+        return compact, leaves[size - self._first:]
+
+    def _leaves_between(self, known: TreeMark) -> list[bytes] | None:
+        """The leaf hashes of the entries from ``known`` to the verified record, read from the
+        position ``known`` names; None unless they extend its range to the record's root."""
+        try:
+            compact = CompactRange(known.size, known.compact)
+        except ValueError:
+            return None
+        leaves: list[bytes] = []
+        walk = LogWalk(self.folder / "log", OsFileSystem(), LEDGER_ENTRIES)
+        try:
+            for item in walk.records((known.segment, known.offset, known.size)):
+                if item.index >= self._first:
+                    break
+                leaves.append(item.leaf_hash)
+                compact.append(item.leaf_hash)
+        except (OSError, ValueError, EnvError, DataError, LogFormatError, IndexError):
+            return None
+        if walk.finding is not None or compact.size != self._first:
+            return None
+        return leaves if compact.root() == self._first_root else None
 
     def _read_prefix(self) -> None:
         """Read the entries before the verified record, held to the record's root."""
@@ -810,6 +884,7 @@ class Ledger:
             self._store.close()
             self._store, self._entries, self._data = fresh._store, fresh._entries, fresh._data
             self._first, self._first_root = fresh._first, fresh._first_root
+            self._first_range = fresh._first_range
             self._extras, self._recorded = fresh._extras, fresh._recorded
             self.state = fresh.state
         else:

@@ -3,9 +3,12 @@
 :class:`WitnessClient` speaks ``add-checkpoint`` to one witness over one keep-alive HTTP
 connection. :func:`witness_ledger` sends the ledger's newest checkpoint to every witness of a
 tlog-policy that has a URL, with the consistency proof from the size it believes that witness
-holds (remembered in the ledger folder's ``witness-sizes.json``); a 409 carrying the witness's
-size is retried once with a proof from that size. Each returned cosignature is verified against
-the policy's key for that witness before it counts. When the quorum holds, the cosigned
+holds (remembered in the ledger folder's ``witness-sizes.json``, with the tree's compact range at
+that size and where the next entry starts in the log); a 409 carrying the witness's size is
+retried once with a proof from that size. The proof is built from that compact range (or the
+verified record's, :meth:`Ledger.tree_from`) and the entries after it, so witnessing a grown
+ledger reads only what it grew by, not the whole ledger. Each returned cosignature is verified
+against the policy's key for that witness before it counts. When the quorum holds, the cosigned
 checkpoint becomes the ledger's witnessed one (``checkpoint``); otherwise nothing is published
 and the report says which witness refused and why.
 """
@@ -21,17 +24,18 @@ from typing import Final
 
 from zcbench.auditlog import LogFormatError, NoteError
 from zcbench.auditlog.checkpoint import parse_checkpoint_note
-from zcbench.auditlog.merkle import MerkleTree, leaf_hash
+from zcbench.auditlog.merkle import consistency_proof_from
 from zcbench.auditlog.note import Cosigner, parse_note
 from zcbench.errors import EnvError, UsageError
 from zcbench.ledger.policy import PolicyWitness, TlogPolicy, check_quorum
-from zcbench.ledger.store import Ledger, write_atomic
+from zcbench.ledger.store import Ledger, TreeMark, write_atomic
 
 __all__ = ["WitnessClient", "WitnessHTTPError", "WitnessOutcome", "WitnessingReport",
            "add_checkpoint_body", "witness_ledger"]
 
 SIZES_FILE: Final = "witness-sizes.json"
 _MAX_ANSWER: Final = 65_536
+_MAX_SIZES: Final = 1024 * 1024
 
 
 class WitnessHTTPError(EnvError):
@@ -132,8 +136,48 @@ class WitnessingReport:
     cosigners: tuple[str, ...] = field(default=())
 
 
-def _proof(tree: MerkleTree, old: int, new: int) -> list[bytes]:
-    return [] if old == 0 or old == new else tree.consistency_proof(old, new)
+def _proof(ledger: Ledger, old: int, new: int, known: TreeMark | None) -> list[bytes]:
+    if old == 0 or old == new:
+        return []
+    compact, later = ledger.tree_from(old, known)
+    return consistency_proof_from(compact, later[: new - old])
+
+
+def _read_marks(ledger: Ledger) -> dict[str, TreeMark | int]:
+    """What ``witness-sizes.json`` remembers per witness: a mark, or (an older file) a size."""
+    path = ledger.folder / SIZES_FILE
+    try:
+        with path.open("rb") as handle:
+            found = json.loads(handle.read(_MAX_SIZES + 1)[:_MAX_SIZES])
+    except (OSError, ValueError):
+        return {}  # a hint only: a wrong size costs one 409 and its retry
+    marks: dict[str, TreeMark | int] = {}
+    for name, held in (found.items() if isinstance(found, dict) else ()):
+        if type(held) is int and held >= 0:
+            marks[name] = held
+            continue
+        try:
+            if not isinstance(held, dict) or set(held) != {"size", "compact", "segment",
+                                                            "offset"}:
+                continue
+            ints = (held["size"], held["segment"], held["offset"])
+            if not all(type(v) is int and v >= 0 for v in ints):
+                continue
+            compact = tuple(bytes.fromhex(h) for h in held["compact"])
+            if len(compact) != bin(ints[0]).count("1") or any(len(h) != 32 for h in compact):
+                continue
+        except (TypeError, ValueError):
+            continue
+        marks[name] = TreeMark(ints[0], compact, ints[1], ints[2])
+    return marks
+
+
+def _marks_json(marks: dict[str, TreeMark | int]) -> bytes:
+    doc = {name: held if isinstance(held, int) else
+           {"size": held.size, "compact": [h.hex() for h in held.compact],
+            "segment": held.segment, "offset": held.offset}
+           for name, held in marks.items()}
+    return json.dumps(doc, sort_keys=True).encode() + b"\n"
 
 
 def _verified_line(answer: bytes, witness: PolicyWitness, text: str) -> str:
@@ -159,31 +203,32 @@ def witness_ledger(ledger: Ledger, policy: TlogPolicy, *, timeout: float = 10.0
     note = ledger.latest_checkpoint()
     checkpoint = parse_checkpoint_note(note)
     text = parse_note(note).text
-    tree = MerkleTree([leaf_hash(e) for e in ledger.entry_bytes[: checkpoint.size]])
-    sizes_path = ledger.folder / SIZES_FILE
-    try:
-        found = json.loads(sizes_path.read_text()) if sizes_path.exists() else {}
-    except ValueError:
-        found = {}  # a hint only: a wrong size costs one 409 and its retry
-    sizes: dict[str, int] = found if isinstance(found, dict) else {}
+    marks = _read_marks(ledger)
+    now = ledger.tree_mark()
+    if now is not None and now.size != checkpoint.size:
+        now = None
     outcomes: list[WitnessOutcome] = []
     lines: list[str] = []
     for witness in policy.witnesses.values():
         if witness.url is None:
             continue
         client = WitnessClient(witness.url, timeout=timeout)
-        old = sizes.get(witness.name, 0)
-        old = old if isinstance(old, int) and 0 <= old <= checkpoint.size else 0
+        held = marks.get(witness.name, 0)
+        known = held if isinstance(held, TreeMark) else None
+        old = held.size if isinstance(held, TreeMark) else held
+        old = old if 0 <= old <= checkpoint.size else 0
         try:
             try:
-                answer = client.add_checkpoint(note, old, _proof(tree, old, checkpoint.size))
+                answer = client.add_checkpoint(note, old,
+                                               _proof(ledger, old, checkpoint.size, known))
             except WitnessHTTPError as exc:
                 if exc.status != 409 or exc.size is None or exc.size > checkpoint.size:
                     raise
                 old = exc.size  # the spec's retry: once, from the size the witness holds
-                answer = client.add_checkpoint(note, old, _proof(tree, old, checkpoint.size))
+                answer = client.add_checkpoint(note, old,
+                                               _proof(ledger, old, checkpoint.size, known))
             lines.append(_verified_line(answer, witness, text))
-            sizes[witness.name] = checkpoint.size
+            marks[witness.name] = now if now is not None else checkpoint.size
             outcomes.append(WitnessOutcome(witness.name, True, 200, "cosigned"))
         except WitnessHTTPError as exc:
             outcomes.append(WitnessOutcome(witness.name, False, exc.status, str(exc)))
@@ -191,7 +236,7 @@ def witness_ledger(ledger: Ledger, policy: TlogPolicy, *, timeout: float = 10.0
             outcomes.append(WitnessOutcome(witness.name, False, 200, str(exc)))
         finally:
             client.close()
-    write_atomic(sizes_path, json.dumps(sizes, sort_keys=True).encode() + b"\n")
+    write_atomic(ledger.folder / SIZES_FILE, _marks_json(marks))
     cosigned = note + "".join(lines).encode()
     report = check_quorum(cosigned, policy)
     if report.met:
