@@ -9,21 +9,19 @@ its bound, the log verifying to its last durable record and nothing acted upon b
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as dt
 import errno
 import os
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 import zcbench.examples.order_flow as order_flow
+from tests.host.support import batch_bytes as _batch
+from tests.host.support import booted_log as _setup
 from zcbench.auditlog._fs import AppendFile, OsFileSystem
 from zcbench.auditlog.frame import iter_records
-from zcbench.auditlog.storage import LogStore
 from zcbench.auditlog.verify import check_log
 from zcbench.cli.run import _exit_code
 from zcbench.enclave import EnclaveRuntime
@@ -33,41 +31,10 @@ from zcbench.host.execution import read_journal
 from zcbench.host.live import ModuleImage, RunHandle, RunProgress, run_live
 from zcbench.host.proxy import ReplaySource
 from zcbench.marketdata import BatchSpec, SyntheticConfig, generate_ticks
-from zcbench.nitro import DevCA, NsmEmulator
-from zcbench.strategy import Batch, Signal, Strategy, encode_batch
 
-NOW = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
-PCRS = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
 EXAMPLE = Path(order_flow.__file__)
 
 
-@dataclasses.dataclass(frozen=True)
-class P:
-    pass
-
-
-class Buy(Strategy):
-    name = "buy"
-    params_type = P
-    input_fields = ("price",)
-
-    def on_batch(self, batch: Batch) -> Sequence[Signal]:
-        return [Signal("AAA", "buy", batch.seq + 1)]
-
-
-def _batch(seq: int) -> bytes:
-    events = pl.DataFrame({"ts": [seq], "symbol": ["AAA"], "price": [100]})
-    return encode_batch(Batch(seq, events))
-
-
-def _setup(tmp_path: Path) -> tuple[EnclaveRuntime, HostLog, LogStore]:
-    nsm = NsmEmulator(pcrs=PCRS, ca=DevCA.load_or_create(now=NOW), clock=lambda: NOW)
-    rt = EnclaveRuntime(Buy(P()), nsm, pcr0=PCRS[0])
-    booted = rt.boot("run-1")
-    store = LogStore.create(tmp_path / "log")
-    log = HostLog(store, booted["public_key"], booted["origin"])
-    log.open(booted["record"], booted["checkpoint"], booted["document"])
-    return rt, log, store
 
 
 def _stage(rt: EnclaveRuntime, log: HostLog, seq: int) -> None:
