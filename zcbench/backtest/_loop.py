@@ -229,7 +229,8 @@ class FeedbackLoop:
     def _flush(self) -> None:
         """Hand the execution layer the market events that waited (one frame)."""
         if self._end > self._start:
-            self.execution.on_market(self._market.slice(self._start, self._end - self._start))
+            self.execution.on_market(self._market.slice(self._start, self._end - self._start),
+                                     now_ns=self._market_ns)
             self._start = self._end
 
     def finish(self, seq: int) -> None:

@@ -527,12 +527,17 @@ class ExecutionLayer:
             if symbol in self._unmarked:
                 self._pay(symbol, self._unmarked.pop(symbol), px)
 
-    def on_market(self, events: pl.DataFrame) -> None:
+    def on_market(self, events: pl.DataFrame, *, now_ns: int | None = None) -> None:
         """Note a batch of market events (any columns among symbol, price, bid, ask, close).
 
         Prices are worked out lazily, when an order or the PnL needs them: most batches carry
         no signal, and one pass over many batches is much cheaper than one per batch.
+        ``now_ns`` (the clock :meth:`act` takes) stamps the journal rows of the venue's
+        reports these events cause (a resting order's fill or expiry); None keeps the clock
+        of the last :meth:`act`.
         """
+        if now_ns is not None:
+            self._now = now_ns
         if "symbol" in events.columns and events.height:
             if self._unmarked:
                 self._mark_carried(events)

@@ -1100,16 +1100,17 @@ class _Pipeline:
         raise _RunFailed(status, text)
 
     def _act(self, verified: Any, pb: ProxyBatch) -> None:
-        self.execution.on_market(pb.market)
+        now = self.clock()
+        self.execution.on_market(pb.market, now_ns=now)
         if self.batches % _PRICE_EVERY == 0:
             # the execution layer keeps market batches until a price is needed; a run whose
             # strategy rarely trades would keep them all: fold them into last prices regularly
             _ = self.execution.last_price
-        now = self.clock()
+        seen = self.clock()  # freshness: from receipt to the batch's signals being acted on
         if len(pb):  # an empty batch keeps the event clock where it was (as the backtest's)
             self.market_ns = pb.newest_event_ns
         self.execution.act(verified, now_ns=now, market_ns=self.market_ns)
-        self.freshness.add(now - pb.received_ns)
+        self.freshness.add(seen - pb.received_ns)
         with self.acted:
             self.silent.pop(verified.seq, None)
             self.quiet = not self.execution.rests()
