@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from zcbench.auditlog import events_frame, to_polars
-from zcbench.auditlog.boot import boot_record_of, start_state_of
+from zcbench.auditlog.opening import boot_record_of, start_state_of
 from zcbench.auditlog.checkpoint import parse_checkpoint_note
 from zcbench.auditlog.frame import iter_records
 from zcbench.auditlog.listing import describe_body

@@ -12,6 +12,7 @@ attestation binds. The modules, one concept each:
 * :mod:`~zcbench.auditlog.writer`      the enclave's signing state and the host's checked commit
 * :mod:`~zcbench.auditlog.location`    what a path is: run folder, log folder, slice, or no log
 * :mod:`~zcbench.auditlog.boot`        the boot document's identity, held to a build's PCRs
+* :mod:`~zcbench.auditlog.opening`     a log's boot record, its key (``log_vkey``), its start state
 * :mod:`~zcbench.auditlog.verdict`     the classifications and ``LogReport``
 * :mod:`~zcbench.auditlog.verify`      ``check_log`` / ``verify_log``
 * :mod:`~zcbench.auditlog.slice`       the slice format (``LogSlice``) and ``check_slice``
@@ -30,7 +31,7 @@ replay enclave lives in ``zcbench.host.replay``.
 """
 
 from zcbench.auditlog._errors import LogFormatError, NoteError, ProofError, WitnessRefusal
-from zcbench.auditlog.boot import LogKey, boot_verifier_for, log_vkey
+from zcbench.auditlog.boot import boot_verifier_for
 from zcbench.auditlog.checkpoint import Checkpoint, LogSigner, log_origin, verify_checkpoint
 from zcbench.auditlog.export import ExportSummary, build_slice, export_slice
 from zcbench.auditlog.frame import (
@@ -43,6 +44,7 @@ from zcbench.auditlog.frame import (
 from zcbench.auditlog.listing import Listing, list_records
 from zcbench.auditlog.location import LogLocation, locate_log, origin_hint
 from zcbench.auditlog.merkle import CompactRange
+from zcbench.auditlog.opening import LogKey, log_vkey
 from zcbench.auditlog.records import Record, decode_record, encode_record
 from zcbench.auditlog.replay import (
     ReplayMismatchError,

@@ -15,26 +15,18 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from zcbench.auditlog.checkpoint import log_origin
 from zcbench.auditlog.link import RunLink, decode_link
 from zcbench.auditlog.location import locate_log
 from zcbench.errors import DataError, VerificationError
 
-if TYPE_CHECKING:
-    from zcbench.strategy import StartState
-
 __all__ = [
     "BootIdentity",
     "BootVerifier",
-    "LogKey",
-    "boot_record_of",
     "boot_verifier_for",
     "commitment_of_run",
-    "log_vkey",
     "nitro_boot_verifier",
-    "start_state_of",
 ]
 
 
@@ -164,61 +156,3 @@ def boot_verifier_for(path: str | Path, *, commitment: Path | None = None) -> Bo
     if chosen is None:
         return nitro_boot_verifier()
     return nitro_boot_verifier(expected_pcrs=load_commitment_pcrs(chosen), commitment=chosen)
-
-
-@dataclass(frozen=True, slots=True)
-class LogKey:
-    """A log's verified signing key: its origin and C2SP verifier key (``vkey``)."""
-
-    origin: str
-    vkey: str
-    simulated: bool
-    warnings: tuple[str, ...]
-
-
-def boot_record_of(path: str | Path) -> bytes:
-    """The boot record's body (the boot attestation document) of the log or slice at ``path``,
-    unverified; raises :class:`~zcbench.auditlog.LogFormatError` when there is none."""
-    from zcbench.auditlog._errors import LogFormatError
-    from zcbench.auditlog._fs import OsFileSystem
-    from zcbench.auditlog._walk import LogWalk
-    from zcbench.auditlog.records import Record, decode_record
-    from zcbench.auditlog.slice import LogSlice
-
-    where = locate_log(path)
-    if where.kind == "slice":
-        first: Record | None = decode_record(LogSlice.read(where.target).boot.record)
-    else:
-        first = next((item.record for item in LogWalk(where.target, OsFileSystem()).records()),
-                     None)
-    if first is None:
-        raise LogFormatError(f"{path} holds no readable record, not even a boot record")
-    record = first
-    if record.index != 0 or record.kind != "boot":
-        raise LogFormatError(f"{path}: record 0 is not a boot record")
-    return record.body
-
-
-def log_vkey(
-    path: str | Path, *, trust: str | Path = "aws", boot_verifier: BootVerifier | None = None
-) -> LogKey:
-    """Verify the boot document of the log or slice at ``path`` and return its log key as a
-    C2SP verifier key under the log's origin (what witnesses and tlog tools are given)."""
-    from zcbench.auditlog.checkpoint import log_verifier
-
-    identity = (boot_verifier or nitro_boot_verifier())(boot_record_of(path), trust)
-    vkey = log_verifier(identity.public_key, identity.origin).vkey
-    return LogKey(identity.origin, vkey, identity.simulated, identity.warnings)
-
-
-def start_state_of(path: str | Path) -> StartState | None:
-    """The venue's state at start a continuing run logged as its first IN record (record 1,
-    seq 0; :class:`zcbench.strategy.StartState`), strictly decoded, or None when it has none."""
-    from zcbench.auditlog.frame import iter_records
-    from zcbench.auditlog.select import RecordFilter
-    from zcbench.strategy import decode_start, is_start
-
-    for record, _ in iter_records(path, RecordFilter(index_range=(1, 2))):
-        if record.kind == "in" and record.seq == 0 and is_start(record.body):
-            return decode_start(record.body)
-    return None

@@ -12,7 +12,7 @@ and stopped here. :func:`run_on_dask` runs trials on it:
   (``as_completed``) and its future released at once, so neither the scheduler nor the client
   holds more than that many results, however large the grid;
 - a task the scheduler gives up on (its workers died more often than ``allowed-failures``) or
-  that raised outside :func:`~zcbench.backtest._sweep.run_trial` is a failed row naming the
+  that raised outside :func:`~zcbench.backtest._trial.run_trial` is a failed row naming the
   error; tasks lost with a worker are rerun by the scheduler on the others.
 
 Results are exactly the serial path's: the same function on the same data, gathered by index.
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from zcbench.backtest._engine import BacktestConfig, PreparedData
-from zcbench.backtest._sweep import Call, Trial, failed_trial
+from zcbench.backtest._trial import Call, Trial, failed_trial
 from zcbench.errors import EnvError, UsageError
 from zcbench.strategy import Strategy
 

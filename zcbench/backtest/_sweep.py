@@ -17,30 +17,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from zcbench.backtest._engine import BacktestConfig, PreparedData, prepare, run_prepared
-from zcbench.backtest._metrics import METRICS_SCHEMA
-from zcbench.errors import UsageError, ZcbenchError
+from zcbench.backtest._dask import dask_client, run_on_dask
+from zcbench.backtest._engine import BacktestConfig, PreparedData, prepare
+from zcbench.backtest._trial import (
+    TRIAL_SCHEMA,
+    Call,
+    Trial,
+    run_serial,
+    run_trial,
+)
+from zcbench.errors import UsageError
 from zcbench.progress import Reporter, reporter
-from zcbench.strategy import Strategy, make_strategy
+from zcbench.strategy import Strategy
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["TRIAL_SCHEMA", "Grid", "run_trial", "sweep", "trial_table"]
-
-TRIAL_SCHEMA: Final[dict[str, Any]] = {
-    **METRICS_SCHEMA,
-    "signals_digest": pl.String,
-    "error": pl.String,
-}
-"""The columns a trial adds to its parameters, in order."""
+__all__ = ["Grid", "sweep", "trial_table"]
 
 _SCALARS: Final = (int, float, str, bool)
 
@@ -104,54 +104,10 @@ class Grid:
         return pl.DataFrame(columns, strict=False)  # mixed values: 5,7.5 or 5,x
 
 
-def failed_trial(error: str) -> dict[str, Any]:
-    """The row of a point that did not run through: null metrics and the error."""
-    return {**dict.fromkeys(TRIAL_SCHEMA), "error": error}
-
-
-def run_trial(
-    strategy_cls: type[Strategy],
-    params: Mapping[str, Any],
-    data: PreparedData,
-    config: BacktestConfig,
-) -> dict[str, Any]:
-    """One grid point's row (:data:`TRIAL_SCHEMA`): its metrics and signals digest, or the
-    reason it failed. Runs wherever the sweep runs it (this process or a Dask worker)."""
-    try:
-        strategy = make_strategy(strategy_cls, params)
-    except (ValueError, UsageError) as exc:
-        return failed_trial(f"parameters refused: {exc}")
-    try:
-        result = run_prepared(strategy, data, config)
-    except ZcbenchError as exc:
-        return failed_trial(str(exc))
-    except Exception as exc:
-        return failed_trial(f"{type(exc).__name__}: {exc}")
-    return {**result.metrics_dict(), "signals_digest": result.signals_digest, "error": None}
-
-
 def trial_table(grid: Grid, rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """The sweep table: the grid's parameter columns beside the trials' rows, in grid order."""
     trials = pl.DataFrame(list(rows), schema=TRIAL_SCHEMA, orient="row")
     return pl.concat([grid.frame(), trials], how="horizontal")
-
-
-Trial = Callable[[type[Strategy], Mapping[str, Any], PreparedData, BacktestConfig], dict[str, Any]]
-"""What runs one point: :func:`run_trial`, or the walk-forward's out-of-sample run."""
-Call = tuple[int, int, Mapping[str, Any]]
-"""One point to run: its index in the result, the index of its data, its parameters."""
-
-
-def run_serial(
-    fn: Trial,
-    strategy_cls: type[Strategy],
-    calls: Iterable[Call],
-    datas: Sequence[PreparedData],
-    config: BacktestConfig,
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Each call's ``(index, row)``, one after the other in this process."""
-    for index, which, params in calls:
-        yield index, fn(strategy_cls, params, datas[which], config)
 
 
 def run_points(
@@ -169,8 +125,6 @@ def run_points(
     """Serially (``client`` None) or on the cluster of ``client``: the same rows."""
     if client is None:
         return run_serial(fn, strategy_cls, calls, datas, config)
-    from zcbench.backtest._dask import run_on_dask
-
     return run_on_dask(
         client, fn, strategy_cls, calls, datas, config, max_in_flight=max_in_flight,
         n_points=n_points, chunk=points_per_task,
@@ -185,8 +139,6 @@ def cluster_for(serial: bool, scheduler: str | Client | None) -> Iterator[Client
     if serial:
         yield None
         return
-    from zcbench.backtest._dask import dask_client
-
     with dask_client(scheduler) as client:
         yield client
 

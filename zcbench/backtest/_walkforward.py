@@ -33,16 +33,8 @@ import polars as pl
 
 from zcbench.backtest._engine import BacktestConfig, PreparedData, prepare, run_prepared
 from zcbench.backtest._metrics import METRIC_NAMES
-from zcbench.backtest._sweep import (
-    TRIAL_SCHEMA,
-    Grid,
-    cluster_for,
-    collect,
-    failed_trial,
-    run_points,
-    run_trial,
-    trial_table,
-)
+from zcbench.backtest._sweep import Grid, cluster_for, collect, run_points, trial_table
+from zcbench.backtest._trial import TRIAL_SCHEMA, failed_trial, run_trial
 from zcbench.errors import UsageError
 from zcbench.progress import Reporter, reporter
 from zcbench.strategy import Strategy, make_strategy

@@ -350,7 +350,7 @@ def run_tear_sheet(run_dir: Path, orders: pl.DataFrame, *,
 def carried_positions(run_dir: Path) -> dict[str, int]:
     """The positions a continuing run carried in (its signed start state; empty for a first
     run)."""
-    from zcbench.auditlog.boot import start_state_of
+    from zcbench.auditlog.opening import start_state_of
 
     start = start_state_of(run_dir)
     return dict(start.position_map) if start is not None else {}

@@ -107,13 +107,14 @@ class Continuation:
 
 def read_start_state(run_dir: Path) -> StartState | None:
     """The start state a run logged as its first IN record (None when it continues none)."""
-    from zcbench.auditlog.boot import start_state_of
+    from zcbench.auditlog.opening import start_state_of
 
     return start_state_of(run_dir)
 
 
 def _boot_identity(run_dir: Path, trust: str | Path) -> Any:
-    from zcbench.auditlog.boot import boot_record_of, boot_verifier_for
+    from zcbench.auditlog.boot import boot_verifier_for
+    from zcbench.auditlog.opening import boot_record_of
 
     return boot_verifier_for(run_dir)(boot_record_of(run_dir), trust)
 

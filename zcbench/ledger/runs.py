@@ -368,7 +368,7 @@ def check_run_at(ledger_dir: Path, log_path: Path, log_report: Any,
                  policy_path: Path | None = None) -> RunLedgerReport:
     """:func:`check_run` for the log at ``log_path`` whose :func:`zcbench.auditlog.check_log`
     report (verified) is ``log_report``; ``policy_path`` a tlog-policy file."""
-    from zcbench.auditlog.boot import boot_record_of
+    from zcbench.auditlog.opening import boot_record_of
     from zcbench.ledger.policy import load_policy
 
     policy = load_policy(policy_path) if policy_path is not None else None

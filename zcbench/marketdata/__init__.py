@@ -21,6 +21,7 @@ from zcbench.marketdata._batching import (
     batch_ends,
     batches,
 )
+from zcbench.marketdata._errors import MarketDataError
 from zcbench.marketdata._instruments import (
     DEFAULT_INSTRUMENT,
     Account,
@@ -30,7 +31,6 @@ from zcbench.marketdata._instruments import (
     load_instruments,
 )
 from zcbench.marketdata._load import (
-    MarketDataError,
     check_ticks,
     load_events,
     load_market_data,

@@ -24,6 +24,7 @@ from typing import Final
 import polars as pl
 
 from zcbench.errors import DataError
+from zcbench.marketdata._errors import MarketDataError
 from zcbench.strategy import PRICE_SCALE
 
 __all__ = [
@@ -220,8 +221,6 @@ class Account:
 
 def load_instruments(path: str | Path, *, strict: bool = True) -> Instruments:
     """An instruments CSV (see the module docstring); every problem names its row and column."""
-    from zcbench.marketdata._load import MarketDataError
-
     path = Path(path)
     source = str(path)
     if not path.is_file():

@@ -26,12 +26,11 @@ from typing import Final
 
 import polars as pl
 
-from zcbench.errors import DataError
+from zcbench.marketdata._errors import MarketDataError
 from zcbench.marketdata._instruments import Instrument, Instruments, default_instruments
 from zcbench.strategy import EVENT_SCHEMA, KINDS
 
 __all__ = [
-    "MarketDataError",
     "check_ticks",
     "load_events",
     "load_market_data",
@@ -51,25 +50,6 @@ _NEEDED_BY_KIND: Final = {
 }
 _OHLCV_COLUMNS: Final = ("date", "open", "high", "low", "close", "volume")
 _DAY_NS: Final = 86_400 * 1_000_000_000
-
-
-class MarketDataError(DataError):
-    """A market data file or frame is malformed; names the file, row and column.
-
-    ``row`` is the 1-based data row (None when the whole file or column is at fault) and
-    ``column`` the column name (None when no single column is).
-    """
-
-    def __init__(self, problem: str, *, source: str, row: int | None, column: str | None) -> None:
-        where = source
-        if row is not None:
-            where += f": row {row}"
-        if column is not None:
-            where += f", column {column!r}" if row is not None else f": column {column!r}"
-        super().__init__(f"{where}: {problem}")
-        self.source = source
-        self.row = row
-        self.column = column
 
 
 # --------------------------------------------------------------------------------------------

@@ -447,7 +447,8 @@ def _add_start(run_dir: Path, run: _Run, trust: str | Path,
                problems: list[Discrepancy]) -> None:
     """A continuing run's start state (its signed first IN record): the reports, orders and
     unacted signals of the runs before it that it recorded."""
-    from zcbench.auditlog.boot import boot_record_of, boot_verifier_for, start_state_of
+    from zcbench.auditlog.boot import boot_verifier_for
+    from zcbench.auditlog.opening import boot_record_of, start_state_of
 
     try:
         identity = boot_verifier_for(run_dir)(boot_record_of(run_dir), trust)

@@ -27,6 +27,9 @@ from zcbench.report.attestation import (
     committed_fields,
     read_commitment,
 )
+from zcbench.widgets._liveattest import LiveEnclaveSource
+from zcbench.widgets._localrun import LocalRunBackend
+from zcbench.widgets._runmodel import RunRequest
 
 if TYPE_CHECKING:
     from zcbench.tee.dcap import Collateral
@@ -38,6 +41,7 @@ __all__ = [
     "VerifyingBackend",
     "emulator_backend",
     "enclave_backend",
+    "running_enclave_backend",
 ]
 
 
@@ -185,8 +189,6 @@ class EnclaveSource:
     """
 
     def __init__(self, runner: Any, *, start: Any = None, boot_s: float = 60.0) -> None:
-        from zcbench.widgets.liverun import LiveEnclaveSource
-
         self._source = LiveEnclaveSource(runner, start=start, boot_s=boot_s)
         self.runner = runner
         self.provenance: str | None = None
@@ -243,4 +245,19 @@ def enclave_backend(
         trust=runner.trust,
         description=f"the local enclave of {build_dir}",
         clock=clock,
+    )
+
+
+def running_enclave_backend(
+    backend: LocalRunBackend, build_dir: pathlib.Path, *, start: RunRequest | None = None
+) -> Any:
+    """An attestation backend asking the enclave of ``backend``'s current run (starting
+    ``start`` first when given and no run is going), checked against
+    ``build_dir/commitment.json`` under the root ``backend`` trusts (``"dev"``: SIMULATED)."""
+    build_dir = pathlib.Path(build_dir)
+    return VerifyingBackend(
+        LiveEnclaveSource(backend, start=start),
+        commitment=build_dir / "commitment.json",
+        trust=backend.trust,
+        description=f"the running local enclave of {build_dir} (SIMULATED)",
     )

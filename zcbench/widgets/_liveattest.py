@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import pathlib
 import threading
-from typing import Any
 
 from zcbench.errors import EnvError
 from zcbench.widgets._localrun import LocalRunBackend
 from zcbench.widgets._runmodel import RunRequest
 
-__all__ = ["LiveEnclaveSource", "running_enclave_backend"]
+__all__ = ["LiveEnclaveSource"]
 
 
 class LiveEnclaveSource:
     """Attestation documents from the enclave of a run ``backend`` is running, for
-    :class:`~zcbench.widgets.attestation.VerifyingBackend`: the enclave answers with the
+    :class:`~zcbench.widgets._attest_sources.VerifyingBackend`: the enclave answers with the
     caller's nonce and, in ``user_data``, its latest signed checkpoint.
 
     With ``start``, a request when no run is going starts that run in the background first
@@ -52,20 +50,3 @@ class LiveEnclaveSource:
             )
         document: bytes = handle.attest(nonce)
         return document
-
-
-def running_enclave_backend(
-    backend: LocalRunBackend, build_dir: pathlib.Path, *, start: RunRequest | None = None
-) -> Any:
-    """An attestation backend asking the enclave of ``backend``'s current run (starting
-    ``start`` first when given and no run is going), checked against
-    ``build_dir/commitment.json`` under the root ``backend`` trusts (``"dev"``: SIMULATED)."""
-    from zcbench.widgets.attestation import VerifyingBackend
-
-    build_dir = pathlib.Path(build_dir)
-    return VerifyingBackend(
-        LiveEnclaveSource(backend, start=start),
-        commitment=build_dir / "commitment.json",
-        trust=backend.trust,
-        description=f"the running local enclave of {build_dir} (SIMULATED)",
-    )

@@ -25,7 +25,8 @@ import ipywidgets as widgets
 from zcbench.errors import EnvError, UsageError, ZcbenchError
 from zcbench.report import html as h
 from zcbench.widgets import _charts
-from zcbench.widgets._liveattest import LiveEnclaveSource, running_enclave_backend
+from zcbench.widgets._attest_sources import running_enclave_backend
+from zcbench.widgets._liveattest import LiveEnclaveSource
 from zcbench.widgets._localrun import LocalRunBackend
 from zcbench.widgets._runmodel import (
     SYNTHETIC,
