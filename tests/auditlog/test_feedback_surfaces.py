@@ -3,12 +3,15 @@ outcomes and positions (a batch decoder raised on it)."""
 
 from __future__ import annotations
 
+import cbor2
 import polars as pl
+import pytest
 
 from zcbench.auditlog.frame import strategy_summary
-from zcbench.auditlog.listing import describe_body
+from zcbench.auditlog.listing import describe_body, describe_feedback
 from zcbench.auditlog.records import Record
 from zcbench.auditlog.select import strategy_symbols
+from zcbench.errors import DataError
 from zcbench.strategy import (
     Batch,
     Context,
@@ -45,3 +48,18 @@ def test_a_batch_is_still_its_events() -> None:
     record = _in(encode_batch(Batch(3, events)))
     assert describe_body(record) == "2 events: AAA, BBB"
     assert strategy_symbols(record) == {"AAA", "BBB"}
+
+
+def test_a_feedback_records_seq_is_the_records_as_for_its_decoder() -> None:
+    """describe_feedback(data, seq=) takes the seq as decode_context does: from the record. One
+    version 3 body is the same bytes before any batch; a version 2 body's own seq is held to the
+    record's, and a mismatch is an undecodable body, not a line naming either seq."""
+    context = Context(3, (Outcome(2, 0, "AAA", "filled", 5, price=10),), (("AAA", 5),))
+    data = encode_context(context)
+    assert describe_feedback(data, seq=9).startswith("feedback for batch 9: filled 5 AAA")
+    assert describe_body(_in(data, seq=9)) == describe_feedback(data, seq=9)
+    legacy = cbor2.dumps({**cbor2.loads(data), "v": 2, "seq": 3}, canonical=True)
+    assert describe_feedback(legacy, seq=3) == describe_feedback(data, seq=3)
+    with pytest.raises(DataError, match="its bytes say seq 3, it was given as 4"):
+        describe_feedback(legacy, seq=4)
+    assert describe_body(_in(legacy, seq=4)).startswith("undecodable body: feedback: its bytes")

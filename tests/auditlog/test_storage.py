@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 
 from tests.auditlog.support import build_log, key
-from zcbench.auditlog._frames import CHECKPOINT_FILE, HEADER_SIZE, frame, segment_name
+from zcbench.auditlog._frames import (
+    CHECKPOINT_FILE,
+    HEADER_SIZE,
+    SEGMENT_MAGIC,
+    frame,
+    scan_file,
+    segment_name,
+)
 from zcbench.auditlog.checkpoint import LogSigner
 from zcbench.auditlog.records import encode_record
-from zcbench.auditlog.storage import LogDamageError, LogStore, recover
+from zcbench.auditlog.storage import LogDamageError, LogStore, StoreMark, recover
 from zcbench.errors import EnvError, UsageError
 
 SIGNER = LogSigner(key(3), "zcbench/0011223344556677/run-s")
@@ -334,3 +341,75 @@ def test_resume_reads_only_after_the_mark_across_segments_and_refuses_a_cut(
         (folder / segment_name(later.segment)).read_bytes()[:later.segment_end - 10])
     with pytest.raises(LogDamageError, match="rollback"):
         LogStore.resume(folder, later)
+
+
+def _checkpointed(folder: Path, sizes: tuple[int, ...]) -> StoreMark:
+    """A log of ``sizes[-1]`` records with a checkpoint at each of ``sizes``; its mark."""
+    store = LogStore.create(folder)
+    for size in sizes:
+        store.append(_records(store.size, size - store.size))
+        store.sync()
+        store.add_checkpoint(SIGNER.sign(store.size, store.root()))
+    with store:
+        return store.mark()
+
+
+def _add_checkpoint_note(folder: Path, size: int, root: bytes) -> int:
+    """Append a checkpoint note to the file as a writer would have; returns its offset."""
+    path = folder / CHECKPOINT_FILE
+    offset = len(path.read_bytes())
+    path.write_bytes(path.read_bytes() + frame(SIGNER.sign(size, root)))
+    return offset
+
+
+def test_a_whole_read_names_a_checkpoint_its_records_miss_rewritten(tmp_path: Path) -> None:
+    """recover walks every record once: a checkpoint at size 0 off the empty tree, and one
+    whose root the records do not reach, are `rewritten`, from the last size that matched."""
+    folder = tmp_path / "log"
+    _checkpointed(folder, (4, 9))
+    at = _add_checkpoint_note(folder, 0, b"\x01" * 32)
+    finding = recover(folder).finding
+    assert finding is not None
+    assert (finding.classification, finding.index, finding.path, finding.offset) == (
+        "rewritten", 0, str(folder / CHECKPOINT_FILE), at)
+    assert "empty tree" in finding.message
+
+    folder = tmp_path / "log2"
+    _checkpointed(folder, (4, 9))
+    _add_checkpoint_note(folder, 6, b"\x02" * 32)  # the records at size 6 hash elsewhere
+    seg = folder / segment_name(0)
+    sixth = scan_file(seg, seg.read_bytes(), SEGMENT_MAGIC).frames[5]
+    finding = recover(folder, repair=False).finding
+    assert finding is not None
+    assert (finding.classification, finding.index, finding.path, finding.offset) == (
+        "rewritten", 4, str(seg), sixth.offset)
+    assert "[4, 6)" in finding.message
+
+
+def test_a_read_after_the_mark_names_a_checkpoint_its_records_miss_forked(
+        tmp_path: Path) -> None:
+    """resume walks only the records after the mark: a newer checkpoint they do not lead to is
+    `forked` below the mark's size, one they fall short of is a `rollback`."""
+    folder = tmp_path / "log"
+    mark = _checkpointed(folder, (5,))
+    with LogStore.open(folder) as grown:
+        grown.append(_records(5, 3))
+        grown.sync()
+    at = _add_checkpoint_note(folder, 8, b"\x03" * 32)
+    with pytest.raises(LogDamageError) as info:
+        LogStore.resume(folder, mark)
+    finding = info.value.report.finding
+    assert finding is not None
+    assert (finding.classification, finding.index, finding.path, finding.offset) == (
+        "forked", 5, str(folder / CHECKPOINT_FILE), at)
+    assert "not consistent with the one of size 5" in finding.message
+
+    folder = tmp_path / "log2"
+    mark = _checkpointed(folder, (5,))
+    _add_checkpoint_note(folder, 9, b"\x04" * 32)  # commits to records never written
+    with pytest.raises(LogDamageError) as info:
+        LogStore.resume(folder, mark)
+    finding = info.value.report.finding
+    assert finding is not None
+    assert (finding.classification, finding.index, finding.path) == ("rollback", 5, None)
+    assert "commits to 9" in finding.message

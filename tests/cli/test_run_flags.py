@@ -83,16 +83,33 @@ def test_one_data_source_builder_for_synthetic_and_files(tmp_path: Path) -> None
 def test_run_counts_its_capital_in_the_datas_unit_of_money_as_the_backtest() -> None:
     """``--initial-cash`` becomes the capital in the unit the backtest's account counts in: the
     finest price unit of the data's instruments (the sample's MSFT is quoted to 1/100,000)."""
-    import argparse
-
-    from zcbench.cli.run import _capital
     from zcbench.host.sources import account_of
     from zcbench.marketdata import load_ohlcv, sample_daily_path
+    from zcbench.runsettings import RunSettings
 
-    args = argparse.Namespace(initial_cash=1_000.5)
+    settings = RunSettings(initial_cash=1_000.5)  # what --initial-cash 1000.5 gives
     msft = account_of(load_ohlcv(sample_daily_path()))
-    assert _capital(args, msft) == 100_050_000
+    assert settings.capital(msft) == 100_050_000
     assert (msft.units, msft.money_scale) == ({"MSFT": 1}, 100_000)
     ticks = account_of(generate_ticks(SyntheticConfig(rate=1000.0, duration_s=0.1), seed=3))
-    assert (_capital(args, ticks), ticks.money_scale) == (10_005_000, 10_000)
+    assert (settings.capital(ticks), ticks.money_scale) == (10_005_000, 10_000)
     assert set(ticks.units.values()) == {1}
+
+
+def test_the_flags_defaults_are_the_one_definition_of_a_runs_defaults() -> None:
+    """`zcbench run` with no flag is RUN_DEFAULTS (the live panel's settings too), and each flag
+    changes its one setting."""
+    from zcbench.cli import build_parser
+    from zcbench.cli.run import _settings
+    from zcbench.runsettings import RUN_DEFAULTS, RunSettings
+
+    parser = build_parser()
+    assert _settings(parser.parse_args(["run", "build"])) == RUN_DEFAULTS
+    assert (RUN_DEFAULTS.venue, RUN_DEFAULTS.feedback) == ("paper", True)
+    given = parser.parse_args([
+        "run", "build", "--no-feedback", "--venue", "fix://127.0.0.1:9878", "--initial-cash",
+        "5000", "--max-delay-ms", "20", "--snapshot-every", "0", "--clock", "clockbound",
+        "--operator", "ops"])
+    assert _settings(given) == RunSettings(
+        venue="fix://127.0.0.1:9878", feedback=False, initial_cash=5000.0, max_delay_ms=20.0,
+        snapshot_every_s=0.0, clock="clockbound", operator="ops")

@@ -249,14 +249,14 @@ def test_session_events_are_written_down(sim: FaultySim, tmp_path: Path) -> None
 
 
 def test_run_refuses_a_venue_address_nobody_listens_on() -> None:
-    from zcbench.cli.run import _reachable
     from zcbench.errors import EnvError
+    from zcbench.host.options import reachable
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening
         with pytest.raises(EnvError, match=f"no FIX venue at 127.0.0.1:{port}"):
-            _reachable("127.0.0.1", port)
+            reachable("127.0.0.1", port)
 
 
 def test_a_resumed_session_gets_the_reports_a_killed_one_never_stored(

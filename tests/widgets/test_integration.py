@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.promoted_build import make_build
+from zcbench.auditlog.frame import iter_records
+from zcbench.host.execution import read_journal
+from zcbench.strategy import is_context
 from zcbench.widgets.attestation import AttestationPanel, emulator_backend
 from zcbench.widgets.liverun import LiveRunPanel, LocalRunBackend
 from zcbench.widgets.loginspector import AuditLogBackend, LogInspector
@@ -71,6 +74,17 @@ def test_live_run_panel_runs_a_real_enclave(live_run: tuple[Path, Path, LiveRunP
     assert "cash (USD)" in panel.metrics.value
     assert "buying power used (USD)" in panel.metrics.value
     assert "refused: insufficient cash" in panel.risk.value
+    # the run `zcbench run` makes by default: its orders went to the paper venue (whose
+    # acknowledgements are journaled; the built-in fills have none) and, feedback on, what
+    # became of them was logged as feedback IN records before the strategy's next batches
+    journal = read_journal(run_dir).rows
+    assert "ack" in journal["event"].to_list()
+    assert any(r.kind == "in" and is_context(r.body) for r, _ in iter_records(run_dir))
+    # the panel's figures are the paper venue's outcomes: fills against orders, positions
+    assert (snap.orders, snap.fills) == (summary["orders"], summary["fills"])
+    assert f"{snap.fills:,} / {snap.orders:,}" in panel.metrics.value
+    held = ", ".join(f"{k} {v:+,}" for k, v in sorted(summary["positions"].items())) or "flat"
+    assert dict(snap.risk)["positions"] == held
 
 
 @pytest.mark.usefixtures("home_of_run")

@@ -265,7 +265,7 @@ def test_the_watcher_shows_the_capital_and_the_refusals_for_lack_of_it(tmp_path:
     from zcbench.strategy import Signal
     from zcbench.widgets._localrun import LocalRunBackend, _RunWatcher
 
-    assert LocalRunBackend().initial_cash == DEFAULT_INITIAL_CASH  # the CLI's default too
+    assert LocalRunBackend().settings.initial_cash == DEFAULT_INITIAL_CASH  # the CLI's too
     spec = BatchSpec(count=100)
     market = market_source(spec, rate=2000.0, duration_s=2.0, seed=5)
     symbol = str(market.events["symbol"][0])
@@ -300,3 +300,73 @@ def test_the_watcher_shows_the_capital_and_the_refusals_for_lack_of_it(tmp_path:
     free.publish(0.0, "starting")
     assert dict(snaps[-1].risk)["capital"] == "does not bind"
     assert snaps[-1].cash is None
+
+
+class _RunLiveCalled(EnvError):
+    """What the stand-in for run_live raises once it has kept its arguments."""
+
+
+def _run_live_arguments(monkeypatch: pytest.MonkeyPatch, build: Path, tmp_path: Path
+                        ) -> tuple[dict[str, object], dict[str, object]]:
+    """Every argument `zcbench run BUILD` (no flags but its folder) and the panel's backend
+    hand run_live, the ones left out filled in with run_live's own defaults: (CLI, panel)."""
+    import inspect
+
+    import zcbench.host.live as live
+    from zcbench.cli import main
+    from zcbench.marketdata import BatchSpec
+    from zcbench.widgets._localrun import LocalRunBackend
+
+    class Image:
+        def __init__(self, build_dir: Path) -> None:
+            self.build_dir = build_dir
+
+        def batching(self) -> BatchSpec:
+            return BatchSpec(count=100)
+
+    signature = inspect.signature(live.run_live)
+    calls: list[dict[str, object]] = []
+
+    def run_live(*args: object, **kwargs: object) -> None:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        calls.append(dict(bound.arguments))
+        raise _RunLiveCalled("stopped before the enclave starts")
+
+    monkeypatch.setattr(live, "BuildImage", Image)
+    monkeypatch.setattr(live, "run_live", run_live)
+    assert main(["run", str(build), "--run-dir", str(tmp_path / "cli-run")]) == 3
+    with pytest.raises(_RunLiveCalled):
+        LocalRunBackend(poll_s=0.05).run(
+            RunRequest(build_dir=build, run_dir=tmp_path / "panel-run"),
+            on_update=lambda _snap: None, stop=threading.Event())
+    cli, panel = calls
+    return cli, panel
+
+
+def test_the_panel_makes_the_run_zcbench_run_would_make(
+        monkeypatch: pytest.MonkeyPatch, build: Path, tmp_path: Path) -> None:
+    """One definition of a live run's defaults (RUN_DEFAULTS) serves both front ends: the
+    panel's run goes to the paper venue with feedback on, as `zcbench run`'s does, and every
+    other argument run_live is handed is the CLI's too (capital, account, buying power, limits,
+    flush delay, snapshots, clock, operator, trust, no ledger, no continuation); only the source
+    (the panel's own choice, at its own speed), the folder, the run id and the callbacks
+    differ."""
+    from zcbench.host.execution import RiskLimits
+    from zcbench.venue import PaperVenue
+
+    cli, panel = _run_live_arguments(monkeypatch, build, tmp_path)
+    for made in (cli, panel):
+        assert isinstance(made["venue"], PaperVenue)
+        assert made["feedback"] is True
+    per_front_end = {"image", "run_dir", "source", "run_id", "on_progress", "on_booted", "stop"}
+
+    def setting(name: str, value: object) -> object:
+        if name in ("venue", "clock_source"):
+            return type(value)  # a fresh venue or clock per run: the same kind
+        if name == "limits":
+            return value or RiskLimits()  # None is the execution layer's defaults
+        return value
+
+    assert {k: setting(k, v) for k, v in panel.items() if k not in per_front_end} == {
+        k: setting(k, v) for k, v in cli.items() if k not in per_front_end}

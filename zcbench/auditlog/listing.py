@@ -123,13 +123,18 @@ def describe_snapshot(body: bytes) -> str:
     return what
 
 
-def describe_feedback(body: bytes, *, seq: int) -> str:
-    """One line for the body of the feedback IN record of batch ``seq`` (the record's seq: the
-    body carries none): its outcomes and positions (the limits are in
-    every record; ``log show --raw`` and ``to_polars`` keep the bytes)."""
+def describe_feedback(data: bytes, *, seq: int) -> str:
+    """One line for ``data``, the body of the feedback IN record of batch ``seq``: its outcomes
+    and positions (the limits are in every record; ``log show --raw`` and ``to_polars`` keep the
+    bytes). The rule of :func:`~zcbench.strategy.decode_context` and
+    :func:`~zcbench.strategy.decode_batch`: ``seq`` is the seq of the record (or frame) that
+    carries ``data`` (:attr:`Record.batch_seq <zcbench.auditlog.records.Record.batch_seq>`), a
+    version 3 body carries none and a version 2 body's own is held to it. Raises
+    :class:`~zcbench.errors.DataError` as the decoder does (:func:`describe_body` turns it into
+    an ``undecodable body`` line)."""
     from zcbench.strategy import decode_context
 
-    context = decode_context(body, seq=seq)
+    context = decode_context(data, seq=seq)
     shown = context.outcomes[:_MAX_OUTCOMES_SHOWN]
     outcomes = "; ".join(_outcome(o) for o in shown) or "no outcome"
     if len(context.outcomes) > len(shown):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -47,7 +47,7 @@ from zcbench.auditlog._frames import (
     segment_name,
 )
 from zcbench.auditlog._fs import AppendFile, FileSystem, OsFileSystem, file_size, read_range
-from zcbench.auditlog._walk import Finding, LogWalk
+from zcbench.auditlog._walk import Finding, LogWalk, WalkedRecord
 from zcbench.auditlog.checkpoint import Checkpoint, parse_checkpoint_note
 from zcbench.auditlog.merkle import CompactRange, leaf_hash
 from zcbench.auditlog.records import RUN_RECORDS, RecordCodec
@@ -128,6 +128,59 @@ class _State:
     last_note: tuple[bytes, int] | None = None  # the newest checkpoint note and its offset
 
 
+_Mismatch = Callable[[Checkpoint, int, WalkedRecord[Any] | None, int], Finding]
+
+
+def _walk_against(walk: LogWalk[Any], state: _State, by_size: dict[int, tuple[Checkpoint, int]],
+                  pending: deque[int], mismatch: _Mismatch,
+                  start: tuple[int, int, int] | None = None) -> Finding | None:
+    """Extend ``state``'s tree by the records ``walk`` reads after ``start`` (all of them by
+    default), checking at each size the checkpoints ``pending`` there (``by_size`` gives each
+    one and its offset in the checkpoint file; the sizes checked are taken off ``pending``).
+
+    Returns the first finding, None for none: for a checkpoint whose root the records do not
+    reach, ``mismatch(checkpoint, offset, record, good)``, the caller's name for it (``record``
+    is the last one read, None for a checkpoint at the size the walk starts from; ``good`` the
+    size of the last checkpoint the records matched); else the walk's own. The records left
+    short of a checkpoint still pending are the caller's to judge (:func:`_rollback`)."""
+    good = state.records
+
+    def check(at: WalkedRecord[Any] | None) -> Finding | None:
+        nonlocal good
+        while pending and pending[0] == state.records:
+            cp, offset = by_size[pending.popleft()]
+            if cp.root != state.compact.root():
+                return mismatch(cp, offset, at, good)
+            good = cp.size
+        return None
+
+    finding = check(None)
+    if finding is not None:
+        return finding
+    last = None
+    for item in walk.records(start):
+        state.compact.append(item.leaf_hash)
+        state.records += 1
+        last = item
+        finding = check(item)
+        if finding is not None:
+            break
+    if last is not None:
+        state.last_record = (walk.segments.index(last.path), last.offset, last.leaf_hash)
+    return finding or walk.finding
+
+
+def _rollback(records: int, committed: int, torn: Damage | None) -> Finding:
+    """The finding of a log of ``records`` records under a checkpoint of size ``committed``,
+    naming where the records end when a torn tail was seen there."""
+    return Finding(
+        "rollback", records, torn.path.as_posix() if torn else None,
+        torn.offset if torn else None,
+        f"the log holds {records} records but a checkpoint commits to {committed}: records "
+        "were cut away",
+    )
+
+
 def recover(folder: Path, *, fs: FileSystem | None = None, repair: bool = True,
             codec: RecordCodec[Any] = RUN_RECORDS) -> RecoveryReport:
     """Classify the log in ``folder``; with ``repair`` cut torn tails (durably).
@@ -164,44 +217,23 @@ def _recover(folder: Path, fs: FileSystem, *, repair: bool,
                 f"{seen[1]} and {offset} of {CHECKPOINT_FILE}): the log forked",
             )
     pending = deque(sorted(by_size))
-    if pending and pending[0] == 0:
-        cp, offset = by_size[pending.popleft()]
-        if cp.root != state.compact.root() and finding is None:
-            finding = Finding(
-                "rewritten", 0, str(folder / CHECKPOINT_FILE), offset,
-                "a checkpoint of size 0 whose root is not the empty tree's",
-            )
-    if finding is None:
-        good = 0  # size of the last checkpoint the records matched
-        last = None
-        for item in walk.records():
-            state.compact.append(item.leaf_hash)
-            state.records += 1
-            last = item
-            while pending and pending[0] == state.records:
-                cp, offset = by_size[pending.popleft()]
-                if cp.root != state.compact.root():
-                    finding = Finding(
-                        "rewritten", good, str(item.path), item.offset,
-                        f"the records do not hash to the root of the checkpoint of size "
-                        f"{cp.size} although they matched the one of size {good}: a record in "
-                        f"[{good}, {cp.size}) was rewritten",
-                    )
-                    break
-                good = cp.size
-            if finding is not None:
-                break
-        if last is not None:
-            state.last_record = (walk.segments.index(last.path), last.offset, last.leaf_hash)
-        finding = finding or walk.finding
-    if finding is None and pending:
-        largest = by_size[pending[-1]][0]
-        finding = Finding(
-            "rollback", state.records, walk.torn.path.as_posix() if walk.torn else None,
-            walk.torn.offset if walk.torn else None,
-            f"the log holds {state.records} records but a checkpoint commits to "
-            f"{largest.size}: records were cut away",
+
+    def rewritten(cp: Checkpoint, offset: int, at: WalkedRecord[Any] | None, good: int
+                  ) -> Finding:
+        if at is None:
+            return Finding("rewritten", 0, str(folder / CHECKPOINT_FILE), offset,
+                           "a checkpoint of size 0 whose root is not the empty tree's")
+        return Finding(
+            "rewritten", good, str(at.path), at.offset,
+            f"the records do not hash to the root of the checkpoint of size {cp.size} "
+            f"although they matched the one of size {good}: a record in [{good}, {cp.size}) "
+            "was rewritten",
         )
+
+    if finding is None:
+        finding = _walk_against(walk, state, by_size, pending, rewritten)
+    if finding is None and pending:
+        finding = _rollback(state.records, by_size[pending[-1]][0].size, walk.torn)
     state.checkpoints = [cp for cp, _ in checkpoints]
     if notes:
         state.last_note = notes[-1]
@@ -323,30 +355,18 @@ def _recover_from(folder: Path, fs: FileSystem, mark: StoreMark, *, repair: bool
         state.last_note = (item.payload, item.offset)
         state.checkpoint_bytes = item.end
     pending = deque(sorted(size for size in by_size if size > mark.records))
-    finding: Finding | None = None
-    last = None
-    for record in walk.records((mark.segment, mark.segment_end, mark.records)):
-        state.compact.append(record.leaf_hash)
-        state.records += 1
-        last = record
-        while pending and pending[0] == state.records:
-            cp, offset = by_size[pending.popleft()]
-            if cp.root != state.compact.root():
-                finding = Finding(
-                    "forked", mark.records, str(cp_path), offset,
-                    f"the checkpoint of size {cp.size} is not consistent with the one of size "
-                    f"{mark.records} verified before: the records after it do not lead to its "
-                    "root")
-                break
-        if finding is not None:
-            break
-    if last is not None:
-        state.last_record = (walk.segments.index(last.path), last.offset, last.leaf_hash)
-    finding = finding or walk.finding
+
+    def forked(cp: Checkpoint, offset: int, at: WalkedRecord[Any] | None, good: int
+               ) -> Finding:
+        return Finding(
+            "forked", mark.records, str(cp_path), offset,
+            f"the checkpoint of size {cp.size} is not consistent with the one of size "
+            f"{mark.records} verified before: the records after it do not lead to its root")
+
+    finding = _walk_against(walk, state, by_size, pending, forked,
+                            (mark.segment, mark.segment_end, mark.records))
     if finding is None and pending:
-        finding = Finding("rollback", state.records, None, None,
-                          f"the log holds {state.records} records but a checkpoint commits to "
-                          f"{by_size[pending[-1]][0].size}: records were cut away")
+        finding = _rollback(state.records, by_size[pending[-1]][0].size, None)
     return _finish(folder, fs, walk, state, finding, cp_torn, len(state.checkpoints), repair)
 
 

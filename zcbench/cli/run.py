@@ -14,7 +14,7 @@ from typing import Any
 
 from zcbench.cli.backtest import add_buying_power_options
 from zcbench.errors import UsageError
-from zcbench.risk import DEFAULT_INITIAL_CASH
+from zcbench.runsettings import RUN_DEFAULTS, RunSettings
 
 __all__ = ["register"]
 
@@ -62,7 +62,8 @@ def register(sub: Any) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: ./run-<id>)")
     p.add_argument("--seed", type=int, default=7, help="synthetic generator seed")
-    p.add_argument("--max-delay-ms", type=float, default=50.0, help="live batch flush delay")
+    p.add_argument("--max-delay-ms", type=float, default=RUN_DEFAULTS.max_delay_ms,
+                   help="live batch flush delay (%(default)g)")
     risk = p.add_argument_group("risk limits (execution layer)")
     risk.add_argument("--max-position", type=int, default=None, metavar="N", help="units/symbol")
     risk.add_argument("--max-notional", type=int, default=None, metavar="N",
@@ -74,7 +75,7 @@ def register(sub: Any) -> None:
     risk.add_argument(
         "--initial-cash",
         type=float,
-        default=float(DEFAULT_INITIAL_CASH),
+        default=RUN_DEFAULTS.initial_cash,
         metavar="CASH",
         help="capital in currency units: an order the account cannot carry is refused "
         "(insufficient_cash / insufficient_margin), as the backtest's --initial-cash (%(default)g)",
@@ -83,7 +84,7 @@ def register(sub: Any) -> None:
     p.add_argument("--operator", default=None, metavar="NAME",
                    help="who starts the run, named in its signed record of the limits in force "
                    "(default: the login name); change them later with zcbench limits set")
-    p.add_argument("--clock", default="host", metavar="host|clockbound[:PATH]",
+    p.add_argument("--clock", default=RUN_DEFAULTS.clock, metavar="host|clockbound[:PATH]",
                    help="the clock source whose readings (with their error bounds) the run "
                    "logs: the host's kernel discipline (default) or AWS ClockBound's segment "
                    "(on EC2 and Nitro hosts; default path /var/run/clockbound/shm0)")
@@ -94,7 +95,7 @@ def register(sub: Any) -> None:
                    help="with --ledger: a tlog-policy whose quorum must cosign the run-start")
     p.add_argument(
         "--venue",
-        default="paper",
+        default=RUN_DEFAULTS.venue,
         metavar="paper|fix://HOST:PORT",
         help="where orders go: the paper venue (default) or a FIX 4.4 venue such as "
         "'zcbench venue sim' (session state in RUN_DIR/fix)",
@@ -111,7 +112,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--no-feedback",
-        action="store_true",
+        dest="feedback",
+        action="store_false",
         help="do not log the outcomes of the strategy's signals, its positions and the limits "
         "as IN records before each batch (feedback is on by default; without it batches are "
         "pipelined and a strategy taking a context gets None)",
@@ -119,14 +121,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--snapshot-every",
         type=float,
-        default=1.0,
+        default=RUN_DEFAULTS.snapshot_every_s,
         metavar="S",
         help="for a strategy that keeps snapshots: seal and log its state at most every S "
         "seconds (0: after every batch) and after the last batch, for --continue and range "
-        "replays (default 1)",
+        "replays (%(default)g)",
     )
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
-    p.set_defaults(handler=_handle, check_values=_check_flags)
+    p.set_defaults(handler=_handle, check_values=_check_flags, feedback=RUN_DEFAULTS.feedback)
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -184,12 +186,11 @@ def _source(args: argparse.Namespace, spec: Any, after_ns: int | None = None) ->
     return market_source(spec, rate=args.rate, duration_s=args.duration, seed=args.seed, live=True)
 
 
-def _capital(args: argparse.Namespace, account: Any) -> int:
-    """``--initial-cash`` in the run's account unit (``MarketSource.account``: the committed
-    instruments of the data's symbols, as the backtest counts them)."""
-    from zcbench.money import ticks_of
-
-    return ticks_of(args.initial_cash, scale=account.money_scale)
+def _settings(args: argparse.Namespace) -> RunSettings:
+    """The run's settings from the flags (whose defaults are :data:`RUN_DEFAULTS`)."""
+    return RunSettings(venue=args.venue, feedback=args.feedback, initial_cash=args.initial_cash,
+                       max_delay_ms=args.max_delay_ms, snapshot_every_s=args.snapshot_every,
+                       clock=args.clock, operator=args.operator)
 
 
 class _Progress:
@@ -226,17 +227,16 @@ class _Progress:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    import secrets
-
     from zcbench.host.execution import RiskLimits
     from zcbench.host.live import BuildImage, run_live
+    from zcbench.host.options import new_run_id, run_options
 
     _check_flags(args)
     given = {name: getattr(args, name) for name in _RISK_FLAGS if getattr(args, name) is not None}
     limits = RiskLimits(**given)
     image = BuildImage(args.build_dir)
     spec = image.batching()  # also checks the build folder before anything starts
-    run_id = f"run-{secrets.token_hex(8)}"
+    run_id = new_run_id()
     run_dir = args.run_dir or Path.cwd() / run_id
     continuation = None
     if args.continue_dir is not None:
@@ -245,8 +245,8 @@ def _handle(args: argparse.Namespace) -> int:
         continuation = continue_run(args.continue_dir)
     after = continuation.end.newest_event_ns if continuation is not None else None
     market = _source(args, spec, after)
-    capital = _capital(args, market.account)
-    venue = _venue(args.venue, run_dir, run_id, continuation)
+    settings = _settings(args)
+    options = run_options(settings, run_dir, run_id, continuation)
     progress = _Progress(terminal=sys.stderr.isatty())
     hook = _ledger_hook(args, run_dir)
     from zcbench.serve.control import ControlSocket  # attestations for `zcbench serve`
@@ -264,18 +264,13 @@ def _handle(args: argparse.Namespace) -> int:
             account=market.account,
             run_id=run_id,
             limits=limits,
-            capital=capital,
+            capital=settings.capital(market.account),
             buying_power=_buying_power(args),
-            max_delay_s=args.max_delay_ms / 1000,
             on_progress=progress,
             on_booted=booted,
-            venue=venue,
             ledger=hook,
             continuation=continuation,
-            feedback=not args.no_feedback,
-            operator=args.operator or _login_name(),
-            clock_source=_clock_source(args.clock),
-            snapshot_every_s=args.snapshot_every,
+            **options,
         )
     finally:
         control.close()
@@ -287,26 +282,6 @@ def _handle(args: argparse.Namespace) -> int:
     return _exit_code(summary.status, summary.reason)
 
 
-def _clock_source(spec: str) -> Any:
-    from zcbench.evidence.clock import CLOCKBOUND_PATH, ClockBoundSource, HostClock
-
-    name, _, path = spec.partition(":")
-    if name == "host" and not path:
-        return HostClock()
-    if name == "clockbound":
-        source = ClockBoundSource(Path(path) if path else CLOCKBOUND_PATH)
-        source.read()  # refuse before the run starts when the daemon's segment is not there
-        return source
-    raise UsageError(f"--clock {spec}: give host, clockbound or clockbound:PATH")
-
-
-def _login_name() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name for this uid (a container): say so
-        return "unnamed"
 
 
 def _exit_code(status: str, reason: str) -> int:
@@ -330,38 +305,6 @@ def _ledger_hook(args: argparse.Namespace, run_dir: Path) -> Any:
     return LedgerRunHook(args.ledger, run_dir, policy=policy)
 
 
-def _venue(spec: str, run_dir: Path, run_id: str, continuation: Any = None) -> Any:
-    from zcbench.venue import PaperVenue
-
-    if spec == "paper":
-        return PaperVenue()
-    from zcbench.venue.fix import FixVenue, parse_venue_url
-
-    host, port = parse_venue_url(spec)
-    _reachable(host, port)
-    end = continuation.end if continuation is not None else None
-    if end is not None and end.fix_sender:
-        # a continuing run resumes the previous run's session: same SenderCompID, the
-        # sequence numbers and stored messages carried from its session folders
-        return FixVenue(host, port, state_dir=run_dir / "fix", sender=end.fix_sender,
-                        carried=end.fix_folders)
-    # one FIX session per chain of runs: its SenderCompID is named after its first run
-    return FixVenue(host, port, state_dir=run_dir / "fix", sender=f"ZCB-{run_id[4:16]}")
-
-
-def _reachable(host: str, port: int) -> None:
-    """Refuse before the run starts when nothing listens at the venue's address."""
-    import socket
-
-    from zcbench.errors import EnvError
-
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as exc:
-        raise EnvError(
-            f"no FIX venue at {host}:{port} ({exc.strerror or exc}); start one with "
-            f"'zcbench venue sim --port {port} --drop-copy FILE'"
-        ) from None
 
 
 def _print_summary(s: Any) -> None:

@@ -8,6 +8,7 @@
 * :mod:`~zcbench.host.session`    one enclave session for live runs and replays: boot, log, stop
 * :mod:`~zcbench.host.summary`    the run's progress snapshot and summary
 * :mod:`~zcbench.host.live`       :func:`run_live`, the pipelined runner tying them together
+* :mod:`~zcbench.host.options`    a run's settings (``zcbench.runsettings``) as run_live arguments
 
 The host never holds the enclave's signing key; it acts only on signals covered by a checkpoint
 it verified over records it wrote (log before act).

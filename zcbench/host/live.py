@@ -30,7 +30,6 @@ import collections
 import contextlib
 import dataclasses
 import queue
-import secrets
 import select
 import signal
 import threading
@@ -51,6 +50,7 @@ from zcbench.host.feedback import FeedbackBuilder
 from zcbench.host.images import BuildImage, EnclaveImage, ModuleImage
 from zcbench.host.launcher import EnclaveProcess
 from zcbench.host.logwriter import HostLog
+from zcbench.host.options import new_run_id
 from zcbench.host.proxy import LiveSource, MarketDataProxy, ProxyBatch, ReplaySource
 from zcbench.host.session import open_session
 from zcbench.host.summary import RunProgress, RunSummary, write_summary
@@ -312,7 +312,7 @@ def run_live(
     image_args = image.launch_args() if launcher is None else []
     created = _prepare_run_dir(run_dir)
     running = False
-    run_id = run_id or f"run-{secrets.token_hex(8)}"
+    run_id = run_id or new_run_id()
     started = time.monotonic()
     try:
         session = open_session(

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from zcbench.errors import ZcbenchError
-from zcbench.money import format_money, ticks_of
+from zcbench.money import format_money
 from zcbench.risk import (
-    DEFAULT_INITIAL_CASH,
     INSUFFICIENT_CASH,
     INSUFFICIENT_MARGIN,
     BuyingPower,
     CapitalState,
 )
+from zcbench.runsettings import RUN_DEFAULTS, RunSettings
 from zcbench.strategy import PRICE_SCALE
 from zcbench.widgets._runmodel import SYNTHETIC, RunRequest, RunSnapshot
 
@@ -47,16 +47,21 @@ def _event_prices(events: Any, price_scale: int) -> tuple[list[int], list[float]
 class LocalRunBackend:
     """The real backend: :func:`zcbench.host.live.run_live` on a build folder, locally.
 
-    ``trust`` names the root the boot document must chain to (``"dev"`` for the local enclave:
-    SIMULATED); ``limits`` are the execution layer's risk limits (its defaults when ``None``);
-    ``initial_cash`` (whole currency units, as ``zcbench run --initial-cash``, whose default it
-    shares; None: capital does not bind) and ``buying_power`` (default a cash account) make
-    capital bind, counted in the run's account unit, so an order the account cannot carry is
-    refused ``insufficient_cash`` / ``insufficient_margin`` as in the CLI's run and the
-    backtest; the ``"synthetic"`` source is :func:`zcbench.host.sources.market_source`'s, as for
-    the CLI and the demo: seeded ticks of ``synthetic_rate`` events/s over
-    ``synthetic_duration_s`` seconds of event time (``synthetic``, a ``SyntheticConfig``,
-    replaces the rest of its settings), replayed at the requested speed; runs go to
+    ``settings`` are the run's (:class:`zcbench.runsettings.RunSettings`), by default
+    ``zcbench run``'s own (:data:`~zcbench.runsettings.RUN_DEFAULTS`), made into the run's
+    options as the CLI makes them (:func:`zcbench.host.options.run_options`): orders go to the
+    paper venue and feedback is on, so the run the panel shows is the run the CLI would make;
+    their ``initial_cash`` (None: capital does not bind) and ``buying_power`` (default a cash
+    account) make capital bind, counted in the run's account unit, so an order the account
+    cannot carry is refused ``insufficient_cash`` / ``insufficient_margin`` as in the CLI's run
+    and the backtest. ``trust`` names the root the boot document must chain to (``"dev"`` for
+    the local enclave: SIMULATED); ``limits`` are the execution layer's risk limits (its
+    defaults when ``None``). The ``"synthetic"`` source is
+    :func:`zcbench.host.sources.market_source`'s, as for the CLI and the demo: seeded ticks of
+    ``synthetic_rate`` events/s over ``synthetic_duration_s`` seconds of event time
+    (``synthetic``, a ``SyntheticConfig``, replaces the rest of its settings), replayed at the
+    requested speed (the source and its speed are the panel's own choice, set in the panel;
+    everything else is the settings'); runs go to
     ``request.run_dir`` or a fresh folder under ``run_root`` (default: ``runs/`` beside the
     build). While the run goes, a watcher thread turns the runner's progress reports and the
     orders in the run's journal into snapshots every ``poll_s`` seconds, so the runner's own
@@ -68,7 +73,7 @@ class LocalRunBackend:
         *,
         trust: str = "dev",
         limits: Any = None,
-        initial_cash: float | None = DEFAULT_INITIAL_CASH,
+        settings: RunSettings = RUN_DEFAULTS,
         buying_power: BuyingPower | None = None,
         synthetic: Any = None,
         synthetic_rate: float = 2000.0,
@@ -79,7 +84,7 @@ class LocalRunBackend:
     ) -> None:
         self.trust = trust
         self.limits = limits
-        self.initial_cash = initial_cash
+        self.settings = settings
         self.buying_power = buying_power or BuyingPower()
         self.synthetic = synthetic
         self.synthetic_rate = synthetic_rate
@@ -133,6 +138,7 @@ class LocalRunBackend:
         stop: threading.Event,
     ) -> RunSnapshot:
         from zcbench.host.live import BuildImage, RunHandle, RunProgress, run_live
+        from zcbench.host.options import new_run_id, run_options
         from zcbench.host.sources import market_source
 
         image = BuildImage(request.build_dir)
@@ -148,8 +154,9 @@ class LocalRunBackend:
             synthetic=self.synthetic,
         )
         run_dir = self._run_dir(request)
-        capital = (None if self.initial_cash is None
-                   else ticks_of(self.initial_cash, scale=market.account.money_scale))
+        run_id = new_run_id()
+        options = run_options(self.settings, run_dir, run_id)
+        capital = self.settings.capital(market.account)
         watcher = _RunWatcher(run_dir, market.events, spec, on_update, self.limits,
                               market.account, capital, self.buying_power)
         done = threading.Event()
@@ -187,6 +194,7 @@ class LocalRunBackend:
                 image,
                 run_dir,
                 market.source,
+                run_id=run_id,
                 limits=self.limits,
                 capital=capital,
                 buying_power=self.buying_power,
@@ -195,6 +203,7 @@ class LocalRunBackend:
                 on_progress=on_progress,
                 on_booted=on_booted,
                 stop=stop,
+                **options,
             )
         finally:
             self.handle = None
