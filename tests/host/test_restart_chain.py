@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 
 from zcbench.auditlog import events_frame, to_polars
-from zcbench.auditlog.opening import boot_record_of, start_state_of
 from zcbench.auditlog.checkpoint import parse_checkpoint_note
 from zcbench.auditlog.frame import iter_records
 from zcbench.auditlog.listing import describe_body
+from zcbench.auditlog.opening import boot_record_of, start_state_of
 from zcbench.auditlog.verify import check_log, nitro_boot_verifier
 from zcbench.cli import main
 from zcbench.errors import UsageError, ZcbenchError
