@@ -13,12 +13,13 @@ import datetime as dt
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from zcbench.errors import EnvError, UsageError, VerificationError
 from zcbench.risk import DEFAULT_INITIAL_CASH
+from zcbench.runsettings import RUN_DEFAULTS
 
 __all__ = ["DemoResult", "default_notebook", "run_demo"]
 
@@ -71,13 +72,14 @@ def run_demo(
 ) -> DemoResult:
     """Run every step into ``out_dir`` (``build/``, ``run/``, ``attestation.cbor``,
     ``report.html``); raises the step's own error if one fails. The live run holds its orders
-    to ``initial_cash`` (whole currency units, a cash account), as ``zcbench run`` does by
-    default."""
+    to ``initial_cash`` (whole currency units, a cash account) and is made otherwise as
+    ``zcbench run`` makes one by default (:data:`zcbench.runsettings.RUN_DEFAULTS`: the paper
+    venue, feedback on)."""
     from zcbench.auditlog import check_log
     from zcbench.backtest import research_demo
     from zcbench.host.live import BuildImage, run_live
+    from zcbench.host.options import new_run_id, run_options
     from zcbench.host.sources import market_source
-    from zcbench.money import ticks_of
     from zcbench.nitro import verify_attestation
     from zcbench.nitro.commitment import Commitment
     from zcbench.packager import package_notebook
@@ -109,10 +111,12 @@ def run_demo(
     image = BuildImage(build_dir)
     market = market_source(image.batching(), duration_s=duration_s, seed=seed)
     nonce = secrets.token_bytes(32)
+    settings = replace(RUN_DEFAULTS, initial_cash=float(initial_cash))
+    run_id = new_run_id()
     summary = run_live(
-        image, run_dir, market.source, account=market.account,
-        capital=ticks_of(initial_cash, scale=market.account.money_scale),
-        final_attest_nonce=nonce,
+        image, run_dir, market.source, run_id=run_id, account=market.account,
+        capital=settings.capital(market.account), final_attest_nonce=nonce,
+        **run_options(settings, run_dir, run_id),
     )
     if summary.status != "completed":
         raise VerificationError(

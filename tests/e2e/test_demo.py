@@ -38,6 +38,16 @@ def test_demo_leaves_every_artefact_and_they_reverify(
     assert run["cash_ticks"] is not None
     assert 0 <= run["buying_power_used_ticks"] <= run["equity_ticks"]
     assert "capital 1,000,000.00 USD (leverage 1, short margin 1): cash " in done.stderr
+    # and it is made as `zcbench run` makes a run by default: the paper venue acknowledges
+    # each order, and the strategy's feedback is in the signed log
+    journal = [json.loads(line) for line in
+               (out / "run" / "journal.jsonl").read_text().splitlines()[1:]]
+    events = {row["event"] for row in journal}
+    assert {"order", "ack"} <= events, events
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.strategy import is_context
+    assert any(record.kind == "in" and is_context(record.body)
+               for record, _ in iter_records(out / "run"))
     for name in ("build/commitment.json", "run/summary.json", "attestation.cbor", "report.html"):
         assert (out / name).is_file(), name
     commitment = json.loads((out / "build" / "commitment.json").read_text())
