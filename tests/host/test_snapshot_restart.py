@@ -17,7 +17,8 @@ from zcbench.auditlog.listing import describe_body
 from zcbench.auditlog.snapshots import find_snapshot
 from zcbench.errors import VerificationError
 from zcbench.host import ReplaySource
-from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.live import ModuleImage, RunHandle, run_live
+from zcbench.host.replay import replay_log
 from zcbench.host.restart import check_link, continue_run
 from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
 from zcbench.strategy import Signal, decode_signals, decode_snapshot_note, is_snapshot_note
@@ -78,7 +79,10 @@ def test_a_continued_crossover_signals_as_one_uninterrupted_run(tmp_path: Path) 
     # without the snapshot the continued run's windows start empty: it signals otherwise
     bare = tmp_path / "bare"
     _run(image, bars.tail(60), bare, continuation=continue_run(first), snapshot_every_s=None)
-    assert _snapshot_notes(bare) == [(restored[0], "restored", 0)]  # still restored
+    # still restored, and caught up (on no batch: the first run's last snapshot followed its
+    # last batch)
+    assert _snapshot_notes(bare) == [(restored[0], "restored", 0),
+                                     (restored[0] + 1, "caught_up", 0)]
     fresh = tmp_path / "fresh"
     _run(image, bars.tail(60), fresh)
     assert _signals(fresh) != expected[60:]
@@ -152,3 +156,47 @@ def test_a_continuation_from_an_older_snapshot_is_named_by_the_chain_check(
         run_live(image, tmp_path / "after", ReplaySource(bars.tail(5), BatchSpec(count=1)),
                  venue=PaperVenue(), feedback=True, clock_every_s=None,
                  continuation=continue_run(unrestored))
+
+
+@pytest.mark.slow  # four live runs and a replay
+def test_a_run_killed_after_its_snapshot_continues_with_the_batches_it_logged_after_it(
+        tmp_path: Path) -> None:
+    image, bars = _image(tmp_path), _bars()
+    whole, first, killed, third = (tmp_path / n for n in ("whole", "first", "killed", "third"))
+    _run(image, bars, whole)
+    _run(image, bars.head(40), first)
+    # the second run takes no snapshot of its own (one an hour at most) and its enclave dies
+    # after 20 batches: its newest snapshot is the state it started from, and every batch it
+    # logged comes after it
+    handle: list[RunHandle] = []
+
+    def kill_after_some(progress: object) -> None:
+        if len(handle) == 1 and getattr(progress, "batches", 0) >= 20:
+            handle.append(handle[0])
+            handle[0].enclave.kill()
+
+    summary = run_live(image, killed, ReplaySource(bars.slice(40, 40), BatchSpec(count=1)),
+                       venue=PaperVenue(), feedback=True, clock_every_s=None,
+                       continuation=continue_run(first), snapshot_every_s=3600.0,
+                       on_booted=handle.append, on_progress=kill_after_some)
+    assert summary.status == "enclave_died", summary.reason
+    logged = len(_signals(killed))
+    assert 20 <= logged < 40
+    assert [n[1] for n in _snapshot_notes(killed)] == ["restored", "caught_up"]
+    continuation = continue_run(killed)
+    assert continuation.snapshot is not None and continuation.snapshot.action == "caught_up"
+    _run(image, bars.slice(40 + logged, 80 - logged), third, continuation=continuation)
+    notes = _snapshot_notes(third)
+    assert notes[:2] == [(2, "restored", 0), (3, "caught_up", 0)]
+    caught = next(decode_snapshot_note(r.body) for r, _ in iter_records(third) if r.index == 3)
+    assert caught.batches == logged
+    shown = describe_body(next(r for r, _ in iter_records(third) if r.index == 3))
+    assert shown.startswith(f"strategy snapshot caught up on {logged} batches before batch 0")
+    # the strategy went on from the killed run's last logged batch: one run's signals
+    expected = _signals(whole)
+    assert any(expected[40 + logged:])
+    assert _signals(first) + _signals(killed) + _signals(third) == expected
+    assert check_link(killed, third) == []
+    report = replay_log(third, build=image, trust="dev")
+    assert report.verified, report.message
+    assert report.snapshot == 3

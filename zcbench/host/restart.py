@@ -9,7 +9,9 @@ next run's :class:`Continuation`: the :class:`~zcbench.auditlog.link.RunLink` it
 what :func:`venue_state_at_start` needs to ask the venue what stands now, which becomes the
 next run's first IN record (:class:`~zcbench.strategy.StartState`), and the strategy's newest
 snapshot the run logged (:func:`zcbench.auditlog.snapshots.find_snapshot`), which
-:func:`restore_snapshot` hands the next run's enclave right after the start state.
+:func:`restore_snapshot` hands the next run's enclave right after the start state; then
+:func:`catch_up` hands it the previous run's records after that snapshot, so the strategy's
+state also holds the batches logged after it (a killed run's).
 
 :func:`check_link` is the verifier's side, used by ``zcbench log verify --previous`` and
 ``zcbench reconcile``: the next run's boot names exactly the previous run's final checkpoint
@@ -38,6 +40,7 @@ from zcbench.venue.orders import signal_of_cl_ord_id
 __all__ = [
     "Continuation",
     "RunEnd",
+    "catch_up",
     "check_link",
     "continue_run",
     "log_start_state",
@@ -61,7 +64,7 @@ class RunEnd:
     ``snapshot`` the newest strategy snapshot its log records under the final checkpoint
     (taken, or restored from its predecessor's), without its sealed bytes (``continue_run``
     reads them); ``snapshot_behind`` the folder of a predecessor whose snapshot it never
-    restored (killed before it did)."""
+    restored and caught up on (killed before it did)."""
 
     run_dir: Path
     run_id: str
@@ -167,12 +170,14 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     if sender is None and inherited is not None:  # killed before its session resumed
         carried, sender = list(inherited.fix_folders), inherited.fix_sender
     book.take_session(fix, final.origin, run_id)
+    batches = 0
     for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"in", "out"}))):
         if record.index >= report.entries:
             break
         if record.kind == "in" and record.event_time_ns is not None:
             book.newest = record.event_time_ns
         if record.kind == "out" and record.seq is not None:  # an OUT record has its seq
+            batches += 1
             for k in range(len(decode_signals(record.body))):
                 if (final.origin, record.seq, k) not in book.acted:
                     book.not_acted.append((final.origin, record.seq, k))
@@ -184,9 +189,11 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     if snapshot is None and inherited is not None and (
             inherited.snapshot is not None or inherited.snapshot_behind is not None):
         behind = inherited.snapshot_behind or inherited.run_dir
-    elif snapshot is None and identity.previous is not None:
-        # killed between its start state and its restore: its predecessor's snapshot is not
-        # proven under its own final checkpoint
+    elif identity.previous is not None and (snapshot is None or (
+            snapshot.action == "restored" and not batches)):
+        # killed between its start state and its restore (its predecessor's snapshot is not
+        # proven under its own final checkpoint), or during its catch-up (the state restored
+        # lacks its predecessor's batches after that snapshot): it acted on no batch
         before = journal.header.get("continues")
         if isinstance(before, str) and before and _logs_a_snapshot(Path(before)):
             behind = Path(before)
@@ -469,7 +476,7 @@ def venue_position_problems(run: Path, start: StartState) -> list[str]:
 def _snapshot_link(end: RunEnd, run: Path) -> list[str]:
     """A run that keeps snapshots started from the previous run's newest one: its restored
     record (right after its start state) names that record and its SHA-256, so a host cannot
-    hand it an older state unseen."""
+    hand it an older state unseen; its caught_up record, right after, names the same."""
     from zcbench.auditlog.frame import iter_records
     from zcbench.strategy import decode_snapshot_note, is_snapshot_note
 
@@ -489,6 +496,10 @@ def _snapshot_link(end: RunEnd, run: Path) -> list[str]:
         return [f"snapshot: {run} did not start from the previous run's newest snapshot "
                 f"(log index {end.snapshot.index} of {end.origin}): its first snapshot record "
                 f"is {first.action} at index {index}"]
+    caught = [(i, n) for i, n in notes if n.action == "caught_up"]
+    if caught and (caught[0][0] != index + 1 or caught[0][1].source != source):
+        return [f"snapshot: {run}'s catch-up (record {caught[0][0]}) is not on the previous "
+                f"run's records after the snapshot it restored"]
     return []
 
 
@@ -542,9 +553,10 @@ def restore_snapshot(conn: Any, log: Any, run_dir: Path, continuation: Continuat
     end = continuation.end
     if end.snapshot_behind is not None:
         raise VerificationError(
-            f"the run {end.run_dir} was killed before it restored the strategy's snapshot of "
-            f"{end.snapshot_behind}, so no snapshot is proven under its final checkpoint; "
-            f"continue from {end.snapshot_behind} instead", check="snapshot_chain")
+            f"the run {end.run_dir} was killed before it restored and caught up on the "
+            f"strategy's snapshot of {end.snapshot_behind}, so no snapshot of that state is "
+            f"proven under its final checkpoint; continue from {end.snapshot_behind} instead",
+            check="snapshot_chain")
     snapshot = continuation.snapshot
     if snapshot is None:
         return None
@@ -566,3 +578,44 @@ def restore_snapshot(conn: Any, log: Any, run_dir: Path, continuation: Continuat
                    leaf=reply["leaf"])
     log.flush()
     return snapshot
+
+
+def catch_up(conn: Any, log: Any, run_dir: Path, continuation: Continuation, *,
+             timeout: float = 30.0) -> int:
+    """Right after :func:`restore_snapshot`: hand the enclave the previous run's records after
+    the snapshot it restored, up to the final checkpoint the boot names
+    (:func:`zcbench.auditlog.snapshots.catch_up_chunks`), keep the sealed state it sends back
+    beside this run and store and verify the ``caught_up`` record it logs; the number of
+    batches the strategy caught up on. Raises :class:`~zcbench.errors.VerificationError`
+    naming the enclave's reason when it refuses them (not that log's records, or the strategy
+    signals otherwise than the previous run logged)."""
+    from zcbench.auditlog.snapshots import catch_up_chunks
+    from zcbench.channel import ChannelClosed, FrameError, Message
+    from zcbench.durable import write_atomically
+    from zcbench.errors import EnvError
+
+    snapshot = continuation.snapshot
+    if snapshot is None:
+        return 0
+    end = continuation.end
+    reply = None
+    for chunk in catch_up_chunks(end.run_dir, snapshot):
+        try:
+            conn.send(Message("catch_up", chunk.fields()))
+            reply = conn.recv(timeout=timeout)
+        except (ChannelClosed, FrameError, TimeoutError) as exc:
+            raise EnvError("the enclave did not catch up on the previous run's batches: "
+                           f"{exc}") from None
+        if reply.type not in ("catch_up_ack", "caught_up"):
+            raise VerificationError(
+                f"the enclave refused the records of {end.run_dir} after its snapshot (log "
+                f"index {snapshot.index}): {reply.fields.get('reason', reply.type)}",
+                check=str(reply.fields.get("code", "catch_up")))
+    assert reply is not None and reply.type == "caught_up"  # the last chunk's answer
+    where = sealed_snapshot_path(run_dir, log.writer.size)
+    where.parent.mkdir(exist_ok=True)
+    write_atomically(where, reply["sealed"], 0o600)  # beside the record, before it is stored
+    log.stage_note(reply["body"], reply["checkpoint"], time_ns=reply["time_ns"],
+                   leaf=reply["leaf"])
+    log.flush()
+    return int(reply["batches"])
