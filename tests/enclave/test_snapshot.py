@@ -291,7 +291,8 @@ def test_a_continuing_run_catches_up_on_the_batches_logged_after_the_snapshot() 
     note = decode_snapshot_note(caught["body"])
     assert (note.action, note.seq, note.batches) == ("caught_up", 0, 2)
     assert note.sha256 == hashlib.sha256(encode_state({"seen": 10})).digest()
-    assert note.source is not None and note.source.index == index
+    assert note.source is not None
+    assert note.source.index == index
     # batch 0 of the new run follows batch 4 of the killed one, as in one run
     signals = nxt.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))
     assert decode_signals(signals["signals"])[0].quantity == 12

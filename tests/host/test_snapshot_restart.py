@@ -14,7 +14,8 @@ import pytest
 import zcbench.examples.ma_crossover as crossover_module
 from zcbench.auditlog.frame import iter_records
 from zcbench.auditlog.listing import describe_body
-from zcbench.auditlog.snapshots import find_snapshot
+from zcbench.auditlog.records import decode_record
+from zcbench.auditlog.snapshots import catch_up_chunks, find_snapshot
 from zcbench.errors import VerificationError
 from zcbench.host import ReplaySource
 from zcbench.host.live import ModuleImage, RunHandle, run_live
@@ -184,7 +185,17 @@ def test_a_run_killed_after_its_snapshot_continues_with_the_batches_it_logged_af
     assert 20 <= logged < 40
     assert [n[1] for n in _snapshot_notes(killed)] == ["restored", "caught_up"]
     continuation = continue_run(killed)
-    assert continuation.snapshot is not None and continuation.snapshot.action == "caught_up"
+    assert continuation.snapshot is not None
+    assert continuation.snapshot.action == "caught_up"
+    # what the next enclave is handed, in bounded chunks: every record after that snapshot
+    # (a seq-0 one: from the start state on), the first chunk with the range before them
+    chunks = list(catch_up_chunks(killed, continuation.snapshot, max_records=7))
+    assert [c.last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert all(len(c.records) <= 7 for c in chunks)
+    assert [bool(c.hashes) for c in chunks] == [True] + [False] * (len(chunks) - 1)
+    sent = [r for c in chunks for r in c.records]
+    assert [decode_record(r).index for r in sent] == list(range(1, continuation.link.size))
+    assert [c.first for c in chunks] == [decode_record(c.records[0]).index for c in chunks]
     _run(image, bars.slice(40 + logged, 80 - logged), third, continuation=continuation)
     notes = _snapshot_notes(third)
     assert notes[:2] == [(2, "restored", 0), (3, "caught_up", 0)]

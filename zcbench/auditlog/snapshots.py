@@ -184,6 +184,7 @@ def catch_up_chunks(path: Path, snapshot: LoggedSnapshot, *, max_bytes: int = _C
             raise VerificationError(f"record {record.index} of {path} does not encode back to "
                                     "its leaf", check="snapshot_checkpoint")
         if chunk and (len(chunk) >= max_records or held + len(data) > max_bytes):
+            assert hashes is not None  # taken at ``first``, where the first chunk starts
             yield CatchUpChunk(at, hashes if at == first else (), tuple(chunk), False)
             chunk, at, held = [], record.index, 0
         chunk.append(data)

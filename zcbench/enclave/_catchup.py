@@ -112,11 +112,11 @@ class CatchUp:
 
     def _feed(self, index: int, kind: str, seq: int | None, body: bytes) -> None:
         if self._pending is not None:
-            at, want_seq, signals = self._pending
+            at, want_seq, want = self._pending
             if kind != "out" or seq != want_seq:
                 raise CatchUpRefused("catch_up_records", f"record {index} is not the OUT record "
                                      f"of batch {want_seq} (its IN record is {at})")
-            if body != signals:
+            if body != want:
                 raise CatchUpRefused("catch_up_signals", f"the strategy's signals for batch "
                                      f"{want_seq} differ from the OUT record {index} the "
                                      "previous run logged")

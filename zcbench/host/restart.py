@@ -611,7 +611,8 @@ def catch_up(conn: Any, log: Any, run_dir: Path, continuation: Continuation, *,
                 f"the enclave refused the records of {end.run_dir} after its snapshot (log "
                 f"index {snapshot.index}): {reply.fields.get('reason', reply.type)}",
                 check=str(reply.fields.get("code", "catch_up")))
-    assert reply is not None and reply.type == "caught_up"  # the last chunk's answer
+    if reply is None or reply.type != "caught_up":  # the last chunk's answer
+        raise EnvError("the enclave did not log its catch-up on the previous run's batches")
     where = sealed_snapshot_path(run_dir, log.writer.size)
     where.parent.mkdir(exist_ok=True)
     write_atomically(where, reply["sealed"], 0o600)  # beside the record, before it is stored
