@@ -211,3 +211,41 @@ def test_a_run_killed_after_its_snapshot_continues_with_the_batches_it_logged_af
     report = replay_log(third, build=image, trust="dev")
     assert report.verified, report.message
     assert report.snapshot == 3
+
+
+@pytest.mark.slow  # three live runs
+def test_a_refused_catch_up_ends_the_run_and_leaves_no_state_to_continue_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zcbench.auditlog.snapshots as snapshots
+
+    image, bars = _image(tmp_path), _bars(30)
+    first, second, refused = tmp_path / "first", tmp_path / "second", tmp_path / "refused"
+    _run(image, bars.head(10), first)
+    # a host whose catch-up does not reach the final checkpoint (a hash of the range before
+    # it flipped): the enclave names it, the run ends
+    chunks = snapshots.catch_up_chunks
+
+    def flipped(path: Path, snapshot: object, **kw: object):  # type: ignore[no-untyped-def]
+        for chunk in chunks(path, snapshot, **kw):  # type: ignore[arg-type]
+            hashes = [bytes([h[0] ^ 1]) + h[1:] for h in chunk.hashes]
+            yield dataclasses.replace(chunk, hashes=tuple(hashes))
+
+    continuation = continue_run(first)
+    with monkeypatch.context() as patch:
+        patch.setattr(snapshots, "catch_up_chunks", flipped)
+        with pytest.raises(VerificationError, match="refused the records") as refusal:
+            run_live(image, refused, ReplaySource(bars.tail(20), BatchSpec(count=1)),
+                     venue=PaperVenue(), feedback=True, clock_every_s=None,
+                     continuation=continuation)
+    assert refusal.value.check == "catch_up_proof"
+    # it acted on no batch, and its restored state lacks its predecessor's catch-up: a run
+    # continuing it is told to continue the first one instead, which works
+    assert [n[1] for n in _snapshot_notes(refused)] == ["restored"]
+    assert not _signals(refused)
+    assert continue_run(refused).end.snapshot_behind == first
+    with pytest.raises(VerificationError, match="killed before it restored and caught up"):
+        run_live(image, tmp_path / "after", ReplaySource(bars.tail(20), BatchSpec(count=1)),
+                 venue=PaperVenue(), feedback=True, clock_every_s=None,
+                 continuation=continue_run(refused))
+    _run(image, bars.tail(20), second, continuation=continue_run(first))
+    assert [n[1] for n in _snapshot_notes(second)][:2] == ["restored", "caught_up"]
