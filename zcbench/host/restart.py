@@ -25,6 +25,7 @@ It reads run folders only through the public readers (``zcbench.auditlog``,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from zcbench.venue.orders import signal_of_cl_ord_id
 __all__ = [
     "Continuation",
     "RunEnd",
+    "carry_paper_orders",
     "catch_up",
     "check_link",
     "continue_run",
@@ -290,6 +292,13 @@ class _Book:
             if row["event"] == "fill":
                 q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
                 self.positions[row["symbol"]] = self.positions.get(row["symbol"], 0) + q
+            # what is left of an order, per the reports journaled (a FIX session's stored
+            # reports, read next, say it again where they hold more)
+            known = self.orders.get(cid)
+            if known is not None and row["event"] in ("fill", "cancel", "expire", "reject"):
+                left = (max(known.leaves_qty - int(row["quantity"]), 0)
+                        if row["event"] == "fill" else 0)
+                self.orders[cid] = dataclasses.replace(known, leaves_qty=left)
 
     def take_session(self, fix: Path, origin: str, run_id: str) -> None:
         from zcbench.venue.fix.messages import execution_from_fix, order_from_fix
@@ -382,7 +391,8 @@ def venue_state_at_start(
     reports the venue sent again when the session resumed (``FixVenue.resume``); with the
     previous run's stored but unjournaled ones they are the start state's executions (each
     once), and the positions are the carried ones plus their fills. Open orders are the
-    chain's orders the venue still works. ``venue_positions``: what the venue itself reports
+    chain's orders the venue still works (a paper venue: those the records show resting,
+    :func:`carry_paper_orders`). ``venue_positions``: what the venue itself reports
     (``FixVenue.positions``; None: not asked), logged beside them so that a difference is on
     the signed record (:meth:`~zcbench.strategy.StartState.venue_position_problems`)."""
     end = continuation.end
@@ -401,7 +411,7 @@ def venue_state_at_start(
         positions[x.symbol] = positions.get(x.symbol, 0) + x.signed_qty
     name = str(getattr(venue, "name", "none")) if venue is not None else "none"
     open_orders: tuple[StartOrder, ...] = ()
-    if name == "fix":  # a paper venue's resting orders ended with the host that held them
+    if name in ("fix", "paper"):  # a paper venue's: carried into the new one (carry_paper)
         open_orders = tuple(
             StartOrder(o.cl_ord_id, o.symbol, o.side, o.quantity, leaves[cid], o.batch,
                        o.signal)
@@ -516,6 +526,8 @@ def log_start_state(
     recovered: list[Any] = []
     if venue is not None and hasattr(venue, "resume"):
         recovered = list(venue.resume(continuation.end.open_order_ids()))
+    if venue is not None and getattr(venue, "name", None) == "paper":
+        venue.carry(carry_paper_orders(continuation.end))
     # the venue's own book, cross-checked on the record against what the reports make (a
     # venue that can be asked: FixVenue.positions; the paper venue lives in the host)
     ask = getattr(venue, "positions", None)
@@ -620,3 +632,73 @@ def catch_up(conn: Any, log: Any, run_dir: Path, continuation: Continuation, *,
                    leaf=reply["leaf"])
     log.flush()
     return int(reply["batches"])
+
+
+def carry_paper_orders(end: RunEnd) -> list[Any]:
+    """The orders of the chain ending in ``end`` that its records show still resting (a
+    quantity left, no cancel or expiry journaled), as a continuing run's paper venue takes them
+    (:meth:`zcbench.venue.PaperVenue.carry`), in the order they were placed: each rebuilt from
+    the signed signal its ClOrdID names (the OUT record of that batch, in the log of the run
+    of that id, found through the journals' ``continues``), with what its fills journaled
+    (quantity and notional), the UTC day of its batch's newest event (a ``DAY`` order's) and,
+    for a stop order, triggered once it filled (a stop-limit that triggered without a fill is
+    carried untriggered: no report says it triggered)."""
+    from zcbench.auditlog import RecordFilter
+    from zcbench.auditlog.frame import iter_records
+    from zcbench.host.execution import read_journal
+    from zcbench.strategy import decode_signals
+    from zcbench.venue.orders import STOP, STOP_LIMIT, order_from_signal
+    from zcbench.venue.paper import DAY_NS, OpenOrder
+
+    resting = {cid: o for cid, o in end.orders.items() if o.leaves_qty > 0}
+    if not resting:
+        return []
+    runs: dict[str, Path] = {}  # run id: folder, this run's and its predecessors'
+    fills: dict[str, tuple[int, int]] = {}  # ClOrdID: quantity, notional journaled
+    placed: dict[str, tuple[int, int, int]] = {}  # ClOrdID: run (newest 0), journal row
+    folder: Path | None = end.run_dir
+    depth = 0
+    while folder is not None and depth < 10_000:
+        journal = read_journal(folder)
+        runs[str(journal.header.get("run_id", ""))] = folder
+        for n, row in enumerate(journal.rows.iter_rows(named=True)):
+            cid = str(row["cl_ord_id"])
+            if cid not in resting:
+                continue
+            if row["event"] == "order":
+                placed[cid] = (-depth, n, 0)
+            elif row["event"] == "fill":
+                qty, notional = fills.get(cid, (0, 0))
+                fills[cid] = (qty + int(row["quantity"]),
+                              notional + int(row["quantity"]) * int(row["price_ticks"]))
+        before = journal.header.get("continues")
+        folder = Path(before) if isinstance(before, str) and before else None
+        depth += 1
+    carried = []
+    for cid, o in resting.items():
+        named = signal_of_cl_ord_id(cid)
+        where = runs.get(named[0]) if named is not None else None
+        if named is None or where is None:
+            raise VerificationError(
+                f"the order {cid} rests per the records of {end.run_dir}, but no run of the "
+                "chain placed it; continue from the run that did", check="paper_orders")
+        _, seq, pos = named
+        found = None
+        outs = RecordFilter(kinds=frozenset({"out"}))
+        for record, _ in iter_records(where, outs):
+            if record.seq == seq:
+                found = record
+                break
+        signals = decode_signals(found.body) if found is not None else []
+        if found is None or pos >= len(signals):
+            raise VerificationError(f"the order {cid} names a signal the log of {where} does "
+                                    "not hold", check="paper_orders")
+        order = order_from_signal(signals[pos], cl_ord_id=cid, log_index=found.index,
+                                  signal_pos=pos)
+        qty, notional = fills.get(cid, (0, 0))
+        qty = order.quantity - o.leaves_qty if qty == 0 else qty
+        day = (found.event_time_ns or 0) // DAY_NS
+        triggered = order.ord_type in (STOP, STOP_LIMIT) and qty > 0
+        carried.append((placed.get(cid, (1, 0, 0)), OpenOrder(order, "", qty, notional,
+                                                               triggered, day)))
+    return [o for _, o in sorted(carried, key=lambda c: (c[0], c[1].order.cl_ord_id))]
