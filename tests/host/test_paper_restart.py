@@ -124,3 +124,25 @@ def test_a_resting_paper_order_survives_a_restart_and_fills_as_in_one_run(
     assert [(o.cl_ord_id, o.leaves_qty) for o in start.open_orders] == [
         (read_journal(first).rows.filter(pl.col("event") == "order")["cl_ord_id"][0],
          300 - held)]
+
+
+@pytest.mark.slow  # four live runs
+def test_an_order_carried_twice_keeps_resting_and_filling(tmp_path: Path) -> None:
+    module = tmp_path / "rest_then_sell.py"
+    module.write_text(_STRATEGY)
+    image, bars = ModuleImage(module, {}), _bars()
+    whole, first, mid, last = (tmp_path / n for n in ("whole", "first", "mid", "last"))
+    _run(image, bars, whole)
+    cut = _first_fill_batch(whole)
+    _run(image, bars.head(cut), first)
+    # a run of one bar that places nothing: the order it carried rests on into the next
+    _run(image, bars.slice(cut, 1), mid, continuation=continue_run(first))
+    mid_start = read_start_state(mid)
+    assert mid_start is not None
+    end = continue_run(mid).end
+    left = [o.leaves_qty for o in end.orders.values() if o.leaves_qty]
+    assert len(left) == 1
+    assert 0 < left[0] <= mid_start.open_orders[0].leaves_qty
+    _run(image, bars.slice(cut + 1), last, continuation=continue_run(mid))
+    assert _fills(first) + _fills(mid) + _fills(last) == _fills(whole)
+    assert _signals(first) + _signals(mid) + _signals(last) == _signals(whole)
