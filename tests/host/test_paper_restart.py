@@ -11,10 +11,11 @@ import polars as pl
 import pytest
 
 from zcbench.auditlog.frame import iter_records
+from zcbench.errors import VerificationError
 from zcbench.host import ReplaySource
 from zcbench.host.execution import read_journal
 from zcbench.host.live import ModuleImage, run_live
-from zcbench.host.restart import continue_run, read_start_state
+from zcbench.host.restart import carry_paper_orders, continue_run, read_start_state
 from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
 from zcbench.strategy import decode_context, decode_signals, is_context
 from zcbench.venue import PaperVenue
@@ -146,3 +147,11 @@ def test_an_order_carried_twice_keeps_resting_and_filling(tmp_path: Path) -> Non
     _run(image, bars.slice(cut + 1), last, continuation=continue_run(mid))
     assert _fills(first) + _fills(mid) + _fills(last) == _fills(whole)
     assert _signals(first) + _signals(mid) + _signals(last) == _signals(whole)
+    # the signal is read from a log that verifies: a run whose log was edited since carries
+    # nothing (it is refused, naming that log)
+    segment = first / "log" / "seg-00000000.zlog"
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    segment.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="which placed an order still resting"):
+        carry_paper_orders(continue_run(mid).end)

@@ -35,7 +35,7 @@ from typing import Any
 from zcbench.auditlog.link import RunLink
 from zcbench.auditlog.snapshots import LoggedSnapshot, find_snapshot, sealed_snapshot_path
 from zcbench.errors import DataError, UsageError, VerificationError
-from zcbench.strategy import StartExecution, StartOrder, StartState
+from zcbench.strategy import StartExecution, StartOrder, StartState, decode_signals
 from zcbench.venue.orders import signal_of_cl_ord_id
 
 __all__ = [
@@ -86,6 +86,8 @@ class RunEnd:
     newest_event_ns: int | None
     snapshot: LoggedSnapshot | None = None
     snapshot_behind: Path | None = None
+    trust: str | Path = "dev"
+    """The root its log was verified under (its predecessors' are read under it too)."""
 
     @property
     def link(self) -> RunLink:
@@ -136,7 +138,6 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     from zcbench.auditlog.checkpoint import parse_checkpoint_note
     from zcbench.auditlog.frame import iter_records
     from zcbench.host.execution import read_journal
-    from zcbench.strategy import decode_signals
 
     run_dir = Path(run_dir)
     if not (run_dir / "journal.jsonl").is_file():
@@ -218,6 +219,7 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
         newest_event_ns=book.newest,
         snapshot=snapshot,
         snapshot_behind=behind,
+        trust=trust,
     )
 
 
@@ -638,27 +640,28 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
     """The orders of the chain ending in ``end`` that its records show still resting (a
     quantity left, no cancel or expiry journaled), as a continuing run's paper venue takes them
     (:meth:`zcbench.venue.PaperVenue.carry`), in the order they were placed: each rebuilt from
-    the signed signal its ClOrdID names (the OUT record of that batch, in the log of the run
-    of that id, found through the journals' ``continues``), with what its fills journaled
-    (quantity and notional), the UTC day of its batch's newest event (a ``DAY`` order's) and,
-    for a stop order, triggered once it filled (a stop-limit that triggered without a fill is
-    carried untriggered: no report says it triggered)."""
-    from zcbench.auditlog import RecordFilter
-    from zcbench.auditlog.frame import iter_records
+    the signed signal its ClOrdID names (the OUT record of that batch, in the verified log of
+    the run of that id, found through the journals' ``continues``), with what its fills
+    journaled (quantity and notional), the UTC day of its batch's newest event (a ``DAY``
+    order's) and, for a stop order, triggered once it filled (a stop-limit that triggered
+    without a fill is carried untriggered: no report says it triggered). Raises
+    :class:`~zcbench.errors.VerificationError` when a resting order's signal is not found
+    in a log that verifies."""
     from zcbench.host.execution import read_journal
-    from zcbench.strategy import decode_signals
     from zcbench.venue.orders import STOP, STOP_LIMIT, order_from_signal
     from zcbench.venue.paper import DAY_NS, OpenOrder
 
     resting = {cid: o for cid, o in end.orders.items() if o.leaves_qty > 0}
     if not resting:
         return []
-    runs: dict[str, Path] = {}  # run id: folder, this run's and its predecessors'
+    named = {cid: signal_of_cl_ord_id(cid) for cid in resting}
+    needed = {n[0] for n in named.values() if n is not None}
+    runs: dict[str, Path] = {}  # run id: folder, this run's and its predecessors' as needed
     fills: dict[str, tuple[int, int]] = {}  # ClOrdID: quantity, notional journaled
-    placed: dict[str, tuple[int, int, int]] = {}  # ClOrdID: run (newest 0), journal row
+    placed: dict[str, tuple[int, int]] = {}  # ClOrdID: run (the oldest first), journal row
     folder: Path | None = end.run_dir
     depth = 0
-    while folder is not None and depth < 10_000:
+    while folder is not None and not needed <= set(runs) and depth < 10_000:
         journal = read_journal(folder)
         runs[str(journal.header.get("run_id", ""))] = folder
         for n, row in enumerate(journal.rows.iter_rows(named=True)):
@@ -666,7 +669,7 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
             if cid not in resting:
                 continue
             if row["event"] == "order":
-                placed[cid] = (-depth, n, 0)
+                placed[cid] = (-depth, n)
             elif row["event"] == "fill":
                 qty, notional = fills.get(cid, (0, 0))
                 fills[cid] = (qty + int(row["quantity"]),
@@ -676,29 +679,48 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
         depth += 1
     carried = []
     for cid, o in resting.items():
-        named = signal_of_cl_ord_id(cid)
-        where = runs.get(named[0]) if named is not None else None
-        if named is None or where is None:
+        name = named[cid]
+        where = runs.get(name[0]) if name is not None else None
+        if name is None or where is None:
             raise VerificationError(
                 f"the order {cid} rests per the records of {end.run_dir}, but no run of the "
                 "chain placed it; continue from the run that did", check="paper_orders")
-        _, seq, pos = named
-        found = None
-        outs = RecordFilter(kinds=frozenset({"out"}))
-        for record, _ in iter_records(where, outs):
-            if record.seq == seq:
-                found = record
-                break
+        found = _out_record(where, name[1], end.size if where == end.run_dir else None,
+                            end.trust)
         signals = decode_signals(found.body) if found is not None else []
-        if found is None or pos >= len(signals):
+        if found is None or name[2] >= len(signals):
             raise VerificationError(f"the order {cid} names a signal the log of {where} does "
                                     "not hold", check="paper_orders")
-        order = order_from_signal(signals[pos], cl_ord_id=cid, log_index=found.index,
-                                  signal_pos=pos)
-        qty, notional = fills.get(cid, (0, 0))
-        qty = order.quantity - o.leaves_qty if qty == 0 else qty
+        order = order_from_signal(signals[name[2]], cl_ord_id=cid, log_index=found.index,
+                                  signal_pos=name[2])
+        if (order.symbol, order.side, order.quantity) != (o.symbol, o.side, o.quantity):
+            raise VerificationError(f"the order {cid} of the records is not the signal its "
+                                    f"ClOrdID names in the log of {where}", check="paper_orders")
+        qty, notional = fills.get(cid, (order.quantity - o.leaves_qty, 0))
         day = (found.event_time_ns or 0) // DAY_NS
         triggered = order.ord_type in (STOP, STOP_LIMIT) and qty > 0
-        carried.append((placed.get(cid, (1, 0, 0)), OpenOrder(order, "", qty, notional,
-                                                               triggered, day)))
+        carried.append((placed.get(cid, (1, 0)), OpenOrder(order, "", qty, notional,
+                                                            triggered, day)))
     return [o for _, o in sorted(carried, key=lambda c: (c[0], c[1].order.cl_ord_id))]
+
+
+def _out_record(run_dir: Path, seq: int, entries: int | None, trust: str | Path) -> Any:
+    """The OUT record of batch ``seq`` among the first ``entries`` records of the log in
+    ``run_dir`` (None: the log is verified first, and read up to its newest checkpoint)."""
+    from zcbench.auditlog import RecordFilter, check_log
+    from zcbench.auditlog.boot import boot_verifier_for
+    from zcbench.auditlog.frame import iter_records
+
+    if entries is None:
+        report = check_log(run_dir, trust=trust, boot_verifier=boot_verifier_for(run_dir))
+        if not report.verified:
+            raise VerificationError(f"the log of {run_dir}, which placed an order still "
+                                    f"resting, is {report.classification} ({report.message})",
+                                    check="paper_orders")
+        entries = report.entries
+    for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
+        if record.index >= entries:
+            break
+        if record.seq == seq:
+            return record
+    return None
