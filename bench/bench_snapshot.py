@@ -8,7 +8,11 @@ paper venue (as ``zcbench run`` does), replayed as fast as the enclave takes it:
    snapshots (``snapshot_every_s=None``), runs interleaved, each kind first in turn, after one
    uncounted warm-up run;
 2. in the enclave runtime alone (no boundary, no host): one take + seal + log of the
-   crossover's snapshot against one batch's ingest, the median of many.
+   crossover's snapshot against one batch's ingest, the median of many;
+3. a continuing run's catch-up (at its start, never per batch), in the runtime alone: the
+   records of N batches logged after a snapshot checked against the final checkpoint and fed
+   to the restored crossover (one ``catch_up`` request), against the ingest of the same N
+   batches by the run that logged them, the median of several.
 
 Usage: ``python bench/bench_snapshot.py [--bars N] [--rounds R]``.
 """
@@ -79,6 +83,72 @@ def _in_enclave(n: int) -> tuple[float, float]:
     return statistics.median(ingest), statistics.median(take)
 
 
+def _catch_up(n: int, repeats: int = 5) -> tuple[float, float]:
+    """Seconds to ingest ``n`` one-bar batches after a snapshot, and to catch up on them."""
+    import datetime as dt
+
+    from zcbench.auditlog.link import RunLink, encode_link
+    from zcbench.auditlog.merkle import CompactRange, leaf_hash
+    from zcbench.auditlog.records import encode_record
+    from zcbench.auditlog.writer import batch_event_time, batch_records
+    from zcbench.enclave import EnclaveRuntime
+    from zcbench.examples import MACrossover
+    from zcbench.nitro import DevCA, NsmEmulator
+    from zcbench.strategy import Batch, encode_batch, make_strategy
+
+    now = dt.datetime.now(dt.UTC)
+    pcrs = {0: b"\x01" * 48, 1: b"\x02" * 48, 2: b"\x03" * 48}
+    ca = DevCA.load_or_create(now=now)
+
+    def runtime() -> EnclaveRuntime:
+        nsm = NsmEmulator(pcrs=pcrs, ca=ca, clock=lambda: now)
+        return EnclaveRuntime(make_strategy(MACrossover, PARAMS), nsm, pcr0=pcrs[0],
+                              state_secret=b"\x07" * 32, clock=lambda: 1_000)
+
+    bars = _bars(n + 20).select("ts", "symbol", "close")
+    ingests, catch_ups = [], []
+    for _ in range(repeats):
+        first = runtime()
+        booted = first.boot("bench-first")
+        records = [booted["record"]]
+        for i in range(20):  # the windows fill before the snapshot
+            step = first.ingest(i, encode_batch(Batch(i, bars.slice(i, 1))))
+            records += batch_records(len(records), i, encode_batch(Batch(i, bars.slice(i, 1))),
+                                     step["signals"], time_ns=step["time_ns"],
+                                     event_time_ns=batch_event_time(bars.slice(i, 1)["ts"]))
+        taken = first.snapshot()
+        index = len(records)
+        records.append(encode_record(index=index, kind="note", body=taken["body"],
+                                     time_ns=taken["time_ns"]))
+        sent = [encode_batch(Batch(20 + k, bars.slice(20 + k, 1))) for k in range(n)]
+        t0 = time.perf_counter()
+        steps = [first.ingest(20 + k, data) for k, data in enumerate(sent)]
+        ingests.append(time.perf_counter() - t0)
+        for k, (data, step) in enumerate(zip(sent, steps, strict=True)):
+            records += batch_records(len(records), 20 + k, data, step["signals"],
+                                     time_ns=step["time_ns"],
+                                     event_time_ns=batch_event_time(bars.slice(20 + k, 1)["ts"]))
+        whole = CompactRange()
+        for r in records:
+            whole.append(leaf_hash(r))
+        prefix = CompactRange()
+        for r in records[:index + 1]:
+            prefix.append(leaf_hash(r))
+        link = RunLink(booted["origin"], whole.size, whole.root())
+        nxt = runtime()
+        nxt.boot("bench-next", encode_link(link))
+        from zcbench.auditlog.merkle import MerkleTree
+
+        tree = MerkleTree([leaf_hash(r) for r in records])
+        nxt.restore(taken["sealed"], records[index], index, link.origin, link.size, link.root,
+                    tree.inclusion_proof(index))
+        t0 = time.perf_counter()
+        caught = nxt.catch_up(index + 1, list(prefix.hashes), records[index + 1:], 1)
+        catch_ups.append(time.perf_counter() - t0)
+        assert caught["batches"] == n
+    return statistics.median(ingests), statistics.median(catch_ups)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bars", type=int, default=400)
@@ -107,6 +177,9 @@ def main() -> None:
     ingest, take = _in_enclave(min(args.bars, 400))
     print(f"  in the runtime: take+seal+log {take * 1e6:.0f} us against one ingest "
           f"{ingest * 1e6:.0f} us: ratio {take / ingest:.2f}")
+    logged, caught = _catch_up(min(args.bars, 400))
+    print(f"  catch-up on {min(args.bars, 400)} batches after a snapshot {caught * 1e3:.1f} ms "
+          f"against their ingest {logged * 1e3:.1f} ms: ratio {caught / logged:.2f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import cbor2
 import polars as pl
 
 from zcbench.auditlog.link import RunLink, encode_link
-from zcbench.auditlog.merkle import MerkleTree, leaf_hash
+from zcbench.auditlog.merkle import CompactRange, MerkleTree, leaf_hash
 from zcbench.auditlog.records import decode_record, encode_record
 from zcbench.channel import Message, error_message
 from zcbench.enclave import EnclaveRuntime
@@ -25,6 +25,7 @@ from zcbench.strategy import (
     decode_signals,
     decode_snapshot_note,
     encode_batch,
+    encode_signals,
     encode_snapshot_note,
     encode_state,
 )
@@ -96,7 +97,12 @@ class _Run:
             seq = reply["seq"]
             self.records += [b"in", b"out"]  # placeholders: rebuilt below from the leaves
             self.records[-2:] = _batch_records(self.rt, seq, msg["batch"], reply)
-        elif reply.type in ("snapshot_taken", "restored"):
+        elif reply.type == "feedback_logged":
+            self.records.append(encode_record(index=len(self.records), kind="in",
+                                              body=msg["body"], time_ns=reply["time_ns"],
+                                              seq=msg["seq"]))
+            assert leaf_hash(self.records[-1]) == reply["leaf"]
+        elif reply.type in ("snapshot_taken", "restored", "caught_up"):
             self.records.append(encode_record(index=len(self.records), kind="note",
                                               body=reply["body"], time_ns=reply["time_ns"]))
             assert leaf_hash(self.records[-1]) == reply["leaf"]
@@ -130,6 +136,16 @@ def _first_run() -> tuple[_Run, Message]:
     return run, taken
 
 
+def _catch_up_fields(run: _Run, first: int, records: Sequence[bytes] | None = None,
+                     *, last: int = 1) -> dict[str, object]:
+    """A ``catch_up`` request of ``run``'s records from ``first`` on (``records``: others)."""
+    prefix = CompactRange()
+    for r in run.records[:first]:
+        prefix.append(leaf_hash(r))
+    sent = run.records[first:] if records is None else records
+    return {"first": first, "range": list(prefix.hashes), "records": list(sent), "last": last}
+
+
 def _link(run: _Run) -> RunLink:
     tree = MerkleTree([leaf_hash(r) for r in run.records])
     return RunLink(run.origin, len(run.records), tree.root())
@@ -151,15 +167,25 @@ def test_a_snapshot_is_sealed_logged_and_restored_by_a_continuing_run() -> None:
     assert back.source is not None
     assert (back.source.origin, back.source.index) == (
         run.origin, index)
+    # nothing was logged after the snapshot: the catch-up feeds no batch, the state stays
+    assert nxt.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))["code"] == (
+        "catch_up_order")
+    caught = nxt.ask(Message("catch_up", _catch_up_fields(run, index + 1)))
+    assert caught.type == "caught_up", caught.fields
+    note = decode_snapshot_note(caught["body"])
+    assert (note.action, note.seq, note.sha256, note.batches) == ("caught_up", 0, back.sha256, 0)
+    assert note.source == back.source
     # the count goes on from the snapshot, at batch 0 of the new run
     signals = nxt.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))
     assert decode_signals(signals["signals"])[0].quantity == 8
     again = nxt.ask(Message("restore", {"sealed": taken["sealed"], **run.proof_of(index)}))
     assert again["code"] == "restore_order"
-    # a replay of the continuing run restores from its restored record, at its seq 0
+    assert nxt.ask(Message("catch_up", _catch_up_fields(run, index + 1)))["code"] == (
+        "catch_up_order")
+    # a replay of the continuing run restores from its caught_up record, at its seq 0
     replay = _Run(_runtime(), "replay-2")
-    proven = nxt.proof_of(len(nxt.records) - 3)  # the restored record, before batch 0's two
-    assert replay.ask(Message("restore", {"sealed": taken["sealed"], **proven})).type == (
+    proven = nxt.proof_of(len(nxt.records) - 3)  # the caught_up record, before batch 0's two
+    assert replay.ask(Message("restore", {"sealed": caught["sealed"], **proven})).type == (
         "restored")
     assert replay.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))["signals"] == (
         signals["signals"])
@@ -224,3 +250,95 @@ def test_a_replay_restores_a_snapshot_of_the_log_it_replays_and_goes_on_at_its_s
     assert replay.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))["code"] == "seq_replay"
     again = replay.ask(Message("ingest", {"seq": 3, "batch": _batch(3)}))
     assert again["signals"] == live["signals"]  # byte for byte what the live run signed
+
+
+def _killed_run() -> tuple[_Run, Message, int]:
+    """A run that logged two batches (one with its feedback) after its newest snapshot, then
+    ended without another (as a killed one does)."""
+    from zcbench.strategy import Context, encode_context
+
+    run, taken = _first_run()
+    index = len(run.records) - 1
+    run.ask(Message("ingest", {"seq": 3, "batch": _batch(3)}))
+    assert run.ask(Message("feedback", {"seq": 4, "body": encode_context(Context(4))})).type == (
+        "feedback_logged")
+    run.ask(Message("ingest", {"seq": 4, "batch": _batch(4)}))
+    return run, taken, index
+
+
+def _restored(run: _Run, taken: Message, index: int) -> _Run:
+    nxt = _Run(_runtime(), "run-2", _link(run))
+    assert nxt.ask(Message("restore", {"sealed": taken["sealed"], **run.proof_of(index)})).type == (
+        "restored")
+    return nxt
+
+
+def test_a_continuing_run_catches_up_on_the_batches_logged_after_the_snapshot() -> None:
+    run, taken, index = _killed_run()
+    nxt = _restored(run, taken, index)
+    from zcbench.strategy import Context, encode_context
+
+    for msg in (Message("ingest", {"seq": 0, "batch": _batch(0)}),
+                Message("feedback", {"seq": 0, "body": encode_context(Context(0))}),
+                Message("snapshot", {})):
+        assert nxt.ask(msg)["code"] == "catch_up_order"  # nothing before the catch-up
+    # in two requests: the first with the compact range before it, the next going on
+    part = _catch_up_fields(run, index + 1, run.records[index + 1:index + 3], last=0)
+    assert nxt.ask(Message("catch_up", part)).fields == {"next": index + 3}
+    rest = {"first": index + 3, "range": [], "records": run.records[index + 3:], "last": 1}
+    caught = nxt.ask(Message("catch_up", rest))
+    assert caught.type == "caught_up", caught.fields
+    note = decode_snapshot_note(caught["body"])
+    assert (note.action, note.seq, note.batches) == ("caught_up", 0, 2)
+    assert note.sha256 == hashlib.sha256(encode_state({"seen": 10})).digest()
+    assert note.source is not None
+    assert note.source.index == index
+    # batch 0 of the new run follows batch 4 of the killed one, as in one run
+    signals = nxt.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))
+    assert decode_signals(signals["signals"])[0].quantity == 12
+    # and the next run restores the caught-up state from its caught_up record
+    after = _Run(_runtime(), "run-3", _link(nxt))
+    at = len(nxt.records) - 3
+    assert after.ask(Message("restore", {"sealed": caught["sealed"], **nxt.proof_of(at)})
+                     ).type == "restored"
+
+
+def test_catch_up_records_edited_omitted_or_reordered_are_refused_and_the_state_unused(
+        ) -> None:
+    run, taken, index = _killed_run()
+    after = run.records[index + 1:]
+    out = decode_record(after[1])
+    assert out.kind == "out"
+    forged_out = encode_record(index=out.index, kind="out", seq=out.seq, time_ns=out.time_ns,
+                               body=encode_signals([Signal("AAA", "buy", 99)]))
+    late_out = encode_record(index=out.index, kind="out", seq=out.seq, time_ns=out.time_ns + 1,
+                             body=out.body)
+    flipped = _catch_up_fields(run, index + 1)
+    flipped["range"] = [bytes([h[0] ^ 1]) + h[1:] for h in flipped["range"]]  # type: ignore[attr-defined]
+    cases = [
+        (_catch_up_fields(run, index + 1, [after[0], *after[2:]]), "catch_up_records"),
+        (_catch_up_fields(run, index + 1, [after[1], after[0], *after[2:]]), "catch_up_records"),
+        (_catch_up_fields(run, index + 1, [after[0], forged_out, *after[2:]]),
+         "catch_up_signals"),
+        (_catch_up_fields(run, index + 1, [after[0], late_out, *after[2:]]), "catch_up_proof"),
+        (_catch_up_fields(run, index + 1, after[:-2]), "catch_up_proof"),  # cut short
+        (_catch_up_fields(run, index + 1, [*after, after[-1]]), "catch_up_proof"),  # past it
+        (_catch_up_fields(run, index + 3, after[2:]), "catch_up_proof"),  # not after it
+        (flipped, "catch_up_proof"),
+    ]
+    for fields, code in cases:
+        nxt = _restored(run, taken, index)
+        reply = nxt.ask(Message("catch_up", fields))
+        assert (reply.type, reply["code"]) == ("error", code), (code, reply.fields)
+        # the strategy's state is not used: no batch, no snapshot, no second catch-up
+        assert nxt.ask(Message("ingest", {"seq": 0, "batch": _batch(0)}))["code"] == (
+            "strategy_failed")
+        assert nxt.ask(Message("snapshot", {}))["code"] == "strategy_failed"
+        assert nxt.ask(Message("catch_up", _catch_up_fields(run, index + 1)))["code"] == (
+            "strategy_failed")
+        assert not [r for r in nxt.records if b"caught_up" in r]
+    # a replay restores without a link: it has no catch-up, and needs none
+    replay = _Run(_runtime(), "replay-1")
+    replay.ask(Message("restore", {"sealed": taken["sealed"], **run.proof_of(index)}))
+    assert replay.ask(Message("catch_up", _catch_up_fields(run, index + 1)))["code"] == (
+        "catch_up_order")

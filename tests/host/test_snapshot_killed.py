@@ -1,11 +1,13 @@
 """A host killed with SIGKILL mid-run, continued with ``zcbench run --continue``: the packaged
 crossover (sealed, its snapshot key derived from the data key the broker released) starts again
-from the newest snapshot the killed run logged, so it keeps its windows across the kill; the
-chain, the log and the replay all hold."""
+from the newest snapshot the killed run logged, caught up on every batch the killed run logged
+after it, so it keeps its windows across the kill as of the last batch logged; the chain, the
+log and the replay all hold."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -30,8 +32,10 @@ from zcbench.strategy import (
     decode_batch,
     decode_context,
     decode_signals,
+    decode_snapshot_note,
     decode_start,
     is_context,
+    is_snapshot_note,
     is_start,
     make_strategy,
 )
@@ -77,24 +81,23 @@ def _feed(strategy: MACrossover, run: Path, *, before: int | None = None) -> lis
     return signals
 
 
-def test_a_killed_run_continues_from_its_newest_snapshot(tmp_path: Path) -> None:
-    build = _package(tmp_path)
-    data = tmp_path / "bars.csv"
-    _bars(160).write_csv(data)
-    killed, after = tmp_path / "killed", tmp_path / "after"
-    cmd = [sys.executable, "-m", "zcbench", "run", str(build), "--data", str(data),
-           "--rate", str(86_400 * 20), "--snapshot-every", "0", "--run-dir", str(killed),
-           "--json"]
-    err = tmp_path / "run.stderr"
+def _outs(run: Path) -> int:
+    """OUT records the run's log holds so far (a record being written is not counted)."""
+    try:
+        return sum(1 for r, _ in iter_records(run) if r.kind == "out")
+    except Exception:  # not there yet, or a tail mid-write: the next look sees more
+        return 0
+
+
+def _killed_mid_run(cmd: list[str], run: Path, err: Path, *, outs: int) -> None:
+    """Start ``zcbench run`` and SIGKILL it (and its enclave) once its log holds ``outs``
+    batches."""
     with err.open("wb") as sink:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink,
                                 start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            snapshots = killed / "snapshots"
-            if snapshots.is_dir() and len(list(snapshots.glob("*.sealed"))) >= 30:
-                break
+        while time.monotonic() < deadline and proc.poll() is None and _outs(run) < outs:
             time.sleep(0.05)
         assert proc.poll() is None, err.read_text()
         proc.send_signal(signal.SIGKILL)
@@ -103,8 +106,19 @@ def test_a_killed_run_continues_from_its_newest_snapshot(tmp_path: Path) -> None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert not (killed / "summary.json").exists()
-    newest = [n for n in _snapshot_notes(killed) if n[1] == "taken"][-1]
+    assert not (run / "summary.json").exists()
+
+
+def test_a_killed_run_continues_from_its_newest_snapshot(tmp_path: Path) -> None:
+    build = _package(tmp_path)
+    data = tmp_path / "bars.csv"
+    _bars(160).write_csv(data)
+    killed, after = tmp_path / "killed", tmp_path / "after"
+    cmd = [sys.executable, "-m", "zcbench", "run", str(build), "--data", str(data),
+           "--rate", str(86_400 * 20), "--snapshot-every", "0", "--run-dir", str(killed),
+           "--json"]
+    _killed_mid_run(cmd, killed, tmp_path / "run.stderr", outs=30)
+    assert [n for n in _snapshot_notes(killed) if n[1] == "taken"]
 
     assert main(["run", str(build), "--data", str(data), "--continue", str(killed),
                  "--run-dir", str(after), "--json"]) == 0
@@ -113,12 +127,54 @@ def test_a_killed_run_continues_from_its_newest_snapshot(tmp_path: Path) -> None
     assert main(["log", "verify", "--trust", "dev", "--previous", str(killed), str(after)]) == 0
     assert main(["log", "replay", str(after), "--trust", "dev"]) == 0
 
-    # the continued strategy is the killed one as of its newest snapshot: in process, the
-    # killed run's inputs up to that snapshot, then the continued run's, give its signals
+    # the continued strategy is the killed one as of its last logged batch (its newest snapshot
+    # and the batches after it): in process, every input the killed run logged, then the
+    # continued run's, give its signals
     signed = [decode_signals(r.body) for r, _ in iter_records(after) if r.kind == "out"]
     kept = make_strategy(MACrossover, PARAMS)
-    _feed(kept, killed, before=newest[0])  # type: ignore[arg-type]
+    _feed(kept, killed)  # type: ignore[arg-type]
     assert _feed(kept, after) == signed  # type: ignore[arg-type]
     assert any(signed)
     fresh = make_strategy(MACrossover, PARAMS)  # from nothing it would signal otherwise
     assert _feed(fresh, after) != signed  # type: ignore[arg-type]
+
+
+def test_a_run_killed_long_after_its_snapshot_loses_none_of_its_batches(
+        tmp_path: Path) -> None:
+    build = _package(tmp_path)
+    data = tmp_path / "bars.csv"
+    _bars(160).write_csv(data)
+    first, killed, after = tmp_path / "first", tmp_path / "killed", tmp_path / "after"
+    head = tmp_path / "head.csv"
+    _bars(160).head(40).write_csv(head)
+    assert main(["run", str(build), "--data", str(head), "--run-dir", str(first),
+                 "--json"]) == 0
+    # continued with no snapshot of its own until its end (one an hour), SIGKILLed mid-run:
+    # every batch it logged follows its newest snapshot, the state it started from
+    cmd = [sys.executable, "-m", "zcbench", "run", str(build), "--data", str(data),
+           "--rate", str(86_400 * 20), "--snapshot-every", "3600", "--continue", str(first),
+           "--run-dir", str(killed), "--json"]
+    _killed_mid_run(cmd, killed, tmp_path / "run.stderr", outs=25)
+    lost = sum(1 for r, _ in iter_records(killed) if r.kind == "out")
+    assert [n[1] for n in _snapshot_notes(killed)] == ["restored", "caught_up"]
+
+    assert main(["run", str(build), "--data", str(data), "--continue", str(killed),
+                 "--run-dir", str(after), "--json"]) == 0
+    caught = [decode_snapshot_note(r.body) for r, _ in iter_records(after)
+              if r.kind == "note" and is_snapshot_note(r.body)][1]
+    assert (caught.action, caught.batches) == ("caught_up", lost)
+    assert main(["log", "verify", "--trust", "dev", "--previous", str(killed), str(after)]) == 0
+    assert main(["log", "replay", str(after), "--trust", "dev"]) == 0
+    # one strategy fed every input of the chain in order signals as the continued run did
+    signed = [decode_signals(r.body) for r, _ in iter_records(after) if r.kind == "out"]
+    assert any(signed)
+    kept = make_strategy(MACrossover, PARAMS)
+    for run in (first, killed):
+        _feed(kept, run)  # type: ignore[arg-type]
+    # the caught-up state is that strategy's after the killed run's last logged batch, not
+    # the state the killed run started from
+    assert caught.sha256 == hashlib.sha256(kept.snapshot()).digest()
+    behind = make_strategy(MACrossover, PARAMS)
+    _feed(behind, first)  # type: ignore[arg-type]
+    assert caught.sha256 != hashlib.sha256(behind.snapshot()).digest()
+    assert _feed(kept, after) == signed  # type: ignore[arg-type]

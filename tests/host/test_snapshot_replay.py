@@ -1,7 +1,8 @@
 """Replaying a range of a stateful strategy from a snapshot the log records: the replay enclave
 restores the sealed snapshot (checked against its record), replays only from there, and its
 OUT records equal the live run's byte for byte; a replay from the run's start still matches,
-and a continuing run replays from the snapshot it restored."""
+and a continuing run replays from the state its first batch started from (the snapshot it
+restored, caught up on the batches logged after it)."""
 
 from __future__ import annotations
 
@@ -74,11 +75,11 @@ def test_a_continuing_run_replays_from_the_snapshot_it_restored(tmp_path: Path) 
     _run(image, bars.tail(20), second, continuation=continue_run(first))
     report = replay_log(second, build=image, trust="dev")
     assert report.verified, report.message
-    assert report.snapshot == 2
+    assert report.snapshot == 3  # its caught_up record, right after the restored one
     assert report.batches == 20
     # the sealed copy beside the run is needed: without it the replay is refused, never run
     # from an empty strategy (which would differ)
-    (second / "snapshots" / "2.sealed").unlink()
+    (second / "snapshots" / "3.sealed").unlink()
     missing = replay_log(second, build=image, trust="dev")
     assert missing.verdict == "refused"
-    assert "2.sealed" in missing.message
+    assert "3.sealed" in missing.message

@@ -334,3 +334,34 @@ def test_last_rows_are_each_symbols_last_event(
     got = _last_rows(frame)
     assert [r["ts"] for r in got] == sorted(r["ts"] for r in expected)
     assert sorted(got, key=lambda r: r["ts"]) == sorted(expected, key=lambda r: r["ts"])
+
+
+def test_carried_orders_rest_and_fill_as_in_the_venue_they_came_from() -> None:
+    from zcbench.errors import UsageError
+
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101))
+    v.submit(order("a", qty=50, ord_type="limit", limit_price=100, tif="GTC"))
+    v.submit(order("d", qty=5, ord_type="limit", limit_price=90, tif="DAY"))
+    v.on_market(quote(T0 + 1, 98, 100, ask_size=20))  # a fills 20 of 50
+    left = v.open_orders()
+    assert [(o.order.cl_ord_id, o.cum_qty, o.day) for o in left] == [
+        ("a", 20, T0 // DAY), ("d", 0, T0 // DAY)]
+    # a new venue (a continuing run's) carries them: the next events do what they did here
+    later = [trade(T0 + 2, 99, 1_000), quote((T0 // DAY + 1) * DAY, 99, 101)]
+    carried = PaperVenue(prefix="Q")
+    carried.carry(left)
+    assert carried.resting()
+    for frame in later:
+        went, came = v.on_market(frame), carried.on_market(frame)
+        assert kinds(came) == kinds(went)
+        assert [(e.cl_ord_id, e.cum_qty, e.cum_notional, e.last_px) for e in came] == [
+            (e.cl_ord_id, e.cum_qty, e.cum_notional, e.last_px) for e in went]
+    assert carried.open_orders() == v.open_orders() == []
+    assert kinds(carried.submit(order("a")))[-1][0] == "rejected"  # its ClOrdID stays used
+    # only into a venue that has seen nothing, and only with something left
+    with pytest.raises(UsageError):
+        carried.carry(left)
+    done = PaperVenue()
+    with pytest.raises(UsageError):
+        done.carry([left[0], left[0]])

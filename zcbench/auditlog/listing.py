@@ -111,14 +111,19 @@ def _outcome(o: Any) -> str:
 
 
 def describe_snapshot(body: bytes) -> str:
-    """One line for a strategy snapshot record: taken (before which batch) or restored (from
-    which log and record), with the state's size and SHA-256."""
+    """One line for a strategy snapshot record: taken (before which batch), restored (from
+    which log and record) or caught up (on how many batches of which log), with the state's
+    size and SHA-256."""
     from zcbench.strategy import decode_snapshot_note
 
     note = decode_snapshot_note(body)
-    what = (f"strategy snapshot {note.action} before batch {note.seq}: {note.size} bytes, "
+    action = note.action if note.batches is None else f"caught up on {note.batches} batches"
+    what = (f"strategy snapshot {action} before batch {note.seq}: {note.size} bytes, "
             f"sha256 {note.sha256.hex()[:16]}..")
-    if note.source is not None:
+    if note.source is not None and note.batches is not None:
+        what += (f", the records of {note.source.origin} after record {note.source.index} "
+                 f"to its checkpoint of size {note.source.size}")
+    elif note.source is not None:
         what += f", from {note.source.origin} record {note.source.index}"
     return what
 

@@ -29,8 +29,9 @@ it instead (:func:`zcbench.auditlog.snapshots.find_snapshot`: the record, its in
 under the log's newest checkpoint and the sealed file beside the run): the runner hands the
 replay enclave the snapshot first, which opens it only under the build's key and only when it
 hashes to the record, and then the batches from the snapshot's seq on. A log whose strategy
-started from a restored snapshot (a continuing run) is replayed from that one, since that is
-where its state came from.
+started from a restored snapshot (a continuing run) is replayed from the state its first batch
+started from, its ``caught_up`` record's (the restored snapshot and the previous run's batches
+after it), since that is where its state came from.
 
 A slice holds only its own records; it is replayed as it is, and when it does not hold every
 batch from the run's first (``contiguous`` false) a mismatch is *inconclusive*, never a verdict
@@ -530,8 +531,9 @@ def check_replay(
 
 def _snapshot_to_start_from(path: Path, checkpoint: bytes, before: int | None) -> Any:
     """The snapshot a replay starts from: the newest one logged before index ``before``, or
-    (``before`` None, or none there) the one a continuing run restored before its first batch
-    (its state came from there); None for a run from nothing. Read under ``checkpoint``."""
+    (``before`` None, or none there) the one a continuing run's first batch started from
+    (its ``caught_up`` record, or for a run before catch-ups its ``restored`` one: its state
+    came from there); None for a run from nothing. Read under ``checkpoint``."""
     from zcbench.auditlog.checkpoint import parse_checkpoint_note
     from zcbench.auditlog.snapshots import find_snapshot
 
@@ -541,30 +543,38 @@ def _snapshot_to_start_from(path: Path, checkpoint: bytes, before: int | None) -
                               before=before)
         if found is not None:
             return found
-    if not _restored_at_start(path):
+    last = _restored_at_start(path)
+    if last is None:
         return None  # the common case: no second walk of the log
     return find_snapshot(path, origin=final.origin, size=final.size, root=final.root,
-                         before=_RESTORED_INDEX + 1)
+                         before=last + 1)
 
 
 _RESTORED_INDEX = 2
-"""Where a continuing run's restored snapshot record lies: right after its start state."""
+"""Where a continuing run's restored snapshot record lies: right after its start state; its
+``caught_up`` record follows it."""
 
 
-def _restored_at_start(path: Path) -> bool:
-    """Whether the log's record 2 is a restored snapshot record (a continuing run's)."""
+def _restored_at_start(path: Path) -> int | None:
+    """The index of the last of a continuing run's snapshot records before its first batch:
+    its ``caught_up`` record (3) or, without one, its ``restored`` record (2); None when record
+    2 is no restored snapshot record (no continuing run's)."""
     from zcbench.auditlog.frame import iter_records
     from zcbench.auditlog.select import RecordFilter
     from zcbench.strategy import decode_snapshot_note, is_snapshot_note
 
-    span = RecordFilter(index_range=(_RESTORED_INDEX, _RESTORED_INDEX + 1))
+    actions: list[str] = []
+    span = RecordFilter(index_range=(_RESTORED_INDEX, _RESTORED_INDEX + 2))
     for record, _ in iter_records(path, span):
-        if record.kind == "note" and is_snapshot_note(record.body):
-            try:
-                return decode_snapshot_note(record.body).action == "restored"
-            except ZcbenchError:
-                return False
-    return False
+        if record.kind != "note" or not is_snapshot_note(record.body):
+            break
+        try:
+            actions.append(decode_snapshot_note(record.body).action)
+        except ZcbenchError:
+            break
+    if actions[:1] != ["restored"]:
+        return None
+    return _RESTORED_INDEX + 1 if actions[1:2] == ["caught_up"] else _RESTORED_INDEX
 
 
 def _refused(log_report: LogReport | None, warnings: list[str], *,

@@ -87,6 +87,15 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "root": ((bytes,), False),
         "proof": ((list,), False),
     },
+    # then, for a continuing run, the previous run's records after that snapshot up to the
+    # checkpoint its boot names, in chunks from index ``first`` (``range``: the compact range
+    # of the records before it, in the first chunk; ``last`` 1 in the final one)
+    "catch_up": {
+        "first": ((int,), False),
+        "range": ((list,), False),
+        "records": ((list,), False),
+        "last": ((int,), False),
+    },
     # the ledger's gate (zcbench.enclave.ledger): the host delivers, the enclave checks and signs
     "ledger_open": {
         "origin": ((str,), False),
@@ -180,6 +189,16 @@ MESSAGE_FIELDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     },
     "restored": {
         "body": ((bytes,), False),
+        "time_ns": ((int,), False),
+        "leaf": ((bytes,), False),
+        "checkpoint": ((bytes,), False),
+    },
+    "catch_up_ack": {"next": ((int,), False)},
+    # the caught_up snapshot record after the last catch_up chunk, with the sealed state
+    "caught_up": {
+        "body": ((bytes,), False),
+        "sealed": ((bytes,), False),
+        "batches": ((int,), False),
         "time_ns": ((int,), False),
         "leaf": ((bytes,), False),
         "checkpoint": ((bytes,), False),

@@ -59,6 +59,7 @@ from zcbench.auditlog.checkpoint import LogSigner, log_origin
 from zcbench.auditlog.link import RunLink, decode_link, encode_link
 from zcbench.auditlog.merkle import leaf_hash, verify_inclusion
 from zcbench.auditlog.records import decode_record
+from zcbench.auditlog.snapshots import catch_up_start
 from zcbench.auditlog.writer import EnclaveLogState, batch_event_time
 from zcbench.channel import (
     ChannelClosed,
@@ -68,6 +69,7 @@ from zcbench.channel import (
     SequenceGuard,
     error_message,
 )
+from zcbench.enclave._catchup import CatchUp, CatchUpRefused
 from zcbench.enclave.ledger import (
     EnclaveLedger,
     LedgerRequirement,
@@ -152,6 +154,10 @@ class EnclaveRuntime:
         self._snapshot_key = state_key(state_secret or b"", SNAPSHOT_LABEL, pcr0)
         self._link: RunLink | None = None
         self._restored = False
+        # a continuing run's catch-up, due after its restore: the snapshot record's (index,
+        # seq), then the catch-up in progress
+        self._catch_up_due: tuple[int, int] | None = None
+        self._catching: CatchUp | None = None
         self._relay = relay
         self._requirement = ledger
         self._monotonic = monotonic
@@ -219,6 +225,7 @@ class EnclaveRuntime:
         self._gate_passed(f"batch {seq}")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing batch {seq}: {self.failed}")
+        self._caught_up(f"batch {seq}")
         self._guard.check(seq)  # advanced only once the batch is in the log state
         batch = decode_batch(batch_bytes, seq=seq)  # the frame's seq: the bytes carry none
         try:
@@ -259,6 +266,7 @@ class EnclaveRuntime:
         self._gate_passed(f"feedback {seq}")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"refusing feedback {seq}: {self.failed}")
+        self._caught_up(f"feedback {seq}")
         if self._context is not None and not (seq == 0 and not self._context.outcomes):
             raise _Refused("bad_feedback", f"batch {seq} has its feedback already")
         try:
@@ -303,6 +311,7 @@ class EnclaveRuntime:
         self._gate_passed("a snapshot")
         if self.failed is not None:
             raise _Refused("strategy_failed", f"no snapshot: {self.failed}")
+        self._caught_up("a snapshot")
         if not takes_snapshot(self._strategy):
             raise _Refused("no_snapshot", "this strategy keeps no snapshot (it implements no "
                            "snapshot/restore)")
@@ -370,12 +379,75 @@ class EnclaveRuntime:
             state.log.continue_at(at)
             self._guard = SequenceGuard(at)
         self._restored = True
+        if link is not None:  # the previous run's batches after the snapshot come next
+            self._catch_up_due = (index, taken.seq)
         body = encode_snapshot_note(SnapshotNote("restored", at, taken.sha256, taken.size,
                                                  source))
         now = self._clock()
         step = state.log.add_note(body, time_ns=now)
         return Message("restored", {"body": body, "time_ns": now, "leaf": step.leaves[0],
                                     "checkpoint": step.checkpoint})
+
+    def catch_up(self, first: int, hashes: list[bytes], records: list[bytes],
+                 last: int) -> Message:
+        """Take the next records of a continuing run's catch-up (:mod:`zcbench.enclave._catchup`):
+        the previous run's records from index ``first`` on (``hashes``: the compact range of
+        those before it, in the first request only). ``catch_up_ack`` with the next index
+        expected; after the ``last`` one (1), the strategy's state as caught up is sealed and
+        logged as a ``caught_up`` snapshot record, ``caught_up`` reply with the sealed bytes.
+        A refusal leaves the strategy failed: its state is not to be used."""
+        state = self._booted()
+        if type(first) is not int or first < 1 or last not in (0, 1):
+            raise _Refused("bad_request", "catch_up names its first record's index and whether "
+                           "it is the last request")
+        if self._catch_up_due is None:
+            raise _Refused("catch_up_order", "a catch-up follows a continuing run's restore, "
+                           "once")
+        if self.failed is not None:
+            raise _Refused("strategy_failed", f"no catch-up: {self.failed}")
+        index, seq = self._catch_up_due
+        link = self._link
+        assert link is not None  # a catch-up is due only with one
+        try:
+            if self._catching is None:
+                if first != catch_up_start(index, seq):
+                    raise CatchUpRefused("catch_up_proof", f"the catch-up after the snapshot "
+                                         f"record {index} starts at record "
+                                         f"{catch_up_start(index, seq)}, not {first}")
+                self._catching = CatchUp(self._strategy, link, first, hashes, seq)
+            elif first != self._catching.next_index or hashes:
+                raise CatchUpRefused("catch_up_records", f"the catch-up goes on at record "
+                                     f"{self._catching.next_index}, not {first}")
+            catching = self._catching
+            catching.take(records)
+            if not last:
+                return Message("catch_up_ack", {"next": catching.next_index})
+            batches = catching.finish()
+            plain = take_snapshot(self._strategy, seq=0)
+        except CatchUpRefused as exc:
+            self.failed = f"the catch-up was refused: {exc}"
+            self._catching = None
+            raise _Refused(exc.code, str(exc)) from None
+        except StrategyError as exc:
+            self.failed = str(exc)
+            self._catching = None
+            raise
+        self._catch_up_due = self._catching = None
+        note = SnapshotNote("caught_up", 0, hashlib.sha256(plain).digest(), len(plain),
+                            SnapshotSource(link.origin, link.size, link.root, index), batches)
+        body = encode_snapshot_note(note)
+        sealed = seal_state(self._snapshot_key, SNAPSHOT_LABEL, plain)
+        now = self._clock()
+        step = state.log.add_note(body, time_ns=now)
+        return Message("caught_up", {"body": body, "sealed": sealed, "batches": batches,
+                                     "time_ns": now, "leaf": step.leaves[0],
+                                     "checkpoint": step.checkpoint})
+
+    def _caught_up(self, what: str) -> None:
+        """Refuse ``what`` while a continuing run's catch-up is due."""
+        if self._catch_up_due is not None:
+            raise _Refused("catch_up_order", f"refusing {what}: the previous run's records "
+                           "after its snapshot come first (catch_up)")
 
     def record_note(self, body: bytes) -> Message:
         """Append a ``note`` record the host asked for (e.g. batches its proxy dropped) and sign
@@ -624,6 +696,9 @@ def _dispatch(runtime: EnclaveRuntime, msg: Message) -> Message:
     if msg.type == "restore":
         return runtime.restore(msg["sealed"], msg["record"], msg["index"], msg["origin"],
                                msg["size"], msg["root"], list(msg["proof"]))
+    if msg.type == "catch_up":
+        return runtime.catch_up(msg["first"], list(msg["range"]), list(msg["records"]),
+                                msg["last"])
     if msg.type == "checkpoint":
         return runtime.checkpoint()
     if msg.type == "ledger_open":

@@ -288,7 +288,8 @@ def run_live(
     often between batches and once after the last batch, and the host writes each sealed
     snapshot to ``run_dir/snapshots/<log index>.sealed`` (durably, before its record is
     stored); a continuing run restores the previous run's newest one right after its start
-    state (None: no snapshots are taken).
+    state and has its enclave catch up on the batches the previous run logged after it
+    (``zcbench.host.restart.catch_up``) (None: no snapshots are taken).
     ``account``: the currency and unit money is counted in (``MarketSource.account``; None:
     a replayed recording's own, from the committed instruments, else the schema's 1/10,000),
     recorded in the journal's header and ``summary.json``. ``log_writer``: where the log's
@@ -357,9 +358,11 @@ def run_live(
             running = True  # the venue session resumes here: what it sends is kept
             log_start_state(conn, log, execution, continuation, timeout=reply_timeout)
             if booted.fields.get("snapshots"):
-                from zcbench.host.restart import restore_snapshot
+                from zcbench.host.restart import catch_up, restore_snapshot
 
-                restore_snapshot(conn, log, run_dir, continuation, timeout=reply_timeout)
+                if restore_snapshot(conn, log, run_dir, continuation,
+                                    timeout=reply_timeout) is not None:
+                    catch_up(conn, log, run_dir, continuation, timeout=reply_timeout)
         proxy = MarketDataProxy(
             source, booted["fields"], queue_size=queue_size, max_delay_s=max_delay_s,
             hold=queue_hold,

@@ -9,7 +9,9 @@ next run's :class:`Continuation`: the :class:`~zcbench.auditlog.link.RunLink` it
 what :func:`venue_state_at_start` needs to ask the venue what stands now, which becomes the
 next run's first IN record (:class:`~zcbench.strategy.StartState`), and the strategy's newest
 snapshot the run logged (:func:`zcbench.auditlog.snapshots.find_snapshot`), which
-:func:`restore_snapshot` hands the next run's enclave right after the start state.
+:func:`restore_snapshot` hands the next run's enclave right after the start state; then
+:func:`catch_up` hands it the previous run's records after that snapshot, so the strategy's
+state also holds the batches logged after it (a killed run's).
 
 :func:`check_link` is the verifier's side, used by ``zcbench log verify --previous`` and
 ``zcbench reconcile``: the next run's boot names exactly the previous run's final checkpoint
@@ -23,6 +25,7 @@ It reads run folders only through the public readers (``zcbench.auditlog``,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,12 +35,14 @@ from typing import Any
 from zcbench.auditlog.link import RunLink
 from zcbench.auditlog.snapshots import LoggedSnapshot, find_snapshot, sealed_snapshot_path
 from zcbench.errors import DataError, UsageError, VerificationError
-from zcbench.strategy import StartExecution, StartOrder, StartState
+from zcbench.strategy import StartExecution, StartOrder, StartState, decode_signals
 from zcbench.venue.orders import signal_of_cl_ord_id
 
 __all__ = [
     "Continuation",
     "RunEnd",
+    "carry_paper_orders",
+    "catch_up",
     "check_link",
     "continue_run",
     "log_start_state",
@@ -61,7 +66,7 @@ class RunEnd:
     ``snapshot`` the newest strategy snapshot its log records under the final checkpoint
     (taken, or restored from its predecessor's), without its sealed bytes (``continue_run``
     reads them); ``snapshot_behind`` the folder of a predecessor whose snapshot it never
-    restored (killed before it did)."""
+    restored and caught up on (killed before it did)."""
 
     run_dir: Path
     run_id: str
@@ -81,6 +86,8 @@ class RunEnd:
     newest_event_ns: int | None
     snapshot: LoggedSnapshot | None = None
     snapshot_behind: Path | None = None
+    trust: str | Path = "dev"
+    """The root its log was verified under (its predecessors' are read under it too)."""
 
     @property
     def link(self) -> RunLink:
@@ -132,7 +139,6 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     from zcbench.auditlog.checkpoint import parse_checkpoint_note
     from zcbench.auditlog.frame import iter_records
     from zcbench.host.execution import read_journal
-    from zcbench.strategy import decode_signals
 
     run_dir = Path(run_dir)
     if not (run_dir / "journal.jsonl").is_file():
@@ -168,12 +174,14 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     if sender is None and inherited is not None:  # killed before its session resumed
         carried, sender = list(inherited.fix_folders), inherited.fix_sender
     book.take_session(fix, final.origin, run_id)
+    batches = 0
     for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"in", "out"}))):
         if record.index >= report.entries:
             break
         if record.kind == "in" and record.event_time_ns is not None:
             book.newest = record.event_time_ns
         if record.kind == "out" and record.seq is not None:  # an OUT record has its seq
+            batches += 1
             for k in range(len(decode_signals(record.body))):
                 if (final.origin, record.seq, k) not in book.acted:
                     book.not_acted.append((final.origin, record.seq, k))
@@ -185,9 +193,11 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
     if snapshot is None and inherited is not None and (
             inherited.snapshot is not None or inherited.snapshot_behind is not None):
         behind = inherited.snapshot_behind or inherited.run_dir
-    elif snapshot is None and identity.previous is not None:
-        # killed between its start state and its restore: its predecessor's snapshot is not
-        # proven under its own final checkpoint
+    elif identity.previous is not None and (snapshot is None or (
+            snapshot.action == "restored" and not batches)):
+        # killed between its start state and its restore (its predecessor's snapshot is not
+        # proven under its own final checkpoint), or during its catch-up (the state restored
+        # lacks its predecessor's batches after that snapshot): it acted on no batch
         before = journal.header.get("continues")
         if isinstance(before, str) and before and _logs_a_snapshot(Path(before)):
             behind = Path(before)
@@ -210,6 +220,7 @@ def read_run_end(run_dir: Path, *, trust: str | Path = "dev") -> RunEnd:
         newest_event_ns=book.newest,
         snapshot=snapshot,
         snapshot_behind=behind,
+        trust=trust,
     )
 
 
@@ -284,6 +295,13 @@ class _Book:
             if row["event"] == "fill":
                 q = row["quantity"] if row["side"] == "buy" else -row["quantity"]
                 self.positions[row["symbol"]] = self.positions.get(row["symbol"], 0) + q
+            # what is left of an order, per the reports journaled (a FIX session's stored
+            # reports, read next, say it again where they hold more)
+            known = self.orders.get(cid)
+            if known is not None and row["event"] in ("fill", "cancel", "expire", "reject"):
+                left = (max(known.leaves_qty - int(row["quantity"]), 0)
+                        if row["event"] == "fill" else 0)
+                self.orders[cid] = dataclasses.replace(known, leaves_qty=left)
 
     def take_session(self, fix: Path, origin: str, run_id: str) -> None:
         from zcbench.venue.fix.messages import execution_from_fix, order_from_fix
@@ -376,7 +394,8 @@ def venue_state_at_start(
     reports the venue sent again when the session resumed (``FixVenue.resume``); with the
     previous run's stored but unjournaled ones they are the start state's executions (each
     once), and the positions are the carried ones plus their fills. Open orders are the
-    chain's orders the venue still works. ``venue_positions``: what the venue itself reports
+    chain's orders the venue still works (a paper venue: those the records show resting,
+    :func:`carry_paper_orders`). ``venue_positions``: what the venue itself reports
     (``FixVenue.positions``; None: not asked), logged beside them so that a difference is on
     the signed record (:meth:`~zcbench.strategy.StartState.venue_position_problems`)."""
     end = continuation.end
@@ -395,7 +414,7 @@ def venue_state_at_start(
         positions[x.symbol] = positions.get(x.symbol, 0) + x.signed_qty
     name = str(getattr(venue, "name", "none")) if venue is not None else "none"
     open_orders: tuple[StartOrder, ...] = ()
-    if name == "fix":  # a paper venue's resting orders ended with the host that held them
+    if name in ("fix", "paper"):  # a paper venue's: carried into the new one (carry_paper)
         open_orders = tuple(
             StartOrder(o.cl_ord_id, o.symbol, o.side, o.quantity, leaves[cid], o.batch,
                        o.signal)
@@ -470,7 +489,7 @@ def venue_position_problems(run: Path, start: StartState) -> list[str]:
 def _snapshot_link(end: RunEnd, run: Path) -> list[str]:
     """A run that keeps snapshots started from the previous run's newest one: its restored
     record (right after its start state) names that record and its SHA-256, so a host cannot
-    hand it an older state unseen."""
+    hand it an older state unseen; its caught_up record, right after, names the same."""
     from zcbench.auditlog.frame import iter_records
     from zcbench.strategy import decode_snapshot_note, is_snapshot_note
 
@@ -490,6 +509,10 @@ def _snapshot_link(end: RunEnd, run: Path) -> list[str]:
         return [f"snapshot: {run} did not start from the previous run's newest snapshot "
                 f"(log index {end.snapshot.index} of {end.origin}): its first snapshot record "
                 f"is {first.action} at index {index}"]
+    caught = [(i, n) for i, n in notes if n.action == "caught_up"]
+    if caught and (caught[0][0] != index + 1 or caught[0][1].source != source):
+        return [f"snapshot: {run}'s catch-up (record {caught[0][0]}) is not on the previous "
+                f"run's records after the snapshot it restored"]
     return []
 
 
@@ -506,6 +529,8 @@ def log_start_state(
     recovered: list[Any] = []
     if venue is not None and hasattr(venue, "resume"):
         recovered = list(venue.resume(continuation.end.open_order_ids()))
+    if venue is not None and getattr(venue, "name", None) == "paper":
+        venue.carry(carry_paper_orders(continuation.end))
     # the venue's own book, cross-checked on the record against what the reports make (a
     # venue that can be asked: FixVenue.positions; the paper venue lives in the host)
     ask = getattr(venue, "positions", None)
@@ -543,9 +568,10 @@ def restore_snapshot(conn: Any, log: Any, run_dir: Path, continuation: Continuat
     end = continuation.end
     if end.snapshot_behind is not None:
         raise VerificationError(
-            f"the run {end.run_dir} was killed before it restored the strategy's snapshot of "
-            f"{end.snapshot_behind}, so no snapshot is proven under its final checkpoint; "
-            f"continue from {end.snapshot_behind} instead", check="snapshot_chain")
+            f"the run {end.run_dir} was killed before it restored and caught up on the "
+            f"strategy's snapshot of {end.snapshot_behind}, so no snapshot of that state is "
+            f"proven under its final checkpoint; continue from {end.snapshot_behind} instead",
+            check="snapshot_chain")
     snapshot = continuation.snapshot
     if snapshot is None:
         return None
@@ -567,3 +593,135 @@ def restore_snapshot(conn: Any, log: Any, run_dir: Path, continuation: Continuat
                    leaf=reply["leaf"])
     log.flush()
     return snapshot
+
+
+def catch_up(conn: Any, log: Any, run_dir: Path, continuation: Continuation, *,
+             timeout: float = 30.0) -> int:
+    """Right after :func:`restore_snapshot`: hand the enclave the previous run's records after
+    the snapshot it restored, up to the final checkpoint the boot names
+    (:func:`zcbench.auditlog.snapshots.catch_up_chunks`), keep the sealed state it sends back
+    beside this run and store and verify the ``caught_up`` record it logs; the number of
+    batches the strategy caught up on. Raises :class:`~zcbench.errors.VerificationError`
+    naming the enclave's reason when it refuses them (not that log's records, or the strategy
+    signals otherwise than the previous run logged)."""
+    from zcbench.auditlog.snapshots import catch_up_chunks
+    from zcbench.channel import ChannelClosed, FrameError, Message
+    from zcbench.durable import write_atomically
+    from zcbench.errors import EnvError
+
+    snapshot = continuation.snapshot
+    if snapshot is None:
+        return 0
+    end = continuation.end
+    reply = None
+    for chunk in catch_up_chunks(end.run_dir, snapshot):
+        try:
+            conn.send(Message("catch_up", chunk.fields()))
+            reply = conn.recv(timeout=timeout)
+        except (ChannelClosed, FrameError, TimeoutError) as exc:
+            raise EnvError("the enclave did not catch up on the previous run's batches: "
+                           f"{exc}") from None
+        if reply.type not in ("catch_up_ack", "caught_up"):
+            raise VerificationError(
+                f"the enclave refused the records of {end.run_dir} after its snapshot (log "
+                f"index {snapshot.index}): {reply.fields.get('reason', reply.type)}",
+                check=str(reply.fields.get("code", "catch_up")))
+    if reply is None or reply.type != "caught_up":  # the last chunk's answer
+        raise EnvError("the enclave did not log its catch-up on the previous run's batches")
+    where = sealed_snapshot_path(run_dir, log.writer.size)
+    where.parent.mkdir(exist_ok=True)
+    write_atomically(where, reply["sealed"], 0o600)  # beside the record, before it is stored
+    log.stage_note(reply["body"], reply["checkpoint"], time_ns=reply["time_ns"],
+                   leaf=reply["leaf"])
+    log.flush()
+    return int(reply["batches"])
+
+
+def carry_paper_orders(end: RunEnd) -> list[Any]:
+    """The orders of the chain ending in ``end`` that its records show still resting (a
+    quantity left, no cancel or expiry journaled), as a continuing run's paper venue takes them
+    (:meth:`zcbench.venue.PaperVenue.carry`), in the order they were placed: each rebuilt from
+    the signed signal its ClOrdID names (the OUT record of that batch, in the verified log of
+    the run of that id, found through the journals' ``continues``), with what its fills
+    journaled (quantity and notional), the UTC day of its batch's newest event (a ``DAY``
+    order's) and, for a stop order, triggered once it filled (a stop-limit that triggered
+    without a fill is carried untriggered: no report says it triggered). Raises
+    :class:`~zcbench.errors.VerificationError` when a resting order's signal is not found
+    in a log that verifies."""
+    from zcbench.host.execution import read_journal
+    from zcbench.venue.orders import STOP, STOP_LIMIT, order_from_signal
+    from zcbench.venue.paper import DAY_NS, OpenOrder
+
+    resting = {cid: o for cid, o in end.orders.items() if o.leaves_qty > 0}
+    if not resting:
+        return []
+    named = {cid: signal_of_cl_ord_id(cid) for cid in resting}
+    needed = {n[0] for n in named.values() if n is not None}
+    runs: dict[str, Path] = {}  # run id: folder, this run's and its predecessors' as needed
+    fills: dict[str, tuple[int, int]] = {}  # ClOrdID: quantity, notional journaled
+    placed: dict[str, tuple[int, int]] = {}  # ClOrdID: run (the oldest first), journal row
+    folder: Path | None = end.run_dir
+    depth = 0
+    while folder is not None and not needed <= set(runs) and depth < 10_000:
+        journal = read_journal(folder)
+        runs[str(journal.header.get("run_id", ""))] = folder
+        for n, row in enumerate(journal.rows.iter_rows(named=True)):
+            cid = str(row["cl_ord_id"])
+            if cid not in resting:
+                continue
+            if row["event"] == "order":
+                placed[cid] = (-depth, n)
+            elif row["event"] == "fill":
+                qty, notional = fills.get(cid, (0, 0))
+                fills[cid] = (qty + int(row["quantity"]),
+                              notional + int(row["quantity"]) * int(row["price_ticks"]))
+        before = journal.header.get("continues")
+        folder = Path(before) if isinstance(before, str) and before else None
+        depth += 1
+    carried = []
+    for cid, o in resting.items():
+        name = named[cid]
+        where = runs.get(name[0]) if name is not None else None
+        if name is None or where is None:
+            raise VerificationError(
+                f"the order {cid} rests per the records of {end.run_dir}, but no run of the "
+                "chain placed it; continue from the run that did", check="paper_orders")
+        found = _out_record(where, name[1], end.size if where == end.run_dir else None,
+                            end.trust)
+        signals = decode_signals(found.body) if found is not None else []
+        if found is None or name[2] >= len(signals):
+            raise VerificationError(f"the order {cid} names a signal the log of {where} does "
+                                    "not hold", check="paper_orders")
+        order = order_from_signal(signals[name[2]], cl_ord_id=cid, log_index=found.index,
+                                  signal_pos=name[2])
+        if (order.symbol, order.side, order.quantity) != (o.symbol, o.side, o.quantity):
+            raise VerificationError(f"the order {cid} of the records is not the signal its "
+                                    f"ClOrdID names in the log of {where}", check="paper_orders")
+        qty, notional = fills.get(cid, (order.quantity - o.leaves_qty, 0))
+        day = (found.event_time_ns or 0) // DAY_NS
+        triggered = order.ord_type in (STOP, STOP_LIMIT) and qty > 0
+        carried.append((placed.get(cid, (1, 0)), OpenOrder(order, "", qty, notional,
+                                                            triggered, day)))
+    return [o for _, o in sorted(carried, key=lambda c: (c[0], c[1].order.cl_ord_id))]
+
+
+def _out_record(run_dir: Path, seq: int, entries: int | None, trust: str | Path) -> Any:
+    """The OUT record of batch ``seq`` among the first ``entries`` records of the log in
+    ``run_dir`` (None: the log is verified first, and read up to its newest checkpoint)."""
+    from zcbench.auditlog import RecordFilter, check_log
+    from zcbench.auditlog.boot import boot_verifier_for
+    from zcbench.auditlog.frame import iter_records
+
+    if entries is None:
+        report = check_log(run_dir, trust=trust, boot_verifier=boot_verifier_for(run_dir))
+        if not report.verified:
+            raise VerificationError(f"the log of {run_dir}, which placed an order still "
+                                    f"resting, is {report.classification} ({report.message})",
+                                    check="paper_orders")
+        entries = report.entries
+    for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
+        if record.index >= entries:
+            break
+        if record.seq == seq:
+            return record
+    return None

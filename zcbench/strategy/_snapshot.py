@@ -17,16 +17,23 @@ strings, bytes, booleans, None, lists and string-keyed maps.
 beside the run) and logs what it took, and later what it restored, as a note record whose body
 is canonical CBOR, the schema :data:`SNAPSHOT_NOTE`::
 
-    {"note": "zcbench.snapshot/1", "action": "taken" | "restored",
+    {"note": "zcbench.snapshot/1", "action": "taken" | "restored" | "caught_up",
      "seq": uint,          the next batch's seq: the state is the one after batches 0..seq-1
      "sha256": bytes(32),  SHA-256 of the strategy's snapshot bytes (the plaintext)
      "size": uint,         their length
      "from": null | {"origin": str, "size": uint, "root": bytes(32), "index": uint}}
 
+and a ``caught_up`` record has one key more, ``"batches": uint``.
+
 ``from`` is null for ``taken``; for ``restored`` it names the log and record the snapshot was
 taken in: the checkpoint (origin, size, root) under which the ``taken`` record at ``index`` was
-proven to the enclave. :func:`decode_snapshot_note` is strict and bounded (through
-``zcbench._cbor``), and refuses any other encoding of the same content.
+proven to the enclave. A continuing run logs ``caught_up`` right after its ``restored`` record:
+the enclave was handed the previous log's records from ``index`` to the checkpoint's ``size``
+(proven to reach its ``root``), fed the ``batches`` batches among them to the restored strategy
+as they were logged, and found its signals equal to the logged ones; ``sha256`` and ``size``
+are then those of the strategy's state after them, sealed beside the run like a ``taken`` one.
+:func:`decode_snapshot_note` is strict and bounded (through ``zcbench._cbor``), and refuses any
+other encoding of the same content.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ SNAPSHOT_NOTE: Final = "zcbench.snapshot/1"
 MAX_SNAPSHOT_BYTES: Final = 1024 * 1024
 """Largest snapshot a strategy may return (1 MiB)."""
 _KEYS: Final = frozenset({"note", "action", "seq", "sha256", "size", "from"})
+_CAUGHT_UP_KEYS: Final = _KEYS | {"batches"}
 _FROM_KEYS: Final = frozenset({"origin", "size", "root", "index"})
 _MAX_BODY: Final = 2048
 _UINT64: Final = 2**64
@@ -146,23 +154,30 @@ class SnapshotSource:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotNote:
-    """A snapshot record's body (see the module docstring)."""
+    """A snapshot record's body (see the module docstring); ``batches`` only for
+    ``caught_up``."""
 
-    action: Literal["taken", "restored"]
+    action: Literal["taken", "restored", "caught_up"]
     seq: int
     sha256: bytes
     size: int
     source: SnapshotSource | None = None
+    batches: int | None = None
 
     def __post_init__(self) -> None:
-        if self.action not in ("taken", "restored"):
-            raise DataError(f"a snapshot record is taken or restored, not {self.action!r}")
+        if self.action not in ("taken", "restored", "caught_up"):
+            raise DataError("a snapshot record is taken, restored or caught_up, not "
+                            f"{self.action!r}")
+        if (self.batches is None) != (self.action != "caught_up") or (
+                self.batches is not None and not _uint(self.batches)):
+            raise DataError("a caught_up snapshot record, and only one, counts its batches")
         if not _uint(self.seq) or not _uint(self.size) or self.size > MAX_SNAPSHOT_BYTES:
             raise DataError("a snapshot record's seq and size are unsigned, the size bounded")
         if type(self.sha256) is not bytes or len(self.sha256) != 32:
             raise DataError("a snapshot record's sha256 is 32 bytes")
         if (self.source is None) != (self.action == "taken"):
-            raise DataError("a restored snapshot names its source; a taken one does not")
+            raise DataError("a restored or caught_up snapshot names its source; a taken one "
+                            "does not")
 
     def matches(self, state: bytes) -> bool:
         """Whether ``state`` is the snapshot this record names (its SHA-256 and size)."""
@@ -182,6 +197,8 @@ def encode_snapshot_note(note: SnapshotNote) -> bytes:
         "from": None if source is None else {"origin": source.origin, "size": source.size,
                                              "root": source.root, "index": source.index},
     }
+    if note.batches is not None:
+        doc["batches"] = note.batches
     return _cbor.encode_canonical(doc)
 
 
@@ -200,7 +217,8 @@ def decode_snapshot_note(data: bytes) -> SnapshotNote:
         doc = _cbor.decode(data, canonical=True, max_depth=3, max_bytes=_MAX_BODY)
     except _cbor.CborError as exc:
         raise DataError(f"a snapshot record is not canonical CBOR: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) != _KEYS or doc["note"] != SNAPSHOT_NOTE:
+    if not isinstance(doc, dict) or doc.get("note") != SNAPSHOT_NOTE or set(doc) != (
+            _CAUGHT_UP_KEYS if doc.get("action") == "caught_up" else _KEYS):
         raise DataError(f"not a {SNAPSHOT_NOTE} record")
     source = doc["from"]
     if source is not None:
@@ -208,7 +226,8 @@ def decode_snapshot_note(data: bytes) -> SnapshotNote:
             raise DataError("a snapshot record's from names origin, size, root and index")
         source = SnapshotSource(source["origin"], source["size"], source["root"],
                                 source["index"])
-    note = SnapshotNote(doc["action"], doc["seq"], doc["sha256"], doc["size"], source)
+    note = SnapshotNote(doc["action"], doc["seq"], doc["sha256"], doc["size"], source,
+                        doc.get("batches"))
     if encode_snapshot_note(note) != data:
         raise DataError("a snapshot record is not in its one encoding")
     return note

@@ -26,7 +26,8 @@ event.
 
 **Time in force.** ``IOC``: what fills at once fills, the rest is cancelled. ``FOK``: all at
 once or nothing (cancelled). ``DAY``: rests until the first event of a later UTC day (by event
-time), then expires. ``GTC``: rests until filled or cancelled.
+time), then expires. ``GTC``: rests until filled or cancelled. A continuing run's paper venue
+starts with the orders the previous run left resting (:meth:`PaperVenue.carry`).
 
 **Requests.** :meth:`PaperVenue.submit`, :meth:`~PaperVenue.cancel`, :meth:`~PaperVenue.replace`
 each return the executions they cause (an acknowledgement ``new`` first, then fills, then a
@@ -93,13 +94,15 @@ class _Top:
 
 @dataclass(frozen=True, slots=True)
 class OpenOrder:
-    """A resting order as the venue holds it."""
+    """A resting order as the venue holds it; ``day`` the UTC day (of event time) it was
+    accepted on, which a ``DAY`` order rests through."""
 
     order: Order
     order_id: str
     cum_qty: int
     cum_notional: int
     triggered: bool
+    day: int = 0
 
     @property
     def leaves_qty(self) -> int:
@@ -362,9 +365,26 @@ class PaperVenue:
         """The resting orders, in priority order."""
         self._catch_up()  # pending frames exist only while nothing rests: they report nothing
         return [
-            OpenOrder(v.order, v.order_id, v.cum_qty, v.cum_notional, v.triggered)
+            OpenOrder(v.order, v.order_id, v.cum_qty, v.cum_notional, v.triggered, v.day)
             for v in sorted(self._live.values(), key=lambda v: v.priority)
         ]
+
+    def carry(self, orders: Sequence[OpenOrder]) -> None:
+        """Rest ``orders`` (an earlier venue's, as a continuing run's records show them) before
+        any market event or request, in the given priority order, each with what it had
+        filled, its day and whether its stop had triggered; they get new order ids (the ids
+        of reports go on from this venue's own). Refused (:class:`UsageError`) once this
+        venue has seen anything, or for an order with nothing left or a ClOrdID used twice."""
+        if self._seen or self._pending or self._tops:
+            raise UsageError("orders are carried into a paper venue before it sees anything")
+        for o in orders:
+            cid = o.order.cl_ord_id
+            if cid in self._seen or not 0 <= o.cum_qty < o.order.quantity:
+                raise UsageError(f"cannot carry order {cid}: a repeated ClOrdID, or nothing "
+                                 "left of it")
+            self._seen.add(cid)
+            self._live[cid] = _Live(o.order, self._new_order_id(), o.day, self._next_priority(),
+                                    o.cum_qty, o.cum_notional, o.triggered)
 
     def close(self) -> None:
         """Nothing to release (the :class:`~zcbench.host.execution.Venue` interface)."""

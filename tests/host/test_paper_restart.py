@@ -1,0 +1,157 @@
+"""A paper venue's resting orders across a restart: a continuing run's paper venue starts with
+the orders the previous run's records show still resting (a GTC limit order, partly filled),
+which go on filling as in one uninterrupted run; its start state names them."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from zcbench.auditlog.frame import iter_records
+from zcbench.errors import VerificationError
+from zcbench.host import ReplaySource
+from zcbench.host.execution import read_journal
+from zcbench.host.live import ModuleImage, run_live
+from zcbench.host.restart import carry_paper_orders, continue_run, read_start_state
+from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
+from zcbench.strategy import decode_context, decode_signals, is_context
+from zcbench.venue import PaperVenue
+
+# On its first bar a GTC limit buy of 300 a little under the close, which rests until the
+# market comes down to it and fills in parts of 120 (the bars' volume); once the context says
+# the position is at least 200, a market sell of it all. Its state (sent, sold) is kept
+# across runs by the snapshot contract.
+_STRATEGY = textwrap.dedent('''
+    from dataclasses import dataclass
+
+    from zcbench.strategy import Signal, Strategy, decode_state, encode_state
+
+
+    @dataclass(frozen=True)
+    class RestParams:
+        below_ticks: int = 20_000
+
+
+    class RestThenSell(Strategy):
+        name = "rest-then-sell"
+        params_type = RestParams
+        input_fields = ("close", "volume")
+
+        def __init__(self, params):
+            super().__init__(params)
+            self.sent = False
+            self.sold = False
+
+        def on_batch(self, batch, context=None):
+            closes = batch.events.get_column("close").to_list()
+            symbol = batch.events.get_column("symbol")[0]
+            if not self.sent:
+                self.sent = True
+                return [Signal(symbol, "buy", 300, limit_price=closes[-1] - self.params.below_ticks,
+                               hints=(("tif", "GTC"),))]
+            held = dict(context.positions).get(symbol, 0) if context is not None else 0
+            if held >= 200 and not self.sold:
+                self.sold = True
+                return [Signal(symbol, "sell", held)]
+            return []
+
+        def snapshot(self):
+            return encode_state({"sent": self.sent, "sold": self.sold})
+
+        def restore(self, state):
+            doc = decode_state(state)
+            self.sent, self.sold = bool(doc["sent"]), bool(doc["sold"])
+''')
+
+
+def _bars() -> pl.DataFrame:
+    bars = load_ohlcv(sample_daily_path()).slice(3_150, 60)
+    return bars.with_columns(pl.lit(120, pl.Int64).alias("volume"))
+
+
+def _run(image: ModuleImage, bars: pl.DataFrame, run: Path, **kw: object) -> None:
+    summary = run_live(image, run, ReplaySource(bars, BatchSpec(count=1)), venue=PaperVenue(),
+                       feedback=True, clock_every_s=None, **kw)  # type: ignore[arg-type]
+    assert summary.status == "completed", summary.reason
+
+
+def _fills(run: Path) -> list[tuple[str, str, int, int]]:
+    rows = read_journal(run).rows.filter(pl.col("event") == "fill")
+    return [(r["symbol"], r["side"], r["quantity"], r["price_ticks"])
+            for r in rows.iter_rows(named=True)]
+
+
+def _signals(run: Path) -> list[list[object]]:
+    return [list(decode_signals(r.body)) for r, _ in iter_records(run) if r.kind == "out"]
+
+
+def _first_fill_batch(run: Path) -> int:
+    """The seq of the first batch whose feedback reports a fill (its previous batch filled)."""
+    for record, _ in iter_records(run):
+        if record.kind == "in" and is_context(record.body):
+            context = decode_context(record.body, seq=record.batch_seq)
+            if any(o.status == "filled" for o in context.outcomes):
+                return record.batch_seq
+    raise AssertionError("no fill")
+
+
+@pytest.mark.slow  # three live runs
+def test_a_resting_paper_order_survives_a_restart_and_fills_as_in_one_run(
+        tmp_path: Path) -> None:
+    module = tmp_path / "rest_then_sell.py"
+    module.write_text(_STRATEGY)
+    image, bars = ModuleImage(module, {}), _bars()
+    whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
+    _run(image, bars, whole)
+    expected = _fills(whole)
+    assert len([f for f in expected if f[1] == "buy"]) >= 2  # the buy filled in parts
+    # the first run ends one batch after the order first filled, in part: it still rests
+    cut = _first_fill_batch(whole)
+    _run(image, bars.head(cut), first)
+    held = sum(q for _, side, q, _ in _fills(first) if side == "buy")
+    assert 0 < held < 300
+    _run(image, bars.slice(cut), second, continuation=continue_run(first))
+    # the carried order went on resting and filling: the chain's fills and signals are one
+    # uninterrupted run's
+    assert _fills(first) + _fills(second) == expected
+    assert _signals(first) + _signals(second) == _signals(whole)
+    assert any(s for s in _signals(second))  # the sale, once the carried order filled enough
+    # the continuing run's signed start state names it, with what was left of it
+    start = read_start_state(second)
+    assert start is not None
+    assert [(o.cl_ord_id, o.leaves_qty) for o in start.open_orders] == [
+        (read_journal(first).rows.filter(pl.col("event") == "order")["cl_ord_id"][0],
+         300 - held)]
+
+
+@pytest.mark.slow  # four live runs
+def test_an_order_carried_twice_keeps_resting_and_filling(tmp_path: Path) -> None:
+    module = tmp_path / "rest_then_sell.py"
+    module.write_text(_STRATEGY)
+    image, bars = ModuleImage(module, {}), _bars()
+    whole, first, mid, last = (tmp_path / n for n in ("whole", "first", "mid", "last"))
+    _run(image, bars, whole)
+    cut = _first_fill_batch(whole)
+    _run(image, bars.head(cut), first)
+    # a run of one bar that places nothing: the order it carried rests on into the next
+    _run(image, bars.slice(cut, 1), mid, continuation=continue_run(first))
+    mid_start = read_start_state(mid)
+    assert mid_start is not None
+    end = continue_run(mid).end
+    left = [o.leaves_qty for o in end.orders.values() if o.leaves_qty]
+    assert len(left) == 1
+    assert 0 < left[0] <= mid_start.open_orders[0].leaves_qty
+    _run(image, bars.slice(cut + 1), last, continuation=continue_run(mid))
+    assert _fills(first) + _fills(mid) + _fills(last) == _fills(whole)
+    assert _signals(first) + _signals(mid) + _signals(last) == _signals(whole)
+    # the signal is read from a log that verifies: a run whose log was edited since carries
+    # nothing (it is refused, naming that log)
+    segment = first / "log" / "seg-00000000.zlog"
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    segment.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="which placed an order still resting"):
+        carry_paper_orders(continue_run(mid).end)
