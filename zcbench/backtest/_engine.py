@@ -265,6 +265,22 @@ class _EmptyRuns:
         self._next = upto + 1
 
 
+_NAMED: Final = ("ts", "symbol", "kind")
+
+
+def _market_columns(events: pl.DataFrame) -> pl.DataFrame:
+    """What the proxy hands the execution layer (the market columns), selected once for the
+    run, without the columns no event of the run fills (a bar stream's trade and quote
+    fields): the execution layer and the venue read a column the frame lacks as null on every
+    row (:func:`zcbench.marketdata.last_marks`, the venue's liquidity), so they act the same,
+    and every order's turn no longer walks them."""
+    height = events.height
+    return events.select([
+        c for c in MARKET_COLUMNS
+        if c in events.columns and (c in _NAMED or events.get_column(c).null_count() < height)
+    ])
+
+
 def _replay(
     strategy: Strategy,
     data: PreparedData,
@@ -286,9 +302,7 @@ def _replay(
     bounds = data.iter_bounds()
     wires = data.wire_batches() if loop is not None and loop.keeps_records else None
     if loop is not None:
-        # what the proxy hands the execution layer: the market columns, selected once
-        market = data.events.select([c for c in MARKET_COLUMNS if c in data.events.columns])
-        loop.begin(market, wire=path == WIRE)
+        loop.begin(_market_columns(data.events), wire=path == WIRE)
     seq = -1
     try:
         for batch in source:
