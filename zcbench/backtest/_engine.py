@@ -188,6 +188,11 @@ class PreparedData:
         """Each batch's ``[start, end)`` rows."""
         return list(self.iter_bounds())
 
+    def iter_ends(self) -> Iterator[int]:
+        """Each batch's end row, without a Python int per batch held at once."""
+        for k in range(0, self.n_batches, _CHUNK):
+            yield from self.ends[k : k + _CHUNK].tolist()
+
     def iter_bounds(self) -> Iterator[tuple[int, int]]:
         """Each batch's ``[start, end)`` rows, without a Python object per batch held at once."""
         start = 0
@@ -299,24 +304,28 @@ def _replay(
     source: Iterator[Batch] = data.batches(path)
     if show_progress is not False:
         source = progress(source, total=data.n_batches, desc="backtest", enabled=show_progress)
-    bounds = data.iter_bounds()
     wires = data.wire_batches() if loop is not None and loop.keeps_records else None
+    before = after = None
     if loop is not None:
         loop.begin(_market_columns(data.events), wire=path == WIRE)
+        before, after = loop.before, loop.after
+    none = encode_signals([])
     seq = -1
     try:
-        for batch in source:
+        for batch, end in zip(source, data.iter_ends(), strict=True):
             seq = batch.seq
-            context = loop.before(seq) if loop is not None else None
-            signals = apply_strategy(strategy, batch, context)
-            blob = encode_signals(signals) if signals or loop is not None else b""
+            signals = apply_strategy(strategy, batch, before(seq) if before is not None else None)
             if signals:
+                blob = encode_signals(signals)
                 empties.flush(seq)
                 digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
-                out[seq] = decode_signals(blob)
-            if loop is not None:
+                # decoded once, as the enclave's OUT record is: the loop acts on this decoding
+                decoded = out[seq] = decode_signals(blob)
+            else:
+                blob, decoded = none, []
+            if after is not None:
                 wire = encode_batch(next(wires)) if wires is not None else None
-                loop.after(seq, blob, next(bounds)[1], batch=wire)
+                after(seq, blob, end, batch=wire, decoded=decoded)
         empties.flush(seq + 1)
         if loop is not None:
             loop.finish(seq + 1)
