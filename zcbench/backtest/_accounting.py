@@ -425,10 +425,13 @@ def book_executions(
     # per row would cost more than the rest of the accounting
     names = ("event", "seq", "cl_ord_id", "control", "reason", "symbol", "side", "quantity",
              "price_ticks", "batch", "event_ts")
+    named_by: dict[str, tuple[str, int, int] | None] = {}  # an order's rows share its ClOrdID
     for event, seq, cl_ord_id, control, reason, sym, side, qty, price, batch, ts in zip(
         *(journal.get_column(c).to_list() for c in names), strict=True
     ):
-        named = signal_of_cl_ord_id(str(cl_ord_id))
+        text = str(cl_ord_id)
+        named = named_by.get(text) if text in named_by else named_by.setdefault(
+            text, signal_of_cl_ord_id(text))
         if named is None or named[1] != seq:
             raise DataError(f"journal row {event} of batch {seq}: its ClOrdID "
                             f"{cl_ord_id!r} names no signal of that batch")
@@ -570,11 +573,15 @@ def _apply_fill(
     remaining = q
     if pos != 0 and (pos > 0) != (q > 0):  # reduces, maybe flips
         closed = min(abs(q), abs(pos))
-        avg = Fraction(cost, pos) if isinstance(cost, int) else cost / pos
         direction = 1 if pos > 0 else -1
-        pnl = (price - avg) * closed * direction
+        if closed == abs(pos):  # closes it all: (price - cost / pos) * |pos| * direction
+            pnl = price * closed * direction - cost  # exact, without a fraction's arithmetic
+            cost = 0
+        else:
+            avg = Fraction(cost, pos) if isinstance(cost, int) else cost / pos
+            pnl = (price - avg) * closed * direction
+            cost -= avg * closed * direction
         closing.append(Fraction(pnl))
-        cost -= avg * closed * direction
         trade = open_trade[sym]
         share = fee if closed == abs(q) else Fraction(fee * closed, abs(q))
         trade.exit_value += price * closed
