@@ -155,9 +155,9 @@ class _Prices:
     """Per-symbol price indexes over the event rows, built on first use: most symbols of a
     stream never trade, and their prices are never worked out.
 
-    Memory is kept to what an index needs: a one-byte kind code per row, and for each index
-    only the columns its kinds read (a bar stream never reads bid or ask). Indexes that come
-    out the same (buy and sell of a stream without quotes) are one pair of arrays."""
+    Memory is kept to what an index needs: a one-byte kind code per row, and only the
+    columns the indexes' kinds read (a bar stream never reads bid or ask), each once. Indexes
+    that come out the same (buy and sell of a stream without quotes) are one pair of arrays."""
 
     _TRADE, _QUOTE, _BAR = 1, 2, 3
 
@@ -168,6 +168,8 @@ class _Prices:
         self._kinds: np.ndarray[Any, Any] | None = None
         self._rows: dict[str, np.ndarray[Any, Any]] = {}
         self._cache: dict[tuple[str, str], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+        self._columns: dict[str, np.ndarray[Any, Any]] = {}  # int64, nulls as 0
+        self._all_marks: np.ndarray[Any, Any] | None = None
 
     def _kind_codes(self) -> np.ndarray[Any, Any]:
         if self._kinds is None:
@@ -179,15 +181,17 @@ class _Prices:
         return self._kinds
 
     def _values(self, name: str, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Column ``name`` at ``rows``, nulls as 0, as int64."""
-        column = self._events.get_column(name)
-        if rows.size != column.len():
-            column = column.gather(rows)
-        if column.null_count():
-            column = column.fill_null(0)
-        # without nulls, a view of the column's own buffer: no copy
-        values: np.ndarray[Any, Any] = column.to_numpy().astype(np.int64, copy=False)
-        return values
+        """Column ``name`` at ``rows``, nulls as 0, as int64: the whole column made an array
+        once, then each symbol's rows taken from it (a polars gather and fill per symbol and
+        column cost a query each)."""
+        if name not in self._columns:
+            column = self._events.get_column(name)
+            if column.null_count():
+                column = column.fill_null(0)
+            # without nulls, a view of the column's own buffer: no copy
+            self._columns[name] = column.to_numpy().astype(np.int64, copy=False)
+        values = self._columns[name]
+        return values if rows.size == values.size else values[rows]
 
     def index(self, symbol: str, which: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """The rows of ``symbol`` that carry a ``which`` price (buy, sell, mark), and those."""
@@ -220,14 +224,15 @@ class _Prices:
 
     def _marks(self, rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """The mark at ``rows`` by the one market-price rule (:func:`zcbench.marketdata.marks`;
-        0: none), read from the mark fields alone."""
-        frame = self._events.select([c for c in MARK_FIELDS if c in self._events.columns])
-        if rows.size != frame.height:
-            frame = frame.select(pl.all().gather(rows))
-        values: np.ndarray[Any, Any] = (
-            mark_series(frame).fill_null(0).to_numpy().astype(np.int64, copy=False)
-        )
-        return values
+        0: none), read from the mark fields alone: every row's once, then ``rows`` of them (a
+        row's mark is its own fields', whichever rows are with it)."""
+        if self._all_marks is None:
+            frame = self._events.select([c for c in MARK_FIELDS if c in self._events.columns])
+            self._all_marks = (
+                mark_series(frame).fill_null(0).to_numpy().astype(np.int64, copy=False)
+            )
+        values = self._all_marks
+        return values if rows.size == values.size else values[rows]
 
     def _fill_prices(
         self, rows: np.ndarray[Any, Any], kinds: np.ndarray[Any, Any], present: set[int],
@@ -425,10 +430,13 @@ def book_executions(
     # per row would cost more than the rest of the accounting
     names = ("event", "seq", "cl_ord_id", "control", "reason", "symbol", "side", "quantity",
              "price_ticks", "batch", "event_ts")
+    named_by: dict[str, tuple[str, int, int] | None] = {}  # an order's rows share its ClOrdID
     for event, seq, cl_ord_id, control, reason, sym, side, qty, price, batch, ts in zip(
         *(journal.get_column(c).to_list() for c in names), strict=True
     ):
-        named = signal_of_cl_ord_id(str(cl_ord_id))
+        text = str(cl_ord_id)
+        named = named_by.get(text) if text in named_by else named_by.setdefault(
+            text, signal_of_cl_ord_id(text))
         if named is None or named[1] != seq:
             raise DataError(f"journal row {event} of batch {seq}: its ClOrdID "
                             f"{cl_ord_id!r} names no signal of that batch")
@@ -570,11 +578,15 @@ def _apply_fill(
     remaining = q
     if pos != 0 and (pos > 0) != (q > 0):  # reduces, maybe flips
         closed = min(abs(q), abs(pos))
-        avg = Fraction(cost, pos) if isinstance(cost, int) else cost / pos
         direction = 1 if pos > 0 else -1
-        pnl = (price - avg) * closed * direction
+        if closed == abs(pos):  # closes it all: (price - cost / pos) * |pos| * direction
+            pnl = price * closed * direction - cost  # exact, without a fraction's arithmetic
+            cost = 0
+        else:
+            avg = Fraction(cost, pos) if isinstance(cost, int) else cost / pos
+            pnl = (price - avg) * closed * direction
+            cost -= avg * closed * direction
         closing.append(Fraction(pnl))
-        cost -= avg * closed * direction
         trade = open_trade[sym]
         share = fee if closed == abs(q) else Fraction(fee * closed, abs(q))
         trade.exit_value += price * closed

@@ -188,6 +188,11 @@ class PreparedData:
         """Each batch's ``[start, end)`` rows."""
         return list(self.iter_bounds())
 
+    def iter_ends(self) -> Iterator[int]:
+        """Each batch's end row, without a Python int per batch held at once."""
+        for k in range(0, self.n_batches, _CHUNK):
+            yield from self.ends[k : k + _CHUNK].tolist()
+
     def iter_bounds(self) -> Iterator[tuple[int, int]]:
         """Each batch's ``[start, end)`` rows, without a Python object per batch held at once."""
         start = 0
@@ -265,6 +270,22 @@ class _EmptyRuns:
         self._next = upto + 1
 
 
+_NAMED: Final = ("ts", "symbol", "kind")
+
+
+def _market_columns(events: pl.DataFrame) -> pl.DataFrame:
+    """What the proxy hands the execution layer (the market columns), selected once for the
+    run, without the columns no event of the run fills (a bar stream's trade and quote
+    fields): the execution layer and the venue read a column the frame lacks as null on every
+    row (:func:`zcbench.marketdata.last_marks`, the venue's liquidity), so they act the same,
+    and every order's turn no longer walks them."""
+    height = events.height
+    return events.select([
+        c for c in MARKET_COLUMNS
+        if c in events.columns and (c in _NAMED or events.get_column(c).null_count() < height)
+    ])
+
+
 def _replay(
     strategy: Strategy,
     data: PreparedData,
@@ -283,26 +304,28 @@ def _replay(
     source: Iterator[Batch] = data.batches(path)
     if show_progress is not False:
         source = progress(source, total=data.n_batches, desc="backtest", enabled=show_progress)
-    bounds = data.iter_bounds()
     wires = data.wire_batches() if loop is not None and loop.keeps_records else None
+    before = after = None
     if loop is not None:
-        # what the proxy hands the execution layer: the market columns, selected once
-        market = data.events.select([c for c in MARKET_COLUMNS if c in data.events.columns])
-        loop.begin(market, wire=path == WIRE)
+        loop.begin(_market_columns(data.events), wire=path == WIRE)
+        before, after = loop.before, loop.after
+    none = encode_signals([])
     seq = -1
     try:
-        for batch in source:
+        for batch, end in zip(source, data.iter_ends(), strict=True):
             seq = batch.seq
-            context = loop.before(seq) if loop is not None else None
-            signals = apply_strategy(strategy, batch, context)
-            blob = encode_signals(signals) if signals or loop is not None else b""
+            signals = apply_strategy(strategy, batch, before(seq) if before is not None else None)
             if signals:
+                blob = encode_signals(signals)
                 empties.flush(seq)
                 digest.update(seq.to_bytes(8, "big") + len(blob).to_bytes(8, "big") + blob)
-                out[seq] = decode_signals(blob)
-            if loop is not None:
+                # decoded once, as the enclave's OUT record is: the loop acts on this decoding
+                decoded = out[seq] = decode_signals(blob)
+            else:
+                blob, decoded = none, []
+            if after is not None:
                 wire = encode_batch(next(wires)) if wires is not None else None
-                loop.after(seq, blob, next(bounds)[1], batch=wire)
+                after(seq, blob, end, batch=wire, decoded=decoded)
         empties.flush(seq + 1)
         if loop is not None:
             loop.finish(seq + 1)

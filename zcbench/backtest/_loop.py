@@ -36,6 +36,7 @@ from zcbench.strategy import Context, decode_context, decode_signals, encode_con
 if TYPE_CHECKING:
     from zcbench.host.execution import ExecutionLayer, RiskLimits, Venue
     from zcbench.risk import BuyingPower
+    from zcbench.strategy import Signal
     from zcbench.venue import Cancel, Execution, Order, Replace
 
 __all__ = ["FeedbackLoop", "LoggedRecord"]
@@ -188,10 +189,13 @@ class FeedbackLoop:
         self._wire = wire
         self._quiet = self.execution.defers_market()
 
-    def after(self, seq: int, signals: bytes, end: int, *, batch: bytes | None = None) -> None:
+    def after(self, seq: int, signals: bytes, end: int, *, batch: bytes | None = None,
+              decoded: Sequence[Signal] | None = None) -> None:
         """Act on batch ``seq``: its market events (the rows up to ``end``, from the previous
         batch's end) reach the execution layer and venue, then its signals (their encoding)
-        are placed. ``batch`` is the IN body, kept with the records.
+        are placed. ``batch`` is the IN body, kept with the records; ``decoded``, when given,
+        is ``decode_signals(signals)`` as the caller already made it (the OUT record decoded
+        once).
 
         A quiet batch (no signals, and :meth:`ExecutionLayer.defers_market`: nothing rests,
         no carried position waits for its mark) changes nothing there: its events would fill
@@ -208,11 +212,12 @@ class FeedbackLoop:
             self._log("out", seq, signals)
         else:
             self._index += 2
-        self._market_ns = int(self._ts[end - 1])  # sorted: the batch's newest event
         self._end = end
-        decoded = decode_signals(signals)
+        if decoded is None:
+            decoded = decode_signals(signals)
         if self._quiet and not decoded:
             return
+        self._market_ns = int(self._ts[end - 1])  # sorted: the batch's newest event
         self._flush()
         out_index = self._index - 1
         verified = self._verified(seq, out_index, out_index + 1, tuple(decoded))

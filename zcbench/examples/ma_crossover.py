@@ -95,9 +95,11 @@ class MACrossover(Strategy):
             self._held = dict(context.positions)
         signals: list[Signal] = []
         events = batch.events
-        for symbol, close in zip(
-            events.get_column("symbol").to_list(), events.get_column("close").to_list(), strict=True
-        ):
+        # the rows in one call: a one-bar batch costs a third of reading two columns
+        names = events.columns
+        at_symbol, at_close = names.index("symbol"), names.index("close")
+        for row in events.rows():
+            symbol, close = row[at_symbol], row[at_close]
             if close is None:
                 continue
             target = self._update(symbol, close)

@@ -67,10 +67,13 @@ def marks(frame: pl.DataFrame) -> pl.Series:
 def last_marks(frame: pl.DataFrame) -> dict[str, int]:
     """Each symbol's last mark in ``frame`` (symbols without one, and rows without a symbol,
     are absent)."""
-    if "symbol" not in frame.columns or not frame.height:
+    if not frame.height or "symbol" not in frame.columns:
         return {}
-    columns = [c for c in MARK_FIELDS if c in frame.columns]
-    if frame.height > _WALK_ROWS or any(frame.schema[c] != pl.Int64 for c in columns):
+    # the dtypes in one call: ``frame.schema`` builds a whole schema each time it is read,
+    # which costs more than walking a batch's rows
+    dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))
+    columns = [c for c in MARK_FIELDS if c in dtypes]
+    if frame.height > _WALK_ROWS or any(dtypes[c] != pl.Int64 for c in columns):
         both = frame.select("symbol", mark_expr(frame.columns))
         last = (both.filter((pl.col("mark") > 0) & pl.col("symbol").is_not_null())
                 .group_by("symbol", maintain_order=True).last())

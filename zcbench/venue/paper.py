@@ -144,6 +144,8 @@ def _last_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
         names = symbols.slice(start, end - start).to_list()
         for k in range(len(names) - 1, -1, -1):
             found.setdefault(names[k], start + k)
+            if len(found) == wanted:  # every symbol met: the rest of the chunk is older
+                break
         end, step = start, step * 4
     rows = sorted(found.values())
     if len(rows) <= 16:
@@ -232,20 +234,19 @@ class PaperVenue:
     def _apply(self, frame: pl.DataFrame) -> list[Execution]:
         # eager column operations only: a frame is often a few rows, where a lazy query's
         # planning would cost a hundred times the work
-        symbols = frame.get_column("symbol")
         active = {live.order.symbol for live in self._live.values()}
         out: list[Execution] = []
         if active:
-            mask = symbols.is_in(sorted(active))
+            mask = frame.get_column("symbol").is_in(sorted(active))
             walked, rest = frame.filter(mask), frame.filter(~mask)
-        else:
-            walked, rest = frame.clear(), frame
+        else:  # nothing rests (most orders' turn): no row to walk, and no empty frame made
+            walked, rest = None, frame
         # symbols without resting orders: only their last event matters
         for row in _last_rows(rest):
             top = _top_of(row)
             if top is not None:
                 self._tops[row["symbol"]] = top
-        for row in walked.iter_rows(named=True):
+        for row in walked.iter_rows(named=True) if walked is not None else ():
             ts = row.get("ts")
             if ts is not None:
                 self.now = max(self.now, int(ts))
