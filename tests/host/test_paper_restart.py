@@ -12,6 +12,7 @@ import pytest
 
 from zcbench.auditlog.frame import iter_records
 from zcbench.errors import VerificationError
+from zcbench.evidence import collect_evidence
 from zcbench.host import ReplaySource
 from zcbench.host.execution import read_journal
 from zcbench.host.live import ModuleImage, run_live
@@ -125,6 +126,45 @@ def test_a_resting_paper_order_survives_a_restart_and_fills_as_in_one_run(
     assert [(o.cl_ord_id, o.leaves_qty) for o in start.open_orders] == [
         (read_journal(first).rows.filter(pl.col("event") == "order")["cl_ord_id"][0],
          300 - held)]
+    _carried_fills_are_evidence(first, second)
+
+
+def _carried_fills_are_evidence(first: Path, second: Path) -> None:
+    """The evidence pack holds the carried order's fills in the continuing run to the signal
+    of the predecessor's signed log (found through the verified link), counts them in the
+    verified tear sheet, and says so plainly when the predecessor's folder is not at hand."""
+    first_id = read_journal(first).header["run_id"]
+    out = next((r, leaf) for r, leaf in iter_records(first) if r.kind == "out")
+    evidence = collect_evidence([second], trust="dev")
+    orders = evidence.tables["orders"]
+    assert orders["in_signed_log"].all()
+    performance = evidence.tables["performance"].row(0, named=True)
+    assert performance["pnl_matches_summary"] is True
+    assert performance["n_fills"] == len(_fills(second))
+    carried = orders.filter(pl.col("signal_run_id") == first_id)
+    assert carried.height == len([f for f in _fills(second) if f[1] == "buy"]) > 0
+    assert set(carried["out_log_index"]) == {out[0].index}
+    assert set(carried["out_leaf_hash"]) == {out[1].hex()}
+    assert evidence.tables["runs"]["caveats"].to_list() == [""]
+    # the predecessor's folder gone: a named caveat, its fills not taken on trust
+    aside = first.with_name("first-aside")
+    first.rename(aside)
+    try:
+        evidence = collect_evidence([second], trust="dev")
+    finally:
+        aside.rename(first)
+    orders = evidence.tables["orders"]
+    assert not orders.filter(pl.col("signal_run_id") == first_id)["in_signed_log"].any()
+    [caveat] = evidence.tables["runs"]["caveats"].to_list()
+    assert first_id in caveat
+    assert "give that run's folder" in caveat
+    # given beside it (moved elsewhere), the folder is found by its proven checkpoint
+    first.rename(aside)
+    try:
+        evidence = collect_evidence([aside, second], trust="dev")
+    finally:
+        aside.rename(first)
+    assert evidence.tables["orders"]["in_signed_log"].all()
 
 
 @pytest.mark.slow  # four live runs
