@@ -4,12 +4,12 @@ which go on filling as in one uninterrupted run; its start state names them."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.host.support import REST_THEN_SELL, first_fill_batch, resting_bars
 from zcbench.auditlog.frame import iter_records
 from zcbench.errors import VerificationError
 from zcbench.evidence import collect_evidence
@@ -17,60 +17,9 @@ from zcbench.host import ReplaySource
 from zcbench.host.execution import read_journal
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.restart import carry_paper_orders, continue_run, read_start_state
-from zcbench.marketdata import BatchSpec, load_ohlcv, sample_daily_path
-from zcbench.strategy import decode_context, decode_signals, is_context
+from zcbench.marketdata import BatchSpec
+from zcbench.strategy import decode_signals
 from zcbench.venue import PaperVenue
-
-# On its first bar a GTC limit buy of 300 a little under the close, which rests until the
-# market comes down to it and fills in parts of 120 (the bars' volume); once the context says
-# the position is at least 200, a market sell of it all. Its state (sent, sold) is kept
-# across runs by the snapshot contract.
-_STRATEGY = textwrap.dedent('''
-    from dataclasses import dataclass
-
-    from zcbench.strategy import Signal, Strategy, decode_state, encode_state
-
-
-    @dataclass(frozen=True)
-    class RestParams:
-        below_ticks: int = 20_000
-
-
-    class RestThenSell(Strategy):
-        name = "rest-then-sell"
-        params_type = RestParams
-        input_fields = ("close", "volume")
-
-        def __init__(self, params):
-            super().__init__(params)
-            self.sent = False
-            self.sold = False
-
-        def on_batch(self, batch, context=None):
-            closes = batch.events.get_column("close").to_list()
-            symbol = batch.events.get_column("symbol")[0]
-            if not self.sent:
-                self.sent = True
-                return [Signal(symbol, "buy", 300, limit_price=closes[-1] - self.params.below_ticks,
-                               hints=(("tif", "GTC"),))]
-            held = dict(context.positions).get(symbol, 0) if context is not None else 0
-            if held >= 200 and not self.sold:
-                self.sold = True
-                return [Signal(symbol, "sell", held)]
-            return []
-
-        def snapshot(self):
-            return encode_state({"sent": self.sent, "sold": self.sold})
-
-        def restore(self, state):
-            doc = decode_state(state)
-            self.sent, self.sold = bool(doc["sent"]), bool(doc["sold"])
-''')
-
-
-def _bars() -> pl.DataFrame:
-    bars = load_ohlcv(sample_daily_path()).slice(3_150, 60)
-    return bars.with_columns(pl.lit(120, pl.Int64).alias("volume"))
 
 
 def _run(image: ModuleImage, bars: pl.DataFrame, run: Path, **kw: object) -> None:
@@ -89,28 +38,18 @@ def _signals(run: Path) -> list[list[object]]:
     return [list(decode_signals(r.body)) for r, _ in iter_records(run) if r.kind == "out"]
 
 
-def _first_fill_batch(run: Path) -> int:
-    """The seq of the first batch whose feedback reports a fill (its previous batch filled)."""
-    for record, _ in iter_records(run):
-        if record.kind == "in" and is_context(record.body):
-            context = decode_context(record.body, seq=record.batch_seq)
-            if any(o.status == "filled" for o in context.outcomes):
-                return record.batch_seq
-    raise AssertionError("no fill")
-
-
 @pytest.mark.slow  # three live runs
 def test_a_resting_paper_order_survives_a_restart_and_fills_as_in_one_run(
         tmp_path: Path) -> None:
     module = tmp_path / "rest_then_sell.py"
-    module.write_text(_STRATEGY)
-    image, bars = ModuleImage(module, {}), _bars()
+    module.write_text(REST_THEN_SELL)
+    image, bars = ModuleImage(module, {}), resting_bars()
     whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
     _run(image, bars, whole)
     expected = _fills(whole)
     assert len([f for f in expected if f[1] == "buy"]) >= 2  # the buy filled in parts
     # the first run ends one batch after the order first filled, in part: it still rests
-    cut = _first_fill_batch(whole)
+    cut = first_fill_batch(whole)
     _run(image, bars.head(cut), first)
     held = sum(q for _, side, q, _ in _fills(first) if side == "buy")
     assert 0 < held < 300
@@ -170,11 +109,11 @@ def _carried_fills_are_evidence(first: Path, second: Path) -> None:
 @pytest.mark.slow  # four live runs
 def test_an_order_carried_twice_keeps_resting_and_filling(tmp_path: Path) -> None:
     module = tmp_path / "rest_then_sell.py"
-    module.write_text(_STRATEGY)
-    image, bars = ModuleImage(module, {}), _bars()
+    module.write_text(REST_THEN_SELL)
+    image, bars = ModuleImage(module, {}), resting_bars()
     whole, first, mid, last = (tmp_path / n for n in ("whole", "first", "mid", "last"))
     _run(image, bars, whole)
-    cut = _first_fill_batch(whole)
+    cut = first_fill_batch(whole)
     _run(image, bars.head(cut), first)
     # a run of one bar that places nothing: the order it carried rests on into the next
     _run(image, bars.slice(cut, 1), mid, continuation=continue_run(first))
