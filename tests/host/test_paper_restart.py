@@ -11,6 +11,7 @@ import pytest
 
 from tests.host.support import REST_THEN_SELL, first_fill_batch, resting_bars
 from zcbench.auditlog.frame import iter_records
+from zcbench.cli import main
 from zcbench.errors import VerificationError
 from zcbench.evidence import collect_evidence
 from zcbench.host import ReplaySource
@@ -86,12 +87,14 @@ def _carried_fills_are_evidence(first: Path, second: Path) -> None:
     assert set(carried["out_leaf_hash"]) == {out[1].hex()}
     assert evidence.tables["runs"]["caveats"].to_list() == [""]
     # the predecessor's folder gone: a named caveat, its fills not taken on trust
-    aside = first.with_name("first-aside")
+    aside, pack = first.with_name("first-aside"), first.with_name("pack")
     first.rename(aside)
     try:
         evidence = collect_evidence([second], trust="dev")
+        assert main(["evidence", str(second), "--out", str(pack), "--trust", "dev"]) == 0
     finally:
         aside.rename(first)
+    assert "give that run&#x27;s folder" in (pack / "index.html").read_text()
     orders = evidence.tables["orders"]
     assert not orders.filter(pl.col("signal_run_id") == first_id)["in_signed_log"].any()
     [caveat] = evidence.tables["runs"]["caveats"].to_list()
