@@ -35,6 +35,10 @@ def _fills(run: Path) -> list[tuple[str, str, int, int]]:
             for r in rows.iter_rows(named=True)]
 
 
+def _exec_ids(*runs: Path) -> list[str]:
+    return [i for run in runs for i in read_journal(run).rows["exec_id"].to_list() if i]
+
+
 def _signals(run: Path) -> list[list[object]]:
     return [list(decode_signals(r.body)) for r, _ in iter_records(run) if r.kind == "out"]
 
@@ -129,6 +133,11 @@ def test_an_order_carried_twice_keeps_resting_and_filling(tmp_path: Path) -> Non
     _run(image, bars.slice(cut + 1), last, continuation=continue_run(mid))
     assert _fills(first) + _fills(mid) + _fills(last) == _fills(whole)
     assert _signals(first) + _signals(mid) + _signals(last) == _signals(whole)
+    # each continuing paper venue numbers its ids after every id of the chain: no ExecID
+    # repeats along it, and the chain's ids are those of one run
+    ids = _exec_ids(first, mid, last)
+    assert len(ids) == len(set(ids)) == len(_exec_ids(whole))
+    assert ids == _exec_ids(whole)
     # the signal is read from a log that verifies: a run whose log was edited since carries
     # nothing (it is refused, naming that log)
     segment = first / "log" / "seg-00000000.zlog"

@@ -34,7 +34,7 @@ from typing import Any
 
 from zcbench.auditlog.link import RunLink
 from zcbench.auditlog.snapshots import LoggedSnapshot, find_snapshot, sealed_snapshot_path
-from zcbench.errors import DataError, UsageError, VerificationError
+from zcbench.errors import DataError, UsageError, VerificationError, ZcbenchError
 from zcbench.strategy import StartExecution, StartOrder, StartState, decode_signals
 from zcbench.venue.orders import signal_of_cl_ord_id
 
@@ -43,6 +43,7 @@ __all__ = [
     "RunEnd",
     "carry_paper_orders",
     "catch_up",
+    "chain_exec_ids",
     "chain_folders",
     "check_link",
     "continue_run",
@@ -532,7 +533,8 @@ def log_start_state(
     if venue is not None and hasattr(venue, "resume"):
         recovered = list(venue.resume(continuation.end.open_order_ids()))
     if venue is not None and getattr(venue, "name", None) == "paper":
-        venue.carry(carry_paper_orders(continuation.end))
+        venue.carry(carry_paper_orders(continuation.end),
+                    used_ids=chain_exec_ids(continuation.end))
     # the venue's own book, cross-checked on the record against what the reports make (a
     # venue that can be asked: FixVenue.positions; the paper venue lives in the host)
     ask = getattr(venue, "positions", None)
@@ -710,6 +712,31 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
         carried.append((placed.get(cid, (1, 0)), OpenOrder(order, "", qty, notional,
                                                             triggered, day)))
     return [o for _, o in sorted(carried, key=lambda c: (c[0], c[1].order.cl_ord_id))]
+
+
+def chain_exec_ids(end: RunEnd) -> set[str]:
+    """Every ExecID the records of the chain ending in ``end`` hold: its runs' journals and
+    start states, walked back through the journals' ``continues`` (a folder no longer there
+    ends the walk: its ids are then not known). A continuing run's paper venue numbers its
+    ids after them (:meth:`zcbench.venue.PaperVenue.carry`)."""
+    from zcbench.auditlog.opening import start_state_of
+    from zcbench.host.execution import read_journal
+
+    ids = set(end.exec_ids) | {e.exec_id for e in end.unjournaled}
+    folder: Path | None = end.run_dir
+    seen: set[Path] = set()
+    while folder is not None and folder not in seen and len(seen) < 10_000:
+        seen.add(folder)
+        try:
+            journal = read_journal(folder)
+            start = start_state_of(folder)
+        except ZcbenchError:  # no such folder, or records that do not read
+            break
+        ids |= {str(i) for i in journal.rows.get_column("exec_id").to_list() if i}
+        ids |= {e.exec_id for e in start.executions} if start is not None else set()
+        before = journal.header.get("continues")
+        folder = Path(before).resolve() if isinstance(before, str) and before else None
+    return ids
 
 
 def _run_id(origin: str) -> str:
