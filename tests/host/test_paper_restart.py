@@ -146,3 +146,12 @@ def test_an_order_carried_twice_keeps_resting_and_filling(tmp_path: Path) -> Non
     segment.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match="which placed an order still resting"):
         carry_paper_orders(continue_run(mid).end)
+    # nor does the evidence pack take a carried order's fills on trust from an edited log,
+    # two links back: they are not in the signed log, and the run's caveat says why
+    first_id = read_journal(first).header["run_id"]
+    evidence = collect_evidence([last], trust="dev")
+    orders = evidence.tables["orders"].filter(pl.col("signal_run_id") == first_id)
+    assert orders.height > 0
+    assert not orders["in_signed_log"].any()
+    [caveat] = evidence.tables["runs"]["caveats"].to_list()
+    assert first_id in caveat
