@@ -398,6 +398,7 @@ def collect_evidence(
     )
     from zcbench.host.execution import read_journal
     from zcbench.nitro.commitment import Commitment
+    from zcbench.venue import signal_of_cl_ord_id
 
     if rts25 not in RTS25_LIMITS_NS:
         raise UsageError(f"--rts25 {rts25!r}: choose one of {', '.join(RTS25_LIMITS_NS)}")
@@ -443,9 +444,9 @@ def collect_evidence(
         for row in journal.iter_rows(named=True):
             index = row["log_index"]
             cid = row["cl_ord_id"] or ""
-            signal_run = own
+            named = signal_of_cl_ord_id(cid)
+            signal_run = named[0] if named is not None else own
             if cid in carried:  # an earlier run's order: held to that run's signed signal
-                signal_run = cid.rsplit("-", 2)[0]
                 proven = carried[cid]
                 logged = None if proven is None else (row["seq"], proven[1], proven[2])
                 matched = (proven is not None and proven[0] == index

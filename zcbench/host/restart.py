@@ -761,14 +761,14 @@ def chain_folders(
     from zcbench.auditlog.checkpoint import parse_checkpoint_note
     from zcbench.host.execution import read_journal
 
-    want = set(wanted)
+    want, folders = set(wanted), [Path(f) for f in folders]
     found = {_run_id(origin): (Path(run_dir), size)}
     finals: dict[Path, tuple[str, int, bytes] | None] = {}
 
     def final_of(folder: Path) -> tuple[str, int, bytes] | None:
         if folder not in finals:
             finals[folder] = None
-            with contextlib.suppress(DataError, UsageError, VerificationError, OSError):
+            with contextlib.suppress(ZcbenchError, OSError):
                 report = check_log(folder, trust=trust, boot_verifier=boot_verifier_for(folder))
                 if report.verified and report.latest_checkpoint is not None:
                     c = parse_checkpoint_note(report.latest_checkpoint)
@@ -786,13 +786,14 @@ def chain_folders(
         if link is None:
             return found, (f"{here} continues no run, and no run of its chain is "
                            f"{', '.join(sorted(want - set(found)))}")
-        hints = list(folders)
-        with contextlib.suppress(DataError, OSError):
+        hints = []  # the folder the journal names first: it is the one, unless moved
+        with contextlib.suppress(ZcbenchError, OSError):
             before = read_journal(here).header.get("continues")
             if isinstance(before, str) and before:
                 hints.append(Path(before))
+        hints += folders
         match = next((f for f in hints
-                      if final_of(Path(f)) == (link.origin, link.size, link.root)), None)
+                      if final_of(f) == (link.origin, link.size, link.root)), None)
         if match is None:
             return found, (f"{here} continues {link.origin}, and no folder at hand holds "
                            f"that run's log verified to the final checkpoint the link names "
