@@ -365,3 +365,20 @@ def test_carried_orders_rest_and_fill_as_in_the_venue_they_came_from() -> None:
     done = PaperVenue()
     with pytest.raises(UsageError):
         done.carry([left[0], left[0]])
+
+
+def test_a_continuing_venue_numbers_its_ids_after_the_chains() -> None:
+    v = PaperVenue()
+    v.on_market(quote(T0, 99, 101))
+    v.submit(order("a", qty=50, ord_type="limit", limit_price=100, tif="GTC"))
+    left = v.open_orders()
+    carried = PaperVenue()
+    # only ids of its own form count: another prefix, a leading zero, no number are not its
+    carried.carry(left, used_ids=["PE7", "PO3", "SE100", "PE012", "PE", "PEx1", "XPE50"])
+    carried.on_market(quote(T0 + 1, 98, 101))
+    out = carried.submit(order("b", qty=1))
+    assert [(e.exec_id, e.order_id) for e in out] == [("PE8", "PO9"), ("PE9", "PO9")]
+    again = PaperVenue(first_id=20)  # never numbered back below where it starts
+    again.carry([], used_ids=["PE7"])
+    again.on_market(quote(T0, 99, 101))
+    assert again.submit(order("c", qty=1))[0].exec_id == "PE20"

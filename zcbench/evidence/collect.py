@@ -14,6 +14,7 @@ Nothing here reads a clock: the pack's own time is given by the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -90,7 +91,7 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "runs": {"run_id": pl.String, "origin": pl.String, "pcr0": pl.String,
              "log_verdict": pl.String, "verified": pl.Boolean, "entries": pl.Int64,
              "checkpoints": pl.Int64, "root": pl.String, "status": pl.String,
-             "simulated": pl.Boolean, "run_dir": pl.String},
+             "simulated": pl.Boolean, "run_dir": pl.String, "caveats": pl.String},
     "algorithms": {"pcr0": pl.String, "pcr1": pl.String, "pcr2": pl.String,
                    "strategy": pl.String, "strategy_sha256": pl.String,
                    "commitment_sha256": pl.String, "first_seen_utc": pl.String,
@@ -100,7 +101,7 @@ _SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                "event": pl.String, "symbol": pl.String, "side": pl.String,
                "quantity": pl.Int64, "limit_price_ticks": pl.Int64, "price_ticks": pl.Int64,
                "reason": pl.String, "position_after": pl.Int64, "out_leaf_hash": pl.String,
-               "in_signed_log": pl.Boolean},
+               "in_signed_log": pl.Boolean, "signal_run_id": pl.String},
     "controls": {"run_id": pl.String, "control": pl.String, "setting": pl.String,
                  "source": pl.String},
     "control_changes": {"run_id": pl.String, "log_index": pl.Int64, "time_utc": pl.String,
@@ -195,6 +196,48 @@ def _row_of_signal(row: dict[str, Any], signals: list[Any]) -> bool:
         return bool(signal.quantity == row["quantity"]
                     and signal.limit_price == row["limit_price_ticks"])
     return bool(0 <= row["quantity"] <= signal.quantity)
+
+
+def _carried_signals(run_dir: Path, facts: RunFacts, entries: int, journal: pl.DataFrame,
+                     trust: str | Path, folders: Sequence[Path],
+                     ) -> tuple[dict[str, tuple[int, bytes, list[Any]] | None], str]:
+    """The signed signals of the orders a continuing run carried in (its journal's rows of
+    ClOrdIDs another run's id names), by ClOrdID: the OUT record (log index, leaf hash,
+    signals) of the batch the ClOrdID names in the verified log of the run it names, found
+    through this run's verified boot link (:func:`zcbench.host.restart.chain_folders`), and
+    only for an order the run's signed start state names as carried (None: not proven); and
+    the caveat, when a predecessor's folder is not at hand ("" when none)."""
+    from zcbench.auditlog.opening import start_state_of
+    from zcbench.host.restart import chain_folders, out_record
+    from zcbench.strategy import decode_signals
+    from zcbench.venue import signal_of_cl_ord_id
+
+    own = facts.origin.rpartition("/")[2]
+    named = {cid: signal_of_cl_ord_id(cid) for cid in
+             (journal.get_column("cl_ord_id").unique().to_list() if journal.height else [])}
+    foreign = {cid: n for cid, n in named.items() if n is not None and n[0] != own}
+    if not foreign:
+        return {}, ""
+    start = start_state_of(run_dir)
+    listed = {o.cl_ord_id: (o.batch, o.signal) for o in
+              ((*start.open_orders, *start.orders) if start is not None else ())}
+    chain, short = chain_folders(run_dir, facts.origin, entries, trust=trust,
+                                 wanted={n[0] for n in foreign.values()}, folders=folders)
+    out: dict[str, tuple[int, bytes, list[Any]] | None] = {}
+    for cid, (run_id, seq, position) in sorted(foreign.items()):
+        out[cid] = None
+        if listed.get(cid) != (seq, position) or run_id not in chain:
+            continue
+        where, size = chain[run_id]
+        found = out_record(where, seq, size)
+        if found is not None:
+            out[cid] = (found[0].index, found[1], decode_signals(found[0].body))
+    caveat = ""
+    missing = sorted({n[0] for n in foreign.values()} - set(chain))
+    if missing:
+        caveat = (f"orders carried from {', '.join(missing)} are not checked against a "
+                  f"signed log (in_signed_log false): {short}")
+    return out, caveat
 
 
 def _signals_by_index(run_dir: Path) -> dict[int, tuple[int | None, bytes, list[Any]]]:
@@ -355,6 +398,7 @@ def collect_evidence(
     )
     from zcbench.host.execution import read_journal
     from zcbench.nitro.commitment import Commitment
+    from zcbench.venue import signal_of_cl_ord_id
 
     if rts25 not in RTS25_LIMITS_NS:
         raise UsageError(f"--rts25 {rts25!r}: choose one of {', '.join(RTS25_LIMITS_NS)}")
@@ -370,13 +414,21 @@ def collect_evidence(
         if facts.run_id in seen:
             raise UsageError(f"run {facts.run_id} is given twice")
         seen.add(facts.run_id)
+        signals = _signals_by_index(run_dir) if facts.verified else {}
+        journal = (read_journal(run_dir / "journal.jsonl").rows
+                   if (run_dir / "journal.jsonl").is_file() else pl.DataFrame())
+        carried, caveat = (_carried_signals(run_dir, facts, report.entries, journal, trust,
+                                            [Path(p) for p in run_dirs])
+                           if facts.verified else ({}, ""))
+        if caveat:
+            facts = dataclasses.replace(facts, warnings=(*facts.warnings, caveat))
         facts_all.append(facts)
         rows["runs"].append({
             "run_id": facts.run_id, "origin": facts.origin, "pcr0": facts.pcr0,
             "log_verdict": facts.verdict, "verified": facts.verified,
             "entries": report.entries, "checkpoints": report.checkpoints,
             "root": report.root or "", "status": str(summary.get("status") or ""),
-            "simulated": facts.simulated, "run_dir": str(run_dir)})
+            "simulated": facts.simulated, "run_dir": str(run_dir), "caveats": caveat})
         first_ns = _clock_rows(facts.run_id, run_dir, limit_ns, rows["clock"])
         if facts.verified and facts.commitment is not None:
             commitment = Commitment.load(facts.commitment)
@@ -388,14 +440,21 @@ def collect_evidence(
                 "first_seen_utc": iso_ns(first_ns) if first_ns is not None else "",
                 "runs": []})
             entry["runs"].append(facts.run_id)
-        signals = _signals_by_index(run_dir) if facts.verified else {}
-        journal = (read_journal(run_dir / "journal.jsonl").rows
-                   if (run_dir / "journal.jsonl").is_file() else pl.DataFrame())
+        own = facts.origin.rpartition("/")[2]
         for row in journal.iter_rows(named=True):
             index = row["log_index"]
-            logged = signals.get(index)
-            matched = (logged is not None and logged[0] == row["seq"]
-                       and _row_of_signal(row, logged[2]) and index < report.entries)
+            cid = row["cl_ord_id"] or ""
+            named = signal_of_cl_ord_id(cid)
+            signal_run = named[0] if named is not None else own
+            if cid in carried:  # an earlier run's order: held to that run's signed signal
+                proven = carried[cid]
+                logged = None if proven is None else (row["seq"], proven[1], proven[2])
+                matched = (proven is not None and proven[0] == index
+                           and _row_of_signal(row, proven[2]))
+            else:
+                logged = signals.get(index)
+                matched = (logged is not None and logged[0] == row["seq"]
+                           and _row_of_signal(row, logged[2]) and index < report.entries)
             rows["orders"].append({
                 "run_id": facts.run_id, "pcr0": facts.pcr0, "time_ns": row["time_ns"],
                 "time_utc": iso_ns(row["time_ns"]), "seq": row["seq"], "out_log_index": index,
@@ -404,7 +463,7 @@ def collect_evidence(
                 "price_ticks": row["price_ticks"], "reason": row["reason"],
                 "position_after": row["position_after"],
                 "out_leaf_hash": logged[1].hex() if logged is not None else "",
-                "in_signed_log": matched})
+                "in_signed_log": matched, "signal_run_id": signal_run})
             if row["event"] == "reject":
                 rows["control_events"].append({
                     "run_id": facts.run_id, "time_utc": iso_ns(row["time_ns"]),

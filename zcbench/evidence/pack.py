@@ -243,6 +243,9 @@ def _index_html(tables: dict[str, pl.DataFrame], runs: Sequence[RunFacts], rts25
     verdict = ("".join(f'<p class="bad">{html.escape(r.run_id)}: the signed log does not '
                        f"verify ({html.escape(r.verdict)}); its orders are not tied to a "
                        "PCR0.</p>" for r in failed))
+    verdict += "".join(f'<p class="bad">{html.escape(run_id)}: {html.escape(caveat)}.</p>'
+                       for run_id, caveat in tables["runs"].select("run_id", "caveats").rows()
+                       if caveat)
     nav = " · ".join(f'<a href="#{n}">{html.escape(n)}</a>' for n in _TITLES)
     bound = clock_now["bound_ns"]
     host = "<p>" + html.escape(

@@ -64,6 +64,7 @@ __all__ = [
     "run_backtest_sheet",
     "run_money",
     "run_tear_sheet",
+    "signed_fills",
     "tear_sheet",
 ]
 
@@ -341,10 +342,25 @@ def run_tear_sheet(run_dir: Path, orders: pl.DataFrame, *,
     from zcbench.auditlog import events_frame
 
     events = events_frame(run_dir)
-    fills = orders.filter((pl.col("event") == "fill") & pl.col("in_signed_log"))
-    return tear_sheet(fills, marks_by_batch(events), batch_ends(events),
+    ends = batch_ends(events)
+    return tear_sheet(signed_fills(orders, ends), marks_by_batch(events), ends,
                       capital_ticks=capital_ticks, carried=carried_positions(run_dir),
                       account=run_money(run_dir))
+
+
+def signed_fills(orders: pl.DataFrame, ends: pl.DataFrame) -> pl.DataFrame:
+    """The fill rows of a run's ``orders`` (the pack's table) whose signal the signed log
+    holds, as :func:`tear_sheet` takes them: each at its order's batch, and the fills of an
+    order carried from an earlier run (``signal_run_id`` another run's, its seq that run's
+    batch) at this run's first batch (``ends``' first seq), as a position carried in enters
+    there."""
+    fills = orders.filter((pl.col("event") == "fill") & pl.col("in_signed_log"))
+    if not ends.height:
+        return fills
+    first = int(ends.get_column("seq").min())  # type: ignore[arg-type]
+    return fills.with_columns(
+        pl.when(pl.col("signal_run_id") != pl.col("run_id")).then(pl.lit(first, pl.Int64))
+        .otherwise(pl.col("seq")).alias("seq"))
 
 
 def carried_positions(run_dir: Path) -> dict[str, int]:

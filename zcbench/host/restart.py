@@ -34,7 +34,7 @@ from typing import Any
 
 from zcbench.auditlog.link import RunLink
 from zcbench.auditlog.snapshots import LoggedSnapshot, find_snapshot, sealed_snapshot_path
-from zcbench.errors import DataError, UsageError, VerificationError
+from zcbench.errors import DataError, UsageError, VerificationError, ZcbenchError
 from zcbench.strategy import StartExecution, StartOrder, StartState, decode_signals
 from zcbench.venue.orders import signal_of_cl_ord_id
 
@@ -43,9 +43,12 @@ __all__ = [
     "RunEnd",
     "carry_paper_orders",
     "catch_up",
+    "chain_exec_ids",
+    "chain_folders",
     "check_link",
     "continue_run",
     "log_start_state",
+    "out_record",
     "read_run_end",
     "read_start_state",
     "restore_snapshot",
@@ -530,7 +533,8 @@ def log_start_state(
     if venue is not None and hasattr(venue, "resume"):
         recovered = list(venue.resume(continuation.end.open_order_ids()))
     if venue is not None and getattr(venue, "name", None) == "paper":
-        venue.carry(carry_paper_orders(continuation.end))
+        venue.carry(carry_paper_orders(continuation.end),
+                    used_ids=chain_exec_ids(continuation.end))
     # the venue's own book, cross-checked on the record against what the reports make (a
     # venue that can be asked: FixVenue.positions; the paper venue lives in the host)
     ask = getattr(venue, "positions", None)
@@ -642,7 +646,7 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
     quantity left, no cancel or expiry journaled), as a continuing run's paper venue takes them
     (:meth:`zcbench.venue.PaperVenue.carry`), in the order they were placed: each rebuilt from
     the signed signal its ClOrdID names (the OUT record of that batch, in the verified log of
-    the run of that id, found through the journals' ``continues``), with what its fills
+    the run of that id: :func:`chain_folders`, through the verified boot links), with what its fills
     journaled (quantity and notional), the UTC day of its batch's newest event (a ``DAY``
     order's) and, for a stop order, triggered once it filled (a stop-limit that triggered
     without a fill is carried untriggered: no report says it triggered). Raises
@@ -678,20 +682,25 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
         before = journal.header.get("continues")
         folder = Path(before) if isinstance(before, str) and before else None
         depth += 1
+    chain, short = chain_folders(end.run_dir, end.origin, end.size, trust=end.trust,
+                                 wanted=needed, folders=tuple(runs.values()))
     carried = []
     for cid, o in resting.items():
         name = named[cid]
-        where = runs.get(name[0]) if name is not None else None
-        if name is None or where is None:
+        if name is None or name[0] not in runs:
             raise VerificationError(
                 f"the order {cid} rests per the records of {end.run_dir}, but no run of the "
                 "chain placed it; continue from the run that did", check="paper_orders")
-        found = _out_record(where, name[1], end.size if where == end.run_dir else None,
-                            end.trust)
-        signals = decode_signals(found.body) if found is not None else []
-        if found is None or name[2] >= len(signals):
+        if name[0] not in chain:
+            raise VerificationError(f"the log of the run which placed an order still resting "
+                                    f"({cid}) is not proven: {short}", check="paper_orders")
+        where, size = chain[name[0]]
+        out = out_record(where, name[1], size)
+        signals = decode_signals(out[0].body) if out is not None else []
+        if out is None or name[2] >= len(signals):
             raise VerificationError(f"the order {cid} names a signal the log of {where} does "
                                     "not hold", check="paper_orders")
+        found = out[0]
         order = order_from_signal(signals[name[2]], cl_ord_id=cid, log_index=found.index,
                                   signal_pos=name[2])
         if (order.symbol, order.side, order.quantity) != (o.symbol, o.side, o.quantity):
@@ -705,23 +714,106 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
     return [o for _, o in sorted(carried, key=lambda c: (c[0], c[1].order.cl_ord_id))]
 
 
-def _out_record(run_dir: Path, seq: int, entries: int | None, trust: str | Path) -> Any:
-    """The OUT record of batch ``seq`` among the first ``entries`` records of the log in
-    ``run_dir`` (None: the log is verified first, and read up to its newest checkpoint)."""
-    from zcbench.auditlog import RecordFilter, check_log
+def chain_exec_ids(end: RunEnd) -> set[str]:
+    """Every ExecID the records of the chain ending in ``end`` hold: its runs' journals and
+    start states, walked back through the journals' ``continues`` (a folder no longer there
+    ends the walk: its ids are then not known). A continuing run's paper venue numbers its
+    ids after them (:meth:`zcbench.venue.PaperVenue.carry`)."""
+    from zcbench.auditlog.opening import start_state_of
+    from zcbench.host.execution import read_journal
+
+    ids = set(end.exec_ids) | {e.exec_id for e in end.unjournaled}
+    folder: Path | None = end.run_dir
+    seen: set[Path] = set()
+    while folder is not None and folder not in seen and len(seen) < 10_000:
+        seen.add(folder)
+        try:
+            journal = read_journal(folder)
+            start = start_state_of(folder)
+        except ZcbenchError:  # no such folder, or records that do not read
+            break
+        ids |= {str(i) for i in journal.rows.get_column("exec_id").to_list() if i}
+        ids |= {e.exec_id for e in start.executions} if start is not None else set()
+        before = journal.header.get("continues")
+        folder = Path(before).resolve() if isinstance(before, str) and before else None
+    return ids
+
+
+def _run_id(origin: str) -> str:
+    """The run id a log's origin names (its last part), which its ClOrdIDs start with."""
+    return origin.rpartition("/")[2]
+
+
+def chain_folders(
+    run_dir: Path, origin: str, size: int, *, trust: str | Path, wanted: Iterable[str],
+    folders: Iterable[Path] = (),
+) -> tuple[dict[str, tuple[Path, int]], str | None]:
+    """The folders of ``run_dir``'s chain, by run id, each with the number of its records
+    proven: ``run_dir`` itself (its log verified by the caller, to ``size`` records under
+    ``origin``) and its predecessors, walked back through each run's verified boot link
+    until every run id in ``wanted`` is found. A predecessor's folder (one of ``folders``, or
+    the one its successor's journal names, a hint only) is taken only when its log verifies
+    under ``trust`` and its final checkpoint is exactly what the link names (origin, size,
+    root), so a signal read from it below that size is the one the chain signed. The second
+    item says why the walk stopped short of ``wanted`` (None: every one found)."""
+    from zcbench.auditlog import check_log
     from zcbench.auditlog.boot import boot_verifier_for
+    from zcbench.auditlog.checkpoint import parse_checkpoint_note
+    from zcbench.host.execution import read_journal
+
+    want, folders = set(wanted), [Path(f) for f in folders]
+    found = {_run_id(origin): (Path(run_dir), size)}
+    finals: dict[Path, tuple[str, int, bytes] | None] = {}
+
+    def final_of(folder: Path) -> tuple[str, int, bytes] | None:
+        if folder not in finals:
+            finals[folder] = None
+            with contextlib.suppress(ZcbenchError, OSError):
+                report = check_log(folder, trust=trust, boot_verifier=boot_verifier_for(folder))
+                if report.verified and report.latest_checkpoint is not None:
+                    c = parse_checkpoint_note(report.latest_checkpoint)
+                    finals[folder] = (c.origin, c.size, c.root)
+        return finals[folder]
+
+    here = Path(run_dir)
+    for _ in range(10_000):
+        if want <= set(found):
+            return found, None
+        try:
+            link = _boot_identity(here, trust).previous
+        except (DataError, VerificationError) as exc:
+            return found, f"the boot of {here} does not verify ({exc})"
+        if link is None:
+            return found, (f"{here} continues no run, and no run of its chain is "
+                           f"{', '.join(sorted(want - set(found)))}")
+        hints = []  # the folder the journal names first: it is the one, unless moved
+        with contextlib.suppress(ZcbenchError, OSError):
+            before = read_journal(here).header.get("continues")
+            if isinstance(before, str) and before:
+                hints.append(Path(before))
+        hints += folders
+        match = next((f for f in hints
+                      if final_of(f) == (link.origin, link.size, link.root)), None)
+        if match is None:
+            return found, (f"{here} continues {link.origin}, and no folder at hand holds "
+                           f"that run's log verified to the final checkpoint the link names "
+                           f"({link.size} records): give that run's folder, as it ended")
+        if _run_id(link.origin) in found:
+            return found, f"the chain of {run_dir} names {link.origin} twice"
+        here = Path(match)
+        found[_run_id(link.origin)] = (here, link.size)
+    return found, f"the chain of {run_dir} is longer than 10,000 runs"
+
+
+def out_record(run_dir: Path, seq: int, entries: int) -> tuple[Any, bytes] | None:
+    """The OUT record of batch ``seq`` among the first ``entries`` records of the log in
+    ``run_dir`` (a log the caller verified to that size), with its leaf hash; None: none."""
+    from zcbench.auditlog import RecordFilter
     from zcbench.auditlog.frame import iter_records
 
-    if entries is None:
-        report = check_log(run_dir, trust=trust, boot_verifier=boot_verifier_for(run_dir))
-        if not report.verified:
-            raise VerificationError(f"the log of {run_dir}, which placed an order still "
-                                    f"resting, is {report.classification} ({report.message})",
-                                    check="paper_orders")
-        entries = report.entries
-    for record, _ in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
+    for record, leaf in iter_records(run_dir, RecordFilter(kinds=frozenset({"out"}))):
         if record.index >= entries:
             break
         if record.seq == seq:
-            return record
+            return record, leaf
     return None

@@ -44,6 +44,7 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
         carried_positions,
         marks_by_batch,
         run_money,
+        signed_fills,
         tear_sheet,
     )
 
@@ -58,11 +59,10 @@ def verified_tear_sheet(report: LPReport) -> TearSheet | None:
 
     from zcbench.auditlog import events_frame
 
-    orders = evidence.tables["orders"]
-    fills = orders.filter((pl.col("event") == "fill") & pl.col("in_signed_log"))
     events = events_frame(report.run_dir)
     ends = (events.group_by("seq").agg(pl.col("ts").max().cast(pl.Int64).alias("end_ns"))
             if events.height else pl.DataFrame(schema={"seq": pl.Int64, "end_ns": pl.Int64}))
+    fills = signed_fills(evidence.tables["orders"], ends)
     research = _research(report.commitment)
     trials = None
     variance = 0.0

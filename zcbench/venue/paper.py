@@ -3,7 +3,8 @@
 One model for the backtest, a live run's paper execution and the FIX venue simulator
 (``zcbench venue sim``): same market events and same requests in the same order give the same
 executions, byte for byte (ids included: ``<prefix>O<n>`` for orders, ``<prefix>E<n>`` for
-executions, counted from the start).
+executions, counted from the start; a continuing run's venue counts on after every id its
+chain's records hold, :meth:`PaperVenue.carry`).
 
 Time is event time: the venue's clock is the ``ts`` of the last market event it has seen.
 
@@ -43,7 +44,8 @@ walked one by one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -370,14 +372,21 @@ class PaperVenue:
             for v in sorted(self._live.values(), key=lambda v: v.priority)
         ]
 
-    def carry(self, orders: Sequence[OpenOrder]) -> None:
+    def carry(self, orders: Sequence[OpenOrder], *, used_ids: Iterable[str] = ()) -> None:
         """Rest ``orders`` (an earlier venue's, as a continuing run's records show them) before
         any market event or request, in the given priority order, each with what it had
-        filled, its day and whether its stop had triggered; they get new order ids (the ids
-        of reports go on from this venue's own). Refused (:class:`UsageError`) once this
-        venue has seen anything, or for an order with nothing left or a ClOrdID used twice."""
+        filled, its day and whether its stop had triggered; they get new order ids. Its ids
+        go on after the largest number of ``used_ids`` of its own form (``<prefix>O<n>``,
+        ``<prefix>E<n>``: every id the chain's records hold), so ids do not repeat along a
+        chain. Refused (:class:`UsageError`) once this venue has seen anything, or for an
+        order with nothing left or a ClOrdID used twice."""
         if self._seen or self._pending or self._tops:
             raise UsageError("orders are carried into a paper venue before it sees anything")
+        own = re.compile(rf"{self._prefix}[OE]([1-9][0-9]{{0,18}})")
+        numbers = [int(m.group(1)) for m in map(own.fullmatch, used_ids) if m is not None]
+        after = max(numbers, default=0) + 1
+        self._next_order = max(self._next_order, after)
+        self._next_exec = max(self._next_exec, after)
         for o in orders:
             cid = o.order.cl_ord_id
             if cid in self._seen or not 0 <= o.cum_qty < o.order.quantity:
