@@ -275,8 +275,9 @@ _MARKET = ("ts", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", 
 def _market_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """``symbol`` and whichever of ts, kind, price, bid, ask, close and their sizes the frame
     has (no copy): what the execution layer and its venue price and fill against."""
-    names = ["symbol"] + [c for c in _MARKET if c in frame.columns]
-    return pl.DataFrame([frame.get_column(c) for c in names])
+    have = frame.columns
+    # selected by name (a third of the cost of a frame built from the columns: per live batch)
+    return frame[["symbol"] + [c for c in _MARKET if c in have]]
 
 
 class _Pacer:
