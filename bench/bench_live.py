@@ -442,13 +442,13 @@ def infrastructure(
             host_s, enclave_s = alone(events, count, 2_000 if count == 100 else 400)
             floor = 1 / max(host_s, enclave_s)
             for writer in ("process", "inline"):
-                share = CpuShare()
+                cpu = CpuShare()
                 live = run_live(
                     ModuleImage(NOOP), Path(tmp) / f"cap{count}-{writer}",
                     ReplaySource(events, BatchSpec(count=count)), log_writer=writer,
-                    on_booted=share.booted,
+                    on_booted=cpu.booted,
                 )
-                share.stop()
+                cpu.stop()
                 assert live.status == "completed", live.reason
                 got = live.events_per_s / count
                 capacity[count] = got  # the default (inline) writer's, measured last
@@ -457,7 +457,7 @@ def infrastructure(
                     f"batches/s; host alone {host_s * 1e6:6.0f} us, enclave alone "
                     f"{enclave_s * 1e6:6.0f} us per batch: floor {floor:7,.0f} batches/s; "
                     f"ratio {got / floor:.2f} (target >= 0.8)\n"
-                    f"         in the run: {share.per_batch(live.batches)}"  # type: ignore[attr-defined]
+                    f"         in the run: {cpu.per_batch(live.batches)}"  # type: ignore[attr-defined]
                 )
                 rows.append(
                     f"capacity {count}-event batches, log writer {writer}: {got:,.0f} batches/s "
@@ -497,10 +497,10 @@ def infrastructure(
                 rule = f"log writer {writer}, " + (
                     "held through stalls" if hold > 1 else "dropped when full")
                 name = f"tail{share}-{writer}-{hold}"
-                share = CpuShare()
+                cpu = CpuShare()
                 run = _live(Path(tmp), name, 100, rate, span, queue_hold=hold, log_writer=writer,
-                            on_booted=share.booted)
-                share.stop()
+                            on_booted=cpu.booted)
+                cpu.stop()
                 batching_ms = min(50.0, 100 / rate * 1e3)
                 target = batching_ms + 2 * rtt1
                 dropped = run.dropped_batches  # type: ignore[attr-defined]
@@ -513,7 +513,7 @@ def infrastructure(
                     f"in the signed log\n         batch round trip (ingest sent -> its reply "
                     f"received) p50 {run.batch_rtt_p50_ms:.2f} ms p99 "  # type: ignore[attr-defined]
                     f"{run.batch_rtt_p99_ms:.2f} ms; "  # type: ignore[attr-defined]
-                    f"{share.per_batch(run.batches)}"  # type: ignore[attr-defined]
+                    f"{cpu.per_batch(run.batches)}"  # type: ignore[attr-defined]
                 )
                 rows.append(
                     f"tail at {label} ({rate:,.0f} ev/s), {rule}: p50 {p50:.1f} ms, p99 "
