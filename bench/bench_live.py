@@ -303,6 +303,82 @@ def commit_floor(n: int) -> dict[str, float]:
     return parts
 
 
+def _schedstat(path: str) -> tuple[int, int]:
+    """(ns on a CPU, ns waiting in the run queue) of one thread or process, from /proc."""
+    try:
+        with open(path) as f:
+            run, wait, _ = f.read().split()
+    except (OSError, ValueError):
+        return 0, 0
+    return int(run), int(wait)
+
+
+class CpuShare:
+    """CPU time of the host's threads and of the enclave process over one live run, sampled
+    from /proc while it goes (a thread's figures are its last sample): where a batch's time
+    goes, measured rather than guessed. Pass :meth:`booted` as ``run_live(on_booted=)``."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        self.every_s = every_s
+        self.threads: dict[str, tuple[int, int]] = {}
+        self.enclave = (0, 0)
+        self._pids: list[int] = []
+        self._base: dict[str, tuple[int, int]] = {}
+        self._enclave_base = (0, 0)
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
+
+    def booted(self, handle: object) -> None:
+        """Counted from here: the enclave has booted, the run's threads are about to start."""
+        pid = handle.enclave.pid  # type: ignore[attr-defined]
+        self._pids = [pid, *self._children(pid)]  # the enclave under its namespace launcher
+        self._base = {"MainThread": _schedstat(f"/proc/{os.getpid()}/task/"
+                                               f"{threading.main_thread().native_id}/schedstat")}
+        self._enclave_base = max((_schedstat(f"/proc/{p}/schedstat") for p in self._pids),
+                                 default=(0, 0))
+        self._sampler = threading.Thread(target=self._sample, name="cpu-sampler", daemon=True)
+        self._sampler.start()
+
+    def _children(self, pid: int) -> list[int]:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            return []
+        return kids + [g for k in kids for g in self._children(k)]
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            for t in threading.enumerate():
+                if t is not threading.current_thread() and t.native_id is not None:
+                    got = _schedstat(f"/proc/{me}/task/{t.native_id}/schedstat")
+                    if got[0]:
+                        self.threads[t.name] = got
+            enclave = max((_schedstat(f"/proc/{p}/schedstat") for p in self._pids), default=(0, 0))
+            if enclave[0]:
+                self.enclave = enclave
+            time.sleep(self.every_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join()
+
+    def per_batch(self, batches: int) -> str:
+        """CPU (and run-queue wait) in us per batch, by thread and for the enclave."""
+        names = {"MainThread": "receiving", "zcbench-proxy": "proxy", "zcbench-sender": "sender"}
+        parts = []
+        for name, (run, wait) in self.threads.items():
+            if name in names:  # the main thread's figure includes the run's closing
+                run0, wait0 = self._base.get(name, (0, 0))
+                parts.append(f"{names[name]} {(run - run0) / batches / 1e3:.0f} "
+                             f"(wait {(wait - wait0) / batches / 1e3:.0f})")
+        run, wait = (a - b for a, b in zip(self.enclave, self._enclave_base, strict=True))
+        return (", ".join(parts) + f"; enclave process {run / batches / 1e3:.0f} "
+                f"(wait {wait / batches / 1e3:.0f}) us of CPU per batch")
+
+
 def _live(tmp: Path, name: str, count: int, rate: float, seconds: float, **kw: object) -> object:
     from zcbench.host.proxy import synthetic_feed
 
@@ -366,10 +442,13 @@ def infrastructure(
             host_s, enclave_s = alone(events, count, 2_000 if count == 100 else 400)
             floor = 1 / max(host_s, enclave_s)
             for writer in ("process", "inline"):
+                cpu = CpuShare()
                 live = run_live(
                     ModuleImage(NOOP), Path(tmp) / f"cap{count}-{writer}",
                     ReplaySource(events, BatchSpec(count=count)), log_writer=writer,
+                    on_booted=cpu.booted,
                 )
+                cpu.stop()
                 assert live.status == "completed", live.reason
                 got = live.events_per_s / count
                 capacity[count] = got  # the default (inline) writer's, measured last
@@ -377,7 +456,8 @@ def infrastructure(
                     f"   {count:5d}-event batches, log writer {writer}: live {got:7,.0f} "
                     f"batches/s; host alone {host_s * 1e6:6.0f} us, enclave alone "
                     f"{enclave_s * 1e6:6.0f} us per batch: floor {floor:7,.0f} batches/s; "
-                    f"ratio {got / floor:.2f} (target >= 0.8)"
+                    f"ratio {got / floor:.2f} (target >= 0.8)\n"
+                    f"         in the run: {cpu.per_batch(live.batches)}"  # type: ignore[attr-defined]
                 )
                 rows.append(
                     f"capacity {count}-event batches, log writer {writer}: {got:,.0f} batches/s "
@@ -417,7 +497,10 @@ def infrastructure(
                 rule = f"log writer {writer}, " + (
                     "held through stalls" if hold > 1 else "dropped when full")
                 name = f"tail{share}-{writer}-{hold}"
-                run = _live(Path(tmp), name, 100, rate, span, queue_hold=hold, log_writer=writer)
+                cpu = CpuShare()
+                run = _live(Path(tmp), name, 100, rate, span, queue_hold=hold, log_writer=writer,
+                            on_booted=cpu.booted)
+                cpu.stop()
                 batching_ms = min(50.0, 100 / rate * 1e3)
                 target = batching_ms + 2 * rtt1
                 dropped = run.dropped_batches  # type: ignore[attr-defined]
@@ -427,7 +510,10 @@ def infrastructure(
                     f"   {label} ({rate:,.0f} events/s offered), {rule}: freshness p50 "
                     f"{p50:.2f} ms p99 {p99:.2f} ms (batching delay {batching_ms:.1f} ms + 2 x "
                     f"round trip = {target:.1f} ms); dropped {dropped} batches, {logged} of them "
-                    "in the signed log"
+                    f"in the signed log\n         batch round trip (ingest sent -> its reply "
+                    f"received) p50 {run.batch_rtt_p50_ms:.2f} ms p99 "  # type: ignore[attr-defined]
+                    f"{run.batch_rtt_p99_ms:.2f} ms; "  # type: ignore[attr-defined]
+                    f"{cpu.per_batch(run.batches)}"  # type: ignore[attr-defined]
                 )
                 rows.append(
                     f"tail at {label} ({rate:,.0f} ev/s), {rule}: p50 {p50:.1f} ms, p99 "

@@ -579,10 +579,11 @@ def encode_canonical(value: object, *, ordered: bool = False) -> bytes:
     signals, entries, slices, sealed payloads, ``user_data``).
 
     ``ordered=True`` is for a writer that builds its values in canonical form already (the
-    market-data wire, written for every batch of a live run): every map's keys inserted in
-    canonical order, no floats, only text, bytes, 64-bit integers, lists and maps. Such a value
-    is written as built, without the sort and the check, the same bytes at a third of the cost
-    (the wire's tests hold its encoding to the sorted one); a value that is not so gives bytes
+    market-data wire and the log's records, written for every batch of a live run): every
+    map's keys inserted in canonical order, no floats, only text, bytes, None, 64-bit
+    integers, lists and maps. Such a value is written as built, without the sort and the
+    check, the same bytes at a third of the cost (the wire's and the records' tests hold their
+    encodings to the sorted one); a value that is not so gives bytes
     every canonical reader refuses, never other bytes that pass.
 
     Shortest heads and definite lengths as :func:`encode`; floats in the narrowest IEEE 754

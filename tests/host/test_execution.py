@@ -210,3 +210,14 @@ def test_last_prices_across_batches_take_each_symbols_newest_usable_price() -> N
     assert ex.last_price == {"AAA": 11, "BBB": 21, "CCC": 100}
     ex.on_market(pl.DataFrame({"symbol": ["AAA"], "close": [12]}))
     assert ex.last_price == {"AAA": 12, "BBB": 21, "CCC": 100}
+
+
+def test_last_prices_take_symbols_of_any_column_type_a_feed_gives() -> None:
+    # the symbols seen are worked out over the batches' columns at once: a categorical column,
+    # an all-null one and plain text together still give each symbol's newest price
+    ex = ExecutionLayer()
+    ex.on_market(pl.DataFrame({"symbol": ["AAA", "BBB"], "price": [10, 20]}))
+    ex.on_market(pl.DataFrame({"symbol": pl.Series(["BBB"], dtype=pl.Categorical),
+                               "price": [22]}))
+    ex.on_market(pl.DataFrame({"symbol": pl.Series([None], dtype=pl.Null), "price": [5]}))
+    assert ex.last_price == {"AAA": 10, "BBB": 22}

@@ -24,7 +24,7 @@ from zcbench.strategy import (
     encode_signals,
     select_fields,
 )
-from zcbench.strategy._wire import BatchColumns
+from zcbench.strategy._wire import BatchColumns, select_columns
 
 INT_FIELDS = [f for f, t in EVENT_SCHEMA.items() if t == pl.Int64 and f != "ts"]
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -242,6 +242,21 @@ def test_select_fields_strips_undeclared_fields() -> None:
     assert out.columns == ["ts", "symbol", "price", "size"]
     with pytest.raises(DataError, match="lack fields"):
         select_fields(frame, ["ask"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches(), st.data())
+def test_select_columns_is_the_public_selection(batch: Batch, data: st.DataObject) -> None:
+    # the frame's own selection (what the live proxy calls per batch) against polars' public
+    # one, over sliced frames (an offset into shared buffers) with nulls
+    frame = batch.events
+    start = data.draw(st.integers(0, frame.height))
+    part = frame.slice(start, data.draw(st.integers(0, frame.height - start)))
+    names = data.draw(st.permutations(part.columns))
+    names = names[: data.draw(st.integers(1, len(names)))]
+    got = select_columns(part, names)
+    assert got.columns == list(names)
+    assert got.equals(part.select(names))
 
 
 def test_signal_hints_are_checked_and_sorted() -> None:

@@ -557,7 +557,13 @@ class ExecutionLayer:
         """The last market price (ticks) seen per symbol."""
         if self._unpriced:
             frames, self._unpriced = self._unpriced, []
-            wanted = set().union(*(f.get_column("symbol").to_list() for f in frames)) - {None}
+            # the symbols seen, worked out by polars: turning every row's symbol into a Python
+            # string held the interpreter lock for ~20 ms per 256 batches of 1,000 events
+            columns = [f.get_column("symbol") for f in frames]
+            if any(c.dtype != pl.String for c in columns):  # a feed's own (categorical, null)
+                columns = [c.cast(pl.String) for c in columns]
+            symbols = pl.concat(columns, rechunk=False)
+            wanted = set(symbols.drop_nulls().unique().to_list())
             found: dict[str, int] = {}
             sides: dict[str, tuple[int, int] | None] = {}
             # newest first, so each symbol's last mark is met first; stop once all are known

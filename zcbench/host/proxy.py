@@ -52,7 +52,7 @@ from zcbench.marketdata import (
     generate_ticks,
 )
 from zcbench.strategy import Batch, encode_batch, select_fields
-from zcbench.strategy._wire import BatchColumns
+from zcbench.strategy._wire import BatchColumns, select_columns
 
 __all__ = [
     "DROPPED_NOTE",
@@ -275,8 +275,8 @@ _MARKET = ("ts", "kind", "price", "size", "bid", "ask", "bid_size", "ask_size", 
 def _market_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """``symbol`` and whichever of ts, kind, price, bid, ask, close and their sizes the frame
     has (no copy): what the execution layer and its venue price and fill against."""
-    names = ["symbol"] + [c for c in _MARKET if c in frame.columns]
-    return pl.DataFrame([frame.get_column(c) for c in names])
+    have = frame.columns
+    return select_columns(frame, ["symbol"] + [c for c in _MARKET if c in have])
 
 
 class _Pacer:
