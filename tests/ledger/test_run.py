@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,9 +292,24 @@ def test_control_entries_follow_their_rules(tmp_path: Path) -> None:
     assert main(["ledger", "verify", str(ledger_dir)]) == 0
 
 
+@pytest.mark.parametrize("sender_late_s", [0.0, 0.5])
 def test_a_limit_change_during_a_run_is_a_control_entry_of_its_ledger(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    sender_late_s: float,
 ) -> None:
+    """Also when the change is asked for before the run's start record has been sent (the
+    sender late by ``sender_late_s``): it waits for the start, which the enclave takes first
+    (before, it was sent first and refused, and the run ended ``enclave_error``)."""
+    if sender_late_s:
+        from zcbench.host import live
+
+        send_all = live._Pipeline._send_all
+
+        def late(self: object) -> None:
+            time.sleep(sender_late_s)
+            send_all(self)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(live._Pipeline, "_send_all", late)
     image = _measured(tmp_path)
     ledger_dir = tmp_path / "ledger"
     Ledger.init_insecure_host_key(ledger_dir, origin=ORIGIN, genesis_pcr0=image.expected_pcrs()[0],

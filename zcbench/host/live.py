@@ -591,6 +591,7 @@ class _Pipeline:
         self.controls_in_flight = 0  # control records sent, their limits not yet in force
         self.limits_logged = execution.limits  # after every control sent so far (under order)
         self._start: _Control | None = None
+        self._start_sent = threading.Event()  # the start record went first (or the run ended)
         self.clock_source: ClockSource | None = None
         self.account = Account()  # the run's money, named in the progress reports
         self.clock_every_ns: int | None = None  # None: no clock records (run_live sets it)
@@ -681,6 +682,11 @@ class _Pipeline:
 
     def control(self, action: str, operator: str, values: Mapping[str, int] | None,
                 reason: str, timeout: float) -> tuple[int, dict[str, int]]:
+        # a change asked for as soon as the run has booted (before the sender has sent the
+        # run's start record) waits for it: the start is the run's first control record, and
+        # the enclave refuses any other before it
+        if self._start is not None and not self._start_sent.wait(timeout):
+            raise EnvError(f"the run's start record was not sent within {timeout} s")
         with self.order:
             if self.stop.is_set():
                 raise EnvError("the run has ended; its limits can no longer change")
@@ -743,6 +749,7 @@ class _Pipeline:
                         return
                     self.controls_in_flight += 1
                     self.conn.send(Message("record_note", {"body": self._start.body}))
+                    self._start_sent.set()
             self._send_clock(force=True)
             for pb in self.proxy:
                 if self.stop.is_set() or self.user_stop.is_set():
@@ -781,6 +788,7 @@ class _Pipeline:
         except Exception as exc:  # the market-data side failed: the run stops and says why
             self.source_error = f"market data: {type(exc).__name__}: {exc}"
         finally:
+            self._start_sent.set()  # a control waiting for the start hears the run's end
             self._put(_DONE)
 
     def _feedback_of(self, seq: int) -> _Feedback | bool:
