@@ -24,7 +24,7 @@ from zcbench.strategy import (
     encode_signals,
     select_fields,
 )
-from zcbench.strategy._wire import BatchColumns, select_columns
+from zcbench.strategy._wire import BatchColumns, _frame_of, select_columns
 
 INT_FIELDS = [f for f, t in EVENT_SCHEMA.items() if t == pl.Int64 and f != "ts"]
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -222,11 +222,58 @@ def _doc(**changes: object) -> bytes:
         ({"symbol": {"t": "str", "dict": ["A"], "codes": b"\1\0\0\0" * 3}}, "outside dict"),
         ({"symbol": {"t": "str", "dict": ["A", "A"], "codes": b"\0\0\0\0" * 3}}, "duplicates"),
         ({"price": {"t": "i64", "d": b"\0" * 24, "valid": b"\0\0"}}, "valid must be 1 bytes"),
+        # one batch, one encoding: the validity bitmap and the null slots as encode_batch writes
+        ({"price": {"t": "i64", "d": b"\0" * 24, "valid": b"\x0d"}}, "bits set past the 3 rows"),
+        ({"price": {"t": "i64", "d": b"\0" * 24, "valid": b"\x07"}}, "only for a column with"),
+        (
+            {"price": {"t": "i64", "d": struct.pack("<3q", 5, 6, 7), "valid": b"\x05"}},
+            "null row's value must be sent as 0",
+        ),
+        (
+            {"symbol": {"t": "str", "dict": ["A"], "codes": b"\0\0\0\0" * 3, "valid": b"\x05"}},
+            'null row must be sent as the code of ""',
+        ),
+        (
+            {"symbol": {"t": "str", "dict": ["A", ""], "codes": struct.pack("<3I", 0, 1, 0),
+                        "valid": b"\x06"}},
+            'null row must be sent as the code of ""',
+        ),
+        (
+            {"symbol": {"t": "str", "dict": ["A", "B"], "codes": struct.pack("<3I", 1, 0, 1)}},
+            "first-seen order",
+        ),
+        (
+            {"symbol": {"t": "str", "dict": ["A", "B"], "codes": struct.pack("<3I", 0, 0, 0)}},
+            "first-seen order",
+        ),
     ],
 )
 def test_malformed_batch_fields_are_named(changes: dict[str, object], needle: str) -> None:
     with pytest.raises(DataError, match=needle):
         decode_batch(_doc(**changes), seq=4)
+
+
+def test_null_rows_sent_as_encode_batch_writes_them_decode() -> None:
+    # the refusals above are exact: the same columns with their nulls where the checks say
+    price = {"t": "i64", "d": struct.pack("<3q", 5, 0, 7), "valid": b"\x05"}
+    symbol = {"t": "str", "dict": ["A", ""], "codes": struct.pack("<3I", 0, 1, 0), "valid": b"\x05"}
+    events = decode_batch(_doc(price=price, symbol=symbol), seq=4).events
+    assert events["price"].to_list() == [5, None, 7]
+    assert events["symbol"].to_list() == ["A", None, "A"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches())
+def test_decoded_frame_is_the_public_construction(batch: Batch) -> None:
+    # decode_batch builds its frame with polars' native constructors; the public ones from
+    # the same Arrow columns give the same frame, dtypes and chunks
+    columns = batch.events.to_arrow().columns
+    arrays = {c: a.combine_chunks() for c, a in zip(batch.events.columns, columns, strict=True)}
+    got = _frame_of(list(batch.events.columns), arrays)
+    want = pl.DataFrame([pl.Series(c, arrays[c]) for c in batch.events.columns])
+    assert got.schema == want.schema
+    assert got.equals(want)
+    assert got.n_chunks("all") == want.n_chunks("all")
 
 
 def test_missing_required_field_is_refused() -> None:
