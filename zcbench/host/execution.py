@@ -557,13 +557,15 @@ class ExecutionLayer:
         """The last market price (ticks) seen per symbol."""
         if self._unpriced:
             frames, self._unpriced = self._unpriced, []
-            # the symbols seen, worked out by polars: turning every row's symbol into a Python
-            # string held the interpreter lock for ~20 ms per 256 batches of 1,000 events
+            # how many symbols were seen, counted by polars: turning every row's symbol into a
+            # Python string held the interpreter lock for ~20 ms per 256 batches of 1,000
+            # events, and the set of them (``unique``, a query) cost ~60 us a call where the
+            # count (``n_unique``, a null counting as one) costs under 1
             columns = [f.get_column("symbol") for f in frames]
             if any(c.dtype != pl.String for c in columns):  # a feed's own (categorical, null)
                 columns = [c.cast(pl.String) for c in columns]
             symbols = pl.concat(columns, rechunk=False)
-            wanted = set(symbols.drop_nulls().unique().to_list())
+            wanted = symbols.n_unique() - (1 if symbols.null_count() else 0)
             found: dict[str, int] = {}
             sides: dict[str, tuple[int, int] | None] = {}
             # newest first, so each symbol's last mark is met first; stop once all are known
@@ -572,7 +574,7 @@ class ExecutionLayer:
                 for symbol, px in last_marks(frame).items():
                     if symbol not in found:
                         found[symbol], sides[symbol] = px, quotes.get(symbol)
-                if len(found) == len(wanted):
+                if len(found) == wanted:
                     break
             self._prices.update(found)
             for symbol, side in sides.items():

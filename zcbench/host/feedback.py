@@ -61,6 +61,9 @@ class FeedbackBuilder:
         self._next_row = 0
         self._signal_of: dict[int, int] = {}  # batch seq: signal position of its last order row
         self._orders_of: dict[int, int] = {}  # batch seq: order rows seen
+        # the limits' pairs, made again only when the execution layer holds other limits
+        # (RiskLimits is frozen): reading and sorting its fields cost ~3 us a context
+        self._limits: tuple[RiskLimits, tuple[tuple[str, int], ...]] | None = None
 
     def take(self, seq: int) -> bytes | None:
         """The encoded context for batch ``seq``, or None when nothing happened since the last."""
@@ -75,7 +78,13 @@ class FeedbackBuilder:
         self._next_row += len(rows)
         outcomes = tuple(self._outcome(row) for row in rows)
         positions = tuple(sorted((s, q) for s, q in self.execution.positions.items() if q))
-        return Context(seq, outcomes, positions, limits_pairs(self.execution.limits))
+        return Context(seq, outcomes, positions, self._limits_pairs())
+
+    def _limits_pairs(self) -> tuple[tuple[str, int], ...]:
+        limits = self.execution.limits
+        if self._limits is None or self._limits[0] is not limits:
+            self._limits = (limits, limits_pairs(limits))
+        return self._limits[1]
 
     def _outcome(self, row: Mapping[str, Any]) -> Outcome:
         batch = int(row["seq"])

@@ -81,23 +81,34 @@ def last_marks(frame: pl.DataFrame) -> dict[str, int]:
                         strict=True))
     # a batch: the rule walked newest first in plain Python over the columns' values, where a
     # polars query costs far more than the few rows it reads (tests/marketdata/test_marks.py
-    # holds the two to the same marks)
-    values = {c: frame.get_column(c).to_list() for c in columns}
-    price, close = values.get("price"), values.get("close")
-    bid, ask = (values["bid"], values["ask"]) if "bid" in values and "ask" in values else (
-        None, None)
-    symbols = frame.get_column("symbol").to_list()
+    # holds the two to the same marks); a growing chunk at a time from the end, stopping once
+    # every symbol (counted by polars, a null not counting) has its mark: a batch's few symbols
+    # all appear near its end, and each row read costs a Python step
+    symbol_column = frame.get_column("symbol")
+    wanted = symbol_column.n_unique() - (1 if symbol_column.null_count() else 0)
     found: dict[str, int] = {}
-    for i in range(len(symbols) - 1, -1, -1):
-        symbol = symbols[i]
-        if symbol is None or symbol in found:
-            continue
-        value = price[i] if price is not None else None  # the first field there, then > 0
-        if value is None and bid is not None and ask is not None:
-            b, a = bid[i], ask[i]
-            value = (b + a) // 2 if b is not None and a is not None else None
-        if value is None and close is not None:
-            value = close[i]
-        if value is not None and value > 0:
-            found[symbol] = value
+    end, step = frame.height, 64
+    while len(found) < wanted and end > 0:
+        start = max(0, end - step)
+        chunk = frame if (start, end) == (0, frame.height) else frame.slice(start, end - start)
+        values = {c: chunk.get_column(c).to_list() for c in columns}
+        price, close = values.get("price"), values.get("close")
+        bid, ask = (values["bid"], values["ask"]) if "bid" in values and "ask" in values else (
+            None, None)
+        symbols = chunk.get_column("symbol").to_list()
+        for i in range(len(symbols) - 1, -1, -1):
+            symbol = symbols[i]
+            if symbol is None or symbol in found:
+                continue
+            value = price[i] if price is not None else None  # the first field there, then > 0
+            if value is None and bid is not None and ask is not None:
+                b, a = bid[i], ask[i]
+                value = (b + a) // 2 if b is not None and a is not None else None
+            if value is None and close is not None:
+                value = close[i]
+            if value is not None and value > 0:
+                found[symbol] = value
+                if len(found) == wanted:  # every symbol has its mark: the rest is older
+                    break
+        end, step = start, step * 4
     return dict(reversed(found.items()))

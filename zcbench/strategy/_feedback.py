@@ -121,22 +121,29 @@ def _text(value: Any) -> bool:
     return type(value) is str and len(value) <= MAX_TEXT
 
 
+def _where(o: Outcome) -> str:
+    """How a check's error names ``o`` (made only when one is raised: every outcome is
+    checked, most pass)."""
+    return f"feedback outcome of batch {describe(o.batch)}"
+
+
 def _check_outcome(o: Outcome) -> None:
-    where = f"feedback outcome of batch {describe(o.batch)}"
     if not _int(o.batch, 0, _INT64 - 1) or not _int(o.signal, 0, _INT64 - 1):
-        raise DataError(f"{where}: batch and signal must be non-negative ints")
+        raise DataError(f"{_where(o)}: batch and signal must be non-negative ints")
     if not _text(o.symbol) or not o.symbol:
-        raise DataError(f"{where}: symbol must be a non-empty string of <= {MAX_TEXT} chars")
+        raise DataError(f"{_where(o)}: symbol must be a non-empty string of <= {MAX_TEXT} chars")
     if o.status not in OUTCOME_STATUSES or type(o.status) is not str:
-        raise DataError(f"{where}: status {describe(o.status)} not in {sorted(OUTCOME_STATUSES)}")
+        raise DataError(
+            f"{_where(o)}: status {describe(o.status)} not in {sorted(OUTCOME_STATUSES)}"
+        )
     if not _text(o.limit) or not _text(o.reason):
-        raise DataError(f"{where}: limit and reason must be strings of <= {MAX_TEXT} chars")
+        raise DataError(f"{_where(o)}: limit and reason must be strings of <= {MAX_TEXT} chars")
     if (o.status == "refused") != bool(o.limit):
-        raise DataError(f"{where}: a refusal names its limit, and only a refusal does")
+        raise DataError(f"{_where(o)}: a refusal names its limit, and only a refusal does")
     if not _int(o.quantity, 0, _INT64 - 1):
-        raise DataError(f"{where}: quantity {describe(o.quantity)} is not a non-negative int")
+        raise DataError(f"{_where(o)}: quantity {describe(o.quantity)} is not a non-negative int")
     if o.price is not None and not _int(o.price, 1, _INT64 - 1):
-        raise DataError(f"{where}: price {describe(o.price)} is not None or a positive int")
+        raise DataError(f"{_where(o)}: price {describe(o.price)} is not None or a positive int")
 
 
 def _pairs(what: str, pairs: Any) -> tuple[tuple[str, int], ...]:

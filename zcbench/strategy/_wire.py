@@ -446,19 +446,43 @@ def _bytes_of(value: object, length: int, where: str, key: str) -> bytes:
 
 
 def _encode_signals(signals: Sequence[Signal]) -> bytes:
+    # every map built in canonical key order (by encoded length, then bytewise: v, signals;
+    # qty, side, hints, limit, symbol), so the canonical writer takes it as built (``ordered``,
+    # a third of the sort's cost: the signals are encoded for every OUT record and hashed for
+    # every order) when it holds only what that writer takes as built: a Signal holds text and
+    # ints, and an int beyond CBOR's 64-bit heads goes to the sorting writer, which refuses it
+    # (tests/strategy/test_wire.py holds the two to the same bytes)
     items = [
         {
-            "symbol": s.symbol,
-            "side": s.side,
             "qty": s.quantity,
-            "limit": s.limit_price,
+            "side": s.side,
             "hints": [list(h) for h in s.hints],
+            "limit": s.limit_price,
+            "symbol": s.symbol,
         }
         for s in signals
     ]
-    return _cbor.encode_canonical({"v": WIRE_VERSION, "signals": items})
+    doc = {"v": WIRE_VERSION, "signals": items}
+    return _cbor.encode_canonical(doc, ordered=all(map(_heads_hold, signals)))
 
 
+def _heads_hold(s: Signal) -> bool:
+    """Whether ``s`` holds only plain text (no str subclass) and ints that fit a CBOR integer
+    head (at most 64 bits, either sign): what the canonical writer takes as built."""
+    return (
+        type(s.symbol) is str
+        and type(s.side) is str
+        and s.quantity <= _CBOR_INT_MAX
+        and (s.limit_price is None or s.limit_price <= _CBOR_INT_MAX)
+        and all(
+            type(name) is str
+            and (type(value) is str or -_CBOR_INT_MAX - 1 <= value <= _CBOR_INT_MAX)
+            for name, value in s.hints
+        )
+    )
+
+
+_CBOR_INT_MAX: Final = 2**64 - 1  # the largest argument of a CBOR head
 _NO_SIGNALS: Final = _encode_signals([])
 
 

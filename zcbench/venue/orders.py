@@ -82,13 +82,14 @@ MAX_QUANTITY: Final = 10**12
 MAX_PRICE: Final = 10**15
 _ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:_")
 MAX_ID_LEN: Final = 64
+_HEX: Final = frozenset("0123456789abcdef")
 
 
 def _check_id(name: str, value: object) -> None:
     if (
         not isinstance(value, str)
         or not 0 < len(value) <= MAX_ID_LEN
-        or not set(value) <= _ID_CHARS
+        or not _ID_CHARS.issuperset(value)
     ):
         raise DataError(
             f"{name} must be 1 to {MAX_ID_LEN} characters of letters, digits and -.:_, "
@@ -96,14 +97,19 @@ def _check_id(name: str, value: object) -> None:
         )
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> None:
+def _check_int(
+    name: str, value: object, low: int, high: int, what: str = "", ident: str = ""
+) -> None:
+    """``value`` is an int in [low, high]; the error names it ``<what> <ident>: <name>``
+    (made only when raised: the checks run for every order and report)."""
     if type(value) is not int or not low <= value <= high:
-        raise DataError(f"{name} must be an int in [{low}, {high}], got {value!r}")
+        where = f"{what} {ident}: {name}" if what else name
+        raise DataError(f"{where} must be an int in [{low}, {high}], got {value!r}")
 
 
-def _check_price(name: str, value: object) -> None:
+def _check_price(name: str, value: object, what: str = "", ident: str = "") -> None:
     if value is not None:
-        _check_int(name, value, 1, MAX_PRICE)
+        _check_int(name, value, 1, MAX_PRICE, what, ident)
 
 
 def cl_ord_id_for(prefix: str, seq: int, position: int) -> str:
@@ -157,7 +163,7 @@ class Order:
             raise DataError(f"order {self.cl_ord_id}: symbol must be 1 to 32 characters")
         if self.side not in ("buy", "sell"):
             raise DataError(f"order {self.cl_ord_id}: side must be buy or sell, got {self.side!r}")
-        _check_int(f"order {self.cl_ord_id}: quantity", self.quantity, 1, MAX_QUANTITY)
+        _check_int("quantity", self.quantity, 1, MAX_QUANTITY, "order", self.cl_ord_id)
         if self.ord_type not in ORDER_TYPES:
             raise DataError(
                 f"order {self.cl_ord_id}: type must be one of {', '.join(ORDER_TYPES)}, "
@@ -168,8 +174,8 @@ class Order:
                 f"order {self.cl_ord_id}: time in force must be one of {', '.join(TIFS)}, "
                 f"got {self.tif!r}"
             )
-        _check_price(f"order {self.cl_ord_id}: limit price", self.limit_price)
-        _check_price(f"order {self.cl_ord_id}: stop price", self.stop_price)
+        _check_price("limit price", self.limit_price, "order", self.cl_ord_id)
+        _check_price("stop price", self.stop_price, "order", self.cl_ord_id)
         needs_limit = self.ord_type in (LIMIT, STOP_LIMIT)
         needs_stop = self.ord_type in (STOP, STOP_LIMIT)
         if needs_limit != (self.limit_price is not None):
@@ -187,10 +193,10 @@ class Order:
                 f"order {self.cl_ord_id}: a stop order rests until triggered; its time in force "
                 f"must be DAY or GTC, not {self.tif}"
             )
-        _check_int(f"order {self.cl_ord_id}: log index", self.log_index, 0, 2**63 - 1)
-        _check_int(f"order {self.cl_ord_id}: signal position", self.signal_pos, 0, 2**31 - 1)
+        _check_int("log index", self.log_index, 0, 2**63 - 1, "order", self.cl_ord_id)
+        _check_int("signal position", self.signal_pos, 0, 2**31 - 1, "order", self.cl_ord_id)
         if self.signal_hash and (
-            len(self.signal_hash) != 64 or not set(self.signal_hash) <= set("0123456789abcdef")
+            len(self.signal_hash) != 64 or not _HEX.issuperset(self.signal_hash)
         ):
             raise DataError(f"order {self.cl_ord_id}: signal hash must be 64 lowercase hex")
 
@@ -233,9 +239,9 @@ class Replace:
     def __post_init__(self) -> None:
         _check_id("ClOrdID", self.cl_ord_id)
         _check_id("OrigClOrdID", self.orig_cl_ord_id)
-        _check_int(f"replace {self.cl_ord_id}: quantity", self.quantity, 1, MAX_QUANTITY)
-        _check_price(f"replace {self.cl_ord_id}: limit price", self.limit_price)
-        _check_price(f"replace {self.cl_ord_id}: stop price", self.stop_price)
+        _check_int("quantity", self.quantity, 1, MAX_QUANTITY, "replace", self.cl_ord_id)
+        _check_price("limit price", self.limit_price, "replace", self.cl_ord_id)
+        _check_price("stop price", self.stop_price, "replace", self.cl_ord_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,11 +282,11 @@ class Execution:
         if self.side not in ("buy", "sell"):
             raise DataError(f"execution {self.exec_id}: side must be buy or sell")
         for name in ("order_qty", "last_qty", "cum_qty", "leaves_qty"):
-            _check_int(f"execution {self.exec_id}: {name}", getattr(self, name), 0, MAX_QUANTITY)
-        _check_int(f"execution {self.exec_id}: last_px", self.last_px, 0, MAX_PRICE)
-        _check_int(f"execution {self.exec_id}: cum_notional", self.cum_notional, 0, 2**63 - 1)
-        _check_int(f"execution {self.exec_id}: ts", self.ts, 0, 2**63 - 1)
-        _check_int(f"execution {self.exec_id}: log_index", self.log_index, 0, 2**63 - 1)
+            _check_int(name, getattr(self, name), 0, MAX_QUANTITY, "execution", self.exec_id)
+        _check_int("last_px", self.last_px, 0, MAX_PRICE, "execution", self.exec_id)
+        _check_int("cum_notional", self.cum_notional, 0, 2**63 - 1, "execution", self.exec_id)
+        _check_int("ts", self.ts, 0, 2**63 - 1, "execution", self.exec_id)
+        _check_int("log_index", self.log_index, 0, 2**63 - 1, "execution", self.exec_id)
         if (self.exec_type == "trade") != (self.last_qty > 0):
             raise DataError(
                 f"execution {self.exec_id}: a trade, and only a trade, has a last quantity"
