@@ -5,12 +5,12 @@ backtest's, not the next-event model's (whose fill of a resting limit order is a
 from __future__ import annotations
 
 import importlib.util
-import textwrap
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.host.support import REST_THEN_SELL
 from zcbench.backtest import BacktestConfig, prepare, run_prepared
 from zcbench.cli import main
 from zcbench.evidence.tearsheet import DEFAULT_CAPITAL_TICKS
@@ -24,43 +24,11 @@ pytestmark = pytest.mark.slow
 
 SPEC = BatchSpec(count=1)
 
-# On the first bar: a GTC limit buy of 300 a little under the close, which rests until the
-# market comes down to it and then fills in part on bars of 120 units; once the context says
-# the position is at least 200, a market sell of it all.
-_STRATEGY = textwrap.dedent('''
-    from dataclasses import dataclass
-
-    from zcbench.strategy import Signal, Strategy
-
-
-    @dataclass(frozen=True)
-    class RestParams:
-        below_ticks: int = 20_000
-
-
-    class RestThenSell(Strategy):
-        name = "rest-then-sell"
-        params_type = RestParams
-        input_fields = FIELDS
-
-        def __init__(self, params):
-            super().__init__(params)
-            self.sent = False
-            self.sold = False
-
-        def on_batch(self, batch, context=None):
-            closes = batch.events.get_column("close").to_list()
-            symbol = batch.events.get_column("symbol")[0]
-            if not self.sent:
-                self.sent = True
-                return [Signal(symbol, "buy", 300, limit_price=closes[-1] - self.params.below_ticks,
-                               hints=(("tif", "GTC"),))]
-            held = dict(context.positions).get(symbol, 0) if context is not None else 0
-            if held >= 200 and not self.sold:
-                self.sold = True
-                return [Signal(symbol, "sell", held)]
-            return []
-''')
+# The resting strategy of the restart tests (tests/host/support.py), with the fields given.
+def _source(fields: tuple[str, ...]) -> str:
+    declared = 'input_fields = ("close", "volume")'
+    assert declared in REST_THEN_SELL
+    return REST_THEN_SELL.replace(declared, f"input_fields = {fields!r}")
 
 
 def _bars() -> pl.DataFrame:
@@ -91,7 +59,7 @@ def test_pack_backtest_of_a_context_strategy_is_run_prepared_and_the_live_pnl(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     module = tmp_path / "rest_then_sell.py"
-    module.write_text(_STRATEGY.replace("FIELDS", repr(("close", "volume"))))
+    module.write_text(_source(("close", "volume")))
     summary, run, bars = _live_run(module, tmp_path)
 
     strategy = _strategy(module)
@@ -136,7 +104,7 @@ def test_a_log_without_the_bar_volume_is_backtested_by_the_next_event_model(
     # the strategy declares only the close: its logged bars lack the volume, the venue's
     # liquidity, so the pack cannot replay the venue and says which model it used instead
     module = tmp_path / "rest_then_sell.py"
-    module.write_text(_STRATEGY.replace("FIELDS", repr(("close",))))
+    module.write_text(_source(("close",)))
     _, run, _ = _live_run(module, tmp_path)
     pack = tmp_path / "pack"
     code = main(["evidence", str(run), "--out", str(pack), "--trust", "dev"])
