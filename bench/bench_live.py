@@ -399,19 +399,48 @@ def _dropped_in_log(run: Path) -> int:
 
 
 _RSS_RUN = """
-import resource, sys, tempfile
+import sys, tempfile, threading
 from pathlib import Path
 from zcbench.host.live import ModuleImage, run_live
 from zcbench.host.proxy import LiveSource, synthetic_feed
 from zcbench.marketdata import BatchSpec, SyntheticConfig
 seconds, rate, module = float(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
 feed = synthetic_feed(SyntheticConfig(rate=rate, duration_s=seconds), seed=6)
+
+def hwm(pid):  # VmHWM, kB: a process's own peak (ru_maxrss can carry a parent's over exec)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return 0
+
+def tree(pid):  # the process and its descendants (the launcher, then the enclave under it)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return out
+
+enclave_peak, done = [0], threading.Event()
+
+def booted(handle):
+    root = handle.enclave.pid
+    def sample():  # the enclave's peak, read while it runs (it is gone once the run ends)
+        while not done.wait(0.2):
+            enclave_peak[0] = max([enclave_peak[0], *(hwm(p) for p in tree(root))])
+    threading.Thread(target=sample, daemon=True).start()
+
 with tempfile.TemporaryDirectory(dir=".") as tmp:
-    s = run_live(ModuleImage(module), Path(tmp) / "run", LiveSource(feed, BatchSpec(count=100)))
+    s = run_live(ModuleImage(module), Path(tmp) / "run", LiveSource(feed, BatchSpec(count=100)),
+                 on_booted=booted)
+done.set()
 assert s.status == "completed", s.reason
-# VmHWM: this process's own peak (ru_maxrss can carry the parent's over fork + exec)
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-print(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, s.batches, s.dropped_batches)
+print(hwm("self"), enclave_peak[0], s.batches, s.dropped_batches)
 """
 
 
