@@ -123,21 +123,26 @@ def test_prepared_columns_refuse_a_range_outside_the_frame() -> None:
         BatchColumns(frame).encode(1, 3)
 
 
-signals_st = st.lists(
-    st.builds(
-        Signal,
-        symbol=st.text(min_size=1, max_size=8),
-        side=st.sampled_from(["buy", "sell"]),
-        quantity=st.integers(min_value=1, max_value=2**62),
-        limit_price=st.none() | st.integers(min_value=1, max_value=2**62),
-        hints=st.lists(
-            st.tuples(st.text(max_size=6), st.integers(-(2**62), 2**62) | st.text(max_size=6)),
-            max_size=3,
-            unique_by=lambda h: h[0],
-        ).map(tuple),
-    ),
-    max_size=8,
-)
+def _signals(bound: int, max_size: int) -> st.SearchStrategy[list[Signal]]:
+    """Lists of signals whose integers reach ``bound`` in size."""
+    return st.lists(
+        st.builds(
+            Signal,
+            symbol=st.text(min_size=1, max_size=8),
+            side=st.sampled_from(["buy", "sell"]),
+            quantity=st.integers(min_value=1, max_value=bound),
+            limit_price=st.none() | st.integers(min_value=1, max_value=bound),
+            hints=st.lists(
+                st.tuples(st.text(max_size=6), st.integers(-bound, bound) | st.text(max_size=6)),
+                max_size=3,
+                unique_by=lambda h: h[0],
+            ).map(tuple),
+        ),
+        max_size=max_size,
+    )
+
+
+signals_st = _signals(2**62, 8)
 
 
 @pytest.mark.slow
@@ -149,22 +154,8 @@ def test_signals_round_trip_is_exact(signals: list[Signal]) -> None:
     assert encode_signals(decode_signals(wire)) == wire
 
 
-wide_signals_st = st.lists(
-    st.builds(
-        Signal,
-        symbol=st.text(min_size=1, max_size=8),
-        side=st.sampled_from(["buy", "sell"]),
-        # across the 64-bit heads' edge: beyond it the canonical writer refuses the int
-        quantity=st.integers(min_value=1, max_value=2**65),
-        limit_price=st.none() | st.integers(min_value=1, max_value=2**65),
-        hints=st.lists(
-            st.tuples(st.text(max_size=6), st.integers(-(2**65), 2**65) | st.text(max_size=6)),
-            max_size=3,
-            unique_by=lambda h: h[0],
-        ).map(tuple),
-    ),
-    max_size=4,
-)
+# across the 64-bit heads' edge: beyond it the canonical writer refuses the int
+wide_signals_st = _signals(2**65, 4)
 
 
 def _sorted_encoding(signals: list[Signal]) -> bytes | type[Exception]:

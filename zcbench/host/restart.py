@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -652,7 +652,6 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
     without a fill is carried untriggered: no report says it triggered). Raises
     :class:`~zcbench.errors.VerificationError` when a resting order's signal is not found
     in a log that verifies."""
-    from zcbench.host.execution import read_journal
     from zcbench.venue.orders import STOP, STOP_LIMIT, order_from_signal
     from zcbench.venue.paper import DAY_NS, OpenOrder
 
@@ -664,10 +663,9 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
     runs: dict[str, Path] = {}  # run id: folder, this run's and its predecessors' as needed
     fills: dict[str, tuple[int, int]] = {}  # ClOrdID: quantity, notional journaled
     placed: dict[str, tuple[int, int]] = {}  # ClOrdID: run (the oldest first), journal row
-    folder: Path | None = end.run_dir
-    depth = 0
-    while folder is not None and not needed <= set(runs) and depth < 10_000:
-        journal = read_journal(folder)
+    for depth, folder, journal in _journal_chain(end.run_dir):
+        if needed <= set(runs):
+            break
         runs[str(journal.header.get("run_id", ""))] = folder
         for n, row in enumerate(journal.rows.iter_rows(named=True)):
             cid = str(row["cl_ord_id"])
@@ -679,9 +677,6 @@ def carry_paper_orders(end: RunEnd) -> list[Any]:
                 qty, notional = fills.get(cid, (0, 0))
                 fills[cid] = (qty + int(row["quantity"]),
                               notional + int(row["quantity"]) * int(row["price_ticks"]))
-        before = journal.header.get("continues")
-        folder = Path(before) if isinstance(before, str) and before else None
-        depth += 1
     chain, short = chain_folders(end.run_dir, end.origin, end.size, trust=end.trust,
                                  wanted=needed, folders=tuple(runs.values()))
     carried = []
@@ -720,23 +715,31 @@ def chain_exec_ids(end: RunEnd) -> set[str]:
     ends the walk: its ids are then not known). A continuing run's paper venue numbers its
     ids after them (:meth:`zcbench.venue.PaperVenue.carry`)."""
     from zcbench.auditlog.opening import start_state_of
-    from zcbench.host.execution import read_journal
 
     ids = set(end.exec_ids) | {e.exec_id for e in end.unjournaled}
-    folder: Path | None = end.run_dir
-    seen: set[Path] = set()
-    while folder is not None and folder not in seen and len(seen) < 10_000:
-        seen.add(folder)
-        try:
-            journal = read_journal(folder)
+    with contextlib.suppress(ZcbenchError):  # no such folder, or records that do not read
+        for _, folder, journal in _journal_chain(end.run_dir):
             start = start_state_of(folder)
-        except ZcbenchError:  # no such folder, or records that do not read
-            break
-        ids |= {str(i) for i in journal.rows.get_column("exec_id").to_list() if i}
-        ids |= {e.exec_id for e in start.executions} if start is not None else set()
-        before = journal.header.get("continues")
-        folder = Path(before).resolve() if isinstance(before, str) and before else None
+            ids |= {str(i) for i in journal.rows.get_column("exec_id").to_list() if i}
+            ids |= {e.exec_id for e in start.executions} if start is not None else set()
     return ids
+
+
+def _journal_chain(run_dir: Path) -> Iterator[tuple[int, Path, Any]]:
+    """``run_dir``'s journal, then each predecessor's, walked back through the journals'
+    ``continues`` (unsigned hints: what is read from them is checked by the caller), with
+    their depth; a folder met twice, or 10,000 of them, ends the walk. A journal that does not
+    read raises (:func:`zcbench.host.execution.read_journal`)."""
+    from zcbench.host.execution import read_journal
+
+    folder: Path | None = Path(run_dir)
+    seen: set[Path] = set()
+    while folder is not None and folder.resolve() not in seen and len(seen) < 10_000:
+        seen.add(folder.resolve())
+        journal = read_journal(folder)
+        yield len(seen) - 1, folder, journal
+        before = journal.header.get("continues")
+        folder = Path(before) if isinstance(before, str) and before else None
 
 
 def _run_id(origin: str) -> str:
